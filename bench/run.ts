@@ -33,6 +33,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   startup: async () => (await import('./startup.js')).startupSuite,
   mastra: async () => (await import('./mastra.js')).mastraSuite,
   signing: async () => (await import('./signing.js')).signingSuite,
+  'stats-history': async () => (await import('./stats-history.js')).statsHistorySuite,
 };
 
 async function main(argv: string[]): Promise<number> {

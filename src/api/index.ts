@@ -12,6 +12,7 @@ export {
   consoleApi,
   executionApi,
   executionRecordApi,
+  statsHistoryApi,
   keyApi,
   signingKeyApi,
   memoryApi,

@@ -13,6 +13,7 @@ import type { MemoryBackend } from '../memory/index.js';
 import type { MessageSigner, MessagingBus } from '../messaging/index.js';
 import type { ToolAuditReads, ToolServerManager } from '../tools/wasm/index.js';
 import type { ToolCatalogue } from '../tools/index.js';
+import type { StatsHistory } from '../observability/index.js';
 import { auditRecorder } from '../audit/index.js';
 import type { ResponseStore } from './response-store.js';
 import { agentRoutes } from './routes/agents.js';
@@ -30,6 +31,7 @@ import { observabilityRoutes, type ObservabilityRouteDeps } from './routes/obser
 import { openAiRoutes } from './routes/openai-compat.js';
 import { responsesRoutes } from './routes/responses.js';
 import { signingKeyRoutes } from './routes/signing-keys.js';
+import { statsHistoryRoutes } from './routes/stats-history.js';
 import { systemRoutes, type Lifecycle } from './routes/system.js';
 import { toolRoutes } from './routes/tools.js';
 
@@ -69,6 +71,11 @@ export function signingKeyApi(opts: { keys: SigningKeyStore }): ApiRoutes[] {
 /** Execution records and traces (GET /executions, /executions/{id}, /traces/{id}). */
 export function executionRecordApi(deps: ExecutionRouteDeps): ApiRoutes[] {
   return [{ plugin: (a) => executionRecordRoutes(a, deps) }];
+}
+
+/** The Overview charts' retained history (GET /stats/history). */
+export function statsHistoryApi(deps: { history: StatsHistory }): ApiRoutes[] {
+  return [{ plugin: (a) => statsHistoryRoutes(a, deps) }];
 }
 
 /** Invoke, and the OpenAI-compatible chat completions and responses. */

@@ -31,6 +31,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'POST /api/v1/auth/sso/token': { public: true },
   'GET /api/v1/status': P('observe:read'),
   'GET /api/v1/status/overview': P('observe:read'),
+  'GET /api/v1/stats/history': P('observe:read'),
   'GET /api/v1/cluster': P('observe:read'),
   'GET /api/v1/config': P('config:read'),
   'GET /api/v1/logs': P('observe:read'),

@@ -5,7 +5,7 @@
 export { MEMORY_MIGRATIONS } from './migrations.js';
 export { MemoryStore, type MemoryStoreOptions, type AnnStatus } from './sqlite-store.js';
 export type { MemoryBackend, MemoryBackendKind } from './backend.js';
-export { entityText, words } from './text.js';
+export { entityText, matchedObservation, words } from './text.js';
 export { VectorIndex, ANN_MIN_VECTORS, type AnnRepair } from './vector-index.js';
 export { ANN_FILE_NAME, checkAnnFile, saveAnnFile, type AnnSidecar } from './ann-file.js';
 export {

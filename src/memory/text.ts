@@ -57,6 +57,33 @@ export function queryTerms(query: string): string[] {
   return kept.length > 0 ? kept : all;
 }
 
+/** Whether a query term matches a word: the same, or one a prefix of the other of at least 4 letters ("work", "works"). */
+function termMatches(term: string, word: string): boolean {
+  if (term === word) return true;
+  const [short, long] = term.length <= word.length ? [term, word] : [word, term];
+  return short.length >= 4 && long.startsWith(short);
+}
+
+/**
+ * Which observation a search hit matched (the one holding most of the query's terms, the first on
+ * a tie) and the terms it holds, so a result can show that observation with its match marked
+ * rather than the entity's first one. `observation` is null when no observation holds a term (the
+ * hit matched by its name, its type or by meaning).
+ */
+export function matchedObservation(
+  observations: readonly string[],
+  query: string,
+): { observation: number | null; terms: string[] } {
+  const terms = queryTerms(query);
+  let best: { observation: number | null; terms: string[] } = { observation: null, terms: [] };
+  observations.forEach((o, i) => {
+    const ws = words(o);
+    const held = terms.filter((t) => ws.some((w) => termMatches(t, w)));
+    if (held.length > best.terms.length) best = { observation: i, terms: held };
+  });
+  return best;
+}
+
 export function chunks<T>(xs: readonly T[], n: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));

@@ -33,3 +33,14 @@ export {
 } from './memory-reducer.js';
 export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-event-store.js';
 export { SpanStore, type StoredSpan, type SpanStoreOptions } from './span-store.js';
+export {
+  HISTORY_RANGES,
+  IncrementalHistory,
+  windowOf,
+  type History,
+  type HistoryBucket,
+  type HistoryRange,
+  type StatsHistory,
+} from './history.js';
+export { SqliteStatsHistory, HISTORY_MIGRATIONS } from './history-sqlite.js';
+export { PgStatsHistory } from './history-pg.js';

@@ -28,6 +28,7 @@ import {
   startDelivery,
   startExecution,
   openExecutionRecords,
+  openStatsHistory,
   startHttp,
   startMcp,
   startMemory,
@@ -238,6 +239,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         clusterState,
       }),
     );
+    stack.add(await openStatsHistory({ db, records, clusterState }));
     const execution = stack.add(
       startExecution({
         config,

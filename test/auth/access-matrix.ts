@@ -197,6 +197,7 @@ export const ROUTES: Entry[] = [
   // Observation: the role decides, except events about agents (R3).
   role('GET /api/v1/status', () => get('/api/v1/status'), 200),
   role('GET /api/v1/status/overview', () => get('/api/v1/status/overview'), 200),
+  role('GET /api/v1/stats/history', () => get('/api/v1/stats/history?range=15m'), 200),
   role('GET /api/v1/cluster', () => get('/api/v1/cluster'), 200),
   role('GET /api/v1/config', () => get('/api/v1/config'), 200),
   role('GET /api/v1/logs', () => get('/api/v1/logs'), 200),

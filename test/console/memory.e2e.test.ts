@@ -1,8 +1,13 @@
 /**
- * The Memory page in a real browser: entities and relations created through the API, found with
- * the console's search, one opened with its observations and its neighbourhood graph, a neighbour
+ * The Memory page in a real browser: entities and relations created through the API, browsed by
+ * scope and type with pages, found with the console's search (the observation that matched shown,
+ * its words marked), one opened with its observations and its neighbourhood graph, a neighbour
  * reached with the keyboard alone (Tab, Enter) landing on its page with the graph centred on it,
- * the depth control widening the graph, and the same neighbours as a list.
+ * the depth control widening the graph, and the same neighbours as a list. The graph's shown
+ * labels never overlap, its legend names the types, and it zooms and pans (buttons, wheel, drag,
+ * keys). Entities, observations and relations are added, edited and deleted with memory:write; a
+ * viewer key sees no such action, and a key limited to another scope has the server's refusal
+ * shown under the Scope field.
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,7 +61,27 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
         { from: 'Charles Babbage', to: 'Difference Engine', relationType: 'designed' },
       ],
     });
-  }, 60_000);
+    // A hub with many long-named neighbours: labels that would overprint.
+    const spokes = Array.from({ length: 14 }, (_, i) => `A rather long neighbour name ${i + 1}`);
+    await post('/api/v1/memory/entities', {
+      entities: [
+        { name: 'Hub', entityType: 'topic', observations: ['The centre of many'] },
+        ...spokes.map((name, i) => ({ name, entityType: i % 2 ? 'topic' : 'source', observations: [] })),
+      ],
+    });
+    await post('/api/v1/memory/relations', {
+      relations: spokes.map((to) => ({ from: 'Hub', to, relationType: 'mentions' })),
+    });
+    // 55 notes in the global scope: more than a page.
+    await post('/api/v1/memory/entities', {
+      scope: 'global',
+      entities: Array.from({ length: 55 }, (_, i) => ({
+        name: `note ${String(i + 1).padStart(2, '0')}`,
+        entityType: 'note',
+        observations: [`note number ${i + 1}`],
+      })),
+    });
+  }, 120_000);
   afterAll(async () => {
     await browser?.close();
     await cs?.close();
@@ -70,17 +95,21 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
     const { page, problems, close } = await openPage(browser);
     try {
       await signIn(page, cs.url, cs.admin, '/ui/memory');
-      await page.getByLabel('Search', { exact: true }).fill('first computer program');
+      await page.getByLabel('Search', { exact: true }).fill('born in London');
       await page.getByRole('button', { name: 'Search' }).click();
       const results = page.getByTestId('memory-results');
       await results.waitFor();
-      expect(new URL(page.url()).searchParams.get('q')).toBe('first computer program');
-      expect(await results.locator('li').first().textContent()).toContain('Ada Lovelace');
+      expect(new URL(page.url()).searchParams.get('q')).toBe('born in London');
+      const first = results.locator('li').first();
+      expect(await first.textContent()).toContain('Ada Lovelace');
+      // The snippet is the observation that matched (her second), its words marked — not her first.
+      expect(await first.getByTestId('match').textContent()).toContain('Born in London in 1815');
+      expect(await first.getByTestId('match').locator('mark').allTextContents()).toEqual(['Born', 'London']);
       await expectAccessible(page, 'memory search');
       await results.getByRole('link', { name: 'Ada Lovelace' }).click();
 
       await page.getByRole('heading', { name: 'Ada Lovelace', level: 1 }).waitFor();
-      expect(await page.getByTestId('observations').locator('li').allTextContents()).toEqual([
+      expect(await page.getByTestId('observation').allTextContents()).toEqual([
         'Wrote the first published computer program',
         'Born in London in 1815',
       ]);
@@ -166,11 +195,200 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
     }
   });
 
+  it('browses by scope and type, a page at a time', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/memory');
+      const list = page.getByTestId('memory-entities');
+      await list.waitFor();
+      await page.locator('#memory-type').selectOption('machine');
+      await expect
+        .poll(() => list.locator('li a').allTextContents())
+        .toEqual(['Analytical Engine', 'Difference Engine']);
+      expect(new URL(page.url()).searchParams.get('type')).toBe('machine');
+      await page.locator('#memory-type').selectOption('');
+      await page.locator('#memory-scope').selectOption('global');
+      await expect.poll(() => page.locator('#entities-title').textContent()).toBe('Entities 1–50 of 55');
+      expect(await list.locator('li').count()).toBe(50);
+      await expectAccessible(page, 'memory browse');
+      await page.getByRole('button', { name: 'Next' }).click();
+      await expect.poll(() => page.locator('#entities-title').textContent()).toBe('Entities 51–55 of 55');
+      expect(new URL(page.url()).searchParams.get('offset')).toBe('50');
+      expect(await list.locator('li a').last().textContent()).toBe('note 55');
+      expect(await page.getByRole('button', { name: 'Next' }).isDisabled()).toBe(true);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('draws the graph without overprinted labels, with a legend, and zooms and pans', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/memory/entities/Hub');
+      const graph = page.getByTestId('memory-graph');
+      await graph.waitFor();
+      await expect.poll(() => page.getByTestId('graph-node').count()).toBe(15);
+      const boxes = () =>
+        page.getByTestId('graph-label').evaluateAll((els) =>
+          els.map((e) => {
+            const r = e.getBoundingClientRect();
+            return { x: r.x, y: r.y, w: r.width, h: r.height };
+          }),
+        );
+      const overlapping = (bs: { x: number; y: number; w: number; h: number }[]) =>
+        bs.flatMap((a, i) =>
+          bs
+            .slice(i + 1)
+            .filter((b) => a.x < b.x + b.w - 1 && b.x < a.x + a.w - 1 && a.y < b.y + b.h - 1 && b.y < a.y + a.h - 1),
+        ).length;
+      const before = await boxes();
+      expect(before.length).toBeGreaterThan(3);
+      expect(overlapping(before)).toBe(0);
+      expect(await page.getByTestId('graph-legend').locator('li').allTextContents()).toEqual([
+        'source',
+        'topic',
+        'ringed: the centre',
+      ]);
+      // Two types, two colours.
+      const fills = await page
+        .locator('[data-testid=graph-node] circle')
+        .evaluateAll((els) => [...new Set(els.map((e) => e.getAttribute('fill')))]);
+      expect(fills).toHaveLength(2);
+      await expectAccessible(page, 'memory graph');
+
+      const viewBox = () => graph.getAttribute('viewBox');
+      const start = await viewBox();
+      await page.getByRole('button', { name: 'Zoom in' }).click();
+      await page.getByRole('button', { name: 'Zoom in' }).click();
+      expect(await page.getByTestId('graph-zoom').textContent()).toBe('156 %');
+      // Zoomed in, labels keep their size on screen: no fewer fit, still none overlapping.
+      const zoomed = await boxes();
+      expect(zoomed.length).toBeGreaterThanOrEqual(before.length);
+      expect(overlapping(zoomed)).toBe(0);
+      // Drag pans.
+      const b = (await graph.boundingBox())!;
+      const panned = await viewBox();
+      await page.mouse.move(b.x + 20, b.y + 20);
+      await page.mouse.down();
+      await page.mouse.move(b.x + 120, b.y + 80, { steps: 5 });
+      await page.mouse.up();
+      expect(await viewBox()).not.toBe(panned);
+      expect(new URL(page.url()).pathname).toBe('/ui/memory/entities/Hub');
+      // The wheel zooms out; the keyboard inside the graph zooms, pans and fits.
+      await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2);
+      await page.mouse.wheel(0, 200);
+      expect(await page.getByTestId('graph-zoom').textContent()).toBe('130 %');
+      await page.getByRole('button', { name: 'Fit' }).focus();
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('+');
+      expect(await page.getByTestId('graph-zoom').textContent()).toBe('163 %');
+      await page.keyboard.press('ArrowRight');
+      await page.keyboard.press('0');
+      expect(await viewBox()).toBe(start);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('adds, edits and deletes an entity, its observations and a relation', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/memory');
+      await page.getByText('Add an entity').click();
+      await page.getByLabel('Name', { exact: true }).fill('Grace Hopper');
+      await page.locator('#new-type').fill('person');
+      await page.getByLabel('Observations (one a line)').fill('Wrote the first compiler');
+      await page.getByRole('button', { name: 'Add', exact: true }).click();
+      await page.getByRole('heading', { name: 'Grace Hopper', level: 1 }).waitFor();
+      const observations = () => page.getByTestId('observation').allTextContents();
+      expect(await observations()).toEqual(['Wrote the first compiler']);
+
+      await page.getByLabel('New observation').fill('Admiral in the US Navy');
+      await page.getByRole('button', { name: 'Add observation' }).click();
+      await expect.poll(observations).toEqual(['Wrote the first compiler', 'Admiral in the US Navy']);
+
+      await page.getByRole('button', { name: 'Edit observation 2' }).click();
+      await page.getByLabel('Observation 2', { exact: true }).fill('Rear admiral in the US Navy');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(observations).toEqual(['Wrote the first compiler', 'Rear admiral in the US Navy']);
+
+      await page.getByRole('button', { name: 'Delete observation 1' }).click();
+      await page.getByTestId('confirm').getByRole('button', { name: 'Delete the observation' }).click();
+      await expect.poll(observations).toEqual(['Rear admiral in the US Navy']);
+
+      await page.getByLabel('Relation', { exact: true }).fill('admired');
+      await page.getByLabel('Other entity').fill('Ada Lovelace');
+      await page.getByRole('button', { name: 'Add relation' }).click();
+      await expect
+        .poll(() => page.getByTestId('neighbours').textContent())
+        .toContain('Grace Hopper admired Ada Lovelace');
+      await page.getByTestId('memory-graph').waitFor();
+      // The same relation again is named under its field.
+      await page.getByLabel('Relation', { exact: true }).fill('admired');
+      await page.getByLabel('Other entity').fill('Ada Lovelace');
+      await page.getByRole('button', { name: 'Add relation' }).click();
+      expect(await page.locator('#rel-type-error').textContent()).toBe('That relation is already there.');
+      await expectAccessible(page, 'memory editing');
+      await page.getByRole('button', { name: 'Delete the relation Grace Hopper admired Ada Lovelace' }).click();
+      await page.getByTestId('confirm').getByRole('button', { name: 'Delete the relation' }).click();
+      await page.getByText('No relations: Grace Hopper stands alone.').waitFor();
+
+      await page.getByRole('button', { name: 'Delete entity' }).click();
+      await page.getByTestId('confirm').getByRole('button', { name: 'Delete the entity' }).click();
+      await page.getByTestId('memory-entities').waitFor();
+      expect(new URL(page.url()).pathname).toBe('/ui/memory');
+      const gone = await http(cs.url, 'GET', '/api/v1/memory/entities/Grace%20Hopper', { headers: bearer(cs.admin) });
+      expect(gone.status).toBe(404);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('a viewer key is offered no change; a key limited to another scope sees the refusal under Scope', async () => {
+    const viewer = await cs.keyFor('viewer');
+    const limited = await cs.keyFor('developer', { memory: ['global'] });
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, viewer, '/ui/memory/entities/Ada%20Lovelace');
+      await page.getByTestId('read-only').waitFor();
+      expect(await page.getByRole('button', { name: /^(Delete|Edit|Add)/ }).count()).toBe(0);
+      expect(await page.getByText('Add an entity').count()).toBe(0);
+      await expectAccessible(page, 'memory read only');
+    } finally {
+      await close();
+    }
+    const second = await openPage(browser);
+    try {
+      const p = second.page;
+      await signIn(p, cs.url, limited, '/ui/memory');
+      await p.getByText('Add an entity').click();
+      await p.getByLabel('Name', { exact: true }).fill('Not allowed here');
+      await p.locator('#new-type').fill('thing');
+      expect(await p.locator('#new-scope').inputValue()).toBe('workspace');
+      await p.getByRole('button', { name: 'Add', exact: true }).click();
+      const under = p.locator('#new-scope-error');
+      await under.waitFor();
+      expect(await under.textContent()).toContain('may not use the memory scope "workspace"');
+      // In its own scope the same key may write.
+      await p.locator('#new-scope').fill('global');
+      await p.getByRole('button', { name: 'Add', exact: true }).click();
+      await p.getByRole('heading', { name: 'Not allowed here', level: 1 }).waitFor();
+      expect(new URL(p.url()).searchParams.get('scope')).toBe('global');
+      expect(second.problems).toEqual([]);
+    } finally {
+      await second.close();
+    }
+    expect(problems).toEqual([]);
+  });
+
   for (const width of WIDTHS) {
     it(`the memory pages at ${width} px`, async () => {
       const { page, problems, close } = await openPage(browser, width);
       try {
-        await signIn(page, cs.url, cs.admin, '/ui/memory?q=engine');
+        await signIn(page, cs.url, cs.admin, '/ui/memory?q=engine%20computer');
         await page.getByTestId('memory-results').waitFor();
         await screenshot(page, 'memory');
         await page.goto(`${cs.url}/ui/memory/entities/Analytical%20Engine?depth=2`);

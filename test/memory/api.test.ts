@@ -115,6 +115,15 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       expect(s.status).toBe(200);
       expect(s.json.results[0].entity.name).toBe('Ada');
       expect(s.json.results[0].score).toBeGreaterThan(0.3);
+      // Each hit names the observation it matched and the query's terms in it ("programmer" ~ "program").
+      expect(s.json.results[0].match).toEqual({ observation: 0, terms: ['first', 'programmer'] });
+      const born = await call('POST', '/memory/search', { query: 'born when', mode: 'keyword', limit: 1 });
+      expect(born.json.results[0].match).toEqual({ observation: 2, terms: ['born'] });
+
+      // The list counts each type of the scope, whatever type it is filtered to.
+      const people = await call('GET', '/memory/entities?type=person');
+      expect(people.json.total).toBe(2);
+      expect(people.json.types).toEqual({ machine: 1, person: 2 });
 
       const t = await call('GET', '/memory/traverse?from=Ada&direction=both&max_depth=2');
       expect(t.json.entities.map((e: { name: string; depth: number }) => [e.name, e.depth])).toEqual([

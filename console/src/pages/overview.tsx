@@ -10,8 +10,10 @@ import { ErrorBox, Loading } from '../components/feedback';
 import { locationOf } from '../components/issues';
 import { LiveStatus } from '../components/live-status';
 import { Sparkline } from '../components/sparkline';
+import { HistoryCharts, RANGES } from './overview-history';
 import { bytes, duration, percent, rate, time } from '../format';
 import { useApi, useLive, usePoll } from '../hooks';
+import type { PageProps } from '../pages';
 import { Link } from '../router';
 import { can } from '../session';
 
@@ -103,7 +105,9 @@ const POLL_MS = 2000;
 
 type Series = 'executions' | 'messages' | 'errors' | 'queue';
 
-export default function Overview() {
+export default function Overview({ query }: PageProps) {
+  const asked = query.get('range');
+  const range = RANGES.some((r) => r.id === asked) ? asked! : '1h';
   const [data, setData] = useState<OverviewData>();
   const [error, setError] = useState<unknown>();
   const history = useRef<Record<Series, number[]>>({ executions: [], messages: [], errors: [], queue: [] });
@@ -311,6 +315,7 @@ export default function Overview() {
           </dd>
         </div>
       </dl>
+      <HistoryCharts range={range} />
 
       {invalidCount > 0 && status.data && (
         <>

@@ -12,6 +12,7 @@ import {
   checkMemoryScope,
   exportJson,
   exportJsonl,
+  matchedObservation,
   parseScope,
   permittedScopes,
   prepareImport,
@@ -106,11 +107,14 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     },
     async (req) => {
       const scopes = await scopesOf(store, req.query.scope, req.principal);
-      const all = (await store.readGraph(scopes)).entities.filter(
-        (e) => req.query.type === undefined || e.entityType === req.query.type,
-      );
+      const inScopes = (await store.readGraph(scopes)).entities;
+      // Every type of the scopes with its count, whatever `type` picks: what a browser offers to pick from.
+      const types: Record<string, number> = {};
+      for (const e of inScopes) types[e.entityType] = (types[e.entityType] ?? 0) + 1;
+      const all = inScopes.filter((e) => req.query.type === undefined || e.entityType === req.query.type);
       return {
         entities: all.slice(req.query.offset, req.query.offset + req.query.limit),
+        types,
         total: all.length,
         limit: req.query.limit,
         offset: req.query.offset,
@@ -313,7 +317,8 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
         mode: b.mode,
         ...(b.entity_type !== undefined && { entity_type: b.entity_type }),
       });
-      return { results };
+      // Each hit names the observation it matched, so a result shows that one rather than the first.
+      return { results: results.map((h) => ({ ...h, match: matchedObservation(h.entity.observations, b.query) })) };
     },
   );
 

@@ -342,6 +342,8 @@ export interface ExecutionLog {
   get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined>;
   /** Executions of one trace (a trace read names its executions). */
   byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]>;
+  /** Writes what is queued (readers that aggregate the table, such as the stats history, call it first). */
+  flush(): void | Promise<void>;
   /** Records dropped since start (the queue bound, or a failed write). */
   readonly dropped: number;
   /** Writes what is queued and stops. */

@@ -12,6 +12,7 @@ export { watchAgentFiles, type AgentFilesComponent } from './agent-files.js';
 export { startMemory, type MemoryComponent } from './memory.js';
 export { startExecution, type ExecutionComponent } from './execution.js';
 export { openExecutionRecords, type ExecutionRecordsComponent } from './executions.js';
+export { openStatsHistory } from './stats-history.js';
 export type { ClusterComponent, ClusterStateComponent } from './cluster.js';
 /** The cluster's components (NATS, PostgreSQL), loaded only by a node with `[cluster]`. */
 export const clusterComponents = () => import('./cluster.js');
