@@ -6,7 +6,7 @@
  * column.
  */
 import type { AclMessage, Conversation, DeliveryRow, StoredMessage } from '../index.js';
-import { MAX_ATTEMPT_ERRORS } from '../store.js';
+import { MAX_ATTEMPT_ERRORS } from '../index.js';
 import type { PgMigration } from '../../storage/pg/index.js';
 
 export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [

@@ -19,7 +19,7 @@ import type {
   Page,
   StoredMessage,
 } from '../index.js';
-import { deliveryView } from '../store.js';
+import { deliveryView } from '../index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { deliveryOf } from './pg-message-tables.js';
