@@ -121,6 +121,14 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
     action: 'dead_letter.replay_bulk',
     target: (req) => bodyField(req, 'receiver'),
   },
+  'POST /api/v1/dead-letters/discard': {
+    action: 'dead_letter.discard_bulk',
+    target: (req) => bodyField(req, 'receiver'),
+  },
+  'POST /api/v1/dead-letters/purge': {
+    action: 'dead_letter.purge_bulk',
+    target: (req) => bodyField(req, 'receiver'),
+  },
   // Memory
   'POST /api/v1/memory/entities': { action: 'memory.write', target: memoryScope, details: { op: 'create_entities' } },
   'DELETE /api/v1/memory/entities/:name': {

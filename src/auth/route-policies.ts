@@ -91,6 +91,8 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /api/v1/dead-letters/:id': P('messages:read'),
   'POST /api/v1/dead-letters/:id/replay': P('dead_letters:replay'),
   'POST /api/v1/dead-letters/replay': P('dead_letters:replay'),
+  'POST /api/v1/dead-letters/discard': P('dead_letters:replay'),
+  'POST /api/v1/dead-letters/purge': P('dead_letters:replay'),
 
   // Tools
   'GET /api/v1/tools': P('tools:read'),

@@ -509,14 +509,11 @@ export class Executor {
     try {
       if (isolation === 'context') {
         const host = hostSpecs.map((s) => this.hostTools.get(s.name)).filter((t): t is Tool => t !== undefined);
-        const refused = this.hostTools.onRefused;
+        // Read at each execution: the tool audit sets them once it exists.
+        const { onRefused, onCalled } = this.hostTools;
         const tools = opts.shadow
           ? shadowTools(this.#deps.tools, host)
-          : executionTools(
-              this.#deps.tools,
-              host,
-              refused && ((name, args, ctx, reason) => refused(name, args, ctx, reason)),
-            );
+          : executionTools(this.#deps.tools, host, { onRefused, onCalled });
         const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
           if (def.wasm !== undefined)

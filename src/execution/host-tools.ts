@@ -26,19 +26,20 @@ export interface HostToolCall {
 }
 
 /**
- * The tools of one execution: the built-ins plus `host`; `onRefused` hears of the calls the
- * agent's allowlist refuses. Built-in names are reserved (the
- * executor's host registry refuses them), and should one slip through, the built-in wins.
+ * The tools of one execution: the built-ins plus `host`; `hooks` hear of the calls the agent's
+ * allowlist refuses and of those run by tools that do not record their own (the server's tool
+ * audit records both). Built-in names are reserved (the executor's host registry refuses them),
+ * and should one slip through, the built-in wins.
  */
 export function executionTools(
   builtins: ToolRegistry,
   host: readonly Tool[],
-  onRefused?: ToolRegistry['onRefused'],
+  hooks: Partial<Pick<ToolRegistry, 'onRefused' | 'onCalled'>> = {},
 ): ToolRegistry {
-  if (host.length === 0 && !onRefused) return builtins;
+  if (host.length === 0 && !hooks.onRefused && !hooks.onCalled) return builtins;
   const tools = new ToolRegistry();
-  // Calls the allowlist refuses are reported (the server's tool audit records them).
-  tools.onRefused = onRefused;
+  tools.onRefused = hooks.onRefused;
+  tools.onCalled = hooks.onCalled;
   for (const t of builtins.list()) tools.register(t);
   for (const t of host) if (!tools.get(t.name)) tools.register(t);
   return tools;

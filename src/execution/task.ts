@@ -33,11 +33,9 @@ export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> 
   const host = (job.host_tools ?? []).map((spec) => hostToolProxy(spec, (method, args) => ctx.call(method, args)));
   // A call the allowlist refuses is sent on to the server too, whose host registry refuses it
   // again and records it in the tool audit; the answer is not needed.
-  const tools = executionTools(
-    deps.tools,
-    host,
-    (name, args) => void ctx.call(HOST_TOOL_METHOD, { name, args }).catch(() => undefined),
-  );
+  const tools = executionTools(deps.tools, host, {
+    onRefused: (name, args) => void ctx.call(HOST_TOOL_METHOD, { name, args }).catch(() => undefined),
+  });
   return runAgent(job, tools === deps.tools ? deps : { ...deps, tools }, {
     signal: ctx.signal,
     emit: (e: ExecutionEvent) => ctx.emit(e),

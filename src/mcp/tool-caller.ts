@@ -68,6 +68,7 @@ export function scrubResult(r: CallToolResult): CallToolResult {
 /** One mounted tool: `server.tool` in Caxton, `tool` on the MCP server. */
 export class McpTool implements Tool {
   readonly name: string;
+  readonly audits = true;
   description: string;
   input_schema: JsonSchema;
   /** The server's own description of the tool, as listed (a gateway offers it unchanged). */

@@ -12,6 +12,19 @@ export type BusReads = Pick<
   'getConversation' | 'listConversations' | 'getMessage' | 'listMessages' | 'deadLetters' | 'deadLetter'
 >;
 
+/** A dead letter to discard, with the conversation a purge may delete after it. */
+export interface DiscardTarget {
+  id: number;
+  conversation_id: string;
+}
+
+export interface DiscardResult {
+  /** The dead letters deleted. */
+  discarded: number[];
+  /** The conversations a purge deleted. */
+  conversations: number;
+}
+
 /** The figures of GET /api/v1/messaging/stats and the status overview. */
 export interface BusStats {
   queued: number;
@@ -38,6 +51,11 @@ export interface MessagingBus {
   send(m: AclMessage, hints?: SendHints): Promise<SubmitResult>;
   wait(id: ConversationId, timeoutMs: number, signal?: AbortSignal): Promise<Conversation>;
   replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }>;
+  /**
+   * Deletes these dead letters (one replayed meanwhile stays); with `purge`, also the conversations
+   * they belonged to once nothing of those is pending or dead, with their messages.
+   */
+  discard(letters: readonly DiscardTarget[], opts?: { purge?: boolean }): Promise<DiscardResult>;
   stats(): BusStats;
   /** Starts delivering (what a previous run left is delivered again). */
   start():

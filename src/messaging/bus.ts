@@ -5,7 +5,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Tracer } from '../observability/trace-context.js';
 import { CaxtonError, describeError } from '../shared/errors.js';
 import { Pruner, type Db } from '../storage/index.js';
-import type { BusStats, MessagingBus } from './bus-port.js';
+import type { BusStats, DiscardResult, DiscardTarget, MessagingBus } from './bus-port.js';
 import type { MessagingConfig } from './config.js';
 import type { Conversation } from './conversation.js';
 import { Directory } from './directory.js';
@@ -224,6 +224,16 @@ export class MessageBus extends EngineBus implements MessagingBus {
   async replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
     const d = await this.reads.deadLetter(id);
     return this.engine.replay(d, id);
+  }
+
+  async discard(letters: readonly DiscardTarget[], opts: { purge?: boolean } = {}): Promise<DiscardResult> {
+    return this.#commit.run(() => {
+      const discarded = this.store.discardDead(letters.map((d) => d.id));
+      if (!opts.purge) return { discarded, conversations: 0 };
+      const gone = new Set(discarded);
+      const of = letters.filter((d) => gone.has(d.id)).map((d) => d.conversation_id);
+      return { discarded, conversations: this.store.dropSettledConversations(of) };
+    });
   }
 
   /** Waits until everything accepted so far is on disk, notifications to subscribers included (tests, shutdown). */

@@ -138,3 +138,29 @@ export async function replayDeadLetters(
   }
   return { matched: chosen.length, replayed, failed };
 }
+
+export interface BulkDiscardResult {
+  /** Dead letters the selection matched (for a dry run, what the action would take). */
+  matched: number;
+  /** The dead letters deleted (one replayed meanwhile is not). */
+  discarded: number[];
+  /** Conversations deleted with them (a purge only). */
+  conversations: number;
+}
+
+/**
+ * Deletes every dead letter `sel` takes for `reader`, or (dry run) counts them. With `purge`, the
+ * conversations they belonged to go too, with their messages, once nothing of them is pending or
+ * dead — what retention would delete later.
+ */
+export async function discardDeadLetters(
+  bus: MessagingBus,
+  reader: Pick<Principal, 'scope'> | undefined,
+  sel: DeadLetterSelection,
+  opts: { dryRun?: boolean; purge?: boolean } = {},
+): Promise<BulkDiscardResult> {
+  const chosen = await selectDeadLetters(bus, reader, sel);
+  if (opts.dryRun) return { matched: chosen.length, discarded: [], conversations: 0 };
+  const out = await bus.discard(chosen, { purge: opts.purge === true });
+  return { matched: chosen.length, ...out };
+}

@@ -14,7 +14,7 @@ export type { ConversationStep, DeliveryQueue, Outgoing, StepStore } from './eng
 export { DispatchQueue, type DispatchQueueOptions } from './dispatch-queue.js';
 export { SqliteSteps } from './sqlite-steps.js';
 export type { MessagingConfig } from './config.js';
-export type { BusReads, BusStats, MessagingBus } from './bus-port.js';
+export type { BusReads, BusStats, DiscardResult, DiscardTarget, MessagingBus } from './bus-port.js';
 export {
   checkReceiverLimits,
   duplicateResult,
@@ -35,11 +35,16 @@ export { ConversationEvents, type BusEvent } from './events.js';
 export { MessageReads, type ReadSources } from './reads.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
 export {
+  attemptErrorsOf,
+  deliveryView,
+  MAX_ATTEMPT_ERRORS,
   messageRow,
   MESSAGING_MIGRATIONS,
+  type AttemptError,
   type ConversationFilter,
   type DeadLetterFilter,
   type DeliveryRow,
+  type DeliveryView,
   type MessageFilter,
   type StoredMessage,
   type Page,
@@ -50,8 +55,10 @@ export { eventVisibleTo, readsFor } from './scoped-reads.js';
 export {
   MAX_BULK_DEAD_LETTERS,
   replayDeadLetter,
+  discardDeadLetters,
   replayDeadLetters,
   selectDeadLetters,
+  type BulkDiscardResult,
   type BulkReplayResult,
   type DeadLetterSelection,
   type ReplayedLetter,

@@ -4,12 +4,13 @@ import type { AclMessage, ConversationId } from './message.js';
 import type {
   ConversationFilter,
   DeadLetterFilter,
-  DeliveryRow,
+  DeliveryView,
   MessageFilter,
   MessageStore,
   Page,
   StoredMessage,
 } from './store.js';
+import { deliveryView } from './store.js';
 
 /** What the reads need from the bus: its write barrier, its open conversations and its store. */
 export interface ReadSources {
@@ -49,10 +50,10 @@ export class MessageReads {
     return this.#src.store.listConversations({ ...q, limit: q.limit ?? 50, offset: q.offset ?? 0 });
   }
 
-  async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryRow[] }) | undefined> {
+  async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryView[] }) | undefined> {
     await this.#src.settled();
     const s = this.#src.store.getMessage(id);
-    return s && { ...s, deliveries: this.#src.store.deliveriesOf(id) };
+    return s && { ...s, deliveries: this.#src.store.deliveriesOf(id).map(deliveryView) };
   }
 
   /** Messages newest first, narrowed by the filter. */
@@ -64,22 +65,25 @@ export class MessageReads {
 
   async deadLetters(
     q: DeadLetterFilter & { limit?: number; offset?: number } = {},
-  ): Promise<Page<DeliveryRow & { message: AclMessage }>> {
+  ): Promise<Page<DeliveryView & { message: AclMessage }>> {
     await this.#src.settled();
     const { limit, offset, ...filter } = q;
     const page = this.#src.store.deadLetters(limit ?? 50, offset ?? 0, filter);
-    return { total: page.total, items: page.items.map((d) => ({ ...d, message: this.#messageOf(d) })) };
+    return {
+      total: page.total,
+      items: page.items.map((d) => ({ ...deliveryView(d), message: this.#messageOf(d) })),
+    };
   }
 
-  async deadLetter(id: number): Promise<DeliveryRow & { message: AclMessage }> {
+  async deadLetter(id: number): Promise<DeliveryView & { message: AclMessage }> {
     await this.#src.settled();
     const d = this.#src.store.getDelivery(id);
     if (!d || d.state !== 'dead') throw new CaxtonError('not_found', `no dead letter with id ${id}`, { id });
-    return { ...d, message: this.#messageOf(d) };
+    return { ...deliveryView(d), message: this.#messageOf(d) };
   }
 
   // A delivery row references its message by a foreign key (store.ts): the message is always there.
-  #messageOf(d: DeliveryRow): AclMessage {
+  #messageOf(d: { message_id: string }): AclMessage {
     return this.#src.store.getMessage(d.message_id)!.message;
   }
 }

@@ -68,7 +68,52 @@ export const MESSAGING_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX deliveries_receiver ON deliveries (receiver COLLATE NOCASE, message_id);
     `,
   },
+  {
+    // Each failed attempt's error with its time, newest last, at most MAX_ATTEMPT_ERRORS (JSON):
+    // written by the same UPDATE that records the failure, so a failure costs no extra statement.
+    id: 'messaging-003-attempts',
+    sql: 'ALTER TABLE deliveries ADD COLUMN errors TEXT;',
+  },
 ];
+
+/** The failed attempts a delivery row keeps (the oldest go first); the last error is also in `last_error`. */
+export const MAX_ATTEMPT_ERRORS = 20;
+
+/** One failed attempt of a delivery: when it failed and why (scrubbed of secrets like `last_error`). */
+export interface AttemptError {
+  at: string;
+  error: string;
+}
+
+/** The stored `errors` column (JSON, or null before any failure) as a list; damaged text reads as none. */
+export function attemptErrorsOf(raw: unknown): AttemptError[] {
+  let v = raw;
+  if (typeof raw === 'string') {
+    try {
+      v = JSON.parse(raw) as unknown;
+    } catch {
+      return [];
+    }
+  }
+  if (!Array.isArray(v)) return [];
+  return (v as { at?: unknown; error?: unknown }[])
+    .filter((e) => typeof e?.at === 'string' && typeof e.error === 'string')
+    .map((e) => ({ at: e.at as string, error: e.error as string }));
+}
+
+/** A delivery row as the read side serves it: its failed attempts as a list instead of the stored column. */
+export type DeliveryView = Omit<DeliveryRow, 'errors'> & { attempt_errors: AttemptError[] };
+
+export function deliveryView(d: DeliveryRow): DeliveryView {
+  const { errors, ...rest } = d;
+  return { ...rest, attempt_errors: attemptErrorsOf(errors) };
+}
+
+/**
+ * SQLite's expression for the `errors` column with one more attempt (`?` the time, `?` the error)
+ * appended and the oldest dropped beyond MAX_ATTEMPT_ERRORS.
+ */
+const APPEND_ERROR = `json_insert(CASE WHEN json_array_length(coalesce(errors, '[]')) >= ${MAX_ATTEMPT_ERRORS} THEN json_remove(errors, '$[0]') ELSE coalesce(errors, '[]') END, '$[#]', json_object('at', ?, 'error', ?))`;
 
 export type DeliveryState = 'pending' | 'done' | 'dead';
 
@@ -81,6 +126,8 @@ export interface DeliveryRow {
   next_at: number;
   last_error: string | null;
   updated_at: string;
+  /** The failed attempts as stored (SQLite's JSON text, PostgreSQL's jsonb; see `attemptErrorsOf`); absent on rows the engine builds itself. */
+  errors?: string | AttemptError[] | null;
 }
 
 export interface StoredMessage {
@@ -190,11 +237,12 @@ export class MessageStore {
       ),
       ack: db.prepare("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?"),
       retry: db.prepare(
-        "UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+        `UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
       ),
       dead: db.prepare(
-        "UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ? WHERE id = ?",
+        `UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
       ),
+      discard: db.prepare("DELETE FROM deliveries WHERE id = ? AND state = 'dead'"),
       replay: db.prepare(
         "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = ? WHERE id = ? AND state = 'dead'",
       ),
@@ -253,12 +301,44 @@ export class MessageStore {
     this.#s.ack.run(now, id);
   }
 
+  // A failed attempt is recorded here and only here: its error joins the row's `errors` list.
   retry(id: number, attempts: number, nextAt: number, error: string, now: string): void {
-    this.#s.retry.run(attempts, nextAt, scrubSecrets(error), now, id);
+    const e = scrubSecrets(error);
+    this.#s.retry.run(attempts, nextAt, e, now, now, e, id);
   }
 
   dead(id: number, attempts: number, error: string, now: string): void {
-    this.#s.dead.run(attempts, scrubSecrets(error), now, id);
+    const e = scrubSecrets(error);
+    this.#s.dead.run(attempts, e, now, now, e, id);
+  }
+
+  /** Deletes the dead letters among `ids` (a row replayed meanwhile is not dead, and stays); returns those deleted. */
+  discardDead(ids: readonly number[]): number[] {
+    return ids.filter((id) => this.#s.discard.run(id).changes > 0);
+  }
+
+  /**
+   * Deletes those of `ids` that are finished conversations with nothing of theirs pending or dead,
+   * with their messages, deliveries and subscriptions (as retention would, now); returns how many.
+   */
+  dropSettledConversations(ids: readonly string[]): number {
+    const settled = this.db.prepare(
+      `SELECT 1 FROM conversations c WHERE c.id = ? AND c.state IN ('completed', 'failed', 'expired')
+         AND NOT EXISTS (SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id WHERE m.conversation_id = c.id AND d.state <> 'done')`,
+    );
+    const steps = [
+      'DELETE FROM deliveries WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?)',
+      'DELETE FROM messages WHERE conversation_id = ?',
+      'DELETE FROM subscriptions WHERE conversation_id = ?',
+      'DELETE FROM conversations WHERE id = ?',
+    ].map((sql) => this.db.prepare(sql));
+    let n = 0;
+    for (const id of new Set(ids)) {
+      if (settled.get(id) === undefined) continue;
+      for (const st of steps) st.run(id);
+      n++;
+    }
+    return n;
   }
 
   replay(id: number, now: string): boolean {

@@ -25,6 +25,7 @@ export function audited(group: string, tool: AuditedTool, sink: ToolAuditSink | 
     name: tool.name,
     description: tool.description,
     input_schema: tool.input_schema,
+    audits: true,
     async invoke(args, ctx) {
       const started = Date.now();
       const t0 = performance.now();

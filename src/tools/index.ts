@@ -1,5 +1,5 @@
 export type { Tool, ToolContext, ToolResult } from './types.js';
-export { ToolRegistry, allowsTool } from './registry.js';
+export { ToolRegistry, allowsTool, type CalledTool } from './registry.js';
 export { calculatorTool, evaluate } from './builtin/calculator.js';
 export { currentTimeTool } from './builtin/current-time.js';
 export { llmChatTool } from './builtin/llm-chat.js';

@@ -18,6 +18,19 @@ export function allowsTool(allowed: readonly string[], name: string): boolean {
 
 const allows = allowsTool;
 
+/** One finished call, as `ToolRegistry.onCalled` hears of it. */
+export interface CalledTool {
+  name: string;
+  args: Record<string, unknown>;
+  ctx: ToolContext;
+  /** When it started (ms since epoch) and how long it took (µs). */
+  started: number;
+  duration_us: number;
+  outcome: 'ok' | 'error' | 'timeout';
+  /** What the model was given (the error, when it failed). */
+  result: string;
+}
+
 /**
  * All tools the server offers. An agent sees only the tools its `tools` list allows (exact names,
  * `SERVER.*` or a bare `SERVER` for every tool of a server); anything else it asks for is refused, never run.
@@ -29,6 +42,12 @@ export class ToolRegistry {
    * tools it was not given is worth seeing). Set by whoever owns the audit (ToolServerManager).
    */
   onRefused: ((name: string, args: Record<string, unknown>, ctx: ToolContext, reason: string) => void) | undefined;
+  /**
+   * Told of every call run by a tool that does not record its own (`Tool.audits`): built-ins,
+   * memory tools, send_message. Here, not in each tool, so a new tool is never missing from the
+   * audit. Set with `onRefused`.
+   */
+  onCalled: ((call: CalledTool) => void) | undefined;
   /** Names `register` refuses, with what holds them. */
   readonly #reserved = new Map<string, string>();
 
@@ -103,24 +122,48 @@ export class ToolRegistry {
     if (remaining <= 0)
       return { content: `tool "${name}" was not run: the request deadline has passed`, is_error: true };
     let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
     const timeout = new Promise<ToolResult>((resolve) => {
-      timer = setTimeout(
-        () => resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true }),
-        remaining,
-      );
+      timer = setTimeout(() => {
+        timedOut = true;
+        resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true });
+      }, remaining);
     });
+    const started = Date.now();
+    const t0 = performance.now();
+    const heard = (r: ToolResult, cancelled = false): ToolResult => {
+      if (this.onCalled && tool.audits !== true) {
+        try {
+          this.onCalled({
+            name,
+            args,
+            ctx,
+            started,
+            duration_us: Math.round((performance.now() - t0) * 1000),
+            outcome: timedOut || cancelled ? 'timeout' : r.is_error === true ? 'error' : 'ok',
+            result: r.content,
+          });
+        } catch {
+          // auditing must never turn a call into a failure of the execution
+        }
+      }
+      return r;
+    };
     try {
       // Tool output is outside text: scrubbed of the configured secrets before the model, the
       // response or a store sees it (ADR 0017).
       const r = await Promise.race([tool.invoke(args, ctx), timeout]);
       const content = scrubSecrets(r.content);
-      return content === r.content ? r : { ...r, content };
+      return heard(content === r.content ? r : { ...r, content });
     } catch (e) {
-      if (ctx.signal.aborted) throw e;
-      return {
+      if (ctx.signal.aborted) {
+        heard({ content: 'cancelled: the execution was cancelled or timed out', is_error: true }, true);
+        throw e;
+      }
+      return heard({
         content: scrubSecrets(`tool "${name}" failed: ${e instanceof Error ? e.message : String(e)}`),
         is_error: true,
-      };
+      });
     } finally {
       clearTimeout(timer);
     }

@@ -52,5 +52,10 @@ export interface Tool {
   readonly name: string;
   readonly description: string;
   readonly input_schema: JsonSchema;
+  /**
+   * The tool records each of its calls in the tool audit itself (tool servers, MCP tools, the
+   * workspace, web and todo groups); the registry records the calls of every other tool.
+   */
+  readonly audits?: boolean;
   invoke(args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult>;
 }

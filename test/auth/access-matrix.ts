@@ -315,6 +315,12 @@ export const ROUTES: Entry[] = [
     () => post('/api/v1/dead-letters/replay', { all: true, dry_run: true }),
     200,
   ),
+  role(
+    'POST /api/v1/dead-letters/discard',
+    () => post('/api/v1/dead-letters/discard', { all: true, dry_run: true }),
+    200,
+  ),
+  role('POST /api/v1/dead-letters/purge', () => post('/api/v1/dead-letters/purge', { all: true, dry_run: true }), 200),
 
   // Tools (R5).
   {

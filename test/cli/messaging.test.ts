@@ -241,6 +241,21 @@ describe('caxton message, conversation and dlq', () => {
     expectExit(show, 0);
     expect(show.stdout).toContain(`dead letter:  ${dead.id}`);
     expect(show.stdout).toContain(`replay it with: caxton dlq replay ${dead.id}`);
+    expect(show.stdout).toMatch(/each attempt:\n {2}1\. \d{4}-\d\d-\d\dT.*later\.toml/);
+
+    // Discard and purge count first: nothing goes without --yes, and a filter is required.
+    const count = await cli('dlq', 'discard', '--receiver', 'fragile');
+    expectExit(count, 0);
+    expect(count.stdout.trim()).toBe('1 dead letter match; run again with --yes to discard it');
+    expect(parseJson<Json>(await cli('dlq', 'purge', '--receiver', 'nobody', '--yes', '--json'))).toEqual({
+      dry_run: false,
+      matched: 0,
+      discarded: [],
+      conversations: 0,
+    });
+    const unfiltered = await cli('dlq', 'discard');
+    expectExit(unfiltered, 2);
+    expect(unfiltered.stderr).toContain('choose which dead letters');
 
     writeFileSync(join(dir, 'later.toml'), 'fallback = "done at last"\n');
     const replay = await cli('dlq', 'replay', String(dead.id), '--json');

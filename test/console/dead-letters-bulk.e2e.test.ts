@@ -1,11 +1,13 @@
 /**
- * Replaying many dead letters at once, in a real browser and over the API: five deliveries fail
+ * Replaying and discarding many dead letters at once, in a real browser and over the API: four deliveries fail
  * for good (their agents' provider answers 503, [messaging] max_attempts = 1), two of them to one
  * receiver. Filtered by that receiver, the console counts first, names the count in its
  * confirmation, and replays only that receiver's; the others stay. The API counts without
  * replaying (dry run), refuses a selection without a filter naming the field, takes only what a
  * scoped key may read, and refuses a viewer naming the permission. The overview's card and a
- * failed conversation lead to the dead letters.
+ * failed conversation lead to the dead letters. A dead letter lists each attempt's error with its
+ * time and links to the run that failed; a conversation's message links to the run that answered it.
+ * Discarding by receiver deletes only that receiver's; purging deletes the conversation too.
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,7 +142,7 @@ describe.skipIf(!hasSystem('chromium'))('console: bulk replay of dead letters (c
       await page.getByRole('heading', { name: `Dead letter #${one.id}` }).waitFor();
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dead letters' }).click();
       await page.getByTestId('dead-letter-row').first().waitFor();
-      await page.getByText('Replay many').click();
+      await page.getByText('Replay, discard or purge many').click();
       await page.getByLabel('To (exact agent name)').fill('brittle');
       await page.getByRole('button', { name: 'Count them…' }).click();
       const question = page.getByTestId('bulk-question');
@@ -172,5 +174,111 @@ describe.skipIf(!hasSystem('chromium'))('console: bulk replay of dead letters (c
         { timeoutMs: 30_000, what: `brittle's conversation ${d.message.conversation_id} completed` },
       );
     }
+  });
+
+  it("lists a dead letter's attempts and run, leads from a conversation's message to its run, and discards one receiver's", async () => {
+    const operator = await cs.keyFor('operator');
+    const before = await deadLetters();
+    const fragile = before.filter((d) => d.receiver === 'fragile');
+    expect(fragile).toHaveLength(1);
+    const one = fragile[0];
+    expect(one.attempt_errors).toHaveLength(1);
+    expect(one.attempt_errors[0].error).toContain("fragile's model is overloaded");
+    expect(Number.isFinite(Date.parse(one.attempt_errors[0].at))).toBe(true);
+    // Brittle's replayed deliveries were answered by a run each: the record names the message.
+    let brittleConv: Json[] = [];
+    await waitUntil(
+      async () => {
+        const r = await http<Json>(cs.url, 'GET', `/api/v1/executions?agent=brittle&status=ok`, {
+          headers: bearer(cs.admin),
+        });
+        brittleConv = (r.json.executions as Json[] | undefined) ?? [];
+        return brittleConv.length > 0;
+      },
+      { timeoutMs: 10_000, what: "brittle's runs recorded" },
+    );
+    const answered = brittleConv[0];
+    const byMessage = await http<Json>(
+      cs.url,
+      'GET',
+      `/api/v1/executions?conversation=${answered.conversation_id}&message=${answered.message_id}`,
+      { headers: bearer(cs.admin) },
+    );
+    // The run that failed on it before the replay, and the one that answered it after.
+    expect((byMessage.json.executions as Json[]).map((e) => [e.id === answered.id, e.status])).toEqual([
+      [true, 'ok'],
+      [false, 'error'],
+    ]);
+
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, operator, `/ui/dead-letters/${one.id}`);
+      await page.getByRole('heading', { name: `Dead letter #${one.id}` }).waitFor();
+      const tried = page.getByTestId('attempt-error');
+      await tried.first().waitFor();
+      expect(await tried.count()).toBe(1);
+      expect(await tried.first().textContent()).toContain("fragile's model is overloaded");
+      expect(await tried.first().locator('time').getAttribute('datetime')).toBe(one.attempt_errors[0].at);
+      // The run that failed on it.
+      await page.getByTestId('run-link').first().click();
+      await page.waitForURL(/\/ui\/runs\//);
+      await page.getByTestId('run-status').waitFor();
+      expect(await page.getByRole('main').textContent()).toContain('fragile');
+
+      // From a conversation's message to the run that answered it.
+      await page.goto(`${cs.url}/ui/conversations/${answered.conversation_id}`);
+      await page.getByText(/The same messages as a table/).click();
+      const link = page.getByTestId('message-table').getByRole('link', { name: "brittle's run", exact: true });
+      await link.first().waitFor();
+      await link.first().click();
+      await page.waitForURL(`${cs.url}/ui/runs/${answered.id}`);
+      await page.getByTestId('run-status').waitFor();
+
+      // Discard fragile's: counted, confirmed by its count, then gone; shaky's stays.
+      await page.goto(`${cs.url}/ui/dead-letters`);
+      await page.getByTestId('dead-letter-row').first().waitFor();
+      await page.getByText('Replay, discard or purge many').click();
+      await page.getByLabel('Discard: delete them (their conversations stay)').check();
+      await page.getByLabel('To (exact agent name)').fill('fragile');
+      await page.getByRole('button', { name: 'Count them…' }).click();
+      const question = page.getByTestId('bulk-question');
+      await question.waitFor();
+      expect(await question.textContent()).toContain('Discard 1 dead letter to fragile?');
+      expect(await deadLetters()).toHaveLength(before.length);
+      await expectAccessible(page, 'bulk discard confirmation');
+      await page.getByRole('button', { name: 'Yes, discard 1 dead letter' }).click();
+      const result = page.getByTestId('bulk-result');
+      await result.waitFor();
+      expect(await result.textContent()).toContain('Deleted 1 dead letter.');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+    expect((await deadLetters()).map((d) => d.receiver)).toEqual(['shaky']);
+    // A discard keeps the conversation.
+    const kept = await http<Json>(cs.url, 'GET', `/api/v1/conversations/${one.message.conversation_id}`, {
+      headers: bearer(cs.admin),
+    });
+    expect(kept.status).toBe(200);
+
+    // Purge over the API: counted, then the dead letter goes with its conversation.
+    const purge = (body: unknown) =>
+      http<Json>(cs.url, 'POST', '/api/v1/dead-letters/purge', {
+        headers: bearer(cs.admin),
+        body: JSON.stringify(body),
+        contentType: 'application/json',
+      });
+    const [shaky] = await deadLetters();
+    expect((await purge({ receiver: 'shaky', dry_run: true })).json).toMatchObject({ matched: 1, discarded: [] });
+    expect((await purge({ receiver: 'shaky' })).json).toMatchObject({
+      matched: 1,
+      discarded: [shaky.id],
+      conversations: 1,
+    });
+    expect(await deadLetters()).toEqual([]);
+    const gone = await http<Json>(cs.url, 'GET', `/api/v1/conversations/${shaky.message.conversation_id}`, {
+      headers: bearer(cs.admin),
+    });
+    expect(gone.status).toBe(404);
   });
 });

@@ -25,6 +25,7 @@ import {
   when,
 } from './messaging-common';
 import { ConversationDeadLetters } from './conversation-dead-letters';
+import { RunLinks, useRunsOf } from './message-runs';
 
 export default function Conversations({ params, query }: PageProps) {
   if (params.id !== undefined) return <ConversationView key={params.id} id={params.id} query={query} />;
@@ -255,6 +256,8 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
     [byId],
   );
   const t0 = messages.length > 0 ? Date.parse(messages[0]!.timestamp) : 0;
+  // Reloaded as messages arrive and when the conversation ends: a run is recorded once it finishes.
+  const runs = useRunsOf(id, `${messages.length}:${conv?.state ?? ''}`);
   const selectedId = query.get('m') ?? undefined;
   const selected = messages.find((m) => m.id === selectedId);
   const detailRef = useRef<HTMLHeadingElement>(null);
@@ -341,6 +344,7 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
                     <th scope="col">From</th>
                     <th scope="col">To</th>
                     <th scope="col">In reply to</th>
+                    <th scope="col">Run</th>
                     <th scope="col">
                       <span class="visually-hidden">Show</span>
                     </th>
@@ -357,6 +361,9 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
                         <td>{m.sender}</td>
                         <td>{targetsOf(m).join(', ')}</td>
                         <td>{m.in_reply_to ? replied >= 0 ? `#${replied + 1}` : <code>{m.in_reply_to}</code> : '—'}</td>
+                        <td>
+                          <RunLinks runs={runs.get(m.id)} compact />
+                        </td>
                         <td>
                           <button
                             type="button"
@@ -382,6 +389,11 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
             Message {messages.indexOf(selected) + 1}: {selected.performative} from {selected.sender}
           </h2>
           <MessageFields m={selected} offset={offsetText(Date.parse(selected.timestamp) - t0)} />
+          {runs.has(selected.id) && (
+            <p>
+              Handled by <RunLinks runs={runs.get(selected.id)} />
+            </p>
+          )}
           <button type="button" class="secondary" onClick={() => setQuery({ m: undefined })}>
             Close
           </button>

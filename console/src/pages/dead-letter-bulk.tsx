@@ -1,7 +1,8 @@
 /**
- * Replaying many dead letters at once (POST /api/v1/dead-letters/replay): a filter by receiver,
- * sender, reason and time, a count first (a dry run), then a confirmation that names that count.
- * The server takes only the dead letters the caller may read, as for one replay.
+ * Replaying, discarding or purging many dead letters at once (POST /api/v1/dead-letters/replay,
+ * /discard, /purge): a filter by receiver, sender, reason and time, a count first (a dry run),
+ * then a confirmation that names that count. The server takes only the dead letters the caller
+ * may read, as for one replay.
  */
 import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
@@ -10,9 +11,32 @@ import { FieldError } from '../components/issues';
 interface BulkResult {
   dry_run: boolean;
   matched: number;
-  replayed: { id: number; message_id: string; receiver: string; conversation_id: string }[];
-  failed: { id: number; error: string }[];
+  /** Replay's. */
+  replayed?: { id: number; message_id: string; receiver: string; conversation_id: string }[];
+  failed?: { id: number; error: string }[];
+  /** Discard's and purge's. */
+  discarded?: number[];
+  conversations?: number;
 }
+
+type Action = 'replay' | 'discard' | 'purge';
+const ACTIONS: readonly Action[] = ['replay', 'discard', 'purge'];
+
+const ACTION_LABELS: Record<Action, string> = {
+  replay: 'Replay: deliver them again',
+  discard: 'Discard: delete them (their conversations stay)',
+  purge: 'Purge: delete them with their finished conversations',
+};
+
+/** What the confirmation says each action does, after "Replay 2 dead letters to brittle?". */
+const CONSEQUENCE: Record<Action, string> = {
+  replay: 'Each is queued again with fresh attempts, and a conversation that failed because of it is reopened.',
+  discard: 'They are deleted and cannot be replayed; their conversations and messages stay.',
+  purge:
+    'They are deleted and cannot be replayed, and so is each conversation they belong to, with its messages, once nothing else of it is pending.',
+};
+
+const capital = (a: Action): string => a[0]!.toUpperCase() + a.slice(1);
 
 const FIELDS = ['receiver', 'sender', 'reason', 'since', 'until'] as const;
 type Field = (typeof FIELDS)[number];
@@ -38,7 +62,7 @@ function described(v: Record<Field, string>): string {
   return parts.join(', ');
 }
 
-export function BulkReplay({ initialReceiver, onDone }: { initialReceiver: string; onDone: () => void }) {
+export function BulkActions({ initialReceiver, onDone }: { initialReceiver: string; onDone: () => void }) {
   const [values, setValues] = useState<Record<Field, string>>({
     receiver: initialReceiver,
     sender: '',
@@ -46,6 +70,7 @@ export function BulkReplay({ initialReceiver, onDone }: { initialReceiver: strin
     since: '',
     until: '',
   });
+  const [action, setAction] = useState<Action>('replay');
   const [count, setCount] = useState<number>();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
@@ -74,7 +99,7 @@ export function BulkReplay({ initialReceiver, onDone }: { initialReceiver: strin
     setBusy(true);
     setError(undefined);
     try {
-      const r = await api<BulkResult>('POST', '/api/v1/dead-letters/replay', { json: body(dryRun) });
+      const r = await api<BulkResult>('POST', `/api/v1/dead-letters/${action}`, { json: body(dryRun) });
       if (dryRun) {
         setCount(r.matched);
         setResult(undefined);
@@ -95,14 +120,32 @@ export function BulkReplay({ initialReceiver, onDone }: { initialReceiver: strin
 
   return (
     <details class="bulk" data-testid="bulk-replay">
-      <summary>Replay many</summary>
+      <summary>Replay, discard or purge many</summary>
       <form
-        aria-label="Replay many dead letters"
+        aria-label="Act on many dead letters"
         onSubmit={(e) => {
           e.preventDefault();
           void run(true);
         }}
       >
+        <fieldset class="bulk-action">
+          <legend>What to do</legend>
+          {ACTIONS.map((a) => (
+            <label key={a}>
+              <input
+                type="radio"
+                name="bulk-action"
+                value={a}
+                checked={action === a}
+                onChange={() => {
+                  setAction(a);
+                  setCount(undefined);
+                }}
+              />{' '}
+              {ACTION_LABELS[a]}
+            </label>
+          ))}
+        </fieldset>
         <div class="bulk-fields">
           {FIELDS.map((f) => (
             <div key={f}>
@@ -137,11 +180,16 @@ export function BulkReplay({ initialReceiver, onDone }: { initialReceiver: strin
         ) : (
           <div class="confirm" role="group" aria-labelledby="bulk-q">
             <p id="bulk-q" data-testid="bulk-question">
-              Replay {plural(count)} {described(values)}? Each is queued again with fresh attempts, and a conversation
-              that failed because of it is reopened.
+              {capital(action)} {plural(count)} {described(values)}? {CONSEQUENCE[action]}
             </p>
-            <button type="button" ref={confirmRef} disabled={busy} onClick={() => void run(false)}>
-              {busy ? 'Replaying…' : `Yes, replay ${plural(count)}`}
+            <button
+              type="button"
+              ref={confirmRef}
+              disabled={busy}
+              class={action === 'replay' ? undefined : 'danger'}
+              onClick={() => void run(false)}
+            >
+              {busy ? 'Working…' : `Yes, ${action} ${plural(count)}`}
             </button>{' '}
             <button type="button" class="secondary" disabled={busy} onClick={() => setCount(undefined)}>
               Cancel
@@ -152,13 +200,24 @@ export function BulkReplay({ initialReceiver, onDone }: { initialReceiver: strin
       </form>
       {result && (
         <div class="notice ok" role="status" tabIndex={-1} ref={resultRef} data-testid="bulk-result">
-          <p>
-            Replayed {plural(result.replayed.length)}
-            {result.failed.length > 0 && `; ${result.failed.length} could not be`}.
-          </p>
-          {result.failed.length > 0 && (
+          {result.replayed !== undefined ? (
+            <p>
+              Replayed {plural(result.replayed.length)}
+              {(result.failed?.length ?? 0) > 0 && `; ${result.failed!.length} could not be`}.
+            </p>
+          ) : (
+            <p>
+              Deleted {plural(result.discarded?.length ?? 0)}
+              {(result.conversations ?? 0) > 0 &&
+                ` and ${result.conversations} conversation${result.conversations === 1 ? '' : 's'}`}
+              {result.matched > (result.discarded?.length ?? 0) &&
+                `; ${result.matched - (result.discarded?.length ?? 0)} were replayed or deleted meanwhile`}
+              .
+            </p>
+          )}
+          {(result.failed?.length ?? 0) > 0 && (
             <ul>
-              {result.failed.map((f) => (
+              {result.failed!.map((f) => (
                 <li key={f.id}>
                   #{f.id}: {f.error}
                 </li>

@@ -1,8 +1,8 @@
 /**
  * Dead letters: deliveries that failed for good (GET /api/v1/dead-letters, polled, as
  * the API has no event stream for them), filtered by the server by receiver and error text, one
- * dead letter with its message, attempts and
- * last error, and replay (POST /api/v1/dead-letters/:id/replay) for a principal with
+ * dead letter with its message, each attempt's error with its time and the runs that handled it,
+ * and replay (POST /api/v1/dead-letters/:id/replay) for a principal with
  * dead_letters:replay, after a confirmation.
  */
 import { useLayoutEffect, useRef, useState } from 'preact/hooks';
@@ -13,7 +13,8 @@ import { usePoll, useApi } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can, session } from '../session';
-import { BulkReplay } from './dead-letter-bulk';
+import { BulkActions } from './dead-letter-bulk';
+import { RunLinks, useRunsOf } from './message-runs';
 import { type DeadLetter, MessageFields, when } from './messaging-common';
 
 export default function DeadLetters({ params, query }: PageProps) {
@@ -62,7 +63,8 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
     <section class="msg-page" aria-labelledby="dead-letters-title">
       <h1 id="dead-letters-title">Dead letters</h1>
       <p class="muted">
-        Deliveries that failed for good, oldest first. {can('dead_letters:replay') ? 'Open one to replay it.' : ''}
+        Deliveries that failed for good, oldest first.{' '}
+        {can('dead_letters:replay') ? 'Open one to replay it, or act on many at once by a filter.' : ''}
       </p>
       <form class="filters" aria-label="Filter dead letters" onSubmit={(e) => e.preventDefault()}>
         <div>
@@ -90,7 +92,7 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
         </p>
       </form>
       {can('dead_letters:replay') && (
-        <BulkReplay
+        <BulkActions
           initialReceiver={r}
           onDone={() => {
             list.reload();
@@ -179,6 +181,7 @@ interface ReplayResult {
 
 function DeadLetterView({ id }: { id: string }) {
   const dl = useApi<DeadLetter>(`/api/v1/dead-letters/${encodeURIComponent(id)}`);
+  const runs = useRunsOf(dl.data?.message.conversation_id);
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
@@ -264,7 +267,33 @@ function DeadLetterView({ id }: { id: string }) {
             {d.last_error ?? '—'}
           </pre>
         </dd>
+        {runs.has(d.message_id) && (
+          <>
+            <dt>Runs</dt>
+            <dd>
+              <RunLinks runs={runs.get(d.message_id)} />
+            </dd>
+          </>
+        )}
       </dl>
+      <h2>Attempts</h2>
+      {d.attempt_errors.length === 0 ? (
+        <p class="muted">No attempt was recorded with its error.</p>
+      ) : (
+        <ol class="attempts" data-testid="attempt-errors">
+          {d.attempt_errors.map((a, i) => (
+            <li key={i} data-testid="attempt-error">
+              <time dateTime={a.at}>{when(a.at)}</time>
+              <pre class="source error-text">{a.error}</pre>
+            </li>
+          ))}
+        </ol>
+      )}
+      {d.attempts > d.attempt_errors.length && d.attempt_errors.length > 0 && (
+        <p class="muted small">
+          The earliest attempts' errors are not kept; these are the last {d.attempt_errors.length}.
+        </p>
+      )}
       <div class="replay">
         {mayReplay ? (
           confirming ? (

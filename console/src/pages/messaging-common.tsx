@@ -58,6 +58,8 @@ export interface Delivery {
   next_at: number;
   last_error: string | null;
   updated_at: string;
+  /** Each failed attempt, oldest first (the server keeps the last few). */
+  attempt_errors: { at: string; error: string }[];
 }
 
 export type DeadLetter = Delivery & { message: Omit<AclMessage, 'routed_to'> };

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { replayDeadLetters, type MessagingBus } from '../../messaging/index.js';
+import { annotateAudit } from '../../audit/index.js';
+import { discardDeadLetters, replayDeadLetters, type MessagingBus } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseJsonBody } from '../json-body.js';
 import { errorEnvelopeSchema } from '../schemas.js';
@@ -37,16 +38,21 @@ function selectionOf(raw: unknown): z.output<typeof selectionSchema> {
   return parsed.data;
 }
 
-/** POST /api/v1/dead-letters/replay: the dead letters a filter takes, replayed together (or counted). */
+const SELECTION_DOC =
+  'Body: `receiver`, `sender` (exact, any case), `since`, `until` (ISO 8601, when it failed), `reason` (text in the last error), or `all: true`. ' +
+  'With `dry_run: true` nothing changes and `matched` says how many would be taken. Only dead letters the caller may read are taken.';
+
+/**
+ * POST /api/v1/dead-letters/replay, /discard and /purge: the dead letters a filter takes, replayed,
+ * deleted, or deleted with their finished conversations, together (or counted first).
+ */
 export function deadLetterBulkRoutes(app: FastifyInstance, bus: MessagingBus): void {
   app.withTypeProvider<ZodTypeProvider>().post(
     '/dead-letters/replay',
     {
       schema: {
         summary: 'Deliver again every dead letter a filter takes',
-        description:
-          'Body: `receiver`, `sender` (exact, any case), `since`, `until` (ISO 8601, when it failed), `reason` (text in the last error), or `all: true`. ' +
-          'With `dry_run: true` nothing is replayed and `matched` says how many would be. Only dead letters the caller may read are taken.',
+        description: SELECTION_DOC,
         tags: ['messaging'],
         response: {
           200: z.object({
@@ -72,4 +78,49 @@ export function deadLetterBulkRoutes(app: FastifyInstance, bus: MessagingBus): v
       return { dry_run: dryRun, ...out };
     },
   );
+
+  for (const purge of [false, true]) {
+    const action = purge ? 'purge' : 'discard';
+    app.withTypeProvider<ZodTypeProvider>().post(
+      `/dead-letters/${action}`,
+      {
+        schema: {
+          summary: purge
+            ? 'Delete every dead letter a filter takes, with its conversation once that has nothing else pending or dead'
+            : 'Delete every dead letter a filter takes (its conversation and messages stay)',
+          description: SELECTION_DOC,
+          tags: ['messaging'],
+          response: {
+            200: z.object({
+              dry_run: z.boolean(),
+              matched: z.number().int(),
+              discarded: z.array(z.number().int()).describe('the dead letters deleted (one replayed meanwhile is not)'),
+              conversations: z.number().int().describe('conversations deleted with them (purge only)'),
+            }),
+            400: errorEnvelopeSchema,
+            403: errorEnvelopeSchema,
+          },
+        },
+      },
+      async (req) => {
+        const { dry_run, ...sel } = selectionOf(req.body);
+        const dryRun = dry_run === true;
+        const out = await discardDeadLetters(bus, req.principal, sel, { dryRun, purge });
+        annotateAudit(req, {
+          details: {
+            dry_run: dryRun,
+            matched: out.matched,
+            discarded: out.discarded.length,
+            conversations: out.conversations,
+          },
+        });
+        if (!dryRun)
+          req.log.info(
+            { matched: out.matched, discarded: out.discarded.length, conversations: out.conversations },
+            purge ? 'dead letters purged' : 'dead letters discarded',
+          );
+        return { dry_run: dryRun, ...out };
+      },
+    );
+  }
 }

@@ -43,6 +43,9 @@ const listQuery = z.object({
   version: text.describe("only executions of this version (the agent definition's `version`)"),
   principal: text.describe('only executions run for this principal (key:…, oidc:…)'),
   conversation: text.describe('only executions in this conversation'),
+  message: text.describe(
+    'only the executions that handled this message (its deliveries; give its conversation too for an index lookup)',
+  ),
   status: z.enum(['ok', 'error'], { error: 'expected "ok" or "error"' }).optional(),
   since: timeField('only executions started at or after this time'),
   until: timeField('only executions started before this time'),
@@ -165,6 +168,7 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
         ...(q.version !== undefined && { version: q.version }),
         ...(q.principal !== undefined && { principal: q.principal }),
         ...(q.conversation !== undefined && { conversation_id: q.conversation }),
+        ...(q.message !== undefined && { message_id: q.message }),
         ...(q.status !== undefined && { status: q.status }),
         ...(q.since !== undefined && { since: q.since }),
         ...(q.until !== undefined && { until: q.until }),

@@ -18,7 +18,7 @@ import {
   type MessagingBus,
   type StoredMessage,
 } from '../../messaging/index.js';
-import type { AclMessage, MessageSigner } from '../../messaging/index.js';
+import { MAX_ATTEMPT_ERRORS, type AclMessage, type MessageSigner } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
@@ -126,6 +126,9 @@ const deliverySchema = z.object({
   next_at: z.number(),
   last_error: z.string().nullable(),
   updated_at: z.string(),
+  attempt_errors: z
+    .array(z.object({ at: z.string(), error: z.string() }))
+    .describe(`each failed attempt, oldest first: when it failed and why (the last ${MAX_ATTEMPT_ERRORS} kept)`),
 });
 
 const deadLetterSchema = deliverySchema.extend({ message: aclMessageSchema.omit({ routed_to: true }) });

@@ -13,6 +13,7 @@ interface DeadLetterJson {
   attempts: number;
   last_error: string | null;
   updated_at: string;
+  attempt_errors?: { at: string; error: string }[];
   message: Omit<MessageJson, 'routed_to'>;
 }
 
@@ -25,7 +26,7 @@ function deadLetterId(v: string): string {
 export function registerDlqCommands(program: Command, ctx: CliContext): void {
   const dlq = program
     .command('dlq')
-    .description('the dead-letter queue: deliveries that failed for good; inspect and replay them');
+    .description('the dead-letter queue: deliveries that failed for good; inspect, replay, discard or purge them');
 
   dlq
     .command('list')
@@ -90,6 +91,9 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
           `attempts:     ${d.attempts}`,
           `failed at:    ${d.updated_at}`,
           `last error:   ${d.last_error ?? '(none)'}`,
+          ...(d.attempt_errors?.length
+            ? ['each attempt:', ...d.attempt_errors.map((a, i) => `  ${i + 1}. ${a.at}  ${a.error}`)]
+            : []),
           `message:      ${m.id} [${m.performative}] from ${m.sender}${m.capability ? ` to capability "${m.capability}"` : ''}`,
           `conversation: ${m.conversation_id}`,
           'content:',
@@ -115,4 +119,60 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
       out.out(`replayed dead letter ${data.id}: message ${data.message_id} is on its way to ${data.receiver} again`);
       out.out(`follow it with: caxton conversation show ${data.conversation_id} --follow`);
     });
+
+  for (const purge of [false, true]) {
+    const action = purge ? 'purge' : 'discard';
+    dlq
+      .command(action)
+      .description(
+        purge
+          ? 'delete the dead letters a filter takes, with each conversation once nothing else of it is pending'
+          : 'delete the dead letters a filter takes (their conversations stay)',
+      )
+      .option('--receiver <name>', 'only those to this agent (exact, any case)')
+      .option('--sender <name>', "only those of this sender's messages (exact, any case)")
+      .option('--reason <text>', 'only those whose last error contains this')
+      .option('--since <time>', 'only those that failed at or after this time (ISO 8601)')
+      .option('--until <time>', 'only those that failed before this time (ISO 8601)')
+      .option('--all', 'every dead letter you may read')
+      .option('--yes', `${action} them; without it they are only counted`)
+      .action(
+        async (opts: {
+          receiver?: string;
+          sender?: string;
+          reason?: string;
+          since?: string;
+          until?: string;
+          all?: boolean;
+          yes?: boolean;
+        }) => {
+          const out = ctx.output();
+          const { yes, ...sel } = opts;
+          if (Object.values(sel).every((v) => v === undefined))
+            throw usageError(
+              `choose which dead letters: give --receiver, --sender, --reason, --since or --until, or --all`,
+            );
+          const { data } = await ctx
+            .client()
+            .post<{ dry_run: boolean; matched: number; discarded: number[]; conversations: number }>(
+              `/api/v1/dead-letters/${action}`,
+              { ...sel, dry_run: yes !== true },
+            );
+          if (out.json) return out.data(data);
+          const n = (k: number) => `${k} dead letter${k === 1 ? '' : 's'}`;
+          if (data.dry_run)
+            return out.out(
+              data.matched === 0
+                ? 'no dead letters match'
+                : `${n(data.matched)} match; run again with --yes to ${action} ${data.matched === 1 ? 'it' : 'them'}`,
+            );
+          out.out(
+            `deleted ${n(data.discarded.length)}${purge ? ` and ${data.conversations} conversation${data.conversations === 1 ? '' : 's'}` : ''}` +
+              (data.matched > data.discarded.length
+                ? ` (${data.matched - data.discarded.length} were replayed or deleted meanwhile)`
+                : ''),
+          );
+        },
+      );
+  }
 }

@@ -286,6 +286,8 @@ export interface ExecutionQuery {
   version?: string;
   principal?: string;
   conversation_id?: string;
+  /** The message whose delivery ran the execution. */
+  message_id?: string;
   status?: 'ok' | 'error';
   /** Epoch ms, inclusive (start time). */
   since?: number;
@@ -309,6 +311,7 @@ export function executionSql(q: ExecutionQuery, param: (v: string | number) => s
   if (q.version !== undefined) where.push(`version = ${param(q.version)}`);
   if (q.principal !== undefined) where.push(`principal = ${param(q.principal)}`);
   if (q.conversation_id !== undefined) where.push(`conversation_id = ${param(q.conversation_id)}`);
+  if (q.message_id !== undefined) where.push(`message_id = ${param(q.message_id)}`);
   if (q.status !== undefined) where.push(`status = ${param(q.status)}`);
   if (q.since !== undefined) where.push(`ts >= ${param(q.since)}`);
   if (q.until !== undefined) where.push(`ts < ${param(q.until)}`);

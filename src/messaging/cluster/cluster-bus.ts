@@ -32,6 +32,8 @@ import {
   type ConversationId,
   type MessageHandler,
   type MessageId,
+  type DiscardResult,
+  type DiscardTarget,
   type MessageSigner,
   type MessagingBus,
   type MessagingConfig,
@@ -359,6 +361,19 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       const out = await this.engine.replay(d, id);
       this.#counts.dead = Math.max(0, this.#counts.dead - 1);
       return out;
+    } catch (e) {
+      throw stateUnavailable(e);
+    }
+  }
+
+  async discard(letters: readonly DiscardTarget[], opts: { purge?: boolean } = {}): Promise<DiscardResult> {
+    try {
+      const discarded = await this.#store.discardDead(letters.map((d) => d.id));
+      this.#counts.dead = Math.max(0, this.#counts.dead - discarded.length);
+      if (!opts.purge) return { discarded, conversations: 0 };
+      const gone = new Set(discarded);
+      const of = letters.filter((d) => gone.has(d.id)).map((d) => d.conversation_id);
+      return { discarded, conversations: await this.#store.dropSettledConversations(of) };
     } catch (e) {
       throw stateUnavailable(e);
     }

@@ -29,7 +29,14 @@ import {
   migrateSchema,
   quotedSchema,
 } from '../../storage/pg/index.js';
-import { conversationOf, deliveryOf, MESSAGE_MIGRATIONS, storedOf, type ConversationRow } from './pg-message-tables.js';
+import {
+  appendAttemptError,
+  conversationOf,
+  deliveryOf,
+  MESSAGE_MIGRATIONS,
+  storedOf,
+  type ConversationRow,
+} from './pg-message-tables.js';
 import { PgMessageSweeps } from './pg-message-sweeps.js';
 import { StepGroups, type StepGroupsOptions } from './step-groups.js';
 
@@ -433,8 +440,10 @@ export class PgMessageStore extends PgMessageSweeps {
         }
         const tag = to.publish_tag ?? null;
         b.later(
+          // A failed attempt (an error given) joins the row's `errors`, as in retry and dead below.
           `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,
-             publish_tag = COALESCE($8, publish_tag), unpublished_since = CASE WHEN $8::text IS NULL THEN unpublished_since ELSE $9::bigint END WHERE id = $7`,
+             publish_tag = COALESCE($8, publish_tag), unpublished_since = CASE WHEN $8::text IS NULL THEN unpublished_since ELSE $9::bigint END,
+             errors = CASE WHEN $3::text IS NULL THEN errors ELSE ${appendAttemptError('$6', '$3')} END WHERE id = $7`,
           [
             to.state,
             to.attempts,
@@ -512,7 +521,7 @@ export class PgMessageStore extends PgMessageSweeps {
    */
   async retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean> {
     const r = await this.pool.query(
-      `UPDATE ${this.s}.deliveries SET attempts = $1, next_at = $2, last_error = $3, updated_at = $4 WHERE id = $5 AND state = 'pending'`,
+      `UPDATE ${this.s}.deliveries SET attempts = $1, next_at = $2, last_error = $3, updated_at = $4, errors = ${appendAttemptError('$4', '$3')} WHERE id = $5 AND state = 'pending'`,
       [attempts, nextAt, scrubSecrets(error), now, id],
     );
     return (r.rowCount ?? 0) > 0;
@@ -521,7 +530,7 @@ export class PgMessageStore extends PgMessageSweeps {
   /** A pending delivery dead-lettered (false: it was not pending any more, as for `retry`). */
   async dead(id: number, attempts: number, error: string, now: string): Promise<boolean> {
     const r = await this.pool.query(
-      `UPDATE ${this.s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3 WHERE id = $4 AND state = 'pending'`,
+      `UPDATE ${this.s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3, errors = ${appendAttemptError('$3', '$2')} WHERE id = $4 AND state = 'pending'`,
       [attempts, scrubSecrets(error), now, id],
     );
     return (r.rowCount ?? 0) > 0;

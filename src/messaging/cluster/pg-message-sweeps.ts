@@ -135,4 +135,41 @@ export class PgMessageSweeps extends PgMessageRows {
       };
     });
   }
+
+  /** Deletes the dead letters among `ids` (one replayed meanwhile is not dead, and stays); returns those deleted. */
+  async discardDead(ids: readonly number[]): Promise<number[]> {
+    if (ids.length === 0) return [];
+    const r = await this.pool.query<{ id: string }>(
+      `DELETE FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[]) AND state = 'dead' RETURNING id`,
+      [ids],
+    );
+    return r.rows.map((x) => Number(x.id));
+  }
+
+  /**
+   * Deletes those of `ids` that are finished conversations with nothing of theirs pending or dead,
+   * with their messages, deliveries and subscriptions (what retention would take, now); returns how many.
+   */
+  dropSettledConversations(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return Promise.resolve(0);
+    const s = this.s;
+    return inTransaction(this.pool, 'BEGIN', async (c) => {
+      const settled = (
+        await c.query<{ id: string }>(
+          `SELECT id FROM ${s}.conversations c WHERE id = ANY($1::text[]) AND state IN ('completed', 'failed', 'expired')
+             AND NOT EXISTS (SELECT 1 FROM ${s}.messages m JOIN ${s}.deliveries d ON d.message_id = m.id WHERE m.conversation_id = c.id AND d.state <> 'done')
+           ORDER BY id FOR UPDATE`,
+          [[...new Set(ids)]],
+        )
+      ).rows.map((r) => r.id);
+      if (settled.length === 0) return 0;
+      await c.query(
+        `DELETE FROM ${s}.deliveries WHERE message_id IN (SELECT id FROM ${s}.messages WHERE conversation_id = ANY($1))`,
+        [settled],
+      );
+      await c.query(`DELETE FROM ${s}.messages WHERE conversation_id = ANY($1)`, [settled]);
+      await c.query(`DELETE FROM ${s}.subscriptions WHERE conversation_id = ANY($1)`, [settled]);
+      return (await c.query(`DELETE FROM ${s}.conversations WHERE id = ANY($1)`, [settled])).rowCount ?? 0;
+    });
+  }
 }

@@ -6,6 +6,7 @@
  * column.
  */
 import type { AclMessage, Conversation, DeliveryRow, StoredMessage } from '../index.js';
+import { MAX_ATTEMPT_ERRORS } from '../index.js';
 import type { PgMigration } from '../../storage/pg/index.js';
 
 export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
@@ -101,7 +102,20 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
     id: 'cluster-messaging-005',
     sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN reconciled_at bigint;`,
   },
+  {
+    // Each failed attempt's error with its time, newest last, at most MAX_ATTEMPT_ERRORS, as
+    // SQLite's messaging-003-attempts: written by the UPDATE that records the failure.
+    id: 'cluster-messaging-006-attempts',
+    sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN errors jsonb;`,
+  },
 ];
+
+/**
+ * PostgreSQL's expression for the `errors` column with one more attempt appended (`at`, `error`:
+ * the placeholders of its time and its text) and the oldest dropped beyond MAX_ATTEMPT_ERRORS.
+ */
+export const appendAttemptError = (at: string, error: string): string =>
+  `(CASE WHEN jsonb_array_length(coalesce(errors, '[]'::jsonb)) >= ${MAX_ATTEMPT_ERRORS} THEN errors - 0 ELSE coalesce(errors, '[]'::jsonb) END) || jsonb_build_array(jsonb_build_object('at', ${at}::text, 'error', ${error}::text))`;
 
 export interface ConversationRow extends Omit<Conversation, 'participants'> {
   participants: string;
@@ -125,6 +139,7 @@ export const deliveryOf = (r: Record<string, unknown>): DeliveryRow => ({
   next_at: Number(r.next_at),
   last_error: r.last_error as string | null,
   updated_at: r.updated_at as string,
+  errors: (r.errors ?? null) as DeliveryRow['errors'],
 });
 
 /** A stored delivery whose publish was not confirmed (see migration cluster-messaging-004). */

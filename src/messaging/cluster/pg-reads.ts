@@ -14,11 +14,12 @@ import type {
   Conversation,
   ConversationFilter,
   DeadLetterFilter,
-  DeliveryRow,
+  DeliveryView,
   MessageFilter,
   Page,
   StoredMessage,
 } from '../index.js';
+import { deliveryView } from '../index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { deliveryOf } from './pg-message-tables.js';
@@ -48,8 +49,8 @@ const storedOf = (r: MessageRow): StoredMessage => ({
   message: JSON.parse(r.body) as AclMessage,
   routed_to: JSON.parse(r.routed_to) as string[],
 });
-const deadLetterOf = (r: Record<string, unknown>): DeliveryRow & { message: AclMessage } => ({
-  ...deliveryOf(r),
+const deadLetterOf = (r: Record<string, unknown>): DeliveryView & { message: AclMessage } => ({
+  ...deliveryView(deliveryOf(r)),
   message: JSON.parse(r.body as string) as AclMessage,
 });
 
@@ -141,14 +142,14 @@ export class PgMessageReads {
     });
   }
 
-  async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryRow[] }) | undefined> {
+  async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryView[] }) | undefined> {
     return this.#snapshot(async (c) => {
       const row = (await c.query<MessageRow>(`SELECT body, routed_to FROM ${this.#s}.messages WHERE id = $1`, [id]))
         .rows[0];
       if (!row) return undefined;
       const deliveries = (
         await c.query(`SELECT * FROM ${this.#s}.deliveries WHERE message_id = $1 ORDER BY id`, [id])
-      ).rows.map((r) => deliveryOf(r as Record<string, unknown>));
+      ).rows.map((r) => deliveryView(deliveryOf(r as Record<string, unknown>)));
       return { ...storedOf(row), deliveries };
     });
   }
@@ -185,7 +186,7 @@ export class PgMessageReads {
 
   async deadLetters(
     q: DeadLetterFilter & { limit?: number; offset?: number } = {},
-  ): Promise<Page<DeliveryRow & { message: AclMessage }>> {
+  ): Promise<Page<DeliveryView & { message: AclMessage }>> {
     const w = new Where("d.state = 'dead'");
     if (q.receiver !== undefined)
       w.add(`${folded('d.receiver')} LIKE ${folded('$?::text')} ESCAPE '\\'`, containing(q.receiver));
@@ -210,7 +211,7 @@ export class PgMessageReads {
     });
   }
 
-  async deadLetter(id: number): Promise<DeliveryRow & { message: AclMessage }> {
+  async deadLetter(id: number): Promise<DeliveryView & { message: AclMessage }> {
     const none = () => new CaxtonError('not_found', `no dead letter with id ${id}`, { id });
     // Not an id PostgreSQL's bigint would take (NaN, 1.5): no such row, as in SQLite.
     if (!Number.isSafeInteger(id)) throw none();

@@ -107,10 +107,14 @@ export class ToolServerManager {
         opts.audit?.record(r);
       },
     };
-    // Calls an agent's allowlist refuses never reach a server: the registry reports them here.
     const audit = opts.audit;
     if (audit) {
-      opts.tools.onRefused = (name, args, ctx, reason) => {
+      const recordCall = (
+        name: string,
+        args: Record<string, unknown>,
+        ctx: ToolContext,
+        call: Pick<ToolAuditRecord, 'time' | 'outcome' | 'duration_us' | 'output_bytes'> & { error?: string },
+      ) => {
         const dot = name.indexOf('.');
         let input: Uint8Array;
         try {
@@ -119,7 +123,6 @@ export class ToolServerManager {
           input = new Uint8Array(0);
         }
         audit.record({
-          time: Date.now(),
           agent: ctx.agent,
           ...(ctx.execution_id && { execution_id: ctx.execution_id }),
           ...(ctx.conversation_id && { conversation_id: ctx.conversation_id }),
@@ -127,15 +130,30 @@ export class ToolServerManager {
           server: dot > 0 ? name.slice(0, dot) : name,
           tool: name,
           args_digest: digestArgs(input),
-          outcome: 'not_allowed',
-          error: reason,
-          duration_us: 0,
           fuel_used: 0,
           memory_bytes: 0,
           input_bytes: input.byteLength,
-          output_bytes: 0,
+          ...call,
         });
       };
+      // Calls an agent's allowlist refuses never reach a server: the registry reports them here.
+      opts.tools.onRefused = (name, args, ctx, reason) =>
+        recordCall(name, args, ctx, {
+          time: Date.now(),
+          outcome: 'not_allowed',
+          error: reason,
+          duration_us: 0,
+          output_bytes: 0,
+        });
+      // Built-ins, memory tools and send_message do not record their own calls: the registry tells of each.
+      opts.tools.onCalled = (c) =>
+        recordCall(c.name, c.args, c.ctx, {
+          time: c.started,
+          outcome: c.outcome,
+          ...(c.outcome !== 'ok' && { error: c.result.slice(0, 1000) }),
+          duration_us: c.duration_us,
+          output_bytes: enc.encode(c.result).byteLength,
+        });
     }
   }
 

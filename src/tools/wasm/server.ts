@@ -414,6 +414,7 @@ export class WasmToolServer {
       name: full,
       description: decl.description,
       input_schema: decl.input_schema as Tool['input_schema'],
+      audits: true,
       invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> =>
         this.#invoke(full, decl, validateIn, validateOut, args, ctx),
     };

@@ -683,6 +683,13 @@ export function runBusContract(name: string, factory: BusFactory, opts: Contract
             id: dead.items[0]!.id,
             message: { id: r.id },
           });
+          // Each attempt's error with its time, oldest first; the last is the dead-lettering's.
+          const tried = dead.items[0]!.attempt_errors;
+          expect(tried.map((a) => a.error)).toEqual([describeError(overloaded()), describeError(overloaded()), why]);
+          const times = tried.map((a) => Date.parse(a.at));
+          expect(times.every((at) => Number.isFinite(at))).toBe(true);
+          expect([...times].sort((a, b) => a - b)).toEqual(times);
+          expect((await t.bus.reads.getMessage(r.id))?.deliveries[0]?.attempt_errors).toEqual(tried);
           const mine = events.filter((e) => e.conversation_id === r.conversation_id);
           expect(
             mine.flatMap((e) => (e.type === 'message' ? [`${e.message.performative}:${e.message.sender}`] : [])),
@@ -690,6 +697,13 @@ export function runBusContract(name: string, factory: BusFactory, opts: Contract
           expect(mine.filter((e) => e.type === 'state').at(-1)).toMatchObject({
             conversation: { state: 'failed', reason: why },
           });
+
+          // Purged: the dead letter goes, and its conversation with it (nothing of it is pending or dead).
+          const target = { id: dead.items[0]!.id, conversation_id: r.conversation_id };
+          expect(await t.bus.discard([target], { purge: true })).toEqual({ discarded: [target.id], conversations: 1 });
+          expect((await t.bus.reads.deadLetters()).total).toBe(0);
+          expect((await errorOf(t.bus.reads.getConversation(r.conversation_id))).code).toBe('conversation_not_found');
+          expect(await t.bus.discard([target])).toEqual({ discarded: [], conversations: 0 });
         },
       );
 

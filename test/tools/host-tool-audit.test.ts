@@ -1,0 +1,86 @@
+/**
+ * Every tool an agent calls is in the tool audit, built-in and host tools included: a real server
+ * (memory on, its own SQLite), an agent whose model is the strict OpenAI stub calls the memory
+ * tools `read_graph` and `search_nodes` and the built-in `calculator`, in context and in worker
+ * isolation; GET /api/v1/tools/audit then lists each call with its execution, once. In worker
+ * isolation a built-in runs in the task, outside the server's registry: only the host tools
+ * (memory) are recorded there.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from '../execution/helpers/caxton.js';
+import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
+import { toolResultsOf } from '../execution/helpers/wire.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+const TOOLS = ['read_graph', 'search_nodes', 'calculator'];
+
+describe('tool audit of built-in and memory tools', () => {
+  let stub: LlmStub;
+  let cx: Caxton;
+
+  beforeAll(async () => {
+    setTestKeys();
+    // First turn: the three calls; once their results are back, the answer.
+    stub = await startLlmStub((hit: StubHit) =>
+      toolResultsOf(hit).length > 0
+        ? { content: 'looked it up' }
+        : {
+            tool_calls: [
+              { id: 'c1', name: 'read_graph', arguments: {} },
+              { id: 'c2', name: 'search_nodes', arguments: { query: 'engine' } },
+              { id: 'c3', name: 'calculator', arguments: { expression: '2+3' } },
+            ],
+          },
+    );
+    cx = await startCaxton({
+      config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
+      agents: [
+        { name: 'reader', tools: TOOLS },
+        { name: 'reader-worker', tools: TOOLS, execution: { isolation: 'worker' } },
+      ],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cx?.close();
+    await stub?.close();
+    removeTempDirs();
+  });
+
+  const get = async (path: string): Promise<Json> => {
+    const r = await fetch(`${cx.url}${path}`);
+    expect(r.status, path).toBe(200);
+    return r.json();
+  };
+  const invoke = async (agent: string): Promise<string> => {
+    const r = await fetch(`${cx.url}/api/v1/agents/${agent}/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request: 'what do you know about engines?' }),
+    });
+    const body = (await r.json()) as Json;
+    expect(r.status, JSON.stringify(body)).toBe(200);
+    return body.execution_id as string;
+  };
+
+  for (const [agent, audited] of [
+    ['reader', TOOLS],
+    ['reader-worker', ['read_graph', 'search_nodes']],
+  ] as const) {
+    it(`${agent}: each call is recorded once, with its execution`, async () => {
+      const execution = await invoke(agent);
+      let records: Json[] = [];
+      for (let i = 0; i < 50; i++) {
+        records = ((await get(`/api/v1/tools/audit?agent=${agent}&limit=50`)).records as Json[]).filter(
+          (r) => r.execution_id === execution,
+        );
+        if (records.length >= audited.length) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(records.map((r) => [r.tool, r.outcome]).sort()).toEqual(audited.map((t) => [t, 'ok']).sort());
+      for (const r of records) expect(r.agent).toBe(agent);
+    });
+  }
+});
