@@ -402,6 +402,9 @@ export const ROUTES: Entry[] = [
   role('GET /api/v1/keys/:key', () => get('/api/v1/keys/spare'), 200),
   role('DELETE /api/v1/keys/:key', (_t, n) => ({ method: 'DELETE', path: `/api/v1/keys/none-${n}` }), 404),
   role('POST /api/v1/keys/:key/rotate', (_t, n) => post(`/api/v1/keys/none-${n}/rotate`), 404),
+  role('GET /api/v1/signing-keys', () => get('/api/v1/signing-keys'), 200),
+  // Not an owner: a caller allowed to rotate gets the 400 naming the owner, and nothing is made.
+  role('POST /api/v1/signing-keys/:owner/rotate', () => post('/api/v1/signing-keys/agent:-x/rotate'), 400),
 ];
 
 const ungranted = ok('tool_error', { has: ['not granted to this tool server'] });

@@ -21,7 +21,7 @@ import {
   type MessageFilter,
   type MessageId,
 } from '../../../src/messaging/index.js';
-import { MessageStore } from '../../../src/messaging/store.js';
+import { deliveryView, MessageStore } from '../../../src/messaging/store.js';
 import { migrate, openDatabase, type Db } from '../../../src/storage/index.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 
@@ -205,6 +205,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       'cluster-messaging-003',
       'cluster-messaging-004',
       'cluster-messaging-005',
+      'cluster-messaging-006-attempts',
     ]);
   });
 
@@ -272,6 +273,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
             next_at: 0,
             last_error: 'provider said 100 percent; ratexlimit',
             updated_at: at(206),
+            attempt_errors: [{ at: at(206), error: 'provider said 100 percent; ratexlimit' }],
           },
           {
             id: dl('m7/helper'),
@@ -282,6 +284,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
             next_at: 0,
             last_error: 'timeout after 30s at C:\\tmp',
             updated_at: at(206),
+            attempt_errors: [{ at: at(206), error: 'timeout after 30s at C:\\tmp' }],
           },
         ],
       });
@@ -463,7 +466,8 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       ...words.map((w) => ({ receiver: 'worker', error: w })),
     ];
     for (const f of deadFilters) {
-      const want = lite.deadLetters(50, 0, f);
+      const rows = lite.deadLetters(50, 0, f);
+      const want = { ...rows, items: rows.items.map(deliveryView) };
       const got = await reads.deadLetters({ ...f, limit: 50 });
       expect({ total: got.total, items: got.items.map(({ message: _, ...row }) => row) }, JSON.stringify(f)).toEqual(
         want,
@@ -485,7 +489,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       expect((await reads.lastMessagesOf(c.id, 2)).map((s) => s.message)).toEqual(lite.lastMessagesOf(c.id, 2));
     }
     for (const { message } of MESSAGES)
-      expect((await reads.getMessage(message.id))!.deliveries).toEqual(lite.deliveriesOf(message.id));
+      expect((await reads.getMessage(message.id))!.deliveries).toEqual(lite.deliveriesOf(message.id).map(deliveryView));
     expect(await reads.deadCount()).toBe(lite.deadCount());
   });
 
@@ -529,7 +533,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       expect(lite.deadLetters(50, 0, { agents }), tag).toEqual({ items: dead, total: dead.length });
       const got = await reads.deadLetters({ agents, limit: 50 });
       expect({ total: got.total, items: got.items.map(({ message: _, ...row }) => row) }, tag).toEqual({
-        items: dead,
+        items: dead.map(deliveryView),
         total: dead.length,
       });
     }
