@@ -100,9 +100,10 @@ describe('system endpoints', () => {
       schema: { properties?: Record<string, unknown>; required?: string[] };
     };
     expect(Object.keys(jsonSchema.schema.properties ?? {})).toEqual(
-      expect.arrayContaining(['name', 'system_prompt', 'capabilities', 'tools']),
+      expect.arrayContaining(['name', 'system_prompt', 'capabilities', 'tools', 'wasm']),
     );
-    expect(jsonSchema.schema.required).toEqual(expect.arrayContaining(['name', 'system_prompt']));
+    // A system prompt is required unless a WebAssembly module answers instead (checked after the schema).
+    expect(jsonSchema.schema.required).toEqual(['name']);
     expect(Object.keys(doc.paths['/api/v1/agents']!.post!.responses ?? {})).toEqual(
       expect.arrayContaining(['201', '409', '413', '415', '422']),
     );

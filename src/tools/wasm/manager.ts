@@ -288,6 +288,8 @@ export class ToolServerManager {
         name: full,
         description: t.description,
         input_schema: t.input_schema as Tool['input_schema'],
+        // The loaded server's tool records the call it is handed.
+        audits: true,
         invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => {
           this.#loadNow(name);
           if (!(await untilSettled(loading, ctx)))
