@@ -180,6 +180,27 @@ describe('WebAssembly agents', () => {
     expect(of(ms, 'inform').map((m) => m.content)).toEqual([{ status: 'done', price: 160 }]);
   });
 
+  it('a Dutch auction where the WebAssembly pricer is the first to take the falling price', async () => {
+    const id = await send({
+      performative: 'cfp',
+      protocol: 'fipa-dutch-auction',
+      capability: 'collecting',
+      content: 'Lot 4: a sextant',
+      params: { 'X-start-price': '230', 'X-decrement': '30', 'X-reserve': '50' },
+      reply_by: '20s',
+    });
+    const done = await cx.server.bus.wait(id, 60_000);
+    expect(done.state, done.reason ?? '').toBe('completed');
+    expect(done.reason).toBe('awarded to pricer');
+    const ms = await messagesOf(id);
+    // 230 and 200 are above every limit; at 170 only the pricer (max 170) takes it, the models' 150 and 120 refuse.
+    expect(of(ms, 'cfp').map((m) => Number(m.params['X-price'] ?? m.params['X-start-price']))).toEqual([230, 200, 170]);
+    expect(of(ms, 'accept-proposal').map((m) => [m.receivers[0], (m.content as { price: number }).price])).toEqual([
+      ['pricer', 170],
+    ]);
+    expect(of(ms, 'inform').map((m) => m.content)).toEqual([{ status: 'done', price: 170 }]);
+  });
+
   it('answers a direct invoke, calls a granted tool, and is recorded like any execution', async () => {
     const quote = await cx.invoke('pricer', { request: 'quote', context: { quantity: 3 } });
     expect(quote.status, quote.text).toBe(200);
@@ -255,5 +276,27 @@ describe('WebAssembly agents', () => {
       versions: { version: number }[];
     };
     expect(after.versions.length).toBe(before.versions.length + 1);
+  });
+  it('rolls out like any agent: a blue-green candidate answers as NAME@VERSION until promoted', async () => {
+    const quoter = (base: number) => PRICER().replace('"pricer"', '"quoter"').replace('base = 5', `base = ${base}`);
+    const first = await deployToml(quoter(5));
+    expect(first.status, JSON.stringify(first.json)).toBe(201);
+    const res = await fetch(`${cx.url}/api/v1/agents/quoter?strategy=blue-green`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/toml' },
+      body: quoter(7),
+    });
+    const candidate = (await res.json()) as { version: number };
+    expect(res.status, JSON.stringify(candidate)).toBe(200);
+    const quote = async (name: string) => {
+      const r = await cx.invoke(name, { request: 'quote', context: { quantity: 3 } });
+      expect(r.status, r.text).toBe(200);
+      return (r.json as { content: string }).content;
+    };
+    expect(await quote('quoter')).toBe('{"price":11}');
+    expect(await quote(`quoter@${candidate.version}`)).toBe('{"price":13}');
+    const promoted = await fetch(`${cx.url}/api/v1/agents/quoter/promote`, { method: 'POST' });
+    expect(promoted.status, await promoted.text()).toBe(200);
+    expect(await quote('quoter')).toBe('{"price":13}');
   });
 });
