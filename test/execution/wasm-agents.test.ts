@@ -299,4 +299,18 @@ describe('WebAssembly agents', () => {
     expect(promoted.status, await promoted.text()).toBe(200);
     expect(await quote('quoter')).toBe('{"price":13}');
   });
+  it('runs a module above the in-thread fuel on a worker thread, with the same answers and limits', async () => {
+    const offThread = (extra = '') =>
+      PRICER(extra).replace('"pricer"', '"heavy"').replace('fuel = 1_000_000', 'fuel = 5_000_000');
+    const deployed = await deployToml(offThread());
+    expect(deployed.status, JSON.stringify(deployed.json)).toBe(201);
+    const quote = await cx.invoke('heavy', { request: 'quote', context: { quantity: 3 } });
+    expect(quote.status, quote.text).toBe(200);
+    expect((quote.json as { content: string }).content).toBe('{"price":11}');
+    const spin = await deployToml(offThread('spin = true'), 'PUT', 'heavy');
+    expect(spin.status, JSON.stringify(spin.json)).toBe(200);
+    const r = await cx.invoke('heavy', { request: 'quote' });
+    expect(r.status).toBe(500);
+    expect(r.text).toContain('fuel_exhausted');
+  });
 });
