@@ -12,6 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { listeningUrl } from './lib/listening.js';
 import { load } from './lib/load.js';
 import { processCpuSeconds } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
@@ -78,17 +79,7 @@ async function start(kind: Kind, mastraDir: string, project: string): Promise<{ 
     env: { ...process.env, MASTRA_DIR: mastraDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '';
-  const url = await new Promise<string>((res, rej) => {
-    const read = (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+?)[\s;,]/.exec(out);
-      if (m) res(m[1]!);
-    };
-    child.stdout.on('data', read);
-    child.stderr.on('data', read);
-    child.on('exit', (code) => rej(new Error(`${kind} exited ${code} before listening: ${out.slice(-2000)}`)));
-  });
+  const url = await listeningUrl(child, kind);
   const path = kind === 'caxton' ? '/api/v1/agents/echo/invoke' : '/';
   const first = await ask(url + path, TEXT);
   if (!first.includes('42')) throw new Error(`${kind}: the first answer was ${first.slice(0, 300)}`);

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { listeningUrl } from './lib/listening.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
 import { fmt, summarize } from './lib/stats.js';
@@ -30,17 +31,7 @@ async function firstAnswer(args: string[], cwd: string): Promise<number> {
   const t0 = performance.now();
   const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   try {
-    let out = '';
-    const url = await new Promise<string>((res, rej) => {
-      const read = (d: Buffer) => {
-        out += d.toString();
-        const m = /listening on (http:\/\/\S+?)[\s;,]/.exec(out);
-        if (m) res(m[1]!);
-      };
-      child.stdout.on('data', read);
-      child.stderr.on('data', read);
-      child.on('exit', (code) => rej(new Error(`${args.join(' ')} exited ${code} before listening: ${out}`)));
-    });
+    const url = await listeningUrl(child, args.join(' '));
     const r = await fetch(`${url}/api/v1/agents/echo/invoke`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
