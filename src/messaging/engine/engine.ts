@@ -39,7 +39,7 @@ import {
   undeployedReceiver,
 } from '../bus-rules.js';
 import { SIGNATURE_INVALID } from '../signature.js';
-import type { StoredMessage } from '../store.js';
+import type { StoredMessage, SubscriptionRow } from '../store.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { ConversationStep, DeliveryQueue, Outgoing, StepStore } from './ports.js';
 
@@ -221,7 +221,10 @@ export class DeliveryEngine {
     // The turn limit was reached: the conversation's end is committed, the message refused.
     if (out instanceof CaxtonError) throw out;
     await this.#queue.publish(work.outgoing);
-    if (work.notify.length > 0 && this.#anySubscriber(work.notify)) this.#track(this.#forward(work.notify));
+    if (work.notify.length > 0) {
+      const subscribers = this.#subscribersOf(work.notify);
+      if (subscribers) this.#track(this.#forward(work.notify, subscribers));
+    }
     return out;
   }
 
@@ -683,22 +686,32 @@ export class DeliveryEngine {
   // ---------------------------------------------------------------- subscriptions, deadlines, replay
 
   /**
-   * Whether an inform may have subscribers to forward it to: false only when the store answers at
-   * once that none of them has any (then no notification work is started at all).
+   * The subscribers of each inform, asked once: undefined when the store answers at once that none
+   * has any (then no notification work is started at all). A store answering later is asked for
+   * all of them in the same turn, so it can batch them; its answers are awaited by `#forward`.
    */
-  #anySubscriber(informs: readonly AclMessage[]): boolean {
-    for (const m of informs) {
+  #subscribersOf(informs: readonly AclMessage[]): (SubscriptionRow[] | Promise<SubscriptionRow[]>)[] | undefined {
+    let any = false;
+    const out = informs.map((m) => {
       const subs = this.#store.subscriptionsFor(m.capability, m.sender);
-      if (!Array.isArray(subs) || subs.length > 0) return true;
-    }
-    return false;
+      if (!Array.isArray(subs)) {
+        // Awaited in #forward; until then a refusal must not count as unhandled.
+        subs.catch(() => undefined);
+        any = true;
+      } else if (subs.length > 0) any = true;
+      return subs;
+    });
+    return any ? out : undefined;
   }
 
   /** Forwards accepted informs to their subscribers, each notification a step of the subscription's conversation. */
-  async #forward(informs: readonly AclMessage[]): Promise<void> {
-    for (const m of informs) {
+  async #forward(
+    informs: readonly AclMessage[],
+    subscribers: readonly (SubscriptionRow[] | Promise<SubscriptionRow[]>)[],
+  ): Promise<void> {
+    for (const [i, m] of informs.entries()) {
       try {
-        for (const sub of await this.#store.subscriptionsFor(m.capability, m.sender)) {
+        for (const sub of await subscribers[i]!) {
           if (sub.subscriber === m.sender) continue;
           const isAgent = this.#o.directory.get(sub.subscriber) !== undefined;
           let note: AclMessage = {
