@@ -8,9 +8,10 @@
  * The rules that keep a group equivalent to its steps run one by one:
  *  - a group never holds two steps of one conversation (the second would not see the first's
  *    writes): it waits for the next group, and so does a step whose conversation is in a group now;
- *  - at most `concurrent` groups run at once; a step arriving when one is free starts at once,
- *    alone (no added latency when the node is idle), and steps arriving while all are busy form
- *    the next groups, in arrival order, up to `maxSteps` each.
+ *  - at most `concurrent` groups run at once; the steps arriving in one turn of the event loop
+ *    when one is free start together at the end of that turn (a batch of messages, the
+ *    deliveries one fetch brought: one group, not a step alone for each free slot first), and
+ *    steps arriving while all are busy form the next groups, in arrival order, up to `maxSteps` each.
  *
  * What a group does with its steps (locks, rows, failure) is the runner's: PgMessageStore.
  */
@@ -34,6 +35,8 @@ export class StepGroups<S extends GroupedStep> {
   /** Conversations with a step in a running group. */
   readonly #busy = new Set<string>();
   #running = 0;
+  /** A pump is due at the end of this turn (setImmediate: after the turn's I/O callbacks and their microtasks). */
+  #due = false;
 
   /** `run` settles every step of its group itself and never rejects. */
   constructor(run: (group: S[]) => Promise<void>, opts: StepGroupsOptions) {
@@ -48,7 +51,12 @@ export class StepGroups<S extends GroupedStep> {
 
   push(step: S): void {
     this.#waiting.push(step);
-    this.#pump();
+    if (this.#due || this.#running >= this.#o.concurrent) return;
+    this.#due = true;
+    setImmediate(() => {
+      this.#due = false;
+      this.#pump();
+    });
   }
 
   #pump(): void {

@@ -1,8 +1,8 @@
 /**
  * StepGroups (src/messaging/cluster/step-groups.ts): how waiting conversation steps become groups. A group
  * never holds two steps of one conversation, a conversation is never in two running groups, at
- * most `concurrent` groups run, steps keep their arrival order, and an idle queue starts a step at
- * once, alone.
+ * most `concurrent` groups run, steps keep their arrival order, and an idle queue starts what arrived
+ * in one turn of the event loop at the end of that turn, together.
  */
 import { describe, expect, it } from 'vitest';
 import { StepGroups } from '../../../src/messaging/cluster/step-groups.js';
@@ -36,15 +36,25 @@ function harness(opts: { maxSteps: number; concurrent: number }) {
 }
 
 describe('step groups', () => {
-  it('an idle queue starts a step at once, alone', () => {
+  it('an idle queue starts a step at the end of its turn, alone', async () => {
     const h = harness({ maxSteps: 8, concurrent: 2 });
     h.groups.push({ key: 'a', n: 1 });
+    await h.flush();
     expect(h.started).toEqual([[{ key: 'a', n: 1 }]]);
+  });
+
+  it('the steps of one turn (a batch) start as one group, not one alone per free slot first', async () => {
+    const h = harness({ maxSteps: 64, concurrent: 4 });
+    for (let i = 0; i < 100; i++) h.groups.push({ key: `c${i}`, n: i });
+    expect(h.started).toEqual([]);
+    await h.flush();
+    expect(h.started.map((g) => g.length)).toEqual([64, 36]);
   });
 
   it('steps arriving while every slot is busy form the next groups in arrival order, up to maxSteps, one step per conversation', async () => {
     const h = harness({ maxSteps: 3, concurrent: 1 });
     h.groups.push({ key: 'a', n: 0 });
+    await h.flush();
     const later = ['b', 'a', 'c', 'd', 'b', 'e'].map((key, i) => ({ key, n: i + 1 }));
     for (const j of later) h.groups.push(j);
     expect(h.groups.size).toEqual({ waiting: 6, running: 1 });
@@ -66,10 +76,11 @@ describe('step groups', () => {
     h.groups.push({ key: 'a', n: 1 });
     h.groups.push({ key: 'a', n: 2 });
     h.groups.push({ key: 'b', n: 3 });
-    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1], [3]]);
+    await h.flush();
+    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1, 3]]);
     h.release.shift()!();
     await h.flush();
-    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1], [3], [2]]);
+    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1, 3], [2]]);
   });
 
   it('1,000 steps over 20 conversations: never more than `concurrent` groups, never one conversation twice at once, every step run once', async () => {
