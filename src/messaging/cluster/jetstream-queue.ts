@@ -276,7 +276,7 @@ export class JetStreamQueue implements DeliveryQueue {
       setInterval(() => {
         for (const m of this.#held.values()) m.working();
       }, every),
-      setInterval(() => this.#flushConfirmed(this.#markAfter()), this.#markAfter()),
+      setInterval(() => this.#flushConfirmed(this.#markAfter()), Math.min(1000, this.#markAfter())),
     ];
     for (const t of this.#timers) t.unref();
     this.#loop = this.#fetchLoop();
@@ -389,10 +389,15 @@ export class JetStreamQueue implements DeliveryQueue {
     this.#confirmed.set(o.id, { tag: o.tag ?? '', at: Date.now() });
   }
 
-  /** How long a PubAck waits before it is recorded: well before the republish sweep would take the row as unconfirmed. */
+  /**
+   * How long a PubAck waits before it is recorded: half the age at which the republish sweep takes
+   * a row as unconfirmed (checked every second at most, so recorded well before that). As late as
+   * that, since a backlog's deliveries (a burst accepted faster than it is delivered) each cost an
+   * UPDATE of their row when marked, and most are finished before.
+   */
   #markAfter(): number {
     const after = this.#o.republish?.afterMs ?? Math.max(5000, 2 * this.#o.cluster.delivery.publish_timeout);
-    return Math.max(10, Math.min(1000, Math.floor(after / 2)));
+    return Math.max(10, Math.floor(after / 2));
   }
 
   /** Records the PubAcks older than `olderThanMs`, in one UPDATE per thousand. */

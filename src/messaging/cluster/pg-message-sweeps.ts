@@ -25,15 +25,19 @@ export interface UnpublishedDelivery {
 }
 
 export class PgMessageSweeps extends PgMessageRows {
-  /** Records JetStream's PubAck of these deliveries (under the tag each was published with: a later replay's stays unpublished). */
+  /**
+   * Records JetStream's PubAck of these deliveries (under the tag each was published with: a later
+   * replay's stays unpublished). A row a conversation step holds is skipped, not waited for: that
+   * step is finishing it (an acknowledgement, mostly), and a step must never wait behind this
+   * bookkeeping. Should the row stay pending, it is published again under the same Nats-Msg-Id,
+   * which JetStream drops within its duplicate window.
+   */
   async markPublished(published: readonly { id: number; tag: string }[]): Promise<void> {
     if (published.length === 0) return;
     await this.pool.query(
-      // The rows are locked in id order, as a group of steps locks its deliveries (pg-message-store
-      // #beginGroup): the two never wait for each other in a cycle.
       `UPDATE ${this.s}.deliveries d SET unpublished_since = NULL FROM (
          SELECT x.id FROM ${this.s}.deliveries x JOIN unnest($1::bigint[], $2::text[]) AS p(id, tag) ON x.id = p.id AND x.publish_tag = p.tag
-         WHERE x.unpublished_since IS NOT NULL AND x.state = 'pending' ORDER BY x.id FOR UPDATE OF x) AS l WHERE d.id = l.id`,
+         WHERE x.unpublished_since IS NOT NULL AND x.state = 'pending' FOR UPDATE OF x SKIP LOCKED) AS l WHERE d.id = l.id`,
       [published.map((p) => p.id), published.map((p) => p.tag)],
     );
   }
