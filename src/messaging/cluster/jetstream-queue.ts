@@ -489,7 +489,11 @@ export class JetStreamQueue implements DeliveryQueue {
     const pulls = this.#pulls!;
     while (this.#running) {
       const room = max - this.#held.size - this.#taking - pulls.owed;
-      if (room <= 0) {
+      // A fetch costs a request, an inbox and its timers whatever it brings: while half the room is
+      // still held (work waiting for the lanes), it waits for a quarter to be free, rather than
+      // pulling again as each finished delivery frees its slot.
+      const busy = this.#held.size + this.#taking >= max / 2;
+      if (room <= 0 || (busy && room < Math.floor(max / 4))) {
         await new Promise<void>((r) => (this.#room = r));
         continue;
       }
