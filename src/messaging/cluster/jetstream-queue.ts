@@ -207,6 +207,8 @@ export class JetStreamQueue implements DeliveryQueue {
   readonly #confirmed = new Map<number, { tag: string; at: number }>();
   #confirming: Promise<void> | undefined;
   #republishing = false;
+  /** When this node last claimed stale deliveries (see #republish). */
+  #staleAt = 0;
   /**
    * The rows of fetched deliveries, read together: the deliveries one fetch brings arrive in the
    * same turn of the event loop, and their rows take one query instead of one each.
@@ -456,11 +458,13 @@ export class JetStreamQueue implements DeliveryQueue {
       // A stream that lost what it had acknowledged (power loss before its fsync) never hands those
       // deliveries out: whatever their mark, one untouched too long is published again under a
       // fresh Nats-Msg-Id, since within the duplicate window JetStream would drop a copy under the
-      // old one. The consumer's dedupe acks a copy whose row is already done.
-      const stale = await this.#o.store.stale(
-        Date.now() - (this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after),
-        500,
-      );
+      // old one. The consumer's dedupe acks a copy whose row is already done. Claimed every tenth
+      // of that age, not every sweep: the claim scans the deliveries table along its primary key
+      // (140–190 ms on 60,000 finished rows), and every node runs it.
+      const staleMs = this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after;
+      if (Date.now() - this.#staleAt < staleMs / 10) return;
+      this.#staleAt = Date.now();
+      const stale = await this.#o.store.stale(Date.now() - staleMs, 500);
       if (stale.length > 0) {
         const at = Date.now().toString(36);
         await this.publish(
