@@ -10,6 +10,7 @@ import { StepGroups } from '../../../src/messaging/cluster/step-groups.js';
 interface Job {
   key: string;
   n: number;
+  first?: boolean;
 }
 
 /** Groups run until released by the test, recorded in start order. */
@@ -69,6 +70,27 @@ describe('step groups', () => {
     await h.flush();
     expect(h.started).toHaveLength(3);
     expect(h.groups.size).toEqual({ waiting: 0, running: 0 });
+  });
+
+  it('steps that finish work go into the next group before new work, each behind an earlier step of its conversation', async () => {
+    const h = harness({ maxSteps: 3, concurrent: 1 });
+    h.groups.push({ key: 'x', n: 0 });
+    await h.flush();
+    for (const j of [
+      { key: 'a', n: 1 },
+      { key: 'b', n: 2 },
+      { key: 'c', n: 3, first: true },
+      { key: 'a', n: 4, first: true },
+      { key: 'd', n: 5, first: true },
+    ])
+      h.groups.push(j);
+    h.release.shift()!();
+    await h.flush();
+    // c and d first; a's acknowledgement waits behind a's earlier step, which fills the group.
+    expect(h.started[1]!.map((j) => j.n)).toEqual([3, 5, 1]);
+    h.release.shift()!();
+    await h.flush();
+    expect(h.started[2]!.map((j) => j.n)).toEqual([4, 2]);
   });
 
   it('a conversation in a running group keeps its next step waiting even when a slot is free', async () => {
