@@ -84,7 +84,10 @@ export class StepGroups<S extends GroupedStep> {
         if (s.first && !seen.has(s.key)) take(s);
         seen.add(s.key);
       }
-      for (const s of this.#waiting) if (!group.has(s)) take(s);
+      for (const s of this.#waiting) {
+        if (group.size >= this.#o.maxSteps) break;
+        if (!group.has(s)) take(s);
+      }
       // Every waiting step's conversation is in a running group: the next to end pumps again.
       if (group.size === 0) return;
       this.#waiting = this.#waiting.filter((s) => !group.has(s));
