@@ -22,7 +22,8 @@
  * tracing at most 3 %; metrics at most 10 % against telemetry off. The verdict is on CPU per
  * operation (the cost; the steadier figure on a shared machine); the throughput ratio is shown.
  * BENCH_MODES picks the modes, including the experiments `count`, `nostore` and `noexport`
- * (observability-node.ts).
+ * (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
+ * there as well, its reps alternated with these (before and after a change, in the same run).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -57,15 +58,24 @@ const RUN_MODES: readonly Mode[] = process.env.BENCH_MODES
   ? MODES.filter((m) => process.env.BENCH_MODES!.split(',').includes(m))
   : DEFAULT_MODES;
 const NODE = fileURLToPath(new URL('./lib/observability-node.ts', import.meta.url));
+const COMPARE_DIR = process.env.BENCH_COMPARE_DIR;
+/** The compared checkout's modes are keyed `mode@compared`. */
+const COMPARED = '@compared';
 
 interface Node {
-  mode: Mode;
+  /** The mode, with COMPARED appended for the compared checkout's. */
+  mode: string;
   child: ChildProcess;
   ask(m: ToNode): Promise<FromNode>;
 }
 
-async function spawn(mode: Mode, dir: string): Promise<Node> {
-  const child = fork(NODE, [mode, dir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+async function spawn(mode: string, dir: string): Promise<Node> {
+  const compared = mode.endsWith(COMPARED);
+  const script = compared ? `${COMPARE_DIR}/bench/lib/observability-node.ts` : NODE;
+  const child = fork(script, [mode.replace(COMPARED, ''), dir], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    ...(compared && { cwd: COMPARE_DIR }),
+  });
   let pending: ((m: FromNode) => void) | undefined;
   let failed: ((e: Error) => void) | undefined;
   child.on('message', (m: FromNode) => {
@@ -99,21 +109,22 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
 
-type Results = Record<Mode, Record<Workload, Figure[]>>;
+type Results = Record<string, Record<Workload, Figure[]>>;
 
 async function run(): Promise<SuiteReport> {
-  const results = Object.fromEntries(MODES.map((m) => [m, { messages: [], executions: [] }])) as unknown as Results;
-  const dirs = RUN_MODES.map(() => tempDir('caxton-bench-obs-'));
+  const labels = COMPARE_DIR ? RUN_MODES.flatMap((m) => [m, `${m}${COMPARED}`]) : [...RUN_MODES];
+  const results: Results = Object.fromEntries(labels.map((m) => [m, { messages: [], executions: [] }]));
+  const dirs = labels.map(() => tempDir('caxton-bench-obs-'));
   const nodes: Node[] = [];
   let spans = 0;
   try {
-    for (let i = 0; i < RUN_MODES.length; i++) nodes.push(await spawn(RUN_MODES[i]!, dirs[i]!.path));
+    for (let i = 0; i < labels.length; i++) nodes.push(await spawn(labels[i]!, dirs[i]!.path));
     const sizes: Record<Workload, number> = { messages: MESSAGES, executions: EXECUTIONS };
     for (let round = 0; round <= ROUNDS; round++) {
       // Round 0 warms every process up and is not counted.
       note(
         round === 0
-          ? `warm-up rep of ${RUN_MODES.join(', ')}`
+          ? `warm-up rep of ${labels.join(', ')}`
           : `rep ${round}/${ROUNDS}: ${MESSAGES.toLocaleString('en')} messages, ${EXECUTIONS.toLocaleString('en')} executions per mode`,
       );
       for (const workload of ['messages', 'executions'] as const) {
@@ -121,7 +132,7 @@ async function run(): Promise<SuiteReport> {
           const node = nodes[(k + round) % nodes.length]!;
           const a = await node.ask({ type: 'run', workload, n: sizes[workload] });
           if (a.type !== 'figure') throw new Error(`${node.mode}: unexpected answer ${a.type}`);
-          if (round > 0) results[node.mode][workload].push(a.figure);
+          if (round > 0) results[node.mode]![workload].push(a.figure);
         }
       }
     }
@@ -135,14 +146,16 @@ async function run(): Promise<SuiteReport> {
   }
   const rows: Row[] = [];
   const has = (m: Mode) => RUN_MODES.includes(m);
-  for (const workload of ['messages', 'executions'] as const) {
-    const row = (mode: Mode, base: Mode, max?: number) => rows.push(rowOf(results, workload, mode, base, max));
-    if (!has('metrics')) continue;
-    if (has('on')) row('on', 'metrics', MAX_OVERHEAD);
-    if (has('sampled')) row('sampled', 'metrics');
-    if (has('unsampled')) row('unsampled', 'metrics', MAX_UNSAMPLED_OVERHEAD);
-    for (const m of ['count', 'nostore', 'noexport'] as const) if (has(m)) row(m, 'metrics');
-    if (has('off')) row('metrics', 'off', MAX_OVERHEAD);
+  for (const side of COMPARE_DIR ? ['', COMPARED] : ['']) {
+    for (const workload of ['messages', 'executions'] as const) {
+      const row = (mode: Mode, base: Mode, max?: number) => rows.push(rowOf(results, workload, mode, base, side, max));
+      if (!has('metrics')) continue;
+      if (has('on')) row('on', 'metrics', MAX_OVERHEAD);
+      if (has('sampled')) row('sampled', 'metrics');
+      if (has('unsampled')) row('unsampled', 'metrics', MAX_UNSAMPLED_OVERHEAD);
+      for (const m of ['count', 'nostore', 'noexport'] as const) if (has(m)) row(m, 'metrics');
+      if (has('off')) row('metrics', 'off', MAX_OVERHEAD);
+    }
   }
   return {
     rows,
@@ -154,13 +167,13 @@ async function run(): Promise<SuiteReport> {
   };
 }
 
-function rowOf(results: Results, workload: Workload, mode: Mode, base: Mode, max?: number): Row {
+function rowOf(results: Results, workload: Workload, mode: Mode, base: Mode, side: string, max?: number): Row {
   const [metric, unit, op] =
     workload === 'messages'
       ? ['messages accepted, delivered and acknowledged', 'msg/s', 'msg']
       : ['executions (context mode, 1 tool call, 2 model turns)', 'exec/s', 'exec'];
-  const mine = results[mode][workload];
-  const theirs = results[base][workload];
+  const mine = results[mode + side]![workload];
+  const theirs = results[base + side]![workload];
   const cpuRatios = mine.map((f, i) => f.cpu / theirs[i]!.cpu);
   const rateRatios = mine.map((f, i) => f.rate / theirs[i]!.rate);
   const cpuRatio = median(cpuRatios);
@@ -168,7 +181,7 @@ function rowOf(results: Results, workload: Workload, mode: Mode, base: Mode, max
   const figure = (fs: Figure[]) =>
     `CPU ${fmt(median(fs.map((f) => f.cpu)), 1)} µs/${op}, ${fmt(median(fs.map((f) => f.rate)), 0)} ${unit}`;
   return {
-    metric: `${metric}, ${LABELS[mode]} (median of ${mine.length} reps)`,
+    metric: `${side ? `[${COMPARE_DIR}] ` : ''}${metric}, ${LABELS[mode]} (median of ${mine.length} reps)`,
     value: `${figure(mine)}; CPU ${fmt(cpuRatio, 2)} × (${spread(cpuRatios)}), rate ${fmt(median(rateRatios), 2)} × (${spread(rateRatios)})`,
     baseline: `${LABELS[base]}: ${figure(theirs)}`,
     ...(max !== undefined && {
