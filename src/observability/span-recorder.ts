@@ -82,6 +82,7 @@ export function ratioKeeps(traceId: string, ratio: number): boolean {
 /**
  * Random bytes drawn a page at a time and turned into hex once per page: an id is then a slice of
  * that string (V8 shares the characters instead of copying them), not a Buffer decoding per id.
+ * A page's 8 KB of hex lives as long as an id sliced from it: a few hundred KB for a full span store.
  */
 const POOL = Buffer.allocUnsafe(4096);
 let poolHex = '';
