@@ -8,6 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import {
   BatchSpanProcessor,
   type ReadableSpan,
@@ -214,4 +215,6 @@ async function main(): Promise<void> {
   send({ type: 'ready' });
 }
 
-if (process.send) main().catch((e: unknown) => process.send!({ type: 'error', message: String(e) }));
+// Imported by the suite for its types and modes; run only as the forked process.
+if (process.send && process.argv[1] === fileURLToPath(import.meta.url))
+  main().catch((e: unknown) => process.send!({ type: 'error', message: String(e) }));
