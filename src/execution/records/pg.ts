@@ -16,6 +16,7 @@ import {
   type PgMigration,
 } from '../../storage/pg/index.js';
 import { agentScopeSql } from '../../auth/scope-read.js';
+import { listThreads, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
 import {
   ENTRY_COLUMNS,
   entryValues,
@@ -171,6 +172,25 @@ export class PgExecutionStore implements ExecutionLog {
     const rows = await this.#rows(`${this.#select} WHERE trace_id = $1${scope} ORDER BY id LIMIT 1000`, args);
     return rows.map((r) => summaryOf(viewOfRow(r)));
   }
+
+  threads(q: ThreadQuery): Promise<ThreadPage> {
+    return listThreads(this.#run, `${this.#s}.executions`, q);
+  }
+
+  thread(agent: string, conversation: string): Promise<ExecutionView[]> {
+    return readThread(this.#run, `${this.#s}.executions`, agent, conversation);
+  }
+
+  readonly #run: RowRunner = async <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {
+    const args: (string | number)[] = [];
+    const sql = build((v) => `$${args.push(v)}`);
+    await this.#log.flush();
+    try {
+      return (await this.#o.pool.query(sql, args)).rows as R[];
+    } catch (e) {
+      throw stateUnavailable(e);
+    }
+  };
 
   /** Applies retention now (tests); resolves with the rows deleted. */
   prune(): Promise<{ deleted: number; skipped: boolean }> {

@@ -20,6 +20,7 @@ import {
   type ExecutionView,
 } from './model.js';
 import { agentScopeSql } from '../../auth/scope-read.js';
+import { listThreads, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
 
 export const EXECUTIONS_MIGRATIONS: readonly Migration[] = [
   {
@@ -172,6 +173,25 @@ export class SqliteExecutionStore implements ExecutionLog {
       return Promise.reject(e as Error);
     }
   }
+
+  threads(q: ThreadQuery): Promise<ThreadPage> {
+    return listThreads(this.#run, 'executions', q);
+  }
+
+  thread(agent: string, conversation: string): Promise<ExecutionView[]> {
+    return readThread(this.#run, 'executions', agent, conversation);
+  }
+
+  readonly #run: RowRunner = <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {
+    try {
+      const args: (string | number)[] = [];
+      const sql = build((v) => (args.push(v), '?'));
+      this.#lane.flush();
+      return Promise.resolve(this.#db.prepare(sql).all(...args) as R[]);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  };
 
   close(): void {
     if (this.#closed) return;
