@@ -75,7 +75,8 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
 
       // Side by side: one message, both versions answer, each in its own log.
       await page.getByLabel('Side by side with the live version').check();
-      await page.waitForURL(`${cs.url}/ui/agents/support/chat?version=2&beside=live`);
+      // The address names both threads: the version's, and a new one with the live version.
+      await page.waitForURL(/\/ui\/agents\/support\/chat\?version=2&thread=chat_\w+&beside=live&live_thread=chat_\w+$/);
       await page.getByLabel('Message to support and support@2').fill('and now?');
       await page.getByRole('button', { name: 'Send' }).click();
       const live = page.locator('[data-testid="chat-log"][data-target="support"]');
