@@ -99,6 +99,10 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
     const { page, problems, close } = await openPage(browser);
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/support/chat');
+      // The chat opens on the newest thread with support (the first test's): this one starts afresh.
+      await page.getByTestId('chat-log').getByText('heard: and now?').waitFor();
+      await page.getByRole('button', { name: 'New thread' }).click();
+      await page.getByTestId('chat-log').getByText('heard: and now?').waitFor({ state: 'detached' });
       await page.getByLabel('Message to support').fill('What is 6 * 7?');
       await page.getByRole('button', { name: 'Send' }).click();
       const answer = page.getByTestId('chat-log').locator('li.agent');
@@ -140,6 +144,8 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
       await signIn(page, cs.url, cs.admin, '/ui/agents/support/chat');
       const input = page.getByLabel('Message to support');
       await input.waitFor();
+      // With the newest thread restored (the earlier tests'), its log scrolls in its own box.
+      await page.getByTestId('chat-log').getByText('The answer is 42.').waitFor();
       const box = await input.boundingBox();
       const height = page.viewportSize()!.height;
       expect(box, 'the message box is laid out').not.toBeNull();
