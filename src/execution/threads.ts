@@ -113,8 +113,9 @@ export class ChatThreads {
    */
   async history(caller: Principal | undefined, agent: string, conversation: string): Promise<HistoryMessage[]> {
     if (!this.#records) return [];
-    const runs = await this.#records.thread(this.#name(agent), conversation);
-    const first = runs[0];
+    const name = this.#name(agent);
+    // The thread's owner is its first turn's; the model is given its newest turns.
+    const first = await this.#records.firstOfThread(name, conversation);
     if (!first) return [];
     if (caller !== undefined && caller.role !== 'admin' && first.principal !== caller.id)
       throw new CaxtonError(
@@ -123,7 +124,7 @@ export class ChatThreads {
         { reason: 'not_own_thread', field: 'conversation_id' },
       );
     const history: HistoryMessage[] = [];
-    for (const v of runs.slice(-HISTORY_TURNS)) {
+    for (const v of await this.#records.thread(name, conversation, HISTORY_TURNS)) {
       if (v.status !== 'ok' || v.answer === null) continue;
       history.push({ role: 'user', content: v.request }, { role: 'assistant', content: v.answer });
     }

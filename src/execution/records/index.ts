@@ -17,6 +17,7 @@ export { SqliteExecutionStore, EXECUTIONS_MIGRATIONS, type SqliteExecutionStoreO
 export { PgExecutionStore, type PgExecutionStoreOptions } from './pg.js';
 export {
   listThreads,
+  readFirst,
   readThread,
   targetOf,
   titleOf,

@@ -363,8 +363,10 @@ export interface ExecutionLog {
   byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]>;
   /** A page of one agent's chat threads (src/execution/records/threads.ts), newest activity first. */
   threads(q: ThreadQuery): Promise<ThreadPage>;
-  /** One chat thread's executions, oldest first (empty: no such thread). */
-  thread(agent: string, conversation: string): Promise<ExecutionView[]>;
+  /** One chat thread's executions, oldest first, its newest `limit` (empty: no such thread). */
+  thread(agent: string, conversation: string, limit?: number): Promise<ExecutionView[]>;
+  /** A chat thread's first execution (whose principal began it), or undefined. */
+  firstOfThread(agent: string, conversation: string): Promise<ExecutionView | undefined>;
   /** Writes what is queued (readers that aggregate the table, such as the stats history, call it first). */
   flush(): void | Promise<void>;
   /** Records dropped since start (the queue bound, or a failed write). */

@@ -16,7 +16,7 @@ import {
   type PgMigration,
 } from '../../storage/pg/index.js';
 import { agentScopeSql } from '../../auth/scope-read.js';
-import { listThreads, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
+import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
 import {
   ENTRY_COLUMNS,
   entryValues,
@@ -177,8 +177,12 @@ export class PgExecutionStore implements ExecutionLog {
     return listThreads(this.#run, `${this.#s}.executions`, q);
   }
 
-  thread(agent: string, conversation: string): Promise<ExecutionView[]> {
-    return readThread(this.#run, `${this.#s}.executions`, agent, conversation);
+  thread(agent: string, conversation: string, limit?: number): Promise<ExecutionView[]> {
+    return readThread(this.#run, `${this.#s}.executions`, agent, conversation, limit);
+  }
+
+  firstOfThread(agent: string, conversation: string): Promise<ExecutionView | undefined> {
+    return readFirst(this.#run, `${this.#s}.executions`, agent, conversation);
   }
 
   readonly #run: RowRunner = async <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {

@@ -20,7 +20,7 @@ import {
   type ExecutionView,
 } from './model.js';
 import { agentScopeSql } from '../../auth/scope-read.js';
-import { listThreads, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
+import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
 
 export const EXECUTIONS_MIGRATIONS: readonly Migration[] = [
   {
@@ -178,8 +178,12 @@ export class SqliteExecutionStore implements ExecutionLog {
     return listThreads(this.#run, 'executions', q);
   }
 
-  thread(agent: string, conversation: string): Promise<ExecutionView[]> {
-    return readThread(this.#run, 'executions', agent, conversation);
+  thread(agent: string, conversation: string, limit?: number): Promise<ExecutionView[]> {
+    return readThread(this.#run, 'executions', agent, conversation, limit);
+  }
+
+  firstOfThread(agent: string, conversation: string): Promise<ExecutionView | undefined> {
+    return readFirst(this.#run, 'executions', agent, conversation);
   }
 
   readonly #run: RowRunner = <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {

@@ -125,17 +125,35 @@ export async function listThreads(run: RowRunner, table: string, q: ThreadQuery)
   return { threads, ...(groups.length === limit && tail && { next_cursor: String(tail.last_id) }) };
 }
 
-/** One conversation's executions of `agent` (its newest THREAD_TURNS), oldest first. */
+const THREAD_WHERE = (p: (v: string | number) => string, agent: string, conversation: string) =>
+  `conversation_id = ${p(conversation)} AND agent = ${p(agent)} AND message_id IS NULL`;
+
+/** A thread's first execution: whose principal began it. */
+export async function readFirst(
+  run: RowRunner,
+  table: string,
+  agent: string,
+  conversation: string,
+): Promise<ExecutionView | undefined> {
+  const rows = await run<ExecutionRow>(
+    (p) =>
+      `SELECT id, ${ENTRY_COLUMNS.join(', ')} FROM ${table} WHERE ${THREAD_WHERE(p, agent, conversation)} ORDER BY id LIMIT 1`,
+  );
+  return rows[0] && viewOfRow(rows[0]);
+}
+
+/** One conversation's executions of `agent` (its newest `limit`, at most THREAD_TURNS), oldest first. */
 export async function readThread(
   run: RowRunner,
   table: string,
   agent: string,
   conversation: string,
+  limit = THREAD_TURNS,
 ): Promise<ExecutionView[]> {
   const rows = await run<ExecutionRow>(
     (p) => `SELECT id, ${ENTRY_COLUMNS.join(', ')} FROM ${table}
-      WHERE conversation_id = ${p(conversation)} AND agent = ${p(agent)} AND message_id IS NULL
-      ORDER BY id DESC LIMIT ${p(THREAD_TURNS)}`,
+      WHERE ${THREAD_WHERE(p, agent, conversation)}
+      ORDER BY id DESC LIMIT ${p(Math.min(limit, THREAD_TURNS))}`,
   );
   return rows.reverse().map(viewOfRow);
 }
