@@ -209,6 +209,8 @@ describe('NAME@VERSION reaches any kept version, on every surface', () => {
     });
     expect(missing.status).toBe(404);
     expect(missing.text).toContain('has no version 9');
+    expectOk(await call(alice, 'GET', '/v1/models/helper@1'));
+    expect((await call(alice, 'GET', '/v1/models/helper@9')).status).toBe(404);
 
     const client = new Client({ name: 'threads-test', version: '1.0.0' });
     await client.connect(
