@@ -74,9 +74,9 @@ for (const d of ['cli', 'execution']) {
   }
 }
 
-const result = await build({
+/** What both bundles share; each adds its entries and where its lazy chunks go. */
+const common = {
   absWorkingDir: root,
-  entryPoints: { 'cli/main': 'src/cli/main.ts' },
   outdir,
   bundle: true,
   splitting: true,
@@ -90,7 +90,6 @@ const result = await build({
   minifyWhitespace: true,
   minifySyntax: true,
   keepNames: true,
-  chunkNames: 'cli/chunk-[hash]',
   external: EXTERNAL,
   plugins: [metaUrlPlugin],
   // CommonJS packages bundled into ES modules still call require() (node built-ins, externals).
@@ -99,36 +98,24 @@ const result = await build({
   },
   metafile: true,
   logLevel: 'warning',
+};
+
+const result = await build({
+  ...common,
+  entryPoints: { 'cli/main': 'src/cli/main.ts' },
+  chunkNames: 'cli/chunk-[hash]',
 });
 
 // One level below dist/ like cli/main.js, so the `import.meta.url` rewrite gives the same paths.
+// What the task imports only when asked (a script file's reader: zod, TOML) stays a lazy chunk.
 const task = await build({
-  absWorkingDir: root,
+  ...common,
   entryPoints: {
     'execution/task': 'src/execution/task.ts',
     'execution/isolation/process-runner': 'src/execution/isolation/process-runner.ts',
     'execution/isolation/worker-entry': 'src/execution/isolation/worker-entry.ts',
   },
-  outdir,
-  bundle: true,
-  // What the task imports only when asked (a script file's reader: zod, TOML) stays a lazy chunk.
-  splitting: true,
   chunkNames: 'execution/chunk-[hash]',
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  sourcemap: true,
-  sourcesContent: false,
-  minifyWhitespace: true,
-  minifySyntax: true,
-  keepNames: true,
-  external: EXTERNAL,
-  plugins: [metaUrlPlugin],
-  banner: {
-    js: "import { createRequire as __caxtonCreateRequire } from 'node:module';\nconst require = __caxtonCreateRequire(import.meta.url);",
-  },
-  metafile: true,
-  logLevel: 'warning',
 });
 const taskInputs = Object.keys(task.metafile.inputs).length;
 

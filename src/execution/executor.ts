@@ -20,9 +20,15 @@ import {
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { StreamScrubber } from '../shared/stream-scrub.js';
-import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
+import { allowsTool, ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, setupShipper, type LlmSetup } from './deps.js';
-import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
+import {
+  executionTools,
+  HOST_TOOL_METHOD,
+  parseHostToolCall,
+  parseReportedCall,
+  TOOL_CALLED_METHOD,
+} from './host-tools.js';
 import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
 import { entryOf, type ExecutionLog } from './records/model.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
@@ -557,9 +563,23 @@ export class Executor {
 
   /**
    * A host call from the task of a `worker`/`process` execution: runs a host tool with the
-   * allowlist, deadline and signal of the execution as known here (never as the task says).
+   * allowlist, deadline and signal of the execution as known here (never as the task says), or
+   * records a built-in's call the task reports in the tool audit, through the same hook as a
+   * call made here (`hostTools.onCalled`).
    */
-  async #hostCall(job: ExecutionJob, signal: AbortSignal, method: string, args: unknown): Promise<ToolResult> {
+  async #hostCall(job: ExecutionJob, signal: AbortSignal, method: string, args: unknown): Promise<ToolResult | null> {
+    if (method === TOOL_CALLED_METHOD) {
+      const call = parseReportedCall(args);
+      const tool = this.#deps.tools.get(call.name);
+      // Only what the task may have run is recorded: a built-in that records nothing itself,
+      // allowed to this agent, attributed to this execution (its context is known here).
+      if (tool === undefined || tool.audits === true || !allowsTool(job.definition.tools as string[], call.name))
+        throw new CaxtonError('invalid_request', `the task reported a call of "${call.name}", which it cannot run`, {
+          name: call.name,
+        });
+      this.hostTools.onCalled?.({ ...call, ctx: toolContext(job, signal) });
+      return null;
+    }
     if (method !== HOST_TOOL_METHOD)
       throw new CaxtonError('not_supported', `the execution task called the unknown host method "${method}"`, {
         method,

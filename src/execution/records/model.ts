@@ -337,6 +337,60 @@ export function executionSql(q: ExecutionQuery, param: (v: string | number) => s
   return `${w} ORDER BY id DESC LIMIT ${param(q.limit ?? 50)}`;
 }
 
+/** A statement with its arguments, bound in order. */
+export interface ExecutionStatement {
+  sql: string;
+  args: (string | number)[];
+}
+
+/**
+ * The reads of ExecutionLog, the same for both adapters but for the dialect (`?` or `$n`
+ * parameters): an adapter gives its `SELECT … FROM executions` and runs the statements (`rows`,
+ * after writing what it has queued). `agents` (the reader's scope) narrows `get` and `byTrace` as
+ * it narrows a list.
+ */
+export abstract class ExecutionReads {
+  readonly #select: string;
+  readonly #dialect: SqlDialect;
+
+  constructor(select: string, dialect: SqlDialect) {
+    this.#select = select;
+    this.#dialect = dialect;
+  }
+
+  protected abstract rows(read: ExecutionStatement): ExecutionRow[] | Promise<ExecutionRow[]>;
+
+  #bind() {
+    const args: (string | number)[] = [];
+    const param =
+      this.#dialect === 'pg' ? (v: string | number) => `$${args.push(v)}` : (v: string | number) => (args.push(v), '?');
+    const scope = (agents: readonly string[] | undefined) =>
+      agents === undefined ? '' : ` AND ${agentScopeSql(this.#dialect, 'agent', agents, param)}`;
+    return { args, param, scope };
+  }
+
+  async list(q: ExecutionQuery): Promise<ExecutionPage> {
+    const { args, param } = this.#bind();
+    const limit = q.limit ?? 50;
+    const sql = `${this.#select}${executionSql({ ...q, limit }, param, this.#dialect)}`;
+    return pageOf(await this.rows({ sql, args }), limit);
+  }
+
+  async get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined> {
+    const { args, param, scope } = this.#bind();
+    const row = (
+      await this.rows({ sql: `${this.#select} WHERE execution_id = ${param(id)}${scope(agents)}`, args })
+    )[0];
+    return row && viewOfRow(row);
+  }
+
+  async byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]> {
+    const { args, param, scope } = this.#bind();
+    const sql = `${this.#select} WHERE trace_id = ${param(traceId)}${scope(agents)} ORDER BY id LIMIT 1000`;
+    return (await this.rows({ sql, args })).map((r) => summaryOf(viewOfRow(r)));
+  }
+}
+
 /** One page of a list, and the cursor of the next (absent on the last). */
 export interface ExecutionPage {
   executions: ExecutionSummary[];
