@@ -16,7 +16,8 @@ import {
   type PgMigration,
 } from '../../storage/pg/index.js';
 import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './model.js';
-import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement } from './model.js';
+import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './model.js';
+import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -134,6 +135,25 @@ export class PgExecutionStore extends ExecutionReads implements ExecutionLog {
       throw stateUnavailable(e);
     }
   }
+
+  threads(q: ThreadQuery): Promise<ThreadPage> {
+    return listThreads(this.#run, `${this.#s}.executions`, q);
+  }
+
+  thread(agent: string, conversation: string, limit?: number): Promise<ExecutionView[]> {
+    return readThread(this.#run, `${this.#s}.executions`, agent, conversation, limit);
+  }
+
+  firstOfThread(agent: string, conversation: string): Promise<ExecutionView | undefined> {
+    return readFirst(this.#run, `${this.#s}.executions`, agent, conversation);
+  }
+
+  /** The thread reads (threads.ts): this dialect's placeholders, run as every read is. */
+  readonly #run: RowRunner = async <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {
+    const args: (string | number)[] = [];
+    const sql = build((v) => `$${args.push(v)}`);
+    return (await this.rows({ sql, args })) as unknown as R[];
+  };
 
   /** Applies retention now (tests); resolves with the rows deleted. */
   prune(): Promise<{ deleted: number; skipped: boolean }> {

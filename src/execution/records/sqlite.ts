@@ -5,7 +5,8 @@
  */
 import { Pruner, tableRule, writeLane, type Db, type Migration, type WriteLane } from '../../storage/index.js';
 import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './model.js';
-import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement } from './model.js';
+import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './model.js';
+import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
 
 export const EXECUTIONS_MIGRATIONS: readonly Migration[] = [
   {
@@ -120,6 +121,25 @@ export class SqliteExecutionStore extends ExecutionReads implements ExecutionLog
     this.#lane.flush();
     return this.#db.prepare(sql).all(...args) as ExecutionRow[];
   }
+
+  threads(q: ThreadQuery): Promise<ThreadPage> {
+    return listThreads(this.#run, 'executions', q);
+  }
+
+  thread(agent: string, conversation: string, limit?: number): Promise<ExecutionView[]> {
+    return readThread(this.#run, 'executions', agent, conversation, limit);
+  }
+
+  firstOfThread(agent: string, conversation: string): Promise<ExecutionView | undefined> {
+    return readFirst(this.#run, 'executions', agent, conversation);
+  }
+
+  /** The thread reads (threads.ts): this dialect's placeholders, run as every read is. */
+  readonly #run: RowRunner = async <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {
+    const args: (string | number)[] = [];
+    const sql = build((v) => (args.push(v), '?'));
+    return (await this.rows({ sql, args })) as unknown as R[];
+  };
 
   close(): void {
     if (this.#closed) return;
