@@ -3,7 +3,10 @@
  * deploy path's code is compiled), heap after full GCs, then N more agents, heap again; the
  * difference ÷ N. Files are written into agents_dir while the server runs (the watcher loads
  * them); API agents are POSTed 8 at a time. The agents are bench/lib/generate.ts's, with two
- * built-in tools.
+ * built-in tools. Before the first measure the server's ring of recent spans (`[tracing]
+ * local_spans`, 10,000 by default, each request's span kept there) is filled with GETs: a deploy
+ * through the API then replaces an old span instead of adding one, so the figure is what the
+ * agents hold, not the trace buffer filling up (unfilled, it adds ~0.6 KB per request).
  *
  *   node --expose-gc --import tsx bench/agent-heap.ts files|api [N] [snapshot-dir]
  *
@@ -67,8 +70,19 @@ async function add(from: number, to: number): Promise<void> {
   }
 }
 
+/** Fills the ring of recent spans: sequential GETs, 8 in flight, one span each. */
+async function fillSpans(requests: number): Promise<void> {
+  const one = async (): Promise<void> => {
+    const r = await fetch(`${api}/agents/${agentName(0)}`);
+    if (r.status !== 200) throw new Error(`GET ${agentName(0)}: ${r.status}`);
+    await r.arrayBuffer();
+  };
+  for (let i = 0; i < requests; i += 8) await Promise.all(Array.from({ length: 8 }, one));
+}
+
 try {
   await add(0, WARM);
+  await fillSpans(Number(process.env.BENCH_FILL_SPANS ?? 12_000));
   const before = await snapshot();
   if (snapDir) writeHeapSnapshot(join(snapDir, `${mode}-before.heapsnapshot`));
   await add(WARM, WARM + N);

@@ -30,17 +30,49 @@ class CountedPool<T> {
 
 const listKey = (names: readonly string[]): string => names.join('\n');
 
+/** The settings tables agents often hold alike: a model, a memory scope, a rollout policy copied across a fleet. */
+const TABLES = [
+  'llm',
+  'memory',
+  'parameters',
+  'limits',
+  'conversation',
+  'execution',
+  'messaging',
+  'metadata',
+  'rollout',
+] as const satisfies readonly (keyof AgentDefinition)[];
+
+const tableKey = (table: string, v: unknown): string => `${table}\n${JSON.stringify(v)}`;
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
 /**
- * Capability and tool names, and the tool lists themselves, shared across the agents of a
- * registry: thousands of agents naming the same capabilities and tools hold one string per name,
- * and the agents with the same tools one frozen list, instead of a copy each from their parse.
+ * What the agents of a registry hold alike, one copy each: capability and tool names, the version
+ * string, the tool lists, and the settings tables (`[llm]`, `[memory]`, …) equal in value. Thousands
+ * of agents naming the same capabilities, tools and model hold one string per name and one frozen
+ * table per distinct table, instead of a copy each from their parse. Shared tables are frozen (a
+ * change would reach every agent holding them): an update deploys a new definition.
  */
 export class AgentNamePool {
   readonly #names = new CountedPool<string>();
   readonly #toolLists = new CountedPool<readonly string[]>();
+  readonly #tables = new CountedPool<object>();
 
-  /** Points `def`'s names at the pool's copies; `release(def)` when the agent leaves the registry. */
+  /** Points `def`'s names and tables at the pool's copies; `release(def)` when the agent leaves the registry. */
   share(def: AgentDefinition): void {
+    def.version = this.#names.take(def.version, def.version);
+    const target = def as unknown as Record<string, object | undefined>;
+    for (const k of TABLES) {
+      const v = target[k];
+      if (v !== undefined) target[k] = this.#tables.take(tableKey(k, v), deepFreeze(v));
+    }
     const caps = def.capabilities;
     for (let i = 0; i < caps.length; i++) caps[i] = this.#names.take(caps[i]!, caps[i]!) as (typeof caps)[number];
     const tools = def.tools;
@@ -55,13 +87,21 @@ export class AgentNamePool {
   }
 
   release(def: AgentDefinition): void {
+    this.#names.drop(def.version);
+    const target = def as unknown as Record<string, object | undefined>;
+    for (const k of TABLES) if (target[k] !== undefined) this.#tables.drop(tableKey(k, target[k]));
     for (const c of def.capabilities) this.#names.drop(c);
     for (const t of def.tools) this.#names.drop(t);
     this.#toolLists.drop(listKey(def.tools));
   }
 
-  /** Distinct names held. */
+  /** Distinct names (capabilities, tools, versions) held. */
   get size(): number {
     return this.#names.size;
+  }
+
+  /** Distinct settings tables held. */
+  get tables(): number {
+    return this.#tables.size;
   }
 }

@@ -2,9 +2,11 @@ import { EventEmitter } from 'node:events';
 import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { relayedFrom, whileRelayed } from '../shared/relayed.js';
 import { AgentNamePool } from './name-pool.js';
-import { shareDefaultTables, sharedOrigin } from './shared-defaults.js';
 
 export type AgentOrigin = { kind: 'file'; path: string } | { kind: 'api' };
+
+/** One origin object for every API agent (a file agent's names its own path). */
+const API_ORIGIN: AgentOrigin = Object.freeze({ kind: 'api' });
 
 export interface DeployedAgent {
   readonly definition: AgentDefinition;
@@ -30,8 +32,27 @@ export interface ListOptions {
   offset?: number;
 }
 
-const byName = (a: DeployedAgent, b: DeployedAgent): number =>
-  a.definition.name < b.definition.name ? -1 : a.definition.name > b.definition.name ? 1 : 0;
+/** Where an agent named `name` is, or would go, in `list` sorted by name (binary search; names are unique). */
+function position(list: readonly DeployedAgent[], name: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid]!.definition.name < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Takes `agent` out of `list` (sorted by name), wherever it is. */
+function without(list: DeployedAgent[], agent: DeployedAgent): void {
+  const at = position(list, agent.definition.name);
+  if (list[at] === agent) list.splice(at, 1);
+  else {
+    const i = list.indexOf(agent);
+    if (i >= 0) list.splice(i, 1);
+  }
+}
 
 /**
  * The in-memory view of every deployed agent, indexed by (case-insensitive) name and by
@@ -40,7 +61,11 @@ const byName = (a: DeployedAgent, b: DeployedAgent): number =>
  */
 export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
   readonly #byKey = new Map<string, DeployedAgent>();
-  readonly #byCapability = new Map<Capability, Map<string, DeployedAgent>>();
+  /**
+   * Providers of each capability, sorted by name: a lookup is a slice, and an agent costs one array
+   * slot per capability (a Map per capability held a hash table entry per provider, ~3× the bytes).
+   */
+  readonly #byCapability = new Map<Capability, DeployedAgent[]>();
   /** Every agent, kept sorted by name on each change so `list()` never sorts the whole registry. */
   readonly #sorted: DeployedAgent[] = [];
   /** One copy of each capability and tool name (and tool list) across the agents held. */
@@ -128,7 +153,7 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     if (opts.capability !== undefined) {
       const providers = this.#byCapability.get(opts.capability as Capability);
       if (!providers) return { agents: [], total: 0 };
-      all = [...providers.values()].sort(byName);
+      all = providers;
     } else all = this.#sorted;
     const visible = opts.visible;
     if (visible) all = all.filter((a) => visible(a.definition.name as string));
@@ -141,28 +166,29 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     return [...this.#byCapability.entries()]
       .map(([capability, m]) => ({
         capability,
-        agents: [...m.values()].map((a) => a.definition.name as string).sort(),
+        agents: m.map((a) => a.definition.name as string),
       }))
       .sort((a, b) => (a.capability < b.capability ? -1 : 1));
   }
 
   providersOf(capability: string): DeployedAgent[] {
-    return [...(this.#byCapability.get(capability as Capability)?.values() ?? [])];
+    return [...(this.#byCapability.get(capability as Capability) ?? [])];
   }
 
   upsert(deployed: DeployedAgent, traceparent?: string): void {
-    shareDefaultTables(deployed.definition);
-    const agent = deployed.origin.kind === 'api' ? { ...deployed, origin: sharedOrigin(deployed.origin) } : deployed;
+    const agent =
+      deployed.origin.kind === 'api' && deployed.origin !== API_ORIGIN ? { ...deployed, origin: API_ORIGIN } : deployed;
     const key = agentKey(agent.definition.name);
     const previous = this.#byKey.get(key);
-    if (previous) this.#unindex(key, previous);
+    if (previous) this.#unindex(previous);
     this.#names.share(agent.definition);
     this.#byKey.set(key, agent);
-    this.#sorted.splice(this.#position(agent.definition.name), 0, agent);
+    const name = agent.definition.name;
+    this.#sorted.splice(position(this.#sorted, name), 0, agent);
     for (const c of agent.definition.capabilities) {
-      let m = this.#byCapability.get(c);
-      if (!m) this.#byCapability.set(c, (m = new Map()));
-      m.set(key, agent);
+      const list = this.#byCapability.get(c);
+      if (!list) this.#byCapability.set(c, [agent]);
+      else list.splice(position(list, name), 0, agent);
     }
     const tp = traceparent !== undefined ? { traceparent } : {};
     const change = () =>
@@ -178,35 +204,19 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     const key = agentKey(name);
     const agent = this.#byKey.get(key);
     if (!agent) return undefined;
-    this.#unindex(key, agent);
+    this.#unindex(agent);
     this.#byKey.delete(key);
     this.emit('change', { type: 'removed', agent });
     return agent;
   }
 
-  /** Where `name` is, or would go, in `#sorted` (binary search; names are unique). */
-  #position(name: string): number {
-    let lo = 0;
-    let hi = this.#sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#sorted[mid]!.definition.name < name) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  #unindex(key: string, agent: DeployedAgent): void {
-    const at = this.#position(agent.definition.name);
-    if (this.#sorted[at] === agent) this.#sorted.splice(at, 1);
-    else {
-      const i = this.#sorted.indexOf(agent);
-      if (i >= 0) this.#sorted.splice(i, 1);
-    }
+  #unindex(agent: DeployedAgent): void {
+    without(this.#sorted, agent);
     for (const c of agent.definition.capabilities) {
-      const m = this.#byCapability.get(c);
-      m?.delete(key);
-      if (m?.size === 0) this.#byCapability.delete(c);
+      const list = this.#byCapability.get(c);
+      if (!list) continue;
+      without(list, agent);
+      if (list.length === 0) this.#byCapability.delete(c);
     }
     this.#names.release(agent.definition);
   }

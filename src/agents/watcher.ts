@@ -108,8 +108,12 @@ export class AgentDirectoryWatcher {
   readonly #service: AgentService;
   readonly #hooks: WatcherHooks;
   readonly #timers = new Map<string, NodeJS.Timeout>();
-  /** Per file, a count of the events applied: a parse that finishes after a newer event is dropped. */
+  /**
+   * Per file with an event being applied, that event's number: a parse that finishes after a
+   * newer event is dropped. Numbers are never reused, so a settled path can leave the map.
+   */
   readonly #generation = new Map<string, number>();
+  #generations = 0;
   #closed = false;
   #tree: FolderTree | undefined;
 
@@ -172,7 +176,7 @@ export class AgentDirectoryWatcher {
         this.#timers.delete(path);
         try {
           if (removed) {
-            this.#bump(path);
+            this.#settled(path, this.#bump(path));
             this.#service.files.removeFile(path);
             this.#call(() => this.#hooks.onRemoved?.(path), path);
             this.#retryDuplicates();
@@ -185,9 +189,14 @@ export class AgentDirectoryWatcher {
   }
 
   #bump(path: string): number {
-    const n = (this.#generation.get(path) ?? 0) + 1;
+    const n = ++this.#generations;
     this.#generation.set(path, n);
     return n;
+  }
+
+  /** A path whose latest event is applied needs no generation any more (a file costs nothing between events). */
+  #settled(path: string, generation: number): void {
+    if (this.#generation.get(path) === generation) this.#generation.delete(path);
   }
 
   /** A file refused for a duplicate name may load now that the name's holder is gone. */
@@ -214,6 +223,8 @@ export class AgentDirectoryWatcher {
       if (status) this.#call(() => this.#hooks.onApplied?.(status), path);
     } catch (e) {
       this.#report(e, { path, what: 'agent file could not be applied' });
+    } finally {
+      this.#settled(path, generation);
     }
   }
 

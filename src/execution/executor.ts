@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
 import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../auth/limits.js';
 import type { ServerConfig } from '../config/index.js';
-import { providerAttributes } from '../llm/index.js';
+import { providerAttributes, type ToolSpec } from '../llm/index.js';
 import { traceIdsOf } from '../observability/events.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
@@ -150,6 +150,16 @@ export class Executor {
    * isolation's host calls (see host-tools.ts).
    */
   readonly hostTools: ToolRegistry;
+  /** See #contextTools. */
+  readonly #contextToolsBySpecs = new WeakMap<
+    readonly ToolSpec[],
+    {
+      tools: ToolRegistry;
+      generation: number;
+      onRefused: ToolRegistry['onRefused'];
+      onCalled: ToolRegistry['onCalled'];
+    }
+  >();
   /** Memory (src/memory): fills `{{memory_context}}` and stores successful executions, per the agent's `[memory]`. Set by the server. */
   memory: ExecutionMemory | undefined;
   readonly #registry: AgentRegistry;
@@ -487,6 +497,34 @@ export class Executor {
     return opts.shadow ? res : this.#remember(def, req, res);
   }
 
+  #hostToolsOf(specs: readonly ToolSpec[]): Tool[] {
+    return specs.map((s) => this.hostTools.get(s.name)).filter((t): t is Tool => t !== undefined);
+  }
+
+  /**
+   * The tools a context-mode execution runs with: the built-ins and the host tools of `hostSpecs`,
+   * with the tool audit's hooks. Built once per host tool list (the agents with the same tools
+   * share one frozen list of specs) and kept until a tool or a hook changes: a registry per
+   * request cost a Map, a sort and the tool specs again on every invoke.
+   */
+  #contextTools(hostSpecs: readonly ToolSpec[]): ToolRegistry {
+    const builtins = this.#deps.tools;
+    // Read at each execution: the tool audit sets them once it exists.
+    const { onRefused, onCalled } = this.hostTools;
+    const known = this.#contextToolsBySpecs.get(hostSpecs);
+    if (
+      known &&
+      known.generation === builtins.generation &&
+      known.onRefused === onRefused &&
+      known.onCalled === onCalled
+    )
+      return known.tools;
+    const tools = executionTools(builtins, this.#hostToolsOf(hostSpecs), { onRefused, onCalled });
+    if (Object.isFrozen(hostSpecs))
+      this.#contextToolsBySpecs.set(hostSpecs, { tools, generation: builtins.generation, onRefused, onCalled });
+    return tools;
+  }
+
   async #execute(id: string, def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
     // A shadow run stays in the server thread, where its tools can be swapped for refusals; a
     // WebAssembly agent's module runs in its own sandbox, called from the server thread.
@@ -522,12 +560,9 @@ export class Executor {
     const { signal } = deadline;
     try {
       if (isolation === 'context') {
-        const host = hostSpecs.map((s) => this.hostTools.get(s.name)).filter((t): t is Tool => t !== undefined);
-        // Read at each execution: the tool audit sets them once it exists.
-        const { onRefused, onCalled } = this.hostTools;
         const tools = opts.shadow
-          ? shadowTools(this.#deps.tools, host)
-          : executionTools(this.#deps.tools, host, { onRefused, onCalled });
+          ? shadowTools(this.#deps.tools, this.#hostToolsOf(hostSpecs))
+          : this.#contextTools(hostSpecs);
         const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
           if (def.wasm !== undefined)

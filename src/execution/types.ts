@@ -148,7 +148,7 @@ export interface ExecutionJob {
    * The host tools (Executor.hostTools) this agent may call, as specs: they run in the server
    * process, reached from a worker/process through the isolation's host calls. Absent: none.
    */
-  host_tools?: ToolSpec[];
+  host_tools?: readonly ToolSpec[];
   /** Memories found for this request (src/memory), rendered into `{{memory_context}}`. Absent: none. */
   memory_context?: string;
 }

@@ -1,4 +1,4 @@
-export { createLogger, REDACT_PATHS, type Logger } from './logger.js';
+export { createLogger, SECRET_FIELDS, type Logger } from './logger.js';
 export { clientRequestId, MAX_CLIENT_REQUEST_ID, newRequestId } from './request-id.js';
 export { Metrics, type MetricSources } from './metrics.js';
 export {

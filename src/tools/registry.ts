@@ -50,6 +50,18 @@ export class ToolRegistry {
   onCalled: ((call: CalledTool) => void) | undefined;
   /** Names `register` refuses, with what holds them. */
   readonly #reserved = new Map<string, string>();
+  /**
+   * The specs answered for each frozen tool list (the registry's agents share one list per
+   * distinct set of tools), so an execution does not copy, sort and map every tool again.
+   * Replaced whenever a tool comes or goes.
+   */
+  #specs = new WeakMap<readonly string[], readonly ToolSpec[]>();
+  #generation = 0;
+
+  /** Changes whenever a tool comes or goes (what was built from `list()` is then out of date). */
+  get generation(): number {
+    return this.#generation;
+  }
 
   register(tool: Tool): void {
     const holder = this.#reserved.get(tool.name);
@@ -60,6 +72,8 @@ export class ToolRegistry {
     if (this.#tools.has(tool.name))
       throw new CaxtonError('conflict', `a tool named "${tool.name}" is already registered`);
     this.#tools.set(tool.name, tool);
+    this.#specs = new WeakMap();
+    this.#generation++;
   }
 
   /**
@@ -79,6 +93,8 @@ export class ToolRegistry {
   }
 
   unregister(name: string): boolean {
+    this.#specs = new WeakMap();
+    this.#generation++;
     return this.#tools.delete(name);
   }
 
@@ -91,10 +107,17 @@ export class ToolRegistry {
   }
 
   /** The tools an agent may call, as specs for the model. */
-  specsFor(allowed: readonly string[]): ToolSpec[] {
-    return this.list()
-      .filter((t) => allows(allowed, t.name))
-      .map((t) => ({ name: t.name, description: t.description, input_schema: t.input_schema }));
+  specsFor(allowed: readonly string[]): readonly ToolSpec[] {
+    const known = this.#specs.get(allowed);
+    if (known) return known;
+    const specs = Object.freeze(
+      this.list()
+        .filter((t) => allows(allowed, t.name))
+        .map((t) => Object.freeze({ name: t.name, description: t.description, input_schema: t.input_schema })),
+    );
+    // A list that can still change is answered afresh each time.
+    if (Object.isFrozen(allowed)) this.#specs.set(allowed, specs);
+    return specs;
   }
 
   /**
