@@ -1,6 +1,6 @@
 import { diskFullError, isDiskFull } from '../storage/index.js';
 import { isTerminal, type Conversation } from './conversation.js';
-import type { ConversationStep, StepStore } from './engine/ports.js';
+import type { DeliveryChange, EngineStep, StepStore } from './engine/ports.js';
 import type { GroupCommit, JoinedWrite } from './group-commit.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { endless } from './protocols/index.js';
@@ -84,7 +84,7 @@ export class SqliteSteps implements StepStore {
     );
   }
 
-  async inConversation<T>(id: string, fn: (s: ConversationStep) => Promise<T>): Promise<T> {
+  async inConversation<T>(id: string, fn: (s: EngineStep) => Promise<T>): Promise<T> {
     if (this.#locks.has(id)) {
       let waiting = this.#locks.get(id);
       if (!waiting) this.#locks.set(id, (waiting = []));
@@ -127,7 +127,7 @@ export class SqliteSteps implements StepStore {
   async expired(
     now: string,
     limit: number,
-    fn: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>,
+    fn: (s: EngineStep & { readonly conversation: Conversation }) => Promise<void>,
   ): Promise<number> {
     const t = Date.parse(now);
     const due = [...this.open.values()]
@@ -141,7 +141,7 @@ export class SqliteSteps implements StepStore {
         if (!conv || isTerminal(conv.state) || conv.expires_at === null || Date.parse(conv.expires_at) > Date.now())
           return;
         handled++;
-        await fn(s as ConversationStep & { readonly conversation: Conversation });
+        await fn(s as EngineStep & { readonly conversation: Conversation });
       });
     }
     return handled;
@@ -256,8 +256,19 @@ export class SqliteSteps implements StepStore {
   }
 }
 
-/** One step: reads answer from memory and the store, writes wait for the step's commit. */
-class SqliteStep implements ConversationStep, JoinedWrite {
+/** What a step writes, each with its arguments after it in `SqliteStep.#writes` (no closure per write). */
+const enum W {
+  Message,
+  Delivery,
+  Ack,
+  Other,
+}
+
+/**
+ * One step: reads answer from memory and the store at once, writes wait for the step's commit
+ * (so a method returns its value, not a promise: the engine then never suspends for it).
+ */
+class SqliteStep implements EngineStep, JoinedWrite {
   readonly #steps: SqliteSteps;
   readonly #store: MessageStore;
   readonly #id: string;
@@ -268,7 +279,8 @@ class SqliteStep implements ConversationStep, JoinedWrite {
   #before: Conversation | undefined;
   #wasOpen = false;
   #created: Conversation | undefined;
-  readonly #writes: (() => void)[] = [];
+  /** The step's row writes in order: a kind (`W`) followed by its arguments. */
+  readonly #writes: unknown[] = [];
   #after: (() => void)[] | undefined;
   #messages: Set<StoredMessage> | undefined;
   #outstanding = 0;
@@ -301,26 +313,24 @@ class SqliteStep implements ConversationStep, JoinedWrite {
     return Promise.resolve([...stored, ...this.#steps.unsaved(this.#id).filter((s) => !ids.has(s.message.id))]);
   }
 
-  saveConversation(c: Conversation): Promise<void> {
+  saveConversation(c: Conversation): void {
     // A conversation the step never read is one it created, unless the process holds it open.
     const existing = this.#loaded || this.#steps.open.get(c.id) === c ? this.conversation : undefined;
     if (c !== existing && this.#created === undefined) this.#created = c;
     this.#steps.save(c);
-    return Promise.resolve();
   }
 
-  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void> {
+  insertMessage(m: AclMessage, routedTo: readonly string[]): void {
     const stored: StoredMessage = { message: m, routed_to: [...routedTo] };
     (this.#messages ??= new Set()).add(stored);
     this.#steps.keepUnsaved(this.#id, stored);
     this.#steps.counted();
-    this.#writes.push(() => this.#store.insertMessage(m, routedTo));
-    return Promise.resolve();
+    this.#writes.push(W.Message, m, stored.routed_to);
   }
 
-  insertDelivery(messageId: string, receiver: string, now: string): Promise<number> {
+  insertDelivery(messageId: string, receiver: string, now: string): number {
     const id = this.#steps.nextDeliveryId();
-    this.#writes.push(() => this.#store.insertDelivery(id, messageId as MessageId, receiver, now));
+    this.#writes.push(W.Delivery, id, messageId, receiver, now);
     (this.#written ??= new Map()).set(id, {
       id,
       message_id: messageId as MessageId,
@@ -332,11 +342,11 @@ class SqliteStep implements ConversationStep, JoinedWrite {
       updated_at: now,
     });
     this.#count(1);
-    return Promise.resolve(id);
+    return id;
   }
 
-  delivery(id: number): Promise<DeliveryRow | undefined> {
-    return Promise.resolve(this.#row(id));
+  delivery(id: number): DeliveryRow | undefined {
+    return this.#row(id);
   }
 
   #row(id: number): DeliveryRow | undefined {
@@ -345,24 +355,24 @@ class SqliteStep implements ConversationStep, JoinedWrite {
     return rows.get(id);
   }
 
-  setDelivery(id: number, to: Parameters<ConversationStep['setDelivery']>[1], now: string): Promise<void> {
+  setDelivery(id: number, to: DeliveryChange, now: string): void {
     const row = this.#row(id);
     const was = row?.state;
     if (was === 'pending' && to.state !== 'pending') this.#count(-1);
     if (was !== 'pending' && to.state === 'pending') this.#count(1);
     // The row as each write below leaves it, while it stays pending.
     let next: DeliveryRow | undefined;
-    if (to.state === 'done') this.#writes.push(() => this.#store.ack(id, now));
-    else if (to.state === 'dead') this.#writes.push(() => this.#store.dead(id, to.attempts, to.last_error ?? '', now));
+    if (to.state === 'done') this.#writes.push(W.Ack, id, now);
+    else if (to.state === 'dead') this.#other(() => this.#store.dead(id, to.attempts, to.last_error ?? '', now));
     else if (to.receiver !== undefined) {
       const receiver = to.receiver;
-      this.#writes.push(() => this.#store.reroute(id, receiver, now));
+      this.#other(() => this.#store.reroute(id, receiver, now));
       next = row && { ...row, receiver, updated_at: now };
     } else if (was === 'dead') {
-      this.#writes.push(() => this.#store.replay(id, now));
+      this.#other(() => this.#store.replay(id, now));
       next = row && { ...row, state: 'pending', attempts: 0, next_at: 0, updated_at: now };
     } else {
-      this.#writes.push(() => this.#store.retry(id, to.attempts, to.next_at ?? 0, to.last_error ?? '', now));
+      this.#other(() => this.#store.retry(id, to.attempts, to.next_at ?? 0, to.last_error ?? '', now));
       next = row && {
         ...row,
         state: 'pending',
@@ -373,28 +383,50 @@ class SqliteStep implements ConversationStep, JoinedWrite {
       };
     }
     (this.#written ??= new Map()).set(id, next);
-    return Promise.resolve();
   }
 
-  outstanding(): Promise<number> {
-    return Promise.resolve(this.#steps.outstanding(this.#id));
+  outstanding(): number {
+    return this.#steps.outstanding(this.#id);
   }
 
-  insertSubscription(row: SubscriptionRow): Promise<void> {
-    this.#writes.push(() => this.#store.insertSubscription(row));
+  insertSubscription(row: SubscriptionRow): void {
+    this.#other(() => this.#store.insertSubscription(row));
     (this.#after ??= []).push(() => this.#steps.subscribed(row));
-    return Promise.resolve();
   }
 
-  deleteSubscription(conversationId: string): Promise<void> {
-    this.#writes.push(() => this.#store.deleteSubscription(conversationId));
+  deleteSubscription(conversationId: string): void {
+    this.#other(() => this.#store.deleteSubscription(conversationId));
     (this.#after ??= []).push(() => this.#steps.unsubscribed(conversationId));
-    return Promise.resolve();
   }
 
-  /** Runs the step's row writes (inside the group commit's transaction). */
+  /** A write off the one-way path (retry, dead letter, reroute, replay, subscriptions): a closure is cheap enough there. */
+  #other(write: () => void): void {
+    this.#writes.push(W.Other, write);
+  }
+
+  /** Runs the step's row writes in order (inside the group commit's transaction). */
   run(): void {
-    for (const w of this.#writes) w();
+    const w = this.#writes;
+    const store = this.#store;
+    for (let i = 0; i < w.length;) {
+      switch (w[i] as W) {
+        case W.Message:
+          store.insertMessage(w[i + 1] as AclMessage, w[i + 2] as readonly string[]);
+          i += 3;
+          break;
+        case W.Delivery:
+          store.insertDelivery(w[i + 1] as number, w[i + 2] as MessageId, w[i + 3] as string, w[i + 4] as string);
+          i += 5;
+          break;
+        case W.Ack:
+          store.ack(w[i + 1] as number, w[i + 2] as string);
+          i += 3;
+          break;
+        default:
+          (w[i + 1] as () => void)();
+          i += 2;
+      }
+    }
   }
 
   /** The step committed. */
