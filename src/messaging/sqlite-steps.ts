@@ -193,8 +193,10 @@ export class SqliteSteps implements StepStore {
   }
 
   /** A committed step wrote delivery rows: pending ones are remembered, the rest forgotten. */
-  rowsCommitted(rows: ReadonlyMap<number, DeliveryRow | undefined>): void {
-    for (const [id, row] of rows) {
+  rowsCommitted(rows: RowList): void {
+    for (let i = 0; i < rows.length; i += 2) {
+      const id = rows[i] as number;
+      const row = rows[i + 1] as DeliveryRow | undefined;
       if (row?.state === 'pending') this.#pendingRows.set(id, row);
       else this.#pendingRows.delete(id);
     }
@@ -220,10 +222,14 @@ export class SqliteSteps implements StepStore {
     else this.#unsaved.set(conversation, [s]);
   }
 
-  dropUnsaved(conversation: string, gone: ReadonlySet<StoredMessage>): void {
-    const rest = (this.#unsaved.get(conversation) ?? []).filter((s) => !gone.has(s));
-    if (rest.length === 0) this.#unsaved.delete(conversation);
-    else this.#unsaved.set(conversation, rest);
+  dropUnsaved(conversation: string, gone: readonly StoredMessage[]): void {
+    const list = this.#unsaved.get(conversation);
+    if (!list) return;
+    // Mostly the step's own messages are all the list holds: then nothing is copied.
+    let rest: StoredMessage[] | undefined;
+    for (const s of list) if (!gone.includes(s)) (rest ??= []).push(s);
+    if (rest) this.#unsaved.set(conversation, rest);
+    else this.#unsaved.delete(conversation);
   }
 
   save(c: Conversation): void {
@@ -256,6 +262,27 @@ export class SqliteSteps implements StepStore {
   }
 }
 
+/**
+ * Delivery rows a step read or wrote, as id, row, id, row…: a step touches one or two, where a
+ * Map per step would cost more than the search.
+ */
+type RowList = (number | DeliveryRow | undefined)[];
+
+/** Where `id`'s row sits in `rows` (-1: not there). */
+function rowAt(rows: RowList | undefined, id: number): number {
+  if (rows) for (let i = 0; i < rows.length; i += 2) if (rows[i] === id) return i + 1;
+  return -1;
+}
+
+/** Sets `id`'s row in `rows` (created on the first). */
+function setRow(rows: RowList | undefined, id: number, row: DeliveryRow | undefined): RowList {
+  if (!rows) return [id, row];
+  const at = rowAt(rows, id);
+  if (at >= 0) rows[at] = row;
+  else rows.push(id, row);
+  return rows;
+}
+
 /** What a step writes, each with its arguments after it in `SqliteStep.#writes` (no closure per write). */
 const enum W {
   Message,
@@ -282,12 +309,12 @@ class SqliteStep implements EngineStep, JoinedWrite {
   /** The step's row writes in order: a kind (`W`) followed by its arguments. */
   readonly #writes: unknown[] = [];
   #after: (() => void)[] | undefined;
-  #messages: Set<StoredMessage> | undefined;
+  #messages: StoredMessage[] | undefined;
   #outstanding = 0;
   /** Delivery rows as the step first read them. */
-  #rows: Map<number, DeliveryRow | undefined> | undefined;
+  #rows: RowList | undefined;
   /** Delivery rows as the step leaves them (undefined: not pending any more). */
-  #written: Map<number, DeliveryRow | undefined> | undefined;
+  #written: RowList | undefined;
 
   constructor(steps: SqliteSteps, store: MessageStore, id: string) {
     this.#steps = steps;
@@ -322,7 +349,8 @@ class SqliteStep implements EngineStep, JoinedWrite {
 
   insertMessage(m: AclMessage, routedTo: readonly string[]): void {
     const stored: StoredMessage = { message: m, routed_to: [...routedTo] };
-    (this.#messages ??= new Set()).add(stored);
+    if (this.#messages) this.#messages.push(stored);
+    else this.#messages = [stored];
     this.#steps.keepUnsaved(this.#id, stored);
     this.#steps.counted();
     this.#writes.push(W.Message, m, stored.routed_to);
@@ -331,7 +359,7 @@ class SqliteStep implements EngineStep, JoinedWrite {
   insertDelivery(messageId: string, receiver: string, now: string): number {
     const id = this.#steps.nextDeliveryId();
     this.#writes.push(W.Delivery, id, messageId, receiver, now);
-    (this.#written ??= new Map()).set(id, {
+    this.#written = setRow(this.#written, id, {
       id,
       message_id: messageId as MessageId,
       receiver,
@@ -350,9 +378,11 @@ class SqliteStep implements EngineStep, JoinedWrite {
   }
 
   #row(id: number): DeliveryRow | undefined {
-    const rows = (this.#rows ??= new Map());
-    if (!rows.has(id)) rows.set(id, this.#steps.pendingRow(id) ?? this.#store.getDelivery(id));
-    return rows.get(id);
+    const at = rowAt(this.#rows, id);
+    if (at >= 0) return this.#rows![at] as DeliveryRow | undefined;
+    const row = this.#steps.pendingRow(id) ?? this.#store.getDelivery(id);
+    this.#rows = setRow(this.#rows, id, row);
+    return row;
   }
 
   setDelivery(id: number, to: DeliveryChange, now: string): void {
@@ -382,7 +412,7 @@ class SqliteStep implements EngineStep, JoinedWrite {
         updated_at: now,
       };
     }
-    (this.#written ??= new Map()).set(id, next);
+    this.#written = setRow(this.#written, id, next);
   }
 
   outstanding(): number {

@@ -223,7 +223,8 @@ export class DeliveryEngine {
     this.#o.emit(work.events);
     // The turn limit was reached: the conversation's end is committed, the message refused.
     if (out instanceof CaxtonError) throw out;
-    await this.#queue.publish(work.outgoing);
+    const handed = this.#queue.publish(work.outgoing);
+    if (handed) await handed;
     if (work.notify.length > 0) {
       const subscribers = this.#subscribersOf(work.notify);
       if (subscribers) this.#track(this.#forward(work.notify, subscribers));
@@ -438,10 +439,10 @@ export class DeliveryEngine {
   }
 
   /** After a step committed: its new deliveries go out; a failure is logged (the rows stay pending). */
-  #publishAfter(out: readonly Outgoing[]): Promise<void> {
+  #publishAfter(out: readonly Outgoing[]): Promise<void> | undefined {
     return this.#queue
       .publish(out)
-      .catch((e: unknown) =>
+      ?.catch((e: unknown) =>
         this.#o.log.error(
           { deliveries: out.map((o) => o.id), err: describeError(e) },
           'could not hand out deliveries a conversation step made; they stay pending',
@@ -614,7 +615,8 @@ export class DeliveryEngine {
       { delivery: d.id },
     );
     this.#o.emit(work.events);
-    await this.#publishAfter(work.outgoing);
+    const handed = this.#publishAfter(work.outgoing);
+    if (handed) await handed;
     this.#queue.done(d, 'ack');
     if (!done)
       this.#o.log.info?.(

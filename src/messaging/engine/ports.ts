@@ -111,8 +111,11 @@ export interface DeliveryQueue extends LoadView {
   readonly backlog: number;
   /** Refuses a message the queue could not carry (a cluster's NATS max_payload). */
   admit?(m: AclMessage): void;
-  /** Hands out deliveries a committed step made; rejects when they could not be handed out (the rows stay pending). */
-  publish(out: readonly Outgoing[]): Promise<void>;
+  /**
+   * Hands out deliveries a committed step made; rejects when they could not be handed out (the
+   * rows stay pending). A queue in the process hands them out at once and returns nothing.
+   */
+  publish(out: readonly Outgoing[]): Answer<void>;
   /** The deliveries of a message accepted before (sent again with the same id): handed out again where the queue may have lost them. */
   again(stored: StoredMessage): Promise<void>;
   /** The delivery is finished here (acknowledged, dead, rerouted or finished elsewhere). */
