@@ -61,10 +61,9 @@ export class DispatchQueue implements DeliveryQueue {
     else this.#dispatcher.later(d, delayMs);
   }
 
-  publish(out: readonly Outgoing[]): Promise<void> {
+  publish(out: readonly Outgoing[]): void {
     for (const o of out)
       this.#dispatcher.enqueue({ id: o.id, message: o.message, receiver: o.receiver, attempts: o.attempts ?? 0 });
-    return Promise.resolve();
   }
 
   again(): Promise<void> {

@@ -37,7 +37,8 @@ export class ConversationEvents {
   emit(events: readonly BusEvent[]): void {
     for (const e of events) {
       if (this.#sink.listenerCount('event') > 0) this.#sink.emit('event', e);
-      if (e.type === 'state' && isTerminal(e.conversation.state))
+      // The conversation is copied for its waiters only: most conversations end with nobody waiting.
+      if (e.type === 'state' && isTerminal(e.conversation.state) && this.#waiters.has(e.conversation_id))
         this.#wakeAll(e.conversation_id, { ...e.conversation });
     }
   }

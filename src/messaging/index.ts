@@ -10,7 +10,15 @@ export {
   type MessageHandler,
 } from './engine/engine.js';
 export { EngineBus } from './engine/engine-bus.js';
-export type { ConversationStep, DeliveryQueue, Outgoing, StepStore } from './engine/ports.js';
+export type {
+  Answer,
+  ConversationStep,
+  DeliveryChange,
+  DeliveryQueue,
+  EngineStep,
+  Outgoing,
+  StepStore,
+} from './engine/ports.js';
 export { DispatchQueue, type DispatchQueueOptions } from './dispatch-queue.js';
 export { SqliteSteps } from './sqlite-steps.js';
 export type { MessagingConfig } from './config.js';

@@ -1,6 +1,6 @@
 import { diskFullError, isDiskFull } from '../storage/index.js';
 import { isTerminal, type Conversation } from './conversation.js';
-import type { ConversationStep, StepStore } from './engine/ports.js';
+import type { DeliveryChange, EngineStep, StepStore } from './engine/ports.js';
 import type { GroupCommit, JoinedWrite } from './group-commit.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { endless } from './protocols/index.js';
@@ -84,7 +84,7 @@ export class SqliteSteps implements StepStore {
     );
   }
 
-  async inConversation<T>(id: string, fn: (s: ConversationStep) => Promise<T>): Promise<T> {
+  async inConversation<T>(id: string, fn: (s: EngineStep) => Promise<T>): Promise<T> {
     if (this.#locks.has(id)) {
       let waiting = this.#locks.get(id);
       if (!waiting) this.#locks.set(id, (waiting = []));
@@ -127,7 +127,7 @@ export class SqliteSteps implements StepStore {
   async expired(
     now: string,
     limit: number,
-    fn: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>,
+    fn: (s: EngineStep & { readonly conversation: Conversation }) => Promise<void>,
   ): Promise<number> {
     const t = Date.parse(now);
     const due = [...this.open.values()]
@@ -141,7 +141,7 @@ export class SqliteSteps implements StepStore {
         if (!conv || isTerminal(conv.state) || conv.expires_at === null || Date.parse(conv.expires_at) > Date.now())
           return;
         handled++;
-        await fn(s as ConversationStep & { readonly conversation: Conversation });
+        await fn(s as EngineStep & { readonly conversation: Conversation });
       });
     }
     return handled;
@@ -193,8 +193,10 @@ export class SqliteSteps implements StepStore {
   }
 
   /** A committed step wrote delivery rows: pending ones are remembered, the rest forgotten. */
-  rowsCommitted(rows: ReadonlyMap<number, DeliveryRow | undefined>): void {
-    for (const [id, row] of rows) {
+  rowsCommitted(rows: RowList): void {
+    for (let i = 0; i < rows.length; i += 2) {
+      const id = rows[i] as number;
+      const row = rows[i + 1] as DeliveryRow | undefined;
       if (row?.state === 'pending') this.#pendingRows.set(id, row);
       else this.#pendingRows.delete(id);
     }
@@ -220,10 +222,14 @@ export class SqliteSteps implements StepStore {
     else this.#unsaved.set(conversation, [s]);
   }
 
-  dropUnsaved(conversation: string, gone: ReadonlySet<StoredMessage>): void {
-    const rest = (this.#unsaved.get(conversation) ?? []).filter((s) => !gone.has(s));
-    if (rest.length === 0) this.#unsaved.delete(conversation);
-    else this.#unsaved.set(conversation, rest);
+  dropUnsaved(conversation: string, gone: readonly StoredMessage[]): void {
+    const list = this.#unsaved.get(conversation);
+    if (!list) return;
+    // Mostly the step's own messages are all the list holds: then nothing is copied.
+    let rest: StoredMessage[] | undefined;
+    for (const s of list) if (!gone.includes(s)) (rest ??= []).push(s);
+    if (rest) this.#unsaved.set(conversation, rest);
+    else this.#unsaved.delete(conversation);
   }
 
   save(c: Conversation): void {
@@ -256,8 +262,40 @@ export class SqliteSteps implements StepStore {
   }
 }
 
-/** One step: reads answer from memory and the store, writes wait for the step's commit. */
-class SqliteStep implements ConversationStep, JoinedWrite {
+/**
+ * Delivery rows a step read or wrote, as id, row, id, row…: a step touches one or two, where a
+ * Map per step would cost more than the search.
+ */
+type RowList = (number | DeliveryRow | undefined)[];
+
+/** Where `id`'s row sits in `rows` (-1: not there). */
+function rowAt(rows: RowList | undefined, id: number): number {
+  if (rows) for (let i = 0; i < rows.length; i += 2) if (rows[i] === id) return i + 1;
+  return -1;
+}
+
+/** Sets `id`'s row in `rows` (created on the first). */
+function setRow(rows: RowList | undefined, id: number, row: DeliveryRow | undefined): RowList {
+  if (!rows) return [id, row];
+  const at = rowAt(rows, id);
+  if (at >= 0) rows[at] = row;
+  else rows.push(id, row);
+  return rows;
+}
+
+/** What a step writes, each with its arguments after it in `SqliteStep.#writes` (no closure per write). */
+const enum W {
+  Message,
+  Delivery,
+  Ack,
+  Other,
+}
+
+/**
+ * One step: reads answer from memory and the store at once, writes wait for the step's commit
+ * (so a method returns its value, not a promise: the engine then never suspends for it).
+ */
+class SqliteStep implements EngineStep, JoinedWrite {
   readonly #steps: SqliteSteps;
   readonly #store: MessageStore;
   readonly #id: string;
@@ -268,14 +306,15 @@ class SqliteStep implements ConversationStep, JoinedWrite {
   #before: Conversation | undefined;
   #wasOpen = false;
   #created: Conversation | undefined;
-  readonly #writes: (() => void)[] = [];
+  /** The step's row writes in order: a kind (`W`) followed by its arguments. */
+  readonly #writes: unknown[] = [];
   #after: (() => void)[] | undefined;
-  #messages: Set<StoredMessage> | undefined;
+  #messages: StoredMessage[] | undefined;
   #outstanding = 0;
   /** Delivery rows as the step first read them. */
-  #rows: Map<number, DeliveryRow | undefined> | undefined;
+  #rows: RowList | undefined;
   /** Delivery rows as the step leaves them (undefined: not pending any more). */
-  #written: Map<number, DeliveryRow | undefined> | undefined;
+  #written: RowList | undefined;
 
   constructor(steps: SqliteSteps, store: MessageStore, id: string) {
     this.#steps = steps;
@@ -301,27 +340,26 @@ class SqliteStep implements ConversationStep, JoinedWrite {
     return Promise.resolve([...stored, ...this.#steps.unsaved(this.#id).filter((s) => !ids.has(s.message.id))]);
   }
 
-  saveConversation(c: Conversation): Promise<void> {
+  saveConversation(c: Conversation): void {
     // A conversation the step never read is one it created, unless the process holds it open.
     const existing = this.#loaded || this.#steps.open.get(c.id) === c ? this.conversation : undefined;
     if (c !== existing && this.#created === undefined) this.#created = c;
     this.#steps.save(c);
-    return Promise.resolve();
   }
 
-  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void> {
+  insertMessage(m: AclMessage, routedTo: readonly string[]): void {
     const stored: StoredMessage = { message: m, routed_to: [...routedTo] };
-    (this.#messages ??= new Set()).add(stored);
+    if (this.#messages) this.#messages.push(stored);
+    else this.#messages = [stored];
     this.#steps.keepUnsaved(this.#id, stored);
     this.#steps.counted();
-    this.#writes.push(() => this.#store.insertMessage(m, routedTo));
-    return Promise.resolve();
+    this.#writes.push(W.Message, m, stored.routed_to);
   }
 
-  insertDelivery(messageId: string, receiver: string, now: string): Promise<number> {
+  insertDelivery(messageId: string, receiver: string, now: string): number {
     const id = this.#steps.nextDeliveryId();
-    this.#writes.push(() => this.#store.insertDelivery(id, messageId as MessageId, receiver, now));
-    (this.#written ??= new Map()).set(id, {
+    this.#writes.push(W.Delivery, id, messageId, receiver, now);
+    this.#written = setRow(this.#written, id, {
       id,
       message_id: messageId as MessageId,
       receiver,
@@ -332,37 +370,39 @@ class SqliteStep implements ConversationStep, JoinedWrite {
       updated_at: now,
     });
     this.#count(1);
-    return Promise.resolve(id);
+    return id;
   }
 
-  delivery(id: number): Promise<DeliveryRow | undefined> {
-    return Promise.resolve(this.#row(id));
+  delivery(id: number): DeliveryRow | undefined {
+    return this.#row(id);
   }
 
   #row(id: number): DeliveryRow | undefined {
-    const rows = (this.#rows ??= new Map());
-    if (!rows.has(id)) rows.set(id, this.#steps.pendingRow(id) ?? this.#store.getDelivery(id));
-    return rows.get(id);
+    const at = rowAt(this.#rows, id);
+    if (at >= 0) return this.#rows![at] as DeliveryRow | undefined;
+    const row = this.#steps.pendingRow(id) ?? this.#store.getDelivery(id);
+    this.#rows = setRow(this.#rows, id, row);
+    return row;
   }
 
-  setDelivery(id: number, to: Parameters<ConversationStep['setDelivery']>[1], now: string): Promise<void> {
+  setDelivery(id: number, to: DeliveryChange, now: string): void {
     const row = this.#row(id);
     const was = row?.state;
     if (was === 'pending' && to.state !== 'pending') this.#count(-1);
     if (was !== 'pending' && to.state === 'pending') this.#count(1);
     // The row as each write below leaves it, while it stays pending.
     let next: DeliveryRow | undefined;
-    if (to.state === 'done') this.#writes.push(() => this.#store.ack(id, now));
-    else if (to.state === 'dead') this.#writes.push(() => this.#store.dead(id, to.attempts, to.last_error ?? '', now));
+    if (to.state === 'done') this.#writes.push(W.Ack, id, now);
+    else if (to.state === 'dead') this.#other(() => this.#store.dead(id, to.attempts, to.last_error ?? '', now));
     else if (to.receiver !== undefined) {
       const receiver = to.receiver;
-      this.#writes.push(() => this.#store.reroute(id, receiver, now));
+      this.#other(() => this.#store.reroute(id, receiver, now));
       next = row && { ...row, receiver, updated_at: now };
     } else if (was === 'dead') {
-      this.#writes.push(() => this.#store.replay(id, now));
+      this.#other(() => this.#store.replay(id, now));
       next = row && { ...row, state: 'pending', attempts: 0, next_at: 0, updated_at: now };
     } else {
-      this.#writes.push(() => this.#store.retry(id, to.attempts, to.next_at ?? 0, to.last_error ?? '', now));
+      this.#other(() => this.#store.retry(id, to.attempts, to.next_at ?? 0, to.last_error ?? '', now));
       next = row && {
         ...row,
         state: 'pending',
@@ -372,29 +412,51 @@ class SqliteStep implements ConversationStep, JoinedWrite {
         updated_at: now,
       };
     }
-    (this.#written ??= new Map()).set(id, next);
-    return Promise.resolve();
+    this.#written = setRow(this.#written, id, next);
   }
 
-  outstanding(): Promise<number> {
-    return Promise.resolve(this.#steps.outstanding(this.#id));
+  outstanding(): number {
+    return this.#steps.outstanding(this.#id);
   }
 
-  insertSubscription(row: SubscriptionRow): Promise<void> {
-    this.#writes.push(() => this.#store.insertSubscription(row));
+  insertSubscription(row: SubscriptionRow): void {
+    this.#other(() => this.#store.insertSubscription(row));
     (this.#after ??= []).push(() => this.#steps.subscribed(row));
-    return Promise.resolve();
   }
 
-  deleteSubscription(conversationId: string): Promise<void> {
-    this.#writes.push(() => this.#store.deleteSubscription(conversationId));
+  deleteSubscription(conversationId: string): void {
+    this.#other(() => this.#store.deleteSubscription(conversationId));
     (this.#after ??= []).push(() => this.#steps.unsubscribed(conversationId));
-    return Promise.resolve();
   }
 
-  /** Runs the step's row writes (inside the group commit's transaction). */
+  /** A write off the one-way path (retry, dead letter, reroute, replay, subscriptions): a closure is cheap enough there. */
+  #other(write: () => void): void {
+    this.#writes.push(W.Other, write);
+  }
+
+  /** Runs the step's row writes in order (inside the group commit's transaction). */
   run(): void {
-    for (const w of this.#writes) w();
+    const w = this.#writes;
+    const store = this.#store;
+    for (let i = 0; i < w.length;) {
+      switch (w[i] as W) {
+        case W.Message:
+          store.insertMessage(w[i + 1] as AclMessage, w[i + 2] as readonly string[]);
+          i += 3;
+          break;
+        case W.Delivery:
+          store.insertDelivery(w[i + 1] as number, w[i + 2] as MessageId, w[i + 3] as string, w[i + 4] as string);
+          i += 5;
+          break;
+        case W.Ack:
+          store.ack(w[i + 1] as number, w[i + 2] as string);
+          i += 3;
+          break;
+        default:
+          (w[i + 1] as () => void)();
+          i += 2;
+      }
+    }
   }
 
   /** The step committed. */

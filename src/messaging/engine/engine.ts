@@ -41,7 +41,7 @@ import {
 import { SIGNATURE_INVALID } from '../signature.js';
 import type { StoredMessage, SubscriptionRow } from '../store.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
-import type { ConversationStep, DeliveryQueue, Outgoing, StepStore } from './ports.js';
+import type { Answer, DeliveryQueue, EngineStep, Outgoing, StepStore } from './ports.js';
 
 import type {
   AgentAnswer,
@@ -73,6 +73,8 @@ const iso = (t = Date.now()): string => {
   }
   return isoText;
 };
+
+const DELIVERED = (): DeliveryOutcome => 'delivered';
 
 /** A step's effects: messages to hand out and events to emit once it commits, informs to forward to subscribers. */
 class StepWork {
@@ -171,13 +173,14 @@ export class DeliveryEngine {
     return p;
   }
 
-  async #send(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
-    try {
-      return await this.#accept(m, hints);
-    } catch (e) {
-      throw this.#store.callerError(e);
-    }
+  #send(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
+    return this.#accept(m, hints).catch(this.#callerError);
   }
+
+  /** What a sender is told when its send failed (built once: every send is given it). */
+  readonly #callerError = (e: unknown): never => {
+    throw this.#store.callerError(e);
+  };
 
   async #accept(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
     const scope: SendScope | undefined = sendScopeOf(m, hints, this.#o.principals);
@@ -220,7 +223,8 @@ export class DeliveryEngine {
     this.#o.emit(work.events);
     // The turn limit was reached: the conversation's end is committed, the message refused.
     if (out instanceof CaxtonError) throw out;
-    await this.#queue.publish(work.outgoing);
+    const handed = this.#queue.publish(work.outgoing);
+    if (handed) await handed;
     if (work.notify.length > 0) {
       const subscribers = this.#subscribersOf(work.notify);
       if (subscribers) this.#track(this.#forward(work.notify, subscribers));
@@ -262,7 +266,7 @@ export class DeliveryEngine {
   /** One step of a conversation with its effects collected afresh: only the run that committed counts. */
   #inStep<T>(
     id: string,
-    fn: (s: ConversationStep, work: StepWork) => Promise<T>,
+    fn: (s: EngineStep, work: StepWork) => Promise<T>,
     opts?: { delivery?: number; fresh?: boolean },
   ): Promise<{ out: T; work: StepWork }> {
     return this.#store.inConversation(
@@ -276,7 +280,7 @@ export class DeliveryEngine {
   }
 
   async #acceptStep(
-    s: ConversationStep,
+    s: EngineStep,
     m: AclMessage,
     decision: RouteDecision,
     fresh: boolean,
@@ -297,7 +301,8 @@ export class DeliveryEngine {
     if (conv && conv.turns + 1 > conv.max_turns) {
       const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
       this.#setState(conv, 'failed', reason, work);
-      await s.saveConversation(conv);
+      const saved = s.saveConversation(conv);
+      if (saved) await saved;
       return new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, {
         conversation_id: conv.id,
         state: 'failed',
@@ -306,10 +311,12 @@ export class DeliveryEngine {
     conv ??= newConversation(m, now, decision, this.#cfg, endless(m.protocol));
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
     let failure: SubmitResult['failure'];
-    await this.#storeMessage(s, conv, m, receivers, now, work);
+    const stored = this.#storeMessage(s, conv, m, receivers, now, work);
+    if (stored) await stored;
     if (!decision.ok) {
       const reply = replyTo(m, PLATFORM, 'failure', { reason: decision.reason, message: decision.message });
-      await this.#storeMessage(s, conv, reply, [], now, work);
+      const replied = this.#storeMessage(s, conv, reply, [], now, work);
+      if (replied) await replied;
       this.#setState(conv, 'failed', decision.message, work);
       failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
     } else if (m.performative === 'cfp' && callsForProposals(conv.protocol)) {
@@ -322,7 +329,8 @@ export class DeliveryEngine {
       this.#setState(conv, 'completed', 'cancelled by the subscriber', work);
     }
     if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
-    await s.saveConversation(conv);
+    const saved = s.saveConversation(conv);
+    if (saved) await saved;
     return {
       id: m.id,
       conversation_id: m.conversation_id,
@@ -334,20 +342,45 @@ export class DeliveryEngine {
     };
   }
 
-  /** Stores `m` in `conv` with a pending delivery per receiver (handed out once the step commits). */
-  async #storeMessage(
-    s: ConversationStep,
+  /**
+   * Stores `m` in `conv` with a pending delivery per receiver (handed out once the step commits).
+   * Returns a promise only when the store answered with one.
+   */
+  #storeMessage(
+    s: EngineStep,
     conv: Conversation,
     m: AclMessage,
     receivers: readonly string[],
     now: string,
     work: StepWork,
-  ): Promise<void> {
+  ): Answer<void> {
     m = this.#signed(m);
     touchConversation(conv, m, receivers, now, this.#cfg.conversation_ttl, endless(conv.protocol));
-    await s.insertMessage(m, receivers);
-    for (const r of receivers)
-      work.outgoing.push({ id: await s.insertDelivery(m.id, r, now), receiver: r, message: m });
+    const inserted = s.insertMessage(m, receivers);
+    if (inserted instanceof Promise) return this.#storeDeliveries(inserted, s, m, receivers, now, work);
+    for (let i = 0; i < receivers.length; i++) {
+      const id = s.insertDelivery(m.id, receivers[i]!, now);
+      if (id instanceof Promise) return this.#storeDeliveries(id, s, m, receivers, now, work, i);
+      work.outgoing.push({ id, receiver: receivers[i]!, message: m });
+    }
+    work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
+  }
+
+  /** The rest of `#storeMessage` on a store answering later: `first` is the write in flight (the message, or receiver `from`'s delivery). */
+  async #storeDeliveries(
+    first: Promise<unknown>,
+    s: EngineStep,
+    m: AclMessage,
+    receivers: readonly string[],
+    now: string,
+    work: StepWork,
+    from = -1,
+  ): Promise<void> {
+    const firstId = await first;
+    for (let i = Math.max(from, 0); i < receivers.length; i++) {
+      const id = i === from ? (firstId as number) : await s.insertDelivery(m.id, receivers[i]!, now);
+      work.outgoing.push({ id, receiver: receivers[i]!, message: m });
+    }
     work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
   }
 
@@ -376,7 +409,7 @@ export class DeliveryEngine {
   }
 
   /** What a protocol step may do, written in the step it runs in. */
-  #effects(s: ConversationStep, conv: Conversation, work: StepWork): Effects {
+  #effects(s: EngineStep, conv: Conversation, work: StepWork): Effects {
     const pending: Promise<void>[] = [];
     // One after another: a step's writes share one connection, where a database wants one query at a time.
     let last: Promise<void> | undefined;
@@ -406,10 +439,10 @@ export class DeliveryEngine {
   }
 
   /** After a step committed: its new deliveries go out; a failure is logged (the rows stay pending). */
-  #publishAfter(out: readonly Outgoing[]): Promise<void> {
+  #publishAfter(out: readonly Outgoing[]): Promise<void> | undefined {
     return this.#queue
       .publish(out)
-      .catch((e: unknown) =>
+      ?.catch((e: unknown) =>
         this.#o.log.error(
           { deliveries: out.map((o) => o.id), err: describeError(e) },
           'could not hand out deliveries a conversation step made; they stay pending',
@@ -488,10 +521,17 @@ export class DeliveryEngine {
       return this.#finishing(d, () => this.#failed(d, e, traceparent));
     }
     if (signal.aborted && !this.#o.running()) return 'stopped';
-    return this.#finishing(d, async () => {
-      await this.#acknowledge(d, answer, traceparent);
-      return 'delivered';
+    return this.#delivered(d, answer, traceparent);
+  }
+
+  /** `#finishing` for an answered delivery, without a closure and an async frame per delivery until a write fails. */
+  #delivered(d: Delivery, answer: AgentAnswer, traceparent: string | undefined): Promise<DeliveryOutcome> {
+    const p = this.#acknowledge(d, answer, traceparent).then(DELIVERED, (e: unknown): DeliveryOutcome => {
+      this.#queue.unfinished(d, e, () => this.#acknowledge(d, answer, traceparent));
+      return 'stopped';
     });
+    this.#track(p);
+    return p;
   }
 
   /**
@@ -537,7 +577,8 @@ export class DeliveryEngine {
     const { out: done, work } = await this.#inStep(
       m.conversation_id,
       async (s, work) => {
-        const row = await s.delivery(d.id);
+        const read = s.delivery(d.id);
+        const row = read instanceof Promise ? await read : read;
         // Another copy finished it first (a cluster's queue redelivered it while this one ran): its answer stands.
         if (!row || row.state !== 'pending') return false;
         const now = iso();
@@ -550,14 +591,22 @@ export class DeliveryEngine {
             replies.push(replyTo(m, d.receiver, act, i === acts.length - 1 ? answer.content : '', extra)),
           );
         }
-        await s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
+        const set = s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
+        if (set) await set;
         if (conv) {
           if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
-          for (const r of replies) await this.#storeMessage(s, conv, r, [], now, work);
+          for (const r of replies) {
+            const stored = this.#storeMessage(s, conv, r, [], now, work);
+            if (stored) await stored;
+          }
+          const counted = s.outstanding();
+          const left = counted instanceof Promise ? await counted : counted;
           const fx = this.#effects(s, conv, work);
-          await afterReply(conv, m, replies, await s.outstanding(), () => s.messages(), this.#cfg, fx);
+          const next = afterReply(conv, m, replies, left, () => s.messages(), this.#cfg, fx);
+          if (next) await next;
           if (fx.pending.length > 0) await Promise.all(fx.pending);
-          await s.saveConversation(conv);
+          const saved = s.saveConversation(conv);
+          if (saved) await saved;
         } else {
           for (const r of replies) await s.insertMessage(this.#signed(r), []);
         }
@@ -566,7 +615,8 @@ export class DeliveryEngine {
       { delivery: d.id },
     );
     this.#o.emit(work.events);
-    await this.#publishAfter(work.outgoing);
+    const handed = this.#publishAfter(work.outgoing);
+    if (handed) await handed;
     this.#queue.done(d, 'ack');
     if (!done)
       this.#o.log.info?.(

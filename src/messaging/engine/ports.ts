@@ -5,38 +5,56 @@ import type { DeliveryRow, StoredMessage, SubscriptionRow } from '../store.js';
 import type { LoadView } from '../strategy.js';
 
 /**
+ * A step's answer: at once where the store holds it in memory (SQLite on one node, whose writes
+ * wait for the step's commit), or later where it asks a server (PostgreSQL). The engine awaits only
+ * a promise, so a step on a synchronous store is not suspended once per read and write.
+ */
+export type Answer<T> = T | Promise<T>;
+
+/**
  * One step of a conversation: what the engine reads and writes while it holds the conversation.
  * Everything a step writes commits together or not at all; a store may run a step again when its
  * commit failed as part of a group, so a step keeps its effects in what it returns.
  */
-export interface ConversationStep {
+export interface EngineStep {
   /** The conversation as the step found it (undefined: not created yet). */
   readonly conversation: Conversation | undefined;
   /** The conversation's messages, oldest first (those this step stored included). */
   messages(): Promise<StoredMessage[]>;
-  saveConversation(c: Conversation): Promise<void>;
-  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void>;
+  saveConversation(c: Conversation): Answer<void>;
+  insertMessage(m: AclMessage, routedTo: readonly string[]): Answer<void>;
   /** A pending delivery row; returns its id. */
-  insertDelivery(messageId: string, receiver: string, now: string): Promise<number>;
+  insertDelivery(messageId: string, receiver: string, now: string): Answer<number>;
   /** A delivery row, held until the step commits (undefined: no such row). */
-  delivery(id: number): Promise<DeliveryRow | undefined>;
+  delivery(id: number): Answer<DeliveryRow | undefined>;
   /**
    * Changes a delivery row (its state, attempts, error, receiver). `publish_tag` names a fresh
    * hand-out of the same row (a replay, a reroute), for a queue that drops repeated hand-outs.
    */
-  setDelivery(
-    id: number,
-    to: {
-      state: DeliveryRow['state'];
-      attempts: number;
-      last_error?: string | null;
-      receiver?: string;
-      next_at?: number;
-      publish_tag?: string;
-    },
-    now: string,
-  ): Promise<void>;
+  setDelivery(id: number, to: DeliveryChange, now: string): Answer<void>;
   /** This conversation's deliveries still pending. */
+  outstanding(): Answer<number>;
+  insertSubscription(row: SubscriptionRow): Answer<void>;
+  deleteSubscription(conversationId: string): Answer<void>;
+}
+
+/** What `setDelivery` changes. */
+export interface DeliveryChange {
+  state: DeliveryRow['state'];
+  attempts: number;
+  last_error?: string | null;
+  receiver?: string;
+  next_at?: number;
+  publish_tag?: string;
+}
+
+/** A step on a store that answers every read and write later (PostgreSQL). */
+export interface ConversationStep extends EngineStep {
+  saveConversation(c: Conversation): Promise<void>;
+  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void>;
+  insertDelivery(messageId: string, receiver: string, now: string): Promise<number>;
+  delivery(id: number): Promise<DeliveryRow | undefined>;
+  setDelivery(id: number, to: DeliveryChange, now: string): Promise<void>;
   outstanding(): Promise<number>;
   insertSubscription(row: SubscriptionRow): Promise<void>;
   deleteSubscription(conversationId: string): Promise<void>;
@@ -51,14 +69,14 @@ export interface StepStore {
    */
   inConversation<T>(
     id: string,
-    step: (s: ConversationStep) => Promise<T>,
+    step: (s: EngineStep) => Promise<T>,
     opts?: { delivery?: number; fresh?: boolean },
   ): Promise<T>;
   /** Runs `step` on up to `limit` open conversations whose deadline passed, each in its own step. */
   expired(
     now: string,
     limit: number,
-    step: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>,
+    step: (s: EngineStep & { readonly conversation: Conversation }) => Promise<void>,
   ): Promise<number>;
   /** A failed attempt of a pending delivery runs again at `nextAt`; false when the row is not pending any more. */
   retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean>;
@@ -93,8 +111,11 @@ export interface DeliveryQueue extends LoadView {
   readonly backlog: number;
   /** Refuses a message the queue could not carry (a cluster's NATS max_payload). */
   admit?(m: AclMessage): void;
-  /** Hands out deliveries a committed step made; rejects when they could not be handed out (the rows stay pending). */
-  publish(out: readonly Outgoing[]): Promise<void>;
+  /**
+   * Hands out deliveries a committed step made; rejects when they could not be handed out (the
+   * rows stay pending). A queue in the process hands them out at once and returns nothing.
+   */
+  publish(out: readonly Outgoing[]): Answer<void>;
   /** The deliveries of a message accepted before (sent again with the same id): handed out again where the queue may have lost them. */
   again(stored: StoredMessage): Promise<void>;
   /** The delivery is finished here (acknowledged, dead, rerouted or finished elsewhere). */

@@ -129,9 +129,11 @@ export function decide(conv: Conversation, call: OpenCall, cfg: MessagingConfig,
 /**
  * A receiver's replies to `original` were stored in `conv` and its delivery acknowledged:
  * what the protocol does next. `left` is the conversation's deliveries still pending;
- * `messages` reads the conversation (replies included) when the protocol needs it.
+ * `messages` reads the conversation (replies included) when the protocol needs it. Returns a
+ * promise only when the protocol reads or writes more (a call for proposals, a subscription, a
+ * round), so an acknowledgement that only moves the state is not suspended for it.
  */
-export async function afterReply(
+export function afterReply(
   conv: Conversation,
   original: AclMessage,
   replies: readonly AclMessage[],
@@ -139,7 +141,7 @@ export async function afterReply(
   messages: () => Promise<StoredMessage[]>,
   cfg: MessagingConfig,
   fx: StepEffects & { subscribe(original: AclMessage, provider: string): Promise<void> },
-): Promise<void> {
+): Promise<void> | undefined {
   if (isTerminal(conv.state)) return;
   const last = replies.at(-1);
   switch (conv.protocol) {
@@ -151,11 +153,8 @@ export async function afterReply(
       return;
     case 'fipa-contract-net': {
       if (!last) return;
-      if (original.performative === 'cfp') {
-        const call = openCall(await messages(), cfg);
-        if (call && (call.waiting.size === 0 || call.deadline <= Date.now())) decide(conv, call, cfg, fx);
-        else if (call) conv.expires_at = iso(call.deadline);
-      } else if (original.performative === 'accept-proposal') {
+      if (original.performative === 'cfp') return proposalIn(conv, messages, cfg, fx);
+      if (original.performative === 'accept-proposal') {
         if (last.performative === 'inform') fx.setState('completed', `awarded to ${last.sender}`);
         else fx.setState('failed', `${last.sender} won the contract but answered ${last.performative}`);
       }
@@ -167,8 +166,8 @@ export async function afterReply(
       return afterRoundReply(conv, original, last, messages, cfg, fx);
     case 'fipa-subscribe':
       if (original.performative !== 'subscribe' || !last) return;
-      if (last.performative === 'agree') await fx.subscribe(original, last.sender);
-      else fx.setState('failed', `${last.sender} answered ${last.performative}`);
+      if (last.performative === 'agree') return fx.subscribe(original, last.sender);
+      fx.setState('failed', `${last.sender} answered ${last.performative}`);
       return;
     default:
       // No protocol: one that asked for replies ends with the last of them; one-way messages complete once delivered.
@@ -176,6 +175,18 @@ export async function afterReply(
         if (last && left === 0) fx.setState(negative(last.performative) ? 'failed' : 'completed', null);
       } else if (left === 0) fx.setState('completed', 'delivered');
   }
+}
+
+/** A bidder answered a call for proposals: the call is decided once every bidder answered or its deadline passed. */
+async function proposalIn(
+  conv: Conversation,
+  messages: () => Promise<StoredMessage[]>,
+  cfg: MessagingConfig,
+  fx: StepEffects,
+): Promise<void> {
+  const call = openCall(await messages(), cfg);
+  if (call && (call.waiting.size === 0 || call.deadline <= Date.now())) decide(conv, call, cfg, fx);
+  else if (call) conv.expires_at = iso(call.deadline);
 }
 
 /** A conversation's deadline passed (found by the sweep): a call still collecting is decided or its round closed, anything else expires. */

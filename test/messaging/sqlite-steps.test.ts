@@ -1,0 +1,137 @@
+/**
+ * The SQLite step store under the delivery engine, over a real SQLite file: a step answers its
+ * reads and writes at once (no promise, so the engine never suspends for them), its writes land
+ * with its commit, and a step that touches several delivery rows keeps each one apart.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { GroupCommit } from '../../src/messaging/group-commit.js';
+import {
+  MESSAGING_MIGRATIONS,
+  SqliteSteps,
+  type Conversation,
+  type ConversationId,
+  type MessageId,
+} from '../../src/messaging/index.js';
+import { MessageStore } from '../../src/messaging/store.js';
+import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { aclMessage } from './helpers.js';
+
+let db: Db;
+let store: MessageStore;
+let steps: SqliteSteps;
+
+beforeEach(() => {
+  db = openDatabase(makeTempDir('caxton-steps-'));
+  migrate(db, MESSAGING_MIGRATIONS);
+  store = new MessageStore(db);
+  const commit = new GroupCommit(
+    db,
+    () => steps.saveDirty(),
+    () => steps.committed(),
+  );
+  steps = new SqliteSteps(store, commit);
+  steps.load(() => {});
+});
+
+afterEach(() => {
+  db.close();
+  removeTempDirs();
+});
+
+const NOW = '2026-01-01T00:00:00.000Z';
+
+function conversation(id: string): Conversation {
+  return {
+    id: id as ConversationId,
+    protocol: null,
+    state: 'initiated',
+    initiator: 'user',
+    participants: ['user', 'a', 'b'],
+    capability: null,
+    turns: 1,
+    max_turns: 100,
+    created_at: NOW,
+    updated_at: NOW,
+    expires_at: null,
+    reason: null,
+  };
+}
+
+describe('SqliteSteps', () => {
+  it('answers a step’s reads and writes at once, and writes them with its commit', async () => {
+    const m = aclMessage({ receivers: ['a'] });
+    const answers: unknown[] = [];
+    const id = await steps.inConversation(m.conversation_id, (s) => {
+      answers.push(s.insertMessage(m, ['a']));
+      const d = s.insertDelivery(m.id, 'a', NOW);
+      answers.push(d, s.outstanding(), s.saveConversation(conversation(m.conversation_id)));
+      // Nothing is on disk before the step's commit.
+      expect(store.getDelivery(d as number)).toBeUndefined();
+      return Promise.resolve(d as number);
+    });
+    expect(answers.some((a) => a instanceof Promise)).toBe(false);
+    expect(answers[1]).toBe(id);
+    expect(answers[2]).toBe(1);
+    expect(store.getDelivery(id)).toMatchObject({ state: 'pending', receiver: 'a', message_id: m.id });
+    expect(store.getMessage(m.id)?.routed_to).toEqual(['a']);
+    expect(store.getConversation(m.conversation_id)?.state).toBe('initiated');
+    // The next step reads the pending row from memory, as the commit left it.
+    await steps.inConversation(m.conversation_id, (s) => {
+      expect(s.delivery(id)).toMatchObject({ id, state: 'pending', receiver: 'a' });
+      return Promise.resolve();
+    });
+  });
+
+  it('keeps each delivery row a step touches apart: one acknowledged, one retried, one dead', async () => {
+    const m = aclMessage({ receivers: ['a', 'b', 'c'] });
+    const ids = await steps.inConversation(m.conversation_id, (s) => {
+      void s.insertMessage(m, ['a', 'b', 'c']);
+      const out = ['a', 'b', 'c'].map((r) => s.insertDelivery(m.id, r, NOW) as number);
+      void s.saveConversation(conversation(m.conversation_id));
+      return Promise.resolve(out);
+    });
+    const [a, b, c] = ids as [number, number, number];
+    await steps.inConversation(m.conversation_id, (s) => {
+      void s.setDelivery(b, { state: 'pending', attempts: 1, next_at: 5, last_error: 'busy' }, NOW);
+      void s.setDelivery(a, { state: 'done', attempts: 1 }, NOW);
+      void s.setDelivery(c, { state: 'dead', attempts: 3, last_error: 'gone' }, NOW);
+      // Read back within the step: each row as it was first read, never another's.
+      expect(s.delivery(a)).toMatchObject({ id: a, receiver: 'a', state: 'pending' });
+      expect(s.delivery(b)).toMatchObject({ id: b, receiver: 'b' });
+      expect(s.outstanding()).toBe(1);
+      return Promise.resolve();
+    });
+    expect(store.getDelivery(a)).toMatchObject({ state: 'done', attempts: 1 });
+    expect(store.getDelivery(b)).toMatchObject({ state: 'pending', attempts: 1, next_at: 5, last_error: 'busy' });
+    expect(store.getDelivery(c)).toMatchObject({ state: 'dead', attempts: 3, last_error: 'gone' });
+    // The next step reads the retried row as the last step left it, from memory.
+    await steps.inConversation(m.conversation_id, (s) => {
+      expect(s.delivery(b)).toMatchObject({ state: 'pending', attempts: 1, next_at: 5 });
+      expect(s.delivery(a)).toMatchObject({ state: 'done' });
+      return Promise.resolve();
+    });
+  });
+
+  it('lists a step’s messages until its commit, and a failed step’s never', async () => {
+    const conv = 'conv_list' as ConversationId;
+    const first = aclMessage({ conversation_id: conv } as never);
+    const m1 = { ...first, id: 'msg_a' as MessageId, conversation_id: conv };
+    const m2 = { ...first, id: 'msg_b' as MessageId, conversation_id: conv };
+    await steps.inConversation(conv, async (s) => {
+      void s.insertMessage(m1, []);
+      void s.insertMessage(m2, []);
+      void s.saveConversation(conversation(conv));
+      expect((await s.messages()).map((x) => x.message.id)).toEqual(['msg_a', 'msg_b']);
+    });
+    await expect(
+      steps.inConversation(conv, (s) => {
+        void s.insertMessage({ ...m1, id: 'msg_c' as MessageId }, []);
+        return Promise.reject(new Error('refused'));
+      }),
+    ).rejects.toThrow('refused');
+    await steps.inConversation(conv, async (s) => {
+      expect((await s.messages()).map((x) => x.message.id)).toEqual(['msg_a', 'msg_b']);
+    });
+  });
+});
