@@ -12,8 +12,7 @@ import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../..
 import type { MessagingConfig } from '../config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
 import type { Delivery } from '../dispatcher.js';
-import type { BusEvent } from '../events.js';
-import { newMessageId, type AclMessage, type ConversationId, type MessageId } from '../message.js';
+import type { AclMessage, MessageId } from '../message.js';
 import { executes, expectsReply } from '../performatives.js';
 import {
   afterReply,
@@ -39,9 +38,10 @@ import {
   undeployedReceiver,
 } from '../bus-rules.js';
 import { SIGNATURE_INVALID } from '../signature.js';
-import type { StoredMessage, SubscriptionRow } from '../store.js';
+import type { StoredMessage } from '../store.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { Answer, DeliveryQueue, EngineStep, Outgoing, StepStore } from './ports.js';
+import { iso, notificationOf, StepWork, subscribersOf, type Subscribers } from './step-work.js';
 
 import type {
   AgentAnswer,
@@ -63,25 +63,7 @@ export type {
   MessageHandler,
 } from './engine-types.js';
 
-let isoAt = NaN;
-let isoText = '';
-/** An ISO timestamp; the same millisecond's string is shared, as a step asks for "now" several times. */
-const iso = (t = Date.now()): string => {
-  if (t !== isoAt) {
-    isoAt = t;
-    isoText = new Date(t).toISOString();
-  }
-  return isoText;
-};
-
 const DELIVERED = (): DeliveryOutcome => 'delivered';
-
-/** A step's effects: messages to hand out and events to emit once it commits, informs to forward to subscribers. */
-class StepWork {
-  readonly outgoing: Outgoing[] = [];
-  readonly events: BusEvent[] = [];
-  readonly notify: AclMessage[] = [];
-}
 
 type Effects = StepEffects & {
   subscribe(original: AclMessage, provider: string): Promise<void>;
@@ -226,7 +208,7 @@ export class DeliveryEngine {
     const handed = this.#queue.publish(work.outgoing);
     if (handed) await handed;
     if (work.notify.length > 0) {
-      const subscribers = this.#subscribersOf(work.notify);
+      const subscribers = subscribersOf(this.#store, work.notify);
       if (subscribers) this.#track(this.#forward(work.notify, subscribers));
     }
     return out;
@@ -735,51 +717,14 @@ export class DeliveryEngine {
 
   // ---------------------------------------------------------------- subscriptions, deadlines, replay
 
-  /**
-   * The subscribers of each inform, asked once: undefined when the store answers at once that none
-   * has any (then no notification work is started at all). A store answering later is asked for
-   * all of them in the same turn, so it can batch them; its answers are awaited by `#forward`.
-   */
-  #subscribersOf(informs: readonly AclMessage[]): (SubscriptionRow[] | Promise<SubscriptionRow[]>)[] | undefined {
-    let any = false;
-    const out = informs.map((m) => {
-      const subs = this.#store.subscriptionsFor(m.capability, m.sender);
-      if (!Array.isArray(subs)) {
-        // Awaited in #forward; until then a refusal must not count as unhandled.
-        subs.catch(() => undefined);
-        any = true;
-      } else if (subs.length > 0) any = true;
-      return subs;
-    });
-    return any ? out : undefined;
-  }
-
   /** Forwards accepted informs to their subscribers, each notification a step of the subscription's conversation. */
-  async #forward(
-    informs: readonly AclMessage[],
-    subscribers: readonly (SubscriptionRow[] | Promise<SubscriptionRow[]>)[],
-  ): Promise<void> {
+  async #forward(informs: readonly AclMessage[], subscribers: Subscribers): Promise<void> {
     for (const [i, m] of informs.entries()) {
       try {
         for (const sub of await subscribers[i]!) {
           if (sub.subscriber === m.sender) continue;
           const isAgent = this.#o.directory.get(sub.subscriber) !== undefined;
-          let note: AclMessage = {
-            id: newMessageId(),
-            performative: 'inform',
-            sender: m.sender,
-            receivers: isAgent ? [sub.subscriber] : [],
-            content: m.content,
-            conversation_id: sub.conversation_id as ConversationId,
-            protocol: 'fipa-subscribe',
-            in_reply_to: sub.id as MessageId,
-            ...(m.ontology !== undefined && { ontology: m.ontology }),
-            ...(m.language !== undefined && { language: m.language }),
-            params: { 'X-notification-of': m.id },
-            timestamp: iso(),
-            chain: m.chain,
-            ...(m.on_behalf_of !== undefined && { on_behalf_of: m.on_behalf_of }),
-          };
+          let note = notificationOf(m, sub, isAgent);
           if (isAgent && this.#o.tracer) note = this.#traceRoute(note);
           const { work } = await this.#inStep(sub.conversation_id, async (s, work) => {
             const conv = s.conversation;
