@@ -21,7 +21,7 @@
  * task shares no module instance with the entry that loads it (it imports only types from
  * src/execution/isolation), so separate bundles behave as the separate files did.
  */
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -131,6 +131,9 @@ const task = await build({
   logLevel: 'warning',
 });
 const taskInputs = Object.keys(task.metafile.inputs).length;
+// esbuild's account of which inputs went into which output, for finding what a start loads.
+if (process.env.CAXTON_BUNDLE_METAFILE)
+  writeFileSync(process.env.CAXTON_BUNDLE_METAFILE, JSON.stringify(result.metafile));
 
 const outputs = Object.entries(result.metafile.outputs).filter(([f]) => f.endsWith('.js'));
 const entry = outputs.find(([f]) => f.endsWith('cli/main.js'));
