@@ -70,8 +70,12 @@ const DRAIN_MS = 60_000;
 const PROFILE = process.env.BENCH_CLUSTER_NODE_PROFILE;
 const FLOOR_WORKER = fileURLToPath(new URL('./lib/floor-server.ts', import.meta.url));
 
-const WORKLOADS = ['raw', 'floor', 'node1', 'node1-batch', 'nodes3', 'paced3'] as const;
-type Workload = (typeof WORKLOADS)[number];
+const ALL_WORKLOADS = ['raw', 'floor', 'node1', 'node1-batch', 'nodes3', 'paced3'] as const;
+type Workload = (typeof ALL_WORKLOADS)[number];
+/** BENCH_CLUSTER_WORKLOADS (comma-separated): run only these, to look at one without the others' aftermath. */
+const WORKLOADS: readonly Workload[] = process.env.BENCH_CLUSTER_WORKLOADS
+  ? ALL_WORKLOADS.filter((w) => process.env.BENCH_CLUSTER_WORKLOADS!.split(',').includes(w))
+  : ALL_WORKLOADS;
 const LABEL: Record<Workload, string> = {
   raw: 'raw JetStream publish (PubAck) + consume (ack)',
   floor: 'component floor (fastify echo + 100-row INSERTs + JetStream publish/consume)',
@@ -573,7 +577,7 @@ export const clusterSuite: Suite = {
 };
 
 function report(reps: Rep[], own: OwnPostgres): SuiteReport {
-  const t = Object.fromEntries(WORKLOADS.map((w) => [w, totals(reps, w)])) as Record<Workload, Totals>;
+  const t = Object.fromEntries(ALL_WORKLOADS.map((w) => [w, totals(reps, w)])) as Record<Workload, Totals>;
   const rate = (x: Totals) => `${fmt(x.per_s, 0)}/s (reps ${x.rep_per_s.map((v) => fmt(v, 0)).join(', ')})`;
   const r1 = t['node1-batch'].per_s / t.raw.per_s;
   const rf = t.node1.per_s / t.floor.per_s;

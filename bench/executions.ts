@@ -4,7 +4,10 @@
  * local spans on either, so only the record differs), measured in alternated rounds (on, off,
  * on, off...) so that the machine's load drifts over both alike. The path: a context-mode invoke
  * of a zero-latency scripted agent whose reply calls one tool (two model turns, one tool call:
- * a record with all its parts). Also the recorder alone: CPU per record built and written.
+ * a record with all its parts). Also the recorder alone: CPU per record built and written; and
+ * what continuing a chat thread costs on the recording server: a one-turn invoke naming a
+ * conversation with 50 earlier turns (its owner and newest turns read from the records, given to
+ * the model as history) against the same invoke without one, alternated.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,9 +33,13 @@ const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
 /** Throughput with recording at least this share of without. */
 const TARGET_RATIO = 0.95;
 
-const SCRIPT = `[[rules]]\nname = "add"\n  [[rules.turns]]\n  tool_calls = [{ name = "calculator", arguments = { expression = "2+3" } }]\n  [[rules.turns]]\n  content = "sum: {{tool_result.calculator}}"\n`;
+const SCRIPT = `[[rules]]\nname = "echo"\nmatch = "^echo"\ncontent = "ok"\n\n[[rules]]\nname = "add"\n  [[rules.turns]]\n  tool_calls = [{ name = "calculator", arguments = { expression = "2+3" } }]\n  [[rules.turns]]\n  content = "sum: {{tool_result.calculator}}"\n`;
 const AGENT = `name = "adder"\nversion = "1.0.0"\ndescription = "bench"\nsystem_prompt = "Add."\ntools = ["calculator"]\n\n[execution]\nisolation = "context"\n`;
 const BODY = JSON.stringify({ request: 'add two and three' });
+const ECHO = JSON.stringify({ request: 'echo this' });
+const THREAD = JSON.stringify({ request: 'echo this', conversation_id: 'bench-thread' });
+/** Earlier turns of the continued thread (the most a continued invoke gives the model). */
+const THREAD_TURNS = 50;
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
@@ -132,7 +139,16 @@ export const executionsSuite: Suite = {
     const on = await startCaxton(dirOn.path, true);
     const off = await startCaxton(dirOff.path, false);
     const runs: Record<'on' | 'off', LoadResult[]> = { on: [], off: [] };
+    const chat: Record<'thread' | 'none', LoadResult[]> = { thread: [], none: [] };
     try {
+      for (let i = 0; i < THREAD_TURNS; i++) {
+        const r = await fetch(`${on.url}/api/v1/agents/adder/invoke`, {
+          method: 'POST',
+          headers: JSON_HEADERS,
+          body: THREAD,
+        });
+        if (r.status !== 200) throw new Error(`thread turn → ${r.status}`);
+      }
       const go = (s: CaxtonServer) =>
         load({
           url: `${s.url}/api/v1/agents/adder/invoke`,
@@ -152,6 +168,28 @@ export const executionsSuite: Suite = {
           const res = await go(s);
           if (res.non2xx + res.errors > 0) throw new Error(`${k}: ${res.non2xx} non-2xx, ${res.errors} errors`);
           runs[k].push(res);
+          note(`round ${r + 1}/${ROUNDS} ${k}: ${fmt(res.req_per_s, 0)} req/s, p50 ${res.latency_ms.p50} ms`);
+        }
+      }
+      // Each continued invoke adds a turn: the history stays at its bound (the newest THREAD_TURNS).
+      const echo = (body: string) =>
+        load({
+          url: `${on.url}/api/v1/agents/adder/invoke`,
+          method: 'POST',
+          headers: JSON_HEADERS,
+          body,
+          duration: SECONDS,
+          connections: CONNECTIONS,
+        });
+      await echo(THREAD);
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const [k, body] of [
+          ['thread', THREAD],
+          ['none', ECHO],
+        ] as const) {
+          const res = await echo(body);
+          if (res.non2xx + res.errors > 0) throw new Error(`${k}: ${res.non2xx} non-2xx, ${res.errors} errors`);
+          chat[k].push(res);
           note(`round ${r + 1}/${ROUNDS} ${k}: ${fmt(res.req_per_s, 0)} req/s, p50 ${res.latency_ms.p50} ms`);
         }
       }
@@ -184,6 +222,21 @@ export const executionsSuite: Suite = {
         value: `${median(runs.on.map((r) => r.latency_ms.p50))} recorded`,
         baseline: `${median(runs.off.map((r) => r.latency_ms.p50))} not recorded`,
       },
+      {
+        metric: `one-turn invoke continuing a thread (${THREAD_TURNS} earlier turns read and given), req/s`,
+        value: `${fmt(median(chat.thread.map((r) => r.req_per_s)), 0)} continued`,
+        baseline: `${fmt(median(chat.none.map((r) => r.req_per_s)), 0)} without a conversation (same run)`,
+      },
+      {
+        metric: 'throughput continued / without (median of per-round ratios)',
+        value: fmt(median(chat.thread.map((r, i) => r.req_per_s / chat.none[i]!.req_per_s)), 3),
+        baseline: '1.000',
+      },
+      {
+        metric: 'p50 latency continuing a thread, ms',
+        value: `${median(chat.thread.map((r) => r.latency_ms.p50))} continued`,
+        baseline: `${median(chat.none.map((r) => r.latency_ms.p50))} without`,
+      },
       ...[1, 8].map((per): Row => ({
         metric: `recorder alone: CPU per record (built, queued, written), ${per} per turn`,
         value: `${fmt(median(alone[per]!), 1)} µs (median of ${ROUNDS})`,
@@ -195,7 +248,7 @@ export const executionsSuite: Suite = {
       notes: [
         'Two servers in one process, [tracing] local_spans = 0 on both (spans are not what is measured), events and audit on in both; rounds alternate on/off.',
       ],
-      raw: { runs, ratios, alone },
+      raw: { runs, ratios, alone, chat },
     };
   },
 };

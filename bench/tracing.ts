@@ -9,7 +9,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { context, type Tracer } from '@opentelemetry/api';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { startSpan, traceparentOf, withSpan } from '../src/observability/index.js';
+import { SpanStore, startSpan, traceparentOf, withSpan } from '../src/observability/index.js';
 import { setupTracing } from '../src/observability/tracing.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt } from './lib/stats.js';
@@ -95,6 +95,16 @@ async function run(): Promise<SuiteReport> {
   // Caxton's recorder first: its context manager installs no hooks, the SDK's below does.
   const tracing = await setupTracing({ version: 'bench', env: {}, processors: [processor()] });
   const own = await figures(tracing.tracer).finally(() => tracing.shutdown());
+  // As a server records: the node's span store (its default size, full) beside the batch processor.
+  const stored = await setupTracing({
+    version: 'bench',
+    env: {},
+    processors: [processor()],
+    local: new SpanStore({ maxSpans: 10_000, maxBytes: 16 * 1024 * 1024 }),
+  });
+  const withStore = await perCall(() =>
+    startSpan(stored.tracer, 'llm.chat', SAMPLED, () => ({ 'caxton.agent': 'x', 'caxton.turn': 1 })).end(),
+  ).finally(() => stored.shutdown());
   const sdkProvider = new NodeTracerProvider({ spanProcessors: [processor()] });
   sdkProvider.register();
   const sdk = await figures(sdkProvider.getTracer('bench')).finally(async () => {
@@ -112,6 +122,11 @@ async function run(): Promise<SuiteReport> {
     `through the SDK with its AsyncLocalStorage (20 awaits alone: ${us(plain)})`,
   );
   vs('span below an unsampled parent', own.below, sdk.below);
+  rows.push({
+    metric: "one recorded span kept by the node's span store (10,000 spans) and queued by the batch processor",
+    value: us(withStore),
+    baseline: `${us(own.bare)} with the batch processor only`,
+  });
 
   // A root the sampler drops (parentbased_always_off): Caxton's recorder hands back one shared
   // no-op span; the SDK makes ids, runs its sampler and counts the span before dropping it.
@@ -142,7 +157,7 @@ async function run(): Promise<SuiteReport> {
   });
   return {
     rows,
-    raw: { plain, hooked, own, sdk, noop },
+    raw: { plain, hooked, own, sdk, noop, withStore },
     notes: [
       `Best of ${REPS} runs of ${N.toLocaleString('en')} calls each, process CPU time (user + system) per call; one process, in this order. Both tracers feed a BatchSpanProcessor whose exporter discards the batches.`,
     ],

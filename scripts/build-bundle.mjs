@@ -74,9 +74,9 @@ for (const d of ['cli', 'execution']) {
   }
 }
 
-const result = await build({
+/** What both bundles share; each adds its entries and where its lazy chunks go. */
+const common = {
   absWorkingDir: root,
-  entryPoints: { 'cli/main': 'src/cli/main.ts' },
   outdir,
   bundle: true,
   splitting: true,
@@ -91,7 +91,6 @@ const result = await build({
   // defineProperty call per function of every module as the module loads, 3 % of a start's CPU.
   minifyWhitespace: true,
   minifySyntax: true,
-  chunkNames: 'cli/chunk-[hash]',
   // A package's ES module build first where it ships one (its "module" field), as bundlers for
   // the browser do: esbuild can drop what is not used from it, not from a CommonJS build. Only
   // the OpenTelemetry packages differ, and the CommonJS build of their semantic conventions is
@@ -105,36 +104,24 @@ const result = await build({
   },
   metafile: true,
   logLevel: 'warning',
+};
+
+const result = await build({
+  ...common,
+  entryPoints: { 'cli/main': 'src/cli/main.ts' },
+  chunkNames: 'cli/chunk-[hash]',
 });
 
 // One level below dist/ like cli/main.js, so the `import.meta.url` rewrite gives the same paths.
+// What the task imports only when asked (a script file's reader: zod, TOML) stays a lazy chunk.
 const task = await build({
-  absWorkingDir: root,
+  ...common,
   entryPoints: {
     'execution/task': 'src/execution/task.ts',
     'execution/isolation/process-runner': 'src/execution/isolation/process-runner.ts',
     'execution/isolation/worker-entry': 'src/execution/isolation/worker-entry.ts',
   },
-  outdir,
-  bundle: true,
-  // What the task imports only when asked (a script file's reader: zod, TOML) stays a lazy chunk.
-  splitting: true,
   chunkNames: 'execution/chunk-[hash]',
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  sourcemap: true,
-  sourcesContent: false,
-  minifyWhitespace: true,
-  minifySyntax: true,
-  keepNames: true,
-  external: EXTERNAL,
-  plugins: [metaUrlPlugin],
-  banner: {
-    js: "import { createRequire as __caxtonCreateRequire } from 'node:module';\nconst require = __caxtonCreateRequire(import.meta.url);",
-  },
-  metafile: true,
-  logLevel: 'warning',
 });
 const taskInputs = Object.keys(task.metafile.inputs).length;
 // esbuild's account of which inputs went into which output, for finding what a start loads.

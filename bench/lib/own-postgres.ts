@@ -11,7 +11,7 @@
  * (`runuser -u postgres`, Debian's postgresql package creates it) and the directory is handed to it.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -111,6 +111,10 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       `-c listen_addresses=127.0.0.1`,
       `-k ${dir}`,
       ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`),
+      // BENCH_PG_LOG_SLOW_MS: statements slower than this are logged (server.log, kept by BENCH_PG_LOG_KEEP), to find stalls.
+      ...(process.env.BENCH_PG_LOG_SLOW_MS
+        ? [`-c log_min_duration_statement=${process.env.BENCH_PG_LOG_SLOW_MS}`]
+        : []),
     ].join(' ');
     await as('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', opts]);
     const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -124,6 +128,8 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       copied: reference !== undefined,
       async stop() {
         await as('pg_ctl', ['stop', '-m', 'fast', '-w', '-D', data]).catch(() => {});
+        const keep = process.env.BENCH_PG_LOG_KEEP;
+        if (keep && existsSync(join(dir, 'server.log'))) copyFileSync(join(dir, 'server.log'), keep);
         rmSync(dir, { recursive: true, force: true });
       },
     };

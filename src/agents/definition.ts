@@ -1,4 +1,5 @@
 import type { Brand } from '../shared/brand.js';
+import type { WasmLimits } from '../shared/wasm-limits.js';
 
 /**
  * Agent names: a letter or digit, then letters, digits, `-`, `_`, `.` or single inner spaces (Claude
@@ -120,18 +121,8 @@ export interface RolloutSettings {
 }
 
 /** Limits of one call of a WebAssembly agent's module: the tool sandbox's names, units and defaults. */
-export interface WasmLimits {
-  /** Cap of the module's linear memory (and, separately, of the host-side buffers), bytes. */
-  memory: number;
-  /** Fuel per call: one unit per function entry and loop iteration. */
-  fuel: number;
-  /** Wall clock per call, ms. */
-  timeout_ms: number;
-  max_input: number;
-  max_output: number;
-  /** Key-value state (`cx_var_set`) kept between calls on one node, bytes. */
-  max_state: number;
-}
+/** The sandbox limits of one call of a WebAssembly agent's module (a tool server's too). */
+export type { WasmLimits };
 
 /**
  * `[wasm]`: the agent's logic is a WebAssembly module, run in the tool sandbox instead of asking a

@@ -1,6 +1,6 @@
 export * from './definition.js';
 export { parseAgent, detectFormat, type ParseOptions, type ParseResult } from './parse.js';
-export { agentDocumentSchema, agentNameSchema, WASM_AGENT_DEFAULT_LIMITS } from './schema.js';
+export { agentDocumentSchema, agentNameSchema } from './schema.js';
 export { checkStoredDefinition } from './stored-shape.js';
 export {
   AgentRegistry,

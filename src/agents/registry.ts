@@ -68,12 +68,26 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     this.#refPreparer = fn;
   }
 
+  #versionPreparer: ((name: string, version: number) => Promise<void> | undefined) | undefined;
+
+  /** What must be read before `NAME@VERSION` resolves (a cluster node: a version of the shared history not read here yet). */
+  setVersionPreparer(fn: (name: string, version: number) => Promise<void> | undefined): void {
+    this.#versionPreparer = fn;
+  }
+
   /**
    * Reads what `resolve(ref, conversation)` will need, when that takes I/O: undefined (nothing to
    * wait for, the common case) or a promise to await first. Never rejects.
    */
   prepare(ref: string, conversation: string | undefined): Promise<void> | undefined {
-    if (conversation === undefined || !this.#refPreparer || ref.lastIndexOf('@') > 0) return undefined;
+    const at = ref.lastIndexOf('@');
+    if (at > 0) {
+      const version = Number(ref.slice(at + 1));
+      return Number.isSafeInteger(version) && version > 0
+        ? this.#versionPreparer?.(ref.slice(0, at), version)
+        : undefined;
+    }
+    if (conversation === undefined || !this.#refPreparer) return undefined;
     return this.#refPreparer(ref, conversation);
   }
 

@@ -10,7 +10,7 @@ import type { RolloutChanges, RolloutStatePort } from './rollout-state.js';
 import type { ConversationPinsPort, Rollout, RolloutStrategy, ShadowTarget } from './rollouts.js';
 import type { ShadowReport, ShadowResult, ShadowResultsPort } from './shadow-results.js';
 import { apiAgent, type VersionHistory } from './version-history.js';
-import type { AgentVersion, AgentVersionsPort } from './versions.js';
+import { definitionHash, type AgentVersion, type AgentVersionsPort } from './versions.js';
 
 export interface RolloutOutcome {
   agent: DeployedAgent;
@@ -89,6 +89,8 @@ export class RolloutController {
   readonly pins: ConversationPinsPort | undefined;
   /** Which version each definition handed to the executor is, while its agent has a canary or shadow (for the canary's figures). */
   readonly #versionOf = new WeakMap<AgentDefinition, number>();
+  /** The history number of each definition the executor ran, once known (for the execution records). */
+  readonly #numbered = new WeakMap<AgentDefinition, number>();
   readonly #canaries: CanaryRunner | undefined;
   /** This node's canaries whose [[rollout.checks]] are running: their candidate gets no traffic yet. */
   readonly #checking = new Set<number>();
@@ -359,6 +361,29 @@ export class RolloutController {
   /** The definition the executor gets is version `version` of a rollout's agent (for the canary's figures and metrics). */
   tag(definition: AgentDefinition, version: number): void {
     this.#versionOf.set(definition, version);
+  }
+
+  /** The definition a NAME@VERSION resolved to is version `version` of its agent's history. */
+  number(definition: AgentDefinition, version: number): void {
+    this.#numbered.set(definition, version);
+  }
+
+  /**
+   * Which version of its agent's history `definition` is, for the execution records: the one it
+   * was addressed as or placed on, else the newest when that has its content (the live agent);
+   * undefined when versions are not kept or the content matches none of those.
+   */
+  numberOf(definition: AgentDefinition): number | undefined {
+    const known = this.#numbered.get(definition) ?? this.#versionOf.get(definition);
+    if (known !== undefined || !this.#history.kept) return known;
+    const latest = this.#history.latestSync(definition.name);
+    const n =
+      latest && latest.hash === definitionHash(definition)
+        ? latest.version
+        : this.rollouts?.running(definition.name)?.stable_version;
+    // Kept per definition object: the hash is computed once per deploy, not per execution.
+    if (n !== undefined) this.#numbered.set(definition, n);
+    return n;
   }
 
   /**

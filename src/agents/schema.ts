@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationMs, sizeBytes } from '../shared/zod-units.js';
+import { WASM_LIMIT_KEYS, wasmLimitFields, wasmLimits } from '../shared/wasm-limits.js';
 import { MAX_PERIOD_MS, MAX_TIMER_MS } from '../shared/units.js';
 import {
   AGENT_NAME_RE,
@@ -178,21 +179,6 @@ const rolloutSchema = z
   })
   .transform(({ hold, ...r }) => ({ ...r, ...(hold !== undefined && { hold_ms: hold }) }));
 
-/**
- * The tool sandbox's limit defaults (src/tools/wasm/manifest.ts DEFAULT_TOOL_LIMITS; the agents layer
- * sits below tools, so they are repeated here and a test keeps the two equal).
- */
-export const WASM_AGENT_DEFAULT_LIMITS = {
-  memory: 16 * 1024 * 1024,
-  fuel: 100_000_000,
-  timeout_ms: 5_000,
-  max_input: 1024 * 1024,
-  max_output: 1024 * 1024,
-  max_state: 1024 * 1024,
-} as const;
-/** The instrumenter's fuel counter is an i32 (src/tools/wasm/instrument.ts MAX_FUEL). */
-const WASM_MAX_FUEL = 0x7fffffff;
-
 /** `[wasm]`: the module, its entry point and the sandbox limits of one call. */
 const wasmSchema = z
   .strictObject(
@@ -205,34 +191,12 @@ const wasmSchema = z
         .string({ error: 'expected the name of an exported function' })
         .regex(/^[A-Za-z_][A-Za-z0-9_.$-]{0,127}$/, { message: 'expected the name of an exported function' })
         .default('handle'),
-      memory: sizeBytes()
-        .refine((v) => v >= 65536 && v <= 4 * 1024 ** 3, { message: 'expected between 64KiB and 4GiB' })
-        .optional(),
-      fuel: z
-        .number({ error: 'expected a number' })
-        .int()
-        .min(1)
-        .max(WASM_MAX_FUEL, { message: `expected at most ${WASM_MAX_FUEL}` })
-        .optional(),
-      timeout: durationMs().optional(),
-      max_input: sizeBytes().optional(),
-      max_output: sizeBytes().optional(),
-      max_state: sizeBytes({ min: 0 }).optional(),
+      // The tool sandbox's limits: a module agent runs in the same sandbox as a tool server.
+      ...wasmLimitFields,
     },
     { error: 'expected a table such as [wasm] module = "pricer.wasm"' },
   )
-  .transform((w) => ({
-    module: w.module,
-    entry: w.entry,
-    limits: {
-      memory: w.memory ?? WASM_AGENT_DEFAULT_LIMITS.memory,
-      fuel: w.fuel ?? WASM_AGENT_DEFAULT_LIMITS.fuel,
-      timeout_ms: w.timeout ?? WASM_AGENT_DEFAULT_LIMITS.timeout_ms,
-      max_input: w.max_input ?? WASM_AGENT_DEFAULT_LIMITS.max_input,
-      max_output: w.max_output ?? WASM_AGENT_DEFAULT_LIMITS.max_output,
-      max_state: w.max_state ?? WASM_AGENT_DEFAULT_LIMITS.max_state,
-    },
-  }));
+  .transform(({ module, entry, ...limits }) => ({ module, entry, limits: wasmLimits(limits) }));
 
 /** Upstream's `[tools] available = [...]` form. */
 const toolsTableSchema = z.strictObject({ available: z.array(toolSchema) }).transform((t) => t.available);
@@ -352,7 +316,7 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   execution: ['isolation'],
   messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to'],
   tools: ['available'],
-  wasm: ['module', 'entry', 'memory', 'fuel', 'timeout', 'max_input', 'max_output', 'max_state'],
+  wasm: ['module', 'entry', ...WASM_LIMIT_KEYS],
   rollout: [
     'strategy',
     'stages',

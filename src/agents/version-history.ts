@@ -134,6 +134,12 @@ export class VersionHistory {
     return known;
   }
 
+  /** Reads a shared version into the view unless it is there already: undefined when there is nothing to wait for. Never rejects. */
+  ready(name: string, version: number): Promise<void> | undefined {
+    if (!this.isShared(name) || this.#details.has(`${agentKey(name)}\0${version}`)) return undefined;
+    return this.fetch(name, version).catch((e: unknown) => this.#onError(e));
+  }
+
   /** Reads `name`'s live version into the view again (another node changed it). */
   refresh(name: string): Promise<void> {
     return this.#refreshLatest(name);

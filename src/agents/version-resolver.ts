@@ -6,10 +6,10 @@ import type { ConversationPinsPort } from './rollouts.js';
 import { asDeployed, type VersionHistory } from './version-history.js';
 
 /**
- * Which version of an agent a request runs on: NAME@VERSION (the live version, or a running
- * rollout's candidate), and a name within a conversation (the version the conversation was pinned
- * to, or a canary's share drawn by the conversation's id). Installed on the registry, which asks
- * it whenever the executor resolves an agent.
+ * Which version of an agent a request runs on: NAME@VERSION (any version its history keeps), and
+ * a name within a conversation (the version the conversation was pinned to, or a canary's share
+ * drawn by the conversation's id). Installed on the registry, which asks it whenever the executor
+ * resolves an agent: the one resolver of the invoke API, /v1, MCP and messages.
  */
 export class VersionResolver {
   readonly #registry: AgentRegistry;
@@ -25,6 +25,8 @@ export class VersionResolver {
     );
     // Shared pins are read before the executor resolves a name within a conversation (resolution is synchronous).
     const pins = rollouts.pins;
+    // A version of the shared history is read before NAME@VERSION resolves (a cluster node keeps only some in memory).
+    registry.setVersionPreparer((name, version) => history.ready(name, version));
     // A conversation's first pin is claimed there too (drawn as resolution would draw it), so two nodes taking its first turns agree.
     if (pins?.load)
       registry.setRefPreparer((name, conversation) =>
@@ -32,22 +34,27 @@ export class VersionResolver {
       );
   }
 
-  /** NAME@VERSION: the live version, or the candidate of a running rollout; nothing else is addressable. */
+  /**
+   * NAME@VERSION: any version the agent's history keeps (the live one, a running rollout's
+   * candidate, an older one), numbered for the execution records.
+   */
   #resolveVersion(name: string, version: number): DeployedAgent | undefined {
     const live = this.#registry.get(name);
     if (!live || !this.#history.kept) return undefined;
     const agentName = live.definition.name;
-    // The candidate of a running rollout (on a cluster, whichever node started it).
-    const running = live.origin.kind === 'api' ? this.#rollouts.rollouts?.running(agentName) : undefined;
-    const current = this.#rollouts.currentVersion(agentName);
-    if (version === current) return live;
-    if (running && version === running.candidate_version) {
-      const v = this.#history.getSync(agentName, version);
-      if (v) return asDeployed(live, v);
+    if (version === this.#rollouts.currentVersion(agentName)) {
+      this.#rollouts.number(live.definition, version);
+      return live;
     }
+    const v = this.#history.getSync(agentName, version);
+    if (v) {
+      this.#rollouts.number(v.definition, version);
+      return asDeployed(live, v);
+    }
+    const newest = this.#history.latestSync(agentName)?.version;
     throw new CaxtonError(
       'version_not_found',
-      `version ${version} of agent "${agentName}" is not live: address the current version (${current ?? 'none'})${running ? ` or the rollout's candidate (${running.candidate_version})` : ''}, or deploy it again`,
+      `agent "${agentName}" has no version ${version}${newest !== undefined ? ` (its newest is ${newest}; GET /api/v1/agents/${agentName}/versions lists the ones kept)` : ''}`,
       { name: agentName, version },
     );
   }

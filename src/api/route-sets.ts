@@ -8,7 +8,7 @@ import type { AgentService } from '../agents/index.js';
 import type { AnonymousRefusals, AuditStore } from '../audit/index.js';
 import type { ApiKeyStore, SigningKeyStore, SsoClient } from '../auth/index.js';
 import type { ServerConfig } from '../config/index.js';
-import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
+import type { ChatThreads, Executor, SuspendedExecutionStore } from '../execution/index.js';
 import type { MemoryBackend } from '../memory/index.js';
 import type { MessageSigner, MessagingBus } from '../messaging/index.js';
 import type { ToolAuditReads, ToolServerManager } from '../tools/wasm/index.js';
@@ -33,6 +33,7 @@ import { responsesRoutes } from './routes/responses.js';
 import { signingKeyRoutes } from './routes/signing-keys.js';
 import { statsHistoryRoutes } from './routes/stats-history.js';
 import { systemRoutes, type Lifecycle } from './routes/system.js';
+import { threadRoutes } from './routes/threads.js';
 import { toolRoutes } from './routes/tools.js';
 
 export type RoutePlugin = (app: FastifyInstance) => Promise<void>;
@@ -68,9 +69,9 @@ export function signingKeyApi(opts: { keys: SigningKeyStore }): ApiRoutes[] {
   return [{ plugin: (a) => signingKeyRoutes(a, opts) }];
 }
 
-/** Execution records and traces (GET /executions, /executions/{id}, /traces/{id}). */
-export function executionRecordApi(deps: ExecutionRouteDeps): ApiRoutes[] {
-  return [{ plugin: (a) => executionRecordRoutes(a, deps) }];
+/** Execution records and traces (GET /executions, /executions/{id}, /traces/{id}), and the chat threads read from them. */
+export function executionRecordApi(deps: ExecutionRouteDeps & { threads: ChatThreads }): ApiRoutes[] {
+  return [{ plugin: (a) => executionRecordRoutes(a, deps) }, { plugin: (a) => threadRoutes(a, deps) }];
 }
 
 /** The Overview charts' retained history (GET /stats/history). */
@@ -83,13 +84,14 @@ export function executionApi(opts: {
   executor: Executor;
   service: AgentService;
   bodyLimit: number;
+  threads: ChatThreads;
   suspended?: SuspendedExecutionStore;
   responses?: ResponseStore;
 }): ApiRoutes[] {
   const { executor, bodyLimit, suspended } = opts;
   const registry = opts.service.registry;
   return [
-    { plugin: (a) => invokeRoutes(a, { executor, bodyLimit }) },
+    { plugin: (a) => invokeRoutes(a, { executor, bodyLimit, threads: opts.threads }) },
     { root: true, plugin: (a) => openAiRoutes(a, { executor, registry, bodyLimit, ...(suspended && { suspended }) }) },
     {
       root: true,

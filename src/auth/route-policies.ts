@@ -62,6 +62,9 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
 
   // Execution
   'POST /api/v1/agents/:name/invoke': P('agents:invoke', 'name'),
+  // Chat threads: whoever may chat with the agent reads them; whose threads is ChatThreads' rule (src/execution/threads.ts).
+  'GET /api/v1/agents/:name/threads': P('agents:invoke', 'name'),
+  'GET /api/v1/agents/:name/threads/:id': P('agents:invoke', 'name'),
   'GET /v1/models': P('agents:read'),
   // Not checked against the agent scope here: an agent outside it answers 404, as a missing model (src/api/routes/openai-compat.ts).
   'GET /v1/models/:model': P('agents:read'),

@@ -20,9 +20,15 @@ import {
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { StreamScrubber } from '../shared/stream-scrub.js';
-import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
+import { allowsTool, ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, setupShipper, type LlmSetup } from './deps.js';
-import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
+import {
+  executionTools,
+  HOST_TOOL_METHOD,
+  parseHostToolCall,
+  parseReportedCall,
+  TOOL_CALLED_METHOD,
+} from './host-tools.js';
 import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
 import { entryOf, type ExecutionLog } from './records/model.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
@@ -68,6 +74,8 @@ export interface ExecutorOptions {
   agentLimits?: (agent: string) => LimitSet | undefined;
   /** Where every finished execution is recorded (src/execution/records, ADR 0056): queued here, written in batches. */
   records?: ExecutionLog;
+  /** Which version of its agent's history a definition is (the agent service knows), for the records. */
+  versionNumberOf?: (definition: AgentDefinition) => number | undefined;
 }
 
 /** One finished execution, for `ExecutorOptions.onExecuted`. */
@@ -156,6 +164,7 @@ export class Executor {
   readonly #limiter: PrincipalLimiter | undefined;
   readonly #agentLimits: ExecutorOptions['agentLimits'];
   readonly #records: ExecutionLog | undefined;
+  readonly #versionNumberOf: ExecutorOptions['versionNumberOf'];
   /** WebAssembly agents' sandboxes (`[wasm]`): they run in the server process whatever the isolation mode. */
   readonly #wasm: WasmAgents;
 
@@ -173,6 +182,7 @@ export class Executor {
     this.#limiter = opts.limiter;
     this.#agentLimits = opts.agentLimits;
     this.#records = opts.records;
+    this.#versionNumberOf = opts.versionNumberOf;
     this.#wasm = new WasmAgents({ inThreadFuel: config.tools.limits.in_thread_fuel });
     this.hostTools.reserve(
       this.#deps.tools.list().map((t) => t.name),
@@ -223,7 +233,7 @@ export class Executor {
   }
 
   #check(name: string, req: InvokeRequest): AgentDefinition {
-    // NAME@VERSION reaches a version under a blue-green rollout (src/agents/rollouts.ts).
+    // NAME@VERSION reaches any version the agent's history keeps (src/agents/version-resolver.ts).
     const agent = this.#registry.resolve(name, req.conversation_id);
     if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const def = agent.definition;
@@ -332,12 +342,12 @@ export class Executor {
     // The conversation's pinned version first (a cluster node): resolution itself is synchronous.
     const reading = this.#registry.prepare(name, req.conversation_id);
     if (reading) await reading;
-    if (!this.#limiter && !opts.admitted) return this.#invoke(this.#check(name, req), req, opts);
+    if (!this.#limiter && !opts.admitted) return this.#invoke(this.#check(name, req), req, opts, name);
     let slot = opts.admitted;
     try {
       const def = this.#check(name, req);
       slot ??= this.admit(def.name, opts.limit);
-      const res = await this.#invoke(def, req, opts);
+      const res = await this.#invoke(def, req, opts, name);
       slot?.release({ tokens: res.usage.input_tokens + res.usage.output_tokens });
       return res;
     } catch (e) {
@@ -348,7 +358,8 @@ export class Executor {
     }
   }
 
-  async #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
+  /** `ref` is the name the caller gave (NAME@VERSION addresses one version: the record says so). */
+  async #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions, ref: string): Promise<AgentResponse> {
     const id = `exec_${randomUUID()}`;
     if (!this.#tracer && !this.#metrics && !this.#onExecuted && !this.#records)
       return withoutTurns(await this.#run(id, def, req, opts));
@@ -366,10 +377,10 @@ export class Executor {
       const res = await (span
         ? withSpan(span, () => this.#run(id, def, traced, opts))
         : this.#run(id, def, traced, opts));
-      this.#record(id, def, res, undefined, started, t0, span, traced, opts.shadow === true);
+      this.#record(id, def, res, undefined, started, t0, span, traced, opts.shadow === true, ref);
       return withoutTurns(res);
     } catch (e) {
-      this.#record(id, def, undefined, e, started, t0, span, traced, opts.shadow === true);
+      this.#record(id, def, undefined, e, started, t0, span, traced, opts.shadow === true, ref);
       throw e;
     }
   }
@@ -385,6 +396,7 @@ export class Executor {
     span: Span | undefined,
     req: InvokeRequest,
     shadow: boolean,
+    ref: string,
   ): void {
     const agent = def.name;
     const m = this.#metrics;
@@ -395,6 +407,8 @@ export class Executor {
           id,
           agent,
           version: def.version,
+          version_number: this.#versionNumberOf?.(def),
+          addressed: ref.lastIndexOf('@') > 0,
           shadow,
           started,
           duration_ms: performance.now() - t0,
@@ -549,9 +563,23 @@ export class Executor {
 
   /**
    * A host call from the task of a `worker`/`process` execution: runs a host tool with the
-   * allowlist, deadline and signal of the execution as known here (never as the task says).
+   * allowlist, deadline and signal of the execution as known here (never as the task says), or
+   * records a built-in's call the task reports in the tool audit, through the same hook as a
+   * call made here (`hostTools.onCalled`).
    */
-  async #hostCall(job: ExecutionJob, signal: AbortSignal, method: string, args: unknown): Promise<ToolResult> {
+  async #hostCall(job: ExecutionJob, signal: AbortSignal, method: string, args: unknown): Promise<ToolResult | null> {
+    if (method === TOOL_CALLED_METHOD) {
+      const call = parseReportedCall(args);
+      const tool = this.#deps.tools.get(call.name);
+      // Only what the task may have run is recorded: a built-in that records nothing itself,
+      // allowed to this agent, attributed to this execution (its context is known here).
+      if (tool === undefined || tool.audits === true || !allowsTool(job.definition.tools as string[], call.name))
+        throw new CaxtonError('invalid_request', `the task reported a call of "${call.name}", which it cannot run`, {
+          name: call.name,
+        });
+      this.hostTools.onCalled?.({ ...call, ctx: toolContext(job, signal) });
+      return null;
+    }
     if (method !== HOST_TOOL_METHOD)
       throw new CaxtonError('not_supported', `the execution task called the unknown host method "${method}"`, {
         method,

@@ -7,17 +7,26 @@
  *  - `worker` / `process`: the task stands a proxy in for each; the proxy's `invoke` asks the
  *    server through the isolation's host call (`ctx.call('tool', { name, args })`), and the
  *    executor runs `hostTools.invoke()` with the execution's own allowlist, deadline and signal.
+ *    The built-ins run in the task; each finished call is reported to the server
+ *    (`ctx.call('tool_called', …)`), which records it in the tool audit as it records a call
+ *    made in the server, so every mode audits a built-in call once.
  *
  * Imported by the task module: keep it free of server-only dependencies.
  */
 import type { ToolSpec } from '../llm/types.js';
 import { CaxtonError } from '../shared/errors.js';
-import { ToolRegistry } from '../tools/registry.js';
+import { ToolRegistry, type CalledTool } from '../tools/registry.js';
 import type { Tool, ToolResult } from '../tools/types.js';
 import type { TaskContext } from './isolation/types.js';
 
 /** The `method` of a host tool call over `TaskContext.call`. */
 export const HOST_TOOL_METHOD = 'tool';
+
+/** The `method` by which a task reports a finished call of a tool that ran in the task. */
+export const TOOL_CALLED_METHOD = 'tool_called';
+
+/** The `args` of a `tool_called` report: the call as the task's registry heard of it, without its context. */
+export type ReportedCall = Omit<CalledTool, 'ctx'>;
 
 /** The `args` of a host tool call. */
 export interface HostToolCall {
@@ -57,6 +66,8 @@ export function hostToolProxy(spec: ToolSpec, call: TaskContext['call']): Tool {
     name: spec.name,
     description: spec.description,
     input_schema: spec.input_schema,
+    // The server's registry runs the tool and records the call: the task must not report it again.
+    audits: true,
     async invoke(args) {
       const result = await call(HOST_TOOL_METHOD, { name: spec.name, args } satisfies HostToolCall);
       if (!isToolResult(result)) throw new Error(`the server returned no valid result for host tool "${spec.name}"`);
@@ -77,4 +88,33 @@ export function parseHostToolCall(args: unknown): HostToolCall {
     throw new CaxtonError('invalid_request', `the arguments of host tool "${name}" must be an object`, { name });
   }
   return { name, args: toolArgs as Record<string, unknown> };
+}
+
+const OUTCOMES: ReadonlySet<unknown> = new Set<CalledTool['outcome']>(['ok', 'error', 'timeout']);
+
+/** Server side: checks the `args` of a `tool_called` report coming from a task. */
+export function parseReportedCall(args: unknown): ReportedCall {
+  const r = (typeof args === 'object' && args !== null ? args : {}) as Partial<Record<keyof ReportedCall, unknown>>;
+  if (typeof r.name !== 'string' || r.name === '')
+    throw new CaxtonError('invalid_request', 'a tool call report needs the tool name');
+  if (typeof r.args !== 'object' || r.args === null || Array.isArray(r.args))
+    throw new CaxtonError('invalid_request', `the arguments in the report of tool "${r.name}" must be an object`);
+  if (
+    typeof r.started !== 'number' ||
+    typeof r.duration_us !== 'number' ||
+    !OUTCOMES.has(r.outcome) ||
+    typeof r.result !== 'string'
+  )
+    throw new CaxtonError(
+      'invalid_request',
+      `the report of tool "${r.name}" needs started, duration_us, outcome (ok, error or timeout) and result`,
+    );
+  return {
+    name: r.name,
+    args: r.args as Record<string, unknown>,
+    started: r.started,
+    duration_us: r.duration_us,
+    outcome: r.outcome as CalledTool['outcome'],
+    result: r.result,
+  };
 }

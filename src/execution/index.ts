@@ -6,6 +6,7 @@ export {
   type ExecutionRecord,
 } from './executor.js';
 export { ShadowRunner, type ShadowRunnerOptions } from './shadow.js';
+export { ChatThreads, ALL_PRINCIPALS, type ThreadListOptions, type ThreadTurn, type ThreadView } from './threads.js';
 export { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } from './host-tools.js';
 export { llmSetup, buildDeps, modelCheck, type LlmSetup } from './deps.js';
@@ -40,6 +41,8 @@ export {
   type ExecutionQuery,
   type ExecutionSummary,
   type ExecutionView,
+  type ThreadPage,
+  type ThreadSummary,
 } from './records/index.js';
 export type { ModelTurn } from './types.js';
 export { WasmAgents, wasmModuleResolver, WASM_PROVIDER } from './wasm-agent.js';

@@ -8,7 +8,13 @@ import { secretValues } from '../config/redact.js';
 import { registerSecrets } from '../shared/secrets.js';
 import type { TaskContext } from './isolation/index.js';
 import { buildDeps, type LlmSetup } from './deps.js';
-import { executionTools, HOST_TOOL_METHOD, hostToolProxy } from './host-tools.js';
+import {
+  executionTools,
+  HOST_TOOL_METHOD,
+  hostToolProxy,
+  TOOL_CALLED_METHOD,
+  type ReportedCall,
+} from './host-tools.js';
 import { runAgent, type ExecutionDeps } from './run-agent.js';
 import type { ExecutionEvent, ExecutionJob } from './types.js';
 
@@ -32,9 +38,12 @@ export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> 
   // Host tools run in the server: each is a proxy here that asks the server through ctx.call.
   const host = (job.host_tools ?? []).map((spec) => hostToolProxy(spec, (method, args) => ctx.call(method, args)));
   // A call the allowlist refuses is sent on to the server too, whose host registry refuses it
-  // again and records it in the tool audit; the answer is not needed.
+  // again and records it in the tool audit; a built-in's finished call is reported for the same
+  // audit (the host tools' proxies audit nothing: the server records those). No answer is needed.
   const tools = executionTools(deps.tools, host, {
     onRefused: (name, args) => void ctx.call(HOST_TOOL_METHOD, { name, args }).catch(() => undefined),
+    onCalled: ({ ctx: _ctx, ...call }) =>
+      void ctx.call(TOOL_CALLED_METHOD, call satisfies ReportedCall).catch(() => undefined),
   });
   return runAgent(job, tools === deps.tools ? deps : { ...deps, tools }, {
     signal: ctx.signal,

@@ -18,9 +18,9 @@ import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, resolve, sep } from 'node:path';
 import { trace } from '@opentelemetry/api';
 import type { AgentDefinition, AgentResolver, WasmLimits, WasmSettings } from '../agents/index.js';
-import { WASM_AGENT_DEFAULT_LIMITS } from '../agents/index.js';
 import { endWithError, SpanStatusCode, startSpan, traceparentOf } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
+import { DEFAULT_WASM_LIMITS } from '../shared/wasm-limits.js';
 import type { ToolRegistry } from '../tools/index.js';
 import {
   FileAccess,
@@ -54,7 +54,7 @@ const NO_GRANTS: SandboxGrants = {
   config: new Map(),
 };
 
-const sandboxLimits = (l: WasmLimits): SandboxLimits => ({
+const wasmLimits = (l: WasmLimits): SandboxLimits => ({
   memoryBytes: l.memory,
   fuel: l.fuel,
   timeoutMs: l.timeout_ms,
@@ -149,7 +149,7 @@ export function wasmModuleResolver(opts: {
         const max = caps[cap] as number;
         if (asked <= max) continue;
         // A default the operator's cap is below is lowered to it; a stated limit above it is refused.
-        if (asked === WASM_AGENT_DEFAULT_LIMITS[k]) {
+        if (asked === DEFAULT_WASM_LIMITS[k]) {
           w.limits[k] = max;
           continue;
         }
@@ -164,7 +164,7 @@ export function wasmModuleResolver(opts: {
     }
     let prepared;
     try {
-      prepared = prepareModule(bytes, sandboxLimits(w.limits), w.module);
+      prepared = prepareModule(bytes, wasmLimits(w.limits), w.module);
     } catch (e) {
       return moduleIssue(
         'invalid_module',
@@ -239,7 +239,7 @@ export class WasmAgents {
         `agent "${def.name}": its module ${w.path} (wasm.module) changed since this version was deployed; deploy the agent again (or save its file) to make the new module a new version`,
         { field: 'wasm.module', digest: w.digest, found: digest },
       );
-    const limits = sandboxLimits(w.limits);
+    const limits = wasmLimits(w.limits);
     const prepared = prepareModule(bytes, limits, basename(w.path));
     const sandbox =
       w.limits.fuel > this.#inThreadFuel

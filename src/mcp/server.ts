@@ -72,6 +72,12 @@ const ASK_SCHEMA = {
   properties: {
     request: { type: 'string', description: 'What to ask the agent' },
     context: { type: 'string', description: 'Optional extra context for the agent' },
+    version: {
+      type: 'integer',
+      minimum: 1,
+      description:
+        "Optional: a version the agent's history keeps (as NAME@VERSION elsewhere); the live one when absent",
+    },
   },
   required: ['request'],
 } as const;
@@ -182,9 +188,16 @@ export class CaxtonMcpTools {
       const request = args.request;
       if (typeof request !== 'string' || request === '') return text(`"request" must be a non-empty string`, true);
       const context = args.context;
+      const version = args.version;
+      if (version !== undefined && !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 1))
+        return text(
+          `"version" must be a whole number from 1 (a version of agent "${target.agent}" its history keeps)`,
+          true,
+        );
       try {
+        // NAME@VERSION resolves as on every surface (src/agents/version-resolver.ts).
         const res = await this.#deps.executor.invoke(
-          target.agent,
+          version === undefined ? target.agent : `${target.agent}@${version}`,
           {
             request,
             ...(typeof context === 'string' && context !== '' && { context }),

@@ -98,8 +98,8 @@ export class Directory extends EventEmitter<{ change: [DirectoryEvent] }> {
   }
 
   /**
-   * An agent by name, or one of its addressable versions as NAME@VERSION (the live one, or a
-   * running rollout's candidate: src/agents/service.ts). A version's entry is named as addressed,
+   * An agent by name, or one of its kept versions as NAME@VERSION (src/agents/version-resolver.ts).
+   * A version's entry is named as addressed,
    * so the executor runs that version and its replies come from "NAME@VERSION".
    */
   get(agent: string): DirectoryEntry | undefined {

@@ -82,7 +82,7 @@ export class Router {
         const at = name.lastIndexOf('@');
         const message =
           at > 0
-            ? `"${name}" is not an addressable version: address agent "${name.slice(0, at)}" by name (its live version), or a running rollout's candidate as NAME@VERSION (caxton agent rollout status ${name.slice(0, at)})`
+            ? `"${name}" is not a version agent "${name.slice(0, at)}" keeps: address the agent by name (its live version), or a kept version as NAME@VERSION (caxton agent history ${name.slice(0, at)} lists them)`
             : `no agent named "${name}" is deployed`;
         return { ok: false, reason: 'unknown_agent', message };
       }

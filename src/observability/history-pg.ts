@@ -4,17 +4,8 @@
  */
 import type pg from 'pg';
 import { migrateSchema, quotedSchema, stateUnavailable, type PgMigration } from '../storage/pg/index.js';
-import {
-  assemble,
-  windowOf,
-  type DeliveryBucketRow,
-  type ExecutionBucketRow,
-  type History,
-  type BucketRows,
-  type HistoryRange,
-  type HistoryWindow,
-  type StatsHistory,
-} from './history.js';
+import { BucketHistory } from './history.js';
+import type { BucketRowSet, DeliveryBucketRow, ExecutionBucketRow, HistoryWindow } from './history.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -24,7 +15,7 @@ const MIGRATIONS: readonly PgMigration[] = [
   },
 ];
 
-export class PgStatsHistory implements StatsHistory, BucketRows {
+export class PgStatsHistory extends BucketHistory {
   readonly #pool: pg.Pool;
   readonly #s: string;
   readonly #flush: () => Promise<void>;
@@ -36,19 +27,13 @@ export class PgStatsHistory implements StatsHistory, BucketRows {
 
   /** `flush`: writes what this node has queued, so a poll right after an execution counts it. */
   constructor(pool: pg.Pool, schema: string, flush: () => Promise<void> = () => Promise.resolve()) {
+    super();
     this.#pool = pool;
     this.#s = quotedSchema(schema);
     this.#flush = flush;
   }
 
-  /** Every bucket of the range, read in full (IncrementalHistory reads only the newest). */
-  async history(range: HistoryRange, now = Date.now()): Promise<History> {
-    const w = windowOf(range, now);
-    const r = await this.rows(w);
-    return assemble(w, r.executions, r.deliveries);
-  }
-
-  async rows(w: HistoryWindow): Promise<{ executions?: ExecutionBucketRow[]; deliveries?: DeliveryBucketRow[] }> {
+  async rows(w: HistoryWindow): Promise<BucketRowSet> {
     await this.#flush();
     const s = this.#s;
     try {

@@ -4,17 +4,8 @@
  * index this file's migration adds: only rows leaving `pending` pay for it).
  */
 import type { Db, Migration } from '../storage/index.js';
-import {
-  assemble,
-  windowOf,
-  type DeliveryBucketRow,
-  type ExecutionBucketRow,
-  type History,
-  type BucketRows,
-  type HistoryRange,
-  type HistoryWindow,
-  type StatsHistory,
-} from './history.js';
+import { BucketHistory } from './history.js';
+import type { BucketRowSet, DeliveryBucketRow, ExecutionBucketRow, HistoryWindow } from './history.js';
 
 export const HISTORY_MIGRATIONS: readonly Migration[] = [
   {
@@ -51,12 +42,13 @@ const DELIVERIES = `
   WHERE state <> 'pending' AND updated_at >= @since AND updated_at < @until
   GROUP BY k`;
 
-export class SqliteStatsHistory implements StatsHistory, BucketRows {
+export class SqliteStatsHistory extends BucketHistory {
   readonly #db: Db;
   readonly #flush: () => void;
 
   /** `flush`: writes what the stores have queued, so a poll right after an execution counts it. */
   constructor(db: Db, flush: () => void = () => {}) {
+    super();
     this.#db = db;
     this.#flush = flush;
   }
@@ -65,14 +57,7 @@ export class SqliteStatsHistory implements StatsHistory, BucketRows {
     return this.#db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(table) !== undefined;
   }
 
-  /** Every bucket of the range, read in full (IncrementalHistory reads only the newest). */
-  async history(range: HistoryRange, now = Date.now()): Promise<History> {
-    const w = windowOf(range, now);
-    const r = await this.rows(w);
-    return assemble(w, r.executions, r.deliveries);
-  }
-
-  rows(w: HistoryWindow): Promise<{ executions?: ExecutionBucketRow[]; deliveries?: DeliveryBucketRow[] }> {
+  rows(w: HistoryWindow): Promise<BucketRowSet> {
     try {
       this.#flush();
       const executions = this.#has('executions')

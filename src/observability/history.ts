@@ -120,9 +120,29 @@ export function assemble(
   };
 }
 
+/** The bucket rows of one window; a source is absent when its table does not exist (yet). */
+export interface BucketRowSet {
+  executions?: ExecutionBucketRow[];
+  deliveries?: DeliveryBucketRow[];
+}
+
 /** What an adapter answers: the bucket rows of any window (indices counted from its `from`). */
 export interface BucketRows {
-  rows(w: HistoryWindow): Promise<{ executions?: ExecutionBucketRow[]; deliveries?: DeliveryBucketRow[] }>;
+  rows(w: HistoryWindow): Promise<BucketRowSet>;
+}
+
+/**
+ * A storage adapter's StatsHistory (SQLite, PostgreSQL): every bucket of the range read in full
+ * from its `rows` (IncrementalHistory reads only the newest). An adapter supplies `rows` only.
+ */
+export abstract class BucketHistory implements StatsHistory, BucketRows {
+  abstract rows(w: HistoryWindow): Promise<BucketRowSet>;
+
+  async history(range: HistoryRange, now = Date.now()): Promise<History> {
+    const w = windowOf(range, now);
+    const r = await this.rows(w);
+    return assemble(w, r.executions, r.deliveries);
+  }
 }
 
 /** How many of the newest buckets are read again at each poll: rows land late (an execution is recorded when it ends). */

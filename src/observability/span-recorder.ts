@@ -79,32 +79,62 @@ export function ratioKeeps(traceId: string, ratio: number): boolean {
   return acc < bound;
 }
 
-/** Random bytes drawn a page at a time: one `randomFillSync` per 170 spans instead of per id. */
+/**
+ * Random bytes drawn a page at a time and turned into hex once per page: an id is then a slice of
+ * that string (V8 shares the characters instead of copying them), not a Buffer decoding per id.
+ * A page's 8 KB of hex lives as long as an id sliced from it: a few hundred KB for a full span store.
+ */
 const POOL = Buffer.allocUnsafe(4096);
-let poolAt = POOL.length;
+let poolHex = '';
+let poolAt = POOL.length * 2;
+const ZERO_IDS: Record<number, string> = { 16: '0'.repeat(16), 32: '0'.repeat(32) };
 
 /** A random id of `bytes` bytes as lower-case hex, never all zeros (an invalid W3C id). */
 export function randomId(bytes: 8 | 16): string {
+  const chars = bytes * 2;
   for (;;) {
-    if (poolAt + bytes > POOL.length) {
+    if (poolAt + chars > poolHex.length) {
       randomFillSync(POOL);
+      poolHex = POOL.toString('hex');
       poolAt = 0;
     }
-    const start = poolAt;
-    poolAt += bytes;
-    for (let i = start; i < poolAt; i++) if (POOL[i] !== 0) return POOL.toString('hex', start, poolAt);
+    const id = poolHex.slice(poolAt, (poolAt += chars));
+    if (id !== ZERO_IDS[chars]) return id;
   }
 }
 
 /** A parent as the recorder needs it: ids and the sampled flag (parsed traceparent or active span). */
 export interface ParentContext {
-  traceId: string;
-  spanId: string;
-  sampled: boolean;
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly sampled: boolean;
+  /** Whether the parent came from another process (a `traceparent` received). */
+  readonly isRemote: boolean;
   /** The parent as a span that records nothing, handed back for work below an unsampled parent. */
-  span: Span;
-  /** The parent's context for `ReadableSpan.parentSpanContext`. */
-  spanContext: SpanContext;
+  readonly span: Span;
+}
+
+/**
+ * A parent named by a received `traceparent`: its span, which only work below an unsampled parent
+ * needs, is made when asked for.
+ */
+export class RemoteParent implements ParentContext {
+  readonly isRemote = true;
+  #span: Span | undefined;
+  constructor(
+    readonly traceId: string,
+    readonly spanId: string,
+    readonly sampled: boolean,
+  ) {}
+
+  get span(): Span {
+    return (this.#span ??= trace.wrapSpanContext({
+      traceId: this.traceId,
+      spanId: this.spanId,
+      traceFlags: this.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
+      isRemote: true,
+    }));
+  }
 }
 
 /** The one span every trace sampled out at a root that keeps nothing gets: no ids, nothing handed on. */
@@ -121,8 +151,8 @@ export function parentOfContext(ctx: Context): ParentContext | undefined {
     traceId: sc.traceId,
     spanId: sc.spanId,
     sampled: (sc.traceFlags & TraceFlags.SAMPLED) !== 0,
+    isRemote: sc.isRemote === true,
     span,
-    spanContext: sc,
   };
 }
 
@@ -130,8 +160,11 @@ const EMPTY_LINKS: Link[] = [];
 const EMPTY_EVENTS: TimedEvent[] = [];
 const UNSET: SpanStatus = { code: SpanStatusCode.UNSET };
 
+/** The process's time origin (its getter builds a new number on every read). */
+const ORIGIN = performance.timeOrigin;
+
 /** Epoch milliseconds (fractional) now, the clock spans are stamped with. */
-const now = (): number => performance.timeOrigin + performance.now();
+const now = (): number => ORIGIN + performance.now();
 
 function hrTime(ms: number): HrTime {
   const s = Math.trunc(ms / 1000);
@@ -139,7 +172,7 @@ function hrTime(ms: number): HrTime {
 }
 
 function millisOf(t: TimeInput): number {
-  if (typeof t === 'number') return t < performance.timeOrigin ? performance.timeOrigin + t : t;
+  if (typeof t === 'number') return t < ORIGIN ? ORIGIN + t : t;
   if (t instanceof Date) return t.getTime();
   return t[0] * 1000 + t[1] / 1e6;
 }
@@ -153,7 +186,10 @@ export interface RecorderScope {
 
 /**
  * A recorded span: ids, times in epoch milliseconds, attributes in one plain object. It is its own
- * `ReadableSpan` for the processors (times converted only when an exporter reads them).
+ * `ReadableSpan` for the processors (times converted only when an exporter reads them). What the
+ * span store and the export queue keep once it has ended is only that: the objects made for its
+ * children (its context, traceparent, parent form) are let go at `end`, and its parent is held as
+ * ids, not as the parent's objects.
  */
 export class RecordedSpan implements Span, ReadableSpan {
   name: string;
@@ -168,7 +204,9 @@ export class RecordedSpan implements Span, ReadableSpan {
   events: TimedEvent[] = EMPTY_EVENTS;
   readonly traceId: string;
   readonly spanId: string;
-  readonly #parent: ParentContext | undefined;
+  readonly parentSpanId: string | undefined;
+  /** 1: the parent is sampled, 2: it is remote. */
+  readonly #parentFlags: number;
   readonly #scope: RecorderScope;
   startMs: number;
   endMs = 0;
@@ -190,17 +228,22 @@ export class RecordedSpan implements Span, ReadableSpan {
     this.kind = kind;
     this.traceId = traceId;
     this.spanId = randomId(8);
-    this.#parent = parent;
+    this.parentSpanId = parent?.spanId;
+    this.#parentFlags = parent === undefined ? 0 : (parent.sampled ? 1 : 0) | (parent.isRemote ? 2 : 0);
     this.attributes = attributes ?? {};
     this.startMs = startMs;
   }
 
   spanContext(): SpanContext {
+    // Kept for the span's children while it is open; once ended, a span stored or queued for
+    // export keeps nothing its readers asked for.
+    if (this.ended) return { traceId: this.traceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED };
     return (this.#context ??= { traceId: this.traceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED });
   }
 
   /** Its W3C `traceparent` (made once). */
   get traceparent(): string {
+    if (this.ended) return `00-${this.traceId}-${this.spanId}-01`;
     return (this.#traceparent ??= `00-${this.traceId}-${this.spanId}-01`);
   }
 
@@ -209,17 +252,20 @@ export class RecordedSpan implements Span, ReadableSpan {
       traceId: this.traceId,
       spanId: this.spanId,
       sampled: true,
+      isRemote: false,
       span: this,
-      spanContext: this.spanContext(),
     });
   }
 
   get parentSpanContext(): SpanContext | undefined {
-    return this.#parent?.spanContext;
-  }
-
-  get parentSpanId(): string | undefined {
-    return this.#parent?.spanId;
+    if (this.parentSpanId === undefined) return undefined;
+    const f = this.#parentFlags;
+    return {
+      traceId: this.traceId,
+      spanId: this.parentSpanId,
+      traceFlags: f & 1 ? TraceFlags.SAMPLED : TraceFlags.NONE,
+      ...(f & 2 && { isRemote: true }),
+    };
   }
 
   get resource(): SpanResource {
@@ -301,6 +347,9 @@ export class RecordedSpan implements Span, ReadableSpan {
     this.endMs = endTime === undefined ? now() : millisOf(endTime);
     if (this.endMs < this.startMs) this.endMs = this.startMs;
     this.ended = true;
+    this.#context = undefined;
+    this.#traceparent = undefined;
+    this.#asParent = undefined;
     const ps = this.#scope.processors;
     for (let i = 0; i < ps.length; i++) ps[i]!.onEnd(this);
   }

@@ -9,6 +9,7 @@
  */
 import type { Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { RecordedSpan } from './span-recorder.js';
 
 /** One span as the API serves it. */
 export interface StoredSpan {
@@ -36,11 +37,6 @@ export interface SpanStoreOptions {
   maxSpans: number;
   /** Most bytes of span data kept, as estimated from names and attributes. */
   maxBytes: number;
-}
-
-interface Entry {
-  span: ReadableSpan;
-  bytes: number;
 }
 
 function stored(s: ReadableSpan): StoredSpan {
@@ -71,8 +67,12 @@ function stored(s: ReadableSpan): StoredSpan {
 
 export class SpanStore implements SpanProcessor {
   readonly #o: SpanStoreOptions;
-  /** A ring: `#head` is the oldest entry, `#size` entries from there. */
-  readonly #ring: (Entry | undefined)[];
+  /**
+   * A ring in two preallocated arrays (the spans and their estimated sizes), so that keeping a
+   * span adds no object of its own: `#head` is the oldest entry, `#size` entries from there.
+   */
+  readonly #ring: (ReadableSpan | undefined)[];
+  readonly #sizes: Uint32Array;
   #head = 0;
   #size = 0;
   #bytes = 0;
@@ -81,7 +81,9 @@ export class SpanStore implements SpanProcessor {
 
   constructor(o: SpanStoreOptions) {
     this.#o = o;
-    this.#ring = new Array<Entry | undefined>(Math.max(1, o.maxSpans));
+    const cap = Math.max(1, o.maxSpans);
+    this.#ring = new Array<ReadableSpan | undefined>(cap).fill(undefined);
+    this.#sizes = new Uint32Array(cap);
   }
 
   get size(): number {
@@ -103,23 +105,20 @@ export class SpanStore implements SpanProcessor {
       const v = attrs[k];
       bytes += k.length + (typeof v === 'string' ? Math.min(v.length, MAX_VALUE) : 8);
     }
-    this.#push({ span: s, bytes });
-  }
-
-  #push(e: Entry): void {
     const cap = this.#ring.length;
-    while (this.#size > 0 && (this.#size >= cap || this.#bytes + e.bytes > this.#o.maxBytes)) this.#evict();
-    this.#ring[(this.#head + this.#size) % cap] = e;
+    while (this.#size > 0 && (this.#size >= cap || this.#bytes + bytes > this.#o.maxBytes)) this.#evict();
+    const at = (this.#head + this.#size) % cap;
+    this.#ring[at] = s;
+    this.#sizes[at] = bytes;
     this.#size++;
-    this.#bytes += e.bytes;
+    this.#bytes += bytes;
   }
 
   #evict(): void {
-    const old = this.#ring[this.#head]!;
     this.#ring[this.#head] = undefined;
+    this.#bytes -= this.#sizes[this.#head]!;
     this.#head = (this.#head + 1) % this.#ring.length;
     this.#size--;
-    this.#bytes -= old.bytes;
     this.evicted++;
   }
 
@@ -128,8 +127,8 @@ export class SpanStore implements SpanProcessor {
     const out: StoredSpan[] = [];
     const cap = this.#ring.length;
     for (let i = 0; i < this.#size; i++) {
-      const e = this.#ring[(this.#head + i) % cap]!;
-      if (e.span.spanContext().traceId === traceId) out.push(stored(e.span));
+      const s = this.#ring[(this.#head + i) % cap]!;
+      if ((s instanceof RecordedSpan ? s.traceId : s.spanContext().traceId) === traceId) out.push(stored(s));
     }
     return out.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   }

@@ -1,4 +1,44 @@
-import { ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
+import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, trace, type Context, type ContextManager } from '@opentelemetry/api';
+
+/** The key the OpenTelemetry API keeps the active span under in a `Context` (it does not export it). */
+export const SPAN_KEY: symbol = (() => {
+  let key: symbol | undefined;
+  const probe: Context = {
+    getValue: () => undefined,
+    setValue: (k) => {
+      key = k;
+      return probe;
+    },
+    deleteValue: () => probe,
+  };
+  trace.setSpan(probe, trace.wrapSpanContext(INVALID_SPAN_CONTEXT));
+  return key!;
+})();
+
+/**
+ * A context with one value more than its parent: one small object, where the API's own context
+ * copies its parent's whole map on every `setValue` (a span made active per delivery and per
+ * execution).
+ */
+export class ChildContext implements Context {
+  constructor(
+    readonly parent: Context,
+    readonly key: symbol,
+    readonly value: unknown,
+  ) {}
+
+  getValue(key: symbol): unknown {
+    return key === this.key ? this.value : this.parent.getValue(key);
+  }
+
+  setValue(key: symbol, value: unknown): Context {
+    return new ChildContext(this, key, value);
+  }
+
+  deleteValue(key: symbol): Context {
+    return new ChildContext(this, key, undefined);
+  }
+}
 
 /**
  * The active context for the synchronous part of a call only (ADR 0065): `with` sets it, runs the

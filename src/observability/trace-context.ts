@@ -10,7 +10,8 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
-import { parentOfContext, RecordedSpan, SpanRecorder, type ParentContext } from './span-recorder.js';
+import { ChildContext, SPAN_KEY } from './sync-context.js';
+import { parentOfContext, RecordedSpan, RemoteParent, SpanRecorder, type ParentContext } from './span-recorder.js';
 
 /** W3C traceparent: version 00, 32 hex trace id, 16 hex parent id, 2 hex flags. */
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
@@ -48,25 +49,29 @@ let lastParent: { traceparent: string; parent: ParentContext | undefined } | und
 
 function parentOf(traceparent: string): ParentContext | undefined {
   if (lastParent?.traceparent === traceparent) return lastParent.parent;
-  const m = TRACEPARENT.exec(traceparent);
   let parent: ParentContext | undefined;
-  if (m && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) {
-    const spanContext = {
-      traceId: m[1]!,
-      spanId: m[2]!,
-      traceFlags: parseInt(m[3]!, 16) & TraceFlags.SAMPLED,
-      isRemote: true,
-    };
-    parent = {
-      traceId: spanContext.traceId,
-      spanId: spanContext.spanId,
-      sampled: spanContext.traceFlags !== 0,
-      span: trace.wrapSpanContext(spanContext),
-      spanContext,
-    };
+  if (isTraceparent(traceparent)) {
+    const traceId = traceparent.slice(3, 35);
+    const spanId = traceparent.slice(36, 52);
+    if (traceId !== ZERO_TRACE && spanId !== ZERO_SPAN)
+      parent = new RemoteParent(traceId, spanId, (hexAt(traceparent, 54) & TraceFlags.SAMPLED) !== 0);
   }
   lastParent = { traceparent, parent };
   return parent;
+}
+
+/** The value of the lower-case hex digit at `i` (-1 when it is not one). */
+function hexAt(s: string, i: number): number {
+  const c = s.charCodeAt(i);
+  return c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+}
+
+/** TRACEPARENT's test without a match array: version 00, 32 + 16 + 2 lower-case hex digits, dashes between. */
+function isTraceparent(s: string): boolean {
+  if (s.length !== 55 || s.charCodeAt(0) !== 48 || s.charCodeAt(1) !== 48) return false;
+  if (s.charCodeAt(2) !== 45 || s.charCodeAt(35) !== 45 || s.charCodeAt(52) !== 45) return false;
+  for (let i = 3; i < 55; i++) if (i !== 35 && i !== 52 && hexAt(s, i) < 0) return false;
+  return true;
 }
 
 /** The W3C `traceparent` of a span (undefined for a span without a valid context). */
@@ -133,7 +138,7 @@ export function endWithError(span: Span, e: unknown): void {
  */
 export function withSpan<T>(span: Span, fn: () => T): T {
   if (!span.isRecording()) return fn();
-  return context.with(trace.setSpan(context.active(), span), fn);
+  return context.with(new ChildContext(context.active(), SPAN_KEY, span), fn);
 }
 
 export { SpanKind, SpanStatusCode, type Span, type Tracer };

@@ -229,10 +229,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     };
     const memory = await startMemory({ config, db, registry, logger, telemetry });
     if (memory) stack.add(memory);
-    const { records } = stack.add(
+    const { records, threads } = stack.add(
       await openExecutionRecords({
         config,
         db,
+        registry,
         logger,
         metrics,
         spans: tracing.local,
@@ -251,6 +252,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         limiter: auth.limiter,
         events,
         records,
+        threads,
         memory: memory?.execution,
         shadowResults: agents.shadowResults,
         similarity: memory && ((a: string, b: string) => memory.graph.store.similarity(a, b)),

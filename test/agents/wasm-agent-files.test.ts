@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentChecks, parseAgent, WASM_AGENT_DEFAULT_LIMITS } from '../../src/agents/index.js';
+import { AgentChecks, parseAgent } from '../../src/agents/index.js';
 import { wasmModuleResolver } from '../../src/execution/index.js';
 import { DEFAULT_TOOL_LIMITS } from '../../src/tools/wasm/index.js';
 
@@ -39,9 +39,23 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('[wasm] in agent files', () => {
-  it('keeps the tool sandbox limit defaults', () => {
-    const { memory, fuel, timeout_ms, max_input, max_output, max_state } = DEFAULT_TOOL_LIMITS;
-    expect(WASM_AGENT_DEFAULT_LIMITS).toEqual({ memory, fuel, timeout_ms, max_input, max_output, max_state });
+  it('takes the tool sandbox limit defaults for the limits it leaves out', () => {
+    const parsed = parseAgent('name = "plain"\n[wasm]\nmodule = "m.wasm"\nfuel = 7\n', { format: 'toml' });
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    expect(parsed.definition.wasm?.limits).toEqual({ ...DEFAULT_TOOL_LIMITS, fuel: 7 });
+  });
+
+  it("checks the limits by the tool sandbox's bounds, naming the [wasm] field", () => {
+    const parsed = parseAgent(
+      'name = "plain"\n[wasm]\nmodule = "m.wasm"\nmemory = "1KiB"\nfuel = 3_000_000_000\ntimeout = 0\n',
+      { format: 'toml' },
+    );
+    expect(parsed.ok).toBe(false);
+    if (parsed.ok) return;
+    const by = Object.fromEntries(parsed.errors.map((e) => [e.field, e.message]));
+    expect(by['wasm.memory']).toMatch(/expected between 64KiB and 4GiB/);
+    expect(by['wasm.fuel']).toMatch(/expected at most 2147483647/);
+    expect(by['wasm.timeout']).toMatch(/out of range/);
   });
 
   it('a TOML file names its module relative to itself; the digest goes into the definition', () => {

@@ -255,7 +255,11 @@ beforeAll(async () => {
   side.in.response = String((await must(scoped, 'POST', '/v1/responses', { model: 'a-one', input: 'hi' })).id);
   side.out.response = String((await must(admin, 'POST', '/v1/responses', { model: 'b-one', input: 'hi' })).id);
   for (const s of ['in', 'out'] as const) {
-    const ran = await must(admin, 'POST', `/api/v1/agents/${side[s].agent}/invoke`, { request: 'hi' });
+    // In a conversation: the admin's chat thread with the agent (`thread-NAME`).
+    const ran = await must(admin, 'POST', `/api/v1/agents/${side[s].agent}/invoke`, {
+      request: 'hi',
+      conversation_id: `thread-${side[s].agent}`,
+    });
     side[s].execution = String(ran.execution_id);
     side[s].trace = String((await must(admin, 'GET', `/api/v1/executions/${side[s].execution}`)).trace_id);
   }

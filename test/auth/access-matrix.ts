@@ -253,6 +253,13 @@ export const ROUTES: Entry[] = [
     (t) => post(`/api/v1/agents/${t.agent}/invoke`, { request: 'hi' }),
     200,
   ),
+  // Chat threads: the agent scope is the route's; the thread is the admin's, which an admin role reads.
+  agentItem('GET /api/v1/agents/:name/threads', (t) => get(`/api/v1/agents/${t.agent}/threads?principal=*`), 200),
+  agentItem(
+    'GET /api/v1/agents/:name/threads/:id',
+    (t) => get(`/api/v1/agents/${t.agent}/threads/thread-${t.agent}`),
+    200,
+  ),
   agentList('GET /v1/models', () => get('/v1/models')),
   // Out of scope reads as a model that does not exist, in OpenAI's error shape.
   agentItem('GET /v1/models/:model', (t) => get(`/v1/models/${t.agent}`), 200, notFound),

@@ -2,40 +2,24 @@
  * The messaging commands (`caxton message`, `conversation`, `dlq`) as real child processes against
  * a real `caxton serve` whose agents use the scripted LLM provider.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assertBuilt,
   cleanup,
   expectExit,
   expectNoStackTrace,
   parseJson,
-  runCli,
-  startServe,
-  tempDir,
+  startScriptedServe,
   tomlAgent,
-  type CliResult,
-  type ServeProcess,
+  type ScriptedServe,
 } from './helpers/cli.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
-const CONFIG = `data_dir = "data"
-agents_dir = "agents"
-
-[logging]
-level = "warn"
-
-[llm]
-default_provider = "demo"
-
-[llm.providers.demo]
-type = "scripted"
-script = "replies.toml"
-
-# Its script file does not exist until the test writes it: calls fail (retryable) until then.
+/** A provider whose script file does not exist until the test writes it: calls fail (retryable) until then. */
+const CONFIG = `
 [llm.providers.later]
 type = "scripted"
 script = "later.toml"
@@ -46,22 +30,17 @@ max_attempts = 1
 
 describe('caxton message, conversation and dlq', () => {
   let dir: string;
-  let serve: ServeProcess;
-  const cli = (...args: string[]): Promise<CliResult> =>
-    runCli(['--server', serve.url, ...args], { cwd: dir, timeoutMs: 30_000 });
+  let cli: ScriptedServe['cli'];
 
   beforeAll(async () => {
-    assertBuilt();
-    dir = tempDir('caxton-msg-cli-');
-    writeFileSync(join(dir, 'caxton.toml'), CONFIG);
-    writeFileSync(join(dir, 'replies.toml'), 'fallback = "42"\n');
-    mkdirSync(join(dir, 'agents'));
-    writeFileSync(join(dir, 'agents', 'helper.toml'), tomlAgent('helper', { capabilities: ['answering'] }));
-    writeFileSync(
-      join(dir, 'agents', 'fragile.toml'),
-      tomlAgent('fragile', { capabilities: ['fragile'], extra: '\n[llm]\nprovider = "later"\n' }),
-    );
-    serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')] });
+    ({ dir, cli } = await startScriptedServe({
+      prefix: 'caxton-msg-cli-',
+      config: CONFIG,
+      agents: {
+        'helper.toml': tomlAgent('helper', { capabilities: ['answering'] }),
+        'fragile.toml': tomlAgent('fragile', { capabilities: ['fragile'], extra: '\n[llm]\nprovider = "later"\n' }),
+      },
+    }));
   });
   afterAll(cleanup);
 

@@ -3,56 +3,21 @@
  * the signing keys: real child processes against a real `caxton serve` with `[messaging] signing`,
  * whose agent answers through the scripted provider.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  assertBuilt,
-  cleanup,
-  expectExit,
-  parseJson,
-  runCli,
-  startServe,
-  tempDir,
-  tomlAgent,
-  type CliResult,
-  type ServeProcess,
-} from './helpers/cli.js';
+import { cleanup, expectExit, parseJson, startScriptedServe, tomlAgent, type ScriptedServe } from './helpers/cli.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
-const CONFIG = `data_dir = "data"
-agents_dir = "agents"
-
-[logging]
-level = "warn"
-
-[llm]
-default_provider = "demo"
-
-[llm.providers.demo]
-type = "scripted"
-script = "replies.toml"
-
-[messaging]
-signing = true
-`;
-
 describe('caxton with signed messages', () => {
-  let dir: string;
-  let serve: ServeProcess;
-  const cli = (...args: string[]): Promise<CliResult> =>
-    runCli(['--server', serve.url, ...args], { cwd: dir, timeoutMs: 30_000 });
+  let cli: ScriptedServe['cli'];
 
   beforeAll(async () => {
-    assertBuilt();
-    dir = tempDir('caxton-sign-cli-');
-    writeFileSync(join(dir, 'caxton.toml'), CONFIG);
-    writeFileSync(join(dir, 'replies.toml'), 'fallback = "42"\n');
-    mkdirSync(join(dir, 'agents'));
-    writeFileSync(join(dir, 'agents', 'helper.toml'), tomlAgent('helper', { capabilities: ['answering'] }));
-    serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')] });
+    ({ cli } = await startScriptedServe({
+      prefix: 'caxton-sign-cli-',
+      config: '\n[messaging]\nsigning = true\n',
+      agents: { 'helper.toml': tomlAgent('helper', { capabilities: ['answering'] }) },
+    }));
   });
   afterAll(cleanup);
 

@@ -7,35 +7,15 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { entryOf, PgExecutionStore } from '../../src/execution/index.js';
-import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
-import { clusterToml, servers } from './helpers/serve-nodes.js';
+import { makeTempDir } from '../helpers/tmp.js';
+import { clusterFixture, clusterToml, servers } from './helpers/serve-nodes.js';
 import type { TestServer } from '../helpers/server.js';
 
-const run = hasSystem('nats-server') && hasSystem('postgresql');
-const schema = `caxton_execs_${process.pid}_${Date.now()}`;
+const cluster = clusterFixture('execs');
+const { run, schema } = cluster;
 const NODES = ['node-a', 'node-b', 'node-c'] as const;
-
-let nats: NatsServer;
-let pool: pg.Pool;
-
-beforeAll(async () => {
-  if (!run) return;
-  nats = await startNatsServer();
-  pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 2 });
-}, 30_000);
-
-afterAll(async () => {
-  if (!run) return;
-  await nats?.stop();
-  await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await pool.end();
-  removeTempDirs();
-});
 
 describe.skipIf(!run)('execution records on three nodes', () => {
   const start = servers();
@@ -48,7 +28,7 @@ describe.skipIf(!run)('execution records on three nodes', () => {
       nodes.push(
         await start({
           dir,
-          toml: `${clusterToml(node, nats.url, schema)}
+          toml: `${clusterToml(node, cluster.nats.url, schema)}
 [llm]
 default_provider = "s"
 [llm.providers.s]
@@ -99,7 +79,7 @@ script = "replies.toml"
 
   it('the PostgreSQL adapter keeps max_rows across the nodes and reads in the scope in the query', async () => {
     const stores = ['x', 'y'].map(
-      (node) => new PgExecutionStore({ pool, schema, node, retentionMs: 3_600_000, maxRows: 100 }),
+      (node) => new PgExecutionStore({ pool: cluster.pool, schema, node, retentionMs: 3_600_000, maxRows: 100 }),
     );
     const t0 = Date.now();
     for (let i = 0; i < 150; i++)

@@ -529,7 +529,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       contentType: 'application/json',
     });
 
-  it('a blue-green candidate started on A is invoked and messaged through B; once A rolls it back, B refuses it as A does', async () => {
+  it('a blue-green candidate started on A is invoked and messaged through B; once A rolls it back, both still reach it as a kept version and refuse one that does not exist alike', async () => {
     schemas.push(schema);
     const a = await start('node-a');
     const b = await start('node-b');
@@ -559,16 +559,20 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       });
     }
 
-    // Rolled back on A: the candidate is no longer addressable on B either, with the same error.
+    // Rolled back on A: the candidate stays addressable on both nodes (a kept version), and a version
+    // that does not exist is refused by both with the same error.
     expect((await http(a.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
-    await waitUntil(async () => (await invoke(b, 'pilot@2')).json.error?.code === 'version_not_found', {
+    await waitUntil(async () => (await invoke(b, 'pilot')).json.content === 'You are pilot v1.', {
       timeoutMs: 10_000,
-      what: 'pilot@2 refused through node B',
+      what: 'pilot live on B after the rollback',
     });
-    const onA = await invoke(a, 'pilot@2');
-    const onB = await invoke(b, 'pilot@2');
+    expect((await invoke(b, 'pilot@2')).json.content).toBe('You are pilot v2.');
+    expect((await invoke(a, 'pilot@2')).json.content).toBe('You are pilot v2.');
+    const onA = await invoke(a, 'pilot@9');
+    const onB = await invoke(b, 'pilot@9');
     expect([onA.status, onA.json.error?.message]).toEqual([onB.status, onB.json.error?.message]);
-    expect(onB.json.error?.message).toContain('version 2 of agent "pilot" is not live');
+    expect(onB.json.error?.code).toBe('version_not_found');
+    expect(onB.json.error?.message).toContain('agent "pilot" has no version 9');
   }, 60_000);
 
   it("a canary started on A splits B's new conversations at its share, each conversation on one version on both nodes; both nodes' executions add up in one set of figures", async () => {

@@ -6,36 +6,15 @@
  * keep their versions on every node. (The move itself, batches and a pin the cluster already
  * holds: pg-pins.test.ts.)
  */
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RolloutStore } from '../../src/agents/index.js';
 import { openDatabase } from '../../src/storage/index.js';
-import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { startTestServer } from '../helpers/server.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
-import { clusterToml, servers } from './helpers/serve-nodes.js';
+import { clusterFixture, clusterToml, servers } from './helpers/serve-nodes.js';
 
-const run = hasSystem('postgresql') && hasSystem('nats-server');
-const schema = `caxton_pins_carry_${process.pid}_${Date.now()}`;
-let nats: NatsServer;
-let pool: pg.Pool;
-
-beforeAll(async () => {
-  if (!run) return;
-  nats = await startNatsServer();
-  pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 2 });
-});
-
-afterAll(async () => {
-  if (run) {
-    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await pool.end();
-  }
-  await nats?.stop();
-  removeTempDirs();
-});
+const cluster = clusterFixture('pins_carry');
+const { run, schema } = cluster;
 
 describe.runIf(run)('a single node joining a cluster', () => {
   const serve = servers();
@@ -53,10 +32,10 @@ describe.runIf(run)('a single node joining a cluster', () => {
     local.close();
 
     // The same data directory, now a node of a cluster.
-    const node = await serve({ dir: alone.dir, toml: clusterToml('node-a', nats.url, schema) });
+    const node = await serve({ dir: alone.dir, toml: clusterToml('node-a', cluster.nats.url, schema) });
     const held = async () =>
       (
-        await pool.query<{ conversation_id: string; key: string; version: number }>(
+        await cluster.pool.query<{ conversation_id: string; key: string; version: number }>(
           `SELECT conversation_id, key, version FROM "${schema}".conversation_pins ORDER BY conversation_id`,
         )
       ).rows;

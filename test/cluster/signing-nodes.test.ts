@@ -7,37 +7,17 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { TestServer } from '../helpers/server.js';
-import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { makeTempDir } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
-import { clusterToml, servers } from './helpers/serve-nodes.js';
+import { clusterFixture, clusterToml, servers } from './helpers/serve-nodes.js';
 
-const run = hasSystem('nats-server') && hasSystem('postgresql');
-const schema = `caxton_signing_${process.pid}_${Date.now()}`;
+const cluster = clusterFixture('signing');
+const { run, schema } = cluster;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
-
-let nats: NatsServer;
-let pool: pg.Pool;
-
-beforeAll(async () => {
-  if (!run) return;
-  nats = await startNatsServer();
-  pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 2 });
-}, 30_000);
-
-afterAll(async () => {
-  if (!run) return;
-  await nats?.stop();
-  await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await pool.end();
-  removeTempDirs();
-});
 
 async function call(
   node: TestServer,
@@ -58,7 +38,7 @@ describe.skipIf(!run)('signed messages across two nodes', () => {
   let b: TestServer;
 
   beforeAll(async () => {
-    const toml = (node: string) => `${clusterToml(node, nats.url, schema)}
+    const toml = (node: string) => `${clusterToml(node, cluster.nats.url, schema)}
 [messaging]
 signing = true
 max_attempts = 1
@@ -129,7 +109,7 @@ script = "replies.toml"
       { timeoutMs: 20_000 },
     );
     // One byte of content changed, as someone with write access to PostgreSQL would.
-    const changed = await pool.query(
+    const changed = await cluster.pool.query(
       `UPDATE "${schema}".messages SET body = replace(body, 'please fail', 'please sign') WHERE id = $1`,
       [request.id],
     );

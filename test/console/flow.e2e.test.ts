@@ -75,7 +75,8 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
 
       // Side by side: one message, both versions answer, each in its own log.
       await page.getByLabel('Side by side with the live version').check();
-      await page.waitForURL(`${cs.url}/ui/agents/support/chat?version=2&beside=live`);
+      // The address names both threads: the version's, and a new one with the live version.
+      await page.waitForURL(/\/ui\/agents\/support\/chat\?version=2&thread=chat_\w+&beside=live&live_thread=chat_\w+$/);
       await page.getByLabel('Message to support and support@2').fill('and now?');
       await page.getByRole('button', { name: 'Send' }).click();
       const live = page.locator('[data-testid="chat-log"][data-target="support"]');
@@ -98,6 +99,10 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
     const { page, problems, close } = await openPage(browser);
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/support/chat');
+      // The chat opens on the newest thread with support (the first test's): this one starts afresh.
+      await page.getByTestId('chat-log').getByText('heard: and now?').waitFor();
+      await page.getByRole('button', { name: 'New thread' }).click();
+      await page.getByTestId('chat-log').getByText('heard: and now?').waitFor({ state: 'detached' });
       await page.getByLabel('Message to support').fill('What is 6 * 7?');
       await page.getByRole('button', { name: 'Send' }).click();
       const answer = page.getByTestId('chat-log').locator('li.agent');
@@ -139,6 +144,8 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
       await signIn(page, cs.url, cs.admin, '/ui/agents/support/chat');
       const input = page.getByLabel('Message to support');
       await input.waitFor();
+      // With the newest thread restored (the earlier tests'), its log scrolls in its own box.
+      await page.getByTestId('chat-log').getByText('The answer is 42.').waitFor();
       const box = await input.boundingBox();
       const height = page.viewportSize()!.height;
       expect(box, 'the message box is laid out').not.toBeNull();

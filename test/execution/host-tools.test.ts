@@ -19,7 +19,7 @@ import { AgentRegistry, parseAgent } from '../../src/agents/index.js';
 import { loadServerConfig } from '../../src/config/index.js';
 import { Executor, type ExecutionEvent } from '../../src/execution/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
-import { calculatorTool, ToolRegistry, type Tool, type ToolContext } from '../../src/tools/index.js';
+import { calculatorTool, ToolRegistry, type CalledTool, type Tool, type ToolContext } from '../../src/tools/index.js';
 import { startLlmStub, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
 import { assistantTurns, offeredTools, toolResultsOf } from './helpers/wire.js';
 
@@ -36,6 +36,8 @@ interface Seen {
 }
 
 const seen: Seen[] = [];
+/** What the host registry's audit hook heard (`onCalled`), in every mode. */
+const called: CalledTool[] = [];
 
 function record(tool: string, args: Record<string, unknown>, ctx: ToolContext): void {
   const { signal, ...rest } = ctx;
@@ -137,6 +139,7 @@ beforeAll(async () => {
   executor.hostTools.register(notesAdd);
   executor.hostTools.register(secretHost);
   executor.hostTools.register(failHost);
+  executor.hostTools.onCalled = (c) => called.push(c);
   for (const mode of MODES) {
     deploy(`host-${mode}`, mode, ['calculator', 'echo_host', 'notes.*', 'fail_host']);
     deploy(`narrow-${mode}`, mode, ['echo_host']);
@@ -152,6 +155,7 @@ afterAll(async () => {
 beforeEach(() => {
   llm.reset();
   seen.length = 0;
+  called.length = 0;
 });
 
 describe('registering host tools', () => {
@@ -243,6 +247,14 @@ describe.each(MODES)('%s isolation', (mode) => {
       expect(s.ctx.deadline).toBeGreaterThan(before);
     }
     expect(seen[0]!.args).toEqual({ text: 'hello' });
+    // The audit hook heard each call once, with this execution: the built-in too, which ran in
+    // the task in worker and process mode and was reported to the server.
+    expect(called.map((c) => [c.name, c.ctx.execution_id, c.ctx.agent, c.outcome, c.result]).sort()).toEqual([
+      ['calculator', res.execution_id, `host-${mode}`, 'ok', '42'],
+      ['echo_host', res.execution_id, `host-${mode}`, 'ok', 'echo:hello'],
+      ['notes.add', res.execution_id, `host-${mode}`, 'ok', 'noted'],
+    ]);
+    expect(called.find((c) => c.name === 'calculator')!.args).toEqual({ expression: '6*7' });
     // Tool events stream from wherever the execution runs.
     expect(events.filter((e) => e.type === 'tool_result').map((e) => (e as { name: string }).name)).toEqual([
       'echo_host',

@@ -1,10 +1,10 @@
 /**
  * Every tool an agent calls is in the tool audit, built-in and host tools included: a real server
  * (memory on, its own SQLite), an agent whose model is the strict OpenAI stub calls the memory
- * tools `read_graph` and `search_nodes` and the built-in `calculator`, in context and in worker
- * isolation; GET /api/v1/tools/audit then lists each call with its execution, once. In worker
- * isolation a built-in runs in the task, outside the server's registry: only the host tools
- * (memory) are recorded there.
+ * tools `read_graph` and `search_nodes` and the built-in `calculator`, in context, worker and
+ * process isolation; GET /api/v1/tools/audit then lists each call with its execution, once. In
+ * worker and process isolation the built-in runs in the task (a worker thread, a child process),
+ * which reports the call to the server; the host tools (memory) run in the server.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from '../execution/helpers/caxton.js';
@@ -39,6 +39,7 @@ describe('tool audit of built-in and memory tools', () => {
       agents: [
         { name: 'reader', tools: TOOLS },
         { name: 'reader-worker', tools: TOOLS, execution: { isolation: 'worker' } },
+        { name: 'reader-process', tools: TOOLS, execution: { isolation: 'process' } },
       ],
     });
   }, 60_000);
@@ -65,21 +66,23 @@ describe('tool audit of built-in and memory tools', () => {
     return body.execution_id as string;
   };
 
-  for (const [agent, audited] of [
-    ['reader', TOOLS],
-    ['reader-worker', ['read_graph', 'search_nodes']],
-  ] as const) {
+  for (const agent of ['reader', 'reader-worker', 'reader-process']) {
     it(`${agent}: each call is recorded once, with its execution`, async () => {
       const execution = await invoke(agent);
-      let records: Json[] = [];
-      for (let i = 0; i < 50; i++) {
-        records = ((await get(`/api/v1/tools/audit?agent=${agent}&limit=50`)).records as Json[]).filter(
+      const recorded = async (): Promise<Json[]> =>
+        ((await get(`/api/v1/tools/audit?agent=${agent}&limit=50`)).records as Json[]).filter(
           (r) => r.execution_id === execution,
         );
-        if (records.length >= audited.length) break;
+      let records: Json[] = [];
+      for (let i = 0; i < 50; i++) {
+        records = await recorded();
+        if (records.length >= TOOLS.length) break;
         await new Promise((r) => setTimeout(r, 100));
       }
-      expect(records.map((r) => [r.tool, r.outcome]).sort()).toEqual(audited.map((t) => [t, 'ok']).sort());
+      // A second record would come from the same turn: a short wait shows there is none.
+      await new Promise((r) => setTimeout(r, 200));
+      records = await recorded();
+      expect(records.map((r) => [r.tool, r.outcome]).sort()).toEqual(TOOLS.map((t) => [t, 'ok']).sort());
       for (const r of records) expect(r.agent).toBe(agent);
     });
   }

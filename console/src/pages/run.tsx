@@ -14,6 +14,9 @@ interface Run extends WaterfallRun {
   id: string;
   agent: string;
   version: string;
+  /** Which version of the agent's history ran (what NAME@VERSION addresses), when known. */
+  version_number?: number | null;
+  addressed?: boolean;
   status: 'ok' | 'error';
   error: { code: string; message: string } | null;
   started_at: string;
@@ -52,7 +55,15 @@ export default function RunPage({ params }: PageProps) {
             <dt>Agent</dt>
             <dd>
               <Link to={`/agents/${encodeURIComponent(r.agent)}`}>{r.agent}</Link>
-              {r.version && <span class="muted"> (version {r.version})</span>}
+              {typeof r.version_number === 'number' ? (
+                <span class="muted" data-testid="run-version">
+                  {' '}
+                  (version {r.version_number}
+                  {r.addressed ? `, addressed as ${r.agent}@${r.version_number}` : ''}; {r.version})
+                </span>
+              ) : (
+                r.version && <span class="muted"> (version {r.version})</span>
+              )}
             </dd>
             <dt>Outcome</dt>
             <dd data-testid="run-status">

@@ -66,6 +66,12 @@ const summaryShape = {
   id: z.string(),
   agent: z.string(),
   version: z.string(),
+  version_number: z
+    .number()
+    .int()
+    .nullable()
+    .describe("which version of the agent's history ran (what NAME@VERSION addresses), when known"),
+  addressed: z.boolean().describe('whether the caller addressed that version (NAME@VERSION)'),
   principal: z.string().nullable(),
   conversation_id: z.string().nullable(),
   message_id: z.string().nullable(),

@@ -4,7 +4,8 @@ import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ISOLATION_MODES } from '../../agents/index.js';
-import type { AgentResponse, Executor, ExecutionEvent } from '../../execution/index.js';
+import { agentOfRef } from '../../auth/principal.js';
+import type { AgentResponse, ChatThreads, Executor, ExecutionEvent } from '../../execution/index.js';
 import { toEnvelope } from '../envelope.js';
 import { agentNameParams, errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, wantsEventStream } from '../sse.js';
@@ -61,7 +62,7 @@ export type AgentResponseDocumented = Check<
 /** POST /api/v1/agents/{name}/invoke: JSON, or server-sent events with Accept: text/event-stream. */
 export async function invokeRoutes(
   app: FastifyInstance,
-  opts: { executor: Executor; bodyLimit: number },
+  opts: { executor: Executor; bodyLimit: number; threads: ChatThreads },
 ): Promise<void> {
   const { executor } = opts;
   app.withTypeProvider<ZodTypeProvider>().post(
@@ -87,11 +88,17 @@ export async function invokeRoutes(
     async (req, reply) => {
       const body = req.body;
       const tp = requestTraceparent(req);
+      // A conversation continued: its earlier turns (the caller's own thread) are the model's history.
+      const history =
+        body.conversation_id === undefined
+          ? []
+          : await opts.threads.history(req.principal, agentOfRef(req.params.name), body.conversation_id);
       const request = {
         request: body.request,
         ...(body.context !== undefined && { context: body.context }),
         ...(body.parameters !== undefined && { parameters: body.parameters }),
         ...(body.conversation_id !== undefined && { conversation_id: body.conversation_id }),
+        ...(history.length > 0 && { history }),
         ...(body.capability !== undefined && { capability: body.capability }),
         ...(tp !== undefined && { traceparent: tp }),
         ...callerOf(req),

@@ -85,7 +85,10 @@ export async function openAiRoutes(
     },
     async (req) => {
       const name = req.params.model;
-      const found = registry.find(name); // NAME@VERSION too: a version under a blue-green rollout
+      // NAME@VERSION too: any kept version (a cluster node reads one it has not seen first).
+      const reading = registry.prepare(name, undefined);
+      if (reading) await reading;
+      const found = registry.find(name);
       // An agent outside the caller's scope reads as a missing one, so its existence is not revealed.
       const agent = found && agentVisible(req.principal, found.definition.name as string) ? found : undefined;
       if (!agent)

@@ -118,7 +118,7 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
       if (out.json) return out.data(res);
       if (res.rollout)
         out.out(
-          `rolled back the ${res.rollout.strategy} rollout of ${res.agent.name}: version ${res.rollout.candidate_version} is no longer reachable; version ${res.rollout.stable_version} stays live (now version ${res.version.version})`,
+          `rolled back the ${res.rollout.strategy} rollout of ${res.agent.name}: version ${res.rollout.candidate_version} gets no more traffic (NAME@VERSION still reaches it); version ${res.rollout.stable_version} stays live (now version ${res.version.version})`,
         );
       else
         out.out(

@@ -15,3 +15,14 @@ export {
 } from './model.js';
 export { SqliteExecutionStore, EXECUTIONS_MIGRATIONS, type SqliteExecutionStoreOptions } from './sqlite.js';
 export { PgExecutionStore, type PgExecutionStoreOptions } from './pg.js';
+export {
+  listThreads,
+  readFirst,
+  readThread,
+  targetOf,
+  titleOf,
+  THREAD_TURNS,
+  type ThreadPage,
+  type ThreadQuery,
+  type ThreadSummary,
+} from './threads.js';

@@ -14,6 +14,7 @@ import { isCaxtonError } from '../../shared/errors.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import type { SqlDialect } from '../../storage/index.js';
 import type { AgentResponse, InvokeRequest, ModelTurn } from '../types.js';
+import type { ThreadPage, ThreadQuery } from './threads.js';
 
 /** Longest stored request, answer or error message, in UTF-16 units. */
 export const MAX_TEXT = 8 * 1024;
@@ -47,6 +48,10 @@ export interface ExecutionView {
   agent: string;
   /** The definition's `version`. */
   version: string;
+  /** Which version of the agent's history ran (what NAME@VERSION addresses), when known. */
+  version_number: number | null;
+  /** Whether the caller addressed that version itself (NAME@VERSION) rather than the agent's name. */
+  addressed: boolean;
   principal: string | null;
   conversation_id: string | null;
   message_id: string | null;
@@ -143,6 +148,10 @@ export interface FinishedExecution {
   id: string;
   agent: string;
   version: string;
+  /** The version of the agent's history that ran, when known. */
+  version_number?: number | undefined;
+  /** Addressed as NAME@VERSION. */
+  addressed?: boolean;
   shadow: boolean;
   /** Epoch ms when it started. */
   started: number;
@@ -175,6 +184,8 @@ export function entryOf(f: FinishedExecution): ExecutionEntry {
     finish_reason: r?.finish_reason ?? null,
     turns: r?.turns ?? 0,
     shadow: f.shadow,
+    version_number: f.version_number ?? null,
+    addressed: f.addressed === true,
     request: bounded(f.request.request, MAX_TEXT),
     answer: r ? bounded(r.content, MAX_TEXT) : null,
     model_turns: turns.slice(0, MAX_STEPS),
@@ -230,6 +241,8 @@ export interface ExecutionRow {
 
 type Detail = Pick<
   ExecutionView,
+  | 'version_number'
+  | 'addressed'
   | 'error'
   | 'isolation'
   | 'provider'
@@ -250,6 +263,9 @@ export function viewOfRow(row: ExecutionRow): ExecutionView {
     id: row.execution_id,
     agent: row.agent,
     version: row.version,
+    // Records written before versions were numbered in them have neither.
+    version_number: d.version_number ?? null,
+    addressed: d.addressed ?? false,
     principal: row.principal,
     conversation_id: row.conversation_id,
     message_id: row.message_id,
@@ -321,6 +337,60 @@ export function executionSql(q: ExecutionQuery, param: (v: string | number) => s
   return `${w} ORDER BY id DESC LIMIT ${param(q.limit ?? 50)}`;
 }
 
+/** A statement with its arguments, bound in order. */
+export interface ExecutionStatement {
+  sql: string;
+  args: (string | number)[];
+}
+
+/**
+ * The reads of ExecutionLog, the same for both adapters but for the dialect (`?` or `$n`
+ * parameters): an adapter gives its `SELECT … FROM executions` and runs the statements (`rows`,
+ * after writing what it has queued). `agents` (the reader's scope) narrows `get` and `byTrace` as
+ * it narrows a list.
+ */
+export abstract class ExecutionReads {
+  readonly #select: string;
+  readonly #dialect: SqlDialect;
+
+  constructor(select: string, dialect: SqlDialect) {
+    this.#select = select;
+    this.#dialect = dialect;
+  }
+
+  protected abstract rows(read: ExecutionStatement): ExecutionRow[] | Promise<ExecutionRow[]>;
+
+  #bind() {
+    const args: (string | number)[] = [];
+    const param =
+      this.#dialect === 'pg' ? (v: string | number) => `$${args.push(v)}` : (v: string | number) => (args.push(v), '?');
+    const scope = (agents: readonly string[] | undefined) =>
+      agents === undefined ? '' : ` AND ${agentScopeSql(this.#dialect, 'agent', agents, param)}`;
+    return { args, param, scope };
+  }
+
+  async list(q: ExecutionQuery): Promise<ExecutionPage> {
+    const { args, param } = this.#bind();
+    const limit = q.limit ?? 50;
+    const sql = `${this.#select}${executionSql({ ...q, limit }, param, this.#dialect)}`;
+    return pageOf(await this.rows({ sql, args }), limit);
+  }
+
+  async get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined> {
+    const { args, param, scope } = this.#bind();
+    const row = (
+      await this.rows({ sql: `${this.#select} WHERE execution_id = ${param(id)}${scope(agents)}`, args })
+    )[0];
+    return row && viewOfRow(row);
+  }
+
+  async byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]> {
+    const { args, param, scope } = this.#bind();
+    const sql = `${this.#select} WHERE trace_id = ${param(traceId)}${scope(agents)} ORDER BY id LIMIT 1000`;
+    return (await this.rows({ sql, args })).map((r) => summaryOf(viewOfRow(r)));
+  }
+}
+
 /** One page of a list, and the cursor of the next (absent on the last). */
 export interface ExecutionPage {
   executions: ExecutionSummary[];
@@ -345,6 +415,12 @@ export interface ExecutionLog {
   get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined>;
   /** Executions of one trace (a trace read names its executions). */
   byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]>;
+  /** A page of one agent's chat threads (src/execution/records/threads.ts), newest activity first. */
+  threads(q: ThreadQuery): Promise<ThreadPage>;
+  /** One chat thread's executions, oldest first, its newest `limit` (empty: no such thread). */
+  thread(agent: string, conversation: string, limit?: number): Promise<ExecutionView[]>;
+  /** A chat thread's first execution (whose principal began it), or undefined. */
+  firstOfThread(agent: string, conversation: string): Promise<ExecutionView | undefined>;
   /** Writes what is queued (readers that aggregate the table, such as the stats history, call it first). */
   flush(): void | Promise<void>;
   /** Records dropped since start (the queue bound, or a failed write). */

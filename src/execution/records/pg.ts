@@ -15,22 +15,9 @@ import {
   type PgBatchTuning,
   type PgMigration,
 } from '../../storage/pg/index.js';
-import { agentScopeSql } from '../../auth/scope-read.js';
-import {
-  ENTRY_COLUMNS,
-  entryValues,
-  executionSql,
-  pageOf,
-  summaryOf,
-  viewOfRow,
-  type ExecutionEntry,
-  type ExecutionLog,
-  type ExecutionPage,
-  type ExecutionQuery,
-  type ExecutionRow,
-  type ExecutionSummary,
-  type ExecutionView,
-} from './model.js';
+import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './model.js';
+import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './model.js';
+import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -93,20 +80,20 @@ export interface PgExecutionStoreOptions extends PgBatchTuning {
   sweepIntervalMs?: number;
 }
 
-export class PgExecutionStore implements ExecutionLog {
+export class PgExecutionStore extends ExecutionReads implements ExecutionLog {
   readonly #o: PgExecutionStoreOptions;
   readonly #s: string;
   readonly #log: PgLogTable<ExecutionEntry>;
-  readonly #select: string;
 
   static migrate(pool: pg.Pool, schema: string): Promise<void> {
     return migrateSchema(pool, schema, MIGRATIONS);
   }
 
   constructor(o: PgExecutionStoreOptions) {
+    const s = quotedSchema(o.schema);
+    super(`SELECT id, ${ENTRY_COLUMNS.join(', ')}, node FROM ${s}.executions`, 'pg');
     this.#o = o;
-    this.#s = quotedSchema(o.schema);
-    this.#select = `SELECT id, ${ENTRY_COLUMNS.join(', ')}, node FROM ${this.#s}.executions`;
+    this.#s = s;
     this.#log = new PgLogTable<ExecutionEntry>({
       ...o,
       schema: this.#s,
@@ -140,7 +127,7 @@ export class PgExecutionStore implements ExecutionLog {
     );
   }
 
-  async #rows(sql: string, args: unknown[]): Promise<ExecutionRow[]> {
+  protected async rows({ sql, args }: ExecutionStatement): Promise<ExecutionRow[]> {
     await this.#log.flush();
     try {
       return (await this.#o.pool.query<ExecutionRow>(sql, args)).rows;
@@ -149,28 +136,24 @@ export class PgExecutionStore implements ExecutionLog {
     }
   }
 
-  async list(q: ExecutionQuery): Promise<ExecutionPage> {
-    const args: unknown[] = [];
-    const param = (v: unknown) => `$${args.push(v)}`;
-    const limit = q.limit ?? 50;
-    return pageOf(await this.#rows(`${this.#select}${executionSql({ ...q, limit }, param, 'pg')}`, args), limit);
+  threads(q: ThreadQuery): Promise<ThreadPage> {
+    return listThreads(this.#run, `${this.#s}.executions`, q);
   }
 
-  async get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined> {
-    const args: unknown[] = [id];
-    const param = (v: unknown) => `$${args.push(v)}`;
-    const scope = agents === undefined ? '' : ` AND ${agentScopeSql('pg', 'agent', agents, param)}`;
-    const row = (await this.#rows(`${this.#select} WHERE execution_id = $1${scope}`, args))[0];
-    return row && viewOfRow(row);
+  thread(agent: string, conversation: string, limit?: number): Promise<ExecutionView[]> {
+    return readThread(this.#run, `${this.#s}.executions`, agent, conversation, limit);
   }
 
-  async byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]> {
-    const args: unknown[] = [traceId];
-    const param = (v: unknown) => `$${args.push(v)}`;
-    const scope = agents === undefined ? '' : ` AND ${agentScopeSql('pg', 'agent', agents, param)}`;
-    const rows = await this.#rows(`${this.#select} WHERE trace_id = $1${scope} ORDER BY id LIMIT 1000`, args);
-    return rows.map((r) => summaryOf(viewOfRow(r)));
+  firstOfThread(agent: string, conversation: string): Promise<ExecutionView | undefined> {
+    return readFirst(this.#run, `${this.#s}.executions`, agent, conversation);
   }
+
+  /** The thread reads (threads.ts): this dialect's placeholders, run as every read is. */
+  readonly #run: RowRunner = async <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {
+    const args: (string | number)[] = [];
+    const sql = build((v) => `$${args.push(v)}`);
+    return (await this.rows({ sql, args })) as unknown as R[];
+  };
 
   /** Applies retention now (tests); resolves with the rows deleted. */
   prune(): Promise<{ deleted: number; skipped: boolean }> {

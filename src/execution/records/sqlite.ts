@@ -4,22 +4,9 @@
  * costs the execution an array push; retention by the storage Pruner, like the events.
  */
 import { Pruner, tableRule, writeLane, type Db, type Migration, type WriteLane } from '../../storage/index.js';
-import {
-  ENTRY_COLUMNS,
-  entryValues,
-  executionSql,
-  pageOf,
-  summaryOf,
-  viewOfRow,
-  type ExecutionEntry,
-  type ExecutionLog,
-  type ExecutionPage,
-  type ExecutionQuery,
-  type ExecutionRow,
-  type ExecutionSummary,
-  type ExecutionView,
-} from './model.js';
-import { agentScopeSql } from '../../auth/scope-read.js';
+import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './model.js';
+import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './model.js';
+import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
 
 export const EXECUTIONS_MIGRATIONS: readonly Migration[] = [
   {
@@ -61,9 +48,7 @@ export interface SqliteExecutionStoreOptions {
   onFull?: () => void;
 }
 
-const SELECT = `SELECT id, ${ENTRY_COLUMNS.join(', ')} FROM executions`;
-
-export class SqliteExecutionStore implements ExecutionLog {
+export class SqliteExecutionStore extends ExecutionReads implements ExecutionLog {
   readonly #db: Db;
   readonly #lane: WriteLane<ExecutionEntry>;
   readonly #pruner: Pruner;
@@ -73,6 +58,7 @@ export class SqliteExecutionStore implements ExecutionLog {
 
   /** Opens the store on a migrated `db` (EXECUTIONS_MIGRATIONS). */
   constructor(o: SqliteExecutionStoreOptions) {
+    super(`SELECT id, ${ENTRY_COLUMNS.join(', ')} FROM executions`, 'sqlite');
     this.#db = o.db;
     this.#maxRows = o.maxRows;
     const insert = o.db.prepare(
@@ -131,47 +117,29 @@ export class SqliteExecutionStore implements ExecutionLog {
     return this.#pruner.runSync().executions ?? 0;
   }
 
-  #all(sql: string, args: (string | number)[]): ExecutionRow[] {
+  protected rows({ sql, args }: ExecutionStatement): ExecutionRow[] {
     this.#lane.flush();
     return this.#db.prepare(sql).all(...args) as ExecutionRow[];
   }
 
-  list(q: ExecutionQuery): Promise<ExecutionPage> {
-    try {
-      const args: (string | number)[] = [];
-      const param = (v: string | number) => (args.push(v), '?');
-      const limit = q.limit ?? 50;
-      return Promise.resolve(
-        pageOf(this.#all(`${SELECT}${executionSql({ ...q, limit }, param, 'sqlite')}`, args), limit),
-      );
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
+  threads(q: ThreadQuery): Promise<ThreadPage> {
+    return listThreads(this.#run, 'executions', q);
   }
 
-  get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined> {
-    try {
-      const args: (string | number)[] = [id];
-      const param = (v: string | number) => (args.push(v), '?');
-      const scope = agents === undefined ? '' : ` AND ${agentScopeSql('sqlite', 'agent', agents, param)}`;
-      const row = this.#all(`${SELECT} WHERE execution_id = ?${scope}`, args)[0];
-      return Promise.resolve(row && viewOfRow(row));
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
+  thread(agent: string, conversation: string, limit?: number): Promise<ExecutionView[]> {
+    return readThread(this.#run, 'executions', agent, conversation, limit);
   }
 
-  byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]> {
-    try {
-      const args: (string | number)[] = [traceId];
-      const param = (v: string | number) => (args.push(v), '?');
-      const scope = agents === undefined ? '' : ` AND ${agentScopeSql('sqlite', 'agent', agents, param)}`;
-      const rows = this.#all(`${SELECT} WHERE trace_id = ?${scope} ORDER BY id LIMIT 1000`, args);
-      return Promise.resolve(rows.map((r) => summaryOf(viewOfRow(r))));
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
+  firstOfThread(agent: string, conversation: string): Promise<ExecutionView | undefined> {
+    return readFirst(this.#run, 'executions', agent, conversation);
   }
+
+  /** The thread reads (threads.ts): this dialect's placeholders, run as every read is. */
+  readonly #run: RowRunner = async <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {
+    const args: (string | number)[] = [];
+    const sql = build((v) => (args.push(v), '?'));
+    return (await this.rows({ sql, args })) as unknown as R[];
+  };
 
   close(): void {
     if (this.#closed) return;

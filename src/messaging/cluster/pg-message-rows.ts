@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import type { Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../index.js';
+import { inTransaction } from '../../storage/pg/index.js';
 import { conversationOf, deliveryOf, storedOf, type ConversationRow } from './pg-message-tables.js';
 
 export class PgMessageRows {
@@ -69,13 +70,19 @@ export class PgMessageRows {
 
   /** Open conversations, dead letters and deliveries waiting for a retry (their next attempt later than now), for the node's gauges (one round trip). */
   async counts(): Promise<{ open: number; dead: number; retrying: number }> {
-    const r = (
-      await this.pool.query<{ open: string; dead: string; retrying: string }>(
-        `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
+    // Along the partial indexes of open conversations and unfinished deliveries, whatever the
+    // statistics say: right after a burst they still count most rows open or pending, and the
+    // planner scanned both tables (97–113 ms on 60,000 finished rows, every 2 s on every node).
+    const r = await inTransaction(this.pool, null, async (_c, _started, batch) => {
+      batch.later('SET LOCAL enable_seqscan = off', []);
+      return (
+        await batch.now<{ open: string; dead: string; retrying: string }>(
+          `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
            (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'pending' AND next_at > $1) AS retrying`,
-        [Date.now()],
-      )
-    ).rows[0]!;
+          [Date.now()],
+        )
+      ).rows[0]!;
+    });
     return { open: Number(r.open), dead: Number(r.dead), retrying: Number(r.retrying) };
   }
 

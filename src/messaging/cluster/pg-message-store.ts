@@ -55,6 +55,8 @@ export type { ConversationStep };
 interface QueuedStep {
   key: string;
   delivery: number | undefined;
+  /** A step about a delivery (its acknowledgement, mostly): it goes into a group before new work (step-groups.ts). */
+  first: boolean;
   /** The conversation is new, its id made for this step: no row to read, no lock to take. */
   fresh: boolean;
   step: (s: ConversationStep) => Promise<unknown>;
@@ -125,6 +127,7 @@ export class PgMessageStore extends PgMessageSweeps {
       this.#groups.push({
         key: id,
         delivery: opts.delivery,
+        first: opts.delivery !== undefined,
         // Only a step about no delivery can be a conversation's first.
         fresh: opts.fresh === true && opts.delivery === undefined,
         step,

@@ -25,15 +25,19 @@ export interface UnpublishedDelivery {
 }
 
 export class PgMessageSweeps extends PgMessageRows {
-  /** Records JetStream's PubAck of these deliveries (under the tag each was published with: a later replay's stays unpublished). */
+  /**
+   * Records JetStream's PubAck of these deliveries (under the tag each was published with: a later
+   * replay's stays unpublished). A row a conversation step holds is skipped, not waited for: that
+   * step is finishing it (an acknowledgement, mostly), and a step must never wait behind this
+   * bookkeeping. Should the row stay pending, it is published again under the same Nats-Msg-Id,
+   * which JetStream drops within its duplicate window.
+   */
   async markPublished(published: readonly { id: number; tag: string }[]): Promise<void> {
     if (published.length === 0) return;
     await this.pool.query(
-      // The rows are locked in id order, as a group of steps locks its deliveries (pg-message-store
-      // #beginGroup): the two never wait for each other in a cycle.
       `UPDATE ${this.s}.deliveries d SET unpublished_since = NULL FROM (
          SELECT x.id FROM ${this.s}.deliveries x JOIN unnest($1::bigint[], $2::text[]) AS p(id, tag) ON x.id = p.id AND x.publish_tag = p.tag
-         WHERE x.unpublished_since IS NOT NULL AND x.state = 'pending' ORDER BY x.id FOR UPDATE OF x) AS l WHERE d.id = l.id`,
+         WHERE x.unpublished_since IS NOT NULL AND x.state = 'pending' FOR UPDATE OF x SKIP LOCKED) AS l WHERE d.id = l.id`,
       [published.map((p) => p.id), published.map((p) => p.tag)],
     );
   }
@@ -109,10 +113,15 @@ export class PgMessageSweeps extends PgMessageRows {
       );
       const cutoff = new Date(Date.now() - cfg.retention).toISOString();
       const settled = `state IN ('completed', 'failed', 'expired') AND NOT EXISTS (SELECT 1 FROM ${s}.messages m JOIN ${s}.deliveries d ON d.message_id = m.id WHERE m.conversation_id = c.id AND d.state <> 'done')`;
+      // The cap's half first asks whether there are more than max_conversations conversations at
+      // all, along the index on created_at (a one-time filter): without it, each run tested every
+      // finished conversation for undelivered work to skip the newest max_conversations, a stall of
+      // the shared PostgreSQL each minute on each node that grew with the table.
       const ids = (
         await c.query<{ id: string }>(
           `(SELECT id FROM ${s}.conversations c WHERE ${settled} AND updated_at < $1 ORDER BY updated_at LIMIT $2)
-           UNION (SELECT id FROM ${s}.conversations c WHERE ${settled} ORDER BY updated_at DESC OFFSET $3 LIMIT $2)`,
+           UNION (SELECT id FROM ${s}.conversations c WHERE EXISTS (SELECT 1 FROM ${s}.conversations ORDER BY created_at DESC, id OFFSET $3 LIMIT 1)
+             AND ${settled} ORDER BY updated_at DESC OFFSET $3 LIMIT $2)`,
           [cutoff, batch, cfg.max_conversations],
         )
       ).rows.map((r) => r.id);

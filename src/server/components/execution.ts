@@ -12,6 +12,7 @@ import {
   Executor,
   ShadowRunner,
   SqliteSuspendedStore,
+  type ChatThreads,
   type ExecutionLog,
   type ExecutionMemory,
 } from '../../execution/index.js';
@@ -42,6 +43,8 @@ export function startExecution(opts: {
   events: AgentEvents | undefined;
   /** Where every execution is recorded (ADR 0056); undefined with `[executions] enabled = false`. */
   records?: ExecutionLog | undefined;
+  /** Chat threads: a continued invoke's earlier turns. */
+  threads: ChatThreads;
   memory: ExecutionMemory | undefined;
   /** Where shadow rollouts' comparisons go (the agents component's store). */
   shadowResults: ShadowResultsPort;
@@ -53,7 +56,7 @@ export function startExecution(opts: {
     ...opts.telemetry,
     limiter: opts.limiter,
     agentLimits: agentLimitsLookup(config.auth.limits),
-    ...(opts.records && { records: opts.records }),
+    ...(opts.records && { records: opts.records, versionNumberOf: (d) => opts.service.rollout.numberOf(d) }),
     // Each execution reaches the event store and, while its agent has a rollout, the canary's
     // figures or the shadow runner (which copies a live execution to the candidate).
     onExecuted: (e) => {
@@ -112,6 +115,7 @@ export function startExecution(opts: {
       executor,
       service: opts.service,
       bodyLimit: config.server.max_body_size,
+      threads: opts.threads,
       suspended,
       responses,
     }),

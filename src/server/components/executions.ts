@@ -1,6 +1,8 @@
 import { executionRecordApi } from '../../api/index.js';
+import type { AgentRegistry } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import {
+  ChatThreads,
   EXECUTIONS_MIGRATIONS,
   PgExecutionStore,
   SqliteExecutionStore,
@@ -15,6 +17,8 @@ import type { Component } from './component.js';
 export interface ExecutionRecordsComponent extends Component {
   /** Where the executor records every execution; undefined with `[executions] enabled = false`. */
   readonly records: ExecutionLog | undefined;
+  /** Chat threads, read from the records: the thread routes, and what a continued invoke's model is given. */
+  readonly threads: ChatThreads;
 }
 
 /**
@@ -25,6 +29,7 @@ export interface ExecutionRecordsComponent extends Component {
 export async function openExecutionRecords(opts: {
   config: ServerConfig;
   db: Db;
+  registry: AgentRegistry;
   logger: Logger;
   metrics: Metrics;
   spans: SpanStore | undefined;
@@ -67,10 +72,12 @@ export async function openExecutionRecords(opts: {
       onFull,
     });
   }
+  const threads = new ChatThreads(records, opts.registry);
   return {
     name: 'executions',
     records,
-    routes: executionRecordApi({ records, spans: opts.spans }),
+    threads,
+    routes: executionRecordApi({ records, spans: opts.spans, threads }),
     close: () => records?.close(),
   };
 }

@@ -14,6 +14,7 @@
  * GC instructions and 64-bit memories are refused with a clear error. Branches in WebAssembly are
  * structural (label depths, not byte offsets), so inserting instructions never breaks them.
  */
+import { MAX_FUEL } from '../../shared/wasm-limits.js';
 
 export class WasmFormatError extends Error {
   constructor(message: string) {
@@ -43,7 +44,7 @@ export interface InstrumentResult {
 export const FUEL_EXPORT = '__caxton_fuel';
 /** The module's start function, exported under this name instead (the sandbox runs it under fuel). */
 export const START_EXPORT = '__caxton_start';
-export const MAX_FUEL = 0x7fffffff;
+export { MAX_FUEL };
 
 const enc = new TextEncoder();
 

@@ -6,6 +6,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { ToolCapsConfig, ToolGrantConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import type { SourceIssue } from '../../shared/issues.js';
+import { requestedWasmLimits } from '../../shared/wasm-limits.js';
 import type { Db } from '../../storage/index.js';
 import type { ToolRegistry } from '../registry.js';
 import type { ToolContext } from '../types.js';
@@ -124,19 +125,12 @@ export type RefreshOutcome = 'loaded' | 'failed' | 'removed' | 'unchanged';
 export function toServerGrants(g: ToolGrantConfig | undefined, baseDir: string): ToolServerGrants {
   if (!g) return {};
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const limits: Partial<ToolLimits> = {};
-  if (g.limits.memory !== undefined) limits.memory = g.limits.memory;
-  if (g.limits.fuel !== undefined) limits.fuel = g.limits.fuel;
-  if (g.limits.timeout !== undefined) limits.timeout_ms = g.limits.timeout;
-  if (g.limits.max_input !== undefined) limits.max_input = g.limits.max_input;
-  if (g.limits.max_output !== undefined) limits.max_output = g.limits.max_output;
-  if (g.limits.max_state !== undefined) limits.max_state = g.limits.max_state;
   return {
     allowed_hosts: [...g.allowed_hosts],
     paths: Object.fromEntries(Object.entries(g.paths).map(([k, v]) => [k, abs(v)])),
     databases: Object.fromEntries(Object.entries(g.databases).map(([k, v]) => [k, abs(v)])),
     config: { ...g.config },
-    limits,
+    limits: requestedWasmLimits(g.limits),
   };
 }
 

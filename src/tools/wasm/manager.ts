@@ -7,7 +7,9 @@
  * registered on the host tool registry (`executor.hostTools`) as `SERVER.tool`, exactly like
  * mounted MCP servers, so an agent's `tools` allowlist, the request deadline and the audit log
  * apply the same way. What a server may reach is the intersection of its manifest and the
- * operator's `[tools.NAME]` grants in caxton.toml (see WasmToolServer).
+ * operator's `[tools.NAME]` grants in caxton.toml (see WasmToolServer). What it holds per name
+ * (entries, the tools standing in for a server still loading, their views) is in
+ * manager-entries.ts; the audit of calls that reach no server, in manager-audit.ts.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -17,8 +19,10 @@ import { fileURLToPath } from 'node:url';
 import { CaxtonError } from '../../shared/errors.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import { closest } from '../../shared/suggest.js';
-import type { Tool, ToolContext, ToolResult } from '../types.js';
-import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './audit.js';
+import type { ToolResult } from '../types.js';
+import type { ToolAuditRecord, ToolAuditSink } from './audit.js';
+import { auditRegistryCalls } from './manager-audit.js';
+import { registerWaiting, summaryOf, viewOf, type Entry, type StartJob } from './manager-entries.js';
 import type { ToolLimitCaps } from './limits.js';
 import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolManifest } from './manifest.js';
 import { moduleDigest, ToolPackageStore, type StoredToolPackage, type ToolPackageStorePort } from './package-store.js';
@@ -26,14 +30,12 @@ import { WasmToolServer, type ToolServerGrants } from './server.js';
 import {
   toLimitCaps,
   toServerGrants,
-  untilSettled,
   type DeployResult,
   type RefreshOutcome,
   type ToolCallOptions,
   type ToolCallResult,
   type ToolPackageChange,
   type ToolServerManagerOptions,
-  type ToolServerOrigin,
   type ToolServerSummary,
   type ToolServerView,
 } from './manager-types.js';
@@ -46,34 +48,6 @@ export const DEFAULT_BUILTIN_DIR = resolve(dirname(fileURLToPath(import.meta.url
 /** Who a call made through the API (not by an agent) is recorded as in the audit log. */
 export const API_CALLER = 'api';
 
-interface Entry {
-  name: string;
-  origin: ToolServerOrigin;
-  server?: WasmToolServer;
-  error?: string;
-  deployed_at: string | null;
-  digest: string | null;
-  /** The store's revision of a deployed package (null for a built-in). */
-  revision: number | null;
-  module_bytes: number | null;
-  path: string | null;
-  manifest?: ToolManifest;
-  /** While the server loads: settles when it has loaded or failed (its tools wait for it). */
-  loading?: Promise<void>;
-  /** While the server loads: the tools registered in its place, each waiting for it. */
-  waiting?: Tool[];
-}
-
-/** A server still to be loaded at start: its manifest read, its tools registered as waiting. */
-interface StartJob {
-  name: string;
-  load(): Promise<void>;
-  done(): void;
-  /** Set once its load has begun (in the background, or sooner for a call that waits for it). */
-  running?: Promise<void>;
-}
-
-const enc = new TextEncoder();
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export class ToolServerManager {
@@ -107,54 +81,7 @@ export class ToolServerManager {
         opts.audit?.record(r);
       },
     };
-    const audit = opts.audit;
-    if (audit) {
-      const recordCall = (
-        name: string,
-        args: Record<string, unknown>,
-        ctx: ToolContext,
-        call: Pick<ToolAuditRecord, 'time' | 'outcome' | 'duration_us' | 'output_bytes'> & { error?: string },
-      ) => {
-        const dot = name.indexOf('.');
-        let input: Uint8Array;
-        try {
-          input = enc.encode(JSON.stringify(args) ?? '');
-        } catch {
-          input = new Uint8Array(0);
-        }
-        audit.record({
-          agent: ctx.agent,
-          ...(ctx.execution_id && { execution_id: ctx.execution_id }),
-          ...(ctx.conversation_id && { conversation_id: ctx.conversation_id }),
-          ...(ctx.principal !== undefined && { principal: ctx.principal }),
-          server: dot > 0 ? name.slice(0, dot) : name,
-          tool: name,
-          args_digest: digestArgs(input),
-          fuel_used: 0,
-          memory_bytes: 0,
-          input_bytes: input.byteLength,
-          ...call,
-        });
-      };
-      // Calls an agent's allowlist refuses never reach a server: the registry reports them here.
-      opts.tools.onRefused = (name, args, ctx, reason) =>
-        recordCall(name, args, ctx, {
-          time: Date.now(),
-          outcome: 'not_allowed',
-          error: reason,
-          duration_us: 0,
-          output_bytes: 0,
-        });
-      // Built-ins, memory tools and send_message do not record their own calls: the registry tells of each.
-      opts.tools.onCalled = (c) =>
-        recordCall(c.name, c.args, c.ctx, {
-          time: c.started,
-          outcome: c.outcome,
-          ...(c.outcome !== 'ok' && { error: c.result.slice(0, 1000) }),
-          duration_us: c.duration_us,
-          output_bytes: enc.encode(c.result).byteLength,
-        });
-    }
+    if (opts.audit) auditRegistryCalls(opts.tools, opts.audit);
   }
 
   #grants(name: string): ToolServerGrants {
@@ -272,51 +199,14 @@ export class ToolServerManager {
   }
 
   /**
-   * Registers the tools of a server about to load, each waiting for it: a call made before the
-   * server has loaded runs once it has (or fails, naming why it could not be loaded), and gives up
-   * at its deadline or cancellation. Returns the function that ends the waiting.
+   * Registers the tools of a server about to load, each waiting for it (see `registerWaiting`).
+   * Returns the function that ends the waiting.
    */
   #wait(entry: Entry, manifest: ToolManifest): () => void {
-    let done!: () => void;
-    const loading = new Promise<void>((r) => (done = r));
-    const name = entry.name;
-    const registry = this.#opts.tools;
-    entry.loading = loading;
-    entry.waiting = manifest.tools.map((t) => {
-      const full = `${name}.${t.name}`;
-      return {
-        name: full,
-        description: t.description,
-        input_schema: t.input_schema as Tool['input_schema'],
-        // The loaded server's tool records the call it is handed.
-        audits: true,
-        invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => {
-          this.#loadNow(name);
-          if (!(await untilSettled(loading, ctx)))
-            return {
-              content: `tool "${full}" failed (timeout): its server "${name}" was still loading when the call's deadline passed or it was cancelled`,
-              is_error: true,
-            };
-          const e = this.#entries.get(name);
-          const tool = e?.server?.tools.find((x) => x.name === full);
-          if (!tool)
-            return {
-              content: `tool "${full}" failed (error): tool server "${name}" is not loaded: ${e?.error ?? 'it was removed'}`,
-              is_error: true,
-            };
-          return tool.invoke(args, ctx);
-        },
-      };
+    const done = registerWaiting(entry, manifest, this.#opts.tools, {
+      loadNow: (name) => this.#loadNow(name),
+      loaded: (name) => this.#entries.get(name),
     });
-    try {
-      for (const t of entry.waiting) registry.register(t);
-    } catch (e) {
-      for (const t of entry.waiting) if (registry.get(t.name) === t) registry.unregister(t.name);
-      entry.waiting = undefined;
-      entry.loading = undefined;
-      done();
-      throw e;
-    }
     return () => {
       this.#unwait(entry);
       done();
@@ -699,55 +589,13 @@ export class ToolServerManager {
     return this.#entries.get(name)?.server;
   }
 
-  #summary(e: Entry): ToolServerSummary {
-    return {
-      name: e.name,
-      kind: e.manifest?.runtime === 'quickjs' ? 'javascript' : 'wasm',
-      version: e.manifest?.version ?? null,
-      description: e.manifest?.description ?? null,
-      origin: e.origin,
-      state: e.server ? 'loaded' : e.loading ? 'loading' : 'failed',
-      error: e.error ?? null,
-      tools: e.server ? e.server.tools.map((t) => t.name) : (e.waiting?.map((t) => t.name) ?? []),
-      deployed_at: e.deployed_at,
-    };
-  }
-
   list(): ToolServerSummary[] {
-    return [...this.#entries.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((e) => this.#summary(e));
+    return [...this.#entries.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map(summaryOf);
   }
 
   view(name: string): ToolServerView | undefined {
     const e = this.#entries.get(name);
-    if (!e) return undefined;
-    const m = e.manifest;
-    const g = this.#opts.grants?.[name];
-    return {
-      ...this.#summary(e),
-      tool_specs: (m?.tools ?? []).map((t) => ({
-        name: `${name}.${t.name}`,
-        description: t.description,
-        input_schema: t.input_schema,
-        ...(t.output_schema && { output_schema: t.output_schema }),
-      })),
-      limits: e.server ? { ...e.server.limits } : null,
-      permissions: m
-        ? {
-            allowed_hosts: { requested: [...m.permissions.allowed_hosts], granted: [...(g?.allowed_hosts ?? [])] },
-            paths: { requested: { ...m.permissions.paths }, granted: { ...(this.#grants(name).paths ?? {}) } },
-            databases: {
-              requested: [...m.permissions.databases],
-              granted: { ...(this.#grants(name).databases ?? {}) },
-            },
-            config: { declared: Object.keys(m.config), granted: Object.keys(g?.config ?? {}) },
-          }
-        : null,
-      warnings: e.server ? [...e.server.warnings] : [],
-      digest: e.digest,
-      module_bytes: e.module_bytes,
-      stats: e.server ? e.server.stats() : null,
-      path: e.path,
-    };
+    return e && viewOf(e, this.#opts.grants?.[name], this.#grants(name));
   }
 
   /**

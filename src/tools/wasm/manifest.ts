@@ -11,33 +11,26 @@ import { closest } from '../../shared/suggest.js';
 import { tomlLocator } from '../../shared/toml-locator.js';
 import { parseTomlBounded } from '../../shared/toml.js';
 import { decodeUtf8 } from '../../shared/utf8.js';
-import { durationMs, sizeBytes } from '../../shared/zod-units.js';
 import { CaxtonError } from '../../shared/errors.js';
+import {
+  DEFAULT_WASM_LIMITS,
+  requestedWasmLimits,
+  WASM_LIMIT_KEYS,
+  wasmLimitFields,
+  wasmLimits,
+  type WasmLimits,
+} from '../../shared/wasm-limits.js';
 import { normalizeGuestRoot, type PathAccess } from './fs-access.js';
-import { MAX_FUEL } from './instrument.js';
 
 export const MANIFEST_FILE = 'caxton-tool.toml';
 
 /** Server and tool names: lower-case, no dots (the registry name is `server.tool`). */
 export const TOOL_SERVER_NAME_RE = /^[a-z][a-z0-9_-]{0,63}$/;
 
-export interface ToolLimits {
-  memory: number;
-  fuel: number;
-  timeout_ms: number;
-  max_input: number;
-  max_output: number;
-  max_state: number;
-}
+/** A tool server's limits: the same as a WebAssembly agent's (src/shared/wasm-limits.ts). */
+export type ToolLimits = WasmLimits;
 
-export const DEFAULT_TOOL_LIMITS: Readonly<ToolLimits> = {
-  memory: 16 * 1024 * 1024,
-  fuel: 100_000_000,
-  timeout_ms: 5_000,
-  max_input: 1024 * 1024,
-  max_output: 1024 * 1024,
-  max_state: 1024 * 1024,
-};
+export const DEFAULT_TOOL_LIMITS: Readonly<ToolLimits> = DEFAULT_WASM_LIMITS;
 
 export interface ToolDeclaration {
   name: string;
@@ -97,23 +90,7 @@ const toolSchema = z.strictObject({
   output_schema: jsonSchema.optional(),
 });
 
-const limitsSchema = z.strictObject({
-  memory: sizeBytes()
-    .refine((v) => v >= 65536 && v <= 4 * 1024 ** 3, { message: 'expected between 64KiB and 4GiB' })
-    .optional(),
-  fuel: z
-    .number({ error: 'expected a number' })
-    .int()
-    .min(1)
-    .max(MAX_FUEL, { message: `expected at most ${MAX_FUEL}` })
-    .optional(),
-  timeout: durationMs()
-    .refine((v) => v > 0, { message: 'must be positive' })
-    .optional(),
-  max_input: sizeBytes().optional(),
-  max_output: sizeBytes().optional(),
-  max_state: sizeBytes({ min: 0 }).optional(),
-});
+const limitsSchema = z.strictObject(wasmLimitFields);
 
 const configEntry = z.union(
   [
@@ -163,7 +140,7 @@ const manifestSchema = z.strictObject({
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['name', 'version', 'description', 'module', 'runtime', 'tools', 'limits', 'permissions', 'config'],
   tools: ['name', 'description', 'export', 'input_schema', 'output_schema'],
-  limits: ['memory', 'fuel', 'timeout', 'max_input', 'max_output', 'max_state'],
+  limits: WASM_LIMIT_KEYS,
   permissions: ['allowed_hosts', 'paths', 'databases'],
 };
 
@@ -381,22 +358,8 @@ export function parseToolManifest(
     config[k] = typeof v === 'string' ? { default: v, required: false } : { ...v, required: v.required ?? false };
   }
 
-  const lim = d.limits;
-  const limits: ToolLimits = {
-    memory: lim.memory ?? DEFAULT_TOOL_LIMITS.memory,
-    fuel: lim.fuel ?? DEFAULT_TOOL_LIMITS.fuel,
-    timeout_ms: lim.timeout ?? DEFAULT_TOOL_LIMITS.timeout_ms,
-    max_input: lim.max_input ?? DEFAULT_TOOL_LIMITS.max_input,
-    max_output: lim.max_output ?? DEFAULT_TOOL_LIMITS.max_output,
-    max_state: lim.max_state ?? DEFAULT_TOOL_LIMITS.max_state,
-  };
-  const requested: Partial<ToolLimits> = {};
-  if (lim.memory !== undefined) requested.memory = lim.memory;
-  if (lim.fuel !== undefined) requested.fuel = lim.fuel;
-  if (lim.timeout !== undefined) requested.timeout_ms = lim.timeout;
-  if (lim.max_input !== undefined) requested.max_input = lim.max_input;
-  if (lim.max_output !== undefined) requested.max_output = lim.max_output;
-  if (lim.max_state !== undefined) requested.max_state = lim.max_state;
+  const limits: ToolLimits = wasmLimits(d.limits);
+  const requested: Partial<ToolLimits> = requestedWasmLimits(d.limits);
   const runtime: ToolRuntime = d.runtime ?? (d.module !== undefined && /\.m?js$/i.test(d.module) ? 'quickjs' : 'wasm');
   const module = d.module ?? `${d.name}.${runtime === 'quickjs' ? 'js' : 'wasm'}`;
   if (runtime === 'wasm' && /\.m?js$/i.test(module)) {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -318,4 +318,50 @@ export function tomlAgent(
 
 export function markdownAgent(name: string, capabilities: string[] = ['testing']): string {
   return `---\nname: ${name}\ndescription: "markdown agent ${name}"\ncapabilities: [${capabilities.join(', ')}]\n---\n\nYou are ${name}, written in Markdown.\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A server whose agents answer through the scripted provider
+
+/** What startScriptedServe started: its folder, the child, and the CLI run against it from that folder. */
+export interface ScriptedServe {
+  dir: string;
+  serve: ServeProcess;
+  cli(...args: string[]): Promise<CliResult>;
+}
+
+/**
+ * `caxton serve` in a new temporary folder (`prefix`): `data/`, `agents/` holding `agents` (file
+ * name → text), the `demo` scripted provider answering "42" (replies.toml) as the default, and
+ * `config` appended to its caxton.toml. cleanup() stops it.
+ */
+export async function startScriptedServe(opts: {
+  prefix: string;
+  agents: Record<string, string>;
+  config?: string;
+}): Promise<ScriptedServe> {
+  assertBuilt();
+  const dir = tempDir(opts.prefix);
+  const file = join(dir, 'caxton.toml');
+  writeFileSync(
+    file,
+    `data_dir = "data"
+agents_dir = "agents"
+
+[logging]
+level = "warn"
+
+[llm]
+default_provider = "demo"
+
+[llm.providers.demo]
+type = "scripted"
+script = "replies.toml"
+${opts.config ?? ''}`,
+  );
+  writeFileSync(join(dir, 'replies.toml'), 'fallback = "42"\n');
+  mkdirSync(join(dir, 'agents'));
+  for (const [name, text] of Object.entries(opts.agents)) writeFileSync(join(dir, 'agents', name), text);
+  const serve = await startServe({ cwd: dir, args: ['--config', file] });
+  return { dir, serve, cli: (...args) => runCli(['--server', serve.url, ...args], { cwd: dir, timeoutMs: 30_000 }) };
 }

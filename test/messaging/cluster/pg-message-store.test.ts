@@ -243,4 +243,32 @@ describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
       last_error: 'provider failed',
     });
   });
+
+  it('retention keeps the newest max_conversations: none deleted at or under it, the oldest finished ones over it, never an open one', async () => {
+    const own = `${schema}_cap`;
+    const store = await PgMessageStore.open({ pool: pools[0]!, schema: own });
+    try {
+      const t0 = Date.now() - 60_000;
+      // Six finished conversations, one a second apart, and an open one, the oldest of all.
+      const ids = Array.from({ length: 6 }, (_, i) => `cap-${i}`);
+      await store.inConversation('cap-open', (s) =>
+        s.saveConversation(conversation('cap-open', { created_at: iso(t0 - 1000), updated_at: iso(t0 - 1000) })),
+      );
+      for (const [i, id] of ids.entries())
+        await store.inConversation(id, (s) =>
+          s.saveConversation(
+            conversation(id, { state: 'completed', created_at: iso(t0 + i * 1000), updated_at: iso(t0 + i * 1000) }),
+          ),
+        );
+      const limits = { retention: 3_600_000, dead_letter_retention: 3_600_000, max_dead_letters: 1000 };
+      expect(await store.prune({ ...limits, max_conversations: 7 }, 500)).toMatchObject({ conversations: 0 });
+      expect(await store.prune({ ...limits, max_conversations: 4 }, 500)).toMatchObject({ conversations: 2 });
+      const left = (
+        await pools[0]!.query<{ id: string }>(`SELECT id FROM "${own}".conversations ORDER BY id`)
+      ).rows.map((r) => r.id);
+      expect(left).toEqual(['cap-2', 'cap-3', 'cap-4', 'cap-5', 'cap-open']);
+    } finally {
+      await pools[0]!.query(`DROP SCHEMA IF EXISTS "${own}" CASCADE`);
+    }
+  });
 });

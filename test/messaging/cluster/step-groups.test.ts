@@ -1,8 +1,8 @@
 /**
  * StepGroups (src/messaging/cluster/step-groups.ts): how waiting conversation steps become groups. A group
  * never holds two steps of one conversation, a conversation is never in two running groups, at
- * most `concurrent` groups run, steps keep their arrival order, and an idle queue starts a step at
- * once, alone.
+ * most `concurrent` groups run, steps keep their arrival order, and an idle queue starts what arrived
+ * in one turn of the event loop at the end of that turn, together.
  */
 import { describe, expect, it } from 'vitest';
 import { StepGroups } from '../../../src/messaging/cluster/step-groups.js';
@@ -10,6 +10,7 @@ import { StepGroups } from '../../../src/messaging/cluster/step-groups.js';
 interface Job {
   key: string;
   n: number;
+  first?: boolean;
 }
 
 /** Groups run until released by the test, recorded in start order. */
@@ -36,15 +37,25 @@ function harness(opts: { maxSteps: number; concurrent: number }) {
 }
 
 describe('step groups', () => {
-  it('an idle queue starts a step at once, alone', () => {
+  it('an idle queue starts a step at the end of its turn, alone', async () => {
     const h = harness({ maxSteps: 8, concurrent: 2 });
     h.groups.push({ key: 'a', n: 1 });
+    await h.flush();
     expect(h.started).toEqual([[{ key: 'a', n: 1 }]]);
+  });
+
+  it('the steps of one turn (a batch) start as one group, not one alone per free slot first', async () => {
+    const h = harness({ maxSteps: 64, concurrent: 4 });
+    for (let i = 0; i < 100; i++) h.groups.push({ key: `c${i}`, n: i });
+    expect(h.started).toEqual([]);
+    await h.flush();
+    expect(h.started.map((g) => g.length)).toEqual([64, 36]);
   });
 
   it('steps arriving while every slot is busy form the next groups in arrival order, up to maxSteps, one step per conversation', async () => {
     const h = harness({ maxSteps: 3, concurrent: 1 });
     h.groups.push({ key: 'a', n: 0 });
+    await h.flush();
     const later = ['b', 'a', 'c', 'd', 'b', 'e'].map((key, i) => ({ key, n: i + 1 }));
     for (const j of later) h.groups.push(j);
     expect(h.groups.size).toEqual({ waiting: 6, running: 1 });
@@ -61,15 +72,37 @@ describe('step groups', () => {
     expect(h.groups.size).toEqual({ waiting: 0, running: 0 });
   });
 
+  it('steps that finish work go into the next group before new work, each behind an earlier step of its conversation', async () => {
+    const h = harness({ maxSteps: 3, concurrent: 1 });
+    h.groups.push({ key: 'x', n: 0 });
+    await h.flush();
+    for (const j of [
+      { key: 'a', n: 1 },
+      { key: 'b', n: 2 },
+      { key: 'c', n: 3, first: true },
+      { key: 'a', n: 4, first: true },
+      { key: 'd', n: 5, first: true },
+    ])
+      h.groups.push(j);
+    h.release.shift()!();
+    await h.flush();
+    // c and d first; a's acknowledgement waits behind a's earlier step, which fills the group.
+    expect(h.started[1]!.map((j) => j.n)).toEqual([3, 5, 1]);
+    h.release.shift()!();
+    await h.flush();
+    expect(h.started[2]!.map((j) => j.n)).toEqual([4, 2]);
+  });
+
   it('a conversation in a running group keeps its next step waiting even when a slot is free', async () => {
     const h = harness({ maxSteps: 8, concurrent: 3 });
     h.groups.push({ key: 'a', n: 1 });
     h.groups.push({ key: 'a', n: 2 });
     h.groups.push({ key: 'b', n: 3 });
-    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1], [3]]);
+    await h.flush();
+    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1, 3]]);
     h.release.shift()!();
     await h.flush();
-    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1], [3], [2]]);
+    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1, 3], [2]]);
   });
 
   it('1,000 steps over 20 conversations: never more than `concurrent` groups, never one conversation twice at once, every step run once', async () => {

@@ -1,93 +1,74 @@
 /**
  * Chat with an agent: POST /api/v1/agents/NAME/invoke with Accept: text/event-stream streams
  * `token`, `tool_call` and `tool_result` events, then `response` (or `error`). Each tool call sits
- * where it happened, collapsed to one line; each answer links to its run. A thread is kept per
- * agent and version for the session (the server keeps its context under the conversation id, so
- * coming back continues it). NAME@VERSION reaches a version a rollout keeps beside the live one,
- * alone or side by side with the live version, one message going to both.
+ * where it happened, collapsed to one line; each answer links to its run. Threads are the
+ * server's (read from the execution records by conversation id, chat-threads.ts): listed beside
+ * the chat, the one shown named in the address (?thread=ID), so a reload or another browser
+ * finds it; continuing one gives the model its earlier turns. NAME@VERSION chats with any version
+ * the agent's history keeps, alone or side by side with the live version, one message going to both.
  */
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, send } from '../../api';
 import { ErrorBox } from '../../components/feedback';
+import { when } from '../../format';
 import { useApi } from '../../hooks';
 import { readSse } from '../../live';
 import { Link, setQuery, useRoute } from '../../router';
-import { agentPath, type RolloutStatus } from './types';
+import {
+  loadThread,
+  meta,
+  newConversation,
+  remember,
+  startThread,
+  type Part,
+  type Thread,
+  type ThreadSummary,
+  type ToolEntry,
+  type Turn,
+} from './chat-threads';
+import { agentPath, type RolloutStatus, type Versions } from './types';
 import { ToolResult } from './tool-result';
 
-interface ToolEntry {
-  id: string;
-  name: string;
-  arguments: Record<string, unknown>;
-  result?: string;
-  is_error?: boolean;
-  duration_ms?: number;
-}
-
-/** The parts of an answer in the order they streamed: text and tool calls interleaved. */
-type Part = { kind: 'text'; text: string } | { kind: 'tool'; tool: ToolEntry };
-
-interface Turn {
-  role: 'user' | 'agent';
-  parts: Part[];
-  done: boolean;
-  error?: unknown;
-  meta?: string;
-  /** The run that produced this answer (its execution id). */
-  run?: string;
-}
-
-interface Thread {
-  turns: Turn[];
-  conversation?: string;
-}
-
-const STORE_KEY = 'caxton.chat.';
-/** Threads by target (NAME or NAME@VERSION), for this tab: kept across views, restored after a reload. */
-const threads = new Map<string, Thread>();
-
-function loadThread(target: string): Thread {
-  const had = threads.get(target);
-  if (had) return had;
-  let t: Thread = { turns: [] };
-  try {
-    const raw = sessionStorage.getItem(STORE_KEY + target);
-    if (raw) t = JSON.parse(raw) as Thread;
-  } catch {
-    // A thread that cannot be read back starts afresh.
-  }
-  threads.set(target, t);
-  return t;
-}
-
-function saveThread(target: string, t: Thread): void {
-  threads.set(target, t);
-  try {
-    // Errors are objects of their own; what is kept is what the thread said.
-    const turns = t.turns.map(({ error, ...rest }) => ({
-      ...rest,
-      done: true,
-      ...(error !== undefined && { meta: error instanceof Error ? error.message : 'failed' }),
-    }));
-    sessionStorage.setItem(STORE_KEY + target, JSON.stringify({ ...t, turns }));
-  } catch {
-    // Storage full or refused: the thread lives in memory only.
-  }
-}
-
-/** One thread with one target: its turns, and sending a message along it. */
-function useThread(target: string) {
-  const [thread, setThread] = useState<Thread>(() => loadThread(target));
+/**
+ * One thread with one target: its turns, and sending a message along it. `wanted` names the
+ * thread to show (undefined: the target's latest); `onAnswered` hears of each finished turn.
+ */
+function useThread(
+  name: string,
+  target: string,
+  wanted: string | undefined,
+  onAnswered: (id: string) => void,
+  onFound: (id: string) => void,
+) {
+  const [thread, setThread] = useState<Thread>(() => ({ conversation: wanted ?? newConversation(), turns: [] }));
+  const [loading, setLoading] = useState<unknown>(true);
   const [busy, setBusy] = useState(false);
   const abort = useRef<AbortController>();
   const ref = useRef(thread);
   ref.current = thread;
   useEffect(() => () => abort.current?.abort(), []);
+  useEffect(() => {
+    if (wanted !== undefined && wanted === ref.current.conversation && loading !== true) return;
+    let live = true;
+    setLoading(true);
+    loadThread(name, target, wanted).then(
+      (t) => {
+        if (!live) return;
+        ref.current = t;
+        setThread(t);
+        setLoading(false);
+        // An earlier thread found without being named: the address names it from now on.
+        if (wanted === undefined && t.turns.length > 0) onFound(t.conversation);
+      },
+      (e: unknown) => live && setLoading(e),
+    );
+    return () => void (live = false);
+  }, [name, target, wanted]);
 
   const change = (fn: (t: Thread) => Thread) => {
     const next = fn(ref.current);
     ref.current = next;
-    saveThread(target, next);
+    remember(target, next);
     setThread(next);
   };
   const update = (fn: (t: Turn) => Turn) =>
@@ -105,10 +86,10 @@ function useThread(target: string) {
     }));
     const ac = new AbortController();
     abort.current = ac;
+    const conversation = ref.current.conversation;
     try {
-      const conversation = ref.current.conversation;
       const res = await send('POST', agentPath(target, '/invoke'), {
-        json: { request, ...(conversation && { conversation_id: conversation }) },
+        json: { request, conversation_id: conversation },
         accept: 'text/event-stream',
         signal: ac.signal,
       });
@@ -122,6 +103,7 @@ function useThread(target: string) {
     } finally {
       setBusy(false);
       abort.current = undefined;
+      onAnswered(conversation);
     }
   };
 
@@ -139,7 +121,10 @@ function useThread(target: string) {
       const call = data.call as { id: string; name: string; arguments: Record<string, unknown> };
       update((t) => ({
         ...t,
-        parts: [...t.parts, { kind: 'tool', tool: { id: call.id, name: call.name, arguments: call.arguments } }],
+        parts: [
+          ...t.parts,
+          { kind: 'tool', tool: { id: call.id, name: call.name, args: JSON.stringify(call.arguments) } },
+        ],
       }));
     } else if (event === 'tool_result') {
       update((t) => ({
@@ -162,12 +147,10 @@ function useThread(target: string) {
       const r = data as {
         content: string;
         execution_id: string;
-        conversation_id?: string;
         usage: { total_tokens: number };
         execution_time_ms: number;
         model: string;
       };
-      if (r.conversation_id) change((th) => ({ ...th, conversation: r.conversation_id }));
       update((t) => {
         // A model that did not stream tokens: the final content is the answer.
         const hasText = t.parts.some((p) => p.kind === 'text' && p.text.length > 0);
@@ -177,7 +160,7 @@ function useThread(target: string) {
           parts,
           done: true,
           run: r.execution_id,
-          meta: `${r.model} · ${r.usage.total_tokens} tokens · ${Math.round(r.execution_time_ms)} ms`,
+          meta: meta(r.model, r.usage.total_tokens, r.execution_time_ms),
         };
       });
     } else if (event === 'error') {
@@ -186,65 +169,167 @@ function useThread(target: string) {
     }
   };
 
-  const clear = () => change(() => ({ turns: [] }));
-  return { thread, busy, ask, stop: () => abort.current?.abort(), clear };
+  return { thread, loading, busy, ask, stop: () => abort.current?.abort() };
 }
 
 export function AgentChat({ name }: { name: string }) {
   const { query } = useRoute();
   const rollout = useApi<RolloutStatus>(agentPath(name, '/rollout'));
+  const kept = useApi<Versions>(agentPath(name, '/versions'), { limit: 100 });
+  const threads = useApi<{ threads: ThreadSummary[] }>(agentPath(name, '/threads'), { limit: 50 });
   const ro = rollout.data;
-  const live = ro?.live_version ?? undefined;
+  const live = ro?.live_version ?? kept.data?.current ?? undefined;
   const candidate = ro?.running ? ro.rollout?.candidate_version : undefined;
   const asked = Number(query.get('version') ?? '');
   // NAME@VERSION: the version asked for in the URL (?version=N), while it is not the live one.
   const version = Number.isSafeInteger(asked) && asked > 0 && asked !== live ? asked : undefined;
   const both = version !== undefined && query.get('beside') === 'live';
   const target = version !== undefined ? `${name}@${version}` : name;
+  const others = (kept.data?.versions ?? []).map((v) => v.version).filter((v) => v !== live);
+  if (version !== undefined && !others.includes(version)) others.unshift(version);
+
+  /** A new thread for each pane, named in the address. */
+  const newThread = () => setQuery({ thread: startThread(target), ...(both && { live_thread: startThread(name) }) });
+  const pick = (t: ThreadSummary) => {
+    const at = t.target.lastIndexOf('@');
+    setQuery({ thread: t.conversation_id, version: at > 0 ? t.target.slice(at + 1) : undefined, beside: undefined });
+  };
 
   return (
-    <div class="chat">
-      {(candidate !== undefined || version !== undefined) && (
-        <div class="chat-target row">
-          <label for="chat-version">Chat with</label>
-          <select
-            id="chat-version"
-            value={version === undefined ? '' : String(version)}
-            onChange={(e) => setQuery({ version: (e.target as HTMLSelectElement).value || undefined })}
-          >
-            <option value="">
-              {name} (live{live !== undefined ? `, version ${live}` : ''})
-            </option>
-            {candidate !== undefined && <option value={String(candidate)}>{`${name}@${candidate} (candidate)`}</option>}
-            {version !== undefined && version !== candidate && (
-              <option value={String(version)}>{`${name}@${version}`}</option>
+    <div class="chat-layout">
+      <div class="chat">
+        {(others.length > 0 || candidate !== undefined) && (
+          <div class="chat-target row">
+            <label for="chat-version">Chat with</label>
+            <select
+              id="chat-version"
+              value={version === undefined ? '' : String(version)}
+              onChange={(e) =>
+                setQuery({ version: (e.target as HTMLSelectElement).value || undefined, thread: undefined })
+              }
+            >
+              <option value="">
+                {name} (live{live !== undefined ? `, version ${live}` : ''})
+              </option>
+              {others.map((v) => (
+                <option key={v} value={String(v)}>{`${name}@${v}${v === candidate ? ' (candidate)' : ''}`}</option>
+              ))}
+            </select>
+            {version !== undefined && (
+              <label class="inline">
+                <input
+                  type="checkbox"
+                  checked={both}
+                  onChange={(e) =>
+                    setQuery(
+                      (e.target as HTMLInputElement).checked
+                        ? { beside: 'live', live_thread: startThread(name) }
+                        : { beside: undefined, live_thread: undefined },
+                    )
+                  }
+                />{' '}
+                Side by side with the live version
+              </label>
             )}
-          </select>
-          {version !== undefined && (
-            <label class="inline">
-              <input
-                type="checkbox"
-                checked={both}
-                onChange={(e) => setQuery({ beside: (e.target as HTMLInputElement).checked ? 'live' : undefined })}
-              />{' '}
-              Side by side with the live version
-            </label>
-          )}
-        </div>
-      )}
-      <ChatPanes key={`${target}|${both}`} targets={both ? [name, target] : [target]} />
+          </div>
+        )}
+        <ChatPanes
+          key={`${target}|${both}`}
+          name={name}
+          panes={
+            both
+              ? [
+                  { target: name, param: 'live_thread', wanted: query.get('live_thread') ?? undefined },
+                  { target, param: 'thread', wanted: query.get('thread') ?? undefined },
+                ]
+              : [{ target, param: 'thread', wanted: query.get('thread') ?? undefined }]
+          }
+          onNew={newThread}
+          onAnswered={threads.reload}
+        />
+      </div>
+      <ThreadList
+        name={name}
+        threads={threads.data?.threads}
+        error={threads.error}
+        current={query.get('thread') ?? undefined}
+        onPick={pick}
+        onNew={newThread}
+      />
     </div>
   );
 }
 
-function ChatPanes({ targets }: { targets: string[] }) {
-  const a = useThread(targets[0]!);
+/** The caller's threads with the agent, newest activity first: pick one to continue it. */
+function ThreadList(props: {
+  name: string;
+  threads: ThreadSummary[] | undefined;
+  error: unknown;
+  current: string | undefined;
+  onPick: (t: ThreadSummary) => void;
+  onNew: () => void;
+}) {
+  const { threads, current } = props;
+  return (
+    <aside class="chat-threads" aria-labelledby="threads-title">
+      <div class="row">
+        <h3 id="threads-title">Threads</h3>
+        <button type="button" class="secondary" onClick={props.onNew}>
+          New thread
+        </button>
+      </div>
+      <ErrorBox error={props.error} />
+      {threads && threads.length === 0 && <p class="muted small">No threads with {props.name} yet.</p>}
+      {threads && threads.length > 0 && (
+        <ul data-testid="thread-list">
+          {threads.map((t) => (
+            <li key={t.conversation_id}>
+              <button
+                type="button"
+                class="thread-pick"
+                aria-current={t.conversation_id === current ? 'true' : undefined}
+                onClick={() => props.onPick(t)}
+              >
+                {t.title || '(empty)'}
+              </button>
+              <span class="muted small">
+                {t.target !== props.name && `${t.target} · `}
+                {t.turns} {t.turns === 1 ? 'turn' : 'turns'} · {when(t.last_active_at)}
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+    </aside>
+  );
+}
+
+interface PaneSpec {
+  target: string;
+  /** The address's query parameter naming its thread. */
+  param: 'thread' | 'live_thread';
+  wanted: string | undefined;
+}
+
+function ChatPanes(props: { name: string; panes: PaneSpec[]; onNew: () => void; onAnswered: () => void }) {
+  const specs = props.panes;
+  // The address names the thread shown (from its first answer on), so a reload or another browser finds it.
+  const name = (spec: PaneSpec) => (id: string) => {
+    if (new URLSearchParams(window.location.search).get(spec.param) !== id) setQuery({ [spec.param]: id });
+  };
+  const answered = (spec: PaneSpec) => (id: string) => {
+    name(spec)(id);
+    props.onAnswered();
+  };
+  const first = specs[0]!;
+  const second = specs[1] ?? first;
+  const a = useThread(props.name, first.target, first.wanted, answered(first), name(first));
   // The second thread exists only side by side; hooks keep their order, so it is always made.
-  const b = useThread(targets[1] ?? targets[0]!);
-  const panes = targets.length > 1 ? [a, b] : [a];
+  const b = useThread(props.name, second.target, second.wanted, answered(second), name(second));
+  const panes = specs.length > 1 ? [a, b] : [a];
   const [text, setText] = useState('');
-  const busy = panes.some((p) => p.busy);
-  const label = targets.length > 1 ? `${targets[0]} and ${targets[1]}` : targets[0]!;
+  const busy = panes.some((p) => p.busy || p.loading === true);
+  const label = specs.length > 1 ? `${specs[0]!.target} and ${specs[1]!.target}` : first.target;
 
   const submit = (e: Event) => {
     e.preventDefault();
@@ -256,9 +341,12 @@ function ChatPanes({ targets }: { targets: string[] }) {
 
   return (
     <>
-      <div class={targets.length > 1 ? 'chat-panes two' : 'chat-panes'}>
+      <div class={specs.length > 1 ? 'chat-panes two' : 'chat-panes'}>
         {panes.map((p, i) => (
-          <ChatLog key={targets[i]} target={targets[i]!} turns={p.thread.turns} />
+          <div key={specs[i]!.target}>
+            <ErrorBox error={p.loading === true || p.loading === false ? undefined : p.loading} />
+            <ChatLog target={specs[i]!.target} turns={p.thread.turns} conversation={p.thread.conversation} />
+          </div>
         ))}
       </div>
       <form onSubmit={submit} class="chat-form">
@@ -280,14 +368,9 @@ function ChatPanes({ targets }: { targets: string[] }) {
           <button type="submit" disabled={busy || text.trim() === ''}>
             Send
           </button>
-          {busy && (
+          {panes.some((p) => p.busy) && (
             <button type="button" class="secondary" onClick={() => panes.forEach((p) => p.stop())}>
               Stop
-            </button>
-          )}
-          {!busy && panes.some((p) => p.thread.turns.length > 0) && (
-            <button type="button" class="secondary" onClick={() => panes.forEach((p) => p.clear())}>
-              New conversation
             </button>
           )}
           <span id="chat-help" class="muted small">
@@ -299,7 +382,7 @@ function ChatPanes({ targets }: { targets: string[] }) {
   );
 }
 
-function ChatLog({ target, turns }: { target: string; turns: Turn[] }) {
+function ChatLog({ target, turns, conversation }: { target: string; turns: Turn[]; conversation: string }) {
   const ref = useRef<HTMLOListElement>(null);
   // The newest turn stays in view as it grows (within the log's own scroll box).
   useLayoutEffect(() => {
@@ -314,6 +397,7 @@ function ChatLog({ target, turns }: { target: string; turns: Turn[] }) {
       aria-live="polite"
       data-testid="chat-log"
       data-target={target}
+      data-conversation={conversation}
       tabIndex={turns.length > 0 ? 0 : -1}
     >
       {turns.map((t, i) => (
@@ -356,7 +440,7 @@ function ToolCallView({ tool }: { tool: ToolEntry }) {
         <strong>Tool call {tool.name}</strong> <span class="small muted">{preview}</span>
       </summary>
       <p class="small">Arguments:</p>
-      <pre>{JSON.stringify(tool.arguments)}</pre>
+      <pre>{tool.args}</pre>
       {tool.result !== undefined && (
         <>
           <p class="small">{failed ? 'Error' : 'Result'}:</p>

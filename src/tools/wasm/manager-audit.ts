@@ -1,0 +1,58 @@
+/**
+ * The tool audit of the calls that never reach a tool server: those an agent's allowlist refuses
+ * (outcome `not_allowed`) and those run by tools that do not record their own (built-ins, memory
+ * tools, send_message; in worker and process isolation the task reports them to the server). The
+ * host registry tells of each through `onRefused` / `onCalled`; the manager that owns the audit
+ * sets them once.
+ */
+import type { ToolRegistry } from '../registry.js';
+import type { ToolContext } from '../types.js';
+import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './audit.js';
+
+const enc = new TextEncoder();
+
+type CallFigures = Pick<ToolAuditRecord, 'time' | 'outcome' | 'duration_us' | 'output_bytes'> & { error?: string };
+
+/** Records in `audit` every call `tools` refuses and every call it runs of a tool that does not audit itself. */
+export function auditRegistryCalls(tools: ToolRegistry, audit: ToolAuditSink): void {
+  const recordCall = (name: string, args: Record<string, unknown>, ctx: ToolContext, call: CallFigures) => {
+    const dot = name.indexOf('.');
+    let input: Uint8Array;
+    try {
+      input = enc.encode(JSON.stringify(args) ?? '');
+    } catch {
+      input = new Uint8Array(0);
+    }
+    audit.record({
+      agent: ctx.agent,
+      ...(ctx.execution_id && { execution_id: ctx.execution_id }),
+      ...(ctx.conversation_id && { conversation_id: ctx.conversation_id }),
+      ...(ctx.principal !== undefined && { principal: ctx.principal }),
+      server: dot > 0 ? name.slice(0, dot) : name,
+      tool: name,
+      args_digest: digestArgs(input),
+      fuel_used: 0,
+      memory_bytes: 0,
+      input_bytes: input.byteLength,
+      ...call,
+    });
+  };
+  // Calls an agent's allowlist refuses never reach a server: the registry reports them here.
+  tools.onRefused = (name, args, ctx, reason) =>
+    recordCall(name, args, ctx, {
+      time: Date.now(),
+      outcome: 'not_allowed',
+      error: reason,
+      duration_us: 0,
+      output_bytes: 0,
+    });
+  // Built-ins, memory tools and send_message do not record their own calls: the registry tells of each.
+  tools.onCalled = (c) =>
+    recordCall(c.name, c.args, c.ctx, {
+      time: c.started,
+      outcome: c.outcome,
+      ...(c.outcome !== 'ok' && { error: c.result.slice(0, 1000) }),
+      duration_us: c.duration_us,
+      output_bytes: enc.encode(c.result).byteLength,
+    });
+}

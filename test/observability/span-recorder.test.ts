@@ -1,0 +1,107 @@
+/**
+ * The span recorder's own parts (ADR 0065): a received traceparent as a parent, ids, a span made
+ * active for the synchronous part of a call, and what an ended span hands the span store and the
+ * exporters. Real OpenTelemetry SDK processor and in-memory exporter.
+ */
+import { trace } from '@opentelemetry/api';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SpanStore, startSpan, traceparentOf, withSpan } from '../../src/observability/index.js';
+import type { RecordedSpan } from '../../src/observability/span-recorder.js';
+import { randomId } from '../../src/observability/span-recorder.js';
+import { setupTracing, type Tracing } from '../../src/observability/tracing.js';
+
+const TRACE = '0af7651916cd43dd8448eb211c80319c';
+const PARENT = 'b7ad6b7169203331';
+
+let tracing: Tracing | undefined;
+
+async function setup(local?: SpanStore): Promise<{ tracing: Tracing; exporter: InMemorySpanExporter }> {
+  delete process.env.OTEL_TRACES_SAMPLER;
+  const exporter = new InMemorySpanExporter();
+  tracing = await setupTracing({
+    version: 'test',
+    env: {},
+    processors: [new SimpleSpanProcessor(exporter)],
+    ...(local && { local }),
+  });
+  return { tracing, exporter };
+}
+
+afterEach(async () => {
+  await tracing?.shutdown();
+  tracing = undefined;
+});
+
+describe('span recorder', () => {
+  it('continues a received traceparent as a remote parent, and starts a new trace for a malformed one', async () => {
+    const { tracing, exporter } = await setup();
+    startSpan(tracing.tracer, 'child', `00-${TRACE}-${PARENT}-01`).end();
+    for (const bad of [`00-${TRACE.toUpperCase()}-${PARENT}-01`, `00-${TRACE}-${PARENT}-1`, `01-${TRACE}-${PARENT}-01`])
+      startSpan(tracing.tracer, 'root', bad).end();
+    const [child, ...roots] = exporter.getFinishedSpans();
+    expect(child!.spanContext().traceId).toBe(TRACE);
+    expect(child!.parentSpanContext).toMatchObject({ traceId: TRACE, spanId: PARENT, isRemote: true });
+    expect(roots).toHaveLength(3);
+    for (const r of roots) {
+      expect(r.spanContext().traceId).not.toBe(TRACE);
+      expect(r.parentSpanContext).toBeUndefined();
+    }
+  });
+
+  it('answers work below an unsampled received parent with that parent, not recorded', async () => {
+    const { tracing, exporter } = await setup();
+    const span = startSpan(tracing.tracer, 'below', `00-${TRACE}-${PARENT}-00`);
+    expect(span.isRecording()).toBe(false);
+    expect(span.spanContext()).toMatchObject({ traceId: TRACE, spanId: PARENT, traceFlags: 0 });
+    span.end();
+    expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
+
+  it('makes ids of lower-case hex, distinct across pages of random bytes', () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 2_000; i++) {
+      const id = randomId(i % 2 ? 8 : 16);
+      expect(id).toMatch(i % 2 ? /^[0-9a-f]{16}$/ : /^[0-9a-f]{32}$/);
+      ids.add(id);
+    }
+    expect(ids.size).toBe(2_000);
+  });
+
+  it('makes a span active for the synchronous part of a call only; its children name it as parent', async () => {
+    const { tracing, exporter } = await setup();
+    const parent = startSpan(tracing.tracer, 'parent', undefined);
+    const seen = withSpan(parent, () => {
+      const child = startSpan(tracing.tracer, 'child', undefined);
+      child.end();
+      return trace.getActiveSpan();
+    });
+    expect(seen).toBe(parent);
+    expect(trace.getActiveSpan()).toBeUndefined();
+    parent.end();
+    const [child] = exporter.getFinishedSpans();
+    expect(child!.parentSpanContext).toMatchObject({ spanId: parent.spanContext().spanId, traceFlags: 1 });
+    expect(child!.parentSpanContext?.isRemote).toBeUndefined();
+  });
+
+  it("keeps an ended span's ids, traceparent and times readable, and the span store serves its trace", async () => {
+    const store = new SpanStore({ maxSpans: 2, maxBytes: 1_000_000 });
+    const { tracing } = await setup(store);
+    const spans = ['a', 'b', 'c'].map((name) => {
+      const s = startSpan(tracing.tracer, name, `00-${TRACE}-${PARENT}-01`, { 'caxton.agent': name });
+      const tp = traceparentOf(s);
+      s.end();
+      expect(traceparentOf(s)).toBe(tp);
+      return s as RecordedSpan;
+    });
+    expect(spans[0]!.spanContext()).toEqual({ traceId: TRACE, spanId: spans[0]!.spanId, traceFlags: 1 });
+    expect(spans[0]!.duration[0]).toBeGreaterThanOrEqual(0);
+    // Two kept: the oldest is evicted.
+    expect(store.size).toBe(2);
+    expect(store.evicted).toBe(1);
+    const stored = store.trace(TRACE);
+    expect(stored.map((s) => s.name).sort()).toEqual(['b', 'c']);
+    expect(stored[0]).toMatchObject({ trace_id: TRACE, parent_span_id: PARENT, kind: 'internal' });
+    expect(store.trace('1'.repeat(32))).toEqual([]);
+  });
+});
