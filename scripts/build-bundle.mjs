@@ -6,7 +6,7 @@
  * of dist/ (the library export, worker threads, the process-isolation child) stays as tsc wrote it.
  *
  * - ESM, platform node, target node20, source maps (dist/cli/*.js.map; not packed, like the rest of
- *   dist/'s), whitespace and syntax minified, names kept.
+ *   dist/'s), whitespace and syntax minified, identifiers kept.
  * - Dynamic `import()`s stay lazy: each becomes a chunk (dist/cli/chunk-*.js), loaded when the
  *   configuration or the command asks for it (cluster, OTLP, MCP, memory embeddings, each CLI command).
  * - External: packages with native addons or WebAssembly and data files located next to their
@@ -21,7 +21,7 @@
  * task shares no module instance with the entry that loads it (it imports only types from
  * src/execution/isolation), so separate bundles behave as the separate files did.
  */
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -86,11 +86,17 @@ const common = {
   sourcemap: true,
   sourcesContent: false,
   // Whitespace and syntax only: the names stay, so a stack trace reads without the source map
-  // (the package ships no .map files). No keepNames: it wraps every named function and arrow in
-  // `__name()` (an Object.defineProperty), closures created per request included, ~6.5 KB of
-  // garbage per invoke; only a function esbuild renamed for a clash (`record3`) shows its new name.
+  // (the package ships no .map files). Not keepNames: with identifiers unminified it only pins
+  // the `.name` of the few functions the bundler renames apart (`parse2`), and costs a
+  // defineProperty call per function of every module as the module loads (3 % of a start's CPU)
+  // and per closure made while serving (about 6.5 KB of garbage per invoke).
   minifyWhitespace: true,
   minifySyntax: true,
+  // A package's ES module build first where it ships one (its "module" field), as bundlers for
+  // the browser do: esbuild can drop what is not used from it, not from a CommonJS build. Only
+  // the OpenTelemetry packages differ, and the CommonJS build of their semantic conventions is
+  // all of its 250 KiB, loaded by every start that keeps local spans.
+  mainFields: ['module', 'main'],
   external: EXTERNAL,
   plugins: [metaUrlPlugin],
   // CommonJS packages bundled into ES modules still call require() (node built-ins, externals).
@@ -119,6 +125,9 @@ const task = await build({
   chunkNames: 'execution/chunk-[hash]',
 });
 const taskInputs = Object.keys(task.metafile.inputs).length;
+// esbuild's account of which inputs went into which output, for finding what a start loads.
+if (process.env.CAXTON_BUNDLE_METAFILE)
+  writeFileSync(process.env.CAXTON_BUNDLE_METAFILE, JSON.stringify(result.metafile));
 
 const outputs = Object.entries(result.metafile.outputs).filter(([f]) => f.endsWith('.js'));
 const entry = outputs.find(([f]) => f.endsWith('cli/main.js'));

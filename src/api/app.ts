@@ -1,11 +1,8 @@
 import cors from '@fastify/cors';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import swagger from '@fastify/swagger';
 import { SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
-import { z } from 'zod';
-import { agentDocumentSchema } from '../agents/index.js';
+import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { ServerConfig } from '../config/index.js';
 import {
   clientRequestId,
@@ -19,7 +16,7 @@ import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
 import { installAuth, type AuthPluginOptions } from '../auth/index.js';
-import { messageBodyDocSchema } from './routes/messaging.js';
+import { openApiDocument } from './openapi.js';
 import type { Lifecycle } from './routes/system.js';
 import type { ApiRoutes } from './route-sets.js';
 
@@ -88,17 +85,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   // Responses are documented by schemas but serialized plainly: validating every response costs time.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: {
-        title: 'Caxton API',
-        version: deps.lifecycle.version,
-        description: 'Management API of the Caxton multi-agent orchestration server',
-      },
-    },
-    transform: jsonSchemaTransform,
-  });
+  // Every route is noted for GET /api/v1/openapi.json, which builds the document on first request.
+  const openApi = openApiDocument(app, deps.lifecycle.version);
 
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
@@ -204,43 +192,6 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   for (const r of deps.routes) await app.register(r.plugin, r.root ? {} : { prefix: '/api/v1' });
 
-  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => openApiDocument(app));
+  app.get('/api/v1/openapi.json', { schema: { hide: true } }, () => openApi());
   return app;
-}
-
-let agentBodySchema: unknown;
-let messageBodySchema: unknown;
-
-/** The generated document, plus the body schemas of the routes that parse their bodies themselves (agents, messages). */
-function openApiDocument(app: FastifyInstance): unknown {
-  const doc = app.swagger() as { paths?: Record<string, Record<string, Record<string, unknown>>> };
-  agentBodySchema ??= z.toJSONSchema(agentDocumentSchema, { io: 'input', unrepresentable: 'any' });
-  const requestBody = {
-    required: true,
-    description:
-      'An agent definition: TOML (primary), Markdown with YAML frontmatter (Claude Code subagent format), or JSON',
-    content: {
-      'application/toml': { schema: { type: 'string' } },
-      'text/markdown': { schema: { type: 'string' } },
-      'application/json': { schema: agentBodySchema },
-    },
-  };
-  for (const [path, method] of [
-    ['/api/v1/agents', 'post'],
-    ['/api/v1/agents/validate', 'post'],
-    ['/api/v1/agents/{name}', 'put'],
-  ] as const) {
-    const op = doc.paths?.[path]?.[method];
-    if (op) op.requestBody = requestBody;
-  }
-  const send = doc.paths?.['/api/v1/messages']?.post;
-  if (send) {
-    messageBodySchema ??= z.toJSONSchema(messageBodyDocSchema, { io: 'input', unrepresentable: 'any' });
-    send.requestBody = {
-      required: true,
-      description: 'A FIPA-ACL message (JSON)',
-      content: { 'application/json': { schema: messageBodySchema } },
-    };
-  }
-  return doc;
 }

@@ -6,13 +6,15 @@
  *    accepted but forgotten with the request; progress goes on the request's own SSE response.
  *  - GET /api/v1/mcp/servers: the status of every mounted MCP server; POST .../:name/login and
  *    .../:name/login/callback: `caxton mcp login` (login-routes.ts).
+ * The MCP server (server.ts) and the SDK's transport are imported by the first POST /mcp, not at
+ * start: a server nobody asks over MCP never loads the SDK.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { annotateAudit } from '../audit/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { McpClientManager } from './client.js';
 import { mcpLoginRoutes } from './login-routes.js';
-import { CaxtonMcpTools, createMcpServer, type McpServeDeps } from './server.js';
+import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { CaxtonMcpTools, createMcpServer, McpServeDeps } from './server.js';
 
 type Plugin = (app: FastifyInstance) => Promise<void>;
 
@@ -50,12 +52,14 @@ export function mcpPlugins(opts: McpHttpOptions): Plugin[] {
 }
 
 function mcpEndpoint(opts: McpHttpOptions): Plugin {
-  const tools = new CaxtonMcpTools(opts);
+  let loading: Promise<McpEndpointParts> | undefined;
+  const parts = () => (loading ??= loadEndpointParts(opts));
   return async (app) => {
     app.post(
       MCP_PATH,
       { schema: { summary: 'MCP (Streamable HTTP, stateless): Caxton tools and agents', tags: ['mcp'] } },
       async (req, reply) => {
+        const { tools, createMcpServer, StreamableHTTPServerTransport } = await parts();
         // Origin, Host and credentials are checked for every route by src/auth/plugin.ts.
         const server = createMcpServer(opts, tools, {
           caller: {
@@ -91,5 +95,24 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
         .send(rpcError(-32000, 'Method not allowed: this MCP endpoint is stateless, use POST'));
     app.get(MCP_PATH, { schema: { hide: true } }, notAllowed);
     app.delete(MCP_PATH, { schema: { hide: true } }, notAllowed);
+  };
+}
+
+interface McpEndpointParts {
+  tools: CaxtonMcpTools;
+  createMcpServer: typeof createMcpServer;
+  StreamableHTTPServerTransport: typeof StreamableHTTPServerTransport;
+}
+
+/** The MCP server and the SDK's transport, imported once, by the first POST /mcp. */
+async function loadEndpointParts(opts: McpHttpOptions): Promise<McpEndpointParts> {
+  const [server, sdk] = await Promise.all([
+    import('./server.js'),
+    import('@modelcontextprotocol/sdk/server/streamableHttp.js'),
+  ]);
+  return {
+    tools: new server.CaxtonMcpTools(opts),
+    createMcpServer: server.createMcpServer,
+    StreamableHTTPServerTransport: sdk.StreamableHTTPServerTransport,
   };
 }

@@ -4,13 +4,13 @@
  */
 export {
   McpClientManager,
-  McpConnection,
-  resultText,
   type McpClientManagerOptions,
   type McpServerConfig,
   type McpServerState,
   type McpServerStatus,
 } from './client.js';
+export { McpConnection } from './connection.js';
+export { resultText } from './tool-caller.js';
 export { rpcError } from './offer.js';
 export {
   CaxtonMcpTools,

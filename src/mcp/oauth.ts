@@ -21,7 +21,7 @@
  * process SecretScrubber, so a server error or log line that quotes one shows "***".
  */
 import { randomBytes } from 'node:crypto';
-import { auth, type OAuthClientProvider, type OAuthDiscoveryState } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientProvider, OAuthDiscoveryState } from '@modelcontextprotocol/sdk/client/auth.js';
 import type {
   OAuthClientInformationMixed,
   OAuthClientMetadata,
@@ -500,7 +500,9 @@ export async function startLogin(
     redirectUri: o.redirectUri,
   });
   const scope = o.store.get(o.server).pending_scope ?? (o.cfg.scopes.length > 0 ? o.cfg.scopes.join(' ') : undefined);
-  const r = await auth(p, {
+  const r = await (
+    await sdkAuth()
+  )(p, {
     serverUrl: o.url,
     ...(scope !== undefined && { scope }),
     ...(o.fetchFn && { fetchFn: o.fetchFn }),
@@ -528,8 +530,15 @@ export async function completeLogin(o: LoginOptions & { code: string; state: str
     mode: 'login',
     redirectUri: rec.redirect_uri,
   });
-  await auth(p, { serverUrl: o.url, authorizationCode: o.code, ...(o.fetchFn && { fetchFn: o.fetchFn }) });
+  await (
+    await sdkAuth()
+  )(p, { serverUrl: o.url, authorizationCode: o.code, ...(o.fetchFn && { fetchFn: o.fetchFn }) });
   o.store.update(o.server, { code_verifier: null, login_state: null });
+}
+
+/** The SDK's OAuth flow, loaded by the first login: the store and the routes above load without the SDK. */
+async function sdkAuth() {
+  return (await import('@modelcontextprotocol/sdk/client/auth.js')).auth;
 }
 
 /** A login request that cannot proceed (no login in progress, state mismatch): HTTP 409. */

@@ -19,8 +19,10 @@
 import { createRequire } from 'node:module';
 import type * as Usearch from 'usearch';
 
-// usearch's ESM entry fails to locate its binary; its CommonJS entry works.
-const { Index, MetricKind, ScalarKind } = createRequire(import.meta.url)('usearch') as typeof Usearch;
+// usearch's ESM entry fails to locate its binary; its CommonJS entry works. Required by the first
+// HNSW graph: a store below ANN_MIN_VECTORS never loads the 4 MiB native addon (nor does a start).
+let usearch: typeof Usearch | undefined;
+const loadUsearch = (): typeof Usearch => (usearch ??= createRequire(import.meta.url)('usearch') as typeof Usearch);
 
 /** From this many vectors on, searches go through the HNSW graph. */
 export const ANN_MIN_VECTORS = 20_000;
@@ -405,6 +407,7 @@ export class VectorIndex {
 }
 
 function newAnn(dimensions: number): Usearch.Index {
+  const { Index, MetricKind, ScalarKind } = loadUsearch();
   const p = ANN_PARAMS;
   return new Index({
     dimensions,

@@ -18,8 +18,8 @@ export interface HttpComponent extends Component {
   /** The certificate reloader of [server.tls] (absent without TLS or when not listening). */
   readonly tls: TlsReloader | undefined;
   /**
-   * Resolves once no request has been in flight for QUIET_MS, or after QUIET_MAX_WAIT_MS at most:
-   * work that can wait (the tool servers' loading) runs then.
+   * Resolves once a first request has been answered and none has been in flight for QUIET_MS since,
+   * or after QUIET_MAX_WAIT_MS at most: work that can wait (the tool servers' loading) runs then.
    */
   quiet(): Promise<void>;
 }
@@ -64,25 +64,28 @@ export async function startHttp(opts: {
     ...(apiTls && { https: httpsOptions(apiTls.cfg, apiTls.material) }),
   });
   let inFlight = 0;
+  let served = false;
   let lastActive = performance.now();
   app.server.on('request', (_req, res: { once(e: 'close', f: () => void): void }) => {
     inFlight++;
     lastActive = performance.now();
     res.once('close', () => {
       inFlight--;
+      served = true;
       lastActive = performance.now();
     });
   });
-  // Quiet: no request in flight for QUIET_MS (a client's first request, sent as soon as the server
-  // listens, finds the event loop free), or QUIET_MAX_WAIT_MS at most (a long stream must not hold
-  // deferred work forever).
+  // Quiet: a first request answered and none in flight for QUIET_MS since (the client that waited
+  // for the server to start, a probe or a user, finds the event loop free however long it takes
+  // to connect), or QUIET_MAX_WAIT_MS at most (a server nobody calls, a long stream: deferred
+  // work is never held forever).
   const quiet = () =>
     new Promise<void>((resolve) => {
       const until = performance.now() + QUIET_MAX_WAIT_MS;
       const check = () => {
         const now = performance.now();
-        if ((inFlight === 0 && now - lastActive >= QUIET_MS) || now >= until) resolve();
-        else setTimeout(check, inFlight === 0 ? QUIET_MS - (now - lastActive) : QUIET_MS).unref();
+        if ((served && inFlight === 0 && now - lastActive >= QUIET_MS) || now >= until) resolve();
+        else setTimeout(check, served && inFlight === 0 ? QUIET_MS - (now - lastActive) : QUIET_MS).unref();
       };
       check();
     });

@@ -3,7 +3,11 @@ import { underApi } from '../../api/index.js';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Executor } from '../../execution/index.js';
-import { MCP_OAUTH_MIGRATIONS, McpClientManager, mcpPlugins, SqliteOAuthStore } from '../../mcp/index.js';
+// Not the package's index: these modules load the MCP SDK only when the configuration mounts
+// servers (client.ts) or a client first calls POST /mcp (http.ts).
+import { McpClientManager } from '../../mcp/client.js';
+import { mcpPlugins } from '../../mcp/http.js';
+import { MCP_OAUTH_MIGRATIONS, SqliteOAuthStore } from '../../mcp/oauth.js';
 import type { MemoryBackend } from '../../memory/index.js';
 import type { MessagingBus } from '../../messaging/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';

@@ -49,7 +49,8 @@ const mcp = new McpClientManager({
   pingIntervalMs: 0,
   backoff: { baseMs: 200, maxMs: 1000 },
 });
-const conn = mcp.connection('conformance');
+// The connection exists once start() has begun (it loads the MCP SDK then).
+const conn = () => mcp.connection('conformance');
 const status = () => mcp.status('conformance');
 
 async function settled(ms = 10_000) {
@@ -64,14 +65,14 @@ async function settled(ms = 10_000) {
 
 /** What `caxton mcp login` does, with the suite's authorization server approving at once. */
 async function login() {
-  const r = await conn.startLogin(`http://127.0.0.1:${REDIRECT_PORT}/callback`);
+  const r = await conn().startLogin(`http://127.0.0.1:${REDIRECT_PORT}/callback`);
   if ('authorization_url' in r) {
     log('authorization URL', r.authorization_url);
     const res = await fetch(r.authorization_url, { redirect: 'manual' });
     const location = res.headers.get('location');
     if (!location) throw new Error(`the authorization endpoint answered ${res.status} without a redirect`);
     const back = new URL(location);
-    await conn.completeLogin(back.searchParams.get('code') ?? '', back.searchParams.get('state') ?? '');
+    await conn().completeLogin(back.searchParams.get('code') ?? '', back.searchParams.get('state') ?? '');
   }
   return settled();
 }
