@@ -2,6 +2,21 @@ import { z } from 'zod';
 
 /** Request and response schemas: they validate requests and generate /api/v1/openapi.json. */
 
+/** The `limit` and `cursor` of a keyset-paged list: at most `max` per page, 50 by default. */
+export const pageQueryFields = (max: number) => ({
+  limit: z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(1, { error: 'at least 1' })
+    .max(max, { error: `at most ${max}` })
+    .default(50),
+  cursor: z
+    .string()
+    .regex(/^\d{1,15}$/, { error: 'expected the next_cursor of a previous page' })
+    .optional()
+    .describe('the next_cursor of the previous page'),
+});
+
 export const errorEnvelopeSchema = z
   .object({
     error: z.object({

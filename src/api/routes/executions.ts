@@ -6,7 +6,7 @@ import type { ExecutionLog } from '../../execution/index.js';
 import type { SpanStore } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
-import { errorEnvelopeSchema } from '../schemas.js';
+import { errorEnvelopeSchema, pageQueryFields } from '../schemas.js';
 
 export interface ExecutionRouteDeps {
   /** The execution records; absent (`[executions] enabled = false`): 404 executions_disabled. */
@@ -49,17 +49,7 @@ const listQuery = z.object({
   status: z.enum(['ok', 'error'], { error: 'expected "ok" or "error"' }).optional(),
   since: timeField('only executions started at or after this time'),
   until: timeField('only executions started before this time'),
-  limit: z.coerce
-    .number({ error: 'expected a number' })
-    .int({ error: 'expected a whole number' })
-    .min(1, { error: 'at least 1' })
-    .max(1000, { error: 'at most 1000' })
-    .default(50),
-  cursor: z
-    .string()
-    .regex(/^\d{1,15}$/, { error: 'expected the next_cursor of a previous page' })
-    .optional()
-    .describe('the next_cursor of the previous page'),
+  ...pageQueryFields(1000),
 });
 
 const summaryShape = {

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentOfRef } from '../../auth/principal.js';
 import type { ChatThreads } from '../../execution/index.js';
-import { errorEnvelopeSchema } from '../schemas.js';
+import { errorEnvelopeSchema, pageQueryFields } from '../schemas.js';
 
 const params = z.object({ name: z.string().min(1).max(200) });
 
@@ -16,17 +16,7 @@ const listQuery = z.object({
     .describe(
       "whose threads: yours when absent; an admin may name another principal (key:…, oidc:…) or `*` for everyone's",
     ),
-  limit: z.coerce
-    .number({ error: 'expected a number' })
-    .int({ error: 'expected a whole number' })
-    .min(1, { error: 'at least 1' })
-    .max(200, { error: 'at most 200' })
-    .default(50),
-  cursor: z
-    .string()
-    .regex(/^\d{1,15}$/, { error: 'expected the next_cursor of a previous page' })
-    .optional()
-    .describe('the next_cursor of the previous page'),
+  ...pageQueryFields(200),
 });
 
 const usage = z.object({ input_tokens: z.number(), output_tokens: z.number() });
