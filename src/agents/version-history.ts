@@ -30,6 +30,8 @@ export class VersionHistory {
   readonly #onError: (e: unknown) => void;
   readonly #latest = new Map<string, AgentVersion>();
   readonly #details = new Map<string, AgentVersionDetail>();
+  /** The newest shared version number read when a version asked for was missing, so every node names the same one. */
+  readonly #newestOnMiss = new Map<string, number>();
   /** Reads of the shared history under way (one per agent or version at a time, however many messages miss the view). */
   readonly #reading = new Set<string>();
   readonly #readAgain = new Set<string>();
@@ -98,6 +100,21 @@ export class VersionHistory {
   async fetch(name: string, version: number): Promise<void> {
     const d = await this.shared?.get(name, version);
     if (d) this.#cacheDetail(d);
+    else {
+      const newest = await this.shared?.latest(name);
+      if (newest) this.#newestOnMiss.set(agentKey(name), newest.version);
+    }
+  }
+
+  /**
+   * The newest version number to name when one asked for is missing: this node's store, or on a
+   * cluster node the newer of its live view and what the shared history said when the miss was read.
+   */
+  newestNumber(name: string): number | undefined {
+    const live = this.latestSync(name)?.version;
+    if (!this.isShared(name)) return live;
+    const read = this.#newestOnMiss.get(agentKey(name));
+    return live === undefined ? read : read === undefined ? live : Math.max(live, read);
   }
 
   /**

@@ -51,7 +51,7 @@ export class VersionResolver {
       this.#rollouts.number(v.definition, version);
       return asDeployed(live, v);
     }
-    const newest = this.#history.latestSync(agentName)?.version;
+    const newest = this.#history.newestNumber(agentName);
     throw new CaxtonError(
       'version_not_found',
       `agent "${agentName}" has no version ${version}${newest !== undefined ? ` (its newest is ${newest}; GET /api/v1/agents/${agentName}/versions lists the ones kept)` : ''}`,
