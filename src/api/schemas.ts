@@ -17,6 +17,16 @@ export const pageQueryFields = (max: number) => ({
     .describe('the next_cursor of the previous page'),
 });
 
+/** One tool call as an execution record keeps it (GET /executions/{id}, a chat thread's turns). */
+export const recordedToolCallSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  arguments: z.string().describe('JSON text, cut at 4 KiB with a marker'),
+  result: z.string(),
+  outcome: z.enum(['ok', 'error']),
+  duration_ms: z.number(),
+});
+
 export const errorEnvelopeSchema = z
   .object({
     error: z.object({

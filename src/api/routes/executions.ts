@@ -6,7 +6,7 @@ import type { ExecutionLog } from '../../execution/index.js';
 import type { SpanStore } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
-import { errorEnvelopeSchema, pageQueryFields } from '../schemas.js';
+import { errorEnvelopeSchema, pageQueryFields, recordedToolCallSchema } from '../schemas.js';
 
 export interface ExecutionRouteDeps {
   /** The execution records; absent (`[executions] enabled = false`): 404 executions_disabled. */
@@ -98,16 +98,7 @@ const viewSchema = z.object({
       tool_calls: z.number().int(),
     }),
   ),
-  tool_calls: z.array(
-    z.object({
-      id: z.string(),
-      name: z.string(),
-      arguments: z.string().describe('JSON text, cut at 4 KiB with a marker'),
-      result: z.string(),
-      outcome: z.enum(['ok', 'error']),
-      duration_ms: z.number(),
-    }),
-  ),
+  tool_calls: z.array(recordedToolCallSchema),
   links: z.object({ trace: z.string().nullable() }),
 });
 const spanSchema = z.object({

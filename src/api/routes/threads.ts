@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentOfRef } from '../../auth/principal.js';
 import type { ChatThreads } from '../../execution/index.js';
-import { errorEnvelopeSchema, pageQueryFields } from '../schemas.js';
+import { errorEnvelopeSchema, pageQueryFields, recordedToolCallSchema } from '../schemas.js';
 
 const params = z.object({ name: z.string().min(1).max(200) });
 
@@ -37,16 +37,7 @@ const turn = z.object({
   answer: z.string().nullable(),
   status: z.enum(['ok', 'error']),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
-  tool_calls: z.array(
-    z.object({
-      id: z.string(),
-      name: z.string(),
-      arguments: z.string().describe('JSON text, cut at 4 KiB with a marker'),
-      result: z.string(),
-      outcome: z.enum(['ok', 'error']),
-      duration_ms: z.number(),
-    }),
-  ),
+  tool_calls: z.array(recordedToolCallSchema),
   started_at: z.string(),
   duration_ms: z.number(),
   model: z.string().nullable(),
