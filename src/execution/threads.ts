@@ -94,6 +94,11 @@ export class ChatThreads {
     return asked === ALL_PRINCIPALS ? undefined : asked;
   }
 
+  /** Whether `caller` may read and continue a thread `owner` began: its own, or any for an admin or without authentication. */
+  #mayRead(caller: Principal | undefined, owner: string | null): boolean {
+    return caller === undefined || caller.role === 'admin' || owner === caller.id;
+  }
+
   /** A page of `agent`'s threads `caller` may see, newest activity first. */
   list(caller: Principal | undefined, agent: string, opts: ThreadListOptions = {}): Promise<ThreadPage> {
     const principal = this.#owner(caller, opts.principal);
@@ -117,7 +122,7 @@ export class ChatThreads {
     // The thread's owner is its first turn's; the model is given its newest turns.
     const first = await this.#records.firstOfThread(name, conversation);
     if (!first) return [];
-    if (caller !== undefined && caller.role !== 'admin' && first.principal !== caller.id)
+    if (!this.#mayRead(caller, first.principal))
       throw new CaxtonError(
         'forbidden',
         `conversation_id: "${conversation}" is a thread another principal began with agent "${agent}"; start a thread of your own (leave conversation_id out, or give a new one)`,
@@ -135,8 +140,7 @@ export class ChatThreads {
   async get(caller: Principal | undefined, agent: string, conversation: string): Promise<ThreadView> {
     const runs = await this.#log().thread(this.#name(agent), conversation);
     const first = runs[0];
-    const mine = caller === undefined || caller.role === 'admin' || first?.principal === caller.id;
-    if (!first || first.shadow || !mine)
+    if (!first || first.shadow || !this.#mayRead(caller, first.principal))
       throw new CaxtonError('not_found', `agent "${agent}" has no thread "${conversation}"`, {
         agent,
         conversation_id: conversation,
