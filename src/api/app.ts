@@ -15,6 +15,7 @@ import {
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
+import { lazyChild } from './lazy-log.js';
 import { installAuth, type AuthPluginOptions } from '../auth/index.js';
 import { openApiDocument } from './openapi.js';
 import type { Lifecycle } from './routes/system.js';
@@ -94,7 +95,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       const client = clientRequestId(req.headers['x-request-id']);
       if (client !== undefined) {
         req.clientRequestId = client;
-        req.log = req.log.child({ client_request_id: client });
+        req.log = lazyChild(req.log, { client_request_id: client });
       }
     } catch (e) {
       return done(e as Error);
@@ -114,7 +115,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     // The request's own log lines name the span explicitly (the routes hand the trace context on
     // explicitly too); the active context covers what runs inside the handler.
     const sc = span.spanContext();
-    req.log = req.log.child({ trace_id: sc.traceId, span_id: sc.spanId });
+    req.log = lazyChild(req.log, { trace_id: sc.traceId, span_id: sc.spanId });
     withSpan(span, done);
   });
   // Before any route: routes without an access policy are refused as they are registered.
