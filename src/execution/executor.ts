@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
@@ -20,6 +19,7 @@ import {
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { StreamScrubber } from '../shared/stream-scrub.js';
+import { timeOrderedUuid } from '../shared/ids.js';
 import { allowsTool, ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, setupShipper, type LlmSetup } from './deps.js';
 import {
@@ -370,7 +370,7 @@ export class Executor {
 
   /** `ref` is the name the caller gave (NAME@VERSION addresses one version: the record says so). */
   async #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions, ref: string): Promise<AgentResponse> {
-    const id = `exec_${randomUUID()}`;
+    const id = `exec_${timeOrderedUuid()}`;
     if (!this.#tracer && !this.#metrics && !this.#onExecuted && !this.#records)
       return withoutTurns(await this.#run(id, def, req, opts));
     const started = Date.now();
