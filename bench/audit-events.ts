@@ -19,6 +19,7 @@ import { loadServerConfig } from '../src/config/index.js';
 import { createLogger } from '../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
+import { startInvokeFloor } from './lib/invoke-floor.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
@@ -167,21 +168,31 @@ export const auditEventsSuite: Suite = {
     const hw = await startHelloWorld();
     const dirOn = tempDir('caxton-bench-ae-on-');
     const dirOff = tempDir('caxton-bench-ae-off-');
+    const dirFloor = tempDir('caxton-bench-ae-floor-');
+    const floor = await startInvokeFloor(dirFloor.path);
     const on = await startCaxton(dirOn.path, true);
     const off = await startCaxton(dirOff.path, false);
     const runs: Record<string, LoadResult[]> = {
       echo: [],
+      floor: [],
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
       submit_off: [],
     };
-    const ratios: Record<string, number[]> = { invoke_on: [], invoke_off: [], submit_on: [], submit_off: [] };
+    const ratios: Record<string, number[]> = {
+      floor: [],
+      invoke_on: [],
+      invoke_off: [],
+      submit_on: [],
+      submit_off: [],
+    };
     try {
       const go = (url: string, body: string) =>
         load({ url, method: 'POST', headers: JSON_HEADERS, body, duration: SECONDS, connections: CONNECTIONS });
       // Warm every path once.
       await go(`${hw.url}echo`, INVOKE_BODY);
+      await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
       for (const s of [on, off]) {
         await load({
           url: `${s.url}/api/v1/agents/text/invoke`,
@@ -204,6 +215,9 @@ export const auditEventsSuite: Suite = {
         note(`round ${r + 1} of ${ROUNDS}`);
         const echo = await go(`${hw.url}echo`, INVOKE_BODY);
         runs.echo!.push(echo);
+        const fl = await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
+        runs.floor!.push(fl);
+        ratios.floor!.push(fl.req_per_s / echo.req_per_s);
         for (const [name, s] of [
           ['on', on],
           ['off', off],
@@ -219,7 +233,9 @@ export const auditEventsSuite: Suite = {
     } finally {
       await on.close();
       await off.close();
+      await floor.close();
       await hw.close();
+      dirFloor.remove();
       dirOn.remove();
       dirOff.remove();
     }
@@ -231,11 +247,21 @@ export const auditEventsSuite: Suite = {
     const echo = `${fmt(rps('echo'), 0)} req/s fastify JSON echo (median of ${ROUNDS})`;
     const rows: Row[] = [
       {
+        metric: "invoke floor: a minimal fastify server writing an invoke's three rows (bench/lib/invoke-floor.ts)",
+        value: `${fmt(rps('floor'), 0)} req/s (${range('floor')} × echo)`,
+        baseline: echo,
+      },
+      {
         metric: 'context invoke, [audit] and [events] on',
         value: `${fmt(rps('invoke_on'), 0)} req/s (${range('invoke_on')} × echo)`,
         baseline: echo,
         target: `≥ ${CONTEXT_TARGET} × echo`,
         verdict: median(ratios.invoke_on!) >= CONTEXT_TARGET ? 'pass' : 'fail',
+      },
+      {
+        metric: 'context invoke, [audit] and [events] on, against the floor',
+        value: `${fmt(median(ratios.invoke_on!) / median(ratios.floor!))} × the floor`,
+        baseline: `floor ${fmt(rps('floor'), 0)} req/s`,
       },
       {
         metric: 'context invoke, both off',
