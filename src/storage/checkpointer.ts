@@ -47,10 +47,14 @@ try {
   Atomics.notify(done, 0);
   throw e;
 }
+let reported = -Infinity;
 const timer = setInterval(() => {
   try {
     db.pragma('wal_checkpoint(PASSIVE)');
   } catch (e) {
+    // A lasting failure (a full disk) fails every interval: reported once a minute.
+    if (Date.now() - reported < 60000) return;
+    reported = Date.now();
     parentPort.postMessage({ error: String((e && e.message) || e) });
   }
 }, workerData.intervalMs);
