@@ -7,6 +7,10 @@
  *
  * Mastra is installed on first use into a private cache directory (CAXTON_BENCH_MASTRA_DIR, by
  * default ~/.cache/caxton-bench/mastra-VERSION), never into the project's dependencies.
+ *
+ * BENCH_CAXTON_ONLY=1 measures Caxton's sequential latency alone (no Mastra, no cold starts, no
+ * load), the quick loop for its tail; with BENCH_CAXTON_BASELINE=<another build's
+ * dist/cli/main.js> the rounds alternate with that build, the same-run baseline.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
@@ -31,6 +35,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const STARTS = Number(process.env.BENCH_STARTS ?? 5);
 const SEQUENTIAL = Number(process.env.BENCH_QUERIES ?? 1000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CAXTON_ONLY = process.env.BENCH_CAXTON_ONLY === '1';
+const BASELINE_CLI = process.env.BENCH_CAXTON_BASELINE;
 
 const PROJECT: Record<string, string> = {
   'caxton.toml':
@@ -72,9 +78,14 @@ interface Running {
 }
 
 /** Starts one server; resolves once it answered its first request (the cold-start figure). */
-async function start(kind: Kind, mastraDir: string, project: string): Promise<{ server: Running; coldMs: number }> {
+async function start(
+  kind: Kind,
+  mastraDir: string,
+  project: string,
+  cli = CLI,
+): Promise<{ server: Running; coldMs: number }> {
   const t0 = performance.now();
-  const args = kind === 'caxton' ? [CLI, 'serve'] : [MASTRA_SERVER];
+  const args = kind === 'caxton' ? [cli, 'serve'] : [MASTRA_SERVER];
   const child = spawn(process.execPath, args, {
     cwd: project,
     env: { ...process.env, MASTRA_DIR: mastraDir },
@@ -128,6 +139,22 @@ function post(agent: Agent, url: URL, body: Buffer): Promise<void> {
   });
 }
 
+/** SEQUENTIAL requests one after another on one kept-alive connection, after 200 to warm up. */
+async function sequential(url: string, body: string): Promise<{ p50: number; p99: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const target = new URL(url);
+  const bytes = Buffer.from(body);
+  for (let i = 0; i < 200; i++) await post(agent, target, bytes);
+  const lat = new Float64Array(SEQUENTIAL);
+  for (let i = 0; i < SEQUENTIAL; i++) {
+    const t0 = performance.now();
+    await post(agent, target, bytes);
+    lat[i] = performance.now() - t0;
+  }
+  agent.destroy();
+  return summarize(lat);
+}
+
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : Number.NaN;
@@ -177,18 +204,7 @@ async function round(kind: Kind, mastraDir: string, template: string, scratch: s
       [TEXT, f.text_p50, f.text_p99, f.text_rps, f.text_cpu_us],
       [TOOL, f.tool_p50, f.tool_p99, f.tool_rps, f.tool_cpu_us],
     ] as const) {
-      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-      const target = new URL(url);
-      const bytes = Buffer.from(body);
-      for (let i = 0; i < 200; i++) await post(agent, target, bytes);
-      const lat = new Float64Array(SEQUENTIAL);
-      for (let i = 0; i < SEQUENTIAL; i++) {
-        const t0 = performance.now();
-        await post(agent, target, bytes);
-        lat[i] = performance.now() - t0;
-      }
-      agent.destroy();
-      const s = summarize(lat);
+      const s = await sequential(url, body);
       p50.push(s.p50);
       p99.push(s.p99);
       const cpu0 = processCpuSeconds(server.pid);
@@ -214,12 +230,65 @@ async function round(kind: Kind, mastraDir: string, template: string, scratch: s
 
 const med = (xs: number[]): number => summarize(xs).p50;
 
+interface Tail {
+  text_p50: number[];
+  text_p99: number[];
+  tool_p50: number[];
+  tool_p99: number[];
+}
+
+/** BENCH_CAXTON_ONLY: sequential latency of this build, alternated with BENCH_CAXTON_BASELINE's when given. */
+async function caxtonOnly(template: string, scratch: string): ReturnType<Suite['run']> {
+  const builds: [string, string][] = [['this build', CLI]];
+  if (BASELINE_CLI) builds.push(['baseline', BASELINE_CLI]);
+  const figures = builds.map((): Tail => ({ text_p50: [], text_p99: [], tool_p50: [], tool_p99: [] }));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let j = 0; j < builds.length; j++) {
+      const b = r % 2 === 0 ? j : builds.length - 1 - j;
+      note(`round ${r + 1}/${ROUNDS}: ${builds[b]![0]}`);
+      const project = join(scratch, `caxton-${b}-${r}`);
+      cpSync(template, project, { recursive: true });
+      const { server } = await start('caxton', '', project, builds[b]![1]);
+      try {
+        // A moment for what a server starts after its first requests (the WAL checkpoint worker).
+        await new Promise((res) => setTimeout(res, 1500));
+        const f = figures[b]!;
+        for (const [body, p50, p99] of [
+          [TEXT, f.text_p50, f.text_p99],
+          [TOOL, f.tool_p50, f.tool_p99],
+        ] as const) {
+          const s = await sequential(server.url + server.path, body);
+          p50.push(s.p50);
+          p99.push(s.p99);
+        }
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+  const [c, base] = figures;
+  const cell = (f: Tail, k: 'text' | 'tool') =>
+    `${fmt(med(f[`${k}_p50`]))} / ${fmt(med(f[`${k}_p99`]))} ms (${fmt(med(f[`${k}_p99`]) / med(f[`${k}_p50`]))} ×)`;
+  const rows: Row[] = (['text', 'tool'] as const).map((k) => {
+    const ratio = med(c![`${k}_p99`]) / med(c![`${k}_p50`]);
+    return {
+      metric: `${k === 'text' ? 'text answer' : 'one tool call'}, sequential p50 / p99`,
+      value: cell(c!, k),
+      baseline: base ? `baseline build ${cell(base, k)}` : '—',
+      ...(k === 'text' && { target: 'p99 ≤ 2.5 × p50', verdict: ratio <= 2.5 ? 'pass' : 'fail' }),
+    };
+  });
+  const notes = [
+    `Medians of ${ROUNDS} rounds${base ? ', alternated with the baseline build' : ''}; each round: a fresh server, ${SEQUENTIAL} sequential requests per workload (node:http, one kept-alive connection) after 200.`,
+  ];
+  return { rows, notes, raw: { rounds: ROUNDS, caxton: c, baseline: base, baseline_cli: BASELINE_CLI } };
+}
+
 export const mastraSuite: Suite = {
   name: 'mastra',
   description: `Caxton beside Mastra ${MASTRA_VERSION}: same zero-latency model and tool, alternated rounds, per-process figures`,
   async run() {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`);
-    const mastraDir = ensureMastra();
     const tmp = tempDir('caxton-bench-mastra-');
     try {
       const template = join(tmp.path, 'template');
@@ -227,6 +296,8 @@ export const mastraSuite: Suite = {
         mkdirSync(join(template, file, '..'), { recursive: true });
         writeFileSync(join(template, file), text);
       }
+      if (CAXTON_ONLY) return await caxtonOnly(template, tmp.path);
+      const mastraDir = ensureMastra();
       const figures: Record<Kind, Figures> = { caxton: empty(), mastra: empty() };
       for (let r = 0; r < ROUNDS; r++) {
         const order: Kind[] = r % 2 === 0 ? ['caxton', 'mastra'] : ['mastra', 'caxton'];

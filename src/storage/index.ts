@@ -9,6 +9,12 @@ export {
   type Migration,
   type OpenOptions,
 } from './database.js';
+export {
+  checkpointInBackground,
+  CHECKPOINT_INTERVAL_MS,
+  type Checkpointer,
+  type CheckpointerOptions,
+} from './checkpointer.js';
 export { globSql, type SqlDialect } from './glob-sql.js';
 export { Pruner, tableRule, PRUNE_BATCH, type RetentionRule, type PrunerOptions } from './retention.js';
 export {

@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { AGENT_MIGRATIONS } from '../../agents/index.js';
 import { MESSAGING_MIGRATIONS } from '../../messaging/index.js';
 import type { Logger } from '../../observability/index.js';
-import { migrate, openDatabase, storeStartError, type Db } from '../../storage/index.js';
+import { checkpointInBackground, migrate, openDatabase, storeStartError, type Db } from '../../storage/index.js';
 import type { Component } from './component.js';
 
 export interface StorageComponent extends Component {
@@ -22,5 +22,22 @@ export function openStorage(opts: { dataDir: string; logger: Logger }): StorageC
     db.close();
     throw storeStartError(e, join(resolve(opts.dataDir), 'caxton.db'));
   }
-  return { name: 'storage', db, close: () => void db.close() };
+  // Checkpoints on a worker thread, so that no request waits for one (ADR 0076); started once the
+  // server has had a moment to start.
+  const checkpoints = checkpointInBackground(db, {
+    startAfterMs: 1000,
+    onError: (e) =>
+      opts.logger.warn(
+        { err: e },
+        'WAL checkpoint worker: a checkpoint failed, or the worker is gone and the server thread checkpoints again',
+      ),
+  });
+  return {
+    name: 'storage',
+    db,
+    close: () => {
+      checkpoints.close();
+      db.close();
+    },
+  };
 }
