@@ -67,6 +67,27 @@ const metaUrlPlugin = {
   },
 };
 
+/**
+ * zod's `locales` namespace holds the error messages of every language zod ships (about 290 KiB
+ * of the bundle, all of it compiled by every start, as `z` re-exports the namespace). Caxton's
+ * messages are English (`z.locales.en`, src/shared/zod-issues.ts, and zod's own default), so in
+ * the bundle the namespace has `en` only.
+ */
+const zodEnglishOnlyPlugin = {
+  name: 'caxton-zod-english-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => {
+      if (!/[\\/]node_modules[\\/]zod[\\/]v4[\\/]/.test(args.importer)) return undefined;
+      return { path: join(dirname(args.importer), '../locales/en.js'), namespace: 'caxton-zod-locales' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'caxton-zod-locales' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(args.path)};`,
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
 // The previous build's chunks go first: their names change with their contents.
 for (const d of ['cli', 'execution']) {
   for (const f of readdirSync(join(outdir, d))) {
@@ -98,7 +119,7 @@ const common = {
   // all of its 250 KiB, loaded by every start that keeps local spans.
   mainFields: ['module', 'main'],
   external: EXTERNAL,
-  plugins: [metaUrlPlugin],
+  plugins: [metaUrlPlugin, zodEnglishOnlyPlugin],
   // CommonJS packages bundled into ES modules still call require() (node built-ins, externals).
   banner: {
     js: "import { createRequire as __caxtonCreateRequire } from 'node:module';\nconst require = __caxtonCreateRequire(import.meta.url);",

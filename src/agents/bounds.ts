@@ -1,4 +1,4 @@
-import { Lexer } from 'yaml';
+import { yaml } from './yaml.js';
 import { MAX_INPUT_DEPTH, valueDepth } from '../shared/depth.js';
 
 /**
@@ -61,7 +61,7 @@ export function scanYaml(
   let indent = 0;
   let offset = 0;
   let aliases = 0;
-  for (const tok of new Lexer().lex(text)) {
+  for (const tok of new (yaml().Lexer)().lex(text)) {
     if (tok === '\x02' || tok === '\x18' || tok === '\x1f') continue; // the lexer's mode markers, not in the text
     const at = offset;
     offset += tok.length;

@@ -3,7 +3,8 @@
  * Everything here scans the text once, by hand or with anchored, non-backtracking patterns, so a
  * hostile file (a 100,000-space line, thousands of lines) costs linear time.
  */
-import { parseDocument, LineCounter, type Document } from 'yaml';
+import type { Document, LineCounter, parseDocument } from 'yaml';
+import { yaml } from './yaml.js';
 
 export type FrontmatterSplit =
   | { ok: true; yaml: string; body: string; bodyLine: number }
@@ -121,7 +122,7 @@ function parseYaml(text: string, opts: Parameters<typeof parseDocument>[1]): Doc
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    return parseDocument(text, opts);
+    return yaml().parseDocument(text, opts);
   } finally {
     Error.stackTraceLimit = limit;
   }
@@ -227,17 +228,17 @@ export interface FrontmatterYaml {
 
 /** Parses frontmatter YAML strictly, then (on errors) leniently; returns the strict errors when neither works. */
 export function parseFrontmatterYaml(yamlText: string): FrontmatterYaml | { doc: Document; lineCounter: LineCounter } {
-  const lineCounter = new LineCounter();
+  const lineCounter = new (yaml().LineCounter)();
   const strict = parseYaml(yamlText, { ...YAML_OPTS, lineCounter });
   if (!unreadable(strict)) return { doc: strict, lineCounter, changed: [], duplicates: [] };
   const lenient = quoteUnsafePlainScalars(yamlText);
   const text = lenient.changed.length > 0 ? lenient.text : yamlText;
-  const lc2 = new LineCounter();
+  const lc2 = new (yaml().LineCounter)();
   const retry = lenient.changed.length > 0 ? parseYaml(text, { ...YAML_OPTS, lineCounter: lc2 }) : strict;
   if (retry.errors.length === 0) return { doc: retry, lineCounter: lc2, changed: lenient.changed, duplicates: [] };
   if (strict.errors.length === 0) return { doc: strict, lineCounter, changed: [], duplicates: [] };
   if (retry.errors.every((e) => e.code === 'DUPLICATE_KEY')) {
-    const lc3 = new LineCounter();
+    const lc3 = new (yaml().LineCounter)();
     const loose = parseYaml(text, { ...YAML_OPTS, uniqueKeys: false, lineCounter: lc3 });
     if (loose.errors.length === 0) {
       const seen = new Set<string>();

@@ -1,4 +1,5 @@
-import { isMap, isNode, type Document, type LineCounter } from 'yaml';
+import type { Document, LineCounter } from 'yaml';
+import { yaml } from './yaml.js';
 import {
   CLAUDE_MEMORY_SCOPES,
   CLAUDE_MODEL_ALIASES,
@@ -482,6 +483,7 @@ function yamlPosOpt(
 ): { line: number; column: number } | undefined {
   // The frontmatter starts on line 2 of the file (after the opening ---).
   let node: unknown;
+  const { isMap, isNode } = yaml();
   if (path.length === 1 && isMap(doc.contents)) {
     const pair = doc.contents.items.find((p) => isNode(p.key) && (p.key as { value?: unknown }).value === path[0]);
     node = pair?.key;

@@ -22,18 +22,17 @@ import { endWithError, SpanStatusCode, startSpan, traceparentOf } from '../obser
 import { CaxtonError } from '../shared/errors.js';
 import { DEFAULT_WASM_LIMITS } from '../shared/wasm-limits.js';
 import type { ToolRegistry } from '../tools/index.js';
+import { FileAccess } from '../tools/wasm/fs-access.js';
+import { formatLimit, type ToolLimitCaps } from '../tools/wasm/limits.js';
+import { toLimitCaps } from '../tools/wasm/manager-types.js';
+import { OffThreadSandbox } from '../tools/wasm/off-thread.js';
 import {
-  FileAccess,
-  formatLimit,
-  OffThreadSandbox,
   prepareModule,
   WasmSandbox,
   type CallResult,
   type SandboxGrants,
   type SandboxLimits,
-  toLimitCaps,
-  type ToolLimitCaps,
-} from '../tools/wasm/index.js';
+} from '../tools/wasm/sandbox.js';
 import { toolContext } from './run-agent.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, InvokeMessage, ModelTurn, ToolCallRecord } from './types.js';
 

@@ -124,17 +124,22 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
   return db;
 }
 
-/** Applies the migrations not yet recorded. Each component owns its migrations (ids prefixed by component). */
+/**
+ * Applies the migrations not yet recorded, all in one transaction: a component's schema is
+ * created whole or not at all, and a fresh data dir commits once per component, not once per
+ * migration. Each component owns its migrations (ids prefixed by component).
+ */
 export function migrate(db: Db, migrations: readonly Migration[]): void {
   const applied = new Set((db.prepare('SELECT id FROM schema_migrations').all() as { id: string }[]).map((r) => r.id));
+  const pending = migrations.filter((m) => !applied.has(m.id));
+  if (pending.length === 0) return;
   const record = db.prepare('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)');
-  for (const m of migrations) {
-    if (applied.has(m.id)) continue;
-    db.transaction(() => {
+  db.transaction(() => {
+    for (const m of pending) {
       db.exec(m.sql);
       record.run(m.id, new Date().toISOString());
-    })();
-  }
+    }
+  })();
 }
 
 const HEADER = Buffer.from('SQLite format 3\0', 'latin1');

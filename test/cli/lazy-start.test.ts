@@ -3,15 +3,19 @@
  * lists the files the process imports, and each of the bundle's chunks names its inputs in its
  * source map. A start without `[mcp_servers]` answers its first agent request without the MCP SDK
  * or @fastify/swagger; the first POST /mcp and GET /api/v1/openapi.json load them and answer. A
- * configuration that mounts an MCP server loads the SDK at start and lists the server's tools.
+ * configuration that mounts an MCP server loads the SDK at start and lists the server's tools. Nor
+ * does a start import QuickJS (with the first tool server to load) or yaml (with the first Markdown
+ * agent file).
  */
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, repoRoot, startServe, stopServe, tempDir, type ServeProcess } from './helpers/cli.js';
 
 const LAZY = /node_modules\/(@modelcontextprotocol\/sdk|@fastify\/swagger|json-schema-resolver)\//;
+/** Loaded by the first tool server to load, and by the first Markdown agent file read. */
+const FIRST_USE = /node_modules\/(quickjs-emscripten|yaml)\//;
 
 let hooks: string;
 
@@ -24,11 +28,19 @@ beforeAll(() => {
   );
   writeFileSync(
     join(hooks, 'count.mjs'),
-    `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`,
+    // Packages required as CommonJS (yaml) pass no loader hook: the require cache is listed at exit.
+    `import { createRequire, register } from 'node:module';\nimport { appendFileSync } from 'node:fs';\nimport { pathToFileURL } from 'node:url';\nregister('./hooks.mjs', import.meta.url);\nconst require = createRequire(import.meta.url);\nprocess.on('exit', () => appendFileSync(process.env.CAXTON_TEST_MODULES, Object.keys(require.cache).map((f) => pathToFileURL(f).href + '\\n').join('')));\n`,
   );
 });
 
 afterAll(cleanup);
+
+/** The built-in tool servers' names (tools/builtin/NAME/caxton-tool.toml). */
+function builtinNames(): string[] {
+  return readdirSync(join(repoRoot, 'tools/builtin'), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(repoRoot, 'tools/builtin', d.name, 'caxton-tool.toml')))
+    .map((d) => d.name);
+}
 
 /** A project with one scripted-model agent; `extra` is appended to caxton.toml. */
 function project(extra: string[] = []): string {
@@ -72,7 +84,7 @@ async function serve(dir: string): Promise<{ p: ServeProcess; list: string }> {
 }
 
 /** The packages among the inputs of the bundle's chunks (and the external files) imported so far. */
-function lazyPackagesLoaded(list: string): string[] {
+function lazyPackagesLoaded(list: string, lazy = LAZY): string[] {
   const found = new Set<string>();
   for (const url of readFileSync(list, 'utf8').split('\n')) {
     if (!url.startsWith('file:')) continue;
@@ -81,7 +93,7 @@ function lazyPackagesLoaded(list: string): string[] {
       ? (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources
       : [file];
     for (const s of inputs) {
-      const m = LAZY.exec(s);
+      const m = lazy.exec(s);
       if (m) found.add(m[1]!);
     }
   }
@@ -153,5 +165,34 @@ describe('caxton serve: what a start leaves out', () => {
     } finally {
       await stopServe(p, 'SIGTERM', 15_000);
     }
+  }, 120_000);
+
+  it('a start with no tool server to load and TOML agents only imports neither QuickJS nor yaml; a Markdown agent loads yaml', async () => {
+    // Every built-in disabled: no tool server ever loads, so none can have imported QuickJS.
+    const off = builtinNames().flatMap((n) => [`[tools.${n}]`, 'enabled = false']);
+    const { p, list } = await serve(project(off));
+    try {
+      expect(await invoke(p.url)).toBe(200);
+      const r = await fetch(`${p.url}/api/v1/tools`);
+      expect(r.status).toBe(200);
+    } finally {
+      await stopServe(p, 'SIGTERM', 15_000);
+    }
+    // Read after the process has exited, with its CommonJS modules listed.
+    expect(lazyPackagesLoaded(list, FIRST_USE)).toEqual([]);
+
+    const dir = project(off);
+    writeFileSync(
+      join(dir, 'agents', 'notes.md'),
+      '---\nname: notes\ndescription: "takes notes"\n---\n\nAnswer in one line.\n',
+    );
+    const md = await serve(dir);
+    try {
+      const agent = await fetch(`${md.p.url}/api/v1/agents/notes`);
+      expect(agent.status).toBe(200);
+    } finally {
+      await stopServe(md.p, 'SIGTERM', 15_000);
+    }
+    expect(lazyPackagesLoaded(md.list, FIRST_USE)).toEqual(['yaml']);
   }, 120_000);
 });

@@ -5,13 +5,9 @@ import { readScopeOf } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { BUILTIN_GROUP, HOST_GROUP, TOOL_SOURCE_KINDS, type ToolCatalogue } from '../../tools/index.js';
-import {
-  CALL_OUTCOMES,
-  type AuditQuery,
-  type CallOutcome,
-  type ToolAuditReads,
-  type ToolServerManager,
-} from '../../tools/wasm/index.js';
+import type { AuditQuery, ToolAuditReads } from '../../tools/wasm/audit.js';
+import { CALL_OUTCOMES, type CallOutcome } from '../../tools/wasm/errors.js';
+import type { ToolServerManager } from '../../tools/wasm/manager.js';
 import { requestTraceparent } from '../request-trace.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
 

@@ -17,7 +17,8 @@ import { PgEventStore, relayEvents, type Logger } from '../../observability/inde
 import type { EventLog } from '../../observability/events.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { guardConnections } from '../../storage/pg/index.js';
-import { PgToolAudit, PgToolPackageStore } from '../../tools/wasm/index.js';
+import { PgToolAudit } from '../../tools/wasm/pg-tool-audit.js';
+import { PgToolPackageStore } from '../../tools/wasm/pg-tool-packages.js';
 import type { Component } from './component.js';
 
 /** The cluster's shared state in PostgreSQL (`[cluster.state]`): the pool every shared store uses. */

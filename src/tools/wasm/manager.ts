@@ -26,7 +26,8 @@ import { registerWaiting, summaryOf, viewOf, type Entry, type StartJob } from '.
 import type { ToolLimitCaps } from './limits.js';
 import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolManifest } from './manifest.js';
 import { moduleDigest, ToolPackageStore, type StoredToolPackage, type ToolPackageStorePort } from './package-store.js';
-import { WasmToolServer, type ToolServerGrants } from './server.js';
+import type * as ServerModule from './server.js';
+import type { ToolServerGrants, WasmToolServer } from './server.js';
 import {
   toLimitCaps,
   toServerGrants,
@@ -41,6 +42,16 @@ import {
 } from './manager-types.js';
 
 export * from './manager-types.js';
+
+/**
+ * The tool server module, imported by the first server to load rather than by the server's start:
+ * with it comes QuickJS, whose WebAssembly module compiles as it is imported. Every path that
+ * builds a server awaits `loadServerModule()` first.
+ */
+let serverModule: typeof ServerModule | undefined;
+async function loadServerModule(): Promise<typeof ServerModule> {
+  return (serverModule ??= await import('./server.js'));
+}
 
 /** `tools/builtin/` of this installation (src/tools/wasm and dist/tools/wasm are both three levels down). */
 export const DEFAULT_BUILTIN_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/builtin');
@@ -96,7 +107,8 @@ export class ToolServerManager {
     warnings: SourceIssue[],
   ): WasmToolServer {
     const log = this.#opts.logger;
-    return new WasmToolServer(
+    if (!serverModule) throw new Error('the tool server module is imported before a server is built');
+    return new serverModule.WasmToolServer(
       manifest,
       wasm,
       {
@@ -185,7 +197,10 @@ export class ToolServerManager {
 
   /** Runs a start job once, after the name's earlier changes; its waiting tools are released when it ends. */
   #run(job: StartJob): Promise<void> {
-    job.running ??= this.#serial(job.name, () => job.load())
+    job.running ??= this.#serial(job.name, async () => {
+      await loadServerModule();
+      await job.load();
+    })
       .catch((e: unknown) =>
         this.#opts.logger?.error({ tool_server: job.name, err: errText(e) }, 'tool server load failed'),
       )
@@ -408,6 +423,7 @@ export class ToolServerManager {
       }
       if (known && e?.revision === known.revision) return 'unchanged';
       const p = await this.#store.get(name);
+      await loadServerModule();
       if (!p) {
         if (!e) return 'unchanged';
         e.server?.unregister(this.#opts.tools);
@@ -460,6 +476,7 @@ export class ToolServerManager {
       }
       // Read without blocking the event loop: a large module on a slow disk delays this server only.
       const wasm = await readFile(wasmFile);
+      await loadServerModule();
       if (this.#closed) return;
       entry.digest = moduleDigest(wasm);
       entry.module_bytes = wasm.byteLength;
@@ -486,6 +503,7 @@ export class ToolServerManager {
     const { manifest, warnings } = parseToolManifestOrThrow(manifestText, MANIFEST_FILE);
     const name = manifest.name;
     return this.#serial(name, async () => {
+      await loadServerModule();
       const old = this.#entries.get(name);
       if (old?.origin === 'builtin')
         throw new CaxtonError(
