@@ -38,10 +38,10 @@ import {
   undeployedReceiver,
 } from '../bus-rules.js';
 import { SIGNATURE_INVALID } from '../signature.js';
-import type { StoredMessage } from '../store.js';
+import type { DeliveryRow, StoredMessage } from '../store.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { Answer, DeliveryQueue, EngineStep, Outgoing, StepStore } from './ports.js';
-import { iso, notificationOf, StepWork, subscribersOf, type Subscribers } from './step-work.js';
+import { drive, iso, notificationOf, StepWork, subscribersOf, type StepBody, type Subscribers } from './step-work.js';
 
 import type {
   AgentAnswer,
@@ -156,7 +156,13 @@ export class DeliveryEngine {
   }
 
   #send(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
-    return this.#accept(m, hints).catch(this.#callerError);
+    let p: Promise<SubmitResult>;
+    try {
+      p = this.#accept(m, hints);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    return p.catch(this.#callerError);
   }
 
   /** What a sender is told when its send failed (built once: every send is given it). */
@@ -164,12 +170,19 @@ export class DeliveryEngine {
     throw this.#store.callerError(e);
   };
 
-  async #accept(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
+  /** Accepts `m`: a plain call up to the step's commit on a store answering at once. May throw. */
+  #accept(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
     const scope: SendScope | undefined = sendScopeOf(m, hints, this.#o.principals);
     if (!hints.newId) {
-      const stored = await this.#store.getMessage(m.id);
+      const stored = this.#store.getMessage(m.id);
+      if (stored instanceof Promise)
+        return stored.then((found) => (found ? this.#duplicate(found) : this.#acceptNew(m, hints, scope)));
       if (stored) return this.#duplicate(stored);
     }
+    return this.#acceptNew(m, hints, scope);
+  }
+
+  #acceptNew(m: AclMessage, hints: SendHints, scope: SendScope | undefined): Promise<SubmitResult> {
     const backlog = this.#queue.backlog;
     if (backlog >= this.#cfg.max_queue) {
       throw new CaxtonError(
@@ -185,28 +198,35 @@ export class DeliveryEngine {
     if (this.#o.tracer) m = this.#traceRoute(m);
     const decision = this.#o.router.route(m, scope);
     checkReceiverLimits(m, decision);
-    let out: SubmitResult | CaxtonError;
-    let work: StepWork;
-    try {
-      const fresh = hints.newConversation === true;
-      ({ out, work } = await this.#inStep(
-        m.conversation_id,
-        (s, w) => this.#acceptStep(s, m, decision, fresh, w),
-        fresh ? { fresh } : undefined,
-      ));
-    } catch (e) {
-      // Two senders took the same client-chosen id at once: the other one stored it first.
-      if (this.#store.isDuplicateId(e)) {
-        const stored = await this.#store.getMessage(m.id);
-        if (stored) return this.#duplicate(stored);
-      }
-      throw e;
+    const fresh = hints.newConversation === true;
+    return this.#inStep(
+      m.conversation_id,
+      (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w)),
+      fresh ? { fresh } : undefined,
+    ).then(this.#accepted, (e: unknown) => this.#lostRace(e, m));
+  }
+
+  /** Two senders took the same client-chosen id at once: the other one stored it first. */
+  async #lostRace(e: unknown, m: AclMessage): Promise<SubmitResult> {
+    if (this.#store.isDuplicateId(e)) {
+      const stored = await this.#store.getMessage(m.id);
+      if (stored) return this.#duplicate(stored);
     }
+    throw e;
+  }
+
+  /** After an accept step committed: its events go out, its deliveries to the queue (built once). */
+  readonly #accepted = ({ out, work }: { out: SubmitResult | CaxtonError; work: StepWork }): Answer<SubmitResult> => {
     this.#o.emit(work.events);
     // The turn limit was reached: the conversation's end is committed, the message refused.
     if (out instanceof CaxtonError) throw out;
     const handed = this.#queue.publish(work.outgoing);
-    if (handed) await handed;
+    if (handed) return handed.then(() => this.#notify(work, out));
+    return this.#notify(work, out);
+  };
+
+  /** Accepted informs go to their subscribers (counted by `idle`); returns `out`. */
+  #notify(work: StepWork, out: SubmitResult): SubmitResult {
     if (work.notify.length > 0) {
       const subscribers = subscribersOf(this.#store, work.notify);
       if (subscribers) this.#track(this.#forward(work.notify, subscribers));
@@ -245,29 +265,44 @@ export class DeliveryEngine {
     };
   }
 
-  /** One step of a conversation with its effects collected afresh: only the run that committed counts. */
+  /**
+   * One step of a conversation with its effects collected afresh: only the run that committed
+   * counts. On a store answering at once, `fn` runs as a plain call when it returns a value.
+   */
   #inStep<T>(
     id: string,
-    fn: (s: EngineStep, work: StepWork) => Promise<T>,
+    fn: (s: EngineStep, work: StepWork) => Answer<T>,
     opts?: { delivery?: number; fresh?: boolean },
   ): Promise<{ out: T; work: StepWork }> {
+    if (this.#store.inConversationNow) {
+      return this.#store.inConversationNow(
+        id,
+        (s) => {
+          const work = new StepWork();
+          const out = fn(s, work);
+          return out instanceof Promise ? out.then((o) => ({ out: o, work })) : { out, work };
+        },
+        opts,
+      );
+    }
     return this.#store.inConversation(
       id,
       async (s) => {
         const work = new StepWork();
-        return { out: await fn(s, work), work };
+        const out = fn(s, work);
+        return { out: out instanceof Promise ? await out : out, work };
       },
       opts,
     );
   }
 
-  async #acceptStep(
+  *#acceptStep(
     s: EngineStep,
     m: AclMessage,
     decision: RouteDecision,
     fresh: boolean,
     work: StepWork,
-  ): Promise<SubmitResult | CaxtonError> {
+  ): StepBody<SubmitResult | CaxtonError> {
     const now = iso();
     let conv = fresh ? undefined : s.conversation;
     if (conv && isTerminal(conv.state)) {
@@ -284,7 +319,7 @@ export class DeliveryEngine {
       const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
       this.#setState(conv, 'failed', reason, work);
       const saved = s.saveConversation(conv);
-      if (saved) await saved;
+      if (saved) yield saved;
       return new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, {
         conversation_id: conv.id,
         state: 'failed',
@@ -294,11 +329,11 @@ export class DeliveryEngine {
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
     let failure: SubmitResult['failure'];
     const stored = this.#storeMessage(s, conv, m, receivers, now, work);
-    if (stored) await stored;
+    if (stored) yield stored;
     if (!decision.ok) {
       const reply = replyTo(m, PLATFORM, 'failure', { reason: decision.reason, message: decision.message });
       const replied = this.#storeMessage(s, conv, reply, [], now, work);
-      if (replied) await replied;
+      if (replied) yield replied;
       this.#setState(conv, 'failed', decision.message, work);
       failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
     } else if (m.performative === 'cfp' && callsForProposals(conv.protocol)) {
@@ -307,12 +342,13 @@ export class DeliveryEngine {
       if (call) conv.expires_at = iso(Math.min(call.deadline, Date.parse(conv.expires_at ?? iso(call.deadline))));
     }
     if (m.performative === 'cancel' && conv.protocol === 'fipa-subscribe') {
-      await s.deleteSubscription(conv.id);
+      const deleted = s.deleteSubscription(conv.id);
+      if (deleted) yield deleted;
       this.#setState(conv, 'completed', 'cancelled by the subscriber', work);
     }
     if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
     const saved = s.saveConversation(conv);
-    if (saved) await saved;
+    if (saved) yield saved;
     return {
       id: m.id,
       conversation_id: m.conversation_id,
@@ -552,59 +588,73 @@ export class DeliveryEngine {
   }
 
   /** The answer, the row's `done` and what the protocol decided, in one step of the conversation. */
-  async #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
-    const m = d.message;
+  #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
     // Replies continue the delivery's span, so what they cause joins the same trace.
     const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : {};
-    const { out: done, work } = await this.#inStep(
-      m.conversation_id,
-      async (s, work) => {
-        const read = s.delivery(d.id);
-        const row = read instanceof Promise ? await read : read;
-        // Another copy finished it first (a cluster's queue redelivered it while this one ran): its answer stands.
-        if (!row || row.state !== 'pending') return false;
-        const now = iso();
-        const conv = s.conversation;
-        const replies: AclMessage[] = [];
-        if (answer && expectsReply(m.performative)) {
-          // The protocol may put acts before the answer (a request's `agree`): they carry no content.
-          const acts = replyActs(m, answer.performative ?? 'inform');
-          acts.forEach((act, i) =>
-            replies.push(replyTo(m, d.receiver, act, i === acts.length - 1 ? answer.content : '', extra)),
-          );
-        }
-        const set = s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
-        if (set) await set;
-        if (conv) {
-          if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
-          for (const r of replies) {
-            const stored = this.#storeMessage(s, conv, r, [], now, work);
-            if (stored) await stored;
-          }
-          const counted = s.outstanding();
-          const left = counted instanceof Promise ? await counted : counted;
-          const fx = this.#effects(s, conv, work);
-          const next = afterReply(conv, m, replies, left, () => s.messages(), this.#cfg, fx);
-          if (next) await next;
-          if (fx.pending.length > 0) await Promise.all(fx.pending);
-          const saved = s.saveConversation(conv);
-          if (saved) await saved;
-        } else {
-          for (const r of replies) await s.insertMessage(this.#signed(r), []);
-        }
-        return true;
-      },
-      { delivery: d.id },
-    );
-    this.#o.emit(work.events);
-    const handed = this.#publishAfter(work.outgoing);
-    if (handed) await handed;
+    return this.#inStep(d.message.conversation_id, (s, work) => drive(this.#ackStep(s, d, answer, extra, work)), {
+      delivery: d.id,
+    }).then(({ out: done, work }) => {
+      this.#o.emit(work.events);
+      const handed = this.#publishAfter(work.outgoing);
+      if (handed) return handed.then(() => this.#acked(d, done));
+      this.#acked(d, done);
+    });
+  }
+
+  #acked(d: Delivery, done: boolean): void {
     this.#queue.done(d, 'ack');
     if (!done)
       this.#o.log.info?.(
-        { delivery: d.id, message_id: m.id },
+        { delivery: d.id, message_id: d.message.id },
         'a delivery was already acknowledged elsewhere; this answer is dropped',
       );
+  }
+
+  *#ackStep(
+    s: EngineStep,
+    d: Delivery,
+    answer: AgentAnswer,
+    extra: Partial<AclMessage>,
+    work: StepWork,
+  ): StepBody<boolean> {
+    const m = d.message;
+    const read = s.delivery(d.id);
+    const row = (read instanceof Promise ? yield read : read) as DeliveryRow | undefined;
+    // Another copy finished it first (a cluster's queue redelivered it while this one ran): its answer stands.
+    if (!row || row.state !== 'pending') return false;
+    const now = iso();
+    const conv = s.conversation;
+    const replies: AclMessage[] = [];
+    if (answer && expectsReply(m.performative)) {
+      // The protocol may put acts before the answer (a request's `agree`): they carry no content.
+      const acts = replyActs(m, answer.performative ?? 'inform');
+      acts.forEach((act, i) =>
+        replies.push(replyTo(m, d.receiver, act, i === acts.length - 1 ? answer.content : '', extra)),
+      );
+    }
+    const set = s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
+    if (set) yield set;
+    if (conv) {
+      if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
+      for (const r of replies) {
+        const stored = this.#storeMessage(s, conv, r, [], now, work);
+        if (stored) yield stored;
+      }
+      const counted = s.outstanding();
+      const left = (counted instanceof Promise ? yield counted : counted) as number;
+      const fx = this.#effects(s, conv, work);
+      const next = afterReply(conv, m, replies, left, () => s.messages(), this.#cfg, fx);
+      if (next) yield next;
+      if (fx.pending.length > 0) yield Promise.all(fx.pending);
+      const saved = s.saveConversation(conv);
+      if (saved) yield saved;
+    } else {
+      for (const r of replies) {
+        const inserted = s.insertMessage(this.#signed(r), []);
+        if (inserted) yield inserted;
+      }
+    }
+    return true;
   }
 
   async #failed(d: Delivery, e: unknown, traceparent?: string): Promise<DeliveryOutcome> {
