@@ -64,6 +64,8 @@ export type {
 } from './engine-types.js';
 
 const DELIVERED = (): DeliveryOutcome => 'delivered';
+/** What `deliver` returns when the delivery finished within the call. */
+const SETTLED = Promise.resolve();
 
 type Effects = StepEffects & {
   subscribe(original: AclMessage, provider: string): Promise<void>;
@@ -471,42 +473,51 @@ export class DeliveryEngine {
   // ---------------------------------------------------------------- deliver
 
   /** Runs one delivery and finishes it (acknowledged, retried, dead-lettered or rerouted); never rejects. */
-  async deliver(d: Delivery, signal: AbortSignal): Promise<void> {
+  deliver(d: Delivery, signal: AbortSignal): Promise<void> {
+    if (this.#o.tracer) return this.#deliverTraced(d, signal);
+    const t0 = this.#o.metrics ? performance.now() : 0;
+    let out: Answer<DeliveryOutcome>;
+    try {
+      out = this.#attempt(d, signal, undefined);
+    } catch (e) {
+      this.#lost(d, e, undefined);
+      return SETTLED;
+    }
+    if (!(out instanceof Promise)) {
+      this.#measure(d, out, t0);
+      return SETTLED;
+    }
+    return out.then(this.#o.metrics ? (o) => this.#measure(d, o, t0) : undefined, (e: unknown) =>
+      this.#lost(d, e, undefined),
+    );
+  }
+
+  /** `deliver` inside a `message.deliver` span. */
+  async #deliverTraced(d: Delivery, signal: AbortSignal): Promise<void> {
     const m = d.message;
     const t0 = performance.now();
-    const span =
-      this.#o.tracer &&
-      startSpan(
-        this.#o.tracer,
-        `message.deliver ${m.performative}`,
-        m.trace_context?.traceparent,
-        () => ({
-          'caxton.performative': m.performative,
-          'caxton.receiver': d.receiver,
-          'caxton.attempt': d.attempts + 1,
-        }),
-        SpanKind.CONSUMER,
-      );
-    const tp = span ? childTraceparent(span, m.trace_context?.traceparent) : undefined;
+    const span = startSpan(
+      this.#o.tracer!,
+      `message.deliver ${m.performative}`,
+      m.trace_context?.traceparent,
+      () => ({
+        'caxton.performative': m.performative,
+        'caxton.receiver': d.receiver,
+        'caxton.attempt': d.attempts + 1,
+      }),
+      SpanKind.CONSUMER,
+    );
+    const tp = childTraceparent(span, m.trace_context?.traceparent);
     let outcome: DeliveryOutcome;
     try {
-      outcome = await (span ? withSpan(span, () => this.#attempt(d, signal, tp)) : this.#attempt(d, signal, tp));
+      outcome = await withSpan(span, () => this.#attempt(d, signal, tp));
     } catch (e) {
-      if (span) endWithError(span, e);
-      this.#o.log.error(
-        {
-          ...traceLogFields(tp ?? m.trace_context?.traceparent),
-          delivery: d.id,
-          message_id: m.id,
-          err: describeError(e),
-        },
-        'a delivery could not be finished',
-      );
+      endWithError(span, e);
+      this.#lost(d, e, tp);
       return;
     }
-    if (this.#o.metrics && outcome !== 'stopped')
-      this.#o.metrics.message(m.performative, outcome, (performance.now() - t0) / 1000);
-    if (span?.isRecording()) {
+    this.#measure(d, outcome, t0);
+    if (span.isRecording()) {
       span.setAttribute('caxton.outcome', outcome);
       if (outcome === 'dead_letter' || outcome === 'failed')
         span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
@@ -514,32 +525,76 @@ export class DeliveryEngine {
     }
   }
 
+  #measure(d: Delivery, outcome: DeliveryOutcome, t0: number): void {
+    if (this.#o.metrics && outcome !== 'stopped')
+      this.#o.metrics.message(d.message.performative, outcome, (performance.now() - t0) / 1000);
+  }
+
+  #lost(d: Delivery, e: unknown, traceparent: string | undefined): void {
+    this.#o.log.error(
+      {
+        ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent),
+        delivery: d.id,
+        message_id: d.message.id,
+        err: describeError(e),
+      },
+      'a delivery could not be finished',
+    );
+  }
+
   /** One delivery attempt: runs the handler, then acknowledges, retries or dead-letters. */
-  async #attempt(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Promise<DeliveryOutcome> {
-    if (this.#o.signer) {
-      const verified = await this.#verified(d);
-      if (!verified) return 'dead_letter';
-      d = verified;
-    }
+  #attempt(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Answer<DeliveryOutcome> {
+    return this.#o.signer ? this.#attemptVerified(d, signal, traceparent) : this.#run(d, signal, traceparent);
+  }
+
+  async #attemptVerified(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Promise<DeliveryOutcome> {
+    const verified = await this.#verified(d);
+    if (!verified) return 'dead_letter';
+    return this.#run(verified, signal, traceparent);
+  }
+
+  /** The handler's run: a plain call up to the acknowledgement's commit when the handler answers at once. */
+  #run(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Answer<DeliveryOutcome> {
     const m = d.message;
     const entry = this.#o.directory.get(d.receiver);
     const inProcess = this.#handlers.get(d.receiver.toLowerCase());
     if (!entry && !inProcess) return this.#finishing(d, () => this.#reroute(d));
     const ctx: HandlerContext =
       traceparent !== undefined ? { signal, delivery: d, traceparent } : { signal, delivery: d };
-    let answer: AgentAnswer;
+    let r: Promise<AgentAnswer> | AgentAnswer = undefined;
     try {
       // Configuration agents run only for the acts that execute; an in-process handler gets every one.
-      let r: Promise<AgentAnswer> | AgentAnswer = undefined;
       if (inProcess) r = inProcess(m, entry ?? undeployedReceiver(d.receiver), ctx);
       else if (entry && this.#agentHandler && executes(m.performative)) r = this.#agentHandler(m, entry, ctx);
-      answer = r instanceof Promise ? await r : r;
     } catch (e) {
-      if (signal.aborted) return 'stopped'; // the bus is stopping: stays pending, delivered again
-      return this.#finishing(d, () => this.#failed(d, e, traceparent));
+      return this.#handlerFailed(d, e, signal, traceparent);
     }
+    if (r instanceof Promise)
+      return r.then(
+        (answer) => this.#answered(d, answer, signal, traceparent),
+        (e: unknown) => this.#handlerFailed(d, e, signal, traceparent),
+      );
+    return this.#answered(d, r, signal, traceparent);
+  }
+
+  #answered(
+    d: Delivery,
+    answer: AgentAnswer,
+    signal: AbortSignal,
+    traceparent: string | undefined,
+  ): Answer<DeliveryOutcome> {
     if (signal.aborted && !this.#o.running()) return 'stopped';
     return this.#delivered(d, answer, traceparent);
+  }
+
+  #handlerFailed(
+    d: Delivery,
+    e: unknown,
+    signal: AbortSignal,
+    traceparent: string | undefined,
+  ): Answer<DeliveryOutcome> {
+    if (signal.aborted) return 'stopped'; // the bus is stopping: stays pending, delivered again
+    return this.#finishing(d, () => this.#failed(d, e, traceparent));
   }
 
   /** `#finishing` for an answered delivery, without a closure and an async frame per delivery until a write fails. */
