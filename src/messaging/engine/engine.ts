@@ -63,7 +63,6 @@ export type {
   MessageHandler,
 } from './engine-types.js';
 
-const DELIVERED = (): DeliveryOutcome => 'delivered';
 /** What `deliver` returns when the delivery finished within the call. */
 const SETTLED = Promise.resolve();
 
@@ -599,13 +598,20 @@ export class DeliveryEngine {
 
   /** `#finishing` for an answered delivery, without a closure and an async frame per delivery until a write fails. */
   #delivered(d: Delivery, answer: AgentAnswer, traceparent: string | undefined): Promise<DeliveryOutcome> {
-    const p = this.#acknowledge(d, answer, traceparent).then(DELIVERED, (e: unknown): DeliveryOutcome => {
+    // Counted by `idle` until the outcome is written and the queue told (as `#track`, without its promise).
+    this.#background++;
+    return this.#acknowledge(d, answer, traceparent).then(this.#acknowledged, (e: unknown): DeliveryOutcome => {
       this.#queue.unfinished(d, e, () => this.#acknowledge(d, answer, traceparent));
+      this.#untrack();
       return 'stopped';
     });
-    this.#track(p);
-    return p;
   }
+
+  /** `#delivered`'s outcome once the acknowledgement committed (built once). */
+  readonly #acknowledged = (): DeliveryOutcome => {
+    this.#untrack();
+    return 'delivered';
+  };
 
   /**
    * With `[messaging] signing`: the delivery carrying the message as stored, when its signature
