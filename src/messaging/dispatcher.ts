@@ -111,12 +111,10 @@ export class Dispatcher implements LoadView {
       } catch {
         r = undefined;
       }
-      if (r)
-        r.then(
-          () => this.#done(key, lane),
-          () => this.#done(key, lane),
-        );
-      else this.#done(key, lane);
+      if (r) {
+        const done = () => this.#done(key, lane);
+        r.then(done, done);
+      } else this.#done(key, lane);
     }
   }
 

@@ -1,6 +1,6 @@
 import { diskFullError, isDiskFull } from '../storage/index.js';
 import { isTerminal, type Conversation } from './conversation.js';
-import type { DeliveryChange, EngineStep, StepStore } from './engine/ports.js';
+import type { Answer, DeliveryChange, EngineStep, StepStore } from './engine/ports.js';
 import type { GroupCommit, JoinedWrite } from './group-commit.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { endless } from './protocols/index.js';
@@ -84,37 +84,82 @@ export class SqliteSteps implements StepStore {
     );
   }
 
-  async inConversation<T>(id: string, fn: (s: EngineStep) => Promise<T>): Promise<T> {
-    if (this.#locks.has(id)) {
-      let waiting = this.#locks.get(id);
-      if (!waiting) this.#locks.set(id, (waiting = []));
-      // Handed the turn by the step before it (`#release`), in the order they asked.
-      await new Promise<void>((r) => waiting.push(r));
-    } else this.#locks.set(id, null);
+  inConversation<T>(id: string, fn: (s: EngineStep) => Answer<T>): Promise<T> {
+    return this.inConversationNow(id, fn);
+  }
+
+  /**
+   * A step of a free conversation runs within this call, and one that returns its result as a
+   * value holds the conversation only for that call; a step waiting for its turn, or returning a
+   * promise, continues asynchronously. Either way the result is handed back once the commit lands.
+   */
+  inConversationNow<T>(id: string, fn: (s: EngineStep) => Answer<T>): Promise<T> {
+    if (this.#locks.has(id)) return this.#afterTurn(id, fn);
+    this.#locks.set(id, null);
+    const step = new SqliteStep(this, this.#store, id);
+    let out: Answer<T>;
+    try {
+      out = fn(step);
+    } catch (e) {
+      step.undo();
+      this.#release(id);
+      return Promise.reject(e);
+    }
+    if (out instanceof Promise) return this.#finishing(id, step, out);
+    this.#release(id);
+    return this.#committing(step, out);
+  }
+
+  /** Waits for the conversation's turn (handed by the step before it, `#release`, in the order they asked), then runs the step. */
+  async #afterTurn<T>(id: string, fn: (s: EngineStep) => Answer<T>): Promise<T> {
+    let waiting = this.#locks.get(id);
+    if (!waiting) this.#locks.set(id, (waiting = []));
+    await new Promise<void>((r) => waiting.push(r));
     const step = new SqliteStep(this, this.#store, id);
     let out: T;
     try {
-      out = await fn(step);
+      const r = fn(step);
+      out = r instanceof Promise ? await r : r;
     } catch (e) {
       step.undo();
       throw e;
     } finally {
       this.#release(id);
     }
-    // The batch's one promise: what failed in it (a full disk) is named per step.
-    let failed;
+    return this.#committing(step, out);
+  }
+
+  /** The rest of a step that returned a promise: the conversation is held until it settles. */
+  async #finishing<T>(id: string, step: SqliteStep, pending: Promise<T>): Promise<T> {
+    let out: T;
     try {
-      failed = await this.#commit.join(step);
+      out = await pending;
     } catch (e) {
       step.undo();
       throw e;
+    } finally {
+      this.#release(id);
     }
-    if (failed?.has(step)) {
-      step.undo();
-      throw failed.get(step);
-    }
-    step.done();
-    return out;
+    return this.#committing(step, out);
+  }
+
+  /** `out` once the step's writes committed; a step whose commit failed (a full disk) is undone and fails. */
+  #committing<T>(step: SqliteStep, out: T): Promise<T> {
+    // The batch's one promise: what failed in it is named per step.
+    return this.#commit.join(step).then(
+      (failed) => {
+        if (failed?.has(step)) {
+          step.undo();
+          throw failed.get(step);
+        }
+        step.done();
+        return out;
+      },
+      (e: unknown) => {
+        step.undo();
+        throw e;
+      },
+    );
   }
 
   /** The conversation's next waiting step runs, or nothing holds it any more. */

@@ -1,9 +1,11 @@
 /**
  * The SQLite step store under the delivery engine, over a real SQLite file: a step answers its
  * reads and writes at once (no promise, so the engine never suspends for them), its writes land
- * with its commit, and a step that touches several delivery rows keeps each one apart.
+ * with its commit, and a step that touches several delivery rows keeps each one apart. A step
+ * returning a value runs within the call (`inConversationNow`); `drive` runs a step body that way.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { drive, type StepBody } from '../../src/messaging/engine/step-work.js';
 import { GroupCommit } from '../../src/messaging/group-commit.js';
 import {
   MESSAGING_MIGRATIONS,
@@ -12,7 +14,7 @@ import {
   type ConversationId,
   type MessageId,
 } from '../../src/messaging/index.js';
-import { MessageStore } from '../../src/messaging/store.js';
+import { MessageStore, type DeliveryRow } from '../../src/messaging/store.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { aclMessage } from './helpers.js';
@@ -133,5 +135,90 @@ describe('SqliteSteps', () => {
     await steps.inConversation(conv, async (s) => {
       expect((await s.messages()).map((x) => x.message.id)).toEqual(['msg_a', 'msg_b']);
     });
+  });
+
+  it('runs a step that returns a value within the call, and the next step of its conversation after it', async () => {
+    const m = aclMessage({ receivers: ['a'] });
+    const order: string[] = [];
+    const first = steps.inConversationNow(m.conversation_id, (s) => {
+      order.push('first');
+      void s.insertMessage(m, ['a']);
+      void s.saveConversation(conversation(m.conversation_id));
+      return s.insertDelivery(m.id, 'a', NOW) as number;
+    });
+    // Ran already; its commit has not landed yet.
+    expect(order).toEqual(['first']);
+    expect(store.getMessage(m.id)).toBeUndefined();
+    let inner = 0;
+    const holding = steps.inConversationNow(m.conversation_id, async () => {
+      order.push('holding');
+      await new Promise((r) => setTimeout(r, 10));
+      inner++;
+      return 'held';
+    });
+    // The conversation is held by a step that returned a promise: the next one waits its turn.
+    const after = steps.inConversationNow(m.conversation_id, (s) => {
+      order.push('after');
+      expect(inner).toBe(1);
+      return (s.delivery(1) as DeliveryRow | undefined)?.state;
+    });
+    expect(order).toEqual(['first', 'holding']);
+    const id = await first;
+    expect(store.getDelivery(id)).toMatchObject({ state: 'pending', receiver: 'a' });
+    await expect(holding).resolves.toBe('held');
+    await expect(after).resolves.toBe('pending');
+    expect(order).toEqual(['first', 'holding', 'after']);
+  });
+
+  it('undoes a step that throws within the call: nothing of it is written or kept', async () => {
+    const conv = 'conv_throw' as ConversationId;
+    const m = { ...aclMessage({ conversation_id: conv } as never), conversation_id: conv };
+    await expect(
+      steps.inConversationNow(conv, (s) => {
+        void s.insertMessage(m, []);
+        void s.insertDelivery(m.id, 'a', NOW);
+        void s.saveConversation(conversation(conv));
+        throw new Error('refused');
+      }),
+    ).rejects.toThrow('refused');
+    expect(steps.outstanding(conv)).toBe(0);
+    expect(steps.conversation(conv)).toBeUndefined();
+    // The conversation is free again, and the store holds nothing of the failed step.
+    await steps.inConversationNow(conv, (s) => {
+      expect(s.conversation).toBeUndefined();
+      return undefined;
+    });
+    expect(store.getMessage(m.id)).toBeUndefined();
+  });
+});
+
+describe('drive', () => {
+  it('runs a body whose answers are values as one call, and continues after a promise', async () => {
+    function* body(answers: unknown[]): StepBody<unknown[]> {
+      const got: unknown[] = [];
+      for (const a of answers) got.push(yield a);
+      return got;
+    }
+    expect(drive(body([1, 'two', undefined]))).toEqual([1, 'two', undefined]);
+    const later = drive(body([1, Promise.resolve(2), 3]));
+    expect(later).toBeInstanceOf(Promise);
+    await expect(later).resolves.toEqual([1, 2, 3]);
+  });
+
+  it('throws a rejected answer where the body yielded it', async () => {
+    function* body(): StepBody<string> {
+      try {
+        yield Promise.reject(new Error('store away'));
+        return 'not reached';
+      } catch (e) {
+        const next = yield Promise.resolve('after');
+        return `${(e as Error).message}, then ${String(next)}`;
+      }
+    }
+    await expect(drive(body())).resolves.toBe('store away, then after');
+    function* uncaught(): StepBody<void> {
+      yield Promise.reject(new Error('refused'));
+    }
+    await expect(drive(uncaught())).rejects.toThrow('refused');
   });
 });

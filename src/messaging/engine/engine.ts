@@ -38,10 +38,10 @@ import {
   undeployedReceiver,
 } from '../bus-rules.js';
 import { SIGNATURE_INVALID } from '../signature.js';
-import type { StoredMessage } from '../store.js';
+import type { DeliveryRow, StoredMessage } from '../store.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { Answer, DeliveryQueue, EngineStep, Outgoing, StepStore } from './ports.js';
-import { iso, notificationOf, StepWork, subscribersOf, type Subscribers } from './step-work.js';
+import { drive, iso, notificationOf, StepWork, subscribersOf, type StepBody, type Subscribers } from './step-work.js';
 
 import type {
   AgentAnswer,
@@ -63,7 +63,8 @@ export type {
   MessageHandler,
 } from './engine-types.js';
 
-const DELIVERED = (): DeliveryOutcome => 'delivered';
+/** What `deliver` returns when the delivery finished within the call. */
+const SETTLED = Promise.resolve();
 
 type Effects = StepEffects & {
   subscribe(original: AclMessage, provider: string): Promise<void>;
@@ -156,7 +157,13 @@ export class DeliveryEngine {
   }
 
   #send(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
-    return this.#accept(m, hints).catch(this.#callerError);
+    let p: Promise<SubmitResult>;
+    try {
+      p = this.#accept(m, hints);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    return p.catch(this.#callerError);
   }
 
   /** What a sender is told when its send failed (built once: every send is given it). */
@@ -164,12 +171,19 @@ export class DeliveryEngine {
     throw this.#store.callerError(e);
   };
 
-  async #accept(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
+  /** Accepts `m`: a plain call up to the step's commit on a store answering at once. May throw. */
+  #accept(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
     const scope: SendScope | undefined = sendScopeOf(m, hints, this.#o.principals);
     if (!hints.newId) {
-      const stored = await this.#store.getMessage(m.id);
+      const stored = this.#store.getMessage(m.id);
+      if (stored instanceof Promise)
+        return stored.then((found) => (found ? this.#duplicate(found) : this.#acceptNew(m, hints, scope)));
       if (stored) return this.#duplicate(stored);
     }
+    return this.#acceptNew(m, hints, scope);
+  }
+
+  #acceptNew(m: AclMessage, hints: SendHints, scope: SendScope | undefined): Promise<SubmitResult> {
     const backlog = this.#queue.backlog;
     if (backlog >= this.#cfg.max_queue) {
       throw new CaxtonError(
@@ -185,28 +199,35 @@ export class DeliveryEngine {
     if (this.#o.tracer) m = this.#traceRoute(m);
     const decision = this.#o.router.route(m, scope);
     checkReceiverLimits(m, decision);
-    let out: SubmitResult | CaxtonError;
-    let work: StepWork;
-    try {
-      const fresh = hints.newConversation === true;
-      ({ out, work } = await this.#inStep(
-        m.conversation_id,
-        (s, w) => this.#acceptStep(s, m, decision, fresh, w),
-        fresh ? { fresh } : undefined,
-      ));
-    } catch (e) {
-      // Two senders took the same client-chosen id at once: the other one stored it first.
-      if (this.#store.isDuplicateId(e)) {
-        const stored = await this.#store.getMessage(m.id);
-        if (stored) return this.#duplicate(stored);
-      }
-      throw e;
+    const fresh = hints.newConversation === true;
+    return this.#inStep(
+      m.conversation_id,
+      (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w)),
+      fresh ? { fresh } : undefined,
+    ).then(this.#accepted, (e: unknown) => this.#lostRace(e, m));
+  }
+
+  /** Two senders took the same client-chosen id at once: the other one stored it first. */
+  async #lostRace(e: unknown, m: AclMessage): Promise<SubmitResult> {
+    if (this.#store.isDuplicateId(e)) {
+      const stored = await this.#store.getMessage(m.id);
+      if (stored) return this.#duplicate(stored);
     }
+    throw e;
+  }
+
+  /** After an accept step committed: its events go out, its deliveries to the queue (built once). */
+  readonly #accepted = ({ out, work }: { out: SubmitResult | CaxtonError; work: StepWork }): Answer<SubmitResult> => {
     this.#o.emit(work.events);
     // The turn limit was reached: the conversation's end is committed, the message refused.
     if (out instanceof CaxtonError) throw out;
     const handed = this.#queue.publish(work.outgoing);
-    if (handed) await handed;
+    if (handed) return handed.then(() => this.#notify(work, out));
+    return this.#notify(work, out);
+  };
+
+  /** Accepted informs go to their subscribers (counted by `idle`); returns `out`. */
+  #notify(work: StepWork, out: SubmitResult): SubmitResult {
     if (work.notify.length > 0) {
       const subscribers = subscribersOf(this.#store, work.notify);
       if (subscribers) this.#track(this.#forward(work.notify, subscribers));
@@ -245,29 +266,44 @@ export class DeliveryEngine {
     };
   }
 
-  /** One step of a conversation with its effects collected afresh: only the run that committed counts. */
+  /**
+   * One step of a conversation with its effects collected afresh: only the run that committed
+   * counts. On a store answering at once, `fn` runs as a plain call when it returns a value.
+   */
   #inStep<T>(
     id: string,
-    fn: (s: EngineStep, work: StepWork) => Promise<T>,
+    fn: (s: EngineStep, work: StepWork) => Answer<T>,
     opts?: { delivery?: number; fresh?: boolean },
   ): Promise<{ out: T; work: StepWork }> {
+    if (this.#store.inConversationNow) {
+      return this.#store.inConversationNow(
+        id,
+        (s) => {
+          const work = new StepWork();
+          const out = fn(s, work);
+          return out instanceof Promise ? out.then((o) => ({ out: o, work })) : { out, work };
+        },
+        opts,
+      );
+    }
     return this.#store.inConversation(
       id,
       async (s) => {
         const work = new StepWork();
-        return { out: await fn(s, work), work };
+        const out = fn(s, work);
+        return { out: out instanceof Promise ? await out : out, work };
       },
       opts,
     );
   }
 
-  async #acceptStep(
+  *#acceptStep(
     s: EngineStep,
     m: AclMessage,
     decision: RouteDecision,
     fresh: boolean,
     work: StepWork,
-  ): Promise<SubmitResult | CaxtonError> {
+  ): StepBody<SubmitResult | CaxtonError> {
     const now = iso();
     let conv = fresh ? undefined : s.conversation;
     if (conv && isTerminal(conv.state)) {
@@ -284,7 +320,7 @@ export class DeliveryEngine {
       const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
       this.#setState(conv, 'failed', reason, work);
       const saved = s.saveConversation(conv);
-      if (saved) await saved;
+      if (saved) yield saved;
       return new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, {
         conversation_id: conv.id,
         state: 'failed',
@@ -294,11 +330,11 @@ export class DeliveryEngine {
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
     let failure: SubmitResult['failure'];
     const stored = this.#storeMessage(s, conv, m, receivers, now, work);
-    if (stored) await stored;
+    if (stored) yield stored;
     if (!decision.ok) {
       const reply = replyTo(m, PLATFORM, 'failure', { reason: decision.reason, message: decision.message });
       const replied = this.#storeMessage(s, conv, reply, [], now, work);
-      if (replied) await replied;
+      if (replied) yield replied;
       this.#setState(conv, 'failed', decision.message, work);
       failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
     } else if (m.performative === 'cfp' && callsForProposals(conv.protocol)) {
@@ -307,12 +343,13 @@ export class DeliveryEngine {
       if (call) conv.expires_at = iso(Math.min(call.deadline, Date.parse(conv.expires_at ?? iso(call.deadline))));
     }
     if (m.performative === 'cancel' && conv.protocol === 'fipa-subscribe') {
-      await s.deleteSubscription(conv.id);
+      const deleted = s.deleteSubscription(conv.id);
+      if (deleted) yield deleted;
       this.#setState(conv, 'completed', 'cancelled by the subscriber', work);
     }
     if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
     const saved = s.saveConversation(conv);
-    if (saved) await saved;
+    if (saved) yield saved;
     return {
       id: m.id,
       conversation_id: m.conversation_id,
@@ -435,42 +472,51 @@ export class DeliveryEngine {
   // ---------------------------------------------------------------- deliver
 
   /** Runs one delivery and finishes it (acknowledged, retried, dead-lettered or rerouted); never rejects. */
-  async deliver(d: Delivery, signal: AbortSignal): Promise<void> {
+  deliver(d: Delivery, signal: AbortSignal): Promise<void> {
+    if (this.#o.tracer) return this.#deliverTraced(d, signal);
+    const t0 = this.#o.metrics ? performance.now() : 0;
+    let out: Answer<DeliveryOutcome>;
+    try {
+      out = this.#attempt(d, signal, undefined);
+    } catch (e) {
+      this.#lost(d, e, undefined);
+      return SETTLED;
+    }
+    if (!(out instanceof Promise)) {
+      this.#measure(d, out, t0);
+      return SETTLED;
+    }
+    return out.then(this.#o.metrics ? (o) => this.#measure(d, o, t0) : undefined, (e: unknown) =>
+      this.#lost(d, e, undefined),
+    );
+  }
+
+  /** `deliver` inside a `message.deliver` span. */
+  async #deliverTraced(d: Delivery, signal: AbortSignal): Promise<void> {
     const m = d.message;
     const t0 = performance.now();
-    const span =
-      this.#o.tracer &&
-      startSpan(
-        this.#o.tracer,
-        `message.deliver ${m.performative}`,
-        m.trace_context?.traceparent,
-        () => ({
-          'caxton.performative': m.performative,
-          'caxton.receiver': d.receiver,
-          'caxton.attempt': d.attempts + 1,
-        }),
-        SpanKind.CONSUMER,
-      );
-    const tp = span ? childTraceparent(span, m.trace_context?.traceparent) : undefined;
+    const span = startSpan(
+      this.#o.tracer!,
+      `message.deliver ${m.performative}`,
+      m.trace_context?.traceparent,
+      () => ({
+        'caxton.performative': m.performative,
+        'caxton.receiver': d.receiver,
+        'caxton.attempt': d.attempts + 1,
+      }),
+      SpanKind.CONSUMER,
+    );
+    const tp = childTraceparent(span, m.trace_context?.traceparent);
     let outcome: DeliveryOutcome;
     try {
-      outcome = await (span ? withSpan(span, () => this.#attempt(d, signal, tp)) : this.#attempt(d, signal, tp));
+      outcome = await withSpan(span, () => this.#attempt(d, signal, tp));
     } catch (e) {
-      if (span) endWithError(span, e);
-      this.#o.log.error(
-        {
-          ...traceLogFields(tp ?? m.trace_context?.traceparent),
-          delivery: d.id,
-          message_id: m.id,
-          err: describeError(e),
-        },
-        'a delivery could not be finished',
-      );
+      endWithError(span, e);
+      this.#lost(d, e, tp);
       return;
     }
-    if (this.#o.metrics && outcome !== 'stopped')
-      this.#o.metrics.message(m.performative, outcome, (performance.now() - t0) / 1000);
-    if (span?.isRecording()) {
+    this.#measure(d, outcome, t0);
+    if (span.isRecording()) {
       span.setAttribute('caxton.outcome', outcome);
       if (outcome === 'dead_letter' || outcome === 'failed')
         span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
@@ -478,43 +524,94 @@ export class DeliveryEngine {
     }
   }
 
+  #measure(d: Delivery, outcome: DeliveryOutcome, t0: number): void {
+    if (this.#o.metrics && outcome !== 'stopped')
+      this.#o.metrics.message(d.message.performative, outcome, (performance.now() - t0) / 1000);
+  }
+
+  #lost(d: Delivery, e: unknown, traceparent: string | undefined): void {
+    this.#o.log.error(
+      {
+        ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent),
+        delivery: d.id,
+        message_id: d.message.id,
+        err: describeError(e),
+      },
+      'a delivery could not be finished',
+    );
+  }
+
   /** One delivery attempt: runs the handler, then acknowledges, retries or dead-letters. */
-  async #attempt(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Promise<DeliveryOutcome> {
-    if (this.#o.signer) {
-      const verified = await this.#verified(d);
-      if (!verified) return 'dead_letter';
-      d = verified;
-    }
+  #attempt(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Answer<DeliveryOutcome> {
+    return this.#o.signer ? this.#attemptVerified(d, signal, traceparent) : this.#run(d, signal, traceparent);
+  }
+
+  async #attemptVerified(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Promise<DeliveryOutcome> {
+    const verified = await this.#verified(d);
+    if (!verified) return 'dead_letter';
+    return this.#run(verified, signal, traceparent);
+  }
+
+  /** The handler's run: a plain call up to the acknowledgement's commit when the handler answers at once. */
+  #run(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Answer<DeliveryOutcome> {
     const m = d.message;
     const entry = this.#o.directory.get(d.receiver);
     const inProcess = this.#handlers.get(d.receiver.toLowerCase());
     if (!entry && !inProcess) return this.#finishing(d, () => this.#reroute(d));
     const ctx: HandlerContext =
       traceparent !== undefined ? { signal, delivery: d, traceparent } : { signal, delivery: d };
-    let answer: AgentAnswer;
+    let r: Promise<AgentAnswer> | AgentAnswer = undefined;
     try {
       // Configuration agents run only for the acts that execute; an in-process handler gets every one.
-      let r: Promise<AgentAnswer> | AgentAnswer = undefined;
       if (inProcess) r = inProcess(m, entry ?? undeployedReceiver(d.receiver), ctx);
       else if (entry && this.#agentHandler && executes(m.performative)) r = this.#agentHandler(m, entry, ctx);
-      answer = r instanceof Promise ? await r : r;
     } catch (e) {
-      if (signal.aborted) return 'stopped'; // the bus is stopping: stays pending, delivered again
-      return this.#finishing(d, () => this.#failed(d, e, traceparent));
+      return this.#handlerFailed(d, e, signal, traceparent);
     }
+    if (r instanceof Promise)
+      return r.then(
+        (answer) => this.#answered(d, answer, signal, traceparent),
+        (e: unknown) => this.#handlerFailed(d, e, signal, traceparent),
+      );
+    return this.#answered(d, r, signal, traceparent);
+  }
+
+  #answered(
+    d: Delivery,
+    answer: AgentAnswer,
+    signal: AbortSignal,
+    traceparent: string | undefined,
+  ): Answer<DeliveryOutcome> {
     if (signal.aborted && !this.#o.running()) return 'stopped';
     return this.#delivered(d, answer, traceparent);
   }
 
+  #handlerFailed(
+    d: Delivery,
+    e: unknown,
+    signal: AbortSignal,
+    traceparent: string | undefined,
+  ): Answer<DeliveryOutcome> {
+    if (signal.aborted) return 'stopped'; // the bus is stopping: stays pending, delivered again
+    return this.#finishing(d, () => this.#failed(d, e, traceparent));
+  }
+
   /** `#finishing` for an answered delivery, without a closure and an async frame per delivery until a write fails. */
   #delivered(d: Delivery, answer: AgentAnswer, traceparent: string | undefined): Promise<DeliveryOutcome> {
-    const p = this.#acknowledge(d, answer, traceparent).then(DELIVERED, (e: unknown): DeliveryOutcome => {
+    // Counted by `idle` until the outcome is written and the queue told (as `#track`, without its promise).
+    this.#background++;
+    return this.#acknowledge(d, answer, traceparent).then(this.#acknowledged, (e: unknown): DeliveryOutcome => {
       this.#queue.unfinished(d, e, () => this.#acknowledge(d, answer, traceparent));
+      this.#untrack();
       return 'stopped';
     });
-    this.#track(p);
-    return p;
   }
+
+  /** `#delivered`'s outcome once the acknowledgement committed (built once). */
+  readonly #acknowledged = (): DeliveryOutcome => {
+    this.#untrack();
+    return 'delivered';
+  };
 
   /**
    * With `[messaging] signing`: the delivery carrying the message as stored, when its signature
@@ -552,59 +649,73 @@ export class DeliveryEngine {
   }
 
   /** The answer, the row's `done` and what the protocol decided, in one step of the conversation. */
-  async #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
-    const m = d.message;
+  #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
     // Replies continue the delivery's span, so what they cause joins the same trace.
     const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : {};
-    const { out: done, work } = await this.#inStep(
-      m.conversation_id,
-      async (s, work) => {
-        const read = s.delivery(d.id);
-        const row = read instanceof Promise ? await read : read;
-        // Another copy finished it first (a cluster's queue redelivered it while this one ran): its answer stands.
-        if (!row || row.state !== 'pending') return false;
-        const now = iso();
-        const conv = s.conversation;
-        const replies: AclMessage[] = [];
-        if (answer && expectsReply(m.performative)) {
-          // The protocol may put acts before the answer (a request's `agree`): they carry no content.
-          const acts = replyActs(m, answer.performative ?? 'inform');
-          acts.forEach((act, i) =>
-            replies.push(replyTo(m, d.receiver, act, i === acts.length - 1 ? answer.content : '', extra)),
-          );
-        }
-        const set = s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
-        if (set) await set;
-        if (conv) {
-          if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
-          for (const r of replies) {
-            const stored = this.#storeMessage(s, conv, r, [], now, work);
-            if (stored) await stored;
-          }
-          const counted = s.outstanding();
-          const left = counted instanceof Promise ? await counted : counted;
-          const fx = this.#effects(s, conv, work);
-          const next = afterReply(conv, m, replies, left, () => s.messages(), this.#cfg, fx);
-          if (next) await next;
-          if (fx.pending.length > 0) await Promise.all(fx.pending);
-          const saved = s.saveConversation(conv);
-          if (saved) await saved;
-        } else {
-          for (const r of replies) await s.insertMessage(this.#signed(r), []);
-        }
-        return true;
-      },
-      { delivery: d.id },
-    );
-    this.#o.emit(work.events);
-    const handed = this.#publishAfter(work.outgoing);
-    if (handed) await handed;
+    return this.#inStep(d.message.conversation_id, (s, work) => drive(this.#ackStep(s, d, answer, extra, work)), {
+      delivery: d.id,
+    }).then(({ out: done, work }) => {
+      this.#o.emit(work.events);
+      const handed = this.#publishAfter(work.outgoing);
+      if (handed) return handed.then(() => this.#acked(d, done));
+      this.#acked(d, done);
+    });
+  }
+
+  #acked(d: Delivery, done: boolean): void {
     this.#queue.done(d, 'ack');
     if (!done)
       this.#o.log.info?.(
-        { delivery: d.id, message_id: m.id },
+        { delivery: d.id, message_id: d.message.id },
         'a delivery was already acknowledged elsewhere; this answer is dropped',
       );
+  }
+
+  *#ackStep(
+    s: EngineStep,
+    d: Delivery,
+    answer: AgentAnswer,
+    extra: Partial<AclMessage>,
+    work: StepWork,
+  ): StepBody<boolean> {
+    const m = d.message;
+    const read = s.delivery(d.id);
+    const row = (read instanceof Promise ? yield read : read) as DeliveryRow | undefined;
+    // Another copy finished it first (a cluster's queue redelivered it while this one ran): its answer stands.
+    if (!row || row.state !== 'pending') return false;
+    const now = iso();
+    const conv = s.conversation;
+    const replies: AclMessage[] = [];
+    if (answer && expectsReply(m.performative)) {
+      // The protocol may put acts before the answer (a request's `agree`): they carry no content.
+      const acts = replyActs(m, answer.performative ?? 'inform');
+      acts.forEach((act, i) =>
+        replies.push(replyTo(m, d.receiver, act, i === acts.length - 1 ? answer.content : '', extra)),
+      );
+    }
+    const set = s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
+    if (set) yield set;
+    if (conv) {
+      if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
+      for (const r of replies) {
+        const stored = this.#storeMessage(s, conv, r, [], now, work);
+        if (stored) yield stored;
+      }
+      const counted = s.outstanding();
+      const left = (counted instanceof Promise ? yield counted : counted) as number;
+      const fx = this.#effects(s, conv, work);
+      const next = afterReply(conv, m, replies, left, () => s.messages(), this.#cfg, fx);
+      if (next) yield next;
+      if (fx.pending.length > 0) yield Promise.all(fx.pending);
+      const saved = s.saveConversation(conv);
+      if (saved) yield saved;
+    } else {
+      for (const r of replies) {
+        const inserted = s.insertMessage(this.#signed(r), []);
+        if (inserted) yield inserted;
+      }
+    }
+    return true;
   }
 
   async #failed(d: Delivery, e: unknown, traceparent?: string): Promise<DeliveryOutcome> {

@@ -72,6 +72,17 @@ export interface StepStore {
     step: (s: EngineStep) => Promise<T>,
     opts?: { delivery?: number; fresh?: boolean },
   ): Promise<T>;
+  /**
+   * Only on a store whose steps answer every read and write at once (SQLite on one node):
+   * `inConversation` for a step that may return its result as a value. When the conversation is
+   * free, the step runs within this call, up to the queueing of its commit, so the one promise it
+   * costs is its commit's.
+   */
+  inConversationNow?<T>(
+    id: string,
+    step: (s: EngineStep) => Answer<T>,
+    opts?: { delivery?: number; fresh?: boolean },
+  ): Promise<T>;
   /** Runs `step` on up to `limit` open conversations whose deadline passed, each in its own step. */
   expired(
     now: string,

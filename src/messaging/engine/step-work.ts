@@ -5,7 +5,7 @@
 import type { BusEvent } from '../events.js';
 import { newMessageId, type AclMessage, type ConversationId, type MessageId } from '../message.js';
 import type { SubscriptionRow } from '../store.js';
-import type { Outgoing, StepStore } from './ports.js';
+import type { Answer, Outgoing, StepStore } from './ports.js';
 
 let isoAt = NaN;
 let isoText = '';
@@ -23,6 +23,46 @@ export class StepWork {
   readonly outgoing: Outgoing[] = [];
   readonly events: BusEvent[] = [];
   readonly notify: AclMessage[] = [];
+}
+
+/**
+ * A step's body as a generator: it yields each answer of the store that is a promise (or may be
+ * one) and is resumed with its value. Written once for both stores, it runs as one plain call on a
+ * store answering at once.
+ */
+export type StepBody<T> = Generator<unknown, T, unknown>;
+
+/**
+ * Runs a step body: resumed at once with a value, so on a store that answers at once the step
+ * allocates no promise and never suspends. From the first promise on, it continues asynchronously.
+ */
+export function drive<T>(body: StepBody<T>): Answer<T> {
+  let r = body.next();
+  while (!r.done) {
+    if (r.value instanceof Promise) return driveLater(body, r.value);
+    r = body.next(r.value);
+  }
+  return r.value;
+}
+
+async function driveLater<T>(body: StepBody<T>, first: Promise<unknown>): Promise<T> {
+  let next: unknown = first;
+  for (;;) {
+    let value: unknown = next;
+    let failed = false;
+    if (next instanceof Promise) {
+      try {
+        value = await next;
+      } catch (e) {
+        failed = true;
+        value = e;
+      }
+    }
+    // A rejected answer is thrown where the body yielded it.
+    const r = failed ? body.throw(value) : body.next(value);
+    if (r.done) return r.value;
+    next = r.value;
+  }
 }
 
 /** The subscribers of each inform in turn: a list, or a promise of one from a store that answers later. */
