@@ -131,9 +131,13 @@ consumer = "${names.consumer}"
   const log = join(dir, 'serve.log');
   const fd = openSync(log, 'a');
   const profile = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
+  // Node's own flags for every node (BENCH_CLUSTER_NODE_ARGS, space-separated): e.g. a larger young
+  // generation, to see what the nodes' garbage collection costs.
+  const nodeArgs = (process.env.BENCH_CLUSTER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
   const child = spawn(
     process.execPath,
     [
+      ...nodeArgs,
       ...profile,
       CAXTON_MAIN,
       'serve',

@@ -321,13 +321,18 @@ export class PgMessageStore extends PgMessageSweeps {
   }
 
   /** The count of pending deliveries of the conversations `where` matches (`= 'id'`), per conversation with `grouped`. */
-  // Driven from the conversation's messages (LATERAL: a nested loop on deliveries_message);
-  // planned from deliveries_open instead, it visited every pending delivery of the cluster.
+  // Driven from the conversation's messages, each message's deliveries read along
+  // deliveries_message: the state is counted, not searched for, so no plan can start from
+  // deliveries_open. A join (even LATERAL) on `state = 'pending'` was planned from that index
+  // whenever the statistics counted few pending rows (right after a burst, before autoanalyze):
+  // it then visited every pending delivery of the cluster, 60–80 ms for a group of 64 beside a
+  // backlog of 18,000 (bench/cluster-pg-cost.ts).
   #pendingSql(where: string, grouped = false): string {
-    const from = `FROM ${this.s}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${this.s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id ${where}`;
+    const n = `(SELECT count(*) FILTER (WHERE d.state = 'pending') FROM ${this.s}.deliveries d WHERE d.message_id = m.id)`;
+    const from = `FROM ${this.s}.messages m WHERE m.conversation_id ${where}`;
     return grouped
-      ? `SELECT m.conversation_id AS id, count(*) AS n ${from} GROUP BY m.conversation_id`
-      : `SELECT count(*) AS n ${from}`;
+      ? `SELECT m.conversation_id AS id, sum(${n}) AS n ${from} GROUP BY m.conversation_id`
+      : `SELECT coalesce(sum(${n}), 0) AS n ${from}`;
   }
 
   /** Takes the next reserved delivery id (undefined when none is left: the caller asks PostgreSQL), reserving more ahead of need. */

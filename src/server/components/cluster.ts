@@ -67,6 +67,13 @@ export async function openClusterState(opts: {
     // of PostgreSQL's CPU per message. Sessions stay for 5 minutes of quiet instead.
     idleTimeoutMillis: 300_000,
   });
+  // A node's statements are short and many, each planned anew (a group's text holds its ids):
+  // PostgreSQL's JIT compiles one whenever its estimated cost passes jit_above_cost, which stale
+  // statistics after a burst made the acknowledgements' pending count do, at 10–30 times the
+  // statement's own run time (bench/cluster-pg-cost.ts). Set per session, not as a startup
+  // option, which a pooler such as PgBouncer may refuse; a server that does not know the setting
+  // refuses the SET, and nothing else changes.
+  pool.on('connect', (client) => void client.query('SET jit = off').catch(() => {}));
   pool.on('error', (err) =>
     logger.warn(
       { err: describeError(err) },
