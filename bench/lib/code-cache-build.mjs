@@ -89,6 +89,11 @@ const result = await build({
  * POST has been answered (so the functions compiled lazily up to then are in it), writes a new
  * one when there was none or V8 rejected it; `early` writes it right after the compile, before
  * the bundle runs (only what V8 compiled eagerly). CAXTON_CC_FILE: the cache file.
+ *
+ * The bundle's dynamic `import()`s go to Node's loader through
+ * `vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER`, which on Node 20 prints an ExperimentalWarning
+ * at the first one (the bench starts it with --no-warnings); a callback there would need
+ * --experimental-vm-modules.
  */
 const LAUNCHER = `'use strict';
 const fs = require('node:fs');
