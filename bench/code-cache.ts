@@ -1,0 +1,156 @@
+/**
+ * Experiment: what V8's code cache buys `caxton serve`'s cold start. Four starts, alternated
+ * (each rep in a rotated order) so a busy moment of the machine falls on all of them:
+ *
+ * - `esm`: the shipped bundle, `node dist/cli/main.js serve`;
+ * - `cjs`: the same sources as one CommonJS bundle (bench/lib/code-cache-build.mjs), compiled
+ *   through `vm.Script` without a cache;
+ * - `cjs+cache`: the same, with the code cache a previous start wrote after its first answer;
+ * - `cjs+early`: the same, with a code cache written right after the compile, before anything
+ *   ran (what V8 compiles eagerly only: the functions compiled as they first run are not in it);
+ * - `fastify`: the hello-world floor of bench/startup.ts.
+ *
+ * Each: spawn → the first 200 on POST /api/v1/agents/echo/invoke (fresh project each time) and
+ * the process's CPU time (user + system) when that answer is sent.
+ *
+ *   npm run build && node bench/lib/code-cache-build.mjs && \
+ *     CAXTON_BENCH_CC_REPS=10 node --import tsx bench/code-cache.ts
+ */
+import { spawn } from 'node:child_process';
+import { cpSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { listeningUrl } from './lib/listening.js';
+import { fmt, summarize } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const CLI = join(ROOT, 'dist/cli/main.js');
+const LAUNCH = join(ROOT, 'dist/cli/serve-cjs-launch.cjs');
+const HELLO = join(ROOT, 'bench/lib/startup-hello.mjs');
+const REPS = Number(process.env.CAXTON_BENCH_CC_REPS ?? 10);
+
+const PROJECT: Record<string, string> = {
+  'caxton.toml':
+    'data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[auth]\nenabled = false\n[metrics]\nenabled = false\n[llm]\ndefault_provider = "fake"\n[llm.providers.fake]\ntype = "scripted"\nscript = "replies.toml"\n',
+  'replies.toml': 'fallback = "hello"\n',
+  'agents/echo.toml': 'name = "echo"\ndescription = "answers hello"\nsystem_prompt = "Answer."\n',
+};
+
+/** As bench/startup.ts: prints the CPU time when the first POST is answered. */
+const FIRST_CPU = `import http from 'node:http';
+const end = http.ServerResponse.prototype.end;
+let done = false;
+http.ServerResponse.prototype.end = function (...a) {
+  const first = !done && this.req?.method === 'POST';
+  if (first) done = true;
+  const u = first ? process.cpuUsage() : undefined;
+  const r = end.apply(this, a);
+  if (u) process.stderr.write('first-answer-cpu-ms ' + (u.user + u.system) / 1000 + '\\n');
+  return r;
+};
+`;
+
+interface Start {
+  wall: number;
+  cpu: number;
+  err: string;
+}
+
+async function firstAnswer(args: string[], cwd: string, preload: string, env: NodeJS.ProcessEnv): Promise<Start> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, ['--no-warnings', '--import', preload, ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    const url = await listeningUrl(child, args.join(' '));
+    const r = await fetch(`${url}/api/v1/agents/echo/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request: 'hi' }),
+    });
+    await r.text();
+    const wall = performance.now() - t0;
+    if (r.status !== 200) throw new Error(`${args.join(' ')}: the first request answered ${r.status}`);
+    const deadline = performance.now() + 5000;
+    let m: RegExpExecArray | null;
+    while (!(m = /first-answer-cpu-ms (\S+)/.exec(err)) && performance.now() < deadline)
+      await new Promise((res) => setTimeout(res, 10));
+    if (!m) throw new Error(`${args.join(' ')}: no CPU time printed for the first answer`);
+    // A start that writes the cache does so just after its first answer.
+    if (env.CAXTON_CC === 'on') await new Promise((res) => setTimeout(res, 300));
+    return { wall, cpu: Number(m[1]), err };
+  } finally {
+    const exited = new Promise((res) => child.once('exit', res));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+const tmp = tempDir('caxton-bench-cc-');
+try {
+  const template = join(tmp.path, 'template');
+  for (const [f, text] of Object.entries(PROJECT)) {
+    mkdirSync(join(template, f, '..'), { recursive: true });
+    writeFileSync(join(template, f), text);
+  }
+  const preload = join(tmp.path, 'first-cpu.mjs');
+  writeFileSync(preload, FIRST_CPU);
+  const cacheFile = join(tmp.path, 'code-cache.bin');
+  let n = 0;
+  const fresh = () => {
+    const dir = join(tmp.path, `run-${n++}`);
+    cpSync(template, dir, { recursive: true });
+    return dir;
+  };
+  const kinds = {
+    esm: () => firstAnswer([CLI, 'serve'], fresh(), preload, {}),
+    cjs: () => firstAnswer([LAUNCH, 'serve'], fresh(), preload, { CAXTON_CC: 'off' }),
+    'cjs+cache': () => firstAnswer([LAUNCH, 'serve'], fresh(), preload, { CAXTON_CC: 'on', CAXTON_CC_FILE: cacheFile }),
+    'cjs+early': () =>
+      firstAnswer([LAUNCH, 'serve'], fresh(), preload, { CAXTON_CC: 'early', CAXTON_CC_FILE: `${cacheFile}.early` }),
+    fastify: () => firstAnswer([HELLO], template, preload, {}),
+  } as const;
+  type Kind = keyof typeof kinds;
+  const names = Object.keys(kinds) as Kind[];
+  // Unmeasured: warms the OS file cache and writes the code cache.
+  for (const k of names) {
+    const s = await kinds[k]();
+    if (k.startsWith('cjs+') && !/code-cache-written/.test(s.err)) throw new Error(`${k}: no code cache written`);
+  }
+  const wall: Record<Kind, number[]> = { esm: [], cjs: [], 'cjs+cache': [], 'cjs+early': [], fastify: [] };
+  const cpu: Record<Kind, number[]> = { esm: [], cjs: [], 'cjs+cache': [], 'cjs+early': [], fastify: [] };
+  for (let i = 0; i < REPS; i++) {
+    process.stderr.write(`rep ${i + 1}/${REPS}\n`);
+    for (let j = 0; j < names.length; j++) {
+      const k = names[(i + j) % names.length]!;
+      const s = await kinds[k]();
+      if (k.startsWith('cjs+') && /code-cache-written/.test(s.err))
+        throw new Error(`${k}: the code cache was rejected`);
+      wall[k].push(s.wall);
+      cpu[k].push(s.cpu);
+    }
+  }
+  const f = summarize(cpu.fastify);
+  const fw = summarize(wall.fastify);
+  console.log(`| p50 of ${REPS} (min) | CPU to first 200 | ratio to fastify | spawn → first 200 | ratio |`);
+  console.log('| --- | --- | --- | --- | --- |');
+  for (const k of names) {
+    const c = summarize(cpu[k]);
+    const w = summarize(wall[k]);
+    console.log(
+      `| ${k} | ${fmt(c.p50, 1)} ms (${fmt(c.min, 1)}) | ${fmt(c.p50 / f.p50)} × | ${fmt(w.p50, 1)} ms (${fmt(w.min, 1)}) | ${fmt(w.p50 / fw.p50)} × |`,
+    );
+  }
+  const kib = (f: string) => `${(statSync(f).size / 1024).toFixed(0)} KiB`;
+  const bundle = join(ROOT, 'dist/cli/serve-cjs.cjs');
+  console.log(
+    `bundle ${kib(bundle)}; code cache after the first answer ${kib(cacheFile)}, before running ${kib(`${cacheFile}.early`)}`,
+  );
+  console.log(JSON.stringify({ reps: REPS, cpu, wall }));
+} finally {
+  tmp.remove();
+}
