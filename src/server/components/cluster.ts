@@ -49,6 +49,18 @@ export interface ClusterStateComponent extends Component {
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
+/**
+ * A node's statements are short and many, each planned anew (a group's text holds its ids):
+ * PostgreSQL's JIT compiles one whenever its estimated cost passes jit_above_cost, which stale
+ * statistics after a burst made the acknowledgements' pending count do, at 10–30 times the
+ * statement's own run time (bench/cluster-pg-cost.ts). Set per session, not as a startup
+ * option, which a pooler such as PgBouncer may refuse; a server that does not know the setting
+ * refuses the SET, and nothing else changes.
+ */
+async function noJit(client: pg.ClientBase): Promise<void> {
+  await client.query('SET jit = off').catch(() => undefined);
+}
+
 export async function openClusterState(opts: {
   cluster: ClusterConfig;
   logger: Logger;
@@ -66,14 +78,10 @@ export async function openClusterState(opts: {
     // backend parses and plans cold: in the cluster bench that exited-session time was a large share
     // of PostgreSQL's CPU per message. Sessions stay for 5 minutes of quiet instead.
     idleTimeoutMillis: 300_000,
+    // Awaited by the pool before the session serves its first statement (pool.on('connect') is
+    // not, and a statement sent beside it is queued behind it in pg's deprecated way).
+    onConnect: (client) => noJit(client),
   });
-  // A node's statements are short and many, each planned anew (a group's text holds its ids):
-  // PostgreSQL's JIT compiles one whenever its estimated cost passes jit_above_cost, which stale
-  // statistics after a burst made the acknowledgements' pending count do, at 10–30 times the
-  // statement's own run time (bench/cluster-pg-cost.ts). Set per session, not as a startup
-  // option, which a pooler such as PgBouncer may refuse; a server that does not know the setting
-  // refuses the SET, and nothing else changes.
-  pool.on('connect', (client) => void client.query('SET jit = off').catch(() => {}));
   pool.on('error', (err) =>
     logger.warn(
       { err: describeError(err) },
