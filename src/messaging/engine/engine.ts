@@ -10,19 +10,11 @@ import {
 } from '../../observability/trace-context.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../../shared/errors.js';
 import type { MessagingConfig } from '../config.js';
-import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
+import { isTerminal } from '../conversation.js';
 import type { Delivery } from '../dispatcher.js';
 import type { AclMessage, MessageId } from '../message.js';
 import { executes, expectsReply } from '../performatives.js';
-import {
-  afterReply,
-  atDeadline,
-  callsForProposals,
-  endless,
-  openCall,
-  replyActs,
-  type StepEffects,
-} from '../protocols/index.js';
+import { afterReply, callsForProposals, endless, openCall, replyActs } from '../protocols/index.js';
 import type { RouteDecision } from '../router.js';
 import {
   checkReceiverLimits,
@@ -33,15 +25,17 @@ import {
   RETRYABLE,
   routeForPrincipal,
   sendScopeOf,
-  touchConversation,
   UNDELIVERABLE,
   undeployedReceiver,
 } from '../bus-rules.js';
 import { SIGNATURE_INVALID } from '../signature.js';
 import type { DeliveryRow, StoredMessage } from '../store.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
-import type { Answer, DeliveryQueue, EngineStep, Outgoing, StepStore } from './ports.js';
-import { drive, iso, notificationOf, StepWork, subscribersOf, type StepBody, type Subscribers } from './step-work.js';
+import type { Answer, DeliveryQueue, EngineStep, StepStore } from './ports.js';
+import { drive, iso, subscribersOf, type StepBody, type StepWork } from './step-work.js';
+import { stepEffects } from './engine-effects.js';
+import { forward, replay, sweep } from './engine-upkeep.js';
+import { setState, StepWriter } from './engine-writes.js';
 
 import type {
   AgentAnswer,
@@ -66,11 +60,6 @@ export type {
 /** What `deliver` returns when the delivery finished within the call. */
 const SETTLED = Promise.resolve();
 
-type Effects = StepEffects & {
-  subscribe(original: AclMessage, provider: string): Promise<void>;
-  pending: Promise<void>[];
-};
-
 /**
  * The delivery engine behind both buses: accept → route → store → deliver → acknowledge, with
  * retry and backoff, dead letter, reroute, replay, deadlines and subscriptions, written once.
@@ -89,6 +78,8 @@ export class DeliveryEngine {
   readonly #cfg: MessagingConfig;
   readonly #store: StepStore;
   readonly #queue: DeliveryQueue;
+  /** The writes every step shares, and what the engine's other steps (engine-upkeep.ts) write through. */
+  readonly #w: StepWriter;
   readonly #handlers = new Map<string, InProcessHandler>();
   #agentHandler: MessageHandler | undefined;
   /** Sends of a client-chosen id in flight: a second one waits for the first. */
@@ -106,6 +97,7 @@ export class DeliveryEngine {
     this.#cfg = opts.config;
     this.#store = opts.store;
     this.#queue = opts.queue;
+    this.#w = new StepWriter(opts);
     this.#agentHandler = opts.agentHandler;
   }
 
@@ -196,15 +188,17 @@ export class DeliveryEngine {
       );
     }
     this.#queue.admit?.(m);
-    if (this.#o.tracer) m = this.#traceRoute(m);
+    if (this.#o.tracer) m = this.#w.traceRoute(m);
     const decision = this.#o.router.route(m, scope);
     checkReceiverLimits(m, decision);
     const fresh = hints.newConversation === true;
-    return this.#inStep(
-      m.conversation_id,
-      (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w)),
-      fresh ? { fresh } : undefined,
-    ).then(this.#accepted, (e: unknown) => this.#lostRace(e, m));
+    return this.#w
+      .inStep(
+        m.conversation_id,
+        (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w)),
+        fresh ? { fresh } : undefined,
+      )
+      .then(this.#accepted, (e: unknown) => this.#lostRace(e, m));
   }
 
   /** Two senders took the same client-chosen id at once: the other one stored it first. */
@@ -230,71 +224,9 @@ export class DeliveryEngine {
   #notify(work: StepWork, out: SubmitResult): SubmitResult {
     if (work.notify.length > 0) {
       const subscribers = subscribersOf(this.#store, work.notify);
-      if (subscribers) this.#track(this.#forward(work.notify, subscribers));
+      if (subscribers) this.#track(forward(this.#w, work.notify, subscribers));
     }
     return out;
-  }
-
-  /**
-   * A `message.route` span continuing the message's trace context (or the active span: the HTTP
-   * request that submitted it); the message then carries the span's context, so its deliveries,
-   * the executions they start and the replies they produce belong to the same trace.
-   */
-  #traceRoute(m: AclMessage): AclMessage {
-    const incoming = m.trace_context?.traceparent;
-    const span = startSpan(
-      this.#o.tracer!,
-      `message.route ${m.performative}`,
-      incoming,
-      () => ({
-        'caxton.performative': m.performative,
-        'caxton.sender': m.sender,
-        ...(m.capability !== undefined && { 'caxton.capability': m.capability }),
-        ...(m.protocol !== undefined && { 'caxton.protocol': m.protocol }),
-      }),
-      SpanKind.PRODUCER,
-    );
-    const tp = childTraceparent(span, incoming);
-    span.end();
-    if (tp === undefined || tp === incoming) return m;
-    return {
-      ...m,
-      trace_context: {
-        traceparent: tp,
-        ...(m.trace_context?.tracestate !== undefined && { tracestate: m.trace_context.tracestate }),
-      },
-    };
-  }
-
-  /**
-   * One step of a conversation with its effects collected afresh: only the run that committed
-   * counts. On a store answering at once, `fn` runs as a plain call when it returns a value.
-   */
-  #inStep<T>(
-    id: string,
-    fn: (s: EngineStep, work: StepWork) => Answer<T>,
-    opts?: { delivery?: number; fresh?: boolean },
-  ): Promise<{ out: T; work: StepWork }> {
-    if (this.#store.inConversationNow) {
-      return this.#store.inConversationNow(
-        id,
-        (s) => {
-          const work = new StepWork();
-          const out = fn(s, work);
-          return out instanceof Promise ? out.then((o) => ({ out: o, work })) : { out, work };
-        },
-        opts,
-      );
-    }
-    return this.#store.inConversation(
-      id,
-      async (s) => {
-        const work = new StepWork();
-        const out = fn(s, work);
-        return { out: out instanceof Promise ? await out : out, work };
-      },
-      opts,
-    );
   }
 
   *#acceptStep(
@@ -318,7 +250,7 @@ export class DeliveryEngine {
     }
     if (conv && conv.turns + 1 > conv.max_turns) {
       const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
-      this.#setState(conv, 'failed', reason, work);
+      setState(conv, 'failed', reason, work);
       const saved = s.saveConversation(conv);
       if (saved) yield saved;
       return new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, {
@@ -329,13 +261,13 @@ export class DeliveryEngine {
     conv ??= newConversation(m, now, decision, this.#cfg, endless(m.protocol));
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
     let failure: SubmitResult['failure'];
-    const stored = this.#storeMessage(s, conv, m, receivers, now, work);
+    const stored = this.#w.storeMessage(s, conv, m, receivers, now, work);
     if (stored) yield stored;
     if (!decision.ok) {
       const reply = replyTo(m, PLATFORM, 'failure', { reason: decision.reason, message: decision.message });
-      const replied = this.#storeMessage(s, conv, reply, [], now, work);
+      const replied = this.#w.storeMessage(s, conv, reply, [], now, work);
       if (replied) yield replied;
-      this.#setState(conv, 'failed', decision.message, work);
+      setState(conv, 'failed', decision.message, work);
       failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
     } else if (m.performative === 'cfp' && callsForProposals(conv.protocol)) {
       // The call closes at its deadline (the sweep decides it then) unless every bidder answers first.
@@ -345,7 +277,7 @@ export class DeliveryEngine {
     if (m.performative === 'cancel' && conv.protocol === 'fipa-subscribe') {
       const deleted = s.deleteSubscription(conv.id);
       if (deleted) yield deleted;
-      this.#setState(conv, 'completed', 'cancelled by the subscriber', work);
+      setState(conv, 'completed', 'cancelled by the subscriber', work);
     }
     if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
     const saved = s.saveConversation(conv);
@@ -361,112 +293,10 @@ export class DeliveryEngine {
     };
   }
 
-  /**
-   * Stores `m` in `conv` with a pending delivery per receiver (handed out once the step commits).
-   * Returns a promise only when the store answered with one.
-   */
-  #storeMessage(
-    s: EngineStep,
-    conv: Conversation,
-    m: AclMessage,
-    receivers: readonly string[],
-    now: string,
-    work: StepWork,
-  ): Answer<void> {
-    m = this.#signed(m);
-    touchConversation(conv, m, receivers, now, this.#cfg.conversation_ttl, endless(conv.protocol));
-    const inserted = s.insertMessage(m, receivers);
-    if (inserted instanceof Promise) return this.#storeDeliveries(inserted, s, m, receivers, now, work);
-    for (let i = 0; i < receivers.length; i++) {
-      const id = s.insertDelivery(m.id, receivers[i]!, now);
-      if (id instanceof Promise) return this.#storeDeliveries(id, s, m, receivers, now, work, i);
-      work.outgoing.push({ id, receiver: receivers[i]!, message: m });
-    }
-    work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
-  }
-
-  /** The rest of `#storeMessage` on a store answering later: `first` is the write in flight (the message, or receiver `from`'s delivery). */
-  async #storeDeliveries(
-    first: Promise<unknown>,
-    s: EngineStep,
-    m: AclMessage,
-    receivers: readonly string[],
-    now: string,
-    work: StepWork,
-    from = -1,
-  ): Promise<void> {
-    const firstId = await first;
-    for (let i = Math.max(from, 0); i < receivers.length; i++) {
-      const id = i === from ? (firstId as number) : await s.insertDelivery(m.id, receivers[i]!, now);
-      work.outgoing.push({ id, receiver: receivers[i]!, message: m });
-    }
-    work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
-  }
-
-  /** With `[messaging] signing`: `m` signed by its sender's key (an agent's own, else the node's). */
-  #signed(m: AclMessage): AclMessage {
-    return this.#o.signer ? this.#o.signer.sign(m, this.#o.directory.get(m.sender) !== undefined) : m;
-  }
-
   /** The message was accepted before: the queue gets its pending deliveries again where it may have lost them. */
   async #duplicate(stored: StoredMessage): Promise<SubmitResult> {
     await this.#queue.again(stored);
     return duplicateResult(stored, true);
-  }
-
-  #setState(conv: Conversation, to: ConversationState, reason: string | null, work: StepWork): void {
-    if (isTerminal(conv.state) || conv.state === to || to === 'initiated') return;
-    conv.state = to;
-    conv.updated_at = iso();
-    if (reason !== null) conv.reason = reason;
-    if (isTerminal(to)) conv.expires_at = null;
-    work.events.push({
-      type: 'state',
-      conversation_id: conv.id,
-      conversation: { ...conv, participants: [...conv.participants] },
-    });
-  }
-
-  /** What a protocol step may do, written in the step it runs in. */
-  #effects(s: EngineStep, conv: Conversation, work: StepWork): Effects {
-    const pending: Promise<void>[] = [];
-    // One after another: a step's writes share one connection, where a database wants one query at a time.
-    let last: Promise<void> | undefined;
-    return {
-      pending,
-      setState: (to, reason) => this.#setState(conv, to, reason, work),
-      send: (made) => {
-        const m = this.#o.tracer ? this.#traceRoute(made) : made;
-        // The platform's own sends (a Contract Net's award) act for the conversation's principal too.
-        const decision = routeForPrincipal(this.#o.router, m, this.#o.principals);
-        const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
-        last = (last ?? Promise.resolve()).then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
-        pending.push(last);
-      },
-      subscribe: async (sub, provider) => {
-        await s.insertSubscription({
-          id: sub.id,
-          conversation_id: conv.id,
-          subscriber: sub.sender,
-          capability: sub.capability ?? null,
-          agent: sub.capability === undefined ? provider : null,
-          content: typeof sub.content === 'string' ? sub.content : JSON.stringify(sub.content),
-          created_at: iso(),
-        });
-      },
-    };
-  }
-
-  /** After a step committed: its new deliveries go out; a failure is logged (the rows stay pending). */
-  #publishAfter(out: readonly Outgoing[]): Promise<void> | undefined {
-    return this.#queue
-      .publish(out)
-      ?.catch((e: unknown) =>
-        this.#o.log.error(
-          { deliveries: out.map((o) => o.id), err: describeError(e) },
-          'could not hand out deliveries a conversation step made; they stay pending',
-        ),
-      );
   }
 
   // ---------------------------------------------------------------- deliver
@@ -652,14 +482,16 @@ export class DeliveryEngine {
   #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
     // Replies continue the delivery's span, so what they cause joins the same trace.
     const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : {};
-    return this.#inStep(d.message.conversation_id, (s, work) => drive(this.#ackStep(s, d, answer, extra, work)), {
-      delivery: d.id,
-    }).then(({ out: done, work }) => {
-      this.#o.emit(work.events);
-      const handed = this.#publishAfter(work.outgoing);
-      if (handed) return handed.then(() => this.#acked(d, done));
-      this.#acked(d, done);
-    });
+    return this.#w
+      .inStep(d.message.conversation_id, (s, work) => drive(this.#ackStep(s, d, answer, extra, work)), {
+        delivery: d.id,
+      })
+      .then(({ out: done, work }) => {
+        this.#o.emit(work.events);
+        const handed = this.#w.publishAfter(work.outgoing);
+        if (handed) return handed.then(() => this.#acked(d, done));
+        this.#acked(d, done);
+      });
   }
 
   #acked(d: Delivery, done: boolean): void {
@@ -696,14 +528,14 @@ export class DeliveryEngine {
     const set = s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
     if (set) yield set;
     if (conv) {
-      if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
+      if (conv.state === 'initiated') setState(conv, 'in_progress', null, work);
       for (const r of replies) {
-        const stored = this.#storeMessage(s, conv, r, [], now, work);
+        const stored = this.#w.storeMessage(s, conv, r, [], now, work);
         if (stored) yield stored;
       }
       const counted = s.outstanding();
       const left = (counted instanceof Promise ? yield counted : counted) as number;
-      const fx = this.#effects(s, conv, work);
+      const fx = stepEffects(this.#w, s, conv, work);
       const next = afterReply(conv, m, replies, left, () => s.messages(), this.#cfg, fx);
       if (next) yield next;
       if (fx.pending.length > 0) yield Promise.all(fx.pending);
@@ -711,7 +543,7 @@ export class DeliveryEngine {
       if (saved) yield saved;
     } else {
       for (const r of replies) {
-        const inserted = s.insertMessage(this.#signed(r), []);
+        const inserted = s.insertMessage(this.#w.signed(r), []);
         if (inserted) yield inserted;
       }
     }
@@ -764,7 +596,7 @@ export class DeliveryEngine {
 
   async #deadLetter(d: Delivery, why: string, reason = 'undeliverable'): Promise<void> {
     const m = d.message;
-    const { work } = await this.#inStep(
+    const { work } = await this.#w.inStep(
       m.conversation_id,
       async (s, work) => {
         const row = await s.delivery(d.id);
@@ -774,10 +606,10 @@ export class DeliveryEngine {
         const reply = replyTo(m, PLATFORM, 'failure', { reason, message: why, dead_letter: d.id });
         const conv = s.conversation;
         if (conv) {
-          await this.#storeMessage(s, conv, reply, [], now, work);
-          this.#setState(conv, 'failed', why, work);
+          await this.#w.storeMessage(s, conv, reply, [], now, work);
+          setState(conv, 'failed', why, work);
           await s.saveConversation(conv);
-        } else await s.insertMessage(this.#signed(reply), []);
+        } else await s.insertMessage(this.#w.signed(reply), []);
       },
       { delivery: d.id },
     );
@@ -803,7 +635,7 @@ export class DeliveryEngine {
       if (decision.ok && decision.mode === 'one') {
         const next = decision.receivers[0]!.agent;
         const tag = `:to:${next.toLowerCase()}`;
-        const { out: moved } = await this.#inStep(
+        const { out: moved } = await this.#w.inStep(
           m.conversation_id,
           async (s) => {
             // Finished or dead-lettered meanwhile by another copy of it: left as it is.
@@ -826,105 +658,21 @@ export class DeliveryEngine {
     return 'dead_letter';
   }
 
-  // ---------------------------------------------------------------- subscriptions, deadlines, replay
-
-  /** Forwards accepted informs to their subscribers, each notification a step of the subscription's conversation. */
-  async #forward(informs: readonly AclMessage[], subscribers: Subscribers): Promise<void> {
-    for (const [i, m] of informs.entries()) {
-      try {
-        for (const sub of await subscribers[i]!) {
-          if (sub.subscriber === m.sender) continue;
-          const isAgent = this.#o.directory.get(sub.subscriber) !== undefined;
-          let note = notificationOf(m, sub, isAgent);
-          if (isAgent && this.#o.tracer) note = this.#traceRoute(note);
-          const { work } = await this.#inStep(sub.conversation_id, async (s, work) => {
-            const conv = s.conversation;
-            if (!conv || isTerminal(conv.state)) return;
-            if (conv.turns + 1 > conv.max_turns) {
-              this.#setState(
-                conv,
-                'completed',
-                `turn limit reached: at most ${conv.max_turns} messages per conversation`,
-                work,
-              );
-              await s.deleteSubscription(conv.id);
-            } else await this.#storeMessage(s, conv, note, isAgent ? [sub.subscriber] : [], iso(), work);
-            await s.saveConversation(conv);
-          });
-          this.#o.emit(work.events);
-          await this.#publishAfter(work.outgoing);
-        }
-      } catch (e) {
-        this.#o.log.warn({ message_id: m.id, err: describeError(e) }, 'could not notify the subscribers of an inform');
-      }
-    }
-  }
+  // ---------------------------------------------------------------- subscriptions, deadlines, replay (engine-upkeep.ts)
 
   /** Handles the conversations whose deadline passed: a Contract Net still collecting is decided, anything else expires. */
-  async sweep(): Promise<void> {
-    if (!this.#o.running()) return;
-    // Handed out once `expired` returns, when every step it ran has committed: a delivery published
-    // before its row is written would be read as missing and dropped.
-    const works: StepWork[] = [];
-    try {
-      await this.#store.expired(iso(), 100, async (s) => {
-        const conv = s.conversation;
-        const work = new StepWork();
-        const fx = this.#effects(s, conv, work);
-        await atDeadline(conv, await s.outstanding(), () => s.messages(), this.#cfg, fx);
-        await Promise.all(fx.pending);
-        if (!isTerminal(conv.state) && conv.expires_at !== null && Date.parse(conv.expires_at) <= Date.now())
-          conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
-        await s.saveConversation(conv);
-        works.push(work);
-      });
-    } catch (e) {
-      this.#o.log.warn({ err: describeError(e) }, 'the conversation deadline sweep failed; it runs again in a second');
-    } finally {
-      for (const work of works) {
-        this.#o.emit(work.events);
-        void this.#publishAfter(work.outgoing);
-      }
-    }
+  sweep(): Promise<void> {
+    return sweep(this.#w);
   }
 
   /**
    * Puts a dead letter back with fresh attempts. Its conversation is reopened when it failed
    * (or expired) because of it, so the reply can complete it.
    */
-  async replay(
+  replay(
     d: { message: AclMessage; message_id: MessageId; receiver: string },
     id: number,
   ): Promise<{ id: number; message_id: MessageId; receiver: string }> {
-    const tag = `:replay:${Date.now()}`;
-    const { out: ok, work } = await this.#inStep(
-      d.message.conversation_id,
-      async (s, work) => {
-        const row = await s.delivery(id);
-        if (!row || row.state !== 'dead') return false;
-        const now = iso();
-        await s.setDelivery(id, { state: 'pending', attempts: 0, next_at: 0, publish_tag: tag }, now);
-        const conv = s.conversation;
-        // The one move back the state machine allows, saved in the same step as the replay.
-        if (conv && (conv.state === 'failed' || conv.state === 'expired')) {
-          conv.state = 'in_progress';
-          conv.reason = null;
-          conv.updated_at = now;
-          conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
-          work.events.push({
-            type: 'state',
-            conversation_id: conv.id,
-            conversation: { ...conv, participants: [...conv.participants] },
-          });
-          await s.saveConversation(conv);
-        }
-        return true;
-      },
-      { delivery: id },
-    );
-    if (!ok) throw new CaxtonError('conflict', `dead letter ${id} was replayed already`);
-    this.#o.emit(work.events);
-    await this.#queue.publish([{ id, receiver: d.receiver, message: d.message, attempts: 0, tag }]);
-    return { id, message_id: d.message_id, receiver: d.receiver };
+    return replay(this.#w, d, id);
   }
 }
