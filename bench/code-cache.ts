@@ -22,33 +22,13 @@ import { join, resolve } from 'node:path';
 import { listeningUrl } from './lib/listening.js';
 import { fmt, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
+import { FIRST_CPU, PROJECT } from './lib/startup-project.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist/cli/main.js');
 const LAUNCH = join(ROOT, 'dist/cli/serve-cjs-launch.cjs');
 const HELLO = join(ROOT, 'bench/lib/startup-hello.mjs');
 const REPS = Number(process.env.CAXTON_BENCH_CC_REPS ?? 10);
-
-const PROJECT: Record<string, string> = {
-  'caxton.toml':
-    'data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[auth]\nenabled = false\n[metrics]\nenabled = false\n[llm]\ndefault_provider = "fake"\n[llm.providers.fake]\ntype = "scripted"\nscript = "replies.toml"\n',
-  'replies.toml': 'fallback = "hello"\n',
-  'agents/echo.toml': 'name = "echo"\ndescription = "answers hello"\nsystem_prompt = "Answer."\n',
-};
-
-/** As bench/startup.ts: prints the CPU time when the first POST is answered. */
-const FIRST_CPU = `import http from 'node:http';
-const end = http.ServerResponse.prototype.end;
-let done = false;
-http.ServerResponse.prototype.end = function (...a) {
-  const first = !done && this.req?.method === 'POST';
-  if (first) done = true;
-  const u = first ? process.cpuUsage() : undefined;
-  const r = end.apply(this, a);
-  if (u) process.stderr.write('first-answer-cpu-ms ' + (u.user + u.system) / 1000 + '\\n');
-  return r;
-};
-`;
 
 interface Start {
   wall: number;

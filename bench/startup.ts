@@ -13,35 +13,12 @@ import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
 import { fmt, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
+import { FIRST_CPU, PROJECT } from './lib/startup-project.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist/cli/main.js');
 const HELLO = join(ROOT, 'bench/lib/startup-hello.mjs');
 const REPS = Number(process.env.CAXTON_BENCH_STARTUP_REPS ?? 7);
-
-const PROJECT: Record<string, string> = {
-  'caxton.toml':
-    'data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[auth]\nenabled = false\n[metrics]\nenabled = false\n[llm]\ndefault_provider = "fake"\n[llm.providers.fake]\ntype = "scripted"\nscript = "replies.toml"\n',
-  'replies.toml': 'fallback = "hello"\n',
-  'agents/echo.toml': 'name = "echo"\ndescription = "answers hello"\nsystem_prompt = "Answer."\n',
-};
-
-/**
- * Preloaded into each measured start: when the first POST is answered, prints the process's CPU
- * time so far (user + system, all threads), the steadier measure on a loaded machine.
- */
-const FIRST_CPU = `import http from 'node:http';
-const end = http.ServerResponse.prototype.end;
-let done = false;
-http.ServerResponse.prototype.end = function (...a) {
-  const first = !done && this.req?.method === 'POST';
-  if (first) done = true;
-  const u = first ? process.cpuUsage() : undefined;
-  const r = end.apply(this, a);
-  if (u) process.stderr.write('first-answer-cpu-ms ' + (u.user + u.system) / 1000 + '\\n');
-  return r;
-};
-`;
 
 /**
  * Milliseconds from spawn to the first 200 answering POST /api/v1/agents/echo/invoke, and the

@@ -10,7 +10,7 @@
  * - Dynamic `import()`s stay lazy: each becomes a chunk (dist/cli/chunk-*.js), loaded when the
  *   configuration or the command asks for it (cluster, OTLP, MCP, memory embeddings, each CLI command).
  * - External: packages with native addons or WebAssembly and data files located next to their
- *   own modules (EXTERNAL below), and optional peers that are not installed.
+ *   own modules (EXTERNAL, scripts/bundle-externals.mjs), and optional peers that are not installed.
  * - Every `import.meta.url` in Caxton's sources is rewritten to the URL of the module's own file
  *   under dist/, so the paths found from it (package.json, templates/, tools/builtin/, dist/console,
  *   worker and child entry scripts) are the ones the unbundled build finds.
@@ -25,33 +25,11 @@ import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { EXTERNAL } from './bundle-externals.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
 const outdir = join(root, 'dist');
-
-/**
- * Loaded from node_modules at run time, never bundled: native addons (better-sqlite3,
- * onnxruntime-node, usearch), packages reading WebAssembly or model files beside their modules
- * (quickjs-emscripten and its @jitl builds, the @lat.md model), and optional peers of bundled
- * packages that Caxton does not install (a `require` of them is inside a try or never reached).
- */
-export const EXTERNAL = [
-  'better-sqlite3',
-  'onnxruntime-node',
-  'usearch',
-  'quickjs-emscripten',
-  'quickjs-emscripten-core',
-  '@jitl/*',
-  '@lat.md/*',
-  'pg-native',
-  'pg-cloudflare',
-  'fsevents',
-  'bufferutil',
-  'utf-8-validate',
-  '*.wasm',
-  '*.node',
-];
 
 /** `import.meta.url` of a source file as the URL of its compiled file in dist/ (chunks and entry are in dist/cli/). */
 const metaUrlPlugin = {

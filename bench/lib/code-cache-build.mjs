@@ -19,24 +19,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-
-/** scripts/build-bundle.mjs's list (importing that script would run its build). */
-const EXTERNAL = [
-  'better-sqlite3',
-  'onnxruntime-node',
-  'usearch',
-  'quickjs-emscripten',
-  'quickjs-emscripten-core',
-  '@jitl/*',
-  '@lat.md/*',
-  'pg-native',
-  'pg-cloudflare',
-  'fsevents',
-  'bufferutil',
-  'utf-8-validate',
-  '*.wasm',
-  '*.node',
-];
+import { EXTERNAL } from '../../scripts/bundle-externals.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const src = join(root, 'src');
