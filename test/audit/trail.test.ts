@@ -392,11 +392,15 @@ describe('GET /api/v1/audit filters', () => {
     expect((await audit('?since=1h')).length).toBeGreaterThan(5);
     expect(await audit('?until=2000-01-01T00:00:00Z')).toEqual([]);
     expect(await audit(`?since=${new Date(Date.now() + 60_000).toISOString()}`)).toEqual([]);
-    // Newest first, paged by limit and offset.
+    // Newest first, paged by limit and offset. Paged within one principal's finished requests:
+    // unfiltered, a row written between the two reads (the anonymous refusals' periodic summary)
+    // would shift the page.
     const all = await audit();
     expect(all.map((r) => r.id)).toEqual([...all.map((r) => r.id)].sort((a, b) => b - a));
-    const page = await audit('?limit=2&offset=1');
-    expect(page.map((r) => r.id)).toEqual(all.slice(1, 3).map((r) => r.id));
+    const ops = await audit('?principal=key:ops');
+    expect(ops).toHaveLength(3);
+    const page = await audit('?principal=key:ops&limit=2&offset=1');
+    expect(page.map((r) => r.id)).toEqual(ops.slice(1, 3).map((r) => r.id));
   });
 
   it('refuses bad filters with a 400 naming the field', async () => {
@@ -499,18 +503,23 @@ describe('caxton audit', () => {
     expect(lines[1]).toMatch(/key:ci\s+127\.0\.0\.1\s+agent\.deploy\s+auditee\s+ok\s+201\s+[0-9a-f-]{36}\s+req-deploy/);
     expect(text.stdout).toMatch(/agent\.remove\s+auditee\s+ok\s+204\s+[0-9a-f-]{36}\s+req-remove/);
     expect(text.stdout).toMatch(/agent\.deploy\s+-\s+error\s+422\s+[0-9a-f-]{36}\s+req-bad\s+error_code=invalid_agent/);
-    const json = await cli('--json', 'audit', '--outcome', 'denied', '--since', '1h');
-    expectExit(json, 0);
-    const res = parseJson<{ records: AuditRecord[] }>(json);
-    // The two 401s are in their address's aggregate row, which carries no request id.
+    // The two 401s are in their address's aggregate rows, which carry no request id; the second
+    // one's row is written when its interval (1 s here) ends.
+    const anonymousCount = (records: AuditRecord[]) =>
+      records.filter((r) => r.action === 'auth.anonymous_refusals').reduce((n, r) => n + Number(r.details?.count), 0);
+    const { value: res } = await waitUntil(
+      async () => {
+        const json = await cli('--json', 'audit', '--outcome', 'denied', '--since', '1h');
+        expectExit(json, 0);
+        const out = parseJson<{ records: AuditRecord[] }>(json);
+        return anonymousCount(out.records) >= 2 ? out : undefined;
+      },
+      { what: 'both anonymous refusals counted' },
+    );
     expect(res.records.filter((r) => r.action !== 'auth.anonymous_refusals').map((r) => r.client_request_id)).toEqual([
       'req-403',
     ]);
-    expect(
-      res.records
-        .filter((r) => r.action === 'auth.anonymous_refusals')
-        .reduce((n, r) => n + Number(r.details?.count), 0),
-    ).toBe(2);
+    expect(anonymousCount(res.records)).toBe(2);
   });
 
   it('caxton tool audit --principal selects the tool calls made for that caller', async () => {
