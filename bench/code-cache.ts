@@ -16,59 +16,19 @@
  *   npm run build && node bench/lib/code-cache-build.mjs && \
  *     CAXTON_BENCH_CC_REPS=10 node --import tsx bench/code-cache.ts
  */
-import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { listeningUrl } from './lib/listening.js';
 import { fmt, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
-import { FIRST_CPU, PROJECT } from './lib/startup-project.js';
+import { firstAnswer, FIRST_CPU, PROJECT } from './lib/startup-project.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist/cli/main.js');
 const LAUNCH = join(ROOT, 'dist/cli/serve-cjs-launch.cjs');
 const HELLO = join(ROOT, 'bench/lib/startup-hello.mjs');
 const REPS = Number(process.env.CAXTON_BENCH_CC_REPS ?? 10);
-
-interface Start {
-  wall: number;
-  cpu: number;
-  err: string;
-}
-
-async function firstAnswer(args: string[], cwd: string, preload: string, env: NodeJS.ProcessEnv): Promise<Start> {
-  const t0 = performance.now();
-  const child = spawn(process.execPath, ['--no-warnings', '--import', preload, ...args], {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  try {
-    const url = await listeningUrl(child, args.join(' '));
-    const r = await fetch(`${url}/api/v1/agents/echo/invoke`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ request: 'hi' }),
-    });
-    await r.text();
-    const wall = performance.now() - t0;
-    if (r.status !== 200) throw new Error(`${args.join(' ')}: the first request answered ${r.status}`);
-    const deadline = performance.now() + 5000;
-    let m: RegExpExecArray | null;
-    while (!(m = /first-answer-cpu-ms (\S+)/.exec(err)) && performance.now() < deadline)
-      await new Promise((res) => setTimeout(res, 10));
-    if (!m) throw new Error(`${args.join(' ')}: no CPU time printed for the first answer`);
-    // A start that writes the cache does so just after its first answer.
-    if (env.CAXTON_CC === 'on') await new Promise((res) => setTimeout(res, 300));
-    return { wall, cpu: Number(m[1]), err };
-  } finally {
-    const exited = new Promise((res) => child.once('exit', res));
-    child.kill('SIGTERM');
-    await exited;
-  }
-}
+/** The CommonJS launcher's dynamic import() warns that it is experimental; every start runs with the same flags. */
+const NODE_ARGS = ['--no-warnings'];
 
 const tmp = tempDir('caxton-bench-cc-');
 try {
@@ -87,12 +47,21 @@ try {
     return dir;
   };
   const kinds = {
-    esm: () => firstAnswer([CLI, 'serve'], fresh(), preload, {}),
-    cjs: () => firstAnswer([LAUNCH, 'serve'], fresh(), preload, { CAXTON_CC: 'off' }),
-    'cjs+cache': () => firstAnswer([LAUNCH, 'serve'], fresh(), preload, { CAXTON_CC: 'on', CAXTON_CC_FILE: cacheFile }),
+    esm: () => firstAnswer([CLI, 'serve'], fresh(), preload, { nodeArgs: NODE_ARGS }),
+    cjs: () => firstAnswer([LAUNCH, 'serve'], fresh(), preload, { nodeArgs: NODE_ARGS, env: { CAXTON_CC: 'off' } }),
+    'cjs+cache': () =>
+      firstAnswer([LAUNCH, 'serve'], fresh(), preload, {
+        nodeArgs: NODE_ARGS,
+        env: { CAXTON_CC: 'on', CAXTON_CC_FILE: cacheFile },
+        // A start that writes the cache does so just after its first answer.
+        linger: 300,
+      }),
     'cjs+early': () =>
-      firstAnswer([LAUNCH, 'serve'], fresh(), preload, { CAXTON_CC: 'early', CAXTON_CC_FILE: `${cacheFile}.early` }),
-    fastify: () => firstAnswer([HELLO], template, preload, {}),
+      firstAnswer([LAUNCH, 'serve'], fresh(), preload, {
+        nodeArgs: NODE_ARGS,
+        env: { CAXTON_CC: 'early', CAXTON_CC_FILE: `${cacheFile}.early` },
+      }),
+    fastify: () => firstAnswer([HELLO], template, preload, { nodeArgs: NODE_ARGS }),
   } as const;
   type Kind = keyof typeof kinds;
   const names = Object.keys(kinds) as Kind[];

@@ -8,49 +8,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listeningUrl } from './lib/listening.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
 import { fmt, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
-import { FIRST_CPU, PROJECT } from './lib/startup-project.js';
+import { firstAnswer, FIRST_CPU, PROJECT } from './lib/startup-project.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist/cli/main.js');
 const HELLO = join(ROOT, 'bench/lib/startup-hello.mjs');
 const REPS = Number(process.env.CAXTON_BENCH_STARTUP_REPS ?? 7);
-
-/**
- * Milliseconds from spawn to the first 200 answering POST /api/v1/agents/echo/invoke, and the
- * server's CPU time up to that answer (read by the FIRST_CPU preload).
- */
-async function firstAnswer(args: string[], cwd: string, preload: string): Promise<{ wall: number; cpu: number }> {
-  const t0 = performance.now();
-  const child = spawn(process.execPath, ['--import', preload, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  try {
-    const url = await listeningUrl(child, args.join(' '));
-    const r = await fetch(`${url}/api/v1/agents/echo/invoke`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ request: 'hi' }),
-    });
-    await r.text();
-    const wall = performance.now() - t0;
-    if (r.status !== 200) throw new Error(`${args.join(' ')}: the first request answered ${r.status}`);
-    const deadline = performance.now() + 5000;
-    let m: RegExpExecArray | null;
-    while (!(m = /first-answer-cpu-ms (\S+)/.exec(err)) && performance.now() < deadline)
-      await new Promise((res) => setTimeout(res, 10));
-    if (!m) throw new Error(`${args.join(' ')}: no CPU time printed for the first answer`);
-    return { wall, cpu: Number(m[1]) };
-  } finally {
-    const exited = new Promise((res) => child.once('exit', res));
-    child.kill('SIGTERM');
-    await exited;
-  }
-}
 
 function exitTime(args: string[]): number {
   const t0 = performance.now();

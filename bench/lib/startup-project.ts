@@ -1,4 +1,9 @@
-/** The project each measured cold start serves, and the preload that reports its CPU time (bench/startup.ts, bench/code-cache.ts). */
+/**
+ * The project each measured cold start serves, the preload that reports its CPU time, and the
+ * measurement itself (bench/startup.ts, bench/code-cache.ts).
+ */
+import { spawn } from 'node:child_process';
+import { listeningUrl } from './listening.js';
 
 /** A fresh project: one scripted-model agent, no authentication, no metrics listener. */
 export const PROJECT: Record<string, string> = {
@@ -24,3 +29,59 @@ http.ServerResponse.prototype.end = function (...a) {
   return r;
 };
 `;
+
+export interface FirstAnswer {
+  /** Milliseconds from spawn to the first 200. */
+  wall: number;
+  /** The server's CPU time up to that answer, ms (printed by the FIRST_CPU preload). */
+  cpu: number;
+  /** What the server wrote to stderr. */
+  err: string;
+}
+
+export interface FirstAnswerOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Node flags before the preload. */
+  nodeArgs?: string[];
+  /** Keep the server this many ms after its first answer (work it does just after, such as writing a cache). */
+  linger?: number;
+}
+
+/** Spawns `node args`, waits for its first 200 on POST /api/v1/agents/echo/invoke, stops it. */
+export async function firstAnswer(
+  args: string[],
+  cwd: string,
+  preload: string,
+  opts: FirstAnswerOptions = {},
+): Promise<FirstAnswer> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', preload, ...args], {
+    cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    const url = await listeningUrl(child, args.join(' '));
+    const r = await fetch(`${url}/api/v1/agents/echo/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request: 'hi' }),
+    });
+    await r.text();
+    const wall = performance.now() - t0;
+    if (r.status !== 200) throw new Error(`${args.join(' ')}: the first request answered ${r.status}`);
+    const deadline = performance.now() + 5000;
+    let m: RegExpExecArray | null;
+    while (!(m = /first-answer-cpu-ms (\S+)/.exec(err)) && performance.now() < deadline)
+      await new Promise((res) => setTimeout(res, 10));
+    if (!m) throw new Error(`${args.join(' ')}: no CPU time printed for the first answer`);
+    if (opts.linger) await new Promise((res) => setTimeout(res, opts.linger));
+    return { wall, cpu: Number(m[1]), err };
+  } finally {
+    const exited = new Promise((res) => child.once('exit', res));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
