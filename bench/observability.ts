@@ -7,11 +7,16 @@
  * processing are measured, not a collector's network.
  *
  * Fairness: each mode's server runs in its own process (bench/lib/observability-node.ts), all of
- * them started before anything is measured; each runs one warm-up rep that is thrown away, then
- * the reps alternate between the modes, in equal lengths, the order rotated every rep, so no mode
- * is always first or last and every mode meets the same machine load. Each rep gives a throughput
- * and the process CPU time per operation; a mode's figure is the median of its reps, its ratio
- * the median of its per-rep ratios to the baseline's rep of the same round (spread: min–max).
+ * them started before anything is measured; each runs WARMUP rounds that are thrown away (the JIT
+ * settles and the span store fills to its bound, as on a server that has run a while), then the
+ * reps alternate between the modes, all of the same size, the order rotated every rep, so no mode
+ * is always first or last and every mode meets the same machine load. Reps are short (a few
+ * hundred ms) and many: a burst of other work on the shared machine then spoils a few reps, not a
+ * mode's whole figure, and a mode's rep sits next to its baseline's in time. Each rep gives a
+ * throughput and the CPU time the mode's server process (all its threads: the workload is driven
+ * from inside it, alike in every mode, so the parent's IPC is not counted) spent per operation;
+ * a mode's figure is the median of its reps, its ratio the median of its per-rep ratios to the
+ * baseline's rep of the same round (spread: the interquartile range of those ratios).
  *
  *  1. Messages: `bus.send()` of one-way informs to an in-process handler, accepted, delivered and
  *     acknowledged (route + deliver spans, message metrics).
@@ -21,7 +26,7 @@
  * Targets: tracing with every span recorded costs at most 10 % against metrics only, unsampled
  * tracing at most 3 %; metrics at most 10 % against telemetry off. The verdict is on CPU per
  * operation (the cost; the steadier figure on a shared machine); the throughput ratio is shown.
- * BENCH_MODES picks the modes, including the experiments `count`, `nostore` and `noexport`
+ * BENCH_MODES picks the modes, including the experiments `count`, `nostore`, `noexport` and `context`
  * (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
  * there as well, its reps alternated with these (before and after a change, in the same run).
  */
@@ -47,9 +52,11 @@ const env = (name: string, def: number) => {
 };
 
 /** Sizes; the environment overrides them for quick runs (e.g. BENCH_ROUNDS=3 BENCH_MESSAGES=2000). */
-const ROUNDS = env('BENCH_ROUNDS', 7);
-const MESSAGES = env('BENCH_MESSAGES', 5_000);
-const EXECUTIONS = env('BENCH_EXECUTIONS', 1_000);
+const ROUNDS = env('BENCH_ROUNDS', 21);
+const MESSAGES = env('BENCH_MESSAGES', 1_000);
+const EXECUTIONS = env('BENCH_EXECUTIONS', 250);
+/** Rounds run before the counted ones (not counted). */
+const WARMUP = env('BENCH_WARMUP', 4);
 const MAX_OVERHEAD = 0.1;
 const MAX_UNSAMPLED_OVERHEAD = 0.03;
 const DEFAULT_MODES: readonly Mode[] = ['off', 'metrics', 'on', 'sampled', 'unsampled'];
@@ -103,11 +110,14 @@ async function spawn(mode: string, dir: string): Promise<Node> {
   };
 }
 
-const median = (xs: number[]) => {
+/** The q-quantile (0..1) of xs, interpolated between the nearest ranks. */
+const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  const at = (s.length - 1) * q;
+  const lo = Math.floor(at);
+  return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (at - lo);
 };
+const median = (xs: number[]) => quantile(xs, 0.5);
 
 type Results = Record<string, Record<Workload, Figure[]>>;
 
@@ -120,16 +130,16 @@ async function run(): Promise<SuiteReport> {
   try {
     for (let i = 0; i < labels.length; i++) nodes.push(await spawn(labels[i]!, dirs[i]!.path));
     const sizes: Record<Workload, number> = { messages: MESSAGES, executions: EXECUTIONS };
-    for (let round = 0; round <= ROUNDS; round++) {
-      // Round 0 warms every process up and is not counted.
+    for (let round = 1 - WARMUP; round <= ROUNDS; round++) {
+      // Rounds up to 0 warm every process up and are not counted.
       note(
-        round === 0
-          ? `warm-up rep of ${labels.join(', ')}`
+        round <= 0
+          ? `warm-up round ${round + WARMUP}/${WARMUP} of ${labels.join(', ')}`
           : `rep ${round}/${ROUNDS}: ${MESSAGES.toLocaleString('en')} messages, ${EXECUTIONS.toLocaleString('en')} executions per mode`,
       );
       for (const workload of ['messages', 'executions'] as const) {
         for (let k = 0; k < nodes.length; k++) {
-          const node = nodes[(k + round) % nodes.length]!;
+          const node = nodes[(k + round + WARMUP) % nodes.length]!;
           const a = await node.ask({ type: 'run', workload, n: sizes[workload] });
           if (a.type !== 'figure') throw new Error(`${node.mode}: unexpected answer ${a.type}`);
           if (round > 0) results[node.mode]![workload].push(a.figure);
@@ -153,7 +163,7 @@ async function run(): Promise<SuiteReport> {
       if (has('on')) row('on', 'metrics', MAX_OVERHEAD);
       if (has('sampled')) row('sampled', 'metrics');
       if (has('unsampled')) row('unsampled', 'metrics', MAX_UNSAMPLED_OVERHEAD);
-      for (const m of ['count', 'nostore', 'noexport'] as const) if (has(m)) row(m, 'metrics');
+      for (const m of ['count', 'nostore', 'noexport', 'context'] as const) if (has(m)) row(m, 'metrics');
       if (has('off')) row('metrics', 'off', MAX_OVERHEAD);
     }
   }
@@ -161,7 +171,7 @@ async function run(): Promise<SuiteReport> {
     rows,
     notes: [
       `Telemetry off: [metrics] enabled = false, no span processor and [tracing] local_spans = 0 (the tracer is the no-op one; trace context still passes through); metrics only has local_spans = 0 too, the tracing modes the default span store plus the exporter. Tracing rows are measured against metrics only. Spans recorded in all reps (exported or counted): ${spans.toLocaleString('en')}.`,
-      `One process per mode, all started first; one warm-up rep each (not counted), then ${ROUNDS} reps alternating the modes, order rotated each rep; per rep and mode ${MESSAGES.toLocaleString('en')} one-way informs to an in-process handler (each its own conversation) and ${EXECUTIONS.toLocaleString('en')} sequential executor.invoke() calls with the zero-latency scripted provider. Ratios are the median of per-rep ratios to the baseline's rep of the same round, with their min–max.`,
+      `One process per mode, all started first; ${WARMUP} warm-up rounds (not counted), then ${ROUNDS} reps alternating the modes, order rotated each rep; per rep and mode ${MESSAGES.toLocaleString('en')} one-way informs to an in-process handler (each its own conversation) and ${EXECUTIONS.toLocaleString('en')} sequential executor.invoke() calls with the zero-latency scripted provider. CPU is the server process's (user + system, all threads: V8's GC helpers do part of what tracing adds) per operation; the raw results also hold the main thread's alone (main). Ratios are the median of per-rep ratios to the baseline's rep of the same round, with their interquartile range.`,
     ],
     raw: results,
   };
@@ -177,7 +187,9 @@ function rowOf(results: Results, workload: Workload, mode: Mode, base: Mode, sid
   const cpuRatios = mine.map((f, i) => f.cpu / theirs[i]!.cpu);
   const rateRatios = mine.map((f, i) => f.rate / theirs[i]!.rate);
   const cpuRatio = median(cpuRatios);
-  const spread = (xs: number[]) => `${fmt(Math.min(...xs), 2)}–${fmt(Math.max(...xs), 2)}`;
+  // The interquartile range: on a shared machine a rep or two always lands on a burst of other
+  // work, and min–max then says more about the neighbours than about the mode.
+  const spread = (xs: number[]) => `${fmt(quantile(xs, 0.25), 2)}–${fmt(quantile(xs, 0.75), 2)}`;
   const figure = (fs: Figure[]) =>
     `CPU ${fmt(median(fs.map((f) => f.cpu)), 1)} µs/${op}, ${fmt(median(fs.map((f) => f.rate)), 0)} ${unit}`;
   return {
@@ -200,6 +212,7 @@ const LABELS: Record<Mode, string> = {
   count: 'experiment: every span recorded, only counted (no span store, no exporter)',
   nostore: 'experiment: every span recorded and exported, no span store',
   noexport: 'experiment: every span recorded in the span store, no exporter',
+  context: 'experiment: trace context handed on, no span recorded',
 };
 
 export const observabilitySuite: Suite = {

@@ -4,8 +4,9 @@
  * parent asks for over IPC, one rep at a time, and answers each with its throughput and the CPU
  * time this process spent per operation. A process per mode keeps each mode's heap, garbage and
  * JIT its own; the parent alternates the reps, so every mode meets the same machine load.
+ * `start`, `messages` and `executions` are exported to drive one mode in-process (a CPU profile of it).
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -30,17 +31,33 @@ import { startServer, type CaxtonServer } from '../../src/server/index.js';
 /**
  * The modes. Experiments beside the product's modes: `count` records every span but hands it to a
  * processor that only counts (no span store, no exporter: what recording itself costs), `nostore`
- * exports without the node's span store, `noexport` keeps the span store without an exporter.
+ * exports without the node's span store, `noexport` keeps the span store without an exporter,
+ * `context` hands a sampled trace context on everywhere but records no span.
  */
-export const MODES = ['off', 'metrics', 'on', 'sampled', 'unsampled', 'count', 'nostore', 'noexport'] as const;
+export const MODES = [
+  'off',
+  'metrics',
+  'on',
+  'sampled',
+  'unsampled',
+  'count',
+  'nostore',
+  'noexport',
+  'context',
+] as const;
 export type Mode = (typeof MODES)[number];
 export type Workload = 'messages' | 'executions';
 
 export interface Figure {
   /** Operations per second. */
   rate: number;
-  /** Process CPU time (user + system) per operation, in µs. */
+  /** Process CPU time (user + system, every thread) per operation, in µs. */
   cpu: number;
+  /**
+   * The main thread's CPU time per operation, in µs: the server's own work, without V8's
+   * background compiler and GC helper threads or libuv's pool, whose share varies from rep to rep.
+   */
+  main: number;
   /** Garbage collection pauses per operation, in µs. */
   gc: number;
 }
@@ -77,8 +94,20 @@ class CountingProcessor implements SpanProcessor {
 
 const SCRIPT = `[[rules]]\n[[rules.turns]]\ntool_calls = [{ name = "calculator", arguments = { expression = "6 * 7" } }]\n[[rules.turns]]\ncontent = "It is {{last_tool_result}}."\n`;
 
-async function start(dir: string, mode: Mode): Promise<{ server: CaxtonServer; spans: () => number }> {
+export async function start(dir: string, mode: Mode): Promise<{ server: CaxtonServer; spans: () => number }> {
   const tracing = mode !== 'off' && mode !== 'metrics';
+  if (mode === 'context') {
+    // Every span is a sampled context that records nothing: what handing the trace context on
+    // costs (messages carrying it, records and events indexing their trace), without the spans.
+    const { SpanRecorder, newTraceId, randomId } = await import('../../src/observability/span-recorder.js');
+    const { trace, TraceFlags } = await import('@opentelemetry/api');
+    SpanRecorder.prototype.start = (_name, _kind, parent) =>
+      trace.wrapSpanContext({
+        traceId: parent?.traceId ?? newTraceId(),
+        spanId: randomId(8),
+        traceFlags: TraceFlags.SAMPLED,
+      });
+  }
   // The recorder reads the sampler from the environment (the standard OTEL_TRACES_SAMPLER variables).
   if (mode === 'sampled')
     Object.assign(process.env, {
@@ -90,11 +119,11 @@ async function start(dir: string, mode: Mode): Promise<{ server: CaxtonServer; s
   writeFileSync(join(dir, 'script.toml'), SCRIPT);
   // The node's own span store is on by default: modes without tracing, and the experiments
   // without a store, turn it off; the others record into it as a server does.
-  const store = tracing && mode !== 'count' && mode !== 'nostore';
+  const store = tracing && mode !== 'count' && mode !== 'nostore' && mode !== 'context';
   const exporter = new DiscardExporter();
   const counter = new CountingProcessor();
   const processors: SpanProcessor[] =
-    mode === 'count'
+    mode === 'count' || mode === 'context'
       ? [counter]
       : tracing && mode !== 'noexport'
         ? [new BatchSpanProcessor(exporter, { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })]
@@ -152,6 +181,15 @@ function cpuUs(): number {
   return u.user + u.system;
 }
 
+/** This thread's CPU time in µs (Linux schedstat, ns precision); NaN where there is none. */
+function threadCpuUs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ', 1)[0]) / 1000;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 let gcMs = 0;
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) gcMs += e.duration;
@@ -159,17 +197,19 @@ new PerformanceObserver((list) => {
 
 async function measure(n: number, work: () => Promise<void>): Promise<Figure> {
   const gc0 = gcMs;
+  const m0 = threadCpuUs();
   const c0 = cpuUs();
   const t0 = performance.now();
   await work();
   const ms = performance.now() - t0;
   const cpu = (cpuUs() - c0) / n;
+  const main = (threadCpuUs() - m0) / n;
   // GC entries arrive on a later turn.
   await new Promise((r) => setImmediate(r));
-  return { rate: (n / ms) * 1000, cpu, gc: ((gcMs - gc0) * 1000) / n };
+  return { rate: (n / ms) * 1000, cpu, main, gc: ((gcMs - gc0) * 1000) / n };
 }
 
-function messages(server: CaxtonServer, n: number): Promise<Figure> {
+export function messages(server: CaxtonServer, n: number): Promise<Figure> {
   const batch = Array.from({ length: n }, (_, i) => inform(i));
   return measure(n, async () => {
     let delivered = 0;
@@ -186,7 +226,7 @@ function messages(server: CaxtonServer, n: number): Promise<Figure> {
   });
 }
 
-function executions(server: CaxtonServer, n: number): Promise<Figure> {
+export function executions(server: CaxtonServer, n: number): Promise<Figure> {
   return measure(n, async () => {
     for (let i = 0; i < n; i++) {
       const r = await server.executor.invoke('calc', { request: `what is 6 * 7? (${i})` });

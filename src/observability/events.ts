@@ -11,6 +11,7 @@ import {
   type WriteLane,
 } from '../storage/index.js';
 import { relayedFrom } from '../shared/relayed.js';
+import { idsOfTraceparent } from './trace-context.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
 /**
@@ -275,14 +276,10 @@ interface Row {
   data: string;
 }
 
-const TRACEPARENT_RE = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
-
-const ZERO_TRACE_ID = '0'.repeat(32);
-
 /** trace_id and span_id of a W3C traceparent (undefined when it is absent or malformed). */
 export function traceIdsOf(traceparent: string | undefined): { trace_id: string; span_id: string } | undefined {
-  const m = traceparent === undefined ? null : TRACEPARENT_RE.exec(traceparent);
-  return m && m[1] !== ZERO_TRACE_ID ? { trace_id: m[1]!, span_id: m[2]! } : undefined;
+  const ids = traceparent === undefined ? undefined : idsOfTraceparent(traceparent);
+  return ids && { trace_id: ids.traceId, span_id: ids.spanId };
 }
 
 /** The active span's ids, if any. */

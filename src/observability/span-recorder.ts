@@ -95,8 +95,17 @@ const ZERO_IDS: Record<number, string> = { 16: '0'.repeat(16), 24: '0'.repeat(24
  * one page per row anywhere in it. Ratio sampling XORs all four words, so it stays uniform.
  */
 export function newTraceId(): string {
-  return (Math.floor(Date.now() / 1000) >>> 0).toString(16).padStart(8, '0') + randomId(12);
+  const second = Math.floor(Date.now() / 1000) >>> 0;
+  if (second !== prefixSecond) {
+    prefixSecond = second;
+    prefix = second.toString(16).padStart(8, '0');
+  }
+  return prefix + randomId(12);
 }
+
+/** The current second's hex, made once a second rather than once per trace. */
+let prefixSecond = -1;
+let prefix = '';
 
 /** A random id of `bytes` bytes as lower-case hex, never all zeros (an invalid W3C id). */
 export function randomId(bytes: 8 | 12 | 16): string {
@@ -204,13 +213,10 @@ export class RecordedSpan implements Span, ReadableSpan {
   name: string;
   readonly kind: SpanKind;
   readonly attributes: Attributes;
-  readonly droppedAttributesCount = 0;
-  readonly droppedEventsCount = 0;
-  readonly droppedLinksCount = 0;
   status: SpanStatus = UNSET;
   ended = false;
-  links: Link[] = EMPTY_LINKS;
-  events: TimedEvent[] = EMPTY_EVENTS;
+  /** Events and links, which few spans have: one field, made by the first one added. */
+  #extra: { events: TimedEvent[]; links: Link[] } | undefined;
   readonly traceId: string;
   readonly spanId: string;
   readonly parentSpanId: string | undefined;
@@ -264,6 +270,28 @@ export class RecordedSpan implements Span, ReadableSpan {
       isRemote: false,
       span: this,
     });
+  }
+
+  // What every span of the recorder has alike is read from the prototype, not kept per span
+  // (the span store holds thousands of them).
+  get droppedAttributesCount(): number {
+    return 0;
+  }
+
+  get droppedEventsCount(): number {
+    return 0;
+  }
+
+  get droppedLinksCount(): number {
+    return 0;
+  }
+
+  get events(): TimedEvent[] {
+    return this.#extra?.events ?? EMPTY_EVENTS;
+  }
+
+  get links(): Link[] {
+    return this.#extra?.links ?? EMPTY_LINKS;
   }
 
   get parentSpanContext(): SpanContext | undefined {
@@ -324,15 +352,13 @@ export class RecordedSpan implements Span, ReadableSpan {
       ...(!isTime && attributesOrTime !== undefined && { attributes: attributesOrTime as Attributes }),
       droppedAttributesCount: 0,
     };
-    if (this.events === EMPTY_EVENTS) this.events = [];
-    this.events.push(event);
+    (this.#extra ??= { events: [], links: [] }).events.push(event);
     return this;
   }
 
   addLink(link: Link): this {
     if (this.ended) return this;
-    if (this.links === EMPTY_LINKS) this.links = [];
-    this.links.push(link);
+    (this.#extra ??= { events: [], links: [] }).links.push(link);
     return this;
   }
 

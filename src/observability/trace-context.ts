@@ -68,10 +68,28 @@ function hexAt(s: string, i: number): number {
 
 /** TRACEPARENT's test without a match array: version 00, 32 + 16 + 2 lower-case hex digits, dashes between. */
 function isTraceparent(s: string): boolean {
-  if (s.length !== 55 || s.charCodeAt(0) !== 48 || s.charCodeAt(1) !== 48) return false;
-  if (s.charCodeAt(2) !== 45 || s.charCodeAt(35) !== 45 || s.charCodeAt(52) !== 45) return false;
-  for (let i = 3; i < 55; i++) if (i !== 35 && i !== 52 && hexAt(s, i) < 0) return false;
-  return true;
+  return s.startsWith('00') && hasTraceparentShape(s);
+}
+
+/**
+ * 2 + 32 + 16 + 2 lower-case hex digits, dashes between (any version). A regex test, not a loop
+ * of charCodeAt: a traceparent made here is a concatenation, which the regex engine flattens once
+ * and scans, where each charCodeAt would walk the concatenation again.
+ */
+const TRACEPARENT_SHAPE = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+function hasTraceparentShape(s: string): boolean {
+  return s.length === 55 && TRACEPARENT_SHAPE.test(s);
+}
+
+/**
+ * The trace and span ids a traceparent-shaped value names (any version), for records that index
+ * their trace: undefined when it is malformed or its trace id is all zeros. Sliced, not matched.
+ */
+export function idsOfTraceparent(s: string): { traceId: string; spanId: string } | undefined {
+  if (!hasTraceparentShape(s)) return undefined;
+  const traceId = s.slice(3, 35);
+  return traceId === ZERO_TRACE ? undefined : { traceId, spanId: s.slice(36, 52) };
 }
 
 /** The W3C `traceparent` of a span (undefined for a span without a valid context). */
