@@ -105,6 +105,23 @@ export function contentSize(c: Content): number {
   return Buffer.byteLength(contentText(c));
 }
 
+const texts = new WeakMap<AclMessage, string>();
+
+/**
+ * `JSON.stringify(m)`, computed once per message object: a cluster node writes the same text into
+ * the message's row, its size check against NATS's max_payload and each delivery it publishes.
+ * A message is never changed once built (tracing, signing and replies make new objects), so the
+ * text stays that of the object.
+ */
+export function messageJson(m: AclMessage): string {
+  let t = texts.get(m);
+  if (t === undefined) {
+    t = JSON.stringify(m);
+    texts.set(m, t);
+  }
+  return t;
+}
+
 /** Where a reply to `m` goes. */
 export function replyAddress(m: AclMessage): readonly string[] {
   return m.reply_to && m.reply_to.length > 0 ? m.reply_to : [m.sender];
