@@ -109,15 +109,16 @@ const texts = new WeakMap<AclMessage, string>();
 
 /**
  * `JSON.stringify(m)`, computed once per message object: a cluster node writes the same text into
- * the message's row, its size check against NATS's max_payload and each delivery it publishes.
+ * its size check against NATS's max_payload, the message's row and each delivery it publishes.
  * A message is never changed once built (tracing, signing and replies make new objects), so the
- * text stays that of the object.
+ * text stays that of the object. `keep: false` reads the text kept, or makes it without keeping it:
+ * for a path that alone needs it (a message's row on one node), where keeping it would only cost.
  */
-export function messageJson(m: AclMessage): string {
+export function messageJson(m: AclMessage, keep = true): string {
   let t = texts.get(m);
   if (t === undefined) {
     t = JSON.stringify(m);
-    texts.set(m, t);
+    if (keep) texts.set(m, t);
   }
   return t;
 }

@@ -214,7 +214,7 @@ export function messageRow(
     m.performative,
     m.sender,
     m.timestamp,
-    scrubSecrets(messageJson(m)),
+    scrubSecrets(messageJson(m, false)),
     JSON.stringify(routedTo),
   ];
 }
