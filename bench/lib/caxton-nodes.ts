@@ -11,7 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { Pool, type Dispatcher } from 'undici';
 
 /** The built CLI every node runs (`npm run build`). */
-export const CAXTON_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+/** The build the nodes run (BENCH_CLUSTER_MAIN: another build's main.js, to compare two builds run by run). */
+export const CAXTON_MAIN =
+  process.env.BENCH_CLUSTER_MAIN ?? fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 /** The agent every benchmark message is sent to. */
 export const SINK = 'bench-sink';
 /** Messages one agent takes at once on each node (its `[messaging] max_concurrency`): enough that the agent's lane is not the bottleneck. */

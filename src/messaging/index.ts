@@ -107,6 +107,7 @@ export {
   newConversationId,
   contentText,
   contentSize,
+  messageJson,
   replyAddress,
   type AclMessage,
   type Content,

@@ -105,6 +105,24 @@ export function contentSize(c: Content): number {
   return Buffer.byteLength(contentText(c));
 }
 
+const texts = new WeakMap<AclMessage, string>();
+
+/**
+ * `JSON.stringify(m)`, computed once per message object: a cluster node writes the same text into
+ * its size check against NATS's max_payload, the message's row and each delivery it publishes.
+ * A message is never changed once built (tracing, signing and replies make new objects), so the
+ * text stays that of the object. `keep: false` reads the text kept, or makes it without keeping it:
+ * for a path that alone needs it (a message's row on one node), where keeping it would only cost.
+ */
+export function messageJson(m: AclMessage, keep = true): string {
+  let t = texts.get(m);
+  if (t === undefined) {
+    t = JSON.stringify(m);
+    if (keep) texts.set(m, t);
+  }
+  return t;
+}
+
 /** Where a reply to `m` goes. */
 export function replyAddress(m: AclMessage): readonly string[] {
   return m.reply_to && m.reply_to.length > 0 ? m.reply_to : [m.sender];

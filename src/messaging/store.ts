@@ -2,7 +2,7 @@ import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
 import type { Db, Migration } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import type { Conversation, ConversationState } from './conversation.js';
-import type { AclMessage, ConversationId, MessageId } from './message.js';
+import { messageJson, type AclMessage, type ConversationId, type MessageId } from './message.js';
 
 export const MESSAGING_MIGRATIONS: readonly Migration[] = [
   {
@@ -214,7 +214,7 @@ export function messageRow(
     m.performative,
     m.sender,
     m.timestamp,
-    scrubSecrets(JSON.stringify(m)),
+    scrubSecrets(messageJson(m, false)),
     JSON.stringify(routedTo),
   ];
 }

@@ -23,6 +23,7 @@ import {
   EngineBus,
   Directory,
   isTerminal,
+  messageJson,
   Router,
   type AclMessage,
   type BusEvent,
@@ -94,6 +95,14 @@ export interface ClusterBusOptions {
 interface EventWire {
   node: string;
   events: BusEvent[];
+}
+
+const utf8 = new TextDecoder();
+
+/** `JSON.stringify(e)`, with a message event's message as the text made for it once (messageJson). */
+function eventJson(e: BusEvent): string {
+  if (e.type !== 'message') return JSON.stringify(e);
+  return `{"type":"message","conversation_id":${JSON.stringify(e.conversation_id)},"message":${messageJson(e.message)},"routed_to":${JSON.stringify(e.routed_to)}}`;
 }
 
 const isUniqueViolation = (e: unknown) => (e as { code?: string }).code === '23505';
@@ -279,7 +288,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     const nc = this.#eventsNc;
     const max = nc.info?.max_payload ?? Infinity;
     const send = (batch: BusEvent[]) => {
-      const wire = JSON.stringify({ node, events: batch } satisfies EventWire);
+      const wire = `{"node":${JSON.stringify(node)},"events":[${batch.map(eventJson).join(',')}]}`;
       if (batch.length > 1 && Buffer.byteLength(wire) > max) {
         const half = batch.length >> 1;
         send(batch.slice(0, half));
@@ -309,7 +318,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
 
   #remoteEvent(data: Uint8Array): void {
     try {
-      const w = JSON.parse(new TextDecoder().decode(data)) as EventWire;
+      const w = JSON.parse(utf8.decode(data)) as EventWire;
       // Marked: the event store in PostgreSQL has it from the node where it happened (src/shared/relayed.ts).
       if (w.node !== this.#o.cluster.node) for (const e of w.events) this.#emitLocal(markRelayed(e, w.node));
     } catch {

@@ -37,11 +37,13 @@ import {
   type Delivery,
   type DeliveryQueue,
   type DeliveryRow,
+  messageJson,
   type Outgoing,
   type StoredMessage,
 } from '../index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import type { PgMessageStore } from './pg-message-store.js';
+import { PubAcks } from './pub-acks.js';
 import { pullLapsed, Pulls } from './pulls.js';
 
 /** Agent names may hold `.`, a NATS subject separator: it travels as `~`, which names never hold. */
@@ -152,6 +154,11 @@ interface Wire {
   message: AclMessage;
 }
 
+/** `JSON.stringify` of the delivery's Wire, around the message's text made once (messageJson). */
+function wireOf(o: Outgoing): string {
+  return `{"id":${o.id},"receiver":${JSON.stringify(o.receiver)},"message":${messageJson(o.message)}}`;
+}
+
 /** The delivery's envelope around the message (row id, receiver, JSON keys), with room to spare. */
 const WIRE_OVERHEAD = 512;
 /** How long stopping waits for the PubAck marks still due to be written. */
@@ -192,7 +199,8 @@ export interface JetStreamQueueOptions {
 export class JetStreamQueue implements DeliveryQueue {
   readonly #o: JetStreamQueueOptions;
   readonly #dispatcher: Dispatcher;
-  #js: JetStreamClient | undefined;
+  /** Where deliveries are published, each awaiting its PubAck. */
+  readonly #acks: PubAcks;
   /** The JetStream message of each delivery this node holds, by row id. */
   readonly #held = new Map<number, JsMsg>();
   /** Fetched deliveries whose rows are being read (they count against max_held). */
@@ -217,6 +225,7 @@ export class JetStreamQueue implements DeliveryQueue {
 
   constructor(opts: JetStreamQueueOptions) {
     this.#o = opts;
+    this.#acks = new PubAcks(opts.nc);
     this.#rows = new DataLoader(
       async (ids) => {
         const rows = await opts.store.getDeliveries(ids);
@@ -262,7 +271,6 @@ export class JetStreamQueue implements DeliveryQueue {
       ackWaitMs: d.ack_wait,
       replicas: this.#o.cluster.replicas,
     });
-    this.#js = opened.js;
     this.#pulls = new Pulls(opened.consumer, {
       onOverdue: (asked, got) =>
         this.#o.log.debug?.(
@@ -308,7 +316,7 @@ export class JetStreamQueue implements DeliveryQueue {
 
   admit(m: AclMessage): void {
     // The delivery must fit NATS's max_payload, or it would be stored and never published.
-    const wire = Buffer.byteLength(JSON.stringify(m)) + WIRE_OVERHEAD;
+    const wire = Buffer.byteLength(messageJson(m)) + WIRE_OVERHEAD;
     const maxPayload = this.#o.nc.info?.max_payload;
     if (maxPayload !== undefined && wire > maxPayload) {
       throw new CaxtonError(
@@ -325,13 +333,11 @@ export class JetStreamQueue implements DeliveryQueue {
     try {
       await Promise.all(
         out.map(async (o) => {
-          await this.#js!.publish(
+          await this.#acks.publish(
             `${d.subject}.${subjectToken(o.receiver)}`,
-            JSON.stringify({ id: o.id, receiver: o.receiver, message: o.message } satisfies Wire),
-            {
-              msgID: `d${o.id}${o.tag ?? ''}`,
-              timeout: d.publish_timeout,
-            },
+            wireOf(o),
+            `d${o.id}${o.tag ?? ''}`,
+            d.publish_timeout,
           );
           this.#confirm(o);
         }),

@@ -187,8 +187,9 @@ export class DeliveryEngine {
         },
       );
     }
-    this.#queue.admit?.(m);
     if (this.#o.tracer) m = this.#w.traceRoute(m);
+    // After tracing: the size checked is the text published (its trace context included), made once.
+    this.#queue.admit?.(m);
     const decision = this.#o.router.route(m, scope);
     checkReceiverLimits(m, decision);
     const fresh = hints.newConversation === true;

@@ -238,13 +238,47 @@ export class RolledBack extends Error {
   }
 }
 
-/** `sql` with each `$n` replaced by the literal of `values[n - 1]` (the templates hold no other `$`). */
+/** A template split at its placeholders: `parts[0]`, value `at[0]`, `parts[1]`, … (one per template, remembered). */
+interface Template {
+  parts: string[];
+  at: number[];
+}
+const templates = new Map<string, Template>();
+
+function templateOf(sql: string): Template {
+  let t = templates.get(sql);
+  if (t === undefined) {
+    const parts: string[] = [];
+    const at: number[] = [];
+    let from = 0;
+    for (const m of sql.matchAll(/\$(\d+)/g)) {
+      parts.push(sql.slice(from, m.index));
+      at.push(Number(m[1]) - 1);
+      from = m.index + m[0].length;
+    }
+    parts.push(sql.slice(from));
+    t = { parts, at };
+    // A few fixed templates in practice; a caller building texts would otherwise grow it without bound.
+    if (templates.size >= 512) templates.clear();
+    templates.set(sql, t);
+  }
+  return t;
+}
+
+/**
+ * `sql` with each `$n` replaced by the literal of `values[n - 1]` (the templates hold no other `$`).
+ * The template is split once and the pieces joined per call: a regular expression's replace with a
+ * callback per placeholder cost 1.7 % of a node's CPU under one POST per message.
+ */
 function inline(sql: string, values: readonly Literal[]): string {
-  return sql.replace(/\$(\d+)/g, (_, n: string) => {
-    const i = Number(n) - 1;
-    if (i >= values.length) throw new Error(`statement refers to $${n} but has ${values.length} values`);
-    return literal(values[i]);
-  });
+  const { parts, at } = templateOf(sql);
+  let out = parts[0]!;
+  for (let i = 0; i < at.length; i++) {
+    const v = at[i]!;
+    if (v >= values.length) throw new Error(`statement refers to $${v + 1} but has ${values.length} values`);
+    out += literal(values[v]) + parts[i + 1]!;
+  }
+  return out;
 }
 
 /** One value as SQL: NULL, a finite number as written, a boolean, or an escaped string literal. */
@@ -270,6 +304,6 @@ export function escapeLiteral(text: string): string {
       'invalid_request',
       'text stored in the cluster state cannot contain a NUL character (U+0000): remove it',
     );
-  const quoted = text.replace(/'/g, "''");
-  return text.includes('\\') ? ` E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
+  const quoted = text.includes("'") ? text.replaceAll("'", "''") : text;
+  return text.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
