@@ -8,7 +8,7 @@ import { agentOfRef } from '../../auth/principal.js';
 import type { AgentResponse, ChatThreads, Executor, ExecutionEvent } from '../../execution/index.js';
 import { toEnvelope } from '../envelope.js';
 import { agentNameParams, errorEnvelopeSchema } from '../schemas.js';
-import { disconnectSignal, wantsEventStream } from '../sse.js';
+import { disconnectHook, wantsEventStream } from '../sse.js';
 import type { Check, Documents } from '../type-checks.js';
 
 export const invokeBodySchema = z.strictObject({
@@ -105,8 +105,10 @@ export async function invokeRoutes(
       };
       const limit = limitOf(req);
       if (!wantsEventStream(req)) {
-        const signal = disconnectSignal(req, reply);
-        return executor.invoke(req.params.name, request, { signal, ...(limit && { limit }) });
+        return executor.invoke(req.params.name, request, {
+          cancelOn: disconnectHook(req, reply),
+          ...(limit && { limit }),
+        });
       }
       await executor.check(req.params.name, request); // errors before the stream opens keep their HTTP status
       const { sse, admitted } = admitAndOpenSse(executor, req.params.name, req, reply);
