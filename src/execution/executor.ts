@@ -119,39 +119,60 @@ function taskModulePath(): string {
  * they pile up by the hundred thousand (see docs/benchmarks.md, Execution). A cancellation after
  * `dispose()` aborts nothing: the execution is over.
  */
-function deadlineSignal(
-  timeoutMs: number,
-  outer: AbortSignal | undefined,
-  cancelOn: InvokeOptions['cancelOn'],
-): { signal: AbortSignal; timedOut(): boolean; cancelled(): boolean; dispose(): void } {
-  const ac = new AbortController();
-  let timedOut = false;
-  let cancelled = false;
-  let settled = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    ac.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
-  }, timeoutMs);
-  timer.unref();
-  const cancel = (reason?: unknown): void => {
-    if (settled || ac.signal.aborted) return;
-    cancelled = true;
-    ac.abort(reason);
-  };
-  const onAbort = (): void => cancel(outer?.reason);
-  if (outer?.aborted) cancel(outer.reason);
-  else outer?.addEventListener('abort', onAbort, { once: true });
-  cancelOn?.(() => cancel());
-  return {
-    signal: ac.signal,
-    timedOut: () => timedOut,
-    cancelled: () => cancelled,
-    dispose: () => {
-      settled = true;
-      clearTimeout(timer);
-      outer?.removeEventListener('abort', onAbort);
-    },
-  };
+class Deadline {
+  readonly #ac = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+  readonly #outer: AbortSignal | undefined;
+  readonly #onAbort: (() => void) | undefined;
+  #timedOut = false;
+  #cancelled = false;
+  #settled = false;
+
+  constructor(timeoutMs: number, outer: AbortSignal | undefined, cancelOn: InvokeOptions['cancelOn']) {
+    // A static callback and its argument: no closure per execution.
+    this.#timer = setTimeout(expire, timeoutMs, this);
+    this.#timer.unref();
+    this.#outer = outer;
+    if (outer?.aborted) this.cancel(outer.reason);
+    else if (outer) {
+      this.#onAbort = () => this.cancel(outer.reason);
+      outer.addEventListener('abort', this.#onAbort, { once: true });
+    }
+    cancelOn?.(() => this.cancel());
+  }
+
+  get signal(): AbortSignal {
+    return this.#ac.signal;
+  }
+
+  timedOut(): boolean {
+    return this.#timedOut;
+  }
+
+  cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  expire(): void {
+    this.#timedOut = true;
+    this.#ac.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+  }
+
+  cancel(reason?: unknown): void {
+    if (this.#settled || this.#ac.signal.aborted) return;
+    this.#cancelled = true;
+    this.#ac.abort(reason);
+  }
+
+  dispose(): void {
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    if (this.#onAbort) this.#outer?.removeEventListener('abort', this.#onAbort);
+  }
+}
+
+function expire(d: Deadline): void {
+  d.expire();
 }
 
 /**
@@ -574,7 +595,7 @@ export class Executor {
     // The agent's deadline is our own timer in every mode, so that a 'timeout' raised inside the
     // task (an LLM provider's per-call timeout) is not mistaken for limits.timeout. In pooled modes
     // the pool's own deadline is only a backstop.
-    const deadline = deadlineSignal(timeoutMs, opts.signal, opts.cancelOn);
+    const deadline = new Deadline(timeoutMs, opts.signal, opts.cancelOn);
     const { signal } = deadline;
     try {
       if (isolation === 'context') {
