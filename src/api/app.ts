@@ -41,6 +41,9 @@ export interface ApiDeps {
   https?: HttpsServerOptions;
 }
 
+/** pino's level test (and LazyChild's, lazy-log.ts). */
+type LevelCheck = { isLevelEnabled?: (level: string) => boolean };
+
 /** Builds the REST API. Listening is the caller's job, so tests can inject or listen on port 0. */
 export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const { config, metrics, tracer } = deps;
@@ -151,11 +154,23 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.addHook('onSend', (_req, _reply, payload, done) =>
     done(null, typeof payload === 'string' ? scrubSecrets(payload) : payload),
   );
-  app.addHook('onResponse', async (req, reply) => {
+  // The request metrics' labelled children, looked up once per method, route and status: prom-client
+  // hashes a label object on every call otherwise.
+  const recorders = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
-    const status = String(reply.statusCode);
-    metrics.httpRequests.inc({ method: req.method, route, status });
-    metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    const key = `${req.method} ${reply.statusCode} ${route}`;
+    let r = recorders.get(key);
+    if (r === undefined) {
+      const status = String(reply.statusCode);
+      r = {
+        count: metrics.httpRequests.labels({ method: req.method, route, status }),
+        time: metrics.httpDuration.labels({ method: req.method, route }),
+      };
+      recorders.set(key, r);
+    }
+    r.count.inc();
+    r.time.observe(reply.elapsedTime / 1000);
     const span = req.span;
     if (span?.isRecording()) {
       span.updateName(`${req.method} ${route}`);
@@ -165,10 +180,13 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       span.end();
     }
     const level = reply.statusCode >= 500 ? 'error' : 'debug';
-    req.log[level](
-      { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
-      'request completed',
-    );
+    // The line's object only when it is logged: most requests log nothing at the default level.
+    if (level === 'error' || (req.log as LevelCheck).isLevelEnabled?.('debug') !== false)
+      req.log[level](
+        { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
+        'request completed',
+      );
+    done();
   });
 
   app.setErrorHandler((err, req, reply) => {

@@ -28,9 +28,14 @@ class LazyChild {
     return (this.#real ??= this.#parent.child(this.#bindings));
   }
 
-  #log(level: Level, args: Args): void {
+  /** pino's own test, on the logger the lines would go to (true when it has none). */
+  isLevelEnabled(level: string): boolean {
     const enabled = (this.#real ?? this.#parent) as FastifyBaseLogger & { isLevelEnabled?: (l: string) => boolean };
-    if (enabled.isLevelEnabled !== undefined && !enabled.isLevelEnabled(level)) return;
+    return enabled.isLevelEnabled === undefined || enabled.isLevelEnabled(level);
+  }
+
+  #log(level: Level, args: Args): void {
+    if (!this.isLevelEnabled(level)) return;
     (this.#logger()[level] as (...a: Args) => void)(...args);
   }
 

@@ -21,11 +21,33 @@ export function wantsEventStream(req: FastifyRequest): boolean {
 /** Aborts when the client disconnects before the response is complete. */
 export function disconnectSignal(req: FastifyRequest, reply: FastifyReply): AbortSignal {
   const ac = new AbortController();
-  reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) ac.abort();
-  });
-  req.raw.on('aborted', () => ac.abort());
+  onDisconnect(req, reply, () => ac.abort());
   return ac.signal;
+}
+
+/**
+ * The client's disconnect as the executor's `cancelOn` (src/execution/executor.ts): no
+ * AbortController of its own, so an invoke's deadline controller is its only one. Listens from
+ * now on, so a client gone before the execution starts cancels it as soon as it does.
+ */
+export function disconnectHook(req: FastifyRequest, reply: FastifyReply): (cancel: () => void) => void {
+  let gone = false;
+  let cancel: (() => void) | undefined;
+  onDisconnect(req, reply, () => {
+    gone = true;
+    cancel?.();
+  });
+  return (c) => {
+    cancel = c;
+    if (gone) c();
+  };
+}
+
+function onDisconnect(req: FastifyRequest, reply: FastifyReply, gone: () => void): void {
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) gone();
+  });
+  req.raw.on('aborted', gone);
 }
 
 export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {

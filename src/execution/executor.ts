@@ -39,6 +39,12 @@ import { WasmAgents } from './wasm-agent.js';
 export interface InvokeOptions {
   /** Aborted when the client goes away. */
   signal?: AbortSignal;
+  /**
+   * The caller's cancellation as a callback instead of a signal: called once, when the execution
+   * starts, with the function that cancels it (src/api/sse.ts: disconnectHook). Cheaper than
+   * `signal`: the execution's own deadline controller is then the request's only AbortController.
+   */
+  cancelOn?: (cancel: () => void) => void;
   stream?: boolean;
   onEvent?: (e: ExecutionEvent) => void;
   /** Who runs this execution, and their effective limits (src/auth/limits.ts); needs `ExecutorOptions.limiter`. */
@@ -106,34 +112,67 @@ function taskModulePath(): string {
 }
 
 /**
- * The agent's deadline and the caller's cancellation folded into one signal. Equivalent to
- * `AbortSignal.any([outer, AbortSignal.timeout(ms)])`, but cheaper, and `dispose()` releases the
- * timer and the listener as soon as the execution settles: `AbortSignal.timeout` keeps its timer
- * (120 s by default) until it fires, so under sustained load they pile up by the hundred thousand
- * (see docs/benchmarks.md, Execution).
+ * The agent's deadline and the caller's cancellation (`outer`, or `cancelOn`) folded into one
+ * signal. Equivalent to `AbortSignal.any([outer, AbortSignal.timeout(ms)])`, but cheaper, and
+ * `dispose()` releases the timer and the listener as soon as the execution settles:
+ * `AbortSignal.timeout` keeps its timer (120 s by default) until it fires, so under sustained load
+ * they pile up by the hundred thousand (see docs/benchmarks.md, Execution). A cancellation after
+ * `dispose()` aborts nothing: the execution is over.
  */
-function deadlineSignal(
-  timeoutMs: number,
-  outer: AbortSignal | undefined,
-): { signal: AbortSignal; timedOut(): boolean; dispose(): void } {
-  const ac = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    ac.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
-  }, timeoutMs);
-  timer.unref();
-  const onAbort = (): void => ac.abort(outer?.reason);
-  if (outer?.aborted) ac.abort(outer.reason);
-  else outer?.addEventListener('abort', onAbort, { once: true });
-  return {
-    signal: ac.signal,
-    timedOut: () => timedOut,
-    dispose: () => {
-      clearTimeout(timer);
-      outer?.removeEventListener('abort', onAbort);
-    },
-  };
+class Deadline {
+  readonly #ac = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+  readonly #outer: AbortSignal | undefined;
+  readonly #onAbort: (() => void) | undefined;
+  #timedOut = false;
+  #cancelled = false;
+  #settled = false;
+
+  constructor(timeoutMs: number, outer: AbortSignal | undefined, cancelOn: InvokeOptions['cancelOn']) {
+    // A static callback and its argument: no closure per execution.
+    this.#timer = setTimeout(expire, timeoutMs, this);
+    this.#timer.unref();
+    this.#outer = outer;
+    if (outer?.aborted) this.cancel(outer.reason);
+    else if (outer) {
+      this.#onAbort = () => this.cancel(outer.reason);
+      outer.addEventListener('abort', this.#onAbort, { once: true });
+    }
+    cancelOn?.(() => this.cancel());
+  }
+
+  get signal(): AbortSignal {
+    return this.#ac.signal;
+  }
+
+  timedOut(): boolean {
+    return this.#timedOut;
+  }
+
+  cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  expire(): void {
+    this.#timedOut = true;
+    this.#ac.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+  }
+
+  cancel(reason?: unknown): void {
+    if (this.#settled || this.#ac.signal.aborted) return;
+    this.#cancelled = true;
+    this.#ac.abort(reason);
+  }
+
+  dispose(): void {
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    if (this.#onAbort) this.#outer?.removeEventListener('abort', this.#onAbort);
+  }
+}
+
+function expire(d: Deadline): void {
+  d.expire();
 }
 
 /**
@@ -556,7 +595,7 @@ export class Executor {
     // The agent's deadline is our own timer in every mode, so that a 'timeout' raised inside the
     // task (an LLM provider's per-call timeout) is not mistaken for limits.timeout. In pooled modes
     // the pool's own deadline is only a backstop.
-    const deadline = deadlineSignal(timeoutMs, opts.signal);
+    const deadline = new Deadline(timeoutMs, opts.signal, opts.cancelOn);
     const { signal } = deadline;
     try {
       if (isolation === 'context') {
@@ -574,7 +613,7 @@ export class Executor {
           return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
-          if (opts.signal?.aborted)
+          if (deadline.cancelled())
             throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
           throw e;
         }

@@ -45,6 +45,9 @@ export function toolContext(job: ExecutionJob, signal: AbortSignal): ToolContext
   };
 }
 
+const ignore = (): void => {};
+const NO_NAMES: ReadonlySet<string> = new Set();
+
 function addUsage(a: Usage, b: Usage): Usage {
   return {
     input_tokens: a.input_tokens + b.input_tokens,
@@ -66,14 +69,16 @@ export async function runAgent(
   const started = performance.now();
   const def = job.definition;
   const tracer = trace.getTracer('caxton');
-  const emit = opts.emit ?? (() => {});
+  const emit = opts.emit ?? ignore;
   const attempts = deps.providers.resolve(def.llm, deps.llmDefaults, def.name);
   const allowed = def.tools as string[];
   const req = job.request;
   // The caller's own tools join the agent's: offered to the model, never run here (see below).
   const clientTools = req.client_tools ?? [];
-  const clientNames = new Set(clientTools.map((t) => t.name));
-  const toolSpecs = [...deps.tools.specsFor(allowed), ...clientTools];
+  const clientNames: ReadonlySet<string> =
+    clientTools.length === 0 ? NO_NAMES : new Set(clientTools.map((t) => t.name));
+  const agentSpecs = deps.tools.specsFor(allowed);
+  const toolSpecs = clientTools.length === 0 ? agentSpecs : [...agentSpecs, ...clientTools];
 
   // {{memory_context}}: what the executor found in memory for this request (src/memory).
   const memory = job.memory_context ?? '';
@@ -176,13 +181,16 @@ export async function runAgent(
     usage = addUsage(usage, last.usage);
     // Client tool calls get Caxton's own ids: providers' ids need not be unique across executions
     // (scripted ones are call_0_0...), and a follow-up finds its suspended execution by them.
-    const calls = last.tool_calls.map((c) =>
-      clientNames.has(c.name) ? { ...c, id: `call_${randomUUID().replaceAll('-', '')}` } : c,
-    );
+    const calls =
+      clientNames.size === 0
+        ? last.tool_calls
+        : last.tool_calls.map((c) =>
+            clientNames.has(c.name) ? { ...c, id: `call_${randomUUID().replaceAll('-', '')}` } : c,
+          );
     messages.push({ role: 'assistant', content: last.content, ...(calls.length > 0 && { tool_calls: calls }) });
     if (calls.length === 0) break;
-    pending = calls.filter((c) => clientNames.has(c.name));
-    for (const call of calls.filter((c) => !clientNames.has(c.name))) {
+    pending = clientNames.size === 0 ? pending : calls.filter((c) => clientNames.has(c.name));
+    for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
       const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({

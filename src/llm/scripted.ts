@@ -26,13 +26,14 @@
  * `{{tool_result.NAME}}` (the latest result of tool NAME) and `{{match.N}}` (capture group N, 0-9, of the
  * rule's `match` in the request); unknown ones are rejected at load.
  * Usage is approximated as characters / 4 (at least 1). The file is cached and re-read when its
- * modification time or size changes.
+ * inode, modification time or size changes: checked on every call, except while a watcher on the file
+ * has reported nothing since the last check (then at most every RESTAT_MS).
  *
  * Reading and checking a script file (TOML parser, schema) lives in scripted-file.ts, imported
  * only when a file must be read: a worker thread or child process receives the script already
  * checked by the server (`ProviderConfig.script_checked`), so it loads neither.
  */
-import { statSync } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import { makeUsage } from './decode.js';
 import { sleep } from './retry.js';
 import {
@@ -76,13 +77,24 @@ interface CompiledScript {
   rules: CompiledRule[];
 }
 
+/**
+ * How long a watched script file goes without a stat: the watcher (inotify and the like) reports
+ * a change as soon as the event loop turns; the stat every RESTAT_MS covers a watcher that misses one.
+ */
+const RESTAT_MS = 1_000;
+
 const PLACEHOLDER = /\{\{\s*([A-Za-z_][\w.:*-]*)\s*\}\}/g;
 export const IN_MEMORY = '<in-memory script>';
 
 export class ScriptedProvider implements LlmProvider {
   readonly type = 'scripted' as const;
   readonly defaultModel: string | undefined;
-  private cache: { mtimeMs: number; size: number; checked: CheckedScript; script: CompiledScript } | undefined;
+  private cache:
+    { ino: number; mtimeMs: number; size: number; checked: CheckedScript; script: CompiledScript } | undefined;
+  /** A watcher on the script file: while it reports nothing, the cached stat holds (RESTAT_MS). */
+  private watcher: FSWatcher | undefined;
+  /** When the file was last found unchanged with the watcher already on it (0: check at the next call). */
+  private quietSince = 0;
   private readonly inline: CompiledScript | undefined;
 
   /**
@@ -190,24 +202,67 @@ export class ScriptedProvider implements LlmProvider {
     return (await this.current(model)).script;
   }
 
-  /** The parsed script file, re-read when its mtime or size changed. */
+  /** The parsed script file, re-read when its inode, mtime or size changed. */
   private async current(model: string): Promise<{ checked: CheckedScript; script: CompiledScript }> {
     if (this.config.script_error !== undefined) throw this.fail(model, this.config.script_error);
+    // A stat per model call is a syscall and a Stats object per request: skipped while the
+    // watcher, on since before the last stat, has reported no change of the file.
+    if (this.cache && this.quietSince !== 0 && Date.now() - this.quietSince < RESTAT_MS) return this.cache;
     const file = this.config.script ?? '';
+    this.watch(file);
     let info;
     try {
-      // Synchronous on purpose: this runs on every model call, and a stat of a local file takes
+      // Synchronous on purpose: this runs on model calls, and a stat of a local file takes
       // ~2 µs inline against ~30 µs of CPU through the thread pool (fs/promises).
       info = statSync(file);
     } catch (e) {
       throw this.fail(model, `cannot read script file "${file}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, e);
     }
-    if (this.cache && this.cache.mtimeMs === info.mtimeMs && this.cache.size === info.size) return this.cache;
+    // The inode too: a file replaced by a rename within the file system's timestamp resolution may
+    // have the old one's size and modification time.
+    const c = this.cache;
+    if (c && c.ino === info.ino && c.mtimeMs === info.mtimeMs && c.size === info.size) {
+      if (this.watcher) this.quietSince = Date.now();
+      return c;
+    }
+    this.quietSince = 0;
     const fail = (m: string, cause?: unknown): LlmError => this.fail(model, `script file "${file}": ${m}`, cause);
     const { readScriptFile } = await import('./scripted-file.js');
     const checked = await readScriptFile(file, fail);
-    this.cache = { mtimeMs: info.mtimeMs, size: info.size, checked, script: compile(checked, file, fail) };
+    this.cache = {
+      ino: info.ino,
+      mtimeMs: info.mtimeMs,
+      size: info.size,
+      checked,
+      script: compile(checked, file, fail),
+    };
     return this.cache;
+  }
+
+  /**
+   * Watches the script file (not keeping the process alive). Any event means "stat again"; a
+   * rename (the file replaced or removed) also drops the watcher, re-made on the new file at the
+   * next call. Without a watcher (none possible here) every call stats.
+   */
+  private watch(file: string): void {
+    if (this.watcher) return;
+    let w: FSWatcher;
+    try {
+      w = watch(file, { persistent: false });
+    } catch {
+      return;
+    }
+    const drop = (): void => {
+      this.quietSince = 0;
+      if (this.watcher === w) this.watcher = undefined;
+      w.close();
+    };
+    w.on('change', (type) => {
+      this.quietSince = 0;
+      if (type === 'rename') drop();
+    });
+    w.on('error', drop);
+    this.watcher = w;
   }
 
   private fail(model: string, message: string, cause?: unknown): LlmError {

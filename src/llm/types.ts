@@ -74,7 +74,7 @@ export type ResponseFormat =
 export interface ChatRequest {
   model: string;
   messages: ChatMessage[];
-  tools?: ToolSpec[];
+  tools?: readonly ToolSpec[];
   /** Absent: the provider's default (auto when tools are given). */
   tool_choice?: ToolChoice;
   /** Whether the model may call several tools in one turn (OpenAI-type providers only). */

@@ -1,7 +1,7 @@
-import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createProvider,
   LlmError,
@@ -225,6 +225,23 @@ describe('scripted provider', () => {
     const later = new Date(Date.now() + 5_000);
     await utimes(path, later, later);
     expect((await p.chat({ model: '', messages: [] })).content).toBe('two');
+  });
+
+  it('re-reads a file replaced by a rename (the watcher follows the new file)', async () => {
+    const path = join(dir, 'swap.toml');
+    await writeFile(path, '[[rules]]\ncontent = "one"\n');
+    const p = createProvider('s', providerConfig({ type: 'scripted', script: path }));
+    expect((await p.chat({ model: '', messages: [] })).content).toBe('one');
+    expect((await p.chat({ model: '', messages: [] })).content).toBe('one');
+    for (const next of ['two', 'three, longer']) {
+      await writeFile(`${path}.new`, `[[rules]]\ncontent = "${next}"\n`);
+      await rename(`${path}.new`, path);
+      // Seen once the watcher's event has been read (the next turns of the event loop), or at
+      // the periodic check at the latest.
+      await vi.waitFor(async () => expect((await p.chat({ model: '', messages: [] })).content).toBe(next), {
+        timeout: 5_000,
+      });
+    }
   });
 });
 

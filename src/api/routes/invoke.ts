@@ -5,10 +5,10 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ISOLATION_MODES } from '../../agents/index.js';
 import { agentOfRef } from '../../auth/principal.js';
-import type { AgentResponse, ChatThreads, Executor, ExecutionEvent } from '../../execution/index.js';
+import type { AgentResponse, ChatThreads, Executor, ExecutionEvent, InvokeRequest } from '../../execution/index.js';
 import { toEnvelope } from '../envelope.js';
 import { agentNameParams, errorEnvelopeSchema } from '../schemas.js';
-import { disconnectSignal, wantsEventStream } from '../sse.js';
+import { disconnectHook, wantsEventStream } from '../sse.js';
 import type { Check, Documents } from '../type-checks.js';
 
 export const invokeBodySchema = z.strictObject({
@@ -93,20 +93,22 @@ export async function invokeRoutes(
         body.conversation_id === undefined
           ? []
           : await opts.threads.history(req.principal, agentOfRef(req.params.name), body.conversation_id);
-      const request = {
-        request: body.request,
-        ...(body.context !== undefined && { context: body.context }),
-        ...(body.parameters !== undefined && { parameters: body.parameters }),
-        ...(body.conversation_id !== undefined && { conversation_id: body.conversation_id }),
-        ...(history.length > 0 && { history }),
-        ...(body.capability !== undefined && { capability: body.capability }),
-        ...(tp !== undefined && { traceparent: tp }),
-        ...callerOf(req),
-      };
+      // Built field by field: an object literal of conditional spreads costs a copy per spread.
+      const request: InvokeRequest = { request: body.request };
+      if (body.context !== undefined) request.context = body.context;
+      if (body.parameters !== undefined) request.parameters = body.parameters;
+      if (body.conversation_id !== undefined) request.conversation_id = body.conversation_id;
+      if (history.length > 0) request.history = history;
+      if (body.capability !== undefined) request.capability = body.capability;
+      if (tp !== undefined) request.traceparent = tp;
+      const { principal } = callerOf(req);
+      if (principal !== undefined) request.principal = principal;
       const limit = limitOf(req);
       if (!wantsEventStream(req)) {
-        const signal = disconnectSignal(req, reply);
-        return executor.invoke(req.params.name, request, { signal, ...(limit && { limit }) });
+        return executor.invoke(req.params.name, request, {
+          cancelOn: disconnectHook(req, reply),
+          ...(limit && { limit }),
+        });
       }
       await executor.check(req.params.name, request); // errors before the stream opens keep their HTTP status
       const { sse, admitted } = admitAndOpenSse(executor, req.params.name, req, reply);

@@ -14,7 +14,7 @@ import { chatMessagesToInvoke } from './openai-messages.js';
 import { assertSupported, bodyToInvoke, chatCompletionBody } from './openai-params.js';
 import { replyCheckFor } from './structured-output.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { disconnectSignal, wantsEventStream } from '../sse.js';
+import { disconnectHook, wantsEventStream } from '../sse.js';
 
 /**
  * OpenAI-compatible endpoints: any OpenAI client can talk to Caxton agents, the model name being
@@ -154,7 +154,7 @@ export async function openAiRoutes(
       };
       if (!body.stream && !wantsEventStream(req)) {
         const res = await executor.invoke(body.model, invoke, {
-          signal: disconnectSignal(req, reply),
+          cancelOn: disconnectHook(req, reply),
           ...(limit && { limit }),
         });
         await settle(res);

@@ -21,7 +21,7 @@ import {
   type TranscriptMessage,
 } from '../response-store.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { disconnectSignal, wantsEventStream } from '../sse.js';
+import { disconnectHook, wantsEventStream } from '../sse.js';
 import { rewriteErrorPayload } from './openai-errors.js';
 import { continues } from './openai-messages.js';
 import {
@@ -222,7 +222,7 @@ export async function responsesRoutes(
 
       if (!body.stream && !wantsEventStream(req)) {
         const res = await executor.invoke(body.model, invoke, {
-          signal: disconnectSignal(req, reply),
+          cancelOn: disconnectHook(req, reply),
           ...(limit && { limit }),
         });
         const text = checked(res);
