@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { loadServerConfig } from '../src/config/index.js';
 import { runAgent } from '../src/execution/run-agent.js';
 import type { AgentResponse, ExecutionJob } from '../src/execution/types.js';
-import { createIsolation } from '../src/execution/isolation/index.js';
+import { createIsolation, DEFAULT_PROCESS_MAX_REQUESTS } from '../src/execution/isolation/index.js';
 import { createLogger } from '../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
@@ -486,7 +486,7 @@ async function run(): Promise<SuiteReport> {
     const notes = [
       `Zero-latency scripted provider (no \`latency_ms\`); one agent per mode and scenario (\`[execution] isolation\` per agent) on a context server with \`[execution] pool_size = ${PROCESS_POOL}\` (2 worker threads, 2 child processes). Request body ${TEXT_BODY} (${Buffer.byteLength(TEXT_BODY)} bytes); the AgentResponse is ~${fmt(ctx.response_bytes, 0)} bytes of JSON, the echo ${Buffer.byteLength(TEXT_BODY)} bytes.`,
       `"Added" = Caxton's invoke latency minus the hello-world's POST /echo latency (same body, same client, same run), at the same percentile. Hello-world GET in the same run: sequential ${p50p99(base.get.latency_ms)}; ${loadLine(base.getLoad)}.`,
-      `Process mode: a warm pool of ${PROCESS_POOL} child processes reused across requests (each replaced after \`process_max_requests\`, default 1,000, or after a request that touched process state: ADR 0052); pool at the end ${JSON.stringify(proc.pool)}.`,
+      `Process mode: a warm pool of ${PROCESS_POOL} child processes reused across requests (each replaced after \`process_max_requests\`, default ${DEFAULT_PROCESS_MAX_REQUESTS.toLocaleString('en-US')}, or after a request that touched process state: ADR 0052); pool at the end ${JSON.stringify(proc.pool)}.`,
       `Server, client and (for autocannon) one load-generator worker thread share ${cpus().length} cores; sequential latencies are client-observed (fetch/undici keep-alive). Caxton started in ${fmtMs(startMs)}; hello-world in ${fmtMs(base.start_ms)}.`,
     ];
     return {
