@@ -141,6 +141,20 @@ function poolStats(server: CaxtonServer, mode: Mode) {
   return server.executor.stats().find((s) => s.mode === mode);
 }
 
+/**
+ * autocannon stops with requests in flight: the server cancels them, which kills the thread or
+ * process running each (ADR 0052). Waits until those jobs are over and their replacements have
+ * started, so that the next measurement does not run on a pool that is still starting.
+ */
+async function settle(server: CaxtonServer, mode: Mode): Promise<void> {
+  const start = Date.now();
+  const unsettled = () => {
+    const st = poolStats(server, mode);
+    return st !== undefined && (st.busy + st.queued + st.starting > 0 || st.ready < st.size);
+  };
+  while (unsettled() && Date.now() - start < 10_000) await sleep(10);
+}
+
 interface ModeResult {
   mode: Mode;
   text: SequentialResult;
@@ -182,6 +196,7 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
       connections: CONNECTIONS,
     }),
   );
+  await settle(server, mode);
   const toolLoad = await load({
     url: toolUrl,
     method: 'POST',
@@ -190,13 +205,7 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
     duration: LOAD_SECONDS,
     connections: CONNECTIONS,
   });
-  // autocannon stops with requests still waiting for a thread or process: let them finish.
-  const drainStart = Date.now();
-  const draining = () => {
-    const st = poolStats(server, mode);
-    return st !== undefined && st.busy + st.queued > 0;
-  };
-  while (draining() && Date.now() - drainStart < 10_000) await sleep(10);
+  await settle(server, mode);
   return {
     mode,
     text,
