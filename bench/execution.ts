@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { loadServerConfig } from '../src/config/index.js';
 import { runAgent } from '../src/execution/run-agent.js';
 import type { AgentResponse, ExecutionJob } from '../src/execution/types.js';
-import { createIsolation } from '../src/execution/isolation/index.js';
+import { createIsolation, DEFAULT_PROCESS_MAX_REQUESTS } from '../src/execution/isolation/index.js';
 import { createLogger } from '../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
@@ -141,6 +141,20 @@ function poolStats(server: CaxtonServer, mode: Mode) {
   return server.executor.stats().find((s) => s.mode === mode);
 }
 
+/**
+ * autocannon stops with requests in flight: the server cancels them, which kills the thread or
+ * process running each (ADR 0052). Waits until those jobs are over and their replacements have
+ * started, so that the next measurement does not run on a pool that is still starting.
+ */
+async function settle(server: CaxtonServer, mode: Mode): Promise<void> {
+  const start = Date.now();
+  const unsettled = () => {
+    const st = poolStats(server, mode);
+    return st !== undefined && (st.busy + st.queued + st.starting > 0 || st.ready < st.size);
+  };
+  while (unsettled() && Date.now() - start < 10_000) await sleep(10);
+}
+
 interface ModeResult {
   mode: Mode;
   text: SequentialResult;
@@ -182,6 +196,7 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
       connections: CONNECTIONS,
     }),
   );
+  await settle(server, mode);
   const toolLoad = await load({
     url: toolUrl,
     method: 'POST',
@@ -190,13 +205,7 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
     duration: LOAD_SECONDS,
     connections: CONNECTIONS,
   });
-  // autocannon stops with requests still waiting for a thread or process: let them finish.
-  const drainStart = Date.now();
-  const draining = () => {
-    const st = poolStats(server, mode);
-    return st !== undefined && st.busy + st.queued > 0;
-  };
-  while (draining() && Date.now() - drainStart < 10_000) await sleep(10);
+  await settle(server, mode);
   return {
     mode,
     text,
@@ -486,7 +495,7 @@ async function run(): Promise<SuiteReport> {
     const notes = [
       `Zero-latency scripted provider (no \`latency_ms\`); one agent per mode and scenario (\`[execution] isolation\` per agent) on a context server with \`[execution] pool_size = ${PROCESS_POOL}\` (2 worker threads, 2 child processes). Request body ${TEXT_BODY} (${Buffer.byteLength(TEXT_BODY)} bytes); the AgentResponse is ~${fmt(ctx.response_bytes, 0)} bytes of JSON, the echo ${Buffer.byteLength(TEXT_BODY)} bytes.`,
       `"Added" = Caxton's invoke latency minus the hello-world's POST /echo latency (same body, same client, same run), at the same percentile. Hello-world GET in the same run: sequential ${p50p99(base.get.latency_ms)}; ${loadLine(base.getLoad)}.`,
-      `Process mode: a warm pool of ${PROCESS_POOL} child processes reused across requests (each replaced after \`process_max_requests\`, default 1,000, or after a request that touched process state: ADR 0052); pool at the end ${JSON.stringify(proc.pool)}.`,
+      `Process mode: a warm pool of ${PROCESS_POOL} child processes reused across requests (each replaced after \`process_max_requests\`, default ${DEFAULT_PROCESS_MAX_REQUESTS.toLocaleString('en-US')}, or after a request that touched process state: ADR 0052); pool at the end ${JSON.stringify(proc.pool)}.`,
       `Server, client and (for autocannon) one load-generator worker thread share ${cpus().length} cores; sequential latencies are client-observed (fetch/undici keep-alive). Caxton started in ${fmtMs(startMs)}; hello-world in ${fmtMs(base.start_ms)}.`,
     ];
     return {

@@ -383,7 +383,7 @@ export const serverConfigSchema = z.strictObject({
       isolation: z.enum(ISOLATION_MODES).default('context'),
       /** Worker threads or child processes of the `worker` / `process` pool (default: one per core, at least 2). */
       pool_size: z.number().int().min(1).max(256).optional(),
-      /** `process` mode: requests one child process serves before it is replaced (default 1,000; ADR 0052). */
+      /** `process` mode: requests one child process serves before it is replaced (default 10,000; ADRs 0052, 0078). */
       process_max_requests: z.number().int().min(1).max(1_000_000).optional(),
       max_memory_mb: z.number().int().min(16).default(512),
       default_timeout: duration(120_000),

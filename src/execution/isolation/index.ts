@@ -46,8 +46,13 @@ export type {
 
 export const DEFAULT_MAX_OLD_GENERATION_SIZE_MB = 512;
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
-/** Jobs one child process runs before it is replaced (process mode). */
-export const DEFAULT_PROCESS_MAX_REQUESTS = 1_000;
+/**
+ * Jobs one child process runs before it is replaced (process mode). A replacement costs a fork
+ * on the server thread and 100–200 ms of CPU to start Node and load the task module, so with
+ * 1,000 the starts took about a tenth of the pool's CPU at full load (ADR 0078). State that the
+ * per-job check does not see lasts at most this many jobs.
+ */
+export const DEFAULT_PROCESS_MAX_REQUESTS = 10_000;
 
 /** Worker threads or child processes in a pool: one per core, at least two. */
 export function defaultPoolSize(): number {
