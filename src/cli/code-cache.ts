@@ -193,6 +193,21 @@ function readCache(file: string, key: Buffer): Buffer | string {
   }
 }
 
+/** The key a cache is kept under: the bundle, the Node version and architecture, the flags. */
+export function cacheKey(
+  bundle: Buffer,
+  env: NodeJS.ProcessEnv,
+  execArgv: readonly string[] = process.execArgv,
+): Buffer {
+  const flags = [...execArgv, env.NODE_OPTIONS ?? ''].join('\0');
+  return sha256(sha256(bundle), '\0', process.version, '\0', process.arch, '\0', flags);
+}
+
+/** A cache file's bytes: the magic, the key, the data's SHA-256, the data. */
+export function cacheFileBytes(key: Buffer, data: Buffer): Buffer {
+  return Buffer.concat([MAGIC, key, sha256(data), data]);
+}
+
 /** Writes `data` under `key` to `file` atomically, in a private directory; false if it could not. */
 function writeCache(dir: string, file: string, key: Buffer, data: Buffer): boolean {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -201,10 +216,9 @@ function writeCache(dir: string, file: string, key: Buffer, data: Buffer): boole
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     try {
-      for (const b of [MAGIC, key, sha256(data), data]) {
-        let off = 0;
-        while (off < b.length) off += writeSync(fd, b, off);
-      }
+      const b = cacheFileBytes(key, data);
+      let off = 0;
+      while (off < b.length) off += writeSync(fd, b, off);
     } finally {
       closeSync(fd);
     }
@@ -251,8 +265,7 @@ export function serveFromCodeCache(
   const dir = join(dataDir, 'code-cache');
   const file = join(dir, 'serve.bin');
   if (existsSync(dir) && !privateDir(dir)) return off(`${dir} is not a private directory of this user`);
-  const flags = [...process.execArgv, env.NODE_OPTIONS ?? ''].join('\0');
-  const key = sha256(sha256(bytes), '\0', process.version, '\0', process.arch, '\0', flags);
+  const key = cacheKey(bytes, env);
   const cached = existsSync(dir) ? readCache(file, key) : 'none yet';
 
   let script: Script;
