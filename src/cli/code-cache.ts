@@ -300,6 +300,9 @@ export function serveFromCodeCache(
       }
     },
   };
-  void runCli(argv, hook);
+  runCli(argv, hook).catch((e: unknown) => {
+    process.stderr.write(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });
   return true;
 }

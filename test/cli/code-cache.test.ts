@@ -9,7 +9,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheFileBytes, cacheKey } from '../../src/cli/code-cache.js';
+import { cacheFileBytes, cacheKey, serveDataDir, serveOptions, topLevelDataDir } from '../../src/cli/code-cache.js';
 import { assertBuilt, cleanup, repoRoot, startServe, stopServe, tempDir, waitForOutput } from './helpers/cli.js';
 
 beforeAll(assertBuilt);
@@ -119,4 +119,42 @@ describe('caxton serve: V8 code cache', () => {
     expect(await start(off, { CAXTON_CODE_CACHE: 'off' })).toMatch(/not used: CAXTON_CODE_CACHE/);
     expect(existsSync(join(off, 'data', 'code-cache'))).toBe(false);
   }, 180_000);
+});
+
+describe('where the entry looks for the cache before the configuration is loaded', () => {
+  it('reads serve command lines only, and none with an argument it does not know', () => {
+    expect(serveOptions(['serve'])).toEqual(new Map());
+    expect(serveOptions(['--json', '--server', 'x', 'serve', '--config=a.toml', '-p', '0'])).toEqual(
+      new Map([
+        ['--config', 'a.toml'],
+        ['-p', '0'],
+      ]),
+    );
+    expect(serveOptions(['agent', 'list'])).toBeUndefined();
+    expect(serveOptions(['serve', '--help'])).toBeUndefined();
+    expect(serveOptions(['serve', '-p8080'])).toBeUndefined();
+    expect(serveOptions(['serve', '--data-dir'])).toBeUndefined();
+  });
+
+  it("reads a file's top-level data_dir in the plain forms only", () => {
+    expect(topLevelDataDir('data_dir = "d"\n[server]\n')).toBe('d');
+    expect(topLevelDataDir("data_dir='/x' # where\n")).toBe('/x');
+    expect(topLevelDataDir('[server]\ndata_dir = "not top level"\n')).toBeUndefined();
+    expect(topLevelDataDir('agents_dir = "a"\n')).toBeUndefined();
+    expect(topLevelDataDir('data_dir = "a\\\\b"\n')).toBeNull();
+    expect(topLevelDataDir('data_dir = """d"""\n')).toBeNull();
+  });
+
+  it('takes the flag, then CAXTON_DATA_DIR, then the file, as the configuration loader does', () => {
+    const dir = tempDir('caxton-code-cache-dir-');
+    writeFileSync(join(dir, 'caxton.toml'), 'data_dir = "stored"\n');
+    const opts = (a: string[]) => serveOptions(['serve', ...a])!;
+    expect(serveDataDir(opts(['--data-dir', 'f']), { CAXTON_DATA_DIR: 'e' }, dir)).toBe(join(dir, 'f'));
+    expect(serveDataDir(opts([]), { CAXTON_DATA_DIR: 'e' }, dir)).toBe(join(dir, 'e'));
+    expect(serveDataDir(opts([]), {}, dir)).toBe(join(dir, 'stored'));
+    expect(serveDataDir(opts(['--config', join(dir, 'none.toml')]), {}, dir)).toBeUndefined();
+    writeFileSync(join(dir, 'other.toml'), '[server]\nport = 1\n');
+    expect(serveDataDir(opts([]), { CAXTON_CONFIG: 'other.toml' }, dir)).toBe(join(dir, 'data'));
+    expect(serveDataDir(opts([]), {}, join(dir, '..', 'nowhere-' + Date.now()))).toMatch(/nowhere-\d+\/data$/);
+  });
 });
