@@ -271,7 +271,8 @@ export function serveFromCodeCache(
   let script: Script;
   let runCli: RunCli;
   try {
-    script = new Script(WRAP_HEAD + bytes.toString('utf8') + WRAP_TAIL, {
+    // The build writes it in ASCII (scripts/build-bundle.mjs): latin1 reads it as it is, fast.
+    script = new Script(WRAP_HEAD + bytes.toString('latin1') + WRAP_TAIL, {
       filename: bundle,
       lineOffset: -1,
       ...(typeof cached !== 'string' && { cachedData: cached }),
