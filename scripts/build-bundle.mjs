@@ -112,6 +112,63 @@ const result = await build({
   chunkNames: 'cli/chunk-[hash]',
 });
 
+/**
+ * The same CLI as one CommonJS file, dist/cli/serve.cjs, for `caxton serve` through V8's code
+ * cache (src/cli/code-cache.ts, ADR 0073): `vm.Script` `cachedData` takes classic scripts only.
+ * CommonJS output has no code splitting: every lazy chunk is in the file, initialised when asked
+ * for and compiled by V8 as it first runs. Its entry is program.ts (main.ts is the ES module entry
+ * that runs it). `import.meta.url` is the URL of the module's own file under dist/, computed from
+ * the bundle's `__filename`. The dynamic `import()`s left (externals, file URLs) call
+ * `_cxImp` (as long as `import`, so the source map's columns hold), the ES module entry's
+ * `import()`, passed in by the wrapper code-cache.ts compiles the file in: a `vm.Script`'s own
+ * `import()` needs Node's experimental VM modules.
+ */
+const CJS_META_URL = 'var __caxtonMetaUrl = require("node:url").pathToFileURL(__filename).href;';
+const cjsMetaUrlPlugin = {
+  name: 'caxton-cjs-import-meta-url',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]src[\\/].*\.ts$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes('import.meta.url')) return undefined;
+      const rel = relative(src, args.path).replace(/\.ts$/, '.js').split('\\').join('/');
+      const own = `new URL(${JSON.stringify(`../${rel}`)}, __caxtonMetaUrl).href`;
+      return { contents: text.replaceAll('import.meta.url', own), loader: 'ts' };
+    });
+  },
+};
+const cjs = await build({
+  ...common,
+  entryPoints: { 'cli/serve': 'src/cli/program.ts' },
+  outExtension: { '.js': '.cjs' },
+  splitting: false,
+  format: 'cjs',
+  plugins: [cjsMetaUrlPlugin, zodEnglishOnlyPlugin],
+  banner: { js: CJS_META_URL },
+  write: false,
+});
+for (const out of cjs.outputFiles) {
+  let text = out.text;
+  if (out.path.endsWith('.cjs')) {
+    // esbuild's metafile lists the dynamic imports of a string it left: as many `import("` as
+    // that, so none of the rewritten is inside a string. (An `import(` of a variable, such as the
+    // task module's URL, is not listed.)
+    const left = Object.values(cjs.metafile.outputs)
+      .flatMap((o) => o.imports)
+      .filter((i) => i.kind === 'dynamic-import').length;
+    const literal = text.match(/(?<![\w$.])import\("/g)?.length ?? 0;
+    if (literal !== left) throw new Error(`serve.cjs: ${literal} import(" found, esbuild left ${left} dynamic imports`);
+    if (text.includes('_cxImp')) throw new Error('serve.cjs: the name _cxImp is taken');
+    text = text.replace(/(?<![\w$.])import\(/g, '_cxImp(');
+    // ASCII only, so the entry reads it as latin1: a file with any other character decodes as
+    // UTF-8 (~20 ms for these 4 MiB) into a two-byte string. esbuild escapes strings and
+    // templates itself; what it leaves (a regular expression's character, a licence comment's
+    // name) means the same as a \u escape.
+    text = text.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    if (/\bimport\.meta\b|\bawait import\b/.test(text)) throw new Error('serve.cjs: import.meta left');
+  }
+  writeFileSync(out.path, text);
+}
+
 // One level below dist/ like cli/main.js, so the `import.meta.url` rewrite gives the same paths.
 // What the task imports only when asked (a script file's reader: zod, TOML) stays a lazy chunk.
 const task = await build({

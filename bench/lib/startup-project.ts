@@ -1,6 +1,6 @@
 /**
  * The project each measured cold start serves, the preload that reports its CPU time, and the
- * measurement itself (bench/startup.ts, bench/code-cache.ts).
+ * measurement itself (bench/startup.ts).
  */
 import { spawn } from 'node:child_process';
 import { listeningUrl } from './listening.js';

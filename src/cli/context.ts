@@ -1,4 +1,5 @@
 import type { ApiClient } from './client.js';
+import type { CodeCacheHook } from './code-cache.js';
 import type { Credentials } from './credentials.js';
 import type { Output } from './output.js';
 
@@ -8,4 +9,6 @@ export interface CliContext {
   output(): Output;
   /** The server and key the client uses, and where they came from. */
   credentials(): Credentials;
+  /** Set when `caxton serve` runs from the CommonJS bundle (code-cache.ts): saves V8's code cache. */
+  codeCache?: CodeCacheHook;
 }

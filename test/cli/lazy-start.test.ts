@@ -1,15 +1,19 @@
 /**
- * What `caxton serve` leaves out of its start (ADR 0068), run for real on the bundle: a loader hook
- * lists the files the process imports, and each of the bundle's chunks names its inputs in its
- * source map. A start without `[mcp_servers]` answers its first agent request without the MCP SDK
- * or @fastify/swagger; the first POST /mcp and GET /api/v1/openapi.json load them and answer. A
- * configuration that mounts an MCP server loads the SDK at start and lists the server's tools. Nor
- * does a start import QuickJS (with the first tool server to load) or yaml (with the first Markdown
- * agent file).
+ * What `caxton serve` leaves out of its start (ADR 0068), run for real on the build, on both of
+ * its paths: the CommonJS serve bundle through the code cache (ADR 0073, the default) and the ES
+ * module bundle (`CAXTON_CODE_CACHE=off`, and every other command). A loader hook lists the files
+ * the process imports (each of the ES module bundle's chunks names its inputs in its source map),
+ * the require cache the CommonJS ones; in the one-file CommonJS bundle a module is initialised by
+ * a function esbuild names after the module's path, and V8's coverage (NODE_V8_COVERAGE, taken on
+ * SIGUSR2) says which of those ran. A start without `[mcp_servers]` answers its first agent request
+ * without the MCP SDK or @fastify/swagger; the first POST /mcp and GET /api/v1/openapi.json load
+ * them and answer. A configuration that mounts an MCP server loads the SDK at start and lists the
+ * server's tools. Nor does a start load QuickJS (with the first tool server to load) or yaml (with
+ * the first Markdown agent file).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, repoRoot, startServe, stopServe, tempDir, type ServeProcess } from './helpers/cli.js';
 
@@ -29,7 +33,8 @@ beforeAll(() => {
   writeFileSync(
     join(hooks, 'count.mjs'),
     // Packages required as CommonJS (yaml) pass no loader hook: the require cache is listed at exit.
-    `import { createRequire, register } from 'node:module';\nimport { appendFileSync } from 'node:fs';\nimport { pathToFileURL } from 'node:url';\nregister('./hooks.mjs', import.meta.url);\nconst require = createRequire(import.meta.url);\nprocess.on('exit', () => appendFileSync(process.env.CAXTON_TEST_MODULES, Object.keys(require.cache).map((f) => pathToFileURL(f).href + '\\n').join('')));\n`,
+    // On SIGUSR2 the coverage so far is written and the list marked, for a check while serving.
+    `import { createRequire, register } from 'node:module';\nimport { appendFileSync } from 'node:fs';\nimport { pathToFileURL } from 'node:url';\nimport { takeCoverage } from 'node:v8';\nregister('./hooks.mjs', import.meta.url);\nconst require = createRequire(import.meta.url);\nconst flush = () => appendFileSync(process.env.CAXTON_TEST_MODULES, Object.keys(require.cache).map((f) => pathToFileURL(f).href + '\\n').join(''));\nprocess.on('exit', flush);\nprocess.on('SIGUSR2', () => { takeCoverage(); flush(); appendFileSync(process.env.CAXTON_TEST_MODULES, 'taken\\n'); });\n`,
   );
 });
 
@@ -71,32 +76,83 @@ function project(extra: string[] = []): string {
   return dir;
 }
 
-async function serve(dir: string): Promise<{ p: ServeProcess; list: string }> {
+type Path = 'cjs' | 'esm';
+
+interface Started {
+  p: ServeProcess;
+  list: string;
+  coverage: string;
+}
+
+async function serve(dir: string, path: Path = 'cjs'): Promise<Started> {
   const list = join(dir, 'modules.txt');
+  const coverage = join(dir, 'coverage');
   writeFileSync(list, '');
   const p = await startServe({
     cwd: dir,
     args: ['--config', join(dir, 'caxton.toml')],
-    env: { NODE_OPTIONS: `--import ${join(hooks, 'count.mjs')}`, CAXTON_TEST_MODULES: list },
+    env: {
+      NODE_OPTIONS: `--import ${join(hooks, 'count.mjs')}`,
+      CAXTON_TEST_MODULES: list,
+      NODE_V8_COVERAGE: coverage,
+      CAXTON_CODE_CACHE_LOG: '1',
+      ...(path === 'esm' && { CAXTON_CODE_CACHE: 'off' }),
+    },
     readyTimeoutMs: 60_000,
   });
-  return { p, list };
+  // The start took the path asked for.
+  expect(p.stderr()).toMatch(path === 'cjs' ? /caxton code cache: compiled without/ : /caxton code cache: not used/);
+  return { p, list, coverage };
 }
 
-/** The packages among the inputs of the bundle's chunks (and the external files) imported so far. */
-function lazyPackagesLoaded(list: string, lazy = LAZY): string[] {
+/** While the server runs: has it write its coverage and list its CommonJS modules. */
+async function snapshot(s: Started): Promise<void> {
+  const marks = () =>
+    readFileSync(s.list, 'utf8')
+      .split('\n')
+      .filter((l) => l === 'taken').length;
+  const before = marks();
+  s.p.child.kill('SIGUSR2');
+  const deadline = Date.now() + 10_000;
+  while (marks() === before) {
+    if (Date.now() > deadline) throw new Error('no coverage written on SIGUSR2');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * The packages among the inputs of the ES module bundle's chunks (and the external files)
+ * imported so far, and among the modules of the CommonJS bundle initialised so far (call
+ * `snapshot` first while the server runs).
+ */
+function lazyPackagesLoaded(s: Started, lazy = LAZY): string[] {
   const found = new Set<string>();
-  for (const url of readFileSync(list, 'utf8').split('\n')) {
+  const note = (input: string) => {
+    const m = lazy.exec(input);
+    if (m) found.add(m[1]!);
+  };
+  for (const url of readFileSync(s.list, 'utf8').split('\n')) {
     if (!url.startsWith('file:')) continue;
     const file = fileURLToPath(url);
-    const inputs = file.startsWith(join(repoRoot, 'dist/cli/'))
-      ? (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources
-      : [file];
-    for (const s of inputs) {
-      const m = lazy.exec(s);
-      if (m) found.add(m[1]!);
-    }
+    const inputs =
+      file.startsWith(join(repoRoot, 'dist/cli/')) && file.endsWith('.js')
+        ? (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources
+        : [file];
+    inputs.forEach(note);
   }
+  const bundle = join(repoRoot, 'dist/cli/serve.cjs');
+  if (existsSync(s.coverage))
+    for (const f of readdirSync(s.coverage)) {
+      const { result } = JSON.parse(readFileSync(join(s.coverage, f), 'utf8')) as {
+        result: { url: string; functions: { functionName: string; ranges: { count: number }[] }[] }[];
+      };
+      for (const script of result) {
+        if (script.url !== bundle && script.url !== pathToFileURL(bundle).href) continue;
+        // esbuild's wrapper of each module: a method named after the module's path.
+        for (const fn of script.functions)
+          if (fn.ranges[0]!.count > 0 && /\.[cm]?[jt]s$/.test(fn.functionName)) note(fn.functionName);
+      }
+    }
   return [...found].sort();
 }
 
@@ -123,28 +179,35 @@ async function mcp(url: string, method: string, params: Record<string, unknown> 
 }
 
 describe('caxton serve: what a start leaves out', () => {
-  it('answers its first agent request without the MCP SDK or @fastify/swagger; the first POST /mcp and GET /api/v1/openapi.json load them', async () => {
-    const { p, list } = await serve(project());
-    try {
-      expect(await invoke(p.url)).toBe(200);
-      expect(lazyPackagesLoaded(list)).toEqual([]);
+  it.each(['cjs', 'esm'] as const)(
+    '%s: answers its first agent request without the MCP SDK or @fastify/swagger; the first POST /mcp and GET /api/v1/openapi.json load them',
+    async (path) => {
+      const s = await serve(project(), path);
+      const { p } = s;
+      try {
+        expect(await invoke(p.url)).toBe(200);
+        await snapshot(s);
+        expect(lazyPackagesLoaded(s)).toEqual([]);
 
-      const tools = (await mcp(p.url, 'tools/list')) as { tools: { name: string }[] };
-      expect(tools.tools.map((t) => t.name)).toContain('ask_echo');
-      const doc = await fetch(`${p.url}/api/v1/openapi.json`);
-      expect(doc.status).toBe(200);
-      const body = (await doc.json()) as { openapi: string; paths: Record<string, unknown> };
-      expect(body.openapi).toBe('3.1.0');
-      expect(Object.keys(body.paths)).toContain('/api/v1/agents/{name}/invoke');
-      expect(lazyPackagesLoaded(list)).toEqual([
-        '@fastify/swagger',
-        '@modelcontextprotocol/sdk',
-        'json-schema-resolver',
-      ]);
-    } finally {
-      await stopServe(p, 'SIGTERM', 15_000);
-    }
-  }, 120_000);
+        const tools = (await mcp(p.url, 'tools/list')) as { tools: { name: string }[] };
+        expect(tools.tools.map((t) => t.name)).toContain('ask_echo');
+        const doc = await fetch(`${p.url}/api/v1/openapi.json`);
+        expect(doc.status).toBe(200);
+        const body = (await doc.json()) as { openapi: string; paths: Record<string, unknown> };
+        expect(body.openapi).toBe('3.1.0');
+        expect(Object.keys(body.paths)).toContain('/api/v1/agents/{name}/invoke');
+        await snapshot(s);
+        expect(lazyPackagesLoaded(s)).toEqual([
+          '@fastify/swagger',
+          '@modelcontextprotocol/sdk',
+          'json-schema-resolver',
+        ]);
+      } finally {
+        await stopServe(p, 'SIGTERM', 15_000);
+      }
+    },
+    120_000,
+  );
 
   it('a configuration mounting an MCP server loads the SDK at start and lists its tools', async () => {
     const dir = project([
@@ -153,9 +216,11 @@ describe('caxton serve: what a start leaves out', () => {
       `args = [${JSON.stringify(join(repoRoot, 'test/mcp/fixtures/mini-server.mjs'))}]`,
       `cwd = ${JSON.stringify(repoRoot)}`,
     ]);
-    const { p, list } = await serve(dir);
+    const s = await serve(dir);
+    const { p } = s;
     try {
-      expect(lazyPackagesLoaded(list)).toContain('@modelcontextprotocol/sdk');
+      await snapshot(s);
+      expect(lazyPackagesLoaded(s)).toContain('@modelcontextprotocol/sdk');
       const r = await fetch(`${p.url}/api/v1/mcp/servers`);
       const { servers } = (await r.json()) as { servers: { name: string; state: string; tools: number }[] };
       expect(servers).toMatchObject([{ name: 'mini', state: 'ready' }]);
@@ -170,7 +235,8 @@ describe('caxton serve: what a start leaves out', () => {
   it('a start with no tool server to load and TOML agents only imports neither QuickJS nor yaml; a Markdown agent loads yaml', async () => {
     // Every built-in disabled: no tool server ever loads, so none can have imported QuickJS.
     const off = builtinNames().flatMap((n) => [`[tools.${n}]`, 'enabled = false']);
-    const { p, list } = await serve(project(off));
+    const s = await serve(project(off));
+    const { p } = s;
     try {
       expect(await invoke(p.url)).toBe(200);
       const r = await fetch(`${p.url}/api/v1/tools`);
@@ -179,7 +245,7 @@ describe('caxton serve: what a start leaves out', () => {
       await stopServe(p, 'SIGTERM', 15_000);
     }
     // Read after the process has exited, with its CommonJS modules listed.
-    expect(lazyPackagesLoaded(list, FIRST_USE)).toEqual([]);
+    expect(lazyPackagesLoaded(s, FIRST_USE)).toEqual([]);
 
     const dir = project(off);
     writeFileSync(
@@ -193,6 +259,6 @@ describe('caxton serve: what a start leaves out', () => {
     } finally {
       await stopServe(md.p, 'SIGTERM', 15_000);
     }
-    expect(lazyPackagesLoaded(md.list, FIRST_USE)).toEqual(['yaml']);
+    expect(lazyPackagesLoaded(md, FIRST_USE)).toEqual(['yaml']);
   }, 120_000);
 });

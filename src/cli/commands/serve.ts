@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadServerConfig, type ConfigFlags, type LoadOptions } from '../../config/index.js';
+import type { CodeCacheHook } from '../code-cache.js';
+import type { CliContext } from '../context.js';
 
 function toInt(name: string) {
   return (v: string) => {
@@ -56,7 +58,7 @@ export function addServerConfigOptions(cmd: Command): Command {
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent');
 }
 
-export function registerServe(program: Command): void {
+export function registerServe(program: Command, ctx?: CliContext): void {
   addServerConfigOptions(
     program.command('serve').description('start the Caxton server: REST API, agents_dir watcher and metrics'),
   ).action(async (opts: Record<string, unknown>) => {
@@ -64,6 +66,7 @@ export function registerServe(program: Command): void {
     // Loaded on demand: the server's dependencies (fastify, OpenTelemetry, SQLite) would slow every other command.
     const { startServer } = await import('../../server/index.js');
     const server = await startServer({ config });
+    if (ctx?.codeCache) saveCodeCacheAfterFirstAnswer(ctx.codeCache, resolve(config.data_dir), server.app.server);
     process.stderr.write(
       `caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded; web console ${server.url}/ui. Ctrl-C to stop.\n`,
     );
@@ -99,4 +102,18 @@ export function registerServe(program: Command): void {
     process.on('SIGTERM', () => stop('SIGTERM'));
     await new Promise(() => {}); // run until a signal
   });
+}
+
+/**
+ * Saves V8's code cache (ADR 0073) just after the first answer, when the functions that a start
+ * and a first request run have been compiled. Only into the data directory the entry looked in
+ * before the configuration was loaded: if the two differ, the next start would not find it.
+ */
+function saveCodeCacheAfterFirstAnswer(
+  hook: CodeCacheHook,
+  dataDir: string,
+  http: { once(e: 'request', f: (req: unknown, res: { once(e: 'close', f: () => void): void }) => void): void },
+): void {
+  if (resolve(hook.dataDir) !== dataDir) return;
+  http.once('request', (_req, res) => res.once('close', () => setImmediate(() => hook.save())));
 }

@@ -34,7 +34,7 @@ export {
   auditOfRow,
   AUDIT_COLUMNS,
 } from './audit.js';
-export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES } from './js-sandbox.js';
+export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES, loadQuickJS } from './js-sandbox.js';
 export {
   WasmSandbox,
   prepareModule,

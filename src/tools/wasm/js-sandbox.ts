@@ -44,8 +44,23 @@ const LOG_MAX = 4096;
 const ERROR_MAX = 2048;
 const HTTP_MAX_BYTES = 64 * 1024 * 1024;
 
-/** The QuickJS WebAssembly module, loaded once per process (about 10 ms) when this file is imported. */
-const QJS: QuickJSWASMModule = await newQuickJSWASMModule(RELEASE_SYNC);
+/**
+ * The QuickJS WebAssembly module shared by the sandboxes of this thread, loaded once (about 10 ms)
+ * by `loadQuickJS()`: not at import, as a module with top-level `await` cannot be in the CommonJS
+ * serve bundle (src/cli/code-cache.ts).
+ */
+let QJS: QuickJSWASMModule | undefined;
+let loadingQJS: Promise<QuickJSWASMModule> | undefined;
+
+/** Loads the shared QuickJS module; a sandbox without a `qjs` hook needs it loaded first. */
+export function loadQuickJS(): Promise<QuickJSWASMModule> {
+  return (loadingQJS ??= newQuickJSWASMModule(RELEASE_SYNC).then((m) => (QJS = m)));
+}
+
+function sharedQuickJS(): QuickJSWASMModule {
+  if (!QJS) throw new Error('QuickJS is not loaded: await loadQuickJS() before instantiating a JsSandbox');
+  return QJS;
+}
 
 const PAGE = 65536;
 /** The QuickJS build's own minimum memory (its static data and C stack), pages. */
@@ -205,7 +220,7 @@ export class JsSandbox {
     if (this.#live) return undefined;
     const t0 = performance.now();
     this.#begin(t0 + this.limits.timeoutMs);
-    const rt = (this.#hooks.qjs ?? QJS).newRuntime();
+    const rt = (this.#hooks.qjs ?? sharedQuickJS()).newRuntime();
     rt.setMemoryLimit(this.limits.memoryBytes);
     rt.setMaxStackSize(JS_MAX_STACK_BYTES);
     rt.setInterruptHandler(() => this.#interrupt());

@@ -45,12 +45,15 @@ export * from './manager-types.js';
 
 /**
  * The tool server module, imported by the first server to load rather than by the server's start:
- * with it comes QuickJS, whose WebAssembly module compiles as it is imported. Every path that
- * builds a server awaits `loadServerModule()` first.
+ * with it comes QuickJS, whose WebAssembly module it loads. Every path that builds a server
+ * awaits `loadServerModule()` first.
  */
 let serverModule: typeof ServerModule | undefined;
 async function loadServerModule(): Promise<typeof ServerModule> {
-  return (serverModule ??= await import('./server.js'));
+  if (serverModule) return serverModule;
+  const [m, { loadQuickJS }] = await Promise.all([import('./server.js'), import('./js-sandbox.js')]);
+  await loadQuickJS();
+  return (serverModule = m);
 }
 
 /** `tools/builtin/` of this installation (src/tools/wasm and dist/tools/wasm are both three levels down). */

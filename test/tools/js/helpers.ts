@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  loadQuickJS,
   parseToolManifestOrThrow,
   WasmToolServer,
   type ToolManifest,
@@ -10,6 +11,9 @@ import {
 } from '../../../src/tools/wasm/index.js';
 
 export { ctx } from '../wasm/helpers.js';
+
+// The tool servers built here directly (not by a manager) use the shared QuickJS module.
+await loadQuickJS();
 
 export const JS_EXAMPLE_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../examples/tools/js-text');
 

@@ -1,0 +1,309 @@
+/**
+ * `caxton serve` through V8's code cache (ADR 0073). Node 20 has no compile cache for ES modules,
+ * so the build also writes the serve path as one CommonJS bundle, dist/cli/serve.cjs; the entry
+ * compiles it with `vm.Script` and the `cachedData` an earlier start saved just after its first
+ * answer, when the functions compiled lazily up to it are compiled. Without the cache the bundle
+ * costs about what the ES module bundle does.
+ *
+ * This module runs in the entry before anything of Caxton is loaded, so it imports Node's
+ * built-ins only: a module imported here and again inside the bundle would exist twice.
+ *
+ * The cache file, `<data_dir>/code-cache/serve.bin`, is trusted only when the directory is a real
+ * directory (not a link) owned by this user with no group or other permission bits, and the file
+ * is a regular file (opened without following links) owned by this user, mode 0600. It starts with
+ * a magic, the key (SHA-256 of the bundle, `process.version`, the architecture and the Node and V8
+ * flags) and the SHA-256 of the data after them; V8 gets the data only when all three match. A
+ * new file is written to a temporary name (exclusive create, 0600) and renamed over the old one.
+ *
+ * Anything that prevents a safe cache (no bundle, no POSIX user ids, a data directory this module
+ * cannot find from the arguments without loading the configuration, a directory not private, the
+ * bundle failing to compile or to load) sends the start to the ES module bundle, as every other
+ * command goes. A cache that is missing, corrupt or rejected by V8 only costs the compile: the
+ * bundle runs without it and the cache is written again after the first answer.
+ * `CAXTON_CODE_CACHE=off` turns it all off; `CAXTON_CODE_CACHE_LOG=1` reports each decision on
+ * stderr.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
+
+/** What the serve command gets when it runs from the bundle. */
+export interface CodeCacheHook {
+  /** The data directory the cache was looked for in (the serve command checks it is the configured one). */
+  readonly dataDir: string;
+  /** Writes the cache now, once, if this start did not run from a valid one; never throws. */
+  save(): void;
+}
+
+/** The ES module entry's `import()`: the bundle's dynamic imports are routed to it. */
+export type Importer = (specifier: string) => Promise<unknown>;
+
+type RunCli = (argv: readonly string[], codeCache?: CodeCacheHook) => Promise<void>;
+
+const MAGIC = Buffer.from('CAXTONCC1\n');
+const HEADER = MAGIC.length + 64;
+/** Far above the ~3 MiB a cache takes; a larger file is not read. */
+const MAX_BYTES = 64 * 1024 * 1024;
+/** The bundle's own parameter after CommonJS's: its `import()`s call `_cxImp` (scripts/build-bundle.mjs). */
+const WRAP_HEAD = '(function (exports, require, module, __filename, __dirname, _cxImp) {\n';
+const WRAP_TAIL = '\n})';
+
+function log(message: string, env: NodeJS.ProcessEnv): void {
+  if (env.CAXTON_CODE_CACHE_LOG === '1') process.stderr.write(`caxton code cache: ${message}\n`);
+}
+
+/** The options of `caxton serve` that take a value (addServerConfigOptions in commands/serve.ts). */
+const SERVE_VALUE_OPTIONS = new Set([
+  '--config',
+  '--host',
+  '-p',
+  '--port',
+  '--metrics-port',
+  '--data-dir',
+  '--agents-dir',
+  '--log-level',
+]);
+const GLOBAL_VALUE_OPTIONS = new Set(['--server', '--profile']);
+
+/**
+ * The options of a `caxton serve` command line (`argv` after the node binary and script), or
+ * undefined for anything else, for help, or for an argument this reader does not know (the ES
+ * module path then runs, and commander reports it).
+ */
+export function serveOptions(argv: readonly string[]): Map<string, string> | undefined {
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--json') continue;
+    if (GLOBAL_VALUE_OPTIONS.has(a)) {
+      i++;
+      continue;
+    }
+    if (GLOBAL_VALUE_OPTIONS.has(a.split('=')[0]!)) continue;
+    break;
+  }
+  if (argv[i] !== 'serve') return undefined;
+  const opts = new Map<string, string>();
+  for (i++; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const name = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    if (!SERVE_VALUE_OPTIONS.has(name)) return undefined;
+    let value: string | undefined;
+    if (name !== a) value = a.slice(eq + 1);
+    else value = argv[++i];
+    if (value === undefined) return undefined;
+    opts.set(name, value);
+  }
+  return opts;
+}
+
+/**
+ * The value of a top-level `data_dir = "..."` (or `'...'`) in a caxton.toml: undefined when there
+ * is none, null when there is one this reader cannot read for certain (escapes, other forms).
+ */
+export function topLevelDataDir(toml: string): string | undefined | null {
+  for (const raw of toml.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith('[')) return undefined;
+    if (!/^["']?data_dir\b/.test(line)) continue;
+    const m = /^data_dir\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)?$/.exec(line);
+    return m ? (m[1] ?? m[2]!) : null;
+  }
+  return undefined;
+}
+
+/**
+ * The data directory `caxton serve` will use, found as the configuration loader finds it
+ * (src/config/load.ts: flag, then CAXTON_DATA_DIR, then the file's `data_dir`, else `data` beside
+ * the file or in the working directory), reading only the one key of the file. Undefined when it
+ * cannot be known without the loader. The serve command compares it with the loaded configuration
+ * before it saves the cache.
+ */
+export function serveDataDir(opts: Map<string, string>, env: NodeJS.ProcessEnv, cwd: string): string | undefined {
+  const flag = opts.get('--data-dir');
+  if (flag !== undefined) return resolve(cwd, flag);
+  if (env.CAXTON_DATA_DIR) return resolve(cwd, env.CAXTON_DATA_DIR);
+  const fileArg =
+    opts.get('--config') ?? (env.CAXTON_CONFIG || (existsSync(join(cwd, 'caxton.toml')) ? 'caxton.toml' : undefined));
+  if (fileArg === undefined) return resolve(cwd, 'data');
+  const file = resolve(cwd, fileArg);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const v = topLevelDataDir(text);
+  if (v === null) return undefined;
+  return v === undefined ? resolve(dirname(file), 'data') : isAbsolute(v) ? v : resolve(dirname(file), v);
+}
+
+/** True when `dir` is a real directory owned by this user with no group or other permissions. */
+function privateDir(dir: string): boolean {
+  try {
+    const s = lstatSync(dir);
+    return s.isDirectory() && !s.isSymbolicLink() && s.uid === process.getuid!() && (s.mode & 0o077) === 0;
+  } catch {
+    return false;
+  }
+}
+
+function sha256(...parts: (string | Buffer)[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/** The cache's data, or a reason it is not used. */
+function readCache(file: string, key: Buffer): Buffer | string {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'none yet' : 'not readable';
+  }
+  try {
+    const s = fstatSync(fd);
+    if (!s.isFile() || s.uid !== process.getuid!() || (s.mode & 0o777) !== 0o600) return 'not a private file';
+    if (s.size < HEADER || s.size > MAX_BYTES) return 'corrupt (size)';
+    const buf = readFileSync(fd);
+    if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) return 'corrupt (magic)';
+    if (!buf.subarray(MAGIC.length, MAGIC.length + 32).equals(key)) return 'for another bundle, Node or flags';
+    const data = buf.subarray(HEADER);
+    if (!buf.subarray(MAGIC.length + 32, HEADER).equals(sha256(data))) return 'corrupt (hash)';
+    return data;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The key a cache is kept under: the bundle, the Node version and architecture, the flags. */
+export function cacheKey(
+  bundle: Buffer,
+  env: NodeJS.ProcessEnv,
+  execArgv: readonly string[] = process.execArgv,
+): Buffer {
+  const flags = [...execArgv, env.NODE_OPTIONS ?? ''].join('\0');
+  return sha256(sha256(bundle), '\0', process.version, '\0', process.arch, '\0', flags);
+}
+
+/** A cache file's bytes: the magic, the key, the data's SHA-256, the data. */
+export function cacheFileBytes(key: Buffer, data: Buffer): Buffer {
+  return Buffer.concat([MAGIC, key, sha256(data), data]);
+}
+
+/** Writes `data` under `key` to `file` atomically, in a private directory; false if it could not. */
+function writeCache(dir: string, file: string, key: Buffer, data: Buffer): boolean {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (!privateDir(dir)) return false;
+  const tmp = join(dir, `.serve.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    try {
+      const b = cacheFileBytes(key, data);
+      let off = 0;
+      while (off < b.length) off += writeSync(fd, b, off);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+    return true;
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+    throw e;
+  }
+}
+
+/**
+ * Runs `caxton serve` from the CommonJS bundle with the code cache, if `argv` is a serve command
+ * line and everything the cache needs is there; otherwise returns false before anything of the
+ * bundle has run, and the caller runs the ES module CLI.
+ */
+export function serveFromCodeCache(
+  argv: readonly string[],
+  importer: Importer,
+  env: NodeJS.ProcessEnv = process.env,
+): boolean {
+  const opts = serveOptions(argv.slice(2));
+  if (!opts) return false;
+  const off = (why: string) => {
+    log(`not used: ${why}`, env);
+    return false;
+  };
+  if (/^(off|0|false|no)$/i.test(env.CAXTON_CODE_CACHE ?? '')) return off('CAXTON_CODE_CACHE');
+  if (typeof process.getuid !== 'function') return off('no POSIX user ids');
+  if (Number(process.versions.node.split('.')[0]) < 20) return off(`Node ${process.version}`);
+  const bundle = fileURLToPath(new URL('./serve.cjs', import.meta.url));
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(bundle);
+  } catch {
+    return off(`no ${bundle}`);
+  }
+  const dataDir = serveDataDir(opts, env, process.cwd());
+  if (!dataDir) return off('the data directory is not known before the configuration is loaded');
+  const dir = join(dataDir, 'code-cache');
+  const file = join(dir, 'serve.bin');
+  if (existsSync(dir) && !privateDir(dir)) return off(`${dir} is not a private directory of this user`);
+  const key = cacheKey(bytes, env);
+  const cached = existsSync(dir) ? readCache(file, key) : 'none yet';
+
+  let script: Script;
+  let runCli: RunCli;
+  try {
+    // The build writes it in ASCII (scripts/build-bundle.mjs): latin1 reads it as it is, fast.
+    script = new Script(WRAP_HEAD + bytes.toString('latin1') + WRAP_TAIL, {
+      filename: bundle,
+      lineOffset: -1,
+      ...(typeof cached !== 'string' && { cachedData: cached }),
+    });
+    const module = { exports: {} as { runCli?: RunCli } };
+    const wrapper = script.runInThisContext() as (...a: unknown[]) => void;
+    wrapper.call(module.exports, module.exports, createRequire(bundle), module, bundle, dirname(bundle), importer);
+    if (typeof module.exports.runCli !== 'function') return off('the bundle exports no runCli');
+    runCli = module.exports.runCli;
+  } catch (e) {
+    return off(`the bundle failed to load: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const valid = typeof cached !== 'string' && !script.cachedDataRejected;
+  log(valid ? `used ${file}` : `compiled without: ${typeof cached === 'string' ? cached : 'rejected by V8'}`, env);
+  let saved = valid;
+  const hook: CodeCacheHook = {
+    dataDir,
+    save() {
+      if (saved) return;
+      saved = true;
+      try {
+        const data = script.createCachedData();
+        log(writeCache(dir, file, key, data) ? `wrote ${file} (${data.length} bytes)` : `${dir} is not private`, env);
+      } catch (e) {
+        log(`not written: ${e instanceof Error ? e.message : String(e)}`, env);
+      }
+    },
+  };
+  runCli(argv, hook).catch((e: unknown) => {
+    process.stderr.write(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });
+  return true;
+}
