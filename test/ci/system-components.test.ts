@@ -52,7 +52,7 @@ describe('system components missing', () => {
     expect(lines[0]).toContain('127.0.0.1:1');
     expect(lines[0]).toContain('install it with: sudo apt-get install postgresql');
     expect(r.out).not.toMatch(/\[caxton tests\] pgvector missing/); // implied by PostgreSQL's line
-    expect(r.out).toMatch(/Tests\s+11 skipped/);
+    expect(r.out).toMatch(/Tests\s+7 skipped/);
     expect(existsSync(log)).toBe(true);
     expect(readFileSync(log, 'utf8')).toMatch(
       /^pgvector\tcannot connect to PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/test/,
