@@ -26,14 +26,14 @@
  * `{{tool_result.NAME}}` (the latest result of tool NAME) and `{{match.N}}` (capture group N, 0-9, of the
  * rule's `match` in the request); unknown ones are rejected at load.
  * Usage is approximated as characters / 4 (at least 1). The file is cached and re-read when its
- * inode, modification time or size changes: checked on every call, except while a watcher on the file
- * has reported nothing since the last check (then at most every RESTAT_MS).
+ * inode, modification time or size changes, checked on every call: an edit is seen by the very next
+ * call, which tests that rewrite a script between two requests rely on.
  *
  * Reading and checking a script file (TOML parser, schema) lives in scripted-file.ts, imported
  * only when a file must be read: a worker thread or child process receives the script already
  * checked by the server (`ProviderConfig.script_checked`), so it loads neither.
  */
-import { statSync, watch, type FSWatcher } from 'node:fs';
+import { statSync } from 'node:fs';
 import { makeUsage } from './decode.js';
 import { sleep } from './retry.js';
 import {
@@ -77,12 +77,6 @@ interface CompiledScript {
   rules: CompiledRule[];
 }
 
-/**
- * How long a watched script file goes without a stat: the watcher (inotify and the like) reports
- * a change as soon as the event loop turns; the stat every RESTAT_MS covers a watcher that misses one.
- */
-const RESTAT_MS = 1_000;
-
 const PLACEHOLDER = /\{\{\s*([A-Za-z_][\w.:*-]*)\s*\}\}/g;
 export const IN_MEMORY = '<in-memory script>';
 
@@ -91,10 +85,6 @@ export class ScriptedProvider implements LlmProvider {
   readonly defaultModel: string | undefined;
   private cache:
     { ino: number; mtimeMs: number; size: number; checked: CheckedScript; script: CompiledScript } | undefined;
-  /** A watcher on the script file: while it reports nothing, the cached stat holds (RESTAT_MS). */
-  private watcher: FSWatcher | undefined;
-  /** When the file was last found unchanged with the watcher already on it (0: check at the next call). */
-  private quietSince = 0;
   private readonly inline: CompiledScript | undefined;
 
   /**
@@ -205,11 +195,7 @@ export class ScriptedProvider implements LlmProvider {
   /** The parsed script file, re-read when its inode, mtime or size changed. */
   private async current(model: string): Promise<{ checked: CheckedScript; script: CompiledScript }> {
     if (this.config.script_error !== undefined) throw this.fail(model, this.config.script_error);
-    // A stat per model call is a syscall and a Stats object per request: skipped while the
-    // watcher, on since before the last stat, has reported no change of the file.
-    if (this.cache && this.quietSince !== 0 && Date.now() - this.quietSince < RESTAT_MS) return this.cache;
     const file = this.config.script ?? '';
-    this.watch(file);
     let info;
     try {
       // Synchronous on purpose: this runs on model calls, and a stat of a local file takes
@@ -221,11 +207,7 @@ export class ScriptedProvider implements LlmProvider {
     // The inode too: a file replaced by a rename within the file system's timestamp resolution may
     // have the old one's size and modification time.
     const c = this.cache;
-    if (c && c.ino === info.ino && c.mtimeMs === info.mtimeMs && c.size === info.size) {
-      if (this.watcher) this.quietSince = Date.now();
-      return c;
-    }
-    this.quietSince = 0;
+    if (c && c.ino === info.ino && c.mtimeMs === info.mtimeMs && c.size === info.size) return c;
     const fail = (m: string, cause?: unknown): LlmError => this.fail(model, `script file "${file}": ${m}`, cause);
     const { readScriptFile } = await import('./scripted-file.js');
     const checked = await readScriptFile(file, fail);
@@ -237,32 +219,6 @@ export class ScriptedProvider implements LlmProvider {
       script: compile(checked, file, fail),
     };
     return this.cache;
-  }
-
-  /**
-   * Watches the script file (not keeping the process alive). Any event means "stat again"; a
-   * rename (the file replaced or removed) also drops the watcher, re-made on the new file at the
-   * next call. Without a watcher (none possible here) every call stats.
-   */
-  private watch(file: string): void {
-    if (this.watcher) return;
-    let w: FSWatcher;
-    try {
-      w = watch(file, { persistent: false });
-    } catch {
-      return;
-    }
-    const drop = (): void => {
-      this.quietSince = 0;
-      if (this.watcher === w) this.watcher = undefined;
-      w.close();
-    };
-    w.on('change', (type) => {
-      this.quietSince = 0;
-      if (type === 'rename') drop();
-    });
-    w.on('error', drop);
-    this.watcher = w;
   }
 
   private fail(model: string, message: string, cause?: unknown): LlmError {
