@@ -99,6 +99,14 @@ interface EventWire {
 
 const utf8 = new TextDecoder();
 
+/** The keys eventJson writes of a message event: a field added to it fails to compile until it is written too. */
+const _messageEventKeys: Record<keyof Extract<BusEvent, { type: 'message' }>, true> = {
+  type: true,
+  conversation_id: true,
+  message: true,
+  routed_to: true,
+};
+
 /** `JSON.stringify(e)`, with a message event's message as the text made for it once (messageJson). */
 function eventJson(e: BusEvent): string {
   if (e.type !== 'message') return JSON.stringify(e);

@@ -154,6 +154,9 @@ interface Wire {
   message: AclMessage;
 }
 
+/** The keys wireOf writes: a field added to Wire fails to compile until wireOf writes it too. */
+const _wireKeys: Record<keyof Wire, true> = { id: true, receiver: true, message: true };
+
 /** `JSON.stringify` of the delivery's Wire, around the message's text made once (messageJson). */
 function wireOf(o: Outgoing): string {
   return `{"id":${o.id},"receiver":${JSON.stringify(o.receiver)},"message":${messageJson(o.message)}}`;
