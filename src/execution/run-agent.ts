@@ -189,7 +189,7 @@ export async function runAgent(
           );
     messages.push({ role: 'assistant', content: last.content, ...(calls.length > 0 && { tool_calls: calls }) });
     if (calls.length === 0) break;
-    pending = clientNames.size === 0 ? pending : calls.filter((c) => clientNames.has(c.name));
+    if (clientNames.size > 0) pending = calls.filter((c) => clientNames.has(c.name));
     for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
