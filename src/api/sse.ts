@@ -52,8 +52,7 @@ function onDisconnect(req: FastifyRequest, reply: FastifyReply, gone: () => void
 
 export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
   const ac = new AbortController();
-  const gone = disconnectSignal(req, reply);
-  gone.addEventListener('abort', () => ac.abort(gone.reason), { once: true });
+  onDisconnect(req, reply, () => ac.abort());
   const signal = ac.signal;
   reply.hijack();
   const raw = reply.raw;
