@@ -301,9 +301,15 @@ export function serveFromCodeCache(
       }
     },
   };
-  runCli(argv, hook).catch((e: unknown) => {
-    process.stderr.write(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    process.exit(1);
-  });
+  runCli(argv, hook).catch(crashed);
   return true;
+}
+
+/**
+ * What the entry does with an error `runCli` did not handle (its own failures it reports and exits
+ * with): a bug, so the stack goes to stderr for the report, and the exit code is 1.
+ */
+export function crashed(e: unknown): void {
+  process.stderr.write(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
 }

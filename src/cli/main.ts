@@ -4,12 +4,7 @@
  * can (code-cache.ts, ADR 0073); every other command, and serve whenever the cache cannot be used
  * safely, runs the CLI of this ES module bundle, which imports only the command it runs.
  */
-import { serveFromCodeCache } from './code-cache.js';
-
-function crashed(e: unknown): void {
-  process.stderr.write(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.exit(1);
-}
+import { crashed, serveFromCodeCache } from './code-cache.js';
 
 // The bundle's dynamic imports come back here: a real `import()` of this ES module, resolved from
 // dist/cli/ as the bundle's own location would be, with no experimental VM module loader.
