@@ -13,7 +13,7 @@ import type {
   MessagingBus,
 } from '../../../src/messaging/index.js';
 import { CaxtonError } from '../../../src/shared/errors.js';
-import type { BusFactory, ContractBus, ContractOptions } from './bus-contract.js';
+import type { BusFactory, ContractBus, ContractOptions } from './contract-kit.js';
 
 const WAIT_MS = 30_000;
 const terminal = (c: Conversation) => c.state !== 'initiated' && c.state !== 'in_progress';
