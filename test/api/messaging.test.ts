@@ -1,203 +1,45 @@
 /**
  * The messaging REST API on a real server (127.0.0.1, port 0) whose agents talk to the scripted
  * LLM stub: sending messages, following conversations (JSON, ?wait and server-sent events),
- * duplicates, unroutable messages, every kind of bad input (a clear error naming the field, and
- * nothing stored), back-pressure (429 + Retry-After), dead letters and their replay, and the
- * directory facilitator.
+ * duplicates, unroutable messages, back-pressure (429 + Retry-After), dead letters and their
+ * replay, and the directory facilitator. Bad input is in messaging-input.test.ts.
  */
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   expectEnvelope,
   openaiProvider,
-  parseSse,
-  removeTempDirs,
-  setTestKeys,
   startCaxton,
-  type AgentSpec,
   type Caxton,
-  type HttpResult,
   type SseEvent,
 } from '../execution/helpers/caxton.js';
-import { startLlmStub, type LlmStub, type RawHandler, type StubHit } from '../execution/helpers/llm-stub.js';
-import { openaiCompletion, sendJson } from '../helpers/llm-standin.js';
+import { startLlmStub, type LlmStub, type RawHandler } from '../execution/helpers/llm-stub.js';
+import {
+  agentOf,
+  conversationTotal,
+  gate,
+  get,
+  MESSAGING_AGENTS,
+  openEvents,
+  request,
+  send,
+  startMessagingServer,
+  type MessagingServer,
+} from './helpers/messaging-server.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
-/** The agent a stub request is for: the system prompt starts with "You are NAME." */
-function agentOf(hit: StubHit): string {
-  const msgs = hit.body?.messages as { role: string; content: string }[] | undefined;
-  return /You are ([\w-]+)\./.exec(msgs?.[0]?.content ?? '')?.[1] ?? '?';
-}
-
-function completion(res: ServerResponse, content: string): void {
-  sendJson(res, openaiCompletion({ id: 'chatcmpl-gate', model: 'gpt-test', content }));
-}
-
-/** A stub answer held back until `open()` is called: the test decides when the agent replies. */
-function gate(content: string): { handler: RawHandler; open(): void } {
-  let release!: () => void;
-  const opened = new Promise<void>((r) => (release = r));
-  return {
-    handler: async (res) => {
-      await opened;
-      if (!res.destroyed) completion(res, content);
-    },
-    open: () => release(),
-  };
-}
-
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-async function request(
-  base: string,
-  method: string,
-  path: string,
-  body?: string | Uint8Array,
-  headers: Record<string, string> = {},
-): Promise<HttpResult> {
-  const res = await fetch(base + path, {
-    method,
-    headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...headers },
-    ...(body !== undefined && { body }),
-  });
-  const text = await res.text();
-  let json: unknown;
-  if ((res.headers.get('content-type') ?? '').includes('json') && text !== '') json = JSON.parse(text);
-  return { status: res.status, headers: res.headers, text, json };
-}
-
-const send = (base: string, msg: unknown, query = ''): Promise<HttpResult> =>
-  request(base, 'POST', `/api/v1/messages${query}`, typeof msg === 'string' ? msg : JSON.stringify(msg));
-const get = (base: string, path: string): Promise<HttpResult> => request(base, 'GET', path);
-
-interface EventStream {
-  readonly status: number;
-  readonly events: SseEvent[];
-  /** Resolves once `until(events)` holds; fails if the stream ends first (or after 15 s: a hang, not a timing check). */
-  next(until: (events: SseEvent[]) => boolean): Promise<SseEvent[]>;
-  /** Resolves when the server has ended the stream. */
-  readonly ended: Promise<void>;
-  close(): void;
-}
-
-/** Follows a server-sent-events URL, collecting events as they arrive. */
-async function openEvents(url: string): Promise<EventStream> {
-  const ac = new AbortController();
-  const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: ac.signal });
-  const events: SseEvent[] = [];
-  const waiters = new Set<() => void>();
-  let finished = false;
-  const ended = (async () => {
-    if (!res.body) return;
-    const reader = res.body.getReader();
-    const decoder = new TextDecoder();
-    let buf = '';
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        buf += decoder.decode(value, { stream: true });
-        const at = buf.lastIndexOf('\n\n');
-        if (at >= 0) {
-          events.push(...parseSse(buf.slice(0, at + 2)));
-          buf = buf.slice(at + 2);
-          for (const w of waiters) w();
-        }
-      }
-    } catch {
-      // aborted by close()
-    } finally {
-      finished = true;
-      for (const w of waiters) w();
-    }
-  })();
-  return {
-    status: res.status,
-    events,
-    ended,
-    close: () => ac.abort(),
-    next(until) {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => done(new Error(`no matching event within 15 s; got: ${events.map((e) => e.event).join(', ')}`)),
-          15_000,
-        );
-        const check = (): void => {
-          if (until(events)) done();
-          else if (finished) done(new Error(`the stream ended; got: ${events.map((e) => e.event).join(', ')}`));
-        };
-        const done = (err?: Error): void => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          if (err) reject(err);
-          else resolve(events);
-        };
-        waiters.add(check);
-        check();
-      });
-    },
-  };
-}
-
-async function conversationTotal(base: string): Promise<number> {
-  const res = await get(base, '/api/v1/conversations?limit=1');
-  expect(res.status, res.text).toBe(200);
-  return res.json.total as number;
-}
-
-// ------------------------------------------------------------------------------------------------
-
+let server: MessagingServer;
 let stub: LlmStub;
 let cx: Caxton;
-const gates = new Map<string, { handler: RawHandler; open(): void }>();
-
-const agents: AgentSpec[] = [
-  { name: 'helper', capabilities: ['answering'] },
-  { name: 'counter', capabilities: ['counting'] },
-  { name: 'gated', capabilities: ['gated'] },
-  { name: 'fragile', capabilities: ['fragile'], llm: { provider: 'closed' } },
-];
+let gates: Map<string, { handler: RawHandler; open(): void }>;
 
 beforeAll(async () => {
-  setTestKeys();
-  stub = await startLlmStub((hit) => {
-    const agent = agentOf(hit);
-    const g = gates.get(agent);
-    if (g) return g.handler;
-    return { content: `answer from ${agent}` };
-  });
-  const port = await closedPort();
-  cx = await startCaxton({
-    config: {
-      server: { port: 0, max_body_size: '16KB' },
-      llm: {
-        default_provider: 'stub',
-        providers: {
-          stub: openaiProvider(stub.url),
-          closed: openaiProvider(`http://127.0.0.1:${port}`, { max_retries: 0 }),
-        },
-      },
-      messaging: { max_message_size: '4KB', max_attempts: 1, retry_base: '10ms' },
-    },
-    agents,
-  });
+  server = await startMessagingServer();
+  ({ stub, cx, gates } = server);
 });
 
-afterAll(async () => {
-  for (const g of gates.values()) g.open();
-  await cx?.close();
-  await stub?.close();
-  removeTempDirs();
-});
+afterAll(() => server?.close());
 
 describe('POST /api/v1/messages and conversations', () => {
   it('a request to a capability is accepted (202), then the conversation shows request, agree, inform and is completed', async () => {
@@ -435,166 +277,6 @@ describe('GET /api/v1/conversations/{id}/events (server-sent events)', () => {
   });
 });
 
-describe('bad input: a clear error naming the field, and nothing stored', () => {
-  interface Case {
-    label: string;
-    body: string | Uint8Array;
-    status: number;
-    code: string;
-    field?: string;
-    says: RegExp;
-  }
-  const ok = { performative: 'request', capability: 'answering', content: 'fine' };
-  const cases: Case[] = [
-    {
-      label: 'malformed JSON (line and column)',
-      body: '{\n  "performative": "request",\n  "capability": "answering"\n  "content": "x"\n}',
-      status: 400,
-      code: 'invalid_message',
-      says: /not valid JSON: line 4, column 3: expected "," or "}"/,
-    },
-    {
-      label: 'an unknown performative (with a suggestion)',
-      body: JSON.stringify({ ...ok, performative: 'reqest' }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'performative',
-      says: /unknown performative "reqest"; did you mean "request"\?/,
-    },
-    {
-      label: 'oversized content ([messaging] max_message_size)',
-      body: JSON.stringify({ ...ok, content: 'x'.repeat(5000) }),
-      status: 413,
-      code: 'payload_too_large',
-      field: 'content',
-      says: /at most 4096 \(\[messaging\] max_message_size\)/,
-    },
-    {
-      label: 'a body over [server] max_body_size',
-      body: JSON.stringify({ ...ok, content: 'x'.repeat(20 * 1024) }),
-      status: 413,
-      code: 'payload_too_large',
-      says: /larger than the 16 KiB limit/,
-    },
-    {
-      label: 'neither receiver nor capability',
-      body: JSON.stringify({ performative: 'request', content: 'to whom?' }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'receivers',
-      says: /needs a receiver .* or a "capability"/,
-    },
-    {
-      label: 'both receiver and capability',
-      body: JSON.stringify({ ...ok, receiver: 'helper' }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'capability',
-      says: /either receivers or a capability, not both/,
-    },
-    {
-      label: 'a user-defined parameter without the X- prefix',
-      body: JSON.stringify({ ...ok, params: { Priority: 'high' } }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'params.Priority',
-      says: /start with "X-"/,
-    },
-    {
-      label: 'an X- parameter that is not a string',
-      body: JSON.stringify({ ...ok, 'X-priority': 5 }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'X-priority',
-      says: /X-priority: expected a string value/,
-    },
-    {
-      label: 'a reply_by that is neither a time nor a duration',
-      body: JSON.stringify({ ...ok, reply_by: 'tomorrow' }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'reply_by',
-      says: /reply_by: "tomorrow" is neither an ISO 8601 time nor a duration/,
-    },
-    {
-      label: 'a reply_by beyond what a date can hold',
-      body: JSON.stringify({ ...ok, reply_by: '99999999999999999s' }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'reply_by',
-      says: /reply_by: "99999999999999999s" is out of range/,
-    },
-    {
-      label: 'an unknown parameter (with a suggestion)',
-      body: JSON.stringify({ ...ok, conversaton_id: 'c1' }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'conversaton_id',
-      says: /unknown parameter; did you mean "conversation_id"\?/,
-    },
-    {
-      label: 'an unknown protocol',
-      body: JSON.stringify({ ...ok, protocol: 'fipa-gossip' }),
-      status: 400,
-      code: 'invalid_message',
-      field: 'protocol',
-      says: /unknown protocol "fipa-gossip"/,
-    },
-    {
-      label: 'a JSON number instead of an object',
-      body: '12',
-      status: 400,
-      code: 'invalid_message',
-      field: '(message)',
-      says: /expected a JSON object/,
-    },
-    { label: 'an empty body', body: '', status: 400, code: 'invalid_message', says: /body is empty/ },
-    {
-      label: 'a body that is not UTF-8',
-      body: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]),
-      status: 400,
-      code: 'invalid_message',
-      says: /not valid UTF-8 \(invalid byte at line 1, column 3\)/,
-    },
-  ];
-
-  for (const c of cases) {
-    it(c.label, async () => {
-      const before = await conversationTotal(cx.url);
-      const res = await request(cx.url, 'POST', '/api/v1/messages', c.body, { 'content-type': 'application/json' });
-      const err = expectEnvelope(res, c.status, c.code);
-      expect(err.message).toMatch(c.says);
-      if (c.field !== undefined) {
-        // invalid_message names the field in the message and in details.issues; payload_too_large in details.field.
-        if (c.code === 'invalid_message') expect(err.message).toContain(`${c.field}: `);
-        expect(err.details.field ?? err.details.issues?.[0]?.field).toBe(c.field);
-      }
-      expect(await conversationTotal(cx.url)).toBe(before);
-    });
-  }
-
-  it('a JSON syntax error reports its line and column in the details too', async () => {
-    const res = await send(cx.url, '{"performative": "request",, "capability": "answering"}');
-    const err = expectEnvelope(res, 400, 'invalid_message');
-    expect(err.details).toMatchObject({ line: 1, column: 28 });
-  });
-
-  it('bad query parameters and ids name the parameter', async () => {
-    const state = expectEnvelope(await get(cx.url, '/api/v1/conversations?state=complete'), 400, 'invalid_request');
-    expect(state.message).toContain('state: unknown state "complete"; did you mean "completed"?');
-    const limit = expectEnvelope(await get(cx.url, '/api/v1/conversations?limit=0'), 400, 'invalid_request');
-    expect(limit.message).toContain('limit');
-    const id = expectEnvelope(await get(cx.url, '/api/v1/dead-letters/abc'), 400, 'invalid_request');
-    expect(id.message).toContain('id: expected a dead-letter id (a positive integer)');
-    expectEnvelope(await request(cx.url, 'POST', '/api/v1/dead-letters/1.5/replay'), 400, 'invalid_request');
-    const before = await conversationTotal(cx.url);
-    const wait = expectEnvelope(await send(cx.url, ok, '?wait=forever'), 400, 'invalid_request');
-    expect(wait.message).toContain('wait');
-    expectEnvelope(await send(cx.url, ok, '?wait=301'), 400, 'invalid_request');
-    expect(await conversationTotal(cx.url)).toBe(before);
-  });
-});
-
 describe('dead letters', () => {
   it('a delivery that keeps failing (LLM unreachable) becomes a dead letter; replayed after a fix, it completes the conversation', async () => {
     const res = await send(cx.url, { performative: 'request', capability: 'fragile', content: 'try me' }, '?wait=30');
@@ -667,7 +349,9 @@ describe('directory facilitator', () => {
   it('GET /directory finds agents by capability, protocol, ontology and language', async () => {
     const all = await get(cx.url, '/api/v1/directory');
     expect(all.status, all.text).toBe(200);
-    expect(all.json.entries.map((e: Json) => e.agent)).toEqual(expect.arrayContaining(agents.map((a) => a.name)));
+    expect(all.json.entries.map((e: Json) => e.agent)).toEqual(
+      expect.arrayContaining(MESSAGING_AGENTS.map((a) => a.name)),
+    );
     const one = await get(cx.url, '/api/v1/directory?capability=answering');
     expect(one.json).toEqual({
       entries: [
