@@ -61,20 +61,8 @@ const ACTIVITIES = [
 /** 25 domains × 20 activities = 500 capabilities, e.g. "billing-forecasting". */
 export const CAPABILITY_POOL: readonly string[] = DOMAINS.flatMap((d) => ACTIVITIES.map((a) => `${d}-${a}`));
 
-const TOOLS = [
-  'http_client',
-  'csv_parser',
-  'chart_generator',
-  'web_search',
-  'sql_query',
-  'file_reader',
-  'calendar',
-  'email_sender',
-  'code_runner',
-  'vector_search',
-  'pdf_reader',
-  'json_query',
-] as const;
+/** Tools a bare server offers (built-ins), so every generated agent validates and deploys as it is. */
+const TOOLS = ['calculator', 'current_time', 'todo.write', 'web.fetch', 'llm.chat'] as const;
 const MODELS = ['gpt-4o-mini', 'gpt-4.1-mini', 'claude-haiku-4-5', 'llama3.1:8b'] as const;
 const TONES = ['concise', 'friendly', 'formal', 'precise', 'patient'] as const;
 
