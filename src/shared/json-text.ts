@@ -326,7 +326,8 @@ export function jsonProblemError(
 
 /**
  * Parses a JSON text from outside: scanned first (depth limit — MAX_INPUT_DEPTH unless given —,
- * duplicate and prototype keys, syntax with line/column), then JSON.parse. Throws CaxtonError.
+ * duplicate and prototype keys, syntax with line/column), then JSON.parse; a text proven to pass
+ * the scan (parseUnscanned) goes to JSON.parse alone. Throws CaxtonError.
  */
 export function parseJsonText(text: string, opts: ParseJsonTextOptions): unknown {
   const maxDepth = opts.maxDepth ?? MAX_INPUT_DEPTH;
