@@ -15,6 +15,8 @@ import { loadServerConfig } from '../src/config/index.js';
 import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../src/execution/index.js';
 import type { AgentResponse } from '../src/execution/index.js';
 import { createLogger } from '../src/observability/index.js';
+import { newTraceId } from '../src/observability/span-recorder.js';
+import { timeOrderedUuid } from '../src/shared/ids.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { load, type LoadResult } from './lib/load.js';
@@ -107,7 +109,9 @@ async function recorderCost(per: number, n = 8000): Promise<number> {
     for (let j = 0; j < per; j++)
       store.record(
         entryOf({
-          id: `exec_${i + j}`,
+          // Ids and trace ids as the executor makes them: where they land in their indexes is part of the cost.
+          id: `exec_${timeOrderedUuid()}`,
+          trace_id: newTraceId(),
           agent: 'adder',
           version: '1.0.0',
           shadow: false,

@@ -113,41 +113,41 @@ function record(
   if (entry === undefined && !isStateChanging(req.method, route) && !refused) return;
   const note = notes.get(req);
   const outcome = note?.outcome ?? outcomeOf(status);
-  const base: AuditEntry = {
-    principal: principal ? { id: principal.id, kind: principal.kind } : null,
-    source: req.ip,
-    request_id: String(req.id),
-    client_request_id: (req as FastifyRequest & { clientRequestId?: string }).clientRequestId ?? null,
-    action: entry?.action ?? 'http.request',
-    method: req.method,
-    route,
-    outcome,
-    status,
-  };
   const reason = reasons.get(req);
-  const details = {
-    ...(entry === undefined && isStateChanging(req.method, route) && { unmapped: true }),
-    ...entry?.details,
-    ...(code !== undefined && { error_code: code }),
-    ...(reason !== undefined && outcome === 'denied' && { reason }),
-    ...note?.details,
+  const unmapped = entry === undefined && isStateChanging(req.method, route);
+  const denyReason = outcome === 'denied' ? reason : undefined;
+  // Most rows have no details: the merged object is made only when one of its parts is there.
+  let details: Record<string, unknown> | undefined;
+  if (unmapped || entry?.details || code !== undefined || denyReason !== undefined || note?.details) {
+    details = {
+      ...(unmapped && { unmapped: true }),
+      ...entry?.details,
+      ...(code !== undefined && { error_code: code }),
+      ...(denyReason !== undefined && { reason: denyReason }),
+      ...note?.details,
+    };
+    if (Object.keys(details).length === 0) details = undefined;
+  }
+  const row = (action: string, target: string | undefined): AuditEntry => {
+    const e: AuditEntry = {
+      principal: principal ? { id: principal.id, kind: principal.kind } : null,
+      source: req.ip,
+      request_id: String(req.id),
+      client_request_id: (req as FastifyRequest & { clientRequestId?: string }).clientRequestId ?? null,
+      action,
+      method: req.method,
+      route,
+      outcome,
+      status,
+    };
+    if (target !== undefined) e.target = target;
+    if (details !== undefined) e.details = details;
+    return e;
   };
-  const withDetails = (e: AuditEntry): AuditEntry => (Object.keys(details).length > 0 ? { ...e, details } : e);
   // A request denied by its status never had its body read; one refused inside its answer did.
   if (entry?.expand && outcomeOf(status) !== 'denied') {
-    const parts = entry.expand(req);
-    for (const p of parts)
-      sink.record(
-        withDetails({ ...base, action: note?.action ?? p.action, ...(p.target !== undefined && { target: p.target }) }),
-      );
+    for (const p of entry.expand(req)) sink.record(row(note?.action ?? p.action, p.target));
     return;
   }
-  const target = note?.target ?? entry?.target?.(req, reply);
-  sink.record(
-    withDetails({
-      ...base,
-      ...(note?.action !== undefined && { action: note.action }),
-      ...(target !== undefined && { target }),
-    }),
-  );
+  sink.record(row(note?.action ?? entry?.action ?? 'http.request', note?.target ?? entry?.target?.(req, reply)));
 }

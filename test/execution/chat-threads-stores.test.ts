@@ -3,7 +3,7 @@
  * PostgreSQL when it runs here): a thread per conversation of one agent begun by a direct call,
  * newest activity first, in pages; a principal's list holds only the threads it began (not one it
  * joined later); message deliveries and shadow copies are no one's thread; a thread's turns come
- * oldest first with their version, tool calls and run.
+ * oldest first with their version, tool calls and run. A trace read names only its trace's executions.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -132,6 +132,14 @@ async function exercise(store: ExecutionLog): Promise<void> {
   ]);
   expect(turns[0]!.tool_calls).toMatchObject([{ name: 'calculator', arguments: '{"expression":"1+1"}', result: '2' }]);
   expect(await store.thread('helper', 'c3')).toEqual([]);
+
+  // A trace read: the trace's executions only, not another trace's of the same second.
+  const second = 'abcdef01';
+  const traced = run('c6', 'key:alice', 'traced', { trace_id: `${second}${'1'.repeat(24)}` });
+  store.record(traced);
+  store.record(run('c6', 'key:alice', 'traced too', { trace_id: `${second}${'2'.repeat(24)}` }));
+  expect((await store.byTrace(`${second}${'1'.repeat(24)}`)).map((e) => e.id)).toEqual([traced.id]);
+  expect(await store.byTrace(`${second}${'3'.repeat(24)}`)).toEqual([]);
 }
 
 describe('chat threads from the execution records', () => {

@@ -215,4 +215,54 @@ describe('the SQLite store', () => {
     store.close();
     db.close();
   });
+
+  it('reads a trace by its second-keyed index, also on a database made with the first schema', async () => {
+    const db = openDatabase(tempDir());
+    migrate(db, EXECUTIONS_MIGRATIONS.slice(0, 1));
+    const finished = (id: string, trace_id: string, agent = 'a') =>
+      entryOf({
+        id,
+        agent,
+        version: '1',
+        shadow: false,
+        started: Date.now(),
+        duration_ms: 1,
+        request: { request: 'r' },
+        error: new Error('x'),
+        trace_id,
+      });
+    const second = Math.floor(Date.now() / 1000)
+      .toString(16)
+      .padStart(8, '0');
+    const local = `${second}${'a'.repeat(24)}`;
+    const neighbour = `${second}${'b'.repeat(24)}`;
+    const continued = 'f0e1d2c3b4a5968778695a4b3c2d1e0f';
+    const old = new SqliteExecutionStore({ db, retentionMs: 3_600_000, maxRows: 100 });
+    old.record(finished('exec_1', local));
+    old.close();
+    migrate(db, EXECUTIONS_MIGRATIONS);
+    const indexes = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'executions'")
+      .pluck();
+    expect(indexes.all()).toContain('executions_trace_second');
+    expect(indexes.all()).not.toContain('executions_trace');
+    const store = new SqliteExecutionStore({ db, retentionMs: 3_600_000, maxRows: 100 });
+    store.record(finished('exec_2', neighbour));
+    store.record(finished('exec_3', local, 'b'));
+    store.record(finished('exec_4', continued));
+    const ids = async (trace: string, agents?: string[]) => (await store.byTrace(trace, agents)).map((e) => e.id);
+    expect(await ids(local)).toEqual(['exec_1', 'exec_3']);
+    expect(await ids(local, ['b'])).toEqual(['exec_3']);
+    expect(await ids(neighbour)).toEqual(['exec_2']);
+    expect(await ids(continued)).toEqual(['exec_4']);
+    expect(await ids(`${second}${'c'.repeat(24)}`)).toEqual([]);
+    const plan = db
+      .prepare(
+        'EXPLAIN QUERY PLAN SELECT id FROM executions WHERE substr(trace_id, 1, 8) = ? AND trace_id = ? ORDER BY id',
+      )
+      .all('0', '0') as { detail: string }[];
+    expect(plan.map((p) => p.detail).join(' ')).toMatch(/USING (COVERING )?INDEX executions_trace_second/);
+    store.close();
+    db.close();
+  });
 });

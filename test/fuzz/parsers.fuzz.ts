@@ -18,7 +18,7 @@ import { DEFAULT_LIMITS, prepareImport } from '../../src/memory/index.js';
 import { parseMessage } from '../../src/messaging/index.js';
 import { MAX_INPUT_DEPTH, valueDepth } from '../../src/shared/depth.js';
 import { CaxtonError } from '../../src/shared/errors.js';
-import { scanJsonText } from '../../src/shared/json-text.js';
+import { jsonProblemError, scanJsonText } from '../../src/shared/json-text.js';
 import { parseToolManifest } from '../../src/tools/wasm/index.js';
 import { htmlToMarkdown } from '../../src/tools/web/index.js';
 import { Glob, GlobError, parseCommandLine } from '../../src/tools/workspace/index.js';
@@ -208,6 +208,17 @@ const CHECKS: Record<Target, (input: string) => void> = {
       expect(scanned === undefined, `scanner and JSON.parse disagree on ${preview(input)}: ${scanned?.problem}`).toBe(
         parses,
       );
+    // The scan is skipped only for a text it would pass: the answer is the scan's either way.
+    const decoded = Buffer.from(input, 'utf8').toString('utf8');
+    const text = decoded.charCodeAt(0) === 0xfeff ? decoded.slice(1) : decoded;
+    if (text.length > 0) {
+      const problem = scanJsonText(text, { maxDepth: MAX_INPUT_DEPTH });
+      if (problem !== undefined)
+        expect((o.error as Error | undefined)?.message, `parsed although the scan refuses ${preview(input)}`).toBe(
+          jsonProblemError(problem, 'the request body').message,
+        );
+      else expect(o.value, `the scan passes ${preview(input)}`).toEqual(JSON.parse(text));
+    }
   },
   'agent-toml': (input) => agentCheck('agent-toml', input, 'toml'),
   'agent-markdown': (input) => agentCheck('agent-markdown', input, 'markdown'),

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CaxtonError } from '../../src/shared/errors.js';
-import { parseJsonText, scanJsonText } from '../../src/shared/json-text.js';
+import { jsonProblemError, parseJsonText, scanJsonText } from '../../src/shared/json-text.js';
 
 const plain = { duplicateKeys: false, prototypeKeys: false };
 
@@ -107,6 +107,58 @@ describe('parseJsonText', () => {
         expect(expected).toEqual(JSON.parse(text));
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it('answers every text as the scan followed by JSON.parse does, values and errors alike', () => {
+    // parseJsonText skips the scan when it can prove the scan would pass: this is the proof's check.
+    const outcome = (f: () => unknown): unknown => {
+      try {
+        return { value: f() };
+      } catch (e) {
+        return { error: (e as CaxtonError).message, code: (e as CaxtonError).code };
+      }
+    };
+    const fragments = [
+      '',
+      '"a":1,"a":2,',
+      '"a":1,',
+      '{"x":{"y":1,"y":2}}',
+      '{"y":1},{"y":2}',
+      '"__proto__":1,',
+      '{"constructor":{"prototype":1}}',
+      '"\\u0061":1,"a":2,',
+      '":"',
+      '"a":',
+      '['.repeat(70) + ']'.repeat(70),
+      '{"a":'.repeat(3) + '1}}}',
+      ',',
+      '"',
+      '{',
+      ':',
+    ];
+    fc.assert(
+      fc.property(
+        fc.jsonValue(),
+        fc.nat(),
+        fc.constantFrom(...fragments),
+        fc.boolean(),
+        fc.boolean(),
+        (v, at, insert, duplicateKeys, prototypeKeys) => {
+          const text = JSON.stringify(v) ?? 'null';
+          const i = at % (text.length + 1);
+          for (const t of [text, text.slice(0, i) + insert + text.slice(i), `{${insert}"z":${text}}`]) {
+            const opts = { where: 'the body', duplicateKeys, prototypeKeys };
+            const expected = outcome(() => {
+              const p = scanJsonText(t, { ...opts, maxDepth: 64 });
+              if (p) throw jsonProblemError(p, 'the body');
+              return JSON.parse(t) as unknown;
+            });
+            expect(outcome(() => parseJsonText(t, opts))).toEqual(expected);
+          }
+        },
+      ),
+      { numRuns: 3000 },
     );
   });
 });

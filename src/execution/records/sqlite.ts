@@ -36,6 +36,18 @@ export const EXECUTIONS_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX executions_trace ON executions (trace_id);
     `,
   },
+  {
+    // ADR 0082: a trace id this node starts begins with its second (ADR 0077), so keyed by that
+    // prefix and then the row id every new row goes to the end of the index, where one commit
+    // writes one page for all its rows; keyed by the whole id, each row landed on a random page
+    // of the current second's range. The whole id is in the entry too, so a trace read filters
+    // its second's entries in the index without reading the table.
+    id: 'executions-002-trace-by-second',
+    sql: `
+      DROP INDEX executions_trace;
+      CREATE INDEX executions_trace_second ON executions (substr(trace_id, 1, 8), id, trace_id);
+    `,
+  },
 ];
 
 export interface SqliteExecutionStoreOptions {
