@@ -7,7 +7,7 @@
  * Spans stay on the node that recorded them: on a cluster, a trace read answers what this node's
  * ring holds (an execution's spans are where it ran).
  */
-import type { Context } from '@opentelemetry/api';
+import type { Attributes, Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { RecordedSpan } from './span-recorder.js';
 
@@ -39,39 +39,76 @@ export interface SpanStoreOptions {
   maxBytes: number;
 }
 
-function stored(s: ReadableSpan): StoredSpan {
-  const sc = s.spanContext();
-  const attributes: Record<string, string | number | boolean> = {};
-  for (const [k, v] of Object.entries(s.attributes)) {
+/**
+ * Span names seen, each kept once: a call site builds its span's name per span (`message.route
+ * inform`), and a stored name then costs the ring no string of its own. Bounded, since a name may
+ * carry a tool or agent name; past the bound a name is kept as given.
+ */
+const NAMES = new Map<string, string>();
+const MAX_NAMES = 4096;
+
+function interned(name: string): string {
+  const known = NAMES.get(name);
+  if (known !== undefined) return known;
+  if (NAMES.size < MAX_NAMES) NAMES.set(name, name);
+  return name;
+}
+
+function millisOfHr(t: readonly [number, number]): number {
+  return t[0] * 1000 + t[1] / 1e6;
+}
+
+/**
+ * The attributes as one JSON string, values as the API serves them: primitives as they are, any
+ * other value as its JSON, strings cut at MAX_VALUE. `bytes` is the estimate the byte bound counts.
+ */
+function encodeAttributes(attrs: Attributes): { json: string; bytes: number } {
+  let bytes = 0;
+  let plain = true;
+  for (const k in attrs) {
+    const v = attrs[k];
+    if (typeof v === 'string') {
+      bytes += k.length + Math.min(v.length, MAX_VALUE);
+      if (v.length > MAX_VALUE) plain = false;
+    } else {
+      bytes += k.length + 8;
+      if (typeof v !== 'number' && typeof v !== 'boolean') plain = false;
+    }
+  }
+  if (plain) return { json: JSON.stringify(attrs), bytes };
+  const out: Record<string, string | number | boolean> = {};
+  for (const k in attrs) {
+    const v = attrs[k];
     if (v === undefined || v === null) continue;
     let value: string | number | boolean =
       typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : JSON.stringify(v);
     if (typeof value === 'string' && value.length > MAX_VALUE) value = `${value.slice(0, MAX_VALUE)}…`;
-    attributes[k] = value;
+    out[k] = value;
   }
-  const startMs = s.startTime[0] * 1000 + s.startTime[1] / 1e6;
-  const durationMs = s.duration[0] * 1000 + s.duration[1] / 1e6;
-  return {
-    trace_id: sc.traceId,
-    span_id: sc.spanId,
-    parent_span_id: s.parentSpanContext?.spanId ?? null,
-    name: s.name,
-    kind: KINDS[s.kind] ?? 'internal',
-    start: new Date(startMs).toISOString(),
-    duration_ms: Math.round(durationMs * 1000) / 1000,
-    status: STATUS[s.status.code] ?? 'unset',
-    ...(s.status.message !== undefined && { status_message: s.status.message.slice(0, MAX_VALUE) }),
-    attributes,
-  };
+  return { json: JSON.stringify(out), bytes };
 }
 
+/**
+ * The ring keeps an ended span as columns, not as the span: numbers in typed arrays, the ids and
+ * name as the strings they already are, the attributes as one JSON string. A kept span then holds
+ * no object with fields of its own (no span, attribute object, status or time tuples) for the
+ * garbage collector to copy out of the young generation and trace in the old one; its API shape
+ * is built only when its trace is read, which most spans never are.
+ */
 export class SpanStore implements SpanProcessor {
   readonly #o: SpanStoreOptions;
-  /**
-   * A ring in two preallocated arrays (the spans and their estimated sizes), so that keeping a
-   * span adds no object of its own: `#head` is the oldest entry, `#size` entries from there.
-   */
-  readonly #ring: (ReadableSpan | undefined)[];
+  /** `#head` is the oldest entry, `#size` entries from there, each column indexed alike. */
+  readonly #traceIds: (string | undefined)[];
+  readonly #spanIds: (string | undefined)[];
+  readonly #parentIds: (string | undefined)[];
+  readonly #names: (string | undefined)[];
+  readonly #attributes: (string | undefined)[];
+  /** The status message of spans that have one (few do). */
+  readonly #statusMessages: (string | undefined)[];
+  readonly #startMs: Float64Array;
+  readonly #durationMs: Float64Array;
+  readonly #kinds: Uint8Array;
+  readonly #statuses: Uint8Array;
   readonly #sizes: Uint32Array;
   #head = 0;
   #size = 0;
@@ -82,7 +119,17 @@ export class SpanStore implements SpanProcessor {
   constructor(o: SpanStoreOptions) {
     this.#o = o;
     const cap = Math.max(1, o.maxSpans);
-    this.#ring = new Array<ReadableSpan | undefined>(cap).fill(undefined);
+    const strings = () => new Array<string | undefined>(cap).fill(undefined);
+    this.#traceIds = strings();
+    this.#spanIds = strings();
+    this.#parentIds = strings();
+    this.#names = strings();
+    this.#attributes = strings();
+    this.#statusMessages = strings();
+    this.#startMs = new Float64Array(cap);
+    this.#durationMs = new Float64Array(cap);
+    this.#kinds = new Uint8Array(cap);
+    this.#statuses = new Uint8Array(cap);
     this.#sizes = new Uint32Array(cap);
   }
 
@@ -97,27 +144,41 @@ export class SpanStore implements SpanProcessor {
   onStart(_span: Span, _ctx: Context): void {}
 
   onEnd(s: ReadableSpan): void {
-    // The span itself is kept (the recorder's spans are small and done with): it becomes a
-    // StoredSpan only when its trace is read, which most spans never are.
-    let bytes = 200 + s.name.length;
-    const attrs = s.attributes;
-    for (const k in attrs) {
-      const v = attrs[k];
-      bytes += k.length + (typeof v === 'string' ? Math.min(v.length, MAX_VALUE) : 8);
-    }
-    const cap = this.#ring.length;
+    const attrs = encodeAttributes(s.attributes);
+    const bytes = 200 + s.name.length + attrs.bytes;
+    const cap = this.#spanIds.length;
     while (this.#size > 0 && (this.#size >= cap || this.#bytes + bytes > this.#o.maxBytes)) this.#evict();
     const at = (this.#head + this.#size) % cap;
-    this.#ring[at] = s;
+    if (s instanceof RecordedSpan) {
+      this.#traceIds[at] = s.traceId;
+      this.#spanIds[at] = s.spanId;
+      this.#parentIds[at] = s.parentSpanId;
+      this.#startMs[at] = s.startMs;
+      this.#durationMs[at] = s.endMs - s.startMs;
+    } else {
+      const sc = s.spanContext();
+      this.#traceIds[at] = sc.traceId;
+      this.#spanIds[at] = sc.spanId;
+      this.#parentIds[at] = s.parentSpanContext?.spanId;
+      this.#startMs[at] = millisOfHr(s.startTime);
+      this.#durationMs[at] = millisOfHr(s.duration);
+    }
+    this.#names[at] = interned(s.name);
+    this.#attributes[at] = attrs.json;
+    this.#kinds[at] = s.kind;
+    this.#statuses[at] = s.status.code;
+    this.#statusMessages[at] = s.status.message?.slice(0, MAX_VALUE);
     this.#sizes[at] = bytes;
     this.#size++;
     this.#bytes += bytes;
   }
 
   #evict(): void {
-    this.#ring[this.#head] = undefined;
-    this.#bytes -= this.#sizes[this.#head]!;
-    this.#head = (this.#head + 1) % this.#ring.length;
+    const h = this.#head;
+    this.#traceIds[h] = this.#spanIds[h] = this.#parentIds[h] = undefined;
+    this.#names[h] = this.#attributes[h] = this.#statusMessages[h] = undefined;
+    this.#bytes -= this.#sizes[h]!;
+    this.#head = (h + 1) % this.#spanIds.length;
     this.#size--;
     this.evicted++;
   }
@@ -125,12 +186,28 @@ export class SpanStore implements SpanProcessor {
   /** The spans of one trace this node still holds, by start time. */
   trace(traceId: string): StoredSpan[] {
     const out: StoredSpan[] = [];
-    const cap = this.#ring.length;
+    const cap = this.#spanIds.length;
     for (let i = 0; i < this.#size; i++) {
-      const s = this.#ring[(this.#head + i) % cap]!;
-      if ((s instanceof RecordedSpan ? s.traceId : s.spanContext().traceId) === traceId) out.push(stored(s));
+      const at = (this.#head + i) % cap;
+      if (this.#traceIds[at] === traceId) out.push(this.#stored(at));
     }
     return out.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  }
+
+  #stored(at: number): StoredSpan {
+    const message = this.#statusMessages[at];
+    return {
+      trace_id: this.#traceIds[at]!,
+      span_id: this.#spanIds[at]!,
+      parent_span_id: this.#parentIds[at] ?? null,
+      name: this.#names[at]!,
+      kind: KINDS[this.#kinds[at]!] ?? 'internal',
+      start: new Date(this.#startMs[at]!).toISOString(),
+      duration_ms: Math.round(this.#durationMs[at]! * 1000) / 1000,
+      status: STATUS[this.#statuses[at]!] ?? 'unset',
+      ...(message !== undefined && { status_message: message }),
+      attributes: JSON.parse(this.#attributes[at]!) as Record<string, string | number | boolean>,
+    };
   }
 
   forceFlush(): Promise<void> {
