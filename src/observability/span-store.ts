@@ -59,38 +59,82 @@ function millisOfHr(t: readonly [number, number]): number {
 }
 
 /**
- * The attributes as one JSON string, values as the API serves them: primitives as they are, any
- * other value as its JSON, strings cut at MAX_VALUE. `bytes` is the estimate the byte bound counts.
+ * The key lists of the spans stored, each kept once: the spans of one call site share theirs, so
+ * a stored span holds its attribute values only (as a JSON array) and the index of its keys.
+ * Bounded; a span whose keys are not among them keeps its attributes as a JSON object instead.
  */
-function encodeAttributes(attrs: Attributes): { json: string; bytes: number } {
+const SHAPES: string[][] = [];
+const MAX_SHAPES = 1024;
+const NO_SHAPE = 0xffff;
+
+/** Reused for every span: the keys and values of the one being stored. */
+const scratchKeys: string[] = [];
+const scratchValues: (string | number | boolean)[] = [];
+
+function shapeOf(keys: readonly string[]): number {
+  for (let i = 0; i < SHAPES.length; i++) {
+    const known = SHAPES[i]!;
+    if (known.length !== keys.length) continue;
+    let same = true;
+    for (let k = 0; k < keys.length && same; k++) same = known[k] === keys[k];
+    if (same) return i;
+  }
+  if (SHAPES.length >= MAX_SHAPES) return NO_SHAPE;
+  SHAPES.push(keys.slice());
+  return SHAPES.length - 1;
+}
+
+/**
+ * The attributes as the API serves them (primitives as they are, any other value as its JSON,
+ * strings cut at MAX_VALUE; undefined and null left out), encoded as one string: the values' JSON
+ * array beside the index of the keys' list, or the whole JSON object when there is no index.
+ * `bytes` is the estimate the byte bound counts.
+ */
+function encodeAttributes(attrs: Attributes): { json: string; shape: number; bytes: number } {
   let bytes = 0;
-  let plain = true;
+  scratchKeys.length = 0;
+  scratchValues.length = 0;
   for (const k in attrs) {
     const v = attrs[k];
+    if (v === undefined || v === null) {
+      bytes += k.length + 8;
+      continue;
+    }
+    let value: string | number | boolean;
     if (typeof v === 'string') {
       bytes += k.length + Math.min(v.length, MAX_VALUE);
-      if (v.length > MAX_VALUE) plain = false;
+      value = v.length > MAX_VALUE ? `${v.slice(0, MAX_VALUE)}…` : v;
     } else {
       bytes += k.length + 8;
-      if (typeof v !== 'number' && typeof v !== 'boolean') plain = false;
+      if (typeof v === 'number' || typeof v === 'boolean') value = v;
+      else {
+        const json = JSON.stringify(v);
+        value = json.length > MAX_VALUE ? `${json.slice(0, MAX_VALUE)}…` : json;
+      }
     }
+    scratchKeys.push(k);
+    scratchValues.push(value);
   }
-  if (plain) return { json: JSON.stringify(attrs), bytes };
+  const shape = shapeOf(scratchKeys);
+  if (shape !== NO_SHAPE) return { json: JSON.stringify(scratchValues), shape, bytes };
   const out: Record<string, string | number | boolean> = {};
-  for (const k in attrs) {
-    const v = attrs[k];
-    if (v === undefined || v === null) continue;
-    let value: string | number | boolean =
-      typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : JSON.stringify(v);
-    if (typeof value === 'string' && value.length > MAX_VALUE) value = `${value.slice(0, MAX_VALUE)}…`;
-    out[k] = value;
-  }
-  return { json: JSON.stringify(out), bytes };
+  for (let i = 0; i < scratchKeys.length; i++) out[scratchKeys[i]!] = scratchValues[i]!;
+  return { json: JSON.stringify(out), shape, bytes };
+}
+
+function decodeAttributes(json: string, shape: number): Record<string, string | number | boolean> {
+  const parsed = JSON.parse(json) as unknown;
+  if (shape === NO_SHAPE) return parsed as Record<string, string | number | boolean>;
+  const keys = SHAPES[shape]!;
+  const values = parsed as (string | number | boolean)[];
+  const out: Record<string, string | number | boolean> = {};
+  for (let i = 0; i < keys.length; i++) out[keys[i]!] = values[i]!;
+  return out;
 }
 
 /**
  * The ring keeps an ended span as columns, not as the span: numbers in typed arrays, the ids and
- * name as the strings they already are, the attributes as one JSON string. A kept span then holds
+ * name as the strings they already are, the attribute values as one JSON string. A kept span then holds
  * no object with fields of its own (no span, attribute object, status or time tuples) for the
  * garbage collector to copy out of the young generation and trace in the old one; its API shape
  * is built only when its trace is read, which most spans never are.
@@ -102,7 +146,9 @@ export class SpanStore implements SpanProcessor {
   readonly #spanIds: (string | undefined)[];
   readonly #parentIds: (string | undefined)[];
   readonly #names: (string | undefined)[];
+  /** The attribute values' JSON array, and the index of their keys' list in SHAPES. */
   readonly #attributes: (string | undefined)[];
+  readonly #shapes: Uint16Array;
   /** The status message of spans that have one (few do). */
   readonly #statusMessages: (string | undefined)[];
   readonly #startMs: Float64Array;
@@ -130,6 +176,7 @@ export class SpanStore implements SpanProcessor {
     this.#durationMs = new Float64Array(cap);
     this.#kinds = new Uint8Array(cap);
     this.#statuses = new Uint8Array(cap);
+    this.#shapes = new Uint16Array(cap);
     this.#sizes = new Uint32Array(cap);
   }
 
@@ -165,6 +212,7 @@ export class SpanStore implements SpanProcessor {
     }
     this.#names[at] = interned(s.name);
     this.#attributes[at] = attrs.json;
+    this.#shapes[at] = attrs.shape;
     this.#kinds[at] = s.kind;
     this.#statuses[at] = s.status.code;
     this.#statusMessages[at] = s.status.message?.slice(0, MAX_VALUE);
@@ -206,7 +254,7 @@ export class SpanStore implements SpanProcessor {
       duration_ms: Math.round(this.#durationMs[at]! * 1000) / 1000,
       status: STATUS[this.#statuses[at]!] ?? 'unset',
       ...(message !== undefined && { status_message: message }),
-      attributes: JSON.parse(this.#attributes[at]!) as Record<string, string | number | boolean>,
+      attributes: decodeAttributes(this.#attributes[at]!, this.#shapes[at]!),
     };
   }
 

@@ -134,6 +134,16 @@ describe('span recorder', () => {
     expect(stored!.duration_ms).toBeGreaterThanOrEqual(0);
   });
 
+  it('serves the attributes of spans whose keys are all different (beyond the key lists it indexes)', async () => {
+    const store = new SpanStore({ maxSpans: 2_000, maxBytes: 10_000_000 });
+    const { tracing } = await setup(store);
+    for (let i = 0; i < 1_500; i++)
+      startSpan(tracing.tracer, 'k', `00-${TRACE}-${PARENT}-01`, { [`key${i}`]: i }).end();
+    const stored = store.trace(TRACE);
+    expect(stored).toHaveLength(1_500);
+    expect(stored.every((s, i) => s.attributes[`key${i}`] === i && Object.keys(s.attributes).length === 1)).toBe(true);
+  });
+
   it('evicts the oldest spans to stay within its byte bound', async () => {
     const store = new SpanStore({ maxSpans: 100, maxBytes: 1_000 });
     const { tracing } = await setup(store);
