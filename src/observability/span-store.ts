@@ -54,6 +54,23 @@ function interned(name: string): string {
   return name;
 }
 
+/** The 32-bit word the 8 hex digits of `s` from `at` spell (ids are lower-case hex). */
+function hexWord(s: string, at: number): number {
+  let v = 0;
+  for (let i = at; i < at + 8; i++) {
+    const c = s.charCodeAt(i);
+    v = v * 16 + (c <= 57 ? c - 48 : (c | 32) - 87);
+  }
+  return v;
+}
+
+/** `words` 32-bit words from `from` as lower-case hex, 8 digits each. */
+function hexOf(a: Uint32Array, from: number, words: number): string {
+  let s = '';
+  for (let i = from; i < from + words; i++) s += a[i]!.toString(16).padStart(8, '0');
+  return s;
+}
+
 function millisOfHr(t: readonly [number, number]): number {
   return t[0] * 1000 + t[1] / 1e6;
 }
@@ -133,18 +150,21 @@ function decodeAttributes(json: string, shape: number): Record<string, string | 
 }
 
 /**
- * The ring keeps an ended span as columns, not as the span: numbers in typed arrays, the ids and
- * name as the strings they already are, the attribute values as one JSON string. A kept span then holds
+ * The ring keeps an ended span as columns, not as the span: ids and numbers in typed arrays, the
+ * name as the (shared) string it already is, the attribute values as one JSON string. A kept span then holds
  * no object with fields of its own (no span, attribute object, status or time tuples) for the
  * garbage collector to copy out of the young generation and trace in the old one; its API shape
  * is built only when its trace is read, which most spans never are.
  */
 export class SpanStore implements SpanProcessor {
   readonly #o: SpanStoreOptions;
-  /** `#head` is the oldest entry, `#size` entries from there, each column indexed alike. */
-  readonly #traceIds: (string | undefined)[];
-  readonly #spanIds: (string | undefined)[];
-  readonly #parentIds: (string | undefined)[];
+  /** Slots in the ring: `#head` is the oldest entry, `#size` entries from there, each column indexed alike. */
+  readonly #cap: number;
+  /** Ids as 32-bit words of their hex: four per trace id, two per span and parent id. */
+  readonly #traceIds: Uint32Array;
+  readonly #spanIds: Uint32Array;
+  readonly #parentIds: Uint32Array;
+  readonly #hasParent: Uint8Array;
   readonly #names: (string | undefined)[];
   /** The attribute values' JSON array, and the index of their keys' list in SHAPES. */
   readonly #attributes: (string | undefined)[];
@@ -166,9 +186,11 @@ export class SpanStore implements SpanProcessor {
     this.#o = o;
     const cap = Math.max(1, o.maxSpans);
     const strings = () => new Array<string | undefined>(cap).fill(undefined);
-    this.#traceIds = strings();
-    this.#spanIds = strings();
-    this.#parentIds = strings();
+    this.#cap = cap;
+    this.#traceIds = new Uint32Array(cap * 4);
+    this.#spanIds = new Uint32Array(cap * 2);
+    this.#parentIds = new Uint32Array(cap * 2);
+    this.#hasParent = new Uint8Array(cap);
     this.#names = strings();
     this.#attributes = strings();
     this.#statusMessages = strings();
@@ -193,20 +215,16 @@ export class SpanStore implements SpanProcessor {
   onEnd(s: ReadableSpan): void {
     const attrs = encodeAttributes(s.attributes);
     const bytes = 200 + s.name.length + attrs.bytes;
-    const cap = this.#spanIds.length;
+    const cap = this.#cap;
     while (this.#size > 0 && (this.#size >= cap || this.#bytes + bytes > this.#o.maxBytes)) this.#evict();
     const at = (this.#head + this.#size) % cap;
     if (s instanceof RecordedSpan) {
-      this.#traceIds[at] = s.traceId;
-      this.#spanIds[at] = s.spanId;
-      this.#parentIds[at] = s.parentSpanId;
+      this.#ids(at, s.traceId, s.spanId, s.parentSpanId);
       this.#startMs[at] = s.startMs;
       this.#durationMs[at] = s.endMs - s.startMs;
     } else {
       const sc = s.spanContext();
-      this.#traceIds[at] = sc.traceId;
-      this.#spanIds[at] = sc.spanId;
-      this.#parentIds[at] = s.parentSpanContext?.spanId;
+      this.#ids(at, sc.traceId, sc.spanId, s.parentSpanContext?.spanId);
       this.#startMs[at] = millisOfHr(s.startTime);
       this.#durationMs[at] = millisOfHr(s.duration);
     }
@@ -221,12 +239,26 @@ export class SpanStore implements SpanProcessor {
     this.#bytes += bytes;
   }
 
+  #ids(at: number, traceId: string, spanId: string, parentId: string | undefined): void {
+    const t = at * 4;
+    this.#traceIds[t] = hexWord(traceId, 0);
+    this.#traceIds[t + 1] = hexWord(traceId, 8);
+    this.#traceIds[t + 2] = hexWord(traceId, 16);
+    this.#traceIds[t + 3] = hexWord(traceId, 24);
+    this.#spanIds[at * 2] = hexWord(spanId, 0);
+    this.#spanIds[at * 2 + 1] = hexWord(spanId, 8);
+    this.#hasParent[at] = parentId === undefined ? 0 : 1;
+    if (parentId !== undefined) {
+      this.#parentIds[at * 2] = hexWord(parentId, 0);
+      this.#parentIds[at * 2 + 1] = hexWord(parentId, 8);
+    }
+  }
+
   #evict(): void {
     const h = this.#head;
-    this.#traceIds[h] = this.#spanIds[h] = this.#parentIds[h] = undefined;
     this.#names[h] = this.#attributes[h] = this.#statusMessages[h] = undefined;
     this.#bytes -= this.#sizes[h]!;
-    this.#head = (h + 1) % this.#spanIds.length;
+    this.#head = (h + 1) % this.#cap;
     this.#size--;
     this.evicted++;
   }
@@ -234,10 +266,16 @@ export class SpanStore implements SpanProcessor {
   /** The spans of one trace this node still holds, by start time. */
   trace(traceId: string): StoredSpan[] {
     const out: StoredSpan[] = [];
-    const cap = this.#spanIds.length;
+    if (!/^[0-9a-f]{32}$/.test(traceId)) return out;
+    const w0 = hexWord(traceId, 0);
+    const w1 = hexWord(traceId, 8);
+    const w2 = hexWord(traceId, 16);
+    const w3 = hexWord(traceId, 24);
+    const t = this.#traceIds;
     for (let i = 0; i < this.#size; i++) {
-      const at = (this.#head + i) % cap;
-      if (this.#traceIds[at] === traceId) out.push(this.#stored(at));
+      const at = (this.#head + i) % this.#cap;
+      const o = at * 4;
+      if (t[o] === w0 && t[o + 1] === w1 && t[o + 2] === w2 && t[o + 3] === w3) out.push(this.#stored(at));
     }
     return out.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   }
@@ -245,9 +283,9 @@ export class SpanStore implements SpanProcessor {
   #stored(at: number): StoredSpan {
     const message = this.#statusMessages[at];
     return {
-      trace_id: this.#traceIds[at]!,
-      span_id: this.#spanIds[at]!,
-      parent_span_id: this.#parentIds[at] ?? null,
+      trace_id: hexOf(this.#traceIds, at * 4, 4),
+      span_id: hexOf(this.#spanIds, at * 2, 2),
+      parent_span_id: this.#hasParent[at] ? hexOf(this.#parentIds, at * 2, 2) : null,
       name: this.#names[at]!,
       kind: KINDS[this.#kinds[at]!] ?? 'internal',
       start: new Date(this.#startMs[at]!).toISOString(),
