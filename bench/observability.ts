@@ -3,8 +3,8 @@
  * enabled = false, no span processor, [tracing] local_spans = 0), metrics only (local_spans = 0),
  * and metrics with tracing three ways: every span recorded, traces sampled at 10 %, and no trace
  * sampled (parentbased_always_off). Recorded spans go to the node's own span store (its default
- * size) and through a BatchSpanProcessor whose exporter discards the batches: span creation and
- * processing are measured, not a collector's network.
+ * size) and through a BatchSpanProcessor with the server's batch settings whose exporter discards
+ * the batches: span creation and processing are measured, not a collector's network.
  *
  * Fairness: each mode's server runs in its own process (bench/lib/observability-node.ts), all of
  * them started before anything is measured; each runs WARMUP rounds that are thrown away (the JIT

@@ -120,13 +120,15 @@ export async function start(dir: string, mode: Mode): Promise<{ server: CaxtonSe
   // The node's own span store is on by default: modes without tracing, and the experiments
   // without a store, turn it off; the others record into it as a server does.
   const store = tracing && mode !== 'count' && mode !== 'nostore' && mode !== 'context';
+  // The batch processor as the server builds it for OTLP (tracing.ts): the SDK's batch settings,
+  // so a finished span waits in the export queue as long as it would in production.
   const exporter = new DiscardExporter();
   const counter = new CountingProcessor();
   const processors: SpanProcessor[] =
     mode === 'count' || mode === 'context'
       ? [counter]
       : tracing && mode !== 'noexport'
-        ? [new BatchSpanProcessor(exporter, { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })]
+        ? [new BatchSpanProcessor(exporter)]
         : [];
   const file = join(dir, 'caxton.toml');
   writeFileSync(

@@ -11,7 +11,7 @@ import {
   type WriteLane,
 } from '../storage/index.js';
 import { relayedFrom } from '../shared/relayed.js';
-import { idsOfTraceparent } from './trace-context.js';
+import { hasTraceparentShape, ZERO_TRACE } from './trace-context.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
 /**
@@ -278,8 +278,10 @@ interface Row {
 
 /** trace_id and span_id of a W3C traceparent (undefined when it is absent or malformed). */
 export function traceIdsOf(traceparent: string | undefined): { trace_id: string; span_id: string } | undefined {
-  const ids = traceparent === undefined ? undefined : idsOfTraceparent(traceparent);
-  return ids && { trace_id: ids.traceId, span_id: ids.spanId };
+  // One object per event (two messages' events per delivery), not idsOfTraceparent's and a copy.
+  if (traceparent === undefined || !hasTraceparentShape(traceparent)) return undefined;
+  const traceId = traceparent.slice(3, 35);
+  return traceId === ZERO_TRACE ? undefined : { trace_id: traceId, span_id: traceparent.slice(36, 52) };
 }
 
 /** The active span's ids, if any. */

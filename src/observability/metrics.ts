@@ -296,36 +296,48 @@ export class Metrics {
       'Groups of conversation steps rolled back as a whole (a statement failed) whose steps then ran again alone',
       (t) => t.voided,
     );
+    this.#messages = children(this.messagesProcessed);
+    this.#messageTimes = children(this.messageDuration);
+    this.#executions = children(this.agentExecutions);
+    this.#executionTimes = children(this.agentExecutionDuration);
+    this.#rollouts = children(this.rolloutExecutions);
+    this.#rolloutTimes = children(this.rolloutExecutionDuration);
+    this.#llmRequests = children(this.llmRequests);
+    this.#llmTokens = children(this.llmTokens);
+    this.#toolCalls = children(this.toolCalls);
+    this.#toolTimes = children(this.toolCallDuration);
+    this.#limitRejections = children(this.limitRejections);
+    this.#anonymousRefusals = children(this.anonymousRefusals);
+    this.#errors = children(this.errors);
   }
 
-  // Hot-path recorders: the labelled children are looked up once per label set and kept, so a
-  // recording costs a Map lookup and an add instead of prom-client's label hashing.
-  readonly #children = new Map<string, { inc(v?: number): void } | { observe(v: number): void }>();
-
-  #counter<L extends string>(c: Counter<L>, labels: Record<L, string>): { inc(v?: number): void } {
-    const key = `${(c as unknown as { name: string }).name}\u0000${Object.values(labels).join('\u0000')}`;
-    let child = this.#children.get(key) as { inc(v?: number): void } | undefined;
-    if (!child) this.#children.set(key, (child = c.labels(labels)));
-    return child;
-  }
-
-  #histogram<L extends string>(h: Histogram<L>, labels: Record<L, string>): { observe(v: number): void } {
-    const key = `${(h as unknown as { name: string }).name}\u0000${Object.values(labels).join('\u0000')}`;
-    let child = this.#children.get(key) as { observe(v: number): void } | undefined;
-    if (!child) this.#children.set(key, (child = h.labels(labels)));
-    return child;
-  }
+  // Hot-path recorders: a metric's labelled children are looked up by their label values, one Map
+  // level per label, so a recording that finds its child allocates nothing (no label object, key
+  // string or prom-client label hashing); a child is made once per label set.
+  readonly #messages: Lookup<Metrics['messagesProcessed']>;
+  readonly #messageTimes: Lookup<Metrics['messageDuration']>;
+  readonly #executions: Lookup<Metrics['agentExecutions']>;
+  readonly #executionTimes: Lookup<Metrics['agentExecutionDuration']>;
+  readonly #rollouts: Lookup<Metrics['rolloutExecutions']>;
+  readonly #rolloutTimes: Lookup<Metrics['rolloutExecutionDuration']>;
+  readonly #llmRequests: Lookup<Metrics['llmRequests']>;
+  readonly #llmTokens: Lookup<Metrics['llmTokens']>;
+  readonly #toolCalls: Lookup<Metrics['toolCalls']>;
+  readonly #toolTimes: Lookup<Metrics['toolCallDuration']>;
+  readonly #limitRejections: Lookup<Metrics['limitRejections']>;
+  readonly #anonymousRefusals: Lookup<Metrics['anonymousRefusals']>;
+  readonly #errors: Lookup<Metrics['errors']>;
 
   /** One delivery processed: its performative, outcome and duration in seconds. */
   message(performative: string, status: string, seconds: number): void {
-    this.#counter(this.messagesProcessed, { performative, status }).inc();
-    this.#histogram(this.messageDuration, { performative }).observe(seconds);
+    this.#messages(performative, status).inc();
+    this.#messageTimes(performative).observe(seconds);
   }
 
   /** One execution finished: its agent, outcome ('ok' or an error code) and duration in seconds. */
   execution(agent: string, status: string, seconds: number): void {
-    this.#counter(this.agentExecutions, { agent, status }).inc();
-    this.#histogram(this.agentExecutionDuration, { agent }).observe(seconds);
+    this.#executions(agent, status).inc();
+    this.#executionTimes(agent).observe(seconds);
   }
 
   /** One execution of a version under a rollout (`role`: stable, candidate, or shadow for a shadow copy). */
@@ -337,35 +349,89 @@ export class Metrics {
     seconds: number,
   ): void {
     const v = String(version);
-    this.#counter(this.rolloutExecutions, { agent, version: v, role, status }).inc();
-    this.#histogram(this.rolloutExecutionDuration, { agent, version: v, role }).observe(seconds);
+    this.#rollouts(agent, v, role, status).inc();
+    this.#rolloutTimes(agent, v, role).observe(seconds);
   }
 
   /** Model turns of one execution and the tokens they used. */
   llm(provider: string, model: string, requests: number, inputTokens: number, outputTokens: number): void {
-    this.#counter(this.llmRequests, { provider, model, status: 'ok' }).inc(requests);
-    this.#counter(this.llmTokens, { provider, model, kind: 'input' }).inc(inputTokens);
-    this.#counter(this.llmTokens, { provider, model, kind: 'output' }).inc(outputTokens);
+    this.#llmRequests(provider, model, 'ok').inc(requests);
+    this.#llmTokens(provider, model, 'input').inc(inputTokens);
+    this.#llmTokens(provider, model, 'output').inc(outputTokens);
   }
 
   /** One tool call: the tool, its outcome ('ok' or 'error'), duration in seconds and the path that made it. */
   tool(tool: string, status: string, seconds: number, via: 'agent' | 'rest' | 'mcp' = 'agent'): void {
-    this.#counter(this.toolCalls, { tool, status, via }).inc();
-    this.#histogram(this.toolCallDuration, { tool }).observe(seconds);
+    this.#toolCalls(tool, status, via).inc();
+    this.#toolTimes(tool).observe(seconds);
   }
 
   /** A request or execution refused by a limit (src/auth/limits.ts). */
   limitRejected(limit: string, scope: string): void {
-    this.#counter(this.limitRejections, { limit, scope }).inc();
+    this.#limitRejections(limit, scope).inc();
   }
 
   /** A request refused before any principal was known; an unknown reason counts as `other`, so the label set stays bounded. */
   anonymousRefused(reason: string): void {
-    this.#counter(this.anonymousRefusals, { reason: ANONYMOUS_REASONS.has(reason) ? reason : 'other' }).inc();
+    this.#anonymousRefusals(ANONYMOUS_REASONS.has(reason) ? reason : 'other').inc();
   }
 
   /** An error, by code. */
   error(code: string): void {
-    this.#counter(this.errors, { code }).inc();
+    this.#errors(code).inc();
   }
+}
+
+/** A metric's child for label values given in the order of its label names (one per label). */
+type Lookup<M extends Counter<string> | Histogram<string>> = (
+  a: string,
+  b?: string,
+  c?: string,
+  d?: string,
+) => ChildOf<M>;
+
+type ChildOf<M> =
+  M extends Counter<string> ? ReturnType<M['labels']> : M extends Histogram<string> ? ReturnType<M['labels']> : never;
+
+/** The Map below `level` for `key`, made when missing. */
+function below(level: Map<string, unknown>, key: string): Map<string, unknown> {
+  let next = level.get(key) as Map<string, unknown> | undefined;
+  if (next === undefined) level.set(key, (next = new Map()));
+  return next;
+}
+
+/**
+ * A lookup of `metric`'s labelled children by label values, cached in nested Maps, one level per
+ * label (at most four), with fixed parameters rather than a rest array.
+ */
+function children<M extends Counter<string> | Histogram<string>>(metric: M): Lookup<M> {
+  const names = (metric as unknown as { labelNames: readonly string[] }).labelNames;
+  const n = names.length;
+  if (n < 1 || n > 4) throw new Error(`metric with ${n} labels: the hot-path lookup takes 1 to 4`);
+  const root = new Map<string, unknown>();
+  return (a, b, c, d): ChildOf<M> => {
+    let level = root;
+    let key = a;
+    if (n > 1) {
+      level = below(level, key);
+      key = b!;
+    }
+    if (n > 2) {
+      level = below(level, key);
+      key = c!;
+    }
+    if (n > 3) {
+      level = below(level, key);
+      key = d!;
+    }
+    let child = level.get(key) as ChildOf<M> | undefined;
+    if (child === undefined) {
+      const values = [a, b, c, d];
+      const labels: Record<string, string> = {};
+      for (let i = 0; i < n; i++) labels[names[i]!] = values[i]!;
+      child = (metric as unknown as { labels(l: Record<string, string>): ChildOf<M> }).labels(labels);
+      level.set(key, child);
+    }
+    return child;
+  };
 }

@@ -7,7 +7,7 @@
  * Spans stay on the node that recorded them: on a cluster, a trace read answers what this node's
  * ring holds (an execution's spans are where it ran).
  */
-import type { Context } from '@opentelemetry/api';
+import type { Attributes, Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { RecordedSpan } from './span-recorder.js';
 
@@ -39,39 +39,48 @@ export interface SpanStoreOptions {
   maxBytes: number;
 }
 
-function stored(s: ReadableSpan): StoredSpan {
-  const sc = s.spanContext();
-  const attributes: Record<string, string | number | boolean> = {};
-  for (const [k, v] of Object.entries(s.attributes)) {
+function millisOfHr(t: readonly [number, number]): number {
+  return t[0] * 1000 + t[1] / 1e6;
+}
+
+/** The attributes as the API serves them: primitives as they are, any other value as its JSON, strings cut. */
+function servedAttributes(attrs: Attributes): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const k in attrs) {
+    const v = attrs[k];
     if (v === undefined || v === null) continue;
     let value: string | number | boolean =
       typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : JSON.stringify(v);
     if (typeof value === 'string' && value.length > MAX_VALUE) value = `${value.slice(0, MAX_VALUE)}…`;
-    attributes[k] = value;
+    out[k] = value;
   }
-  const startMs = s.startTime[0] * 1000 + s.startTime[1] / 1e6;
-  const durationMs = s.duration[0] * 1000 + s.duration[1] / 1e6;
-  return {
-    trace_id: sc.traceId,
-    span_id: sc.spanId,
-    parent_span_id: s.parentSpanContext?.spanId ?? null,
-    name: s.name,
-    kind: KINDS[s.kind] ?? 'internal',
-    start: new Date(startMs).toISOString(),
-    duration_ms: Math.round(durationMs * 1000) / 1000,
-    status: STATUS[s.status.code] ?? 'unset',
-    ...(s.status.message !== undefined && { status_message: s.status.message.slice(0, MAX_VALUE) }),
-    attributes,
-  };
+  return out;
 }
 
+/**
+ * The ring keeps an ended span as columns, not as the span: times, kind and status in typed
+ * arrays, and beside them only what is already its own, the id and name strings and its
+ * attribute object. A kept span then holds no span object (with its fields, boxed times, status
+ * and scope references) for the garbage collector to copy out of the young generation and trace
+ * in the old one; its API shape is built only when its trace is read, which most spans never
+ * are. Encoding the attributes as well (one JSON string per span) would keep fewer objects, but
+ * cost more on the recording thread than it saved in collection.
+ */
 export class SpanStore implements SpanProcessor {
   readonly #o: SpanStoreOptions;
-  /**
-   * A ring in two preallocated arrays (the spans and their estimated sizes), so that keeping a
-   * span adds no object of its own: `#head` is the oldest entry, `#size` entries from there.
-   */
-  readonly #ring: (ReadableSpan | undefined)[];
+  /** Slots in the ring: `#head` is the oldest entry, `#size` entries from there, each column indexed alike. */
+  readonly #cap: number;
+  readonly #traceIds: (string | undefined)[];
+  readonly #spanIds: (string | undefined)[];
+  readonly #parentIds: (string | undefined)[];
+  readonly #names: (string | undefined)[];
+  readonly #attributes: (Attributes | undefined)[];
+  /** The status message of spans that have one (few do). */
+  readonly #statusMessages: (string | undefined)[];
+  readonly #startMs: Float64Array;
+  readonly #durationMs: Float64Array;
+  readonly #kinds: Uint8Array;
+  readonly #statuses: Uint8Array;
   readonly #sizes: Uint32Array;
   #head = 0;
   #size = 0;
@@ -82,7 +91,18 @@ export class SpanStore implements SpanProcessor {
   constructor(o: SpanStoreOptions) {
     this.#o = o;
     const cap = Math.max(1, o.maxSpans);
-    this.#ring = new Array<ReadableSpan | undefined>(cap).fill(undefined);
+    this.#cap = cap;
+    const column = <T>() => new Array<T | undefined>(cap).fill(undefined);
+    this.#traceIds = column<string>();
+    this.#spanIds = column<string>();
+    this.#parentIds = column<string>();
+    this.#names = column<string>();
+    this.#attributes = column<Attributes>();
+    this.#statusMessages = column<string>();
+    this.#startMs = new Float64Array(cap);
+    this.#durationMs = new Float64Array(cap);
+    this.#kinds = new Uint8Array(cap);
+    this.#statuses = new Uint8Array(cap);
     this.#sizes = new Uint32Array(cap);
   }
 
@@ -97,27 +117,47 @@ export class SpanStore implements SpanProcessor {
   onStart(_span: Span, _ctx: Context): void {}
 
   onEnd(s: ReadableSpan): void {
-    // The span itself is kept (the recorder's spans are small and done with): it becomes a
-    // StoredSpan only when its trace is read, which most spans never are.
     let bytes = 200 + s.name.length;
     const attrs = s.attributes;
     for (const k in attrs) {
       const v = attrs[k];
       bytes += k.length + (typeof v === 'string' ? Math.min(v.length, MAX_VALUE) : 8);
     }
-    const cap = this.#ring.length;
+    const cap = this.#cap;
     while (this.#size > 0 && (this.#size >= cap || this.#bytes + bytes > this.#o.maxBytes)) this.#evict();
     const at = (this.#head + this.#size) % cap;
-    this.#ring[at] = s;
+    if (s instanceof RecordedSpan) {
+      // The recorder's attribute object is the span's own (copied at start), so it can be kept.
+      this.#traceIds[at] = s.traceId;
+      this.#spanIds[at] = s.spanId;
+      this.#parentIds[at] = s.parentSpanId;
+      this.#startMs[at] = s.startMs;
+      this.#durationMs[at] = s.endMs - s.startMs;
+    } else {
+      const sc = s.spanContext();
+      this.#traceIds[at] = sc.traceId;
+      this.#spanIds[at] = sc.spanId;
+      this.#parentIds[at] = s.parentSpanContext?.spanId;
+      this.#startMs[at] = millisOfHr(s.startTime);
+      this.#durationMs[at] = millisOfHr(s.duration);
+    }
+    this.#names[at] = s.name;
+    this.#attributes[at] = attrs;
+    this.#kinds[at] = s.kind;
+    this.#statuses[at] = s.status.code;
+    this.#statusMessages[at] = s.status.message;
     this.#sizes[at] = bytes;
     this.#size++;
     this.#bytes += bytes;
   }
 
   #evict(): void {
-    this.#ring[this.#head] = undefined;
-    this.#bytes -= this.#sizes[this.#head]!;
-    this.#head = (this.#head + 1) % this.#ring.length;
+    const h = this.#head;
+    this.#traceIds[h] = this.#spanIds[h] = this.#parentIds[h] = undefined;
+    this.#names[h] = this.#statusMessages[h] = undefined;
+    this.#attributes[h] = undefined;
+    this.#bytes -= this.#sizes[h]!;
+    this.#head = (h + 1) % this.#cap;
     this.#size--;
     this.evicted++;
   }
@@ -125,12 +165,27 @@ export class SpanStore implements SpanProcessor {
   /** The spans of one trace this node still holds, by start time. */
   trace(traceId: string): StoredSpan[] {
     const out: StoredSpan[] = [];
-    const cap = this.#ring.length;
     for (let i = 0; i < this.#size; i++) {
-      const s = this.#ring[(this.#head + i) % cap]!;
-      if ((s instanceof RecordedSpan ? s.traceId : s.spanContext().traceId) === traceId) out.push(stored(s));
+      const at = (this.#head + i) % this.#cap;
+      if (this.#traceIds[at] === traceId) out.push(this.#stored(at));
     }
     return out.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  }
+
+  #stored(at: number): StoredSpan {
+    const message = this.#statusMessages[at];
+    return {
+      trace_id: this.#traceIds[at]!,
+      span_id: this.#spanIds[at]!,
+      parent_span_id: this.#parentIds[at] ?? null,
+      name: this.#names[at]!,
+      kind: KINDS[this.#kinds[at]!] ?? 'internal',
+      start: new Date(this.#startMs[at]!).toISOString(),
+      duration_ms: Math.round(this.#durationMs[at]! * 1000) / 1000,
+      status: STATUS[this.#statuses[at]!] ?? 'unset',
+      ...(message !== undefined && { status_message: message.slice(0, MAX_VALUE) }),
+      attributes: servedAttributes(this.#attributes[at]!),
+    };
   }
 
   forceFlush(): Promise<void> {

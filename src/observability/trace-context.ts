@@ -16,7 +16,7 @@ import { parentOfContext, RecordedSpan, RemoteParent, SpanRecorder, type ParentC
 /** W3C traceparent: version 00, 32 hex trace id, 16 hex parent id, 2 hex flags. */
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
-const ZERO_TRACE = '0'.repeat(32);
+export const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
 
 /**
@@ -45,10 +45,11 @@ export function contextOf(traceparent: string | undefined): Context {
  * The parent a W3C `traceparent` names, for Caxton's recorder: parsed once per distinct value (an
  * execution's model and tool spans share theirs), with no `Context` in between.
  */
-let lastParent: { traceparent: string; parent: ParentContext | undefined } | undefined;
+let lastTraceparent: string | undefined;
+let lastParent: ParentContext | undefined;
 
 function parentOf(traceparent: string): ParentContext | undefined {
-  if (lastParent?.traceparent === traceparent) return lastParent.parent;
+  if (lastTraceparent === traceparent) return lastParent;
   let parent: ParentContext | undefined;
   if (isTraceparent(traceparent)) {
     const traceId = traceparent.slice(3, 35);
@@ -56,7 +57,9 @@ function parentOf(traceparent: string): ParentContext | undefined {
     if (traceId !== ZERO_TRACE && spanId !== ZERO_SPAN)
       parent = new RemoteParent(traceId, spanId, (hexAt(traceparent, 54) & TraceFlags.SAMPLED) !== 0);
   }
-  lastParent = { traceparent, parent };
+  // Two variables, not an entry object: a new trace per message makes this a miss per delivery.
+  lastTraceparent = traceparent;
+  lastParent = parent;
   return parent;
 }
 
@@ -78,7 +81,7 @@ function isTraceparent(s: string): boolean {
  */
 const TRACEPARENT_SHAPE = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
-function hasTraceparentShape(s: string): boolean {
+export function hasTraceparentShape(s: string): boolean {
   return s.length === 55 && TRACEPARENT_SHAPE.test(s);
 }
 

@@ -6,7 +6,7 @@
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SpanStore, startSpan, traceparentOf, withSpan } from '../../src/observability/index.js';
+import { SpanStatusCode, SpanStore, startSpan, traceparentOf, withSpan } from '../../src/observability/index.js';
 import type { RecordedSpan } from '../../src/observability/span-recorder.js';
 import { randomId } from '../../src/observability/span-recorder.js';
 import { setupTracing, type Tracing } from '../../src/observability/tracing.js';
@@ -103,5 +103,57 @@ describe('span recorder', () => {
     expect(stored.map((s) => s.name).sort()).toEqual(['b', 'c']);
     expect(stored[0]).toMatchObject({ trace_id: TRACE, parent_span_id: PARENT, kind: 'internal' });
     expect(store.trace('1'.repeat(32))).toEqual([]);
+  });
+
+  it('serves a stored span as recorded: long values cut, other values as JSON, status, kind, times', async () => {
+    const store = new SpanStore({ maxSpans: 10, maxBytes: 1_000_000 });
+    const { tracing } = await setup(store);
+    const before = Date.now();
+    const s = startSpan(tracing.tracer, 'tool.call x', `00-${TRACE}-${PARENT}-01`, {
+      short: 'v',
+      long: 'y'.repeat(600),
+      n: 3,
+      ok: true,
+      list: ['a', 'b'],
+    });
+    s.setAttribute('later', 7);
+    s.setStatus({ code: SpanStatusCode.ERROR, message: 'boom' });
+    s.end();
+    const [stored] = store.trace(TRACE);
+    expect(stored).toMatchObject({
+      trace_id: TRACE,
+      span_id: (s as RecordedSpan).spanId,
+      parent_span_id: PARENT,
+      name: 'tool.call x',
+      kind: 'internal',
+      status: 'error',
+      status_message: 'boom',
+      attributes: { short: 'v', long: `${'y'.repeat(512)}…`, n: 3, ok: true, list: '["a","b"]', later: 7 },
+    });
+    expect(Date.parse(stored!.start)).toBeGreaterThanOrEqual(before - 1);
+    expect(stored!.duration_ms).toBeGreaterThanOrEqual(0);
+  });
+
+  it('serves the attributes of spans whose keys are all different (beyond the key lists it indexes)', async () => {
+    const store = new SpanStore({ maxSpans: 2_000, maxBytes: 10_000_000 });
+    const { tracing } = await setup(store);
+    for (let i = 0; i < 1_500; i++)
+      startSpan(tracing.tracer, 'k', `00-${TRACE}-${PARENT}-01`, { [`key${i}`]: i }).end();
+    const stored = store.trace(TRACE);
+    expect(stored).toHaveLength(1_500);
+    expect(stored.every((s, i) => s.attributes[`key${i}`] === i && Object.keys(s.attributes).length === 1)).toBe(true);
+  });
+
+  it('evicts the oldest spans to stay within its byte bound', async () => {
+    const store = new SpanStore({ maxSpans: 100, maxBytes: 1_000 });
+    const { tracing } = await setup(store);
+    for (let i = 0; i < 10; i++)
+      startSpan(tracing.tracer, `s${i}`, `00-${TRACE}-${PARENT}-01`, { v: 'z'.repeat(100) }).end();
+    expect(store.bytes).toBeLessThanOrEqual(1_000);
+    expect(store.size + store.evicted).toBe(10);
+    expect(store.evicted).toBeGreaterThan(0);
+    const names = store.trace(TRACE).map((s) => s.name);
+    expect(names.at(-1)).toBe('s9');
+    expect(names).not.toContain('s0');
   });
 });
