@@ -374,6 +374,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     // The tool servers load now, each when no request is in flight (ADR 0055); their tools were
     // registered at start and a call loads its own server at once.
     void tools.servers.loadInBackground(http.quiet);
+    void http.quiet().then(() => observability.startIdleGc());
     logger.info(
       {
         url: http.url,
