@@ -286,6 +286,13 @@ export function serveFromCodeCache(
     return off(`the bundle failed to load: ${e instanceof Error ? e.message : String(e)}`);
   }
   const valid = typeof cached !== 'string' && !script.cachedDataRejected;
+  // As src/server/startup-marks.ts writes it (that module is inside the bundle, this is not).
+  if (env.CAXTON_STARTUP_TRACE === '1') {
+    const u = process.cpuUsage();
+    process.stderr.write(
+      `caxton startup: bundle loaded ${performance.now().toFixed(1)} ${((u.user + u.system) / 1000).toFixed(1)}\n`,
+    );
+  }
   log(valid ? `used ${file}` : `compiled without: ${typeof cached === 'string' ? cached : 'rejected by V8'}`, env);
   let saved = valid;
   const hook: CodeCacheHook = {
