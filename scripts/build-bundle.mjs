@@ -26,6 +26,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { EXTERNAL } from './bundle-externals.mjs';
+import { findMyWayPlugin } from './bundle-find-my-way.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
@@ -97,7 +98,7 @@ const common = {
   // all of its 250 KiB, loaded by every start that keeps local spans.
   mainFields: ['module', 'main'],
   external: EXTERNAL,
-  plugins: [metaUrlPlugin, zodEnglishOnlyPlugin],
+  plugins: [metaUrlPlugin, zodEnglishOnlyPlugin, findMyWayPlugin],
   // CommonJS packages bundled into ES modules still call require() (node built-ins, externals).
   banner: {
     js: "import { createRequire as __caxtonCreateRequire } from 'node:module';\nconst require = __caxtonCreateRequire(import.meta.url);",
@@ -142,7 +143,7 @@ const cjs = await build({
   outExtension: { '.js': '.cjs' },
   splitting: false,
   format: 'cjs',
-  plugins: [cjsMetaUrlPlugin, zodEnglishOnlyPlugin],
+  plugins: [cjsMetaUrlPlugin, zodEnglishOnlyPlugin, findMyWayPlugin],
   banner: { js: CJS_META_URL },
   write: false,
 });
