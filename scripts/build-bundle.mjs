@@ -124,6 +124,8 @@ const result = await build({
  * `import()`, passed in by the wrapper code-cache.ts compiles the file in: a `vm.Script`'s own
  * `import()` needs Node's experimental VM modules.
  */
+/** The serve bundle's first line (src/cli/code-cache.ts): CommonJS's parameters and the entry's `import()`. */
+const SERVE_WRAP_HEAD = '(function (exports, require, module, __filename, __dirname, _cxImp) {\n';
 const CJS_META_URL = 'var __caxtonMetaUrl = require("node:url").pathToFileURL(__filename).href;';
 const cjsMetaUrlPlugin = {
   name: 'caxton-cjs-import-meta-url',
@@ -166,6 +168,14 @@ for (const out of cjs.outputFiles) {
     // name) means the same as a \u escape.
     text = text.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
     if (/\bimport\.meta\b|\bawait import\b/.test(text)) throw new Error('serve.cjs: import.meta left');
+    // Written wrapped in the function the entry runs it as (src/cli/code-cache.ts), so the file's
+    // text is the script's source: V8 compiles the string read from it as it is, without copying.
+    text = `${SERVE_WRAP_HEAD}${text}\n})`;
+  } else if (out.path.endsWith('.cjs.map')) {
+    // One line more at the top: the wrapper's.
+    const map = JSON.parse(out.text);
+    map.mappings = `;${map.mappings}`;
+    text = JSON.stringify(map);
   }
   writeFileSync(out.path, text);
 }

@@ -26,10 +26,8 @@ if (
     .equals(file.subarray(10 + 32, 10 + 64))
 )
   throw new Error(`${cacheFile}: corrupt`);
-const script = new Script(
-  `(function (exports, require, module, __filename, __dirname, _cxImp) {\n${bytes.toString('latin1')}\n})`,
-  { filename: bundle, lineOffset: -1, cachedData: data },
-);
+// The build writes the bundle wrapped in the function it runs as.
+const script = new Script(bytes.toString('latin1'), { filename: bundle, cachedData: data });
 if (script.cachedDataRejected) throw new Error(`${cacheFile}: rejected by V8`);
 const module = { exports: {} };
 script
