@@ -121,8 +121,8 @@ const result = await build({
  * that runs it). `import.meta.url` is the URL of the module's own file under dist/, computed from
  * the bundle's `__filename`. The dynamic `import()`s left (externals, file URLs) call
  * `_cxImp` (as long as `import`, so the source map's columns hold), the ES module entry's
- * `import()`, passed in by the wrapper code-cache.ts compiles the file in: a `vm.Script`'s own
- * `import()` needs Node's experimental VM modules.
+ * `import()`, which code-cache.ts passes to the function the file is wrapped in (its first line):
+ * a `vm.Script`'s own `import()` needs Node's experimental VM modules.
  */
 /** The serve bundle's first line (src/cli/code-cache.ts): CommonJS's parameters and the entry's `import()`. */
 const SERVE_WRAP_HEAD = '(function (exports, require, module, __filename, __dirname, _cxImp) {\n';
