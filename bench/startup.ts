@@ -8,7 +8,11 @@
  * An unmeasured first start writes the cache after its first answer; each timed start gets a copy
  * of it in its fresh data dir (as a second start of the same project finds it) and must report
  * having used it. The ES module path (`CAXTON_CODE_CACHE=off`, what a start without a usable cache
- * runs) is alternated in the same reps.
+ * runs) is alternated in the same reps, and so is the floor of the cached path
+ * (bench/lib/startup-floor.mjs: the same bundle loaded from the same cache, then a bare node:http
+ * server answering the POST), which shows how much of a start is Caxton's own work. The cached
+ * starts run with `CAXTON_STARTUP_TRACE=1`: their phase marks (src/server/startup-marks.ts) give
+ * the breakdown, as medians of each phase's time since the process started and CPU so far.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -23,6 +27,8 @@ import { firstAnswer, FIRST_CPU, PROJECT } from './lib/startup-project.js';
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist/cli/main.js');
 const HELLO = join(ROOT, 'bench/lib/startup-hello.mjs');
+const FLOOR = join(ROOT, 'bench/lib/startup-floor.mjs');
+const SERVE_CJS = join(ROOT, 'dist/cli/serve.cjs');
 const REPS = Number(process.env.CAXTON_BENCH_STARTUP_REPS ?? 7);
 
 function exitTime(args: string[]): number {
@@ -123,6 +129,10 @@ export const startupSuite: Suite = {
       const caxtonCpu: number[] = [];
       const fastifyCpu: number[] = [];
       const esmCpu: number[] = [];
+      const floor: number[] = [];
+      const floorCpu: number[] = [];
+      /** Per phase mark: its times since the process started and CPU so far, one per cached rep. */
+      const phases = new Map<string, { wall: number[]; cpu: number[] }>();
       const version: number[] = [];
       const bare: number[] = [];
       // One unmeasured start of each warms the OS file cache, as every later start finds it.
@@ -132,6 +142,7 @@ export const startupSuite: Suite = {
         return dir;
       };
       const LOG = { CAXTON_CODE_CACHE_LOG: '1' };
+      const TRACED = { ...LOG, CAXTON_STARTUP_TRACE: '1' };
       const first = await firstAnswer([CLI, 'serve'], fresh(-1), preload, { env: LOG, linger: 1500 });
       if (!/caxton code cache: wrote /.test(first.err)) throw new Error(`no code cache written:\n${first.err}`);
       const cacheDir = join(tmp.path, 'run--1/data/code-cache');
@@ -148,15 +159,28 @@ export const startupSuite: Suite = {
       };
       await firstAnswer([CLI, 'serve'], fresh(-2), preload, { env: { CAXTON_CODE_CACHE: 'off' } });
       await firstAnswer([HELLO], template, preload);
+      const floorArgs = [FLOOR, SERVE_CJS, join(cacheDir, 'serve.bin')];
+      await firstAnswer(floorArgs, template, preload);
       for (let i = 0; i < REPS; i++) {
         note(`startup rep ${i + 1}/${REPS}`);
         // Alternated, each first in turn, so a busy moment of the machine falls on both.
         const kinds = [
           async () => {
-            const r = await firstAnswer([CLI, 'serve'], freshWithCache(i), preload, { env: LOG });
+            const r = await firstAnswer([CLI, 'serve'], freshWithCache(i), preload, { env: TRACED });
             if (!/caxton code cache: used /.test(r.err)) throw new Error(`the code cache was not used:\n${r.err}`);
             caxton.push(r.wall);
             caxtonCpu.push(r.cpu);
+            for (const m of r.err.matchAll(/^caxton startup: (.+) (\S+) (\S+)$/gm)) {
+              const p = phases.get(m[1]!) ?? { wall: [], cpu: [] };
+              p.wall.push(Number(m[2]));
+              p.cpu.push(Number(m[3]));
+              phases.set(m[1]!, p);
+            }
+          },
+          async () => {
+            const r = await firstAnswer(floorArgs, template, preload);
+            floor.push(r.wall);
+            floorCpu.push(r.cpu);
           },
           async () => {
             const r = await firstAnswer([HELLO], template, preload);
@@ -189,6 +213,8 @@ export const startupSuite: Suite = {
       const fc = summarize(fastifyCpu);
       const e = summarize(esm);
       const ec = summarize(esmCpu);
+      const fl = summarize(floor);
+      const flc = summarize(floorCpu);
       const v = summarize(version);
       const b = summarize(bare);
       const top = (p: Record<string, number>) =>
@@ -212,6 +238,18 @@ export const startupSuite: Suite = {
           baseline: `fastify hello-world: p50 ${fmt(fc.p50, 1)} ms (min ${fmt(fc.min, 1)})`,
         },
         { metric: 'cold start CPU ratio (p50)', value: `${fmt(cc.p50 / fc.p50)} ×`, baseline: 'fastify = 1' },
+        {
+          metric: `floor of the cached path: the same bundle from the same cache, then a bare node:http answer (bench/lib/startup-floor.mjs, ${REPS} reps): spawn → first 200 / CPU`,
+          value: `p50 ${fmt(fl.p50, 1)} ms (min ${fmt(fl.min, 1)}) / ${fmt(flc.p50, 1)} ms (min ${fmt(flc.min, 1)})`,
+          baseline: `Caxton's own work above it: ${fmt(c.p50 - fl.p50, 1)} ms / ${fmt(cc.p50 - flc.p50, 1)} ms of CPU`,
+        },
+        {
+          metric: `phases of \`caxton serve\` from the code cache (CAXTON_STARTUP_TRACE marks, p50 of ${REPS}): ms since the process started / CPU ms so far`,
+          value: [...phases]
+            .map(([name, p]) => `${name} ${fmt(summarize(p.wall).p50, 1)} / ${fmt(summarize(p.cpu).p50, 1)}`)
+            .join('; '),
+          baseline: '—',
+        },
         {
           metric: `cold start without the code cache (ES module path, \`CAXTON_CODE_CACHE=off\`, ${REPS} reps): spawn → first 200 / CPU`,
           value: `p50 ${fmt(e.p50, 1)} ms (min ${fmt(e.min, 1)}) / ${fmt(ec.p50, 1)} ms (min ${fmt(ec.min, 1)})`,
@@ -250,6 +288,9 @@ export const startupSuite: Suite = {
           caxtonCpu,
           fastifyCpu,
           esmCpu,
+          floor,
+          floorCpu,
+          phases: Object.fromEntries(phases),
           cacheKiB,
           version,
           bare,

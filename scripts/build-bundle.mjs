@@ -26,6 +26,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { EXTERNAL } from './bundle-externals.mjs';
+import { findMyWayPlugin } from './bundle-find-my-way.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
@@ -97,7 +98,7 @@ const common = {
   // all of its 250 KiB, loaded by every start that keeps local spans.
   mainFields: ['module', 'main'],
   external: EXTERNAL,
-  plugins: [metaUrlPlugin, zodEnglishOnlyPlugin],
+  plugins: [metaUrlPlugin, zodEnglishOnlyPlugin, findMyWayPlugin],
   // CommonJS packages bundled into ES modules still call require() (node built-ins, externals).
   banner: {
     js: "import { createRequire as __caxtonCreateRequire } from 'node:module';\nconst require = __caxtonCreateRequire(import.meta.url);",
@@ -120,9 +121,11 @@ const result = await build({
  * that runs it). `import.meta.url` is the URL of the module's own file under dist/, computed from
  * the bundle's `__filename`. The dynamic `import()`s left (externals, file URLs) call
  * `_cxImp` (as long as `import`, so the source map's columns hold), the ES module entry's
- * `import()`, passed in by the wrapper code-cache.ts compiles the file in: a `vm.Script`'s own
- * `import()` needs Node's experimental VM modules.
+ * `import()`, which code-cache.ts passes to the function the file is wrapped in (its first line):
+ * a `vm.Script`'s own `import()` needs Node's experimental VM modules.
  */
+/** The serve bundle's first line (src/cli/code-cache.ts): CommonJS's parameters and the entry's `import()`. */
+const SERVE_WRAP_HEAD = '(function (exports, require, module, __filename, __dirname, _cxImp) {\n';
 const CJS_META_URL = 'var __caxtonMetaUrl = require("node:url").pathToFileURL(__filename).href;';
 const cjsMetaUrlPlugin = {
   name: 'caxton-cjs-import-meta-url',
@@ -142,7 +145,7 @@ const cjs = await build({
   outExtension: { '.js': '.cjs' },
   splitting: false,
   format: 'cjs',
-  plugins: [cjsMetaUrlPlugin, zodEnglishOnlyPlugin],
+  plugins: [cjsMetaUrlPlugin, zodEnglishOnlyPlugin, findMyWayPlugin],
   banner: { js: CJS_META_URL },
   write: false,
 });
@@ -165,6 +168,14 @@ for (const out of cjs.outputFiles) {
     // name) means the same as a \u escape.
     text = text.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
     if (/\bimport\.meta\b|\bawait import\b/.test(text)) throw new Error('serve.cjs: import.meta left');
+    // Written wrapped in the function the entry runs it as (src/cli/code-cache.ts), so the file's
+    // text is the script's source: V8 compiles the string read from it as it is, without copying.
+    text = `${SERVE_WRAP_HEAD}${text}\n})`;
+  } else if (out.path.endsWith('.cjs.map')) {
+    // One line more at the top: the wrapper's.
+    const map = JSON.parse(out.text);
+    map.mappings = `;${map.mappings}`;
+    text = JSON.stringify(map);
   }
   writeFileSync(out.path, text);
 }

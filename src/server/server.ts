@@ -44,6 +44,7 @@ import {
 import type { ConfigProblem } from '../api/readiness.js';
 import { configProblems } from './config-problems.js';
 import { isLoopbackHost } from './hosts.js';
+import { startupMark } from './startup-marks.js';
 import { readTlsMaterial, warnIfExpiring, type TlsReloader } from './tls.js';
 
 export interface StartOptions {
@@ -182,6 +183,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }),
     );
     const { db } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
+    startupMark('storage open');
     // A cluster node's shared state in PostgreSQL: before the stores that live there (the event store, the tool audit), closed after them.
     // Loaded only here: a single node never loads NATS or pg.
     const clustering = config.cluster ? await clusterComponents() : undefined;
@@ -204,6 +206,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const files = stack.add(
       await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }),
     );
+    startupMark('agents loaded');
     // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
     const cluster =
       config.cluster && clustering && clusterState
@@ -310,6 +313,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         ...(opts.builtinToolsDir !== undefined && { builtinDir: opts.builtinToolsDir }),
       }),
     );
+    startupMark('tools announced');
     const audit = stack.add(openAudit({ config, db, logger, metrics }));
     late.audit = audit.store;
     const { sampler } = observability;
@@ -342,6 +346,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
     stack.add(serveConsole({ ...(opts.consoleDir !== undefined && { dir: opts.consoleDir }) }));
     stack.add(await startDelivery({ bus, logger }));
+    startupMark('components started');
     const listen = opts.listen !== false;
     const metricsEndpoint =
       listen && config.metrics.enabled
@@ -369,11 +374,13 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         listen,
       }),
     );
+    startupMark('listening');
     await execution.ready;
     lifecycle.state = 'ready';
     // The tool servers load now, each when no request is in flight (ADR 0055); their tools were
     // registered at start and a call loads its own server at once.
     void tools.servers.loadInBackground(http.quiet);
+    void http.quiet().then(() => observability.startIdleGc());
     logger.info(
       {
         url: http.url,

@@ -2,8 +2,9 @@
  * The web console (docs/console.md): the files `npm run build` wrote to dist/console,
  * served at /ui. They hold no data (every figure comes from the API with the caller's own
  * credentials), so the routes are public (src/auth/route-policies.ts); /ui/* answers index.html for the client-side routes.
- * The files are read once, when the routes are registered, with the .br and .gz copies the
- * build wrote beside them. Without a build, /ui answers a 503 page saying how to make one.
+ * The files are read once, by the first request under /ui, with the .br and .gz copies the build
+ * wrote beside them: about 90 files and their hashes, which a start does not wait for. Without a
+ * build, /ui answers a 503 page saying how to make one.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, join, relative, resolve, sep } from 'node:path';
@@ -111,7 +112,10 @@ Run <code>npm run build</code>, then restart <code>caxton serve</code>.</p>
 /** GET /ui and /ui/*: the console's files, index.html for every other path under /ui (client-side routes); GET / redirects to /ui. */
 export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOptions = {}): Promise<void> {
   const dir = opts.dir ?? DEFAULT_CONSOLE_DIR;
-  const files = existsSync(join(dir, 'index.html')) ? readConsoleFiles(dir) : undefined;
+  // null: not looked at yet; undefined: no build.
+  let read: Map<string, ConsoleFile> | undefined | null = null;
+  const consoleFiles = (): Map<string, ConsoleFile> | undefined =>
+    read === null ? (read = existsSync(join(dir, 'index.html')) ? readConsoleFiles(dir) : undefined) : read;
 
   const send = (req: FastifyRequest, reply: FastifyReply, file: ConsoleFile): FastifyReply => {
     reply.headers(SECURITY_HEADERS);
@@ -127,6 +131,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOpt
   };
 
   const serve = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const files = consoleFiles();
     if (!files) {
       reply.headers(SECURITY_HEADERS);
       return reply

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadServerConfig, type ConfigFlags, type LoadOptions } from '../../config/index.js';
+import { startupMark, startupTraced } from '../../server/startup-marks.js';
 import type { CodeCacheHook } from '../code-cache.js';
 import type { CliContext } from '../context.js';
 
@@ -62,10 +63,17 @@ export function registerServe(program: Command, ctx?: CliContext): void {
   addServerConfigOptions(
     program.command('serve').description('start the Caxton server: REST API, agents_dir watcher and metrics'),
   ).action(async (opts: Record<string, unknown>) => {
+    startupMark('serve command');
     const config = loadServerConfig(serverLoadOptions(opts));
+    startupMark('configuration loaded');
     // Loaded on demand: the server's dependencies (fastify, OpenTelemetry, SQLite) would slow every other command.
     const { startServer } = await import('../../server/index.js');
+    startupMark('server modules loaded');
     const server = await startServer({ config });
+    if (startupTraced())
+      server.app.server.once('request', (_req, res: { once(e: 'finish', f: () => void): void }) =>
+        res.once('finish', () => startupMark('first answer')),
+      );
     if (ctx?.codeCache) saveCodeCacheAfterFirstAnswer(ctx.codeCache, resolve(config.data_dir), server.app.server);
     process.stderr.write(
       `caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded; web console ${server.url}/ui. Ctrl-C to stop.\n`,
