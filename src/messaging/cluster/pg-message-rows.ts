@@ -77,7 +77,7 @@ export class PgMessageRows {
       batch.later('SET LOCAL enable_seqscan = off', []);
       return (
         await batch.now<{ open: string; dead: string; retrying: string }>(
-          `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
+          `SELECT (SELECT count(*) FROM ${this.s}.conversations_read WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
            (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'pending' AND next_at > $1) AS retrying`,
           [Date.now()],
         )
@@ -113,7 +113,7 @@ export class PgMessageRows {
   }
 
   async getConversation(id: string): Promise<Conversation | undefined> {
-    const r = (await this.pool.query<ConversationRow>(`SELECT * FROM ${this.s}.conversations WHERE id = $1`, [id]))
+    const r = (await this.pool.query<ConversationRow>(`SELECT * FROM ${this.s}.conversations_read WHERE id = $1`, [id]))
       .rows[0];
     return r && conversationOf(r);
   }
@@ -126,12 +126,12 @@ export class PgMessageRows {
     const where = q.state ? 'WHERE state = $1' : '';
     const args: unknown[] = q.state ? [q.state] : [];
     const total = Number(
-      (await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.s}.conversations ${where}`, args))
+      (await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.s}.conversations_read ${where}`, args))
         .rows[0]!.n,
     );
     const rows = (
       await this.pool.query<ConversationRow>(
-        `SELECT * FROM ${this.s}.conversations ${where} ORDER BY created_at DESC, id LIMIT $${args.length + 1} OFFSET $${args.length + 2}`,
+        `SELECT * FROM ${this.s}.conversations_read ${where} ORDER BY created_at DESC, id LIMIT $${args.length + 1} OFFSET $${args.length + 2}`,
         [...args, q.limit, q.offset],
       )
     ).rows;

@@ -108,7 +108,33 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
     id: 'cluster-messaging-006-attempts',
     sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN errors jsonb;`,
   },
+  {
+    // A one-way conversation (ADR 0080) is kept with the message that opens it, as the JSON of its
+    // conversation row, until a step ends it or continues it: that step writes the row. While its
+    // one delivery is pending and no row exists, `conversations_read` shows it (every read of
+    // conversations goes through the view). It is found from the pending deliveries
+    // (deliveries_open), so what the view adds is bounded by the backlog, and a message whose
+    // conversation has a row since is not shown twice.
+    id: 'cluster-messaging-007-one-way',
+    sql: (s) => `
+      ALTER TABLE ${s}.messages ADD COLUMN conversation text;
+      CREATE VIEW ${s}.conversations_read AS
+        SELECT id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason
+          FROM ${s}.conversations
+        UNION ALL
+        SELECT m.conversation_id, o.protocol, o.state, o.initiator, o.participants, o.capability, o.turns, o.max_turns, o.created_at, o.updated_at, o.expires_at, o.reason
+          FROM ${s}.deliveries d
+          JOIN ${s}.messages m ON m.id = d.message_id
+          CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, m.conversation::json) o
+          WHERE d.state = 'pending' AND m.conversation IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM ${s}.conversations c WHERE c.id = m.conversation_id);
+    `,
+  },
 ];
+
+/** A conversation row as the JSON a one-way conversation's message keeps (migration cluster-messaging-007-one-way). */
+export const openingJson = (c: Conversation): string =>
+  JSON.stringify({ ...c, participants: JSON.stringify(c.participants) });
 
 /**
  * PostgreSQL's expression for the `errors` column with one more attempt appended (`at`, `error`:

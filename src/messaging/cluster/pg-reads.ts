@@ -107,7 +107,7 @@ export class PgMessageReads {
     opts: { limit?: number; offset?: number } = {},
   ): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {
     return this.#snapshot(async (c) => {
-      const row = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1`, [id]))
+      const row = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations_read WHERE id = $1`, [id]))
         .rows[0];
       if (!row) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
       const messages = (
@@ -130,11 +130,12 @@ export class PgMessageReads {
     if (q.agents) w.addBuilt((param) => conversationScopeSql('pg', 'participants', q.agents!, param));
     return this.#snapshot(async (c) => {
       const total = Number(
-        (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations ${w}`, w.args)).rows[0]!.n,
+        (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations_read ${w}`, w.args)).rows[0]!
+          .n,
       );
       const rows = (
         await c.query<ConversationRow>(
-          `SELECT * FROM ${this.#s}.conversations ${w} ORDER BY created_at DESC, id ${w.page()}`,
+          `SELECT * FROM ${this.#s}.conversations_read ${w} ORDER BY created_at DESC, id ${w.page()}`,
           [...w.args, q.limit ?? 50, q.offset ?? 0],
         )
       ).rows;

@@ -134,6 +134,8 @@ describe.runIf(run)('statements per delivered message', () => {
       for (const kind of ['INSERT messages', 'INSERT deliveries', 'INSERT conversations', 'UPDATE conversations'])
         expect(kinds.get(kind) ?? 0, kind).toBeLessThanOrEqual(commits);
       expect(kinds.get('UPDATE deliveries') ?? 0).toBeLessThanOrEqual(commits);
+      // A one-way conversation's row is written once, completed, by its acknowledgement (ADR 0080).
+      expect(kinds.get('UPDATE conversations') ?? 0).toBe(0);
       // Steps submitted in one turn start together (step-groups.ts), not one alone per free slot
       // first: well under one statement per message (1.84 when they did).
       expect(total / MESSAGES).toBeLessThan(1);
