@@ -68,7 +68,7 @@ export class PgMessageRows {
     );
   }
 
-  /** Open conversations, dead letters and deliveries waiting for a retry (their next attempt later than now), for the node's gauges (one round trip). */
+  /** Open conversations (one-way ones kept with their message counted by their delivery, ADR 0080), dead letters and deliveries waiting for a retry (their next attempt later than now), for the node's gauges (one round trip). */
   async counts(): Promise<{ open: number; dead: number; retrying: number }> {
     // Along the partial indexes of open conversations and unfinished deliveries, whatever the
     // statistics say: right after a burst they still count most rows open or pending, and the
@@ -77,7 +77,7 @@ export class PgMessageRows {
       batch.later('SET LOCAL enable_seqscan = off', []);
       return (
         await batch.now<{ open: string; dead: string; retrying: string }>(
-          `SELECT (SELECT count(*) FROM ${this.s}.conversations_read WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
+          `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) + (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'pending' AND kept_until IS NOT NULL) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
            (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'pending' AND next_at > $1) AS retrying`,
           [Date.now()],
         )

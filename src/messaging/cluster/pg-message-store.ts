@@ -89,12 +89,15 @@ interface Found {
   opening: string | null | undefined;
 }
 
-/** The conversation a step starts from, and whether its row exists. */
-function startOf(found: Found): { conversation: Conversation | undefined; exists: boolean } {
-  if (found.row) return { conversation: conversationOf(found.row), exists: true };
+/** Where a step's conversation is: a row, kept with its message (ADR 0080), or nowhere yet. */
+type Held = 'row' | 'kept' | 'none';
+
+/** The conversation a step starts from, and where it is. */
+function startOf(found: Found): { conversation: Conversation | undefined; held: Held } {
+  if (found.row) return { conversation: conversationOf(found.row), held: 'row' };
   if (found.opening)
-    return { conversation: conversationOf(JSON.parse(found.opening) as ConversationRow), exists: false };
-  return { conversation: undefined, exists: false };
+    return { conversation: conversationOf(JSON.parse(found.opening) as ConversationRow), held: 'kept' };
+  return { conversation: undefined, held: 'none' };
 }
 
 export class PgMessageStore extends PgMessageSweeps {
@@ -265,8 +268,8 @@ export class PgMessageStore extends PgMessageSweeps {
   ): ConversationStep {
     const locked = withDelivery && { id: q.delivery!, row: withDelivery.row };
     const pending = withDelivery && { base: withDelivery.pending, delta: 0, valid: true };
-    const { conversation, exists } = found ? startOf(found) : { conversation: undefined, exists: false };
-    return this.#step(batch, q.key, conversation, exists, locked, pending);
+    const { conversation, held } = found ? startOf(found) : { conversation: undefined, held: 'none' as const };
+    return this.#step(batch, q.key, conversation, held, locked, pending);
   }
 
   /** BEGIN, the lock and the row in one round trip (with `delivery`: its row locked and the pending count too). */
@@ -342,7 +345,9 @@ export class PgMessageStore extends PgMessageSweeps {
             return 'busy' as const;
           }
           await step(
-            this.#step(batch, found.id, conversation, !kept) as ConversationStep & { conversation: Conversation },
+            this.#step(batch, found.id, conversation, kept ? 'kept' : 'row') as ConversationStep & {
+              conversation: Conversation;
+            },
           );
           return 'done' as const;
         });
@@ -379,11 +384,9 @@ export class PgMessageStore extends PgMessageSweeps {
     const r = (
       await c.query<{ id: string; conversation: string }>(
         `SELECT m.conversation_id AS id, m.conversation FROM ${this.s}.deliveries d JOIN ${this.s}.messages m ON m.id = d.message_id
-         WHERE d.state = 'pending' AND m.conversation IS NOT NULL AND (m.conversation::json->>'expires_at') < $1 AND NOT (m.conversation_id = ANY($2))
-           AND ($3::text IS NULL OR m.conversation_id = $3)
-           AND NOT EXISTS (SELECT 1 FROM ${this.s}.conversations x WHERE x.id = m.conversation_id)
+         WHERE d.state = 'pending' AND d.kept_until < $1 AND NOT (m.conversation_id = ANY($2)) AND ($3::text IS NULL OR m.conversation_id = $3)
          LIMIT 1`,
-        [now, busy, id ?? null],
+        [Date.parse(now), busy, id ?? null],
       )
     ).rows[0];
     return r && { id: r.id, conversation: conversationOf(JSON.parse(r.conversation) as ConversationRow) };
@@ -435,8 +438,8 @@ export class PgMessageStore extends PgMessageSweeps {
     b: StatementBatch,
     id: string,
     conversation: Conversation | undefined,
-    /** Whether the conversation's row exists (a one-way conversation kept with its message has none yet). */
-    exists: boolean,
+    /** Where the conversation is: its row, kept with its message (no row yet), or nowhere yet. */
+    held: Held,
     locked?: { id: number; row: Record<string, unknown> | undefined },
     pending?: PendingCount,
   ): ConversationStep {
@@ -444,6 +447,11 @@ export class PgMessageStore extends PgMessageSweeps {
     const lockedState = locked?.row?.state as DeliveryRow['state'] | undefined;
     /** The conversation of each message this step inserted (whether its deliveries count as this conversation's). */
     const inserted = new Map<string, string>();
+    /** The deadline (epoch ms) of the one-way conversation each message this step inserted keeps. */
+    const keptUntil = new Map<string, number>();
+    /** Deliveries this step finished (done or dead). */
+    let finished = 0;
+    let exists = held === 'row';
     return {
       conversation,
       messages: async () =>
@@ -459,6 +467,13 @@ export class PgMessageStore extends PgMessageSweeps {
         // statement of each (the UPDATE from VALUES, like a done-marking).
         const fresh = !exists;
         exists = true;
+        // A kept conversation's row is written: its delivery stops marking it kept, unless this step
+        // finished that delivery (an acknowledgement or a dead letter: the delivery is not pending).
+        if (fresh && held === 'kept' && finished === 0)
+          b.later(
+            `UPDATE ${s}.deliveries AS d SET kept_until = NULL FROM ${s}.messages m WHERE m.id = d.message_id AND m.conversation_id = $1 AND d.kept_until IS NOT NULL`,
+            [id],
+          );
         b.later(
           fresh
             ? `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
@@ -486,6 +501,7 @@ export class PgMessageStore extends PgMessageSweeps {
       },
       insertMessage: async (m, routedTo, opening) => {
         inserted.set(m.id, m.conversation_id);
+        if (opening?.expires_at) keptUntil.set(m.id, Date.parse(opening.expires_at));
         b.later(
           `INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to, conversation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
           [...messageRow(m, routedTo), opening === undefined ? null : openingJson(opening)],
@@ -506,6 +522,7 @@ export class PgMessageStore extends PgMessageSweeps {
           else pending.valid = false;
         }
         if (locked?.id === did) locked = undefined;
+        if (to.state !== 'pending') finished++;
         if (
           to.state === 'done' &&
           to.last_error === undefined &&
@@ -524,8 +541,10 @@ export class PgMessageStore extends PgMessageSweeps {
         const tag = to.publish_tag ?? null;
         b.later(
           // A failed attempt (an error given) joins the row's `errors`, as in retry and dead below.
+          // Back to pending from dead (a replay), a delivery no longer marks its conversation kept: the dead letter wrote its row.
           `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,
              publish_tag = COALESCE($8, publish_tag), unpublished_since = CASE WHEN $8::text IS NULL THEN unpublished_since ELSE $9::bigint END,
+             kept_until = CASE WHEN state = 'pending' THEN kept_until END,
              errors = CASE WHEN $3::text IS NULL THEN errors ELSE ${appendAttemptError('$6', '$3')} END WHERE id = $7`,
           [
             to.state,
@@ -560,18 +579,19 @@ export class PgMessageStore extends PgMessageSweeps {
           else if (of === id) pending.delta++;
         }
         const reserved = this.#takeId();
+        const kept = keptUntil.get(messageId) ?? null;
         if (reserved !== undefined) {
           b.later(
-            `INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, $3, 'pending', $4, $5)`,
-            [reserved, messageId, receiver, now, Date.now()],
+            `INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, $3, 'pending', $4, $5, $6)`,
+            [reserved, messageId, receiver, now, Date.now(), kept],
           );
           return reserved;
         }
         return Number(
           (
             await b.now<{ id: string }>(
-              `INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, 'pending', $3, $4) RETURNING id`,
-              [messageId, receiver, now, Date.now()],
+              `INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, 'pending', $3, $4, $5) RETURNING id`,
+              [messageId, receiver, now, Date.now(), kept],
             )
           ).rows[0]!.id,
         );
@@ -592,7 +612,7 @@ export class PgMessageStore extends PgMessageSweeps {
         `UPDATE ${this.s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1 WHERE id = $2`,
         [now, id],
       );
-      for (const r of replies) await this.#step(batch, r.conversation_id, undefined, false).insertMessage(r, []);
+      for (const r of replies) await this.#step(batch, r.conversation_id, undefined, 'none').insertMessage(r, []);
     });
   }
 
@@ -622,7 +642,7 @@ export class PgMessageStore extends PgMessageSweeps {
   /** A dead letter back to pending with fresh attempts; false when it was not dead (another node replayed it first). */
   async replay(id: number, now: string): Promise<boolean> {
     const r = await this.pool.query(
-      `UPDATE ${this.s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1 WHERE id = $2 AND state = 'dead'`,
+      `UPDATE ${this.s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1, kept_until = NULL WHERE id = $2 AND state = 'dead'`,
       [now, id],
     );
     return (r.rowCount ?? 0) > 0;

@@ -110,14 +110,15 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
   },
   {
     // A one-way conversation (ADR 0080) is kept with the message that opens it, as the JSON of its
-    // conversation row, until a step ends it or continues it: that step writes the row. While its
-    // one delivery is pending and no row exists, `conversations_read` shows it (every read of
-    // conversations goes through the view). It is found from the pending deliveries
-    // (deliveries_open), so what the view adds is bounded by the backlog, and a message whose
-    // conversation has a row since is not shown twice.
+    // conversation row, until a step ends or continues it: that step writes the row. Its one
+    // delivery carries the conversation's deadline (`kept_until`, epoch ms) while it is kept, so the
+    // gauge and the deadline sweep find kept conversations among the unfinished deliveries
+    // (deliveries_open) with no join and no JSON. `conversations_read` is what every read of
+    // conversations goes through: the rows, and the kept conversations whose delivery is pending.
     id: 'cluster-messaging-007-one-way',
     sql: (s) => `
       ALTER TABLE ${s}.messages ADD COLUMN conversation text;
+      ALTER TABLE ${s}.deliveries ADD COLUMN kept_until bigint;
       CREATE VIEW ${s}.conversations_read AS
         SELECT id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason
           FROM ${s}.conversations
@@ -126,8 +127,7 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
           FROM ${s}.deliveries d
           JOIN ${s}.messages m ON m.id = d.message_id
           CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, m.conversation::json) o
-          WHERE d.state = 'pending' AND m.conversation IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM ${s}.conversations c WHERE c.id = m.conversation_id);
+          WHERE d.state = 'pending' AND d.kept_until IS NOT NULL;
     `,
   },
 ];

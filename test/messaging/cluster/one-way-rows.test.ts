@@ -63,6 +63,15 @@ async function node(handlers: Record<string, InProcessHandler>) {
           [id],
         )
       ).rows.map((r) => [r.state, r.turns]),
+    /** Pending deliveries marking their conversation kept (what the gauge and the deadline sweep count). */
+    marking: async () =>
+      Number(
+        (
+          await pool.query<{ n: string }>(
+            `SELECT count(*) AS n FROM "${schema}".deliveries WHERE state = 'pending' AND kept_until IS NOT NULL`,
+          )
+        ).rows[0]!.n,
+      ),
     /** Whether the message keeps its conversation. */
     keeps: async (messageId: string) =>
       (await pool.query(`SELECT 1 FROM "${schema}".messages WHERE id = $1 AND conversation IS NOT NULL`, [messageId]))
@@ -93,6 +102,7 @@ describe.runIf(run)('one-way conversations in PostgreSQL', () => {
       await waitUntil(() => entered, { what: 'the delivery in the handler' });
       expect(await n.rows(r.conversation_id)).toEqual([]);
       expect(await n.keeps(r.id)).toBe(true);
+      expect(await n.marking()).toBe(1);
       expect((await n.bus.reads.getConversation(r.conversation_id)).conversation.state).toBe('initiated');
       release();
       await waitUntil(async () => (await n.rows(r.conversation_id)).length > 0, { what: 'the conversation row' });
@@ -142,6 +152,8 @@ describe.runIf(run)('one-way conversations in PostgreSQL', () => {
         what: 'the row in progress',
       });
       expect(await n.rows(r.conversation_id)).toEqual([['in_progress', 2]]);
+      // The row written, the first message's pending delivery no longer marks the conversation kept.
+      expect(await n.marking()).toBe(0);
       release();
       await waitUntil(async () => (await n.rows(r.conversation_id))[0]?.[0] === 'completed', {
         what: 'the row completed',

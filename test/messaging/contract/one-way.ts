@@ -182,6 +182,8 @@ export function runOneWayContract(name: string, factory: BusFactory, opts: Contr
       const page = await t.bus.reads.listConversations({});
       expect([page.total, page.items.map((x) => [x.id, x.turns])]).toEqual([1, [[r.conversation_id, 2]]]);
       expect((await t.bus.reads.listConversations({ participant: 'other' })).total).toBe(1);
+      await waitUntil(() => t.bus.stats().open_conversations === 1, { what: 'one open conversation, not two' });
+      expect((await t.bus.reads.listConversations({ state: 'initiated' })).total).toBe(0);
       g.open();
       const done = await ended(t.bus, r.conversation_id);
       expect(done).toMatchObject({ state: 'completed', reason: 'delivered', turns: 2 });
