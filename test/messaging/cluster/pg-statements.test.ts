@@ -96,6 +96,14 @@ describe.runIf(run)('statements per delivered message', () => {
         id: newMessageId(),
       });
       await waitUntil(() => delivered === 1, { what: 'the warm-up delivery' });
+      // Its acknowledgement committed too, so none of its writes is counted below.
+      await waitUntil(
+        async () =>
+          Number(
+            (await check.query(`SELECT count(*) AS n FROM "${schema}".deliveries WHERE state = 'done'`)).rows[0].n,
+          ) === 1,
+        { what: 'the warm-up acknowledged' },
+      );
       await events.flush();
       eventMessages = 0;
       counting = true;
