@@ -6,7 +6,13 @@
 import type pg from 'pg';
 import type { Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../index.js';
 import { inTransaction } from '../../storage/pg/index.js';
-import { conversationOf, deliveryOf, storedOf, type ConversationRow } from './pg-message-tables.js';
+import {
+  conversationByIdSql,
+  conversationOf,
+  deliveryOf,
+  storedOf,
+  type ConversationRow,
+} from './pg-message-tables.js';
 
 export class PgMessageRows {
   protected readonly s: string;
@@ -113,8 +119,7 @@ export class PgMessageRows {
   }
 
   async getConversation(id: string): Promise<Conversation | undefined> {
-    const r = (await this.pool.query<ConversationRow>(`SELECT * FROM ${this.s}.conversations_read WHERE id = $1`, [id]))
-      .rows[0];
+    const r = (await this.pool.query<ConversationRow>(conversationByIdSql(this.s), [id])).rows[0];
     return r && conversationOf(r);
   }
 

@@ -132,6 +132,21 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
   },
 ];
 
+/**
+ * Conversation `$1` as `conversations_read` has it, planned from the id whatever the statistics
+ * say: the row, or the one-way conversation its message keeps, each of that message's deliveries
+ * looked up along deliveries_message (the fence keeps a plan from starting at deliveries_open,
+ * every unfinished delivery of the cluster, when the statistics are from before a burst).
+ */
+export const conversationByIdSql = (s: string): string =>
+  `SELECT * FROM ${s}.conversations WHERE id = $1
+   UNION ALL
+   SELECT o.* FROM ${s}.messages m
+     CROSS JOIN LATERAL (SELECT 1 FROM ${s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending' AND d.kept_until IS NOT NULL OFFSET 0) k
+     CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, m.conversation::json) o
+   WHERE m.conversation_id = $1 AND m.conversation IS NOT NULL
+   LIMIT 1`;
+
 /** A conversation row as the JSON a one-way conversation's message keeps (migration cluster-messaging-007-one-way). */
 export const openingJson = (c: Conversation): string =>
   JSON.stringify({ ...c, participants: JSON.stringify(c.participants) });
