@@ -223,6 +223,29 @@ export function runOneWayContract(name: string, factory: BusFactory, opts: Contr
       expect((await t.bus.reads.listConversations({})).total).toBe(1);
     });
 
+    it('in flight across a restart, it is read as initiated by the next bus, which delivers and completes it', async () => {
+      const g = held();
+      const t = await start({ agents: [['sink', ['notes']]], handlers: { sink: g.handler } });
+      const r = await t.bus.submit({ performative: 'inform', sender: 'client', receiver: 'sink', content: 'x' });
+      await waitUntil(() => g.entered(), { what: 'the delivery in the handler' });
+      const before = (await t.bus.reads.getConversation(r.conversation_id)).conversation;
+      open.splice(open.indexOf(t), 1);
+      let after = 0;
+      const next = await t.restart({ sink: () => void after++ });
+      open.push(next);
+      const c = await ended(next.bus, r.conversation_id);
+      expect(c).toMatchObject({
+        ...before,
+        state: 'completed',
+        reason: 'delivered',
+        expires_at: null,
+        updated_at: expect.any(String) as string,
+      });
+      expect(after).toBe(1);
+      const page = await next.bus.reads.listConversations({});
+      expect([page.total, page.items.map((x) => x.id)]).toEqual([1, [r.conversation_id]]);
+    });
+
     it('undelivered within the conversation ttl, it expires', async () => {
       const g = held();
       const t = await start({
