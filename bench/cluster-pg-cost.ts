@@ -70,14 +70,31 @@ function message(): { id: string; conv: string; delivery: number; body: string; 
 
 type Msg = ReturnType<typeof message>;
 
-function acceptSql(ms: Msg[], conversations: boolean): string {
+/** The conversation a one-way message keeps (ADR 0080), as the store writes it. */
+const kept = (m: Msg): string =>
+  JSON.stringify({
+    id: m.conv,
+    protocol: null,
+    state: 'initiated',
+    initiator: 'bench-client',
+    participants: '["bench-client","sink"]',
+    capability: null,
+    turns: 1,
+    max_turns: 50,
+    created_at: m.now,
+    updated_at: m.now,
+    expires_at: m.now,
+    reason: null,
+  });
+
+function acceptSql(ms: Msg[], conversations: boolean, keep = false): string {
   const stmts = [
     'BEGIN',
-    `INSERT INTO ${S}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ${ms
-      .map((m) => row([m.id, m.conv, 'agree', 'bench-client', m.now, m.body, '["sink"]']))
+    `INSERT INTO ${S}.messages (id, conversation_id, performative, sender, created_at, body, routed_to, conversation) VALUES ${ms
+      .map((m) => row([m.id, m.conv, 'agree', 'bench-client', m.now, m.body, '["sink"]', keep ? kept(m) : null]))
       .join(', ')}`,
-    `INSERT INTO ${S}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since) VALUES ${ms
-      .map((m) => row([m.delivery, m.id, 'sink', 'pending', m.now, Date.now()]))
+    `INSERT INTO ${S}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ${ms
+      .map((m) => row([m.delivery, m.id, 'sink', 'pending', m.now, Date.now(), keep ? Date.now() + 3_600_000 : null]))
       .join(', ')}`,
   ];
   if (conversations)
@@ -108,7 +125,7 @@ function acceptSql(ms: Msg[], conversations: boolean): string {
 /** The two round trips of an acknowledgement group (pg-message-store.ts #beginGroup, then the writes with COMMIT). */
 function ackSql(
   ms: Msg[],
-  without?: 'locks' | 'reads' | 'count' | 'conversations',
+  without?: 'locks' | 'reads' | 'count' | 'conversations' | 'final' | 'kept',
   storeCount = STORE_COUNT,
 ): [string, string] {
   const ids = `ARRAY[${ms.map((m) => q(m.conv)).join(', ')}]::text[]`;
@@ -121,7 +138,7 @@ function ackSql(
     without !== 'reads' && `SELECT * FROM ${S}.deliveries WHERE id = ANY(${dids}) ORDER BY id FOR UPDATE`,
     without !== 'count' &&
       (storeCount
-        ? `SELECT m.conversation_id AS id, sum((SELECT count(*) FILTER (WHERE d.state = 'pending') FROM ${S}.deliveries d WHERE d.message_id = m.id)) AS n FROM ${S}.messages m WHERE m.conversation_id = ANY(${ids}) GROUP BY m.conversation_id`
+        ? `SELECT m.conversation_id AS id, sum((SELECT count(*) FILTER (WHERE d.state = 'pending') FROM ${S}.deliveries d WHERE d.message_id = m.id)) AS n${without === 'kept' ? ', max(m.conversation) AS opening' : ''} FROM ${S}.messages m WHERE m.conversation_id = ANY(${ids}) GROUP BY m.conversation_id`
         : `SELECT m.conversation_id AS id, count(*) AS n FROM ${S}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${S}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id = ANY(${ids}) GROUP BY m.conversation_id`),
   ]
     .filter((x) => x !== false)
@@ -131,7 +148,10 @@ function ackSql(
     `UPDATE ${S}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at FROM (VALUES ${ms
       .map((m) => `(${m.delivery}::bigint, 1::integer, ${q(now)}::text)`)
       .join(', ')}) AS v(id, attempts, at) WHERE d.id = v.id`,
+    (without === 'final' || without === 'kept') && finalConversationsSql(ms, now),
     without !== 'conversations' &&
+      without !== 'final' &&
+      without !== 'kept' &&
       `UPDATE ${S}.conversations AS c SET state = v.state, updated_at = v.updated_at, expires_at = v.expires_at, reason = v.reason FROM (VALUES ${ms
         .map((m) => `(${q(m.conv)}::text, 'completed'::text, ${q(now)}::text, NULL::text, NULL::text)`)
         .join(', ')}) AS v(id, state, updated_at, expires_at, reason) WHERE c.id = v.id`,
@@ -141,6 +161,42 @@ function ackSql(
     .join(';\n');
   return [begin, writes];
 }
+
+/** The conversation rows inserted already completed, as a one-way conversation's would be when its delivery is done. */
+function finalConversationsSql(ms: Msg[], now: string): string {
+  return `INSERT INTO ${S}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason) VALUES ${ms
+    .map((m) =>
+      row([
+        m.conv,
+        null,
+        'completed',
+        'bench-client',
+        '["bench-client","sink"]',
+        null,
+        1,
+        50,
+        m.now,
+        now,
+        null,
+        'delivered',
+      ]),
+    )
+    .join(', ')}`;
+}
+
+/**
+ * A one-way conversation's whole write cycle, accept then acknowledgement, in groups of 64 (each
+ * group's accept one round trip, its acknowledgement two): as today (the row inserted at accept,
+ * updated to completed at the acknowledgement), with no conversation row at all, and with the row
+ * inserted once, already completed, with the done-marks; and that with the conversation kept as
+ * JSON in its message row and read back with the pending count (what the store does, ADR 0080).
+ */
+const CYCLES = {
+  'one-way cycle: row inserted, then updated': 'today',
+  'one-way cycle: no conversation row': 'none',
+  'one-way cycle: row inserted completed with the done-marks': 'final',
+  'one-way cycle: kept with its message, row inserted completed with the done-marks (the store)': 'kept',
+} as const;
 
 const ACK_WITHOUT = {
   'acknowledge, no advisory locks': 'locks',
@@ -155,6 +211,7 @@ const PATTERNS = [
   'acknowledge',
   ...(Object.keys(ACK_WITHOUT) as (keyof typeof ACK_WITHOUT)[]),
   'acknowledge, done-marks only',
+  ...(Object.keys(CYCLES) as (keyof typeof CYCLES)[]),
 ] as const;
 type Pattern = (typeof PATTERNS)[number];
 
@@ -193,10 +250,22 @@ async function main(): Promise<void> {
           trips++;
           (p === 'accept' ? open.withConv : open.noConv).push(...ms);
           done += ms.length;
+        } else if (p in CYCLES) {
+          const how = CYCLES[p as keyof typeof CYCLES];
+          const ms = Array.from({ length: Math.min(ACK_GROUP, count - done) }, message);
+          await c.query(acceptSql(ms, how === 'today', how === 'kept'));
+          const [begin, writes] = ackSql(ms, how === 'today' ? undefined : how === 'none' ? 'conversations' : how);
+          await c.query(begin);
+          await c.query(writes);
+          trips += 3;
+          done += ms.length;
         } else if (p !== 'acknowledge, done-marks only') {
           const ms = open.withConv.splice(0, Math.min(ACK_GROUP, count - done));
           if (ms.length === 0) throw new Error('no accepted messages left to acknowledge');
-          const [begin, writes] = ackSql(ms, p === 'acknowledge' ? undefined : ACK_WITHOUT[p]);
+          const [begin, writes] = ackSql(
+            ms,
+            p === 'acknowledge' ? undefined : ACK_WITHOUT[p as keyof typeof ACK_WITHOUT],
+          );
           await c.query(begin);
           await c.query(writes);
           trips += 2;
@@ -231,7 +300,12 @@ async function main(): Promise<void> {
           console.log(plan.rows.map((r) => r['QUERY PLAN'].slice(0, 160)).join('\n'));
         }
       }
-      const rest: Pattern[] = ['floor', ...acks, 'acknowledge, done-marks only'];
+      const rest: Pattern[] = [
+        'floor',
+        ...acks,
+        'acknowledge, done-marks only',
+        ...(Object.keys(CYCLES) as (keyof typeof CYCLES)[]),
+      ];
       for (let i = 0; i < round; i++) rest.push(rest.shift()!);
       for (const p of rest) await run(p, MESSAGES);
     }

@@ -174,6 +174,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       { cache: false, maxBatchSize: 500 },
     );
     const steps: StepStore = {
+      defersOneWay: store.defersOneWay,
       inConversation: (id, step, o) => store.inConversation(id, step, o),
       expired: (now, limit, step) => store.expired(now, limit, step),
       retry: (id, attempts, nextAt, error, now) => store.retry(id, attempts, nextAt, error, now),

@@ -6,7 +6,13 @@
 import type pg from 'pg';
 import type { Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../index.js';
 import { inTransaction } from '../../storage/pg/index.js';
-import { conversationOf, deliveryOf, storedOf, type ConversationRow } from './pg-message-tables.js';
+import {
+  conversationByIdSql,
+  conversationOf,
+  deliveryOf,
+  storedOf,
+  type ConversationRow,
+} from './pg-message-tables.js';
 
 export class PgMessageRows {
   protected readonly s: string;
@@ -68,7 +74,7 @@ export class PgMessageRows {
     );
   }
 
-  /** Open conversations, dead letters and deliveries waiting for a retry (their next attempt later than now), for the node's gauges (one round trip). */
+  /** Open conversations (one-way ones kept with their message counted by their delivery, ADR 0080), dead letters and deliveries waiting for a retry (their next attempt later than now), for the node's gauges (one round trip). */
   async counts(): Promise<{ open: number; dead: number; retrying: number }> {
     // Along the partial indexes of open conversations and unfinished deliveries, whatever the
     // statistics say: right after a burst they still count most rows open or pending, and the
@@ -77,7 +83,7 @@ export class PgMessageRows {
       batch.later('SET LOCAL enable_seqscan = off', []);
       return (
         await batch.now<{ open: string; dead: string; retrying: string }>(
-          `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
+          `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) + (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'pending' AND kept_until IS NOT NULL) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
            (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'pending' AND next_at > $1) AS retrying`,
           [Date.now()],
         )
@@ -113,8 +119,7 @@ export class PgMessageRows {
   }
 
   async getConversation(id: string): Promise<Conversation | undefined> {
-    const r = (await this.pool.query<ConversationRow>(`SELECT * FROM ${this.s}.conversations WHERE id = $1`, [id]))
-      .rows[0];
+    const r = (await this.pool.query<ConversationRow>(conversationByIdSql(this.s), [id])).rows[0];
     return r && conversationOf(r);
   }
 
@@ -126,12 +131,12 @@ export class PgMessageRows {
     const where = q.state ? 'WHERE state = $1' : '';
     const args: unknown[] = q.state ? [q.state] : [];
     const total = Number(
-      (await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.s}.conversations ${where}`, args))
+      (await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.s}.conversations_read ${where}`, args))
         .rows[0]!.n,
     );
     const rows = (
       await this.pool.query<ConversationRow>(
-        `SELECT * FROM ${this.s}.conversations ${where} ORDER BY created_at DESC, id LIMIT $${args.length + 1} OFFSET $${args.length + 2}`,
+        `SELECT * FROM ${this.s}.conversations_read ${where} ORDER BY created_at DESC, id LIMIT $${args.length + 1} OFFSET $${args.length + 2}`,
         [...args, q.limit, q.offset],
       )
     ).rows;

@@ -34,6 +34,7 @@ import {
   conversationOf,
   deliveryOf,
   MESSAGE_MIGRATIONS,
+  openingJson,
   storedOf,
   type ConversationRow,
 } from './pg-message-tables.js';
@@ -82,7 +83,26 @@ interface PendingCount {
   valid: boolean;
 }
 
+/** What a step's BEGIN read of its conversation: its row, or the one-way conversation its message keeps (migration cluster-messaging-007-one-way). */
+interface Found {
+  row: ConversationRow | undefined;
+  opening: string | null | undefined;
+}
+
+/** Where a step's conversation is: a row, kept with its message (ADR 0080), or nowhere yet. */
+type Held = 'row' | 'kept' | 'none';
+
+/** The conversation a step starts from, and where it is. */
+function startOf(found: Found): { conversation: Conversation | undefined; held: Held } {
+  if (found.row) return { conversation: conversationOf(found.row), held: 'row' };
+  if (found.opening)
+    return { conversation: conversationOf(JSON.parse(found.opening) as ConversationRow), held: 'kept' };
+  return { conversation: undefined, held: 'none' };
+}
+
 export class PgMessageStore extends PgMessageSweeps {
+  /** One-way conversations are kept with their message until a step writes their row (ADR 0080). */
+  readonly defersOneWay = true;
   /**
    * Delivery ids taken from the sequence ahead of use, oldest first. A step's delivery row then
    * goes with its COMMIT like its other writes (its id known without a round trip of its own);
@@ -181,14 +201,16 @@ export class PgMessageStore extends PgMessageSweeps {
         // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
         const results = started as unknown as pg.QueryResult[];
         const row = results[2]!.rows[0] as ConversationRow | undefined;
-        const withDelivery =
-          q.delivery === undefined
-            ? undefined
-            : {
-                row: results[3]!.rows[0] as Record<string, unknown> | undefined,
-                pending: Number((results[4]!.rows[0] as { n: string }).n),
-              };
-        return [{ status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, row, withDelivery)) }];
+        const counted =
+          q.delivery === undefined ? undefined : (results[4]!.rows[0] as { n: string; opening: string | null });
+        const withDelivery = counted && {
+          row: results[3]!.rows[0] as Record<string, unknown> | undefined,
+          pending: Number(counted.n),
+        };
+        const opening = counted
+          ? counted.opening
+          : (results[3]!.rows[0] as { conversation: string } | undefined)?.conversation;
+        return [{ status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, { row, opening }, withDelivery)) }];
       });
     }
     const withDelivery = group.filter((q) => q.delivery !== undefined);
@@ -204,11 +226,15 @@ export class PgMessageStore extends PgMessageSweeps {
       const deliveries = new Map(
         withDelivery.length === 0 ? [] : (results[3]!.rows as Record<string, unknown>[]).map((r) => [Number(r.id), r]),
       );
-      const counts = new Map(
-        withDelivery.length === 0
-          ? []
-          : (results[4]!.rows as { id: string; n: string }[]).map((r) => [r.id, Number(r.n)]),
-      );
+      const countRows =
+        withDelivery.length === 0 ? [] : (results[4]!.rows as { id: string; n: string; opening: string | null }[]);
+      const counts = new Map(countRows.map((r) => [r.id, Number(r.n)]));
+      // The one-way conversations kept with their message: from the pending counts for steps about
+      // a delivery, from their own query for the others.
+      const openings = new Map(countRows.map((r) => [r.id, r.opening]));
+      if (held.length > withDelivery.length)
+        for (const r of results.at(-1)!.rows as { id: string; conversation: string }[])
+          openings.set(r.id, r.conversation);
       const batches = group.map(() => batch.fork());
       const settled = await Promise.allSettled(
         group.map((q, i) =>
@@ -216,7 +242,7 @@ export class PgMessageStore extends PgMessageSweeps {
             this.#stepOf(
               q,
               batches[i]!,
-              conversations.get(q.key),
+              { row: conversations.get(q.key), opening: openings.get(q.key) },
               q.delivery === undefined
                 ? undefined
                 : { row: deliveries.get(q.delivery), pending: counts.get(q.key) ?? 0 },
@@ -233,16 +259,17 @@ export class PgMessageStore extends PgMessageSweeps {
     });
   }
 
-  /** The step of `q` over what its transaction read: its conversation's row and, for a step about one delivery, that row (locked) and the pending count. */
+  /** The step of `q` over what its transaction read: its conversation and, for a step about one delivery, that row (locked) and the pending count. */
   #stepOf(
     q: QueuedStep,
     batch: StatementBatch,
-    row: ConversationRow | undefined,
+    found: Found | undefined,
     withDelivery: { row: Record<string, unknown> | undefined; pending: number } | undefined,
   ): ConversationStep {
     const locked = withDelivery && { id: q.delivery!, row: withDelivery.row };
     const pending = withDelivery && { base: withDelivery.pending, delta: 0, valid: true };
-    return this.#step(batch, q.key, row && conversationOf(row), locked, pending);
+    const { conversation, held } = found ? startOf(found) : { conversation: undefined, held: 'none' as const };
+    return this.#step(batch, q.key, conversation, held, locked, pending);
   }
 
   /** BEGIN, the lock and the row in one round trip (with `delivery`: its row locked and the pending count too). */
@@ -255,7 +282,7 @@ export class PgMessageStore extends PgMessageSweeps {
     return [
       `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('caxton-conversation:' || ${lit}, 0)); SELECT * FROM ${this.s}.conversations WHERE id = ${lit} FOR UPDATE`,
       ...(did === undefined
-        ? []
+        ? [this.#openingSql(`= ${lit}`)]
         : [`SELECT * FROM ${this.s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`, this.#pendingSql(`= ${lit}`)]),
     ].join('; ');
   }
@@ -267,6 +294,7 @@ export class PgMessageStore extends PgMessageSweeps {
    */
   #beginGroup(group: readonly QueuedStep[], withDelivery: readonly QueuedStep[]): string {
     const ids = `ARRAY[${group.map((q) => escapeLiteral(q.key)).join(', ')}]::text[]`;
+    const others = group.filter((q) => q.delivery === undefined);
     return [
       'BEGIN',
       `SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${ids}) AS id ORDER BY k) AS l`,
@@ -277,6 +305,9 @@ export class PgMessageStore extends PgMessageSweeps {
             `SELECT * FROM ${this.s}.deliveries WHERE id = ANY(ARRAY[${withDelivery.map((q) => literal(q.delivery)).join(', ')}]::bigint[]) ORDER BY id FOR UPDATE`,
             this.#pendingSql(`= ANY(ARRAY[${withDelivery.map((q) => escapeLiteral(q.key)).join(', ')}]::text[])`, true),
           ]),
+      ...(others.length === 0
+        ? []
+        : [this.#openingSql(`= ANY(ARRAY[${others.map((q) => escapeLiteral(q.key)).join(', ')}]::text[])`)]),
     ].join('; ');
   }
 
@@ -292,32 +323,73 @@ export class PgMessageStore extends PgMessageSweeps {
     let handled = 0;
     // Conversations whose step lock another node holds right now: left to the next sweep.
     const busy: string[] = [];
-    for (let i = 0; i < limit; i++) {
-      const did = await this.#tx(async (c, batch) => {
-        const row = (
-          await c.query<ConversationRow>(
-            `SELECT * FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress') AND expires_at < $1 AND NOT (id = ANY($2))
-             ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
-            [now, busy],
-          )
-        ).rows[0];
-        if (!row) return 'none' as const;
-        // The lock inConversation takes: never wait for it (that step may be waiting for this row).
-        const locked = await c.query<{ ok: boolean }>(
-          'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok',
-          [`caxton-conversation:${row.id}`],
-        );
-        if (!locked.rows[0]!.ok) {
-          busy.push(row.id);
-          return 'busy' as const;
-        }
-        await step(this.#step(batch, row.id, conversationOf(row)) as ConversationStep & { conversation: Conversation });
-        return 'done' as const;
-      });
-      if (did === 'none') break;
-      if (did === 'done') handled++;
+    // The conversations with a row first, then the one-way conversations kept with their message.
+    for (const kept of [false, true]) {
+      for (; handled < limit;) {
+        const did = await this.#tx(async (c, batch) => {
+          const found = kept ? await this.#expiredKept(c, now, busy) : await this.#expiredRow(c, now, busy);
+          if (!found) return 'none' as const;
+          // The lock inConversation takes: never wait for it (that step may be waiting for this row).
+          const locked = await c.query<{ ok: boolean }>(
+            'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok',
+            [`caxton-conversation:${found.id}`],
+          );
+          // A kept conversation is read again under the lock: a step may have written its row since.
+          const conversation = !locked.rows[0]!.ok
+            ? undefined
+            : kept
+              ? (await this.#expiredKept(c, now, [], found.id))?.conversation
+              : found.conversation;
+          if (!conversation) {
+            busy.push(found.id);
+            return 'busy' as const;
+          }
+          await step(
+            this.#step(batch, found.id, conversation, kept ? 'kept' : 'row') as ConversationStep & {
+              conversation: Conversation;
+            },
+          );
+          return 'done' as const;
+        });
+        if (did === 'none') break;
+        if (did === 'done') handled++;
+      }
     }
     return handled;
+  }
+
+  /** The open conversation row whose deadline passed first, locked (none another node holds, none of `busy`). */
+  async #expiredRow(
+    c: pg.PoolClient,
+    now: string,
+    busy: string[],
+  ): Promise<{ id: string; conversation: Conversation } | undefined> {
+    const row = (
+      await c.query<ConversationRow>(
+        `SELECT * FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress') AND expires_at < $1 AND NOT (id = ANY($2))
+         ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
+        [now, busy],
+      )
+    ).rows[0];
+    return row && { id: row.id, conversation: conversationOf(row) };
+  }
+
+  /** A one-way conversation kept with its message (no row) whose deadline passed (`id`: that one only). */
+  async #expiredKept(
+    c: pg.PoolClient,
+    now: string,
+    busy: string[],
+    id?: string,
+  ): Promise<{ id: string; conversation: Conversation } | undefined> {
+    const r = (
+      await c.query<{ id: string; conversation: string }>(
+        `SELECT m.conversation_id AS id, m.conversation FROM ${this.s}.deliveries d JOIN ${this.s}.messages m ON m.id = d.message_id
+         WHERE d.state = 'pending' AND d.kept_until < $1 AND NOT (m.conversation_id = ANY($2)) AND ($3::text IS NULL OR m.conversation_id = $3)
+         LIMIT 1`,
+        [Date.parse(now), busy, id ?? null],
+      )
+    ).rows[0];
+    return r && { id: r.id, conversation: conversationOf(JSON.parse(r.conversation) as ConversationRow) };
   }
 
   /** The count of pending deliveries of the conversations `where` matches (`= 'id'`), per conversation with `grouped`. */
@@ -330,9 +402,15 @@ export class PgMessageStore extends PgMessageSweeps {
   #pendingSql(where: string, grouped = false): string {
     const n = `(SELECT count(*) FILTER (WHERE d.state = 'pending') FROM ${this.s}.deliveries d WHERE d.message_id = m.id)`;
     const from = `FROM ${this.s}.messages m WHERE m.conversation_id ${where}`;
+    // With the one-way conversation a message keeps (at most one message of a conversation keeps one).
     return grouped
-      ? `SELECT m.conversation_id AS id, sum(${n}) AS n ${from} GROUP BY m.conversation_id`
-      : `SELECT coalesce(sum(${n}), 0) AS n ${from}`;
+      ? `SELECT m.conversation_id AS id, sum(${n}) AS n, max(m.conversation) AS opening ${from} GROUP BY m.conversation_id`
+      : `SELECT coalesce(sum(${n}), 0) AS n, max(m.conversation) AS opening ${from}`;
+  }
+
+  /** The one-way conversations the messages of the conversations `where` matches keep (ADR 0080). */
+  #openingSql(where: string): string {
+    return `SELECT conversation_id AS id, conversation FROM ${this.s}.messages WHERE conversation_id ${where} AND conversation IS NOT NULL`;
   }
 
   /** Takes the next reserved delivery id (undefined when none is left: the caller asks PostgreSQL), reserving more ahead of need. */
@@ -360,6 +438,8 @@ export class PgMessageStore extends PgMessageSweeps {
     b: StatementBatch,
     id: string,
     conversation: Conversation | undefined,
+    /** Where the conversation is: its row, kept with its message (no row yet), or nowhere yet. */
+    held: Held,
     locked?: { id: number; row: Record<string, unknown> | undefined },
     pending?: PendingCount,
   ): ConversationStep {
@@ -367,8 +447,11 @@ export class PgMessageStore extends PgMessageSweeps {
     const lockedState = locked?.row?.state as DeliveryRow['state'] | undefined;
     /** The conversation of each message this step inserted (whether its deliveries count as this conversation's). */
     const inserted = new Map<string, string>();
-    /** Whether the conversation's row exists (read with BEGIN under its lock, or written by this step). */
-    let exists = conversation !== undefined;
+    /** The deadline (epoch ms) of the one-way conversation each message this step inserted keeps. */
+    const keptUntil = new Map<string, number>();
+    /** Deliveries this step finished (done or dead). */
+    let finished = 0;
+    let exists = held === 'row';
     return {
       conversation,
       messages: async () =>
@@ -384,6 +467,13 @@ export class PgMessageStore extends PgMessageSweeps {
         // statement of each (the UPDATE from VALUES, like a done-marking).
         const fresh = !exists;
         exists = true;
+        // A kept conversation's row is written: its delivery stops marking it kept, unless this step
+        // finished that delivery (an acknowledgement or a dead letter: the delivery is not pending).
+        if (fresh && held === 'kept' && finished === 0)
+          b.later(
+            `UPDATE ${s}.deliveries AS d SET kept_until = NULL FROM ${s}.messages m WHERE m.id = d.message_id AND m.conversation_id = $1 AND d.kept_until IS NOT NULL`,
+            [id],
+          );
         b.later(
           fresh
             ? `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
@@ -409,11 +499,12 @@ export class PgMessageStore extends PgMessageSweeps {
           ],
         );
       },
-      insertMessage: async (m, routedTo) => {
+      insertMessage: async (m, routedTo, opening) => {
         inserted.set(m.id, m.conversation_id);
+        if (opening?.expires_at) keptUntil.set(m.id, Date.parse(opening.expires_at));
         b.later(
-          `INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-          messageRow(m, routedTo),
+          `INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to, conversation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+          [...messageRow(m, routedTo), opening === undefined ? null : openingJson(opening)],
         );
       },
       delivery: async (did) => {
@@ -431,6 +522,7 @@ export class PgMessageStore extends PgMessageSweeps {
           else pending.valid = false;
         }
         if (locked?.id === did) locked = undefined;
+        if (to.state !== 'pending') finished++;
         if (
           to.state === 'done' &&
           to.last_error === undefined &&
@@ -449,8 +541,10 @@ export class PgMessageStore extends PgMessageSweeps {
         const tag = to.publish_tag ?? null;
         b.later(
           // A failed attempt (an error given) joins the row's `errors`, as in retry and dead below.
+          // Back to pending from dead (a replay), a delivery no longer marks its conversation kept: the dead letter wrote its row.
           `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,
              publish_tag = COALESCE($8, publish_tag), unpublished_since = CASE WHEN $8::text IS NULL THEN unpublished_since ELSE $9::bigint END,
+             kept_until = CASE WHEN state = 'pending' THEN kept_until END,
              errors = CASE WHEN $3::text IS NULL THEN errors ELSE ${appendAttemptError('$6', '$3')} END WHERE id = $7`,
           [
             to.state,
@@ -485,18 +579,19 @@ export class PgMessageStore extends PgMessageSweeps {
           else if (of === id) pending.delta++;
         }
         const reserved = this.#takeId();
+        const kept = keptUntil.get(messageId) ?? null;
         if (reserved !== undefined) {
           b.later(
-            `INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, $3, 'pending', $4, $5)`,
-            [reserved, messageId, receiver, now, Date.now()],
+            `INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, $3, 'pending', $4, $5, $6)`,
+            [reserved, messageId, receiver, now, Date.now(), kept],
           );
           return reserved;
         }
         return Number(
           (
             await b.now<{ id: string }>(
-              `INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, 'pending', $3, $4) RETURNING id`,
-              [messageId, receiver, now, Date.now()],
+              `INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, 'pending', $3, $4, $5) RETURNING id`,
+              [messageId, receiver, now, Date.now(), kept],
             )
           ).rows[0]!.id,
         );
@@ -517,7 +612,7 @@ export class PgMessageStore extends PgMessageSweeps {
         `UPDATE ${this.s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1 WHERE id = $2`,
         [now, id],
       );
-      for (const r of replies) await this.#step(batch, r.conversation_id, undefined).insertMessage(r, []);
+      for (const r of replies) await this.#step(batch, r.conversation_id, undefined, 'none').insertMessage(r, []);
     });
   }
 
@@ -547,7 +642,7 @@ export class PgMessageStore extends PgMessageSweeps {
   /** A dead letter back to pending with fresh attempts; false when it was not dead (another node replayed it first). */
   async replay(id: number, now: string): Promise<boolean> {
     const r = await this.pool.query(
-      `UPDATE ${this.s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1 WHERE id = $2 AND state = 'dead'`,
+      `UPDATE ${this.s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1, kept_until = NULL WHERE id = $2 AND state = 'dead'`,
       [now, id],
     );
     return (r.rowCount ?? 0) > 0;

@@ -108,7 +108,48 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
     id: 'cluster-messaging-006-attempts',
     sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN errors jsonb;`,
   },
+  {
+    // A one-way conversation (ADR 0080) is kept with the message that opens it, as the JSON of its
+    // conversation row, until a step ends or continues it: that step writes the row. Its one
+    // delivery carries the conversation's deadline (`kept_until`, epoch ms) while it is kept, so the
+    // gauge and the deadline sweep find kept conversations among the unfinished deliveries
+    // (deliveries_open) with no join and no JSON. `conversations_read` is what every read of
+    // conversations goes through: the rows, and the kept conversations whose delivery is pending.
+    id: 'cluster-messaging-007-one-way',
+    sql: (s) => `
+      ALTER TABLE ${s}.messages ADD COLUMN conversation text;
+      ALTER TABLE ${s}.deliveries ADD COLUMN kept_until bigint;
+      CREATE VIEW ${s}.conversations_read AS
+        SELECT id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason
+          FROM ${s}.conversations
+        UNION ALL
+        SELECT m.conversation_id, o.protocol, o.state, o.initiator, o.participants, o.capability, o.turns, o.max_turns, o.created_at, o.updated_at, o.expires_at, o.reason
+          FROM ${s}.deliveries d
+          JOIN ${s}.messages m ON m.id = d.message_id
+          CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, m.conversation::json) o
+          WHERE d.state = 'pending' AND d.kept_until IS NOT NULL;
+    `,
+  },
 ];
+
+/**
+ * Conversation `$1` as `conversations_read` has it, planned from the id whatever the statistics
+ * say: the row, or the one-way conversation its message keeps, each of that message's deliveries
+ * looked up along deliveries_message (the fence keeps a plan from starting at deliveries_open,
+ * every unfinished delivery of the cluster, when the statistics are from before a burst).
+ */
+export const conversationByIdSql = (s: string): string =>
+  `SELECT * FROM ${s}.conversations WHERE id = $1
+   UNION ALL
+   SELECT o.* FROM ${s}.messages m
+     CROSS JOIN LATERAL (SELECT 1 FROM ${s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending' AND d.kept_until IS NOT NULL OFFSET 0) k
+     CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, m.conversation::json) o
+   WHERE m.conversation_id = $1 AND m.conversation IS NOT NULL
+   LIMIT 1`;
+
+/** A conversation row as the JSON a one-way conversation's message keeps (migration cluster-messaging-007-one-way). */
+export const openingJson = (c: Conversation): string =>
+  JSON.stringify({ ...c, participants: JSON.stringify(c.participants) });
 
 /**
  * PostgreSQL's expression for the `errors` column with one more attempt appended (`at`, `error`:

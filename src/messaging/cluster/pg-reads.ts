@@ -22,7 +22,7 @@ import type {
 import { deliveryView } from '../index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { PgMessageStore } from './pg-message-store.js';
-import { deliveryOf } from './pg-message-tables.js';
+import { conversationByIdSql, deliveryOf } from './pg-message-tables.js';
 import { inTransaction } from '../../storage/pg/index.js';
 
 /** `expr` with ASCII letters lower-cased, as SQLite's NOCASE and LIKE compare (the indexes of cluster-messaging-003 are on it). */
@@ -107,8 +107,7 @@ export class PgMessageReads {
     opts: { limit?: number; offset?: number } = {},
   ): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {
     return this.#snapshot(async (c) => {
-      const row = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1`, [id]))
-        .rows[0];
+      const row = (await c.query<ConversationRow>(conversationByIdSql(this.#s), [id])).rows[0];
       if (!row) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
       const messages = (
         await c.query<MessageRow>(
@@ -130,11 +129,12 @@ export class PgMessageReads {
     if (q.agents) w.addBuilt((param) => conversationScopeSql('pg', 'participants', q.agents!, param));
     return this.#snapshot(async (c) => {
       const total = Number(
-        (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations ${w}`, w.args)).rows[0]!.n,
+        (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations_read ${w}`, w.args)).rows[0]!
+          .n,
       );
       const rows = (
         await c.query<ConversationRow>(
-          `SELECT * FROM ${this.#s}.conversations ${w} ORDER BY created_at DESC, id ${w.page()}`,
+          `SELECT * FROM ${this.#s}.conversations_read ${w} ORDER BY created_at DESC, id ${w.page()}`,
           [...w.args, q.limit ?? 50, q.offset ?? 0],
         )
       ).rows;

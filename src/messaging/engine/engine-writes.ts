@@ -62,7 +62,8 @@ export class StepWriter {
 
   /**
    * Stores `m` in `conv` with a pending delivery per receiver (handed out once the step commits).
-   * Returns a promise only when the store answered with one.
+   * `opens`: `m` opens a one-way `conv` the store keeps with it (StepStore.defersOneWay), so the
+   * step saves no conversation row. Returns a promise only when the store answered with one.
    */
   storeMessage(
     s: EngineStep,
@@ -71,10 +72,11 @@ export class StepWriter {
     receivers: readonly string[],
     now: string,
     work: StepWork,
+    opens = false,
   ): Answer<void> {
     m = this.signed(m);
     touchConversation(conv, m, receivers, now, this.cfg.conversation_ttl, endless(conv.protocol));
-    const inserted = s.insertMessage(m, receivers);
+    const inserted = opens ? s.insertMessage(m, receivers, conv) : s.insertMessage(m, receivers);
     if (inserted instanceof Promise) return storeDeliveries(inserted, s, m, receivers, now, work);
     for (let i = 0; i < receivers.length; i++) {
       const id = s.insertDelivery(m.id, receivers[i]!, now);

@@ -58,6 +58,29 @@ export type {
   MessageHandler,
 } from './engine-types.js';
 
+/** Whether `m`, sent to `receivers` in a conversation of its own, makes a one-way conversation: no protocol, one receiver, no reply expected. */
+function oneWay(m: AclMessage, receivers: readonly string[]): boolean {
+  return m.protocol === undefined && receivers.length === 1 && !expectsReply(m.performative);
+}
+
+/** What the sender of an accepted message is told. */
+function accepted(
+  m: AclMessage,
+  receivers: string[],
+  decision: RouteDecision,
+  failure?: SubmitResult['failure'],
+): SubmitResult {
+  return {
+    id: m.id,
+    conversation_id: m.conversation_id,
+    performative: m.performative,
+    routed_to: receivers,
+    routing: decision.ok ? decision.mode : 'none',
+    duplicate: false,
+    ...(failure && { failure }),
+  };
+}
+
 /** What `deliver` returns when the delivery finished within the call. */
 const SETTLED = Promise.resolve();
 
@@ -260,11 +283,18 @@ export class DeliveryEngine {
         state: 'failed',
       });
     }
-    conv ??= newConversation(m, now, decision, this.#cfg, endless(m.protocol));
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
+    // A one-way message opening its conversation: the store keeps the conversation with it, and the
+    // step that ends the conversation (its delivery done or dead, its deadline) writes its only row.
+    const opens = conv === undefined && this.#store.defersOneWay === true && oneWay(m, receivers);
+    conv ??= newConversation(m, now, decision, this.#cfg, endless(m.protocol));
     let failure: SubmitResult['failure'];
-    const stored = this.#w.storeMessage(s, conv, m, receivers, now, work);
+    const stored = this.#w.storeMessage(s, conv, m, receivers, now, work, opens);
     if (stored) yield stored;
+    if (opens) {
+      if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
+      return accepted(m, receivers, decision);
+    }
     if (!decision.ok) {
       const reply = replyTo(m, PLATFORM, 'failure', { reason: decision.reason, message: decision.message });
       const replied = this.#w.storeMessage(s, conv, reply, [], now, work);
@@ -284,15 +314,7 @@ export class DeliveryEngine {
     if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
     const saved = s.saveConversation(conv);
     if (saved) yield saved;
-    return {
-      id: m.id,
-      conversation_id: m.conversation_id,
-      performative: m.performative,
-      routed_to: receivers,
-      routing: decision.ok ? decision.mode : 'none',
-      duplicate: false,
-      ...(failure && { failure }),
-    };
+    return accepted(m, receivers, decision, failure);
   }
 
   /** The message was accepted before: the queue gets its pending deliveries again where it may have lost them. */

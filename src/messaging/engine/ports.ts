@@ -22,7 +22,13 @@ export interface EngineStep {
   /** The conversation's messages, oldest first (those this step stored included). */
   messages(): Promise<StoredMessage[]>;
   saveConversation(c: Conversation): Answer<void>;
-  insertMessage(m: AclMessage, routedTo: readonly string[]): Answer<void>;
+  /**
+   * `opening`: the conversation this message opens, on a store that `defersOneWay`; the store keeps
+   * it with the message instead of a conversation row, and gives it back as the step's
+   * `conversation` (still `initiated`, and with no row: `saveConversation` then creates it) to the
+   * next step of the conversation.
+   */
+  insertMessage(m: AclMessage, routedTo: readonly string[], opening?: Conversation): Answer<void>;
   /** A pending delivery row; returns its id. */
   insertDelivery(messageId: string, receiver: string, now: string): Answer<number>;
   /** A delivery row, held until the step commits (undefined: no such row). */
@@ -51,7 +57,7 @@ export interface DeliveryChange {
 /** A step on a store that answers every read and write later (PostgreSQL). */
 export interface ConversationStep extends EngineStep {
   saveConversation(c: Conversation): Promise<void>;
-  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void>;
+  insertMessage(m: AclMessage, routedTo: readonly string[], opening?: Conversation): Promise<void>;
   insertDelivery(messageId: string, receiver: string, now: string): Promise<number>;
   delivery(id: number): Promise<DeliveryRow | undefined>;
   setDelivery(id: number, to: DeliveryChange, now: string): Promise<void>;
@@ -62,6 +68,12 @@ export interface ConversationStep extends EngineStep {
 
 /** Where the engine keeps conversations, messages and delivery rows (SQLite on one node, PostgreSQL in a cluster). */
 export interface StepStore {
+  /**
+   * The store keeps a one-way conversation (no protocol, one receiver, an act that expects no
+   * reply) with its message until the conversation's next step, and its reads show it from there:
+   * its row is written once, by the step that ends it (ADR 0080).
+   */
+  readonly defersOneWay?: boolean;
   /**
    * Runs `step` holding conversation `id`; resolves once what it wrote is committed. `delivery`:
    * the row the step is about. `fresh`: the id was made in this process for this step (a new

@@ -206,6 +206,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       'cluster-messaging-004',
       'cluster-messaging-005',
       'cluster-messaging-006-attempts',
+      'cluster-messaging-007-one-way',
     ]);
   });
 

@@ -15,7 +15,8 @@ import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 import { removeTempDirs } from '../../helpers/tmp.js';
 import { agentDef, deploy, messagingConfig } from '../helpers.js';
-import { runBusContract, type ContractBus, type ContractSetup } from './bus-contract.js';
+import { runBusContract, type BusFactory, type ContractBus, type ContractSetup } from './bus-contract.js';
+import { runOneWayContract } from './one-way.js';
 
 const run = hasSystem('nats-server') && hasSystem('postgresql');
 let nats: NatsServer | undefined;
@@ -76,14 +77,13 @@ async function node(
   };
 }
 
-runBusContract(
-  'ClusterBus (PostgreSQL + JetStream)',
-  (setup) => {
-    const registry = new AgentRegistry();
-    for (const [name, caps] of setup.agents) deploy(registry, agentDef(name, caps));
-    const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
-    pool.on('error', () => {});
-    return node(setup, `contract_${process.pid}_${++cases}`, pool, registry, setup.handlers);
-  },
-  { runs: run },
-);
+const factory: BusFactory = (setup) => {
+  const registry = new AgentRegistry();
+  for (const [name, caps] of setup.agents) deploy(registry, agentDef(name, caps));
+  const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
+  pool.on('error', () => {});
+  return node(setup, `contract_${process.pid}_${++cases}`, pool, registry, setup.handlers);
+};
+
+runBusContract('ClusterBus (PostgreSQL + JetStream)', factory, { runs: run });
+runOneWayContract('ClusterBus (PostgreSQL + JetStream)', factory, { runs: run });

@@ -9,7 +9,8 @@ import { MESSAGING_MIGRATIONS, MessageBus, type InProcessHandler } from '../../.
 import { migrate, openDatabase } from '../../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { agentDef, deploy, messagingConfig } from '../helpers.js';
-import { runBusContract, type ContractBus, type ContractSetup } from './bus-contract.js';
+import { runBusContract, type BusFactory, type ContractBus, type ContractSetup } from './bus-contract.js';
+import { runOneWayContract } from './one-way.js';
 
 afterAll(() => removeTempDirs());
 
@@ -45,14 +46,11 @@ function open(
   };
 }
 
-runBusContract(
-  'MessageBus (one node, SQLite)',
-  (setup) => {
-    const registry = new AgentRegistry();
-    for (const [name, caps] of setup.agents) deploy(registry, agentDef(name, caps));
-    return Promise.resolve(open(setup, makeTempDir('caxton-contract-'), registry, setup.handlers));
-  },
-  {
-    differs: {},
-  },
-);
+const factory: BusFactory = (setup) => {
+  const registry = new AgentRegistry();
+  for (const [name, caps] of setup.agents) deploy(registry, agentDef(name, caps));
+  return Promise.resolve(open(setup, makeTempDir('caxton-contract-'), registry, setup.handlers));
+};
+
+runBusContract('MessageBus (one node, SQLite)', factory, { differs: {} });
+runOneWayContract('MessageBus (one node, SQLite)', factory);
