@@ -37,10 +37,32 @@ export async function migrateSchema(pool: pg.Pool, schema: string, migrations: r
       `CREATE TABLE IF NOT EXISTS ${s}.migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
     );
     const done = new Set((await c.query<{ id: string }>(`SELECT id FROM ${s}.migrations`)).rows.map((r) => r.id));
+    const unknown = newerMigration(done, migrations);
+    if (unknown !== undefined) {
+      throw new CaxtonError(
+        'invalid_config',
+        `cluster state schema "${schema}" holds migration "${unknown}", which this version of Caxton does not know: a newer version migrated it. Run the same Caxton version on every node of a cluster`,
+        { field: 'schema', migration: unknown },
+      );
+    }
     for (const m of migrations) {
       if (done.has(m.id)) continue;
       await c.query(m.sql(s));
       await c.query(`INSERT INTO ${s}.migrations (id) VALUES ($1)`, [m.id]);
     }
   });
+}
+
+/**
+ * A migration of this store's family (the ids' common stem, e.g. `cluster-messaging-`) that the
+ * schema holds and this list does not: the schema was migrated by a newer version, whose rows an
+ * older node would read and write wrongly (ADR 0080), so such a node must not start on it.
+ */
+function newerMigration(done: ReadonlySet<string>, migrations: readonly PgMigration[]): string | undefined {
+  const first = migrations[0]?.id;
+  const stem = first === undefined ? undefined : /^(.*-)\d{3}/.exec(first)?.[1];
+  if (stem === undefined) return undefined;
+  const known = new Set(migrations.map((m) => m.id));
+  for (const id of done) if (id.startsWith(stem) && /^\d{3}/.test(id.slice(stem.length)) && !known.has(id)) return id;
+  return undefined;
 }
