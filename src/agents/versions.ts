@@ -221,6 +221,8 @@ const SUMMARY = VERSION_SUMMARY_COLUMNS;
 
 /** Parsed versions kept in memory (the running rollouts' candidates and pinned versions, mostly). */
 const VERSION_CACHE_SIZE = 64;
+/** Agents whose newest version is kept in memory (the ones executed most recently, roughly). */
+const NEWEST_CACHE_SIZE = 1024;
 
 export class AgentVersionStore {
   readonly #db: Db;
@@ -247,6 +249,13 @@ export class AgentVersionStore {
    * when it gets a new version (which may prune old ones).
    */
   readonly #cache = new Map<string, AgentVersionDetail>();
+  /**
+   * Each agent's newest version (null: none), as `latest` last read it. The execution records ask
+   * for it on every execution of an agent whose definition has no number yet; every write of this
+   * table goes through this store, and each one, or any transaction of it, forgets what it may
+   * have changed.
+   */
+  readonly #newest = new Map<string, AgentVersion | null>();
 
   constructor(db: Db, opts: { keep?: number; keepRemoved?: number } = {}) {
     this.#db = db;
@@ -323,7 +332,12 @@ export class AgentVersionStore {
 
   /** Runs `fn` in one transaction (the agent row and its version are written together). */
   transaction<T>(fn: () => T): T {
-    return this.#db.transaction(fn)();
+    try {
+      return this.#db.transaction(fn)();
+    } finally {
+      // Read inside it, the newest may be a version the transaction then rolled back.
+      this.#newest.clear();
+    }
   }
 
   /** Records a new version (numbered after the agent's last one) and drops those beyond `keep`. */
@@ -334,6 +348,7 @@ export class AgentVersionStore {
     this.#prune.run(key, key, this.keep);
     this.#unmark.run(key);
     this.#forget(key);
+    this.#newest.delete(key);
     return versionSummary(row);
   }
 
@@ -345,6 +360,7 @@ export class AgentVersionStore {
       this.#forgetRemoved.run(this.keepRemoved);
     });
     this.#cache.clear();
+    this.#newest.clear();
   }
 
   #forget(key: string): void {
@@ -356,8 +372,15 @@ export class AgentVersionStore {
    * some do it on every execution (the live version of an agent with rollouts).
    */
   latest(name: string): AgentVersion | undefined {
-    const r = this.#latest.get(agentKey(name)) as Row | undefined;
-    return r && versionSummary(r);
+    const key = agentKey(name);
+    const known = this.#newest.get(key);
+    if (known !== undefined) return known ?? undefined;
+    const r = this.#latest.get(key) as Row | undefined;
+    // Frozen: every later caller gets this same object.
+    const v = r && Object.freeze(versionSummary(r));
+    if (this.#newest.size >= NEWEST_CACHE_SIZE) this.#newest.delete(this.#newest.keys().next().value!);
+    this.#newest.set(key, v ?? null);
+    return v;
   }
 
   get(name: string, version: number): AgentVersionDetail | undefined {
