@@ -4,7 +4,7 @@
  * handler. With the API's routes that is about 630 compilations per start, each parsed and
  * compiled by V8 from scratch (code made by `new Function` is not in the code cache of ADR 0073).
  * In the bundle they are closures over the same data, with the same results: the routes are
- * found as before, and a start compiles none of them.
+ * found exactly as the published code finds them, and a start compiles none of them.
  *
  * Each replacement names the exact text it replaces (or its first and last lines); a find-my-way whose text differs fails the
  * build, so an upgrade is looked at rather than silently left unpatched.
