@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { entryOf, PgExecutionStore } from '../../src/execution/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
 import { clusterFixture, clusterToml, servers } from './helpers/serve-nodes.js';
 import type { TestServer } from '../helpers/server.js';
 
@@ -55,9 +56,17 @@ script = "replies.toml"
       ran[body.execution_id] = NODES[i]!;
     }
     for (const n of nodes) {
-      const list = (await (await fetch(`${n.url}/api/v1/executions?agent=worker`)).json()) as {
-        executions: { id: string; node: string }[];
-      };
+      // Each node writes its records behind its answers (one batch per window): another node's
+      // record is found once its node wrote it.
+      const { value: list } = await waitUntil(
+        async () => {
+          const l = (await (await fetch(`${n.url}/api/v1/executions?agent=worker`)).json()) as {
+            executions: { id: string; node: string }[];
+          };
+          return l.executions.length >= Object.keys(ran).length && l;
+        },
+        { what: `every execution listed by ${n.url}` },
+      );
       expect(list.executions.map((e) => e.id).sort()).toEqual(Object.keys(ran).sort());
       for (const e of list.executions) expect(e.node).toBe(ran[e.id]);
       for (const [id, node] of Object.entries(ran)) {
