@@ -10,6 +10,11 @@ import { can } from './session';
 
 export interface Loaded<T> {
   data: T | undefined;
+  /**
+   * The query `data` answers. While the next query loads, `data` still holds the previous answer,
+   * so a page that numbers its rows (offset, page) takes the numbers from here, not from the URL.
+   */
+  query: RequestOptions['query'];
   error: unknown;
   loading: boolean;
   reload: () => void;
@@ -17,8 +22,14 @@ export interface Loaded<T> {
 
 /** GET `path` (with `query`); `undefined` path: nothing to load yet. */
 export function useApi<T>(path: string | undefined, query?: RequestOptions['query']): Loaded<T> {
-  const [state, setState] = useState<{ data: T | undefined; error: unknown; loading: boolean }>({
+  const [state, setState] = useState<{
+    data: T | undefined;
+    query: RequestOptions['query'];
+    error: unknown;
+    loading: boolean;
+  }>({
     data: undefined,
+    query: undefined,
     error: undefined,
     loading: path !== undefined,
   });
@@ -29,9 +40,9 @@ export function useApi<T>(path: string | undefined, query?: RequestOptions['quer
     const ac = new AbortController();
     setState((s) => ({ ...s, loading: true }));
     api<T>('GET', path, { ...(query && { query }), signal: ac.signal }).then(
-      (data) => setState({ data, error: undefined, loading: false }),
+      (data) => setState({ data, query, error: undefined, loading: false }),
       (error: unknown) => {
-        if (!ac.signal.aborted) setState({ data: undefined, error, loading: false });
+        if (!ac.signal.aborted) setState({ data: undefined, query, error, loading: false });
       },
     );
     return () => ac.abort();
@@ -110,4 +121,9 @@ export function useReloadOnEvent(
 /** For pages whose data changes when agents run (tool calls, memory) but which have no stream of their own. */
 export function useReloadOnExecutions(reload: () => void, pollMs = 5000): void {
   useReloadOnEvent('execution.finished', reload, { throttleMs: 1000, pollMs });
+}
+
+/** The row offset of what `loaded` shows now (0 before anything loaded). */
+export function shownOffset(loaded: Loaded<unknown>): number {
+  return Math.max(0, Number(loaded.query?.['offset'] ?? 0) || 0);
 }

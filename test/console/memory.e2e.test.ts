@@ -210,8 +210,24 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       await page.locator('#memory-scope').selectOption('global');
       await expect.poll(() => page.locator('#entities-title').textContent()).toBe('Entities 1–50 of 55');
       expect(await list.locator('li').count()).toBe(50);
+      const lastOfFirst = await list.locator('li a').last().textContent();
       await expectAccessible(page, 'memory browse');
+      // While the next page loads, the page shown keeps its own numbers: the title must not
+      // number the old rows by the new offset.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let asked!: () => void;
+      const requested = new Promise<void>((r) => (asked = r));
+      await page.route(/\/api\/v1\/memory\/entities\?.*offset=50/, async (route) => {
+        asked();
+        await held;
+        await route.continue();
+      });
       await page.getByRole('button', { name: 'Next' }).click();
+      await requested;
+      expect(await page.locator('#entities-title').textContent()).toBe('Entities 1–50 of 55');
+      expect(await list.locator('li a').last().textContent()).toBe(lastOfFirst);
+      release();
       await expect.poll(() => page.locator('#entities-title').textContent()).toBe('Entities 51–55 of 55');
       expect(new URL(page.url()).searchParams.get('offset')).toBe('50');
       expect(await list.locator('li a').last().textContent()).toBe('note 55');

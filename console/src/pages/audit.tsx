@@ -6,7 +6,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ErrorBox, Loading } from '../components/feedback';
 import { fieldErrors } from '../form-errors';
-import { useApi } from '../hooks';
+import { shownOffset, useApi } from '../hooks';
 import type { PageProps } from '../pages';
 import { setQuery } from '../router';
 
@@ -47,6 +47,7 @@ export default function Audit({ query }: PageProps) {
     limit: PAGE,
     offset,
   });
+  const shown = shownOffset(trail);
   const fields = fieldErrors(trail.error) ?? {};
   const wholeError = Object.keys(fields).length > 0 ? undefined : trail.error;
 
@@ -115,7 +116,7 @@ export default function Audit({ query }: PageProps) {
         !trail.error && <Loading what="the audit trail" />
       ) : trail.data.records.length === 0 ? (
         <p class="muted" data-testid="audit-empty">
-          No audit records match{offset > 0 ? ' on this page' : ''}.
+          No audit records match{shown > 0 ? ' on this page' : ''}.
         </p>
       ) : (
         <div class="table-wrap" tabIndex={0} role="region" aria-label="Audit records">
@@ -161,24 +162,24 @@ export default function Audit({ query }: PageProps) {
           </table>
         </div>
       )}
-      {trail.data && (offset > 0 || trail.data.count === PAGE) && (
+      {trail.data && (shown > 0 || trail.data.count === PAGE) && (
         <div class="row">
           <button
             type="button"
             class="secondary"
-            disabled={offset === 0}
-            onClick={() => setQuery({ offset: offset - PAGE > 0 ? String(offset - PAGE) : undefined })}
+            disabled={shown === 0}
+            onClick={() => setQuery({ offset: shown - PAGE > 0 ? String(shown - PAGE) : undefined })}
           >
             Newer
           </button>
           <span class="muted small">
-            Records {offset + 1}–{offset + trail.data.count}
+            Records {shown + 1}–{shown + trail.data.count}
           </span>
           <button
             type="button"
             class="secondary"
             disabled={trail.data.count < PAGE}
-            onClick={() => setQuery({ offset: String(offset + PAGE) })}
+            onClick={() => setQuery({ offset: String(shown + PAGE) })}
           >
             Older
           </button>

@@ -8,7 +8,7 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/ho
 import { ApiError } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
 import { LiveStatus } from '../components/live-status';
-import { useApi, useLive, useReloadOnEvent } from '../hooks';
+import { shownOffset, useApi, useLive, useReloadOnEvent } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can } from '../session';
@@ -76,6 +76,7 @@ function ConversationList({ query }: { query: URLSearchParams }) {
   });
 
   const stateError = issueAbout(list.error, 'state');
+  const shown = shownOffset(list);
   const participantError = issueAbout(list.error, 'participant') ?? issueAbout(list.error, 'offset');
   const otherError = list.error && !stateError && !participantError ? list.error : undefined;
   const page = list.data;
@@ -147,7 +148,7 @@ function ConversationList({ query }: { query: URLSearchParams }) {
           <p class="muted" role="status" data-testid="conversation-count">
             {page.total === 0
               ? 'No conversations match.'
-              : `${page.total} conversation${page.total === 1 ? '' : 's'}${page.total > page.conversations.length ? `, showing ${offset + 1}–${offset + page.conversations.length}` : ''}`}
+              : `${page.total} conversation${page.total === 1 ? '' : 's'}${page.total > page.conversations.length ? `, showing ${shown + 1}–${shown + page.conversations.length}` : ''}`}
           </p>
           {page.conversations.length > 0 && (
             <div class="table-wrap">
@@ -191,16 +192,16 @@ function ConversationList({ query }: { query: URLSearchParams }) {
               <button
                 type="button"
                 class="secondary"
-                disabled={offset === 0}
-                onClick={() => setQuery({ offset: String(Math.max(0, offset - PAGE_SIZE)) })}
+                disabled={shown === 0}
+                onClick={() => setQuery({ offset: String(Math.max(0, shown - PAGE_SIZE)) })}
               >
                 Newer
               </button>
               <button
                 type="button"
                 class="secondary"
-                disabled={offset + PAGE_SIZE >= page.total}
-                onClick={() => setQuery({ offset: String(offset + PAGE_SIZE) })}
+                disabled={shown + PAGE_SIZE >= page.total}
+                onClick={() => setQuery({ offset: String(shown + PAGE_SIZE) })}
               >
                 Older
               </button>

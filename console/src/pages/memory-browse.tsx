@@ -8,7 +8,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
-import { useApi } from '../hooks';
+import { shownOffset, useApi } from '../hooks';
 import { Link, navigate, setQuery } from '../router';
 import { can } from '../session';
 import { entityPath, Marked, refusal, Refusal, type Entity, type SearchResult } from './memory-common';
@@ -108,7 +108,7 @@ export function Browse({ query }: { query: URLSearchParams }) {
         <>
           {list.error !== undefined && <ErrorBox error={list.error} />}
           {list.loading && !list.data && <Loading what="the entities" />}
-          {list.data && <EntityList data={list.data} offset={offset} />}
+          {list.data && <EntityList data={list.data} offset={shownOffset(list)} />}
         </>
       )}
     </section>
