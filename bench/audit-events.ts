@@ -169,12 +169,16 @@ export const auditEventsSuite: Suite = {
     const dirOn = tempDir('caxton-bench-ae-on-');
     const dirOff = tempDir('caxton-bench-ae-off-');
     const dirFloor = tempDir('caxton-bench-ae-floor-');
+    const dirFloorOff = tempDir('caxton-bench-ae-floor-off-');
     const floor = await startInvokeFloor(dirFloor.path);
+    const floorOff = await startInvokeFloor(dirFloorOff.path, { offLoop: true });
     const on = await startCaxton(dirOn.path, true);
     const off = await startCaxton(dirOff.path, false);
+    let floorOffCount = '';
     const runs: Record<string, LoadResult[]> = {
       echo: [],
       floor: [],
+      floor_off_loop: [],
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
@@ -182,6 +186,7 @@ export const auditEventsSuite: Suite = {
     };
     const ratios: Record<string, number[]> = {
       floor: [],
+      floor_off_loop: [],
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
@@ -193,6 +198,7 @@ export const auditEventsSuite: Suite = {
       // Warm every path once.
       await go(`${hw.url}echo`, INVOKE_BODY);
       await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
+      await go(`${floorOff.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
       for (const s of [on, off]) {
         await load({
           url: `${s.url}/api/v1/agents/text/invoke`,
@@ -218,6 +224,9 @@ export const auditEventsSuite: Suite = {
         const fl = await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
         runs.floor!.push(fl);
         ratios.floor!.push(fl.req_per_s / echo.req_per_s);
+        const flo = await go(`${floorOff.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
+        runs.floor_off_loop!.push(flo);
+        ratios.floor_off_loop!.push(flo.req_per_s / echo.req_per_s);
         for (const [name, s] of [
           ['on', on],
           ['off', off],
@@ -234,8 +243,11 @@ export const auditEventsSuite: Suite = {
       await on.close();
       await off.close();
       await floor.close();
+      await floorOff.close();
+      floorOffCount = `${floorOff.written()} of ${floorOff.answered()}`;
       await hw.close();
       dirFloor.remove();
+      dirFloorOff.remove();
       dirOn.remove();
       dirOff.remove();
     }
@@ -249,6 +261,12 @@ export const auditEventsSuite: Suite = {
       {
         metric: "invoke floor: a minimal fastify server writing an invoke's three rows (bench/lib/invoke-floor.ts)",
         value: `${fmt(rps('floor'), 0)} req/s (${range('floor')} × echo)`,
+        baseline: echo,
+      },
+      {
+        metric:
+          'the same floor with its transaction on a worker thread (its own connection; the event loop hands over each window)',
+        value: `${fmt(rps('floor_off_loop'), 0)} req/s (${range('floor_off_loop')} × echo); rows written for ${floorOffCount} invokes answered`,
         baseline: echo,
       },
       {

@@ -5,10 +5,18 @@
  * inserted into the same tables, with the same indexes, in one SQLite transaction per 10 ms
  * window, as Caxton's turn writer does. No authentication, routing, limits, spans or logging:
  * what Caxton costs above this is its own machinery, not the rows it keeps.
+ *
+ * With `offLoop`, the same transaction runs on a worker thread with a connection of its own: the
+ * event loop only hands it each window's rows (arrays of primitives). That is the floor of a
+ * server whose records are written off the event loop; `close()` waits for every row handed over
+ * and `written` says how many reached the table, so a writer that fell behind cannot pass for
+ * a fast one.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Fastify from 'fastify';
 import { AUDIT_MIGRATIONS } from '../../src/audit/index.js';
 import { EXECUTIONS_MIGRATIONS } from '../../src/execution/records/index.js';
@@ -17,48 +25,106 @@ import { migrate, openDatabase } from '../../src/storage/index.js';
 
 export interface InvokeFloor {
   readonly url: string;
+  /** Invokes answered with rows to write. */
+  answered(): number;
+  /** Invokes whose three rows are in the tables (after `close()`: every one answered). */
+  written(): number;
   close(): Promise<void>;
 }
 
 const WINDOW_MS = 10;
 
-export async function startInvokeFloor(dir: string, opts: { rows?: boolean } = {}): Promise<InvokeFloor> {
+const AUDIT_SQL = `INSERT INTO audit_log (time, principal, principal_kind, source, request_id, client_request_id, action, method, route, target, outcome, status, details)
+  VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, NULL)`;
+const EVENT_SQL =
+  'INSERT INTO agent_events (ts, type, category, agent, trace_id, span_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)';
+const EXECUTION_SQL = `INSERT OR IGNORE INTO executions (execution_id, ts, ended, agent, version, principal, conversation_id, message_id, status, error_code, duration_ms, input_tokens, output_tokens, trace_id, detail)
+  VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL, ?, ?, ?, ?, ?)`;
+
+type Rows = { a: unknown[]; e: unknown[]; x: unknown[] };
+
+/** The worker's program: the same statements and transaction on its own connection; answers each batch with its size. */
+const WRITER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.file);
+db.pragma('busy_timeout = 5000');
+db.pragma('synchronous = NORMAL');
+const audit = db.prepare(workerData.sql[0]);
+const event = db.prepare(workerData.sql[1]);
+const execution = db.prepare(workerData.sql[2]);
+const write = db.transaction((rows) => {
+  for (const r of rows) { audit.run(...r.a); event.run(...r.e); execution.run(...r.x); }
+});
+parentPort.on('message', (rows) => { write(rows); parentPort.postMessage(rows.length); });
+`;
+
+export async function startInvokeFloor(
+  dir: string,
+  opts: { rows?: boolean; offLoop?: boolean } = {},
+): Promise<InvokeFloor> {
   const rows = opts.rows ?? true;
   const db = openDatabase(join(dir, 'floor.db'));
   migrate(db, AUDIT_MIGRATIONS);
   migrate(db, EVENTS_MIGRATIONS);
   migrate(db, EXECUTIONS_MIGRATIONS);
-  const audit = db.prepare(
-    `INSERT INTO audit_log (time, principal, principal_kind, source, request_id, client_request_id, action, method, route, target, outcome, status, details)
-     VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, NULL)`,
-  );
-  const event = db.prepare(
-    'INSERT INTO agent_events (ts, type, category, agent, trace_id, span_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
-  );
-  const execution = db.prepare(
-    `INSERT OR IGNORE INTO executions (execution_id, ts, ended, agent, version, principal, conversation_id, message_id, status, error_code, duration_ms, input_tokens, output_tokens, trace_id, detail)
-     VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL, ?, ?, ?, ?, ?)`,
-  );
-  type Rows = { a: unknown[]; e: unknown[]; x: unknown[] };
   let queue: Rows[] = [];
   let timer: NodeJS.Timeout | undefined;
   let last = 0;
-  const write = db.transaction((rows: Rows[]) => {
-    for (const r of rows) {
-      audit.run(...r.a);
-      event.run(...r.e);
-      execution.run(...r.x);
-    }
-  });
+  let answered = 0;
+  let handed = 0;
+  let written = 0;
+  let write: (rows: Rows[]) => void;
+  let worker: Worker | undefined;
+  let drained: (() => void) | undefined;
+  if (opts.offLoop) {
+    const w = new Worker(WRITER, {
+      eval: true,
+      workerData: {
+        driver: createRequire(import.meta.url).resolve('better-sqlite3'),
+        file: join(dir, 'floor.db', 'caxton.db'),
+        sql: [AUDIT_SQL, EVENT_SQL, EXECUTION_SQL],
+      },
+    });
+    w.on('message', (n: number) => {
+      written += n;
+      if (written === handed) drained?.();
+    });
+    w.on('error', (e) => {
+      throw e;
+    });
+    worker = w;
+    write = (batch) => {
+      handed += batch.length;
+      w.postMessage(batch);
+    };
+  } else {
+    const audit = db.prepare(AUDIT_SQL);
+    const event = db.prepare(EVENT_SQL);
+    const execution = db.prepare(EXECUTION_SQL);
+    const tx = db.transaction((batch: Rows[]) => {
+      for (const r of batch) {
+        audit.run(...r.a);
+        event.run(...r.e);
+        execution.run(...r.x);
+      }
+    });
+    write = (batch) => {
+      tx(batch);
+      handed += batch.length;
+      written += batch.length;
+    };
+  }
   const flush = () => {
     timer = undefined;
     last = Date.now();
-    const rows = queue;
+    const batch = queue;
     queue = [];
-    write(rows);
+    write(batch);
   };
   const push = (r: Rows) => {
     if (!rows) return;
+    answered++;
     queue.push(r);
     if (timer === undefined) timer = setTimeout(flush, Math.max(0, last + WINDOW_MS - Date.now()));
   };
@@ -138,10 +204,16 @@ export async function startInvokeFloor(dir: string, opts: { rows?: boolean } = {
   const { port } = app.server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    answered: () => answered,
+    written: () => written,
     async close() {
       await app.close();
       if (timer) clearTimeout(timer);
       if (queue.length > 0) flush();
+      if (worker) {
+        if (written < handed) await new Promise<void>((r) => (drained = r));
+        await worker.terminate();
+      }
       db.close();
     },
   };
