@@ -20,6 +20,7 @@ import { createLogger } from '../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
 import { startInvokeFloor } from './lib/invoke-floor.js';
+import { startSubmitFloor } from './lib/submit-floor.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
@@ -172,6 +173,10 @@ export const auditEventsSuite: Suite = {
     const dirFloorOff = tempDir('caxton-bench-ae-floor-off-');
     const floor = await startInvokeFloor(dirFloor.path);
     const floorOff = await startInvokeFloor(dirFloorOff.path, { offLoop: true });
+    const submitModes = ['loop', 'records-off', 'all-off'] as const;
+    const submitDirs = submitModes.map((m) => tempDir(`caxton-bench-ae-submit-${m}-`));
+    const submitFloors = await Promise.all(submitModes.map((m, i) => startSubmitFloor(submitDirs[i]!.path, m)));
+    const submitCounts: string[] = [];
     const on = await startCaxton(dirOn.path, true);
     const off = await startCaxton(dirOff.path, false);
     let floorOffCount = '';
@@ -179,6 +184,7 @@ export const auditEventsSuite: Suite = {
       echo: [],
       floor: [],
       floor_off_loop: [],
+      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
@@ -187,6 +193,8 @@ export const auditEventsSuite: Suite = {
     const ratios: Record<string, number[]> = {
       floor: [],
       floor_off_loop: [],
+      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
+      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
@@ -199,6 +207,7 @@ export const auditEventsSuite: Suite = {
       await go(`${hw.url}echo`, INVOKE_BODY);
       await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
       await go(`${floorOff.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
+      for (const f of submitFloors) await go(`${f.url}/api/v1/messages`, SUBMIT_BODY);
       for (const s of [on, off]) {
         await load({
           url: `${s.url}/api/v1/agents/text/invoke`,
@@ -227,6 +236,11 @@ export const auditEventsSuite: Suite = {
         const flo = await go(`${floorOff.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
         runs.floor_off_loop!.push(flo);
         ratios.floor_off_loop!.push(flo.req_per_s / echo.req_per_s);
+        for (let i = 0; i < submitModes.length; i++) {
+          const sf = await go(`${submitFloors[i]!.url}/api/v1/messages`, SUBMIT_BODY);
+          runs[`submit_floor_${submitModes[i]}`]!.push(sf);
+          ratios[`submit_floor_${submitModes[i]}`]!.push(sf.req_per_s / echo.req_per_s);
+        }
         for (const [name, s] of [
           ['on', on],
           ['off', off],
@@ -245,6 +259,11 @@ export const auditEventsSuite: Suite = {
       await floor.close();
       await floorOff.close();
       floorOffCount = `${floorOff.written()} of ${floorOff.answered()}`;
+      for (const f of submitFloors) {
+        await f.close();
+        submitCounts.push(`${f.acknowledged()} of ${f.accepted()}`);
+      }
+      for (const d of submitDirs) d.remove();
       await hw.close();
       dirFloor.remove();
       dirFloorOff.remove();
@@ -286,6 +305,11 @@ export const auditEventsSuite: Suite = {
         value: `${fmt(rps('invoke_off'), 0)} req/s (${range('invoke_off')} × echo)`,
         baseline: echo,
       },
+      ...submitModes.map((m, i): Row => ({
+        metric: `submit floor, ${m === 'loop' ? 'every write on the event loop' : m === 'records-off' ? 'the records on a worker thread, the messages on the event loop' : 'every write on a worker thread, the 202 after its commit'} (bench/lib/submit-floor.ts)`,
+        value: `${fmt(rps(`submit_floor_${m}`), 0)} req/s (${range(`submit_floor_${m}`)} × echo); acknowledged ${submitCounts[i] ?? '?'} accepted`,
+        baseline: echo,
+      })),
       {
         metric: 'REST submit, [audit] and [events] on',
         value: `${fmt(rps('submit_on'), 0)} req/s (${range('submit_on')} × echo)`,

@@ -11,19 +11,21 @@
 import type { Database } from 'better-sqlite3';
 import type { AclMessage } from '../../src/messaging/index.js';
 
-/** The bare loop's statements, prepared once on `db`: the same SQL the bus runs per one-way message. */
-export function durableStatements(db: Database) {
-  const insM = db.prepare(
-    'INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)',
-  );
-  const insD = db.prepare(
-    "INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, ?, 'pending', ?)",
-  );
-  const upC = db.prepare(
-    `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+/** The SQL the bus runs per one-way message: message, delivery, conversation upsert, acknowledgement. */
+export const DURABLE_SQL = [
+  'INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  "INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, ?, 'pending', ?)",
+  `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
      VALUES (?, NULL, ?, ?, ?, NULL, 1, 100, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, participants = excluded.participants, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`,
-  );
-  const ack = db.prepare("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?");
+  "UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+] as const;
+
+/** The bare loop's statements, prepared once on `db`. */
+export function durableStatements(db: Database) {
+  const insM = db.prepare(DURABLE_SQL[0]);
+  const insD = db.prepare(DURABLE_SQL[1]);
+  const upC = db.prepare(DURABLE_SQL[2]);
+  const ack = db.prepare(DURABLE_SQL[3]);
   return {
     /** Message, delivery and conversation rows of `m`; the delivery's id. */
     accept(m: AclMessage): number {

@@ -14,14 +14,13 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import Fastify from 'fastify';
 import { AUDIT_MIGRATIONS } from '../../src/audit/index.js';
 import { EXECUTIONS_MIGRATIONS } from '../../src/execution/records/index.js';
 import { EVENTS_MIGRATIONS } from '../../src/observability/events.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
+import { SqlWorker, type SqlOp } from './sql-worker.js';
 
 export interface InvokeFloor {
   readonly url: string;
@@ -34,30 +33,14 @@ export interface InvokeFloor {
 
 const WINDOW_MS = 10;
 
-const AUDIT_SQL = `INSERT INTO audit_log (time, principal, principal_kind, source, request_id, client_request_id, action, method, route, target, outcome, status, details)
+export const AUDIT_SQL = `INSERT INTO audit_log (time, principal, principal_kind, source, request_id, client_request_id, action, method, route, target, outcome, status, details)
   VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, NULL)`;
-const EVENT_SQL =
+export const EVENT_SQL =
   'INSERT INTO agent_events (ts, type, category, agent, trace_id, span_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)';
 const EXECUTION_SQL = `INSERT OR IGNORE INTO executions (execution_id, ts, ended, agent, version, principal, conversation_id, message_id, status, error_code, duration_ms, input_tokens, output_tokens, trace_id, detail)
   VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL, ?, ?, ?, ?, ?)`;
 
 type Rows = { a: unknown[]; e: unknown[]; x: unknown[] };
-
-/** The worker's program: the same statements and transaction on its own connection; answers each batch with its size. */
-const WRITER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.driver);
-const db = new Database(workerData.file);
-db.pragma('busy_timeout = 5000');
-db.pragma('synchronous = NORMAL');
-const audit = db.prepare(workerData.sql[0]);
-const event = db.prepare(workerData.sql[1]);
-const execution = db.prepare(workerData.sql[2]);
-const write = db.transaction((rows) => {
-  for (const r of rows) { audit.run(...r.a); event.run(...r.e); execution.run(...r.x); }
-});
-parentPort.on('message', (rows) => { write(rows); parentPort.postMessage(rows.length); });
-`;
 
 export async function startInvokeFloor(
   dir: string,
@@ -72,31 +55,16 @@ export async function startInvokeFloor(
   let timer: NodeJS.Timeout | undefined;
   let last = 0;
   let answered = 0;
-  let handed = 0;
   let written = 0;
   let write: (rows: Rows[]) => void;
-  let worker: Worker | undefined;
-  let drained: (() => void) | undefined;
+  let worker: SqlWorker | undefined;
   if (opts.offLoop) {
-    const w = new Worker(WRITER, {
-      eval: true,
-      workerData: {
-        driver: createRequire(import.meta.url).resolve('better-sqlite3'),
-        file: join(dir, 'floor.db', 'caxton.db'),
-        sql: [AUDIT_SQL, EVENT_SQL, EXECUTION_SQL],
-      },
-    });
-    w.on('message', (n: number) => {
-      written += n;
-      if (written === handed) drained?.();
-    });
-    w.on('error', (e) => {
-      throw e;
-    });
+    const w = new SqlWorker(join(dir, 'floor.db', 'caxton.db'), [AUDIT_SQL, EVENT_SQL, EXECUTION_SQL]);
     worker = w;
     write = (batch) => {
-      handed += batch.length;
-      w.postMessage(batch);
+      const ops: SqlOp[] = [];
+      for (const r of batch) ops.push([0, r.a], [1, r.e], [2, r.x]);
+      void w.run(ops).then(() => (written += batch.length));
     };
   } else {
     const audit = db.prepare(AUDIT_SQL);
@@ -111,7 +79,6 @@ export async function startInvokeFloor(
     });
     write = (batch) => {
       tx(batch);
-      handed += batch.length;
       written += batch.length;
     };
   }
@@ -210,10 +177,7 @@ export async function startInvokeFloor(
       await app.close();
       if (timer) clearTimeout(timer);
       if (queue.length > 0) flush();
-      if (worker) {
-        if (written < handed) await new Promise<void>((r) => (drained = r));
-        await worker.terminate();
-      }
+      await worker?.close();
       db.close();
     },
   };
