@@ -11,7 +11,16 @@
  * (`runuser -u postgres`, Debian's postgresql package creates it) and the directory is handed to it.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -115,6 +124,10 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       ...(process.env.BENCH_PG_LOG_SLOW_MS
         ? [`-c log_min_duration_statement=${process.env.BENCH_PG_LOG_SLOW_MS}`]
         : []),
+      // BENCH_PG_WAL_STATS: the whole run's WAL is kept (not recycled at checkpoints) for pg_waldump at stop.
+      ...(process.env.BENCH_PG_WAL_STATS ? ['-c wal_keep_size=8GB'] : []),
+      // BENCH_PG_OPTS: more server options for an experiment (e.g. "-c synchronous_commit=off"), after the copied ones.
+      ...(process.env.BENCH_PG_OPTS ? [process.env.BENCH_PG_OPTS] : []),
     ].join(' ');
     await as('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', opts]);
     const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -127,9 +140,44 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       settings,
       copied: reference !== undefined,
       async stop() {
+        // With BENCH_PG_WAL_STATS, the rows each table was written, beside its WAL: which tables the WAL comes from.
+        const tables = process.env.BENCH_PG_WAL_STATS
+          ? await as('psql', [
+              '-h',
+              '127.0.0.1',
+              '-p',
+              String(port),
+              '-U',
+              'postgres',
+              '-c',
+              `SELECT pg_stat_force_next_flush(); SELECT schemaname || '.' || relname AS "table", n_tup_ins AS inserted, n_tup_upd AS updated, n_tup_hot_upd AS hot, n_tup_del AS deleted,
+                 (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.relid) AS indexes
+               FROM pg_stat_user_tables t WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY n_tup_ins + n_tup_upd DESC`,
+            ]).then(
+              (r) => r.stdout,
+              (e: unknown) => String(e),
+            )
+          : '';
         await as('pg_ctl', ['stop', '-m', 'fast', '-w', '-D', data]).catch(() => {});
         const keep = process.env.BENCH_PG_LOG_KEEP;
         if (keep && existsSync(join(dir, 'server.log'))) copyFileSync(join(dir, 'server.log'), keep);
+        // BENCH_PG_WAL_STATS=FILE: what the run's WAL holds, by record kind (pg_waldump --stats=record), to see which writes it is made of.
+        const walStats = process.env.BENCH_PG_WAL_STATS;
+        if (walStats)
+          await as('pg_waldump', [
+            '--stats=record',
+            '-p',
+            join(data, 'pg_wal'),
+            ...readdirSync(join(data, 'pg_wal'))
+              .filter((f) => /^[0-9A-F]{24}$/.test(f))
+              .sort()
+              .filter((f, i, all) => i === 0 || i === all.length - 1),
+          ])
+            .then((r) => writeFileSync(walStats, `${tables}${r.stdout}`))
+            // It ends with an error at the end of the WAL (the record after the last), its figures printed before.
+            .catch((e: unknown) =>
+              writeFileSync(walStats, `${tables}${(e as { stdout?: string }).stdout ?? ''}${String(e)}`),
+            );
         rmSync(dir, { recursive: true, force: true });
       },
     };

@@ -468,8 +468,8 @@ export class JetStreamQueue implements DeliveryQueue {
       // deliveries out: whatever their mark, one untouched too long is published again under a
       // fresh Nats-Msg-Id, since within the duplicate window JetStream would drop a copy under the
       // old one. The consumer's dedupe acks a copy whose row is already done. Claimed every tenth
-      // of that age, not every sweep: the claim scans the deliveries table along its primary key
-      // (140–190 ms on 60,000 finished rows), and every node runs it.
+      // of that age, not every sweep: a row becomes stale only at that age, so claiming more often
+      // finds little more, and every node runs the claim.
       const staleMs = this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after;
       if (Date.now() - this.#staleAt < staleMs / 10) return;
       this.#staleAt = Date.now();

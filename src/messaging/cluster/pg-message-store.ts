@@ -530,9 +530,12 @@ export class PgMessageStore extends PgMessageSweeps {
           to.next_at === undefined &&
           to.publish_tag === undefined
         ) {
-          // A done-marking: one UPDATE from VALUES, which a group's done-markings share.
+          // A done-marking: one UPDATE from VALUES, which a group's done-markings share. It clears
+          // the publish mark too: the UPDATE writes a new index entry for the row anyway (its state
+          // is indexed), and a finished row left in deliveries_unpublished would be one more entry
+          // to write now and one more heap visit for every later republish sweep, on every node.
           b.later(
-            `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at
+            `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
              FROM (VALUES ($1::bigint, $2::integer, $3::text)) AS v(id, attempts, at) WHERE d.id = v.id`,
             [did, to.attempts, now],
           );
@@ -542,8 +545,10 @@ export class PgMessageStore extends PgMessageSweeps {
         b.later(
           // A failed attempt (an error given) joins the row's `errors`, as in retry and dead below.
           // Back to pending from dead (a replay), a delivery no longer marks its conversation kept: the dead letter wrote its row.
+          // A finished delivery (done or dead) is never published again: its publish mark goes, as with a done-marking.
           `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,
-             publish_tag = COALESCE($8, publish_tag), unpublished_since = CASE WHEN $8::text IS NULL THEN unpublished_since ELSE $9::bigint END,
+             publish_tag = COALESCE($8, publish_tag),
+             unpublished_since = CASE WHEN $8::text IS NOT NULL THEN $9::bigint WHEN $1 = 'pending' THEN unpublished_since END,
              kept_until = CASE WHEN state = 'pending' THEN kept_until END,
              errors = CASE WHEN $3::text IS NULL THEN errors ELSE ${appendAttemptError('$6', '$3')} END WHERE id = $7`,
           [
@@ -609,7 +614,7 @@ export class PgMessageStore extends PgMessageSweeps {
   ack(id: number, replies: readonly AclMessage[], now: string): Promise<void> {
     return this.#tx(async (_c, batch) => {
       batch.later(
-        `UPDATE ${this.s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1 WHERE id = $2`,
+        `UPDATE ${this.s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1, unpublished_since = NULL WHERE id = $2`,
         [now, id],
       );
       for (const r of replies) await this.#step(batch, r.conversation_id, undefined, 'none').insertMessage(r, []);
@@ -633,7 +638,7 @@ export class PgMessageStore extends PgMessageSweeps {
   /** A pending delivery dead-lettered (false: it was not pending any more, as for `retry`). */
   async dead(id: number, attempts: number, error: string, now: string): Promise<boolean> {
     const r = await this.pool.query(
-      `UPDATE ${this.s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3, errors = ${appendAttemptError('$3', '$2')} WHERE id = $4 AND state = 'pending'`,
+      `UPDATE ${this.s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3, unpublished_since = NULL, errors = ${appendAttemptError('$3', '$2')} WHERE id = $4 AND state = 'pending'`,
       [attempts, scrubSecrets(error), now, id],
     );
     return (r.rowCount ?? 0) > 0;

@@ -72,6 +72,16 @@ async function node(handlers: Record<string, InProcessHandler>) {
           )
         ).rows[0]!.n,
       ),
+    /** Deliveries in `state` that still carry a publish mark (what the republish sweep's index holds). */
+    publishMarked: async (state: string) =>
+      Number(
+        (
+          await pool.query<{ n: string }>(
+            `SELECT count(*) AS n FROM "${schema}".deliveries WHERE state = $1 AND unpublished_since IS NOT NULL`,
+            [state],
+          )
+        ).rows[0]!.n,
+      ),
     /** Whether the message keeps its conversation. */
     keeps: async (messageId: string) =>
       (await pool.query(`SELECT 1 FROM "${schema}".messages WHERE id = $1 AND conversation IS NOT NULL`, [messageId]))
@@ -108,6 +118,8 @@ describe.runIf(run)('one-way conversations in PostgreSQL', () => {
       await waitUntil(async () => (await n.rows(r.conversation_id)).length > 0, { what: 'the conversation row' });
       expect(await n.rows(r.conversation_id)).toEqual([['completed', 1]]);
       expect((await n.bus.reads.listConversations({})).total).toBe(1);
+      // Finished, the delivery is never published again: its publish mark went with the done-marking.
+      expect(await n.publishMarked('done')).toBe(0);
     } finally {
       release();
       await n.close();
