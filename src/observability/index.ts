@@ -6,6 +6,7 @@ export {
   childTraceparent,
   contextOf,
   endWithError,
+  giveAttributes,
   SpanKind,
   SpanStatusCode,
   startSpan,

@@ -1,4 +1,10 @@
-import { childTraceparent, SpanKind, startSpan } from '../../observability/trace-context.js';
+import {
+  childTraceparent,
+  giveAttributes,
+  SpanKind,
+  startSpan,
+  type Attributes,
+} from '../../observability/trace-context.js';
 import { describeError } from '../../shared/errors.js';
 import type { MessagingConfig } from '../config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
@@ -98,18 +104,13 @@ export class StepWriter {
    */
   traceRoute(m: AclMessage): AclMessage {
     const incoming = m.trace_context?.traceparent;
-    const span = startSpan(
-      this.o.tracer!,
-      `message.route ${m.performative}`,
-      incoming,
-      () => ({
-        'caxton.performative': m.performative,
-        'caxton.sender': m.sender,
-        ...(m.capability !== undefined && { 'caxton.capability': m.capability }),
-        ...(m.protocol !== undefined && { 'caxton.protocol': m.protocol }),
-      }),
-      SpanKind.PRODUCER,
-    );
+    const span = startSpan(this.o.tracer!, `message.route ${m.performative}`, incoming, undefined, SpanKind.PRODUCER);
+    if (span.isRecording()) {
+      const attributes: Attributes = { 'caxton.performative': m.performative, 'caxton.sender': m.sender };
+      if (m.capability !== undefined) attributes['caxton.capability'] = m.capability;
+      if (m.protocol !== undefined) attributes['caxton.protocol'] = m.protocol;
+      giveAttributes(span, attributes);
+    }
     const tp = childTraceparent(span, incoming);
     span.end();
     if (tp === undefined || tp === incoming) return m;

@@ -2,6 +2,7 @@ import type { SendScope } from '../../auth/index.js';
 import {
   childTraceparent,
   endWithError,
+  giveAttributes,
   SpanKind,
   SpanStatusCode,
   startSpan,
@@ -357,13 +358,15 @@ export class DeliveryEngine {
       this.#o.tracer!,
       `message.deliver ${m.performative}`,
       m.trace_context?.traceparent,
-      () => ({
+      undefined,
+      SpanKind.CONSUMER,
+    );
+    if (span.isRecording())
+      giveAttributes(span, {
         'caxton.performative': m.performative,
         'caxton.receiver': d.receiver,
         'caxton.attempt': d.attempts + 1,
-      }),
-      SpanKind.CONSUMER,
-    );
+      });
     const tp = childTraceparent(span, m.trace_context?.traceparent);
     let out: Answer<DeliveryOutcome>;
     try {
