@@ -423,7 +423,8 @@ export class Executor {
       giveAttributes(span, attributes);
     }
     const tp = span ? childTraceparent(span, req.traceparent) : undefined;
-    const traced = tp !== undefined && tp !== req.traceparent ? { ...req, traceparent: tp } : req;
+    // Object.assign, not a spread: a spread copy given a key its source lacks gets a hidden class of its own in V8.
+    const traced = tp !== undefined && tp !== req.traceparent ? Object.assign({}, req, { traceparent: tp }) : req;
     try {
       const res = await (span
         ? withSpan(span, () => this.#run(id, def, traced, opts))

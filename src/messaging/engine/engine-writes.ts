@@ -8,7 +8,7 @@ import {
 import { describeError } from '../../shared/errors.js';
 import type { MessagingConfig } from '../config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
-import type { AclMessage } from '../message.js';
+import { withTraceContext, type AclMessage } from '../message.js';
 import { endless } from '../protocols/index.js';
 import { touchConversation } from '../bus-rules.js';
 import type { Answer, DeliveryQueue, EngineStep, Outgoing, StepStore } from './ports.js';
@@ -114,13 +114,8 @@ export class StepWriter {
     const tp = childTraceparent(span, incoming);
     span.end();
     if (tp === undefined || tp === incoming) return m;
-    return {
-      ...m,
-      trace_context: {
-        traceparent: tp,
-        ...(m.trace_context?.tracestate !== undefined && { tracestate: m.trace_context.tracestate }),
-      },
-    };
+    const tracestate = m.trace_context?.tracestate;
+    return withTraceContext(m, tracestate === undefined ? { traceparent: tp } : { traceparent: tp, tracestate });
   }
 
   /** After a step committed: its new deliveries go out; a failure is logged (the rows stay pending). */
