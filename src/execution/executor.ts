@@ -10,6 +10,7 @@ import {
   childTraceparent,
   endWithError,
   giveAttributes,
+  spanName,
   SpanStatusCode,
   startSpan,
   traceparentOf,
@@ -416,7 +417,7 @@ export class Executor {
       return withoutTurns(await this.#run(id, def, req, opts));
     const started = Date.now();
     const t0 = performance.now();
-    const span = this.#tracer && startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent);
+    const span = this.#tracer && startSpan(this.#tracer, spanName('agent.execute', def.name), req.traceparent);
     if (span?.isRecording()) {
       const attributes: Attributes = { 'caxton.agent': def.name };
       if (req.conversation_id !== undefined) attributes['caxton.conversation_id'] = req.conversation_id;
@@ -667,7 +668,7 @@ export class Executor {
     const ctx = toolContext(job, signal);
     if (!this.#tracer) return this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx);
     // The task's own spans are not recorded (no tracer there): the host tool call gets its span here.
-    const span = startSpan(this.#tracer, `tool.call ${call.name}`, job.request.traceparent);
+    const span = startSpan(this.#tracer, spanName('tool.call', call.name), job.request.traceparent);
     if (span.isRecording()) {
       giveAttributes(span, { 'caxton.agent': job.definition.name, 'caxton.tool': call.name });
       ctx.traceparent = traceparentOf(span);

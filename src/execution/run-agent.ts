@@ -15,6 +15,7 @@ import {
   endWithError,
   giveAttributes,
   SpanKind,
+  spanName,
   SpanStatusCode,
   startSpan,
   traceparentOf,
@@ -196,7 +197,7 @@ export async function runAgent(
     for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
-      const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent);
+      const toolSpan = startSpan(tracer, spanName('tool.call', call.name), job.request.traceparent);
       const ctx = toolContext(job, opts.signal);
       if (toolSpan.isRecording()) {
         giveAttributes(toolSpan, { 'caxton.agent': def.name, 'caxton.tool': call.name });

@@ -7,6 +7,7 @@ export {
   contextOf,
   endWithError,
   giveAttributes,
+  spanName,
   SpanKind,
   SpanStatusCode,
   startSpan,

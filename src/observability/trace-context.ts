@@ -142,6 +142,24 @@ export function giveAttributes(span: Span, attributes: Attributes): void {
   else span.setAttributes(attributes);
 }
 
+/**
+ * The span name `${operation} ${name}`, made once per pair: the names repeat (a performative, an
+ * agent, a tool), and the span store keeps one per span. Bounded: past 1,024 names of one
+ * operation (agents or tools come and go) they are made again.
+ */
+export function spanName(operation: string, name: string): string {
+  let names = spanNames.get(operation);
+  if (names === undefined) spanNames.set(operation, (names = new Map()));
+  let made = names.get(name);
+  if (made === undefined) {
+    if (names.size >= 1024) names.clear();
+    names.set(name, (made = `${operation} ${name}`));
+  }
+  return made;
+}
+
+const spanNames = new Map<string, Map<string, string>>();
+
 /** Starts a span continuing `traceparent` (or the active context). */
 export function startSpan(
   tracer: Tracer,

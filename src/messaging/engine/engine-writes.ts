@@ -2,6 +2,7 @@ import {
   childTraceparent,
   giveAttributes,
   SpanKind,
+  spanName,
   startSpan,
   type Attributes,
 } from '../../observability/trace-context.js';
@@ -104,7 +105,13 @@ export class StepWriter {
    */
   traceRoute(m: AclMessage): AclMessage {
     const incoming = m.trace_context?.traceparent;
-    const span = startSpan(this.o.tracer!, `message.route ${m.performative}`, incoming, undefined, SpanKind.PRODUCER);
+    const span = startSpan(
+      this.o.tracer!,
+      spanName('message.route', m.performative),
+      incoming,
+      undefined,
+      SpanKind.PRODUCER,
+    );
     if (span.isRecording()) {
       const attributes: Attributes = { 'caxton.performative': m.performative, 'caxton.sender': m.sender };
       if (m.capability !== undefined) attributes['caxton.capability'] = m.capability;

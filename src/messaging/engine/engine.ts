@@ -4,6 +4,7 @@ import {
   endWithError,
   giveAttributes,
   SpanKind,
+  spanName,
   SpanStatusCode,
   startSpan,
   traceLogFields,
@@ -356,7 +357,7 @@ export class DeliveryEngine {
     const t0 = performance.now();
     const span = startSpan(
       this.#o.tracer!,
-      `message.deliver ${m.performative}`,
+      spanName('message.deliver', m.performative),
       m.trace_context?.traceparent,
       undefined,
       SpanKind.CONSUMER,
