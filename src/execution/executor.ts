@@ -9,10 +9,13 @@ import type { Metrics } from '../observability/metrics.js';
 import {
   childTraceparent,
   endWithError,
+  giveAttributes,
+  spanName,
   SpanStatusCode,
   startSpan,
   traceparentOf,
   withSpan,
+  type Attributes,
   type Span,
   type Tracer,
 } from '../observability/trace-context.js';
@@ -414,14 +417,15 @@ export class Executor {
       return withoutTurns(await this.#run(id, def, req, opts));
     const started = Date.now();
     const t0 = performance.now();
-    const span =
-      this.#tracer &&
-      startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent, () => ({
-        'caxton.agent': def.name,
-        ...(req.conversation_id !== undefined && { 'caxton.conversation_id': req.conversation_id }),
-      }));
+    const span = this.#tracer && startSpan(this.#tracer, spanName('agent.execute', def.name), req.traceparent);
+    if (span?.isRecording()) {
+      const attributes: Attributes = { 'caxton.agent': def.name };
+      if (req.conversation_id !== undefined) attributes['caxton.conversation_id'] = req.conversation_id;
+      giveAttributes(span, attributes);
+    }
     const tp = span ? childTraceparent(span, req.traceparent) : undefined;
-    const traced = tp !== undefined && tp !== req.traceparent ? { ...req, traceparent: tp } : req;
+    // Object.assign, not a spread: a spread copy given a key its source lacks gets a hidden class of its own in V8.
+    const traced = tp !== undefined && tp !== req.traceparent ? Object.assign({}, req, { traceparent: tp }) : req;
     try {
       const res = await (span
         ? withSpan(span, () => this.#run(id, def, traced, opts))
@@ -497,18 +501,20 @@ export class Executor {
     }
     if (!span?.isRecording()) return;
     if (res) {
-      span.setAttributes({
-        'caxton.execution_id': res.execution_id,
-        'caxton.isolation': res.isolation,
-        ...providerAttributes(
-          res.provider,
-          Object.hasOwn(this.#setup.providers, res.provider) ? this.#setup.providers[res.provider]!.type : undefined,
-        ),
-        'gen_ai.request.model': res.model,
-        'caxton.turns': res.turns,
-        'gen_ai.usage.input_tokens': res.usage.input_tokens,
-        'gen_ai.usage.output_tokens': res.usage.output_tokens,
-      });
+      // One attribute at a time: no object made only to be copied into the span's own.
+      span
+        .setAttribute('caxton.execution_id', res.execution_id)
+        .setAttribute('caxton.isolation', res.isolation)
+        .setAttributes(
+          providerAttributes(
+            res.provider,
+            Object.hasOwn(this.#setup.providers, res.provider) ? this.#setup.providers[res.provider]!.type : undefined,
+          ),
+        )
+        .setAttribute('gen_ai.request.model', res.model)
+        .setAttribute('caxton.turns', res.turns)
+        .setAttribute('gen_ai.usage.input_tokens', res.usage.input_tokens)
+        .setAttribute('gen_ai.usage.output_tokens', res.usage.output_tokens);
       span.end();
     } else endWithError(span, err);
   }
@@ -662,11 +668,11 @@ export class Executor {
     const ctx = toolContext(job, signal);
     if (!this.#tracer) return this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx);
     // The task's own spans are not recorded (no tracer there): the host tool call gets its span here.
-    const span = startSpan(this.#tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({
-      'caxton.agent': job.definition.name,
-      'caxton.tool': call.name,
-    }));
-    if (span.isRecording()) ctx.traceparent = traceparentOf(span);
+    const span = startSpan(this.#tracer, spanName('tool.call', call.name), job.request.traceparent);
+    if (span.isRecording()) {
+      giveAttributes(span, { 'caxton.agent': job.definition.name, 'caxton.tool': call.name });
+      ctx.traceparent = traceparentOf(span);
+    }
     try {
       const r = await withSpan(span, () =>
         this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx),

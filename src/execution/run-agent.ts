@@ -11,7 +11,15 @@ import {
   type ToolCall,
   type Usage,
 } from '../llm/index.js';
-import { endWithError, SpanKind, SpanStatusCode, startSpan, traceparentOf } from '../observability/trace-context.js';
+import {
+  endWithError,
+  giveAttributes,
+  SpanKind,
+  spanName,
+  SpanStatusCode,
+  startSpan,
+  traceparentOf,
+} from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
@@ -125,13 +133,8 @@ export async function runAgent(
     turns++;
     // Spans record only where a tracer provider is registered (the server process: `context`
     // isolation); in a worker or child process they are no-ops and the trace context passes through.
-    const llmSpan = startSpan(
-      tracer,
-      'llm.chat',
-      job.request.traceparent,
-      () => ({ 'caxton.agent': def.name, 'caxton.turn': turns }),
-      SpanKind.CLIENT,
-    );
+    const llmSpan = startSpan(tracer, 'llm.chat', job.request.traceparent, undefined, SpanKind.CLIENT);
+    if (llmSpan.isRecording()) giveAttributes(llmSpan, { 'caxton.agent': def.name, 'caxton.turn': turns });
     const callStarted = performance.now();
     try {
       // The model provider sees the call's trace context (its span when recording, else the request's).
@@ -155,15 +158,16 @@ export async function runAgent(
       throw e;
     }
     if (llmSpan.isRecording()) {
-      llmSpan.setAttributes({
-        ...providerAttributes(
-          last.provider,
-          deps.providers.has(last.provider) ? deps.providers.get(last.provider).type : undefined,
-        ),
-        'gen_ai.request.model': last.model,
-        'gen_ai.usage.input_tokens': last.usage.input_tokens,
-        'gen_ai.usage.output_tokens': last.usage.output_tokens,
-      });
+      llmSpan
+        .setAttributes(
+          providerAttributes(
+            last.provider,
+            deps.providers.has(last.provider) ? deps.providers.get(last.provider).type : undefined,
+          ),
+        )
+        .setAttribute('gen_ai.request.model', last.model)
+        .setAttribute('gen_ai.usage.input_tokens', last.usage.input_tokens)
+        .setAttribute('gen_ai.usage.output_tokens', last.usage.output_tokens);
       llmSpan.end();
     }
     modelTurns.push({
@@ -193,12 +197,12 @@ export async function runAgent(
     for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
-      const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({
-        'caxton.agent': def.name,
-        'caxton.tool': call.name,
-      }));
+      const toolSpan = startSpan(tracer, spanName('tool.call', call.name), job.request.traceparent);
       const ctx = toolContext(job, opts.signal);
-      if (toolSpan.isRecording()) ctx.traceparent = traceparentOf(toolSpan);
+      if (toolSpan.isRecording()) {
+        giveAttributes(toolSpan, { 'caxton.agent': def.name, 'caxton.tool': call.name });
+        ctx.traceparent = traceparentOf(toolSpan);
+      }
       let result;
       try {
         result = await deps.tools.invoke(allowed, call.name, call.arguments, ctx);

@@ -10,7 +10,7 @@ import { backoffDelay } from '../shared/backoff.js';
 import type { InProcessReceiver } from './bus.js';
 import type { MessagingConfig } from './config.js';
 import { isTerminal, type Conversation } from './conversation.js';
-import { contentSize, newMessageId, replyAddress, type AclMessage, type Content } from './message.js';
+import { contentSize, newMessageId, replyAddress, withTraceContext, type AclMessage, type Content } from './message.js';
 import { expectsReply, type Performative } from './performatives.js';
 import type { RouteDecision, Router } from './router.js';
 import type { StoredMessage } from './store.js';
@@ -94,7 +94,7 @@ export function submission(
 ): { message: AclMessage; hints: SendHints } {
   let m = parseBody(cfg, body, opts);
   if (m.trace_context === undefined && opts.traceparent !== undefined)
-    m = { ...m, trace_context: { traceparent: opts.traceparent } };
+    m = withTraceContext(m, { traceparent: opts.traceparent });
   if (opts.principal !== undefined) m = { ...m, on_behalf_of: opts.principal.id };
   const b = body as Record<string, unknown>;
   return {

@@ -11,7 +11,7 @@ import {
   type WriteLane,
 } from '../storage/index.js';
 import { relayedFrom } from '../shared/relayed.js';
-import { hasTraceparentShape, ZERO_TRACE } from './trace-context.js';
+import { hasTraceparentShape, spanHandingOn, ZERO_TRACE } from './trace-context.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
 /**
@@ -276,13 +276,31 @@ interface Row {
   data: string;
 }
 
-/** trace_id and span_id of a W3C traceparent (undefined when it is absent or malformed). */
-export function traceIdsOf(traceparent: string | undefined): { trace_id: string; span_id: string } | undefined {
-  // One object per event (two messages' events per delivery), not idsOfTraceparent's and a copy.
-  if (traceparent === undefined || !hasTraceparentShape(traceparent)) return undefined;
-  const traceId = traceparent.slice(3, 35);
-  return traceId === ZERO_TRACE ? undefined : { trace_id: traceId, span_id: traceparent.slice(36, 52) };
+/**
+ * trace_id and span_id of a W3C traceparent (undefined when it is absent or malformed): read-only,
+ * since the last one is kept and handed out again (an execution's record and its event ask for
+ * the same one in turn). A traceparent a recorded span just handed on (a delivery's, for the
+ * `message.received` event) gives the span's own ids, with no parsing.
+ */
+export function traceIdsOf(traceparent: string | undefined): TraceIds | undefined {
+  if (traceparent === undefined) return undefined;
+  if (traceparent === lastIdsOf) return lastIds;
+  let ids: TraceIds | undefined;
+  const made = spanHandingOn(traceparent);
+  if (made !== undefined) ids = { trace_id: made.traceId, span_id: made.spanId };
+  else if (hasTraceparentShape(traceparent)) {
+    const traceId = traceparent.slice(3, 35);
+    if (traceId !== ZERO_TRACE) ids = { trace_id: traceId, span_id: traceparent.slice(36, 52) };
+  }
+  lastIdsOf = traceparent;
+  lastIds = ids;
+  return ids;
 }
+
+type TraceIds = Readonly<{ trace_id: string; span_id: string }>;
+
+let lastIdsOf: string | undefined;
+let lastIds: TraceIds | undefined;
 
 /** The active span's ids, if any. */
 export function activeTraceIds(): { trace_id: string; span_id: string } | undefined {

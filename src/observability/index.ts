@@ -6,6 +6,8 @@ export {
   childTraceparent,
   contextOf,
   endWithError,
+  giveAttributes,
+  spanName,
   SpanKind,
   SpanStatusCode,
   startSpan,

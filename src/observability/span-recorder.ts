@@ -175,6 +175,12 @@ export function parentOfContext(ctx: Context): ParentContext | undefined {
 }
 
 const EMPTY_LINKS: Link[] = [];
+/**
+ * The attributes of a span given none yet: shared, never written (a span's first attribute gives
+ * it an object of its own), so a span whose attributes come after its sampling decision (own)
+ * makes no empty object first.
+ */
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
 const EMPTY_EVENTS: TimedEvent[] = [];
 const UNSET: SpanStatus = { code: SpanStatusCode.UNSET };
 
@@ -212,7 +218,7 @@ export interface RecorderScope {
 export class RecordedSpan implements Span, ReadableSpan {
   name: string;
   readonly kind: SpanKind;
-  readonly attributes: Attributes;
+  attributes: Attributes;
   status: SpanStatus = UNSET;
   ended = false;
   /** Events and links, which few spans have: one field, made by the first one added. */
@@ -245,7 +251,7 @@ export class RecordedSpan implements Span, ReadableSpan {
     this.spanId = randomId(8);
     this.parentSpanId = parent?.spanId;
     this.#parentFlags = parent === undefined ? 0 : (parent.sampled ? 1 : 0) | (parent.isRemote ? 2 : 0);
-    this.attributes = attributes ?? {};
+    this.attributes = attributes ?? NO_ATTRIBUTES;
     this.startMs = startMs;
   }
 
@@ -328,17 +334,29 @@ export class RecordedSpan implements Span, ReadableSpan {
   }
 
   setAttribute(key: string, value: AttributeValue): this {
-    if (!this.ended && value !== undefined && value !== null) this.attributes[key] = value;
+    if (this.ended || value === undefined || value === null) return this;
+    if (this.attributes === NO_ATTRIBUTES) this.attributes = {};
+    this.attributes[key] = value;
     return this;
   }
 
   setAttributes(attributes: Attributes): this {
     if (this.ended) return this;
+    if (this.attributes === NO_ATTRIBUTES) this.attributes = {};
     for (const key in attributes) {
       const v = attributes[key];
       if (v !== undefined && v !== null) this.attributes[key] = v;
     }
     return this;
+  }
+
+  /**
+   * Takes `attributes`, a fresh object the caller lets go of, as the span's own when it has none
+   * yet (no copy); otherwise they are added as setAttributes adds them. Values must not be null.
+   */
+  own(attributes: Attributes): void {
+    if (this.attributes === NO_ATTRIBUTES && !this.ended) this.attributes = attributes;
+    else this.setAttributes(attributes);
   }
 
   addEvent(name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {

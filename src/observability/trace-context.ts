@@ -51,7 +51,9 @@ let lastParent: ParentContext | undefined;
 function parentOf(traceparent: string): ParentContext | undefined {
   if (lastTraceparent === traceparent) return lastParent;
   let parent: ParentContext | undefined;
-  if (isTraceparent(traceparent)) {
+  // Still a remote parent, as a parsed one is: the exported parent flags say so either way.
+  if (traceparent === madeTraceparent) parent = new RemoteParent(madeBy!.traceId, madeBy!.spanId, true);
+  else if (isTraceparent(traceparent)) {
     const traceId = traceparent.slice(3, 35);
     const spanId = traceparent.slice(36, 52);
     if (traceId !== ZERO_TRACE && spanId !== ZERO_SPAN)
@@ -61,6 +63,19 @@ function parentOf(traceparent: string): ParentContext | undefined {
   lastTraceparent = traceparent;
   lastParent = parent;
   return parent;
+}
+
+/**
+ * The traceparent last handed on from a recorded span, and that span: the work below it (an
+ * execution's first model call, a reply) usually starts its span next, and then takes the ids
+ * from the span rather than parsing and slicing the string again.
+ */
+let madeTraceparent: string | undefined;
+let madeBy: RecordedSpan | undefined;
+
+/** The recorded span that last handed `traceparent` on (traceparentOf), if it is that one. */
+export function spanHandingOn(traceparent: string): RecordedSpan | undefined {
+  return traceparent === madeTraceparent ? madeBy : undefined;
 }
 
 /** The value of the lower-case hex digit at `i` (-1 when it is not one). */
@@ -97,7 +112,10 @@ export function idsOfTraceparent(s: string): { traceId: string; spanId: string }
 
 /** The W3C `traceparent` of a span (undefined for a span without a valid context). */
 export function traceparentOf(span: Span | undefined): string | undefined {
-  if (span instanceof RecordedSpan) return span.traceparent;
+  if (span instanceof RecordedSpan) {
+    madeBy = span;
+    return (madeTraceparent = span.traceparent);
+  }
   const sc = span?.spanContext();
   if (!sc || !trace.isSpanContextValid(sc)) return undefined;
   return `00-${sc.traceId}-${sc.spanId}-0${(sc.traceFlags & TraceFlags.SAMPLED).toString(16)}`;
@@ -113,6 +131,34 @@ export function activeTraceparent(): string | undefined {
  * span the sampler dropped (or a no-op tracer's) costs no attribute object at all.
  */
 export type SpanAttributes = Attributes | (() => Attributes);
+
+/**
+ * Gives a recording span its attributes: `attributes` is a fresh object the caller lets go of, so
+ * Caxton's recorder keeps it as the span's own. Built after the sampling decision
+ * (`span.isRecording()`), it costs nothing for a span not recorded, and needs no closure.
+ */
+export function giveAttributes(span: Span, attributes: Attributes): void {
+  if (span instanceof RecordedSpan) span.own(attributes);
+  else span.setAttributes(attributes);
+}
+
+/**
+ * The span name `${operation} ${name}`, made once per pair: the names repeat (a performative, an
+ * agent, a tool), and the span store keeps one per span. Bounded: past 1,024 names of one
+ * operation (agents or tools come and go) they are made again.
+ */
+export function spanName(operation: string, name: string): string {
+  let names = spanNames.get(operation);
+  if (names === undefined) spanNames.set(operation, (names = new Map()));
+  let made = names.get(name);
+  if (made === undefined) {
+    if (names.size >= 1024) names.clear();
+    names.set(name, (made = `${operation} ${name}`));
+  }
+  return made;
+}
+
+const spanNames = new Map<string, Map<string, string>>();
 
 /** Starts a span continuing `traceparent` (or the active context). */
 export function startSpan(
@@ -162,7 +208,7 @@ export function withSpan<T>(span: Span, fn: () => T): T {
   return context.with(new ChildContext(context.active(), SPAN_KEY, span), fn);
 }
 
-export { SpanKind, SpanStatusCode, type Span, type Tracer };
+export { SpanKind, SpanStatusCode, type Attributes, type Span, type Tracer };
 
 /** `trace_id` and `span_id` log fields from a W3C traceparent (none when absent or malformed). */
 export function traceLogFields(traceparent: string | undefined): { trace_id?: string; span_id?: string } {

@@ -1,8 +1,15 @@
-import { childTraceparent, SpanKind, startSpan } from '../../observability/trace-context.js';
+import {
+  childTraceparent,
+  giveAttributes,
+  SpanKind,
+  spanName,
+  startSpan,
+  type Attributes,
+} from '../../observability/trace-context.js';
 import { describeError } from '../../shared/errors.js';
 import type { MessagingConfig } from '../config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
-import type { AclMessage } from '../message.js';
+import { withTraceContext, type AclMessage } from '../message.js';
 import { endless } from '../protocols/index.js';
 import { touchConversation } from '../bus-rules.js';
 import type { Answer, DeliveryQueue, EngineStep, Outgoing, StepStore } from './ports.js';
@@ -100,26 +107,22 @@ export class StepWriter {
     const incoming = m.trace_context?.traceparent;
     const span = startSpan(
       this.o.tracer!,
-      `message.route ${m.performative}`,
+      spanName('message.route', m.performative),
       incoming,
-      () => ({
-        'caxton.performative': m.performative,
-        'caxton.sender': m.sender,
-        ...(m.capability !== undefined && { 'caxton.capability': m.capability }),
-        ...(m.protocol !== undefined && { 'caxton.protocol': m.protocol }),
-      }),
+      undefined,
       SpanKind.PRODUCER,
     );
+    if (span.isRecording()) {
+      const attributes: Attributes = { 'caxton.performative': m.performative, 'caxton.sender': m.sender };
+      if (m.capability !== undefined) attributes['caxton.capability'] = m.capability;
+      if (m.protocol !== undefined) attributes['caxton.protocol'] = m.protocol;
+      giveAttributes(span, attributes);
+    }
     const tp = childTraceparent(span, incoming);
     span.end();
     if (tp === undefined || tp === incoming) return m;
-    return {
-      ...m,
-      trace_context: {
-        traceparent: tp,
-        ...(m.trace_context?.tracestate !== undefined && { tracestate: m.trace_context.tracestate }),
-      },
-    };
+    const tracestate = m.trace_context?.tracestate;
+    return withTraceContext(m, tracestate === undefined ? { traceparent: tp } : { traceparent: tp, tracestate });
   }
 
   /** After a step committed: its new deliveries go out; a failure is logged (the rows stay pending). */

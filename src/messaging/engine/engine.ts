@@ -2,7 +2,9 @@ import type { SendScope } from '../../auth/index.js';
 import {
   childTraceparent,
   endWithError,
+  giveAttributes,
   SpanKind,
+  spanName,
   SpanStatusCode,
   startSpan,
   traceLogFields,
@@ -355,15 +357,17 @@ export class DeliveryEngine {
     const t0 = performance.now();
     const span = startSpan(
       this.#o.tracer!,
-      `message.deliver ${m.performative}`,
+      spanName('message.deliver', m.performative),
       m.trace_context?.traceparent,
-      () => ({
+      undefined,
+      SpanKind.CONSUMER,
+    );
+    if (span.isRecording())
+      giveAttributes(span, {
         'caxton.performative': m.performative,
         'caxton.receiver': d.receiver,
         'caxton.attempt': d.attempts + 1,
-      }),
-      SpanKind.CONSUMER,
-    );
+      });
     const tp = childTraceparent(span, m.trace_context?.traceparent);
     let out: Answer<DeliveryOutcome>;
     try {

@@ -1,0 +1,102 @@
+/**
+ * How Caxton's own spans take their attributes and hand their context on (ADR 0086): attributes
+ * given after the sampling decision, a traceparent a recorded span just handed on read back from
+ * the span, span names made once, and a message copied to carry a trace context. What each
+ * exports is what a parsed traceparent and copied attributes gave. Real OpenTelemetry SDK
+ * processor and in-memory exporter.
+ */
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { afterEach, describe, expect, it } from 'vitest';
+import { traceIdsOf } from '../../src/observability/events.js';
+import { childTraceparent, giveAttributes, spanName, startSpan, traceparentOf } from '../../src/observability/index.js';
+import { setupTracing, type Tracing } from '../../src/observability/tracing.js';
+import { withTraceContext, type AclMessage, type ConversationId, type MessageId } from '../../src/messaging/message.js';
+
+let tracing: Tracing | undefined;
+
+async function setup(): Promise<{ tracing: Tracing; exporter: InMemorySpanExporter }> {
+  delete process.env.OTEL_TRACES_SAMPLER;
+  const exporter = new InMemorySpanExporter();
+  tracing = await setupTracing({ version: 'test', env: {}, processors: [new SimpleSpanProcessor(exporter)] });
+  return { tracing, exporter };
+}
+
+afterEach(async () => {
+  await tracing?.shutdown();
+  tracing = undefined;
+});
+
+describe('trace hand-off', () => {
+  it('keeps attributes given after the sampling decision, and adds later ones in order', async () => {
+    const { tracing, exporter } = await setup();
+    const span = startSpan(tracing.tracer, 'given', undefined);
+    expect(span.isRecording()).toBe(true);
+    giveAttributes(span, { 'caxton.agent': 'a', 'caxton.turn': 1 });
+    span.setAttribute('caxton.outcome', 'ok');
+    span.end();
+    const bare = startSpan(tracing.tracer, 'bare', undefined);
+    bare.setAttribute('late', 1);
+    bare.end();
+    const none = startSpan(tracing.tracer, 'none', undefined);
+    none.end();
+    const [given, late, empty] = exporter.getFinishedSpans();
+    expect(Object.entries(given!.attributes)).toEqual([
+      ['caxton.agent', 'a'],
+      ['caxton.turn', 1],
+      ['caxton.outcome', 'ok'],
+    ]);
+    expect(late!.attributes).toEqual({ late: 1 });
+    expect(empty!.attributes).toEqual({});
+  });
+
+  it('gives a span below a traceparent just handed on the same parent a parsed one gives', async () => {
+    const { tracing, exporter } = await setup();
+    const parent = startSpan(tracing.tracer, 'parent', undefined);
+    const tp = childTraceparent(parent, undefined)!;
+    expect(traceparentOf(parent)).toBe(tp);
+    const handedIds = traceIdsOf(tp);
+    startSpan(tracing.tracer, 'handed', tp).end();
+    // Another span hands its context on and is continued: the first traceparent is then parsed.
+    const other = startSpan(tracing.tracer, 'other', undefined);
+    startSpan(tracing.tracer, 'below other', childTraceparent(other, undefined)).end();
+    traceIdsOf(traceparentOf(other));
+    startSpan(tracing.tracer, 'parsed', tp).end();
+    const parsedIds = traceIdsOf(tp);
+    other.end();
+    parent.end();
+    const spans = exporter.getFinishedSpans();
+    const handed = spans.find((s) => s.name === 'handed')!;
+    const parsed = spans.find((s) => s.name === 'parsed')!;
+    expect(handed.parentSpanContext).toEqual(parsed.parentSpanContext);
+    expect(handed.parentSpanContext).toMatchObject({ spanId: parent.spanContext().spanId, isRemote: true });
+    expect(handedIds).toEqual(parsedIds);
+    expect(handedIds).toEqual({ trace_id: tp.slice(3, 35), span_id: tp.slice(36, 52) });
+  });
+
+  it('names spans once per operation and name', () => {
+    const name = spanName('message.route', 'inform');
+    expect(name).toBe('message.route inform');
+    expect(spanName('message.route', 'inform')).toBe(name);
+    expect(spanName('message.deliver', 'inform')).toBe('message.deliver inform');
+  });
+
+  it('copies a message to carry a trace context, its other fields and their order unchanged', () => {
+    const m: AclMessage = {
+      id: 'msg_1' as MessageId,
+      performative: 'inform',
+      sender: 's',
+      receivers: ['r'],
+      content: 'hi',
+      conversation_id: 'conv_1' as ConversationId,
+      trace_context: { traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`, tracestate: 'k=v' },
+      params: {},
+      timestamp: '2026-11-27T00:00:00.000Z',
+      chain: [],
+    };
+    const tc = { traceparent: `00-${'1'.repeat(32)}-${'3'.repeat(16)}-01`, tracestate: 'k=v' };
+    const copy = withTraceContext(m, tc);
+    expect(copy).not.toBe(m);
+    expect(m.trace_context?.traceparent).toContain('2222');
+    expect(JSON.stringify(copy)).toBe(JSON.stringify({ ...m, trace_context: tc }));
+  });
+});
