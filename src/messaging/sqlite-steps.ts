@@ -38,6 +38,12 @@ export class SqliteSteps implements StepStore {
    * an uncontended step allocates nothing for its turn).
    */
   readonly #locks = new Map<string, (() => void)[] | null>();
+  /**
+   * The conversation whose step is running within an `inConversationNow` call right now: a step
+   * that returns a value holds its conversation only for that call, which this field marks
+   * without a `#locks` entry (added only when another step of it asks meanwhile).
+   */
+  #running: string | undefined;
   #lastDelivery = 0;
   /**
    * The pending delivery rows this process wrote, as committed: a step about one of them (its
@@ -94,20 +100,32 @@ export class SqliteSteps implements StepStore {
    * promise, continues asynchronously. Either way the result is handed back once the commit lands.
    */
   inConversationNow<T>(id: string, fn: (s: EngineStep) => Answer<T>): Promise<T> {
-    if (this.#locks.has(id)) return this.#afterTurn(id, fn);
-    this.#locks.set(id, null);
+    if (this.#running === id || this.#locks.has(id)) return this.#afterTurn(id, fn);
+    const outer = this.#running;
+    this.#running = id;
     const step = new SqliteStep(this, this.#store, id);
     let out: Answer<T>;
     try {
       out = fn(step);
     } catch (e) {
+      this.#running = outer;
       step.undo();
-      this.#release(id);
+      this.#releaseNow(id);
       return Promise.reject(e);
     }
-    if (out instanceof Promise) return this.#finishing(id, step, out);
-    this.#release(id);
+    this.#running = outer;
+    if (out instanceof Promise) {
+      // Held until the promise settles: from here on the lock is an entry of `#locks`.
+      if (!this.#locks.has(id)) this.#locks.set(id, null);
+      return this.#finishing(id, step, out);
+    }
+    this.#releaseNow(id);
     return this.#committing(step, out);
+  }
+
+  /** A step that held its conversation only within the call ended: a step that asked meanwhile is next. */
+  #releaseNow(id: string): void {
+    if (this.#locks.has(id)) this.#release(id);
   }
 
   /** Waits for the conversation's turn (handed by the step before it, `#release`, in the order they asked), then runs the step. */
