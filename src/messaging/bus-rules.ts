@@ -211,12 +211,15 @@ export function newConversation(
   let maxTurns = cfg.max_conversation_turns;
   if (decision.ok && !endless)
     for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
+  // The one receiver most messages have is listed already, as `touchConversation` would add it:
+  // the list is then made at its size instead of grown.
+  const only = decision.ok && decision.receivers.length === 1 ? decision.receivers[0]!.agent : m.sender;
   return {
     id: m.conversation_id,
     protocol: m.protocol ?? null,
     state: 'initiated',
     initiator: m.sender,
-    participants: [m.sender],
+    participants: only === m.sender ? [m.sender] : [m.sender, only],
     capability: m.capability ?? null,
     turns: 0,
     max_turns: maxTurns,

@@ -86,6 +86,9 @@ function accepted(
 /** The step options of an accept opening its conversation (shared: the store only reads them). */
 const FRESH = Object.freeze({ fresh: true });
 
+/** What an untraced reply adds to its message: nothing (shared: `replyTo` only spreads it). */
+const NO_EXTRA: Partial<AclMessage> = Object.freeze({});
+
 /** What `deliver` returns when the delivery finished within the call. */
 const SETTLED = Promise.resolve();
 
@@ -530,7 +533,7 @@ export class DeliveryEngine {
   /** The answer, the row's `done` and what the protocol decided, in one step of the conversation. */
   #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
     // Replies continue the delivery's span, so what they cause joins the same trace.
-    const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : {};
+    const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : NO_EXTRA;
     return this.#w
       .inStep(d.message.conversation_id, (s, work) => drive(this.#ackStep(s, d, answer, extra, work)), {
         delivery: d.id,

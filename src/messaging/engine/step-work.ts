@@ -104,17 +104,19 @@ export type Subscribers = (SubscriptionRow[] | Promise<SubscriptionRow[]>)[];
  * has any. A store answering later is asked for all of them in the same turn, so it can batch them.
  */
 export function subscribersOf(store: StepStore, informs: readonly AclMessage[]): Subscribers | undefined {
-  let any = false;
-  const out = informs.map((m) => {
+  // Made once an inform has (or may have) subscribers: mostly none has, and nothing is allocated.
+  let out: Subscribers | undefined;
+  for (let i = 0; i < informs.length; i++) {
+    const m = informs[i]!;
     const subs = store.subscriptionsFor(m.capability, m.sender);
     if (!Array.isArray(subs)) {
       // Awaited where the notifications are sent; until then a refusal must not count as unhandled.
       subs.catch(() => undefined);
-      any = true;
-    } else if (subs.length > 0) any = true;
-    return subs;
-  });
-  return any ? out : undefined;
+    } else if (subs.length === 0 && out === undefined) continue;
+    out ??= Array.from({ length: i }, () => []);
+    out.push(subs);
+  }
+  return out;
 }
 
 /** The inform `m` as a notification along a subscription's conversation (to nobody when the subscriber is not an agent). */
