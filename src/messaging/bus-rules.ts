@@ -16,6 +16,7 @@ import type { RouteDecision, Router } from './router.js';
 import type { StoredMessage } from './store.js';
 import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 import { parseMessage } from './validate.js';
+import { iso as nowIso, isoClock } from './engine/step-work.js';
 
 /** Errors worth another delivery attempt: the agent could succeed next time. */
 export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -37,7 +38,8 @@ export const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'forbidden',
 ]);
 
-const iso = (t = Date.now()) => new Date(t).toISOString();
+/** Conversation expiries (now + ttl): within one millisecond every new conversation gets the same. */
+const expiryIso = isoClock();
 
 /**
  * Whether and in how many ms a failed delivery is tried again; counts the attempt in `d`. A
@@ -209,18 +211,21 @@ export function newConversation(
   let maxTurns = cfg.max_conversation_turns;
   if (decision.ok && !endless)
     for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
+  // The one receiver most messages have is listed already, as `touchConversation` would add it:
+  // the list is then made at its size instead of grown.
+  const only = decision.ok && decision.receivers.length === 1 ? decision.receivers[0]!.agent : m.sender;
   return {
     id: m.conversation_id,
     protocol: m.protocol ?? null,
     state: 'initiated',
     initiator: m.sender,
-    participants: [m.sender],
+    participants: only === m.sender ? [m.sender] : [m.sender, only],
     capability: m.capability ?? null,
     turns: 0,
     max_turns: maxTurns,
     created_at: now,
     updated_at: now,
-    expires_at: iso(Date.now() + cfg.conversation_ttl),
+    expires_at: expiryIso(Date.now() + cfg.conversation_ttl),
     reason: null,
   };
 }
@@ -249,7 +254,7 @@ export function touchConversation(
   let expires = Date.now() + ttl;
   if (m.reply_by && m.performative !== 'cfp' && expectsReply(m.performative))
     expires = Math.min(expires, Date.parse(m.reply_by));
-  conv.expires_at = iso(expires);
+  conv.expires_at = expiryIso(expires);
 }
 
 /** A reply to `to` from `sender`, in its conversation and trace. */
@@ -273,7 +278,7 @@ export function replyTo(
     ...(to.language !== undefined && typeof content === 'string' && { language: to.language }),
     ...(to.trace_context !== undefined && { trace_context: to.trace_context }),
     params: {},
-    timestamp: iso(),
+    timestamp: nowIso(),
     chain: to.chain,
     ...(to.on_behalf_of !== undefined && { on_behalf_of: to.on_behalf_of }),
     ...extra,

@@ -62,6 +62,11 @@ export class GroupCommit {
     return this.#ops.length;
   }
 
+  /** The writes waiting for the next batch, in the order they were asked for. */
+  get queued(): readonly (Op | JoinedWrite)[] {
+    return this.#ops;
+  }
+
   run<T>(write: () => T): Promise<T> {
     if (this.#closed) return Promise.reject(new Error('the message store is closed'));
     return new Promise<T>((resolve, reject) => {

@@ -75,7 +75,8 @@ export class Router {
   }
 
   #named(m: AclMessage): RouteDecision {
-    const out: DirectoryEntry[] = [];
+    // Made on the first receiver, sized for it: most messages name one.
+    let out: DirectoryEntry[] | undefined;
     for (const name of m.receivers) {
       const e = this.directory.get(name);
       if (!e) {
@@ -98,8 +99,9 @@ export class Router {
           reason: 'no_acceptable_provider',
           message: `agent "${e.agent}" does not accept this message's protocol, ontology or language`,
         };
-      out.push(e);
+      if (out) out.push(e);
+      else out = [e];
     }
-    return { ok: true, mode: 'named', receivers: out };
+    return { ok: true, mode: 'named', receivers: out ?? [] };
   }
 }

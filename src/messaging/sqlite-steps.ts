@@ -30,14 +30,18 @@ export class SqliteSteps implements StepStore {
   readonly #ended = new Map<ConversationId, Conversation>();
   /** Pending deliveries per conversation. */
   readonly #outstanding = new Map<string, number>();
-  /** Messages of steps whose commit is in flight, per conversation (a protocol reading the conversation sees them). */
-  readonly #unsaved = new Map<string, StoredMessage[]>();
   #subscriptions: SubscriptionRow[] = [];
   /**
    * Conversations with a step running, each with the steps waiting behind it (null: none yet, so
    * an uncontended step allocates nothing for its turn).
    */
   readonly #locks = new Map<string, (() => void)[] | null>();
+  /**
+   * The conversation whose step is running within an `inConversationNow` call right now: a step
+   * that returns a value holds its conversation only for that call, which this field marks
+   * without a `#locks` entry (added only when another step of it asks meanwhile).
+   */
+  #running: string | undefined;
   #lastDelivery = 0;
   /**
    * The pending delivery rows this process wrote, as committed: a step about one of them (its
@@ -94,20 +98,32 @@ export class SqliteSteps implements StepStore {
    * promise, continues asynchronously. Either way the result is handed back once the commit lands.
    */
   inConversationNow<T>(id: string, fn: (s: EngineStep) => Answer<T>): Promise<T> {
-    if (this.#locks.has(id)) return this.#afterTurn(id, fn);
-    this.#locks.set(id, null);
+    if (this.#running === id || this.#locks.has(id)) return this.#afterTurn(id, fn);
+    const outer = this.#running;
+    this.#running = id;
     const step = new SqliteStep(this, this.#store, id);
     let out: Answer<T>;
     try {
       out = fn(step);
     } catch (e) {
+      this.#running = outer;
       step.undo();
-      this.#release(id);
+      this.#releaseNow(id);
       return Promise.reject(e);
     }
-    if (out instanceof Promise) return this.#finishing(id, step, out);
-    this.#release(id);
+    this.#running = outer;
+    if (out instanceof Promise) {
+      // Held until the promise settles: from here on the lock is an entry of `#locks`.
+      if (!this.#locks.has(id)) this.#locks.set(id, null);
+      return this.#finishing(id, step, out);
+    }
+    this.#releaseNow(id);
     return this.#committing(step, out);
+  }
+
+  /** A step that held its conversation only within the call ended: a step that asked meanwhile is next. */
+  #releaseNow(id: string): void {
+    if (this.#locks.has(id)) this.#release(id);
   }
 
   /** Waits for the conversation's turn (handed by the step before it, `#release`, in the order they asked), then runs the step. */
@@ -257,24 +273,14 @@ export class SqliteSteps implements StepStore {
     else this.#outstanding.set(conversation, v);
   }
 
-  unsaved(conversation: string): StoredMessage[] {
-    return this.#unsaved.get(conversation) ?? [];
-  }
-
-  keepUnsaved(conversation: string, s: StoredMessage): void {
-    const list = this.#unsaved.get(conversation);
-    if (list) list.push(s);
-    else this.#unsaved.set(conversation, [s]);
-  }
-
-  dropUnsaved(conversation: string, gone: readonly StoredMessage[]): void {
-    const list = this.#unsaved.get(conversation);
-    if (!list) return;
-    // Mostly the step's own messages are all the list holds: then nothing is copied.
-    let rest: StoredMessage[] | undefined;
-    for (const s of list) if (!gone.includes(s)) (rest ??= []).push(s);
-    if (rest) this.#unsaved.set(conversation, rest);
-    else this.#unsaved.delete(conversation);
+  /**
+   * The messages of `conversation` that steps stored and that wait for the next commit, oldest
+   * first. Steps of one conversation run one at a time, so they are those of its steps queued in
+   * the group commit (once it lands, the store has them). Looked up here, where a protocol reads
+   * its conversation (rarely), rather than listed per message stored (on every one).
+   */
+  uncommitted(conversation: string, into: StoredMessage[]): void {
+    for (const w of this.#commit.queued) if (w instanceof SqliteStep) w.storedIn(conversation, into);
   }
 
   save(c: Conversation): void {
@@ -336,6 +342,9 @@ const enum W {
   Other,
 }
 
+/** How many entries of `SqliteStep.#writes` each kind of write takes, its kind included. */
+const WIDTH: Readonly<Record<W, number>> = { [W.Message]: 3, [W.Delivery]: 5, [W.Ack]: 3, [W.Other]: 2 };
+
 /**
  * One step: reads answer from memory and the store at once, writes wait for the step's commit
  * (so a method returns its value, not a promise: the engine then never suspends for it).
@@ -354,7 +363,6 @@ class SqliteStep implements EngineStep, JoinedWrite {
   /** The step's row writes in order: a kind (`W`) followed by its arguments. */
   readonly #writes: unknown[] = [];
   #after: (() => void)[] | undefined;
-  #messages: StoredMessage[] | undefined;
   #outstanding = 0;
   /** Delivery rows as the step first read them. */
   #rows: RowList | undefined;
@@ -382,7 +390,19 @@ class SqliteStep implements EngineStep, JoinedWrite {
     const stored = this.#store.messagesOf(this.#id, 100_000);
     // A step's messages stay listed here a moment after their commit: each is counted once.
     const ids = new Set(stored.map((s) => s.message.id));
-    return Promise.resolve([...stored, ...this.#steps.unsaved(this.#id).filter((s) => !ids.has(s.message.id))]);
+    const unsaved: StoredMessage[] = [];
+    this.#steps.uncommitted(this.#id, unsaved);
+    this.storedIn(this.#id, unsaved);
+    return Promise.resolve([...stored, ...unsaved.filter((s) => !ids.has(s.message.id))]);
+  }
+
+  /** The messages this step stored, if it is a step of `conversation`. */
+  storedIn(conversation: string, into: StoredMessage[]): void {
+    if (conversation !== this.#id) return;
+    const w = this.#writes;
+    for (let i = 0; i < w.length; i += WIDTH[w[i] as W])
+      if (w[i] === W.Message)
+        into.push({ message: w[i + 1] as AclMessage, routed_to: [...(w[i + 2] as readonly string[])] });
   }
 
   saveConversation(c: Conversation): void {
@@ -393,12 +413,8 @@ class SqliteStep implements EngineStep, JoinedWrite {
   }
 
   insertMessage(m: AclMessage, routedTo: readonly string[]): void {
-    const stored: StoredMessage = { message: m, routed_to: [...routedTo] };
-    if (this.#messages) this.#messages.push(stored);
-    else this.#messages = [stored];
-    this.#steps.keepUnsaved(this.#id, stored);
     this.#steps.counted();
-    this.#writes.push(W.Message, m, stored.routed_to);
+    this.#writes.push(W.Message, m, [...routedTo]);
   }
 
   insertDelivery(messageId: string, receiver: string, now: string): number {
@@ -506,14 +522,12 @@ class SqliteStep implements EngineStep, JoinedWrite {
 
   /** The step committed. */
   done(): void {
-    if (this.#messages) this.#steps.dropUnsaved(this.#id, this.#messages);
     if (this.#written) this.#steps.rowsCommitted(this.#written);
     if (this.#after) for (const a of this.#after) a();
   }
 
   /** The step failed: its conversation is as before, its messages and deliveries never were. */
   undo(): void {
-    if (this.#messages) this.#steps.dropUnsaved(this.#id, this.#messages);
     this.#steps.addOutstanding(this.#id, -this.#outstanding);
     if (this.#created) this.#steps.forget(this.#created);
     const c = this.#conversation;

@@ -97,7 +97,7 @@ export async function replay(
         conv.reason = null;
         conv.updated_at = now;
         conv.expires_at = iso(Date.now() + w.cfg.conversation_ttl);
-        work.events.push({
+        work.event({
           type: 'state',
           conversation_id: conv.id,
           conversation: { ...conv, participants: [...conv.participants] },

@@ -88,9 +88,9 @@ export class StepWriter {
     for (let i = 0; i < receivers.length; i++) {
       const id = s.insertDelivery(m.id, receivers[i]!, now);
       if (id instanceof Promise) return storeDeliveries(id, s, m, receivers, now, work, i);
-      work.outgoing.push({ id, receiver: receivers[i]!, message: m });
+      work.hand({ id, receiver: receivers[i]!, message: m });
     }
-    work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
+    work.event({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
   }
 
   /** With `[messaging] signing`: `m` signed by its sender's key (an agent's own, else the node's). */
@@ -151,9 +151,9 @@ async function storeDeliveries(
   const firstId = await first;
   for (let i = Math.max(from, 0); i < receivers.length; i++) {
     const id = i === from ? (firstId as number) : await s.insertDelivery(m.id, receivers[i]!, now);
-    work.outgoing.push({ id, receiver: receivers[i]!, message: m });
+    work.hand({ id, receiver: receivers[i]!, message: m });
   }
-  work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
+  work.event({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
 }
 
 /** Moves `conv` to `to` (never out of a terminal state, never back to `initiated`), with its `state` event. */
@@ -163,7 +163,7 @@ export function setState(conv: Conversation, to: ConversationState, reason: stri
   conv.updated_at = iso();
   if (reason !== null) conv.reason = reason;
   if (isTerminal(to)) conv.expires_at = null;
-  work.events.push({
+  work.event({
     type: 'state',
     conversation_id: conv.id,
     conversation: { ...conv, participants: [...conv.participants] },

@@ -72,16 +72,24 @@ function accepted(
   decision: RouteDecision,
   failure?: SubmitResult['failure'],
 ): SubmitResult {
-  return {
+  const r: SubmitResult = {
     id: m.id,
     conversation_id: m.conversation_id,
     performative: m.performative,
     routed_to: receivers,
     routing: decision.ok ? decision.mode : 'none',
     duplicate: false,
-    ...(failure && { failure }),
   };
+  // Set after: a spread in the literal would make every answer's object the slow way.
+  if (failure) r.failure = failure;
+  return r;
 }
+
+/** The step options of an accept opening its conversation (shared: the store only reads them). */
+const FRESH = Object.freeze({ fresh: true });
+
+/** What an untraced reply adds to its message: nothing (shared: `replyTo` only spreads it). */
+const NO_EXTRA: Partial<AclMessage> = Object.freeze({});
 
 /** What `deliver` returns when the delivery finished within the call. */
 const SETTLED = Promise.resolve();
@@ -219,13 +227,14 @@ export class DeliveryEngine {
     const decision = this.#o.router.route(m, scope);
     checkReceiverLimits(m, decision);
     const fresh = hints.newConversation === true;
-    return this.#w
-      .inStep(
-        m.conversation_id,
-        (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w)),
-        fresh ? { fresh } : undefined,
-      )
-      .then(this.#accepted, (e: unknown) => this.#lostRace(e, m));
+    const step = this.#w.inStep(
+      m.conversation_id,
+      (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w)),
+      fresh ? FRESH : undefined,
+    );
+    // An id made here for this send cannot have been taken by another sender.
+    if (hints.newId) return step.then(this.#accepted);
+    return step.then(this.#accepted, (e: unknown) => this.#lostRace(e, m));
   }
 
   /** Two senders took the same client-chosen id at once: the other one stored it first. */
@@ -294,7 +303,7 @@ export class DeliveryEngine {
     const stored = this.#w.storeMessage(s, conv, m, receivers, now, work, opens);
     if (stored) yield stored;
     if (opens) {
-      if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
+      if (m.performative === 'inform' && m.in_reply_to === undefined) work.inform(m);
       return accepted(m, receivers, decision);
     }
     if (!decision.ok) {
@@ -313,7 +322,7 @@ export class DeliveryEngine {
       if (deleted) yield deleted;
       setState(conv, 'completed', 'cancelled by the subscriber', work);
     }
-    if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
+    if (m.performative === 'inform' && m.in_reply_to === undefined) work.inform(m);
     const saved = s.saveConversation(conv);
     if (saved) yield saved;
     return accepted(m, receivers, decision, failure);
@@ -528,7 +537,7 @@ export class DeliveryEngine {
   /** The answer, the row's `done` and what the protocol decided, in one step of the conversation. */
   #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
     // Replies continue the delivery's span, so what they cause joins the same trace.
-    const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : {};
+    const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : NO_EXTRA;
     return this.#w
       .inStep(d.message.conversation_id, (s, work) => drive(this.#ackStep(s, d, answer, extra, work)), {
         delivery: d.id,

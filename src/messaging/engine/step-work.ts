@@ -7,22 +7,53 @@ import { newMessageId, type AclMessage, type ConversationId, type MessageId } fr
 import type { SubscriptionRow } from '../store.js';
 import type { Answer, Outgoing, StepStore } from './ports.js';
 
-let isoAt = NaN;
-let isoText = '';
-/** An ISO timestamp; the same millisecond's string is shared, as a step asks for "now" several times. */
-export const iso = (t = Date.now()): string => {
-  if (t !== isoAt) {
-    isoAt = t;
-    isoText = new Date(t).toISOString();
-  }
-  return isoText;
-};
+/**
+ * An ISO timestamp formatter that keeps its last millisecond's string: steps ask for the same
+ * instant many times in a row. Each kind of instant ("now", "now + ttl") gets its own, so they do
+ * not evict each other.
+ */
+export function isoClock(): (t?: number) => string {
+  let at = NaN;
+  let text = '';
+  return (t = Date.now()) => {
+    if (t !== at) {
+      at = t;
+      text = new Date(t).toISOString();
+    }
+    return text;
+  };
+}
 
-/** A step's effects: messages to hand out and events to emit once it commits, informs to forward to subscribers. */
+/** An ISO timestamp for "now" (`isoClock`). */
+export const iso = isoClock();
+
+/** What a step that collected nothing of a kind holds for it: shared, never written to. */
+const NONE: readonly never[] = Object.freeze([]);
+
+/**
+ * A step's effects: messages to hand out and events to emit once it commits, informs to forward to
+ * subscribers. A step mostly collects one or two of each: a list is made on its first item, sized
+ * for it, rather than an empty one per kind per step whose first push reserves room for sixteen.
+ */
 export class StepWork {
-  readonly outgoing: Outgoing[] = [];
-  readonly events: BusEvent[] = [];
-  readonly notify: AclMessage[] = [];
+  outgoing: readonly Outgoing[] = NONE;
+  events: readonly BusEvent[] = NONE;
+  notify: readonly AclMessage[] = NONE;
+
+  hand(o: Outgoing): void {
+    if (this.outgoing === NONE) this.outgoing = [o];
+    else (this.outgoing as Outgoing[]).push(o);
+  }
+
+  event(e: BusEvent): void {
+    if (this.events === NONE) this.events = [e];
+    else (this.events as BusEvent[]).push(e);
+  }
+
+  inform(m: AclMessage): void {
+    if (this.notify === NONE) this.notify = [m];
+    else (this.notify as AclMessage[]).push(m);
+  }
 }
 
 /**
@@ -73,17 +104,19 @@ export type Subscribers = (SubscriptionRow[] | Promise<SubscriptionRow[]>)[];
  * has any. A store answering later is asked for all of them in the same turn, so it can batch them.
  */
 export function subscribersOf(store: StepStore, informs: readonly AclMessage[]): Subscribers | undefined {
-  let any = false;
-  const out = informs.map((m) => {
+  // Made once an inform has (or may have) subscribers: mostly none has, and nothing is allocated.
+  let out: Subscribers | undefined;
+  for (let i = 0; i < informs.length; i++) {
+    const m = informs[i]!;
     const subs = store.subscriptionsFor(m.capability, m.sender);
     if (!Array.isArray(subs)) {
       // Awaited where the notifications are sent; until then a refusal must not count as unhandled.
       subs.catch(() => undefined);
-      any = true;
-    } else if (subs.length > 0) any = true;
-    return subs;
-  });
-  return any ? out : undefined;
+    } else if (subs.length === 0 && out === undefined) continue;
+    out ??= Array.from({ length: i }, () => []);
+    out.push(subs);
+  }
+  return out;
 }
 
 /** The inform `m` as a notification along a subscription's conversation (to nobody when the subscriber is not an agent). */
