@@ -19,7 +19,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { listeningUrl } from './lib/listening.js';
 import { load } from './lib/load.js';
-import { processCpuSeconds } from './lib/proc-cpu.js';
+import { processCpuSeconds, threadCpuMs } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
 import { fmt, summarize } from './lib/stats.js';
@@ -140,19 +140,27 @@ function post(agent: Agent, url: URL, body: Buffer): Promise<void> {
 }
 
 /** SEQUENTIAL requests one after another on one kept-alive connection, after 200 to warm up. */
-async function sequential(url: string, body: string): Promise<{ p50: number; p99: number }> {
+async function sequential(
+  url: string,
+  body: string,
+  pid?: number,
+): Promise<{ p50: number; p99: number; cpu?: { p50: number; p99: number } }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const target = new URL(url);
   const bytes = Buffer.from(body);
   for (let i = 0; i < 200; i++) await post(agent, target, bytes);
   const lat = new Float64Array(SEQUENTIAL);
+  const cpu = new Float64Array(pid === undefined ? 0 : SEQUENTIAL);
   for (let i = 0; i < SEQUENTIAL; i++) {
+    const c0 = pid === undefined ? 0 : threadCpuMs(pid);
     const t0 = performance.now();
     await post(agent, target, bytes);
     lat[i] = performance.now() - t0;
+    if (pid !== undefined) cpu[i] = threadCpuMs(pid) - c0;
   }
   agent.destroy();
-  return summarize(lat);
+  const s = summarize(lat);
+  return { p50: s.p50, p99: s.p99, ...(pid !== undefined && { cpu: summarize(cpu) }) };
 }
 
 function rssMiB(pid: number): number {
@@ -235,13 +243,25 @@ interface Tail {
   text_p99: number[];
   tool_p50: number[];
   tool_p99: number[];
+  /** The server's main thread: CPU per text request (p50, p99) and per request of both workloads in all. */
+  text_cpu_p50: number[];
+  text_cpu_p99: number[];
+  cpu_per_request: number[];
 }
 
 /** BENCH_CAXTON_ONLY: sequential latency of this build, alternated with BENCH_CAXTON_BASELINE's when given. */
 async function caxtonOnly(template: string, scratch: string): ReturnType<Suite['run']> {
   const builds: [string, string][] = [['this build', CLI]];
   if (BASELINE_CLI) builds.push(['baseline', BASELINE_CLI]);
-  const figures = builds.map((): Tail => ({ text_p50: [], text_p99: [], tool_p50: [], tool_p99: [] }));
+  const figures = builds.map((): Tail => ({
+    text_p50: [],
+    text_p99: [],
+    tool_p50: [],
+    tool_p99: [],
+    text_cpu_p50: [],
+    text_cpu_p99: [],
+    cpu_per_request: [],
+  }));
   for (let r = 0; r < ROUNDS; r++) {
     for (let j = 0; j < builds.length; j++) {
       const b = r % 2 === 0 ? j : builds.length - 1 - j;
@@ -253,14 +273,21 @@ async function caxtonOnly(template: string, scratch: string): ReturnType<Suite['
         // A moment for what a server starts after its first requests (the WAL checkpoint worker).
         await new Promise((res) => setTimeout(res, 1500));
         const f = figures[b]!;
+        const cpu0 = processCpuSeconds(server.pid);
         for (const [body, p50, p99] of [
           [TEXT, f.text_p50, f.text_p99],
           [TOOL, f.tool_p50, f.tool_p99],
         ] as const) {
-          const s = await sequential(server.url + server.path, body);
+          const s = await sequential(server.url + server.path, body, server.pid);
           p50.push(s.p50);
           p99.push(s.p99);
+          if (body === TEXT && s.cpu) {
+            f.text_cpu_p50.push(s.cpu.p50);
+            f.text_cpu_p99.push(s.cpu.p99);
+          }
         }
+        // Every thread's CPU (the event loop, GC helpers, the storage workers), per request.
+        f.cpu_per_request.push(((processCpuSeconds(server.pid) - cpu0) * 1e6) / (2 * SEQUENTIAL));
       } finally {
         await server.stop();
       }
@@ -278,8 +305,23 @@ async function caxtonOnly(template: string, scratch: string): ReturnType<Suite['
       ...(k === 'text' && { target: 'p99 ≤ 2.5 × p50', verdict: ratio <= 2.5 ? 'pass' : 'fail' }),
     };
   });
+  const cpuCell = (f: Tail) =>
+    `${fmt(med(f.text_cpu_p50))} / ${fmt(med(f.text_cpu_p99))} ms (${fmt(med(f.text_cpu_p99) / med(f.text_cpu_p50))} ×)`;
+  rows.push(
+    {
+      metric: "text answer, the server's main thread CPU per request, p50 / p99",
+      value: cpuCell(c!),
+      baseline: base ? `baseline build ${cpuCell(base)}` : '—',
+    },
+    {
+      metric: 'CPU per request, every thread of the server (µs)',
+      value: fmt(med(c!.cpu_per_request)),
+      baseline: base ? `baseline build ${fmt(med(base.cpu_per_request))}` : '—',
+    },
+  );
   const notes = [
     `Medians of ${ROUNDS} rounds${base ? ', alternated with the baseline build' : ''}; each round: a fresh server, ${SEQUENTIAL} sequential requests per workload (node:http, one kept-alive connection) after 200.`,
+    "The main thread's CPU per request is read from /proc/PID/task/PID/schedstat around each request: what the request's window cost the event loop, the time it waited for a core left out.",
   ];
   return { rows, notes, raw: { rounds: ROUNDS, caxton: c, baseline: base, baseline_cli: BASELINE_CLI } };
 }

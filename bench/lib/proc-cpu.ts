@@ -174,3 +174,17 @@ export async function cpuMeter(
     },
   };
 }
+
+/**
+ * CPU ms one thread has run (by default the main thread of `pid`, its event loop), from the
+ * scheduler's own account (/proc/PID/task/TID/schedstat, ns): unlike wall time it does not grow
+ * while the thread waits for a core, and unlike process CPU it leaves out the other threads
+ * (GC helpers, workers). NaN when it is gone (or not Linux).
+ */
+export function threadCpuMs(pid: number, tid = pid): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
