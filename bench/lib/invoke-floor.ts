@@ -103,13 +103,13 @@ export async function startInvokeFloor(
     if (typeof request !== 'string' || request.length === 0) throw new Error('"request" must be a non-empty string');
     const agent = req.params.name;
     const now = Date.now();
-    const executionId = `exec_${process.env.FLOOR_ORDERED === '1' ? now.toString(16).padStart(12, '0') + randomUUID().slice(12) : randomUUID()}`;
+    // Ids made as the executor makes them (time-ordered, a trace id led by its second), so each
+    // index takes new rows at its end as Caxton's do.
+    const executionId = `exec_${now.toString(16).padStart(12, '0')}${randomUUID().slice(12)}`;
     const traceId =
-      process.env.FLOOR_ORDERED === '1'
-        ? Math.floor(now / 1000)
-            .toString(16)
-            .padStart(8, '0') + randomBytes(12).toString('hex')
-        : randomBytes(16).toString('hex');
+      Math.floor(now / 1000)
+        .toString(16)
+        .padStart(8, '0') + randomBytes(12).toString('hex');
     const spanId = randomBytes(8).toString('hex');
     const content = `ok: ${request}`;
     const duration = performance.now() - t0;
