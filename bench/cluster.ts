@@ -15,7 +15,8 @@
  *  - node1: one POST /api/v1/messages per message to the 1-node cluster, IN_FLIGHT at a time;
  *  - node1-batch: 100 messages per POST (a JSON array) to the same node, BATCH_IN_FLIGHT at a time;
  *  - nodes3: one POST per message round-robin over the 3-node cluster, IN_FLIGHT at a time;
- *  - paced3: 100 messages a second open loop over the 3 nodes, for the latency below saturation.
+ *  - paced3: 100 messages a second open loop over the 3 nodes, for the latency below saturation;
+ *  - paced1: the same rate to the 1-node cluster, for CPU per message at equal load (not saturated).
  *
  * A message counts as delivered in a repetition when it was consumed (raw, floor) or its
  * delivery row turned `done` (Caxton; one clock, one machine) inside the repetition's window; the
@@ -28,6 +29,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -51,6 +53,7 @@ import {
   type Node,
 } from './lib/caxton-nodes.js';
 import type { FloorStats, FromFloor, ToFloor } from './lib/floor-server.js';
+import { natsCounts, natsDelta, natsSum, noNats, type NatsCounts } from './lib/nats-monitor.js';
 import { PG_PROCESS_KINDS, startOwnPostgres, type OwnPostgres } from './lib/own-postgres.js';
 import { cpuMeter, pidWithArgs, processTree, type CpuReport } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
@@ -68,14 +71,20 @@ const PACED_RATE = Number(process.env.BENCH_CLUSTER_PACED_RATE ?? 100);
 /** What was accepted in a repetition must be delivered within this long after its window. */
 const DRAIN_MS = 60_000;
 const PROFILE = process.env.BENCH_CLUSTER_NODE_PROFILE;
+/** `[cluster.state] step_transactions` of the 3-node cluster's nodes (unset: the default), to see how group size moves its cost. */
+const STEP_TRANSACTIONS_3 = process.env.BENCH_CLUSTER_STEP_TRANSACTIONS_3;
 const FLOOR_WORKER = fileURLToPath(new URL('./lib/floor-server.ts', import.meta.url));
 
-const ALL_WORKLOADS = ['raw', 'floor', 'node1', 'node1-batch', 'nodes3', 'paced3'] as const;
+const ALL_WORKLOADS = ['raw', 'floor', 'node1', 'node1-batch', 'nodes3', 'paced3', 'paced1'] as const;
 type Workload = (typeof ALL_WORKLOADS)[number];
-/** BENCH_CLUSTER_WORKLOADS (comma-separated): run only these, to look at one without the others' aftermath. */
+/**
+ * BENCH_CLUSTER_WORKLOADS (comma-separated): run only these, to look at one without the others'
+ * aftermath. paced1 runs only when named: it answers a question (does a node's CPU per message
+ * depend on the cluster's size at equal load?), not a target.
+ */
 const WORKLOADS: readonly Workload[] = process.env.BENCH_CLUSTER_WORKLOADS
   ? ALL_WORKLOADS.filter((w) => process.env.BENCH_CLUSTER_WORKLOADS!.split(',').includes(w))
-  : ALL_WORKLOADS;
+  : ALL_WORKLOADS.filter((w) => w !== 'paced1');
 const LABEL: Record<Workload, string> = {
   raw: 'raw JetStream publish (PubAck) + consume (ack)',
   floor: 'component floor (fastify echo + 100-row INSERTs + JetStream publish/consume)',
@@ -83,6 +92,7 @@ const LABEL: Record<Workload, string> = {
   'node1-batch': `1 node, ${BATCH} messages per POST`,
   nodes3: '3 nodes, one POST per message round-robin',
   paced3: `3 nodes, paced ${PACED_RATE} msg/s`,
+  paced1: `1 node, paced ${PACED_RATE} msg/s`,
 };
 
 interface Rep {
@@ -102,6 +112,8 @@ interface Rep {
   cpu: CpuReport;
   /** What the suite's PostgreSQL did in the window (pg_stat_* differences). */
   pg: PgActivity;
+  /** What the suite's nats-server moved in the window. */
+  nats: NatsCounts;
   load_1m: number;
   failures: string[];
 }
@@ -145,6 +157,7 @@ interface Env {
   own: OwnPostgres;
   db: pg.Pool;
   natsUrl: string;
+  natsMonitor: string;
   nc: NatsConnection;
   raw: { publish(i: number): Promise<void>; consumedAt: number[]; published: number };
   floor: { url: string; child: ChildProcess };
@@ -236,8 +249,9 @@ async function startCluster(root: string, size: number, natsUrl: string, pgUrl: 
       await startNode(root, `c${size}-node-${String.fromCharCode(97 + i)}`, names, {
         natsUrl,
         pgUrl,
-        // A CPU profile of the single node (it takes every 1-node workload), for where its time goes.
-        ...(size === 1 && PROFILE !== undefined && { profileDir: PROFILE }),
+        // A CPU profile of every node, one directory each, for where its time goes.
+        ...(size === 3 && STEP_TRANSACTIONS_3 !== undefined && { stepTransactions: Number(STEP_TRANSACTIONS_3) }),
+        ...(PROFILE !== undefined && { profileDir: join(PROFILE, `c${size}-node-${String.fromCharCode(97 + i)}`) }),
       }),
     );
   await deploySink(nodes);
@@ -286,7 +300,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
   const failures: string[] = [];
   let refused = 0;
   const submitted = new Map<string, [number, number]>();
-  const cluster = workload === 'node1' || workload === 'node1-batch' ? env.one : env.three;
+  const cluster = workload === 'node1' || workload === 'node1-batch' || workload === 'paced1' ? env.one : env.three;
   const fail = (s: string) => {
     refused++;
     if (failures.length < 5) failures.push(s);
@@ -321,16 +335,19 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
   const raw0 = env.raw.published;
 
   const pg0 = await pgActivity(env.db);
+  const nats0 = await natsCounts(env.natsMonitor);
   const meter = await cpuMeter(env.groups);
   const t0 = wallNow();
   const t1 = t0 + seconds * 1000;
   let cpu: CpuReport | undefined;
   let pgIn: PgActivity | undefined;
+  let natsIn: NatsCounts | undefined;
   // The window closes on time whatever is still in flight: CPU and deliveries are counted inside it.
   const closing = (async () => {
     await sleep(t1 - wallNow());
     cpu = await meter.stop();
     pgIn = pgDelta(pg0, await pgActivity(env.db));
+    natsIn = natsDelta(nats0, await natsCounts(env.natsMonitor));
   })();
   const sends: Record<Workload, () => Promise<void>> = {
     raw: () => drive(t1, IN_FLIGHT, (i) => env.raw.publish(raw0 + i)),
@@ -339,6 +356,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
     'node1-batch': () => drive(t1, BATCH_IN_FLIGHT, (i) => post(i, BATCH)),
     nodes3: () => drive(t1, IN_FLIGHT, (i) => post(i, 1)),
     paced3: () => drive(t1, IN_FLIGHT, (i) => post(i, 1), PACED_RATE),
+    paced1: () => drive(t1, IN_FLIGHT, (i) => post(i, 1), PACED_RATE),
   };
   await sends[workload]();
   await closing;
@@ -358,6 +376,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
       delivered: env.raw.consumedAt.filter(inWindow).length,
       cpu: cpu!,
       pg: pgIn!,
+      nats: natsIn!,
       load_1m,
       failures,
     };
@@ -377,6 +396,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
       delivered: s.consumed_in_window,
       cpu: cpu!,
       pg: pgIn!,
+      nats: natsIn!,
       load_1m,
       failures,
     };
@@ -417,6 +437,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
     accept_ms: accept,
     cpu: cpu!,
     pg: pgIn!,
+    nats: natsIn!,
     load_1m,
     failures,
   };
@@ -449,6 +470,7 @@ interface Totals {
   failures: string[];
   /** pg_stat_* differences summed over the repetitions. */
   pg: PgActivity;
+  nats: NatsCounts;
 }
 
 const zeroPg = (): PgActivity => ({ xacts: 0, autovacuums: 0, autoanalyzes: 0, checkpoints: 0, wal_bytes: 0 });
@@ -485,12 +507,13 @@ function totals(reps: Rep[], workload: Workload): Totals {
     load_1m: mine.map((r) => r.load_1m),
     failures: mine.flatMap((r) => r.failures),
     pg: mine.reduce((a, r) => sumPg(a, r.pg), zeroPg()),
+    nats: mine.reduce((a, r) => natsSum(a, r.nats), noNats()),
   };
 }
 
 async function setup(root: string): Promise<Env> {
   const own = await startOwnPostgres();
-  const nats = await startNatsServer().catch(async (e: unknown) => {
+  const nats = await startNatsServer({ monitor: true }).catch(async (e: unknown) => {
     await own.stop();
     throw e;
   });
@@ -531,7 +554,7 @@ async function setup(root: string): Promise<Env> {
       'nats-server': () => (natsPid === undefined ? [] : [natsPid]),
       ...Object.fromEntries(PG_PROCESS_KINDS.map((k) => [`PostgreSQL: ${k}`, () => own.pidsOf(k)])),
     };
-    const env: Env = { own, db, natsUrl: nats.url, nc, raw, floor, one, three, groups };
+    const env: Env = { own, db, natsUrl: nats.url, natsMonitor: nats.monitorUrl!, nc, raw, floor, one, three, groups };
     return Object.assign(env, { cleanup });
   } catch (e) {
     for (const c of cleanup) await c().catch(() => {});
@@ -660,9 +683,16 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
     notes.push(
       `${LABEL[w]}, the suite's PostgreSQL in the windows: ${fmt(x.pg.xacts / x.window_s, 0)} transactions/s, ${fmt(x.pg.xacts / per, 2)} per delivered message, ${fmt(x.pg.wal_bytes / per / 1024, 1)} KiB WAL per message; ${x.pg.autovacuums} autovacuum and ${x.pg.autoanalyzes} autoanalyze runs, ${x.pg.checkpoints} checkpoints.`,
     );
+    const conns = Object.entries(x.nats.connections)
+      .filter(([, c]) => c.in_msgs + c.out_msgs > 0)
+      .map(([k, c]) => `${k} ${fmt(c.in_msgs / per, 2)} in / ${fmt(c.out_msgs / per, 2)} out`)
+      .join(', ');
+    notes.push(
+      `${LABEL[w]}, the suite's nats-server in the windows, per delivered message: ${fmt(x.nats.server.in_msgs / per, 2)} messages in from clients, ${fmt(x.nats.server.out_msgs / per, 2)} out to them; by connection (client's view reversed: in = the client published): ${conns}.`,
+    );
     if (x.refused > 0 || x.failures.length > 0)
       notes.push(`${LABEL[w]}: ${x.refused} refused; ${x.failures.slice(0, 3).join('; ')}`);
-    if (x.e2e_ms && w !== 'paced3')
+    if (x.e2e_ms && !w.startsWith('paced'))
       notes.push(
         `${LABEL[w]}: submission → delivered p50 / p99 ${fmt(x.e2e_ms.p50)} / ${fmt(x.e2e_ms.p99)} ms (closed loop: includes the queue that builds).`,
       );

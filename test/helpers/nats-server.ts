@@ -14,6 +14,8 @@ export interface NatsServer {
   url: string;
   port: number;
   storeDir: string;
+  /** The HTTP monitoring endpoint (/varz, /connz) when it was asked for (`{ monitor: true }`). */
+  monitorUrl?: string;
   stop(): Promise<void>;
   restart(): Promise<void>;
 }
@@ -22,11 +24,21 @@ function launch(
   port: number,
   storeDir: string,
   extra: readonly string[] = [],
-): Promise<{ child: ChildProcess; port: number }> {
+): Promise<{ child: ChildProcess; port: number; monitorPort?: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       NATS_SERVER,
-      ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '--http_port', '0', ...extra],
+      [
+        '-a',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-js',
+        '-sd',
+        storeDir,
+        ...(extra.includes('-m') ? [] : ['--http_port', '0']),
+        ...extra,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let log = '';
@@ -41,9 +53,10 @@ function launch(
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       log += d;
       const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
+      const http = /Starting http monitor on [^\s]*:(\d+)/.exec(log);
       if (m && /Server is ready/.test(log)) {
         clearTimeout(timer);
-        resolve({ child, port: Number(m[1]) });
+        resolve({ child, port: Number(m[1]), ...(http && { monitorPort: Number(http[1]) }) });
       }
     });
     child.on('exit', (code) => {
@@ -61,13 +74,13 @@ const stopChild = (child: ChildProcess) =>
   });
 
 /** Starts a JetStream-enabled nats-server on a free loopback port. */
-export function startNatsServer(): Promise<NatsServer> {
-  return startOne(-1, makeTempDir('caxton-nats-'));
+export function startNatsServer(opts: { monitor?: boolean } = {}): Promise<NatsServer> {
+  return startOne(-1, makeTempDir('caxton-nats-'), opts.monitor ? ['-m', '-1'] : []);
 }
 
 /** One server on `port` (-1: any) and `storeDir`, restartable on the port it got. */
 async function startOne(wanted: number, storeDir: string, extra: readonly string[] = []): Promise<NatsServer> {
-  let { child, port } = await launch(wanted, storeDir, extra);
+  let { child, port, monitorPort } = await launch(wanted, storeDir, extra);
   return {
     get url() {
       return `nats://127.0.0.1:${port}`;
@@ -76,10 +89,13 @@ async function startOne(wanted: number, storeDir: string, extra: readonly string
       return port;
     },
     storeDir,
+    get monitorUrl() {
+      return monitorPort === undefined ? undefined : `http://127.0.0.1:${monitorPort}`;
+    },
     stop: () => stopChild(child),
     async restart() {
       await stopChild(child);
-      ({ child, port } = await launch(port, storeDir, extra));
+      ({ child, port, monitorPort } = await launch(port, storeDir, extra));
     },
   };
 }
