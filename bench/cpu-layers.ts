@@ -1,6 +1,6 @@
 /**
  * Where a node's CPU goes, by layer: reads a V8 `.cpuprofile` (`node --cpu-prof`; the cluster
- * suite writes one for its 1-node cluster with BENCH_CLUSTER_NODE_PROFILE=DIR), maps each sample
+ * suite writes one per node, in DIR/c<cluster size>-node-<letter>, with BENCH_CLUSTER_NODE_PROFILE=DIR), maps each sample
  * through the bundle's source maps, and charges it to the innermost frame that belongs to a layer
  * (the PostgreSQL client, the NATS client, HTTP and the routes, the delivery engine, …). A socket
  * write or a JSON.stringify is charged to the layer that called it. Samples whose stack passes
