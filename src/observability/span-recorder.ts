@@ -212,10 +212,10 @@ export interface RecorderScope {
  * A recorded span: ids, times in epoch milliseconds, attributes in one plain object. It is its own
  * `ReadableSpan` for the processors (times converted only when an exporter reads them). What the
  * span store and the export queue keep once it has ended is only that: the objects made for its
- * children (its context, traceparent, parent form) are let go at `end`, and its parent is held as
- * ids, not as the parent's objects.
+ * children (its context, traceparent) are let go at `end`, and its parent is held as ids, not as
+ * the parent's objects.
  */
-export class RecordedSpan implements Span, ReadableSpan {
+export class RecordedSpan implements Span, ReadableSpan, ParentContext {
   name: string;
   readonly kind: SpanKind;
   attributes: Attributes;
@@ -233,7 +233,6 @@ export class RecordedSpan implements Span, ReadableSpan {
   endMs = 0;
   #context: SpanContext | undefined;
   #traceparent: string | undefined;
-  #asParent: ParentContext | undefined;
 
   constructor(
     scope: RecorderScope,
@@ -268,14 +267,24 @@ export class RecordedSpan implements Span, ReadableSpan {
     return (this.#traceparent ??= `00-${this.traceId}-${this.spanId}-01`);
   }
 
+  /**
+   * The span is its own parent form (sampled, isRemote and span below): a child started under it
+   * while it is active takes it with no object made, and the span keeps no field for one.
+   */
   asParent(): ParentContext {
-    return (this.#asParent ??= {
-      traceId: this.traceId,
-      spanId: this.spanId,
-      sampled: true,
-      isRemote: false,
-      span: this,
-    });
+    return this;
+  }
+
+  get sampled(): boolean {
+    return true;
+  }
+
+  get isRemote(): boolean {
+    return false;
+  }
+
+  get span(): Span {
+    return this;
   }
 
   // What every span of the recorder has alike is read from the prototype, not kept per span
@@ -402,7 +411,6 @@ export class RecordedSpan implements Span, ReadableSpan {
     this.ended = true;
     this.#context = undefined;
     this.#traceparent = undefined;
-    this.#asParent = undefined;
     const ps = this.#scope.processors;
     for (let i = 0; i < ps.length; i++) ps[i]!.onEnd(this);
   }
