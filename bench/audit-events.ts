@@ -20,6 +20,7 @@ import { createLogger } from '../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
 import { startInvokeFloor } from './lib/invoke-floor.js';
+import { startSubmitFloor } from './lib/submit-floor.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
 import { threadCpuMs } from './lib/proc-cpu.js';
@@ -183,12 +184,21 @@ export const auditEventsSuite: Suite = {
     const dirOn = tempDir('caxton-bench-ae-on-');
     const dirOff = tempDir('caxton-bench-ae-off-');
     const dirFloor = tempDir('caxton-bench-ae-floor-');
+    const dirFloorOff = tempDir('caxton-bench-ae-floor-off-');
     const floor = await startInvokeFloor(dirFloor.path);
+    const floorOff = await startInvokeFloor(dirFloorOff.path, { offLoop: true });
+    const submitModes = ['loop', 'records-off', 'all-off'] as const;
+    const submitDirs = submitModes.map((m) => tempDir(`caxton-bench-ae-submit-${m}-`));
+    const submitFloors = await Promise.all(submitModes.map((m, i) => startSubmitFloor(submitDirs[i]!.path, m)));
+    const submitCounts: string[] = [];
     const on = await startCaxton(dirOn.path, true);
     const off = await startCaxton(dirOff.path, false);
+    let floorOffCount = '';
     const runs: Record<string, LoadResult[]> = {
       echo: [],
       floor: [],
+      floor_off_loop: [],
+      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
@@ -196,6 +206,9 @@ export const auditEventsSuite: Suite = {
     };
     const ratios: Record<string, number[]> = {
       floor: [],
+      floor_off_loop: [],
+      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
+      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
@@ -207,6 +220,8 @@ export const auditEventsSuite: Suite = {
       // Warm every path once.
       await go(`${hw.url}echo`, INVOKE_BODY);
       await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
+      await go(`${floorOff.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
+      for (const f of submitFloors) await go(`${f.url}/api/v1/messages`, SUBMIT_BODY);
       for (const s of [on, off]) {
         await load({
           url: `${s.url}/api/v1/agents/text/invoke`,
@@ -232,6 +247,14 @@ export const auditEventsSuite: Suite = {
         const fl = await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
         runs.floor!.push(fl);
         ratios.floor!.push(fl.req_per_s / echo.req_per_s);
+        const flo = await go(`${floorOff.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
+        runs.floor_off_loop!.push(flo);
+        ratios.floor_off_loop!.push(flo.req_per_s / echo.req_per_s);
+        for (let i = 0; i < submitModes.length; i++) {
+          const sf = await go(`${submitFloors[i]!.url}/api/v1/messages`, SUBMIT_BODY);
+          runs[`submit_floor_${submitModes[i]}`]!.push(sf);
+          ratios[`submit_floor_${submitModes[i]}`]!.push(sf.req_per_s / echo.req_per_s);
+        }
         for (const [name, s] of [
           ['on', on],
           ['off', off],
@@ -248,8 +271,16 @@ export const auditEventsSuite: Suite = {
       await on.close();
       await off.close();
       await floor.close();
+      await floorOff.close();
+      floorOffCount = `${floorOff.written()} of ${floorOff.answered()}`;
+      for (const f of submitFloors) {
+        await f.close();
+        submitCounts.push(`${f.acknowledged()} of ${f.accepted()}`);
+      }
+      for (const d of submitDirs) d.remove();
       await hw.close();
       dirFloor.remove();
+      dirFloorOff.remove();
       dirOn.remove();
       dirOff.remove();
     }
@@ -263,6 +294,12 @@ export const auditEventsSuite: Suite = {
       {
         metric: "invoke floor: a minimal fastify server writing an invoke's three rows (bench/lib/invoke-floor.ts)",
         value: `${fmt(rps('floor'), 0)} req/s (${range('floor')} × echo)`,
+        baseline: echo,
+      },
+      {
+        metric:
+          'the same floor with its transaction on a worker thread (its own connection; the event loop hands over each window)',
+        value: `${fmt(rps('floor_off_loop'), 0)} req/s (${range('floor_off_loop')} × echo); rows written for ${floorOffCount} invokes answered`,
         baseline: echo,
       },
       {
@@ -282,6 +319,11 @@ export const auditEventsSuite: Suite = {
         value: `${fmt(rps('invoke_off'), 0)} req/s (${range('invoke_off')} × echo)`,
         baseline: echo,
       },
+      ...submitModes.map((m, i): Row => ({
+        metric: `submit floor, ${m === 'loop' ? 'every write on the event loop' : m === 'records-off' ? 'the records on a worker thread, the messages on the event loop' : 'every write on a worker thread, the 202 after its commit'} (bench/lib/submit-floor.ts)`,
+        value: `${fmt(rps(`submit_floor_${m}`), 0)} req/s (${range(`submit_floor_${m}`)} × echo); acknowledged ${submitCounts[i] ?? '?'} accepted`,
+        baseline: echo,
+      })),
       {
         metric: 'REST submit, [audit] and [events] on',
         value: `${fmt(rps('submit_on'), 0)} req/s (${range('submit_on')} × echo)`,
