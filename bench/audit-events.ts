@@ -208,7 +208,6 @@ export const auditEventsSuite: Suite = {
       floor: [],
       floor_off_loop: [],
       ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
-      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
