@@ -108,11 +108,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       await expectAccessible(page, 'memory search');
       await results.getByRole('link', { name: 'Ada Lovelace' }).click();
 
+      // The heading is the URL's name, shown before the entity has loaded: its observations are awaited.
       await page.getByRole('heading', { name: 'Ada Lovelace', level: 1 }).waitFor();
-      expect(await page.getByTestId('observation').allTextContents()).toEqual([
-        'Wrote the first published computer program',
-        'Born in London in 1815',
-      ]);
+      await expect
+        .poll(() => page.getByTestId('observation').allTextContents())
+        .toEqual(['Wrote the first published computer program', 'Born in London in 1815']);
       const graph = page.getByTestId('memory-graph');
       await graph.waitFor();
       // Depth 1: Ada and the engine she programmed.
@@ -319,7 +319,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       await page.getByRole('button', { name: 'Add', exact: true }).click();
       await page.getByRole('heading', { name: 'Grace Hopper', level: 1 }).waitFor();
       const observations = () => page.getByTestId('observation').allTextContents();
-      expect(await observations()).toEqual(['Wrote the first compiler']);
+      await expect.poll(observations).toEqual(['Wrote the first compiler']);
 
       await page.getByLabel('New observation').fill('Admiral in the US Navy');
       await page.getByRole('button', { name: 'Add observation' }).click();
