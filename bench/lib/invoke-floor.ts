@@ -42,11 +42,7 @@ const EXECUTION_SQL = `INSERT OR IGNORE INTO executions (execution_id, ts, ended
 
 type Rows = { a: unknown[]; e: unknown[]; x: unknown[] };
 
-export async function startInvokeFloor(
-  dir: string,
-  opts: { rows?: boolean; offLoop?: boolean } = {},
-): Promise<InvokeFloor> {
-  const rows = opts.rows ?? true;
+export async function startInvokeFloor(dir: string, opts: { offLoop?: boolean } = {}): Promise<InvokeFloor> {
   const db = openDatabase(join(dir, 'floor.db'));
   migrate(db, AUDIT_MIGRATIONS);
   migrate(db, EVENTS_MIGRATIONS);
@@ -90,7 +86,6 @@ export async function startInvokeFloor(
     write(batch);
   };
   const push = (r: Rows) => {
-    if (!rows) return;
     answered++;
     queue.push(r);
     if (timer === undefined) timer = setTimeout(flush, Math.max(0, last + WINDOW_MS - Date.now()));

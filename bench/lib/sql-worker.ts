@@ -60,11 +60,6 @@ export class SqlWorker {
     });
   }
 
-  /** Batches posted and not yet committed. */
-  get inFlight(): number {
-    return this.#pending.size;
-  }
-
   /** Waits for every batch posted, then stops the worker. */
   async close(): Promise<void> {
     if (this.#pending.size > 0 && !this.#failed) await new Promise<void>((r) => (this.#drained = r));

@@ -40,7 +40,7 @@ const WINDOW_MS = 10;
 const CAPABILITIES = new Map([['sink', 'sink']]);
 const PERFORMATIVES = new Set(['inform', 'request', 'query-if', 'cfp', 'propose']);
 
-// Statement indexes in the worker: DURABLE_SQL's four, then the records'.
+// Statement indexes, on either connection: DURABLE_SQL's four, then the records'.
 const MESSAGE = 0;
 const DELIVERY = 1;
 const CONVERSATION = 2;
