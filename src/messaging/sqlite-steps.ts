@@ -307,7 +307,8 @@ export class SqliteSteps implements StepStore {
   /**
    * Writes the rows of the conversations kept with their message, as they are now, and resolves
    * once they committed: a read of the table (a list) then sees every conversation, as it would
-   * had each row been written at its accept.
+   * had each row been written at its accept. Fails as a sender's write would (a full disk): the
+   * list would otherwise miss conversations whose messages were accepted.
    */
   writeKept(): Promise<void> {
     if (this.#kept.size === 0) return Promise.resolve();
@@ -317,9 +318,14 @@ export class SqliteSteps implements StepStore {
         written = [...this.#kept];
         for (const c of written) this.#store.saveConversation(c);
       })
-      .then(() => {
-        for (const c of written) this.#kept.delete(c);
-      });
+      .then(
+        () => {
+          for (const c of written) this.#kept.delete(c);
+        },
+        (e: unknown) => {
+          throw this.callerError(e);
+        },
+      );
   }
 
   save(c: Conversation): void {
