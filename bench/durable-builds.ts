@@ -171,3 +171,12 @@ for (const [k, rs] of Object.entries(res)) {
     `${k.padEnd(22)} cpu µs/msg med ${med(us).toFixed(2)} [${Math.min(...us).toFixed(2)}–${Math.max(...us).toFixed(2)}]  msg/s med ${med(ps).toFixed(0)} [${Math.min(...ps).toFixed(0)}–${Math.max(...ps).toFixed(0)}]`,
   );
 }
+// Per-rep ratios (each build ran next to the others in the same rep): less noisy than the medians above.
+const first = res[dists[0]!];
+for (const k of Object.keys(res)) {
+  if (k === dists[0] || !first) continue;
+  const r = res[k]!.map((x, i) => x.cpu / first[i]!.cpu);
+  console.log(
+    `${k.padEnd(22)} cpu ÷ ${dists[0]}: med ${med(r).toFixed(3)} [${Math.min(...r).toFixed(3)}–${Math.max(...r).toFixed(3)}]`,
+  );
+}

@@ -17,7 +17,8 @@ import { GroupCommit } from './group-commit.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { MessageReads } from './reads.js';
 import { messagingRetentionRules } from './retention.js';
-import { Router } from './router.js';
+import { newConversation, touchConversation } from './bus-rules.js';
+import { Router, type RouteDecision } from './router.js';
 import type { MessageSigner } from './signature.js';
 import { SqliteSteps } from './sqlite-steps.js';
 import { MessageStore } from './store.js';
@@ -117,6 +118,7 @@ export class MessageBus extends EngineBus implements MessagingBus {
     this.reads = new MessageReads({
       settled: () => this.settled(),
       conversation: (id) => this.#steps.conversation(id),
+      conversationRows: () => this.#steps.writeKept(),
       store: this.store,
     });
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#queue, this.#cfg.max_hops);
@@ -158,6 +160,7 @@ export class MessageBus extends EngineBus implements MessagingBus {
         }
         cache.set(r.message_id, m);
       }
+      if (this.#steps.conversation(m.conversation_id) === undefined) this.#steps.keep(this.#kept(m, r.receiver));
       this.#steps.pending(m.conversation_id);
       const wait = r.next_at - Date.now();
       this.#queue.dispatch(
@@ -166,6 +169,20 @@ export class MessageBus extends EngineBus implements MessagingBus {
       );
     }
     return rows.length;
+  }
+
+  /**
+   * A one-way conversation a previous run kept with its message (it has no row, and its one
+   * delivery is pending), as its accept made it: the message counted, its deadline from the message's time.
+   */
+  #kept(m: AclMessage, receiver: string): Conversation {
+    const entry = this.directory.get(receiver);
+    const decision: RouteDecision = { ok: true, mode: 'named', receivers: entry ? [entry] : [] };
+    const c = newConversation(m, m.timestamp, decision, this.#cfg, false);
+    touchConversation(c, m, [receiver], m.timestamp, this.#cfg.conversation_ttl, false);
+    const at = Date.parse(m.timestamp);
+    if (!Number.isNaN(at)) c.expires_at = new Date(at + this.#cfg.conversation_ttl).toISOString();
+    return c;
   }
 
   /** Stops delivering; running deliveries are abandoned (still pending, so redelivered after a restart). */

@@ -18,6 +18,8 @@ export interface ReadSources {
   settled(): Promise<void>;
   /** The conversation as the bus holds it (open ones in memory, the rest from the store). */
   conversation(id: ConversationId): Conversation | undefined;
+  /** Resolves once every open conversation has its row (some are kept in memory until they end). */
+  conversationRows(): Promise<void>;
   store: MessageStore;
 }
 
@@ -47,6 +49,7 @@ export class MessageReads {
     q: ConversationFilter & { limit?: number; offset?: number } = {},
   ): Promise<Page<Conversation>> {
     await this.#src.settled();
+    await this.#src.conversationRows();
     return this.#src.store.listConversations({ ...q, limit: q.limit ?? 50, offset: q.offset ?? 0 });
   }
 

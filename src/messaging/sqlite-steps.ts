@@ -17,6 +17,11 @@ const NO_SUBSCRIPTIONS: SubscriptionRow[] = Object.freeze([]) as unknown as Subs
  * sees what the one before it decided, committed or not yet.
  */
 export class SqliteSteps implements StepStore {
+  /**
+   * A one-way conversation's row is written once, by the step that ends it (ADR 0080): until then
+   * it is an open conversation in memory (`#kept`), and its message and delivery rows are on disk.
+   */
+  readonly defersOneWay = true;
   readonly #store: MessageStore;
   readonly #commit: GroupCommit;
   /** Open conversations (terminal ones are read from the store). */
@@ -28,6 +33,12 @@ export class SqliteSteps implements StepStore {
    * previous row, and a step that runs next must see the ended state, not read that row back.
    */
   readonly #ended = new Map<ConversationId, Conversation>();
+  /**
+   * Open conversations with no row yet: one-way conversations kept with their message. A list
+   * read writes their rows first (`writeKept`); a restart rebuilds them from their message
+   * (`MessageBus`'s recovery).
+   */
+  readonly #kept = new Set<Conversation>();
   /** Pending deliveries per conversation. */
   readonly #outstanding = new Map<string, number>();
   #subscriptions: SubscriptionRow[] = [];
@@ -283,7 +294,43 @@ export class SqliteSteps implements StepStore {
     for (const w of this.#commit.queued) if (w instanceof SqliteStep) w.storedIn(conversation, into);
   }
 
+  /** A one-way conversation opened by a step: open in memory, with no row until a step saves it. */
+  keep(c: Conversation): void {
+    this.open.set(c.id, c);
+    this.#kept.add(c);
+  }
+
+  isKept(c: Conversation): boolean {
+    return this.#kept.has(c);
+  }
+
+  /**
+   * Writes the rows of the conversations kept with their message, as they are now, and resolves
+   * once they committed: a read of the table (a list) then sees every conversation, as it would
+   * had each row been written at its accept. Fails as a sender's write would (a full disk): the
+   * list would otherwise miss conversations whose messages were accepted.
+   */
+  writeKept(): Promise<void> {
+    if (this.#kept.size === 0) return Promise.resolve();
+    let written: Conversation[] = [];
+    return this.#commit
+      .run(() => {
+        written = [...this.#kept];
+        for (const c of written) this.#store.saveConversation(c);
+      })
+      .then(
+        () => {
+          for (const c of written) this.#kept.delete(c);
+        },
+        (e: unknown) => {
+          throw this.callerError(e);
+        },
+      );
+  }
+
   save(c: Conversation): void {
+    // Its row is written with this step's commit (undone with the step if that fails).
+    this.#kept.delete(c);
     if (isTerminal(c.state)) {
       this.#ended.set(c.id, c);
       if (this.open.delete(c.id)) this.#counted();
@@ -295,6 +342,7 @@ export class SqliteSteps implements StepStore {
   }
 
   forget(c: Conversation): void {
+    this.#kept.delete(c);
     this.open.delete(c.id);
     this.#ended.delete(c.id);
     this.#dirty.delete(c);
@@ -359,6 +407,8 @@ class SqliteStep implements EngineStep, JoinedWrite {
   /** The conversation as it was, to put back when the step fails. */
   #before: Conversation | undefined;
   #wasOpen = false;
+  /** Whether the conversation had no row yet when the step read it (kept with its message). */
+  #wasKept = false;
   #created: Conversation | undefined;
   /** The step's row writes in order: a kind (`W`) followed by its arguments. */
   readonly #writes: unknown[] = [];
@@ -382,6 +432,7 @@ class SqliteStep implements EngineStep, JoinedWrite {
       this.#conversation = c;
       this.#before = c && { ...c, participants: [...c.participants] };
       this.#wasOpen = c !== undefined && this.#steps.open.get(c.id) === c;
+      this.#wasKept = c !== undefined && this.#steps.isKept(c);
     }
     return this.#conversation;
   }
@@ -412,7 +463,13 @@ class SqliteStep implements EngineStep, JoinedWrite {
     this.#steps.save(c);
   }
 
-  insertMessage(m: AclMessage, routedTo: readonly string[]): void {
+  insertMessage(m: AclMessage, routedTo: readonly string[], opening?: Conversation): void {
+    if (opening) {
+      // Dated by its message, the one record of it a restart finds (MessageBus rebuilds it from it).
+      opening.created_at = opening.updated_at = m.timestamp;
+      this.#created ??= opening;
+      this.#steps.keep(opening);
+    }
     this.#steps.counted();
     this.#writes.push(W.Message, m, [...routedTo]);
   }
@@ -534,6 +591,7 @@ class SqliteStep implements EngineStep, JoinedWrite {
     if (c && this.#before) {
       Object.assign(c, this.#before);
       if (this.#wasOpen) this.#steps.open.set(c.id, c);
+      if (this.#wasKept) this.#steps.keep(c);
     }
   }
 

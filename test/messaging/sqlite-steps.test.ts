@@ -190,6 +190,49 @@ describe('SqliteSteps', () => {
     });
     expect(store.getMessage(m.id)).toBeUndefined();
   });
+
+  it('keeps a one-way conversation with its message: its row is written once, by the step that ends it', async () => {
+    const m = aclMessage({ receivers: ['a'] });
+    const opened = { ...conversation(m.conversation_id), participants: ['user', 'a'] };
+    await steps.inConversationNow(m.conversation_id, (s) => {
+      void s.insertMessage(m, ['a'], opened);
+      void s.insertDelivery(m.id, 'a', NOW);
+      return undefined;
+    });
+    expect(store.getMessage(m.id)?.routed_to).toEqual(['a']);
+    expect(store.getConversation(m.conversation_id)).toBeUndefined();
+    // Open in memory, dated by its message.
+    expect(steps.conversation(m.conversation_id)).toMatchObject({ state: 'initiated', created_at: m.timestamp });
+    expect(steps.open.size).toBe(1);
+    await steps.inConversationNow(m.conversation_id, (s) => {
+      const c = s.conversation!;
+      c.state = 'completed';
+      void s.saveConversation(c);
+      return undefined;
+    });
+    expect(store.getConversation(m.conversation_id)).toMatchObject({ state: 'completed', created_at: m.timestamp });
+    expect(steps.open.size).toBe(0);
+  });
+
+  it('writes the rows of kept conversations for a read of the table, and keeps none of a failed step', async () => {
+    const kept = aclMessage({ receivers: ['a'] });
+    await steps.inConversationNow(kept.conversation_id, (s) => {
+      void s.insertMessage(kept, ['a'], conversation(kept.conversation_id));
+      return undefined;
+    });
+    const failed = { ...aclMessage({ receivers: ['a'] }), conversation_id: 'conv_failed' as ConversationId };
+    await expect(
+      steps.inConversationNow(failed.conversation_id, (s) => {
+        void s.insertMessage(failed, ['a'], conversation(failed.conversation_id));
+        throw new Error('refused');
+      }),
+    ).rejects.toThrow('refused');
+    expect(steps.conversation(failed.conversation_id)).toBeUndefined();
+    await steps.writeKept();
+    expect(store.getConversation(kept.conversation_id)?.state).toBe('initiated');
+    expect(store.getConversation(failed.conversation_id)).toBeUndefined();
+    expect(store.listConversations({ limit: 10, offset: 0 }).total).toBe(1);
+  });
 });
 
 describe('drive', () => {
