@@ -748,7 +748,7 @@ function report(reps: Rep[], env: Env): SuiteReport {
       verdict: r3 >= 1 ? 'pass' : 'fail',
     },
     {
-      metric: `CPU per delivered message, every process the suite started (${LABEL.node1})`,
+      metric: `CPU per delivered message, every process it runs on (${LABEL.node1}: the node, nats-server, PostgreSQL, this driver)`,
       value: `${fmt(cpu1, 3)} ms`,
       baseline: `floor ${fmt(t.floor.cpu_total_ms, 3)} ms; raw ${fmt(t.raw.cpu_total_ms, 3)} ms`,
       target: '≤ 0.4 ms',
