@@ -1,7 +1,8 @@
 /**
  * Durable messages through `caxton serve` nodes beside raw JetStream and a component floor, in
  * one run, alternated in equal-length repetitions, with the CPU of every process the suite
- * started — and of nothing else — counted for each repetition.
+ * started — and of nothing else — read for each repetition; a workload's total counts the ones it
+ * runs on, not the other cluster's idle nodes (listed apart).
  *
  * The suite starts its own nats-server (JetStream, temporary store) and its own PostgreSQL
  * instance (bench/lib/own-postgres.ts), a 1-node and a 3-node cluster on them, and the floor
@@ -18,6 +19,12 @@
  *  - paced3: 100 messages a second open loop over the 3 nodes, for the latency below saturation;
  *  - paced1: the same rate to the 1-node cluster, for CPU per message at equal load (not saturated).
  *
+ * Before a paced repetition the suite waits, unmeasured, until the processes it started use no
+ * more CPU than they did idle at setup (at most SETTLE_MAX_MS), and reports how long that took and
+ * what they used meanwhile: a paced window right after a saturating one otherwise measures what
+ * the saturation left behind (deliveries' acknowledgements, sweeps over the grown tables), not a
+ * cluster at 100 msg/s. BENCH_CLUSTER_SETTLE=0 measures it right after, as before.
+ *
  * A message counts as delivered in a repetition when it was consumed (raw, floor) or its
  * delivery row turned `done` (Caxton; one clock, one machine) inside the repetition's window; the
  * CPU of each process is read from /proc at the window's two ends. After the window nothing new
@@ -27,7 +34,7 @@
  * path alone. Needs `npm run build`, nats-server and PostgreSQL 15's binaries.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +80,10 @@ const DRAIN_MS = 60_000;
 const PROFILE = process.env.BENCH_CLUSTER_NODE_PROFILE;
 /** `[cluster.state] step_transactions` of the 3-node cluster's nodes (unset: the default), to see how group size moves its cost. */
 const STEP_TRANSACTIONS_3 = process.env.BENCH_CLUSTER_STEP_TRANSACTIONS_3;
+/** Whether paced repetitions wait for the cluster to settle first (see the top of this file). */
+const SETTLE = process.env.BENCH_CLUSTER_SETTLE !== '0';
+const SETTLE_MAX_MS = 30_000;
+const SETTLE_PROBE_MS = 1_000;
 const FLOOR_WORKER = fileURLToPath(new URL('./lib/floor-server.ts', import.meta.url));
 
 const ALL_WORKLOADS = ['raw', 'floor', 'node1', 'node1-batch', 'nodes3', 'paced3', 'paced1'] as const;
@@ -116,6 +127,10 @@ interface Rep {
   nats: NatsCounts;
   load_1m: number;
   failures: string[];
+  /** Paced repetitions: how long the wait for the cluster to settle took, and the CPU seconds its processes used in it. */
+  settle?: { ms: number; cpu_s: number; settled: boolean; dirty_kb: number };
+  /** Paced repetitions: the machine's dirty pages (kB) as the window opened. */
+  dirty_kb?: number;
 }
 
 /** Counters of the suite's PostgreSQL: transactions committed, autovacuum and autoanalyze runs, checkpoints, WAL bytes. */
@@ -164,6 +179,9 @@ interface Env {
   one: { nodes: Node[]; schema: string };
   three: { nodes: Node[]; schema: string };
   groups: Record<string, () => number[]>;
+  /** Cores the processes the suite started used while idle, and the machine's dirty pages then (kB), measured at setup. */
+  idleCores: number;
+  idleDirtyKb: number;
 }
 
 /** The delivery of message i as a node puts it on the wire (row id, receiver, the ACL message), with the publish time in front. */
@@ -295,7 +313,49 @@ async function waitFor(what: string, done: () => Promise<boolean> | boolean): Pr
   return true;
 }
 
+/** Cores the processes the suite started (not this driver) used over `ms`. */
+async function suiteCores(groups: Env['groups'], ms: number): Promise<number> {
+  const meter = await cpuMeter(groups);
+  await sleep(ms);
+  const r = await meter.stop();
+  const cpu = Object.entries(r.processes)
+    .filter(([name]) => !name.startsWith('bench driver'))
+    .reduce((sum, [, x]) => sum + x.cpu_s, 0);
+  return cpu / r.wall_s;
+}
+
+/** The machine's file pages waiting to be written back (kB, /proc/meminfo Dirty + Writeback); NaN where unknown. */
+function dirtyKb(): number {
+  try {
+    const m = readFileSync('/proc/meminfo', 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(m)?.[1] ?? Number.NaN);
+    return kb('Dirty') + kb('Writeback');
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * Waits until the suite's processes use no more CPU than idle (a little over, for noise) and the
+ * kernel has written back what the last repetition left dirty (a WAL fsync waits behind that
+ * writeback), at most SETTLE_MAX_MS.
+ */
+async function settle(env: Env): Promise<NonNullable<Rep['settle']>> {
+  const t0 = Date.now();
+  let cpu_s = 0;
+  for (;;) {
+    const cores = await suiteCores(env.groups, SETTLE_PROBE_MS);
+    cpu_s += (cores * SETTLE_PROBE_MS) / 1000;
+    const dirty = dirtyKb();
+    const settled =
+      cores <= Math.max(1.25 * env.idleCores, env.idleCores + 0.03) && !(dirty > Math.max(2 * env.idleDirtyKb, 16_384));
+    if (settled || Date.now() - t0 >= SETTLE_MAX_MS) return { ms: Date.now() - t0, cpu_s, settled, dirty_kb: dirty };
+  }
+}
+
 async function rep(env: Env, workload: Workload, round: number, seconds: number): Promise<Rep> {
+  const settled = SETTLE && workload.startsWith('paced') ? await settle(env) : undefined;
+  const dirtyAtStart = workload.startsWith('paced') ? dirtyKb() : undefined;
   const load_1m = loadavg()[0]!;
   const failures: string[] = [];
   let refused = 0;
@@ -440,6 +500,8 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
     nats: natsIn!,
     load_1m,
     failures,
+    ...(settled && { settle: settled }),
+    ...(dirtyAtStart !== undefined && { dirty_kb: dirtyAtStart }),
   };
 }
 
@@ -482,6 +544,21 @@ const sumPg = (a: PgActivity, b: PgActivity): PgActivity => ({
   wal_bytes: a.wal_bytes + b.wal_bytes,
 });
 
+/**
+ * Whether a process group's CPU counts in a workload's total: the system the workload measures, the
+ * driver and the shared servers it uses, not the idle nodes of the other cluster or the idle floor
+ * server (listed beside the total). nats-server and PostgreSQL also serve the idle ones' heartbeats
+ * and sweeps, which cannot be told apart there and stay counted.
+ */
+function counts(workload: Workload, group: string): boolean {
+  if (group.startsWith('caxton serve (1-node'))
+    return workload === 'node1' || workload === 'node1-batch' || workload === 'paced1';
+  if (group.startsWith('caxton serve (3-node')) return workload === 'nodes3' || workload === 'paced3';
+  if (group === 'floor server') return workload === 'floor';
+  if (group.startsWith('PostgreSQL')) return workload !== 'raw';
+  return true;
+}
+
 function totals(reps: Rep[], workload: Workload): Totals {
   const mine = reps.filter((r) => r.workload === workload);
   const window_s = mine.reduce((s, r) => s + r.window_s, 0);
@@ -502,7 +579,9 @@ function totals(reps: Rep[], workload: Workload): Totals {
     accepted: mine.reduce((s, r) => s + r.accepted, 0),
     refused: mine.reduce((s, r) => s + r.refused, 0),
     cpu_ms,
-    cpu_total_ms: Object.values(cpu_ms).reduce((a, b) => a + b, 0),
+    cpu_total_ms: Object.entries(cpu_ms)
+      .filter(([g]) => counts(workload, g))
+      .reduce((a, [, ms]) => a + ms, 0),
     ...(e2e.length > 0 && { e2e_ms: summarize(e2e), after_accept_ms: summarize(after), accept_ms: summarize(accept) }),
     load_1m: mine.map((r) => r.load_1m),
     failures: mine.flatMap((r) => r.failures),
@@ -554,7 +633,25 @@ async function setup(root: string): Promise<Env> {
       'nats-server': () => (natsPid === undefined ? [] : [natsPid]),
       ...Object.fromEntries(PG_PROCESS_KINDS.map((k) => [`PostgreSQL: ${k}`, () => own.pidsOf(k)])),
     };
-    const env: Env = { own, db, natsUrl: nats.url, natsMonitor: nats.monitorUrl!, nc, raw, floor, one, three, groups };
+    // What the started processes use with nothing sent (heartbeats, sweeps, pulls): what settling waits for.
+    await sleep(2_000);
+    const idleCores = await suiteCores(groups, 3_000);
+    const idleDirtyKb = dirtyKb();
+    note(`the suite's processes idle: ${fmt(idleCores * 100, 1)} % of a core; ${fmt(idleDirtyKb / 1024, 1)} MiB dirty`);
+    const env: Env = {
+      own,
+      db,
+      natsUrl: nats.url,
+      natsMonitor: nats.monitorUrl!,
+      nc,
+      raw,
+      floor,
+      one,
+      three,
+      groups,
+      idleCores,
+      idleDirtyKb,
+    };
     return Object.assign(env, { cleanup });
   } catch (e) {
     for (const c of cleanup) await c().catch(() => {});
@@ -564,9 +661,12 @@ async function setup(root: string): Promise<Env> {
 
 /** Sums the CPU ms per message of the processes a workload exercises and names the idle ones' share. */
 function cpuParts(t: Totals): string {
-  return Object.entries(t.cpu_ms)
-    .map(([g, ms]) => `${g} ${fmt(ms, 3)}`)
-    .join(', ');
+  const parts = (counted: boolean) =>
+    Object.entries(t.cpu_ms)
+      .filter(([g]) => counts(t.workload, g) === counted)
+      .map(([g, ms]) => `${g} ${fmt(ms, 3)}`)
+      .join(', ');
+  return `${parts(true)}; not counted (idle): ${parts(false)}`;
 }
 
 export const clusterSuite: Suite = {
@@ -590,7 +690,7 @@ export const clusterSuite: Suite = {
         for (const w of order) {
           const r = await rep(env, w, round, REP_S);
           note(
-            `round ${round}/${ROUNDS}, ${LABEL[w]}: ${fmt(r.delivered / r.window_s, 0)} msg/s delivered in ${fmt(r.window_s, 1)} s (load ${fmt(r.load_1m)})`,
+            `round ${round}/${ROUNDS}, ${LABEL[w]}: ${fmt(r.delivered / r.window_s, 0)} msg/s delivered in ${fmt(r.window_s, 1)} s (load ${fmt(r.load_1m)})${r.e2e_ms && w.startsWith('paced') ? `, p99 ${fmt(summarize(r.e2e_ms).p99)} ms` : ''}${r.settle ? `, after ${fmt(r.settle.ms / 1000, 1)} s settling` : ''}${r.dirty_kb !== undefined ? ` (${fmt(r.dirty_kb / 1024, 1)} MiB dirty at the start)` : ''}`,
           );
           reps.push(r);
         }
@@ -602,11 +702,12 @@ export const clusterSuite: Suite = {
       for (const c of env.cleanup) await c().catch((e: unknown) => note(`cleanup: ${(e as Error).message}`));
       dir.remove();
     }
-    return report(reps, env.own);
+    return report(reps, env);
   },
 };
 
-function report(reps: Rep[], own: OwnPostgres): SuiteReport {
+function report(reps: Rep[], env: Env): SuiteReport {
+  const own = env.own;
   const t = Object.fromEntries(ALL_WORKLOADS.map((w) => [w, totals(reps, w)])) as Record<Workload, Totals>;
   const rate = (x: Totals) => `${fmt(x.per_s, 0)}/s (reps ${x.rep_per_s.map((v) => fmt(v, 0)).join(', ')})`;
   const r1 = t['node1-batch'].per_s / t.raw.per_s;
@@ -647,7 +748,7 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
       verdict: r3 >= 1 ? 'pass' : 'fail',
     },
     {
-      metric: `CPU per delivered message, every process the suite started (${LABEL.node1})`,
+      metric: `CPU per delivered message, every process it runs on (${LABEL.node1}: the node, nats-server, PostgreSQL, this driver)`,
       value: `${fmt(cpu1, 3)} ms`,
       baseline: `floor ${fmt(t.floor.cpu_total_ms, 3)} ms; raw ${fmt(t.raw.cpu_total_ms, 3)} ms`,
       target: '≤ 0.4 ms',
@@ -669,7 +770,7 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
     });
   const loads = reps.map((r) => r.load_1m);
   const notes = [
-    `${ROUNDS} rounds of ${fmt(REP_S, 1)} s repetitions, every workload once a round, the order rotated; a warm-up repetition of each first. Messages count as delivered inside a repetition's window; CPU is read from /proc for the processes this suite started (the nodes and what they started, nats-server, the PostgreSQL postmaster and its backends, the floor server, this driver) at the window's two ends. Idle processes are counted too: a workload's total includes the other clusters' idle cost.`,
+    `${ROUNDS} rounds of ${fmt(REP_S, 1)} s repetitions, every workload once a round, the order rotated; a warm-up repetition of each first. Messages count as delivered inside a repetition's window; CPU is read from /proc for the processes this suite started (the nodes and what they started, nats-server, the PostgreSQL postmaster and its backends, the floor server, this driver) at the window's two ends. A workload's total counts the processes it runs on (its cluster or the floor server, nats-server, PostgreSQL, this driver), not the idle other cluster or floor server, which are listed apart; nats-server and PostgreSQL also serve the idle nodes' heartbeats and sweeps.`,
     `PostgreSQL: an instance of this suite's own (${own.copied ? "durability settings copied from the machine's default server" : "initdb's defaults"}: ${Object.entries(
       own.settings,
     )
@@ -692,6 +793,11 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
     );
     if (x.refused > 0 || x.failures.length > 0)
       notes.push(`${LABEL[w]}: ${x.refused} refused; ${x.failures.slice(0, 3).join('; ')}`);
+    const settles = reps.filter((r) => r.workload === w && r.settle).map((r) => r.settle!);
+    if (settles.length > 0)
+      notes.push(
+        `${LABEL[w]}: before each repetition the suite waited for its processes to use no more CPU than idle (${fmt(env.idleCores * 100, 1)} % of a core) and for the machine's dirty pages to be written back: ${settles.map((x) => `${fmt(x.ms / 1000, 1)} s${x.settled ? '' : ' (not settled)'}, ${fmt(x.dirty_kb / 1024, 1)} MiB dirty at the end`).join('; ')}, using ${settles.map((x) => fmt(x.cpu_s, 2)).join(', ')} CPU s meanwhile (unmeasured; BENCH_CLUSTER_SETTLE=0 measures right after the previous repetition).`,
+      );
     if (x.e2e_ms && !w.startsWith('paced'))
       notes.push(
         `${LABEL[w]}: submission → delivered p50 / p99 ${fmt(x.e2e_ms.p50)} / ${fmt(x.e2e_ms.p99)} ms (closed loop: includes the queue that builds).`,

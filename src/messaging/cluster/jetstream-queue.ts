@@ -36,12 +36,12 @@ import {
   type BusReads,
   type Delivery,
   type DeliveryQueue,
-  type DeliveryRow,
   messageJson,
   type Outgoing,
   type StoredMessage,
 } from '../index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
+import type { TakeRow } from './pg-message-rows.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { PubAcks } from './pub-acks.js';
 import { pullLapsed, Pulls } from './pulls.js';
@@ -124,7 +124,7 @@ export async function openDeliveryStream(
  * (JetStream's redelivery of one this node holds), or naked until its retry time.
  */
 export function mayTake(
-  row: DeliveryRow,
+  row: TakeRow,
   m: JsMsg,
   receiver: string,
   held: ReadonlyMap<number, JsMsg> & { set(id: number, m: JsMsg): unknown },
@@ -224,14 +224,14 @@ export class JetStreamQueue implements DeliveryQueue {
    * The rows of fetched deliveries, read together: the deliveries one fetch brings arrive in the
    * same turn of the event loop, and their rows take one query instead of one each.
    */
-  readonly #rows: DataLoader<number, DeliveryRow | undefined>;
+  readonly #rows: DataLoader<number, TakeRow | undefined>;
 
   constructor(opts: JetStreamQueueOptions) {
     this.#o = opts;
     this.#acks = new PubAcks(opts.nc);
     this.#rows = new DataLoader(
       async (ids) => {
-        const rows = await opts.store.getDeliveries(ids);
+        const rows = await opts.store.deliveriesToTake(ids);
         return ids.map((id) => rows.get(id));
       },
       { cache: false, maxBatchSize: 256 },
