@@ -4,7 +4,10 @@
  * and metrics with tracing three ways: every span recorded, traces sampled at 10 %, and no trace
  * sampled (parentbased_always_off). Recorded spans go to the node's own span store (its default
  * size) and through a BatchSpanProcessor with the server's batch settings whose exporter discards
- * the batches: span creation and processing are measured, not a collector's network.
+ * the batches: span creation and processing are measured, not a collector's network. The `otlp`
+ * mode (BENCH_MODES) is the same with the server's own OTLP/HTTP exporter sending to a collector
+ * in this process: what serializing and sending the spans adds, as a deployment with a collector
+ * pays it.
  *
  * Fairness: each mode's server runs in its own process (bench/lib/observability-node.ts), all of
  * them started before anything is measured; each runs WARMUP rounds that are thrown away (the JIT
@@ -26,8 +29,8 @@
  * Targets: tracing with every span recorded costs at most 10 % against metrics only, unsampled
  * tracing at most 3 %; metrics at most 10 % against telemetry off. The verdict is on CPU per
  * operation (the cost; the steadier figure on a shared machine); the throughput ratio is shown.
- * BENCH_MODES picks the modes, including the experiments `count`, `nostore`, `noexport` and `context`
- * (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
+ * BENCH_MODES picks the modes, including `otlp` and the experiments `count`, `nostore`, `noexport`
+ * and `context` (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
  * there as well, its reps alternated with these (before and after a change, in the same run).
  */
 import { fork, type ChildProcess } from 'node:child_process';
