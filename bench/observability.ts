@@ -4,7 +4,10 @@
  * and metrics with tracing three ways: every span recorded, traces sampled at 10 %, and no trace
  * sampled (parentbased_always_off). Recorded spans go to the node's own span store (its default
  * size) and through a BatchSpanProcessor with the server's batch settings whose exporter discards
- * the batches: span creation and processing are measured, not a collector's network.
+ * the batches: span creation and processing are measured, not a collector's network. The `otlp`
+ * mode (BENCH_MODES) is the same with the server's own OTLP/HTTP exporter sending to a collector
+ * in this process: what serializing and sending the spans adds, as a deployment with a collector
+ * pays it.
  *
  * Fairness: each mode's server runs in its own process (bench/lib/observability-node.ts), all of
  * them started before anything is measured; each runs WARMUP rounds that are thrown away (the JIT
@@ -26,11 +29,13 @@
  * Targets: tracing with every span recorded costs at most 10 % against metrics only, unsampled
  * tracing at most 3 %; metrics at most 10 % against telemetry off. The verdict is on CPU per
  * operation (the cost; the steadier figure on a shared machine); the throughput ratio is shown.
- * BENCH_MODES picks the modes, including the experiments `count`, `nostore`, `noexport` and `context`
- * (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
+ * BENCH_MODES picks the modes, including `otlp` and the experiments `count`, `nostore`, `noexport`
+ * and `context` (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
  * there as well, its reps alternated with these (before and after a change, in the same run).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
   MODES,
@@ -76,12 +81,35 @@ interface Node {
   ask(m: ToNode): Promise<FromNode>;
 }
 
+/**
+ * The OTLP collector of the `otlp` mode: in this process, so the server's process is charged for
+ * building and sending the export requests and not for receiving them. It reads each body and
+ * answers 200, as a collector does.
+ */
+let collector: { server: Server; url: string; requests: number; bytes: number } | undefined;
+
+async function startCollector(): Promise<NonNullable<typeof collector>> {
+  const c = { server: createServer(), url: '', requests: 0, bytes: 0 };
+  c.server.on('request', (req, res) => {
+    c.requests++;
+    req.on('data', (chunk: Buffer) => (c.bytes += chunk.length));
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((r) => c.server.listen(0, '127.0.0.1', () => r()));
+  c.url = `http://127.0.0.1:${(c.server.address() as AddressInfo).port}`;
+  return c;
+}
+
 async function spawn(mode: string, dir: string): Promise<Node> {
   const compared = mode.endsWith(COMPARED);
   const script = compared ? `${COMPARE_DIR}/bench/lib/observability-node.ts` : NODE;
+  const otlp = mode.replace(COMPARED, '') === 'otlp';
+  if (otlp) collector ??= await startCollector();
   const child = fork(script, [mode.replace(COMPARED, ''), dir], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     ...(compared && { cwd: COMPARE_DIR }),
+    // The server's own OTLP exporter (tracing.ts), as OTEL_EXPORTER_OTLP_ENDPOINT configures it.
+    ...(otlp && { env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: collector!.url } }),
   });
   let pending: ((m: FromNode) => void) | undefined;
   let failed: ((e: Error) => void) | undefined;
@@ -153,6 +181,7 @@ async function run(): Promise<SuiteReport> {
   } finally {
     for (const n of nodes) if (n.child.exitCode === null) n.child.kill();
     for (const d of dirs) d.remove();
+    collector?.server.close();
   }
   const rows: Row[] = [];
   const has = (m: Mode) => RUN_MODES.includes(m);
@@ -163,6 +192,7 @@ async function run(): Promise<SuiteReport> {
       if (has('on')) row('on', 'metrics', MAX_OVERHEAD);
       if (has('sampled')) row('sampled', 'metrics');
       if (has('unsampled')) row('unsampled', 'metrics', MAX_UNSAMPLED_OVERHEAD);
+      if (has('otlp')) row('otlp', 'metrics', MAX_OVERHEAD);
       for (const m of ['count', 'nostore', 'noexport', 'context'] as const) if (has(m)) row(m, 'metrics');
       if (has('off')) row('metrics', 'off', MAX_OVERHEAD);
     }
@@ -171,6 +201,11 @@ async function run(): Promise<SuiteReport> {
     rows,
     notes: [
       `Telemetry off: [metrics] enabled = false, no span processor and [tracing] local_spans = 0 (the tracer is the no-op one; trace context still passes through); metrics only has local_spans = 0 too, the tracing modes the default span store plus the exporter. Tracing rows are measured against metrics only. Spans recorded in all reps (exported or counted): ${spans.toLocaleString('en')}.`,
+      ...(collector
+        ? [
+            `The otlp mode's collector (in the suite's process) received ${collector.requests.toLocaleString('en')} export requests, ${(collector.bytes / 1e6).toFixed(1)} MB.`,
+          ]
+        : []),
       `One process per mode, all started first; ${WARMUP} warm-up rounds (not counted), then ${ROUNDS} reps alternating the modes, order rotated each rep; per rep and mode ${MESSAGES.toLocaleString('en')} one-way informs to an in-process handler (each its own conversation) and ${EXECUTIONS.toLocaleString('en')} sequential executor.invoke() calls with the zero-latency scripted provider. CPU is the server process's (user + system, all threads: V8's GC helpers do part of what tracing adds) per operation; the raw results also hold the main thread's alone (main). Ratios are the median of per-rep ratios to the baseline's rep of the same round, with their interquartile range.`,
     ],
     raw: results,
@@ -213,6 +248,7 @@ const LABELS: Record<Mode, string> = {
   nostore: 'experiment: every span recorded and exported, no span store',
   noexport: 'experiment: every span recorded in the span store, no exporter',
   context: 'experiment: trace context handed on, no span recorded',
+  otlp: 'metrics and tracing, every span recorded and exported over OTLP/HTTP to a collector on 127.0.0.1',
 };
 
 export const observabilitySuite: Suite = {

@@ -32,7 +32,9 @@ import { startServer, type CaxtonServer } from '../../src/server/index.js';
  * The modes. Experiments beside the product's modes: `count` records every span but hands it to a
  * processor that only counts (no span store, no exporter: what recording itself costs), `nostore`
  * exports without the node's span store, `noexport` keeps the span store without an exporter,
- * `context` hands a sampled trace context on everywhere but records no span.
+ * `context` hands a sampled trace context on everywhere but records no span. `otlp` is `on` with the
+ * server's own OTLP/HTTP exporter (OTEL_EXPORTER_OTLP_ENDPOINT, set by the suite to its collector)
+ * instead of the discarding one: what serializing and sending the spans adds.
  */
 export const MODES = [
   'off',
@@ -44,6 +46,7 @@ export const MODES = [
   'nostore',
   'noexport',
   'context',
+  'otlp',
 ] as const;
 export type Mode = (typeof MODES)[number];
 export type Workload = 'messages' | 'executions';
@@ -127,7 +130,7 @@ export async function start(dir: string, mode: Mode): Promise<{ server: CaxtonSe
   const processors: SpanProcessor[] =
     mode === 'count' || mode === 'context'
       ? [counter]
-      : tracing && mode !== 'noexport'
+      : tracing && mode !== 'noexport' && mode !== 'otlp'
         ? [new BatchSpanProcessor(exporter)]
         : [];
   const file = join(dir, 'caxton.toml');
