@@ -156,7 +156,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   );
   // The request metrics' labelled children, looked up once per method, route and status: prom-client
   // hashes a label object on every call otherwise.
-  const recorders = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+  // The duration histogram is read by /metrics alone: with [metrics] off nothing would ever see it.
+  // The request counter stays (the status page's request rate reads it).
+  const timed = config.metrics.enabled;
+  const recorders = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } | undefined }>();
   app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const key = `${req.method} ${reply.statusCode} ${route}`;
@@ -165,12 +168,12 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       const status = String(reply.statusCode);
       r = {
         count: metrics.httpRequests.labels({ method: req.method, route, status }),
-        time: metrics.httpDuration.labels({ method: req.method, route }),
+        time: timed ? metrics.httpDuration.labels({ method: req.method, route }) : undefined,
       };
       recorders.set(key, r);
     }
     r.count.inc();
-    r.time.observe(reply.elapsedTime / 1000);
+    r.time?.observe(reply.elapsedTime / 1000);
     const span = req.span;
     if (span?.isRecording()) {
       span.updateName(`${req.method} ${route}`);

@@ -62,7 +62,7 @@ export type ExecutionAdmission = ExecutionSlot | LimitDenied;
 
 export interface BeginExecution {
   /** Absent for executions no outside caller started (messages between agents): only the agent's limits apply. */
-  principalId?: string;
+  principalId?: string | undefined;
   principalLimits?: LimitSet | undefined;
   agent?: string;
   agentLimits?: LimitSet | undefined;
@@ -179,30 +179,7 @@ export class PrincipalLimiter {
     if (p) p.running++;
     if (a) a.running++;
 
-    let released = false;
-    let recorded = 0;
-    const charge = (tokens: number): void => {
-      const t = this.#now();
-      if (p) chargeTokens(p, tokens, t);
-      if (a) chargeTokens(a, tokens, t);
-    };
-    return {
-      ok: true,
-      record(tokens: number): void {
-        if (released || !(tokens > 0) || !Number.isFinite(tokens)) return;
-        recorded += tokens;
-        charge(tokens);
-      },
-      release(usage?: { tokens: number }): void {
-        if (released) return;
-        released = true;
-        const extra = (usage?.tokens ?? 0) - recorded;
-        // Charged before the counts drop, while the states cannot have been swept (running > 0).
-        if (extra > 0 && Number.isFinite(extra)) charge(extra);
-        if (p) p.running--;
-        if (a) a.running--;
-      },
-    };
+    return new Slot(p, a, this.#now);
   }
 
   /** Tokens spent outside an admitted execution (or without its slot at hand): charged to the principal and, when it is limited, the agent. */
@@ -413,4 +390,42 @@ export function limitedError(d: LimitDenied): CaxtonError {
     ...(d.used !== undefined && { used: d.used }),
     retry_after: s,
   });
+}
+
+/**
+ * An admitted execution's hold on its principal's and agent's states: one object per execution,
+ * not a closure per method.
+ */
+class Slot implements ExecutionSlot {
+  readonly ok = true;
+  #released = false;
+  #recorded = 0;
+
+  constructor(
+    private readonly p: State | undefined,
+    private readonly a: State | undefined,
+    private readonly now: () => number,
+  ) {}
+
+  record(tokens: number): void {
+    if (this.#released || !(tokens > 0) || !Number.isFinite(tokens)) return;
+    this.#recorded += tokens;
+    this.#charge(tokens);
+  }
+
+  release(usage?: { tokens: number }): void {
+    if (this.#released) return;
+    this.#released = true;
+    const extra = (usage?.tokens ?? 0) - this.#recorded;
+    // Charged before the counts drop, while the states cannot have been swept (running > 0).
+    if (extra > 0 && Number.isFinite(extra)) this.#charge(extra);
+    if (this.p) this.p.running--;
+    if (this.a) this.a.running--;
+  }
+
+  #charge(tokens: number): void {
+    const t = this.now();
+    if (this.p) chargeTokens(this.p, tokens, t);
+    if (this.a) chargeTokens(this.a, tokens, t);
+  }
 }

@@ -192,11 +192,13 @@ export class Executor {
    * isolation's host calls (see host-tools.ts).
    */
   readonly hostTools: ToolRegistry;
-  /** See #contextTools. */
+  /** See #contextDeps. */
   readonly #contextToolsBySpecs = new WeakMap<
     readonly ToolSpec[],
     {
       tools: ToolRegistry;
+      /** The executor's deps with `tools`, made once with them. */
+      deps: ExecutionDeps;
       generation: number;
       onRefused: ToolRegistry['onRefused'];
       onCalled: ToolRegistry['onCalled'];
@@ -381,8 +383,11 @@ export class Executor {
     if (!this.#limiter) return undefined;
     const agentLimits = this.#agentLimits?.(name);
     if (!limit && !agentLimits) return undefined;
+    // One literal of one shape whether or not a principal is given: a spread of a conditional
+    // object copies it property by property on every execution.
     const r = this.#limiter.beginExecution({
-      ...(limit && { principalId: limit.principalId, principalLimits: limit.limits }),
+      principalId: limit?.principalId,
+      principalLimits: limit?.limits,
       agent: name,
       agentLimits,
     });
@@ -474,17 +479,18 @@ export class Executor {
       );
     }
     if (this.#onExecuted) {
-      const traceparent = req.traceparent;
-      this.#onExecuted({
+      // Built field by field: a literal of conditional spreads copies each through a temporary object.
+      const executed: ExecutionRecord = {
         agent,
         definition: def,
-        ...(shadow && { shadow }),
         status,
         duration_ms: performance.now() - t0,
         request: req,
-        ...(res && { response: res }),
-        ...(traceparent !== undefined && { traceparent }),
-      });
+      };
+      if (shadow) executed.shadow = true;
+      if (res) executed.response = res;
+      if (req.traceparent !== undefined) executed.traceparent = req.traceparent;
+      this.#onExecuted(executed);
     }
     if (m) {
       m.execution(agent, status, (performance.now() - t0) / 1000);
@@ -547,12 +553,12 @@ export class Executor {
   }
 
   /**
-   * The tools a context-mode execution runs with: the built-ins and the host tools of `hostSpecs`,
-   * with the tool audit's hooks. Built once per host tool list (the agents with the same tools
-   * share one frozen list of specs) and kept until a tool or a hook changes: a registry per
-   * request cost a Map, a sort and the tool specs again on every invoke.
+   * What a context-mode execution runs with: the executor's deps, their tools the built-ins and
+   * the host tools of `hostSpecs`, with the tool audit's hooks. Built once per host tool list (the
+   * agents with the same tools share one frozen list of specs) and kept until a tool or a hook
+   * changes: a registry per request cost a Map, a sort and the tool specs again on every invoke.
    */
-  #contextTools(hostSpecs: readonly ToolSpec[]): ToolRegistry {
+  #contextDeps(hostSpecs: readonly ToolSpec[]): ExecutionDeps {
     const builtins = this.#deps.tools;
     // Read at each execution: the tool audit sets them once it exists.
     const { onRefused, onCalled } = this.hostTools;
@@ -563,11 +569,12 @@ export class Executor {
       known.onRefused === onRefused &&
       known.onCalled === onCalled
     )
-      return known.tools;
+      return known.deps;
     const tools = executionTools(builtins, this.#hostToolsOf(hostSpecs), { onRefused, onCalled });
+    const deps = tools === builtins ? this.#deps : { ...this.#deps, tools };
     if (Object.isFrozen(hostSpecs))
-      this.#contextToolsBySpecs.set(hostSpecs, { tools, generation: builtins.generation, onRefused, onCalled });
-    return tools;
+      this.#contextToolsBySpecs.set(hostSpecs, { tools, deps, generation: builtins.generation, onRefused, onCalled });
+    return deps;
   }
 
   async #execute(id: string, def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
@@ -590,8 +597,8 @@ export class Executor {
       stream: opts.stream === true,
       isolation,
       host_tools: hostSpecs,
-      ...(memoryContext !== '' && { memory_context: memoryContext }),
     };
+    if (memoryContext !== '') job.memory_context = memoryContext;
     // Built only when needed: an Error captures a stack trace, which costs more than a fast execution.
     const timeoutError = () =>
       new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, {
@@ -605,10 +612,9 @@ export class Executor {
     const { signal } = deadline;
     try {
       if (isolation === 'context') {
-        const tools = opts.shadow
-          ? shadowTools(this.#deps.tools, this.#hostToolsOf(hostSpecs))
-          : this.#contextTools(hostSpecs);
-        const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
+        const deps = opts.shadow
+          ? { ...this.#deps, tools: shadowTools(this.#deps.tools, this.#hostToolsOf(hostSpecs)) }
+          : this.#contextDeps(hostSpecs);
         try {
           if (def.wasm !== undefined)
             return await this.#wasm.run(job, deps.tools, {
@@ -616,7 +622,7 @@ export class Executor {
               ...(opts.onEvent && { emit: opts.onEvent }),
               message: req.message,
             });
-          return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
+          return await runAgent(job, deps, opts.onEvent ? { signal, emit: opts.onEvent } : { signal });
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
           if (deadline.cancelled())

@@ -13,7 +13,6 @@ function text(v: unknown): string {
  * `{{agent.name}}`; request parameters override the agent's. Unknown placeholders render empty.
  */
 export function renderTemplate(template: string, def: AgentDefinition, req: InvokeRequest, memoryContext = ''): string {
-  const params = { ...def.parameters, ...(req.parameters ?? {}) };
   const out = template.replace(PLACEHOLDER_RE, (_m, key: string) => {
     if (key === 'request') return req.request;
     if (key === 'context') return text(req.context);
@@ -24,7 +23,8 @@ export function renderTemplate(template: string, def: AgentDefinition, req: Invo
     // not reach Object.prototype (a function rendered "undefined"); they render as missing.
     if (key.startsWith('parameters.')) {
       const name = key.slice('parameters.'.length);
-      return Object.hasOwn(params, name) ? text(params[name]) : '';
+      if (req.parameters !== undefined && Object.hasOwn(req.parameters, name)) return text(req.parameters[name]);
+      return Object.hasOwn(def.parameters, name) ? text(def.parameters[name]) : '';
     }
     return '';
   });

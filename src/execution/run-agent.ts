@@ -104,19 +104,21 @@ export async function runAgent(
     s.max_tokens !== undefined && def.llm.max_tokens !== undefined
       ? Math.min(s.max_tokens, def.llm.max_tokens)
       : (s.max_tokens ?? def.llm.max_tokens);
-  const base: Omit<ChatRequest, 'model' | 'messages'> = {
-    ...(toolSpecs.length > 0 && { tools: toolSpecs }),
-    ...(toolSpecs.length > 0 &&
-      req.parallel_tool_calls !== undefined && { parallel_tool_calls: req.parallel_tool_calls }),
-    ...(temperature !== undefined && { temperature }),
-    ...(maxTokens !== undefined && { max_tokens: maxTokens }),
-    ...(topP !== undefined && { top_p: topP }),
-    ...(stop !== undefined && { stop }),
-    ...(job.request.response_format !== undefined && { response_format: job.request.response_format }),
-    signal: opts.signal,
-    // Lets the provider clients refuse a retry wait (backoff, Retry-After) that would outlive the request.
-    deadline: job.deadline,
-  };
+  // The model call's fields that hold for every turn, set one by one on one object: a literal of
+  // conditional spreads copies each of them through a temporary object.
+  const base: Omit<ChatRequest, 'messages'> = { model: attempts[0]?.model ?? '' };
+  if (toolSpecs.length > 0) {
+    base.tools = toolSpecs;
+    if (req.parallel_tool_calls !== undefined) base.parallel_tool_calls = req.parallel_tool_calls;
+  }
+  if (temperature !== undefined) base.temperature = temperature;
+  if (maxTokens !== undefined) base.max_tokens = maxTokens;
+  if (topP !== undefined) base.top_p = topP;
+  if (stop !== undefined) base.stop = stop;
+  if (job.request.response_format !== undefined) base.response_format = job.request.response_format;
+  base.signal = opts.signal;
+  // Lets the provider clients refuse a retry wait (backoff, Retry-After) that would outlive the request.
+  base.deadline = job.deadline;
 
   const toolChoice = toolSpecs.length > 0 ? req.tool_choice : undefined;
   const records: ToolCallRecord[] = [];
@@ -142,15 +144,13 @@ export async function runAgent(
       // tool_choice holds for the request's first model call only: 'required' on every turn would
       // never let a server-side tool loop end (docs/openai.md). A forced choice is checked on its reply (below).
       const choice = turns === 1 ? toolChoice : undefined;
+      const call: ChatRequest = { ...base, messages };
+      if (choice !== undefined) call.tool_choice = choice;
+      if (tp !== undefined) call.traceparent = tp;
       last = await chatWithFallbacks(
         deps.providers,
         attempts,
-        {
-          ...base,
-          messages,
-          ...(choice !== undefined && { tool_choice: choice }),
-          ...(tp !== undefined && { traceparent: tp }),
-        },
+        call,
         job.stream ? (text) => emit({ type: 'token', text }) : undefined,
       );
     } catch (e) {

@@ -203,7 +203,7 @@ async function callOnce(
 export async function chatWithFallbacks(
   registry: ProviderRegistry,
   attempts: readonly ModelAttempt[],
-  req: Omit<ChatRequest, 'model'>,
+  req: Omit<ChatRequest, 'model'> & { model?: string },
   onText?: (text: string) => void,
 ): Promise<ChatResponse> {
   if (attempts.length === 0) throw new CaxtonError('invalid_request', 'no LLM provider to call');
@@ -211,7 +211,9 @@ export async function chatWithFallbacks(
   for (const a of attempts) {
     const streamed = { any: false };
     try {
-      return await callOnce(registry.get(a.provider), { ...req, model: a.model }, onText, streamed);
+      // A request already made for this attempt's model is sent as it is, not copied.
+      const call: ChatRequest = req.model === a.model ? (req as ChatRequest) : { ...req, model: a.model };
+      return await callOnce(registry.get(a.provider), call, onText, streamed);
     } catch (e) {
       if (!(e instanceof LlmError) || e.kind === 'cancelled' || req.signal?.aborted || streamed.any) throw e;
       failures.push(e);

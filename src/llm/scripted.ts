@@ -150,7 +150,7 @@ export class ScriptedProvider implements LlmProvider {
           content: script.fallback ?? `[scripted provider: ${rule.label} has no more turns]`,
         };
     }
-    const vars = templateVars(req.messages, request, rule?.match?.exec(request) ?? undefined);
+    const vars = new TemplateVars(req.messages, request, rule?.match);
     const content = render(turn.content ?? '', vars);
     const calls: ToolCall[] = (turn.tool_calls ?? []).map((c, i) => ({
       id: c.id ?? `call_${turnIndex}_${i}`,
@@ -273,26 +273,41 @@ function checkPlaceholders(value: unknown, path: string, where: string, fail: (m
     for (const v of Object.values(value)) checkPlaceholders(v, path, where, fail);
 }
 
-interface TemplateVars {
-  request: string;
-  /** Every system message of the request, in order, separated by a line `---` (tests check where prompts end up). */
-  system: string;
-  results: { name: string; content: string }[];
-  /** The capture groups of the rule's `match` in the request (`{{match.N}}`). */
-  groups: readonly (string | undefined)[];
-}
+/**
+ * What a reply's placeholders draw on, each part computed on first use: most replies name only
+ * `{{request}}`, and the system text and tool results of every call would otherwise be built for nothing.
+ */
+class TemplateVars {
+  #system: string | undefined;
+  #results: { name: string; content: string }[] | undefined;
+  #groups: readonly (string | undefined)[] | undefined;
 
-function templateVars(messages: ChatMessage[], request: string, match: RegExpExecArray | undefined): TemplateVars {
-  const system = messages.flatMap((m) => (m.role === 'system' ? [m.content] : [])).join('\n---\n');
-  return {
-    request,
-    system,
-    results: messages.flatMap((m) => (m.role === 'tool' ? [{ name: m.name, content: m.content }] : [])),
-    groups: match ?? [],
-  };
+  constructor(
+    private readonly messages: ChatMessage[],
+    readonly request: string,
+    private readonly match: RegExp | undefined,
+  ) {}
+
+  /** Every system message of the request, in order, separated by a line `---` (tests check where prompts end up). */
+  get system(): string {
+    return (this.#system ??= this.messages.flatMap((m) => (m.role === 'system' ? [m.content] : [])).join('\n---\n'));
+  }
+
+  get results(): { name: string; content: string }[] {
+    return (this.#results ??= this.messages.flatMap((m) =>
+      m.role === 'tool' ? [{ name: m.name, content: m.content }] : [],
+    ));
+  }
+
+  /** The capture groups of the rule's `match` in the request (`{{match.N}}`). */
+  get groups(): readonly (string | undefined)[] {
+    return (this.#groups ??= this.match?.exec(this.request) ?? []);
+  }
 }
 
 function render(template: string, v: TemplateVars): string {
+  // Most replies hold no placeholder at all, or only {{request}}.
+  if (!template.includes('{{')) return template;
   return template.replace(PLACEHOLDER, (whole, key: string) => {
     if (key === 'request') return v.request;
     if (key === 'system') return v.system;

@@ -105,10 +105,8 @@ export async function invokeRoutes(
       if (principal !== undefined) request.principal = principal;
       const limit = limitOf(req);
       if (!wantsEventStream(req)) {
-        return executor.invoke(req.params.name, request, {
-          cancelOn: disconnectHook(req, reply),
-          ...(limit && { limit }),
-        });
+        const cancelOn = disconnectHook(req, reply);
+        return executor.invoke(req.params.name, request, limit ? { cancelOn, limit } : { cancelOn });
       }
       await executor.check(req.params.name, request); // errors before the stream opens keep their HTTP status
       const { sse, admitted } = admitAndOpenSse(executor, req.params.name, req, reply);
