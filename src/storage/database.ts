@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { CaxtonError } from '../shared/errors.js';
@@ -166,13 +166,49 @@ function checkHeader(path: string, size: number): void {
   const raw = head.readUInt16BE(16);
   const pageSize = raw === 1 ? 65536 : raw;
   const pages = head.readUInt32BE(28);
-  // The page count in the header is valid when its "version valid for" matches the change counter.
-  if (head.readUInt32BE(92) === head.readUInt32BE(24) && pages > 0 && pageSize >= 512 && size < pages * pageSize) {
+  // The page count in the header is valid when its "version valid for" matches the change counter,
+  // and it says how long the file is only when no write-ahead log holds pages for it: a checkpoint
+  // copies the log's pages in page order, page 1 (this header, with the new count) first, so one
+  // interrupted by a crash leaves the file shorter than its header while the log, still whole,
+  // holds the rest. SQLite reads those pages from the log when it opens the file.
+  if (
+    head.readUInt32BE(92) === head.readUInt32BE(24) &&
+    pages > 0 &&
+    pageSize >= 512 &&
+    size < pages * pageSize &&
+    !holdsFrames(`${path}-wal`, pageSize)
+  ) {
     throw new CaxtonError(
       'configuration_error',
       `the data file ${path} is truncated (${size} bytes; its header says ${pages * pageSize}). ${what}`,
       { file: path, size, expected: pages * pageSize },
     );
+  }
+}
+
+/** WAL files start with one of two magic numbers (the checksums' byte order). */
+const WAL_MAGIC = new Set([0x377f0682, 0x377f0683]);
+const WAL_HEADER = 32;
+const WAL_FRAME_HEADER = 24;
+
+/** Whether a write-ahead log beside the database holds at least one frame of its page size. */
+function holdsFrames(wal: string, pageSize: number): boolean {
+  let fd: number;
+  try {
+    fd = openSync(wal, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const head = Buffer.alloc(WAL_HEADER);
+    if (readSync(fd, head, 0, WAL_HEADER, 0) < WAL_HEADER) return false;
+    return (
+      WAL_MAGIC.has(head.readUInt32BE(0)) &&
+      head.readUInt32BE(8) === pageSize &&
+      fstatSync(fd).size >= WAL_HEADER + WAL_FRAME_HEADER + pageSize
+    );
+  } finally {
+    closeSync(fd);
   }
 }
 
