@@ -236,7 +236,9 @@ describe.skipIf(!run)('membership follows the bucket', () => {
       what: 'watch-2 seen by watch-1',
     });
     expect(seen.elapsedMs).toBeLessThan(HEARTBEAT_MS * 10);
-    expect(w.rewatched.length).toBeGreaterThan(0);
+    // The restart is reported once the new watch has its current entries and the stream's last
+    // sequence, a NATS round trip after it delivered watch-2's entry.
+    await waitUntil(() => w.rewatched.length > 0, { timeoutMs: 5_000, intervalMs: 20, what: 'the restart reported' });
     expect(w.rewatched[0]).toMatch(
       /^the nodes \(test_nodes\) watch had not delivered sequence \d+ \(the stream's last 400 ms ago; delivered up to \d+\)$/,
     );
