@@ -15,7 +15,10 @@ import {
 } from './pg-message-tables.js';
 
 /** What a delivery fetched from JetStream is checked and run against (jetstream-queue.ts). */
-export type TakeRow = Pick<DeliveryRow, 'id' | 'receiver' | 'state' | 'attempts' | 'next_at'>;
+export type TakeRow = Pick<DeliveryRow, 'id' | 'receiver' | 'state' | 'attempts' | 'next_at'> & {
+  /** The row marks its conversation kept with its message (ADR 0080). */
+  kept: boolean;
+};
 
 export class PgMessageRows {
   protected readonly s: string;
@@ -167,11 +170,22 @@ export class PgMessageRows {
       state: DeliveryRow['state'];
       attempts: number;
       next_at: string;
-    }>(`SELECT id, receiver, state, attempts, next_at FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`, [ids]);
+      kept: boolean;
+    }>(
+      `SELECT id, receiver, state, attempts, next_at, kept_until IS NOT NULL AS kept FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`,
+      [ids],
+    );
     const out = new Map<number, TakeRow>();
     for (const r of rows) {
       const id = Number(r.id);
-      out.set(id, { id, receiver: r.receiver, state: r.state, attempts: r.attempts, next_at: Number(r.next_at) });
+      out.set(id, {
+        id,
+        receiver: r.receiver,
+        state: r.state,
+        attempts: r.attempts,
+        next_at: Number(r.next_at),
+        kept: r.kept,
+      });
     }
     return out;
   }
