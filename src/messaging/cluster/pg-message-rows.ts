@@ -158,7 +158,8 @@ export class PgMessageRows {
 
   /**
    * The rows of deliveries fetched from JetStream, by id, in one query: only the columns their
-   * check reads (not the attempts' errors, a JSON array parsed per row). Not a prepared statement (ADR 0089):
+   * check reads (not the attempts' errors, a JSON array parsed per row), and whether the row marks
+   * its conversation kept (the store then steps it from its row alone, ADR 0091). Not a prepared statement (ADR 0089):
    * in the cluster suite its cached generic plan, made while the table was small, took 1.05 ms a
    * call as a burst filled the table (pg_stat_statements), where parsing and planning each call
    * costs about 0.2 ms in all.
