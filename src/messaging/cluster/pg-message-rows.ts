@@ -15,7 +15,10 @@ import {
 } from './pg-message-tables.js';
 
 /** What a delivery fetched from JetStream is checked and run against (jetstream-queue.ts). */
-export type TakeRow = Pick<DeliveryRow, 'id' | 'receiver' | 'state' | 'attempts' | 'next_at'>;
+export type TakeRow = Pick<DeliveryRow, 'id' | 'receiver' | 'state' | 'attempts' | 'next_at'> & {
+  /** The row marks its conversation kept with its message (ADR 0080). */
+  kept: boolean;
+};
 
 export class PgMessageRows {
   protected readonly s: string;
@@ -155,7 +158,8 @@ export class PgMessageRows {
 
   /**
    * The rows of deliveries fetched from JetStream, by id, in one query: only the columns their
-   * check reads (not the attempts' errors, a JSON array parsed per row). Not a prepared statement (ADR 0089):
+   * check reads (not the attempts' errors, a JSON array parsed per row), and whether the row marks
+   * its conversation kept (the store then steps it from its row alone, ADR 0091). Not a prepared statement (ADR 0089):
    * in the cluster suite its cached generic plan, made while the table was small, took 1.05 ms a
    * call as a burst filled the table (pg_stat_statements), where parsing and planning each call
    * costs about 0.2 ms in all.
@@ -167,11 +171,22 @@ export class PgMessageRows {
       state: DeliveryRow['state'];
       attempts: number;
       next_at: string;
-    }>(`SELECT id, receiver, state, attempts, next_at FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`, [ids]);
+      kept: boolean;
+    }>(
+      `SELECT id, receiver, state, attempts, next_at, kept_until IS NOT NULL AS kept FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`,
+      [ids],
+    );
     const out = new Map<number, TakeRow>();
     for (const r of rows) {
       const id = Number(r.id);
-      out.set(id, { id, receiver: r.receiver, state: r.state, attempts: r.attempts, next_at: Number(r.next_at) });
+      out.set(id, {
+        id,
+        receiver: r.receiver,
+        state: r.state,
+        attempts: r.attempts,
+        next_at: Number(r.next_at),
+        kept: r.kept,
+      });
     }
     return out;
   }

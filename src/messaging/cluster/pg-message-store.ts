@@ -38,6 +38,7 @@ import {
   storedOf,
   type ConversationRow,
 } from './pg-message-tables.js';
+import type { TakeRow } from './pg-message-rows.js';
 import { PgMessageSweeps } from './pg-message-sweeps.js';
 import { StepGroups, type StepGroupsOptions } from './step-groups.js';
 
@@ -60,6 +61,8 @@ interface QueuedStep {
   first: boolean;
   /** The conversation is new, its id made for this step: no row to read, no lock to take. */
   fresh: boolean;
+  /** Its delivery marked its conversation kept when this node took it: its BEGIN reads only the delivery row (#beginGroup). */
+  lean: boolean;
   step: (s: ConversationStep) => Promise<unknown>;
   resolve(v: unknown): void;
   reject(e: unknown): void;
@@ -89,6 +92,29 @@ interface Found {
   opening: string | null | undefined;
 }
 
+/** Where a step's BEGIN found each read's rows among its results (absent: not read). */
+interface ReadsAt {
+  conversations?: number;
+  deliveries?: number;
+  pending?: number;
+  openings?: number;
+}
+
+/** A delivery row as a step's BEGIN reads it, with the conversation its message keeps (null: none). */
+type DeliveryReadRow = Record<string, unknown> & { opening: string | null };
+
+/** The row is pending and marks its conversation kept with its message (ADR 0080). */
+function keptPending(row: DeliveryReadRow | undefined): row is DeliveryReadRow & { opening: string } {
+  return row !== undefined && row.state === 'pending' && row.kept_until !== null && row.opening !== null;
+}
+
+/** The conversation ids of `steps` as an SQL text array. */
+const textArray = (steps: readonly QueuedStep[]): string =>
+  `ARRAY[${steps.map((q) => escapeLiteral(q.key)).join(', ')}]::text[]`;
+
+/** Deliveries remembered as taken while they marked their conversation kept (see PgMessageStore.deliveriesToTake). */
+const KEPT_HINTS = 4096;
+
 /** Where a step's conversation is: a row, kept with its message (ADR 0080), or nowhere yet. */
 type Held = 'row' | 'kept' | 'none';
 
@@ -111,6 +137,8 @@ export class PgMessageStore extends PgMessageSweeps {
    */
   #ids: number[] = [];
   #reserving: Promise<void> | undefined;
+  /** Deliveries this node took while they were pending and marked their conversation kept, oldest first (deliveriesToTake). */
+  readonly #keptAtTake = new Set<number>();
   readonly #groups: StepGroups<QueuedStep>;
   readonly #groupStats = { transactions: 0, steps: 0, voided: 0 };
 
@@ -150,11 +178,28 @@ export class PgMessageStore extends PgMessageSweeps {
         first: opts.delivery !== undefined,
         // Only a step about no delivery can be a conversation's first.
         fresh: opts.fresh === true && opts.delivery === undefined,
+        lean: opts.delivery !== undefined && this.#keptAtTake.delete(opts.delivery),
         step,
         resolve: resolve as (v: unknown) => void,
         reject,
       });
     });
+  }
+
+  /**
+   * The rows of deliveries fetched from JetStream (PgMessageRows), remembering which were pending
+   * and marked their conversation kept: a step about one of them reads only its row (#beginGroup),
+   * checking the mark again under the conversation's lock. A remembered delivery this node never
+   * steps on (another copy finished it, it waits for its retry) is forgotten after KEPT_HINTS more.
+   */
+  override async deliveriesToTake(ids: readonly number[]): Promise<Map<number, TakeRow>> {
+    const rows = await super.deliveriesToTake(ids);
+    for (const r of rows.values())
+      if (r.kept && r.state === 'pending') {
+        this.#keptAtTake.add(r.id);
+        if (this.#keptAtTake.size > KEPT_HINTS) this.#keptAtTake.delete(this.#keptAtTake.values().next().value!);
+      }
+    return rows;
   }
 
   /** Conversation-step transactions so far: how many, the steps they held, and groups voided (their steps run again alone). */
@@ -191,64 +236,24 @@ export class PgMessageStore extends PgMessageSweeps {
    * any of its writes was sent drops them and fails alone; after, the whole group is void.
    */
   #groupTx(group: QueuedStep[]): Promise<PromiseSettledResult<unknown>[]> {
-    if (group.length === 1) {
-      const q = group[0]!;
-      if (q.fresh)
-        return inTransaction(this.pool, null, async (_c, _started, batch) => [
-          { status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, undefined, undefined)) },
-        ]);
-      return inTransaction(this.pool, this.#beginOne(q.key, q.delivery), async (_c, started, batch) => {
-        // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
-        const results = started as unknown as pg.QueryResult[];
-        const row = results[2]!.rows[0] as ConversationRow | undefined;
-        const counted =
-          q.delivery === undefined ? undefined : (results[4]!.rows[0] as { n: string; opening: string | null });
-        const withDelivery = counted && {
-          row: results[3]!.rows[0] as Record<string, unknown> | undefined,
-          pending: Number(counted.n),
-        };
-        const opening = counted
-          ? counted.opening
-          : (results[3]!.rows[0] as { conversation: string } | undefined)?.conversation;
-        return [{ status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, { row, opening }, withDelivery)) }];
-      });
-    }
-    const withDelivery = group.filter((q) => q.delivery !== undefined);
     // New conversations (ids made here, for their first step): nothing to lock or read. A group of
     // them only is BEGIN, its writes and COMMIT in one round trip.
     const held = group.filter((q) => !q.fresh);
-    const begin = held.length === 0 ? null : this.#beginGroup(held, withDelivery);
-    return inTransaction(this.pool, begin, async (_c, started, batch) => {
-      const results = started as unknown as pg.QueryResult[];
-      const conversations = new Map(
-        held.length === 0 ? [] : (results[2]!.rows as ConversationRow[]).map((r) => [r.id as string, r]),
-      );
-      const deliveries = new Map(
-        withDelivery.length === 0 ? [] : (results[3]!.rows as Record<string, unknown>[]).map((r) => [Number(r.id), r]),
-      );
-      const countRows =
-        withDelivery.length === 0 ? [] : (results[4]!.rows as { id: string; n: string; opening: string | null }[]);
-      const counts = new Map(countRows.map((r) => [r.id, Number(r.n)]));
-      // The one-way conversations kept with their message: from the pending counts for steps about
-      // a delivery, from their own query for the others.
-      const openings = new Map(countRows.map((r) => [r.id, r.opening]));
-      if (held.length > withDelivery.length)
-        for (const r of results.at(-1)!.rows as { id: string; conversation: string }[])
-          openings.set(r.id, r.conversation);
+    const begin = held.length === 0 ? null : this.#beginGroup(held);
+    return inTransaction(this.pool, begin?.sql ?? null, async (_c, started, batch) => {
+      const found = begin ? await this.#found(held, begin.at, started as unknown as pg.QueryResult[], batch) : [];
+      const read = new Map(held.map((q, i) => [q, found[i]!]));
+      if (group.length === 1) {
+        const q = group[0]!;
+        const r = read.get(q);
+        return [{ status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, r?.found, r?.withDelivery)) }];
+      }
       const batches = group.map(() => batch.fork());
       const settled = await Promise.allSettled(
-        group.map((q, i) =>
-          q.step(
-            this.#stepOf(
-              q,
-              batches[i]!,
-              { row: conversations.get(q.key), opening: openings.get(q.key) },
-              q.delivery === undefined
-                ? undefined
-                : { row: deliveries.get(q.delivery), pending: counts.get(q.key) ?? 0 },
-            ),
-          ),
-        ),
+        group.map((q, i) => {
+          const r = read.get(q);
+          return q.step(this.#stepOf(q, batches[i]!, r?.found, r?.withDelivery));
+        }),
       );
       settled.forEach((r, i) => {
         const b = batches[i]!;
@@ -256,6 +261,52 @@ export class PgMessageStore extends PgMessageSweeps {
         if (r.status === 'fulfilled') batch.adopt(b);
       });
       return settled;
+    });
+  }
+
+  /**
+   * What each step of `held` starts from, out of its BEGIN's results: its conversation and, for a
+   * step about a delivery, that row (locked) and the conversation's pending count. A lean step
+   * (QueuedStep.lean) whose row no longer says its conversation is kept reads what it skipped
+   * now, under the same locks: one round trip more for those steps, all of them together.
+   */
+  async #found(
+    held: readonly QueuedStep[],
+    at: ReadsAt,
+    results: pg.QueryResult[],
+    batch: StatementBatch,
+  ): Promise<{ found: Found; withDelivery?: { row: DeliveryReadRow | undefined; pending: number } }[]> {
+    const rowsOf = (i: number | undefined) => (i === undefined ? [] : results[i]!.rows);
+    const conversations = new Map((rowsOf(at.conversations) as ConversationRow[]).map((r) => [r.id as string, r]));
+    const deliveries = new Map((rowsOf(at.deliveries) as DeliveryReadRow[]).map((r) => [Number(r.id), r]));
+    const countRows = rowsOf(at.pending) as { id: string; n: string; opening: string | null }[];
+    const counts = new Map(countRows.map((r) => [r.id, Number(r.n)]));
+    // The one-way conversations kept with their message: from the pending counts for steps about
+    // a delivery, from their own query for the others.
+    const openings = new Map(countRows.map((r) => [r.id, r.opening]));
+    for (const r of rowsOf(at.openings) as { id: string; conversation: string }[]) openings.set(r.id, r.conversation);
+    const skipped = held.filter((q) => q.lean && !keptPending(deliveries.get(q.delivery!)));
+    if (skipped.length > 0) {
+      const keys = textArray(skipped);
+      for (const r of (await batch.now<ConversationRow>(this.#conversationsSql(keys), [])).rows)
+        conversations.set(r.id as string, r);
+      for (const r of (
+        await batch.now<{ id: string; n: string; opening: string | null }>(this.#pendingSql(`= ANY(${keys})`, true), [])
+      ).rows) {
+        counts.set(r.id, Number(r.n));
+        openings.set(r.id, r.opening);
+      }
+    }
+    return held.map((q) => {
+      if (q.delivery === undefined) return { found: { row: conversations.get(q.key), opening: openings.get(q.key) } };
+      const row = deliveries.get(q.delivery);
+      // Kept, as the locked row says: no conversation row, and this delivery its only one (see #beginGroup).
+      if (q.lean && keptPending(row))
+        return { found: { row: undefined, opening: row.opening }, withDelivery: { row, pending: 1 } };
+      return {
+        found: { row: conversations.get(q.key), opening: openings.get(q.key) },
+        withDelivery: { row, pending: counts.get(q.key) ?? 0 },
+      };
     });
   }
 
@@ -272,43 +323,53 @@ export class PgMessageStore extends PgMessageSweeps {
     return this.#step(batch, q.key, conversation, held, locked, pending);
   }
 
-  /** BEGIN, the lock and the row in one round trip (with `delivery`: its row locked and the pending count too). */
-  #beginOne(id: string, did: number | undefined): string {
-    // A simple query of several statements, run in order (so the lock is held before the row is
-    // read), with the id as an escaped literal since a multi-statement query takes no parameters.
-    // A step about one delivery (an acknowledgement, mostly) also counts the conversation's pending
-    // deliveries here, under the lock: outstanding() then needs no round trip of its own.
-    const lit = escapeLiteral(id);
-    return [
-      `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('caxton-conversation:' || ${lit}, 0)); SELECT * FROM ${this.s}.conversations WHERE id = ${lit} FOR UPDATE`,
-      ...(did === undefined
-        ? [this.#openingSql(`= ${lit}`)]
-        : [`SELECT * FROM ${this.s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`, this.#pendingSql(`= ${lit}`)]),
-    ].join('; ');
+  /**
+   * BEGIN, the locks and the rows of `held` in one round trip (a multi-statement simple query, run
+   * in order, so the locks are held before the rows are read; ids as escaped literals, since such
+   * a query takes no parameters). Every lock is taken in one order (the locks' keys, the rows'
+   * ids), so two nodes' groups never wait for each other in a cycle.
+   *
+   * A step about a delivery (an acknowledgement, mostly) reads that row locked, with the kept
+   * conversation of its message, and the conversation's pending count here too: outstanding()
+   * then needs no round trip of its own. A lean step reads only the row: while a delivery is
+   * pending and marks its conversation kept (`kept_until`), that conversation has no row and this
+   * delivery is its only one, so there is no row to lock and its pending count is 1. The mark is
+   * read under the conversation's lock, which every step that writes the row holds, and that step
+   * clears the mark of the conversation's pending delivery in the same transaction (#step's
+   * saveConversation); replay clears it too, and a finished delivery is not pending.
+   */
+  #beginGroup(held: readonly QueuedStep[]): { sql: string; at: ReadsAt } {
+    const withDelivery = held.filter((q) => q.delivery !== undefined);
+    const full = withDelivery.filter((q) => !q.lean);
+    const rowed = held.filter((q) => !q.lean);
+    const others = held.filter((q) => q.delivery === undefined);
+    const sql = [
+      'BEGIN',
+      `SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${textArray(held)}) AS id ORDER BY k) AS l`,
+    ];
+    const at: ReadsAt = {};
+    const read = (key: keyof ReadsAt, text: string) => {
+      at[key] = sql.length;
+      sql.push(text);
+    };
+    // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
+    if (rowed.length > 0) read('conversations', this.#conversationsSql(textArray(rowed)));
+    if (withDelivery.length > 0)
+      read(
+        'deliveries',
+        // The kept conversation as a subquery, not a join: PostgreSQL plans a join of the two
+        // tables for each group's text, which cost more than the reads a lean step skips.
+        `SELECT d.*, CASE WHEN d.kept_until IS NOT NULL THEN (SELECT m.conversation FROM ${this.s}.messages m WHERE m.id = d.message_id) END AS opening
+         FROM ${this.s}.deliveries d WHERE d.id = ANY(ARRAY[${withDelivery.map((q) => literal(q.delivery)).join(', ')}]::bigint[]) ORDER BY d.id FOR UPDATE`,
+      );
+    if (full.length > 0) read('pending', this.#pendingSql(`= ANY(${textArray(full)})`, true));
+    if (others.length > 0) read('openings', this.#openingSql(`= ANY(${textArray(others)})`));
+    return { sql: sql.join('; '), at };
   }
 
-  /**
-   * The same for a group, in one round trip. Every lock is taken in one order (the locks' keys,
-   * the rows' ids), so two nodes' groups never wait for each other in a cycle; the rows are read
-   * once all the locks are held.
-   */
-  #beginGroup(group: readonly QueuedStep[], withDelivery: readonly QueuedStep[]): string {
-    const ids = `ARRAY[${group.map((q) => escapeLiteral(q.key)).join(', ')}]::text[]`;
-    const others = group.filter((q) => q.delivery === undefined);
-    return [
-      'BEGIN',
-      `SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${ids}) AS id ORDER BY k) AS l`,
-      `SELECT * FROM ${this.s}.conversations WHERE id = ANY(${ids}) ORDER BY id FOR UPDATE`,
-      ...(withDelivery.length === 0
-        ? []
-        : [
-            `SELECT * FROM ${this.s}.deliveries WHERE id = ANY(ARRAY[${withDelivery.map((q) => literal(q.delivery)).join(', ')}]::bigint[]) ORDER BY id FOR UPDATE`,
-            this.#pendingSql(`= ANY(ARRAY[${withDelivery.map((q) => escapeLiteral(q.key)).join(', ')}]::text[])`, true),
-          ]),
-      ...(others.length === 0
-        ? []
-        : [this.#openingSql(`= ANY(ARRAY[${others.map((q) => escapeLiteral(q.key)).join(', ')}]::text[])`)]),
-    ].join('; ');
+  /** The conversation rows of `ids` (an SQL text array), locked in the order of their ids. */
+  #conversationsSql(ids: string): string {
+    return `SELECT * FROM ${this.s}.conversations WHERE id = ANY(${ids}) ORDER BY id FOR UPDATE`;
   }
 
   /**
