@@ -23,7 +23,7 @@
  * more CPU than they did idle at setup (at most SETTLE_MAX_MS), and reports how long that took and
  * what they used meanwhile: a paced window right after a saturating one otherwise measures what
  * the saturation left behind (deliveries' acknowledgements, sweeps over the grown tables), not a
- * cluster at 100 msg/s. BENCH_CLUSTER_SETTLE=0 measures it right after, as before.
+ * cluster at 100 msg/s. BENCH_CLUSTER_SETTLE=0 measures it right after the previous repetition.
  *
  * A message counts as delivered in a repetition when it was consumed (raw, floor) or its
  * delivery row turned `done` (Caxton; one clock, one machine) inside the repetition's window; the
