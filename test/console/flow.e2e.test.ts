@@ -166,7 +166,9 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
       await page.evaluate(
         `(() => { const ul = document.querySelector('nav.side ul'); ul.scrollTo({ left: ul.scrollWidth }); })()`,
       );
-      await page.waitForFunction(`document.querySelector('nav.side').getAttribute('data-more') === 'start'`);
+      // Polled from the test: a string predicate polled inside the page runs through eval, which the console's
+      // CSP (no 'unsafe-eval') refuses whenever the first check does not already pass.
+      await expect.poll(() => nav.getAttribute('data-more'), { timeout: 5000 }).toBe('start');
       await expectAccessible(page, 'chat at 390 px');
       expect(problems).toEqual([]);
     } finally {
