@@ -209,7 +209,7 @@ export async function durable(
       });
     }
     bus.start();
-    // One-way informs to one named agent each: message + delivery + conversation + acknowledgement.
+    // One-way informs to one named agent each: message + delivery, then acknowledgement + conversation.
     const batch = (n: number, offset: number): AclMessage[] =>
       Array.from({ length: n }, (_, i) => {
         const { capability: _named, ...m } = message(offset + i, {
@@ -248,7 +248,8 @@ export async function durable(
     db.close();
 
     // Baseline: the same SQL the bus runs per message, straight from a loop with prepared statements:
-    // message + delivery + conversation in one transaction per 5,000, then acknowledgement + completion.
+    // message + delivery in one transaction per 5,000, then acknowledgement + the conversation's row, completed
+    // (the bus's four statements: it writes a one-way conversation's row once, at its end).
     const raw = openDatabase(join(dir.path, 'raw'));
     migrate(raw, MESSAGING_MIGRATIONS);
     const sql = durableStatements(raw);

@@ -2,16 +2,16 @@
  * The floor of durable delivery for any engine that, like the bus, answers each send with a
  * promise and hands each message to a handler: the bare loop's statements (bench/messaging.ts)
  * run by the smallest such engine. A send queues its rows; once per event-loop turn one
- * transaction commits every queued message, delivery and conversation and resolves their sends
- * (accepted = committed); each message then goes to its handler, and the acknowledgements of a
- * turn commit together (delivered = acknowledged). No routing, retry, protocol, limit or event:
+ * transaction commits every queued message and delivery and resolves their sends (accepted =
+ * committed); each message then goes to its handler, and the acknowledgements of a turn commit
+ * together with their conversations' rows (delivered = acknowledged). No routing, retry, protocol, limit or event:
  * what it costs beyond the bare loop is what a promise, a queue and a turn per message cost, so
  * the bus's ratio to the bare loop can be read against this one's.
  */
 import type { Database } from 'better-sqlite3';
 import type { AclMessage } from '../../src/messaging/index.js';
 
-/** The SQL the bus runs per one-way message: message, delivery, conversation upsert, acknowledgement. */
+/** The SQL the bus runs per one-way message: message, delivery, conversation upsert (once, at its end), acknowledgement. */
 export const DURABLE_SQL = [
   'INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)',
   "INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, ?, 'pending', ?)",
@@ -20,14 +20,19 @@ export const DURABLE_SQL = [
   "UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?",
 ] as const;
 
-/** The bare loop's statements, prepared once on `db`. */
+/**
+ * The bare loop's statements, prepared once on `db`: the four the bus runs per one-way message.
+ * The bus keeps a one-way conversation in memory with its message and writes its row once, when
+ * the acknowledgement ends it (ADR 0090), so the loop writes the conversation once too, completed,
+ * beside the acknowledgement: the same statements, the same rows, nothing the bus does not run.
+ */
 export function durableStatements(db: Database) {
   const insM = db.prepare(DURABLE_SQL[0]);
   const insD = db.prepare(DURABLE_SQL[1]);
   const upC = db.prepare(DURABLE_SQL[2]);
   const ack = db.prepare(DURABLE_SQL[3]);
   return {
-    /** Message, delivery and conversation rows of `m`; the delivery's id. */
+    /** Message and delivery rows of `m`; the delivery's id. */
     accept(m: AclMessage): number {
       insM.run(
         m.id,
@@ -38,20 +43,9 @@ export function durableStatements(db: Database) {
         JSON.stringify(m),
         JSON.stringify(m.receivers),
       );
-      const id = Number(insD.run(m.id, m.receivers[0], m.timestamp).lastInsertRowid);
-      upC.run(
-        m.conversation_id,
-        'initiated',
-        m.sender,
-        JSON.stringify([m.sender, m.receivers[0]]),
-        m.timestamp,
-        m.timestamp,
-        m.timestamp,
-        null,
-      );
-      return id;
+      return Number(insD.run(m.id, m.receivers[0], m.timestamp).lastInsertRowid);
     },
-    /** The delivery done and its conversation completed. */
+    /** The delivery done and its conversation's only row, completed. */
     done(m: AclMessage, delivery: number): void {
       ack.run(m.timestamp, delivery);
       upC.run(
