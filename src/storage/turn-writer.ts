@@ -4,9 +4,14 @@
  * inserted in ONE transaction at the end of the event-loop turn, at most once per
  * TURN_WRITER_WINDOW_MS (a TurnBatcher).
  *
- * Each lane's rows are written inside a savepoint: rows of one store that fail (a constraint, a
- * bug) are dropped and reported to that store alone, the other lanes' rows still commit. A failed
- * commit (disk full) drops the whole batch, each lane counting its own rows.
+ * Rows of one store that fail (a constraint, a bug) are dropped and reported to that store alone,
+ * the other lanes' rows still commit: the batch is first written in one plain transaction, and only
+ * when a lane throws is it rolled back and written again with each lane in a savepoint. Savepoints
+ * are not taken up front because in WAL mode every page a savepoint changes is copied to a
+ * statement journal, which spills past 64 KB to a temporary file created, written and unlinked
+ * within the commit: on a commit of a few dozen invokes' records that doubled the inserts' time
+ * on the event loop (ADR 0094). A failed commit (disk full) drops the whole batch, each lane
+ * counting its own rows.
  */
 import { TurnBatcher } from '../shared/turn-batcher.js';
 import type { Db } from './database.js';
@@ -82,6 +87,11 @@ class Lane<T, R> implements WriteLane<T> {
 
 type Done = { lane: Lane<unknown, unknown>; result: unknown; values: unknown[] }[];
 
+/** A lane's `write` threw inside the plain transaction: it is rolled back, and written again lane by lane. */
+class LaneFailed {
+  constructor(readonly error: unknown) {}
+}
+
 class SqliteTurnWriter {
   readonly #db: Db;
   readonly #batcher: TurnBatcher<Item>;
@@ -91,6 +101,8 @@ class SqliteTurnWriter {
    * invoke would make that a fifth of what the server allocates for the request.
    */
   readonly #transaction: (groups: Map<Lane<unknown, unknown>, unknown[]>, done: Done) => void;
+  /** Every lane in one transaction without savepoints: the common case, where no lane fails. */
+  readonly #plain: (groups: Map<Lane<unknown, unknown>, unknown[]>, done: Done) => void;
   readonly #savepoint: (lane: Lane<unknown, unknown>, values: unknown[]) => unknown;
 
   constructor(db: Db) {
@@ -103,6 +115,17 @@ class SqliteTurnWriter {
         } catch (e) {
           lane.failed(values.length, e);
         }
+      }
+    });
+    this.#plain = db.transaction((groups: Map<Lane<unknown, unknown>, unknown[]>, done: Done) => {
+      for (const [lane, values] of groups) {
+        let result: unknown;
+        try {
+          result = lane.o.write(values);
+        } catch (e) {
+          throw new LaneFailed(e);
+        }
+        done.push({ lane, result, values });
       }
     });
     this.#batcher = new TurnBatcher<Item>({
@@ -145,10 +168,20 @@ class SqliteTurnWriter {
     }
     const done: Done = [];
     try {
-      this.#transaction(groups, done);
+      this.#plain(groups, done);
     } catch (e) {
-      for (const d of done) d.lane.failed(d.values.length, e);
-      return;
+      done.length = 0;
+      if (!(e instanceof LaneFailed)) {
+        for (const [lane, values] of groups) lane.failed(values.length, e);
+        return;
+      }
+      // Rolled back: written again with each lane in a savepoint, so that the failing lane alone loses its rows.
+      try {
+        this.#transaction(groups, done);
+      } catch (e2) {
+        for (const d of done) d.lane.failed(d.values.length, e2);
+        return;
+      }
     }
     for (const d of done) {
       try {

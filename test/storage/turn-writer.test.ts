@@ -60,6 +60,40 @@ describe('the turn writer of a SQLite database', () => {
     expect(errors).toHaveLength(1);
   });
 
+  it('a lane that fails after others were written: theirs are written once and committed once, from the retry', () => {
+    const d = db();
+    const insA = d.prepare('INSERT INTO a (v) VALUES (?)');
+    const insB = d.prepare('INSERT INTO b (v) VALUES (?)');
+    const writes: number[][] = [];
+    const committed: number[][] = [];
+    const a = writeLane(d, {
+      write: (batch: number[]) => {
+        writes.push(batch);
+        return batch.map((v) => Number(insA.run(v).lastInsertRowid));
+      },
+      committed: (ids) => committed.push(ids),
+    });
+    const b = writeLane(d, { write: (batch: number[]) => void batch.forEach((v) => insB.run(v)) });
+    a.push(5);
+    a.push(6);
+    b.push(-1); // violates the CHECK after a's rows went in
+    b.flush();
+    expect(d.prepare('SELECT v FROM a ORDER BY rowid').pluck().all()).toEqual([5, 6]);
+    expect(count(d, 'b')).toBe(0);
+    expect(writes).toEqual([
+      [5, 6],
+      [5, 6],
+    ]);
+    expect(committed).toEqual([[1, 2]]);
+    expect([a.dropped, b.dropped]).toEqual([0, 1]);
+    // The next batch goes in one plain transaction again.
+    a.push(7);
+    b.push(8);
+    a.flush();
+    expect([count(d, 'a'), count(d, 'b')]).toEqual([3, 1]);
+    expect(writes).toHaveLength(3);
+  });
+
   it('a full queue is written on the caller’s turn and counted as back-pressure; close drains', () => {
     const d = db();
     const insA = d.prepare('INSERT INTO a (v) VALUES (?)');
