@@ -28,6 +28,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   auth: async () => (await import('./auth.js')).authSuite,
   scope: async () => (await import('./scope.js')).scopeSuite,
   cluster: async () => (await import('./cluster.js')).clusterSuite,
+  'cluster-paced': async () => (await import('./cluster-paced.js')).clusterPacedSuite,
   'cluster-engines': async () => (await import('./cluster-engines.js')).clusterEnginesSuite,
   'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
   startup: async () => (await import('./startup.js')).startupSuite,

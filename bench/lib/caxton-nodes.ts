@@ -73,6 +73,10 @@ export interface NodeOptions {
   stepTransactions?: number;
   /** Write a V8 CPU profile into this directory when the node stops. */
   profileDir?: string;
+  /** The build this node runs (default CAXTON_MAIN): two builds side by side in one run. */
+  main?: string;
+  /** More environment for this node's process. */
+  env?: Record<string, string>;
 }
 
 export function logTail(file: string): string {
@@ -130,6 +134,7 @@ consumer = "${names.consumer}"
     Object.entries(process.env).filter(([k]) => !/^CAXTON_[A-Z0-9_]*__/.test(k)),
   );
   env.CAXTON_BENCH_STATE_URL = opts.pgUrl;
+  Object.assign(env, opts.env);
   const log = join(dir, 'serve.log');
   const fd = openSync(log, 'a');
   const profile = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
@@ -141,7 +146,7 @@ consumer = "${names.consumer}"
     [
       ...nodeArgs,
       ...profile,
-      CAXTON_MAIN,
+      opts.main ?? CAXTON_MAIN,
       'serve',
       '--config',
       join(dir, 'caxton.toml'),

@@ -89,7 +89,8 @@ async function referenceSettings(): Promise<Record<string, string> | undefined> 
   }
 }
 
-export async function startOwnPostgres(): Promise<OwnPostgres> {
+/** `extra`: more server options a suite needs (monitoring settings, never durability ones). */
+export async function startOwnPostgres(opts: { extra?: readonly string[] } = {}): Promise<OwnPostgres> {
   for (const bin of ['initdb', 'pg_ctl'])
     if (!existsSync(join(PG_BIN, bin)))
       throw new Error(
@@ -115,7 +116,7 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       full_page_writes: 'on',
     };
     const port = await freePort();
-    const opts = [
+    const options = [
       `-p ${port}`,
       `-c listen_addresses=127.0.0.1`,
       `-k ${dir}`,
@@ -126,10 +127,11 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
         : []),
       // BENCH_PG_WAL_STATS: the whole run's WAL is kept (not recycled at checkpoints) for pg_waldump at stop.
       ...(process.env.BENCH_PG_WAL_STATS ? ['-c wal_keep_size=8GB'] : []),
+      ...(opts.extra ?? []),
       // BENCH_PG_OPTS: more server options for an experiment (e.g. "-c synchronous_commit=off"), after the copied ones.
       ...(process.env.BENCH_PG_OPTS ? [process.env.BENCH_PG_OPTS] : []),
     ].join(' ');
-    await as('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', opts]);
+    await as('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', options]);
     const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
     return {
       url: `postgres://postgres@127.0.0.1:${port}/postgres`,
