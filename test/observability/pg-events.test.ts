@@ -4,7 +4,7 @@
  *
  *  - one suite of each store's read contract (filters, order, pagination, retention) run against
  *    both implementations: SQLite's on a real file and PostgreSQL's in a schema of its own;
- *  - the columns of both tables agree (PostgreSQL's adds `node`);
+ *  - the columns of both tables agree (PostgreSQL's adds `node`), and each text is stored as written;
  *  - two stores on two pools (two nodes) write one history, each event once; a shared recorder
  *    skips relayed bus events and directory-applied registry changes;
  *  - PostgreSQL unreachable: record() neither blocks nor throws, the buffer is bounded, drops counted;
@@ -332,6 +332,59 @@ describe.skipIf(!run)('the cluster tables in PostgreSQL', () => {
       expect(pgCols).toEqual([...lite, 'node']);
     }
     db.close();
+  });
+
+  it('stores each text as written: quotes, backslashes, control characters, line separators, emoji; a lone surrogate as U+FFFD', async () => {
+    const schema = newSchema();
+    await PgEventStore.migrate(pool, schema);
+    const store = new PgEventStore({ pool, schema, node: 'n1', retentionMs: 3_600_000, maxRows: 1000, flushMs: 5 });
+    cleanups.push(() => store.close());
+    const tricky = `a"b'c\\d\\\\"e\nf\tg\u2028h\u0001i 🦀 é {"x":[1]} \\u0041`;
+    const inputs: AgentEventInput[] = [
+      {
+        type: 'message.sent',
+        agent: 'a1',
+        trace_id: 'f'.repeat(32),
+        span_id: '0'.repeat(16),
+        data: { text: tricky } as never,
+      },
+      {
+        type: 'execution.finished',
+        agent: `odd${tricky}`,
+        data: { n: 1, nested: { list: [tricky, null, true] } } as never,
+      },
+      { type: 'message.received', agent: 'lone\ud800one', trace_id: 'x\udc00', data: { lone: 'z\ud800z' } as never },
+    ];
+    for (const e of inputs) store.record({ ...e });
+    await store.flush();
+    const rows = (
+      await pool.query<{ type: string; agent: string; trace_id: string | null; span_id: string | null; data: string }>(
+        `SELECT type, agent, trace_id, span_id, data FROM "${schema}".agent_events ORDER BY id`,
+      )
+    ).rows;
+    expect(rows).toEqual([
+      {
+        type: 'message.sent',
+        agent: 'a1',
+        trace_id: 'f'.repeat(32),
+        span_id: '0'.repeat(16),
+        data: JSON.stringify(inputs[0]!.data),
+      },
+      {
+        type: 'execution.finished',
+        agent: `odd${tricky}`,
+        trace_id: null,
+        span_id: null,
+        data: JSON.stringify(inputs[1]!.data),
+      },
+      {
+        type: 'message.received',
+        agent: 'lone\ufffdone',
+        trace_id: 'x\ufffd',
+        span_id: null,
+        data: JSON.stringify(inputs[2]!.data),
+      },
+    ]);
   });
 
   it('two nodes write one history, each event once; relayed bus events and directory changes are not recorded again', async () => {

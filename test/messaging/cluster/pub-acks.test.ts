@@ -1,11 +1,11 @@
 /**
  * The deliveries' publisher (src/messaging/cluster/pub-acks.ts) on a real `nats-server -js`: a
  * publish resolves once the stream stored the message, the stream's dedupe window drops a second
- * publish of the same `Nats-Msg-Id`, a subject no stream takes fails at once (503), and a publish
- * no one answers fails at its timeout.
+ * publish of the same `Nats-Msg-Id`, a stream's refusal fails the publish with its reason, a
+ * subject no stream takes fails at once (503), and a publish no one answers fails at its timeout.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PubAcks } from '../../../src/messaging/cluster/pub-acks.js';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
@@ -42,6 +42,23 @@ describe.runIf(run)('PubAcks', () => {
     await acks.publish('pa.one', 'again', 'id-0', 5000);
     const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info('PUBACKS')).state.messages).toBe(50);
+  });
+
+  it('fails with the reason when the stream refuses the message (its error answer)', async () => {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({
+      name: 'PUBACKS_FULL',
+      subjects: ['full.>'],
+      storage: StorageType.Memory,
+      max_msgs: 1,
+      discard: DiscardPolicy.New,
+    });
+    const acks = new PubAcks(nc);
+    await acks.publish('full.x', 'first', 'f-1', 5000);
+    await expect(acks.publish('full.x', 'second', 'f-2', 5000)).rejects.toThrow(
+      /JetStream refused the message: maximum messages exceeded/,
+    );
+    expect((await jsm.streams.info('PUBACKS_FULL')).state.messages).toBe(1);
   });
 
   it('fails at once when no stream takes the subject, and at its timeout when no one answers', async () => {
