@@ -9,7 +9,9 @@
  *  - the execution links its trace, and GET /traces/{id} answers its spans from the node's own
  *    ring although no OTLP endpoint is set;
  *  - `caxton execution list|show` (the built CLI, a child process) with --json and exit codes;
- *  - the store's retention and the bounds on stored text.
+ *  - the store's retention and the bounds on stored text;
+ *  - a row written with every detail part and the indexes on every row reads as a new one does, the
+ *    partial conversation and trace indexes hold only rows with the key and keep the reads' plans.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../../src/execution/index.js';
