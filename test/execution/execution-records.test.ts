@@ -9,11 +9,13 @@
  *  - the execution links its trace, and GET /traces/{id} answers its spans from the node's own
  *    ring although no OTLP endpoint is set;
  *  - `caxton execution list|show` (the built CLI, a child process) with --json and exit codes;
- *  - the store's retention and the bounds on stored text.
+ *  - the store's retention and the bounds on stored text;
+ *  - a row written with every detail part and the indexes on every row reads as a new one does, the
+ *    partial conversation and trace indexes hold only rows with the key and keep the reads' plans.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../../src/execution/index.js';
-import { MAX_TOOL_TEXT } from '../../src/execution/records/model.js';
+import { ENTRY_COLUMNS, entryValues, MAX_TOOL_TEXT, viewOfRow } from '../../src/execution/records/model.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { runCli } from '../cli/helpers/cli.js';
 import { removeTempDirs, startCaxton, tempDir, writeScript, type Caxton } from './helpers/caxton.js';
@@ -244,7 +246,7 @@ describe('the SQLite store', () => {
     const indexes = db
       .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'executions'")
       .pluck();
-    expect(indexes.all()).toContain('executions_trace_second');
+    expect(indexes.all()).toContain('executions_traced');
     expect(indexes.all()).not.toContain('executions_trace');
     const store = new SqliteExecutionStore({ db, retentionMs: 3_600_000, maxRows: 100 });
     store.record(finished('exec_2', neighbour));
@@ -261,7 +263,157 @@ describe('the SQLite store', () => {
         'EXPLAIN QUERY PLAN SELECT id FROM executions WHERE substr(trace_id, 1, 8) = ? AND trace_id = ? ORDER BY id',
       )
       .all('0', '0') as { detail: string }[];
-    expect(plan.map((p) => p.detail).join(' ')).toMatch(/USING (COVERING )?INDEX executions_trace_second/);
+    expect(plan.map((p) => p.detail).join(' ')).toMatch(/USING (COVERING )?INDEX executions_traced/);
+    store.close();
+    db.close();
+  });
+
+  it('keeps rows written before the keys-only-where-set indexes and the shorter detail readable, with the same plans', async () => {
+    const db = openDatabase(tempDir());
+    migrate(db, EXECUTIONS_MIGRATIONS.slice(0, 2));
+    const response = {
+      id: 'r',
+      execution_id: 'exec_new',
+      agent: 'a',
+      content: 'the sum is 5',
+      conversation_id: 'conv_1',
+      tool_calls: [{ id: 't', name: 'calc', arguments: { e: '2+3' }, result: '5', is_error: false, duration_ms: 1.5 }],
+      usage: { input_tokens: 3, output_tokens: 4, total_tokens: 7 },
+      execution_time_ms: 2,
+      finish_reason: 'stop' as const,
+      provider: 'p',
+      model: 'm',
+      turns: 2,
+      isolation: 'context' as const,
+      model_turns: [
+        {
+          turn: 1,
+          provider: 'fallback',
+          model: 'f',
+          input_tokens: 1,
+          output_tokens: 2,
+          latency_ms: 0.5,
+          finish_reason: 'tool_calls',
+          tool_calls: 1,
+        },
+        {
+          turn: 2,
+          provider: 'p',
+          model: 'm',
+          input_tokens: 2,
+          output_tokens: 2,
+          latency_ms: 0.25,
+          finish_reason: 'stop',
+          tool_calls: 0,
+        },
+      ],
+    };
+    const finished = (id: string) => ({
+      id,
+      agent: 'a',
+      version: '1',
+      shadow: false,
+      started: 1_700_000_000_000,
+      duration_ms: 2,
+      request: { request: 'add', conversation_id: 'conv_1' },
+      response: { ...response, execution_id: id },
+      trace_id: '0123456789abcdef0123456789abcdef',
+    });
+    // A row as the first detail format wrote it: every part present, nulls and defaults included.
+    const entry = entryOf(finished('exec_old'));
+    const v = viewOfRow({ ...entry, id: 1, execution_id: entry.id });
+    const {
+      id: _i,
+      agent: _a,
+      version: _v,
+      principal: _p,
+      conversation_id: _c,
+      message_id: _m,
+      status: _s,
+      started_at: _st,
+      finished_at: _f,
+      duration_ms: _d,
+      usage: _u,
+      trace_id: _t,
+      node: _n,
+      ...parts
+    } = v;
+    const old = db.prepare(
+      `INSERT INTO executions (${ENTRY_COLUMNS.join(', ')}) VALUES (${ENTRY_COLUMNS.map(() => '?').join(', ')})`,
+    );
+    old.run(entryValues({ ...entry, detail: JSON.stringify(parts) }));
+    const { conversation_id: _none, ...unconversed } = response;
+    old.run(
+      entryValues(
+        entryOf({ ...finished('exec_bare'), request: { request: 'x' }, response: unconversed, trace_id: undefined }),
+      ),
+    );
+    migrate(db, EXECUTIONS_MIGRATIONS);
+    const store = new SqliteExecutionStore({ db, retentionMs: 1e12, maxRows: 100 });
+    store.record(entryOf(finished('exec_new')));
+    store.record(
+      entryOf({
+        ...finished('exec_failed'),
+        response: undefined,
+        error: new Error('boom'),
+        shadow: true,
+        version_number: 3,
+        addressed: true,
+      }),
+    );
+    const before = await store.get('exec_old');
+    const after = await store.get('exec_new');
+    expect(before).toEqual(v);
+    expect({ ...after, id: 'exec_old' }).toEqual(v);
+    expect(after!.model_turns[0]).toEqual(response.model_turns[0]);
+    expect(Object.keys(after!.model_turns[1]!)).toEqual(Object.keys(response.model_turns[1]!));
+    const failed = await store.get('exec_failed');
+    expect(failed).toMatchObject({
+      status: 'error',
+      error: { code: 'internal', message: 'boom' },
+      shadow: true,
+      version_number: 3,
+      addressed: true,
+      answer: null,
+      provider: null,
+      turns: 0,
+      model_turns: [],
+      tool_calls: [],
+      steps_not_stored: 0,
+    });
+    expect((await store.list({ conversation_id: 'conv_1' })).executions.map((e) => e.id)).toEqual([
+      'exec_failed',
+      'exec_new',
+      'exec_old',
+    ]);
+    expect((await store.byTrace('0123456789abcdef0123456789abcdef')).map((e) => e.id)).toEqual([
+      'exec_old',
+      'exec_new',
+      'exec_failed',
+    ]);
+    expect((await store.thread('a', 'conv_1')).map((e) => e.id)).toEqual(['exec_old', 'exec_new', 'exec_failed']);
+    // Only the rows with a conversation or a trace have an entry in its index.
+    const entries = (index: string, where: string) =>
+      db.prepare(`SELECT COUNT(*) FROM executions INDEXED BY ${index} WHERE ${where}`).pluck().get();
+    expect(entries('executions_in_conversation', 'conversation_id IS NOT NULL')).toBe(3);
+    expect(entries('executions_traced', 'trace_id IS NOT NULL')).toBe(3);
+    const plan = (sql: string) =>
+      (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all('x', 'y', 'z') as { detail: string }[])
+        .map((p) => p.detail)
+        .join(' ');
+    expect(
+      plan(
+        'SELECT id FROM executions WHERE conversation_id = ? AND agent = ? AND message_id IS NULL AND ? IS NOT NULL ORDER BY id',
+      ),
+    ).toMatch(/INDEX executions_in_conversation/);
+    expect(
+      plan(
+        'SELECT conversation_id, MIN(id) FROM executions WHERE agent = ? AND conversation_id IS NOT NULL AND message_id IS NULL AND conversation_id IN (?, ?) GROUP BY conversation_id',
+      ),
+    ).toMatch(/INDEX executions_in_conversation/);
+    expect(
+      plan('SELECT id FROM executions WHERE substr(trace_id, 1, 8) = ? AND trace_id = ? AND ? IS NOT NULL ORDER BY id'),
+    ).toMatch(/INDEX executions_traced/);
     store.close();
     db.close();
   });

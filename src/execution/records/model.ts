@@ -13,7 +13,7 @@ import { agentScopeSql } from '../../auth/scope-read.js';
 import { isCaxtonError } from '../../shared/errors.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import type { SqlDialect } from '../../storage/index.js';
-import type { AgentResponse, InvokeRequest, ModelTurn } from '../types.js';
+import type { AgentResponse, InvokeRequest, ModelTurn, ToolCallRecord } from '../types.js';
 import type { ThreadPage, ThreadQuery } from './threads.js';
 
 /** Longest stored request, answer or error message, in UTF-16 units. */
@@ -168,37 +168,38 @@ const round3 = (n: number) => Math.round(n * 1000) / 1000;
 /**
  * The record of a finished execution. Cheap on purpose (it runs on the executor's path): the
  * bulky parts are bounded here and serialized once; scrubbing happens when the batch is written.
+ *
+ * The detail JSON leaves out what a reader can put back (ADR 0092): a part at its default (no
+ * error, not a shadow, no version number, nothing left unstored), and a model turn's provider and
+ * model when they are the execution's. `viewOfRow` restores them, so the view is the same.
  */
 export function entryOf(f: FinishedExecution): ExecutionEntry {
   const r = f.response;
   const err = f.error;
   const code = r ? null : isCaxtonError(err) ? err.code : 'internal';
-  const message = r ? null : err instanceof Error ? err.message : String(err);
-  const calls = r?.tool_calls ?? [];
-  const turns = r?.model_turns ?? [];
-  const detail = {
-    error: code === null ? null : { code, message: bounded(message ?? '', MAX_TEXT) },
-    isolation: r?.isolation ?? null,
-    provider: r?.provider ?? null,
-    model: r?.model ?? null,
-    finish_reason: r?.finish_reason ?? null,
-    turns: r?.turns ?? 0,
-    shadow: f.shadow,
-    version_number: f.version_number ?? null,
-    addressed: f.addressed === true,
-    request: bounded(f.request.request, MAX_TEXT),
-    answer: r ? bounded(r.content, MAX_TEXT) : null,
-    model_turns: turns.slice(0, MAX_STEPS),
-    tool_calls: calls.slice(0, MAX_STEPS).map((c): StoredToolCall => ({
-      id: c.id,
-      name: c.name,
-      arguments: bounded(JSON.stringify(c.arguments), MAX_TOOL_TEXT),
-      result: bounded(c.result, MAX_TOOL_TEXT),
-      outcome: c.is_error ? 'error' : 'ok',
-      duration_ms: c.duration_ms,
-    })),
-    steps_not_stored: Math.max(0, calls.length - MAX_STEPS) + Math.max(0, turns.length - MAX_STEPS),
-  };
+  const detail: StoredDetail = {};
+  if (code !== null) {
+    const message = err instanceof Error ? err.message : String(err);
+    detail.error = { code, message: bounded(message, MAX_TEXT) };
+  }
+  if (f.shadow) detail.shadow = true;
+  if (f.version_number !== undefined) detail.version_number = f.version_number;
+  if (f.addressed === true) detail.addressed = true;
+  detail.request = bounded(f.request.request, MAX_TEXT);
+  if (r) {
+    detail.isolation = r.isolation;
+    detail.provider = r.provider;
+    detail.model = r.model;
+    detail.finish_reason = r.finish_reason;
+    detail.turns = r.turns;
+    detail.answer = bounded(r.content, MAX_TEXT);
+    const turns = r.model_turns;
+    if (turns !== undefined && turns.length > 0) detail.model_turns = storedTurns(turns, r.provider, r.model);
+    const calls = r.tool_calls;
+    if (calls.length > 0) detail.tool_calls = storedCalls(calls);
+    const unstored = Math.max(0, calls.length - MAX_STEPS) + Math.max(0, (turns?.length ?? 0) - MAX_STEPS);
+    if (unstored > 0) detail.steps_not_stored = unstored;
+  }
   return {
     id: f.id,
     ts: Math.round(f.started),
@@ -216,6 +217,60 @@ export function entryOf(f: FinishedExecution): ExecutionEntry {
     trace_id: f.trace_id ?? null,
     detail: JSON.stringify(detail),
   };
+}
+
+/** A model turn as stored: provider and model only when they differ from the execution's. */
+type StoredTurn = Omit<ModelTurn, 'provider' | 'model'> & { provider?: string; model?: string };
+
+function storedTurns(turns: readonly ModelTurn[], provider: string, model: string): StoredTurn[] {
+  const n = Math.min(turns.length, MAX_STEPS);
+  const out: StoredTurn[] = new Array<StoredTurn>(n);
+  for (let i = 0; i < n; i++) {
+    const t = turns[i]!;
+    if (t.provider === provider && t.model === model) {
+      const { provider: _p, model: _m, ...rest } = t;
+      out[i] = rest;
+    } else out[i] = t;
+  }
+  return out;
+}
+
+function storedCalls(calls: readonly ToolCallRecord[]): StoredToolCall[] {
+  const n = Math.min(calls.length, MAX_STEPS);
+  const out: StoredToolCall[] = new Array<StoredToolCall>(n);
+  for (let i = 0; i < n; i++) {
+    const c = calls[i]!;
+    out[i] = {
+      id: c.id,
+      name: c.name,
+      arguments: bounded(JSON.stringify(c.arguments), MAX_TOOL_TEXT),
+      result: bounded(c.result, MAX_TOOL_TEXT),
+      outcome: c.is_error ? 'error' : 'ok',
+      duration_ms: c.duration_ms,
+    };
+  }
+  return out;
+}
+
+/**
+ * The detail JSON as stored: every part optional, absent at its default. Rows written before
+ * parts were left out hold all of them (nulls and zeros included); both read the same.
+ */
+interface StoredDetail {
+  error?: { code: string; message: string } | null;
+  isolation?: string | null;
+  provider?: string | null;
+  model?: string | null;
+  finish_reason?: string | null;
+  turns?: number;
+  shadow?: boolean;
+  version_number?: number | null;
+  addressed?: boolean;
+  request?: string;
+  answer?: string | null;
+  model_turns?: StoredTurn[];
+  tool_calls?: StoredToolCall[];
+  steps_not_stored?: number;
 }
 
 /** A stored row (PostgreSQL's bigints arrive as strings). */
@@ -239,26 +294,10 @@ export interface ExecutionRow {
   node?: string | null;
 }
 
-type Detail = Pick<
-  ExecutionView,
-  | 'version_number'
-  | 'addressed'
-  | 'error'
-  | 'isolation'
-  | 'provider'
-  | 'model'
-  | 'finish_reason'
-  | 'turns'
-  | 'shadow'
-  | 'request'
-  | 'answer'
-  | 'model_turns'
-  | 'tool_calls'
-  | 'steps_not_stored'
->;
-
 export function viewOfRow(row: ExecutionRow): ExecutionView {
-  const d = JSON.parse(row.detail) as Detail;
+  const d = JSON.parse(row.detail) as StoredDetail;
+  const provider = d.provider ?? null;
+  const model = d.model ?? null;
   return {
     id: row.execution_id,
     agent: row.agent,
@@ -270,25 +309,32 @@ export function viewOfRow(row: ExecutionRow): ExecutionView {
     conversation_id: row.conversation_id,
     message_id: row.message_id,
     status: row.status === 'ok' ? 'ok' : 'error',
-    error: d.error,
+    error: d.error ?? null,
     started_at: new Date(Number(row.ts)).toISOString(),
     finished_at: new Date(Number(row.ended)).toISOString(),
     duration_ms: Number(row.duration_ms),
-    isolation: d.isolation,
-    provider: d.provider,
-    model: d.model,
-    finish_reason: d.finish_reason,
+    isolation: d.isolation ?? null,
+    provider,
+    model,
+    finish_reason: d.finish_reason ?? null,
     usage: { input_tokens: Number(row.input_tokens), output_tokens: Number(row.output_tokens) },
-    turns: d.turns,
+    turns: d.turns ?? 0,
     trace_id: row.trace_id,
-    shadow: d.shadow,
+    shadow: d.shadow ?? false,
     node: row.node ?? null,
-    request: d.request,
-    answer: d.answer,
-    model_turns: d.model_turns,
-    tool_calls: d.tool_calls,
-    steps_not_stored: d.steps_not_stored,
+    request: d.request ?? '',
+    answer: d.answer ?? null,
+    model_turns: (d.model_turns ?? []).map((t) => turnOfStored(t, provider ?? '', model ?? '')),
+    tool_calls: d.tool_calls ?? [],
+    steps_not_stored: d.steps_not_stored ?? 0,
   };
+}
+
+/** A stored model turn with the execution's provider and model put back where they were left out. */
+function turnOfStored(t: StoredTurn, provider: string, model: string): ModelTurn {
+  if (t.provider !== undefined && t.model !== undefined) return t as ModelTurn;
+  const { turn, ...rest } = t;
+  return { turn, provider, model, ...rest };
 }
 
 export function summaryOf(v: ExecutionView): ExecutionSummary {

@@ -48,6 +48,19 @@ export const EXECUTIONS_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX executions_trace_second ON executions (substr(trace_id, 1, 8), id, trace_id);
     `,
   },
+  {
+    // ADR 0092: every read of these two indexes names a conversation or a trace (`= ?`, `IN (…)`,
+    // `IS NOT NULL`), so an execution without one (an invoke that names no conversation, a node
+    // that traces nothing) has no entry to keep in them, and its insert writes two B-trees fewer.
+    // SQLite uses a partial index whenever the query's terms imply its WHERE: the same plans.
+    id: 'executions-003-keys-only-where-set',
+    sql: `
+      DROP INDEX executions_conversation;
+      CREATE INDEX executions_in_conversation ON executions (conversation_id, id) WHERE conversation_id IS NOT NULL;
+      DROP INDEX executions_trace_second;
+      CREATE INDEX executions_traced ON executions (substr(trace_id, 1, 8), id, trace_id) WHERE trace_id IS NOT NULL;
+    `,
+  },
 ];
 
 export interface SqliteExecutionStoreOptions {
@@ -78,7 +91,7 @@ export class SqliteExecutionStore extends ExecutionReads implements ExecutionLog
     );
     this.#lane = writeLane(o.db, {
       write: (batch: ExecutionEntry[]) => {
-        for (const e of batch) insert.run(...entryValues(e));
+        for (const e of batch) insert.run(entryValues(e));
         return batch.length;
       },
       committed: (n) => this.#written(n),
