@@ -102,6 +102,21 @@ const RESPONSE: AgentResponse = {
   })),
 };
 
+/** One invoke's record as the executor hands it over. */
+const sampleEntry = () =>
+  entryOf({
+    // Ids and trace ids as the executor makes them: where they land in their indexes is part of the cost.
+    id: `exec_${timeOrderedUuid()}`,
+    trace_id: newTraceId(),
+    agent: 'adder',
+    version: '1.0.0',
+    shadow: false,
+    started: Date.now(),
+    duration_ms: 1,
+    request: { request: 'add two and three' },
+    response: RESPONSE,
+  });
+
 /** The recorder alone: CPU µs per record (built, queued, written in the turn's transaction), `per` per turn. */
 async function recorderCost(per: number, n = 8000): Promise<{ all: number; loop: number }> {
   const dir = tempDir('caxton-bench-exec-store-');
@@ -109,21 +124,7 @@ async function recorderCost(per: number, n = 8000): Promise<{ all: number; loop:
   migrate(db, EXECUTIONS_MIGRATIONS);
   const store = new SqliteExecutionStore({ db, retentionMs: 1e12, maxRows: 1e8 });
   const turn = () => new Promise((r) => setImmediate(r));
-  const record = () =>
-    store.record(
-      entryOf({
-        // Ids and trace ids as the executor makes them: where they land in their indexes is part of the cost.
-        id: `exec_${timeOrderedUuid()}`,
-        trace_id: newTraceId(),
-        agent: 'adder',
-        version: '1.0.0',
-        shadow: false,
-        started: Date.now(),
-        duration_ms: 1,
-        request: { request: 'add two and three' },
-        response: RESPONSE,
-      }),
-    );
+  const record = () => store.record(sampleEntry());
   // What a server pays once (its writer's start, the prepared statement) is left out.
   record();
   store.flush();
@@ -153,21 +154,7 @@ function recorderFloor(per: number, n = 8000): number {
   const insert = db.prepare(
     `INSERT OR IGNORE INTO executions (${ENTRY_COLUMNS.join(', ')}) VALUES (${ENTRY_COLUMNS.map(() => '?').join(', ')})`,
   );
-  const rows = Array.from({ length: n + per }, () =>
-    entryValues(
-      entryOf({
-        id: `exec_${timeOrderedUuid()}`,
-        trace_id: newTraceId(),
-        agent: 'adder',
-        version: '1.0.0',
-        shadow: false,
-        started: Date.now(),
-        duration_ms: 1,
-        request: { request: 'add two and three' },
-        response: RESPONSE,
-      }),
-    ),
-  );
+  const rows = Array.from({ length: n + per }, () => entryValues(sampleEntry()));
   const write = db.transaction((from: number) => {
     for (let j = from; j < from + per; j++) insert.run(rows[j]!);
   });
