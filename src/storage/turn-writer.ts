@@ -95,20 +95,19 @@ class LaneFailed {
 class SqliteTurnWriter {
   readonly #db: Db;
   readonly #batcher: TurnBatcher<Item>;
-  /**
-   * The transaction and each lane's savepoint, wrapped once: better-sqlite3 builds four wrapper
-   * functions with their properties on every `db.transaction()` call (~10 KB), and a flush per
-   * invoke would make that a fifth of what the server allocates for the request.
-   */
-  readonly #transaction: (groups: Map<Lane<unknown, unknown>, unknown[]>, done: Done) => void;
+  // The transactions and each lane's savepoint are wrapped once: better-sqlite3 builds four wrapper
+  // functions with their properties on every `db.transaction()` call (~10 KB), and a flush per
+  // invoke would make that a fifth of what the server allocates for the request.
   /** Every lane in one transaction without savepoints: the common case, where no lane fails. */
   readonly #plain: (groups: Map<Lane<unknown, unknown>, unknown[]>, done: Done) => void;
+  /** Each lane in a savepoint of its own, after a lane failed in the plain transaction. */
+  readonly #isolated: (groups: Map<Lane<unknown, unknown>, unknown[]>, done: Done) => void;
   readonly #savepoint: (lane: Lane<unknown, unknown>, values: unknown[]) => unknown;
 
   constructor(db: Db) {
     this.#db = db;
     this.#savepoint = db.transaction((lane: Lane<unknown, unknown>, values: unknown[]) => lane.o.write(values));
-    this.#transaction = db.transaction((groups: Map<Lane<unknown, unknown>, unknown[]>, done: Done) => {
+    this.#isolated = db.transaction((groups: Map<Lane<unknown, unknown>, unknown[]>, done: Done) => {
       for (const [lane, values] of groups) {
         try {
           done.push({ lane, result: this.#savepoint(lane, values), values });
@@ -177,7 +176,7 @@ class SqliteTurnWriter {
       }
       // Rolled back: written again with each lane in a savepoint, so that the failing lane alone loses its rows.
       try {
-        this.#transaction(groups, done);
+        this.#isolated(groups, done);
       } catch (e2) {
         for (const d of done) d.lane.failed(d.values.length, e2);
         return;
