@@ -13,10 +13,11 @@
  * dist/cli/main.js> the rounds alternate with that build, the same-run baseline.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent } from 'node:http';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { postKeptAlive } from './lib/keepalive-post.mjs';
 import { listeningUrl } from './lib/listening.js';
 import { load } from './lib/load.js';
 import { processCpuSeconds, threadCpuMs } from './lib/proc-cpu.js';
@@ -122,34 +123,6 @@ async function ask(url: string, body: string): Promise<string> {
   return text;
 }
 
-/**
- * One POST on a kept-alive `node:http` connection, the body read and dropped: the sequential
- * client. fetch (undici) allocates a Request, a Response, Headers and web streams per request;
- * its own young-generation pauses showed up in the tail measured for both servers.
- */
-function post(agent: Agent, url: URL, body: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const r = httpRequest(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname,
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', 'content-length': body.length },
-      },
-      (res) => {
-        res.on('data', () => {});
-        res.on('end', () =>
-          res.statusCode === 200 ? resolve() : reject(new Error(`POST ${url.href} answered ${res.statusCode}`)),
-        );
-      },
-    );
-    r.on('error', reject);
-    r.end(body);
-  });
-}
-
 /** SEQUENTIAL requests one after another on one kept-alive connection, after WARMUP to warm up. */
 async function sequential(
   url: string,
@@ -159,14 +132,14 @@ async function sequential(
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const target = new URL(url);
   const bytes = Buffer.from(body);
-  for (let i = 0; i < WARMUP; i++) await post(agent, target, bytes);
+  for (let i = 0; i < WARMUP; i++) await postKeptAlive(agent, target, bytes);
   const lat = new Float64Array(SEQUENTIAL);
   const cpu = new Float64Array(pid === undefined ? 0 : SEQUENTIAL);
   for (let i = 0; i < SEQUENTIAL; i++) {
     if (clientGc && i % CLIENT_GC_EVERY === 0) clientGc({ type: 'minor' });
     const c0 = pid === undefined ? 0 : threadCpuMs(pid);
     const t0 = performance.now();
-    await post(agent, target, bytes);
+    await postKeptAlive(agent, target, bytes);
     lat[i] = performance.now() - t0;
     if (pid !== undefined) cpu[i] = threadCpuMs(pid) - c0;
   }

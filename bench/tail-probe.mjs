@@ -18,10 +18,11 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { postKeptAlive } from './lib/keepalive-post.mjs';
 
 const args = process.argv.slice(2);
 const REPS = /^\d+$/.test(args[0] ?? '') ? Number(args.shift()) : 1;
@@ -80,25 +81,7 @@ async function run(cli) {
   const url = new URL(`${base}/api/v1/agents/echo/invoke`);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const body = Buffer.from(JSON.stringify({ request: 'hi' }));
-  const post = () =>
-    new Promise((res, rej) => {
-      const r = request(
-        {
-          host: url.hostname,
-          port: url.port,
-          path: url.pathname,
-          method: 'POST',
-          agent,
-          headers: { 'content-type': 'application/json', 'content-length': body.length },
-        },
-        (answer) => {
-          answer.on('data', () => {});
-          answer.on('end', () => (answer.statusCode === 200 ? res() : rej(new Error(`answered ${answer.statusCode}`))));
-        },
-      );
-      r.on('error', rej);
-      r.end(body);
-    });
+  const post = () => postKeptAlive(agent, url, body);
   const server = `/proc/${child.pid}/task/${child.pid}/schedstat`;
   const self = `/proc/self/task/${process.pid}/schedstat`;
   await post();
