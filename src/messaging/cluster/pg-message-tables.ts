@@ -130,6 +130,20 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
           WHERE d.state = 'pending' AND d.kept_until IS NOT NULL;
     `,
   },
+  {
+    // Every delivery entered both deliveries_open and deliveries_unpublished when stored (its publish
+    // mark is set until the PubAck is recorded), one B-tree entry more per message than the sweeps
+    // need: every query of the marked rows also names a state (`pending`), so one partial index of
+    // the unfinished rows keyed by (state, unpublished_since) serves both. The republish sweep reads
+    // its range in mark order, the reconciliation claim and the gauges the state prefix.
+    id: 'cluster-messaging-008-open-index',
+    sql: (s) => `
+      CREATE INDEX deliveries_open_marked ON ${s}.deliveries (state, unpublished_since) WHERE state <> 'done';
+      DROP INDEX ${s}.deliveries_open;
+      DROP INDEX ${s}.deliveries_unpublished;
+      ALTER INDEX ${s}.deliveries_open_marked RENAME TO deliveries_open;
+    `,
+  },
 ];
 
 /**
