@@ -144,6 +144,15 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
       ALTER INDEX ${s}.deliveries_open_marked RENAME TO deliveries_open;
     `,
   },
+  {
+    // Every conversation row written (each one-way message's, each turn's update) entered
+    // conversations_state. Its readers have other paths: the open states are conversations_expiry's
+    // predicate (the gauge, the deadline sweep), retention's idle cutoff is also a cutoff on
+    // created_at (a conversation is never updated before it is created: conversations_created),
+    // and a list filtered by state counts its rows as the unfiltered list does, by a scan.
+    id: 'cluster-messaging-009-no-state-index',
+    sql: (s) => `DROP INDEX ${s}.conversations_state;`,
+  },
 ];
 
 /**

@@ -208,6 +208,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       'cluster-messaging-006-attempts',
       'cluster-messaging-007-one-way',
       'cluster-messaging-008-open-index',
+      'cluster-messaging-009-no-state-index',
     ]);
   });
 
