@@ -20,6 +20,7 @@ import {
   readFileSync,
   rmSync,
   writeFileSync,
+  appendFileSync,
 } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -160,6 +161,10 @@ export async function startOwnPostgres(opts: { extra?: readonly string[] } = {})
               (e: unknown) => String(e),
             )
           : '';
+        // With BENCH_PG_WAL_STATS, each index's file, to count the B-tree entries the run's WAL wrote into it by name.
+        const indexFiles = process.env.BENCH_PG_WAL_STATS
+          ? await indexFilesOf(port).catch(() => new Map<string, string>())
+          : new Map<string, string>();
         await as('pg_ctl', ['stop', '-m', 'fast', '-w', '-D', data]).catch(() => {});
         const keep = process.env.BENCH_PG_LOG_KEEP;
         if (keep && existsSync(join(dir, 'server.log'))) copyFileSync(join(dir, 'server.log'), keep);
@@ -179,7 +184,10 @@ export async function startOwnPostgres(opts: { extra?: readonly string[] } = {})
             // It ends with an error at the end of the WAL (the record after the last), its figures printed before.
             .catch((e: unknown) =>
               writeFileSync(walStats, `${tables}${(e as { stdout?: string }).stdout ?? ''}${String(e)}`),
-            );
+            )
+            .then(() => btreeEntriesByIndex(join(data, 'pg_wal'), indexFiles))
+            .then((byIndex) => appendFileSync(walStats, byIndex))
+            .catch((e: unknown) => appendFileSync(walStats, `\nB-tree entries by index: ${String(e)}\n`));
         rmSync(dir, { recursive: true, force: true });
       },
     };
@@ -189,4 +197,51 @@ export async function startOwnPostgres(opts: { extra?: readonly string[] } = {})
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`the benchmark's own PostgreSQL did not start: ${(e as Error).message}${log && `\n${log}`}`);
   }
+}
+
+/** Every index's file (`tablespace/database/relfilenode`, as pg_waldump names a block's relation) and its schema-qualified name. */
+async function indexFilesOf(port: number): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  const c = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
+  await c.connect();
+  try {
+    const r = await c.query<{ file: string; name: string }>(
+      `SELECT coalesce(nullif(c.reltablespace, 0), (SELECT oid FROM pg_tablespace WHERE spcname = 'pg_default')) || '/' ||
+              (SELECT oid FROM pg_database WHERE datname = current_database()) || '/' || pg_relation_filenode(c.oid) AS file,
+              n.nspname || '.' || c.relname AS name
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind = 'i' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')`,
+    );
+    for (const row of r.rows) files.set(row.file, row.name);
+  } finally {
+    await c.end();
+  }
+  return files;
+}
+
+/**
+ * The B-tree leaf entries (INSERT_LEAF and INSERT_POST records) the whole WAL in `walDir` wrote,
+ * per user index, as a table: which index of which table a run's writes went into.
+ */
+async function btreeEntriesByIndex(walDir: string, files: ReadonlyMap<string, string>): Promise<string> {
+  const segments = readdirSync(walDir)
+    .filter((f) => /^[0-9A-F]{24}$/.test(f))
+    .sort();
+  // Read as whoever runs the suite (root reads the postgres user's files); the listing is tens of MB.
+  const out = await run(
+    join(PG_BIN, 'pg_waldump'),
+    ['-r', 'Btree', '-p', walDir, segments[0]!, segments[segments.length - 1]!],
+    { maxBuffer: 1 << 30 },
+  ).then(
+    (r) => r.stdout,
+    // It ends with an error at the end of the WAL, its records printed before.
+    (e: unknown) => (e as { stdout?: string }).stdout ?? '',
+  );
+  const counts = new Map<string, number>();
+  for (const m of out.matchAll(/desc: INSERT_(?:LEAF|POST)\b.*?blkref #0: rel (\d+\/\d+\/\d+)/g)) {
+    const name = files.get(m[1]!);
+    if (name !== undefined) counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  const rows = [...counts].sort((a, b) => b[1] - a[1]);
+  return `\nB-tree entries by index (INSERT_LEAF + INSERT_POST records of the whole run):\n${rows.map(([n, c]) => `${String(c).padStart(9)}  ${n}`).join('\n')}\n`;
 }

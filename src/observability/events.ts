@@ -184,10 +184,11 @@ export function eventWhere(q: EventQuery, param: (v: string | number) => string,
   if (q.types && q.types.length > 0) {
     const types = q.types.filter((t): t is AgentEventType => (EVENT_TYPES as readonly string[]).includes(t));
     const cats = q.types.filter((t): t is EventCategory => (EVENT_CATEGORIES as readonly string[]).includes(t));
-    const ors: string[] = [];
-    if (types.length > 0) ors.push(`type IN (${types.map((t) => param(t)).join(', ')})`);
-    if (cats.length > 0) ors.push(`category IN (${cats.map((c) => param(c)).join(', ')})`);
-    if (ors.length > 0) where.push(`(${ors.join(' OR ')})`);
+    // A category is a fixed set of types (CATEGORY), so it is asked as its types: one index on
+    // `type` answers both, and the stores keep no index on `category`.
+    const wanted = new Set<AgentEventType>(types);
+    for (const t of EVENT_TYPES) if (cats.includes(CATEGORY[t])) wanted.add(t);
+    if (wanted.size > 0) where.push(`type IN (${[...wanted].map((t) => param(t)).join(', ')})`);
   }
   if (q.since !== undefined) where.push(`ts >= ${param(q.since)}`);
   if (q.after !== undefined) where.push(`id > ${param(q.after)}`);

@@ -65,6 +65,12 @@ const MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX agent_events_category ON ${s}.agent_events (category, id);
     `,
   },
+  {
+    // A filter by category is asked as its types (eventWhere), along agent_events_type: an index on
+    // the category would be one more B-tree entry for every event, which no query reads.
+    id: 'cluster-events-002-no-category-index',
+    sql: (s) => `DROP INDEX IF EXISTS ${s}.agent_events_category;`,
+  },
 ];
 
 export interface PgEventStoreOptions extends PgBatchTuning {

@@ -592,9 +592,8 @@ export class PgMessageStore extends PgMessageSweeps {
           to.publish_tag === undefined
         ) {
           // A done-marking: one UPDATE from VALUES, which a group's done-markings share. It clears
-          // the publish mark too: the UPDATE writes a new index entry for the row anyway (its state
-          // is indexed), and a finished row left in deliveries_unpublished would be one more entry
-          // to write now and one more heap visit for every later republish sweep, on every node.
+          // the publish mark too, as every finishing write does: a finished row is never published
+          // again, and the UPDATE writes the whole row anyway (its state is indexed, so it is never HOT).
           b.later(
             `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
              FROM (VALUES ($1::bigint, $2::integer, $3::text)) AS v(id, attempts, at) WHERE d.id = v.id`,

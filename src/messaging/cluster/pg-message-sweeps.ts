@@ -119,13 +119,14 @@ export class PgMessageSweeps extends PgMessageRows {
       );
       const cutoff = new Date(Date.now() - cfg.retention).toISOString();
       const settled = `state IN ('completed', 'failed', 'expired') AND NOT EXISTS (SELECT 1 FROM ${s}.messages m JOIN ${s}.deliveries d ON d.message_id = m.id WHERE m.conversation_id = c.id AND d.state <> 'done')`;
-      // The cap's half first asks whether there are more than max_conversations conversations at
-      // all, along the index on created_at (a one-time filter): without it, each run tested every
-      // finished conversation for undelivered work to skip the newest max_conversations, a stall of
-      // the shared PostgreSQL each minute on each node that grew with the table.
+      // The idle half reads the conversations created before the cutoff (conversations_created),
+      // those idle since are among them. The cap's half first asks whether there are more than
+      // max_conversations conversations at all, along the same index (a one-time filter): without
+      // it, each run tested every finished conversation for undelivered work to skip the newest
+      // max_conversations, a stall of the shared PostgreSQL each minute on each node that grew with the table.
       const ids = (
         await c.query<{ id: string }>(
-          `(SELECT id FROM ${s}.conversations c WHERE ${settled} AND updated_at < $1 ORDER BY updated_at LIMIT $2)
+          `(SELECT id FROM ${s}.conversations c WHERE ${settled} AND created_at < $1 AND updated_at < $1 ORDER BY updated_at LIMIT $2)
            UNION (SELECT id FROM ${s}.conversations c WHERE EXISTS (SELECT 1 FROM ${s}.conversations ORDER BY created_at DESC, id OFFSET $3 LIMIT 1)
              AND ${settled} ORDER BY updated_at DESC OFFSET $3 LIMIT $2)`,
           [cutoff, batch, cfg.max_conversations],

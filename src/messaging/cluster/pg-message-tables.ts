@@ -130,6 +130,29 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
           WHERE d.state = 'pending' AND d.kept_until IS NOT NULL;
     `,
   },
+  {
+    // One partial index of the unfinished rows, keyed by (state, unpublished_since), serves the open
+    // rows and their publish marks: every query of the marks also names `state = 'pending'` (the
+    // republish sweep reads its range in mark order), so an index of the marked rows alone would be
+    // one more B-tree entry per stored delivery that no query needs. The reconciliation claim, the
+    // gauges, the deadline sweep and the dead letters read its `state` prefix.
+    id: 'cluster-messaging-008-open-index',
+    sql: (s) => `
+      CREATE INDEX deliveries_open_marked ON ${s}.deliveries (state, unpublished_since) WHERE state <> 'done';
+      DROP INDEX ${s}.deliveries_open;
+      DROP INDEX ${s}.deliveries_unpublished;
+      ALTER INDEX ${s}.deliveries_open_marked RENAME TO deliveries_open;
+    `,
+  },
+  {
+    // No index on a conversation's state: each conversation row written (every one-way message's,
+    // every turn's update) would enter it, and its readers have other paths. The open states are
+    // conversations_expiry's predicate (the gauge, the deadline sweep); retention's idle cutoff is
+    // also a cutoff on created_at (a conversation is never updated before it is created:
+    // conversations_created); a list filtered by state counts its rows by a scan, as the unfiltered list does.
+    id: 'cluster-messaging-009-no-state-index',
+    sql: (s) => `DROP INDEX ${s}.conversations_state;`,
+  },
 ];
 
 /**

@@ -207,6 +207,8 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       'cluster-messaging-005',
       'cluster-messaging-006-attempts',
       'cluster-messaging-007-one-way',
+      'cluster-messaging-008-open-index',
+      'cluster-messaging-009-no-state-index',
     ]);
   });
 
