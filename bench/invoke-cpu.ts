@@ -25,6 +25,10 @@ const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
 const here = dirname(fileURLToPath(import.meta.url));
 const self = resolve(here, '..');
 const other = process.env.BENCH_COMPARE_DIR;
+/** The two builds alone, echo and floor left out (more rounds of the A/B in the same time). */
+const PAIR_ONLY = process.env.BENCH_PAIR_ONLY === '1';
+/** The two builds loaded at the same time, each by its own client: both see the same machine. */
+const CONCURRENT = process.env.BENCH_CONCURRENT === '1';
 
 interface Server {
   name: string;
@@ -66,7 +70,8 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-const servers: Server[] = [await start('echo', 'echo', self), await start('floor', 'floor', self)];
+const servers: Server[] = PAIR_ONLY ? [] : [await start('echo', 'echo', self), await start('floor', 'floor', self)];
+const refs = servers.length;
 servers.push(await start('branch', 'caxton', self));
 if (other) servers.push(await start('base', 'caxton', resolve(other)));
 const res: Record<string, { rps: number[]; us: number[]; xecho: number[] }> = {};
@@ -74,11 +79,12 @@ for (const s of servers) res[s.name] = { rps: [], us: [], xecho: [] };
 try {
   for (const s of servers) await rep(s); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
-    const pair = servers.slice(2);
+    const pair = servers.slice(refs);
     if (r % 2 === 1) pair.reverse();
-    let echo = 0;
-    for (const s of [...servers.slice(0, 2), ...pair]) {
-      const m = await rep(s);
+    let echo = Number.NaN;
+    const together = CONCURRENT && pair.length === 2 ? await Promise.all(pair.map((s) => rep(s))) : undefined;
+    for (const s of [...servers.slice(0, refs), ...pair]) {
+      const m = together ? (together[pair.indexOf(s)] ?? (await rep(s))) : await rep(s);
       if (s.name === 'echo') echo = m.rps;
       res[s.name]!.rps.push(m.rps);
       res[s.name]!.us.push(m.us);
@@ -90,7 +96,8 @@ try {
   for (const s of servers) s.child.stdin!.end();
   await Promise.all(servers.map((s) => new Promise((ok) => s.child.once('exit', ok))));
 }
-const f = (xs: number[], d = 1) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
+const f = (xs: number[], d = 1) =>
+  `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
 for (const s of servers) {
   const x = res[s.name]!;
   console.log(`${s.name.padEnd(7)} req/s ${f(x.rps, 0)}  × echo ${f(x.xecho, 3)}  CPU µs/req ${f(x.us)}`);
@@ -98,11 +105,14 @@ for (const s of servers) {
 for (const n of ['branch', 'base']) {
   const x = res[n];
   if (!x) continue;
+  if (!res.floor) continue;
   const perRound = x.us.map((u, i) => u / res.floor!.us[i]!);
   const xf = x.xecho.map((v, i) => v / res.floor!.xecho[i]!);
   console.log(`${n.padEnd(7)} CPU × floor ${f(perRound, 2)}  req/s × floor ${f(xf, 2)}`);
 }
 if (res.base) {
   const r = res.branch!.us.map((u, i) => u / res.base!.us[i]!);
-  console.log(`branch / base CPU per request, per round: ${r.map((v) => v.toFixed(3)).join(' ')}; median ${median(r).toFixed(3)}`);
+  console.log(
+    `branch / base CPU per request, per round: ${r.map((v) => v.toFixed(3)).join(' ')}; median ${median(r).toFixed(3)}`,
+  );
 }
