@@ -16,8 +16,7 @@ import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
 import { lazyChild } from './lazy-log.js';
-import { installAuth, runAccessCheck, type AuthPluginOptions } from '../auth/index.js';
-import type { ResponseObservers } from '../audit/index.js';
+import { installAuth, type AuthPluginOptions } from '../auth/index.js';
 import { openApiDocument } from './openapi.js';
 import type { Lifecycle } from './routes/system.js';
 import type { ApiRoutes } from './route-sets.js';
@@ -93,23 +92,6 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   // Every route is noted for GET /api/v1/openapi.json, which builds the document on first request.
   const openApi = openApiDocument(app, deps.lifecycle.version);
 
-  // Before any route: routes without an access policy are refused as they are registered. The
-  // access check runs inside the one onRequest hook below, after the request's id and span.
-  const checkAccess = installAuth(
-    app,
-    deps.auth ?? {
-      enabled: false,
-      authenticators: {},
-      allowedHosts: config.security.allowed_hosts,
-      allowedOrigins: config.security.cors_origins,
-    },
-    { hook: false },
-  );
-  // One hook per stage for every request (request id, trace span, access; secret scrub and the
-  // observers' onSend; metrics, span end, log line and the observers' onResponse): each hook
-  // fastify runs is a step of its hook runner per request.
-  const observers: ResponseObservers = { onSend: [], onResponse: [] };
-  app.decorate('responseObservers', observers);
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     try {
@@ -132,13 +114,23 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       SpanKind.SERVER,
     );
     req.span = span; // declared on FastifyRequest in request-trace.ts
-    if (!span.isRecording()) return runAccessCheck(checkAccess, req, reply, done);
+    if (!span.isRecording()) return done();
     // The request's own log lines name the span explicitly (the routes hand the trace context on
     // explicitly too); the active context covers what runs inside the handler.
     const sc = span.spanContext();
     req.log = lazyChild(req.log, { trace_id: sc.traceId, span_id: sc.spanId });
-    withSpan(span, () => runAccessCheck(checkAccess, req, reply, done));
+    withSpan(span, done);
   });
+  // Before any route: routes without an access policy are refused as they are registered.
+  installAuth(
+    app,
+    deps.auth ?? {
+      enabled: false,
+      authenticators: {},
+      allowedHosts: config.security.allowed_hosts,
+      allowedOrigins: config.security.cors_origins,
+    },
+  );
   // CORS is off unless [security] cors_origins names origins: a page elsewhere can then call the
   // API with a key it holds (a web console on another host), never with the browser's ambient state.
   if (config.security.cors_origins.length > 0) {
@@ -159,11 +151,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
   }
   // The last exit (ADR 0017): no response body carries a configured secret, in any encoding.
-  app.addHook('onSend', (req, reply, payload, done) => {
-    const out = typeof payload === 'string' ? scrubSecrets(payload) : payload;
-    for (const f of observers.onSend) f(req, reply, out);
-    done(null, out);
-  });
+  app.addHook('onSend', (_req, _reply, payload, done) =>
+    done(null, typeof payload === 'string' ? scrubSecrets(payload) : payload),
+  );
   // The request metrics' labelled children, looked up once per method, route and status: prom-client
   // hashes a label object on every call otherwise.
   // The duration histogram is read by /metrics alone: with [metrics] off nothing would ever see it.
@@ -199,7 +189,6 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
         { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
         'request completed',
       );
-    for (const f of observers.onResponse) f(req, reply);
     done();
   });
 

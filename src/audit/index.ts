@@ -7,14 +7,7 @@
  */
 export { AUDIT_ACTIONS, AUDIT_ROUTES, isStateChanging, type AuditRoute } from './actions.js';
 export { AnonymousRefusals, ANONYMOUS_REFUSALS_ACTION, type AnonymousRefusalsOptions } from './anonymous.js';
-export {
-  annotateAudit,
-  auditRecorder,
-  outcomeOf,
-  type AuditNote,
-  type AuditRecorderOptions,
-  type ResponseObservers,
-} from './recorder.js';
+export { annotateAudit, auditRecorder, outcomeOf, type AuditNote, type AuditRecorderOptions } from './recorder.js';
 export {
   AUDIT_MIGRATIONS,
   AUDIT_OUTCOMES,

@@ -37,23 +37,6 @@ export function outcomeOf(status: number): AuditOutcome {
 
 type Plugin = (app: FastifyInstance) => Promise<void>;
 
-/**
- * What an app's own root onSend and onResponse hooks call after their work, in order (the API's,
- * src/api/app.ts): a hook fastify runs costs every request a step of its hook runner, an observer
- * in the app's one hook a function call. An app without it gets the recorder's own hooks.
- */
-export interface ResponseObservers {
-  /** With the payload as the app's onSend made it (scrubbed); an observer never changes it. */
-  readonly onSend: ((req: FastifyRequest, reply: FastifyReply, payload: unknown) => void)[];
-  readonly onResponse: ((req: FastifyRequest, reply: FastifyReply) => void)[];
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    responseObservers?: ResponseObservers;
-  }
-}
-
 export interface AuditRecorderOptions {
   /** Defaults to AUDIT_ROUTES. */
   routes?: Readonly<Record<string, AuditRoute | null>>;
@@ -63,8 +46,8 @@ export interface AuditRecorderOptions {
 
 /**
  * The fastify plugin recording every state-changing request (and the reads AUDIT_ROUTES names)
- * when its response is finished: at the root, so it sees every route whichever plugin registered
- * it (through the app's ResponseObservers when it has them, else hooks of its own). The principal is read from `req.principal` (src/auth) at that
+ * when its response is finished: one onResponse hook at the root, so it sees every route
+ * whichever plugin registered it. The principal is read from `req.principal` (src/auth) at that
  * point. A refusal (401/403) of a known principal is recorded `denied` on any route, reads
  * included. A refusal of a request without a principal (401, a 403 before authentication, the
  * anonymous 429) goes to `opts.anonymous`, which writes one row per source address per interval;
@@ -75,7 +58,7 @@ export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}):
   const plugin: Plugin = async (app) => {
     // The envelope's error code is worth keeping (validation_failed, forbidden...), never its
     // message, which may quote the input.
-    const onSend = (req: FastifyRequest, reply: FastifyReply, payload: unknown): void => {
+    app.addHook('onSend', (req, reply, payload, done) => {
       if (
         reply.statusCode >= 400 &&
         typeof payload === 'string' &&
@@ -89,27 +72,15 @@ export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}):
           : undefined;
         if (reason) reasons.set(req, reason);
       }
-    };
-    const onResponse = (req: FastifyRequest, reply: FastifyReply): void => {
+      done(null, payload);
+    });
+    app.addHook('onResponse', (req, reply, done) => {
       try {
         record(sink, table, req, reply, opts.anonymous);
       } catch (e) {
         // Recording must never fail a request that has already been answered.
         req.log.error({ err: e }, 'audit record could not be built');
       }
-    };
-    const observers = app.responseObservers;
-    if (observers) {
-      observers.onSend.push(onSend);
-      observers.onResponse.push(onResponse);
-      return;
-    }
-    app.addHook('onSend', (req, reply, payload, done) => {
-      onSend(req, reply, payload);
-      done(null, payload);
-    });
-    app.addHook('onResponse', (req, reply, done) => {
-      onResponse(req, reply);
       done();
     });
   };

@@ -51,8 +51,6 @@ export {
 export { ROUTE_POLICIES, policyFor } from './route-policies.js';
 export {
   installAuth,
-  runAccessCheck,
-  type AccessCheck,
   assertAgentAllowed,
   hostAllowedBy,
   bearerOf,

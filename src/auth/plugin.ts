@@ -81,16 +81,8 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const SIMPLE_TYPES = new Set(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data']);
 const MAX_TOKEN = 16 * 1024;
 
-/**
- * Installs the access policies on the root instance; call before any route is registered. The
- * per-request check is returned, and runs as an onRequest hook of its own unless `hook` is false
- * (the API's one onRequest hook calls it, src/api/app.ts).
- */
-export function installAuth(
-  app: FastifyInstance,
-  opts: AuthPluginOptions,
-  o: { hook?: boolean } = {},
-): AccessCheck {
+/** Installs the hooks on the root instance; call before any route is registered. */
+export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void {
   const table: RouteAccess[] = [];
   app.decorate('accessTable', table);
   // Bearer tokens cannot be revoked here, only outlived: their streams are held until they expire.
@@ -141,11 +133,26 @@ export function installAuth(
     return new CaxtonError(code, message, details);
   };
 
-  // What is decided once the principal is known: the route's permission and scopes, the limits.
-  const authorize = (req: FastifyRequest, access: Access, p: Principal): void => {
-    req.principal = p;
-    opts.onAuthenticated?.(p);
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!hostAllowed(req.headers.host)) {
+      throw deny(
+        req,
+        'forbidden',
+        `the Host header "${String(req.headers.host ?? '').slice(0, 100)}" is not one this server answers to; add the name to [security] allowed_hosts`,
+        {
+          reason: 'host_not_allowed',
+        },
+      );
+    }
+    if (!SAFE_METHODS.has(req.method)) checkCrossSite(req, opts, deny);
+
+    const access = req.routeOptions.config?.access;
+    if (access === undefined || 'public' in access) return; // unmatched routes answer 404; probes are public
+
+    req.principal = opts.enabled ? await authenticate(req, opts.authenticators, reply, deny) : LOCAL_PRINCIPAL;
+    opts.onAuthenticated?.(req.principal);
     if ('permission' in access) {
+      const p = req.principal;
       if (!can(p, access.permission)) {
         throw deny(
           req,
@@ -171,65 +178,15 @@ export function installAuth(
       }
     }
     // Limits apply to authenticated principals only: the local principal (authentication off) is the operator.
-    if (opts.limitsOf && p.kind !== 'local') {
-      const limits = opts.limitsOf(p);
+    if (opts.limitsOf && req.principal.kind !== 'local') {
+      const limits = opts.limitsOf(req.principal);
       req.limits = limits;
       if (opts.limiter) {
-        const d = opts.limiter.admitRequest(p.id, limits);
+        const d = opts.limiter.admitRequest(req.principal.id, limits);
         if (!d.ok) throw limitedError(d);
       }
     }
-  };
-
-  const check: AccessCheck = (req, reply) => {
-    if (!hostAllowed(req.headers.host)) {
-      throw deny(
-        req,
-        'forbidden',
-        `the Host header "${String(req.headers.host ?? '').slice(0, 100)}" is not one this server answers to; add the name to [security] allowed_hosts`,
-        {
-          reason: 'host_not_allowed',
-        },
-      );
-    }
-    if (!SAFE_METHODS.has(req.method)) checkCrossSite(req, opts, deny);
-
-    const access = req.routeOptions.config?.access;
-    if (access === undefined || 'public' in access) return; // unmatched routes answer 404; probes are public
-
-    if (!opts.enabled) return authorize(req, access, LOCAL_PRINCIPAL);
-    const p = authenticate(req, opts.authenticators, reply, deny);
-    if (p instanceof Promise) return p.then((principal) => authorize(req, access, principal));
-    return authorize(req, access, p);
-  };
-  if (o.hook !== false) app.addHook('onRequest', (req, reply, done) => runAccessCheck(check, req, reply, done));
-  return check;
-}
-
-/**
- * The request's access check (installAuth): nothing when it was decided on the spot, which is
- * every case but a bearer token verified asynchronously (a JWT); it throws, or the promise
- * rejects, with the refusal. Synchronous on purpose: an async hook costs every request a promise
- * and a microtask turn before routing goes on.
- */
-export type AccessCheck = (req: FastifyRequest, reply: FastifyReply) => Promise<void> | void;
-
-/** Runs `check` as a callback-style onRequest hook does: `done()` when allowed, `done(error)` when refused. */
-export function runAccessCheck(
-  check: AccessCheck,
-  req: FastifyRequest,
-  reply: FastifyReply,
-  done: (e?: Error) => void,
-): void {
-  let pending: Promise<void> | void;
-  try {
-    pending = check(req, reply);
-  } catch (e) {
-    done(e as Error);
-    return;
-  }
-  if (pending) pending.then(() => done(), (e: unknown) => done(e instanceof Error ? e : new Error(String(e))));
-  else done();
+  });
 }
 
 /** Whether a Host header names this server: a loopback name, an IP literal or an allowed name (glob). */
@@ -307,7 +264,7 @@ function originAllowed(origin: string, host: string | undefined, allowed: readon
   return host !== undefined && u.host.toLowerCase() === host.toLowerCase();
 }
 
-function authenticate(
+async function authenticate(
   req: FastifyRequest,
   a: Authenticators,
   reply: FastifyReply,
@@ -317,7 +274,7 @@ function authenticate(
     message: string,
     details: Record<string, unknown>,
   ) => CaxtonError,
-): Principal | Promise<Principal> {
+): Promise<Principal> {
   const token = bearerOf(req);
   if (token !== undefined) {
     if (token.length > MAX_TOKEN)
@@ -325,7 +282,10 @@ function authenticate(
         reply,
         deny(req, 'unauthenticated', 'the bearer token is too long', { reason: 'token_too_long' }),
       );
-    const refused = (e: unknown): never => {
+    try {
+      if (ApiKeyStore.looksLikeKey(token) && a.keys) return a.keys.verify(token);
+      if (a.jwt) return await a.jwt.authenticate(token);
+    } catch (e) {
       if (e instanceof CaxtonError && (e.code === 'unauthenticated' || e.code === 'forbidden')) {
         throw withChallenge(
           reply,
@@ -333,22 +293,6 @@ function authenticate(
         );
       }
       throw e;
-    };
-    if (ApiKeyStore.looksLikeKey(token) && a.keys) {
-      try {
-        return a.keys.verify(token);
-      } catch (e) {
-        return refused(e);
-      }
-    }
-    if (a.jwt) {
-      let verified: Promise<Principal>;
-      try {
-        verified = a.jwt.authenticate(token);
-      } catch (e) {
-        return refused(e);
-      }
-      return verified.catch(refused);
     }
     throw withChallenge(
       reply,

@@ -66,17 +66,14 @@ export async function startHttp(opts: {
   let inFlight = 0;
   let served = false;
   let lastActive = performance.now();
-  // One listener function for every response, added with on() (a response closes once): once()
-  // would wrap it in a new closure per request.
-  const ended = () => {
-    inFlight--;
-    served = true;
-    lastActive = performance.now();
-  };
-  app.server.on('request', (_req, res: { on(e: 'close', f: () => void): void }) => {
+  app.server.on('request', (_req, res: { once(e: 'close', f: () => void): void }) => {
     inFlight++;
     lastActive = performance.now();
-    res.on('close', ended);
+    res.once('close', () => {
+      inFlight--;
+      served = true;
+      lastActive = performance.now();
+    });
   });
   // Quiet: a first request answered and none in flight for QUIET_MS since (the client that waited
   // for the server to start, a probe or a user, finds the event loop free however long it takes
