@@ -51,10 +51,10 @@ async function count(name: string, dir: string): Promise<number> {
       check();
     });
   await seen('WARM');
-  execFileSync('callgrind_control', ['-z', String(child.pid)]);
+  execFileSync('callgrind_control', ['-z', String(child.pid)], { stdio: 'ignore' });
   writeFileSync(`${sync}.go`, '');
   await seen('DONE');
-  execFileSync('callgrind_control', ['-d', String(child.pid)]);
+  execFileSync('callgrind_control', ['-d', String(child.pid)], { stdio: 'ignore' });
   writeFileSync(`${sync}.stop`, '');
   await new Promise((ok) => child.once('exit', ok));
   // The dump of the main thread (thread 1) at "DONE": the counters zeroed at "WARM".
