@@ -7,6 +7,9 @@
  * (/proc/PID/task/PID/schedstat): unlike req/s it holds up on a machine shared with other work.
  *
  *   node --import tsx bench/invoke-cpu.ts          (BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS)
+ *
+ * BENCH_PAIR_ONLY=1 leaves echo and floor out; BENCH_CONCURRENT=1 loads the two builds at once;
+ * BENCH_CPU_PROF=DIR writes each server's `--cpu-prof` (100 µs interval) under DIR/NAME.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
