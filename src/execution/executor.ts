@@ -4,7 +4,7 @@ import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/in
 import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../auth/limits.js';
 import type { ServerConfig } from '../config/index.js';
 import { providerAttributes, type ToolSpec } from '../llm/index.js';
-import { traceIdsOf } from '../observability/events.js';
+import { traceIdsHandedOn } from '../observability/events.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
   childTraceparent,
@@ -474,7 +474,7 @@ export class Executor {
           response: res,
           // Scrubbed as the caller sees it (#run): the record holds nothing the caller could not.
           error: err,
-          trace_id: traceIdsOf(req.traceparent)?.trace_id,
+          trace_id: traceIdsHandedOn(span, req.traceparent)?.trace_id,
         }),
       );
     }
