@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
 import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../auth/limits.js';
 import type { ServerConfig } from '../config/index.js';
-import { providerAttributes, type ToolSpec } from '../llm/index.js';
-import { traceIdsOf } from '../observability/events.js';
+import { genAiSystemOf, type ToolSpec } from '../llm/index.js';
+import { traceIdsHandedOn } from '../observability/events.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
   childTraceparent,
@@ -422,12 +422,8 @@ export class Executor {
       return withoutTurns(await this.#run(id, def, req, opts));
     const started = Date.now();
     const t0 = performance.now();
+    // Its attributes are given at its end, all at once (#record).
     const span = this.#tracer && startSpan(this.#tracer, spanName('agent.execute', def.name), req.traceparent);
-    if (span?.isRecording()) {
-      const attributes: Attributes = { 'caxton.agent': def.name };
-      if (req.conversation_id !== undefined) attributes['caxton.conversation_id'] = req.conversation_id;
-      giveAttributes(span, attributes);
-    }
     const tp = span ? childTraceparent(span, req.traceparent) : undefined;
     // Object.assign, not a spread: a spread copy given a key its source lacks gets a hidden class of its own in V8.
     const traced = tp !== undefined && tp !== req.traceparent ? Object.assign({}, req, { traceparent: tp }) : req;
@@ -474,7 +470,7 @@ export class Executor {
           response: res,
           // Scrubbed as the caller sees it (#run): the record holds nothing the caller could not.
           error: err,
-          trace_id: traceIdsOf(req.traceparent)?.trace_id,
+          trace_id: traceIdsHandedOn(span, req.traceparent)?.trace_id,
         }),
       );
     }
@@ -507,22 +503,17 @@ export class Executor {
     }
     if (!span?.isRecording()) return;
     if (res) {
-      // One attribute at a time: no object made only to be copied into the span's own.
-      span
-        .setAttribute('caxton.execution_id', res.execution_id)
-        .setAttribute('caxton.isolation', res.isolation)
-        .setAttributes(
-          providerAttributes(
-            res.provider,
-            Object.hasOwn(this.#setup.providers, res.provider) ? this.#setup.providers[res.provider]!.type : undefined,
-          ),
-        )
-        .setAttribute('gen_ai.request.model', res.model)
-        .setAttribute('caxton.turns', res.turns)
-        .setAttribute('gen_ai.usage.input_tokens', res.usage.input_tokens)
-        .setAttribute('gen_ai.usage.output_tokens', res.usage.output_tokens);
+      const system = genAiSystemOf(
+        Object.hasOwn(this.#setup.providers, res.provider) ? this.#setup.providers[res.provider]!.type : undefined,
+      );
+      giveAttributes(span, executeSpanAttributes(agent, req.conversation_id, res, system));
       span.end();
-    } else endWithError(span, err);
+    } else {
+      const attributes: Attributes = { 'caxton.agent': agent };
+      if (req.conversation_id !== undefined) attributes['caxton.conversation_id'] = req.conversation_id;
+      giveAttributes(span, attributes);
+      endWithError(span, err);
+    }
   }
 
   /**
@@ -745,4 +736,44 @@ function scrubbedEvents(onEvent: (e: ExecutionEvent) => void): { emit: (e: Execu
     },
     end: () => release(text.flush()),
   };
+}
+
+/**
+ * An execution's span attributes, made at its end as one object of one shape per case (with a
+ * conversation or without): who ran and in which conversation, then what ran it, in that order on
+ * the wire. Given at the start and added to one by one, they grew the object's property store
+ * three times per execution.
+ */
+function executeSpanAttributes(
+  agent: string,
+  conversation: string | undefined,
+  res: AgentResponse,
+  system: string,
+): Attributes {
+  return conversation === undefined
+    ? {
+        'caxton.agent': agent,
+        'caxton.execution_id': res.execution_id,
+        'caxton.isolation': res.isolation,
+        'gen_ai.system': system,
+        'gen_ai.provider.name': system,
+        'caxton.provider': res.provider,
+        'gen_ai.request.model': res.model,
+        'caxton.turns': res.turns,
+        'gen_ai.usage.input_tokens': res.usage.input_tokens,
+        'gen_ai.usage.output_tokens': res.usage.output_tokens,
+      }
+    : {
+        'caxton.agent': agent,
+        'caxton.conversation_id': conversation,
+        'caxton.execution_id': res.execution_id,
+        'caxton.isolation': res.isolation,
+        'gen_ai.system': system,
+        'gen_ai.provider.name': system,
+        'caxton.provider': res.provider,
+        'gen_ai.request.model': res.model,
+        'caxton.turns': res.turns,
+        'gen_ai.usage.input_tokens': res.usage.input_tokens,
+        'gen_ai.usage.output_tokens': res.usage.output_tokens,
+      };
 }

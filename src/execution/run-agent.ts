@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import {
   chatWithFallbacks,
-  providerAttributes,
+  genAiSystemOf,
   type ChatMessage,
   type ChatRequest,
   type ChatResponse,
@@ -19,6 +19,7 @@ import {
   SpanStatusCode,
   startSpan,
   traceparentOf,
+  type Attributes,
 } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
@@ -135,8 +136,8 @@ export async function runAgent(
     turns++;
     // Spans record only where a tracer provider is registered (the server process: `context`
     // isolation); in a worker or child process they are no-ops and the trace context passes through.
+    // Its attributes are given at its end, all at once (llmSpanAttributes).
     const llmSpan = startSpan(tracer, 'llm.chat', job.request.traceparent, undefined, SpanKind.CLIENT);
-    if (llmSpan.isRecording()) giveAttributes(llmSpan, { 'caxton.agent': def.name, 'caxton.turn': turns });
     const callStarted = performance.now();
     try {
       // The model provider sees the call's trace context (its span when recording, else the request's).
@@ -154,20 +155,12 @@ export async function runAgent(
         job.stream ? (text) => emit({ type: 'token', text }) : undefined,
       );
     } catch (e) {
+      if (llmSpan.isRecording()) giveAttributes(llmSpan, { 'caxton.agent': def.name, 'caxton.turn': turns });
       endWithError(llmSpan, e);
       throw e;
     }
     if (llmSpan.isRecording()) {
-      llmSpan
-        .setAttributes(
-          providerAttributes(
-            last.provider,
-            deps.providers.has(last.provider) ? deps.providers.get(last.provider).type : undefined,
-          ),
-        )
-        .setAttribute('gen_ai.request.model', last.model)
-        .setAttribute('gen_ai.usage.input_tokens', last.usage.input_tokens)
-        .setAttribute('gen_ai.usage.output_tokens', last.usage.output_tokens);
+      giveAttributes(llmSpan, llmSpanAttributes(def.name, turns, last, deps.providers));
       llmSpan.end();
     }
     modelTurns.push({
@@ -268,4 +261,23 @@ function initialMessages(job: ExecutionJob, memory: string): ChatMessage[] {
   for (const h of job.request.history ?? []) messages.push({ ...h });
   messages.push({ role: 'user', content: renderTemplate(def.user_prompt_template, def, job.request, memory) });
   return messages;
+}
+
+/**
+ * A model call's span attributes, made at its end as one object of one shape: the call's agent and
+ * turn, then its provider, model and tokens, in that order on the wire. Given at the start and
+ * added to one by one, they grew the object's property store three times per call.
+ */
+function llmSpanAttributes(agent: string, turn: number, res: ChatResponse, providers: ProviderRegistry): Attributes {
+  const system = genAiSystemOf(providers.has(res.provider) ? providers.get(res.provider).type : undefined);
+  return {
+    'caxton.agent': agent,
+    'caxton.turn': turn,
+    'gen_ai.system': system,
+    'gen_ai.provider.name': system,
+    'caxton.provider': res.provider,
+    'gen_ai.request.model': res.model,
+    'gen_ai.usage.input_tokens': res.usage.input_tokens,
+    'gen_ai.usage.output_tokens': res.usage.output_tokens,
+  };
 }

@@ -20,20 +20,9 @@ export function genAiSystem(type: ProviderType): string {
   return type === 'scripted' ? 'caxton.scripted' : type;
 }
 
-/** The span attributes naming the provider of a model call (the type unknown: only its name). */
-const providerAttributeSets = new Map<string, Map<ProviderType | undefined, Readonly<Record<string, string>>>>();
-
-export function providerAttributes(name: string, type: ProviderType | undefined): Readonly<Record<string, string>> {
-  // Made once per provider and type, and shared: every model call's span and its execution's copy them.
-  let byType = providerAttributeSets.get(name);
-  if (byType === undefined) providerAttributeSets.set(name, (byType = new Map()));
-  let attributes = byType.get(type);
-  if (attributes === undefined) {
-    const system = type === undefined ? '_OTHER' : genAiSystem(type);
-    attributes = Object.freeze({ 'gen_ai.system': system, 'gen_ai.provider.name': system, 'caxton.provider': name });
-    byType.set(type, attributes);
-  }
-  return attributes;
+/** `gen_ai.system` of a model call whose provider type may be unknown (only its name is). */
+export function genAiSystemOf(type: ProviderType | undefined): string {
+  return type === undefined ? '_OTHER' : genAiSystem(type);
 }
 
 /** JSON Schema for a tool's input, as both OpenAI and Anthropic accept it. */

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { trace } from '@opentelemetry/api';
+import { trace, type Span } from '@opentelemetry/api';
 import {
   globSql,
   Pruner,
@@ -11,7 +11,8 @@ import {
   type WriteLane,
 } from '../storage/index.js';
 import { relayedFrom } from '../shared/relayed.js';
-import { hasTraceparentShape, spanHandingOn, ZERO_TRACE } from './trace-context.js';
+import { RecordedSpan } from './span-recorder.js';
+import { hasTraceparentShape, spanHandingOn, SpanTraceContext, ZERO_TRACE } from './trace-context.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
 /**
@@ -299,6 +300,27 @@ export function traceIdsOf(traceparent: string | undefined): TraceIds | undefine
 }
 
 type TraceIds = Readonly<{ trace_id: string; span_id: string }>;
+
+/**
+ * traceIdsOf for the traceparent `span` handed on (childTraceparent): a recording span's own ids,
+ * with no parsing, kept as traceIdsOf keeps its last answer (an execution's record and then its
+ * `execution.finished` event ask for them in turn).
+ */
+export function traceIdsHandedOn(span: Span | undefined, traceparent: string | undefined): TraceIds | undefined {
+  if (traceparent === undefined || !(span instanceof RecordedSpan) || !span.isRecording())
+    return traceIdsOf(traceparent);
+  lastIdsOf = traceparent;
+  return (lastIds = { trace_id: span.traceId, span_id: span.spanId });
+}
+
+/**
+ * traceIdsOf for a message's `trace_context`: one a recorded span handed on carries its ids
+ * (SpanTraceContext), so nothing is parsed; any other is its traceparent's.
+ */
+export function traceIdsOfContext(tc: { traceparent: string } | undefined): TraceIds | undefined {
+  if (tc instanceof SpanTraceContext) return { trace_id: tc.traceId, span_id: tc.spanId };
+  return traceIdsOf(tc?.traceparent);
+}
 
 let lastIdsOf: string | undefined;
 let lastIds: TraceIds | undefined;
@@ -594,7 +616,7 @@ export function createAgentEvents(
   const onBus = (e: BusEventLike): void => {
     if (e.type !== 'message' || (shared && relayedFrom(e) !== undefined)) return;
     const m = e.message;
-    const ids = traceIdsOf(m.trace_context?.traceparent);
+    const ids = traceIdsOfContext(m.trace_context);
     store.record({
       type: 'message.sent',
       agent: m.sender,
@@ -643,7 +665,7 @@ export function createAgentEvents(
         store.record({
           type: 'message.received',
           agent: receiver.agent,
-          ...traceIdsOf(ctx.traceparent ?? m.trace_context?.traceparent),
+          ...(ctx.traceparent !== undefined ? traceIdsOf(ctx.traceparent) : traceIdsOfContext(m.trace_context)),
           data: {
             message_id: m.id,
             conversation_id: m.conversation_id,

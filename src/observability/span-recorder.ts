@@ -184,6 +184,12 @@ const NO_ATTRIBUTES: Attributes = Object.freeze({});
 const EMPTY_EVENTS: TimedEvent[] = [];
 const UNSET: SpanStatus = { code: SpanStatusCode.UNSET };
 
+/** RecordedSpan's bits beside its kind (SpanKind: 0 to 4). */
+const KIND_BITS = 7;
+const PARENT_SAMPLED = 8;
+const PARENT_REMOTE = 16;
+const ENDED = 32;
+
 /** The process's time origin (its getter builds a new number on every read). */
 const ORIGIN = performance.timeOrigin;
 
@@ -211,27 +217,27 @@ export interface RecorderScope {
 /**
  * A recorded span: ids, times in epoch milliseconds, attributes in one plain object. It is its own
  * `ReadableSpan` for the processors (times converted only when an exporter reads them). What the
- * span store and the export queue keep once it has ended is only that: the objects made for its
- * children (its context, traceparent) are let go at `end`, and its parent is held as ids, not as
- * the parent's objects.
+ * span store and the export queue keep once it has ended is only that: the traceparent made for
+ * its children is let go at `end`, and its parent is held as ids, not as the parent's objects.
  */
 export class RecordedSpan implements Span, ReadableSpan, ParentContext {
   name: string;
-  readonly kind: SpanKind;
   attributes: Attributes;
   status: SpanStatus = UNSET;
-  ended = false;
   /** Events and links, which few spans have: one field, made by the first one added. */
   #extra: { events: TimedEvent[]; links: Link[] } | undefined;
   readonly traceId: string;
   readonly spanId: string;
   readonly parentSpanId: string | undefined;
-  /** 1: the parent is sampled, 2: it is remote. */
-  readonly #parentFlags: number;
+  /**
+   * The kind (bits 0-2), whether the parent is sampled (PARENT_SAMPLED) and remote (PARENT_REMOTE),
+   * and whether the span has ended (ENDED): one small integer rather than a field each, in an
+   * object made for every span.
+   */
+  #bits: number;
   readonly #scope: RecorderScope;
   startMs: number;
   endMs = 0;
-  #context: SpanContext | undefined;
   #traceparent: string | undefined;
 
   constructor(
@@ -245,20 +251,29 @@ export class RecordedSpan implements Span, ReadableSpan, ParentContext {
   ) {
     this.#scope = scope;
     this.name = name;
-    this.kind = kind;
     this.traceId = traceId;
     this.spanId = randomId(8);
     this.parentSpanId = parent?.spanId;
-    this.#parentFlags = parent === undefined ? 0 : (parent.sampled ? 1 : 0) | (parent.isRemote ? 2 : 0);
+    this.#bits =
+      parent === undefined
+        ? kind
+        : kind | (parent.sampled ? PARENT_SAMPLED : 0) | (parent.isRemote ? PARENT_REMOTE : 0);
     this.attributes = attributes ?? NO_ATTRIBUTES;
     this.startMs = startMs;
   }
 
+  get kind(): SpanKind {
+    return this.#bits & KIND_BITS;
+  }
+
+  get ended(): boolean {
+    return (this.#bits & ENDED) !== 0;
+  }
+
+  // Made on each call and not kept: children take the span itself as their parent (asParent),
+  // and its readers (processors, exporters, log lines) ask once.
   spanContext(): SpanContext {
-    // Kept for the span's children while it is open; once ended, a span stored or queued for
-    // export keeps nothing its readers asked for.
-    if (this.ended) return { traceId: this.traceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED };
-    return (this.#context ??= { traceId: this.traceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED });
+    return { traceId: this.traceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED };
   }
 
   /** Its W3C `traceparent` (made once). */
@@ -311,12 +326,12 @@ export class RecordedSpan implements Span, ReadableSpan, ParentContext {
 
   get parentSpanContext(): SpanContext | undefined {
     if (this.parentSpanId === undefined) return undefined;
-    const f = this.#parentFlags;
+    const f = this.#bits;
     return {
       traceId: this.traceId,
       spanId: this.parentSpanId,
-      traceFlags: f & 1 ? TraceFlags.SAMPLED : TraceFlags.NONE,
-      ...(f & 2 && { isRemote: true }),
+      traceFlags: f & PARENT_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE,
+      ...(f & PARENT_REMOTE && { isRemote: true }),
     };
   }
 
@@ -408,8 +423,7 @@ export class RecordedSpan implements Span, ReadableSpan, ParentContext {
     if (this.ended) return;
     this.endMs = endTime === undefined ? now() : millisOf(endTime);
     if (this.endMs < this.startMs) this.endMs = this.startMs;
-    this.ended = true;
-    this.#context = undefined;
+    this.#bits |= ENDED;
     this.#traceparent = undefined;
     const ps = this.#scope.processors;
     for (let i = 0; i < ps.length; i++) ps[i]!.onEnd(this);

@@ -160,6 +160,83 @@ export function spanName(operation: string, name: string): string {
 
 const spanNames = new Map<string, Map<string, string>>();
 
+/**
+ * A trace context as a recorded span hands it on to a message (`trace_context`): the W3C fields,
+ * its only own properties (what JSON, spreads and copies see), and the span's ids beside them, so
+ * the message's deliveries and events take their parent and ids from it rather than parsing the
+ * traceparent again. Many messages are in flight between a route and its deliveries, so a
+ * one-entry cache of the last traceparent misses there. A message read back from storage or
+ * another node has a plain object instead, which is parsed as before.
+ */
+export class SpanTraceContext implements ParentContext {
+  readonly traceparent: string;
+  declare readonly tracestate?: string;
+  readonly #traceId: string;
+  readonly #spanId: string;
+
+  constructor(span: RecordedSpan, traceparent: string, tracestate: string | undefined) {
+    this.traceparent = traceparent;
+    if (tracestate !== undefined) (this as { tracestate?: string }).tracestate = tracestate;
+    this.#traceId = span.traceId;
+    this.#spanId = span.spanId;
+  }
+
+  get traceId(): string {
+    return this.#traceId;
+  }
+
+  get spanId(): string {
+    return this.#spanId;
+  }
+
+  /** Remote, as a parsed traceparent is: the exported parent flags are the same either way. */
+  get isRemote(): boolean {
+    return true;
+  }
+
+  get sampled(): boolean {
+    return true;
+  }
+
+  get span(): Span {
+    return trace.wrapSpanContext({
+      traceId: this.#traceId,
+      spanId: this.#spanId,
+      traceFlags: TraceFlags.SAMPLED,
+      isRemote: true,
+    });
+  }
+}
+
+/**
+ * The trace context work below `span` hands on in a message, with the W3C `tracestate` it
+ * continued: a recorded span's own carries its ids (SpanTraceContext); a span not recorded hands
+ * on the plain fields of childTraceparent, undefined when there is nothing to hand on.
+ */
+export function childTraceContext(
+  span: Span,
+  incoming: string | undefined,
+  tracestate: string | undefined,
+): { traceparent: string; tracestate?: string } | undefined {
+  if (span instanceof RecordedSpan && span.isRecording())
+    return new SpanTraceContext(span, traceparentOf(span)!, tracestate);
+  const tp = childTraceparent(span, incoming);
+  if (tp === undefined) return undefined;
+  return tracestate === undefined ? { traceparent: tp } : { traceparent: tp, tracestate };
+}
+
+/** Starts a span continuing a message's `trace_context` (or the active context). */
+export function startSpanIn(
+  tracer: Tracer,
+  name: string,
+  traceContext: { traceparent: string } | undefined,
+  kind: SpanKind,
+): Span {
+  if (traceContext instanceof SpanTraceContext && tracer instanceof SpanRecorder)
+    return tracer.start(name, kind, traceContext, undefined);
+  return startSpan(tracer, name, traceContext?.traceparent, undefined, kind);
+}
+
 /** Starts a span continuing `traceparent` (or the active context). */
 export function startSpan(
   tracer: Tracer,

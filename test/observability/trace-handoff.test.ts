@@ -7,8 +7,9 @@
  */
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it } from 'vitest';
-import { traceIdsOf } from '../../src/observability/events.js';
+import { traceIdsOf, traceIdsOfContext } from '../../src/observability/events.js';
 import { childTraceparent, giveAttributes, spanName, startSpan, traceparentOf } from '../../src/observability/index.js';
+import { childTraceContext, SpanKind, SpanTraceContext, startSpanIn } from '../../src/observability/trace-context.js';
 import { setupTracing, type Tracing } from '../../src/observability/tracing.js';
 import { withTraceContext, type AclMessage, type ConversationId, type MessageId } from '../../src/messaging/message.js';
 
@@ -71,6 +72,41 @@ describe('trace hand-off', () => {
     expect(handed.parentSpanContext).toMatchObject({ spanId: parent.spanContext().spanId, isRemote: true });
     expect(handedIds).toEqual(parsedIds);
     expect(handedIds).toEqual({ trace_id: tp.slice(3, 35), span_id: tp.slice(36, 52) });
+  });
+
+  it("hands a recorded span's context on in a message with its ids: the same parent, ids and JSON as the parsed traceparent", async () => {
+    const { tracing, exporter } = await setup();
+    const route = startSpan(tracing.tracer, 'route', undefined);
+    const handed = childTraceContext(route, undefined, 'k=v')!;
+    route.end();
+    expect(handed).toBeInstanceOf(SpanTraceContext);
+    const plain = { traceparent: handed.traceparent, tracestate: 'k=v' };
+    // What the message stores and what readers of its fields see: the W3C fields alone.
+    expect(JSON.stringify(handed)).toBe(JSON.stringify(plain));
+    expect(Object.keys(handed)).toEqual(['traceparent', 'tracestate']);
+    expect({ ...handed }).toEqual(plain);
+    expect(childTraceContext(startSpan(tracing.tracer, 'x', undefined), undefined, undefined)).not.toHaveProperty(
+      'tracestate',
+    );
+    startSpanIn(tracing.tracer, 'from the context', handed, SpanKind.CONSUMER).end();
+    // Another traceparent parsed in between, so the plain one is parsed again below.
+    startSpan(tracing.tracer, 'other', `00-${'4'.repeat(32)}-${'5'.repeat(16)}-01`).end();
+    startSpanIn(tracing.tracer, 'from the plain one', plain, SpanKind.CONSUMER).end();
+    const spans = exporter.getFinishedSpans();
+    const fromContext = spans.find((s) => s.name === 'from the context')!;
+    const fromPlain = spans.find((s) => s.name === 'from the plain one')!;
+    expect(fromContext.parentSpanContext).toEqual(fromPlain.parentSpanContext);
+    expect(fromContext.parentSpanContext).toMatchObject({ spanId: route.spanContext().spanId, isRemote: true });
+    expect(fromContext.spanContext().traceId).toBe(route.spanContext().traceId);
+    expect(traceIdsOfContext(handed)).toEqual(traceIdsOf(`${handed.traceparent}`));
+    expect(traceIdsOfContext(plain)).toEqual({
+      trace_id: route.spanContext().traceId,
+      span_id: route.spanContext().spanId,
+    });
+    // A span not recorded hands on what it continued, as plain fields.
+    const unsampledParent = `00-${'6'.repeat(32)}-${'7'.repeat(16)}-00`;
+    const dropped = startSpan(tracing.tracer, 'dropped', unsampledParent);
+    expect(childTraceContext(dropped, unsampledParent, undefined)).toEqual({ traceparent: unsampledParent });
   });
 
   it('names spans once per operation and name', () => {

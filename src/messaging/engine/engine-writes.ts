@@ -1,9 +1,9 @@
 import {
-  childTraceparent,
+  childTraceContext,
   giveAttributes,
   SpanKind,
   spanName,
-  startSpan,
+  startSpanIn,
   type Attributes,
 } from '../../observability/trace-context.js';
 import { describeError } from '../../shared/errors.js';
@@ -105,24 +105,23 @@ export class StepWriter {
    */
   traceRoute(m: AclMessage): AclMessage {
     const incoming = m.trace_context?.traceparent;
-    const span = startSpan(
+    const span = startSpanIn(
       this.o.tracer!,
       spanName('message.route', m.performative),
-      incoming,
-      undefined,
+      m.trace_context,
       SpanKind.PRODUCER,
     );
-    if (span.isRecording()) {
+    const recording = span.isRecording();
+    if (recording) {
       const attributes: Attributes = { 'caxton.performative': m.performative, 'caxton.sender': m.sender };
       if (m.capability !== undefined) attributes['caxton.capability'] = m.capability;
       if (m.protocol !== undefined) attributes['caxton.protocol'] = m.protocol;
       giveAttributes(span, attributes);
     }
-    const tp = childTraceparent(span, incoming);
+    const tc = childTraceContext(span, incoming, m.trace_context?.tracestate);
     span.end();
-    if (tp === undefined || tp === incoming) return m;
-    const tracestate = m.trace_context?.tracestate;
-    return withTraceContext(m, tracestate === undefined ? { traceparent: tp } : { traceparent: tp, tracestate });
+    if (tc === undefined || (!recording && tc.traceparent === incoming)) return m;
+    return withTraceContext(m, tc);
   }
 
   /** After a step committed: its new deliveries go out; a failure is logged (the rows stay pending). */

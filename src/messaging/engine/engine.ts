@@ -6,7 +6,7 @@ import {
   SpanKind,
   spanName,
   SpanStatusCode,
-  startSpan,
+  startSpanIn,
   traceLogFields,
   type Span,
   withSpan,
@@ -364,11 +364,10 @@ export class DeliveryEngine {
   #deliverTraced(d: Delivery, signal: AbortSignal): Promise<void> {
     const m = d.message;
     const t0 = performance.now();
-    const span = startSpan(
+    const span = startSpanIn(
       this.#o.tracer!,
       spanName('message.deliver', m.performative),
-      m.trace_context?.traceparent,
-      undefined,
+      m.trace_context,
       SpanKind.CONSUMER,
     );
     if (span.isRecording())
