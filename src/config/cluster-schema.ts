@@ -109,10 +109,10 @@ export const clusterConfigSchema = z
          */
         step_transactions: z.int().min(1).max(200).default(2),
         /**
-         * The longest a saturated node holds a small group of steps (fewer than 16), or the read of
-         * the deliveries it fetched, for more to join it, like Kafka's linger.ms (ADR 0098). Only
-         * while the node's event loop is busy 85 % of the time or more: below that, and for a lone
-         * message, nothing waits. 0 turns it off. Node timers count whole milliseconds.
+         * The longest a node under load holds a small group of steps (fewer than 16), or the read
+         * of the deliveries it fetched, for more to join it, like Kafka's linger.ms (ADR 0098).
+         * Only while they arrive at 125 a second or more: below that, and for a lone message,
+         * nothing waits. 0 turns it off. Node timers count whole milliseconds.
          */
         step_linger: z
           .union([z.number(), z.string()])
