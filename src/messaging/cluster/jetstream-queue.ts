@@ -241,11 +241,10 @@ export class JetStreamQueue implements DeliveryQueue {
       {
         cache: false,
         maxBatchSize: 256,
-        // Under load, with a step group running, a read waits briefly for more deliveries
-        // (linger.ts): they come a few at a time, from each group the nodes commit, and each read
-        // costs a transaction.
+        // Under load a read waits briefly for more deliveries (linger.ts): they come a few at a
+        // time, from each group the nodes commit, and each read costs a transaction.
         batchScheduleFn: (read) => {
-          const wait = opts.store.busy ? this.#readLinger.waitFor(this.#readLinger.now()) : 0;
+          const wait = this.#readLinger.waitFor(this.#readLinger.now());
           // DataLoader's own schedule otherwise: after the turn's promise jobs.
           if (wait > 0) setTimeout(read, wait);
           else void Promise.resolve().then(() => process.nextTick(read));

@@ -158,11 +158,6 @@ export class PgMessageStore extends PgMessageSweeps {
     return this.#lingerMs;
   }
 
-  /** Whether a group of steps is running on this node (a batch started now would have company in flight). */
-  get busy(): boolean {
-    return this.#groups.size.running > 0;
-  }
-
   /** Creates the schema and tables if missing (nodes starting together take turns on a lock). */
   static async open(opts: PgMessageStoreOptions): Promise<PgMessageStore> {
     quotedSchema(opts.schema);

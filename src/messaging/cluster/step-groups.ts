@@ -13,11 +13,11 @@
  *    deliveries one fetch brought: one group, not a step alone for each free slot first), and
  *    steps arriving while all are busy form the next groups, in arrival order (the steps that
  *    finish work, `first`, ahead), up to `maxSteps` each;
- *  - a node under load lingers (linger.ts): when a group is running, steps arrived at 125 a
- *    second or more of late and fewer than `fill` wait, the next group waits for more, at most `lingerMs` after
+ *  - a node under load lingers (linger.ts): when steps arrived at 125 a second or more of late
+ *    and fewer than `fill` steps wait, the next group waits for more, at most `lingerMs` after
  *    its oldest step arrived. Why: each group costs a transaction, and a node given a third of a
  *    closed loop's requests started its groups a third as full as one given them all
- *    (docs/benchmarks.md). A node at a low rate, or with no group running, never waits.
+ *    (docs/benchmarks.md). A node at a low rate, and an idle node's lone step, never wait.
  *
  * What a group does with its steps (locks, rows, failure) is the runner's: PgMessageStore.
  */
@@ -97,22 +97,19 @@ export class StepGroups<S extends GroupedStep> {
     });
   }
 
-  /**
-   * How long the next group should wait for more steps (ms; 0: start it now). Never while no
-   * group runs: with nothing in flight a wait would buy nothing (ADR 0093).
-   */
+  /** How long the next group should wait for more steps (ms; 0: start it now). */
   #lingerFor(): number {
-    if (this.#running === 0 || this.#waiting.length >= this.#o.fill) return 0;
+    if (this.#waiting.length >= this.#o.fill) return 0;
     return this.#linger.waitFor(this.#waiting[0]!.at);
   }
 
   /** `lingered`: the linger's bound has passed (its timer fired), so the group starts as it is. */
   #pump(lingered = false): void {
     while (this.#running < this.#o.concurrent && this.#waiting.length > 0) {
-      if (!lingered) {
+      if (!lingered && !this.#lingering) {
         const wait = this.#lingerFor();
         if (wait > 0) {
-          this.#lingering ??= setTimeout(() => {
+          this.#lingering = setTimeout(() => {
             this.#lingering = undefined;
             this.#pump(true);
           }, wait);
@@ -120,6 +117,7 @@ export class StepGroups<S extends GroupedStep> {
         }
       }
       if (this.#lingering) {
+        if (!lingered && this.#waiting.length < this.#o.fill) return;
         clearTimeout(this.#lingering);
         this.#lingering = undefined;
       }

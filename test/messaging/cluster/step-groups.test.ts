@@ -189,23 +189,6 @@ describe('step groups', () => {
       expect(h.started.map((g) => g.map((j) => j.n))).toEqual([Array.from({ length: 16 }, (_, i) => -1 - i), [1, 2]]);
     });
 
-    it('with no group running nothing waits, whatever the rate, and a lingering group starts when the last one ends', async () => {
-      fake();
-      const h = await loaded(16);
-      h.release.shift()!();
-      await vi.advanceTimersByTimeAsync(0);
-      h.groups.push({ key: 'a', n: 1 });
-      await vi.advanceTimersByTimeAsync(0);
-      expect(h.started.map((g) => g.length)).toEqual([16, 1]);
-      // A group runs again: the next small group lingers, until that group ends.
-      h.groups.push({ key: 'b', n: 2 });
-      await vi.advanceTimersByTimeAsync(0.5);
-      expect(h.started).toHaveLength(2);
-      h.release.shift()!();
-      await vi.advanceTimersByTimeAsync(0);
-      expect(h.started.map((g) => g.map((j) => j.n))).toEqual([Array.from({ length: 16 }, (_, i) => -1 - i), [1], [2]]);
-    });
-
     it('a full group does not wait', async () => {
       fake();
       const h = await loaded(16);
