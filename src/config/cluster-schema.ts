@@ -111,8 +111,8 @@ export const clusterConfigSchema = z
         /**
          * The longest a node under load holds a small group of steps (fewer than 16), or the read
          * of the deliveries it fetched, for more to join it, like Kafka's linger.ms (ADR 0098).
-         * Only while a group runs and they arrive at 125 a second or more: below that, with
-         * nothing in flight, and for a lone message, nothing waits. 0 turns it off. Node timers count whole milliseconds.
+         * Only while they arrive at 125 a second or more: below that, and for a lone message,
+         * nothing waits. 0 turns it off. Node timers count whole milliseconds.
          */
         step_linger: z
           .union([z.number(), z.string()])
