@@ -112,11 +112,12 @@ export const clusterConfigSchema = z
          * The longest a node under load holds a small group of steps (fewer than 16), or the read
          * of the deliveries it fetched, for more to join it, like Kafka's linger.ms (ADR 0098).
          * Only while they arrive at 125 a second or more: below that, and for a lone message,
-         * nothing waits. 0 turns it off. Node timers count whole milliseconds.
+         * nothing waits. Off (0) by default: the wait is latency every lingered hop adds, worth it
+         * only on a node whose CPU is the limit. Node timers count whole milliseconds.
          */
         step_linger: z
           .union([z.number(), z.string()])
-          .default(0.02)
+          .default(0)
           .pipe(durationMs({ min: 0, max: 100 })),
       })
       .refine((s) => (s.url === undefined) !== (s.url_env === undefined), {
