@@ -80,6 +80,16 @@ const DRAIN_MS = 60_000;
 const PROFILE = process.env.BENCH_CLUSTER_NODE_PROFILE;
 /** `[cluster.state] step_transactions` of the 3-node cluster's nodes (unset: the default), to see how group size moves its cost. */
 const STEP_TRANSACTIONS_3 = process.env.BENCH_CLUSTER_STEP_TRANSACTIONS_3;
+/**
+ * More environment for every node (BENCH_CLUSTER_NODE_ENV, `KEY=VALUE ...`): a setting through its
+ * CAXTON_SECTION__KEY form, e.g. `CAXTON_CLUSTER__STATE__STEP_LINGER=0`, to compare one build under two settings run by run.
+ */
+const NODE_ENV: Record<string, string> = Object.fromEntries(
+  (process.env.BENCH_CLUSTER_NODE_ENV ?? '')
+    .split(/\s+/)
+    .filter((kv) => kv.includes('='))
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
 /** Whether paced repetitions wait for the cluster to settle first (see the top of this file). */
 const SETTLE = process.env.BENCH_CLUSTER_SETTLE !== '0';
 const SETTLE_MAX_MS = 30_000;
@@ -140,9 +150,28 @@ interface PgActivity {
   autoanalyzes: number;
   checkpoints: number;
   wal_bytes: number;
+  /** Conversation-step transactions and the steps they ran, summed over the workload's nodes (their metrics). */
+  step_xacts: number;
+  steps: number;
 }
 
-async function pgActivity(db: pg.Pool): Promise<PgActivity> {
+/** A counter's value in a node's Prometheus text (0 when absent). */
+async function nodeCounter(n: Node, name: string): Promise<number> {
+  const text = await fetch(n.metricsUrl).then(
+    (r) => r.text(),
+    () => '',
+  );
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+async function pgActivity(db: pg.Pool, nodes: readonly Node[] = []): Promise<PgActivity> {
+  let step_xacts = 0;
+  let steps = 0;
+  for (const n of nodes) {
+    step_xacts += await nodeCounter(n, 'caxton_cluster_step_transactions_total');
+    steps += await nodeCounter(n, 'caxton_cluster_steps_total');
+  }
   const { rows } = await db.query<Record<keyof PgActivity, string>>(
     `SELECT (SELECT sum(xact_commit) FROM pg_stat_database) AS xacts,
        (SELECT coalesce(sum(autovacuum_count), 0) FROM pg_stat_all_tables) AS autovacuums,
@@ -157,6 +186,8 @@ async function pgActivity(db: pg.Pool): Promise<PgActivity> {
     autoanalyzes: Number(r.autoanalyzes),
     checkpoints: Number(r.checkpoints),
     wal_bytes: Number(r.wal_bytes),
+    step_xacts,
+    steps,
   };
 }
 
@@ -166,6 +197,8 @@ const pgDelta = (a: PgActivity, b: PgActivity): PgActivity => ({
   autoanalyzes: b.autoanalyzes - a.autoanalyzes,
   checkpoints: b.checkpoints - a.checkpoints,
   wal_bytes: b.wal_bytes - a.wal_bytes,
+  step_xacts: b.step_xacts - a.step_xacts,
+  steps: b.steps - a.steps,
 });
 
 interface Env {
@@ -270,6 +303,7 @@ async function startCluster(root: string, size: number, natsUrl: string, pgUrl: 
         // A CPU profile of every node, one directory each, for where its time goes.
         ...(size === 3 && STEP_TRANSACTIONS_3 !== undefined && { stepTransactions: Number(STEP_TRANSACTIONS_3) }),
         ...(PROFILE !== undefined && { profileDir: join(PROFILE, `c${size}-node-${String.fromCharCode(97 + i)}`) }),
+        env: NODE_ENV,
       }),
     );
   await deploySink(nodes);
@@ -394,7 +428,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
   const floor0 = workload === 'floor' ? await floorStats(env, 0, 0) : undefined;
   const raw0 = env.raw.published;
 
-  const pg0 = await pgActivity(env.db);
+  const pg0 = await pgActivity(env.db, cluster.nodes);
   const nats0 = await natsCounts(env.natsMonitor);
   const meter = await cpuMeter(env.groups);
   const t0 = wallNow();
@@ -406,7 +440,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
   const closing = (async () => {
     await sleep(t1 - wallNow());
     cpu = await meter.stop();
-    pgIn = pgDelta(pg0, await pgActivity(env.db));
+    pgIn = pgDelta(pg0, await pgActivity(env.db, cluster.nodes));
     natsIn = natsDelta(nats0, await natsCounts(env.natsMonitor));
   })();
   const sends: Record<Workload, () => Promise<void>> = {
@@ -535,13 +569,23 @@ interface Totals {
   nats: NatsCounts;
 }
 
-const zeroPg = (): PgActivity => ({ xacts: 0, autovacuums: 0, autoanalyzes: 0, checkpoints: 0, wal_bytes: 0 });
+const zeroPg = (): PgActivity => ({
+  xacts: 0,
+  autovacuums: 0,
+  autoanalyzes: 0,
+  checkpoints: 0,
+  wal_bytes: 0,
+  step_xacts: 0,
+  steps: 0,
+});
 const sumPg = (a: PgActivity, b: PgActivity): PgActivity => ({
   xacts: a.xacts + b.xacts,
   autovacuums: a.autovacuums + b.autovacuums,
   autoanalyzes: a.autoanalyzes + b.autoanalyzes,
   checkpoints: a.checkpoints + b.checkpoints,
   wal_bytes: a.wal_bytes + b.wal_bytes,
+  step_xacts: a.step_xacts + b.step_xacts,
+  steps: a.steps + b.steps,
 });
 
 /**
@@ -782,7 +826,7 @@ function report(reps: Rep[], env: Env): SuiteReport {
     const x = t[w];
     const per = Math.max(1, x.delivered);
     notes.push(
-      `${LABEL[w]}, the suite's PostgreSQL in the windows: ${fmt(x.pg.xacts / x.window_s, 0)} transactions/s, ${fmt(x.pg.xacts / per, 2)} per delivered message, ${fmt(x.pg.wal_bytes / per / 1024, 1)} KiB WAL per message; ${x.pg.autovacuums} autovacuum and ${x.pg.autoanalyzes} autoanalyze runs, ${x.pg.checkpoints} checkpoints.`,
+      `${LABEL[w]}, the suite's PostgreSQL in the windows: ${fmt(x.pg.xacts / x.window_s, 0)} transactions/s, ${fmt(x.pg.xacts / per, 2)} per delivered message, ${fmt(x.pg.wal_bytes / per / 1024, 1)} KiB WAL per message; the nodes' conversation steps ${fmt(x.pg.steps / per, 2)} and their transactions ${fmt(x.pg.step_xacts / per, 2)} per delivered message (${fmt(x.pg.steps / Math.max(1, x.pg.step_xacts), 1)} steps per transaction); ${x.pg.autovacuums} autovacuum and ${x.pg.autoanalyzes} autoanalyze runs, ${x.pg.checkpoints} checkpoints.`,
     );
     const conns = Object.entries(x.nats.connections)
       .filter(([, c]) => c.in_msgs + c.out_msgs > 0)

@@ -63,6 +63,7 @@ describe('deploy/compose: each node configuration, through the loader', () => {
         schema: 'caxton_cluster',
         pool_size: 10,
         step_transactions: 2,
+        step_linger: 0,
       });
       // What `caxton serve` resolves before it connects: the URL read from the variable url_env names.
       expect(clusterStateConfig(cluster, env)).toEqual({
@@ -70,6 +71,7 @@ describe('deploy/compose: each node configuration, through the loader', () => {
         schema: 'caxton_cluster',
         pool_size: 10,
         step_transactions: 2,
+        step_linger: 0,
       });
     },
   );

@@ -44,6 +44,7 @@ import { CaxtonError, describeError } from '../../shared/errors.js';
 import type { TakeRow } from './pg-message-rows.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { PubAcks } from './pub-acks.js';
+import { Linger } from './linger.js';
 import { pullLapsed, Pulls } from './pulls.js';
 
 /** Agent names may hold `.`, a NATS subject separator: it travels as `~`, which names never hold. */
@@ -225,16 +226,30 @@ export class JetStreamQueue implements DeliveryQueue {
    * same turn of the event loop, and their rows take one query instead of one each.
    */
   readonly #rows: DataLoader<number, TakeRow | undefined>;
+  /** Whether a read of fetched rows waits briefly for more deliveries (linger.ts). */
+  readonly #readLinger: Linger;
 
   constructor(opts: JetStreamQueueOptions) {
     this.#o = opts;
     this.#acks = new PubAcks(opts.nc);
+    this.#readLinger = new Linger(opts.store.lingerMs);
     this.#rows = new DataLoader(
       async (ids) => {
         const rows = await opts.store.deliveriesToTake(ids);
         return ids.map((id) => rows.get(id));
       },
-      { cache: false, maxBatchSize: 256 },
+      {
+        cache: false,
+        maxBatchSize: 256,
+        // Under load a read waits briefly for more deliveries (linger.ts): they come a few at a
+        // time, from each group the nodes commit, and each read costs a transaction.
+        batchScheduleFn: (read) => {
+          const wait = this.#readLinger.waitFor(this.#readLinger.now());
+          // DataLoader's own schedule otherwise: after the turn's promise jobs.
+          if (wait > 0) setTimeout(read, wait);
+          else void Promise.resolve().then(() => process.nextTick(read));
+        },
+      },
     );
     this.#dispatcher = new Dispatcher({
       concurrency: opts.concurrency,
@@ -549,6 +564,7 @@ export class JetStreamQueue implements DeliveryQueue {
     }
     let row;
     try {
+      this.#readLinger.arrived();
       row = await this.#rows.load(w.id);
     } catch (e) {
       // PostgreSQL is away: the delivery goes back to the stream, for this or another node later.

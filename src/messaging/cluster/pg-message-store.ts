@@ -141,13 +141,21 @@ export class PgMessageStore extends PgMessageSweeps {
   readonly #keptAtTake = new Set<number>();
   readonly #groups: StepGroups<QueuedStep>;
   readonly #groupStats = { transactions: 0, steps: 0, voided: 0 };
+  readonly #lingerMs: number;
 
   private constructor(opts: PgMessageStoreOptions) {
     super(opts.pool, opts.schema);
+    this.#lingerMs = opts.groups?.lingerMs ?? 0;
     this.#groups = new StepGroups((g) => this.#runGroup(g), {
       maxSteps: opts.groups?.maxSteps ?? 64,
       concurrent: opts.groups?.concurrent ?? 4,
+      lingerMs: this.#lingerMs,
     });
+  }
+
+  /** The linger bound of this node's batches (ms; `[cluster.state] step_linger`): the step groups', and the delivery queue's reads of fetched rows. */
+  get lingerMs(): number {
+    return this.#lingerMs;
   }
 
   /** Creates the schema and tables if missing (nodes starting together take turns on a lock). */

@@ -99,7 +99,11 @@ export async function openClusterState(opts: {
   let shadowResults: PgShadowResults;
   let pins: PgConversationPins;
   try {
-    store = await PgMessageStore.open({ pool, schema: state.schema, groups: { concurrent: state.step_transactions } });
+    store = await PgMessageStore.open({
+      pool,
+      schema: state.schema,
+      groups: { concurrent: state.step_transactions, lingerMs: state.step_linger },
+    });
     packages = await PgToolPackageStore.open({ pool, schema: state.schema });
     await PgEventStore.migrate(pool, state.schema);
     await PgToolAudit.migrate(pool, state.schema);

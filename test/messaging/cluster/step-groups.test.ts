@@ -4,7 +4,8 @@
  * most `concurrent` groups run, steps keep their arrival order, and an idle queue starts what arrived
  * in one turn of the event loop at the end of that turn, together.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Linger } from '../../../src/messaging/cluster/linger.js';
 import { StepGroups } from '../../../src/messaging/cluster/step-groups.js';
 
 interface Job {
@@ -14,7 +15,7 @@ interface Job {
 }
 
 /** Groups run until released by the test, recorded in start order. */
-function harness(opts: { maxSteps: number; concurrent: number }) {
+function harness(opts: { maxSteps: number; concurrent: number; lingerMs?: number; fill?: number }) {
   const started: Job[][] = [];
   const release: (() => void)[] = [];
   let running = 0;
@@ -140,5 +141,104 @@ describe('step groups', () => {
       const mine = ran.filter((n) => n % 20 === c);
       expect(mine).toEqual([...mine].sort((x, y) => x - y));
     }
+  });
+
+  describe('linger (a node under load waits briefly for its small groups to fill)', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+    const fake = () => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'performance'] });
+    const opts = { maxSteps: 32, concurrent: 2, lingerMs: 2, fill: 8 };
+    /** A node under load: `n` steps arrived in one turn (320 a second over the last 50 ms for 16) and run as one group. */
+    const loaded = async (n: number) => {
+      const h = harness(opts);
+      for (let i = 0; i < n; i++) h.groups.push({ key: `load${i}`, n: -1 - i });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.started.map((g) => g.length)).toEqual([n]);
+      return h;
+    };
+
+    it('an idle node does not wait: a lone step starts at the end of its turn', async () => {
+      fake();
+      const h = harness(opts);
+      h.groups.push({ key: 'a', n: 1 });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.started).toEqual([[{ key: 'a', n: 1 }]]);
+    });
+
+    it('a busy node at a low rate does not wait either', async () => {
+      fake();
+      const h = await loaded(1);
+      // A group is running, but two steps in the last 50 ms are 40 a second.
+      h.groups.push({ key: 'b', n: 2 });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[-1], [2]]);
+    });
+
+    it('a node under load holds a small group at most the bound, and what arrives meanwhile joins it', async () => {
+      fake();
+      const h = await loaded(16);
+      h.groups.push({ key: 'a', n: 1 });
+      await vi.advanceTimersByTimeAsync(1);
+      expect(h.started).toHaveLength(1);
+      h.groups.push({ key: 'b', n: 2 });
+      await vi.advanceTimersByTimeAsync(0.9);
+      expect(h.started).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(0.2);
+      // The bound counts from the oldest step's arrival, not from the last.
+      expect(h.started.map((g) => g.map((j) => j.n))).toEqual([Array.from({ length: 16 }, (_, i) => -1 - i), [1, 2]]);
+    });
+
+    it('a full group does not wait', async () => {
+      fake();
+      const h = await loaded(16);
+      for (let i = 0; i < 8; i++) h.groups.push({ key: `f${i}`, n: i });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.started.map((g) => g.length)).toEqual([16, 8]);
+    });
+
+    it('a lingering group starts at the end of the turn that fills it', async () => {
+      fake();
+      const h = await loaded(16);
+      h.groups.push({ key: 'a', n: 0 });
+      await vi.advanceTimersByTimeAsync(1);
+      expect(h.started).toHaveLength(1);
+      for (let i = 1; i < 8; i++) h.groups.push({ key: `f${i}`, n: i });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.started.map((g) => g.length)).toEqual([16, 8]);
+    });
+
+    it('the rate decays: a node that was under load and went quiet does not wait', async () => {
+      fake();
+      const h = await loaded(16);
+      h.release.shift()!();
+      await vi.advanceTimersByTimeAsync(200);
+      h.groups.push({ key: 'a', n: 1 });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.started.map((g) => g.length)).toEqual([16, 1]);
+    });
+
+    it('Linger alone (the reads of fetched deliveries): waits only at 125 items a second or more, at most the bound', () => {
+      let t = 1000;
+      const l = new Linger(2, () => t);
+      l.arrived(5); // 100 a second over the last 50 ms
+      expect(l.waitFor(t)).toBe(0);
+      l.arrived(2); // 140 a second
+      expect(l.waitFor(t)).toBe(2);
+      t += 1.5;
+      expect(l.waitFor(t - 1.5)).toBeCloseTo(0.5);
+      expect(l.waitFor(t - 2)).toBe(0);
+      expect(new Linger(0, () => t).waitFor(t)).toBe(0);
+    });
+
+    it('off (lingerMs 0): a node under load starts a small group at once', async () => {
+      fake();
+      const h = harness({ ...opts, lingerMs: 0 });
+      for (let i = 0; i < 16; i++) h.groups.push({ key: `load${i}`, n: i });
+      await vi.advanceTimersByTimeAsync(0);
+      h.groups.push({ key: 'a', n: 99 });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.started.map((g) => g.length)).toEqual([16, 1]);
+    });
   });
 });
