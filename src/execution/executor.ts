@@ -741,8 +741,8 @@ function scrubbedEvents(onEvent: (e: ExecutionEvent) => void): { emit: (e: Execu
 /**
  * An execution's span attributes, made at its end as one object of one shape per case (with a
  * conversation or without): who ran and in which conversation, then what ran it, in that order on
- * the wire. Given at the start and added to one by one, they grew the object's property store
- * three times per execution.
+ * the wire. Added one by one, they would grow the object's property store three times per
+ * execution.
  */
 function executeSpanAttributes(
   agent: string,

@@ -265,8 +265,8 @@ function initialMessages(job: ExecutionJob, memory: string): ChatMessage[] {
 
 /**
  * A model call's span attributes, made at its end as one object of one shape: the call's agent and
- * turn, then its provider, model and tokens, in that order on the wire. Given at the start and
- * added to one by one, they grew the object's property store three times per call.
+ * turn, then its provider, model and tokens, in that order on the wire. Added one by one, they
+ * would grow the object's property store three times per call.
  */
 function llmSpanAttributes(agent: string, turn: number, res: ChatResponse, providers: ProviderRegistry): Attributes {
   const system = genAiSystemOf(providers.has(res.provider) ? providers.get(res.provider).type : undefined);
