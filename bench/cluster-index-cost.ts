@@ -24,6 +24,7 @@ import { PgEventStore, PgStatsHistory } from '../src/observability/index.js';
 import { migrateSchema } from '../src/storage/pg/index.js';
 import { startOwnPostgres } from './lib/own-postgres.js';
 import { processCpuSeconds } from './lib/proc-cpu.js';
+import { q, row } from './lib/sql-literals.js';
 
 const MESSAGES = Number(process.env.BENCH_INDEX_COST_MESSAGES ?? 12_800);
 const ROUNDS = Number(process.env.BENCH_INDEX_COST_ROUNDS ?? 4);
@@ -32,10 +33,6 @@ const GROUP = 64;
 const VARIANTS = ['before', 'after', 'HOT ceiling'] as const;
 type Variant = (typeof VARIANTS)[number];
 const SCHEMA: Record<Variant, string> = { before: 'ix_before', after: 'ix_after', 'HOT ceiling': 'ix_hot' };
-
-const q = (v: string | number | null): string =>
-  v === null ? 'NULL' : typeof v === 'number' ? String(v) : `'${v.replace(/'/g, "''")}'`;
-const row = (vs: (string | number | null)[]): string => `(${vs.map(q).join(', ')})`;
 
 let serial = 0;
 function message(): { id: string; conv: string; delivery: number; body: string; now: string } {

@@ -29,6 +29,7 @@ import { MESSAGE_MIGRATIONS } from '../src/messaging/cluster/pg-message-tables.j
 import { migrateSchema } from '../src/storage/pg/index.js';
 import { startOwnPostgres } from './lib/own-postgres.js';
 import { processCpuSeconds } from './lib/proc-cpu.js';
+import { q, row } from './lib/sql-literals.js';
 
 const MESSAGES = Number(process.env.BENCH_PG_COST_MESSAGES ?? 10_000);
 const ROUNDS = Number(process.env.BENCH_PG_COST_ROUNDS ?? 3);
@@ -43,10 +44,6 @@ const STORE_COUNT = process.env.BENCH_PG_COST_JOIN_COUNT !== '1';
 const JIT = process.env.BENCH_PG_COST_JIT === 'on';
 const ACK_GROUP = 64;
 const S = 'costs';
-
-const q = (v: string | number | null): string =>
-  v === null ? 'NULL' : typeof v === 'number' ? String(v) : `'${v.replace(/'/g, "''")}'`;
-const row = (vs: (string | number | null)[]): string => `(${vs.map(q).join(', ')})`;
 
 let serial = 0;
 /** What a node stores for one message: its row, its delivery row and its conversation. */
