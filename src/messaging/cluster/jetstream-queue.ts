@@ -241,14 +241,17 @@ export class JetStreamQueue implements DeliveryQueue {
       {
         cache: false,
         maxBatchSize: 256,
-        // Under load a read waits briefly for more deliveries (linger.ts): they come a few at a
-        // time, from each group the nodes commit, and each read costs a transaction.
-        batchScheduleFn: (read) => {
-          const wait = this.#readLinger.waitFor(this.#readLinger.now());
-          // DataLoader's own schedule otherwise: after the turn's promise jobs.
-          if (wait > 0) setTimeout(read, wait);
-          else void Promise.resolve().then(() => process.nextTick(read));
-        },
+        // With a linger set, a read under load waits briefly for more deliveries (linger.ts): they
+        // come a few at a time, from each group the nodes commit, and each read costs a
+        // transaction. Without one, DataLoader's own schedule.
+        ...(this.#readLinger.boundMs > 0 && {
+          batchScheduleFn: (read: () => void) => {
+            const wait = this.#readLinger.waitFor(this.#readLinger.now());
+            // DataLoader's own schedule when not waiting: after the turn's promise jobs.
+            if (wait > 0) setTimeout(read, wait);
+            else void Promise.resolve().then(() => process.nextTick(read));
+          },
+        }),
       },
     );
     this.#dispatcher = new Dispatcher({
