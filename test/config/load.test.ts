@@ -182,6 +182,18 @@ timeout = "90s"
     expect(e.issues[0]).toMatchObject({ field: 'cluster.state.step_transactions', line: 7 });
   });
 
+  it('[cluster.state] step_linger: off by default, a duration up to 100 ms, and more refused naming its line', () => {
+    const base =
+      '[cluster]\nnode = "node-a"\n[cluster.nats]\nurls = ["nats://127.0.0.1:4222"]\n[cluster.state]\nurl = "postgres://caxton@db/caxton"\n';
+    const state = (extra: string) =>
+      clusterStateConfig(loadServerConfig({ file: writeConfig(base + extra), env: {} }).cluster!);
+    expect(state('')).toMatchObject({ step_linger: 0 });
+    expect(state('step_linger = "20ms"\n')).toMatchObject({ step_linger: 20 });
+    const e = configError({ file: writeConfig(base + 'step_linger = "1s"\n'), env: {} });
+    expect(e.issues[0]).toMatchObject({ field: 'cluster.state.step_linger', line: 7 });
+    expect(e.issues[0]!.message).toContain('100 ms');
+  });
+
   it('a missing file is a clear error', () => {
     const e = configError({ file: join(makeTempDir(), 'nope.toml'), env: {} });
     expect(e.issues[0]).toMatchObject({ code: 'config_unreadable', message: 'configuration file not found' });
