@@ -144,6 +144,31 @@ describe('span recorder', () => {
     expect(stored.every((s, i) => s.attributes[`key${i}`] === i && Object.keys(s.attributes).length === 1)).toBe(true);
   });
 
+  it('serves a root span without a parent, and keeps the ids of a span from another tracer as they were given', () => {
+    const store = new SpanStore({ maxSpans: 10, maxBytes: 1_000_000 });
+    const foreign = (traceId: string, spanId: string, parentId?: string) =>
+      ({
+        name: 'foreign',
+        kind: 0,
+        spanContext: () => ({ traceId, spanId, traceFlags: 1 }),
+        parentSpanContext: parentId === undefined ? undefined : { traceId, spanId: parentId, traceFlags: 1 },
+        startTime: [1_700_000_000, 0],
+        duration: [0, 5_000_000],
+        status: { code: 0 },
+        attributes: { a: 1 },
+      }) as unknown as Parameters<SpanStore['onEnd']>[0];
+    const upper = 'ABCDEF0123456789ABCDEF0123456789';
+    store.onEnd(foreign(TRACE, 'ffffffff00000001'));
+    store.onEnd(foreign(upper, 'ABCDEF0123456789', '0123456789ABCDEF'));
+    expect(store.trace(TRACE)).toMatchObject([
+      { trace_id: TRACE, span_id: 'ffffffff00000001', parent_span_id: null, duration_ms: 5 },
+    ]);
+    expect(store.trace(upper)).toMatchObject([
+      { trace_id: upper, span_id: 'ABCDEF0123456789', parent_span_id: '0123456789ABCDEF' },
+    ]);
+    expect(store.trace(upper.toLowerCase())).toEqual([]);
+  });
+
   it('evicts the oldest spans to stay within its byte bound', async () => {
     const store = new SpanStore({ maxSpans: 100, maxBytes: 1_000 });
     const { tracing } = await setup(store);
