@@ -395,24 +395,46 @@ export class Executor {
     return r;
   }
 
-  async invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
+  invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
     // The conversation's pinned version first (a cluster node): resolution itself is synchronous.
-    const reading = this.#registry.prepare(name, req.conversation_id);
-    if (reading) await reading;
-    if (!this.#limiter && !opts.admitted) return this.#invoke(this.#check(name, req), req, opts, name);
-    let slot = opts.admitted;
+    let reading: Promise<void> | undefined;
     try {
-      const def = this.#check(name, req);
-      slot ??= this.admit(def.name, opts.limit);
-      const res = await this.#invoke(def, req, opts, name);
-      slot?.release({ tokens: res.usage.input_tokens + res.usage.output_tokens });
-      return res;
+      reading = this.#registry.prepare(name, req.conversation_id);
     } catch (e) {
-      // Failed, timed out or cancelled: the slot is given back. The tokens of a failed execution
-      // are not known here (the provider's usage comes with the response), so they are not charged.
-      slot?.release();
-      throw e;
+      return Promise.reject(e as Error);
     }
+    if (reading) return reading.then(() => this.#admitted(name, req, opts));
+    return this.#admitted(name, req, opts);
+  }
+
+  /**
+   * Checks, admits and runs; hands back #invoke's own promise when there is no slot to give back,
+   * and chains the release on it otherwise: no promise of its own in between.
+   */
+  #admitted(name: string, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
+    let slot = opts.admitted;
+    let def: AgentDefinition;
+    try {
+      def = this.#check(name, req);
+      slot ??= this.admit(def.name, opts.limit);
+    } catch (e) {
+      slot?.release();
+      return Promise.reject(e as Error);
+    }
+    if (slot === undefined) return this.#invoke(def, req, opts, name);
+    const taken = slot;
+    return this.#invoke(def, req, opts, name).then(
+      (res) => {
+        taken.release({ tokens: res.usage.input_tokens + res.usage.output_tokens });
+        return res;
+      },
+      (e: unknown) => {
+        // Failed, timed out or cancelled: the slot is given back. The tokens of a failed execution
+        // are not known here (the provider's usage comes with the response), so they are not charged.
+        taken.release();
+        throw e;
+      },
+    );
   }
 
   /** `ref` is the name the caller gave (NAME@VERSION addresses one version: the record says so). */

@@ -8,27 +8,59 @@ function text(v: unknown): string {
   return typeof v === 'string' ? v : JSON.stringify(v, null, 2);
 }
 
+/** A template cut at its placeholders: `texts` has one more entry than `keys`. */
+interface CompiledTemplate {
+  texts: string[];
+  keys: string[];
+}
+
+/** Templates are few (one per agent version, mostly the default), so this bound is never reached in practice. */
+const MAX_COMPILED = 1_000;
+const compiled = new Map<string, CompiledTemplate>();
+
+/** The template cut once per distinct text: a request then joins its pieces, with no regular expression. */
+function compileTemplate(template: string): CompiledTemplate {
+  let c = compiled.get(template);
+  if (c !== undefined) return c;
+  c = { texts: [], keys: [] };
+  let at = 0;
+  for (const m of template.matchAll(PLACEHOLDER_RE)) {
+    c.texts.push(template.slice(at, m.index));
+    c.keys.push(m[1]!);
+    at = m.index + m[0].length;
+  }
+  c.texts.push(template.slice(at));
+  if (compiled.size >= MAX_COMPILED) compiled.clear();
+  compiled.set(template, c);
+  return c;
+}
+
+function valueOf(key: string, def: AgentDefinition, req: InvokeRequest, memoryContext: string): string {
+  if (key === 'request') return req.request;
+  if (key === 'context') return text(req.context);
+  if (key === 'memory_context') return memoryContext;
+  if (key === 'agent.name') return def.name;
+  if (key === 'agent.description') return def.description;
+  // Only the parameters' own keys: `{{parameters.toString}}` or `{{parameters.__proto__}}` must
+  // not reach Object.prototype (a function rendered "undefined"); they render as missing.
+  if (key.startsWith('parameters.')) {
+    const name = key.slice('parameters.'.length);
+    if (req.parameters !== undefined && Object.hasOwn(req.parameters, name)) return text(req.parameters[name]);
+    return Object.hasOwn(def.parameters, name) ? text(def.parameters[name]) : '';
+  }
+  return '';
+}
+
 /**
  * Renders `{{request}}`, `{{context}}`, `{{memory_context}}`, `{{parameters.NAME}}` and
  * `{{agent.name}}`; request parameters override the agent's. Unknown placeholders render empty.
+ * Runs of blank lines become one and the ends are trimmed, in what the values bring too.
  */
 export function renderTemplate(template: string, def: AgentDefinition, req: InvokeRequest, memoryContext = ''): string {
-  const out = template.replace(PLACEHOLDER_RE, (_m, key: string) => {
-    if (key === 'request') return req.request;
-    if (key === 'context') return text(req.context);
-    if (key === 'memory_context') return memoryContext;
-    if (key === 'agent.name') return def.name;
-    if (key === 'agent.description') return def.description;
-    // Only the parameters' own keys: `{{parameters.toString}}` or `{{parameters.__proto__}}` must
-    // not reach Object.prototype (a function rendered "undefined"); they render as missing.
-    if (key.startsWith('parameters.')) {
-      const name = key.slice('parameters.'.length);
-      if (req.parameters !== undefined && Object.hasOwn(req.parameters, name)) return text(req.parameters[name]);
-      return Object.hasOwn(def.parameters, name) ? text(def.parameters[name]) : '';
-    }
-    return '';
-  });
-  return out.replace(/\n{3,}/g, '\n\n').trim();
+  const { texts, keys } = compileTemplate(template);
+  let out = texts[0]!;
+  for (let i = 0; i < keys.length; i++) out += valueOf(keys[i]!, def, req, memoryContext) + texts[i + 1]!;
+  return (out.includes('\n\n\n') ? out.replace(/\n{3,}/g, '\n\n') : out).trim();
 }
 
 const MEMORY_RE = /\{\{\s*memory_context\s*\}\}/;

@@ -172,14 +172,25 @@ function agentPrefix(agent: string | undefined): string {
   return agent !== undefined ? `agent "${agent}": ` : '';
 }
 
-/** One call to a provider; with `onText` it streams, passing text deltas on as they arrive. */
-async function callOnce(
+/**
+ * One call to a provider; with `onText` it streams, passing text deltas on as they arrive. Without,
+ * the provider's own promise is handed back: no promise of this function's in between.
+ */
+function callOnce(
   provider: LlmProvider,
   req: ChatRequest,
   onText: ((text: string) => void) | undefined,
   streamed: { any: boolean },
 ): Promise<ChatResponse> {
-  if (!onText) return provider.chat(req);
+  return onText ? streamOnce(provider, req, onText, streamed) : provider.chat(req);
+}
+
+async function streamOnce(
+  provider: LlmProvider,
+  req: ChatRequest,
+  onText: (text: string) => void,
+  streamed: { any: boolean },
+): Promise<ChatResponse> {
   for await (const ev of provider.stream(req)) {
     if (ev.type === 'text_delta') {
       streamed.any = true;
