@@ -1,6 +1,6 @@
 /**
  * Where one context-mode invoke spends its time and its allocation, site by site: a probe, not a
- * suite. The build in DIR/dist (as bench/lib/invoke-inject.mjs serves it: [audit], [events] and
+ * suite. The build in DIR/dist (as bench/lib/inject-server.mjs serves it: [audit], [events] and
  * execution records on, the audit-events suite's agent and scripted stand-in, 10 invokes in flight
  * through `app.inject`), warmed by WARM invokes (3,000), then N invokes under V8's CPU profiler
  * (50 µs interval) and N under its sampling heap profiler (every 512 bytes, objects the young and
@@ -11,11 +11,9 @@
  *
  *   npm run build && node bench/invoke-profile.mjs DIR [N] [OUT]     (N 10,000; OUT keeps the profiles)
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { startInjectServer } from './lib/inject-server.mjs';
 
 const [dir = '.', count = '10000', out] = process.argv.slice(2);
 const N = Number(count);
@@ -46,51 +44,11 @@ const SITES = [
   ['invoke route handler', /routes\/invoke|api\/sse|api\/caller/],
   ['API hooks (request id, scrub, metrics)', /api\/app\.js/],
   ['fastify, router', /fastify|find-my-way/],
-  ['inject (the harness)', /light-my-request|invoke-profile/],
+  ['inject (the harness)', /light-my-request|inject-server/],
   ['node:http response', /_http_|node:net|streams\//],
 ];
 
-const work = mkdtempSync(join(tmpdir(), 'caxton-bench-invoke-profile-'));
-const dist = (p) => import(pathToFileURL(resolve(dir, 'dist', p)).href);
-const { loadServerConfig } = await dist('config/index.js');
-const { createLogger } = await dist('observability/index.js');
-const { startServer } = await dist('server/index.js');
-const file = join(work, 'caxton.toml');
-writeFileSync(join(work, 'script.toml'), `[[rules]]\nname = "text"\ncontent = "ok: {{request}}"\n`);
-writeFileSync(
-  file,
-  `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n` +
-    `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n[events]\nenabled = true\n[audit]\nenabled = true\n`,
-);
-process.chdir(work);
-const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
-const server = await startServer({ config, logger: createLogger('warn'), listen: false });
-const app = server.app;
-const agent = `name = "text"\nversion = "1.0.0"\ndescription = "bench"\ncapabilities = ["benchmarking"]\nsystem_prompt = "Answer briefly."\n\n[execution]\nisolation = "context"\n`;
-const d = await app.inject({
-  method: 'POST',
-  url: '/api/v1/agents',
-  headers: { 'content-type': 'application/toml' },
-  payload: agent,
-});
-if (d.statusCode !== 201) throw new Error(d.body);
-const one = async () => {
-  const r = await app.inject({
-    method: 'POST',
-    url: '/api/v1/agents/text/invoke',
-    headers: { 'content-type': 'application/json', host: '127.0.0.1' },
-    payload: '{"request":"hello"}',
-  });
-  if (r.statusCode !== 200) throw new Error(r.body);
-};
-const run = async (n) => {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: 10 }, async () => {
-      while (i++ < n) await one();
-    }),
-  );
-};
+const { run, close } = await startInjectServer(dir);
 await run(Number(process.env.WARM ?? 3000));
 
 const s = new Session();
@@ -108,8 +66,7 @@ await s.post('HeapProfiler.startSampling', {
 });
 await run(N);
 const { profile: heap } = await s.post('HeapProfiler.stopSampling');
-await server.close();
-rmSync(work, { recursive: true, force: true });
+await close();
 if (out) {
   writeFileSync(`${out}.cpuprofile`, JSON.stringify(cpu));
   writeFileSync(`${out}.heapprofile`, JSON.stringify(heap));

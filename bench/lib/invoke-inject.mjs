@@ -7,53 +7,11 @@
  *
  *   node bench/lib/invoke-inject.mjs DIR N SYNC     (WARM, default 2000)
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { existsSync } from 'node:fs';
+import { startInjectServer } from './inject-server.mjs';
 
 const [dir, count, sync] = process.argv.slice(2);
-const work = mkdtempSync(join(tmpdir(), 'caxton-bench-invoke-inject-'));
-const dist = (p) => import(pathToFileURL(resolve(dir, 'dist', p)).href);
-const { loadServerConfig } = await dist('config/index.js');
-const { createLogger } = await dist('observability/index.js');
-const { startServer } = await dist('server/index.js');
-const file = join(work, 'caxton.toml');
-writeFileSync(join(work, 'script.toml'), `[[rules]]\nname = "text"\ncontent = "ok: {{request}}"\n`);
-writeFileSync(
-  file,
-  `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n` +
-    `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n[events]\nenabled = true\n[audit]\nenabled = true\n`,
-);
-process.chdir(work);
-const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
-const server = await startServer({ config, logger: createLogger('warn'), listen: false });
-const app = server.app;
-const agent = `name = "text"\nversion = "1.0.0"\ndescription = "bench"\ncapabilities = ["benchmarking"]\nsystem_prompt = "Answer briefly."\n\n[execution]\nisolation = "context"\n`;
-const d = await app.inject({
-  method: 'POST',
-  url: '/api/v1/agents',
-  headers: { 'content-type': 'application/toml' },
-  payload: agent,
-});
-if (d.statusCode !== 201) throw new Error(d.body);
-const one = async () => {
-  const r = await app.inject({
-    method: 'POST',
-    url: '/api/v1/agents/text/invoke',
-    headers: { 'content-type': 'application/json', host: '127.0.0.1' },
-    payload: '{"request":"hello"}',
-  });
-  if (r.statusCode !== 200) throw new Error(r.body);
-};
-const run = async (n) => {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: 10 }, async () => {
-      while (i++ < n) await one();
-    }),
-  );
-};
+const { run, close } = await startInjectServer(dir);
 const handshake = async (tag, f) => {
   process.stderr.write(`${tag}\n`);
   while (!existsSync(f)) await new Promise((r) => setTimeout(r, 50));
@@ -62,6 +20,5 @@ await run(Number(process.env.WARM ?? 2000));
 await handshake('WARM', `${sync}.go`);
 await run(Number(count));
 await handshake('DONE', `${sync}.stop`);
-await server.close();
-rmSync(work, { recursive: true, force: true });
+await close();
 process.exit(0);
