@@ -10,7 +10,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentRegistry, parseAgent, type AgentDefinition } from '../src/agents/index.js';
+import { AgentRegistry } from '../src/agents/index.js';
 import { loadServerConfig } from '../src/config/index.js';
 import {
   Directory,
@@ -28,6 +28,7 @@ import { createLogger } from '../src/observability/index.js';
 import { startServer } from '../src/server/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { startHelloWorld } from './lib/baseline.js';
+import { AGENTS, CAPABILITIES, agentDef, fillRegistry } from './lib/bench-agents.js';
 import { durableStatements, minimalEngine } from './lib/durable-floor.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note, progress } from './lib/progress.js';
@@ -44,8 +45,6 @@ const ROUTED = env('BENCH_ROUTED', 1_000_000);
 const DURABLE = env('BENCH_DURABLE', 100_000);
 const LOAD_SECONDS = env('BENCH_DURATION', 5);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
-const AGENTS = 100;
-const CAPABILITIES = 20;
 
 const ROUTING_PER_S = 500_000;
 const ROUTING_P99_US = 50;
@@ -58,29 +57,6 @@ const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
 const rate = (n: number, ms: number) => (n / ms) * 1000;
 const perS = (v: number) => `${fmt(v, 0)} msg/s`;
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
-
-function agentDef(name: string, capabilities: string[]): AgentDefinition {
-  const r = parseAgent(
-    `name = "${name}"\ncapabilities = [${capabilities.map((c) => `"${c}"`).join(', ')}]\nsystem_prompt = "bench"\n[messaging]\nmax_concurrency = 64\n`,
-    { format: 'toml' },
-  );
-  if (!r.ok) throw new Error(JSON.stringify(r.errors));
-  return r.definition;
-}
-
-function fillRegistry(registry: AgentRegistry): void {
-  const now = new Date().toISOString();
-  for (let i = 0; i < AGENTS; i++) {
-    registry.upsert({
-      definition: agentDef(`agent-${i}`, [`cap-${i % CAPABILITIES}`]),
-      format: 'toml',
-      origin: { kind: 'api' },
-      revision: 1,
-      deployed_at: now,
-      updated_at: now,
-    });
-  }
-}
 
 function message(i: number, over: Partial<AclMessage> = {}): AclMessage {
   return {
