@@ -2,14 +2,14 @@
  * The durable floor with its group commits on a worker thread (bench/lib/durable-floor-thread.ts)
  * beside the bare loop and the single-thread floor engine (bench/lib/durable-floor.ts), in
  * alternated reps in one process: wall msg/s, CPU µs per message over all threads, and the event
- * loop's own CPU µs per message (from /proc/thread-self, 10 ms ticks). The load average is
+ * loop's own CPU µs per message (from /proc schedstat). The load average is
  * printed with each rep: the threaded engine's wall rate depends on a second core being free.
  *   N=30000 REPS=7 GROUP_SIZES=1000,5000 BUS=1 node --import tsx --import ./bench/lib/shipped-build.mjs bench/durable-thread.ts
  * `BUS=1` adds the bus, and the bus with its commits' statements run on a thread (a bound: see `bus`).
  */
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { AgentRegistry, parseAgent } from '../src/agents/index.js';
+import { AgentRegistry } from '../src/agents/index.js';
 import { loadServerConfig } from '../src/config/index.js';
 import {
   MESSAGING_MIGRATIONS,
@@ -19,14 +19,15 @@ import {
   type AclMessage,
 } from '../src/messaging/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
+import { AGENTS, fillRegistry } from './lib/bench-agents.js';
 import { durableStatements, minimalEngine } from './lib/durable-floor.js';
-import { statementThread, threadCpuMs, threadedEngine } from './lib/durable-floor-thread.js';
+import { statementThread, threadedEngine } from './lib/durable-floor-thread.js';
+import { threadCpuMs as tidCpuMs } from './lib/proc-cpu.js';
 import { tempDir } from './lib/tmp.js';
 
 const N = Number(process.env.N ?? 30_000);
 const REPS = Number(process.env.REPS ?? 5);
 const GROUPS = (process.env.GROUP_SIZES ?? '1000').split(',').map(Number);
-const AGENTS = 100;
 
 let offset = 0;
 function batch(n: number): AclMessage[] {
@@ -53,6 +54,8 @@ function checkDone(db: ReturnType<typeof openDatabase>, n: number): void {
 }
 
 const cpu = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
+/** The event loop's thread's CPU, ms. */
+const threadCpuMs = () => tidCpuMs(process.pid);
 interface Run {
   ms: number;
   /** Every thread's CPU, ms. */
@@ -147,22 +150,7 @@ async function bus(path: string, onThread: boolean): Promise<Run & { worker?: nu
   const db = openDatabase(path);
   migrate(db, MESSAGING_MIGRATIONS);
   const registry = new AgentRegistry();
-  const now = new Date().toISOString();
-  for (let i = 0; i < AGENTS; i++) {
-    const r = parseAgent(
-      `name = "agent-${i}"\ncapabilities = ["cap-${i % 20}"]\nsystem_prompt = "bench"\n[messaging]\nmax_concurrency = 64\n`,
-      { format: 'toml' },
-    );
-    if (!r.ok) throw new Error(JSON.stringify(r.errors));
-    registry.upsert({
-      definition: r.definition,
-      format: 'toml',
-      origin: { kind: 'api' },
-      revision: 1,
-      deployed_at: now,
-      updated_at: now,
-    });
-  }
+  fillRegistry(registry);
   const sql: string[] = [];
   const thread = onThread ? statementThread(join(path, 'caxton.db'), sql) : undefined;
   let recording: unknown[] | undefined;

@@ -13,7 +13,6 @@
  * the two cores overlap when every send of a burst arrives in the same turn.
  */
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { AclMessage } from '../../src/messaging/index.js';
 import { DURABLE_SQL } from './durable-floor.js';
@@ -23,11 +22,12 @@ const ACCEPT_VALUES = 8;
 const ACK_VALUES = 5;
 
 /**
- * CommonJS, evaluated as the worker's script, better-sqlite3 loaded from the path this process
- * resolved (as src/storage/checkpointer.ts does). `cpu()` reads this thread's own CPU from
- * /proc/thread-self (process.cpuUsage() counts every thread).
+ * The start of both worker scripts (CommonJS, evaluated): better-sqlite3 loaded from the path this
+ * process resolved (as src/storage/checkpointer.ts does), a connection to the WAL file with the
+ * server's pragmas, and `cpu()`, this thread's own CPU in ms from /proc/thread-self/schedstat
+ * (process.cpuUsage() counts every thread), read as bench/lib/proc-cpu.ts reads a thread's.
  */
-const WORKER_SOURCE = `
+const WORKER_START = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { readFileSync } = require('node:fs');
 const Database = require(workerData.module);
@@ -36,14 +36,14 @@ db.pragma('journal_mode = WAL');
 db.pragma('synchronous = NORMAL');
 db.pragma('foreign_keys = ON');
 db.pragma('busy_timeout = 5000');
-db.pragma('journal_size_limit = ' + workerData.journalSizeLimit);
+db.pragma('journal_size_limit = 67108864');
 db.pragma('mmap_size = 268435456');
+const cpu = () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+`;
+
+/** The floor engine's worker: an accept group's rows and delivery ids, an acknowledgement group's rows. */
+const WORKER_SOURCE = `${WORKER_START}
 const [M, D, C, A] = workerData.sql.map((s) => db.prepare(s));
-const cpu = () => {
-  const f = readFileSync('/proc/thread-self/stat', 'utf8');
-  const p = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(p[11]) + Number(p[12])) * workerData.tickMs;
-};
 const accept = db.transaction((v) => {
   const ids = new Float64Array(v.length / ${ACCEPT_VALUES});
   for (let i = 0, k = 0; i < v.length; i += ${ACCEPT_VALUES}, k++) {
@@ -74,13 +74,6 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/** This thread's CPU in ms (user + system), from /proc/thread-self: 10 ms ticks. */
-export function threadCpuMs(): number {
-  const f = readFileSync('/proc/thread-self/stat', 'utf8');
-  const p = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(p[11]) + Number(p[12])) * 10;
-}
-
 interface Accepting {
   m: AclMessage;
   resolve: () => void;
@@ -97,8 +90,6 @@ export function threadedEngine(path: string, handler: (m: AclMessage) => void, m
       module: createRequire(import.meta.url).resolve('better-sqlite3'),
       path,
       sql: DURABLE_SQL,
-      journalSizeLimit: 64 * 1024 * 1024,
-      tickMs: 10,
     },
   });
   /** Groups handed to the thread, in the order it answers them. */
@@ -195,33 +186,18 @@ export function threadedEngine(path: string, handler: (m: AclMessage) => void, m
   };
 }
 
-/**
- * CommonJS worker for `statementThread`: runs each posted batch, `[statement, argument count,
- * ...arguments]…`, in one transaction, and answers once its COMMIT returned.
- */
 /** A call per argument count up to 12 (the bus's widest row): a spread per statement costs more than the call. */
 const ARITIES = Array.from(
   { length: 13 },
   (_, n) => `case ${n}: s.run(${Array.from({ length: n }, (_, k) => `v[a + ${k}]`).join(', ')}); break;`,
 ).join('\n      ');
 
-const STATEMENTS_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { readFileSync } = require('node:fs');
-const Database = require(workerData.module);
-const db = new Database(workerData.path, { fileMustExist: true });
-db.pragma('journal_mode = WAL');
-db.pragma('synchronous = NORMAL');
-db.pragma('foreign_keys = ON');
-db.pragma('busy_timeout = 5000');
-db.pragma('journal_size_limit = 67108864');
-db.pragma('mmap_size = 268435456');
+/**
+ * CommonJS worker for `statementThread`: runs each posted batch, `[statement, argument count,
+ * ...arguments]…`, in one transaction, and answers once its COMMIT returned.
+ */
+const STATEMENTS_SOURCE = `${WORKER_START}
 const st = [];
-const cpu = () => {
-  const f = readFileSync('/proc/thread-self/stat', 'utf8');
-  const p = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(p[11]) + Number(p[12])) * 10;
-};
 const batch = db.transaction((v) => {
   for (let i = 0; i < v.length; ) {
     const s = st[v[i]], n = v[i + 1], a = i + 2;
