@@ -166,7 +166,7 @@ const spanNames = new Map<string, Map<string, string>>();
  * the message's deliveries and events take their parent and ids from it rather than parsing the
  * traceparent again. Many messages are in flight between a route and its deliveries, so a
  * one-entry cache of the last traceparent misses there. A message read back from storage or
- * another node has a plain object instead, which is parsed.
+ * another node has a plain object instead, whose traceparent is parsed.
  */
 export class SpanTraceContext implements ParentContext {
   readonly traceparent: string;
