@@ -46,22 +46,30 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
 
   it('a canary deployed from the editor moves through its stages to promotion on the open page', async () => {
     const { page, problems, close } = await openPage(browser);
-    let driving = true;
+    type Status = {
+      running: boolean;
+      rollout: { state: string } | null;
+      canary: { stage: number; candidate: { requests: number } } | null;
+    };
+    const status = async () => (await api<Status>('GET', '/api/v1/agents/canaried/rollout')).json;
     let sent = 0;
-    // Requests through the server, each its own conversation (a canary shares out new conversations).
-    const drive = async () => {
-      while (driving) {
-        const r = await api<{ content: string }>(
+    /**
+     * Requests through the server, each its own conversation (a canary shares out new
+     * conversations), one at a time until `done` holds of the rollout. The judge moves a stage on
+     * only after two candidate requests, so the test decides when the page can see each state.
+     */
+    const driveUntil = async (done: (s: Status) => boolean) => {
+      for (let s = await status(); !done(s); s = await status()) {
+        const r = await api(
           'POST',
           '/api/v1/agents/canaried/invoke',
           JSON.stringify({ request: `question ${sent++}` }),
           'application/json',
         );
-        if (r.status !== 200 && driving) throw new Error(`invoke answered ${r.status}: ${r.text}`);
-        await new Promise((res) => setTimeout(res, 100));
+        if (r.status !== 200) throw new Error(`invoke answered ${r.status}: ${r.text}`);
+        await new Promise((res) => setTimeout(res, 20));
       }
     };
-    let driver: Promise<void> | undefined;
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/canaried/edit');
       const editor = page.getByLabel('Agent file');
@@ -83,10 +91,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       expect(await page.getByLabel('Stages (percent of new conversations)').getAttribute('aria-invalid')).toBe('true');
       expect((await api<{ running: boolean }>('GET', '/api/v1/agents/canaried/rollout')).json.running).toBe(false);
 
-      // A short canary: two stages, judged after one candidate request and a second's hold.
+      // A short canary: two stages, judged after two candidate requests and a two seconds' hold.
       await page.getByLabel('Stages (percent of new conversations)').fill('50,100');
-      await page.getByLabel('Hold per stage').fill('1s');
-      await page.getByLabel('Requests per stage before judging').fill('1');
+      await page.getByLabel('Hold per stage').fill('2s');
+      await page.getByLabel('Requests per stage before judging').fill('2');
       await page.getByRole('button', { name: 'Review and deploy' }).click();
       await page.getByTestId('deploy-review').getByRole('button', { name: 'Deploy now' }).click();
       await page.getByTestId('editor-status').getByText('Deployed version 2 as a canary rollout').waitFor();
@@ -95,7 +103,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
         '/api/v1/agents/canaried/rollout',
       );
       expect(started.json.running).toBe(true);
-      expect(started.json.rollout.plan).toMatchObject({ stages: [50, 100], hold_ms: 1000 });
+      expect(started.json.rollout.plan).toMatchObject({ stages: [50, 100], hold_ms: 2000 });
 
       await page.getByRole('link', { name: 'Versions and rollout' }).click();
       await page.getByText('Rollout events: connected').waitFor();
@@ -105,18 +113,23 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       await expectAccessible(page, 'agents: a running canary');
       await screenshot(page, 'agents-canary');
 
-      // From here the page is never reloaded: it follows the rollout by itself.
-      driver = drive();
+      // From here the page is never reloaded: it follows the rollout by itself. Each state is held
+      // (one candidate request short of the judge) until the page has shown it.
+      await driveUntil((s) => s.canary?.stage !== 0 || s.canary.candidate.requests >= 1);
+      expect((await status()).canary).toMatchObject({ stage: 0, candidate: { requests: 1 } });
       const figures = page.getByTestId('canary-figures');
       await expect
         .poll(async () => Number((await figures.locator('tbody tr').nth(1).locator('td').first().textContent()) ?? 0), {
-          timeout: 20_000,
+          timeout: 10_000,
         })
-        .toBeGreaterThan(0);
-      await stage.getByText('Stage 2 of 2').waitFor({ timeout: 30_000 });
-      await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor({ timeout: 30_000 });
-      driving = false;
-      await driver;
+        .toBe(1);
+      await driveUntil((s) => s.canary?.stage !== 0);
+      const second = (await status()).canary;
+      expect(second?.stage).toBe(1);
+      expect(second?.candidate.requests).toBeLessThan(2);
+      await stage.getByText('Stage 2 of 2').waitFor({ timeout: 10_000 });
+      await driveUntil((s) => !s.running);
+      await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor({ timeout: 10_000 });
       expect(await page.getByTestId('live-version').textContent()).not.toBe('1');
       expect(await page.getByRole('button', { name: /^Promote/ }).count()).toBe(0);
       const history = page.getByTestId('rollout-history');
@@ -131,8 +144,6 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       await expectAccessible(page, 'agents: a promoted canary');
       expect(problems).toEqual([]);
     } finally {
-      driving = false;
-      await driver?.catch(() => {});
       await close();
     }
   });
