@@ -7,7 +7,7 @@
  *
  *   node --expose-gc --import tsx --import ./bench/lib/shipped-build.mjs bench/trace-profile.ts <mode> <messages|executions> [n] [outdir]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +30,7 @@ interface CpuNode {
 const [mode, workload, nArg, outArg] = process.argv.slice(2) as [Mode, Workload, string?, string?];
 const n = Number(nArg ?? (workload === 'messages' ? 12000 : 3000));
 const out = outArg ?? '/tmp';
+mkdirSync(out, { recursive: true });
 const dir = mkdtempSync(join(tmpdir(), 'caxton-trace-profile-'));
 // The `otlp` mode's collector, in this process (its share shows in the profile under node:http).
 if (mode === 'otlp') {
