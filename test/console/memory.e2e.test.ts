@@ -133,8 +133,25 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
         focused = (await page.evaluate(`document.activeElement?.getAttribute('aria-label') ?? ''`)) as string;
       }
       expect(focused).toBe('Analytical Engine (machine)');
+      // While the engine loads, nothing of Ada's stands under its heading: the engine's own entity
+      // request is held until the page has been read.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let asked!: () => void;
+      const requested = new Promise<void>((r) => (asked = r));
+      const engine = /\/api\/v1\/memory\/entities\/Analytical%20Engine(\?|$)/;
+      await page.route(engine, async (route) => {
+        asked();
+        await held;
+        await route.continue();
+      });
       await page.keyboard.press('Enter');
+      await requested;
       await page.getByRole('heading', { name: 'Analytical Engine', level: 1 }).waitFor();
+      expect(await page.getByTestId('observation').count()).toBe(0);
+      expect(await page.getByTestId('graph-node').count()).toBe(0);
+      expect(await page.getByRole('button', { name: /^(Delete|Edit)/ }).count()).toBe(0);
+      release();
       expect(new URL(page.url()).pathname).toBe('/ui/memory/entities/Analytical%20Engine');
       // The graph is now centred on the engine, with both people around it.
       await expect
