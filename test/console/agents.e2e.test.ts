@@ -86,8 +86,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents');
       await page.getByText('Directory: connected').waitFor();
-      const before = (await page.getByTestId('agent-count').textContent()) ?? '';
-      const n = Number(/^(\d+) of/.exec(before)?.[1]);
+      // The stream can connect before the list has loaded ("Loading agents…"): the count is awaited.
+      const count = page.getByTestId('agent-count').getByText(/^\d+ of \d+ agents$/);
+      await count.waitFor();
+      const n = Number(/^(\d+) of/.exec((await count.textContent()) ?? '')?.[1]);
+      expect(n).toBeGreaterThan(0);
       const r = await api(
         'POST',
         '/api/v1/agents',

@@ -55,6 +55,7 @@ describe.skipIf(!hasSystem('chromium'))('console: an auction (chromium)', () => 
     removeExecutionDirs();
   });
 
+  // The conversation may take up to 30 s to complete: the test's own time holds that wait and the rest.
   it('shows each round with its asking price, the bidders and the award, beside the diagram', async () => {
     const sent = (await sendMessage(cs.url, cs.admin, {
       performative: 'cfp',
@@ -87,5 +88,5 @@ describe.skipIf(!hasSystem('chromium'))('console: an auction (chromium)', () => 
     } finally {
       await close();
     }
-  });
+  }, 60_000);
 });

@@ -40,6 +40,8 @@ describe.runIf(run)('web console of a cluster node: a rollout another node runs 
       ...(body !== undefined && { body, contentType: 'application/toml' }),
     });
 
+  // A nats-server, two nodes on PostgreSQL one after the other, and up to 10 s for the agent to
+  // reach node B: on a loaded machine that can outlast the 30 s default hook time.
   beforeAll(async () => {
     nats = await startNatsServer();
     a = await startConsoleServer({ toml: clusterToml('node-a', nats.url, schema) });
@@ -54,7 +56,7 @@ describe.runIf(run)('web console of a cluster node: a rollout another node runs 
     });
     const started = await api(a, 'PUT', '/api/v1/agents/support?strategy=blue-green', support(2));
     expect(started.status, started.text).toBe(200);
-  });
+  }, 60_000);
   afterAll(async () => {
     await browser?.close();
     await b?.close();

@@ -176,6 +176,8 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       const rows = page.getByTestId('message-table').locator('tbody tr');
       expect(await rows.count()).toBe(8);
       await page.getByRole('button', { name: /^Show message 1: cfp from key:admin$/ }).click();
+      // The detail is already open (on the proposal): it is awaited showing the call instead.
+      await detail.getByRole('heading', { name: /^Message 1: cfp from key:admin$/ }).waitFor();
       expect(await detail.getByTestId('message-content').textContent()).toBe('Ship 3 boxes to Paris');
       await expectAccessible(page, 'the messages table');
       expect(problems).toEqual([]);

@@ -120,6 +120,7 @@ describe.skipIf(!hasSystem('chromium'))('console: bulk replay of dead letters (c
     expect(await deadLetters()).toHaveLength(SENDS.length);
   });
 
+  // Waits up to 30 s for the replayed conversations after the page's own: more than the 30 s default.
   it("replays only one receiver's dead letters from the console, after a confirmation that names the count", async () => {
     const operator = await cs.keyFor('operator');
     const before = await deadLetters();
@@ -174,7 +175,7 @@ describe.skipIf(!hasSystem('chromium'))('console: bulk replay of dead letters (c
         { timeoutMs: 30_000, what: `brittle's conversation ${d.message.conversation_id} completed` },
       );
     }
-  });
+  }, 60_000);
 
   it("lists a dead letter's attempts and run, leads from a conversation's message to its run, and discards one receiver's", async () => {
     const operator = await cs.keyFor('operator');

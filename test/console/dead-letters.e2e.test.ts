@@ -127,7 +127,22 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
       expect(await rows.count()).toBe(3);
       expect(await rows.first().textContent()).toContain('overloaded');
 
+      // While the filtered list loads, the rows shown are still the unfiltered ones, and their count
+      // says so: the filtered request is held until the page has been read.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let asked!: () => void;
+      const requested = new Promise<void>((r) => (asked = r));
+      await page.route(/\/api\/v1\/dead-letters\?.*receiver=BRITT/, async (route) => {
+        asked();
+        await held;
+        await route.continue();
+      });
       await page.getByLabel('Receiver').fill('BRITT');
+      await requested;
+      expect(await page.getByTestId('dead-letter-count').textContent()).toBe('3 shown of 3 dead letters');
+      expect(await rows.count()).toBe(3);
+      release();
       await page.getByText('1 of 3 dead letters match').waitFor();
       expect(await rows.locator('td:nth-child(2)').allTextContents()).toEqual(['brittle']);
       expect(page.url()).toBe(`${cs.url}/ui/dead-letters?receiver=BRITT`);

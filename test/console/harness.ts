@@ -9,12 +9,20 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import { DEFAULT_CONSOLE_DIR } from '../../src/api/index.js';
 import { adminKeyOf, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer, type TestServerOptions } from '../helpers/server.js';
 import { TEST_CHROMIUM } from '../helpers/system.js';
 import { makeTempDir } from '../helpers/tmp.js';
+
+/**
+ * expect.poll waits as long as the page's own waits (openPage: 10 s), not vitest's default second: a
+ * poll for what a request brings (a filtered list, an entity's observations) outlasts a slow
+ * response on a loaded machine. Set for each test file that imports the harness (vitest resets it
+ * after the file).
+ */
+vi.setConfig({ expect: { poll: { timeout: 10_000 } } });
 
 export const WIDTHS = [390, 1440] as const;
 

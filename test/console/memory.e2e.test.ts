@@ -133,8 +133,25 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
         focused = (await page.evaluate(`document.activeElement?.getAttribute('aria-label') ?? ''`)) as string;
       }
       expect(focused).toBe('Analytical Engine (machine)');
+      // While the engine loads, nothing of Ada's stands under its heading: the engine's own entity
+      // request is held until the page has been read.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let asked!: () => void;
+      const requested = new Promise<void>((r) => (asked = r));
+      const engine = /\/api\/v1\/memory\/entities\/Analytical%20Engine(\?|$)/;
+      await page.route(engine, async (route) => {
+        asked();
+        await held;
+        await route.continue();
+      });
       await page.keyboard.press('Enter');
+      await requested;
       await page.getByRole('heading', { name: 'Analytical Engine', level: 1 }).waitFor();
+      expect(await page.getByTestId('observation').count()).toBe(0);
+      expect(await page.getByTestId('graph-node').count()).toBe(0);
+      expect(await page.getByRole('button', { name: /^(Delete|Edit)/ }).count()).toBe(0);
+      release();
       expect(new URL(page.url()).pathname).toBe('/ui/memory/entities/Analytical%20Engine');
       // The graph is now centred on the engine, with both people around it.
       await expect
@@ -158,8 +175,15 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
   it('an open entity page follows the changes agents make: it reloads when an execution finishes', async () => {
     const { page, problems, close } = await openPage(browser);
     try {
+      // The page hears of executions over the event stream, which shows nothing on this page: the
+      // test waits for the stream's response (the server listens before it answers), else an
+      // execution finished before the stream opened would go unheard.
+      const listening = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/events/stream', {
+        timeout: 20_000,
+      });
       await signIn(page, cs.url, cs.admin, '/ui/memory/entities/Difference%20Engine');
       await page.getByText('An earlier calculating machine').waitFor();
+      expect((await listening).status()).toBe(200);
       // Written behind the page's back (no event of its own) ...
       const add = await http(cs.url, 'POST', '/api/v1/memory/entities/Difference%20Engine/observations', {
         body: JSON.stringify({ contents: ['Rebuilt by the Science Museum in 1991'] }),
@@ -289,12 +313,14 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       await page.mouse.down();
       await page.mouse.move(b.x + 120, b.y + 80, { steps: 5 });
       await page.mouse.up();
-      expect(await viewBox()).not.toBe(panned);
+      // Pointer moves reach the page with its frames, after mouse.move has returned.
+      await expect.poll(viewBox).not.toBe(panned);
       expect(new URL(page.url()).pathname).toBe('/ui/memory/entities/Hub');
       // The wheel zooms out; the keyboard inside the graph zooms, pans and fits.
       await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2);
       await page.mouse.wheel(0, 200);
-      expect(await page.getByTestId('graph-zoom').textContent()).toBe('130 %');
+      // mouse.wheel returns before the page has handled the wheel event.
+      await expect.poll(() => page.getByTestId('graph-zoom').textContent()).toBe('130 %');
       await page.getByRole('button', { name: 'Fit' }).focus();
       await page.keyboard.press('Tab');
       await page.keyboard.press('+');

@@ -63,6 +63,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
     removeTempDirs();
   });
 
+  // Its polls may wait 10 + 15 + 15 s (samples every 2 s, a reconnect): more than the 30 s default.
   it('shows the server at a glance, and an execution appears live in the events', async () => {
     const { page, problems, close } = await openPage(browser);
     try {
@@ -126,7 +127,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
     } finally {
       await close();
     }
-  });
+  }, 60_000);
 
   for (const width of WIDTHS) {
     it(`the overview at ${width} px`, async () => {
@@ -148,6 +149,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
 describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))(
   'web console: overview of a node whose database link drops (chromium)',
   () => {
+    // A server and a browser of its own, then polls of 10 + 15 + 15 s: more than the 30 s default.
     it('shows each outside dependency, and the one that stops answering as unavailable with its reason', async () => {
       const { proxy, url } = await startPgProxy();
       const schema = `caxton_console_${process.pid}_${Date.now()}`;
@@ -179,6 +181,6 @@ describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))(
         await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
         await c.end();
       }
-    });
+    }, 90_000);
   },
 );

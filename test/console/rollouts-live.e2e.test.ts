@@ -44,6 +44,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
     removeTempDirs();
   });
 
+  // Two stages held 2 s each, driven request by request, and waits of 10 s each: more than the 30 s default.
   it('a canary deployed from the editor moves through its stages to promotion on the open page', async () => {
     const { page, problems, close } = await openPage(browser);
     type Status = {
@@ -146,7 +147,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
     } finally {
       await close();
     }
-  });
+  }, 60_000);
 
   it('rolling back to an earlier version asks first, with the diff; any version can be viewed and compared', async () => {
     const r = await api('PUT', '/api/v1/agents/restored', agent('restored', 2));

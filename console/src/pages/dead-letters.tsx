@@ -58,6 +58,10 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
 
   const page = list.data;
   const shown = page?.dead_letters ?? [];
+  // The count is worded by the filter the rows shown answer, not the one typed: while a new filter
+  // loads, the rows of the last one are still shown.
+  const answered = list.query ?? {};
+  const shownFiltered = answered['receiver'] !== undefined || answered['error'] !== undefined;
 
   return (
     <section class="msg-page" aria-labelledby="dead-letters-title">
@@ -105,7 +109,7 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
       {page && (
         <>
           <p class="muted" role="status" data-testid="dead-letter-count">
-            {filtered
+            {shownFiltered
               ? `${page.total} of ${all.data?.total ?? '…'} dead letters match`
               : page.total === 0
                 ? 'No dead letters.'

@@ -7,5 +7,9 @@ import { Browse } from './memory-browse';
 import { EntityPage } from './memory-entity';
 
 export default function Memory({ params, query }: PageProps) {
-  return params.name !== undefined ? <EntityPage name={params.name} query={query} /> : <Browse query={query} />;
+  // One page per entity (name and scope): another entity starts from nothing, so its heading never
+  // stands over the previous entity's observations, graph and buttons while it loads.
+  if (params.name === undefined) return <Browse query={query} />;
+  const scope = query.get('scope') ?? '';
+  return <EntityPage key={JSON.stringify([scope, params.name])} name={params.name} query={query} />;
 }
