@@ -16,6 +16,7 @@ import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
   expectAccessible,
+  holdRequests,
   launchBrowser,
   openPage,
   screenshot,
@@ -129,20 +130,12 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
 
       // While the filtered list loads, the rows shown are still the unfiltered ones, and their count
       // says so: the filtered request is held until the page has been read.
-      let release!: () => void;
-      const held = new Promise<void>((r) => (release = r));
-      let asked!: () => void;
-      const requested = new Promise<void>((r) => (asked = r));
-      await page.route(/\/api\/v1\/dead-letters\?.*receiver=BRITT/, async (route) => {
-        asked();
-        await held;
-        await route.continue();
-      });
+      const hold = await holdRequests(page, /\/api\/v1\/dead-letters\?.*receiver=BRITT/);
       await page.getByLabel('Receiver').fill('BRITT');
-      await requested;
+      await hold.requested;
       expect(await page.getByTestId('dead-letter-count').textContent()).toBe('3 shown of 3 dead letters');
       expect(await rows.count()).toBe(3);
-      release();
+      hold.release();
       await page.getByText('1 of 3 dead letters match').waitFor();
       expect(await rows.locator('td:nth-child(2)').allTextContents()).toEqual(['brittle']);
       expect(page.url()).toBe(`${cs.url}/ui/dead-letters?receiver=BRITT`);

@@ -146,6 +146,23 @@ export async function signIn(page: Page, url: string, key: string, path = '/ui')
   await page.getByTestId('principal').waitFor();
 }
 
+/**
+ * Holds the page's requests matching `url` until `release()`: `requested` resolves when the first
+ * one is asked, so a test can read what the page shows while its next data is still on the way.
+ */
+export async function holdRequests(page: Page, url: RegExp): Promise<{ requested: Promise<void>; release(): void }> {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let asked!: () => void;
+  const requested = new Promise<void>((r) => (asked = r));
+  await page.route(url, async (route) => {
+    asked();
+    await held;
+    await route.continue();
+  });
+  return { requested, release };
+}
+
 const require = createRequire(import.meta.url);
 let axeSource: string | undefined;
 

@@ -17,6 +17,7 @@ import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
   expectAccessible,
+  holdRequests,
   launchBrowser,
   openPage,
   screenshot,
@@ -135,23 +136,14 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       expect(focused).toBe('Analytical Engine (machine)');
       // While the engine loads, nothing of Ada's stands under its heading: the engine's own entity
       // request is held until the page has been read.
-      let release!: () => void;
-      const held = new Promise<void>((r) => (release = r));
-      let asked!: () => void;
-      const requested = new Promise<void>((r) => (asked = r));
-      const engine = /\/api\/v1\/memory\/entities\/Analytical%20Engine(\?|$)/;
-      await page.route(engine, async (route) => {
-        asked();
-        await held;
-        await route.continue();
-      });
+      const hold = await holdRequests(page, /\/api\/v1\/memory\/entities\/Analytical%20Engine(\?|$)/);
       await page.keyboard.press('Enter');
-      await requested;
+      await hold.requested;
       await page.getByRole('heading', { name: 'Analytical Engine', level: 1 }).waitFor();
       expect(await page.getByTestId('observation').count()).toBe(0);
       expect(await page.getByTestId('graph-node').count()).toBe(0);
       expect(await page.getByRole('button', { name: /^(Delete|Edit)/ }).count()).toBe(0);
-      release();
+      hold.release();
       expect(new URL(page.url()).pathname).toBe('/ui/memory/entities/Analytical%20Engine');
       // The graph is now centred on the engine, with both people around it.
       await expect
@@ -238,20 +230,12 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       await expectAccessible(page, 'memory browse');
       // While the next page loads, the page shown keeps its own numbers: the title must not
       // number the old rows by the new offset.
-      let release!: () => void;
-      const held = new Promise<void>((r) => (release = r));
-      let asked!: () => void;
-      const requested = new Promise<void>((r) => (asked = r));
-      await page.route(/\/api\/v1\/memory\/entities\?.*offset=50/, async (route) => {
-        asked();
-        await held;
-        await route.continue();
-      });
+      const hold = await holdRequests(page, /\/api\/v1\/memory\/entities\?.*offset=50/);
       await page.getByRole('button', { name: 'Next' }).click();
-      await requested;
+      await hold.requested;
       expect(await page.locator('#entities-title').textContent()).toBe('Entities 1–50 of 55');
       expect(await list.locator('li a').last().textContent()).toBe(lastOfFirst);
-      release();
+      hold.release();
       await expect.poll(() => page.locator('#entities-title').textContent()).toBe('Entities 51–55 of 55');
       expect(new URL(page.url()).searchParams.get('offset')).toBe('50');
       expect(await list.locator('li a').last().textContent()).toBe('note 55');

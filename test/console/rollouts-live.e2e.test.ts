@@ -47,11 +47,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
   // Two stages held 2 s each, driven request by request, and waits of 10 s each: more than the 30 s default.
   it('a canary deployed from the editor moves through its stages to promotion on the open page', async () => {
     const { page, problems, close } = await openPage(browser);
-    type Status = {
-      running: boolean;
-      rollout: { state: string } | null;
-      canary: { stage: number; candidate: { requests: number } } | null;
-    };
+    type Status = { running: boolean; canary: { stage: number; candidate: { requests: number } } | null };
     const status = async () => (await api<Status>('GET', '/api/v1/agents/canaried/rollout')).json;
     let sent = 0;
     /**
