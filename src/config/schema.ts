@@ -406,8 +406,9 @@ export const serverConfigSchema = z.strictObject({
       /** Largest body of such a batch, bytes (each message still within `max_message_size`). */
       max_batch_size: size(16 * 1024 * 1024),
       /**
-       * Undelivered messages held before submissions get 429 with Retry-After. Each holds about
-       * 1 KB of live heap and 4-5 KB of RSS while queued (docs/benchmarks.md), so the default caps
+       * Undelivered messages held before submissions get 429 with Retry-After (in a cluster, the
+       * deliveries waiting in the stream plus those the node holds). Each holds about 1 KB of live
+       * heap and 4-5 KB of RSS while queued on one node (docs/benchmarks.md), so the default caps
        * that near 50 MB.
        */
       max_queue: z.number().int().min(1).max(10_000_000).default(10_000),

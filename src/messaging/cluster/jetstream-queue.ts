@@ -167,6 +167,8 @@ function wireOf(o: Outgoing): string {
 const WIRE_OVERHEAD = 512;
 /** How long stopping waits for the PubAck marks still due to be written. */
 const STOP_MARKS_MS = 2000;
+/** How long the consumer's count of waiting deliveries is reused (see exactBacklog). */
+const COUNT_REUSE_MS = 100;
 /** Times a delivery to an agent this node lacks goes back to the stream before it is run here anyway. */
 const HAND_BACKS = 10;
 
@@ -228,6 +230,19 @@ export class JetStreamQueue implements DeliveryQueue {
   readonly #rows: DataLoader<number, TakeRow | undefined>;
   /** Whether a read of fetched rows waits briefly for more deliveries (linger.ts). */
   readonly #readLinger: Linger;
+  /** The shared consumer, asked for its count of waiting deliveries when the backlog looks full. */
+  #consumer: Consumer | undefined;
+  /**
+   * How far the stream was written and how far the shared consumer handed it out, as far as this
+   * node saw (its PubAcks, what it fetched, the consumer's answers): the deliveries between wait
+   * for a node. Other nodes' publishes show in this node's next PubAck, their fetches only in the
+   * consumer's answer, so the difference may be high, never for long low.
+   */
+  #written = 0;
+  #handedOut = 0;
+  /** The consumer's answer being waited for, and when the last one came. */
+  #counting: Promise<void> | undefined;
+  #countedAt = 0;
 
   constructor(opts: JetStreamQueueOptions) {
     this.#o = opts;
@@ -274,8 +289,38 @@ export class JetStreamQueue implements DeliveryQueue {
     return this.#dispatcher.running;
   }
 
+  /** What this node holds, and what waits in the stream for any node (see #written). */
   get backlog(): number {
-    return this.#dispatcher.size;
+    return this.#dispatcher.size + Math.max(0, Math.max(this.#written, this.#acks.lastSeq) - this.#handedOut);
+  }
+
+  /**
+   * The backlog with the stream's part from the consumer itself. Why: the quick figure cannot see
+   * the deliveries other nodes took since this node last fetched, and a node whose lanes are full
+   * stops fetching. One request at a time, its answer reused for COUNT_REUSE_MS: a node refusing
+   * a burst asks a few times a second, not once a message.
+   */
+  async exactBacklog(): Promise<number> {
+    if (this.#consumer && Date.now() - this.#countedAt >= COUNT_REUSE_MS) {
+      this.#counting ??= this.#count(this.#consumer).finally(() => (this.#counting = undefined));
+      await this.#counting;
+    }
+    return this.backlog;
+  }
+
+  async #count(consumer: Consumer): Promise<void> {
+    try {
+      const info = await consumer.info();
+      const handedOut = info.delivered.stream_seq;
+      if (handedOut > this.#handedOut) this.#handedOut = handedOut;
+      this.#written = Math.max(this.#written, this.#acks.lastSeq, handedOut + info.num_pending);
+      // A stream the consumer has handed out entirely: what this node's PubAcks say is no more waiting.
+      if (info.num_pending === 0) this.#handedOut = Math.max(this.#handedOut, this.#written);
+      this.#countedAt = Date.now();
+    } catch (e) {
+      // NATS away: the quick figure stands (a publish would fail now anyway).
+      this.#o.log.debug?.({ err: describeError(e) }, 'could not read the delivery consumer; the backlog is estimated');
+    }
   }
 
   load(agent: string): number {
@@ -292,6 +337,7 @@ export class JetStreamQueue implements DeliveryQueue {
       ackWaitMs: d.ack_wait,
       replicas: this.#o.cluster.replicas,
     });
+    this.#consumer = opened.consumer;
     this.#pulls = new Pulls(opened.consumer, {
       onOverdue: (asked, got) =>
         this.#o.log.debug?.(
@@ -532,6 +578,7 @@ export class JetStreamQueue implements DeliveryQueue {
         // Each fetched delivery's row is read at once, not one after another: a burst keeps the
         // node's lanes full instead of holding a few deliveries while the stream backs up.
         await pulls.pull(room, (m) => {
+          if (m.seq > this.#handedOut) this.#handedOut = m.seq;
           this.#taking++;
           void this.#take(m)
             .catch((e: unknown) => {

@@ -26,6 +26,8 @@ export class PubAcks {
   /** Publishes awaiting their PubAck, by the token of their reply subject. */
   readonly #waiting = new Map<string, Waiting>();
   #seq = 0;
+  /** The highest stream sequence a PubAck named (how far the stream has been written, as far as this node saw). */
+  #lastSeq = 0;
   #timer: NodeJS.Timeout | undefined;
   /** When `#timer` fires. */
   #timerAt = Infinity;
@@ -41,6 +43,11 @@ export class PubAcks {
         if (!err) this.#answer(m);
       },
     });
+  }
+
+  /** The highest stream sequence a PubAck of this node named. */
+  get lastSeq(): number {
+    return this.#lastSeq;
   }
 
   /**
@@ -75,7 +82,7 @@ export class PubAcks {
       w.reject(new Error(code === 503 ? 'no JetStream stream answered (503 no responders)' : `empty answer (${code})`));
       return;
     }
-    let ack: { stream?: string; error?: { code?: number; description?: string } };
+    let ack: { stream?: string; seq?: number; error?: { code?: number; description?: string } };
     try {
       ack = m.json();
     } catch {
@@ -84,7 +91,10 @@ export class PubAcks {
     }
     if (ack.error) w.reject(new Error(`JetStream refused the message: ${ack.error.description ?? ack.error.code}`));
     else if (!ack.stream) w.reject(new Error('invalid PubAck (no stream)'));
-    else w.resolve();
+    else {
+      if (ack.seq !== undefined && ack.seq > this.#lastSeq) this.#lastSeq = ack.seq;
+      w.resolve();
+    }
   }
 
   /** One timer for every publish waiting, at the earliest deadline. */

@@ -212,15 +212,26 @@ export class DeliveryEngine {
   #acceptNew(m: AclMessage, hints: SendHints, scope: SendScope | undefined): Promise<SubmitResult> {
     const backlog = this.#queue.backlog;
     if (backlog >= this.#cfg.max_queue) {
-      throw new CaxtonError(
-        'queue_full',
-        `the message queue is full (${backlog} undelivered messages, [messaging] max_queue = ${this.#cfg.max_queue}); retry later`,
-        {
-          retry_after: 1,
-          queued: backlog,
-        },
-      );
+      const exact = this.#queue.exactBacklog?.();
+      if (!exact) throw this.#queueFull(backlog);
+      return exact.then((n) => {
+        if (n >= this.#cfg.max_queue) throw this.#queueFull(n);
+        return this.#admitted(m, hints, scope);
+      });
     }
+    return this.#admitted(m, hints, scope);
+  }
+
+  #queueFull(backlog: number): CaxtonError {
+    return new CaxtonError(
+      'queue_full',
+      `the message queue is full (${backlog} undelivered messages, [messaging] max_queue = ${this.#cfg.max_queue}); retry later`,
+      { retry_after: 1, queued: backlog },
+    );
+  }
+
+  /** Accepts `m` once the queue has room for it. */
+  #admitted(m: AclMessage, hints: SendHints, scope: SendScope | undefined): Promise<SubmitResult> {
     if (this.#o.tracer) m = this.#w.traceRoute(m);
     // After tracing: the size checked is the text published (its trace context included), made once.
     this.#queue.admit?.(m);

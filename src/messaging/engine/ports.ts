@@ -130,8 +130,16 @@ export interface Outgoing {
  * only moves it.
  */
 export interface DeliveryQueue extends LoadView {
-  /** Undelivered deliveries this node holds (the back-pressure figure of `max_queue`). */
+  /**
+   * Undelivered deliveries (the back-pressure figure of `max_queue`): those this node holds, and on
+   * a queue shared by nodes those waiting in it as far as this node knows, read without waiting.
+   */
   readonly backlog: number;
+  /**
+   * The same figure read at its source, when `backlog` reaches `max_queue`: a queue other nodes
+   * also take from, whose quick figure cannot see what they took since this node last looked.
+   */
+  exactBacklog?(): Promise<number>;
   /** Refuses a message the queue could not carry (a cluster's NATS max_payload). */
   admit?(m: AclMessage): void;
   /**

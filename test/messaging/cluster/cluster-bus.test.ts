@@ -55,6 +55,7 @@ async function node(
     natsUrl?: string;
     publishTimeoutS?: number;
     republish?: { everyMs: number; afterMs: number; staleMs?: number };
+    maxHeld?: number;
   } = {},
 ): Promise<Node> {
   const nc = await connect({ servers: links.natsUrl ?? nats.url });
@@ -72,6 +73,7 @@ async function node(
       subject: `d${schema}`,
       ack_wait: ACK_WAIT_MS / 1000,
       ...(links.publishTimeoutS && { publish_timeout: links.publishTimeoutS }),
+      ...(links.maxHeld && { max_held: links.maxHeld }),
     },
   });
   const bus = new ClusterBus({
@@ -380,6 +382,41 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     const { messages } = await a.bus.reads.getConversation(call.conversation_id);
     const accepts = messages.filter((s) => s.message.performative === 'accept-proposal');
     expect(accepts.map((s) => s.message.receivers)).toEqual([['fast']]);
+  }, 30_000);
+
+  it('max_queue counts the deliveries waiting in the stream: a node refuses past it while they wait, and accepts once another node delivered them', async () => {
+    fresh();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const limits = { max_queue: 3, agent_concurrency: 1 };
+    // Node a holds one delivery at a time and its worker waits: what it is sent next waits in the stream.
+    const a = await node('a', [['worker', ['work']]], limits, { maxHeld: 1 });
+    a.bus.registerHandler('worker', async (_m, _r, ctx) => {
+      await Promise.race([gate, new Promise((r) => ctx.signal.addEventListener('abort', r, { once: true }))]);
+      return { performative: 'inform', content: 'done by a' };
+    });
+    await a.bus.start();
+    const send = (id: string) =>
+      a.bus.submit({ id, performative: 'request', sender: 'client', receiver: 'worker', content: id });
+    const first = await Promise.all(['q1', 'q2', 'q3'].map(send));
+    await waitUntil(() => a.bus.stats().running === 1, { what: 'node a running its one delivery' });
+    const refused = await send('q4').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(CaxtonError);
+    expect([(refused as CaxtonError).code, (refused as CaxtonError).details]).toEqual([
+      'queue_full',
+      { retry_after: 1, queued: 3 },
+    ]);
+    // Node b takes the two waiting deliveries from the stream and answers them; node a's own
+    // figures cannot see that, the stream's consumer can.
+    const b = await node('b', [['worker', ['work']]], limits);
+    b.bus.registerHandler('worker', () => ({ performative: 'inform', content: 'done by b' }));
+    await b.bus.start();
+    const waited = await Promise.all(first.map((x) => b.bus.wait(x.conversation_id, 1_500)));
+    expect(waited.filter((c) => c.state === 'completed')).toHaveLength(2);
+    const accepted = await send('q4');
+    expect(accepted.duplicate).toBe(false);
+    release();
+    for (const x of [...first, accepted]) expect((await b.bus.wait(x.conversation_id, 15_000)).state).toBe('completed');
   }, 30_000);
 
   it('a node without the receiver (a file agent of another node) hands its deliveries back to one that has it', async () => {

@@ -49,7 +49,12 @@ async function node(
     config: messagingConfig(setup.config),
     cluster: clusterConfigSchema.parse({
       node: 'n1',
-      delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}` },
+      delivery: {
+        stream: `S${schema}`,
+        consumer: `c${schema}`,
+        subject: `d${schema}`,
+        ...(setup.inHandAtMost !== undefined && { max_held: setup.inHandAtMost }),
+      },
     }),
     sweepMs: 200,
     ...(setup.tracer && { tracer: setup.tracer }),

@@ -23,6 +23,11 @@ export interface ContractSetup {
   /** In-process handlers registered before the bus starts, by agent name. */
   handlers: Record<string, InProcessHandler>;
   config?: Partial<MessagingConfig>;
+  /**
+   * The most deliveries the node takes in hand at once (a cluster node's `max_held`); the rest wait
+   * in the queue. One node's in-process queue holds every delivery: it ignores this.
+   */
+  inHandAtMost?: number;
   /** Spans go here when given. */
   tracer?: Tracer;
   /** Resolves `on_behalf_of` to the principal whose scope applies. */
@@ -69,7 +74,8 @@ export type ContractCase =
   | 'history'
   | 'stats-retrying'
   | 'queue-full'
-  | 'queue-full-message';
+  | 'queue-full-message'
+  | 'queue-full-waiting';
 
 export interface ContractOptions {
   /** Whether the configuration can run here (its system parts are installed). */

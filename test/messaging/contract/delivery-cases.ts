@@ -332,6 +332,32 @@ export function deliveryCases(h: Harness): void {
       },
     );
 
+    kept('queue-full-waiting')(
+      'back-pressure counts the deliveries waiting for a worker, not only those in hand, and frees room as they are delivered',
+      async () => {
+        const g = hold();
+        const t = await start({
+          agents: [['worker', ['work']]],
+          config: { max_queue: 3, agent_concurrency: 1 },
+          inHandAtMost: 1,
+          handlers: { worker: async (_m, _r, ctx) => (await held(g, ctx.signal), { content: 'ok' }) },
+        });
+        const send = (id: string) =>
+          t.bus.submit({ id, performative: 'request', sender: 'client', receiver: 'worker', content: id });
+        for (const n of [1, 2, 3]) await send(`waiting-${n}`);
+        await waitUntil(() => t.bus.stats().running === 1, { what: 'the first delivery running' });
+        const e = await errorOf(send('one-too-many'));
+        expect([e.code, e.details]).toEqual(['queue_full', { retry_after: 1, queued: 3 }]);
+        expect(await t.bus.reads.getMessage('one-too-many')).toBeUndefined();
+        g.open();
+        for (const n of [1, 2, 3]) {
+          const c = await conversation(t.bus, (await t.bus.reads.getMessage(`waiting-${n}`))!.message.conversation_id);
+          expect(c?.conversation.state).toBe('completed');
+        }
+        expect((await send('room-again')).duplicate).toBe(false);
+      },
+    );
+
     kept('duplicate')('a message id sent three times (two at once) is stored and delivered once', async () => {
       const seen: string[] = [];
       const t = await start({
