@@ -123,6 +123,8 @@ interface Rep {
   /** Messages accepted (202, PubAck'd) by the end of the drain. */
   accepted: number;
   refused: number;
+  /** Caxton: messages refused with 429 queue_full and sent again after Retry-After (back-pressure, not failures). */
+  back_pressure?: number;
   /** Delivered (consumed, or delivery row done) inside the window. */
   delivered: number;
   /** Submission start → delivered, and accepted (202) → delivered (Caxton only), of the messages sent in the window. */
@@ -393,31 +395,52 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
   const load_1m = loadavg()[0]!;
   const failures: string[] = [];
   let refused = 0;
+  /** Messages the node refused with 429 queue_full and the client sent again after waiting. */
+  let backPressure = 0;
+  /** When the window ends (set once it starts): past it the client sends nothing again. */
+  let windowEnd = Infinity;
   const submitted = new Map<string, [number, number]>();
   const cluster = workload === 'node1' || workload === 'node1-batch' || workload === 'paced1' ? env.one : env.three;
   const fail = (s: string) => {
     refused++;
     if (failures.length < 5) failures.push(s);
   };
+  /**
+   * A client that honours back-pressure: what the node refuses with 429 queue_full is sent again
+   * after its Retry-After, while the window lasts (the node's backlog reached `[messaging]
+   * max_queue`, and the loop then runs at the rate the node delivers, not above it).
+   */
   const post = async (i: number, perPost: number) => {
     const node = cluster.nodes[i % cluster.nodes.length]!;
-    const payload = perPost === 1 ? body(i) : Array.from({ length: perPost }, (_, j) => body(i * perPost + j));
-    const t = wallNow();
-    const r = await api(node, 'POST', '/api/v1/messages', JSON.stringify(payload)).catch((e: Error) => ({
-      status: 0,
-      json: e.message,
-    }));
-    const end = wallNow();
-    if (perPost === 1) {
-      if (r.status === 202) submitted.set((r.json as { id: string }).id, [t, end]);
-      else fail(`${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
-      return;
+    let items = Array.from({ length: perPost }, (_, j) => i * perPost + j);
+    while (items.length > 0) {
+      const payload = perPost === 1 ? body(items[0]!) : items.map(body);
+      const t = wallNow();
+      const r = await api(node, 'POST', '/api/v1/messages', JSON.stringify(payload)).catch((e: Error) => ({
+        status: 0,
+        json: e.message,
+      }));
+      const end = wallNow();
+      const results =
+        perPost === 1
+          ? [{ status: r.status, ...(r.json as { id?: string; error?: { code?: string; details?: unknown } }) }]
+          : (r.json as { results?: { status: number; id?: string; error?: { code?: string; details?: unknown } }[] })
+              .results;
+      if (!results) return fail(`${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
+      const again: number[] = [];
+      let retryAfter = 1;
+      results.forEach((x, k) => {
+        if (x.status === 202 && x.id) submitted.set(x.id, [t, end]);
+        else if (x.status === 429 && x.error?.code === 'queue_full') {
+          again.push(items[k]!);
+          retryAfter = Math.max(retryAfter, (x.error.details as { retry_after?: number }).retry_after ?? 1);
+        } else fail(`${perPost === 1 ? '' : 'batch item '}${x.status} ${JSON.stringify(x).slice(0, 300)}`);
+      });
+      if (again.length === 0 || wallNow() + retryAfter * 1000 >= windowEnd) return;
+      backPressure += again.length;
+      await sleep(retryAfter * 1000);
+      items = again;
     }
-    const results = (r.json as { results?: { status: number; id?: string }[] }).results;
-    if (!results) return fail(`${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
-    for (const x of results)
-      if (x.status === 202 && x.id) submitted.set(x.id, [t, end]);
-      else fail(`batch item ${x.status}`);
   };
   const floorPost = async (i: number) => {
     const r = await httpCall(env.floor.url, 'POST', '/messages', { body: JSON.stringify(body(i)) }).catch(
@@ -433,6 +456,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
   const meter = await cpuMeter(env.groups);
   const t0 = wallNow();
   const t1 = t0 + seconds * 1000;
+  windowEnd = t1;
   let cpu: CpuReport | undefined;
   let pgIn: PgActivity | undefined;
   let natsIn: NatsCounts | undefined;
@@ -525,6 +549,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
     window_s,
     accepted: submitted.size,
     refused,
+    back_pressure: backPressure,
     delivered,
     e2e_ms: e2e,
     after_accept_ms: afterAccept,
@@ -556,6 +581,7 @@ interface Totals {
   rep_per_s: number[];
   accepted: number;
   refused: number;
+  back_pressure: number;
   /** CPU ms per delivered message, by process group and in all. */
   cpu_ms: Record<string, number>;
   cpu_total_ms: number;
@@ -622,6 +648,7 @@ function totals(reps: Rep[], workload: Workload): Totals {
     rep_per_s: mine.map((r) => r.delivered / r.window_s),
     accepted: mine.reduce((s, r) => s + r.accepted, 0),
     refused: mine.reduce((s, r) => s + r.refused, 0),
+    back_pressure: mine.reduce((s, r) => s + (r.back_pressure ?? 0), 0),
     cpu_ms,
     cpu_total_ms: Object.entries(cpu_ms)
       .filter(([g]) => counts(workload, g))
@@ -837,6 +864,10 @@ function report(reps: Rep[], env: Env): SuiteReport {
     );
     if (x.refused > 0 || x.failures.length > 0)
       notes.push(`${LABEL[w]}: ${x.refused} refused; ${x.failures.slice(0, 3).join('; ')}`);
+    if (x.back_pressure > 0)
+      notes.push(
+        `${LABEL[w]}: the node's backlog reached [messaging] max_queue; ${x.back_pressure} messages were refused with 429 queue_full and sent again after their Retry-After (${fmt(x.back_pressure / x.window_s, 0)}/s over the windows).`,
+      );
     const settles = reps.filter((r) => r.workload === w && r.settle).map((r) => r.settle!);
     if (settles.length > 0)
       notes.push(
