@@ -3,8 +3,9 @@
  * provider answers 503, [messaging] max_attempts = 1); the list filters them by receiver and
  * error text; one is inspected and replayed from the console after the provider recovers, and is
  * seen delivered; a replay the server refuses shows its error next to the button; a viewer sees
- * no replay button and a direct POST is refused naming the permission. Accessibility, CSP,
- * keyboard and screenshots at both widths.
+ * no replay button and a direct POST is refused naming the permission; past 200 the list pages,
+ * and its pager acts on the page shown while the next loads. Accessibility, CSP, keyboard and
+ * screenshots at both widths.
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
 import {
   expectAccessible,
   holdRequests,
@@ -265,4 +267,53 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
       await close();
     }
   });
+
+  it('past the first page, the pager follows the rows shown while the next page loads', async () => {
+    // More dead letters than one page holds (200): shaky's provider is still down.
+    const total = async () =>
+      (await http<Json>(cs.url, 'GET', '/api/v1/dead-letters?limit=1', { headers: bearer(cs.admin) })).json
+        .total as number;
+    const before = await total();
+    const more = Math.max(0, 201 - before);
+    for (let i = 0; i < more; i += 25)
+      await Promise.all(
+        Array.from({ length: Math.min(25, more - i) }, (_, j) =>
+          sendMessage(cs.url, cs.admin, { performative: 'request', receiver: 'shaky', content: `again ${i + j}` }),
+        ),
+      );
+    // Every one sent has failed for good before the page is opened, so the total stays put.
+    const { value: all } = await waitUntil(
+      async () => {
+        const n = await total();
+        return n >= before + more && n > 200 ? n : false;
+      },
+      { timeoutMs: 30_000, what: 'more than 200 dead letters' },
+    );
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/dead-letters');
+      const count = page.getByTestId('dead-letter-count');
+      await expect.poll(() => count.textContent()).toBe(`200 shown of ${all} dead letters`);
+      const previous = page.getByRole('button', { name: 'Previous' });
+      const next = page.getByRole('button', { name: 'Next' });
+      expect(await previous.isDisabled()).toBe(true);
+      expect(await next.isDisabled()).toBe(false);
+      // While the second page loads, the first is still shown, and the pager acts on it: the
+      // second page's request is held until the page has been read.
+      const hold = await holdRequests(page, /\/api\/v1\/dead-letters\?(.*&)?offset=200(&|$)/);
+      await next.click();
+      await hold.requested;
+      expect(await page.getByTestId('dead-letter-row').count()).toBe(200);
+      expect(await previous.isDisabled(), 'Previous while the first page is shown').toBe(true);
+      expect(await next.isDisabled(), 'Next while the first page is shown').toBe(false);
+      hold.release();
+      await expect.poll(() => count.textContent()).toBe(`${all - 200} shown of ${all} dead letters`);
+      expect(new URL(page.url()).searchParams.get('offset')).toBe('200');
+      expect(await previous.isDisabled()).toBe(false);
+      expect(await next.isDisabled()).toBe(true);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 60_000);
 });

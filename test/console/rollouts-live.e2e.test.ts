@@ -4,7 +4,8 @@
  * server with the scripted model, the open "Versions and rollout" page moves by itself through
  * the canary's stages, shows both versions' figures, and ends promoted, with what happened when.
  * Also: rolling back to an earlier version asks first and shows the diff; any version can be
- * viewed and compared with the live one.
+ * viewed and compared with the live one, and comparing with another version never shows the
+ * previous comparison's text under the new heading, not even for a frame.
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -183,6 +184,45 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       await page.getByTestId('rollback-result').getByText('Rolled back to version 1').waitFor();
       const live = await api<{ definition: { system_prompt: string } }>('GET', '/api/v1/agents/restored');
       expect(live.json.definition.system_prompt).toBe('You are restored v1.');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('comparing with another version never draws the previous comparison under the new heading', async () => {
+    expect((await api('POST', '/api/v1/agents', agent('compared', 1))).status).toBe(201);
+    for (const n of [2, 3])
+      expect((await api('PUT', '/api/v1/agents/compared', agent('compared', n))).status).toBe(200);
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/agents/compared/versions');
+      await page.getByTestId('versions').waitFor();
+      await page.getByRole('button', { name: 'Compare version 1 with the live version' }).click();
+      const shown = page.getByTestId('version-shown');
+      await shown.getByTestId('diff').locator('.cm-content').waitFor();
+      expect(await shown.getByRole('heading').textContent()).toBe('Version 1 against version 3 (live)');
+      const against3 = (await shown.getByTestId('diff').textContent()) ?? '';
+      expect(against3).toContain('You are compared v3.');
+      // Every state of the section the page goes through, as each change lands in the document (a
+      // mutation observer runs before the browser paints, so none is missed, however short).
+      await page.evaluate(`(() => {
+        window.seen = [];
+        new MutationObserver(() => {
+          const s = document.querySelector('[data-testid="version-shown"]');
+          if (s) window.seen.push({ heading: s.querySelector('h4')?.textContent ?? '', diff: s.querySelector('[data-testid="diff"]')?.textContent ?? '' });
+        }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+      })()`);
+      await page.getByLabel('Compare with').selectOption('2');
+      await expect.poll(() => shown.getByTestId('diff').textContent()).toContain('You are compared v2.');
+      expect(await shown.getByRole('heading').textContent()).toBe('Version 1 against version 2');
+      const seen = (await page.evaluate('window.seen')) as { heading: string; diff: string }[];
+      const underNew = seen.filter((f) => f.heading === 'Version 1 against version 2');
+      expect(underNew.length).toBeGreaterThan(0);
+      expect(
+        underNew.filter((f) => f.diff.includes('You are compared v3.')).length,
+        "states showing version 3's text under the heading of the comparison with version 2",
+      ).toBe(0);
       expect(problems).toEqual([]);
     } finally {
       await close();

@@ -3,7 +3,8 @@
  * generated from its input schema (result shown, the call in the audit log), invalid JSON in an
  * untyped field shown next to the field with its line and column and nothing called, the server's
  * refusal shown next to the field it names, audit filters in the URL, and a key without tools:call
- * (or without tools:read) told which permission it lacks.
+ * (or without tools:read) told which permission it lacks; going from one tool source, or one
+ * run, to another shows nothing of the previous one under the next one's heading while it loads.
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
   expectAccessible,
+  holdRequests,
   launchBrowser,
   openPage,
   screenshot,
@@ -243,6 +245,107 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
       ).not.toContain('Tools');
     } finally {
       await other.close();
+    }
+  });
+
+  it('going from one tool source to another shows nothing of the previous source while the next loads', async () => {
+    const calc = await http(cs.url, 'POST', '/api/v1/tools/builtin/calculator/call', {
+      body: JSON.stringify({ args: { expression: '2+2' } }),
+      contentType: 'application/json',
+      headers: bearer(cs.admin),
+    });
+    expect(calc.status, calc.text).toBe(200);
+    const { page, problems, close } = await openPage(browser);
+    try {
+      // json_query, then the list, then builtin, all through links: the history holds both sources.
+      await signIn(page, cs.url, cs.admin, '/ui/tools/json_query');
+      await page.getByRole('heading', { name: 'json_query', level: 1 }).waitFor();
+      await page.getByRole('link', { name: '← Tools' }).click();
+      await page.getByTestId('tool-sources').getByRole('link', { name: 'builtin', exact: true }).click();
+      await page.getByRole('heading', { name: 'builtin', level: 1 }).waitFor();
+      await page.locator('summary', { hasText: /^Call .*calculator$/ }).waitFor();
+      await page.getByTestId('audit-row').first().waitFor();
+      // Straight back to json_query (two entries back, as the back button's list offers it): the
+      // source page stays mounted, and json_query's source and its audit log are held until the
+      // page has been read.
+      const source = await holdRequests(page, /\/api\/v1\/tools\/json_query(\?|$)/);
+      const audit = await holdRequests(page, /\/api\/v1\/tools\/audit\?(.*&)?server=json_query(&|$)/);
+      await page.evaluate('history.go(-2)');
+      await Promise.all([source.requested, audit.requested]);
+      await page.getByRole('heading', { name: 'json_query', level: 1 }).waitFor();
+      expect(
+        await page.locator('summary', { hasText: /calculator/ }).count(),
+        "builtin's calculator form under json_query's heading",
+      ).toBe(0);
+      expect(await page.locator('article.tool-card').count()).toBe(0);
+      expect(await page.locator('summary', { hasText: /^Call / }).count()).toBe(0);
+      expect(await page.locator('button', { hasText: /^Call / }).count()).toBe(0);
+      expect(await page.getByTestId('audit-row').count()).toBe(0);
+      expect(await page.getByRole('status').filter({ hasText: 'Loading json_query' }).count()).toBe(1);
+      source.release();
+      audit.release();
+      // Once json_query's own source has come, its tools are shown, and none of builtin's.
+      await page.locator('summary', { hasText: 'Call json_query.query' }).waitFor();
+      expect(await page.locator('summary', { hasText: /calculator/ }).count()).toBe(0);
+      expect(new URL(page.url()).pathname).toBe('/ui/tools/json_query');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('going from one run to another shows nothing of the previous run while the next loads', async () => {
+    const created = await http(cs.url, 'POST', '/api/v1/agents', {
+      body: 'name = "adder"\ncapabilities = ["adder"]\ntools = ["calculator"]\nsystem_prompt = "You add."\n',
+      contentType: 'application/toml',
+      headers: bearer(cs.admin),
+    });
+    expect(created.status, created.text).toBe(201);
+    const invoke = async (request: string): Promise<string> => {
+      const r = await http<{ execution_id: string }>(cs.url, 'POST', '/api/v1/agents/adder/invoke', {
+        body: JSON.stringify({ request }),
+        contentType: 'application/json',
+        headers: bearer(cs.admin),
+      });
+      expect(r.status, r.text).toBe(200);
+      return r.json.execution_id;
+    };
+    const first = await invoke('What is 6 * 7?');
+    const second = await invoke('What is 2 + 3?');
+    const { page, problems, close } = await openPage(browser);
+    try {
+      // Each run through its link in the tools' audit log: the history holds both runs.
+      await signIn(page, cs.url, cs.admin, '/ui/tools');
+      const link = (id: string) => page.locator(`a[href="/ui/runs/${id}"]`);
+      await link(first).click();
+      await page.getByText('The answer is 42.').waitFor();
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Tools' }).click();
+      await link(second).click();
+      await page.getByRole('heading', { name: `Run ${second}`, level: 1 }).waitFor();
+      await page.getByText('The answer is 5.').waitFor();
+      await page.locator('details.tool-call').first().waitFor();
+      // Straight back to the first run: the run page stays mounted, and the first run's record is
+      // held until the page has been read.
+      const hold = await holdRequests(page, new RegExp(`/api/v1/executions/${first}(\\?|$)`));
+      await page.evaluate('history.go(-2)');
+      await hold.requested;
+      await page.getByRole('heading', { name: `Run ${first}`, level: 1 }).waitFor();
+      expect(
+        await page.getByText('The answer is 5.').count(),
+        "the second run's answer under the first run's heading",
+      ).toBe(0);
+      expect(await page.getByTestId('run-status').count()).toBe(0);
+      expect(await page.locator('details.tool-call').count()).toBe(0);
+      expect(await page.getByTestId('waterfall-row').count()).toBe(0);
+      expect(await page.getByText(/The answer is|What is/).count()).toBe(0);
+      expect(await page.getByRole('status').filter({ hasText: 'Loading the run' }).count()).toBe(1);
+      hold.release();
+      await page.getByText('The answer is 42.').waitFor();
+      expect(await page.getByText('The answer is 5.').count()).toBe(0);
+      expect(new URL(page.url()).pathname).toBe(`/ui/runs/${first}`);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
     }
   });
 

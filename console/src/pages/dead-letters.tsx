@@ -9,7 +9,7 @@ import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
 import { FieldError } from '../components/issues';
-import { usePoll, useApi } from '../hooks';
+import { shownOffset, useApi, usePoll } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can, session } from '../session';
@@ -62,6 +62,9 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
   // loads, the rows of the last one are still shown.
   const answered = list.query ?? {};
   const shownFiltered = answered['receiver'] !== undefined || answered['error'] !== undefined;
+  // The pager moves from the page shown, not the one asked for: while the next page loads, the
+  // rows of the last one are still shown.
+  const shownAt = shownOffset(list);
 
   return (
     <section class="msg-page" aria-labelledby="dead-letters-title">
@@ -155,16 +158,16 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
               <button
                 type="button"
                 class="secondary"
-                disabled={offset === 0}
-                onClick={() => setQuery({ offset: String(Math.max(0, offset - PAGE_SIZE)) })}
+                disabled={shownAt === 0}
+                onClick={() => setQuery({ offset: String(Math.max(0, shownAt - PAGE_SIZE)) })}
               >
                 Previous
               </button>
               <button
                 type="button"
                 class="secondary"
-                disabled={offset + PAGE_SIZE >= page.total}
-                onClick={() => setQuery({ offset: String(offset + PAGE_SIZE) })}
+                disabled={shownAt + PAGE_SIZE >= page.total}
+                onClick={() => setQuery({ offset: String(shownAt + PAGE_SIZE) })}
               >
                 Next
               </button>

@@ -40,6 +40,12 @@ interface Run extends WaterfallRun {
 
 export default function RunPage({ params }: PageProps) {
   const id = params.id ?? '';
+  // One page per run: another run starts from nothing, so its heading never stands over the
+  // previous run's record while it loads.
+  return <RunView key={id} id={id} />;
+}
+
+function RunView({ id }: { id: string }) {
   const run = useApi<Run>(`/api/v1/executions/${encodeURIComponent(id)}`);
   const r = run.data;
   return (

@@ -77,7 +77,10 @@ const OUTCOMES = ['ok', 'failed', 'invalid_input', 'denied', 'timeout', 'fuel_ex
 const AUDIT_FILTERS = ['agent', 'tool', 'outcome', 'since', 'principal'] as const;
 
 export default function Tools({ params, query }: PageProps) {
-  return params.name !== undefined ? <SourcePage name={params.name} query={query} /> : <ToolsList query={query} />;
+  // One page per source: another source starts from nothing, so its heading never stands over the
+  // previous source's tools, call forms and audit log while it loads.
+  if (params.name === undefined) return <ToolsList query={query} />;
+  return <SourcePage key={params.name} name={params.name} query={query} />;
 }
 
 function StateBadge({ state }: { state: string }) {

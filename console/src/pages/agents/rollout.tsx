@@ -79,19 +79,23 @@ export function useRolloutLive(name: string, running: boolean, reload: () => voi
 }
 
 /** The text of a version (for the diffs the confirmations show). */
-export function useVersionSources(name: string, versions: readonly number[]) {
-  const [out, setOut] = useState<{ sources?: VersionSource[]; error?: unknown }>({});
-  const key = versions.join(',');
+export function useVersionSources(
+  name: string,
+  versions: readonly number[],
+): { sources?: VersionSource[]; error?: unknown } {
+  const key = JSON.stringify([name, versions]);
+  const [out, setOut] = useState<{ key?: string; sources?: VersionSource[]; error?: unknown }>({});
   useEffect(() => {
     const ac = new AbortController();
-    setOut({});
     Promise.all(versions.map((v) => get<VersionSource>(agentPath(name, `/versions/${v}`), undefined, ac.signal))).then(
-      (sources) => setOut({ sources }),
-      (error: unknown) => !ac.signal.aborted && setOut({ error }),
+      (sources) => setOut({ key, sources }),
+      (error: unknown) => !ac.signal.aborted && setOut({ key, error }),
     );
     return () => ac.abort();
-  }, [name, key]);
-  return out;
+  }, [key]);
+  // Only what answers these versions: effects run after the browser paints, so texts loaded for
+  // other versions would otherwise be drawn for a frame under these versions' heading.
+  return out.key === key ? out : {};
 }
 
 /** A diff between two versions, loaded: `from`'s text against `to`'s. */
