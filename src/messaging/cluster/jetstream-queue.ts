@@ -234,12 +234,15 @@ export class JetStreamQueue implements DeliveryQueue {
   #consumer: Consumer | undefined;
   /**
    * How far the stream was written and how far the shared consumer handed it out, as far as this
-   * node saw (its PubAcks, what it fetched, the consumer's answers): the deliveries between wait
-   * for a node. Other nodes' publishes show in this node's next PubAck, their fetches only in the
-   * consumer's answer, so the difference may be high, never for long low.
+   * node saw (its PubAcks, the first hand-outs it fetched, the consumer's answers): the deliveries
+   * between wait for a node. Other nodes' publishes show in this node's next PubAck, their fetches
+   * only in the consumer's answer, so the difference may be high, never for long low. Each is the
+   * latest seen, not the highest: a stream made again starts its sequence again.
    */
   #written = 0;
   #handedOut = 0;
+  /** The PubAcks counted when the consumer last answered: a later one may raise `#written`. */
+  #storedAtCount = 0;
   /** The consumer's answer being waited for, and when the last one came. */
   #counting: Promise<void> | undefined;
   #countedAt = 0;
@@ -291,7 +294,10 @@ export class JetStreamQueue implements DeliveryQueue {
 
   /** What this node holds, and what waits in the stream for any node (see #written). */
   get backlog(): number {
-    return this.#dispatcher.size + Math.max(0, Math.max(this.#written, this.#acks.lastSeq) - this.#handedOut);
+    // A PubAck older than the consumer's answer adds nothing: the answer counted its message.
+    const written =
+      this.#acks.stored > this.#storedAtCount ? Math.max(this.#written, this.#acks.lastSeq) : this.#written;
+    return this.#dispatcher.size + Math.max(0, written - this.#handedOut);
   }
 
   /**
@@ -311,11 +317,9 @@ export class JetStreamQueue implements DeliveryQueue {
   async #count(consumer: Consumer): Promise<void> {
     try {
       const info = await consumer.info();
-      const handedOut = info.delivered.stream_seq;
-      if (handedOut > this.#handedOut) this.#handedOut = handedOut;
-      this.#written = Math.max(this.#written, this.#acks.lastSeq, handedOut + info.num_pending);
-      // A stream the consumer has handed out entirely: what this node's PubAcks say is no more waiting.
-      if (info.num_pending === 0) this.#handedOut = Math.max(this.#handedOut, this.#written);
+      this.#handedOut = info.delivered.stream_seq;
+      this.#written = info.delivered.stream_seq + info.num_pending;
+      this.#storedAtCount = this.#acks.stored;
       this.#countedAt = Date.now();
     } catch (e) {
       // NATS away: the quick figure stands (a publish would fail now anyway).
@@ -578,7 +582,8 @@ export class JetStreamQueue implements DeliveryQueue {
         // Each fetched delivery's row is read at once, not one after another: a burst keeps the
         // node's lanes full instead of holding a few deliveries while the stream backs up.
         await pulls.pull(room, (m) => {
-          if (m.seq > this.#handedOut) this.#handedOut = m.seq;
+          // A first hand-out: the consumer hands the stream out in order (a redelivery is an older one).
+          if (m.info.deliveryCount === 1) this.#handedOut = m.seq;
           this.#taking++;
           void this.#take(m)
             .catch((e: unknown) => {

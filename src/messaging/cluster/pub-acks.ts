@@ -26,8 +26,10 @@ export class PubAcks {
   /** Publishes awaiting their PubAck, by the token of their reply subject. */
   readonly #waiting = new Map<string, Waiting>();
   #seq = 0;
-  /** The highest stream sequence a PubAck named (how far the stream has been written, as far as this node saw). */
+  /** The stream sequence the latest first-time PubAck named (how far the stream has been written, as far as this node saw). */
   #lastSeq = 0;
+  /** First-time PubAcks received: whether one came since a given moment. */
+  #stored = 0;
   #timer: NodeJS.Timeout | undefined;
   /** When `#timer` fires. */
   #timerAt = Infinity;
@@ -45,9 +47,18 @@ export class PubAcks {
     });
   }
 
-  /** The highest stream sequence a PubAck of this node named. */
+  /**
+   * The stream sequence of this node's latest PubAck for a message stored for the first time (a
+   * duplicate's names where its first copy went). The latest, not the highest: a stream made again
+   * starts its sequence again.
+   */
   get lastSeq(): number {
     return this.#lastSeq;
+  }
+
+  /** How many first-time PubAcks came so far. */
+  get stored(): number {
+    return this.#stored;
   }
 
   /**
@@ -82,7 +93,7 @@ export class PubAcks {
       w.reject(new Error(code === 503 ? 'no JetStream stream answered (503 no responders)' : `empty answer (${code})`));
       return;
     }
-    let ack: { stream?: string; seq?: number; error?: { code?: number; description?: string } };
+    let ack: { stream?: string; seq?: number; duplicate?: boolean; error?: { code?: number; description?: string } };
     try {
       ack = m.json();
     } catch {
@@ -92,7 +103,10 @@ export class PubAcks {
     if (ack.error) w.reject(new Error(`JetStream refused the message: ${ack.error.description ?? ack.error.code}`));
     else if (!ack.stream) w.reject(new Error('invalid PubAck (no stream)'));
     else {
-      if (ack.seq !== undefined && ack.seq > this.#lastSeq) this.#lastSeq = ack.seq;
+      if (ack.seq !== undefined && ack.duplicate !== true) {
+        this.#lastSeq = ack.seq;
+        this.#stored++;
+      }
       w.resolve();
     }
   }
