@@ -1,8 +1,9 @@
 /**
  * The deliveries' publisher (src/messaging/cluster/pub-acks.ts) on a real `nats-server -js`: a
  * publish resolves once the stream stored the message, the stream's dedupe window drops a second
- * publish of the same `Nats-Msg-Id`, a stream's refusal fails the publish with its reason, a
- * subject no stream takes fails at once (503), and a publish no one answers fails at its timeout.
+ * publish of the same `Nats-Msg-Id` (and its PubAck does not move how far the stream was written),
+ * a stream's refusal fails the publish with its reason, a subject no stream takes fails at once
+ * (503), and a publish no one answers fails at its timeout.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
@@ -41,7 +42,11 @@ describe.runIf(run)('PubAcks', () => {
     await Promise.all(Array.from({ length: 50 }, (_, i) => acks.publish('pa.one', `m${i}`, `id-${i}`, 5000)));
     await acks.publish('pa.one', 'again', 'id-0', 5000);
     const jsm = await jetstreamManager(nc);
-    expect((await jsm.streams.info('PUBACKS')).state.messages).toBe(50);
+    const state = (await jsm.streams.info('PUBACKS')).state;
+    expect(state.messages).toBe(50);
+    // How far the stream was written, as the backlog counts it: the duplicate's PubAck names its
+    // first copy's sequence and moves nothing.
+    expect([acks.lastSeq, acks.stored]).toEqual([state.last_seq, 50]);
   });
 
   it('fails with the reason when the stream refuses the message (its error answer)', async () => {
