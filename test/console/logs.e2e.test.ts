@@ -26,6 +26,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
   let url: string;
   let admin: string;
   let browser: Browser;
+  let logger: ReturnType<typeof createLogger>;
   beforeAll(async () => {
     const dir = makeTempDir('caxton-console-logs-');
     writeFileSync(join(dir, 'replies.toml'), REPLIES);
@@ -37,7 +38,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
       flags: { port: 0, metricsPort: 0 },
     });
     const buffer = new LogBuffer(5000);
-    const logger = createLogger('info', { write: () => {} }, { buffer });
+    logger = createLogger('info', { write: () => {} }, { buffer });
     [server, browser] = await Promise.all([startServer({ config, logger, logBuffer: buffer }), launchBrowser()]);
     url = server.url;
     admin = adminKeyOf(config.data_dir);
@@ -97,6 +98,48 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
       expect(await page.getByTestId('log-line').filter({ hasText: requestId }).count()).toBe(0);
       await page.getByRole('button', { name: 'Resume (1 new)' }).click();
       await page.getByTestId('log-line').filter({ hasText: requestId }).waitFor();
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('on resume the count and the lines are those the filters show: each held line once, in order, with one that arrives as Resume is clicked', async () => {
+    const tag = `resume-${Date.now()}`;
+    const { page, problems, close } = await openPage(browser);
+    try {
+      // Warn and above (the server filters), and only lines with the tag (the page filters).
+      await signIn(page, url, admin, `/ui/logs?level=warn&q=${tag}`);
+      await page.getByText('Live tail: connected').waitFor();
+      const tagged = page.getByTestId('log-line').filter({ hasText: tag });
+      const msgs = () => tagged.locator('.msg').allTextContents();
+      await page.getByRole('button', { name: 'Pause' }).click();
+      logger.warn(`${tag} held 1`);
+      logger.info(`${tag} below the level`);
+      logger.warn('a warning without the tag');
+      logger.error(`${tag} held 2`);
+      logger.warn('another warning without the tag');
+      logger.warn(`${tag} held 3`);
+      const resume = page.getByRole('button', { name: /^Resume/ });
+      await expect.poll(() => resume.textContent()).toBe('Resume (3 new)');
+      // The count grows a line at a time, so a count that lets the untagged lines in passes 3 on
+      // its way to 5: a second look once they have had time to arrive tells the two apart.
+      await page.waitForTimeout(300);
+      expect(await resume.textContent()).toBe('Resume (3 new)');
+      expect(await tagged.count()).toBe(0);
+
+      // One line just before the click, one while it is on its way, one just after.
+      logger.warn(`${tag} before resume`);
+      const clicked = resume.click();
+      logger.warn(`${tag} during resume`);
+      await clicked;
+      logger.warn(`${tag} after resume`);
+      const expected = ['held 1', 'held 2', 'held 3', 'before resume', 'during resume', 'after resume'].map(
+        (m) => `${tag} ${m}`,
+      );
+      await expect.poll(() => tagged.count()).toBe(expected.length);
+      expect(await msgs()).toEqual(expected);
+      await page.getByRole('button', { name: 'Pause' }).waitFor();
       expect(problems).toEqual([]);
     } finally {
       await close();

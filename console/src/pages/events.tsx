@@ -43,16 +43,16 @@ export default function Events({ query }: PageProps) {
         }
       },
       textOf: (ev) => JSON.stringify(ev),
+      filter: text,
     },
     [type, agent],
   );
-  const needle = text.toLowerCase();
-  const shown = needle ? tail.lines.filter((l) => l.text.includes(needle)) : tail.lines;
+  const { shown } = tail;
   return (
     <section aria-labelledby="events-title">
       <h1 id="events-title">Events</h1>
       <Filters type={type} agent={agent} text={text} />
-      <TailControls tail={tail} shown={shown.length} label="events" />
+      <TailControls tail={tail} label="events" />
       <TailList label="Agent events" newest={shown.at(-1)?.key ?? -1}>
         {shown.map(({ key, item: ev }) => {
           const d = ev.data ?? {};

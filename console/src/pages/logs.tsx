@@ -38,16 +38,16 @@ export default function Logs({ query }: PageProps) {
         }
       },
       textOf: (l) => JSON.stringify(l),
+      filter: text,
     },
     [level, agent],
   );
-  const needle = text.toLowerCase();
-  const shown = needle ? tail.lines.filter((l) => l.text.includes(needle)) : tail.lines;
+  const { shown } = tail;
   return (
     <section aria-labelledby="logs-title">
       <h1 id="logs-title">Logs</h1>
       <Filters level={level} agent={agent} text={text} />
-      <TailControls tail={tail} shown={shown.length} label="lines" />
+      <TailControls tail={tail} label="lines" />
       <TailList label="Log lines" newest={shown.at(-1)?.key ?? -1}>
         {shown.map(({ key, item: l }) => {
           const extra = Object.entries(l).filter(([k]) => !SHOWN.has(k));

@@ -20,16 +20,29 @@ export interface TailLine<T> {
 
 export interface Tail<T> {
   lines: TailLine<T>[];
+  /** The lines the text filter keeps. */
+  shown: TailLine<T>[];
   /** Lines dropped from the front to keep MAX_LINES. */
   dropped: number;
   paused: boolean;
-  /** Lines that arrived while paused. */
-  heldCount: number;
+  /** Lines that arrived while paused and the text filter keeps: what resuming adds to `shown`. */
+  heldShown: number;
   state: LiveState | undefined;
   pause(): void;
   resume(): void;
   clear(): void;
 }
+
+interface Buffer<T> {
+  lines: TailLine<T>[];
+  dropped: number;
+  paused: boolean;
+  /** Lines that arrive while paused (bounded too; the ones it drops are counted on resume). */
+  held: TailLine<T>[];
+  heldDropped: number;
+}
+
+const empty = <T,>(paused: boolean): Buffer<T> => ({ lines: [], dropped: 0, paused, held: [], heldDropped: 0 });
 
 export function useTail<T>(
   opts: {
@@ -37,27 +50,19 @@ export function useTail<T>(
     query: RequestOptions['query'];
     parse: (e: SseEvent) => T | undefined;
     textOf: (t: T) => string;
+    /** The text filter: only lines containing it (any case) are shown and counted as held. */
+    filter: string;
   },
   deps: unknown[],
 ): Tail<T> {
-  const [buf, setBuf] = useState<{ lines: TailLine<T>[]; dropped: number }>({ lines: [], dropped: 0 });
-  const [paused, setPaused] = useState(false);
-  // Lines that arrive while paused (bounded too; the ones it drops are counted on resume).
-  const held = useRef<{ lines: TailLine<T>[]; dropped: number }>({ lines: [], dropped: 0 });
-  const [heldCount, setHeldCount] = useState(0);
-  const pausedRef = useRef(false);
+  // The held lines live in state beside the shown ones, so the count on Resume is worked out from
+  // them at render with the text filter of the moment; and every change goes through an updater,
+  // so a line, a pause and a resume apply in the order they happen.
+  const [buf, setBuf] = useState<Buffer<T>>(() => empty(false));
   const n = useRef(0);
-  const add = (batch: TailLine<T>[], alreadyDropped = 0) => {
-    setBuf((old) => {
-      const next = appendBounded(old.lines, batch, MAX_LINES);
-      return { lines: next.lines, dropped: old.dropped + alreadyDropped + next.dropped };
-    });
-  };
   // New filters: a new stream, and the lines of the old one go.
   useEffect(() => {
-    held.current = { lines: [], dropped: 0 };
-    setHeldCount(0);
-    setBuf({ lines: [], dropped: 0 });
+    setBuf((old) => empty(old.paused));
   }, deps);
   const state = useLive(
     {
@@ -67,37 +72,52 @@ export function useTail<T>(
         const item = opts.parse(e);
         if (item === undefined) return;
         const line = { key: n.current++, item, text: opts.textOf(item).toLowerCase() };
-        if (pausedRef.current) {
-          const next = appendBounded(held.current.lines, [line], MAX_LINES);
-          held.current = { lines: next.lines, dropped: held.current.dropped + next.dropped };
-          setHeldCount(next.lines.length);
-        } else add([line]);
+        setBuf((old) => {
+          if (old.paused) {
+            const next = appendBounded(old.held, [line], MAX_LINES);
+            return { ...old, held: next.lines, heldDropped: old.heldDropped + next.dropped };
+          }
+          const next = appendBounded(old.lines, [line], MAX_LINES);
+          return { ...old, lines: next.lines, dropped: old.dropped + next.dropped };
+        });
       },
     },
     deps,
   );
-  const pause = () => {
-    pausedRef.current = true;
-    setPaused(true);
+  const pause = () => setBuf((old) => ({ ...old, paused: true }));
+  const resume = () =>
+    setBuf((old) => {
+      const next = appendBounded(old.lines, old.held, MAX_LINES);
+      return {
+        lines: next.lines,
+        dropped: old.dropped + old.heldDropped + next.dropped,
+        paused: false,
+        held: [],
+        heldDropped: 0,
+      };
+    });
+  const clear = () => setBuf((old) => ({ ...old, lines: [], dropped: 0 }));
+  const needle = opts.filter.toLowerCase();
+  const keep = (l: TailLine<T>) => l.text.includes(needle);
+  return {
+    lines: buf.lines,
+    shown: needle ? buf.lines.filter(keep) : buf.lines,
+    dropped: buf.dropped,
+    paused: buf.paused,
+    heldShown: needle ? buf.held.filter(keep).length : buf.held.length,
+    state,
+    pause,
+    resume,
+    clear,
   };
-  const resume = () => {
-    pausedRef.current = false;
-    setPaused(false);
-    const h = held.current;
-    held.current = { lines: [], dropped: 0 };
-    add(h.lines, h.dropped);
-    setHeldCount(0);
-  };
-  const clear = () => setBuf({ lines: [], dropped: 0 });
-  return { lines: buf.lines, dropped: buf.dropped, paused, heldCount, state, pause, resume, clear };
 }
 
-export function TailControls<T>({ tail, shown, label }: { tail: Tail<T>; shown: number; label: string }) {
+export function TailControls<T>({ tail, label }: { tail: Tail<T>; label: string }) {
   return (
     <div class="row tail-controls">
       {tail.paused ? (
         <button type="button" onClick={tail.resume}>
-          Resume{tail.heldCount > 0 && ` (${tail.heldCount} new)`}
+          Resume{tail.heldShown > 0 && ` (${tail.heldShown} new)`}
         </button>
       ) : (
         <button type="button" class="secondary" onClick={tail.pause}>
@@ -108,7 +128,7 @@ export function TailControls<T>({ tail, shown, label }: { tail: Tail<T>; shown: 
         Clear
       </button>
       <span class="small muted" data-testid="tail-count">
-        {shown} of {tail.lines.length} {label} shown (the last {MAX_LINES} are kept
+        {tail.shown.length} of {tail.lines.length} {label} shown (the last {MAX_LINES} are kept
         {tail.dropped > 0 && `; ${tail.dropped} older dropped`})
       </span>
       <span class="spacer" />
