@@ -320,10 +320,13 @@ export class JetStreamQueue implements DeliveryQueue {
       this.#handedOut = info.delivered.stream_seq;
       this.#written = info.delivered.stream_seq + info.num_pending;
       this.#storedAtCount = this.#acks.stored;
-      this.#countedAt = Date.now();
     } catch (e) {
       // NATS away: the quick figure stands (a publish would fail now anyway).
       this.#o.log.debug?.({ err: describeError(e) }, 'could not read the delivery consumer; the backlog is estimated');
+    } finally {
+      // A failed answer is not asked for again at once either: a node refusing a burst while NATS
+      // is away would otherwise send one request per submission.
+      this.#countedAt = Date.now();
     }
   }
 

@@ -26,9 +26,8 @@ export class PubAcks {
   /** Publishes awaiting their PubAck, by the token of their reply subject. */
   readonly #waiting = new Map<string, Waiting>();
   #seq = 0;
-  /** The stream sequence the latest first-time PubAck named (how far the stream has been written, as far as this node saw). */
+  /** See `lastSeq` and `stored`. */
   #lastSeq = 0;
-  /** First-time PubAcks received: whether one came since a given moment. */
   #stored = 0;
   #timer: NodeJS.Timeout | undefined;
   /** When `#timer` fires. */
@@ -56,7 +55,7 @@ export class PubAcks {
     return this.#lastSeq;
   }
 
-  /** How many first-time PubAcks came so far. */
+  /** How many first-time PubAcks came so far: whether one came since a given moment. */
   get stored(): number {
     return this.#stored;
   }
