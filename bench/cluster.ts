@@ -421,11 +421,12 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
         json: e.message,
       }));
       const end = wallNow();
-      const results =
+      // One message answers with its result or error envelope; a batch with one of those per message.
+      type Answer = { status: number; id?: string; error?: { code?: string; details?: unknown } };
+      const results: Answer[] | undefined =
         perPost === 1
-          ? [{ status: r.status, ...(r.json as { id?: string; error?: { code?: string; details?: unknown } }) }]
-          : (r.json as { results?: { status: number; id?: string; error?: { code?: string; details?: unknown } }[] })
-              .results;
+          ? [{ ...(typeof r.json === 'object' ? (r.json as Omit<Answer, 'status'>) : {}), status: r.status }]
+          : (r.json as { results?: Answer[] }).results;
       if (!results) return fail(`${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
       const again: number[] = [];
       let retryAfter = 1;
