@@ -1,7 +1,7 @@
 /**
  * Polls `probe` until it returns a value other than undefined/false, or the time is up (default
- * 10 s). The wait is for an event, never a bound on how fast it comes (bench/ measures that): 1.5 s
- * was too short while CI's two cores import 199 test files (a cluster test's agree, 2026-11-25).
+ * 10 s). The wait is for an event, never a bound on how fast it comes (bench/ measures that): under
+ * CI's load, two cores importing hundreds of test files, a second or two is not enough.
  */
 export async function waitUntil<T>(
   probe: () => T | undefined | false | Promise<T | undefined | false>,

@@ -392,7 +392,16 @@ describe('servers that cannot start', () => {
       expect(missing.tools).toBe(0);
       expect(missing.attempts).toBeGreaterThanOrEqual(1); // retries every 50-200 ms: more may have run while the other server started
       expect(missing.last_error).toMatch(/connecting failed: spawn \/nonexistent\/mcp-server ENOENT/);
-      expect(missing.next_retry_at).toEqual(expect.any(String));
+      // Only between attempts is a next one scheduled; during one, next_retry_at is null.
+      expect(missing.next_retry_at).toEqual(missing.state === 'failed' ? expect.any(String) : null);
+      const { value: between } = await waitUntil(
+        () => {
+          const s = mcp.status('missing')!;
+          return s.state === 'failed' && s;
+        },
+        { timeoutMs: 5000, what: 'missing to be between two attempts' },
+      );
+      expect(Date.parse(between.next_retry_at!)).toBeGreaterThan(Date.parse(between.last_error_at!));
       expect(mcp.status('crashing')!.last_error).toContain('fatal: MCP_TOKEN is not set');
       await waitUntil(() => mcp.status('missing')!.attempts >= 3, { timeoutMs: 5000, what: 'more attempts' });
     } finally {
