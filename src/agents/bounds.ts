@@ -8,8 +8,8 @@ import { MAX_INPUT_DEPTH, valueDepth } from '../shared/depth.js';
  *
  * Why: the YAML parser's composer recurses (≈ 800 levels overflow it, and 100,000 levels take
  * seconds in its CST parser), JSON.parse of deep text is slow, and everything after parsing
- * (structuredClone, zod, JSON.stringify, the template renderer) recurses too. A hostile file in
- * agents_dir used to crash the watcher and then every restart.
+ * (structuredClone, zod, JSON.stringify, the template renderer) recurses too. Unbounded, a hostile
+ * file in agents_dir would crash the watcher and then every restart.
  */
 
 /** Largest agent file read from agents_dir (API bodies are bounded by `[server] max_body_size`). */

@@ -100,8 +100,8 @@ export interface WatcherHooks {
  * the last good version running and is reported.
  *
  * Whatever one file holds (unreadable, too large, too deep, an alias bomb, a parser failure), it
- * becomes an "invalid" file: never an exception out of a timer callback (which used to end the
- * process) or out of loadAll (which used to stop every start until the file was removed).
+ * becomes an "invalid" file: never an exception out of a timer callback (which would end the
+ * process) or out of loadAll (which would stop every start until the file was removed).
  */
 export class AgentDirectoryWatcher {
   readonly #dir: string;

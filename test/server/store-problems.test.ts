@@ -208,7 +208,7 @@ describe('caxton serve with a bad data file', () => {
     db.exec(
       "INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('broken', 'broken', 'toml', 'x', '{\"name\": \"bro', 1, '2026-01-01', '2026-01-01')",
     );
-    // Valid JSON, wrong fields: it used to load, and listing or showing the agents answered 500.
+    // Valid JSON, wrong fields: it must not load, or listing and showing the agents would answer 500.
     const keeper = JSON.parse(
       db.prepare("SELECT definition FROM agents WHERE key = 'keeper'").pluck().get() as string,
     ) as Record<string, unknown>;

@@ -248,7 +248,7 @@ export async function chatMessagesToInvoke(
   const turns = (from: number, to: number) =>
     converted.slice(from, to).filter((m): m is HistoryMessage => m !== undefined);
   // After the last user message only a tool loop's turns count; a lone assistant message there
-  // (a prefill) is not sent on, as before tools existed.
+  // (a prefill) is not sent on: without a tool loop the conversation's turns end at the user.
   const continuation = tail.some((m) => m.role === 'tool') ? turns(lastUser + 1, messages.length) : [];
   return {
     invoke: { request, ...placement, history: turns(0, lastUser), ...(continuation.length > 0 && { continuation }) },
