@@ -98,13 +98,13 @@ export function useTail<T>(
     });
   const clear = () => setBuf((old) => ({ ...old, lines: [], dropped: 0 }));
   const needle = opts.filter.toLowerCase();
-  const keep = (l: TailLine<T>) => l.text.includes(needle);
+  const kept = (ls: TailLine<T>[]) => (needle ? ls.filter((l) => l.text.includes(needle)) : ls);
   return {
     lines: buf.lines,
-    shown: needle ? buf.lines.filter(keep) : buf.lines,
+    shown: kept(buf.lines),
     dropped: buf.dropped,
     paused: buf.paused,
-    heldShown: needle ? buf.held.filter(keep).length : buf.held.length,
+    heldShown: kept(buf.held).length,
     state,
     pause,
     resume,
