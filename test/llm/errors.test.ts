@@ -25,6 +25,7 @@ import {
   type Handler,
   type TestServer,
 } from './helpers/server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const KEY_ENV = 'CAXTON_TEST_ERRORS_KEY';
 const servers: TestServer[] = [];
@@ -230,9 +231,13 @@ describe.each(flavours)('$name client failures', (f) => {
   it('caller abort during the backoff wait → cancelled', async () => {
     const s = await serve(json(503, {}, { 'retry-after': '20' }));
     const ac = new AbortController();
-    setTimeout(() => ac.abort(), 150);
     const started = Date.now();
-    const e = await failure(f.make(s.url).chat({ ...req, signal: ac.signal }));
+    const call = failure(f.make(s.url).chat({ ...req, signal: ac.signal }));
+    // Aborted once the first attempt was answered (a fixed delay could end before it under load):
+    // the client is then waiting out the 20 s Retry-After.
+    await waitUntil(() => s.hits.length === 1, { what: 'the first attempt' });
+    setTimeout(() => ac.abort(), 50);
+    const e = await call;
     expect(e.kind).toBe('cancelled');
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(s.hits).toHaveLength(1);
