@@ -24,6 +24,7 @@ import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { StreamScrubber } from '../shared/stream-scrub.js';
 import { timeOrderedUuid } from '../shared/ids.js';
 import { allowsTool, ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
+import { Deadline } from './deadline.js';
 import { buildDeps, llmSetup, setupShipper, type LlmSetup } from './deps.js';
 import {
   executionTools,
@@ -112,70 +113,6 @@ function taskModulePath(): string {
   const js = here.replace(/executor\.(ts|js)$/, 'task.js');
   if (existsSync(js)) return js;
   return js.replace(/([\\/])src([\\/])execution([\\/])task\.js$/, '$1dist$2execution$3task.js');
-}
-
-/**
- * The agent's deadline and the caller's cancellation (`outer`, or `cancelOn`) folded into one
- * signal. Equivalent to `AbortSignal.any([outer, AbortSignal.timeout(ms)])`, but cheaper, and
- * `dispose()` releases the timer and the listener as soon as the execution settles:
- * `AbortSignal.timeout` keeps its timer (120 s by default) until it fires, so under sustained load
- * they pile up by the hundred thousand (see docs/benchmarks.md, Execution). A cancellation after
- * `dispose()` aborts nothing: the execution is over.
- */
-class Deadline {
-  readonly #ac = new AbortController();
-  readonly #timer: NodeJS.Timeout;
-  readonly #outer: AbortSignal | undefined;
-  readonly #onAbort: (() => void) | undefined;
-  #timedOut = false;
-  #cancelled = false;
-  #settled = false;
-
-  constructor(timeoutMs: number, outer: AbortSignal | undefined, cancelOn: InvokeOptions['cancelOn']) {
-    // A static callback and its argument: no closure per execution.
-    this.#timer = setTimeout(expire, timeoutMs, this);
-    this.#timer.unref();
-    this.#outer = outer;
-    if (outer?.aborted) this.cancel(outer.reason);
-    else if (outer) {
-      this.#onAbort = () => this.cancel(outer.reason);
-      outer.addEventListener('abort', this.#onAbort, { once: true });
-    }
-    cancelOn?.(() => this.cancel());
-  }
-
-  get signal(): AbortSignal {
-    return this.#ac.signal;
-  }
-
-  timedOut(): boolean {
-    return this.#timedOut;
-  }
-
-  cancelled(): boolean {
-    return this.#cancelled;
-  }
-
-  expire(): void {
-    this.#timedOut = true;
-    this.#ac.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
-  }
-
-  cancel(reason?: unknown): void {
-    if (this.#settled || this.#ac.signal.aborted) return;
-    this.#cancelled = true;
-    this.#ac.abort(reason);
-  }
-
-  dispose(): void {
-    this.#settled = true;
-    clearTimeout(this.#timer);
-    if (this.#onAbort) this.#outer?.removeEventListener('abort', this.#onAbort);
-  }
-}
-
-function expire(d: Deadline): void {
-  d.expire();
 }
 
 /**
