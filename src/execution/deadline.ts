@@ -1,3 +1,6 @@
+/** How a caller hands over its cancellation: called once, with the function that cancels. */
+export type CancelHook = (cancel: () => void) => void;
+
 /**
  * The agent's deadline and the caller's cancellation (`outer`, or `cancelOn`) folded into one
  * signal. Equivalent to `AbortSignal.any([outer, AbortSignal.timeout(ms)])`, but cheaper, and
@@ -15,7 +18,7 @@ export class Deadline {
   #cancelled = false;
   #settled = false;
 
-  constructor(timeoutMs: number, outer: AbortSignal | undefined, cancelOn: ((cancel: () => void) => void) | undefined) {
+  constructor(timeoutMs: number, outer: AbortSignal | undefined, cancelOn: CancelHook | undefined) {
     // A static callback and its argument: no closure per execution.
     this.#timer = setTimeout(expire, timeoutMs, this);
     this.#timer.unref();

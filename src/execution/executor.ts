@@ -24,7 +24,7 @@ import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { StreamScrubber } from '../shared/stream-scrub.js';
 import { timeOrderedUuid } from '../shared/ids.js';
 import { allowsTool, ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
-import { Deadline } from './deadline.js';
+import { Deadline, type CancelHook } from './deadline.js';
 import { buildDeps, llmSetup, setupShipper, type LlmSetup } from './deps.js';
 import {
   executionTools,
@@ -48,7 +48,7 @@ export interface InvokeOptions {
    * starts, with the function that cancels it (src/api/sse.ts: disconnectHook). Cheaper than
    * `signal`: the execution's own deadline controller is then the request's only AbortController.
    */
-  cancelOn?: (cancel: () => void) => void;
+  cancelOn?: CancelHook;
   stream?: boolean;
   onEvent?: (e: ExecutionEvent) => void;
   /** Who runs this execution, and their effective limits (src/auth/limits.ts); needs `ExecutorOptions.limiter`. */
