@@ -8,9 +8,11 @@
  * and acks it. No validation, no routing, no conversation state: what any server on these parts
  * would pay at least.
  *
+ * The same process serves the rows floor (rows-floor.ts) on POST /rows, over a stream of its own.
+ *
  * IPC: the parent sends `config`; the worker answers `ready` with its URL. GET /stats?from=&to=
- * (wall-clock ms) answers how many messages it published and consumed, and how many were
- * consumed in that window.
+ * (wall-clock ms; `kind=rows`: the rows floor's) answers how many messages it published and
+ * consumed, and how many were consumed in that window.
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +20,7 @@ import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } 
 import { connect } from '@nats-io/transport-node';
 import Fastify from 'fastify';
 import pg from 'pg';
+import { rowsFloor } from './rows-floor.js';
 
 export interface FloorConfig {
   natsUrl: string;
@@ -27,6 +30,8 @@ export interface FloorConfig {
   subject: string;
   /** The table the rows go to, created here (public schema). */
   table: string;
+  /** The rows floor (rows-floor.ts, POST /rows): its schema, stream and subject prefix, created here. */
+  rows: { schema: string; stream: string; subject: string };
 }
 
 export type ToFloor = { type: 'config'; config: FloorConfig };
@@ -44,7 +49,8 @@ const BATCH_ROWS = 100;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
 async function main(cfg: FloorConfig): Promise<string> {
-  const pool = new pg.Pool({ connectionString: cfg.pgUrl, max: 4 });
+  // Enough connections for the rows floor's groups (four of each kind at once) beside its reads.
+  const pool = new pg.Pool({ connectionString: cfg.pgUrl, max: 12 });
   await pool.query(
     `CREATE TABLE IF NOT EXISTS "${cfg.table}" (id text PRIMARY KEY, body text NOT NULL, created_at text NOT NULL)`,
   );
@@ -65,6 +71,20 @@ async function main(cfg: FloorConfig): Promise<string> {
     max_ack_pending: -1,
   });
   const js = jetstream(nc);
+  await jsm.streams.add({
+    name: cfg.rows.stream,
+    subjects: [`${cfg.rows.subject}.>`],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    duplicate_window: 120_000_000_000,
+  });
+  await jsm.consumers.add(cfg.rows.stream, {
+    durable_name: 'rows',
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: 30_000_000_000,
+    max_deliver: -1,
+    max_ack_pending: -1,
+  });
 
   // Group commit: rows wait while a batch is being written, then go together (at most BATCH_ROWS).
   const queue: { id: string; body: string; at: string; done: (e?: unknown) => void }[] = [];
@@ -107,14 +127,22 @@ async function main(cfg: FloorConfig): Promise<string> {
     published++;
     return reply.code(202).send(message);
   });
+  const rows = await rowsFloor(
+    app,
+    pool,
+    js,
+    async () => (await js.consumers.get(cfg.rows.stream, 'rows')).consume({ max_messages: 256 }),
+    { schema: cfg.rows.schema, subject: cfg.rows.subject, wallNow },
+  );
   app.get('/stats', async (req): Promise<FloorStats> => {
-    const q = req.query as { from?: string; to?: string };
+    const q = req.query as { from?: string; to?: string; kind?: string };
     const from = Number(q.from ?? 0);
     const to = Number(q.to ?? Number.MAX_SAFE_INTEGER);
+    const [p, at] = q.kind === 'rows' ? [rows.published, rows.consumedAt] : [published, consumedAt];
     return {
-      published,
-      consumed: consumedAt.length,
-      consumed_in_window: consumedAt.filter((t) => t >= from && t <= to).length,
+      published: p,
+      consumed: at.length,
+      consumed_in_window: at.filter((t) => t >= from && t <= to).length,
     };
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -135,6 +163,7 @@ async function main(cfg: FloorConfig): Promise<string> {
       await app.close();
       await nc.close();
       await pool.query(`DROP TABLE IF EXISTS "${cfg.table}"`).catch(() => {});
+      await pool.query(`DROP SCHEMA IF EXISTS "${cfg.rows.schema}" CASCADE`).catch(() => {});
       await pool.end();
       process.exit(0);
     })();

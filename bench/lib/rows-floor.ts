@@ -1,0 +1,297 @@
+/**
+ * The rows floor of bench/cluster.ts: the component floor's parts (fastify, PostgreSQL, JetStream)
+ * writing and reading exactly the rows a cluster node writes and reads for a one-way message, in
+ * the statements' forms a node sends them, and nothing else: no validation, routing, agent run,
+ * audit or metrics. It answers whether a target is reachable with Caxton's row pattern at all,
+ * whatever the node's own code costs.
+ *
+ * Per message, as a node does (the statements copied from a node's PostgreSQL log):
+ *  - accept, in groups: `BEGIN; INSERT messages …; INSERT deliveries …; COMMIT` in one round trip,
+ *    the message's one-way conversation kept as JSON in its row, the delivery ids reserved from
+ *    the sequence in blocks; then the JetStream publish, awaiting its PubAck, then the 202;
+ *  - take: one read of the fetched deliveries' rows per consumer turn;
+ *  - acknowledge, in groups: BEGIN with the conversations' advisory locks and the delivery rows
+ *    read `FOR UPDATE` in one round trip, then the done-marks and the completed conversations'
+ *    rows with the COMMIT; then the JetStream ack;
+ *  - one agent event per message, its batch inserted once per turn.
+ *
+ * The tables and indexes are the cluster's own (its migrations, in a schema of this server's).
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type pg from 'pg';
+import { MESSAGE_MIGRATIONS } from '../../src/messaging/cluster/pg-message-tables.js';
+import { PgEventStore } from '../../src/observability/pg-event-store.js';
+import { PgStatsHistory } from '../../src/observability/history-pg.js';
+import { escapeLiteral, migrateSchema } from '../../src/storage/pg/index.js';
+
+/** Steps per group at most, as a node's step groups (`[cluster.state]` defaults). */
+const GROUP = 64;
+/**
+ * Groups of one kind written at once (BENCH_ROWS_CONCURRENT). One, as the component floor: the
+ * next group starts when the previous one committed, so groups are as large as the load makes
+ * them, the fewest transactions per message (a node's step groups allow 4 at once; 2 and 4 read
+ * fewer messages a second here).
+ */
+const CONCURRENT = Number(process.env.BENCH_ROWS_CONCURRENT ?? 1);
+const ID_BLOCK = 256;
+/**
+ * BENCH_ROWS_OMIT (comma-separated), to see what a part of the pattern costs: `events` (no event
+ * rows), `conversation` (no conversation row when a delivery is done), `read-indexes` (none of the
+ * indexes only the API's reads and retention use: by sender, performative, receiver, participants,
+ * creation time, an event's agent, type and time, a finished delivery's time).
+ */
+const OMIT = new Set((process.env.BENCH_ROWS_OMIT ?? '').split(',').filter(Boolean));
+const READ_INDEXES = [
+  'messages_sender_folded',
+  'messages_performative',
+  'deliveries_receiver_folded',
+  'deliveries_finished',
+  'conversations_participants',
+  'conversations_created',
+  'agent_events_ts',
+  'agent_events_agent',
+  'agent_events_type',
+];
+
+const lit = (v: string | number | null): string =>
+  v === null ? 'NULL' : typeof v === 'number' ? String(v) : escapeLiteral(v);
+
+/** Runs queued items through `write` in groups of at most GROUP, at most CONCURRENT groups at once. */
+function grouped<T>(write: (batch: T[]) => Promise<void>): (item: T) => Promise<void> {
+  const queue: { item: T; done: (e?: unknown) => void }[] = [];
+  let running = 0;
+  const pump = (): void => {
+    while (running < CONCURRENT && queue.length > 0) {
+      const batch = queue.splice(0, GROUP);
+      running++;
+      write(batch.map((b) => b.item))
+        .then(
+          () => batch.forEach((b) => b.done()),
+          (e: unknown) => batch.forEach((b) => b.done(e)),
+        )
+        .finally(() => {
+          running--;
+          pump();
+        });
+    }
+  };
+  return (item) =>
+    new Promise<void>((resolve, reject) => {
+      queue.push({ item, done: (e) => (e === undefined ? resolve() : reject(e as Error)) });
+      // The first of a turn waits for the turn's others, as a node's groups do.
+      if (queue.length === 1) queueMicrotask(pump);
+    });
+}
+
+export interface RowsFloorStats {
+  published: number;
+  consumedAt: number[];
+}
+
+/** Sets up the schema and registers POST /rows (one message, or an array of them) and the consumer. */
+export async function rowsFloor(
+  app: FastifyInstance,
+  pool: pg.Pool,
+  js: JetStreamClient,
+  consume: () => Promise<AsyncIterable<JsMsg>>,
+  opts: { schema: string; subject: string; wallNow: () => number },
+): Promise<RowsFloorStats> {
+  const schema = opts.schema;
+  await migrateSchema(pool, schema, MESSAGE_MIGRATIONS);
+  await PgEventStore.migrate(pool, schema);
+  await PgStatsHistory.migrate(pool, schema);
+  const s = `"${schema}"`;
+  if (OMIT.has('read-indexes')) for (const i of READ_INDEXES) await pool.query(`DROP INDEX ${s}.${i}`);
+  const stats: RowsFloorStats = { published: 0, consumedAt: [] };
+
+  const ids: number[] = [];
+  const takeIds = async (n: number): Promise<number[]> => {
+    while (ids.length < n) {
+      const r = await pool.query<{ id: string }>(
+        `SELECT nextval(pg_get_serial_sequence('${s}.deliveries', 'id')) AS id FROM generate_series(1, ${ID_BLOCK})`,
+      );
+      ids.push(...r.rows.map((x) => Number(x.id)));
+    }
+    return ids.splice(0, n);
+  };
+
+  interface Accepted {
+    id: string;
+    conversation: string;
+    body: string;
+    at: string;
+    opening: string;
+    delivery: number;
+  }
+  const accept = grouped<Accepted>(async (batch) => {
+    const now = Date.now();
+    await pool.query(
+      `BEGIN;
+INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to, conversation) VALUES ${batch
+        .map(
+          (a) =>
+            `(${[a.id, a.conversation, 'agree', 'key:floor', a.at, a.body, '["bench-sink"]', a.opening].map(lit).join(', ')})`,
+        )
+        .join(', ')};
+INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ${batch
+        .map((a) => `(${[a.delivery, a.id, 'bench-sink', 'pending', a.at, now, now + 3_600_000].map(lit).join(', ')})`)
+        .join(', ')};
+COMMIT`,
+    );
+  });
+
+  interface Taken {
+    delivery: number;
+    conversation: string;
+    created: string;
+  }
+  const acknowledge = grouped<Taken>(async (batch) => {
+    const c = await pool.connect();
+    try {
+      const convs = `ARRAY[${batch.map((t) => lit(t.conversation)).join(', ')}]::text[]`;
+      const dids = `ARRAY[${batch.map((t) => t.delivery).join(', ')}]::bigint[]`;
+      await c.query(
+        `BEGIN; SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${convs}) AS id ORDER BY k) AS l; SELECT d.*, CASE WHEN d.kept_until IS NOT NULL THEN (SELECT m.conversation FROM ${s}.messages m WHERE m.id = d.message_id) END AS opening
+         FROM ${s}.deliveries d WHERE d.id = ANY(${dids}) ORDER BY d.id FOR UPDATE`,
+      );
+      const at = new Date().toISOString();
+      const done = `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
+             FROM (VALUES ${batch.map((t) => `(${t.delivery}::bigint, 1::integer, ${lit(at)}::text)`).join(', ')}) AS v(id, attempts, at) WHERE d.id = v.id;`;
+      const rows = batch.map(
+        (t) =>
+          `(${[t.conversation, null, 'completed', 'key:floor', '["key:floor","bench-sink"]', null, 1, 50, t.created, at, null, 'delivered'].map(lit).join(', ')})`,
+      );
+      const completed = OMIT.has('conversation')
+        ? ''
+        : `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+           VALUES ${rows.join(', ')};`;
+      await c.query(`${done}\n${completed}\nCOMMIT`);
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      c.release();
+    }
+  });
+
+  // One event per message, the batch of a turn in one INSERT (the cluster event store's statement).
+  let events: { ts: number; data: string; trace: string; span: string }[] = [];
+  const flushEvents = async (): Promise<void> => {
+    const batch = events;
+    events = [];
+    if (batch.length === 0) return;
+    await pool.query(
+      `INSERT INTO ${s}.agent_events (ts, type, category, agent, trace_id, span_id, data, node)
+       SELECT ts, type, category, agent, trace_id, span_id, data, $8
+       FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY AS u(ts, type, category, agent, trace_id, span_id, data, ord)
+       ORDER BY ord RETURNING id`,
+      [
+        batch.map((e) => e.ts),
+        batch.map(() => 'message.sent'),
+        batch.map(() => 'communication'),
+        batch.map(() => 'key:floor'),
+        batch.map((e) => e.trace),
+        batch.map((e) => e.span),
+        batch.map((e) => e.data),
+        'floor',
+      ],
+    );
+  };
+  const event = (data: Record<string, unknown>): void => {
+    if (OMIT.has('events')) return;
+    if (events.length === 0) setImmediate(() => void flushEvents().catch(() => {}));
+    events.push({
+      ts: Date.now(),
+      data: JSON.stringify(data),
+      trace: randomUUID().replace(/-/g, ''),
+      span: randomUUID().replace(/-/g, '').slice(0, 16),
+    });
+  };
+
+  const one = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
+    const id = `msg_${randomUUID().replace(/-/g, '')}`;
+    const conversation = `conv_${randomUUID().replace(/-/g, '')}`;
+    const at = new Date().toISOString();
+    const message = {
+      id,
+      performative: input.performative,
+      sender: 'key:floor',
+      receivers: [input.receiver],
+      content: input.content,
+      conversation_id: conversation,
+      params: {},
+      timestamp: at,
+      chain: [],
+      on_behalf_of: 'key:floor',
+    };
+    const body = JSON.stringify(message);
+    const opening = JSON.stringify({
+      id: conversation,
+      protocol: null,
+      state: 'initiated',
+      initiator: 'key:floor',
+      participants: JSON.stringify(['key:floor', input.receiver]),
+      capability: null,
+      turns: 1,
+      max_turns: 50,
+      created_at: at,
+      updated_at: at,
+      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+      reason: null,
+    });
+    const [delivery] = await takeIds(1);
+    await accept({ id, conversation, body, at, opening, delivery: delivery! });
+    await js.publish(
+      `${opts.subject}.${String(input.receiver)}`,
+      `{"sent":${opts.wallNow()},"id":${delivery},"receiver":${JSON.stringify(input.receiver)},"message":${body}}`,
+      { msgID: `d${delivery}` },
+    );
+    stats.published++;
+    event({
+      message_id: id,
+      conversation_id: conversation,
+      performative: input.performative,
+      sender: 'key:floor',
+      receivers: [input.receiver],
+    });
+    return { id, conversation_id: conversation, status: 202 };
+  };
+
+  app.post('/rows', async (req, reply) => {
+    const b = req.body as Record<string, unknown> | Record<string, unknown>[];
+    if (Array.isArray(b)) return reply.code(207).send({ results: await Promise.all(b.map(one)) });
+    return reply.code(202).send(await one(b));
+  });
+
+  const it = await consume();
+  void (async () => {
+    let turn: JsMsg[] = [];
+    const take = async (msgs: JsMsg[]): Promise<void> => {
+      const parsed = msgs.map((m) => m.json<{ id: number; message: { conversation_id: string; timestamp: string } }>());
+      await pool.query(
+        `SELECT id, receiver, state, attempts, next_at, kept_until IS NOT NULL AS kept FROM ${s}.deliveries WHERE id = ANY($1::bigint[])`,
+        [parsed.map((p) => p.id)],
+      );
+      await Promise.all(
+        parsed.map(async (p, i) => {
+          await acknowledge({ delivery: p.id, conversation: p.message.conversation_id, created: p.message.timestamp });
+          msgs[i]!.ack();
+          stats.consumedAt.push(opts.wallNow());
+        }),
+      );
+    };
+    for await (const m of it) {
+      // What the consumer holds in one turn is read with one query, as a node's fetch is.
+      if (turn.length === 0)
+        setImmediate(() => {
+          const msgs = turn;
+          turn = [];
+          void take(msgs).catch(() => {});
+        });
+      turn.push(m);
+    }
+  })();
+  return stats;
+}
