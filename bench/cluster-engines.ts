@@ -21,7 +21,7 @@
  * bench/cluster-nodes.ts.
  */
 import { rmSync } from 'node:fs';
-import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
@@ -46,6 +46,7 @@ import { progress } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
+import { addWorkQueue } from './lib/work-queue.js';
 
 const MESSAGES = Number(process.env.BENCH_CLUSTER_MESSAGES ?? 5_000);
 const AGENTS = 10;
@@ -147,21 +148,7 @@ async function throughBus(
 
 /** The baseline: the same payloads published (awaiting each PubAck, all in flight) and consumed with explicit acks. */
 async function rawJetStream(nc: NatsConnection): Promise<{ published_per_s: number; consumed_per_s: number }> {
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({
-    name: 'BENCH_RAW',
-    subjects: ['bench.raw.>'],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
-    duplicate_window: 120_000_000_000,
-  });
-  await jsm.consumers.add('BENCH_RAW', {
-    durable_name: 'raw',
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: 30_000_000_000,
-    max_deliver: -1,
-    max_ack_pending: -1,
-  });
+  await addWorkQueue(nc, 'BENCH_RAW', 'bench.raw', 'raw');
   const js = jetstream(nc);
   const payloads = Array.from({ length: MESSAGES }, (_, i) => ({
     receiver: `agent-${i % AGENTS}`,

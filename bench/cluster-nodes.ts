@@ -36,7 +36,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { AckPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
@@ -63,6 +63,8 @@ import type { FromWorker, RawRoundResult, RawWorkerConfig, ToWorker } from './li
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt, summarize, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
+import { addWorkQueue } from './lib/work-queue.js';
+import { rawPayload } from './lib/cluster-floors.js';
 
 const N = Number(process.env.BENCH_CLUSTER_NODE_MESSAGES ?? 2_000);
 const IN_FLIGHT = Number(process.env.BENCH_CLUSTER_NODE_IN_FLIGHT ?? 64);
@@ -350,23 +352,6 @@ interface RawBatch {
   load_1m: { before: number; after: number };
 }
 
-/** The delivery of message i as a node puts it on the wire (row id, receiver, the ACL message), with the publish time in front. */
-function rawPayload(i: number): string {
-  const now = new Date().toISOString();
-  const message = {
-    id: `msg_raw${String(i).padStart(30, '0')}`,
-    performative: 'agree',
-    sender: 'key:admin',
-    receivers: [SINK],
-    content: content(i),
-    conversation_id: `conv_raw${String(i).padStart(30, '0')}`,
-    params: {},
-    timestamp: now,
-    chain: [],
-  };
-  return `{"sent":0,${JSON.stringify({ id: i + 1, receiver: SINK, message }).slice(1)}`;
-}
-
 interface RawClients {
   /** One round: `n` payloads published (IN_FLIGHT at a time, or open loop at `rate` a second) and consumed. */
   round(name: string, n: number, label: string | undefined, rate?: number): Promise<RawBatch>;
@@ -379,20 +364,7 @@ async function startRawClients(nats: NatsServer, workers: number, natsPid: numbe
   const jsm = await jetstreamManager(nc);
   const stream = `BENCH_RAW_${workers}`;
   const subject = `bench.raw${workers}`;
-  await jsm.streams.add({
-    name: stream,
-    subjects: [`${subject}.>`],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
-    duplicate_window: 120_000_000_000,
-  });
-  await jsm.consumers.add(stream, {
-    durable_name: 'raw',
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: 30_000_000_000,
-    max_deliver: -1,
-    max_ack_pending: -1,
-  });
+  await addWorkQueue(nc, stream, subject, 'raw');
   const children: ChildProcess[] = [];
   const close = async () => {
     for (const c of children) if (c.connected) c.send({ type: 'exit' } satisfies ToWorker);
@@ -441,7 +413,7 @@ async function startRawClients(nats: NatsServer, workers: number, natsPid: numbe
         0,
       );
     const round = async (name: string, n: number, label: string | undefined, rate?: number): Promise<RawBatch> => {
-      const payloads = Array.from({ length: n }, (_, i) => rawPayload(i));
+      const payloads = Array.from({ length: n }, (_, i) => rawPayload(i, 0));
       const bar = label === undefined ? undefined : progress(label, n);
       const load0 = loadavg()[0]!;
       const meter = await cpuMeter({

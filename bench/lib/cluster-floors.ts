@@ -5,10 +5,11 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { content, httpCall, SINK, wallNow } from './caxton-nodes.js';
 import type { FloorStats, FromFloor, ToFloor } from './floor-server.js';
+import { addWorkQueue } from './work-queue.js';
 
 const FLOOR_WORKER = fileURLToPath(new URL('./floor-server.ts', import.meta.url));
 
@@ -23,8 +24,8 @@ export interface FloorProcess {
   child: ChildProcess;
 }
 
-/** The delivery of message i as a node puts it on the wire (row id, receiver, the ACL message), with the publish time in front. */
-function rawPayload(i: number): string {
+/** The delivery of message i as a node puts it on the wire (row id, receiver, the ACL message), with `sent` (the publish time) in front. */
+export function rawPayload(i: number, sent: number = wallNow()): string {
   const message = {
     id: `msg_raw${String(i).padStart(30, '0')}`,
     performative: 'agree',
@@ -36,25 +37,11 @@ function rawPayload(i: number): string {
     timestamp: new Date().toISOString(),
     chain: [],
   };
-  return `{"sent":${wallNow()},${JSON.stringify({ id: i + 1, receiver: SINK, message }).slice(1)}`;
+  return `{"sent":${sent},${JSON.stringify({ id: i + 1, receiver: SINK, message }).slice(1)}`;
 }
 
 export async function startRaw(nc: NatsConnection): Promise<RawJetStream> {
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({
-    name: 'BENCH_RAW',
-    subjects: ['bench.raw.>'],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
-    duplicate_window: 120_000_000_000,
-  });
-  await jsm.consumers.add('BENCH_RAW', {
-    durable_name: 'raw',
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: 30_000_000_000,
-    max_deliver: -1,
-    max_ack_pending: -1,
-  });
+  await addWorkQueue(nc, 'BENCH_RAW', 'bench.raw', 'raw');
   const js = jetstream(nc);
   const raw: RawJetStream = {
     consumedAt: [],

@@ -16,11 +16,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import Fastify from 'fastify';
 import pg from 'pg';
 import { rowsFloor } from './rows-floor.js';
+import { addWorkQueue } from './work-queue.js';
 
 export interface FloorConfig {
   natsUrl: string;
@@ -55,36 +56,9 @@ async function main(cfg: FloorConfig): Promise<string> {
     `CREATE TABLE IF NOT EXISTS "${cfg.table}" (id text PRIMARY KEY, body text NOT NULL, created_at text NOT NULL)`,
   );
   const nc = await connect({ servers: cfg.natsUrl });
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({
-    name: cfg.stream,
-    subjects: [`${cfg.subject}.>`],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
-    duplicate_window: 120_000_000_000,
-  });
-  await jsm.consumers.add(cfg.stream, {
-    durable_name: 'floor',
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: 30_000_000_000,
-    max_deliver: -1,
-    max_ack_pending: -1,
-  });
+  await addWorkQueue(nc, cfg.stream, cfg.subject, 'floor');
+  await addWorkQueue(nc, cfg.rows.stream, cfg.rows.subject, 'rows');
   const js = jetstream(nc);
-  await jsm.streams.add({
-    name: cfg.rows.stream,
-    subjects: [`${cfg.rows.subject}.>`],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
-    duplicate_window: 120_000_000_000,
-  });
-  await jsm.consumers.add(cfg.rows.stream, {
-    durable_name: 'rows',
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: 30_000_000_000,
-    max_deliver: -1,
-    max_ack_pending: -1,
-  });
 
   // Group commit: rows wait while a batch is being written, then go together (at most BATCH_ROWS).
   const queue: { id: string; body: string; at: string; done: (e?: unknown) => void }[] = [];
