@@ -499,7 +499,8 @@ async function setup(root: string): Promise<Env> {
   try {
     const nc = await connect({ servers: nats.url });
     cleanup.unshift(() => nc.close());
-    const db = new pg.Pool({ connectionString: own.url, max: 2 });
+    // Sessions kept while idle, as the floor server's (floor-server.ts says why).
+    const db = new pg.Pool({ connectionString: own.url, max: 2, idleTimeoutMillis: 0 });
     // An idle session ended by the server (its shutdown at the end) is not the benchmark's failure.
     db.on('error', (e) => note(`PostgreSQL session of the driver: ${e.message}`));
     cleanup.unshift(() => db.end());
