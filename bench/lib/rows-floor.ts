@@ -55,6 +55,19 @@ const READ_INDEXES = [
   'agent_events_type',
 ];
 
+/**
+ * A failed write or read, said once per kind on stderr (the suite's): the messages it held stay
+ * unacknowledged, and the suite then reports the repetition as not drained.
+ */
+const failed = new Set<string>();
+const report =
+  (what: string) =>
+  (e: unknown): void => {
+    if (failed.has(what)) return;
+    failed.add(what);
+    console.error(`rows floor: ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
+  };
+
 const lit = (v: string | number | null): string =>
   v === null ? 'NULL' : typeof v === 'number' ? String(v) : escapeLiteral(v);
 
@@ -201,7 +214,7 @@ COMMIT`,
   };
   const event = (data: Record<string, unknown>): void => {
     if (OMIT.has('events')) return;
-    if (events.length === 0) setImmediate(() => void flushEvents().catch(() => {}));
+    if (events.length === 0) setImmediate(() => void flushEvents().catch(report('an event batch')));
     events.push({
       ts: Date.now(),
       data: JSON.stringify(data),
@@ -288,7 +301,7 @@ COMMIT`,
         setImmediate(() => {
           const msgs = turn;
           turn = [];
-          void take(msgs).catch(() => {});
+          void take(msgs).catch(report('taking and acknowledging deliveries'));
         });
       turn.push(m);
     }
