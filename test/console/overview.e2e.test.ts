@@ -16,6 +16,7 @@ import {
   expectNoSideScroll,
   launchBrowser,
   openPage,
+  PAGE_WAIT_MS,
   screenshot,
   signIn,
   startConsoleServer,
@@ -103,7 +104,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
                 .textContent()
                 .then((t) => /^(\d+) in all/.exec(t ?? '')?.[1]),
             ),
-          { timeout: 10_000 },
+          { timeout: PAGE_WAIT_MS },
         )
         .toBeGreaterThan(0);
       // The charts are fed by the polls: the executions chart describes a growing series.
@@ -163,7 +164,9 @@ describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))(
       try {
         await signIn(page, cs.url, cs.admin, '/ui');
         const deps = page.getByTestId('dependencies');
-        await expect.poll(() => deps.textContent(), { timeout: 10_000 }).toContain('memory-postgresql: available');
+        await expect
+          .poll(() => deps.textContent(), { timeout: PAGE_WAIT_MS })
+          .toContain('memory-postgresql: available');
         proxy.cut();
         await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: unavailable (');
         expect(await page.getByText('not ready').count()).toBeGreaterThan(0);

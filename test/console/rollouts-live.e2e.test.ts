@@ -17,6 +17,7 @@ import {
   expectAccessible,
   launchBrowser,
   openPage,
+  PAGE_WAIT_MS,
   screenshot,
   signIn,
   startConsoleServer,
@@ -71,7 +72,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/canaried/edit');
       const editor = page.getByLabel('Agent file');
-      await expect.poll(() => editor.innerText(), { timeout: 10_000 }).toContain('canaried v1');
+      await expect.poll(() => editor.innerText(), { timeout: PAGE_WAIT_MS }).toContain('canaried v1');
       await editor.fill(agent('canaried', 2));
       await page.getByLabel('Strategy').selectOption('canary');
       const options = page.getByTestId('canary-options');
@@ -118,16 +119,16 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       const figures = page.getByTestId('canary-figures');
       await expect
         .poll(async () => Number((await figures.locator('tbody tr').nth(1).locator('td').first().textContent()) ?? 0), {
-          timeout: 10_000,
+          timeout: PAGE_WAIT_MS,
         })
         .toBe(1);
       await driveUntil((s) => s.canary?.stage !== 0);
       const second = (await status()).canary;
       expect(second?.stage).toBe(1);
       expect(second?.candidate.requests).toBeLessThan(2);
-      await stage.getByText('Stage 2 of 2').waitFor({ timeout: 10_000 });
+      await stage.getByText('Stage 2 of 2').waitFor({ timeout: PAGE_WAIT_MS });
       await driveUntil((s) => !s.running);
-      await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor({ timeout: 10_000 });
+      await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor({ timeout: PAGE_WAIT_MS });
       expect(await page.getByTestId('live-version').textContent()).not.toBe('1');
       expect(await page.getByRole('button', { name: /^Promote/ }).count()).toBe(0);
       const history = page.getByTestId('rollout-history');
@@ -255,7 +256,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/restored/edit');
       const editor = page.getByLabel('Agent file');
-      await expect.poll(() => editor.innerText(), { timeout: 10_000 }).toContain('restored v');
+      await expect.poll(() => editor.innerText(), { timeout: PAGE_WAIT_MS }).toContain('restored v');
       await editor.fill(agent('restored', 8));
       await page.getByRole('button', { name: 'Review and deploy' }).click();
       await page.getByTestId('deploy-review').getByRole('button', { name: 'Deploy now' }).click();
