@@ -24,7 +24,7 @@ import type pg from 'pg';
 import { MESSAGE_MIGRATIONS } from '../../src/messaging/cluster/pg-message-tables.js';
 import { PgEventStore } from '../../src/observability/pg-event-store.js';
 import { PgStatsHistory } from '../../src/observability/history-pg.js';
-import { escapeLiteral, migrateSchema } from '../../src/storage/pg/index.js';
+import { literal, migrateSchema, quotedSchema } from '../../src/storage/pg/index.js';
 
 /** Steps per group at most, as a node's step groups (`[cluster.state]` defaults). */
 const GROUP = 64;
@@ -67,9 +67,6 @@ const report =
     failed.add(what);
     console.error(`rows floor: ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
   };
-
-const lit = (v: string | number | null): string =>
-  v === null ? 'NULL' : typeof v === 'number' ? String(v) : escapeLiteral(v);
 
 /** Runs queued items through `write` in groups of at most GROUP, at most CONCURRENT groups at once. */
 function grouped<T>(write: (batch: T[]) => Promise<void>): (item: T) => Promise<void> {
@@ -115,19 +112,22 @@ export async function rowsFloor(
   await migrateSchema(pool, schema, MESSAGE_MIGRATIONS);
   await PgEventStore.migrate(pool, schema);
   await PgStatsHistory.migrate(pool, schema);
-  const s = `"${schema}"`;
+  const s = quotedSchema(schema);
   if (OMIT.has('read-indexes')) for (const i of READ_INDEXES) await pool.query(`DROP INDEX ${s}.${i}`);
   const stats: RowsFloorStats = { published: 0, consumedAt: [] };
 
+  // Delivery ids reserved a block at a time, one reservation in flight, as a node reserves them.
   const ids: number[] = [];
-  const takeIds = async (n: number): Promise<number[]> => {
-    while (ids.length < n) {
-      const r = await pool.query<{ id: string }>(
-        `SELECT nextval(pg_get_serial_sequence('${s}.deliveries', 'id')) AS id FROM generate_series(1, ${ID_BLOCK})`,
-      );
-      ids.push(...r.rows.map((x) => Number(x.id)));
-    }
-    return ids.splice(0, n);
+  let reserving: Promise<void> | undefined;
+  const reserve = async (): Promise<void> => {
+    const r = await pool.query<{ id: string }>(
+      `SELECT nextval(pg_get_serial_sequence('${s}.deliveries', 'id')) AS id FROM generate_series(1, ${ID_BLOCK})`,
+    );
+    ids.push(...r.rows.map((x) => Number(x.id)));
+  };
+  const takeId = async (): Promise<number> => {
+    while (ids.length === 0) await (reserving ??= reserve().finally(() => (reserving = undefined)));
+    return ids.shift()!;
   };
 
   interface Accepted {
@@ -145,11 +145,13 @@ export async function rowsFloor(
 INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to, conversation) VALUES ${batch
         .map(
           (a) =>
-            `(${[a.id, a.conversation, 'agree', 'key:floor', a.at, a.body, '["bench-sink"]', a.opening].map(lit).join(', ')})`,
+            `(${[a.id, a.conversation, 'agree', 'key:floor', a.at, a.body, '["bench-sink"]', a.opening].map(literal).join(', ')})`,
         )
         .join(', ')};
 INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ${batch
-        .map((a) => `(${[a.delivery, a.id, 'bench-sink', 'pending', a.at, now, now + 3_600_000].map(lit).join(', ')})`)
+        .map(
+          (a) => `(${[a.delivery, a.id, 'bench-sink', 'pending', a.at, now, now + 3_600_000].map(literal).join(', ')})`,
+        )
         .join(', ')};
 COMMIT`,
     );
@@ -163,7 +165,7 @@ COMMIT`,
   const acknowledge = grouped<Taken>(async (batch) => {
     const c = await pool.connect();
     try {
-      const convs = `ARRAY[${batch.map((t) => lit(t.conversation)).join(', ')}]::text[]`;
+      const convs = `ARRAY[${batch.map((t) => literal(t.conversation)).join(', ')}]::text[]`;
       const dids = `ARRAY[${batch.map((t) => t.delivery).join(', ')}]::bigint[]`;
       await c.query(
         `BEGIN; SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${convs}) AS id ORDER BY k) AS l; SELECT d.*, CASE WHEN d.kept_until IS NOT NULL THEN (SELECT m.conversation FROM ${s}.messages m WHERE m.id = d.message_id) END AS opening
@@ -171,10 +173,10 @@ COMMIT`,
       );
       const at = new Date().toISOString();
       const done = `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
-             FROM (VALUES ${batch.map((t) => `(${t.delivery}::bigint, 1::integer, ${lit(at)}::text)`).join(', ')}) AS v(id, attempts, at) WHERE d.id = v.id;`;
+             FROM (VALUES ${batch.map((t) => `(${t.delivery}::bigint, 1::integer, ${literal(at)}::text)`).join(', ')}) AS v(id, attempts, at) WHERE d.id = v.id;`;
       const rows = batch.map(
         (t) =>
-          `(${[t.conversation, null, 'completed', 'key:floor', '["key:floor","bench-sink"]', null, 1, 50, t.created, at, null, 'delivered'].map(lit).join(', ')})`,
+          `(${[t.conversation, null, 'completed', 'key:floor', '["key:floor","bench-sink"]', null, 1, 50, t.created, at, null, 'delivered'].map(literal).join(', ')})`,
       );
       const completed = OMIT.has('conversation')
         ? ''
@@ -254,8 +256,8 @@ COMMIT`,
       expires_at: new Date(Date.now() + 3_600_000).toISOString(),
       reason: null,
     });
-    const [delivery] = await takeIds(1);
-    await accept({ id, conversation, body, at, opening, delivery: delivery! });
+    const delivery = await takeId();
+    await accept({ id, conversation, body, at, opening, delivery });
     await js.publish(
       `${opts.subject}.${String(input.receiver)}`,
       `{"sent":${opts.wallNow()},"id":${delivery},"receiver":${JSON.stringify(input.receiver)},"message":${body}}`,
