@@ -16,7 +16,6 @@ import {
   keyId,
   launchBrowser,
   openPage,
-  PAGE_WAIT_MS,
   screenshot,
   signIn,
   startConsoleServer,
@@ -150,9 +149,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/support/edit');
       const editor = page.getByLabel('Agent file');
-      await expect
-        .poll(() => page.getByLabel('Agent file').innerText(), { timeout: PAGE_WAIT_MS })
-        .toContain('support v1');
+      await expect.poll(() => page.getByLabel('Agent file').innerText()).toContain('support v1');
       await editor.fill(support(2));
       await page.getByLabel('Strategy').selectOption('blue-green');
       await page.getByRole('button', { name: 'Review and deploy' }).click();
@@ -193,9 +190,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
 
       // A third version, blue-green again, rolled back: the promoted one stays live.
       await page.getByRole('link', { name: 'Edit' }).click();
-      await expect
-        .poll(() => page.getByLabel('Agent file').innerText(), { timeout: PAGE_WAIT_MS })
-        .toContain('support v2');
+      await expect.poll(() => page.getByLabel('Agent file').innerText()).toContain('support v2');
       await editor.fill(support(3));
       await page.getByLabel('Strategy').selectOption('blue-green');
       await page.getByRole('button', { name: 'Review and deploy' }).click();

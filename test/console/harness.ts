@@ -17,19 +17,19 @@ import { TEST_CHROMIUM } from '../helpers/system.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 /**
- * expect.poll waits as long as the page's own waits (openPage: PAGE_WAIT_MS), not vitest's default
- * second: a poll for what a request brings (a filtered list, an entity's observations) outlasts a
- * slow response on a loaded machine. A test gets room for a few such waits. Set for each test file
- * that imports the harness (vitest resets it after the file).
- */
-vi.setConfig({ expect: { poll: { timeout: 20_000 } }, testTimeout: 60_000 });
-
-/**
  * How long a page waits for what it should show. The waits are for events, never bounds on how
  * fast they come: in CI the console's server shares two cores and one disk with the other test
  * files, and a commit behind another file's writes can hold an answer for several seconds.
  */
 export const PAGE_WAIT_MS = 20_000;
+
+/**
+ * expect.poll waits as long as the page's own waits, not vitest's default second: a poll for what
+ * a request brings (a filtered list, an entity's observations) outlasts a slow response on a loaded
+ * machine. A test gets room for a few such waits. Set for each test file that imports the harness
+ * (vitest resets it after the file).
+ */
+vi.setConfig({ expect: { poll: { timeout: PAGE_WAIT_MS } }, testTimeout: 3 * PAGE_WAIT_MS });
 
 export const WIDTHS = [390, 1440] as const;
 

@@ -16,7 +16,6 @@ import {
   expectNoSideScroll,
   launchBrowser,
   openPage,
-  PAGE_WAIT_MS,
   screenshot,
   signIn,
   startConsoleServer,
@@ -95,16 +94,14 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
       expect(await row.first().getByRole('link').textContent()).toBe('helper');
       // The next samples count the execution.
       await expect
-        .poll(
-          async () =>
-            Number(
-              await page
-                .getByTestId('stat-executions')
-                .locator('p')
-                .textContent()
-                .then((t) => /^(\d+) in all/.exec(t ?? '')?.[1]),
-            ),
-          { timeout: PAGE_WAIT_MS },
+        .poll(async () =>
+          Number(
+            await page
+              .getByTestId('stat-executions')
+              .locator('p')
+              .textContent()
+              .then((t) => /^(\d+) in all/.exec(t ?? '')?.[1]),
+          ),
         )
         .toBeGreaterThan(0);
       // The charts are fed by the polls: the executions chart describes a growing series.
@@ -164,9 +161,7 @@ describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))(
       try {
         await signIn(page, cs.url, cs.admin, '/ui');
         const deps = page.getByTestId('dependencies');
-        await expect
-          .poll(() => deps.textContent(), { timeout: PAGE_WAIT_MS })
-          .toContain('memory-postgresql: available');
+        await expect.poll(() => deps.textContent()).toContain('memory-postgresql: available');
         proxy.cut();
         await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: unavailable (');
         expect(await page.getByText('not ready').count()).toBeGreaterThan(0);

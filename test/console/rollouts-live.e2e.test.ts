@@ -17,7 +17,6 @@ import {
   expectAccessible,
   launchBrowser,
   openPage,
-  PAGE_WAIT_MS,
   screenshot,
   signIn,
   startConsoleServer,
@@ -72,7 +71,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/canaried/edit');
       const editor = page.getByLabel('Agent file');
-      await expect.poll(() => editor.innerText(), { timeout: PAGE_WAIT_MS }).toContain('canaried v1');
+      await expect.poll(() => editor.innerText()).toContain('canaried v1');
       await editor.fill(agent('canaried', 2));
       await page.getByLabel('Strategy').selectOption('canary');
       const options = page.getByTestId('canary-options');
@@ -118,17 +117,15 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       expect((await status()).canary).toMatchObject({ stage: 0, candidate: { requests: 1 } });
       const figures = page.getByTestId('canary-figures');
       await expect
-        .poll(async () => Number((await figures.locator('tbody tr').nth(1).locator('td').first().textContent()) ?? 0), {
-          timeout: PAGE_WAIT_MS,
-        })
+        .poll(async () => Number((await figures.locator('tbody tr').nth(1).locator('td').first().textContent()) ?? 0))
         .toBe(1);
       await driveUntil((s) => s.canary?.stage !== 0);
       const second = (await status()).canary;
       expect(second?.stage).toBe(1);
       expect(second?.candidate.requests).toBeLessThan(2);
-      await stage.getByText('Stage 2 of 2').waitFor({ timeout: PAGE_WAIT_MS });
+      await stage.getByText('Stage 2 of 2').waitFor();
       await driveUntil((s) => !s.running);
-      await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor({ timeout: PAGE_WAIT_MS });
+      await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor();
       expect(await page.getByTestId('live-version').textContent()).not.toBe('1');
       expect(await page.getByRole('button', { name: /^Promote/ }).count()).toBe(0);
       const history = page.getByTestId('rollout-history');
@@ -256,7 +253,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/restored/edit');
       const editor = page.getByLabel('Agent file');
-      await expect.poll(() => editor.innerText(), { timeout: PAGE_WAIT_MS }).toContain('restored v');
+      await expect.poll(() => editor.innerText()).toContain('restored v');
       await editor.fill(agent('restored', 8));
       await page.getByRole('button', { name: 'Review and deploy' }).click();
       await page.getByTestId('deploy-review').getByRole('button', { name: 'Deploy now' }).click();
