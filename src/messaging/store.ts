@@ -1,6 +1,7 @@
 import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
 import type { Db, Migration } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
+import { Recorder } from './commit-thread.js';
 import type { Conversation, ConversationState } from './conversation.js';
 import { messageJson, type AclMessage, type ConversationId, type MessageId } from './message.js';
 
@@ -219,47 +220,56 @@ export function messageRow(
   ];
 }
 
+const UPSERT_CONVERSATION = `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
+           turns = excluded.turns, max_turns = excluded.max_turns, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`;
+
 export class MessageStore {
   readonly #s;
+  /** The writes a group commit runs: at once, or recorded for its thread (`Recorder`). */
+  readonly #w;
   /** Conversation objects whose row exists (written or read here). */
   readonly #known = new WeakSet<Conversation>();
 
-  constructor(readonly db: Db) {
-    this.#s = {
-      insertMessage: db.prepare(
+  constructor(
+    readonly db: Db,
+    readonly recorder: Recorder = new Recorder(),
+  ) {
+    const w = (sql: string, onlyIfNone?: boolean) => recorder.write(db, sql, onlyIfNone);
+    this.#w = {
+      insertMessage: w(
         'INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
-      insertDelivery: db.prepare(
+      insertDelivery: w(
         "INSERT INTO deliveries (id, message_id, receiver, state, updated_at) VALUES (?, ?, ?, 'pending', ?)",
       ),
+      ack: w("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?"),
+      retry: w(
+        `UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
+      ),
+      dead: w(
+        `UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
+      ),
+      replay: w(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = ? WHERE id = ? AND state = 'dead'",
+      ),
+      reroute: w('UPDATE deliveries SET receiver = ?, updated_at = ? WHERE id = ?'),
+      upsertConversation: w(UPSERT_CONVERSATION),
+      upsertConversationIfNone: w(UPSERT_CONVERSATION, true),
+      updateConversation: w(
+        'UPDATE conversations SET protocol = ?, state = ?, participants = ?, turns = ?, max_turns = ?, updated_at = ?, expires_at = ?, reason = ? WHERE id = ?',
+      ),
+      insertSubscription: w(
+        'INSERT OR IGNORE INTO subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      deleteSubscription: w('DELETE FROM subscriptions WHERE conversation_id = ?'),
+    };
+    this.#s = {
       lastDelivery: db.prepare(
         "SELECT max(coalesce((SELECT max(id) FROM deliveries), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0)) AS id",
       ),
-      ack: db.prepare("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?"),
-      retry: db.prepare(
-        `UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
-      ),
-      dead: db.prepare(
-        `UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
-      ),
       discard: db.prepare("DELETE FROM deliveries WHERE id = ? AND state = 'dead'"),
-      replay: db.prepare(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = ? WHERE id = ? AND state = 'dead'",
-      ),
-      reroute: db.prepare('UPDATE deliveries SET receiver = ?, updated_at = ? WHERE id = ?'),
-      upsertConversation: db.prepare(
-        `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
-           turns = excluded.turns, max_turns = excluded.max_turns, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`,
-      ),
-      updateConversation: db.prepare(
-        'UPDATE conversations SET protocol = ?, state = ?, participants = ?, turns = ?, max_turns = ?, updated_at = ?, expires_at = ?, reason = ? WHERE id = ?',
-      ),
-      insertSubscription: db.prepare(
-        'INSERT OR IGNORE INTO subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      ),
-      deleteSubscription: db.prepare('DELETE FROM subscriptions WHERE conversation_id = ?'),
       hasMessage: db.prepare('SELECT 1 FROM messages WHERE id = ?').pluck(),
       getMessage: db.prepare('SELECT body, routed_to FROM messages WHERE id = ?'),
       messagesOf: db.prepare(
@@ -284,12 +294,12 @@ export class MessageStore {
   // Rows are scrubbed of the configured secrets (ADR 0017): a last line of defence behind the
   // boundaries where outside text enters (a provider error quoted in a failure reply or dead letter).
   insertMessage(m: AclMessage, routedTo: readonly string[]): void {
-    this.#s.insertMessage.run(...messageRow(m, routedTo));
+    this.#w.insertMessage(...messageRow(m, routedTo));
   }
 
   /** A pending delivery under an id the bus chose (it numbers deliveries itself: `lastDeliveryId`), so a step knows it before its commit. */
   insertDelivery(id: number, messageId: MessageId, receiver: string, now: string): void {
-    this.#s.insertDelivery.run(id, messageId, receiver, now);
+    this.#w.insertDelivery(id, messageId, receiver, now);
   }
 
   /** The highest delivery id ever given (deleted rows included). */
@@ -298,18 +308,18 @@ export class MessageStore {
   }
 
   ack(id: number, now: string): void {
-    this.#s.ack.run(now, id);
+    this.#w.ack(now, id);
   }
 
   // A failed attempt is recorded here and only here: its error joins the row's `errors` list.
   retry(id: number, attempts: number, nextAt: number, error: string, now: string): void {
     const e = scrubSecrets(error);
-    this.#s.retry.run(attempts, nextAt, e, now, now, e, id);
+    this.#w.retry(attempts, nextAt, e, now, now, e, id);
   }
 
   dead(id: number, attempts: number, error: string, now: string): void {
     const e = scrubSecrets(error);
-    this.#s.dead.run(attempts, e, now, now, e, id);
+    this.#w.dead(attempts, e, now, now, e, id);
   }
 
   /** Deletes the dead letters among `ids` (a row replayed meanwhile is not dead, and stays); returns those deleted. */
@@ -342,17 +352,18 @@ export class MessageStore {
   }
 
   replay(id: number, now: string): boolean {
-    return this.#s.replay.run(now, id).changes > 0;
+    return this.#w.replay(now, id).changes > 0;
   }
 
   reroute(id: number, receiver: string, now: string): void {
-    this.#s.reroute.run(receiver, now, id);
+    this.#w.reroute(receiver, now, id);
   }
 
   /** Inserts or updates a conversation. Rows this store wrote or read are updated in place (cheaper than an upsert). */
   saveConversation(c: Conversation): void {
+    let upsert = this.#w.upsertConversation;
     if (this.#known.has(c)) {
-      const r = this.#s.updateConversation.run(
+      const r = this.#w.updateConversation(
         c.protocol,
         c.state,
         JSON.stringify(c.participants),
@@ -364,8 +375,10 @@ export class MessageStore {
         c.id,
       );
       if (r.changes > 0) return;
+      // Recorded, the update has changed nothing yet: the insert then runs only if it changes no row.
+      upsert = this.#w.upsertConversationIfNone;
     }
-    this.#s.upsertConversation.run(
+    upsert(
       c.id,
       c.protocol,
       c.state,
@@ -383,7 +396,7 @@ export class MessageStore {
   }
 
   insertSubscription(s: SubscriptionRow): void {
-    this.#s.insertSubscription.run(
+    this.#w.insertSubscription(
       s.id,
       s.conversation_id,
       s.subscriber,
@@ -395,7 +408,7 @@ export class MessageStore {
   }
 
   deleteSubscription(conversationId: string): void {
-    this.#s.deleteSubscription.run(conversationId);
+    this.#w.deleteSubscription(conversationId);
   }
 
   // ---- reads ----

@@ -31,11 +31,13 @@ afterEach(() => {
 function counting(beforeCommit: () => void = () => {}, maxBatch?: number): GroupCommit {
   return new GroupCommit(
     db,
-    () => {
-      befores++;
-      beforeCommit();
+    {
+      beforeCommit: () => {
+        befores++;
+        beforeCommit();
+      },
+      afterCommit: () => commits++,
     },
-    () => commits++,
     maxBatch,
   );
 }

@@ -1,7 +1,8 @@
 /**
  * The bus contract (bus-contract.ts) against the single node's bus: `MessageBus` over a real
- * SQLite file in a directory of its own per case; a restart closes the bus and its database and
- * opens both again on the same file.
+ * SQLite file in a directory of its own per case, with its commits on the event loop and on a
+ * thread of their own; a restart closes the bus and its database and opens both again on the
+ * same file.
  */
 import { afterAll } from 'vitest';
 import { AgentRegistry } from '../../../src/agents/index.js';
@@ -19,6 +20,7 @@ function open(
   dir: string,
   registry: AgentRegistry,
   handlers: Record<string, InProcessHandler>,
+  commitThread: boolean,
 ): ContractBus {
   const db = openDatabase(dir);
   migrate(db, MESSAGING_MIGRATIONS);
@@ -26,6 +28,7 @@ function open(
     db,
     registry,
     config: messagingConfig(setup.config),
+    commitThread,
     ...(setup.tracer && { tracer: setup.tracer }),
     ...(setup.principals && { principals: setup.principals }),
   });
@@ -41,16 +44,20 @@ function open(
     close,
     async restart(next) {
       await close();
-      return open(setup, dir, registry, next);
+      return open(setup, dir, registry, next, commitThread);
     },
   };
 }
 
-const factory: BusFactory = (setup) => {
-  const registry = new AgentRegistry();
-  for (const [name, caps] of setup.agents) deploy(registry, agentDef(name, caps));
-  return Promise.resolve(open(setup, makeTempDir('caxton-contract-'), registry, setup.handlers));
-};
+const factory =
+  (commitThread: boolean): BusFactory =>
+  (setup) => {
+    const registry = new AgentRegistry();
+    for (const [name, caps] of setup.agents) deploy(registry, agentDef(name, caps));
+    return Promise.resolve(open(setup, makeTempDir('caxton-contract-'), registry, setup.handlers, commitThread));
+  };
 
-runBusContract('MessageBus (one node, SQLite)', factory, { differs: {} });
-runOneWayContract('MessageBus (one node, SQLite)', factory);
+runBusContract('MessageBus (one node, SQLite)', factory(false), { differs: {} });
+runOneWayContract('MessageBus (one node, SQLite)', factory(false));
+runBusContract('MessageBus (one node, SQLite, commits on a thread)', factory(true), { differs: {} });
+runOneWayContract('MessageBus (one node, SQLite, commits on a thread)', factory(true));
