@@ -146,8 +146,7 @@ async function threaded(path: string, group: number): Promise<Run & { worker: nu
  * has committed everything: what the bus's event loop would cost, and the wall rate it could
  * reach, with every SQLite statement of its commits off its thread.
  */
-async function bus(path: string, mode: 'loop' | 'bound' | 'thread'): Promise<Run & { worker?: number }> {
-  const onThread = mode === 'bound';
+async function bus(path: string, onThread: boolean): Promise<Run & { worker?: number }> {
   const db = openDatabase(path);
   migrate(db, MESSAGING_MIGRATIONS);
   const registry = new AgentRegistry();
@@ -181,7 +180,7 @@ async function bus(path: string, mode: 'loop' | 'bound' | 'thread'): Promise<Run
       }) as typeof db.transaction;
   }
   const config = { ...loadServerConfig({ env: {}, cwd: path }).messaging, max_queue: 10_000_000 };
-  const b = new MessageBus({ db, registry, config, commitThread: mode === 'thread' });
+  const b = new MessageBus({ db, registry, config });
   let delivered = 0;
   let target = 0;
   let all!: () => void;
@@ -232,9 +231,8 @@ const loads: number[] = [];
     await floor(join(d.path, 'f'));
     for (const g of GROUPS) await threaded(join(d.path, `t${g}`), g);
     if (BUS) {
-      await bus(join(d.path, 'bus'), 'loop');
-      await bus(join(d.path, 'bus-t'), 'bound');
-      await bus(join(d.path, 'bus-c'), 'thread');
+      await bus(join(d.path, 'bus'), false);
+      await bus(join(d.path, 'bus-t'), true);
     }
   } finally {
     d.remove();
@@ -248,9 +246,8 @@ for (let rep = 0; rep < REPS; rep++) {
     ...GROUPS.map((g) => async () => add(`threaded g=${g}`, await threaded(join(d.path, `t${g}`), g))),
     ...(BUS
       ? [
-          async () => add('bus', await bus(join(d.path, 'bus'), 'loop')),
-          async () => add('bus, thread bound', await bus(join(d.path, 'bus-t'), 'bound')),
-          async () => add('bus on a thread', await bus(join(d.path, 'bus-c'), 'thread')),
+          async () => add('bus', await bus(join(d.path, 'bus'), false)),
+          async () => add('bus, thread bound', await bus(join(d.path, 'bus-t'), true)),
         ]
       : []),
   ];

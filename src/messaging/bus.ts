@@ -13,7 +13,6 @@ import { DispatchQueue } from './dispatch-queue.js';
 import type { MessageHandler } from './engine/engine.js';
 import { EngineBus } from './engine/engine-bus.js';
 import { ConversationEvents } from './events.js';
-import { Recorder } from './commit-thread.js';
 import { GroupCommit } from './group-commit.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { MessageReads } from './reads.js';
@@ -21,7 +20,7 @@ import { messagingRetentionRules } from './retention.js';
 import { newConversation, touchConversation } from './bus-rules.js';
 import { Router, type RouteDecision } from './router.js';
 import type { MessageSigner } from './signature.js';
-import { SqliteSteps, type Saved } from './sqlite-steps.js';
+import { SqliteSteps } from './sqlite-steps.js';
 import { MessageStore } from './store.js';
 import { createStrategy } from './strategy.js';
 
@@ -54,11 +53,6 @@ export interface BusOptions {
   signer?: MessageSigner;
   /** Where a refused signature is recorded (the audit trail). */
   audit?: AuditSink;
-  /**
-   * Commits on a thread of their own (`[messaging] commit_thread`, ADR 0105): the event loop fills
-   * the next batch while the thread commits one. A database in memory commits on the event loop.
-   */
-  commitThread?: boolean;
 }
 
 /**
@@ -74,7 +68,7 @@ export class MessageBus extends EngineBus implements MessagingBus {
   /** The read side: conversations, messages and dead letters, after the writes in flight. */
   readonly reads: MessageReads;
   readonly #cfg: MessagingConfig;
-  readonly #commit: GroupCommit<Saved>;
+  readonly #commit: GroupCommit;
   readonly #steps: SqliteSteps;
   readonly #queue: DispatchQueue;
   readonly #log: NonNullable<BusOptions['log']>;
@@ -93,8 +87,7 @@ export class MessageBus extends EngineBus implements MessagingBus {
     this.#cfg = opts.config;
     this.busConfig = opts.config;
     this.#log = opts.log ?? { warn: () => {}, error: () => {} };
-    const recorder = new Recorder();
-    this.store = new MessageStore(opts.db, recorder);
+    this.store = new MessageStore(opts.db);
     this.directory = new Directory(opts.registry);
     this.#pruner = new Pruner(opts.db, {
       onError: (e, rule) =>
@@ -106,23 +99,8 @@ export class MessageBus extends EngineBus implements MessagingBus {
     this.#pruneEvery = Math.max(100, Math.floor(Math.min(this.#cfg.max_messages, this.#cfg.max_conversations) / 10));
     this.#commit = new GroupCommit(
       opts.db,
-      {
-        beforeCommit: () => this.#steps.saveDirty(),
-        afterCommit: (saved) => this.#steps.committed(saved),
-        notCommitted: () => this.#steps.notCommitted(),
-      },
-      undefined,
-      opts.commitThread && !opts.db.memory
-        ? {
-            path: opts.db.name,
-            recorder,
-            onLost: (e) =>
-              this.#log.error(
-                { err: describeError(e) },
-                'the messaging commit thread stopped; commits go on in the main thread',
-              ),
-          }
-        : undefined,
+      () => this.#steps.saveDirty(),
+      () => this.#steps.committed(),
     );
     this.#steps = new SqliteSteps(this.store, this.#commit, () => this.#countForRetention());
     this.#queue = new DispatchQueue({

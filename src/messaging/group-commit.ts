@@ -1,23 +1,10 @@
-import type { Statement } from 'better-sqlite3';
 import type { Db } from '../storage/index.js';
-import {
-  commitBatch,
-  CommitThread,
-  runRecorded,
-  ThreadWriteError,
-  type BatchAnswer,
-  type Recorded,
-  type RecordedBatch,
-  type Recorder,
-} from './commit-thread.js';
 
 /** A write that settles through its own promise (`run`). */
 interface Op {
   run: () => unknown;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
-  /** Whether it reads what it writes (a count of rows changed): it runs on the event loop's connection. */
-  readsBack: boolean;
 }
 
 /**
@@ -32,86 +19,42 @@ export interface JoinedWrite {
 /** What a batch's joined writers learn: undefined when all committed, else the error of each one that failed. */
 export type JoinFailures = ReadonlyMap<JoinedWrite, unknown> | undefined;
 
-/** What runs around every batch's writes: inside its transaction after them, and once it is known whether they committed. */
-export interface CommitHooks<T> {
-  /** Runs inside every batch's transaction, after its writes (e.g. to save changed conversations); what it returns is handed to the next two. */
-  beforeCommit(): T;
-  /** What that `beforeCommit` wrote committed. */
-  afterCommit(saved: T): void;
-  /** A transaction failed whole, `beforeCommit`'s writes with it: the next must write them again. */
-  notCommitted?(): void;
-}
-
-interface Batch {
-  ops: (Op | JoinedWrite)[];
-  joined: { promise: Promise<JoinFailures>; resolve: (f: JoinFailures) => void } | undefined;
-}
-
-/**
- * Batches the thread holds at once. Each turn's writes are posted as they would commit on the
- * event loop, so the thread commits one while the event loop fills the next; beyond this many the
- * writes wait for an answer and go as one batch.
- */
-const MAX_IN_FLIGHT = 64;
-/** Writes in a batch posted to the thread: small enough that it commits one while the event loop fills the next. */
-const THREAD_BATCH = 1000;
-
-const NO_HOOKS: CommitHooks<undefined> = { beforeCommit: () => undefined, afterCommit: () => {} };
-
 /**
  * Group commit: writes requested in the same turn of the event loop share one SQLite transaction,
  * and each caller's promise settles only once that transaction has committed. "Accepted" therefore
  * always means "on disk" (WAL, synchronous=NORMAL: it survives a crash of the process), while the
  * cost of a commit is spread over every message in the batch. A failing write fails alone: the
  * batch is retried one write per transaction so the others still commit.
- *
- * With a `CommitThread`, a batch's writes are recorded as data (the store's `Recorder`) and
- * committed by the thread while the event loop fills the next batch; one batch is in flight at a
- * time. A batch holding a write that reads what it wrote (`run`) waits for the one in flight and
- * runs on the event loop's connection, so that writes still commit in the order they were asked.
  */
-export class GroupCommit<T = unknown> {
+export class GroupCommit {
   /** In the order they were asked for: a conversation's later step writes after its earlier one. */
   #ops: (Op | JoinedWrite)[] = [];
   /** The promise every joined write of the batch being filled waits on. */
-  #batch: Batch['joined'];
-  /** Whether a queued write must run on the event loop's connection. */
-  #readsBack = false;
-  /** The batches posted to the thread and not yet answered, oldest first (it commits them in order). */
-  readonly #inFlight: Batch[] = [];
+  #batch: { promise: Promise<JoinFailures>; resolve: (f: JoinFailures) => void } | undefined;
   #scheduled = false;
   #closed = false;
   #flushing: Promise<void> | undefined;
   #flushed!: () => void;
   /** Wrapped once: better-sqlite3 builds its wrapper functions anew on every `db.transaction()` call. */
-  readonly #all: (ops: readonly (Op | JoinedWrite)[], results: unknown[]) => T;
-  readonly #one: (op: Op | JoinedWrite) => [unknown, T];
-  readonly #hooks: CommitHooks<T>;
-  readonly #thread: { commits: CommitThread; recorder: Recorder } | undefined;
-  /** The recorded statements prepared on the event loop's connection, once a thread died. */
-  #here: Statement[] | undefined;
+  readonly #all: (ops: readonly (Op | JoinedWrite)[], results: unknown[]) => void;
+  readonly #one: (op: Op | JoinedWrite) => unknown;
 
   constructor(
     private readonly db: Db,
-    hooks: CommitHooks<T> = NO_HOOKS as CommitHooks<T>,
+    /** Runs inside every batch's transaction, after its writes (e.g. to save changed conversations). */
+    private readonly beforeCommit: () => void = () => {},
+    /** Runs after a transaction committed (e.g. to forget what beforeCommit saved). */
+    private readonly afterCommit: () => void = () => {},
     private readonly maxBatch = 10_000,
-    thread?: { path: string; recorder: Recorder; onLost: (e: unknown) => void },
   ) {
-    this.#hooks = hooks;
-    if (thread) {
-      const { recorder } = thread;
-      this.#thread = {
-        commits: new CommitThread(thread.path, (b) => this.#commitRecorded(b, recorder), thread.onLost),
-        recorder,
-      };
-    }
     this.#all = db.transaction((ops: readonly (Op | JoinedWrite)[], results: unknown[]) => {
       for (let i = 0; i < ops.length; i++) results[i] = ops[i]!.run();
-      return hooks.beforeCommit();
+      this.beforeCommit();
     });
-    this.#one = db.transaction((op: Op | JoinedWrite): [unknown, T] => {
+    this.#one = db.transaction((op: Op | JoinedWrite) => {
       const v = op.run();
-      return [v, hooks.beforeCommit()];
+      this.beforeCommit();
+      return v;
     });
   }
 
@@ -119,26 +62,15 @@ export class GroupCommit<T = unknown> {
     return this.#ops.length;
   }
 
-  /** The writes not yet committed, in the order they were asked for: the batch in flight's, then the queued. */
+  /** The writes waiting for the next batch, in the order they were asked for. */
   get queued(): readonly (Op | JoinedWrite)[] {
-    return this.#inFlight.length === 0 ? this.#ops : [...this.#inFlight.flatMap((b) => b.ops), ...this.#ops];
+    return this.#ops;
   }
 
-  /** A write whose result is read (rows changed): it runs on the event loop's connection, after any batch in flight. */
-  run<R>(write: () => R): Promise<R> {
-    return this.#push(write, true);
-  }
-
-  /** A write that reads nothing back: recorded for the commit thread when there is one. */
-  record(write: () => void): Promise<void> {
-    return this.#push(write, false);
-  }
-
-  #push<R>(write: () => R, readsBack: boolean): Promise<R> {
+  run<T>(write: () => T): Promise<T> {
     if (this.#closed) return Promise.reject(new Error('the message store is closed'));
-    return new Promise<R>((resolve, reject) => {
-      this.#ops.push({ run: write, resolve: resolve as (v: unknown) => void, reject, readsBack });
-      if (readsBack) this.#readsBack = true;
+    return new Promise<T>((resolve, reject) => {
+      this.#ops.push({ run: write, resolve: resolve as (v: unknown) => void, reject });
       this.#queued();
     });
   }
@@ -161,7 +93,7 @@ export class GroupCommit<T = unknown> {
   }
 
   #queued(): void {
-    if (this.#ops.length >= (this.#thread ? THREAD_BATCH : this.maxBatch)) this.flush();
+    if (this.#ops.length >= this.maxBatch) this.flush();
     else this.#schedule();
   }
 
@@ -172,7 +104,7 @@ export class GroupCommit<T = unknown> {
 
   /** Resolves once everything requested so far has committed. */
   settled(): Promise<void> {
-    if (this.#ops.length === 0 && !this.#scheduled && this.#inFlight.length === 0) return Promise.resolve();
+    if (this.#ops.length === 0 && !this.#scheduled) return Promise.resolve();
     this.#flushing ??= new Promise<void>((r) => (this.#flushed = r));
     return this.#flushing;
   }
@@ -185,125 +117,47 @@ export class GroupCommit<T = unknown> {
 
   flush(): void {
     this.#scheduled = false;
-    const readsBack = this.#readsBack;
-    // An answer from the thread flushes what waits here: a write that reads back waits for every
-    // batch in flight, so that it runs after them, and at most MAX_IN_FLIGHT are posted at once.
-    if (this.#inFlight.length > 0 && (readsBack || this.#inFlight.length >= MAX_IN_FLIGHT)) return;
-    const batch: Batch = { ops: this.#ops, joined: this.#batch };
+    const ops = this.#ops;
+    const batch = this.#batch;
     this.#ops = [];
     this.#batch = undefined;
-    this.#readsBack = false;
-    const thread = this.#thread;
-    if (thread && !thread.commits.dead && !readsBack) this.#post(batch, thread.commits, thread.recorder);
-    else this.#commitHere(batch);
-    this.#settle();
-  }
-
-  #settle(): void {
-    if (this.#ops.length === 0 && this.#inFlight.length === 0 && this.#flushing) {
+    if (ops.length > 0) {
+      const results: unknown[] = new Array(ops.length);
+      let failed: Map<JoinedWrite, unknown> | undefined;
+      try {
+        this.#all(ops, results);
+        this.afterCommit();
+        for (let i = 0; i < ops.length; i++) ops[i]!.resolve?.(results[i]);
+      } catch {
+        for (const op of ops) {
+          try {
+            const r = this.#one(op);
+            this.afterCommit();
+            op.resolve?.(r);
+          } catch (e) {
+            if (op.resolve) op.reject(e);
+            else (failed ??= new Map()).set(op, e);
+          }
+        }
+      }
+      batch?.resolve(failed);
+    } else {
+      try {
+        this.#all(ops, []);
+        this.afterCommit();
+      } catch {
+        /* nothing waits on it; the next batch saves the same state again */
+      }
+    }
+    if (this.#ops.length === 0 && this.#flushing) {
       const done = this.#flushed;
       this.#flushing = undefined;
       done();
     }
   }
 
-  /** Commits `batch` on the event loop's connection. */
-  #commitHere({ ops, joined }: Batch): void {
-    if (ops.length === 0) {
-      try {
-        this.#hooks.afterCommit(this.#all(ops, []));
-      } catch {
-        // Nothing waits on it; the next batch saves the same state again.
-        this.#hooks.notCommitted?.();
-      }
-      return;
-    }
-    const results: unknown[] = new Array(ops.length);
-    let failed: Map<JoinedWrite, unknown> | undefined;
-    try {
-      this.#hooks.afterCommit(this.#all(ops, results));
-      for (let i = 0; i < ops.length; i++) ops[i]!.resolve?.(results[i]);
-    } catch {
-      this.#hooks.notCommitted?.();
-      for (const op of ops) {
-        try {
-          const [r, saved] = this.#one(op);
-          this.#hooks.afterCommit(saved);
-          op.resolve?.(r);
-        } catch (e) {
-          this.#hooks.notCommitted?.();
-          if (op.resolve) op.reject(e);
-          else (failed ??= new Map()).set(op, e);
-        }
-      }
-    }
-    joined?.resolve(failed);
-  }
-
-  /** Records `batch`'s writes and hands them to the thread; what it answers settles them. */
-  #post(batch: Batch, commits: CommitThread, recorder: Recorder): void {
-    const { ops } = batch;
-    const v: Recorded = [];
-    const ends: number[] = new Array(ops.length);
-    /** Writes that failed while recorded (a value that cannot be written): they fail alone, as a failed INSERT would. */
-    let early: Map<number, unknown> | undefined;
-    let saved: T;
-    recorder.values = v;
-    try {
-      for (let i = 0; i < ops.length; i++) {
-        const from = v.length;
-        try {
-          ops[i]!.run();
-        } catch (e) {
-          v.length = from;
-          (early ??= new Map()).set(i, e);
-        }
-        ends[i] = v.length;
-      }
-      saved = this.#hooks.beforeCommit();
-    } finally {
-      recorder.values = undefined;
-    }
-    this.#inFlight.push(batch);
-    commits.post(recorder.unsent(), v, ends, (a) => this.#answered(batch, saved, a, early));
-  }
-
-  #answered(batch: Batch, saved: T, a: BatchAnswer, early: Map<number, unknown> | undefined): void {
-    this.#inFlight.shift();
-    if (a.tailCommitted) this.#hooks.afterCommit(saved);
-    else this.#hooks.notCommitted?.();
-    let failures = early;
-    for (const [i, code, message] of a.failed ?? [])
-      (failures ??= new Map()).set(i, new ThreadWriteError(message, code));
-    let failed: Map<JoinedWrite, unknown> | undefined;
-    const { ops, joined } = batch;
-    for (let i = 0; i < ops.length; i++) {
-      const op = ops[i]!;
-      const e = failures?.get(i);
-      if (e === undefined) op.resolve?.(undefined);
-      else if (op.resolve) op.reject(e);
-      else (failed ??= new Map()).set(op, e);
-    }
-    joined?.resolve(failed);
-    if (this.#ops.length > 0) this.flush();
-    else this.#settle();
-  }
-
-  /** A batch the thread did not answer (it died), on the event loop's connection. */
-  #commitRecorded(b: RecordedBatch, recorder: Recorder): BatchAnswer {
-    this.#here ??= recorder.sql.map((text) => this.db.prepare(text));
-    for (let i = this.#here.length; i < recorder.sql.length; i++) this.#here.push(this.db.prepare(recorder.sql[i]!));
-    return commitBatch(this.db, this.#here, runRecorded, b);
-  }
-
   close(): void {
     this.flush();
-    // Every batch the thread holds is answered before the store closes (the answers run here).
-    this.#thread?.commits.closeSync();
-    while (this.#ops.length > 0) {
-      this.flush();
-      this.#thread?.commits.closeSync();
-    }
     this.#closed = true;
   }
 }

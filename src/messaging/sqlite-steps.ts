@@ -6,9 +6,6 @@ import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { endless } from './protocols/index.js';
 import type { DeliveryRow, MessageStore, StoredMessage, SubscriptionRow } from './store.js';
 
-/** The conversations a commit saved, each followed by the stamp of the change it saved. */
-export type Saved = (Conversation | number)[];
-
 const NO_SUBSCRIPTIONS: SubscriptionRow[] = Object.freeze([]) as unknown as SubscriptionRow[];
 
 /**
@@ -26,21 +23,14 @@ export class SqliteSteps implements StepStore {
    */
   readonly defersOneWay = true;
   readonly #store: MessageStore;
-  readonly #commit: GroupCommit<Saved>;
+  readonly #commit: GroupCommit;
   /** Open conversations (terminal ones are read from the store). */
   readonly open = new Map<ConversationId, Conversation>();
+  /** Conversations changed since the last commit (saved in it: `saveDirty`). */
+  readonly #dirty = new Set<Conversation>();
   /**
-   * Conversations changed and not yet committed, each with the stamp of its latest change: a
-   * commit forgets those not changed again since it saved them (`committed`), as steps go on
-   * while a commit thread commits.
-   */
-  readonly #dirty = new Map<Conversation, number>();
-  /** Conversations changed since a commit last saved them (the next one does: `saveDirty`). */
-  readonly #unsaved = new Set<Conversation>();
-  #stamp = 0;
-  /**
-   * Conversations that ended and whose row has not committed: until it does the store still holds
-   * their previous row, and a step that runs next must see the ended state, not read that row back.
+   * Conversations that ended since the last commit: until it lands the store still holds their
+   * previous row, and a step that runs next must see the ended state, not read that row back.
    */
   readonly #ended = new Map<ConversationId, Conversation>();
   /**
@@ -74,7 +64,7 @@ export class SqliteSteps implements StepStore {
   /** Told each message stored and conversation ended (retention runs every so many). */
   readonly #counted: () => void;
 
-  constructor(store: MessageStore, commit: GroupCommit<Saved>, counted: () => void = () => {}) {
+  constructor(store: MessageStore, commit: GroupCommit, counted: () => void = () => {}) {
     this.#store = store;
     this.#commit = commit;
     this.#counted = counted;
@@ -92,33 +82,15 @@ export class SqliteSteps implements StepStore {
     this.#outstanding.set(conversation, (this.#outstanding.get(conversation) ?? 0) + 1);
   }
 
-  /**
-   * Saves the conversations changed since a commit last saved them: runs inside every group
-   * commit's transaction. Returns them with their stamps, for `committed`.
-   */
-  saveDirty(): Saved {
-    const saved: Saved = [];
-    for (const c of this.#unsaved) {
-      this.#store.saveConversation(c);
-      saved.push(c, this.#dirty.get(c)!);
-    }
-    this.#unsaved.clear();
-    return saved;
+  /** Saves the conversations steps changed: runs inside every group commit's transaction. */
+  saveDirty(): void {
+    for (const c of this.#dirty) this.#store.saveConversation(c);
   }
 
-  /** After a group commit, with what its `saveDirty` returned: rows that now hold the latest change are done with. */
-  committed(saved: Saved): void {
-    for (let i = 0; i < saved.length; i += 2) {
-      const c = saved[i] as Conversation;
-      if (this.#dirty.get(c) !== saved[i + 1]) continue;
-      this.#dirty.delete(c);
-      if (this.#ended.get(c.id) === c) this.#ended.delete(c.id);
-    }
-  }
-
-  /** A group commit failed whole: every conversation not committed is saved again by the next. */
-  notCommitted(): void {
-    for (const c of this.#dirty.keys()) this.#unsaved.add(c);
+  /** After a group commit. */
+  committed(): void {
+    this.#dirty.clear();
+    this.#ended.clear();
   }
 
   conversation(id: string): Conversation | undefined {
@@ -248,7 +220,7 @@ export class SqliteSteps implements StepStore {
   }
 
   async retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean> {
-    await this.#commit.record(() => this.#store.retry(id, attempts, nextAt, error, now));
+    await this.#commit.run(() => this.#store.retry(id, attempts, nextAt, error, now));
     const row = this.#pendingRows.get(id);
     if (row) this.#pendingRows.set(id, { ...row, attempts, next_at: nextAt, last_error: error, updated_at: now });
     return true;
@@ -342,7 +314,7 @@ export class SqliteSteps implements StepStore {
     if (this.#kept.size === 0) return Promise.resolve();
     let written: Conversation[] = [];
     return this.#commit
-      .record(() => {
+      .run(() => {
         written = [...this.#kept];
         for (const c of written) this.#store.saveConversation(c);
       })
@@ -366,8 +338,7 @@ export class SqliteSteps implements StepStore {
       this.#ended.delete(c.id);
       this.open.set(c.id, c);
     }
-    this.#dirty.set(c, ++this.#stamp);
-    this.#unsaved.add(c);
+    this.#dirty.add(c);
   }
 
   forget(c: Conversation): void {
@@ -375,7 +346,6 @@ export class SqliteSteps implements StepStore {
     this.open.delete(c.id);
     this.#ended.delete(c.id);
     this.#dirty.delete(c);
-    this.#unsaved.delete(c);
   }
 
   counted(): void {

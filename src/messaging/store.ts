@@ -1,7 +1,6 @@
 import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
 import type { Db, Migration } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { Recorder } from './commit-thread.js';
 import type { Conversation, ConversationState } from './conversation.js';
 import { messageJson, type AclMessage, type ConversationId, type MessageId } from './message.js';
 
@@ -220,56 +219,47 @@ export function messageRow(
   ];
 }
 
-const UPSERT_CONVERSATION = `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
-           turns = excluded.turns, max_turns = excluded.max_turns, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`;
-
 export class MessageStore {
   readonly #s;
-  /** The writes a group commit runs: at once, or recorded for its thread (`Recorder`). */
-  readonly #w;
   /** Conversation objects whose row exists (written or read here). */
   readonly #known = new WeakSet<Conversation>();
 
-  constructor(
-    readonly db: Db,
-    readonly recorder: Recorder = new Recorder(),
-  ) {
-    const w = (sql: string, onlyIfNone?: boolean) => recorder.write(db, sql, onlyIfNone);
-    this.#w = {
-      insertMessage: w(
+  constructor(readonly db: Db) {
+    this.#s = {
+      insertMessage: db.prepare(
         'INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
-      insertDelivery: w(
+      insertDelivery: db.prepare(
         "INSERT INTO deliveries (id, message_id, receiver, state, updated_at) VALUES (?, ?, ?, 'pending', ?)",
       ),
-      ack: w("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?"),
-      retry: w(
-        `UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
-      ),
-      dead: w(
-        `UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
-      ),
-      replay: w(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = ? WHERE id = ? AND state = 'dead'",
-      ),
-      reroute: w('UPDATE deliveries SET receiver = ?, updated_at = ? WHERE id = ?'),
-      upsertConversation: w(UPSERT_CONVERSATION),
-      upsertConversationIfNone: w(UPSERT_CONVERSATION, true),
-      updateConversation: w(
-        'UPDATE conversations SET protocol = ?, state = ?, participants = ?, turns = ?, max_turns = ?, updated_at = ?, expires_at = ?, reason = ? WHERE id = ?',
-      ),
-      insertSubscription: w(
-        'INSERT OR IGNORE INTO subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      ),
-      deleteSubscription: w('DELETE FROM subscriptions WHERE conversation_id = ?'),
-    };
-    this.#s = {
       lastDelivery: db.prepare(
         "SELECT max(coalesce((SELECT max(id) FROM deliveries), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0)) AS id",
       ),
+      ack: db.prepare("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?"),
+      retry: db.prepare(
+        `UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
+      ),
+      dead: db.prepare(
+        `UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ?, errors = ${APPEND_ERROR} WHERE id = ?`,
+      ),
       discard: db.prepare("DELETE FROM deliveries WHERE id = ? AND state = 'dead'"),
+      replay: db.prepare(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = ? WHERE id = ? AND state = 'dead'",
+      ),
+      reroute: db.prepare('UPDATE deliveries SET receiver = ?, updated_at = ? WHERE id = ?'),
+      upsertConversation: db.prepare(
+        `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
+           turns = excluded.turns, max_turns = excluded.max_turns, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`,
+      ),
+      updateConversation: db.prepare(
+        'UPDATE conversations SET protocol = ?, state = ?, participants = ?, turns = ?, max_turns = ?, updated_at = ?, expires_at = ?, reason = ? WHERE id = ?',
+      ),
+      insertSubscription: db.prepare(
+        'INSERT OR IGNORE INTO subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      deleteSubscription: db.prepare('DELETE FROM subscriptions WHERE conversation_id = ?'),
       hasMessage: db.prepare('SELECT 1 FROM messages WHERE id = ?').pluck(),
       getMessage: db.prepare('SELECT body, routed_to FROM messages WHERE id = ?'),
       messagesOf: db.prepare(
@@ -294,12 +284,12 @@ export class MessageStore {
   // Rows are scrubbed of the configured secrets (ADR 0017): a last line of defence behind the
   // boundaries where outside text enters (a provider error quoted in a failure reply or dead letter).
   insertMessage(m: AclMessage, routedTo: readonly string[]): void {
-    this.#w.insertMessage(...messageRow(m, routedTo));
+    this.#s.insertMessage.run(...messageRow(m, routedTo));
   }
 
   /** A pending delivery under an id the bus chose (it numbers deliveries itself: `lastDeliveryId`), so a step knows it before its commit. */
   insertDelivery(id: number, messageId: MessageId, receiver: string, now: string): void {
-    this.#w.insertDelivery(id, messageId, receiver, now);
+    this.#s.insertDelivery.run(id, messageId, receiver, now);
   }
 
   /** The highest delivery id ever given (deleted rows included). */
@@ -308,18 +298,18 @@ export class MessageStore {
   }
 
   ack(id: number, now: string): void {
-    this.#w.ack(now, id);
+    this.#s.ack.run(now, id);
   }
 
   // A failed attempt is recorded here and only here: its error joins the row's `errors` list.
   retry(id: number, attempts: number, nextAt: number, error: string, now: string): void {
     const e = scrubSecrets(error);
-    this.#w.retry(attempts, nextAt, e, now, now, e, id);
+    this.#s.retry.run(attempts, nextAt, e, now, now, e, id);
   }
 
   dead(id: number, attempts: number, error: string, now: string): void {
     const e = scrubSecrets(error);
-    this.#w.dead(attempts, e, now, now, e, id);
+    this.#s.dead.run(attempts, e, now, now, e, id);
   }
 
   /** Deletes the dead letters among `ids` (a row replayed meanwhile is not dead, and stays); returns those deleted. */
@@ -352,18 +342,17 @@ export class MessageStore {
   }
 
   replay(id: number, now: string): boolean {
-    return this.#w.replay(now, id).changes > 0;
+    return this.#s.replay.run(now, id).changes > 0;
   }
 
   reroute(id: number, receiver: string, now: string): void {
-    this.#w.reroute(receiver, now, id);
+    this.#s.reroute.run(receiver, now, id);
   }
 
   /** Inserts or updates a conversation. Rows this store wrote or read are updated in place (cheaper than an upsert). */
   saveConversation(c: Conversation): void {
-    let upsert = this.#w.upsertConversation;
     if (this.#known.has(c)) {
-      const r = this.#w.updateConversation(
+      const r = this.#s.updateConversation.run(
         c.protocol,
         c.state,
         JSON.stringify(c.participants),
@@ -375,10 +364,8 @@ export class MessageStore {
         c.id,
       );
       if (r.changes > 0) return;
-      // Recorded, the update has changed nothing yet: the insert then runs only if it changes no row.
-      upsert = this.#w.upsertConversationIfNone;
     }
-    upsert(
+    this.#s.upsertConversation.run(
       c.id,
       c.protocol,
       c.state,
@@ -396,7 +383,7 @@ export class MessageStore {
   }
 
   insertSubscription(s: SubscriptionRow): void {
-    this.#w.insertSubscription(
+    this.#s.insertSubscription.run(
       s.id,
       s.conversation_id,
       s.subscriber,
@@ -408,7 +395,7 @@ export class MessageStore {
   }
 
   deleteSubscription(conversationId: string): void {
-    this.#w.deleteSubscription(conversationId);
+    this.#s.deleteSubscription.run(conversationId);
   }
 
   // ---- reads ----

@@ -31,13 +31,11 @@ afterEach(() => {
 function counting(beforeCommit: () => void = () => {}, maxBatch?: number): GroupCommit {
   return new GroupCommit(
     db,
-    {
-      beforeCommit: () => {
-        befores++;
-        beforeCommit();
-      },
-      afterCommit: () => commits++,
+    () => {
+      befores++;
+      beforeCommit();
     },
+    () => commits++,
     maxBatch,
   );
 }

@@ -27,11 +27,11 @@ beforeEach(() => {
   db = openDatabase(makeTempDir('caxton-steps-'));
   migrate(db, MESSAGING_MIGRATIONS);
   store = new MessageStore(db);
-  const commit = new GroupCommit(db, {
-    beforeCommit: () => steps.saveDirty(),
-    afterCommit: (saved) => steps.committed(saved),
-    notCommitted: () => steps.notCommitted(),
-  });
+  const commit = new GroupCommit(
+    db,
+    () => steps.saveDirty(),
+    () => steps.committed(),
+  );
   steps = new SqliteSteps(store, commit);
   steps.load(() => {});
 });

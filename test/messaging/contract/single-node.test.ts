@@ -1,8 +1,7 @@
 /**
  * The bus contract (bus-contract.ts) against the single node's bus: `MessageBus` over a real
- * SQLite file in a directory of its own per case, with its commits on the event loop and on a
- * thread of their own; a restart closes the bus and its database and opens both again on the
- * same file.
+ * SQLite file in a directory of its own per case; a restart closes the bus and its database and
+ * opens both again on the same file.
  */
 import { afterAll } from 'vitest';
 import { AgentRegistry } from '../../../src/agents/index.js';
@@ -20,7 +19,6 @@ function open(
   dir: string,
   registry: AgentRegistry,
   handlers: Record<string, InProcessHandler>,
-  commitThread: boolean,
 ): ContractBus {
   const db = openDatabase(dir);
   migrate(db, MESSAGING_MIGRATIONS);
@@ -28,7 +26,6 @@ function open(
     db,
     registry,
     config: messagingConfig(setup.config),
-    commitThread,
     ...(setup.tracer && { tracer: setup.tracer }),
     ...(setup.principals && { principals: setup.principals }),
   });
@@ -44,20 +41,16 @@ function open(
     close,
     async restart(next) {
       await close();
-      return open(setup, dir, registry, next, commitThread);
+      return open(setup, dir, registry, next);
     },
   };
 }
 
-const factory =
-  (commitThread: boolean): BusFactory =>
-  (setup) => {
-    const registry = new AgentRegistry();
-    for (const [name, caps] of setup.agents) deploy(registry, agentDef(name, caps));
-    return Promise.resolve(open(setup, makeTempDir('caxton-contract-'), registry, setup.handlers, commitThread));
-  };
+const factory: BusFactory = (setup) => {
+  const registry = new AgentRegistry();
+  for (const [name, caps] of setup.agents) deploy(registry, agentDef(name, caps));
+  return Promise.resolve(open(setup, makeTempDir('caxton-contract-'), registry, setup.handlers));
+};
 
-runBusContract('MessageBus (one node, SQLite)', factory(false), { differs: {} });
-runOneWayContract('MessageBus (one node, SQLite)', factory(false));
-runBusContract('MessageBus (one node, SQLite, commits on a thread)', factory(true), { differs: {} });
-runOneWayContract('MessageBus (one node, SQLite, commits on a thread)', factory(true));
+runBusContract('MessageBus (one node, SQLite)', factory, { differs: {} });
+runOneWayContract('MessageBus (one node, SQLite)', factory);
