@@ -170,9 +170,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       // The page hears of executions over the event stream, which shows nothing on this page: the
       // test waits for the stream's response (the server listens before it answers), else an
       // execution finished before the stream opened would go unheard.
-      const listening = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/events/stream', {
-        timeout: 20_000,
-      });
+      const listening = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/events/stream');
       await signIn(page, cs.url, cs.admin, '/ui/memory/entities/Difference%20Engine');
       await page.getByText('An earlier calculating machine').waitFor();
       expect((await listening).status()).toBe(200);

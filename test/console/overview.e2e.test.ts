@@ -107,9 +107,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
       // The charts are fed by the polls: the executions chart describes a growing series.
       const chart = page.getByTestId('stat-executions').getByRole('img');
       await expect
-        .poll(async () => Number(/last (\d+) samples/.exec((await chart.getAttribute('aria-label')) ?? '')?.[1] ?? 0), {
-          timeout: 15_000,
-        })
+        .poll(async () => Number(/last (\d+) samples/.exec((await chart.getAttribute('aria-label')) ?? '')?.[1] ?? 0))
         .toBeGreaterThanOrEqual(3);
       expect(await chart.locator('polyline').getAttribute('points')).toMatch(/^[\d.]+,[\d.]+( [\d.]+,[\d.]+){2,}$/);
       await expectAccessible(page, 'overview');
@@ -118,7 +116,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
       // after the last event it saw (no repeats), and the next execution arrives.
       cs.srv.server.app.server.closeAllConnections();
       expect(await invokeOnNewConnection(cs, 'helper', '4 + 5')).toBe(200);
-      await expect.poll(() => row.count(), { timeout: 15_000 }).toBe(2);
+      await expect.poll(() => row.count()).toBe(2);
       await page.getByText('Events: connected').waitFor();
       expect(await page.getByTestId('events').locator('tbody tr', { hasText: 'agent.deployed' }).count()).toBe(2);
       expect(problems).toEqual([]);
@@ -163,10 +161,10 @@ describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))(
         const deps = page.getByTestId('dependencies');
         await expect.poll(() => deps.textContent()).toContain('memory-postgresql: available');
         proxy.cut();
-        await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: unavailable (');
+        await expect.poll(() => deps.textContent()).toContain('memory-postgresql: unavailable (');
         expect(await page.getByText('not ready').count()).toBeGreaterThan(0);
         proxy.restore();
-        await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: available');
+        await expect.poll(() => deps.textContent()).toContain('memory-postgresql: available');
         expect(problems).toEqual([]);
       } finally {
         await close();
