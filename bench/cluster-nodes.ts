@@ -36,7 +36,6 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
@@ -361,10 +360,9 @@ interface RawClients {
 /** `workers` client processes on a work-queue stream and durable consumer of their own, warmed up. */
 async function startRawClients(nats: NatsServer, workers: number, natsPid: number | undefined): Promise<RawClients> {
   const nc = await connect({ servers: nats.url });
-  const jsm = await jetstreamManager(nc);
   const stream = `BENCH_RAW_${workers}`;
   const subject = `bench.raw${workers}`;
-  await addWorkQueue(nc, stream, subject, 'raw');
+  const jsm = await addWorkQueue(nc, stream, subject, 'raw');
   const children: ChildProcess[] = [];
   const close = async () => {
     for (const c of children) if (c.connected) c.send({ type: 'exit' } satisfies ToWorker);

@@ -1,9 +1,10 @@
 /**
  * The JetStream stream and consumer every baseline of the cluster benches uses: a work queue on
  * file storage with a two-minute duplicate window (a node's own stream's settings), and a durable
- * pull consumer with explicit acks and no limit on redelivery or pending acks.
+ * pull consumer with explicit acks and no limit on redelivery or pending acks. Returns the manager
+ * it made, for a caller that deletes the stream afterwards.
  */
-import { AckPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { AckPolicy, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 
 export async function addWorkQueue(
@@ -11,7 +12,7 @@ export async function addWorkQueue(
   stream: string,
   subject: string,
   durable: string,
-): Promise<void> {
+): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({
     name: stream,
@@ -27,4 +28,5 @@ export async function addWorkQueue(
     max_deliver: -1,
     max_ack_pending: -1,
   });
+  return jsm;
 }
