@@ -13,7 +13,10 @@
  * them started before anything is measured; each runs WARMUP rounds that are thrown away (the JIT
  * settles and the span store fills to its bound, as on a server that has run a while), then the
  * reps alternate between the modes, all of the same size, the order rotated every rep, so no mode
- * is always first or last and every mode meets the same machine load. Reps are short (a few
+ * is always first or last and every mode meets the same machine load. The counted reps are split
+ * over GENERATIONS sets of fresh processes, because each process reads a few per cent high or low
+ * in all of its reps; a control process, a second metrics-only one, shows what the method reads
+ * for identical code, and each ratio carries a bootstrap interval of its median. Reps are short (a few
  * hundred ms) and many: a burst of other work on the shared machine then spoils a few reps, not a
  * mode's whole figure, and a mode's rep sits next to its baseline's in time. Each rep gives a
  * throughput and the CPU time the mode's server process (all its threads: the workload is driven
@@ -48,7 +51,8 @@ import {
 } from './lib/observability-node.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { fmt } from './lib/stats.js';
+import { rng } from './lib/random.js';
+import { fmt, medianInterval } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const env = (name: string, def: number) => {
@@ -60,8 +64,21 @@ const env = (name: string, def: number) => {
 const ROUNDS = env('BENCH_ROUNDS', 21);
 const MESSAGES = env('BENCH_MESSAGES', 1_000);
 const EXECUTIONS = env('BENCH_EXECUTIONS', 250);
-/** Rounds run before the counted ones (not counted). */
+/** Rounds run before the counted ones, in each generation of processes (not counted). */
 const WARMUP = env('BENCH_WARMUP', 4);
+/**
+ * The counted rounds are split over this many generations of processes, each started fresh: a
+ * process carries a bias of its own (where its heap and code landed, what its JIT decided) of a
+ * few per cent, the same in every one of its reps, so one process per mode cannot resolve a 10 %
+ * target however many reps it runs. Fresh processes make that bias part of the spread.
+ */
+const GENERATIONS = Math.max(1, Math.min(env('BENCH_GENERATIONS', 3), ROUNDS));
+/**
+ * A second metrics-only process beside the first (the control, BENCH_CONTROL=0 drops it): the
+ * same code measured against itself, so the report shows what the method reads for no difference.
+ */
+const CONTROL = process.env.BENCH_CONTROL !== '0';
+const CONTROL_LABEL = 'metrics#2';
 const MAX_OVERHEAD = 0.1;
 const MAX_UNSAMPLED_OVERHEAD = 0.03;
 const DEFAULT_MODES: readonly Mode[] = ['off', 'metrics', 'on', 'sampled', 'unsampled'];
@@ -100,12 +117,15 @@ async function startCollector(): Promise<NonNullable<typeof collector>> {
   return c;
 }
 
+/** The mode a label runs: `on@compared` and the control's `metrics#2` run `on` and `metrics`. */
+const modeOf = (label: string) => label.replace(COMPARED, '').replace(/#\d+$/, '') as Mode;
+
 async function spawn(mode: string, dir: string): Promise<Node> {
   const compared = mode.endsWith(COMPARED);
   const script = compared ? `${COMPARE_DIR}/bench/lib/observability-node.ts` : NODE;
-  const otlp = mode.replace(COMPARED, '') === 'otlp';
+  const otlp = modeOf(mode) === 'otlp';
   if (otlp) collector ??= await startCollector();
-  const child = fork(script, [mode.replace(COMPARED, ''), dir], {
+  const child = fork(script, [modeOf(mode), dir], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     ...(compared && { cwd: COMPARE_DIR }),
     // The server's own OTLP exporter (tracing.ts), as OTEL_EXPORTER_OTLP_ENDPOINT configures it.
@@ -150,50 +170,62 @@ const median = (xs: number[]) => quantile(xs, 0.5);
 type Results = Record<string, Record<Workload, Figure[]>>;
 
 async function run(): Promise<SuiteReport> {
-  const labels = COMPARE_DIR ? RUN_MODES.flatMap((m) => [m, `${m}${COMPARED}`]) : [...RUN_MODES];
+  const modes = COMPARE_DIR ? RUN_MODES.flatMap((m) => [m, `${m}${COMPARED}`]) : [...RUN_MODES];
+  const labels = CONTROL && RUN_MODES.includes('metrics') ? [...modes, CONTROL_LABEL] : modes;
   const results: Results = Object.fromEntries(labels.map((m) => [m, { messages: [], executions: [] }]));
-  const dirs = labels.map(() => tempDir('caxton-bench-obs-'));
-  const nodes: Node[] = [];
+  const sizes: Record<Workload, number> = { messages: MESSAGES, executions: EXECUTIONS };
   let spans = 0;
+  let round = 0;
   try {
-    for (let i = 0; i < labels.length; i++) nodes.push(await spawn(labels[i]!, dirs[i]!.path));
-    const sizes: Record<Workload, number> = { messages: MESSAGES, executions: EXECUTIONS };
-    for (let round = 1 - WARMUP; round <= ROUNDS; round++) {
-      // Rounds up to 0 warm every process up and are not counted.
-      note(
-        round <= 0
-          ? `warm-up round ${round + WARMUP}/${WARMUP} of ${labels.join(', ')}`
-          : `rep ${round}/${ROUNDS}: ${MESSAGES.toLocaleString('en')} messages, ${EXECUTIONS.toLocaleString('en')} executions per mode`,
-      );
-      for (const workload of ['messages', 'executions'] as const) {
-        for (let k = 0; k < nodes.length; k++) {
-          const node = nodes[(k + round + WARMUP) % nodes.length]!;
-          const a = await node.ask({ type: 'run', workload, n: sizes[workload] });
-          if (a.type !== 'figure') throw new Error(`${node.mode}: unexpected answer ${a.type}`);
-          if (round > 0) results[node.mode]![workload].push(a.figure);
+    for (let g = 0; g < GENERATIONS; g++) {
+      // This generation's share of the counted rounds, the remainder to the first ones.
+      const counted = Math.floor(ROUNDS / GENERATIONS) + (g < ROUNDS % GENERATIONS ? 1 : 0);
+      const dirs = labels.map(() => tempDir('caxton-bench-obs-'));
+      const nodes: Node[] = [];
+      try {
+        for (let i = 0; i < labels.length; i++) nodes.push(await spawn(labels[i]!, dirs[i]!.path));
+        for (let r = 1 - WARMUP; r <= counted; r++) {
+          // Rounds up to 0 warm this generation's processes up and are not counted.
+          if (r > 0) round++;
+          note(
+            r <= 0
+              ? `generation ${g + 1}/${GENERATIONS}: warm-up round ${r + WARMUP}/${WARMUP} of ${labels.join(', ')}`
+              : `rep ${round}/${ROUNDS} (generation ${g + 1}/${GENERATIONS}): ${MESSAGES.toLocaleString('en')} messages, ${EXECUTIONS.toLocaleString('en')} executions per mode`,
+          );
+          for (const workload of ['messages', 'executions'] as const) {
+            for (let k = 0; k < nodes.length; k++) {
+              const node = nodes[(k + r + WARMUP + g) % nodes.length]!;
+              const a = await node.ask({ type: 'run', workload, n: sizes[workload] });
+              if (a.type !== 'figure') throw new Error(`${node.mode}: unexpected answer ${a.type}`);
+              if (r > 0) results[node.mode]![workload].push(a.figure);
+            }
+          }
         }
+        for (const node of nodes) {
+          const a = await node.ask({ type: 'close' });
+          if (a.type === 'closed') spans += a.spans;
+        }
+      } finally {
+        for (const n of nodes) if (n.child.exitCode === null) n.child.kill();
+        for (const d of dirs) d.remove();
       }
     }
-    for (const node of nodes) {
-      const a = await node.ask({ type: 'close' });
-      if (a.type === 'closed') spans += a.spans;
-    }
   } finally {
-    for (const n of nodes) if (n.child.exitCode === null) n.child.kill();
-    for (const d of dirs) d.remove();
     collector?.server.close();
   }
   const rows: Row[] = [];
   const has = (m: Mode) => RUN_MODES.includes(m);
   for (const side of COMPARE_DIR ? ['', COMPARED] : ['']) {
     for (const workload of ['messages', 'executions'] as const) {
-      const row = (mode: Mode, base: Mode, max?: number) => rows.push(rowOf(results, workload, mode, base, side, max));
+      const row = (mode: string, base: Mode, max?: number) =>
+        rows.push(rowOf(results, workload, mode, base, side, max));
       if (!has('metrics')) continue;
+      if (CONTROL && !side) row(CONTROL_LABEL, 'metrics');
       if (has('on')) row('on', 'metrics', MAX_OVERHEAD);
       if (has('sampled')) row('sampled', 'metrics');
       if (has('unsampled')) row('unsampled', 'metrics', MAX_UNSAMPLED_OVERHEAD);
       if (has('otlp')) row('otlp', 'metrics', MAX_OVERHEAD);
-      for (const m of ['count', 'nostore', 'noexport', 'context'] as const) if (has(m)) row(m, 'metrics');
+      for (const m of ['count', 'nostore', 'noexport', 'context', 'norows'] as const) if (has(m)) row(m, 'metrics');
       if (has('off')) row('metrics', 'off', MAX_OVERHEAD);
     }
   }
@@ -206,13 +238,13 @@ async function run(): Promise<SuiteReport> {
             `The otlp mode's collector (in the suite's process) received ${collector.requests.toLocaleString('en')} export requests, ${(collector.bytes / 1e6).toFixed(1)} MB.`,
           ]
         : []),
-      `One process per mode, all started first; ${WARMUP} warm-up rounds (not counted), then ${ROUNDS} reps alternating the modes, order rotated each rep; per rep and mode ${MESSAGES.toLocaleString('en')} one-way informs to an in-process handler (each its own conversation) and ${EXECUTIONS.toLocaleString('en')} sequential executor.invoke() calls with the zero-latency scripted provider. CPU is the server process's (user + system, all threads: V8's GC helpers do part of what tracing adds) per operation; the raw results also hold the main thread's alone (main). Ratios are the median of per-rep ratios to the baseline's rep of the same round, with their interquartile range.`,
+      `${GENERATIONS} generation${GENERATIONS === 1 ? '' : 's'} of processes, one process per mode in each, all started first; ${WARMUP} warm-up rounds per generation (not counted), then ${ROUNDS} reps in all alternating the modes, order rotated each rep; per rep and mode ${MESSAGES.toLocaleString('en')} one-way informs to an in-process handler (each its own conversation) and ${EXECUTIONS.toLocaleString('en')} sequential executor.invoke() calls with the zero-latency scripted provider. CPU is the server process's (user + system, all threads: V8's GC helpers do part of what tracing adds) per operation; the raw results also hold the main thread's alone (main). Ratios are the median of per-rep ratios to the baseline's rep of the same round, with their interquartile range and a 95 % bootstrap interval of the median (CI).${CONTROL && has('metrics') ? ' The control is a second metrics-only process measured against the first: what the method reads for identical code.' : ''}`,
     ],
     raw: results,
   };
 }
 
-function rowOf(results: Results, workload: Workload, mode: Mode, base: Mode, side: string, max?: number): Row {
+function rowOf(results: Results, workload: Workload, mode: string, base: Mode, side: string, max?: number): Row {
   const [metric, unit, op] =
     workload === 'messages'
       ? ['messages accepted, delivered and acknowledged', 'msg/s', 'msg']
@@ -222,14 +254,15 @@ function rowOf(results: Results, workload: Workload, mode: Mode, base: Mode, sid
   const cpuRatios = mine.map((f, i) => f.cpu / theirs[i]!.cpu);
   const rateRatios = mine.map((f, i) => f.rate / theirs[i]!.rate);
   const cpuRatio = median(cpuRatios);
+  const [lo, hi] = medianInterval(cpuRatios, rng(0x0b5));
   // The interquartile range: on a shared machine a rep or two always lands on a burst of other
   // work, and min–max then says more about the neighbours than about the mode.
   const spread = (xs: number[]) => `${fmt(quantile(xs, 0.25), 2)}–${fmt(quantile(xs, 0.75), 2)}`;
   const figure = (fs: Figure[]) =>
     `CPU ${fmt(median(fs.map((f) => f.cpu)), 1)} µs/${op}, ${fmt(median(fs.map((f) => f.rate)), 0)} ${unit}`;
   return {
-    metric: `${side ? `[${COMPARE_DIR}] ` : ''}${metric}, ${LABELS[mode]} (median of ${mine.length} reps)`,
-    value: `${figure(mine)}; CPU ${fmt(cpuRatio, 2)} × (${spread(cpuRatios)}), rate ${fmt(median(rateRatios), 2)} × (${spread(rateRatios)})`,
+    metric: `${side ? `[${COMPARE_DIR}] ` : ''}${metric}, ${mode === CONTROL_LABEL ? 'control: metrics only, a second process' : LABELS[modeOf(mode)]} (median of ${mine.length} reps)`,
+    value: `${figure(mine)}; CPU ${fmt(cpuRatio, 2)} × (${spread(cpuRatios)}; CI ${fmt(lo, 2)}–${fmt(hi, 2)}), rate ${fmt(median(rateRatios), 2)} × (${spread(rateRatios)})`,
     baseline: `${LABELS[base]}: ${figure(theirs)}`,
     ...(max !== undefined && {
       target: `overhead ≤ ${max * 100} %`,
@@ -248,6 +281,7 @@ const LABELS: Record<Mode, string> = {
   nostore: 'experiment: every span recorded and exported, no span store',
   noexport: 'experiment: every span recorded in the span store, no exporter',
   context: 'experiment: trace context handed on, no span recorded',
+  norows: 'experiment: trace context handed on, no span recorded, records and events without trace ids',
   otlp: 'metrics and tracing, every span recorded and exported over OTLP/HTTP to a collector on 127.0.0.1',
 };
 

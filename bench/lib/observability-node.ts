@@ -32,7 +32,8 @@ import { startServer, type CaxtonServer } from '../../src/server/index.js';
  * The modes. Experiments beside the product's modes: `count` records every span but hands it to a
  * processor that only counts (no span store, no exporter: what recording itself costs), `nostore`
  * exports without the node's span store, `noexport` keeps the span store without an exporter,
- * `context` hands a sampled trace context on everywhere but records no span. `otlp` is `on` with the
+ * `context` hands a sampled trace context on everywhere but records no span, `norows` is `context`
+ * with the execution records and events written without their trace ids. `otlp` is `on` with the
  * server's own OTLP/HTTP exporter (OTEL_EXPORTER_OTLP_ENDPOINT, set by the suite to its collector)
  * instead of the discarding one: what serializing and sending the spans adds.
  */
@@ -46,6 +47,7 @@ export const MODES = [
   'nostore',
   'noexport',
   'context',
+  'norows',
   'otlp',
 ] as const;
 export type Mode = (typeof MODES)[number];
@@ -99,7 +101,24 @@ const SCRIPT = `[[rules]]\n[[rules.turns]]\ntool_calls = [{ name = "calculator",
 
 export async function start(dir: string, mode: Mode): Promise<{ server: CaxtonServer; spans: () => number }> {
   const tracing = mode !== 'off' && mode !== 'metrics';
-  if (mode === 'context') {
+  if (mode === 'norows') {
+    // `context`, with the execution records and the events written without trace ids: what the
+    // rows that index a trace cost, apart from handing the context on.
+    const { SqliteExecutionStore } = await import('../../src/execution/records/sqlite.js');
+    const { EventStore } = await import('../../src/observability/events.js');
+    const record = SqliteExecutionStore.prototype.record;
+    SqliteExecutionStore.prototype.record = function (this: InstanceType<typeof SqliteExecutionStore>, e) {
+      e.trace_id = null;
+      record.call(this, e);
+    };
+    const event = EventStore.prototype.record;
+    EventStore.prototype.record = function (this: InstanceType<typeof EventStore>, e) {
+      e.trace_id = null;
+      e.span_id = null;
+      event.call(this, e);
+    };
+  }
+  if (mode === 'context' || mode === 'norows') {
     // Every span is a sampled context that records nothing: what handing the trace context on
     // costs (messages carrying it, records and events indexing their trace), without the spans.
     const { SpanRecorder, newTraceId, randomId } = await import('../../src/observability/span-recorder.js');
@@ -122,13 +141,13 @@ export async function start(dir: string, mode: Mode): Promise<{ server: CaxtonSe
   writeFileSync(join(dir, 'script.toml'), SCRIPT);
   // The node's own span store is on by default: modes without tracing, and the experiments
   // without a store, turn it off; the others record into it as a server does.
-  const store = tracing && mode !== 'count' && mode !== 'nostore' && mode !== 'context';
+  const store = tracing && mode !== 'count' && mode !== 'nostore' && mode !== 'context' && mode !== 'norows';
   // The batch processor as the server builds it for OTLP (tracing.ts): the SDK's batch settings,
   // so a finished span waits in the export queue as long as it would in production.
   const exporter = new DiscardExporter();
   const counter = new CountingProcessor();
   const processors: SpanProcessor[] =
-    mode === 'count' || mode === 'context'
+    mode === 'count' || mode === 'context' || mode === 'norows'
       ? [counter]
       : tracing && mode !== 'noexport' && mode !== 'otlp'
         ? [new BatchSpanProcessor(exporter)]

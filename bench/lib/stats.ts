@@ -48,3 +48,21 @@ export const fmtMs = (v: number): string => `${fmt(v)} ms`;
 
 /** Microseconds, for in-process timings too small for milliseconds. */
 export const fmtUs = (ms: number): string => `${fmt(ms * 1000, 1)} µs`;
+
+/**
+ * A 95 % percentile-bootstrap interval of the median of `xs` (`resamples` draws with replacement,
+ * from a seeded generator, so a run's report can be reproduced from its raw figures). The
+ * interquartile range says how much reps differ; this says how far the median itself could be off.
+ */
+export function medianInterval(xs: readonly number[], rand: () => number, resamples = 2000): [number, number] {
+  const n = xs.length;
+  const medians = new Float64Array(resamples);
+  const draw = new Float64Array(n);
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < n; i++) draw[i] = xs[Math.floor(rand() * n)]!;
+    draw.sort();
+    medians[r] = n % 2 === 1 ? draw[(n - 1) / 2]! : (draw[n / 2 - 1]! + draw[n / 2]!) / 2;
+  }
+  medians.sort();
+  return [medians[Math.floor(resamples * 0.025)]!, medians[Math.ceil(resamples * 0.975) - 1]!];
+}
