@@ -145,9 +145,9 @@ export async function runAgent(
       // tool_choice holds for the request's first model call only: 'required' on every turn would
       // never let a server-side tool loop end (docs/openai.md). A forced choice is checked on its reply (below).
       const choice = turns === 1 ? toolChoice : undefined;
-      const call: ChatRequest = { ...base, messages };
+      // The traceparent in the literal: added after the copy, it cost a map transition per call.
+      const call: ChatRequest = tp === undefined ? { ...base, messages } : { ...base, messages, traceparent: tp };
       if (choice !== undefined) call.tool_choice = choice;
-      if (tp !== undefined) call.traceparent = tp;
       last = await chatWithFallbacks(
         deps.providers,
         attempts,
@@ -207,7 +207,15 @@ export async function runAgent(
       const is_error = result.is_error === true;
       if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
       toolSpan.end();
-      records.push({ ...call, result: result.content, is_error, duration_ms });
+      // Field by field, not a spread: a provider's parsed call is copied through V8's generic clone.
+      records.push({
+        id: call.id,
+        name: call.name,
+        arguments: call.arguments,
+        result: result.content,
+        is_error,
+        duration_ms,
+      });
       emit({ type: 'tool_result', id: call.id, name: call.name, content: result.content, is_error, duration_ms });
       messages.push({
         role: 'tool',
