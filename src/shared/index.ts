@@ -5,6 +5,7 @@ export { parseDuration, parseSize } from './units.js';
 export { fieldPath, formatIssue, type SourceIssue, type Locator, type Position } from './issues.js';
 export { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from './toml-locator.js';
 export { decodeUtf8 } from './utf8.js';
+export { COPY_ROOT } from './objects.js';
 export { VERSION } from './version.js';
 export { MAX_INPUT_DEPTH, assertValueDepth, tooDeepError, valueDepth } from './depth.js';
 export {

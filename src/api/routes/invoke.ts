@@ -112,13 +112,13 @@ export async function invokeRoutes(
       const { sse, admitted } = admitAndOpenSse(executor, req.params.name, req, reply);
       try {
         const response = await executor.invoke(req.params.name, request, {
-          ...(admitted && { admitted }),
           signal: sse.signal,
           stream: true,
           onEvent: (e: ExecutionEvent) => {
             const { type, ...data } = e;
             sse.send(type, data);
           },
+          ...(admitted && { admitted }),
         });
         sse.send('response', response);
       } catch (e) {

@@ -20,6 +20,7 @@ import {
 } from '../../messaging/index.js';
 import { MAX_ATTEMPT_ERRORS, type AclMessage, type MessageSigner } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
+import { COPY_ROOT } from '../../shared/objects.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import { parseJsonBody } from '../json-body.js';
@@ -254,7 +255,7 @@ function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLo
 // ------------------------------------------------------------------------------ views
 
 export function messageView(s: StoredMessage) {
-  return { ...s.message, routed_to: s.routed_to };
+  return { ...COPY_ROOT, ...s.message, routed_to: s.routed_to };
 }
 
 export function entryView(e: DirectoryEntry) {

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { AgentResponse, Executor, SuspendedExecutionStore } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
+import { COPY_ROOT } from '../../shared/objects.js';
 import { toEnvelope } from '../envelope.js';
 import { rewriteErrorPayload, toOpenAiError } from './openai-errors.js';
 import { chatMessagesToInvoke } from './openai-messages.js';
@@ -133,7 +134,13 @@ export async function openAiRoutes(
         principal,
         store: suspended,
       });
-      const invoke = { ...fromMessages, ...params, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
+      const invoke = {
+        ...COPY_ROOT,
+        ...fromMessages,
+        ...params,
+        ...(tp !== undefined && { traceparent: tp }),
+        ...callerOf(req),
+      };
       const limit = limitOf(req);
       const id = `chatcmpl-${randomUUID()}`;
       const created = Math.floor(Date.now() / 1000);
@@ -191,12 +198,12 @@ export async function openAiRoutes(
       chunk({ role: 'assistant', content: '' }, null);
       try {
         const res = await executor.invoke(body.model, invoke, {
-          ...(admitted && { admitted }),
           signal: sse.signal,
           stream: true,
           onEvent: (e) => {
             if (e.type === 'token') chunk({ content: e.text }, null);
           },
+          ...(admitted && { admitted }),
         });
         // Streamed structured output is checked once the whole reply is in: an invalid one ends
         // the stream with an error event instead of a finish_reason.
