@@ -21,6 +21,7 @@ import type { AgentDefinition, AgentResolver, WasmLimits, WasmSettings } from '.
 import { endWithError, SpanStatusCode, startSpan, traceparentOf } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import { DEFAULT_WASM_LIMITS } from '../shared/wasm-limits.js';
+import { COPY_ROOT } from '../shared/objects.js';
 import type { ToolRegistry } from '../tools/index.js';
 import { FileAccess } from '../tools/wasm/fs-access.js';
 import { formatLimit, type ToolLimitCaps } from '../tools/wasm/limits.js';
@@ -333,7 +334,7 @@ export class WasmAgents {
         if (is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: res.content.slice(0, 200) });
         span.end();
         const duration_ms = Math.round((performance.now() - t1) * 1000) / 1000;
-        records.push({ ...call, result: res.content, is_error, duration_ms });
+        records.push({ ...COPY_ROOT, ...call, result: res.content, is_error, duration_ms });
         emit({ type: 'tool_result', id: call.id, name: c.name, content: res.content, is_error, duration_ms });
         results.push({ name: c.name, content: res.content, is_error });
       }

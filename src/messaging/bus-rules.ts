@@ -7,6 +7,7 @@
 import { checkSend, unknownPrincipal, type ActingPrincipals, type SendScope } from '../auth/index.js';
 import { CaxtonError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import { backoffDelay } from '../shared/backoff.js';
+import { COPY_ROOT } from '../shared/objects.js';
 import type { InProcessReceiver } from './bus.js';
 import type { MessagingConfig } from './config.js';
 import { isTerminal, type Conversation } from './conversation.js';
@@ -97,7 +98,7 @@ export function submission(
   let m = parseBody(cfg, body, opts);
   if (m.trace_context === undefined && opts.traceparent !== undefined)
     m = withTraceContext(m, { traceparent: opts.traceparent });
-  if (opts.principal !== undefined) m = { ...m, on_behalf_of: opts.principal.id };
+  if (opts.principal !== undefined) m = { ...COPY_ROOT, ...m, on_behalf_of: opts.principal.id };
   const b = body as Record<string, unknown>;
   return {
     message: m,

@@ -373,7 +373,9 @@ export async function messagingRoutes(
         conversation_id: result.conversation_id,
         limit: 100_000,
       });
-      return reply.code(200).send({ ...result, conversation, messages: items.reverse().map(messageView) });
+      return reply
+        .code(200)
+        .send({ ...COPY_ROOT, ...result, conversation, messages: items.reverse().map(messageView) });
     },
   );
 
@@ -432,7 +434,7 @@ export async function messagingRoutes(
       const m = await readsFor(bus.reads, req.principal).getMessage(req.params.id);
       if (!m) throw new CaxtonError('not_found', `no message with id "${req.params.id}"`, { id: req.params.id });
       const signer = opts.signer?.signer(m.message);
-      return { ...messageView(m), deliveries: m.deliveries, ...(signer && { signer }) };
+      return { ...COPY_ROOT, ...messageView(m), deliveries: m.deliveries, ...(signer && { signer }) };
     },
   );
 
@@ -717,7 +719,7 @@ async function followConversation(
     if (e.type === 'message') {
       if (sent.has(e.message.id)) return;
       sent.add(e.message.id);
-      sse.send('message', { ...e.message, routed_to: e.routed_to });
+      sse.send('message', { ...COPY_ROOT, ...e.message, routed_to: e.routed_to });
       return;
     }
     const c = e.conversation;
