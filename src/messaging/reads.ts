@@ -1,4 +1,5 @@
 import { CaxtonError } from '../shared/errors.js';
+import { COPY_ROOT } from '../shared/objects.js';
 import type { Conversation } from './conversation.js';
 import type { AclMessage, ConversationId } from './message.js';
 import type {
@@ -56,7 +57,7 @@ export class MessageReads {
   async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryView[] }) | undefined> {
     await this.#src.settled();
     const s = this.#src.store.getMessage(id);
-    return s && { ...s, deliveries: this.#src.store.deliveriesOf(id).map(deliveryView) };
+    return s && { ...COPY_ROOT, ...s, deliveries: this.#src.store.deliveriesOf(id).map(deliveryView) };
   }
 
   /** Messages newest first, narrowed by the filter. */

@@ -1,6 +1,7 @@
 import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
 import type { Db, Migration } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
+import { COPY_ROOT } from '../shared/objects.js';
 import type { Conversation, ConversationState } from './conversation.js';
 import { messageJson, type AclMessage, type ConversationId, type MessageId } from './message.js';
 
@@ -106,7 +107,7 @@ export type DeliveryView = Omit<DeliveryRow, 'errors'> & { attempt_errors: Attem
 
 export function deliveryView(d: DeliveryRow): DeliveryView {
   const { errors, ...rest } = d;
-  return { ...rest, attempt_errors: attemptErrorsOf(errors) };
+  return { ...COPY_ROOT, ...rest, attempt_errors: attemptErrorsOf(errors) };
 }
 
 /**
