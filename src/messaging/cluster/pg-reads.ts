@@ -21,6 +21,7 @@ import type {
 } from '../index.js';
 import { deliveryView } from '../index.js';
 import { CaxtonError } from '../../shared/errors.js';
+import { COPY_ROOT } from '../../shared/objects.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { conversationByIdSql, deliveryOf } from './pg-message-tables.js';
 import { inTransaction } from '../../storage/pg/index.js';
@@ -50,6 +51,7 @@ const storedOf = (r: MessageRow): StoredMessage => ({
   routed_to: JSON.parse(r.routed_to) as string[],
 });
 const deadLetterOf = (r: Record<string, unknown>): DeliveryView & { message: AclMessage } => ({
+  ...COPY_ROOT,
   ...deliveryView(deliveryOf(r)),
   message: JSON.parse(r.body as string) as AclMessage,
 });
@@ -150,7 +152,7 @@ export class PgMessageReads {
       const deliveries = (
         await c.query(`SELECT * FROM ${this.#s}.deliveries WHERE message_id = $1 ORDER BY id`, [id])
       ).rows.map((r) => deliveryView(deliveryOf(r as Record<string, unknown>)));
-      return { ...storedOf(row), deliveries };
+      return { ...COPY_ROOT, ...storedOf(row), deliveries };
     });
   }
 
