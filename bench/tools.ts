@@ -18,6 +18,7 @@ import type { ToolContext } from '../src/tools/index.js';
 import {
   clearPreparedModules,
   DEFAULT_TOOL_CAPS,
+  loadQuickJS,
   parseToolManifestOrThrow,
   ToolAuditStore,
   WasmToolServer,
@@ -233,6 +234,9 @@ async function run(): Promise<SuiteReport> {
     const sandboxOnly = await measure(() => server.callRaw('echo', input), CALLS);
 
     note(`JavaScript tool (QuickJS-in-WebAssembly), full sandbox path ×${JS_CALLS}`);
+    // The shared QuickJS module is compiled once per process, before the first JavaScript sandbox
+    // (the tool manager does the same when it loads a JavaScript tool server).
+    await loadQuickJS();
     const jsServer = new WasmToolServer(
       parseToolManifestOrThrow(JS_MANIFEST).manifest,
       new TextEncoder().encode(JS_SOURCE),
