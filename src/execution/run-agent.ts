@@ -209,7 +209,8 @@ export async function runAgent(
       const is_error = result.is_error === true;
       if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
       toolSpan.end();
-      // Field by field, not a spread: a provider's parsed call is copied through V8's generic clone.
+      // Field by field, not `{ ...call, result, … }`: a spread followed by fields the call lacks
+      // makes a new hidden class on every evaluation in optimized code (ADR 0107).
       records.push({
         id: call.id,
         name: call.name,
