@@ -4,14 +4,15 @@
  * share of tracing's overhead. Each rep is a fresh child process running one store behind the
  * server's own recorder (setupTracing, built `dist/`), with the same spans an execution records
  * (a root, two model calls and a tool call, their attributes as the execution path gives them)
- * and ~30 KB of short-lived objects per execution standing in for the rest of the path, so the
- * young generation turns over as it does in a server. The ring is full before measuring.
+ * and 120 short-lived objects and a JSON text per execution standing in for the rest of the path,
+ * so the young generation turns over as it does in a server. The ring is full before measuring.
  *
  *   node bench/span-ring-probe.mjs [executions per rep] [reps]
  *
  * Stores: `count` keeps nothing (a processor that counts), `store` is SpanStore as it ships
- * (10,000 spans, 16 MB: the defaults), `bytes` writes each ended span into one preallocated Buffer ring (ids and name
- * as latin1, times as doubles, attributes as JSON), so a kept span holds no object on the heap.
+ * (10,000 spans, 16 MB: the defaults), `bytes` writes each ended span into one preallocated
+ * Buffer ring (ids and name as latin1, times as doubles, attributes as JSON), so a kept span
+ * holds no object on the heap.
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -74,7 +75,7 @@ if (process.argv[2] === '--child') {
     const agent = `calc${i % 3}`;
     const root = obs.startSpan(t, obs.spanName('agent.execute', agent), undefined, undefined);
     const tp = obs.childTraceparent(root, undefined);
-    // The rest of an execution's path, as short-lived objects (~30 KB).
+    // The rest of an execution's path, as short-lived objects.
     const rows = [];
     for (let k = 0; k < 120; k++) rows.push({ id: `r${i}-${k}`, n: k, tags: [k, i] });
     sink += JSON.stringify(rows.slice(0, 20)).length;
