@@ -12,12 +12,14 @@
  * Stores: `count` keeps nothing (a processor that counts), `store` is SpanStore as it ships
  * (10,000 spans, 16 MB: the defaults), `bytes` writes each ended span into one preallocated
  * Buffer ring (ids and name as latin1, times as doubles, attributes as JSON), so a kept span
- * holds no object on the heap.
+ * holds no object on the heap. `flat` is the store's columns with each span's attribute values in
+ * one flat array and its keys shared by every span of that name, so a kept span holds no
+ * attribute object of its own (only its ids and the values).
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const STORES = ['count', 'store', 'bytes'];
+const STORES = ['count', 'store', 'flat', 'bytes'];
 
 if (process.argv[2] === '--child') {
   const [, , , store, nArg] = process.argv;
@@ -62,11 +64,66 @@ if (process.argv[2] === '--child') {
     forceFlush: async () => {},
     shutdown: async () => {},
   };
+  // Columns as SpanStore keeps them, with the attribute values flat and the keys shared per name.
+  const MAX_ATTRIBUTES = 8;
+  const column = () => new Array(cap).fill(undefined);
+  const [traceIds, spanIds, parentIds, names, keysOf, whole] = [
+    column(),
+    column(),
+    column(),
+    column(),
+    column(),
+    column(),
+  ];
+  const values = new Array(cap * MAX_ATTRIBUTES).fill(undefined);
+  const startMs = new Float64Array(cap);
+  const durationMs = new Float64Array(cap);
+  const kinds = new Uint8Array(cap);
+  const statuses = new Uint8Array(cap);
+  const keysByName = new Map();
+  let head = 0;
+  let size = 0;
+  const flat = {
+    onStart() {},
+    onEnd(s) {
+      if (size === cap) {
+        traceIds[head] = spanIds[head] = parentIds[head] = names[head] = keysOf[head] = whole[head] = undefined;
+        values.fill(undefined, head * MAX_ATTRIBUTES, (head + 1) * MAX_ATTRIBUTES);
+        head = (head + 1) % cap;
+        size--;
+      }
+      const at = (head + size) % cap;
+      traceIds[at] = s.traceId;
+      spanIds[at] = s.spanId;
+      parentIds[at] = s.parentSpanId;
+      names[at] = s.name;
+      startMs[at] = s.startMs;
+      durationMs[at] = s.endMs - s.startMs;
+      kinds[at] = s.kind;
+      statuses[at] = s.status.code;
+      const attrs = s.attributes;
+      let keys = keysByName.get(s.name);
+      let same = keys !== undefined;
+      let i = 0;
+      for (const k in attrs) {
+        if (i === MAX_ATTRIBUTES) break;
+        if (same && keys[i] !== k) same = false;
+        values[at * MAX_ATTRIBUTES + i++] = attrs[k];
+      }
+      if (same && keys.length === i) keysOf[at] = keys;
+      else if (Object.keys(attrs).length > MAX_ATTRIBUTES) whole[at] = attrs;
+      else keysByName.set(s.name, (keysOf[at] = Object.keys(attrs)));
+      size++;
+      ended++;
+    },
+    forceFlush: async () => {},
+    shutdown: async () => {},
+  };
   const local = store === 'store' ? new obs.SpanStore({ maxSpans: cap, maxBytes: 16 * 1024 * 1024 }) : undefined;
   const tracing = await obs.setupTracing({
     version: 'probe',
     env: {},
-    processors: store === 'count' ? [count] : store === 'bytes' ? [bytes] : [],
+    processors: store === 'count' ? [count] : store === 'bytes' ? [bytes] : store === 'flat' ? [flat] : [],
     ...(local && { local }),
   });
   const t = tracing.tracer;
