@@ -6,6 +6,7 @@
  *    script's next turn answers);
  *  - chat with an older kept version (NAME@1 after a plain redeploy of version 2) answers as
  *    version 1, from the version picker, and its run page says version 1;
+ *  - a message sent while the thread is still loading is sent once it has loaded;
  *  - another key does not see the first key's threads.
  */
 import type { Browser, Page } from 'playwright-core';
@@ -16,6 +17,7 @@ import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
   expectAccessible,
+  holdRequests,
   launchBrowser,
   openPage,
   signIn,
@@ -119,6 +121,30 @@ describe.skipIf(!hasSystem('chromium'))('console: chat threads kept by the serve
       expect(two.problems).toEqual([]);
     } finally {
       await two.close();
+    }
+  });
+
+  it('a message sent while the thread is still loading is sent once it has loaded, not dropped', async () => {
+    // A principal of its own: no thread yet, so the one this message begins is the answer's.
+    const carol = await cs.keyFor('invoker');
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, carol);
+      const threads = await holdRequests(page, /\/api\/v1\/agents\/helper\/threads(\?|$)/);
+      await page.goto(`${cs.url}/ui/agents/helper/chat`);
+      await threads.requested;
+      await page.getByLabel('Message to helper').fill('early bird');
+      await page.keyboard.press('Enter');
+      await page.getByRole('status').getByText('Sending once the thread has loaded.').waitFor();
+      expect(await page.getByLabel('Message to helper').inputValue()).toBe('');
+      threads.release();
+      const log = page.getByTestId('chat-log');
+      await log.getByText('new thread: early bird').waitFor();
+      expect(await log.getByText('early bird', { exact: true }).count()).toBe(1);
+      expect(await page.getByRole('status').getByText('Sending once the thread has loaded.').count()).toBe(0);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
     }
   });
 

@@ -328,16 +328,29 @@ function ChatPanes(props: { name: string; panes: PaneSpec[]; onNew: () => void; 
   const b = useThread(props.name, second.target, second.wanted, answered(second), name(second));
   const panes = specs.length > 1 ? [a, b] : [a];
   const [text, setText] = useState('');
-  const busy = panes.some((p) => p.busy || p.loading === true);
+  // A message sent while a thread is still loading waits for it, so its turn joins that thread
+  // rather than being dropped or starting another.
+  const [waiting, setWaiting] = useState<string>();
+  const loading = panes.some((p) => p.loading === true);
+  const answering = panes.some((p) => p.busy);
   const label = specs.length > 1 ? `${specs[0]!.target} and ${specs[1]!.target}` : first.target;
 
+  const ask = (request: string) => {
+    for (const p of panes) void p.ask(request);
+  };
   const submit = (e: Event) => {
     e.preventDefault();
     const request = text.trim();
-    if (!request || busy) return;
+    if (!request || answering || waiting !== undefined) return;
     setText('');
-    for (const p of panes) void p.ask(request);
+    if (loading) setWaiting(request);
+    else ask(request);
   };
+  useEffect(() => {
+    if (waiting === undefined || loading) return;
+    setWaiting(undefined);
+    ask(waiting);
+  }, [waiting, loading]);
 
   return (
     <>
@@ -365,10 +378,15 @@ function ChatPanes(props: { name: string; panes: PaneSpec[]; onNew: () => void; 
           aria-describedby="chat-help"
         />
         <div class="row">
-          <button type="submit" disabled={busy || text.trim() === ''}>
+          <button type="submit" disabled={answering || waiting !== undefined || text.trim() === ''}>
             Send
           </button>
-          {panes.some((p) => p.busy) && (
+          {waiting !== undefined && (
+            <span class="muted small" role="status">
+              Sending once the thread has loaded.
+            </span>
+          )}
+          {answering && (
             <button type="button" class="secondary" onClick={() => panes.forEach((p) => p.stop())}>
               Stop
             </button>
