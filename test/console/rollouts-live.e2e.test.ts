@@ -48,7 +48,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
   // Two stages held 2 s each, driven request by request, and waits of 10 s each: more than the 30 s default.
   it('a canary deployed from the editor moves through its stages to promotion on the open page', async () => {
     const { page, problems, close } = await openPage(browser);
-    type Status = { running: boolean; canary: { stage: number; candidate: { requests: number } } | null };
+    type Status = {
+      running: boolean;
+      rollout: { state: string; reason: string | null } | null;
+      canary: { stage: number; candidate: { requests: number } } | null;
+    };
     const status = async () => (await api<Status>('GET', '/api/v1/agents/canaried/rollout')).json;
     let sent = 0;
     /**
@@ -58,6 +62,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
      */
     const driveUntil = async (done: (s: Status) => boolean) => {
       for (let s = await status(); !done(s); s = await status()) {
+        if (!s.running) throw new Error(`the rollout ended ${s.rollout?.state}: ${s.rollout?.reason}`);
         const r = await api(
           'POST',
           '/api/v1/agents/canaried/invoke',
@@ -93,6 +98,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       await page.getByLabel('Stages (percent of new conversations)').fill('50,100');
       await page.getByLabel('Hold per stage').fill('2s');
       await page.getByLabel('Requests per stage before judging').fill('2');
+      // The test moves the stages, not the judge's latency rule: with two requests a side, p99 is
+      // the slowest one, and one request slowed by a busy machine would roll the canary back.
+      await page.getByLabel('Largest p99 latency ratio').fill('1000');
       await page.getByRole('button', { name: 'Review and deploy' }).click();
       await page.getByTestId('deploy-review').getByRole('button', { name: 'Deploy now' }).click();
       await page.getByTestId('editor-status').getByText('Deployed version 2 as a canary rollout').waitFor();
@@ -113,18 +121,18 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
 
       // From here the page is never reloaded: it follows the rollout by itself. Each state is held
       // (one candidate request short of the judge) until the page has shown it.
-      await driveUntil((s) => s.canary?.stage !== 0 || s.canary.candidate.requests >= 1);
+      await driveUntil((s) => s.canary !== null && (s.canary.stage !== 0 || s.canary.candidate.requests >= 1));
       expect((await status()).canary).toMatchObject({ stage: 0, candidate: { requests: 1 } });
       const figures = page.getByTestId('canary-figures');
       await expect
         .poll(async () => Number((await figures.locator('tbody tr').nth(1).locator('td').first().textContent()) ?? 0))
         .toBe(1);
-      await driveUntil((s) => s.canary?.stage !== 0);
+      await driveUntil((s) => s.canary !== null && s.canary.stage !== 0);
       const second = (await status()).canary;
       expect(second?.stage).toBe(1);
       expect(second?.candidate.requests).toBeLessThan(2);
       await stage.getByText('Stage 2 of 2').waitFor();
-      await driveUntil((s) => !s.running);
+      await driveUntil((s) => s.rollout?.state === 'promoted');
       await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor();
       expect(await page.getByTestId('live-version').textContent()).not.toBe('1');
       expect(await page.getByRole('button', { name: /^Promote/ }).count()).toBe(0);
