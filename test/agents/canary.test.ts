@@ -341,7 +341,7 @@ describe('canary rollouts on a server', () => {
   it('advances a healthy canary stage by stage and promotes it at 100 %', async () => {
     const r = await api(
       'PUT',
-      '/api/v1/agents/good?strategy=canary&stages=30,100&hold=0s&min_requests=3',
+      '/api/v1/agents/good?strategy=canary&stages=30,100&hold=0s&min_requests=3&max_latency_ratio=1000',
       agent('good', 'v2'),
     );
     expect(r.status, r.text).toBe(200);
@@ -363,7 +363,7 @@ describe('canary rollouts on a server', () => {
 
   it("takes the strategy and options from the file's [rollout], and its failing check rolls the canary back before the first stage", async () => {
     const withRollout = (label: string, expectText: string) =>
-      `${agent('checked', label)}\n[rollout]\nstrategy = "canary"\nstages = [50, 100]\nhold = 0\nmin_requests = 2\n\n[[rollout.checks]]\nname = "knows itself"\nrequest = "who are you?"\nexpect = "${expectText}"\n`;
+      `${agent('checked', label)}\n[rollout]\nstrategy = "canary"\nstages = [50, 100]\nhold = 0\nmin_requests = 2\nmax_latency_ratio = 1000\n\n[[rollout.checks]]\nname = "knows itself"\nrequest = "who are you?"\nexpect = "${expectText}"\n`;
     writeFileSync(join(dir, 'checked-v2.toml'), withRollout('v2', 'You are checked v9'));
     writeFileSync(join(dir, 'checked-v3.toml'), withRollout('v3', 'You are checked v3'));
     const failed = await cli('agent', 'deploy', 'checked-v2.toml');
@@ -387,7 +387,7 @@ describe('canary rollouts on a server', () => {
   it('resumes at the saved stage after a restart, and shows its figures', async () => {
     const r = await api(
       'PUT',
-      '/api/v1/agents/slow?strategy=canary&stages=20,60,100&hold=1s&min_requests=2',
+      '/api/v1/agents/slow?strategy=canary&stages=20,60,100&hold=1s&min_requests=2&max_latency_ratio=1000',
       agent('slow', 'v2'),
     );
     expect(r.status, r.text).toBe(200);

@@ -630,7 +630,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
 
   it("B's executions alone take A's canary through its stages to its promotion (by whichever node judges), which reaches both", async () => {
     const [a, b] = nodes;
-    await canaryOnA('stages=50,100&hold=0s&min_requests=3', 'You are pilot promoted.', 50);
+    await canaryOnA('stages=50,100&hold=0s&min_requests=3&max_latency_ratio=1000', 'You are pilot promoted.', 50);
     let n = 0;
     await waitUntil(
       async () => {
@@ -648,7 +648,11 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
 
   it("a conversation keeps its version when the canary's stage rises and its next turn reaches a node that never saw it, and after the canary ends", async () => {
     const [a, b] = nodes;
-    const rollout = await canaryOnA('stages=20,80,100&hold=0s&min_requests=3', 'You are pilot rising.', 20);
+    const rollout = await canaryOnA(
+      'stages=20,80,100&hold=0s&min_requests=3&max_latency_ratio=1000',
+      'You are pilot rising.',
+      20,
+    );
     // Conversations placed (canaryBucket, as on every node) on the stable version at 20 % that 80 % would
     // place on the candidate, and some on the candidate at 20 %.
     const band: string[] = [];
@@ -722,7 +726,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
 
   it('the node that started a canary stops: the other node judges it and promotes it on its own traffic', async () => {
     const [a, b] = nodes;
-    await canaryOnA('stages=50,100&hold=0s&min_requests=3', 'You are pilot carried on.', 50);
+    await canaryOnA('stages=50,100&hold=0s&min_requests=3&max_latency_ratio=1000', 'You are pilot carried on.', 50);
     await a!.close();
     let n = 0;
     await waitUntil(

@@ -63,7 +63,7 @@ describe.skipIf(!run)('rollouts on two caxton serve processes', () => {
     const started = await http(
       a.url,
       'PUT',
-      '/api/v1/agents/pilot?strategy=canary&stages=50,100&hold=0s&min_requests=30',
+      '/api/v1/agents/pilot?strategy=canary&stages=50,100&hold=0s&min_requests=30&max_latency_ratio=1000',
       pilot('You are pilot v2.'),
     );
     expect(started.status, started.text).toBe(200);
