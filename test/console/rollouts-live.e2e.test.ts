@@ -45,7 +45,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
     removeTempDirs();
   });
 
-  // Two stages held 2 s each, driven request by request, and waits of 10 s each: more than the 30 s default.
+  // Two stages held 2 s each, driven request by request, and page waits of up to PAGE_WAIT_MS each: more than the 30 s default.
   it('a canary deployed from the editor moves through its stages to promotion on the open page', async () => {
     const { page, problems, close } = await openPage(browser);
     type Status = {
