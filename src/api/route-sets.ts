@@ -23,6 +23,7 @@ import { ssoRoutes } from './routes/sso.js';
 import { consoleRoutes } from './routes/console.js';
 import { executionRecordRoutes, type ExecutionRouteDeps } from './routes/executions.js';
 import { invokeRoutes } from './routes/invoke.js';
+import { runRoutes } from './routes/runs.js';
 import { keyRoutes } from './routes/keys.js';
 import { memoryRoutes } from './routes/memory.js';
 import { messagingRoutes } from './routes/messaging.js';
@@ -92,6 +93,7 @@ export function executionApi(opts: {
   const registry = opts.service.registry;
   return [
     { plugin: (a) => invokeRoutes(a, { executor, bodyLimit, threads: opts.threads }) },
+    { plugin: (a) => runRoutes(a, { executor }) },
     { root: true, plugin: (a) => openAiRoutes(a, { executor, registry, bodyLimit, ...(suspended && { suspended }) }) },
     {
       root: true,

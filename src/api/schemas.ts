@@ -1,3 +1,4 @@
+import { CaxtonError } from '../shared/errors.js';
 import { z } from 'zod';
 
 /** Request and response schemas: they validate requests and generate /api/v1/openapi.json. */
@@ -191,3 +192,20 @@ export const statusSchema = z.object({
 });
 
 export const agentQueryContentTypes = ['application/toml', 'text/markdown', 'application/json'] as const;
+
+/**
+ * The request's Idempotency-Key header, checked: printable ASCII, at most 200 characters (it becomes
+ * part of a stored run's key). Read in the handler rather than through a route's `headers` schema,
+ * whose parsed object would stand in for every other header.
+ */
+export function idempotencyKeyOf(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const v = headers['idempotency-key'];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(v))
+    throw new CaxtonError(
+      'invalid_request',
+      'the Idempotency-Key header must be 1 to 200 printable ASCII characters without spaces, given once',
+      { field: 'Idempotency-Key' },
+    );
+  return v;
+}

@@ -62,6 +62,12 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
 
   // Execution
   'POST /api/v1/agents/:name/invoke': P('agents:invoke', 'name'),
+  // Durable runs: starting one is an invoke; reading them is observing (each filtered by the key's
+  // agent scope in the handler); cancelling needs invoke, on an agent in the scope.
+  'POST /api/v1/agents/:name/runs': P('agents:invoke', 'name'),
+  'GET /api/v1/runs': P('observe:read'),
+  'GET /api/v1/runs/:id': P('observe:read'),
+  'POST /api/v1/runs/:id/cancel': P('agents:invoke'),
   // Chat threads: whoever may chat with the agent reads them; whose threads is ChatThreads' rule (src/execution/threads.ts).
   'GET /api/v1/agents/:name/threads': P('agents:invoke', 'name'),
   'GET /api/v1/agents/:name/threads/:id': P('agents:invoke', 'name'),

@@ -100,6 +100,13 @@ export const mcpServerSchema = z
     gateway: z.boolean().default(false),
     /** OAuth 2.1 (Streamable HTTP only). */
     oauth: mcpOAuthSchema.optional(),
+    /**
+     * The server's tools (names as the server lists them, or "*") that may run again with the same
+     * arguments to the same effect: a durable run interrupted while one ran runs it again; any
+     * other interrupted call is not repeated (docs/runs.md). The server's own annotations are
+     * hints from outside and are not trusted for this.
+     */
+    idempotent: z.array(z.string().min(1), { error: 'expected a list of tool names, or ["*"]' }).optional(),
   })
   .refine((s) => (s.command === undefined) !== (s.url === undefined), {
     error: 'an MCP server needs exactly one of "command" (stdio) or "url" (Streamable HTTP)',
@@ -395,6 +402,14 @@ export const serverConfigSchema = z.strictObject({
       suspended_ttl: duration(3_600_000, { min: 1_000, max: 7 * 24 * 3_600_000 }),
       /** How long a stored response of POST /v1/responses (`store`, default true) can be continued or read. */
       responses_ttl: duration(24 * 3_600_000, { min: 1_000, max: 30 * 24 * 3_600_000 }),
+      /**
+       * Every run's steps committed as it goes, so a crash, restart or redelivery resumes it from
+       * its last step and never repeats a finished tool call (docs/runs.md). Off: a run that is
+       * interrupted starts again from the beginning.
+       */
+      durable_runs: z.boolean().default(true),
+      /** How long a finished run and its steps are kept (GET /api/v1/runs/{id}). */
+      runs_retention: duration(7 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),
     })
     .prefault({}),
   messaging: z

@@ -31,11 +31,14 @@ import {
   HOST_TOOL_METHOD,
   parseHostToolCall,
   parseReportedCall,
+  parseRunSteps,
+  RUN_STEPS_METHOD,
   TOOL_CALLED_METHOD,
 } from './host-tools.js';
 import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
 import { entryOf, type ExecutionLog } from './records/model.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
+import { DurableRuns, type RunContext, type RunJournal, type RunOrigin } from './runs/index.js';
 import type { TaskPayload } from './task.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest } from './types.js';
 import { WasmAgents } from './wasm-agent.js';
@@ -63,6 +66,12 @@ export interface InvokeOptions {
    * server thread, every tool call refused (the model is told so) and nothing stored in memory.
    */
   shadow?: boolean;
+  /** What started this run, for its durable record (default: `message` with a message id, else `invoke`). */
+  origin?: RunOrigin;
+  /** The caller's Idempotency-Key: the same key from the same principal to the same agent is one run. */
+  idempotencyKey?: string;
+  /** The run's id, chosen beforehand (a background run answers with it before the run starts). */
+  runId?: string;
 }
 
 /** What a shadow run's tool calls get instead of running (they may have side effects). */
@@ -86,6 +95,13 @@ export interface ExecutorOptions {
   records?: ExecutionLog;
   /** Which version of its agent's history a definition is (the agent service knows), for the records. */
   versionNumberOf?: (definition: AgentDefinition) => number | undefined;
+  /**
+   * Where every run's steps are committed as it goes (src/execution/runs): a crash, restart or
+   * redelivery resumes the run from its last step instead of repeating it. Absent: runs are not durable.
+   */
+  runs?: RunJournal;
+  /** A run's journal could not record its end, or a run resumed in the background failed (logged by the server). */
+  onRunError?: (e: unknown, runId: string) => void;
 }
 
 /** One finished execution, for `ExecutorOptions.onExecuted`. */
@@ -158,6 +174,8 @@ export class Executor {
   readonly #versionNumberOf: ExecutorOptions['versionNumberOf'];
   /** WebAssembly agents' sandboxes (`[wasm]`): they run in the server process whatever the isolation mode. */
   readonly #wasm: WasmAgents;
+  /** Durable runs (src/execution/runs/durable.ts); undefined without a journal. */
+  readonly runs: DurableRuns | undefined;
 
   /** Throws 'conflict' when `opts.hostTools` already holds a tool with a built-in tool's name. */
   constructor(config: ServerConfig, registry: AgentRegistry, opts: ExecutorOptions = {}) {
@@ -175,6 +193,16 @@ export class Executor {
     this.#records = opts.records;
     this.#versionNumberOf = opts.versionNumberOf;
     this.#wasm = new WasmAgents({ inThreadFuel: config.tools.limits.in_thread_fuel });
+    this.runs =
+      opts.runs &&
+      new DurableRuns(opts.runs, {
+        run: (id, def, req, o, ref, run) => this.#once(id, def, req, o, ref, run),
+        resolve: (ref, req) => this.check(ref, req),
+        admit: (name, limit) => this.admit(name, limit),
+        isIdempotent: (name) => (this.#deps.tools.get(name) ?? this.hostTools.get(name))?.idempotent === true,
+        audit: (call) => this.hostTools.onCalled?.(call),
+        ...(opts.onRunError && { onError: opts.onRunError }),
+      });
     this.hostTools.reserve(
       this.#deps.tools.list().map((t) => t.name),
       'built-in tool',
@@ -375,10 +403,24 @@ export class Executor {
   }
 
   /** `ref` is the name the caller gave (NAME@VERSION addresses one version: the record says so). */
-  async #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions, ref: string): Promise<AgentResponse> {
-    const id = `exec_${timeOrderedUuid()}`;
+  #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions, ref: string): Promise<AgentResponse> {
+    // A shadow run has no effects to keep; a WebAssembly agent's module has no steps of its own.
+    if (this.runs !== undefined && opts.shadow !== true && def.wasm === undefined)
+      return this.runs.invoke(def, req, opts, ref);
+    return this.#once(`exec_${timeOrderedUuid()}`, def, req, opts, ref, undefined);
+  }
+
+  /** One execution of a run: `run` records its steps and holds what a resumed run reuses. */
+  async #once(
+    id: string,
+    def: AgentDefinition,
+    req: InvokeRequest,
+    opts: InvokeOptions,
+    ref: string,
+    run: RunContext | undefined,
+  ): Promise<AgentResponse> {
     if (!this.#tracer && !this.#metrics && !this.#onExecuted && !this.#records)
-      return withoutTurns(await this.#run(id, def, req, opts));
+      return withoutTurns(await this.#run(id, def, req, opts, run));
     const started = Date.now();
     const t0 = performance.now();
     // Its attributes are given at its end, all at once (#record).
@@ -388,8 +430,8 @@ export class Executor {
     const traced = tp !== undefined && tp !== req.traceparent ? Object.assign({}, req, { traceparent: tp }) : req;
     try {
       const res = await (span
-        ? withSpan(span, () => this.#run(id, def, traced, opts))
-        : this.#run(id, def, traced, opts));
+        ? withSpan(span, () => this.#run(id, def, traced, opts, run))
+        : this.#run(id, def, traced, opts, run));
       this.#record(id, def, res, undefined, started, t0, span, traced, opts.shadow === true, ref);
       return withoutTurns(res);
     } catch (e) {
@@ -481,11 +523,17 @@ export class Executor {
    * responses, messages, events and memory. In worker and process mode this is where that text
    * first reaches the server.
    */
-  async #run(id: string, def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
+  async #run(
+    id: string,
+    def: AgentDefinition,
+    req: InvokeRequest,
+    opts: InvokeOptions,
+    run: RunContext | undefined,
+  ): Promise<AgentResponse> {
     const events = opts.onEvent && scrubbedEvents(opts.onEvent);
     let res: AgentResponse;
     try {
-      res = scrubSecretsIn(await this.#execute(id, def, req, events ? { ...opts, onEvent: events.emit } : opts));
+      res = scrubSecretsIn(await this.#execute(id, def, req, events ? { ...opts, onEvent: events.emit } : opts, run));
       events?.end();
     } catch (e) {
       try {
@@ -527,7 +575,13 @@ export class Executor {
     return deps;
   }
 
-  async #execute(id: string, def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
+  async #execute(
+    id: string,
+    def: AgentDefinition,
+    req: InvokeRequest,
+    opts: InvokeOptions,
+    run: RunContext | undefined,
+  ): Promise<AgentResponse> {
     // A shadow run stays in the server thread, where its tools can be swapped for refusals; a
     // WebAssembly agent's module runs in its own sandbox, called from the server thread.
     const isolation =
@@ -537,8 +591,16 @@ export class Executor {
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
     // Memory (src/memory): what the agent remembers about this request, for {{memory_context}}.
     // (Not for a resumed execution: its transcript already holds the prompts it started with.)
-    const memoryContext =
-      def.memory.enabled && this.memory && req.transcript === undefined ? await this.memory.recall(def, req) : '';
+    // A resumed run renders the prompt it started with.
+    const replay = run?.replay;
+    let memoryContext: string;
+    if (replay !== undefined) memoryContext = replay.memory_context ?? '';
+    else {
+      memoryContext =
+        def.memory.enabled && this.memory && req.transcript === undefined ? await this.memory.recall(def, req) : '';
+      if (run !== undefined && memoryContext !== '')
+        await run.record([{ kind: 'context', memory_context: memoryContext }]);
+    }
     const job: ExecutionJob = {
       execution_id: id,
       definition: def,
@@ -549,6 +611,10 @@ export class Executor {
       host_tools: hostSpecs,
     };
     if (memoryContext !== '') job.memory_context = memoryContext;
+    if (run !== undefined) {
+      job.durable = true;
+      if (replay !== undefined) job.replay = replay;
+    }
     // Built only when needed: an Error captures a stack trace, which costs more than a fast execution.
     const timeoutError = () =>
       new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, {
@@ -572,7 +638,11 @@ export class Executor {
               ...(opts.onEvent && { emit: opts.onEvent }),
               message: req.message,
             });
-          return await runAgent(job, deps, opts.onEvent ? { signal, emit: opts.onEvent } : { signal });
+          return await runAgent(job, deps, {
+            signal,
+            ...(opts.onEvent && { emit: opts.onEvent }),
+            ...(run && { record: run.record }),
+          });
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
           if (deadline.cancelled())
@@ -586,7 +656,7 @@ export class Executor {
           timeoutMs: timeoutMs + POOL_DEADLINE_SLACK_MS,
           signal,
           ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
-          onCall: (method, args) => this.#hostCall(job, signal, method, args),
+          onCall: (method, args) => this.#hostCall(job, signal, method, args, run),
         })) as AgentResponse;
       } catch (e) {
         if (deadline.timedOut()) throw timeoutError();
@@ -603,7 +673,20 @@ export class Executor {
    * records a built-in's call the task reports in the tool audit, through the same hook as a
    * call made here (`hostTools.onCalled`).
    */
-  async #hostCall(job: ExecutionJob, signal: AbortSignal, method: string, args: unknown): Promise<ToolResult | null> {
+  async #hostCall(
+    job: ExecutionJob,
+    signal: AbortSignal,
+    method: string,
+    args: unknown,
+    run: RunContext | undefined,
+  ): Promise<ToolResult | null> {
+    if (method === RUN_STEPS_METHOD) {
+      // Committed under this execution's own run, whatever the task says.
+      if (run === undefined)
+        throw new CaxtonError('invalid_request', 'the task recorded steps of a run that is not durable');
+      await run.record(parseRunSteps(args));
+      return null;
+    }
     if (method === TOOL_CALLED_METHOD) {
       const call = parseReportedCall(args);
       const tool = this.#deps.tools.get(call.name);
@@ -649,6 +732,8 @@ export class Executor {
   }
 
   async close(): Promise<void> {
+    // Runs stopped by the shutdown stay unfinished: the next start resumes them.
+    this.runs?.stopping();
     this.#wasm.close();
     await Promise.all([...this.#pools.values()].map((p) => p.close()));
     this.#pools.clear();

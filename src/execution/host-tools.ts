@@ -18,12 +18,16 @@ import { CaxtonError } from '../shared/errors.js';
 import { ToolRegistry, type CalledTool } from '../tools/registry.js';
 import type { Tool, ToolResult } from '../tools/types.js';
 import type { TaskContext } from './isolation/types.js';
+import type { RunStep } from './runs/model.js';
 
 /** The `method` of a host tool call over `TaskContext.call`. */
 export const HOST_TOOL_METHOD = 'tool';
 
 /** The `method` by which a task reports a finished call of a tool that ran in the task. */
 export const TOOL_CALLED_METHOD = 'tool_called';
+
+/** The `method` by which a durable run's task hands its steps to the server's journal; answered once they are committed. */
+export const RUN_STEPS_METHOD = 'run_steps';
 
 /** The `args` of a `tool_called` report: the call as the task's registry heard of it, without its context. */
 export type ReportedCall = Omit<CalledTool, 'ctx'>;
@@ -52,6 +56,18 @@ export function executionTools(
   for (const t of builtins.list()) tools.register(t);
   for (const t of host) if (!tools.get(t.name)) tools.register(t);
   return tools;
+}
+
+const STEP_KINDS = new Set(['context', 'model', 'tool_start', 'tool_end']);
+
+/** A task's `run_steps` args: an array of steps (their kinds checked; the server trusts its own task's contents). */
+export function parseRunSteps(args: unknown): RunStep[] {
+  if (
+    !Array.isArray(args) ||
+    !args.every((s) => typeof s === 'object' && s !== null && STEP_KINDS.has((s as { kind?: unknown }).kind as string))
+  )
+    throw new CaxtonError('invalid_request', 'the task recorded run steps of an unknown shape');
+  return args as RunStep[];
 }
 
 function isToolResult(v: unknown): v is ToolResult {

@@ -46,3 +46,4 @@ export {
 } from './records/index.js';
 export type { ModelTurn } from './types.js';
 export { WasmAgents, wasmModuleResolver, WASM_PROVIDER } from './wasm-agent.js';
+export * from './runs/index.js';

@@ -25,6 +25,7 @@ import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
 import { assertToolChoiceHonoured } from './tool-choice.js';
+import { callKey, interruptedResult, type RecordedReply, type RunStep } from './runs/model.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ModelTurn, ToolCallRecord } from './types.js';
 
 /** Opens the system message that carries a caller's own system/developer messages. */
@@ -73,7 +74,16 @@ function addUsage(a: Usage, b: Usage): Usage {
 export async function runAgent(
   job: ExecutionJob,
   deps: ExecutionDeps,
-  opts: { signal: AbortSignal; emit?: (e: ExecutionEvent) => void },
+  opts: {
+    signal: AbortSignal;
+    emit?: (e: ExecutionEvent) => void;
+    /**
+     * A durable run's journal (src/execution/runs): commits the steps given, resolving once they
+     * are on disk. Each step is committed before the next begins: a tool's start before it runs,
+     * its end before the model is asked again. `job.replay` holds what a resumed run reuses.
+     */
+    record?: (steps: RunStep[]) => Promise<void>;
+  },
 ): Promise<AgentResponse> {
   const started = performance.now();
   const def = job.definition;
@@ -122,6 +132,13 @@ export async function runAgent(
   base.deadline = job.deadline;
 
   const toolChoice = toolSpecs.length > 0 ? req.tool_choice : undefined;
+  const replay = job.replay;
+  const record = opts.record;
+  // Steps waiting for their commit: a model reply goes with the start of its first tool call, a
+  // call's end with the next call's start, so a step costs one commit.
+  const queued: RunStep[] = [];
+  const commit = (): Promise<void> | undefined =>
+    record !== undefined && queued.length > 0 ? record(queued.splice(0)) : undefined;
   const records: ToolCallRecord[] = [];
   const modelTurns: ModelTurn[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
@@ -134,6 +151,24 @@ export async function runAgent(
         ? opts.signal.reason
         : new CaxtonError('cancelled', 'the execution was cancelled');
     turns++;
+    const recorded = replay?.models[turns];
+    if (recorded !== undefined) {
+      // A resumed run: this turn's reply was recorded, so the model is not asked again.
+      last = replyOf(recorded);
+      if (job.stream && last.content !== '') emit({ type: 'token', text: last.content });
+      modelTurns.push(modelTurnOf(turns, last, recorded.latency_ms));
+      usage = addUsage(usage, last.usage);
+      messages.push({
+        role: 'assistant',
+        content: last.content,
+        ...(last.tool_calls.length > 0 && { tool_calls: last.tool_calls }),
+      });
+      if (last.tool_calls.length === 0) break;
+      if (clientNames.size > 0) pending = last.tool_calls.filter((c) => clientNames.has(c.name));
+      await runCalls(last.tool_calls);
+      if (pending.length > 0) break;
+      continue;
+    }
     // Spans record only where a tracer provider is registered (the server process: `context`
     // isolation); in a worker or child process they are no-ops and the trace context passes through.
     // Its attributes are given at its end, all at once (llmSpanAttributes).
@@ -165,16 +200,8 @@ export async function runAgent(
       giveAttributes(llmSpan, llmSpanAttributes(def.name, turns, last, deps.providers));
       llmSpan.end();
     }
-    modelTurns.push({
-      turn: turns,
-      provider: last.provider,
-      model: last.model,
-      input_tokens: last.usage.input_tokens,
-      output_tokens: last.usage.output_tokens,
-      latency_ms: Math.round((performance.now() - callStarted) * 1000) / 1000,
-      finish_reason: last.finish_reason,
-      tool_calls: last.tool_calls.length,
-    });
+    const latency_ms = Math.round((performance.now() - callStarted) * 1000) / 1000;
+    modelTurns.push(modelTurnOf(turns, last, latency_ms));
     // Before any tool of the reply runs: a call of another tool is not the one forced.
     if (turns === 1) assertToolChoiceHonoured(def.name, toolChoice, last);
     usage = addUsage(usage, last.usage);
@@ -187,10 +214,47 @@ export async function runAgent(
             clientNames.has(c.name) ? { ...c, id: `call_${randomUUID().replaceAll('-', '')}` } : c,
           );
     messages.push({ role: 'assistant', content: last.content, ...(calls.length > 0 && { tool_calls: calls }) });
+    // Recorded with Caxton's ids for client calls, so that a resumed run hands back the same ones.
+    if (record !== undefined)
+      queued.push({ kind: 'model', turn: turns, reply: recordedReply(last, calls, latency_ms) });
     if (calls.length === 0) break;
     if (clientNames.size > 0) pending = calls.filter((c) => clientNames.has(c.name));
+    await runCalls(calls);
+    // The turn's server-side calls have run; the client's are the caller's to answer: the
+    // execution stops here, its transcript handed back so that a follow-up can resume it.
+    if (pending.length > 0) break;
+  }
+  // The last reply is on disk before the run's answer is handed back.
+  await commit();
+
+  /** Runs the server-side calls of one turn, in order, each recorded before it starts and after it ends. */
+  async function runCalls(calls: ToolCall[]): Promise<void> {
     for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
+      const prior = replay?.tools[callKey(turns, call.id)];
       emit({ type: 'tool_call', call, turn: turns });
+      if (prior !== undefined && prior.state !== 'rerun') {
+        // Recorded: the result is reused. Started and never finished by a tool that is not
+        // idempotent: not run again, the model is told its outcome is unknown (and it is recorded).
+        const done =
+          prior.state === 'done' ? prior : { result: interruptedResult(call.name), is_error: true, duration_ms: 0 };
+        if (prior.state === 'interrupted')
+          queued.push({
+            kind: 'tool_end',
+            turn: turns,
+            id: call.id,
+            name: call.name,
+            result: done.result,
+            is_error: true,
+            duration_ms: 0,
+            interrupted: true,
+          });
+        finishCall(call, { content: done.result, is_error: done.is_error }, done.duration_ms);
+        continue;
+      }
+      if (record !== undefined) {
+        queued.push({ kind: 'tool_start', turn: turns, id: call.id, name: call.name });
+        await commit();
+      }
       const t0 = performance.now();
       const toolSpan = startSpan(tracer, spanName('tool.call', call.name), job.request.traceparent);
       const ctx = toolContext(job, opts.signal);
@@ -206,31 +270,45 @@ export async function runAgent(
         throw e;
       }
       const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
-      const is_error = result.is_error === true;
-      if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
+      if (result.is_error === true)
+        toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
       toolSpan.end();
-      // Field by field, not `{ ...call, result, … }`: a spread followed by fields the call lacks
-      // makes a new hidden class on every evaluation in optimized code (ADR 0107).
-      records.push({
-        id: call.id,
-        name: call.name,
-        arguments: call.arguments,
-        result: result.content,
-        is_error,
-        duration_ms,
-      });
-      emit({ type: 'tool_result', id: call.id, name: call.name, content: result.content, is_error, duration_ms });
-      messages.push({
-        role: 'tool',
-        tool_call_id: call.id,
-        name: call.name,
-        content: result.content,
-        ...(is_error && { is_error: true }),
-      });
+      if (record !== undefined)
+        queued.push({
+          kind: 'tool_end',
+          turn: turns,
+          id: call.id,
+          name: call.name,
+          result: result.content,
+          is_error: result.is_error === true,
+          duration_ms,
+        });
+      finishCall(call, result, duration_ms);
     }
-    // The turn's server-side calls have run; the client's are the caller's to answer: the
-    // execution stops here, its transcript handed back so that a follow-up can resume it.
-    if (pending.length > 0) break;
+    // Every result of the turn is on disk before the model is asked again.
+    await commit();
+  }
+
+  function finishCall(call: ToolCall, result: { content: string; is_error?: boolean }, duration_ms: number): void {
+    const is_error = result.is_error === true;
+    // Field by field, not `{ ...call, result, … }`: a spread followed by fields the call lacks
+    // makes a new hidden class on every evaluation in optimized code (ADR 0107).
+    records.push({
+      id: call.id,
+      name: call.name,
+      arguments: call.arguments,
+      result: result.content,
+      is_error,
+      duration_ms,
+    });
+    emit({ type: 'tool_result', id: call.id, name: call.name, content: result.content, is_error, duration_ms });
+    messages.push({
+      role: 'tool',
+      tool_call_id: call.id,
+      name: call.name,
+      content: result.content,
+      ...(is_error && { is_error: true }),
+    });
   }
   const finished = last!;
   const hitLimit = finished.tool_calls.length > 0;
@@ -257,6 +335,43 @@ export async function runAgent(
     isolation: job.isolation,
     model_turns: modelTurns,
     ...(suspended && { pending_tool_calls: pending, transcript: messages }),
+  };
+}
+
+function modelTurnOf(turn: number, res: ChatResponse, latency_ms: number): ModelTurn {
+  return {
+    turn,
+    provider: res.provider,
+    model: res.model,
+    input_tokens: res.usage.input_tokens,
+    output_tokens: res.usage.output_tokens,
+    latency_ms,
+    finish_reason: res.finish_reason,
+    tool_calls: res.tool_calls.length,
+  };
+}
+
+function recordedReply(res: ChatResponse, calls: ToolCall[], latency_ms: number): RecordedReply {
+  return {
+    content: res.content,
+    tool_calls: calls,
+    usage: res.usage,
+    finish_reason: res.finish_reason,
+    provider: res.provider,
+    model: res.model,
+    latency_ms,
+  };
+}
+
+/** A recorded reply as the loop reads a provider's. */
+function replyOf(r: RecordedReply): ChatResponse {
+  return {
+    content: r.content,
+    tool_calls: r.tool_calls,
+    usage: r.usage,
+    finish_reason: r.finish_reason as ChatResponse['finish_reason'],
+    provider: r.provider,
+    model: r.model,
   };
 }
 

@@ -12,10 +12,12 @@ import {
   executionTools,
   HOST_TOOL_METHOD,
   hostToolProxy,
+  RUN_STEPS_METHOD,
   TOOL_CALLED_METHOD,
   type ReportedCall,
 } from './host-tools.js';
 import { runAgent, type ExecutionDeps } from './run-agent.js';
+import type { RunStep } from './runs/model.js';
 import type { ExecutionEvent, ExecutionJob } from './types.js';
 
 export interface TaskPayload {
@@ -48,5 +50,9 @@ export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> 
   return runAgent(job, tools === deps.tools ? deps : { ...deps, tools }, {
     signal: ctx.signal,
     emit: (e: ExecutionEvent) => ctx.emit(e),
+    // A durable run's steps are committed by the server: each answer comes once they are on disk.
+    ...(job.durable === true && {
+      record: (steps: RunStep[]) => ctx.call(RUN_STEPS_METHOD, steps).then(() => undefined),
+    }),
   });
 }

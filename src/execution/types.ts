@@ -1,5 +1,6 @@
 import type { AgentDefinition, IsolationMode } from '../agents/definition.js';
 import type { ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolSpec, Usage } from '../llm/types.js';
+import type { RunReplay } from './runs/model.js';
 
 /** An earlier turn of the caller's conversation: text turns, and (OpenAI-compatible endpoint) the assistant's tool calls and their results. */
 export type HistoryMessage = Exclude<ChatMessage, { role: 'system' }>;
@@ -151,6 +152,10 @@ export interface ExecutionJob {
   host_tools?: readonly ToolSpec[];
   /** Memories found for this request (src/memory), rendered into `{{memory_context}}`. Absent: none. */
   memory_context?: string;
+  /** A resumed durable run: the model replies and tool results it recorded (src/execution/runs). */
+  replay?: RunReplay;
+  /** The run's steps are recorded (runAgent's `record`; in a worker or process, through a host call). */
+  durable?: boolean;
 }
 
 /**

@@ -91,6 +91,12 @@ export class McpTool implements Tool {
     this.input_schema = spec.inputSchema as JsonSchema;
   }
 
+  /** `[mcp_servers.NAME] idempotent` names it (or "*"). */
+  get idempotent(): boolean {
+    const listed = this.caller.idempotent;
+    return listed.includes('*') || listed.includes(this.remoteName);
+  }
+
   invoke(args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
     return this.caller.call(this, args, ctx);
   }
@@ -111,6 +117,11 @@ export class McpToolCaller {
 
   get server(): string {
     return this.#sup.name;
+  }
+
+  /** The tools the operator declared idempotent (`[mcp_servers.NAME] idempotent`). */
+  get idempotent(): readonly string[] {
+    return this.#sup.cfg.idempotent ?? [];
   }
 
   /** The tools registered for this server. */

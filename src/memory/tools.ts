@@ -41,6 +41,8 @@ export const MEMORY_TOOL_NAMES = [
   'open_nodes',
 ] as const;
 
+const READ_TOOLS: ReadonlySet<string> = new Set(['read_graph', 'search_nodes', 'open_nodes']);
+
 /** An agent's memory settings, as its definition's `[memory]` section has them. */
 export interface AgentMemorySettings {
   scope: ScopeKind;
@@ -149,6 +151,8 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
   ): Tool => ({
     name,
     description,
+    // A read changes nothing: an interrupted durable run may read again (src/execution/runs).
+    idempotent: READ_TOOLS.has(name),
     input_schema: { type: 'object', properties: { ...properties, scope: SCOPE_PROP }, required },
     async invoke(args, ctx): Promise<AuditedResult> {
       try {

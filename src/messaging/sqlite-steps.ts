@@ -1,7 +1,6 @@
-import { diskFullError, isDiskFull } from '../storage/index.js';
+import { diskFullError, isDiskFull, type GroupCommit, type JoinedWrite } from '../storage/index.js';
 import { isTerminal, type Conversation } from './conversation.js';
 import type { Answer, DeliveryChange, EngineStep, StepStore } from './engine/ports.js';
-import type { GroupCommit, JoinedWrite } from './group-commit.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { endless } from './protocols/index.js';
 import type { DeliveryRow, MessageStore, StoredMessage, SubscriptionRow } from './store.js';

@@ -381,6 +381,13 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     // registered at start and a call loads its own server at once.
     void tools.servers.loadInBackground(http.quiet);
     void http.quiet().then(() => observability.startIdleGc());
+    // Runs an earlier process left unfinished go on from their last step (src/execution/runs);
+    // those started by a message resume when the bus delivers it again.
+    if (executor.runs)
+      executor.runs.resumeUnfinished().then(
+        (n) => n > 0 && logger.info({ runs: n }, 'resuming runs left unfinished by the last process'),
+        (e: unknown) => logger.error({ err: e }, 'unfinished runs could not be read'),
+      );
     logger.info(
       {
         url: http.url,

@@ -24,3 +24,4 @@ export {
   type WriteLane,
   type WriteLaneOptions,
 } from './turn-writer.js';
+export { GroupCommit, type JoinedWrite, type JoinFailures } from './group-commit.js';

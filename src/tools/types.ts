@@ -57,5 +57,11 @@ export interface Tool {
    * workspace, web and todo groups); the registry records the calls of every other tool.
    */
   readonly audits?: boolean;
+  /**
+   * Running it twice with the same arguments has the effect of running it once (a read, a pure
+   * computation). A durable run that was interrupted while such a call ran runs it again; any
+   * other interrupted call is not repeated, and the model is told its outcome is unknown.
+   */
+  readonly idempotent?: boolean;
   invoke(args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult>;
 }

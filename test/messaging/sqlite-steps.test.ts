@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { drive, type StepBody } from '../../src/messaging/engine/step-work.js';
-import { GroupCommit } from '../../src/messaging/group-commit.js';
+import { GroupCommit } from '../../src/storage/group-commit.js';
 import {
   MESSAGING_MIGRATIONS,
   SqliteSteps,

@@ -7,7 +7,7 @@ import { ISOLATION_MODES } from '../../agents/index.js';
 import { agentOfRef } from '../../auth/principal.js';
 import type { AgentResponse, ChatThreads, Executor, ExecutionEvent, InvokeRequest } from '../../execution/index.js';
 import { toEnvelope } from '../envelope.js';
-import { agentNameParams, errorEnvelopeSchema } from '../schemas.js';
+import { agentNameParams, errorEnvelopeSchema, idempotencyKeyOf } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse.js';
 import type { Check, Documents } from '../type-checks.js';
 
@@ -71,7 +71,7 @@ export async function invokeRoutes(
       schema: {
         summary: 'Run an agent on a request',
         description:
-          'With `Accept: text/event-stream` the answer streams as SSE events `token`, `tool_call`, `tool_result`, then `response` (the AgentResponse) or `error` (the error envelope).',
+          'With `Accept: text/event-stream` the answer streams as SSE events `token`, `tool_call`, `tool_result`, then `response` (the AgentResponse) or `error` (the error envelope). With an `Idempotency-Key` header, the same key from the same caller to the same agent is one durable run: a repeat answers with its result, joins it while it runs, or resumes it after a restart; such a run is not cancelled when the connection closes.',
         tags: ['execution'],
         params: agentNameParams,
         body: invokeBodySchema,
@@ -104,7 +104,11 @@ export async function invokeRoutes(
       const { principal } = callerOf(req);
       if (principal !== undefined) request.principal = principal;
       const limit = limitOf(req);
+      const idempotencyKey = idempotencyKeyOf(req.headers);
       if (!wantsEventStream(req)) {
+        // A run with an Idempotency-Key outlives its connection: the client asks again with the key.
+        if (idempotencyKey !== undefined)
+          return executor.invoke(req.params.name, request, limit ? { idempotencyKey, limit } : { idempotencyKey });
         const cancelOn = disconnectHook(req, reply);
         return executor.invoke(req.params.name, request, limit ? { cancelOn, limit } : { cancelOn });
       }
@@ -112,13 +116,15 @@ export async function invokeRoutes(
       const { sse, admitted } = admitAndOpenSse(executor, req.params.name, req, reply);
       try {
         const response = await executor.invoke(req.params.name, request, {
-          signal: sse.signal,
+          // A run with an Idempotency-Key outlives its stream, as it outlives a plain request.
+          ...(idempotencyKey === undefined && { signal: sse.signal }),
           stream: true,
           onEvent: (e: ExecutionEvent) => {
             const { type, ...data } = e;
             sse.send(type, data);
           },
           ...(admitted && { admitted }),
+          ...(idempotencyKey !== undefined && { idempotencyKey }),
         });
         sse.send('response', response);
       } catch (e) {

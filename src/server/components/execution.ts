@@ -10,7 +10,9 @@ import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import {
   Executor,
+  RUNS_MIGRATIONS,
   ShadowRunner,
+  SqliteRunJournal,
   SqliteSuspendedStore,
   type ChatThreads,
   type ExecutionLog,
@@ -19,7 +21,7 @@ import {
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import { describeError } from '../../shared/errors.js';
-import type { Db } from '../../storage/index.js';
+import { migrate, type Db } from '../../storage/index.js';
 import type { Component } from './component.js';
 
 export interface ExecutionComponent extends Component {
@@ -52,7 +54,22 @@ export function startExecution(opts: {
   similarity?: ((a: string, b: string) => Promise<number>) | undefined;
 }): ExecutionComponent {
   const { config, db, logger, events } = opts;
+  // Durable runs (src/execution/runs): every step of every run committed as it goes.
+  let runs: SqliteRunJournal | undefined;
+  if (config.execution.durable_runs) {
+    migrate(db, RUNS_MIGRATIONS);
+    runs = new SqliteRunJournal({
+      db,
+      retentionMs: config.execution.runs_retention,
+      onError: (e) => logger.error({ err: e }, 'a run could not be recorded'),
+    });
+  }
   const executor = new Executor(config, opts.registry, {
+    ...(runs && {
+      runs,
+      onRunError: (e: unknown, run: string) =>
+        logger.error({ err: e, run }, 'a durable run failed to record or resume'),
+    }),
     ...opts.telemetry,
     limiter: opts.limiter,
     agentLimits: agentLimitsLookup(config.auth.limits),
@@ -123,6 +140,7 @@ export function startExecution(opts: {
       // Copies in flight finish first: they run on the executor.
       await shadow.close();
       await executor.close();
+      runs?.close();
       suspended.close();
       responses.close();
     },

@@ -78,6 +78,7 @@ export function evaluate(expression: string): number {
 
 export const calculatorTool: Tool = {
   name: 'calculator',
+  idempotent: true,
   description:
     'Evaluates an arithmetic expression: + - * / % ^, parentheses, sqrt, abs, round, floor, ceil, ln, log10, exp, sin, cos, tan, pi, e.',
   input_schema: {

@@ -2,6 +2,7 @@ import type { Tool } from '../types.js';
 
 export const currentTimeTool: Tool = {
   name: 'current_time',
+  idempotent: true,
   description: 'The current date and time, in ISO 8601 (UTC) and in an optional IANA time zone.',
   input_schema: {
     type: 'object',

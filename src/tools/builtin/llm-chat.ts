@@ -8,6 +8,7 @@ import type { Tool } from '../types.js';
 export function llmChatTool(providers: ProviderRegistry, defaultProvider: string | undefined): Tool {
   return {
     name: 'llm.chat',
+    idempotent: true,
     description: 'Asks a configured LLM provider a question and returns its answer.',
     input_schema: {
       type: 'object',

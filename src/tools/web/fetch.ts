@@ -41,6 +41,7 @@ function isText(type: string): boolean {
 export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly string[]): AuditedTool {
   return {
     name: 'web.fetch',
+    idempotent: true,
     description: `Fetches a web page (GET) and returns its content as Markdown (HTML converted; other text as is), at most ${cfg.max_chars} characters per call: read on with offset. Only hosts the operator allows can be reached. Answer the prompt from the returned content.`,
     input_schema: {
       type: 'object',

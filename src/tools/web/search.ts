@@ -56,6 +56,7 @@ function hitsOf(kind: 'searxng' | 'brave', body: unknown): Hit[] {
 export function searchTool(cfg: WebConfig['search'], env: NodeJS.ProcessEnv = process.env): AuditedTool {
   return {
     name: 'web.search',
+    idempotent: true,
     description:
       'Searches the web and returns results (title, URL, snippet) as a Markdown list. allowed_domains keeps only results from those domains; blocked_domains drops results from them.',
     input_schema: {

@@ -169,6 +169,7 @@ function readLines(
 export function readTool(ws: Workspace): AuditedTool {
   return {
     name: 'workspace.read',
+    idempotent: true,
     description: `Reads a file of the workspace. Returns its lines numbered as \`cat -n\` does (number, tab, line), from line \`offset\` (1-based, default 1), at most \`limit\` lines (default ${DEFAULT_READ_LINES}); lines longer than ${MAX_LINE_CHARS} characters are cut. file_path: absolute (inside the workspace) or relative to the workspace.`,
     input_schema: {
       type: 'object',
@@ -390,6 +391,7 @@ export function multiEditTool(ws: Workspace): AuditedTool {
 export function globTool(ws: Workspace): AuditedTool {
   return {
     name: 'workspace.glob',
+    idempotent: true,
     description: `Finds files of the workspace by glob pattern ("**/*.ts", "src/**/*.{js,ts}"). Returns matching absolute paths, most recently modified first, at most ${GLOB_RESULTS}. path: the directory to search (default: the workspace root).`,
     input_schema: {
       type: 'object',
@@ -431,6 +433,7 @@ export function globTool(ws: Workspace): AuditedTool {
 export function lsTool(ws: Workspace): AuditedTool {
   return {
     name: 'workspace.ls',
+    idempotent: true,
     description: `Lists the files and directories under a directory of the workspace as a tree (hidden entries left out, at most ${LS_ENTRIES} entries). path: absolute (inside the workspace) or relative (default: the root). ignore: glob patterns of names to leave out.`,
     input_schema: {
       type: 'object',

@@ -224,6 +224,7 @@ function capChars(lines: string[]): string {
 export function grepTool(ws: Workspace): AuditedTool {
   return {
     name: 'workspace.grep',
+    idempotent: true,
     description:
       'Searches file contents of the workspace with a regular expression (JavaScript syntax, as ripgrep\'s). output_mode: "files_with_matches" (default; paths), "content" (matching lines, with -n line numbers, -A/-B/-C context), "count" (matches per file). Filter with glob ("*.{ts,tsx}") or type ("js", "py", "rust"...). head_limit (default 250; 0 for all) and offset page through the results. Hidden files, .git and node_modules are skipped.',
     input_schema: {

@@ -4,7 +4,7 @@
  * through a second connection to the same file.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GroupCommit } from '../../src/messaging/group-commit.js';
+import { GroupCommit } from '../../src/storage/group-commit.js';
 import { openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 
@@ -261,7 +261,7 @@ describe('GroupCommit: touch, settled, close', () => {
     expect(onDisk()).toEqual(['a']);
     await expect(p).resolves.toBe(1);
     expect(commits).toBe(1);
-    await expect(gc.run(insert('b'))).rejects.toThrow('the message store is closed');
+    await expect(gc.run(insert('b'))).rejects.toThrow('the store is closed');
     // The turn scheduled by the first write still fires after close (close's flush does not cancel
     // it: one empty commit, or a swallowed error once the database is closed); once it has, touch
     // on a closed GroupCommit schedules nothing.

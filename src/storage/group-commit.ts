@@ -1,4 +1,4 @@
-import type { Db } from '../storage/index.js';
+import type { Db } from './database.js';
 
 /** A write that settles through its own promise (`run`). */
 interface Op {
@@ -68,7 +68,7 @@ export class GroupCommit {
   }
 
   run<T>(write: () => T): Promise<T> {
-    if (this.#closed) return Promise.reject(new Error('the message store is closed'));
+    if (this.#closed) return Promise.reject(new Error('the store is closed'));
     return new Promise<T>((resolve, reject) => {
       this.#ops.push({ run: write, resolve: resolve as (v: unknown) => void, reject });
       this.#queued();
@@ -80,7 +80,7 @@ export class GroupCommit {
    * (then each alone: the others of the batch still committed). One promise per batch, not per write.
    */
   join(w: JoinedWrite): Promise<JoinFailures> {
-    if (this.#closed) return Promise.reject(new Error('the message store is closed'));
+    if (this.#closed) return Promise.reject(new Error('the store is closed'));
     let batch = this.#batch;
     if (!batch) {
       let resolve!: (f: JoinFailures) => void;

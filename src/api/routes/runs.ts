@@ -1,0 +1,241 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { agentFilterOf, agentVisible } from '../../auth/index.js';
+import { agentOfRef } from '../../auth/principal.js';
+import {
+  RUN_ORIGINS,
+  RUN_STATUSES,
+  type DurableRuns,
+  type Executor,
+  type InvokeRequest,
+  type RunRecord,
+  type RunStep,
+} from '../../execution/index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import { callerOf, limitOf } from '../caller.js';
+import { requestTraceparent } from '../request-trace.js';
+import { agentNameParams, errorEnvelopeSchema, idempotencyKeyOf } from '../schemas.js';
+import { agentResponseSchema, invokeBodySchema } from './invoke.js';
+
+const runSchema = z.object({
+  id: z.string(),
+  agent: z.string(),
+  origin: z.enum(RUN_ORIGINS),
+  status: z.enum(RUN_STATUSES),
+  principal: z.string().nullable(),
+  conversation_id: z.string().nullable(),
+  message_id: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  resumes: z.number().int().describe('how many times the run resumed after an interruption'),
+  running_here: z.boolean().describe('whether the run is running on the node that answers'),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+
+const stepSchema = z
+  .object({ kind: z.enum(['context', 'model', 'tool_start', 'tool_end']) })
+  .catchall(z.unknown())
+  .describe(
+    'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again), `context` (the memory context of the first prompt)',
+  );
+
+const runViewSchema = runSchema.extend({
+  request: z.string(),
+  steps: z.array(stepSchema),
+  response: agentResponseSchema.nullable(),
+});
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function summaryOf(r: RunRecord, runs: DurableRuns): z.output<typeof runSchema> {
+  return {
+    id: r.id,
+    agent: r.agent,
+    origin: r.origin,
+    status: r.status,
+    principal: r.principal,
+    conversation_id: r.request.conversation_id ?? null,
+    message_id: r.request.message_id ?? null,
+    created_at: iso(r.created_at),
+    updated_at: iso(r.updated_at),
+    resumes: r.resumes,
+    running_here: runs.isRunningHere(r.id),
+    error: r.error,
+  };
+}
+
+const listQuery = z.object({
+  agent: z.string().min(1).max(200).optional().describe('only runs of this agent'),
+  status: z.enum(RUN_STATUSES).optional(),
+  origin: z.enum(RUN_ORIGINS).optional(),
+  limit: z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(1, { error: 'at least 1' })
+    .max(500, { error: 'at most 500' })
+    .default(50),
+  cursor: z
+    .string()
+    .regex(/^exec_[0-9a-f-]{36}$/, { error: 'expected the next_cursor of a previous page' })
+    .optional(),
+});
+
+/**
+ * Durable runs (src/execution/runs, docs/runs.md): a run started without waiting
+ * (POST /agents/{name}/runs), every run with its recorded steps (GET /runs, GET /runs/{id}), and
+ * cancelling one. Read in the caller's agent scope: a run of an agent outside it is 404.
+ */
+export async function runRoutes(app: FastifyInstance, opts: { executor: Executor }): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const runs = (): DurableRuns => {
+    const d = opts.executor.runs;
+    if (!d)
+      throw new CaxtonError('not_found', 'runs are not recorded on this server ([execution] durable_runs = false)', {
+        reason: 'runs_disabled',
+      });
+    return d;
+  };
+
+  r.post(
+    '/agents/:name/runs',
+    {
+      schema: {
+        summary: 'Start a run without waiting for it',
+        description:
+          'Answers 202 with the run id as soon as the run is recorded; the run goes on in the background and survives restarts. Read it with GET /runs/{id}, stop it with POST /runs/{id}/cancel. With `Idempotency-Key`, the same key from the same caller to the same agent is the same run.',
+        tags: ['execution'],
+        params: agentNameParams,
+        body: invokeBodySchema,
+        response: {
+          202: z.object({ run_id: z.string(), status: z.enum(RUN_STATUSES), links: z.object({ self: z.string() }) }),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+          413: errorEnvelopeSchema,
+          429: errorEnvelopeSchema,
+        },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body;
+      const request: InvokeRequest = { request: body.request };
+      if (body.context !== undefined) request.context = body.context;
+      if (body.parameters !== undefined) request.parameters = body.parameters;
+      if (body.conversation_id !== undefined) request.conversation_id = body.conversation_id;
+      if (body.capability !== undefined) request.capability = body.capability;
+      const tp = requestTraceparent(req);
+      if (tp !== undefined) request.traceparent = tp;
+      const { principal } = callerOf(req);
+      if (principal !== undefined) request.principal = principal;
+      const limit = limitOf(req);
+      const key = idempotencyKeyOf(req.headers);
+      const id = await runs().start(req.params.name, request, {
+        origin: 'background',
+        ...(limit && { limit }),
+        ...(key !== undefined && { idempotencyKey: key }),
+      });
+      const stored = await runs().journal.get(id);
+      return reply
+        .code(202)
+        .send({ run_id: id, status: stored?.run.status ?? 'running', links: { self: `/api/v1/runs/${id}` } });
+    },
+  );
+
+  r.get(
+    '/runs',
+    {
+      schema: {
+        summary: 'Runs, newest first',
+        description:
+          'Every durable run (invoke, background, /v1, MCP, message deliveries) with its status; `status=running` lists what is unfinished. Pass `next_cursor` as `cursor` for the next page.',
+        tags: ['execution'],
+        querystring: listQuery,
+        response: {
+          200: z.object({ runs: z.array(runSchema), next_cursor: z.string().optional() }),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      const d = runs();
+      const visible = agentFilterOf(req.principal);
+      const out: RunRecord[] = [];
+      let before = q.cursor;
+      // Filtered by the caller's scope after reading: a few pages at most, so a scoped key's page stays full.
+      for (let page = 0; page < 10 && out.length < q.limit; page++) {
+        const rows = await d.journal.list({
+          ...(q.agent !== undefined && { agent: q.agent }),
+          ...(q.status !== undefined && { status: q.status }),
+          ...(q.origin !== undefined && { origin: q.origin }),
+          ...(before !== undefined && { before }),
+          limit: q.limit,
+        });
+        for (const row of rows) if (out.length < q.limit && (!visible || visible(row.agent))) out.push(row);
+        if (rows.length < q.limit) {
+          before = undefined;
+          break;
+        }
+        before = rows[rows.length - 1]!.id;
+      }
+      const last = out[out.length - 1];
+      return {
+        runs: out.map((x) => summaryOf(x, d)),
+        ...(out.length === q.limit && last !== undefined && { next_cursor: last.id }),
+      };
+    },
+  );
+
+  const readable = async (id: string, req: { principal?: Parameters<typeof agentVisible>[0] }) => {
+    const got = await runs().journal.get(id);
+    if (!got || !agentVisible(req.principal, agentOfRef(got.run.agent)))
+      throw new CaxtonError('not_found', `no run "${id}"`, { id });
+    return got;
+  };
+
+  r.get(
+    '/runs/:id',
+    {
+      schema: {
+        summary: 'One run with every step it recorded',
+        description:
+          'Steps in the order they were committed: model replies, tool starts and ends. A resumed run reused what it had recorded; `resumes` counts its interruptions.',
+        tags: ['execution'],
+        params: z.object({ id: z.string().min(1).max(200) }),
+        response: { 200: runViewSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const { run, steps } = await readable(req.params.id, req);
+      return {
+        ...summaryOf(run, runs()),
+        request: run.request.request,
+        steps: steps as (RunStep & Record<string, unknown>)[],
+        response: run.response,
+      };
+    },
+  );
+
+  r.post(
+    '/runs/:id/cancel',
+    {
+      schema: {
+        summary: 'Cancel a run',
+        description:
+          'Stops a run running on this node, or marks an unfinished one cancelled so that it is not resumed. A finished run is left as it is.',
+        tags: ['execution'],
+        params: z.object({ id: z.string().min(1).max(200) }),
+        response: { 200: runSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      await readable(req.params.id, req);
+      const run = await runs().cancel(req.params.id);
+      if (!run) throw new CaxtonError('not_found', `no run "${req.params.id}"`, { id: req.params.id });
+      return summaryOf(run, runs());
+    },
+  );
+}

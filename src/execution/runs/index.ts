@@ -1,0 +1,23 @@
+export { DurableRuns, type RunContext, type RunHost } from './durable.js';
+export {
+  callKey,
+  idempotencyRunKey,
+  interruptedResult,
+  messageRunKey,
+  replayOf,
+  RUN_ORIGINS,
+  RUN_STATUSES,
+  type OpenedRun,
+  type RecordedReply,
+  type ReplayedCall,
+  type RunJournal,
+  type RunOrigin,
+  type RunQuery,
+  type RunRecord,
+  type RunReplay,
+  type RunStart,
+  type RunStatus,
+  type RunStep,
+  type RunWithSteps,
+} from './model.js';
+export { SqliteRunJournal, RUNS_MIGRATIONS, type SqliteRunJournalOptions } from './sqlite.js';

@@ -1,0 +1,262 @@
+/**
+ * Durable runs in the node's SQLite (caxton.db). A step is one row; the steps queued by every run
+ * in one turn of the event loop share one transaction (GroupCommit), so a step costs its run a
+ * share of a commit, and each `append` resolves only once its rows are on disk (WAL,
+ * synchronous=NORMAL: they survive a crash of the process). Finished runs are kept for
+ * `retentionMs` and then deleted with their steps by the storage Pruner.
+ */
+import { scrubSecretsIn } from '../../shared/secrets.js';
+import { GroupCommit, Pruner, type Db, type Migration, type RetentionRule } from '../../storage/index.js';
+import type { AgentResponse, InvokeRequest } from '../types.js';
+import type { OpenedRun, RunJournal, RunQuery, RunRecord, RunStart, RunStep, RunWithSteps } from './model.js';
+
+export const RUNS_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 'runs-001-create',
+    sql: `
+      CREATE TABLE runs (
+        id             TEXT PRIMARY KEY,
+        key            TEXT UNIQUE,
+        agent          TEXT NOT NULL,
+        origin         TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        principal      TEXT,
+        request        TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        resumes        INTEGER NOT NULL DEFAULT 0,
+        error          TEXT,
+        response       TEXT
+      ) WITHOUT ROWID;
+      CREATE INDEX runs_running ON runs (created_at) WHERE status = 'running';
+      CREATE INDEX runs_finished ON runs (updated_at) WHERE status <> 'running';
+      CREATE TABLE run_steps (
+        run_id TEXT NOT NULL,
+        seq    INTEGER NOT NULL,
+        ts     INTEGER NOT NULL,
+        step   TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+interface Row {
+  id: string;
+  key: string | null;
+  agent: string;
+  origin: string;
+  status: string;
+  principal: string | null;
+  request: string;
+  created_at: number;
+  updated_at: number;
+  resumes: number;
+  error: string | null;
+  response: string | null;
+}
+
+function recordOf(r: Row): RunRecord {
+  return {
+    id: r.id,
+    key: r.key,
+    agent: r.agent,
+    origin: r.origin as RunRecord['origin'],
+    status: r.status as RunRecord['status'],
+    principal: r.principal,
+    request: JSON.parse(r.request) as InvokeRequest,
+    created_at: r.created_at,
+    updated_at: r.updated_at,
+    resumes: r.resumes,
+    error: r.error === null ? null : (JSON.parse(r.error) as RunRecord['error']),
+    response: r.response === null ? null : (JSON.parse(r.response) as AgentResponse),
+    node: null,
+  };
+}
+
+export interface SqliteRunJournalOptions {
+  db: Db;
+  /** How long a finished run and its steps are kept. */
+  retentionMs: number;
+  onError?: (e: unknown) => void;
+}
+
+/** Finished runs past their retention, with their steps, in the Pruner's batches. */
+function finishedRunsRule(db: Db, retentionMs: number): RetentionRule {
+  const due = db.prepare(
+    "SELECT id FROM runs WHERE status <> 'running' AND updated_at < ? ORDER BY updated_at LIMIT ?",
+  );
+  const delSteps = db.prepare('DELETE FROM run_steps WHERE run_id = ?');
+  const delRun = db.prepare('DELETE FROM runs WHERE id = ?');
+  return {
+    name: 'runs',
+    prune(limit) {
+      const ids = due.pluck().all(Date.now() - retentionMs, limit) as string[];
+      for (const id of ids) {
+        delSteps.run(id);
+        delRun.run(id);
+      }
+      return { deleted: ids.length, more: ids.length >= limit };
+    },
+  };
+}
+
+export class SqliteRunJournal implements RunJournal {
+  readonly #db: Db;
+  readonly #commits: GroupCommit;
+  readonly #pruner: Pruner;
+  /** The next step number of each run this process appends to. */
+  readonly #seq = new Map<string, number>();
+  readonly #stmts;
+  readonly #onError: ((e: unknown) => void) | undefined;
+
+  /** Opens the journal on a migrated `db` (RUNS_MIGRATIONS). */
+  constructor(o: SqliteRunJournalOptions) {
+    this.#db = o.db;
+    this.#onError = o.onError;
+    this.#commits = new GroupCommit(o.db);
+    const db = o.db;
+    this.#stmts = {
+      byKey: db.prepare('SELECT * FROM runs WHERE key = ?'),
+      byId: db.prepare('SELECT * FROM runs WHERE id = ?'),
+      steps: db.prepare('SELECT step FROM run_steps WHERE run_id = ? ORDER BY seq'),
+      lastSeq: db.prepare('SELECT max(seq) FROM run_steps WHERE run_id = ?'),
+      insert: db.prepare(
+        `INSERT INTO runs (id, key, agent, origin, status, principal, request, created_at, updated_at)
+         VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)`,
+      ),
+      step: db.prepare('INSERT INTO run_steps (run_id, seq, ts, step) VALUES (?, ?, ?, ?)'),
+      resumed: db.prepare("UPDATE runs SET status = 'running', resumes = resumes + 1, updated_at = ? WHERE id = ?"),
+      finish: db.prepare('UPDATE runs SET status = ?, error = ?, response = ?, updated_at = ? WHERE id = ?'),
+      unfinished: db.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY created_at LIMIT ?"),
+    };
+    this.#pruner = new Pruner(o.db, { intervalMs: 60_000, ...(o.onError && { onError: o.onError }) }).add(
+      finishedRunsRule(o.db, o.retentionMs),
+    );
+    this.#pruner.start();
+  }
+
+  open(start: RunStart): Promise<OpenedRun> {
+    if (start.key !== null) {
+      // A run of this key may still be queued for the commit: whatever is queued is written first.
+      if (this.#commits.pending > 0) this.#commits.flush();
+      const row = this.#stmts.byKey.get(start.key) as Row | undefined;
+      if (row) {
+        const steps = this.#stepsOf(row.id);
+        this.#seq.set(row.id, this.#nextSeq(row.id));
+        return Promise.resolve({ run: recordOf(row), steps, created: false });
+      }
+    }
+    const now = Date.now();
+    const request = scrubSecretsIn(start.request);
+    const { insert } = this.#stmts;
+    this.#seq.set(start.id, 0);
+    // Queued, not awaited: the row commits with the run's first step (the first thing that must be on disk).
+    void this.#commits
+      .run(() =>
+        insert.run(start.id, start.key, start.agent, start.origin, start.principal, JSON.stringify(request), now, now),
+      )
+      .catch((e: unknown) => this.#failed(e));
+    const run: RunRecord = {
+      id: start.id,
+      key: start.key,
+      agent: start.agent,
+      origin: start.origin,
+      status: 'running',
+      principal: start.principal,
+      request,
+      created_at: now,
+      updated_at: now,
+      resumes: 0,
+      error: null,
+      response: null,
+      node: null,
+    };
+    return Promise.resolve({ run, steps: [], created: true });
+  }
+
+  #failed(e: unknown): void {
+    this.#onError?.(e);
+  }
+
+  #nextSeq(id: string): number {
+    const max = this.#stmts.lastSeq.pluck().get(id) as number | null;
+    return max === null ? 0 : max + 1;
+  }
+
+  #stepsOf(id: string): RunStep[] {
+    return (this.#stmts.steps.pluck().all(id) as string[]).map((s) => JSON.parse(s) as RunStep);
+  }
+
+  append(id: string, steps: readonly RunStep[]): Promise<void> {
+    if (steps.length === 0) return Promise.resolve();
+    let seq = this.#seq.get(id) ?? this.#nextSeq(id);
+    const first = seq;
+    seq += steps.length;
+    this.#seq.set(id, seq);
+    const texts = steps.map((s) => JSON.stringify(scrubSecretsIn(s)));
+    const { step } = this.#stmts;
+    const now = Date.now();
+    return this.#commits.run(() => {
+      for (let i = 0; i < texts.length; i++) step.run(id, first + i, now, texts[i]);
+    });
+  }
+
+  resumed(id: string): Promise<void> {
+    const { resumed } = this.#stmts;
+    return this.#commits.run(() => void resumed.run(Date.now(), id));
+  }
+
+  finish(
+    id: string,
+    outcome:
+      | { status: 'completed'; response: AgentResponse }
+      | { status: 'failed' | 'cancelled'; error: { code: string; message: string } },
+  ): Promise<void> {
+    this.#seq.delete(id);
+    const { finish } = this.#stmts;
+    const error = outcome.status === 'completed' ? null : JSON.stringify(scrubSecretsIn(outcome.error));
+    const response = outcome.status === 'completed' ? JSON.stringify(scrubSecretsIn(outcome.response)) : null;
+    return this.#commits.run(() => void finish.run(outcome.status, error, response, Date.now(), id));
+  }
+
+  get(id: string): Promise<RunWithSteps | undefined> {
+    if (this.#commits.pending > 0) this.#commits.flush();
+    const row = this.#stmts.byId.get(id) as Row | undefined;
+    return Promise.resolve(row && { run: recordOf(row), steps: this.#stepsOf(id) });
+  }
+
+  list(q: RunQuery): Promise<RunRecord[]> {
+    if (this.#commits.pending > 0) this.#commits.flush();
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    const add = (clause: string, ...values: (string | number)[]): void => {
+      where.push(clause);
+      args.push(...values);
+    };
+    // An agent's runs under its name and under NAME@VERSION: '@' sorts just before 'A'.
+    if (q.agent !== undefined) add('(agent = ? OR (agent >= ? AND agent < ?))', q.agent, `${q.agent}@`, `${q.agent}A`);
+    if (q.status !== undefined) add('status = ?', q.status);
+    if (q.origin !== undefined) add('origin = ?', q.origin);
+    if (q.principal !== undefined) add('principal = ?', q.principal);
+    if (q.before !== undefined) add('id < ?', q.before);
+    const sql = `SELECT * FROM runs${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    args.push(q.limit);
+    return Promise.resolve((this.#db.prepare(sql).all(...args) as Row[]).map(recordOf));
+  }
+
+  unfinished(limit: number): Promise<RunRecord[]> {
+    if (this.#commits.pending > 0) this.#commits.flush();
+    return Promise.resolve((this.#stmts.unfinished.all(limit) as Row[]).map(recordOf));
+  }
+
+  /** Deletes finished runs past their retention, to completion (tests); returns how many. */
+  sweep(): number {
+    return this.#pruner.runSync().runs ?? 0;
+  }
+
+  close(): void {
+    this.#commits.close();
+    this.#pruner.close();
+  }
+}

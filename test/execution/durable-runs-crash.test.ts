@@ -1,0 +1,239 @@
+/**
+ * Durable runs across kill -9 (docs/runs.md): a real `caxton serve` child whose agent calls a real
+ * stdio MCP server's `append` tool five times, one call per model turn, each call appending its line
+ * to a file. The server is killed with SIGKILL at a step boundary (right after a model reply, while
+ * a call runs, right after a call ended, during the model's turn), then restarted. The run must
+ * finish with the right answer, and each line must be in the file exactly once: a finished call is
+ * never run again, and a call interrupted while it ran (the tool is not idempotent) is not
+ * repeated: the model is told its outcome is unknown. Runs are started by a message, by invoke
+ * with an Idempotency-Key, and in the background.
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stringify } from 'smol-toml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const STEPS = 5;
+const FIXTURE = resolve(import.meta.dirname, 'fixtures/append-server.mjs');
+const FINAL = `all ${STEPS} lines appended`;
+
+type Point = 'before' | 'during' | 'after' | 'model';
+type Mode = 'message' | 'invoke' | 'background';
+
+interface Scenario {
+  mode: Mode;
+  point: Point;
+  /** The step at whose boundary the server is killed (1-based). */
+  step: number;
+}
+
+/** What the current scenario asks the stub to do when it sees the turn after `n` tool results. */
+let onTurn: ((n: number, hit: StubHit) => { delayMs?: number } | void) | undefined;
+let stub: LlmStub;
+
+function toolResults(hit: StubHit): number {
+  return (hit.body.messages as { role: string }[]).filter((m) => m.role === 'tool').length;
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  stub = await startLlmStub((hit) => {
+    const n = toolResults(hit);
+    const extra = onTurn?.(n, hit) ?? {};
+    if (n >= STEPS) return { content: FINAL, ...extra };
+    const wire = (hit.body.tools as { function: { name: string } }[])[0]!.function.name;
+    return {
+      tool_calls: [{ id: `c${n + 1}`, name: wire, arguments: { line: `step-${n + 1}` } }],
+      ...extra,
+    };
+  });
+});
+
+afterAll(async () => {
+  await cleanup();
+  await stub?.close();
+});
+
+function writeConfig(dir: string, hangOn?: string): void {
+  writeFileSync(
+    join(dir, 'caxton.toml'),
+    stringify({
+      data_dir: './data',
+      agents_dir: './agents',
+      logging: { level: 'warn' },
+      auth: { enabled: false },
+      llm: {
+        default_provider: 'stub',
+        providers: {
+          stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
+        },
+      },
+      mcp_servers: {
+        journal: {
+          command: process.execPath,
+          args: [FIXTURE],
+          env: { OUT_FILE: join(dir, 'out.txt'), ...(hangOn !== undefined && { HANG_ON: hangOn }) },
+        },
+      },
+    }),
+  );
+}
+
+function setUp(): string {
+  const dir = tempDir('caxton-durable-');
+  mkdirSync(join(dir, 'agents'));
+  writeFileSync(
+    join(dir, 'agents', 'writer.toml'),
+    stringify({
+      name: 'writer',
+      capabilities: ['writing'],
+      system_prompt: 'Append each step to the journal, one call per turn.',
+      tools: ['journal.append'],
+    }),
+  );
+  return dir;
+}
+
+const start = (dir: string): Promise<ServeProcess> =>
+  startServe({
+    cwd: dir,
+    args: ['--config', join(dir, 'caxton.toml')],
+    env: { STUB_KEY: 'k' },
+    readyTimeoutMs: 30_000,
+  });
+
+async function api<T>(url: string, path: string, init?: RequestInit): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${url}${path}`, {
+    ...init,
+    headers: { 'content-type': 'application/json', ...init?.headers },
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text === '' ? undefined : JSON.parse(text)) as T };
+}
+
+interface RunSummary {
+  id: string;
+  status: string;
+  origin: string;
+  resumes: number;
+}
+
+/** Starts the run; resolves with what identifies it once it was started (the request may never answer). */
+async function startRun(server: ServeProcess, mode: Mode): Promise<{ id?: string; pending?: Promise<unknown> }> {
+  if (mode === 'message') {
+    const r = await api<{ id: string }>(server.url, '/api/v1/messages', {
+      method: 'POST',
+      body: JSON.stringify({ performative: 'request', receiver: 'writer', content: 'append the five steps' }),
+    });
+    expect(r.status).toBe(202);
+    return {};
+  }
+  if (mode === 'invoke') {
+    // Killed mid-request: the client sees its connection fail, and asks again with the same key.
+    const pending = api(server.url, '/api/v1/agents/writer/invoke', {
+      method: 'POST',
+      headers: { 'idempotency-key': 'the-five-steps' },
+      body: JSON.stringify({ request: 'append the five steps' }),
+    }).catch((e: unknown) => e);
+    return { pending };
+  }
+  const r = await api<{ run_id: string }>(server.url, '/api/v1/agents/writer/runs', {
+    method: 'POST',
+    body: JSON.stringify({ request: 'append the five steps' }),
+  });
+  expect(r.status).toBe(202);
+  return { id: r.body.run_id };
+}
+
+async function onlyRun(url: string): Promise<RunSummary> {
+  const r = await api<{ runs: RunSummary[] }>(url, '/api/v1/runs');
+  expect(r.body.runs).toHaveLength(1);
+  return r.body.runs[0]!;
+}
+
+async function scenario(s: Scenario): Promise<void> {
+  const dir = setUp();
+  const out = join(dir, 'out.txt');
+  writeConfig(dir, s.point === 'during' ? `step-${s.step}` : undefined);
+  stub.reset();
+  let server = await start(dir);
+  let killed = false;
+  const kill = (): void => {
+    if (killed) return;
+    killed = true;
+    server.child.kill('SIGKILL');
+  };
+  onTurn = (n) => {
+    if (killed) return;
+    if (s.point === 'before' && n === s.step - 1) {
+      // The reply asking for call `step` leaves; the server dies as it receives it.
+      setTimeout(kill, 0);
+      return;
+    }
+    if (s.point === 'after' && n === s.step) return void kill();
+    if (s.point === 'model' && n === s.step) {
+      setTimeout(kill, 200);
+      return { delayMs: 5_000 };
+    }
+  };
+  const started = await startRun(server, s.mode);
+  if (s.point === 'during')
+    await waitUntil(() => existsSync(out) && readFileSync(out, 'utf8').includes(`step-${s.step}\n`), {
+      timeoutMs: 20_000,
+    });
+  if (s.point === 'during') kill();
+  await waitUntil(() => killed, { timeoutMs: 20_000 });
+  await server.exited;
+  await started.pending;
+  onTurn = undefined;
+
+  writeConfig(dir);
+  server = await start(dir);
+  let answer: string | undefined;
+  if (s.mode === 'invoke') {
+    const r = await api<{ content: string }>(server.url, '/api/v1/agents/writer/invoke', {
+      method: 'POST',
+      headers: { 'idempotency-key': 'the-five-steps' },
+      body: JSON.stringify({ request: 'append the five steps' }),
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    answer = r.body.content;
+  } else {
+    await waitUntil(async () => (await onlyRun(server.url)).status === 'completed', { timeoutMs: 30_000 });
+    const run = await onlyRun(server.url);
+    if (s.mode === 'background') expect(run.id).toBe(started.id);
+    const full = await api<{ response: { content: string } }>(server.url, `/api/v1/runs/${run.id}`);
+    answer = full.body.response.content;
+  }
+  const run = await onlyRun(server.url);
+  server.child.kill('SIGTERM');
+  await server.exited;
+
+  expect(answer).toBe(FINAL);
+  expect(run.status).toBe('completed');
+  expect(run.origin).toBe(s.mode);
+  expect(run.resumes).toBe(1);
+  const lines = readFileSync(out, 'utf8').trim().split('\n');
+  // Every call that ran did so once: step-1 … step-5, each exactly once, in order.
+  expect(lines).toEqual(Array.from({ length: STEPS }, (_, i) => `step-${i + 1}`));
+  // The model was asked once per turn, plus at most the one turn the kill interrupted.
+  expect(stub.hits.length).toBeLessThanOrEqual(STEPS + 2);
+}
+
+const points: Point[] = ['before', 'during', 'after', 'model'];
+const modes: Mode[] = ['message', 'invoke', 'background'];
+
+describe('a durable run killed with SIGKILL at each step boundary', () => {
+  for (const mode of modes)
+    points.forEach((point, i) => {
+      const step = ((i + modes.indexOf(mode)) % (STEPS - 1)) + 2;
+      it(
+        `started by ${mode}, killed ${point} step ${step}: finishes with each side effect once`,
+        { timeout: 90_000 },
+        () => scenario({ mode, point, step }),
+      );
+    });
+});
