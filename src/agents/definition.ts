@@ -90,6 +90,8 @@ export interface MessagingSettings {
 export interface ExecutionSettings {
   /** Overrides the server-wide isolation mode for this agent. */
   isolation?: IsolationMode;
+  /** Tools (names or `server.*` patterns) whose every call waits for a person's approval (docs/runs.md). */
+  require_approval?: string[];
 }
 
 /** A check a new version must pass before its canary's first stage: a request, and what the answer must hold. */

@@ -116,6 +116,15 @@ const executionSchema = z.strictObject({
   isolation: z
     .enum(ISOLATION_MODES as [string, ...string[]], { error: 'expected "context", "worker" or "process"' })
     .optional(),
+  require_approval: z
+    .array(
+      z.string().regex(TOOL_NAME_RE, { message: 'expected a tool name or pattern such as "workspace.bash" or "fs.*"' }),
+      {
+        error: 'expected a list of tool names or patterns, e.g. require_approval = ["workspace.bash"]',
+      },
+    )
+    .max(256)
+    .optional(),
 });
 
 const messagingSchema = z.strictObject({
@@ -313,7 +322,7 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   memory: ['enabled', 'scope', 'auto_store', 'search_limit', 'min_similarity'],
   limits: ['max_turns', 'timeout', 'timeout_ms', 'max_message_size'],
   conversation: ['history_limit', 'max_turns', 'ttl', 'ttl_ms'],
-  execution: ['isolation'],
+  execution: ['isolation', 'require_approval'],
   messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to'],
   tools: ['available'],
   wasm: ['module', 'entry', ...WASM_LIMIT_KEYS],

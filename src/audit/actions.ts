@@ -101,6 +101,11 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'POST /api/v1/agents/:name/promote': { action: 'agent.promote', target: param('name') },
   // Executions (they spend the operator's LLM budget)
   'POST /api/v1/agents/:name/invoke': { action: 'agent.invoke', target: param('name') },
+  // Durable runs: starting one spends the budget as an invoke; a decision on an approval is who let a call run.
+  'POST /api/v1/agents/:name/runs': { action: 'agent.run', target: param('name') },
+  'POST /api/v1/runs/:id/cancel': { action: 'run.cancel', target: param('id') },
+  'POST /api/v1/runs/:id/approve': { action: 'run.approve', target: param('id') },
+  'POST /api/v1/runs/:id/deny': { action: 'run.deny', target: param('id') },
   'POST /v1/chat/completions': {
     action: 'agent.invoke',
     target: (req) => bodyField(req, 'model'),

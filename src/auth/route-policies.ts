@@ -68,6 +68,9 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /api/v1/runs': P('observe:read'),
   'GET /api/v1/runs/:id': P('observe:read'),
   'POST /api/v1/runs/:id/cancel': P('agents:invoke'),
+  // A decision lets a call run (or not) on the agent's behalf: as invoking it, on an agent in the scope.
+  'POST /api/v1/runs/:id/approve': P('agents:invoke'),
+  'POST /api/v1/runs/:id/deny': P('agents:invoke'),
   // Chat threads: whoever may chat with the agent reads them; whose threads is ChatThreads' rule (src/execution/threads.ts).
   'GET /api/v1/agents/:name/threads': P('agents:invoke', 'name'),
   'GET /api/v1/agents/:name/threads/:id': P('agents:invoke', 'name'),

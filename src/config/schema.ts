@@ -1,11 +1,20 @@
 import { z } from 'zod';
-import { ISOLATION_MODES } from '../agents/definition.js';
+import { ISOLATION_MODES, TOOL_NAME_RE } from '../agents/definition.js';
 import { clientCertMappingsSchema } from '../auth/cert.js';
 import { jwtConfigSchema } from '../auth/jwt-config.js';
 import { authLimitsConfigSchema } from '../auth/limits-config.js';
 import { durationMs, sizeBytes, type UnitBounds } from '../shared/zod-units.js';
 import { MAX_PERIOD_MS } from '../shared/units.js';
 import { clusterConfigSchema } from './cluster-schema.js';
+
+function isRegExp(source: string): boolean {
+  try {
+    new RegExp(source, 'u');
+    return true;
+  } catch {
+    return false;
+  }
+}
 import { tlsConfigSchema } from '../server/tls-config.js';
 
 /** caxton.toml. Every section has defaults so an empty file (or none) is a working configuration. */
@@ -366,6 +375,43 @@ export const serverConfigSchema = z.strictObject({
       local_spans: z.number().int().min(0).max(1_000_000).default(10_000),
       /** Most bytes of span data kept in memory. */
       local_bytes: size(16 * 1024 * 1024),
+    })
+    .prefault({}),
+  /**
+   * `[approvals]`: tool calls that wait for a person before they run (docs/runs.md). Each rule names
+   * tools (names or `server.*`), optionally the agents it applies to and, per argument, a regular
+   * expression the argument's value must match for the rule to apply.
+   */
+  approvals: z
+    .strictObject({
+      /** An approval nobody decided within this time is denied (the model is told so). */
+      timeout: duration(24 * 3_600_000, { min: 1_000, max: MAX_PERIOD_MS }),
+      rules: z
+        .array(
+          z.strictObject({
+            tools: z
+              .array(
+                z
+                  .string()
+                  .regex(TOOL_NAME_RE, {
+                    message: 'expected a tool name or pattern such as "workspace.bash" or "fs.*"',
+                  }),
+              )
+              .min(1, { message: 'name at least one tool' }),
+            agents: z.array(z.string().min(1).max(128)).optional(),
+            arguments: z
+              .record(
+                z.string().min(1).max(128),
+                z
+                  .string()
+                  .max(1_000)
+                  .refine(isRegExp, { message: 'expected a regular expression (JavaScript syntax)' }),
+              )
+              .optional(),
+          }),
+        )
+        .max(1_000)
+        .default([]),
     })
     .prefault({}),
   /** `[executions]`: the record of every execution (src/execution/records, ADR 0056). */

@@ -38,6 +38,7 @@ import {
 import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
 import { entryOf, type ExecutionLog } from './records/model.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
+import { approvalRulesFor, type ApprovalRule } from './runs/approval.js';
 import { DurableRuns, type RunContext, type RunJournal, type RunOrigin } from './runs/index.js';
 import type { TaskPayload } from './task.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest } from './types.js';
@@ -174,6 +175,7 @@ export class Executor {
   readonly #versionNumberOf: ExecutorOptions['versionNumberOf'];
   /** WebAssembly agents' sandboxes (`[wasm]`): they run in the server process whatever the isolation mode. */
   readonly #wasm: WasmAgents;
+  readonly #approvals = new WeakMap<AgentDefinition, ApprovalRule[]>();
   /** Durable runs (src/execution/runs/durable.ts); undefined without a journal. */
   readonly runs: DurableRuns | undefined;
 
@@ -546,6 +548,16 @@ export class Executor {
     return opts.shadow ? res : this.#remember(def, req, res);
   }
 
+  /** The approval rules of an agent's definition: the operator's that apply to it, then its own (kept per definition). */
+  #approvalsOf(def: AgentDefinition): ApprovalRule[] {
+    let rules = this.#approvals.get(def);
+    if (rules === undefined) {
+      rules = approvalRulesFor(def.name, this.#config.approvals.rules, def.execution.require_approval);
+      this.#approvals.set(def, rules);
+    }
+    return rules;
+  }
+
   #hostToolsOf(specs: readonly ToolSpec[]): Tool[] {
     return specs.map((s) => this.hostTools.get(s.name)).filter((t): t is Tool => t !== undefined);
   }
@@ -614,6 +626,11 @@ export class Executor {
     if (run !== undefined) {
       job.durable = true;
       if (replay !== undefined) job.replay = replay;
+    }
+    // A shadow run's tools are refused anyway: nothing of it waits for a person.
+    if (opts.shadow !== true) {
+      const approvals = this.#approvalsOf(def);
+      if (approvals.length > 0) job.approvals = approvals;
     }
     // Built only when needed: an Error captures a stack trace, which costs more than a fast execution.
     const timeoutError = () =>

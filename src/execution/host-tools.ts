@@ -58,7 +58,8 @@ export function executionTools(
   return tools;
 }
 
-const STEP_KINDS = new Set(['context', 'model', 'tool_start', 'tool_end']);
+/** What a task may record; a decision on an approval ('approval') is the server's alone. */
+const STEP_KINDS = new Set(['context', 'model', 'tool_start', 'tool_end', 'approval_requested']);
 
 /** A task's `run_steps` args: an array of steps (their kinds checked; the server trusts its own task's contents). */
 export function parseRunSteps(args: unknown): RunStep[] {

@@ -25,6 +25,7 @@ import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
 import { assertToolChoiceHonoured } from './tool-choice.js';
+import { deniedResult, needsApproval } from './runs/approval.js';
 import { callKey, interruptedResult, type RecordedReply, type RunStep } from './runs/model.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ModelTurn, ToolCallRecord } from './types.js';
 
@@ -134,6 +135,7 @@ export async function runAgent(
   const toolChoice = toolSpecs.length > 0 ? req.tool_choice : undefined;
   const replay = job.replay;
   const record = opts.record;
+  const approvals = job.approvals !== undefined && job.approvals.length > 0 ? job.approvals : undefined;
   // Steps waiting for their commit: a model reply goes with the start of its first tool call, a
   // call's end with the next call's start, so a step costs one commit.
   const queued: RunStep[] = [];
@@ -251,6 +253,24 @@ export async function runAgent(
         finishCall(call, { content: done.result, is_error: done.is_error }, done.duration_ms);
         continue;
       }
+      if (approvals !== undefined && needsApproval(approvals, call.name, call.arguments)) {
+        const decided = replay?.approvals?.[callKey(turns, call.id)];
+        if (decided?.decision === undefined) await awaitApproval(call, decided !== undefined);
+        else if (decided.decision === 'denied') {
+          const result = deniedResult(call.name, decided.reason);
+          queued.push({
+            kind: 'tool_end',
+            turn: turns,
+            id: call.id,
+            name: call.name,
+            result,
+            is_error: true,
+            duration_ms: 0,
+          });
+          finishCall(call, { content: result, is_error: true }, 0);
+          continue;
+        }
+      }
       if (record !== undefined) {
         queued.push({ kind: 'tool_start', turn: turns, id: call.id, name: call.name });
         await commit();
@@ -287,6 +307,35 @@ export async function runAgent(
     }
     // Every result of the turn is on disk before the model is asked again.
     await commit();
+  }
+
+  /**
+   * The call needs a person: its request is recorded (once) and the run stops here, holding
+   * nothing; a decision resumes it from its recorded steps. Without a journal nothing could wait,
+   * so the call is refused.
+   */
+  async function awaitApproval(call: ToolCall, asked: boolean): Promise<never> {
+    if (record === undefined)
+      throw new CaxtonError(
+        'not_supported',
+        `the call of "${call.name}" needs approval, and runs are not recorded on this server ([execution] durable_runs = false)`,
+        { tool: call.name },
+      );
+    if (!asked)
+      queued.push({
+        kind: 'approval_requested',
+        turn: turns,
+        id: call.id,
+        name: call.name,
+        arguments: call.arguments,
+        at: Date.now(),
+      });
+    await commit();
+    throw new CaxtonError(
+      'awaiting_approval',
+      `run ${job.execution_id} waits for approval of a call of "${call.name}": approve or deny it (caxton run approve ${job.execution_id})`,
+      { run_id: job.execution_id, tool: call.name, call_id: call.id, arguments: call.arguments },
+    );
   }
 
   function finishCall(call: ToolCall, result: { content: string; is_error?: boolean }, duration_ms: number): void {

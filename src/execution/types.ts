@@ -1,5 +1,6 @@
 import type { AgentDefinition, IsolationMode } from '../agents/definition.js';
 import type { ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolSpec, Usage } from '../llm/types.js';
+import type { ApprovalRule } from './runs/approval.js';
 import type { RunReplay } from './runs/model.js';
 
 /** An earlier turn of the caller's conversation: text turns, and (OpenAI-compatible endpoint) the assistant's tool calls and their results. */
@@ -156,6 +157,8 @@ export interface ExecutionJob {
   replay?: RunReplay;
   /** The run's steps are recorded (runAgent's `record`; in a worker or process, through a host call). */
   durable?: boolean;
+  /** Tool calls that wait for a person's approval before they run (src/execution/runs/approval.ts). Absent: none. */
+  approvals?: ApprovalRule[];
 }
 
 /**

@@ -59,6 +59,9 @@ export function retryDelay(cfg: MessagingConfig, d: { attempts: number }, e: unk
   const asked = code === 'rate_limited' && typeof details.retry_after === 'number' ? details.retry_after * 1000 : 0;
   if (code === 'rate_limited' && details.limit === 'concurrency')
     return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base, asked)));
+  // The run waits for a person (src/execution/runs): asked again now and then, never spending an
+  // attempt; once someone decides, the run goes on and the next delivery answers with its result.
+  if (code === 'awaiting_approval') return jitter(cfg.retry_max);
   d.attempts++;
   if (!RETRYABLE.has(code) || d.attempts >= cfg.max_attempts) return undefined;
   return jitter(

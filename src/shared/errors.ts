@@ -41,6 +41,11 @@ export const ERROR_CODES = {
   configuration_error: 500,
   timeout: 504,
   cancelled: 499,
+  /**
+   * A durable run paused before a tool call that needs a person's approval: accepted, not failed.
+   * `details` name the run, the tool and the call; the run goes on once someone decides.
+   */
+  awaiting_approval: 202,
   rate_limited: 429,
   queue_full: 429,
   llm_error: 502,

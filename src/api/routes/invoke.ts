@@ -77,6 +77,9 @@ export async function invokeRoutes(
         body: invokeBodySchema,
         response: {
           200: agentResponseSchema,
+          202: errorEnvelopeSchema.describe(
+            'awaiting_approval: the run waits for a person before a tool call (details name the run, tool and call); GET /runs/{id} follows it',
+          ),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
           413: errorEnvelopeSchema,

@@ -9,8 +9,8 @@ import {
   type DurableRuns,
   type Executor,
   type InvokeRequest,
+  approvalsOf,
   type RunRecord,
-  type RunStep,
 } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { callerOf, limitOf } from '../caller.js';
@@ -34,15 +34,30 @@ const runSchema = z.object({
 });
 
 const stepSchema = z
-  .object({ kind: z.enum(['context', 'model', 'tool_start', 'tool_end']) })
+  .object({ kind: z.enum(['context', 'model', 'tool_start', 'tool_end', 'approval_requested', 'approval']) })
   .catchall(z.unknown())
   .describe(
-    'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again), `context` (the memory context of the first prompt)',
+    'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again), `approval_requested` and `approval` (a call that waited for a person, and the decision: who, when, why), `context` (the memory context of the first prompt)',
   );
+
+const approvalSchema = z.object({
+  turn: z.number().int(),
+  call_id: z.string(),
+  tool: z.string(),
+  arguments: z.record(z.string(), z.unknown()),
+  requested_at: z.string(),
+  decision: z.enum(['approved', 'denied']).nullable(),
+  decided_by: z.string().nullable(),
+  decided_at: z.string().nullable(),
+  reason: z.string().nullable(),
+});
 
 const runViewSchema = runSchema.extend({
   request: z.string(),
   steps: z.array(stepSchema),
+  approvals: z
+    .array(approvalSchema)
+    .describe('every call that waited for a person, in order; `decision` null: still waiting'),
   response: agentResponseSchema.nullable(),
 });
 
@@ -213,7 +228,12 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
       return {
         ...summaryOf(run, runs()),
         request: run.request.request,
-        steps: steps as (RunStep & Record<string, unknown>)[],
+        steps: steps as unknown as z.output<typeof stepSchema>[],
+        approvals: approvalsOf(steps).map((a) => ({
+          ...a,
+          requested_at: iso(a.requested_at),
+          decided_at: a.decided_at === null ? null : iso(a.decided_at),
+        })),
         response: run.response,
       };
     },
@@ -238,4 +258,40 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
       return summaryOf(run, runs());
     },
   );
+
+  const decisionBody = z.strictObject({
+    call_id: z.string().min(1).max(200).optional().describe('the call to decide on; default: the first waiting'),
+    reason: z.string().max(2_000).optional().describe("why; a denial's reason reaches the model"),
+  });
+  for (const decision of ['approved', 'denied'] as const) {
+    const verb = decision === 'approved' ? 'approve' : 'deny';
+    r.post(
+      `/runs/:id/${verb}`,
+      {
+        schema: {
+          summary: decision === 'approved' ? 'Approve a call a run waits on' : 'Deny a call a run waits on',
+          description:
+            decision === 'approved'
+              ? 'The call runs and the run goes on from its recorded steps (on this node). The decision, who made it and when are recorded in the run and the audit trail.'
+              : 'The call is not run: the model gets a tool error with the reason, and the run goes on. The decision, who made it and when are recorded in the run and the audit trail.',
+          tags: ['execution'],
+          params: z.object({ id: z.string().min(1).max(200) }),
+          body: decisionBody.optional(),
+          response: { 200: runSchema, 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema },
+        },
+      },
+      async (req) => {
+        await readable(req.params.id, req);
+        const body = req.body ?? {};
+        const run = await runs().decide(req.params.id, {
+          decision,
+          by: req.principal?.id ?? 'anonymous',
+          ...(body.call_id !== undefined && { callId: body.call_id }),
+          ...(body.reason !== undefined && { reason: body.reason }),
+        });
+        if (!run) throw new CaxtonError('not_found', `no run "${req.params.id}"`, { id: req.params.id });
+        return summaryOf(run, runs());
+      },
+    );
+  }
 }

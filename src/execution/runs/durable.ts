@@ -15,10 +15,12 @@ import type { CalledTool } from '../../tools/index.js';
 import type { InvokeOptions } from '../executor.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 import {
+  approvalsOf,
   idempotencyRunKey,
   interruptedResult,
   messageRunKey,
   replayOf,
+  type PendingApproval,
   type RunJournal,
   type RunRecord,
   type RunReplay,
@@ -48,6 +50,15 @@ export interface RunHost {
   /** The tool audit: an interrupted call that is not run again is recorded there. */
   audit(call: CalledTool): void;
   onError?(e: unknown, runId: string): void;
+}
+
+/** What a caller of a run that waits for a person is answered (202: accepted, not failed). */
+export function awaitingError(runId: string, a: PendingApproval): CaxtonError {
+  return new CaxtonError(
+    'awaiting_approval',
+    `run ${runId} waits for approval of a call of "${a.tool}": approve or deny it (caxton run approve ${runId})`,
+    { run_id: runId, tool: a.tool, call_id: a.call_id, arguments: a.arguments },
+  );
 }
 
 function errorOf(e: unknown): { code: string; message: string } {
@@ -117,6 +128,10 @@ export class DurableRuns {
     if (created) return this.#go(run.id, def, req, opts, ref, undefined);
     // Done before: its answer, without running anything again.
     if (run.status === 'completed' && run.response !== null) return run.response;
+    // Still waiting for a person: the same answer, without replaying anything.
+    const waiting =
+      run.status === 'awaiting_approval' ? approvalsOf(steps).find((a) => a.decision === null) : undefined;
+    if (waiting !== undefined) throw awaitingError(run.id, waiting);
     // The run continues the request it started with (its prompt, its history); the trace is this delivery's.
     const request =
       req.traceparent !== undefined ? Object.assign({}, run.request, { traceparent: req.traceparent }) : run.request;
@@ -199,6 +214,11 @@ export class DurableRuns {
       await this.#finish(id, { status: 'completed', response: res });
       return res;
     } catch (e) {
+      // Paused for a person: nothing is held; a decision resumes it.
+      if (isCaxtonError(e) && e.code === 'awaiting_approval') {
+        await this.journal.paused(id).catch((err: unknown) => this.host.onError?.(err, id));
+        throw e;
+      }
       // A run stopped by the server's shutdown stays unfinished: the next start resumes it.
       if (!this.#stopping) {
         const error = errorOf(e);
@@ -282,13 +302,104 @@ export class DurableRuns {
     return (await this.journal.get(id))?.run;
   }
 
+  /**
+   * Records a decision on a call waiting for approval (`callId`, else the first waiting) and
+   * resumes the run from its steps: approved, the call runs; denied, the model is told why.
+   * Answers the run as it is after the decision; throws 'conflict' when nothing waits.
+   */
+  async decide(
+    id: string,
+    d: { callId?: string; decision: 'approved' | 'denied'; by: string; reason?: string },
+  ): Promise<RunRecord | undefined> {
+    const stored = await this.journal.get(id);
+    if (stored === undefined) return undefined;
+    const { run, steps } = stored;
+    // A redelivery answering "still waiting" right now finishes first, so the resume below wins.
+    if (run.key !== null) await this.#byKey.get(run.key)?.catch(() => undefined);
+    const waiting = approvalsOf(steps).filter((a) => a.decision === null);
+    const target = d.callId === undefined ? waiting[0] : waiting.find((a) => a.call_id === d.callId);
+    if (run.status !== 'awaiting_approval' || target === undefined)
+      throw new CaxtonError(
+        'conflict',
+        d.callId !== undefined && run.status === 'awaiting_approval'
+          ? `run ${id} has no call "${d.callId}" waiting for approval; waiting: ${waiting.map((a) => a.call_id).join(', ') || 'none'}`
+          : `run ${id} is ${run.status.replace('_', ' ')}: nothing in it waits for approval`,
+        { run_id: id, status: run.status },
+      );
+    const step: RunStep = {
+      kind: 'approval',
+      turn: target.turn,
+      id: target.call_id,
+      decision: d.decision,
+      by: d.by,
+      at: Date.now(),
+    };
+    if (d.reason !== undefined && d.reason !== '') step.reason = d.reason;
+    await this.journal.append(id, [step]);
+    const resumed = this.#resumeStored(run);
+    if (run.key !== null) this.#track(run.key, resumed);
+    resumed.catch((e: unknown) => {
+      if (!(isCaxtonError(e) && (e.code === 'awaiting_approval' || e.code === 'cancelled'))) this.host.onError?.(e, id);
+    });
+    // The run is running again once its resume is recorded; what it does next is in its steps.
+    await Promise.race([this.#resumedRecorded(id), resumed.catch(() => undefined)]);
+    return (await this.journal.get(id))?.run;
+  }
+
+  /** Resolves once the run has been marked running again (its resume recorded), polling the journal briefly. */
+  async #resumedRecorded(id: string): Promise<void> {
+    for (let i = 0; i < 50; i++) {
+      const s = (await this.journal.get(id))?.run.status;
+      if (s !== 'awaiting_approval') return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** Denies every approval waiting longer than `timeoutMs` (the model is told nobody approved in time). Answers how many. */
+  async expireApprovals(timeoutMs: number): Promise<number> {
+    const now = Date.now();
+    let n = 0;
+    for (const r of await this.journal.list({ status: 'awaiting_approval', limit: 1000 })) {
+      const stored = await this.journal.get(r.id);
+      const due = approvalsOf(stored?.steps ?? []).find(
+        (a) => a.decision === null && now - a.requested_at >= timeoutMs,
+      );
+      if (due === undefined) continue;
+      try {
+        await this.decide(r.id, {
+          callId: due.call_id,
+          decision: 'denied',
+          by: 'timeout',
+          reason: `nobody approved it within ${Math.round(timeoutMs / 1000)} s ([approvals] timeout)`,
+        });
+        n++;
+      } catch (e) {
+        if (!(isCaxtonError(e) && e.code === 'conflict')) this.host.onError?.(e, r.id);
+      }
+    }
+    return n;
+  }
+
   /** Whether the run is running in this process. */
   isRunningHere(id: string): boolean {
     return this.#cancels.has(id);
   }
 
+  #approvalSweep: NodeJS.Timeout | undefined;
+
+  /** Denies approvals nobody decided within `timeoutMs`, checked every `min(60 s, timeout / 4)`. */
+  expireApprovalsEvery(timeoutMs: number): void {
+    clearInterval(this.#approvalSweep);
+    this.#approvalSweep = setInterval(
+      () => void this.expireApprovals(timeoutMs).catch((e: unknown) => this.host.onError?.(e, '')),
+      Math.max(250, Math.min(60_000, Math.floor(timeoutMs / 4))),
+    );
+    this.#approvalSweep.unref();
+  }
+
   /** The server is shutting down: runs it stops stay unfinished, to be resumed at the next start. */
   stopping(): void {
     this.#stopping = true;
+    clearInterval(this.#approvalSweep);
   }
 }

@@ -1,5 +1,13 @@
-export { DurableRuns, type RunContext, type RunHost } from './durable.js';
+export { DurableRuns, awaitingError, type RunContext, type RunHost } from './durable.js';
 export {
+  approvalRulesFor,
+  needsApproval,
+  deniedResult,
+  type ApprovalRule,
+  type ApprovalConfigRule,
+} from './approval.js';
+export {
+  approvalsOf,
   callKey,
   idempotencyRunKey,
   interruptedResult,
@@ -7,7 +15,9 @@ export {
   replayOf,
   RUN_ORIGINS,
   RUN_STATUSES,
+  type ApprovalView,
   type OpenedRun,
+  type PendingApproval,
   type RecordedReply,
   type ReplayedCall,
   type RunJournal,

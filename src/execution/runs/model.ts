@@ -12,7 +12,7 @@ import type { AgentResponse, InvokeRequest } from '../types.js';
 export const RUN_ORIGINS = ['invoke', 'background', 'message', 'openai', 'mcp'] as const;
 export type RunOrigin = (typeof RUN_ORIGINS)[number];
 
-export const RUN_STATUSES = ['running', 'completed', 'failed', 'cancelled'] as const;
+export const RUN_STATUSES = ['running', 'awaiting_approval', 'completed', 'failed', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 /** A model reply as recorded: everything the loop reads of it, so a resumed run never asks the model again for it. */
@@ -43,6 +43,25 @@ export type RunStep =
       duration_ms: number;
       /** The call was found started and unfinished after an interruption and was not run again. */
       interrupted?: boolean;
+    }
+  /** The call needs a person's approval (`[approvals]`, `[execution] require_approval`): the run waits. */
+  | {
+      kind: 'approval_requested';
+      turn: number;
+      id: string;
+      name: string;
+      arguments: Record<string, unknown>;
+      at: number;
+    }
+  /** A person's decision on it (or the timeout's: `by` is "timeout"). */
+  | {
+      kind: 'approval';
+      turn: number;
+      id: string;
+      decision: 'approved' | 'denied';
+      by: string;
+      at: number;
+      reason?: string;
     };
 
 /** A run as stored. */
@@ -119,6 +138,8 @@ export interface RunJournal {
   list(q: RunQuery): Promise<RunRecord[]>;
   /** Runs left running by an earlier process of this node (on a cluster: whose lease expired), oldest first. */
   unfinished(limit: number): Promise<RunRecord[]>;
+  /** Marks the run waiting for an approval: it holds nothing in memory until someone decides. */
+  paused(id: string): Promise<void>;
   /** Commits what is queued. */
   close(): Promise<void> | void;
 }
@@ -134,6 +155,48 @@ export interface RunReplay {
    * `rerun` (an idempotent tool: run it again) or the interruption error the model is given.
    */
   tools: Record<string, ReplayedCall>;
+  /** Calls whose approval was asked for, by `TURN:ID`, with the decision when one was made. */
+  approvals?: Record<string, { decision?: 'approved' | 'denied'; reason?: string }>;
+}
+
+/** A call waiting for approval in a run's steps. */
+export interface PendingApproval {
+  turn: number;
+  call_id: string;
+  tool: string;
+  arguments: Record<string, unknown>;
+  requested_at: number;
+}
+
+/** Every approval a run asked for, with its decision, in the order asked. */
+export interface ApprovalView extends PendingApproval {
+  decision: 'approved' | 'denied' | null;
+  decided_by: string | null;
+  decided_at: number | null;
+  reason: string | null;
+}
+
+export function approvalsOf(steps: readonly RunStep[]): ApprovalView[] {
+  const out: ApprovalView[] = [];
+  for (const s of steps) {
+    if (s.kind === 'approval_requested')
+      out.push({
+        turn: s.turn,
+        call_id: s.id,
+        tool: s.name,
+        arguments: s.arguments,
+        requested_at: s.at,
+        decision: null,
+        decided_by: null,
+        decided_at: null,
+        reason: null,
+      });
+    else if (s.kind === 'approval') {
+      const a = out.find((x) => x.turn === s.turn && x.call_id === s.id && x.decision === null);
+      if (a) Object.assign(a, { decision: s.decision, decided_by: s.by, decided_at: s.at, reason: s.reason ?? null });
+    }
+  }
+  return out;
 }
 
 export type ReplayedCall =
@@ -160,8 +223,14 @@ export function replayOf(steps: readonly RunStep[], isIdempotent: (tool: string)
   const models: Record<number, RecordedReply> = {};
   const tools: Record<string, ReplayedCall> = {};
   let memory: string | undefined;
+  let approvals: RunReplay['approvals'];
   for (const s of steps) {
-    if (s.kind === 'context') memory = s.memory_context;
+    if (s.kind === 'approval_requested') (approvals ??= {})[callKey(s.turn, s.id)] ??= {};
+    else if (s.kind === 'approval') {
+      const d: { decision: 'approved' | 'denied'; reason?: string } = { decision: s.decision };
+      if (s.reason !== undefined) d.reason = s.reason;
+      (approvals ??= {})[callKey(s.turn, s.id)] = d;
+    } else if (s.kind === 'context') memory = s.memory_context;
     else if (s.kind === 'model') models[s.turn] = s.reply;
     else if (s.kind === 'tool_start') {
       const k = callKey(s.turn, s.id);
@@ -174,7 +243,10 @@ export function replayOf(steps: readonly RunStep[], isIdempotent: (tool: string)
         duration_ms: s.duration_ms,
       };
   }
-  return memory === undefined ? { models, tools } : { memory_context: memory, models, tools };
+  const replay: RunReplay = { models, tools };
+  if (memory !== undefined) replay.memory_context = memory;
+  if (approvals !== undefined) replay.approvals = approvals;
+  return replay;
 }
 
 /** The key of a message's delivery to an agent: its redelivery resumes the same run. */

@@ -127,6 +127,7 @@ export class SqliteRunJournal implements RunJournal {
       ),
       step: db.prepare('INSERT INTO run_steps (run_id, seq, ts, step) VALUES (?, ?, ?, ?)'),
       resumed: db.prepare("UPDATE runs SET status = 'running', resumes = resumes + 1, updated_at = ? WHERE id = ?"),
+      paused: db.prepare("UPDATE runs SET status = 'awaiting_approval', updated_at = ? WHERE id = ?"),
       finish: db.prepare('UPDATE runs SET status = ?, error = ?, response = ?, updated_at = ? WHERE id = ?'),
       unfinished: db.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY created_at LIMIT ?"),
     };
@@ -205,6 +206,12 @@ export class SqliteRunJournal implements RunJournal {
   resumed(id: string): Promise<void> {
     const { resumed } = this.#stmts;
     return this.#commits.run(() => void resumed.run(Date.now(), id));
+  }
+
+  paused(id: string): Promise<void> {
+    this.#seq.delete(id);
+    const { paused } = this.#stmts;
+    return this.#commits.run(() => void paused.run(Date.now(), id));
   }
 
   finish(

@@ -91,6 +91,7 @@ export function startExecution(opts: {
       }
     },
   });
+  executor.runs?.expireApprovalsEvery(config.approvals.timeout);
   // A canary candidate's [[rollout.checks]]: each request run on the candidate, its answer checked.
   opts.service.rollout.setCheckRunner(async (agent, version, checks) => {
     for (const check of checks) {

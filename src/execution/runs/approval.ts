@@ -1,0 +1,59 @@
+/**
+ * Approval: which tool calls wait for a person before they run (docs/runs.md). The rules come from
+ * the operator (`[[approvals.rules]]` in caxton.toml: tools, optionally agents and argument
+ * patterns) and from the agent file (`[execution] require_approval`); a job carries the rules that
+ * apply to its agent as plain data, so the same check runs in every isolation mode.
+ *
+ * Imported by the task module: keep it free of server-only dependencies.
+ */
+import { allowsTool } from '../../tools/registry.js';
+
+/** A rule as a job carries it: the tools it covers and, per argument, a pattern its value must match. */
+export interface ApprovalRule {
+  tools: string[];
+  /** Argument name → regular expression source; every one must match for the rule to apply. */
+  arguments?: Record<string, string>;
+}
+
+/** The operator's rule as caxton.toml has it. */
+export interface ApprovalConfigRule extends ApprovalRule {
+  /** Agent names (or "*"); absent: every agent. */
+  agents?: string[];
+}
+
+/** The rules that apply to `agent`: the operator's for it, then the agent file's own list. */
+export function approvalRulesFor(
+  agent: string,
+  operator: readonly ApprovalConfigRule[],
+  own: readonly string[] | undefined,
+): ApprovalRule[] {
+  const rules: ApprovalRule[] = [];
+  for (const r of operator) {
+    if (r.agents !== undefined && !r.agents.includes('*') && !r.agents.includes(agent)) continue;
+    rules.push(r.arguments === undefined ? { tools: r.tools } : { tools: r.tools, arguments: r.arguments });
+  }
+  if (own !== undefined && own.length > 0) rules.push({ tools: [...own] });
+  return rules;
+}
+
+function argumentText(v: unknown): string {
+  return typeof v === 'string' ? v : (JSON.stringify(v) ?? '');
+}
+
+/** Whether a call of `tool` with `args` needs approval under `rules`. */
+export function needsApproval(rules: readonly ApprovalRule[], tool: string, args: Record<string, unknown>): boolean {
+  for (const r of rules) {
+    if (!allowsTool(r.tools, tool)) continue;
+    if (r.arguments === undefined) return true;
+    const all = Object.entries(r.arguments).every(
+      ([name, pattern]) => Object.hasOwn(args, name) && new RegExp(pattern, 'u').test(argumentText(args[name])),
+    );
+    if (all) return true;
+  }
+  return false;
+}
+
+/** What the model is told about a call a person denied (or nobody approved in time). */
+export function deniedResult(tool: string, reason: string | undefined): string {
+  return `the call of "${tool}" was not run: approval was denied${reason ? `: ${reason}` : ''}. Do not try it again unless asked; answer without it or explain what you needed.`;
+}

@@ -1,0 +1,265 @@
+/**
+ * Approval (docs/runs.md): a tool call that needs a person pauses its run in `awaiting_approval`,
+ * holding nothing in memory, across a restart (kill -9); approved, the call runs once and the run
+ * finishes; denied, the model gets a tool error with the reason; nobody deciding within
+ * `[approvals] timeout` denies it. Runs started in the background, by invoke (202 with the run
+ * named) and by a message (its delivery waits, then is answered). A real `caxton serve`, a real
+ * stdio MCP server with a side effect, the strict model stand-in.
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stringify } from 'smol-toml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const FIXTURE = resolve(import.meta.dirname, 'fixtures/append-server.mjs');
+let stub: LlmStub;
+
+interface ToolMessage {
+  role: string;
+  content: string;
+}
+
+function toolMessages(hit: StubHit): ToolMessage[] {
+  return (hit.body.messages as ToolMessage[]).filter((m) => m.role === 'tool');
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  // Two steps: append "first", then "second", then answer with what the tools said.
+  stub = await startLlmStub((hit) => {
+    const results = toolMessages(hit);
+    const wire = (hit.body.tools as { function: { name: string } }[])[0]!.function.name;
+    if (results.length >= 2) return { content: `done: ${results.map((r) => r.content).join(' | ')}` };
+    const line = results.length === 0 ? 'first' : 'second';
+    return { tool_calls: [{ id: `c-${line}`, name: wire, arguments: { line } }] };
+  });
+});
+
+afterAll(async () => {
+  await cleanup();
+  await stub?.close();
+});
+
+function project(opts: { approvalTimeout?: string } = {}): string {
+  const dir = tempDir('caxton-approval-');
+  mkdirSync(join(dir, 'agents'));
+  writeFileSync(
+    join(dir, 'agents', 'writer.toml'),
+    stringify({
+      name: 'writer',
+      capabilities: ['writing'],
+      system_prompt: 'Append the lines.',
+      tools: ['journal.append'],
+      execution: { require_approval: ['journal.append'] },
+    }),
+  );
+  writeFileSync(
+    join(dir, 'caxton.toml'),
+    stringify({
+      data_dir: './data',
+      agents_dir: './agents',
+      logging: { level: 'warn' },
+      auth: { enabled: false },
+      messaging: { retry_base: '100ms', retry_max: '300ms' },
+      ...(opts.approvalTimeout !== undefined && { approvals: { timeout: opts.approvalTimeout } }),
+      llm: {
+        default_provider: 'stub',
+        providers: {
+          stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
+        },
+      },
+      mcp_servers: {
+        journal: { command: process.execPath, args: [FIXTURE], env: { OUT_FILE: join(dir, 'out.txt') } },
+      },
+    }),
+  );
+  return dir;
+}
+
+const start = (dir: string): Promise<ServeProcess> =>
+  startServe({
+    cwd: dir,
+    args: ['--config', join(dir, 'caxton.toml')],
+    env: { STUB_KEY: 'k' },
+    readyTimeoutMs: 30_000,
+  });
+
+async function api<T = Record<string, unknown>>(
+  url: string,
+  path: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${url}${path}`, {
+    ...init,
+    headers: { 'content-type': 'application/json', ...init?.headers },
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text === '' ? undefined : JSON.parse(text)) as T };
+}
+
+interface RunView {
+  id: string;
+  status: string;
+  origin: string;
+  approvals: {
+    call_id: string;
+    tool: string;
+    arguments: Record<string, unknown>;
+    decision: string | null;
+    decided_by: string | null;
+    reason: string | null;
+  }[];
+  response: { content: string } | null;
+}
+
+const run = (url: string, id: string) => api<RunView>(url, `/api/v1/runs/${id}`).then((r) => r.body);
+
+async function waitFor(url: string, id: string, status: string): Promise<RunView> {
+  await waitUntil(async () => (await run(url, id)).status === status, { timeoutMs: 20_000 });
+  return run(url, id);
+}
+
+function lines(dir: string): string[] {
+  const f = join(dir, 'out.txt');
+  return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : [];
+}
+
+const decide = (url: string, id: string, verb: 'approve' | 'deny', body: Record<string, unknown> = {}) =>
+  api<{ status: string }>(url, `/api/v1/runs/${id}/${verb}`, { method: 'POST', body: JSON.stringify(body) });
+
+describe('a tool call that needs approval', () => {
+  it(
+    'waits across kill -9 holding nothing, runs once when approved, and a denial reaches the model',
+    { timeout: 90_000 },
+    async () => {
+      const dir = project();
+      let server = await start(dir);
+      const started = await api<{ run_id: string }>(server.url, '/api/v1/agents/writer/runs', {
+        method: 'POST',
+        body: JSON.stringify({ request: 'append two lines' }),
+      });
+      expect(started.status).toBe(202);
+      const id = started.body.run_id;
+      const waiting = await waitFor(server.url, id, 'awaiting_approval');
+      expect(waiting.approvals).toEqual([
+        expect.objectContaining({
+          call_id: 'c-first',
+          tool: 'journal.append',
+          arguments: { line: 'first' },
+          decision: null,
+        }),
+      ]);
+      expect(lines(dir)).toEqual([]);
+      // Listed as what needs a person.
+      const list = await api<{ runs: { id: string }[] }>(server.url, '/api/v1/runs?status=awaiting_approval');
+      expect(list.body.runs.map((r) => r.id)).toEqual([id]);
+
+      server.child.kill('SIGKILL');
+      await server.exited;
+      const hitsBefore = stub.hits.length;
+      server = await start(dir);
+      // Still waiting after the restart; nothing was run or asked again.
+      expect((await run(server.url, id)).status).toBe('awaiting_approval');
+      expect(stub.hits.length).toBe(hitsBefore);
+
+      const approved = await decide(server.url, id, 'approve', { reason: 'looks fine' });
+      expect(approved.status).toBe(200);
+      // The second call waits in turn: deny it with a reason.
+      const second = await waitFor(server.url, id, 'awaiting_approval');
+      expect(second.approvals.map((a) => [a.call_id, a.decision, a.decided_by])).toEqual([
+        ['c-first', 'approved', 'local:anonymous'],
+        ['c-second', null, null],
+      ]);
+      expect(lines(dir)).toEqual(['first']);
+      const denied = await decide(server.url, id, 'deny', { call_id: 'c-second', reason: 'not today' });
+      expect(denied.status).toBe(200);
+      const done = await waitFor(server.url, id, 'completed');
+      expect(lines(dir)).toEqual(['first']);
+      expect(done.response?.content).toMatch(/^done: appended first \| .*approval was denied: not today/);
+      // Deciding again: nothing waits.
+      const again = await decide(server.url, id, 'approve');
+      expect(again.status).toBe(409);
+      server.child.kill('SIGTERM');
+      await server.exited;
+    },
+  );
+
+  it(
+    'an invoke is answered 202 naming the run; a message delivery waits and is answered after approval',
+    { timeout: 90_000 },
+    async () => {
+      const dir = project();
+      const server = await start(dir);
+      const invoked = await api<{ error: { code: string; details: { run_id: string; tool: string } } }>(
+        server.url,
+        '/api/v1/agents/writer/invoke',
+        { method: 'POST', body: JSON.stringify({ request: 'append two lines' }) },
+      );
+      expect(invoked.status).toBe(202);
+      expect(invoked.body.error.code).toBe('awaiting_approval');
+      expect(invoked.body.error.details.tool).toBe('journal.append');
+      const invokeRun = invoked.body.error.details.run_id;
+      await decide(server.url, invokeRun, 'approve');
+      await waitFor(server.url, invokeRun, 'awaiting_approval');
+      await decide(server.url, invokeRun, 'approve');
+      expect((await waitFor(server.url, invokeRun, 'completed')).response?.content).toBe(
+        'done: appended first | appended second',
+      );
+
+      const sent = await api<{ conversation_id: string }>(server.url, '/api/v1/messages', {
+        method: 'POST',
+        body: JSON.stringify({ performative: 'request', receiver: 'writer', content: 'append two lines' }),
+      });
+      expect(sent.status).toBe(202);
+      let messageRun = '';
+      await waitUntil(
+        async () => {
+          const r = await api<{ runs: { id: string; origin: string }[] }>(
+            server.url,
+            '/api/v1/runs?status=awaiting_approval&origin=message',
+          );
+          messageRun = r.body.runs[0]?.id ?? '';
+          return messageRun !== '';
+        },
+        { timeoutMs: 20_000 },
+      );
+      await decide(server.url, messageRun, 'approve');
+      await waitFor(server.url, messageRun, 'awaiting_approval');
+      await decide(server.url, messageRun, 'approve');
+      // The delivery asked again finds the run finished and answers the conversation with it.
+      await waitUntil(
+        async () => {
+          const c = await api<{ messages: { performative: string; content: unknown }[] }>(
+            server.url,
+            `/api/v1/conversations/${sent.body.conversation_id}`,
+          );
+          return (c.body.messages ?? []).some((m) => m.performative === 'inform');
+        },
+        { timeoutMs: 20_000 },
+      );
+      expect(lines(dir)).toEqual(['first', 'second', 'first', 'second']);
+      server.child.kill('SIGTERM');
+      await server.exited;
+    },
+  );
+
+  it('nobody deciding within [approvals] timeout denies the call', { timeout: 60_000 }, async () => {
+    const dir = project({ approvalTimeout: '1s' });
+    const server = await start(dir);
+    const started = await api<{ run_id: string }>(server.url, '/api/v1/agents/writer/runs', {
+      method: 'POST',
+      body: JSON.stringify({ request: 'append two lines' }),
+    });
+    const done = await waitFor(server.url, started.body.run_id, 'completed');
+    expect(done.approvals.map((a) => [a.decision, a.decided_by])).toEqual([
+      ['denied', 'timeout'],
+      ['denied', 'timeout'],
+    ]);
+    expect(lines(dir)).toEqual([]);
+    server.child.kill('SIGTERM');
+    await server.exited;
+  });
+});
