@@ -95,7 +95,7 @@ export function toEnvelope(
         valueAt(source, path),
       );
       return {
-        field: path.join('.'),
+        field: text.field ?? path.join('.'),
         message: text.message,
         ...(text.expected !== undefined && { expected: text.expected }),
       };

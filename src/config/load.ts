@@ -242,7 +242,7 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
         severity: 'error',
         code: 'invalid_value',
         ...(file && { file }),
-        field: fieldPath(path),
+        field: text.field ?? fieldPath(path),
         ...(pos && { line: pos.line, column: pos.column }),
         message: text.message,
         ...(text.expected !== undefined && { expected: text.expected }),

@@ -11,6 +11,8 @@ export interface IssueText {
   message: string;
   expected?: string;
   suggestion?: string;
+  /** The field the problem is in when it lies below the issue's own path (inside a union's branch). */
+  field?: string;
 }
 
 type Issue = z.core.$ZodIssue;
@@ -68,6 +70,54 @@ function bound(issue: { origin?: string; inclusive?: boolean }, n: number | bigi
       : `${kind === 'min' ? 'at least' : 'at most'} ${num} entries`;
   if (issue.inclusive === false) return `${kind === 'min' ? 'greater than' : 'less than'} ${num}`;
   return `${kind === 'min' ? 'at least' : 'at most'} ${num}`;
+}
+
+/**
+ * For a union no branch of which accepted the value: the issue of the branch that failed deepest
+ * down, with its full path, when that is below the union (a list whose entry has a field of the
+ * wrong type). That field is what to fix, so it is what an error names; "none of the accepted
+ * forms" only says where to start looking.
+ */
+function branchIssue(issue: Issue): Issue | undefined {
+  if (issue.code !== 'invalid_union') return undefined;
+  const deepest = issue.errors
+    .flat()
+    .reduce<Issue | undefined>((best, i) => (i.path.length > (best?.path.length ?? 0) ? i : best), undefined);
+  return deepest && ({ ...deepest, path: [...issue.path, ...deepest.path] } as Issue);
+}
+
+/** `issue`, or for a union the innermost field issue that explains it (see branchIssue). */
+export function innermostIssue(issue: Issue): Issue {
+  // Each step goes into a branch's own issues, so it ends.
+  for (let i = issue; ;) {
+    if (i.code === 'invalid_union' && i.errors.flat().some((e) => !isLibraryText(e))) return i;
+    const deeper = branchIssue(i);
+    if (!deeper) return i;
+    i = deeper;
+  }
+}
+
+/** What `value` holds at `path` below it (undefined where the path leaves it). */
+export function valueAtPath(value: unknown, path: readonly PropertyKey[]): unknown {
+  let v = value;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
+}
+
+/** "a string, a list or null" when every branch of a union refused the value's type, else undefined. */
+function unionForms(branches: Issue[][]): string | undefined {
+  const words: string[] = [];
+  for (const branch of branches) {
+    const first = branch[0];
+    if (branch.length !== 1 || first?.code !== 'invalid_type') return undefined;
+    const w = first.expected === 'null' ? 'null' : typeWords(first.expected);
+    if (!words.includes(w)) words.push(w);
+  }
+  if (words.length === 0) return undefined;
+  return words.length === 1 ? words[0] : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
 }
 
 /**
@@ -139,11 +189,20 @@ export function describeIssue(issue: Issue, value: unknown): IssueText {
             expected: `a multiple of ${Number(issue.divisor)}`,
           };
     case 'invalid_union': {
+      const suggestion = 'see examples/caxton.toml or docs/agent-format.md for the forms this field accepts';
       // A branch's own message (e.g. "expected a duration such as 30s") says more than "none matched".
       const inner = issue.errors.flat().find((i) => !isLibraryText(i));
+      if (inner) return { message: withGot(`${field}: ${inner.message}`), suggestion };
+      const deeper = branchIssue(issue);
+      if (deeper) {
+        const nested = describeIssue(deeper, valueAtPath(value, deeper.path.slice(issue.path.length)));
+        return { ...nested, field: nested.field ?? fieldPath(deeper.path) };
+      }
+      const forms = unionForms(issue.errors);
       return {
-        message: inner ? withGot(`${field}: ${inner.message}`) : `${field} has none of the accepted forms, got ${got}`,
-        suggestion: 'see examples/caxton.toml or docs/agent-format.md for the forms this field accepts',
+        message: `${field} has none of the accepted forms${forms ? ` (${forms})` : ''}, got ${got}`,
+        ...(forms && { expected: forms }),
+        suggestion,
       };
     }
     case 'invalid_key': {

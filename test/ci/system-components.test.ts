@@ -89,6 +89,7 @@ describe('system components missing', () => {
       missingLines({
         postgresql: null,
         pgvector: null,
+        'postgresql-server': null,
         promtool: null,
         'nats-server': null,
         chromium: null,
@@ -100,6 +101,7 @@ describe('system components missing', () => {
     const both = missingLines({
       postgresql: 'down',
       pgvector: 'down',
+      'postgresql-server': null,
       promtool: 'not found',
       'nats-server': null,
       chromium: null,
@@ -116,6 +118,7 @@ describe('system components missing', () => {
       missingLines({
         postgresql: null,
         pgvector: 'no extension',
+        'postgresql-server': null,
         promtool: null,
         'nats-server': null,
         chromium: null,
@@ -130,6 +133,7 @@ describe('system components missing', () => {
       missingLines({
         postgresql: null,
         pgvector: null,
+        'postgresql-server': null,
         promtool: null,
         'nats-server': 'nats-server not found on PATH (ENOENT)',
         chromium: null,

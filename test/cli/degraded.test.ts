@@ -75,6 +75,19 @@ describe('degraded configuration', () => {
     ]);
   });
 
+  it('health --help states the exit codes it uses: 1 for degraded as for not ready or unreachable', async () => {
+    const r = await runCli(['health', '--help'], { cwd: dir });
+    expectExit(r, 0);
+    expect(r.stdout).toContain('check that the server is live, ready and not degraded');
+    const codes = /^Exit codes:\n((?:\s+.*\n?)*)/m.exec(r.stdout)?.[1] ?? '';
+    expect(codes).toMatch(/^\s+0\s+live, ready and not degraded$/m);
+    expect(codes).toMatch(/^\s+1\s+not ready .*degraded \(it serves, but runs will fail/m);
+    expect(codes).toContain('the server cannot be reached');
+    expect(codes).toMatch(/^\s+2\s+usage error$/m);
+    // What this file's degraded server gets (above) and an unreachable one (test/cli/basics.test.ts).
+    expectExit(await runCli(['health'], { cwd: dir }), 1);
+  });
+
   it('/ready stays 200 (the server serves); the public /health names the fields only', async () => {
     expect((await fetch(`${serve.url}/ready`)).status).toBe(200);
     const health = (await (await fetch(`${serve.url}/health`)).json()) as { status: string; degraded: string[] };

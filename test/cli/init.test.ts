@@ -87,6 +87,24 @@ describe('caxton init', () => {
     expect(next).not.toMatch(/agents\/|caxton\.toml/);
   });
 
+  it("the tool templates' READMEs call tools with arguments the CLI accepts", async () => {
+    const calls = readdirSync(join(repoRoot, 'templates')).flatMap((t) => {
+      const file = join(repoRoot, 'templates', t, 'README.md');
+      if (!existsSync(file)) return [];
+      const blocks = [...readFileSync(file, 'utf8').matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
+      return blocks.flatMap((b) => b.split('\n')).filter((l) => /^caxton tool call\b/.test(l));
+    });
+    expect(calls.length).toBeGreaterThanOrEqual(2);
+    for (const line of calls) {
+      // Shell words, single quotes only: what these lines use.
+      const words = [...line.replace(/\s+#.*$/, '').matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!);
+      // Nothing listens on port 1: a line the CLI accepts fails there (exit 1), a misspelt one is a usage error (2).
+      const r = await runCli(words.slice(1), { cwd, env: { CAXTON_SERVER_URL: 'http://127.0.0.1:1' } });
+      expect(r.code, `${line}\n${r.stderr}`).toBe(1);
+      expect(r.stderr).toContain('cannot reach the Caxton server');
+    }
+  });
+
   it('an unknown template exits 2, lists the available ones and creates nothing', async () => {
     const r = await runCli(['init', 'nope', '--template', 'enterprise'], { cwd });
     expectExit(r, 2);

@@ -12,37 +12,17 @@
  * accepted (202) message is delivered and answered exactly once, every refused one sent again with
  * its id is delivered once, and new traffic is accepted.
  *
- * Skipped, with the reason printed, without nats-server or PostgreSQL's server binaries; in CI
+ * Skipped, with the helper's one line, without nats-server or PostgreSQL's server binaries; in CI
  * (CI=true or CAXTON_TEST_REQUIRE_SYSTEM=1) their absence fails instead.
  */
-import { appendFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasSystem, systemRequired } from '../helpers/system.js';
+import { hasSystem } from '../helpers/system.js';
 import { sleep } from '../helpers/wait.js';
 import { startCluster, type ClusterNode, type TestCluster } from './helpers/nodes.js';
-import { postgresBinDir, startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres.js';
+import { startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres.js';
 import { accepted, call, statusCounts, trafficKit, WORKER, type Res, type Submitted } from './helpers/traffic.js';
 
-const FILE = 'test/cluster/pg-restart.e2e.test.ts';
-
-/** Whether this file can run: nats-server (hasSystem throws in CI) and PostgreSQL's server binaries. */
-function canRun(): boolean {
-  if (!hasSystem('nats-server')) {
-    console.log(`[caxton tests] ${FILE} skipped: it needs nats-server (see the line above)`);
-    return false;
-  }
-  const bin = postgresBinDir();
-  if (!('missing' in bin)) return true;
-  if (systemRequired())
-    throw new Error(
-      `${FILE} needs PostgreSQL's server binaries here (CI or CAXTON_TEST_REQUIRE_SYSTEM=1): ${bin.missing}`,
-    );
-  console.log(`[caxton tests] ${FILE} skipped: ${bin.missing}`);
-  if (process.env.CAXTON_TEST_SKIP_LOG)
-    appendFileSync(process.env.CAXTON_TEST_SKIP_LOG, `postgresql-server\t${bin.missing}\n`);
-  return false;
-}
-const run = canRun();
+const run = hasSystem('nats-server') && hasSystem('postgresql-server');
 
 /** [cluster.delivery] ack_wait of every node, in ms. */
 const ACK_WAIT_MS = 3_000;

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { parseAgent } from '../../src/agents/index.js';
 import { ConfigError, loadServerConfig } from '../../src/config/index.js';
 import { formatIssue, type SourceIssue } from '../../src/shared/issues.js';
-import { describeIssue, isLibraryText, LIBRARY_PHRASES } from '../../src/shared/zod-issues.js';
+import { describeIssue, innermostIssue, isLibraryText, LIBRARY_PHRASES } from '../../src/shared/zod-issues.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 // The catalogue of what a user reads when a file is wrong: every message, expectation and hint
@@ -184,6 +184,28 @@ describe('describeIssue rewrites every zod default text', () => {
       for (const text of [t.message, t.expected ?? '', t.suggestion ?? ''])
         expect(text, JSON.stringify(issue)).not.toMatch(LIBRARY_PHRASES);
     }
+  });
+
+  it('a union no branch accepted names the field inside the branch that failed, else the accepted forms', () => {
+    const schema = z.object({
+      c: z.union([z.string(), z.array(z.object({ text: z.string(), refusal: z.string().optional() })), z.null()]),
+    });
+    const deep = schema.safeParse({ c: [{ text: 'a', refusal: 5 }] }).error!.issues[0]!;
+    expect(deep.code).toBe('invalid_union');
+    expect(describeIssue(deep, [{ text: 'a', refusal: 5 }])).toMatchObject({
+      field: 'c.0.refusal',
+      message: 'c.0.refusal must be a string, got 5',
+    });
+    expect(innermostIssue(deep).path).toEqual(['c', 0, 'refusal']);
+    const missing = schema.safeParse({ c: [{}] }).error!.issues[0]!;
+    expect(describeIssue(missing, [{}]).message).toBe('required field "c.0.text" is missing');
+    const flat = schema.safeParse({ c: 5 }).error!.issues[0]!;
+    expect(describeIssue(flat, 5)).toMatchObject({
+      message: 'c has none of the accepted forms (a string, a list or null), got 5',
+      expected: 'a string, a list or null',
+    });
+    expect(describeIssue(flat, 5).field).toBeUndefined();
+    expect(innermostIssue(flat)).toBe(flat);
   });
 
   it('keeps a message the schema wrote, adding what it got', () => {

@@ -3,9 +3,17 @@
  * Responses API — with only the client's base URL and the model name changed (the model is a
  * Caxton agent): a plain run, a run whose SDK-side function tool the model calls (the loop goes
  * through function_call items and function_call_output follow-ups), a streamed run, and a
- * structured `outputType` run. Tracing export is off: it would reach for the network.
+ * structured `outputType` run; and on its Chat Completions model, a second turn sent as the first
+ * run's `result.history`. Tracing export is off: it would reach for the network.
  */
-import { Agent, run, setDefaultOpenAIClient, setTracingDisabled, tool } from '@openai/agents';
+import {
+  Agent,
+  OpenAIChatCompletionsModel,
+  run,
+  setDefaultOpenAIClient,
+  setTracingDisabled,
+  tool,
+} from '@openai/agents';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -97,5 +105,20 @@ describe('the OpenAI Agents SDK on its default (Responses API) settings', () => 
     });
     const result = await run(agent, 'which city is the capital of France?');
     expect(result.finalOutput).toEqual({ city: 'Paris', population: 2100000 });
+  });
+});
+
+describe('the OpenAI Agents SDK on its Chat Completions model', () => {
+  it("a second turn from result.history (the SDK sends the assistant's text part with refusal: null)", async () => {
+    const client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
+    const agent = new Agent({
+      name: 'Assistant',
+      model: new OpenAIChatCompletionsModel(client, 'helper'),
+      instructions: 'Be brief.',
+    });
+    const first = await run(agent, 'first turn');
+    expect(first.finalOutput).toBe('Echo: first turn');
+    const second = await run(agent, [...first.history, { role: 'user', content: 'second turn' }]);
+    expect(second.finalOutput).toBe('Echo: second turn');
   });
 });

@@ -216,6 +216,39 @@ describe('unsupported parameters are refused by name', () => {
   });
 });
 
+describe('content parts', () => {
+  it('a history text part with refusal: null (as the OpenAI Agents SDK echoes it) is accepted', async () => {
+    const c = await client.chat.completions.create({
+      model: 'plain',
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'first', refusal: null }] },
+        { role: 'assistant', content: [{ type: 'text', text: 'Echo: first', refusal: null }] },
+        { role: 'user', content: 'second' },
+      ],
+    } as unknown as Params);
+    expect(c.choices[0]!.message.content).toBe('Echo: second');
+  });
+
+  it('a part with a field of the wrong type is refused naming that field, not only the content', async () => {
+    const e = await rejection({
+      messages: [
+        { role: 'assistant', content: [{ type: 'text', text: 'earlier', refusal: 7 }] },
+        { role: 'user', content: 'hi' },
+      ],
+    });
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe('messages.0.content.0.refusal');
+    expect(e.message).toContain('messages.0.content.0.refusal must be a string, got 7');
+  });
+
+  it('a content of none of the accepted forms names the field and the forms', async () => {
+    const e = await rejection({ messages: [{ role: 'user', content: 42 }] });
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe('messages.0.content');
+    expect(e.message).toContain('messages.0.content has none of the accepted forms (a string, a list or null), got 42');
+  });
+});
+
 describe('client system messages', () => {
   it("go after the agent's system prompt as the client's instructions, not into the user turn", async () => {
     const c = await client.chat.completions.create({

@@ -460,6 +460,36 @@ describe('client function tools', () => {
   }
 });
 
+describe('content parts of input items', () => {
+  it('an earlier output echoed back with refusal: null beside its text is accepted', async () => {
+    const r = await client.responses.create({
+      model: 'plain',
+      input: [
+        { role: 'user', content: [{ type: 'input_text', text: 'first' }] },
+        { role: 'assistant', content: [{ type: 'output_text', text: 'Echo: first', refusal: null }] },
+        { role: 'user', content: [{ type: 'input_text', text: 'second', refusal: null }] },
+      ],
+    } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    expect(r.output_text).toBe('Echo: second');
+  });
+
+  it('a part with a field of the wrong type is refused naming that field', async () => {
+    const e = await rejection({
+      input: [{ role: 'user', content: [{ type: 'input_text', text: 'hi', refusal: 7 }] }],
+    });
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe('input[0].content[0].refusal');
+    expect(e.message).toContain('input[0].content[0].refusal must be a string, got 7');
+  });
+
+  it('a content of none of the accepted forms names the field and the forms', async () => {
+    const e = await rejection({ input: [{ role: 'user', content: 42 }] });
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe('input[0].content');
+    expect(e.message).toContain('input[0].content has none of the accepted forms (a string or a list), got 42');
+  });
+});
+
 describe('refusals by name', () => {
   const cases: { name: string; params: Record<string, unknown>; param: string; code: string }[] = [
     { name: 'an unknown parameter', params: { frobnicate: 1 }, param: 'frobnicate', code: 'unsupported_parameter' },

@@ -3,13 +3,21 @@
  * vitest import here: vitest's global setup (system-setup.ts) runs it in the main process.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 
 export type SystemComponent =
-  'postgresql' | 'pgvector' | 'promtool' | 'nats-server' | 'chromium' | 'bwrap' | 'wasm-c' | 'wasm-rust';
+  | 'postgresql'
+  | 'pgvector'
+  | 'postgresql-server'
+  | 'promtool'
+  | 'nats-server'
+  | 'chromium'
+  | 'bwrap'
+  | 'wasm-c'
+  | 'wasm-rust';
 
 /** What each component is and the command that installs it (Debian; see README "Test"). */
 export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install: string }> = {
@@ -18,6 +26,11 @@ export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install
     install: 'sudo apt-get install postgresql (local trust auth, database "test"), or set CAXTON_TEST_PG_URL',
   },
   pgvector: { label: 'pgvector', install: 'sudo scripts/setup-pgvector.sh' },
+  'postgresql-server': {
+    label: "PostgreSQL's server binaries",
+    install:
+      'sudo apt-get install postgresql (or set CAXTON_TEST_PG_BIN to the directory of initdb, postgres and pg_ctl)',
+  },
   promtool: { label: 'promtool', install: 'sudo apt-get install --no-install-recommends prometheus' },
   'nats-server': {
     label: 'nats-server',
@@ -37,6 +50,33 @@ export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install
     install: 'sudo apt-get install --no-install-recommends rustc libstd-rust-dev-wasm32 make',
   },
 };
+
+const PG_ROOT = '/usr/lib/postgresql';
+
+/**
+ * The directory holding initdb, postgres and pg_ctl (the highest major under /usr/lib/postgresql,
+ * or $CAXTON_TEST_PG_BIN), or why there is none: the tests that start a PostgreSQL of their own
+ * (test/cluster/helpers/private-postgres.ts) need them, not just a server to connect to.
+ */
+export function postgresBinDir(): { dir: string } | { missing: string } {
+  const fromEnv = process.env.CAXTON_TEST_PG_BIN;
+  const candidates = fromEnv
+    ? [fromEnv]
+    : existsSync(PG_ROOT)
+      ? readdirSync(PG_ROOT)
+          .filter((v) => /^\d+$/.test(v))
+          .sort((a, b) => Number(b) - Number(a))
+          .map((v) => join(PG_ROOT, v, 'bin'))
+      : [];
+  for (const dir of candidates) {
+    if (['initdb', 'postgres', 'pg_ctl'].every((b) => existsSync(join(dir, b)))) return { dir };
+  }
+  return {
+    missing: fromEnv
+      ? `CAXTON_TEST_PG_BIN=${fromEnv} does not hold initdb, postgres and pg_ctl`
+      : `no initdb, postgres and pg_ctl under ${PG_ROOT}/<major>/bin`,
+  };
+}
 
 /** The first `rustc` (PATH, then Debian's) whose sysroot has the wasm32-unknown-unknown standard library. */
 export function wasmRustc(): string | null {
@@ -151,9 +191,11 @@ export async function probeSystem(): Promise<SystemStatus> {
   const wasmC = probeWasmC();
   const wasmRust =
     wasmRustc() === null ? 'no rustc with the wasm32-unknown-unknown target (rustc, /usr/bin/rustc)' : null;
+  const pgBin = postgresBinDir();
   return {
     postgresql,
     pgvector,
+    'postgresql-server': 'missing' in pgBin ? pgBin.missing : null,
     promtool,
     'nats-server': nats,
     chromium,

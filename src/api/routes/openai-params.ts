@@ -11,7 +11,10 @@ import { MAX_SCHEMA_CHARS } from './structured-output.js';
  * refused with 400 unsupported_parameter / unsupported_value naming it. Never a silent drop.
  */
 
-const textPart = z.object({ type: z.string(), text: z.string().optional(), refusal: z.string().optional() }).loose();
+// `refusal: null` beside a text part's text is what the OpenAI Agents SDK echoes back in history.
+const textPart = z
+  .object({ type: z.string(), text: z.string().optional(), refusal: z.string().nullable().optional() })
+  .loose();
 const contentSchema = z.union([z.string(), z.array(textPart), z.null()]);
 
 const responseFormatSchema = z.discriminatedUnion('type', [

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CaxtonError } from '../../shared/errors.js';
+import { describeIssue, innermostIssue, valueAtPath } from '../../shared/zod-issues.js';
 import { IGNORED_PARAMETERS } from './openai-params.js';
 
 /**
@@ -9,8 +10,13 @@ import { IGNORED_PARAMETERS } from './openai-params.js';
  * one against the schemas below, so an error names the item and its field (`input[2].call_id`).
  */
 
-/** A content part of a message item; which types are usable is checked per item (below). */
-const contentPart = z.object({ type: z.string(), text: z.string().optional(), refusal: z.string().optional() }).loose();
+/**
+ * A content part of a message item; which types are usable is checked per item (below). A text
+ * part may carry `refusal: null`, as clients echo an earlier output back.
+ */
+const contentPart = z
+  .object({ type: z.string(), text: z.string().optional(), refusal: z.string().nullable().optional() })
+  .loose();
 
 // Strict: a field Caxton does not know inside `text` is refused, not dropped.
 const formatSchema = z.discriminatedUnion('type', [
@@ -200,7 +206,7 @@ export function assertResponsesSupported(body: ResponsesBody): void {
         `tools of type "${tool.type.slice(0, 100)}" are not supported; only "function" tools are (the agent's own tools run inside Caxton)`,
       );
     const parsed = functionToolSchema.safeParse(tool);
-    if (!parsed.success) throw issueError(`tools[${i}]`, parsed.error);
+    if (!parsed.success) throw issueError(`tools[${i}]`, parsed.error, tool);
   }
   const choice = body.tool_choice;
   if (!absent(choice) && choice !== 'auto' && choice !== 'none') {
@@ -214,9 +220,12 @@ export function assertResponsesSupported(body: ResponsesBody): void {
   }
 }
 
-/** A 400 naming the field of the first issue, under `at`. */
-function issueError(at: string, error: z.ZodError): CaxtonError {
-  const issue = error.issues[0]!;
+/**
+ * A 400 naming the field of the first issue, under `at` (`value` is what was checked there). For a
+ * content that is neither a string nor a list of parts, the field inside a part that failed.
+ */
+function issueError(at: string, error: z.ZodError, value: unknown): CaxtonError {
+  const issue = innermostIssue(error.issues[0]!);
   const param = [at, ...issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))]
     .join('')
     .replace(/\.\[/g, '[');
@@ -224,7 +233,9 @@ function issueError(at: string, error: z.ZodError): CaxtonError {
     const key = issue.keys[0]!;
     return unsupported(`${param}.${key}`, 'unknown field of this input item');
   }
-  return new CaxtonError('invalid_request', `${param}: ${issue.message}`, { param });
+  // In this API's spelling of the field (`input[1].content[0].refusal`), not the dotted one.
+  const text = describeIssue({ ...issue, path: [param] } as z.core.$ZodIssue, valueAtPath(value, issue.path));
+  return new CaxtonError('invalid_request', text.message, { param });
 }
 
 /** The input as items: a string is one user message. Each item is checked against its type's schema. */
@@ -243,7 +254,7 @@ export function inputItems(input: ResponsesBody['input']): InputItem[] {
       );
     }
     const parsed = ITEM_SCHEMAS[type as keyof typeof ITEM_SCHEMAS].safeParse(raw);
-    if (!parsed.success) throw issueError(`input[${i}]`, parsed.error);
+    if (!parsed.success) throw issueError(`input[${i}]`, parsed.error, raw);
     const item = parsed.data as InputItem;
     const parts = 'content' in item ? item.content : item.type === 'function_call_output' ? item.output : undefined;
     if (Array.isArray(parts)) {
@@ -266,7 +277,7 @@ const TEXT_PARTS = new Set(['input_text', 'output_text', 'text']);
 
 /** The text of a message's (or a tool output's) content. */
 export function textOf(
-  content: string | { type: string; text?: string | undefined; refusal?: string | undefined }[],
+  content: string | { type: string; text?: string | undefined; refusal?: string | null | undefined }[],
 ): string {
   return typeof content === 'string' ? content : content.map((p) => p.text ?? p.refusal ?? '').join('');
 }

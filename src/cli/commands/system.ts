@@ -205,10 +205,23 @@ async function degradedDetails(client: ApiClient, names: string[]): Promise<Degr
   }));
 }
 
+/**
+ * What `caxton health` exits with. Degraded counts as a failure although the server serves:
+ * a script that waits for health before sending work wants to hear that the work would fail.
+ */
+export const HEALTH_EXIT_CODES = [
+  'Exit codes:',
+  '  0  live, ready and not degraded',
+  '  1  not ready (a dependency is unavailable), degraded (it serves, but runs will fail until',
+  '     the printed fix is made), or the server cannot be reached',
+  '  2  usage error',
+].join('\n');
+
 export function registerSystemCommands(program: Command, ctx: CliContext): void {
   program
     .command('health')
-    .description('check that the server is up and ready (exit 0 when ready, 1 otherwise)')
+    .description('check that the server is live, ready and not degraded (exit codes below)')
+    .addHelpText('after', `\n${HEALTH_EXIT_CODES}`)
     .action(async () => {
       const out = ctx.output();
       const client = ctx.client();

@@ -20,33 +20,11 @@
  * whatever still runs and removes the directory; call it in afterAll whatever happened.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from '../../cli/helpers/cli.js';
-
-const PG_ROOT = '/usr/lib/postgresql';
-
-/** The directory holding initdb, postgres and pg_ctl, or why there is none. */
-export function postgresBinDir(): { dir: string } | { missing: string } {
-  const fromEnv = process.env.CAXTON_TEST_PG_BIN;
-  const candidates = fromEnv
-    ? [fromEnv]
-    : existsSync(PG_ROOT)
-      ? readdirSync(PG_ROOT)
-          .filter((v) => /^\d+$/.test(v))
-          .sort((a, b) => Number(b) - Number(a))
-          .map((v) => join(PG_ROOT, v, 'bin'))
-      : [];
-  for (const dir of candidates) {
-    if (['initdb', 'postgres', 'pg_ctl'].every((b) => existsSync(join(dir, b)))) return { dir };
-  }
-  return {
-    missing: fromEnv
-      ? `CAXTON_TEST_PG_BIN=${fromEnv} does not hold initdb, postgres and pg_ctl`
-      : `no PostgreSQL server binaries (initdb, postgres, pg_ctl) under ${PG_ROOT}/<major>/bin; install them with: sudo apt-get install postgresql (or set CAXTON_TEST_PG_BIN)`,
-  };
-}
+import { postgresBinDir } from '../../helpers/system-probe.js';
 
 /** The uid and gid to run the server as: the `postgres` user when we are root, else ourselves. */
 function runAs(): { uid: number; gid: number } | undefined {
