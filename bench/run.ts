@@ -12,6 +12,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   agents: async () => (await import('./agents.js')).agentsSuite,
   execution: async () => (await import('./execution.js')).executionSuite,
   executions: async () => (await import('./executions.js')).executionsSuite,
+  runs: async () => (await import('./runs.js')).runsSuite,
   messaging: async () => (await import('./messaging.js')).messagingSuite,
   embedding: async () => (await import('./embedding.js')).embeddingSuite,
   tools: async () => (await import('./tools.js')).toolsSuite,

@@ -107,6 +107,8 @@ export interface ExecutorOptions {
 
 /** One finished execution, for `ExecutorOptions.onExecuted`. */
 export interface ExecutionRecord {
+  /** The execution's id, which is also its durable run's: set whether it succeeded or failed. */
+  execution_id: string;
   agent: string;
   /** The definition that ran (a rollout's candidate or stable version: the agent service tells which). */
   definition: AgentDefinition;
@@ -480,6 +482,7 @@ export class Executor {
     if (this.#onExecuted) {
       // Built field by field: a literal of conditional spreads copies each through a temporary object.
       const executed: ExecutionRecord = {
+        execution_id: id,
         agent,
         definition: def,
         status,

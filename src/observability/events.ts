@@ -507,6 +507,8 @@ interface BusLike {
 }
 type BusEventLike = { type: 'message'; message: MessageLike; routed_to: string[] } | { type: 'state' };
 interface ExecutionLike {
+  /** Set for every execution, failed ones included (the run's id). */
+  execution_id?: string;
   agent: string;
   status: string;
   duration_ms: number;
@@ -647,7 +649,7 @@ export function createAgentEvents(
         agent: e.agent,
         ...traceIdsOf(e.traceparent),
         data: {
-          execution_id: r?.execution_id ?? null,
+          execution_id: e.execution_id ?? r?.execution_id ?? null,
           conversation_id: r?.conversation_id ?? e.request.conversation_id ?? null,
           status: e.status,
           duration_ms: Math.round(e.duration_ms * 1000) / 1000,
