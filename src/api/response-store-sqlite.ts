@@ -24,6 +24,11 @@ export const RESPONSE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX openai_responses_created ON openai_responses (created_at);
     `,
   },
+  {
+    // A background response's request, kept until its run has ended and its outcome is stored.
+    id: 'openai-002-background',
+    sql: 'ALTER TABLE openai_responses ADD COLUMN pending TEXT',
+  },
 ];
 
 /** The most rows kept whatever their age: a bound on the table when clients store every response. */
@@ -36,6 +41,7 @@ interface Row {
   messages: string;
   response: string;
   created_at: number;
+  pending: string | null;
 }
 
 export class SqliteResponseStore implements ResponseStore {
@@ -52,7 +58,7 @@ export class SqliteResponseStore implements ResponseStore {
     this.#ttlMs = opts.ttlMs;
     migrate(db, RESPONSE_MIGRATIONS);
     this.#insert = db.prepare(
-      'INSERT OR REPLACE INTO openai_responses (response_id, agent, principal, messages, response, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      'INSERT OR REPLACE INTO openai_responses (response_id, agent, principal, messages, response, created_at, pending) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
     this.#get = db.prepare('SELECT * FROM openai_responses WHERE response_id = ?');
     this.#delete = db.prepare('DELETE FROM openai_responses WHERE response_id = ? AND principal IS ?');
@@ -81,6 +87,7 @@ export class SqliteResponseStore implements ResponseStore {
       JSON.stringify(clean.messages),
       JSON.stringify(clean.response),
       Date.now(),
+      clean.request === undefined ? null : JSON.stringify(clean.request),
     );
   }
 
@@ -94,6 +101,7 @@ export class SqliteResponseStore implements ResponseStore {
       principal: row.principal,
       messages: JSON.parse(row.messages) as TranscriptMessage[],
       response: JSON.parse(row.response) as Record<string, unknown>,
+      ...(row.pending !== null && { request: JSON.parse(row.pending) as unknown }),
     };
   }
 

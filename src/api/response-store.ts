@@ -26,6 +26,8 @@ export interface StoredResponse {
   messages: TranscriptMessage[];
   /** The response object as it was returned. */
   response: Record<string, unknown>;
+  /** A background response whose run has not ended: what is needed to build its outcome then. */
+  request?: unknown;
 }
 
 export interface ResponseStore {

@@ -118,6 +118,7 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   },
   // A stored response holds the conversation's text: deleting it is worth a row.
   'DELETE /v1/responses/:id': { action: 'response.delete', target: param('id') },
+  'POST /v1/responses/:id/cancel': { action: 'response.cancel', target: param('id') },
   // Messaging. The route marks a send as another party `message.send_as` (annotateAudit).
   'POST /api/v1/messages': { action: 'message.send', target: location },
   'POST /api/v1/dead-letters/:id/replay': { action: 'dead_letter.replay', target: param('id') },

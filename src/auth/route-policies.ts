@@ -83,6 +83,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'POST /v1/responses': P('agents:invoke'),
   'GET /v1/responses/:id': P('agents:invoke'),
   'DELETE /v1/responses/:id': P('agents:invoke'),
+  'POST /v1/responses/:id/cancel': P('agents:invoke'),
   'POST /mcp': P('agents:invoke'),
   'GET /mcp': P('agents:invoke'),
   'DELETE /mcp': P('agents:invoke'),

@@ -456,6 +456,8 @@ export const serverConfigSchema = z.strictObject({
       durable_runs: z.boolean().default(true),
       /** How long a finished run and its steps are kept (GET /api/v1/runs/{id}). */
       runs_retention: duration(7 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),
+      /** The most finished runs kept (with their steps); the oldest go first. */
+      runs_max_rows: z.number().int().min(100).max(100_000_000).default(100_000),
     })
     .prefault({}),
   messaging: z

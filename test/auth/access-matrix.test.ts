@@ -65,6 +65,7 @@ const side: Record<'in' | 'out', Targets> = {
     response: '',
     execution: '',
     trace: '',
+    run: '',
   },
   out: {
     agent: 'b-one',
@@ -78,6 +79,7 @@ const side: Record<'in' | 'out', Targets> = {
     response: '',
     execution: '',
     trace: '',
+    run: '',
   },
 };
 /** Placeholders in expectations' texts, for ids made at run time. */
@@ -263,6 +265,9 @@ beforeAll(async () => {
     side[s].execution = String(ran.execution_id);
     side[s].trace = String((await must(admin, 'GET', `/api/v1/executions/${side[s].execution}`)).trace_id);
   }
+  // A background run of each agent (recorded at once, so it can be read by its id).
+  for (const s of ['in', 'out'] as const)
+    side[s].run = String((await must(admin, 'POST', `/api/v1/agents/${side[s].agent}/runs`, { request: 'hi' })).run_id);
 }, 60_000);
 
 afterAll(async () => {

@@ -58,6 +58,8 @@ export interface Targets {
   /** An execution of `agent` (its record) and its trace. */
   execution: string;
   trace: string;
+  /** A durable run of `agent` (a background run, recorded at once). */
+  run: string;
 }
 
 export interface HttpCall {
@@ -253,6 +255,14 @@ export const ROUTES: Entry[] = [
     (t) => post(`/api/v1/agents/${t.agent}/invoke`, { request: 'hi' }),
     200,
   ),
+  // Durable runs: started as an invoke; read, cancelled and decided on in the agent scope (out of it: 404).
+  agentItem('POST /api/v1/agents/:name/runs', (t) => post(`/api/v1/agents/${t.agent}/runs`, { request: 'hi' }), 202),
+  agentList('GET /api/v1/runs', () => get('/api/v1/runs?limit=500')),
+  agentItem('GET /api/v1/runs/:id', (t) => get(`/api/v1/runs/${t.run}`), 200, notFound),
+  agentItem('POST /api/v1/runs/:id/cancel', (t) => post(`/api/v1/runs/${t.run}/cancel`), 200, notFound),
+  // Nothing in the run waits for a person: in scope that is the conflict; out of scope, no such run.
+  agentItem('POST /api/v1/runs/:id/approve', (t) => post(`/api/v1/runs/${t.run}/approve`), 409, notFound),
+  agentItem('POST /api/v1/runs/:id/deny', (t) => post(`/api/v1/runs/${t.run}/deny`), 409, notFound),
   // Chat threads: the agent scope is the route's; the thread is the admin's, which an admin role reads.
   agentItem('GET /api/v1/agents/:name/threads', (t) => get(`/api/v1/agents/${t.agent}/threads?principal=*`), 200),
   agentItem(
@@ -271,6 +281,8 @@ export const ROUTES: Entry[] = [
   agentItem('POST /v1/responses', (t) => post('/v1/responses', { model: t.agent, input: 'hi', store: false }), 200),
   // A stored response is found only by the principal that made it: the out-of-scope one is the unscoped caller's.
   agentItem('GET /v1/responses/:id', (t) => get(`/v1/responses/${t.response}`), 200, notFound),
+  // Not a background response: refused in scope; another principal's or out of scope: not found.
+  agentItem('POST /v1/responses/:id/cancel', (t) => post(`/v1/responses/${t.response}/cancel`), 400, notFound),
   agentItem(
     'DELETE /v1/responses/:id',
     (t) => ({ method: 'DELETE', path: `/v1/responses/${t.response}` }),

@@ -490,12 +490,44 @@ describe('content parts of input items', () => {
   });
 });
 
+describe('background responses', () => {
+  it('answer queued at once; retrieve follows the durable run to its answer, which a later response continues', async () => {
+    const r = await client.responses.create({ model: 'plain', input: 'in the background', background: true });
+    expect(r.background).toBe(true);
+    expect(['queued', 'in_progress']).toContain(r.status);
+    let got = r;
+    for (let i = 0; i < 100 && (got.status === 'queued' || got.status === 'in_progress'); i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      got = await client.responses.retrieve(r.id);
+    }
+    expect(got.status).toBe('completed');
+    expect(got.background).toBe(true);
+    expect(got.output_text).toBe('Echo: in the background');
+    const next = await client.responses.create({ model: 'plain', input: 'and then', previous_response_id: r.id });
+    expect(next.status).toBe('completed');
+    // The run is listed with its origin.
+    const runs = (await (await fetch(`${cx.url}/api/v1/runs?origin=openai`)).json()) as { runs: { id: string }[] };
+    expect(runs.runs.map((x) => x.id)).toContain(`exec_${r.id.slice('resp_'.length)}`);
+  });
+
+  it('cancel on a response that did not run in the background is refused', async () => {
+    const r = await client.responses.create({ model: 'plain', input: 'plain one' });
+    const e = await client.responses.cancel(r.id).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+  });
+});
+
 describe('refusals by name', () => {
   const cases: { name: string; params: Record<string, unknown>; param: string; code: string }[] = [
     { name: 'an unknown parameter', params: { frobnicate: 1 }, param: 'frobnicate', code: 'unsupported_parameter' },
     { name: 'reasoning', params: { reasoning: { effort: 'high' } }, param: 'reasoning', code: 'unsupported_parameter' },
     { name: 'conversation', params: { conversation: 'conv_1' }, param: 'conversation', code: 'unsupported_parameter' },
-    { name: 'background', params: { background: true }, param: 'background', code: 'unsupported_value' },
+    {
+      name: 'background without store',
+      params: { background: true, store: false },
+      param: 'store',
+      code: 'unsupported_value',
+    },
     { name: 'truncation auto', params: { truncation: 'auto' }, param: 'truncation', code: 'unsupported_value' },
     {
       name: 'include',

@@ -38,7 +38,7 @@ export interface FunctionCallOutput {
 
 export type OutputItem = MessageOutput | FunctionCallOutput;
 
-export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed';
+export type ResponseStatus = 'queued' | 'in_progress' | 'completed' | 'incomplete' | 'failed' | 'cancelled';
 
 export interface ResponseState {
   id: string;
@@ -50,6 +50,8 @@ export interface ResponseState {
   error?: { code: string; message: string };
   incomplete?: 'max_output_tokens' | 'content_filter';
   previous_response_id?: string | undefined;
+  /** Run without the caller waiting (`background: true`, a durable run). */
+  background?: boolean;
 }
 
 export const outputText = (text: string): OutputText => ({ type: 'output_text', text, annotations: [], logprobs: [] });
@@ -63,7 +65,7 @@ export function responseObject(s: ResponseState, body: ResponsesBody): Record<st
     created_at: s.created_at,
     status: s.status,
     ...(s.status === 'completed' && { completed_at: Math.floor(Date.now() / 1000) }),
-    background: false,
+    background: s.background === true,
     error: s.error ?? null,
     incomplete_details: s.incomplete ? { reason: s.incomplete } : null,
     instructions: body.instructions ?? null,

@@ -182,8 +182,13 @@ export function assertResponsesSupported(body: ResponsesBody): void {
     throw unsupported(key, 'unknown parameter; see docs/openai.md for the parameters Caxton honours and ignores');
   }
   const b = body as Record<string, unknown>;
-  if (b.background === true)
-    throw unsupportedValue('background', 'background responses are not supported; use stream or wait for the reply');
+  if (b.background === true && (body.stream === true || b.stream === true))
+    throw unsupportedValue(
+      'background',
+      'a background response is not streamed here: omit stream and poll GET /v1/responses/{id} until its status is final',
+    );
+  if (b.background === true && body.store === false)
+    throw unsupportedValue('store', 'a background response is stored to be retrieved: send store: true or omit it');
   if (!absent(b.top_logprobs) && b.top_logprobs !== 0)
     throw unsupported('top_logprobs', 'log probabilities are not returned');
   if (body.truncation === 'auto')

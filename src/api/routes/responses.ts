@@ -11,6 +11,7 @@ import type {
   SuspendedExecutionStore,
 } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
+import { timeOrderedUuid } from '../../shared/ids.js';
 import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
 import { toEnvelope } from '../envelope.js';
 import { requestTraceparent } from '../request-trace.js';
@@ -60,6 +61,38 @@ function notFound(id: string, param: string): CaxtonError {
       id: id.slice(0, 200),
     },
   );
+}
+
+/** A background response's id names its run's: `resp_` + the run id's time-ordered uuid. */
+const responseIdOf = (runId: string): string => `resp_${runId.slice('exec_'.length)}`;
+const runIdOf = (responseId: string): string => `exec_${responseId.slice('resp_'.length)}`;
+
+/** The state of a response whose execution answered `res` (its text checked against text.format). */
+function finished(state: ResponseState, res: AgentResponse, text: string): void {
+  const incomplete = incompleteOf(res);
+  const calls = callsOf(res);
+  state.status = incomplete ? 'incomplete' : 'completed';
+  state.output = [
+    ...(text !== '' || calls.length === 0
+      ? [
+          {
+            type: 'message' as const,
+            id: newId('msg'),
+            status: state.status,
+            role: 'assistant' as const,
+            content: [outputText(text)],
+          },
+        ]
+      : []),
+    ...calls.map((c): FunctionCallOutput => ({
+      type: 'function_call',
+      id: newId('fc'),
+      ...c,
+      status: 'completed',
+    })),
+  ];
+  state.usage = res.usage;
+  if (incomplete) state.incomplete = incomplete;
 }
 
 function incompleteOf(r: AgentResponse): ResponseState['incomplete'] {
@@ -220,36 +253,38 @@ export async function responsesRoutes(
       const checked = (res: AgentResponse): string =>
         check && res.finish_reason !== 'tool_calls' ? check(res.agent, res.content) : res.content;
 
+      if (body.background === true) {
+        // A durable run the caller does not wait for: queued now, read with GET /v1/responses/{id}.
+        const runs = executor.runs;
+        if (!runs)
+          throw new CaxtonError(
+            'unsupported_value',
+            'background responses need durable runs, which this server has off ([execution] durable_runs = false)',
+            { param: 'background' },
+          );
+        const runId = `exec_${timeOrderedUuid()}`;
+        state.id = responseIdOf(runId);
+        state.background = true;
+        state.status = 'queued';
+        await runs.start(body.model, invoke, { origin: 'openai', runId, ...(limit && { limit }) });
+        const queued = responseObject(state, body);
+        store.save({
+          id: state.id,
+          agent: body.model,
+          principal: principalOf(req),
+          messages: transcript,
+          response: queued,
+          request: { body, transcript, resumed: resumed?.id ?? null },
+        });
+        return queued;
+      }
+
       if (!body.stream && !wantsEventStream(req)) {
         const res = await executor.invoke(body.model, invoke, {
           cancelOn: disconnectHook(req, reply),
           ...(limit && { limit }),
         });
-        const text = checked(res);
-        const incomplete = incompleteOf(res);
-        const calls = callsOf(res);
-        state.status = incomplete ? 'incomplete' : 'completed';
-        state.output = [
-          ...(text !== '' || calls.length === 0
-            ? [
-                {
-                  type: 'message' as const,
-                  id: newId('msg'),
-                  status: state.status,
-                  role: 'assistant' as const,
-                  content: [outputText(text)],
-                },
-              ]
-            : []),
-          ...calls.map((c): FunctionCallOutput => ({
-            type: 'function_call',
-            id: newId('fc'),
-            ...c,
-            status: 'completed',
-          })),
-        ];
-        state.usage = res.usage;
-        if (incomplete) state.incomplete = incomplete;
+        finished(state, res, checked(res));
         const response = responseObject(state, body);
         if (resumed) await suspended?.delete(resumed.id);
         await save(req, body, transcript, res, response, state.output);
@@ -302,7 +337,67 @@ export async function responsesRoutes(
       const rec = store.get(req.params.id, principalOf(req));
       if (!rec) throw notFound(req.params.id, 'response_id');
       if (req.principal) assertAgentAllowed(req.principal, rec.agent);
-      return rec.response;
+      return settled(req, rec);
+    },
+  );
+
+  /**
+   * A background response as its run is now: queued while the run has not ended, then the
+   * response object of its outcome, stored in place of the queued one (with its messages, so
+   * previous_response_id continues it).
+   */
+  async function settled(req: FastifyRequest, rec: StoredResponse): Promise<Record<string, unknown>> {
+    const status = rec.response.status;
+    if (rec.request === undefined || !(status === 'queued' || status === 'in_progress')) return rec.response;
+    const run = await executor.runs?.journal.get(runIdOf(rec.id));
+    if (!run || run.run.status === 'running' || run.run.status === 'awaiting_approval') {
+      const state = rec.response.status === 'queued' && run?.run.status === 'running' ? 'in_progress' : status;
+      return { ...rec.response, status: state };
+    }
+    const { body, transcript } = rec.request as { body: ResponsesBody; transcript: TranscriptMessage[] };
+    const state: ResponseState = {
+      id: rec.id,
+      created_at: rec.response.created_at as number,
+      model: body.model,
+      status: 'in_progress',
+      output: [],
+      previous_response_id: body.previous_response_id ?? undefined,
+      background: true,
+    };
+    const res = run.run.response;
+    if (run.run.status === 'completed' && res) {
+      finished(state, res, res.content);
+      const response = responseObject(state, body);
+      await save(req, body, transcript, res, response, state.output);
+      return response;
+    }
+    state.status = run.run.status === 'cancelled' ? 'cancelled' : 'failed';
+    if (run.run.error) state.error = run.run.error;
+    const response = responseObject(state, body);
+    store.save({ ...rec, response, request: undefined });
+    return response;
+  }
+
+  r.post(
+    '/v1/responses/:id/cancel',
+    {
+      schema: {
+        summary: 'Cancels a background response (responses.cancel)',
+        tags: ['openai'],
+        params: idParams,
+        response: { 200: z.record(z.string(), z.unknown()).describe('a response object'), 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const rec = store.get(req.params.id, principalOf(req));
+      if (!rec) throw notFound(req.params.id, 'response_id');
+      if (req.principal) assertAgentAllowed(req.principal, rec.agent);
+      if (rec.request === undefined)
+        throw new CaxtonError('invalid_request', `response "${req.params.id}" is not a background response`, {
+          param: 'response_id',
+        });
+      await executor.runs?.cancel(runIdOf(rec.id));
+      return settled(req, rec);
     },
   );
 

@@ -272,17 +272,27 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
           summary: decision === 'approved' ? 'Approve a call a run waits on' : 'Deny a call a run waits on',
           description:
             decision === 'approved'
-              ? 'The call runs and the run goes on from its recorded steps (on this node). The decision, who made it and when are recorded in the run and the audit trail.'
-              : 'The call is not run: the model gets a tool error with the reason, and the run goes on. The decision, who made it and when are recorded in the run and the audit trail.',
+              ? 'The call runs and the run goes on from its recorded steps (on this node). Optional JSON body `{"call_id": "…", "reason": "…"}` (default: the first waiting call). The decision, who made it and when are recorded in the run and the audit trail.'
+              : 'The call is not run: the model gets a tool error with the reason, and the run goes on. Optional JSON body `{"call_id": "…", "reason": "…"}` (default: the first waiting call). The decision, who made it and when are recorded in the run and the audit trail.',
           tags: ['execution'],
           params: z.object({ id: z.string().min(1).max(200) }),
-          body: decisionBody.optional(),
           response: { 200: runSchema, 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema },
         },
       },
       async (req) => {
         await readable(req.params.id, req);
-        const body = req.body ?? {};
+        // The body is optional (the first waiting call, no reason): read here rather than by a route schema, which would require one.
+        const parsed = decisionBody.safeParse(req.body ?? {});
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0]!;
+          const field = issue.path.join('.') || 'body';
+          throw new CaxtonError(
+            'invalid_request',
+            `the request body: ${field}: ${issue.message}; send {} or {"call_id": "…", "reason": "…"}`,
+            { field },
+          );
+        }
+        const body = parsed.data;
         const run = await runs().decide(req.params.id, {
           decision,
           by: req.principal?.id ?? 'anonymous',

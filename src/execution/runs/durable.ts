@@ -116,13 +116,17 @@ export class DurableRuns {
     ref: string,
     opened: ((id: string) => void) | undefined,
   ): Promise<AgentResponse> {
+    const origin = opts.origin ?? (req.message_id !== undefined ? 'message' : 'invoke');
     const { run, steps, created } = await this.journal.open({
       id: opts.runId ?? `exec_${timeOrderedUuid()}`,
       key,
       agent: ref,
-      origin: opts.origin ?? (req.message_id !== undefined ? 'message' : 'invoke'),
+      origin,
       principal: req.principal ?? null,
       request: req,
+      // Read by id before it acts: a background run (answered with its id) and a keyed request
+      // (a repeat finds it); any other run is written with its first step.
+      lazy: origin !== 'background' && opts.idempotencyKey === undefined,
     });
     opened?.(run.id);
     if (created) return this.#go(run.id, def, req, opts, ref, undefined);

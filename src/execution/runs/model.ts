@@ -103,6 +103,11 @@ export interface RunStart {
   origin: RunOrigin;
   principal: string | null;
   request: InvokeRequest;
+  /**
+   * Written with its first step rather than at once, and not at all when it records none: for a
+   * run nobody reads by id before it acts (a message's, an invoke without a key).
+   */
+  lazy?: boolean;
 }
 
 /** A run opened for a start: `created` false when a run of the same key existed (its steps given). */

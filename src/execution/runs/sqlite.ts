@@ -29,7 +29,7 @@ export const RUNS_MIGRATIONS: readonly Migration[] = [
         response       TEXT
       ) WITHOUT ROWID;
       CREATE INDEX runs_running ON runs (created_at) WHERE status = 'running';
-      CREATE INDEX runs_finished ON runs (updated_at) WHERE status <> 'running';
+      CREATE INDEX runs_finished ON runs (updated_at) WHERE status IN ('completed', 'failed', 'cancelled');
       CREATE TABLE run_steps (
         run_id TEXT NOT NULL,
         seq    INTEGER NOT NULL,
@@ -78,20 +78,28 @@ export interface SqliteRunJournalOptions {
   db: Db;
   /** How long a finished run and its steps are kept. */
   retentionMs: number;
+  /** The most finished runs kept; the oldest go first (default 100,000). */
+  maxRows?: number;
   onError?: (e: unknown) => void;
 }
 
-/** Finished runs past their retention, with their steps, in the Pruner's batches. */
-function finishedRunsRule(db: Db, retentionMs: number): RetentionRule {
-  const due = db.prepare(
-    "SELECT id FROM runs WHERE status <> 'running' AND updated_at < ? ORDER BY updated_at LIMIT ?",
-  );
+const FINISHED = "status IN ('completed', 'failed', 'cancelled')";
+
+/**
+ * Finished runs past their retention or beyond `maxRows` finished runs (the oldest first), with
+ * their steps, in the Pruner's batches. Runs still running or waiting for a person are kept.
+ */
+function finishedRunsRule(db: Db, retentionMs: number, maxRows: number): RetentionRule {
+  const due = db.prepare(`SELECT id FROM runs WHERE ${FINISHED} AND updated_at < ? ORDER BY updated_at LIMIT ?`);
+  const cut = db.prepare(`SELECT updated_at FROM runs WHERE ${FINISHED} ORDER BY updated_at DESC LIMIT 1 OFFSET ?`);
   const delSteps = db.prepare('DELETE FROM run_steps WHERE run_id = ?');
   const delRun = db.prepare('DELETE FROM runs WHERE id = ?');
   return {
     name: 'runs',
     prune(limit) {
-      const ids = due.pluck().all(Date.now() - retentionMs, limit) as string[];
+      const oldest = cut.pluck().get(maxRows) as number | undefined;
+      const before = Math.max(Date.now() - retentionMs, oldest === undefined ? 0 : oldest + 1);
+      const ids = due.pluck().all(before, limit) as string[];
       for (const id of ids) {
         delSteps.run(id);
         delRun.run(id);
@@ -132,7 +140,7 @@ export class SqliteRunJournal implements RunJournal {
       unfinished: db.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY created_at LIMIT ?"),
     };
     this.#pruner = new Pruner(o.db, { intervalMs: 60_000, ...(o.onError && { onError: o.onError }) }).add(
-      finishedRunsRule(o.db, o.retentionMs),
+      finishedRunsRule(o.db, o.retentionMs, o.maxRows ?? 100_000),
     );
     this.#pruner.start();
   }
@@ -150,14 +158,12 @@ export class SqliteRunJournal implements RunJournal {
     }
     const now = Date.now();
     const request = scrubSecretsIn(start.request);
-    const { insert } = this.#stmts;
     this.#seq.set(start.id, 0);
-    // Queued, not awaited: the row commits with the run's first step (the first thing that must be on disk).
-    void this.#commits
-      .run(() =>
-        insert.run(start.id, start.key, start.agent, start.origin, start.principal, JSON.stringify(request), now, now),
-      )
-      .catch((e: unknown) => this.#failed(e));
+    const args = [start.id, start.key, start.agent, start.origin, start.principal, JSON.stringify(request), now, now];
+    // A lazy run is written with its first step, and not at all when it has none: a run that
+    // only asks the model has nothing a resume would reuse, and costs no row.
+    if (start.lazy === true) this.#unwritten.set(start.id, args);
+    else this.#insert(args);
     const run: RunRecord = {
       id: start.id,
       key: start.key,
@@ -176,6 +182,23 @@ export class SqliteRunJournal implements RunJournal {
     return Promise.resolve({ run, steps: [], created: true });
   }
 
+  /** Lazy runs opened here and not written yet: their row's values. */
+  readonly #unwritten = new Map<string, unknown[]>();
+
+  /** Queued, not awaited: the row commits with the run's first step (the first thing that must be on disk). */
+  #insert(args: unknown[]): void {
+    const { insert } = this.#stmts;
+    void this.#commits.run(() => insert.run(...args)).catch((e: unknown) => this.#failed(e));
+  }
+
+  /** Writes a lazy run's row (once) before anything else of it. */
+  #written(id: string): void {
+    const args = this.#unwritten.get(id);
+    if (args === undefined) return;
+    this.#unwritten.delete(id);
+    this.#insert(args);
+  }
+
   #failed(e: unknown): void {
     this.#onError?.(e);
   }
@@ -191,6 +214,7 @@ export class SqliteRunJournal implements RunJournal {
 
   append(id: string, steps: readonly RunStep[]): Promise<void> {
     if (steps.length === 0) return Promise.resolve();
+    this.#written(id);
     let seq = this.#seq.get(id) ?? this.#nextSeq(id);
     const first = seq;
     seq += steps.length;
@@ -204,11 +228,13 @@ export class SqliteRunJournal implements RunJournal {
   }
 
   resumed(id: string): Promise<void> {
+    this.#written(id);
     const { resumed } = this.#stmts;
     return this.#commits.run(() => void resumed.run(Date.now(), id));
   }
 
   paused(id: string): Promise<void> {
+    this.#written(id);
     this.#seq.delete(id);
     const { paused } = this.#stmts;
     return this.#commits.run(() => void paused.run(Date.now(), id));
@@ -221,6 +247,8 @@ export class SqliteRunJournal implements RunJournal {
       | { status: 'failed' | 'cancelled'; error: { code: string; message: string } },
   ): Promise<void> {
     this.#seq.delete(id);
+    // Never written: it recorded no step, so there is nothing to keep (its execution record says how it ended).
+    if (this.#unwritten.delete(id)) return Promise.resolve();
     const { finish } = this.#stmts;
     const error = outcome.status === 'completed' ? null : JSON.stringify(scrubSecretsIn(outcome.error));
     const response = outcome.status === 'completed' ? JSON.stringify(scrubSecretsIn(outcome.response)) : null;

@@ -61,6 +61,7 @@ export function startExecution(opts: {
     runs = new SqliteRunJournal({
       db,
       retentionMs: config.execution.runs_retention,
+      maxRows: config.execution.runs_max_rows,
       onError: (e) => logger.error({ err: e }, 'a run could not be recorded'),
     });
   }
