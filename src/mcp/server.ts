@@ -206,6 +206,7 @@ export class CaxtonMcpTools {
           },
           {
             signal,
+            origin: 'mcp',
             ...(p && { limit: { principalId: p.id, limits: caller.limits } }),
             ...(progress && { onEvent: progressOf(progress.step) }),
           },

@@ -161,6 +161,7 @@ export async function openAiRoutes(
       };
       if (!body.stream && !wantsEventStream(req)) {
         const res = await executor.invoke(body.model, invoke, {
+          origin: 'openai',
           cancelOn: disconnectHook(req, reply),
           ...(limit && { limit }),
         });
@@ -198,6 +199,7 @@ export async function openAiRoutes(
       chunk({ role: 'assistant', content: '' }, null);
       try {
         const res = await executor.invoke(body.model, invoke, {
+          origin: 'openai',
           signal: sse.signal,
           stream: true,
           onEvent: (e) => {

@@ -281,6 +281,7 @@ export async function responsesRoutes(
 
       if (!body.stream && !wantsEventStream(req)) {
         const res = await executor.invoke(body.model, invoke, {
+          origin: 'openai',
           cancelOn: disconnectHook(req, reply),
           ...(limit && { limit }),
         });
@@ -296,6 +297,7 @@ export async function responsesRoutes(
       events.start();
       try {
         const res = await executor.invoke(body.model, invoke, {
+          origin: 'openai',
           ...(admitted && { admitted }),
           signal: sse.signal,
           stream: true,
