@@ -13,7 +13,7 @@ interface AgentResponse {
   model: string;
 }
 
-function parseParams(pairs: string[]): Record<string, unknown> {
+export function parseParams(pairs: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const p of pairs) {
     const eq = p.indexOf('=');

@@ -1,0 +1,375 @@
+/**
+ * `caxton run` (durable runs) as real child processes against a real `caxton serve` whose agent
+ * answers through the scripted provider: a calculator call, an echo, a reply slow enough to cancel,
+ * and a request no rule matches (the script has no fallback, so that run fails).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeRun } from '../../src/cli/commands/runs.js';
+import { waitUntil } from '../helpers/wait.js';
+import {
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  parseJson,
+  startScriptedServe,
+  tomlAgent,
+  type ScriptedServe,
+} from './helpers/cli.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+const REPLIES = `
+[[rules]]
+name = "calc"
+match = "times"
+  [[rules.turns]]
+  content = "Let me compute that."
+  tool_calls = [{ name = "calculator", arguments = { expression = "6*7" } }]
+  [[rules.turns]]
+  content = "The answer is {{tool_result.calculator}}."
+
+[[rules]]
+name = "slow"
+match = "slowly"
+latency_ms = 60000
+content = "too late"
+
+[[rules]]
+name = "echo"
+match = "echo"
+content = "You said: {{request}}"
+`;
+
+const RUN_ID = /^exec_[0-9a-f-]{36}$/;
+
+describe('caxton run', () => {
+  let cli: ScriptedServe['cli'];
+
+  beforeAll(async () => {
+    ({ cli } = await startScriptedServe({
+      prefix: 'caxton-runs-cli-',
+      replies: REPLIES,
+      agents: { 'assistant.toml': tomlAgent('assistant', { extra: 'tools = ["calculator"]\n' }) },
+    }));
+  });
+  afterAll(cleanup);
+
+  let calcRun: string;
+
+  it('run start --wait follows the run and prints its answer (exit 0); the run id goes to stderr', async () => {
+    const r = await cli('run', 'start', 'assistant', 'what is 6 times 7?', '--wait');
+    expectExit(r, 0);
+    expect(r.stdout).toBe('The answer is 42.\n');
+    expect(r.stderr).toMatch(/^run exec_[0-9a-f-]{36}\n/);
+    expect(r.stderr).toMatch(/\(demo\/scripted, \d+ tokens, \d+ ms, stop\)/);
+    calcRun = /^run (\S+)/.exec(r.stderr)![1]!;
+  });
+
+  it('run start --wait --json prints the ended run with its steps and response', async () => {
+    const r = await cli('--json', 'run', 'start', 'assistant', 'echo json please', '--wait');
+    expectExit(r, 0);
+    const run = parseJson<Json>(r);
+    expect(run).toMatchObject({ agent: 'assistant', origin: 'background', status: 'completed', error: null });
+    expect(run.id).toMatch(RUN_ID);
+    expect(run.response.content).toBe('You said: echo json please');
+    expect(run.steps.map((s: { kind: string }) => s.kind)).toContain('model');
+  });
+
+  it('run start prints only the run id on stdout; --json prints the API answer', async () => {
+    const r = await cli('run', 'start', 'assistant', 'echo hello', '--context', 'ctx', '--param', 'n=3');
+    expectExit(r, 0);
+    expect(r.stdout.trim()).toMatch(RUN_ID);
+    expect(r.stderr).toContain(`follow it with: caxton run show ${r.stdout.trim()}`);
+
+    const j = await cli('run', 'start', 'assistant', 'echo hello', '--json');
+    expectExit(j, 0);
+    const started = parseJson<Json>(j);
+    expect(started.run_id).toMatch(RUN_ID);
+    expect(started.links.self).toBe(`/api/v1/runs/${started.run_id}`);
+    expect(['running', 'completed']).toContain(started.status);
+  });
+
+  it('run start --idempotency-key: the same key is the same run; a malformed key is a usage error', async () => {
+    const a = await cli('run', 'start', 'assistant', 'echo once', '--idempotency-key', 'order-7');
+    const b = await cli('run', 'start', 'assistant', 'echo once', '--idempotency-key', 'order-7');
+    expectExit(a, 0);
+    expectExit(b, 0);
+    expect(b.stdout).toBe(a.stdout);
+
+    const bad = await cli('run', 'start', 'assistant', 'echo', '--idempotency-key', 'has space');
+    expectExit(bad, 2);
+    expect(bad.stderr).toContain('--idempotency-key expects 1 to 200 printable ASCII characters without spaces');
+    const param = await cli('run', 'start', 'assistant', 'echo', '--param', 'novalue');
+    expectExit(param, 2);
+    expect(param.stderr).toContain('--param expects NAME=VALUE');
+  });
+
+  it('run start of an unknown agent exits 1 with the server message', async () => {
+    const r = await cli('run', 'start', 'nobody', 'hello');
+    expectExit(r, 1);
+    expect(r.stderr).toMatch(/^error: .*nobody/);
+    expectNoStackTrace(r);
+  });
+
+  it('run show: each step readable, the tool call with labelled arguments and result, the answer', async () => {
+    const r = await cli('run', 'show', calcRun);
+    expectExit(r, 0);
+    expect(r.stdout).toContain(`run:          ${calcRun}`);
+    expect(r.stdout).toContain('status:       completed');
+    expect(r.stdout).toContain('request:      what is 6 times 7?');
+    expect(r.stdout).toMatch(/turn 1 {2}model demo\/scripted: \d+ in \/ \d+ out tokens, finish tool_calls, \d+ ms/);
+    expect(r.stdout).toContain('says: Let me compute that.');
+    expect(r.stdout).toMatch(/turn 1 {2}tool calculator \(\S+\): ok, \d+ ms\n {10}expression: 6\*7\n {10}→ 42\n/);
+    expect(r.stdout).toMatch(/turn 2 {2}model demo\/scripted: .*finish stop/);
+    expect(r.stdout).toMatch(/answer:\nThe answer is 42\.\n\(demo\/scripted, \d+ tokens/);
+
+    const j = await cli('run', 'show', calcRun, '--json');
+    expectExit(j, 0);
+    const run = parseJson<Json>(j);
+    expect(run.steps.map((s: { kind: string }) => s.kind)).toEqual(['model', 'tool_start', 'tool_end', 'model']);
+    expect(run.steps[2]).toMatchObject({ name: 'calculator', result: '42', is_error: false });
+    expect(run.response.content).toBe('The answer is 42.');
+  });
+
+  it('run list: a table, filters, pages; --json prints the page', async () => {
+    const r = await cli('run', 'list');
+    expectExit(r, 0);
+    const [header, ...rows] = r.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^ID\s+AGENT\s+STATUS\s+ORIGIN\s+RESUMES\s+CREATED$/);
+    expect(rows.find((l) => l.startsWith(calcRun))).toMatch(
+      /assistant\s+completed\s+background\s+0\s+\d{4}-\d\d-\d\dT/,
+    );
+
+    const j = await cli(
+      'run',
+      'list',
+      '--agent',
+      'assistant',
+      '--status',
+      'completed',
+      '--origin',
+      'background',
+      '--json',
+    );
+    expectExit(j, 0);
+    const page = parseJson<Json>(j);
+    expect(page.runs.length).toBeGreaterThanOrEqual(4);
+    for (const run of page.runs)
+      expect(run).toMatchObject({ agent: 'assistant', status: 'completed', origin: 'background' });
+
+    const first = await cli('run', 'list', '--limit', '1');
+    expectExit(first, 0);
+    const cursor = /\(more: --cursor (\S+)\)/.exec(first.stdout)?.[1];
+    expect(cursor).toMatch(RUN_ID);
+    const second = await cli('run', 'list', '--limit', '1', '--cursor', cursor!, '--json');
+    expect(parseJson<Json>(second).runs[0].id).not.toBe(cursor);
+
+    const none = await cli('run', 'list', '--agent', 'nobody');
+    expectExit(none, 0);
+    expect(none.stderr).toContain('no runs match');
+  });
+
+  it('run list refuses an unknown status or origin, and --waiting with another status (exit 2)', async () => {
+    for (const [args, message] of [
+      [['--status', 'done'], '--status expects one of running, awaiting_approval, completed, failed, cancelled'],
+      [['--origin', 'cron'], '--origin expects one of invoke, background, message, openai, mcp'],
+      [['--waiting', '--status', 'running'], '--waiting lists the runs awaiting approval'],
+      [['--limit', '0'], '--limit expects a whole number between 1 and 500'],
+    ] as const) {
+      const r = await cli('run', 'list', ...args);
+      expectExit(r, 2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+
+  it('a failed run: --wait exits 1 with its error; --json prints the run and exits 1', async () => {
+    const r = await cli('run', 'start', 'assistant', 'nothing matches this', '--wait');
+    expectExit(r, 1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/error: run exec_\S+ failed: .*no rule matches/);
+    expect(r.stderr).toMatch(/see its steps with: caxton run show exec_/);
+    expectNoStackTrace(r);
+
+    const j = await cli('--json', 'run', 'start', 'assistant', 'nothing matches this either', '--wait');
+    expectExit(j, 1);
+    expect(parseJson<Json>(j)).toMatchObject({ status: 'failed', response: null, error: { code: expect.any(String) } });
+
+    const list = await cli('run', 'list', '--status', 'failed');
+    expect(list.stdout).toMatch(/assistant\s+failed \(\S+\)\s+background/);
+  });
+
+  it('run cancel stops a running run; the --wait following it exits 1; cancelling again says it had ended', async () => {
+    const waiting = cli('run', 'start', 'assistant', 'answer slowly', '--wait');
+    const { value: id } = await waitUntil(
+      async () => {
+        const r = await cli('--json', 'run', 'list', '--status', 'running');
+        return (parseJson<Json>(r).runs as { id: string }[])[0]?.id;
+      },
+      { timeoutMs: 20_000, intervalMs: 200, what: 'the slow run to be listed as running' },
+    );
+    const c = await cli('run', 'cancel', id);
+    expectExit(c, 0);
+    expect(c.stdout).toBe(`cancelled run ${id}\n`);
+
+    const w = await waiting;
+    expectExit(w, 1);
+    expect(w.stderr).toContain(`error: run ${id} was cancelled`);
+
+    const show = await cli('run', 'show', id);
+    expect(show.stdout).toContain('status:       cancelled');
+    expect(show.stdout).toMatch(/^error: {8}cancelled: /m);
+    expect(show.stdout).toContain('steps:        none recorded yet');
+
+    const twice = await cli('run', 'cancel', id);
+    expectExit(twice, 0);
+    expect(twice.stdout).toBe(`run ${id} had already ended (cancelled (cancelled)); nothing to cancel\n`);
+    const j = await cli('run', 'cancel', id, '--json');
+    expectExit(j, 0);
+    expect(parseJson<Json>(j)).toMatchObject({ id, status: 'cancelled' });
+  }, 90_000);
+
+  it('an unknown run id: show, cancel, approve and deny exit 1 with "no run"; --json gives the error envelope', async () => {
+    for (const cmd of ['show', 'cancel']) {
+      const r = await cli('run', cmd, 'exec_nope');
+      expectExit(r, 1);
+      expect(r.stderr).toBe('error: no run "exec_nope"\n');
+      expectNoStackTrace(r);
+      const j = await cli('--json', 'run', cmd, 'exec_nope');
+      expectExit(j, 1);
+      expect(parseJson<Json>(j).error).toMatchObject({ code: 'not_found', message: 'no run "exec_nope"' });
+    }
+    const blank = await cli('run', 'show', ' ');
+    expectExit(blank, 2);
+    expect(blank.stderr).toContain('a run id is 1 to 200 characters');
+  });
+
+  it('run approve / deny send the decision; a server without approvals is named as such (exit 1)', async () => {
+    for (const verb of ['approve', 'deny']) {
+      const r = await cli('run', verb, calcRun, 'call_1', '--reason', 'checked');
+      expectExit(r, 1);
+      expect(r.stderr).toContain(
+        `error: this server does not support approvals (no route POST /api/v1/runs/${calcRun}/${verb})`,
+      );
+      expectNoStackTrace(r);
+      const j = await cli('--json', 'run', verb, calcRun);
+      expectExit(j, 1);
+      expect(parseJson<Json>(j).error.code).toBe('route_not_found');
+    }
+    const waiting = await cli('run', 'list', '--waiting');
+    expectExit(waiting, 1);
+    expect(waiting.stderr).toContain('this server does not support approvals');
+  });
+
+  it('--help of each subcommand names its arguments and options', async () => {
+    const r = await cli('run', '--help');
+    expectExit(r, 0);
+    for (const sub of ['start', 'list', 'show', 'cancel', 'approve', 'deny']) expect(r.stdout).toContain(sub);
+    const start = await cli('run', 'start', '--help');
+    expect(start.stdout).toContain('--idempotency-key <key>');
+    expect(start.stdout).toContain('--wait');
+    const missing = await cli('run', 'show');
+    expectExit(missing, 2);
+    expect(missing.stderr).toContain("missing required argument 'run'");
+  });
+});
+
+describe('run show text', () => {
+  const base = {
+    id: 'exec_x',
+    agent: 'ops',
+    origin: 'message',
+    status: 'failed',
+    principal: 'key:ci',
+    conversation_id: 'conv_1',
+    message_id: 'msg_1',
+    created_at: '2026-11-28T00:00:00.000Z',
+    updated_at: '2026-11-28T00:00:01.000Z',
+    resumes: 1,
+    running_here: false,
+    error: { code: 'llm_error', message: 'the model went away' },
+    request: 'clean up',
+    response: null,
+  };
+  const reply = (tool_calls: { id: string; name: string; arguments: unknown }[]) => ({
+    content: '',
+    tool_calls,
+    usage: { input_tokens: 10, output_tokens: 2, total_tokens: 12 },
+    finish_reason: 'tool_calls',
+    provider: 'p',
+    model: 'm',
+    latency_ms: 5,
+  });
+
+  it('marks an interrupted call, cuts long results, shows a call with no result and the approvals', () => {
+    const text = describeRun({
+      ...base,
+      steps: [
+        { kind: 'context', memory_context: 'abc' },
+        {
+          kind: 'model',
+          turn: 1,
+          reply: reply([{ id: 'a', name: 'fs.write', arguments: { path: '/tmp/x', data: 'y'.repeat(1000) } }]),
+        },
+        { kind: 'tool_start', turn: 1, id: 'a', name: 'fs.write' },
+        {
+          kind: 'tool_end',
+          turn: 1,
+          id: 'a',
+          name: 'fs.write',
+          result: 'unknown outcome',
+          is_error: true,
+          duration_ms: 0,
+          interrupted: true,
+        },
+        {
+          kind: 'model',
+          turn: 2,
+          reply: reply([{ id: 'b', name: 'web.fetch', arguments: { url: 'https://example.com' } }]),
+        },
+        { kind: 'tool_start', turn: 2, id: 'b', name: 'web.fetch' },
+        {
+          kind: 'tool_end',
+          turn: 2,
+          id: 'b',
+          name: 'web.fetch',
+          result: 'z'.repeat(5000),
+          is_error: false,
+          duration_ms: 12,
+        },
+        { kind: 'approval_requested', turn: 3, id: 'c', name: 'shell.run', arguments: { cmd: 'rm -rf /tmp/x' }, at: 0 },
+        { kind: 'approval', turn: 3, id: 'c', decision: 'denied', by: 'key:admin', at: 1000, reason: 'not today' },
+        { kind: 'model', turn: 4, reply: reply([{ id: 'd', name: 'fs.read', arguments: {} }]) },
+        { kind: 'tool_start', turn: 4, id: 'd', name: 'fs.read' },
+      ],
+    });
+    expect(text).toContain('error:        llm_error: the model went away');
+    expect(text).toContain('memory context for the first prompt: 3 characters');
+    expect(text).toMatch(
+      /turn 1 {2}tool fs\.write \(a\): INTERRUPTED, outcome unknown, not run again\n {10}path: \/tmp\/x\n {10}data: y{299}…\n/,
+    );
+    expect(text).toMatch(
+      /turn 2 {2}tool web\.fetch \(b\): ok, 12 ms\n {10}url: https:\/\/example\.com\n {10}→ z{299}…\n/,
+    );
+    expect(text).toMatch(
+      /turn 3 {2}approval asked for shell\.run \(c\) at 1970-01-01T00:00:00\.000Z\n {10}cmd: rm -rf \/tmp\/x\n/,
+    );
+    expect(text).toContain('turn 3  denied (c) by key:admin at 1970-01-01T00:00:01.000Z: not today');
+    expect(text).toMatch(/turn 4 {2}tool fs\.read \(d\): started, no result recorded\n {10}\(no arguments\)/);
+    expect(text).not.toContain('answer:');
+  });
+
+  it('a run waiting for approval names the calls and the commands that decide', () => {
+    const text = describeRun({
+      ...base,
+      status: 'awaiting_approval',
+      error: null,
+      steps: [
+        { kind: 'model', turn: 1, reply: reply([{ id: 'c', name: 'shell.run', arguments: { cmd: 'ls' } }]) },
+        { kind: 'approval_requested', turn: 1, id: 'c', name: 'shell.run', arguments: { cmd: 'ls' }, at: 0 },
+      ],
+    });
+    expect(text).toContain('waiting for approval: shell.run (c)');
+    expect(text).toContain('decide with: caxton run approve exec_x  or  caxton run deny exec_x --reason TEXT');
+  });
+});
