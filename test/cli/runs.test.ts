@@ -1,8 +1,12 @@
 /**
- * `caxton run` (durable runs) as real child processes against a real `caxton serve` whose agent
- * answers through the scripted provider: a calculator call, an echo, a reply slow enough to cancel,
- * and a request no rule matches (the script has no fallback, so that run fails).
+ * `caxton run` (durable runs) as real child processes against a real `caxton serve` whose agents
+ * answer through the scripted provider: a calculator call, an echo, a reply slow enough to cancel,
+ * and a request no rule matches (the script has no fallback, so that run fails). The agent
+ * `guarded` needs a person's approval for each calculator call.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun } from '../../src/cli/commands/runs.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -11,6 +15,7 @@ import {
   expectExit,
   expectNoStackTrace,
   parseJson,
+  runCli,
   startScriptedServe,
   tomlAgent,
   type ScriptedServe,
@@ -45,12 +50,19 @@ const RUN_ID = /^exec_[0-9a-f-]{36}$/;
 
 describe('caxton run', () => {
   let cli: ScriptedServe['cli'];
+  /** The run as GET /api/v1/runs/{id} has it, read through the CLI, which finds the server's admin key. */
+  const api = async (id: string): Promise<Json> => parseJson<Json>(await cli('--json', 'run', 'show', id));
 
   beforeAll(async () => {
     ({ cli } = await startScriptedServe({
       prefix: 'caxton-runs-cli-',
       replies: REPLIES,
-      agents: { 'assistant.toml': tomlAgent('assistant', { extra: 'tools = ["calculator"]\n' }) },
+      agents: {
+        'assistant.toml': tomlAgent('assistant', { extra: 'tools = ["calculator"]\n' }),
+        'guarded.toml': tomlAgent('guarded', {
+          extra: 'tools = ["calculator"]\n\n[execution]\nrequire_approval = ["calculator"]\n',
+        }),
+      },
     }));
   });
   afterAll(cleanup);
@@ -219,7 +231,7 @@ describe('caxton run', () => {
     const show = await cli('run', 'show', id);
     expect(show.stdout).toContain('status:       cancelled');
     expect(show.stdout).toMatch(/^error: {8}cancelled: /m);
-    expect(show.stdout).toContain('steps:        none recorded yet');
+    expect(show.stdout).toMatch(/^steps: {8}none recorded$/m);
 
     const twice = await cli('run', 'cancel', id);
     expectExit(twice, 0);
@@ -229,7 +241,7 @@ describe('caxton run', () => {
     expect(parseJson<Json>(j)).toMatchObject({ id, status: 'cancelled' });
   }, 90_000);
 
-  it('an unknown run id: show, cancel, approve and deny exit 1 with "no run"; --json gives the error envelope', async () => {
+  it('an unknown run id: show and cancel exit 1 with "no run"; --json gives the error envelope', async () => {
     for (const cmd of ['show', 'cancel']) {
       const r = await cli('run', cmd, 'exec_nope');
       expectExit(r, 1);
@@ -244,21 +256,131 @@ describe('caxton run', () => {
     expect(blank.stderr).toContain('a run id is 1 to 200 characters');
   });
 
-  it('run approve / deny send the decision; a server without approvals is named as such (exit 1)', async () => {
+  it('a call that needs approval: list --waiting, show names it, approve runs it and the run ends', async () => {
+    const started = await cli('run', 'start', 'guarded', 'what is 6 times 7?');
+    expectExit(started, 0);
+    const id = started.stdout.trim();
+    await waitUntil(async () => (await api(id)).status === 'awaiting_approval', {
+      timeoutMs: 20_000,
+      what: 'the run to wait for approval',
+    });
+
+    const list = await cli('run', 'list', '--waiting');
+    expectExit(list, 0);
+    expect(list.stdout).toMatch(new RegExp(`^${id}\\s+guarded\\s+awaiting_approval\\s+background\\s+0\\s`, 'm'));
+    const j = await cli('run', 'list', '--waiting', '--json');
+    expect((parseJson<Json>(j).runs as { id: string }[]).map((r) => r.id)).toContain(id);
+
+    const show = await cli('run', 'show', id);
+    expectExit(show, 0);
+    expect(show.stdout).toContain('status:       awaiting_approval');
+    expect(show.stdout).toMatch(
+      /turn 1 {2}approval asked for calculator \((\S+)\) at \d{4}-.*\n {10}expression: 6\*7\n/,
+    );
+    const call = /approval asked for calculator \((\S+)\)/.exec(show.stdout)![1]!;
+    expect(show.stdout).toContain(`waiting for approval: calculator (${call})`);
+    expect(show.stdout).toContain(`decide with: caxton run approve ${id}  or  caxton run deny ${id} --reason TEXT`);
+    const shown = parseJson<Json>(await cli('run', 'show', id, '--json'));
+    expect(shown.approvals).toMatchObject([{ call_id: call, tool: 'calculator', decision: null }]);
+
+    const ok = await cli('run', 'approve', id, '--reason', 'checked the numbers');
+    expectExit(ok, 0);
+    expect(ok.stdout).toMatch(new RegExp(`^approved the waiting call of run ${id}; the run is (running|completed)\n$`));
+    await waitUntil(async () => (await api(id)).status === 'completed', { timeoutMs: 20_000, what: 'the run to end' });
+    const after = await cli('run', 'show', id);
+    expect(after.stdout).toMatch(new RegExp(`turn 1 {2}approved \\(${call}\\) by \\S+ at \\S+: checked the numbers`));
+    expect(after.stdout).toMatch(/tool calculator \(\S+\): ok, \d+ ms\n {10}expression: 6\*7\n {10}→ 42/);
+    expect(after.stdout).toContain('answer:\nThe answer is 42.');
+
+    const again = await cli('run', 'approve', id);
+    expectExit(again, 1);
+    expect(again.stderr).toContain(`error: run ${id} is completed: nothing in it waits for approval`);
+    expectNoStackTrace(again);
+  }, 90_000);
+
+  it('run deny CALL --reason: the call does not run and the model is told why; --json prints the run', async () => {
+    const id = (await cli('run', 'start', 'guarded', 'and 6 times 7 again?')).stdout.trim();
+    await waitUntil(async () => (await api(id)).status === 'awaiting_approval', {
+      timeoutMs: 20_000,
+      what: 'the run to wait for approval',
+    });
+    const call = (await api(id)).approvals[0].call_id as string;
+
+    const wrong = await cli('run', 'deny', id, 'call_nope');
+    expectExit(wrong, 1);
+    expect(wrong.stderr).toContain(`no call "call_nope" waiting for approval; waiting: ${call}`);
+
+    const j = await cli('--json', 'run', 'deny', id, call, '--reason', 'not today');
+    expectExit(j, 0);
+    expect(parseJson<Json>(j)).toMatchObject({ id, agent: 'guarded' });
+    await waitUntil(async () => (await api(id)).status === 'completed', { timeoutMs: 20_000, what: 'the run to end' });
+    const show = await cli('run', 'show', id);
+    expect(show.stdout).toMatch(new RegExp(`denied \\(${call}\\) by \\S+ at \\S+: not today`));
+    expect(show.stdout).toMatch(
+      /tool calculator \(\S+\): denied, not run\n {10}expression: 6\*7\n {10}→ the call of "calculator" was not run: approval was denied: not today\./,
+    );
+    expect(show.stdout).toMatch(/answer:\nThe answer is .*approval was denied: not today/);
+  }, 90_000);
+
+  it('run start --wait on a run that waits for approval says so, and ends once someone approves', async () => {
+    const waiting = cli('run', 'start', 'guarded', 'finally, 6 times 7?', '--wait');
+    const { value: id } = await waitUntil(
+      async () => (parseJson<Json>(await cli('--json', 'run', 'list', '--waiting')).runs as { id: string }[])[0]?.id,
+      { timeoutMs: 20_000, intervalMs: 200, what: 'the run to wait for approval' },
+    );
+    expectExit(await cli('run', 'approve', id), 0);
+    const w = await waiting;
+    expectExit(w, 0);
+    expect(w.stdout).toBe('The answer is 42.\n');
+    expect(w.stderr).toContain(`run ${id} is waiting for approval of calculator: caxton run approve ${id}`);
+  }, 90_000);
+
+  it('approve and deny of an unknown run exit 1 with "no run"', async () => {
     for (const verb of ['approve', 'deny']) {
-      const r = await cli('run', verb, calcRun, 'call_1', '--reason', 'checked');
+      const r = await cli('run', verb, 'exec_nope', '--reason', 'x');
       expectExit(r, 1);
-      expect(r.stderr).toContain(
-        `error: this server does not support approvals (no route POST /api/v1/runs/${calcRun}/${verb})`,
-      );
-      expectNoStackTrace(r);
-      const j = await cli('--json', 'run', verb, calcRun);
+      expect(r.stderr).toBe('error: no run "exec_nope"\n');
+      const j = await cli('--json', 'run', verb, 'exec_nope');
       expectExit(j, 1);
-      expect(parseJson<Json>(j).error.code).toBe('route_not_found');
+      expect(parseJson<Json>(j).error.code).toBe('not_found');
     }
-    const waiting = await cli('run', 'list', '--waiting');
-    expectExit(waiting, 1);
-    expect(waiting.stderr).toContain('this server does not support approvals');
+  });
+
+  it('a server without approvals is named as such, not as a missing run (exit 1)', async () => {
+    const old = createServer((req, res) => {
+      const status = req.url?.startsWith('/api/v1/runs?') ? 400 : 404;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: {
+            code: status === 400 ? 'invalid_request' : 'route_not_found',
+            message:
+              status === 400
+                ? 'invalid querystring: status: status must be one of "running", "completed", "failed", "cancelled"'
+                : `no route ${req.method} ${req.url}; see /api/v1/openapi.json`,
+            details: null,
+            request_id: 'r',
+          },
+        }),
+      );
+    });
+    await new Promise<void>((r) => old.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(old.address() as AddressInfo).port}`;
+    try {
+      const approve = await runCli(['--server', url, 'run', 'approve', 'exec_1'], { cwd: tmpdir() });
+      expectExit(approve, 1);
+      expect(approve.stderr).toBe(
+        'error: this server does not support approvals (no route POST /api/v1/runs/exec_1/approve)\n  it runs an older Caxton: upgrade it to approve or deny tool calls\n',
+      );
+      const waiting = await runCli(['--server', url, 'run', 'list', '--waiting'], { cwd: tmpdir() });
+      expectExit(waiting, 1);
+      expect(waiting.stderr).toContain('this server does not support approvals (it knows no awaiting_approval status)');
+      const show = await runCli(['--server', url, '--json', 'run', 'show', 'exec_1'], { cwd: tmpdir() });
+      expectExit(show, 1);
+      expect(parseJson<Json>(show).error.code).toBe('route_not_found');
+    } finally {
+      await new Promise((r) => old.close(r));
+    }
   });
 
   it('--help of each subcommand names its arguments and options', async () => {

@@ -55,9 +55,23 @@ interface AgentResponseJson {
   model: string;
 }
 
+interface ApprovalJson {
+  turn: number;
+  call_id: string;
+  tool: string;
+  arguments: Record<string, unknown>;
+  requested_at: string;
+  decision: 'approved' | 'denied' | null;
+  decided_by: string | null;
+  decided_at: string | null;
+  reason: string | null;
+}
+
 interface RunViewJson extends RunJson {
   request: string;
   steps: StepJson[];
+  /** Every call that waited for a person (a server without approvals has none to give). */
+  approvals?: ApprovalJson[];
   response: AgentResponseJson | null;
 }
 
@@ -128,13 +142,15 @@ function argumentLines(args: unknown, indent: string): string[] {
   return entries.map(([k, v]) => `${indent}${k}: ${truncate(valueText(v), CUT)}`);
 }
 
-/** Calls waiting for a person: an `approval_requested` step with no `approval` after it. */
-function waitingCalls(steps: readonly StepJson[]): StepJson[] {
-  const waiting: StepJson[] = [];
-  for (const s of steps) {
-    if (s.kind === 'approval_requested') waiting.push(s);
+/** Calls waiting for a person, as `TOOL (CALL)`, in the order asked. */
+function waitingCalls(r: RunViewJson): { tool: string; call_id: string }[] {
+  if (r.approvals) return r.approvals.filter((a) => a.decision === null);
+  // From the steps, for a view without `approvals`: a request with no decision after it.
+  const waiting: { tool: string; call_id: string; turn: unknown }[] = [];
+  for (const s of r.steps) {
+    if (s.kind === 'approval_requested') waiting.push({ tool: String(s.name), call_id: String(s.id), turn: s.turn });
     else if (s.kind === 'approval') {
-      const i = waiting.findIndex((w) => w.turn === s.turn && w.id === s.id);
+      const i = waiting.findIndex((w) => w.turn === s.turn && w.call_id === s.id);
       if (i >= 0) waiting.splice(i, 1);
     }
   }
@@ -167,12 +183,14 @@ export function describeRun(r: RunViewJson): string {
 
   const calls = new Map<string, ToolCallJson>();
   const ends = new Map<string, StepJson>();
+  const denied = new Set<string>();
   const key = (s: { turn?: unknown; id?: unknown }) => `${String(s.turn)}:${String(s.id)}`;
   for (const s of r.steps) {
     if (s.kind === 'model')
       for (const c of (s.reply as ModelReplyJson | undefined)?.tool_calls ?? [])
         calls.set(`${String(s.turn)}:${c.id}`, c);
     else if (s.kind === 'tool_end') ends.set(key(s), s);
+    else if (s.kind === 'approval' && s.decision === 'denied') denied.add(key(s));
   }
 
   const steps: string[] = [];
@@ -188,11 +206,10 @@ export function describeRun(r: RunViewJson): string {
         ...args,
         `${pad}→ ${truncate(String(end.result), CUT)}`,
       ];
-    return [
-      `${head}: ${end.is_error === true ? 'error' : 'ok'}, ${Math.round(Number(end.duration_ms))} ms`,
-      ...args,
-      `${pad}→ ${truncate(String(end.result), CUT) || '(empty)'}`,
-    ];
+    const outcome = denied.has(key(s))
+      ? 'denied, not run'
+      : `${end.is_error === true ? 'error' : 'ok'}, ${Math.round(Number(end.duration_ms))} ms`;
+    return [`${head}: ${outcome}`, ...args, `${pad}→ ${truncate(String(end.result), CUT) || '(empty)'}`];
   };
   for (const s of r.steps) {
     if (s.kind === 'context')
@@ -222,15 +239,22 @@ export function describeRun(r: RunViewJson): string {
       );
     } else steps.push(`turn ${String(s.turn ?? '-')}  ${s.kind}`);
   }
-  lines.push('', steps.length > 0 ? 'steps:' : 'steps:        none recorded yet', ...steps.map((l) => `  ${l}`));
+  lines.push(
+    '',
+    steps.length > 0 ? 'steps:' : `steps:        none recorded${ENDED.has(r.status) ? '' : ' yet'}`,
+    ...steps.map((l) => `  ${l}`),
+  );
 
-  const waiting = waitingCalls(r.steps);
-  if (r.status === 'awaiting_approval' && waiting.length > 0)
+  const waiting = waitingCalls(r);
+  if (r.status === 'awaiting_approval' && waiting.length > 0) {
+    // Without a call id the server decides on the first waiting call; name it when there are more.
+    const call = waiting.length > 1 ? ` ${waiting[0]!.call_id}` : '';
     lines.push(
       '',
-      `waiting for approval: ${waiting.map((w) => `${String(w.name)} (${String(w.id)})`).join(', ')}`,
-      `decide with: caxton run approve ${r.id}${waiting.length > 1 ? ' CALL' : ''}  or  caxton run deny ${r.id}${waiting.length > 1 ? ' CALL' : ''} --reason TEXT`,
+      `waiting for approval: ${waiting.map((w) => `${w.tool} (${w.call_id})`).join(', ')}`,
+      `decide with: caxton run approve ${r.id}${call}  or  caxton run deny ${r.id}${call} --reason TEXT`,
     );
+  }
   if (r.response) lines.push('', 'answer:', r.response.content, usageLine(r.response));
   return lines.join('\n');
 }
@@ -238,8 +262,8 @@ export function describeRun(r: RunViewJson): string {
 /** What a run is doing now, from its last step: the progress line of `--wait`. */
 function phaseOf(r: RunViewJson): string {
   if (r.status === 'awaiting_approval') {
-    const w = waitingCalls(r.steps);
-    return `waiting for approval of ${w.map((x) => String(x.name)).join(', ') || 'a tool call'}: caxton run approve ${r.id}`;
+    const w = waitingCalls(r);
+    return `waiting for approval of ${w.map((x) => x.tool).join(', ') || 'a tool call'}: caxton run approve ${r.id}`;
   }
   const last = r.steps[r.steps.length - 1];
   const turn = last?.turn !== undefined ? `turn ${String(last.turn)}, ` : '';
@@ -467,7 +491,7 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
           : 'deny a tool call a run is waiting on: the call does not run, the model is told why',
       )
       .argument('<run>', 'run id (see `caxton run list --waiting`)')
-      .argument('[call]', 'the call id (see `caxton run show RUN`); needed when the run waits on several calls')
+      .argument('[call]', 'the call id (see `caxton run show RUN`); default: the first call the run waits on')
       .option('--reason <text>', approve ? 'why (kept with the decision)' : 'why (kept, and given to the model)')
       .addHelpText(
         'after',
