@@ -335,6 +335,21 @@ describe('caxton run', () => {
     expect(w.stderr).toContain(`run ${id} is waiting for approval of calculator: caxton run approve ${id}`);
   }, 90_000);
 
+  it('agent run of a call that needs approval exits 1 naming the run to decide on (the envelope with --json)', async () => {
+    const r = await cli('agent', 'run', 'guarded', 'what is 6 times 7 now?');
+    expectExit(r, 1);
+    const id = /^error: run (exec_\S+) waits for approval of a call of "calculator"/.exec(r.stderr)?.[1];
+    expect(id, r.stderr).toBeDefined();
+    expect(r.stderr).toContain(`decide with: caxton run approve ${id}  or  caxton run deny ${id} --reason TEXT`);
+    expectNoStackTrace(r);
+
+    const j = await cli('--json', 'agent', 'run', 'guarded', 'what is 6 times 7 then?');
+    expectExit(j, 1);
+    expect(parseJson<Json>(j).error).toMatchObject({ code: 'awaiting_approval', details: { tool: 'calculator' } });
+    for (const run of [id!, parseJson<Json>(j).error.details.run_id as string])
+      expectExit(await cli('run', 'cancel', run), 0);
+  }, 60_000);
+
   it('approve and deny of an unknown run exit 1 with "no run"', async () => {
     for (const verb of ['approve', 'deny']) {
       const r = await cli('run', verb, 'exec_nope', '--reason', 'x');
