@@ -7,6 +7,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun } from '../../src/cli/commands/runs.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -17,6 +18,8 @@ import {
   parseJson,
   runCli,
   startScriptedServe,
+  startServe,
+  stopServe,
   tomlAgent,
   type ScriptedServe,
 } from './helpers/cli.js';
@@ -41,6 +44,12 @@ latency_ms = 60000
 content = "too late"
 
 [[rules]]
+name = "a while"
+match = "in a while"
+latency_ms = 4000
+content = "took a while"
+
+[[rules]]
 name = "echo"
 match = "echo"
 content = "You said: {{request}}"
@@ -50,11 +59,13 @@ const RUN_ID = /^exec_[0-9a-f-]{36}$/;
 
 describe('caxton run', () => {
   let cli: ScriptedServe['cli'];
+  let dir: string;
+  let serve: ScriptedServe['serve'];
   /** The run as GET /api/v1/runs/{id} has it, read through the CLI, which finds the server's admin key. */
   const api = async (id: string): Promise<Json> => parseJson<Json>(await cli('--json', 'run', 'show', id));
 
   beforeAll(async () => {
-    ({ cli } = await startScriptedServe({
+    ({ cli, dir, serve } = await startScriptedServe({
       prefix: 'caxton-runs-cli-',
       replies: REPLIES,
       agents: {
@@ -397,6 +408,32 @@ describe('caxton run', () => {
       await new Promise((r) => old.close(r));
     }
   });
+
+  it('run start --wait outlasts a server killed and restarted: the run resumes and the answer is printed', async () => {
+    const waiting = runCli(['--server', serve.url, 'run', 'start', 'assistant', 'answer in a while', '--wait'], {
+      cwd: dir,
+      timeoutMs: 120_000,
+    });
+    await waitUntil(
+      async () =>
+        (parseJson<Json>(await cli('--json', 'run', 'list', '--status', 'running')).runs as unknown[]).length > 0,
+      { timeoutMs: 20_000, intervalMs: 200, what: 'the run to be listed as running' },
+    );
+    await stopServe(serve, 'SIGKILL');
+    serve = await startServe({
+      cwd: dir,
+      args: ['--config', join(dir, 'caxton.toml')],
+      port: serve.port,
+      metricsPort: serve.metricsPort,
+      readyTimeoutMs: 60_000,
+    });
+    const w = await waiting;
+    expectExit(w, 0);
+    expect(w.stdout).toBe('took a while\n');
+    expect(w.stderr).toContain('the server is unreachable; trying again for 60 s (the run resumes when it is back)');
+    const id = /^run (\S+)/.exec(w.stderr)![1]!;
+    expect(parseJson<Json>(await cli('--json', 'run', 'show', id)).resumes).toBe(1);
+  }, 150_000);
 
   it('--help of each subcommand names its arguments and options', async () => {
     const r = await cli('run', '--help');

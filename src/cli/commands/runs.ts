@@ -273,17 +273,23 @@ function phaseOf(r: RunViewJson): string {
   return `${turn}waiting for the model`;
 }
 
+/** How long `--wait` keeps asking a server that does not answer (one restarting) before it gives up. */
+const SERVER_GONE_MS = 60_000;
+
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 /**
  * Polls the run until it ends. On a terminal, stderr shows a spinner with what the run is doing;
- * elsewhere only the moment it starts waiting for a person is said, once.
+ * elsewhere only the moment it starts waiting for a person is said, once. A server that stops
+ * answering is asked again for a while: the run is durable, and resumes when it is back.
  */
 async function follow(client: ApiClient, id: string, out: Output): Promise<RunViewJson> {
   const tty = process.stderr.isTTY === true && !out.json;
   const t0 = Date.now();
   let frame = 0;
   let saidWaiting = false;
+  /** Since when the server has not answered: a restart, which the run survives, is waited out. */
+  let downSince: number | undefined;
   const clear = () => tty && process.stderr.write('\r\x1b[2K');
   const onSignal = () => {
     clear();
@@ -295,7 +301,31 @@ async function follow(client: ApiClient, id: string, out: Output): Promise<RunVi
   process.once('SIGINT', onSignal);
   try {
     for (;;) {
-      const r = await client.get<RunViewJson>(runPath(id));
+      let r: RunViewJson;
+      try {
+        r = await client.get<RunViewJson>(runPath(id));
+        downSince = undefined;
+      } catch (e) {
+        if (!(e instanceof CliError) || (e.json as ApiError['body'] | undefined)?.error?.code !== 'server_unreachable')
+          throw e;
+        downSince ??= Date.now();
+        const down = Math.round((Date.now() - downSince) / 1000);
+        if (Date.now() - downSince > SERVER_GONE_MS) {
+          clear();
+          e.lines.push(`the run resumes when the server is back; follow it then with: caxton run show ${id}`);
+          throw e;
+        }
+        if (tty)
+          process.stderr.write(
+            `\r\x1b[2K${SPINNER[frame++ % SPINNER.length]} server unreachable for ${down}s, trying again`,
+          );
+        else if (down === 0 && !out.json)
+          out.err(
+            `the server is unreachable; trying again for ${SERVER_GONE_MS / 1000} s (the run resumes when it is back)`,
+          );
+        await new Promise((res) => setTimeout(res, 1000));
+        continue;
+      }
       if (ENDED.has(r.status)) {
         clear();
         return r;
@@ -340,7 +370,10 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
       'the same key from the same caller to the same agent is the same run (start it again safely)',
       idempotencyKey,
     )
-    .option('--wait', 'follow the run until it ends and print its answer (Ctrl-C stops waiting, not the run)')
+    .option(
+      '--wait',
+      'follow the run until it ends and print its answer (Ctrl-C stops waiting, not the run; a server restart is waited out)',
+    )
     .addHelpText(
       'after',
       '\nExit codes: 0 started (with --wait: completed), 1 an API error or (with --wait) a failed or cancelled run, 2 usage error; 130 when Ctrl-C stops --wait.\n' +
