@@ -1,7 +1,8 @@
 /**
  * `caxton run` (durable runs) as real child processes against a real `caxton serve` whose agents
  * answer through the scripted provider: a calculator call, an echo, a reply slow enough to cancel,
- * and a request no rule matches (the script has no fallback, so that run fails). The agent
+ * one slow enough to kill the server during it, and a request no rule matches (the script has no
+ * fallback, so that run fails). The agent
  * `guarded` needs a person's approval for each calculator call.
  */
 import { createServer } from 'node:http';
@@ -46,7 +47,7 @@ content = "too late"
 [[rules]]
 name = "a while"
 match = "in a while"
-latency_ms = 4000
+latency_ms = 10000
 content = "took a while"
 
 [[rules]]
