@@ -65,13 +65,22 @@ export class ApiClient {
   async request<T>(
     method: string,
     path: string,
-    opts: { body?: string | Uint8Array; contentType?: string; timeoutMs?: number; accept?: readonly number[] } = {},
+    opts: {
+      body?: string | Uint8Array;
+      contentType?: string;
+      timeoutMs?: number;
+      accept?: readonly number[];
+      headers?: Record<string, string>;
+    } = {},
   ): Promise<{ status: number; data: T }> {
     let res: Response;
     try {
       res = await fetch(this.base + path, {
         method,
-        headers: this.headers(opts.contentType ? { 'content-type': opts.contentType } : {}),
+        headers: this.headers({
+          ...opts.headers,
+          ...(opts.contentType && { 'content-type': opts.contentType }),
+        }),
         ...(opts.body !== undefined && { body: opts.body }),
         signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
       });
@@ -100,7 +109,11 @@ export class ApiClient {
   }
 
   /** POSTs a JSON body (or none). */
-  post<T>(path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<{ status: number; data: T }> {
+  post<T>(
+    path: string,
+    body?: unknown,
+    opts: { timeoutMs?: number; headers?: Record<string, string> } = {},
+  ): Promise<{ status: number; data: T }> {
     return this.request<T>('POST', path, {
       ...(body !== undefined && { body: JSON.stringify(body), contentType: 'application/json' }),
       ...opts,

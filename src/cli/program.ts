@@ -31,7 +31,7 @@ export async function runCli(argv: readonly string[], codeCache?: CodeCacheHook)
     .configureOutput({ outputError: (s, write) => write(s) })
     .addHelpText(
       'after',
-      `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'\n  caxton status --watch\n  caxton logs --level warn --follow\n  caxton events --type lifecycle --since 1h\n  caxton key create --name ci --role operator --expires 30d\n  caxton login --server https://caxton.example.com --profile prod`,
+      `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton run start assistant "What is 6 times 7?" --wait\n  caxton run list --waiting\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'\n  caxton status --watch\n  caxton logs --level warn --follow\n  caxton events --type lifecycle --since 1h\n  caxton key create --name ci --role operator --expires 30d\n  caxton login --server https://caxton.example.com --profile prod`,
     );
 
   // Only the command that runs is imported (src/cli/commands/index.ts): `caxton --version` loads

@@ -32,6 +32,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   { names: ['health', 'status', 'config'], load: async () => (await import('./system.js')).registerSystemCommands },
   { names: ['logs', 'events'], load: async () => (await import('./observe.js')).registerObservabilityCommands },
   { names: ['execution', 'exec'], load: async () => (await import('./execution.js')).registerExecutionCommands },
+  { names: ['run'], load: async () => (await import('./runs.js')).registerRunCommands },
   { names: ['audit'], load: async () => (await import('./audit.js')).registerAuditCommand },
   { names: ['init'], load: async () => (await import('./init.js')).registerInit },
   { names: ['key', 'login', 'logout', 'whoami'], load: async () => (await import('./key.js')).registerKeyCommands },

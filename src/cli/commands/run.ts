@@ -13,7 +13,7 @@ interface AgentResponse {
   model: string;
 }
 
-function parseParams(pairs: string[]): Record<string, unknown> {
+export function parseParams(pairs: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const p of pairs) {
     const eq = p.indexOf('=');
@@ -55,6 +55,29 @@ async function streamRun(client: ApiClient, name: string, body: string, json: bo
   return final;
 }
 
+/**
+ * The answer of POST /invoke. A 202 is no answer: the run waits for a person to approve a tool
+ * call (its body is an error envelope naming the run), so the command fails with the way on.
+ */
+async function invoke(client: ApiClient, name: string, body: string): Promise<AgentResponse> {
+  const { status, data } = await client.request<AgentResponse | ApiError['body']>(
+    'POST',
+    `/api/v1/agents/${encodeURIComponent(name)}/invoke`,
+    { body, contentType: 'application/json', timeoutMs: 15 * 60_000 },
+  );
+  if (status === 202 && 'error' in data) {
+    const run = (data.error.details as { run_id?: string } | null)?.run_id ?? 'RUN';
+    throw new CliError(data.error.message, {
+      lines: [
+        `decide with: caxton run approve ${run}  or  caxton run deny ${run} --reason TEXT`,
+        `then see its answer with: caxton run show ${run}`,
+      ],
+      json: data,
+    });
+  }
+  return data as AgentResponse;
+}
+
 export function registerRun(agent: Command, ctx: CliContext): void {
   agent
     .command('run')
@@ -85,15 +108,7 @@ export function registerRun(agent: Command, ctx: CliContext): void {
           ...(opts.param.length > 0 && { parameters: params }),
           ...(opts.conversation && { conversation_id: opts.conversation }),
         });
-        const res = opts.stream
-          ? await streamRun(client, name, body, out.json)
-          : (
-              await client.request<AgentResponse>('POST', `/api/v1/agents/${encodeURIComponent(name)}/invoke`, {
-                body,
-                contentType: 'application/json',
-                timeoutMs: 15 * 60_000,
-              })
-            ).data;
+        const res = opts.stream ? await streamRun(client, name, body, out.json) : await invoke(client, name, body);
         if (out.json) return out.data(res);
         if (!opts.stream) {
           for (const t of res.tool_calls)

@@ -332,13 +332,14 @@ export interface ScriptedServe {
 
 /**
  * `caxton serve` in a new temporary folder (`prefix`): `data/`, `agents/` holding `agents` (file
- * name → text), the `demo` scripted provider answering "42" (replies.toml) as the default, and
- * `config` appended to its caxton.toml. cleanup() stops it.
+ * name → text), the `demo` scripted provider answering "42" (replies.toml, or `replies` as its
+ * text) as the default, and `config` appended to its caxton.toml. cleanup() stops it.
  */
 export async function startScriptedServe(opts: {
   prefix: string;
   agents: Record<string, string>;
   config?: string;
+  replies?: string;
 }): Promise<ScriptedServe> {
   assertBuilt();
   const dir = tempDir(opts.prefix);
@@ -359,7 +360,7 @@ type = "scripted"
 script = "replies.toml"
 ${opts.config ?? ''}`,
   );
-  writeFileSync(join(dir, 'replies.toml'), 'fallback = "42"\n');
+  writeFileSync(join(dir, 'replies.toml'), opts.replies ?? 'fallback = "42"\n');
   mkdirSync(join(dir, 'agents'));
   for (const [name, text] of Object.entries(opts.agents)) writeFileSync(join(dir, 'agents', name), text);
   const serve = await startServe({ cwd: dir, args: ['--config', file] });
