@@ -5,14 +5,17 @@
 import { describe, expect, it } from 'vitest';
 import { firstJsonError, JsonTextError, parseJsonText } from '../../console/src/pages/json-text.js';
 import { appendBounded, MAX_LINES } from '../../console/src/pages/tail-buffer.js';
-import { EVENT_TYPES, FIPA_ACTS } from '../../console/src/vocabulary.js';
+import { EVENT_TYPES, FIPA_ACTS, RUN_ORIGINS, RUN_STATUSES } from '../../console/src/vocabulary.js';
+import { RUN_ORIGINS as SERVER_RUN_ORIGINS, RUN_STATUSES as SERVER_RUN_STATUSES } from '../../src/execution/index.js';
 import { PERFORMATIVES } from '../../src/messaging/index.js';
 import { EVENT_TYPES as SERVER_EVENT_TYPES } from '../../src/observability/events.js';
 
 describe("the console's copies of the server's words", () => {
-  it('offers exactly the performatives and event types the server knows', () => {
+  it('offers exactly the performatives, event types, run states and run origins the server knows', () => {
     expect([...FIPA_ACTS].sort()).toEqual([...PERFORMATIVES].sort());
     expect([...EVENT_TYPES].sort()).toEqual([...SERVER_EVENT_TYPES].sort());
+    expect([...RUN_STATUSES]).toEqual([...SERVER_RUN_STATUSES]);
+    expect([...RUN_ORIGINS]).toEqual([...SERVER_RUN_ORIGINS]);
   });
 });
 
