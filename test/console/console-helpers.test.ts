@@ -142,8 +142,8 @@ describe("the run page's reading of a durable run's steps", () => {
       'call r',
       'resumed',
       'model',
-      'call b',
       'resumed',
+      'call b',
       'model',
     ]);
     expect(unlocated).toBe(0);
@@ -158,7 +158,7 @@ describe("the run page's reading of a durable run's steps", () => {
     const why = entries.flatMap((e) => (e.kind === 'resumed' ? [e.why] : []));
     expect(why[0]).toMatch(/journal\.append above was running when the server stopped.*not run again/);
     expect(why[1]).toMatch(/web\.fetch had started and not finished, and runs again/);
-    expect(why[2]).toMatch(/^Resumed when key:ops approved the call of journal\.append/);
+    expect(why[2]).toMatch(/^Waited for approval of journal\.append from .+ and resumed when key:ops approved it/);
   });
 
   it('counts the resumes the steps do not show (an interruption between two steps)', () => {

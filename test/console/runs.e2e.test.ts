@@ -123,10 +123,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
       expect(await call.getByTestId('step-approval').textContent()).toMatch(/approved by /);
       expect(await call.getByTestId('tool-result').textContent()).toBe('42');
       expect(await page.getByTestId('resume-gap').textContent()).toMatch(
-        /^Resumed when .+ approved the call of calculator/,
+        /^Waited for approval of calculator from .+ and resumed when .+ approved it/,
       );
-      // Finished: its execution record's timeline is on the same page.
+      // Finished: its execution record's timeline is on the same page; turns and tokens are the steps'.
       await page.getByTestId('waterfall').waitFor();
+      expect(await page.getByTestId('run-usage').textContent()).toMatch(/^2 model turns · \d+ tokens · /);
       await expectAccessible(page, 'an approved run, finished');
       await screenshot(page, 'run-approved');
       expect(problems).toEqual([]);

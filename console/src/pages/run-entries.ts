@@ -140,10 +140,17 @@ export function entriesOf(run: Pick<DurableRun, 'steps' | 'approvals' | 'resumes
     } else if (s.kind === 'approval_requested') callOf(s.turn, s.id, s.name);
     else if (s.kind === 'approval') {
       located++;
+      // The run stopped at the request and went on from the decision: the mark goes between them,
+      // and the call (which ran, or was refused, after it) below the mark.
+      const c = calls.get(`${s.turn}:${s.id}`);
+      const at = c ? entries.findIndex((e) => e.kind === 'call' && e.call === c) : -1;
+      if (at >= 0) entries.splice(at, 1);
+      const asked = c?.approval ? `from ${when(c.approval.requested_at)} ` : '';
       entries.push({
         kind: 'resumed',
-        why: `Resumed when ${s.by} ${s.decision} the call of ${calls.get(`${s.turn}:${s.id}`)?.name ?? s.id}, ${when(s.at)}.`,
+        why: `Waited for approval of ${c?.name ?? s.id} ${asked}and resumed when ${s.by} ${s.decision} it, ${when(s.at)}.`,
       });
+      if (c) entries.push({ kind: 'call', call: c });
     } else if (s.kind === 'tool_start') {
       const c = callOf(s.turn, s.id, s.name);
       c.starts++;

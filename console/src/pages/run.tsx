@@ -52,6 +52,18 @@ export default function RunPage({ params }: PageProps) {
   return <RunView key={id} id={id} />;
 }
 
+/** Model turns and tokens as the run's steps recorded them. */
+function modelUsage(d: DurableRun): string {
+  let turns = 0;
+  let tokens = 0;
+  for (const s of d.steps)
+    if (s.kind === 'model') {
+      turns++;
+      tokens += s.reply.usage.total_tokens;
+    }
+  return `${turns} model turn${turns === 1 ? '' : 's'} · ${tokens} tokens`;
+}
+
 const FINISHED = new Set(['completed', 'failed', 'cancelled']);
 
 function RunView({ id }: { id: string }) {
@@ -148,14 +160,30 @@ function RunView({ id }: { id: string }) {
                 </dd>
               </>
             )}
-            {r && (
+            {d ? (
               <>
-                <dt>Took</dt>
-                <dd>
-                  {Math.round(r.duration_ms)} ms · {r.turns} model turn{r.turns === 1 ? '' : 's'} ·{' '}
-                  {r.usage.input_tokens + r.usage.output_tokens} tokens{r.model && <> · {r.model}</>}
+                <dt>Model</dt>
+                <dd data-testid="run-usage">
+                  {/* From the steps: the execution record of a run that resumed covers its last execution only. */}
+                  {modelUsage(d)}
+                  {r && (
+                    <>
+                      {' '}
+                      · {Math.round(r.duration_ms)} ms in its last execution{r.model && <> · {r.model}</>}
+                    </>
+                  )}
                 </dd>
               </>
+            ) : (
+              r && (
+                <>
+                  <dt>Took</dt>
+                  <dd>
+                    {Math.round(r.duration_ms)} ms · {r.turns} model turn{r.turns === 1 ? '' : 's'} ·{' '}
+                    {r.usage.input_tokens + r.usage.output_tokens} tokens{r.model && <> · {r.model}</>}
+                  </dd>
+                </>
+              )
             )}
             {(r?.conversation_id ?? d?.conversation_id) && (
               <>
