@@ -2,9 +2,11 @@
  * The Runs pages in a real browser against a real server with the scripted model: an agent whose
  * calculator calls need a person's approval (`[execution] require_approval`). The list filtered to
  * what waits, a waiting run opened and approved in the page until it answers, another denied with
- * a reason that reaches the model (its answer quotes it), the links from an agent's page and the
- * overview, and axe on each page.
+ * a reason that reaches the model (its answer quotes it), a resumed run's interrupted call and
+ * resumes marked, the links from an agent's page and the overview, and axe on each page.
  */
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/http.js';
@@ -176,6 +178,79 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
       // The server recorded the same decision.
       const run = await api<{ approvals: { decision: string; reason: string }[] }>('GET', `/api/v1/runs/${id}`);
       expect(run.json.approvals.map((a) => [a.decision, a.reason])).toEqual([['denied', 'not on a Sunday']]);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('marks a resumed run: its interrupted call, where it resumed, and the resumes its steps do not show', async () => {
+    // A run as a crash leaves it, written into the server's journal as the server would have: the
+    // append was running when the server died, so the resumed run did not repeat it. Crashing the
+    // server itself is test/execution's (durable-runs-*.test.ts); this is about what the page shows.
+    const id = 'exec_00000000-0000-7000-8000-00000000c0de';
+    const reply = (content: string, calls: { id: string; name: string; arguments: unknown }[]) => ({
+      content,
+      tool_calls: calls,
+      usage: { input_tokens: 10, output_tokens: 5, total_tokens: 15 },
+      finish_reason: calls.length > 0 ? 'tool_calls' : 'stop',
+      provider: 'scripted',
+      model: 's',
+      latency_ms: 4,
+    });
+    const steps = [
+      { kind: 'model', turn: 1, reply: reply('', [{ id: 'c1', name: 'journal.append', arguments: { line: 'one' } }]) },
+      { kind: 'tool_start', turn: 1, id: 'c1', name: 'journal.append' },
+      {
+        kind: 'tool_end',
+        turn: 1,
+        id: 'c1',
+        name: 'journal.append',
+        result: 'the call was interrupted and its outcome is unknown',
+        is_error: true,
+        duration_ms: 0,
+        interrupted: true,
+      },
+      { kind: 'model', turn: 2, reply: reply('I could not tell whether the line was appended.', []) },
+    ];
+    const db = new Database(join(cs.srv.dataDir, 'caxton.db'));
+    try {
+      db.pragma('busy_timeout = 10000');
+      const now = Date.now();
+      db.prepare(
+        `INSERT INTO runs (id, key, agent, origin, status, principal, request, created_at, updated_at, resumes, response)
+         VALUES (?, NULL, 'careful', 'invoke', 'completed', 'key:ops', ?, ?, ?, 2, ?)`,
+      ).run(
+        id,
+        JSON.stringify({ request: 'Append one.' }),
+        now - 60_000,
+        now,
+        JSON.stringify({ content: 'I could not tell whether the line was appended.' }),
+      );
+      const step = db.prepare('INSERT INTO run_steps (run_id, seq, ts, step) VALUES (?, ?, ?, ?)');
+      steps.forEach((s, i) => step.run(id, i, now - 60_000 + i, JSON.stringify(s)));
+    } finally {
+      db.close();
+    }
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, `/ui/runs/${id}`);
+      await page.getByTestId('run-steps').waitFor();
+      const call = page.getByTestId('step-tool-call');
+      expect(await call.locator('summary').textContent()).toContain('interrupted: outcome unknown, not run again');
+      expect(JSON.parse((await call.getByTestId('step-arguments').textContent())!)).toEqual({ line: 'one' });
+      expect(await page.getByTestId('resume-gap').textContent()).toMatch(
+        /^Resumed after an interruption: the call of journal\.append above was running when the server stopped/,
+      );
+      // Two resumes, one of them marked: the other is counted, not placed.
+      expect(await page.getByTestId('resume-unlocated').textContent()).toMatch(/^Resumed once after an interruption/);
+      expect(await page.getByTestId('run-resumes').textContent()).toContain('resumed 2 times');
+      // No execution record for it: the steps stand alone.
+      await page.getByTestId('no-execution-record').waitFor();
+      expect(await page.getByTestId('run-answer').textContent()).toBe(
+        'I could not tell whether the line was appended.',
+      );
+      await expectAccessible(page, 'a resumed run');
       expect(problems).toEqual([]);
     } finally {
       await close();
