@@ -40,6 +40,13 @@ export const PAGES: readonly PageDef[] = [
     load: () => import('./pages/agents'),
   },
   {
+    id: 'runs',
+    title: 'Runs',
+    routes: ['/runs', '/runs/:id'],
+    permission: 'observe:read',
+    load: () => import('./pages/runs'),
+  },
+  {
     id: 'conversations',
     title: 'Conversations',
     routes: ['/conversations', '/conversations/:id'],
@@ -59,14 +66,6 @@ export const PAGES: readonly PageDef[] = [
     routes: ['/send'],
     permission: 'messages:send',
     load: () => import('./pages/send'),
-  },
-  {
-    id: 'run',
-    title: 'Run',
-    routes: ['/runs/:id'],
-    permission: 'observe:read',
-    nav: false,
-    load: () => import('./pages/run'),
   },
   {
     id: 'dead-letters',

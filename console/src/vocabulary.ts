@@ -44,3 +44,10 @@ export const EVENT_TYPES = [
   'message.received',
   'execution.finished',
 ] as const;
+
+/** A durable run's states (GET /api/v1/runs?status=), in the order a run goes through them. */
+export const RUN_STATUSES = ['running', 'awaiting_approval', 'completed', 'failed', 'cancelled'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+/** What started a durable run (GET /api/v1/runs?origin=). */
+export const RUN_ORIGINS = ['invoke', 'background', 'message', 'openai', 'mcp'] as const;

@@ -1,18 +1,23 @@
 /**
  * The console's pure helpers, without a browser: the live tails' bounded buffer (Logs and Events
- * pages) and the located JSON errors of the Tools page's argument fields.
+ * pages), the located JSON errors of the Tools page's argument fields, and the run page's reading
+ * of a durable run's steps (where a resumed run left marks).
  */
 import { describe, expect, it } from 'vitest';
+import { entriesOf, type Step } from '../../console/src/pages/run-entries.js';
 import { firstJsonError, JsonTextError, parseJsonText } from '../../console/src/pages/json-text.js';
 import { appendBounded, MAX_LINES } from '../../console/src/pages/tail-buffer.js';
-import { EVENT_TYPES, FIPA_ACTS } from '../../console/src/vocabulary.js';
+import { EVENT_TYPES, FIPA_ACTS, RUN_ORIGINS, RUN_STATUSES } from '../../console/src/vocabulary.js';
+import { RUN_ORIGINS as SERVER_RUN_ORIGINS, RUN_STATUSES as SERVER_RUN_STATUSES } from '../../src/execution/index.js';
 import { PERFORMATIVES } from '../../src/messaging/index.js';
 import { EVENT_TYPES as SERVER_EVENT_TYPES } from '../../src/observability/events.js';
 
 describe("the console's copies of the server's words", () => {
-  it('offers exactly the performatives and event types the server knows', () => {
+  it('offers exactly the performatives, event types, run states and run origins the server knows', () => {
     expect([...FIPA_ACTS].sort()).toEqual([...PERFORMATIVES].sort());
     expect([...EVENT_TYPES].sort()).toEqual([...SERVER_EVENT_TYPES].sort());
+    expect([...RUN_STATUSES]).toEqual([...SERVER_RUN_STATUSES]);
+    expect([...RUN_ORIGINS]).toEqual([...SERVER_RUN_ORIGINS]);
   });
 });
 
@@ -61,5 +66,103 @@ describe('located JSON errors', () => {
     expect(where('{} x')).toBe('1:4 unexpected "x" after the JSON value');
     expect(where('')).toBe('1:1 expected a value, found the end of the text');
     expect(where('[01]')).toBe('1:3 expected "," or "]" in the array, found "1"');
+  });
+});
+
+describe("the run page's reading of a durable run's steps", () => {
+  const usage = { input_tokens: 1, output_tokens: 1, total_tokens: 2 };
+  const reply = (calls: { id: string; name: string }[], content = '') => ({
+    content,
+    tool_calls: calls.map((c) => ({ ...c, arguments: { line: c.id } })),
+    usage,
+    finish_reason: calls.length > 0 ? 'tool_calls' : 'stop',
+    provider: 'p',
+    model: 'm',
+    latency_ms: 5,
+  });
+  const steps: Step[] = [
+    {
+      kind: 'model',
+      turn: 1,
+      reply: reply([
+        { id: 'a', name: 'journal.append' },
+        { id: 'r', name: 'web.fetch' },
+      ]),
+    },
+    { kind: 'tool_start', turn: 1, id: 'a', name: 'journal.append' },
+    // The server died while both calls ran: the append is not run again, the fetch is.
+    {
+      kind: 'tool_end',
+      turn: 1,
+      id: 'a',
+      name: 'journal.append',
+      result: 'unknown',
+      is_error: true,
+      duration_ms: 0,
+      interrupted: true,
+    },
+    { kind: 'tool_start', turn: 1, id: 'r', name: 'web.fetch' },
+    { kind: 'tool_start', turn: 1, id: 'r', name: 'web.fetch' },
+    { kind: 'tool_end', turn: 1, id: 'r', name: 'web.fetch', result: 'page', is_error: false, duration_ms: 3 },
+    { kind: 'model', turn: 2, reply: reply([{ id: 'b', name: 'journal.append' }]) },
+    { kind: 'approval_requested', turn: 2, id: 'b', name: 'journal.append', arguments: { line: 'b' }, at: 1_000 },
+    { kind: 'approval', turn: 2, id: 'b', decision: 'approved', by: 'key:ops', at: 2_000 },
+    { kind: 'tool_start', turn: 2, id: 'b', name: 'journal.append' },
+    {
+      kind: 'tool_end',
+      turn: 2,
+      id: 'b',
+      name: 'journal.append',
+      result: 'appended b',
+      is_error: false,
+      duration_ms: 1,
+    },
+    { kind: 'model', turn: 3, reply: reply([], 'done') },
+  ];
+  const approvals = [
+    {
+      turn: 2,
+      call_id: 'b',
+      tool: 'journal.append',
+      arguments: { line: 'b' },
+      requested_at: new Date(1_000).toISOString(),
+      decision: 'approved' as const,
+      decided_by: 'key:ops',
+      decided_at: new Date(2_000).toISOString(),
+      reason: null,
+    },
+  ];
+
+  it('marks where the run resumed: an interrupted call, an idempotent call run again, a decision', () => {
+    const { entries, unlocated } = entriesOf({ steps, approvals, resumes: 3 });
+    expect(entries.map((e) => (e.kind === 'call' ? `call ${e.call.id}` : e.kind))).toEqual([
+      'model',
+      'call a',
+      'resumed',
+      'call r',
+      'resumed',
+      'model',
+      'resumed',
+      'call b',
+      'model',
+    ]);
+    expect(unlocated).toBe(0);
+    const calls = entries.flatMap((e) => (e.kind === 'call' ? [e.call] : []));
+    // Each call with the arguments its model turn gave it and its end.
+    expect(calls.map((c) => [c.id, c.arguments, c.starts, c.end?.interrupted ?? false])).toEqual([
+      ['a', { line: 'a' }, 1, true],
+      ['r', { line: 'r' }, 2, false],
+      ['b', { line: 'b' }, 1, false],
+    ]);
+    expect(calls[2]!.approval?.decided_by).toBe('key:ops');
+    const why = entries.flatMap((e) => (e.kind === 'resumed' ? [e.why] : []));
+    expect(why[0]).toMatch(/journal\.append above was running when the server stopped.*not run again/);
+    expect(why[1]).toMatch(/web\.fetch had started and not finished, and runs again/);
+    expect(why[2]).toMatch(/^Waited for approval of journal\.append from .+ and resumed when key:ops approved it/);
+  });
+
+  it('counts the resumes the steps do not show (an interruption between two steps)', () => {
+    expect(entriesOf({ steps, approvals, resumes: 5 }).unlocated).toBe(2);
+    expect(entriesOf({ steps: steps.slice(0, 1), approvals: [], resumes: 1 }).unlocated).toBe(1);
   });
 });

@@ -8,7 +8,8 @@ import { get } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
 import { when } from '../format';
 import { usePoll } from '../hooks';
-import { setQuery } from '../router';
+import { Link, setQuery } from '../router';
+import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 
 export const RANGES = [
@@ -131,7 +132,17 @@ function Lines({
   );
 }
 
-function Chart({ title, value, note, children }: { title: string; value: string; note: string; children: unknown }) {
+function Chart({
+  title,
+  value,
+  note,
+  children,
+}: {
+  title: string;
+  value: string;
+  note: ComponentChildren;
+  children: unknown;
+}) {
   return (
     <figure class="history" data-testid={`history-${title.toLowerCase().split(' ')[0]}`}>
       <figcaption>
@@ -204,7 +215,11 @@ export function HistoryCharts({ range }: { range: string }) {
             </p>
           )}
           <div class="history-grid">
-            <Chart title="Executions" value={String(executions)} note={`${errors} failed`}>
+            <Chart
+              title="Executions"
+              value={String(executions)}
+              note={errors > 0 ? <Link to="/runs?status=failed">{`${errors} failed`}</Link> : `${errors} failed`}
+            >
               <Bars
                 buckets={bs}
                 parts={[

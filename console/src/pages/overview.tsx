@@ -225,7 +225,10 @@ export default function Overview({ query }: PageProps) {
             <span class="value">{rate(d.rates.executions_per_second)}</span>
             <Sparkline values={h.executions} label="Executions per second" format={rate} />
             <p class="muted small">
-              {d.totals.executions} in all · error rate {percent(d.rates.execution_error_rate)}
+              {d.totals.executions} in all ·{' '}
+              <StatLink to="/runs?status=failed" permission="observe:read">
+                {`error rate ${percent(d.rates.execution_error_rate)}`}
+              </StatLink>
             </p>
           </dd>
         </div>

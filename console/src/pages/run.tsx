@@ -1,7 +1,12 @@
 /**
- * One run (an execution record, GET /api/v1/executions/ID): what was asked, what it answered, on
- * which version and model, its tool calls and its error. The chat links each answer here.
+ * One run: its durable record (GET /api/v1/runs/ID: state, origin, principal, every step it
+ * committed, the calls it waits on with Approve and Deny) and, once it finished, its execution
+ * record (GET /api/v1/executions/ID: version, model, tokens and the timeline of its spans). A run
+ * has one id for both. On a server that does not record runs, or for a record older than the
+ * run's retention, the execution record alone. The chat, the Runs list and messages link here.
  */
+import { useEffect, useRef } from 'preact/hooks';
+import { ApiError } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
 import { when } from '../format';
 import { useApi } from '../hooks';
@@ -9,6 +14,8 @@ import type { PageProps } from '../pages';
 import { Link } from '../router';
 import { ToolResult } from './agents/tool-result';
 import { Waterfall, type WaterfallRun } from './run-waterfall';
+import { PendingApprovals, RunSteps, type DurableRun } from './run-steps';
+import { RunStatusBadge } from './runs';
 
 interface Run extends WaterfallRun {
   id: string;
@@ -45,75 +52,188 @@ export default function RunPage({ params }: PageProps) {
   return <RunView key={id} id={id} />;
 }
 
+/** Model turns and tokens as the run's steps recorded them. */
+function modelUsage(d: DurableRun): string {
+  let turns = 0;
+  let tokens = 0;
+  for (const s of d.steps)
+    if (s.kind === 'model') {
+      turns++;
+      tokens += s.reply.usage.total_tokens;
+    }
+  return `${turns} model turn${turns === 1 ? '' : 's'} · ${tokens} tokens`;
+}
+
+const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+
 function RunView({ id }: { id: string }) {
-  const run = useApi<Run>(`/api/v1/executions/${encodeURIComponent(id)}`);
+  const durable = useApi<DurableRun>(`/api/v1/runs/${encodeURIComponent(id)}`);
+  const d = durable.data;
+  // The execution record exists once the run finished; a server that does not record runs has only it.
+  const finished = d ? FINISHED.has(d.status) : durable.error !== undefined;
+  const run = useApi<Run>(finished ? `/api/v1/executions/${encodeURIComponent(id)}` : undefined);
   const r = run.data;
+  const settled = r !== undefined || run.error !== undefined;
+  // Shown once both records are in, so that nothing of another run or half of this one stands
+  // under the heading; then kept while the run moves on and its record comes.
+  const shown = useRef(false);
+  if (d ? !finished || settled : settled) shown.current = true;
+  // A run that goes on is read again: quickly while it runs, slowly while it waits for a person
+  // (who may decide elsewhere).
+  const status = d?.status;
+  useEffect(() => {
+    if (status !== 'running' && status !== 'awaiting_approval') return;
+    const t = setInterval(
+      () => document.visibilityState === 'visible' && durable.reload(),
+      status === 'running' ? 1_000 : 5_000,
+    );
+    return () => clearInterval(t);
+  }, [status]);
+  const noRecord = run.error instanceof ApiError && run.error.status === 404;
   return (
     <section aria-labelledby="run-title">
+      <p class="crumbs">
+        <Link to="/runs">Runs</Link> /
+      </p>
       <h1 id="run-title">
         Run <code>{id}</code>
       </h1>
-      <ErrorBox error={run.error} />
-      {!r && !run.error && <Loading what="the run" />}
-      {r && (
+      {!shown.current && <Loading what="the run" />}
+      {shown.current && !d && !r && <ErrorBox error={run.error ?? durable.error} />}
+      {shown.current && (d || r) && (
         <>
           <dl class="fields">
             <dt>Agent</dt>
             <dd>
-              <Link to={`/agents/${encodeURIComponent(r.agent)}`}>{r.agent}</Link>
-              {typeof r.version_number === 'number' ? (
-                <span class="muted" data-testid="run-version">
-                  {' '}
-                  (version {r.version_number}
-                  {r.addressed ? `, addressed as ${r.agent}@${r.version_number}` : ''}; {r.version})
-                </span>
+              <Link to={`/agents/${encodeURIComponent((r?.agent ?? d!.agent).split('@')[0]!)}`}>
+                {r?.agent ?? d!.agent}
+              </Link>
+              {r &&
+                (typeof r.version_number === 'number' ? (
+                  <span class="muted" data-testid="run-version">
+                    {' '}
+                    (version {r.version_number}
+                    {r.addressed ? `, addressed as ${r.agent}@${r.version_number}` : ''}; {r.version})
+                  </span>
+                ) : (
+                  r.version && <span class="muted"> (version {r.version})</span>
+                ))}
+            </dd>
+            <dt>{d ? 'State' : 'Outcome'}</dt>
+            <dd data-testid="run-status">
+              {d ? (
+                <>
+                  <RunStatusBadge status={d.status} />
+                  {d.error && <span class="error-text"> {d.error.message}</span>}
+                </>
+              ) : r!.status === 'ok' ? (
+                'answered'
               ) : (
-                r.version && <span class="muted"> (version {r.version})</span>
+                `failed: ${r!.error?.message ?? 'no reason given'}`
               )}
             </dd>
-            <dt>Outcome</dt>
-            <dd data-testid="run-status">
-              {r.status === 'ok' ? 'answered' : `failed: ${r.error?.message ?? 'no reason given'}`}
-            </dd>
+            {d && (
+              <>
+                <dt>Started by</dt>
+                <dd>
+                  {d.origin}
+                  {d.principal !== null && <> · {d.principal}</>}
+                  {d.message_id !== null && (
+                    <>
+                      {' '}
+                      · <Link to={`/messages/${encodeURIComponent(d.message_id)}`}>its message</Link>
+                    </>
+                  )}
+                </dd>
+              </>
+            )}
             <dt>Started</dt>
-            <dd>{when(r.started_at)}</dd>
-            <dt>Took</dt>
-            <dd>
-              {Math.round(r.duration_ms)} ms · {r.turns} model turn{r.turns === 1 ? '' : 's'} ·{' '}
-              {r.usage.input_tokens + r.usage.output_tokens} tokens{r.model && <> · {r.model}</>}
-            </dd>
-            {r.conversation_id && (
+            <dd>{when(d?.created_at ?? r!.started_at)}</dd>
+            {d && (
+              <>
+                <dt>Last step</dt>
+                <dd>
+                  {when(d.updated_at)}
+                  {d.resumes > 0 && (
+                    <span data-testid="run-resumes"> · resumed {d.resumes === 1 ? 'once' : `${d.resumes} times`}</span>
+                  )}
+                </dd>
+              </>
+            )}
+            {d ? (
+              <>
+                <dt>Model</dt>
+                <dd data-testid="run-usage">
+                  {/* From the steps: the execution record of a run that resumed covers its last execution only. */}
+                  {modelUsage(d)}
+                  {r && (
+                    <>
+                      {' '}
+                      · {Math.round(r.duration_ms)} ms in its last execution{r.model && <> · {r.model}</>}
+                    </>
+                  )}
+                </dd>
+              </>
+            ) : (
+              r && (
+                <>
+                  <dt>Took</dt>
+                  <dd>
+                    {Math.round(r.duration_ms)} ms · {r.turns} model turn{r.turns === 1 ? '' : 's'} ·{' '}
+                    {r.usage.input_tokens + r.usage.output_tokens} tokens{r.model && <> · {r.model}</>}
+                  </dd>
+                </>
+              )
+            )}
+            {(r?.conversation_id ?? d?.conversation_id) && (
               <>
                 <dt>Conversation</dt>
                 <dd>
-                  <code>{r.conversation_id}</code>
+                  <code>{r?.conversation_id ?? d?.conversation_id}</code>
                 </dd>
               </>
             )}
           </dl>
-          {r.request !== undefined && (
+          {(d?.request ?? r?.request) !== undefined && (
             <>
               <h2>Asked</h2>
-              <pre class="source">{r.request}</pre>
+              <pre class="source">{d?.request ?? r?.request}</pre>
             </>
           )}
-          <Waterfall run={r} />
-          {(r.tool_calls ?? []).map((c) => (
-            <details key={c.id} class={`tool-call${c.outcome === 'error' ? ' failed' : ''}`}>
-              <summary>
-                <strong>Tool call {c.name}</strong>{' '}
-                <span class="small muted">
-                  {c.outcome === 'error' ? 'failed' : 'result'} in {Math.round(c.duration_ms)} ms
-                </span>
-              </summary>
-              <pre>{c.arguments}</pre>
-              <ToolResult text={c.result} />
-            </details>
-          ))}
-          {r.answer !== undefined && r.answer !== null && (
+          {d && <PendingApprovals run={d} onDecided={durable.reload} />}
+          {r ? (
+            <Waterfall run={r} />
+          ) : (
+            d &&
+            FINISHED.has(d.status) &&
+            noRecord && (
+              <p class="muted small" data-testid="no-execution-record">
+                No execution record of this run is kept, so there is no timeline: its steps are below.
+              </p>
+            )
+          )}
+          {d ? (
+            <RunSteps run={d} />
+          ) : (
+            (r?.tool_calls ?? []).map((c) => (
+              <details key={c.id} class={`tool-call${c.outcome === 'error' ? ' failed' : ''}`}>
+                <summary>
+                  <strong>Tool call {c.name}</strong>{' '}
+                  <span class="small muted">
+                    {c.outcome === 'error' ? 'failed' : 'result'} in {Math.round(c.duration_ms)} ms
+                  </span>
+                </summary>
+                <pre>{c.arguments}</pre>
+                <ToolResult text={c.result} />
+              </details>
+            ))
+          )}
+          {(d ? d.response?.content : r?.answer) != null && (
             <>
               <h2>Answered</h2>
-              <pre class="source">{r.answer}</pre>
+              <pre class="source" data-testid="run-answer">
+                {d ? d.response?.content : r?.answer}
+              </pre>
             </>
           )}
         </>

@@ -112,6 +112,16 @@ function Definition({ agent }: { agent: AgentDetail }) {
             {agent.version && <> · version {agent.version}</>}
           </dd>
         </div>
+        {can('observe:read') && (
+          <div>
+            <dt>Runs</dt>
+            <dd>
+              <Link to={`/runs?agent=${encodeURIComponent(agent.name)}`} data-testid="agent-runs">
+                Runs of {agent.name}
+              </Link>
+            </dd>
+          </div>
+        )}
       </dl>
       <h3 id="definition-source">Source{current !== undefined && <> (version {current})</>}</h3>
       {source.data ? (
