@@ -210,7 +210,13 @@ export class DurableRuns {
   ): Promise<AgentResponse> {
     const cancel = new AbortController();
     this.#cancels.set(id, cancel);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, cancel.signal]) : cancel.signal;
+    // The caller's signal stops the run too. Forwarded by a listener removed when the run ends, not
+    // AbortSignal.any: a long-lived caller signal (a bus's) would keep every composite made from it.
+    const outer = opts.signal;
+    const forward = (): void => cancel.abort(outer?.reason);
+    if (outer?.aborted) forward();
+    else outer?.addEventListener('abort', forward, { once: true });
+    const signal = cancel.signal;
     const ctx: RunContext = { record: (steps) => this.journal.append(id, steps) };
     if (replay !== undefined) ctx.replay = replay;
     try {
@@ -230,6 +236,7 @@ export class DurableRuns {
       }
       throw e;
     } finally {
+      outer?.removeEventListener('abort', forward);
       this.#cancels.delete(id);
     }
   }

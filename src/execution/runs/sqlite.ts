@@ -109,6 +109,13 @@ function finishedRunsRule(db: Db, retentionMs: number, maxRows: number): Retenti
   };
 }
 
+const NO_STEPS: RunStep[] = [];
+
+/** Steps a run that recorded nothing else need not write: its memory context, a model reply that calls no tool. */
+function deferrable(s: RunStep): boolean {
+  return s.kind === 'context' || (s.kind === 'model' && s.reply.tool_calls.length === 0);
+}
+
 export class SqliteRunJournal implements RunJournal {
   readonly #db: Db;
   readonly #commits: GroupCommit;
@@ -162,7 +169,7 @@ export class SqliteRunJournal implements RunJournal {
     const args = [start.id, start.key, start.agent, start.origin, start.principal, JSON.stringify(request), now, now];
     // A lazy run is written with its first step, and not at all when it has none: a run that
     // only asks the model has nothing a resume would reuse, and costs no row.
-    if (start.lazy === true) this.#unwritten.set(start.id, args);
+    if (start.lazy === true) this.#unwritten.set(start.id, { row: args, held: [] });
     else this.#insert(args);
     const run: RunRecord = {
       id: start.id,
@@ -182,8 +189,8 @@ export class SqliteRunJournal implements RunJournal {
     return Promise.resolve({ run, steps: [], created: true });
   }
 
-  /** Lazy runs opened here and not written yet: their row's values. */
-  readonly #unwritten = new Map<string, unknown[]>();
+  /** Lazy runs opened here and not written yet: their row's values, and the steps held back with it. */
+  readonly #unwritten = new Map<string, { row: unknown[]; held: RunStep[] }>();
 
   /** Queued, not awaited: the row commits with the run's first step (the first thing that must be on disk). */
   #insert(args: unknown[]): void {
@@ -191,12 +198,19 @@ export class SqliteRunJournal implements RunJournal {
     void this.#commits.run(() => insert.run(...args)).catch((e: unknown) => this.#failed(e));
   }
 
-  /** Writes a lazy run's row (once) before anything else of it. */
-  #written(id: string): void {
-    const args = this.#unwritten.get(id);
-    if (args === undefined) return;
+  /** Writes a lazy run's row (once) before anything else of it; answers the steps it held back. */
+  #written(id: string): RunStep[] {
+    const lazy = this.#unwritten.get(id);
+    if (lazy === undefined) return NO_STEPS;
     this.#unwritten.delete(id);
-    this.#insert(args);
+    this.#insert(lazy.row);
+    return lazy.held;
+  }
+
+  /** A lazy run's row and held steps, queued before what follows. */
+  #writeHeld(id: string): void {
+    const held = this.#written(id);
+    if (held.length > 0) this.append(id, held).catch((e: unknown) => this.#failed(e));
   }
 
   #failed(e: unknown): void {
@@ -212,9 +226,17 @@ export class SqliteRunJournal implements RunJournal {
     return (this.#stmts.steps.pluck().all(id) as string[]).map((s) => JSON.parse(s) as RunStep);
   }
 
-  append(id: string, steps: readonly RunStep[]): Promise<void> {
-    if (steps.length === 0) return Promise.resolve();
-    this.#written(id);
+  append(id: string, given: readonly RunStep[]): Promise<void> {
+    if (given.length === 0) return Promise.resolve();
+    // A lazy run holds back what a resume could do without (its memory context, a final answer)
+    // until it records something that must be on disk: a tool call, an approval.
+    const lazy = this.#unwritten.get(id);
+    if (lazy !== undefined && given.every(deferrable)) {
+      lazy.held.push(...given);
+      return Promise.resolve();
+    }
+    const held = this.#written(id);
+    const steps = held.length === 0 ? given : [...held, ...given];
     let seq = this.#seq.get(id) ?? this.#nextSeq(id);
     const first = seq;
     seq += steps.length;
@@ -228,13 +250,13 @@ export class SqliteRunJournal implements RunJournal {
   }
 
   resumed(id: string): Promise<void> {
-    this.#written(id);
+    this.#writeHeld(id);
     const { resumed } = this.#stmts;
     return this.#commits.run(() => void resumed.run(Date.now(), id));
   }
 
   paused(id: string): Promise<void> {
-    this.#written(id);
+    this.#writeHeld(id);
     this.#seq.delete(id);
     const { paused } = this.#stmts;
     return this.#commits.run(() => void paused.run(Date.now(), id));

@@ -62,6 +62,7 @@ export function registerWaiting(
       input_schema: t.input_schema as Tool['input_schema'],
       // The loaded server's tool records the call it is handed.
       audits: true,
+      idempotent: t.idempotent === true,
       invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => {
         manager.loadNow(name);
         if (!(await untilSettled(loading, ctx)))

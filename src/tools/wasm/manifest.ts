@@ -39,6 +39,8 @@ export interface ToolDeclaration {
   export: string;
   input_schema: Record<string, unknown>;
   output_schema?: Record<string, unknown>;
+  /** Running it twice with the same input has the effect of once: an interrupted durable run may call it again. */
+  idempotent?: boolean;
 }
 
 export interface ConfigDeclaration {
@@ -88,6 +90,7 @@ const toolSchema = z.strictObject({
   export: z.string().regex(EXPORT_RE, { message: 'expected the name of an exported function' }).optional(),
   input_schema: jsonSchema.default({ type: 'object' }),
   output_schema: jsonSchema.optional(),
+  idempotent: z.boolean({ error: 'expected true or false' }).optional(),
 });
 
 const limitsSchema = z.strictObject(wasmLimitFields);
@@ -139,7 +142,7 @@ const manifestSchema = z.strictObject({
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['name', 'version', 'description', 'module', 'runtime', 'tools', 'limits', 'permissions', 'config'],
-  tools: ['name', 'description', 'export', 'input_schema', 'output_schema'],
+  tools: ['name', 'description', 'export', 'input_schema', 'output_schema', 'idempotent'],
   limits: WASM_LIMIT_KEYS,
   permissions: ['allowed_hosts', 'paths', 'databases'],
 };
@@ -318,6 +321,7 @@ export function parseToolManifest(
       export: t.export ?? t.name,
       input_schema: t.input_schema,
       ...(t.output_schema && { output_schema: t.output_schema }),
+      ...(t.idempotent === true && { idempotent: true }),
     };
   });
 

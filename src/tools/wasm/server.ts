@@ -415,6 +415,7 @@ export class WasmToolServer {
       description: decl.description,
       input_schema: decl.input_schema as Tool['input_schema'],
       audits: true,
+      idempotent: decl.idempotent === true,
       invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> =>
         this.#invoke(full, decl, validateIn, validateOut, args, ctx),
     };
