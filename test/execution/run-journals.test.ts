@@ -291,7 +291,7 @@ describe.skipIf(!withPg)('run journal: postgresql across nodes', () => {
     expect((await second.get(s.id))?.steps).toHaveLength(2);
   });
 
-  it('renews every run a node holds in one statement', async () => {
+  it('renews every run a node holds in one statement, not one released', async () => {
     const j = make({ node: 'beat', leaseMs: 60_000 }) as PgRunJournal;
     for (let i = 0; i < 5; i++) {
       const s = start();
@@ -302,5 +302,8 @@ describe.skipIf(!withPg)('run journal: postgresql across nodes', () => {
     expect(await j.heartbeat()).toBe(5);
     expect(spy.mock.calls.length).toBe(1);
     spy.mockRestore();
+    // A run that stopped here without an end is no longer renewed: its lease runs out for another node.
+    j.release(j.held[0]!);
+    expect(await j.heartbeat()).toBe(4);
   });
 });

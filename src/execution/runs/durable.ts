@@ -132,8 +132,14 @@ export class DurableRuns {
     opts: InvokeOptions,
     ref: string,
   ): Promise<AgentResponse> {
-    await this.journal.resumed(run.id);
-    const steps = known ?? (await this.journal.get(run.id))?.steps ?? [];
+    let steps: RunStep[];
+    try {
+      await this.journal.resumed(run.id);
+      steps = known ?? (await this.journal.get(run.id))?.steps ?? [];
+    } catch (e) {
+      this.journal.release?.(run.id);
+      throw e;
+    }
     const replay = replayOf(steps, (tool) => this.host.isIdempotent(tool));
     this.#auditInterrupted(run, steps, replay);
     return this.#go(run.id, def, req, opts, ref, replay);

@@ -119,6 +119,11 @@ export interface RunJournal {
   list(q: RunQuery): Promise<RunRecord[]>;
   /** Runs left running by an earlier process of this node (on a cluster: whose lease expired), oldest first. */
   unfinished(limit: number): Promise<RunRecord[]>;
+  /**
+   * The run stopped running in this process without an end (its resume failed before it ran): on
+   * a cluster its lease is no longer renewed, so another node may take it over.
+   */
+  release?(id: string): void;
   /** Commits what is queued. */
   close(): Promise<void> | void;
 }

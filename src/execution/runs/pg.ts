@@ -322,6 +322,11 @@ export class PgRunJournal implements RunJournal {
     });
   }
 
+  /** Stops renewing the run's lease: it no longer runs here, and another node may take it once the lease expires. */
+  release(id: string): void {
+    this.#seq.delete(id);
+  }
+
   async get(id: string): Promise<RunWithSteps | undefined> {
     await this.#drain();
     const row = (await this.#query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.runs WHERE id = $1`, [id])).rows[0];
