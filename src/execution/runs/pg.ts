@@ -144,9 +144,10 @@ export class PgRunJournal implements RunJournal {
   readonly #leaseMs: number;
   /** The next step number of each run this node holds. */
   readonly #seq = new Map<string, number>();
-  /** The batch being filled this turn, and the one being written (one at a time, in order). */
+  /** The batch being filled, and the writing of batches (one at a time, in order), while it runs. */
   #batch: Batch | undefined;
-  #writing: Promise<void> = Promise.resolve();
+  #writing: Promise<void> | undefined;
+  #scheduled = false;
   readonly #timers: NodeJS.Timeout[];
   #pruning: Promise<unknown> | undefined;
   #closed = false;
@@ -373,31 +374,49 @@ export class PgRunJournal implements RunJournal {
     return r.rowCount ?? 0;
   }
 
-  /** Queues a write for this turn's batch; resolves once the batch committed. */
+  /**
+   * Queues a write; resolves once its batch committed. A batch is what was queued while the one
+   * before it was written (or, when none was, in this turn): one query at a time, as large as the
+   * load makes it.
+   */
   #enqueue(w: Write): Promise<void> {
     if (this.#closed) return Promise.reject(new CaxtonError('not_ready', 'the run journal is closed'));
-    let b = this.#batch;
-    if (b === undefined) {
-      b = this.#batch = { writes: [], waiters: [] };
-      const batch = b;
-      // After this turn's promise jobs: every run that records a step in this turn joins the batch.
-      setImmediate(() => {
-        if (this.#batch === batch) this.#batch = undefined;
-        this.#writing = this.#writing.then(() => this.#write(batch));
-      });
-    }
+    const b = (this.#batch ??= { writes: [], waiters: [] });
     b.writes.push(w);
-    return new Promise<void>((resolve, reject) => b.waiters.push({ resolve, reject, runs: new Set([w.run]) }));
+    const p = new Promise<void>((resolve, reject) => b.waiters.push({ resolve, reject, runs: new Set([w.run]) }));
+    this.#kick();
+    return p;
+  }
+
+  /** Starts writing after this turn's promise jobs (every run that records a step in this turn joins the batch), unless a write runs. */
+  #kick(): void {
+    if (this.#writing !== undefined || this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#pump();
+    });
+  }
+
+  /** Writes the batches queued, one after another, until none is left. Never rejects. */
+  #pump(): Promise<void> {
+    this.#writing ??= (async () => {
+      while (this.#batch !== undefined) {
+        const b = this.#batch;
+        this.#batch = undefined;
+        await this.#write(b);
+      }
+    })().finally(() => {
+      this.#writing = undefined;
+      // Queued after the loop's last look: written next.
+      if (this.#batch !== undefined) this.#kick();
+    });
+    return this.#writing;
   }
 
   /** Waits until everything queued so far is committed (or failed). */
   async #drain(): Promise<void> {
-    const b = this.#batch;
-    if (b !== undefined) {
-      this.#batch = undefined;
-      this.#writing = this.#writing.then(() => this.#write(b));
-    }
-    await this.#writing;
+    while (this.#batch !== undefined || this.#writing !== undefined) await this.#pump();
   }
 
   async #write(b: Batch): Promise<void> {
