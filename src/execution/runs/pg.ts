@@ -6,8 +6,8 @@
  *    steps, resumes, ends) go to PostgreSQL as one multi-statement query, which it runs as one
  *    transaction: a step costs its run a share of one round trip, and `append` resolves once it
  *    committed. The steps of the batch are one multi-row INSERT.
- *  - **one run per key**: a keyed run is inserted at once with ON CONFLICT (key) DO NOTHING; the
- *    node whose INSERT lost reads the run the winner made.
+ *  - **one run per key**: new runs are inserted, in the batch, with ON CONFLICT (key) DO NOTHING
+ *    RETURNING id; the start of a key whose INSERT made nothing reads the run the winner made.
  *  - **leases**: the node running a run holds it until `lease_until`, renewed for every run it
  *    holds by one UPDATE per heartbeat. Another node takes a run over only once its lease expired
  *    (its node died or lost PostgreSQL), in one UPDATE whose WHERE is that condition, so two
@@ -129,12 +129,19 @@ export interface PgRunJournalOptions {
   onError?: (e: unknown) => void;
 }
 
-/** One queued write: its statement (or a step row for the batch's INSERT), and who waits for its commit. */
-type Write = { sql: string; row?: undefined; run: string } | { row: string; sql?: undefined; run: string };
+/**
+ * One queued write, with the run it belongs to: a statement (`sql`), or a row of the batch's one
+ * INSERT of new runs (`open`) or of steps (`row`).
+ */
+type Write =
+  | { sql: string; row?: undefined; open?: undefined; run: string }
+  | { row: string; sql?: undefined; open?: undefined; run: string }
+  | { open: string; sql?: undefined; row?: undefined; run: string };
 
 interface Batch {
   writes: Write[];
-  waiters: { resolve: () => void; reject: (e: unknown) => void; runs: Set<string> }[];
+  /** Each learns the ids of the runs the batch's INSERT made (a keyed run another start made first is not among them). */
+  waiters: { resolve: (created: ReadonlySet<string>) => void; reject: (e: unknown) => void; runs: Set<string> }[];
 }
 
 export class PgRunJournal implements RunJournal {
@@ -194,14 +201,14 @@ export class PgRunJournal implements RunJournal {
       start.key,
       start.agent,
       start.origin,
+      'running',
       start.principal,
       JSON.stringify(request),
       now,
       now,
       this.#o.node,
     ];
-    const insert = `INSERT INTO ${this.#s}.runs (id, key, agent, origin, status, principal, request, created_at, updated_at, node, lease_until)
-       VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, ${this.#until})`;
+    const row = `(${values.map(literal).join(', ')}, ${this.#until})`;
     const run: RunRecord = {
       id: start.id,
       key: start.key,
@@ -217,14 +224,21 @@ export class PgRunJournal implements RunJournal {
       response: null,
       node: this.#o.node,
     };
+    this.#seq.set(start.id, 0);
+    const created = this.#enqueue({ open: row, run: start.id });
     if (start.key === null) {
       // Nothing else can start this run: its row commits with its first step.
-      this.#seq.set(start.id, 0);
-      this.#enqueue({ sql: inline(insert, values), run: start.id }).catch((e: unknown) => this.#o.onError?.(e));
+      created.catch((e: unknown) => this.#o.onError?.(e));
       return { run, steps: [], created: true };
     }
-    const made = await this.#query(`${insert} ON CONFLICT (key) DO NOTHING RETURNING id`, values);
-    if (made.rowCount === 1) {
+    // Shared with the other writes of the batch; ON CONFLICT (key) DO NOTHING makes one run of a key across nodes.
+    let made: boolean;
+    try {
+      made = (await created).has(start.id);
+    } finally {
+      this.#seq.delete(start.id);
+    }
+    if (made) {
       this.#seq.set(start.id, 0);
       return { run, steps: [], created: true };
     }
@@ -282,12 +296,12 @@ export class PgRunJournal implements RunJournal {
     const first = this.#seq.get(id) ?? 0;
     this.#seq.set(id, first + steps.length);
     const now = Date.now();
-    let p: Promise<void> = Promise.resolve();
+    let p: Promise<unknown> = Promise.resolve();
     for (let i = 0; i < steps.length; i++) {
       const text = JSON.stringify(scrubSecretsIn(steps[i]));
       p = this.#enqueue({ row: `(${literal(id)}, ${first + i}, ${now}, ${literal(text)})`, run: id });
     }
-    return p;
+    return p.then(() => undefined);
   }
 
   /**
@@ -299,7 +313,7 @@ export class PgRunJournal implements RunJournal {
       const row = (await this.#query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.runs WHERE id = $1`, [id])).rows[0];
       throw heldElsewhere(id, row?.node ?? 'unknown', this.#leaseMs);
     }
-    return this.#enqueue({
+    await this.#enqueue({
       sql: `UPDATE ${this.#s}.runs SET status = 'running', resumes = resumes + 1, updated_at = ${Date.now()} WHERE id = ${literal(id)} AND node = ${literal(this.#o.node)}`,
       run: id,
     });
@@ -320,7 +334,7 @@ export class PgRunJournal implements RunJournal {
     return this.#enqueue({
       sql: `UPDATE ${this.#s}.runs SET status = ${literal(outcome.status)}, error = ${literal(error)}, response = ${literal(response)}, updated_at = ${Date.now()} WHERE id = ${literal(id)}${guard}`,
       run: id,
-    });
+    }).then(() => undefined);
   }
 
   /** Stops renewing the run's lease: it no longer runs here, and another node may take it once the lease expires. */
@@ -379,11 +393,13 @@ export class PgRunJournal implements RunJournal {
    * before it was written (or, when none was, in this turn): one query at a time, as large as the
    * load makes it.
    */
-  #enqueue(w: Write): Promise<void> {
+  #enqueue(w: Write): Promise<ReadonlySet<string>> {
     if (this.#closed) return Promise.reject(new CaxtonError('not_ready', 'the run journal is closed'));
     const b = (this.#batch ??= { writes: [], waiters: [] });
     b.writes.push(w);
-    const p = new Promise<void>((resolve, reject) => b.waiters.push({ resolve, reject, runs: new Set([w.run]) }));
+    const p = new Promise<ReadonlySet<string>>((resolve, reject) =>
+      b.waiters.push({ resolve, reject, runs: new Set([w.run]) }),
+    );
     this.#kick();
     return p;
   }
@@ -422,8 +438,8 @@ export class PgRunJournal implements RunJournal {
   async #write(b: Batch): Promise<void> {
     if (b.writes.length === 0) return;
     try {
-      await this.#pool.query(statementsOf(this.#s, b.writes));
-      for (const w of b.waiters) w.resolve();
+      const created = await this.#run(b.writes);
+      for (const w of b.waiters) w.resolve(created);
     } catch (e) {
       const runs = new Set(b.writes.map((w) => w.run));
       // A statement PostgreSQL refused fails the batch: each run's writes are tried alone, so
@@ -433,8 +449,8 @@ export class PgRunJournal implements RunJournal {
           const mine = b.writes.filter((w) => w.run === run);
           const waiting = b.waiters.filter((w) => w.runs.has(run));
           try {
-            await this.#pool.query(statementsOf(this.#s, mine));
-            for (const w of waiting) w.resolve();
+            const created = await this.#run(mine);
+            for (const w of waiting) w.resolve(created);
           } catch (e2) {
             for (const w of waiting) w.reject(stateUnavailable(e2));
           }
@@ -443,6 +459,16 @@ export class PgRunJournal implements RunJournal {
       }
       for (const w of b.waiters) w.reject(stateUnavailable(e));
     }
+  }
+
+  /** Sends `writes` as one query (one implicit transaction); resolves with the ids of the runs its INSERT made. */
+  async #run(writes: readonly Write[]): Promise<ReadonlySet<string>> {
+    const { text, opens } = statementsOf(this.#s, writes);
+    const out = (await this.#pool.query(text)) as unknown as
+      pg.QueryResult<{ id: string }> | pg.QueryResult<{ id: string }>[];
+    if (!opens) return new Set();
+    const first = Array.isArray(out) ? out[0]! : out;
+    return new Set(first.rows.map((r) => r.id));
   }
 
   /** Deletes finished runs past retention with their steps, unless another node is at it; resolves with the runs deleted. */
@@ -483,21 +509,28 @@ export class PgRunJournal implements RunJournal {
   }
 }
 
-/** The batch as one multi-statement query (one implicit transaction): run rows first, then the steps' one INSERT, then the updates in order. */
-function statementsOf(s: string, writes: readonly Write[]): string {
-  const inserts: string[] = [];
+/**
+ * The batch as one multi-statement query (one implicit transaction): new runs first (one INSERT,
+ * answering the ids it made), then the steps' one INSERT, then the updates in order.
+ */
+function statementsOf(s: string, writes: readonly Write[]): { text: string; opens: boolean } {
+  const opens: string[] = [];
   const rows: string[] = [];
   const updates: string[] = [];
   for (const w of writes) {
-    if (w.row !== undefined) rows.push(w.row);
-    else if (w.sql.startsWith('INSERT')) inserts.push(w.sql);
+    if (w.open !== undefined) opens.push(w.open);
+    else if (w.row !== undefined) rows.push(w.row);
     else updates.push(w.sql);
   }
-  const steps = rows.length > 0 ? [`INSERT INTO ${s}.run_steps (run_id, seq, ts, step) VALUES ${rows.join(', ')}`] : [];
-  return [...inserts, ...steps, ...updates].join(';\n');
-}
-
-/** `sql` with each `$n` written as the literal of `values[n - 1]`. */
-function inline(sql: string, values: readonly Literal[]): string {
-  return sql.replace(/\$(\d+)/g, (_, n: string) => literal(values[Number(n) - 1]));
+  const text = [
+    ...(opens.length > 0
+      ? [
+          `INSERT INTO ${s}.runs (id, key, agent, origin, status, principal, request, created_at, updated_at, node, lease_until)
+           VALUES ${opens.join(', ')} ON CONFLICT (key) DO NOTHING RETURNING id`,
+        ]
+      : []),
+    ...(rows.length > 0 ? [`INSERT INTO ${s}.run_steps (run_id, seq, ts, step) VALUES ${rows.join(', ')}`] : []),
+    ...updates,
+  ].join(';\n');
+  return { text, opens: opens.length > 0 };
 }
