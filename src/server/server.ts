@@ -28,6 +28,7 @@ import {
   startDelivery,
   startExecution,
   openExecutionRecords,
+  openRunJournal,
   openStatsHistory,
   startHttp,
   startMcp,
@@ -244,8 +245,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }),
     );
     stack.add(await openStatsHistory({ db, records, clusterState }));
+    const runs = await openRunJournal({ config, db, logger, clusterState });
     const execution = stack.add(
       startExecution({
+        runs,
         config,
         db,
         registry,

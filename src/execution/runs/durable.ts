@@ -142,15 +142,23 @@ export class DurableRuns {
     return this.#resume(run, steps, def, request, opts, ref);
   }
 
+  /** `steps` undefined: read once the run is marked resumed (on a cluster, once this node took it over). */
   async #resume(
     run: RunRecord,
-    steps: RunStep[],
+    known: RunStep[] | undefined,
     def: AgentDefinition,
     req: InvokeRequest,
     opts: InvokeOptions,
     ref: string,
   ): Promise<AgentResponse> {
-    await this.journal.resumed(run.id);
+    let steps: RunStep[];
+    try {
+      await this.journal.resumed(run.id);
+      steps = known ?? (await this.journal.get(run.id))?.steps ?? [];
+    } catch (e) {
+      this.journal.release?.(run.id);
+      throw e;
+    }
     const replay = replayOf(steps, (tool) => this.host.isIdempotent(tool));
     this.#auditInterrupted(run, steps, replay);
     return this.#go(run.id, def, req, opts, ref, replay);
@@ -291,8 +299,7 @@ export class DurableRuns {
       await this.#finish(r.id, { status: 'failed', error: errorOf(e) });
       throw e;
     }
-    const stored = await this.journal.get(r.id);
-    return this.#resume(r, stored?.steps ?? [], def, r.request, { origin: r.origin }, r.agent);
+    return this.#resume(r, undefined, def, r.request, { origin: r.origin }, r.agent);
   }
 
   /** Cancels a run: stops it when it runs here, else marks an unfinished one cancelled. Undefined: no such run. */

@@ -31,3 +31,4 @@ export {
   type RunWithSteps,
 } from './model.js';
 export { SqliteRunJournal, RUNS_MIGRATIONS, type SqliteRunJournalOptions } from './sqlite.js';
+export { PgRunJournal, RUN_LEASE_MS, type PgRunJournalOptions } from './pg.js';

@@ -145,6 +145,11 @@ export interface RunJournal {
   unfinished(limit: number): Promise<RunRecord[]>;
   /** Marks the run waiting for an approval: it holds nothing in memory until someone decides. */
   paused(id: string): Promise<void>;
+  /**
+   * The run stopped running in this process without an end (its resume failed before it ran): on
+   * a cluster its lease is no longer renewed, so another node may take it over.
+   */
+  release?(id: string): void;
   /** Commits what is queued. */
   close(): Promise<void> | void;
 }

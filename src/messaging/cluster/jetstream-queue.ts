@@ -360,6 +360,7 @@ export class JetStreamQueue implements DeliveryQueue {
       setInterval(() => {
         for (const m of this.#held.values()) m.working();
       }, every),
+      setInterval(() => void this.#stillHeld(), this.#heldEvery()),
       setInterval(() => this.#flushConfirmed(this.#markAfter()), Math.min(1000, this.#markAfter())),
     ];
     for (const t of this.#timers) t.unref();
@@ -509,6 +510,38 @@ export class JetStreamQueue implements DeliveryQueue {
     return this.#confirming;
   }
 
+  /** How long a pending delivery may stay untouched before the reconciliation sweep publishes it again. */
+  #staleMs(): number {
+    const d = this.#o.cluster.delivery;
+    return this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after;
+  }
+
+  /**
+   * How often this node says which deliveries it holds: a sixth of the sweep's age, so a missed
+   * write or two (PostgreSQL slow, the event loop busy) still leaves a held row well inside it,
+   * while a dead node's rows reach it within that age of its last write.
+   */
+  #heldEvery(): number {
+    return Math.max(200, Math.floor(this.#staleMs() / 6));
+  }
+
+  #holding: Promise<void> | undefined;
+
+  /** Records, in one UPDATE, that this node still holds its deliveries, so the reconciliation sweep leaves them alone. */
+  #stillHeld(): Promise<void> {
+    if (this.#holding || this.#held.size === 0) return this.#holding ?? Promise.resolve();
+    this.#holding = this.#o.store
+      .stillHeld([...this.#held.keys()], Date.now())
+      .catch((e: unknown) =>
+        this.#o.log.warn(
+          { deliveries: this.#held.size, err: describeError(e) },
+          'could not record that this node still holds its deliveries; the reconciliation sweep may publish them again',
+        ),
+      )
+      .finally(() => (this.#holding = undefined));
+    return this.#holding;
+  }
+
   /**
    * Publishes again what was stored but never confirmed published: the caller got a 503 and did not
    * send again, or the node died between the commit and the PubAck. Every node sweeps; the same
@@ -541,7 +574,7 @@ export class JetStreamQueue implements DeliveryQueue {
       // old one. The consumer's dedupe acks a copy whose row is already done. Claimed every tenth
       // of that age, not every sweep: a row becomes stale only at that age, so claiming more often
       // finds little more, and every node runs the claim.
-      const staleMs = this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after;
+      const staleMs = this.#staleMs();
       if (Date.now() - this.#staleAt < staleMs / 10) return;
       this.#staleAt = Date.now();
       const stale = await this.#o.store.stale(Date.now() - staleMs, 500);

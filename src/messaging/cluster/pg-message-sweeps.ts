@@ -60,10 +60,25 @@ export class PgMessageSweeps extends PgMessageRows {
   }
 
   /**
+   * Records that this node still holds these pending deliveries (fetched, queued or running here),
+   * in one UPDATE: the reconciliation sweep leaves a row held since its cutoff alone. A row a step
+   * holds is skipped, not waited for: that step is finishing it.
+   */
+  async stillHeld(ids: readonly number[], at: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.pool.query(
+      `UPDATE ${this.s}.deliveries d SET held_at = $2 FROM (
+         SELECT id FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[]) AND state = 'pending' FOR UPDATE SKIP LOCKED) AS x
+       WHERE d.id = x.id`,
+      [ids, at],
+    );
+  }
+
+  /**
    * Claims pending deliveries nothing touched since `before` (epoch ms: not stored, retried, or
-   * published again since), oldest first, for the reconciliation sweep: whatever their publish mark
-   * says, the stream may have lost them. A claimed row is not claimed again before `before` passes
-   * its claim, on this node or another.
+   * published again since, and held by no node since: `stillHeld`), oldest first, for the
+   * reconciliation sweep: whatever their publish mark says, the stream may have lost them. A
+   * claimed row is not claimed again before `before` passes its claim, on this node or another.
    */
   async stale(before: number, limit: number): Promise<UnpublishedDelivery[]> {
     const s = this.s;
@@ -77,7 +92,8 @@ export class PgMessageSweeps extends PgMessageRows {
         `WITH claimed AS (
            UPDATE ${s}.deliveries d SET reconciled_at = $3 FROM (
              SELECT id FROM ${s}.deliveries WHERE state = 'pending' AND unpublished_since IS NULL AND updated_at < $1 AND next_at < $2
-               AND (reconciled_at IS NULL OR reconciled_at < $2) ORDER BY id + 0 LIMIT $4 FOR UPDATE SKIP LOCKED) AS x
+               AND (reconciled_at IS NULL OR reconciled_at < $2) AND (held_at IS NULL OR held_at < $2)
+             ORDER BY id + 0 LIMIT $4 FOR UPDATE SKIP LOCKED) AS x
            WHERE d.id = x.id RETURNING d.id, d.receiver, d.publish_tag, d.message_id)
          SELECT c.id, c.receiver, c.publish_tag, m.body FROM claimed c JOIN ${s}.messages m ON m.id = c.message_id ORDER BY c.id`,
         [new Date(before).toISOString(), before, Date.now(), limit],

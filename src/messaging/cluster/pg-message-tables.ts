@@ -153,6 +153,13 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
     id: 'cluster-messaging-009-no-state-index',
     sql: (s) => `DROP INDEX ${s}.conversations_state;`,
   },
+  {
+    // When the node running a pending delivery last said it still holds it (epoch ms): nothing else
+    // writes a row while its agent runs, so without it the reconciliation sweep took a long run's
+    // delivery for one the stream lost, and another node ran it again (issue 62).
+    id: 'cluster-messaging-010-held',
+    sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN held_at bigint;`,
+  },
 ];
 
 /**

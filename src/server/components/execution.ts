@@ -10,6 +10,8 @@ import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import {
   Executor,
+  PgRunJournal,
+  RUN_LEASE_MS,
   RUNS_MIGRATIONS,
   ShadowRunner,
   SqliteRunJournal,
@@ -17,17 +19,53 @@ import {
   type ChatThreads,
   type ExecutionLog,
   type ExecutionMemory,
+  type RunJournal,
 } from '../../execution/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
-import { describeError } from '../../shared/errors.js';
+import { describeError, isCaxtonError } from '../../shared/errors.js';
 import { migrate, type Db } from '../../storage/index.js';
+import type { ClusterStateComponent } from './cluster.js';
 import type { Component } from './component.js';
 
 export interface ExecutionComponent extends Component {
   readonly executor: Executor;
   /** Settles when the isolation pool has started (a failure is logged, not thrown). */
   readonly ready: Promise<void>;
+}
+
+/**
+ * Where durable runs are recorded: the node's SQLite, or on a cluster node the shared tables in
+ * PostgreSQL, so that a run whose node died is resumed by another (src/execution/runs/pg.ts).
+ * Undefined with `[execution] durable_runs = false`.
+ */
+export async function openRunJournal(opts: {
+  config: ServerConfig;
+  db: Db;
+  logger: Logger;
+  clusterState?: ClusterStateComponent | undefined;
+}): Promise<RunJournal | undefined> {
+  const { config, logger } = opts;
+  if (!config.execution.durable_runs) return undefined;
+  const onError = (e: unknown) => logger.error({ err: e }, 'a run could not be recorded');
+  const state = opts.clusterState;
+  if (state) {
+    await PgRunJournal.migrate(state.pool, state.schema);
+    return new PgRunJournal({
+      pool: state.pool,
+      schema: state.schema,
+      node: state.node,
+      retentionMs: config.execution.runs_retention,
+      onError,
+    });
+  }
+  migrate(opts.db, RUNS_MIGRATIONS);
+  return new SqliteRunJournal({
+    db: opts.db,
+    retentionMs: config.execution.runs_retention,
+    maxRows: config.execution.runs_max_rows,
+    onError,
+  });
 }
 
 /**
@@ -52,24 +90,18 @@ export function startExecution(opts: {
   shadowResults: ShadowResultsPort;
   /** Embedding similarity of two texts (memory's model), for shadow comparisons; undefined without memory. */
   similarity?: ((a: string, b: string) => Promise<number>) | undefined;
+  /** Where every step of every run is committed as it goes (`openRunJournal`); closed with the executor. */
+  runs?: RunJournal | undefined;
 }): ExecutionComponent {
-  const { config, db, logger, events } = opts;
-  // Durable runs (src/execution/runs): every step of every run committed as it goes.
-  let runs: SqliteRunJournal | undefined;
-  if (config.execution.durable_runs) {
-    migrate(db, RUNS_MIGRATIONS);
-    runs = new SqliteRunJournal({
-      db,
-      retentionMs: config.execution.runs_retention,
-      maxRows: config.execution.runs_max_rows,
-      onError: (e) => logger.error({ err: e }, 'a run could not be recorded'),
-    });
-  }
+  const { config, db, logger, events, runs } = opts;
   const executor = new Executor(config, opts.registry, {
     ...(runs && {
       runs,
       onRunError: (e: unknown, run: string) =>
-        logger.error({ err: e, run }, 'a durable run failed to record or resume'),
+        // On a cluster, another node took the run over first (or still holds it): not a fault.
+        isCaxtonError(e) && e.code === 'rate_limited'
+          ? logger.debug({ run, err: e.message }, 'a run to resume is held by another node')
+          : logger.error({ err: e, run }, 'a durable run failed to record or resume'),
     }),
     ...opts.telemetry,
     limiter: opts.limiter,
@@ -114,6 +146,18 @@ export function startExecution(opts: {
     similarity: opts.similarity,
     onError: (e) => logger.error({ err: e }, 'a shadow comparison could not be recorded'),
   });
+  // On a cluster, the runs of a node that died (their lease expired) are taken over by whichever
+  // node looks first; runs started by a message are resumed by the message's redelivery instead.
+  const takeover =
+    runs instanceof PgRunJournal
+      ? setInterval(() => {
+          executor.runs?.resumeUnfinished().then(
+            (n) => n > 0 && logger.info({ runs: n }, 'resuming runs whose node stopped renewing their lease'),
+            (e: unknown) => logger.warn({ err: describeError(e) }, 'unfinished runs could not be read'),
+          );
+        }, RUN_LEASE_MS)
+      : undefined;
+  takeover?.unref();
   const ready = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
   executor.memory = opts.memory;
   // Executions stopped for client tool calls (OpenAI `tools`), until the client's results resume them (ADR 0029).
@@ -139,10 +183,11 @@ export function startExecution(opts: {
       responses,
     }),
     close: async () => {
+      clearInterval(takeover);
       // Copies in flight finish first: they run on the executor.
       await shadow.close();
       await executor.close();
-      runs?.close();
+      await runs?.close();
       suspended.close();
       responses.close();
     },

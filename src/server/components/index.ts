@@ -10,7 +10,7 @@ export { startAuth, type AuthComponent } from './auth.js';
 export { startAgents, type AgentsComponent } from './agents.js';
 export { watchAgentFiles, type AgentFilesComponent } from './agent-files.js';
 export { startMemory, type MemoryComponent } from './memory.js';
-export { startExecution, type ExecutionComponent } from './execution.js';
+export { openRunJournal, startExecution, type ExecutionComponent } from './execution.js';
 export { openExecutionRecords, type ExecutionRecordsComponent } from './executions.js';
 export { openStatsHistory } from './stats-history.js';
 export type { ClusterComponent, ClusterStateComponent } from './cluster.js';

@@ -616,6 +616,39 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     expect(after.messages).toHaveLength(conversation.max_turns);
   }, 30_000);
 
+  it('a delivery whose run outlasts the reconciliation age is kept by the node running it, never run again elsewhere', async () => {
+    fresh();
+    // The sweep's age (1 s) is a fraction of each run (3 s): only the holder's writes keep it from the sweep.
+    const republish = { everyMs: 200, afterMs: 1_000, staleMs: 1_000 };
+    const ran = new Map<string, string[]>();
+    const worker =
+      (nodeName: string): InProcessHandler =>
+      async (m) => {
+        ran.set(m.id, [...(ran.get(m.id) ?? []), nodeName]);
+        await new Promise((r) => setTimeout(r, 3_000));
+        return { performative: 'inform', content: `done by ${nodeName}` };
+      };
+    const a = await node('a', [['worker', ['work']]], { agent_concurrency: 10 }, { republish });
+    const b = await node('b', [['worker', ['work']]], { agent_concurrency: 10 }, { republish });
+    a.bus.registerHandler('worker', worker('a'));
+    b.bus.registerHandler('worker', worker('b'));
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const sent = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        (i % 2 ? a : b).bus.submit({
+          performative: 'request',
+          protocol: 'fipa-request',
+          sender: 'client',
+          capability: 'work',
+          content: `long job ${i}`,
+        }),
+      ),
+    );
+    const convs = await Promise.all(sent.map((x) => a.bus.wait(x.conversation_id, 30_000)));
+    expect(convs.map((c) => c.state)).toEqual(convs.map(() => 'completed'));
+    expect(sent.map((x) => ran.get(x.id)?.length)).toEqual(sent.map(() => 1));
+  }, 60_000);
+
   it('deliveries JetStream acknowledged but then lost (deleted from the stream before anyone took them) are still delivered, by the reconciliation sweep', async () => {
     fresh();
     // Node a accepts the messages; its worker never answers, so nothing is done when it stops.

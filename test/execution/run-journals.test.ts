@@ -1,0 +1,309 @@
+/**
+ * The run journal's contract, the same cases against both adapters (a SQLite file, and PostgreSQL
+ * when it runs here): a run opened, its steps appended in order and read back, a key opened again
+ * finds its run, resumes counted, ends recorded, lists filtered and paged, unfinished runs found,
+ * the steps of many runs in one turn committed together, retention. PostgreSQL's own: leases
+ * (another node takes a run over only once its node stopped renewing it) and one run when two
+ * nodes open the same key at once.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  PgRunJournal,
+  RUNS_MIGRATIONS,
+  SqliteRunJournal,
+  type RunJournal,
+  type RunStart,
+  type RunStep,
+} from '../../src/execution/runs/index.js';
+import type { AgentResponse } from '../../src/execution/types.js';
+import { isCaxtonError } from '../../src/shared/errors.js';
+import { migrate, openDatabase } from '../../src/storage/index.js';
+import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+
+const withPg = hasSystem('postgresql');
+const schema = `caxton_runs_${process.pid}_${Date.now()}`;
+let pool: pg.Pool | undefined;
+const journals: RunJournal[] = [];
+
+beforeAll(async () => {
+  if (withPg) {
+    pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
+    await PgRunJournal.migrate(pool, schema);
+  }
+});
+
+afterAll(async () => {
+  for (const j of journals) await j.close();
+  if (pool) {
+    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await pool.end();
+  }
+  removeTempDirs();
+});
+
+let n = 0;
+function start(more: Partial<RunStart> = {}): RunStart {
+  n++;
+  return {
+    id: `exec_${String(n).padStart(6, '0')}_${Math.random().toString(36).slice(2, 8)}`,
+    key: null,
+    agent: 'helper',
+    origin: 'invoke',
+    principal: null,
+    request: { request: `question ${n}` },
+    ...more,
+  };
+}
+
+const reply = (turn: number, content: string): RunStep => ({
+  kind: 'model',
+  turn,
+  reply: {
+    content,
+    tool_calls: [],
+    usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 },
+    finish_reason: 'stop',
+    provider: 'stub',
+    model: 'stub',
+    latency_ms: 1,
+  },
+});
+const response = (content: string): AgentResponse => ({
+  id: 'r',
+  execution_id: 'e',
+  agent: 'helper',
+  content,
+  tool_calls: [],
+  usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 },
+  execution_time_ms: 1,
+  finish_reason: 'stop',
+  provider: 'stub',
+  model: 'stub',
+  turns: 1,
+  isolation: 'context',
+});
+
+type Make = (o?: { node?: string; leaseMs?: number; retentionMs?: number }) => RunJournal;
+
+const adapters: { name: string; skip: boolean; make: Make }[] = [
+  {
+    name: 'sqlite',
+    skip: false,
+    make: (o = {}) => {
+      const db = openDatabase(makeTempDir('runs-'));
+      migrate(db, RUNS_MIGRATIONS);
+      const j = new SqliteRunJournal({ db, retentionMs: o.retentionMs ?? 60_000 });
+      journals.push(j);
+      return j;
+    },
+  },
+  {
+    name: 'postgresql',
+    skip: !withPg,
+    make: (o = {}) => {
+      const j = new PgRunJournal({
+        pool: pool!,
+        schema,
+        node: o.node ?? `node-${Math.random().toString(36).slice(2, 8)}`,
+        retentionMs: o.retentionMs ?? 60_000,
+        ...(o.leaseMs !== undefined && { leaseMs: o.leaseMs }),
+      });
+      journals.push(j);
+      return j;
+    },
+  },
+];
+
+for (const a of adapters) {
+  describe.skipIf(a.skip)(`run journal: ${a.name}`, () => {
+    it('opens a run, appends its steps in order, reads them back', async () => {
+      const j = a.make();
+      const s = start();
+      const opened = await j.open(s);
+      expect(opened.created).toBe(true);
+      expect(opened.steps).toEqual([]);
+      await j.append(s.id, [{ kind: 'context', memory_context: 'm' }, reply(0, 'one')]);
+      await j.append(s.id, [
+        { kind: 'tool_start', turn: 0, id: 'c1', name: 'append' },
+        { kind: 'tool_end', turn: 0, id: 'c1', name: 'append', result: 'ok', is_error: false, duration_ms: 3 },
+      ]);
+      const got = await j.get(s.id);
+      expect(got?.run).toMatchObject({ id: s.id, status: 'running', agent: 'helper', resumes: 0 });
+      expect(got?.steps.map((x) => x.kind)).toEqual(['context', 'model', 'tool_start', 'tool_end']);
+      expect(await j.get('exec_missing')).toBeUndefined();
+    });
+
+    it('a key opened again finds its run with its steps; resumes are counted; its end is recorded', async () => {
+      const j = a.make();
+      const key = `msg:m${n}:helper`;
+      const first = await j.open(start({ key, origin: 'message' }));
+      await j.append(first.run.id, [reply(0, 'one')]);
+      const again = await j.open(start({ key, origin: 'message' }));
+      expect(again.created).toBe(false);
+      expect(again.run.id).toBe(first.run.id);
+      expect(again.steps).toHaveLength(1);
+      await j.resumed(first.run.id);
+      await j.append(first.run.id, [reply(1, 'two')]);
+      await j.finish(first.run.id, { status: 'completed', response: response('done') });
+      const done = await j.open(start({ key, origin: 'message' }));
+      expect(done.created).toBe(false);
+      expect(done.run).toMatchObject({ status: 'completed', resumes: 1, response: { content: 'done' } });
+      expect(done.steps.map((x) => (x.kind === 'model' ? x.turn : -1))).toEqual([0, 1]);
+      const failed = await j.open(start());
+      await j.finish(failed.run.id, { status: 'failed', error: { code: 'llm_error', message: 'no' } });
+      expect((await j.get(failed.run.id))?.run).toMatchObject({ status: 'failed', error: { code: 'llm_error' } });
+    });
+
+    it('lists runs by agent (and its versions), status, origin and principal, newest first, in pages', async () => {
+      const j = a.make();
+      const agent = `lister${n}`;
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const s = start({
+          agent: i % 2 === 0 ? agent : `${agent}@1.0.0`,
+          principal: i < 3 ? 'alice' : 'bob',
+          origin: i === 4 ? 'background' : 'invoke',
+        });
+        ids.push(s.id);
+        await j.open(s);
+        await j.append(s.id, [reply(0, 'x')]);
+      }
+      await j.finish(ids[0]!, { status: 'completed', response: response('a') });
+      await j.open(start({ agent: `${agent}x` }));
+      const all = await j.list({ agent, limit: 10 });
+      expect(all.map((r) => r.id)).toEqual([...ids].reverse());
+      expect((await j.list({ agent, status: 'completed', limit: 10 })).map((r) => r.id)).toEqual([ids[0]]);
+      expect((await j.list({ agent, principal: 'bob', limit: 10 })).map((r) => r.id)).toEqual([ids[4], ids[3]]);
+      expect((await j.list({ agent, origin: 'background', limit: 10 })).map((r) => r.id)).toEqual([ids[4]]);
+      const page1 = await j.list({ agent, limit: 2 });
+      const page2 = await j.list({ agent, limit: 2, before: page1[1]!.id });
+      expect([...page1, ...page2].map((r) => r.id)).toEqual([ids[4], ids[3], ids[2], ids[1]]);
+    });
+
+    it('finds unfinished runs, oldest first', async () => {
+      const j = a.make();
+      const s1 = start({ agent: `unf${n}` });
+      const s2 = start({ agent: `unf${n}` });
+      await j.open(s1);
+      await j.append(s1.id, [reply(0, 'x')]);
+      await j.open(s2);
+      await j.append(s2.id, [reply(0, 'x')]);
+      await j.finish(s2.id, { status: 'completed', response: response('b') });
+      const unf = (await j.unfinished(1000)).filter((r) => r.agent === s1.agent).map((r) => r.id);
+      // PostgreSQL: a run this node holds is running here, not left unfinished.
+      expect(unf).toEqual(a.name === 'sqlite' ? [s1.id] : []);
+    });
+
+    it('commits the steps of many runs queued in one turn together, each append resolving once committed', async () => {
+      const j = a.make();
+      const starts = Array.from({ length: 20 }, () => start({ agent: `group${n}` }));
+      for (const s of starts) await j.open(s);
+      await j.append(starts[0]!.id, [reply(0, 'warm')]);
+      const spy = pool ? vi.spyOn(pool, 'query') : undefined;
+      await Promise.all(starts.map((s) => j.append(s.id, [reply(1, 'a'), reply(2, 'b')])));
+      if (a.name === 'postgresql') expect(spy!.mock.calls.length).toBe(1);
+      spy?.mockRestore();
+      for (const s of starts.slice(1)) expect((await j.get(s.id))?.steps).toHaveLength(2);
+    });
+
+    it('deletes finished runs past their retention with their steps, never a running one', async () => {
+      const j = a.make({ retentionMs: 0 });
+      const done = start();
+      const running = start();
+      await j.open(done);
+      await j.append(done.id, [reply(0, 'x')]);
+      await j.finish(done.id, { status: 'completed', response: response('x') });
+      await j.open(running);
+      await j.append(running.id, [reply(0, 'x')]);
+      await new Promise((r) => setTimeout(r, 5));
+      if (j instanceof SqliteRunJournal) j.sweep();
+      else await (j as PgRunJournal).prune();
+      expect(await j.get(done.id)).toBeUndefined();
+      expect((await j.get(running.id))?.steps).toHaveLength(1);
+    });
+  });
+}
+
+describe.skipIf(!withPg)('run journal: postgresql across nodes', () => {
+  const make = adapters[1]!.make;
+
+  it('two nodes opening one key at once make one run', async () => {
+    for (let i = 0; i < 10; i++) {
+      const a = make({ node: 'a' });
+      const b = make({ node: 'b' });
+      const key = `msg:race${i}_${n}:helper`;
+      const opened = await Promise.allSettled([
+        a.open(start({ key, origin: 'message' })),
+        b.open(start({ key, origin: 'message' })),
+      ]);
+      const ok = opened.filter((o) => o.status === 'fulfilled').map((o) => o.value);
+      expect(ok.filter((o) => o.created)).toHaveLength(1);
+      // The loser finds it held by the winner, a live node: busy, to be tried again later.
+      for (const o of opened)
+        if (o.status === 'rejected') expect(isCaxtonError(o.reason) && o.reason.code).toBe('rate_limited');
+      const { rows } = await pool!.query(`SELECT count(*)::int AS n FROM "${schema}".runs WHERE key = $1`, [key]);
+      expect(rows[0].n).toBe(1);
+    }
+  });
+
+  it('a run is taken over only once its lease expired, with its steps; the old holder can no longer end it', async () => {
+    const a = make({ node: 'lease-a', leaseMs: 600 });
+    const b = make({ node: 'lease-b', leaseMs: 600 });
+    const key = `msg:lease${n}:helper`;
+    const s = start({ key, origin: 'message', agent: `lease${n}` });
+    await a.open(s);
+    await a.append(s.id, [reply(0, 'by a')]);
+    // a's heartbeat keeps it held past the lease.
+    await new Promise((r) => setTimeout(r, 900));
+    expect((await b.unfinished(1000)).map((r) => r.id)).not.toContain(s.id);
+    await expect(b.open(start({ key, origin: 'message' }))).rejects.toMatchObject({ code: 'rate_limited' });
+    // a stops renewing (its node died): after the lease, b finds it and takes it.
+    await a.close();
+    await new Promise((r) => setTimeout(r, 700));
+    expect((await b.unfinished(1000)).map((r) => r.id)).toContain(s.id);
+    const taken = await b.open(start({ key, origin: 'message' }));
+    expect(taken).toMatchObject({ created: false, run: { id: s.id, node: 'lease-b' } });
+    expect(taken.steps).toHaveLength(1);
+    await b.resumed(s.id);
+    await b.append(s.id, [reply(1, 'by b')]);
+    // A third node finds it held by b.
+    const c = make({ node: 'lease-c', leaseMs: 600 });
+    await expect(c.resumed(s.id)).rejects.toMatchObject({ code: 'rate_limited' });
+    await b.finish(s.id, { status: 'completed', response: response('b') });
+    expect((await b.get(s.id))?.run).toMatchObject({ status: 'completed', resumes: 1, node: 'lease-b' });
+    expect((await b.get(s.id))?.steps).toHaveLength(2);
+  });
+
+  it('a node resumes what its earlier process left unfinished, whatever the lease', async () => {
+    const first = make({ node: 'same', leaseMs: 60_000 });
+    const s = start({ agent: `restart${n}` });
+    await first.open(s);
+    await first.append(s.id, [reply(0, 'x')]);
+    await first.close();
+    const second = make({ node: 'same', leaseMs: 60_000 });
+    const other = make({ node: 'other', leaseMs: 60_000 });
+    expect((await other.unfinished(1000)).map((r) => r.id)).not.toContain(s.id);
+    expect((await second.unfinished(1000)).map((r) => r.id)).toContain(s.id);
+    await second.resumed(s.id);
+    await second.append(s.id, [reply(1, 'y')]);
+    expect((await second.get(s.id))?.steps).toHaveLength(2);
+  });
+
+  it('renews every run a node holds in one statement, not one released', async () => {
+    const j = make({ node: 'beat', leaseMs: 60_000 }) as PgRunJournal;
+    for (let i = 0; i < 5; i++) {
+      const s = start();
+      await j.open(s);
+      await j.append(s.id, [reply(0, 'x')]);
+    }
+    const spy = vi.spyOn(pool!, 'query');
+    expect(await j.heartbeat()).toBe(5);
+    expect(spy.mock.calls.length).toBe(1);
+    spy.mockRestore();
+    // A run that stopped here without an end is no longer renewed: its lease runs out for another node.
+    j.release(j.held[0]!);
+    expect(await j.heartbeat()).toBe(4);
+  });
+});
