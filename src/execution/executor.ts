@@ -460,7 +460,8 @@ export class Executor {
     const agent = def.name;
     const m = this.#metrics;
     const status = res ? 'ok' : isCaxtonError(err) ? err.code : 'internal';
-    if (this.#records) {
+    // A run paused for a person has not ended: it is recorded when it does.
+    if (this.#records && status !== 'awaiting_approval') {
       this.#records.record(
         entryOf({
           id,
@@ -666,7 +667,9 @@ export class Executor {
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
           if (deadline.cancelled())
-            throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
+            throw opts.signal?.reason instanceof CaxtonError && opts.signal.reason.code === 'cancelled'
+              ? opts.signal.reason
+              : new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
           throw e;
         }
       }

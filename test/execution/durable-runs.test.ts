@@ -89,6 +89,36 @@ describe('Idempotency-Key', () => {
     expect(d.json.execution_id).not.toBe(a.json.execution_id);
   });
 
+  it('a background start repeated while its run goes on is answered at once with the same run', async () => {
+    const start = () =>
+      fetch(`${cx.url}/api/v1/agents/calc-context/runs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'bg-same' },
+        body: JSON.stringify({ request: 'six times seven' }),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as { run_id: string } }));
+    const first = await start();
+    const second = await start();
+    expect([first.status, second.status]).toEqual([202, 202]);
+    expect(second.body.run_id).toBe(first.body.run_id);
+    // Answered before the run ended (its model's last turn takes 150 ms).
+    expect((await runOf(first.body.run_id)).status).toBe('running');
+  });
+
+  it('a cancelled run says it was cancelled', async () => {
+    const r = await fetch(`${cx.url}/api/v1/agents/calc-context/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request: 'six times seven' }),
+    });
+    const id = ((await r.json()) as { run_id: string }).run_id;
+    const cancelled = (await (await fetch(`${cx.url}/api/v1/runs/${id}/cancel`, { method: 'POST' })).json()) as {
+      status: string;
+      error: { message: string };
+    };
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.error.message).toBe('the run was cancelled');
+  });
+
   it('a malformed key is refused naming the header', async () => {
     const r = await cx.invoke('calc-context', { request: 'x' }, { 'idempotency-key': 'has space' });
     expect(r.status).toBe(400);

@@ -122,7 +122,9 @@ export class PgExecutionStore extends ExecutionReads implements ExecutionLog {
     await this.#o.pool.query(
       `INSERT INTO ${this.#s}.executions (${ENTRY_COLUMNS.join(', ')}, node)
        SELECT *, $${n + 1} FROM unnest(${TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})
-       ON CONFLICT (execution_id) DO NOTHING`,
+       ON CONFLICT (execution_id) DO UPDATE SET ${ENTRY_COLUMNS.filter((c) => c !== 'execution_id')
+         .map((c) => `${c} = excluded.${c}`)
+         .join(', ')}, node = excluded.node`,
       [...cols, this.#o.node],
     );
   }

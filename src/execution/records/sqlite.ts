@@ -87,7 +87,9 @@ export class SqliteExecutionStore extends ExecutionReads implements ExecutionLog
     this.#db = o.db;
     this.#maxRows = o.maxRows;
     const insert = o.db.prepare(
-      `INSERT OR IGNORE INTO executions (${ENTRY_COLUMNS.join(', ')}) VALUES (${ENTRY_COLUMNS.map(() => '?').join(', ')})`,
+      // A durable run that resumed (a retried or redelivered message, a decision on an approval)
+      // is recorded again under the same id when it ends: its latest outcome replaces the earlier.
+      `INSERT OR REPLACE INTO executions (${ENTRY_COLUMNS.join(', ')}) VALUES (${ENTRY_COLUMNS.map(() => '?').join(', ')})`,
     );
     this.#lane = writeLane(o.db, {
       write: (batch: ExecutionEntry[]) => {

@@ -95,14 +95,29 @@ export class DurableRuns {
           : null;
     if (key === null) return this.#open(null, def, req, opts, ref, opened);
     const running = this.#byKey.get(key);
-    if (running !== undefined) return running;
+    if (running !== undefined) {
+      // Joined: a background start is answered with the run's id as soon as it is known.
+      const id = this.#keyIds.get(key);
+      if (opened !== undefined) {
+        if (id !== undefined) opened(id);
+        else this.#waitingIds.set(key, [...(this.#waitingIds.get(key) ?? []), opened]);
+      }
+      return running;
+    }
     return this.#track(key, this.#open(key, def, req, opts, ref, opened));
   }
+
+  /** The run id of each key running here, once opened; and the joiners waiting to hear it. */
+  readonly #keyIds = new Map<string, string>();
+  readonly #waitingIds = new Map<string, ((id: string) => void)[]>();
 
   #track(key: string, p: Promise<AgentResponse>): Promise<AgentResponse> {
     this.#byKey.set(key, p);
     const forget = (): void => {
-      if (this.#byKey.get(key) === p) this.#byKey.delete(key);
+      if (this.#byKey.get(key) !== p) return;
+      this.#byKey.delete(key);
+      this.#keyIds.delete(key);
+      this.#waitingIds.delete(key);
     };
     p.then(forget, forget);
     return p;
@@ -129,6 +144,11 @@ export class DurableRuns {
       lazy: origin !== 'background' && opts.idempotencyKey === undefined,
     });
     opened?.(run.id);
+    if (key !== null) {
+      this.#keyIds.set(key, run.id);
+      for (const tell of this.#waitingIds.get(key) ?? []) tell(run.id);
+      this.#waitingIds.delete(key);
+    }
     if (created) return this.#go(run.id, def, req, opts, ref, undefined);
     // Done before: its answer, without running anything again.
     if (run.status === 'completed' && run.response !== null) return run.response;
