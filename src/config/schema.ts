@@ -391,11 +391,9 @@ export const serverConfigSchema = z.strictObject({
           z.strictObject({
             tools: z
               .array(
-                z
-                  .string()
-                  .regex(TOOL_NAME_RE, {
-                    message: 'expected a tool name or pattern such as "workspace.bash" or "fs.*"',
-                  }),
+                z.string().regex(TOOL_NAME_RE, {
+                  message: 'expected a tool name or pattern such as "workspace.bash" or "fs.*"',
+                }),
               )
               .min(1, { message: 'name at least one tool' }),
             agents: z.array(z.string().min(1).max(128)).optional(),
