@@ -112,9 +112,9 @@ function insertFloor(per: number, n = 12_000): number {
   const dir = tempDir('caxton-bench-runs-floor-');
   const db = openDatabase(dir.path);
   migrate(db, RUNS_MIGRATIONS);
-  const insert = db.prepare('INSERT INTO run_steps (run_id, seq, ts, step) VALUES (?, ?, ?, ?)');
+  const insert = db.prepare('INSERT INTO run_steps (run_id, seq, ts, steps) VALUES (?, ?, ?, ?)');
   const ids = Array.from({ length: per }, () => `exec_${timeOrderedUuid()}`);
-  const text = JSON.stringify(STEP);
+  const text = JSON.stringify([STEP]);
   let seq = 0;
   const write = db.transaction(() => {
     for (const id of ids) insert.run(id, seq, Date.now(), text);

@@ -271,7 +271,9 @@ export async function runAgent(
           continue;
         }
       }
-      if (record !== undefined) {
+      // A call that may run twice needs no start on disk: found unfinished, it would run again
+      // anyway. Any other call's start is committed before it runs.
+      if (record !== undefined && deps.tools.get(call.name)?.idempotent !== true) {
         queued.push({ kind: 'tool_start', turn: turns, id: call.id, name: call.name });
         await commit();
       }

@@ -227,8 +227,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
         now,
         JSON.stringify({ content: 'I could not tell whether the line was appended.' }),
       );
-      const step = db.prepare('INSERT INTO run_steps (run_id, seq, ts, step) VALUES (?, ?, ?, ?)');
-      steps.forEach((s, i) => step.run(id, i, now - 60_000 + i, JSON.stringify(s)));
+      const step = db.prepare('INSERT INTO run_steps (run_id, seq, ts, steps) VALUES (?, ?, ?, ?)');
+      steps.forEach((s, i) => step.run(id, i, now - 60_000 + i, JSON.stringify([s])));
     } finally {
       db.close();
     }

@@ -56,15 +56,16 @@ async function runOf(id: string): Promise<RunView> {
 
 describe('every isolation mode records the same steps', () => {
   for (const isolation of ['context', 'worker', 'process'])
-    it(`${isolation}: a model reply, the call's start and end, the answer`, async () => {
+    it(`${isolation}: a model reply, the call's end, the answer`, async () => {
       const r = await cx.invoke(`calc-${isolation}`, { request: 'six times seven' });
       expect(r.status, r.text).toBe(200);
       expect(r.json.content).toBe('result 42');
       const run = await runOf(r.json.execution_id);
       expect(run.status).toBe('completed');
       expect(run.origin).toBe('invoke');
-      expect(run.steps.map((s) => s.kind)).toEqual(['model', 'tool_start', 'tool_end', 'model']);
-      expect(run.steps[2]).toMatchObject({ kind: 'tool_end', name: 'calculator', result: '42', is_error: false });
+      // The calculator is idempotent: found unfinished it would run again, so its start is not written.
+      expect(run.steps.map((s) => s.kind)).toEqual(['model', 'tool_end', 'model']);
+      expect(run.steps[1]).toMatchObject({ kind: 'tool_end', name: 'calculator', result: '42', is_error: false });
       expect(run.response?.content).toBe('result 42');
     });
 });

@@ -34,7 +34,7 @@ export const RUNS_MIGRATIONS: readonly Migration[] = [
         run_id TEXT NOT NULL,
         seq    INTEGER NOT NULL,
         ts     INTEGER NOT NULL,
-        step   TEXT NOT NULL,
+        steps  TEXT NOT NULL,
         PRIMARY KEY (run_id, seq)
       ) WITHOUT ROWID;
     `,
@@ -134,13 +134,13 @@ export class SqliteRunJournal implements RunJournal {
     this.#stmts = {
       byKey: db.prepare('SELECT * FROM runs WHERE key = ?'),
       byId: db.prepare('SELECT * FROM runs WHERE id = ?'),
-      steps: db.prepare('SELECT step FROM run_steps WHERE run_id = ? ORDER BY seq'),
+      steps: db.prepare('SELECT steps FROM run_steps WHERE run_id = ? ORDER BY seq'),
       lastSeq: db.prepare('SELECT max(seq) FROM run_steps WHERE run_id = ?'),
       insert: db.prepare(
         `INSERT INTO runs (id, key, agent, origin, status, principal, request, created_at, updated_at)
          VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)`,
       ),
-      step: db.prepare('INSERT INTO run_steps (run_id, seq, ts, step) VALUES (?, ?, ?, ?)'),
+      step: db.prepare('INSERT INTO run_steps (run_id, seq, ts, steps) VALUES (?, ?, ?, ?)'),
       resumed: db.prepare("UPDATE runs SET status = 'running', resumes = resumes + 1, updated_at = ? WHERE id = ?"),
       paused: db.prepare("UPDATE runs SET status = 'awaiting_approval', updated_at = ? WHERE id = ?"),
       finish: db.prepare('UPDATE runs SET status = ?, error = ?, response = ?, updated_at = ? WHERE id = ?'),
@@ -223,7 +223,7 @@ export class SqliteRunJournal implements RunJournal {
   }
 
   #stepsOf(id: string): RunStep[] {
-    return (this.#stmts.steps.pluck().all(id) as string[]).map((s) => JSON.parse(s) as RunStep);
+    return (this.#stmts.steps.pluck().all(id) as string[]).flatMap((s) => JSON.parse(s) as RunStep[]);
   }
 
   append(id: string, given: readonly RunStep[]): Promise<void> {
@@ -237,16 +237,14 @@ export class SqliteRunJournal implements RunJournal {
     }
     const held = this.#written(id);
     const steps = held.length === 0 ? given : [...held, ...given];
-    let seq = this.#seq.get(id) ?? this.#nextSeq(id);
-    const first = seq;
-    seq += steps.length;
-    this.#seq.set(id, seq);
-    const texts = steps.map((s) => JSON.stringify(scrubSecretsIn(s)));
+    // The steps committed together are one row: a step's cost is mostly its row's, and a run's
+    // steps come in pairs (a reply and its first call's start, a call's end and the next one's start).
+    const seq = this.#seq.get(id) ?? this.#nextSeq(id);
+    this.#seq.set(id, seq + 1);
+    const text = JSON.stringify(scrubSecretsIn(steps));
     const { step } = this.#stmts;
     const now = Date.now();
-    return this.#commits.run(() => {
-      for (let i = 0; i < texts.length; i++) step.run(id, first + i, now, texts[i]);
-    });
+    return this.#commits.run(() => void step.run(id, seq, now, text));
   }
 
   resumed(id: string): Promise<void> {
