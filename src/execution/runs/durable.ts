@@ -139,9 +139,9 @@ export class DurableRuns {
       origin,
       principal: req.principal ?? null,
       request: req,
-      // Read by id before it acts: a background run (answered with its id) and a keyed request
-      // (a repeat finds it); any other run is written with its first step.
-      lazy: origin !== 'background' && opts.idempotencyKey === undefined,
+      // Read by id before it acts: a run started without waiting (`start`, answered with its id)
+      // and a keyed request (a repeat finds it); any other run is written with its first step.
+      lazy: opened === undefined && opts.idempotencyKey === undefined,
     });
     opened?.(run.id);
     if (key !== null) {

@@ -209,6 +209,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       'cluster-messaging-007-one-way',
       'cluster-messaging-008-open-index',
       'cluster-messaging-009-no-state-index',
+      'cluster-messaging-010-held',
     ]);
   });
 
