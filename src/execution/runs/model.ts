@@ -89,6 +89,25 @@ export interface RunRecord {
   node: string | null;
 }
 
+/** A run just opened for `start`, as both journals answer it before anything of it is read back. */
+export function newRunRecord(start: RunStart, request: InvokeRequest, now: number, node: string | null): RunRecord {
+  return {
+    id: start.id,
+    key: start.key,
+    agent: start.agent,
+    origin: start.origin,
+    status: 'running',
+    principal: start.principal,
+    request,
+    created_at: now,
+    updated_at: now,
+    resumes: 0,
+    error: null,
+    response: null,
+    node,
+  };
+}
+
 /** A run with its steps, in order. */
 export interface RunWithSteps {
   run: RunRecord;

@@ -31,7 +31,16 @@ import {
   type PgMigration,
 } from '../../storage/pg/index.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
-import type { OpenedRun, RunJournal, RunQuery, RunRecord, RunStart, RunStep, RunWithSteps } from './model.js';
+import {
+  newRunRecord,
+  type OpenedRun,
+  type RunJournal,
+  type RunQuery,
+  type RunRecord,
+  type RunStart,
+  type RunStep,
+  type RunWithSteps,
+} from './model.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -209,21 +218,7 @@ export class PgRunJournal implements RunJournal {
       this.#o.node,
     ];
     const row = `(${values.map(literal).join(', ')}, ${this.#until})`;
-    const run: RunRecord = {
-      id: start.id,
-      key: start.key,
-      agent: start.agent,
-      origin: start.origin,
-      status: 'running',
-      principal: start.principal,
-      request,
-      created_at: now,
-      updated_at: now,
-      resumes: 0,
-      error: null,
-      response: null,
-      node: this.#o.node,
-    };
+    const run = newRunRecord(start, request, now, this.#o.node);
     this.#seq.set(start.id, 0);
     const created = this.#enqueue({ open: row, run: start.id });
     if (start.key === null) {

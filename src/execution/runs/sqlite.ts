@@ -8,7 +8,16 @@
 import { scrubSecretsIn } from '../../shared/secrets.js';
 import { GroupCommit, Pruner, type Db, type Migration, type RetentionRule } from '../../storage/index.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
-import type { OpenedRun, RunJournal, RunQuery, RunRecord, RunStart, RunStep, RunWithSteps } from './model.js';
+import {
+  newRunRecord,
+  type OpenedRun,
+  type RunJournal,
+  type RunQuery,
+  type RunRecord,
+  type RunStart,
+  type RunStep,
+  type RunWithSteps,
+} from './model.js';
 
 export const RUNS_MIGRATIONS: readonly Migration[] = [
   {
@@ -171,21 +180,7 @@ export class SqliteRunJournal implements RunJournal {
     // only asks the model has nothing a resume would reuse, and costs no row.
     if (start.lazy === true) this.#unwritten.set(start.id, { row: args, held: [] });
     else this.#insert(args);
-    const run: RunRecord = {
-      id: start.id,
-      key: start.key,
-      agent: start.agent,
-      origin: start.origin,
-      status: 'running',
-      principal: start.principal,
-      request,
-      created_at: now,
-      updated_at: now,
-      resumes: 0,
-      error: null,
-      response: null,
-      node: null,
-    };
+    const run = newRunRecord(start, request, now, null);
     return Promise.resolve({ run, steps: [], created: true });
   }
 
