@@ -92,6 +92,11 @@ export interface ExecutorOptions {
   limiter?: PrincipalLimiter;
   /** An agent's own limits (`[auth.limits.agents]`, see agentLimitsLookup), shared by all its callers. */
   agentLimits?: (agent: string) => LimitSet | undefined;
+  /**
+   * A principal's limits by id (ActingPrincipals.executionLimits), for runs resumed with no caller
+   * present; throws for a key revoked since the run started.
+   */
+  principalLimits?: (principal: string) => LimitSet | undefined;
   /** Where every finished execution is recorded (src/execution/records, ADR 0056): queued here, written in batches. */
   records?: ExecutionLog;
   /** Which version of its agent's history a definition is (the agent service knows), for the records. */
@@ -203,6 +208,7 @@ export class Executor {
         run: (id, def, req, o, ref, run) => this.#once(id, def, req, o, ref, run),
         resolve: (ref, req) => this.check(ref, req),
         admit: (name, limit) => this.admit(name, limit),
+        ...(opts.principalLimits && { limitsOf: opts.principalLimits }),
         isIdempotent: (name) => (this.#deps.tools.get(name) ?? this.hostTools.get(name))?.idempotent === true,
         audit: (call) => this.hostTools.onCalled?.(call),
         ...(opts.onRunError && { onError: opts.onRunError }),

@@ -256,6 +256,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         logger,
         telemetry,
         limiter: auth.limiter,
+        principals: auth.principals,
         events,
         records,
         threads,

@@ -8,7 +8,7 @@
  * message, which resume when their delivery comes again.
  */
 import type { AgentDefinition } from '../../agents/index.js';
-import type { ExecutionSlot } from '../../auth/limits.js';
+import type { ExecutionSlot, LimitSet } from '../../auth/limits.js';
 import { CaxtonError, isCaxtonError } from '../../shared/errors.js';
 import { timeOrderedUuid } from '../../shared/ids.js';
 import type { CalledTool } from '../../tools/index.js';
@@ -46,6 +46,12 @@ export interface RunHost {
   /** The definition a stored run's agent resolves to today (throws as an invoke would). */
   resolve(ref: string, req: InvokeRequest): Promise<AgentDefinition>;
   admit(name: string, limit: InvokeOptions['limit']): ExecutionSlot | undefined;
+  /**
+   * The limits a run resumed with no caller present (at start, after a decision) is charged
+   * against: its principal's today. Throws 403 principal_unknown for a key revoked since: work
+   * started on its behalf does not go on.
+   */
+  limitsOf?(principal: string): LimitSet | undefined;
   isIdempotent(tool: string): boolean;
   /** The tool audit: an interrupted call that is not run again is recorded there. */
   audit(call: CalledTool): void;
@@ -59,6 +65,18 @@ export function awaitingError(runId: string, a: PendingApproval): CaxtonError {
     `run ${runId} waits for approval of a call of "${a.tool}": approve or deny it (caxton run approve ${runId})`,
     { run_id: runId, tool: a.tool, call_id: a.call_id, arguments: a.arguments },
   );
+}
+
+/** A refusal by a principal's or agent's limit (not a run held by another node, which is rate_limited too). */
+function limitRefusal(e: unknown): e is CaxtonError {
+  return (
+    isCaxtonError(e) && e.code === 'rate_limited' && (e.details as { limit?: unknown } | null)?.limit !== undefined
+  );
+}
+
+function retryAfterMs(e: CaxtonError): number {
+  const s = (e.details as { retry_after?: unknown }).retry_after;
+  return Math.max(1_000, (typeof s === 'number' ? s : 60) * 1_000);
 }
 
 function errorOf(e: unknown): { code: string; message: string } {
@@ -303,23 +321,64 @@ export class DurableRuns {
     for (const r of runs) {
       if (r.origin === 'message' || this.#cancels.has(r.id) || (r.key !== null && this.#byKey.has(r.key))) continue;
       n++;
-      const p = this.#resumeStored(r);
-      if (r.key !== null) this.#track(r.key, p);
-      p.catch((e: unknown) => this.host.onError?.(e, r.id));
+      this.#resumeLater(r, 0);
     }
     return n;
   }
 
-  async #resumeStored(r: RunRecord): Promise<AgentResponse> {
-    let def: AgentDefinition;
+  /**
+   * Resumes a stored run once its principal's and agent's limits admit it: a run refused by a
+   * limit (a concurrency limit full of other resumed runs, tokens spent for the window) stays
+   * unfinished and is tried again when the limit says to retry.
+   */
+  #resumeLater(r: RunRecord, delayMs: number): void {
+    const attempt = async (): Promise<void> => {
+      if (this.#stopping || this.#cancels.has(r.id) || (r.key !== null && this.#byKey.has(r.key))) return;
+      // Waited for a limit: a repeated request may have finished or cancelled it meanwhile.
+      if (delayMs > 0 && (await this.journal.get(r.id))?.run.status !== 'running') return;
+      const p = this.#resumeStored(r);
+      if (r.key !== null) this.#track(r.key, p);
+      await p;
+    };
+    const go = (): void =>
+      void attempt().catch((e: unknown) =>
+        limitRefusal(e) ? this.#resumeLater(r, retryAfterMs(e)) : this.host.onError?.(e, r.id),
+      );
+    if (delayMs === 0) go();
+    else setTimeout(go, delayMs).unref();
+  }
+
+  /**
+   * The agent a stored run resolves to today and the slot it is charged to: resumed with no caller
+   * present, it counts against its principal's limits and its agent's all the same. A run whose
+   * agent or principal is gone ends with the reason; a limit's refusal leaves it as it is.
+   */
+  async #admitStored(r: RunRecord): Promise<{ def: AgentDefinition; slot: ExecutionSlot | undefined }> {
     try {
-      def = await this.host.resolve(r.agent, r.request);
+      const def = await this.host.resolve(r.agent, r.request);
+      const limit =
+        r.principal === null ? undefined : { principalId: r.principal, limits: this.host.limitsOf?.(r.principal) };
+      return { def, slot: this.host.admit(def.name, limit) };
     } catch (e) {
-      // The agent is gone or changed beyond running this request: the run ends with the reason.
-      await this.#finish(r.id, { status: 'failed', error: errorOf(e) });
+      if (!limitRefusal(e)) await this.#finish(r.id, { status: 'failed', error: errorOf(e) });
       throw e;
     }
-    return this.#resume(r, undefined, def, r.request, { origin: r.origin }, r.agent);
+  }
+
+  /** Resumes a stored run charged to `slot`, given back with the tokens it used when the run ends or pauses. */
+  #resumeAdmitted(r: RunRecord, def: AgentDefinition, slot: ExecutionSlot | undefined): Promise<AgentResponse> {
+    const p = this.#resume(r, undefined, def, r.request, { origin: r.origin }, r.agent);
+    if (slot !== undefined)
+      p.then(
+        (res) => slot.release({ tokens: res.usage.input_tokens + res.usage.output_tokens }),
+        () => slot.release(),
+      );
+    return p;
+  }
+
+  async #resumeStored(r: RunRecord): Promise<AgentResponse> {
+    const { def, slot } = await this.#admitStored(r);
+    return this.#resumeAdmitted(r, def, slot);
   }
 
   /** Cancels a run: stops it when it runs here, else marks an unfinished one cancelled. Undefined: no such run. */
@@ -373,8 +432,15 @@ export class DurableRuns {
       at: Date.now(),
     };
     if (d.reason !== undefined && d.reason !== '') step.reason = d.reason;
-    await this.journal.append(id, [step]);
-    const resumed = this.#resumeStored(run);
+    // Admitted before the decision is recorded: a limit's refusal reaches the person deciding, and nothing changes.
+    const { def, slot } = await this.#admitStored(run);
+    try {
+      await this.journal.append(id, [step]);
+    } catch (e) {
+      slot?.release();
+      throw e;
+    }
+    const resumed = this.#resumeAdmitted(run, def, slot);
     if (run.key !== null) this.#track(run.key, resumed);
     resumed.catch((e: unknown) => {
       if (!(isCaxtonError(e) && (e.code === 'awaiting_approval' || e.code === 'cancelled'))) this.host.onError?.(e, id);

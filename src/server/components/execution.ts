@@ -6,7 +6,7 @@ import {
   type AgentService,
   type ShadowResultsPort,
 } from '../../agents/index.js';
-import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
+import { agentLimitsLookup, type ActingPrincipals, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import {
   Executor,
@@ -80,6 +80,8 @@ export function startExecution(opts: {
   logger: Logger;
   telemetry: { tracer?: Tracer; metrics?: Metrics };
   limiter: PrincipalLimiter;
+  /** Principals by id: a run resumed with no caller present is charged to its principal's limits. */
+  principals: ActingPrincipals;
   events: AgentEvents | undefined;
   /** Where every execution is recorded (ADR 0056); undefined with `[executions] enabled = false`. */
   records?: ExecutionLog | undefined;
@@ -105,6 +107,7 @@ export function startExecution(opts: {
     }),
     ...opts.telemetry,
     limiter: opts.limiter,
+    principalLimits: (id) => opts.principals.executionLimits(id),
     agentLimits: agentLimitsLookup(config.auth.limits),
     ...(opts.records && { records: opts.records, versionNumberOf: (d) => opts.service.rollout.numberOf(d) }),
     // Each execution reaches the event store and, while its agent has a rollout, the canary's

@@ -1,0 +1,109 @@
+/**
+ * A run resumed with no caller present (at start, after an approval) is charged to its principal's
+ * limits and its agent's, as the request that started it was: DurableRuns over a real SQLite
+ * journal and the real PrincipalLimiter, with a host whose runs the test holds open.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import type { AgentDefinition } from '../../src/agents/index.js';
+import { limitedError, PrincipalLimiter, type LimitSet } from '../../src/auth/index.js';
+import {
+  DurableRuns,
+  RUNS_MIGRATIONS,
+  SqliteRunJournal,
+  type AgentResponse,
+  type RunHost,
+} from '../../src/execution/index.js';
+import { CaxtonError } from '../../src/shared/errors.js';
+import { migrate, openDatabase } from '../../src/storage/index.js';
+import { removeTempDirs, tempDir } from './helpers/caxton.js';
+
+afterAll(() => removeTempDirs());
+
+const response = (content: string): AgentResponse =>
+  ({
+    content,
+    agent: 'a',
+    execution_id: '',
+    finish_reason: 'stop',
+    turns: 1,
+    provider: 'stub',
+    model: 'm',
+    usage: { input_tokens: 10, output_tokens: 5 },
+    tool_calls: [],
+  }) as unknown as AgentResponse;
+
+/** Two runs of key:k1 left unfinished by an earlier process, and one of a key revoked since. */
+async function journalWithUnfinished(): Promise<SqliteRunJournal> {
+  const db = openDatabase(tempDir('caxton-run-limits-'));
+  migrate(db, RUNS_MIGRATIONS);
+  const j = new SqliteRunJournal({ db, retentionMs: 60_000 });
+  for (const [id, principal] of [
+    ['exec_1', 'key:k1'],
+    ['exec_2', 'key:k1'],
+    ['exec_3', 'key:gone'],
+  ] as const) {
+    await j.open({ id, key: null, agent: 'a', origin: 'invoke', principal, request: { request: id } });
+    await j.append(id, [{ kind: 'tool_start', turn: 1, id: 'c', name: 'calculator' }]);
+  }
+  return j;
+}
+
+describe('a run resumed with no caller present', () => {
+  it('counts against its principal: one slot, the second run waits for it; a revoked key ends its run', async () => {
+    const journal = await journalWithUnfinished();
+    const limiter = new PrincipalLimiter();
+    const limits: LimitSet = { concurrent_executions: 1 };
+    const running: string[] = [];
+    let maxAtOnce = 0;
+    const release: Record<string, () => void> = {};
+    const host: RunHost = {
+      run: async (id) => {
+        running.push(id);
+        maxAtOnce = Math.max(maxAtOnce, running.length);
+        await new Promise<void>((r) => (release[id] = r));
+        running.splice(running.indexOf(id), 1);
+        return response(`done ${id}`);
+      },
+      resolve: () => Promise.resolve({ name: 'a' } as AgentDefinition),
+      admit: (name, limit) => {
+        const r = limiter.beginExecution({
+          principalId: limit?.principalId,
+          principalLimits: limit?.limits,
+          agent: name,
+          agentLimits: undefined,
+        });
+        if (!r.ok) throw limitedError(r);
+        return r;
+      },
+      limitsOf: (principal) => {
+        if (principal === 'key:gone')
+          throw new CaxtonError('forbidden', `${principal} is no longer valid`, { reason: 'principal_unknown' });
+        return limits;
+      },
+      isIdempotent: () => true,
+      audit: () => undefined,
+    };
+    const runs = new DurableRuns(journal, host);
+    expect(await runs.resumeUnfinished()).toBe(3);
+    await expect.poll(() => running.length).toBe(1);
+    const first = running[0]!;
+    // The revoked key's run ends with the reason, having run nothing.
+    await expect.poll(async () => (await journal.get('exec_3'))?.run.status).toBe('failed');
+    expect((await journal.get('exec_3'))?.run.error?.message).toMatch(/no longer valid/);
+    // The other run of key:k1 waits for the slot: still running only the first.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(running).toEqual([first]);
+    release[first]!();
+    await expect.poll(() => running.length, { timeout: 5_000 }).toBe(1);
+    const second = running[0]!;
+    expect(second).not.toBe(first);
+    release[second]!();
+    await expect.poll(async () => (await journal.get(second))?.run.status, { timeout: 5_000 }).toBe('completed');
+    expect((await journal.get(first))?.run.status).toBe('completed');
+    expect(maxAtOnce).toBe(1);
+    // Both were charged: their tokens count against key:k1.
+    expect(limiter.usage('key:k1', { tokens: 1_000 }).tokens.used).toBe(30);
+    runs.stopping();
+    journal.close();
+  });
+});
