@@ -139,8 +139,13 @@ export async function runAgent(
   // Steps waiting for their commit: a model reply goes with the start of its first tool call, a
   // call's end with the next call's start, so a step costs one commit.
   const queued: RunStep[] = [];
-  const commit = (): Promise<void> | undefined =>
-    record !== undefined && queued.length > 0 ? record(queued.splice(0)) : undefined;
+  // Commits nothing waits on yet (see runCalls' end); the next awaited commit waits for them too.
+  const behind: Promise<void>[] = [];
+  const commit = async (): Promise<void> => {
+    const p = record !== undefined && queued.length > 0 ? record(queued.splice(0)) : undefined;
+    if (behind.length > 0) await Promise.all(behind.splice(0));
+    await p;
+  };
   const records: ToolCallRecord[] = [];
   const modelTurns: ModelTurn[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
@@ -307,8 +312,15 @@ export async function runAgent(
         });
       finishCall(call, result, duration_ms);
     }
-    // Every result of the turn is on disk before the model is asked again.
-    await commit();
+    // The turn's results are committed while the model is asked again, not before: a reply or a
+    // result lost to a crash in between is re-asked or found interrupted just as it would be were
+    // the crash a moment earlier, and commits land in order, so a later step is never on disk
+    // without it. What must precede an effect — a call's start, a request for approval — is awaited.
+    if (record !== undefined && queued.length > 0) {
+      const p = record(queued.splice(0));
+      p.catch(() => undefined);
+      behind.push(p);
+    }
   }
 
   /**
