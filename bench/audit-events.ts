@@ -6,7 +6,6 @@
  * audit row, one execution.finished event) and a REST message submission (one audit row, one
  * message.sent and one message.received event).
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,14 +14,13 @@ import { AuditStore } from '../src/audit/index.js';
 import { EventStore, EVENTS_MIGRATIONS } from '../src/observability/events.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { ToolAuditStore } from '../src/tools/wasm/audit.js';
-import { loadServerConfig } from '../src/config/index.js';
-import { createLogger } from '../src/observability/index.js';
-import { startServer, type CaxtonServer } from '../src/server/index.js';
+import type { CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
 import { startInvokeFloor } from './lib/invoke-floor.js';
 import { startSubmitFloor } from './lib/submit-floor.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
+import { startScriptedServer } from './lib/scripted-server.js';
 import { threadCpuMs } from './lib/proc-cpu.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt } from './lib/stats.js';
@@ -45,22 +43,12 @@ const SUBMIT_BODY = JSON.stringify({ performative: 'inform', capability: 'sink',
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
-  const file = join(dir, 'caxton.toml');
-  writeFileSync(join(dir, 'script.toml'), SCRIPT);
-  writeFileSync(
-    file,
-    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n` +
-      `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n[messaging]\nmax_queue = 10000000\n` +
-      `[events]\nenabled = ${on}\n[audit]\nenabled = ${on}\n`,
-  );
-  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
-  const server = await startServer({ config, logger: createLogger('warn') });
-  const r = await fetch(`${server.url}/api/v1/agents`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/toml' },
-    body: AGENT,
+  const server = await startScriptedServer({
+    dir,
+    script: SCRIPT,
+    agent: AGENT,
+    toml: `[messaging]\nmax_queue = 10000000\n[events]\nenabled = ${on}\n[audit]\nenabled = ${on}\n`,
   });
-  if (r.status !== 201) throw new Error(`deploy → ${r.status}: ${(await r.text()).slice(0, 300)}`);
   const now = new Date().toISOString();
   const sink = parseAgent(
     'name = "sink"\ncapabilities = ["sink"]\nsystem_prompt = "bench"\n[messaging]\nmax_concurrency = 64\n',

@@ -10,19 +10,16 @@
  * conversation with 50 earlier turns (its owner and newest turns read from the records, given to
  * the model as history) against the same invoke without one, alternated.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadServerConfig } from '../src/config/index.js';
 import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../src/execution/index.js';
 import { ENTRY_COLUMNS, entryValues } from '../src/execution/records/model.js';
 import type { AgentResponse } from '../src/execution/index.js';
-import { createLogger } from '../src/observability/index.js';
 import { newTraceId } from '../src/observability/span-recorder.js';
 import { timeOrderedUuid } from '../src/shared/ids.js';
-import { startServer, type CaxtonServer } from '../src/server/index.js';
+import type { CaxtonServer } from '../src/server/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
+import { invokeOnce, startScriptedServer } from './lib/scripted-server.js';
 import { threadCpuMs } from './lib/proc-cpu.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt } from './lib/stats.js';
@@ -50,28 +47,13 @@ const THREAD_TURNS = 50;
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
-  const file = join(dir, 'caxton.toml');
-  writeFileSync(join(dir, 'script.toml'), SCRIPT);
-  writeFileSync(
-    file,
-    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n` +
-      `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n` +
-      `[tracing]\nlocal_spans = 0\n[executions]\nenabled = ${on}\n`,
-  );
-  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
-  const server = await startServer({ config, logger: createLogger('warn') });
-  const r = await fetch(`${server.url}/api/v1/agents`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/toml' },
-    body: AGENT,
+  const server = await startScriptedServer({
+    dir,
+    script: SCRIPT,
+    agent: AGENT,
+    toml: `[tracing]\nlocal_spans = 0\n[executions]\nenabled = ${on}\n`,
   });
-  if (r.status !== 201) throw new Error(`deploy → ${r.status}: ${(await r.text()).slice(0, 300)}`);
-  const p = await fetch(`${server.url}/api/v1/agents/adder/invoke`, {
-    method: 'POST',
-    headers: JSON_HEADERS,
-    body: BODY,
-  });
-  if (p.status !== 200) throw new Error(`invoke → ${p.status}: ${(await p.text()).slice(0, 300)}`);
+  await invokeOnce(server, 'adder', BODY);
   return server;
 }
 

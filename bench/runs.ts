@@ -9,16 +9,13 @@
  *    all there is to measure), and with a stand-in model answering in 20 ms at 50 concurrent runs
  *    (target: recorded ≥ 0.95× unrecorded).
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadServerConfig } from '../src/config/index.js';
 import { RUNS_MIGRATIONS, SqliteRunJournal, type RunStep } from '../src/execution/index.js';
-import { createLogger } from '../src/observability/index.js';
 import { timeOrderedUuid } from '../src/shared/ids.js';
-import { startServer, type CaxtonServer } from '../src/server/index.js';
+import type { CaxtonServer } from '../src/server/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
+import { invokeOnce, startScriptedServer } from './lib/scripted-server.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
@@ -40,30 +37,14 @@ const BODY = JSON.stringify({ request: 'add three times' });
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 async function startCaxton(dir: string, durable: boolean, latencyMs: number): Promise<CaxtonServer> {
-  const file = join(dir, 'caxton.toml');
-  writeFileSync(join(dir, 'script.toml'), SCRIPT);
-  writeFileSync(
-    file,
-    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n` +
-      `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n` +
-      (latencyMs > 0 ? `latency = "${latencyMs}ms"\n` : '') +
-      `[tracing]\nlocal_spans = 0\n[execution]\ndurable_runs = ${durable}\n`,
-  );
-  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
-  const server = await startServer({ config, logger: createLogger('warn') });
-  const r = await fetch(`${server.url}/api/v1/agents`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/toml' },
-    body: AGENT,
+  const server = await startScriptedServer({
+    dir,
+    script: SCRIPT,
+    agent: AGENT,
+    latencyMs,
+    toml: `[tracing]\nlocal_spans = 0\n[execution]\ndurable_runs = ${durable}\n`,
   });
-  if (r.status !== 201) throw new Error(`deploy → ${r.status}: ${(await r.text()).slice(0, 300)}`);
-  const p = await fetch(`${server.url}/api/v1/agents/looper/invoke`, {
-    method: 'POST',
-    headers: JSON_HEADERS,
-    body: BODY,
-  });
-  const text = await p.text();
-  if (p.status !== 200 || !text.includes('done: 6')) throw new Error(`invoke → ${p.status}: ${text.slice(0, 300)}`);
+  await invokeOnce(server, 'looper', BODY, 'done: 6');
   return server;
 }
 

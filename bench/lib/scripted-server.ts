@@ -1,0 +1,55 @@
+/**
+ * A Caxton server in this process with a scripted model (`script.toml`) and one agent deployed
+ * from TOML: what the in-process benches compare with a setting on and off. Metrics, logs and
+ * (unless `toml` says otherwise) local spans are quiet, and auth is off.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadServerConfig } from '../../src/config/index.js';
+import { createLogger } from '../../src/observability/index.js';
+import { startServer, type CaxtonServer } from '../../src/server/index.js';
+
+export async function startScriptedServer(o: {
+  dir: string;
+  /** The scripted model's rules (script.toml). */
+  script: string;
+  /** The agent deployed, as TOML. */
+  agent: string;
+  /** caxton.toml sections after [llm] (the setting the bench turns on and off). */
+  toml: string;
+  /** The provider's simulated latency. */
+  latencyMs?: number;
+}): Promise<CaxtonServer> {
+  const file = join(o.dir, 'caxton.toml');
+  writeFileSync(join(o.dir, 'script.toml'), o.script);
+  writeFileSync(
+    file,
+    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n` +
+      `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n` +
+      (o.latencyMs !== undefined && o.latencyMs > 0 ? `latency = "${o.latencyMs}ms"\n` : '') +
+      o.toml,
+  );
+  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
+  const server = await startServer({ config, logger: createLogger('warn') });
+  const r = await fetch(`${server.url}/api/v1/agents`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/toml' },
+    body: o.agent,
+  });
+  if (r.status !== 201) {
+    await server.close();
+    throw new Error(`deploy → ${r.status}: ${(await r.text()).slice(0, 300)}`);
+  }
+  return server;
+}
+
+/** Invokes `agent` once and throws unless it answers 200 with `expect` in its body (a warm, working server). */
+export async function invokeOnce(server: CaxtonServer, agent: string, body: string, expect = ''): Promise<void> {
+  const p = await fetch(`${server.url}/api/v1/agents/${agent}/invoke`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
+  const text = await p.text();
+  if (p.status !== 200 || !text.includes(expect)) throw new Error(`invoke → ${p.status}: ${text.slice(0, 300)}`);
+}
