@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HOST_GRANT_HINT, HOST_GRANT_RE } from '../shared/host-grants.js';
 import { ISOLATION_MODES, TOOL_NAME_RE } from '../agents/definition.js';
 import { clientCertMappingsSchema } from '../auth/cert.js';
 import { jwtConfigSchema } from '../auth/jwt-config.js';
@@ -127,7 +128,6 @@ export const mcpServerSchema = z
 
 /** Tool server names (as in caxton-tool.toml): lower-case, no dots (tools are named SERVER.tool). */
 const TOOL_SERVER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
-const HOST_PATTERN = /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/i;
 const GUEST_PATH = /^\/[^\0]*$/;
 
 /**
@@ -138,14 +138,12 @@ const GUEST_PATH = /^\/[^\0]*$/;
 export const toolGrantSchema = z.strictObject({
   /** false: a built-in server of this name is not loaded, and deploying one is refused. */
   enabled: z.boolean().default(true),
-  /** Hosts the server may reach over HTTP: "api.example.com", "*.example.com", "127.0.0.1" or "*". */
+  /**
+   * Hosts the server may reach over HTTP: "api.example.com", "*.example.com", "127.0.0.1", "*",
+   * each optionally with ":PORT". Internal addresses only by address (src/shared/host-grants.ts).
+   */
   allowed_hosts: z
-    .array(
-      z.string().regex(HOST_PATTERN, {
-        message: 'expected a host name, "*.domain", an IP address in brackets for IPv6, or "*"',
-      }),
-      { error: 'expected a list of host names' },
-    )
+    .array(z.string().regex(HOST_GRANT_RE, { message: HOST_GRANT_HINT }), { error: 'expected a list of host names' })
     .default([]),
   /** Guest root declared by the manifest (`[permissions.paths]`) → host directory (relative to caxton.toml). */
   paths: z

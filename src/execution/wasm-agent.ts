@@ -48,7 +48,7 @@ const dec = new TextDecoder();
 
 /** Nothing granted: a WebAssembly agent reaches the world only through the tools it is allowed. */
 const NO_GRANTS: SandboxGrants = {
-  hostAllowed: () => false,
+  hosts: [],
   httpGranted: false,
   files: new FileAccess([]),
   config: new Map(),
@@ -248,6 +248,7 @@ export class WasmAgents {
             limits,
             manifestHosts: [],
             operatorHosts: [],
+            own: [],
             roots: [],
             databases: [],
             config: [],

@@ -6,6 +6,7 @@ import {
 } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { noteListener } from '../shared/host-grants.js';
 
 /**
  * Serves /metrics (Prometheus text format) on its own port, apart from the API; over TLS when
@@ -62,6 +63,8 @@ export async function startMetricsServer(
     server.listen(port, host, () => resolve());
   });
   const addr = server.address() as AddressInfo;
+  // Tools reach this listener only through an allowed_hosts entry naming its address and port.
+  server.once('close', noteListener({ host: addr.address, port: addr.port }));
   return {
     server,
     url: `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${addr.port}/metrics`,

@@ -10,6 +10,7 @@ import { isLoopbackHost } from '../hosts.js';
 import { httpsOptions, TlsReloader, type TlsMaterial } from '../tls.js';
 import type { TlsConfig } from '../tls-config.js';
 import type { Component } from './component.js';
+import { noteListener } from '../../shared/host-grants.js';
 
 export interface HttpComponent extends Component {
   readonly app: FastifyInstance;
@@ -92,10 +93,13 @@ export async function startHttp(opts: {
   let url = '';
   let tls: TlsReloader | undefined;
   let removeRunRecord = () => {};
+  let forgetListener = () => {};
   try {
     if (opts.listen) {
       await app.listen({ host: config.server.host, port: config.server.port });
       const addr = app.server.address() as AddressInfo;
+      // Tools reach this listener only through an allowed_hosts entry naming its address and port.
+      forgetListener = noteListener({ host: addr.address, port: addr.port });
       url = `${apiTls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
       if (apiTls) {
         tls = new TlsReloader(tlsServerOf(app.server), apiTls.cfg, 'server.tls', apiTls.material, logger);
@@ -107,6 +111,7 @@ export async function startHttp(opts: {
         removeRunRecord = writeRunRecord(addr.port, url, keyFile);
     } else await app.ready();
   } catch (e) {
+    forgetListener();
     await tls?.close();
     await app.close();
     throw e;
@@ -126,6 +131,7 @@ export async function startHttp(opts: {
       await app.close(); // waits for in-flight requests
       clearInterval(idle);
       removeRunRecord();
+      forgetListener();
     },
   };
 }

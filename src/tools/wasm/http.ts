@@ -5,18 +5,28 @@
  * here, on the host side, whatever the guest does. Redirects are not followed (a 3xx goes back to
  * the guest), so a redirect cannot lead to a host outside the allowlist.
  */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import {
+  hostGranted,
+  ownListeners,
+  parseHostGrants,
+  portOfUrl,
+  type HostGrant,
+  type Listener,
+} from '../../shared/host-grants.js';
 import { HostTrap } from './errors.js';
 
-/** Whether `host` matches one of `patterns`: exact names, `*.example.com` (subdomains only) or `*`. */
+/** Whether `host` matches one of `patterns` by name (any port): for listings, not for HTTP (see checkHttpRequest). */
 export function hostMatches(host: string, patterns: readonly string[]): boolean {
   const h = host.toLowerCase().replace(/\.$/, '');
-  for (const raw of patterns) {
-    const p = raw.toLowerCase();
-    if (p === '*' || p === h) return true;
-    if (p.startsWith('*.') && h.endsWith(p.slice(1)) && h.length > p.length - 1) return true;
-  }
-  return false;
+  return parseHostGrants(patterns).some(
+    (g) =>
+      g.host === '*' ||
+      g.host === h ||
+      (g.host.startsWith('*.') && h.endsWith(g.host.slice(1)) && h.length > g.host.length - 1),
+  );
 }
 
 export interface HttpRequest {
@@ -24,6 +34,19 @@ export interface HttpRequest {
   method: string;
   headers: Record<string, string>;
   body?: Uint8Array;
+  /**
+   * The operator's grant, which alone decides whether an internal address (or this process's own
+   * listener) may be connected to: a manifest asks for names, the operator grants addresses.
+   */
+  addresses: readonly HostGrant[];
+}
+
+/** What the worker (http-worker.ts) is sent for one request. */
+export interface HttpWorkerRequest extends HttpRequest {
+  sab: SharedArrayBuffer;
+  timeoutMs: number;
+  /** This process's listeners (reached only through an entry naming address and port). */
+  own: Listener[];
 }
 
 export interface HttpResponse {
@@ -32,54 +55,29 @@ export interface HttpResponse {
   body: Uint8Array;
 }
 
-const HEADER_ROOM = 64 * 1024;
+export const HEADER_ROOM = 64 * 1024;
 
-/** The worker: plain CommonJS, evaluated from this string so it needs no compiled file. */
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-parentPort.on('message', async (m) => {
-  const ctrl = new Int32Array(m.sab, 0, 4);
-  const bytes = new Uint8Array(m.sab, 16);
-  const fail = (msg) => {
-    const e = new TextEncoder().encode(String(msg)).subarray(0, bytes.length);
-    bytes.set(e, 0);
-    ctrl[2] = e.length;
-    Atomics.store(ctrl, 0, 2);
-    Atomics.notify(ctrl, 0);
-  };
-  try {
-    const res = await fetch(m.url, { method: m.method, headers: m.headers, body: m.body, redirect: 'manual', signal: AbortSignal.timeout(m.timeoutMs) });
-    const headers = {};
-    res.headers.forEach((v, k) => { headers[k] = v; });
-    const hj = new TextEncoder().encode(JSON.stringify(headers)).subarray(0, ${HEADER_ROOM});
-    let len = 0;
-    const room = bytes.length - ${HEADER_ROOM};
-    if (res.body) {
-      for await (const chunk of res.body) {
-        if (len + chunk.length > room) { fail('the response body exceeds ' + room + ' bytes'); return; }
-        bytes.set(chunk, ${HEADER_ROOM} + len);
-        len += chunk.length;
-      }
-    }
-    bytes.set(hj, 0);
-    ctrl[1] = res.status;
-    ctrl[2] = len;
-    ctrl[3] = hj.length;
-    Atomics.store(ctrl, 0, 1);
-    Atomics.notify(ctrl, 0);
-  } catch (e) {
-    fail(e && e.name === 'TimeoutError' ? 'timeout' : (e && e.cause && e.cause.message) || (e && e.message) || String(e));
-  }
-});
-`;
+/** The compiled worker module (workers load JavaScript: from src, use the build in dist/). */
+function workerPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  const js = here.replace(/http\.(ts|js)$/, 'http-worker.js');
+  if (existsSync(js)) return js;
+  return js.replace(/([\\/])src([\\/])tools([\\/])wasm([\\/])http-worker\.js$/, '$1dist$2tools$3wasm$4http-worker.js');
+}
 
 /** Synchronous HTTP through one helper worker, started on first use and shared by all tool servers. */
 export class SyncHttpClient {
   #worker: Worker | undefined;
+  /** This process's listeners: read here, or given (a sandbox's own thread has none registered). */
+  readonly #own: () => Listener[];
+
+  constructor(own: () => Listener[] = ownListeners) {
+    this.#own = own;
+  }
 
   #ensure(): Worker {
     if (!this.#worker) {
-      const w = new Worker(WORKER_SOURCE, { eval: true });
+      const w = new Worker(workerPath());
       w.unref();
       w.on('error', () => {
         if (this.#worker === w) this.#worker = undefined;
@@ -97,14 +95,17 @@ export class SyncHttpClient {
     const timeoutMs = Math.max(1, Math.floor(opts.timeoutMs));
     const sab = new SharedArrayBuffer(16 + HEADER_ROOM + opts.maxBytes);
     const ctrl = new Int32Array(sab, 0, 4);
-    this.#ensure().postMessage({
+    const msg: HttpWorkerRequest = {
       sab,
       url: req.url,
       method: req.method,
       headers: req.headers,
-      body: req.body,
+      ...(req.body !== undefined && { body: req.body }),
+      addresses: req.addresses,
       timeoutMs,
-    });
+      own: this.#own(),
+    };
+    this.#ensure().postMessage(msg);
     const waited = Atomics.wait(ctrl, 0, 0, timeoutMs + 50);
     const state = Atomics.load(ctrl, 0);
     if (waited === 'timed-out' && state === 0)
@@ -114,6 +115,7 @@ export class SyncHttpClient {
       const msg = new TextDecoder().decode(bytes.slice(0, ctrl[2]));
       if (msg === 'timeout')
         throw new HostTrap('timeout', `HTTP ${req.method} ${req.url} timed out after ${timeoutMs} ms`);
+      if (msg.startsWith('refused: ')) throw new HostTrap('denied', `HTTP ${req.method} ${req.url} ${msg}`);
       throw new HostTrap('http_error', `HTTP ${req.method} ${req.url} failed: ${msg}`);
     }
     const headers = JSON.parse(new TextDecoder().decode(bytes.slice(0, ctrl[3]))) as Record<string, string>;
@@ -129,9 +131,9 @@ export class SyncHttpClient {
 
 let shared: SyncHttpClient | undefined;
 
-/** The process-wide client. */
-export function sharedHttpClient(): SyncHttpClient {
-  shared ??= new SyncHttpClient();
+/** The thread-wide client; `own`: the process's listeners, for a thread other than the server's. */
+export function sharedHttpClient(own?: () => Listener[]): SyncHttpClient {
+  shared ??= new SyncHttpClient(own);
   return shared;
 }
 
@@ -140,6 +142,7 @@ export interface CheckedHttpRequest {
   url: string;
   method: string;
   headers: Record<string, string>;
+  addresses: readonly HostGrant[];
 }
 
 /**
@@ -151,7 +154,7 @@ export interface CheckedHttpRequest {
 export function checkHttpRequest(
   text: string,
   fn: string,
-  grants: { httpGranted: boolean; hostAllowed(host: string): boolean },
+  grants: { httpGranted: boolean; hosts: readonly (readonly HostGrant[])[] },
   traceparent?: string,
 ): CheckedHttpRequest {
   let req: { url?: unknown; method?: unknown; headers?: unknown };
@@ -174,7 +177,8 @@ export function checkHttpRequest(
       'denied',
       `HTTP request to host "${url.hostname}" refused: HTTP is not granted to this tool server; grant it in caxton.toml with [tools.SERVER] allowed_hosts = ["${url.hostname}"] (SERVER: the tool name before the dot, e.g. http_client) and restart the server`,
     );
-  if (!grants.hostAllowed(url.hostname))
+  const port = portOfUrl(url);
+  if (!grants.hosts.every((list) => hostGranted(url.hostname, port, list)))
     throw new HostTrap(
       'denied',
       `HTTP request to host "${url.hostname}" refused: the host is not in the allowlist; allow it with [tools.SERVER] allowed_hosts = ["${url.hostname}"] in caxton.toml (SERVER: the tool name before the dot; the tool manifest must list the host too) and restart the server`,
@@ -184,5 +188,10 @@ export function checkHttpRequest(
     for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
   if (traceparent !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'traceparent'))
     headers.traceparent = traceparent;
-  return { url: url.href, method: typeof req.method === 'string' ? req.method.toUpperCase() : 'GET', headers };
+  return {
+    url: url.href,
+    method: typeof req.method === 'string' ? req.method.toUpperCase() : 'GET',
+    headers,
+    addresses: grants.hosts[grants.hosts.length - 1] ?? [],
+  };
 }

@@ -11,6 +11,7 @@ import { closest } from '../../shared/suggest.js';
 import { tomlLocator } from '../../shared/toml-locator.js';
 import { parseTomlBounded } from '../../shared/toml.js';
 import { decodeUtf8 } from '../../shared/utf8.js';
+import { HOST_GRANT_HINT, HOST_GRANT_RE } from '../../shared/host-grants.js';
 import { CaxtonError } from '../../shared/errors.js';
 import {
   DEFAULT_WASM_LIMITS,
@@ -76,7 +77,6 @@ export interface ToolManifest {
 }
 
 const SEMVER_RE = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
-const HOST_RE = /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/i;
 const EXPORT_RE = /^[A-Za-z_$][A-Za-z0-9_$.-]{0,127}$/;
 
 const name = z.string({ error: 'expected a string' }).regex(TOOL_SERVER_NAME_RE, {
@@ -123,9 +123,7 @@ const manifestSchema = z.strictObject({
   limits: limitsSchema.default({}),
   permissions: z
     .strictObject({
-      allowed_hosts: z
-        .array(z.string().regex(HOST_RE, { message: 'expected a host name, "*.domain" or "*"' }))
-        .default([]),
+      allowed_hosts: z.array(z.string().regex(HOST_GRANT_RE, { message: HOST_GRANT_HINT })).default([]),
       paths: z.record(z.string(), z.enum(['read', 'write'], { error: 'expected "read" or "write"' })).default({}),
       databases: z.array(z.string({ error: 'expected a guest path such as "/db" or "/db/sales.db"' })).default([]),
     })

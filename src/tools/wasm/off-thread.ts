@@ -25,6 +25,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { DatabaseRoot } from './sqlite-access.js';
+import type { Listener } from '../../shared/host-grants.js';
 import type { PathRoot } from './fs-access.js';
 import type { CallResult, LogLevel, PreparedModule, SandboxLimits } from './sandbox.js';
 
@@ -36,6 +37,8 @@ export interface OffThreadInit {
   limits: SandboxLimits;
   manifestHosts: string[];
   operatorHosts: string[];
+  /** The process's listeners when the worker starts (host-grants.ts: reached only by address and port). */
+  own: Listener[];
   roots: PathRoot[];
   databases: DatabaseRoot[];
   config: [string, string][];

@@ -5,7 +5,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { FileAccess } from './fs-access.js';
-import { hostMatches, sharedHttpClient } from './http.js';
+import { parseHostGrants } from '../../shared/host-grants.js';
+import { sharedHttpClient } from './http.js';
 import type { OffThreadInit, WorkerReply, WorkerRequest } from './off-thread.js';
 import { JsSandbox, loadBoundedQuickJS } from './js-sandbox.js';
 import { WasmSandbox, type LogLevel, type SandboxGrants } from './sandbox.js';
@@ -23,14 +24,14 @@ const RECYCLE_BYTES = 32 * 1024 * 1024;
 try {
   const grants: SandboxGrants = {
     httpGranted: init.manifestHosts.length > 0 && init.operatorHosts.length > 0,
-    hostAllowed: (host) => hostMatches(host, init.manifestHosts) && hostMatches(host, init.operatorHosts),
+    hosts: [parseHostGrants(init.manifestHosts), parseHostGrants(init.operatorHosts)],
     files: new FileAccess(init.roots),
     ...(init.databases.length > 0 && { databases: new SqliteAccess(init.databases) }),
     config: new Map(init.config),
   };
   const hooks = {
     log: (level: LogLevel, message: string) => send({ type: 'log', level, message }),
-    http: sharedHttpClient(),
+    http: sharedHttpClient(() => init.own),
   };
   // QuickJS in a memory bounded by the limit (setMemoryLimit alone does not bound it).
   if (init.js) {

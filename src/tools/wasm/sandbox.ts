@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { CaxtonError } from '../../shared/errors.js';
 import { HostTrap, type CallOutcome } from './errors.js';
+import type { HostGrant } from '../../shared/host-grants.js';
 import type { FileAccess } from './fs-access.js';
 import { checkHttpRequest, type SyncHttpClient } from './http.js';
 import type { SqliteAccess } from './sqlite-access.js';
@@ -48,8 +49,11 @@ export interface SandboxLimits {
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
 export interface SandboxGrants {
-  /** Whether an HTTP request to this host is allowed (both the manifest and the operator grant it). */
-  hostAllowed(host: string): boolean;
+  /**
+   * The hosts HTTP may reach by name: every list must allow a request (the manifest's, then the
+   * operator's). The operator's, the last, alone decides internal addresses (src/shared/host-grants.ts).
+   */
+  hosts: readonly (readonly HostGrant[])[];
   /** Whether any host at all is granted (for the error message). */
   httpGranted: boolean;
   files: FileAccess;

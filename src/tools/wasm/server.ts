@@ -15,8 +15,9 @@ import type { ToolRegistry } from '../registry.js';
 import type { Tool, ToolContext, ToolResult } from '../types.js';
 import { digestArgs, type ToolAuditSink } from './audit.js';
 import type { CallOutcome } from './errors.js';
+import { ownListeners, parseHostGrants } from '../../shared/host-grants.js';
 import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
-import { hostMatches, sharedHttpClient, type SyncHttpClient } from './http.js';
+import { sharedHttpClient, type SyncHttpClient } from './http.js';
 import { capLimits, type ToolLimitCaps } from './limits.js';
 import {
   compileSchema,
@@ -259,7 +260,7 @@ export class WasmToolServer {
     };
     const grants: SandboxGrants = {
       httpGranted: mHosts.length > 0 && opHosts.length > 0,
-      hostAllowed: (host) => hostMatches(host, mHosts) && hostMatches(host, opHosts),
+      hosts: [parseHostGrants(mHosts), parseHostGrants(opHosts)],
       files: new FileAccess(roots),
       ...(dbRoots.length > 0 && { databases: new SqliteAccess(dbRoots) }),
       config,
@@ -290,6 +291,7 @@ export class WasmToolServer {
       limits: sandboxLimits,
       manifestHosts: [...mHosts],
       operatorHosts: [...opHosts],
+      own: ownListeners(),
       roots,
       databases: dbRoots,
       config: [...config],

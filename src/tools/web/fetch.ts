@@ -1,14 +1,16 @@
 /**
  * web.fetch: Claude Code's WebFetch. A GET of an http(s) URL whose host the operator allows for
- * the `http_client` tool server (`[tools.http_client] allowed_hosts`, matched by the same
- * hostMatches as every tool server's HTTP), redirects followed only to allowed hosts, bounded in
- * time and bytes; HTML comes back as Markdown, other text as it is. Claude Code runs `prompt`
+ * the `http_client` tool server (`[tools.http_client] allowed_hosts`, judged as every tool
+ * server's HTTP is: the name against the entries, then the address connected to; see
+ * src/tools/egress.ts), redirects followed only to allowed hosts, bounded in time and bytes; HTML comes back as Markdown, other text as it is. Claude Code runs `prompt`
  * on the page with a small model; here the page itself is returned with the prompt beside it,
  * and the calling model answers it.
  */
 import type { WebConfig } from '../../config/index.js';
 import { toolError, type AuditedResult, type AuditedTool } from '../audited.js';
-import { hostMatches } from '../wasm/http.js';
+import { fetch as undiciFetch } from 'undici';
+import { hostGranted, ownListeners, parseHostGrants, portOfUrl } from '../../shared/host-grants.js';
+import { egressAgent, egressRefusalOf, literalRefusal } from '../egress.js';
 import { htmlTitle, htmlToMarkdown } from './html.js';
 
 export const FETCH_NOT_GRANTED =
@@ -71,6 +73,8 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
       }
       const hosts = allowedHosts();
       if (hosts.length === 0) return toolError(FETCH_NOT_GRANTED, 'denied');
+      const grants = parseHostGrants(hosts);
+      const agents: { close(): Promise<void> }[] = [];
       const signal = AbortSignal.any([
         ctx.signal,
         AbortSignal.timeout(Math.max(1, Math.min(cfg.timeout, ctx.deadline - Date.now() - 50))),
@@ -80,20 +84,27 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
         for (let hop = 0; ; hop++) {
           if (url.protocol !== 'http:' && url.protocol !== 'https:')
             return toolError(`${url.href} refused: only http and https URLs are fetched`, 'denied');
-          const host = url.hostname.replace(/^\[|\]$/g, '');
-          if (!hostMatches(host, hosts) && !hostMatches(url.hostname, hosts))
+          const port = portOfUrl(url);
+          if (!hostGranted(url.hostname, port, grants))
             return toolError(
-              `${url.href} refused: host "${url.hostname}" is not in [tools.http_client] allowed_hosts in caxton.toml (allowed: ${hosts.join(', ')})`,
+              `${url.href} refused: host "${url.hostname}"${url.port !== '' ? ` (port ${port})` : ''} is not in [tools.http_client] allowed_hosts in caxton.toml (allowed: ${hosts.join(', ')})`,
               'denied',
             );
-          res = await fetch(url, {
+          const own = ownListeners();
+          const literal = literalRefusal(url.hostname, port, [grants], own);
+          if (literal !== undefined) return toolError(`${url.href} refused: ${literal}`, 'denied');
+          const dispatcher = egressAgent(port, [grants], own, cfg.timeout);
+          // Closed once the page is read: the agent holds only this hop's connection.
+          agents.push(dispatcher);
+          res = (await undiciFetch(url, {
             redirect: 'manual',
             signal,
+            dispatcher,
             headers: {
               accept: 'text/html, text/markdown;q=0.9, text/plain;q=0.8, */*;q=0.1',
               'user-agent': 'Caxton web.fetch',
             },
-          });
+          })) as unknown as Response;
           const loc = res.headers.get('location');
           if (res.status >= 300 && res.status < 400 && loc) {
             await res.body?.cancel().catch(() => undefined);
@@ -137,10 +148,14 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
         return { content };
       } catch (e) {
         if (ctx.signal.aborted) throw e;
+        const refused = egressRefusalOf(e);
+        if (refused !== undefined) return toolError(`${url.href} refused: ${refused.message}`, 'denied');
         const err = e as Error & { cause?: { message?: string } };
         if (err.name === 'TimeoutError' || err.name === 'AbortError')
           return toolError(`${url.href}: no complete answer within ${cfg.timeout} ms`, 'timeout');
         return toolError(`${url.href} could not be fetched: ${err.cause?.message ?? err.message}`, 'http_error');
+      } finally {
+        for (const a of agents) void a.close().catch(() => undefined);
       }
     },
   };

@@ -81,7 +81,7 @@ describe('HTTP', () => {
   });
 
   it('refuses a host outside the manifest allowlist, without any request', async () => {
-    const s = await fetcher('h2', ['127.0.0.1'], ['*']);
+    const s = await fetcher('h2', ['127.0.0.1'], ['127.0.0.1', '*']);
     const before = await hits();
     const r = await fetchTool(s).invoke({ url: 'http://evil.example.com/steal' }, ctx());
     expect(r.is_error).toBe(true);
@@ -94,6 +94,20 @@ describe('HTTP', () => {
     expect(await hits()).toBe(before);
     // and the server keeps answering
     expect(await fetchTool(s).invoke({ url: `${base}/again` }, ctx())).toEqual({ content: 'pong GET /again' });
+  });
+
+  it('judges the address connected to: a granted name resolving to loopback, and "*", reach no internal address', async () => {
+    const port = new URL(base).port;
+    const named = await fetcher('h2n', ['localhost'], ['localhost']);
+    const before = await hits();
+    expect((await fetchTool(named).invoke({ url: `http://localhost:${port}/x` }, ctx())).content).toMatch(
+      /\(denied\): HTTP GET http:\/\/localhost:\d+\/x refused: localhost resolves to .* is an internal address/,
+    );
+    const star = await fetcher('h2s', ['*'], ['*']);
+    expect((await fetchTool(star).invoke({ url: `${base}/x` }, ctx())).content).toMatch(
+      /\(denied\): .*127\.0\.0\.1 is an internal address .*naming the address itself/,
+    );
+    expect(await hits()).toBe(before);
   });
 
   it('refuses every host when the operator grants none', async () => {

@@ -11,6 +11,7 @@ import type { ToolContext } from '../../../src/tools/index.js';
 import { todoTools } from '../../../src/tools/todo/index.js';
 import type { ToolAuditRecord } from '../../../src/tools/wasm/index.js';
 import { htmlToMarkdown, webTools } from '../../../src/tools/web/index.js';
+import { noteListener } from '../../../src/shared/host-grants.js';
 
 const ctx = (o: Partial<ToolContext> = {}): ToolContext => ({
   agent: 'tester',
@@ -36,6 +37,8 @@ beforeAll(async () => {
     if (u.pathname === '/page') return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
     if (u.pathname === '/text') return res.writeHead(200, { 'content-type': 'text/plain' }).end('x'.repeat(5000));
     if (u.pathname === '/hop') return res.writeHead(302, { location: '/page' }).end();
+    if (u.pathname === '/to-internal')
+      return res.writeHead(302, { location: `http://127.0.0.2:${u.searchParams.get('port')}/page` }).end();
     if (u.pathname === '/away') return res.writeHead(302, { location: 'http://elsewhere.invalid/' }).end();
     if (u.pathname === '/bin') return res.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.alloc(10));
     if (u.pathname === '/slow') return; // never answers
@@ -115,6 +118,60 @@ describe('web.fetch', () => {
     const away = await web({}, ['127.0.0.1']).fetch.invoke({ url: `${base}/away`, prompt: 'x' }, ctx());
     expect(away.is_error).toBe(true);
     expect(away.content).toContain('"elsewhere.invalid" is not in [tools.http_client] allowed_hosts');
+  });
+
+  it('judges the address connected to, not the name: internal addresses only by address, own listeners only by address and port', async () => {
+    const port = (server.address() as AddressInfo).port;
+    // "localhost" is a granted name that resolves to loopback: refused, whatever the port.
+    const named = await web({}, ['localhost']).fetch.invoke(
+      { url: `http://localhost:${port}/page`, prompt: 'x' },
+      ctx(),
+    );
+    expect(named.is_error).toBe(true);
+    expect(named.content).toMatch(/is an internal address .*naming the address itself/);
+    // "*" grants public names, never an internal address, in any spelling.
+    for (const url of [
+      `${base}/page`,
+      `http://[::ffff:127.0.0.1]:${port}/page`,
+      `http://[::ffff:7f00:1]:${port}/page`,
+    ]) {
+      const r = await web({}, ['*']).fetch.invoke({ url, prompt: 'x' }, ctx());
+      expect(r.is_error, url).toBe(true);
+      expect(r.content, url).toContain('is an internal address');
+    }
+    // A port on the entry: that port only.
+    const otherPort = await web({}, [`127.0.0.1:${port + 1}`]).fetch.invoke(
+      { url: `${base}/page`, prompt: 'x' },
+      ctx(),
+    );
+    expect(otherPort.content).toContain(`(port ${port}) is not in [tools.http_client] allowed_hosts`);
+    expect(
+      (await web({}, [`127.0.0.1:${port}`]).fetch.invoke({ url: `${base}/page`, prompt: 'x' }, ctx())).is_error,
+    ).toBe(undefined);
+    // This process listening on the port (as a Caxton server does): the address alone no longer reaches it.
+    const forget = noteListener({ host: '127.0.0.1', port });
+    try {
+      const own = await web({}, ['127.0.0.1']).fetch.invoke({ url: `${base}/page`, prompt: 'x' }, ctx());
+      expect(own.is_error).toBe(true);
+      expect(own.content).toContain(`127.0.0.1:${port} is this Caxton server's own listener`);
+      const wild = noteListener({ host: '0.0.0.0', port });
+      wild();
+      const exact = await web({}, [`127.0.0.1:${port}`]).fetch.invoke({ url: `${base}/page`, prompt: 'x' }, ctx());
+      expect(exact.is_error).toBeUndefined();
+    } finally {
+      forget();
+    }
+  });
+
+  it('a redirect is judged as the first request: "*" follows it to no internal address', async () => {
+    const port = (server.address() as AddressInfo).port;
+    const r = await web({}, ['127.0.0.1', '*']).fetch.invoke(
+      { url: `${base}/to-internal?port=${port}`, prompt: 'x' },
+      ctx(),
+    );
+    expect(r.is_error).toBe(true);
+    expect(r.content).toContain(`http://127.0.0.2:${port}/page refused`);
+    expect(r.content).toContain('127.0.0.2 is an internal address');
   });
 
   it('pages long text with offset, cuts at max_bytes, refuses binary, reports HTTP errors', async () => {
