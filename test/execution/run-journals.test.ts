@@ -394,6 +394,25 @@ describe.skipIf(!withPg)('run journal: postgresql, a run decided or cancelled th
     expect(got?.steps.map((x) => x.kind)).toEqual(['model', 'approval_requested', 'approval', 'tool_start']);
   });
 
+  it('two nodes recording a decision on one paused run at once: one is recorded, the other told the run changed', async () => {
+    const a = make('both-a');
+    const b = make('both-b');
+    const c = make('both-c');
+    const s = start();
+    await a.open(s);
+    await a.append(s.id, [
+      asking,
+      { kind: 'approval_requested', turn: 1, id: 'c1', name: 'append', arguments: { line: 'x' }, at: 1 },
+    ]);
+    await a.paused(s.id);
+    const decision = (by: string): RunStep => ({ kind: 'approval', turn: 1, id: 'c1', decision: 'denied', by, at: 2 });
+    const both = await Promise.allSettled([b.append(s.id, [decision('b')]), c.append(s.id, [decision('c')])]);
+    const failed = both.filter((x) => x.status === 'rejected').map((x) => (x as PromiseRejectedResult).reason);
+    // Both may also read the step number one after the other: then both are recorded, in order.
+    for (const e of failed) expect(isCaxtonError(e) && e.code).toBe('conflict');
+    expect((await a.get(s.id))?.steps).toHaveLength(2 + both.length - failed.length);
+  });
+
   it('a run cancelled through another node is lost to its node at the next renewal: nothing more of it is written', async () => {
     const a = make('cancel-a');
     const b = make('cancel-b');

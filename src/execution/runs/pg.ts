@@ -348,21 +348,32 @@ export class PgRunJournal implements RunJournal {
     const held = this.#written(id);
     const steps = held.length === 0 ? given : [...held, ...given];
     const first = this.#seq.get(id);
-    // A run no process here holds: a decision on a run waiting for approval, recorded by whichever
-    // node was asked; it follows the steps stored, whichever node wrote them.
-    if (first === undefined) return this.#nextSeq(id).then((seq) => this.#appendAt(id, seq, steps));
+    if (first === undefined) return this.#appendUnheld(id, steps);
     this.#seq.set(id, first + steps.length);
-    return this.#appendAt(id, first, steps);
+    const rows = stepRows(id, first, steps);
+    let p: Promise<unknown> = Promise.resolve();
+    for (const row of rows) p = this.#enqueue({ row, run: id });
+    return p.then(() => undefined);
   }
 
-  #appendAt(id: string, first: number, steps: readonly RunStep[]): Promise<void> {
-    const now = Date.now();
-    let p: Promise<unknown> = Promise.resolve();
-    for (let i = 0; i < steps.length; i++) {
-      const text = JSON.stringify(scrubSecretsIn(steps[i]));
-      p = this.#enqueue({ row: `(${literal(id)}, ${first + i}, ${now}, ${literal(text)})`, run: id });
+  /**
+   * Steps of a run no process here holds: a decision on a run waiting for approval, recorded by
+   * whichever node was asked, after the steps stored. Rare, so not batched: two nodes recording
+   * one at once collide on a step number, and the second is told the run changed (409).
+   */
+  async #appendUnheld(id: string, steps: readonly RunStep[]): Promise<void> {
+    const rows = stepRows(id, await this.#nextSeq(id), steps);
+    try {
+      await this.#pool.query(`INSERT INTO ${this.#s}.run_steps (run_id, seq, ts, step) VALUES ${rows.join(', ')}`);
+    } catch (e) {
+      if ((e as { code?: unknown }).code === '23505')
+        throw new CaxtonError(
+          'conflict',
+          `run ${id} changed while this was recorded (another node recorded a step of it at the same time): read the run again`,
+          { run: id },
+        );
+      throw stateUnavailable(e);
     }
-    return p.then(() => undefined);
   }
 
   /**
@@ -645,6 +656,12 @@ export class PgRunJournal implements RunJournal {
     this.#closed = true;
     await this.#pruning;
   }
+}
+
+/** The rows of `steps` of run `id`, numbered from `first`, as VALUES of an INSERT into run_steps. */
+function stepRows(id: string, first: number, steps: readonly RunStep[]): string[] {
+  const now = Date.now();
+  return steps.map((st, i) => `(${literal(id)}, ${first + i}, ${now}, ${literal(JSON.stringify(scrubSecretsIn(st)))})`);
 }
 
 /**
