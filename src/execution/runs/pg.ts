@@ -358,22 +358,38 @@ export class PgRunJournal implements RunJournal {
 
   /**
    * Steps of a run no process here holds: a decision on a run waiting for approval, recorded by
-   * whichever node was asked, after the steps stored. Rare, so not batched: two nodes recording
-   * one at once collide on a step number, and the second is told the run changed (409).
+   * whichever node was asked, after the steps stored. Rare, so not batched. A decision is written
+   * only while its call has none: of two sent through two nodes, the second is told the run
+   * changed (409), whether they collide on a step number or one follows the other.
    */
   async #appendUnheld(id: string, steps: readonly RunStep[]): Promise<void> {
     const rows = stepRows(id, await this.#nextSeq(id), steps);
+    const undecided = steps.flatMap((x) =>
+      x.kind === 'approval'
+        ? [
+            `NOT EXISTS (SELECT 1 FROM ${this.#s}.run_steps WHERE run_id = ${literal(id)} AND step::jsonb @> ${literal(JSON.stringify({ kind: 'approval', turn: x.turn, id: x.id }))}::jsonb)`,
+          ]
+        : [],
+    );
+    const into = `INSERT INTO ${this.#s}.run_steps (run_id, seq, ts, step)`;
+    const sql =
+      undecided.length === 0
+        ? `${into} VALUES ${rows.join(', ')}`
+        : `${into} SELECT * FROM (VALUES ${rows.join(', ')}) AS v WHERE ${undecided.join(' AND ')}`;
+    const changed = (): CaxtonError =>
+      new CaxtonError(
+        'conflict',
+        `run ${id} changed while this was recorded (another node recorded a decision or a step of it at the same time): read the run again`,
+        { run: id },
+      );
+    let written: number;
     try {
-      await this.#pool.query(`INSERT INTO ${this.#s}.run_steps (run_id, seq, ts, step) VALUES ${rows.join(', ')}`);
+      written = (await this.#pool.query(sql)).rowCount ?? 0;
     } catch (e) {
-      if ((e as { code?: unknown }).code === '23505')
-        throw new CaxtonError(
-          'conflict',
-          `run ${id} changed while this was recorded (another node recorded a step of it at the same time): read the run again`,
-          { run: id },
-        );
+      if ((e as { code?: unknown }).code === '23505') throw changed();
       throw stateUnavailable(e);
     }
+    if (written === 0) throw changed();
   }
 
   /**
