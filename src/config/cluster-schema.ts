@@ -82,6 +82,16 @@ export const clusterConfigSchema = z
      * and an existing stream keeps the replicas it has (raised by an operator with `nats`).
      */
     replicas: z.int().min(1).max(5).optional(),
+    /**
+     * How long a node holds a durable run it runs without renewing its hold (docs/cluster.md,
+     * "Durable runs"); renewed every third of it. The runs of a node that died are taken over this
+     * long after its last renewal, and a run cancelled through another node stops at the next
+     * renewal. At least 3 s (a renewal every second), at most 10 minutes.
+     */
+    run_lease: z
+      .union([z.number(), z.string()])
+      .default(15)
+      .pipe(durationMs({ min: 3_000, max: 600_000 })),
     /** The JetStream key-value bucket of node heartbeats. */
     nodes_bucket: bucketName.default('caxton_nodes'),
     /**

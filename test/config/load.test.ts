@@ -194,6 +194,16 @@ timeout = "90s"
     expect(e.issues[0]!.message).toContain('100 ms');
   });
 
+  it('[cluster] run_lease: 15 s by default, 3 s to 10 minutes, and less refused naming its line', () => {
+    const base = '[cluster]\nnode = "node-a"\n';
+    const lease = (extra: string) => loadServerConfig({ file: writeConfig(base + extra), env: {} }).cluster!.run_lease;
+    expect(lease('')).toBe(15_000);
+    expect(lease('run_lease = "6s"\n')).toBe(6_000);
+    const e = configError({ file: writeConfig(base + 'run_lease = "1s"\n'), env: {} });
+    expect(e.issues[0]).toMatchObject({ field: 'cluster.run_lease', line: 3 });
+    expect(e.issues[0]!.message).toContain('3 s');
+  });
+
   it('a missing file is a clear error', () => {
     const e = configError({ file: join(makeTempDir(), 'nope.toml'), env: {} });
     expect(e.issues[0]).toMatchObject({ code: 'config_unreadable', message: 'configuration file not found' });

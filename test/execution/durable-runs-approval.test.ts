@@ -6,36 +6,29 @@
  * named) and by a message (its delivery waits, then is answered). A real `caxton serve`, a real
  * stdio MCP server with a side effect, the strict model stand-in.
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
-import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
+import { startLlmStub, type LlmStub } from './helpers/llm-stub.js';
+import {
+  api,
+  APPEND_SERVER,
+  approverAgent,
+  approverReply,
+  decide,
+  linesOf,
+  runView as run,
+  waitForRun as waitFor,
+} from './helpers/runs.js';
 import { waitUntil } from '../helpers/wait.js';
 
-const FIXTURE = resolve(import.meta.dirname, 'fixtures/append-server.mjs');
 let stub: LlmStub;
-
-interface ToolMessage {
-  role: string;
-  content: string;
-}
-
-function toolMessages(hit: StubHit): ToolMessage[] {
-  return (hit.body.messages as ToolMessage[]).filter((m) => m.role === 'tool');
-}
 
 beforeAll(async () => {
   assertBuilt();
-  // Two steps: append "first", then "second", then answer with what the tools said.
-  stub = await startLlmStub((hit) => {
-    const results = toolMessages(hit);
-    const wire = (hit.body.tools as { function: { name: string } }[])[0]!.function.name;
-    if (results.length >= 2) return { content: `done: ${results.map((r) => r.content).join(' | ')}` };
-    const line = results.length === 0 ? 'first' : 'second';
-    return { tool_calls: [{ id: `c-${line}`, name: wire, arguments: { line } }] };
-  });
+  stub = await startLlmStub(approverReply);
 });
 
 afterAll(async () => {
@@ -46,16 +39,7 @@ afterAll(async () => {
 function project(opts: { approvalTimeout?: string } = {}): string {
   const dir = tempDir('caxton-approval-');
   mkdirSync(join(dir, 'agents'));
-  writeFileSync(
-    join(dir, 'agents', 'writer.toml'),
-    stringify({
-      name: 'writer',
-      capabilities: ['writing'],
-      system_prompt: 'Append the lines.',
-      tools: ['journal.append'],
-      execution: { require_approval: ['journal.append'] },
-    }),
-  );
+  writeFileSync(join(dir, 'agents', 'writer.toml'), stringify(approverAgent('writer', 'journal.append')));
   writeFileSync(
     join(dir, 'caxton.toml'),
     stringify({
@@ -72,7 +56,7 @@ function project(opts: { approvalTimeout?: string } = {}): string {
         },
       },
       mcp_servers: {
-        journal: { command: process.execPath, args: [FIXTURE], env: { OUT_FILE: join(dir, 'out.txt') } },
+        journal: { command: process.execPath, args: [APPEND_SERVER], env: { OUT_FILE: join(dir, 'out.txt') } },
       },
     }),
   );
@@ -87,48 +71,7 @@ const start = (dir: string): Promise<ServeProcess> =>
     readyTimeoutMs: 30_000,
   });
 
-async function api<T = Record<string, unknown>>(
-  url: string,
-  path: string,
-  init?: RequestInit,
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${url}${path}`, {
-    ...init,
-    headers: { 'content-type': 'application/json', ...init?.headers },
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text === '' ? undefined : JSON.parse(text)) as T };
-}
-
-interface RunView {
-  id: string;
-  status: string;
-  origin: string;
-  approvals: {
-    call_id: string;
-    tool: string;
-    arguments: Record<string, unknown>;
-    decision: string | null;
-    decided_by: string | null;
-    reason: string | null;
-  }[];
-  response: { content: string } | null;
-}
-
-const run = (url: string, id: string) => api<RunView>(url, `/api/v1/runs/${id}`).then((r) => r.body);
-
-async function waitFor(url: string, id: string, status: string): Promise<RunView> {
-  await waitUntil(async () => (await run(url, id)).status === status, { timeoutMs: 20_000 });
-  return run(url, id);
-}
-
-function lines(dir: string): string[] {
-  const f = join(dir, 'out.txt');
-  return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : [];
-}
-
-const decide = (url: string, id: string, verb: 'approve' | 'deny', body: Record<string, unknown> = {}) =>
-  api<{ status: string }>(url, `/api/v1/runs/${id}/${verb}`, { method: 'POST', body: JSON.stringify(body) });
+const lines = (dir: string): string[] => linesOf(join(dir, 'out.txt'));
 
 describe('a tool call that needs approval', () => {
   it(

@@ -2,9 +2,11 @@
  * The run journal's contract, the same cases against both adapters (a SQLite file, and PostgreSQL
  * when it runs here): a run opened, its steps appended in order and read back, a key opened again
  * finds its run, resumes counted, ends recorded, lists filtered and paged, unfinished runs found,
- * the steps of many runs in one turn committed together, retention. PostgreSQL's own: leases
- * (another node takes a run over only once its node stopped renewing it) and one run when two
- * nodes open the same key at once.
+ * the steps of many runs in one turn committed together, lazy runs written with their first step
+ * that must be on disk, retention by age and by count. PostgreSQL's own: leases (another node
+ * takes a run over only once its node stopped renewing it), one run when two nodes open the same
+ * key at once, a decision on a paused run recorded through another node, and a run cancelled or
+ * taken over elsewhere lost to the node running it at its next renewal.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -85,7 +87,7 @@ const response = (content: string): AgentResponse => ({
   isolation: 'context',
 });
 
-type Make = (o?: { node?: string; leaseMs?: number; retentionMs?: number }) => RunJournal;
+type Make = (o?: { node?: string; leaseMs?: number; retentionMs?: number; maxRows?: number }) => RunJournal;
 
 const adapters: { name: string; skip: boolean; make: Make }[] = [
   {
@@ -94,7 +96,11 @@ const adapters: { name: string; skip: boolean; make: Make }[] = [
     make: (o = {}) => {
       const db = openDatabase(makeTempDir('runs-'));
       migrate(db, RUNS_MIGRATIONS);
-      const j = new SqliteRunJournal({ db, retentionMs: o.retentionMs ?? 60_000 });
+      const j = new SqliteRunJournal({
+        db,
+        retentionMs: o.retentionMs ?? 60_000,
+        ...(o.maxRows !== undefined && { maxRows: o.maxRows }),
+      });
       journals.push(j);
       return j;
     },
@@ -109,6 +115,7 @@ const adapters: { name: string; skip: boolean; make: Make }[] = [
         node: o.node ?? `node-${Math.random().toString(36).slice(2, 8)}`,
         retentionMs: o.retentionMs ?? 60_000,
         ...(o.leaseMs !== undefined && { leaseMs: o.leaseMs }),
+        ...(o.maxRows !== undefined && { maxRows: o.maxRows }),
       });
       journals.push(j);
       return j;
@@ -223,6 +230,48 @@ for (const a of adapters) {
       expect(await j.get(done.id)).toBeUndefined();
       expect((await j.get(running.id))?.steps).toHaveLength(1);
     });
+
+    it('keeps at most maxRows finished runs, the newest, and every running one', async () => {
+      const j = a.make({ maxRows: 2 });
+      const finished: string[] = [];
+      const running = start();
+      await j.open(running);
+      await j.append(running.id, [reply(0, 'x')]);
+      for (let i = 0; i < 4; i++) {
+        const s = start();
+        await j.open(s);
+        await j.append(s.id, [reply(0, 'x')]);
+        await j.finish(s.id, { status: 'completed', response: response('x') });
+        finished.push(s.id);
+        // Distinct end times: the cut falls between runs.
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      if (j instanceof SqliteRunJournal) j.sweep();
+      else await (j as PgRunJournal).prune();
+      const kept = await Promise.all(finished.map(async (id) => (await j.get(id)) !== undefined));
+      expect(kept).toEqual([false, false, true, true]);
+      expect((await j.get(running.id))?.run.status).toBe('running');
+    });
+
+    it('a lazy run is written with its first step that must be on disk, and not at all without one', async () => {
+      const j = a.make();
+      const quiet = start({ lazy: true });
+      await j.open(quiet);
+      await j.append(quiet.id, [{ kind: 'context', memory_context: 'm' }, reply(0, 'answer')]);
+      expect(await j.get(quiet.id)).toBeUndefined();
+      await j.finish(quiet.id, { status: 'completed', response: response('answer') });
+      expect(await j.get(quiet.id)).toBeUndefined();
+      const acting = start({ lazy: true });
+      await j.open(acting);
+      await j.append(acting.id, [{ kind: 'context', memory_context: 'm' }]);
+      expect(await j.get(acting.id)).toBeUndefined();
+      await j.append(acting.id, [{ kind: 'tool_start', turn: 1, id: 'c1', name: 'append' }]);
+      const got = await j.get(acting.id);
+      expect(got?.run.status).toBe('running');
+      expect(got?.steps.map((x) => x.kind)).toEqual(['context', 'tool_start']);
+      await j.finish(acting.id, { status: 'completed', response: response('done') });
+      expect((await j.get(acting.id))?.run.status).toBe('completed');
+    });
   });
 }
 
@@ -305,5 +354,112 @@ describe.skipIf(!withPg)('run journal: postgresql across nodes', () => {
     // A run that stopped here without an end is no longer renewed: its lease runs out for another node.
     j.release(j.held[0]!);
     expect(await j.heartbeat()).toBe(4);
+  });
+});
+
+describe.skipIf(!withPg)('run journal: postgresql, a run decided or cancelled through another node', () => {
+  const make = (node: string) => adapters[1]!.make({ node, leaseMs: 60_000 }) as PgRunJournal;
+  const asking: RunStep = {
+    kind: 'model',
+    turn: 1,
+    reply: {
+      content: '',
+      tool_calls: [{ id: 'c1', name: 'append', arguments: { line: 'x' } }],
+      usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 },
+      finish_reason: 'tool_calls',
+      provider: 'stub',
+      model: 'stub',
+      latency_ms: 1,
+    },
+  };
+
+  it('a decision recorded through another node follows the paused run steps; that node takes the run on', async () => {
+    const a = make('pause-a');
+    const b = make('pause-b');
+    const s = start();
+    await a.open(s);
+    await a.append(s.id, [
+      asking,
+      { kind: 'approval_requested', turn: 1, id: 'c1', name: 'append', arguments: { line: 'x' }, at: 1 },
+    ]);
+    await a.paused(s.id);
+    await a.close();
+    expect((await b.get(s.id))?.run.status).toBe('awaiting_approval');
+    await b.append(s.id, [{ kind: 'approval', turn: 1, id: 'c1', decision: 'approved', by: 'alice', at: 2 }]);
+    await b.resumed(s.id);
+    await b.append(s.id, [{ kind: 'tool_start', turn: 1, id: 'c1', name: 'append' }]);
+    await b.finish(s.id, { status: 'completed', response: response('done') });
+    const got = await b.get(s.id);
+    expect(got?.run).toMatchObject({ status: 'completed', node: 'pause-b', resumes: 1 });
+    expect(got?.steps.map((x) => x.kind)).toEqual(['model', 'approval_requested', 'approval', 'tool_start']);
+  });
+
+  it('two nodes recording a decision on one paused run at once: one is recorded, the other told the run changed', async () => {
+    const a = make('both-a');
+    const b = make('both-b');
+    const c = make('both-c');
+    const s = start();
+    await a.open(s);
+    await a.append(s.id, [
+      asking,
+      { kind: 'approval_requested', turn: 1, id: 'c1', name: 'append', arguments: { line: 'x' }, at: 1 },
+    ]);
+    await a.paused(s.id);
+    const decision = (by: string): RunStep => ({ kind: 'approval', turn: 1, id: 'c1', decision: 'denied', by, at: 2 });
+    const both = await Promise.allSettled([b.append(s.id, [decision('b')]), c.append(s.id, [decision('c')])]);
+    const failed = both.filter((x) => x.status === 'rejected').map((x) => (x as PromiseRejectedResult).reason);
+    expect(failed.map((e) => isCaxtonError(e) && e.code)).toEqual(['conflict']);
+    expect((await a.get(s.id))?.steps).toHaveLength(3);
+    // One after the other: the call has its decision.
+    await expect(c.append(s.id, [decision('c')])).rejects.toMatchObject({ code: 'conflict' });
+    expect((await a.get(s.id))?.steps.map((x) => x.kind)).toEqual(['model', 'approval_requested', 'approval']);
+  });
+
+  it('a run cancelled through another node is lost to its node at the next renewal: nothing more of it is written', async () => {
+    const a = make('cancel-a');
+    const b = make('cancel-b');
+    const lost: [string, unknown][] = [];
+    a.onLost((id, reason) => lost.push([id, reason]));
+    const s = start();
+    const kept = start();
+    await a.open(s);
+    await a.open(kept);
+    await a.append(s.id, [asking]);
+    await a.append(kept.id, [asking]);
+    expect(await a.heartbeat()).toBe(2);
+    expect(lost).toEqual([]);
+    // What POST /runs/{id}/cancel does on a node that does not run it.
+    await b.finish(s.id, { status: 'cancelled', error: { code: 'cancelled', message: 'the run was cancelled' } });
+    expect(await a.heartbeat()).toBe(1);
+    expect(lost.map(([id, e]) => [id, isCaxtonError(e) && e.code])).toEqual([[s.id, 'cancelled']]);
+    expect(a.held).not.toContain(s.id);
+    await expect(a.append(s.id, [{ kind: 'tool_start', turn: 1, id: 'c1', name: 'append' }])).rejects.toMatchObject({
+      code: 'cancelled',
+    });
+    // The stopped run's own end does not overwrite the cancel.
+    await a.finish(s.id, { status: 'cancelled', error: { code: 'cancelled', message: 'stopped here' } });
+    const got = await b.get(s.id);
+    expect(got?.run).toMatchObject({ status: 'cancelled', error: { message: 'the run was cancelled' } });
+    expect(got?.steps).toHaveLength(1);
+    expect(await a.heartbeat()).toBe(1);
+    expect(lost).toHaveLength(1);
+  });
+
+  it('a run taken over after its lease ran out is lost to the node that held it, naming the new holder', async () => {
+    const a = make('over-a');
+    const b = make('over-b');
+    const lost: [string, unknown][] = [];
+    a.onLost((id, reason) => lost.push([id, reason]));
+    const s = start();
+    await a.open(s);
+    await a.append(s.id, [asking]);
+    // a stalled past its lease (a pause, PostgreSQL out of reach): b takes the run.
+    await pool!.query(`UPDATE "${schema}".runs SET lease_until = now() - interval '1 second' WHERE id = $1`, [s.id]);
+    await b.resumed(s.id);
+    expect(await a.heartbeat()).toBe(0);
+    expect(lost.map(([id, e]) => [id, isCaxtonError(e) && e.code])).toEqual([[s.id, 'rate_limited']]);
+    expect(String((lost[0]![1] as Error).message)).toContain('over-b');
+    await a.finish(s.id, { status: 'failed', error: { code: 'rate_limited', message: 'lost' } });
+    expect((await b.get(s.id))?.run).toMatchObject({ status: 'running', node: 'over-b' });
   });
 });

@@ -245,7 +245,7 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
       schema: {
         summary: 'Cancel a run',
         description:
-          'Stops a run running on this node, or marks an unfinished one cancelled so that it is not resumed. A finished run is left as it is.',
+          'Stops a run running on this node, or marks an unfinished one cancelled so that it is not resumed; on a cluster, the node running it stops it at its next lease renewal. A finished run is left as it is.',
         tags: ['execution'],
         params: z.object({ id: z.string().min(1).max(200) }),
         response: { 200: runSchema, 404: errorEnvelopeSchema },

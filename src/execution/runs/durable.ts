@@ -95,7 +95,10 @@ export class DurableRuns {
   constructor(
     readonly journal: RunJournal,
     private readonly host: RunHost,
-  ) {}
+  ) {
+    // Cancelled through another node, or taken over by one: it stops here as a cancel would stop it.
+    journal.onLost?.((id, reason) => this.#cancels.get(id)?.abort(reason));
+  }
 
   /** Runs `req` as a durable run, or joins, answers or resumes the run of the same key. */
   invoke(
@@ -381,7 +384,10 @@ export class DurableRuns {
     return this.#resumeAdmitted(r, def, slot);
   }
 
-  /** Cancels a run: stops it when it runs here, else marks an unfinished one cancelled. Undefined: no such run. */
+  /**
+   * Cancels a run: stops it when it runs here, else marks an unfinished one cancelled (on a
+   * cluster the node running it sees that at its next lease renewal and stops it). Undefined: no such run.
+   */
   async cancel(id: string): Promise<RunRecord | undefined> {
     const running = this.#cancels.get(id);
     if (running !== undefined) {

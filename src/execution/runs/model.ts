@@ -169,8 +169,21 @@ export interface RunJournal {
    * a cluster its lease is no longer renewed, so another node may take it over.
    */
   release?(id: string): void;
+  /**
+   * On a cluster: tells `listener` of each run this process runs that it no longer holds — another
+   * node cancelled it, or took it over after this node's lease ran out — with the error to stop it with.
+   */
+  onLost?(listener: (id: string, reason: Error) => void): void;
   /** Commits what is queued. */
   close(): Promise<void> | void;
+}
+
+/**
+ * Whether a lazy run (`RunStart.lazy`) may hold a step back until it records one that must be on
+ * disk: its memory context, a model reply that calls no tool (a resume could do without them).
+ */
+export function deferrableStep(s: RunStep): boolean {
+  return s.kind === 'context' || (s.kind === 'model' && s.reply.tool_calls.length === 0);
 }
 
 /** What a resumed run reuses, made from its steps by `replayOf`: plain data, so it crosses into a worker or process. */

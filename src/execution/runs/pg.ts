@@ -14,8 +14,14 @@
  *    nodes never both take it; until then a start of the same key on another node is refused as
  *    busy (retried later, without spending an attempt, by the message bus). A node also takes
  *    back the runs recorded under its own name (an earlier process of it).
- *  - **retention**: finished runs past `retentionMs`, with their steps, deleted by one node at a
- *    time (a transaction-scoped try-lock).
+ *  - **lost runs**: the heartbeat's UPDATE answers the runs it renewed; a run it holds and did not
+ *    renew was cancelled through another node (or taken over after this node's lease ran out),
+ *    and is stopped here (`onLost`) without writing anything more of it.
+ *  - **lazy runs**: a run without a key that nobody reads by id before it acts is written with its
+ *    first step that must be on disk, and not at all when it has none (as on SQLite). A keyed run
+ *    is written at once: its INSERT is what makes one run of a key across nodes.
+ *  - **retention**: finished runs past `retentionMs`, or beyond `maxRows` finished runs (the
+ *    oldest first), with their steps, deleted by one node at a time (a transaction-scoped try-lock).
  */
 import type pg from 'pg';
 import { CaxtonError } from '../../shared/errors.js';
@@ -32,6 +38,7 @@ import {
 } from '../../storage/pg/index.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 import {
+  deferrableStep,
   newRunRecord,
   type OpenedRun,
   type RunJournal,
@@ -75,8 +82,11 @@ const MIGRATIONS: readonly PgMigration[] = [
   },
 ];
 
-/** How long a node holds a run without renewing it (default), and how often it renews (a third of it). */
+/** How long a node holds a run without renewing it (default; `[cluster] run_lease`), and how often it renews (a third of it). */
 export const RUN_LEASE_MS = 15_000;
+
+/** Finished runs deleted in one transaction of the retention sweep; it goes on while batches are full. */
+const PRUNE_BATCH = 5000;
 
 interface Row {
   id: string;
@@ -131,6 +141,8 @@ export interface PgRunJournalOptions {
   /** This node's name: the holder of the runs it runs. */
   node: string;
   retentionMs: number;
+  /** The most finished runs kept; the oldest go first (default 100,000). */
+  maxRows?: number;
   /** How long a run stays held without a heartbeat (default RUN_LEASE_MS); renewed every third of it. */
   leaseMs?: number;
   /** How often retention runs (default 60 s). */
@@ -160,6 +172,13 @@ export class PgRunJournal implements RunJournal {
   readonly #leaseMs: number;
   /** The next step number of each run this node holds. */
   readonly #seq = new Map<string, number>();
+  /** The runs this node holds whose row is committed: those the heartbeat renews, and misses when they are lost. */
+  readonly #rowed = new Set<string>();
+  /** Lazy runs opened here and not written yet: their row, and the steps held back with it. */
+  readonly #unwritten = new Map<string, { row: string; held: RunStep[] }>();
+  /** Runs lost (cancelled or taken over elsewhere) while they ran here, with the error that stops them. */
+  readonly #lost = new Map<string, Error>();
+  readonly #lostListeners: ((id: string, reason: Error) => void)[] = [];
   /** The batch being filled, and the writing of batches (one at a time, in order), while it runs. */
   #batch: Batch | undefined;
   #writing: Promise<void> | undefined;
@@ -220,12 +239,14 @@ export class PgRunJournal implements RunJournal {
     const row = `(${values.map(literal).join(', ')}, ${this.#until})`;
     const run = newRunRecord(start, request, now, this.#o.node);
     this.#seq.set(start.id, 0);
-    const created = this.#enqueue({ open: row, run: start.id });
     if (start.key === null) {
-      // Nothing else can start this run: its row commits with its first step.
-      created.catch((e: unknown) => this.#o.onError?.(e));
+      // Nothing else can start this run: its row commits with its first step (lazy: with its first
+      // step that must be on disk), not awaited here.
+      if (start.lazy === true) this.#unwritten.set(start.id, { row, held: [] });
+      else this.#insert(start.id, row);
       return { run, steps: [], created: true };
     }
+    const created = this.#enqueue({ open: row, run: start.id });
     // Shared with the other writes of the batch; ON CONFLICT (key) DO NOTHING makes one run of a key across nodes.
     let made: boolean;
     try {
@@ -235,6 +256,7 @@ export class PgRunJournal implements RunJournal {
     }
     if (made) {
       this.#seq.set(start.id, 0);
+      this.#rowed.add(start.id);
       return { run, steps: [], created: true };
     }
     // Another start made it first (here or on another node): take it if it is free, else it is busy.
@@ -269,13 +291,39 @@ export class PgRunJournal implements RunJournal {
     );
     const row = r.rows[0];
     if (row === undefined) return undefined;
+    this.#lost.delete(id);
+    this.#seq.set(id, await this.#nextSeq(id));
+    this.#rowed.add(id);
+    return recordOf(row);
+  }
+
+  /** The step number after the last one stored of run `id`. */
+  async #nextSeq(id: string): Promise<number> {
     const max = (
       await this.#query<{ max: number | null }>(`SELECT max(seq) AS max FROM ${this.#s}.run_steps WHERE run_id = $1`, [
         id,
       ])
     ).rows[0]?.max;
-    this.#seq.set(id, max === null || max === undefined ? 0 : max + 1);
-    return recordOf(row);
+    return max === null || max === undefined ? 0 : max + 1;
+  }
+
+  /** Queues a new run's row, not awaited: it commits before the run's first step (same batch or an earlier one). */
+  #insert(id: string, row: string): void {
+    this.#enqueue({ open: row, run: id }).then(
+      () => {
+        if (this.#seq.has(id) && !this.#lost.has(id)) this.#rowed.add(id);
+      },
+      (e: unknown) => this.#o.onError?.(e),
+    );
+  }
+
+  /** Writes a lazy run's row (once) before anything else of it; answers the steps it held back. */
+  #written(id: string): readonly RunStep[] {
+    const lazy = this.#unwritten.get(id);
+    if (lazy === undefined) return [];
+    this.#unwritten.delete(id);
+    this.#insert(id, lazy.row);
+    return lazy.held;
   }
 
   async #stepsOf(id: string): Promise<RunStep[]> {
@@ -286,17 +334,62 @@ export class PgRunJournal implements RunJournal {
     return r.rows.map((x) => JSON.parse(x.step) as RunStep);
   }
 
-  append(id: string, steps: readonly RunStep[]): Promise<void> {
-    if (steps.length === 0) return Promise.resolve();
-    const first = this.#seq.get(id) ?? 0;
-    this.#seq.set(id, first + steps.length);
-    const now = Date.now();
-    let p: Promise<unknown> = Promise.resolve();
-    for (let i = 0; i < steps.length; i++) {
-      const text = JSON.stringify(scrubSecretsIn(steps[i]));
-      p = this.#enqueue({ row: `(${literal(id)}, ${first + i}, ${now}, ${literal(text)})`, run: id });
+  append(id: string, given: readonly RunStep[]): Promise<void> {
+    if (given.length === 0) return Promise.resolve();
+    // Stopped here: nothing more of it is written (its row says who cancelled or holds it).
+    const lost = this.#lost.get(id);
+    if (lost !== undefined) return Promise.reject(lost);
+    // A lazy run holds back what a resume could do without until it records something that must be on disk.
+    const lazy = this.#unwritten.get(id);
+    if (lazy !== undefined && given.every(deferrableStep)) {
+      lazy.held.push(...given);
+      return Promise.resolve();
     }
+    const held = this.#written(id);
+    const steps = held.length === 0 ? given : [...held, ...given];
+    const first = this.#seq.get(id);
+    if (first === undefined) return this.#appendUnheld(id, steps);
+    this.#seq.set(id, first + steps.length);
+    const rows = stepRows(id, first, steps);
+    let p: Promise<unknown> = Promise.resolve();
+    for (const row of rows) p = this.#enqueue({ row, run: id });
     return p.then(() => undefined);
+  }
+
+  /**
+   * Steps of a run no process here holds: a decision on a run waiting for approval, recorded by
+   * whichever node was asked, after the steps stored. Rare, so not batched. A decision is written
+   * only while its call has none: of two sent through two nodes, the second is told the run
+   * changed (409), whether they collide on a step number or one follows the other.
+   */
+  async #appendUnheld(id: string, steps: readonly RunStep[]): Promise<void> {
+    const rows = stepRows(id, await this.#nextSeq(id), steps);
+    const undecided = steps.flatMap((x) =>
+      x.kind === 'approval'
+        ? [
+            `NOT EXISTS (SELECT 1 FROM ${this.#s}.run_steps WHERE run_id = ${literal(id)} AND step::jsonb @> ${literal(JSON.stringify({ kind: 'approval', turn: x.turn, id: x.id }))}::jsonb)`,
+          ]
+        : [],
+    );
+    const into = `INSERT INTO ${this.#s}.run_steps (run_id, seq, ts, step)`;
+    const sql =
+      undecided.length === 0
+        ? `${into} VALUES ${rows.join(', ')}`
+        : `${into} SELECT * FROM (VALUES ${rows.join(', ')}) AS v WHERE ${undecided.join(' AND ')}`;
+    const changed = (): CaxtonError =>
+      new CaxtonError(
+        'conflict',
+        `run ${id} changed while this was recorded (another node recorded a decision or a step of it at the same time): read the run again`,
+        { run: id },
+      );
+    let written: number;
+    try {
+      written = (await this.#pool.query(sql)).rowCount ?? 0;
+    } catch (e) {
+      if ((e as { code?: unknown }).code === '23505') throw changed();
+      throw stateUnavailable(e);
+    }
+    if (written === 0) throw changed();
   }
 
   /**
@@ -321,6 +414,11 @@ export class PgRunJournal implements RunJournal {
       | { status: 'failed' | 'cancelled'; error: { code: string; message: string } },
   ): Promise<void> {
     const held = this.#seq.delete(id);
+    this.#rowed.delete(id);
+    // Never written: it recorded no step, so there is nothing to keep (its execution record says how it ended).
+    if (this.#unwritten.delete(id)) return Promise.resolve();
+    // Lost while it ran here: its row already says how it ended, or which node runs it now.
+    if (this.#lost.delete(id)) return Promise.resolve();
     const error = outcome.status === 'completed' ? null : JSON.stringify(scrubSecretsIn(outcome.error));
     const response = outcome.status === 'completed' ? JSON.stringify(scrubSecretsIn(outcome.response)) : null;
     // A run this node holds is ended only while it still does (a node that lost its lease, to a
@@ -337,9 +435,13 @@ export class PgRunJournal implements RunJournal {
    * that records the decision takes it (`resumed` claims a waiting run whatever its lease).
    */
   paused(id: string): Promise<void> {
+    const held = this.#written(id);
+    if (held.length > 0) this.append(id, held).catch((e: unknown) => this.#o.onError?.(e));
     this.#seq.delete(id);
+    this.#rowed.delete(id);
+    if (this.#lost.delete(id)) return Promise.resolve();
     return this.#enqueue({
-      sql: `UPDATE ${this.#s}.runs SET status = 'awaiting_approval', updated_at = ${Date.now()} WHERE id = ${literal(id)} AND node = ${literal(this.#o.node)}`,
+      sql: `UPDATE ${this.#s}.runs SET status = 'awaiting_approval', updated_at = ${Date.now()} WHERE id = ${literal(id)} AND node = ${literal(this.#o.node)} AND status = 'running'`,
       run: id,
     }).then(() => undefined);
   }
@@ -347,6 +449,12 @@ export class PgRunJournal implements RunJournal {
   /** Stops renewing the run's lease: it no longer runs here, and another node may take it once the lease expires. */
   release(id: string): void {
     this.#seq.delete(id);
+    this.#rowed.delete(id);
+    this.#unwritten.delete(id);
+  }
+
+  onLost(listener: (id: string, reason: Error) => void): void {
+    this.#lostListeners.push(listener);
   }
 
   async get(id: string): Promise<RunWithSteps | undefined> {
@@ -384,15 +492,50 @@ export class PgRunJournal implements RunJournal {
     return r.rows.map(recordOf);
   }
 
-  /** Renews the lease of every run this node holds, in one UPDATE; resolves with how many were renewed. */
+  /**
+   * Renews the lease of every run this node holds, in one UPDATE; resolves with how many were
+   * renewed. A run it holds that the UPDATE did not renew is no longer this node's to run: it is
+   * lost (`onLost`).
+   */
   async heartbeat(): Promise<number> {
-    const held = this.held;
+    const held = [...this.#rowed];
     if (held.length === 0 || this.#closed) return 0;
-    const r = await this.#query(
-      `UPDATE ${this.#s}.runs SET lease_until = ${this.#until} WHERE id = ANY($1::text[]) AND node = $2 AND status = 'running'`,
+    const r = await this.#query<{ id: string }>(
+      `UPDATE ${this.#s}.runs SET lease_until = ${this.#until} WHERE id = ANY($1::text[]) AND node = $2 AND status = 'running' RETURNING id`,
       [held, this.#o.node],
     );
-    return r.rowCount ?? 0;
+    const renewed = new Set(r.rows.map((x) => x.id));
+    // Still held after the UPDATE: a run that ended or paused meanwhile is not lost.
+    const lost = held.filter((id) => !renewed.has(id) && this.#rowed.has(id));
+    if (lost.length > 0) await this.#lose(lost);
+    return renewed.size;
+  }
+
+  /** Stops holding runs another node cancelled or took over, and tells the listeners why. */
+  async #lose(ids: readonly string[]): Promise<void> {
+    const rows = (
+      await this.#query<{ id: string; status: string; node: string }>(
+        `SELECT id, status, node FROM ${this.#s}.runs WHERE id = ANY($1::text[])`,
+        [ids],
+      )
+    ).rows;
+    for (const id of ids) {
+      if (!this.#rowed.delete(id)) continue;
+      this.#seq.delete(id);
+      const row = rows.find((x) => x.id === id);
+      const reason =
+        row?.status === 'cancelled'
+          ? new CaxtonError('cancelled', 'the run was cancelled')
+          : row?.status === 'running'
+            ? heldElsewhere(id, row.node, this.#leaseMs)
+            : new CaxtonError(
+                'conflict',
+                `run ${id} is ${row === undefined ? 'gone' : `${row.status.replace('_', ' ')} on node ${row.node}`}: it no longer runs on node ${this.#o.node}`,
+                { run: id },
+              );
+      this.#lost.set(id, reason);
+      for (const l of this.#lostListeners) l(id, reason);
+    }
   }
 
   /**
@@ -478,7 +621,10 @@ export class PgRunJournal implements RunJournal {
     return new Set(first.rows.map((r) => r.id));
   }
 
-  /** Deletes finished runs past retention with their steps, unless another node is at it; resolves with the runs deleted. */
+  /**
+   * Deletes one batch of finished runs past retention or beyond `maxRows`, with their steps, unless
+   * another node is at it; resolves with the runs deleted.
+   */
   prune(): Promise<{ deleted: number; skipped: boolean }> {
     const s = this.#s;
     return inTransaction(this.#pool, 'BEGIN', async (c) => {
@@ -486,10 +632,19 @@ export class PgRunJournal implements RunJournal {
         `caxton-retention:${s}.runs`,
       ]);
       if (!lock.rows[0]!.ok) return { deleted: 0, skipped: true };
+      const finished = "status IN ('completed', 'failed', 'cancelled')";
+      // The newest finished run beyond maxRows: it and every older one go.
+      const cut = (
+        await c.query<{ updated_at: string }>(
+          `SELECT updated_at FROM ${s}.runs WHERE ${finished} ORDER BY updated_at DESC LIMIT 1 OFFSET $1`,
+          [this.#o.maxRows ?? 100_000],
+        )
+      ).rows[0];
+      const before = Math.max(Date.now() - this.#o.retentionMs, cut === undefined ? 0 : Number(cut.updated_at) + 1);
       const ids = (
         await c.query<{ id: string }>(
-          `SELECT id FROM ${s}.runs WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < $1 ORDER BY updated_at LIMIT 5000`,
-          [Date.now() - this.#o.retentionMs],
+          `SELECT id FROM ${s}.runs WHERE ${finished} AND updated_at < $1 ORDER BY updated_at LIMIT ${PRUNE_BATCH}`,
+          [before],
         )
       ).rows.map((r) => r.id);
       if (ids.length === 0) return { deleted: 0, skipped: false };
@@ -501,7 +656,10 @@ export class PgRunJournal implements RunJournal {
 
   #prune(): void {
     if (this.#pruning || this.#closed) return;
-    this.#pruning = this.prune()
+    this.#pruning = (async () => {
+      // A full batch may leave more due: the next, each in its own short transaction.
+      for (let i = 0; i < 100 && !this.#closed; i++) if ((await this.prune()).deleted < PRUNE_BATCH) return;
+    })()
       .catch((e: unknown) => this.#o.onError?.(e))
       .finally(() => (this.#pruning = undefined));
   }
@@ -514,6 +672,12 @@ export class PgRunJournal implements RunJournal {
     this.#closed = true;
     await this.#pruning;
   }
+}
+
+/** The rows of `steps` of run `id`, numbered from `first`, as VALUES of an INSERT into run_steps. */
+function stepRows(id: string, first: number, steps: readonly RunStep[]): string[] {
+  const now = Date.now();
+  return steps.map((st, i) => `(${literal(id)}, ${first + i}, ${now}, ${literal(JSON.stringify(scrubSecretsIn(st)))})`);
 }
 
 /**

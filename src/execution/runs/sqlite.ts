@@ -9,6 +9,7 @@ import { scrubSecretsIn } from '../../shared/secrets.js';
 import { GroupCommit, Pruner, type Db, type Migration, type RetentionRule } from '../../storage/index.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 import {
+  deferrableStep,
   newRunRecord,
   type OpenedRun,
   type RunJournal,
@@ -120,11 +121,6 @@ function finishedRunsRule(db: Db, retentionMs: number, maxRows: number): Retenti
 
 const NO_STEPS: RunStep[] = [];
 
-/** Steps a run that recorded nothing else need not write: its memory context, a model reply that calls no tool. */
-function deferrable(s: RunStep): boolean {
-  return s.kind === 'context' || (s.kind === 'model' && s.reply.tool_calls.length === 0);
-}
-
 export class SqliteRunJournal implements RunJournal {
   readonly #db: Db;
   readonly #commits: GroupCommit;
@@ -226,7 +222,7 @@ export class SqliteRunJournal implements RunJournal {
     // A lazy run holds back what a resume could do without (its memory context, a final answer)
     // until it records something that must be on disk: a tool call, an approval.
     const lazy = this.#unwritten.get(id);
-    if (lazy !== undefined && given.every(deferrable)) {
+    if (lazy !== undefined && given.every(deferrableStep)) {
       lazy.held.push(...given);
       return Promise.resolve();
     }

@@ -56,6 +56,8 @@ export async function openRunJournal(opts: {
       schema: state.schema,
       node: state.node,
       retentionMs: config.execution.runs_retention,
+      maxRows: config.execution.runs_max_rows,
+      leaseMs: config.cluster?.run_lease ?? RUN_LEASE_MS,
       onError,
     });
   }
@@ -158,7 +160,7 @@ export function startExecution(opts: {
             (n) => n > 0 && logger.info({ runs: n }, 'resuming runs whose node stopped renewing their lease'),
             (e: unknown) => logger.warn({ err: describeError(e) }, 'unfinished runs could not be read'),
           );
-        }, RUN_LEASE_MS)
+        }, config.cluster?.run_lease ?? RUN_LEASE_MS)
       : undefined;
   takeover?.unref();
   const ready = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
