@@ -261,6 +261,15 @@ describe("the run page's reading of a durable run's steps", () => {
         ['model-3', 'model', 91_035, 91_040],
       ]);
       expect(spans.find((s) => s.kind === 'approval')).toMatchObject({ open: false, failed: true });
+      // A resume before any step: its gap begins when the run started.
+      const early: Step[] = [{ kind: 'resumed', at: 5_000 }];
+      expect(spansOf(early, 9_000, 1_000).spans.map((s) => [s.kind, s.start, s.end])).toEqual([['gap', 1_000, 5_000]]);
+      expect(
+        entriesOf({ steps: early, approvals: [], resumes: 1, created_at: new Date(1_000).toISOString() }).entries[0],
+      ).toMatchObject({
+        kind: 'resumed',
+        why: expect.stringMatching(/^Resumed after an interruption, 4\.0 s after it started/) as unknown,
+      });
       // The waits are drawn at a fixed width: the minute-long wait takes no more room than the 30 s gap.
       const at = axisOf(spans);
       expect(at(1_000)).toBe(0);

@@ -171,7 +171,9 @@ export function gapText(ms: number): string {
  * again, an idempotent call started a second time), and `unlocated` counts the others, so the page
  * can say they happened without guessing where.
  */
-export function entriesOf(run: Pick<DurableRun, 'steps' | 'approvals' | 'resumes'> & { request?: string }): {
+export function entriesOf(
+  run: Pick<DurableRun, 'steps' | 'approvals' | 'resumes'> & { request?: string; created_at?: string },
+): {
   entries: Entry[];
   unlocated: number;
 } {
@@ -183,8 +185,8 @@ export function entriesOf(run: Pick<DurableRun, 'steps' | 'approvals' | 'resumes
   let resumes = 0;
   let memory = false;
   let firstTurn = true;
-  /** When the last step before the current one was committed. */
-  let lastAt: number | undefined;
+  /** When the last step before the current one was committed; at first, when the run started. */
+  let lastAt: number | undefined = run.created_at === undefined ? undefined : Date.parse(run.created_at);
   let prev: Step | undefined;
   /** A `resumed` step came since the last model turn: a mark names what that resume found, not the resume again. */
   let resumedHere = false;
@@ -227,7 +229,10 @@ export function entriesOf(run: Pick<DurableRun, 'steps' | 'approvals' | 'resumes
       resumedHere = true;
       // After a decision the run resumes at once: the decision's mark says so.
       if (after?.kind === 'approval') continue;
-      const gap = before === undefined ? '' : `, ${gapText(s.at - before)} after its last recorded step`;
+      const gap =
+        before === undefined || Number.isNaN(before)
+          ? ''
+          : `, ${gapText(s.at - before)} after ${after === undefined ? 'it started' : 'its last recorded step'}`;
       entries.push({
         kind: 'resumed',
         key: resumeEntryKey(resumes),

@@ -44,8 +44,12 @@ function endsOf(steps: readonly Step[]): (number | undefined)[] {
   return ends;
 }
 
-/** The spans of a run's steps, in step order; `untimed`: how many steps carry no time (recorded by an older server). */
-export function spansOf(steps: readonly Step[], now: number): { spans: Span[]; untimed: number } {
+/**
+ * The spans of a run's steps, in step order; `untimed`: how many steps carry no time (recorded by
+ * an older server). `startedAt`: when the run started, where the gap before a resume that came
+ * before any step begins.
+ */
+export function spansOf(steps: readonly Step[], now: number, startedAt?: number): { spans: Span[]; untimed: number } {
   const ends = endsOf(steps);
   const spans: Span[] = [];
   const modelKey = modelKeys();
@@ -54,7 +58,7 @@ export function spansOf(steps: readonly Step[], now: number): { spans: Span[]; u
   let untimed = 0;
   let resumes = 0;
   /** The end of the latest timed step so far. */
-  let last: number | undefined;
+  let last = startedAt !== undefined && !Number.isNaN(startedAt) ? startedAt : undefined;
   steps.forEach((s, i) => {
     const end = ends[i];
     if (s.kind === 'model') {

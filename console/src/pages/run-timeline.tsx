@@ -6,8 +6,16 @@
 import { gapText, type Step } from './run-entries';
 import { axisOf, spansOf } from './run-spans';
 
-export function StepTimeline({ steps, onSelect }: { steps: Step[]; onSelect: (key: string) => void }) {
-  const { spans, untimed } = spansOf(steps, Date.now());
+export function StepTimeline({
+  steps,
+  createdAt,
+  onSelect,
+}: {
+  steps: Step[];
+  createdAt: string;
+  onSelect: (key: string) => void;
+}) {
+  const { spans, untimed } = spansOf(steps, Date.now(), Date.parse(createdAt));
   if (spans.length === 0)
     return untimed > 0 ? (
       <p class="muted small" data-testid="no-step-times">

@@ -205,7 +205,7 @@ function RunView({ id }: { id: string }) {
             </>
           )}
           {d && <PendingApprovals run={d} onDecided={durable.reload} />}
-          {d && <StepTimeline steps={d.steps} onSelect={select} />}
+          {d && <StepTimeline steps={d.steps} createdAt={d.created_at} onSelect={select} />}
           {r ? (
             <Waterfall run={r} title={d ? 'Trace of its last execution' : 'Timeline'} />
           ) : (

@@ -168,7 +168,7 @@ function usageLine(res: AgentResponseJson): string {
 /** A resume, with the gap since the step before it when both have a time. */
 function resumedLine(s: StepJson, before: number | undefined): string {
   if (typeof s.at !== 'number') return 'resumed';
-  const gap = before === undefined ? '' : ` after ${((s.at - before) / 1000).toFixed(1)} s`;
+  const gap = before === undefined || Number.isNaN(before) ? '' : ` after ${((s.at - before) / 1000).toFixed(1)} s`;
   return `resumed${gap} at ${when(s.at)}`;
 }
 
@@ -218,8 +218,8 @@ export function describeRun(r: RunViewJson): string {
       : `${end.is_error === true ? 'error' : 'ok'}, ${Math.round(Number(end.duration_ms))} ms`;
     return [`${head}: ${outcome}`, ...args, `${pad}→ ${truncate(String(end.result), CUT) || '(empty)'}`];
   };
-  /** When the step before the current one was committed (steps of an older server have no time). */
-  let lastAt: number | undefined;
+  /** When the step before the current one was committed (steps of an older server have no time); at first, the run's start. */
+  let lastAt: number | undefined = Date.parse(r.created_at);
   for (const s of r.steps) {
     const before = lastAt;
     if (typeof s.at === 'number') lastAt = s.at;
