@@ -1,6 +1,7 @@
 /**
  * One run: its durable record (GET /api/v1/runs/ID: state, origin, principal, every step it
- * committed, the calls it waits on with Approve and Deny) and, once it finished, its execution
+ * committed with a timeline drawn from their times, the calls it waits on with Approve and Deny)
+ * and, once it finished, its execution
  * record (GET /api/v1/executions/ID: version, model, tokens and the timeline of its spans). A run
  * has one id for both. On a server that does not record runs, or for a record older than the
  * run's retention, the execution record alone. The chat, the Runs list and messages link here.
