@@ -535,6 +535,20 @@ describe('run show text', () => {
     expect(text).not.toContain('answer:');
   });
 
+  it('a resume, with the gap since the step before it (or since the run started)', () => {
+    const start = Date.parse(base.created_at);
+    const text = describeRun({
+      ...base,
+      steps: [
+        { kind: 'resumed', at: start + 4_000 },
+        { kind: 'model', turn: 1, reply: reply([{ id: 'a', name: 'fs.read', arguments: {} }]), at: start + 5_000 },
+        { kind: 'resumed', at: start + 17_500 },
+      ],
+    });
+    expect(text).toContain('\n  resumed after 4.0 s at 2026-11-28T00:00:04.000Z\n');
+    expect(text).toContain('\n  resumed after 12.5 s at 2026-11-28T00:00:17.500Z');
+  });
+
   it('a run waiting for approval names the calls and the commands that decide', () => {
     const text = describeRun({
       ...base,

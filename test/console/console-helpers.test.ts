@@ -5,10 +5,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import { entriesOf, type Step } from '../../console/src/pages/run-entries.js';
+import { axisOf, spansOf } from '../../console/src/pages/run-spans.js';
 import { firstJsonError, JsonTextError, parseJsonText } from '../../console/src/pages/json-text.js';
 import { appendBounded, MAX_LINES } from '../../console/src/pages/tail-buffer.js';
 import { EVENT_TYPES, FIPA_ACTS, RUN_ORIGINS, RUN_STATUSES } from '../../console/src/vocabulary.js';
-import { RUN_ORIGINS as SERVER_RUN_ORIGINS, RUN_STATUSES as SERVER_RUN_STATUSES } from '../../src/execution/index.js';
+import {
+  RUN_ORIGINS as SERVER_RUN_ORIGINS,
+  RUN_STATUSES as SERVER_RUN_STATUSES,
+  type RunStep,
+} from '../../src/execution/index.js';
 import { PERFORMATIVES } from '../../src/messaging/index.js';
 import { EVENT_TYPES as SERVER_EVENT_TYPES } from '../../src/observability/events.js';
 
@@ -18,8 +23,13 @@ describe("the console's copies of the server's words", () => {
     expect([...EVENT_TYPES].sort()).toEqual([...SERVER_EVENT_TYPES].sort());
     expect([...RUN_STATUSES]).toEqual([...SERVER_RUN_STATUSES]);
     expect([...RUN_ORIGINS]).toEqual([...SERVER_RUN_ORIGINS]);
+    expect(stepsAlike).toBe(true);
   });
 });
+
+// The console's copy of a run step is the server's: this fails to compile when either changes alone.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const stepsAlike: Same<Step, RunStep> = true;
 
 describe('the live tail buffer', () => {
   it(`keeps the last ${MAX_LINES} lines and counts the ones it drops`, () => {
@@ -164,5 +174,111 @@ describe("the run page's reading of a durable run's steps", () => {
   it('counts the resumes the steps do not show (an interruption between two steps)', () => {
     expect(entriesOf({ steps, approvals, resumes: 5 }).unlocated).toBe(2);
     expect(entriesOf({ steps: steps.slice(0, 1), approvals: [], resumes: 1 }).unlocated).toBe(1);
+  });
+
+  describe('recorded with their times and resumes', () => {
+    // A run killed while its append ran, resumed 30 s later; then a call waiting for a person.
+    const timed: Step[] = [
+      { kind: 'context', memory_context: 'likes tea', at: 1_000 },
+      { ...steps[0]!, at: 1_005 },
+      { kind: 'tool_start', turn: 1, id: 'a', name: 'journal.append', at: 1_005 },
+      { kind: 'resumed', at: 31_005 },
+      // An idempotent call's end is committed with the turn's other results: its own end is earlier.
+      { ...(steps[2] as Extract<Step, { kind: 'tool_end' }>), at: 31_010 },
+      {
+        kind: 'tool_end',
+        turn: 1,
+        id: 'r',
+        name: 'web.fetch',
+        result: 'page',
+        is_error: false,
+        duration_ms: 3,
+        at: 31_010,
+      },
+      { ...steps[6]!, at: 31_020 },
+      { kind: 'approval_requested', turn: 2, id: 'b', name: 'journal.append', arguments: { line: 'b' }, at: 31_020 },
+      { kind: 'approval', turn: 2, id: 'b', decision: 'denied', by: 'key:ops', at: 91_020, reason: 'no' },
+      { kind: 'resumed', at: 91_021 },
+      {
+        kind: 'tool_end',
+        turn: 2,
+        id: 'b',
+        name: 'journal.append',
+        result: 'denied: no',
+        is_error: true,
+        duration_ms: 0,
+        at: 91_030,
+      },
+      { ...steps[11]!, at: 91_040 },
+    ];
+    const denied = [{ ...approvals[0]!, decision: 'denied' as const, reason: 'no' }];
+
+    it('places each resume with its gap, once, and says what each turn was sent', () => {
+      const { entries, unlocated } = entriesOf({ steps: timed, approvals: denied, resumes: 2, request: 'Append a.' });
+      expect(unlocated).toBe(0);
+      expect(entries.map((e) => e.key)).toEqual([
+        'context',
+        'model-1',
+        'call-1-a',
+        'resume-1',
+        'interrupted-1-a',
+        'call-1-r',
+        'model-2',
+        'decision-2-b',
+        'call-2-b',
+        'model-3',
+      ]);
+      const why = entries.flatMap((e) => (e.kind === 'resumed' ? [e.why] : []));
+      expect(why[0]).toMatch(/^Resumed after an interruption, 30\.0 s after its last recorded step/);
+      expect(why[1]).toMatch(/^The call of journal\.append above was running when the server stopped/);
+      const sent = entries.flatMap((e) => (e.kind === 'model' ? [e.sent] : []));
+      expect(sent[0]).toEqual({
+        first: true,
+        memory: true,
+        messages: [{ role: 'user', content: 'Append a.' }],
+        unrecorded: [],
+      });
+      expect(sent[1]!.messages.map((m) => (m.role === 'tool' ? [m.name, m.content, m.is_error] : m.role))).toEqual([
+        ['journal.append', 'unknown', true],
+        ['web.fetch', 'page', false],
+      ]);
+      expect(sent[2]!.messages).toEqual([
+        { role: 'tool', name: 'journal.append', call_id: 'b', content: 'denied: no', is_error: true },
+      ]);
+    });
+
+    it('draws spans from the step times: a batch ends at its commit, a gap before the resume, the wait for a person', () => {
+      const { spans, untimed } = spansOf(timed, 100_000);
+      expect(untimed).toBe(0);
+      expect(spans.map((s) => [s.key, s.kind, s.start, s.end])).toEqual([
+        ['model-1', 'model', 1_000, 1_005],
+        ['resume-1', 'gap', 1_005, 31_005],
+        ['call-1-a', 'tool', 1_005, 1_005],
+        ['call-1-r', 'tool', 31_007, 31_010],
+        ['model-2', 'model', 31_015, 31_020],
+        ['call-2-b', 'approval', 31_020, 91_020],
+        ['call-2-b', 'tool', 91_030, 91_030],
+        ['model-3', 'model', 91_035, 91_040],
+      ]);
+      expect(spans.find((s) => s.kind === 'approval')).toMatchObject({ open: false, failed: true });
+      // A resume before any step: its gap begins when the run started.
+      const early: Step[] = [{ kind: 'resumed', at: 5_000 }];
+      expect(spansOf(early, 9_000, 1_000).spans.map((s) => [s.kind, s.start, s.end])).toEqual([['gap', 1_000, 5_000]]);
+      expect(
+        entriesOf({ steps: early, approvals: [], resumes: 1, created_at: new Date(1_000).toISOString() }).entries[0],
+      ).toMatchObject({
+        kind: 'resumed',
+        why: expect.stringMatching(/^Resumed after an interruption, 4\.0 s after it started/) as unknown,
+      });
+      // The waits are drawn at a fixed width: the minute-long wait takes no more room than the 30 s gap.
+      const at = axisOf(spans);
+      expect(at(1_000)).toBe(0);
+      expect(at(91_040)).toBe(100);
+      expect(at(91_020) - at(31_020)).toBeCloseTo(at(31_005) - at(1_005));
+      // Old rows have times only on their approvals: the wait is drawn, the other steps counted.
+      const old = spansOf(steps, 0);
+      expect(old.spans.map((s) => [s.kind, s.start, s.end])).toEqual([['approval', 1_000, 2_000]]);
+      expect(old.untimed).toBe(steps.length - 2);
+    });
   });
 });

@@ -5,12 +5,16 @@
  * a reason that reaches the model (its answer quotes it), a resumed run's interrupted call and
  * resumes marked, the links from an agent's page and the overview, and axe on each page.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { stringify } from 'smol-toml';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import { startLlmStub } from '../execution/helpers/llm-stub.js';
 import { http } from '../helpers/http.js';
-import { bearer } from '../helpers/keys.js';
+import { adminKeyOf, bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -35,6 +39,23 @@ system_prompt = "Use the calculator."
 
 [execution]
 require_approval = ["calculator"]
+`;
+/** Its model answers long after its timeout: every execution of it fails. */
+const SLOWPOKE = `name = "slowpoke"
+capabilities = ["slowness"]
+system_prompt = "Take your time."
+
+[llm]
+provider = "slow"
+
+[limits]
+timeout = "300ms"
+`;
+const SLOW_PROVIDER = `
+[llm.providers.slow]
+type = "scripted"
+script = "replies.toml"
+latency = "60s"
 `;
 const HELPER = `name = "helper"
 capabilities = ["arithmetic"]
@@ -64,7 +85,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
 
   beforeAll(async () => {
     [cs, browser] = await Promise.all([
-      startConsoleServer({ agentFiles: { 'careful.toml': CAREFUL, 'helper.toml': HELPER } }),
+      startConsoleServer({
+        agentFiles: { 'careful.toml': CAREFUL, 'helper.toml': HELPER, 'slowpoke.toml': SLOWPOKE },
+        toml: SLOW_PROVIDER,
+      }),
       launchBrowser(),
     ]);
   });
@@ -105,14 +129,22 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
       const pending = page.getByTestId('pending-approval');
       await pending.waitFor();
       expect(await pending.getByRole('heading', { level: 3 }).textContent()).toMatch(/^calculator/);
-      expect(JSON.parse((await pending.getByTestId('approval-arguments').textContent())!)).toEqual({
-        expression: 'What is 6 * 7?',
-      });
+      const approvalArgs = pending.getByTestId('approval-arguments');
+      expect(await approvalArgs.locator('dt').allTextContents()).toEqual(['expression']);
+      expect(await approvalArgs.locator('dd').allTextContents()).toEqual(['What is 6 * 7?']);
       expect(await page.getByTestId('run-status').textContent()).toBe('waiting for approval');
-      // The first model turn is recorded with its tokens and finish reason.
+      // The first model turn is recorded with its tokens and finish reason, what it was sent (the
+      // request, said to be reconstructed) and what it asked for, its arguments labelled.
       const turn = page.getByTestId('model-turn').first();
       expect(await turn.getByTestId('turn-finish').textContent()).toBe('tool_calls');
       expect(await turn.getByTestId('turn-tokens').textContent()).toMatch(/^\d+ in · \d+ out · \d+ in all$/);
+      expect(await turn.getByTestId('turn-sent').textContent()).toContain('What is 6 * 7?');
+      expect(await turn.getByTestId('turn-sent-note').textContent()).toMatch(/^Reconstructed from the run's request/);
+      const asked = turn.getByTestId('turn-call-arguments');
+      expect(await asked.locator('dt').allTextContents()).toEqual(['expression']);
+      expect(await asked.locator('dd').allTextContents()).toEqual(['What is 6 * 7?']);
+      // The wait for a person is on the timeline, still going.
+      await page.locator('[data-testid="timeline-span"][data-kind="approval"]').waitFor();
       await expectAccessible(page, 'a run waiting for approval');
 
       await pending.getByRole('button', { name: 'Approve' }).click();
@@ -127,7 +159,28 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
       expect(await page.getByTestId('resume-gap').textContent()).toMatch(
         /^Waited for approval of calculator from .+ and resumed when .+ approved it/,
       );
-      // Finished: its execution record's timeline is on the same page; turns and tokens are the steps'.
+      // The second turn was sent the call's result, and received the answer.
+      const second = page.getByTestId('model-turn').nth(1);
+      expect(await second.getByTestId('turn-sent').textContent()).toMatch(/^tool result calculator .*42$/);
+      expect(await second.getByTestId('turn-sent-note').textContent()).toMatch(
+        /^Reconstructed from the results of turn 1/,
+      );
+      expect(await second.getByTestId('turn-finish').textContent()).toBe('stop');
+      // The timeline from the step times: choosing a span scrolls to its step and marks it.
+      const spans = page.getByTestId('timeline-span');
+      expect(await spans.evaluateAll((l) => l.map((e) => e.getAttribute('data-kind')))).toEqual([
+        'model',
+        'approval',
+        'tool',
+        'model',
+      ]);
+      await spans.nth(3).getByRole('button', { name: 'model turn 2' }).click();
+      await expect.poll(() => second.getAttribute('data-highlighted')).toBe('true');
+      expect(await page.evaluate('document.activeElement.id')).toBe('step-model-2');
+      await spans.nth(2).getByRole('button', { name: 'tool calculator' }).click();
+      await expect.poll(() => call.first().locator('xpath=..').getAttribute('data-highlighted')).toBe('true');
+      expect(await second.getAttribute('data-highlighted')).toBeNull();
+      // Finished: its execution record's trace is on the same page; turns and tokens are the steps'.
       await page.getByTestId('waterfall').waitFor();
       expect(await page.getByTestId('run-usage').textContent()).toMatch(/^2 model turns · \d+ tokens · /);
       await expectAccessible(page, 'an approved run, finished');
@@ -238,7 +291,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
       await page.getByTestId('run-steps').waitFor();
       const call = page.getByTestId('step-tool-call');
       expect(await call.locator('summary').textContent()).toContain('interrupted: outcome unknown, not run again');
-      expect(JSON.parse((await call.getByTestId('step-arguments').textContent())!)).toEqual({ line: 'one' });
+      expect(await call.getByTestId('step-arguments').locator('dt').allTextContents()).toEqual(['line']);
+      expect(await call.getByTestId('step-arguments').locator('dd').allTextContents()).toEqual(['one']);
+      // Rows of an older server carry no step times: no timeline, said so.
+      await page.getByTestId('no-step-times').waitFor();
       expect(await page.getByTestId('resume-gap').textContent()).toMatch(
         /^Resumed after an interruption: the call of journal\.append above was running when the server stopped/,
       );
@@ -257,6 +313,115 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
     }
   });
 
+  it('a run whose server was killed mid-run shows the gap before it resumed, on the timeline and in its steps', async () => {
+    // A real `caxton serve`, killed with SIGKILL as the model is asked for the run's second turn
+    // (the first turn's reply and its call's result committed), then started again: it resumes the run.
+    assertBuilt();
+    let server: ServeProcess | undefined;
+    let killed = false;
+    const stub = await startLlmStub((hit) => {
+      const results = (hit.body.messages as { role: string }[]).filter((m) => m.role === 'tool').length;
+      if (results === 0) {
+        const wire = (hit.body.tools as { function: { name: string } }[])[0]!.function.name;
+        return { tool_calls: [{ id: 'c1', name: wire, arguments: { expression: '6 * 7' } }] };
+      }
+      if (!killed) {
+        killed = true;
+        server?.child.kill('SIGKILL');
+        return { content: 'never heard', delayMs: 10_000 };
+      }
+      return { content: 'The answer is 42.' };
+    });
+    const dir = tempDir('caxton-console-resume-');
+    try {
+      mkdirSync(join(dir, 'agents'));
+      writeFileSync(
+        join(dir, 'agents', 'adder.toml'),
+        stringify({ name: 'adder', tools: ['calculator'], system_prompt: 'Add.' }),
+      );
+      writeFileSync(
+        join(dir, 'caxton.toml'),
+        stringify({
+          data_dir: './data',
+          agents_dir: './agents',
+          logging: { level: 'warn' },
+          auth: { enabled: true },
+          llm: {
+            default_provider: 'stub',
+            providers: {
+              stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
+            },
+          },
+        }),
+      );
+      const start = () =>
+        startServe({
+          cwd: dir,
+          args: ['--config', join(dir, 'caxton.toml')],
+          env: { STUB_KEY: 'k' },
+          readyTimeoutMs: 30_000,
+        });
+      server = await start();
+      const admin = adminKeyOf(join(dir, 'data'));
+      const call = <T>(url: string, method: string, path: string, body?: unknown) =>
+        http<T>(url, method, path, {
+          headers: bearer(admin),
+          ...(body !== undefined && { body: JSON.stringify(body), contentType: 'application/json' }),
+        });
+      const r = await call<{ run_id: string }>(server.url, 'POST', '/api/v1/agents/adder/runs', {
+        request: 'What is 6 * 7?',
+      });
+      expect(r.status, r.text).toBe(202);
+      const id = r.json.run_id;
+      await server.exited;
+      expect(killed).toBe(true);
+      server = await start();
+      const url = server.url;
+      await waitUntil(
+        async () => (await call<{ status: string }>(url, 'GET', `/api/v1/runs/${id}`)).json.status === 'completed',
+        {
+          timeoutMs: PAGE_WAIT_MS,
+          what: `run ${id} completed after its resume`,
+        },
+      );
+
+      const { page, problems, close } = await openPage(browser);
+      try {
+        await signIn(page, url, admin, `/ui/runs/${id}`);
+        await page.getByTestId('run-steps').waitFor();
+        expect(await page.getByTestId('run-resumes').textContent()).toContain('resumed once');
+        // Placed where it happened, with the gap since the last step before the kill; nothing left unplaced.
+        const gap = page.getByTestId('resume-gap');
+        expect(await gap.count()).toBe(1);
+        expect(await gap.textContent()).toMatch(
+          /^Resumed after an interruption, [\d.]+ (ms|s|min) after its last recorded step/,
+        );
+        expect(await page.getByTestId('resume-unlocated').count()).toBe(0);
+        // The timeline: the first turn and its call, the gap, the turn after the resume.
+        const spans = page.getByTestId('timeline-span');
+        expect(await spans.evaluateAll((l) => l.map((e) => e.getAttribute('data-kind')))).toEqual([
+          'model',
+          'tool',
+          'gap',
+          'model',
+        ]);
+        await spans.nth(2).getByRole('button', { name: 'stopped, then resumed' }).click();
+        await expect.poll(() => gap.getAttribute('data-highlighted')).toBe('true');
+        expect(await page.getByTestId('run-answer').textContent()).toBe('The answer is 42.');
+        await expectAccessible(page, 'a run resumed after a kill');
+        await screenshot(page, 'run-resumed');
+        expect(problems).toEqual([]);
+      } finally {
+        await close();
+      }
+    } finally {
+      server?.child.kill('SIGTERM');
+      await server?.exited;
+      await cleanup();
+      await stub.close();
+    }
+  }, 120_000);
+
   it("the overview's failure count leads to the failed runs", async () => {
     const { page, problems, close } = await openPage(browser);
     try {
@@ -265,6 +430,36 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
       await page.waitForURL(`${cs.url}/ui/runs?status=failed`);
       expect(await page.getByLabel('State').inputValue()).toBe('failed');
       await page.getByTestId('run-count').getByText('No runs match.').waitFor();
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it("a failed invoke's execution.finished event names its run, and leads to its page", async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/events');
+      await page.getByRole('heading', { name: 'Events', level: 1 }).waitFor();
+      const r = await api<{ error: { code: string } }>('POST', '/api/v1/agents/slowpoke/invoke', { request: 'hurry' });
+      expect(r.json.error.code, r.text).toBe('timeout');
+      const finished = page.locator('[data-type="execution.finished"]').filter({ hasText: 'slowpoke' });
+      await finished.waitFor();
+      const stored = await api<{ events: { data: { status: string; execution_id: string | null } }[] }>(
+        'GET',
+        '/api/v1/events?type=execution.finished&agent=slowpoke',
+      );
+      const { status, execution_id: id } = stored.json.events[0]!.data;
+      expect(status).toBe('timeout');
+      expect(id).toMatch(/^exec_/);
+      const link = finished.getByTestId('run-link');
+      expect(await link.getAttribute('href')).toBe(`/ui/runs/${id}`);
+      await link.click();
+      await page.waitForURL(`${cs.url}/ui/runs/${id}`);
+      // It recorded no step, so its run was never written: its execution record tells how it ended.
+      await expect
+        .poll(() => page.getByTestId('run-status').textContent())
+        .toMatch(/^failed: .*did not finish within 300 ms/);
       expect(problems).toEqual([]);
     } finally {
       await close();

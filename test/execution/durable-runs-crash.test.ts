@@ -209,6 +209,8 @@ async function scenario(s: Scenario): Promise<void> {
     answer = full.body.response.content;
   }
   const run = await onlyRun(server.url);
+  // The resume is a step of its own, after every step recorded before the kill, each with its time.
+  const { steps } = (await api<{ steps: { kind: string; at?: number }[] }>(server.url, `/api/v1/runs/${run.id}`)).body;
   server.child.kill('SIGTERM');
   await server.exited;
 
@@ -216,6 +218,10 @@ async function scenario(s: Scenario): Promise<void> {
   expect(run.status).toBe('completed');
   expect(run.origin).toBe(s.mode);
   expect(run.resumes).toBe(1);
+  expect(steps.filter((x) => x.kind === 'resumed')).toHaveLength(1);
+  const times = steps.map((x) => x.at);
+  for (const t of times) expect(t).toBeTypeOf('number');
+  expect([...(times as number[])].sort((a, b) => a - b)).toEqual(times);
   const lines = readFileSync(out, 'utf8').trim().split('\n');
   // Every call that ran did so once: step-1 … step-5, each exactly once, in order.
   expect(lines).toEqual(Array.from({ length: STEPS }, (_, i) => `step-${i + 1}`));

@@ -67,6 +67,10 @@ describe('every isolation mode records the same steps', () => {
       expect(run.steps.map((s) => s.kind)).toEqual(['model', 'tool_end', 'model']);
       expect(run.steps[1]).toMatchObject({ kind: 'tool_end', name: 'calculator', result: '42', is_error: false });
       expect(run.response?.content).toBe('result 42');
+      // Each step carries when it was committed, whichever thread or process ran the agent, in order.
+      const at = run.steps.map((s) => s.at);
+      for (const t of at) expect(t).toBeTypeOf('number');
+      expect([...(at as number[])].sort((a, b) => a - b)).toEqual(at);
     });
 });
 

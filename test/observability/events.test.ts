@@ -20,7 +20,16 @@ const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 beforeAll(async () => {
   setTestKeys();
-  stub = await startLlmStub(() => ({ content: 'done', usage: { input: 11, output: 7 } }));
+  // A request saying "refuse me" is refused by the provider: the execution fails.
+  stub = await startLlmStub((hit) =>
+    JSON.stringify(hit.body).includes('refuse me')
+      ? (res) => {
+          res.statusCode = 400;
+          res.setHeader('content-type', 'application/json');
+          res.end(JSON.stringify({ error: { message: 'refused', type: 'invalid_request_error' } }));
+        }
+      : { content: 'done', usage: { input: 11, output: 7 } },
+  );
   cx = await startObserved({
     config: {
       llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } },
@@ -95,6 +104,22 @@ describe('agent event store', () => {
       execution_id: (res.json as { execution_id: string }).execution_id,
     });
     expect((e.data as { duration_ms: number }).duration_ms).toBeGreaterThan(0);
+  });
+
+  it('records a failed execution with its id, which names its record', async () => {
+    const res = await cx.send('POST', '/api/v1/agents/ev-alpha/invoke', JSON.stringify({ request: 'refuse me' }), {
+      'content-type': 'application/json',
+    });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    const r = await cx.get<Events>('/api/v1/events?agent=ev-alpha&type=execution.finished&limit=1');
+    const e = r.json.events[0]!;
+    const data = e.data as { status: string; execution_id: string | null };
+    expect(data.status).not.toBe('ok');
+    expect(data.execution_id).toMatch(/^exec_/);
+    // The id is the one its execution record (and a run page) is found by.
+    const rec = await cx.get<{ id: string; status: string }>(`/api/v1/executions/${data.execution_id}`);
+    expect(rec.status).toBe(200);
+    expect(rec.json).toMatchObject({ id: data.execution_id, status: 'error' });
   });
 
   it('records messages sent and received, with the trace id they carry', async () => {

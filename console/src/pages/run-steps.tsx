@@ -4,26 +4,49 @@
  * and result, calls that were interrupted, where the run resumed, and the calls waiting for a
  * person with Approve and Deny (POST /api/v1/runs/ID/approve|deny).
  */
+import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api';
 import { ErrorBox } from '../components/feedback';
 import { when } from '../format';
 import { can } from '../session';
 import { ToolResult } from './agents/tool-result';
-import { entriesOf, type Approval, type CallView, type DurableRun, type Step } from './run-entries';
+import { entriesOf, type Approval, type CallView, type DurableRun, type ModelStep, type Sent } from './run-entries';
 
 export type { DurableRun };
 
 const json = (v: unknown): string => JSON.stringify(v, null, 2);
 const ms = (n: number) => (n < 1 ? 'under 1 ms' : `${Math.round(n)} ms`);
 
+/** The step a timeline span leads to; `n` changes on every choice, so choosing the same span again scrolls again. */
+export interface Highlight {
+  key: string;
+  n: number;
+}
+
+/** The DOM id of an entry's list item. */
+export const stepDomId = (key: string): string => `step-${key.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+
 /** The steps of a run, in order. `running`: a call without an end is still running rather than cut off. */
-export function RunSteps({ run }: { run: DurableRun }) {
+export function RunSteps({ run, highlight }: { run: DurableRun; highlight?: Highlight | undefined }) {
   const { entries, unlocated } = entriesOf(run);
   const running = run.status === 'running';
   const callCount = entries.filter((e) => e.kind === 'call').length;
   const lastModel = entries.findLastIndex((e) => e.kind === 'model');
   const answer = run.response?.content;
+  useEffect(() => {
+    if (highlight === undefined) return;
+    const el = document.getElementById(stepDomId(highlight.key));
+    el?.scrollIntoView({ block: 'center' });
+    el?.focus({ preventScroll: true });
+  }, [highlight]);
+  const item = (key: string, cls: string, testid?: string) => ({
+    id: stepDomId(key),
+    tabIndex: -1,
+    class: `run-step${cls}${highlight?.key === key ? ' highlighted' : ''}`,
+    'data-highlighted': highlight?.key === key ? 'true' : undefined,
+    'data-testid': testid,
+  });
   return (
     <section aria-labelledby="steps-title" data-testid="run-steps">
       <h2 id="steps-title">Steps, as recorded</h2>
@@ -41,7 +64,7 @@ export function RunSteps({ run }: { run: DurableRun }) {
           {entries.map((e, i) => {
             if (e.kind === 'context')
               return (
-                <li key={i} class="run-step">
+                <li key={i} {...item(e.key, '')}>
                   <details>
                     <summary>Memory context given to the first prompt</summary>
                     <pre class="source">{e.text}</pre>
@@ -50,13 +73,25 @@ export function RunSteps({ run }: { run: DurableRun }) {
               );
             if (e.kind === 'resumed')
               return (
-                <li key={i} class="run-step resume-gap" data-testid="resume-gap">
+                <li key={i} {...item(e.key, ' resume-gap', 'resume-gap')}>
                   {e.why}
                 </li>
               );
             if (e.kind === 'model')
-              return <ModelTurn key={i} step={e.step} isAnswer={i === lastModel && answer === e.step.reply.content} />;
-            return <ToolCallStep key={i} call={e.call} running={running} open={callCount <= 6} />;
+              return (
+                <li key={i} {...item(e.key, ' model-turn', 'model-turn')}>
+                  <ModelTurn
+                    step={e.step}
+                    sent={e.sent}
+                    isAnswer={i === lastModel && answer === e.step.reply.content}
+                  />
+                </li>
+              );
+            return (
+              <li key={i} {...item(e.key, '')}>
+                <ToolCallStep call={e.call} running={running} open={callCount <= 6 || highlight?.key === e.key} />
+              </li>
+            );
           })}
         </ol>
       )}
@@ -64,13 +99,71 @@ export function RunSteps({ run }: { run: DurableRun }) {
   );
 }
 
-/** `isAnswer`: the reply is the run's answer, which the page shows under its own heading. */
-function ModelTurn({ step, isAnswer }: { step: Extract<Step, { kind: 'model' }>; isAnswer: boolean }) {
+/** A call's arguments, one labelled line each. */
+function Arguments({ args, testid }: { args: Record<string, unknown> | undefined; testid: string }) {
+  if (args === undefined) return <p data-testid={testid}>—</p>;
+  const entries = Object.entries(args);
+  if (entries.length === 0)
+    return (
+      <p class="muted" data-testid={testid}>
+        no arguments
+      </p>
+    );
+  return (
+    <dl class="fields" data-testid={testid}>
+      {entries.map(([k, v]) => (
+        <Fragment key={k}>
+          <dt>{k}</dt>
+          <dd>
+            <code class="argument">{typeof v === 'string' ? v : json(v)}</code>
+          </dd>
+        </Fragment>
+      ))}
+    </dl>
+  );
+}
+
+/**
+ * One model turn: what it was sent (reconstructed: the server records replies, not prompts) and
+ * what it answered. `isAnswer`: the reply is the run's answer, which the page shows under its own heading.
+ */
+function ModelTurn({ step, sent, isAnswer }: { step: ModelStep; sent: Sent; isAnswer: boolean }) {
   const r = step.reply;
   return (
-    <li class="run-step model-turn" data-testid="model-turn">
+    <>
       <h3>Model turn {step.turn}</h3>
-      <dl class="fields">
+      <h4>Sent</h4>
+      <p class="small muted" data-testid="turn-sent-note">
+        Reconstructed from{' '}
+        {sent.first
+          ? `the run's request${sent.memory ? ' and its memory context (above)' : ''}: the agent's system prompt and user prompt template, and any history the request carried, were applied by the server and are not recorded.`
+          : `the results of turn ${step.turn - 1}'s calls, which the model was sent after everything before (its own reply included).`}
+      </p>
+      <ul class="sent-messages" data-testid="turn-sent">
+        {sent.messages.map((m, i) =>
+          m.role === 'user' ? (
+            <li key={i}>
+              <strong>user</strong>
+              <pre class="source">{m.content}</pre>
+            </li>
+          ) : (
+            <li key={i}>
+              <strong>tool result</strong>{' '}
+              <span class="small muted">
+                {m.name} ({m.call_id}){m.is_error && ', an error'}
+              </span>
+              <pre class="source">{m.content}</pre>
+            </li>
+          ),
+        )}
+        {sent.unrecorded.length > 0 && (
+          <li class="small muted">
+            and the results of {sent.unrecorded.join(', ')}, which the caller gave and the steps do not hold
+          </li>
+        )}
+      </ul>
+      <h4>Received</h4>
+      <dl class="fields" data-testid="turn-received">
         <dt>Model</dt>
         <dd>
           {r.model} ({r.provider}), {ms(r.latency_ms)}
@@ -81,23 +174,28 @@ function ModelTurn({ step, isAnswer }: { step: Extract<Step, { kind: 'model' }>;
         </dd>
         <dt>Finish reason</dt>
         <dd data-testid="turn-finish">{r.finish_reason}</dd>
-        {r.tool_calls.length > 0 && (
-          <>
-            <dt>Asked for</dt>
-            <dd>{r.tool_calls.map((c) => c.name).join(', ')}</dd>
-          </>
-        )}
+        <dt>Content</dt>
+        <dd>
+          {isAnswer ? (
+            <span class="muted small">the run's answer (below)</span>
+          ) : r.content === '' ? (
+            <span class="muted small">none</span>
+          ) : (
+            <pre class="source" data-testid="turn-content">
+              {r.content}
+            </pre>
+          )}
+        </dd>
       </dl>
-      {isAnswer && <p class="muted small">Replied with the run's answer (below).</p>}
-      {r.content !== '' && !isAnswer && (
-        <>
-          <h4>Replied</h4>
-          <pre class="source" data-testid="turn-content">
-            {r.content}
-          </pre>
-        </>
-      )}
-    </li>
+      {r.tool_calls.map((c) => (
+        <div key={c.id} data-testid="turn-tool-call">
+          <h4>
+            Asked to call {c.name} <span class="small muted">({c.id})</span>
+          </h4>
+          <Arguments args={c.arguments} testid="turn-call-arguments" />
+        </div>
+      ))}
+    </>
   );
 }
 
@@ -119,47 +217,45 @@ function ToolCallStep({ call, running, open }: { call: CallView; running: boolea
         : 'not run';
   const failed = end !== undefined && end.is_error;
   return (
-    <li class="run-step">
-      <details
-        class={`tool-call${failed ? ' failed' : ''}${end?.interrupted ? ' interrupted' : ''}`}
-        data-testid="step-tool-call"
-        open={open || end?.interrupted === true || (a !== undefined && a.decision === null)}
-      >
-        <summary>
-          <strong>Tool call {call.name}</strong> <span class="small muted">{state}</span>
-          {end?.interrupted && <span class="badge run-interrupted">interrupted</span>}
-        </summary>
-        <dl class="fields">
-          <dt>Turn, call</dt>
-          <dd>
-            {call.turn}, <code>{call.id}</code>
-          </dd>
-          {a && (
-            <>
-              <dt>Approval</dt>
-              <dd data-testid="step-approval">
-                asked {when(a.requested_at)}
-                {a.decision !== null && (
-                  <>
-                    ; {a.decision} by {a.decided_by}
-                    {a.decided_at !== null && <> {when(a.decided_at)}</>}
-                    {a.reason !== null && <>: “{a.reason}”</>}
-                  </>
-                )}
-              </dd>
-            </>
-          )}
-        </dl>
-        <h4>Arguments</h4>
-        <pre data-testid="step-arguments">{call.arguments === undefined ? '—' : json(call.arguments)}</pre>
-        {end && (
+    <details
+      class={`tool-call${failed ? ' failed' : ''}${end?.interrupted ? ' interrupted' : ''}`}
+      data-testid="step-tool-call"
+      open={open || end?.interrupted === true || (a !== undefined && a.decision === null)}
+    >
+      <summary>
+        <strong>Tool call {call.name}</strong> <span class="small muted">{state}</span>
+        {end?.interrupted && <span class="badge run-interrupted">interrupted</span>}
+      </summary>
+      <dl class="fields">
+        <dt>Turn, call</dt>
+        <dd>
+          {call.turn}, <code>{call.id}</code>
+        </dd>
+        {a && (
           <>
-            <h4>{end.is_error ? 'Error' : 'Result'}</h4>
-            <ToolResult text={end.result} />
+            <dt>Approval</dt>
+            <dd data-testid="step-approval">
+              asked {when(a.requested_at)}
+              {a.decision !== null && (
+                <>
+                  ; {a.decision} by {a.decided_by}
+                  {a.decided_at !== null && <> {when(a.decided_at)}</>}
+                  {a.reason !== null && <>: “{a.reason}”</>}
+                </>
+              )}
+            </dd>
           </>
         )}
-      </details>
-    </li>
+      </dl>
+      <h4>Arguments</h4>
+      <Arguments args={call.arguments} testid="step-arguments" />
+      {end && (
+        <>
+          <h4>{end.is_error ? 'Error' : 'Result'}</h4>
+          <ToolResult text={end.result} />
+        </>
+      )}
+    </details>
   );
 }
 
@@ -231,9 +327,9 @@ function PendingApproval({
       </h3>
       <p class="small muted">Asked {when(a.requested_at)}</p>
       <h4 id={`${base}-args`}>Arguments</h4>
-      <pre aria-labelledby={`${base}-args`} data-testid="approval-arguments">
-        {json(a.arguments)}
-      </pre>
+      <div aria-labelledby={`${base}-args`} role="group">
+        <Arguments args={a.arguments} testid="approval-arguments" />
+      </div>
       {allowed && !denying && (
         <p class="row">
           <button type="button" disabled={busy} onClick={() => void decide('approve')}>

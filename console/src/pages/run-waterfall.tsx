@@ -122,7 +122,7 @@ function recordRows(run: WaterfallRun): Row[] {
   return rows;
 }
 
-export function Waterfall({ run }: { run: WaterfallRun }) {
+export function Waterfall({ run, title = 'Timeline' }: { run: WaterfallRun; title?: string }) {
   const trace = useApi<{ spans: Span[] }>(run.trace_id ? `/api/v1/traces/${run.trace_id}` : undefined);
   const spans = trace.data?.spans ?? [];
   if (run.trace_id && !trace.data && !trace.error) return <p class="muted">Loading the trace…</p>;
@@ -130,7 +130,7 @@ export function Waterfall({ run }: { run: WaterfallRun }) {
   const end = Math.max(1, ...rows.map((r) => r.offset + r.length));
   return (
     <section aria-labelledby="waterfall-title" data-testid="waterfall">
-      <h2 id="waterfall-title">Timeline</h2>
+      <h2 id="waterfall-title">{title}</h2>
       <p class="small muted">
         {spans.length > 0
           ? `${spans.length} spans of trace ${run.trace_id} kept by this node`

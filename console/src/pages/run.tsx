@@ -1,11 +1,12 @@
 /**
  * One run: its durable record (GET /api/v1/runs/ID: state, origin, principal, every step it
- * committed, the calls it waits on with Approve and Deny) and, once it finished, its execution
+ * committed with a timeline drawn from their times, the calls it waits on with Approve and Deny)
+ * and, once it finished, its execution
  * record (GET /api/v1/executions/ID: version, model, tokens and the timeline of its spans). A run
  * has one id for both. On a server that does not record runs, or for a record older than the
  * run's retention, the execution record alone. The chat, the Runs list and messages link here.
  */
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
 import { when } from '../format';
@@ -14,7 +15,8 @@ import type { PageProps } from '../pages';
 import { Link } from '../router';
 import { ToolResult } from './agents/tool-result';
 import { Waterfall, type WaterfallRun } from './run-waterfall';
-import { PendingApprovals, RunSteps, type DurableRun } from './run-steps';
+import { PendingApprovals, RunSteps, type DurableRun, type Highlight } from './run-steps';
+import { StepTimeline } from './run-timeline';
 import { RunStatusBadge } from './runs';
 
 interface Run extends WaterfallRun {
@@ -90,6 +92,9 @@ function RunView({ id }: { id: string }) {
     return () => clearInterval(t);
   }, [status]);
   const noRecord = run.error instanceof ApiError && run.error.status === 404;
+  // The step a timeline span was chosen for: the list scrolls to it and marks it.
+  const [highlight, setHighlight] = useState<Highlight>();
+  const select = (key: string) => setHighlight((h) => ({ key, n: (h?.n ?? 0) + 1 }));
   return (
     <section aria-labelledby="run-title">
       <p class="crumbs">
@@ -201,19 +206,20 @@ function RunView({ id }: { id: string }) {
             </>
           )}
           {d && <PendingApprovals run={d} onDecided={durable.reload} />}
+          {d && <StepTimeline steps={d.steps} createdAt={d.created_at} onSelect={select} />}
           {r ? (
-            <Waterfall run={r} />
+            <Waterfall run={r} title={d ? 'Trace of its last execution' : 'Timeline'} />
           ) : (
             d &&
             FINISHED.has(d.status) &&
             noRecord && (
               <p class="muted small" data-testid="no-execution-record">
-                No execution record of this run is kept, so there is no timeline: its steps are below.
+                No execution record of this run is kept, so there is no trace: its steps are below.
               </p>
             )
           )}
           {d ? (
-            <RunSteps run={d} />
+            <RunSteps run={d} highlight={highlight} />
           ) : (
             (r?.tool_calls ?? []).map((c) => (
               <details key={c.id} class={`tool-call${c.outcome === 'error' ? ' failed' : ''}`}>

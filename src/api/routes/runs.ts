@@ -34,10 +34,18 @@ const runSchema = z.object({
 });
 
 const stepSchema = z
-  .object({ kind: z.enum(['context', 'model', 'tool_start', 'tool_end', 'approval_requested', 'approval']) })
+  .object({
+    kind: z.enum(['context', 'model', 'tool_start', 'tool_end', 'approval_requested', 'approval', 'resumed']),
+    at: z
+      .number()
+      .optional()
+      .describe(
+        'when the step was committed, ms since the epoch; the steps committed together share it; absent on steps recorded by an older server',
+      ),
+  })
   .catchall(z.unknown())
   .describe(
-    'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again), `approval_requested` and `approval` (a call that waited for a person, and the decision: who, when, why), `context` (the memory context of the first prompt)',
+    'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again), `approval_requested` and `approval` (a call that waited for a person, and the decision: who, when, why), `context` (the memory context of the first prompt), `resumed` (the run went on again after an interruption or a decision: the time since the step before it is the gap)',
   );
 
 const approvalSchema = z.object({

@@ -165,6 +165,13 @@ function usageLine(res: AgentResponseJson): string {
   return `(${res.provider}/${res.model}, ${res.usage.total_tokens} tokens, ${Math.round(res.execution_time_ms)} ms, ${res.finish_reason})`;
 }
 
+/** A resume, with the gap since the step before it when both have a time. */
+function resumedLine(s: StepJson, before: number | undefined): string {
+  if (typeof s.at !== 'number') return 'resumed';
+  const gap = before === undefined || Number.isNaN(before) ? '' : ` after ${((s.at - before) / 1000).toFixed(1)} s`;
+  return `resumed${gap} at ${when(s.at)}`;
+}
+
 /** The run and its steps, readable: what `caxton run show` prints. */
 export function describeRun(r: RunViewJson): string {
   const lines = [
@@ -211,8 +218,13 @@ export function describeRun(r: RunViewJson): string {
       : `${end.is_error === true ? 'error' : 'ok'}, ${Math.round(Number(end.duration_ms))} ms`;
     return [`${head}: ${outcome}`, ...args, `${pad}→ ${truncate(String(end.result), CUT) || '(empty)'}`];
   };
+  /** When the step before the current one was committed (steps of an older server have no time); at first, the run's start. */
+  let lastAt: number | undefined = Date.parse(r.created_at);
   for (const s of r.steps) {
-    if (s.kind === 'context')
+    const before = lastAt;
+    if (typeof s.at === 'number') lastAt = s.at;
+    if (s.kind === 'resumed') steps.push(resumedLine(s, before));
+    else if (s.kind === 'context')
       steps.push(`memory context for the first prompt: ${String(s.memory_context ?? '').length} characters`);
     else if (s.kind === 'model') {
       const m = s.reply as ModelReplyJson;

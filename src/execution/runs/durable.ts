@@ -195,6 +195,8 @@ export class DurableRuns {
     let steps: RunStep[];
     try {
       await this.journal.resumed(run.id);
+      // A step of its own, so that the gap since the last step before the interruption is seen.
+      await this.journal.append(run.id, [{ kind: 'resumed', at: Date.now() }]);
       steps = known ?? (await this.journal.get(run.id))?.steps ?? [];
     } catch (e) {
       this.journal.release?.(run.id);
@@ -266,7 +268,16 @@ export class DurableRuns {
     if (outer?.aborted) forward();
     else outer?.addEventListener('abort', forward, { once: true });
     const signal = cancel.signal;
-    const ctx: RunContext = { record: (steps) => this.journal.append(id, steps) };
+    // The one place a step gets its time: when it is handed to the journal, whether it comes from
+    // this thread or from a worker's or process's task (the executor's `run_steps` host call).
+    // One clock read per commit, shared by the steps committed together.
+    const ctx: RunContext = {
+      record: (steps) => {
+        const at = Date.now();
+        for (const s of steps) s.at = at;
+        return this.journal.append(id, steps);
+      },
+    };
     if (replay !== undefined) ctx.replay = replay;
     try {
       const res = await this.host.run(id, def, req, Object.assign({}, opts, { signal }), ref, ctx);

@@ -26,8 +26,15 @@ export interface RecordedReply {
   latency_ms: number;
 }
 
-/** One committed step of a run, in the order they happened. */
-export type RunStep =
+/**
+ * One committed step of a run, in the order they happened. `at` (ms since the epoch) is when the
+ * step was handed to the journal, stamped by DurableRuns: the steps committed together share it
+ * (a reply with its first call's start, a call's end with the next one's start). Steps recorded
+ * before it was stamped have none.
+ */
+export type RunStep = RunStepBody & { at?: number };
+
+type RunStepBody =
   /** What memory gave the first prompt (`{{memory_context}}`), so a resumed run renders the same prompt. */
   | { kind: 'context'; memory_context: string }
   | { kind: 'model'; turn: number; reply: RecordedReply }
@@ -62,7 +69,9 @@ export type RunStep =
       by: string;
       at: number;
       reason?: string;
-    };
+    }
+  /** The run resumed after an interruption or a decision: the time since the step before it is the gap. */
+  | { kind: 'resumed'; at: number };
 
 /** A run as stored. */
 export interface RunRecord {
@@ -277,7 +286,7 @@ export function replayOf(steps: readonly RunStep[], isIdempotent: (tool: string)
     else if (s.kind === 'tool_start') {
       const k = callKey(s.turn, s.id);
       if (tools[k]?.state !== 'done') tools[k] = isIdempotent(s.name) ? { state: 'rerun' } : { state: 'interrupted' };
-    } else
+    } else if (s.kind === 'tool_end')
       tools[callKey(s.turn, s.id)] = {
         state: 'done',
         result: s.result,
