@@ -40,6 +40,8 @@ export const EVENT_TYPES = [
   'rollout.stage_advanced',
   'rollout.promoted',
   'rollout.rolled_back',
+  'run.awaiting_approval',
+  'run.approval_decided',
   'message.sent',
   'message.received',
   'execution.finished',

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { RUN_DECISION_TOOLS } from '../mcp/run-tool-names.js';
 
 /**
  * Which action each state-changing route records, keyed by `METHOD route-url` exactly as the route
@@ -74,13 +75,25 @@ const importScope = (req: FastifyRequest) => {
   return typeof q === 'string' && q.length <= MAX_FIELD ? q : undefined;
 };
 
-/** The `tools/call` requests of an MCP JSON-RPC message (or batch): the only ones that change anything. */
+/**
+ * The `tools/call` requests of an MCP JSON-RPC message (or batch): the only ones that change
+ * anything. A decision on a run's approval is recorded as the REST route records it (`run.approve`,
+ * `run.deny`, the run as target).
+ */
 function mcpToolCalls(req: FastifyRequest): { action: string; target?: string }[] {
   const msgs = Array.isArray(req.body) ? (req.body as unknown[]) : [req.body];
   const out: { action: string; target?: string }[] = [];
   for (const m of msgs.slice(0, 100)) {
     if (typeof m !== 'object' || m === null || (m as { method?: unknown }).method !== 'tools/call') continue;
-    const name = ((m as { params?: { name?: unknown } }).params ?? {}).name;
+    const params = (m as { params?: { name?: unknown; arguments?: unknown } }).params ?? {};
+    const name = params.name;
+    const decision =
+      typeof name === 'string' && Object.hasOwn(RUN_DECISION_TOOLS, name) ? RUN_DECISION_TOOLS[name] : undefined;
+    if (decision !== undefined) {
+      const run = (params.arguments as { run_id?: unknown } | undefined)?.run_id;
+      out.push({ action: decision, ...(typeof run === 'string' && run.length <= MAX_FIELD && { target: run }) });
+      continue;
+    }
     out.push({
       action: 'mcp.tool_call',
       ...(typeof name === 'string' && name.length <= MAX_FIELD && { target: name }),

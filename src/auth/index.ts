@@ -3,6 +3,7 @@ export {
   ROLES,
   ROLE_PERMISSIONS,
   ROLE_SUMMARY,
+  RUN_PERMISSIONS,
   isRole,
   type Permission,
   type Role,

@@ -26,6 +26,16 @@ export const PERMISSIONS = [
 
 export type Permission = (typeof PERMISSIONS)[number];
 
+/**
+ * What a durable run asks of its caller, on every surface (REST, its event stream, MCP): reading
+ * one is observing; deciding on a call it waits on lets the call run on the agent's behalf, as
+ * invoking it. The agent scope applies besides (src/execution/runs/access.ts).
+ */
+export const RUN_PERMISSIONS = { read: 'observe:read', decide: 'agents:invoke' } as const satisfies Record<
+  string,
+  Permission
+>;
+
 export const ROLES = ['admin', 'operator', 'developer', 'invoker', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
 

@@ -1,5 +1,5 @@
 import type { Access } from './access.js';
-import type { Permission } from './permissions.js';
+import { RUN_PERMISSIONS, type Permission } from './permissions.js';
 
 /**
  * The access policy of every route, keyed `METHOD url` as fastify registers it (HEAD routes take
@@ -65,12 +65,14 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   // Durable runs: starting one is an invoke; reading them is observing (each filtered by the key's
   // agent scope in the handler); cancelling needs invoke, on an agent in the scope.
   'POST /api/v1/agents/:name/runs': P('agents:invoke', 'name'),
-  'GET /api/v1/runs': P('observe:read'),
-  'GET /api/v1/runs/:id': P('observe:read'),
+  'GET /api/v1/runs': P(RUN_PERMISSIONS.read),
+  'GET /api/v1/runs/:id': P(RUN_PERMISSIONS.read),
+  'GET /api/v1/runs/:id/events': P(RUN_PERMISSIONS.read),
   'POST /api/v1/runs/:id/cancel': P('agents:invoke'),
-  // A decision lets a call run (or not) on the agent's behalf: as invoking it, on an agent in the scope.
-  'POST /api/v1/runs/:id/approve': P('agents:invoke'),
-  'POST /api/v1/runs/:id/deny': P('agents:invoke'),
+  // A decision lets a call run (or not) on the agent's behalf: as invoking it, on an agent in the
+  // scope (the same rule as MCP's approve_run, src/execution/runs/access.ts).
+  'POST /api/v1/runs/:id/approve': P(RUN_PERMISSIONS.decide),
+  'POST /api/v1/runs/:id/deny': P(RUN_PERMISSIONS.decide),
   // Chat threads: whoever may chat with the agent reads them; whose threads is ChatThreads' rule (src/execution/threads.ts).
   'GET /api/v1/agents/:name/threads': P('agents:invoke', 'name'),
   'GET /api/v1/agents/:name/threads/:id': P('agents:invoke', 'name'),

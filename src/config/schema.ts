@@ -600,6 +600,11 @@ export const serverConfigSchema = z.strictObject({
       host_tools: z.array(z.string().min(1)).default(['*']),
       /** Agents offered as tools `ask_<agent>`: names, or "*" for all. */
       agents: z.array(z.string().min(1)).default(['*']),
+      /**
+       * Offer the durable-run tools (list_waiting_runs, read_run, approve_run, deny_run). Off by
+       * default: an MCP client is often a model, and approval exists so that a person decides.
+       */
+      run_tools: z.boolean().default(false),
       /** Longest a tool call made through MCP may take (an agent's own limits.timeout still applies). */
       timeout: duration(120_000),
     })

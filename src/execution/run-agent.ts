@@ -25,7 +25,7 @@ import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
 import { assertToolChoiceHonoured } from './tool-choice.js';
-import { deniedResult, needsApproval } from './runs/approval.js';
+import { awaitingApproval, deniedResult, needsApproval } from './runs/approval.js';
 import { callKey, interruptedResult, type RecordedReply, type RunStep } from './runs/model.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ModelTurn, ToolCallRecord } from './types.js';
 
@@ -345,11 +345,7 @@ export async function runAgent(
         at: Date.now(),
       });
     await commit();
-    throw new CaxtonError(
-      'awaiting_approval',
-      `run ${job.execution_id} waits for approval of a call of "${call.name}": approve or deny it (caxton run approve ${job.execution_id})`,
-      { run_id: job.execution_id, tool: call.name, call_id: call.id, arguments: call.arguments },
-    );
+    throw awaitingApproval(job.execution_id, { tool: call.name, call_id: call.id, arguments: call.arguments });
   }
 
   function finishCall(call: ToolCall, result: { content: string; is_error?: boolean }, duration_ms: number): void {

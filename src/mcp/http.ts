@@ -66,6 +66,7 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
             principal: req.principal,
             limits: req.limits,
             refused: () => annotateAudit(req, { outcome: 'denied' }),
+            failed: (code) => annotateAudit(req, { outcome: 'error', details: { error_code: code } }),
           },
           listChanged: false,
         });

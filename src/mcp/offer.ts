@@ -16,6 +16,11 @@ export interface McpCaller {
    * audit row says `denied` although the MCP answer itself is a success carrying a tool error.
    */
   refused?: (() => void) | undefined;
+  /**
+   * Told when a call that changes something (a run's decision) failed with an error `code`, so the
+   * audit row says `error` as the REST route's would.
+   */
+  failed?: ((code: string) => void) | undefined;
 }
 
 /**

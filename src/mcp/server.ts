@@ -6,7 +6,8 @@
  * Offered (caxton.toml `[mcp]`): the built-ins named in `builtin_tools`, the host tools matching
  * `host_tools` (send_message, WASM tool servers, mounted MCP servers...), and every agent matching
  * `agents` as a tool `ask_<agent>` whose answer is the agent's reply (Executor.invoke), as a
- * prompt (prompts.ts) and as a resource `caxton://agents/{name}` (resources.ts).
+ * prompt (prompts.ts) and as a resource `caxton://agents/{name}` (resources.ts). With
+ * `run_tools`, durable runs' approvals can be listed and decided on (run-tools.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { inScope, senderOf, type Principal } from '../auth/index.js';
@@ -41,6 +42,7 @@ import { McpGateway, type GatewayTool } from './gateway.js';
 import { allowed, matches, rpcError, type McpCaller } from './offer.js';
 import { CaxtonMcpPrompts } from './prompts.js';
 import { CaxtonMcpResources, type ConversationReader } from './resources.js';
+import { McpRunTools } from './run-tools.js';
 import type { MemoryBackend } from '../memory/index.js';
 
 export type { McpCaller } from './offer.js';
@@ -100,10 +102,13 @@ type Resolved =
 export class CaxtonMcpTools {
   readonly #deps: McpServeDeps;
   readonly gateway: McpGateway;
+  /** Durable runs' tools, offered with `[mcp] run_tools` on a server that records runs. */
+  readonly #runs: McpRunTools;
 
   constructor(deps: McpServeDeps) {
     this.#deps = deps;
     this.gateway = new McpGateway(deps.clients, deps.config.host_tools);
+    this.#runs = new McpRunTools(() => (deps.config.run_tools ? deps.executor.runs : undefined));
   }
 
   list(caller: McpCaller = {}): McpToolSpec[] {
@@ -117,6 +122,7 @@ export class CaxtonMcpTools {
       out.push(t);
     };
     const tools = mayCallTools(p);
+    for (const t of this.#runs.list()) add(t);
     for (const t of executor.deps.tools.list())
       if (tools && config.builtin_tools.includes(t.name) && toolInScope(p, t.name))
         add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
@@ -160,6 +166,8 @@ export class CaxtonMcpTools {
    */
   async call(name: string, args: Record<string, unknown>, opts: McpCallOptions): Promise<CallToolResult> {
     const { signal, client, traceparent, caller = {}, progress } = opts;
+    // Caxton's own names first; the checks are the runs' own, as on REST (run-tools.ts).
+    if (this.#runs.offers(name)) return this.#runs.call(name, args, caller);
     const target = this.#resolve(name);
     if (!target)
       throw rpcError(

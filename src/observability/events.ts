@@ -19,7 +19,8 @@ import { scrubSecrets } from '../shared/secrets.js';
  * The agent event store: what happened to and between agents, as the design documents'
  * AgentEvent (agent, timestamp, trace_id, span_id, event data) of three kinds:
  *
- * - lifecycle (LifecycleEvent): `agent.deployed`, `agent.updated`, `agent.removed`, `agent.invalid_file`
+ * - lifecycle (LifecycleEvent): `agent.deployed`, `agent.updated`, `agent.removed`, `agent.invalid_file`;
+ *   and a run's wait for a person (ApprovalData): `run.awaiting_approval`, `run.approval_decided`
  * - communication (CommunicationEvent): `message.sent` (one per accepted message, by its sender,
  *   with the receivers it was routed to) and `message.received` (one per delivery to an agent)
  * - performance (PerformanceEvent): `execution.finished` (agent, duration, tokens, status)
@@ -43,6 +44,8 @@ export const EVENT_TYPES = [
   'rollout.stage_advanced',
   'rollout.promoted',
   'rollout.rolled_back',
+  'run.awaiting_approval',
+  'run.approval_decided',
   'message.sent',
   'message.received',
   'execution.finished',
@@ -58,6 +61,8 @@ const CATEGORY: Record<AgentEventType, EventCategory> = {
   'rollout.stage_advanced': 'lifecycle',
   'rollout.promoted': 'lifecycle',
   'rollout.rolled_back': 'lifecycle',
+  'run.awaiting_approval': 'lifecycle',
+  'run.approval_decided': 'lifecycle',
   'message.sent': 'communication',
   'message.received': 'communication',
   'execution.finished': 'performance',
@@ -105,7 +110,20 @@ export interface PerformanceData {
   model: string | null;
 }
 
-export type AgentEventData = LifecycleData | CommunicationData | PerformanceData;
+/**
+ * A run's call that waits for a person, and the decision on it. Names the call, never its
+ * arguments (GET /api/v1/runs/{id} shows them): events are figures and names.
+ */
+export interface ApprovalData {
+  run_id: string;
+  tool: string;
+  call_id: string;
+  /** run.approval_decided only. */
+  decision?: 'approved' | 'denied';
+  decided_by?: string;
+}
+
+export type AgentEventData = LifecycleData | CommunicationData | PerformanceData | ApprovalData;
 
 /** What callers record; the store adds id and category. */
 export interface AgentEventInput {
@@ -525,11 +543,26 @@ interface ExecutionLike {
   traceparent?: string;
 }
 
+type RunNoticeLike =
+  | { type: 'changed' }
+  | { type: 'awaiting_approval'; run_id: string; agent: string; tool: string; call_id: string }
+  | {
+      type: 'approval_decided';
+      run_id: string;
+      agent: string;
+      tool: string;
+      call_id: string;
+      decision: 'approved' | 'denied';
+      by: string;
+    };
+
 export interface AgentEvents {
   /** Where events go and are read from: the node's SQLite EventStore, or the cluster's PgEventStore. */
   readonly store: EventLog;
   /** For ExecutorOptions.onExecuted: one `execution.finished` per execution. */
   onExecuted(e: ExecutionLike): void;
+  /** For DurableRuns.watch: `run.awaiting_approval` and `run.approval_decided`. */
+  onRun(n: RunNoticeLike): void;
   /** Records `message.sent` for every message the bus accepts (and the platform's own replies). */
   observeBus(bus: BusLike): void;
   /** Wraps the bus's agent handler: one `message.received` per delivery attempt to an agent. */
@@ -661,6 +694,15 @@ export function createAgentEvents(
           model: r?.model ?? null,
         },
       });
+    },
+    onRun(n) {
+      if (n.type === 'changed') return;
+      const data: ApprovalData = { run_id: n.run_id, tool: n.tool, call_id: n.call_id };
+      if (n.type === 'approval_decided') {
+        data.decision = n.decision;
+        data.decided_by = n.by;
+      }
+      store.record({ type: `run.${n.type}`, agent: n.agent, ...activeTraceIds(), data });
     },
     receiving(handler) {
       return (m, receiver, ctx) => {

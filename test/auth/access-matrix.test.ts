@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
 import {
   MCP,
   MESSAGE_PATHS,
@@ -38,8 +39,17 @@ match = "^relay-${kind}-${target}$"
   [[rules.turns]]
   content = "The tool said: {{last_tool_result}}"
 `;
-const REPLIES = `fallback = "ok"\n${relayRule('to', 'a-one')}${relayRule('to', 'b-one')}${relayRule('capability', 'alpha')}${relayRule('capability', 'beta')}`;
-const TOML = `[auth]\nenabled = true\n\n[workspace]\npath = "ws"\nwrite = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`;
+// A calculator call that waits for a person (the a-wait and b-wait agents require approval of it).
+const WAIT_RULE = `
+[[rules]]
+match = "^wait-for-approval$"
+  [[rules.turns]]
+  tool_calls = [{ name = "calculator", arguments = { expression = "1+1" } }]
+  [[rules.turns]]
+  content = "approved"
+`;
+const REPLIES = `fallback = "ok"\n${relayRule('to', 'a-one')}${relayRule('to', 'b-one')}${relayRule('capability', 'alpha')}${relayRule('capability', 'beta')}${WAIT_RULE}`;
+const TOML = `[auth]\nenabled = true\n\n[mcp]\nrun_tools = true\n\n[workspace]\npath = "ws"\nwrite = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`;
 const agent = (name: string, caps: string[], extra = '') =>
   `name = "${name}"\nsystem_prompt = "You are ${name}."\ncapabilities = ${JSON.stringify(caps)}\n${extra}`;
 const AGENTS = {
@@ -47,6 +57,8 @@ const AGENTS = {
   'b-one.toml': agent('b-one', ['beta']),
   'b-two.toml': agent('b-two', ['alpha-b']),
   'a-relay.toml': agent('a-relay', ['relay'], 'tools = ["send_message"]\n'),
+  'a-wait.toml': agent('a-wait', [], 'tools = ["calculator"]\n\n[execution]\nrequire_approval = ["calculator"]\n'),
+  'b-wait.toml': agent('b-wait', [], 'tools = ["calculator"]\n\n[execution]\nrequire_approval = ["calculator"]\n'),
 };
 
 let srv: TestServer;
@@ -268,6 +280,19 @@ beforeAll(async () => {
   // A background run of each agent (recorded at once, so it can be read by its id).
   for (const s of ['in', 'out'] as const)
     side[s].run = String((await must(admin, 'POST', `/api/v1/agents/${side[s].agent}/runs`, { request: 'hi' })).run_id);
+  // A run of each side waiting for a person (what list_waiting_runs shows).
+  for (const [agentName, mark] of [
+    ['a-wait', 'WAIT-IN'],
+    ['b-wait', 'WAIT-OUT'],
+  ] as const) {
+    const id = String(
+      (await must(admin, 'POST', `/api/v1/agents/${agentName}/runs`, { request: 'wait-for-approval' })).run_id,
+    );
+    placeholders[mark] = id;
+    await waitUntil(async () => (await must(admin, 'GET', `/api/v1/runs/${id}`)).status === 'awaiting_approval', {
+      what: `run ${id} waiting for approval`,
+    });
+  }
 }, 60_000);
 
 afterAll(async () => {

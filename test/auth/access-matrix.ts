@@ -259,6 +259,7 @@ export const ROUTES: Entry[] = [
   agentItem('POST /api/v1/agents/:name/runs', (t) => post(`/api/v1/agents/${t.agent}/runs`, { request: 'hi' }), 202),
   agentList('GET /api/v1/runs', () => get('/api/v1/runs?limit=500')),
   agentItem('GET /api/v1/runs/:id', (t) => get(`/api/v1/runs/${t.run}`), 200, notFound),
+  agentItem('GET /api/v1/runs/:id/events', (t) => ({ ...get(`/api/v1/runs/${t.run}/events`), sse: {} }), 200, notFound),
   agentItem('POST /api/v1/runs/:id/cancel', (t) => post(`/api/v1/runs/${t.run}/cancel`), 200, notFound),
   // Nothing in the run waits for a person: in scope that is the conflict; out of scope, no such run.
   agentItem('POST /api/v1/runs/:id/approve', (t) => post(`/api/v1/runs/${t.run}/approve`), 409, notFound),
@@ -520,6 +521,32 @@ export const MCP: Entry[] = [
     scopedOut: refused,
     unscoped: ok('ok'),
   },
+  // Durable runs ([mcp] run_tools): the REST routes' rules (a run out of scope is not found).
+  {
+    op: 'mcp tool list_waiting_runs',
+    dim: 'agents',
+    call: () => ({ mcp: 'tool', name: 'list_waiting_runs', args: { limit: 100 } }),
+    scopedIn: ok('ok', { has: ['WAIT-IN'], lacks: ['WAIT-OUT'] }),
+    scopedOut: ok('ok', { has: ['WAIT-IN'], lacks: ['WAIT-OUT'] }),
+    unscoped: ok('ok', { has: ['WAIT-IN', 'WAIT-OUT'] }),
+  },
+  {
+    op: 'mcp tool read_run',
+    dim: 'agents',
+    call: (t) => ({ mcp: 'tool', name: 'read_run', args: { run_id: t.run } }),
+    scopedIn: ok('ok'),
+    scopedOut: ok('tool_error', { has: ['no run'] }),
+    unscoped: ok('ok'),
+  },
+  // Nothing in the run waits for a person: in scope that is the conflict; out of scope, no such run.
+  ...(['approve_run', 'deny_run'] as const).map((name): Entry => ({
+    op: `mcp tool ${name}`,
+    dim: 'agents',
+    call: (t) => ({ mcp: 'tool', name, args: { run_id: t.run } }),
+    scopedIn: ok('tool_error', { has: ['nothing in it waits for approval'] }),
+    scopedOut: ok('tool_error', { has: ['no run'] }),
+    unscoped: ok('tool_error', { has: ['nothing in it waits for approval'] }),
+  })),
   {
     op: 'mcp resource caxton://agents/{name}',
     dim: 'agents',

@@ -61,6 +61,7 @@ enabled = false
       builtin_tools: ['calculator', 'current_time'],
       host_tools: ['*'],
       agents: ['*'],
+      run_tools: false,
       timeout: 120_000,
     });
   });

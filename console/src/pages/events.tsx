@@ -57,8 +57,17 @@ export default function Events({ query }: PageProps) {
         {shown.map(({ key, item: ev }) => {
           const d = ev.data ?? {};
           const conversation = str(d.conversation_id);
-          const execution = str(d.execution_id);
-          const summary = [str(d.status), str(d.new_state), str(d.performative), str(d.reason)]
+          // An execution is its run (the same id); an approval event names its run.
+          const execution = str(d.execution_id) || str(d.run_id);
+          const waitsOn = str(d.tool) && `${str(d.tool)} (${str(d.call_id)})`;
+          const summary = [
+            str(d.status),
+            str(d.new_state),
+            str(d.performative),
+            str(d.reason),
+            str(d.decision),
+            waitsOn,
+          ]
             .filter(Boolean)
             .join(' · ');
           return (

@@ -162,7 +162,7 @@ const eventSchema = z.object({
   data: z
     .unknown()
     .describe(
-      'lifecycle: old_state, new_state, reason; communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
+      'lifecycle: old_state, new_state, reason (run.awaiting_approval, run.approval_decided: run_id, tool, call_id, decision, decided_by); communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
     ),
 });
 
@@ -355,7 +355,7 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
       schema: {
         summary: 'Agent events: lifecycle, communication and performance, newest first',
         description:
-          'Query the agent event store. `type` takes event types (agent.deployed, agent.updated, agent.removed, agent.invalid_file, message.sent, message.received, execution.finished) or categories (lifecycle, communication, performance), comma-separated. ' +
+          'Query the agent event store. `type` takes event types (agent.deployed, agent.updated, agent.removed, agent.invalid_file, rollout.started, rollout.stage_advanced, rollout.promoted, rollout.rolled_back, run.awaiting_approval, run.approval_decided, message.sent, message.received, execution.finished) or categories (lifecycle, communication, performance), comma-separated. ' +
           '`since` is an ISO 8601 time or a duration ago ("5m"). With `?follow` (or Accept: text/event-stream) the answer is an event stream: the stored events matching `since`/`after` oldest first, then new ones as they happen (one SSE event per agent event, named by its type).',
         tags: ['observability'],
         querystring: eventsQuery,

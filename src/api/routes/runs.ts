@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { agentFilterOf, agentVisible } from '../../auth/index.js';
-import { agentOfRef } from '../../auth/principal.js';
+import type { Principal } from '../../auth/index.js';
 import {
   RUN_ORIGINS,
   RUN_STATUSES,
@@ -10,6 +9,9 @@ import {
   type Executor,
   type InvokeRequest,
   approvalsOf,
+  decideAs,
+  listRunsAs,
+  readRunAs,
   type RunRecord,
 } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
@@ -17,6 +19,7 @@ import { callerOf, limitOf } from '../caller.js';
 import { requestTraceparent } from '../request-trace.js';
 import { agentNameParams, errorEnvelopeSchema, idempotencyKeyOf } from '../schemas.js';
 import { agentResponseSchema, invokeBodySchema } from './invoke.js';
+import { followRun } from './run-events.js';
 
 const runSchema = z.object({
   id: z.string(),
@@ -108,11 +111,15 @@ const listQuery = z.object({
 
 /**
  * Durable runs (src/execution/runs, docs/runs.md): a run started without waiting
- * (POST /agents/{name}/runs), every run with its recorded steps (GET /runs, GET /runs/{id}), and
- * cancelling one. Read in the caller's agent scope: a run of an agent outside it is 404.
+ * (POST /agents/{name}/runs), every run with its recorded steps (GET /runs, GET /runs/{id}), a
+ * run followed live (GET /runs/{id}/events), cancelling one and deciding on its approvals. Read in the caller's agent scope: a run of an agent outside it is 404.
  */
 export async function runRoutes(app: FastifyInstance, opts: { executor: Executor }): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
+  const streams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...streams]) end();
+  });
   const runs = (): DurableRuns => {
     const d = opts.executor.runs;
     if (!d)
@@ -185,39 +192,21 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
     async (req) => {
       const q = req.query;
       const d = runs();
-      const visible = agentFilterOf(req.principal);
-      const out: RunRecord[] = [];
-      let before = q.cursor;
-      // Filtered by the caller's scope after reading: a few pages at most, so a scoped key's page stays full.
-      for (let page = 0; page < 10 && out.length < q.limit; page++) {
-        const rows = await d.journal.list({
-          ...(q.agent !== undefined && { agent: q.agent }),
-          ...(q.status !== undefined && { status: q.status }),
-          ...(q.origin !== undefined && { origin: q.origin }),
-          ...(before !== undefined && { before }),
-          limit: q.limit,
-        });
-        for (const row of rows) if (out.length < q.limit && (!visible || visible(row.agent))) out.push(row);
-        if (rows.length < q.limit) {
-          before = undefined;
-          break;
-        }
-        before = rows[rows.length - 1]!.id;
-      }
-      const last = out[out.length - 1];
+      const page = await listRunsAs(d, req.principal, {
+        ...(q.agent !== undefined && { agent: q.agent }),
+        ...(q.status !== undefined && { status: q.status }),
+        ...(q.origin !== undefined && { origin: q.origin }),
+        cursor: q.cursor,
+        limit: q.limit,
+      });
       return {
-        runs: out.map((x) => summaryOf(x, d)),
-        ...(out.length === q.limit && last !== undefined && { next_cursor: last.id }),
+        runs: page.runs.map((x) => summaryOf(x, d)),
+        ...(page.next !== undefined && { next_cursor: page.next }),
       };
     },
   );
 
-  const readable = async (id: string, req: { principal?: Parameters<typeof agentVisible>[0] }) => {
-    const got = await runs().journal.get(id);
-    if (!got || !agentVisible(req.principal, agentOfRef(got.run.agent)))
-      throw new CaxtonError('not_found', `no run "${id}"`, { id });
-    return got;
-  };
+  const readable = (id: string, req: { principal?: Principal }) => readRunAs(runs(), req.principal, id);
 
   r.get(
     '/runs/:id',
@@ -245,6 +234,21 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
         response: run.response,
       };
     },
+  );
+
+  r.get(
+    '/runs/:id/events',
+    {
+      schema: {
+        summary: 'Follow a run (server-sent events)',
+        description:
+          'Every step the run recorded, then each step as it is committed: `step` (a step as in GET /runs/{id}, with its `index`), `status` when its status changes (`waiting` names the tool, call_id and arguments of each call it waits on for approval), then `end` (status, response, error) and the stream closes. A run waiting for a person keeps the stream open (a comment line every 15 s) until it is decided on. Changes made by another node of a cluster arrive within a second.',
+        tags: ['execution'],
+        params: z.object({ id: z.string().min(1).max(200) }),
+        response: { 200: z.string().describe('text/event-stream'), 404: errorEnvelopeSchema },
+      },
+    },
+    async (req, reply) => followRun(req, reply, runs(), await readable(req.params.id, req), streams),
   );
 
   r.post(
@@ -288,7 +292,6 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
         },
       },
       async (req) => {
-        await readable(req.params.id, req);
         // The body is optional (the first waiting call, no reason): read here rather than by a route schema, which would require one.
         const parsed = decisionBody.safeParse(req.body ?? {});
         if (!parsed.success) {
@@ -301,13 +304,11 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
           );
         }
         const body = parsed.data;
-        const run = await runs().decide(req.params.id, {
+        const run = await decideAs(runs(), req.principal, req.params.id, {
           decision,
-          by: req.principal?.id ?? 'anonymous',
-          ...(body.call_id !== undefined && { callId: body.call_id }),
-          ...(body.reason !== undefined && { reason: body.reason }),
+          callId: body.call_id,
+          reason: body.reason,
         });
-        if (!run) throw new CaxtonError('not_found', `no run "${req.params.id}"`, { id: req.params.id });
         return summaryOf(run, runs());
       },
     );

@@ -1,7 +1,7 @@
 /**
  * `caxton run`: durable runs (GET/POST /api/v1/runs...). A run started here goes on in the
- * server's background and survives its restarts; `--wait` only follows it, by polling, so the
- * command can stop waiting (Ctrl-C) without stopping the run.
+ * server's background and survives its restarts; `--wait` only follows it (its event stream, or
+ * polling), so the command can stop waiting (Ctrl-C) without stopping the run.
  */
 import type { Command } from 'commander';
 import { ApiError, type ApiClient } from '../client.js';
@@ -291,9 +291,46 @@ const SERVER_GONE_MS = 60_000;
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 /**
- * Polls the run until it ends. On a terminal, stderr shows a spinner with what the run is doing;
- * elsewhere only the moment it starts waiting for a person is said, once. A server that stops
- * answering is asked again for a while: the run is durable, and resumes when it is back.
+ * Follows the run by its event stream (GET /runs/{id}/events), calling `show` with the run as the
+ * stream tells it. Answers the ended run as GET /runs/{id} shows it, or undefined when the stream
+ * did not see it end (a server without the route, a connection broken by a restart): the caller
+ * polls instead.
+ */
+async function followStream(
+  client: ApiClient,
+  id: string,
+  show: (r: RunViewJson) => void,
+): Promise<RunViewJson | undefined> {
+  let ended = false;
+  try {
+    // Its approvals are read from the steps as they come (waitingCalls), not from this first view.
+    const { approvals: _known, ...first } = await client.get<RunViewJson>(runPath(id));
+    const view: RunViewJson = { ...first, steps: [] };
+    // The stream sends the steps recorded so far before its first status: shown from then on.
+    let current = false;
+    await client.events(`${runPath(id)}/events`, (event, data) => {
+      if (event === 'end') return (ended = true);
+      if (event === 'error') return true;
+      const d = JSON.parse(data) as Record<string, unknown>;
+      if (event === 'step') view.steps.push(d as unknown as StepJson);
+      else if (event === 'status') {
+        view.status = String(d.status);
+        current = true;
+      }
+      if (current) show(view);
+      return false;
+    });
+    return ended ? await client.get<RunViewJson>(runPath(id)) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Follows the run until it ends: by its event stream, else (an older server, a broken stream) by
+ * polling. On a terminal, stderr shows a spinner with what the run is doing; elsewhere only the
+ * moment it starts waiting for a person is said, once. A server that stops answering is asked
+ * again for a while: the run is durable, and resumes when it is back.
  */
 async function follow(client: ApiClient, id: string, out: Output): Promise<RunViewJson> {
   const tty = process.stderr.isTTY === true && !out.json;
@@ -303,6 +340,16 @@ async function follow(client: ApiClient, id: string, out: Output): Promise<RunVi
   /** Since when the server has not answered: a restart, which the run survives, is waited out. */
   let downSince: number | undefined;
   const clear = () => tty && process.stderr.write('\r\x1b[2K');
+  const show = (r: RunViewJson): void => {
+    if (tty) {
+      const s = Math.round((Date.now() - t0) / 1000);
+      process.stderr.write(`\r\x1b[2K${SPINNER[frame++ % SPINNER.length]} ${r.status} ${s}s: ${phaseOf(r)}`);
+    } else if (r.status === 'awaiting_approval' && !saidWaiting && !out.json) {
+      saidWaiting = true;
+      out.err(`run ${id} is ${phaseOf(r)}`);
+    }
+    if (r.status !== 'awaiting_approval') saidWaiting = false;
+  };
   const onSignal = () => {
     clear();
     out.err(
@@ -312,6 +359,11 @@ async function follow(client: ApiClient, id: string, out: Output): Promise<RunVi
   };
   process.once('SIGINT', onSignal);
   try {
+    const streamed = await followStream(client, id, show);
+    if (streamed !== undefined && ENDED.has(streamed.status)) {
+      clear();
+      return streamed;
+    }
     for (;;) {
       let r: RunViewJson;
       try {
@@ -342,14 +394,7 @@ async function follow(client: ApiClient, id: string, out: Output): Promise<RunVi
         clear();
         return r;
       }
-      if (tty) {
-        const s = Math.round((Date.now() - t0) / 1000);
-        process.stderr.write(`\r\x1b[2K${SPINNER[frame++ % SPINNER.length]} ${r.status} ${s}s: ${phaseOf(r)}`);
-      } else if (r.status === 'awaiting_approval' && !saidWaiting && !out.json) {
-        saidWaiting = true;
-        out.err(`run ${id} is ${phaseOf(r)}`);
-      }
-      if (r.status !== 'awaiting_approval') saidWaiting = false;
+      show(r);
       await new Promise((res) => setTimeout(res, Date.now() - t0 < 10_000 ? 250 : 1000));
     }
   } finally {

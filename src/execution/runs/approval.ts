@@ -6,6 +6,7 @@
  *
  * Imported by the task module: keep it free of server-only dependencies.
  */
+import { CaxtonError } from '../../shared/errors.js';
 import { allowsTool } from '../../tools/registry.js';
 
 /** A rule as a job carries it: the tools it covers and, per argument, a pattern its value must match. */
@@ -56,4 +57,20 @@ export function needsApproval(rules: readonly ApprovalRule[], tool: string, args
 /** What the model is told about a call a person denied (or nobody approved in time). */
 export function deniedResult(tool: string, reason: string | undefined): string {
   return `the call of "${tool}" was not run: approval was denied${reason ? `: ${reason}` : ''}. Do not try it again unless asked; answer without it or explain what you needed.`;
+}
+
+/**
+ * What a caller of a run that waits for a person is told (HTTP 202: accepted, not failed), on every
+ * surface: the run, the tool and the call to decide on are in the message (for clients that only
+ * show a message, as OpenAI's do) and in `details`.
+ */
+export function awaitingApproval(
+  runId: string,
+  a: { tool: string; call_id: string; arguments: Record<string, unknown> },
+): CaxtonError {
+  return new CaxtonError(
+    'awaiting_approval',
+    `run ${runId} waits for approval of a call of "${a.tool}" (call ${a.call_id}): approve or deny it (caxton run approve ${runId} ${a.call_id})`,
+    { run_id: runId, tool: a.tool, call_id: a.call_id, arguments: a.arguments },
+  );
 }

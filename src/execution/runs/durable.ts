@@ -9,18 +9,19 @@
  */
 import type { AgentDefinition } from '../../agents/index.js';
 import type { ExecutionSlot, LimitSet } from '../../auth/limits.js';
+import { agentOfRef } from '../../auth/principal.js';
 import { CaxtonError, isCaxtonError } from '../../shared/errors.js';
 import { timeOrderedUuid } from '../../shared/ids.js';
 import type { CalledTool } from '../../tools/index.js';
 import type { InvokeOptions } from '../executor.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
+import { awaitingApproval } from './approval.js';
 import {
   approvalsOf,
   idempotencyRunKey,
   interruptedResult,
   messageRunKey,
   replayOf,
-  type PendingApproval,
   type RunJournal,
   type RunRecord,
   type RunReplay,
@@ -58,14 +59,23 @@ export interface RunHost {
   onError?(e: unknown, runId: string): void;
 }
 
-/** What a caller of a run that waits for a person is answered (202: accepted, not failed). */
-export function awaitingError(runId: string, a: PendingApproval): CaxtonError {
-  return new CaxtonError(
-    'awaiting_approval',
-    `run ${runId} waits for approval of a call of "${a.tool}": approve or deny it (caxton run approve ${runId})`,
-    { run_id: runId, tool: a.tool, call_id: a.call_id, arguments: a.arguments },
-  );
-}
+/**
+ * What DurableRuns tells its watchers, as it happens in this process: `changed` after every
+ * committed write of a run (steps, status), and the two moments a person is involved. A change
+ * made by another node of a cluster is not heard here: followers also read the journal.
+ */
+export type RunNotice =
+  | { type: 'changed'; run_id: string }
+  | { type: 'awaiting_approval'; run_id: string; agent: string; tool: string; call_id: string }
+  | {
+      type: 'approval_decided';
+      run_id: string;
+      agent: string;
+      tool: string;
+      call_id: string;
+      decision: 'approved' | 'denied';
+      by: string;
+    };
 
 /** A refusal by a principal's or agent's limit (not a run held by another node, which is rate_limited too). */
 function limitRefusal(e: unknown): e is CaxtonError {
@@ -91,6 +101,9 @@ export class DurableRuns {
   /** How to stop each run running in this process. */
   readonly #cancels = new Map<string, AbortController>();
   #stopping = false;
+  /** Watchers of every run, and of one run by id. */
+  readonly #watchers = new Set<(n: RunNotice) => void>();
+  readonly #runWatchers = new Map<string, Set<() => void>>();
 
   constructor(
     readonly journal: RunJournal,
@@ -98,6 +111,41 @@ export class DurableRuns {
   ) {
     // Cancelled through another node, or taken over by one: it stops here as a cancel would stop it.
     journal.onLost?.((id, reason) => this.#cancels.get(id)?.abort(reason));
+  }
+
+  /** Tells `f` of every notice about every run; answers the function that stops it. */
+  watch(f: (n: RunNotice) => void): () => void {
+    this.#watchers.add(f);
+    return () => this.#watchers.delete(f);
+  }
+
+  /** Tells `f` each time run `id` changes here (a step committed, its status); answers the function that stops it. */
+  watchRun(id: string, f: () => void): () => void {
+    let set = this.#runWatchers.get(id);
+    if (set === undefined) this.#runWatchers.set(id, (set = new Set()));
+    set.add(f);
+    return () => {
+      set.delete(f);
+      if (set.size === 0 && this.#runWatchers.get(id) === set) this.#runWatchers.delete(id);
+    };
+  }
+
+  #notify(n: RunNotice): void {
+    if (n.type === 'changed') for (const f of this.#runWatchers.get(n.run_id) ?? []) this.#safely(f, n.run_id);
+    for (const f of this.#watchers) this.#safely(() => f(n), n.run_id);
+  }
+
+  /** A watcher's fault is logged, never the run's. */
+  #safely(f: () => void, id: string): void {
+    try {
+      f();
+    } catch (e) {
+      this.host.onError?.(e, id);
+    }
+  }
+
+  #changed(id: string): void {
+    this.#notify({ type: 'changed', run_id: id });
   }
 
   /** Runs `req` as a durable run, or joins, answers or resumes the run of the same key. */
@@ -176,7 +224,7 @@ export class DurableRuns {
     // Still waiting for a person: the same answer, without replaying anything.
     const waiting =
       run.status === 'awaiting_approval' ? approvalsOf(steps).find((a) => a.decision === null) : undefined;
-    if (waiting !== undefined) throw awaitingError(run.id, waiting);
+    if (waiting !== undefined) throw awaitingApproval(run.id, waiting);
     // The run continues the request it started with (its prompt, its history); the trace is this delivery's.
     const request =
       req.traceparent !== undefined ? Object.assign({}, run.request, { traceparent: req.traceparent }) : run.request;
@@ -197,6 +245,7 @@ export class DurableRuns {
       await this.journal.resumed(run.id);
       // A step of its own, so that the gap since the last step before the interruption is seen.
       await this.journal.append(run.id, [{ kind: 'resumed', at: Date.now() }]);
+      this.#changed(run.id);
       steps = known ?? (await this.journal.get(run.id))?.steps ?? [];
     } catch (e) {
       this.journal.release?.(run.id);
@@ -272,10 +321,11 @@ export class DurableRuns {
     // this thread or from a worker's or process's task (the executor's `run_steps` host call).
     // One clock read per commit, shared by the steps committed together.
     const ctx: RunContext = {
-      record: (steps) => {
+      record: async (steps) => {
         const at = Date.now();
         for (const s of steps) s.at = at;
-        return this.journal.append(id, steps);
+        await this.journal.append(id, steps);
+        this.#changed(id);
       },
     };
     if (replay !== undefined) ctx.replay = replay;
@@ -286,7 +336,21 @@ export class DurableRuns {
     } catch (e) {
       // Paused for a person: nothing is held; a decision resumes it.
       if (isCaxtonError(e) && e.code === 'awaiting_approval') {
-        await this.journal.paused(id).catch((err: unknown) => this.host.onError?.(err, id));
+        const paused = await this.journal.paused(id).then(
+          () => true,
+          (err: unknown) => (this.host.onError?.(err, id), false),
+        );
+        if (paused) {
+          this.#changed(id);
+          const d = (e.details ?? {}) as { tool?: unknown; call_id?: unknown };
+          this.#notify({
+            type: 'awaiting_approval',
+            run_id: id,
+            agent: def.name,
+            tool: String(d.tool),
+            call_id: String(d.call_id),
+          });
+        }
         throw e;
       }
       // A run stopped by the server's shutdown stays unfinished: the next start resumes it.
@@ -304,6 +368,7 @@ export class DurableRuns {
   async #finish(id: string, outcome: Parameters<RunJournal['finish']>[1]): Promise<void> {
     try {
       await this.journal.finish(id, outcome);
+      this.#changed(id);
     } catch (e) {
       this.host.onError?.(e, id);
     }
@@ -407,11 +472,13 @@ export class DurableRuns {
     } else {
       const stored = await this.journal.get(id);
       if (stored === undefined) return undefined;
-      if (stored.run.status === 'running')
+      if (stored.run.status === 'running') {
         await this.journal.finish(id, {
           status: 'cancelled',
           error: { code: 'cancelled', message: 'the run was cancelled' },
         });
+        this.#changed(id);
+      }
     }
     return (await this.journal.get(id))?.run;
   }
@@ -457,6 +524,16 @@ export class DurableRuns {
       slot?.release();
       throw e;
     }
+    this.#changed(id);
+    this.#notify({
+      type: 'approval_decided',
+      run_id: id,
+      agent: agentOfRef(run.agent),
+      tool: target.tool,
+      call_id: target.call_id,
+      decision: d.decision,
+      by: d.by,
+    });
     const resumed = this.#resumeAdmitted(run, def, slot);
     if (run.key !== null) this.#track(run.key, resumed);
     resumed.catch((e: unknown) => {

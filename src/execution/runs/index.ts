@@ -1,6 +1,7 @@
-export { DurableRuns, awaitingError, type RunContext, type RunHost } from './durable.js';
+export { DurableRuns, type RunContext, type RunHost, type RunNotice } from './durable.js';
 export {
   approvalRulesFor,
+  awaitingApproval,
   needsApproval,
   deniedResult,
   type ApprovalRule,
@@ -32,3 +33,4 @@ export {
 } from './model.js';
 export { SqliteRunJournal, RUNS_MIGRATIONS, type SqliteRunJournalOptions } from './sqlite.js';
 export { PgRunJournal, RUN_LEASE_MS, type PgRunJournalOptions } from './pg.js';
+export { assertRunPermission, decideAs, listRunsAs, readRunAs, runVisibleTo } from './access.js';

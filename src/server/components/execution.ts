@@ -130,6 +130,8 @@ export function startExecution(opts: {
     },
   });
   executor.runs?.expireApprovalsEvery(config.approvals.timeout);
+  // A run that waits for a person, and the decision, in the agent event store.
+  if (events) executor.runs?.watch((n) => events.onRun(n));
   // A canary candidate's [[rollout.checks]]: each request run on the candidate, its answer checked.
   opts.service.rollout.setCheckRunner(async (agent, version, checks) => {
     for (const check of checks) {
