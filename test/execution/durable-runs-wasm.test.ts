@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deniedResult } from '../../src/execution/runs/index.js';
 import { assertBuilt, cleanup, type ServeProcess } from '../cli/helpers/cli.js';
 import { hasSystem } from '../helpers/system.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -37,7 +38,7 @@ type Mode = 'message' | 'invoke' | 'background';
  * The agent: the module's turns run on a worker thread (fuel above in_thread_fuel), so a turn that
  * spins (`hang_turn`) leaves the server answering while it waits to be killed.
  */
-const agent = (hangTurn?: number): string => `name = "appender"
+const agent = (hangTurn?: number, extra = ''): string => `name = "appender"
 capabilities = ["journaling"]
 tools = ["journal.append"]
 
@@ -48,7 +49,7 @@ timeout = "60s"
 
 [parameters]
 steps = ${STEPS}
-${hangTurn === undefined ? '' : `hang_turn = ${hangTurn}\n`}`;
+${hangTurn === undefined ? '' : `hang_turn = ${hangTurn}\n`}${extra}`;
 
 /** The operator lets the agent's module have that much fuel and time. */
 const LIMITS = { tools: { limits: { fuel: 2_147_483_647, timeout: '60s' } } };
@@ -221,4 +222,65 @@ describe.skipIf(!haveC)("a WebAssembly agent's durable run killed with SIGKILL",
   it('as a call reaches the tool, before its effect (invoke with a key): not run again', { timeout: 90_000 }, () =>
     scenario('invoke', 'arrival', 4),
   );
+});
+
+describe.skipIf(!haveC)("a WebAssembly agent's call that needs approval", () => {
+  it('pauses its run; approved, the call runs once; denied, the module is told why', { timeout: 90_000 }, async () => {
+    const dir = appendDir({});
+    execFileSync('cp', [moduleFile, join(dir, 'agents', 'appender.wasm')]);
+    writeAgent(
+      dir,
+      'appender',
+      agent(undefined, '\n[execution]\nrequire_approval = ["journal.append"]\n').replace(
+        `steps = ${STEPS}`,
+        'steps = 2',
+      ),
+    );
+    writeAppendConfig(dir, {}, LIMITS);
+    const server = await start(dir);
+    try {
+      const r = await api<{ run_id: string }>(server.url, '/api/v1/agents/appender/runs', {
+        method: 'POST',
+        body: JSON.stringify({ request: REQUEST }),
+      });
+      expect(r.status).toBe(202);
+      const id = r.body.run_id;
+      type View = {
+        status: string;
+        approvals: { call_id: string; decision: string | null }[];
+        response: { content: string } | null;
+      };
+      const view = async (): Promise<View> => (await api<View>(server.url, `/api/v1/runs/${id}`)).body;
+      const waiting = (callId: string) =>
+        waitUntil(
+          async () => {
+            const v = await view();
+            return (
+              v.status === 'awaiting_approval' && v.approvals.some((a) => a.call_id === callId && a.decision === null)
+            );
+          },
+          { timeoutMs: 20_000, what: `${callId} waiting` },
+        );
+
+      await waiting('call_1_0');
+      expect(appendedLines(dir)).toEqual([]);
+      const approved = await api(server.url, `/api/v1/runs/${id}/approve`, { method: 'POST', body: '{}' });
+      expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+      await waiting('call_2_0');
+      expect(appendedLines(dir)).toEqual(['step-1']);
+      const denied = await api(server.url, `/api/v1/runs/${id}/deny`, {
+        method: 'POST',
+        body: JSON.stringify({ reason: 'not today' }),
+      });
+      expect(denied.status, JSON.stringify(denied.body)).toBe(200);
+      await waitUntil(async () => (await view()).status === 'completed', { timeoutMs: 20_000 });
+      const done = await view();
+      // One module call per turn: the resumes reused the recorded outputs.
+      expect(done.response?.content).toBe(`done: ${deniedResult('journal.append', 'not today')}; module calls: 3`);
+      expect(appendedLines(dir)).toEqual(['step-1']);
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
 });
