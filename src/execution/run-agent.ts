@@ -133,7 +133,8 @@ export async function runAgent(
   base.deadline = job.deadline;
 
   const toolChoice = toolSpecs.length > 0 ? req.tool_choice : undefined;
-  const steps = new RunRecorder(job, deps.tools, opts.record);
+  // Undefined for a run with nothing to record, reuse or approve: its calls just run.
+  const steps = RunRecorder.of(job, deps.tools, opts.record);
   const records: ToolCallRecord[] = [];
   const modelTurns: ModelTurn[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
@@ -146,7 +147,7 @@ export async function runAgent(
         ? opts.signal.reason
         : new CaxtonError('cancelled', 'the execution was cancelled');
     turns++;
-    const recorded = steps.recorded(turns);
+    const recorded = steps?.recorded(turns);
     if (recorded !== undefined) {
       // A resumed run: this turn's reply was recorded, so the model is not asked again.
       last = replyOf(recorded);
@@ -210,7 +211,7 @@ export async function runAgent(
           );
     messages.push({ role: 'assistant', content: last.content, ...(calls.length > 0 && { tool_calls: calls }) });
     // Recorded with Caxton's ids for client calls, so that a resumed run hands back the same ones.
-    if (steps.recording) steps.replied(turns, recordedReply(last, calls, latency_ms));
+    if (steps?.recording === true) steps.replied(turns, recordedReply(last, calls, latency_ms));
     if (calls.length === 0) break;
     if (clientNames.size > 0) pending = calls.filter((c) => clientNames.has(c.name));
     await runCalls(calls);
@@ -219,24 +220,26 @@ export async function runAgent(
     if (pending.length > 0) break;
   }
   // The last reply is on disk before the run's answer is handed back.
-  await steps.commit();
+  await steps?.commit();
 
   /** Runs the server-side calls of one turn, in order, each recorded before it starts and after it ends. */
   async function runCalls(calls: ToolCall[]): Promise<void> {
     for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
       emit({ type: 'tool_call', call, turn: turns });
-      // Recorded, interrupted or denied: settled from the journal, not run.
-      let settled = steps.reused(turns, call);
-      if (settled === undefined) {
-        const gate = steps.approval(turns, call);
-        if (gate !== undefined) settled = await gate;
+      if (steps !== undefined) {
+        // Recorded, interrupted or denied: settled from the journal, not run.
+        let settled = steps.reused(turns, call);
+        if (settled === undefined) {
+          const gate = steps.approval(turns, call);
+          if (gate !== undefined) settled = await gate;
+        }
+        if (settled !== undefined) {
+          finishCall(call, settled.content, settled.is_error, settled.duration_ms);
+          continue;
+        }
+        const starting = steps.starting(turns, call);
+        if (starting !== undefined) await starting;
       }
-      if (settled !== undefined) {
-        finishCall(call, settled.content, settled.is_error, settled.duration_ms);
-        continue;
-      }
-      const starting = steps.starting(turns, call);
-      if (starting !== undefined) await starting;
       const t0 = performance.now();
       const toolSpan = startSpan(tracer, spanName('tool.call', call.name), job.request.traceparent);
       const ctx = toolContext(job, opts.signal);
@@ -255,11 +258,11 @@ export async function runAgent(
       const is_error = result.is_error === true;
       if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
       toolSpan.end();
-      steps.ended(turns, call, result.content, is_error, duration_ms);
+      steps?.ended(turns, call, result.content, is_error, duration_ms);
       finishCall(call, result.content, is_error, duration_ms);
     }
     // Every result of the turn is on disk before the model is asked again.
-    await steps.commit();
+    await steps?.commit();
   }
 
   function finishCall(call: ToolCall, content: string, is_error: boolean, duration_ms: number): void {

@@ -294,7 +294,7 @@ export class WasmAgents {
       ...(opts.message && { message: opts.message }),
     };
     const tracer = trace.getTracer('caxton');
-    const steps = new RunRecorder(job, tools, opts.record);
+    const steps = RunRecorder.of(job, tools, opts.record);
     const records: ToolCallRecord[] = [];
     const turns: ModelTurn[] = [];
     let fuel = 0;
@@ -305,7 +305,7 @@ export class WasmAgents {
       if (opts.signal.aborted) throw new CaxtonError('cancelled', 'the execution was cancelled');
       turn++;
       let toolCalls: ToolCall[];
-      const recorded = steps.recorded(turn);
+      const recorded = steps?.recorded(turn);
       if (recorded !== undefined) {
         // A resumed run: this turn's output was recorded, so the module is not called again.
         toolCalls = recorded.tool_calls;
@@ -327,7 +327,7 @@ export class WasmAgents {
         }
         // The module names no ids: the turn and the call's place in it make one, the same on every resume.
         toolCalls = out.calls.map((c, i) => ({ id: `call_${turn}_${i}`, name: c.name, arguments: c.arguments }));
-        steps.replied(turn, {
+        steps?.replied(turn, {
           content: '',
           tool_calls: toolCalls,
           usage: NO_USAGE,
@@ -341,16 +341,16 @@ export class WasmAgents {
       for (const call of toolCalls) {
         emit({ type: 'tool_call', call, turn });
         // Recorded, interrupted or denied: settled from the journal, not run.
-        let done = steps.reused(turn, call);
-        if (done === undefined) {
+        let done = steps?.reused(turn, call);
+        if (done === undefined && steps !== undefined) {
           const gate = steps.approval(turn, call);
           if (gate !== undefined) done = await gate;
         }
         if (done === undefined) {
-          const starting = steps.starting(turn, call);
+          const starting = steps?.starting(turn, call);
           if (starting !== undefined) await starting;
           done = await this.#invoke(job, tools, call, tracer, opts.signal);
-          steps.ended(turn, call, done.content, done.is_error, done.duration_ms);
+          steps?.ended(turn, call, done.content, done.is_error, done.duration_ms);
         }
         const { content, is_error, duration_ms } = done;
         records.push({ ...COPY_ROOT, ...call, result: content, is_error, duration_ms });
@@ -358,7 +358,7 @@ export class WasmAgents {
         results.push({ name: call.name, content, is_error });
       }
       // Every result of the turn is on disk before the module is called again.
-      await steps.commit();
+      await steps?.commit();
       input.tool_results = results;
     }
     const active = trace.getActiveSpan();

@@ -33,6 +33,22 @@ export class RunRecorder {
   readonly #queued: RunStep[] = [];
 
   /**
+   * The recorder of an execution, or undefined when it has nothing to do: no journal, nothing to
+   * reuse and no approval rules (the loops then skip it, keeping a plain execution's path short).
+   */
+  static of(
+    job: ExecutionJob,
+    tools: ToolRegistry,
+    record: ((steps: RunStep[]) => Promise<void>) | undefined,
+  ): RunRecorder | undefined {
+    return record === undefined &&
+      job.replay === undefined &&
+      (job.approvals === undefined || job.approvals.length === 0)
+      ? undefined
+      : new RunRecorder(job, tools, record);
+  }
+
+  /**
    * `record` commits the steps given, resolving once they are on disk (absent: the run is not
    * durable); `job.replay` holds what a resumed run reuses, `job.approvals` the rules of its calls.
    */
