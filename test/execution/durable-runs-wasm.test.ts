@@ -9,6 +9,7 @@
  * Without that toolchain the file skips, with the helper's one line naming it.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deniedResult } from '../../src/execution/runs/index.js';
@@ -170,7 +171,7 @@ async function scenario(mode: Mode, point: Point, step: number): Promise<void> {
   const run = await onlyRun(server.url);
   const full = await api<{ response: { content: string }; steps: Step[] }>(server.url, `/api/v1/runs/${run.id}`);
   answer ??= full.body.response.content;
-  const audit = await api<{ records: { tool: string; outcome: string; error?: string }[] }>(
+  const audit = await api<{ records: { tool: string; outcome: string; error?: string; args_digest: string }[] }>(
     server.url,
     '/api/v1/tools/audit?agent=appender',
   );
@@ -202,8 +203,12 @@ async function scenario(mode: Mode, point: Point, step: number): Promise<void> {
     expect(interrupted).toEqual([`call_${step}_0`]);
     const expected = Array.from({ length: STEPS }, (_, i) => `step-${i + 1}`);
     expect(lines).toEqual(point === 'during' ? expected : expected.filter((l) => l !== `step-${step}`));
+    // Its arguments come from the recorded module output.
+    const args = createHash('sha256')
+      .update(JSON.stringify({ line: `step-${step}` }))
+      .digest('hex');
     expect(audit.body.records.filter((r) => /interrupted/.test(r.error ?? ''))).toMatchObject([
-      { tool: 'journal.append', outcome: 'error' },
+      { tool: 'journal.append', outcome: 'error', args_digest: args },
     ]);
   }
 }
