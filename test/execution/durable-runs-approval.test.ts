@@ -6,15 +6,12 @@
  * named) and by a message (its delivery waits, then is answered). A real `caxton serve`, a real
  * stdio MCP server with a side effect, the strict model stand-in.
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import { assertBuilt, cleanup, type ServeProcess } from '../cli/helpers/cli.js';
+import { api, appendDir, appendedLines, startAppendServer, writeAppendConfig } from './helpers/append-journal.js';
 import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
 import { waitUntil } from '../helpers/wait.js';
 
-const FIXTURE = resolve(import.meta.dirname, 'fixtures/append-server.mjs');
 let stub: LlmStub;
 
 interface ToolMessage {
@@ -44,25 +41,19 @@ afterAll(async () => {
 });
 
 function project(opts: { approvalTimeout?: string } = {}): string {
-  const dir = tempDir('caxton-approval-');
-  mkdirSync(join(dir, 'agents'));
-  writeFileSync(
-    join(dir, 'agents', 'writer.toml'),
-    stringify({
+  const dir = appendDir({
+    writer: {
       name: 'writer',
       capabilities: ['writing'],
       system_prompt: 'Append the lines.',
       tools: ['journal.append'],
       execution: { require_approval: ['journal.append'] },
-    }),
-  );
-  writeFileSync(
-    join(dir, 'caxton.toml'),
-    stringify({
-      data_dir: './data',
-      agents_dir: './agents',
-      logging: { level: 'warn' },
-      auth: { enabled: false },
+    },
+  });
+  writeAppendConfig(
+    dir,
+    {},
+    {
       messaging: { retry_base: '100ms', retry_max: '300ms' },
       ...(opts.approvalTimeout !== undefined && { approvals: { timeout: opts.approvalTimeout } }),
       llm: {
@@ -71,34 +62,12 @@ function project(opts: { approvalTimeout?: string } = {}): string {
           stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
         },
       },
-      mcp_servers: {
-        journal: { command: process.execPath, args: [FIXTURE], env: { OUT_FILE: join(dir, 'out.txt') } },
-      },
-    }),
+    },
   );
   return dir;
 }
 
-const start = (dir: string): Promise<ServeProcess> =>
-  startServe({
-    cwd: dir,
-    args: ['--config', join(dir, 'caxton.toml')],
-    env: { STUB_KEY: 'k' },
-    readyTimeoutMs: 30_000,
-  });
-
-async function api<T = Record<string, unknown>>(
-  url: string,
-  path: string,
-  init?: RequestInit,
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${url}${path}`, {
-    ...init,
-    headers: { 'content-type': 'application/json', ...init?.headers },
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text === '' ? undefined : JSON.parse(text)) as T };
-}
+const start = (dir: string): Promise<ServeProcess> => startAppendServer(dir, { STUB_KEY: 'k' });
 
 interface RunView {
   id: string;
@@ -120,11 +89,6 @@ const run = (url: string, id: string) => api<RunView>(url, `/api/v1/runs/${id}`)
 async function waitFor(url: string, id: string, status: string): Promise<RunView> {
   await waitUntil(async () => (await run(url, id)).status === status, { timeoutMs: 20_000 });
   return run(url, id);
-}
-
-function lines(dir: string): string[] {
-  const f = join(dir, 'out.txt');
-  return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : [];
 }
 
 const decide = (url: string, id: string, verb: 'approve' | 'deny', body: Record<string, unknown> = {}) =>
@@ -152,7 +116,7 @@ describe('a tool call that needs approval', () => {
           decision: null,
         }),
       ]);
-      expect(lines(dir)).toEqual([]);
+      expect(appendedLines(dir)).toEqual([]);
       // Listed as what needs a person.
       const list = await api<{ runs: { id: string }[] }>(server.url, '/api/v1/runs?status=awaiting_approval');
       expect(list.body.runs.map((r) => r.id)).toEqual([id]);
@@ -173,11 +137,11 @@ describe('a tool call that needs approval', () => {
         ['c-first', 'approved', 'local:anonymous'],
         ['c-second', null, null],
       ]);
-      expect(lines(dir)).toEqual(['first']);
+      expect(appendedLines(dir)).toEqual(['first']);
       const denied = await decide(server.url, id, 'deny', { call_id: 'c-second', reason: 'not today' });
       expect(denied.status).toBe(200);
       const done = await waitFor(server.url, id, 'completed');
-      expect(lines(dir)).toEqual(['first']);
+      expect(appendedLines(dir)).toEqual(['first']);
       expect(done.response?.content).toMatch(/^done: appended first \| .*approval was denied: not today/);
       // Deciding again: nothing waits.
       const again = await decide(server.url, id, 'approve');
@@ -240,7 +204,7 @@ describe('a tool call that needs approval', () => {
         },
         { timeoutMs: 20_000 },
       );
-      expect(lines(dir)).toEqual(['first', 'second', 'first', 'second']);
+      expect(appendedLines(dir)).toEqual(['first', 'second', 'first', 'second']);
       server.child.kill('SIGTERM');
       await server.exited;
     },
@@ -258,7 +222,7 @@ describe('a tool call that needs approval', () => {
       ['denied', 'timeout'],
       ['denied', 'timeout'],
     ]);
-    expect(lines(dir)).toEqual([]);
+    expect(appendedLines(dir)).toEqual([]);
     server.child.kill('SIGTERM');
     await server.exited;
   });

@@ -64,7 +64,11 @@ export function appendedLines(dir: string): string[] {
 export const startAppendServer = (dir: string, env: Record<string, string> = {}): Promise<ServeProcess> =>
   startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')], env, readyTimeoutMs: 30_000 });
 
-export async function api<T>(url: string, path: string, init?: RequestInit): Promise<{ status: number; body: T }> {
+export async function api<T = Record<string, unknown>>(
+  url: string,
+  path: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: T }> {
   const res = await fetch(`${url}${path}`, {
     ...init,
     headers: { 'content-type': 'application/json', ...init?.headers },
