@@ -414,9 +414,8 @@ export class Executor {
 
   /** `ref` is the name the caller gave (NAME@VERSION addresses one version: the record says so). */
   #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions, ref: string): Promise<AgentResponse> {
-    // A shadow run has no effects to keep; a WebAssembly agent's module has no steps of its own.
-    if (this.runs !== undefined && opts.shadow !== true && def.wasm === undefined)
-      return this.runs.invoke(def, req, opts, ref);
+    // A shadow run has no effects to keep: its tools are refused.
+    if (this.runs !== undefined && opts.shadow !== true) return this.runs.invoke(def, req, opts, ref);
     return this.#once(`exec_${timeOrderedUuid()}`, def, req, opts, ref, undefined);
   }
 
@@ -664,6 +663,7 @@ export class Executor {
               signal,
               ...(opts.onEvent && { emit: opts.onEvent }),
               message: req.message,
+              ...(run && { record: run.record }),
             });
           return await runAgent(job, deps, {
             signal,

@@ -25,8 +25,8 @@ import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
 import { assertToolChoiceHonoured } from './tool-choice.js';
-import { awaitingApproval, deniedResult, needsApproval } from './runs/approval.js';
-import { callKey, interruptedResult, type RecordedReply, type RunStep } from './runs/model.js';
+import type { RecordedReply, RunStep } from './runs/model.js';
+import { RunRecorder } from './runs/recorder.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ModelTurn, ToolCallRecord } from './types.js';
 
 /** Opens the system message that carries a caller's own system/developer messages. */
@@ -133,19 +133,8 @@ export async function runAgent(
   base.deadline = job.deadline;
 
   const toolChoice = toolSpecs.length > 0 ? req.tool_choice : undefined;
-  const replay = job.replay;
-  const record = opts.record;
-  const approvals = job.approvals !== undefined && job.approvals.length > 0 ? job.approvals : undefined;
-  // Steps waiting for their commit: a model reply goes with the start of its first tool call, a
-  // call's end with the next call's start, so a step costs one commit.
-  const queued: RunStep[] = [];
-  // Commits nothing waits on yet (see runCalls' end); the next awaited commit waits for them too.
-  const behind: Promise<void>[] = [];
-  const commit = async (): Promise<void> => {
-    const p = record !== undefined && queued.length > 0 ? record(queued.splice(0)) : undefined;
-    if (behind.length > 0) await Promise.all(behind.splice(0));
-    await p;
-  };
+  // Undefined for a run with nothing to record, reuse or approve: its calls just run.
+  const steps = RunRecorder.of(job, deps.tools, opts.record);
   const records: ToolCallRecord[] = [];
   const modelTurns: ModelTurn[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
@@ -158,7 +147,7 @@ export async function runAgent(
         ? opts.signal.reason
         : new CaxtonError('cancelled', 'the execution was cancelled');
     turns++;
-    const recorded = replay?.models[turns];
+    const recorded = steps?.recorded(turns);
     if (recorded !== undefined) {
       // A resumed run: this turn's reply was recorded, so the model is not asked again.
       last = replyOf(recorded);
@@ -222,8 +211,7 @@ export async function runAgent(
           );
     messages.push({ role: 'assistant', content: last.content, ...(calls.length > 0 && { tool_calls: calls }) });
     // Recorded with Caxton's ids for client calls, so that a resumed run hands back the same ones.
-    if (record !== undefined)
-      queued.push({ kind: 'model', turn: turns, reply: recordedReply(last, calls, latency_ms) });
+    if (steps?.recording === true) steps.replied(turns, recordedReply(last, calls, latency_ms));
     if (calls.length === 0) break;
     if (clientNames.size > 0) pending = calls.filter((c) => clientNames.has(c.name));
     await runCalls(calls);
@@ -232,55 +220,25 @@ export async function runAgent(
     if (pending.length > 0) break;
   }
   // The last reply is on disk before the run's answer is handed back.
-  await commit();
+  await steps?.commit();
 
   /** Runs the server-side calls of one turn, in order, each recorded before it starts and after it ends. */
   async function runCalls(calls: ToolCall[]): Promise<void> {
     for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
-      const prior = replay?.tools[callKey(turns, call.id)];
       emit({ type: 'tool_call', call, turn: turns });
-      if (prior !== undefined && prior.state !== 'rerun') {
-        // Recorded: the result is reused. Started and never finished by a tool that is not
-        // idempotent: not run again, the model is told its outcome is unknown (and it is recorded).
-        const done =
-          prior.state === 'done' ? prior : { result: interruptedResult(call.name), is_error: true, duration_ms: 0 };
-        if (prior.state === 'interrupted')
-          queued.push({
-            kind: 'tool_end',
-            turn: turns,
-            id: call.id,
-            name: call.name,
-            result: done.result,
-            is_error: true,
-            duration_ms: 0,
-            interrupted: true,
-          });
-        finishCall(call, { content: done.result, is_error: done.is_error }, done.duration_ms);
-        continue;
-      }
-      if (approvals !== undefined && needsApproval(approvals, call.name, call.arguments)) {
-        const decided = replay?.approvals?.[callKey(turns, call.id)];
-        if (decided?.decision === undefined) await awaitApproval(call, decided !== undefined);
-        else if (decided.decision === 'denied') {
-          const result = deniedResult(call.name, decided.reason);
-          queued.push({
-            kind: 'tool_end',
-            turn: turns,
-            id: call.id,
-            name: call.name,
-            result,
-            is_error: true,
-            duration_ms: 0,
-          });
-          finishCall(call, { content: result, is_error: true }, 0);
+      if (steps !== undefined) {
+        // Recorded, interrupted or denied: settled from the journal, not run.
+        let settled = steps.reused(turns, call);
+        if (settled === undefined) {
+          const gate = steps.approval(turns, call);
+          if (gate !== undefined) settled = await gate;
+        }
+        if (settled !== undefined) {
+          finishCall(call, settled.content, settled.is_error, settled.duration_ms);
           continue;
         }
-      }
-      // A call that may run twice needs no start on disk: found unfinished, it would run again
-      // anyway. Any other call's start is committed before it runs.
-      if (record !== undefined && deps.tools.get(call.name)?.idempotent !== true) {
-        queued.push({ kind: 'tool_start', turn: turns, id: call.id, name: call.name });
-        await commit();
+        const starting = steps.starting(turns, call);
+        if (starting !== undefined) await starting;
       }
       const t0 = performance.now();
       const toolSpan = startSpan(tracer, spanName('tool.call', call.name), job.request.traceparent);
@@ -297,75 +255,26 @@ export async function runAgent(
         throw e;
       }
       const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
-      if (result.is_error === true)
-        toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
+      const is_error = result.is_error === true;
+      if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
       toolSpan.end();
-      if (record !== undefined)
-        queued.push({
-          kind: 'tool_end',
-          turn: turns,
-          id: call.id,
-          name: call.name,
-          result: result.content,
-          is_error: result.is_error === true,
-          duration_ms,
-        });
-      finishCall(call, result, duration_ms);
+      steps?.ended(turns, call, result.content, is_error, duration_ms);
+      finishCall(call, result.content, is_error, duration_ms);
     }
-    // The turn's results are committed while the model is asked again, not before: a reply or a
-    // result lost to a crash in between is re-asked or found interrupted just as it would be were
-    // the crash a moment earlier, and commits land in order, so a later step is never on disk
-    // without it. What must precede an effect — a call's start, a request for approval — is awaited.
-    if (record !== undefined && queued.length > 0) {
-      const p = record(queued.splice(0));
-      p.catch(() => undefined);
-      behind.push(p);
-    }
+    // Committed while the model is asked again (RunRecorder.commitBehind says why that is safe).
+    steps?.commitBehind();
   }
 
-  /**
-   * The call needs a person: its request is recorded (once) and the run stops here, holding
-   * nothing; a decision resumes it from its recorded steps. Without a journal nothing could wait,
-   * so the call is refused.
-   */
-  async function awaitApproval(call: ToolCall, asked: boolean): Promise<never> {
-    if (record === undefined)
-      throw new CaxtonError(
-        'not_supported',
-        `the call of "${call.name}" needs approval, and runs are not recorded on this server ([execution] durable_runs = false)`,
-        { tool: call.name },
-      );
-    if (!asked)
-      queued.push({
-        kind: 'approval_requested',
-        turn: turns,
-        id: call.id,
-        name: call.name,
-        arguments: call.arguments,
-        at: Date.now(),
-      });
-    await commit();
-    throw awaitingApproval(job.execution_id, { tool: call.name, call_id: call.id, arguments: call.arguments });
-  }
-
-  function finishCall(call: ToolCall, result: { content: string; is_error?: boolean }, duration_ms: number): void {
-    const is_error = result.is_error === true;
+  function finishCall(call: ToolCall, content: string, is_error: boolean, duration_ms: number): void {
     // Field by field, not `{ ...call, result, … }`: a spread followed by fields the call lacks
     // makes a new hidden class on every evaluation in optimized code (ADR 0107).
-    records.push({
-      id: call.id,
-      name: call.name,
-      arguments: call.arguments,
-      result: result.content,
-      is_error,
-      duration_ms,
-    });
-    emit({ type: 'tool_result', id: call.id, name: call.name, content: result.content, is_error, duration_ms });
+    records.push({ id: call.id, name: call.name, arguments: call.arguments, result: content, is_error, duration_ms });
+    emit({ type: 'tool_result', id: call.id, name: call.name, content, is_error, duration_ms });
     messages.push({
       role: 'tool',
       tool_call_id: call.id,
       name: call.name,
-      content: result.content,
+      content,
       ...(is_error && { is_error: true }),
     });
   }

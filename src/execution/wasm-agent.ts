@@ -16,8 +16,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, resolve, sep } from 'node:path';
-import { trace } from '@opentelemetry/api';
+import { trace, type Tracer } from '@opentelemetry/api';
 import type { AgentDefinition, AgentResolver, WasmLimits, WasmSettings } from '../agents/index.js';
+import type { ToolCall } from '../llm/index.js';
 import { endWithError, SpanStatusCode, startSpan, traceparentOf } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import { DEFAULT_WASM_LIMITS } from '../shared/wasm-limits.js';
@@ -35,6 +36,8 @@ import {
   type SandboxLimits,
 } from '../tools/wasm/sandbox.js';
 import { toolContext } from './run-agent.js';
+import type { RunStep } from './runs/model.js';
+import { RunRecorder, type CallOutcome } from './runs/recorder.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, InvokeMessage, ModelTurn, ToolCallRecord } from './types.js';
 
 /** The `provider` an execution of a WebAssembly agent reports (records, metrics, spans). */
@@ -261,12 +264,20 @@ export class WasmAgents {
 
   /**
    * One execution: calls the module, runs the tools it asks for, calls it again with their
-   * results, until it answers or `limits.max_turns` calls were made.
+   * results, until it answers or `limits.max_turns` calls were made. A durable run (`record`,
+   * `job.replay`) journals it as a model's loop is (runs/recorder.ts): an output asking for tools
+   * is the turn's reply, each call's start and end are steps, and a resumed run calls the module
+   * only for the turns it has no output of.
    */
   async run(
     job: ExecutionJob,
     tools: ToolRegistry,
-    opts: { signal: AbortSignal; emit?: (e: ExecutionEvent) => void; message?: InvokeMessage | undefined },
+    opts: {
+      signal: AbortSignal;
+      emit?: (e: ExecutionEvent) => void;
+      message?: InvokeMessage | undefined;
+      record?: (steps: RunStep[]) => Promise<void>;
+    },
   ): Promise<AgentResponse> {
     const started = performance.now();
     const def = job.definition;
@@ -284,66 +295,78 @@ export class WasmAgents {
       ...(opts.message && { message: opts.message }),
     };
     const tracer = trace.getTracer('caxton');
+    const steps = RunRecorder.of(job, tools, opts.record);
     const records: ToolCallRecord[] = [];
     const turns: ModelTurn[] = [];
     let fuel = 0;
+    let calls = 0;
     let answer: Extract<Output, { kind: 'answer' }> | undefined;
     let turn = 0;
     while (turn < def.limits.max_turns) {
       if (opts.signal.aborted) throw new CaxtonError('cancelled', 'the execution was cancelled');
       turn++;
-      input.turn = turn;
-      const t0 = performance.now();
-      const deadline = Math.min(job.deadline, Date.now() + w.limits.timeout_ms);
-      const bytes = enc.encode(JSON.stringify(input));
-      const r: CallResult = await sandbox.call(w.entry, bytes, deadline, req.traceparent);
-      fuel += r.fuel_used;
-      const out = moduleOutput(def.name, w, r);
-      turns.push({
-        turn,
-        provider: WASM_PROVIDER,
-        model,
-        input_tokens: 0,
-        output_tokens: 0,
-        latency_ms: Math.round((performance.now() - t0) * 1000) / 1000,
-        finish_reason: out.kind === 'tools' ? 'tool_calls' : 'stop',
-        tool_calls: out.kind === 'tools' ? out.calls.length : 0,
-      });
-      if (out.kind === 'answer') {
-        answer = out;
-        break;
+      let toolCalls: ToolCall[];
+      const recorded = steps?.recorded(turn);
+      if (recorded !== undefined) {
+        // A resumed run: this turn's output was recorded, so the module is not called again.
+        toolCalls = recorded.tool_calls;
+        turns.push(moduleTurn(turn, model, recorded.latency_ms, toolCalls.length));
+      } else {
+        input.turn = turn;
+        const t0 = performance.now();
+        const deadline = Math.min(job.deadline, Date.now() + w.limits.timeout_ms);
+        const bytes = enc.encode(JSON.stringify(input));
+        const r: CallResult = await sandbox.call(w.entry, bytes, deadline, req.traceparent);
+        calls++;
+        fuel += r.fuel_used;
+        const out = moduleOutput(def.name, w, r);
+        const latency_ms = Math.round((performance.now() - t0) * 1000) / 1000;
+        turns.push(moduleTurn(turn, model, latency_ms, out.kind === 'tools' ? out.calls.length : 0));
+        if (out.kind === 'answer') {
+          answer = out;
+          break;
+        }
+        // The module names no ids: the turn and the call's place in it make one, the same on every resume.
+        toolCalls = out.calls.map((c, i) => ({ id: `call_${turn}_${i}`, name: c.name, arguments: c.arguments }));
+        steps?.replied(turn, {
+          content: '',
+          tool_calls: toolCalls,
+          usage: NO_USAGE,
+          finish_reason: 'tool_calls',
+          provider: WASM_PROVIDER,
+          model,
+          latency_ms,
+        });
       }
       const results: { name: string; content: string; is_error: boolean }[] = [];
-      for (const [i, c] of out.calls.entries()) {
-        const call = { id: `call_${turn}_${i}`, name: c.name, arguments: c.arguments };
+      for (const call of toolCalls) {
         emit({ type: 'tool_call', call, turn });
-        const ctx = toolContext(job, opts.signal);
-        const span = startSpan(tracer, `tool.call ${c.name}`, req.traceparent, () => ({
-          'caxton.agent': def.name,
-          'caxton.tool': c.name,
-        }));
-        if (span.isRecording()) ctx.traceparent = traceparentOf(span);
-        const t1 = performance.now();
-        let res;
-        try {
-          res = await tools.invoke(def.tools as string[], c.name, c.arguments, ctx);
-        } catch (e) {
-          endWithError(span, e);
-          throw e;
+        // Recorded, interrupted or denied: settled from the journal, not run.
+        let done = steps?.reused(turn, call);
+        if (done === undefined && steps !== undefined) {
+          const gate = steps.approval(turn, call);
+          if (gate !== undefined) done = await gate;
         }
-        const is_error = res.is_error === true;
-        if (is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: res.content.slice(0, 200) });
-        span.end();
-        const duration_ms = Math.round((performance.now() - t1) * 1000) / 1000;
-        records.push({ ...COPY_ROOT, ...call, result: res.content, is_error, duration_ms });
-        emit({ type: 'tool_result', id: call.id, name: c.name, content: res.content, is_error, duration_ms });
-        results.push({ name: c.name, content: res.content, is_error });
+        if (done === undefined) {
+          const starting = steps?.starting(turn, call);
+          if (starting !== undefined) await starting;
+          done = await this.#invoke(job, tools, call, tracer, opts.signal);
+          steps?.ended(turn, call, done.content, done.is_error, done.duration_ms);
+        }
+        const { content, is_error, duration_ms } = done;
+        records.push({ ...COPY_ROOT, ...call, result: content, is_error, duration_ms });
+        emit({ type: 'tool_result', id: call.id, name: call.name, content, is_error, duration_ms });
+        results.push({ name: call.name, content, is_error });
       }
+      // Committed while the module is called again (RunRecorder.commitBehind says why that is safe).
+      steps?.commitBehind();
       input.tool_results = results;
     }
+    // The turns' results are on disk before the run's answer is handed back.
+    await steps?.commit();
     const active = trace.getActiveSpan();
     if (active?.isRecording())
-      active.setAttributes({ 'caxton.wasm.digest': digest, 'caxton.wasm.fuel_used': fuel, 'caxton.wasm.calls': turn });
+      active.setAttributes({ 'caxton.wasm.digest': digest, 'caxton.wasm.fuel_used': fuel, 'caxton.wasm.calls': calls });
     const content =
       answer === undefined
         ? ''
@@ -360,7 +383,7 @@ export class WasmAgents {
       ...(req.conversation_id !== undefined && { conversation_id: req.conversation_id }),
       content,
       tool_calls: records,
-      usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 },
+      usage: { ...NO_USAGE },
       execution_time_ms: Math.round((performance.now() - started) * 1000) / 1000,
       finish_reason: answer === undefined ? 'max_turns' : 'stop',
       provider: WASM_PROVIDER,
@@ -371,6 +394,35 @@ export class WasmAgents {
     };
   }
 
+  /** Runs one tool call the module asked for, through the registry with the agent's allowlist, in its span. */
+  async #invoke(
+    job: ExecutionJob,
+    tools: ToolRegistry,
+    call: ToolCall,
+    tracer: Tracer,
+    signal: AbortSignal,
+  ): Promise<CallOutcome> {
+    const def = job.definition;
+    const ctx = toolContext(job, signal);
+    const span = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({
+      'caxton.agent': def.name,
+      'caxton.tool': call.name,
+    }));
+    if (span.isRecording()) ctx.traceparent = traceparentOf(span);
+    const t0 = performance.now();
+    let res;
+    try {
+      res = await tools.invoke(def.tools as string[], call.name, call.arguments, ctx);
+    } catch (e) {
+      endWithError(span, e);
+      throw e;
+    }
+    const is_error = res.is_error === true;
+    if (is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: res.content.slice(0, 200) });
+    span.end();
+    return { content: res.content, is_error, duration_ms: Math.round((performance.now() - t0) * 1000) / 1000 };
+  }
+
   /** Drops every sandbox (and ends their workers). */
   close(): void {
     for (const { sandbox } of this.#sandboxes.values()) {
@@ -379,6 +431,22 @@ export class WasmAgents {
     }
     this.#sandboxes.clear();
   }
+}
+
+const NO_USAGE = Object.freeze({ input_tokens: 0, output_tokens: 0, total_tokens: 0 });
+
+/** One module call as the execution's record shows a model turn. */
+function moduleTurn(turn: number, model: string, latency_ms: number, toolCalls: number): ModelTurn {
+  return {
+    turn,
+    provider: WASM_PROVIDER,
+    model,
+    input_tokens: 0,
+    output_tokens: 0,
+    latency_ms,
+    finish_reason: toolCalls > 0 ? 'tool_calls' : 'stop',
+    tool_calls: toolCalls,
+  };
 }
 
 /** A call's result as an answer or tool calls; a failed call is the execution's error. */

@@ -8,16 +8,15 @@
  * repeated: the model is told its outcome is unknown. Runs are started by a message, by invoke
  * with an Idempotency-Key, and in the background.
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { stringify } from 'smol-toml';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import { assertBuilt, cleanup, type ServeProcess } from '../cli/helpers/cli.js';
+import { api, appendDir, appendedLines, onlyRun, startAppendServer, writeAppendConfig } from './helpers/runs.js';
 import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const STEPS = 5;
-const FIXTURE = resolve(import.meta.dirname, 'fixtures/append-server.mjs');
 const FINAL = `all ${STEPS} lines appended`;
 
 type Point = 'before' | 'during' | 'after' | 'model';
@@ -57,69 +56,27 @@ afterAll(async () => {
   await stub?.close();
 });
 
-function writeConfig(dir: string, hangOn?: string): void {
-  writeFileSync(
-    join(dir, 'caxton.toml'),
-    stringify({
-      data_dir: './data',
-      agents_dir: './agents',
-      logging: { level: 'warn' },
-      auth: { enabled: false },
-      llm: {
-        default_provider: 'stub',
-        providers: {
-          stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
-        },
+const writeConfig = (dir: string, hangOn?: string): void =>
+  writeAppendConfig(dir, hangOn === undefined ? {} : { hangOn }, {
+    llm: {
+      default_provider: 'stub',
+      providers: {
+        stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
       },
-      mcp_servers: {
-        journal: {
-          command: process.execPath,
-          args: [FIXTURE],
-          env: { OUT_FILE: join(dir, 'out.txt'), ...(hangOn !== undefined && { HANG_ON: hangOn }) },
-        },
-      },
-    }),
-  );
-}
+    },
+  });
 
-function setUp(): string {
-  const dir = tempDir('caxton-durable-');
-  mkdirSync(join(dir, 'agents'));
-  writeFileSync(
-    join(dir, 'agents', 'writer.toml'),
-    stringify({
+const setUp = (): string =>
+  appendDir({
+    writer: {
       name: 'writer',
       capabilities: ['writing'],
       system_prompt: 'Append each step to the journal, one call per turn.',
       tools: ['journal.append'],
-    }),
-  );
-  return dir;
-}
-
-const start = (dir: string): Promise<ServeProcess> =>
-  startServe({
-    cwd: dir,
-    args: ['--config', join(dir, 'caxton.toml')],
-    env: { STUB_KEY: 'k' },
-    readyTimeoutMs: 30_000,
+    },
   });
 
-async function api<T>(url: string, path: string, init?: RequestInit): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${url}${path}`, {
-    ...init,
-    headers: { 'content-type': 'application/json', ...init?.headers },
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text === '' ? undefined : JSON.parse(text)) as T };
-}
-
-interface RunSummary {
-  id: string;
-  status: string;
-  origin: string;
-  resumes: number;
-}
+const start = (dir: string): Promise<ServeProcess> => startAppendServer(dir, { STUB_KEY: 'k' });
 
 /** Starts the run; resolves with what identifies it once it was started (the request may never answer). */
 async function startRun(server: ServeProcess, mode: Mode): Promise<{ id?: string; pending?: Promise<unknown> }> {
@@ -146,12 +103,6 @@ async function startRun(server: ServeProcess, mode: Mode): Promise<{ id?: string
   });
   expect(r.status).toBe(202);
   return { id: r.body.run_id };
-}
-
-async function onlyRun(url: string): Promise<RunSummary> {
-  const r = await api<{ runs: RunSummary[] }>(url, '/api/v1/runs');
-  expect(r.body.runs).toHaveLength(1);
-  return r.body.runs[0]!;
 }
 
 async function scenario(s: Scenario): Promise<void> {
@@ -222,7 +173,7 @@ async function scenario(s: Scenario): Promise<void> {
   const times = steps.map((x) => x.at);
   for (const t of times) expect(t).toBeTypeOf('number');
   expect([...(times as number[])].sort((a, b) => a - b)).toEqual(times);
-  const lines = readFileSync(out, 'utf8').trim().split('\n');
+  const lines = appendedLines(dir);
   // Every call that ran did so once: step-1 … step-5, each exactly once, in order.
   expect(lines).toEqual(Array.from({ length: STEPS }, (_, i) => `step-${i + 1}`));
   // The model was asked once per turn, plus at most the one turn the kill interrupted.

@@ -1,15 +1,64 @@
 /**
- * What the durable-run tests against real `caxton serve` processes share: the REST calls, the view
- * of a run, and the approval scenario (an agent whose every call of a side-effecting stdio MCP
- * tool waits for a person, and the model script that makes two such calls).
+ * What the durable-run tests against real `caxton serve` processes share (the kill -9 tests, the
+ * approval tests, the cluster's): a project whose stdio MCP server `journal` has one
+ * side-effecting tool, `append` (fixtures/append-server.mjs: each call writes its line to
+ * out.txt); the REST calls that find a run again after a restart; and the approval scenario (an
+ * agent whose every call of that tool waits for a person, and the model script that makes two).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stringify } from 'smol-toml';
+import { expect } from 'vitest';
+import { startServe, tempDir, type ServeProcess } from '../../cli/helpers/cli.js';
 import { waitUntil } from '../../helpers/wait.js';
 import type { Reply, StubHit } from './llm-stub.js';
 
 /** The stdio MCP server whose `append` writes a line to $OUT_FILE (test/execution/fixtures/append-server.mjs). */
 export const APPEND_SERVER = resolve(import.meta.dirname, '../fixtures/append-server.mjs');
+
+/** How the append server misbehaves for one line (see fixtures/append-server.mjs). */
+export interface AppendFaults {
+  /** The call of this line writes it and never answers. */
+  hangOn?: string;
+  /** The call of this line kills the server that started it (SIGKILL) before writing anything. */
+  dieOn?: string;
+}
+
+/** A temp dir with agents/ and the given agent files (name → TOML text or object). */
+export function appendDir(agents: Record<string, string | Record<string, unknown>>): string {
+  const dir = tempDir('caxton-durable-');
+  mkdirSync(join(dir, 'agents'));
+  for (const [name, body] of Object.entries(agents)) writeAgent(dir, name, body);
+  return dir;
+}
+
+export function writeAgent(dir: string, name: string, body: string | Record<string, unknown>): void {
+  writeFileSync(join(dir, 'agents', `${name}.toml`), typeof body === 'string' ? body : stringify(body));
+}
+
+/** caxton.toml: the `journal` MCP server writing to DIR/out.txt, plus `extra` (the model providers). */
+export function writeAppendConfig(dir: string, faults: AppendFaults = {}, extra: Record<string, unknown> = {}): void {
+  const env: Record<string, string> = { OUT_FILE: join(dir, 'out.txt') };
+  if (faults.hangOn !== undefined) env.HANG_ON = faults.hangOn;
+  if (faults.dieOn !== undefined) env.DIE_ON = faults.dieOn;
+  writeFileSync(
+    join(dir, 'caxton.toml'),
+    stringify({
+      data_dir: './data',
+      agents_dir: './agents',
+      logging: { level: 'warn' },
+      auth: { enabled: false },
+      ...extra,
+      mcp_servers: { journal: { command: process.execPath, args: [APPEND_SERVER], env } },
+    }),
+  );
+}
+
+/** The lines the append tool of the project in `dir` wrote, in order. */
+export const appendedLines = (dir: string): string[] => linesOf(join(dir, 'out.txt'));
+
+export const startAppendServer = (dir: string, env: Record<string, string> = {}): Promise<ServeProcess> =>
+  startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')], env, readyTimeoutMs: 30_000 });
 
 /** A JSON request to a node's API; the body parsed (undefined when empty). */
 export async function api<T = Record<string, unknown>>(
@@ -92,4 +141,18 @@ export function approverReply(hit: StubHit): Reply {
   if (results.length >= 2) return { content: `done: ${results.map((r) => r.content).join(' | ')}` };
   const line = results.length === 0 ? 'first' : 'second';
   return { tool_calls: [{ id: `c-${line}`, name: wire, arguments: { line } }] };
+}
+
+export interface RunSummary {
+  id: string;
+  status: string;
+  origin: string;
+  resumes: number;
+}
+
+/** The server's one run (the test started one). */
+export async function onlyRun(url: string): Promise<RunSummary> {
+  const r = await api<{ runs: RunSummary[] }>(url, '/api/v1/runs');
+  expect(r.body.runs).toHaveLength(1);
+  return r.body.runs[0]!;
 }
