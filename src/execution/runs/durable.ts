@@ -231,7 +231,11 @@ export class DurableRuns {
     return this.#resume(run, steps, def, request, opts, ref);
   }
 
-  /** `steps` undefined: read once the run is marked resumed (on a cluster, once this node took it over). */
+  /**
+   * `steps` undefined: read once the run is marked resumed (on a cluster, once this node took it
+   * over). `decided`: it goes on after a person's decision, which its `approval` step marks; any
+   * other resume follows an interruption and is a step of its own.
+   */
   async #resume(
     run: RunRecord,
     known: RunStep[] | undefined,
@@ -239,12 +243,13 @@ export class DurableRuns {
     req: InvokeRequest,
     opts: InvokeOptions,
     ref: string,
+    decided = false,
   ): Promise<AgentResponse> {
     let steps: RunStep[];
     try {
       await this.journal.resumed(run.id);
       // A step of its own, so that the gap since the last step before the interruption is seen.
-      await this.journal.append(run.id, [{ kind: 'resumed', at: Date.now() }]);
+      if (!decided) await this.journal.append(run.id, [{ kind: 'resumed', at: Date.now() }]);
       this.#changed(run.id);
       steps = known ?? (await this.journal.get(run.id))?.steps ?? [];
     } catch (e) {
@@ -445,8 +450,13 @@ export class DurableRuns {
   }
 
   /** Resumes a stored run charged to `slot`, given back with the tokens it used when the run ends or pauses. */
-  #resumeAdmitted(r: RunRecord, def: AgentDefinition, slot: ExecutionSlot | undefined): Promise<AgentResponse> {
-    const p = this.#resume(r, undefined, def, r.request, { origin: r.origin }, r.agent);
+  #resumeAdmitted(
+    r: RunRecord,
+    def: AgentDefinition,
+    slot: ExecutionSlot | undefined,
+    decided = false,
+  ): Promise<AgentResponse> {
+    const p = this.#resume(r, undefined, def, r.request, { origin: r.origin }, r.agent, decided);
     if (slot !== undefined)
       p.then(
         (res) => slot.release({ tokens: res.usage.input_tokens + res.usage.output_tokens }),
@@ -534,7 +544,7 @@ export class DurableRuns {
       decision: d.decision,
       by: d.by,
     });
-    const resumed = this.#resumeAdmitted(run, def, slot);
+    const resumed = this.#resumeAdmitted(run, def, slot, true);
     if (run.key !== null) this.#track(run.key, resumed);
     resumed.catch((e: unknown) => {
       if (!(isCaxtonError(e) && (e.code === 'awaiting_approval' || e.code === 'cancelled'))) this.host.onError?.(e, id);
