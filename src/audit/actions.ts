@@ -1,5 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { RUN_DECISION_TOOLS } from '../mcp/run-tool-names.js';
+
+/**
+ * The MCP tools that decide on a run's approval (src/mcp/run-tools.ts) and the audit action each
+ * is recorded as: the same as the REST route's (POST /api/v1/runs/{id}/approve, /deny).
+ */
+export const RUN_DECISION_TOOLS: Readonly<Record<string, 'run.approve' | 'run.deny'>> = {
+  approve_run: 'run.approve',
+  deny_run: 'run.deny',
+};
 
 /**
  * Which action each state-changing route records, keyed by `METHOD route-url` exactly as the route

@@ -5,7 +5,7 @@
  * `AuditStore.record` takes non-HTTP events. GET /api/v1/audit (src/api/routes/audit.ts) and
  * `caxton audit` read it.
  */
-export { AUDIT_ACTIONS, AUDIT_ROUTES, isStateChanging, type AuditRoute } from './actions.js';
+export { AUDIT_ACTIONS, AUDIT_ROUTES, isStateChanging, RUN_DECISION_TOOLS, type AuditRoute } from './actions.js';
 export { AnonymousRefusals, ANONYMOUS_REFUSALS_ACTION, type AnonymousRefusalsOptions } from './anonymous.js';
 export { annotateAudit, auditRecorder, outcomeOf, type AuditNote, type AuditRecorderOptions } from './recorder.js';
 export {

@@ -18,7 +18,7 @@ import {
 import { isCaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import type { McpCaller } from './offer.js';
-import { RUN_DECISION_TOOLS } from './run-tool-names.js';
+import { RUN_DECISION_TOOLS } from '../audit/index.js';
 
 const RUN_ID = { type: 'string', minLength: 1, maxLength: 200, description: 'the run id (exec_…)' } as const;
 const DECISION_SCHEMA = {
