@@ -205,7 +205,7 @@ export const runsSuite: Suite = {
     return {
       rows,
       notes: [
-        'Two servers in one process ([tracing] local_spans = 0 on both); rounds alternate recorded / not recorded. A run records 4 model replies and 3 tool ends (the calculator is idempotent: no starts) in 4 rows, its own row and its end; the run waits for 2 commits (the last reply, the end), each shared with every other run of the same turn, and the 3 turns\' commits land while the model is asked again.',
+        "Two servers in one process ([tracing] local_spans = 0 on both); rounds alternate recorded / not recorded. A run records 4 model replies and 3 tool ends (the calculator is idempotent: no starts) in 4 rows, its own row and its end; the run waits for 2 commits (the last reply, the end), each shared with every other run of the same turn, and the 3 turns' commits land while the model is asked again.",
       ],
       raw: { cost, floor, fast, slow },
     };
