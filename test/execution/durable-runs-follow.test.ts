@@ -318,6 +318,32 @@ describe('every stream says the run waits, on which run, tool and call', { timeo
     saysWhich(e.message, e.error.details.run_id);
   });
 
+  it('/v1 not streamed: a 409 the openai client raises and does not retry, naming them', async () => {
+    const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: admin, maxRetries: 2 });
+    const before = (await api<{ runs: unknown[] }>(admin, 'GET', '/api/v1/runs?status=awaiting_approval&limit=500'))
+      .body.runs.length;
+    for (const call of [
+      () => client.chat.completions.create({ model: 'writer', messages: [{ role: 'user', content: 'eta' }] }),
+      () => client.responses.create({ model: 'writer', input: 'theta' }),
+    ]) {
+      let caught: unknown;
+      try {
+        await call();
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught).toBeInstanceOf(OpenAI.ConflictError);
+      const e = caught as InstanceType<typeof OpenAI.APIError> & { error: { details: { run_id: string } } };
+      expect(e.code).toBe('awaiting_approval');
+      expect(e.error.details).toMatchObject({ tool: 'journal.append', call_id: 'c-1' });
+      saysWhich(e.message, e.error.details.run_id);
+    }
+    // Not retried: one waiting run per request.
+    const after = (await api<{ runs: unknown[] }>(admin, 'GET', '/api/v1/runs?status=awaiting_approval&limit=500')).body
+      .runs.length;
+    expect(after - before).toBe(2);
+  });
+
   it('/v1/responses streamed: response.failed carries the error naming them', async () => {
     const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: admin, maxRetries: 0 });
     const stream = await client.responses.create({ model: 'writer', input: 'zeta', stream: true });

@@ -10,7 +10,7 @@ import type { AgentResponse, Executor, SuspendedExecutionStore } from '../../exe
 import { CaxtonError } from '../../shared/errors.js';
 import { COPY_ROOT } from '../../shared/objects.js';
 import { toEnvelope } from '../envelope.js';
-import { rewriteErrorPayload, toOpenAiError } from './openai-errors.js';
+import { openAiPayload, toOpenAiError } from './openai-errors.js';
 import { chatMessagesToInvoke } from './openai-messages.js';
 import { assertSupported, bodyToInvoke, chatCompletionBody } from './openai-params.js';
 import { replyCheckFor } from './structured-output.js';
@@ -58,9 +58,7 @@ export async function openAiRoutes(
   const r = app.withTypeProvider<ZodTypeProvider>();
   // Every error of these routes — the handlers', validation's, and the auth hooks' 401/403/429 —
   // leaves in OpenAI's shape; the root error handler still logs and counts it.
-  app.addHook('onSend', (_req, reply, payload, done) =>
-    done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload),
-  );
+  app.addHook('onSend', (_req, reply, payload, done) => done(null, openAiPayload(reply, payload) as typeof payload));
 
   const model = (a: { definition: { name: string }; deployed_at: string }) => ({
     id: a.definition.name,

@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify';
 import type { ErrorEnvelope } from '../envelope.js';
 
 /**
@@ -54,4 +55,21 @@ export function rewriteErrorPayload(status: number, payload: unknown): unknown {
   )
     return payload;
   return JSON.stringify(toOpenAiError(status, body));
+}
+
+/**
+ * The payload of a /v1 response as the OpenAI SDKs read it. A run that waits for a person
+ * (`awaiting_approval`, 202 on Caxton's own routes) is a 409 here, marked not to be retried: an
+ * OpenAI client takes any 2xx for a completed completion and would hand its caller an object with
+ * no choices, and it retries a 409 unless told not to. Every other error is rewritten to OpenAI's
+ * shape (rewriteErrorPayload).
+ */
+export function openAiPayload(reply: FastifyReply, payload: unknown): unknown {
+  if (
+    reply.statusCode === 202 &&
+    typeof payload === 'string' &&
+    payload.startsWith('{"error":{"code":"awaiting_approval"')
+  )
+    reply.code(409).header('x-should-retry', 'false');
+  return rewriteErrorPayload(reply.statusCode, payload);
 }

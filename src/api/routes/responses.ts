@@ -23,7 +23,7 @@ import {
 } from '../response-store.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse.js';
-import { rewriteErrorPayload } from './openai-errors.js';
+import { openAiPayload } from './openai-errors.js';
 import { continues } from './openai-messages.js';
 import {
   itemsToMessages,
@@ -125,9 +125,7 @@ export async function responsesRoutes(
   const store = opts.store ?? new MemoryResponseStore();
   const r = app.withTypeProvider<ZodTypeProvider>();
   // As for chat completions: every error of these routes leaves in OpenAI's shape.
-  app.addHook('onSend', (_req, reply, payload, done) =>
-    done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload),
-  );
+  app.addHook('onSend', (_req, reply, payload, done) => done(null, openAiPayload(reply, payload) as typeof payload));
 
   /** The transcript the request continues (stored if it is), the invoke request, and the execution it resumes. */
   async function prepare(
