@@ -62,6 +62,8 @@ export function retryDelay(cfg: MessagingConfig, d: { attempts: number }, e: unk
   // The run waits for a person (src/execution/runs): asked again now and then, never spending an
   // attempt; once someone decides, the run goes on and the next delivery answers with its result.
   if (code === 'awaiting_approval') return jitter(cfg.retry_max);
+  // The run was cancelled by an operator (src/execution/runs): asking again would find it cancelled.
+  if (code === 'cancelled' && details.reason === 'run_cancelled') return undefined;
   d.attempts++;
   if (!RETRYABLE.has(code) || d.attempts >= cfg.max_attempts) return undefined;
   return jitter(

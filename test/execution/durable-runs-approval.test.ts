@@ -6,21 +6,20 @@
  * named) and by a message (its delivery waits, then is answered). A real `caxton serve`, a real
  * stdio MCP server with a side effect, the strict model stand-in.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import { assertBuilt, cleanup, type ServeProcess } from '../cli/helpers/cli.js';
 import { startLlmStub, type LlmStub } from './helpers/llm-stub.js';
 import {
   api,
-  APPEND_SERVER,
+  appendDir,
+  appendedLines,
   approverAgent,
   approverReply,
   decide,
-  linesOf,
   runView as run,
+  startAppendServer,
   waitForRun as waitFor,
+  writeAppendConfig,
 } from './helpers/runs.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -37,16 +36,11 @@ afterAll(async () => {
 });
 
 function project(opts: { approvalTimeout?: string } = {}): string {
-  const dir = tempDir('caxton-approval-');
-  mkdirSync(join(dir, 'agents'));
-  writeFileSync(join(dir, 'agents', 'writer.toml'), stringify(approverAgent('writer', 'journal.append')));
-  writeFileSync(
-    join(dir, 'caxton.toml'),
-    stringify({
-      data_dir: './data',
-      agents_dir: './agents',
-      logging: { level: 'warn' },
-      auth: { enabled: false },
+  const dir = appendDir({ writer: approverAgent('writer', 'journal.append') });
+  writeAppendConfig(
+    dir,
+    {},
+    {
       messaging: { retry_base: '100ms', retry_max: '300ms' },
       ...(opts.approvalTimeout !== undefined && { approvals: { timeout: opts.approvalTimeout } }),
       llm: {
@@ -55,23 +49,13 @@ function project(opts: { approvalTimeout?: string } = {}): string {
           stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
         },
       },
-      mcp_servers: {
-        journal: { command: process.execPath, args: [APPEND_SERVER], env: { OUT_FILE: join(dir, 'out.txt') } },
-      },
-    }),
+    },
   );
   return dir;
 }
 
-const start = (dir: string): Promise<ServeProcess> =>
-  startServe({
-    cwd: dir,
-    args: ['--config', join(dir, 'caxton.toml')],
-    env: { STUB_KEY: 'k' },
-    readyTimeoutMs: 30_000,
-  });
-
-const lines = (dir: string): string[] => linesOf(join(dir, 'out.txt'));
+const start = (dir: string): Promise<ServeProcess> => startAppendServer(dir, { STUB_KEY: 'k' });
+const lines = appendedLines;
 
 describe('a tool call that needs approval', () => {
   it(
@@ -184,6 +168,50 @@ describe('a tool call that needs approval', () => {
         { timeoutMs: 20_000 },
       );
       expect(lines(dir)).toEqual(['first', 'second', 'first', 'second']);
+      server.child.kill('SIGTERM');
+      await server.exited;
+    },
+  );
+
+  it(
+    'a waiting run cancelled stays cancelled: a decision is refused, its message is answered failed, nothing ran',
+    { timeout: 90_000 },
+    async () => {
+      const dir = project();
+      const server = await start(dir);
+      const sent = await api<{ conversation_id: string }>(server.url, '/api/v1/messages', {
+        method: 'POST',
+        body: JSON.stringify({ performative: 'request', receiver: 'writer', content: 'append two lines' }),
+      });
+      expect(sent.status).toBe(202);
+      let id = '';
+      await waitUntil(
+        async () => {
+          const r = await api<{ runs: { id: string }[] }>(server.url, '/api/v1/runs?status=awaiting_approval');
+          id = r.body.runs[0]?.id ?? '';
+          return id !== '';
+        },
+        { timeoutMs: 20_000 },
+      );
+      const cancelled = await api<{ status: string }>(server.url, `/api/v1/runs/${id}/cancel`, {
+        method: 'POST',
+        body: '{}',
+      });
+      expect(cancelled.body.status).toBe('cancelled');
+      expect((await decide(server.url, id, 'approve')).status).toBe(409);
+      // The delivery, asked again, finds the run cancelled: the sender is told, nothing is retried.
+      await waitUntil(
+        async () => {
+          const c = await api<{ messages: { performative: string }[] }>(
+            server.url,
+            `/api/v1/conversations/${sent.body.conversation_id}`,
+          );
+          return (c.body.messages ?? []).some((m) => m.performative === 'failure');
+        },
+        { timeoutMs: 20_000, what: 'a failure reply' },
+      );
+      expect((await run(server.url, id)).status).toBe('cancelled');
+      expect(lines(dir)).toEqual([]);
       server.child.kill('SIGTERM');
       await server.exited;
     },

@@ -18,6 +18,7 @@ import type { AgentResponse, InvokeRequest } from '../types.js';
 import { awaitingApproval } from './approval.js';
 import {
   approvalsOf,
+  cancelledRunError,
   idempotencyRunKey,
   interruptedResult,
   messageRunKey,
@@ -221,6 +222,8 @@ export class DurableRuns {
     if (created) return this.#go(run.id, def, req, opts, ref, undefined);
     // Done before: its answer, without running anything again.
     if (run.status === 'completed' && run.response !== null) return run.response;
+    // Stopped by an operator: it stays stopped, whoever asks again.
+    if (run.status === 'cancelled') throw cancelledRunError(run.id);
     // Still waiting for a person: the same answer, without replaying anything.
     const waiting =
       run.status === 'awaiting_approval' ? approvalsOf(steps).find((a) => a.decision === null) : undefined;
@@ -482,7 +485,8 @@ export class DurableRuns {
     } else {
       const stored = await this.journal.get(id);
       if (stored === undefined) return undefined;
-      if (stored.run.status === 'running') {
+      // Running elsewhere or waiting for a person: it ends here, and a decision or a resume finds it cancelled.
+      if (stored.run.status === 'running' || stored.run.status === 'awaiting_approval') {
         await this.journal.finish(id, {
           status: 'cancelled',
           error: { code: 'cancelled', message: 'the run was cancelled' },

@@ -6,6 +6,7 @@
  * implement `RunJournal`.
  */
 import type { ToolCall, Usage } from '../../llm/types.js';
+import { CaxtonError } from '../../shared/errors.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 
 /** What started a run. A run of any origin is resumed; only `message` runs wait for their redelivery to resume. */
@@ -258,6 +259,18 @@ export type ReplayedCall =
 /** The key of a tool call in a replay: provider call ids need not be unique across turns. */
 export function callKey(turn: number, id: string): string {
   return `${turn}:${id}`;
+}
+
+/**
+ * What a start of a cancelled run is told (a redelivered message, a repeated key, a decision): an
+ * operator stopped it, so it does not go on. The bus neither retries nor dead-letters it; the
+ * sender is answered that it failed (src/messaging/bus-rules.ts, `reason`).
+ */
+export function cancelledRunError(id: string): CaxtonError {
+  return new CaxtonError('cancelled', `run ${id} was cancelled: it does not go on`, {
+    run_id: id,
+    reason: 'run_cancelled',
+  });
 }
 
 /** What the model is told about a call that started and never finished, and is not run again. */

@@ -38,6 +38,7 @@ import {
 } from '../../storage/pg/index.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 import {
+  cancelledRunError,
   deferrableStep,
   newRunRecord,
   type OpenedRun,
@@ -285,7 +286,7 @@ export class PgRunJournal implements RunJournal {
   async #claim(id: string): Promise<RunRecord | undefined> {
     const r = await this.#query<Row>(
       `UPDATE ${this.#s}.runs SET node = $2, lease_until = ${this.#until}, status = 'running'
-       WHERE id = $1 AND (status IN ('failed', 'cancelled', 'awaiting_approval') OR (status = 'running' AND (node = $2 OR lease_until < now())))
+       WHERE id = $1 AND (status IN ('failed', 'awaiting_approval') OR (status = 'running' AND (node = $2 OR lease_until < now())))
        RETURNING ${COLUMNS}`,
       [id, this.#o.node],
     );
@@ -399,6 +400,7 @@ export class PgRunJournal implements RunJournal {
   async resumed(id: string): Promise<void> {
     if (!this.#seq.has(id) && (await this.#claim(id)) === undefined) {
       const row = (await this.#query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.runs WHERE id = $1`, [id])).rows[0];
+      if (row?.status === 'cancelled') throw cancelledRunError(id);
       throw heldElsewhere(id, row?.node ?? 'unknown', this.#leaseMs);
     }
     await this.#enqueue({
@@ -423,7 +425,7 @@ export class PgRunJournal implements RunJournal {
     const response = outcome.status === 'completed' ? JSON.stringify(scrubSecretsIn(outcome.response)) : null;
     // A run this node holds is ended only while it still does (a node that lost its lease, to a
     // node that took the run over, must not end that node's run); a cancel of a stored run ends it anyway.
-    const guard = held ? ` AND node = ${literal(this.#o.node)}` : " AND status = 'running'";
+    const guard = held ? ` AND node = ${literal(this.#o.node)}` : " AND status IN ('running', 'awaiting_approval')";
     return this.#enqueue({
       sql: `UPDATE ${this.#s}.runs SET status = ${literal(outcome.status)}, error = ${literal(error)}, response = ${literal(response)}, updated_at = ${Date.now()} WHERE id = ${literal(id)}${guard}`,
       run: id,

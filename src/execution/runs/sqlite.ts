@@ -9,6 +9,7 @@ import { scrubSecretsIn } from '../../shared/secrets.js';
 import { GroupCommit, Pruner, type Db, type Migration, type RetentionRule } from '../../storage/index.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 import {
+  cancelledRunError,
   deferrableStep,
   newRunRecord,
   type OpenedRun,
@@ -146,7 +147,9 @@ export class SqliteRunJournal implements RunJournal {
          VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)`,
       ),
       step: db.prepare('INSERT INTO run_steps (run_id, seq, ts, steps) VALUES (?, ?, ?, ?)'),
-      resumed: db.prepare("UPDATE runs SET status = 'running', resumes = resumes + 1, updated_at = ? WHERE id = ?"),
+      resumed: db.prepare(
+        "UPDATE runs SET status = 'running', resumes = resumes + 1, updated_at = ? WHERE id = ? AND status != 'cancelled'",
+      ),
       paused: db.prepare("UPDATE runs SET status = 'awaiting_approval', updated_at = ? WHERE id = ?"),
       finish: db.prepare('UPDATE runs SET status = ?, error = ?, response = ?, updated_at = ? WHERE id = ?'),
       unfinished: db.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY created_at LIMIT ?"),
@@ -238,10 +241,14 @@ export class SqliteRunJournal implements RunJournal {
     return this.#commits.run(() => void step.run(id, seq, now, text));
   }
 
-  resumed(id: string): Promise<void> {
+  async resumed(id: string): Promise<void> {
     this.#writeHeld(id);
     const { resumed } = this.#stmts;
-    return this.#commits.run(() => void resumed.run(Date.now(), id));
+    // A run cancelled meanwhile (a cancel racing a decision or a redelivery) stays cancelled.
+    if ((await this.#commits.run(() => resumed.run(Date.now(), id).changes)) === 0) {
+      const row = this.#stmts.byId.get(id) as Row | undefined;
+      if (row?.status === 'cancelled') throw cancelledRunError(id);
+    }
   }
 
   paused(id: string): Promise<void> {
