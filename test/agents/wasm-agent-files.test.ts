@@ -4,17 +4,16 @@
  * the tool sandbox's names and defaults. The module is a C fixture built with clang for wasm32, so
  * the tests that resolve it skip (with the helper's one line) where that toolchain is missing.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentChecks, parseAgent } from '../../src/agents/index.js';
 import { wasmModuleResolver } from '../../src/execution/index.js';
 import { DEFAULT_TOOL_LIMITS } from '../../src/tools/wasm/index.js';
 import { hasSystem } from '../helpers/system.js';
+import { buildCFixture } from '../helpers/wasm-c.js';
 
-const repoRoot = resolve(import.meta.dirname, '../..');
 let dir: string;
 let checks: AgentChecks;
 const haveC = hasSystem('wasm-c');
@@ -24,21 +23,7 @@ beforeAll(() => {
   mkdirSync(join(dir, 'agents', 'bin'), { recursive: true });
   checks = new AgentChecks({ resolveModule: wasmModuleResolver({ agentsDir: join(dir, 'agents') }) });
   if (!haveC) return;
-  execFileSync(
-    'clang',
-    [
-      '--target=wasm32-wasi',
-      '--sysroot=/usr',
-      '-O2',
-      `-I${join(repoRoot, 'sdk/c')}`,
-      '-nostartfiles',
-      '-Wl,--no-entry',
-      '-o',
-      join(dir, 'agents', 'bin', 'pricer.wasm'),
-      join(repoRoot, 'test/fixtures/wasm-c/pricer.c'),
-    ],
-    { stdio: 'pipe', timeout: 120_000 },
-  );
+  buildCFixture('pricer', join(dir, 'agents', 'bin', 'pricer.wasm'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

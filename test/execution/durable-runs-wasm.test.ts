@@ -10,7 +10,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deniedResult } from '../../src/execution/runs/index.js';
 import { assertBuilt, cleanup, type ServeProcess } from '../cli/helpers/cli.js';
@@ -26,8 +26,8 @@ import {
   writeAppendConfig,
   type AppendFaults,
 } from './helpers/runs.js';
+import { buildCFixture } from '../helpers/wasm-c.js';
 
-const repoRoot = resolve(import.meta.dirname, '../..');
 const haveC = hasSystem('wasm-c');
 const STEPS = 5;
 const REQUEST = 'append the five steps';
@@ -61,21 +61,7 @@ beforeAll(() => {
   if (!haveC) return;
   assertBuilt();
   moduleFile = join(appendDir({}), 'appender.wasm');
-  execFileSync(
-    'clang',
-    [
-      '--target=wasm32-wasi',
-      '--sysroot=/usr',
-      '-O2',
-      `-I${join(repoRoot, 'sdk/c')}`,
-      '-nostartfiles',
-      '-Wl,--no-entry',
-      '-o',
-      moduleFile,
-      join(repoRoot, 'test/fixtures/wasm-c/appender.c'),
-    ],
-    { stdio: 'pipe', timeout: 120_000 },
-  );
+  buildCFixture('appender', moduleFile);
 }, 180_000);
 
 afterAll(async () => {

@@ -6,34 +6,19 @@
  * field named when the module is missing, outside agents_dir, not WebAssembly or lacks its entry.
  * Without that toolchain the file skips, with the helper's one line naming it.
  */
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AclMessage, ConversationId } from '../../src/messaging/index.js';
 import { hasSystem } from '../helpers/system.js';
 import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, tempDir, type Caxton } from './helpers/caxton.js';
 import { startLlmStub, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
+import { buildCFixture } from '../helpers/wasm-c.js';
 
-const repoRoot = resolve(import.meta.dirname, '../..');
 const haveC = hasSystem('wasm-c');
 
 function build(out: string, opt = '-O2'): void {
-  execFileSync(
-    'clang',
-    [
-      '--target=wasm32-wasi',
-      '--sysroot=/usr',
-      opt,
-      `-I${join(repoRoot, 'sdk/c')}`,
-      '-nostartfiles',
-      '-Wl,--no-entry',
-      '-o',
-      out,
-      join(repoRoot, 'test/fixtures/wasm-c/pricer.c'),
-    ],
-    { stdio: 'pipe', timeout: 120_000 },
-  );
+  buildCFixture('pricer', out, opt);
 }
 
 /** The LLM bidders: their price in a contract net, their limit in an auction. */

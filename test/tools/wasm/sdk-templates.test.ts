@@ -21,6 +21,7 @@ import {
   type ServeProcess,
 } from '../../cli/helpers/cli.js';
 import { hasSystem } from '../../helpers/system.js';
+import { buildCFixture } from '../../helpers/wasm-c.js';
 
 const haveC = hasSystem('wasm-c');
 const haveRust = hasSystem('wasm-rust');
@@ -120,21 +121,7 @@ describe.skipIf(!haveC)('a C module under the sandbox limits', () => {
 
   beforeAll(() => {
     dir = tempDir('caxton-sdk-hostile-');
-    execFileSync(
-      'clang',
-      [
-        '--target=wasm32-wasi',
-        '--sysroot=/usr',
-        '-O2',
-        `-I${join(repoRoot, 'sdk/c')}`,
-        '-nostartfiles',
-        '-Wl,--no-entry',
-        '-o',
-        join(dir, 'hostile.wasm'),
-        join(repoRoot, 'test/fixtures/wasm-c/hostile.c'),
-      ],
-      { stdio: 'pipe', timeout: 120_000 },
-    );
+    buildCFixture('hostile', join(dir, 'hostile.wasm'));
   });
   afterAll(cleanup);
 
