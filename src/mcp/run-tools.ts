@@ -7,13 +7,12 @@
  */
 import type { CallToolResult, Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
 import {
-  approvalsOf,
+  approvalViews,
   decideAs,
   listRunsAs,
   readRunAs,
+  runSummaryView,
   type DurableRuns,
-  type RunRecord,
-  type RunWithSteps,
 } from '../execution/index.js';
 import { isCaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
@@ -83,31 +82,6 @@ function failure(message: string): CallToolResult {
   return { content: [{ type: 'text', text: scrubSecrets(message) }], isError: true };
 }
 
-function summary(r: RunRecord): Record<string, unknown> {
-  return {
-    id: r.id,
-    agent: r.agent,
-    origin: r.origin,
-    status: r.status,
-    principal: r.principal,
-    created_at: new Date(r.created_at).toISOString(),
-    updated_at: new Date(r.updated_at).toISOString(),
-  };
-}
-
-function approvals(steps: RunWithSteps['steps']): Record<string, unknown>[] {
-  return approvalsOf(steps).map((a) => ({
-    tool: a.tool,
-    call_id: a.call_id,
-    arguments: a.arguments,
-    requested_at: new Date(a.requested_at).toISOString(),
-    decision: a.decision,
-    decided_by: a.decided_by,
-    decided_at: a.decided_at === null ? null : new Date(a.decided_at).toISOString(),
-    reason: a.reason,
-  }));
-}
-
 /** An optional string argument within `max` characters; a message naming the field otherwise. */
 function optionalString(args: Record<string, unknown>, field: string, max: number): string | undefined | Error {
   const v = args[field];
@@ -146,7 +120,10 @@ export class McpRunTools {
         const out = [];
         for (const r of page.runs) {
           const got = await runs.journal.get(r.id);
-          out.push({ ...summary(r), waiting: approvals(got?.steps ?? []).filter((a) => a.decision === null) });
+          out.push({
+            ...runSummaryView(r, runs.isRunningHere(r.id)),
+            waiting: approvalViews(got?.steps ?? []).filter((a) => a.decision === null),
+          });
         }
         return result({ runs: out });
       }
@@ -156,10 +133,10 @@ export class McpRunTools {
       if (name === 'read_run') {
         const { run, steps } = await readRunAs(runs, p, runId);
         return result({
-          ...summary(run),
+          ...runSummaryView(run, runs.isRunningHere(run.id)),
           request: run.request.request,
           steps: steps.length,
-          approvals: approvals(steps),
+          approvals: approvalViews(steps),
           response: run.response && { content: run.response.content, finish_reason: run.response.finish_reason },
           error: run.error,
         });
@@ -174,7 +151,7 @@ export class McpRunTools {
         callId,
         reason,
       });
-      return result(summary(run));
+      return result({ ...runSummaryView(run, runs.isRunningHere(run.id)) });
     } catch (e) {
       if (!isCaxtonError(e)) throw e;
       if (e.code === 'forbidden') caller.refused?.();

@@ -8,7 +8,8 @@ import {
   type DurableRuns,
   type Executor,
   type InvokeRequest,
-  approvalsOf,
+  approvalViews,
+  runSummaryView,
   decideAs,
   listRunsAs,
   readRunAs,
@@ -72,25 +73,8 @@ const runViewSchema = runSchema.extend({
   response: agentResponseSchema.nullable(),
 });
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
 function summaryOf(r: RunRecord, runs: DurableRuns): z.output<typeof runSchema> {
-  return {
-    id: r.id,
-    agent: r.agent,
-    origin: r.origin,
-    status: r.status,
-    principal: r.principal,
-    conversation_id: r.request.conversation_id ?? null,
-    message_id: r.request.message_id ?? null,
-    created_at: iso(r.created_at),
-    updated_at: iso(r.updated_at),
-    resumes: r.resumes,
-    running_here: runs.isRunningHere(r.id),
-    error: r.error,
-  };
+  return runSummaryView(r, runs.isRunningHere(r.id));
 }
 
 const listQuery = z.object({
@@ -226,11 +210,7 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
         ...summaryOf(run, runs()),
         request: run.request.request,
         steps: steps as unknown as z.output<typeof stepSchema>[],
-        approvals: approvalsOf(steps).map((a) => ({
-          ...a,
-          requested_at: iso(a.requested_at),
-          decided_at: a.decided_at === null ? null : iso(a.decided_at),
-        })),
+        approvals: approvalViews(steps),
         response: run.response,
       };
     },

@@ -34,3 +34,4 @@ export {
 export { SqliteRunJournal, RUNS_MIGRATIONS, type SqliteRunJournalOptions } from './sqlite.js';
 export { PgRunJournal, RUN_LEASE_MS, type PgRunJournalOptions } from './pg.js';
 export { assertRunPermission, decideAs, listRunsAs, readRunAs, runVisibleTo } from './access.js';
+export { approvalViews, runSummaryView, type RunSummaryView } from './view.js';
