@@ -5,7 +5,7 @@
  * resolution wants the imports' .js names.
  */
 import { when } from '../format.js';
-import type { RunStatus } from '../vocabulary.js';
+import type { RUN_ORIGINS, RunStatus } from '../vocabulary.js';
 
 interface Usage {
   input_tokens: number;
@@ -83,10 +83,12 @@ export interface Approval {
 }
 
 /** GET /api/v1/runs/ID. */
-export interface DurableRun {
+/** A run as GET /api/v1/runs lists it. */
+export interface RunSummary {
   id: string;
   agent: string;
-  origin: string;
+  version: string | null;
+  origin: (typeof RUN_ORIGINS)[number];
   status: RunStatus;
   principal: string | null;
   conversation_id: string | null;
@@ -96,6 +98,10 @@ export interface DurableRun {
   resumes: number;
   running_here: boolean;
   error: { code: string; message: string } | null;
+}
+
+/** A run as GET /api/v1/runs/{id} shows it: with its request, steps, approvals and answer. */
+export interface DurableRun extends RunSummary {
   request: string;
   steps: Step[];
   approvals: Approval[];

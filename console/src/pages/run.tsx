@@ -123,6 +123,7 @@ function RunView({ id }: { id: string }) {
                 ) : (
                   r.version && <span class="muted"> (version {r.version})</span>
                 ))}
+              {!r && d?.version && <span class="muted"> (version {d.version})</span>}
             </dd>
             <dt>{d ? 'State' : 'Outcome'}</dt>
             <dd data-testid="run-status">

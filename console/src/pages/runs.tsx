@@ -12,21 +12,7 @@ import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { RUN_ORIGINS, RUN_STATUSES, type RunStatus } from '../vocabulary';
 import RunPage from './run';
-
-export interface RunSummary {
-  id: string;
-  agent: string;
-  origin: (typeof RUN_ORIGINS)[number];
-  status: RunStatus;
-  principal: string | null;
-  conversation_id: string | null;
-  message_id: string | null;
-  created_at: string;
-  updated_at: string;
-  resumes: number;
-  running_here: boolean;
-  error: { code: string; message: string } | null;
-}
+import type { RunSummary } from './run-entries';
 
 const PAGE_SIZE = 50;
 /** The most waiting runs counted; more show as "500+". */
@@ -155,6 +141,7 @@ function RunList({ query }: { query: URLSearchParams }) {
                   <tr>
                     <th scope="col">Run</th>
                     <th scope="col">Agent</th>
+                    <th scope="col">Version</th>
                     <th scope="col">State</th>
                     <th scope="col">Started by</th>
                     <th scope="col">Principal</th>
@@ -172,6 +159,7 @@ function RunList({ query }: { query: URLSearchParams }) {
                         </Link>
                       </td>
                       <td data-label="Agent">{r.agent}</td>
+                      <td data-label="Version">{r.version ?? '—'}</td>
                       <td data-label="State">
                         <RunStatusBadge status={r.status} />
                         {r.error && <span class="error-text small"> {r.error.message}</span>}

@@ -25,6 +25,7 @@ import { followRun } from './run-events.js';
 const runSchema = z.object({
   id: z.string(),
   agent: z.string(),
+  version: z.string().nullable().describe('the version of the agent the run started on'),
   origin: z.enum(RUN_ORIGINS),
   status: z.enum(RUN_STATUSES),
   principal: z.string().nullable(),

@@ -206,6 +206,7 @@ export class DurableRuns {
       id: opts.runId ?? `exec_${timeOrderedUuid()}`,
       key,
       agent: ref,
+      version: def.version,
       origin,
       principal: req.principal ?? null,
       request: req,

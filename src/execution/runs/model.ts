@@ -85,6 +85,8 @@ export interface RunRecord {
   key: string | null;
   /** The agent as the caller named it (NAME or NAME@VERSION). */
   agent: string;
+  /** The version of the agent's definition the run started on (null: recorded before versions were). */
+  version: string | null;
   origin: RunOrigin;
   status: RunStatus;
   principal: string | null;
@@ -105,6 +107,7 @@ export function newRunRecord(start: RunStart, request: InvokeRequest, now: numbe
     id: start.id,
     key: start.key,
     agent: start.agent,
+    version: start.version ?? null,
     origin: start.origin,
     status: 'running',
     principal: start.principal,
@@ -129,6 +132,8 @@ export interface RunStart {
   id: string;
   key: string | null;
   agent: string;
+  /** The version of the definition it starts on. */
+  version?: string | null;
   origin: RunOrigin;
   principal: string | null;
   request: InvokeRequest;

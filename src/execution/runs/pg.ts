@@ -81,6 +81,7 @@ const MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  { id: 'cluster-runs-002-version', sql: (s) => `ALTER TABLE ${s}.runs ADD COLUMN IF NOT EXISTS version text;` },
 ];
 
 /** How long a node holds a run without renewing it (default; `[cluster] run_lease`), and how often it renews (a third of it). */
@@ -93,6 +94,7 @@ interface Row {
   id: string;
   key: string | null;
   agent: string;
+  version: string | null;
   origin: string;
   status: string;
   principal: string | null;
@@ -106,13 +108,14 @@ interface Row {
 }
 
 const COLUMNS =
-  'id, key, agent, origin, status, principal, request, created_at, updated_at, resumes, error, response, node';
+  'id, key, agent, version, origin, status, principal, request, created_at, updated_at, resumes, error, response, node';
 
 function recordOf(r: Row): RunRecord {
   return {
     id: r.id,
     key: r.key,
     agent: r.agent,
+    version: r.version ?? null,
     origin: r.origin as RunRecord['origin'],
     status: r.status as RunRecord['status'],
     principal: r.principal,
@@ -229,6 +232,7 @@ export class PgRunJournal implements RunJournal {
       start.id,
       start.key,
       start.agent,
+      start.version ?? null,
       start.origin,
       'running',
       start.principal,
@@ -698,7 +702,7 @@ function statementsOf(s: string, writes: readonly Write[]): { text: string; open
   const text = [
     ...(opens.length > 0
       ? [
-          `INSERT INTO ${s}.runs (id, key, agent, origin, status, principal, request, created_at, updated_at, node, lease_until)
+          `INSERT INTO ${s}.runs (id, key, agent, version, origin, status, principal, request, created_at, updated_at, node, lease_until)
            VALUES ${opens.join(', ')} ON CONFLICT (key) DO NOTHING RETURNING id`,
         ]
       : []),

@@ -50,12 +50,14 @@ export const RUNS_MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  { id: 'runs-002-version', sql: 'ALTER TABLE runs ADD COLUMN version TEXT;' },
 ];
 
 interface Row {
   id: string;
   key: string | null;
   agent: string;
+  version: string | null;
   origin: string;
   status: string;
   principal: string | null;
@@ -72,6 +74,7 @@ function recordOf(r: Row): RunRecord {
     id: r.id,
     key: r.key,
     agent: r.agent,
+    version: r.version ?? null,
     origin: r.origin as RunRecord['origin'],
     status: r.status as RunRecord['status'],
     principal: r.principal,
@@ -143,8 +146,8 @@ export class SqliteRunJournal implements RunJournal {
       steps: db.prepare('SELECT steps FROM run_steps WHERE run_id = ? ORDER BY seq'),
       lastSeq: db.prepare('SELECT max(seq) FROM run_steps WHERE run_id = ?'),
       insert: db.prepare(
-        `INSERT INTO runs (id, key, agent, origin, status, principal, request, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)`,
+        `INSERT INTO runs (id, key, agent, version, origin, status, principal, request, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)`,
       ),
       step: db.prepare('INSERT INTO run_steps (run_id, seq, ts, steps) VALUES (?, ?, ?, ?)'),
       resumed: db.prepare(
@@ -174,7 +177,17 @@ export class SqliteRunJournal implements RunJournal {
     const now = Date.now();
     const request = scrubSecretsIn(start.request);
     this.#seq.set(start.id, 0);
-    const args = [start.id, start.key, start.agent, start.origin, start.principal, JSON.stringify(request), now, now];
+    const args = [
+      start.id,
+      start.key,
+      start.agent,
+      start.version ?? null,
+      start.origin,
+      start.principal,
+      JSON.stringify(request),
+      now,
+      now,
+    ];
     // A lazy run is written with its first step, and not at all when it has none: a run that
     // only asks the model has nothing a resume would reuse, and costs no row.
     if (start.lazy === true) this.#unwritten.set(start.id, { row: args, held: [] });

@@ -9,6 +9,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 export interface RunSummaryView {
   id: string;
   agent: string;
+  version: string | null;
   origin: RunRecord['origin'];
   status: RunRecord['status'];
   principal: string | null;
@@ -26,6 +27,7 @@ export function runSummaryView(r: RunRecord, runningHere: boolean): RunSummaryVi
   return {
     id: r.id,
     agent: r.agent,
+    version: r.version,
     origin: r.origin,
     status: r.status,
     principal: r.principal,
