@@ -109,6 +109,15 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * What holds `processes` here: a pids cgroup, RLIMIT_NPROC (a server not running as root), or
+ * nothing (root with no writable pids cgroup: the kernel exempts root from RLIMIT_NPROC).
+ */
+export function processLimitBy(): 'pids cgroup' | 'RLIMIT_NPROC' | undefined {
+  if (pidsBase()) return 'pids cgroup';
+  return process.getuid?.() === 0 ? undefined : 'RLIMIT_NPROC';
+}
+
 /** A new pids cgroup limited to `max` processes, or undefined where this machine gives none. */
 export function pidsGroup(max: number): PidsGroup | undefined {
   const at = pidsBase();
@@ -170,7 +179,12 @@ export function limitReached(
       message: `The command reached the process limit: at most ${l.processes} processes at once ([workspace.bash] processes in caxton.toml); a new process was refused.`,
       outcome: 'error',
     };
-  if (failed && /MemoryError|Cannot allocate memory|out of memory|bad_alloc|memory exhausted/i.test(out))
+  if (
+    failed &&
+    /MemoryError|Cannot allocate memory|out of memory|bad_alloc|memory exhausted|Failed to reserve virtual memory|\bOOM\b/i.test(
+      out,
+    )
+  )
     return {
       message: `The command reached the memory limit: at most ${formatSize(l.memory)} per process ([workspace.bash] memory in caxton.toml); an allocation was refused.`,
       outcome: 'out_of_memory',
