@@ -3,9 +3,9 @@
  * process inside a bubblewrap sandbox (ADR 0049): new namespaces (no network unless granted),
  * a read-only view of the system, the workspace bound at its own path (writable only with the
  * write grant), nothing else of the host's files, a minimal environment, a time limit, an
- * output limit, and limits on memory, processes and file size (ADR 0113). Before anything runs, every command of the line is checked against the
- * operator's allowlist; shell syntax that could hide a command (substitution, variables,
- * subshells, functions) is refused rather than guessed at.
+ * output limit, and limits on memory, processes and file size (ADR 0113). Before anything runs,
+ * every command of the line is checked against the operator's allowlist; shell syntax that could
+ * hide a command (substitution, variables, subshells, functions) is refused rather than guessed at.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readlinkSync } from 'node:fs';
@@ -344,8 +344,8 @@ function run(
 ): Promise<AuditedResult> {
   return new Promise((resolve, reject) => {
     // In a pids cgroup where there is one: the shell enters it and becomes bwrap, so every process
-    // of the command is counted from the first.
-    const group = pidsGroup(limits.processes);
+    // of the command is counted from the first. bwrap's own two processes are not the command's.
+    const group = pidsGroup(limits.processes + 2);
     const child = group
       ? spawn('/bin/sh', ['-c', 'echo $$ > "$0" && exec "$@"', group.procs, bwrap, ...args], {
           env: {},

@@ -20,7 +20,8 @@ export const PRLIMIT_PATHS = ['/usr/bin/prlimit', '/bin/prlimit'];
 
 /** The prlimit command the sandbox runs the shell under. */
 export function prlimitArgs(prlimit: string, l: BashLimits): string[] {
-  return [prlimit, `--as=${l.memory}`, `--nproc=${l.processes}`, `--fsize=${l.file_size}`, '--'];
+  // The sandbox's user namespace also holds bwrap's init process, which is not the command's.
+  return [prlimit, `--as=${l.memory}`, `--nproc=${l.processes + 1}`, `--fsize=${l.file_size}`, '--'];
 }
 
 /** A pids cgroup made for one command: where to enter it, and whether a fork was refused in it. */
