@@ -256,6 +256,17 @@ export const workspaceBashSchema = z.strictObject({
   max_output: size(64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
   /** Whether commands may reach the network (a new, empty network namespace otherwise). */
   network: z.boolean({ error: 'expected true or false' }).default(false),
+  /** Address space of each process of a command (RLIMIT_AS): an allocation past it fails. */
+  memory: size(512 * 1024 ** 2, { min: 16 * 1024 ** 2, max: 64 * 1024 ** 3 }),
+  /** Processes and threads a command may have at once (a pids cgroup where writable, RLIMIT_NPROC otherwise). */
+  processes: z
+    .number({ error: 'expected a whole number of processes' })
+    .int({ error: 'expected a whole number of processes' })
+    .min(4, { error: 'at least 4 (the shell and a pipeline need a few)' })
+    .max(4096, { error: 'at most 4096' })
+    .default(64),
+  /** Largest file a command may write (RLIMIT_FSIZE): a write past it fails and the file stops there. */
+  file_size: size(64 * 1024 ** 2, { min: 1024 }),
 });
 
 export const workspaceConfigSchema = z

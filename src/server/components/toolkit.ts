@@ -6,7 +6,7 @@ import type { HostToolGroup } from '../../tools/index.js';
 import { todoTools } from '../../tools/todo/index.js';
 import type { ToolAuditSink } from '../../tools/wasm/index.js';
 import { webTools } from '../../tools/web/index.js';
-import { probeSandbox, workspaceTools } from '../../tools/workspace/index.js';
+import { probeSandbox, processLimitBy, workspaceTools } from '../../tools/workspace/index.js';
 import type { Component } from './component.js';
 
 /** The catalogue's sources for these tools (`caxton tool list`, GET /api/v1/tools). */
@@ -58,6 +58,11 @@ export function startToolkit(opts: { config: ServerConfig; audit: ToolAuditSink;
         logger.warn(
           { field: 'workspace.bash.commands' },
           'workspace.bash is enabled with no programs in [workspace.bash] commands: every command will be refused',
+        );
+      if (sandbox.ok && !processLimitBy())
+        logger.warn(
+          { field: 'workspace.bash.processes' },
+          'workspace.bash has no process limit here: the server runs as root, which RLIMIT_NPROC does not bind, and may create no pids cgroup; run the server as its own user or give it a writable pids cgroup for [workspace.bash] processes to hold',
         );
     }
   }

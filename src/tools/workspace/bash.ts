@@ -2,10 +2,10 @@
  * workspace.bash: Claude Code's Bash, run only when the operator grants it, as a real child
  * process inside a bubblewrap sandbox (ADR 0049): new namespaces (no network unless granted),
  * a read-only view of the system, the workspace bound at its own path (writable only with the
- * write grant), nothing else of the host's files, a minimal environment, a time limit and an
- * output limit. Before anything runs, every command of the line is checked against the
- * operator's allowlist; shell syntax that could hide a command (substitution, variables,
- * subshells, functions) is refused rather than guessed at.
+ * write grant), nothing else of the host's files, a minimal environment, a time limit, an
+ * output limit, and limits on memory, processes and file size (ADR 0113). Before anything runs,
+ * every command of the line is checked against the operator's allowlist; shell syntax that could
+ * hide a command (substitution, variables, subshells, functions) is refused rather than guessed at.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readlinkSync } from 'node:fs';
@@ -13,6 +13,7 @@ import type { AuditedResult, AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
 import { guarded, int, str } from './files.js';
 import { WorkspaceError, type Workspace } from './grant.js';
+import { type BashLimits, limitReached, pidsGroup, PRLIMIT_PATHS, prlimitArgs } from './limits.js';
 
 export const BASH_NOT_GRANTED =
   'workspace.bash is not granted: set [workspace.bash] enabled = true and list the programs it may run in [workspace.bash] commands = ["ls", "cat", ...] in caxton.toml';
@@ -142,6 +143,8 @@ export function checkAllowlist(line: string, allowed: readonly string[]): string
 export interface SandboxProbe {
   ok: boolean;
   bwrap?: string;
+  /** The prlimit that sets the command's resource limits inside the sandbox. */
+  prlimit?: string;
   problem?: string;
   /** Time one start of an empty sandbox took (ms). */
   start_ms?: number;
@@ -170,6 +173,14 @@ function probeAt(paths: readonly string[]): SandboxProbe {
       problem: `bubblewrap (bwrap) is not installed (looked for ${paths.join(', ')}): install it (Debian/Ubuntu: apt-get install bubblewrap)`,
     };
   }
+  const prlimit = PRLIMIT_PATHS.find((p) => existsSync(p));
+  if (!prlimit) {
+    return {
+      ok: false,
+      bwrap,
+      problem: `prlimit is not installed (looked for ${PRLIMIT_PATHS.join(', ')}); it sets the memory, process and file-size limits: install util-linux`,
+    };
+  }
   const attempt = (disableUserns: boolean) => {
     const t0 = performance.now();
     const args = [
@@ -194,7 +205,7 @@ function probeAt(paths: readonly string[]): SandboxProbe {
     disableUserns = false;
   }
   return r.status === 0
-    ? { ok: true, bwrap, start_ms: Math.round(ms * 10) / 10, disable_userns: disableUserns }
+    ? { ok: true, bwrap, prlimit, start_ms: Math.round(ms * 10) / 10, disable_userns: disableUserns }
     : {
         ok: false,
         bwrap,
@@ -309,12 +320,14 @@ export function bashTool(ws: Workspace): AuditedTool {
               disableUserns: sandbox.disable_userns === true,
             }),
             '--',
+            ...prlimitArgs(sandbox.prlimit!, cfg),
             '/bin/sh',
             '-c',
             command,
           ],
           timeoutMs,
           cfg.max_output,
+          cfg,
           ctx.signal,
         );
       }),
@@ -326,10 +339,20 @@ function run(
   args: string[],
   timeoutMs: number,
   maxOutput: number,
+  limits: BashLimits,
   signal: AbortSignal,
 ): Promise<AuditedResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bwrap, args, { env: {}, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // In a pids cgroup where there is one: the shell enters it and becomes bwrap, so every process
+    // of the command is counted from the first. bwrap's own two processes are not the command's.
+    const group = pidsGroup(limits.processes + 2);
+    const child = group
+      ? spawn('/bin/sh', ['-c', 'echo $$ > "$0" && exec "$@"', group.procs, bwrap, ...args], {
+          env: {},
+          stdio: ['ignore', 'pipe', 'pipe'],
+          detached: true,
+        })
+      : spawn(bwrap, args, { env: {}, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const chunks: Buffer[] = [];
     let bytes = 0;
     let stopped: 'timeout' | 'output' | 'cancelled' | undefined;
@@ -358,20 +381,23 @@ function run(
     const onAbort = () => kill('cancelled');
     signal.addEventListener('abort', onAbort, { once: true });
     child.once('error', (e) => {
+      void group?.remove();
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
       resolve(toolError(`workspace.bash could not start the sandbox: ${e.message}`, 'io_error'));
     });
-    child.once('close', (code, sig) => {
+    child.once('close', async (code, sig) => {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
+      const forkRefused = group?.refused() ?? false;
+      await group?.remove();
       const out = Buffer.concat(chunks).toString('utf8');
       if (stopped === 'cancelled')
         return reject(new WorkspaceError('cancelled: the execution was cancelled or timed out', 'timeout'));
       if (stopped === 'timeout')
         return resolve(
           toolError(
-            `${out}${out.endsWith('\n') || out === '' ? '' : '\n'}Command timed out after ${timeoutMs} ms and was stopped`,
+            `${out}${out.endsWith('\n') || out === '' ? '' : '\n'}Command timed out after ${timeoutMs} ms and was stopped${forkRefused ? `\n${limitReached(null, null, '', true, limits)!.message}` : ''}`,
             'timeout',
           ),
         );
@@ -380,6 +406,8 @@ function run(
           toolError(`${out}\n… Output exceeded ${maxOutput} bytes; the command was stopped`, 'output_too_large'),
         );
       const body = out === '' ? '(no output)' : out.replace(/\n$/, '');
+      const limit = limitReached(code, sig, out, forkRefused, limits);
+      if (limit) return resolve(toolError(`${body}\nExit code ${code ?? sig}\n${limit.message}`, limit.outcome));
       if (code === 0) return resolve({ content: body });
       resolve(toolError(`${body}\nExit code ${code ?? sig}`, 'error'));
     });

@@ -24,6 +24,7 @@ export {
   SANDBOX_ENV,
   type SandboxProbe,
 } from './bash.js';
+export { processLimitBy } from './limits.js';
 export { Glob, GlobError, matchSegment } from './glob.js';
 export { DEFAULT_READ_LINES, MAX_LINE_CHARS } from './files.js';
 

@@ -4,12 +4,14 @@
  * limit, an environment without the server's secrets, no writes outside the workspace (nor
  * inside without the write grant), /root and the server's other files not visible, no network.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAllowlist, parseCommandLine, probeSandbox } from '../../../src/tools/workspace/index.js';
+import { serverConfigSchema } from '../../../src/config/index.js';
+import { limitReached, processLimitBy } from '../../../src/tools/workspace/limits.js';
 import { hasSystem } from '../../helpers/system.js';
 import { ctx, tempDir, tools } from './helpers.js';
 
@@ -52,6 +54,48 @@ describe('the command line check', () => {
       expect(checkAllowlist(c, allowed), c).toMatch(/refused/);
     }
     expect(checkAllowlist("echo '$(not run)'", allowed)).toBeUndefined();
+  });
+});
+
+describe('the resource limits', () => {
+  const parse = (bash: Record<string, unknown>) => serverConfigSchema.safeParse({ workspace: { bash } });
+  it('default to 512 MiB per process, 64 processes and 64 MiB files', () => {
+    const r = parse({});
+    expect(r.success && r.data.workspace.bash).toMatchObject({
+      memory: 512 * 1024 ** 2,
+      processes: 64,
+      file_size: 64 * 1024 ** 2,
+    });
+    expect(parse({ memory: '2GiB', processes: 8, file_size: '1MiB' }).data?.workspace.bash).toMatchObject({
+      memory: 2 * 1024 ** 3,
+      processes: 8,
+      file_size: 1024 ** 2,
+    });
+  });
+
+  it('refuses bad values naming the field and what is expected', () => {
+    const issue = (bash: Record<string, unknown>) => {
+      const r = parse(bash);
+      expect(r.success).toBe(false);
+      return r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    };
+    expect(issue({ memory: 'lots' })).toMatch(/workspace\.bash\.memory: expected a size/);
+    expect(issue({ memory: '1MiB' })).toMatch(/workspace\.bash\.memory: size "1MiB" is out of range/);
+    expect(issue({ processes: 1 })).toMatch(/workspace\.bash\.processes: at least 4/);
+    expect(issue({ processes: 'many' })).toMatch(/workspace\.bash\.processes: expected a whole number/);
+    expect(issue({ file_size: '10GiB' })).toMatch(/workspace\.bash\.file_size: size "10GiB" is out of range/);
+  });
+
+  it('name the limit a command ran into from its exit and output', () => {
+    const l = { memory: 1024 ** 2 * 256, processes: 16, file_size: 1024 ** 2 };
+    expect(limitReached(153, null, '', false, l)?.message).toContain('[workspace.bash] file_size');
+    expect(limitReached(null, 'SIGXFSZ', '', false, l)?.message).toContain('file-size limit');
+    expect(limitReached(0, null, 'ok', true, l)?.message).toContain('[workspace.bash] processes');
+    expect(limitReached(2, null, 'sh: 0: Cannot fork', false, l)?.message).toContain('at most 16 processes');
+    expect(limitReached(1, null, 'MemoryError', false, l)).toMatchObject({ outcome: 'out_of_memory' });
+    // An exit without a sign of a limit is an ordinary failure, and a success mentioning memory is a success.
+    expect(limitReached(1, null, 'No such file', false, l)).toBeUndefined();
+    expect(limitReached(0, null, 'MemoryError is a Python exception', false, l)).toBeUndefined();
   });
 });
 
@@ -185,6 +229,56 @@ describe.skipIf(!hasSystem('bwrap'))('workspace.bash in the sandbox', () => {
     const rw = await bash({}, true).invoke({ command: 'echo x > made-rw.txt' }, ctx());
     expect(rw.is_error).toBeUndefined();
     expect(readFileSync(join(root, 'made-rw.txt'), 'utf8')).toBe('x\n');
+  });
+
+  it('stops a memory bomb at [workspace.bash] memory, naming the limit and the setting', async () => {
+    const r = await bash({ memory: '256MiB' }).invoke(
+      { command: `python3 -c "x=' '*3_000_000_000"`, timeout: 20_000 },
+      ctx(),
+    );
+    expect(r.is_error).toBe(true);
+    expect(r.content).toContain('MemoryError');
+    expect(r.content).toMatch(
+      /memory limit: at most 256 MiB per process \(\[workspace\.bash\] memory in caxton\.toml\)[^\n]*$/,
+    );
+    // The sandbox still runs the next command.
+    expect(await bash({}).invoke({ command: 'echo alive' }, ctx())).toEqual({ content: 'alive' });
+  });
+
+  // Root with no writable pids cgroup has no process limit (RLIMIT_NPROC does not bind root; docs/workspace.md).
+  it.skipIf(!processLimitBy())(
+    'refuses processes past [workspace.bash] processes, naming the limit and the setting',
+    async () => {
+      // Bounded even if the limit failed: 200 sleeps at most, all killed at the 5 s time limit.
+      const r = await bash({ processes: 16 }).invoke(
+        {
+          command: `sh -c 'i=0; while [ $i -lt 200 ]; do sleep 5 & i=$((i+1)); done; wait'`,
+          timeout: 5_000,
+        },
+        ctx(),
+      );
+      expect(r.is_error).toBe(true);
+      expect(r.content).toMatch(
+        /process limit: at most 16 processes at once \(\[workspace\.bash\] processes in caxton\.toml\)[^\n]*$/,
+      );
+      // A command within the limit runs as before.
+      expect(await bash({ processes: 16 }).invoke({ command: 'echo a | cat | wc -c' }, ctx())).toEqual({
+        content: '2',
+      });
+    },
+  );
+
+  it('stops a write at [workspace.bash] file_size, naming the limit, and leaves no bigger file', async () => {
+    const r = await bash({ file_size: '1MiB' }, true).invoke({ command: 'head -c 100000000 /dev/zero > big' }, ctx());
+    expect(r.is_error).toBe(true);
+    expect(r.content).toMatch(
+      /file-size limit: no file may grow past 1 MiB \(\[workspace\.bash\] file_size in caxton\.toml\)[^\n]*$/,
+    );
+    expect(statSync(join(root, 'big')).size).toBeLessThanOrEqual(1024 * 1024);
+    // Within the limit a write goes through.
+    const small = await bash({ file_size: '1MiB' }, true).invoke({ command: 'head -c 1000 /dev/zero > small' }, ctx());
+    expect(small.is_error).toBeUndefined();
+    expect(statSync(join(root, 'small')).size).toBe(1000);
   });
 
   it('has no network unless [workspace.bash] network = true', async () => {
