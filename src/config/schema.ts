@@ -256,7 +256,7 @@ export const workspaceBashSchema = z.strictObject({
   max_output: size(64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
   /** Whether commands may reach the network (a new, empty network namespace otherwise). */
   network: z.boolean({ error: 'expected true or false' }).default(false),
-  /** Address space of each process of a command (RLIMIT_AS): an allocation past it fails. */
+  /** Writable memory of each process of a command (RLIMIT_DATA: heap and private mappings): an allocation past it fails. */
   memory: size(512 * 1024 ** 2, { min: 16 * 1024 ** 2, max: 64 * 1024 ** 3 }),
   /** Processes and threads a command may have at once (a pids cgroup where writable, RLIMIT_NPROC otherwise). */
   processes: z

@@ -1,5 +1,5 @@
 /**
- * The resource limits of workspace.bash (ADR 0113): memory per process (RLIMIT_AS), file size
+ * The resource limits of workspace.bash (ADR 0113): memory per process (RLIMIT_DATA), file size
  * (RLIMIT_FSIZE) and the number of processes, set by `prlimit` inside the sandbox so they bind
  * the command and nothing of the server. RLIMIT_NPROC binds only a server that does not run as
  * root (the kernel exempts uid 0, and bwrap maps the sandbox's user onto the server's), so a
@@ -21,7 +21,7 @@ export const PRLIMIT_PATHS = ['/usr/bin/prlimit', '/bin/prlimit'];
 /** The prlimit command the sandbox runs the shell under. */
 export function prlimitArgs(prlimit: string, l: BashLimits): string[] {
   // The sandbox's user namespace also holds bwrap's init process, which is not the command's.
-  return [prlimit, `--as=${l.memory}`, `--nproc=${l.processes + 1}`, `--fsize=${l.file_size}`, '--'];
+  return [prlimit, `--data=${l.memory}`, `--nproc=${l.processes + 1}`, `--fsize=${l.file_size}`, '--'];
 }
 
 /** A pids cgroup made for one command: where to enter it, and whether a fork was refused in it. */
@@ -182,7 +182,7 @@ export function limitReached(
     };
   if (
     failed &&
-    /MemoryError|Cannot allocate memory|out of memory|bad_alloc|memory exhausted|Failed to reserve virtual memory|\bOOM\b/i.test(
+    /MemoryError|Cannot allocate memory|out of memory|bad_alloc|memory exhausted|Failed to reserve virtual memory|allocation failed|\bOOM\b/i.test(
       out,
     )
   )
