@@ -1,0 +1,213 @@
+/**
+ * File operations that no concurrent rename can take out of the workspace (ADR 0111). Node has
+ * no openat(), so each operation walks from the workspace root one component at a time through
+ * Linux's /proc/self/fd/<dirfd>/<name>, opening every directory O_DIRECTORY|O_NOFOLLOW: a
+ * component swapped for a symbolic link at any moment fails the walk (ELOOP/ENOTDIR) instead of
+ * being followed, and the final open, create, rename or mkdir happens relative to the last
+ * directory descriptor, never through a path the kernel would look up again.
+ *
+ * Callers pass the real path Workspace.resolve() gave (symlinks inside the workspace already
+ * resolved, `..` gone), so the walk meets no link unless one was planted after the check.
+ */
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  type Stats,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { relative, sep } from 'node:path';
+import { WorkspaceError } from './grant.js';
+
+const DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+// O_NONBLOCK: a FIFO planted in place of a file must not hold the server's thread in open().
+const FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/** The name `name` in the directory open as `fd`, looked up by the kernel relative to that directory. */
+export function at(fd: number, name: string): string {
+  return `/proc/self/fd/${fd}/${name}`;
+}
+
+/** The components of `path` below `root`; refuses anything the lexical resolution should have removed. */
+function components(root: string, path: string): string[] {
+  const rel = relative(root, path);
+  if (rel === '') return [];
+  const parts = rel.split(sep);
+  for (const p of parts)
+    if (p === '' || p === '.' || p === '..')
+      throw new WorkspaceError(`${path} is outside the workspace (${root}): the workspace tools work only inside it`);
+  return parts;
+}
+
+/** An errno failure of a walk, said in the path the caller gave instead of the /proc name. */
+function located(e: unknown, path: string): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err.code !== 'string') return e;
+  err.message = err.message.replace(/'\/proc\/self\/fd\/\d+\/?[^']*'/g, `'${path}'`);
+  return err;
+}
+
+/** The refusal when a walk meets a link (planted since the path was resolved), or the plain error otherwise. */
+function walkFailure(e: unknown, dirfd: number, name: string, path: string, root: string): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ELOOP' || code === 'ENOTDIR') {
+    let link = code === 'ELOOP';
+    try {
+      link ||= lstatSync(at(dirfd, name)).isSymbolicLink();
+    } catch {
+      // Gone again: only the wording depends on it.
+    }
+    if (link)
+      return new WorkspaceError(
+        `${path} leads outside the workspace (${root}) through a symbolic link: refused (the workspace tools never follow a link that appears while they work)`,
+      );
+  }
+  return located(e, path);
+}
+
+/**
+ * Opens the directory `parts` names below `root` without following any link; `create` makes
+ * missing directories (each made relative to its parent's descriptor, then opened no-follow).
+ */
+function openChain(root: string, parts: readonly string[], path: string, create: boolean): number {
+  let fd = openSync(root, DIR);
+  try {
+    for (const name of parts) {
+      let next: number;
+      try {
+        next = openSync(at(fd, name), DIR);
+      } catch (e) {
+        if (!create || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw walkFailure(e, fd, name, path, root);
+        try {
+          mkdirSync(at(fd, name));
+        } catch (m) {
+          if ((m as NodeJS.ErrnoException).code !== 'EEXIST') throw located(m, path);
+        }
+        try {
+          next = openSync(at(fd, name), DIR);
+        } catch (o) {
+          throw walkFailure(o, fd, name, path, root);
+        }
+      }
+      closeSync(fd);
+      fd = next;
+    }
+    return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/** Runs `fn` with the directory holding `path` (a real path inside `root`) open, and the last component's name (undefined for the root itself). */
+export function inParent<T>(
+  root: string,
+  path: string,
+  create: boolean,
+  fn: (dirfd: number, name: string | undefined) => T,
+): T {
+  const parts = components(root, path);
+  const name = parts.pop();
+  const dirfd = openChain(root, parts, path, create);
+  try {
+    return fn(dirfd, name);
+  } finally {
+    closeSync(dirfd);
+  }
+}
+
+/** Opens `path` for reading, no link followed anywhere along it; undefined when it does not exist. Close the fd. */
+export function openAt(root: string, path: string): { fd: number; stats: Stats } | undefined {
+  try {
+    return inParent(root, path, false, (dirfd, name) => {
+      let fd: number;
+      try {
+        fd = name === undefined ? openSync(at(dirfd, '.'), DIR) : openSync(at(dirfd, name), FILE);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw walkFailure(e, dirfd, name ?? '.', path, root);
+      }
+      try {
+        return { fd, stats: fstatSync(fd) };
+      } catch (e) {
+        closeSync(fd);
+        throw located(e, path);
+      }
+    });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** Lists the directory `path` (names), no link followed anywhere along it. */
+export function listAt(root: string, path: string): string[] {
+  const parts = components(root, path);
+  const fd = openChain(root, parts, path, false);
+  try {
+    return readdirSync(at(fd, '.'));
+  } catch (e) {
+    throw located(e, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The lstat of `path` (a link itself, never its target), its parents walked no-follow; undefined when missing. */
+export function lstatAt(root: string, path: string): Stats | undefined {
+  try {
+    return inParent(root, path, false, (dirfd, name) => lstatSync(at(dirfd, name ?? '.')));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw located(e, path);
+  }
+}
+
+/**
+ * Writes `path` through a temporary file made O_EXCL|O_NOFOLLOW in the same directory and a
+ * rename there (a reader never sees half a file; a failed write leaves the old one). Missing
+ * directories are made. Returns whether the file existed; refuses a directory in its place.
+ */
+export function writeAt(root: string, path: string, content: string): { existed: boolean } {
+  return inParent(root, path, true, (dirfd, name) => {
+    if (name === undefined) throw new WorkspaceError(`${path} is a directory`, 'invalid_input');
+    let existed = true;
+    try {
+      if (lstatSync(at(dirfd, name)).isDirectory()) throw new WorkspaceError(`${path} is a directory`, 'invalid_input');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw located(e, path);
+      existed = false;
+    }
+    const tmp = `.caxton-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.tmp`;
+    let fd: number;
+    try {
+      fd = openSync(at(dirfd, tmp), CREATE, 0o666);
+    } catch (e) {
+      throw located(e, path);
+    }
+    try {
+      try {
+        const buf = Buffer.from(content);
+        for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(at(dirfd, tmp), at(dirfd, name));
+    } catch (e) {
+      try {
+        unlinkSync(at(dirfd, tmp));
+      } catch {
+        // Already renamed or never made: nothing to clean.
+      }
+      throw located(e, path);
+    }
+    return { existed };
+  });
+}
