@@ -16,12 +16,12 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
-  readdirSync,
   renameSync,
   type Stats,
   unlinkSync,
   writeSync,
 } from 'node:fs';
+import type * as fsModule from 'node:fs';
 import { relative, sep } from 'node:path';
 import { WorkspaceError } from './grant.js';
 
@@ -147,14 +147,11 @@ export function openAt(root: string, path: string): { fd: number; stats: Stats }
   }
 }
 
-/** Lists the directory `path` (names), no link followed anywhere along it. */
-export function listAt(root: string, path: string): string[] {
-  const parts = components(root, path);
-  const fd = openChain(root, parts, path, false);
+/** Runs `fn` with the directory `path` open, no link followed anywhere along it. */
+export function inDir<T>(root: string, path: string, fn: (fd: number) => T): T {
+  const fd = openChain(root, components(root, path), path, false);
   try {
-    return readdirSync(at(fd, '.'));
-  } catch (e) {
-    throw located(e, path);
+    return fn(fd);
   } finally {
     closeSync(fd);
   }
@@ -210,4 +207,39 @@ export function writeAt(root: string, path: string, content: string): { existed:
     }
     return { existed };
   });
+}
+
+/**
+ * The bytes of the file `path` (a real path inside `root`), no link followed anywhere along it;
+ * throws the errno error otherwise or when it is not a regular file. Self-contained (it uses
+ * nothing but its arguments) because grep's worker runs it from its source text.
+ */
+export function readFileNoFollow(fs: typeof fsModule, root: string, path: string): Buffer {
+  const c = fs.constants;
+  const dirFlags = c.O_RDONLY | c.O_DIRECTORY | c.O_NOFOLLOW;
+  const parts = path.slice(root.length + 1).split('/');
+  const last = parts.pop();
+  if (
+    !path.startsWith(`${root}/`) ||
+    last === undefined ||
+    [...parts, last].some((p) => p === '' || p === '.' || p === '..')
+  )
+    throw Object.assign(new Error(`${path} is not below ${root}`), { code: 'EINVAL' });
+  let dir = fs.openSync(root, dirFlags);
+  try {
+    for (const name of parts) {
+      const next = fs.openSync(`/proc/self/fd/${dir}/${name}`, dirFlags);
+      fs.closeSync(dir);
+      dir = next;
+    }
+    const fd = fs.openSync(`/proc/self/fd/${dir}/${last}`, c.O_RDONLY | c.O_NOFOLLOW | c.O_NONBLOCK);
+    try {
+      if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${path} is not a file`), { code: 'EINVAL' });
+      return fs.readFileSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } finally {
+    fs.closeSync(dir);
+  }
 }

@@ -402,7 +402,7 @@ export function globTool(ws: Workspace): AuditedTool {
         const glob = new Glob(str(args, 'pattern')!);
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
         if (!lstatAt(ws.root(), dir)?.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
-        const walk = walkFiles(dir, {
+        const walk = walkFiles(ws.root(), dir, {
           maxEntries: WALK_ENTRIES,
           deadline: Date.now() + WALK_MS,
           hidden: true,
@@ -451,6 +451,7 @@ export function lsTool(ws: Workspace): AuditedTool {
         const entries: { rel: string; dir: boolean }[] = [];
         let full = false;
         const walk = walkFiles(
+          ws.root(),
           dir,
           {
             maxEntries: WALK_ENTRIES,

@@ -56,11 +56,12 @@ function listing(dir: string): Record<string, string> {
 }
 
 describe('a directory swapped for a symbolic link while the tools work', () => {
-  it(`no read returns the admin key and nothing lands in the data dir or agents_dir over ${ROUNDS * 3} calls`, async () => {
+  it(`no read, search or listing shows the data dir and nothing lands in the data dir or agents_dir over ${ROUNDS * 3} calls`, async () => {
     const ws = tempDir();
     const data = tempDir('caxton-data-');
     const agents = tempDir('caxton-agents-');
     writeFileSync(join(data, 'admin.key'), `${SECRET}\n`);
+    writeFileSync(join(data, 'only-outside.db'), `${SECRET}\n`);
     mkdirSync(join(ws, 'd'));
     writeFileSync(join(ws, 'd', 'admin.key'), 'inside\n');
     symlinkSync(data, join(ws, 'to-data'));
@@ -74,7 +75,7 @@ describe('a directory swapped for a symbolic link while the tools work', () => {
     });
 
     const t = tools({ path: ws, write: true }, [], [data]);
-    const counts = { read: 0, readOk: 0, secret: 0, write: 0, writeOk: 0, edit: 0, refusedByLink: 0 };
+    const counts = { read: 0, readOk: 0, secret: 0, write: 0, writeOk: 0, edit: 0, search: 0, refusedByLink: 0 };
     for (let i = 0; i < ROUNDS; i++) {
       const r = await t('read').invoke({ file_path: 'd/admin.key' }, ctx());
       counts.read++;
@@ -96,6 +97,17 @@ describe('a directory swapped for a symbolic link while the tools work', () => {
       counts.edit++;
       if (e.content.includes(SECRET)) counts.secret++;
       if (e.content.includes('symbolic link')) counts.refusedByLink++;
+      // Every tenth round, the listing and searching tools through the same directory.
+      if (i % 10 === 0)
+        for (const [name, args] of [
+          ['grep', { pattern: 'ADMIN-KEY', path: 'd', output_mode: 'content' }],
+          ['glob', { pattern: '**/*', path: 'd' }],
+          ['ls', { path: 'd' }],
+        ] as const) {
+          const r = await t(name).invoke({ ...args }, ctx());
+          counts.search++;
+          if (r.content.includes(SECRET) || r.content.includes('only-outside')) counts.secret++;
+        }
     }
     swapper.kill('SIGKILL');
     // The counts show the race was run for real; only the escapes are asserted.
@@ -107,6 +119,7 @@ describe('a directory swapped for a symbolic link while the tools work', () => {
     console.info('workspace race:', JSON.stringify({ ...counts, landed }));
 
     expect(counts.read + counts.write + counts.edit).toBeGreaterThanOrEqual(2000);
+    // Neither the admin key nor a name from the data directory was ever shown.
     expect(counts.secret).toBe(0);
     expect(landed).toEqual([]);
     expect(dataAfter).toEqual(dataBefore);
