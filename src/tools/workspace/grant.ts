@@ -24,7 +24,8 @@ export const NOT_GRANTED =
 export const WRITE_NOT_GRANTED =
   'writing in the workspace is not granted: set [workspace] write = true in caxton.toml to let agents change files';
 
-function inside(root: string, p: string): boolean {
+/** Whether `p` is `root` or below it (both absolute). */
+export function inside(root: string, p: string): boolean {
   const r = relative(root, p);
   return r === '' || (!r.startsWith('..') && !isAbsolute(r) && r.split(sep)[0] !== '..');
 }
