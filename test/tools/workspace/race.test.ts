@@ -128,3 +128,21 @@ describe('a directory swapped for a symbolic link while the tools work', () => {
     expect(counts.writeOk).toBeGreaterThan(0);
   }, 60_000);
 });
+
+describe('symbolic links that stay inside the workspace', () => {
+  it('are still followed: the path is resolved first, then walked without following anything', async () => {
+    const ws = tempDir();
+    mkdirSync(join(ws, 'real'));
+    writeFileSync(join(ws, 'real', 'a.txt'), 'through the link\n');
+    symlinkSync('real', join(ws, 'alias'));
+    symlinkSync('real/a.txt', join(ws, 'a-link.txt'));
+    const t = tools({ path: ws, write: true });
+    expect((await t('read').invoke({ file_path: 'alias/a.txt' }, ctx())).content).toContain('through the link');
+    expect((await t('read').invoke({ file_path: 'a-link.txt' }, ctx())).content).toContain('through the link');
+    const w = await t('write').invoke({ file_path: 'alias/b.txt', content: 'new\n' }, ctx());
+    expect(w.is_error, w.content).toBeFalsy();
+    expect(readFileSync(join(ws, 'real', 'b.txt'), 'utf8')).toBe('new\n');
+    const g = await t('grep').invoke({ pattern: 'through', path: 'alias', output_mode: 'content' }, ctx());
+    expect(g.content).toContain(join(ws, 'real', 'a.txt'));
+  });
+});
