@@ -217,10 +217,11 @@ export function writeAt(root: string, path: string, content: string): { existed:
 export function readFileNoFollow(fs: typeof fsModule, root: string, path: string): Buffer {
   const c = fs.constants;
   const dirFlags = c.O_RDONLY | c.O_DIRECTORY | c.O_NOFOLLOW;
-  const parts = path.slice(root.length + 1).split('/');
+  const prefix = root.endsWith('/') ? root : `${root}/`;
+  const parts = path.slice(prefix.length).split('/');
   const last = parts.pop();
   if (
-    !path.startsWith(`${root}/`) ||
+    !path.startsWith(prefix) ||
     last === undefined ||
     [...parts, last].some((p) => p === '' || p === '.' || p === '..')
   )

@@ -81,8 +81,9 @@ function openFile(ws: Workspace, path: string): { fd: number; stats: Stats } | u
   return f;
 }
 
-function missing(path: string): WorkspaceError {
-  return new WorkspaceError(`ENOENT: no such file or directory, open '${path}'`, 'io_error');
+/** The error Node's own call would have given for a missing path. */
+export function missing(path: string, syscall = 'open'): WorkspaceError {
+  return new WorkspaceError(`ENOENT: no such file or directory, ${syscall} '${path}'`, 'io_error');
 }
 
 function readText(ws: Workspace, path: string): string | undefined {
@@ -186,7 +187,7 @@ export function readTool(ws: Workspace): AuditedTool {
         const offset = int(args, 'offset', 0, 1e9) ?? 1;
         const limit = int(args, 'limit', 1, 1e6) ?? DEFAULT_READ_LINES;
         const f = openFile(ws, path);
-        if (f === undefined) throw missing(path);
+        if (f === undefined) throw missing(path, 'stat');
         let r: ReturnType<typeof readLines>;
         try {
           r = readLines(f.fd, path, Math.max(1, offset), limit);
@@ -401,7 +402,9 @@ export function globTool(ws: Workspace): AuditedTool {
       guarded(() => {
         const glob = new Glob(str(args, 'pattern')!);
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
-        if (!lstatAt(ws.root(), dir)?.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
+        const st = lstatAt(ws.root(), dir);
+        if (st === undefined) throw missing(dir, 'stat');
+        if (!st.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
         const walk = walkFiles(ws.root(), dir, {
           maxEntries: WALK_ENTRIES,
           deadline: Date.now() + WALK_MS,
@@ -442,7 +445,9 @@ export function lsTool(ws: Workspace): AuditedTool {
     invoke: (args) =>
       guarded(() => {
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
-        if (!lstatAt(ws.root(), dir)?.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
+        const st = lstatAt(ws.root(), dir);
+        if (st === undefined) throw missing(dir, 'stat');
+        if (!st.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
         const ignoreArg = args.ignore ?? [];
         if (!Array.isArray(ignoreArg) || ignoreArg.some((p) => typeof p !== 'string') || ignoreArg.length > 100)
           return toolError('"ignore" must be a list of at most 100 glob patterns', 'invalid_input');

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import type * as workerThreads from 'node:worker_threads';
 import type { AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
-import { guarded, int, MAX_LINE_CHARS, MAX_RESULT_CHARS, str } from './files.js';
+import { guarded, int, MAX_LINE_CHARS, MAX_RESULT_CHARS, missing, str } from './files.js';
 import { Glob } from './glob.js';
 import type { Workspace } from './grant.js';
 import { WorkspaceError } from './grant.js';
@@ -307,8 +307,7 @@ export function grepTool(ws: Workspace): AuditedTool {
         let entries: WalkEntry[];
         let truncated: string | undefined;
         const st = lstatAt(ws.root(), target);
-        if (st === undefined)
-          throw new WorkspaceError(`ENOENT: no such file or directory, stat '${target}'`, 'io_error');
+        if (st === undefined) throw missing(target, 'stat');
         if (st.isFile()) entries = [{ path: target, rel: basename(target), stats: st }];
         else {
           const walk = walkFiles(ws.root(), target, {

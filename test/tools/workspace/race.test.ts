@@ -6,7 +6,7 @@
  * written into the data directory or agents_dir: the tools walk every path by directory
  * descriptors opened without following links (src/tools/workspace/at.ts).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -144,5 +144,18 @@ describe('symbolic links that stay inside the workspace', () => {
     expect(readFileSync(join(ws, 'real', 'b.txt'), 'utf8')).toBe('new\n');
     const g = await t('grep').invoke({ pattern: 'through', path: 'alias', output_mode: 'content' }, ctx());
     expect(g.content).toContain(join(ws, 'real', 'a.txt'));
+  });
+});
+
+describe('what is not a regular file', () => {
+  it('a FIFO is refused without waiting for a writer, and a missing file answers ENOENT', async () => {
+    const ws = tempDir();
+    execFileSync('mkfifo', [join(ws, 'pipe')]);
+    const t = tools({ path: ws, write: true });
+    const r = await t('read').invoke({ file_path: 'pipe' }, ctx());
+    expect(r).toMatchObject({ is_error: true, content: `${join(ws, 'pipe')} is not a regular file` });
+    const m = await t('read').invoke({ file_path: 'nope.txt' }, ctx());
+    expect(m).toMatchObject({ is_error: true });
+    expect(m.content).toContain('ENOENT: no such file or directory');
   });
 });
