@@ -23,12 +23,18 @@ import {
 } from 'node:fs';
 import type * as fsModule from 'node:fs';
 import { relative, sep } from 'node:path';
-import { WorkspaceError } from './grant.js';
+import { dirId, WorkspaceError } from './grant.js';
 
 const DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 // O_NONBLOCK: a FIFO planted in place of a file must not hold the server's thread in open().
 const FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/** What the walk needs of the workspace: its real root, and the identities ("dev:ino") of its private directories. */
+export interface Confined {
+  root(): string;
+  privateIds(): ReadonlySet<string>;
+}
 
 /** The name `name` in the directory open as `fd`, looked up by the kernel relative to that directory. */
 export function at(fd: number, name: string): string {
@@ -76,7 +82,9 @@ function walkFailure(e: unknown, dirfd: number, name: string, path: string, root
  * Opens the directory `parts` names below `root` without following any link; `create` makes
  * missing directories (each made relative to its parent's descriptor, then opened no-follow).
  */
-function openChain(root: string, parts: readonly string[], path: string, create: boolean): number {
+function openChain(ws: Confined, parts: readonly string[], path: string, create: boolean): number {
+  const root = ws.root();
+  const priv = ws.privateIds();
   let fd = openSync(root, DIR);
   try {
     for (const name of parts) {
@@ -98,6 +106,9 @@ function openChain(root: string, parts: readonly string[], path: string, create:
       }
       closeSync(fd);
       fd = next;
+      // By identity, not by name: a private directory moved elsewhere in the workspace is still refused.
+      if (priv.size > 0 && priv.has(dirId(fstatSync(fd))))
+        throw new WorkspaceError(`${path} is in the server's data directory, which the workspace tools never reach`);
     }
     return fd;
   } catch (e) {
@@ -108,14 +119,14 @@ function openChain(root: string, parts: readonly string[], path: string, create:
 
 /** Runs `fn` with the directory holding `path` (a real path inside `root`) open, and the last component's name (undefined for the root itself). */
 export function inParent<T>(
-  root: string,
+  ws: Confined,
   path: string,
   create: boolean,
   fn: (dirfd: number, name: string | undefined) => T,
 ): T {
-  const parts = components(root, path);
+  const parts = components(ws.root(), path);
   const name = parts.pop();
-  const dirfd = openChain(root, parts, path, create);
+  const dirfd = openChain(ws, parts, path, create);
   try {
     return fn(dirfd, name);
   } finally {
@@ -124,15 +135,15 @@ export function inParent<T>(
 }
 
 /** Opens `path` for reading, no link followed anywhere along it; undefined when it does not exist. Close the fd. */
-export function openAt(root: string, path: string): { fd: number; stats: Stats } | undefined {
+export function openAt(ws: Confined, path: string): { fd: number; stats: Stats } | undefined {
   try {
-    return inParent(root, path, false, (dirfd, name) => {
+    return inParent(ws, path, false, (dirfd, name) => {
       let fd: number;
       try {
         fd = name === undefined ? openSync(at(dirfd, '.'), DIR) : openSync(at(dirfd, name), FILE);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw walkFailure(e, dirfd, name ?? '.', path, root);
+        throw walkFailure(e, dirfd, name ?? '.', path, ws.root());
       }
       try {
         return { fd, stats: fstatSync(fd) };
@@ -148,8 +159,8 @@ export function openAt(root: string, path: string): { fd: number; stats: Stats }
 }
 
 /** Runs `fn` with the directory `path` open, no link followed anywhere along it. */
-export function inDir<T>(root: string, path: string, fn: (fd: number) => T): T {
-  const fd = openChain(root, components(root, path), path, false);
+export function inDir<T>(ws: Confined, path: string, fn: (fd: number) => T): T {
+  const fd = openChain(ws, components(ws.root(), path), path, false);
   try {
     return fn(fd);
   } finally {
@@ -158,9 +169,9 @@ export function inDir<T>(root: string, path: string, fn: (fd: number) => T): T {
 }
 
 /** The lstat of `path` (a link itself, never its target), its parents walked no-follow; undefined when missing. */
-export function lstatAt(root: string, path: string): Stats | undefined {
+export function lstatAt(ws: Confined, path: string): Stats | undefined {
   try {
-    return inParent(root, path, false, (dirfd, name) => lstatSync(at(dirfd, name ?? '.')));
+    return inParent(ws, path, false, (dirfd, name) => lstatSync(at(dirfd, name ?? '.')));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw located(e, path);
@@ -172,8 +183,8 @@ export function lstatAt(root: string, path: string): Stats | undefined {
  * rename there (a reader never sees half a file; a failed write leaves the old one). Missing
  * directories are made. Returns whether the file existed; refuses a directory in its place.
  */
-export function writeAt(root: string, path: string, content: string): { existed: boolean } {
-  return inParent(root, path, true, (dirfd, name) => {
+export function writeAt(ws: Confined, path: string, content: string): { existed: boolean } {
+  return inParent(ws, path, true, (dirfd, name) => {
     if (name === undefined) throw new WorkspaceError(`${path} is a directory`, 'invalid_input');
     let existed = true;
     try {
@@ -214,7 +225,12 @@ export function writeAt(root: string, path: string, content: string): { existed:
  * throws the errno error otherwise or when it is not a regular file. Self-contained (it uses
  * nothing but its arguments) because grep's worker runs it from its source text.
  */
-export function readFileNoFollow(fs: typeof fsModule, root: string, path: string): Buffer {
+export function readFileNoFollow(
+  fs: typeof fsModule,
+  root: string,
+  privateIds: readonly string[],
+  path: string,
+): Buffer {
   const c = fs.constants;
   const dirFlags = c.O_RDONLY | c.O_DIRECTORY | c.O_NOFOLLOW;
   const prefix = root.endsWith('/') ? root : `${root}/`;
@@ -232,6 +248,9 @@ export function readFileNoFollow(fs: typeof fsModule, root: string, path: string
       const next = fs.openSync(`/proc/self/fd/${dir}/${name}`, dirFlags);
       fs.closeSync(dir);
       dir = next;
+      const st = fs.fstatSync(dir);
+      if (privateIds.includes(`${st.dev}:${st.ino}`))
+        throw Object.assign(new Error(`${path} is in a private directory`), { code: 'EACCES' });
     }
     const fd = fs.openSync(`/proc/self/fd/${dir}/${last}`, c.O_RDONLY | c.O_NOFOLLOW | c.O_NONBLOCK);
     try {

@@ -67,7 +67,7 @@ export function int(args: Record<string, unknown>, key: string, min: number, max
  * refuses a directory or anything but a regular file; undefined when it does not exist.
  */
 function openFile(ws: Workspace, path: string): { fd: number; stats: Stats } | undefined {
-  const f = openAt(ws.root(), path);
+  const f = openAt(ws, path);
   if (f === undefined) return undefined;
   if (f.stats.isDirectory() || !f.stats.isFile()) {
     closeSync(f.fd);
@@ -233,7 +233,7 @@ export function writeTool(ws: Workspace): AuditedTool {
         const content = str(args, 'content', { allowEmpty: true })!;
         if (Buffer.byteLength(content) > MAX_FILE_BYTES)
           return toolError(`the content is more than ${MAX_FILE_BYTES} bytes`, 'input_too_large');
-        const { existed } = writeAt(ws.root(), path, content);
+        const { existed } = writeAt(ws, path, content);
         return {
           content: existed
             ? `The file ${path} has been updated successfully.`
@@ -307,7 +307,7 @@ function editFile(ws: Workspace, args: Record<string, unknown>, edits: Edit[]): 
     text = applyEdit(text, edits[i]!, edits.length > 1 ? `edit ${i + 1} of ${edits.length}: ` : '');
   if (Buffer.byteLength(text) > MAX_FILE_BYTES)
     return toolError(`the edited file would be more than ${MAX_FILE_BYTES} bytes`, 'output_too_large');
-  writeAt(ws.root(), path, text);
+  writeAt(ws, path, text);
   return {
     content:
       edits.length > 1 ? `Applied ${edits.length} edits to ${path}` : `The file ${path} has been updated successfully.`,
@@ -402,10 +402,10 @@ export function globTool(ws: Workspace): AuditedTool {
       guarded(() => {
         const glob = new Glob(str(args, 'pattern')!);
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
-        const st = lstatAt(ws.root(), dir);
+        const st = lstatAt(ws, dir);
         if (st === undefined) throw missing(dir, 'stat');
         if (!st.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
-        const walk = walkFiles(ws.root(), dir, {
+        const walk = walkFiles(ws, dir, {
           maxEntries: WALK_ENTRIES,
           deadline: Date.now() + WALK_MS,
           hidden: true,
@@ -445,7 +445,7 @@ export function lsTool(ws: Workspace): AuditedTool {
     invoke: (args) =>
       guarded(() => {
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
-        const st = lstatAt(ws.root(), dir);
+        const st = lstatAt(ws, dir);
         if (st === undefined) throw missing(dir, 'stat');
         if (!st.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
         const ignoreArg = args.ignore ?? [];
@@ -456,7 +456,7 @@ export function lsTool(ws: Workspace): AuditedTool {
         const entries: { rel: string; dir: boolean }[] = [];
         let full = false;
         const walk = walkFiles(
-          ws.root(),
+          ws,
           dir,
           {
             maxEntries: WALK_ENTRIES,

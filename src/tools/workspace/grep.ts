@@ -60,6 +60,8 @@ type Mode = 'content' | 'files_with_matches' | 'count';
 interface WorkerInput {
   /** The workspace's real root: files are read from it by descriptors, no link followed. */
   root: string;
+  /** The private directories' identities: a file under one is not read, whatever its path. */
+  privateIds: string[];
   source: string;
   flags: string;
   multiline: boolean;
@@ -97,7 +99,7 @@ function grepWorker(readNoFollow: typeof readFileNoFollow): void {
     if (emitted >= input.maxLines) break;
     let buf: Buffer;
     try {
-      buf = readNoFollow(fs, input.root, f.path);
+      buf = readNoFollow(fs, input.root, input.privateIds, f.path);
     } catch {
       continue;
     }
@@ -306,11 +308,11 @@ export function grepTool(ws: Workspace): AuditedTool {
         const deadline = Math.min(ctx.deadline - 50, Date.now() + GREP_TIME_MS);
         let entries: WalkEntry[];
         let truncated: string | undefined;
-        const st = lstatAt(ws.root(), target);
+        const st = lstatAt(ws, target);
         if (st === undefined) throw missing(target, 'stat');
         if (st.isFile()) entries = [{ path: target, rel: basename(target), stats: st }];
         else {
-          const walk = walkFiles(ws.root(), target, {
+          const walk = walkFiles(ws, target, {
             maxEntries: MAX_FILES * 5,
             deadline,
             skipDirs: DEFAULT_SKIP_DIRS,
@@ -338,6 +340,7 @@ export function grepTool(ws: Workspace): AuditedTool {
         const results = await runWorker(
           {
             root: ws.root(),
+            privateIds: [...ws.privateIds()],
             source,
             flags: safeFlags,
             multiline,

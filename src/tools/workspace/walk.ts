@@ -6,7 +6,8 @@
  */
 import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { at, inDir } from './at.js';
+import { at, inDir, type Confined } from './at.js';
+import { WorkspaceError } from './grant.js';
 
 export interface WalkEntry {
   /** Absolute real path. */
@@ -39,9 +40,9 @@ export interface WalkResult {
 
 export const DEFAULT_SKIP_DIRS: ReadonlySet<string> = new Set(['.git', 'node_modules']);
 
-/** Files under `start` (a real directory inside the workspace `root`), in directory order, depth first. */
+/** Files under `start` (a real directory inside the workspace `ws`), in directory order, depth first. */
 export function walkFiles(
-  root: string,
+  ws: Confined,
   start: string,
   limits: WalkLimits,
   onDir?: (e: WalkEntry, depth: number) => boolean,
@@ -55,7 +56,7 @@ export function walkFiles(
     const subdirs: { dir: string; rel: string; depth: number }[] = [];
     let full = false;
     try {
-      inDir(root, dir, (fd) => {
+      inDir(ws, dir, (fd) => {
         for (const name of readdirSync(at(fd, '.')).sort()) {
           if (!limits.hidden && name.startsWith('.')) continue;
           if (++seen > limits.maxEntries) {
@@ -80,7 +81,9 @@ export function walkFiles(
           }
         }
       });
-    } catch {
+    } catch (e) {
+      // The start refused (a private directory) is the call's answer; below it, the entry is skipped.
+      if (depth === 0 && e instanceof WorkspaceError) throw e;
       continue;
     }
     if (full) return { files, truncated: `more than ${limits.maxEntries} entries` };

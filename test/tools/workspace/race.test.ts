@@ -7,7 +7,7 @@
  * descriptors opened without following links (src/tools/workspace/at.ts).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ctx, tempDir, tools } from './helpers.js';
@@ -157,5 +157,30 @@ describe('what is not a regular file', () => {
     const m = await t('read').invoke({ file_path: 'nope.txt' }, ctx());
     expect(m).toMatchObject({ is_error: true });
     expect(m.content).toContain('ENOENT: no such file or directory');
+  });
+});
+
+describe('a private directory moved under another name', () => {
+  it('is still refused: the walk knows it by identity, not by path', async () => {
+    const ws = tempDir();
+    mkdirSync(join(ws, 'x', 'data'), { recursive: true });
+    writeFileSync(join(ws, 'x', 'data', 'caxton.db'), `${SECRET}\n`);
+    const t = tools({ path: ws, write: true }, [], [join(ws, 'x', 'data')]);
+    // What a command could do to a directory above the data directory.
+    renameSync(join(ws, 'x'), join(ws, 'y'));
+    for (const [name, args] of [
+      ['read', { file_path: 'y/data/caxton.db' }],
+      ['write', { file_path: 'y/data/planted', content: 'x' }],
+      ['ls', { path: 'y/data' }],
+    ] as const) {
+      const r = await t(name).invoke({ ...args }, ctx());
+      expect(r.is_error, `${name}: ${r.content}`).toBe(true);
+      expect(r.content).toContain("server's data directory");
+    }
+    const g = await t('grep').invoke({ pattern: 'ADMIN-KEY', output_mode: 'content' }, ctx());
+    expect(g.content).not.toContain(SECRET);
+    const l = await t('glob').invoke({ pattern: '**/*' }, ctx());
+    expect(l.content).not.toContain('caxton.db');
+    expect(readdirSync(join(ws, 'y', 'data'))).toEqual(['caxton.db']);
   });
 });
