@@ -275,6 +275,11 @@ export const workspaceConfigSchema = z
     path: z.string({ error: 'expected a directory path' }).min(1, { error: 'expected a directory path' }).optional(),
     /** Whether workspace.write, .edit and .multi_edit may change files (and workspace.bash write in the workspace). */
     write: z.boolean({ error: 'expected true or false' }).default(false),
+    /**
+     * Whether a writable workspace may hold agents_dir (agents then change which agents run): the
+     * server refuses to start with both unless this says so.
+     */
+    agents_dir_writable: z.boolean({ error: 'expected true or false' }).default(false),
     bash: workspaceBashSchema.prefault({}),
   })
   .prefault({});

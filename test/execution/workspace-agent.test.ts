@@ -121,3 +121,27 @@ describe('a [workspace] path that is not a directory', () => {
     );
   });
 });
+
+describe("the server's own directories and the workspace", () => {
+  it('a workspace inside data_dir stops the start, naming both settings', async () => {
+    const data = tempDir('caxton-ws-data-');
+    mkdirSync(join(data, 'ws'));
+    await expect(startCaxton({ config: { data_dir: data, workspace: { path: join(data, 'ws') } } })).rejects.toThrow(
+      /\[workspace\] path = ".*" is the server's data directory or inside it \(data_dir = /,
+    );
+  });
+
+  it('a writable workspace holding agents_dir stops the start unless agents_dir_writable = true', async () => {
+    const root = tempDir('caxton-ws-agents-');
+    mkdirSync(join(root, 'agents'));
+    const config = { agents_dir: join(root, 'agents'), workspace: { path: root, write: true } };
+    await expect(startCaxton({ config })).rejects.toThrow(/agents_dir = ".*" is inside the writable workspace/);
+    // Read-only, agents_dir inside the workspace is what `caxton init` grants: it starts.
+    const readOnly = await startCaxton({ config: { ...config, workspace: { path: root } } });
+    await readOnly.close();
+    const optedIn = await startCaxton({
+      config: { ...config, workspace: { path: root, write: true, agents_dir_writable: true } },
+    });
+    await optedIn.close();
+  });
+});

@@ -1,4 +1,5 @@
-import { statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { ServerConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
@@ -6,7 +7,7 @@ import type { HostToolGroup } from '../../tools/index.js';
 import { todoTools } from '../../tools/todo/index.js';
 import type { ToolAuditSink } from '../../tools/wasm/index.js';
 import { webTools } from '../../tools/web/index.js';
-import { probeSandbox, processLimitBy, workspaceTools } from '../../tools/workspace/index.js';
+import { inside, probeSandbox, processLimitBy, workspaceTools } from '../../tools/workspace/index.js';
 import type { Component } from './component.js';
 
 /** The catalogue's sources for these tools (`caxton tool list`, GET /api/v1/tools). */
@@ -22,6 +23,43 @@ export const TOOLKIT_GROUPS: readonly HostToolGroup[] = [
   },
   { name: 'todo', description: 'The task list of an execution: write' },
 ];
+
+/** The real path of `p`, or of its nearest existing ancestor with the rest appended (a directory not made yet). */
+function realish(p: string): string {
+  const abs = resolve(p);
+  try {
+    return realpathSync(abs);
+  } catch {
+    const parent = dirname(abs);
+    return parent === abs ? abs : join(realish(parent), basename(abs));
+  }
+}
+
+/**
+ * The server's own directories against the workspace grant: a workspace that is the data
+ * directory or inside it would hand out its keys and databases, and a writable workspace holding
+ * agents_dir would let agents deploy agents, so both stop the start unless the operator opted in
+ * (`agents_dir_writable`). A data directory inside the workspace stays allowed: the tools never
+ * reach it (Workspace's private directories, walked without following links).
+ */
+function checkProtectedDirs(config: ServerConfig): void {
+  const ws = config.workspace;
+  const root = realish(ws.path!);
+  const data = realish(config.data_dir);
+  if (inside(data, root))
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: [workspace] path = "${ws.path}" is the server's data directory or inside it (data_dir = "${config.data_dir}"); grant a directory outside data_dir`,
+      { field: 'workspace.path' },
+    );
+  const agents = realish(config.agents_dir);
+  if (ws.write && !ws.agents_dir_writable && (inside(root, agents) || inside(agents, root)))
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: agents_dir = "${config.agents_dir}" is inside the writable workspace [workspace] path = "${ws.path}" (or holds it), so agents could deploy agents; move agents_dir out of the workspace, set [workspace] write = false, or set [workspace] agents_dir_writable = true to allow it`,
+      { field: 'agents_dir' },
+    );
+}
 
 /**
  * Claude Code's toolkit as host tools (docs/workspace.md, ADR 0049): `workspace.*` confined to
@@ -47,6 +85,7 @@ export function startToolkit(opts: { config: ServerConfig; audit: ToolAuditSink;
         `refusing to start: [workspace] path = "${ws.path}" in caxton.toml is not a directory (create it, or fix the path)`,
         { field: 'workspace.path' },
       );
+    checkProtectedDirs(config);
     if (ws.bash.enabled) {
       const sandbox = probeSandbox();
       if (!sandbox.ok)

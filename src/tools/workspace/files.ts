@@ -3,21 +3,10 @@
  * MultiEdit, Glob and LS with the same argument names and the same kind of result, confined to
  * the granted workspace (grant.ts) and bounded in bytes, lines, entries and time.
  */
-import {
-  closeSync,
-  constants,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, readFileSync, readSync, type Stats } from 'node:fs';
 import type { AuditedResult, AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
+import { lstatAt, openAt, writeAt } from './at.js';
 import { Glob, GlobError } from './glob.js';
 import { WorkspaceError, type Workspace } from './grant.js';
 import { DEFAULT_SKIP_DIRS, walkFiles } from './walk.js';
@@ -73,34 +62,43 @@ export function int(args: Record<string, unknown>, key: string, min: number, max
   return n;
 }
 
-function readText(path: string): string {
-  const st = statSync(path);
-  if (st.isDirectory())
-    throw new WorkspaceError(`${path} is a directory, not a file (use workspace.ls to list it)`, 'invalid_input');
-  if (st.size > MAX_FILE_BYTES)
+/**
+ * Opens the file `path` (a resolved path) for reading, no link followed along it (at.ts), and
+ * refuses a directory or anything but a regular file; undefined when it does not exist.
+ */
+function openFile(ws: Workspace, path: string): { fd: number; stats: Stats } | undefined {
+  const f = openAt(ws, path);
+  if (f === undefined) return undefined;
+  if (f.stats.isDirectory() || !f.stats.isFile()) {
+    closeSync(f.fd);
     throw new WorkspaceError(
-      `${path} is ${st.size} bytes, more than the ${MAX_FILE_BYTES} a call may edit`,
-      'input_too_large',
+      f.stats.isDirectory()
+        ? `${path} is a directory, not a file (use workspace.ls to list it)`
+        : `${path} is not a regular file`,
+      'invalid_input',
     );
-  const fd = openNoFollow(path);
-  try {
-    return readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
   }
+  return f;
 }
 
-/** Opens a resolved path for reading, refusing a symlink put in its place since it was resolved. */
-function openNoFollow(path: string): number {
-  return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+/** The error Node's own call would have given for a missing path. */
+export function missing(path: string, syscall = 'open'): WorkspaceError {
+  return new WorkspaceError(`ENOENT: no such file or directory, ${syscall} '${path}'`, 'io_error');
 }
 
-/** Writes through a temporary file and a rename, so a reader never sees half a file and a failed write leaves the old one. */
-function writeAtomic(path: string, content: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.caxton-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.tmp`);
-  writeFileSync(tmp, content);
-  renameSync(tmp, path);
+function readText(ws: Workspace, path: string): string | undefined {
+  const f = openFile(ws, path);
+  if (f === undefined) return undefined;
+  try {
+    if (f.stats.size > MAX_FILE_BYTES)
+      throw new WorkspaceError(
+        `${path} is ${f.stats.size} bytes, more than the ${MAX_FILE_BYTES} a call may edit`,
+        'input_too_large',
+      );
+    return readFileSync(f.fd, 'utf8');
+  } finally {
+    closeSync(f.fd);
+  }
 }
 
 /** `cat -n`: the number right-aligned in six columns, a tab, the line. */
@@ -122,47 +120,43 @@ function numbered(lines: readonly string[], first: number): string {
  * bounded at MAX_FILE_BYTES scanned per call.
  */
 function readLines(
+  fd: number,
   path: string,
   offset: number,
   limit: number,
 ): { lines: string[]; total: number | undefined; binary: boolean } {
-  const fd = openNoFollow(path);
-  try {
-    const buf = Buffer.alloc(64 * 1024);
-    const lines: string[] = [];
-    let lineNo = 1;
-    let carry = '';
-    let scanned = 0;
-    const decoder = new TextDecoder('utf-8');
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (scanned === 0 && n > 0 && buf.subarray(0, Math.min(n, 8000)).includes(0))
-        return { lines: [], total: undefined, binary: true };
-      scanned += n;
-      const text = carry + decoder.decode(buf.subarray(0, n), { stream: n > 0 });
-      let parts: string[];
-      if (n > 0) {
-        parts = text.split('\n');
-        carry = parts.pop()!;
-      } else {
-        // The last line has no newline after it; a file ending in one has no further line.
-        parts = text === '' ? [] : [text];
-        carry = '';
-      }
-      for (const p of parts) {
-        if (lineNo >= offset && lines.length < limit) lines.push(p.endsWith('\r') ? p.slice(0, -1) : p);
-        lineNo++;
-      }
-      if (n === 0) return { lines, total: lineNo - 1, binary: false };
-      if (lines.length >= limit) return { lines, total: undefined, binary: false };
-      if (scanned > MAX_FILE_BYTES * 4)
-        throw new WorkspaceError(
-          `${path}: more than ${MAX_FILE_BYTES * 4} bytes scanned for line ${offset}; read a nearer part or use workspace.grep`,
-          'invalid_input',
-        );
+  const buf = Buffer.alloc(64 * 1024);
+  const lines: string[] = [];
+  let lineNo = 1;
+  let carry = '';
+  let scanned = 0;
+  const decoder = new TextDecoder('utf-8');
+  for (;;) {
+    const n = readSync(fd, buf, 0, buf.length, null);
+    if (scanned === 0 && n > 0 && buf.subarray(0, Math.min(n, 8000)).includes(0))
+      return { lines: [], total: undefined, binary: true };
+    scanned += n;
+    const text = carry + decoder.decode(buf.subarray(0, n), { stream: n > 0 });
+    let parts: string[];
+    if (n > 0) {
+      parts = text.split('\n');
+      carry = parts.pop()!;
+    } else {
+      // The last line has no newline after it; a file ending in one has no further line.
+      parts = text === '' ? [] : [text];
+      carry = '';
     }
-  } finally {
-    closeSync(fd);
+    for (const p of parts) {
+      if (lineNo >= offset && lines.length < limit) lines.push(p.endsWith('\r') ? p.slice(0, -1) : p);
+      lineNo++;
+    }
+    if (n === 0) return { lines, total: lineNo - 1, binary: false };
+    if (lines.length >= limit) return { lines, total: undefined, binary: false };
+    if (scanned > MAX_FILE_BYTES * 4)
+      throw new WorkspaceError(
+        `${path}: more than ${MAX_FILE_BYTES * 4} bytes scanned for line ${offset}; read a nearer part or use workspace.grep`,
+        'invalid_input',
+      );
   }
 }
 
@@ -192,9 +186,14 @@ export function readTool(ws: Workspace): AuditedTool {
         const path = ws.resolve(str(args, 'file_path'));
         const offset = int(args, 'offset', 0, 1e9) ?? 1;
         const limit = int(args, 'limit', 1, 1e6) ?? DEFAULT_READ_LINES;
-        if (statSync(path).isDirectory())
-          return toolError(`${path} is a directory, not a file (use workspace.ls to list it)`, 'invalid_input');
-        const r = readLines(path, Math.max(1, offset), limit);
+        const f = openFile(ws, path);
+        if (f === undefined) throw missing(path, 'stat');
+        let r: ReturnType<typeof readLines>;
+        try {
+          r = readLines(f.fd, path, Math.max(1, offset), limit);
+        } finally {
+          closeSync(f.fd);
+        }
         if (r.binary)
           return toolError(
             `${path} looks like a binary file (it contains NUL bytes); workspace.read reads text files`,
@@ -234,9 +233,7 @@ export function writeTool(ws: Workspace): AuditedTool {
         const content = str(args, 'content', { allowEmpty: true })!;
         if (Buffer.byteLength(content) > MAX_FILE_BYTES)
           return toolError(`the content is more than ${MAX_FILE_BYTES} bytes`, 'input_too_large');
-        const existed = existsSync(path);
-        if (existed && statSync(path).isDirectory()) return toolError(`${path} is a directory`, 'invalid_input');
-        writeAtomic(path, content);
+        const { existed } = writeAt(ws, path, content);
         return {
           content: existed
             ? `The file ${path} has been updated successfully.`
@@ -299,18 +296,18 @@ function applyEdit(text: string, e: Edit, where: string): string {
 function editFile(ws: Workspace, args: Record<string, unknown>, edits: Edit[]): AuditedResult {
   ws.requireWrite();
   const path = ws.resolve(str(args, 'file_path'));
-  let text: string;
+  let text = readText(ws, path);
   let start = 0;
-  if (!existsSync(path)) {
+  if (text === undefined) {
     if (edits[0]?.old_string !== '') return toolError(`File does not exist: ${path}`, 'io_error');
     text = edits[0].new_string;
     start = 1;
-  } else text = readText(path);
+  }
   for (let i = start; i < edits.length; i++)
     text = applyEdit(text, edits[i]!, edits.length > 1 ? `edit ${i + 1} of ${edits.length}: ` : '');
   if (Buffer.byteLength(text) > MAX_FILE_BYTES)
     return toolError(`the edited file would be more than ${MAX_FILE_BYTES} bytes`, 'output_too_large');
-  writeAtomic(path, text);
+  writeAt(ws, path, text);
   return {
     content:
       edits.length > 1 ? `Applied ${edits.length} edits to ${path}` : `The file ${path} has been updated successfully.`,
@@ -405,8 +402,10 @@ export function globTool(ws: Workspace): AuditedTool {
       guarded(() => {
         const glob = new Glob(str(args, 'pattern')!);
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
-        if (!statSync(dir).isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
-        const walk = walkFiles(dir, {
+        const st = lstatAt(ws, dir);
+        if (st === undefined) throw missing(dir, 'stat');
+        if (!st.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
+        const walk = walkFiles(ws, dir, {
           maxEntries: WALK_ENTRIES,
           deadline: Date.now() + WALK_MS,
           hidden: true,
@@ -446,7 +445,9 @@ export function lsTool(ws: Workspace): AuditedTool {
     invoke: (args) =>
       guarded(() => {
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
-        if (!statSync(dir).isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
+        const st = lstatAt(ws, dir);
+        if (st === undefined) throw missing(dir, 'stat');
+        if (!st.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
         const ignoreArg = args.ignore ?? [];
         if (!Array.isArray(ignoreArg) || ignoreArg.some((p) => typeof p !== 'string') || ignoreArg.length > 100)
           return toolError('"ignore" must be a list of at most 100 glob patterns', 'invalid_input');
@@ -455,6 +456,7 @@ export function lsTool(ws: Workspace): AuditedTool {
         const entries: { rel: string; dir: boolean }[] = [];
         let full = false;
         const walk = walkFiles(
+          ws,
           dir,
           {
             maxEntries: WALK_ENTRIES,

@@ -24,7 +24,13 @@ export const NOT_GRANTED =
 export const WRITE_NOT_GRANTED =
   'writing in the workspace is not granted: set [workspace] write = true in caxton.toml to let agents change files';
 
-function inside(root: string, p: string): boolean {
+/** A directory's identity, the same whatever name it is reached by. */
+export function dirId(st: { dev: number; ino: number }): string {
+  return `${st.dev}:${st.ino}`;
+}
+
+/** Whether `p` is `root` or below it (both absolute). */
+export function inside(root: string, p: string): boolean {
   const r = relative(root, p);
   return r === '' || (!r.startsWith('..') && !isAbsolute(r) && r.split(sep)[0] !== '..');
 }
@@ -34,6 +40,7 @@ export class Workspace {
   readonly #private: readonly string[];
   #root: string | undefined;
   #hidden: string[] | undefined;
+  #privateIds: Set<string> | undefined;
 
   /**
    * `privateDirs`: directories inside the workspace that no workspace tool reaches — the server's
@@ -43,6 +50,13 @@ export class Workspace {
   constructor(cfg: WorkspaceConfig, privateDirs: readonly string[] = []) {
     this.#cfg = cfg;
     this.#private = privateDirs;
+    // Taken now, while the private directories are where the server made them.
+    if (cfg.path !== undefined && privateDirs.length > 0)
+      try {
+        this.privateIds();
+      } catch {
+        // Not usable yet: the first call says why.
+      }
   }
 
   /** The real paths of the private directories inside the workspace (walks skip them; bash hides them). */
@@ -61,6 +75,24 @@ export class Workspace {
     }
     this.#hidden = out;
     return out;
+  }
+
+  /**
+   * The identities ("dev:ino") of the private directories, so a walk refuses one by what it is,
+   * not by its name (a directory above it may have been renamed since).
+   */
+  privateIds(): ReadonlySet<string> {
+    if (this.#privateIds !== undefined && this.#privateIds.size === this.hidden().length) return this.#privateIds;
+    const ids = new Set<string>();
+    for (const d of this.hidden()) {
+      try {
+        ids.add(dirId(statSync(d)));
+      } catch {
+        // Not made yet: found again on the next call.
+      }
+    }
+    this.#privateIds = ids;
+    return ids;
   }
 
   get writable(): boolean {

@@ -4,17 +4,17 @@
  * worker thread that is terminated at a deadline: a catastrophic pattern costs that much time and
  * is reported, never a blocked server. Files scanned, bytes read and output are capped too.
  */
-import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type * as fsModule from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type * as workerThreads from 'node:worker_threads';
 import type { AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
-import { guarded, int, MAX_LINE_CHARS, MAX_RESULT_CHARS, str } from './files.js';
+import { guarded, int, MAX_LINE_CHARS, MAX_RESULT_CHARS, missing, str } from './files.js';
 import { Glob } from './glob.js';
 import type { Workspace } from './grant.js';
 import { WorkspaceError } from './grant.js';
+import { lstatAt, readFileNoFollow } from './at.js';
 import { DEFAULT_SKIP_DIRS, walkFiles, type WalkEntry } from './walk.js';
 
 const MAX_FILES = 20_000;
@@ -58,6 +58,10 @@ const TYPES: Record<string, string[]> = {
 type Mode = 'content' | 'files_with_matches' | 'count';
 
 interface WorkerInput {
+  /** The workspace's real root: files are read from it by descriptors, no link followed. */
+  root: string;
+  /** The private directories' identities: a file under one is not read, whatever its path. */
+  privateIds: string[];
   source: string;
   flags: string;
   multiline: boolean;
@@ -81,7 +85,7 @@ interface FileResult {
  * The worker's body. It is sent to the worker as source text (Function.prototype.toString), so it
  * must use nothing from this module's scope: everything arrives as workerData.
  */
-function grepWorker(): void {
+function grepWorker(readNoFollow: typeof readFileNoFollow): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort, workerData } = require('node:worker_threads') as typeof workerThreads;
   const fs = require('node:fs') as typeof fsModule;
@@ -95,7 +99,7 @@ function grepWorker(): void {
     if (emitted >= input.maxLines) break;
     let buf: Buffer;
     try {
-      buf = fs.readFileSync(f.path);
+      buf = readNoFollow(fs, input.root, input.privateIds, f.path);
     } catch {
       continue;
     }
@@ -162,7 +166,7 @@ function grepWorker(): void {
   parentPort!.postMessage(out);
 }
 
-const WORKER_SOURCE = `(${grepWorker.toString()})()`;
+const WORKER_SOURCE = `(${grepWorker.toString()})(${readFileNoFollow.toString()})`;
 
 function runWorker(input: WorkerInput, timeoutMs: number): Promise<FileResult[]> {
   return new Promise((resolve, reject) => {
@@ -304,10 +308,11 @@ export function grepTool(ws: Workspace): AuditedTool {
         const deadline = Math.min(ctx.deadline - 50, Date.now() + GREP_TIME_MS);
         let entries: WalkEntry[];
         let truncated: string | undefined;
-        const st = statSync(target);
+        const st = lstatAt(ws, target);
+        if (st === undefined) throw missing(target, 'stat');
         if (st.isFile()) entries = [{ path: target, rel: basename(target), stats: st }];
         else {
-          const walk = walkFiles(target, {
+          const walk = walkFiles(ws, target, {
             maxEntries: MAX_FILES * 5,
             deadline,
             skipDirs: DEFAULT_SKIP_DIRS,
@@ -334,6 +339,8 @@ export function grepTool(ws: Workspace): AuditedTool {
           entries.sort((a, b) => b.stats.mtimeMs - a.stats.mtimeMs || (a.rel < b.rel ? -1 : 1));
         const results = await runWorker(
           {
+            root: ws.root(),
+            privateIds: [...ws.privateIds()],
             source,
             flags: safeFlags,
             multiline,

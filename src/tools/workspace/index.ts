@@ -14,7 +14,7 @@ import { grepTool } from './grep.js';
 
 export const WORKSPACE_GROUP = 'workspace';
 
-export { Workspace, WorkspaceError, NOT_GRANTED, WRITE_NOT_GRANTED } from './grant.js';
+export { inside, Workspace, WorkspaceError, NOT_GRANTED, WRITE_NOT_GRANTED } from './grant.js';
 export {
   BASH_NOT_GRANTED,
   checkAllowlist,

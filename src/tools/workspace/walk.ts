@@ -1,10 +1,13 @@
 /**
  * A bounded walk of the workspace for glob, grep and ls: symbolic links are not followed (a link
  * could lead out, or into a cycle), hidden entries are skipped as ripgrep skips them, and the
- * walk stops at a number of entries and at a deadline.
+ * walk stops at a number of entries and at a deadline. Each directory is opened from the root by
+ * descriptors (at.ts), so one swapped for a link while the walk runs is skipped, not listed.
  */
 import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
+import { at, inDir, type Confined } from './at.js';
+import { WorkspaceError } from './grant.js';
 
 export interface WalkEntry {
   /** Absolute real path. */
@@ -37,8 +40,9 @@ export interface WalkResult {
 
 export const DEFAULT_SKIP_DIRS: ReadonlySet<string> = new Set(['.git', 'node_modules']);
 
-/** Files under `start` (a real directory inside the workspace), in directory order, depth first. */
+/** Files under `start` (a real directory inside the workspace `ws`), in directory order, depth first. */
 export function walkFiles(
+  ws: Confined,
   start: string,
   limits: WalkLimits,
   onDir?: (e: WalkEntry, depth: number) => boolean,
@@ -49,33 +53,40 @@ export function walkFiles(
   while (stack.length > 0) {
     const { dir, rel, depth } = stack.pop()!;
     if (Date.now() > limits.deadline) return { files, truncated: 'the time limit was reached' };
-    let names: string[];
+    const subdirs: { dir: string; rel: string; depth: number }[] = [];
+    let full = false;
     try {
-      names = readdirSync(dir).sort();
-    } catch {
+      inDir(ws, dir, (fd) => {
+        for (const name of readdirSync(at(fd, '.')).sort()) {
+          if (!limits.hidden && name.startsWith('.')) continue;
+          if (++seen > limits.maxEntries) {
+            full = true;
+            return;
+          }
+          const path = join(dir, name);
+          const r = rel === '' ? name : `${rel}/${name}`;
+          let stats: Stats;
+          try {
+            stats = lstatSync(at(fd, name));
+          } catch {
+            continue;
+          }
+          if (stats.isDirectory()) {
+            if (limits.skipDirs?.has(name) || limits.skipPaths?.includes(path)) continue;
+            if (limits.maxDepth !== undefined && depth + 1 > limits.maxDepth) continue;
+            if (onDir && !onDir({ path, rel: r, stats }, depth + 1)) continue;
+            subdirs.push({ dir: path, rel: r, depth: depth + 1 });
+          } else if (stats.isFile()) {
+            files.push({ path, rel: r, stats });
+          }
+        }
+      });
+    } catch (e) {
+      // The start refused (a private directory) is the call's answer; below it, the entry is skipped.
+      if (depth === 0 && e instanceof WorkspaceError) throw e;
       continue;
     }
-    const subdirs: { dir: string; rel: string; depth: number }[] = [];
-    for (const name of names) {
-      if (!limits.hidden && name.startsWith('.')) continue;
-      if (++seen > limits.maxEntries) return { files, truncated: `more than ${limits.maxEntries} entries` };
-      const path = join(dir, name);
-      const r = rel === '' ? name : `${rel}/${name}`;
-      let stats: Stats;
-      try {
-        stats = lstatSync(path);
-      } catch {
-        continue;
-      }
-      if (stats.isDirectory()) {
-        if (limits.skipDirs?.has(name) || limits.skipPaths?.includes(path)) continue;
-        if (limits.maxDepth !== undefined && depth + 1 > limits.maxDepth) continue;
-        if (onDir && !onDir({ path, rel: r, stats }, depth + 1)) continue;
-        subdirs.push({ dir: path, rel: r, depth: depth + 1 });
-      } else if (stats.isFile()) {
-        files.push({ path, rel: r, stats });
-      }
-    }
+    if (full) return { files, truncated: `more than ${limits.maxEntries} entries` };
     for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
   }
   return { files };
