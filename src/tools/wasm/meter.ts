@@ -4,18 +4,40 @@
  * each pass through one metering entry that charges this fuel and checks the call's deadline.
  *
  * Why fuel: fuel bounds how long a call may hold the thread it runs on (`in_thread_fuel` decides
- * which calls may run on the server's own thread). A loop iteration costs one unit (about 10–30
- * ns); a host call costs far more than an iteration, so a loop of host calls charged like
- * iterations would hold the thread far longer than its fuel suggests.
+ * which calls may run on the server's own thread). A loop iteration costs one unit (a few ns); a
+ * host call costs 100–400 ns, so a loop of host calls charged like iterations would hold the
+ * thread a hundred times longer than its fuel suggests.
  */
 import type { LogLevel } from './sandbox.js';
 
-/** Fuel charged for any host call: about its cost in loop iterations (a crossing, a few checks). */
-export const HOST_CALL_FUEL = 10;
+/** Fuel charged for a host call that reads or writes a word of host memory (a crossing, a bounds check). */
+export const HOST_ACCESS_FUEL = 10;
+/** Fuel charged for any other host call (it decodes, allocates, logs...). */
+export const HOST_CALL_FUEL = 100;
 /** Fuel charged for a host call that does I/O (files, SQLite, HTTP): a system call or more. */
 export const HOST_IO_FUEL = 10_000;
 /** Fuel charged per byte a host call copies between the guest and the host, in addition. */
 export const HOST_BYTES_PER_FUEL = 16;
+
+/**
+ * Host functions charged HOST_ACCESS_FUEL: the kernel's memory accessors, which modules call per
+ * word to read their input and write their output (8 MiB of input read 8 bytes at a time costs
+ * about 10 M units).
+ */
+const ACCESS_CALLS: ReadonlySet<string> = new Set([
+  'load_u8',
+  'load_u64',
+  'store_u8',
+  'store_u64',
+  'input_load_u8',
+  'input_load_u64',
+  'input_length',
+  'length',
+  'length_unsafe',
+  'free',
+  'http_status_code',
+  'get_log_level',
+]);
 
 /** Host functions charged HOST_IO_FUEL (WebAssembly and JavaScript names). */
 const IO_CALLS: ReadonlySet<string> = new Set([
@@ -32,7 +54,8 @@ const IO_CALLS: ReadonlySet<string> = new Set([
 ]);
 
 /** The fuel a call of host function `name` costs before the bytes it copies. */
-export const hostCallFuel = (name: string): number => (IO_CALLS.has(name) ? HOST_IO_FUEL : HOST_CALL_FUEL);
+export const hostCallFuel = (name: string): number =>
+  ACCESS_CALLS.has(name) ? HOST_ACCESS_FUEL : IO_CALLS.has(name) ? HOST_IO_FUEL : HOST_CALL_FUEL;
 
 /** Log lines one call may write; the rest are dropped and counted. */
 export const LOG_LINES_PER_CALL = 1_000;
