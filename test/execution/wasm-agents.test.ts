@@ -337,8 +337,10 @@ describe.skipIf(!haveC)('WebAssembly agents', () => {
     const during = await health(call);
     const r = await call;
     const took = performance.now() - t0;
-    expect(r.status, r.text).toBe(504);
-    expect(r.text).toMatch(/exceeded its deadline \(limit 2000 ms\)/);
+    // The deadline (504), or the fuel its host calls spent (500), whichever the machine's speed
+    // reaches first: either way the sandbox ended the call, naming the limit.
+    expect([500, 504], r.text).toContain(r.status);
+    expect(r.text).toMatch(/exceeded its deadline \(limit 2000 ms\)|ran out of fuel \(limit 1000000000 units/);
     // Loosely: /health went on answering through a call of about 2 s.
     expect(during.length).toBeGreaterThan(10);
     console.log(

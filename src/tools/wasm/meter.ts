@@ -93,7 +93,7 @@ export class GuestLog {
   write(level: LogLevel, message: string): void {
     const line = message.length > LOG_LINE_MAX ? `${message.slice(0, LOG_LINE_MAX)}…` : message;
     this.#lines++;
-    this.#bytes += line.length;
+    this.#bytes += Math.min(message.length, LOG_LINE_MAX);
     this.#sink?.(level, line);
   }
 

@@ -13,6 +13,7 @@ import {
   type LogLevel,
   type WasmToolServer,
 } from '../../../src/tools/wasm/index.js';
+import { GuestLog, LOG_BYTES_PER_CALL, LOG_LINE_MAX } from '../../../src/tools/wasm/meter.js';
 import { jsServer } from '../js/helpers.js';
 import { ctx, EXTISM_IMPORTS, server } from './helpers.js';
 
@@ -40,6 +41,10 @@ export function ok() { caxton.log('info', 'still here'); return 'ok'; }
 type Line = { level: LogLevel; message: string; server: string };
 const DROPPED =
   /^\d+ log lines \(\d+ bytes\) of this call were dropped: a call may log at most 1000 lines and 262144 bytes$/;
+
+/** How a 2 s call with a billion units of fuel looping on host calls ends, in the sandbox's words. */
+const STOPPED_2S =
+  /failed \((timeout|fuel_exhausted)\): the call (exceeded its deadline \(limit 2000 ms\)|ran out of fuel \(limit 1000000000 units)/;
 
 /** The log lines of one call: at most the per-call bound, and one line noting the rest. */
 function expectBounded(lines: Line[]): void {
@@ -98,10 +103,14 @@ describe.each([
     expect(s.offThread).toBe(true);
     const { r, ticks, ms } = await callCountingTicks(registry, 'looper.stall');
     expect(r).toMatchObject({ is_error: true });
-    // The sandbox's own deadline check stopped the guest (not the worker being ended past it).
-    expect(r.content).toMatch(/failed \(timeout\): the call exceeded its deadline \(limit 2000 ms\)$/);
+    // The sandbox stopped the guest (not the worker being ended past its deadline): the deadline,
+    // or the fuel its host calls spent, whichever the machine's speed reaches first.
+    expect(r.content).toMatch(STOPPED_2S);
     expectBounded(lines);
-    expect(audit.records.at(-1)).toMatchObject({ tool: 'looper.stall', outcome: 'timeout' });
+    expect(audit.records.at(-1)).toMatchObject({
+      tool: 'looper.stall',
+      outcome: expect.stringMatching(/^(timeout|fuel_exhausted)$/),
+    });
     // Loosely: a 10 ms timer on this thread went on firing through a call of about 2 s.
     expect(ticks).toBeGreaterThan(20);
     console.log(`[metering] ${_kind} worker call: ${Math.round(ms)} ms, ${ticks} ticks of a 10 ms timer`);
@@ -109,6 +118,17 @@ describe.each([
     lines.length = 0;
     expect((await registry.invoke(['looper.*'], 'looper.ok', {}, ctx())).is_error).toBeFalsy();
     expect(lines.map((l) => l.message)).toEqual(['still here']);
+  }, 20_000);
+
+  it('on a worker, with more fuel than its 200 ms can spend: ends at its deadline, its log bounded', async () => {
+    const { s, lines, registry } = await setup('deadline', 'fuel = 2_000_000_000\ntimeout = "200ms"', {
+      ...DEFAULT_TOOL_CAPS,
+      fuel: 2_000_000_000,
+    });
+    expect(s.offThread).toBe(true);
+    const r = await registry.invoke(['deadline.*'], 'deadline.stall', {}, ctx());
+    expect(r.content).toMatch(/failed \(timeout\): the call exceeded its deadline \(limit 200 ms\)$/);
+    expectBounded(lines);
   }, 20_000);
 
   it('with little fuel (within in_thread_fuel, so WebAssembly runs in the server thread): host calls spend it, so the loop ends by fuel, its log bounded', async () => {
@@ -119,4 +139,26 @@ describe.each([
     expect(r.content).toMatch(/failed \(fuel_exhausted\): the call ran out of fuel \(limit 1000000 units/);
     expectBounded(lines);
   }, 20_000);
+});
+
+describe('GuestLog', () => {
+  it('bounds the bytes of a call too: long lines are cut, and past the byte budget the rest are dropped and noted', () => {
+    const got: [LogLevel, string][] = [];
+    const log = new GuestLog((level, message) => got.push([level, message]));
+    const long = 'x'.repeat(LOG_LINE_MAX * 2);
+    for (let i = 0; i < 100; i++) if (log.accepts(long.length)) log.write('info', long);
+    log.end();
+    const kept = LOG_BYTES_PER_CALL / LOG_LINE_MAX;
+    expect(got.length).toBe(kept + 1);
+    expect(got[0]![1]).toBe(`${'x'.repeat(LOG_LINE_MAX)}…`);
+    expect(got.at(-1)).toEqual([
+      'warn',
+      `${100 - kept} log lines (${(100 - kept) * long.length} bytes) of this call were dropped: a call may log at most 1000 lines and 262144 bytes`,
+    ]);
+    // The next call starts afresh, and a call that drops nothing notes nothing.
+    got.length = 0;
+    if (log.accepts(2)) log.write('error', 'hi');
+    log.end();
+    expect(got).toEqual([['error', 'hi']]);
+  });
 });
