@@ -5,11 +5,16 @@
  * connection (one in flight). Reports /health latency during each, beside the idle baseline of
  * the same run, and what the hostile request itself took and answered.
  *
+ * Then the same while a tool module loops on the log host call (ADR 0112): deployed through the
+ * API with a 2 s limit, once with fuel above `in_thread_fuel` (its calls run on a worker) and once
+ * within it (they run in the server thread, bounded by the fuel its host calls spend).
+ *
  * Target: /health answers within 50 ms (p99 and max) while each hostile input is processed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import wabtInit from 'wabt';
 import { parseAgent } from '../src/agents/index.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
@@ -99,6 +104,39 @@ function largeToml(bytes: number): string {
     size += line.length + 1;
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** A tool module whose `stall` logs "still here" forever (as a C tool calling cx_host_log_info in a loop). */
+const LOG_LOOP_WAT = `(module
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
+  (import "extism:host/env" "log_info" (func $log_info (param i64)))
+  (memory (export "memory") 1)
+  (func (export "stall") (result i32) (local $p i64)
+    (local.set $p (call $alloc (i64.const 10)))
+    ${[...'still here'].map((c, i) => `(call $store_u8 (i64.add (local.get $p) (i64.const ${i})) (i32.const ${c.charCodeAt(0)}))`).join('\n    ')}
+    (loop $l (call $log_info (local.get $p)) (br $l))
+    (i32.const 0)))`;
+
+async function logLoopModule(): Promise<string> {
+  const wabt = await wabtInit();
+  const m = wabt.parseWat('log-loop.wat', LOG_LOOP_WAT);
+  try {
+    return Buffer.from(m.toBinary({}).buffer).toString('base64');
+  } finally {
+    m.destroy();
+  }
+}
+
+/** Deploys the log-looping tool server `name` with `fuel`, a 2 s limit. */
+async function deployLogLoop(url: string, name: string, fuel: string): Promise<void> {
+  const manifest = `name = "${name}"\nversion = "1.0.0"\ndescription = "logs forever"\n[[tools]]\nname = "stall"\ndescription = "logs forever"\n[limits]\nfuel = ${fuel}\ntimeout = "2s"\n`;
+  const res = await fetch(`${url}/api/v1/tools`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ manifest, wasm: await logLoopModule() }),
+  });
+  if (res.status !== 201 && res.status !== 200) throw new Error(`deploying ${name}: ${res.status} ${await res.text()}`);
 }
 
 async function startServe(): Promise<{ child: ChildProcess; url: string; remove(): void }> {
@@ -202,6 +240,44 @@ async function run(): Promise<SuiteReport> {
         parse_ms: parse,
       });
     }
+    for (const [name, fuel, where] of [
+      ['log-loop-worker', '1_000_000_000', 'on its worker'],
+      ['log-loop-inline', '1_000_000', 'in the server thread'],
+    ] as const) {
+      const label = `a tool looping on the log host call (fuel ${fuel}, 2 s limit, ${where})`;
+      note(`calling: ${label}`);
+      await deployLogLoop(url, name, fuel);
+      let done = false;
+      const calls: number[] = [];
+      const statuses = new Set<number>();
+      const caller = (async () => {
+        const end = Date.now() + Math.max(SECONDS, 5) * 1000;
+        while (Date.now() < end) {
+          const t0 = process.hrtime.bigint();
+          const res = await fetch(`${url}/api/v1/tools/${name}/stall/call`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: '{"args":{}}',
+          });
+          await res.text();
+          calls.push(msSince(t0));
+          statuses.add(res.status);
+        }
+        done = true;
+      })();
+      const during = await healthLoop(url, () => done);
+      await caller;
+      const call = summarize(calls);
+      const ok = during.p99 <= Math.max(TARGET_MS, 5 * idle.p99) && during.errors === 0;
+      rows.push({
+        metric: `/health while calling ${label}`,
+        value: `p50 ${fmtMs(during.p50)} / p99 ${fmtMs(during.p99)} / max ${fmtMs(during.max)} (${during.n} requests); the call: ${[...statuses].join(', ')} in p50 ${fmtMs(call.p50)} / max ${fmtMs(call.max)} (${call.n} calls)`,
+        baseline: `idle p50 ${fmtMs(idle.p50)} / p99 ${fmtMs(idle.p99)} / max ${fmtMs(idle.max)}`,
+        target: `p99 ≤ 5× idle p99 (or ${TARGET_MS} ms); each call ends by 3 s`,
+        verdict: ok && call.max <= 3_000 ? 'pass' : 'fail',
+      });
+      raw.push({ label, statuses: [...statuses], call_ms: call, health_ms: during });
+    }
     return {
       rows,
       notes: [
@@ -218,6 +294,6 @@ async function run(): Promise<SuiteReport> {
 
 export const hostileSuite: Suite = {
   name: 'hostile',
-  description: '/health latency while hostile agent bodies are posted',
+  description: '/health latency while hostile agent bodies are posted, and while a tool loops on the log host call',
   run,
 };

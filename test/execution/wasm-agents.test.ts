@@ -288,6 +288,55 @@ describe.skipIf(!haveC)('WebAssembly agents', () => {
     expect(promoted.status, await promoted.text()).toBe(200);
     expect(await quote('quoter')).toBe('{"price":13}');
   });
+  it('a module looping on the log host call ends at its 2 s limit (on a worker) or by fuel (in the server thread), and /health keeps answering', async () => {
+    const looper = (name: string, fuel: string) =>
+      PRICER('log_loop = true').replace('"pricer"', `"${name}"`).replace('fuel = 1_000_000', `fuel = ${fuel}`);
+    for (const [name, fuel] of [
+      ['log-worker', '1_000_000_000'],
+      ['log-inline', '1_000_000'],
+    ] as const) {
+      const d = await deployToml(looper(name, fuel));
+      expect(d.status, JSON.stringify(d.json)).toBe(201);
+    }
+    /** /health latencies (ms), asked one after another until `until` settles. */
+    async function health(until: Promise<unknown>): Promise<number[]> {
+      let settled = false;
+      void until.finally(() => (settled = true));
+      const ms: number[] = [];
+      while (!settled) {
+        const t0 = performance.now();
+        const res = await fetch(`${cx.url}/health`);
+        await res.arrayBuffer();
+        expect(res.status).toBe(200);
+        ms.push(performance.now() - t0);
+      }
+      return ms;
+    }
+    const pct = (xs: number[], p: number) =>
+      [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!.toFixed(1);
+    const stats = (xs: number[]) => `p50 ${pct(xs, 0.5)} ms, p99 ${pct(xs, 0.99)} ms (${xs.length} asked)`;
+    const idle = await health(new Promise((r) => setTimeout(r, 1_000)));
+
+    const t0 = performance.now();
+    const call = cx.invoke('log-worker', { request: 'quote' });
+    const during = await health(call);
+    const r = await call;
+    const took = performance.now() - t0;
+    // The deadline (504), or the fuel its host calls spent (500), whichever the machine's speed
+    // reaches first: either way the sandbox ended the call, naming the limit.
+    expect([500, 504], r.text).toContain(r.status);
+    expect(r.text).toMatch(/exceeded its deadline \(limit 2000 ms\)|ran out of fuel \(limit 1000000000 units/);
+    // Loosely: /health went on answering through a call of about 2 s.
+    expect(during.length).toBeGreaterThan(10);
+    console.log(
+      `[metering] WebAssembly agent on a worker: ${Math.round(took)} ms; /health idle ${stats(idle)}, during ${stats(during)}`,
+    );
+
+    const inline = await cx.invoke('log-inline', { request: 'quote' });
+    expect(inline.status).toBe(500);
+    expect(inline.text).toContain('fuel_exhausted');
+  }, 60_000);
+
   it('runs a module above the in-thread fuel on a worker thread, with the same answers and limits', async () => {
     const offThread = (extra = '') =>
       PRICER(extra).replace('"pricer"', '"heavy"').replace('fuel = 1_000_000', 'fuel = 5_000_000');

@@ -85,6 +85,7 @@ export {
   type RefreshOutcome,
 } from './manager.js';
 export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './limits.js';
+export { HOST_ACCESS_FUEL, HOST_CALL_FUEL, HOST_IO_FUEL, LOG_BYTES_PER_CALL, LOG_LINES_PER_CALL } from './meter.js';
 export {
   ToolPackageStore,
   TOOL_PACKAGE_MIGRATIONS,

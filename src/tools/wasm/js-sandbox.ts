@@ -11,7 +11,9 @@
  *    module, loaded once): `setMemoryLimit(limits.memory)`, a maximum stack size, and an interrupt
  *    handler that stops the call when the wall-clock deadline passes or the fuel runs out. QuickJS
  *    polls it every 10,000 ticks (function calls and loop back-edges, the same events the WASM fuel
- *    counts), so fuel is counted as polls × 10,000.
+ *    counts), so fuel is counted as polls × 10,000, plus what host calls are charged (meter.ts).
+ *  - Every host function passes through one entry that charges its fuel and checks the deadline;
+ *    log lines and bytes per call are bounded (meter.ts).
  *  - The only capabilities are on the global `caxton` object, and only those granted: `log`,
  *    `config`, `vars` (key-value state) always; `http` when both the manifest and the operator
  *    grant hosts; `files` when a path root is granted; `sqlite` when a database is. They are the
@@ -34,6 +36,7 @@ import { CaxtonError } from '../../shared/errors.js';
 import { COPY_ROOT } from '../../shared/objects.js';
 import { HostTrap, type CallOutcome } from './errors.js';
 import { checkHttpRequest } from './http.js';
+import { GuestLog, HOST_BYTES_PER_FUEL, hostCallFuel } from './meter.js';
 import { WA } from './webassembly.js';
 import type { CallResult, LogLevel, SandboxGrants, SandboxHooks, SandboxLimits } from './sandbox.js';
 
@@ -41,7 +44,6 @@ import type { CallResult, LogLevel, SandboxGrants, SandboxHooks, SandboxLimits }
 export const JS_FUEL_PER_POLL = 10_000;
 /** QuickJS's own stack limit (the interpreter's C stack, in the WebAssembly memory). */
 export const JS_MAX_STACK_BYTES = 256 * 1024;
-const LOG_MAX = 4096;
 const ERROR_MAX = 2048;
 const HTTP_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -158,6 +160,7 @@ export class JsSandbox {
   readonly limits: SandboxLimits;
   readonly #grants: SandboxGrants;
   readonly #hooks: JsSandboxHooks;
+  readonly #logs: GuestLog;
   #live: Live | undefined;
   /** Exported functions of the module (known once it has been instantiated). */
   exports: ReadonlySet<string> = new Set();
@@ -165,6 +168,8 @@ export class JsSandbox {
   // The current call.
   #deadline = Infinity;
   #polls = 0;
+  /** Fuel charged by host calls during the current call. */
+  #hostFuel = 0;
   #pollBudget = Infinity;
   #why: 'fuel' | 'timeout' | undefined;
   #trap: HostTrap | undefined;
@@ -183,6 +188,7 @@ export class JsSandbox {
     this.limits = limits;
     this.#grants = grants;
     this.#hooks = hooks;
+    this.#logs = new GuestLog(hooks.log);
   }
 
   get instantiated(): boolean {
@@ -219,6 +225,14 @@ export class JsSandbox {
    */
   instantiate(): CallResult | undefined {
     if (this.#live) return undefined;
+    try {
+      return this.#instantiate();
+    } finally {
+      this.#logs.end();
+    }
+  }
+
+  #instantiate(): CallResult | undefined {
     const t0 = performance.now();
     this.#begin(t0 + this.limits.timeoutMs);
     const rt = (this.#hooks.qjs ?? sharedQuickJS()).newRuntime();
@@ -315,6 +329,14 @@ export class JsSandbox {
 
   /** Runs exported function `name` on `input` (UTF-8 JSON). Never throws for anything the guest does. */
   call(name: string, input: Uint8Array, deadline = Infinity, traceparent?: string): CallResult {
+    try {
+      return this.#call(name, input, deadline, traceparent);
+    } finally {
+      this.#logs.end();
+    }
+  }
+
+  #call(name: string, input: Uint8Array, deadline: number, traceparent: string | undefined): CallResult {
     this.stats.calls++;
     const t0 = performance.now();
     if (input.byteLength > this.limits.maxInputBytes) {
@@ -396,7 +418,7 @@ export class JsSandbox {
   #ok(live: Live, t0: number, s: string | undefined): CallResult {
     const elapsed = performance.now() - t0;
     const base = {
-      fuel_used: this.#polls * JS_FUEL_PER_POLL,
+      fuel_used: Math.min(this.#polls * JS_FUEL_PER_POLL + this.#hostFuel, this.limits.fuel),
       memory_bytes: this.#memoryUsed(live),
       duration_us: Math.round(elapsed * 1000),
     };
@@ -438,7 +460,7 @@ export class JsSandbox {
   #classify(thrown: unknown, t0: number, prefix = ''): CallResult {
     const live = this.#live;
     const base = {
-      fuel_used: Math.min(this.#polls * JS_FUEL_PER_POLL, this.limits.fuel),
+      fuel_used: Math.min(this.#polls * JS_FUEL_PER_POLL + this.#hostFuel, this.limits.fuel),
       memory_bytes: live ? this.#memoryUsed(live) : 0,
       duration_us: Math.round((performance.now() - t0) * 1000),
     };
@@ -475,7 +497,7 @@ export class JsSandbox {
   #interrupt(): boolean {
     this.#polls++;
     if (this.#trap) return true;
-    if (this.#polls > this.#pollBudget) {
+    if (this.#polls > this.#pollBudget || this.#polls * JS_FUEL_PER_POLL + this.#hostFuel > this.limits.fuel) {
       this.#why = 'fuel';
       return true;
     }
@@ -489,6 +511,7 @@ export class JsSandbox {
   #begin(deadline: number): void {
     this.#deadline = deadline;
     this.#polls = 0;
+    this.#hostFuel = 0;
     this.#pollBudget = Math.ceil(this.limits.fuel / JS_FUEL_PER_POLL);
     this.#why = undefined;
     this.#trap = undefined;
@@ -542,15 +565,36 @@ export class JsSandbox {
       this.#refuse(new HostTrap('timeout', `the call exceeded its deadline (limit ${this.limits.timeoutMs} ms)`));
   }
 
+  /** Charges a host call's fuel (its cost and the bytes it was given); ends the call when it runs out. */
+  #charge(units: number): void {
+    this.#hostFuel += units;
+    if (this.#polls * JS_FUEL_PER_POLL + this.#hostFuel > this.limits.fuel) {
+      this.#why = 'fuel';
+      this.#refuse(
+        new HostTrap(
+          'fuel_exhausted',
+          `the call ran out of fuel (limit ${this.limits.fuel} units: a loop or recursion that does not end?)`,
+        ),
+      );
+    }
+  }
+
   #hostObject(ctx: QuickJSContext): QuickJSHandle {
     const obj = ctx.newObject();
     const str = (h: QuickJSHandle | undefined): string | undefined =>
       h === undefined || ctx.typeof(h) === 'undefined' ? undefined : ctx.getString(h);
     const ret = (s: string | undefined): QuickJSHandle => (s === undefined ? ctx.undefined : ctx.newString(s));
+    // The one entry of every host function: charges its fuel and checks the deadline first.
     const def = (name: string, fn: (...args: (string | undefined)[]) => string | undefined) => {
+      const cost = hostCallFuel(name);
       const f = ctx.newFunction(name, (...args: QuickJSHandle[]) => {
         try {
-          return ret(fn(...args.map(str)));
+          const given = args.map(str);
+          let bytes = 0;
+          for (const a of given) bytes += a?.length ?? 0;
+          this.#charge(cost + Math.floor(bytes / HOST_BYTES_PER_FUEL));
+          this.#checkDeadline();
+          return ret(fn(...given));
         } catch (e) {
           return this.#refuse(e);
         }
@@ -559,16 +603,14 @@ export class JsSandbox {
       f.dispose();
     };
     def('log', (level, msg) => {
-      this.#checkDeadline();
       const lv = (['trace', 'debug', 'info', 'warn', 'error'] as const).find((l) => l === level) ?? 'info';
       const m = msg ?? '';
-      this.#hooks.log?.(lv as LogLevel, m.length > LOG_MAX ? `${m.slice(0, LOG_MAX)}…` : m);
+      if (this.#logs.accepts(m.length)) this.#logs.write(lv as LogLevel, m);
       return undefined;
     });
     def('config', (key) => this.#grants.config.get(key ?? ''));
     def('var_get', (key) => this.#vars.get(key ?? ''));
     def('var_set', (key = '', value) => {
-      this.#checkDeadline();
       const old = this.#vars.get(key);
       const size = (s: string) => Buffer.byteLength(s);
       const bytes =
@@ -589,25 +631,21 @@ export class JsSandbox {
     if (this.#grants.httpGranted) def('http', (req = '{}', body) => this.#http(req, body));
     if (this.#grants.files.roots.length > 0) {
       def('file_read', (p = '') => {
-        this.#checkDeadline();
         return dec.decode(
           this.#grants.files.read(p, Math.min(this.limits.memoryBytes, this.limits.maxOutputBytes * 4)),
         );
       });
       def('file_write', (p = '', d = '') => {
-        this.#checkDeadline();
         this.#grants.files.write(p, enc.encode(d));
         return undefined;
       });
       def('file_list', (p = '') => {
-        this.#checkDeadline();
         return JSON.stringify(this.#grants.files.list(p));
       });
     }
     const db = this.#grants.databases;
     if (db) {
       def('sqlite', (r = '') => {
-        this.#checkDeadline();
         let req: unknown;
         try {
           req = JSON.parse(r);
@@ -629,7 +667,6 @@ export class JsSandbox {
   }
 
   #http(reqText: string, body: string | undefined): string {
-    this.#checkDeadline();
     const req = checkHttpRequest(reqText, 'caxton.http', this.#grants, this.#traceparent);
     const http = this.#hooks.http;
     if (!http) throw new HostTrap('denied', 'HTTP is not available in this sandbox');

@@ -20,6 +20,8 @@
  *  - it has been idle for `idleMs`; or it dies.
  * The next call starts a new one. The key-value state (vars) lives on here, copied back from the
  * worker whenever a call changes it, so it survives a new worker as it survives a new instance.
+ * Log lines come back as messages, no more than the sandbox lets a call write (meter.ts), so a
+ * guest logging in a loop cannot flood this thread's queue.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +46,8 @@ export interface OffThreadInit {
   config: [string, string][];
   /** The key-value state the sandbox starts with (kept by the parent across workers). */
   vars?: [string, Uint8Array | string][];
+  /** Whether the parent takes the module's log lines (set by OffThreadSandbox; none are sent otherwise). */
+  log?: boolean;
 }
 
 export type WorkerRequest = {
@@ -150,7 +154,9 @@ export class OffThreadSandbox {
   }
 
   #start(): Slot {
-    const w = new Worker(workerPath(), { workerData: { ...this.#init, vars: this.#vars } satisfies OffThreadInit });
+    const w = new Worker(workerPath(), {
+      workerData: { ...this.#init, vars: this.#vars, log: this.#log !== undefined } satisfies OffThreadInit,
+    });
     w.unref();
     this.workersStarted++;
     let ready!: (why: string | undefined) => void;

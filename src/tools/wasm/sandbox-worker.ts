@@ -30,7 +30,7 @@ try {
     config: new Map(init.config),
   };
   const hooks = {
-    log: (level: LogLevel, message: string) => send({ type: 'log', level, message }),
+    ...(init.log !== false && { log: (level: LogLevel, message: string) => send({ type: 'log', level, message }) }),
     http: sharedHttpClient(() => init.own),
   };
   // QuickJS in a memory bounded by the limit (setMemoryLimit alone does not bound it).

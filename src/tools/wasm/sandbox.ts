@@ -4,8 +4,10 @@
  * modules built with Extism's plugin development kits run unchanged — under Caxton's limits:
  *
  *  - CPU: fuel injected into the module (see instrument.ts); the budget is reset before each call.
- *  - Wall clock: host calls check the deadline; HTTP waits at most until it; a call that returns
- *    after its deadline is reported as `timeout` and its output dropped.
+ *    Every host call is charged fuel too (meter.ts), so a loop of host calls is bounded like any.
+ *  - Wall clock: every host call checks the deadline; HTTP waits at most until it; a call that
+ *    returns after its deadline is reported as `timeout` and its output dropped.
+ *  - Log lines and bytes per call (meter.ts): the excess is dropped, counted and noted once.
  *  - Memory: the module's memories are capped when it is prepared; host-side blocks (the "kernel
  *    memory": input copies, output, config values, HTTP bodies) have the same cap of their own.
  *  - Input and output size, key-value state size.
@@ -23,6 +25,7 @@ import type { FileAccess } from './fs-access.js';
 import { checkHttpRequest, type SyncHttpClient } from './http.js';
 import type { SqliteAccess } from './sqlite-access.js';
 import { instrument, START_EXPORT, WasmFormatError } from './instrument.js';
+import { GuestLog, HOST_BYTES_PER_FUEL, hostCallFuel, LOG_LINE_MAX } from './meter.js';
 import {
   PAGE,
   WA,
@@ -201,7 +204,6 @@ export function clearPreparedModules(): void {
 
 const dec = new TextDecoder();
 const ARENA_START = 8;
-const LOG_MAX = 4096;
 const HTTP_MAX_BYTES = 64 * 1024 * 1024;
 
 export class WasmSandbox {
@@ -209,6 +211,7 @@ export class WasmSandbox {
   readonly limits: SandboxLimits;
   readonly #grants: SandboxGrants;
   readonly #hooks: SandboxHooks;
+  readonly #logs: GuestLog;
   readonly #imports: Record<string, Record<string, unknown>>;
 
   #instance: WasmInstance | undefined;
@@ -247,6 +250,7 @@ export class WasmSandbox {
     this.limits = limits;
     this.#grants = grants;
     this.#hooks = hooks;
+    this.#logs = new GuestLog(hooks.log);
     this.#imports = this.#buildImports();
   }
 
@@ -271,6 +275,14 @@ export class WasmSandbox {
    */
   instantiate(): CallResult | undefined {
     if (this.#instance) return undefined;
+    try {
+      return this.#instantiate();
+    } finally {
+      this.#logs.end();
+    }
+  }
+
+  #instantiate(): CallResult | undefined {
     const t0 = performance.now();
     this.#begin(new Uint8Array(0), t0 + this.limits.timeoutMs);
     try {
@@ -301,6 +313,14 @@ export class WasmSandbox {
    * sent with the module's HTTP requests unless the module sets its own.
    */
   call(name: string, input: Uint8Array, deadline = Infinity, traceparent?: string): CallResult {
+    try {
+      return this.#call(name, input, deadline, traceparent);
+    } finally {
+      this.#logs.end();
+    }
+  }
+
+  #call(name: string, input: Uint8Array, deadline: number, traceparent: string | undefined): CallResult {
     this.stats.calls++;
     this.#traceparent = traceparent;
     const t0 = performance.now();
@@ -427,7 +447,7 @@ export class WasmSandbox {
       error = e.message;
     } else if (this.#fuel && fuelLeft < 0) {
       outcome = 'fuel_exhausted';
-      error = `the call ran out of fuel (limit ${this.limits.fuel} units: a loop or recursion that does not end?)`;
+      error = this.#outOfFuel();
     } else if (e instanceof RangeError && /call stack/i.test(msg)) {
       outcome = 'stack_overflow';
       error = 'the call overflowed the stack (recursion too deep)';
@@ -457,9 +477,40 @@ export class WasmSandbox {
     };
   }
 
+  #outOfFuel(): string {
+    return `the call ran out of fuel (limit ${this.limits.fuel} units: a loop or recursion that does not end?)`;
+  }
+
   #checkDeadline(): void {
     if (performance.now() > this.#deadline)
       throw new HostTrap('timeout', `the call exceeded its deadline (limit ${this.limits.timeoutMs} ms)`);
+  }
+
+  /** Takes `units` of the call's fuel (a host call's cost); ends the call when it runs out. */
+  #charge(units: number): void {
+    const fuel = this.#fuel;
+    if (!fuel || units <= 0) return;
+    const left = (fuel.value as number) - units;
+    fuel.value = Math.max(left, -1);
+    if (left < 0) throw new HostTrap('fuel_exhausted', this.#outOfFuel());
+  }
+
+  /**
+   * The one entry of every host function: charges its fuel and checks the call's deadline before
+   * it runs, so a guest looping on host calls ends at its fuel or its time limit like any loop.
+   */
+  #metered<T extends Record<string, (...args: never[]) => unknown>>(fns: T): T {
+    const out: Record<string, unknown> = {};
+    for (const [name, fn] of Object.entries(fns)) {
+      const cost = hostCallFuel(name);
+      const f = fn as (...args: unknown[]) => unknown;
+      out[name] = (...args: unknown[]): unknown => {
+        this.#charge(cost);
+        this.#checkDeadline();
+        return f(...args);
+      };
+    }
+    return out as T;
   }
 
   // ── kernel memory ──────────────────────────────────────────────────────────
@@ -488,6 +539,7 @@ export class WasmSandbox {
   }
 
   #allocBytes(data: Uint8Array): number {
+    this.#charge(Math.floor(data.byteLength / HOST_BYTES_PER_FUEL));
     const addr = this.#alloc(data.byteLength);
     this.#arena.set(data, addr);
     return addr;
@@ -496,6 +548,7 @@ export class WasmSandbox {
   #block(addr: number): Uint8Array {
     const len = this.#blocks.get(addr);
     if (len === undefined) throw new HostTrap('trap', `invalid kernel memory offset ${addr}`);
+    this.#charge(Math.floor(len / HOST_BYTES_PER_FUEL));
     return this.#arena.subarray(addr, addr + len);
   }
 
@@ -515,19 +568,22 @@ export class WasmSandbox {
     if (ptr < 4 || ptr > buf.byteLength) return '';
     const len = new DataView(buf).getUint32(ptr - 4, true);
     if (ptr + len > buf.byteLength) return '';
-    return Buffer.from(buf, ptr, Math.min(len, LOG_MAX * 2)).toString('utf16le');
+    return Buffer.from(buf, ptr, Math.min(len, LOG_LINE_MAX * 2)).toString('utf16le');
   }
 
   #log(level: LogLevel, addr: bigint): void {
-    this.#checkDeadline();
-    const msg = this.#string(Number(addr));
-    this.#hooks.log?.(level, msg.length > LOG_MAX ? `${msg.slice(0, LOG_MAX)}…` : msg);
+    const a = Number(addr);
+    const len = this.#blocks.get(a);
+    if (len === undefined) throw new HostTrap('trap', `invalid kernel memory offset ${a}`);
+    if (!this.#logs.accepts(len)) return;
+    // A UTF-8 character takes at most 4 bytes: decode no more than the line can keep.
+    const bytes = this.#block(a);
+    this.#logs.write(level, dec.decode(bytes.subarray(0, LOG_LINE_MAX * 4)) + (len > LOG_LINE_MAX * 4 ? '…' : ''));
   }
 
   #buildImports(): Record<string, Record<string, unknown>> {
     const env = {
       alloc: (n: bigint): bigint => {
-        this.#checkDeadline();
         return BigInt(this.#alloc(Number(n)));
       },
       free: (a: bigint): void => {
@@ -587,7 +643,7 @@ export class WasmSandbox {
       },
       error_set: (a: bigint): void => {
         const addr = Number(a);
-        this.#error = addr === 0 ? undefined : this.#string(addr).slice(0, LOG_MAX);
+        this.#error = addr === 0 ? undefined : this.#string(addr).slice(0, LOG_LINE_MAX);
       },
       error_get: (): bigint =>
         this.#error === undefined ? 0n : BigInt(this.#allocBytes(new TextEncoder().encode(this.#error))),
@@ -604,7 +660,6 @@ export class WasmSandbox {
         return v === undefined ? 0n : BigInt(this.#allocBytes(v));
       },
       var_set: (k: bigint, v: bigint): void => {
-        this.#checkDeadline();
         const key = this.#string(Number(k));
         const old = this.#vars.get(key);
         const next = v === 0n ? undefined : this.#block(Number(v)).slice();
@@ -633,21 +688,17 @@ export class WasmSandbox {
     };
     const user = {
       caxton_file_read: (p: bigint): bigint => {
-        this.#checkDeadline();
         const room = Math.max(0, this.limits.memoryBytes - this.#top - 8);
         return BigInt(this.#allocBytes(this.#grants.files.read(this.#string(Number(p)), room)));
       },
       caxton_file_write: (p: bigint, d: bigint): void => {
-        this.#checkDeadline();
         this.#grants.files.write(this.#string(Number(p)), this.#block(Number(d)));
       },
       caxton_file_list: (p: bigint): bigint => {
-        this.#checkDeadline();
         const names = this.#grants.files.list(this.#string(Number(p)));
         return BigInt(this.#allocBytes(new TextEncoder().encode(JSON.stringify(names))));
       },
       caxton_sqlite_query: (r: bigint): bigint => {
-        this.#checkDeadline();
         const db = this.#grants.databases;
         if (!db) throw new HostTrap('denied', 'SQLite access is not granted to this tool server');
         let req: unknown;
@@ -667,11 +718,10 @@ export class WasmSandbox {
       this.#abort = `abort: ${this.#asString(msg) || '(no message)'}${file ? ` at ${this.#asString(file)}:${line}:${col}` : ''}`;
       throw new HostTrap('trap', this.#abort);
     };
-    return { 'extism:host/env': env, 'extism:host/user': user, env: { abort } };
+    return { 'extism:host/env': this.#metered(env), 'extism:host/user': this.#metered(user), env: { abort } };
   }
 
   #http(reqAddr: number, bodyAddr: number): bigint {
-    this.#checkDeadline();
     const req = checkHttpRequest(this.#string(reqAddr), 'http_request', this.#grants, this.#traceparent);
     const http = this.#hooks.http;
     if (!http) throw new HostTrap('denied', 'HTTP is not available in this sandbox');

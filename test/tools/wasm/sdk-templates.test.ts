@@ -7,7 +7,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmToolServer } from '../../../src/tools/wasm/index.js';
+import {
+  DEFAULT_TOOL_CAPS,
+  LOG_LINES_PER_CALL,
+  WasmToolServer,
+  type WasmToolServerOptions,
+} from '../../../src/tools/wasm/index.js';
+import { ctx } from './helpers.js';
 import {
   assertBuilt,
   cleanup,
@@ -107,7 +113,7 @@ describe.skipIf(!haveC)('a C module under the sandbox limits', () => {
   let dir: string;
 
   /** The hostile module as a package with these limits. */
-  function load(limits: string): WasmToolServer {
+  function load(limits: string, opts: WasmToolServerOptions = {}): WasmToolServer {
     const tools = ['spin', 'hog', 'stall', 'ok']
       .map((t) => `[[tools]]\nname = "${t}"\ndescription = "${t}"\ninput_schema = { type = "object" }\n`)
       .join('\n');
@@ -115,7 +121,7 @@ describe.skipIf(!haveC)('a C module under the sandbox limits', () => {
       join(dir, 'caxton-tool.toml'),
       `name = "hostile"\nversion = "0.1.0"\ndescription = "misbehaves"\nmodule = "hostile.wasm"\n\n${tools}\n[limits]\n${limits}\n`,
     );
-    return WasmToolServer.load(dir);
+    return WasmToolServer.load(dir, opts);
   }
   const call = (server: WasmToolServer, tool: string) => server.callRaw(tool, new TextEncoder().encode('{}'));
 
@@ -140,6 +146,34 @@ describe.skipIf(!haveC)('a C module under the sandbox limits', () => {
     expect(r.error).toMatch(/ran out of memory \(limit 2097152 bytes\)/);
     expect(new TextDecoder().decode(call(server, 'ok').output)).toBe('{"ok":true}');
   });
+
+  it('an endless loop of log calls on a worker, 2 s limit: ends at its deadline, logs at most the per-call bound, and this thread keeps turning', async () => {
+    const lines: string[] = [];
+    // Under the operator's default caps, as the server runs it: this much fuel runs on a worker.
+    const looper = load('memory = "2MiB"\nfuel = 1_000_000_000\ntimeout = "2s"', {
+      caps: DEFAULT_TOOL_CAPS,
+      log: (_level, message) => lines.push(message),
+    });
+    expect(looper.offThread).toBe(true);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const t0 = performance.now();
+    const r = await looper.tools.find((t) => t.name === 'hostile.stall')!.invoke({}, ctx());
+    clearInterval(timer);
+    console.log(
+      `[metering] C tool on a worker: ${Math.round(performance.now() - t0)} ms, ${ticks} ticks of a 10 ms timer`,
+    );
+    // The deadline, or the fuel its host calls spent, whichever the machine's speed reaches first.
+    expect(r.content).toMatch(
+      /failed \((timeout|fuel_exhausted)\): the call (exceeded its deadline \(limit 2000 ms\)|ran out of fuel \(limit 1000000000 units)/,
+    );
+    expect(lines.length).toBe(LOG_LINES_PER_CALL + 1);
+    expect(lines.at(-1)).toMatch(
+      /^\d+ log lines \(\d+ bytes\) of this call were dropped: a call may log at most 1000 lines/,
+    );
+    expect(ticks).toBeGreaterThan(20);
+    looper.close();
+  }, 30_000);
 
   it('an endless loop of host calls ends at the wall-clock limit', () => {
     const server = load('memory = "2MiB"\nfuel = 2_000_000_000\ntimeout = "300ms"');
