@@ -4,7 +4,9 @@
  * agent file on each. Requests are sent to node A until node B's worker answers one: node B then
  * verified what node A signed, with a public key that travelled between the nodes, and node A shows
  * node B's reply as validly signed. A message changed in the shared store is refused on replay.
+ * Both nodes read a copy of one trust anchor file (`[messaging] signing_anchor`, ADR 0114).
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -38,9 +40,14 @@ describe.skipIf(!run)('signed messages across two nodes', () => {
   let b: TestServer;
 
   beforeAll(async () => {
+    const anchor = join(makeTempDir('caxton-sign-anchor-'), 'anchor.pem');
+    writeFileSync(anchor, generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+      mode: 0o600,
+    });
     const toml = (node: string) => `${clusterToml(node, cluster.nats.url, schema)}
 [messaging]
 signing = true
+signing_anchor = ${JSON.stringify(anchor)}
 max_attempts = 1
 [llm]
 default_provider = "s"

@@ -133,6 +133,8 @@ export class DeliveryEngine {
     this.#queue = opts.queue;
     this.#w = new StepWriter(opts);
     this.#agentHandler = opts.agentHandler;
+    // An agent's messages verify only under its own key: the signer asks the directory who is an agent.
+    opts.signer?.setAgents((name) => opts.directory.get(name) !== undefined);
   }
 
   setAgentHandler(handler: MessageHandler): void {
