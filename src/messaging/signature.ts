@@ -9,9 +9,13 @@ import { sign as edSign, verify as edVerify } from 'node:crypto';
 import { agentOwner, NODE_OWNER, type SigningKeyStore } from '../auth/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import type { AclMessage, Content } from './message.js';
+import type { SignedSeen } from './signed-seen.js';
 
 /** The error code and dead-letter reason of a message whose signature does not verify. */
 export const SIGNATURE_INVALID = 'signature_invalid';
+
+/** The error code and dead-letter reason of a signed message its receiver has had already. */
+export const REPLAYED = 'replayed';
 
 /** Who signed a message, as the message view shows it. */
 export interface Signer {
@@ -79,8 +83,12 @@ export class MessageSigner {
   #lookup: ((keyId: string) => Promise<boolean>) | undefined;
   #isAgent: (name: string) => boolean = () => false;
 
-  constructor(keys: SigningKeyStore) {
+  /** Which receiver has had which signed message: a delivery is refused when its receiver has had it. */
+  readonly seen: SignedSeen | undefined;
+
+  constructor(keys: SigningKeyStore, opts: { seen?: SignedSeen } = {}) {
     this.#keys = keys;
+    this.seen = opts.seen;
   }
 
   /**

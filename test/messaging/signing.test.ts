@@ -14,12 +14,14 @@ import {
   MESSAGING_MIGRATIONS,
   MessageBus,
   MessageSigner,
+  SqliteSignedSeen,
   type AclMessage,
   type MessageHandler,
 } from '../../src/messaging/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
 import { aclMessage, agentDef, deploy, messagingConfig } from './helpers.js';
 
 interface Signed {
@@ -40,7 +42,8 @@ function openSigned(handler: MessageHandler, o: { dir?: string; registry?: Agent
   const db = openDatabase(dir);
   migrate(db, MESSAGING_MIGRATIONS);
   const keys = new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' });
-  const signer = new MessageSigner(keys);
+  const seen = new SqliteSignedSeen(join(dir, 'signing'), { ttlMs: 3_600_000 });
+  const signer = new MessageSigner(keys, { seen });
   const audit = new MemoryAuditSink();
   const registry = o.registry ?? new AgentRegistry();
   const bus = new MessageBus({
@@ -62,6 +65,7 @@ function openSigned(handler: MessageHandler, o: { dir?: string; registry?: Agent
     dir,
     async close() {
       await bus.close();
+      seen.close();
       db.close();
     },
   };
@@ -358,5 +362,54 @@ describe('signing trust anchored outside the database (ADR 0114)', () => {
       owner: 'node',
     });
     db.close();
+  });
+});
+
+describe('a signed message is delivered at most once to each receiver (ADR 0114)', () => {
+  it('refuses a delivered row set back to pending, or copied, after a restart: audited, dead-lettered, never run again', async () => {
+    const dir = makeTempDir('caxton-sign-');
+    const registry = new AgentRegistry();
+    deploy(registry, agentDef('payee', ['payee']));
+    const seen: unknown[] = [];
+    const handler: MessageHandler = (m) => {
+      seen.push(m.content);
+      return undefined;
+    };
+    const a = openSigned(handler, { dir, registry });
+    const r = await a.bus.submit({ performative: 'inform', receivers: ['payee'], content: 'pay once' });
+    await a.bus.wait(r.conversation_id, 5000);
+    await a.bus.settled();
+    expect(seen).toEqual(['pay once']);
+    await a.close();
+    open.splice(open.indexOf(a), 1);
+    // What a database writer does to have it paid again: the delivered row set back to pending, and a copy of it.
+    const db = openDatabase(dir);
+    const reset = db
+      .prepare("UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0 WHERE message_id = ?")
+      .run(r.id);
+    expect(reset.changes).toBe(1);
+    db.prepare(
+      "INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, 'payee', 'pending', '2026-01-01T00:00:00.000Z')",
+    ).run(r.id);
+    db.close();
+    const b = openSigned(handler, { dir, registry });
+    await waitUntil(async () => (await b.bus.reads.deadLetters()).items.length === 2);
+    await b.bus.settled();
+    expect(seen).toEqual(['pay once']);
+    for (const dl of (await b.bus.reads.deadLetters()).items)
+      expect(dl).toMatchObject({ message_id: r.id, last_error: 'replayed: payee has had this signed message already' });
+    expect(b.audit.entries.filter((e) => e.action === 'message.replay_refused')).toEqual([
+      expect.objectContaining({
+        target: r.id,
+        outcome: 'denied',
+        details: expect.objectContaining({ receiver: 'payee' }),
+      }),
+      expect.objectContaining({ target: r.id, outcome: 'denied' }),
+    ]);
+    // A new signed message to the same receiver is delivered as before.
+    const next = await b.bus.submit({ performative: 'inform', receivers: ['payee'], content: 'pay next' });
+    await b.bus.wait(next.conversation_id, 5000);
+    await b.bus.settled();
+    expect(seen).toEqual(['pay once', 'pay next']);
   });
 });

@@ -10,6 +10,7 @@ import {
   MessageBus,
   MessageSigner,
   sendMessageTool,
+  SqliteSignedSeen,
   type MessagingBus,
 } from '../../messaging/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
@@ -53,7 +54,13 @@ export function startMessaging(opts: {
   });
   // A missing or unreadable anchor stops the start, not the first message.
   if (opts.config.messaging.signing) anchor.check();
-  const signer = opts.config.messaging.signing ? new MessageSigner(keys) : undefined;
+  // A signed message is delivered at most once to each receiver while its rows can exist.
+  const seen = opts.config.messaging.signing
+    ? new SqliteSignedSeen(join(opts.config.data_dir, 'signing'), {
+        ttlMs: opts.config.messaging.conversation_ttl + opts.config.messaging.retention,
+      })
+    : undefined;
+  const signer = opts.config.messaging.signing ? new MessageSigner(keys, { ...(seen && { seen }) }) : undefined;
   // On a cluster the public keys travel between nodes, as API keys do.
   const shared = signer && cluster ? cluster.shareSigningKeys(keys) : undefined;
   if (shared) signer?.setKeyLookup((id) => shared.lookup(id));
@@ -96,6 +103,7 @@ export function startMessaging(opts: {
     close: async () => {
       await bus.close();
       await shared?.stop();
+      seen?.close();
     },
   };
 }
