@@ -13,6 +13,7 @@ export interface SignedSeen {
   delivered(id: string, receiver: string): boolean | Promise<boolean>;
   /** Remembers that `receiver` has had message `id`. */
   mark(id: string, receiver: string): void | Promise<void>;
+  close?(): void;
 }
 
 const MIGRATIONS = [

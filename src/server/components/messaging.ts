@@ -11,6 +11,7 @@ import {
   MessageSigner,
   sendMessageTool,
   SqliteSignedSeen,
+  type SignedSeen,
   type MessagingBus,
 } from '../../messaging/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
@@ -55,11 +56,13 @@ export function startMessaging(opts: {
   // A missing or unreadable anchor stops the start, not the first message.
   if (opts.config.messaging.signing) anchor.check();
   // A signed message is delivered at most once to each receiver while its rows can exist.
-  const seen = opts.config.messaging.signing
-    ? new SqliteSignedSeen(join(opts.config.data_dir, 'signing'), {
-        ttlMs: opts.config.messaging.conversation_ttl + opts.config.messaging.retention,
-      })
-    : undefined;
+  // On a cluster every node shares it (a JetStream bucket); on one node it is a file in the key directory.
+  const seenTtl = opts.config.messaging.conversation_ttl + opts.config.messaging.retention;
+  const seen: SignedSeen | undefined = !opts.config.messaging.signing
+    ? undefined
+    : cluster
+      ? cluster.signedSeen(seenTtl)
+      : new SqliteSignedSeen(join(opts.config.data_dir, 'signing'), { ttlMs: seenTtl });
   const signer = opts.config.messaging.signing ? new MessageSigner(keys, { ...(seen && { seen }) }) : undefined;
   // On a cluster the public keys travel between nodes, as API keys do.
   const shared = signer && cluster ? cluster.shareSigningKeys(keys) : undefined;
@@ -103,7 +106,7 @@ export function startMessaging(opts: {
     close: async () => {
       await bus.close();
       await shared?.stop();
-      seen?.close();
+      seen?.close?.();
     },
   };
 }
