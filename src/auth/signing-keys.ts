@@ -160,7 +160,10 @@ export class SigningKeyStore {
       // Only a row whose public half is this private key's is this node's key (not one a database writer edited).
       if (privateKey && rawPublicKey(createPublicKey(privateKey)) === row.public_key) {
         // A key made before rows were endorsed: its private half is here, so it is this node's to endorse.
-        if (!this.#anchor.endorses(row, row.endorsement)) this.#s.endorse.run(this.#anchor.endorse(row), row.id);
+        if (!this.#anchor.endorses(row, row.endorsement)) {
+          this.#s.endorse.run(this.#anchor.endorse(row), row.id);
+          this.#verifying.delete(row.id);
+        }
         const key = { id: row.id, privateKey };
         this.#active.set(owner, key);
         return key;

@@ -316,6 +316,30 @@ describe('signing trust anchored outside the database (ADR 0114)', () => {
     db.close();
   });
 
+  it('endorses a key of this node made before endorsements, only when its private half matches the row', () => {
+    const dir = makeTempDir('caxton-sign-');
+    const db = openDatabase(dir);
+    const store = () => new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' });
+    const old = new MessageSigner(store()).sign(aclMessage({ content: 'old' }), false);
+    db.prepare('UPDATE signing_keys SET endorsement = NULL').run();
+    const upgraded = store();
+    expect(new MessageSigner(upgraded).verify(old)).toMatchObject({ ok: false, problem: /not endorsed/ });
+    upgraded.signingKey('node');
+    expect(new MessageSigner(upgraded).verify(old)).toMatchObject({ ok: true });
+    // The active row's public half swapped for a writer's own: not endorsed, and replaced by a fresh key.
+    const mine = insertOwnKey(db, { owner: 'agent:other' });
+    const theirs = db
+      .prepare<[string], { public_key: string }>('SELECT public_key FROM signing_keys WHERE id = ?')
+      .get(mine.id)!;
+    db.prepare("UPDATE signing_keys SET public_key = ?, endorsement = NULL WHERE owner = 'node'").run(
+      theirs.public_key,
+    );
+    const next = store();
+    expect(next.signingKey('node').id).not.toBe(old.signature!.key);
+    expect(new MessageSigner(next).verify(old)).toMatchObject({ ok: false, problem: /not endorsed/ });
+    db.close();
+  });
+
   it('a key endorsed by another anchor verifies nothing, from the table or from another node', () => {
     const dir = makeTempDir('caxton-sign-');
     const db = openDatabase(dir);
