@@ -219,6 +219,8 @@ export const AUDIT_ACTIONS: readonly string[] = [
     ...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])),
     'mcp.tool_call',
     'message.send_as',
+    'message.signature_invalid',
+    'message.replay_refused',
     'key.create',
     'key.revoke',
     'key.rotate',

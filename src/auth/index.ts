@@ -114,3 +114,4 @@ export {
   type SigningKeyRecord,
   type VerifyingKey,
 } from './signing-keys.js';
+export { SigningAnchor, type EndorsedFields } from './signing-anchor.js';

@@ -5,11 +5,16 @@
  * The table holds the public half, which is what other nodes and the message view need. Rotating
  * retires the owner's active key (its private file is deleted, its public key kept, so messages
  * signed before still verify) and makes a new one.
+ *
+ * Which rows are trusted is not the database's to say (ADR 0114): each row carries the endorsement
+ * of the trust anchor (signing-anchor.ts), a key file outside the database, and a row whose
+ * endorsement does not verify verifies nothing.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CaxtonError } from '../shared/errors.js';
+import { SigningAnchor } from './signing-anchor.js';
 import { makePrivateDir, writePrivateFileSync } from '../shared/private-fs.js';
 import { migrate, type Db, type Migration } from '../storage/index.js';
 
@@ -28,6 +33,7 @@ export const SIGNING_KEY_MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX signing_keys_active ON signing_keys (owner, node) WHERE retired_at IS NULL;
     `,
   },
+  { id: 'auth-signing-002', sql: 'ALTER TABLE signing_keys ADD COLUMN endorsement TEXT' },
 ];
 
 /** The owner of a node's own key; an agent's is `agent:NAME`. */
@@ -46,6 +52,8 @@ export interface SigningKeyRecord {
   /** Epoch ms. */
   created_at: number;
   retired_at: number | null;
+  /** The trust anchor's signature over the row (ADR 0114), base64; null: not endorsed, trusted for nothing. */
+  endorsement: string | null;
 }
 
 export interface SigningKeyInfo extends Omit<SigningKeyRecord, 'created_at' | 'retired_at'> {
@@ -64,12 +72,17 @@ export interface ActiveSigningKey {
 export interface VerifyingKey {
   readonly record: SigningKeyRecord;
   readonly publicKey: KeyObject;
+  /** Whether the trust anchor endorses the row: a key that is not verifies nothing. */
+  readonly anchored: boolean;
 }
 
 /** The owner a message sender signs as: an agent's own key, else the node's. */
 export const agentOwner = (agent: string): string => `agent:${agent.toLowerCase()}`;
 
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+const rawPublicKey = (k: KeyObject): string =>
+  k.export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length).toString('base64');
 
 function publicKeyOf(raw: string): KeyObject {
   return createPublicKey({
@@ -96,15 +109,18 @@ export function signingKeyInfo(r: SigningKeyRecord): SigningKeyInfo {
 export class SigningKeyStore {
   readonly #dir: string;
   readonly #node: string;
+  readonly #anchor: SigningAnchor;
   readonly #now: () => number;
   readonly #active = new Map<string, ActiveSigningKey>();
   readonly #verifying = new Map<string, VerifyingKey>();
   readonly #listeners = new Set<(r: SigningKeyRecord) => void>();
   readonly #s;
 
-  constructor(db: Db, opts: { dir: string; node: string; now?: () => number }) {
+  /** `anchor`: the trust anchor; by default `<dir>/anchor.pem`, made on first use. */
+  constructor(db: Db, opts: { dir: string; node: string; anchor?: SigningAnchor; now?: () => number }) {
     this.#dir = opts.dir;
     this.#node = opts.node;
+    this.#anchor = opts.anchor ?? new SigningAnchor(join(opts.dir, 'anchor.pem'), { create: true });
     this.#now = opts.now ?? Date.now;
     migrate(db, SIGNING_KEY_MIGRATIONS);
     this.#s = {
@@ -114,8 +130,11 @@ export class SigningKeyStore {
       ),
       all: db.prepare<[], SigningKeyRecord>('SELECT * FROM signing_keys ORDER BY created_at, id'),
       insert: db.prepare(
-        'INSERT OR IGNORE INTO signing_keys (id, owner, node, public_key, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)',
+        `INSERT INTO signing_keys (id, owner, node, public_key, created_at, retired_at, endorsement) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, node = excluded.node, public_key = excluded.public_key,
+           created_at = excluded.created_at, endorsement = excluded.endorsement`,
       ),
+      endorse: db.prepare('UPDATE signing_keys SET endorsement = ? WHERE id = ?'),
       retire: db.prepare('UPDATE signing_keys SET retired_at = ? WHERE id = ? AND retired_at IS NULL'),
     };
   }
@@ -137,8 +156,15 @@ export class SigningKeyStore {
     const row = this.#s.active.get(owner, this.#node);
     if (row) {
       const file = this.#file(row.id);
-      if (existsSync(file)) {
-        const key = { id: row.id, privateKey: createPrivateKey(readFileSync(file)) };
+      const privateKey = existsSync(file) ? createPrivateKey(readFileSync(file)) : undefined;
+      // Only a row whose public half is this private key's is this node's key (not one a database writer edited).
+      if (privateKey && rawPublicKey(createPublicKey(privateKey)) === row.public_key) {
+        // A key made before rows were endorsed: its private half is here, so it is this node's to endorse.
+        if (!this.#anchor.endorses(row, row.endorsement)) {
+          this.#s.endorse.run(this.#anchor.endorse(row), row.id);
+          this.#verifying.delete(row.id);
+        }
+        const key = { id: row.id, privateKey };
         this.#active.set(owner, key);
         return key;
       }
@@ -154,7 +180,11 @@ export class SigningKeyStore {
     if (known) return known;
     const row = this.#s.byId.get(id);
     if (!row) return undefined;
-    const key = { record: row, publicKey: publicKeyOf(row.public_key) };
+    const key = {
+      record: row,
+      publicKey: publicKeyOf(row.public_key),
+      anchored: this.#anchor.endorses(row, row.endorsement),
+    };
     this.#verifying.set(id, key);
     return key;
   }
@@ -184,12 +214,17 @@ export class SigningKeyStore {
     return { key: signingKeyInfo(this.#s.byId.get(made.id)!), retired: retired && signingKeyInfo(retired) };
   }
 
-  /** Stores a public key another node made or retired (nothing of its private half travels). */
-  applyRemote(r: SigningKeyRecord): void {
-    if (r.node === this.#node) return;
-    this.#s.insert.run(r.id, r.owner, r.node, r.public_key, r.created_at, r.retired_at);
+  /**
+   * Stores a public key another node made or retired (nothing of its private half travels); false,
+   * storing nothing, when the trust anchor does not endorse it.
+   */
+  applyRemote(r: SigningKeyRecord): boolean {
+    if (r.node === this.#node) return true;
+    if (!this.#anchor.endorses(r, r.endorsement)) return false;
+    this.#s.insert.run(r.id, r.owner, r.node, r.public_key, r.created_at, r.retired_at, r.endorsement);
     if (r.retired_at !== null) this.#s.retire.run(r.retired_at, r.id);
     this.#verifying.delete(r.id);
+    return true;
   }
 
   #file(id: string): string {
@@ -202,18 +237,18 @@ export class SigningKeyStore {
     const id = `sk_${createHash('sha256').update(spki).digest('base64url').slice(0, 22)}`;
     makePrivateDir(this.#dir);
     writePrivateFileSync(this.#file(id), privateKey.export({ format: 'pem', type: 'pkcs8' }));
-    const record: SigningKeyRecord = {
+    const fields = {
       id,
       owner,
       node: this.#node,
       public_key: spki.subarray(SPKI_PREFIX.length).toString('base64'),
       created_at: this.#now(),
-      retired_at: null,
     };
-    this.#s.insert.run(id, owner, this.#node, record.public_key, record.created_at, null);
+    const record: SigningKeyRecord = { ...fields, retired_at: null, endorsement: this.#anchor.endorse(fields) };
+    this.#s.insert.run(id, owner, this.#node, record.public_key, record.created_at, null, record.endorsement);
     const key = { id, privateKey };
     this.#active.set(owner, key);
-    this.#verifying.set(id, { record, publicKey });
+    this.#verifying.set(id, { record, publicKey, anchored: true });
     for (const fn of this.#listeners) fn(record);
     return key;
   }

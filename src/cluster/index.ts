@@ -4,5 +4,6 @@ export { Membership, type Heartbeat, type MembershipOptions, type NodeInfo } fro
 export { agentsSubject, DirectorySync, type DirectorySyncOptions } from './directory-sync.js';
 export { KeySync, type KeySyncOptions } from './key-sync.js';
 export { SigningKeySync, type SigningKeySyncOptions } from './signing-key-sync.js';
+export { KvSignedSeen, type KvSignedSeenOptions } from './signed-seen-kv.js';
 export { ToolSync, toolsSubject, type ToolSyncOptions } from './tool-sync.js';
 export { DEFAULT_RECONCILE_MS, LagWindow, NoticeChannel, type NoticeChannelOptions } from './notice-channel.js';

@@ -12,8 +12,8 @@
  * - An entry that is not JSON or not the expected shape, or whose id is not its key, is skipped
  *   with a warning naming the key. Retiring is one-way: an entry never un-retires a key here.
  *
- * Whoever can put an entry in the bucket can add a key that verifies as a node's: the NATS account
- * the nodes use must be private to Caxton, as for API keys (docs/security.md).
+ * An entry the shared trust anchor does not endorse (ADR 0114) is skipped with a warning: whoever
+ * can put an entry in the bucket cannot add a key that verifies, only withhold or delay keys.
  */
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -47,6 +47,7 @@ const entrySchema = z.object({
     .refine((s) => Buffer.from(s, 'base64').length === 32, { error: 'expected a raw Ed25519 public key (32 bytes)' }),
   created_at: epochMs,
   retired_at: epochMs.nullable(),
+  endorsement: z.base64().max(200).nullable().default(null),
 });
 
 export class SigningKeySync {
@@ -137,7 +138,11 @@ export class SigningKeySync {
       return false;
     }
     this.#inBucket.set(key, parsed);
-    if (parsed.node !== this.#opts.node) this.#opts.keys.applyRemote(parsed);
-    return true;
+    if (parsed.node === this.#opts.node || this.#opts.keys.applyRemote(parsed)) return true;
+    this.#opts.log?.warn(
+      { key, owner: parsed.owner, node: parsed.node },
+      `skipped signing key ${key} (${parsed.owner} on ${parsed.node}) in the cluster bucket: this node's trust anchor does not endorse it; every node needs the same [messaging] signing_anchor file`,
+    );
+    return false;
   }
 }

@@ -515,6 +515,12 @@ export const serverConfigSchema = z.strictObject({
        * are made on first use under `<data_dir>/signing/` (0600) and rotated with `caxton key rotate --signing`.
        */
       signing: z.boolean().default(false),
+      /**
+       * The trust anchor that endorses every signing key (ADR 0114): an Ed25519 private key file
+       * (PKCS#8 PEM, 0600, relative to caxton.toml). Unset: `<data_dir>/signing/anchor.pem`, made
+       * on first use. Required on a cluster, where every node reads a copy of the same file.
+       */
+      signing_anchor: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a file path' }).optional(),
       // Retention (src/messaging/retention.ts): finished conversations go with their messages and
       // deliveries; nothing undelivered, dead-lettered or still open is ever deleted.
       /** Finished conversations idle longer than this are deleted, with their messages (default 7 days). */

@@ -72,7 +72,15 @@ export {
   type ReplayedLetter,
 } from './dead-letter-actions.js';
 export { Router, type RouteDecision } from './router.js';
-export { canonicalForm, MessageSigner, SIGNATURE_INVALID, type SignatureCheck, type Signer } from './signature.js';
+export { SqliteSignedSeen, type SignedSeen } from './signed-seen.js';
+export {
+  canonicalForm,
+  MessageSigner,
+  REPLAYED,
+  SIGNATURE_INVALID,
+  type SignatureCheck,
+  type Signer,
+} from './signature.js';
 export { RoundRobin, LeastLoaded, createStrategy, type RoutingStrategy, type LoadView } from './strategy.js';
 export { Dispatcher, type Delivery } from './dispatcher.js';
 export { executorHandler } from './agent-handler.js';

@@ -1,15 +1,21 @@
 /**
  * Signed messages (ADR 0059): with `[messaging] signing = true` every message the engine stores is
  * signed with Ed25519 over its canonical form, by its sender's key (an agent's own, else the
- * node's), and every delivery verifies the stored message before the receiver runs it.
+ * node's), and every delivery verifies the stored message before the receiver runs it. A key
+ * verifies only when the trust anchor endorses its row (ADR 0114), and the node's key never
+ * verifies a message whose sender is an agent.
  */
 import { sign as edSign, verify as edVerify } from 'node:crypto';
 import { agentOwner, NODE_OWNER, type SigningKeyStore } from '../auth/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import type { AclMessage, Content } from './message.js';
+import type { SignedSeen } from './signed-seen.js';
 
 /** The error code and dead-letter reason of a message whose signature does not verify. */
 export const SIGNATURE_INVALID = 'signature_invalid';
+
+/** The error code and dead-letter reason of a signed message its receiver has had already. */
+export const REPLAYED = 'replayed';
 
 /** Who signed a message, as the message view shows it. */
 export interface Signer {
@@ -75,9 +81,14 @@ export function canonicalForm(m: AclMessage): string {
 export class MessageSigner {
   readonly #keys: SigningKeyStore;
   #lookup: ((keyId: string) => Promise<boolean>) | undefined;
+  #isAgent: (name: string) => boolean = () => false;
 
-  constructor(keys: SigningKeyStore) {
+  /** Which receiver has had which signed message: a delivery is refused when its receiver has had it. */
+  readonly seen: SignedSeen | undefined;
+
+  constructor(keys: SigningKeyStore, opts: { seen?: SignedSeen } = {}) {
     this.#keys = keys;
+    this.seen = opts.seen;
   }
 
   /**
@@ -86,6 +97,11 @@ export class MessageSigner {
    */
   setKeyLookup(lookup: ((keyId: string) => Promise<boolean>) | undefined): void {
     this.#lookup = lookup;
+  }
+
+  /** Which senders are agents: their messages verify only under their own key, never the node's. */
+  setAgents(isAgent: (name: string) => boolean): void {
+    this.#isAgent = isAgent;
   }
 
   /** `verify`, after asking the key lookup for a key not known here. */
@@ -110,8 +126,15 @@ export class MessageSigner {
     const k = this.#keys.verifyingKey(sig.key);
     if (!k)
       return { ok: false, key: sig.key, problem: `signing key ${sig.key} is not known on this node`, unknownKey: true };
+    if (!k.anchored)
+      return {
+        ok: false,
+        key: sig.key,
+        problem: `signing key ${sig.key} is not endorsed by this node's trust anchor: a key the database alone holds verifies nothing`,
+      };
     const { owner, node } = k.record;
-    if (owner !== NODE_OWNER && owner !== agentOwner(m.sender))
+    const own = owner === agentOwner(m.sender);
+    if (!own && (owner !== NODE_OWNER || this.#isAgent(m.sender)))
       return { ok: false, key: sig.key, problem: `signed with the key of ${owner}, not of its sender "${m.sender}"` };
     let ok: boolean;
     try {

@@ -4,7 +4,9 @@
  * agent file on each. Requests are sent to node A until node B's worker answers one: node B then
  * verified what node A signed, with a public key that travelled between the nodes, and node A shows
  * node B's reply as validly signed. A message changed in the shared store is refused on replay.
+ * Both nodes read a copy of one trust anchor file (`[messaging] signing_anchor`, ADR 0114).
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -38,9 +40,14 @@ describe.skipIf(!run)('signed messages across two nodes', () => {
   let b: TestServer;
 
   beforeAll(async () => {
+    const anchor = join(makeTempDir('caxton-sign-anchor-'), 'anchor.pem');
+    writeFileSync(anchor, generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+      mode: 0o600,
+    });
     const toml = (node: string) => `${clusterToml(node, cluster.nats.url, schema)}
 [messaging]
 signing = true
+signing_anchor = ${JSON.stringify(anchor)}
 max_attempts = 1
 [llm]
 default_provider = "s"
@@ -65,6 +72,13 @@ script = "replies.toml"
     b = await node('node-b');
   }, 90_000);
 
+  it('refuses to start a node with signing on a cluster but no shared trust anchor, naming the setting', async () => {
+    const toml = clusterToml('node-c', cluster.nats.url, schema) + '\n[messaging]\nsigning = true\n';
+    await expect(start({ dir: makeTempDir('caxton-sign-node-'), toml })).rejects.toThrow(
+      /\[messaging\] signing on a cluster needs \[messaging\] signing_anchor/,
+    );
+  });
+
   it("verifies on node B what node A signed, with node A's public key", async () => {
     // Deliveries go to whichever node pulls them: 20 tries all on node A would be 1 in a million.
     let reply: Json;
@@ -88,6 +102,44 @@ script = "replies.toml"
     expect(replyOnA.json.signer).toMatchObject({ owner: 'agent:worker', node: 'node-b', valid: true });
     const keysOnB = await call(b, 'GET', '/api/v1/signing-keys');
     expect([...new Set((keysOnB.json.keys as Json[]).map((k) => k.node))].sort()).toEqual(['node-a', 'node-b']);
+  });
+
+  it('refuses a delivered row set back to pending in PostgreSQL: replayed, audited, never run again', async () => {
+    const sent = await call(a, 'POST', '/api/v1/messages?wait=30', {
+      performative: 'request',
+      protocol: 'fipa-request',
+      receivers: ['worker'],
+      content: 'sign this once',
+    });
+    expect(sent.status, JSON.stringify(sent.json)).toBe(200);
+    const request = (sent.json.messages as Json[]).find((m) => m.sender !== 'worker');
+    const answers = async () =>
+      ((await call(a, 'GET', `/api/v1/messages/${request.id}`)).json.deliveries as Json[]).length;
+    expect(await answers()).toBe(1);
+    // What a writer of the shared store does to have it run again: the row pending, as if its publish was lost.
+    const reset = await cluster.pool.query(
+      `UPDATE "${schema}".deliveries SET state = 'pending', attempts = 0, next_at = 0, unpublished_since = 1, publish_tag = 'reset'
+       WHERE message_id = $1 AND receiver = 'worker'`,
+      [request.id],
+    );
+    expect(reset.rowCount).toBe(1);
+    let dead: Json;
+    await waitUntil(
+      async () => {
+        const list = await call(a, 'GET', `/api/v1/dead-letters?receiver=worker`);
+        dead = (list.json.dead_letters as Json[]).find((d) => d.message_id === request.id);
+        return dead !== undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(dead.last_error).toBe('replayed: worker has had this signed message already');
+    const refusals: Json[] = [];
+    for (const n of [a, b])
+      refusals.push(...(await call(n, 'GET', '/api/v1/audit?action=message.replay_refused')).json.records);
+    expect(refusals).toEqual([expect.objectContaining({ target: request.id, outcome: 'denied' })]);
+    const conv = await call(a, 'GET', `/api/v1/conversations/${request.conversation_id}`);
+    const replies = (conv.json.messages as Json[]).filter((m) => m.sender === 'worker' && m.performative === 'inform');
+    expect(replies).toHaveLength(1);
   });
 
   it('refuses on replay a message changed in the shared store, with signature_invalid', async () => {

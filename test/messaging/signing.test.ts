@@ -2,23 +2,26 @@
  * Signed messages on one node (ADR 0059): a real SQLite file, a real key directory, a real bus.
  * The tampering is what an attacker with the data dir would do: an UPDATE of the stored row.
  */
-import { statSync } from 'node:fs';
+import { createHash, generateKeyPairSync, sign as edSign } from 'node:crypto';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/agents/index.js';
 import { MemoryAuditSink } from '../../src/audit/index.js';
-import { SigningKeyStore } from '../../src/auth/index.js';
+import { SigningAnchor, SigningKeyStore, type SigningKeyRecord } from '../../src/auth/index.js';
 import {
   canonicalForm,
   MESSAGING_MIGRATIONS,
   MessageBus,
   MessageSigner,
+  SqliteSignedSeen,
   type AclMessage,
   type MessageHandler,
 } from '../../src/messaging/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
 import { aclMessage, agentDef, deploy, messagingConfig } from './helpers.js';
 
 interface Signed {
@@ -39,7 +42,8 @@ function openSigned(handler: MessageHandler, o: { dir?: string; registry?: Agent
   const db = openDatabase(dir);
   migrate(db, MESSAGING_MIGRATIONS);
   const keys = new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' });
-  const signer = new MessageSigner(keys);
+  const seen = new SqliteSignedSeen(join(dir, 'signing'), { ttlMs: 3_600_000 });
+  const signer = new MessageSigner(keys, { seen });
   const audit = new MemoryAuditSink();
   const registry = o.registry ?? new AgentRegistry();
   const bus = new MessageBus({
@@ -61,6 +65,7 @@ function openSigned(handler: MessageHandler, o: { dir?: string; registry?: Agent
     dir,
     async close() {
       await bus.close();
+      seen.close();
       db.close();
     },
   };
@@ -224,5 +229,211 @@ describe('signed messages', () => {
     expect(signer.verify({ ...m, sender: 'beta' })).toMatchObject({ problem: /key of agent:alpha, not of its sender/ });
     expect(canonicalForm(m).startsWith('["caxton-acl-v1",')).toBe(true);
     db.close();
+  });
+});
+
+/** What a database writer who cannot read the data dir does: a key pair of their own, its public half in `signing_keys`. */
+function insertOwnKey(db: Db, row: Partial<SigningKeyRecord> = {}) {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const spki = publicKey.export({ format: 'der', type: 'spki' });
+  const id = `sk_${createHash('sha256').update(spki).digest('base64url').slice(0, 22)}`;
+  db.prepare(
+    'INSERT INTO signing_keys (id, owner, node, public_key, created_at, retired_at, endorsement) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  ).run(
+    id,
+    row.owner ?? 'node',
+    row.node ?? 'local',
+    spki.subarray(12).toString('base64'),
+    row.created_at ?? 1,
+    row.retired_at ?? 2,
+    row.endorsement ?? null,
+  );
+  return {
+    id,
+    signWith: (m: AclMessage) => edSign(null, Buffer.from(canonicalForm(m)), privateKey).toString('base64'),
+  };
+}
+
+describe('signing trust anchored outside the database (ADR 0114)', () => {
+  it('refuses a dead letter re-signed as the admin with a key inserted into signing_keys: audited, never run', async () => {
+    const ran: AclMessage[] = [];
+    const s = openSigned((m) => {
+      ran.push(m);
+      if (ran.length === 1) throw new CaxtonError('llm_error', 'provider down');
+      return { content: 'done' };
+    });
+    deploy(s.registry, agentDef('payer', ['payer']));
+    const r = await s.bus.submit({ performative: 'request', receivers: ['payer'], content: 'pay 1' });
+    await s.bus.wait(r.conversation_id, 5000);
+    const [dead] = (await s.bus.reads.deadLetters()).items;
+    // A retired key of the node, as a rotation leaves behind, endorsed by nothing; and one with another row's endorsement.
+    const real = s.db.prepare<[], SigningKeyRecord>("SELECT * FROM signing_keys WHERE owner = 'node'").get()!;
+    for (const endorsement of [null, real.endorsement]) {
+      const mine = insertOwnKey(s.db, { endorsement });
+      const stored = (await s.bus.reads.getMessage(r.id))!.message;
+      const forged: AclMessage = { ...stored, on_behalf_of: 'key:admin', content: 'pay 1000', signature: undefined };
+      const body = { ...forged, signature: { key: mine.id, value: mine.signWith(forged) } };
+      s.db.prepare('UPDATE messages SET body = ? WHERE id = ?').run(JSON.stringify(body), r.id);
+      s.audit.entries.length = 0;
+      const [again] = (await s.bus.reads.deadLetters()).items;
+      await s.bus.replay(again!.id);
+      await s.bus.wait(r.conversation_id, 5000);
+      await s.bus.settled();
+      expect(ran).toHaveLength(1);
+      const [refused] = (await s.bus.reads.deadLetters()).items;
+      expect(refused!.last_error).toMatch(
+        /^signature_invalid: signing key sk_\S+ is not endorsed by this node's trust anchor/,
+      );
+      expect(s.audit.entries).toEqual([
+        expect.objectContaining({
+          action: 'message.signature_invalid',
+          target: r.id,
+          outcome: 'denied',
+          details: expect.objectContaining({ key: mine.id, problem: expect.stringMatching(/not endorsed/) }),
+        }),
+      ]);
+      expect(s.signer.signer(body as AclMessage)).toMatchObject({ valid: false, problem: /not endorsed/ });
+    }
+    expect(dead).toBeDefined();
+  });
+
+  it('refuses a key row whose owner was changed; keeps rotation working; the anchor is a 0600 file outside the database', () => {
+    const dir = makeTempDir('caxton-sign-');
+    const db = openDatabase(dir);
+    const keys = new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' });
+    const signer = new MessageSigner(keys);
+    const byAlpha = signer.sign(aclMessage({ sender: 'alpha', content: 'hi' }), true);
+    const before = signer.sign(aclMessage({ content: 'before' }), false);
+    keys.rotate('node');
+    expect(statSync(join(dir, 'signing', 'anchor.pem')).mode & 0o777).toBe(0o600);
+    // Another store with the same table but a fresh view: the retired key, endorsed, still verifies.
+    const fresh = new MessageSigner(new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' }));
+    expect(fresh.verify(before)).toMatchObject({ ok: true });
+    // Re-owning alpha's key as the node's would make it sign for any caller: the endorsement no longer verifies.
+    db.prepare("UPDATE signing_keys SET owner = 'node', retired_at = 1 WHERE id = ?").run(byAlpha.signature!.key);
+    const after = new MessageSigner(new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' }));
+    expect(after.verify({ ...byAlpha, sender: 'user' })).toMatchObject({ ok: false, problem: /not endorsed/ });
+    db.close();
+  });
+
+  it('endorses a key of this node made before endorsements, only when its private half matches the row', () => {
+    const dir = makeTempDir('caxton-sign-');
+    const db = openDatabase(dir);
+    const store = () => new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' });
+    const old = new MessageSigner(store()).sign(aclMessage({ content: 'old' }), false);
+    db.prepare('UPDATE signing_keys SET endorsement = NULL').run();
+    const upgraded = store();
+    expect(new MessageSigner(upgraded).verify(old)).toMatchObject({ ok: false, problem: /not endorsed/ });
+    upgraded.signingKey('node');
+    expect(new MessageSigner(upgraded).verify(old)).toMatchObject({ ok: true });
+    // The active row's public half swapped for a writer's own: not endorsed, and replaced by a fresh key.
+    const mine = insertOwnKey(db, { owner: 'agent:other' });
+    const theirs = db
+      .prepare<[string], { public_key: string }>('SELECT public_key FROM signing_keys WHERE id = ?')
+      .get(mine.id)!;
+    db.prepare("UPDATE signing_keys SET public_key = ?, endorsement = NULL WHERE owner = 'node'").run(
+      theirs.public_key,
+    );
+    const next = store();
+    expect(next.signingKey('node').id).not.toBe(old.signature!.key);
+    expect(new MessageSigner(next).verify(old)).toMatchObject({ ok: false, problem: /not endorsed/ });
+    db.close();
+  });
+
+  it('a key endorsed by another anchor verifies nothing, from the table or from another node', () => {
+    const dir = makeTempDir('caxton-sign-');
+    const db = openDatabase(dir);
+    const keys = new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'a' });
+    const otherDir = makeTempDir('caxton-sign-');
+    const otherDb = openDatabase(otherDir);
+    const other = new SigningKeyStore(otherDb, { dir: join(otherDir, 'signing'), node: 'b' });
+    const m = new MessageSigner(other).sign(aclMessage({ content: 'from b' }), false);
+    const rec = other.records()[0]!;
+    expect(keys.applyRemote(rec)).toBe(false);
+    expect(new MessageSigner(keys).verify(m)).toMatchObject({ ok: false, unknownKey: true });
+    // Shared anchor file: the same key is accepted.
+    const shared = join(makeTempDir('caxton-anchor-'), 'anchor.pem');
+    writeFileSync(shared, generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+      mode: 0o600,
+    });
+    const anchored = (d: Db, at: string, node: string) =>
+      new SigningKeyStore(d, { dir: join(at, 'signing2'), node, anchor: new SigningAnchor(shared, { create: false }) });
+    const a2 = anchored(db, dir, 'a');
+    const b2 = anchored(otherDb, otherDir, 'b');
+    const m2 = new MessageSigner(b2).sign(aclMessage({ content: 'from b' }), false);
+    expect(a2.applyRemote(b2.records().find((r) => r.id === m2.signature!.key)!)).toBe(true);
+    expect(new MessageSigner(a2).verify(m2)).toMatchObject({ ok: true, node: 'b' });
+    // A configured anchor that is missing or readable by others stops the start, naming the setting.
+    expect(() => new SigningAnchor(join(dir, 'none.pem'), { create: false }).check()).toThrow(
+      /signing_anchor: .*none\.pem does not exist/,
+    );
+    writeFileSync(join(dir, 'open.pem'), 'x', { mode: 0o644 });
+    expect(() => new SigningAnchor(join(dir, 'open.pem'), { create: false }).check()).toThrow(/chmod 600/);
+    db.close();
+    otherDb.close();
+  });
+
+  it('the node key never verifies as an agent: a message with an agent sender signed by the node is refused', () => {
+    const dir = makeTempDir('caxton-sign-');
+    const db = openDatabase(dir);
+    const signer = new MessageSigner(new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' }));
+    signer.setAgents((name) => name === 'alpha');
+    const asAgent = signer.sign(aclMessage({ sender: 'alpha', content: 'pay' }), false);
+    expect(signer.verify(asAgent)).toMatchObject({ ok: false, problem: /key of node, not of its sender "alpha"/ });
+    expect(signer.verify(signer.sign(aclMessage({ sender: 'alpha' }), true))).toMatchObject({ ok: true });
+    expect(signer.verify(signer.sign(aclMessage({ sender: 'user' }), false))).toMatchObject({
+      ok: true,
+      owner: 'node',
+    });
+    db.close();
+  });
+});
+
+describe('a signed message is delivered at most once to each receiver (ADR 0114)', () => {
+  it('refuses a delivered row set back to pending, or copied, after a restart: audited, dead-lettered, never run again', async () => {
+    const dir = makeTempDir('caxton-sign-');
+    const registry = new AgentRegistry();
+    deploy(registry, agentDef('payee', ['payee']));
+    const seen: unknown[] = [];
+    const handler: MessageHandler = (m) => {
+      seen.push(m.content);
+      return undefined;
+    };
+    const a = openSigned(handler, { dir, registry });
+    const r = await a.bus.submit({ performative: 'inform', receivers: ['payee'], content: 'pay once' });
+    await a.bus.wait(r.conversation_id, 5000);
+    await a.bus.settled();
+    expect(seen).toEqual(['pay once']);
+    await a.close();
+    open.splice(open.indexOf(a), 1);
+    // What a database writer does to have it paid again: the delivered row set back to pending, and a copy of it.
+    const db = openDatabase(dir);
+    const reset = db
+      .prepare("UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0 WHERE message_id = ?")
+      .run(r.id);
+    expect(reset.changes).toBe(1);
+    db.prepare(
+      "INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, 'payee', 'pending', '2026-01-01T00:00:00.000Z')",
+    ).run(r.id);
+    db.close();
+    const b = openSigned(handler, { dir, registry });
+    await waitUntil(async () => (await b.bus.reads.deadLetters()).items.length === 2);
+    await b.bus.settled();
+    expect(seen).toEqual(['pay once']);
+    for (const dl of (await b.bus.reads.deadLetters()).items)
+      expect(dl).toMatchObject({ message_id: r.id, last_error: 'replayed: payee has had this signed message already' });
+    expect(b.audit.entries.filter((e) => e.action === 'message.replay_refused')).toEqual([
+      expect.objectContaining({
+        target: r.id,
+        outcome: 'denied',
+        details: expect.objectContaining({ receiver: 'payee' }),
+      }),
+      expect.objectContaining({ target: r.id, outcome: 'denied' }),
+    ]);
+    // A new signed message to the same receiver is delivered as before.
+    const next = await b.bus.submit({ performative: 'inform', receivers: ['payee'], content: 'pay next' });
+    await b.bus.wait(next.conversation_id, 5000);
+    await b.bus.settled();
+    expect(seen).toEqual(['pay once', 'pay next']);
   });
 });

@@ -31,7 +31,7 @@ import {
   UNDELIVERABLE,
   undeployedReceiver,
 } from '../bus-rules.js';
-import { SIGNATURE_INVALID } from '../signature.js';
+import { REPLAYED, SIGNATURE_INVALID } from '../signature.js';
 import type { DeliveryRow, StoredMessage } from '../store.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { Answer, DeliveryQueue, EngineStep, StepStore } from './ports.js';
@@ -133,6 +133,8 @@ export class DeliveryEngine {
     this.#queue = opts.queue;
     this.#w = new StepWriter(opts);
     this.#agentHandler = opts.agentHandler;
+    // An agent's messages verify only under its own key: the signer asks the directory who is an agent.
+    opts.signer?.setAgents((name) => opts.directory.get(name) !== undefined);
   }
 
   setAgentHandler(handler: MessageHandler): void {
@@ -445,7 +447,30 @@ export class DeliveryEngine {
   async #attemptVerified(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Promise<DeliveryOutcome> {
     const verified = await this.#verified(d);
     if (!verified) return 'dead_letter';
-    return this.#run(verified, signal, traceparent);
+    const seen = this.#o.signer!.seen;
+    if (!seen) return this.#run(verified, signal, traceparent);
+    if (await seen.delivered(verified.message.id, d.receiver)) return this.#replayed(verified);
+    const out = await this.#run(verified, signal, traceparent);
+    if (out === 'delivered') await seen.mark(verified.message.id, d.receiver);
+    return out;
+  }
+
+  /**
+   * A signed message its receiver has had already (its delivered row was set back to pending, or
+   * copied): refused before the receiver runs, audited and dead-lettered with reason replayed.
+   */
+  async #replayed(d: Delivery): Promise<DeliveryOutcome> {
+    this.#o.audit?.record({
+      action: 'message.replay_refused',
+      target: d.message.id,
+      outcome: 'denied',
+      details: { receiver: d.receiver, delivery: d.id },
+    });
+    await this.#finishing(d, async () => {
+      await this.#deadLetter(d, `${REPLAYED}: ${d.receiver} has had this signed message already`, REPLAYED);
+      return 'dead_letter';
+    });
+    return 'dead_letter';
   }
 
   /** The handler's run: a plain call up to the acknowledgement's commit when the handler answers at once. */

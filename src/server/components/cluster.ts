@@ -10,7 +10,15 @@ import {
 } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore, SigningKeyStore } from '../../auth/index.js';
-import { agentsSubject, connectNats, DirectorySync, KeySync, Membership, SigningKeySync } from '../../cluster/index.js';
+import {
+  agentsSubject,
+  connectNats,
+  DirectorySync,
+  KeySync,
+  KvSignedSeen,
+  Membership,
+  SigningKeySync,
+} from '../../cluster/index.js';
 import { ClusterBus, PgMessageReads, PgMessageStore, type ClusterBusOptions } from '../../messaging/cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import { PgEventStore, relayEvents, type Logger } from '../../observability/index.js';
@@ -194,6 +202,8 @@ export interface ClusterComponent extends Component {
    * node made, for a delivery that arrived before it.
    */
   shareSigningKeys(keys: SigningKeyStore): { lookup(id: string): Promise<boolean>; stop(): Promise<void> };
+  /** Which receiver has had which signed message, shared by every node (ADR 0114), kept `ttlMs`. */
+  signedSeen(ttlMs: number): KvSignedSeen;
 }
 
 /**
@@ -320,6 +330,14 @@ export async function startCluster(opts: {
         stop: async () => (await started)?.stop(),
       };
     },
+    signedSeen: (ttlMs) =>
+      new KvSignedSeen({
+        nc,
+        bucket: `${cluster.keys_bucket}_seen`,
+        ttlMs,
+        replicas: cluster.replicas ?? 1,
+        log: logger,
+      }),
     readiness: [
       {
         name: 'nats',

@@ -1,7 +1,7 @@
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { AuditSink } from '../../audit/index.js';
-import { SigningKeyStore, type ActingPrincipals } from '../../auth/index.js';
+import { SigningAnchor, SigningKeyStore, type ActingPrincipals } from '../../auth/index.js';
 import { messagingApi, signingKeyApi } from '../../api/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Executor } from '../../execution/index.js';
@@ -10,10 +10,13 @@ import {
   MessageBus,
   MessageSigner,
   sendMessageTool,
+  SqliteSignedSeen,
+  type SignedSeen,
   type MessagingBus,
 } from '../../messaging/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
+import { CaxtonError } from '../../shared/errors.js';
 import type { Db } from '../../storage/index.js';
 import type { ClusterComponent } from './cluster.js';
 import type { Component } from './component.js';
@@ -44,11 +47,23 @@ export function startMessaging(opts: {
 }): MessagingComponent {
   const { events, cluster, principals } = opts;
   // Message signing keys (ADR 0059): made on first use, so the store costs nothing while signing is off.
+  const anchor = signingAnchor(opts.config);
   const keys = new SigningKeyStore(opts.db, {
     dir: join(opts.config.data_dir, 'signing'),
     node: opts.config.cluster?.node ?? 'local',
+    anchor,
   });
-  const signer = opts.config.messaging.signing ? new MessageSigner(keys) : undefined;
+  // A missing or unreadable anchor stops the start, not the first message.
+  if (opts.config.messaging.signing) anchor.check();
+  // A signed message is delivered at most once to each receiver while its rows can exist.
+  // On a cluster every node shares it (a JetStream bucket); on one node it is a file in the key directory.
+  const seenTtl = opts.config.messaging.conversation_ttl + opts.config.messaging.retention;
+  const seen: SignedSeen | undefined = !opts.config.messaging.signing
+    ? undefined
+    : cluster
+      ? cluster.signedSeen(seenTtl)
+      : new SqliteSignedSeen(join(opts.config.data_dir, 'signing'), { ttlMs: seenTtl });
+  const signer = opts.config.messaging.signing ? new MessageSigner(keys, { ...(seen && { seen }) }) : undefined;
   // On a cluster the public keys travel between nodes, as API keys do.
   const shared = signer && cluster ? cluster.shareSigningKeys(keys) : undefined;
   if (shared) signer?.setKeyLookup((id) => shared.lookup(id));
@@ -91,6 +106,27 @@ export function startMessaging(opts: {
     close: async () => {
       await bus.close();
       await shared?.stop();
+      seen?.close?.();
     },
   };
+}
+
+/**
+ * The trust anchor of signing keys (ADR 0114): `[messaging] signing_anchor`, else one made in the
+ * data dir. A cluster with signing must name it: the nodes' data dirs differ, and each node's own
+ * anchor would endorse none of the other nodes' keys.
+ */
+function signingAnchor(config: ServerConfig): SigningAnchor {
+  const configured = config.messaging.signing_anchor;
+  if (configured !== undefined) {
+    const baseDir = config.source.file ? dirname(config.source.file) : process.cwd();
+    return new SigningAnchor(resolve(baseDir, configured), { create: false });
+  }
+  if (config.messaging.signing && config.cluster)
+    throw new CaxtonError(
+      'invalid_config',
+      '[messaging] signing on a cluster needs [messaging] signing_anchor: a file every node holds a copy of (make one with: openssl genpkey -algorithm ed25519 -out anchor.pem; chmod 600 anchor.pem)',
+      { field: 'messaging.signing_anchor' },
+    );
+  return new SigningAnchor(join(config.data_dir, 'signing', 'anchor.pem'), { create: true });
 }
