@@ -110,6 +110,11 @@ export interface Entry {
   scopedIn: Expect;
   scopedOut: Expect;
   unscoped: Expect;
+  /**
+   * Called by operator keys instead of the admin keys (one with SCOPED's agents scope, one
+   * without scopes): for what an admin may do whoever owns it, such as reading another's thread.
+   */
+  peers?: true;
 }
 
 const ok = (status: Outcome = 200, more: Omit<Expect, 'status'> = {}): Expect => ({ status, ...more });
@@ -686,6 +691,27 @@ export const RED_TEAM: Entry[] = [
     scopedIn: ok(201),
     scopedOut: forbidden('capability_taken'),
     unscoped: ok(201),
+  },
+  // A chat turn's record is as private as its thread (`thread-NAME`, the admin's): an operator with
+  // the same agent scope lists its own thread's executions (`own-NAME`), never another's, and an
+  // execution of another's thread is not found.
+  {
+    op: 'executions filtered by thread ownership',
+    dim: 'agents',
+    peers: true,
+    call: (t) => get(`/api/v1/executions?agent=${t.agent}&limit=1000`),
+    scopedIn: ok(200, { has: ['"own-a-one"'], lacks: ['"thread-a-one"'] }),
+    scopedOut: ok(200, { lacks: ['"thread-b-one"', '"own-b-one"'] }),
+    unscoped: ok(200, { has: ['"own-b-one"'], lacks: ['"thread-b-one"'] }),
+  },
+  {
+    op: "execution of another principal's thread",
+    dim: 'agents',
+    peers: true,
+    call: (t) => get(`/api/v1/executions/${t.execution}`),
+    scopedIn: notFound,
+    scopedOut: notFound,
+    unscoped: notFound,
   },
   // A version suffix names the same agent: `b-one@1` is b-one.
   agentItem(
