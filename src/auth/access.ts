@@ -30,5 +30,10 @@ declare module 'fastify' {
      * end it (public routes, authentication off, a credential without an end).
      */
     credentialEnded?: AbortSignal;
+    /**
+     * Lets go of the request's hold on its credential: for the request that ends the credential
+     * itself (a key revoking or rotating itself is answered, not refused).
+     */
+    releaseCredential?: () => void;
   }
 }

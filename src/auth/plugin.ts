@@ -206,6 +206,7 @@ function holdRequest(app: FastifyInstance, req: FastifyRequest, reply: FastifyRe
   });
   if (!release) return;
   req.credentialEnded = ac.signal;
+  req.releaseCredential = release;
   reply.raw.once('close', release);
 }
 

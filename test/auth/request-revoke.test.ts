@@ -143,6 +143,17 @@ describe('a long request ends when its API key is revoked', () => {
     await h.abandoned;
   }, 30_000);
 
+  it('a key rotating or revoking itself is answered (only its other requests end)', async () => {
+    const key = await createKey(srv.url, admin, 'self-ending', { role: 'admin' });
+    const rotated = await http<{ secret: string }>(srv.url, 'POST', '/api/v1/keys/self-ending/rotate', {
+      headers: bearer(key),
+    });
+    expect(rotated.status, rotated.text).toBe(200);
+    const revoked = await http(srv.url, 'DELETE', '/api/v1/keys/self-ending', { headers: bearer(rotated.json.secret) });
+    expect(revoked.status, revoked.text).toBe(200);
+    expect((await http(srv.url, 'GET', '/api/v1/keys', { headers: bearer(rotated.json.secret) })).status).toBe(401);
+  });
+
   it('a request of another key goes on and is answered', async () => {
     await createKey(srv.url, admin, 'spare-other', { role: 'viewer' });
     const call = nextModelCall();
