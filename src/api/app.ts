@@ -196,7 +196,15 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     const { status, body, code } = toEnvelope(err, req, bodyLimit);
     metrics.errors.inc({ code: String(code) });
     if (status >= 500) req.log.error({ err }, 'request failed');
-    else req.log.info({ code, message: body.error.message }, 'request rejected');
+    else {
+      // A refusal naming an agent carries it, so the log's readers see the line only when they see
+      // that agent (src/auth/scope-read.ts, logLinesVisibleTo).
+      const agent = (body.error.details as { agent?: unknown } | null | undefined)?.agent;
+      req.log.info(
+        { code, message: body.error.message, ...(typeof agent === 'string' && { agent }) },
+        'request rejected',
+      );
+    }
     return sendError(reply, status, body);
   });
   app.setNotFoundHandler((req, reply) =>

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { StreamEnd } from '../auth/open-streams.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { envelope } from './envelope.js';
 
@@ -43,16 +44,23 @@ export function disconnectHook(req: FastifyRequest, reply: FastifyReply): (cance
   };
 }
 
+/**
+ * Calls `gone` when the client goes away before the response is complete, or when the credential
+ * the request was authenticated with ends (src/auth/plugin.ts answers it then): either way no one
+ * may have what the work would still produce.
+ */
 function onDisconnect(req: FastifyRequest, reply: FastifyReply, gone: () => void): void {
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) gone();
   });
   req.raw.on('aborted', gone);
+  const ended = req.credentialEnded;
+  if (ended?.aborted) gone();
+  else ended?.addEventListener('abort', gone, { once: true });
 }
 
 export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
   const ac = new AbortController();
-  onDisconnect(req, reply, () => ac.abort());
   const signal = ac.signal;
   reply.hijack();
   const raw = reply.raw;
@@ -66,22 +74,25 @@ export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
   // Send the status and headers now: without this Node holds them back until the first event,
   // so a client would see nothing (not even the 200) until the model's first token.
   raw.flushHeaders();
-  // Authentication happens once, when the request starts: without this a stream would go on
-  // delivering after its key is revoked. The last event says why, in the API's error shape; the
-  // abort lets the route stop its work and release what it holds, as when the client goes away.
-  const release =
-    req.principal && req.server.hasDecorator('holdStream')
-      ? req.server.holdStream(req.principal, (why) => {
-          if (!raw.writableEnded) {
-            raw.write(
-              `event: error\ndata: ${JSON.stringify(envelope(why.code, why.message, why.details, String(req.id)))}\n\n`,
-            );
-          }
-          ac.abort(why);
-          if (!raw.writableEnded) raw.end();
-        })
-      : undefined;
-  if (release) raw.once('close', release);
+  // A stream ends with its credential (src/auth/plugin.ts holds every request): the last event
+  // says why, in the API's error shape; the abort lets the route stop its work and release what
+  // it holds, as when the client goes away. Listened to before the disconnect, so the event is
+  // written before the route's cleanup ends the stream.
+  req.credentialEnded?.addEventListener(
+    'abort',
+    () => {
+      const why = req.credentialEnded!.reason as StreamEnd;
+      if (!raw.writableEnded) {
+        raw.write(
+          `event: error\ndata: ${JSON.stringify(envelope(why.code, why.message, why.details, String(req.id)))}\n\n`,
+        );
+      }
+      ac.abort(why);
+      if (!raw.writableEnded) raw.end();
+    },
+    { once: true },
+  );
+  onDisconnect(req, reply, () => ac.abort());
   return {
     signal,
     send(event, data) {

@@ -178,7 +178,7 @@ export interface AuditStoreOptions {
   onError?: (e: unknown) => void;
   /** Rows older than this go (default 90 days). */
   retentionMs?: number;
-  /** At most this many rows are kept, the oldest go first (default 1,000,000). */
+  /** At most this many rows are kept (default 1,000,000): the oldest refusals go first, then the oldest rows. */
   maxRows?: number;
   /** Every row is also appended to this file as one JSON line (created 0600). */
   jsonl?: string;
@@ -211,6 +211,9 @@ export class AuditStore implements AuditSink {
           time: 'ms',
           retentionMs: opts.retentionMs ?? 90 * 24 * 3_600_000,
           maxRows,
+          // Refusals go first: a caller refused again and again cannot push the rows of what was
+          // done out of a trail kept to max_rows, only older refusals.
+          evictFirst: "outcome = 'denied'",
         }),
       )
       .start();

@@ -23,5 +23,17 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The authenticated caller; undefined only on public routes (src/auth/plugin.ts). */
     principal?: Principal;
+    /**
+     * Aborts, with the error a new request with the same credential would get, when the
+     * credential the request was authenticated with stops being valid while it is under way (an
+     * API key revoked, rotated or expired; a bearer token expired). Undefined when nothing can
+     * end it (public routes, authentication off, a credential without an end).
+     */
+    credentialEnded?: AbortSignal;
+    /**
+     * Lets go of the request's hold on its credential: for the request that ends the credential
+     * itself (a key revoking or rotating itself is answered, not refused).
+     */
+    releaseCredential?: () => void;
   }
 }

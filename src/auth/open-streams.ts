@@ -13,8 +13,8 @@ interface Held {
 }
 
 /**
- * The event streams open under each API key. A request is authenticated once, when it starts,
- * so a stream would outlive its credential; the key store ends them here when the key is revoked
+ * The requests and event streams open under each API key. A request is authenticated once, when
+ * it starts, so a long one would outlive its credential; the key store ends them here when the key is revoked
  * or rotated (on this node or, through `applyRemote`, on another), and each stream's own timer
  * ends it when the key expires.
  */
@@ -83,7 +83,7 @@ export class OpenStreams {
 export function keyRevoked(name: string): CaxtonError {
   return new CaxtonError(
     'unauthenticated',
-    `API key "${name}" was revoked: this stream is closed; reconnect with a valid key (\`caxton key create\`)`,
+    `API key "${name}" was revoked: what was under way with it (this request or stream) is ended; send it again with a valid key (\`caxton key create\`)`,
     { reason: 'key_revoked' },
   );
 }
@@ -91,7 +91,7 @@ export function keyRevoked(name: string): CaxtonError {
 export function keyRotated(name: string): CaxtonError {
   return new CaxtonError(
     'unauthenticated',
-    `API key "${name}" was rotated: the secret this stream was opened with no longer works; reconnect with the new secret`,
+    `API key "${name}" was rotated: the secret this request or stream was made with no longer works; send it again with the new secret`,
     { reason: 'key_rotated' },
   );
 }
@@ -99,7 +99,7 @@ export function keyRotated(name: string): CaxtonError {
 export function keyExpired(name: string, at: number): CaxtonError {
   return new CaxtonError(
     'unauthenticated',
-    `API key "${name}" expired at ${new Date(at).toISOString()}: this stream is closed; reconnect with a valid key (\`caxton key create\`)`,
+    `API key "${name}" expired at ${new Date(at).toISOString()}: what was under way with it (this request or stream) is ended; send it again with a valid key (\`caxton key create\`)`,
     {
       reason: 'key_expired',
     },
@@ -110,7 +110,7 @@ export function keyExpired(name: string, at: number): CaxtonError {
 export function tokenExpired(at: number): CaxtonError {
   return new CaxtonError(
     'unauthenticated',
-    `the bearer token expired at ${new Date(at).toISOString()}: this stream is closed; reconnect with a fresh token`,
+    `the bearer token expired at ${new Date(at).toISOString()}: what was under way with it (this request or stream) is ended; send it again with a fresh token`,
     { reason: 'token_expired' },
   );
 }

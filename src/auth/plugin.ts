@@ -151,6 +151,7 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
 
     req.principal = opts.enabled ? await authenticate(req, opts.authenticators, reply, deny) : LOCAL_PRINCIPAL;
     opts.onAuthenticated?.(req.principal);
+    holdRequest(app, req, reply);
     if ('permission' in access) {
       const p = req.principal;
       if (!can(p, access.permission)) {
@@ -187,6 +188,26 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
       }
     }
   });
+}
+
+/**
+ * Holds a request until it ends, so that it ends with its credential: a request is authenticated
+ * once, when it starts, and a long one (a `?wait`, an invocation, an MCP call, an event stream)
+ * would otherwise deliver its answer after the key was revoked. When the credential ends, a reply
+ * not yet begun is the refusal a new request with that credential gets (401 with the reason), and
+ * `req.credentialEnded` aborts: the work listening for the client going away stops (src/api/sse.ts),
+ * and a reply already begun (an event stream, MCP's response) ends itself with the error.
+ */
+function holdRequest(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply): void {
+  const ac = new AbortController();
+  const release = app.holdStream(req.principal!, (why) => {
+    ac.abort(why);
+    if (!reply.sent && !reply.raw.headersSent) void reply.send(why);
+  });
+  if (!release) return;
+  req.credentialEnded = ac.signal;
+  req.releaseCredential = release;
+  reply.raw.once('close', release);
 }
 
 /** Whether a Host header names this server: a loopback name, an IP literal or an allowed name (glob). */

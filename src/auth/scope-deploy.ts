@@ -43,11 +43,11 @@ export function assertDeployAllowed(
       );
     }
     if (agents === undefined) continue;
-    const outside = providersOf(capability).filter((a) => !inScope(agents, a));
-    if (outside.length > 0) {
+    // The providers are not named: they are outside what this principal may see (src/auth/scope-read.ts).
+    if (providersOf(capability).some((a) => !inScope(agents, a))) {
       throw new CaxtonError(
         'forbidden',
-        `${p.id} may not deploy an agent declaring the capability "${capability}": it is provided by ${outside.map((a) => `"${a}"`).join(', ')}, outside its agents scope (${agents.join(', ')}), and the new agent would take part of its traffic; choose another capability name, or ask an administrator to deploy it`,
+        `${p.id} may not deploy an agent declaring the capability "${capability}": an agent outside its agents scope (${agents.join(', ')}) provides it, and the new agent would take part of that agent's traffic; choose another capability name, or ask an administrator to deploy it`,
         { reason: 'capability_taken', agent: target.name, capability },
       );
     }

@@ -6,7 +6,15 @@ export {
   type ExecutionRecord,
 } from './executor.js';
 export { ShadowRunner, type ShadowRunnerOptions } from './shadow.js';
-export { ChatThreads, ALL_PRINCIPALS, type ThreadListOptions, type ThreadTurn, type ThreadView } from './threads.js';
+export {
+  ChatThreads,
+  ALL_PRINCIPALS,
+  executionReaderOf,
+  threadReaderOf,
+  type ThreadListOptions,
+  type ThreadTurn,
+  type ThreadView,
+} from './threads.js';
 export { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } from './host-tools.js';
 export { llmSetup, buildDeps, modelCheck, type LlmSetup } from './deps.js';

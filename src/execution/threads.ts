@@ -7,11 +7,13 @@
  */
 import type { AgentRegistry } from '../agents/registry.js';
 import type { Principal } from '../auth/principal.js';
+import { readScopeOf } from '../auth/scope-read.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { HistoryMessage } from './types.js';
 import {
   targetOf,
   type ExecutionLog,
+  type ExecutionReader,
   type StoredToolCall,
   type ThreadPage,
   type ThreadQuery,
@@ -57,6 +59,22 @@ export interface ThreadView {
   turns: ThreadTurn[];
 }
 
+/** Whose threads `caller` reads: undefined for everyone's (an admin, or no authentication), else its own id. */
+export function threadReaderOf(caller: Principal | undefined): string | undefined {
+  return caller === undefined || caller.role === 'admin' ? undefined : caller.id;
+}
+
+/**
+ * How the execution records narrow for `caller`: its agent scope, and its threads — a chat turn's
+ * record (its request, answer, tool calls) is exactly as private as the thread it belongs to, on
+ * every surface that reads records (GET /executions, /executions/{id}, /traces/{id}).
+ */
+export function executionReaderOf(caller: Principal | undefined): ExecutionReader {
+  const agents = readScopeOf(caller);
+  const owner = threadReaderOf(caller);
+  return { ...(agents !== undefined && { agents }), ...(owner !== undefined && { thread_owner: owner }) };
+}
+
 export class ChatThreads {
   readonly #records: ExecutionLog | undefined;
   readonly #registry: Pick<AgentRegistry, 'get'> | undefined;
@@ -85,7 +103,7 @@ export class ChatThreads {
   #owner(caller: Principal | undefined, asked: string | undefined): ThreadQuery['principal'] {
     if (!caller) return asked === undefined || asked === ALL_PRINCIPALS ? undefined : asked;
     if (asked === undefined || asked === caller.id) return caller.id;
-    if (caller.role !== 'admin')
+    if (threadReaderOf(caller) !== undefined)
       throw new CaxtonError(
         'forbidden',
         `principal: only an admin may read another principal's threads; leave it out to list your own (${caller.id})`,
@@ -96,7 +114,8 @@ export class ChatThreads {
 
   /** Whether `caller` may read and continue a thread `owner` began: its own, or any for an admin or without authentication. */
   #mayRead(caller: Principal | undefined, owner: string | null): boolean {
-    return caller === undefined || caller.role === 'admin' || owner === caller.id;
+    const reader = threadReaderOf(caller);
+    return reader === undefined || owner === reader;
   }
 
   /** A page of `agent`'s threads `caller` may see, newest activity first. */

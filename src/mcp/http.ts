@@ -11,6 +11,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { annotateAudit } from '../audit/index.js';
+import type { CaxtonError } from '../shared/errors.js';
 import type { McpClientManager } from './client.js';
 import { mcpLoginRoutes } from './login-routes.js';
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -77,6 +78,14 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
           void transport.close();
           void server.close();
         });
+        // The credential ending mid-call (src/auth/plugin.ts) answers each request of the body with
+        // the refusal a new request would get, and closes the server, which aborts its handlers: no
+        // result reaches the caller after its key is revoked.
+        req.credentialEnded?.addEventListener(
+          'abort',
+          () => void endWithCredential(transport, req.body, req.credentialEnded!.reason as CaxtonError),
+          { once: true },
+        );
         try {
           await server.connect(transport);
           await transport.handleRequest(req.raw, reply.raw, req.body);
@@ -97,6 +106,27 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
     app.get(MCP_PATH, { schema: { hide: true } }, notAllowed);
     app.delete(MCP_PATH, { schema: { hide: true } }, notAllowed);
   };
+}
+
+/** JSON-RPC's code for a request refused for want of a valid credential (the server-defined range). */
+export const RPC_UNAUTHENTICATED = -32001;
+
+async function endWithCredential(transport: StreamableHTTPServerTransport, body: unknown, why: CaxtonError) {
+  const ids = (Array.isArray(body) ? body : [body]).flatMap((m: unknown) =>
+    m !== null && typeof m === 'object' && 'method' in m && 'id' in m ? [(m as { id: string | number }).id] : [],
+  );
+  for (const id of ids)
+    await transport
+      .send(
+        {
+          jsonrpc: '2.0',
+          id,
+          error: { code: RPC_UNAUTHENTICATED, message: why.message, data: { code: why.code, details: why.details } },
+        },
+        { relatedRequestId: id },
+      )
+      .catch(() => {});
+  await transport.close();
 }
 
 interface McpEndpointParts {

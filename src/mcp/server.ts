@@ -169,16 +169,20 @@ export class CaxtonMcpTools {
     // Caxton's own names first; the checks are the runs' own, as on REST (run-tools.ts).
     if (this.#runs.offers(name)) return this.#runs.call(name, args, caller);
     const target = this.#resolve(name);
-    if (!target)
-      throw rpcError(
+    const unknown = () =>
+      rpcError(
         ErrorCode.InvalidParams,
         `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`,
       );
+    if (!target) throw unknown();
     // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
     const p = caller.principal;
+    // An agent outside the caller's scope is not offered to it (tools/list leaves it out), so asking
+    // it answers exactly as a name nothing offers: the answer does not tell that it exists. The
+    // audit still records the refusal.
     if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) {
       caller.refused?.();
-      return text(`${p.id} may not use the agent "${target.agent}"`, true);
+      throw unknown();
     }
     // A gateway tool is in scope by its Caxton name (`NAME.tool`), as agents and the audit name it.
     const scoped = target.kind === 'gateway' ? target.tool.name : name;

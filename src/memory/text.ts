@@ -121,12 +121,12 @@ export function countsByScope(
   let observations = 0;
   let relations = 0;
   for (const r of entityRows) {
-    by_scope[r.scope] = { entities: r.n, relations: 0 };
+    by_scope[r.scope] = { entities: r.n, relations: 0, observations: r.o };
     entities += r.n;
     observations += r.o;
   }
   for (const r of relationRows) {
-    (by_scope[r.scope] ??= { entities: 0, relations: 0 }).relations = r.n;
+    (by_scope[r.scope] ??= { entities: 0, relations: 0, observations: 0 }).relations = r.n;
     relations += r.n;
   }
   return { entities, relations, observations, by_scope };

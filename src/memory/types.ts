@@ -104,7 +104,7 @@ export interface MemoryStats {
   entities: number;
   relations: number;
   observations: number;
-  by_scope: Record<string, { entities: number; relations: number }>;
+  by_scope: Record<string, { entities: number; relations: number; observations: number }>;
   /** `ann`: the HNSW graph's state (MemoryStore.annStatus). */
   embedding: {
     model: string;

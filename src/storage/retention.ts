@@ -25,15 +25,35 @@ export const PRUNE_BATCH = 500;
 
 /**
  * A rule for an append-only table with an INTEGER PRIMARY KEY `id` growing with time and an
- * indexed time column: rows older than `retentionMs` go, then the oldest beyond `maxRows`.
+ * indexed time column: rows older than `retentionMs` go, then the oldest beyond `maxRows` (those
+ * matching `evictFirst` before the others).
  * `time` is the column's unit: ms since the epoch or ISO-8601 text (compared as text: every value
  * is written by `toISOString()`, so text order is time order).
  */
 export function tableRule(
   db: Db,
-  opts: { name: string; table: string; timeColumn: string; time: 'ms' | 'iso'; retentionMs: number; maxRows: number },
+  opts: {
+    name: string;
+    table: string;
+    timeColumn: string;
+    time: 'ms' | 'iso';
+    retentionMs: number;
+    maxRows: number;
+    /**
+     * Rows (an SQL condition) that go first, oldest first, when the table holds more than
+     * `maxRows`: the others go only once none of these is left to make room.
+     */
+    evictFirst?: string;
+  },
 ): RetentionRule {
   const { table, timeColumn } = opts;
+  const count = db.prepare(`SELECT count(*) FROM ${table}`).pluck();
+  const first =
+    opts.evictFirst === undefined
+      ? undefined
+      : db.prepare(
+          `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE ${opts.evictFirst} ORDER BY id LIMIT ?)`,
+        );
   const old = db.prepare(
     `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE ${timeColumn} < ? ORDER BY ${timeColumn} LIMIT ?)`,
   );
@@ -47,9 +67,15 @@ export function tableRule(
       const cutoff = Date.now() - opts.retentionMs;
       const n = old.run(opts.time === 'ms' ? cutoff : new Date(cutoff).toISOString(), limit).changes;
       if (n >= limit) return { deleted: n, more: true };
+      let f = 0;
+      if (first) {
+        const excess = (count.get() as number) - opts.maxRows;
+        if (excess > 0) f = first.run(Math.min(excess, limit - n)).changes;
+        if (n + f >= limit) return { deleted: n + f, more: true };
+      }
       const last = cut.get(opts.maxRows) as number | undefined;
-      const m = last === undefined ? 0 : over.run(last, limit - n).changes;
-      return { deleted: n + m, more: n + m >= limit };
+      const m = last === undefined ? 0 : over.run(last, limit - n - f).changes;
+      return { deleted: n + f + m, more: n + f + m >= limit };
     },
   };
 }

@@ -38,6 +38,22 @@ describe('retention', () => {
     await audit.close();
     db.close();
   });
+
+  it('beyond max_rows, refusals go before the rows of what was done', async () => {
+    const { db, audit } = store({ retentionMs: 90 * DAY, maxRows: 100 });
+    for (let i = 0; i < 10; i++) audit.record({ action: 'agent.deploy', target: `done-${i}`, outcome: 'ok' });
+    // A caller refused 500 times (a scoped key probing what it may not do).
+    for (let i = 0; i < 500; i++)
+      audit.record({ action: 'agent.read', target: `refused-${i}`, outcome: 'denied', status: 403 });
+    await audit.prune();
+    const left = db.prepare('SELECT target FROM audit_log ORDER BY id').pluck().all() as string[];
+    expect(left).toHaveLength(100);
+    expect(left.slice(0, 10)).toEqual(Array.from({ length: 10 }, (_, i) => `done-${i}`));
+    expect(left.at(-1)).toBe('refused-499');
+    expect(left[10]).toBe('refused-410');
+    await audit.close();
+    db.close();
+  });
 });
 
 describe('rows', () => {

@@ -64,6 +64,9 @@ const AGENTS = {
 let srv: TestServer;
 let admin: string;
 let scoped: string;
+/** Operator keys, for entries about what only an admin may do whoever owns it (`peers`). */
+let peerScoped: string;
+let peerUnscoped: string;
 const side: Record<'in' | 'out', Targets> = {
   in: {
     agent: 'a-one',
@@ -252,6 +255,8 @@ beforeAll(async () => {
     await must(admin, 'POST', '/api/v1/agents', agent(name, []), 'application/toml');
   scoped = await createKey(srv.url, admin, 'scoped', { role: 'admin', ...SCOPED });
   await createKey(srv.url, admin, 'spare', { role: 'viewer' });
+  peerScoped = await createKey(srv.url, admin, 'peer-scoped', { role: 'operator', agents: SCOPED.agents });
+  peerUnscoped = await createKey(srv.url, admin, 'peer-unscoped', { role: 'operator' });
   for (const scope of ['workspace', 'global', 'agent:a-one', 'agent:b-one'])
     await must(admin, 'POST', `/api/v1/memory/entities?scope=${scope}`, {
       entities: [{ name: 'E', entityType: 't', observations: ['o'] }],
@@ -276,6 +281,11 @@ beforeAll(async () => {
     });
     side[s].execution = String(ran.execution_id);
     side[s].trace = String((await must(admin, 'GET', `/api/v1/executions/${side[s].execution}`)).trace_id);
+    // And an operator's own thread with it (`own-NAME`): the scoped one's in scope, the unscoped one's out.
+    await must(s === 'in' ? peerScoped : peerUnscoped, 'POST', `/api/v1/agents/${side[s].agent}/invoke`, {
+      request: 'hi',
+      conversation_id: `own-${side[s].agent}`,
+    });
   }
   // A background run of each agent (recorded at once, so it can be read by its id).
   for (const s of ['in', 'out'] as const)
@@ -379,9 +389,9 @@ for (const [title, entries] of [
   describe(`${title}: a scoped principal in and out of scope, an unscoped one`, () => {
     for (const e of entries) {
       const cases: [keyof Pick<Entry, 'scopedIn' | 'scopedOut' | 'unscoped'>, () => string, 'in' | 'out'][] = [
-        ['scopedIn', () => scoped, 'in'],
-        ['scopedOut', () => scoped, 'out'],
-        ['unscoped', () => admin, 'out'],
+        ['scopedIn', () => (e.peers ? peerScoped : scoped), 'in'],
+        ['scopedOut', () => (e.peers ? peerScoped : scoped), 'out'],
+        ['unscoped', () => (e.peers ? peerUnscoped : admin), 'out'],
       ];
       for (const [who, key, s] of cases) {
         const pending = PENDING[`${e.op}|${who}`];

@@ -110,6 +110,11 @@ export interface Entry {
   scopedIn: Expect;
   scopedOut: Expect;
   unscoped: Expect;
+  /**
+   * Called by operator keys instead of the admin keys (one with SCOPED's agents scope, one
+   * without scopes): for what an admin may do whoever owns it, such as reading another's thread.
+   */
+  peers?: true;
 }
 
 const ok = (status: Outcome = 200, more: Omit<Expect, 'status'> = {}): Expect => ({ status, ...more });
@@ -518,7 +523,8 @@ export const MCP: Entry[] = [
     dim: 'agents',
     call: (t) => ({ mcp: 'tool', name: `ask_${t.agent}`, args: { request: 'hi' } }),
     scopedIn: ok('ok'),
-    scopedOut: refused,
+    // Out of scope answers as a name nothing offers (the red-team case below): it does not tell the agent exists.
+    scopedOut: ok('rpc -32602', { has: ['Unknown tool: "ask_b-one" is not offered by this Caxton server'] }),
     unscoped: ok('ok'),
   },
   // Durable runs ([mcp] run_tools): the REST routes' rules (a run out of scope is not found).
@@ -684,8 +690,39 @@ export const RED_TEAM: Entry[] = [
         'application/toml',
       ),
     scopedIn: ok(201),
-    scopedOut: forbidden('capability_taken'),
+    // The provider (b-two) is outside the scope: the refusal does not name it.
+    scopedOut: { ...forbidden('capability_taken'), lacks: ['b-two'] },
     unscoped: ok(201),
+  },
+  // A chat turn's record is as private as its thread (`thread-NAME`, the admin's): an operator with
+  // the same agent scope lists its own thread's executions (`own-NAME`), never another's, and an
+  // execution of another's thread is not found.
+  {
+    op: 'executions filtered by thread ownership',
+    dim: 'agents',
+    peers: true,
+    call: (t) => get(`/api/v1/executions?agent=${t.agent}&limit=1000`),
+    scopedIn: ok(200, { has: ['"own-a-one"'], lacks: ['"thread-a-one"'] }),
+    scopedOut: ok(200, { lacks: ['"thread-b-one"', '"own-b-one"'] }),
+    unscoped: ok(200, { has: ['"own-b-one"'], lacks: ['"thread-b-one"'] }),
+  },
+  {
+    op: "execution of another principal's thread",
+    dim: 'agents',
+    peers: true,
+    call: (t) => get(`/api/v1/executions/${t.execution}`),
+    scopedIn: notFound,
+    scopedOut: notFound,
+    unscoped: notFound,
+  },
+  // Asking an agent that does not exist: the same answer as asking one out of scope (above).
+  {
+    op: 'red-team MCP ask of an agent that does not exist',
+    dim: 'agents',
+    call: (t) => ({ mcp: 'tool', name: `ask_${t.agent}-none`, args: { request: 'hi' } }),
+    scopedIn: ok('rpc -32602', { has: ['Unknown tool: "ask_a-one-none" is not offered by this Caxton server'] }),
+    scopedOut: ok('rpc -32602', { has: ['Unknown tool: "ask_b-one-none" is not offered by this Caxton server'] }),
+    unscoped: ok('rpc -32602', { has: ['Unknown tool: "ask_b-one-none" is not offered by this Caxton server'] }),
   },
   // A version suffix names the same agent: `b-one@1` is b-one.
   agentItem(

@@ -333,13 +333,27 @@ describe('memory by agent scope', () => {
     expect(found.text).toContain('agent:a-one');
     expect(found.text).not.toContain('b-secret');
     expect((await get(scoped, '/api/v1/memory/export?scope=agent:a-one')).status).toBe(200);
-    const stats = await get<{ by_scope: Record<string, unknown> }>(scoped, '/api/v1/memory/stats');
+    type Stats = {
+      entities: number;
+      relations: number;
+      observations: number;
+      by_scope: Record<string, { entities: number; relations: number; observations: number }>;
+      database_bytes?: number;
+    };
+    const stats = await get<Stats>(scoped, '/api/v1/memory/stats');
     expect(Object.keys(stats.json.by_scope)).toEqual(['agent:a-one']);
-    expect(
-      Object.keys(
-        (await get<{ by_scope: Record<string, unknown> }>(open, '/api/v1/memory/stats')).json.by_scope,
-      ).sort(),
-    ).toEqual(['agent:a-one', 'agent:b-secret']);
+    // The totals are those of the scopes it may use: b-secret's memory is not counted in them.
+    const mine = stats.json.by_scope['agent:a-one']!;
+    expect([stats.json.entities, stats.json.relations, stats.json.observations]).toEqual([
+      mine.entities,
+      mine.relations,
+      mine.observations,
+    ]);
+    expect(stats.json.database_bytes).toBeUndefined();
+    const everything = (await get<Stats>(open, '/api/v1/memory/stats')).json;
+    expect(Object.keys(everything.by_scope).sort()).toEqual(['agent:a-one', 'agent:b-secret']);
+    expect(everything.entities).toBe(mine.entities + everything.by_scope['agent:b-secret']!.entities);
+    expect(everything.by_scope['agent:b-secret']!.entities).toBeGreaterThan(0);
   });
 
   it('a key without an agents scope reads every agent memory', async () => {

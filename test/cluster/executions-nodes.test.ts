@@ -111,7 +111,7 @@ script = "replies.toml"
     expect(kept.executions).toHaveLength(100);
     const scoped = await stores[1]!.list({ limit: 1000, since: t0, agents: ['a-*'] });
     expect(new Set(scoped.executions.map((e) => e.agent))).toEqual(new Set(['a-even']));
-    expect(await stores[0]!.get('exec_pg_149', ['a-*'])).toBeUndefined();
+    expect(await stores[0]!.get('exec_pg_149', { agents: ['a-*'] })).toBeUndefined();
     expect((await stores[0]!.get('exec_pg_149'))!.error).toEqual({ code: 'internal', message: 'boom' });
     for (const s of stores) await s.close();
   });

@@ -140,6 +140,22 @@ async function exercise(store: ExecutionLog): Promise<void> {
   store.record(run('c6', 'key:alice', 'traced too', { trace_id: `${second}${'2'.repeat(24)}` }));
   expect((await store.byTrace(`${second}${'1'.repeat(24)}`)).map((e) => e.id)).toEqual([traced.id]);
   expect(await store.byTrace(`${second}${'3'.repeat(24)}`)).toEqual([]);
+
+  // A chat turn's record is as private as its thread: Bob reads his thread c2 (Alice's turn in it
+  // too), not Alice's c1, nor by id, nor through a trace; a message's delivery and a record outside
+  // any conversation are no thread's.
+  const bob = { thread_owner: 'key:bob' };
+  const ids = async (q: Parameters<ExecutionLog['list']>[0]) =>
+    (await store.list({ agent: 'helper', limit: 100, ...q })).executions.map((e) => e.conversation_id);
+  expect(await ids(bob)).toEqual([null, 'c3', 'c2', 'c2']);
+  expect(await ids({ ...bob, conversation_id: 'c1' })).toEqual([]);
+  expect(await ids({ thread_owner: 'key:alice', conversation_id: 'c1' })).toEqual(['c1', 'c1']);
+  const c1 = (await store.list({ conversation_id: 'c1' })).executions[0]!.id;
+  expect(await store.get(c1, bob)).toBeUndefined();
+  expect((await store.get(c1, { thread_owner: 'key:alice' }))?.request).toBe('second in c1');
+  expect(await store.byTrace(`${second}${'1'.repeat(24)}`, bob)).toEqual([]);
+  // Bob's thread narrowed by an agent scope too: both rules at once.
+  expect(await ids({ ...bob, agents: ['other*'] })).toEqual([]);
 }
 
 describe('chat threads from the execution records', () => {

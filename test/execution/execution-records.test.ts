@@ -252,7 +252,8 @@ describe('the SQLite store', () => {
     store.record(finished('exec_2', neighbour));
     store.record(finished('exec_3', local, 'b'));
     store.record(finished('exec_4', continued));
-    const ids = async (trace: string, agents?: string[]) => (await store.byTrace(trace, agents)).map((e) => e.id);
+    const ids = async (trace: string, agents?: string[]) =>
+      (await store.byTrace(trace, agents && { agents })).map((e) => e.id);
     expect(await ids(local)).toEqual(['exec_1', 'exec_3']);
     expect(await ids(local, ['b'])).toEqual(['exec_3']);
     expect(await ids(neighbour)).toEqual(['exec_2']);

@@ -136,7 +136,7 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       expect(stats.json).toMatchObject({
         entities: 3,
         relations: 2,
-        by_scope: { workspace: { entities: 3, relations: 2 } },
+        by_scope: { workspace: { entities: 3, relations: 2, observations: expect.any(Number) } },
         embedding: { model: 'local:all-MiniLM-L6-v2', dimensions: 384, indexed: 3 },
       });
       // the rows are where the configuration says

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentVisible, readScopeOf } from '../../auth/index.js';
-import type { ExecutionLog } from '../../execution/index.js';
+import { executionReaderOf, type ExecutionLog } from '../../execution/index.js';
 import type { SpanStore } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
@@ -116,8 +116,9 @@ const spanSchema = z.object({
 
 /**
  * Executions as records (GET /executions, GET /executions/{id}) and traces without a tracing
- * backend (GET /traces/{id}): both read in the caller's agent scope (src/auth/scope-read.ts),
- * applied in the query; an execution outside it is 404, as one that does not exist.
+ * backend (GET /traces/{id}): both read as the caller's reader (executionReaderOf: its agent scope
+ * and the threads it may read), applied in the query; an execution it may not read is 404, as
+ * one that does not exist.
  */
 export async function executionRecordRoutes(app: FastifyInstance, deps: ExecutionRouteDeps): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -149,7 +150,6 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
     },
     async (req) => {
       const q = req.query;
-      const scope = readScopeOf(req.principal);
       return records().list({
         ...(q.agent !== undefined && { agent: q.agent }),
         ...(q.version !== undefined && { version: q.version }),
@@ -160,7 +160,7 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
         ...(q.since !== undefined && { since: q.since }),
         ...(q.until !== undefined && { until: q.until }),
         ...(q.cursor !== undefined && { before: Number(q.cursor) }),
-        ...(scope !== undefined && { agents: scope }),
+        ...executionReaderOf(req.principal),
         limit: q.limit,
       });
     },
@@ -179,7 +179,7 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
       },
     },
     async (req) => {
-      const v = await records().get(req.params.id, readScopeOf(req.principal));
+      const v = await records().get(req.params.id, executionReaderOf(req.principal));
       if (!v) throw new CaxtonError('not_found', `no execution "${req.params.id}"`, { id: req.params.id });
       return { ...v, links: { trace: v.trace_id === null ? null : `/api/v1/traces/${v.trace_id}` } };
     },
@@ -210,7 +210,7 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
         const agent = s.attributes['caxton.agent'];
         return typeof agent !== 'string' || agentVisible(p, agent);
       });
-      const executions = deps.records ? await deps.records.byTrace(id, readScopeOf(p)) : [];
+      const executions = deps.records ? await deps.records.byTrace(id, executionReaderOf(p)) : [];
       // A trace none of whose executions the caller sees, and none of whose spans name an agent it sees, is not revealed.
       const seen =
         readScopeOf(p) === undefined

@@ -166,7 +166,11 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
         response: { 200: z.object({ key: keySchema }), ...errors },
       },
     },
-    async (req) => ({ key: keys.revoke(req.params.key) }),
+    async (req) => {
+      // A key may revoke itself: this request is answered, only the others made with it end.
+      req.releaseCredential?.();
+      return { key: keys.revoke(req.params.key) };
+    },
   );
 
   r.post(
@@ -181,6 +185,8 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
     },
     async (req, reply) => {
       reply.header('cache-control', 'no-store');
+      // A key may rotate itself: this request gets the new secret, only the others made with the old one end.
+      req.releaseCredential?.();
       return keys.rotate(req.params.key);
     },
   );

@@ -427,14 +427,33 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
 
   r.get(
     '/memory/stats',
-    { schema: { summary: 'Entity, relation and observation counts per scope; embedding model; database size', tags } },
+    {
+      schema: {
+        summary: 'Entity, relation and observation counts per scope; embedding model; database size',
+        description:
+          "Counts of the scopes the caller may use, and totals over them alone; for a caller that may not use every scope, the store-wide figures (`database_bytes`, the embedding's `indexed` and `ann`) are left out.",
+        tags,
+      },
+    },
     async (req) => {
       const stats = await store.stats();
-      // The per-scope figures of the scopes this caller may use (the totals stay the store's).
-      const shown = new Set(permittedScopes(req.principal, Object.keys(stats.by_scope)));
+      // Only the scopes this caller may use: their figures, and totals summed over them alone.
+      const all = Object.keys(stats.by_scope);
+      const shown = permittedScopes(req.principal, all);
+      if (shown.length === all.length) return stats;
+      const by_scope = Object.fromEntries(shown.map((scope) => [scope, stats.by_scope[scope]!]));
+      const sum = (k: 'entities' | 'relations' | 'observations') =>
+        Object.values(by_scope).reduce((n, c) => n + c[k], 0);
+      // The database's size and the vectors indexed (and the index's state) are the whole store's:
+      // they would count the hidden scopes, so they are left out.
+      const { database_bytes: _bytes, ...rest } = stats;
       return {
-        ...stats,
-        by_scope: Object.fromEntries(Object.entries(stats.by_scope).filter(([scope]) => shown.has(scope))),
+        ...rest,
+        entities: sum('entities'),
+        relations: sum('relations'),
+        observations: sum('observations'),
+        by_scope,
+        embedding: stats.embedding && { model: stats.embedding.model, dimensions: stats.embedding.dimensions },
       };
     },
   );

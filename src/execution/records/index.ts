@@ -8,6 +8,7 @@ export {
   type ExecutionLog,
   type ExecutionPage,
   type ExecutionQuery,
+  type ExecutionReader,
   type ExecutionSummary,
   type ExecutionView,
   type FinishedExecution,

@@ -342,8 +342,25 @@ export function summaryOf(v: ExecutionView): ExecutionSummary {
   return { ...rest, tool_calls: tool_calls.length };
 }
 
+/**
+ * Who reads execution records, as the records narrow for it: its agent scope, and whose chat
+ * threads it may read (src/execution/threads.ts decides both for a principal: executionReaderOf).
+ */
+export interface ExecutionReader {
+  /**
+   * Only executions of agents matching one of these globs: the reader's agent scope, applied in
+   * the query so a page is full (src/auth/scope-read.ts holds the rule).
+   */
+  agents?: readonly string[];
+  /**
+   * Only chat turns (src/execution/records/threads.ts) of threads this principal began; other
+   * executions are not narrowed. Absent: the reader reads everyone's threads.
+   */
+  thread_owner?: string;
+}
+
 /** GET /api/v1/executions filters. */
-export interface ExecutionQuery {
+export interface ExecutionQuery extends ExecutionReader {
   agent?: string;
   version?: string;
   principal?: string;
@@ -359,15 +376,36 @@ export interface ExecutionQuery {
   before?: number;
   /** Default 50. */
   limit?: number;
-  /**
-   * Only executions of agents matching one of these globs: the reader's agent scope, applied in
-   * the query so a page is full (src/auth/scope-read.ts holds the rule).
-   */
-  agents?: readonly string[];
+}
+
+/**
+ * The reader's narrowing as SQL conditions (joined by AND): its agent scope, and its thread
+ * privacy — a chat turn (in a conversation, not a message's delivery) is read only when the
+ * thread's first turn, whose principal began it, is the reader's. The same first turn as the
+ * threads' own reads (readFirst), so an execution is exactly as private as its thread.
+ */
+function readerSql(
+  r: ExecutionReader,
+  param: (v: string | number) => string,
+  dialect: SqlDialect,
+  table: string,
+): string[] {
+  const where: string[] = [];
+  if (r.agents !== undefined) where.push(agentScopeSql(dialect, 'agent', r.agents, param));
+  if (r.thread_owner !== undefined)
+    where.push(
+      `(conversation_id IS NULL OR message_id IS NOT NULL OR (SELECT f.principal FROM ${table} f WHERE f.conversation_id = executions.conversation_id AND f.agent = executions.agent AND f.message_id IS NULL ORDER BY f.id LIMIT 1) = ${param(r.thread_owner)})`,
+    );
+  return where;
 }
 
 /** The WHERE, ORDER BY and LIMIT of an ExecutionQuery, for both dialects (`param` gives each value's placeholder). */
-export function executionSql(q: ExecutionQuery, param: (v: string | number) => string, dialect: SqlDialect): string {
+export function executionSql(
+  q: ExecutionQuery,
+  param: (v: string | number) => string,
+  dialect: SqlDialect,
+  table: string,
+): string {
   const where: string[] = [];
   if (q.agent !== undefined) where.push(`agent = ${param(q.agent)}`);
   if (q.version !== undefined) where.push(`version = ${param(q.version)}`);
@@ -378,7 +416,7 @@ export function executionSql(q: ExecutionQuery, param: (v: string | number) => s
   if (q.since !== undefined) where.push(`ts >= ${param(q.since)}`);
   if (q.until !== undefined) where.push(`ts < ${param(q.until)}`);
   if (q.before !== undefined) where.push(`id < ${param(q.before)}`);
-  if (q.agents !== undefined) where.push(agentScopeSql(dialect, 'agent', q.agents, param));
+  where.push(...readerSql(q, param, dialect, table));
   const w = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
   return `${w} ORDER BY id DESC LIMIT ${param(q.limit ?? 50)}`;
 }
@@ -391,17 +429,19 @@ export interface ExecutionStatement {
 
 /**
  * The reads of ExecutionLog, the same for both adapters but for the dialect (`?` or `$n`
- * parameters): an adapter gives its `SELECT … FROM executions` and runs the statements (`rows`,
- * after writing what it has queued). `agents` (the reader's scope) narrows `get` and `byTrace` as
- * it narrows a list.
+ * parameters): an adapter gives its `SELECT … FROM <table>` (the table named `executions`, in its
+ * schema) and runs the statements (`rows`, after writing what it has queued). The reader narrows
+ * `get` and `byTrace` as it narrows a list.
  */
 export abstract class ExecutionReads {
   readonly #select: string;
   readonly #dialect: SqlDialect;
+  readonly #table: string;
 
-  constructor(select: string, dialect: SqlDialect) {
+  constructor(select: string, dialect: SqlDialect, table: string) {
     this.#select = select;
     this.#dialect = dialect;
+    this.#table = table;
   }
 
   protected abstract rows(read: ExecutionStatement): ExecutionRow[] | Promise<ExecutionRow[]>;
@@ -410,31 +450,33 @@ export abstract class ExecutionReads {
     const args: (string | number)[] = [];
     const param =
       this.#dialect === 'pg' ? (v: string | number) => `$${args.push(v)}` : (v: string | number) => (args.push(v), '?');
-    const scope = (agents: readonly string[] | undefined) =>
-      agents === undefined ? '' : ` AND ${agentScopeSql(this.#dialect, 'agent', agents, param)}`;
+    const scope = (reader: ExecutionReader | undefined) =>
+      readerSql(reader ?? {}, param, this.#dialect, this.#table)
+        .map((w) => ` AND ${w}`)
+        .join('');
     return { args, param, scope };
   }
 
   async list(q: ExecutionQuery): Promise<ExecutionPage> {
     const { args, param } = this.#bind();
     const limit = q.limit ?? 50;
-    const sql = `${this.#select}${executionSql({ ...q, limit }, param, this.#dialect)}`;
+    const sql = `${this.#select}${executionSql({ ...q, limit }, param, this.#dialect, this.#table)}`;
     return pageOf(await this.rows({ sql, args }), limit);
   }
 
-  async get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined> {
+  async get(id: string, reader?: ExecutionReader): Promise<ExecutionView | undefined> {
     const { args, param, scope } = this.#bind();
     const row = (
-      await this.rows({ sql: `${this.#select} WHERE execution_id = ${param(id)}${scope(agents)}`, args })
+      await this.rows({ sql: `${this.#select} WHERE execution_id = ${param(id)}${scope(reader)}`, args })
     )[0];
     return row && viewOfRow(row);
   }
 
-  async byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]> {
+  async byTrace(traceId: string, reader?: ExecutionReader): Promise<ExecutionSummary[]> {
     const { args, param, scope } = this.#bind();
     // The prefix condition lets SQLite use its index keyed by the trace id's first 8 characters
     // (ADR 0082); on PostgreSQL, indexed by the whole id, it is one more test of the found rows.
-    const sql = `${this.#select} WHERE substr(trace_id, 1, 8) = ${param(traceId.slice(0, 8))} AND trace_id = ${param(traceId)}${scope(agents)} ORDER BY id LIMIT 1000`;
+    const sql = `${this.#select} WHERE substr(trace_id, 1, 8) = ${param(traceId.slice(0, 8))} AND trace_id = ${param(traceId)}${scope(reader)} ORDER BY id LIMIT 1000`;
     return (await this.rows({ sql, args })).map((r) => summaryOf(viewOfRow(r)));
   }
 }
@@ -459,10 +501,10 @@ export interface ExecutionLog {
   record(e: ExecutionEntry): void;
   /** A page of executions, newest first; what is queued is written first. */
   list(q: ExecutionQuery): Promise<ExecutionPage>;
-  /** One execution, or undefined when none has that id or it is outside `agents` (the reader's scope). */
-  get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined>;
-  /** Executions of one trace (a trace read names its executions). */
-  byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]>;
+  /** One execution, or undefined when none has that id or `reader` may not read it. */
+  get(id: string, reader?: ExecutionReader): Promise<ExecutionView | undefined>;
+  /** Executions of one trace (a trace read names its executions) that `reader` may read. */
+  byTrace(traceId: string, reader?: ExecutionReader): Promise<ExecutionSummary[]>;
   /** A page of one agent's chat threads (src/execution/records/threads.ts), newest activity first. */
   threads(q: ThreadQuery): Promise<ThreadPage>;
   /** One chat thread's executions, oldest first, its newest `limit` (empty: no such thread). */

@@ -91,7 +91,7 @@ export class PgExecutionStore extends ExecutionReads implements ExecutionLog {
 
   constructor(o: PgExecutionStoreOptions) {
     const s = quotedSchema(o.schema);
-    super(`SELECT id, ${ENTRY_COLUMNS.join(', ')}, node FROM ${s}.executions`, 'pg');
+    super(`SELECT id, ${ENTRY_COLUMNS.join(', ')}, node FROM ${s}.executions`, 'pg', `${s}.executions`);
     this.#o = o;
     this.#s = s;
     this.#log = new PgLogTable<ExecutionEntry>({

@@ -83,7 +83,7 @@ export class SqliteExecutionStore extends ExecutionReads implements ExecutionLog
 
   /** Opens the store on a migrated `db` (EXECUTIONS_MIGRATIONS). */
   constructor(o: SqliteExecutionStoreOptions) {
-    super(`SELECT id, ${ENTRY_COLUMNS.join(', ')} FROM executions`, 'sqlite');
+    super(`SELECT id, ${ENTRY_COLUMNS.join(', ')} FROM executions`, 'sqlite', 'executions');
     this.#db = o.db;
     this.#maxRows = o.maxRows;
     const insert = o.db.prepare(
