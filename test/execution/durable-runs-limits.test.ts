@@ -1,17 +1,21 @@
 /**
  * A run resumed with no caller present (at start, after an approval) is charged to its principal's
  * limits and its agent's, as the request that started it was: DurableRuns over a real SQLite
- * journal and the real PrincipalLimiter, with a host whose runs the test holds open.
+ * journal and the real PrincipalLimiter, with a host whose runs the test holds open. And who may
+ * see a run (runs/access.ts), the rule every run surface applies.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AgentDefinition } from '../../src/agents/index.js';
 import { limitedError, PrincipalLimiter, type LimitSet } from '../../src/auth/index.js';
+import type { Principal } from '../../src/auth/index.js';
 import {
   DurableRuns,
   RUNS_MIGRATIONS,
+  runVisibleTo,
   SqliteRunJournal,
   type AgentResponse,
   type RunHost,
+  type RunRecord,
 } from '../../src/execution/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
@@ -105,5 +109,36 @@ describe('a run resumed with no caller present', () => {
     expect(limiter.usage('key:k1', { tokens: 1_000 }).tokens.used).toBe(30);
     runs.stopping();
     journal.close();
+  });
+});
+
+describe('who sees a run', () => {
+  const key = (id: string, role: 'admin' | 'operator'): Principal => ({
+    id,
+    kind: 'key',
+    name: id.slice(4),
+    role,
+    scope: { agents: ['a*'] },
+  });
+  const run = (o: Partial<Pick<RunRecord, 'origin' | 'principal'>> & { conversation?: string }) => ({
+    agent: 'assistant',
+    origin: o.origin ?? ('invoke' as const),
+    principal: o.principal ?? 'key:owner',
+    request: { request: 'hi', ...(o.conversation !== undefined && { conversation_id: o.conversation }) },
+  });
+
+  it("a chat thread's run is as private as the thread; other runs follow the agent scope", () => {
+    const owner = key('key:owner', 'operator');
+    const peer = key('key:peer', 'operator');
+    const admin = key('key:admin', 'admin');
+    const thread = run({ conversation: 'conv-1' });
+    expect(runVisibleTo(owner, thread)).toBe(true);
+    expect(runVisibleTo(peer, thread)).toBe(false);
+    expect(runVisibleTo(admin, thread)).toBe(true);
+    // Not a thread: a plain invoke, a message's delivery in a FIPA conversation.
+    expect(runVisibleTo(peer, run({}))).toBe(true);
+    expect(runVisibleTo(peer, run({ origin: 'message', conversation: 'conv-2' }))).toBe(true);
+    // Outside the agent scope: nobody scoped sees it.
+    expect(runVisibleTo(owner, { ...run({}), agent: 'billing' })).toBe(false);
   });
 });

@@ -7,8 +7,9 @@
  */
 import { RUN_PERMISSIONS, type Permission } from '../../auth/permissions.js';
 import { agentOfRef, can, type Principal } from '../../auth/principal.js';
-import { agentFilterOf, agentVisible } from '../../auth/scope-read.js';
+import { agentVisible } from '../../auth/scope-read.js';
 import { CaxtonError } from '../../shared/errors.js';
+import { threadReaderOf } from '../threads.js';
 import type { DurableRuns } from './durable.js';
 import type { RunQuery, RunRecord, RunWithSteps } from './model.js';
 
@@ -28,9 +29,16 @@ export function assertRunPermission(p: Caller, permission: Permission): void {
     );
 }
 
-/** Whether `p` sees runs of the agent `ref` (NAME or NAME@VERSION). */
-export function runVisibleTo(p: Caller, run: Pick<RunRecord, 'agent'>): boolean {
-  return agentVisible(p, agentOfRef(run.agent));
+/**
+ * Whether `p` sees the run: an agent in its scope, and — for a turn of a chat thread (a run with a
+ * conversation that no message started) — the thread's rule (threads.ts): a run that carries a
+ * thread's text is as private as the thread, its own principal's (or an admin's).
+ */
+export function runVisibleTo(p: Caller, run: Pick<RunRecord, 'agent' | 'origin' | 'principal' | 'request'>): boolean {
+  if (!agentVisible(p, agentOfRef(run.agent))) return false;
+  if (run.origin === 'message' || run.request.conversation_id === undefined) return true;
+  const owner = threadReaderOf(p);
+  return owner === undefined || run.principal === owner;
 }
 
 /** The run with its steps, if `p` may read it; else not found, whether it exists or not. */
@@ -51,7 +59,6 @@ export async function listRunsAs(
   q: Omit<RunQuery, 'before'> & { cursor?: string | undefined },
 ): Promise<{ runs: RunRecord[]; next?: string }> {
   assertRunPermission(p, RUN_PERMISSIONS.read);
-  const visible = agentFilterOf(p);
   const out: RunRecord[] = [];
   let before = q.cursor;
   for (let page = 0; page < 10 && out.length < q.limit; page++) {
@@ -63,7 +70,7 @@ export async function listRunsAs(
       ...(before !== undefined && { before }),
       limit: q.limit,
     });
-    for (const row of rows) if (out.length < q.limit && (!visible || visible(row.agent))) out.push(row);
+    for (const row of rows) if (out.length < q.limit && runVisibleTo(p, row)) out.push(row);
     if (rows.length < q.limit) break;
     before = rows[rows.length - 1]!.id;
   }
