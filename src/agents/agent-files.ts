@@ -105,16 +105,7 @@ export class AgentFiles {
         path,
         state: 'invalid',
         updated_at: now,
-        errors: [
-          {
-            severity: 'error',
-            code: 'duplicate_name',
-            file: path,
-            field: 'name',
-            message: `agent name "${def.name}" is already used by ${by}`,
-            suggestion: 'give this agent a different name',
-          },
-        ],
+        errors: [duplicateNameIssue(path, def.name, by)],
       };
       this.#files.set(path, status);
       return status;
@@ -220,4 +211,19 @@ export class AgentFiles {
     }
     return out;
   }
+}
+
+/**
+ * A file whose agent's name another agent holds (`by`: "the file PATH" or "an agent deployed
+ * through the API"): the loader's refusal, and `caxton agent validate`'s over the files it is given.
+ */
+export function duplicateNameIssue(path: string, name: string, by: string): SourceIssue {
+  return {
+    severity: 'error',
+    code: 'duplicate_name',
+    file: path,
+    field: 'name',
+    message: `agent name "${name}" is already used by ${by}`,
+    suggestion: 'give this agent a different name',
+  };
 }

@@ -18,7 +18,7 @@ export {
   type AgentSource,
   type AgentResolver,
 } from './agent-checks.js';
-export { AgentFiles, type FileStatus } from './agent-files.js';
+export { AgentFiles, duplicateNameIssue, type FileStatus } from './agent-files.js';
 export { Deployer, type DeployInput, type DeployOutcome, type SharedAgentsPort } from './deployer.js';
 export type { DeployActor } from './deploy-actor.js';
 export { VersionHistory } from './version-history.js';
@@ -87,7 +87,7 @@ export {
   type VersionRow,
 } from './versions.js';
 export { diffVersions, type VersionDiff } from './diff.js';
-export { AgentDirectoryWatcher, isAgentFile, notAnAgent, type SkippedFile } from './watcher.js';
+export { AgentDirectoryWatcher, agentFilesIn, isAgentFile, notAnAgent, type SkippedFile } from './watcher.js';
 export { CLAUDE_TOOL_MAP, CLAUDE_MODEL_ALIASES, mapClaudeTool } from './claude.js';
 export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';
 export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';

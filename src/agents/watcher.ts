@@ -66,6 +66,11 @@ function walk(
   return { files: files.sort(), skipped: skipped.sort((a, b) => (a.path < b.path ? -1 : 1)) };
 }
 
+/** The agent files under `dir` in the order the server loads them (skills and commands left out). */
+export function agentFilesIn(dir: string): string[] {
+  return walk(dir, () => undefined).files;
+}
+
 /** Reads a file of at most `max` bytes; `undefined` when it is larger (without reading it). */
 function readBounded(path: string, max: number): Buffer | undefined {
   const fd = openSync(path, 'r');

@@ -1,7 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { detectFormat, parseAgent } from '../../agents/index.js';
+import { agentFilesIn, detectFormat, duplicateNameIssue, parseAgent } from '../../agents/index.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import { ApiError } from '../client.js';
 import type { CliContext } from '../context.js';
@@ -27,6 +28,14 @@ const CONTENT_TYPES: Record<string, string> = {
   markdown: 'text/markdown',
   json: 'application/json',
 };
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
 
 function readAgentFile(file: string): Buffer {
   try {
@@ -60,10 +69,22 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .description(
       "check agent files offline (no server needed); prints every error with file, line and column. Tool names are checked against the built-in tools and the servers caxton.toml names (--config, else $CAXTON_CONFIG, else ./caxton.toml, else one beside the files' folder)",
     )
-    .argument('<file...>', 'agent files (.toml, .md or .json)')
+    .argument('<file...>', 'agent files (.toml, .md or .json), or folders of them (as agents_dir is read)')
     .option('--config <file>', 'the caxton.toml whose servers, providers and models the agents may name')
-    .action(async (files: string[], opts: { config?: string }) => {
+    .action(async (given: string[], opts: { config?: string }) => {
       const out = ctx.output();
+      // Each file with the folder it is loaded from: a folder given, else the file's own.
+      const roots = new Map<string, string>();
+      const files = given.flatMap((f) => {
+        if (!isDirectory(f)) {
+          roots.set(f, resolve(dirname(f)));
+          return [f];
+        }
+        const found = agentFilesIn(f);
+        if (found.length === 0) throw new CliError(`${f} holds no agent files (.toml, .md or .json)`);
+        for (const x of found) roots.set(x, resolve(f));
+        return found;
+      });
       // Loaded here only: the tool catalogue reads the built-in tool manifests.
       const { findProjectConfig, offlineChecker } = await import('../offline-checks.js');
       const checker = offlineChecker(findProjectConfig(files, opts.config));
@@ -84,6 +105,15 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
               warnings,
             };
       });
+      // Names are one per agents_dir, as the server loads a folder: the first file of a name keeps it.
+      const holders = new Map<string, string>();
+      for (const r of results) {
+        if (!r.valid || r.name === undefined) continue;
+        const key = `${roots.get(r.file) ?? ''}\0${r.name.toLowerCase()}`;
+        const holder = holders.get(key);
+        if (holder === undefined) holders.set(key, r.file);
+        else Object.assign(r, { valid: false, errors: [duplicateNameIssue(r.file, r.name, `the file ${holder}`)] });
+      }
       const invalid = results.filter((r) => !r.valid).length;
       if (out.json) out.data({ valid: invalid === 0, config: checker.configFile ?? null, files: results });
       else {
