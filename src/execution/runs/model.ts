@@ -197,8 +197,40 @@ export interface RunJournal {
  * Whether a lazy run (`RunStart.lazy`) may hold a step back until it records one that must be on
  * disk: its memory context, a model reply that calls no tool (a resume could do without them).
  */
-export function deferrableStep(s: RunStep): boolean {
+function deferrableStep(s: RunStep): boolean {
   return s.kind === 'context' || (s.kind === 'model' && s.reply.tool_calls.length === 0);
+}
+
+/**
+ * Lazy runs opened and not written yet (`RunStart.lazy`): each one's row as its journal writes it,
+ * and the steps it held back until one must be on disk. Both journals keep them alike.
+ */
+export class UnwrittenRuns<Row> {
+  readonly #runs = new Map<string, { row: Row; held: RunStep[] }>();
+
+  open(id: string, row: Row): void {
+    this.#runs.set(id, { row, held: [] });
+  }
+
+  /** Holds `steps` back when run `id` is unwritten and none of them must be on disk yet; true when held. */
+  hold(id: string, steps: readonly RunStep[]): boolean {
+    const lazy = this.#runs.get(id);
+    if (lazy === undefined || !steps.every(deferrableStep)) return false;
+    lazy.held.push(...steps);
+    return true;
+  }
+
+  /** The row of run `id` to write now (once), with the steps it held back; undefined once written. */
+  take(id: string): { row: Row; held: RunStep[] } | undefined {
+    const lazy = this.#runs.get(id);
+    this.#runs.delete(id);
+    return lazy;
+  }
+
+  /** Forgets run `id` (it ends with nothing to keep); true when it was unwritten. */
+  drop(id: string): boolean {
+    return this.#runs.delete(id);
+  }
 }
 
 /** What a resumed run reuses, made from its steps by `replayOf`: plain data, so it crosses into a worker or process. */

@@ -39,7 +39,7 @@ import {
 import type { AgentResponse, InvokeRequest } from '../types.js';
 import {
   cancelledRunError,
-  deferrableStep,
+  UnwrittenRuns,
   newRunRecord,
   type OpenedRun,
   type RunJournal,
@@ -179,7 +179,7 @@ export class PgRunJournal implements RunJournal {
   /** The runs this node holds whose row is committed: those the heartbeat renews, and misses when they are lost. */
   readonly #rowed = new Set<string>();
   /** Lazy runs opened here and not written yet: their row, and the steps held back with it. */
-  readonly #unwritten = new Map<string, { row: string; held: RunStep[] }>();
+  readonly #unwritten = new UnwrittenRuns<string>();
   /** Runs lost (cancelled or taken over elsewhere) while they ran here, with the error that stops them. */
   readonly #lost = new Map<string, Error>();
   readonly #lostListeners: ((id: string, reason: Error) => void)[] = [];
@@ -247,7 +247,7 @@ export class PgRunJournal implements RunJournal {
     if (start.key === null) {
       // Nothing else can start this run: its row commits with its first step (lazy: with its first
       // step that must be on disk), not awaited here.
-      if (start.lazy === true) this.#unwritten.set(start.id, { row, held: [] });
+      if (start.lazy === true) this.#unwritten.open(start.id, row);
       else this.#insert(start.id, row);
       return { run, steps: [], created: true };
     }
@@ -324,9 +324,8 @@ export class PgRunJournal implements RunJournal {
 
   /** Writes a lazy run's row (once) before anything else of it; answers the steps it held back. */
   #written(id: string): readonly RunStep[] {
-    const lazy = this.#unwritten.get(id);
+    const lazy = this.#unwritten.take(id);
     if (lazy === undefined) return [];
-    this.#unwritten.delete(id);
     this.#insert(id, lazy.row);
     return lazy.held;
   }
@@ -345,11 +344,7 @@ export class PgRunJournal implements RunJournal {
     const lost = this.#lost.get(id);
     if (lost !== undefined) return Promise.reject(lost);
     // A lazy run holds back what a resume could do without until it records something that must be on disk.
-    const lazy = this.#unwritten.get(id);
-    if (lazy !== undefined && given.every(deferrableStep)) {
-      lazy.held.push(...given);
-      return Promise.resolve();
-    }
+    if (this.#unwritten.hold(id, given)) return Promise.resolve();
     const held = this.#written(id);
     const steps = held.length === 0 ? given : [...held, ...given];
     const first = this.#seq.get(id);
@@ -422,7 +417,7 @@ export class PgRunJournal implements RunJournal {
     const held = this.#seq.delete(id);
     this.#rowed.delete(id);
     // Never written: it recorded no step, so there is nothing to keep (its execution record says how it ended).
-    if (this.#unwritten.delete(id)) return Promise.resolve();
+    if (this.#unwritten.drop(id)) return Promise.resolve();
     // Lost while it ran here: its row already says how it ended, or which node runs it now.
     if (this.#lost.delete(id)) return Promise.resolve();
     const error = outcome.status === 'completed' ? null : JSON.stringify(scrubSecretsIn(outcome.error));
@@ -456,7 +451,7 @@ export class PgRunJournal implements RunJournal {
   release(id: string): void {
     this.#seq.delete(id);
     this.#rowed.delete(id);
-    this.#unwritten.delete(id);
+    this.#unwritten.drop(id);
   }
 
   onLost(listener: (id: string, reason: Error) => void): void {

@@ -10,7 +10,7 @@ import { GroupCommit, Pruner, type Db, type Migration, type RetentionRule } from
 import type { AgentResponse, InvokeRequest } from '../types.js';
 import {
   cancelledRunError,
-  deferrableStep,
+  UnwrittenRuns,
   newRunRecord,
   type OpenedRun,
   type RunJournal,
@@ -190,14 +190,14 @@ export class SqliteRunJournal implements RunJournal {
     ];
     // A lazy run is written with its first step, and not at all when it has none: a run that
     // only asks the model has nothing a resume would reuse, and costs no row.
-    if (start.lazy === true) this.#unwritten.set(start.id, { row: args, held: [] });
+    if (start.lazy === true) this.#unwritten.open(start.id, args);
     else this.#insert(args);
     const run = newRunRecord(start, request, now, null);
     return Promise.resolve({ run, steps: [], created: true });
   }
 
   /** Lazy runs opened here and not written yet: their row's values, and the steps held back with it. */
-  readonly #unwritten = new Map<string, { row: unknown[]; held: RunStep[] }>();
+  readonly #unwritten = new UnwrittenRuns<unknown[]>();
 
   /** Queued, not awaited: the row commits with the run's first step (the first thing that must be on disk). */
   #insert(args: unknown[]): void {
@@ -207,9 +207,8 @@ export class SqliteRunJournal implements RunJournal {
 
   /** Writes a lazy run's row (once) before anything else of it; answers the steps it held back. */
   #written(id: string): RunStep[] {
-    const lazy = this.#unwritten.get(id);
+    const lazy = this.#unwritten.take(id);
     if (lazy === undefined) return NO_STEPS;
-    this.#unwritten.delete(id);
     this.#insert(lazy.row);
     return lazy.held;
   }
@@ -237,11 +236,7 @@ export class SqliteRunJournal implements RunJournal {
     if (given.length === 0) return Promise.resolve();
     // A lazy run holds back what a resume could do without (its memory context, a final answer)
     // until it records something that must be on disk: a tool call, an approval.
-    const lazy = this.#unwritten.get(id);
-    if (lazy !== undefined && given.every(deferrableStep)) {
-      lazy.held.push(...given);
-      return Promise.resolve();
-    }
+    if (this.#unwritten.hold(id, given)) return Promise.resolve();
     const held = this.#written(id);
     const steps = held.length === 0 ? given : [...held, ...given];
     // The steps committed together are one row: a step's cost is mostly its row's, and a run's
@@ -279,7 +274,7 @@ export class SqliteRunJournal implements RunJournal {
   ): Promise<void> {
     this.#seq.delete(id);
     // Never written: it recorded no step, so there is nothing to keep (its execution record says how it ended).
-    if (this.#unwritten.delete(id)) return Promise.resolve();
+    if (this.#unwritten.drop(id)) return Promise.resolve();
     const { finish } = this.#stmts;
     const error = outcome.status === 'completed' ? null : JSON.stringify(scrubSecretsIn(outcome.error));
     const response = outcome.status === 'completed' ? JSON.stringify(scrubSecretsIn(outcome.response)) : null;
