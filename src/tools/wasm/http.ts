@@ -8,26 +8,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import {
-  hostGranted,
-  ownListeners,
-  parseHostGrants,
-  portOfUrl,
-  type HostGrant,
-  type Listener,
-} from '../../shared/host-grants.js';
+import { hostGranted, ownListeners, portOfUrl, type HostGrant, type Listener } from '../../shared/host-grants.js';
 import { HostTrap } from './errors.js';
-
-/** Whether `host` matches one of `patterns` by name (any port): for listings, not for HTTP (see checkHttpRequest). */
-export function hostMatches(host: string, patterns: readonly string[]): boolean {
-  const h = host.toLowerCase().replace(/\.$/, '');
-  return parseHostGrants(patterns).some(
-    (g) =>
-      g.host === '*' ||
-      g.host === h ||
-      (g.host.startsWith('*.') && h.endsWith(g.host.slice(1)) && h.length > g.host.length - 1),
-  );
-}
 
 export interface HttpRequest {
   url: string;

@@ -58,7 +58,7 @@ export {
   type DatabaseRoot,
   type SqliteQueryOptions,
 } from './sqlite-access.js';
-export { SyncHttpClient, sharedHttpClient, hostMatches, type HttpRequest, type HttpResponse } from './http.js';
+export { SyncHttpClient, sharedHttpClient, type HttpRequest, type HttpResponse } from './http.js';
 export {
   instrument,
   WasmFormatError,

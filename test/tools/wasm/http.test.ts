@@ -5,7 +5,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hostMatches, MemoryAuditSink, type WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { hostGranted, parseHostGrants } from '../../../src/shared/host-grants.js';
+import { MemoryAuditSink, type WasmToolServer } from '../../../src/tools/wasm/index.js';
 import { ctx, OK_WAT, server } from './helpers.js';
 
 const SERVER_SOURCE = `
@@ -180,6 +181,9 @@ describe('HTTP', () => {
     expect(s.warnings).toEqual([]);
   });
 });
+
+/** A host name against `allowed_hosts` entries without ports, as every tool server's HTTP matches it. */
+const hostMatches = (host: string, patterns: string[]) => hostGranted(host, 443, parseHostGrants(patterns));
 
 describe('hostMatches', () => {
   it('matches exact names, subdomain wildcards and *', () => {
