@@ -155,8 +155,8 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
   },
   {
     // When the node running a pending delivery last said it still holds it (epoch ms): nothing else
-    // writes a row while its agent runs, so without it the reconciliation sweep took a long run's
-    // delivery for one the stream lost, and another node ran it again (issue 62).
+    // writes a row while its agent runs, so without it the reconciliation sweep would take a long
+    // run's delivery for one the stream lost, and another node would run it again.
     id: 'cluster-messaging-010-held',
     sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN held_at bigint;`,
   },
