@@ -111,6 +111,7 @@ export function submission(
       newId: b.id === undefined,
       newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined,
       ...(opts.principal !== undefined && { principal: opts.principal }),
+      ...(opts.credentialEnded !== undefined && { credentialEnded: opts.credentialEnded }),
     },
   };
 }
@@ -153,6 +154,22 @@ export function routeForPrincipal(
   } catch (e) {
     return { ok: false, reason: 'out_of_scope', message: e instanceof Error ? e.message : String(e) };
   }
+}
+
+/**
+ * Throws why the sender's credential ended, when it has: a message is refused unless its
+ * credential is still valid when it is stored. Once stored it stands (its caller was answered,
+ * or is waiting for the conversation), and a revoke ends only the wait.
+ */
+export function checkCredential(ended: AbortSignal | undefined): void {
+  if (!ended?.aborted) return;
+  throw isCaxtonError(ended.reason)
+    ? ended.reason
+    : new CaxtonError(
+        'unauthenticated',
+        'the credential this message was sent with ended before the message was stored; send it again with a valid one',
+        { reason: 'credential_ended' },
+      );
 }
 
 /** Validates a REST body and hands it to `send`; an invalid body rejects and nothing is sent. */

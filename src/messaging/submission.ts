@@ -29,6 +29,11 @@ export interface SendHints {
    * the bus uses it as it is instead of resolving the id again.
    */
   principal?: Principal;
+  /**
+   * Aborts when the caller's credential ends (its key revoked or rotated, its token expired): a
+   * message not yet stored then is refused with that reason, since its caller was already told so.
+   */
+  credentialEnded?: AbortSignal;
 }
 
 /** What a message from outside is submitted with. */
@@ -40,4 +45,6 @@ export interface SubmitOptions {
   traceparent?: string;
   /** The authenticated caller: the message acts for it (`on_behalf_of`) and its scope applies. */
   principal?: Principal;
+  /** Aborts when the caller's credential ends: see SendHints. */
+  credentialEnded?: AbortSignal;
 }

@@ -8,7 +8,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/http.js';
@@ -16,6 +16,8 @@ import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { openaiCompletion, parseBody, refuseInvalid, sendJson, warmUp } from '../helpers/llm-standin.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+import { CaxtonError } from '../../src/shared/errors.js';
 
 interface Held {
   res: ServerResponse;
@@ -124,6 +126,67 @@ describe('a long request ends when its API key is revoked', () => {
     expect(r.json.error.message).toContain('wait-revoked');
     const again = await http(srv.url, 'GET', '/api/v1/messages', { headers: bearer(key) });
     expect(again.status).toBe(401);
+    // The message was stored before the revoke: it stands, and its delivery goes on (only the wait ended).
+    const sent = await http<{ total: number }>(srv.url, 'GET', '/api/v1/messages?sender=key:wait-revoked', {
+      headers: bearer(admin),
+    });
+    expect(sent.json.total, sent.text).toBe(1);
+  }, 30_000);
+
+  it('a message whose key is revoked before it is stored is refused, and nothing is stored', async () => {
+    const key = await createKey(srv.url, admin, 'send-revoked', { role: 'operator', agents: ['slow'] });
+    const body = JSON.stringify({ performative: 'inform', receiver: 'slow', content: 'sent as its key ends' });
+    const u = new URL(srv.url);
+    const req = request({
+      host: u.hostname,
+      port: u.port,
+      method: 'POST',
+      path: '/api/v1/messages',
+      headers: { ...bearer(key), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
+    const closed = new Promise<void>((resolve) => req.once('close', () => resolve()));
+    const answer = new Promise<{ status: number; text: string }>((resolve, reject) => {
+      req.on('response', (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode!, text }));
+      });
+      req.on('error', reject);
+    });
+    // Half the body: the request is authenticated (the key's first use is recorded), its body not yet read.
+    req.write(body.slice(0, 20));
+    await waitUntil(
+      async () =>
+        (
+          await http<{ last_used_at: string | null }>(srv.url, 'GET', '/api/v1/keys/send-revoked', {
+            headers: bearer(admin),
+          })
+        ).json.last_used_at !== null,
+      { what: 'the request to be authenticated' },
+    );
+    await revoke('send-revoked');
+    const r = await answer;
+    expect(r.status, r.text).toBe(401);
+    expect(r.text).toContain('key_revoked');
+    req.end(body.slice(20));
+    await closed;
+    const sent = await http<{ total: number }>(srv.url, 'GET', '/api/v1/messages?sender=key:send-revoked', {
+      headers: bearer(admin),
+    });
+    expect(sent.json.total, sent.text).toBe(0);
+
+    // A store that answers later (PostgreSQL) may see the revoke while the message is being
+    // stored: the bus checks the credential inside the step, before it commits, and refuses.
+    const ended = new AbortController();
+    ended.abort(new CaxtonError('unauthenticated', 'API key "x" was revoked', { reason: 'key_revoked' }));
+    await expect(
+      srv.server.bus.submit(
+        { performative: 'inform', receiver: 'slow', content: 'refused in the step', id: 'revoked-in-step' },
+        { credentialEnded: ended.signal },
+      ),
+    ).rejects.toMatchObject({ code: 'unauthenticated', details: { reason: 'key_revoked' } });
+    expect(await srv.server.bus.reads.getMessage('revoked-in-step')).toBeUndefined();
   }, 30_000);
 
   it('an invocation answers 401 key_revoked, and its execution stops', async () => {

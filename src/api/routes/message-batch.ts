@@ -89,6 +89,7 @@ export async function submitBatch(
   const opts = {
     ...(tp !== undefined && { traceparent: tp }),
     ...(req.principal !== undefined && { principal: req.principal }),
+    ...(req.credentialEnded !== undefined && { credentialEnded: req.credentialEnded }),
   };
   const settled = await Promise.allSettled(
     items.map((body) => {

@@ -362,6 +362,7 @@ export async function messagingRoutes(
         bodySize: raw!.length,
         ...(tp !== undefined && { traceparent: tp }),
         ...(req.principal !== undefined && { principal: req.principal }),
+        ...(req.credentialEnded !== undefined && { credentialEnded: req.credentialEnded }),
       });
       if (result.duplicate) req.log.debug({ message_id: result.id }, 'duplicate message');
       reply.header('location', `/api/v1/conversations/${encodeURIComponent(result.conversation_id)}`);

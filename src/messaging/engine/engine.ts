@@ -20,6 +20,7 @@ import { executes, expectsReply } from '../performatives.js';
 import { afterReply, callsForProposals, endless, openCall, replyActs } from '../protocols/index.js';
 import type { RouteDecision } from '../router.js';
 import {
+  checkCredential,
   checkReceiverLimits,
   duplicateResult,
   newConversation,
@@ -242,7 +243,7 @@ export class DeliveryEngine {
     const fresh = hints.newConversation === true;
     const step = this.#w.inStep(
       m.conversation_id,
-      (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w)),
+      (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w, hints.credentialEnded)),
       fresh ? FRESH : undefined,
     );
     // An id made here for this send cannot have been taken by another sender.
@@ -284,7 +285,10 @@ export class DeliveryEngine {
     decision: RouteDecision,
     fresh: boolean,
     work: StepWork,
+    credentialEnded: AbortSignal | undefined,
   ): StepBody<SubmitResult | CaxtonError> {
+    // Checked as the step begins and again before it commits: a store answering later may see a revoke meanwhile.
+    checkCredential(credentialEnded);
     const now = iso();
     let conv = fresh ? undefined : s.conversation;
     if (conv && isTerminal(conv.state)) {
@@ -317,6 +321,7 @@ export class DeliveryEngine {
     if (stored) yield stored;
     if (opens) {
       if (m.performative === 'inform' && m.in_reply_to === undefined) work.inform(m);
+      checkCredential(credentialEnded);
       return accepted(m, receivers, decision);
     }
     if (!decision.ok) {
@@ -338,6 +343,7 @@ export class DeliveryEngine {
     if (m.performative === 'inform' && m.in_reply_to === undefined) work.inform(m);
     const saved = s.saveConversation(conv);
     if (saved) yield saved;
+    checkCredential(credentialEnded);
     return accepted(m, receivers, decision, failure);
   }
 
