@@ -10,6 +10,7 @@ export {
   ChatThreads,
   ALL_PRINCIPALS,
   executionReaderOf,
+  traceReadBy,
   threadReaderOf,
   type ThreadListOptions,
   type ThreadTurn,

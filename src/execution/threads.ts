@@ -75,6 +75,46 @@ export function executionReaderOf(caller: Principal | undefined): ExecutionReade
   return { ...(agents !== undefined && { agents }), ...(owner !== undefined && { thread_owner: owner }) };
 }
 
+/** What of a span decides whether a caller may read it. */
+interface TraceSpan {
+  span_id: string;
+  parent_span_id: string | null;
+  attributes: Record<string, unknown>;
+}
+
+/**
+ * A trace as `caller` may read it: the executions `executionReaderOf` lets it read, and the spans
+ * less those of every execution it may not (another principal's thread turn, an agent outside its
+ * scope) and everything under them — a span id of a hidden execution is as private as its record.
+ */
+export async function traceReadBy<S extends TraceSpan>(
+  records: ExecutionLog | undefined,
+  traceId: string,
+  spans: readonly S[],
+  caller: Principal | undefined,
+): Promise<{ executions: Awaited<ReturnType<ExecutionLog['byTrace']>>; spans: S[]; hidden: number }> {
+  if (!records) return { executions: [], spans: [...spans], hidden: 0 };
+  const executions = await records.byTrace(traceId, executionReaderOf(caller));
+  const readable = new Set(executions.map((e) => e.id));
+  const hiddenRuns = new Set((await records.byTrace(traceId)).map((e) => e.id).filter((id) => !readable.has(id)));
+  if (hiddenRuns.size === 0) return { executions, spans: [...spans], hidden: 0 };
+  const hidden = new Set<string>();
+  for (const s of spans) {
+    const run = s.attributes['caxton.execution_id'];
+    if (typeof run === 'string' && hiddenRuns.has(run)) hidden.add(s.span_id);
+  }
+  // Spans under a hidden one (model calls, tool calls): until no more are found, however they are ordered.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const s of spans)
+      if (!hidden.has(s.span_id) && s.parent_span_id !== null && hidden.has(s.parent_span_id)) {
+        hidden.add(s.span_id);
+        grew = true;
+      }
+  }
+  return { executions, spans: spans.filter((s) => !hidden.has(s.span_id)), hidden: hiddenRuns.size };
+}
+
 export class ChatThreads {
   readonly #records: ExecutionLog | undefined;
   readonly #registry: Pick<AgentRegistry, 'get'> | undefined;

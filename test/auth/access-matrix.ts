@@ -715,6 +715,17 @@ export const RED_TEAM: Entry[] = [
     scopedOut: notFound,
     unscoped: notFound,
   },
+  // The trace of another's thread turn: neither its execution nor the spans of that execution
+  // (their ids, the conversation they name) reach an operator, in scope or not.
+  {
+    op: "trace of another principal's thread",
+    dim: 'agents',
+    peers: true,
+    call: (t) => get(`/api/v1/traces/${t.trace}`),
+    scopedIn: { ...notFound, lacks: ['"thread-a-one"'] },
+    scopedOut: { ...notFound, lacks: ['"thread-b-one"'] },
+    unscoped: { ...notFound, lacks: ['"thread-b-one"'] },
+  },
   // Asking an agent that does not exist: the same answer as asking one out of scope (above).
   {
     op: 'red-team MCP ask of an agent that does not exist',

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentVisible, readScopeOf } from '../../auth/index.js';
-import { executionReaderOf, type ExecutionLog } from '../../execution/index.js';
+import { executionReaderOf, traceReadBy, type ExecutionLog } from '../../execution/index.js';
 import type { SpanStore } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
@@ -191,7 +191,7 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
       schema: {
         summary: "A trace's spans as this node kept them, and its executions",
         description:
-          "Spans come from this node's own recent spans (`[tracing] local_spans`), bounded: old traces are gone, and on a cluster each node holds the spans of what it ran. Executions of the trace come from the execution records (every node's). Spans naming an agent outside the caller's scope are left out.",
+          "Spans come from this node's own recent spans (`[tracing] local_spans`), bounded: old traces are gone, and on a cluster each node holds the spans of what it ran. Executions of the trace come from the execution records (every node's). Spans naming an agent outside the caller's scope are left out, and so are the spans of an execution the caller may not read (another principal's chat thread turn) and every span under them.",
         tags: ['observability'],
         params: z.object({
           id: z.string().regex(/^[0-9a-f]{32}$/, { error: 'expected a trace id: 32 lowercase hex digits' }),
@@ -206,14 +206,14 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
     async (req) => {
       const id = req.params.id;
       const p = req.principal;
-      const spans = (deps.spans?.trace(id) ?? []).filter((s) => {
+      const inScope = (deps.spans?.trace(id) ?? []).filter((s) => {
         const agent = s.attributes['caxton.agent'];
         return typeof agent !== 'string' || agentVisible(p, agent);
       });
-      const executions = deps.records ? await deps.records.byTrace(id, executionReaderOf(p)) : [];
+      const { executions, spans, hidden } = await traceReadBy(deps.records, id, inScope, p);
       // A trace none of whose executions the caller sees, and none of whose spans name an agent it sees, is not revealed.
       const seen =
-        readScopeOf(p) === undefined
+        readScopeOf(p) === undefined && hidden === 0
           ? spans.length > 0
           : spans.some((s) => typeof s.attributes['caxton.agent'] === 'string');
       if (executions.length === 0 && !seen) throw new CaxtonError('not_found', `no trace "${id}" on this node`, { id });
