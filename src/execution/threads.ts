@@ -104,7 +104,7 @@ export async function traceReadBy<S extends TraceSpan>(
     if (typeof run === 'string' && hiddenRuns.has(run)) hidden.add(s.span_id);
   }
   // Spans under a hidden one (model calls, tool calls): until no more are found, however they are ordered.
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const s of spans)
       if (!hidden.has(s.span_id) && s.parent_span_id !== null && hidden.has(s.parent_span_id)) {
