@@ -211,6 +211,10 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'DELETE /api/v1/keys/:key': { action: 'key.revoke', target: param('key') },
   'POST /api/v1/keys/:key/rotate': { action: 'key.rotate', target: param('key') },
   'POST /api/v1/signing-keys/:owner/rotate': { action: 'signing_key.rotate', target: param('owner') },
+  'POST /api/v1/signing-keys/principals': {
+    action: 'signing_key.register',
+    target: (req) => bodyField(req, 'principal'),
+  },
 };
 
 /** The known action names (for `caxton audit --action` help and the docs). */

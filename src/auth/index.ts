@@ -106,6 +106,8 @@ export { assertDeployAllowed, deployActor, type DeployTarget } from './scope-dep
 export {
   agentOwner,
   NODE_OWNER,
+  OUTSIDE_NODE,
+  principalOwner,
   SIGNING_KEY_MIGRATIONS,
   SigningKeyStore,
   signingKeyInfo,

@@ -144,6 +144,8 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   // Message signing keys: public halves, and rotation on this node (ADR 0059)
   'GET /api/v1/signing-keys': P('keys:manage'),
   'POST /api/v1/signing-keys/:owner/rotate': P('keys:manage'),
+  // A caller's own public key, so the messages it signs are taken as its (ADR 0115)
+  'POST /api/v1/signing-keys/principals': P('keys:manage'),
 };
 
 /** The policy of a route: its own `config.access`, else the table's (HEAD as GET). */

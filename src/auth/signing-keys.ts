@@ -36,8 +36,13 @@ export const SIGNING_KEY_MIGRATIONS: readonly Migration[] = [
   { id: 'auth-signing-002', sql: 'ALTER TABLE signing_keys ADD COLUMN endorsement TEXT' },
 ];
 
-/** The owner of a node's own key; an agent's is `agent:NAME`. */
+/** The owner of a node's own key; an agent's is `agent:NAME`; a caller's registered key, `principal:ID`. */
 export const NODE_OWNER = 'node';
+/** The `node` of a principal's registered key: its private half is held by the principal, on no node. */
+export const OUTSIDE_NODE = 'outside';
+/** The owner of a principal's registered key. */
+export const principalOwner = (principal: string): string => `principal:${principal}`;
+const PRINCIPAL_RE = /^(key|oidc|cert|local):[^\s]{1,200}$/;
 const OWNER_RE = /^(node|agent:[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
 
 /** A public key as the table, the API and other nodes see it. */
@@ -90,6 +95,32 @@ function publicKeyOf(raw: string): KeyObject {
     format: 'der',
     type: 'spki',
   });
+}
+
+const keyIdOf = (spki: Buffer): string => `sk_${createHash('sha256').update(spki).digest('base64url').slice(0, 22)}`;
+
+/** The SPKI DER of an Ed25519 public key given as raw base64 or PEM; throws naming the field otherwise. */
+function spkiOf(text: string): Buffer {
+  const bad = (): CaxtonError =>
+    new CaxtonError(
+      'invalid_request',
+      'public_key: expected an Ed25519 public key: its 32 raw bytes in base64, or an SPKI PEM ("-----BEGIN PUBLIC KEY-----")',
+      { field: 'public_key' },
+    );
+  let key: KeyObject;
+  try {
+    key = text.includes('-----BEGIN')
+      ? createPublicKey(text)
+      : (() => {
+          const raw = Buffer.from(text.trim(), 'base64');
+          if (raw.length !== 32) throw bad();
+          return publicKeyOf(raw.toString('base64'));
+        })();
+  } catch {
+    throw bad();
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw bad();
+  return key.export({ format: 'der', type: 'spki' });
 }
 
 export function signingKeyInfo(r: SigningKeyRecord): SigningKeyInfo {
@@ -215,6 +246,49 @@ export class SigningKeyStore {
   }
 
   /**
+   * Registers the Ed25519 public key of a caller outside (`principal`: `key:NAME`, `oidc:SUBJECT`,
+   * ...), endorsed by the trust anchor like every key row: messages it signs are accepted as that
+   * principal's (outside-signature.ts). The principal's key registered before is retired, as a
+   * rotation retires. `publicKey`: the raw 32 bytes in base64, or an SPKI PEM. Registering the
+   * active key again changes nothing; a retired one is refused.
+   */
+  registerPrincipalKey(principal: string, publicKey: string): { key: SigningKeyInfo; retired: SigningKeyInfo | null } {
+    if (!PRINCIPAL_RE.test(principal))
+      throw new CaxtonError(
+        'invalid_request',
+        `"${principal.slice(0, 100)}" is not a principal id; give the caller's id as GET /api/v1/whoami shows it (key:NAME, oidc:SUBJECT, cert:NAME)`,
+        { field: 'principal' },
+      );
+    const spki = spkiOf(publicKey);
+    const id = keyIdOf(spki);
+    const owner = principalOwner(principal);
+    const known = this.#s.byId.get(id);
+    if (known) {
+      if (known.owner !== owner || known.retired_at !== null)
+        throw new CaxtonError(
+          'invalid_request',
+          `public_key: this key is ${known.retired_at !== null ? 'retired' : `registered for ${known.owner}`}; make a new key pair for ${principal}`,
+          { field: 'public_key' },
+        );
+      return { key: signingKeyInfo(known), retired: null };
+    }
+    const row = this.#s.active.get(owner, OUTSIDE_NODE);
+    const retired = row ? this.#retire(row) : null;
+    const fields = {
+      id,
+      owner,
+      node: OUTSIDE_NODE,
+      public_key: spki.subarray(SPKI_PREFIX.length).toString('base64'),
+      created_at: this.#now(),
+    };
+    const record: SigningKeyRecord = { ...fields, retired_at: null, endorsement: this.#anchor.endorse(fields) };
+    this.#s.insert.run(id, owner, OUTSIDE_NODE, record.public_key, record.created_at, null, record.endorsement);
+    this.#verifying.delete(id);
+    for (const fn of this.#listeners) fn(record);
+    return { key: signingKeyInfo(record), retired: retired && signingKeyInfo(retired) };
+  }
+
+  /**
    * Stores a public key another node made or retired (nothing of its private half travels); false,
    * storing nothing, when the trust anchor does not endorse it.
    */
@@ -234,7 +308,7 @@ export class SigningKeyStore {
   #create(owner: string): ActiveSigningKey {
     const { publicKey, privateKey } = generateKeyPairSync('ed25519');
     const spki = publicKey.export({ format: 'der', type: 'spki' });
-    const id = `sk_${createHash('sha256').update(spki).digest('base64url').slice(0, 22)}`;
+    const id = keyIdOf(spki);
     makePrivateDir(this.#dir);
     writePrivateFileSync(this.#file(id), privateKey.export({ format: 'pem', type: 'pkcs8' }));
     const fields = {

@@ -53,6 +53,33 @@ export class KvSignedSeen {
     }
   }
 
+  /**
+   * Takes the pair unless an entry holds it (JetStream's create is one atomic step on the
+   * stream, whichever node asks). Throws when the bucket cannot be written: the submission is
+   * then refused, never accepted unchecked.
+   */
+  async claim(id: string, receiver: string): Promise<boolean> {
+    const kv = await this.#bucket();
+    try {
+      await kv.create(keyOf(id, receiver), '1');
+      return true;
+    } catch (e) {
+      if ((await kv.get(keyOf(id, receiver)))?.operation === 'PUT') return false;
+      throw e;
+    }
+  }
+
+  async release(id: string, receiver: string): Promise<void> {
+    try {
+      await (await this.#bucket()).delete(keyOf(id, receiver));
+    } catch (e) {
+      this.#opts.log?.warn(
+        { message_id: id, err: describeError(e) },
+        `could not forget refused signed submission ${id}; sending it again is refused as a replay until the entry expires`,
+      );
+    }
+  }
+
   #bucket(): Promise<KV> {
     // A bucket that could not be opened is tried again on the next delivery.
     this.#kv ??= createKv(this.#opts.nc, this.#opts.bucket, {

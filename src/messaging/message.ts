@@ -59,6 +59,25 @@ export interface AclMessage {
    * (signature.ts) and the id of the key that made it, set by the platform when it stores the message.
    */
   readonly signature?: { readonly key: string; readonly value: string };
+  /**
+   * A message from outside signed by its caller (ADR 0115): the caller's registered key, who it
+   * belongs to, when the caller signed and its signature, set by the platform once it verified
+   * them at submission. The node's own signature covers it, so a store writer can neither add it
+   * nor change it.
+   */
+  readonly signed_by?: SignedBy;
+}
+
+/** Who signed a message from outside, as the platform verified it when the message was submitted. */
+export interface SignedBy {
+  /** The caller's registered signing key (`sk_...`). */
+  readonly key: string;
+  /** The principal the key is registered for (`key:NAME`, `oidc:SUBJECT`...). */
+  readonly principal: string;
+  /** When the caller signed, ISO 8601 (within the accepted skew of the server's clock). */
+  readonly signed_at: string;
+  /** The caller's Ed25519 signature, base64. */
+  readonly value: string;
 }
 
 let lastMs = 0;

@@ -73,6 +73,8 @@ export function canonicalForm(m: AclMessage): string {
       m.timestamp,
       m.chain,
       orNull(m.on_behalf_of),
+      // Only when present: what was signed before messages carried it keeps its canonical form.
+      ...(m.signed_by ? [[m.signed_by.key, m.signed_by.principal, m.signed_by.signed_at, m.signed_by.value]] : []),
     ]),
   );
 }
@@ -89,6 +91,11 @@ export class MessageSigner {
   constructor(keys: SigningKeyStore, opts: { seen?: SignedSeen } = {}) {
     this.#keys = keys;
     this.seen = opts.seen;
+  }
+
+  /** The keys signatures are checked against (a caller's registered key among them). */
+  get keys(): SigningKeyStore {
+    return this.#keys;
   }
 
   /**

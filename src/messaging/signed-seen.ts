@@ -13,6 +13,13 @@ export interface SignedSeen {
   delivered(id: string, receiver: string): boolean | Promise<boolean>;
   /** Remembers that `receiver` has had message `id`. */
   mark(id: string, receiver: string): void | Promise<void>;
+  /**
+   * Remembers `id` for `receiver` unless it is remembered already, in one step: true when this
+   * call took it (a signed submission is accepted once, however many copies arrive at once).
+   */
+  claim(id: string, receiver: string): boolean | Promise<boolean>;
+  /** Forgets `id` for `receiver` (a claimed submission that was then refused may be sent again). */
+  release(id: string, receiver: string): void | Promise<void>;
   close?(): void;
 }
 
@@ -51,6 +58,11 @@ export class SqliteSignedSeen implements SignedSeen {
       mark: this.#db.prepare(
         'INSERT INTO signed_seen (message_id, receiver, expires_at) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET expires_at = excluded.expires_at',
       ),
+      claim: this.#db.prepare(
+        `INSERT INTO signed_seen (message_id, receiver, expires_at) VALUES (?, ?, ?)
+           ON CONFLICT DO UPDATE SET expires_at = excluded.expires_at WHERE signed_seen.expires_at <= ?`,
+      ),
+      release: this.#db.prepare('DELETE FROM signed_seen WHERE message_id = ? AND receiver = ?'),
       sweep: this.#db.prepare(
         `DELETE FROM signed_seen WHERE (message_id, receiver) IN
            (SELECT message_id, receiver FROM signed_seen WHERE expires_at <= ? LIMIT ${SWEEP})`,
@@ -66,6 +78,15 @@ export class SqliteSignedSeen implements SignedSeen {
     const now = this.#now();
     this.#s.mark.run(id, receiver.toLowerCase(), now + this.#ttlMs);
     this.#s.sweep.run(now);
+  }
+
+  claim(id: string, receiver: string): boolean {
+    const now = this.#now();
+    return this.#s.claim.run(id, receiver.toLowerCase(), now + this.#ttlMs, now).changes === 1;
+  }
+
+  release(id: string, receiver: string): void {
+    this.#s.release.run(id, receiver.toLowerCase());
   }
 
   close(): void {

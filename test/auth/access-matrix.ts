@@ -430,6 +430,12 @@ export const ROUTES: Entry[] = [
   role('GET /api/v1/signing-keys', () => get('/api/v1/signing-keys'), 200),
   // Not an owner: a caller allowed to rotate gets the 400 naming the owner, and nothing is made.
   role('POST /api/v1/signing-keys/:owner/rotate', () => post('/api/v1/signing-keys/agent:-x/rotate'), 400),
+  // Not a public key: a caller allowed to register gets the 400 naming the field, and nothing is made.
+  role(
+    'POST /api/v1/signing-keys/principals',
+    () => post('/api/v1/signing-keys/principals', { principal: 'key:nobody', public_key: 'AAAA' }),
+    400,
+  ),
 ];
 
 const ungranted = ok('tool_error', { has: ['not granted to this tool server'] });

@@ -73,6 +73,13 @@ const aclMessageSchema = z
       .readonly()
       .optional()
       .describe('with [messaging] signing: the Ed25519 signature of the canonical form and its key id (ADR 0059)'),
+    signed_by: z
+      .object({ key: z.string(), principal: z.string(), signed_at: z.string(), value: z.string() })
+      .readonly()
+      .optional()
+      .describe(
+        'a message from outside its caller signed (ADR 0115): the registered key, its principal, when it signed and the signature, checked when the message was submitted; the node signature covers it',
+      ),
     routed_to: z.array(z.string()).describe('agents the message was delivered to'),
   })
   .describe('A stored FIPA-ACL message');
@@ -176,6 +183,12 @@ export const messageBodyDocSchema = z
       .optional()
       .describe('user-defined parameters, names start with "X-" (also accepted at the top level)'),
     trace_context: z.object({ traceparent: z.string(), tracestate: z.string().optional() }).optional(),
+    signature: z
+      .object({ key: z.string(), signed_at: z.string(), value: z.string() })
+      .optional()
+      .describe(
+        'with [messaging] signing: the caller signs the message with its registered key (ADR 0115, docs/messaging.md): Ed25519 over JSON.stringify(["caxton-signed-message-v1", key, signed_at, the message without signature, keys sorted]); needs id and sender; signed_at within 5 minutes of the server clock; accepted once',
+      ),
   })
   .describe('A FIPA-ACL message; FIPA spellings such as "conversation-id" are accepted too');
 
@@ -235,8 +248,10 @@ function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLo
   const b = body as Record<string, unknown>;
   if (p.kind !== 'local') {
     const own = senderOf(p);
-    if (b.sender === undefined) b.sender = own;
-    else if (b.sender !== own) {
+    // A signed message names its sender itself (the signature covers it): left for the bus to refuse.
+    if (b.sender === undefined) {
+      if (b.signature === undefined) b.sender = own;
+    } else if (b.sender !== own) {
       if (!can(p, 'impersonate'))
         throw new CaxtonError(
           'forbidden',

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ROLE_SUMMARY, ROLES, type ApiKeyInfo, type SigningKeyInfo } from '../../auth/index.js';
 import { ApiClient } from '../client.js';
@@ -205,7 +206,9 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
 
   key
     .command('signing')
-    .description("list message signing keys (public halves): the node's and each agent's, active and retired")
+    .description(
+      "list message signing keys (public halves): the node's, each agent's and the callers' registered ones, active and retired",
+    )
     .action(async () => {
       const out = ctx.output();
       const res = await ctx.client().get<{ node: string; keys: SigningKeyInfo[] }>('/api/v1/signing-keys');
@@ -217,6 +220,33 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
           ['ID', 'OWNER', 'NODE', 'STATE', 'CREATED', 'RETIRED'],
           res.keys.map((k) => [k.id, k.owner, k.node, k.state, k.created_at, k.retired_at ?? '']),
         ),
+      );
+    });
+
+  key
+    .command('register-signing <principal> <public-key>')
+    .description(
+      "register a caller's Ed25519 public key (ADR 0115): messages that principal signs with it are accepted as its",
+    )
+    .addHelpText(
+      'after',
+      `\n<principal> is the caller's id as \`caxton whoami\` shows it (key:NAME, oidc:SUBJECT); <public-key> is a file\nholding an SPKI PEM, or the key's 32 raw bytes in base64. The principal's key registered before is retired.\n\nExample:\n  caxton key register-signing key:ci ci-signing.pub.pem\n\nHow to sign a message: docs/messaging.md, "Messages signed by their caller".`,
+    )
+    .action(async (principal: string, publicKey: string) => {
+      const out = ctx.output();
+      let text = publicKey;
+      if (existsSync(publicKey)) text = readFileSync(publicKey, 'utf8');
+      else if (!/^[A-Za-z0-9+/]{42,43}=?$/.test(publicKey.trim()))
+        throw usageError(`${publicKey}: no such file, and not a 32-byte public key in base64`);
+      const { data } = await ctx
+        .client()
+        .post<{ key: SigningKeyInfo; retired: SigningKeyInfo | null }>('/api/v1/signing-keys/principals', {
+          principal,
+          public_key: text,
+        });
+      if (out.json) return out.data(data);
+      out.out(
+        `signing key ${data.key.id} registered for ${principal}${data.retired ? `; ${data.retired.id} is retired` : ''}`,
       );
     });
 

@@ -1,5 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { parseBody, submitBody } from '../bus-rules.js';
+import { parseBody, submission, submitBody } from '../bus-rules.js';
+import { CaxtonError } from '../../shared/errors.js';
+import { checkSubmission, replayedSubmission, submissionSeenAs } from '../outside-signature.js';
+import type { MessageSigner } from '../signature.js';
 import type { MessagingConfig } from '../config.js';
 import type { BusEvent } from '../events.js';
 import type { AclMessage } from '../message.js';
@@ -16,6 +19,8 @@ export abstract class EngineBus extends EventEmitter<{ event: [BusEvent] }> {
   /** Set by the bus's constructor. */
   protected engine!: DeliveryEngine;
   protected busConfig!: MessagingConfig;
+  /** `[messaging] signing`: checks the signatures of messages from outside. */
+  #signer: MessageSigner | undefined;
 
   constructor() {
     super();
@@ -25,6 +30,7 @@ export abstract class EngineBus extends EventEmitter<{ event: [BusEvent] }> {
   /** Builds the engine over this bus's adapters (`busConfig` set first). */
   protected buildEngine(parts: EngineParts, settings: EngineSettings): void {
     const { principals, agentHandler, tracer, metrics, signer, audit } = settings;
+    this.#signer = signer;
     this.engine = new DeliveryEngine({
       config: this.busConfig,
       ...parts,
@@ -61,7 +67,43 @@ export abstract class EngineBus extends EventEmitter<{ event: [BusEvent] }> {
    * `traceparent` (the submitting request's) is the message's trace context unless it has its own.
    */
   submit(body: unknown, opts: SubmitOptions = {}): Promise<SubmitResult> {
+    if (typeof body === 'object' && body !== null && !Array.isArray(body) && 'signature' in body)
+      return this.#submitSigned(body as Record<string, unknown>, opts);
     return submitBody(this.busConfig, body, opts, (m, hints) => this.send(m, hints));
+  }
+
+  /**
+   * A message its caller signed (ADR 0115): the signature checked for the caller, the message
+   * stored with who signed it, and accepted once — a copy sent again is refused as a replay.
+   */
+  async #submitSigned(body: Record<string, unknown>, opts: SubmitOptions): Promise<SubmitResult> {
+    if (!this.#signer)
+      throw new CaxtonError(
+        'invalid_message',
+        'invalid message: signature: this server does not take signed messages; its operator sets [messaging] signing = true',
+        { issues: [{ field: 'signature', message: 'signing is off on this server' }], reason: 'signing_off' },
+      );
+    const principal = opts.principal?.id ?? (typeof body.sender === 'string' ? body.sender : 'user');
+    const checked = checkSubmission(this.#signer.keys, body, principal);
+    const sub = submission(this.busConfig, checked.body, opts);
+    const m = { ...sub.message, signed_by: checked.signedBy };
+    const seen = this.#signer.seen;
+    const as = submissionSeenAs(checked.signedBy.key);
+    if (seen && !(await seen.claim(m.id, as))) throw replayedSubmission(m.id);
+    let out: SubmitResult;
+    try {
+      out = await this.send(m, sub.hints);
+    } catch (e) {
+      await seen?.release(m.id, as);
+      throw e;
+    }
+    if (out.duplicate)
+      throw new CaxtonError(
+        'conflict',
+        `message id ${m.id} is taken by another message; sign a new message with a new id`,
+        { reason: 'id_taken', field: 'id', id: m.id },
+      );
+    return out;
   }
 
   /** Sends a typed message (see DeliveryEngine.send). */
