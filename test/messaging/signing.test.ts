@@ -3,7 +3,9 @@
  * The tampering is what an attacker with the data dir would do: an UPDATE of the stored row.
  */
 import { createHash, generateKeyPairSync, sign as edSign } from 'node:crypto';
-import { statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/agents/index.js';
@@ -436,4 +438,46 @@ describe('a signed message is delivered at most once to each receiver (ADR 0114)
     await b.bus.settled();
     expect(seen).toEqual(['pay once', 'pay next']);
   });
+});
+
+describe('a node killed between recording the delivery and acknowledging it (ADR 0115)', () => {
+  it('leaves the row pending, and its redelivery after the restart is refused as a replay: the receiver ran once', async () => {
+    const dir = makeTempDir('caxton-sign-');
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, 'signed-crash-child.ts'), dir],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const [, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    expect(signal, err).toBe('SIGKILL');
+    expect(readFileSync(join(dir, 'runs.log'), 'utf8')).toBe('pay-once\n');
+    // Killed after the seen-set took it and before the acknowledgement committed.
+    const db = openDatabase(dir);
+    expect(db.prepare("SELECT state FROM deliveries WHERE message_id = 'pay-once'").get()).toEqual({
+      state: 'pending',
+    });
+    db.close();
+    const registry = new AgentRegistry();
+    deploy(registry, agentDef('payer', []));
+    const ran: string[] = [];
+    const b = openSigned(
+      (m) => {
+        ran.push(m.id);
+        return { performative: 'inform', content: 'paid again' };
+      },
+      { dir, registry },
+    );
+    await waitUntil(async () => (await b.bus.reads.deadLetters()).items.length === 1);
+    await b.bus.settled();
+    expect(ran).toEqual([]);
+    expect((await b.bus.reads.deadLetters()).items[0]).toMatchObject({
+      message_id: 'pay-once',
+      last_error: 'replayed: payer has had this signed message already',
+    });
+    expect(b.audit.entries.filter((e) => e.action === 'message.replay_refused')).toHaveLength(1);
+  }, 60_000);
 });

@@ -454,11 +454,9 @@ export class DeliveryEngine {
     const verified = await this.#verified(d);
     if (!verified) return 'dead_letter';
     const seen = this.#o.signer!.seen;
-    if (!seen) return this.#run(verified, signal, traceparent);
-    if (await seen.delivered(verified.message.id, d.receiver)) return this.#replayed(verified);
-    const out = await this.#run(verified, signal, traceparent);
-    if (out === 'delivered') await seen.mark(verified.message.id, d.receiver);
-    return out;
+    if (seen && (await seen.delivered(verified.message.id, d.receiver))) return this.#replayed(verified);
+    // The receiver's having had it is recorded when it answers, before the acknowledgement (#answered).
+    return this.#run(verified, signal, traceparent);
   }
 
   /**
@@ -510,6 +508,11 @@ export class DeliveryEngine {
     traceparent: string | undefined,
   ): Answer<DeliveryOutcome> {
     if (signal.aborted && !this.#o.running()) return 'stopped';
+    // Under signing, the seen-set learns the receiver had the message before the acknowledgement
+    // commits: a node dying between the two leaves the row pending, and its redelivery is refused
+    // as a replay instead of running the receiver again (at most once, not at least once).
+    const marked = this.#o.signer?.seen?.mark(d.message.id, d.receiver);
+    if (marked) return marked.then(() => this.#delivered(d, answer, traceparent));
     return this.#delivered(d, answer, traceparent);
   }
 
