@@ -295,6 +295,12 @@ export class SigningKeyStore {
   applyRemote(r: SigningKeyRecord): boolean {
     if (r.node === this.#node) return true;
     if (!this.#anchor.endorses(r, r.endorsement)) return false;
+    // A caller's key registered on another node replaces the one registered before, here too.
+    const before = r.node === OUTSIDE_NODE && r.retired_at === null ? this.#s.active.get(r.owner, r.node) : undefined;
+    if (before && before.id !== r.id) {
+      this.#s.retire.run(r.created_at, before.id);
+      this.#verifying.delete(before.id);
+    }
     this.#s.insert.run(r.id, r.owner, r.node, r.public_key, r.created_at, r.retired_at, r.endorsement);
     if (r.retired_at !== null) this.#s.retire.run(r.retired_at, r.id);
     this.#verifying.delete(r.id);

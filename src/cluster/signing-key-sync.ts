@@ -18,7 +18,7 @@
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import type { SigningKeyRecord, SigningKeyStore } from '../auth/index.js';
+import { OUTSIDE_NODE, type SigningKeyRecord, type SigningKeyStore } from '../auth/index.js';
 import { describeError } from '../shared/errors.js';
 import { followBucket } from './kv-follow.js';
 import { createKv } from './nats.js';
@@ -40,7 +40,9 @@ const entrySchema = z.object({
   id: z
     .string()
     .regex(/^sk_[A-Za-z0-9_-]{22}$/, { error: 'expected a signing key id (sk_ and 22 base64url characters)' }),
-  owner: z.string().regex(/^(node|agent:[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/, { error: 'expected node or agent:NAME' }),
+  owner: z.string().regex(/^(node|agent:[A-Za-z0-9][A-Za-z0-9._-]{0,127}|principal:(key|oidc|cert|local):\S{1,200})$/, {
+    error: 'expected node, agent:NAME or principal:ID',
+  }),
   node: z.string().min(1),
   public_key: z
     .base64()
@@ -80,7 +82,7 @@ export class SigningKeySync {
       throw e;
     }
     for (const r of opts.keys.records()) {
-      if (r.node !== opts.node) continue;
+      if (!s.#shares(r)) continue;
       const there = s.#inBucket.get(r.id);
       if (!there || there.retired_at !== r.retired_at) s.#publish(r);
     }
@@ -108,8 +110,16 @@ export class SigningKeySync {
     await Promise.all(this.#pending);
   }
 
+  /**
+   * Whether this node puts `r` in the bucket: its own keys, and the callers' registered keys
+   * (held by no node: whichever node registered or holds one shares it; every copy is endorsed).
+   */
+  #shares(r: SigningKeyRecord): boolean {
+    return r.node === this.#opts.node || r.node === OUTSIDE_NODE;
+  }
+
   #publish(r: SigningKeyRecord): void {
-    if (this.#stopped || r.node !== this.#opts.node) return;
+    if (this.#stopped || !this.#shares(r)) return;
     this.#inBucket.set(r.id, r);
     const p = this.#kv.put(r.id, JSON.stringify(r)).then(
       () => undefined,

@@ -43,4 +43,16 @@ describe.skipIf(!run)('signed deliveries seen across nodes', () => {
     expect(await b.delivered(id, 'other')).toBe(false);
     expect(await other.delivered(id, 'payee')).toBe(false);
   });
+
+  it('a signed submission is claimed once across nodes, even at once; a released claim may be taken again', async () => {
+    const a = await nodeSeen('seen_claim');
+    const b = await nodeSeen('seen_claim');
+    const taken = await Promise.all([a.claim('pay-1', 'submitted:sk_x'), b.claim('pay-1', 'submitted:sk_x')]);
+    expect(taken.filter(Boolean)).toHaveLength(1);
+    expect(await a.claim('pay-1', 'submitted:sk_x')).toBe(false);
+    expect(await b.claim('pay-1', 'submitted:sk_other')).toBe(true);
+    await b.release('pay-1', 'submitted:sk_x');
+    expect(await a.claim('pay-1', 'submitted:sk_x')).toBe(true);
+    expect(await b.claim('pay-1', 'submitted:sk_x')).toBe(false);
+  });
 });

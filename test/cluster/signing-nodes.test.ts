@@ -6,7 +6,7 @@
  * node B's reply as validly signed. A message changed in the shared store is refused on replay.
  * Both nodes read a copy of one trust anchor file (`[messaging] signing_anchor`, ADR 0114).
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -179,5 +179,46 @@ script = "replies.toml"
     );
     const view = await call(b, 'GET', `/api/v1/messages/${request.id}`);
     expect(view.json.signer).toMatchObject({ node: 'node-a', valid: false, problem: /changed after it was signed/ });
+  });
+  it("accepts a caller's signed message once across the nodes: its key travels, a copy sent to the other node is a replay", async () => {
+    const caller = generateKeyPairSync('ed25519');
+    const reg = await call(a, 'POST', '/api/v1/signing-keys/principals', {
+      principal: 'local:anonymous',
+      public_key: caller.publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+    });
+    expect(reg.status, JSON.stringify(reg.json)).toBe(201);
+    const keyId = reg.json.key.id as string;
+    await waitUntil(async () =>
+      ((await call(b, 'GET', '/api/v1/signing-keys')).json.keys as Json[]).some((k) => k.id === keyId),
+    );
+    const message = {
+      id: `signed-across-${Date.now()}`,
+      sender: 'local:anonymous',
+      performative: 'request',
+      protocol: 'fipa-request',
+      receivers: ['worker'],
+      content: 'sign this from outside',
+    };
+    const signedAt = new Date().toISOString();
+    const sorted = Object.fromEntries(Object.entries(message).sort(([x], [y]) => (x < y ? -1 : 1)));
+    const bytes = Buffer.from(JSON.stringify(['caxton-signed-message-v1', keyId, signedAt, sorted]));
+    const body = {
+      ...message,
+      signature: { key: keyId, signed_at: signedAt, value: sign(null, bytes, caller.privateKey).toString('base64') },
+    };
+    const first = await call(b, 'POST', '/api/v1/messages?wait=30', body);
+    expect(first.status, JSON.stringify(first.json)).toBe(200);
+    expect((first.json.messages as Json[]).find((m) => m.id === message.id).signed_by).toMatchObject({
+      key: keyId,
+      principal: 'local:anonymous',
+    });
+    expect((first.json.messages as Json[]).some((m) => m.sender === 'worker' && m.performative === 'inform')).toBe(
+      true,
+    );
+    const again = await call(a, 'POST', '/api/v1/messages', body);
+    expect(again.status, JSON.stringify(again.json)).toBe(409);
+    expect(again.json.error.details.reason).toBe('replayed');
+    const onA = await call(a, 'GET', `/api/v1/messages/${message.id}`);
+    expect(onA.json.signer).toMatchObject({ owner: 'node', node: 'node-b', valid: true });
   });
 });
