@@ -42,6 +42,8 @@ export function renderMessagePrompt(m: AclMessage, receiver: string, history: re
   if (m.ontology) head.push(`Ontology: ${m.ontology}`);
   if (m.language) head.push(`Content language: ${m.language}`);
   if (m.reply_by) head.push(`Reply by: ${m.reply_by}`);
+  // Checked by the platform when the message arrived (ADR 0115): the receiver may rely on who wrote it.
+  if (m.signed_by) head.push(`Signed by: ${m.signed_by.principal} (key ${m.signed_by.key}, verified by the platform)`);
   const round = m.performative === 'cfp' && m.protocol !== undefined ? ROUND_CFP[m.protocol] : undefined;
   const asking = m.params['X-price'] ?? m.params['X-start-price'];
   if (round && m.protocol !== 'fipa-iterated-contract-net' && asking !== undefined)

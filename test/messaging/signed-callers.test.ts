@@ -77,7 +77,10 @@ const rawPublic = (k: KeyObject): string => k.export({ format: 'der', type: 'spk
 
 beforeAll(async () => {
   const dir = makeTempDir('caxton-signed-callers-');
-  writeFileSync(join(dir, 'replies.toml'), 'fallback = "noted"\n');
+  writeFileSync(
+    join(dir, 'replies.toml'),
+    'fallback = "noted"\n\n[[rules]]\nmatch = "Signed by: key:ci \\\\(key sk_"\ncontent = "I see who signed it"\n',
+  );
   srv = await startTestServer({
     dir,
     toml: '[auth]\nenabled = true\n\n[messaging]\nsigning = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n',
@@ -127,6 +130,24 @@ describe('messages signed by their caller', () => {
       { headers: bearer(admin) },
     );
     expect(audit.json.records.map((e) => e.target)).toEqual(expect.arrayContaining(['key:ci', 'key:ops']));
+  });
+
+  it('tells the receiving agent who signed the message', async () => {
+    const m = { ...message(), performative: 'request', content: 'who wrote this?' };
+    const r = await http<{ messages: { sender: string; performative: string; content: unknown }[] }>(
+      srv.url,
+      'POST',
+      '/api/v1/messages?wait=30',
+      {
+        body: JSON.stringify(signed(m, ciKeyId, ciKeys.privateKey)),
+        contentType: 'application/json',
+        headers: bearer(ci),
+      },
+    );
+    expect(r.status, r.text).toBe(200);
+    expect(r.json.messages.find((x) => x.sender === 'ledger' && x.performative === 'inform')?.content, r.text).toBe(
+      'I see who signed it',
+    );
   });
 
   it('refuses changed content, another private key, and the key of another principal; nothing is stored', async () => {
