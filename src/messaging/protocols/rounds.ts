@@ -448,7 +448,7 @@ function closeRound(
   if (bids.length === 0) {
     const before = previous ? chooseWinner(previous.proposals, sel) : undefined;
     if (!before || !previous) return fx.setState('failed', `no proposals in round ${round.n}`);
-    return award(conv, all, rounds, before, proposalValue(before.content, sel.field), fx);
+    return award(conv, all, rounds, before, proposalValue(before.content, sel.field), fx, undefined, sel.field);
   }
   const best = chooseWinner(bids, sel)!;
   const value = proposalValue(best.content, sel.field);
@@ -458,7 +458,7 @@ function closeRound(
     (sel.rule === 'highest' ? value >= terms.target : value <= terms.target);
   const bidders = unique(bids.map((b) => b.sender)).filter((b) => !failed.has(b.toLowerCase()));
   if (met || sel.rule === 'first' || round.n >= terms.maxRounds || !fits(bidders.length))
-    return award(conv, all, rounds, best, value, fx);
+    return award(conv, all, rounds, best, value, fx, undefined, sel.field);
   // FIPA's iteration: the proposals not taken are rejected, then the call goes out again. The
   // best one stands (it is the offer the new call names) and is answered when the call ends.
   for (const p of bids)
@@ -520,6 +520,7 @@ function award(
   price: number | undefined,
   fx: StepEffects,
   reserve?: number,
+  field = 'price',
 ): void {
   const first = rounds[0]!.cfp;
   const at = price !== undefined ? ` at ${price}` : '';
@@ -548,7 +549,10 @@ function award(
   );
   const winnerRound = rounds.find((r) => r.proposals.some((p) => p.id === winner.id));
   for (const l of losers) {
-    const tied = winnerRound?.proposals.some((p) => p.id === l.id) === true;
+    // In an auction every bid of a round is at the round's price; in the iterated Contract Net a tie is an equal value.
+    const sameRound = winnerRound?.proposals.some((p) => p.id === l.id) === true;
+    const tied =
+      sameRound && (conv.protocol !== 'fipa-iterated-contract-net' || proposalValue(l.content, field) === price);
     const dropped = !tied && rounds.at(-1)!.proposals.every((p) => p.sender !== l.sender);
     const reason =
       l.sender.toLowerCase() === winner.sender.toLowerCase()
