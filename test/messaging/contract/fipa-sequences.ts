@@ -229,7 +229,8 @@ export function fipaSequenceCases(name: string, factory: BusFactory, opts: Contr
       const calls: Record<string, number> = { p1: 0, p2: 0 };
       const quoter: InProcessHandler = (m, receiver): AgentAnswer => {
         const me = receiver.agent;
-        if (m.performative === 'cfp') return { performative: 'propose', content: `price: ${quotes[me]![calls[me]!++]}` };
+        if (m.performative === 'cfp')
+          return { performative: 'propose', content: `price: ${quotes[me]![calls[me]!++]}` };
         if (m.performative === 'accept-proposal') return { performative: 'inform', content: 'done' };
         return undefined;
       };

@@ -86,7 +86,11 @@ export function participantFailureCases(name: string, factory: BusFactory, opts:
         [[['b1'], 14]],
       );
       // Nothing more goes to the dead bidder once it failed: the later rounds and the end notice leave it out.
-      expect(of(messages, 'cfp').slice(1).flatMap((m) => m.receivers)).not.toContain('b5');
+      expect(
+        of(messages, 'cfp')
+          .slice(1)
+          .flatMap((m) => m.receivers),
+      ).not.toContain('b5');
       const end = of(messages, 'inform').find((m) => m.params['X-auction'] === 'end')!;
       expect([...end.receivers].sort()).toEqual(['b1', 'b2', 'b3']);
       const dl = await t.bus.reads.deadLetters();
@@ -115,7 +119,11 @@ export function participantFailureCases(name: string, factory: BusFactory, opts:
       const { conversation: c, messages } = await ended(t.bus, r.conversation_id);
       expect(c).toMatchObject({ state: 'completed', reason: 'awarded to c2' });
       expect(c.failed_participants?.map((f) => f.agent)).toEqual(['c5']);
-      expect(of(messages, 'reject-proposal').flatMap((m) => m.receivers).sort()).toEqual(['c1', 'c3']);
+      expect(
+        of(messages, 'reject-proposal')
+          .flatMap((m) => m.receivers)
+          .sort(),
+      ).toEqual(['c1', 'c3']);
     });
 
     it('Contract Net: when every contractor is dead, the call fails by its own rule (no proposals)', async () => {
@@ -164,7 +172,11 @@ export function participantFailureCases(name: string, factory: BusFactory, opts:
       expect(c).toMatchObject({ state: 'completed', reason: 'awarded to d1' });
       expect(c.failed_participants?.map((f) => f.agent)).toEqual(['d5']);
       expect(of(messages, 'cfp').map(asking)).toEqual([100, 90, 80, 70]);
-      expect(of(messages, 'cfp').slice(1).flatMap((m) => m.receivers)).not.toContain('d5');
+      expect(
+        of(messages, 'cfp')
+          .slice(1)
+          .flatMap((m) => m.receivers),
+      ).not.toContain('d5');
     });
 
     it('iterated Contract Net: a dead contractor is recorded failed and the iterations go on with the others', async () => {
@@ -172,7 +184,8 @@ export function participantFailureCases(name: string, factory: BusFactory, opts:
       const calls: Record<string, number> = { p1: 0, p2: 0 };
       const quoter: InProcessHandler = (m, receiver): AgentAnswer => {
         const me = receiver.agent;
-        if (m.performative === 'cfp') return { performative: 'propose', content: `price: ${quotes[me]![calls[me]!++]}` };
+        if (m.performative === 'cfp')
+          return { performative: 'propose', content: `price: ${quotes[me]![calls[me]!++]}` };
         if (m.performative === 'accept-proposal') return { performative: 'inform', content: 'done' };
         return undefined;
       };
