@@ -18,15 +18,12 @@ import type { Delivery } from '../dispatcher.js';
 import type { AclMessage, MessageId } from '../message.js';
 import { executes, expectsReply } from '../performatives.js';
 import {
-  afterParticipantFailed,
   afterReply,
   auctionNotice,
   auctionStart,
   callsForProposals,
   endless,
   openCall,
-  participantFailure,
-  participantOnly,
   replyActs,
 } from '../protocols/index.js';
 import type { RouteDecision } from '../router.js';
@@ -48,7 +45,7 @@ import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { Answer, DeliveryQueue, EngineStep, StepStore } from './ports.js';
 import { drive, iso, subscribersOf, type StepBody, type StepWork } from './step-work.js';
 import { stepEffects } from './engine-effects.js';
-import { forward, replay, sweep } from './engine-upkeep.js';
+import { deadLetterStep, forward, replay, sweep } from './engine-upkeep.js';
 import { setState, StepWriter } from './engine-writes.js';
 
 import type {
@@ -708,32 +705,10 @@ export class DeliveryEngine {
     const m = d.message;
     const { out: alone, work } = await this.#w.inStep(
       m.conversation_id,
-      async (s, work) => {
-        const row = await s.delivery(d.id);
-        if (!row || row.state !== 'pending') return false;
-        const now = iso();
-        await s.setDelivery(d.id, { state: 'dead', attempts: d.attempts, last_error: why }, now);
-        const conv = s.conversation;
-        // One participant of a protocol with several is failed alone: the protocol goes on without it.
-        const alone = conv !== undefined && !isTerminal(conv.state) && participantOnly(conv, m, d.receiver);
-        const reply = replyTo(
-          m,
-          PLATFORM,
-          'failure',
-          alone ? participantFailure(d.receiver, why, reason, d.id) : { reason, message: why, dead_letter: d.id },
-        );
-        if (conv) {
-          await this.#w.storeMessage(s, conv, reply, [], now, work);
-          if (alone) {
-            const fx = stepEffects(this.#w, s, conv, work);
-            await afterParticipantFailed(conv, () => s.messages(), this.#cfg, fx);
-            await Promise.all(fx.pending);
-          } else setState(conv, 'failed', why, work);
-          await s.saveConversation(conv);
-        } else await s.insertMessage(this.#w.signed(reply), []);
-        return alone;
+      (s, work) => deadLetterStep(this.#w, s, work, d, why, reason),
+      {
+        delivery: d.id,
       },
-      { delivery: d.id },
     );
     if (alone)
       this.#o.audit?.record({
