@@ -225,6 +225,7 @@ export const AUDIT_ACTIONS: readonly string[] = [
     'message.send_as',
     'message.signature_invalid',
     'message.replay_refused',
+    'conversation.participant_failed',
     'key.create',
     'key.revoke',
     'key.rotate',

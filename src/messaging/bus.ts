@@ -50,7 +50,7 @@ export interface BusOptions {
   principals?: ActingPrincipals;
   /** `[messaging] signing` (ADR 0059): signs what is stored, verifies what is delivered. */
   signer?: MessageSigner;
-  /** Where a refused signature is recorded (the audit trail). */
+  /** Where a refused signature and a participant failed alone are recorded (the audit trail). */
   audit?: AuditSink;
 }
 

@@ -30,6 +30,11 @@ export interface Conversation {
   expires_at: string | null;
   /** Why it ended, for failed and expired conversations (and the outcome for completed ones). */
   reason: string | null;
+  /**
+   * Participants the protocol went on without (their delivery was dead-lettered), as the reads
+   * serve a conversation; derived from its messages, never stored in its row.
+   */
+  failed_participants?: { agent: string; reason: string; dead_letter: number | null; at: string }[];
 }
 
 /**

@@ -40,7 +40,7 @@ export {
   undeployedReceiver,
 } from './bus-rules.js';
 export { ConversationEvents, type BusEvent } from './events.js';
-export { MessageReads, type ReadSources } from './reads.js';
+export { MessageReads, withFailed, type ReadSources } from './reads.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
 export {
   attemptErrorsOf,

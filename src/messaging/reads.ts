@@ -12,6 +12,14 @@ import type {
   StoredMessage,
 } from './store.js';
 import { deliveryView } from './store.js';
+import { failedParticipants } from './protocols/index.js';
+
+/** `c` with the participants its protocol went on without, when there are any (protocols/participants.ts). */
+export function withFailed(c: Conversation, messages: readonly StoredMessage[]): Conversation {
+  const failed = failedParticipants(messages);
+  if (failed.length > 0) c.failed_participants = failed;
+  return c;
+}
 
 /** What the reads need from the bus: its write barrier, its open conversations and its store. */
 export interface ReadSources {
@@ -43,7 +51,11 @@ export class MessageReads {
     await this.#src.settled();
     const c = this.#src.conversation(id as ConversationId);
     if (!c) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
-    return { conversation: { ...c }, messages: this.#src.store.messagesOf(id, opts.limit ?? 1000, opts.offset ?? 0) };
+    const limit = opts.limit ?? 1000;
+    const offset = opts.offset ?? 0;
+    const messages = this.#src.store.messagesOf(id, limit, offset);
+    const all = offset === 0 && messages.length < limit ? messages : this.#src.store.messagesOf(id, 100_000, 0);
+    return { conversation: withFailed({ ...c }, all), messages };
   }
 
   async listConversations(

@@ -90,7 +90,12 @@ describe('auctions with LLM bidders', () => {
     expect(of(ms, 'accept-proposal').map((m) => [m.receivers[0], (m.content as { price: number }).price])).toEqual([
       ['collector-a', 140],
     ]);
-    expect(of(ms, 'inform').map((m) => m.content)).toEqual(['collector-a pays and collects the lot']);
+    // The auction's start and end notices are recorded, not put to the bidders' models.
+    expect(of(ms, 'inform').map((m) => m.params['X-auction'] ?? m.content)).toEqual([
+      'start',
+      'end',
+      'collector-a pays and collects the lot',
+    ]);
     // Every bid came from a model call that saw the asking price.
     const asked = stub.hits.filter((h) => lastUser(h).includes(id) && lastUser(h).includes('Asking price:'));
     expect(asked.length).toBe(of(ms, 'propose').length + of(ms, 'refuse').length);

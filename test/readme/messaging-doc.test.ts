@@ -1,7 +1,7 @@
 /**
- * docs/messaging.md's example, run as written (test/readme/runner.ts): a caller's Ed25519 key
- * registered with the CLI, a message signed with nothing but node:crypto accepted, the same one
- * sent again refused as a replay, a changed one refused, and the stored message naming its signer.
+ * docs/messaging.md's how-to, run as written (test/readme/runner.ts): a contract net among three
+ * model-driven agents, and an English auction among three collectors beside a fourth whose model
+ * server is down, each agent on a scripted model of its own, against a real server.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,20 +20,31 @@ beforeAll(async () => {
     binDir: writeLauncher(join(dir, 'bin'), CLI),
     home: join(dir, 'home'),
   });
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   await run?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+const output = (text: string) => {
+  const r = run.runs.find((x) => x.block.code.includes(text));
+  expect(r, `no runnable block runs ${text}`).toBeDefined();
+  return r!.stdout + r!.stderr;
+};
+
 describe('docs/messaging.md', () => {
-  it('runs every block to exit 0: the signed message accepted, a copy and a changed one refused', () => {
+  it('runs every block to exit 0', () => {
     expect(run.runs.filter((r) => !r.block.background && r.code !== 0)).toEqual([]);
-    const out = run.runs.map((r) => r.stdout).join('\n');
-    expect(out).toContain('signed: 202 accepted');
-    expect(out).toContain('sent again: 409 replayed');
-    expect(out).toContain('changed: 403 signature_invalid');
-    expect(out).toMatch(/signed by key:admin with sk_[A-Za-z0-9_-]{22}/);
+  });
+
+  it('the contract net awards the lowest price', () => {
+    expect(output('fipa-contract-net')).toContain('is completed (awarded to ship-b)');
+  });
+
+  it('the English auction ends with the best live bid, the unreachable bidder shown failed', () => {
+    const out = output('fipa-english-auction');
+    expect(out).toContain('is completed (awarded to collector-a); went on without b5 (failed)');
+    expect(out).toMatch(/failed: {7}b5 \(delivery to "b5" failed/);
   });
 });

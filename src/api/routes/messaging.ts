@@ -18,7 +18,7 @@ import {
   type MessagingBus,
   type StoredMessage,
 } from '../../messaging/index.js';
-import { MAX_ATTEMPT_ERRORS, type AclMessage, type MessageSigner } from '../../messaging/index.js';
+import { MAX_ATTEMPT_ERRORS, withFailed, type AclMessage, type MessageSigner } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { COPY_ROOT } from '../../shared/objects.js';
 import { closest } from '../../shared/suggest.js';
@@ -110,6 +110,17 @@ const conversationSchema = z.object({
   updated_at: z.string(),
   expires_at: z.string().nullable(),
   reason: z.string().nullable(),
+  failed_participants: z
+    .array(
+      z.object({
+        agent: z.string(),
+        reason: z.string(),
+        dead_letter: z.number().int().nullable(),
+        at: z.string(),
+      }),
+    )
+    .optional()
+    .describe('participants the protocol went on without: their delivery was dead-lettered'),
 });
 
 const submitResultSchema = z.object({
@@ -389,9 +400,13 @@ export async function messagingRoutes(
         conversation_id: result.conversation_id,
         limit: 100_000,
       });
-      return reply
-        .code(200)
-        .send({ ...COPY_ROOT, ...result, conversation, messages: items.reverse().map(messageView) });
+      const ordered = items.reverse();
+      return reply.code(200).send({
+        ...COPY_ROOT,
+        ...result,
+        conversation: withFailed({ ...conversation }, ordered),
+        messages: ordered.map(messageView),
+      });
     },
   );
 

@@ -12,6 +12,7 @@ function header(c: ConversationJson): string[] {
     `protocol:     ${c.protocol ?? '(none)'}`,
     `initiator:    ${c.initiator}${c.capability ? ` → capability "${c.capability}"` : ''}`,
     `participants: ${c.participants.join(', ')}`,
+    ...(c.failed_participants ?? []).map((f) => `failed:       ${f.agent} (${f.reason})`),
     `turns:        ${c.turns} of at most ${c.max_turns}`,
     `started:      ${c.created_at}   updated: ${c.updated_at}${c.expires_at ? `   expires: ${c.expires_at}` : ''}`,
   ];

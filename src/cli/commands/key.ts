@@ -230,7 +230,7 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     )
     .addHelpText(
       'after',
-      `\n<principal> is the caller's id as \`caxton whoami\` shows it (key:NAME, oidc:SUBJECT); <public-key> is a file\nholding an SPKI PEM, or the key's 32 raw bytes in base64. The principal's key registered before is retired.\n\nExample:\n  caxton key register-signing key:ci ci-signing.pub.pem\n\nHow to sign a message: docs/messaging.md, "Messages signed by their caller".`,
+      `\n<principal> is the caller's id as \`caxton whoami\` shows it (key:NAME, oidc:SUBJECT); <public-key> is a file\nholding an SPKI PEM, or the key's 32 raw bytes in base64. The principal's key registered before is retired.\n\nExample:\n  caxton key register-signing key:ci ci-signing.pub.pem\n\nHow to sign a message: docs/signed-messages.md.`,
     )
     .action(async (principal: string, publicKey: string) => {
       const out = ctx.output();

@@ -47,6 +47,7 @@ export interface ConversationJson {
   updated_at: string;
   expires_at: string | null;
   reason: string | null;
+  failed_participants?: { agent: string; reason: string; dead_letter: number | null; at: string }[];
 }
 
 interface SubmitJson {
@@ -108,7 +109,9 @@ export function messageLine(m: MessageJson): string {
 }
 
 export function conversationLine(c: ConversationJson): string {
-  return `conversation ${c.id} is ${c.state}${c.reason ? ` (${c.reason})` : ''}`;
+  const failed = (c.failed_participants ?? []).map((f) => f.agent);
+  const without = failed.length > 0 ? `; went on without ${failed.join(', ')} (failed)` : '';
+  return `conversation ${c.id} is ${c.state}${c.reason ? ` (${c.reason})` : ''}${without}`;
 }
 
 /** Process exit code for a conversation outcome: 0 completed, 1 otherwise. */

@@ -19,7 +19,7 @@ import type {
   Page,
   StoredMessage,
 } from '../index.js';
-import { deliveryView } from '../index.js';
+import { deliveryView, withFailed } from '../index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { COPY_ROOT } from '../../shared/objects.js';
 import type { PgMessageStore } from './pg-message-store.js';
@@ -117,7 +117,17 @@ export class PgMessageReads {
           [id, opts.limit ?? 1000, opts.offset ?? 0],
         )
       ).rows.map(storedOf);
-      return { conversation: conversationOf(row), messages };
+      const limit = opts.limit ?? 1000;
+      const all =
+        (opts.offset ?? 0) === 0 && messages.length < limit
+          ? messages
+          : (
+              await c.query<MessageRow>(
+                `SELECT body, routed_to FROM ${this.#s}.messages WHERE conversation_id = $1 ORDER BY seq`,
+                [id],
+              )
+            ).rows.map(storedOf);
+      return { conversation: withFailed(conversationOf(row), all), messages };
     });
   }
 

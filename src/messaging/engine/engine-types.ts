@@ -72,7 +72,7 @@ export interface EngineOptions {
   metrics?: Metrics | undefined;
   /** `[messaging] signing` (ADR 0059): signs what is stored, verifies what is delivered. */
   signer?: MessageSigner | undefined;
-  /** Where a refused signature is recorded (the audit trail). */
+  /** Where a refused signature and a participant failed alone are recorded (the audit trail). */
   audit?: AuditSink | undefined;
   /** Tells listeners what a committed step did, in order. */
   emit(events: readonly BusEvent[]): void;

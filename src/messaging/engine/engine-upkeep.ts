@@ -1,14 +1,18 @@
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { isTerminal } from '../conversation.js';
 import type { AclMessage, MessageId } from '../message.js';
-import { atDeadline } from '../protocols/index.js';
+import { PLATFORM } from '../submission.js';
+import type { Delivery } from '../dispatcher.js';
+import { replyTo } from '../bus-rules.js';
+import { afterParticipantFailed, atDeadline, participantFailure, participantOnly } from '../protocols/index.js';
+import type { EngineStep } from './ports.js';
 import { iso, notificationOf, StepWork, type Subscribers } from './step-work.js';
 import { stepEffects } from './engine-effects.js';
 import { setState, type StepWriter } from './engine-writes.js';
 
 /*
- * The engine's steps that no delivery runs: notices to a subscription's subscriber, the sweep of
- * conversations whose deadline passed, and a dead letter put back. Each is a step of its
+ * The engine's steps that no handler's answer runs: notices to a subscription's subscriber, the
+ * sweep of conversations whose deadline passed, a delivery dead-lettered, and a dead letter put back. Each is a step of its
  * conversation written through the engine's `StepWriter`, its effects leaving once it committed.
  */
 
@@ -112,4 +116,44 @@ export async function replay(
   w.o.emit(work.events);
   await w.queue.publish([{ id, receiver: d.receiver, message: d.message, attempts: 0, tag }]);
   return { id, message_id: d.message_id, receiver: d.receiver };
+}
+
+/**
+ * The step that dead-letters delivery `d`: its row goes dead and the platform's `failure` reply is
+ * stored. Returns whether the failure is the participant's alone (protocols/participants.ts): then
+ * the protocol goes on without it; otherwise the conversation fails with `why`.
+ */
+export async function deadLetterStep(
+  w: StepWriter,
+  s: EngineStep,
+  work: StepWork,
+  d: Delivery,
+  why: string,
+  reason: string,
+): Promise<boolean> {
+  const m = d.message;
+  const row = await s.delivery(d.id);
+  if (!row || row.state !== 'pending') return false;
+  const now = iso();
+  await s.setDelivery(d.id, { state: 'dead', attempts: d.attempts, last_error: why }, now);
+  const conv = s.conversation;
+  const alone = conv !== undefined && !isTerminal(conv.state) && participantOnly(conv, m, d.receiver);
+  const reply = replyTo(
+    m,
+    PLATFORM,
+    'failure',
+    alone ? participantFailure(d.receiver, why, reason, d.id) : { reason, message: why, dead_letter: d.id },
+  );
+  if (!conv) {
+    await s.insertMessage(w.signed(reply), []);
+    return false;
+  }
+  await w.storeMessage(s, conv, reply, [], now, work);
+  if (alone) {
+    const fx = stepEffects(w, s, conv, work);
+    await afterParticipantFailed(conv, () => s.messages(), w.cfg, fx);
+    await Promise.all(fx.pending);
+  } else setState(conv, 'failed', why, work);
+  await s.saveConversation(conv);
+  return alone;
 }

@@ -17,7 +17,15 @@ import { isTerminal } from '../conversation.js';
 import type { Delivery } from '../dispatcher.js';
 import type { AclMessage, MessageId } from '../message.js';
 import { executes, expectsReply } from '../performatives.js';
-import { afterReply, callsForProposals, endless, openCall, replyActs } from '../protocols/index.js';
+import {
+  afterReply,
+  auctionNotice,
+  auctionStart,
+  callsForProposals,
+  endless,
+  openCall,
+  replyActs,
+} from '../protocols/index.js';
 import type { RouteDecision } from '../router.js';
 import {
   checkCredential,
@@ -38,7 +46,7 @@ import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { Answer, DeliveryQueue, EngineStep, StepStore } from './ports.js';
 import { drive, iso, subscribersOf, type StepBody, type StepWork } from './step-work.js';
 import { stepEffects } from './engine-effects.js';
-import { forward, replay, sweep } from './engine-upkeep.js';
+import { deadLetterStep, forward, replay, sweep } from './engine-upkeep.js';
 import { setState, StepWriter } from './engine-writes.js';
 
 import type {
@@ -315,7 +323,14 @@ export class DeliveryEngine {
     // A one-way message opening its conversation: the store keeps the conversation with it, and the
     // step that ends the conversation (its delivery done or dead, its deadline) writes its only row.
     const opens = conv === undefined && this.#store.defersOneWay === true && oneWay(m, receivers);
+    // An auction's bidders are told it starts before its first call (FIPA's inform start-of-auction).
+    const start = conv === undefined && m.in_reply_to === undefined ? auctionStart(m, receivers) : undefined;
     conv ??= newConversation(m, now, decision, this.#cfg, endless(m.protocol));
+    if (start) {
+      conv.max_turns = Math.max(conv.max_turns, 3);
+      const told = this.#w.storeMessage(s, conv, start, receivers, now, work);
+      if (told) yield told;
+    }
     let failure: SubmitResult['failure'];
     const stored = this.#w.storeMessage(s, conv, m, receivers, now, work, opens);
     if (stored) yield stored;
@@ -489,7 +504,8 @@ export class DeliveryEngine {
     try {
       // Configuration agents run only for the acts that execute; an in-process handler gets every one.
       if (inProcess) r = inProcess(m, entry ?? undeployedReceiver(d.receiver), ctx);
-      else if (entry && this.#agentHandler && executes(m.performative)) r = this.#agentHandler(m, entry, ctx);
+      else if (entry && this.#agentHandler && executes(m.performative) && !auctionNotice(m))
+        r = this.#agentHandler(m, entry, ctx);
     } catch (e) {
       return this.#handlerFailed(d, e, signal, traceparent);
     }
@@ -696,23 +712,20 @@ export class DeliveryEngine {
 
   async #deadLetter(d: Delivery, why: string, reason = 'undeliverable'): Promise<void> {
     const m = d.message;
-    const { work } = await this.#w.inStep(
+    const { out: alone, work } = await this.#w.inStep(
       m.conversation_id,
-      async (s, work) => {
-        const row = await s.delivery(d.id);
-        if (!row || row.state !== 'pending') return;
-        const now = iso();
-        await s.setDelivery(d.id, { state: 'dead', attempts: d.attempts, last_error: why }, now);
-        const reply = replyTo(m, PLATFORM, 'failure', { reason, message: why, dead_letter: d.id });
-        const conv = s.conversation;
-        if (conv) {
-          await this.#w.storeMessage(s, conv, reply, [], now, work);
-          setState(conv, 'failed', why, work);
-          await s.saveConversation(conv);
-        } else await s.insertMessage(this.#w.signed(reply), []);
+      (s, work) => deadLetterStep(this.#w, s, work, d, why, reason),
+      {
+        delivery: d.id,
       },
-      { delivery: d.id },
     );
+    if (alone)
+      this.#o.audit?.record({
+        action: 'conversation.participant_failed',
+        target: m.conversation_id,
+        outcome: 'error',
+        details: { participant: d.receiver, message_id: m.id, dead_letter: d.id, reason: why },
+      });
     this.#o.log.error(
       {
         ...traceLogFields(m.trace_context?.traceparent),
@@ -724,6 +737,7 @@ export class DeliveryEngine {
       'message moved to the dead-letter queue',
     );
     this.#o.emit(work.events);
+    await this.#w.publishAfter(work.outgoing);
     this.#queue.done(d, 'dead');
   }
 

@@ -1,4 +1,5 @@
 export {
+  afterParticipantFailed,
   afterReply,
   atDeadline,
   callsForProposals,
@@ -10,4 +11,18 @@ export {
   type StepEffects,
 } from './steps.js';
 export { chooseWinner, proposalValue, selectionOf, type Selection, type SelectRule } from './selection.js';
-export { isRoundProtocol, ROUND_PROTOCOLS, roundTermIssues, type RoundProtocol } from './rounds.js';
+export {
+  auctionNotice,
+  auctionStart,
+  isRoundProtocol,
+  ROUND_PROTOCOLS,
+  roundTermIssues,
+  type RoundProtocol,
+} from './rounds.js';
+export {
+  failedParticipants,
+  participantFailure,
+  participantOnly,
+  survivesParticipants,
+  type FailedParticipant,
+} from './participants.js';

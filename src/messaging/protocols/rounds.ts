@@ -23,9 +23,11 @@
  */
 import type { MessagingConfig } from '../config.js';
 import type { Conversation } from '../conversation.js';
-import { newMessageId, type AclMessage, type Content } from '../message.js';
+import { newMessageId, type AclMessage, type Content, type ConversationId } from '../message.js';
 import type { Performative, Protocol } from '../performatives.js';
 import type { StoredMessage } from '../store.js';
+import { afterDeadline, answered, rejectLate } from './late.js';
+import { failedNames } from './participants.js';
 import { chooseWinner, proposalValue, selectionOf } from './selection.js';
 import type { StepEffects } from './steps.js';
 
@@ -133,6 +135,7 @@ interface Round {
   cfp: AclMessage;
   price: number;
   waiting: Set<string>;
+  /** Proposals made by the round's deadline, in the order they came. */
   proposals: AclMessage[];
   deadline: number;
 }
@@ -141,20 +144,22 @@ function roundsOf(messages: readonly StoredMessage[], terms: Terms, cfg: Messagi
   const cfps = messages.filter((s) => s.message.performative === 'cfp');
   const first = cfps[0]?.message;
   const window = first?.reply_by ? Date.parse(first.reply_by) - Date.parse(first.timestamp) : cfg.cfp_deadline;
+  const failed = failedNames(messages);
   return cfps.map((s, i) => {
     const cfp = s.message;
     const key = cfp.reply_with ?? cfp.id;
     const answers = messages.map((x) => x.message).filter((m) => m.in_reply_to === key && m.sender !== cfp.sender);
-    const waiting = new Set(s.routed_to.map((r) => r.toLowerCase()));
+    const waiting = new Set(s.routed_to.map((r) => r.toLowerCase()).filter((r) => !failed.has(r)));
     for (const a of answers) waiting.delete(a.sender.toLowerCase());
     const price = cfp.params['X-price'] !== undefined ? Number(cfp.params['X-price']) : terms.start;
+    const deadline = cfp.reply_by ? Date.parse(cfp.reply_by) : Date.parse(cfp.timestamp) + Math.max(window, 0);
     return {
       n: i + 1,
       cfp,
       price,
       waiting,
-      proposals: answers.filter((a) => a.performative === 'propose'),
-      deadline: cfp.reply_by ? Date.parse(cfp.reply_by) : Date.parse(cfp.timestamp) + Math.max(window, 0),
+      proposals: answers.filter((a) => a.performative === 'propose' && !afterDeadline(a, deadline)),
+      deadline,
     };
   });
 }
@@ -177,7 +182,7 @@ export function openRound(
 
 /** A platform-made message of the auction, from the initiator. */
 function made(
-  conv: Conversation,
+  conversation: ConversationId,
   first: AclMessage,
   performative: Performative,
   receivers: string[],
@@ -190,7 +195,7 @@ function made(
     sender: first.sender,
     receivers,
     content,
-    conversation_id: conv.id,
+    conversation_id: conversation,
     protocol: first.protocol!,
     ...(first.ontology !== undefined && { ontology: first.ontology }),
     ...(first.trace_context !== undefined && { trace_context: first.trace_context }),
@@ -203,10 +208,104 @@ function made(
 }
 
 const unique = (xs: readonly string[]) => [...new Set(xs)];
+const keyOf = (m: AclMessage) => m.reply_with ?? m.id;
+
+/** Whether the auctions tell their participants when they start and end (FIPA's informs); the iterated Contract Net does not. */
+const informs = (protocol: Protocol | null | undefined): boolean =>
+  protocol === 'fipa-english-auction' || protocol === 'fipa-dutch-auction';
+
+/**
+ * Whether `m` is an auction's start or end notice: recorded and delivered, but a configuration
+ * agent's model is not run for it (there is nothing to answer; what it must act on comes as a cfp
+ * or an accept/reject).
+ */
+export const auctionNotice = (m: AclMessage): boolean =>
+  m.performative === 'inform' && informs(m.protocol) && m.params['X-auction'] !== undefined;
+
+/**
+ * The inform that opens an auction (FIPA's inform start-of-auction), sent to the bidders the
+ * opening cfp was routed to, before it: the item and the terms a bidder may know (not the reserve).
+ */
+export function auctionStart(cfp: AclMessage, receivers: readonly string[]): AclMessage | undefined {
+  if (!informs(cfp.protocol) || cfp.performative !== 'cfp' || receivers.length === 0) return undefined;
+  const terms = roundTerms(cfp.protocol as RoundProtocol, cfp.params);
+  if (Array.isArray(terms)) return undefined;
+  const content: Record<string, Content> = { auction: 'started', item: cfp.content, start_price: terms.start };
+  content[cfp.protocol === 'fipa-english-auction' ? 'increment' : 'decrement'] = terms.step;
+  return made(cfp.conversation_id, cfp, 'inform', [...receivers], content, {
+    params: { ...cfp.params, 'X-auction': 'start' },
+  });
+}
+
+/** The inform that closes an auction (FIPA's inform end-of-auction), to every bidder still reachable. */
+function auctionEnd(
+  conv: Conversation,
+  all: readonly StoredMessage[],
+  first: AclMessage,
+  outcome: { winner: string; price: number | null } | { reason: string },
+  fx: StepEffects,
+): void {
+  if (!informs(conv.protocol)) return;
+  const failed = failedNames(all);
+  const to = allBidders(all).filter((b) => !failed.has(b.toLowerCase()));
+  if (to.length === 0) return;
+  const content: Record<string, Content> =
+    'winner' in outcome
+      ? { auction: 'ended', item: first.content, result: 'sold', winner: outcome.winner, price: outcome.price }
+      : { auction: 'ended', item: first.content, result: 'not sold', reason: outcome.reason };
+  conv.max_turns = Math.max(conv.max_turns, conv.turns + 3);
+  fx.send(made(conv.id, first, 'inform', to, content, { params: { ...first.params, 'X-auction': 'end' } }));
+}
+
+/** Fails the auction: every bidder's last open bid is rejected with `why`, then the end notice. */
+function noSale(
+  conv: Conversation,
+  all: readonly StoredMessage[],
+  rounds: Round[],
+  why: string,
+  fx: StepEffects,
+  answeredNow?: AclMessage,
+): void {
+  const first = rounds[0]!.cfp;
+  for (const p of lastOpenBids(conv, all, rounds, answeredNow))
+    fx.send(
+      made(
+        conv.id,
+        first,
+        'reject-proposal',
+        [p.sender],
+        { result: 'lost', reason: 'no sale', message: why },
+        { in_reply_to: keyOf(p), params: { ...first.params, 'X-reject-reason': 'no sale' } },
+      ),
+    );
+  auctionEnd(conv, all, first, { reason: why }, fx);
+  fx.setState('failed', why);
+}
+
+/**
+ * The proposals the end of the protocol answers, but `winner`: in an auction each bidder's last
+ * bid (one answer per bidder, dropped-out and tied ones included); in the iterated Contract Net
+ * every proposal no earlier iteration answered.
+ */
+function lastOpenBids(
+  conv: Conversation,
+  all: readonly StoredMessage[],
+  rounds: Round[],
+  winner: AclMessage | undefined,
+): AclMessage[] {
+  const open = rounds.flatMap((r) => r.proposals).filter((p) => p.id !== winner?.id && !answered(all, p));
+  if (conv.protocol === 'fipa-iterated-contract-net') return open;
+  const last = new Map<string, AclMessage>();
+  for (const p of open) last.set(p.sender.toLowerCase(), p);
+  if (winner) last.delete(winner.sender.toLowerCase());
+  return [...last.values()];
+}
 
 /**
  * A bidder answered a round protocol's message: the round closes when it can, the auction is
- * awarded when it is won, and the winner's answer to its award ends the conversation.
+ * awarded when it is won, and the winner's answer to its award ends the conversation. A bid the
+ * call can no longer take (after the award, after its round closed or after its deadline) is
+ * rejected as late.
  */
 export async function afterRoundReply(
   conv: Conversation,
@@ -224,17 +323,62 @@ export async function afterRoundReply(
   }
   if (original.performative !== 'cfp') return;
   const all = await messages();
-  if (decided(all)) return;
+  const bid = last.performative === 'propose' && !answered(all, last);
+  if (decided(all)) {
+    if (bid) rejectAfterAward(conv, all, original, last, fx);
+    return;
+  }
   const rounds = roundsOf(all, termsOf(conv.protocol, all), cfg);
   const round = rounds.at(-1);
-  // An answer to an earlier round arrives after its round closed: stored, and nothing to decide.
-  if (!round || round.cfp.id !== original.id) return;
+  if (!round || round.cfp.id !== original.id) {
+    const n = rounds.findIndex((r) => r.cfp.id === original.id) + 1;
+    if (bid) rejectLate(conv, original, last, `Your bid came after round ${n} had closed.`, fx);
+    return;
+  }
+  if (bid && afterDeadline(last, round.deadline))
+    rejectLate(conv, original, last, `Your bid came after the round's reply_by ${iso(round.deadline)}.`, fx);
   if (conv.protocol === 'fipa-dutch-auction' && round.proposals.length > 0) {
-    award(conv, rounds, round.proposals[0]!, round.price, fx);
+    award(conv, all, rounds, round.proposals[0]!, round.price, fx);
     return;
   }
   if (round.waiting.size === 0 || round.deadline <= Date.now()) closeRound(conv, all, rounds, cfg, fx);
   else conv.expires_at = iso(round.deadline);
+}
+
+/**
+ * Rejects a bid that came after the award: tied when it answered the round the winning bid
+ * answered (the first bid at a price wins), else late.
+ */
+export function rejectAfterAward(
+  conv: Conversation,
+  all: readonly StoredMessage[],
+  cfp: AclMessage,
+  bid: AclMessage,
+  fx: StepEffects,
+): void {
+  const accept = all.find((s) => s.message.performative === 'accept-proposal')?.message;
+  const won = accept && all.find((s) => keyOf(s.message) === accept.in_reply_to)?.message;
+  if (won && won.in_reply_to === keyOf(cfp) && won.id !== bid.id)
+    return rejectLate(conv, cfp, bid, `Another bid at the same price (${won.sender}) came first.`, fx, 'tied');
+  rejectLate(conv, cfp, bid, `Your bid came after the ${conv.protocol} had been decided.`, fx);
+}
+
+/**
+ * A participant of a round protocol could not be reached (participants.ts): the open round no
+ * longer waits for it, and closes now when nobody else is awaited.
+ */
+export async function roundParticipantFailed(
+  conv: Conversation,
+  messages: () => Promise<StoredMessage[]>,
+  cfg: MessagingConfig,
+  fx: StepEffects,
+): Promise<void> {
+  if (!isRoundProtocol(conv.protocol)) return;
+  const all = await messages();
+  if (decided(all) || !all.some((s) => s.message.performative === 'cfp')) return;
+  const rounds = roundsOf(all, termsOf(conv.protocol, all), cfg);
+  const round = rounds.at(-1)!;
+  if (round.waiting.size === 0 || round.deadline <= Date.now()) closeRound(conv, all, rounds, cfg, fx);
 }
 
 /** A round protocol's deadline passed (the sweep): its open round closes. False when there is none. */
@@ -271,17 +415,18 @@ function closeRound(
   const first = rounds[0]!.cfp;
   const bids = round.proposals;
   const previous = rounds.at(-2);
-  const fits = (bidders: number) => conv.turns + 2 * bidders + 3 <= conv.max_turns;
+  const failed = failedNames(all);
+  const fits = (bidders: number) => conv.turns + 3 * bidders + 3 <= conv.max_turns;
 
   if (protocol === 'fipa-english-auction') {
     if (bids.length === 0) {
       const leader = previous?.proposals[0];
-      if (!leader || !previous) return fx.setState('failed', `no bid at the start price ${terms.start}`);
-      return award(conv, rounds, leader, previous.price, fx, terms.reserve);
+      if (!leader || !previous) return noSale(conv, all, rounds, `no bid at the start price ${terms.start}`, fx);
+      return award(conv, all, rounds, leader, previous.price, fx, terms.reserve);
     }
-    const bidders = unique(bids.map((b) => b.sender));
-    if (bidders.length === 1 || round.n >= terms.maxRounds || !fits(bidders.length))
-      return award(conv, rounds, bids[0]!, round.price, fx, terms.reserve);
+    const bidders = unique(bids.map((b) => b.sender)).filter((b) => !failed.has(b.toLowerCase()));
+    if (bidders.length <= 1 || round.n >= terms.maxRounds || !fits(bidders.length))
+      return award(conv, all, rounds, bids[0]!, round.price, fx, terms.reserve);
     return nextRound(conv, first, bidders, round.n + 1, round.price + terms.step, cfg, fx, {
       leader: bids[0]!.sender,
     });
@@ -289,11 +434,12 @@ function closeRound(
 
   if (protocol === 'fipa-dutch-auction') {
     const price = round.price - terms.step;
-    const everyone = unique(allBidders(all));
+    const everyone = unique(allBidders(all)).filter((b) => !failed.has(b.toLowerCase()));
     if (price < (terms.reserve ?? 0) || round.n >= terms.maxRounds)
-      return fx.setState('failed', `no bid down to the reserve price ${terms.reserve ?? 0}`);
+      return noSale(conv, all, rounds, `no bid down to the reserve price ${terms.reserve ?? 0}`, fx);
+    if (everyone.length === 0) return noSale(conv, all, rounds, 'no bidder could be reached', fx);
     if (!fits(everyone.length))
-      return fx.setState('failed', `turn limit reached before any bid (at most ${conv.max_turns} messages)`);
+      return noSale(conv, all, rounds, `turn limit reached before any bid (at most ${conv.max_turns} messages)`, fx);
     return nextRound(conv, first, everyone, round.n + 1, price, cfg, fx);
   }
 
@@ -302,7 +448,7 @@ function closeRound(
   if (bids.length === 0) {
     const before = previous ? chooseWinner(previous.proposals, sel) : undefined;
     if (!before || !previous) return fx.setState('failed', `no proposals in round ${round.n}`);
-    return award(conv, rounds, before, proposalValue(before.content, sel.field), fx);
+    return award(conv, all, rounds, before, proposalValue(before.content, sel.field), fx, undefined, sel.field);
   }
   const best = chooseWinner(bids, sel)!;
   const value = proposalValue(best.content, sel.field);
@@ -310,9 +456,23 @@ function closeRound(
     terms.target !== undefined &&
     value !== undefined &&
     (sel.rule === 'highest' ? value >= terms.target : value <= terms.target);
-  const bidders = unique(bids.map((b) => b.sender));
+  const bidders = unique(bids.map((b) => b.sender)).filter((b) => !failed.has(b.toLowerCase()));
   if (met || sel.rule === 'first' || round.n >= terms.maxRounds || !fits(bidders.length))
-    return award(conv, rounds, best, value, fx);
+    return award(conv, all, rounds, best, value, fx, undefined, sel.field);
+  // FIPA's iteration: the proposals not taken are rejected, then the call goes out again. The
+  // best one stands (it is the offer the new call names) and is answered when the call ends.
+  for (const p of bids)
+    if (p !== best)
+      fx.send(
+        made(
+          conv.id,
+          first,
+          'reject-proposal',
+          [p.sender],
+          { result: 'rejected', reason: 'another round', round: round.n, best_offer: value ?? null },
+          { in_reply_to: keyOf(p), params: { ...first.params, 'X-reject-reason': 'another round' } },
+        ),
+      );
   return nextRound(conv, first, bidders, round.n + 1, value, cfg, fx);
 }
 
@@ -342,52 +502,76 @@ function nextRound(
     params['X-price'] = String(price);
   }
   if (extra.leader !== undefined) content.leader = extra.leader;
-  fx.send(made(conv, first, 'cfp', bidders, content, { reply_by: iso(deadline), params }));
+  fx.send(made(conv.id, first, 'cfp', bidders, content, { reply_by: iso(deadline), params }));
   conv.expires_at = iso(deadline);
 }
 
 /**
  * Awards the auction to `winner` at `price`: `accept-proposal` to the winner, `reject-proposal` to
- * the other bidders of the last two rounds; below the reserve, the winner is rejected and the
- * auction fails.
+ * every other bidder's last open bid (outbid, dropped out or tied at the same price), then the end
+ * notice to every reachable bidder. Below the reserve the winner is rejected too and the auction
+ * fails.
  */
 function award(
   conv: Conversation,
+  all: readonly StoredMessage[],
   rounds: Round[],
   winner: AclMessage,
   price: number | undefined,
   fx: StepEffects,
   reserve?: number,
+  field = 'price',
 ): void {
   const first = rounds[0]!.cfp;
   const at = price !== undefined ? ` at ${price}` : '';
-  const losers = unique(
-    rounds
-      .slice(-2)
-      .flatMap((r) => r.proposals.map((p) => p.sender))
-      .filter((s) => s.toLowerCase() !== winner.sender.toLowerCase()),
-  );
-  conv.max_turns = Math.max(conv.max_turns, conv.turns + losers.length + 3);
+  const losers = lastOpenBids(conv, all, rounds, winner);
+  conv.max_turns = Math.max(conv.max_turns, conv.turns + losers.length + 4);
   if (reserve !== undefined && price !== undefined && price < reserve) {
+    const why = `the highest bid${at} (${winner.sender}) is below the reserve price ${reserve}`;
     fx.send(
-      made(conv, first, 'reject-proposal', [winner.sender], `The highest bid${at} is below the reserve price.`, {
-        in_reply_to: winner.reply_with ?? winner.id,
+      made(conv.id, first, 'reject-proposal', [winner.sender], `The highest bid${at} is below the reserve price.`, {
+        in_reply_to: keyOf(winner),
+        params: { ...first.params, 'X-reject-reason': 'below reserve' },
       }),
     );
-    fx.setState('failed', `the highest bid${at} (${winner.sender}) is below the reserve price ${reserve}`);
-    return;
+    return noSale(conv, all, rounds, why, fx, winner);
   }
   const item = typeof first.content === 'string' ? first.content : JSON.stringify(first.content);
   fx.send(
     made(
-      conv,
+      conv.id,
       first,
       'accept-proposal',
       [winner.sender],
       { result: 'won', price: price ?? null, item: first.content, message: `You won${at}. Task: ${item}` },
-      { in_reply_to: winner.reply_with ?? winner.id },
+      { in_reply_to: keyOf(winner) },
     ),
   );
-  for (const l of losers)
-    fx.send(made(conv, first, 'reject-proposal', [l], { result: 'lost', winner: winner.sender, price: price ?? null }));
+  const winnerRound = rounds.find((r) => r.proposals.some((p) => p.id === winner.id));
+  for (const l of losers) {
+    // In an auction every bid of a round is at the round's price; in the iterated Contract Net a tie is an equal value.
+    const sameRound = winnerRound?.proposals.some((p) => p.id === l.id) === true;
+    const tied =
+      sameRound && (conv.protocol !== 'fipa-iterated-contract-net' || proposalValue(l.content, field) === price);
+    const dropped = !tied && rounds.at(-1)!.proposals.every((p) => p.sender !== l.sender);
+    const reason =
+      l.sender.toLowerCase() === winner.sender.toLowerCase()
+        ? 'superseded'
+        : tied
+          ? 'tied'
+          : dropped
+            ? 'dropped out'
+            : 'outbid';
+    fx.send(
+      made(
+        conv.id,
+        first,
+        'reject-proposal',
+        [l.sender],
+        { result: 'lost', reason, winner: winner.sender, price: price ?? null },
+        { in_reply_to: keyOf(l), params: { ...first.params, 'X-reject-reason': reason } },
+      ),
+    );
+  }
+  auctionEnd(conv, all, first, { winner: winner.sender, price: price ?? null }, fx);
 }

@@ -11,7 +11,15 @@ import { isTerminal, type Conversation, type ConversationState } from '../conver
 import { newMessageId, type AclMessage, type Content } from '../message.js';
 import { expectsReply, type Performative, type Protocol } from '../performatives.js';
 import type { StoredMessage } from '../store.js';
-import { afterRoundReply, isRoundProtocol, roundAtDeadline } from './rounds.js';
+import { afterDeadline, answered, rejectLate } from './late.js';
+import { failedNames, failedParticipantOf } from './participants.js';
+import {
+  afterRoundReply,
+  isRoundProtocol,
+  rejectAfterAward,
+  roundAtDeadline,
+  roundParticipantFailed,
+} from './rounds.js';
 import { chooseWinner, selectionOf } from './selection.js';
 
 const iso = (t = Date.now()) => new Date(t).toISOString();
@@ -51,8 +59,13 @@ export interface OpenCall {
   cfp: StoredMessage;
   /** Bidders that have not answered yet (lower case). */
   waiting: Set<string>;
+  /** Proposals made by the deadline: the ones the award chooses from. */
   proposals: AclMessage[];
+  /** Proposals made after the deadline: each is rejected as late. */
+  late: AclMessage[];
   refusals: AclMessage[];
+  /** Bidders that could not be reached (lower case). */
+  failed: Set<string>;
   /** When the call closes (epoch ms). */
   deadline: number;
 }
@@ -65,16 +78,20 @@ export function openCall(messages: readonly StoredMessage[], cfg: MessagingConfi
   const answers = messages
     .map((s) => s.message)
     .filter((m) => m.in_reply_to === key && m.sender !== cfp.message.sender);
-  const waiting = new Set(cfp.routed_to.map((r) => r.toLowerCase()));
+  const failed = failedNames(messages);
+  const waiting = new Set(cfp.routed_to.map((r) => r.toLowerCase()).filter((r) => !failed.has(r)));
   for (const a of answers) waiting.delete(a.sender.toLowerCase());
   const deadline = cfp.message.reply_by
     ? Date.parse(cfp.message.reply_by)
     : Date.parse(cfp.message.timestamp) + cfg.cfp_deadline;
+  const proposals = answers.filter((a) => a.performative === 'propose');
   return {
     cfp,
     waiting,
-    proposals: answers.filter((a) => a.performative === 'propose'),
-    refusals: answers.filter((a) => a.performative !== 'propose'),
+    proposals: proposals.filter((a) => !afterDeadline(a, deadline)),
+    late: proposals.filter((a) => afterDeadline(a, deadline)),
+    refusals: answers.filter((a) => a.performative !== 'propose' && failedParticipantOf(a) === undefined),
+    failed,
     deadline,
   };
 }
@@ -87,14 +104,17 @@ export function decide(conv: Conversation, call: OpenCall, cfg: MessagingConfig,
   const cfp = call.cfp.message;
   const sel = selectionOf(cfp, { rule: cfg.cfp_select, field: cfg.cfp_field });
   const winner = chooseWinner(call.proposals, sel);
+  for (const p of call.late)
+    rejectLate(conv, cfp, p, `Your proposal arrived after the call closed at ${iso(call.deadline)}.`, fx);
   if (!winner) {
+    const failed = call.failed.size > 0 ? `, ${call.failed.size} could not be reached` : '';
     fx.setState(
       'failed',
-      `no proposals (${call.refusals.length} refused, ${call.waiting.size} did not answer by the deadline)`,
+      `no proposals (${call.refusals.length} refused${failed}, ${call.waiting.size} did not answer by the deadline)`,
     );
     return;
   }
-  const mk = (p: AclMessage, performative: Performative, content: Content): AclMessage => ({
+  const mk = (p: AclMessage, performative: Performative, content: Content, reason?: string): AclMessage => ({
     id: newMessageId(),
     performative,
     sender: cfp.sender,
@@ -105,7 +125,11 @@ export function decide(conv: Conversation, call: OpenCall, cfg: MessagingConfig,
     in_reply_to: p.reply_with ?? p.id,
     ...(cfp.ontology !== undefined && { ontology: cfp.ontology }),
     ...(cfp.trace_context !== undefined && { trace_context: cfp.trace_context }),
-    params: { 'X-select': sel.rule, 'X-select-field': sel.field },
+    params: {
+      'X-select': sel.rule,
+      'X-select-field': sel.field,
+      ...(reason !== undefined && { 'X-reject-reason': reason }),
+    },
     timestamp: iso(),
     chain: cfp.chain,
     ...(cfp.on_behalf_of !== undefined && { on_behalf_of: cfp.on_behalf_of }),
@@ -113,7 +137,9 @@ export function decide(conv: Conversation, call: OpenCall, cfg: MessagingConfig,
   const text = (c: Content) => (typeof c === 'string' ? c : JSON.stringify(c));
   const rejects = call.proposals
     .filter((p) => p !== winner)
-    .map((p) => mk(p, 'reject-proposal', `Another proposal was selected (rule: ${sel.rule} ${sel.field}).`));
+    .map((p) =>
+      mk(p, 'reject-proposal', `Another proposal was selected (rule: ${sel.rule} ${sel.field}).`, 'not selected'),
+    );
   // Room for the decisions and the winner's answer even when the turn budget is tight.
   conv.max_turns = Math.max(conv.max_turns, conv.turns + rejects.length + 3);
   fx.send(
@@ -142,8 +168,13 @@ export function afterReply(
   cfg: MessagingConfig,
   fx: StepEffects & { subscribe(original: AclMessage, provider: string): Promise<void> },
 ): Promise<void> | undefined {
-  if (isTerminal(conv.state)) return;
   const last = replies.at(-1);
+  if (isTerminal(conv.state)) {
+    // A proposal after the end is still answered (FIPA answers every proposal).
+    if (original.performative === 'cfp' && last?.performative === 'propose' && callsForProposals(conv.protocol))
+      return proposalAfterEnd(conv, original, last, messages, fx);
+    return;
+  }
   switch (conv.protocol) {
     case 'fipa-request':
     case 'fipa-query':
@@ -153,7 +184,7 @@ export function afterReply(
       return;
     case 'fipa-contract-net': {
       if (!last) return;
-      if (original.performative === 'cfp') return proposalIn(conv, messages, cfg, fx);
+      if (original.performative === 'cfp') return proposalIn(conv, original, last, messages, cfg, fx);
       if (original.performative === 'accept-proposal') {
         if (last.performative === 'inform') fx.setState('completed', `awarded to ${last.sender}`);
         else fx.setState('failed', `${last.sender} won the contract but answered ${last.performative}`);
@@ -180,13 +211,54 @@ export function afterReply(
 /** A bidder answered a call for proposals: the call is decided once every bidder answered or its deadline passed. */
 async function proposalIn(
   conv: Conversation,
+  cfp: AclMessage,
+  last: AclMessage,
   messages: () => Promise<StoredMessage[]>,
   cfg: MessagingConfig,
   fx: StepEffects,
 ): Promise<void> {
-  const call = openCall(await messages(), cfg);
-  if (call && (call.waiting.size === 0 || call.deadline <= Date.now())) decide(conv, call, cfg, fx);
-  else if (call) conv.expires_at = iso(call.deadline);
+  const all = await messages();
+  const call = openCall(all, cfg);
+  if (!call) {
+    if (last.performative === 'propose' && !answered(all, last))
+      rejectLate(conv, cfp, last, 'Your proposal arrived after the call was decided.', fx);
+    return;
+  }
+  if (call.waiting.size === 0 || call.deadline <= Date.now()) decide(conv, call, cfg, fx);
+  else conv.expires_at = iso(call.deadline);
+}
+
+async function proposalAfterEnd(
+  conv: Conversation,
+  cfp: AclMessage,
+  proposal: AclMessage,
+  messages: () => Promise<StoredMessage[]>,
+  fx: StepEffects,
+): Promise<void> {
+  const all = await messages();
+  if (answered(all, proposal)) return;
+  if (isRoundProtocol(conv.protocol) && all.some((s) => s.message.performative === 'accept-proposal'))
+    return rejectAfterAward(conv, all, cfp, proposal, fx);
+  rejectLate(conv, cfp, proposal, `Your proposal arrived after the ${conv.protocol} had ended (${conv.state}).`, fx);
+}
+
+/**
+ * A delivery to `participant` was dead-lettered and recorded as its failure (participants.ts):
+ * the protocol goes on without it, and decides now when it was the last one awaited.
+ */
+export async function afterParticipantFailed(
+  conv: Conversation,
+  messages: () => Promise<StoredMessage[]>,
+  cfg: MessagingConfig,
+  fx: StepEffects,
+): Promise<void> {
+  if (isTerminal(conv.state)) return;
+  if (conv.protocol === 'fipa-contract-net') {
+    const call = openCall(await messages(), cfg);
+    if (call && (call.waiting.size === 0 || call.deadline <= Date.now())) decide(conv, call, cfg, fx);
+    return;
+  }
+  if (isRoundProtocol(conv.protocol)) return roundParticipantFailed(conv, messages, cfg, fx);
 }
 
 /** A conversation's deadline passed (found by the sweep): a call still collecting is decided or its round closed, anything else expires. */
@@ -203,10 +275,25 @@ export async function atDeadline(
     if (call) return decide(conv, call, cfg, fx);
   }
   if (await roundAtDeadline(conv, messages, cfg, fx)) return;
+  const missed = unansweredPastReplyBy(await messages());
   fx.setState(
     'expired',
-    conv.turns > 0 && left === 0
-      ? 'no reply by the reply_by deadline or within the conversation ttl'
-      : 'no activity within the conversation ttl',
+    missed
+      ? `no reply to the ${missed.performative} by its reply_by deadline ${missed.reply_by!}`
+      : conv.turns > 0 && left === 0
+        ? 'no reply by the reply_by deadline or within the conversation ttl'
+        : 'no activity within the conversation ttl',
   );
+}
+
+/** The last message that asked for a reply by a `reply_by` now past and got none. */
+function unansweredPastReplyBy(messages: readonly StoredMessage[]): AclMessage | undefined {
+  const now = Date.now();
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!.message;
+    if (!m.reply_by || !expectsReply(m.performative) || Date.parse(m.reply_by) > now) continue;
+    const key = m.reply_with ?? m.id;
+    if (!messages.some((s) => s.message.in_reply_to === key && s.message.sender !== m.sender)) return m;
+  }
+  return undefined;
 }

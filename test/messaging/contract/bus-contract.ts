@@ -8,12 +8,14 @@
  * differs; it runs as `it.fails`, so it turns red the day the difference is gone and the entry can go.
  *
  * The cases are in parts beside this file: delivery-cases.ts, retry-cases.ts,
- * conversation-cases.ts and round-protocols.ts.
+ * conversation-cases.ts, round-protocols.ts, participant-failure.ts and fipa-sequences.ts.
  */
 import { afterEach, describe } from 'vitest';
 import { conversationCases } from './conversation-cases.js';
 import { harness, type BusFactory, type ContractOptions } from './contract-kit.js';
 import { deliveryCases } from './delivery-cases.js';
+import { fipaSequenceCases } from './fipa-sequences.js';
+import { participantFailureCases } from './participant-failure.js';
 import { retryCases } from './retry-cases.js';
 import { runRoundContract } from './round-protocols.js';
 
@@ -21,6 +23,8 @@ export type { BusFactory, ContractBus, ContractCase, ContractOptions, ContractSe
 
 export function runBusContract(name: string, factory: BusFactory, opts: ContractOptions = {}): void {
   runRoundContract(name, factory, opts);
+  participantFailureCases(name, factory, opts);
+  fipaSequenceCases(name, factory, opts);
   const h = harness(factory, opts);
   describe.runIf(opts.runs ?? true)(`bus contract: ${name}`, () => {
     afterEach(() => h.cleanup());

@@ -203,7 +203,12 @@ export function deliveryCases(h: Harness): void {
         return terminal(now) && now;
       });
       const { messages } = await t.bus.reads.getConversation(r.conversation_id);
-      expect(c).toMatchObject({ state: 'expired', reason: 'no activity within the conversation ttl' });
+      // The reason names the deadline missed, not the conversation's ttl.
+      const request = messages[0]!.message;
+      expect(c).toMatchObject({
+        state: 'expired',
+        reason: `no reply to the request by its reply_by deadline ${request.reply_by!}`,
+      });
       expect(acts(messages)).toEqual(['request:client']);
     });
 

@@ -90,8 +90,17 @@ export function runRoundContract(name: string, factory: BusFactory, opts: Contra
       expect(accept.map((m) => [m.sender, m.receivers, (m.content as { price: number }).price])).toEqual([
         ['seller', ['b1'], 13],
       ]);
-      expect(of(messages, 'reject-proposal').map((m) => m.receivers[0])).toEqual(['b2']);
-      expect(of(messages, 'inform').map((m) => m.sender)).toEqual(['b1']);
+      // Every other bidder is told it lost: b2 and b3 dropped out on the way.
+      expect(of(messages, 'reject-proposal').map((m) => [m.receivers[0], m.params['X-reject-reason']])).toEqual([
+        ['b2', 'dropped out'],
+        ['b3', 'dropped out'],
+      ]);
+      // The auction's start and end notices go to every bidder; the winner's inform ends it.
+      expect(of(messages, 'inform').map((m) => [m.sender, m.params['X-auction'] ?? null])).toEqual([
+        ['seller', 'start'],
+        ['seller', 'end'],
+        ['b1', null],
+      ]);
     });
 
     it('English auction: a winning bid below the reserve is rejected and the auction fails, naming the reserve', async () => {
@@ -114,7 +123,12 @@ export function runRoundContract(name: string, factory: BusFactory, opts: Contra
       expect(c.state).toBe('failed');
       expect(c.reason).toBe('the highest bid at 7 (b1) is below the reserve price 20');
       expect(of(messages, 'accept-proposal')).toEqual([]);
-      expect(of(messages, 'reject-proposal').map((m) => m.receivers)).toEqual([['b1']]);
+      expect(of(messages, 'reject-proposal').map((m) => [m.receivers[0], m.params['X-reject-reason']])).toEqual([
+        ['b1', 'below reserve'],
+        ['b2', 'no sale'],
+      ]);
+      const end = of(messages, 'inform').find((m) => m.params['X-auction'] === 'end')!;
+      expect(end.content).toMatchObject({ auction: 'ended', result: 'not sold' });
     });
 
     it('English auction: a bidder that never answers is passed over at the round deadline', async () => {
@@ -245,7 +259,14 @@ export function runRoundContract(name: string, factory: BusFactory, opts: Contra
       expect(of(messages, 'accept-proposal').map((m) => [m.receivers, (m.content as { price: number }).price])).toEqual(
         [[['p2'], 8]],
       );
-      expect(of(messages, 'reject-proposal').map((m) => m.receivers)).toEqual([['p1']]);
+      // Each iteration rejects the proposals it does not keep; the award answers the rest, once each.
+      expect(of(messages, 'reject-proposal').map((m) => [m.receivers[0], m.params['X-reject-reason']])).toEqual([
+        ['p1', 'another round'],
+        ['p1', 'another round'],
+        ['p2', 'superseded'],
+        ['p2', 'superseded'],
+        ['p1', 'outbid'],
+      ]);
     });
 
     it('a round protocol refuses a first message without its terms, naming the parameter', async () => {
