@@ -27,8 +27,8 @@ export interface ReadValue {
 }
 
 const NUMBER_RE = /-?\d+(?:\.\d+)?/;
-const LESS = new Set(['lowest', 'least', 'fewest', 'smallest', 'min', 'cheapest', 'earliest', 'shortest']);
-const MORE = new Set(['highest', 'most', 'largest', 'max', 'greatest', 'latest', 'longest']);
+const LESS = new Set(['lowest', 'least', 'fewest', 'smallest', 'min']);
+const MORE = new Set(['highest', 'most', 'largest', 'max', 'greatest']);
 /** Fields that are amounts of money: in text, a number written with a currency is read first. */
 const MONEY_FIELDS = new Set(['price', 'cost', 'amount', 'fee', 'bid', 'total']);
 const CURRENCY = '(?:€|\\$|£|¥|EUR|USD|GBP|CHF|JPY|euros?|dollars?|pounds?)';
