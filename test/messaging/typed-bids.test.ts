@@ -195,3 +195,23 @@ describe('bid fields of the agent file', () => {
     expect(text).toContain('expected \\"number\\", \\"integer\\", \\"string\\" or \\"boolean\\"');
   });
 });
+
+describe('a selection rule that is not one', () => {
+  it('is refused when the cfp is sent, naming the parameter and what a rule looks like', async () => {
+    const res = await fetch(`${cx.url}/api/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        performative: 'cfp',
+        capability: 'ship-openai',
+        content: 'x',
+        'X-select': 'cheapest price',
+      }),
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('invalid_message');
+    expect(body.error.message).toContain('params.X-select');
+    expect(body.error.message).toContain('"cheapest price" is not a selection rule');
+  });
+});
