@@ -27,6 +27,9 @@ const BIDS: Record<string, { args: Record<string, unknown>; text: string }> = {
   'days-b': { args: { price: 9, delivery_days: 2 }, text: 'price: 1, 9 days' },
 };
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
 const msgs = (hit: StubHit): { role: string; content: unknown }[] => hit.body.messages;
 function agentOf(hit: StubHit): string {
   const sys = hit.api === 'anthropic' ? String(hit.body.system) : String(msgs(hit)[0]!.content);
@@ -42,6 +45,8 @@ const toolNames = (hit: StubHit): string[] =>
 function script(hit: StubHit): Reply {
   const agent = agentOf(hit);
   const prompt = lastUser(hit);
+  // A model that ignores tool_choice and writes its bid in prose.
+  if (agent === 'prose-a' && prompt.includes('"cfp" message')) return { content: 'PROPOSE: price: 5 EUR' };
   if (prompt.includes('"cfp" message') && toolNames(hit).includes('propose')) {
     const bid = BIDS[agent]!;
     return {
@@ -62,12 +67,14 @@ beforeAll(async () => {
   cx = await startCaxton({
     config: {
       llm: { default_provider: 'oai', providers: { oai: openaiProvider(stub.url), ant: anthropicProvider(stub.url) } },
+      messaging: { max_attempts: 1 },
     },
     agents: [
       { name: 'oai-a', capabilities: ['ship-openai'] },
       { name: 'oai-b', capabilities: ['ship-openai'] },
       { name: 'ant-a', capabilities: ['ship-anthropic'], llm: { provider: 'ant' } },
       { name: 'ant-b', capabilities: ['ship-anthropic'], llm: { provider: 'ant' } },
+      { name: 'prose-a', capabilities: ['ship-prose'] },
       ...['days-a', 'days-b'].map((name) => ({
         name,
         capabilities: ['ship-fast'],
@@ -87,7 +94,7 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-async function run(body: Record<string, unknown>): Promise<{ id: ConversationId; doc: Record<string, any> }> {
+async function run(body: Record<string, unknown>): Promise<{ id: ConversationId; doc: Record<string, Json> }> {
   const r = await cx.server.bus.submit({
     performative: 'cfp',
     content: 'Ship 3 boxes to Lyon',
@@ -98,7 +105,7 @@ async function run(body: Record<string, unknown>): Promise<{ id: ConversationId;
   expect(done.state, done.reason ?? '').toBe('completed');
   const res = await fetch(`${cx.url}/api/v1/conversations/${r.conversation_id}`);
   expect(res.status).toBe(200);
-  return { id: r.conversation_id, doc: (await res.json()) as Record<string, any> };
+  return { id: r.conversation_id, doc: (await res.json()) as Record<string, Json> };
 }
 
 const cfpHits = (id: string) =>
@@ -126,7 +133,7 @@ describe.each([
     const bids = doc.bids;
     expect(bids.rule).toBe('lowest price');
     expect(bids.winner.sender).toBe(`${prefix}-b`);
-    const ranking = bids.rounds[0].bids.map((b: any) => [b.rank, b.sender, b.values.price.value, b.source, b.outcome]);
+    const ranking = bids.rounds[0].bids.map((b: Json) => [b.rank, b.sender, b.values.price.value, b.source, b.outcome]);
     expect(ranking).toEqual([
       [1, `${prefix}-b`, 9, 'typed', 'accepted'],
       [2, `${prefix}-a`, 12, 'typed', 'rejected'],
@@ -144,13 +151,13 @@ describe.each([
       expect(toolNames(h).sort()).toEqual(['propose', 'refuse']);
       if (h.api === 'openai') {
         expect(h.body.tool_choice).toBe('required');
-        const propose = h.body.tools.find((t: any) => t.function.name === 'propose').function;
+        const propose = h.body.tools.find((t: Json) => t.function.name === 'propose').function;
         expect(propose.parameters.required).toEqual(['price']);
         expect(propose.parameters.properties.price.type).toBe('number');
       } else {
         expect(h.api).toBe('anthropic');
         expect(h.body.tool_choice).toEqual({ type: 'any' });
-        const propose = h.body.tools.find((t: any) => t.name === 'propose');
+        const propose = h.body.tools.find((t: Json) => t.name === 'propose');
         expect(propose.input_schema.required).toEqual(['price']);
         expect(Object.keys(propose.input_schema.properties)).toEqual(['price', 'currency', 'terms', 'valid_until']);
       }
@@ -164,7 +171,7 @@ describe('bid fields of the agent file', () => {
   it('extend the propose schema, and a rule ranks on them: lowest price, then fewest delivery_days', async () => {
     const { id, doc } = await run({ capability: 'ship-fast', 'X-select': 'lowest price, then fewest delivery_days' });
     for (const h of cfpHits(id)) {
-      const propose = h.body.tools.find((t: any) => t.function.name === 'propose').function;
+      const propose = h.body.tools.find((t: Json) => t.function.name === 'propose').function;
       expect(propose.parameters.properties.delivery_days).toEqual({
         type: 'integer',
         description: 'days to deliver',
@@ -172,7 +179,7 @@ describe('bid fields of the agent file', () => {
       });
       expect(propose.parameters.required).toEqual(['price', 'delivery_days']);
     }
-    const accept = doc.messages.find((m: any) => m.performative === 'accept-proposal');
+    const accept = doc.messages.find((m: Json) => m.performative === 'accept-proposal');
     expect(accept.receivers).toEqual(['days-b']);
     expect(doc.bids.rule).toBe('lowest price, then lowest delivery_days');
     expect(doc.bids.why).toBe('days-b won: tied with days-a on price 9; lowest delivery_days: 2 against 5 (days-a)');
@@ -193,6 +200,27 @@ describe('bid fields of the agent file', () => {
     const text = await res.text();
     expect(text).toContain('messaging.bid_fields.delivery_days.type');
     expect(text).toContain('expected \\"number\\", \\"integer\\", \\"string\\" or \\"boolean\\"');
+  });
+});
+
+describe('a model that answers in prose though an act is forced', () => {
+  it('makes no bid: its delivery fails with tool_choice_not_honoured, never a price read from its text', async () => {
+    const r = await cx.server.bus.submit({
+      performative: 'cfp',
+      capability: 'ship-prose',
+      content: 'x',
+      reply_by: '20s',
+    });
+    const done = await cx.server.bus.wait(r.conversation_id, 30_000);
+    expect(done.state).toBe('failed');
+    const { messages } = await cx.server.bus.reads.getConversation(r.conversation_id);
+    expect(messages.filter((m) => m.message.performative === 'propose')).toEqual([]);
+    // Not retryable: the bus answers the caller with a failure that says why.
+    const failure = messages.find((m) => m.message.performative === 'failure' && m.message.sender === 'prose-a');
+    expect(JSON.stringify(failure?.message.content)).toContain(
+      'was forced to call a tool (tool_choice \\"required\\"), but it answered in text',
+    );
+    expect(done.reason).toContain('no proposals');
   });
 });
 
