@@ -85,7 +85,26 @@ export interface MessagingSettings {
    * `Task(a, b)`); absent: any agent or capability.
    */
   send_to?: AgentName[];
+  /**
+   * Fields this agent's bids carry beyond `price`, `currency`, `terms` and `valid_until`: added to
+   * the JSON schema of the `propose` act its model is offered, so a selection rule can rank on
+   * them (`lowest price, then lowest delivery_days`).
+   */
+  bid_fields?: Record<string, BidField>;
 }
+
+/** `[messaging.bid_fields.NAME]`: one field of the agent's bids. */
+export interface BidField {
+  type: 'number' | 'integer' | 'string' | 'boolean';
+  description?: string;
+  /** The model must give it (default false). */
+  required: boolean;
+  minimum?: number;
+  maximum?: number;
+}
+
+/** The fields every bid has; an agent's own bid fields may not take these names. */
+export const STANDARD_BID_FIELDS = ['price', 'currency', 'terms', 'valid_until'] as const;
 
 export interface ExecutionSettings {
   /** Overrides the server-wide isolation mode for this agent. */

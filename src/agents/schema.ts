@@ -8,6 +8,7 @@ import {
   DEFAULT_USER_PROMPT_TEMPLATE,
   INTERACTION_PROTOCOLS,
   ISOLATION_MODES,
+  STANDARD_BID_FIELDS,
   TOOL_NAME_RE,
   type AgentDefinition,
   type AgentName,
@@ -127,6 +128,43 @@ const executionSchema = z.strictObject({
     .optional(),
 });
 
+const bidFieldSchema = z
+  .strictObject(
+    {
+      type: z.enum(['number', 'integer', 'string', 'boolean'], {
+        error: 'expected "number", "integer", "string" or "boolean"',
+      }),
+      description: z.string().max(1000).optional(),
+      required: z.boolean({ error: 'expected true or false' }).default(false),
+      minimum: z.number({ error: 'expected a number' }).optional(),
+      maximum: z.number({ error: 'expected a number' }).optional(),
+    },
+    { error: 'expected a table such as [messaging.bid_fields.delivery_days] type = "integer"' },
+  )
+  .refine((f) => f.minimum === undefined || f.maximum === undefined || f.minimum <= f.maximum, {
+    path: ['maximum'],
+    message: 'must not be below minimum',
+  })
+  .refine((f) => (f.minimum === undefined && f.maximum === undefined) || f.type === 'number' || f.type === 'integer', {
+    path: ['type'],
+    message: 'minimum and maximum apply only to "number" and "integer" fields',
+  });
+
+/** `[messaging.bid_fields]`: NAME → its field; names are identifiers that are not a standard bid field. */
+const bidFieldsSchema = z
+  .record(
+    z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,63}$/, {
+        message: 'expected a field name of lowercase letters, digits and underscores, e.g. delivery_days',
+      })
+      .refine((n) => !(STANDARD_BID_FIELDS as readonly string[]).includes(n), {
+        message: `is a standard bid field (${STANDARD_BID_FIELDS.join(', ')}); choose another name`,
+      }),
+    bidFieldSchema,
+  )
+  .refine((r) => Object.keys(r).length <= 32, { message: 'expected at most 32 bid fields' });
+
 const messagingSchema = z.strictObject({
   protocols: z
     .array(
@@ -142,6 +180,7 @@ const messagingSchema = z.strictObject({
     .array(agentNameSchema, { error: 'expected an array of agent names, e.g. send_to = ["reviewer"]' })
     .max(1000)
     .optional(),
+  bid_fields: bidFieldsSchema.optional(),
 });
 
 /** `[[rollout.checks]]`: a request the new version must answer as expected before its canary starts. */
@@ -323,7 +362,7 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   limits: ['max_turns', 'timeout', 'timeout_ms', 'max_message_size'],
   conversation: ['history_limit', 'max_turns', 'ttl', 'ttl_ms'],
   execution: ['isolation', 'require_approval'],
-  messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to'],
+  messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to', 'bid_fields'],
   tools: ['available'],
   wasm: ['module', 'entry', ...WASM_LIMIT_KEYS],
   rollout: [

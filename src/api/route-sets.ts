@@ -10,7 +10,7 @@ import type { ApiKeyStore, SigningKeyStore, SsoClient } from '../auth/index.js';
 import type { ServerConfig } from '../config/index.js';
 import type { ChatThreads, Executor, SuspendedExecutionStore } from '../execution/index.js';
 import type { MemoryBackend } from '../memory/index.js';
-import type { MessageSigner, MessagingBus } from '../messaging/index.js';
+import type { MessageSigner, MessagingBus, Selection } from '../messaging/index.js';
 import type { ToolAuditReads, ToolServerManager } from '../tools/wasm/index.js';
 import type { ToolCatalogue } from '../tools/index.js';
 import type { StatsHistory } from '../observability/index.js';
@@ -115,6 +115,7 @@ export function messagingApi(opts: {
   batch: BatchLimits;
   bodyLimit: number;
   signer?: MessageSigner;
+  selection?: Selection;
 }): ApiRoutes[] {
   return [{ plugin: (a) => messagingRoutes(a, opts) }];
 }

@@ -299,7 +299,8 @@ export class Executor {
     if (req.principal !== undefined && typeof req.principal !== 'string') {
       throw new CaxtonError('invalid_request', '"principal" must be a string', { field: 'principal' });
     }
-    if (req.client_tools !== undefined || req.tool_choice !== undefined) this.#checkClientTools(def, req);
+    if (req.client_tools !== undefined || req.tool_choice !== undefined || req.acts !== undefined)
+      this.#checkClientTools(def, req);
     if (def.wasm === undefined && !def.llm.provider && !this.#setup.defaults.provider) {
       throw new CaxtonError(
         'invalid_config',
@@ -319,8 +320,16 @@ export class Executor {
     const own = new Set(
       [...this.#deps.tools.specsFor(allowed), ...this.hostTools.specsFor(allowed)].map((s) => s.name),
     );
-    const client = req.client_tools ?? [];
-    client.forEach((t, i) => {
+    for (const act of req.acts ?? []) {
+      if (own.has(act.name))
+        throw new CaxtonError(
+          'configuration_error',
+          `agent "${def.name}" has a tool named "${act.name}", the name of the protocol act its model is offered to answer this message; give the tool another name`,
+          { agent: def.name, field: 'tools', tool: act.name },
+        );
+    }
+    const client = [...(req.client_tools ?? []), ...(req.acts ?? [])];
+    (req.client_tools ?? []).forEach((t, i) => {
       if (own.has(t.name)) {
         throw new CaxtonError(
           'invalid_request',

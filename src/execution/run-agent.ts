@@ -9,6 +9,8 @@ import {
   type ProviderRegistry,
   type ResolveDefaults,
   type ToolCall,
+  type ToolChoice,
+  type ToolSpec,
   type Usage,
 } from '../llm/index.js';
 import {
@@ -59,6 +61,20 @@ export function toolContext(job: ExecutionJob, signal: AbortSignal): ToolContext
 const ignore = (): void => {};
 const NO_NAMES: ReadonlySet<string> = new Set();
 
+/**
+ * A protocol step's acts are forced (tool_choice "required") where the provider follows
+ * tool_choice: a bid must be a typed value, never a number guessed from prose. The scripted
+ * provider ignores tool_choice, so forcing it would only turn its text answers into errors.
+ */
+function actsChoice(
+  acts: readonly ToolSpec[],
+  deps: ExecutionDeps,
+  attempts: readonly { provider: string }[],
+): ToolChoice | undefined {
+  if (acts.length === 0 || attempts.length === 0) return undefined;
+  return deps.providers.get(attempts[0]!.provider).type === 'scripted' ? undefined : 'required';
+}
+
 function addUsage(a: Usage, b: Usage): Usage {
   return {
     input_tokens: a.input_tokens + b.input_tokens,
@@ -94,7 +110,8 @@ export async function runAgent(
   const allowed = def.tools as string[];
   const req = job.request;
   // The caller's own tools join the agent's: offered to the model, never run here (see below).
-  const clientTools = req.client_tools ?? [];
+  const acts = req.acts ?? [];
+  const clientTools = acts.length === 0 ? (req.client_tools ?? []) : [...(req.client_tools ?? []), ...acts];
   const clientNames: ReadonlySet<string> =
     clientTools.length === 0 ? NO_NAMES : new Set(clientTools.map((t) => t.name));
   const agentSpecs = deps.tools.specsFor(allowed);
@@ -132,7 +149,8 @@ export async function runAgent(
   // Lets the provider clients refuse a retry wait (backoff, Retry-After) that would outlive the request.
   base.deadline = job.deadline;
 
-  const toolChoice = toolSpecs.length > 0 ? req.tool_choice : undefined;
+  const toolChoice = toolSpecs.length > 0 ? (req.tool_choice ?? actsChoice(acts, deps, attempts)) : undefined;
+  const actsForced = req.tool_choice === undefined && toolChoice === 'required';
   // Undefined for a run with nothing to record, reuse or approve: its calls just run.
   const steps = RunRecorder.of(job, deps.tools, opts.record);
   const records: ToolCallRecord[] = [];
@@ -175,7 +193,8 @@ export async function runAgent(
       const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? job.request.traceparent;
       // tool_choice holds for the request's first model call only: 'required' on every turn would
       // never let a server-side tool loop end (docs/openai.md). A forced choice is checked on its reply (below).
-      const choice = turns === 1 ? toolChoice : undefined;
+      // Forced acts hold on every turn: calling one ends the execution, so the loop still ends.
+      const choice = turns === 1 || actsForced ? toolChoice : undefined;
       // The turn's own fields come before the spread of `base` (which holds neither): in optimized
       // code, Node 20's V8 gives `{ ...base, messages }` a new hidden class on every call, ~1 µs
       // each and megamorphic for every reader; a literal that starts with its own keys keeps one.
@@ -199,7 +218,7 @@ export async function runAgent(
     const latency_ms = Math.round((performance.now() - callStarted) * 1000) / 1000;
     modelTurns.push(modelTurnOf(turns, last, latency_ms));
     // Before any tool of the reply runs: a call of another tool is not the one forced.
-    if (turns === 1) assertToolChoiceHonoured(def.name, toolChoice, last);
+    if (turns === 1 || actsForced) assertToolChoiceHonoured(def.name, toolChoice, last);
     usage = addUsage(usage, last.usage);
     // Client tool calls get Caxton's own ids: providers' ids need not be unique across executions
     // (scripted ones are call_0_0...), and a follow-up finds its suspended execution by them.
@@ -221,6 +240,12 @@ export async function runAgent(
   }
   // The last reply is on disk before the run's answer is handed back.
   await steps?.commit();
+  if (actsForced && !pending.some((c) => acts.some((a) => a.name === c.name)))
+    throw new CaxtonError(
+      'tool_choice_not_honoured',
+      `the model of agent "${def.name}" had to answer with one of the acts ${acts.map((a) => `"${a.name}"`).join(', ')}, but it made none in ${turns} turns; retry, or use a model that follows tool_choice`,
+      { param: 'tool_choice', tool_choice: 'required', turns },
+    );
 
   /** Runs the server-side calls of one turn, in order, each recorded before it starts and after it ends. */
   async function runCalls(calls: ToolCall[]): Promise<void> {

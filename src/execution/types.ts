@@ -35,6 +35,14 @@ export interface InvokeRequest {
    * calls in `AgentResponse.pending_tool_calls`. Names never collide with the agent's tools (Executor.check).
    */
   client_tools?: ToolSpec[];
+  /**
+   * The acts a protocol step allows its answer to be (src/messaging/acts.ts: `propose`, `refuse`,
+   * `inform`...), as tools: offered to the model like client tools and never run, so a call of one
+   * ends the execution with it in `pending_tool_calls`. The model must call one of them — tool_choice
+   * "required" (Anthropic: `any`) unless the request sets its own — where the provider follows
+   * tool_choice; the scripted provider is offered them and may answer in text.
+   */
+  acts?: ToolSpec[];
   /** OpenAI `tool_choice`: applies to the first model call of this request only (later turns are 'auto'), so a server-side tool loop can end. */
   tool_choice?: ToolChoice;
   /** OpenAI `parallel_tool_calls`, passed to OpenAI-type providers. */

@@ -4,6 +4,7 @@ import type { AgentAnswer, MessageHandler } from './bus.js';
 import { contentText, type AclMessage } from './message.js';
 import type { InvokeMessage } from '../execution/index.js';
 
+import { actsFor, answerFromActs } from './acts.js';
 import { parseAnswer, renderMessagePrompt } from './prompt.js';
 
 /**
@@ -31,10 +32,17 @@ export function executorHandler(
     const historyLimit = receiver.definition.conversation.history_limit;
     const earlier = historyLimit > 0 && !wasm ? await history(m.conversation_id, historyLimit + 1) : [];
     const text = wasm ? contentText(m.content) : '';
+    // A step whose answer is a value (a cfp, a query-ref) is answered through typed acts (acts.ts).
+    const acts = wasm ? [] : actsFor(m, receiver.definition);
     const res = await executor.invoke(
       receiver.agent,
       {
-        request: wasm ? (text === '' ? m.performative : text) : renderMessagePrompt(m, receiver.agent, earlier),
+        request: wasm
+          ? text === ''
+            ? m.performative
+            : text
+          : renderMessagePrompt(m, receiver.agent, earlier, acts.length > 0),
+        ...(acts.length > 0 && { acts }),
         ...(wasm && { message: wasmMessage(m) }),
         conversation_id: m.conversation_id,
         ...(m.capability !== undefined && { capability: m.capability }),
@@ -48,7 +56,9 @@ export function executorHandler(
       },
       { signal, ...(limit && { limit }) },
     );
-    return parseAnswer(res.content, m.performative);
+    const typed = answerFromActs(receiver.agent, res.pending_tool_calls ?? [], acts, receiver.definition);
+    // No act called: the provider does not follow tool_choice (the scripted one), so its text is read.
+    return typed ?? parseAnswer(res.content, m.performative);
   };
 }
 

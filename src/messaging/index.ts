@@ -100,6 +100,7 @@ export {
   type OpenCall,
   type StepEffects,
 } from './protocols/index.js';
+export { conversationBids, parseSelect, type ConversationBids, type Selection } from './protocols/index.js';
 export {
   PERFORMATIVES,
   PROTOCOLS,

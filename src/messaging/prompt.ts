@@ -33,8 +33,34 @@ const ROUND_CFP: Partial<Record<Protocol, string>> = {
     'This is a call for proposals that may be repeated: when "best_offer" is given, it is the best offer so far, and yours should improve on it. Start your answer with "PROPOSE:" and your terms, including "price: <number>", or with "REFUSE:" and the reason.',
 };
 
-/** Renders an incoming message as the prompt of a configuration agent's execution. */
-export function renderMessagePrompt(m: AclMessage, receiver: string, history: readonly AclMessage[]): string {
+/**
+ * What a step asks when its acts are offered as tools (acts.ts): the model answers by calling
+ * one, so the instruction names the tools instead of the text markers.
+ */
+const WITH_ACTS: Partial<Record<Performative, string>> = {
+  cfp: 'This is a call for proposals. If you can do the task, call the "propose" tool with your price (a number: your cost) and your terms. If you will not bid, call the "refuse" tool with the reason.',
+  'query-ref':
+    'Answer by calling the "inform" tool with the object(s) the query refers to; if you will not answer, call "refuse", and if you cannot, call "failure", with the reason.',
+};
+const ROUND_WITH_ACTS: Partial<Record<Protocol, string>> = {
+  'fipa-english-auction':
+    'This is a round of an English auction: the asking price rises each round. To bid the asking price, call the "propose" tool with price set to it; to drop out, call the "refuse" tool with the reason.',
+  'fipa-dutch-auction':
+    'This is a round of a Dutch auction: the asking price falls each round and the first bid wins. To buy at the asking price, call the "propose" tool with price set to it; to wait for a lower price, call the "refuse" tool.',
+  'fipa-iterated-contract-net':
+    'This is a call for proposals that may be repeated: when "best_offer" is given, it is the best offer so far, and yours should improve on it. Call the "propose" tool with your price and terms, or the "refuse" tool with the reason.',
+};
+
+/**
+ * Renders an incoming message as the prompt of a configuration agent's execution. `acts`: the
+ * step's acts are offered to the model as tools, so the instruction names them.
+ */
+export function renderMessagePrompt(
+  m: AclMessage,
+  receiver: string,
+  history: readonly AclMessage[],
+  acts = false,
+): string {
   const head = [
     `You received a FIPA-ACL "${m.performative}" message from "${m.sender}"${m.capability ? ` addressed to capability "${m.capability}"` : ''}.`,
     `Conversation: ${m.conversation_id}${m.protocol ? ` (protocol ${m.protocol})` : ''}`,
@@ -44,7 +70,8 @@ export function renderMessagePrompt(m: AclMessage, receiver: string, history: re
   if (m.reply_by) head.push(`Reply by: ${m.reply_by}`);
   // Checked by the platform when the message arrived (ADR 0115): the receiver may rely on who wrote it.
   if (m.signed_by) head.push(`Signed by: ${m.signed_by.principal} (key ${m.signed_by.key}, verified by the platform)`);
-  const round = m.performative === 'cfp' && m.protocol !== undefined ? ROUND_CFP[m.protocol] : undefined;
+  const round =
+    m.performative === 'cfp' && m.protocol !== undefined ? (acts ? ROUND_WITH_ACTS : ROUND_CFP)[m.protocol] : undefined;
   const asking = m.params['X-price'] ?? m.params['X-start-price'];
   if (round && m.protocol !== 'fipa-iterated-contract-net' && asking !== undefined)
     head.push(`Asking price: ${asking}`);
@@ -58,7 +85,7 @@ export function renderMessagePrompt(m: AclMessage, receiver: string, history: re
       );
   }
   lines.push('', 'Content:', contentText(m.content));
-  const how = round ?? INSTRUCTIONS[m.performative];
+  const how = round ?? (acts ? WITH_ACTS[m.performative] : undefined) ?? INSTRUCTIONS[m.performative];
   if (how) lines.push('', how);
   void receiver;
   return lines.join('\n');

@@ -12,7 +12,7 @@ import {
   type MessageId,
 } from './message.js';
 import { PERFORMATIVES, PROTOCOLS, defaultProtocol, normalizePerformative, type Protocol } from './performatives.js';
-import { roundTermIssues } from './protocols/index.js';
+import { parseSelect, roundTermIssues } from './protocols/index.js';
 
 /** Keys accepted in a message body; FIPA's hyphenated spellings (`conversation-id`) are accepted too. */
 const KEYS = [
@@ -241,6 +241,14 @@ export function parseMessage(body: unknown, opts: ParseMessageOptions, bodySize?
   const allParams = { ...(b.params ?? {}), ...(params as Record<string, string>) };
   const termIssues = roundTermIssues(protocol, performative, allParams, b.in_reply_to);
   if (termIssues.length > 0) throw invalid(termIssues);
+  const select = allParams['X-select'];
+  if (performative === 'cfp' && select !== undefined && parseSelect(select, 'price') === undefined)
+    throw invalid([
+      {
+        field: 'params.X-select',
+        message: `"${select}" is not a selection rule: expected "lowest", "highest" or "first" (ranking on X-select-field), or keys such as "lowest price, then fewest delivery_days"`,
+      },
+    ]);
   return {
     id: (b.id ?? newMessageId()) as MessageId,
     performative,

@@ -33,7 +33,10 @@ describe.skipIf(!hasSystem('chromium'))('console: an auction (chromium)', () => 
       const prompt = lastUser(hit);
       if (prompt.includes('"cfp" message')) {
         const asking = Number(/Asking price: (\d+)/.exec(prompt)?.[1]);
-        return { content: asking <= LIMITS[agent]! ? `PROPOSE: price: ${asking}` : `REFUSE: too dear at ${asking}` };
+        // Bids and drop-outs go through the acts the round offers as tools (src/messaging/acts.ts).
+        const [name, args] =
+          asking <= LIMITS[agent]! ? ['propose', { price: asking }] : ['refuse', { reason: `too dear at ${asking}` }];
+        return { content: '', tool_calls: [{ id: `call_${name}`, name, arguments: args }] };
       }
       return { content: `${agent} pays` };
     });
@@ -83,6 +86,10 @@ describe.skipIf(!hasSystem('chromium'))('console: an auction (chromium)', () => 
         .evaluateAll((els) => els.map((e) => e.getAttribute('data-performative')));
       expect(perfs.filter((p) => p === 'cfp')).toHaveLength(3);
       expect(perfs.filter((p) => p === 'accept-proposal')).toHaveLength(1);
+      // The bids card: the auction's rule, each round's bids as values, and why the winner won.
+      await page.getByTestId('bids-why').getByText('bidder-a was the last bidder left at 14 (round 3)').waitFor();
+      expect(await page.getByTestId('bids-rule').textContent()).toContain('English auction');
+      expect(await page.getByTestId('bids-table').count()).toBe(3);
       await expectAccessible(page, 'an auction conversation');
       expect(problems).toEqual([]);
     } finally {

@@ -50,7 +50,8 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       const agent = agentOf(hit);
       const prompt = lastUser(hit);
       // Bids wait for the test to open the gate: the diagram is on screen before they arrive.
-      if (prompt.includes('"cfp" message')) return bids.hold(`PROPOSE: price: ${PRICES[agent] ?? 99} EUR`);
+      if (prompt.includes('"cfp" message'))
+        return bids.holdAct('propose', { price: PRICES[agent] ?? 99, currency: 'EUR' }, `For 3 boxes, ${agent} bids.`);
       if (prompt.includes('"accept-proposal" message'))
         return (res) => completion(res, `Delivered by ${agent} for ${PRICES[agent]} EUR`);
       return { content: `noted by ${agent}` };
@@ -120,6 +121,20 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       expect(perfs.at(-1)).toBe('inform');
       expect(await page.getByTestId('cnp-proposals').textContent()).toContain('Proposals (3)');
       expect(await page.getByTestId('cnp-accepted').textContent()).toBe('Accepted: carrier-b');
+      // The bids as values: ranked by the rule, each price typed, and why the winner won.
+      await page.getByTestId('bids-why').getByText('Winner: carrier-b').waitFor();
+      expect(await page.getByTestId('bids-rule').textContent()).toBe('lowest price');
+      const rows = await page
+        .getByTestId('bid-row')
+        .evaluateAll((els) => els.map((e) => [...e.querySelectorAll('td')].map((td) => td.textContent?.trim())));
+      expect(rows).toEqual([
+        ['1', 'carrier-b', 'price 12 (typed)', 'currency: EUR', 'accepted'],
+        ['2', 'carrier-c', 'price 21 (typed)', 'currency: EUR', 'rejected'],
+        ['3', 'carrier-a', 'price 30 (typed)', 'currency: EUR', 'rejected'],
+      ]);
+      expect(await page.getByTestId('bids-why').textContent()).toBe(
+        'Winner: carrier-b — carrier-b won: lowest price: 12 against 21 (carrier-c), 30 (carrier-a)',
+      );
       expect((await page.getByTestId('cnp-rejected').textContent())?.split(': ')[1]?.split(', ').sort()).toEqual([
         'carrier-a',
         'carrier-c',
@@ -169,7 +184,11 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       await detail.waitFor();
       // Focus moves to the message shown.
       expect(await onFocused<string>(page, 'el.id')).toBe('message-detail-title');
-      expect(await detail.getByTestId('message-content').textContent()).toMatch(/^price: \d+ EUR$/);
+      // A typed bid: the content is the propose call's arguments.
+      expect(JSON.parse((await detail.getByTestId('message-content').textContent())!)).toEqual({
+        price: expect.any(Number),
+        currency: 'EUR',
+      });
 
       // The same messages as a table, for screen readers and keyboards.
       await page.getByText('The same messages as a table').click();

@@ -28,14 +28,35 @@ export function completion(res: ServerResponse, content: string): void {
   sendJson(res, openaiCompletion({ id: 'chatcmpl-console', model: 'gpt-test', content }));
 }
 
+/** A model's answer through one of the acts its protocol step offers as tools (src/messaging/acts.ts). */
+export function actCompletion(res: ServerResponse, name: string, args: Record<string, unknown>, content = ''): void {
+  sendJson(
+    res,
+    openaiCompletion({
+      id: 'chatcmpl-console',
+      model: 'gpt-test',
+      content,
+      tool_calls: [{ id: `call_${name}`, name, arguments: args }],
+    }),
+  );
+}
+
 /** Answers held back until `open()`: the test decides when the agents reply. */
-export function gate(): { hold: (content: string) => RawHandler; open(): void } {
+export function gate(): {
+  hold: (content: string) => RawHandler;
+  holdAct: (name: string, args: Record<string, unknown>, content?: string) => RawHandler;
+  open(): void;
+} {
   let release!: () => void;
   const opened = new Promise<void>((r) => (release = r));
   return {
     hold: (content) => async (res) => {
       await opened;
       if (!res.destroyed) completion(res, content);
+    },
+    holdAct: (name, args, content) => async (res) => {
+      await opened;
+      if (!res.destroyed) actCompletion(res, name, args, content);
     },
     open: () => release(),
   };

@@ -21,16 +21,22 @@ function agentOf(hit: StubHit): string {
   return /You are ([\w-]+)\./.exec(sys)![1]!;
 }
 
+const act = (name: string, args: Record<string, unknown>): Reply => ({
+  content: '',
+  tool_calls: [{ id: `call_${name}`, name, arguments: args }],
+});
+
 /** Bids the asking price while it is within the agent's limit; pays when it wins. */
 function script(hit: StubHit): Reply {
   const agent = agentOf(hit);
   const prompt = lastUser(hit);
   if (prompt.includes('"cfp" message')) {
     const asking = Number(/Asking price: (\d+(?:\.\d+)?)/.exec(prompt)?.[1]);
-    if (!Number.isFinite(asking)) return { content: 'REFUSE: no asking price in the call' };
+    // Bids and drop-outs go through the acts offered to the model as tools (src/messaging/acts.ts).
+    if (!Number.isFinite(asking)) return act('refuse', { reason: 'no asking price in the call' });
     return asking <= LIMITS[agent]!
-      ? { content: `PROPOSE: price: ${asking}` }
-      : { content: `REFUSE: ${asking} is above my limit` };
+      ? act('propose', { price: asking })
+      : act('refuse', { reason: `${asking} is above my limit` });
   }
   if (prompt.includes('"accept-proposal" message')) return { content: `${agent} pays and collects the lot` };
   return { content: `unexpected prompt for ${agent}` };

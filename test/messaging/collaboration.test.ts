@@ -33,7 +33,8 @@ function script(hit: StubHit): Reply {
         };
       return { content: `The expert says: ${tool.content}` };
     case 'expert':
-      return { content: '42' };
+      // A query-ref is answered through the `inform` act its model is offered (src/messaging/acts.ts).
+      return { content: 'It is 42.', tool_calls: [{ id: 'c2', name: 'inform', arguments: { answer: '42' } }] };
     case 'ping':
     case 'pong':
       if (!tool)

@@ -6,7 +6,16 @@
  * src/messaging/protocols/selection.ts, ADR 0032).
  */
 import { describe, expect, it } from 'vitest';
-import { chooseWinner, proposalValue, selectionOf, type Selection } from '../../src/messaging/protocols/selection.js';
+import {
+  chooseWinner,
+  parseSelect,
+  proposalValue,
+  rankProposals,
+  readValue,
+  ruleText,
+  selectionOf,
+  type Selection,
+} from '../../src/messaging/protocols/selection.js';
 import type { AclMessage, Content } from '../../src/messaging/message.js';
 
 const proposal = (sender: string, content: Content): AclMessage =>
@@ -109,5 +118,72 @@ describe('chooseWinner', () => {
     expect(chooseWinner([vague, c], { rule: 'highest', field: 'price' })).toBe(c);
     const vague2 = proposal('vague2', 'sure');
     expect(chooseWinner([vague, vague2], { rule: 'lowest', field: 'price' })).toBe(vague);
+  });
+});
+
+describe('readValue: how a bid is read', () => {
+  it('a field of structured content is typed; anything read from prose says where it was read', () => {
+    expect(readValue({ price: 9, currency: 'EUR' }, 'price')).toEqual({ value: 9, source: 'typed' });
+    expect(readValue({ price: 'EUR 12.5' }, 'price')).toEqual({ value: 12.5, source: 'text', read_from: 'EUR 12.5' });
+    expect(readValue('delivery in 3 days, price: 42 EUR', 'price')).toEqual({
+      value: 42,
+      source: 'text',
+      read_from: 'price: 42',
+    });
+  });
+
+  it('for a money field, a number written with a currency comes before the first number', () => {
+    expect(readValue('For 3 boxes I can do it for 12 EUR', 'price')).toMatchObject({ value: 12, read_from: '12 EUR' });
+    expect(readValue('Sure, 9 EUR, delivered in 2 days', 'price')).toMatchObject({ value: 9, read_from: '9 EUR' });
+    expect(readValue('3 boxes for $7.50', 'price')).toMatchObject({ value: 7.5, read_from: '$7.50' });
+    expect(readValue('3 boxes, 8,25 euros', 'price')).toMatchObject({ value: 8.25 });
+    // Not a money field: the first number.
+    expect(readValue('For 3 boxes I can do it for 12 EUR', 'days')).toMatchObject({ value: 3 });
+    // A currency word must stand alone: "12 EURO-pallets" is no price.
+    expect(readValue('2 of 12 EURx', 'price')).toMatchObject({ value: 2 });
+  });
+
+  it('the two shipping bids of the issue: the 9 wins by lowest price', () => {
+    const first = proposal('first', 'For 3 boxes I can do it for 12 EUR');
+    const second = proposal('second', 'Sure, 9 EUR, delivered in 2 days');
+    expect(chooseWinner([first, second], { rule: 'lowest', field: 'price' })!.sender).toBe('second');
+  });
+});
+
+describe('parseSelect and rankProposals: rules with several keys', () => {
+  it('parses one word with the field given, or keys joined by commas and "then"', () => {
+    expect(parseSelect('lowest', 'price')).toEqual({ rule: 'lowest', field: 'price' });
+    expect(parseSelect('first', 'price')).toEqual({ rule: 'first', field: 'price' });
+    expect(parseSelect('lowest price, then fewest delivery_days', 'x')).toEqual({
+      rule: 'lowest',
+      field: 'price',
+      then: [{ field: 'delivery_days', order: 'lowest' }],
+    });
+    expect(parseSelect('Highest quality then lowest price', 'x')).toEqual({
+      rule: 'highest',
+      field: 'quality',
+      then: [{ field: 'price', order: 'lowest' }],
+    });
+    expect(parseSelect('cheapest', 'price')).toBeUndefined();
+    expect(parseSelect('lowest price, then', 'price')).toBeUndefined();
+    expect(parseSelect('lowest price, fewest', 'price')).toBeUndefined();
+    expect(parseSelect('lowest price please', 'price')).toBeUndefined();
+    expect(parseSelect('', 'price')).toBeUndefined();
+    expect(ruleText(parseSelect('lowest price, then most stars', 'x')!)).toBe('lowest price, then highest stars');
+  });
+
+  it('ranks key by key; a bid without a value ranks below those with one; ties keep the order received', () => {
+    const a = proposal('a', { price: 9, days: 5 });
+    const b = proposal('b', { price: 9, days: 2 });
+    const c = proposal('c', { price: 7 });
+    const d = proposal('d', { price: 9, days: 2 });
+    const e = proposal('e', 'no figure');
+    const sel = parseSelect('lowest price, then fewest days', 'price')!;
+    expect(rankProposals([e, a, b, c, d], sel).map((r) => r.message.sender)).toEqual(['c', 'b', 'd', 'a', 'e']);
+    expect(rankProposals([a, b], sel)[0]!.values).toEqual({
+      price: { value: 9, source: 'typed' },
+      days: { value: 2, source: 'typed' },
+    });
+    expect(chooseWinner([a, b, d], { rule: 'highest', field: 'days' })!.sender).toBe('a');
   });
 });

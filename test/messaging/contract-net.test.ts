@@ -21,6 +21,12 @@ function agentOf(hit: StubHit): string {
   return /You are ([\w-]+)\./.exec(sys)![1]!;
 }
 
+/** A model's answer through one of the acts its step offers as tools (src/messaging/acts.ts). */
+const act = (name: string, args: Record<string, unknown>): Reply => ({
+  content: '',
+  tool_calls: [{ id: `call_${name}`, name, arguments: args }],
+});
+
 /** Carriers bid their price on a cfp and report delivery when awarded; the planner books through send_message. */
 function script(hit: StubHit): Reply {
   const agent = agentOf(hit);
@@ -45,10 +51,10 @@ function script(hit: StubHit): Reply {
     // Markers in the task steer one test's bidders: [refuse NAME|all], [slow NAME] (answers after
     // the cfp's 1 s reply_by), [fast NAME] (the others answer 400 ms later).
     if (prompt.includes(`[refuse ${agent}]`) || prompt.includes('[refuse all]'))
-      return { content: `REFUSE: ${agent} does not carry that` };
+      return act('refuse', { reason: `${agent} does not carry that` });
     const fast = /\[fast ([\w-]+)\]/.exec(prompt)?.[1];
     const delayMs = prompt.includes(`[slow ${agent}]`) ? 2_500 : fast !== undefined && fast !== agent ? 400 : 0;
-    return { content: `PROPOSE: price: ${PRICES[agent]} EUR, days: ${DAYS[agent]}`, delayMs };
+    return { ...act('propose', { price: PRICES[agent], currency: 'EUR', days: DAYS[agent] }), delayMs };
   }
   if (prompt.includes('"accept-proposal" message'))
     return { content: `Delivered by ${agent} for ${PRICES[agent]} EUR` };
@@ -64,7 +70,11 @@ beforeAll(async () => {
   cx = await startCaxton({
     config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
     agents: [
-      ...Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'] })),
+      ...Object.keys(PRICES).map((name) => ({
+        name,
+        capabilities: ['transport'],
+        messaging: { bid_fields: { days: { type: 'integer', required: true } } },
+      })),
       { name: 'planner', capabilities: ['planning'], tools: ['send_message'] },
     ],
   });

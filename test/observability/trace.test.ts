@@ -57,7 +57,11 @@ function script(hit: StubHit): Reply {
         content: '',
         tool_calls: [{ id: 'calc_1', name: 'calculator', arguments: { expression: `${PRICES[agent]} * 1` } }],
       };
-    return { content: `PROPOSE: price: ${PRICES[agent]} EUR` };
+    // The bid goes through the `propose` act its model is offered (src/messaging/acts.ts).
+    return {
+      content: '',
+      tool_calls: [{ id: 'propose_1', name: 'propose', arguments: { price: PRICES[agent], currency: 'EUR' } }],
+    };
   }
   if (prompt.includes('"accept-proposal" message')) return { content: `Delivered by ${agent}` };
   return { content: `unexpected prompt for ${agent}` };

@@ -12,6 +12,7 @@ import { shownOffset, useApi, useLive, useReloadOnEvent } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can } from '../session';
+import { BidsSummary } from './bids-summary';
 import { isRoundProtocol, RoundsSummary } from './rounds-summary';
 import {
   type AclMessage,
@@ -325,6 +326,9 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
         (conv.protocol === 'fipa-contract-net' || messages.some((m) => m.performative === 'cfp')) && (
           <ContractNetSummary messages={messages} />
         )
+      )}
+      {messages.some((m) => m.performative === 'cfp') && (
+        <BidsSummary path={path} version={`${messages.length}:${conv.state}`} />
       )}
       <h2>Messages</h2>
       {messages.length === 0 ? (

@@ -19,6 +19,8 @@ import {
   type StoredMessage,
 } from '../../messaging/index.js';
 import { MAX_ATTEMPT_ERRORS, withFailed, type AclMessage, type MessageSigner } from '../../messaging/index.js';
+import { conversationBids, type Selection } from '../../messaging/index.js';
+import { bidsSchema } from './bids-schema.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { COPY_ROOT } from '../../shared/objects.js';
 import { closest } from '../../shared/suggest.js';
@@ -310,7 +312,14 @@ function directoryEventView(e: DirectoryEvent) {
  */
 export async function messagingRoutes(
   app: FastifyInstance,
-  opts: { bus: MessagingBus; batch: BatchLimits; bodyLimit: number; signer?: MessageSigner | undefined },
+  opts: {
+    bus: MessagingBus;
+    batch: BatchLimits;
+    bodyLimit: number;
+    signer?: MessageSigner | undefined;
+    /** `[messaging] cfp_select` / `cfp_field`: the rule of a cfp that names none, for `bids`. */
+    selection?: Selection | undefined;
+  },
 ): Promise<void> {
   const { bus } = opts;
   // A batch may be larger than one request body elsewhere; each of its messages is still bounded by max_message_size.
@@ -520,17 +529,30 @@ export async function messagingRoutes(
           offset: pageQuery.offset,
         }),
         response: {
-          200: z.object({ conversation: conversationSchema, messages: z.array(aclMessageSchema) }),
+          200: z.object({
+            conversation: conversationSchema,
+            messages: z.array(aclMessageSchema),
+            bids: bidsSchema.nullable(),
+          }),
           ...errors,
         },
       },
     },
     async (req) => {
-      const { conversation, messages } = await readsFor(bus.reads, req.principal).getConversation(req.params.id, {
-        limit: req.query.limit,
-        offset: req.query.offset,
-      });
-      return { conversation, messages: messages.map(messageView) };
+      const reads = readsFor(bus.reads, req.principal);
+      const { limit, offset } = req.query;
+      const { conversation, messages } = await reads.getConversation(req.params.id, { limit, offset });
+      // The bids are ranked over the whole conversation, whatever page of its messages is asked for.
+      const whole =
+        offset === 0 && messages.length < limit
+          ? messages
+          : (await reads.getConversation(req.params.id, { limit: 100_000 })).messages;
+      const bids = conversationBids(
+        conversation.protocol,
+        whole.map((s) => s.message),
+        opts.selection ?? { rule: 'lowest', field: 'price' },
+      );
+      return { conversation, messages: messages.map(messageView), bids: bids ?? null };
     },
   );
 

@@ -3,6 +3,8 @@ import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { nonNegativeInt, positiveInt } from '../number-flags.js';
 import { table, truncate } from '../output.js';
+import type { ConversationBids } from '../../messaging/index.js';
+import { bidsLines } from './bids.js';
 import { conversationLine, isTerminalState, messageLine, type ConversationJson, type MessageJson } from './message.js';
 
 function header(c: ConversationJson): string[] {
@@ -72,7 +74,9 @@ export function registerConversationCommands(program: Command, ctx: CliContext):
 
   conversation
     .command('show')
-    .description('show a conversation and its messages; --follow prints new messages as they come until it ends')
+    .description(
+      'show a conversation and its messages, and for a call for proposals its bids: values, ranking, rule and why the winner won; --follow prints new messages as they come until it ends',
+    )
     .argument('<id>', 'conversation id')
     .option('-f, --follow', 'stream the conversation until it ends (completed, failed or expired)')
     .action(async (id: string, opts: { follow?: boolean }) => {
@@ -80,13 +84,18 @@ export function registerConversationCommands(program: Command, ctx: CliContext):
       const client = ctx.client();
       const path = `/api/v1/conversations/${encodeURIComponent(id)}`;
       if (!opts.follow) {
-        const res = await client.get<{ conversation: ConversationJson; messages: MessageJson[] }>(path);
+        const res = await client.get<{
+          conversation: ConversationJson;
+          messages: MessageJson[];
+          bids?: ConversationBids | null;
+        }>(path);
         if (out.json) return out.data(res);
         out.out(
           [
             ...header(res.conversation),
             '',
             ...(res.messages.length > 0 ? res.messages.map(messageLine) : ['(no messages)']),
+            ...(res.bids ? ['', ...bidsLines(res.bids)] : []),
           ].join('\n'),
         );
         return;
@@ -133,6 +142,10 @@ export function registerConversationCommands(program: Command, ctx: CliContext):
         throw new CliError(
           `the server closed the stream before conversation ${id} ended${last ? ` (it is ${last.state})` : ''}`,
         );
-      if (!out.json) out.out(conversationLine(final));
+      if (out.json) return;
+      out.out(conversationLine(final));
+      // The bids, ranked once the conversation has ended (the stream carries messages, not rankings).
+      const { bids } = await client.get<{ bids?: ConversationBids | null }>(`${path}?limit=1`);
+      if (bids) out.out(['', ...bidsLines(bids)].join('\n'));
     });
 }

@@ -10,7 +10,20 @@ export {
   type OpenCall,
   type StepEffects,
 } from './steps.js';
-export { chooseWinner, proposalValue, selectionOf, type Selection, type SelectRule } from './selection.js';
+export {
+  chooseWinner,
+  parseSelect,
+  proposalValue,
+  rankProposals,
+  readValue,
+  ruleText,
+  selectionOf,
+  type ReadValue,
+  type Selection,
+  type SelectKey,
+  type SelectRule,
+} from './selection.js';
+export { conversationBids, type BidRound, type BidValue, type BidView, type ConversationBids } from './bids.js';
 export {
   auctionNotice,
   auctionStart,

@@ -99,6 +99,7 @@ export function startMessaging(opts: {
         batch: opts.config.messaging,
         bodyLimit: opts.config.server.max_body_size,
         ...(signer && { signer }),
+        selection: { rule: opts.config.messaging.cfp_select, field: opts.config.messaging.cfp_field },
       }),
       ...signingKeyApi({ keys }),
     ],

@@ -173,6 +173,12 @@ export async function startMessagingServer(): Promise<MessagingServer> {
     const agent = agentOf(hit);
     const g = gates.get(agent);
     if (g) return g.handler;
+    // A query-ref or a cfp offers its acts as tools, and the model must call one (src/messaging/acts.ts).
+    const offered = ((hit.body?.tools ?? []) as { function: { name: string } }[]).map((t) => t.function.name);
+    if (offered.includes('inform'))
+      return { tool_calls: [{ id: 'call_inform', name: 'inform', arguments: { answer: `answer from ${agent}` } }] };
+    if (offered.includes('propose'))
+      return { tool_calls: [{ id: 'call_propose', name: 'propose', arguments: { price: 10 } }] };
     return { content: `answer from ${agent}` };
   });
   const port = await closedPort();

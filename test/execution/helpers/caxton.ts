@@ -64,6 +64,7 @@ export interface AgentSpec {
   llm?: TomlTable;
   limits?: TomlTable;
   execution?: TomlTable;
+  messaging?: TomlTable;
 }
 
 export function agentToml(a: AgentSpec): string {
@@ -78,6 +79,7 @@ export function agentToml(a: AgentSpec): string {
     ...(a.llm && { llm: a.llm }),
     ...(a.limits && { limits: a.limits }),
     ...(a.execution && { execution: a.execution }),
+    ...(a.messaging !== undefined && { messaging: a.messaging }),
   });
 }
 
