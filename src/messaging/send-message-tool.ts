@@ -97,11 +97,19 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
     },
     async invoke(raw: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
       const a = raw as Args;
-      const to = a.to ?? a.subagent_type ?? a.recipient;
-      const content = a.content ?? a.prompt ?? '';
       for (const key of ['to', 'subagent_type', 'recipient', 'name', 'team_name', 'description'] as const)
         if (a[key] !== undefined && typeof a[key] !== 'string')
           return { content: `"${key}" must be a string`, is_error: true };
+      const named = a.to ?? a.subagent_type ?? a.recipient;
+      // A member addresses another member by the name the lead gave it, or by its agent name; the
+      // receiver works in the new conversation as that member, so it still reaches the team's tasks.
+      const team = teams?.teamOf(ctx);
+      const peer =
+        team?.name !== undefined && named !== undefined
+          ? (team.members.find((m) => m.name === named) ?? team.members.find((m) => m.agent === named))
+          : undefined;
+      const to = peer?.agent ?? named;
+      const content = a.content ?? a.prompt ?? '';
       const performative = normalizePerformative(a.performative ?? 'request');
       if (!performative)
         return {
@@ -142,7 +150,7 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
         return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
       }
       // A teammate joins before its request is sent: its first tool call may come before send returns.
-      const mate = teammateOf(a, to, ctx, teams);
+      const mate = teammateOf(a, to, ctx, teams) ?? (peer !== undefined ? { team: team!, member: peer } : undefined);
       if (typeof mate === 'string') return { content: mate, is_error: true };
       if (mate !== undefined) {
         const refused = teams!.join(mate.team, mate.member, parsed.conversation_id);

@@ -24,10 +24,10 @@ tools: TeamCreate, TeamDelete, TaskCreate, TaskList, TaskUpdate, Task
 ROLE:lead. You split the work into tasks and start teammates.
 `;
 
-const worker = (name: string) => `---
+const worker = (name: string, extra = '') => `---
 name: ${name}
 description: Takes one task of the team and does it
-tools: TaskList, TaskGet, TaskUpdate
+tools: TaskList, TaskGet, TaskUpdate${extra}
 ---
 ROLE:${name}. You take the next available task and complete it.
 `;
@@ -68,6 +68,7 @@ function lead(turn: number): Reply {
     case 2:
       return {
         tool_calls: [
+          call('g2', 'send_message', { subagent_type: 'ghost', name: 'casper', prompt: 'Take a task.' }),
           call('s2', 'send_message', {
             description: 'Fix the parser',
             prompt: 'Take the next available task of the team and complete it.',
@@ -109,7 +110,19 @@ function teammate(hit: StubHit, me: string, turn: number): Reply {
     const id = /^Task #(\d+):/.exec(results[2]!.content)?.[1];
     return { tool_calls: [call('c2', 'team_task_update', { taskId: id, status: 'completed' })] };
   }
-  return { content: `done: ${results.at(-1)!.content}` };
+  // bob tells alice, by the name the lead gave her, as Claude Code's SendMessage does.
+  if (turn === 3 && me === 'bob')
+    return {
+      tool_calls: [
+        call('m3', 'send_message', {
+          type: 'message',
+          recipient: 'alice',
+          content: 'HANDOFF: the parser is fixed',
+          summary: 'parser fixed',
+        }),
+      ],
+    };
+  return { content: `done: ${results.find((r) => r.id === 'c2')!.content}` };
 }
 
 function model(hit: StubHit): Reply {
@@ -127,6 +140,11 @@ function model(hit: StubHit): Reply {
         ],
       };
     return { content: 'outside' };
+  }
+  // A message from a teammate: alice reads the team's list in that conversation too.
+  if (firstUserText(hit).includes('HANDOFF')) {
+    if (turn === 0) return { tool_calls: [call('h0', 'team_task_list', {})] };
+    return { content: `seen: ${toolResultsOf(hit)[0]!.content}` };
   }
   return teammate(hit, me, turn);
 }
@@ -146,7 +164,7 @@ beforeAll(async () => {
   cx = await startCaxton({
     config: { llm: { default_provider: 'claude', providers: { claude: anthropicProvider(llm.url) } } },
   });
-  for (const text of [LEAD, worker('worker-a'), worker('worker-b')]) {
+  for (const text of [LEAD, worker('worker-a'), worker('worker-b', ', SendMessage')]) {
     const r = await deployMarkdown(text);
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect((r.body.warnings ?? []).filter((w) => w.code.includes('tool'))).toEqual([]);
@@ -199,6 +217,13 @@ describe('a team of three Claude Code agents', () => {
       '#1 [completed] Write the failing test (alice)\n#2 [pending] Fix the parser\n#3 [pending] Update the changelog',
     );
     expect(toolResultsOf(b[3]!).at(-1)!.content).toBe('Updated task #2 status');
+    // bob's message reached alice as a FIPA request; she answered from the team's list.
+    expect(toolResultsOf(b[4]!).at(-1)!.content).toMatch(
+      /\n\[inform\] from worker-a: seen: #1 \[completed\] Write the failing test \(alice\)\n#2 \[completed\] Fix the parser \(bob\)\n#3 \[pending\] Update the changelog$/,
+    );
+    // A teammate that cannot be started is refused, and the team goes on.
+    expect(byId('g2')).toMatchObject({ is_error: true });
+    expect(byId('g2').content).toBe('not delivered: no agent named "ghost" is deployed');
 
     // Task ran the named agents; their answers came back as FIPA informs in the request's conversation.
     expect(byId('s1').content).toMatch(/^conversation conv_\w+ is completed\n/);
