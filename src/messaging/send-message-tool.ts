@@ -153,7 +153,7 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
       const mate = teammateOf(a, to, ctx, teams) ?? (peer !== undefined ? { team: team!, member: peer } : undefined);
       if (typeof mate === 'string') return { content: mate, is_error: true };
       if (mate !== undefined) {
-        const refused = teams!.join(mate.team, mate.member, parsed.conversation_id);
+        const refused = teams!.join(mate.team, mate.member, parsed.conversation_id, ctx.principal);
         if (refused !== undefined) return { content: refused, is_error: true };
       }
       let sentOk = false;
@@ -161,7 +161,7 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
         const sent = await bus.send(parsed, { newId: true, newConversation: true });
         sentOk = sent.failure === undefined;
         if (sent.failure) {
-          if (mate !== undefined) teams!.leave(mate.team, mate.member, parsed.conversation_id);
+          if (mate !== undefined) teams!.leave(mate.team, mate.member, parsed.conversation_id, ctx.principal);
           return { content: `not delivered: ${sent.failure.message}`, is_error: true };
         }
         const wait = a.wait ?? (a.run_in_background === true ? false : expectsReply(performative));
@@ -180,7 +180,7 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
           conv.state === 'failed' || conv.state === 'expired' || (conv.state !== 'completed' && replies.length === 0);
         return { content: [status, ...lines].join('\n'), ...(failed && { is_error: true }) };
       } catch (e) {
-        if (mate !== undefined && !sentOk) teams!.leave(mate.team, mate.member, parsed.conversation_id);
+        if (mate !== undefined && !sentOk) teams!.leave(mate.team, mate.member, parsed.conversation_id, ctx.principal);
         if (ctx.signal.aborted) throw e;
         return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
       }

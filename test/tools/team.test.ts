@@ -11,8 +11,13 @@ import { TEAM_LIMITS, TeamBoard, teamTools } from '../../src/tools/todo/index.js
 function setup(now: () => number = Date.now) {
   const board = new TeamBoard(now);
   const tools = new Map<string, Tool>(teamTools(board, undefined).map((t) => [t.name, t]));
-  const ctx = (agent: string, where: { conversation?: string; execution?: string }): ToolContext => ({
+  const ctx = (
+    agent: string,
+    where: { conversation?: string; execution?: string },
+    principal: string | undefined = 'key:p',
+  ): ToolContext => ({
     agent,
+    ...(principal !== undefined && { principal }),
     execution_id: where.execution ?? `exec-${agent}`,
     ...(where.conversation !== undefined && { conversation_id: where.conversation }),
     deadline: Date.now() + 60_000,
@@ -32,7 +37,7 @@ describe('the team tools', () => {
     expect((await run('create', lead, { team_name: 'crew' })).content).toContain('Team "crew" created');
     await run('task_create', lead, task('a'));
     const team = board.teamOf(lead)!;
-    expect(board.join(team, { name: 'alice', agent: 'worker' }, 'conv-1')).toBeUndefined();
+    expect(board.join(team, { name: 'alice', agent: 'worker' }, 'conv-1', 'key:p')).toBeUndefined();
     const mate = ctx('worker', { conversation: 'conv-1' });
     expect((await run('task_list', mate)).content).toBe('#1 [pending] a');
     expect((await run('task_update', mate, { taskId: 1, owner: 'alice' })).content).toBe('Updated task #1 owner');
@@ -44,11 +49,29 @@ describe('the team tools', () => {
         is_error: true,
       });
     }
+    // The same agent in the teammate's conversation acting for another principal (a caller that
+    // learned the conversation id and invoked the agent in it) is not a member.
+    expect((await run('task_list', ctx('worker', { conversation: 'conv-1' }, 'key:other'))).content).toBe(
+      'No tasks found',
+    );
     // Another agent in the teammate's conversation is not a member either.
     expect((await run('task_get', ctx('intruder', { conversation: 'conv-1' }), { taskId: '1' })).content).toBe(
       'Task not found',
     );
     expect((await run('task_get', lead, { taskId: '#1' })).content).toContain('Owner: alice');
+  });
+
+  it('a teammate whose request was never delivered leaves the team', async () => {
+    const { board, ctx, run } = setup();
+    const lead = ctx('lead', { execution: 'e1' });
+    await run('create', lead, { team_name: 'crew' });
+    const team = board.teamOf(lead)!;
+    const ghost = { name: 'casper', agent: 'ghost' };
+    board.join(team, ghost, 'conv-g', 'key:p');
+    expect(team.members.map((m) => m.name)).toEqual(['lead', 'casper']);
+    board.leave(team, ghost, 'conv-g', 'key:p');
+    expect(team.members.map((m) => m.name)).toEqual(['lead']);
+    expect((await run('task_list', ctx('ghost', { conversation: 'conv-g' }))).content).toBe('No tasks found');
   });
 
   it('two leads with the same agent name at once keep two separate lists', async () => {
@@ -66,7 +89,7 @@ describe('the team tools', () => {
     const lead = ctx('lead', { conversation: 'c0' });
     await run('create', lead, { team_name: 'crew' });
     expect((await run('create', lead, { team_name: 'other' })).content).toContain('Already leading team "crew"');
-    board.join(board.teamOf(lead)!, { name: 'w', agent: 'worker' }, 'c1');
+    board.join(board.teamOf(lead)!, { name: 'w', agent: 'worker' }, 'c1', 'key:p');
     const mate = ctx('worker', { conversation: 'c1' });
     expect((await run('create', mate, { team_name: 'mine' })).content).toContain('member of team "crew"');
     expect((await run('delete', mate)).content).toContain('Only the lead of team "crew" (lead)');
@@ -127,11 +150,13 @@ describe('the team tools', () => {
     await run('create', lead, { team_name: 'big' });
     const team = board.teamOf(lead)!;
     for (let i = 1; i < TEAM_LIMITS.members; i++)
-      expect(board.join(team, { name: `m${i}`, agent: `a${i}` }, `c${i}`)).toBeUndefined();
-    expect(board.join(team, { name: 'late', agent: 'late' }, 'cz')).toBe(
+      expect(board.join(team, { name: `m${i}`, agent: `a${i}` }, `c${i}`, 'key:p')).toBeUndefined();
+    expect(board.join(team, { name: 'late', agent: 'late' }, 'cz', 'key:p')).toBe(
       `team "big" has ${TEAM_LIMITS.members} members, the most a team may have`,
     );
-    expect(board.join(team, { name: 'm1', agent: 'someone-else' }, 'cy')).toContain('already has a member named "m1"');
+    expect(board.join(team, { name: 'm1', agent: 'someone-else' }, 'cy', 'key:p')).toContain(
+      'already has a member named "m1"',
+    );
     expect((await run('create', ctx('x', { execution: 'X' }), { team_name: 'bad name' })).content).toContain(
       'may hold only letters, digits',
     );

@@ -68,7 +68,16 @@ export function scopeOf(ctx: Pick<ToolContext, 'conversation_id' | 'execution_id
   return ctx.conversation_id !== undefined ? `c:${ctx.conversation_id}` : `e:${ctx.execution_id}`;
 }
 
-const memberKey = (scope: string, agent: string) => `${scope}\u0000${agent}`;
+/**
+ * A member: where it runs, the agent, and the principal it acts for. The principal keeps a caller
+ * who learns a teammate's conversation id and invokes the same agent in it from acting in a team
+ * another principal's work started (a teammate acts for its lead's principal, as its request does).
+ */
+const memberKey = (scope: string, agent: string, principal: string | undefined) =>
+  `${scope}\u0000${agent}\u0000${principal ?? ''}`;
+
+type Caller = Pick<ToolContext, 'agent' | 'conversation_id' | 'execution_id' | 'principal'>;
+const keyOf = (ctx: Caller) => memberKey(scopeOf(ctx), ctx.agent, ctx.principal);
 
 export class TeamBoard {
   readonly #teams = new Map<number, Team>();
@@ -84,8 +93,8 @@ export class TeamBoard {
   }
 
   /** The access rule: the team the caller is a member of, if any. */
-  teamOf(ctx: Pick<ToolContext, 'agent' | 'conversation_id' | 'execution_id'>): Team | undefined {
-    const id = this.#members.get(memberKey(scopeOf(ctx), ctx.agent));
+  teamOf(ctx: Caller): Team | undefined {
+    const id = this.#members.get(keyOf(ctx));
     const team = id === undefined ? undefined : this.#teams.get(id);
     if (team === undefined) return undefined;
     if (this.#now() - team.at >= TEAM_LIMITS.idle_ms) {
@@ -96,11 +105,11 @@ export class TeamBoard {
   }
 
   /** The caller's task list: its team's, else its own (made on first use). */
-  listOf(ctx: Pick<ToolContext, 'agent' | 'conversation_id' | 'execution_id'>): Team {
+  listOf(ctx: Caller): Team {
     const team = this.teamOf(ctx);
     if (team !== undefined) return team;
     const own: Team = { id: this.#nextId++, lead: ctx.agent, members: [], tasks: new Map(), next: 1, at: this.#now() };
-    this.#add(own, memberKey(scopeOf(ctx), ctx.agent));
+    this.#add(own, keyOf(ctx));
     own.members.push({ name: ctx.agent, agent: ctx.agent });
     return own;
   }
@@ -114,11 +123,7 @@ export class TeamBoard {
   }
 
   /** Makes the caller lead of team `name`; its own list, if it has one, becomes the team's. An error message when it cannot. */
-  create(
-    ctx: Pick<ToolContext, 'agent' | 'conversation_id' | 'execution_id'>,
-    name: string,
-    description?: string,
-  ): Team | string {
+  create(ctx: Caller, name: string, description?: string): Team | string {
     const current = this.teamOf(ctx);
     if (current?.name !== undefined)
       return this.#isLeadKey(current, ctx)
@@ -132,7 +137,7 @@ export class TeamBoard {
   }
 
   /** Ends the caller's team (lead only); an error message when it cannot. */
-  delete(ctx: Pick<ToolContext, 'agent' | 'conversation_id' | 'execution_id'>): Team | string {
+  delete(ctx: Caller): Team | string {
     const team = this.teamOf(ctx);
     if (team?.name === undefined)
       return 'No team to delete: this agent leads no team here (create one with TeamCreate).';
@@ -143,17 +148,17 @@ export class TeamBoard {
   }
 
   /**
-   * Adds `agent`, running in conversation `conversation`, to `team` as `name`. An error message
-   * when the team is full or the name is taken by another agent.
+   * Adds `agent`, running in conversation `conversation` for `principal`, to `team` as `name`. An
+   * error message when the team is full or the name is taken by another agent.
    */
-  join(team: Team, member: TeamMember, conversation: string): string | undefined {
+  join(team: Team, member: TeamMember, conversation: string, principal: string | undefined): string | undefined {
     const existing = team.members.find((m) => m.name === member.name);
     if (existing !== undefined && existing.agent !== member.agent)
       return `team "${team.name}" already has a member named "${member.name}" (agent ${existing.agent}); give the teammate another name`;
     if (existing === undefined && team.members.length >= TEAM_LIMITS.members)
       return `team "${team.name}" has ${TEAM_LIMITS.members} members, the most a team may have`;
     if (existing === undefined) team.members.push(member);
-    const key = memberKey(`c:${conversation}`, member.agent);
+    const key = memberKey(`c:${conversation}`, member.agent, principal);
     this.#members.set(key, team.id);
     this.#keys.get(team.id)?.add(key);
     this.touch(team);
@@ -161,11 +166,11 @@ export class TeamBoard {
   }
 
   /** Undoes a join whose request was never delivered. */
-  leave(team: Team, member: TeamMember, conversation: string): void {
-    const key = memberKey(`c:${conversation}`, member.agent);
+  leave(team: Team, member: TeamMember, conversation: string, principal: string | undefined): void {
+    const key = memberKey(`c:${conversation}`, member.agent, principal);
     this.#members.delete(key);
     this.#keys.get(team.id)?.delete(key);
-    const others = [...(this.#keys.get(team.id) ?? [])].some((k) => k.endsWith(`\u0000${member.agent}`));
+    const others = [...(this.#keys.get(team.id) ?? [])].some((k) => k.includes(`\u0000${member.agent}\u0000`));
     if (!others) team.members = team.members.filter((m) => m !== member && m.agent !== member.agent);
   }
 
@@ -174,8 +179,8 @@ export class TeamBoard {
     return this.#teams.size;
   }
 
-  #isLeadKey(team: Team, ctx: Pick<ToolContext, 'agent' | 'conversation_id' | 'execution_id'>): boolean {
-    return team.lead === ctx.agent && this.#leadKey.get(team.id) === memberKey(scopeOf(ctx), ctx.agent);
+  #isLeadKey(team: Team, ctx: Caller): boolean {
+    return team.lead === ctx.agent && this.#leadKey.get(team.id) === keyOf(ctx);
   }
 
   readonly #leadKey = new Map<number, string>();
