@@ -24,12 +24,15 @@ export const CLAUDE_TOOL_MAP: Readonly<Record<string, string | null>> = {
   Task: 'send_message',
   Agent: 'send_message',
   SendMessage: 'send_message',
+  // Agent teams: a team and its shared task list, kept by the server for the team's members.
+  TeamCreate: 'team.create',
+  TeamDelete: 'team.delete',
+  TaskCreate: 'team.task_create',
+  TaskList: 'team.task_list',
+  TaskGet: 'team.task_get',
+  TaskUpdate: 'team.task_update',
   // Claude Code's own scratch-pad, planning and session tools have no Caxton counterpart; they are dropped.
   TodoRead: null,
-  TaskCreate: null,
-  TaskList: null,
-  TaskGet: null,
-  TaskUpdate: null,
   TaskOutput: null,
   TaskStop: null,
   ExitPlanMode: null,
@@ -40,8 +43,6 @@ export const CLAUDE_TOOL_MAP: Readonly<Record<string, string | null>> = {
   ToolSearch: null,
   ListMcpResourcesTool: null,
   ReadMcpResourceTool: null,
-  TeamCreate: null,
-  TeamDelete: null,
   EnterWorktree: null,
   ExitWorktree: null,
   // Refused by name (CLAUDE_TOOLS_REFUSED says why): dropped with a warning.

@@ -321,6 +321,13 @@ function applyClaudeFields(
         const reason = Object.hasOwn(CLAUDE_TOOLS_REFUSED, d) ? CLAUDE_TOOLS_REFUSED[d] : undefined;
         if (reason !== undefined)
           warn('tools', 'unsupported_tool', `tools entry "${d}" is not offered: ${reason}`, `remove "${d}" from tools`);
+        else
+          warn(
+            'tools',
+            'unmapped_tool',
+            `tools entry "${d}" is a Claude Code tool with no Caxton counterpart: the agent runs without it`,
+            `remove "${d}" from tools (docs/agent-format.md lists the tools Caxton maps)`,
+          );
       }
       for (const u of mapped.unenforced) {
         warn(

@@ -16,7 +16,7 @@ import { llmSetup, modelCheck, providerCheck, unresolvedTools, type ToolCatalogu
 import type { SourceIssue } from '../shared/issues.js';
 import { MEMORY_TOOL_NAMES } from '../memory/tools.js';
 import { calculatorTool, currentTimeTool } from '../tools/index.js';
-import { todoTools } from '../tools/todo/index.js';
+import { TeamBoard, teamTools, todoTools } from '../tools/todo/index.js';
 import { DEFAULT_BUILTIN_DIR } from '../tools/wasm/manager.js';
 import { webTools } from '../tools/web/index.js';
 import { workspaceTools } from '../tools/workspace/index.js';
@@ -27,6 +27,7 @@ function hostToolNames(config: Pick<ServerConfig, 'workspace' | 'web'>): string[
     ...workspaceTools(config.workspace, undefined),
     ...webTools(config.web, () => [], undefined),
     ...todoTools(undefined),
+    ...teamTools(new TeamBoard(), undefined),
   ];
   return ['send_message', ...toolkit.map((t) => t.name)];
 }

@@ -1,4 +1,5 @@
 import type { Tool, ToolContext, ToolResult } from '../tools/index.js';
+import type { Team, TeamBoard, TeamMember } from '../tools/todo/index.js';
 import { isCaxtonError } from '../shared/errors.js';
 import type { MessagingBus } from './bus-port.js';
 import { contentText, type AclMessage } from './message.js';
@@ -13,6 +14,39 @@ interface Args {
   timeout_seconds?: number;
   ontology?: string;
   language?: string;
+  // Claude Code's Task (and Agent) arguments.
+  prompt?: unknown;
+  subagent_type?: string;
+  description?: string;
+  name?: string;
+  team_name?: string;
+  run_in_background?: boolean;
+  // Claude Code's SendMessage to a teammate.
+  recipient?: string;
+}
+
+/**
+ * The teammate a Claude Code `Task` call starts, when it starts one: `team_name` given, or `name`
+ * given by a caller that belongs to a team. An error message when the call names a team the caller
+ * is not in or gives no agent to start.
+ */
+function teammateOf(
+  a: Args,
+  to: string | undefined,
+  ctx: ToolContext,
+  teams: TeamBoard | undefined,
+): { team: Team; member: TeamMember } | string | undefined {
+  if (teams === undefined || (a.team_name === undefined && a.name === undefined)) return undefined;
+  const team = teams.teamOf(ctx);
+  if (team?.name === undefined)
+    return a.team_name === undefined
+      ? undefined
+      : `no team named "${a.team_name}" here: create it with TeamCreate first (its lead starts the teammates)`;
+  if (a.team_name !== undefined && a.team_name !== team.name)
+    return `this agent is in team "${team.name}", not "${a.team_name}"; leave team_name out or give "${team.name}"`;
+  if (to === undefined)
+    return 'a teammate is started by agent name: give subagent_type (the agent to run), not a capability';
+  return { team, member: { name: a.name ?? to, agent: to } };
 }
 
 /**
@@ -24,7 +58,7 @@ interface Args {
  * key of an MCP client), and the bus applies that principal's scope to it. Called from outside an
  * agent (an MCP client), the sender is that principal (`ToolContext.sender`), not the tool's caller.
  */
-export function sendMessageTool(bus: MessagingBus): Tool {
+export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
   return {
     name: 'send_message',
     description:
@@ -49,11 +83,33 @@ export function sendMessageTool(bus: MessagingBus): Tool {
         },
         ontology: { type: 'string' },
         language: { type: 'string' },
+        prompt: { type: 'string', description: "Claude Code's Task: the task for the agent (same as content)" },
+        subagent_type: { type: 'string', description: "Claude Code's Task: the agent to run (same as to)" },
+        description: { type: 'string', description: "Claude Code's Task: a short (3-5 word) label of the task" },
+        name: { type: 'string', description: 'A name for the teammate this starts in your team' },
+        team_name: {
+          type: 'string',
+          description: 'The team the started agent joins (your team, made with TeamCreate)',
+        },
+        run_in_background: { type: 'boolean', description: 'Do not wait for the result (same as wait: false)' },
+        recipient: { type: 'string', description: "Claude Code's SendMessage: the agent to message (same as to)" },
       },
-      required: ['content'],
     },
     async invoke(raw: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
       const a = raw as Args;
+      for (const key of ['to', 'subagent_type', 'recipient', 'name', 'team_name', 'description'] as const)
+        if (a[key] !== undefined && typeof a[key] !== 'string')
+          return { content: `"${key}" must be a string`, is_error: true };
+      const named = a.to ?? a.subagent_type ?? a.recipient;
+      // A member addresses another member by the name the lead gave it, or by its agent name; the
+      // receiver works in the new conversation as that member, so it still reaches the team's tasks.
+      const team = teams?.teamOf(ctx);
+      const peer =
+        team?.name !== undefined && named !== undefined
+          ? (team.members.find((m) => m.name === named) ?? team.members.find((m) => m.agent === named))
+          : undefined;
+      const to = peer?.agent ?? named;
+      const content = a.content ?? a.prompt ?? '';
       const performative = normalizePerformative(a.performative ?? 'request');
       if (!performative)
         return {
@@ -64,13 +120,13 @@ export function sendMessageTool(bus: MessagingBus): Tool {
       if (ctx.send_to !== undefined) {
         const allowed = ctx.send_to;
         const list = allowed.join(', ');
-        if (a.to === undefined)
+        if (to === undefined)
           return {
             content: `this agent may only message the agents ${list}: address one of them with "to" (capabilities are not allowed)`,
             is_error: true,
           };
-        if (!allowed.some((n) => n.toLowerCase() === String(a.to).toLowerCase()))
-          return { content: `this agent may not message "${a.to}"; it may message only: ${list}`, is_error: true };
+        if (!allowed.some((n) => n.toLowerCase() === to.toLowerCase()))
+          return { content: `this agent may not message "${to}"; it may message only: ${list}`, is_error: true };
         if (a.capability !== undefined)
           return { content: `address the agent by "to" only; this agent may not address capabilities`, is_error: true };
       }
@@ -82,9 +138,9 @@ export function sendMessageTool(bus: MessagingBus): Tool {
         const body: Record<string, unknown> = {
           performative,
           sender: ctx.sender ?? ctx.agent,
-          content: a.content ?? '',
+          content: content as AclMessage['content'],
           ...(a.capability !== undefined && { capability: a.capability }),
-          ...(a.to !== undefined && { receiver: a.to }),
+          ...(to !== undefined && { receiver: to }),
           ...(a.ontology !== undefined && { ontology: a.ontology }),
           ...(a.language !== undefined && { language: a.language }),
           ...(ctx.traceparent !== undefined && { trace_context: { traceparent: ctx.traceparent } }),
@@ -93,10 +149,22 @@ export function sendMessageTool(bus: MessagingBus): Tool {
       } catch (e) {
         return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
       }
+      // A teammate joins before its request is sent: its first tool call may come before send returns.
+      const mate = teammateOf(a, to, ctx, teams) ?? (peer !== undefined ? { team: team!, member: peer } : undefined);
+      if (typeof mate === 'string') return { content: mate, is_error: true };
+      if (mate !== undefined) {
+        const refused = teams!.join(mate.team, mate.member, parsed.conversation_id, ctx.principal);
+        if (refused !== undefined) return { content: refused, is_error: true };
+      }
+      let sentOk = false;
       try {
         const sent = await bus.send(parsed, { newId: true, newConversation: true });
-        if (sent.failure) return { content: `not delivered: ${sent.failure.message}`, is_error: true };
-        const wait = a.wait ?? expectsReply(performative);
+        sentOk = sent.failure === undefined;
+        if (sent.failure) {
+          if (mate !== undefined) teams!.leave(mate.team, mate.member, parsed.conversation_id, ctx.principal);
+          return { content: `not delivered: ${sent.failure.message}`, is_error: true };
+        }
+        const wait = a.wait ?? (a.run_in_background === true ? false : expectsReply(performative));
         if (!wait)
           return {
             content: `sent ${performative} ${sent.id} to ${sent.routed_to.join(', ')} (conversation ${sent.conversation_id})`,
@@ -112,6 +180,7 @@ export function sendMessageTool(bus: MessagingBus): Tool {
           conv.state === 'failed' || conv.state === 'expired' || (conv.state !== 'completed' && replies.length === 0);
         return { content: [status, ...lines].join('\n'), ...(failed && { is_error: true }) };
       } catch (e) {
+        if (mate !== undefined && !sentOk) teams!.leave(mate.team, mate.member, parsed.conversation_id, ctx.principal);
         if (ctx.signal.aborted) throw e;
         return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
       }

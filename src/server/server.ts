@@ -17,6 +17,7 @@ import { registerSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { Db } from '../storage/index.js';
 import type { ToolAuditLog, ToolServerManager } from '../tools/wasm/index.js';
+import { TeamBoard } from '../tools/todo/index.js';
 import {
   clusterComponents,
   ComponentStack,
@@ -270,6 +271,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     stack.useHostTools(executor.hostTools);
     // The audit trail opens after the bus; a signature refused before then goes unrecorded (deliveries start later still).
     const late: { audit?: AuditStore | undefined } = {};
+    // Claude Code's agent teams: one board, shared by the team tools and send_message (which starts teammates).
+    const teams = new TeamBoard();
     const { bus } = stack.add(
       startMessaging({
         audit: { record: (e: AuditEntry) => late.audit?.record(e) },
@@ -282,11 +285,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         telemetry,
         cluster,
         principals: auth.principals,
+        teams,
       }),
     );
     const toolAudit = stack.add(openToolAudit({ config, db, logger, metrics, clusterState }));
-    // Claude Code's toolkit (workspace.*, web.*, todo.write), under the operator's [workspace] and [web] grants.
-    stack.add(startToolkit({ config, audit: toolAudit.watch, logger }));
+    // Claude Code's toolkit (workspace.*, web.*, todo.write, team.*), under the operator's [workspace] and [web] grants.
+    stack.add(startToolkit({ config, audit: toolAudit.watch, logger, teams }));
     const mcp = stack.add(
       await startMcp({
         config,

@@ -159,11 +159,30 @@ describe('tools', () => {
       expect(w).toMatchObject({ field: 'tools', line: 4 });
   });
 
-  it('Agent (the renamed Task) and SendMessage map to send_message; TaskCreate/TaskList/TaskGet/TaskUpdate are dropped and recorded', () => {
+  it('Agent (the renamed Task) and SendMessage map to send_message; TaskCreate/TaskList/TaskGet/TaskUpdate map to the team tools', () => {
     const d = fixture('new-tool-names.md').definition;
-    expect(d.tools).toEqual(['send_message', 'workspace.read']);
+    expect(d.tools).toEqual([
+      'send_message',
+      'team.task_create',
+      'team.task_list',
+      'team.task_get',
+      'team.task_update',
+      'workspace.read',
+    ]);
     expect(d.messaging.send_to).toBeUndefined();
-    expect(d.metadata.claude_tools_dropped).toEqual(['TaskCreate', 'TaskList', 'TaskGet', 'TaskUpdate']);
+    expect(d.metadata.claude_tools_dropped).toBeUndefined();
+  });
+
+  it('a Claude Code tool with no counterpart is dropped with an unmapped_tool warning naming it', () => {
+    const r = load(md('name: x\ndescription: d\ntools: Read, TeamCreate, TodoRead, ExitPlanMode'));
+    expect(r.definition.tools).toEqual(['workspace.read', 'team.create']);
+    expect(r.definition.metadata.claude_tools_dropped).toEqual(['TodoRead', 'ExitPlanMode']);
+    const warned = r.warnings.filter((w) => w.code === 'unmapped_tool');
+    expect(warned.map((w) => w.message)).toEqual([
+      'tools entry "TodoRead" is a Claude Code tool with no Caxton counterpart: the agent runs without it',
+      'tools entry "ExitPlanMode" is a Claude Code tool with no Caxton counterpart: the agent runs without it',
+    ]);
+    for (const w of warned) expect(w).toMatchObject({ field: 'tools', line: 4 });
   });
 
   it('disallowedTools removes tools: Write and Edit denied still leaves Read; Bash denied removes workspace.bash', () => {

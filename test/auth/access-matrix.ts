@@ -454,6 +454,16 @@ const OUT_OF_SCOPE_TOOLS: Record<string, { args: Record<string, unknown>; unscop
   'sqlite_query.query': { args: { database: '/db/none.db', sql: 'SELECT 1' }, unscoped: ungranted },
   'sqlite_query.tables': { args: { database: '/db/none.db' }, unscoped: ungranted },
   'todo.write': { args: { todos: [{ content: 'x', status: 'pending', activeForm: 'doing x' }] } },
+  // The team tools answer a caller in no team from a list of its own: nothing of another team's is reachable.
+  'team.create': { args: { team_name: 'matrix' } },
+  'team.delete': { args: {}, unscoped: ok('tool_error', { has: ['No team to delete'] }) },
+  'team.task_create': { args: { subject: 's', description: 'd' } },
+  'team.task_list': { args: {} },
+  'team.task_get': { args: { taskId: '1' }, unscoped: ok('tool_error', { has: ['Task not found'] }) },
+  'team.task_update': {
+    args: { taskId: '1', status: 'completed' },
+    unscoped: ok('tool_error', { has: ['Task not found'] }),
+  },
   'web.fetch': { args: { url: 'http://127.0.0.1:1/' }, unscoped: ok('tool_error', { has: ['reaches no host'] }) },
   'web.search': { args: { query: 'x' }, unscoped: ok('tool_error', { has: ['no search backend'] }) },
   'workspace.bash': {

@@ -239,6 +239,21 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     expectExit(await cli('agent', 'remove', 'claudish'), 0);
   });
 
+  it('agent deploy warns of a Claude Code tool with no counterpart, and agent show names it', async () => {
+    writeFileSync(
+      join(dir, 'teamish.md'),
+      '---\nname: teamish\ndescription: d\ntools: TaskCreate, TaskList, ExitPlanMode\n---\nHi.\n',
+    );
+    const deployed = await cli('agent', 'deploy', 'teamish.md');
+    expectExit(deployed, 0);
+    expect(deployed.stderr).toContain('"ExitPlanMode" is a Claude Code tool with no Caxton counterpart');
+    const text = await cli('agent', 'show', 'teamish');
+    expectExit(text, 0);
+    expect(text.stdout).toMatch(/^tools:\s+team\.task_create, team\.task_list$/m);
+    expect(text.stdout).toMatch(/^\s+not offered \(Claude Code tools with no Caxton counterpart\): ExitPlanMode$/m);
+    expectExit(await cli('agent', 'remove', 'teamish'), 0);
+  });
+
   it('agent show of an unknown agent exits 1 ("no agent named"), as text and as a JSON error', async () => {
     const [text, json] = await Promise.all([cli('agent', 'show', 'nobody'), cli('--json', 'agent', 'show', 'nobody')]);
     expectExit(text, 1);

@@ -200,13 +200,13 @@ describe('the CLI against the running server', () => {
     const json = parseJson<{
       tool_sources: { total: number; by_kind: Record<string, number>; unavailable: { name: string }[] };
     }>(await cli(['--json', 'status']));
-    // host: the `host` group and the toolkit's groups workspace, web and todo.
-    expect(json.tool_sources.by_kind).toMatchObject({ mcp: 2, builtin: 1, host: 4 });
+    // host: the `host` group and the toolkit's groups workspace, web, todo and team.
+    expect(json.tool_sources.by_kind).toMatchObject({ mcp: 2, builtin: 1, host: 5 });
     expect(json.tool_sources.total).toBe(Object.values(json.tool_sources.by_kind).reduce((a, b) => a + b, 0));
     expect(json.tool_sources.unavailable.map((u) => u.name)).toContain('broken');
     const text = await cli(['status']);
     expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout).toMatch(/tool sources\s+\d+ \(.*mcp 2.*builtin 1.*host 4.*\)/);
+    expect(text.stdout).toMatch(/tool sources\s+\d+ \(.*mcp 2.*builtin 1.*host 5.*\)/);
   });
 });
 

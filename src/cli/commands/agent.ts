@@ -386,6 +386,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
           ...[...unresolved.values()].map(
             (u) => `  unresolved ${u.tool}: ${u.message}${u.suggestion ? ` (${u.suggestion})` : ''}`,
           ),
+          ...droppedLine(d.metadata),
           `source:       ${a.origin.kind === 'file' ? `file ${a.origin.path}` : 'api'} (${a.format}, revision ${a.revision}, updated ${a.updated_at})`,
           `llm:          ${JSON.stringify(d.llm)}`,
           `memory:       ${JSON.stringify(d.memory)}`,
@@ -410,4 +411,11 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       if (out.json) out.data({ removed: name });
       else out.out(`removed ${name}`);
     });
+}
+
+/** The Claude Code tools an agent file lists that Caxton does not offer (metadata.claude_tools_dropped), as a line of `agent show`. */
+function droppedLine(metadata: unknown): string[] {
+  const dropped = (metadata as { claude_tools_dropped?: unknown } | undefined)?.claude_tools_dropped;
+  if (!Array.isArray(dropped) || dropped.length === 0) return [];
+  return [`  not offered (Claude Code tools with no Caxton counterpart): ${dropped.join(', ')}`];
 }

@@ -18,6 +18,7 @@ import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { Db } from '../../storage/index.js';
+import type { TeamBoard } from '../../tools/todo/index.js';
 import type { ClusterComponent } from './cluster.js';
 import type { Component } from './component.js';
 
@@ -44,6 +45,8 @@ export function startMessaging(opts: {
   principals?: ActingPrincipals;
   /** Where a refused signature is recorded (the audit trail, opened later: a sink that forwards once it is). */
   audit?: AuditSink;
+  /** The teams `send_message` starts teammates in (Claude Code's Task with team_name or name). */
+  teams?: TeamBoard;
 }): MessagingComponent {
   const { events, cluster, principals } = opts;
   // Message signing keys (ADR 0059): made on first use, so the store costs nothing while signing is off.
@@ -92,7 +95,7 @@ export function startMessaging(opts: {
   return {
     name: 'messaging',
     bus,
-    hostTools: [sendMessageTool(bus)],
+    hostTools: [sendMessageTool(bus, opts.teams)],
     routes: [
       ...messagingApi({
         bus,

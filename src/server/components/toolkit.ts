@@ -4,7 +4,7 @@ import type { ServerConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { HostToolGroup } from '../../tools/index.js';
-import { todoTools } from '../../tools/todo/index.js';
+import { teamTools, todoTools, type TeamBoard } from '../../tools/todo/index.js';
 import type { ToolAuditSink } from '../../tools/wasm/index.js';
 import { webTools } from '../../tools/web/index.js';
 import { inside, probeSandbox, processLimitBy, workspaceTools } from '../../tools/workspace/index.js';
@@ -22,6 +22,11 @@ export const TOOLKIT_GROUPS: readonly HostToolGroup[] = [
     description: 'Web pages and web search: fetch (hosts of [tools.http_client] allowed_hosts), search ([web.search])',
   },
   { name: 'todo', description: 'The task list of an execution: write' },
+  {
+    name: 'team',
+    description:
+      "Agent teams and their shared task list (Claude Code's TeamCreate, TeamDelete, TaskCreate, TaskList, TaskGet, TaskUpdate): create, delete, task_create, task_list, task_get, task_update",
+  },
 ];
 
 /** The real path of `p`, or of its nearest existing ancestor with the rest appended (a directory not made yet). */
@@ -64,12 +69,17 @@ function checkProtectedDirs(config: ServerConfig): void {
 /**
  * Claude Code's toolkit as host tools (docs/workspace.md, ADR 0049): `workspace.*` confined to
  * `[workspace]`, `web.fetch` through `[tools.http_client] allowed_hosts`, `web.search` through
- * `[web.search]`, and `todo.write`. They are registered whatever the grants (an ungranted call
+ * `[web.search]`, `todo.write`, and the team tools over `teams`. They are registered whatever the grants (an ungranted call
  * answers an error naming the setting to add), so agents naming them load and the catalogue lists
  * them; every call is written to the tool audit. A granted workspace that is not a directory stops
  * the start ('invalid_config'), as a typo there would otherwise only show on the first call.
  */
-export function startToolkit(opts: { config: ServerConfig; audit: ToolAuditSink; logger: Logger }): Component {
+export function startToolkit(opts: {
+  config: ServerConfig;
+  audit: ToolAuditSink;
+  logger: Logger;
+  teams: TeamBoard;
+}): Component {
   const { config, audit, logger } = opts;
   const ws = config.workspace;
   if (ws.path !== undefined) {
@@ -112,6 +122,7 @@ export function startToolkit(opts: { config: ServerConfig; audit: ToolAuditSink;
       ...workspaceTools(ws, audit, [config.data_dir]),
       ...webTools(config.web, allowedHosts, audit),
       ...todoTools(audit),
+      ...teamTools(opts.teams, audit),
     ],
   };
 }

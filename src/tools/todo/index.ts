@@ -10,6 +10,9 @@ import type { ToolAuditSink } from '../wasm/audit.js';
 
 export const TODO_GROUP = 'todo';
 
+export { TeamBoard, TEAM_LIMITS, scopeOf, type Team, type TeamMember, type TeamTask } from './teams.js';
+export { teamTools, TEAM_GROUP } from './team-tools.js';
+
 const STATUSES = ['pending', 'in_progress', 'completed'] as const;
 type Status = (typeof STATUSES)[number];
 
