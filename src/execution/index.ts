@@ -34,6 +34,7 @@ export {
   providerCheck,
   toolCheck,
   unresolvedTools,
+  ungrantedTools,
   type AgentCheckWarning,
   type ToolCatalogueNames,
 } from './agent-checks.js';
