@@ -1,6 +1,6 @@
 /**
  * The host's own tool groups (workspace.*, web.*, todo.*) write one tool audit record per call,
- * as tool servers and MCP servers do, so `caxton tool audit --server workspace` shows every file
+ * as tool servers and MCP servers do, so `caxton tool audit --tool-server workspace` shows every file
  * read and every command run whoever called it (an agent in any isolation mode, or the API).
  */
 import { createHash } from 'node:crypto';
