@@ -348,9 +348,7 @@ export const serverConfigSchema = z.strictObject({
            * "granted", the tools this caxton.toml grants (workspace within [workspace], web within
            * its hosts, memory, messaging, todo); "none", no tools.
            */
-          unlisted_tools: z
-            .enum(['granted', 'none'], { error: 'expected "granted" or "none"' })
-            .default('granted'),
+          unlisted_tools: z.enum(['granted', 'none'], { error: 'expected "granted" or "none"' }).default('granted'),
         })
         .prefault({}),
     })
