@@ -161,7 +161,8 @@ export function readMarkdown(
       );
     }
   }
-  if (Object.keys(metadata).length > 0) doc.metadata = metadata;
+  // A `metadata` that is not a mapping stays as written, for validation to report it (never dropped silently).
+  if (Object.keys(metadata).length > 0 && (fm.metadata === undefined || isRecord(fm.metadata))) doc.metadata = metadata;
 
   const locate: Locator = (path) => {
     const top = String(path[0] ?? '');
