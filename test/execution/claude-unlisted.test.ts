@@ -353,3 +353,34 @@ describe.skipIf(!hasSystem('bwrap'))('Claude Code agents with no tools key, on a
       expect(rr.offered).not.toContain(t);
   }, 60_000);
 });
+
+describe('[agents.claude] unlisted_tools = "none"', () => {
+  it('an agent with no tools key gets none, and agent show says which setting decided it', async () => {
+    const other = await startCaxton({
+      config: {
+        agents: { claude: { unlisted_tools: 'none' } },
+        llm: { default_provider: 'oai', providers: { oai: openaiProvider(llm.url) } },
+        workspace: { path: ws, write: true },
+      },
+    });
+    try {
+      const res = await fetch(`${other.url}/api/v1/agents`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/markdown' },
+        body: agentFile('plain-reviewer', 'reviewer', 'Find bugs.'),
+      });
+      expect(res.status).toBe(201);
+      llm.reset();
+      const r = await other.invoke('plain-reviewer', { request: 'Review.' });
+      expect(r.status).toBe(200);
+      expect(offeredTools(llm.hits[0]!)).toEqual([]);
+      const shown = (await (await fetch(`${other.url}/api/v1/agents/plain-reviewer`)).json()) as Record<
+        string,
+        unknown
+      >;
+      expect(shown.unlisted_tools).toEqual({ setting: 'none', tools: [] });
+    } finally {
+      await other.close();
+    }
+  }, 60_000);
+});
