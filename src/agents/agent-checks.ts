@@ -27,6 +27,7 @@ export const DEPLOY_CHECK_CODES: ReadonlySet<string> = new Set([
   'model_unresolved',
   'provider_unresolved',
   'tool_unresolved',
+  'tool_not_granted',
 ]);
 
 export interface AgentChecksOptions {

@@ -198,3 +198,40 @@ export function mapClaudeTools(list: readonly string[], disallowed: readonly str
 
 /** Claude Code's `memory` field: the persistent-memory directory scope of the subagent. */
 export const CLAUDE_MEMORY_SCOPES = ['user', 'project', 'local'] as const;
+
+/**
+ * The metadata key a Markdown agent without a `tools` key (or with `tools: *`) carries: Claude
+ * Code gives such an agent every tool, so Caxton gives it what the operator granted to Claude
+ * Code agents (`[agents.claude] unlisted_tools`). Only the Markdown reader sets it.
+ */
+export const UNLISTED_TOOLS_KEY = 'claude_tools_unlisted';
+
+/** Whether `def` is a Claude Code agent that lists no tools (not `tools: []`, which grants none). */
+export function listsNoTools(def: { tools: readonly string[]; metadata: Record<string, unknown> }): boolean {
+  return def.tools.length === 0 && def.metadata[UNLISTED_TOOLS_KEY] === true;
+}
+
+/**
+ * What an agent that lists no tools gets out of `granted` (the tools granted to Claude Code
+ * agents): all of them but those its `disallowedTools` names, Claude names mapped as in a tool
+ * list, `SERVER.*` and `mcp__server` removing a whole server.
+ */
+export function unlistedToolsOf(
+  def: { metadata: Record<string, unknown> },
+  granted: readonly string[],
+): readonly string[] {
+  const raw = def.metadata.claude_disallowed_tools;
+  if (!Array.isArray(raw) || raw.length === 0) return granted;
+  const denied = new Set<string>();
+  for (const d of raw) {
+    if (typeof d !== 'string') continue;
+    const e = parseToolEntry(d);
+    const mapped = e ? mapClaudeTool(e.name) : null;
+    if (mapped !== null) denied.add(mapped);
+  }
+  return granted.filter(
+    (t) =>
+      !denied.has(t) &&
+      ![...denied].some((d) => (d.endsWith('.*') ? t.startsWith(d.slice(0, -1)) : t.startsWith(`${d}.`))),
+  );
+}

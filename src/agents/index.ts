@@ -88,7 +88,14 @@ export {
 } from './versions.js';
 export { diffVersions, type VersionDiff } from './diff.js';
 export { AgentDirectoryWatcher, agentFilesIn, isAgentFile, notAnAgent, type SkippedFile } from './watcher.js';
-export { CLAUDE_TOOL_MAP, CLAUDE_MODEL_ALIASES, mapClaudeTool } from './claude.js';
+export {
+  CLAUDE_TOOL_MAP,
+  CLAUDE_MODEL_ALIASES,
+  mapClaudeTool,
+  listsNoTools,
+  unlistedToolsOf,
+  UNLISTED_TOOLS_KEY,
+} from './claude.js';
 export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';
 export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';
 export { PgConversationPins, type PgConversationPinsOptions } from './pg-pins.js';

@@ -6,6 +6,7 @@ import {
   CLAUDE_TOOLS_REFUSED,
   mapClaudeTools,
   splitToolList,
+  UNLISTED_TOOLS_KEY,
 } from './claude.js';
 import { parseFrontmatterYaml, splitFrontmatter } from './frontmatter.js';
 import { TOOL_NAME_RE } from './definition.js';
@@ -160,7 +161,8 @@ export function readMarkdown(
       );
     }
   }
-  if (Object.keys(metadata).length > 0) doc.metadata = metadata;
+  // A `metadata` that is not a mapping stays as written, for validation to report it (never dropped silently).
+  if (Object.keys(metadata).length > 0 && (fm.metadata === undefined || isRecord(fm.metadata))) doc.metadata = metadata;
 
   const locate: Locator = (path) => {
     const top = String(path[0] ?? '');
@@ -256,6 +258,8 @@ function applyClaudeFields(
 ): { doc: Record<string, unknown>; metadata: Record<string, unknown> } {
   const doc: Record<string, unknown> = { ...fm };
   const metadata: Record<string, unknown> = { ...(isRecord(fm.metadata) ? fm.metadata : {}) };
+  // Set below from the tools key alone: a file cannot claim it.
+  delete metadata[UNLISTED_TOOLS_KEY];
   const err = (field: string, code: string, message: string, suggestion?: string) =>
     issues.push(at({ severity: 'error', code, message, field, ...pos(field), ...(suggestion && { suggestion }) }));
   const warn = (field: string, code: string, message: string, suggestion?: string) =>
@@ -291,8 +295,9 @@ function applyClaudeFields(
     const list = splitToolList(fm.tools);
     if (Array.isArray(list) && list.every((t) => typeof t === 'string')) {
       metadata.claude_tools = list;
-      // `tools: *` is Claude Code's "every tool", like leaving tools out: Caxton grants none (see docs).
+      // `tools: *` is Claude Code's "every tool", like leaving tools out: the granted toolkit (docs/agent-format.md).
       const all = list.length === 1 && list[0] === '*';
+      if (all) metadata[UNLISTED_TOOLS_KEY] = true;
       const mapped = mapClaudeTools(all ? [] : list, denied);
       const dropped = [...mapped.dropped];
       const tools: string[] = [];
@@ -341,7 +346,7 @@ function applyClaudeFields(
       if (dropped.length > 0) metadata.claude_tools_dropped = dropped;
       if (mapped.sendTo) doc.messaging = { ...(isRecord(fm.messaging) ? fm.messaging : {}), send_to: mapped.sendTo };
     } else doc.tools = list;
-  }
+  } else metadata[UNLISTED_TOOLS_KEY] = true;
 
   // model: a Claude alias or a model id becomes llm.model; "inherit" means the server default.
   if (fm.model !== undefined) {

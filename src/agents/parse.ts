@@ -11,6 +11,7 @@ import { MAX_INPUT_DEPTH } from '../shared/depth.js';
 import { scanJsonText } from '../shared/json-text.js';
 import { tooDeepField } from './bounds.js';
 import { readMarkdown } from './parse-markdown.js';
+import { mapClaudeTool, UNLISTED_TOOLS_KEY } from './claude.js';
 import { isRecord, offsetToLineCol, tooDeepIssue, type Raw } from './parse-raw.js';
 
 export interface ParseOptions {
@@ -173,6 +174,15 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
   if (errors.length > 0 || !result.success) return { ok: false, format, errors, warnings };
 
   const def = result.data;
+  if (format !== 'markdown') {
+    // Only the Markdown (Claude Code) reader marks an agent that lists no tools.
+    delete def.metadata[UNLISTED_TOOLS_KEY];
+    // Claude Code's MCP spelling names the same tool in every format: `mcp__git__git_diff` is `git.git_diff`.
+    if (def.tools.some((t) => t.startsWith('mcp__')))
+      def.tools = [
+        ...new Set(def.tools.map((t) => (t.startsWith('mcp__') ? (mapClaudeTool(t) ?? t) : t))),
+      ] as typeof def.tools;
+  }
   if (def.capabilities.length === 0) {
     const cap = defaultCapability(def.name) as Capability;
     def.capabilities = [cap];

@@ -81,6 +81,11 @@ export class AgentService {
   readonly #store: AgentStore;
   /** Resolves once a cluster node's view of the shared history is filled (loadPersisted starts it). */
   versionsReady: Promise<void> = Promise.resolve();
+  /**
+   * The tools a Claude Code agent that lists none is given (`[agents.claude] unlisted_tools`), as
+   * the server computed them from caxton.toml; shown with such an agent. Empty: none.
+   */
+  unlistedTools: readonly string[] = [];
 
   constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     const cluster = options.cluster;

@@ -87,6 +87,18 @@ export const agentDetailSchema = agentSummarySchema.extend({
     .describe(
       'GET of one agent: the tools entries this server does not offer now (a tool server removed, an MCP server unmounted), each with why and what to do',
     ),
+  ungranted_tools: z
+    .array(z.object({ tool: z.string(), message: z.string(), suggestion: z.string().optional() }))
+    .optional()
+    .describe(
+      'GET of one agent: the tools entries this server offers but caxton.toml does not grant (Write without [workspace] write = true...), each naming the setting',
+    ),
+  unlisted_tools: z
+    .object({ setting: z.enum(['granted', 'none']), tools: z.array(z.string()) })
+    .optional()
+    .describe(
+      'GET of a Claude Code agent with no tools key: what it runs with under [agents.claude] unlisted_tools ("granted": the tools caxton.toml grants; "none": no tools)',
+    ),
 });
 
 export const agentListSchema = z.object({

@@ -1,5 +1,6 @@
 /** Exit codes shared by every command. */
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+/** 3: a run answered, but every tool call it made was refused (not in the agent's tools, or not granted). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3 } as const;
 
 /** A failure the CLI reports as one clear message (plus optional detail lines), exit code 1. */
 export class CliError extends Error {

@@ -12,7 +12,14 @@ import { dirname, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import type { AgentDefinition } from '../agents/index.js';
 import { loadServerConfig, serverConfigSchema, type ServerConfig } from '../config/index.js';
-import { llmSetup, modelCheck, providerCheck, unresolvedTools, type ToolCatalogueNames } from '../execution/index.js';
+import {
+  llmSetup,
+  modelCheck,
+  providerCheck,
+  ungrantedTools,
+  unresolvedTools,
+  type ToolCatalogueNames,
+} from '../execution/index.js';
 import type { SourceIssue } from '../shared/issues.js';
 import { MEMORY_TOOL_NAMES } from '../memory/tools.js';
 import { calculatorTool, currentTimeTool } from '../tools/index.js';
@@ -123,6 +130,8 @@ export function offlineChecker(configFile: string | undefined): OfflineChecker {
         names,
         def.metadata.claude_tools !== undefined ? 'warning' : 'error',
       ).map((i) => ({ ...i, severity: i.severity ?? 'warning', file }));
+      // What caxton.toml grants is known only with one: without it every grant would look missing.
+      if (config) for (const w of ungrantedTools(def.tools, config)) out.push({ ...w, severity: 'warning', file });
       for (const w of providers?.(def.llm) ?? []) out.push({ ...w, severity: 'warning', file });
       const model = models?.(def.llm);
       if (model !== undefined)

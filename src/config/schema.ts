@@ -340,6 +340,17 @@ export const serverConfigSchema = z.strictObject({
        * so a redeploy can continue the numbering and roll back); older ones' history is deleted.
        */
       keep_removed_agents: z.number().int().min(0).max(100_000).default(20),
+      /** `[agents.claude]`: how Claude Code agent files (Markdown) are read. */
+      claude: z
+        .strictObject({
+          /**
+           * What a Claude Code agent without a `tools` key gets (Claude Code gives it every tool):
+           * "granted", the tools this caxton.toml grants (workspace within [workspace], web within
+           * its hosts, memory, messaging, todo); "none", no tools.
+           */
+          unlisted_tools: z.enum(['granted', 'none'], { error: 'expected "granted" or "none"' }).default('granted'),
+        })
+        .prefault({}),
     })
     .prefault({}),
   server: z

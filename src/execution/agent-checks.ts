@@ -6,13 +6,14 @@
  * a Claude Code file, which Claude Code loads with the tools it does not know ignored.
  */
 import { closest } from '../shared/suggest.js';
-import type { ToolRegistry } from '../tools/index.js';
+import { CLAUDE_TOOL_MAP } from '../agents/index.js';
+import { toolkitGrantMissing, type ToolkitGrantConfig, type ToolRegistry } from '../tools/index.js';
 import type { LlmSetup } from './deps.js';
 
 /** A deploy-time issue (a SourceIssue without the file); a warning unless `severity` says error. */
 export interface AgentCheckWarning {
   severity?: 'error' | 'warning';
-  code: 'provider_unresolved' | 'tool_unresolved';
+  code: 'provider_unresolved' | 'tool_unresolved' | 'tool_not_granted';
   field: string;
   message: string;
   suggestion: string;
@@ -90,7 +91,9 @@ export function unresolvedTools(
   tools.forEach((entry, i) => {
     const all = entry.endsWith('.*');
     if (entry.includes('*') && !all) return;
-    const prefix = all ? entry.slice(0, -2) : (serverOf(entry) ?? entry);
+    // Claude Code's `mcp__server__tool` names its server between the first two `__`.
+    const mcpServer = entry.startsWith('mcp__') ? entry.slice(5).split('__')[0] : undefined;
+    const prefix = all ? entry.slice(0, -2) : (serverOf(entry) ?? (mcpServer || entry));
     const wholeServer = all || entry === prefix;
     // A tool of an MCP server not connected yet resolves; a connected one (its tools listed) must offer it.
     if (
@@ -115,6 +118,28 @@ export function unresolvedTools(
         : SERVER_NAME.test(prefix)
           ? `mount an MCP server with [mcp_servers.${prefix}] in caxton.toml, deploy a tool server named "${prefix}", or fix the name (caxton tool list shows every tool)`
           : `no server can be named "${prefix}" (a tool is NAME, SERVER.tool or SERVER.*, with letters, digits, "_" and "-"): fix the name or remove it`,
+    });
+  });
+  return out;
+}
+
+/**
+ * The `tools` entries this server offers but caxton.toml does not grant (Write without
+ * `[workspace] write = true`, Bash without `[workspace.bash]`...): the agent deploys and runs, and
+ * each call of such a tool is refused naming the setting, so deploy, validate and `agent show` say
+ * so first.
+ */
+export function ungrantedTools(tools: readonly string[], config: ToolkitGrantConfig): AgentCheckWarning[] {
+  const out: AgentCheckWarning[] = [];
+  tools.forEach((tool, i) => {
+    const missing = toolkitGrantMissing(tool, config);
+    if (missing === undefined) return;
+    const claude = Object.keys(CLAUDE_TOOL_MAP).find((k) => CLAUDE_TOOL_MAP[k] === tool);
+    out.push({
+      code: 'tool_not_granted',
+      field: `tools.${i}`,
+      message: `the tool "${tool}"${claude ? ` (Claude Code's ${claude})` : ''} is listed and offered, but not granted: ${missing.reason}. Each of its calls is refused until caxton.toml sets ${missing.setting}`,
+      suggestion: `set ${missing.setting} in caxton.toml, or remove "${claude ?? tool}" from the agent's tools`,
     });
   });
   return out;

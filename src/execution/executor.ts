@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
+import { UnlistedTools } from './unlisted-tools.js';
 import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../auth/limits.js';
 import type { ServerConfig } from '../config/index.js';
 import { genAiSystemOf, type ToolSpec } from '../llm/index.js';
@@ -249,6 +250,9 @@ export class Executor {
     return [...this.#pools.values()].map((p) => p.stats());
   }
 
+  /** The tools a Claude Code agent that lists none runs with (`[agents.claude] unlisted_tools`); set by the server. */
+  readonly unlisted = new UnlistedTools();
+
   /**
    * Checks a request against the agent's current definition without running it; returns the
    * definition. Streaming routes call it before opening the stream, so such errors keep their status.
@@ -265,7 +269,7 @@ export class Executor {
     // NAME@VERSION reaches any version the agent's history keeps (src/agents/version-resolver.ts).
     const agent = this.#registry.resolve(name, req.conversation_id);
     if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
-    const def = agent.definition;
+    const def = this.unlisted.apply(agent.definition);
     if (typeof req.request !== 'string' || req.request.length === 0)
       throw new CaxtonError('invalid_request', '"request" must be a non-empty string', { field: 'request' });
     const size =

@@ -35,6 +35,7 @@ export {
   providerCheck,
   toolCheck,
   unresolvedTools,
+  ungrantedTools,
   type AgentCheckWarning,
   type ToolCatalogueNames,
 } from './agent-checks.js';

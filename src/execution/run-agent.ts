@@ -154,6 +154,8 @@ export async function runAgent(
   // Undefined for a run with nothing to record, reuse or approve: its calls just run.
   const steps = RunRecorder.of(job, deps.tools, opts.record);
   const records: ToolCallRecord[] = [];
+  /** Calls refused rather than run (ToolResult.refused): when they are all of them, the response says so. */
+  let refusedCalls = 0;
   const modelTurns: ModelTurn[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
   let last: ChatResponse | undefined;
@@ -281,6 +283,7 @@ export async function runAgent(
       }
       const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
       const is_error = result.is_error === true;
+      if (result.refused === true) refusedCalls++;
       if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
       toolSpan.end();
       steps?.ended(turns, call, result.content, is_error, duration_ms);
@@ -305,6 +308,7 @@ export async function runAgent(
   }
   const finished = last!;
   const hitLimit = finished.tool_calls.length > 0;
+  const allRefused = records.length > 0 && refusedCalls === records.length;
   const suspended = pending.length > 0;
   return {
     id: `resp_${randomUUID()}`,
@@ -327,6 +331,7 @@ export async function runAgent(
     turns,
     isolation: job.isolation,
     model_turns: modelTurns,
+    ...(allRefused && { all_tool_calls_refused: true as const }),
     ...(suspended && { pending_tool_calls: pending, transcript: messages }),
   };
 }

@@ -121,6 +121,11 @@ export interface AgentResponse {
   turns: number;
   isolation: IsolationMode;
   /**
+   * Set when the model called tools and every call was refused, none run (not in the agent's
+   * tools, or not granted by caxton.toml): the answer was made without any tool working.
+   */
+  all_tool_calls_refused?: true;
+  /**
    * finish_reason 'tool_calls': the client-defined tool calls the caller must answer (ids are
    * Caxton's, unique: `call_` + 32 hex digits). The server-side calls of the same turn have run
    * (they are in `tool_calls`).

@@ -42,6 +42,7 @@ import {
   serveConsole,
   statusRoutes,
   watchAgentFiles,
+  unlistedToolsFor,
 } from './components/index.js';
 import type { ConfigProblem } from '../api/readiness.js';
 import { configProblems } from './config-problems.js';
@@ -203,6 +204,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const auth = stack.add(startAuth({ config, db, logger, metrics }));
     const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle, clusterState }));
     const { registry, service, events } = agents;
+    // What a Claude Code agent that lists no tools is given: shown with it, logged at its load, run with.
+    service.unlistedTools = unlistedToolsFor(config);
     // A cluster node's view of the shared agent versions (each API agent's newest, its rollouts' two), before any traffic.
     await service.versionsReady;
     const files = stack.add(
@@ -267,6 +270,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }),
     );
     const { executor } = execution;
+    executor.unlisted.tools = service.unlistedTools;
     // Host tools run in the server whatever the isolation mode: from here on every component's are registered on the executor.
     stack.useHostTools(executor.hostTools);
     // The audit trail opens after the bus; a signature refused before then goes unrecorded (deliveries start later still).

@@ -1,6 +1,6 @@
 /**
  * The host's own tool groups (workspace.*, web.*, todo.*) write one tool audit record per call,
- * as tool servers and MCP servers do, so `caxton tool audit --server workspace` shows every file
+ * as tool servers and MCP servers do, so `caxton tool audit --tool-server workspace` shows every file
  * read and every command run whoever called it (an agent in any isolation mode, or the API).
  */
 import { createHash } from 'node:crypto';
@@ -64,6 +64,7 @@ export function audited(group: string, tool: AuditedTool, sink: ToolAuditSink | 
       }
       const outcome = r.outcome ?? (r.is_error === true ? 'error' : 'ok');
       record(outcome, r.content, outcome === 'ok' ? undefined : r.content);
+      if (outcome === 'denied') return { content: r.content, is_error: true, refused: true };
       return { content: r.content, ...(r.is_error === true && { is_error: true }) };
     },
   };

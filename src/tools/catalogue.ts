@@ -399,7 +399,7 @@ export class ToolCatalogue {
 
   /**
    * Runs one call through `registry`, as an agent would. `auditAs`: the tool does not audit itself,
-   * so the record is written here under this server name (the group: `caxton tool audit --server builtin`).
+   * so the record is written here under this server name (the group: `caxton tool audit --tool-server builtin`).
    */
   async #invoke(
     registry: ToolRegistry,

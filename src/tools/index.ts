@@ -33,3 +33,10 @@ export {
   type ToolCatalogueOptions,
   type HostToolGroup,
 } from './catalogue.js';
+export {
+  grantedToolkit,
+  toolkitGrantMissing,
+  TOOLKIT_TOOL_NAMES,
+  type ToolkitGrantConfig,
+  type MissingGrant,
+} from './toolkit-grants.js';

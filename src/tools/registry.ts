@@ -137,10 +137,10 @@ export class ToolRegistry {
       } catch {
         // auditing must never turn a refusal into a failure of the execution
       }
-      return { content, is_error: true };
+      return { content, is_error: true, refused: true };
     }
     const tool = this.#tools.get(name);
-    if (!tool) return { content: `tool "${name}" is not available on this server`, is_error: true };
+    if (!tool) return { content: `tool "${name}" is not available on this server`, is_error: true, refused: true };
     const remaining = ctx.deadline - Date.now();
     if (remaining <= 0)
       return { content: `tool "${name}" was not run: the request deadline has passed`, is_error: true };

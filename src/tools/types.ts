@@ -42,6 +42,8 @@ export interface ToolResult {
   /** Text fed back to the model. */
   content: string;
   is_error?: boolean;
+  /** The call was refused, not run: the tool is not in the agent's list, or caxton.toml does not grant what it needs. */
+  refused?: boolean;
 }
 
 /**

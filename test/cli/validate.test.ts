@@ -224,11 +224,15 @@ describe('caxton agent validate (offline, no server)', () => {
     ]; // tool templates hold no agents
     const files = dirs.flatMap((d) => readdirSync(d).map((f) => join(d, f)));
     expect(files.length).toBeGreaterThanOrEqual(5);
-    const r = await runCli(['agent', 'validate', ...files], { cwd: dir });
-    expectExit(r, 0);
-    expect(r.stdout).toContain(`${files.length} valid, 0 invalid`);
-    for (const f of files) expect(r.stdout).toContain(`ok       ${f}`);
-    // No warnings either: the shipped files should be exemplary.
-    expect(r.stderr).toBe('');
+    // Each folder against the caxton.toml shipped beside it: the grants its agents' tools need are there.
+    for (const d of dirs) {
+      const here = readdirSync(d).map((f) => join(d, f));
+      const r = await runCli(['agent', 'validate', ...here, '--config', join(d, '..', 'caxton.toml')], { cwd: dir });
+      expectExit(r, 0);
+      expect(r.stdout).toContain(`${here.length} valid, 0 invalid`);
+      for (const f of here) expect(r.stdout).toContain(`ok       ${f}`);
+      // No warnings either: the shipped files should be exemplary.
+      expect(r.stderr).toBe('');
+    }
   });
 });

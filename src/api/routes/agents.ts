@@ -4,6 +4,8 @@ import { z } from 'zod';
 import { agentsVisibleTo, capabilitiesVisibleTo } from '../../auth/index.js';
 import {
   DEPLOY_CHECK_CODES,
+  listsNoTools,
+  unlistedToolsOf,
   type AgentFormat,
   type AgentService,
   type DeployedAgent,
@@ -147,15 +149,26 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
         throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, {
           name: req.params.name,
         });
-      const unresolved = service
-        .checkDeployed(a.definition)
-        .filter((i) => i.code === 'tool_unresolved')
-        .map((i) => ({
-          tool: a.definition.tools[Number(i.field.split('.')[1])] ?? i.field,
-          message: i.message,
-          ...(i.suggestion !== undefined && { suggestion: i.suggestion }),
-        }));
-      return { ...detail(a), unresolved_tools: unresolved };
+      const found = service.checkDeployed(a.definition);
+      const listed = (code: string) =>
+        found
+          .filter((i) => i.code === code)
+          .map((i) => ({
+            tool: a.definition.tools[Number(i.field.split('.')[1])] ?? i.field,
+            message: i.message,
+            ...(i.suggestion !== undefined && { suggestion: i.suggestion }),
+          }));
+      return {
+        ...detail(a),
+        unresolved_tools: listed('tool_unresolved'),
+        ungranted_tools: listed('tool_not_granted'),
+        ...(listsNoTools(a.definition) && {
+          unlisted_tools: {
+            setting: service.unlistedTools.length > 0 ? ('granted' as const) : ('none' as const),
+            tools: [...unlistedToolsOf(a.definition, service.unlistedTools)],
+          },
+        }),
+      };
     },
   );
 

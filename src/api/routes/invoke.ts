@@ -49,6 +49,12 @@ export const agentResponseSchema = z.object({
   model: z.string(),
   turns: z.number().int(),
   isolation: z.enum(ISOLATION_MODES),
+  all_tool_calls_refused: z
+    .literal(true)
+    .optional()
+    .describe(
+      "present when the model called tools and every call was refused (not in the agent's tools, or not granted by caxton.toml): none ran",
+    ),
 });
 
 /** The schema documents AgentResponse as this route returns it (without what only the OpenAI routes use); does not compile otherwise. */

@@ -370,21 +370,35 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
             limits: Record<string, unknown>;
           };
           unresolved_tools?: { tool: string; message: string; suggestion?: string }[];
+          ungranted_tools?: { tool: string; message: string; suggestion?: string }[];
+          unlisted_tools?: { setting: 'granted' | 'none'; tools: string[] };
         }
       >(`/api/v1/agents/${encodeURIComponent(name)}`);
       if (out.json) return out.data(a);
       const d = a.definition;
       const unresolved = new Map((a.unresolved_tools ?? []).map((u) => [u.tool, u]));
-      const tools = a.tools.map((t) => (unresolved.has(t) ? `${t} (unresolved)` : t));
+      const ungranted = new Map((a.ungranted_tools ?? []).map((u) => [u.tool, u]));
+      const tools = a.tools.map((t) =>
+        unresolved.has(t) ? `${t} (unresolved)` : ungranted.has(t) ? `${t} (not granted)` : t,
+      );
+      const unlisted = a.unlisted_tools;
+      const toolsLine = unlisted
+        ? unlisted.setting === 'granted'
+          ? `(no tools key: as in Claude Code, every tool this server grants; [agents.claude] unlisted_tools = "granted") ${unlisted.tools.join(', ')}`
+          : '(no tools key: none, as [agents.claude] unlisted_tools = "none")'
+        : tools.join(', ') || '(none)';
       out.out(
         [
           `name:         ${a.name}`,
           `version:      ${a.version}`,
           `description:  ${a.description}`,
           `capabilities: ${a.capabilities.join(', ')}`,
-          `tools:        ${tools.join(', ') || '(none)'}`,
+          `tools:        ${toolsLine}`,
           ...[...unresolved.values()].map(
             (u) => `  unresolved ${u.tool}: ${u.message}${u.suggestion ? ` (${u.suggestion})` : ''}`,
+          ),
+          ...[...ungranted.values()].map(
+            (u) => `  not granted ${u.tool}: ${u.message}${u.suggestion ? ` (${u.suggestion})` : ''}`,
           ),
           ...droppedLine(d.metadata),
           `source:       ${a.origin.kind === 'file' ? `file ${a.origin.path}` : 'api'} (${a.format}, revision ${a.revision}, updated ${a.updated_at})`,

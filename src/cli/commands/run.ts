@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ApiError, type ApiClient } from '../client.js';
-import { CliError } from '../errors.js';
+import { CliError, EXIT } from '../errors.js';
 import type { CliContext } from '../context.js';
 
 interface AgentResponse {
@@ -11,6 +11,7 @@ interface AgentResponse {
   finish_reason: string;
   provider: string;
   model: string;
+  all_tool_calls_refused?: true;
 }
 
 export function parseParams(pairs: string[]): Record<string, unknown> {
@@ -109,6 +110,8 @@ export function registerRun(agent: Command, ctx: CliContext): void {
           ...(opts.conversation && { conversation_id: opts.conversation }),
         });
         const res = opts.stream ? await streamRun(client, name, body, out.json) : await invoke(client, name, body);
+        // The run answered, but without any tool working: a script must not take it for a success.
+        if (res.all_tool_calls_refused === true) process.exitCode = EXIT.refused;
         if (out.json) return out.data(res);
         if (!opts.stream) {
           for (const t of res.tool_calls)
@@ -120,6 +123,10 @@ export function registerRun(agent: Command, ctx: CliContext): void {
         out.err(
           `(${res.provider}/${res.model}, ${res.usage.total_tokens} tokens, ${Math.round(res.execution_time_ms)} ms, ${res.finish_reason})`,
         );
+        if (res.all_tool_calls_refused === true)
+          out.err(
+            `every tool call of this run was refused (${res.tool_calls.length}): none ran; caxton agent show ${name} names the settings to grant (exit code ${EXIT.refused})`,
+          );
       },
     );
 }

@@ -370,18 +370,25 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
     .description('the audit log of tool calls (WebAssembly and MCP), newest first')
     .option('--agent <name>', 'calls made for this agent ("api": direct calls)')
     .option('--tool <name>', 'one tool (SERVER.tool) or a whole server (SERVER.*)')
-    .option('--server <name>', 'calls to this tool server')
+    // Not --server: that is the global option naming the Caxton server to talk to.
+    .option(
+      '--tool-server <name>',
+      'calls to the tools of this server (a tool server, an MCP server, or workspace, web, todo)',
+    )
     .option('--conversation <id>', 'calls made in this conversation')
     .option('--principal <id>', 'calls made for this authenticated caller (key:ci...)')
     .option('--outcome <outcome>', 'ok, failed (anything but ok), denied, timeout, fuel_exhausted, ...')
     .option('--since <time>', 'ISO time, epoch ms, or a duration ago such as 15m')
     .option('--limit <n>', 'at most this many records (1-1000, default 50)', intOption('--limit', 1, 1000), 50)
-    .addHelpText('after', '\nExample:\n  caxton tool audit --agent analyst --tool csv_parser.* --since 1h')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  caxton tool audit --agent analyst --tool csv_parser.* --since 1h\n  caxton tool audit --tool-server workspace --outcome denied',
+    )
     .action(
       async (opts: {
         agent?: string;
         tool?: string;
-        server?: string;
+        toolServer?: string;
         conversation?: string;
         principal?: string;
         outcome?: string;
@@ -390,8 +397,9 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
       }) => {
         const out = ctx.output();
         const q = new URLSearchParams();
-        for (const k of ['agent', 'tool', 'server', 'conversation', 'principal', 'outcome', 'since'] as const)
+        for (const k of ['agent', 'tool', 'conversation', 'principal', 'outcome', 'since'] as const)
           if (opts[k] !== undefined) q.set(k, opts[k]);
+        if (opts.toolServer !== undefined) q.set('server', opts.toolServer);
         q.set('limit', String(opts.limit));
         const data = await ctx
           .client()

@@ -2,6 +2,8 @@ import { relative } from 'node:path';
 import {
   AgentDirectoryWatcher,
   DEPLOY_CHECK_CODES,
+  listsNoTools,
+  unlistedToolsOf,
   type AgentRegistry,
   type AgentService,
   type FileStatus,
@@ -36,6 +38,16 @@ export async function watchAgentFiles(opts: {
         );
       } else if (s.state === 'loaded') {
         logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
+        const def = s.agent !== undefined ? registry.get(s.agent)?.definition : undefined;
+        if (def && listsNoTools(def)) {
+          const tools = unlistedToolsOf(def, opts.service.unlistedTools);
+          logger.info(
+            { file: s.path, agent: s.agent, tools, setting: 'agents.claude.unlisted_tools' },
+            tools.length > 0
+              ? `agent "${s.agent}" lists no tools: as Claude Code gives such an agent every tool, it gets the ${tools.length} tools this server grants ([agents.claude] unlisted_tools = "granted"): ${tools.join(', ')}`
+              : `agent "${s.agent}" lists no tools and gets none: this server grants none to such agents ([agents.claude] unlisted_tools, [workspace], [web])`,
+          );
+        }
         // A model the providers cannot serve as written is worth a line at warn level.
         // So is a provider or tool it names that the server cannot resolve.
         for (const w of s.errors ?? [])

@@ -20,7 +20,7 @@ export { startMessaging, type MessagingComponent } from './messaging.js';
 export { openToolAudit, type ToolAuditComponent } from './tool-audit.js';
 export { startMcp, type McpComponent } from './mcp.js';
 export { startTools, type ToolsComponent } from './tools.js';
-export { startToolkit, TOOLKIT_GROUPS } from './toolkit.js';
+export { startToolkit, TOOLKIT_GROUPS, unlistedToolsFor } from './toolkit.js';
 export { openAudit, type AuditComponent } from './audit.js';
 export { statusRoutes } from './status.js';
 export { serveConsole } from './console.js';

@@ -3,7 +3,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { ServerConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import type { HostToolGroup } from '../../tools/index.js';
+import { MEMORY_TOOL_NAMES, parseMemoryConfig } from '../../memory/index.js';
+import { grantedToolkit, type HostToolGroup } from '../../tools/index.js';
 import { teamTools, todoTools, type TeamBoard } from '../../tools/todo/index.js';
 import type { ToolAuditSink } from '../../tools/wasm/index.js';
 import { webTools } from '../../tools/web/index.js';
@@ -28,6 +29,24 @@ export const TOOLKIT_GROUPS: readonly HostToolGroup[] = [
       "Agent teams and their shared task list (Claude Code's TeamCreate, TeamDelete, TaskCreate, TaskList, TaskGet, TaskUpdate): create, delete, task_create, task_list, task_get, task_update",
   },
 ];
+
+/**
+ * What a Claude Code agent that lists no tools is given (ADR 0121): with `[agents.claude]
+ * unlisted_tools = "granted"`, the toolkit's tools this caxton.toml grants (write tools only with
+ * `[workspace] write`, Bash only with `[workspace.bash]`, web.fetch only with allowed hosts), the
+ * memory tools when memory is on, and send_message; never a tool server's or an MCP server's
+ * tools, which an agent names to get.
+ */
+export function unlistedToolsFor(config: ServerConfig): string[] {
+  if (config.agents.claude.unlisted_tools === 'none') return [];
+  let memory = false;
+  try {
+    memory = parseMemoryConfig(config.memory).enabled;
+  } catch {
+    // A bad [memory] stops the start where memory is opened, with the field named.
+  }
+  return [...grantedToolkit(config), ...(memory ? MEMORY_TOOL_NAMES : []), 'send_message'];
+}
 
 /** The real path of `p`, or of its nearest existing ancestor with the rest appended (a directory not made yet). */
 function realish(p: string): string {

@@ -2,7 +2,7 @@ import { dirname } from 'node:path';
 import type { AgentRegistry, AgentService } from '../../agents/index.js';
 import { toolApi } from '../../api/index.js';
 import type { ServerConfig } from '../../config/index.js';
-import { toolCheck, type Executor } from '../../execution/index.js';
+import { toolCheck, ungrantedTools, type Executor } from '../../execution/index.js';
 import type { ToolSync } from '../../cluster/index.js';
 import type { McpClientManager } from '../../mcp/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
@@ -90,7 +90,10 @@ export async function startTools(opts: {
     host: executor.hostTools,
     mcpServers: () => Object.keys(config.mcp_servers),
   });
-  opts.service.addCheck((def) => check(def.tools, def.metadata.claude_tools !== undefined ? 'warning' : 'error'));
+  opts.service.addCheck((def) => [
+    ...check(def.tools, def.metadata.claude_tools !== undefined ? 'warning' : 'error'),
+    ...ungrantedTools(def.tools, config),
+  ]);
   for (const status of opts.service.files.recheckFiles()) {
     for (const e of status.errors ?? [])
       logger.error(

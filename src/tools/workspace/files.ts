@@ -81,6 +81,9 @@ function openFile(ws: Workspace, path: string): { fd: number; stats: Stats } | u
   return f;
 }
 
+/** Claude Code's answer when Read or Edit is given a file that is not there. */
+export const FILE_DOES_NOT_EXIST = 'File does not exist.';
+
 /** The error Node's own call would have given for a missing path. */
 export function missing(path: string, syscall = 'open'): WorkspaceError {
   return new WorkspaceError(`ENOENT: no such file or directory, ${syscall} '${path}'`, 'io_error');
@@ -187,7 +190,8 @@ export function readTool(ws: Workspace): AuditedTool {
         const offset = int(args, 'offset', 0, 1e9) ?? 1;
         const limit = int(args, 'limit', 1, 1e6) ?? DEFAULT_READ_LINES;
         const f = openFile(ws, path);
-        if (f === undefined) throw missing(path, 'stat');
+        // Claude Code's Read answers a missing file in these words (docs/workspace.md lists where the wording differs).
+        if (f === undefined) return toolError(FILE_DOES_NOT_EXIST, 'io_error');
         let r: ReturnType<typeof readLines>;
         try {
           r = readLines(f.fd, path, Math.max(1, offset), limit);
@@ -299,7 +303,7 @@ function editFile(ws: Workspace, args: Record<string, unknown>, edits: Edit[]): 
   let text = readText(ws, path);
   let start = 0;
   if (text === undefined) {
-    if (edits[0]?.old_string !== '') return toolError(`File does not exist: ${path}`, 'io_error');
+    if (edits[0]?.old_string !== '') return toolError(FILE_DOES_NOT_EXIST, 'io_error');
     text = edits[0].new_string;
     start = 1;
   }
@@ -308,6 +312,8 @@ function editFile(ws: Workspace, args: Record<string, unknown>, edits: Edit[]): 
   if (Buffer.byteLength(text) > MAX_FILE_BYTES)
     return toolError(`the edited file would be more than ${MAX_FILE_BYTES} bytes`, 'output_too_large');
   writeAt(ws, path, text);
+  // An empty old_string on a missing file made it: say so, as Write does, not "updated".
+  if (start === 1 && edits.length === 1) return { content: `File created successfully at: ${path}` };
   return {
     content:
       edits.length > 1 ? `Applied ${edits.length} edits to ${path}` : `The file ${path} has been updated successfully.`,
@@ -463,6 +469,7 @@ export function lsTool(ws: Workspace): AuditedTool {
             deadline: Date.now() + WALK_MS,
             skipDirs: DEFAULT_SKIP_DIRS,
             skipPaths: ws.hidden(),
+            links: true,
           },
           (e) => {
             if (ignored(e.rel) || full) return false;
@@ -472,6 +479,8 @@ export function lsTool(ws: Workspace): AuditedTool {
           },
         );
         for (const f of walk.files) if (!ignored(f.rel)) entries.push({ rel: f.rel, dir: false });
+        // A link is listed by its own name, never followed (it could lead out of the workspace), as Claude Code's LS lists it.
+        for (const l of walk.links) if (!ignored(l.rel)) entries.push({ rel: l.rel, dir: false });
         entries.sort((a, b) => (a.rel < b.rel ? -1 : 1));
         const shown = entries.slice(0, LS_ENTRIES);
         const lines = [`- ${dir}/`];
@@ -481,7 +490,9 @@ export function lsTool(ws: Workspace): AuditedTool {
           lines.push(`${'  '.repeat(depth)}- ${name}${e.dir ? '/' : ''}`);
         }
         if (entries.length > LS_ENTRIES || full || walk.truncated)
-          lines.push(`(There are more than ${LS_ENTRIES} entries; list a subdirectory or use workspace.glob.)`);
+          lines.unshift(
+            `There are more than ${LS_ENTRIES} files in the repository. Use the LS tool (passing a specific path), Bash tool, and other tools to explore nested directories. The first ${LS_ENTRIES} files and directories are included below:\n`,
+          );
         return { content: lines.join('\n') };
       }),
   };

@@ -30,10 +30,14 @@ export interface WalkLimits {
   skipPaths?: readonly string[];
   /** Directories deeper than this are not entered. */
   maxDepth?: number;
+  /** Whether symbolic links are reported (in `links`, never followed); default false. */
+  links?: boolean;
 }
 
 export interface WalkResult {
   files: WalkEntry[];
+  /** The symbolic links met, when `links` asked for them (their own lstat, not the target's). */
+  links: WalkEntry[];
   /** Why the walk stopped early, if it did. */
   truncated?: string;
 }
@@ -48,11 +52,12 @@ export function walkFiles(
   onDir?: (e: WalkEntry, depth: number) => boolean,
 ): WalkResult {
   const files: WalkEntry[] = [];
+  const links: WalkEntry[] = [];
   let seen = 0;
   const stack: { dir: string; rel: string; depth: number }[] = [{ dir: start, rel: '', depth: 0 }];
   while (stack.length > 0) {
     const { dir, rel, depth } = stack.pop()!;
-    if (Date.now() > limits.deadline) return { files, truncated: 'the time limit was reached' };
+    if (Date.now() > limits.deadline) return { files, links, truncated: 'the time limit was reached' };
     const subdirs: { dir: string; rel: string; depth: number }[] = [];
     let full = false;
     try {
@@ -78,6 +83,8 @@ export function walkFiles(
             subdirs.push({ dir: path, rel: r, depth: depth + 1 });
           } else if (stats.isFile()) {
             files.push({ path, rel: r, stats });
+          } else if (limits.links && stats.isSymbolicLink()) {
+            links.push({ path, rel: r, stats });
           }
         }
       });
@@ -86,8 +93,8 @@ export function walkFiles(
       if (depth === 0 && e instanceof WorkspaceError) throw e;
       continue;
     }
-    if (full) return { files, truncated: `more than ${limits.maxEntries} entries` };
+    if (full) return { files, links, truncated: `more than ${limits.maxEntries} entries` };
     for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
   }
-  return { files };
+  return { files, links };
 }

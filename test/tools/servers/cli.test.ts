@@ -150,6 +150,12 @@ describe('caxton tool', () => {
     const j = parseJson<Json>(await cli('--json', 'tool', 'audit', '--limit', '1'));
     expect(j.records).toHaveLength(1);
     expect(j.records[0]).toMatchObject({ agent: 'api' });
+    // --tool-server filters by the tools' server; the global --server (given by cli()) still names Caxton.
+    const byServer = parseJson<Json>(await cli('--json', 'tool', 'audit', '--tool-server', 'text'));
+    expect(byServer.records.length).toBeGreaterThan(0);
+    expect(byServer.records.every((r: Json) => String(r.tool).startsWith('text.'))).toBe(true);
+    const other = parseJson<Json>(await cli('--json', 'tool', 'audit', '--tool-server', 'csv_parser'));
+    expect(other.records.every((r: Json) => String(r.tool).startsWith('csv_parser.'))).toBe(true);
   });
 
   it('remove removes a deployed server (exit 0); a built-in cannot be removed (exit 1)', async () => {

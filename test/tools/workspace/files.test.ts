@@ -253,3 +253,48 @@ describe('audit', () => {
     expect(records[0]!.args_digest).toMatch(/^[0-9a-f]{64}$/);
   });
 });
+
+describe("Claude Code's words where the model reads them", () => {
+  it('Read and Edit of a missing file: "File does not exist."', async () => {
+    const t = tools({ path: root, write: true });
+    expect(await t('read').invoke({ file_path: 'nope.txt' }, ctx())).toEqual({
+      content: 'File does not exist.',
+      is_error: true,
+    });
+    const e = await t('edit').invoke({ file_path: 'nope.txt', old_string: 'a', new_string: 'b' }, ctx());
+    expect(e).toMatchObject({ content: 'File does not exist.', is_error: true });
+  });
+
+  it('Write and an Edit with an empty old_string say "created" for a new file, "updated" for an existing one', async () => {
+    const t = tools({ path: root, write: true });
+    const made = await t('write').invoke({ file_path: 'new.txt', content: 'one\n' }, ctx());
+    expect(made.content).toBe(`File created successfully at: ${join(root, 'new.txt')}`);
+    const again = await t('write').invoke({ file_path: 'new.txt', content: 'two\n' }, ctx());
+    expect(again.content).toBe(`The file ${join(root, 'new.txt')} has been updated successfully.`);
+    const edited = await t('edit').invoke({ file_path: 'fresh.txt', old_string: '', new_string: 'hi\n' }, ctx());
+    expect(edited.content).toBe(`File created successfully at: ${join(root, 'fresh.txt')}`);
+    expect(readFileSync(join(root, 'fresh.txt'), 'utf8')).toBe('hi\n');
+  });
+
+  it('LS lists symbolic links by name (never followed), a link out of the workspace too', async () => {
+    mkdirSync(join(root, 'src'));
+    writeFileSync(join(root, 'src/a.ts'), '');
+    symlinkSync(join(root, 'src/a.ts'), join(root, 'current.ts'));
+    symlinkSync(outside, join(root, 'elsewhere'));
+    const r = await tools({ path: root })('ls').invoke({ path: '.' }, ctx());
+    expect(r.content).toBe([`- ${root}/`, '  - current.ts', '  - elsewhere', '  - src/', '    - a.ts'].join('\n'));
+    expect(r.content).not.toContain('secret');
+  });
+
+  it("LS past 1,000 entries says so first, in Claude Code's sentence", async () => {
+    for (let i = 0; i < 1005; i++) writeFileSync(join(root, `f${String(i).padStart(4, '0')}.txt`), '');
+    const r = await tools({ path: root })('ls').invoke({ path: '.' }, ctx());
+    const lines = r.content.split('\n');
+    expect(lines[0]).toBe(
+      'There are more than 1000 files in the repository. Use the LS tool (passing a specific path), Bash tool, and other tools to explore nested directories. The first 1000 files and directories are included below:',
+    );
+    expect(lines[1]).toBe('');
+    expect(lines[2]).toBe(`- ${root}/`);
+    expect(lines.filter((l) => l.startsWith('  - f'))).toHaveLength(1000);
+  });
+});

@@ -148,7 +148,7 @@ describe('symbolic links that stay inside the workspace', () => {
 });
 
 describe('what is not a regular file', () => {
-  it('a FIFO is refused without waiting for a writer, and a missing file answers ENOENT', async () => {
+  it('a FIFO is refused without waiting for a writer, and a missing file answers as Claude Code does', async () => {
     const ws = tempDir();
     execFileSync('mkfifo', [join(ws, 'pipe')]);
     const t = tools({ path: ws, write: true });
@@ -156,7 +156,7 @@ describe('what is not a regular file', () => {
     expect(r).toMatchObject({ is_error: true, content: `${join(ws, 'pipe')} is not a regular file` });
     const m = await t('read').invoke({ file_path: 'nope.txt' }, ctx());
     expect(m).toMatchObject({ is_error: true });
-    expect(m.content).toContain('ENOENT: no such file or directory');
+    expect(m.content).toBe('File does not exist.');
   });
 });
 
