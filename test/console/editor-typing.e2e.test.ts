@@ -45,12 +45,7 @@ async function answered<T>(work: Promise<T>, what: string): Promise<T> {
 }
 
 const answers = async (page: Page) =>
-  expect(
-    await answered(
-      page.evaluate(() => document.readyState),
-      'a script run in it',
-    ),
-  ).toBe('complete');
+  expect(await answered(page.evaluate('document.readyState'), 'a script run in it')).toBe('complete');
 
 describe.skipIf(!hasSystem('chromium'))('web console: the agent editor under fast typing (chromium)', () => {
   let cs: ConsoleServer;
