@@ -4,13 +4,14 @@
  * error's line); `DiffView` shows what changes between two texts.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { loadChunk } from '../../chunks';
 import { ErrorBox } from '../../components/feedback';
 import type * as EditorModuleNs from './code-editor';
 import type { EditorHandle, SourceFormat } from './code-editor';
 
 type EditorModule = typeof EditorModuleNs;
 let loading: Promise<EditorModule> | undefined;
-const loadEditor = (): Promise<EditorModule> => (loading ??= import('./code-editor'));
+const loadEditor = (): Promise<EditorModule> => (loading ??= loadChunk('editor', () => import('./code-editor')));
 
 function useEditorModule(): { mod: EditorModule | undefined; error: unknown } {
   const [mod, setMod] = useState<EditorModule>();
