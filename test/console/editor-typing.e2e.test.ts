@@ -61,36 +61,43 @@ describe.skipIf(!hasSystem('chromium'))('web console: the agent editor under fas
   });
 
   for (const rate of [1, 6]) {
-    it(`types with no delay between keys${rate > 1 ? `, the CPU slowed ${rate} times,` : ''} and keeps the exact text`, async () => {
-      const { page, context, problems, close } = await openPage(browser);
-      try {
-        await signIn(page, cs.url, cs.admin, '/ui/agents?edit=new');
-        const editor = page.getByLabel('Agent file');
-        await editor.locator('.cm-line').first().waitFor();
-        await editor.click();
-        await page.keyboard.press('Control+A');
-        await page.keyboard.press('Delete');
-        await expect.poll(() => textOf(page)).toBe('');
-        if (rate > 1) {
-          const cdp = await context.newCDPSession(page);
-          await cdp.send('Emulation.setCPUThrottlingRate', { rate });
+    it(
+      `types with no delay between keys${rate > 1 ? `, the CPU slowed ${rate} times,` : ''} and keeps the exact text`,
+      async () => {
+        const { page, context, problems, close } = await openPage(browser);
+        try {
+          await signIn(page, cs.url, cs.admin, '/ui/agents?edit=new');
+          const editor = page.getByLabel('Agent file');
+          await editor.locator('.cm-line').first().waitFor();
+          await editor.click();
+          await page.keyboard.press('Control+A');
+          await page.keyboard.press('Delete');
+          await expect.poll(() => textOf(page)).toBe('');
+          if (rate > 1) {
+            const cdp = await context.newCDPSession(page);
+            await cdp.send('Emulation.setCPUThrottlingRate', { rate });
+          }
+          // Not bounded: slowed six times on a loaded machine, typing takes tens of seconds. A tab that
+          // froze never finishes, and the test's own timeout ends it.
+          await page.keyboard.type(TEXT, { delay: 0 });
+          await answers(page);
+          await expect.poll(() => textOf(page)).toBe(TEXT);
+          // The page holds the same text: what it validates is what was typed.
+          await page.getByRole('button', { name: 'Validate' }).click();
+          await page.getByText('Valid: nothing was deployed.').waitFor();
+          // Still editing: one more key lands at the end, once.
+          await editor.click();
+          await page.keyboard.press('Control+End');
+          await page.keyboard.type('0', { delay: 0 });
+          await expect.poll(() => textOf(page)).toBe(`${TEXT}0`);
+          await answers(page);
+          expect(problems).toEqual([]);
+        } finally {
+          await close();
         }
-        await answered(page.keyboard.type(TEXT, { delay: 0 }), 'typing');
-        await answers(page);
-        await expect.poll(() => textOf(page)).toBe(TEXT);
-        // The page holds the same text: what it validates is what was typed.
-        await page.getByRole('button', { name: 'Validate' }).click();
-        await page.getByText('Valid: nothing was deployed.').waitFor();
-        // Still editing: one more key lands at the end, once.
-        await editor.click();
-        await page.keyboard.press('Control+End');
-        await page.keyboard.type('0', { delay: 0 });
-        await expect.poll(() => textOf(page)).toBe(`${TEXT}0`);
-        await answers(page);
-        expect(problems).toEqual([]);
-      } finally {
-        await close();
-      }
-    });
+        // Room for the slowed typing (a frozen tab still fails: it never finishes).
+      },
+      6 * PAGE_WAIT_MS,
+    );
   }
 });
