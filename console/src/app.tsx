@@ -5,6 +5,7 @@
  */
 import type { ComponentType } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { loadChunk } from './chunks';
 import { ErrorBox, Loading } from './components/feedback';
 import { useScrollHint } from './components/scroll-hint';
 import { PAGES, type PageDef, type PageProps } from './pages';
@@ -113,16 +114,20 @@ function Layout({ who, signedIn }: { who: WhoAmI; signedIn: boolean }) {
 function PageView({ page, params, query }: { page: PageDef } & PageProps) {
   const [Comp, setComp] = useState<ComponentType<PageProps> | undefined>(() => loaded.get(page.id));
   const [error, setError] = useState<unknown>();
+  const [attempt, setAttempt] = useState(0);
   useEffect(() => {
     if (Comp) return;
-    page.load().then(
+    let live = true;
+    setError(undefined);
+    loadChunk(`${page.title} page`, page.load).then(
       (m) => {
         loaded.set(page.id, m.default);
-        setComp(() => m.default);
+        if (live) setComp(() => m.default);
       },
-      (e: unknown) => setError(e),
+      (e: unknown) => live && setError(e),
     );
-  }, [page.id]);
+    return () => void (live = false);
+  }, [page.id, attempt]);
   if (page.permission !== undefined && !can(page.permission)) {
     return (
       <section aria-labelledby="refused-title">
@@ -133,7 +138,21 @@ function PageView({ page, params, query }: { page: PageDef } & PageProps) {
       </section>
     );
   }
-  if (error) return <ErrorBox error={error} />;
+  if (error)
+    return (
+      <section aria-labelledby="load-failed-title">
+        <h1 id="load-failed-title">{page.title}</h1>
+        <ErrorBox error={error} />
+        <p class="actions">
+          <button type="button" onClick={() => setAttempt((n) => n + 1)}>
+            Try again
+          </button>{' '}
+          <button type="button" class="secondary" onClick={() => location.reload()}>
+            Reload the console
+          </button>
+        </p>
+      </section>
+    );
   if (!Comp) return <Loading what={page.title} />;
   return <Comp params={params} query={query} />;
 }

@@ -18,6 +18,7 @@ import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import { endWithError, startSpan } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import { closest } from '../shared/suggest.js';
+import { auditServerOf, BUILTIN_GROUP, HOST_GROUP } from './audit-server.js';
 import type { ToolRegistry } from './registry.js';
 import type { Tool, ToolResult } from './types.js';
 // Types only: src/tools/index.ts exports this file, and the executor and the isolation workers
@@ -41,8 +42,7 @@ export type ToolSourceKind = 'wasm' | 'javascript' | 'mcp' | 'builtin' | 'host';
 export const TOOL_SOURCE_KINDS: readonly ToolSourceKind[] = ['wasm', 'javascript', 'mcp', 'builtin', 'host'];
 
 /** The pseudo-server names of the single-name tools. */
-export const BUILTIN_GROUP = 'builtin';
-export const HOST_GROUP = 'host';
+export { BUILTIN_GROUP, HOST_GROUP };
 
 /** Which path a tool call came through: the `via` label of caxton_tool_calls_total. */
 export type ToolCallVia = 'agent' | 'rest' | 'mcp';
@@ -391,7 +391,7 @@ export class ToolCatalogue {
       name,
       args,
       opts,
-      inBuiltin ? BUILTIN_GROUP : HOST_GROUP,
+      auditServerOf(name, inBuiltin),
     );
     count(name, r);
     return { ...r, kind: inBuiltin ? 'builtin' : 'host' };
@@ -399,7 +399,7 @@ export class ToolCatalogue {
 
   /**
    * Runs one call through `registry`, as an agent would. `auditAs`: the tool does not audit itself,
-   * so the record is written here under this server name (the group: `caxton tool audit --tool-server builtin`).
+   * so the record is written here under this server name (auditServerOf, as for an agent's call).
    */
   async #invoke(
     registry: ToolRegistry,

@@ -92,6 +92,11 @@ export class ToolRegistry {
     for (const n of list) this.#reserved.set(n, holder);
   }
 
+  /** Whether `name` is kept free here for a tool that lives elsewhere (`reserve`: the executor's built-ins). */
+  isReserved(name: string): boolean {
+    return this.#reserved.has(name);
+  }
+
   unregister(name: string): boolean {
     this.#specs = new WeakMap();
     this.#generation++;

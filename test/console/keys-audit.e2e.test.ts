@@ -147,6 +147,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: API keys and the audit tra
       await expect.poll(() => rows.count()).toBe(1);
       expect(await rows.first().innerText()).toContain('key.create');
       expect(await rows.first().innerText()).toContain('audited-one');
+      // The console's one time format (format.ts), as on every other page.
+      expect(await rows.first().locator('time').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$/);
       await expectAccessible(page, 'audit: filtered');
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 900 });

@@ -163,7 +163,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
 
       await page.getByRole('button', { name: 'View version 1' }).click();
       expect(await page.getByTestId('version-text').textContent()).toBe(agent('restored', 1));
-      await page.getByRole('button', { name: 'Compare version 1 with the live version' }).click();
+      await page.getByRole('button', { name: 'Diff with live: version 1' }).click();
       await page.getByTestId('version-shown').getByTestId('diff').locator('.cm-content').waitFor();
       expect(await page.getByTestId('version-shown').innerText()).toContain('You are restored v1.');
       // Any two versions: version 2 against version 1.
@@ -176,7 +176,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       );
       await expectAccessible(page, 'agents: two versions compared');
 
-      await page.getByRole('button', { name: 'Roll back to version 1' }).click();
+      await page.getByRole('button', { name: 'Roll back to this: version 1' }).click();
       const ask = page.getByTestId('confirm');
       await ask.getByTestId('diff').locator('.cm-content').waitFor();
       await expectAccessible(page, 'agents: confirming a rollback');
@@ -185,7 +185,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       await ask.waitFor({ state: 'detached' });
       expect((await api<{ current: number }>('GET', '/api/v1/agents/restored/versions')).json.current).toBe(2);
 
-      await page.getByRole('button', { name: 'Roll back to version 1' }).click();
+      await page.getByRole('button', { name: 'Roll back to this: version 1' }).click();
       await page.getByTestId('confirm').getByRole('button', { name: 'Roll back to version 1' }).click();
       await page.getByTestId('rollback-result').getByText('Rolled back to version 1').waitFor();
       const live = await api<{ definition: { system_prompt: string } }>('GET', '/api/v1/agents/restored');
@@ -204,7 +204,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/compared/versions');
       await page.getByTestId('versions').waitFor();
-      await page.getByRole('button', { name: 'Compare version 1 with the live version' }).click();
+      await page.getByRole('button', { name: 'Diff with live: version 1' }).click();
       const shown = page.getByTestId('version-shown');
       await shown.getByTestId('diff').locator('.cm-content').waitFor();
       expect(await shown.getByRole('heading').textContent()).toBe('Version 1 against version 3 (live)');

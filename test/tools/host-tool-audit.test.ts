@@ -2,7 +2,8 @@
  * Every tool an agent calls is in the tool audit, built-in and host tools included: a real server
  * (memory on, its own SQLite), an agent whose model is the strict OpenAI stub calls the memory
  * tools `read_graph` and `search_nodes` and the built-in `calculator`, in context, worker and
- * process isolation; GET /api/v1/tools/audit then lists each call with its execution, once. In
+ * process isolation; GET /api/v1/tools/audit then lists each call with its execution, once, under
+ * the source the catalogue lists the tool in (what the console's tools page asks for). In
  * worker and process isolation the built-in runs in the task (a worker thread, a child process),
  * which reports the call to the server; the host tools (memory) run in the server.
  */
@@ -84,6 +85,15 @@ describe('tool audit of built-in and memory tools', () => {
       records = await recorded();
       expect(records.map((r) => [r.tool, r.outcome]).sort()).toEqual(TOOLS.map((t) => [t, 'ok']).sort());
       for (const r of records) expect(r.agent).toBe(agent);
+      // Filed under the source the catalogue lists each tool in, as a direct call from the API or
+      // the console is: the built-in under "builtin", the memory tools under "host".
+      expect(Object.fromEntries(records.map((r) => [r.tool, r.server]))).toEqual({
+        read_graph: 'host',
+        search_nodes: 'host',
+        calculator: 'builtin',
+      });
+      const builtin = (await get(`/api/v1/tools/audit?server=builtin&agent=${agent}&limit=50`)).records as Json[];
+      expect(builtin.filter((r) => r.execution_id === execution).map((r) => r.tool)).toEqual(['calculator']);
     });
   }
 });

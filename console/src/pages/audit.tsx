@@ -6,6 +6,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ErrorBox, Loading } from '../components/feedback';
 import { fieldErrors } from '../form-errors';
+import { when } from '../format';
 import { shownOffset, useApi } from '../hooks';
 import type { PageProps } from '../pages';
 import { setQuery } from '../router';
@@ -135,7 +136,7 @@ export default function Audit({ query }: PageProps) {
               {trail.data.records.map((r) => (
                 <tr key={r.id}>
                   <td>
-                    <time dateTime={r.time}>{new Date(r.time).toLocaleString()}</time>
+                    <time dateTime={r.time}>{when(r.time)}</time>
                   </td>
                   <td>{r.principal ?? '—'}</td>
                   <td>

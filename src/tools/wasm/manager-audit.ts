@@ -5,6 +5,7 @@
  * host registry tells of each through `onRefused` / `onCalled`; the manager that owns the audit
  * sets them once.
  */
+import { auditServerOf } from '../audit-server.js';
 import type { ToolRegistry } from '../registry.js';
 import type { ToolContext } from '../types.js';
 import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './audit.js';
@@ -16,7 +17,6 @@ type CallFigures = Pick<ToolAuditRecord, 'time' | 'outcome' | 'duration_us' | 'o
 /** Records in `audit` every call `tools` refuses and every call it runs of a tool that does not audit itself. */
 export function auditRegistryCalls(tools: ToolRegistry, audit: ToolAuditSink): void {
   const recordCall = (name: string, args: Record<string, unknown>, ctx: ToolContext, call: CallFigures) => {
-    const dot = name.indexOf('.');
     let input: Uint8Array;
     try {
       input = enc.encode(JSON.stringify(args) ?? '');
@@ -28,7 +28,8 @@ export function auditRegistryCalls(tools: ToolRegistry, audit: ToolAuditSink): v
       ...(ctx.execution_id && { execution_id: ctx.execution_id }),
       ...(ctx.conversation_id && { conversation_id: ctx.conversation_id }),
       ...(ctx.principal !== undefined && { principal: ctx.principal }),
-      server: dot > 0 ? name.slice(0, dot) : name,
+      // The built-ins are reserved in the host registry (they run in the executor's own).
+      server: auditServerOf(name, tools.isReserved(name)),
       tool: name,
       args_digest: digestArgs(input),
       fuel_used: 0,

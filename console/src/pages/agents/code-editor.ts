@@ -12,7 +12,15 @@ import { json } from '@codemirror/legacy-modes/mode/javascript';
 import { toml } from '@codemirror/legacy-modes/mode/toml';
 import { unifiedMergeView } from '@codemirror/merge';
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search';
-import { Compartment, EditorSelection, EditorState, StateEffect, StateField, type Extension } from '@codemirror/state';
+import {
+  Annotation,
+  Compartment,
+  EditorSelection,
+  EditorState,
+  StateEffect,
+  StateField,
+  type Extension,
+} from '@codemirror/state';
 import {
   Decoration,
   EditorView,
@@ -103,6 +111,9 @@ export interface EditorOptions {
   onChange: (text: string) => void;
 }
 
+/** Marks a change the page made (setText), which is not reported back to it as an edit. */
+const fromPage = Annotation.define<boolean>();
+
 export function mountEditor(parent: HTMLElement, opts: EditorOptions): EditorHandle {
   const lang = new Compartment();
   const aria = new Compartment();
@@ -121,7 +132,9 @@ export function mountEditor(parent: HTMLElement, opts: EditorOptions): EditorHan
         lang.of(language(opts.format)),
         aria.of(ariaOf({})),
         EditorView.updateListener.of((u) => {
-          if (u.docChanged) opts.onChange(u.state.doc.toString());
+          // Only the user's edits go to the page: a text the page set is already the page's.
+          if (u.docChanged && !u.transactions.some((t) => t.annotation(fromPage)))
+            opts.onChange(u.state.doc.toString());
         }),
       ],
     }),
@@ -130,7 +143,7 @@ export function mountEditor(parent: HTMLElement, opts: EditorOptions): EditorHan
     text: () => view.state.doc.toString(),
     setText(text) {
       if (text === view.state.doc.toString()) return;
-      view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } });
+      view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text }, annotations: fromPage.of(true) });
     },
     setFormat: (format) => view.dispatch({ effects: lang.reconfigure(language(format)) }),
     goTo(line, column) {

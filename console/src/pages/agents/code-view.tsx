@@ -4,13 +4,14 @@
  * error's line); `DiffView` shows what changes between two texts.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { loadChunk } from '../../chunks';
 import { ErrorBox } from '../../components/feedback';
 import type * as EditorModuleNs from './code-editor';
 import type { EditorHandle, SourceFormat } from './code-editor';
 
 type EditorModule = typeof EditorModuleNs;
 let loading: Promise<EditorModule> | undefined;
-const loadEditor = (): Promise<EditorModule> => (loading ??= import('./code-editor'));
+const loadEditor = (): Promise<EditorModule> => (loading ??= loadChunk('editor', () => import('./code-editor')));
 
 function useEditorModule(): { mod: EditorModule | undefined; error: unknown } {
   const [mod, setMod] = useState<EditorModule>();
@@ -48,6 +49,14 @@ export function CodeEditor(props: CodeEditorProps) {
   const ed = useRef<EditorHandle>();
   const onChange = useRef(props.onChange);
   onChange.current = props.onChange;
+  /**
+   * The texts the editor has reported that the page has not given back yet, oldest first. The page
+   * renders a reported text some time after it was typed; keys typed meanwhile are already in the
+   * editor, so a value the editor reported is never written back into it (that would undo those
+   * keys, be reported as an edit, and start the two handing texts back and forth). Only a value
+   * the editor never had (an agent's source loaded, a reset) replaces the editor's text.
+   */
+  const reported = useRef<string[]>([]);
   useEffect(() => {
     if (!mod || !host.current) return;
     ed.current = mod.mountEditor(host.current, {
@@ -55,7 +64,10 @@ export function CodeEditor(props: CodeEditorProps) {
       format: props.format,
       label: props.label,
       ...(props.id !== undefined && { id: props.id }),
-      onChange: (t) => onChange.current(t),
+      onChange: (t) => {
+        reported.current.push(t);
+        onChange.current(t);
+      },
     });
     if (props.handle) props.handle.current = ed.current;
     return () => {
@@ -64,7 +76,15 @@ export function CodeEditor(props: CodeEditorProps) {
       if (props.handle) props.handle.current = undefined;
     };
   }, [mod]);
-  useEffect(() => ed.current?.setText(props.value), [mod, props.value]);
+  useEffect(() => {
+    const echoed = reported.current.lastIndexOf(props.value);
+    if (echoed >= 0) {
+      reported.current.splice(0, echoed + 1);
+      return;
+    }
+    reported.current = [];
+    ed.current?.setText(props.value);
+  }, [mod, props.value]);
   useEffect(() => ed.current?.setFormat(props.format), [mod, props.format]);
   useEffect(() => ed.current?.markProblems(props.problemLines ?? []), [mod, (props.problemLines ?? []).join(',')]);
   useEffect(() => ed.current?.setAria(props.aria ?? {}), [mod, JSON.stringify(props.aria ?? {})]);

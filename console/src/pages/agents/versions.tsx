@@ -128,7 +128,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                           type="button"
                           class="text-button"
                           onClick={() => setShown({ version: v.version, base: current })}
-                          aria-label={`Compare version ${v.version} with the live version`}
+                          aria-label={`Diff with live: version ${v.version}`}
                         >
                           Diff with live
                         </button>
@@ -147,7 +147,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                             class="secondary"
                             disabled={busy}
                             onClick={() => setAsking(v.version)}
-                            aria-label={`Roll back to version ${v.version}`}
+                            aria-label={`Roll back to this: version ${v.version}`}
                           >
                             Roll back to this
                           </button>
