@@ -15,16 +15,15 @@ import { grepTool } from './grep.js';
 export const WORKSPACE_GROUP = 'workspace';
 
 export { inside, Workspace, WorkspaceError, NOT_GRANTED, WRITE_NOT_GRANTED } from './grant.js';
-export {
-  BASH_NOT_GRANTED,
-  checkAllowlist,
-  parseCommandLine,
-  probeSandbox,
-  sandboxArgs,
-  SANDBOX_ENV,
-  type SandboxProbe,
-} from './bash.js';
+export { BASH_NOT_GRANTED, checkAllowlist, probeSandbox, sandboxArgs, SANDBOX_ENV, type SandboxProbe } from './bash.js';
 export { processLimitBy } from './limits.js';
+export {
+  inspectCommandLine,
+  parseCommandLine,
+  MAX_COMMAND_BYTES,
+  type ShellCommand,
+  type ShellInspection,
+} from './shell.js';
 export { Glob, GlobError, matchSegment } from './glob.js';
 export { DEFAULT_READ_LINES, MAX_LINE_CHARS } from './files.js';
 
