@@ -411,6 +411,7 @@ export function globTool(ws: Workspace): AuditedTool {
           hidden: true,
           skipDirs: DEFAULT_SKIP_DIRS,
           skipPaths: ws.hidden(),
+          skip: ws.readDenied,
         });
         const hits = walk.files
           .filter((f) => glob.matches(f.rel))
@@ -463,6 +464,7 @@ export function lsTool(ws: Workspace): AuditedTool {
             deadline: Date.now() + WALK_MS,
             skipDirs: DEFAULT_SKIP_DIRS,
             skipPaths: ws.hidden(),
+            skip: ws.readDenied,
           },
           (e) => {
             if (ignored(e.rel) || full) return false;
