@@ -20,6 +20,8 @@ import type * as workerThreads from 'node:worker_threads';
 export const MAX_COMMAND_BYTES = 16 * 1024;
 /** How long one parse may take on the worker before it is stopped. */
 export const PARSE_TIMEOUT_MS = 2_000;
+/** How long the worker may take to start and load the parser (a loaded machine can be slow). */
+const START_TIMEOUT_MS = 30_000;
 
 /** One simple command of the line: its program name and where it stands. */
 export interface ShellCommand {
@@ -158,6 +160,7 @@ function shellWorker(inspect: typeof inspectWith, parserPath: string): void {
   const { parentPort } = require('node:worker_threads') as typeof workerThreads;
   const { syntax } = require(parserPath) as { syntax: ShSyntax };
   /* eslint-enable @typescript-eslint/no-require-imports */
+  parentPort!.postMessage({ ready: true });
   parentPort!.on('message', (m: { id: number; line: string }) => {
     let result: ShellInspection;
     try {
@@ -171,7 +174,7 @@ function shellWorker(inspect: typeof inspectWith, parserPath: string): void {
 
 /** One worker for the process; lines queue on it one at a time. */
 class ShellParser {
-  #worker: Worker | undefined;
+  #worker: { w: Worker; ready: Promise<string | undefined> } | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #next = 1;
 
@@ -183,20 +186,38 @@ class ShellParser {
     return run;
   }
 
-  #ensure(): Worker {
+  /** The worker, and when it has loaded the parser (its start is not counted in a parse's time): undefined, or why it could not. */
+  #ensure(): { w: Worker; ready: Promise<string | undefined> } {
     if (this.#worker) return this.#worker;
     const source = `(${shellWorker.toString()})(${inspectWith.toString()}, ${JSON.stringify(requireHere.resolve('mvdan-sh'))})`;
     const w = new Worker(source, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 128, stackSizeMb: 4 } });
-    w.unref();
-    w.once('exit', () => {
-      if (this.#worker === w) this.#worker = undefined;
+    const ready = new Promise<string | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve('the parser did not start in time'), START_TIMEOUT_MS);
+      w.once('message', () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+      w.once('error', (e) => {
+        clearTimeout(timer);
+        resolve(e.message);
+      });
     });
-    this.#worker = w;
-    return w;
+    w.once('exit', () => {
+      if (this.#worker?.w === w) this.#worker = undefined;
+    });
+    this.#worker = { w, ready };
+    return this.#worker;
   }
 
-  #once(line: string, timeoutMs: number): Promise<ShellInspection> {
-    const w = this.#ensure();
+  async #once(line: string, timeoutMs: number): Promise<ShellInspection> {
+    const { w, ready } = this.#ensure();
+    w.ref();
+    const failed = await ready;
+    if (failed !== undefined) {
+      if (this.#worker?.w === w) this.#worker = undefined;
+      void w.terminate();
+      return { refused: `a line the parser could not read (${failed})` };
+    }
     const id = this.#next++;
     return new Promise((resolve) => {
       const done = (r: ShellInspection) => {
@@ -213,14 +234,13 @@ class ShellParser {
       const onError = (e: Error) => done({ refused: `a line the parser could not read (${e.message})` });
       const onExit = () => done({ refused: 'a line the parser could not read (the parser stopped)' });
       const timer = setTimeout(() => {
-        if (this.#worker === w) this.#worker = undefined;
+        if (this.#worker?.w === w) this.#worker = undefined;
         void w.terminate();
         done({ refused: `a line that took longer than ${timeoutMs} ms to parse` });
       }, timeoutMs);
       w.on('message', onMessage);
       w.once('error', onError);
       w.once('exit', onExit);
-      w.ref();
       w.postMessage({ id, line });
     });
   }
