@@ -139,4 +139,39 @@ describe.skipIf(!hasSystem('bwrap'))('a workspace with Claude Code permission ru
     server.child.kill('SIGTERM');
     await server.exited;
   });
+
+  it('permissionMode default asks for a Bash call no rule allows; plan refuses it', { timeout: 120_000 }, async () => {
+    const dir = project();
+    for (const mode of ['default', 'plan'])
+      writeFileSync(
+        join(dir, 'agents', `${mode}-lister.md`),
+        `---\nname: ${mode}-lister\ndescription: Lists the files\ntools: Bash, Read\npermissionMode: ${mode}\n---\nList the files.\n`,
+      );
+    stub.setScript((hit) => {
+      const results = toolMessages(hit);
+      if (results.length > 0) return { content: `listed: ${results[0]!.content}` };
+      const bash = (hit.body.tools as { function: { name: string } }[]).find((t) => t.function.name.includes('bash'))!;
+      return { tool_calls: [{ id: 'c-ls', name: bash.function.name, arguments: { command: 'ls' } }] };
+    });
+    const server = await startServe({
+      cwd: dir,
+      args: ['--config', join(dir, 'caxton.toml')],
+      env: { STUB_KEY: 'k' },
+      readyTimeoutMs: 30_000,
+    });
+    const asked = await startRun(server.url, 'default-lister', 'list');
+    const waiting = await waitForRun(server.url, asked, 'awaiting_approval', 60_000);
+    expect(waiting.approvals.map((a) => [a.tool, a.arguments])).toEqual([['workspace.bash', { command: 'ls' }]]);
+    await decide(server.url, asked, 'approve');
+    expect((await waitForRun(server.url, asked, 'completed', 60_000)).response!.content).toContain('package.json');
+
+    const planned = await startRun(server.url, 'plan-lister', 'list');
+    const refused = await waitForRun(server.url, planned, 'completed', 60_000);
+    expect(refused.approvals).toEqual([]);
+    expect(refused.response!.content).toBe(
+      'listed: Error: Permission to use Bash has been denied: the agent is in plan mode (permissionMode: plan), where only tools that read may run.',
+    );
+    server.child.kill('SIGTERM');
+    await server.exited;
+  });
 });

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { serverConfigSchema } from '../../../src/config/index.js';
 import {
   decide,
+  deniedBy,
   effectiveMode,
   subjectOf,
   workspacePermissions,
@@ -184,5 +185,28 @@ describe('the workspace settings', () => {
       'the rule "Edit(notes.txt)"',
     );
     expect((await t('read').invoke({ file_path: 'notes.txt' }, ctx())).content).toContain('password is elsewhere');
+  });
+});
+
+describe('the deny rules on other tools', () => {
+  it('web.fetch refuses a denied domain before it fetches, and passes others on', async () => {
+    const calls: unknown[] = [];
+    const fetchTool = deniedBy(
+      {
+        name: 'web.fetch',
+        description: 'fetch',
+        input_schema: { type: 'object' },
+        invoke: async (args) => {
+          calls.push(args);
+          return { content: 'fetched' };
+        },
+      },
+      rules([], ['WebFetch(domain:evil.example)']),
+    );
+    const refused = await fetchTool.invoke({ url: 'https://evil.example/a' }, ctx());
+    expect(refused).toMatchObject({ is_error: true, outcome: 'denied' });
+    expect(refused.content).toContain('the rule "WebFetch(domain:evil.example)"');
+    expect(await fetchTool.invoke({ url: 'https://good.example/a' }, ctx())).toEqual({ content: 'fetched' });
+    expect(calls).toEqual([{ url: 'https://good.example/a' }]);
   });
 });
