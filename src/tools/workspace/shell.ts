@@ -86,6 +86,12 @@ function inspectWith(syntax: ShSyntax, line: string): ShellInspection {
     const p = node.Pos();
     return `line ${p.Line()}, column ${p.Col()}`;
   };
+  // The parser's time grows with the words of a line more than with its bytes: past 2,000 it is not asked.
+  const words = line.match(/\S+/g)?.length ?? 0;
+  if (words > 2_000)
+    return {
+      refused: `${words} words (at most 2,000 are checked; split the command, or write long text with workspace.write)`,
+    };
   let file: ShNode;
   try {
     file = syntax.NewParser(syntax.Variant(syntax.LangPOSIX)).Parse(line, '');
@@ -95,6 +101,8 @@ function inspectWith(syntax: ShSyntax, line: string): ShellInspection {
     const text = typeof err.Error === 'function' ? err.Error() : String(err.message ?? e);
     return { refused: `a syntax error at ${text.replace(/^(\d+):(\d+): /, 'line $1, column $2: ')}` };
   }
+  const MAX_NODES = 2_000;
+  let nodes = 0;
   const commands: ShellCommand[] = [];
   const stack: string[] = [];
   let refused: string | undefined;
@@ -105,6 +113,11 @@ function inspectWith(syntax: ShSyntax, line: string): ShellInspection {
         return true;
       }
       if (refused !== undefined) return false;
+      // The walk costs far more per word than the parse: a line of thousands of words is refused, not walked.
+      if (++nodes > MAX_NODES) {
+        refused = `more than ${MAX_NODES} parts (words, commands and their pieces) to check; split the command`;
+        return false;
+      }
       const type = syntax.NodeType(node);
       let within = WITHIN[type];
       if (type === 'Redirect' && node.Hdoc) within = 'here-document';
