@@ -269,6 +269,32 @@ export const workspaceBashSchema = z.strictObject({
   file_size: size(64 * 1024 ** 2, { min: 1024 }),
 });
 
+/** A Claude Code permission rule as written: `Tool` or `Tool(specifier)` (src/tools/permissions). */
+const permissionRule = z
+  .string()
+  .max(1_000)
+  .regex(/^\s*[A-Za-z_*][A-Za-z0-9_.*-]*(\(.*\))?\s*$/s, {
+    message: 'expected a permission rule such as "Bash(npm test:*)", "Read(./secrets/**)" or "mcp__github"',
+  });
+const permissionRules = z
+  .array(permissionRule, { error: 'expected a list of permission rules' })
+  .max(1_000)
+  .default([]);
+
+/**
+ * `[workspace.permissions]`: Claude Code's permission rules over the tools' calls (docs/workspace.md,
+ * ADR 0124): deny refuses, ask waits for a person (a durable run's approval), allow runs.
+ */
+export const workspacePermissionsSchema = z.strictObject({
+  allow: permissionRules,
+  deny: permissionRules,
+  ask: permissionRules,
+  /** A Claude Code settings file (relative to the workspace, e.g. ".claude/settings.json") whose permissions.allow/deny/ask/defaultMode are added. */
+  claude_settings: z.string({ error: 'expected a file path' }).min(1).max(4096).optional(),
+  /** Whether an agent's permissionMode bypassPermissions is honoured (otherwise it runs as default). */
+  bypass_allowed: z.boolean({ error: 'expected true or false' }).default(false),
+});
+
 export const workspaceConfigSchema = z
   .strictObject({
     /** The granted directory (relative to caxton.toml); absent: no workspace. */
@@ -281,6 +307,7 @@ export const workspaceConfigSchema = z
      */
     agents_dir_writable: z.boolean({ error: 'expected true or false' }).default(false),
     bash: workspaceBashSchema.prefault({}),
+    permissions: workspacePermissionsSchema.prefault({}),
   })
   .prefault({});
 

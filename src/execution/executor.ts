@@ -39,7 +39,8 @@ import {
 import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
 import { entryOf, type ExecutionLog } from './records/model.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
-import { approvalRulesFor, type ApprovalRule } from './runs/approval.js';
+import { agentPermissions, approvalRulesFor, type ApprovalRule } from './runs/approval.js';
+import { workspacePermissions } from '../tools/permissions/index.js';
 import { DurableRuns, type RunContext, type RunJournal, type RunOrigin } from './runs/index.js';
 import type { TaskPayload } from './task.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest } from './types.js';
@@ -575,6 +576,8 @@ export class Executor {
     let rules = this.#approvals.get(def);
     if (rules === undefined) {
       rules = approvalRulesFor(def.name, this.#config.approvals.rules, def.execution.require_approval);
+      const permissions = agentPermissions(def, workspacePermissions(this.#config.workspace));
+      if (permissions !== undefined) rules.unshift({ tools: [], permissions });
       this.#approvals.set(def, rules);
     }
     return rules;

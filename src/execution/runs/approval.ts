@@ -8,10 +8,23 @@
  */
 import { CaxtonError } from '../../shared/errors.js';
 import { allowsTool } from '../../tools/registry.js';
+import {
+  decide,
+  deniedMessage,
+  subjectOf,
+  effectiveMode,
+  parseRule,
+  type PermissionMode,
+  type PermissionRule,
+  type PermissionSet,
+  type WorkspacePermissions,
+} from '../../tools/permissions/index.js';
 
 /** A rule as a job carries it: the tools it covers and, per argument, a pattern its value must match. */
 export interface ApprovalRule {
   tools: string[];
+  /** Claude Code permission rules and the agent's mode (ADR 0124): ask and the mode wait for a person, deny refuses. */
+  permissions?: { set: PermissionSet; mode?: PermissionMode };
   /** Argument name → regular expression source; every one must match for the rule to apply. */
   arguments?: Record<string, string>;
 }
@@ -37,6 +50,58 @@ export function approvalRulesFor(
   return rules;
 }
 
+/**
+ * The permission rules an agent's calls are judged by: the workspace's, plus the Claude Code rules
+ * with a specifier in its own `tools` (allow) and `disallowedTools` (deny), and its mode
+ * (`permissionMode`, else the settings file's `defaultMode`). Undefined when nothing applies.
+ */
+export function agentPermissions(
+  def: { name: string; metadata?: Record<string, unknown> },
+  ws: WorkspacePermissions,
+): ApprovalRule['permissions'] {
+  const meta = def.metadata ?? {};
+  const own = (key: string): PermissionRule[] => {
+    const list = meta[key];
+    if (!Array.isArray(list)) return [];
+    return list
+      .filter((r): r is string => typeof r === 'string')
+      .filter((r) => {
+        const p = parseRule(r);
+        return !('error' in p) && p.specifier !== undefined;
+      })
+      .map((rule) => ({ rule, source: `agent ${def.name} ${key === 'claude_tools' ? 'tools' : 'disallowedTools'}` }));
+  };
+  const mode = effectiveMode(meta.permissionMode ?? meta.permission_mode, ws);
+  const set: PermissionSet = {
+    allow: [...ws.allow, ...own('claude_tools')],
+    deny: [...ws.deny, ...own('claude_disallowed_tools')],
+    ask: [...ws.ask],
+    ...(ws.root !== undefined && { root: ws.root }),
+  };
+  // Allow rules alone change nothing: without a mode, a call no rule denies or asks about runs.
+  if (mode === undefined && set.deny.length + set.ask.length === 0) return undefined;
+  return mode === undefined ? { set } : { set, mode };
+}
+
+/**
+ * What the permission rules say of a call: `ask` (it waits for a person), a refusal's text (deny,
+ * or plan mode), or undefined (the other rules decide). Async: a Bash line is parsed off-thread.
+ */
+export async function permissionGate(
+  rules: readonly ApprovalRule[],
+  tool: string,
+  args: Record<string, unknown>,
+): Promise<'ask' | { denied: string } | undefined> {
+  for (const r of rules) {
+    if (r.permissions === undefined) continue;
+    const { set, mode } = r.permissions;
+    const d = decide(set, tool, await subjectOf(tool, args, set.root), mode);
+    if (d.decision === 'deny') return { denied: deniedMessage(tool, d) };
+    if (d.decision === 'ask') return 'ask';
+  }
+  return undefined;
+}
+
 function argumentText(v: unknown): string {
   return typeof v === 'string' ? v : (JSON.stringify(v) ?? '');
 }
@@ -44,7 +109,7 @@ function argumentText(v: unknown): string {
 /** Whether a call of `tool` with `args` needs approval under `rules`. */
 export function needsApproval(rules: readonly ApprovalRule[], tool: string, args: Record<string, unknown>): boolean {
   for (const r of rules) {
-    if (!allowsTool(r.tools, tool)) continue;
+    if (r.permissions !== undefined || !allowsTool(r.tools, tool)) continue;
     if (r.arguments === undefined) return true;
     const all = Object.entries(r.arguments).every(
       ([name, pattern]) => Object.hasOwn(args, name) && new RegExp(pattern, 'u').test(argumentText(args[name])),

@@ -10,7 +10,7 @@ import type { ToolCall } from '../../llm/types.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { ToolRegistry } from '../../tools/index.js';
 import type { ExecutionJob } from '../types.js';
-import { awaitingApproval, deniedResult, needsApproval, type ApprovalRule } from './approval.js';
+import { awaitingApproval, deniedResult, needsApproval, permissionGate, type ApprovalRule } from './approval.js';
 import { callKey, interruptedResult, type RecordedReply, type RunReplay, type RunStep } from './model.js';
 
 /** A call's outcome as the loop hands it on, whether it ran or was settled from the journal. */
@@ -108,7 +108,34 @@ export class RunRecorder {
    * nothing; a decision resumes the run from its steps.
    */
   approval(turn: number, call: ToolCall): Promise<CallOutcome | undefined> | undefined {
-    if (this.#approvals === undefined || !needsApproval(this.#approvals, call.name, call.arguments)) return undefined;
+    if (this.#approvals === undefined) return undefined;
+    if (this.#approvals.some((r) => r.permissions !== undefined)) return this.#permitted(turn, call);
+    if (!needsApproval(this.#approvals, call.name, call.arguments)) return undefined;
+    return this.#decided(turn, call);
+  }
+
+  /** The permission rules first (deny refuses, ask waits), then the other approval rules. */
+  async #permitted(turn: number, call: ToolCall): Promise<CallOutcome | undefined> {
+    const gate = await permissionGate(this.#approvals!, call.name, call.arguments);
+    if (gate !== undefined && gate !== 'ask') {
+      const result = gate.denied;
+      this.#queued.push({
+        kind: 'tool_end',
+        turn,
+        id: call.id,
+        name: call.name,
+        result,
+        is_error: true,
+        duration_ms: 0,
+      });
+      return { content: result, is_error: true, duration_ms: 0 };
+    }
+    if (gate !== 'ask' && !needsApproval(this.#approvals!, call.name, call.arguments)) return undefined;
+    return this.#decided(turn, call);
+  }
+
+  /** A call that needs approval: as decided, or waiting. */
+  #decided(turn: number, call: ToolCall): Promise<CallOutcome | undefined> | undefined {
     const decided = this.#replay?.approvals?.[callKey(turn, call.id)];
     if (decided?.decision === undefined) return this.#awaitApproval(turn, call, decided !== undefined);
     if (decided.decision === 'approved') return undefined;

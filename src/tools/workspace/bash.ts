@@ -4,8 +4,8 @@
  * a read-only view of the system, the workspace bound at its own path (writable only with the
  * write grant), nothing else of the host's files, a minimal environment, a time limit, an
  * output limit, and limits on memory, processes and file size (ADR 0113). Before anything runs,
- * every command of the line is checked against the operator's allowlist; shell syntax that could
- * hide a command (substitution, variables, subshells, functions) is refused rather than guessed at.
+ * the line is parsed as the shell parses it (shell.ts) and every command anywhere in it is checked
+ * against the operator's allowlist.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readlinkSync } from 'node:fs';
@@ -14,126 +14,24 @@ import { toolError } from '../audited.js';
 import { guarded, int, str } from './files.js';
 import { WorkspaceError, type Workspace } from './grant.js';
 import { type BashLimits, limitReached, pidsGroup, PRLIMIT_PATHS, prlimitArgs } from './limits.js';
+import { parseCommandLine } from './shell.js';
 
 export const BASH_NOT_GRANTED =
   'workspace.bash is not granted: set [workspace.bash] enabled = true and list the programs it may run in [workspace.bash] commands = ["ls", "cat", ...] in caxton.toml';
 
-/** The words of each simple command of a command line, or a refusal saying what could not be checked. */
-export function parseCommandLine(line: string): { commands: string[][] } | { refused: string } {
-  if (line.length > 16 * 1024) return { refused: 'the command is longer than 16 KiB' };
-  const commands: string[][] = [];
-  let words: string[] = [];
-  let word = '';
-  let inWord = false;
-  let expectTarget = false;
-  const endWord = () => {
-    if (!inWord) return;
-    if (expectTarget) expectTarget = false;
-    else words.push(word);
-    word = '';
-    inWord = false;
-  };
-  const endCommand = (op: string) => {
-    endWord();
-    if (expectTarget) return `"${op}" after a redirection with no file`;
-    if (words.length === 0) return op === '\n' || op === ';' ? undefined : `"${op}" with no command before it`;
-    commands.push(words);
-    words = [];
-    return undefined;
-  };
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (c === "'") {
-      const end = line.indexOf("'", i + 1);
-      if (end < 0) return { refused: 'an unterminated single quote' };
-      word += line.slice(i + 1, end);
-      inWord = true;
-      i = end;
-    } else if (c === '"') {
-      let j = i + 1;
-      for (; j < line.length && line[j] !== '"'; j++) {
-        const d = line[j]!;
-        if (d === '$' || d === '`')
-          return { refused: `"${d}" inside double quotes (expansion cannot be checked; use single quotes)` };
-        if (d === '\\' && j + 1 < line.length) {
-          word += line[++j];
-          continue;
-        }
-        word += d;
-      }
-      if (j >= line.length) return { refused: 'an unterminated double quote' };
-      inWord = true;
-      i = j;
-    } else if (c === '\\') {
-      if (i + 1 >= line.length) return { refused: 'a trailing backslash' };
-      const n = line[++i]!;
-      if (n !== '\n') {
-        word += n;
-        inWord = true;
-      }
-    } else if (c === ' ' || c === '\t') endWord();
-    else if (c === '\n' || c === ';') {
-      const err = endCommand(c);
-      if (err) return { refused: err };
-    } else if (c === '|' || c === '&') {
-      const two = line[i + 1] === c;
-      if (c === '&' && !two) {
-        // `2>&1` and `>&2` are redirections; a lone `&` would put a command in the background.
-        if (line[i - 1] === '>' && /[0-9]/.test(line[i + 1] ?? '')) {
-          i++;
-          continue;
-        }
-        return { refused: '"&" (background jobs are not supported)' };
-      }
-      const err = endCommand(two ? c + c : c);
-      if (err) return { refused: err };
-      if (two) i++;
-    } else if (c === '>' || c === '<') {
-      // A redirection: an optional fd number before it belongs to it, and the next word is its file.
-      if (inWord && /^[0-9]$/.test(word)) {
-        word = '';
-        inWord = false;
-      } else endWord();
-      if (line[i + 1] === c) i++;
-      if (c === '<' && line[i + 1] === '(')
-        return { refused: 'process substitution "<(" (it runs a command that cannot be checked)' };
-      if (line[i + 1] === '&') {
-        i++;
-        while (/[0-9-]/.test(line[i + 1] ?? '')) i++;
-        continue;
-      }
-      expectTarget = true;
-    } else if (c === '$' || c === '`')
-      return { refused: `"${c}" (command substitution and variables cannot be checked)` };
-    else if (c === '(' || c === ')' || c === '{' || c === '}')
-      return { refused: `"${c}" (subshells, groups and functions cannot be checked)` };
-    else if (c === '#' && !inWord) {
-      const nl = line.indexOf('\n', i);
-      if (nl < 0) break;
-      i = nl - 1;
-    } else {
-      word += c;
-      inWord = true;
-    }
-  }
-  const err = endCommand('\n');
-  if (err) return { refused: err };
-  if (expectTarget) return { refused: 'a redirection with no file' };
-  return { commands };
-}
-
-/** Refusal text for the first command of `line` the allowlist does not hold, or undefined when all are allowed. */
-export function checkAllowlist(line: string, allowed: readonly string[]): string | undefined {
-  const parsed = parseCommandLine(line);
+/**
+ * Refusal text for the first command of `line` the allowlist does not hold (naming it and where it
+ * stands), or for what in the line cannot be checked; undefined when every command is allowed.
+ */
+export async function checkAllowlist(line: string, allowed: readonly string[]): Promise<string | undefined> {
+  const parsed = await parseCommandLine(line);
   if ('refused' in parsed)
-    return `the command was refused: it uses ${parsed.refused}. workspace.bash runs plain commands, pipelines (|) and sequences (;, &&, ||) with quoted arguments and redirections`;
+    return `the command was refused: it has ${parsed.refused}. workspace.bash runs POSIX sh command lines in which every command is a program the operator allows`;
   if (parsed.commands.length === 0) return 'the command is empty';
-  for (const words of parsed.commands) {
-    const name = words[0]!;
-    if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(name))
-      return `the command was refused: variable assignments ("${name}") are not supported`;
-    if (!allowed.includes(name)) {
-      return `the command "${name}" is not allowed: the programs workspace.bash may run are ${allowed.length > 0 ? allowed.join(', ') : '(none)'}; the operator adds programs to [workspace.bash] commands in caxton.toml`;
+  for (const c of parsed.commands) {
+    if (!allowed.includes(c.name)) {
+      const where = c.within === 'command' ? '' : ` (inside a ${c.within}, line ${c.line}, column ${c.column})`;
+      return `the command "${c.name}"${where} is not allowed: the programs workspace.bash may run are ${allowed.length > 0 ? allowed.join(', ') : '(none)'}; the operator adds programs to [workspace.bash] commands in caxton.toml`;
     }
   }
   return undefined;
@@ -285,7 +183,7 @@ export function bashTool(ws: Workspace): AuditedTool {
   return {
     name: 'workspace.bash',
     description:
-      'Runs a shell command in the workspace directory, in a sandbox: only the programs the operator allows, no network unless granted, files outside the workspace not visible, writes only with the write grant. Pipelines (|) and sequences (;, &&, ||) are allowed; command substitution and variables are not. Returns the output (stdout and stderr) and the exit code.',
+      'Runs a shell command in the workspace directory, in a sandbox: only the programs the operator allows, no network unless granted, files outside the workspace not visible, writes only with the write grant. Any POSIX sh command line (pipes, &&, ||, ;, subshells, variables, here-documents, redirections) whose every command, wherever it stands, is an allowed program. Returns the output (stdout and stderr) and the exit code.',
     input_schema: {
       type: 'object',
       properties: {
@@ -304,7 +202,7 @@ export function bashTool(ws: Workspace): AuditedTool {
         const cfg = ws.bash;
         if (!cfg.enabled) return toolError(BASH_NOT_GRANTED, 'denied');
         const command = str(args, 'command')!;
-        const refusal = checkAllowlist(command, cfg.commands);
+        const refusal = await checkAllowlist(command, cfg.commands);
         if (refusal) return toolError(refusal, 'denied');
         const asked = int(args, 'timeout', 1, 600_000);
         const sandbox = probeSandbox();

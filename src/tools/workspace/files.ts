@@ -417,6 +417,7 @@ export function globTool(ws: Workspace): AuditedTool {
           hidden: true,
           skipDirs: DEFAULT_SKIP_DIRS,
           skipPaths: ws.hidden(),
+          skip: ws.readDenied,
         });
         const hits = walk.files
           .filter((f) => glob.matches(f.rel))
@@ -470,6 +471,7 @@ export function lsTool(ws: Workspace): AuditedTool {
             skipDirs: DEFAULT_SKIP_DIRS,
             skipPaths: ws.hidden(),
             links: true,
+            skip: ws.readDenied,
           },
           (e) => {
             if (ignored(e.rel) || full) return false;

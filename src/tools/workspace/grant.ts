@@ -95,6 +95,9 @@ export class Workspace {
     return ids;
   }
 
+  /** Whether a permission rule denies reading a path (set by the tools' owner; walks leave such entries out). */
+  readDenied: ((path: string) => boolean) | undefined;
+
   get writable(): boolean {
     return this.#cfg.write;
   }

@@ -317,6 +317,7 @@ export function grepTool(ws: Workspace): AuditedTool {
             deadline,
             skipDirs: DEFAULT_SKIP_DIRS,
             skipPaths: ws.hidden(),
+            skip: ws.readDenied,
           });
           entries = walk.files.filter((f) => filters.every((g) => g.matches(f.rel)));
           truncated = walk.truncated;

@@ -11,30 +11,36 @@ import { bashTool } from './bash.js';
 import { editTool, globTool, lsTool, multiEditTool, readTool, writeTool } from './files.js';
 import { Workspace } from './grant.js';
 import { grepTool } from './grep.js';
+import { deniedBy, readDeniedBy, workspacePermissions } from '../permissions/index.js';
 
 export const WORKSPACE_GROUP = 'workspace';
 
 export { inside, Workspace, WorkspaceError, NOT_GRANTED, WRITE_NOT_GRANTED } from './grant.js';
-export {
-  BASH_NOT_GRANTED,
-  checkAllowlist,
-  parseCommandLine,
-  probeSandbox,
-  sandboxArgs,
-  SANDBOX_ENV,
-  type SandboxProbe,
-} from './bash.js';
+export { BASH_NOT_GRANTED, checkAllowlist, probeSandbox, sandboxArgs, SANDBOX_ENV, type SandboxProbe } from './bash.js';
 export { processLimitBy } from './limits.js';
+export {
+  inspectCommandLine,
+  parseCommandLine,
+  MAX_COMMAND_BYTES,
+  type ShellCommand,
+  type ShellInspection,
+} from './shell.js';
 export { Glob, GlobError, matchSegment } from './glob.js';
 export { DEFAULT_READ_LINES, MAX_LINE_CHARS } from './files.js';
 
-/** The eight workspace tools over `config`, audited into `audit`. They are always registered: without a grant each answers an error naming the setting. */
+/**
+ * The eight workspace tools over `config`, audited into `audit`. They are always registered: without
+ * a grant each answers an error naming the setting. The deny rules of `[workspace.permissions]`
+ * (and its Claude Code settings file) hold on every call; a bad settings file throws `invalid_config`.
+ */
 export function workspaceTools(
   config: WorkspaceConfig,
   audit: ToolAuditSink | undefined,
   privateDirs: readonly string[] = [],
 ): Tool[] {
   const ws = new Workspace(config, privateDirs);
+  const permissions = workspacePermissions(config);
+  ws.readDenied = readDeniedBy(permissions);
   return [
     readTool(ws),
     writeTool(ws),
@@ -44,5 +50,5 @@ export function workspaceTools(
     grepTool(ws),
     lsTool(ws),
     bashTool(ws),
-  ].map((t) => audited(WORKSPACE_GROUP, t, audit));
+  ].map((t) => audited(WORKSPACE_GROUP, deniedBy(t, permissions), audit));
 }

@@ -28,6 +28,8 @@ export interface WalkLimits {
   skipDirs?: ReadonlySet<string>;
   /** Directories (real paths) never entered: the workspace's private ones. */
   skipPaths?: readonly string[];
+  /** Entries (real paths) left out: those a permission rule denies reading. */
+  skip?: (path: string) => boolean;
   /** Directories deeper than this are not entered. */
   maxDepth?: number;
   /** Whether symbolic links are reported (in `links`, never followed); default false. */
@@ -76,6 +78,7 @@ export function walkFiles(
           } catch {
             continue;
           }
+          if (limits.skip?.(path)) continue;
           if (stats.isDirectory()) {
             if (limits.skipDirs?.has(name) || limits.skipPaths?.includes(path)) continue;
             if (limits.maxDepth !== undefined && depth + 1 > limits.maxDepth) continue;
