@@ -338,8 +338,8 @@ function applyClaudeFields(
         warn(
           'tools',
           'unenforced_tool_rule',
-          `tools entry "${u}": Caxton grants the whole tool; the rule in parentheses is not enforced`,
-          'list the tool without parentheses, or restrict it on the tool server',
+          `tools entry "${u}": the agent gets the whole tool; the rule in parentheses only pre-approves matching calls, which matters where calls are otherwise asked for (permissionMode "default", ask rules)`,
+          'to refuse the rest, name it in disallowedTools or [workspace.permissions] deny (docs/workspace.md, "Permission rules")',
         );
       }
       doc.tools = tools;
