@@ -44,7 +44,9 @@ describe('caxton finds its server', () => {
     const text = await runCli(['whoami'], { cwd: dir });
     expectExit(text, 0);
     const lock = join(dir, 'data', 'caxton.lock');
-    expect(text.stdout).toContain(`at ${serve.url} (from the server running on this project's data directory (${lock}))`);
+    expect(text.stdout).toContain(
+      `at ${serve.url} (from the server running on this project's data directory (${lock}))`,
+    );
     const json = parseJson<{ server: string; server_source: string; server_file: string }>(
       await runCli(['--json', 'whoami'], { cwd: dir }),
     );
