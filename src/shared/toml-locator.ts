@@ -194,7 +194,7 @@ export function tomlSyntaxMessage(e: { message: string; line: number; column: nu
   return detail;
 }
 
-const HEADER = /^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$/;
+const HEADER = /^\s*\[\s*([^[\]]+?)\s*\]\s*(#.*)?$/;
 const KEY = /^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=/;
 
 /**
