@@ -1,5 +1,5 @@
 /**
- * The library entry of the `caxton` package: `import { startServer, loadConfig } from 'caxton'`.
+ * The library entry of the `caxton-server` package: `import { startServer, loadConfig } from 'caxton-server'`.
  *
  * Why a curated list instead of `export *` from every folder: this is the package's public API
  * (documented in docs/install.md, "Use Caxton as a library"); everything else under dist/ is internal and

@@ -9,6 +9,8 @@ import { scrubSecrets } from '../shared/secrets.js';
 export interface ReadinessCheck {
   /** Names the dependency in /ready and /api/v1/status, e.g. "memory-postgresql". */
   readonly name: string;
+  /** Listed by /ready and the status only while it fails (the node's own data directory, always there on a healthy node). */
+  readonly quiet?: boolean;
   check(signal: AbortSignal): Promise<void>;
 }
 
@@ -31,6 +33,13 @@ export interface DependencyState {
   reason?: string;
   /** When it was last checked (ISO time). */
   checked_at: string;
+  /** Listed only while it fails (ReadinessCheck.quiet). */
+  quiet?: boolean;
+}
+
+/** The states /ready and the status list: every failing one, and the ok ones that are not quiet. */
+export function listedStates(states: DependencyState[]): DependencyState[] {
+  return states.filter((d) => !(d.quiet === true && d.ok));
 }
 
 export interface ReadinessOptions {
@@ -70,8 +79,15 @@ export class Readiness {
     return this.#checks.length;
   }
 
-  /** Every dependency's state, checked now unless a result younger than `cacheMs` exists. */
-  probe(): Promise<DependencyState[]> {
+  /**
+   * The dependencies' states (a quiet one only while it fails; none: all is well), checked now
+   * unless a result younger than `cacheMs` exists.
+   */
+  async probe(): Promise<DependencyState[]> {
+    return listedStates(await this.#probeAll());
+  }
+
+  #probeAll(): Promise<DependencyState[]> {
     if (this.#running) return this.#running;
     if (Date.now() - this.#at < this.#cacheMs) return Promise.resolve([...this.#last.values()]);
     const run = this.#run().finally(() => {
@@ -108,9 +124,15 @@ export class Readiness {
     });
     try {
       await Promise.race([c.check(ac.signal), timeout]);
-      return { name: c.name, ok: true, checked_at: new Date().toISOString() };
+      return { name: c.name, ok: true, checked_at: new Date().toISOString(), ...(c.quiet && { quiet: true }) };
     } catch (e) {
-      return { name: c.name, ok: false, reason: scrubSecrets(describeError(e)), checked_at: new Date().toISOString() };
+      return {
+        name: c.name,
+        ok: false,
+        reason: scrubSecrets(describeError(e)),
+        checked_at: new Date().toISOString(),
+        ...(c.quiet && { quiet: true }),
+      };
     } finally {
       clearTimeout(timer);
     }

@@ -61,6 +61,23 @@ export class ApiClient {
     );
   }
 
+  /**
+   * Something answered at the address, but not Caxton: every answer of a Caxton server carries an
+   * `x-request-id` header, and its errors the `{ error: { code, message } }` envelope. Said in
+   * words, with where the address came from, rather than as another program's error page.
+   */
+  #notCaxton(status: number, path: string, contentType: string, text: string): CliError {
+    const sample = text.replace(/\s+/g, ' ').trim().slice(0, 80);
+    const message = `the program answering at ${this.base} is not a Caxton server (HTTP ${status} for ${path}${contentType ? `, ${contentType.split(';')[0]}` : ''}${sample ? `: "${sample}"` : ''})`;
+    return new CliError(message, {
+      lines: [
+        ...(this.#source ? [`this address comes from ${this.#source}`] : []),
+        'another program holds that port: point the CLI at the Caxton server with --server URL (or $CAXTON_SERVER_URL); `caxton serve` prints its address when it starts',
+      ],
+      json: { error: { code: 'not_caxton', message, details: { status, path } } },
+    });
+  }
+
   /** `accept`: error statuses whose body the caller reads itself (a 503 from /ready) instead of an error. */
   async request<T>(
     method: string,
@@ -89,7 +106,10 @@ export class ApiClient {
     }
     const text = await res.text();
     let data: unknown = text;
-    if ((res.headers.get('content-type') ?? '').includes('json') && text.length > 0) {
+    const type = res.headers.get('content-type') ?? '';
+    if (!res.headers.has('x-request-id') && (res.status >= 400 || !type.includes('json')))
+      throw this.#notCaxton(res.status, path, type, text);
+    if (type.includes('json') && text.length > 0) {
       try {
         data = JSON.parse(text);
       } catch {
@@ -146,6 +166,8 @@ export class ApiClient {
     }
     if (res.status >= 400 || !(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
       const text = await res.text();
+      if (!res.headers.has('x-request-id'))
+        throw this.#notCaxton(res.status, path, res.headers.get('content-type') ?? '', text);
       let body: Partial<ApiErrorBody> | undefined;
       try {
         body = JSON.parse(text) as Partial<ApiErrorBody>;

@@ -1,20 +1,23 @@
 /**
  * Which server the CLI talks to, and why: --server, else $CAXTON_SERVER_URL, else the profile's,
- * else the [server] host and port of the project's caxton.toml (the file `caxton serve` would
- * load: $CAXTON_CONFIG, else ./caxton.toml), else http://127.0.0.1:8080.
+ * else the address of the server running on the project's data directory (its lock file, ADR
+ * 0127: right after `caxton serve --port N` too), else the [server] host and port of the
+ * project's caxton.toml (the file `caxton serve` would load: $CAXTON_CONFIG, else ./caxton.toml),
+ * else http://127.0.0.1:8080.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
+import { DATA_LOCK_FILE, readDataLock } from '../storage/data-lock.js';
 import { DEFAULT_SERVER_URL } from './client.js';
 import { CliError } from './errors.js';
 
-export type ServerSource = 'flag' | 'env' | 'profile' | 'project' | 'default';
+export type ServerSource = 'flag' | 'env' | 'profile' | 'data-dir' | 'project' | 'default';
 
 export interface ServerChoice {
   url: string;
   source: ServerSource;
-  /** The caxton.toml the address was read from, when `source` is "project". */
+  /** The caxton.toml the address was read from ("project"), or the lock file ("data-dir"). */
   file?: string;
 }
 
@@ -31,6 +34,8 @@ export function describeServerSource(c: {
       return '$CAXTON_SERVER_URL';
     case 'profile':
       return `profile "${c.profile}"`;
+    case 'data-dir':
+      return `the server running on this project's data directory (${c.serverFile ?? DATA_LOCK_FILE})`;
     case 'project':
       return `[server] in ${c.serverFile ?? 'caxton.toml'}`;
     default:
@@ -75,11 +80,27 @@ function projectConfig(env: NodeJS.ProcessEnv, cwd: string): string | undefined 
   return existsSync(file) ? file : undefined;
 }
 
-/** The address a server started from `file` listens on: a wildcard bind is reached on loopback. */
-function projectServerUrl(file: string): string | undefined {
-  let doc: Record<string, unknown>;
+/**
+ * The data directory `caxton serve` would use here: $CAXTON_DATA_DIR, else data_dir of the
+ * project's caxton.toml (relative to the file), else data/ beside it (or in the current directory).
+ */
+function projectDataDir(
+  file: string | undefined,
+  doc: Record<string, unknown> | undefined,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): string {
+  const base = file ? dirname(file) : cwd;
+  if (env.CAXTON_DATA_DIR) return resolve(base, env.CAXTON_DATA_DIR);
+  const configured = doc?.data_dir;
+  if (typeof configured === 'string' && configured !== '')
+    return isAbsolute(configured) ? configured : resolve(base, configured);
+  return join(base, 'data');
+}
+
+function readProject(file: string): Record<string, unknown> {
   try {
-    doc = parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    return parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new CliError(
       `cannot read the server address from ${file}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`,
@@ -88,6 +109,10 @@ function projectServerUrl(file: string): string | undefined {
       },
     );
   }
+}
+
+/** The address a server started from the project's `doc` listens on: a wildcard bind is reached on loopback. */
+function projectServerUrl(doc: Record<string, unknown>): string | undefined {
   const server = doc.server as { host?: unknown; port?: unknown; tls?: unknown } | undefined;
   if (!server || typeof server !== 'object') return undefined;
   if (server.host === undefined && server.port === undefined && server.tls === undefined) return undefined;
@@ -111,7 +136,11 @@ export function chooseServer(
   if (opts.profileServer !== undefined)
     return { url: normalizeServerUrl(opts.profileServer, "the profile's server"), source: 'profile' };
   const file = projectConfig(env, cwd);
-  const fromFile = file && existsSync(file) ? projectServerUrl(file) : undefined;
+  const doc = file && existsSync(file) ? readProject(file) : undefined;
+  const dataDir = projectDataDir(file, doc, env, cwd);
+  const running = readDataLock(dataDir);
+  if (running?.url) return { url: running.url, source: 'data-dir', file: join(dataDir, DATA_LOCK_FILE) };
+  const fromFile = doc ? projectServerUrl(doc) : undefined;
   if (file && fromFile) return { url: fromFile, source: 'project', file };
   return { url: DEFAULT_SERVER_URL, source: 'default' };
 }

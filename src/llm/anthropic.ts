@@ -30,6 +30,16 @@ import {
 } from './types.js';
 
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
+
+/**
+ * The base the Messages path (`/v1/messages`) is joined to. Anthropic's own documentation gives the
+ * host alone, while OpenAI-type providers (and many proxies) are configured with a `/v1` ending:
+ * both spellings are accepted, so a trailing `/v1` is dropped rather than calling `/v1/v1/messages`.
+ */
+export function anthropicBaseUrl(baseUrl: string | undefined): string {
+  if (baseUrl === undefined) return ANTHROPIC_DEFAULT_BASE_URL;
+  return baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '');
+}
 export const ANTHROPIC_VERSION = '2023-06-01';
 export const ANTHROPIC_DEFAULT_MAX_TOKENS = 4096;
 export const ANTHROPIC_MAX_TEMPERATURE = 1;
@@ -50,7 +60,7 @@ export class AnthropicProvider implements LlmProvider {
     private readonly config: ProviderConfig,
   ) {
     this.defaultModel = config.model;
-    this.baseUrl = config.base_url ?? ANTHROPIC_DEFAULT_BASE_URL;
+    this.baseUrl = anthropicBaseUrl(config.base_url);
   }
 
   async chat(req: ChatRequest): Promise<ChatResponse> {

@@ -12,6 +12,7 @@ export { OpenAiProvider, OPENAI_DEFAULT_BASE_URL } from './openai.js';
 export {
   AnthropicProvider,
   ANTHROPIC_DEFAULT_BASE_URL,
+  anthropicBaseUrl,
   ANTHROPIC_VERSION,
   ANTHROPIC_DEFAULT_MAX_TOKENS,
 } from './anthropic.js';

@@ -3,14 +3,20 @@ import type { ServerConfig } from '../config/index.js';
 import type { ConfigProblem } from '../api/readiness.js';
 
 /**
- * What in the configuration will make runs fail although the server serves: a provider whose key
- * is not in the server's environment, a scripted provider whose file is missing, a provider with
+ * What in the configuration will make runs fail although the server serves: no provider at all, a
+ * provider whose key is not in the server's environment, a scripted provider whose file is missing, a provider with
  * no default model. The server still starts and /ready stays about serving; these are reported at
  * start, by GET /health (names only: it is public) and by the status overview, each with its fix.
  * Evaluated on each call: a script file created later clears its problem without a restart.
  */
 export function configProblems(config: ServerConfig, env: NodeJS.ProcessEnv = process.env): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  if (Object.keys(config.llm.providers).length === 0)
+    problems.push({
+      name: 'llm.providers',
+      problem: 'no LLM provider is configured: every agent run fails',
+      fix: 'add a provider to caxton.toml, e.g. [llm.providers.openai] with type = "openai", api_key_env = "OPENAI_API_KEY" and model = "gpt-4o-mini" (docs/providers.md), then restart the server',
+    });
   for (const [name, p] of Object.entries(config.llm.providers)) {
     const field = `llm.providers.${name}`;
     if (p.api_key_env !== undefined && (env[p.api_key_env] ?? '').trim() === '') {

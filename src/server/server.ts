@@ -46,6 +46,7 @@ import {
 } from './components/index.js';
 import type { ConfigProblem } from '../api/readiness.js';
 import { configProblems } from './config-problems.js';
+import { ProviderReach } from './provider-reach.js';
 import { isLoopbackHost } from './hosts.js';
 import { startupMark } from './startup-marks.js';
 import { readTlsMaterial, warnIfExpiring, type TlsReloader } from './tls.js';
@@ -128,12 +129,15 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       secrets: secretValues(config),
     });
   const readiness = new Readiness({ log: logger });
+  // The default provider is connected to while the server starts; its finding joins the problems.
+  const reach = new ProviderReach(config, logger);
+  const reached = reach.check();
   const lifecycle: Lifecycle = {
     state: 'starting',
     startedAt: Date.now(),
     version: VERSION,
     readiness,
-    problems: () => configProblems(config),
+    problems: () => [...configProblems(config), ...reach.problems()],
   };
   // TLS files are checked before anything is opened: a missing file or a key that does not match
   // its certificate stops the start with an error naming the file (src/server/tls.ts).
@@ -185,7 +189,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         }),
       }),
     );
-    const { db } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
+    const { db, lock } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
     startupMark('storage open');
     // A cluster node's shared state in PostgreSQL: before the stores that live there (the event store, the tool audit), closed after them.
     // Loaded only here: a single node never loads NATS or pg.
@@ -267,6 +271,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         memory: memory?.execution,
         shadowResults: agents.shadowResults,
         similarity: memory && ((a: string, b: string) => memory.graph.store.similarity(a, b)),
+        onRunFinished: (status) => reach.onRunFinished(status),
       }),
     );
     const { executor } = execution;
@@ -387,7 +392,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }),
     );
     startupMark('listening');
+    // The CLI finds the server of a data directory by this address (`caxton serve --port N` included).
+    if (listen) lock.setUrl(http.url);
     await execution.ready;
+    await reached;
     lifecycle.state = 'ready';
     // The tool servers load now, each when no request is in flight (ADR 0055); their tools were
     // registered at start and a call loads its own server at once.

@@ -187,5 +187,52 @@ export function tomlSyntaxMessage(e: { message: string; line: number; column: nu
   if (/control characters/.test(detail) && lineText !== undefined && e.column > lineText.length) {
     return 'unterminated string: the closing quote is missing at the end of the line';
   }
+  if (/redefine an already defined/.test(detail) && lineText !== undefined) {
+    const earlier = earlierDefinition(source, e.line);
+    if (earlier) return earlier;
+  }
   return detail;
+}
+
+const HEADER = /^\s*\[\s*([^[\]]+?)\s*\]\s*(#.*)?$/;
+const KEY = /^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=/;
+
+/**
+ * For "trying to redefine an already defined table or value" at `line`: the earlier line that
+ * defined it, said in words (TOML allows a table or key once; pasting a second `[llm]` block into a
+ * file that has one is the usual way to get here). Undefined when it cannot be found.
+ */
+function earlierDefinition(source: string, line: number): string | undefined {
+  const lines = source.split(/\r?\n/);
+  const here = lines[line - 1] ?? '';
+  const header = HEADER.exec(here);
+  const norm = (t: string) => t.replace(/\s+/g, '');
+  if (header) {
+    const name = norm(header[1]!);
+    for (let i = 0; i < line - 1; i++) {
+      const h = HEADER.exec(lines[i]!);
+      if (h && norm(h[1]!) === name)
+        return `the table [${name}] is defined twice: first on line ${i + 1}, again on line ${line}. A TOML table may appear once: move the keys under line ${line} into the [${name}] on line ${i + 1} (and delete the second header)`;
+    }
+    return undefined;
+  }
+  const key = KEY.exec(here);
+  if (!key) return undefined;
+  // The table this key is in: the last header above it; the same key earlier in that table is the first one.
+  let start = 0;
+  let table = '';
+  for (let i = line - 2; i >= 0; i--) {
+    const h = HEADER.exec(lines[i]!);
+    if (h) {
+      start = i + 1;
+      table = norm(h[1]!);
+      break;
+    }
+  }
+  for (let i = start; i < line - 1; i++) {
+    const k = KEY.exec(lines[i]!);
+    if (k && k[1] === key[1])
+      return `${key[1]} is set twice${table ? ` in [${table}]` : ''}: first on line ${i + 1}, again on line ${line}. Keep one of them`;
+  }
+  return undefined;
 }

@@ -25,3 +25,4 @@ export {
   type WriteLaneOptions,
 } from './turn-writer.js';
 export { GroupCommit, type JoinedWrite, type JoinFailures } from './group-commit.js';
+export { lockDataDir, readDataLock, DATA_LOCK_FILE, type DataLock, type DataLockRecord } from './data-lock.js';

@@ -54,7 +54,8 @@ async function expectNothingChanged(before: Awaited<ReturnType<typeof snapshot>>
   expect((after.list as { total: number }).total).toBe(2);
   const health = await getJson(t.url, '/health');
   expect(health.status).toBe(200);
-  expect(health.json).toEqual({ status: 'ok' });
+  // Degraded only by the provider this server has none of, never by the refused input.
+  expect(health.json).toEqual({ status: 'ok', degraded: ['llm.providers'] });
 }
 
 function issues(res: HttpResult): Issue[] {

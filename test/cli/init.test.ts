@@ -1,9 +1,13 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assertBuilt,
+  cleanEnv,
   cleanup,
+  CLI,
   expectExit,
   expectNoStackTrace,
   parseJson,
@@ -13,6 +17,7 @@ import {
   stopServe,
   tempDir,
 } from './helpers/cli.js';
+import { writeLauncher } from '../readme/runner.js';
 
 let cwd: string;
 beforeAll(() => {
@@ -81,11 +86,50 @@ describe('caxton init', () => {
     expect(existsSync(join(dir, 'caxton-tool.toml'))).toBe(true);
     expect(existsSync(join(dir, 'agents'))).toBe(false);
     const next = r.stdout.slice(r.stdout.indexOf('next:'));
-    expect(next).toContain('cd hello-tool && npm install && npm run build');
+    expect(next).toContain('(cd hello-tool && npm install && npm run build)');
     expect(next).toContain('caxton tool deploy hello-tool');
     expect(next).toContain('caxton tool show hello');
     expect(next).not.toMatch(/agents\/|caxton\.toml/);
   });
+
+  it('the tool-assemblyscript next steps run as printed, in order, from where init ran: built, deployed, shown', async () => {
+    const here = tempDir('caxton-init-steps-');
+    const r = await runCli(['init', 'steps-tool', '--template', 'tool-assemblyscript'], { cwd: here });
+    expectExit(r, 0);
+    const steps = r.stdout
+      .slice(r.stdout.indexOf('next:') + 'next:'.length)
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
+    expect(steps).toHaveLength(3);
+    // A server to deploy to, started as a user would in a project of their own.
+    const project = join(here, 'project');
+    expectExit(await runCli(['init', project, '--template', 'minimal'], { cwd: here }), 0);
+    const serve = await startServe({ cwd: project });
+    const bin = writeLauncher(join(here, 'bin'), CLI);
+    try {
+      for (const step of steps) {
+        const res = spawnSync('bash', ['-c', step], {
+          cwd: here,
+          encoding: 'utf8',
+          timeout: 240_000,
+          env: cleanEnv({
+            PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+            CAXTON_SERVER_URL: serve.url,
+            // npm's own cache (the CLI's HOME is a temporary one): the packages come from it when they are there.
+            npm_config_cache: join(homedir(), '.npm'),
+            npm_config_prefer_offline: 'true',
+            npm_config_audit: 'false',
+            npm_config_fund: 'false',
+          }),
+        });
+        expect(res.status, `${step}\n--- stdout\n${res.stdout}\n--- stderr\n${res.stderr}`).toBe(0);
+        if (step.startsWith('caxton tool show')) expect(res.stdout).toContain('hello.greet');
+      }
+    } finally {
+      await stopServe(serve, 'SIGTERM');
+    }
+  }, 300_000);
 
   it("the tool templates' READMEs call tools with arguments the CLI accepts", async () => {
     const calls = readdirSync(join(repoRoot, 'templates')).flatMap((t) => {

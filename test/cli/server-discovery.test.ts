@@ -40,12 +40,27 @@ describe('caxton finds its server', () => {
     expect(r.stdout).toContain('helper');
   });
 
-  it('whoami says the address came from [server] in caxton.toml, in text and JSON', async () => {
+  it("whoami says the address came from the running server's data directory, in text and JSON", async () => {
     const text = await runCli(['whoami'], { cwd: dir });
+    expectExit(text, 0);
+    const lock = join(dir, 'data', 'caxton.lock');
+    expect(text.stdout).toContain(
+      `at ${serve.url} (from the server running on this project's data directory (${lock}))`,
+    );
+    const json = parseJson<{ server: string; server_source: string; server_file: string }>(
+      await runCli(['--json', 'whoami'], { cwd: dir }),
+    );
+    expect(json).toMatchObject({ server: serve.url, server_source: 'data-dir', server_file: lock });
+  });
+
+  it('with no server running on the data directory, whoami says the address came from [server] in caxton.toml', async () => {
+    // Another data directory (no server holds it): the address comes from caxton.toml.
+    const env = { CAXTON_DATA_DIR: join(dir, 'elsewhere') };
+    const text = await runCli(['whoami'], { cwd: dir, env });
     expectExit(text, 0);
     expect(text.stdout).toContain(`at ${serve.url} (from [server] in ${join(dir, 'caxton.toml')})`);
     const json = parseJson<{ server: string; server_source: string; server_file: string }>(
-      await runCli(['--json', 'whoami'], { cwd: dir }),
+      await runCli(['--json', 'whoami'], { cwd: dir, env }),
     );
     expect(json).toMatchObject({ server: serve.url, server_source: 'project', server_file: join(dir, 'caxton.toml') });
   });

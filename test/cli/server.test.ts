@@ -1,4 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -30,7 +32,7 @@ interface AgentJson {
   definition?: { system_prompt: string };
 }
 
-const CONFIG = `data_dir = "data"
+const config = (baseUrl: string) => `data_dir = "data"
 agents_dir = "agents"
 
 [logging]
@@ -38,13 +40,14 @@ level = "info"
 
 [llm.providers.openai]
 type = "openai"
+base_url = "${baseUrl}"
 api_key_env = "OPENAI_API_KEY"
 model = "gpt-4o-mini"
 headers = { Authorization = "Bearer sk-remote-secret" }
 `;
 
-function writeProject(dir: string): string {
-  writeFileSync(join(dir, 'caxton.toml'), CONFIG);
+function writeProject(dir: string, baseUrl = 'http://127.0.0.1:9/v1'): string {
+  writeFileSync(join(dir, 'caxton.toml'), config(baseUrl));
   mkdirSync(join(dir, 'agents'));
   writeFileSync(
     join(dir, 'agents', 'from-file.toml'),
@@ -77,16 +80,23 @@ function writeProject(dir: string): string {
 describe('caxton serve + the agent, status, health and config commands', () => {
   let dir: string;
   let serve: ServeProcess;
+  let provider: Server;
   const cli = (...args: string[]): Promise<CliResult> => runCli(['--server', serve.url, ...args], { cwd: dir });
 
   beforeAll(async () => {
     assertBuilt();
     dir = tempDir('caxton-serve-');
-    const config = writeProject(dir);
-    // The provider's key is in the server's environment: the server is healthy, not degraded.
-    serve = await startServe({ cwd: dir, args: ['--config', config], env: { OPENAI_API_KEY: 'sk-test-key' } });
+    // The provider answers connections and its key is in the server's environment: the server is
+    // healthy, not degraded (no test here runs a model).
+    provider = createServer((_req, res) => res.writeHead(503).end());
+    await new Promise<void>((r) => provider.listen(0, '127.0.0.1', r));
+    const file = writeProject(dir, `http://127.0.0.1:${(provider.address() as AddressInfo).port}/v1`);
+    serve = await startServe({ cwd: dir, args: ['--config', file], env: { OPENAI_API_KEY: 'sk-test-key' } });
   });
-  afterAll(cleanup);
+  afterAll(async () => {
+    await cleanup();
+    provider.close();
+  });
 
   it('serve announces its URL on stderr and loads the agents_dir file', async () => {
     const stderr = await waitForOutput(serve, 'stderr', /caxton listening on .*\n/);

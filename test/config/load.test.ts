@@ -171,6 +171,24 @@ timeout = "90s"
     expect(e.message).toContain(':3:');
   });
 
+  it('a table defined twice (README §5 pasted into a generated caxton.toml) names both lines and what to do', () => {
+    const file = writeConfig(
+      '[llm]\ndefault_provider = "demo"\n\n[llm.providers.demo]\ntype = "scripted"\n\n[llm]\ndefault_provider = "openai"\n',
+    );
+    const e = configError({ file, env: {} });
+    expect(e.issues[0]).toMatchObject({ code: 'toml_syntax', file, line: 7 });
+    expect(e.issues[0]!.message).toBe(
+      'TOML syntax error: the table [llm] is defined twice: first on line 1, again on line 7. A TOML table may appear once: move the keys under line 7 into the [llm] on line 1 (and delete the second header)',
+    );
+  });
+
+  it('a key set twice in one table names the first line', () => {
+    const file = writeConfig('[server]\nport = 7000\nhost = "127.0.0.1"\nport = 7001\n');
+    const e = configError({ file, env: {} });
+    expect(e.issues[0]).toMatchObject({ code: 'toml_syntax', line: 4 });
+    expect(e.issues[0]!.message).toContain('port is set twice in [server]: first on line 2, again on line 4');
+  });
+
   it('[cluster.state] step_transactions: 2 by default, at most pool_size, and 0 refused naming its line', () => {
     const base =
       '[cluster]\nnode = "node-a"\n[cluster.nats]\nurls = ["nats://127.0.0.1:4222"]\n[cluster.state]\nurl = "postgres://caxton@db/caxton"\n';

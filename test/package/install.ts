@@ -154,7 +154,7 @@ export async function packAndInstall(dir: string): Promise<Installed> {
     dir,
     prefix,
     bin,
-    installed: join(prefix, 'lib', 'node_modules', 'caxton'),
+    installed: join(prefix, 'lib', 'node_modules', 'caxton-server'),
     tarball,
     packedFiles: info.files.map((f) => f.path),
   };

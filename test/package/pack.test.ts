@@ -3,7 +3,7 @@
  * into a temporary prefix (no repository on the PATH or in node_modules lookups), then the
  * README's quickstart: `caxton init demo && cd demo && caxton serve`, the built-in WebAssembly
  * tools and the embedding model working, `caxton agent run assistant "What is 6 * 7?"`
- * answering, `caxton mcp` started by name by an MCP client, and `import ... from 'caxton'`.
+ * answering, `caxton mcp` started by name by an MCP client, and `import ... from 'caxton-server'`.
  *
  * Packing and installing are in install.ts: vitest's global setup (setup.ts) starts them at the
  * beginning of the run so they overlap the other files; run alone, this file does it itself.
@@ -236,14 +236,14 @@ describe('installed globally (npm install -g of the tarball)', () => {
     }
   }, 60_000);
 
-  it("is importable as a library: import { startServer, loadConfig, parseAgent, CaxtonError } from 'caxton'", async () => {
+  it("is importable as a library: import { startServer, loadConfig, parseAgent, CaxtonError } from 'caxton-server'", async () => {
     const app = join(pkg.dir, 'app');
     mkdirSync(join(app, 'node_modules'), { recursive: true });
-    symlinkSync(pkg.installed, join(app, 'node_modules', 'caxton'), 'dir');
+    symlinkSync(pkg.installed, join(app, 'node_modules', 'caxton-server'), 'dir');
     writeFileSync(join(app, 'package.json'), '{"type": "module"}\n');
     writeFileSync(
       join(app, 'main.js'),
-      `import { startServer, loadConfig, parseAgent, CaxtonError, ERROR_CODES, VERSION } from 'caxton';
+      `import { startServer, loadConfig, parseAgent, CaxtonError, ERROR_CODES, VERSION } from 'caxton-server';
 const parsed = parseAgent('name = "x"\\nsystem_prompt = "hi"\\n', { file: 'x.toml' });
 const config = loadConfig({ env: {}, flags: { port: 0, metricsPort: 0, dataDir: 'data', agentsDir: 'agents' } });
 config.metrics.enabled = false;

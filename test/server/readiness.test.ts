@@ -3,12 +3,15 @@
  * loses its database turns not-ready, names the dependency (not the reason: /ready is public),
  * tells why in the authenticated status, and turns ready again when the link is back.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Readiness } from '../../src/api/index.js';
 import { expectExit, parseJson, runCli } from '../cli/helpers/cli.js';
 import { getJson } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { makeTempDir } from '../helpers/tmp.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { startPgProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -78,8 +81,12 @@ describe.skipIf(!hasSystem('postgresql'))('GET /ready with memory on PostgreSQL'
   beforeAll(async () => {
     let url: string;
     ({ proxy, url } = await startPgProxy());
+    const dir = makeTempDir('caxton-ready-');
+    writeFileSync(join(dir, 'replies.toml'), 'fallback = "ok"\n');
     server = await startTestServer({
-      toml: `[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url}"\nschema = "${schema}"\n`,
+      dir,
+      // A scripted provider: the server is not degraded, so `caxton health` is about readiness alone.
+      toml: `[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url}"\nschema = "${schema}"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n`,
     });
   });
 

@@ -547,7 +547,7 @@ async function overview(
     version: lifecycle.version,
     uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),
     ready: lifecycle.state === 'ready' && (dependencies?.every((d) => d.ok) ?? true),
-    ...(dependencies && { dependencies }),
+    ...(dependencies && dependencies.length > 0 && { dependencies }),
     ...(degraded.length > 0 && { degraded }),
     time: new Date(now.t).toISOString(),
     metrics_enabled: config.metrics.enabled,

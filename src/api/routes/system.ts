@@ -60,7 +60,7 @@ export async function systemRoutes(
     async (_req, reply) => {
       if (lifecycle.state !== 'ready') return reply.code(503).send({ status: lifecycle.state });
       const deps = lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
-      if (!deps) return { status: 'ok' as const };
+      if (!deps || deps.length === 0) return { status: 'ok' as const };
       const dependencies = deps.map((d) => ({ name: d.name, ok: d.ok }));
       return deps.every((d) => d.ok)
         ? { status: 'ok' as const, dependencies }
@@ -119,5 +119,6 @@ async function readyWithDependencies(
   const started = lifecycle.state === 'ready';
   if (!lifecycle.readiness || lifecycle.readiness.size === 0) return { ready: started };
   const dependencies = await lifecycle.readiness.probe();
+  if (dependencies.length === 0) return { ready: started };
   return { ready: started && dependencies.every((d) => d.ok), dependencies };
 }

@@ -82,10 +82,15 @@ const MANIFEST = 'caxton-tool.toml';
 function nextSteps(dir: string, files: string[]): string[] {
   if (files.includes(MANIFEST)) {
     const name = /^name\s*=\s*"([^"]+)"/m.exec(readFileSync(join(resolve(dir), MANIFEST), 'utf8'))?.[1] ?? 'NAME';
+    // The build runs in a subshell: the next lines are run from here, where `dir` is.
     const build = files.includes('Makefile')
-      ? `  cd ${dir} && make   # compiles the module to build/*.wasm (toolchain: see README.md)`
-      : `  cd ${dir} && npm install && npm run build   # compiles assembly/index.ts to build/*.wasm`;
-    return [build, `  caxton tool deploy ${dir}`, `  caxton tool show ${name}`];
+      ? `  (cd ${dir} && make)   # compiles the module to build/*.wasm (toolchain: see README.md)`
+      : `  (cd ${dir} && npm install && npm run build)   # compiles assembly/index.ts to build/*.wasm`;
+    return [
+      build,
+      `  caxton tool deploy ${dir}   # to the running server (caxton serve; --server URL for another)`,
+      `  caxton tool show ${name}`,
+    ];
   }
   return [`  caxton agent validate ${join(dir, 'agents')}/*`, `  caxton serve --config ${join(dir, 'caxton.toml')}`];
 }

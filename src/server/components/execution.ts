@@ -96,6 +96,8 @@ export function startExecution(opts: {
   similarity?: ((a: string, b: string) => Promise<number>) | undefined;
   /** Where every step of every run is committed as it goes (`openRunJournal`); closed with the executor. */
   runs?: RunJournal | undefined;
+  /** Each finished execution's status ('ok' or the error code). */
+  onRunFinished?: (status: string) => void;
 }): ExecutionComponent {
   const { config, db, logger, events, runs } = opts;
   const executor = new Executor(config, opts.registry, {
@@ -116,6 +118,7 @@ export function startExecution(opts: {
     // figures or the shadow runner (which copies a live execution to the candidate).
     onExecuted: (e) => {
       events?.onExecuted(e);
+      opts.onRunFinished?.(e.status);
       opts.service.rollout.observe(e.definition, e.status === 'ok', e.duration_ms);
       shadow.onExecuted(e);
       const m = opts.telemetry.metrics;
