@@ -14,7 +14,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { allowsTool } from '../registry.js';
 import { Glob } from '../workspace/glob.js';
-import { parseCommandLine } from '../workspace/shell.js';
+import { DYNAMIC_WORD, parseCommandLine } from '../workspace/shell.js';
 
 export const PERMISSION_MODES = ['default', 'acceptEdits', 'plan', 'bypassPermissions'] as const;
 export type PermissionMode = (typeof PERMISSION_MODES)[number];
@@ -152,6 +152,23 @@ function commandMatches(spec: string, command: string): boolean {
   return at === command.length;
 }
 
+/**
+ * For deny and ask: whether `command` matches `spec` for some value of its words known only when
+ * it runs (DYNAMIC_WORD), so `C=push; git $C` meets a rule on `git push`. The words before the
+ * first such word must agree with the rule's literal head, the program name exactly.
+ */
+function commandCouldMatch(spec: string, command: string): boolean {
+  if (commandMatches(spec, command)) return true;
+  const cut = command.indexOf(DYNAMIC_WORD);
+  if (cut < 0) return false;
+  const known = command.slice(0, cut).trimEnd();
+  const head = spec.endsWith(':*') ? spec.slice(0, -2) : spec.split('*')[0]!;
+  const name = command.split(' ')[0]!;
+  const headName = head.split(' ')[0]!;
+  const nameAgrees = head.includes(' ') || !spec.includes('*') ? headName === name : name.startsWith(headName);
+  return nameAgrees && (head === known || head.startsWith(`${known} `) || known.startsWith(head.trimEnd()));
+}
+
 /** A gitignore-style path rule against an absolute path: `//abs`, `~/home`, `/root-relative`, `./x` or `x` (the workspace). */
 function pathMatches(spec: string, path: string, tree: boolean, root: string | undefined): boolean {
   let pattern = spec;
@@ -198,7 +215,7 @@ export function ruleMatches(
   if (tool === 'workspace.bash') {
     const cmds = subject.commands;
     if (cmds === undefined || cmds.length === 0) return false;
-    return every ? cmds.every((c) => commandMatches(spec, c)) : cmds.some((c) => commandMatches(spec, c));
+    return every ? cmds.every((c) => commandMatches(spec, c)) : cmds.some((c) => commandCouldMatch(spec, c));
   }
   if (subject.path !== undefined) return pathMatches(spec, subject.path, subject.tree === true, root);
   if (tool === 'web.fetch' && spec.startsWith('domain:')) {

@@ -26,12 +26,19 @@ const START_TIMEOUT_MS = 30_000;
 /** One simple command of the line: its program name and where it stands. */
 export interface ShellCommand {
   name: string;
+  /** The arguments; one whose value is known only when the line runs (`$X`, `$(...)`) is DYNAMIC_WORD. */
   args: string[];
   /** `command`, or the construct it is inside: `subshell`, `command substitution`, `here-document`, `group`, `function`. */
   within: string;
   line: number;
   column: number;
 }
+
+/**
+ * Stands for an argument whose value is known only when the line runs: a permission rule must
+ * judge `git $C` as possibly `git push` (deny, ask), never as surely anything (allow).
+ */
+export const DYNAMIC_WORD = '\u0000';
 
 export type ShellInspection = { commands: ShellCommand[] } | { refused: string };
 
@@ -137,7 +144,8 @@ function inspectWith(syntax: ShSyntax, line: string): ShellInspection {
           refused = `a command whose name is computed at ${source(node)} (its program cannot be known before it runs)`;
           return false;
         }
-        const values = args.slice(1).map((a) => literal(a) ?? '');
+        // DYNAMIC_WORD, spelled out here: this function runs on the worker from its source text.
+        const values = args.slice(1).map((a) => literal(a) ?? '\u0000');
         if (DECLARE.has(name))
           for (const v of values) {
             const m = /^([A-Za-z_][A-Za-z0-9_]*)(=|$)/.exec(v);

@@ -32,6 +32,17 @@ async function judge(set: PermissionSet, tool: string, args: Record<string, unkn
 }
 
 describe('the rule forms', () => {
+  it('Bash: an argument known only when the line runs meets deny and ask rules, never an allow rule', async () => {
+    const set = rules(['Bash(git:*)', 'Bash(npm test)'], ['Bash(rm -rf:*)'], ['Bash(git push:*)']);
+    const bash = (command: string) => judge(set, 'workspace.bash', { command });
+    expect(await bash('C=push; git $C origin')).toBe('ask');
+    expect(await bash('git "$(printf push)"')).toBe('ask');
+    expect(await bash('F=-rf; rm $F /tmp/x')).toBe('deny');
+    expect(await bash('git status $X')).toBe('allow');
+    expect(await bash('T=test; npm $T')).toBe('none');
+    expect(await bash('gitk $X')).toBe('none');
+  });
+
   it('Bash: prefix at a word boundary, exact, wildcards, every command of a line', async () => {
     const set = rules(['Bash(npm test:*)', 'Bash(git status)', 'Bash(git log * --oneline)']);
     const bash = (command: string) => judge(set, 'workspace.bash', { command });
