@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CaxtonError } from '../shared/errors.js';
 import { makePrivateDir, writePrivateFileSync } from '../shared/private-fs.js';
+import { pidAlive } from '../shared/pid.js';
 
 export const DATA_LOCK_FILE = 'caxton.lock';
 
@@ -22,16 +23,6 @@ export interface DataLockRecord {
   url: string | null;
   started_at: string;
   data_dir: string;
-}
-
-/** Whether process `pid` of this machine is alive (EPERM: it is, under another user). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function parseRecord(text: string): DataLockRecord | undefined {
@@ -52,7 +43,7 @@ function parseRecord(text: string): DataLockRecord | undefined {
 
 /** Whether the lock's owner still runs: a lock of another machine's process cannot be checked, so it counts as held. */
 function held(r: DataLockRecord): boolean {
-  return r.hostname !== hostname() || alive(r.pid);
+  return r.hostname !== hostname() || pidAlive(r.pid);
 }
 
 /** The lock of a server that holds `dataDir` now, or undefined (no lock, unreadable, or its process is gone). */

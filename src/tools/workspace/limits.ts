@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileS
 import { join } from 'node:path';
 import type { CallOutcome } from '../wasm/errors.js';
 import { formatSize } from '../../shared/units.js';
+import { pidAlive } from '../../shared/pid.js';
 
 export interface BashLimits {
   memory: number;
@@ -92,21 +93,12 @@ function removeStale(dir: string): void {
   }
   for (const name of names) {
     const pid = Number(/^caxton-bash-(\d+)-/.exec(name)?.[1]);
-    if (!pid || pid === process.pid || alive(pid)) continue;
+    if (!pid || pid === process.pid || pidAlive(pid)) continue;
     try {
       rmdirSync(join(dir, name));
     } catch {
       // Still has processes, or not ours to remove.
     }
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
