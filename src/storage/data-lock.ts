@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { CaxtonError } from '../shared/errors.js';
 import { makePrivateDir, writePrivateFileSync } from '../shared/private-fs.js';
 import { pidAlive } from '../shared/pid.js';
+import { fsError } from './database.js';
 
 export const DATA_LOCK_FILE = 'caxton.lock';
 
@@ -100,7 +101,9 @@ export function lockDataDir(dataDir: string): DataLock {
     try {
       fd = openSync(path, 'wx', 0o600);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw fsError(e, path, `cannot create the lock file ${path}: the data dir ${dir} is not writable`);
+      if (attempt > 2) throw e;
       let text = '';
       try {
         text = readFileSync(path, 'utf8');

@@ -212,7 +212,8 @@ function holdsFrames(wal: string, pageSize: number): boolean {
   }
 }
 
-function fsError(e: unknown, path: string, what: string): CaxtonError {
+/** A file-system failure on the data dir, in words that say what to do (disk full, read-only, permissions). */
+export function fsError(e: unknown, path: string, what: string): CaxtonError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC')
     return new CaxtonError('insufficient_storage', `${what}: the disk is full. Free some space and start again`, {

@@ -13,6 +13,12 @@ import { parseDuration, parseSize } from '../../src/shared/units.js';
 import { ConfigError, loadServerConfig } from '../../src/config/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 
+/** The file's own metadata: a Claude Code file without `tools` is also marked as given the granted toolkit. */
+function userMetadata(m: Record<string, unknown>): Record<string, unknown> {
+  const { claude_tools_unlisted: _marked, ...own } = m;
+  return own;
+}
+
 /**
  * Hostile agent input: each finding reproduced. The inputs are the reported ones (or bigger);
  * what is asserted is the outcome (a clear error naming the field and the limit, never an
@@ -266,14 +272,14 @@ describe('YAML aliases are bounded', () => {
     const ok = parseAgent(
       `---\nname: a\nmetadata:\n${Array.from({ length: 900 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`,
     );
-    expect(ok.ok && Object.keys(ok.definition.metadata).length).toBe(900);
+    expect(ok.ok && Object.keys(userMetadata(ok.definition.metadata)).length).toBe(900);
     const dup = parseAgent('---\nname: a\nmetadata:\n  a: 1\n  a: 2\n---\nhi\n', { file: 'dup.md' });
-    expect(dup.ok && dup.definition.metadata).toEqual({ a: 2 });
+    expect(dup.ok && userMetadata(dup.definition.metadata)).toEqual({ a: 2 });
   });
 
   it('ordinary aliases still work', () => {
     const r = parseAgent('---\nname: ok\nmetadata:\n  base: &b {team: x}\n  copy: *b\n---\nhi\n');
-    expect(r.ok && r.definition.metadata).toEqual({ base: { team: 'x' }, copy: { team: 'x' } });
+    expect(r.ok && userMetadata(r.definition.metadata)).toEqual({ base: { team: 'x' }, copy: { team: 'x' } });
     expect(expandedSize({ a: [1, 2], b: 'x' }, 100)).toBe(5);
   });
 });

@@ -194,7 +194,9 @@ describe('caxton init', () => {
     const secret = await runCli(['--server', serve.url, 'agent', 'run', 'code-reviewer', 'review data/caxton.db'], {
       cwd: dir,
     });
-    expectExit(secret, 0);
+    // Its one call was refused, so the run says so and exits 3 (docs/cli.md, exit codes).
+    expectExit(secret, 3);
+    expect(secret.stderr).toContain('every tool call of this run was refused');
     expect(secret.stdout).not.toContain('SQLite');
     expect(secret.stderr).toContain("server's data directory");
     const write = await runCli(

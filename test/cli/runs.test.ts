@@ -377,7 +377,8 @@ describe('caxton run', () => {
   it('a server without approvals is named as such, not as a missing run (exit 1)', async () => {
     const old = createServer((req, res) => {
       const status = req.url?.startsWith('/api/v1/runs?') ? 400 : 404;
-      res.writeHead(status, { 'content-type': 'application/json' });
+      // Every Caxton answers with x-request-id; without it the CLI says it is not a Caxton server.
+      res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': 'r' });
       res.end(
         JSON.stringify({
           error: {

@@ -258,6 +258,12 @@ const GRANTED = [
   'web_fetch',
   'web_search',
   'todo_write',
+  'team_create',
+  'team_delete',
+  'team_task_create',
+  'team_task_list',
+  'team_task_get',
+  'team_task_update',
   'send_message',
 ];
 

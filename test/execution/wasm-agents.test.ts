@@ -29,13 +29,20 @@ const msgs = (hit: StubHit) => hit.body.messages as { role: string; content: str
 const lastUser = (hit: StubHit) => [...msgs(hit)].reverse().find((m) => m.role === 'user')!.content;
 const agentOf = (hit: StubHit) => /You are ([\w-]+)\./.exec(msgs(hit)[0]!.content)![1]!;
 
+/** A model's answer to a protocol step: a call of one of the acts it is offered (propose, refuse). */
+const act = (name: string, args: Record<string, unknown>): Reply => ({
+  tool_calls: [{ id: `call_${name}`, name, arguments: args }],
+});
+const offersActs = (hit: StubHit) =>
+  ((hit.body.tools ?? []) as { function?: { name?: string } }[]).some((t) => t.function?.name === 'propose');
+
 function script(hit: StubHit): Reply {
   const agent = agentOf(hit);
   const prompt = lastUser(hit);
-  if (prompt.includes('"cfp" message')) {
-    if (agent in SUPPLIERS) return { content: `PROPOSE: price: ${SUPPLIERS[agent]}` };
+  if (offersActs(hit)) {
+    if (agent in SUPPLIERS) return act('propose', { price: SUPPLIERS[agent] });
     const asking = Number(/Asking price: (\d+(?:\.\d+)?)/.exec(prompt)?.[1]);
-    return asking <= COLLECTORS[agent]! ? { content: `PROPOSE: price: ${asking}` } : { content: 'REFUSE: too dear' };
+    return asking <= COLLECTORS[agent]! ? act('propose', { price: asking }) : act('refuse', { reason: 'too dear' });
   }
   return { content: `${agent} did it` };
 }
@@ -133,7 +140,7 @@ describe.skipIf(!haveC)('WebAssembly agents', () => {
     const bids = of(ms, 'propose').map((m) => [m.sender, m.content]);
     expect(bids).toHaveLength(3);
     expect(bids).toContainEqual(['pricer', { price: 25, by: 'pricer' }]);
-    expect(bids).toContainEqual(['supplier-a', 'price: 40']);
+    expect(bids).toContainEqual(['supplier-a', { price: 40 }]);
     expect(of(ms, 'accept-proposal').map((m) => m.receivers)).toEqual([['pricer']]);
     expect(
       of(ms, 'reject-proposal')

@@ -119,6 +119,7 @@ describe('stdio reference servers mounted as host tools', () => {
     expect(r).toEqual({
       content: expect.stringContaining('tool "everything.echo" is not allowed for agent "tester"'),
       is_error: true,
+      refused: true,
     });
     expect(tools.specsFor(['everything.echo']).map((s) => s.name)).toEqual(['everything.echo']);
     expect(audit.records.length).toBe(before);

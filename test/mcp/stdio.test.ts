@@ -135,6 +135,11 @@ describe('caxton mcp (stdio)', () => {
   });
 
   it('the MCP Inspector CLI runs it as a stdio server', async () => {
+    // A project of its own: the client above holds this file's data directory (one server per data dir).
+    const own = makeTempDir('caxton-mcp-inspector-');
+    writeFixture(own);
+    const ownConfig = join(own, 'caxton.toml');
+    writeFileSync(ownConfig, caxtonToml());
     const r = await run(
       process.execPath,
       [
@@ -151,7 +156,7 @@ describe('caxton mcp (stdio)', () => {
         CLI,
         'mcp',
         '--config',
-        configPath,
+        ownConfig,
         '--log-level',
         'warn',
       ],

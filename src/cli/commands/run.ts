@@ -125,7 +125,7 @@ export function registerRun(agent: Command, ctx: CliContext): void {
         );
         if (res.all_tool_calls_refused === true)
           out.err(
-            `every tool call of this run was refused (${res.tool_calls.length}): none ran; caxton agent show ${name} names the settings to grant (exit code ${EXIT.refused})`,
+            `every tool call of this run was refused (${res.tool_calls.length}): none ran (the refusals above say why; caxton agent show ${name} names any setting it lacks) (exit code ${EXIT.refused})`,
           );
       },
     );

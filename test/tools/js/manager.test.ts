@@ -95,6 +95,7 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     expect(await tools.invoke(['js-text.stats'], 'js-text.slugify', { title: 'x' }, ctx())).toEqual({
       content: expect.stringMatching(/is not allowed for agent "tester"/),
       is_error: true,
+      refused: true,
     });
 
     expect(audit.records.map((r) => [r.tool, r.outcome])).toEqual([

@@ -141,6 +141,7 @@ describe('[tools.limits]: operator caps over manifests', () => {
     expect(r).toEqual({
       content: 'tool "js.ok" is not allowed for agent "intruder"; allowed tools: other.*',
       is_error: true,
+      refused: true,
     });
     expect(audit.records).toEqual([
       expect.objectContaining({
