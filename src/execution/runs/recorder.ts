@@ -87,7 +87,11 @@ export class RunRecorder {
     if (prior === undefined || prior.state === 'rerun') return undefined;
     if (prior.state === 'done')
       return { content: prior.result, is_error: prior.is_error, duration_ms: prior.duration_ms };
-    const result = interruptedResult(call.name);
+    return this.#endedUnrun(turn, call, interruptedResult(call.name), true);
+  }
+
+  /** A call that ends without running (interrupted, denied, refused by a rule): its end recorded, its outcome an error. */
+  #endedUnrun(turn: number, call: ToolCall, result: string, interrupted?: true): CallOutcome {
     this.#queued.push({
       kind: 'tool_end',
       turn,
@@ -96,7 +100,7 @@ export class RunRecorder {
       result,
       is_error: true,
       duration_ms: 0,
-      interrupted: true,
+      ...(interrupted && { interrupted }),
     });
     return { content: result, is_error: true, duration_ms: 0 };
   }
@@ -117,19 +121,7 @@ export class RunRecorder {
   /** The permission rules first (deny refuses, ask waits), then the other approval rules. */
   async #permitted(turn: number, call: ToolCall): Promise<CallOutcome | undefined> {
     const gate = await permissionGate(this.#approvals!, call.name, call.arguments);
-    if (gate !== undefined && gate !== 'ask') {
-      const result = gate.denied;
-      this.#queued.push({
-        kind: 'tool_end',
-        turn,
-        id: call.id,
-        name: call.name,
-        result,
-        is_error: true,
-        duration_ms: 0,
-      });
-      return { content: result, is_error: true, duration_ms: 0 };
-    }
+    if (gate !== undefined && gate !== 'ask') return this.#endedUnrun(turn, call, gate.denied);
     if (gate !== 'ask' && !needsApproval(this.#approvals!, call.name, call.arguments)) return undefined;
     return this.#decided(turn, call);
   }
@@ -139,9 +131,7 @@ export class RunRecorder {
     const decided = this.#replay?.approvals?.[callKey(turn, call.id)];
     if (decided?.decision === undefined) return this.#awaitApproval(turn, call, decided !== undefined);
     if (decided.decision === 'approved') return undefined;
-    const result = deniedResult(call.name, decided.reason);
-    this.#queued.push({ kind: 'tool_end', turn, id: call.id, name: call.name, result, is_error: true, duration_ms: 0 });
-    return Promise.resolve({ content: result, is_error: true, duration_ms: 0 });
+    return Promise.resolve(this.#endedUnrun(turn, call, deniedResult(call.name, decided.reason)));
   }
 
   /** Without a journal nothing could wait, so the call is refused. */
