@@ -76,7 +76,18 @@ describe.runIf(run)('web console of a cluster node: a rollout another node runs 
       await expectAccessible(page, "a cluster node's versions and rollout, the rollout on another node");
       await page.getByRole('button', { name: 'Promote version 2' }).click();
       await page.getByTestId('confirm').getByRole('button', { name: 'Promote version 2' }).click();
-      await page.getByTestId('rollout-result').getByText('Promoted: version 2 is live').waitFor();
+      // What the card shows when the confirmation does not come: the refusal, or the state it reached.
+      await page
+        .getByTestId('rollout-result')
+        .getByText('Promoted: version 2 is live')
+        .waitFor()
+        .catch(async (e: unknown) => {
+          const shown = await page
+            .locator('main')
+            .innerText()
+            .catch(() => '(page gone)');
+          throw new Error(`no promote confirmation on node B's page; it shows:\n${shown}`, { cause: e });
+        });
       const onA = await api<{ running: boolean; rollout: { state: string } }>(
         a,
         'GET',
