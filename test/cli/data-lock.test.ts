@@ -145,6 +145,17 @@ describe('one server per data directory', () => {
     expect(body.error.message).toMatch(/nothing was stored.*restart the server/);
     const gone = await fetch(`${first.url}/api/v1/agents/after`, { headers: { authorization: `Bearer ${key}` } });
     expect(gone.status).toBe(404);
+    const sent = await fetch(`${first.url}/api/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ performative: 'inform', receivers: ['helper'], content: 'into the void' }),
+    });
+    expect(sent.status).toBe(503);
+    expect(((await sent.json()) as ErrorBody).error.message).toContain('was deleted while the server ran');
+    const conversations = await fetch(`${first.url}/api/v1/conversations`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(((await conversations.json()) as { total: number }).total).toBe(0);
     await waitUntil(() => first.stdout().includes('was deleted while the server ran: this server is not ready'), {
       timeoutMs: 15_000,
       what: 'the log line about the deleted data directory',
