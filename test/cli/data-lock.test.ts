@@ -182,7 +182,7 @@ describe('one server per data directory', () => {
       `the data directory ${data} was replaced while the server ran`,
     );
     first.child.kill('SIGTERM');
-    await first.exited;
+    expect(await first.exited, first.stderr()).toMatchObject({ code: 0 });
     // What the server had open, moved away: the refused deploy is not in it.
     const old = new Database(join(dir, 'data.old', 'caxton.db'), { readonly: true });
     try {
