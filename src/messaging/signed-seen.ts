@@ -5,7 +5,7 @@
  * pending by whoever writes the store is not delivered again. It lives in a SQLite file of its own
  * in the signing key directory (0700), not in the message store a database writer can change.
  */
-import { migrate, openDatabase, type Db } from '../storage/index.js';
+import { migrate, openDatabase, type Db, type WriteFence } from '../storage/index.js';
 
 /** Where a signed message's deliveries are remembered once delivered. */
 export interface SignedSeen {
@@ -44,10 +44,16 @@ export class SqliteSignedSeen implements SignedSeen {
   readonly #ttlMs: number;
   readonly #now: () => number;
   readonly #s;
+  readonly #fence: WriteFence | undefined;
 
-  /** `dir`: the signing key directory; `ttlMs`: how long an entry is kept. */
-  constructor(dir: string, opts: { ttlMs: number; now?: () => number }) {
+  /**
+   * `dir`: the signing key directory; `ttlMs`: how long an entry is kept; `fence`: the data
+   * dir's, which stops this file's writes with the store's.
+   */
+  constructor(dir: string, opts: { ttlMs: number; now?: () => number; fence?: WriteFence }) {
     this.#db = openDatabase(dir, 'seen.db');
+    this.#fence = opts.fence;
+    this.#fence?.attach(this.#db);
     this.#ttlMs = opts.ttlMs;
     this.#now = opts.now ?? Date.now;
     migrate(this.#db, MIGRATIONS);
@@ -90,6 +96,7 @@ export class SqliteSignedSeen implements SignedSeen {
   }
 
   close(): void {
+    this.#fence?.detach(this.#db);
     this.#db.close();
   }
 }

@@ -189,7 +189,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         }),
       }),
     );
-    const { db, lock } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
+    const { db, lock, fence } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
     startupMark('storage open');
     // A cluster node's shared state in PostgreSQL: before the stores that live there (the event store, the tool audit), closed after them.
     // Loaded only here: a single node never loads NATS or pg.
@@ -287,6 +287,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         audit: { record: (e: AuditEntry) => late.audit?.record(e) },
         config,
         db,
+        fence,
         registry,
         executor,
         events,

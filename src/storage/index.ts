@@ -25,4 +25,12 @@ export {
   type WriteLaneOptions,
 } from './turn-writer.js';
 export { GroupCommit, type JoinedWrite, type JoinFailures } from './group-commit.js';
-export { lockDataDir, readDataLock, DATA_LOCK_FILE, type DataLock, type DataLockRecord } from './data-lock.js';
+export {
+  lockDataDir,
+  readDataLock,
+  DATA_LOCK_FILE,
+  DATA_LOCK_HOLD_FILE,
+  type DataLock,
+  type DataLockRecord,
+} from './data-lock.js';
+export { WriteFence, fencedWriteError, watchDataDir, type DataDirWatch } from './write-fence.js';

@@ -1,7 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../helpers/wait.js';
 import {
@@ -18,9 +20,10 @@ import {
 } from './helpers/cli.js';
 
 // One server per data directory (ADR 0127): the lock file names the owner, a second server refuses
-// to start naming it, a lock left by a killed server is taken over, the CLI finds the running
-// server's real address through it, and a data directory deleted under a running server makes it
-// not ready, logged. Something other than Caxton at the address is called what it is.
+// to start naming it, a lock left by a killed server is taken over (even when its pid now belongs
+// to another program), the CLI finds the running server's real address through it, and a data
+// directory deleted or replaced under a running server makes it not ready and refuse every write,
+// logged. Something other than Caxton at the address is called what it is.
 
 let dir: string;
 let tomlPort: number;
@@ -41,6 +44,26 @@ beforeAll(async () => {
 afterAll(cleanup);
 
 const lockFile = () => join(dir, 'data', 'caxton.lock');
+
+function deploy(url: string, key: string, name: string): Promise<Response> {
+  return fetch(`${url}/api/v1/agents`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/toml', authorization: `Bearer ${key}` },
+    body: tomlAgent(name),
+  });
+}
+
+async function notReady(url: string, what: string): Promise<void> {
+  await waitUntil(async () => (await fetch(`${url}/ready`)).status === 503, {
+    timeoutMs: 15_000,
+    intervalMs: 200,
+    what,
+  });
+}
+
+interface ErrorBody {
+  error: { code: string; message: string };
+}
 
 describe('one server per data directory', () => {
   let first: ServeProcess;
@@ -89,23 +112,87 @@ describe('one server per data directory', () => {
     first = next;
   });
 
-  it('a data directory deleted under the running server makes it not ready, and says so in the log', async () => {
+  it('a lock left by a killed server whose pid now belongs to another program is taken over', async () => {
+    first.child.kill('SIGKILL');
+    await first.exited;
+    // The dead server's pid, given to an unrelated live program: its record names that program now.
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      const stale = JSON.parse(readFileSync(lockFile(), 'utf8')) as Record<string, unknown>;
+      writeFileSync(lockFile(), JSON.stringify({ ...stale, pid: other.pid }));
+      expect(() => process.kill(other.pid!, 0)).not.toThrow();
+      const next = await startServe({ cwd: dir });
+      expect(JSON.parse(readFileSync(lockFile(), 'utf8'))).toMatchObject({ pid: next.child.pid, url: next.url });
+      first = next;
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  it('a data directory deleted under the running server makes it not ready and refuse writes, and says so in the log', async () => {
+    const key = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim();
+    expect((await deploy(first.url, key, 'before')).status).toBe(201);
     rmSync(join(dir, 'data'), { recursive: true, force: true });
-    await waitUntil(async () => (await fetch(`${first.url}/ready`)).status === 503, {
-      timeoutMs: 15_000,
-      intervalMs: 200,
-      what: '/ready to answer 503 once the data directory is gone',
-    });
+    await notReady(first.url, '/ready to answer 503 once the data directory is gone');
     const ready = (await (await fetch(`${first.url}/ready`)).json()) as unknown;
     expect(ready).toEqual({ status: 'unavailable', dependencies: [{ name: 'data-dir', ok: false }] });
+    // A write gets the reason and what to do; nothing of it is kept, even in memory.
+    const res = await deploy(first.url, key, 'after');
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error.code).toBe('not_ready');
+    expect(body.error.message).toContain(`the data directory ${join(dir, 'data')} was deleted while the server ran`);
+    expect(body.error.message).toMatch(/nothing was stored.*restart the server/);
+    const gone = await fetch(`${first.url}/api/v1/agents/after`, { headers: { authorization: `Bearer ${key}` } });
+    expect(gone.status).toBe(404);
+    const sent = await fetch(`${first.url}/api/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ performative: 'inform', receivers: ['helper'], content: 'into the void' }),
+    });
+    expect(sent.status).toBe(503);
+    expect(((await sent.json()) as ErrorBody).error.message).toContain('was deleted while the server ran');
+    const conversations = await fetch(`${first.url}/api/v1/conversations`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(((await conversations.json()) as { total: number }).total).toBe(0);
     await waitUntil(() => first.stdout().includes('was deleted while the server ran: this server is not ready'), {
       timeoutMs: 15_000,
       what: 'the log line about the deleted data directory',
     });
     expect(first.stdout()).toMatch(/"level":"error".*was deleted while the server ran: this server is not ready/);
+    expect(first.stdout().match(/was deleted while the server ran: this server is not ready/g)).toHaveLength(1);
     const health = await runCli(['--server', first.url, 'health'], { cwd: dir });
     expectExit(health, 1);
     expect(health.stdout).toContain('live but not ready (unavailable: data-dir');
+  });
+
+  it('a data directory replaced under the running server: writes are refused, the old files get none', async () => {
+    first.child.kill('SIGTERM');
+    await first.exited;
+    first = await startServe({ cwd: dir });
+    const data = join(dir, 'data');
+    const key = readFileSync(join(data, 'admin.key'), 'utf8').trim();
+    renameSync(data, join(dir, 'data.old'));
+    mkdirSync(data);
+    await notReady(first.url, '/ready to answer 503 once the data directory is replaced');
+    const res = await deploy(first.url, key, 'into-the-old-one');
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as ErrorBody).error.message).toContain(
+      `the data directory ${data} was replaced while the server ran`,
+    );
+    first.child.kill('SIGTERM');
+    expect(await first.exited, first.stderr()).toMatchObject({ code: 0 });
+    // What the server had open, moved away: the refused deploy is not in it.
+    const old = new Database(join(dir, 'data.old', 'caxton.db'), { readonly: true });
+    try {
+      const rows = old.prepare('SELECT count(*) AS n FROM agents WHERE name = ?').get('into-the-old-one') as {
+        n: number;
+      };
+      expect(rows.n).toBe(0);
+    } finally {
+      old.close();
+    }
   });
 });
 

@@ -17,7 +17,7 @@ import {
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import { CaxtonError } from '../../shared/errors.js';
-import type { Db } from '../../storage/index.js';
+import type { Db, WriteFence } from '../../storage/index.js';
 import type { TeamBoard } from '../../tools/todo/index.js';
 import type { ClusterComponent } from './cluster.js';
 import type { Component } from './component.js';
@@ -34,6 +34,8 @@ export interface MessagingComponent extends Component {
 export function startMessaging(opts: {
   config: ServerConfig;
   db: Db;
+  /** The data dir's write fence (ADR 0127): the signed-message file is stopped with the store. */
+  fence?: WriteFence;
   registry: AgentRegistry;
   executor: Executor;
   events: AgentEvents | undefined;
@@ -65,7 +67,10 @@ export function startMessaging(opts: {
     ? undefined
     : cluster
       ? cluster.signedSeen(seenTtl)
-      : new SqliteSignedSeen(join(opts.config.data_dir, 'signing'), { ttlMs: seenTtl });
+      : new SqliteSignedSeen(join(opts.config.data_dir, 'signing'), {
+          ttlMs: seenTtl,
+          ...(opts.fence && { fence: opts.fence }),
+        });
   const signer = opts.config.messaging.signing ? new MessageSigner(keys, { ...(seen && { seen }) }) : undefined;
   // On a cluster the public keys travel between nodes, as API keys do.
   const shared = signer && cluster ? cluster.shareSigningKeys(keys) : undefined;

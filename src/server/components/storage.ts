@@ -8,6 +8,8 @@ import {
   migrate,
   openDatabase,
   storeStartError,
+  watchDataDir,
+  WriteFence,
   type DataLock,
   type Db,
 } from '../../storage/index.js';
@@ -18,10 +20,15 @@ export interface StorageComponent extends Component {
   readonly db: Db;
   /** The data dir's lock (ADR 0127): one server per data dir; the address is added once it listens. */
   readonly lock: DataLock;
+  /** Stops every write into the data dir once it is found deleted or replaced: attach each SQLite connection opened in it. */
+  readonly fence: WriteFence;
 }
 
-/** How often the data dir is looked at while the server runs (a stat of the dir and of its lock file). */
-const DATA_DIR_CHECK_MS = 5_000;
+/**
+ * How often the data dir is looked at while the server runs (a stat of the dir and of its lock
+ * file), besides the moment its parent reports it gone.
+ */
+const DATA_DIR_CHECK_MS = 1_000;
 
 /** Opens caxton.db and brings the agent and messaging tables up to date. */
 export function openStorage(opts: { dataDir: string; logger: Logger }): StorageComponent {
@@ -56,38 +63,39 @@ function openLocked(opts: { dataDir: string; logger: Logger }, lock: DataLock): 
         'WAL checkpoint worker: a checkpoint failed, or the worker is gone and the server thread checkpoints again',
       ),
   });
-  // A data dir deleted or replaced under the server leaves it writing into files no one will read
-  // again (SQLite keeps the deleted ones open): said once in the log, and /ready answers 503.
-  let reported: string | undefined;
-  const watch = setInterval(() => {
-    const why = lock.lost();
-    if (why !== undefined && reported === undefined)
+  // A data dir deleted or replaced under the server would leave it writing into files no one will
+  // read again (SQLite keeps the deleted ones open): every write is refused from then on, /ready
+  // answers 503, and the log says it once.
+  const fence = new WriteFence();
+  fence.attach(db);
+  const watch = watchDataDir(lock, fence, {
+    dataDir: opts.dataDir,
+    intervalMs: DATA_DIR_CHECK_MS,
+    onStop: (why) =>
       opts.logger.error(
         { data_dir: opts.dataDir, reason: why },
-        `${why}: this server is not ready (/ready answers 503) and what it writes now is lost when it stops. Stop it, restore the data directory from a backup (or let it start empty), and start it again`,
-      );
-    if (why === undefined && reported !== undefined)
-      opts.logger.info({ data_dir: opts.dataDir }, 'the data directory is back');
-    reported = why;
-  }, DATA_DIR_CHECK_MS);
-  watch.unref();
+        `${why}: this server is not ready (/ready answers 503) and refuses every write (503), since what it wrote now would be lost. Stop it, restore the data directory from a backup (or let it start empty), and start it again`,
+      ),
+  });
   return {
     name: 'storage',
     db,
     lock,
+    fence,
     readiness: [
       {
         name: 'data-dir',
         quiet: true,
         check: () => {
-          const why = lock.lost();
+          const why = watch.check();
           return why === undefined ? Promise.resolve() : Promise.reject(new Error(why));
         },
       },
     ],
     close: () => {
-      clearInterval(watch);
+      watch.close();
       checkpoints.close();
+      fence.close();
       db.close();
       lock.release();
     },
