@@ -28,7 +28,7 @@ import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
 import { assertToolChoiceHonoured } from './tool-choice.js';
 import type { RecordedReply, RunStep } from './runs/model.js';
-import { RunRecorder } from './runs/recorder.js';
+import { RefusalTally, RunRecorder } from './runs/recorder.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ModelTurn, ToolCallRecord } from './types.js';
 
 /** Opens the system message that carries a caller's own system/developer messages. */
@@ -154,8 +154,8 @@ export async function runAgent(
   // Undefined for a run with nothing to record, reuse or approve: its calls just run.
   const steps = RunRecorder.of(job, deps.tools, opts.record);
   const records: ToolCallRecord[] = [];
-  /** Calls refused rather than run (ToolResult.refused): when they are all of them, the response says so. */
-  let refusedCalls = 0;
+  /** When every call was refused rather than run, the response says so. */
+  const refusals = new RefusalTally();
   const modelTurns: ModelTurn[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
   let last: ChatResponse | undefined;
@@ -261,6 +261,7 @@ export async function runAgent(
           if (gate !== undefined) settled = await gate;
         }
         if (settled !== undefined) {
+          refusals.count(settled);
           finishCall(call, settled.content, settled.is_error, settled.duration_ms);
           continue;
         }
@@ -283,10 +284,15 @@ export async function runAgent(
       }
       const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
       const is_error = result.is_error === true;
-      if (result.refused === true) refusedCalls++;
+      refusals.count(result);
       if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
       toolSpan.end();
-      steps?.ended(turns, call, result.content, is_error, duration_ms);
+      steps?.ended(turns, call, {
+        content: result.content,
+        is_error,
+        duration_ms,
+        ...(result.refused === true && { refused: true as const }),
+      });
       finishCall(call, result.content, is_error, duration_ms);
     }
     // Committed while the model is asked again (RunRecorder.commitBehind says why that is safe).
@@ -308,7 +314,6 @@ export async function runAgent(
   }
   const finished = last!;
   const hitLimit = finished.tool_calls.length > 0;
-  const allRefused = records.length > 0 && refusedCalls === records.length;
   const suspended = pending.length > 0;
   return {
     id: `resp_${randomUUID()}`,
@@ -331,7 +336,7 @@ export async function runAgent(
     turns,
     isolation: job.isolation,
     model_turns: modelTurns,
-    ...(allRefused && { all_tool_calls_refused: true as const }),
+    ...(refusals.allRefused && { all_tool_calls_refused: true as const }),
     ...(suspended && { pending_tool_calls: pending, transcript: messages }),
   };
 }

@@ -121,8 +121,9 @@ export interface AgentResponse {
   turns: number;
   isolation: IsolationMode;
   /**
-   * Set when the model called tools and every call was refused, none run (not in the agent's
-   * tools, or not granted by caxton.toml): the answer was made without any tool working.
+   * Set when the model (or a WebAssembly agent's module) called tools and every call was refused,
+   * none run (not in the agent's tools, not granted by caxton.toml, denied by a permission rule;
+   * decided by RefusalTally): the answer was made without any tool working.
    */
   all_tool_calls_refused?: true;
   /**

@@ -37,7 +37,7 @@ import {
 } from '../tools/wasm/sandbox.js';
 import { toolContext } from './run-agent.js';
 import type { RunStep } from './runs/model.js';
-import { RunRecorder, type CallOutcome } from './runs/recorder.js';
+import { RefusalTally, RunRecorder, type CallOutcome } from './runs/recorder.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, InvokeMessage, ModelTurn, ToolCallRecord } from './types.js';
 
 /** The `provider` an execution of a WebAssembly agent reports (records, metrics, spans). */
@@ -297,6 +297,8 @@ export class WasmAgents {
     const tracer = trace.getTracer('caxton');
     const steps = RunRecorder.of(job, tools, opts.record);
     const records: ToolCallRecord[] = [];
+    /** When every call was refused rather than run, the response says so, as for a model's run. */
+    const refusals = new RefusalTally();
     const turns: ModelTurn[] = [];
     let fuel = 0;
     let calls = 0;
@@ -351,8 +353,9 @@ export class WasmAgents {
           const starting = steps?.starting(turn, call);
           if (starting !== undefined) await starting;
           done = await this.#invoke(job, tools, call, tracer, opts.signal);
-          steps?.ended(turn, call, done.content, done.is_error, done.duration_ms);
+          steps?.ended(turn, call, done);
         }
+        refusals.count(done);
         const { content, is_error, duration_ms } = done;
         records.push({ ...COPY_ROOT, ...call, result: content, is_error, duration_ms });
         emit({ type: 'tool_result', id: call.id, name: call.name, content, is_error, duration_ms });
@@ -391,6 +394,7 @@ export class WasmAgents {
       turns: turn,
       isolation: 'context',
       model_turns: turns,
+      ...(refusals.allRefused && { all_tool_calls_refused: true as const }),
     };
   }
 
@@ -420,7 +424,12 @@ export class WasmAgents {
     const is_error = res.is_error === true;
     if (is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: res.content.slice(0, 200) });
     span.end();
-    return { content: res.content, is_error, duration_ms: Math.round((performance.now() - t0) * 1000) / 1000 };
+    return {
+      content: res.content,
+      is_error,
+      duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+      ...(res.refused === true && { refused: true as const }),
+    };
   }
 
   /** Drops every sandbox (and ends their workers). */

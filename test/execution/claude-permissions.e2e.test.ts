@@ -136,6 +136,8 @@ describe.skipIf(!hasSystem('bwrap'))('a workspace with Claude Code permission ru
     expect(done.response!.content).not.toContain('hunter2');
     expect(push).toMatch(/main -> main/);
     expect(remoteHead()).toMatch(/^[0-9a-f]{40}$/);
+    // One call refused by a rule, the others ran: not a run whose every call was refused.
+    expect(done.response).not.toHaveProperty('all_tool_calls_refused');
     server.child.kill('SIGTERM');
     await server.exited;
   });
@@ -171,6 +173,10 @@ describe.skipIf(!hasSystem('bwrap'))('a workspace with Claude Code permission ru
     expect(refused.response!.content).toBe(
       'listed: Error: Permission to use Bash has been denied: the agent is in plan mode (permissionMode: plan), where only tools that read may run.',
     );
+    // Its one call was refused by the mode, none ran: the run says so, and its journal marks the call.
+    expect(refused.response).toMatchObject({ all_tool_calls_refused: true });
+    const steps = (refused as unknown as { steps: { kind: string; refused?: boolean }[] }).steps;
+    expect(steps.filter((st) => st.kind === 'tool_end').map((st) => st.refused)).toEqual([true]);
     server.child.kill('SIGTERM');
     await server.exited;
   });

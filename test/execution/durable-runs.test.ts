@@ -7,6 +7,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approvalsOf, replayOf, RUNS_MIGRATIONS, SqliteRunJournal, type RunStep } from '../../src/execution/index.js';
+import { RefusalTally, RunRecorder } from '../../src/execution/runs/recorder.js';
+import type { ExecutionJob } from '../../src/execution/types.js';
+import { ToolRegistry } from '../../src/tools/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, tempDir, type Caxton } from './helpers/caxton.js';
 import { startLlmStub, type LlmStub } from './helpers/llm-stub.js';
@@ -167,6 +170,35 @@ describe('the resumption rule', () => {
     expect(replay.tools['1:w2']).toEqual({ state: 'interrupted' });
     // The same call id in a later turn is another call.
     expect(replay.tools['2:w1']).toBeUndefined();
+  });
+
+  it('a refused call stays refused when its run resumes: all_tool_calls_refused is decided the same', () => {
+    const steps: RunStep[] = [
+      model(1, ['w1']),
+      {
+        kind: 'tool_end',
+        turn: 1,
+        id: 'w1',
+        name: 'writer',
+        result: 'tool "writer" is not allowed',
+        is_error: true,
+        duration_ms: 0,
+        refused: true,
+      },
+    ];
+    const replay = replayOf(steps, () => false);
+    expect(replay.tools['1:w1']).toMatchObject({ state: 'done', refused: true });
+    const job = { replay, execution_id: 'exec_x' } as unknown as ExecutionJob;
+    const recorder = new RunRecorder(job, new ToolRegistry(), undefined);
+    const reused = recorder.reused(1, { id: 'w1', name: 'writer', arguments: {} })!;
+    expect(reused).toEqual({ content: 'tool "writer" is not allowed', is_error: true, duration_ms: 0, refused: true });
+    const tally = new RefusalTally();
+    tally.count(reused);
+    expect(tally.allRefused).toBe(true);
+    // One call that ran (or a person denied) among them: not all refused.
+    tally.count({ refused: undefined });
+    expect(tally.allRefused).toBe(false);
+    expect(new RefusalTally().allRefused).toBe(false);
   });
 
   it('approvals: asked, then decided', () => {

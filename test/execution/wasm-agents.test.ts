@@ -236,6 +236,40 @@ describe.skipIf(!haveC)('WebAssembly agents', () => {
       .toBeGreaterThanOrEqual(2);
   });
 
+  it('a run whose every tool call was refused says so, on the agent API and on /v1', async () => {
+    const bare = await deployToml(
+      PRICER().replace('"pricer"', '"bare-pricer"').replace('tools = ["calculator"]', 'tools = []'),
+    );
+    expect(bare.status, JSON.stringify(bare.json)).toBe(201);
+    const r = await cx.invoke('bare-pricer', { request: 'use calculator please' });
+    expect(r.status, r.text).toBe(200);
+    const body = r.json as { content: string; tool_calls: { name: string; is_error: boolean }[] };
+    expect(body.tool_calls.map((t) => [t.name, t.is_error])).toEqual([['calculator', true]]);
+    expect(body.content).toMatch(/^the calculator says tool "calculator" is not allowed for agent "bare-pricer"/);
+    expect(r.json).toMatchObject({ all_tool_calls_refused: true });
+
+    const chat = await fetch(`${cx.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'bare-pricer', messages: [{ role: 'user', content: 'use calculator please' }] }),
+    });
+    const completion = (await chat.json()) as { metadata?: unknown };
+    expect(chat.status, JSON.stringify(completion)).toBe(200);
+    expect(completion.metadata).toEqual({ caxton_all_tool_calls_refused: 'true' });
+    const response = await fetch(`${cx.url}/v1/responses`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'bare-pricer', input: 'use calculator please' }),
+    });
+    expect(((await response.json()) as { metadata?: unknown }).metadata).toEqual({
+      caxton_all_tool_calls_refused: 'true',
+    });
+
+    // The granted pricer's call ran: nothing to say.
+    const granted = await cx.invoke('pricer', { request: 'use calculator please' });
+    expect(granted.json).not.toHaveProperty('all_tool_calls_refused');
+  });
+
   it('refuses a module that is missing, outside agents_dir, not WebAssembly or without its entry, naming the field', async () => {
     const missing = await deployToml(PRICER().replace('"pricer.wasm"', '"nope.wasm"').replace('"pricer"', '"p2"'));
     expect(missing.status).toBe(422);

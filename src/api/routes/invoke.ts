@@ -53,7 +53,7 @@ export const agentResponseSchema = z.object({
     .literal(true)
     .optional()
     .describe(
-      "present when the model called tools and every call was refused (not in the agent's tools, or not granted by caxton.toml): none ran",
+      "present when the model (or a WebAssembly agent's module) called tools and every call was refused (not in the agent's tools, not granted by caxton.toml, or denied by a permission rule): none ran",
     ),
 });
 

@@ -11,6 +11,7 @@ import { CaxtonError } from '../../shared/errors.js';
 import { COPY_ROOT } from '../../shared/objects.js';
 import { toEnvelope } from '../envelope.js';
 import { openAiPayload, toOpenAiError } from './openai-errors.js';
+import { runMetadata } from './openai-metadata.js';
 import { chatMessagesToInvoke } from './openai-messages.js';
 import { assertSupported, bodyToInvoke, chatCompletionBody } from './openai-params.js';
 import { replyCheckFor } from './structured-output.js';
@@ -167,6 +168,7 @@ export async function openAiRoutes(
         const calls = wireToolCalls(res);
         // A reply that calls tools is not the final answer: the format is checked on the final one.
         const content = calls.length > 0 ? res.content || null : check ? check(res.agent, res.content) : res.content;
+        const metadata = runMetadata(res);
         return {
           id,
           object: 'chat.completion',
@@ -181,6 +183,7 @@ export async function openAiRoutes(
             },
           ],
           usage: usage(res),
+          ...(metadata && { metadata }),
         };
       }
       await executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
@@ -211,7 +214,9 @@ export async function openAiRoutes(
         const calls = wireToolCalls(res);
         if (calls.length > 0) chunk({ tool_calls: calls.map((c, index) => ({ index, ...c })) }, null);
         else check?.(res.agent, res.content);
-        chunk({}, finishReason(res));
+        // The chunk schema has no metadata: the last chunk carries the completion's (clients keep unknown fields).
+        const metadata = runMetadata(res);
+        chunk({}, finishReason(res), metadata && { metadata });
         if (body.stream_options?.include_usage)
           sse.send(undefined, {
             id,

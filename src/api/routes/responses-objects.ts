@@ -52,6 +52,8 @@ export interface ResponseState {
   previous_response_id?: string | undefined;
   /** Run without the caller waiting (`background: true`, a durable run). */
   background?: boolean;
+  /** What Caxton says about the run (openai-metadata.ts), beside the request's metadata. */
+  run_metadata?: Record<string, string>;
 }
 
 export const outputText = (text: string): OutputText => ({ type: 'output_text', text, annotations: [], logprobs: [] });
@@ -70,7 +72,7 @@ export function responseObject(s: ResponseState, body: ResponsesBody): Record<st
     incomplete_details: s.incomplete ? { reason: s.incomplete } : null,
     instructions: body.instructions ?? null,
     max_output_tokens: body.max_output_tokens ?? null,
-    metadata: body.metadata ?? {},
+    metadata: s.run_metadata === undefined ? (body.metadata ?? {}) : { ...body.metadata, ...s.run_metadata },
     model: s.model,
     output: s.output,
     parallel_tool_calls: body.parallel_tool_calls ?? true,
@@ -211,7 +213,7 @@ export class ResponseEvents {
   finish(
     text: string,
     calls: Omit<FunctionCallOutput, 'id' | 'status' | 'type'>[],
-    end: Pick<ResponseState, 'usage' | 'incomplete'>,
+    end: Pick<ResponseState, 'usage' | 'incomplete' | 'run_metadata'>,
   ): void {
     const done: 'completed' | 'incomplete' = end.incomplete ? 'incomplete' : 'completed';
     // A message item already opened by deltas is closed even when the final text is empty (text
@@ -272,6 +274,7 @@ export class ResponseEvents {
     this.state.status = done;
     if (end.usage) this.state.usage = end.usage;
     if (end.incomplete) this.state.incomplete = end.incomplete;
+    if (end.run_metadata) this.state.run_metadata = end.run_metadata;
     this.emit(done === 'completed' ? 'response.completed' : 'response.incomplete', { response: this.snapshot() });
   }
 

@@ -25,6 +25,7 @@ import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse.js';
 import { openAiPayload } from './openai-errors.js';
 import { continues } from './openai-messages.js';
+import { runMetadata } from './openai-metadata.js';
 import {
   itemsToMessages,
   newId,
@@ -93,6 +94,8 @@ function finished(state: ResponseState, res: AgentResponse, text: string): void 
   ];
   state.usage = res.usage;
   if (incomplete) state.incomplete = incomplete;
+  const metadata = runMetadata(res);
+  if (metadata) state.run_metadata = metadata;
 }
 
 function incompleteOf(r: AgentResponse): ResponseState['incomplete'] {
@@ -307,7 +310,12 @@ export async function responsesRoutes(
         // the stream with response.failed instead of response.completed.
         const text = checked(res);
         const incomplete = incompleteOf(res);
-        events.finish(text, callsOf(res), { usage: res.usage, ...(incomplete && { incomplete }) });
+        const metadata = runMetadata(res);
+        events.finish(text, callsOf(res), {
+          usage: res.usage,
+          ...(incomplete && { incomplete }),
+          ...(metadata && { run_metadata: metadata }),
+        });
         if (resumed) await suspended?.delete(resumed.id);
         await save(req, body, transcript, res, responseObject(state, body), events.output);
       } catch (e) {

@@ -50,7 +50,7 @@ const stepSchema = z
   })
   .catchall(z.unknown())
   .describe(
-    'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again), `approval_requested` and `approval` (a call that waited for a person, and the decision: who, when, why), `context` (the memory context of the first prompt), `resumed` (the run went on again after an interruption or a decision: the time since the step before it is the gap)',
+    'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again, `refused` when it was refused rather than run), `approval_requested` and `approval` (a call that waited for a person, and the decision: who, when, why), `context` (the memory context of the first prompt), `resumed` (the run went on again after an interruption or a decision: the time since the step before it is the gap)',
   );
 
 const approvalSchema = z.object({

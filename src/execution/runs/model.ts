@@ -51,6 +51,8 @@ type RunStepBody =
       duration_ms: number;
       /** The call was found started and unfinished after an interruption and was not run again. */
       interrupted?: boolean;
+      /** The call was refused, never run (not in the agent's tools, not granted, denied by a permission rule). */
+      refused?: boolean;
     }
   /** The call needs a person's approval (`[approvals]`, `[execution] require_approval`): the run waits. */
   | {
@@ -289,7 +291,7 @@ export function approvalsOf(steps: readonly RunStep[]): ApprovalView[] {
 }
 
 export type ReplayedCall =
-  | { state: 'done'; result: string; is_error: boolean; duration_ms: number }
+  | { state: 'done'; result: string; is_error: boolean; duration_ms: number; refused?: true }
   | { state: 'rerun' }
   | { state: 'interrupted' };
 
@@ -342,6 +344,7 @@ export function replayOf(steps: readonly RunStep[], isIdempotent: (tool: string)
         result: s.result,
         is_error: s.is_error,
         duration_ms: s.duration_ms,
+        ...(s.refused === true && { refused: true as const }),
       };
   }
   const replay: RunReplay = { models, tools };

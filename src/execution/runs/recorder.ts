@@ -18,6 +18,32 @@ export interface CallOutcome {
   content: string;
   is_error: boolean;
   duration_ms: number;
+  /** Refused, never run: see RefusalTally. */
+  refused?: true;
+}
+
+/**
+ * Whether every tool call of a run was refused, none run (`AgentResponse.all_tool_calls_refused`):
+ * the one rule for both loops, a model's and a WebAssembly agent's, recorded or not. Refused: the
+ * registry's refusal (`ToolResult.refused`: not in the agent's tools, not on this server, not
+ * granted by caxton.toml) or a permission rule's deny (`RunRecorder.approval`), also when a resumed
+ * run reads it from its journal. A call a person denied was decided, and an interrupted one may
+ * have taken effect: neither is a refusal.
+ */
+export class RefusalTally {
+  #calls = 0;
+  #refused = 0;
+
+  /** Counts one call of the run by its outcome. */
+  count(outcome: { refused?: boolean | undefined }): void {
+    this.#calls++;
+    if (outcome.refused === true) this.#refused++;
+  }
+
+  /** At least one call, and every one refused. */
+  get allRefused(): boolean {
+    return this.#calls > 0 && this.#refused === this.#calls;
+  }
 }
 
 export class RunRecorder {
@@ -86,12 +112,17 @@ export class RunRecorder {
     const prior = this.#replay?.tools[callKey(turn, call.id)];
     if (prior === undefined || prior.state === 'rerun') return undefined;
     if (prior.state === 'done')
-      return { content: prior.result, is_error: prior.is_error, duration_ms: prior.duration_ms };
-    return this.#endedUnrun(turn, call, interruptedResult(call.name), true);
+      return {
+        content: prior.result,
+        is_error: prior.is_error,
+        duration_ms: prior.duration_ms,
+        ...(prior.refused === true && { refused: true as const }),
+      };
+    return this.#endedUnrun(turn, call, interruptedResult(call.name), 'interrupted');
   }
 
   /** A call that ends without running (interrupted, denied, refused by a rule): its end recorded, its outcome an error. */
-  #endedUnrun(turn: number, call: ToolCall, result: string, interrupted?: true): CallOutcome {
+  #endedUnrun(turn: number, call: ToolCall, result: string, how?: 'interrupted' | 'refused'): CallOutcome {
     this.#queued.push({
       kind: 'tool_end',
       turn,
@@ -100,9 +131,10 @@ export class RunRecorder {
       result,
       is_error: true,
       duration_ms: 0,
-      ...(interrupted && { interrupted }),
+      ...(how === 'interrupted' && { interrupted: true }),
+      ...(how === 'refused' && { refused: true }),
     });
-    return { content: result, is_error: true, duration_ms: 0 };
+    return { content: result, is_error: true, duration_ms: 0, ...(how === 'refused' && { refused: true as const }) };
   }
 
   /**
@@ -121,7 +153,7 @@ export class RunRecorder {
   /** The permission rules first (deny refuses, ask waits), then the other approval rules. */
   async #permitted(turn: number, call: ToolCall): Promise<CallOutcome | undefined> {
     const gate = await permissionGate(this.#approvals!, call.name, call.arguments);
-    if (gate !== undefined && gate !== 'ask') return this.#endedUnrun(turn, call, gate.denied);
+    if (gate !== undefined && gate !== 'ask') return this.#endedUnrun(turn, call, gate.denied, 'refused');
     if (gate !== 'ask' && !needsApproval(this.#approvals!, call.name, call.arguments)) return undefined;
     return this.#decided(turn, call);
   }
@@ -165,10 +197,20 @@ export class RunRecorder {
     return this.commit();
   }
 
-  /** After a call ran: its end is queued (committed before the next turn). */
-  ended(turn: number, call: ToolCall, result: string, is_error: boolean, duration_ms: number): void {
-    if (this.#record !== undefined)
-      this.#queued.push({ kind: 'tool_end', turn, id: call.id, name: call.name, result, is_error, duration_ms });
+  /** After a call was invoked (run, or refused by the registry): its end is queued (committed before the next turn). */
+  ended(turn: number, call: ToolCall, outcome: CallOutcome): void {
+    if (this.#record === undefined) return;
+    const { content: result, is_error, duration_ms } = outcome;
+    this.#queued.push({
+      kind: 'tool_end',
+      turn,
+      id: call.id,
+      name: call.name,
+      result,
+      is_error,
+      duration_ms,
+      ...(outcome.refused === true && { refused: true }),
+    });
   }
 
   /** Commits what is queued, with the commits still behind; undefined when there is nothing to wait for. */

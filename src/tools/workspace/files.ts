@@ -84,9 +84,18 @@ function openFile(ws: Workspace, path: string): { fd: number; stats: Stats } | u
 /** Claude Code's answer when Read or Edit is given a file that is not there. */
 export const FILE_DOES_NOT_EXIST = 'File does not exist.';
 
-/** The error Node's own call would have given for a missing path. */
-export function missing(path: string, syscall = 'open'): WorkspaceError {
-  return new WorkspaceError(`ENOENT: no such file or directory, ${syscall} '${path}'`, 'io_error');
+/**
+ * Claude Code's answer when Glob is given a directory that is not there, naming it as the model
+ * gave it. LS answers the same: Claude Code's own LS listed nothing for one, which tells the model
+ * nothing, and later versions have no LS.
+ */
+export function directoryDoesNotExist(given: string): AuditedResult {
+  return toolError(`Directory does not exist: ${given}`, 'io_error');
+}
+
+/** Claude Code's answer when Grep is given a file or directory that is not there, naming it as the model gave it. */
+export function pathDoesNotExist(given: string): AuditedResult {
+  return toolError(`Path does not exist: ${given}`, 'io_error');
 }
 
 function readText(ws: Workspace, path: string): string | undefined {
@@ -407,9 +416,10 @@ export function globTool(ws: Workspace): AuditedTool {
     invoke: (args) =>
       guarded(() => {
         const glob = new Glob(str(args, 'pattern')!);
-        const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
+        const given = str(args, 'path', { optional: true });
+        const dir = ws.resolve(given, 'path');
         const st = lstatAt(ws, dir);
-        if (st === undefined) throw missing(dir, 'stat');
+        if (st === undefined) return directoryDoesNotExist(given ?? dir);
         if (!st.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
         const walk = walkFiles(ws, dir, {
           maxEntries: WALK_ENTRIES,
@@ -451,9 +461,10 @@ export function lsTool(ws: Workspace): AuditedTool {
     },
     invoke: (args) =>
       guarded(() => {
-        const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
+        const given = str(args, 'path', { optional: true });
+        const dir = ws.resolve(given, 'path');
         const st = lstatAt(ws, dir);
-        if (st === undefined) throw missing(dir, 'stat');
+        if (st === undefined) return directoryDoesNotExist(given ?? dir);
         if (!st.isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
         const ignoreArg = args.ignore ?? [];
         if (!Array.isArray(ignoreArg) || ignoreArg.some((p) => typeof p !== 'string') || ignoreArg.length > 100)

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import type * as workerThreads from 'node:worker_threads';
 import type { AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
-import { guarded, int, MAX_LINE_CHARS, MAX_RESULT_CHARS, missing, str } from './files.js';
+import { guarded, int, MAX_LINE_CHARS, MAX_RESULT_CHARS, pathDoesNotExist, str } from './files.js';
 import { Glob } from './glob.js';
 import type { Workspace } from './grant.js';
 import { WorkspaceError } from './grant.js';
@@ -304,12 +304,13 @@ export function grepTool(ws: Workspace): AuditedTool {
           filters.push(new Glob(`{${t.join(',')}}`, { basenameAnywhere: true }));
         }
 
-        const target = ws.resolve(str(args, 'path', { optional: true }), 'path');
+        const given = str(args, 'path', { optional: true });
+        const target = ws.resolve(given, 'path');
         const deadline = Math.min(ctx.deadline - 50, Date.now() + GREP_TIME_MS);
         let entries: WalkEntry[];
         let truncated: string | undefined;
         const st = lstatAt(ws, target);
-        if (st === undefined) throw missing(target, 'stat');
+        if (st === undefined) return pathDoesNotExist(given ?? target);
         if (st.isFile()) entries = [{ path: target, rel: basename(target), stats: st }];
         else {
           const walk = walkFiles(ws, target, {

@@ -265,6 +265,23 @@ describe("Claude Code's words where the model reads them", () => {
     expect(e).toMatchObject({ content: 'File does not exist.', is_error: true });
   });
 
+  it('Glob and LS of a directory that is not there: "Directory does not exist: PATH", as given', async () => {
+    const t = tools({ path: root });
+    expect(await t('glob').invoke({ pattern: '**/*.ts', path: 'nope' }, ctx())).toEqual({
+      content: 'Directory does not exist: nope',
+      is_error: true,
+    });
+    const gone = join(root, 'gone/deeper');
+    expect(await t('ls').invoke({ path: gone }, ctx())).toEqual({
+      content: `Directory does not exist: ${gone}`,
+      is_error: true,
+    });
+    expect(await t('ls').invoke({ path: 'nope' }, ctx())).toEqual({
+      content: 'Directory does not exist: nope',
+      is_error: true,
+    });
+  });
+
   it('Write and an Edit with an empty old_string say "created" for a new file, "updated" for an existing one', async () => {
     const t = tools({ path: root, write: true });
     const made = await t('write').invoke({ file_path: 'new.txt', content: 'one\n' }, ctx());

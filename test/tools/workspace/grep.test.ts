@@ -61,6 +61,18 @@ describe('workspace.grep', () => {
     expect(c.content.split('\n')).toHaveLength(3);
   });
 
+  it('a path that is not there: "Path does not exist: PATH", as given, as Claude Code says it', async () => {
+    expect(await grep.invoke({ pattern: 'TODO', path: 'src/gone.ts' }, ctx())).toEqual({
+      content: 'Path does not exist: src/gone.ts',
+      is_error: true,
+    });
+    const gone = join(root, 'gone');
+    expect(await grep.invoke({ pattern: 'TODO', path: gone }, ctx())).toEqual({
+      content: `Path does not exist: ${gone}`,
+      is_error: true,
+    });
+  });
+
   it('count mode, glob and type filters', async () => {
     const r = await grep.invoke({ pattern: 'TODO', output_mode: 'count', '-i': true }, ctx());
     expect(r.content).toContain(`${join(root, 'src/a.ts')}:2`);
