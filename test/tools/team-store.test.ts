@@ -2,7 +2,8 @@
  * The team task lists as stored (src/tools/todo/team-store.ts, pg-team-store.ts): a server's lists
  * are in its SQLite file and come back when it is opened again; a cluster's are in its PostgreSQL,
  * where every node reads and changes the same lists; and two agents changing one list at once,
- * on one node or on two, both keep their change. The rules themselves (who reaches which list, the
+ * on one node or on two, both keep their change; with PostgreSQL out of reach a call fails naming it
+ * and changes nothing. The rules themselves (who reaches which list, the
  * bounds) are test/tools/team.test.ts's.
  */
 import pg from 'pg';
@@ -12,6 +13,7 @@ import type { Tool, ToolContext } from '../../src/tools/index.js';
 import { PgTeamStore } from '../../src/tools/todo/pg-team-store.js';
 import { SqliteTeamStore, TEAM_LIMITS, TeamBoard, teamTools, type TeamStore } from '../../src/tools/todo/index.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { startPgProxy } from '../helpers/tcp-proxy.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 
 /** A node: its board over `store`, and its team tools. */
@@ -188,6 +190,27 @@ describe.skipIf(!withPg)('team lists in PostgreSQL (a cluster)', () => {
     expect(ids(await a.run('task_list', solo))).toEqual([1, 2]);
     const { rows } = await pools[0]!.query<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".teams`);
     expect(Number(rows[0]!.n)).toBe(1);
+  });
+
+  it('PostgreSQL out of reach: a team tool fails naming it and changes nothing; back, the list is as it was', async () => {
+    const schema = `${base}_${++schemaNo}`;
+    schemas.push(schema);
+    const { proxy, url } = await startPgProxy();
+    const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 1000 });
+    pool.on('error', () => {});
+    try {
+      const n = node(await PgTeamStore.open({ pool, schema }));
+      await crew(n, 1);
+      proxy.cut();
+      const refused = { code: 'not_ready', details: { dependency: 'cluster-postgresql' } };
+      await expect(n.run('task_create', mate, task('lost'))).rejects.toMatchObject(refused);
+      await expect(n.run('task_list', mate)).rejects.toMatchObject(refused);
+      proxy.restore();
+      expect(await n.run('task_list', mate)).toBe('#1 [pending] t1');
+    } finally {
+      await pool.end();
+      await proxy.close();
+    }
   });
 
   it('forgets a list an hour after its last change, and sweeps its rows', async () => {

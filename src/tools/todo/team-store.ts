@@ -297,9 +297,20 @@ export class SqliteTeamStore implements TeamStore {
   readonly #db: Db;
   readonly #statements = new Map<string, Database.Statement>();
 
+  /** Wrapped once: better-sqlite3 builds its wrapper functions anew on every `db.transaction()` call. */
+  readonly #tx: Database.Transaction<(g: Generator<TeamSql, unknown, Rows>) => unknown>;
+
   constructor(db: Db) {
     migrate(db, TEAM_MIGRATIONS);
     this.#db = db;
+    this.#tx = db.transaction((g: Generator<TeamSql, unknown, Rows>) => {
+      let r = g.next();
+      while (!r.done) {
+        const s = this.#statement(r.value.sql);
+        r = g.next(s.reader ? (s.all(...r.value.params) as Rows) : (s.run(...r.value.params), []));
+      }
+      return r.value;
+    });
   }
 
   /** A store in memory of its own, for what needs a board but keeps nothing (listing the tools offline). */
@@ -328,16 +339,8 @@ export class SqliteTeamStore implements TeamStore {
 
   /** Runs a generator's statements in one transaction (an IMMEDIATE one when it writes). */
   #run<T>(g: Generator<TeamSql, T, Rows>, writes: boolean): Promise<T> {
-    const all = this.#db.transaction(() => {
-      let r = g.next();
-      while (!r.done) {
-        const s = this.#statement(r.value.sql);
-        r = g.next(s.reader ? (s.all(...r.value.params) as Rows) : (s.run(...r.value.params), []));
-      }
-      return r.value;
-    });
     try {
-      return Promise.resolve(writes ? all.immediate() : all());
+      return Promise.resolve((writes ? this.#tx.immediate(g) : this.#tx(g)) as T);
     } catch (e) {
       return Promise.reject(isDiskFull(e) ? diskFullError() : e);
     }
