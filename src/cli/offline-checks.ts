@@ -23,7 +23,7 @@ import {
 import type { SourceIssue } from '../shared/issues.js';
 import { MEMORY_TOOL_NAMES } from '../memory/tools.js';
 import { calculatorTool, currentTimeTool } from '../tools/index.js';
-import { TeamBoard, teamTools, todoTools } from '../tools/todo/index.js';
+import { SqliteTeamStore, TeamBoard, teamTools, todoTools } from '../tools/todo/index.js';
 import { DEFAULT_BUILTIN_DIR } from '../tools/wasm/manager.js';
 import { webTools } from '../tools/web/index.js';
 import { workspaceTools } from '../tools/workspace/index.js';
@@ -34,7 +34,7 @@ function hostToolNames(config: Pick<ServerConfig, 'workspace' | 'web'>): string[
     ...workspaceTools(config.workspace, undefined),
     ...webTools(config.web, () => [], undefined),
     ...todoTools(undefined),
-    ...teamTools(new TeamBoard(), undefined),
+    ...teamTools(new TeamBoard(SqliteTeamStore.inMemory()), undefined),
   ];
   return ['send_message', ...toolkit.map((t) => t.name)];
 }

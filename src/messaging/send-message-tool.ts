@@ -33,11 +33,9 @@ interface Args {
 function teammateOf(
   a: Args,
   to: string | undefined,
-  ctx: ToolContext,
-  teams: TeamBoard | undefined,
+  team: Team | undefined,
 ): { team: Team; member: TeamMember } | string | undefined {
-  if (teams === undefined || (a.team_name === undefined && a.name === undefined)) return undefined;
-  const team = teams.teamOf(ctx);
+  if (a.team_name === undefined && a.name === undefined) return undefined;
   if (team?.name === undefined)
     return a.team_name === undefined
       ? undefined
@@ -47,6 +45,20 @@ function teammateOf(
   if (to === undefined)
     return 'a teammate is started by agent name: give subagent_type (the agent to run), not a capability';
   return { team, member: { name: a.name ?? to, agent: to } };
+}
+
+/**
+ * Takes back the membership of a teammate whose request was not delivered. The caller's answer is
+ * that failure: a membership left behind (the team's store out of reach) leads to a conversation
+ * that never started, and goes with the team.
+ */
+function leave(
+  teams: TeamBoard,
+  mate: { team: Team; member: TeamMember },
+  conversation: string,
+  principal: string | undefined,
+): Promise<void> {
+  return teams.leave(mate.team, mate.member, conversation, principal).catch(() => undefined);
 }
 
 /**
@@ -103,7 +115,13 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
       const named = a.to ?? a.subagent_type ?? a.recipient;
       // A member addresses another member by the name the lead gave it, or by its agent name; the
       // receiver works in the new conversation as that member, so it still reaches the team's tasks.
-      const team = teams?.teamOf(ctx);
+      let team: Team | undefined;
+      try {
+        if (teams !== undefined && (a.team_name !== undefined || a.name !== undefined || named !== undefined))
+          team = await teams.teamOf(ctx, false);
+      } catch (e) {
+        return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
+      }
       const peer =
         team?.name !== undefined && named !== undefined
           ? (team.members.find((m) => m.name === named) ?? team.members.find((m) => m.agent === named))
@@ -150,10 +168,12 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
         return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
       }
       // A teammate joins before its request is sent: its first tool call may come before send returns.
-      const mate = teammateOf(a, to, ctx, teams) ?? (peer !== undefined ? { team: team!, member: peer } : undefined);
+      const mate =
+        (teams === undefined ? undefined : teammateOf(a, to, team)) ??
+        (peer !== undefined ? { team: team!, member: peer } : undefined);
       if (typeof mate === 'string') return { content: mate, is_error: true };
       if (mate !== undefined) {
-        const refused = teams!.join(mate.team, mate.member, parsed.conversation_id, ctx.principal);
+        const refused = await teams!.join(mate.team, mate.member, parsed.conversation_id, ctx.principal);
         if (refused !== undefined) return { content: refused, is_error: true };
       }
       let sentOk = false;
@@ -161,7 +181,7 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
         const sent = await bus.send(parsed, { newId: true, newConversation: true });
         sentOk = sent.failure === undefined;
         if (sent.failure) {
-          if (mate !== undefined) teams!.leave(mate.team, mate.member, parsed.conversation_id, ctx.principal);
+          if (mate !== undefined) await leave(teams!, mate, parsed.conversation_id, ctx.principal);
           return { content: `not delivered: ${sent.failure.message}`, is_error: true };
         }
         const wait = a.wait ?? (a.run_in_background === true ? false : expectsReply(performative));
@@ -180,7 +200,7 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
           conv.state === 'failed' || conv.state === 'expired' || (conv.state !== 'completed' && replies.length === 0);
         return { content: [status, ...lines].join('\n'), ...(failed && { is_error: true }) };
       } catch (e) {
-        if (mate !== undefined && !sentOk) teams!.leave(mate.team, mate.member, parsed.conversation_id, ctx.principal);
+        if (mate !== undefined && !sentOk) await leave(teams!, mate, parsed.conversation_id, ctx.principal);
         if (ctx.signal.aborted) throw e;
         return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
       }

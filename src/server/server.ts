@@ -17,7 +17,7 @@ import { registerSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { Db } from '../storage/index.js';
 import type { ToolAuditLog, ToolServerManager } from '../tools/wasm/index.js';
-import { TeamBoard } from '../tools/todo/index.js';
+import { SqliteTeamStore, TeamBoard } from '../tools/todo/index.js';
 import {
   clusterComponents,
   ComponentStack,
@@ -280,8 +280,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     stack.useHostTools(executor.hostTools);
     // The audit trail opens after the bus; a signature refused before then goes unrecorded (deliveries start later still).
     const late: { audit?: AuditStore | undefined } = {};
-    // Claude Code's agent teams: one board, shared by the team tools and send_message (which starts teammates).
-    const teams = new TeamBoard();
+    // Claude Code's agent teams: one board, shared by the team tools and send_message (which starts
+    // teammates), over the node's SQLite or, on a cluster node, the cluster's PostgreSQL.
+    const teams = new TeamBoard(clusterState?.teams ?? new SqliteTeamStore(db));
     const { bus } = stack.add(
       startMessaging({
         audit: { record: (e: AuditEntry) => late.audit?.record(e) },

@@ -6,12 +6,20 @@
  * tasks, claims one, reads it and completes it (TaskList, TaskUpdate, TaskGet), and the lead
  * completes the last one and lists them all done. The same teammate agent run outside the team
  * sees no tasks and cannot update the team's. The teammates' work travels as FIPA messages: each
- * `Task` is a request in its own conversation, answered by an inform.
+ * `Task` is a request in its own conversation, answered by an inform. A lead's team and tasks are
+ * there again when the server starts again on its data dir.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { anthropicProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
 import { startLlmStub, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
-import { assistantTurns, firstUserText, offeredTools, systemPromptOf, toolResultsOf } from './helpers/wire.js';
+import {
+  assistantTurns,
+  firstUserText,
+  messagesOf,
+  offeredTools,
+  systemPromptOf,
+  toolResultsOf,
+} from './helpers/wire.js';
 
 let llm: LlmStub;
 let cx: Caxton;
@@ -290,4 +298,57 @@ ROLE:delegator.
       is_error: true,
     });
   });
+});
+
+describe('a team across a restart', () => {
+  it("the lead's team and tasks are in the data dir: the restarted server answers them in the same conversation", async () => {
+    const KEEPER = `---
+name: keeper
+description: Keeps a task list
+tools: TeamCreate, TaskCreate, TaskList
+---
+ROLE:keeper.
+`;
+    llm.reset();
+    llm.setScript((hit) => {
+      // The conversation's earlier turns come with the request: the last message says what to do.
+      const last = messagesOf(hit).at(-1)!;
+      if (Array.isArray(last.content) && last.content.some((b: { type?: string }) => b.type === 'tool_result'))
+        return { content: `seen: ${toolResultsOf(hit).at(-1)!.content}` };
+      return JSON.stringify(last.content).includes('MAKE')
+        ? {
+            tool_calls: [
+              call('k0', 'team_create', { team_name: 'keepers' }),
+              call('k1', 'team_task_create', { subject: 'Survive a restart', description: 'Still here after' }),
+            ],
+          }
+        : { tool_calls: [call('k2', 'team_task_list', {})] };
+    });
+    const config = { llm: { default_provider: 'claude', providers: { claude: anthropicProvider(llm.url) } } };
+    let server = await startCaxton({ config });
+    try {
+      const r = await fetch(`${server.url}/api/v1/agents`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/markdown' },
+        body: KEEPER,
+      });
+      expect(r.status, await r.text()).toBe(201);
+      const made = await server.invoke('keeper', { request: 'MAKE the list', conversation_id: 'conv-keep' });
+      expect(made.status, made.text).toBe(200);
+      expect((made.json as { content: string }).content).toBe('seen: Task #1 created successfully: Survive a restart');
+    } finally {
+      await server.close();
+    }
+    server = await startCaxton({ config, dir: server.dir });
+    try {
+      const listed = await server.invoke('keeper', { request: 'LIST the tasks', conversation_id: 'conv-keep' });
+      expect(listed.status, listed.text).toBe(200);
+      expect((listed.json as { content: string }).content).toBe('seen: #1 [pending] Survive a restart');
+      // Another conversation of the same agent is not in the team, before or after the restart.
+      const other = await server.invoke('keeper', { request: 'LIST the tasks', conversation_id: 'conv-other' });
+      expect((other.json as { content: string }).content).toBe('seen: No tasks found');
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
 });

@@ -4,12 +4,16 @@
  * the conversation it was started in — or on a list of its own; never on another team's, whatever
  * it names. Bounds on tasks, text, metadata and members; teams forgotten after an hour idle.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/storage/index.js';
 import type { Tool, ToolContext } from '../../src/tools/index.js';
-import { TEAM_LIMITS, TeamBoard, teamTools } from '../../src/tools/todo/index.js';
+import { SqliteTeamStore, TEAM_LIMITS, TeamBoard, teamTools } from '../../src/tools/todo/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+
+afterAll(() => removeTempDirs());
 
 function setup(now: () => number = Date.now) {
-  const board = new TeamBoard(now);
+  const board = new TeamBoard(new SqliteTeamStore(openDatabase(makeTempDir())), now);
   const tools = new Map<string, Tool>(teamTools(board, undefined).map((t) => [t.name, t]));
   const ctx = (
     agent: string,
@@ -36,8 +40,8 @@ describe('the team tools', () => {
     const lead = ctx('lead', { execution: 'e1' });
     expect((await run('create', lead, { team_name: 'crew' })).content).toContain('Team "crew" created');
     await run('task_create', lead, task('a'));
-    const team = board.teamOf(lead)!;
-    expect(board.join(team, { name: 'alice', agent: 'worker' }, 'conv-1', 'key:p')).toBeUndefined();
+    const team = (await board.teamOf(lead))!;
+    expect(await board.join(team, { name: 'alice', agent: 'worker' }, 'conv-1', 'key:p')).toBeUndefined();
     const mate = ctx('worker', { conversation: 'conv-1' });
     expect((await run('task_list', mate)).content).toBe('#1 [pending] a');
     expect((await run('task_update', mate, { taskId: 1, owner: 'alice' })).content).toBe('Updated task #1 owner');
@@ -65,12 +69,12 @@ describe('the team tools', () => {
     const { board, ctx, run } = setup();
     const lead = ctx('lead', { execution: 'e1' });
     await run('create', lead, { team_name: 'crew' });
-    const team = board.teamOf(lead)!;
+    const team = (await board.teamOf(lead))!;
     const ghost = { name: 'casper', agent: 'ghost' };
-    board.join(team, ghost, 'conv-g', 'key:p');
-    expect(team.members.map((m) => m.name)).toEqual(['lead', 'casper']);
-    board.leave(team, ghost, 'conv-g', 'key:p');
-    expect(team.members.map((m) => m.name)).toEqual(['lead']);
+    await board.join(team, ghost, 'conv-g', 'key:p');
+    expect((await board.teamOf(lead))!.members.map((m) => m.name)).toEqual(['lead', 'casper']);
+    await board.leave(team, ghost, 'conv-g', 'key:p');
+    expect((await board.teamOf(lead))!.members.map((m) => m.name)).toEqual(['lead']);
     expect((await run('task_list', ctx('ghost', { conversation: 'conv-g' }))).content).toBe('No tasks found');
   });
 
@@ -89,7 +93,7 @@ describe('the team tools', () => {
     const lead = ctx('lead', { conversation: 'c0' });
     await run('create', lead, { team_name: 'crew' });
     expect((await run('create', lead, { team_name: 'other' })).content).toContain('Already leading team "crew"');
-    board.join(board.teamOf(lead)!, { name: 'w', agent: 'worker' }, 'c1', 'key:p');
+    await board.join((await board.teamOf(lead))!, { name: 'w', agent: 'worker' }, 'c1', 'key:p');
     const mate = ctx('worker', { conversation: 'c1' });
     expect((await run('create', mate, { team_name: 'mine' })).content).toContain('member of team "crew"');
     expect((await run('delete', mate)).content).toContain('Only the lead of team "crew" (lead)');
@@ -148,13 +152,13 @@ describe('the team tools', () => {
     );
     const lead = ctx('lead', { execution: 'L' });
     await run('create', lead, { team_name: 'big' });
-    const team = board.teamOf(lead)!;
+    const team = (await board.teamOf(lead))!;
     for (let i = 1; i < TEAM_LIMITS.members; i++)
-      expect(board.join(team, { name: `m${i}`, agent: `a${i}` }, `c${i}`, 'key:p')).toBeUndefined();
-    expect(board.join(team, { name: 'late', agent: 'late' }, 'cz', 'key:p')).toBe(
+      expect(await board.join(team, { name: `m${i}`, agent: `a${i}` }, `c${i}`, 'key:p')).toBeUndefined();
+    expect(await board.join(team, { name: 'late', agent: 'late' }, 'cz', 'key:p')).toBe(
       `team "big" has ${TEAM_LIMITS.members} members, the most a team may have`,
     );
-    expect(board.join(team, { name: 'm1', agent: 'someone-else' }, 'cy', 'key:p')).toContain(
+    expect(await board.join(team, { name: 'm1', agent: 'someone-else' }, 'cy', 'key:p')).toContain(
       'already has a member named "m1"',
     );
     expect((await run('create', ctx('x', { execution: 'X' }), { team_name: 'bad name' })).content).toContain(

@@ -25,6 +25,7 @@ import { PgEventStore, relayEvents, type Logger } from '../../observability/inde
 import type { EventLog } from '../../observability/events.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { guardConnections } from '../../storage/pg/index.js';
+import { PgTeamStore } from '../../tools/todo/pg-team-store.js';
 import { PgToolAudit } from '../../tools/wasm/pg-tool-audit.js';
 import { PgToolPackageStore } from '../../tools/wasm/pg-tool-packages.js';
 import type { Component } from './component.js';
@@ -49,11 +50,13 @@ export interface ClusterStateComponent extends Component {
   readonly shadowResults: PgShadowResults;
   /** Which version of an agent each conversation runs on, for every node (agents that have had a rollout). */
   readonly pins: PgConversationPins;
+  /** Agent teams and their task lists, so a teammate on any node works on its team's list. */
+  readonly teams: PgTeamStore;
 }
 
 /**
  * A cluster node's PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its
- * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents, their versions, rollouts, shadow comparisons and conversation pins, agent events, tool audit).
+ * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents, their versions, rollouts, shadow comparisons and conversation pins, agent events, tool audit, agent teams).
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
@@ -106,6 +109,7 @@ export async function openClusterState(opts: {
   let rollouts: PgRolloutState;
   let shadowResults: PgShadowResults;
   let pins: PgConversationPins;
+  let teams: PgTeamStore;
   try {
     store = await PgMessageStore.open({
       pool,
@@ -115,6 +119,7 @@ export async function openClusterState(opts: {
     packages = await PgToolPackageStore.open({ pool, schema: state.schema });
     await PgEventStore.migrate(pool, state.schema);
     await PgToolAudit.migrate(pool, state.schema);
+    teams = await PgTeamStore.open({ pool, schema: state.schema });
     agents = await PgAgentDirectory.open({ pool, schema: state.schema, node: cluster.node });
     rollouts = await PgRolloutState.open({
       pool,
@@ -174,6 +179,7 @@ export async function openClusterState(opts: {
     rollouts,
     shadowResults,
     pins,
+    teams,
     close: async () => {
       // The canary figures and shadow counts still waiting, before the pool goes.
       await rollouts.close().catch(() => {});

@@ -10,7 +10,17 @@ import type { ToolAuditSink } from '../wasm/audit.js';
 
 export const TODO_GROUP = 'todo';
 
-export { TeamBoard, TEAM_LIMITS, scopeOf, type Team, type TeamMember, type TeamTask } from './teams.js';
+export {
+  TeamBoard,
+  TEAM_LIMITS,
+  scopeOf,
+  type MemberKey,
+  type Team,
+  type TeamMember,
+  type TeamStore,
+  type TeamTask,
+} from './teams.js';
+export { SqliteTeamStore, TEAM_MIGRATIONS } from './team-store.js';
 export { teamTools, TEAM_GROUP } from './team-tools.js';
 
 const STATUSES = ['pending', 'in_progress', 'completed'] as const;

@@ -14,8 +14,8 @@ import { TASK_STATUSES, TEAM_LIMITS, TEAM_NAME_RE, type Team, type TeamBoard, ty
 
 export const TEAM_GROUP = 'team';
 
-const ok = (content: string): Promise<AuditedResult> => Promise.resolve({ content });
-const bad = (content: string): Promise<AuditedResult> => Promise.resolve(toolError(content, 'invalid_input'));
+const fail = (content: string): AuditedResult => toolError(content, 'invalid_input');
+const bad = (content: string): Promise<AuditedResult> => Promise.resolve(fail(content));
 
 /** A string argument within `max` characters; undefined when absent, an error message when wrong. */
 function text(args: Record<string, unknown>, key: string, max: number, required: boolean): string | undefined | Error {
@@ -23,6 +23,8 @@ function text(args: Record<string, unknown>, key: string, max: number, required:
   if (v === undefined || v === null) return required ? new Error(`"${key}" is required`) : undefined;
   if (typeof v !== 'string') return new Error(`"${key}" must be a string`);
   if (required && v.trim() === '') return new Error(`"${key}" must not be empty`);
+  // The lists are stored as text, which PostgreSQL (a cluster's store) cannot hold a NUL in.
+  if (v.includes('\u0000')) return new Error(`"${key}" must not contain NUL characters`);
   if (v.length > max) return new Error(`"${key}" has ${v.length} characters; at most ${max} are allowed`);
   return v;
 }
@@ -86,7 +88,7 @@ function teamCreate(board: TeamBoard): AuditedTool {
       },
       required: ['team_name'],
     },
-    invoke(args, ctx) {
+    async invoke(args, ctx) {
       const name = text(args, 'team_name', TEAM_LIMITS.name, true);
       if (name instanceof Error || name === undefined) return bad(name?.message ?? '"team_name" is required');
       if (!TEAM_NAME_RE.test(name))
@@ -95,12 +97,13 @@ function teamCreate(board: TeamBoard): AuditedTool {
         );
       const description = text(args, 'description', TEAM_LIMITS.description, false);
       if (description instanceof Error) return bad(description.message);
-      const team = board.create(ctx, name, description);
-      if (typeof team === 'string') return bad(team);
-      return ok(
-        JSON.stringify({ team_name: name, lead_agent: ctx.agent, tasks: team.tasks.size }) +
+      const team = await board.create(ctx, name, description);
+      if (typeof team === 'string') return fail(team);
+      return {
+        content:
+          JSON.stringify({ team_name: name, lead_agent: ctx.agent, tasks: team.tasks.size }) +
           `\nTeam "${name}" created; you lead it. Start teammates with Task (subagent_type: the agent, name: what to call it, team_name: "${name}"); they share this task list.`,
-      );
+      };
     },
   };
 }
@@ -111,10 +114,12 @@ function teamDelete(board: TeamBoard): AuditedTool {
     description:
       'Ends the team you lead: its shared task list and membership are removed. Call it when the team has finished its work.',
     input_schema: { type: 'object', properties: {} },
-    invoke(_args, ctx) {
-      const team = board.delete(ctx);
-      if (typeof team === 'string') return bad(team);
-      return ok(`Team "${team.name}" deleted: its task list (${team.tasks.size} tasks) and membership are gone.`);
+    async invoke(_args, ctx) {
+      const team = await board.delete(ctx);
+      if (typeof team === 'string') return fail(team);
+      return {
+        content: `Team "${team.name}" deleted: its task list (${team.tasks.size} tasks) and membership are gone.`,
+      };
     },
   };
 }
@@ -144,24 +149,24 @@ function taskCreate(board: TeamBoard): AuditedTool {
       if (activeForm instanceof Error) return bad(activeForm.message);
       const metadata = metadataOf(args.metadata, undefined);
       if (metadata instanceof Error) return bad(metadata.message);
-      const team = board.listOf(ctx);
-      if (team.tasks.size >= TEAM_LIMITS.tasks)
-        return bad(
-          `the task list has ${TEAM_LIMITS.tasks} tasks, the most it may hold; delete finished ones (TaskUpdate status "deleted") first`,
-        );
-      const id = String(team.next++);
-      team.tasks.set(id, {
-        id,
-        subject,
-        description,
-        ...(activeForm !== undefined && { activeForm }),
-        status: 'pending',
-        blocks: [],
-        blockedBy: [],
-        ...(metadata !== undefined && { metadata }),
+      return board.changeList(ctx, (team) => {
+        if (team.tasks.size >= TEAM_LIMITS.tasks)
+          return fail(
+            `the task list has ${TEAM_LIMITS.tasks} tasks, the most it may hold; delete finished ones (TaskUpdate status "deleted") first`,
+          );
+        const id = String(team.next++);
+        team.tasks.set(id, {
+          id,
+          subject,
+          description,
+          ...(activeForm !== undefined && { activeForm }),
+          status: 'pending',
+          blocks: [],
+          blockedBy: [],
+          ...(metadata !== undefined && { metadata }),
+        });
+        return { content: `Task #${id} created successfully: ${subject}` };
       });
-      board.touch(team);
-      return ok(`Task #${id} created successfully: ${subject}`);
     },
   };
 }
@@ -173,10 +178,10 @@ function taskList(board: TeamBoard): AuditedTool {
       "Lists every task of the shared task list: id, status, subject, owner and the open tasks blocking it. Available work is pending, has no owner and is not blocked; prefer the lowest id. Use TaskGet for a task's full description.",
     input_schema: { type: 'object', properties: {} },
     idempotent: true,
-    invoke(_args, ctx) {
-      const team = board.teamOf(ctx);
-      if (team === undefined || team.tasks.size === 0) return ok('No tasks found');
-      return ok([...team.tasks.values()].map((t) => listLine(team, t)).join('\n'));
+    async invoke(_args, ctx) {
+      const team = await board.teamOf(ctx);
+      if (team === undefined || team.tasks.size === 0) return { content: 'No tasks found' };
+      return { content: [...team.tasks.values()].map((t) => listLine(team, t)).join('\n') };
     },
   };
 }
@@ -192,13 +197,13 @@ function taskGet(board: TeamBoard): AuditedTool {
       required: ['taskId'],
     },
     idempotent: true,
-    invoke(args, ctx) {
+    async invoke(args, ctx) {
       const id = taskId(args.taskId);
-      if (id === undefined) return bad('"taskId" must be a task id such as "1"');
-      const team = board.teamOf(ctx);
+      if (id === undefined) return fail('"taskId" must be a task id such as "1"');
+      const team = await board.teamOf(ctx);
       const t = team?.tasks.get(id);
-      if (team === undefined || t === undefined) return bad('Task not found');
-      return ok(details(team, t));
+      if (team === undefined || t === undefined) return fail('Task not found');
+      return { content: details(team, t) };
     },
   };
 }
@@ -216,6 +221,67 @@ function idList(v: unknown, key: string): string[] | undefined | Error {
     out.push(id);
   }
   return out;
+}
+
+/** A TaskUpdate's arguments, checked. */
+interface Change {
+  id: string;
+  status: (typeof UPDATE_STATUSES)[number] | undefined;
+  fields: Partial<Record<'subject' | 'description' | 'activeForm' | 'owner', string>>;
+  blocks: string[] | undefined;
+  blockedBy: string[] | undefined;
+  metadata: unknown;
+}
+
+/** Applies a TaskUpdate to the team's list as stored (the board runs it under the list's lock). */
+function applyUpdate(team: Team, c: Change): AuditedResult {
+  const { id, status, fields, blocks, blockedBy } = c;
+  const t = team.tasks.get(id);
+  if (t === undefined) return fail('Task not found');
+  const metadata = metadataOf(c.metadata, t.metadata);
+  if (metadata instanceof Error) return fail(metadata.message);
+  for (const other of [...(blocks ?? []), ...(blockedBy ?? [])]) {
+    if (other === id) return fail(`task #${id} cannot block itself`);
+    if (!team.tasks.has(other)) return fail(`Task #${other} not found`);
+  }
+  if (status === 'deleted') {
+    team.tasks.delete(id);
+    for (const o of team.tasks.values()) {
+      o.blocks = o.blocks.filter((b) => b !== id);
+      o.blockedBy = o.blockedBy.filter((b) => b !== id);
+    }
+    return { content: `Updated task #${id} deleted` };
+  }
+  const changed: string[] = [];
+  for (const [key, v] of Object.entries(fields) as [keyof typeof fields, string][]) {
+    if (t[key] === v) continue;
+    if (key === 'owner' && v === '') delete t.owner;
+    else t[key] = v;
+    changed.push(key);
+  }
+  if (status !== undefined && status !== t.status) {
+    t.status = status;
+    changed.push('status');
+  }
+  if (c.metadata !== undefined) {
+    if (metadata === undefined) delete t.metadata;
+    else t.metadata = metadata;
+    changed.push('metadata');
+  }
+  const link = (from: TeamTask, list: 'blocks' | 'blockedBy', to: string) => {
+    if (!from[list].includes(to)) from[list].push(to);
+  };
+  for (const b of blocks ?? []) {
+    link(t, 'blocks', b);
+    link(team.tasks.get(b)!, 'blockedBy', id);
+  }
+  for (const b of blockedBy ?? []) {
+    link(t, 'blockedBy', b);
+    link(team.tasks.get(b)!, 'blocks', id);
+  }
+  if ((blocks ?? []).length > 0) changed.push('blocks');
+  if ((blockedBy ?? []).length > 0) changed.push('blockedBy');
+  return { content: changed.length === 0 ? `Task #${id} unchanged` : `Updated task #${id} ${changed.join(', ')}` };
 }
 
 function taskUpdate(board: TeamBoard): AuditedTool {
@@ -271,55 +337,15 @@ function taskUpdate(board: TeamBoard): AuditedTool {
       if (blocks instanceof Error) return bad(blocks.message);
       const blockedBy = idList(args.addBlockedBy, 'addBlockedBy');
       if (blockedBy instanceof Error) return bad(blockedBy.message);
-      const team = board.teamOf(ctx);
-      const t = team?.tasks.get(id);
-      if (team === undefined || t === undefined) return bad('Task not found');
-      const metadata = metadataOf(args.metadata, t.metadata);
-      if (metadata instanceof Error) return bad(metadata.message);
-      for (const other of [...(blocks ?? []), ...(blockedBy ?? [])]) {
-        if (other === id) return bad(`task #${id} cannot block itself`);
-        if (!team.tasks.has(other)) return bad(`Task #${other} not found`);
-      }
-      if (status === 'deleted') {
-        team.tasks.delete(id);
-        for (const o of team.tasks.values()) {
-          o.blocks = o.blocks.filter((b) => b !== id);
-          o.blockedBy = o.blockedBy.filter((b) => b !== id);
-        }
-        board.touch(team);
-        return ok(`Updated task #${id} deleted`);
-      }
-      const changed: string[] = [];
-      for (const [key, v] of Object.entries(fields) as [keyof typeof fields, string][]) {
-        if (t[key] === v) continue;
-        if (key === 'owner' && v === '') delete t.owner;
-        else t[key] = v;
-        changed.push(key);
-      }
-      if (status !== undefined && status !== t.status) {
-        t.status = status as TeamTask['status'];
-        changed.push('status');
-      }
-      if (args.metadata !== undefined) {
-        if (metadata === undefined) delete t.metadata;
-        else t.metadata = metadata;
-        changed.push('metadata');
-      }
-      const link = (from: TeamTask, list: 'blocks' | 'blockedBy', to: string) => {
-        if (!from[list].includes(to)) from[list].push(to);
+      const change: Change = {
+        id,
+        status: status as Change['status'],
+        fields,
+        blocks,
+        blockedBy,
+        metadata: args.metadata,
       };
-      for (const b of blocks ?? []) {
-        link(t, 'blocks', b);
-        link(team.tasks.get(b)!, 'blockedBy', id);
-      }
-      for (const b of blockedBy ?? []) {
-        link(t, 'blockedBy', b);
-        link(team.tasks.get(b)!, 'blocks', id);
-      }
-      if ((blocks ?? []).length > 0) changed.push('blocks');
-      if ((blockedBy ?? []).length > 0) changed.push('blockedBy');
-      board.touch(team);
-      return ok(changed.length === 0 ? `Task #${id} unchanged` : `Updated task #${id} ${changed.join(', ')}`);
+      return board.change(ctx, (team) => (team === undefined ? fail('Task not found') : applyUpdate(team, change)));
     },
   };
 }

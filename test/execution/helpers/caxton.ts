@@ -142,10 +142,12 @@ export interface StartCaxtonOptions {
   agents?: AgentSpec[];
   /** Span processors (an in-memory exporter) for tests that assert traces. */
   spanProcessors?: SpanProcessor[];
+  /** The directory of an earlier server (its caxton.toml and data dir): a restart of that server. */
+  dir?: string;
 }
 
 export async function startCaxton(opts: StartCaxtonOptions): Promise<Caxton> {
-  const dir = tempDir();
+  const dir = opts.dir ?? tempDir();
   const configPath = join(dir, 'caxton.toml');
   writeFileSync(
     configPath,
