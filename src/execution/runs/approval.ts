@@ -123,6 +123,23 @@ export async function permissionGate(
   return undefined;
 }
 
+/**
+ * The refusal a task reports for a call its permission rules refused (TOOL_REFUSED_METHOD), judged
+ * again by the job's rules: a task cannot file a refusal its rules do not make.
+ */
+export async function ruleRefusal(
+  rules: readonly ApprovalRule[],
+  tool: string,
+  args: Record<string, unknown>,
+): Promise<string> {
+  const gate = await permissionGate(rules, tool, args);
+  if (gate === undefined || gate === 'ask')
+    throw new CaxtonError('invalid_request', `the task reported a refusal of "${tool}" its rules do not make`, {
+      name: tool,
+    });
+  return gate.denied;
+}
+
 function argumentText(v: unknown): string {
   return typeof v === 'string' ? v : (JSON.stringify(v) ?? '');
 }
