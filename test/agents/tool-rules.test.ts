@@ -117,3 +117,21 @@ permission_mode = "yolo"
     expect(r.warnings.map((w) => [w.code, w.field, w.line])).toContainEqual(['invalid_value', 'permissionMode', 4]);
   });
 });
+
+describe('a Markdown agent’s disallowedTools', () => {
+  it('a rule with a specifier leaves the tool granted and refuses what it covers; a bare name removes the tool', () => {
+    const def = ok(
+      parseAgent(
+        '---\nname: m\ndescription: d\ntools: Bash, Read, Agent(worker)\ndisallowedTools: Bash(git push:*), Agent(worker), Read\n---\nHi.\n',
+        {
+          file: 'm.md',
+        },
+      ),
+    ).definition;
+    expect(def.tools).toEqual(['workspace.bash']);
+    expect(agentPermissions(def, ws)?.set.deny).toEqual([
+      { rule: 'Bash(git push:*)', source: 'agent m disallowedTools' },
+      { rule: 'Agent(worker)', source: 'agent m disallowedTools' },
+    ]);
+  });
+});
