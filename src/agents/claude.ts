@@ -63,6 +63,18 @@ export const CLAUDE_TOOLS_REFUSED: Readonly<Record<string, string>> = {
 /** The Claude tools whose `Name(a, b)` form lists the agents it may delegate to. */
 const DELEGATION_TOOLS = new Set(['Task', 'Agent']);
 
+/** The Claude tools whose permission rules judge each call by a specifier (a command, a path, a domain). */
+const SPECIFIER_TOOLS = new Set(['Bash', 'Read', 'Edit', 'Write', 'MultiEdit', 'Glob', 'Grep', 'LS', 'WebFetch']);
+
+/**
+ * Whether a disallowed entry refuses only some calls: a rule such as `Bash(git push:*)` is judged
+ * in the run (ADR 0124) and leaves the tool granted; a bare name, or another tool's parentheses
+ * (`Agent(worker)`), removes the tool.
+ */
+function narrowsCalls(e: ToolEntry): boolean {
+  return SPECIFIER_TOOLS.has(e.name) && e.specifier !== undefined && e.specifier !== '' && e.specifier !== '*';
+}
+
 /** Claude model aliases; resolved to a provider and model by `[llm.model_aliases]` at execution time. */
 export const CLAUDE_MODEL_ALIASES = ['sonnet', 'opus', 'haiku'] as const;
 
@@ -139,7 +151,7 @@ export function mapClaudeTools(list: readonly string[], disallowed: readonly str
   const denied = new Set<string>();
   for (const d of disallowed) {
     const e = parseToolEntry(d);
-    if (e) denied.add(e.name);
+    if (e && !narrowsCalls(e)) denied.add(e.name);
   }
   const deniedMapped = new Set(
     [...denied]
@@ -226,6 +238,7 @@ export function unlistedToolsOf(
   for (const d of raw) {
     if (typeof d !== 'string') continue;
     const e = parseToolEntry(d);
+    if (e && narrowsCalls(e)) continue;
     const mapped = e ? mapClaudeTool(e.name) : null;
     if (mapped !== null) denied.add(mapped);
   }

@@ -1,15 +1,8 @@
 import type { Document, LineCounter } from 'yaml';
 import { yaml } from './yaml.js';
-import {
-  CLAUDE_MEMORY_SCOPES,
-  CLAUDE_MODEL_ALIASES,
-  CLAUDE_TOOLS_REFUSED,
-  mapClaudeTools,
-  splitToolList,
-  UNLISTED_TOOLS_KEY,
-} from './claude.js';
+import { CLAUDE_MEMORY_SCOPES, CLAUDE_MODEL_ALIASES, splitToolList, UNLISTED_TOOLS_KEY } from './claude.js';
+import { permissionModeNote, readToolList } from './tool-lists.js';
 import { parseFrontmatterYaml, splitFrontmatter } from './frontmatter.js';
-import { TOOL_NAME_RE } from './definition.js';
 import type { SourceIssue as AgentIssue, Locator } from '../shared/issues.js';
 import { MAX_INPUT_DEPTH } from '../shared/depth.js';
 import { expandedSize, MAX_YAML_ALIASES, MAX_YAML_ALIAS_TOKENS, MAX_YAML_STRUCTURE_DEPTH, scanYaml } from './bounds.js';
@@ -298,53 +291,11 @@ function applyClaudeFields(
       // `tools: *` is Claude Code's "every tool", like leaving tools out: the granted toolkit (docs/agent-format.md).
       const all = list.length === 1 && list[0] === '*';
       if (all) metadata[UNLISTED_TOOLS_KEY] = true;
-      const mapped = mapClaudeTools(all ? [] : list, denied);
-      const dropped = [...mapped.dropped];
-      const tools: string[] = [];
-      for (const t of mapped.tools) {
-        if (TOOL_NAME_RE.test(t)) tools.push(t);
-        else {
-          dropped.push(t);
-          warn(
-            'tools',
-            'unknown_tool',
-            `tools entry "${t}" is not a tool name; it is ignored (as Claude Code ignores tools it does not know)`,
-            'tool names are letters, digits, "_", "-", "." (e.g. Read, mcp__github__create_issue)',
-          );
-        }
-      }
-      for (const bad of mapped.invalid) {
-        dropped.push(bad.entry);
-        warn(
-          'tools',
-          'unknown_tool',
-          `tools entry "${bad.entry}" is ignored: ${bad.reason}`,
-          'e.g. tools: Read, Agent(worker, reviewer)',
-        );
-      }
-      for (const d of mapped.dropped) {
-        const reason = Object.hasOwn(CLAUDE_TOOLS_REFUSED, d) ? CLAUDE_TOOLS_REFUSED[d] : undefined;
-        if (reason !== undefined)
-          warn('tools', 'unsupported_tool', `tools entry "${d}" is not offered: ${reason}`, `remove "${d}" from tools`);
-        else
-          warn(
-            'tools',
-            'unmapped_tool',
-            `tools entry "${d}" is a Claude Code tool with no Caxton counterpart: the agent runs without it`,
-            `remove "${d}" from tools (docs/agent-format.md lists the tools Caxton maps)`,
-          );
-      }
-      for (const u of mapped.unenforced) {
-        warn(
-          'tools',
-          'unenforced_tool_rule',
-          `tools entry "${u}": the agent gets the whole tool; the rule in parentheses only pre-approves matching calls, which matters where calls are otherwise asked for (permissionMode "default", ask rules)`,
-          'to refuse the rest, name it in disallowedTools or [workspace.permissions] deny (docs/workspace.md, "Permission rules")',
-        );
-      }
-      doc.tools = tools;
-      if (dropped.length > 0) metadata.claude_tools_dropped = dropped;
-      if (mapped.sendTo) doc.messaging = { ...(isRecord(fm.messaging) ? fm.messaging : {}), send_to: mapped.sendTo };
+      const read = readToolList(all ? [] : list, denied, true);
+      for (const n of read.notes) warn('tools', n.code, n.message, n.suggestion);
+      doc.tools = read.tools;
+      if (read.dropped.length > 0) metadata.claude_tools_dropped = read.dropped;
+      if (read.sendTo) doc.messaging = { ...(isRecord(fm.messaging) ? fm.messaging : {}), send_to: read.sendTo };
     } else doc.tools = list;
   } else metadata[UNLISTED_TOOLS_KEY] = true;
 
@@ -414,6 +365,14 @@ function applyClaudeFields(
       `version ${JSON.stringify(fm.version)} is not a semantic version; it is kept in metadata.version and the agent gets version 1.0.0`,
       'e.g. version: "1.2.0"',
     );
+  }
+
+  // permissionMode: kept as written; one Caxton does not know is a warning and the agent runs without it.
+  const modeKey = fm.permissionMode !== undefined ? 'permissionMode' : 'permission_mode';
+  if (fm[modeKey] !== undefined) {
+    const note = permissionModeNote(fm[modeKey], true);
+    if (note !== undefined)
+      warn(modeKey, note.code, `${note.message}; the agent runs with no mode of its own`, note.suggestion);
   }
 
   for (const claudeOnly of CLAUDE_METADATA_KEYS) {

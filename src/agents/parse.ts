@@ -11,7 +11,8 @@ import { MAX_INPUT_DEPTH } from '../shared/depth.js';
 import { scanJsonText } from '../shared/json-text.js';
 import { tooDeepField } from './bounds.js';
 import { readMarkdown } from './parse-markdown.js';
-import { mapClaudeTool, UNLISTED_TOOLS_KEY } from './claude.js';
+import { UNLISTED_TOOLS_KEY } from './claude.js';
+import { readCaxtonToolLists } from './tool-lists.js';
 import { isRecord, offsetToLineCol, tooDeepIssue, type Raw } from './parse-raw.js';
 
 export interface ParseOptions {
@@ -107,6 +108,17 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
   if (deep !== undefined)
     return { ok: false, format, errors: [...errors, withPos([deep], tooDeepIssue(deep))], warnings };
   const doc = structuredClone(raw.doc);
+  // A TOML or JSON agent's tool lists and mode, read as a Markdown agent's are (tool-lists.ts).
+  if (format !== 'markdown')
+    for (const { path, note } of readCaxtonToolLists(doc)) {
+      const issue = withPos(path, {
+        severity: note.problem ? 'error' : 'warning',
+        code: note.code,
+        message: note.message,
+        suggestion: note.suggestion,
+      });
+      (note.problem ? errors : warnings).push(issue);
+    }
 
   // Unknown keys are warnings; strip them and validate what remains.
   let result = agentDocumentSchema.safeParse(doc);
@@ -174,15 +186,8 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
   if (errors.length > 0 || !result.success) return { ok: false, format, errors, warnings };
 
   const def = result.data;
-  if (format !== 'markdown') {
-    // Only the Markdown (Claude Code) reader marks an agent that lists no tools.
-    delete def.metadata[UNLISTED_TOOLS_KEY];
-    // Claude Code's MCP spelling names the same tool in every format: `mcp__git__git_diff` is `git.git_diff`.
-    if (def.tools.some((t) => t.startsWith('mcp__')))
-      def.tools = [
-        ...new Set(def.tools.map((t) => (t.startsWith('mcp__') ? (mapClaudeTool(t) ?? t) : t))),
-      ] as typeof def.tools;
-  }
+  // Only the Markdown (Claude Code) reader marks an agent that lists no tools.
+  if (format !== 'markdown') delete def.metadata[UNLISTED_TOOLS_KEY];
   if (def.capabilities.length === 0) {
     const cap = defaultCapability(def.name) as Capability;
     def.capabilities = [cap];

@@ -341,6 +341,8 @@ export const TOP_LEVEL_KEYS = [
   'metadata',
   'rollout',
   'wasm',
+  'disallowed_tools',
+  'permission_mode',
 ] as const;
 
 /** Top-level keys that are plain values (not tables), which a TOML table header can swallow. */
@@ -353,6 +355,8 @@ export const TOP_LEVEL_VALUE_KEYS = [
   'system_prompt',
   'user_prompt_template',
   'documentation',
+  'disallowed_tools',
+  'permission_mode',
 ] as const;
 
 /** Keys known inside each table, for "did you mean" suggestions. */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HOST_GRANT_HINT, HOST_GRANT_RE } from '../shared/host-grants.js';
+import { parseRule } from '../shared/permission-syntax.js';
 import { ISOLATION_MODES, TOOL_NAME_RE } from '../agents/definition.js';
 import { clientCertMappingsSchema } from '../auth/cert.js';
 import { jwtConfigSchema } from '../auth/jwt-config.js';
@@ -273,7 +274,7 @@ export const workspaceBashSchema = z.strictObject({
 const permissionRule = z
   .string()
   .max(1_000)
-  .regex(/^\s*[A-Za-z_*][A-Za-z0-9_.*-]*(\(.*\))?\s*$/s, {
+  .refine((r) => !('error' in parseRule(r)), {
     message: 'expected a permission rule such as "Bash(npm test:*)", "Read(./secrets/**)" or "mcp__github"',
   });
 const permissionRules = z

@@ -35,12 +35,13 @@ import {
   parseRunSteps,
   RUN_STEPS_METHOD,
   TOOL_CALLED_METHOD,
+  TOOL_REFUSED_METHOD,
 } from './host-tools.js';
 import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
 import { entryOf, type ExecutionLog } from './records/model.js';
 import { checkRequest } from './request-checks.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
-import { agentPermissions, approvalRulesFor, type ApprovalRule } from './runs/approval.js';
+import { agentPermissions, approvalRulesFor, ruleRefusal, type ApprovalRule } from './runs/approval.js';
 import { workspacePermissions } from '../tools/permissions/index.js';
 import { DurableRuns, type RunContext, type RunJournal, type RunOrigin } from './runs/index.js';
 import type { TaskPayload } from './task.js';
@@ -662,6 +663,12 @@ export class Executor {
           name: call.name,
         });
       this.hostTools.onCalled?.({ ...call, ctx: toolContext(job, signal) });
+      return null;
+    }
+    if (method === TOOL_REFUSED_METHOD) {
+      const call = parseHostToolCall(args);
+      const reason = await ruleRefusal(job.approvals ?? [], call.name, call.args);
+      this.hostTools.onRefused?.(call.name, call.args, toolContext(job, signal), reason, 'denied');
       return null;
     }
     if (method !== HOST_TOOL_METHOD)

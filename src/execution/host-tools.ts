@@ -26,6 +26,13 @@ export const HOST_TOOL_METHOD = 'tool';
 /** The `method` by which a task reports a finished call of a tool that ran in the task. */
 export const TOOL_CALLED_METHOD = 'tool_called';
 
+/**
+ * The `method` by which a task reports a call a permission rule refused in its run (`{ name, args }`,
+ * as a host tool call): the server judges it again by the job's rules and records the refusal in
+ * the tool audit. Never a host tool call: the tool is not run.
+ */
+export const TOOL_REFUSED_METHOD = 'tool_refused';
+
 /** The `method` by which a durable run's task hands its steps to the server's journal; answered once they are committed. */
 export const RUN_STEPS_METHOD = 'run_steps';
 

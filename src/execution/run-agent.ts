@@ -257,7 +257,7 @@ export async function runAgent(
         // Recorded, interrupted or denied: settled from the journal, not run.
         let settled = steps.reused(turns, call);
         if (settled === undefined) {
-          const gate = steps.approval(turns, call);
+          const gate = steps.approval(turns, call, () => toolContext(job, opts.signal));
           if (gate !== undefined) settled = await gate;
         }
         if (settled !== undefined) {

@@ -14,6 +14,7 @@ import {
   hostToolProxy,
   RUN_STEPS_METHOD,
   TOOL_CALLED_METHOD,
+  TOOL_REFUSED_METHOD,
   type ReportedCall,
 } from './host-tools.js';
 import { runAgent, type ExecutionDeps } from './run-agent.js';
@@ -40,10 +41,14 @@ export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> 
   // Host tools run in the server: each is a proxy here that asks the server through ctx.call.
   const host = (job.host_tools ?? []).map((spec) => hostToolProxy(spec, (method, args) => ctx.call(method, args)));
   // A call the allowlist refuses is sent on to the server too, whose host registry refuses it
-  // again and records it in the tool audit; a built-in's finished call is reported for the same
+  // again and records it in the tool audit (a call a permission rule refused, to be judged again
+  // and recorded, never run); a built-in's finished call is reported for the same
   // audit (the host tools' proxies audit nothing: the server records those). No answer is needed.
   const tools = executionTools(deps.tools, host, {
-    onRefused: (name, args) => void ctx.call(HOST_TOOL_METHOD, { name, args }).catch(() => undefined),
+    onRefused: (name, args, _ctx, _reason, outcome) =>
+      void ctx
+        .call(outcome === 'denied' ? TOOL_REFUSED_METHOD : HOST_TOOL_METHOD, { name, args })
+        .catch(() => undefined),
     onCalled: ({ ctx: _ctx, ...call }) =>
       void ctx.call(TOOL_CALLED_METHOD, call satisfies ReportedCall).catch(() => undefined),
   });

@@ -346,7 +346,7 @@ export class WasmAgents {
         // Recorded, interrupted or denied: settled from the journal, not run.
         let done = steps?.reused(turn, call);
         if (done === undefined && steps !== undefined) {
-          const gate = steps.approval(turn, call);
+          const gate = steps.approval(turn, call, () => toolContext(job, opts.signal));
           if (gate !== undefined) done = await gate;
         }
         if (done === undefined) {

@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../observability/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolAuditSink } from '../tools/wasm/audit.js';
+import type { PermissionSet } from '../tools/permissions/index.js';
 import type { McpConnection } from './connection.js';
 import type { McpOAuthStatus, OAuthStore } from './oauth.js';
 import type { McpServerConfig, McpServerState } from './supervisor.js';
@@ -57,6 +58,8 @@ export interface McpClientManagerOptions {
   logger?: Logger;
   /** Receives one record per tool call. */
   audit?: ToolAuditSink;
+  /** The workspace's permission rules: their deny rules (`mcp__server__tool`) refuse a call of a mounted tool. */
+  permissions?: PermissionSet;
   /** Relative `cwd` and relative command paths are resolved against this (caxton.toml's folder). */
   baseDir?: string;
   /** Reconnection delays: base doubled per failed attempt, capped at max (defaults 500 ms, 30 s). */

@@ -39,7 +39,7 @@ export class McpConnection {
         if (gateway) await this.#catalogue.read(client);
       },
     });
-    this.#tools = new McpToolCaller(this.#sup, opts.tools, opts.audit);
+    this.#tools = new McpToolCaller(this.#sup, opts.tools, opts.audit, opts.permissions);
     this.#catalogue = new CatalogueFollower(
       () => this.#sup.connectTimeout,
       onChange,

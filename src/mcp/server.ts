@@ -268,7 +268,8 @@ export class CaxtonMcpTools {
     }
     try {
       const r: AuditedResult = await target.registry.invoke([name], name, args, ctx);
-      if (r.outcome === 'denied') caller.refused?.();
+      // Refused, not run (a workspace deny rule, a tool's own grant): the request's audit says denied.
+      if (r.refused === true || r.outcome === 'denied') caller.refused?.();
       this.#deps.metrics?.tool(name, r.is_error === true ? 'error' : 'ok', (performance.now() - t0) / 1000, 'mcp');
       return text(r.content, r.is_error === true);
     } catch (e) {

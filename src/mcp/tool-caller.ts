@@ -14,6 +14,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { JsonSchema } from '../llm/types.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
+import { refusalOf, type PermissionSet } from '../tools/permissions/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
 import { digestArgs, type ToolAuditSink } from '../tools/wasm/audit.js';
@@ -109,10 +110,19 @@ export class McpToolCaller {
   readonly #tools = new Map<string, McpTool>();
   #conflicts: string[] = [];
 
-  constructor(sup: McpSupervisor, registry: ToolRegistry, audit: ToolAuditSink | undefined) {
+  /** The workspace's deny rules (`mcp__server__tool`), held on every call whoever makes it. */
+  readonly #permissions: PermissionSet | undefined;
+
+  constructor(
+    sup: McpSupervisor,
+    registry: ToolRegistry,
+    audit: ToolAuditSink | undefined,
+    permissions?: PermissionSet,
+  ) {
     this.#sup = sup;
     this.#registry = registry;
     this.#audit = audit;
+    this.#permissions = permissions;
   }
 
   get server(): string {
@@ -296,6 +306,13 @@ export class McpToolCaller {
       return { failed: { content, is_error: true } };
     };
 
+    // A deny rule refuses the call here, below every surface: an agent's run in any isolation, the
+    // API, and Caxton's MCP endpoint (a host tool or a gateway's), each refusal audited as denied.
+    const refusal = this.#permissions && (await refusalOf(this.#permissions, tool.name, args));
+    if (refusal) {
+      audit('denied', '', refusal);
+      return { failed: { content: refusal, is_error: true, refused: true } };
+    }
     const client = s.client;
     if (s.state !== 'ready' || !client) return fail('io_error', this.#unavailable(tool));
     // Just inside the caller's deadline, so that this call (not the registry's backstop) times out,

@@ -39,9 +39,18 @@ export class ToolRegistry {
   readonly #tools = new Map<string, Tool>();
   /**
    * Told of every call the allowlist refuses (the tool audit records them: a model probing for
-   * tools it was not given is worth seeing). Set by whoever owns the audit (ToolServerManager).
+   * tools it was not given is worth seeing), and of a call a permission rule refused in the run
+   * before it reached a tool (`denied`). Set by whoever owns the audit (ToolServerManager).
    */
-  onRefused: ((name: string, args: Record<string, unknown>, ctx: ToolContext, reason: string) => void) | undefined;
+  onRefused:
+    | ((
+        name: string,
+        args: Record<string, unknown>,
+        ctx: ToolContext,
+        reason: string,
+        outcome?: 'not_allowed' | 'denied',
+      ) => void)
+    | undefined;
   /**
    * Told of every call run by a tool that does not record its own (`Tool.audits`): built-ins,
    * memory tools, send_message. Here, not in each tool, so a new tool is never missing from the

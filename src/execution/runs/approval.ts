@@ -51,31 +51,52 @@ export function approvalRulesFor(
 }
 
 /**
- * The permission rules an agent's calls are judged by: the workspace's, plus the Claude Code rules
- * with a specifier in its own `tools` (allow) and `disallowedTools` (deny), and its mode
- * (`permissionMode`, else the settings file's `defaultMode`). Undefined when nothing applies.
+ * Where an agent's own rules are kept in its metadata, the key its file wrote them under, and
+ * whether a bare tool name there is a rule too (a Caxton file's `disallowed_tools` refuses the
+ * tool it names, `mcp__github__delete_repo` within `mcp__github`; in a Claude Code list a bare
+ * name only adds or removes the tool).
+ */
+const OWN_RULES = {
+  allow: [
+    ['claude_tools', 'tools', false],
+    ['tool_rules', 'tools', false],
+  ],
+  deny: [
+    ['claude_disallowed_tools', 'disallowedTools', false],
+    ['disallowed_tools', 'disallowed_tools', true],
+  ],
+  ask: [['approval_rules', 'execution.require_approval', false]],
+} as const;
+
+/**
+ * The permission rules an agent's calls are judged by: the workspace's, plus the rules its file
+ * wrote (src/agents/tool-lists.ts): those with a specifier in `tools` (allow), `disallowedTools` /
+ * `disallowed_tools` (deny) and `[execution] require_approval` (ask), and its mode
+ * (`permissionMode` / `permission_mode`, else the settings file's `defaultMode`). Undefined when
+ * nothing applies.
  */
 export function agentPermissions(
   def: { name: string; metadata?: Record<string, unknown> },
   ws: WorkspacePermissions,
 ): ApprovalRule['permissions'] {
   const meta = def.metadata ?? {};
-  const own = (key: string): PermissionRule[] => {
-    const list = meta[key];
-    if (!Array.isArray(list)) return [];
-    return list
-      .filter((r): r is string => typeof r === 'string')
-      .filter((r) => {
-        const p = parseRule(r);
-        return !('error' in p) && p.specifier !== undefined;
-      })
-      .map((rule) => ({ rule, source: `agent ${def.name} ${key === 'claude_tools' ? 'tools' : 'disallowedTools'}` }));
-  };
+  const own = (keys: readonly (readonly [string, string, boolean])[]): PermissionRule[] =>
+    keys.flatMap(([key, written, bare]) => {
+      const list = meta[key];
+      if (!Array.isArray(list)) return [];
+      return list
+        .filter((r): r is string => typeof r === 'string')
+        .filter((r) => {
+          const p = parseRule(r);
+          return !('error' in p) && (bare || p.specifier !== undefined);
+        })
+        .map((rule) => ({ rule: rule.trim(), source: `agent ${def.name} ${written}` }));
+    });
   const mode = effectiveMode(meta.permissionMode ?? meta.permission_mode, ws);
   const set: PermissionSet = {
-    allow: [...ws.allow, ...own('claude_tools')],
-    deny: [...ws.deny, ...own('claude_disallowed_tools')],
-    ask: [...ws.ask],
+    allow: [...ws.allow, ...own(OWN_RULES.allow)],
+    deny: [...ws.deny, ...own(OWN_RULES.deny)],
+    ask: [...ws.ask, ...own(OWN_RULES.ask)],
     ...(ws.root !== undefined && { root: ws.root }),
   };
   // Allow rules alone change nothing: without a mode, a call no rule denies or asks about runs.
@@ -100,6 +121,23 @@ export async function permissionGate(
     if (d.decision === 'ask') return 'ask';
   }
   return undefined;
+}
+
+/**
+ * The refusal a task reports for a call its permission rules refused (TOOL_REFUSED_METHOD), judged
+ * again by the job's rules: a task cannot file a refusal its rules do not make.
+ */
+export async function ruleRefusal(
+  rules: readonly ApprovalRule[],
+  tool: string,
+  args: Record<string, unknown>,
+): Promise<string> {
+  const gate = await permissionGate(rules, tool, args);
+  if (gate === undefined || gate === 'ask')
+    throw new CaxtonError('invalid_request', `the task reported a refusal of "${tool}" its rules do not make`, {
+      name: tool,
+    });
+  return gate.denied;
 }
 
 function argumentText(v: unknown): string {

@@ -8,7 +8,7 @@
  */
 import type { ToolCall } from '../../llm/types.js';
 import { CaxtonError } from '../../shared/errors.js';
-import type { ToolRegistry } from '../../tools/index.js';
+import type { ToolContext, ToolRegistry } from '../../tools/index.js';
 import type { ExecutionJob } from '../types.js';
 import { awaitingApproval, deniedResult, needsApproval, permissionGate, type ApprovalRule } from './approval.js';
 import { callKey, interruptedResult, type RecordedReply, type RunReplay, type RunStep } from './model.js';
@@ -143,17 +143,27 @@ export class RunRecorder {
    * its request is committed (once) and the promise rejects with `awaiting_approval`, holding
    * nothing; a decision resumes the run from its steps.
    */
-  approval(turn: number, call: ToolCall): Promise<CallOutcome | undefined> | undefined {
+  approval(turn: number, call: ToolCall, ctx: () => ToolContext): Promise<CallOutcome | undefined> | undefined {
     if (this.#approvals === undefined) return undefined;
-    if (this.#approvals.some((r) => r.permissions !== undefined)) return this.#permitted(turn, call);
+    if (this.#approvals.some((r) => r.permissions !== undefined)) return this.#permitted(turn, call, ctx);
     if (!needsApproval(this.#approvals, call.name, call.arguments)) return undefined;
     return this.#decided(turn, call);
   }
 
-  /** The permission rules first (deny refuses, ask waits), then the other approval rules. */
-  async #permitted(turn: number, call: ToolCall): Promise<CallOutcome | undefined> {
+  /**
+   * The permission rules first (deny refuses, ask waits), then the other approval rules. A call a
+   * rule refuses never reaches its tool: the tool audit hears of it here, as `denied`.
+   */
+  async #permitted(turn: number, call: ToolCall, ctx: () => ToolContext): Promise<CallOutcome | undefined> {
     const gate = await permissionGate(this.#approvals!, call.name, call.arguments);
-    if (gate !== undefined && gate !== 'ask') return this.#endedUnrun(turn, call, gate.denied, 'refused');
+    if (gate !== undefined && gate !== 'ask') {
+      try {
+        this.#tools.onRefused?.(call.name, call.arguments, ctx(), gate.denied, 'denied');
+      } catch {
+        // auditing must never turn a refusal into a failure of the execution
+      }
+      return this.#endedUnrun(turn, call, gate.denied, 'refused');
+    }
     if (gate !== 'ask' && !needsApproval(this.#approvals!, call.name, call.arguments)) return undefined;
     return this.#decided(turn, call);
   }

@@ -13,6 +13,7 @@ import type { MessagingBus } from '../../messaging/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import { migrate, type Db } from '../../storage/index.js';
 import type { AuditWatch } from '../../tools/index.js';
+import { workspacePermissions } from '../../tools/permissions/index.js';
 import type { Component } from './component.js';
 
 export interface McpComponent extends Component {
@@ -42,6 +43,7 @@ export async function startMcp(opts: {
     servers: config.mcp_servers,
     tools: executor.hostTools,
     audit: opts.audit,
+    permissions: workspacePermissions(config.workspace),
     logger,
     oauthStore: new SqliteOAuthStore(opts.db),
     ...(config.source.file && { baseDir: dirname(config.source.file) }),

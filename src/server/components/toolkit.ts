@@ -8,7 +8,7 @@ import { grantedToolkit, type HostToolGroup } from '../../tools/index.js';
 import { teamTools, todoTools, type TeamBoard } from '../../tools/todo/index.js';
 import type { ToolAuditSink } from '../../tools/wasm/index.js';
 import { webTools } from '../../tools/web/index.js';
-import { deniedBy, workspacePermissions } from '../../tools/permissions/index.js';
+import { workspacePermissions } from '../../tools/permissions/index.js';
 import { inside, probeSandbox, processLimitBy, workspaceTools } from '../../tools/workspace/index.js';
 import type { Component } from './component.js';
 
@@ -141,7 +141,7 @@ export function startToolkit(opts: {
     hostTools: [
       ...workspaceTools(ws, audit, [config.data_dir]),
       // The deny rules of [workspace.permissions] hold for web.fetch and web.search too (WebFetch(domain:...)).
-      ...webTools(config.web, allowedHosts, audit).map((t) => deniedBy(t, workspacePermissions(ws))),
+      ...webTools(config.web, allowedHosts, audit, { permissions: workspacePermissions(ws) }),
       ...todoTools(audit),
       ...teamTools(opts.teams, audit),
     ],

@@ -19,4 +19,4 @@ export {
   type PermissionSet,
 } from './rules.js';
 export { effectiveMode, workspacePermissions, type WorkspacePermissions } from './settings.js';
-export { deniedBy, readDeniedBy } from './guard.js';
+export { deniedBy, readDeniedBy, refusalOf } from './guard.js';

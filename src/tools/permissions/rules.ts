@@ -15,9 +15,9 @@ import { isAbsolute, relative, resolve } from 'node:path';
 import { allowsTool } from '../registry.js';
 import { Glob } from '../workspace/glob.js';
 import { DYNAMIC_WORD, parseCommandLine } from '../workspace/shell.js';
+import { parseRule, type PermissionMode } from '../../shared/permission-syntax.js';
 
-export const PERMISSION_MODES = ['default', 'acceptEdits', 'plan', 'bypassPermissions'] as const;
-export type PermissionMode = (typeof PERMISSION_MODES)[number];
+export { isPermissionMode, parseRule, PERMISSION_MODES, type PermissionMode } from '../../shared/permission-syntax.js';
 
 /** One rule and where it was written (named in refusals). */
 export interface PermissionRule {
@@ -58,19 +58,6 @@ const READ_TOOLS = new Set(['workspace.read', 'workspace.glob', 'workspace.grep'
 export const EDIT_TOOLS: ReadonlySet<string> = new Set(['workspace.write', 'workspace.edit', 'workspace.multi_edit']);
 /** What plan mode lets run: tools that only read. */
 const READ_ONLY = new Set([...READ_TOOLS, 'web.fetch', 'web.search', 'todo.write']);
-
-const RULE_RE = /^([A-Za-z_][A-Za-z0-9_.*-]*)(?:\((.*)\))?$/s;
-
-/** The tool and specifier of a rule, or why it is not one. */
-export function parseRule(text: string): { tool: string; specifier?: string } | { error: string } {
-  const m = RULE_RE.exec(text.trim());
-  if (!m)
-    return {
-      error: `"${text}" is not a permission rule: expected Tool or Tool(specifier), e.g. "Bash(npm test:*)", "Read(./secrets/**)", "mcp__github"`,
-    };
-  if (m[2] !== undefined && m[2].trim() === '') return { tool: m[1]! };
-  return m[2] === undefined ? { tool: m[1]! } : { tool: m[1]!, specifier: m[2].trim() };
-}
 
 /** Whether the rule's tool part names the tool of the call (before any specifier). */
 function namesTool(ruleTool: string, tool: string): boolean {

@@ -39,10 +39,11 @@ export function auditRegistryCalls(tools: ToolRegistry, audit: ToolAuditSink): v
     });
   };
   // Calls an agent's allowlist refuses never reach a server: the registry reports them here.
-  tools.onRefused = (name, args, ctx, reason) =>
+  // A permission rule's refusal in a run is `denied`, as the tools record the refusals they make.
+  tools.onRefused = (name, args, ctx, reason, outcome = 'not_allowed') =>
     recordCall(name, args, ctx, {
       time: Date.now(),
-      outcome: 'not_allowed',
+      outcome,
       error: reason,
       duration_us: 0,
       output_bytes: 0,

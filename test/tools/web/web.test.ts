@@ -11,6 +11,7 @@ import type { ToolContext } from '../../../src/tools/index.js';
 import { todoTools } from '../../../src/tools/todo/index.js';
 import type { ToolAuditRecord } from '../../../src/tools/wasm/index.js';
 import { htmlToMarkdown, webTools } from '../../../src/tools/web/index.js';
+import type { PermissionSet } from '../../../src/tools/permissions/index.js';
 import { noteListener } from '../../../src/shared/host-grants.js';
 
 const ctx = (o: Partial<ToolContext> = {}): ToolContext => ({
@@ -73,13 +74,14 @@ function web(
   hosts: string[],
   records: ToolAuditRecord[] = [],
   env: NodeJS.ProcessEnv = {},
+  permissions?: PermissionSet,
 ) {
   const config = serverConfigSchema.parse({ web: webCfg, tools: { http_client: { allowed_hosts: hosts } } });
   const [fetchT, searchT] = webTools(
     config.web,
     () => config.tools.http_client?.allowed_hosts ?? [],
     { record: (r) => records.push(r) },
-    env,
+    { env, ...(permissions && { permissions }) },
   );
   return { fetch: fetchT!, search: searchT! };
 }
@@ -273,6 +275,21 @@ describe('todo.write and the audit', () => {
       ['web', 'web.fetch', 'ok'],
       ['web', 'web.fetch', 'denied'],
       ['web', 'web.search', 'denied'],
+    ]);
+  });
+
+  it('a call a WebFetch(domain:...) deny rule refuses is audited as denied, the rule named', async () => {
+    const records: ToolAuditRecord[] = [];
+    const deny = { allow: [], ask: [], deny: [{ rule: 'WebFetch(domain:127.0.0.1)', source: 'caxton.toml' }] };
+    const r = await web({}, ['127.0.0.1'], records, {}, deny).fetch.invoke({ url: `${base}/page`, prompt: 'x' }, ctx());
+    expect(r).toEqual({
+      content:
+        'Permission to use WebFetch has been denied: the rule "WebFetch(domain:127.0.0.1)" (caxton.toml) refuses this call.',
+      is_error: true,
+      refused: true,
+    });
+    expect(records.map((x) => [x.server, x.tool, x.outcome, x.error])).toEqual([
+      ['web', 'web.fetch', 'denied', r.content],
     ]);
   });
 });
