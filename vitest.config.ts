@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import LongestFirst from './test/helpers/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -8,12 +9,19 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
-    // Two test files at a time (vitest's default on 2 cores is one): the suite took 549 s with one
-    // worker and 424 s with two (docs/benchmarks.md). The tests that failed under that load
-    // (the MCP client's 500 ms call timeout bounding a slow connect, QuickJS bombs under a 300 ms
-    // deadline) now separate the limit under test from the machine's speed. `--maxWorkers=1` on the
-    // command line goes back to one at a time.
-    maxWorkers: 2,
+    // Four test files at a time, each worker process kept from one file to the next with its
+    // loaded modules (isolate: false): most files wait on child processes, servers, browsers and
+    // deadlines rather than compute, and loading the server's modules again for each of the 334 files
+    // cost about as much CPU as the tests themselves. The suite took 1,547 s with two isolated workers
+    // and about 690 s this way (docs/testing.md). Tests therefore restore what they change in
+    // process-wide state (environment variables, timers). `--maxWorkers=1 --isolate` on the command
+    // line goes back to one fresh process per file at a time.
+    maxWorkers: 4,
+    isolate: false,
+    sequence: { sequencer: LongestFirst },
+    // A page or a server observed under four files' load can take seconds to show a change; a poll
+    // still fails when the change never comes.
+    expect: { poll: { timeout: 10_000 } },
     // Probes PostgreSQL + pgvector and promtool once per run: missing ones skip their tests with one
     // printed line each, or fail the run in CI (test/helpers/system.ts).
     // test/package/setup.ts starts `npm pack` + the global install of the tarball in the background
