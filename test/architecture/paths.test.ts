@@ -9,9 +9,8 @@
  *   pattern, not a file;
  * - `console/src/…` and other paths where `src/` follows another folder name: they are checked
  *   against the repository root when they start with a known top-level folder, else skipped
- *   (a package's own `src/` in an example, e.g. `my-tool/src/lib.rs`);
- * - docs/adr/ (records of their time: an ADR names the files of its day) and
- *   docs/adr/experiments.md.
+ *   (a package's own `src/` in an example, e.g. `my-tool/src/lib.rs`).
+ * docs/adr/ is checked too: a decision naming a file that has since moved names where it is now.
  * In src/ only comments are read (`//` lines and `/* … *\/` blocks), not strings.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -84,9 +83,7 @@ function checked(path: string): string | undefined {
 
 function allMentions(): Mention[] {
   const source = files(join(ROOT, 'src'), (p) => /\.(ts|mts|js|mjs)$/.test(p));
-  const docs = files(join(ROOT, 'docs'), (p) => p.endsWith('.md')).filter(
-    (p) => !relative(ROOT, p).startsWith('docs/adr/'),
-  );
+  const docs = files(join(ROOT, 'docs'), (p) => p.endsWith('.md'));
   return [
     ...source.flatMap((p) => mentionsIn(relative(ROOT, p), commentsOf(readFileSync(p, 'utf8')))),
     ...docs.flatMap((p) => mentionsIn(relative(ROOT, p), readFileSync(p, 'utf8').split('\n'))),
