@@ -23,15 +23,15 @@ import type { AgentVersionsPort, AgentVersionStore } from './versions.js';
 
 /** A cluster node's shared parts (the cluster's PostgreSQL); a single node has none. */
 export interface ClusterAgentsOptions {
-  /** The version history of API agents shared by the nodes (src/cluster/pg-agent-versions.ts); file agents' versions stay in `versions`. */
+  /** The version history of API agents shared by the nodes (src/agents/pg-agent-versions.ts); file agents' versions stay in `versions`. */
   versions: AgentVersionsPort;
-  /** The API agents shared by the nodes (src/cluster/pg-agents.ts): removals and the deployed text go through this. */
+  /** The API agents shared by the nodes (src/agents/pg-agents.ts): removals and the deployed text go through this. */
   agents: SharedAgentsPort;
   /** The cluster's rollouts (pg-rollouts.ts): every node reads and changes the same rows, and one judges the canaries. */
   rollouts?: RolloutStatePort | undefined;
   /** What the cluster's shadow rollouts compared (pg-shadow-results.ts): every node's comparisons in one report. */
   shadowResults?: ShadowResultsPort | undefined;
-  /** Conversation pins for every node (src/cluster/pg-pins.ts), so a conversation keeps one version whichever node handles its turns. */
+  /** Conversation pins for every node (src/agents/pg-pins.ts), so a conversation keeps one version whichever node handles its turns. */
   pins?: ConversationPinsPort | undefined;
   /** The shared history or rollouts could not be read (this node's view stays as it was until the next read). */
   onError?: ((e: unknown) => void) | undefined;

@@ -6,7 +6,7 @@
  * (a transaction, round trips, a socket write and a PostgreSQL wake-up) more than per item. One
  * node taking all of a closed loop's requests fills its batches while the previous ones run; three
  * nodes sharing the same requests each see a third of them, start their batches a third as full,
- * and spend several times the CPU per message (docs/benchmarks.md, "Three nodes against one").
+ * and spend several times the CPU per message (docs/adr/experiments.md, "Three nodes against one on one 2-core machine").
  *
  * Waiting only pays under load: there a batch held back costs little throughput (the CPU a
  * smaller batch would burn is what limits it) and its wait is small beside the queue every item
