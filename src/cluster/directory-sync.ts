@@ -34,6 +34,9 @@ import { relayedFrom, whileRelayed } from '../shared/relayed.js';
 import { LagWindow, NoticeChannel } from './notice-channel.js';
 import type { AgentHead, AgentRow, PgAgentDirectory } from '../agents/index.js';
 
+/** How long a row this node wrote is left to the node's own registry update (its clock wrote `changed_at`). */
+const OWN_CHANGE_GRACE_MS = 5_000;
+
 /** The core NATS subject of a cluster's directory notices (one per schema: one per cluster). */
 export const agentsSubject = (schema: string): string => `caxton.agents.${schema}`;
 
@@ -150,6 +153,11 @@ export class DirectorySync {
       this.#recheck.add(h.key);
       return false;
     }
+    // This node's own change, committed, whose registry update has not run yet: it is pending
+    // though `#local` does not know it before the update. Applied here it would reach the
+    // registry twice. Past the grace (the update failed, or an earlier process of this node
+    // wrote it) a reconciliation applies it like any other.
+    if (this.#started && h.node === this.#opts.node && Date.now() - h.changed_at < OWN_CHANGE_GRACE_MS) return false;
     const here = this.#opts.registry.get(h.key);
     if (here?.origin.kind === 'file') return this.#warnFile(h);
     if (!this.#matches(h)) return true;
