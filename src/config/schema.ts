@@ -444,8 +444,9 @@ export const serverConfigSchema = z.strictObject({
           z.strictObject({
             tools: z
               .array(
-                z.string().regex(TOOL_NAME_RE, {
-                  message: 'expected a tool name or pattern such as "workspace.bash" or "fs.*"',
+                z.string().refine((t) => (t.includes('(') ? !('error' in parseRule(t)) : TOOL_NAME_RE.test(t)), {
+                  message:
+                    'expected a tool name or pattern such as "workspace.bash" or "fs.*", or a Claude Code permission rule such as "Bash(git push:*)"',
                 }),
               )
               .min(1, { message: 'name at least one tool' }),

@@ -496,8 +496,9 @@ export class Executor {
   #approvalsOf(def: AgentDefinition): ApprovalRule[] {
     let rules = this.#approvals.get(def);
     if (rules === undefined) {
-      rules = approvalRulesFor(def.name, this.#config.approvals.rules, def.execution.require_approval);
-      const permissions = agentPermissions(def, workspacePermissions(this.#config.workspace));
+      const ws = workspacePermissions(this.#config.workspace);
+      rules = approvalRulesFor(def.name, this.#config.approvals.rules, def.execution.require_approval, ws.root);
+      const permissions = agentPermissions(def, ws);
       if (permissions !== undefined) rules.unshift({ tools: [], permissions });
       this.#approvals.set(def, rules);
     }

@@ -33,6 +33,7 @@ const CALLS: Record<string, { tool: string; arguments: Record<string, unknown> }
     { tool: 'web.fetch', arguments: { url: 'http://127.0.0.1:9/page', prompt: 'x' } },
   ],
   'Fetch it.': [{ tool: 'web.fetch', arguments: { url: 'http://localhost:9/page', prompt: 'x' } }],
+  'Fetch for the operator.': [{ tool: 'web.fetch', arguments: { url: 'http://localhost:9/op', prompt: 'x' } }],
 };
 
 function script(hit: StubHit) {
@@ -78,6 +79,7 @@ beforeAll(async () => {
         permissions: { deny: ['mcp__mini__shout', 'WebFetch(domain:127.0.0.1)'] },
       },
       mcp_servers: { mini: { command: process.execPath, args: [MINI] } },
+      approvals: { rules: [{ tools: ['WebFetch(domain:localhost)'], agents: ['fetcher-op'] }] },
     },
   });
   await cx.server.tools.ready;
@@ -98,6 +100,9 @@ isolation = "${isolation}"
     );
   await deploy(
     'name = "fetcher"\ncapabilities = ["fetching"]\nsystem_prompt = "Fetch it."\ntools = ["WebFetch"]\n\n[execution]\nrequire_approval = ["WebFetch(domain:localhost)"]\n',
+  );
+  await deploy(
+    'name = "fetcher-op"\ncapabilities = ["fetching"]\nsystem_prompt = "Fetch for the operator."\ntools = ["WebFetch"]\n',
   );
 }, 60_000);
 
@@ -157,6 +162,17 @@ describe('a TOML agent with permission rules', () => {
     expect((r.json as Json).error).toMatchObject({
       code: 'awaiting_approval',
       details: { tool: 'web.fetch', arguments: { url: 'http://localhost:9/page', prompt: 'x' } },
+    });
+  });
+});
+
+describe("the operator's [[approvals.rules]]", () => {
+  it('a Claude Code rule among its tools stops the agents it names for a person', async () => {
+    const r = await cx.invoke('fetcher-op', { request: 'fetch' });
+    expect(r.status, r.text).toBe(202);
+    expect((r.json as Json).error).toMatchObject({
+      code: 'awaiting_approval',
+      details: { tool: 'web.fetch', arguments: { url: 'http://localhost:9/op', prompt: 'x' } },
     });
   });
 });

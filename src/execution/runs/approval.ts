@@ -35,17 +35,36 @@ export interface ApprovalConfigRule extends ApprovalRule {
   agents?: string[];
 }
 
-/** The rules that apply to `agent`: the operator's for it, then the agent file's own list. */
+/** Whether an entry of a rule's `tools` is a Claude Code permission rule (`Bash(git push:*)`) rather than a tool name or pattern. */
+export const isRuleEntry = (entry: string): boolean => entry.includes('(');
+
+/**
+ * The rules that apply to `agent`: the operator's for it, then the agent file's own list. An
+ * operator's entry written as a Claude Code rule (`Bash(git push:*)`, `Read(./secrets/**)`) is an
+ * ask rule, judged as the workspace's are (relative paths from `root`); its `arguments` patterns
+ * apply to the tool names beside it only.
+ */
 export function approvalRulesFor(
   agent: string,
   operator: readonly ApprovalConfigRule[],
   own: readonly string[] | undefined,
+  root?: string,
 ): ApprovalRule[] {
   const rules: ApprovalRule[] = [];
+  const ask: PermissionRule[] = [];
   for (const r of operator) {
     if (r.agents !== undefined && !r.agents.includes('*') && !r.agents.includes(agent)) continue;
-    rules.push(r.arguments === undefined ? { tools: r.tools } : { tools: r.tools, arguments: r.arguments });
+    const tools = r.tools.filter((t) => !isRuleEntry(t));
+    for (const t of r.tools)
+      if (isRuleEntry(t)) ask.push({ rule: t.trim(), source: 'caxton.toml [[approvals.rules]] tools' });
+    if (tools.length === 0) continue;
+    rules.push(r.arguments === undefined ? { tools } : { tools, arguments: r.arguments });
   }
+  if (ask.length > 0)
+    rules.unshift({
+      tools: [],
+      permissions: { set: { allow: [], deny: [], ask, ...(root !== undefined && { root }) } },
+    });
   if (own !== undefined && own.length > 0) rules.push({ tools: [...own] });
   return rules;
 }
