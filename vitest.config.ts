@@ -9,17 +9,17 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
-    // Four test files at a time, each worker process kept from one file to the next with its
+    // Five test files at a time, each worker process kept from one file to the next with its
     // loaded modules (isolate: false): most files wait on child processes, servers, browsers and
     // deadlines rather than compute, and loading the server's modules again for each of the 334 files
     // cost about as much CPU as the tests themselves. The suite took 1,547 s with two isolated workers
-    // and about 690 s this way (docs/testing.md). Tests therefore restore what they change in
+    // and about 640 s this way (docs/testing.md). Tests therefore restore what they change in
     // process-wide state (environment variables, timers). `--maxWorkers=1 --isolate` on the command
     // line goes back to one fresh process per file at a time.
-    maxWorkers: 4,
+    maxWorkers: 5,
     isolate: false,
     sequence: { sequencer: LongestFirst },
-    // A page or a server observed under four files' load can take seconds to show a change; a poll
+    // A page or a server observed under five files' load can take seconds to show a change; a poll
     // still fails when the change never comes.
     expect: { poll: { timeout: 10_000 } },
     // Probes PostgreSQL + pgvector and promtool once per run: missing ones skip their tests with one
