@@ -13,7 +13,7 @@ export default defineConfig({
     // loaded modules (isolate: false): most files wait on child processes, servers, browsers and
     // deadlines rather than compute, and loading the server's modules again for each of the 334 files
     // cost about as much CPU as the tests themselves. The suite took 1,547 s with two isolated workers
-    // and 609 s this way (docs/testing.md). Tests therefore restore what they change in
+    // and 609–621 s this way (docs/testing.md). Tests therefore restore what they change in
     // process-wide state (environment variables, timers). `--maxWorkers=1 --isolate` on the command
     // line goes back to one fresh process per file at a time.
     maxWorkers: 5,
