@@ -11,7 +11,7 @@ export default defineConfig({
     pool: 'forks',
     // Five test files at a time, each worker process kept from one file to the next with its
     // loaded modules (isolate: false): most files wait on child processes, servers, browsers and
-    // deadlines rather than compute, and loading the server's modules again for each of the 334 files
+    // deadlines rather than compute, and loading the server's modules again for each of the suite's files
     // cost about as much CPU as the tests themselves. The suite took 1,547 s with two isolated workers
     // and 609–621 s this way (docs/testing.md). Tests therefore restore what they change in
     // process-wide state (environment variables, timers). `--maxWorkers=1 --isolate` on the command

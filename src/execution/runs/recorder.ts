@@ -123,18 +123,29 @@ export class RunRecorder {
 
   /** A call that ends without running (interrupted, denied, refused by a rule): its end recorded, its outcome an error. */
   #endedUnrun(turn: number, call: ToolCall, result: string, how?: 'interrupted' | 'refused'): CallOutcome {
+    const outcome: CallOutcome = {
+      content: result,
+      is_error: true,
+      duration_ms: 0,
+      ...(how === 'refused' && { refused: true as const }),
+    };
+    this.#queueEnd(turn, call, outcome, how === 'interrupted');
+    return outcome;
+  }
+
+  /** The `tool_end` step of a call, committed before the next turn. */
+  #queueEnd(turn: number, call: ToolCall, outcome: CallOutcome, interrupted: boolean): void {
     this.#queued.push({
       kind: 'tool_end',
       turn,
       id: call.id,
       name: call.name,
-      result,
-      is_error: true,
-      duration_ms: 0,
-      ...(how === 'interrupted' && { interrupted: true }),
-      ...(how === 'refused' && { refused: true }),
+      result: outcome.content,
+      is_error: outcome.is_error,
+      duration_ms: outcome.duration_ms,
+      ...(interrupted && { interrupted: true }),
+      ...(outcome.refused === true && { refused: true }),
     });
-    return { content: result, is_error: true, duration_ms: 0, ...(how === 'refused' && { refused: true as const }) };
   }
 
   /**
@@ -209,18 +220,7 @@ export class RunRecorder {
 
   /** After a call was invoked (run, or refused by the registry): its end is queued (committed before the next turn). */
   ended(turn: number, call: ToolCall, outcome: CallOutcome): void {
-    if (this.#record === undefined) return;
-    const { content: result, is_error, duration_ms } = outcome;
-    this.#queued.push({
-      kind: 'tool_end',
-      turn,
-      id: call.id,
-      name: call.name,
-      result,
-      is_error,
-      duration_ms,
-      ...(outcome.refused === true && { refused: true }),
-    });
+    if (this.#record !== undefined) this.#queueEnd(turn, call, outcome, false);
   }
 
   /** Commits what is queued, with the commits still behind; undefined when there is nothing to wait for. */
