@@ -4,7 +4,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { CaxtonError, type ErrorCode } from '../shared/errors.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
-import { diskFullError, fencedWriteError, isDiskFull } from '../storage/index.js';
+import { storeWriteError } from '../storage/index.js';
 
 /** The one error shape of the whole API. */
 export interface ErrorEnvelope {
@@ -68,20 +68,14 @@ export function toEnvelope(
   const id = String(req.id);
   if (err instanceof CaxtonError)
     return { status: err.status, body: envelope(err.code, err.message, err.details, id), code: err.code };
-  if (isDiskFull(err)) {
-    // SQLite's "database or disk is full" from any write on a request path: the transaction was rolled back.
-    const e = diskFullError();
-    return { status: e.status, body: envelope(e.code, e.message, e.details, id), code: e.code };
-  }
-  const fenced = fencedWriteError(err);
-  if (fenced) {
-    // A write refused because the data dir was deleted or replaced under the server (ADR 0127).
+  // A write on a request path the store refused: the disk full, or the data dir gone (ADR 0127).
+  const stored = storeWriteError(err);
+  if (stored)
     return {
-      status: fenced.status,
-      body: envelope(fenced.code, fenced.message, fenced.details, id),
-      code: fenced.code,
+      status: stored.status,
+      body: envelope(stored.code, stored.message, stored.details, id),
+      code: stored.code,
     };
-  }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = err.validationContext ?? 'request';
     const source: unknown =

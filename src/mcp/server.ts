@@ -34,7 +34,7 @@ import type { Logger } from '../observability/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
-import { fencedWriteError } from '../storage/index.js';
+import { storeWriteError } from '../storage/index.js';
 import type { AuditedResult } from '../tools/audited.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolCallMetrics } from '../tools/catalogue.js';
@@ -235,8 +235,8 @@ export class CaxtonMcpTools {
           },
         };
       } catch (caught) {
-        // A write refused because the data dir is gone (ADR 0127) is said as the API says it.
-        const e = fencedWriteError(caught) ?? caught;
+        // A write the store refused (disk full, data dir gone) is said as the API says it.
+        const e = storeWriteError(caught) ?? caught;
         if (e instanceof CaxtonError) return text(`agent "${target.agent}" failed (${e.code}): ${e.message}`, true);
         this.#deps.logger?.error({ err: e, tool: name }, 'MCP ask failed');
         return text(`agent "${target.agent}" failed: ${e instanceof Error ? e.message : String(e)}`, true);

@@ -1,4 +1,4 @@
-import { diskFullError, fencedWriteError, isDiskFull, type GroupCommit, type JoinedWrite } from '../storage/index.js';
+import { storeWriteError, type GroupCommit, type JoinedWrite } from '../storage/index.js';
 import { isTerminal, type Conversation } from './conversation.js';
 import type { Answer, DeliveryChange, EngineStep, StepStore } from './engine/ports.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
@@ -244,7 +244,7 @@ export class SqliteSteps implements StepStore {
   }
 
   callerError(e: unknown): unknown {
-    return isDiskFull(e) ? diskFullError() : (fencedWriteError(e) ?? e);
+    return storeWriteError(e) ?? e;
   }
 
   isDuplicateId(): boolean {

@@ -33,4 +33,4 @@ export {
   type DataLock,
   type DataLockRecord,
 } from './data-lock.js';
-export { WriteFence, fencedWriteError, watchDataDir, type DataDirWatch } from './write-fence.js';
+export { WriteFence, storeWriteError, watchDataDir, type DataDirWatch } from './write-fence.js';

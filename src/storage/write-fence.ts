@@ -16,7 +16,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { CaxtonError } from '../shared/errors.js';
 import type { DataLock } from './data-lock.js';
-import type { Db } from './database.js';
+import { diskFullError, isDiskFull, type Db } from './database.js';
 
 /** The fences of this process that have stopped writes, for the error a refused write is given. */
 const stopped = new Set<WriteFence>();
@@ -74,6 +74,15 @@ export function fencedWriteError(e: unknown): CaxtonError | undefined {
     `${reasons.join('; ')}: nothing was stored, and this server stores nothing more until it is restarted. Restore the data directory from a backup (or let it start empty) and restart the server`,
     { reason: reasons.length === 1 ? reasons[0] : reasons },
   );
+}
+
+/**
+ * A write the store refused, in the project's words, whichever surface made it: the disk full
+ * (507, the transaction rolled back) or the data dir gone (503, see fencedWriteError); else
+ * undefined.
+ */
+export function storeWriteError(e: unknown): CaxtonError | undefined {
+  return isDiskFull(e) ? diskFullError() : fencedWriteError(e);
 }
 
 export interface DataDirWatch {

@@ -13,7 +13,7 @@
  * removed, the team's row with the time of the change, and the memberships added or ended.
  */
 import Database from 'better-sqlite3';
-import { diskFullError, isDiskFull, migrate, type Db, type Migration } from '../../storage/index.js';
+import { migrate, storeWriteError, type Db, type Migration } from '../../storage/index.js';
 import type { MemberKey, Team, TeamStore, TeamTask, TeamTx, TeamWork } from './teams.js';
 
 /** What differs between the databases. */
@@ -342,7 +342,7 @@ export class SqliteTeamStore implements TeamStore {
     try {
       return Promise.resolve((writes ? this.#tx.immediate(g) : this.#tx(g)) as T);
     } catch (e) {
-      return Promise.reject(isDiskFull(e) ? diskFullError() : e);
+      return Promise.reject(storeWriteError(e) ?? e);
     }
   }
 
