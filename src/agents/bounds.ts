@@ -43,7 +43,9 @@ export function tooDeepField(doc: Record<string, unknown>, max = MAX_INPUT_DEPTH
  * One pass of yaml's own lexer over the frontmatter (so quoted and block scalars are exactly what
  * the parser will see), stopping at the first of:
  * - `depth`: a coarse, linear upper bound of the nesting — the indentation levels open on a line,
- *   plus the block indicators on it, plus the open flow brackets — passes `maxDepth`;
+ *   plus the block indicators on it, plus the open flow brackets — passes `maxDepth`. `- ` and
+ *   `? ` count inside brackets too: there they are errors yaml recovers from by opening block
+ *   collections, as deep as the line has them; `:` does not, a flow map's keys being on one line;
  * - `aliases`: more than `maxAliases` aliases (`*name`). yaml resolves each alias by walking the
  *   whole document, so 16,000 anchors each used once took 68 s; and its own alias limit only
  *   applies after that work.
@@ -89,7 +91,7 @@ export function scanYaml(
     else if (tok === ']' || tok === '}') {
       if (flow > 0) flow--;
       continue;
-    } else if ((tok === '-' || tok === '?' || tok === ':') && flow === 0) onLine++;
+    } else if (tok === '-' || tok === '?' || (tok === ':' && flow === 0)) onLine++;
     if (indents.length + onLine + flow > maxDepth) return { problem: 'depth', offset: at };
   }
   return undefined;
