@@ -120,9 +120,10 @@ async function scenario(s: Scenario): Promise<void> {
   onTurn = (n) => {
     if (killed) return;
     if (s.point === 'before' && n === s.step - 1) {
-      // The reply asking for call `step` leaves; the server dies as it receives it.
-      setTimeout(kill, 0);
-      return;
+      // The reply asking for call `step` leaves; the server dies as it receives it. Killed in the
+      // tick that writes the reply, not a timer later: on a loaded machine a timer can fire after
+      // the server has started the call, which is the 'during' case with its line never written.
+      return { afterSend: kill };
     }
     if (s.point === 'after' && n === s.step) return void kill();
     if (s.point === 'model' && n === s.step) {

@@ -60,6 +60,8 @@ export interface Reply {
   delayMs?: number;
   /** Streaming only: content is sent in pieces of this many characters (default: per word). */
   chunkSize?: number;
+  /** Called in the same tick as the reply's last byte is written (a test kills the client there). */
+  afterSend?: () => void;
 }
 
 /** Full control over the response (error statuses, malformed bodies, hanging). */
@@ -317,6 +319,7 @@ async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void>
   };
   if (!hit.stream) {
     sendJson(res, hit.api === 'openai' ? openaiCompletion(answer) : anthropicMessage(answer));
+    r.afterSend?.();
     return;
   }
   const parts = pieces(r.content ?? '', r.chunkSize);
@@ -331,4 +334,5 @@ async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void>
     await tick();
   }
   res.end(frames.at(-1));
+  r.afterSend?.();
 }
