@@ -115,9 +115,54 @@ const ARGS = [
   '--disable-dev-shm-usage',
 ];
 
-/** Debian's chromium, headless. One per test file: launch in beforeAll, close in afterAll. */
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: TEST_CHROMIUM, args: ARGS, headless: true });
+let shared: Promise<Browser> | undefined;
+
+/**
+ * Debian's chromium, headless, for one test file: call in beforeAll, close in afterAll. The test
+ * workers outlive a file (ADR 0133), so one chromium per worker serves every file it runs: a
+ * launch cost about a second of CPU, twenty times a run. What a file gets is a handle on it that
+ * opens contexts (each its own cookies and storage, as a fresh browser's) and whose close() closes
+ * the contexts it opened; the chromium goes when the worker does, and is launched again if it
+ * died.
+ */
+async function sharedBrowser(): Promise<Browser> {
+  const current = shared;
+  if (current) {
+    const browser = await current.catch(() => undefined);
+    if (browser?.isConnected()) return browser;
+    if (shared !== current) return sharedBrowser(); // another caller launched one meanwhile
+  }
+  shared = chromium.launch({ executablePath: TEST_CHROMIUM, args: ARGS, headless: true });
+  return shared;
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  const real = await sharedBrowser();
+  const mine = new Set<BrowserContext>();
+  const track = (context: BrowserContext): BrowserContext => {
+    mine.add(context);
+    context.once('close', () => mine.delete(context));
+    return context;
+  };
+  return new Proxy(real, {
+    get(target, key) {
+      if (key === 'close')
+        return async () => {
+          await Promise.all([...mine].map((c) => c.close().catch(() => undefined)));
+        };
+      if (key === 'contexts') return () => [...mine];
+      if (key === 'newContext')
+        return async (...args: Parameters<Browser['newContext']>) => track(await target.newContext(...args));
+      if (key === 'newPage')
+        return async (...args: Parameters<Browser['newPage']>) => {
+          const page = await target.newPage(...args);
+          track(page.context());
+          return page;
+        };
+      const value = Reflect.get(target, key, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }
 
 export interface ConsolePage {

@@ -256,7 +256,7 @@ describe.skipIf(!PG)('PostgreSQL memory backend: kill -9 during a bulk merge', (
       ]);
       await first.close();
 
-      const n = 20_000;
+      const n = 8_000; // eight INSERTs of relations, each long enough for the 5 ms watch to see
       const app = `caxton-crash-${schema}`;
       let sawWriting = false;
       const r = await new Promise<{ killed: boolean; out: string }>((resolve, reject) => {
