@@ -20,8 +20,13 @@
  * bundle failing to compile or to load) sends the start to the ES module bundle, as every other
  * command goes. A cache that is missing, corrupt or rejected by V8 only costs the compile: the
  * bundle runs without it and the cache is written again after the first answer.
- * `CAXTON_CODE_CACHE=off` turns it all off; `CAXTON_CODE_CACHE_LOG=1` reports each decision on
- * stderr.
+ *
+ * A project without a usable cache of its own starts from the one the build ships beside the
+ * bundle (dist/cli/serve.bin, scripts/build-code-cache.mjs), so a first start costs what a restart
+ * does; it still writes its own after its first answer. The shipped file is trusted as the bundle
+ * is: owned by this user or root, writable by nobody else.
+ * `CAXTON_CODE_CACHE=off` turns it all off, `CAXTON_CODE_CACHE=project` uses the project's cache
+ * only; `CAXTON_CODE_CACHE_LOG=1` reports each decision on stderr.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -174,8 +179,20 @@ function sha256(...parts: (string | Buffer)[]): Buffer {
   return h.digest();
 }
 
+/**
+ * Who may have written a cache file V8 is given: a project's is this user's alone (0600); the one
+ * the build ships beside the bundle is trusted as the bundle is, whoever installed it (this user or
+ * root), as long as nobody else can write it: whoever can replace it can replace the bundle too.
+ */
+export type Trust = 'private' | 'shipped';
+
+function trusted(s: { uid: number; mode: number }, trust: Trust): boolean {
+  if (trust === 'private') return s.uid === process.getuid!() && (s.mode & 0o777) === 0o600;
+  return (s.uid === process.getuid!() || s.uid === 0) && (s.mode & 0o022) === 0;
+}
+
 /** The cache's data, or a reason it is not used. */
-function readCache(file: string, key: Buffer): Buffer | string {
+export function readCache(file: string, key: Buffer, trust: Trust = 'private'): Buffer | string {
   let fd: number;
   try {
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -184,7 +201,7 @@ function readCache(file: string, key: Buffer): Buffer | string {
   }
   try {
     const s = fstatSync(fd);
-    if (!s.isFile() || s.uid !== process.getuid!() || (s.mode & 0o777) !== 0o600) return 'not a private file';
+    if (!s.isFile() || !trusted(s, trust)) return trust === 'private' ? 'not a private file' : 'writable by others';
     if (s.size < HEADER || s.size > MAX_BYTES) return 'corrupt (size)';
     const buf = readFileSync(fd);
     if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) return 'corrupt (magic)';
@@ -197,13 +214,31 @@ function readCache(file: string, key: Buffer): Buffer | string {
   }
 }
 
+const PRELOAD = /^(--import|--require|-r)$/;
+
+/**
+ * The flags a cache depends on: all but the preloads (`--import`, `--require`), which load other
+ * modules before the bundle and change nothing of how V8 compiles it (V8 checks its own flags in
+ * the data as well), so a start with an APM agent or a measuring hook preloaded still fits.
+ */
+function keyFlags(args: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (PRELOAD.test(a)) i++;
+    else if (!PRELOAD.test(a.split('=')[0]!)) kept.push(a);
+  }
+  return kept;
+}
+
 /** The key a cache is kept under: the bundle, the Node version and architecture, the flags. */
 export function cacheKey(
   bundle: Buffer,
   env: NodeJS.ProcessEnv,
   execArgv: readonly string[] = process.execArgv,
 ): Buffer {
-  const flags = [...execArgv, env.NODE_OPTIONS ?? ''].join('\0');
+  const options = (env.NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean);
+  const flags = [...keyFlags(execArgv), keyFlags(options).join(' ')].join('\0');
   return sha256(sha256(bundle), '\0', process.version, '\0', process.arch, '\0', flags);
 }
 
@@ -270,7 +305,15 @@ export function serveFromCodeCache(
   const file = join(dir, 'serve.bin');
   if (existsSync(dir) && !privateDir(dir)) return off(`${dir} is not a private directory of this user`);
   const key = cacheKey(bytes, env);
-  const cached = existsSync(dir) ? readCache(file, key) : 'none yet';
+  const own = existsSync(dir) ? readCache(file, key) : 'none yet';
+  // A project without a cache of its own starts from the one the build made, if it fits this Node.
+  const shipped = join(dirname(bundle), 'serve.bin');
+  const fallback =
+    typeof own === 'string' && !/^project$/i.test(env.CAXTON_CODE_CACHE ?? '')
+      ? readCache(shipped, key, 'shipped')
+      : undefined;
+  const cached = fallback !== undefined && typeof fallback !== 'string' ? fallback : own;
+  const from = cached === fallback ? shipped : file;
 
   let script: Script;
   let runCli: RunCli;
@@ -297,8 +340,11 @@ export function serveFromCodeCache(
       `caxton startup: bundle loaded ${performance.now().toFixed(1)} ${((u.user + u.system) / 1000).toFixed(1)}\n`,
     );
   }
-  log(valid ? `used ${file}` : `compiled without: ${typeof cached === 'string' ? cached : 'rejected by V8'}`, env);
-  let saved = valid;
+  const used = from === file || typeof own !== 'string' ? `used ${from}` : `used ${from} (${file}: ${own})`;
+  log(valid ? used : `compiled without: ${typeof cached === 'string' ? cached : 'rejected by V8'}`, env);
+  // Started from the shipped cache, the project still gets its own after the first answer: it
+  // holds what this project's configuration compiled, which the build's sample start did not run.
+  let saved = valid && from === file;
   const hook: CodeCacheHook = {
     dataDir,
     save() {

@@ -9,7 +9,14 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheFileBytes, cacheKey, serveDataDir, serveOptions, topLevelDataDir } from '../../src/cli/code-cache.js';
+import {
+  cacheFileBytes,
+  cacheKey,
+  readCache,
+  serveDataDir,
+  serveOptions,
+  topLevelDataDir,
+} from '../../src/cli/code-cache.js';
 import { assertBuilt, cleanup, repoRoot, startServe, stopServe, tempDir, waitForOutput } from './helpers/cli.js';
 
 beforeAll(assertBuilt);
@@ -59,13 +66,17 @@ async function start(dir: string, env: Record<string, string> = {}, awaitWrite =
 }
 
 const mode = (f: string) => statSync(f).mode & 0o777;
+const startWith = start;
+/** The cache the build ships beside the bundle (scripts/build-code-cache.mjs). */
+const SHIPPED = join(repoRoot, 'dist/cli/serve.bin');
+const PROJECT_ONLY = { CAXTON_CODE_CACHE: 'project' };
 
 describe('caxton serve: V8 code cache', () => {
   it('the first start writes a private cache after its first answer; the second runs from it', async () => {
     const dir = project();
     const cacheDir = join(dir, 'data', 'code-cache');
     const file = join(cacheDir, 'serve.bin');
-    const first = await start(dir, {}, true);
+    const first = await start(dir, PROJECT_ONLY, true);
     expect(first).toMatch(/compiled without: none yet/);
     expect(first).toContain(`wrote ${file}`);
     expect(mode(cacheDir)).toBe(0o700);
@@ -77,9 +88,48 @@ describe('caxton serve: V8 code cache', () => {
     expect(second).not.toMatch(/wrote|compiled without/);
   }, 180_000);
 
+  it("a project's first start runs from the cache the build shipped, then writes its own", async () => {
+    expect(existsSync(SHIPPED), `${SHIPPED} is missing: run "npm run build"`).toBe(true);
+    const dir = project();
+    const file = join(dir, 'data', 'code-cache', 'serve.bin');
+    const first = await start(dir, {}, true);
+    expect(first).toContain(`used ${SHIPPED}`);
+    expect(first).toContain(`wrote ${file}`);
+    expect(await start(dir)).toContain(`used ${file}`);
+    // A project cache that is corrupt falls back to the shipped one, and says why.
+    writeFileSync(file, 'not a cache');
+    expect(await start(dir, {}, true)).toMatch(/used .*dist\/cli\/serve\.bin \(.*serve\.bin: corrupt/);
+  }, 180_000);
+
+  it('keys a cache to the flags that change the compile, not to the modules preloaded before it', () => {
+    const bundle = Buffer.from('bundle');
+    const plain = cacheKey(bundle, {}, []);
+    expect(cacheKey(bundle, {}, ['--import', 'hook.mjs', '--require=apm.cjs'])).toEqual(plain);
+    expect(cacheKey(bundle, { NODE_OPTIONS: '-r apm.cjs' }, [])).toEqual(plain);
+    expect(cacheKey(bundle, {}, ['--max-old-space-size=100'])).not.toEqual(plain);
+    expect(cacheKey(bundle, { NODE_OPTIONS: '--jitless' }, [])).not.toEqual(plain);
+  });
+
+  it('trusts a shipped cache owned by this user or root and writable by nobody else', () => {
+    const dir = tempDir('caxton-shipped-cache-');
+    const file = join(dir, 'serve.bin');
+    const key = cacheKey(readFileSync(join(repoRoot, 'dist/cli/serve.cjs')), {}, []);
+    writeFileSync(file, cacheFileBytes(key, Buffer.alloc(64, 1)));
+    chmodSync(file, 0o644);
+    expect(readCache(file, key, 'shipped')).toBeInstanceOf(Buffer);
+    expect(readCache(file, key, 'private')).toBe('not a private file');
+    chmodSync(file, 0o664);
+    expect(readCache(file, key, 'shipped')).toBe('writable by others');
+    chmodSync(file, 0o646);
+    expect(readCache(file, key, 'shipped')).toBe('writable by others');
+  });
+
   it('a corrupt cache file, or one readable by others, is not given to V8 and is written again', async () => {
     const dir = project();
     const file = join(dir, 'data', 'code-cache', 'serve.bin');
+    // The project's own cache alone: a shipped one would stand in for the bad ones below.
+    const start = (d: string, env: Record<string, string> = {}, awaitWrite = false) =>
+      startWith(d, { ...PROJECT_ONLY, ...env }, awaitWrite);
     await start(dir, {}, true);
     const good = readFileSync(file);
 
