@@ -1,0 +1,218 @@
+/**
+ * Runs in flight per isolation mode while the model is slow: a stand-in OpenAI-compatible model
+ * over HTTP that answers every chat completion after BENCH_MODEL_MS (500) ms, one `caxton serve`
+ * child process (the build in dist/, default settings but `pool_size` = BENCH_POOL, 2) with one
+ * agent per mode, and waves of N invokes sent at once (BENCH_INFLIGHT, default 10,100,1000), the
+ * modes alternated within each rep (BENCH_REPS, 3; the order flips every rep). For each wave: p50
+ * and p99 of its requests, and the RSS of the server and every process under it at the wave's
+ * peak over the same before the wave, per run in flight. `context` is the same-run baseline.
+ * Not a suite of bench/run.ts; run: `npm run build && node --import tsx bench/isolation-inflight.ts`.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool } from 'undici';
+import { processTree } from './lib/proc-cpu.js';
+import { fmt, summarize } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const num = (name: string, def: number): number => {
+  const v = process.env[name];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : def;
+};
+const MODEL_MS = num('BENCH_MODEL_MS', 500);
+const POOL = num('BENCH_POOL', 2);
+const REPS = num('BENCH_REPS', 3);
+const IN_FLIGHT = (process.env.BENCH_INFLIGHT ?? '10,100,1000').split(',').map(Number);
+const MODES = (process.env.BENCH_MODES ?? 'context,process').split(',');
+const MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+
+/** The stand-in model: every chat completion is answered after MODEL_MS. */
+function startModel(): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      setTimeout(() => {
+        const body = JSON.stringify({
+          id: 'chatcmpl-bench',
+          object: 'chat.completion',
+          created: Math.floor(Date.now() / 1000),
+          model: 'bench',
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content: 'ok', refusal: null },
+              finish_reason: 'stop',
+              logprobs: null,
+            },
+          ],
+          usage: { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 },
+        });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      }, MODEL_MS);
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      resolve({ server, url: `http://127.0.0.1:${port}/v1` });
+    }),
+  );
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** RSS in bytes of `pid` and every process under it (the pool's children), from /proc. */
+function treeRss(pid: number): number {
+  let sum = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m) sum += Number(m[1]) * 1024;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return sum;
+}
+
+const agentToml = (mode: string): string => `name = "bench-${mode}"
+version = "1.0.0"
+description = "In-flight benchmark agent (${mode} isolation)"
+capabilities = ["benchmarking"]
+system_prompt = "Answer briefly."
+
+[execution]
+isolation = "${mode}"
+`;
+
+async function startCaxton(dir: string, modelUrl: string) {
+  mkdirSync(join(dir, 'agents'), { recursive: true });
+  for (const mode of MODES) writeFileSync(join(dir, 'agents', `bench-${mode}.toml`), agentToml(mode));
+  writeFileSync(
+    join(dir, 'caxton.toml'),
+    `data_dir = "data"\nagents_dir = "agents"\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n\n[auth]\nenabled = false\n\n` +
+      `[llm]\ndefault_provider = "bench"\n\n[llm.providers.bench]\ntype = "openai"\nbase_url = "${modelUrl}"\nmodel = "bench"\n\n` +
+      `[execution]\npool_size = ${POOL}\n`,
+  );
+  const port = await freePort();
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CAXTON_')));
+  const child = spawn(process.execPath, [MAIN, 'serve', '--config', join(dir, 'caxton.toml'), '--port', String(port)], {
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (const t0 = Date.now(); ; await sleep(100)) {
+    if (child.exitCode !== null) throw new Error(`caxton serve exited with ${child.exitCode}`);
+    if (Date.now() - t0 > 60_000) throw new Error('caxton serve was not ready within 60 s');
+    const ok = await fetch(`${url}/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) break;
+  }
+  return { child, url };
+}
+
+interface Wave {
+  mode: string;
+  inFlight: number;
+  p50: number;
+  p99: number;
+  failed: number;
+  rssPerRunMiB: number;
+}
+
+async function wave(pool: Pool, pid: number, mode: string, n: number): Promise<Wave> {
+  const idle = treeRss(pid);
+  let peak = idle;
+  const sampler = setInterval(() => (peak = Math.max(peak, treeRss(pid))), 50);
+  const body = JSON.stringify({ request: 'hello' });
+  const ms = new Float64Array(n);
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const t0 = performance.now();
+      const r = await pool.request({
+        method: 'POST',
+        path: `/api/v1/agents/bench-${mode}/invoke`,
+        headers: { 'content-type': 'application/json' },
+        body,
+        headersTimeout: 600_000,
+        bodyTimeout: 600_000,
+      });
+      const text = await r.body.text();
+      ms[i] = performance.now() - t0;
+      if (r.statusCode !== 200) {
+        if (failed++ === 0) process.stderr.write(`[bench] ${mode} ${r.statusCode}: ${text.slice(0, 300)}\n`);
+      }
+    }),
+  );
+  clearInterval(sampler);
+  const s = summarize(ms);
+  return { mode, inFlight: n, p50: s.p50, p99: s.p99, failed, rssPerRunMiB: (peak - idle) / n / 2 ** 20 };
+}
+
+const dir = tempDir('caxton-inflight-');
+const model = await startModel();
+const { child, url } = await startCaxton(dir.path, model.url);
+const pool = new Pool(url, { connections: Math.max(...IN_FLIGHT) + 10, pipelining: 1 });
+const load0 = loadavg()[0]!;
+const waves: Wave[] = [];
+try {
+  // Warm-up: every mode's pool started and its code paths run once.
+  for (const mode of MODES) await wave(pool, child.pid!, mode, 20);
+  for (let rep = 0; rep < REPS; rep++) {
+    const order = rep % 2 === 0 ? MODES : [...MODES].reverse();
+    for (const n of IN_FLIGHT) {
+      for (const mode of order) {
+        const w = await wave(pool, child.pid!, mode, n);
+        waves.push(w);
+        process.stderr.write(
+          `[bench] rep ${rep + 1} ${mode} ${n}: p50 ${fmt(w.p50, 0)} ms p99 ${fmt(w.p99, 0)} ms, ${fmt(w.rssPerRunMiB, 2)} MiB/run${w.failed ? `, ${w.failed} failed` : ''}\n`,
+        );
+        await sleep(500);
+      }
+    }
+  }
+} finally {
+  await pool.close();
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  model.server.close();
+  dir.remove();
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+console.log(
+  `model ${MODEL_MS} ms, pool_size ${POOL}, ${REPS} reps (medians), load ${fmt(load0, 2)} → ${fmt(loadavg()[0]!, 2)}`,
+);
+console.log('| mode | in flight | p50 ms | p99 ms | RSS MiB per run | failed |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+for (const n of IN_FLIGHT) {
+  for (const mode of MODES) {
+    const ws = waves.filter((w) => w.mode === mode && w.inFlight === n);
+    console.log(
+      `| ${mode} | ${n} | ${fmt(median(ws.map((w) => w.p50)), 0)} | ${fmt(median(ws.map((w) => w.p99)), 0)} | ${fmt(median(ws.map((w) => w.rssPerRunMiB)), 2)} | ${ws.reduce((a, w) => a + w.failed, 0)} |`,
+    );
+  }
+}
