@@ -4,8 +4,10 @@
  * child process (the build in dist/, default settings but `pool_size` = BENCH_POOL, 2) with one
  * agent per mode, and waves of N invokes sent at once (BENCH_INFLIGHT, default 10,100,1000), the
  * modes alternated within each rep (BENCH_REPS, 3; the order flips every rep). For each wave: p50
- * and p99 of its requests, and the RSS of the server and every process under it at the wave's
- * peak over the same before the wave, per run in flight. `context` is the same-run baseline.
+ * and p99 of its requests, the RSS of the server and every process under it at the wave's peak,
+ * and that peak over the same RSS after the warm-up, per run in flight (memory a wave made the
+ * heaps grow to stays, so over the RSS just before the wave would count only growth).
+ * `context` is the same-run baseline.
  * Not a suite of bench/run.ts; run: `npm run build && node --import tsx bench/isolation-inflight.ts`.
  */
 import { spawn } from 'node:child_process';
@@ -136,12 +138,12 @@ interface Wave {
   p50: number;
   p99: number;
   failed: number;
+  peakMiB: number;
   rssPerRunMiB: number;
 }
 
-async function wave(pool: Pool, pid: number, mode: string, n: number): Promise<Wave> {
-  const idle = treeRss(pid);
-  let peak = idle;
+async function wave(pool: Pool, pid: number, mode: string, n: number, base: number): Promise<Wave> {
+  let peak = treeRss(pid);
   const sampler = setInterval(() => (peak = Math.max(peak, treeRss(pid))), 50);
   const body = JSON.stringify({ request: 'hello' });
   const ms = new Float64Array(n);
@@ -166,7 +168,15 @@ async function wave(pool: Pool, pid: number, mode: string, n: number): Promise<W
   );
   clearInterval(sampler);
   const s = summarize(ms);
-  return { mode, inFlight: n, p50: s.p50, p99: s.p99, failed, rssPerRunMiB: (peak - idle) / n / 2 ** 20 };
+  return {
+    mode,
+    inFlight: n,
+    p50: s.p50,
+    p99: s.p99,
+    failed,
+    peakMiB: peak / 2 ** 20,
+    rssPerRunMiB: Math.max(0, peak - base) / n / 2 ** 20,
+  };
 }
 
 const dir = tempDir('caxton-inflight-');
@@ -177,15 +187,18 @@ const load0 = loadavg()[0]!;
 const waves: Wave[] = [];
 try {
   // Warm-up: every mode's pool started and its code paths run once.
-  for (const mode of MODES) await wave(pool, child.pid!, mode, 20);
+  for (const mode of MODES) await wave(pool, child.pid!, mode, 20, 0);
+  await sleep(1_000);
+  const base = treeRss(child.pid!);
+  process.stderr.write(`[bench] RSS after warm-up (server and pool): ${fmt(base / 2 ** 20, 0)} MiB\n`);
   for (let rep = 0; rep < REPS; rep++) {
     const order = rep % 2 === 0 ? MODES : [...MODES].reverse();
     for (const n of IN_FLIGHT) {
       for (const mode of order) {
-        const w = await wave(pool, child.pid!, mode, n);
+        const w = await wave(pool, child.pid!, mode, n, base);
         waves.push(w);
         process.stderr.write(
-          `[bench] rep ${rep + 1} ${mode} ${n}: p50 ${fmt(w.p50, 0)} ms p99 ${fmt(w.p99, 0)} ms, ${fmt(w.rssPerRunMiB, 2)} MiB/run${w.failed ? `, ${w.failed} failed` : ''}\n`,
+          `[bench] rep ${rep + 1} ${mode} ${n}: p50 ${fmt(w.p50, 0)} ms p99 ${fmt(w.p99, 0)} ms, peak ${fmt(w.peakMiB, 0)} MiB, ${fmt(w.rssPerRunMiB, 2)} MiB/run${w.failed ? `, ${w.failed} failed` : ''}\n`,
         );
         await sleep(500);
       }
@@ -206,13 +219,13 @@ const median = (xs: number[]): number => {
 console.log(
   `model ${MODEL_MS} ms, pool_size ${POOL}, ${REPS} reps (medians), load ${fmt(load0, 2)} → ${fmt(loadavg()[0]!, 2)}`,
 );
-console.log('| mode | in flight | p50 ms | p99 ms | RSS MiB per run | failed |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+console.log('| mode | in flight | p50 ms | p99 ms | peak RSS MiB | RSS MiB per run | failed |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const n of IN_FLIGHT) {
   for (const mode of MODES) {
     const ws = waves.filter((w) => w.mode === mode && w.inFlight === n);
     console.log(
-      `| ${mode} | ${n} | ${fmt(median(ws.map((w) => w.p50)), 0)} | ${fmt(median(ws.map((w) => w.p99)), 0)} | ${fmt(median(ws.map((w) => w.rssPerRunMiB)), 2)} | ${ws.reduce((a, w) => a + w.failed, 0)} |`,
+      `| ${mode} | ${n} | ${fmt(median(ws.map((w) => w.p50)), 0)} | ${fmt(median(ws.map((w) => w.p99)), 0)} | ${fmt(median(ws.map((w) => w.peakMiB)), 0)} | ${fmt(median(ws.map((w) => w.rssPerRunMiB)), 2)} | ${ws.reduce((a, w) => a + w.failed, 0)} |`,
     );
   }
 }

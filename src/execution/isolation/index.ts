@@ -1,7 +1,7 @@
 /**
  * Isolation: runs a "task module" job in-process (`context`), on a pooled worker thread
  * (`worker`) or on a pooled, pre-started OS process (`process`), reused under the recycling
- * rules of ProcessMember and process-state.ts (ADR 0052).
+ * rules of ProcessMember and process-state.ts; each member runs many jobs at once (ADR 0134).
  *
  * A task module is an ES module exporting `async function run(payload, ctx)`; `ctx.emit(event)`
  * streams progress events to the caller, `ctx.call(method, args)` asks the caller to do something
