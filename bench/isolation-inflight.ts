@@ -1,16 +1,17 @@
 /**
  * Runs in flight per isolation mode while the model is slow: a stand-in OpenAI-compatible model
  * over HTTP that answers every chat completion after BENCH_MODEL_MS (500) ms, one `caxton serve`
- * child process (the build in dist/, default settings but `pool_size` = BENCH_POOL, 2) with one
- * agent per mode, and waves of N invokes sent at once (BENCH_INFLIGHT, default 10,100,1000), the
- * modes alternated within each rep (BENCH_REPS, 3; the order flips every rep). For each wave: p50
- * and p99 of its requests, the RSS of the server and every process under it at the wave's peak,
- * and that peak over the same RSS after the warm-up, per run in flight (memory a wave made the
- * heaps grow to stays, so over the RSS just before the wave would count only growth).
- * `context` is the same-run baseline.
+ * child process per mode (the build in dist/, default settings but `pool_size` = BENCH_POOL, 2;
+ * one agent in that mode), both up throughout, and waves of N invokes sent at once
+ * (BENCH_INFLIGHT, default 10,100,300,1000), the modes alternated within each rep (BENCH_REPS, 3;
+ * the order flips every rep). For each wave: p50 and p99 of its requests, and the RSS of that
+ * mode's server and every process under it (its pool) at the wave's peak. RSS per run is that
+ * peak over the same server's RSS after the warm-up, divided by N: heaps keep what a wave made
+ * them grow to, so it is an upper bound read at the largest N. `context` is the same-run baseline.
+ * BENCH_MODES (context,process) and BENCH_RUNS_PER_MEMBER (unset) change what runs.
  * Not a suite of bench/run.ts; run: `npm run build && node --import tsx bench/isolation-inflight.ts`.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
@@ -21,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { processTree } from './lib/proc-cpu.js';
 import { fmt, summarize } from './lib/stats.js';
-import { tempDir } from './lib/tmp.js';
+import { tempDir, type TempDir } from './lib/tmp.js';
 
 const num = (name: string, def: number): number => {
   const v = process.env[name];
@@ -30,8 +31,10 @@ const num = (name: string, def: number): number => {
 const MODEL_MS = num('BENCH_MODEL_MS', 500);
 const POOL = num('BENCH_POOL', 2);
 const REPS = num('BENCH_REPS', 3);
-const IN_FLIGHT = (process.env.BENCH_INFLIGHT ?? '10,100,1000').split(',').map(Number);
+const IN_FLIGHT = (process.env.BENCH_INFLIGHT ?? '10,100,300,1000').split(',').map(Number);
 const MODES = (process.env.BENCH_MODES ?? 'context,process').split(',');
+/** `[execution] runs_per_member` of the servers when set (1: one run at a time per member, as before ADR 0134). */
+const RUNS_PER_MEMBER = process.env.BENCH_RUNS_PER_MEMBER;
 const MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
 /** The stand-in model: every chat completion is answered after MODEL_MS. */
@@ -104,14 +107,14 @@ system_prompt = "Answer briefly."
 isolation = "${mode}"
 `;
 
-async function startCaxton(dir: string, modelUrl: string) {
+async function startCaxton(dir: string, mode: string, modelUrl: string) {
   mkdirSync(join(dir, 'agents'), { recursive: true });
-  for (const mode of MODES) writeFileSync(join(dir, 'agents', `bench-${mode}.toml`), agentToml(mode));
+  writeFileSync(join(dir, 'agents', `bench-${mode}.toml`), agentToml(mode));
   writeFileSync(
     join(dir, 'caxton.toml'),
     `data_dir = "data"\nagents_dir = "agents"\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n\n[auth]\nenabled = false\n\n` +
       `[llm]\ndefault_provider = "bench"\n\n[llm.providers.bench]\ntype = "openai"\nbase_url = "${modelUrl}"\nmodel = "bench"\n\n` +
-      `[execution]\npool_size = ${POOL}\n`,
+      `[execution]\npool_size = ${POOL}\n${RUNS_PER_MEMBER ? `runs_per_member = ${Number(RUNS_PER_MEMBER)}\n` : ''}`,
   );
   const port = await freePort();
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CAXTON_')));
@@ -179,23 +182,30 @@ async function wave(pool: Pool, pid: number, mode: string, n: number, base: numb
   };
 }
 
-const dir = tempDir('caxton-inflight-');
 const model = await startModel();
-const { child, url } = await startCaxton(dir.path, model.url);
-const pool = new Pool(url, { connections: Math.max(...IN_FLIGHT) + 10, pipelining: 1 });
+const servers = new Map<string, { child: ChildProcess; pool: Pool; dir: TempDir; base: number }>();
 const load0 = loadavg()[0]!;
 const waves: Wave[] = [];
 try {
-  // Warm-up: every mode's pool started and its code paths run once.
-  for (const mode of MODES) await wave(pool, child.pid!, mode, 20, 0);
+  for (const mode of MODES) {
+    const dir = tempDir('caxton-inflight-');
+    const { child, url } = await startCaxton(dir.path, mode, model.url);
+    const pool = new Pool(url, { connections: Math.max(...IN_FLIGHT) + 10, pipelining: 1 });
+    servers.set(mode, { child, pool, dir, base: 0 });
+  }
+  // Warm-up: the pool started and the code paths run, then the RSS every wave is measured against.
+  for (const [mode, s] of servers) await wave(s.pool, s.child.pid!, mode, 20, 0);
   await sleep(1_000);
-  const base = treeRss(child.pid!);
-  process.stderr.write(`[bench] RSS after warm-up (server and pool): ${fmt(base / 2 ** 20, 0)} MiB\n`);
+  for (const [mode, s] of servers) {
+    s.base = treeRss(s.child.pid!);
+    process.stderr.write(`[bench] ${mode}: RSS after warm-up (server and pool) ${fmt(s.base / 2 ** 20, 0)} MiB\n`);
+  }
   for (let rep = 0; rep < REPS; rep++) {
     const order = rep % 2 === 0 ? MODES : [...MODES].reverse();
     for (const n of IN_FLIGHT) {
       for (const mode of order) {
-        const w = await wave(pool, child.pid!, mode, n, base);
+        const s = servers.get(mode)!;
+        const w = await wave(s.pool, s.child.pid!, mode, n, s.base);
         waves.push(w);
         process.stderr.write(
           `[bench] rep ${rep + 1} ${mode} ${n}: p50 ${fmt(w.p50, 0)} ms p99 ${fmt(w.p99, 0)} ms, peak ${fmt(w.peakMiB, 0)} MiB, ${fmt(w.rssPerRunMiB, 2)} MiB/run${w.failed ? `, ${w.failed} failed` : ''}\n`,
@@ -205,11 +215,13 @@ try {
     }
   }
 } finally {
-  await pool.close();
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
+  for (const s of servers.values()) {
+    await s.pool.close();
+    s.child.kill('SIGTERM');
+    if (s.child.exitCode === null) await new Promise((r) => s.child.once('exit', r));
+    s.dir.remove();
+  }
   model.server.close();
-  dir.remove();
 }
 
 const median = (xs: number[]): number => {
@@ -217,15 +229,15 @@ const median = (xs: number[]): number => {
   return s[Math.floor(s.length / 2)]!;
 };
 console.log(
-  `model ${MODEL_MS} ms, pool_size ${POOL}, ${REPS} reps (medians), load ${fmt(load0, 2)} → ${fmt(loadavg()[0]!, 2)}`,
+  `model ${MODEL_MS} ms, pool_size ${POOL}${RUNS_PER_MEMBER ? `, runs_per_member ${RUNS_PER_MEMBER}` : ''}, ${REPS} reps (medians), load ${fmt(load0, 2)} → ${fmt(loadavg()[0]!, 2)}`,
 );
-console.log('| mode | in flight | p50 ms | p99 ms | peak RSS MiB | RSS MiB per run | failed |');
+console.log('| mode | in flight | p50 ms | p99 ms | peak RSS MiB (server + pool) | RSS MiB per run (max) | failed |');
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const n of IN_FLIGHT) {
   for (const mode of MODES) {
     const ws = waves.filter((w) => w.mode === mode && w.inFlight === n);
     console.log(
-      `| ${mode} | ${n} | ${fmt(median(ws.map((w) => w.p50)), 0)} | ${fmt(median(ws.map((w) => w.p99)), 0)} | ${fmt(median(ws.map((w) => w.peakMiB)), 0)} | ${fmt(median(ws.map((w) => w.rssPerRunMiB)), 2)} | ${ws.reduce((a, w) => a + w.failed, 0)} |`,
+      `| ${mode} | ${n} | ${fmt(median(ws.map((w) => w.p50)), 0)} | ${fmt(median(ws.map((w) => w.p99)), 0)} | ${fmt(median(ws.map((w) => w.peakMiB)), 0)} | ${fmt(Math.max(...ws.map((w) => w.rssPerRunMiB)), 2)} | ${ws.reduce((a, w) => a + w.failed, 0)} |`,
     );
   }
 }

@@ -179,4 +179,30 @@ describe('process isolation: recycling drains a process without failing its jobs
     expect(isAlive(Number(drained.split('/')[0]))).toBe(false);
     expect(pool.stats()).toMatchObject({ crashed: 0, killed: 0, failed: 0, completed: 4 });
   });
+
+  it('checks process state once no job runs, then retires a process a job left touched', async () => {
+    await ensureBuilt();
+    iso = createIsolation('process', { taskModule: TASKS, poolSize: 1, output: 'ignore' });
+    await iso.warm();
+    const pool = iso;
+    const gate = new Gate();
+    const beside = start(pool, { op: 'pid-then-call' }, { gate });
+    await eventually(() => gate.arrived === 1);
+    const touched = (await pool.run(
+      { op: 'state', touch: 'global', global: '__caxtonConcurrentLeak' },
+      { timeoutMs: OK_TIMEOUT },
+    )) as { pid: number };
+    // Another job still runs there: the check waits for it, and the process keeps its jobs.
+    expect(memberOf(await beside.where).startsWith(`${touched.pid}/`)).toBe(true);
+    expect(pool.stats()).toMatchObject({ recycled: 0, busy: 1 });
+    gate.open();
+    await expect(beside.job).resolves.toMatchObject({ pid: touched.pid });
+    await eventually(() => pool.stats().recycled === 1);
+    const after = (await pool.run({ op: 'state', global: '__caxtonConcurrentLeak' }, { timeoutMs: OK_TIMEOUT })) as {
+      pid: number;
+      global: unknown;
+    };
+    expect(after.pid).not.toBe(touched.pid);
+    expect(after.global).toBeUndefined();
+  });
 });
