@@ -383,14 +383,14 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
       await echoWorks(4);
     });
 
-    it('queues jobs when every executor is busy', async () => {
+    it('runs more jobs than it has executors', async () => {
       const jobs = Array.from({ length: 5 }, (_, i) =>
         iso.run({ op: 'sleep', ms: 100 + i }, { timeoutMs: OK_TIMEOUT }),
       );
       await expect(Promise.all(jobs)).resolves.toEqual(Array.from({ length: 5 }, (_, i) => ({ slept: 100 + i })));
     });
 
-    it('times out a job that waits too long for a free executor', async () => {
+    it('times out a job that waits too long for an executor with room', async () => {
       const small = createIsolation(mode, { taskModule: TASKS, poolSize: 1, memberConcurrency: 1, output: 'ignore' });
       try {
         await small.warm();
