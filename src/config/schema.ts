@@ -490,6 +490,11 @@ export const serverConfigSchema = z.strictObject({
       pool_size: z.number().int().min(1).max(256).optional(),
       /** `process` mode: requests one child process serves before it is replaced (default 10,000; ADRs 0052, 0078). */
       process_max_requests: z.number().int().min(1).max(1_000_000).optional(),
+      /**
+       * Runs one worker thread or child process of the pool runs at once (default 500): a run
+       * waiting on its model leaves its member free for the others (ADR 0134).
+       */
+      runs_per_member: z.number().int().min(1).max(10_000).optional(),
       max_memory_mb: z.number().int().min(16).default(512),
       default_timeout: duration(120_000),
       /**

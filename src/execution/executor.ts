@@ -243,6 +243,9 @@ export class Executor {
         ...(this.#config.execution.process_max_requests !== undefined && {
           maxRequestsPerProcess: this.#config.execution.process_max_requests,
         }),
+        ...(this.#config.execution.runs_per_member !== undefined && {
+          memberConcurrency: this.#config.execution.runs_per_member,
+        }),
       });
       this.#pools.set(mode, pool);
     }

@@ -1,7 +1,8 @@
 /**
  * The task module run by `worker` and `process` isolation (see isolation/index.ts): one agent
- * execution per call. Provider clients and tools are built per setup; a worker thread caches them
- * between jobs (they hold no per-request state), a process runs exactly one job. Host tools
+ * execution per call, many calls at once in one worker thread or process (ADR 0134). Provider
+ * clients and tools are built per setup and cached between jobs (they hold no per-request state);
+ * each call keeps the ones it started with. Host tools
  * (job.host_tools) are proxies built per job that run the tool in the server (host-tools.ts).
  */
 import { secretValues } from '../config/redact.js';

@@ -69,6 +69,7 @@ level = "warn"
 [execution]
 isolation = "worker"
 pool_size = 4
+runs_per_member = 50
 
 [llm]
 default_provider = "local"
@@ -89,7 +90,7 @@ timeout = "90s"
     });
     expect(c.metrics).toEqual({ enabled: false, host: '127.0.0.1', port: 7001 });
     expect(c.logging.level).toBe('warn');
-    expect(c.execution).toMatchObject({ isolation: 'worker', pool_size: 4 });
+    expect(c.execution).toMatchObject({ isolation: 'worker', pool_size: 4, runs_per_member: 50 });
     expect(c.llm.default_provider).toBe('local');
     expect(c.llm.providers.local).toMatchObject({
       type: 'openai',

@@ -83,7 +83,7 @@ describe('process isolation', () => {
     expect(pid).not.toBe(victim);
   });
 
-  it('kills the process of a cancelled job', async () => {
+  it('kills the process of a cancelled job that ignores its cancellation', async () => {
     const ac = new AbortController();
     let childPid = 0;
     const job = iso.run(
@@ -101,7 +101,7 @@ describe('process isolation', () => {
     await eventually(() => !isAlive(childPid));
   });
 
-  it('kills the process of a timed-out job and replaces it', async () => {
+  it('kills the process of a timed-out job that ignores its signal, and replaces it', async () => {
     let childPid = 0;
     const job = iso.run(
       { op: 'pid-then-wait' },

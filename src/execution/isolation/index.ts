@@ -1,21 +1,24 @@
 /**
  * Isolation: runs a "task module" job in-process (`context`), on a pooled worker thread
  * (`worker`) or on a pooled, pre-started OS process (`process`), reused under the recycling
- * rules of ProcessMember and process-state.ts (ADR 0052).
+ * rules of ProcessMember and process-state.ts; each member runs many jobs at once (ADR 0134).
  *
  * A task module is an ES module exporting `async function run(payload, ctx)`; `ctx.emit(event)`
  * streams progress events to the caller, `ctx.call(method, args)` asks the caller to do something
  * (answered by `RunOptions.onCall` in the caller's thread; 'not_supported' without one) and
- * `ctx.signal` is aborted on cancellation (only observable in `context` mode, the other modes kill
- * the thread/process). Payloads, results, events and host call arguments/answers must be
+ * `ctx.signal` is aborted on cancellation and timeout in every mode (`worker` and `process` send
+ * the member a cancel message; a job that has not ended `cancelGraceMs` later gets its member
+ * killed, and the jobs beside it fail). Each member runs up to `memberConcurrency` jobs at once
+ * (ADR 0134). Payloads, results, events and host call arguments/answers must be
  * structured-clone serializable for `worker` and `process`.
  *
  * Errors (all CaxtonError):
  *  - the task threw: its message verbatim; its code if it is a Caxton code, else 'internal';
- *  - 'timeout' / 'cancelled': deadline passed / RunOptions.signal aborted (the worker thread is
- *    terminated, the process SIGKILLed, and a replacement started);
+ *  - 'timeout' / 'cancelled': deadline passed / RunOptions.signal aborted (the job's signal is
+ *    aborted in its worker/process; the member is killed only if the job ignores it);
  *  - 'isolation_failure': the worker/process died during the job (crash, exit, out of memory,
- *    killed from outside) or the task module cannot be loaded;
+ *    killed from outside, or killed because a cancelled job beside it did not stop: details
+ *    `reason` 'killed') or the task module cannot be loaded;
  *  - 'not_ready': the isolation was closed; 'invalid_request': bad timeoutMs or unsendable payload.
  *
  * `worker` and `process` start their JavaScript entry (worker-entry.js, process-runner.js) from
@@ -53,6 +56,19 @@ export const DEFAULT_START_TIMEOUT_MS = 30_000;
  * per-job check does not see lasts at most this many jobs.
  */
 export const DEFAULT_PROCESS_MAX_REQUESTS = 10_000;
+
+/**
+ * Jobs one worker thread or child process runs at once. A job mostly waits on its model call,
+ * with the member's event loop free, so a member can hold hundreds: two members hold 1,000
+ * runs in flight (ADR 0134).
+ */
+export const DEFAULT_MEMBER_CONCURRENCY = 500;
+/**
+ * How long a cancelled or timed-out job may run on after its member was asked to abort its
+ * signal, before the member is killed (failing the jobs beside it): long enough for a run to
+ * reach its next await, short enough that a stuck job does not hold its neighbours long.
+ */
+export const DEFAULT_CANCEL_GRACE_MS = 2_000;
 
 /** Worker threads or child processes in a pool: one per core, at least two. */
 export function defaultPoolSize(): number {
@@ -96,19 +112,23 @@ export function createIsolation(mode: IsolationMode, options: IsolationOptions):
     execArgv: options.execArgv ?? [],
     env: options.env,
     output: options.output ?? 'inherit',
+    cancelGraceMs: positiveInt('cancelGraceMs', options.cancelGraceMs, DEFAULT_CANCEL_GRACE_MS),
   };
-  const startTimeoutMs = positiveInt('startTimeoutMs', options.startTimeoutMs, DEFAULT_START_TIMEOUT_MS);
-  const size = positiveInt('poolSize', options.poolSize, defaultPoolSize());
+  const pool = {
+    startTimeoutMs: positiveInt('startTimeoutMs', options.startTimeoutMs, DEFAULT_START_TIMEOUT_MS),
+    size: positiveInt('poolSize', options.poolSize, defaultPoolSize()),
+    perMember: positiveInt('memberConcurrency', options.memberConcurrency, DEFAULT_MEMBER_CONCURRENCY),
+  };
   if (mode === 'worker') {
-    const pool = new WarmPool({ label: 'worker thread', size, startTimeoutMs, create: () => new WorkerMember(member) });
-    return new PooledIsolation('worker', pool, 'worker thread');
+    const workers = new WarmPool({
+      ...pool,
+      label: 'worker thread',
+      maxJobs: Number.POSITIVE_INFINITY,
+      create: () => new WorkerMember(member),
+    });
+    return new PooledIsolation('worker', workers, 'worker thread');
   }
-  const maxRequests = positiveInt('maxRequestsPerProcess', options.maxRequestsPerProcess, DEFAULT_PROCESS_MAX_REQUESTS);
-  const pool = new WarmPool({
-    label: 'process',
-    size,
-    startTimeoutMs,
-    create: () => new ProcessMember({ ...member, maxRequests }),
-  });
-  return new PooledIsolation('process', pool, 'process');
+  const maxJobs = positiveInt('maxRequestsPerProcess', options.maxRequestsPerProcess, DEFAULT_PROCESS_MAX_REQUESTS);
+  const processes = new WarmPool({ ...pool, label: 'process', maxJobs, create: () => new ProcessMember(member) });
+  return new PooledIsolation('process', processes, 'process');
 }

@@ -36,10 +36,7 @@ export function startJobControl(opts: RunOptions, executor: string): JobControl 
     },
   };
   const timer = setTimeout(() => {
-    const what =
-      control.phase === 'waiting'
-        ? `while waiting for a free ${executor}`
-        : `; ${executor === 'context' ? 'its signal was aborted' : `the ${executor} running it was killed`}`;
+    const what = control.phase === 'waiting' ? `while waiting for a free ${executor}` : '; its signal was aborted';
     controller.abort(new CaxtonError('timeout', `the job timed out after ${timeoutMs} ms${what}`, { timeoutMs }));
   }, timeoutMs);
   const onCancel = (): void => {

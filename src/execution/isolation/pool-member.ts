@@ -2,11 +2,12 @@
  * What the warm pool needs from one worker thread or child process ("member").
  */
 
-/** Why a member can no longer take jobs. */
+/** Whether a member takes jobs, and if not why. */
 export type MemberFate =
-  | 'alive' // can take (another) job
-  | 'spent' // finished its last job and is being replaced (process mode: recycling rules)
-  | 'killed' // terminated by the runner (timeout, cancellation, close)
+  | 'alive' // takes jobs
+  | 'draining' // takes no new job, finishes the ones it runs, then exits (recycling rules)
+  | 'spent' // drained and gone (or going)
+  | 'killed' // terminated by the runner (a cancelled job ignored its cancellation, close)
   | 'crashed'; // died on its own (exit, crash, out of memory, killed from outside)
 
 /** The parent's side of one job: where its events go and who answers its host calls. */
@@ -22,18 +23,24 @@ export interface PoolMember {
   /** Resolves once the thread/process is gone. Never rejects. */
   readonly gone: Promise<void>;
   readonly fate: MemberFate;
+  /** Cancelled jobs it still runs: it is killed if one of them outlives the cancellation grace. */
+  readonly cancelling: number;
   /**
-   * Runs one job. Rejects with the task's error (member stays usable), with a crash error
-   * ('isolation_failure', member gone) or, when `signal` aborts, with `signal.reason` after
-   * killing the member. Host calls of the job are answered through `hooks.onCall` while the job
-   * runs; an answer that settles after the job ended is dropped.
+   * Runs one job beside the others the member runs. Rejects with the task's error, with a crash
+   * error ('isolation_failure': the member died, and every job on it fails alike) or, as soon as
+   * `signal` aborts, with `signal.reason`; the member is then asked to abort the job's own
+   * signal and is killed only if the job has not ended within the cancellation grace. Host
+   * calls of the job are answered through `hooks.onCall` while the job runs; an answer that
+   * settles after the job ended is dropped.
    */
   execute(payload: unknown, hooks: JobHooks, signal: AbortSignal): Promise<unknown>;
+  /** Takes no new job; exits once the jobs it runs have ended (idempotent). */
+  drain(): void;
   /** Kills the thread/process (idempotent). */
   kill(): void;
   /**
    * Whether the member keeps the parent's event loop alive. Members hold it while starting and
-   * while running a job; the pool releases it while they wait idle, so an isolation that was
+   * while running jobs; the pool releases it while they wait idle, so an isolation that was
    * never closed does not keep the parent running.
    */
   setActive(active: boolean): void;

@@ -2,10 +2,10 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { track } from './child-registry.js';
 import { entryScript } from './entry-script.js';
-import { answerHostCall } from './job-control.js';
+import { MemberJobs } from './member-jobs.js';
 import type { JobHooks, MemberFate, PoolMember } from './pool-member.js';
-import { isChildMessage, type ParentMessage, type WireError } from './protocol.js';
-import { describeWire, taskErrorFromWire } from './task-error.js';
+import { isChildMessage, type WireError } from './protocol.js';
+import { describeWire } from './task-error.js';
 
 export interface ProcessMemberOptions {
   moduleUrl: string;
@@ -13,15 +13,8 @@ export interface ProcessMemberOptions {
   execArgv: string[];
   env: Record<string, string> | undefined;
   output: 'inherit' | 'ignore';
-  /** Jobs one process runs before it is replaced. */
-  maxRequests: number;
-}
-
-interface PendingJob {
-  id: number;
-  hooks: JobHooks;
-  resolve: (value: unknown) => void;
-  reject: (error: unknown) => void;
+  /** How long a cancelled job may run on before the process is killed. */
+  cancelGraceMs: number;
 }
 
 /** How long a retiring child may take to exit by itself before it is SIGKILLed. */
@@ -32,10 +25,11 @@ const STDERR_TAIL = 8_192;
 const OOM_PATTERN = /heap out of memory|Reached heap limit|Allocation failed/i;
 
 /**
- * One pre-started child process running process-runner.js; runs jobs one at a time until it
- * has run `maxRequests`, or a job left process-wide state behind (the child says so in its
- * reply), or it dies or is killed (timeout, cancellation). Then it is `spent` and the pool
- * replaces it.
+ * One pre-started child process running process-runner.js; runs many jobs at once until the
+ * pool drains it (it ran its share of jobs), the child asks to retire (its jobs left
+ * process-wide state behind, or its heap is over the share), it dies, or it is killed (a
+ * cancelled job ignored its cancellation). A draining process finishes its jobs, then exits and
+ * is `spent`; the pool starts a replacement as soon as it stops taking jobs.
  */
 export class ProcessMember implements PoolMember {
   readonly ready: Promise<void>;
@@ -43,10 +37,9 @@ export class ProcessMember implements PoolMember {
   #fate: MemberFate = 'alive';
   readonly #child: ChildProcess;
   readonly #limitMb: number;
-  readonly #maxRequests: number;
-  #served = 0;
+  readonly #jobs: MemberJobs;
   #retired: string | undefined;
-  #job: PendingJob | undefined;
+  #killedFor: string | undefined;
   #isReady = false;
   #initError: WireError | undefined;
   #fatal: WireError | undefined;
@@ -59,7 +52,6 @@ export class ProcessMember implements PoolMember {
 
   constructor(o: ProcessMemberOptions) {
     this.#limitMb = o.maxOldGenerationSizeMb;
-    this.#maxRequests = o.maxRequests;
     this.ready = new Promise<void>((resolve, reject) => {
       this.#readyResolve = resolve;
       this.#readyReject = reject;
@@ -75,6 +67,17 @@ export class ProcessMember implements PoolMember {
       serialization: 'advanced',
     });
     track(this.#child);
+    this.#jobs = new MemberJobs({
+      send: (m) => this.#child.send(m),
+      usable: () => this.#usable() && this.#child.connected,
+      cancelGraceMs: o.cancelGraceMs,
+      onStuck: () => {
+        this.#killedFor ??= `a cancelled job on it did not stop within ${o.cancelGraceMs} ms`;
+        this.kill();
+      },
+      onEnded: () => this.#afterJob(),
+      where: 'isolated process',
+    });
     const inherit = o.output === 'inherit';
     this.#child.stderr?.on('data', (chunk: Buffer) => {
       if (inherit) process.stderr.write(chunk);
@@ -86,7 +89,6 @@ export class ProcessMember implements PoolMember {
       if (this.#child.pid === undefined) this.#finalize(); // spawn failed: no 'exit' will follow
     });
     this.#child.once('exit', () => {
-      if (this.#fate === 'alive' && !this.#job) this.#fate = 'crashed'; // died while idle
       // Messages sent just before exiting may still be queued: wait for the channel to drain.
       if (!this.#child.connected) this.#finalize();
       else {
@@ -100,66 +102,50 @@ export class ProcessMember implements PoolMember {
     return this.#fate;
   }
 
+  get cancelling(): number {
+    return this.#jobs.cancelling;
+  }
+
   get pid(): number | undefined {
     return this.#child.pid;
   }
 
-  /** Why the process retired after its last job (it touched process-wide state), if it did. */
+  /** Why the process retired (its jobs touched process-wide state, or its heap), if it did. */
   get retired(): string | undefined {
     return this.#retired;
   }
 
   execute(payload: unknown, hooks: JobHooks, signal: AbortSignal): Promise<unknown> {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
-    if (this.#fate !== 'alive' || this.#finalized) return Promise.reject(this.#crashError());
-    const id = ++this.#served;
-    return new Promise<unknown>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.#fate = 'killed';
-        settle(() => reject(signal.reason));
-        this.#child.kill('SIGKILL');
-      };
-      const settle = (then: () => void): void => {
-        signal.removeEventListener('abort', onAbort);
-        this.#job = undefined;
-        then();
-      };
-      this.#job = { id, hooks, resolve: (v) => settle(() => resolve(v)), reject: (e) => settle(() => reject(e)) };
-      signal.addEventListener('abort', onAbort, { once: true });
-      try {
-        this.#child.send({ type: 'run', id, payload } satisfies ParentMessage);
-      } catch (e) {
-        this.#fate = 'killed';
-        this.#child.kill('SIGKILL');
-        settle(() =>
-          reject(
-            new CaxtonError(
-              'invalid_request',
-              `the payload cannot be sent to the isolated process: ${describeError(e)}`,
-              undefined,
-              { cause: e },
-            ),
-          ),
-        );
-      }
-    });
+    // A draining process still takes a job the pool handed out before it stopped taking them.
+    if (!this.#usable() || this.#finalized) return Promise.reject(this.#crashError());
+    return this.#jobs.start(payload, hooks, signal);
   }
 
-  /** After a reply: the process retires when the child asked to or when it has run its share of jobs. */
-  #afterJob(retire: string | undefined): void {
-    if (retire !== undefined) {
-      this.#retired = retire;
-      this.#fate = 'spent';
-      // It exits by itself once the reply is sent; make sure it does.
+  drain(): void {
+    if (this.#fate !== 'alive') return;
+    this.#fate = 'draining';
+    this.#afterJob();
+  }
+
+  #usable(): boolean {
+    return this.#fate === 'alive' || this.#fate === 'draining';
+  }
+
+  /** After a job ended: a draining process with nothing left to run goes. */
+  #afterJob(): void {
+    if (this.#fate !== 'draining' || this.#jobs.size > 0) return;
+    if (this.#retired !== undefined) {
+      // The child exits by itself once its last reply is sent; make sure it does.
       setTimeout(() => this.kill(), LINGER_MS).unref();
-    } else if (this.#served >= this.#maxRequests) {
-      this.#fate = 'spent';
-      this.kill();
+      return;
     }
+    this.#fate = 'spent';
+    if (this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill('SIGKILL');
   }
 
   kill(): void {
-    if (this.#fate === 'alive') this.#fate = 'killed';
+    if (this.#usable()) this.#fate = this.#fate === 'draining' && this.#jobs.size === 0 ? 'spent' : 'killed';
     if (this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill('SIGKILL');
   }
 
@@ -189,24 +175,12 @@ export class ProcessMember implements PoolMember {
       case 'fatal':
         this.#fatal = m.error;
         return;
-      case 'event':
-        if (this.#job?.id === m.id) this.#job.hooks.onEvent(m.event);
-        return;
-      case 'call': {
-        const job = this.#job;
-        if (!job || job.id !== m.id) return;
-        const current = (): boolean => this.#job === job && this.#fate === 'alive' && this.#child.connected;
-        answerHostCall(m, job.hooks, current, (r) => this.#child.send(r), 'isolated process');
-        return;
-      }
-      case 'result':
-      case 'error': {
-        const job = this.#job;
-        if (!job || job.id !== m.id) return;
-        this.#afterJob(m.retire);
-        if (m.type === 'result') job.resolve(m.value);
-        else job.reject(taskErrorFromWire(m.error));
-      }
+      default:
+        if (m.type !== 'event' && m.type !== 'call' && m.retire !== undefined && this.#retired === undefined) {
+          this.#retired = m.retire;
+          if (this.#fate === 'alive') this.#fate = 'draining';
+        }
+        this.#jobs.receive(m);
     }
   }
 
@@ -224,8 +198,9 @@ export class ProcessMember implements PoolMember {
         new CaxtonError('isolation_failure', `an isolated process could not load the task module: ${why}`),
       );
     }
-    if (this.#fate === 'alive') this.#fate = 'crashed';
-    this.#job?.reject(this.#crashError());
+    if (this.#fate === 'draining' && this.#jobs.size === 0) this.#fate = 'spent';
+    else if (this.#usable()) this.#fate = 'crashed';
+    this.#jobs.failAll(this.#crashError());
     this.#goneResolve();
   }
 
@@ -243,6 +218,16 @@ export class ProcessMember implements PoolMember {
   #crashError(): CaxtonError {
     const { signalCode, exitCode } = this.#child;
     const details = { signal: signalCode ?? undefined, exitCode: exitCode ?? undefined, pid: this.#child.pid };
+    if (this.#killedFor !== undefined) {
+      return new CaxtonError(
+        'isolation_failure',
+        `the isolated process was killed during the request: ${this.#killedFor}`,
+        {
+          ...details,
+          reason: 'killed',
+        },
+      );
+    }
     if (OOM_PATTERN.test(this.#stderrTail)) {
       return new CaxtonError(
         'isolation_failure',

@@ -1,18 +1,18 @@
 /**
  * Entry point of a pooled child process (compiled to dist/, forked by ProcessMember).
- * Loads the task module named by argv[2], reports 'ready', then runs jobs one at a time as the
- * parent sends them. After each job it checks what the job left behind (process-state.ts) and
- * says in its reply whether the process must retire; a retiring process exits right after
- * replying, and the parent never sends it another job. It also exits when the IPC channel
- * closes (the parent went away).
+ * Loads the task module named by argv[2], reports 'ready', then runs the jobs the parent sends,
+ * many at once (job-host.ts). After each job it checks the heap, and whenever no job is left
+ * running it checks what the jobs left behind (process-state.ts); either finding goes in the
+ * reply as `retire`: the parent sends no further job, and the process exits once its last
+ * running job has replied. It also exits when the IPC channel closes (the parent went away).
  */
 import { loadTask } from './load-task.js';
+import { JobHost } from './job-host.js';
 import { ProcessStateWatch } from './process-state.js';
 import { isParentMessage, toWireError, type ChildMessage } from './protocol.js';
-import { jobEndedError, TaskCalls } from './task-calls.js';
-import type { TaskFunction } from './types.js';
+import { TaskCalls } from './task-calls.js';
 
-/** A job that leaves more than this share of the heap cap in use retires its process. */
+/** More than this share of the heap cap in use after a job retires the process. */
 const HEAP_RETIRE_SHARE = 0.5;
 
 function send(message: ChildMessage, then?: () => void): void {
@@ -20,21 +20,6 @@ function send(message: ChildMessage, then?: () => void): void {
     process.exit(0);
   }
   process.send(message, undefined, undefined, () => then?.());
-}
-
-/** Sends a job's reply; `exit` when the process retires with it. */
-function reply(message: Extract<ChildMessage, { type: 'result' | 'error' }>, exit: boolean): void {
-  const then = exit ? () => process.exit(0) : undefined;
-  try {
-    send(message, then);
-  } catch (e) {
-    // Not serializable: report that instead (this one always is).
-    const error = toWireError(new Error(`the task's result could not be sent back: ${(e as Error).message}`));
-    send(
-      { type: 'error', id: message.id, error, ...(message.retire !== undefined && { retire: message.retire }) },
-      then,
-    );
-  }
 }
 
 function fatal(e: unknown): void {
@@ -52,51 +37,23 @@ process.on('unhandledRejection', fatal);
 const taskModule = process.argv[2] ?? '';
 const heapCapMb = Number(process.argv[3]) || 512;
 
-async function runJob(
-  run: TaskFunction,
-  calls: TaskCalls,
-  watch: ProcessStateWatch,
-  id: number,
-  payload: unknown,
-): Promise<void> {
-  let done = false;
-  const emit = (event: unknown): void => {
-    if (!done) send({ type: 'event', id, event });
-  };
-  const call = (method: string, args: unknown): Promise<unknown> =>
-    done ? Promise.reject(jobEndedError(method)) : calls.call(id, method, args);
-  // Never aborted: on timeout/cancellation the parent kills the process.
-  const signal = new AbortController().signal;
-  let outcome: { type: 'result'; value: unknown } | { type: 'error'; error: ReturnType<typeof toWireError> };
-  try {
-    outcome = { type: 'result', value: await run(payload, { emit, signal, call }) };
-  } catch (e) {
-    outcome = { type: 'error', error: toWireError(e) };
-  }
-  done = true;
-  calls.endJob(id);
-  const retire = watch.check();
-  reply({ ...outcome, id, ...(retire !== undefined && { retire }) }, retire !== undefined);
-}
-
 try {
   const run = await loadTask(taskModule);
   const calls = new TaskCalls((message) => send(message));
   let watch: ProcessStateWatch | undefined;
-  let busy = false;
+  const host = new JobHost({
+    run,
+    calls,
+    send,
+    retireCheck: (idle) => (idle ? watch?.check() : watch?.checkHeap()),
+    onRetiredIdle: () => process.exit(0),
+  });
   process.on('message', (m: unknown) => {
     if (!isParentMessage(m)) return;
-    if (m.type !== 'run') {
-      calls.answer(m);
-      return;
-    }
-    if (busy) return; // the parent sends one job at a time
-    busy = true;
-    // The baseline is taken as late as possible: after the runner's own listeners and timers.
-    watch ??= new ProcessStateWatch(heapCapMb * 2 ** 20 * HEAP_RETIRE_SHARE);
-    void runJob(run, calls, watch, m.id, m.payload).finally(() => {
-      busy = false;
-    });
+    // The baseline is taken as late as possible: after the runner's own listeners and timers,
+    // and while no job runs.
+    if (m.type === 'run' && host.active === 0) watch ??= new ProcessStateWatch(heapCapMb * 2 ** 20 * HEAP_RETIRE_SHARE);
+    host.receive(m);
   });
   send({ type: 'ready' });
 } catch (e) {

@@ -1,7 +1,9 @@
 /**
- * What a job left behind in a reused child process, checked after every job by
- * process-runner.ts. A job that touched process-wide state retires its process, so the next job
- * never sees it (docs/adr/0052-process-isolation-warm-pool.md lists what is and is not checked).
+ * What jobs left behind in a reused child process, checked by process-runner.ts whenever no job
+ * is running on it (the heap alone after every job). Jobs that touched process-wide state retire
+ * their process, so no job started after the check sees it; jobs running beside the one that
+ * touched it may (docs/adr/0134-concurrent-jobs-per-pool-member.md lists what is and is not
+ * checked, and when).
  * Every check here is cheap enough to run per request (tens of microseconds together); the costly
  * ones (every global's value, every prototype's properties) are deliberately left out.
  * Like protocol.ts it has no runtime dependencies beyond Node's, so the runner stays light.
@@ -144,16 +146,22 @@ export class ProcessStateWatch {
     this.#base = take();
   }
 
+  /** The full check: only meaningful while no job runs (a running job's timers and listeners count). */
   check(): string | undefined {
     const now = take();
     const base = this.#base;
-    const why = this.#compare(base, now);
+    const why = this.#compare(base, now) ?? this.checkHeap();
     if (why !== undefined) return why;
+    // Lazy globals Node materialized during the job are the new normal.
+    this.#base = now;
+    return undefined;
+  }
+
+  /** The heap alone: cheap enough to run after every job, with other jobs still running. */
+  checkHeap(): string | undefined {
     const used = getHeapStatistics().used_heap_size;
     if (used > this.#heapLimitBytes)
       return `it left ${Math.round(used / 2 ** 20)} MB in use on the heap (retire above ${Math.round(this.#heapLimitBytes / 2 ** 20)} MB)`;
-    // Lazy globals Node materialized during the job are the new normal.
-    this.#base = now;
     return undefined;
   }
 

@@ -17,6 +17,8 @@ export interface WireError {
 
 export type ParentMessage =
   | { type: 'run'; id: number; payload: unknown }
+  /** Aborts job `id`'s `ctx.signal` with `reason`; the job is expected to end soon after. */
+  | { type: 'cancel'; id: number; reason: WireError }
   /** The answer to the child's `call` number `callId` (numbered by the child, unique per thread/process). */
   | { type: 'call-result'; callId: number; value: unknown }
   | { type: 'call-error'; callId: number; error: WireError };
@@ -29,7 +31,8 @@ export type ChildMessage =
   | { type: 'call'; id: number; callId: number; method: string; args: unknown }
   /**
    * A job's outcome. `retire` (process mode): why the process must take no further job (it
-   * touched process-wide state, see process-state.ts); it exits right after sending it.
+   * touched process-wide state or holds too much heap, see process-state.ts); it finishes the
+   * jobs it is running and exits once the last of them has replied.
    */
   | { type: 'result'; id: number; value: unknown; retire?: string }
   | { type: 'error'; id: number; error: WireError; retire?: string }

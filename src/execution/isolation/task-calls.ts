@@ -53,6 +53,18 @@ export class TaskCalls {
   }
 
   /**
+   * Rejects the calls job `jobId` is waiting on with `reason` (the job was cancelled: the parent
+   * answers none of them any more, and the job is expected to end soon, not to hang on them).
+   */
+  cancelJob(jobId: number, reason: unknown): void {
+    for (const [callId, pending] of this.#pending) {
+      if (pending.jobId !== jobId) continue;
+      this.#pending.delete(callId);
+      pending.reject(reason);
+    }
+  }
+
+  /**
    * Forgets the calls still pending when job `jobId` ended: their answers (the parent sends none
    * once the job is over) are ignored and their promises never settle. Rejecting them instead
    * could raise an unhandled rejection in code the job left behind, and that kills the thread.

@@ -20,9 +20,9 @@ export interface TaskContext {
    */
   emit(event: unknown): void;
   /**
-   * Aborted when the job times out or is cancelled. Only `context` mode can rely on it: in
-   * `worker` and `process` mode the thread or process is terminated instead, so the task never
-   * observes the abort (it simply stops running).
+   * Aborted when the job times out or is cancelled, in every mode. In `worker` and `process`
+   * mode the job must end soon after (within `cancelGraceMs`): otherwise its thread or process
+   * is killed, and every job running on it fails.
    */
   readonly signal: AbortSignal;
   /**
@@ -33,7 +33,8 @@ export interface TaskContext {
    *    `details` (in `context` mode the thrown value itself);
    *  - 'not_supported' when the job was run without `onCall`;
    *  - 'invalid_request' when `args` cannot be cloned, or when the job has already ended;
-   *  - in `context` mode, with the job's abort reason once it timed out or was cancelled.
+   *  - with the job's abort reason once it timed out or was cancelled (in `worker` and `process`
+   *    mode the calls pending at that moment too).
    * Calls still pending when the job ends are never answered (in `worker` and `process` mode).
    */
   call(method: string, args: unknown): Promise<unknown>;
@@ -42,15 +43,16 @@ export interface TaskContext {
 /**
  * The function a task module exports as `run` (a named export, or `run` on the default export).
  * Threads and processes are reused across jobs, so `run` must build its state per call:
- * module-level state survives from one job to the next in every mode. In `process` mode a job
- * that touches process-wide state (globals, process.env, the working directory, process
- * listeners, timers left running, half the heap cap in use) retires its process after replying,
- * so no later job sees it (ADR 0052).
+ * module-level state survives from one job to the next in every mode, and in `worker` and
+ * `process` mode many jobs run at once on one thread or process. In `process` mode, process-wide
+ * state (globals, process.env, the working directory, process listeners, timers left running)
+ * is checked whenever no job runs on the process, and the heap (half the cap in use) after every
+ * job: a process found touched takes no further job and exits once its running jobs end (ADR 0134).
  */
 export type TaskFunction = (payload: unknown, ctx: TaskContext) => Promise<unknown>;
 
 export interface RunOptions {
-  /** Cancels the job: the job fails with code 'cancelled' and its worker/process is killed. */
+  /** Cancels the job: it fails with code 'cancelled' at once, and its `ctx.signal` is aborted. */
   signal?: AbortSignal;
   /** Deadline for the whole job, including any wait for a free worker/process. */
   timeoutMs: number;
@@ -73,8 +75,15 @@ export interface IsolationOptions {
    * max(2, os.availableParallelism())). Ignored by `context`.
    */
   poolSize?: number;
-  /** `process`: jobs one child process runs before it is replaced (default 1,000). */
+  /** `process`: jobs one child process is given before it drains and is replaced (default 10,000). */
   maxRequestsPerProcess?: number;
+  /** Jobs one worker thread or child process runs at once (default 500). Ignored by `context`. */
+  memberConcurrency?: number;
+  /**
+   * How long a cancelled or timed-out job may run on in its worker/process before the member is
+   * killed, failing the jobs beside it (default 2,000 ms). Ignored by `context`.
+   */
+  cancelGraceMs?: number;
   /** Heap cap per worker/process in MB (default 512). Ignored by `context`. */
   maxOldGenerationSizeMb?: number;
   /** Extra Node.js flags for workers/processes. The parent's own execArgv is never inherited. */
@@ -91,23 +100,23 @@ export interface IsolationStats {
   mode: IsolationMode;
   /** Configured pool size (1 for `context`). */
   size: number;
-  /** Idle workers/processes ready to take a job (`context`: 1 once the module is loaded). */
+  /** Workers/processes with room for another job (`context`: 1 once the module is loaded). */
   ready: number;
   /** Jobs currently running. */
   busy: number;
   /** Workers/processes being started (loading the task module). */
   starting: number;
-  /** Jobs waiting for a free worker/process. */
+  /** Jobs waiting for a worker/process with room. */
   queued: number;
   /** Workers/processes started since creation. */
   started: number;
   /** Workers/processes that died unexpectedly (crash, exit, out of memory, killed from outside). */
   crashed: number;
-  /** Workers/processes terminated by the runner because their job timed out or was cancelled. */
+  /** Workers/processes terminated by the runner because a cancelled or timed-out job on them did not stop. */
   killed: number;
   /**
-   * Processes replaced after a job under the recycling rules (`maxRequestsPerProcess` reached,
-   * or the job touched process-wide state). Always 0 for `context` and `worker`.
+   * Processes replaced under the recycling rules (`maxRequestsPerProcess` reached, or their jobs
+   * touched process-wide state or left the heap over half its cap). Always 0 for `context` and `worker`.
    */
   recycled: number;
   /** Jobs that returned a result. */

@@ -5,8 +5,12 @@ import type { PoolMember } from './pool-member.js';
 export interface WarmPoolOptions<M extends PoolMember> {
   /** What a member is, for messages: 'worker thread' or 'process'. */
   label: string;
-  /** The number of members, busy, ready or starting. */
+  /** The number of members taking jobs or starting (draining ones are not counted). */
   size: number;
+  /** Jobs one member runs at once. */
+  perMember: number;
+  /** Jobs one member is given before it drains and is replaced (Infinity: never). */
+  maxJobs: number;
   startTimeoutMs: number;
   create: () => M;
 }
@@ -14,6 +18,12 @@ export interface WarmPoolOptions<M extends PoolMember> {
 interface Waiter<M> {
   resolve(member: M): void;
   reject(error: unknown): void;
+}
+
+/** A started member: the jobs it runs now and the jobs it was given in all. */
+interface Slot {
+  load: number;
+  given: number;
 }
 
 const BACKOFF_BASE_MS = 100;
@@ -25,8 +35,10 @@ export function closedError(): CaxtonError {
 }
 
 /**
- * Keeps `size` members started ahead of demand and hands them to jobs. Members are started in
- * the background (never on a job's path unless the pool is empty and nothing is starting).
+ * Keeps `size` members started ahead of demand and hands jobs to them, up to `perMember` jobs
+ * at once each, always to the least loaded one. Members are started in the background (never
+ * on a job's path unless the pool is empty and nothing is starting). A member that stops taking
+ * jobs (draining, killed, crashed) is replaced at once; a draining one finishes its jobs first.
  * Start failures (module fails to load, exit before ready, start timeout) and idle deaths are
  * retried with exponential backoff (100 ms doubling to 5 s), so a broken task module never
  * makes the pool spin; while no member is ready or starting after a start failure, jobs fail
@@ -35,8 +47,8 @@ export function closedError(): CaxtonError {
 export class WarmPool<M extends PoolMember> {
   readonly counts = { started: 0, crashed: 0, killed: 0, recycled: 0 };
   readonly #o: WarmPoolOptions<M>;
-  readonly #ready: M[] = [];
-  readonly #busy = new Set<M>();
+  /** Started members not yet gone, taking jobs or not. */
+  readonly #live = new Map<M, Slot>();
   readonly #starting = new Set<M>();
   readonly #waiters = new Set<Waiter<M>>();
   #warmWaiters: Waiter<void>[] = [];
@@ -58,29 +70,30 @@ export class WarmPool<M extends PoolMember> {
     return this.#o.size;
   }
 
+  /** `ready`: members taking jobs with room for another; `busy`: jobs running. */
   sizes(): { ready: number; busy: number; starting: number; queued: number } {
-    return {
-      ready: this.#ready.length,
-      busy: this.#busy.size,
-      starting: this.#starting.size,
-      queued: this.#waiters.size,
-    };
+    let ready = 0;
+    let busy = 0;
+    for (const [member, slot] of this.#live) {
+      busy += slot.load;
+      if (this.#takes(member, slot) && slot.load < this.#o.perMember) ready++;
+    }
+    return { ready, busy, starting: this.#starting.size, queued: this.#waiters.size };
   }
 
-  /** Takes a ready member, waiting (until `signal` aborts) when none is. */
+  /** Takes a place on the least loaded member, waiting (until `signal` aborts) when none has room. */
   acquire(signal: AbortSignal): Promise<M> {
     if (this.#closed) return Promise.reject(closedError());
     if (signal.aborted) return Promise.reject(signal.reason as Error);
-    for (let member = this.#ready.shift(); member; member = this.#ready.shift()) {
-      if (member.fate === 'alive') {
-        this.#take(member);
-        return Promise.resolve(member);
-      }
-      this.#idleDeath(); // died while idle and not yet reported through `gone`
+    const member = this.#pick();
+    if (member) {
+      this.#take(member);
+      return Promise.resolve(member);
     }
     // Fork on the request path only when nothing is on its way; otherwise wait for it.
     if (this.#starting.size === 0) this.#fill();
-    if (this.#lastStartError && this.#starting.size === 0) return Promise.reject(this.#lastStartError);
+    if (this.#lastStartError && this.#starting.size === 0 && this.#accepting() === 0)
+      return Promise.reject(this.#lastStartError);
     return new Promise<M>((resolve, reject) => {
       const onAbort = (): void => {
         this.#waiters.delete(waiter);
@@ -101,19 +114,18 @@ export class WarmPool<M extends PoolMember> {
     });
   }
 
-  /** Gives a member back after its job settled; dead, killed or spent members are replaced. */
+  /** Gives a member's place back after its job settled. */
   release(member: M): void {
-    this.#busy.delete(member);
-    if (member.fate === 'crashed') this.counts.crashed++;
-    else if (member.fate === 'killed') this.counts.killed++;
-    else if (member.fate === 'spent') this.counts.recycled++;
-    if (member.fate === 'alive' && !this.#closed) {
-      this.#offer(member);
-      return;
+    const slot = this.#live.get(member);
+    if (!slot) return; // gone already
+    slot.load--;
+    if (slot.load === 0) {
+      member.setActive(false);
+      // Its share of jobs given, it drained here: nothing it was given is still on its way to it.
+      if (slot.given >= this.#o.maxJobs) member.drain();
     }
-    member.setActive(false);
-    if (member.fate === 'alive') member.kill();
-    setImmediate(() => this.#fill());
+    if (!this.#takes(member, slot)) setImmediate(() => this.#fill());
+    this.#dispatch();
   }
 
   /** Resolves once every member has started (see Isolation.warm). */
@@ -132,8 +144,7 @@ export class WarmPool<M extends PoolMember> {
       this.#rejectJobWaiters(closedError());
       this.#rejectWarmWaiters(closedError());
     }
-    const all = [...this.#ready, ...this.#busy, ...this.#starting];
-    this.#ready.length = 0;
+    const all = [...this.#live.keys(), ...this.#starting];
     for (const m of all) m.kill();
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((resolve) => {
@@ -144,8 +155,19 @@ export class WarmPool<M extends PoolMember> {
     clearTimeout(timer);
   }
 
+  /** Whether the member takes jobs: alive, and not yet given its share. */
+  #takes(member: M, slot: Slot): boolean {
+    return member.fate === 'alive' && slot.given < this.#o.maxJobs;
+  }
+
+  #accepting(): number {
+    let n = 0;
+    for (const [member, slot] of this.#live) if (this.#takes(member, slot)) n++;
+    return n;
+  }
+
   #needed(): number {
-    return this.#o.size - this.#ready.length - this.#starting.size - this.#busy.size;
+    return this.#o.size - this.#accepting() - this.#starting.size;
   }
 
   #isWarm(): boolean {
@@ -154,6 +176,43 @@ export class WarmPool<M extends PoolMember> {
 
   #fill(): void {
     while (!this.#closed && this.#backoff === undefined && this.#needed() > 0) this.#spawn();
+  }
+
+  /**
+   * The least loaded member taking jobs with room for one more. One still running a cancelled
+   * job comes last: it is killed, with every job on it, if that job ignores its cancellation.
+   */
+  #pick(): M | undefined {
+    let best: M | undefined;
+    let bestScore = Number.POSITIVE_INFINITY;
+    for (const [member, slot] of this.#live) {
+      if (!this.#takes(member, slot) || slot.load >= this.#o.perMember) continue;
+      const score = slot.load + (member.cancelling > 0 ? this.#o.perMember : 0);
+      if (score < bestScore) {
+        best = member;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  #take(member: M): void {
+    const slot = this.#live.get(member)!;
+    slot.load++;
+    slot.given++;
+    if (slot.load === 1) member.setActive(true);
+    if (slot.given >= this.#o.maxJobs) this.#fill(); // its replacement starts now
+  }
+
+  /** Hands places to waiting jobs while a member has room. */
+  #dispatch(): void {
+    for (const waiter of this.#waiters) {
+      const member = this.#pick();
+      if (!member) break;
+      this.#waiters.delete(waiter);
+      this.#take(member);
+      waiter.resolve(member);
+    }
   }
 
   #spawn(): void {
@@ -188,8 +247,15 @@ export class WarmPool<M extends PoolMember> {
         }
         this.#failures = 0;
         this.#lastStartError = undefined;
+        this.#live.set(member, { load: 0, given: 0 });
+        member.setActive(false);
         void member.gone.then(() => this.#onGone(member));
-        this.#offer(member);
+        this.#dispatch();
+        if (this.#warmWaiters.length > 0 && this.#isWarm()) {
+          const waiters = this.#warmWaiters;
+          this.#warmWaiters = [];
+          for (const w of waiters) w.resolve();
+        }
       },
       (e: unknown) => {
         clearTimeout(timer);
@@ -207,40 +273,18 @@ export class WarmPool<M extends PoolMember> {
     });
   }
 
-  #take(member: M): void {
-    this.#busy.add(member);
-    member.setActive(true);
-  }
-
-  #offer(member: M): void {
-    const [waiter] = this.#waiters;
-    if (waiter) {
-      this.#waiters.delete(waiter);
-      this.#take(member);
-      waiter.resolve(member);
-      return;
-    }
-    member.setActive(false);
-    this.#ready.push(member);
-    if (this.#warmWaiters.length > 0 && this.#isWarm()) {
-      const waiters = this.#warmWaiters;
-      this.#warmWaiters = [];
-      for (const w of waiters) w.resolve();
-    }
-  }
-
-  /** A started member died: if it was idle, drop it and start another (with backoff). */
+  /** A started member is gone: count why, and start another (with backoff if it died idle). */
   #onGone(member: M): void {
-    const i = this.#ready.indexOf(member);
-    if (this.#closed || i < 0) return; // busy members are accounted for in release()
-    this.#ready.splice(i, 1);
-    this.#idleDeath();
-  }
-
-  #idleDeath(): void {
-    this.counts.crashed++;
-    this.#failures++;
-    this.#scheduleRetry();
+    const slot = this.#live.get(member);
+    this.#live.delete(member);
+    if (this.#closed || !slot) return;
+    if (member.fate === 'spent') this.counts.recycled++;
+    else if (member.fate === 'killed') this.counts.killed++;
+    else this.counts.crashed++;
+    if (member.fate === 'crashed' && slot.load === 0) {
+      this.#failures++;
+      this.#scheduleRetry();
+    } else setImmediate(() => this.#fill());
   }
 
   #startFailed(error: CaxtonError): void {

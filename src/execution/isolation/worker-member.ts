@@ -1,10 +1,10 @@
 import { Worker } from 'node:worker_threads';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { entryScript } from './entry-script.js';
-import { answerHostCall } from './job-control.js';
+import { MemberJobs } from './member-jobs.js';
 import type { JobHooks, MemberFate, PoolMember } from './pool-member.js';
-import { isChildMessage, type ChildMessage, type ParentMessage, type WireError } from './protocol.js';
-import { describeWire, taskErrorFromWire } from './task-error.js';
+import { isChildMessage, type ChildMessage, type WireError } from './protocol.js';
+import { describeWire } from './task-error.js';
 
 export interface WorkerMemberOptions {
   moduleUrl: string;
@@ -12,25 +12,19 @@ export interface WorkerMemberOptions {
   execArgv: string[];
   env: Record<string, string> | undefined;
   output: 'inherit' | 'ignore';
+  /** How long a cancelled job may run on before the thread is terminated. */
+  cancelGraceMs: number;
 }
 
-interface PendingJob {
-  id: number;
-  hooks: JobHooks;
-  resolve: (value: unknown) => void;
-  reject: (error: unknown) => void;
-}
-
-let nextJobId = 1;
-
-/** One pooled worker thread running worker-entry.js; reused across jobs. */
+/** One pooled worker thread running worker-entry.js; runs many jobs at once, reused across jobs. */
 export class WorkerMember implements PoolMember {
   readonly ready: Promise<void>;
   readonly gone: Promise<void>;
   #fate: MemberFate = 'alive';
   readonly #worker: Worker;
   readonly #limitMb: number;
-  #job: PendingJob | undefined;
+  readonly #jobs: MemberJobs;
+  #killedFor: string | undefined;
   #initError: WireError | undefined;
   #lastError: Error | undefined;
   #isReady = false;
@@ -57,6 +51,19 @@ export class WorkerMember implements PoolMember {
       this.#worker.stdout.resume();
       this.#worker.stderr.resume();
     }
+    this.#jobs = new MemberJobs({
+      send: (m) => this.#worker.postMessage(m),
+      usable: () => this.#usable(),
+      cancelGraceMs: o.cancelGraceMs,
+      onStuck: () => {
+        this.#killedFor ??= `a cancelled job on it did not stop within ${o.cancelGraceMs} ms`;
+        this.kill();
+      },
+      onEnded: () => {
+        if (this.#fate === 'draining' && this.#jobs.size === 0) this.kill();
+      },
+      where: 'worker thread',
+    });
     this.#worker.on('message', (m: unknown) => this.#onMessage(m));
     this.#worker.on('error', (e) => {
       this.#lastError = e;
@@ -73,42 +80,28 @@ export class WorkerMember implements PoolMember {
     return this.#fate;
   }
 
+  get cancelling(): number {
+    return this.#jobs.cancelling;
+  }
+
   execute(payload: unknown, hooks: JobHooks, signal: AbortSignal): Promise<unknown> {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
-    if (this.#fate !== 'alive') return Promise.reject(this.#crashError());
-    const id = nextJobId++;
-    return new Promise<unknown>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.#fate = 'killed';
-        settle(() => reject(signal.reason));
-        void this.#worker.terminate();
-      };
-      const settle = (then: () => void): void => {
-        signal.removeEventListener('abort', onAbort);
-        this.#job = undefined;
-        then();
-      };
-      this.#job = { id, hooks, resolve: (v) => settle(() => resolve(v)), reject: (e) => settle(() => reject(e)) };
-      signal.addEventListener('abort', onAbort, { once: true });
-      try {
-        this.#worker.postMessage({ type: 'run', id, payload } satisfies ParentMessage);
-      } catch (e) {
-        settle(() =>
-          reject(
-            new CaxtonError(
-              'invalid_request',
-              `the payload cannot be sent to a worker thread: ${describeError(e)}`,
-              undefined,
-              { cause: e },
-            ),
-          ),
-        );
-      }
-    });
+    if (!this.#usable()) return Promise.reject(this.#crashError());
+    return this.#jobs.start(payload, hooks, signal);
+  }
+
+  drain(): void {
+    if (this.#fate !== 'alive') return;
+    this.#fate = 'draining';
+    if (this.#jobs.size === 0) this.kill();
+  }
+
+  #usable(): boolean {
+    return this.#fate === 'alive' || this.#fate === 'draining';
   }
 
   kill(): void {
-    if (this.#fate === 'alive') this.#fate = 'killed';
+    if (this.#usable()) this.#fate = this.#fate === 'draining' && this.#jobs.size === 0 ? 'spent' : 'killed';
     void this.#worker.terminate();
   }
 
@@ -130,21 +123,8 @@ export class WorkerMember implements PoolMember {
         return;
       case 'fatal':
         return;
-      default: {
-        const job = this.#job;
-        if (!job || job.id !== msg.id) return;
-        if (msg.type === 'event') job.hooks.onEvent(msg.event);
-        else if (msg.type === 'call')
-          answerHostCall(
-            msg,
-            job.hooks,
-            () => this.#job === job && this.#fate === 'alive',
-            (r) => this.#worker.postMessage(r),
-            'worker thread',
-          );
-        else if (msg.type === 'result') job.resolve(msg.value);
-        else job.reject(taskErrorFromWire(msg.error));
-      }
+      default:
+        this.#jobs.receive(msg);
     }
   }
 
@@ -157,11 +137,20 @@ export class WorkerMember implements PoolMember {
           : `exited with code ${code}`;
       this.#readyReject(new CaxtonError('isolation_failure', `a worker thread could not load the task module: ${why}`));
     }
-    if (this.#fate === 'alive') this.#fate = 'crashed';
-    this.#job?.reject(this.#crashError(code));
+    if (this.#usable()) this.#fate = 'crashed';
+    this.#jobs.failAll(this.#crashError(code));
   }
 
   #crashError(code?: number): CaxtonError {
+    if (this.#killedFor !== undefined) {
+      return new CaxtonError(
+        'isolation_failure',
+        `the worker thread was terminated during the request: ${this.#killedFor}`,
+        {
+          reason: 'killed',
+        },
+      );
+    }
     const e = this.#lastError as (Error & { code?: string }) | undefined;
     if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
       return new CaxtonError(
