@@ -35,7 +35,8 @@ import { fmt, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const CLI = join(ROOT, 'dist/cli/main.js');
+/** The build measured (BENCH_LATENCY_CLI: another build's dist/cli/main.js, e.g. one from before a change). */
+const CLI = process.env.BENCH_LATENCY_CLI ?? join(ROOT, 'dist/cli/main.js');
 const MASTRA_SERVER = join(ROOT, 'bench/lib/mastra-server.mjs');
 const QUICK = process.env.BENCH_LATENCY_QUICK === '1';
 const STEPS = (process.env.BENCH_LATENCY_STEPS ?? (QUICK ? '10,100,1000,2000' : '10,100,1000,2000,5000,10000'))
