@@ -89,6 +89,8 @@ export class ScriptedProvider implements LlmProvider {
   private cache:
     { ino: number; mtimeMs: number; size: number; checked: CheckedScript; script: CompiledScript } | undefined;
   private readonly inline: CompiledScript | undefined;
+  /** The read of the file as it is now, shared by the calls that find it changed meanwhile. */
+  private reading: { key: string; done: Promise<{ checked: CheckedScript; script: CompiledScript }> } | undefined;
 
   /**
    * @param script a script already checked (scripted-file.ts: createScriptedProvider checks one
@@ -221,17 +223,29 @@ export class ScriptedProvider implements LlmProvider {
     // have the old one's size and modification time.
     const c = this.cache;
     if (c && c.ino === info.ino && c.mtimeMs === info.mtimeMs && c.size === info.size) return c;
+    // Calls that arrive while the file is being read wait for that read: a burst of calls on a
+    // cold cache read the file once, not once each.
+    const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
+    if (this.reading?.key === key) return this.reading.done;
     const fail = (m: string, cause?: unknown): LlmError => this.fail(model, `script file "${file}": ${m}`, cause);
-    const { readScriptFile } = await import('./scripted-file.js');
-    const checked = await readScriptFile(file, fail);
-    this.cache = {
-      ino: info.ino,
-      mtimeMs: info.mtimeMs,
-      size: info.size,
-      checked,
-      script: compile(checked, file, fail),
+    const done = (async () => {
+      const { readScriptFile } = await import('./scripted-file.js');
+      const checked = await readScriptFile(file, fail);
+      this.cache = {
+        ino: info.ino,
+        mtimeMs: info.mtimeMs,
+        size: info.size,
+        checked,
+        script: compile(checked, file, fail),
+      };
+      return this.cache;
+    })();
+    this.reading = { key, done };
+    const clear = () => {
+      if (this.reading?.done === done) this.reading = undefined;
     };
-    return this.cache;
+    done.then(clear, clear);
+    return done;
   }
 
   private fail(model: string, message: string, cause?: unknown): LlmError {
