@@ -13,8 +13,8 @@
  * count) at its peak during the step above its level just before, per run in flight. In-process
  * (context) is the baseline the ratios are taken against.
  *
- * A server whose p50 at one step passes BENCH_LATENCY_SATURATED_MS (5 s, ten model answers) skips
- * the larger steps: its runs queue rather than wait together.
+ * A server skips a step when its p50 at the step before, scaled to this one's N, passes
+ * BENCH_LATENCY_MAX_STEP_MS (60 s): its runs queue rather than wait together.
  *
  * BENCH_LATENCY_STEPS (default 10,100,1000,2000,5000,10000; BENCH_LATENCY_QUICK=1: 10,100,1000,2000),
  * BENCH_LATENCY_REPS (2), BENCH_LATENCY_MODES (context,worker,process,mastra), BENCH_LATENCY_SEQ
@@ -58,10 +58,11 @@ const MODEL_MS = 500;
 const CHUNK_MS = 20;
 const ANSWER = 'The answer is forty two.';
 /**
- * A step whose p50 is above this ends the ramp for its server: its runs queue (a pool that runs one
- * execution per worker or process at a time), and each larger step would take minutes.
+ * A step is skipped when the one before, scaled to its size, says its runs would take longer than
+ * this (p50 × N ÷ the earlier N): its server's runs queue (a pool that runs one execution per
+ * worker or process at a time) rather than wait together, and the step would take minutes.
  */
-const SATURATED_MS = Number(process.env.BENCH_LATENCY_SATURATED_MS ?? 5_000);
+const MAX_STEP_MS = Number(process.env.BENCH_LATENCY_MAX_STEP_MS ?? 60_000);
 /** Connections opened at once while a step's connections are made: well below the listen backlog (511). */
 const CONNECT_BATCH = 250;
 
@@ -83,7 +84,7 @@ function caxtonProject(dir: string, mode: Mode): void {
   writeFileSync(join(dir, 'replies.toml'), SCRIPT);
   writeFileSync(
     join(dir, 'caxton.toml'),
-    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[auth]\nenabled = false\n[logging]\nlevel = "warn"\n` +
+    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nport = 0\n[auth]\nenabled = false\n[logging]\nlevel = "warn"\n` +
       `[execution]\nisolation = "${mode}"\n` +
       `[llm]\ndefault_provider = "slow"\n[llm.providers.slow]\ntype = "scripted"\nscript = "replies.toml"\n`,
   );
@@ -328,7 +329,7 @@ async function runServer(mode: Mode, dir: string, mastraDir: string, f: Figures)
     const steps: Step[] = [];
     for (const n of STEPS) {
       const last = steps.at(-1);
-      if (last && last.p50 > SATURATED_MS) {
+      if (last && (last.p50 * n) / last.n > MAX_STEP_MS) {
         note(`${LABEL[mode]}: ${n} in flight skipped: at ${last.n} the p50 was ${fmt(last.p50, 0)} ms, runs queue`);
         continue;
       }
@@ -441,7 +442,7 @@ function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: string[];
     `Medians of ${REPS} repetitions, the servers in alternated order; per repetition a fresh server per mode: ${SEQ} sequential tool loops and first tokens, then the ramp ${STEPS.join(', ')}.`,
     'A ramp step opens its N connections first, then sends one non-streamed invoke on each at once; latency is per request, from its send to its whole answer.',
     "RSS is the server's process tree (a process pool's children included): its peak during the step, sampled every 25 ms, above its level with the connections open just before, divided by N.",
-    `A server whose p50 at a step passed ${fmt(SATURATED_MS, 0)} ms skipped the larger steps ("not run"): its runs queue for the pool instead of waiting together.`,
+    `"not run": the server's p50 at the step before, scaled to this step's N, passed ${fmt(MAX_STEP_MS / 1000, 0)} s: its runs queue (for the pool) instead of waiting together.`,
   ];
   return { rows, notes, raw: { steps: STEPS, reps: REPS, modes: MODES, figures } };
 }
