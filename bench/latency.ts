@@ -346,7 +346,12 @@ async function runServer(mode: Mode, dir: string, mastraDir: string, f: Figures)
   }
 }
 
-const med = (xs: number[]): number => summarize(xs).p50;
+/** The median (of two values, their mean: nearest-rank would give the lower one). */
+function med(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+}
 
 export const latencySuite: Suite = {
   name: 'latency',
@@ -388,7 +393,7 @@ function failures(f: Figures, n: number): number {
 
 const num = (v: number, unit: string): string => (Number.isNaN(v) ? 'not run (runs queued)' : `${fmt(v, 0)} ${unit}`);
 
-function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: string[]; raw: unknown } {
+export function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: string[]; raw: unknown } {
   const lead: Mode = MODES.includes('context') ? 'context' : MODES[0]!;
   const others = MODES.filter((m) => m !== lead);
   const base = lead === 'context' ? figures.context : undefined;
