@@ -32,7 +32,7 @@ const MASTRA_SERVER = join(ROOT, 'bench/lib/mastra-server.mjs');
 /** The floor of the sequential tail: a fastify hello-world started as the servers are (bench/startup.ts's floor). */
 const HELLO_SERVER = join(ROOT, 'bench/lib/startup-hello.mjs');
 /** The newest Mastra that runs on Node 20, and the zod it was measured with. */
-const MASTRA_VERSION = '0.24.9';
+export const MASTRA_VERSION = '0.24.9';
 const ZOD_VERSION = '3.25.76';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const STARTS = Number(process.env.BENCH_STARTS ?? 5);
@@ -64,7 +64,7 @@ const TEXT = JSON.stringify({ request: 'hi' });
 const TOOL = JSON.stringify({ request: 'calculate 6*7' });
 
 /** Installs Mastra into its cache directory unless it is there; returns the directory. */
-function ensureMastra(): string {
+export function ensureMastra(): string {
   const dir = process.env.CAXTON_BENCH_MASTRA_DIR ?? join(homedir(), '.cache/caxton-bench', `mastra-${MASTRA_VERSION}`);
   if (existsSync(join(dir, 'node_modules/@mastra/core/package.json'))) return dir;
   mkdirSync(dir, { recursive: true, mode: 0o700 });

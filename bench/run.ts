@@ -34,6 +34,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
   startup: async () => (await import('./startup.js')).startupSuite,
   mastra: async () => (await import('./mastra.js')).mastraSuite,
+  latency: async () => (await import('./latency.js')).latencySuite,
   signing: async () => (await import('./signing.js')).signingSuite,
   'stats-history': async () => (await import('./stats-history.js')).statsHistorySuite,
 };

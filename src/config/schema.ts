@@ -496,6 +496,12 @@ export const serverConfigSchema = z.strictObject({
        */
       runs_per_member: z.number().int().min(1).max(10_000).optional(),
       max_memory_mb: z.number().int().min(16).default(512),
+      /**
+       * Runs this node holds in flight at once, however they started (REST, /v1, messages,
+       * background and resumed runs); past it a new run is refused with 429 rate_limited and
+       * Retry-After (ADR 0136). A run waiting on its model holds some 12-51 KiB of RSS (docs/benchmarks.md).
+       */
+      max_in_flight: z.number().int().min(1).max(1_000_000).default(10_000),
       default_timeout: duration(120_000),
       /**
        * How long an execution stopped for client tool calls (OpenAI `tools`) waits for the

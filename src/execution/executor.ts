@@ -187,6 +187,8 @@ export class Executor {
   /** WebAssembly agents' sandboxes (`[wasm]`): they run in the server process whatever the isolation mode. */
   readonly #wasm: WasmAgents;
   readonly #approvals = new WeakMap<AgentDefinition, ApprovalRule[]>();
+  /** This node's runs in flight, against `[execution] max_in_flight` (see admit()). */
+  readonly #inFlight: InFlight;
   /** Durable runs (src/execution/runs/durable.ts); undefined without a journal. */
   readonly runs: DurableRuns | undefined;
 
@@ -206,6 +208,7 @@ export class Executor {
     this.#records = opts.records;
     this.#versionNumberOf = opts.versionNumberOf;
     this.#wasm = new WasmAgents({ inThreadFuel: config.tools.limits.in_thread_fuel });
+    this.#inFlight = new InFlight(config.execution.max_in_flight, opts.metrics);
     this.runs =
       opts.runs &&
       new DurableRuns(opts.runs, {
@@ -287,12 +290,32 @@ export class Executor {
   }
 
   /**
-   * Takes an execution slot against the principal's and the agent's limits; throws 'rate_limited'
-   * (429, with retry_after) when one is reached. Undefined when there is nothing to limit. invoke()
-   * calls it itself; a streaming route calls it before opening the stream and passes the slot as
-   * `InvokeOptions.admitted` (and releases it should it not get to invoke()).
+   * Takes an execution slot: one of this node's runs in flight (`[execution] max_in_flight`), and
+   * one against the principal's and the agent's limits; throws 'rate_limited' (429, with
+   * retry_after) when one is reached. Every way a run starts comes through here — invoke(), the
+   * streaming routes, background and resumed runs, message deliveries — so the node's limit is
+   * decided in this one place. invoke() calls it itself; a streaming route calls it before opening
+   * the stream and passes the slot as `InvokeOptions.admitted` (and releases it should it not get
+   * to invoke()).
    */
-  admit(name: string, limit?: InvokeOptions['limit']): ExecutionSlot | undefined {
+  admit(name: string, limit?: InvokeOptions['limit']): ExecutionSlot {
+    this.#inFlight.take();
+    let inner: ExecutionSlot | undefined;
+    try {
+      inner = this.#limited(name, limit);
+    } catch (e) {
+      this.#inFlight.give();
+      throw e;
+    }
+    return new NodeSlot(this.#inFlight, inner);
+  }
+
+  /** Runs in flight on this node now (`[execution] max_in_flight` bounds them). */
+  get inFlight(): number {
+    return this.#inFlight.count;
+  }
+
+  #limited(name: string, limit: InvokeOptions['limit']): ExecutionSlot | undefined {
     if (!this.#limiter) return undefined;
     const agentLimits = this.#agentLimits?.(name);
     if (!limit && !agentLimits) return undefined;
@@ -334,7 +357,6 @@ export class Executor {
       slot?.release();
       return Promise.reject(e as Error);
     }
-    if (slot === undefined) return this.#invoke(def, req, opts, name);
     const taken = slot;
     return this.#invoke(def, req, opts, name).then(
       (res) => {
@@ -713,6 +735,61 @@ export class Executor {
     this.#wasm.close();
     await Promise.all([...this.#pools.values()].map((p) => p.close()));
     this.#pools.clear();
+  }
+}
+
+/**
+ * This node's runs in flight against `[execution] max_in_flight`: past it a new run is refused at
+ * once with 429 and Retry-After, before it holds anything, rather than every run on the node
+ * slowing down together as memory and the event loop fill.
+ */
+class InFlight {
+  count = 0;
+
+  constructor(
+    readonly max: number,
+    private readonly metrics: Metrics | undefined,
+  ) {}
+
+  take(): void {
+    if (this.count >= this.max) {
+      this.metrics?.limitRejected('in_flight', 'node');
+      throw new CaxtonError(
+        'rate_limited',
+        `this node already has ${this.max} runs in flight, its limit ([execution] max_in_flight); retry in ${IN_FLIGHT_RETRY_S} s`,
+        { limit: 'in_flight', scope: 'node', value: this.max, retry_after: IN_FLIGHT_RETRY_S },
+      );
+    }
+    this.count++;
+  }
+
+  give(): void {
+    this.count--;
+  }
+}
+
+/** Retry-After of a run refused by `max_in_flight`: runs in flight end within seconds of one another. */
+const IN_FLIGHT_RETRY_S = 1;
+
+/** A run's hold on the node's in-flight count and on its principal's and agent's limits (when they apply). */
+class NodeSlot implements ExecutionSlot {
+  readonly ok = true;
+  #released = false;
+
+  constructor(
+    private readonly node: InFlight,
+    private readonly inner: ExecutionSlot | undefined,
+  ) {}
+
+  record(tokens: number): void {
+    this.inner?.record(tokens);
+  }
+
+  release(usage?: { tokens: number }): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.node.give();
+    this.inner?.release(usage);
   }
 }
 

@@ -38,6 +38,7 @@ const ruleSchema = z
 export const scriptSchema = z
   .strictObject({
     latency_ms: z.number().int().min(0).optional(),
+    chunk_ms: z.number().int().min(0).optional(),
     fallback: z.string().optional(),
     rules: z.array(ruleSchema).default([]),
   })

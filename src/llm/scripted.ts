@@ -5,6 +5,7 @@
  * Format (TOML shown; JSON has the same shape, chosen by the .toml / .json extension):
  *
  *   latency_ms = 0                    # optional delay before every reply (a rule may override)
+ *   chunk_ms = 0                      # optional pause between streamed pieces (a paced, slow model)
  *   fallback = "No script for that."  # optional reply when no rule matches (else: error)
  *
  *   [[rules]]
@@ -50,6 +51,7 @@ import {
 /** A script that passed the schema check (scripted-file.ts): plain data, structured-clone safe. */
 export interface CheckedScript {
   latency_ms?: number | undefined;
+  chunk_ms?: number | undefined;
   fallback?: string | undefined;
   rules: {
     name?: string | undefined;
@@ -73,6 +75,7 @@ interface CompiledRule {
 }
 interface CompiledScript {
   latency_ms: number | undefined;
+  chunk_ms: number | undefined;
   fallback: string | undefined;
   rules: CompiledRule[];
 }
@@ -86,6 +89,8 @@ export class ScriptedProvider implements LlmProvider {
   private cache:
     { ino: number; mtimeMs: number; size: number; checked: CheckedScript; script: CompiledScript } | undefined;
   private readonly inline: CompiledScript | undefined;
+  /** The read of the file as it is now, shared by the calls that find it changed meanwhile. */
+  private reading: { key: string; done: Promise<{ checked: CheckedScript; script: CompiledScript }> } | undefined;
 
   /**
    * @param script a script already checked (scripted-file.ts: createScriptedProvider checks one
@@ -115,20 +120,26 @@ export class ScriptedProvider implements LlmProvider {
   }
 
   async chat(req: ChatRequest): Promise<ChatResponse> {
-    const { response, latency } = await this.reply(req);
-    await this.wait(latency, req);
+    const { response, latency, chunkMs } = await this.reply(req);
+    // Unstreamed, the reply takes as long as its streamed pieces would.
+    await this.wait(latency + (chunkMs > 0 ? chunkMs * Math.max(0, pieces(response.content).length - 1) : 0), req);
     return response;
   }
 
   async *stream(req: ChatRequest): AsyncGenerator<StreamEvent> {
-    const { response, latency } = await this.reply(req);
+    const { response, latency, chunkMs } = await this.reply(req);
     await this.wait(latency, req);
-    for (const text of response.content.split(/(?<=\s)(?=\S)/)) if (text !== '') yield { type: 'text_delta', text };
+    let first = true;
+    for (const text of pieces(response.content)) {
+      if (!first) await this.wait(chunkMs, req);
+      first = false;
+      yield { type: 'text_delta', text };
+    }
     for (const call of response.tool_calls) yield { type: 'tool_call', call };
     yield { type: 'done', response };
   }
 
-  private async reply(req: ChatRequest): Promise<{ response: ChatResponse; latency: number }> {
+  private async reply(req: ChatRequest): Promise<{ response: ChatResponse; latency: number; chunkMs: number }> {
     const model = req.model || this.defaultModel || 'scripted';
     if (req.signal?.aborted)
       throw new LlmError({ provider: this.name, model, kind: 'cancelled', message: 'the call was cancelled' });
@@ -168,7 +179,11 @@ export class ScriptedProvider implements LlmProvider {
       usage: makeUsage(approxTokens(inputChars), approxTokens(outputChars)),
       finish_reason: calls.length > 0 ? 'tool_calls' : 'stop',
     };
-    return { response, latency: rule?.latency_ms ?? script.latency_ms ?? this.config.latency_ms ?? 0 };
+    return {
+      response,
+      latency: rule?.latency_ms ?? script.latency_ms ?? this.config.latency_ms ?? 0,
+      chunkMs: script.chunk_ms ?? 0,
+    };
   }
 
   private async wait(ms: number, req: ChatRequest): Promise<void> {
@@ -208,17 +223,29 @@ export class ScriptedProvider implements LlmProvider {
     // have the old one's size and modification time.
     const c = this.cache;
     if (c && c.ino === info.ino && c.mtimeMs === info.mtimeMs && c.size === info.size) return c;
+    // Calls that arrive while the file is being read wait for that read: a burst of calls on a
+    // cold cache read the file once, not once each.
+    const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
+    if (this.reading?.key === key) return this.reading.done;
     const fail = (m: string, cause?: unknown): LlmError => this.fail(model, `script file "${file}": ${m}`, cause);
-    const { readScriptFile } = await import('./scripted-file.js');
-    const checked = await readScriptFile(file, fail);
-    this.cache = {
-      ino: info.ino,
-      mtimeMs: info.mtimeMs,
-      size: info.size,
-      checked,
-      script: compile(checked, file, fail),
+    const done = (async () => {
+      const { readScriptFile } = await import('./scripted-file.js');
+      const checked = await readScriptFile(file, fail);
+      this.cache = {
+        ino: info.ino,
+        mtimeMs: info.mtimeMs,
+        size: info.size,
+        checked,
+        script: compile(checked, file, fail),
+      };
+      return this.cache;
+    })();
+    this.reading = { key, done };
+    const clear = () => {
+      if (this.reading?.done === done) this.reading = undefined;
     };
-    return this.cache;
+    done.then(clear, clear);
+    return done;
   }
 
   private fail(model: string, message: string, cause?: unknown): LlmError {
@@ -249,7 +276,7 @@ function compile(s: CheckedScript, file: string, fail: (m: string) => LlmError):
     return { label, match, latency_ms: r.latency_ms, turns };
   });
   if (s.fallback !== undefined) checkPlaceholders(s.fallback, 'fallback', where, fail);
-  return { latency_ms: s.latency_ms, fallback: s.fallback, rules };
+  return { latency_ms: s.latency_ms, chunk_ms: s.chunk_ms, fallback: s.fallback, rules };
 }
 
 function checkPlaceholders(value: unknown, path: string, where: string, fail: (m: string) => LlmError): void {
@@ -329,6 +356,11 @@ function renderValue(value: unknown, v: TemplateVars): unknown {
     return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, renderValue(x, v)]));
   }
   return value;
+}
+
+/** The streamed pieces of a reply's text: a word with the white space before the next. */
+function pieces(content: string): string[] {
+  return content.split(/(?<=\s)(?=\S)/).filter((t) => t !== '');
 }
 
 function latest(messages: ChatMessage[], role: 'user'): string {

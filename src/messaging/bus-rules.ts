@@ -44,9 +44,9 @@ const expiryIso = isoClock();
 
 /**
  * Whether and in how many ms a failed delivery is tried again; counts the attempt in `d`. A
- * delivery refused because its acting principal (or the agent) already runs as many executions as
- * it may has not failed: it waits for a slot and tries again without spending an attempt, so it is
- * neither dead-lettered nor lost. Other retryable errors back off exponentially, at least as long
+ * delivery refused because its acting principal (or the agent, or the node: `max_in_flight`)
+ * already runs as many executions as it may has not failed: it waits for a slot and tries again
+ * without spending an attempt, so it is neither dead-lettered nor lost. Other retryable errors back off exponentially, at least as long
  * as a rate limit asks, until `max_attempts`. Undefined: no retry (dead letter or failure reply).
  */
 export function retryDelay(cfg: MessagingConfig, d: { attempts: number }, e: unknown): number | undefined {
@@ -57,7 +57,7 @@ export function retryDelay(cfg: MessagingConfig, d: { attempts: number }, e: unk
       : {};
   const jitter = (ms: number) => Math.round(ms * (0.8 + Math.random() * 0.4));
   const asked = code === 'rate_limited' && typeof details.retry_after === 'number' ? details.retry_after * 1000 : 0;
-  if (code === 'rate_limited' && details.limit === 'concurrency')
+  if (code === 'rate_limited' && (details.limit === 'concurrency' || details.limit === 'in_flight'))
     return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base, asked)));
   // The run waits for a person (src/execution/runs): asked again now and then, never spending an
   // attempt; once someone decides, the run goes on and the next delivery answers with its result.

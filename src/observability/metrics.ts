@@ -204,7 +204,7 @@ export class Metrics {
     });
     this.limitRejections = new Counter({
       name: 'caxton_limit_rejections_total',
-      help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens) and scope (principal, agent)',
+      help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens, in_flight) and scope (principal, agent, node)',
       labelNames: ['limit', 'scope'],
       registers,
     });

@@ -601,7 +601,12 @@ describe('Executor with a limiter (scripted provider)', () => {
       code: 'invalid_request',
     });
     expect(limiter.agentUsage('shared-one').executions.running).toBe(0);
-    // No limits anywhere: nothing to admit.
-    expect(executor.admit('helper')).toBeUndefined();
+    expect(executor.inFlight).toBe(0);
+    // No limits anywhere: only the node's count of runs in flight ([execution] max_in_flight).
+    const helper = executor.admit('helper');
+    expect(executor.inFlight).toBe(1);
+    helper.release();
+    helper.release();
+    expect(executor.inFlight).toBe(0);
   });
 });

@@ -216,6 +216,25 @@ describe('scripted provider', () => {
     expect(Date.now() - t).toBeLessThan(2_000);
   });
 
+  it('paces streamed pieces by chunk_ms, and a cancellation between two pieces ends the call', async () => {
+    const p = createScriptedProvider('paced', providerConfig({ type: 'scripted' }), {
+      chunk_ms: 60_000,
+      rules: [{ content: 'first second' }],
+    });
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const run = (async () => {
+      for await (const e of p.stream({ model: '', messages: [], signal: ac.signal })) {
+        if (e.type === 'text_delta') {
+          seen.push(e.text);
+          ac.abort();
+        }
+      }
+    })();
+    await expect(run).rejects.toMatchObject({ kind: 'cancelled' });
+    expect(seen).toEqual(['first ']);
+  });
+
   it('re-reads the file when it changes', async () => {
     const path = join(dir, 'reload.toml');
     await writeFile(path, '[[rules]]\ncontent = "one"\n');

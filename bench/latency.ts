@@ -1,0 +1,453 @@
+/**
+ * Latency with a slow model, and what runs in flight cost: a stand-in model that answers after
+ * 500 ms and then streams one word every 20 ms (Caxton's scripted provider with `latency_ms` and
+ * `chunk_ms`; for Mastra a model object written to the AI SDK v2 interface that waits the same),
+ * behind `caxton serve` in each isolation mode (context, i.e. in-process, worker and process) and
+ * behind Mastra, each server in its own process, alternated in repetitions.
+ *
+ * Per server: a three-turn tool loop (two calculator calls, then the answer) and the time to the
+ * first streamed token, each measured one request at a time; then the in-flight ramp: at each step
+ * N, N connections are opened first (in batches, below the listen backlog), then one invoke is
+ * sent on each at once, all waiting on the slow model together. Per step: every request's latency
+ * (p50, p99), the statuses, and the server's RSS (its process tree: a process pool's children
+ * count) at its peak during the step above its level just before, per run in flight. In-process
+ * (context) is the baseline the ratios are taken against.
+ *
+ * A server skips a step when its p50 at the step before, scaled to this one's N, passes
+ * BENCH_LATENCY_MAX_STEP_MS (60 s): its runs queue rather than wait together.
+ *
+ * BENCH_LATENCY_STEPS (default 10,100,1000,2000,5000,10000; BENCH_LATENCY_QUICK=1: 10,100,1000,2000),
+ * BENCH_LATENCY_REPS (2), BENCH_LATENCY_MODES (context,worker,process,mastra), BENCH_LATENCY_SEQ
+ * (20 sequential tool loops and first tokens per server and repetition).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { listeningUrl } from './lib/listening.js';
+import { ensureMastra, MASTRA_VERSION } from './mastra.js';
+import { processTree } from './lib/proc-cpu.js';
+import { note } from './lib/progress.js';
+import type { Row, Suite } from './lib/report.js';
+import { fmt, summarize } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+/** The build measured (BENCH_LATENCY_CLI: another build's dist/cli/main.js, e.g. one from before a change). */
+const CLI = process.env.BENCH_LATENCY_CLI ?? join(ROOT, 'dist/cli/main.js');
+const MASTRA_SERVER = join(ROOT, 'bench/lib/mastra-server.mjs');
+const QUICK = process.env.BENCH_LATENCY_QUICK === '1';
+const STEPS = (process.env.BENCH_LATENCY_STEPS ?? (QUICK ? '10,100,1000,2000' : '10,100,1000,2000,5000,10000'))
+  .split(',')
+  .map(Number);
+const REPS = Number(process.env.BENCH_LATENCY_REPS ?? 2);
+const SEQ = Number(process.env.BENCH_LATENCY_SEQ ?? 20);
+type Mode = 'context' | 'worker' | 'process' | 'mastra';
+const MODES = (process.env.BENCH_LATENCY_MODES ?? 'context,worker,process,mastra').split(',') as Mode[];
+const LABEL: Record<Mode, string> = {
+  context: 'in-process',
+  worker: 'worker',
+  process: 'process',
+  mastra: `Mastra ${MASTRA_VERSION}`,
+};
+
+/** The stand-in model: its first piece after this long, then one piece (a word) every CHUNK_MS. */
+const MODEL_MS = 500;
+const CHUNK_MS = 20;
+const ANSWER = 'The answer is forty two.';
+/**
+ * A step is skipped when the one before, scaled to its size, says its runs would take longer than
+ * this (p50 × N ÷ the earlier N): its server's runs queue (a pool that runs one execution per
+ * worker or process at a time) rather than wait together, and the step would take minutes.
+ */
+const MAX_STEP_MS = Number(process.env.BENCH_LATENCY_MAX_STEP_MS ?? 60_000);
+/** Connections opened at once while a step's connections are made: well below the listen backlog (511). */
+const CONNECT_BATCH = 250;
+
+const SCRIPT = `latency_ms = ${MODEL_MS}
+chunk_ms = ${CHUNK_MS}
+fallback = "${ANSWER}"
+[[rules]]
+match = "calculate"
+[[rules.turns]]
+tool_calls = [{ name = "calculator", arguments = { expression = "6*7" } }]
+[[rules.turns]]
+tool_calls = [{ name = "calculator", arguments = { expression = "42*1" } }]
+[[rules.turns]]
+content = "The answer is {{tool_result.calculator}}."
+`;
+
+function caxtonProject(dir: string, mode: Mode): void {
+  mkdirSync(join(dir, 'agents'), { recursive: true });
+  writeFileSync(join(dir, 'replies.toml'), SCRIPT);
+  writeFileSync(
+    join(dir, 'caxton.toml'),
+    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nport = 0\n[auth]\nenabled = false\n[logging]\nlevel = "warn"\n` +
+      `[execution]\nisolation = "${mode}"\n` +
+      `[llm]\ndefault_provider = "slow"\n[llm.providers.slow]\ntype = "scripted"\nscript = "replies.toml"\n`,
+  );
+  writeFileSync(
+    join(dir, 'agents/slow.toml'),
+    'name = "slow"\ndescription = "answers slowly, with the calculator when asked to calculate"\ntools = ["calculator"]\nsystem_prompt = "Answer."\n',
+  );
+}
+
+interface Server {
+  host: string;
+  port: number;
+  pid: number;
+  invokePath: string;
+  streamPath: string;
+  stop(): Promise<void>;
+}
+
+async function startServer(mode: Mode, dir: string, mastraDir: string): Promise<Server> {
+  const isMastra = mode === 'mastra';
+  mkdirSync(dir, { recursive: true });
+  if (!isMastra) caxtonProject(dir, mode);
+  const child = spawn(process.execPath, isMastra ? [MASTRA_SERVER] : [CLI, 'serve'], {
+    cwd: dir,
+    env: {
+      ...process.env,
+      MASTRA_DIR: mastraDir,
+      MASTRA_MODEL_LATENCY_MS: String(MODEL_MS),
+      MASTRA_MODEL_CHUNK_MS: String(CHUNK_MS),
+      MASTRA_TOOL_TURNS: '2',
+      MASTRA_ANSWER: ANSWER,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const url = new URL(await listeningUrl(child, LABEL[mode]));
+  // Keep reading its output: a full pipe would block the server.
+  child.stdout?.resume();
+  child.stderr?.on('data', (d: Buffer) => {
+    const s = d.toString();
+    if (/error|warn/i.test(s)) process.stderr.write(`[${mode}] ${s.slice(0, 500)}`);
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  return {
+    host: url.hostname,
+    port: Number(url.port),
+    pid: child.pid!,
+    invokePath: isMastra ? '/' : '/api/v1/agents/slow/invoke',
+    streamPath: isMastra ? '/stream' : '/api/v1/agents/slow/invoke',
+    async stop() {
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(15_000)]);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+/** One POST on its own connection; resolves with the status and the time to the whole answer, or to the first token. */
+function post(
+  s: Server,
+  path: string,
+  body: string,
+  firstToken = false,
+): Promise<{ status: number; ms: number; text: string }> {
+  return new Promise((res, rej) => {
+    const t0 = performance.now();
+    const r = request(
+      {
+        host: s.host,
+        port: s.port,
+        path,
+        method: 'POST',
+        agent: false,
+        headers: {
+          'content-type': 'application/json',
+          ...(firstToken && { accept: 'text/event-stream' }),
+        },
+      },
+      (rs) => {
+        let text = '';
+        rs.setEncoding('utf8');
+        rs.on('data', (d: string) => {
+          text += d;
+          if (firstToken && text.includes('event: token')) {
+            const ms = performance.now() - t0;
+            rs.destroy();
+            res({ status: rs.statusCode ?? 0, ms, text });
+          }
+        });
+        rs.on('end', () => res({ status: rs.statusCode ?? 0, ms: performance.now() - t0, text }));
+        rs.on('error', rej);
+      },
+    );
+    r.on('error', rej);
+    r.end(body);
+  });
+}
+
+const TEXT = JSON.stringify({ request: 'hi' });
+const TOOL = JSON.stringify({ request: 'calculate 6*7' });
+
+/** RSS of a process and its descendants, KiB. */
+function treeRssKiB(pids: number[]): number {
+  let kib = 0;
+  for (const pid of pids) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) kib += Number(m[1]);
+    } catch {
+      // Exited meanwhile (a replaced pool process).
+    }
+  }
+  return kib;
+}
+
+interface Step {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+  /** Requests not answered 200, by status ('error' for a connection that failed). */
+  statuses: Record<string, number>;
+  rss_before_kib: number;
+  rss_peak_kib: number;
+  kib_per_run: number;
+}
+
+/** Opens n connections to the server, CONNECT_BATCH at a time. */
+async function openConnections(s: Server, n: number): Promise<Socket[]> {
+  const out: Socket[] = [];
+  for (let i = 0; i < n; i += CONNECT_BATCH) {
+    const batch = Array.from(
+      { length: Math.min(CONNECT_BATCH, n - i) },
+      () =>
+        new Promise<Socket>((res, rej) => {
+          const c = connect({ host: s.host, port: s.port, noDelay: true });
+          c.once('connect', () => res(c));
+          c.once('error', rej);
+        }),
+    );
+    out.push(...(await Promise.all(batch)));
+  }
+  return out;
+}
+
+/**
+ * One HTTP/1.1 request on an open socket, its answer read until complete (Content-Length or the
+ * chunked encoding's last chunk). A minimal client: node:http's per-request objects for 10,000
+ * requests at once would cost the client more than the server's share of the two cores.
+ */
+function rawPost(c: Socket, bytes: Buffer): Promise<{ status: number; ms: number }> {
+  return new Promise((res) => {
+    let buf = '';
+    let status = 0;
+    let need = -1;
+    let headerEnd = -1;
+    const t0 = performance.now();
+    const done = (st: number) => {
+      c.removeAllListeners('data');
+      res({ status: st, ms: performance.now() - t0 });
+    };
+    c.setEncoding('latin1');
+    c.on('data', (d: string) => {
+      buf += d;
+      if (headerEnd < 0) {
+        headerEnd = buf.indexOf('\r\n\r\n');
+        if (headerEnd < 0) return;
+        status = Number(buf.slice(9, 12));
+        const cl = /\r\ncontent-length:\s*(\d+)/i.exec(buf.slice(0, headerEnd));
+        need = cl ? headerEnd + 4 + Number(cl[1]) : -1;
+      }
+      if (need >= 0 ? buf.length >= need : buf.endsWith('\r\n0\r\n\r\n')) done(status);
+    });
+    c.once('error', () => done(0));
+    c.once('close', () => {
+      if (headerEnd < 0 || status === 0) done(0);
+    });
+    c.write(bytes);
+  });
+}
+
+async function rampStep(s: Server, n: number): Promise<Step> {
+  const conns = await openConnections(s, n);
+  const head = `POST ${s.invokePath} HTTP/1.1\r\nHost: ${s.host}:${s.port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(TEXT)}\r\n\r\n${TEXT}`;
+  const bytes = Buffer.from(head, 'latin1');
+  await sleep(300);
+  let pids = processTree(s.pid);
+  const before = treeRssKiB(pids);
+  let peak = before;
+  let ticks = 0;
+  const sampler = setInterval(() => {
+    if (++ticks % 40 === 0) pids = processTree(s.pid);
+    peak = Math.max(peak, treeRssKiB(pids));
+  }, 25);
+  const results = await Promise.all(conns.map((c) => rawPost(c, bytes)));
+  clearInterval(sampler);
+  peak = Math.max(peak, treeRssKiB(pids));
+  for (const c of conns) c.destroy();
+  const statuses: Record<string, number> = {};
+  for (const r of results) {
+    if (r.status !== 200) {
+      const k = r.status === 0 ? 'error' : String(r.status);
+      statuses[k] = (statuses[k] ?? 0) + 1;
+    }
+  }
+  const sm = summarize(results.map((r) => r.ms));
+  // The connections' close and the run records' writes settle before the next step.
+  await sleep(1500);
+  return {
+    n,
+    p50: sm.p50,
+    p99: sm.p99,
+    max: sm.max,
+    statuses,
+    rss_before_kib: before,
+    rss_peak_kib: peak,
+    kib_per_run: (peak - before) / n,
+  };
+}
+
+interface Figures {
+  tool_ms: number[];
+  ttft_ms: number[];
+  steps: Step[][];
+}
+
+async function runServer(mode: Mode, dir: string, mastraDir: string, f: Figures): Promise<void> {
+  const s = await startServer(mode, dir, mastraDir);
+  try {
+    const first = await post(s, s.invokePath, TOOL);
+    if (first.status !== 200 || !first.text.includes('answer is'))
+      throw new Error(`${LABEL[mode]}: the tool loop answered ${first.status}: ${first.text.slice(0, 300)}`);
+    for (let i = 0; i < 3; i++) await post(s, s.invokePath, TEXT);
+    for (let i = 0; i < SEQ; i++) {
+      const t = await post(s, s.invokePath, TOOL);
+      if (t.status !== 200) throw new Error(`${LABEL[mode]}: tool loop → ${t.status}: ${t.text.slice(0, 300)}`);
+      f.tool_ms.push(t.ms);
+      const tt = await post(s, s.streamPath, TEXT, true);
+      if (tt.status !== 200 || !tt.text.includes('event: token'))
+        throw new Error(`${LABEL[mode]}: stream → ${tt.status}: ${tt.text.slice(0, 300)}`);
+      f.ttft_ms.push(tt.ms);
+    }
+    const steps: Step[] = [];
+    for (const n of STEPS) {
+      const last = steps.at(-1);
+      if (last && (last.p50 * n) / last.n > MAX_STEP_MS) {
+        note(`${LABEL[mode]}: ${n} in flight skipped: at ${last.n} the p50 was ${fmt(last.p50, 0)} ms, runs queue`);
+        continue;
+      }
+      note(`${LABEL[mode]}: ${n} in flight`);
+      const st = await rampStep(s, n);
+      note(
+        `${LABEL[mode]}: ${n} in flight: p50 ${fmt(st.p50)} ms, p99 ${fmt(st.p99)} ms, ${fmt(st.kib_per_run, 0)} KiB/run${Object.keys(st.statuses).length ? `, not 200: ${JSON.stringify(st.statuses)}` : ''}`,
+      );
+      steps.push(st);
+    }
+    f.steps.push(steps);
+  } finally {
+    await s.stop();
+  }
+}
+
+/** The median (of two values, their mean: nearest-rank would give the lower one). */
+function med(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+}
+
+export const latencySuite: Suite = {
+  name: 'latency',
+  description: `a 500 ms model streaming a word every 20 ms: tool loop, first token and the in-flight ramp (${STEPS.join(', ')}) for ${MODES.map((m) => LABEL[m]).join(', ')}, ${REPS} alternated reps`,
+  async run() {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`);
+    const mastraDir = MODES.includes('mastra') ? ensureMastra() : '';
+    const tmp = tempDir('caxton-bench-latency-');
+    const figures = Object.fromEntries(
+      MODES.map((m): [Mode, Figures] => [m, { tool_ms: [], ttft_ms: [], steps: [] }]),
+    ) as Record<Mode, Figures>;
+    try {
+      for (let r = 0; r < REPS; r++) {
+        const order = r % 2 === 0 ? MODES : [...MODES].reverse();
+        for (const mode of order) {
+          note(`rep ${r + 1}/${REPS}: ${LABEL[mode]}`);
+          await runServer(mode, join(tmp.path, `${mode}-${r}`), mastraDir, figures[mode]);
+        }
+      }
+    } finally {
+      tmp.remove();
+    }
+    return report(figures);
+  },
+};
+
+/** The median over the reps of one figure at step `n`; NaN when the server skipped that step. */
+function stepMed(f: Figures, n: number, k: 'p50' | 'p99' | 'kib_per_run'): number {
+  const xs = f.steps.flatMap((s) => s.filter((x) => x.n === n).map((x) => x[k]));
+  return xs.length === 0 ? Number.NaN : med(xs);
+}
+
+/** Requests at step `n` not answered 200, all reps. */
+function failures(f: Figures, n: number): number {
+  let k = 0;
+  for (const s of f.steps) for (const x of s) if (x.n === n) for (const v of Object.values(x.statuses)) k += v;
+  return k;
+}
+
+const num = (v: number, unit: string): string => (Number.isNaN(v) ? 'not run (runs queued)' : `${fmt(v, 0)} ${unit}`);
+
+export function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: string[]; raw: unknown } {
+  const lead: Mode = MODES.includes('context') ? 'context' : MODES[0]!;
+  const others = MODES.filter((m) => m !== lead);
+  const base = lead === 'context' ? figures.context : undefined;
+  const row = (metric: string, v: (f: Figures) => number, unit: string): Row => ({
+    metric,
+    value: `${LABEL[lead]} ${num(v(figures[lead]), unit)}`,
+    baseline: others.map((m) => `${LABEL[m]} ${num(v(figures[m]), unit)}`).join('; '),
+  });
+  const rows: Row[] = [
+    row('three-turn tool loop (2 calculator calls, then the answer), sequential p50', (f) => med(f.tool_ms), 'ms'),
+    row('time to the first streamed token, sequential p50', (f) => med(f.ttft_ms), 'ms'),
+  ];
+  const at10 = base ? stepMed(base, 10, 'p99') : Number.NaN;
+  for (const n of STEPS) {
+    const both = (f: Figures) => {
+      const p50 = stepMed(f, n, 'p50');
+      return Number.isNaN(p50) ? 'not run (runs queued)' : `${fmt(p50, 0)} / ${fmt(stepMed(f, n, 'p99'), 0)} ms`;
+    };
+    const failed = MODES.filter((m) => failures(figures[m], n) > 0).map(
+      (m) => `${LABEL[m]} ${failures(figures[m], n)}`,
+    );
+    const ratio = n > 10 && base ? stepMed(base, n, 'p99') / at10 : Number.NaN;
+    const r: Row = {
+      metric: `${n.toLocaleString('en-US')} in flight, p50 / p99`,
+      value: `${LABEL[lead]} ${both(figures[lead])}${Number.isNaN(ratio) ? '' : ` (p99 ${fmt(ratio)} × its p99 at 10)`}`,
+      baseline:
+        others.map((m) => `${LABEL[m]} ${both(figures[m])}`).join('; ') +
+        (failed.length ? `; not answered 200: ${failed.join(', ')}` : ''),
+    };
+    if (!Number.isNaN(ratio) && (n === 5000 || n === 10000)) {
+      const limit = n === 5000 ? 2 : 3;
+      r.target = `p99 ≤ ${limit} × p99 at 10 (in-process)`;
+      r.verdict = ratio <= limit ? 'pass' : 'fail';
+    }
+    rows.push(r);
+    if (n >= 1000) {
+      const kib = row(
+        `${n.toLocaleString('en-US')} in flight, server RSS per run in flight`,
+        (f) => stepMed(f, n, 'kib_per_run'),
+        'KiB',
+      );
+      if (base) {
+        kib.target = '≤ 150 KiB (in-process)';
+        kib.verdict = stepMed(base, n, 'kib_per_run') <= 150 ? 'pass' : 'fail';
+      }
+      rows.push(kib);
+    }
+  }
+  const notes = [
+    `The stand-in model: first piece after ${MODEL_MS} ms, then a word every ${CHUNK_MS} ms (a five-word answer: ${MODEL_MS + 4 * CHUNK_MS} ms; a tool-call turn: ${MODEL_MS} ms), inside each server (Caxton's scripted provider, Mastra's model object).`,
+    `Medians of ${REPS} repetitions, the servers in alternated order; per repetition a fresh server per mode: ${SEQ} sequential tool loops and first tokens, then the ramp ${STEPS.join(', ')}.`,
+    'A ramp step opens its N connections first, then sends one non-streamed invoke on each at once; latency is per request, from its send to its whole answer.',
+    "RSS is the server's process tree (a process pool's children included): its peak during the step, sampled every 25 ms, above its level with the connections open just before, divided by N.",
+    `"not run": the server's p50 at the step before, scaled to this step's N, passed ${fmt(MAX_STEP_MS / 1000, 0)} s: its runs queue (for the pool) instead of waiting together.`,
+  ];
+  return { rows, notes, raw: { steps: STEPS, reps: REPS, modes: MODES, figures } };
+}
