@@ -32,6 +32,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   'cluster-paced': async () => (await import('./cluster-paced.js')).clusterPacedSuite,
   'cluster-engines': async () => (await import('./cluster-engines.js')).clusterEnginesSuite,
   'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
+  'cluster-rows': async () => (await import('./cluster-rows.js')).clusterRowsSuite,
   startup: async () => (await import('./startup.js')).startupSuite,
   mastra: async () => (await import('./mastra.js')).mastraSuite,
   latency: async () => (await import('./latency.js')).latencySuite,

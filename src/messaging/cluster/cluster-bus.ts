@@ -246,6 +246,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   }
 
   async history(conversation: ConversationId, n: number): Promise<AclMessage[]> {
+    const known = n > 0 ? this.#queue.openingHistory(conversation) : undefined;
+    if (known) return known;
     return (await this.#o.reads.lastMessagesOf(conversation, n)).map((s) => s.message);
   }
 

@@ -41,10 +41,12 @@ import {
   type StoredMessage,
 } from '../index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
+import { scrubSecrets } from '../../shared/secrets.js';
 import type { TakeRow } from './pg-message-rows.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { PubAcks } from './pub-acks.js';
 import { Linger } from './linger.js';
+import { natsDurability } from './nats-durability.js';
 import { pullLapsed, Pulls } from './pulls.js';
 
 /** Agent names may hold `.`, a NATS subject separator: it travels as `~`, which names never hold. */
@@ -191,6 +193,7 @@ export interface JetStreamQueueOptions {
   log: {
     warn(obj: object, msg: string): void;
     error(obj: object, msg: string): void;
+    info?(obj: object, msg: string): void;
     debug?(obj: object, msg: string): void;
   };
   /**
@@ -209,6 +212,13 @@ export class JetStreamQueue implements DeliveryQueue {
   readonly #acks: PubAcks;
   /** The JetStream message of each delivery this node holds, by row id. */
   readonly #held = new Map<number, JsMsg>();
+  /**
+   * The held deliveries whose row marked their one-way conversation kept when taken (ADR 0080):
+   * the message opened the conversation and is its only one, so the conversation so far is that
+   * message (see `openingHistory`). By conversation, and the conversation of each by row id.
+   */
+  readonly #openings = new Map<string, AclMessage>();
+  readonly #openingOf = new Map<number, string>();
   /** Fetched deliveries whose rows are being read (they count against max_held). */
   #taking = 0;
   #loop: Promise<void> | undefined;
@@ -345,6 +355,9 @@ export class JetStreamQueue implements DeliveryQueue {
       replicas: this.#o.cluster.replicas,
     });
     this.#consumer = opened.consumer;
+    // What the server offers against a power loss of its host decides what the sweep is there for.
+    const durability = natsDurability(this.#o.nc.info?.version, this.#staleMs());
+    this.#o.log.info?.({ nats_version: durability.version, sync_always: durability.syncAlways }, durability.summary);
     this.#pulls = new Pulls(opened.consumer, {
       onOverdue: (asked, got) =>
         this.#o.log.debug?.(
@@ -678,12 +691,33 @@ export class JetStreamQueue implements DeliveryQueue {
     // took it: delivered here, where it is rerouted or dead-lettered as on one node.
     if (!this.#o.serves(row.receiver) && m.info.deliveryCount <= HAND_BACKS) return m.nak(200);
     this.#held.set(row.id, m);
+    if (row.kept && row.state === 'pending') {
+      this.#openings.set(w.message.conversation_id, w.message);
+      this.#openingOf.set(row.id, w.message.conversation_id);
+    }
     this.#dispatcher.enqueue({ id: row.id, message: w.message, receiver: row.receiver, attempts: row.attempts });
+  }
+
+  /**
+   * A conversation's messages so far, oldest first, when this node holds the delivery of the
+   * message that opened it and the row said, when taken, that nothing else was written into it
+   * (its one-way conversation kept with the message): that message as stored (scrubbed, as the
+   * table has it), with no read. Undefined otherwise: the caller reads the table. Why: the agent's
+   * history was one more transaction per delivered message, for a message the node already holds.
+   */
+  openingHistory(conversation: string): AclMessage[] | undefined {
+    const m = this.#openings.get(conversation);
+    return m && [JSON.parse(scrubSecrets(messageJson(m, false))) as AclMessage];
   }
 
   #release(id: number): JsMsg | undefined {
     const m = this.#held.get(id);
     this.#held.delete(id);
+    const conversation = this.#openingOf.get(id);
+    if (conversation !== undefined) {
+      this.#openingOf.delete(id);
+      this.#openings.delete(conversation);
+    }
     this.#wake();
     return m;
   }

@@ -33,6 +33,8 @@ import {
   appendAttemptError,
   conversationOf,
   deliveryOf,
+  endsAsKept,
+  keptJsonSql,
   MESSAGE_MIGRATIONS,
   openingJson,
   storedOf,
@@ -473,13 +475,13 @@ export class PgMessageStore extends PgMessageSweeps {
     const from = `FROM ${this.s}.messages m WHERE m.conversation_id ${where}`;
     // With the one-way conversation a message keeps (at most one message of a conversation keeps one).
     return grouped
-      ? `SELECT m.conversation_id AS id, sum(${n}) AS n, max(m.conversation) AS opening ${from} GROUP BY m.conversation_id`
-      : `SELECT coalesce(sum(${n}), 0) AS n, max(m.conversation) AS opening ${from}`;
+      ? `SELECT m.conversation_id AS id, sum(${n}) AS n, max(${keptJsonSql(this.s, 'm', true)}) AS opening ${from} GROUP BY m.conversation_id`
+      : `SELECT coalesce(sum(${n}), 0) AS n, max(${keptJsonSql(this.s, 'm', true)}) AS opening ${from}`;
   }
 
   /** The one-way conversations the messages of the conversations `where` matches keep (ADR 0080). */
   #openingSql(where: string): string {
-    return `SELECT conversation_id AS id, conversation FROM ${this.s}.messages WHERE conversation_id ${where} AND conversation IS NOT NULL`;
+    return `SELECT m.conversation_id AS id, ${keptJsonSql(this.s, 'm', true)} AS conversation FROM ${this.s}.messages m WHERE m.conversation_id ${where} AND m.conversation IS NOT NULL`;
   }
 
   /** Takes the next reserved delivery id (undefined when none is left: the caller asks PostgreSQL), reserving more ahead of need. */
@@ -521,6 +523,9 @@ export class PgMessageStore extends PgMessageSweeps {
     /** Deliveries this step finished (done or dead). */
     let finished = 0;
     let exists = held === 'row';
+    /** The kept conversation as the step found it (its steps change `conversation` in place). */
+    const opened =
+      held === 'kept' && conversation ? { ...conversation, participants: [...conversation.participants] } : undefined;
     return {
       conversation,
       messages: async () =>
@@ -535,6 +540,9 @@ export class PgMessageStore extends PgMessageSweeps {
         // is known, so it is an INSERT or an UPDATE, never an upsert; a group's merge into one
         // statement of each (the UPDATE from VALUES, like a done-marking).
         const fresh = !exists;
+        // Completed by its one delivery, finished here, and nothing else changed: the reads derive
+        // it from that delivery, done (keptJsonSql), and no row is written (ADR 0138).
+        if (fresh && held === 'kept' && finished > 0 && opened && endsAsKept(opened, v)) return;
         exists = true;
         // A kept conversation's row is written: its delivery stops marking it kept, unless this step
         // finished that delivery (an acknowledgement or a dead letter: the delivery is not pending).

@@ -140,11 +140,18 @@ export class PgMessageSweeps extends PgMessageRows {
       // max_conversations conversations at all, along the same index (a one-time filter): without
       // it, each run tested every finished conversation for undelivered work to skip the newest
       // max_conversations, a stall of the shared PostgreSQL each minute on each node that grew with the table.
+      // One-way conversations completed by their delivery have no row (migration
+      // cluster-messaging-011-ended-kept): their delivery, done and still marked, along
+      // deliveries_kept_done. Settled by construction (a second message would have written the row).
+      const ended = `SELECT m.conversation_id AS id, m.created_at, d.updated_at FROM ${s}.deliveries d JOIN ${s}.messages m ON m.id = d.message_id
+        WHERE d.state = 'done' AND d.kept_until IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${s}.conversations x WHERE x.id = m.conversation_id)`;
       const ids = (
         await c.query<{ id: string }>(
           `(SELECT id FROM ${s}.conversations c WHERE ${settled} AND created_at < $1 AND updated_at < $1 ORDER BY updated_at LIMIT $2)
-           UNION (SELECT id FROM ${s}.conversations c WHERE EXISTS (SELECT 1 FROM ${s}.conversations ORDER BY created_at DESC, id OFFSET $3 LIMIT 1)
-             AND ${settled} ORDER BY updated_at DESC OFFSET $3 LIMIT $2)`,
+           UNION (SELECT id FROM (${ended}) k WHERE created_at < $1 AND updated_at < $1 ORDER BY updated_at LIMIT $2)
+           UNION (SELECT id FROM (SELECT id, updated_at FROM ${s}.conversations c WHERE ${settled} UNION ALL SELECT id, updated_at FROM (${ended}) k) a
+             WHERE EXISTS (SELECT 1 FROM (SELECT id FROM ${s}.conversations UNION ALL SELECT id FROM (${ended}) k) n OFFSET $3 LIMIT 1)
+             ORDER BY updated_at DESC OFFSET $3 LIMIT $2)`,
           [cutoff, batch, cfg.max_conversations],
         )
       ).rows.map((r) => r.id);
@@ -156,7 +163,9 @@ export class PgMessageSweeps extends PgMessageRows {
         );
         await c.query(`DELETE FROM ${s}.messages WHERE conversation_id = ANY($1)`, [ids]);
         await c.query(`DELETE FROM ${s}.subscriptions WHERE conversation_id = ANY($1)`, [ids]);
-        conversations = (await c.query(`DELETE FROM ${s}.conversations WHERE id = ANY($1)`, [ids])).rowCount ?? 0;
+        await c.query(`DELETE FROM ${s}.conversations WHERE id = ANY($1)`, [ids]);
+        // Rows and conversations read from their delivery alike: one each.
+        conversations = ids.length;
       }
       const deadLetters = dead.rowCount ?? 0;
       return {

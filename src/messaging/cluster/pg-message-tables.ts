@@ -9,6 +9,9 @@ import type { AclMessage, Conversation, DeliveryRow, StoredMessage } from '../in
 import { MAX_ATTEMPT_ERRORS } from '../index.js';
 import type { PgMigration } from '../../storage/pg/index.js';
 
+/** Why a one-way conversation completed: its one delivery was (the engine's reason, protocols/steps.ts afterReply). */
+export const KEPT_ENDED_REASON = 'delivered';
+
 export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
   {
     id: 'cluster-messaging-001',
@@ -160,6 +163,34 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
     id: 'cluster-messaging-010-held',
     sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN held_at bigint;`,
   },
+  {
+    // A one-way conversation kept with its message that its delivery completed is read from that
+    // delivery, done: no row is written for it (ADR 0138). `deliveries_kept_done` holds those
+    // deliveries (one B-tree entry at the done-marking, where the row cost a heap tuple and four
+    // index entries), so the view's third branch and retention read them without scanning every
+    // finished delivery. Conversations completed before this migration have their row, which the
+    // view's NOT EXISTS prefers: existing databases read the same.
+    id: 'cluster-messaging-011-ended-kept',
+    sql: (s) => `
+      CREATE INDEX deliveries_kept_done ON ${s}.deliveries (message_id) WHERE state = 'done' AND kept_until IS NOT NULL;
+      CREATE OR REPLACE VIEW ${s}.conversations_read AS
+        SELECT id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason
+          FROM ${s}.conversations
+        UNION ALL
+        SELECT m.conversation_id, o.protocol, o.state, o.initiator, o.participants, o.capability, o.turns, o.max_turns, o.created_at, o.updated_at, o.expires_at, o.reason
+          FROM ${s}.deliveries d
+          JOIN ${s}.messages m ON m.id = d.message_id
+          CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, m.conversation::json) o
+          WHERE d.state = 'pending' AND d.kept_until IS NOT NULL
+        UNION ALL
+        SELECT m.conversation_id, o.protocol, 'completed', o.initiator, o.participants, o.capability, o.turns, o.max_turns, o.created_at, d.updated_at, NULL, '${KEPT_ENDED_REASON}'
+          FROM ${s}.deliveries d
+          JOIN ${s}.messages m ON m.id = d.message_id
+          CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, m.conversation::json) o
+          WHERE d.state = 'done' AND d.kept_until IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM ${s}.conversations c WHERE c.id = m.conversation_id);
+    `,
+  },
 ];
 
 /**
@@ -172,10 +203,49 @@ export const conversationByIdSql = (s: string): string =>
   `SELECT * FROM ${s}.conversations WHERE id = $1
    UNION ALL
    SELECT o.* FROM ${s}.messages m
-     CROSS JOIN LATERAL (SELECT 1 FROM ${s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending' AND d.kept_until IS NOT NULL OFFSET 0) k
-     CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, m.conversation::json) o
-   WHERE m.conversation_id = $1 AND m.conversation IS NOT NULL
+     CROSS JOIN LATERAL (SELECT ${keptJsonSql(s, 'm')} AS json OFFSET 0) k
+     CROSS JOIN LATERAL json_populate_record(NULL::${s}.conversations, k.json::json) o
+   WHERE m.conversation_id = $1 AND m.conversation IS NOT NULL AND k.json IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM ${s}.conversations c WHERE c.id = $1)
    LIMIT 1`;
+
+/**
+ * The conversation message `m` (an alias) keeps, as its JSON, while it is what the conversation
+ * is: its one delivery pending and marked kept (as opened), or done and still marked, ended with
+ * no row written (completed when that delivery was, migration cluster-messaging-011-ended-kept).
+ * NULL otherwise (no mark: a step wrote the row), or with `orStored` the stored JSON as it is. Each
+ * read of a kept conversation goes through it.
+ */
+export const keptJsonSql = (s: string, m: string, orStored = false): string => {
+  const marked = `(SELECT CASE WHEN d.state = 'done' THEN (${m}.conversation::jsonb || jsonb_build_object('state', 'completed', 'reason', '${KEPT_ENDED_REASON}', 'expires_at', NULL, 'updated_at', d.updated_at))::text ELSE ${m}.conversation END
+     FROM ${s}.deliveries d WHERE d.message_id = ${m}.id AND d.state IN ('pending', 'done') AND d.kept_until IS NOT NULL ORDER BY d.id LIMIT 1)`;
+  // A step reads the stored JSON when no delivery carries the mark, as it always did: a row exists then, and wins.
+  return orStored
+    ? `CASE WHEN ${m}.conversation IS NULL THEN NULL ELSE coalesce(${marked}, ${m}.conversation) END`
+    : marked;
+};
+
+/**
+ * Whether a step's write of a kept conversation (`v`, as the step left it) is what reads derive
+ * once its delivery is done (keptJsonSql): completed by its delivery, nothing else changed since it
+ * was opened (`opened`). Then no row is written.
+ */
+export function endsAsKept(opened: Conversation, v: Conversation): boolean {
+  return (
+    v.state === 'completed' &&
+    v.reason === KEPT_ENDED_REASON &&
+    v.expires_at === null &&
+    v.id === opened.id &&
+    v.protocol === opened.protocol &&
+    v.initiator === opened.initiator &&
+    v.capability === opened.capability &&
+    v.turns === opened.turns &&
+    v.max_turns === opened.max_turns &&
+    v.created_at === opened.created_at &&
+    v.participants.length === opened.participants.length &&
+    v.participants.every((p, i) => p === opened.participants[i])
+  );
+}
 
 /** A conversation row as the JSON a one-way conversation's message keeps (migration cluster-messaging-007-one-way). */
 export const openingJson = (c: Conversation): string =>

@@ -24,6 +24,7 @@ import type {
   MessagingConfig,
 } from '../../../src/messaging/index.js';
 import { CaxtonError } from '../../../src/shared/errors.js';
+import { registerSecrets } from '../../../src/shared/secrets.js';
 import { agentDef, deploy, messagingConfig } from '../helpers.js';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
@@ -153,6 +154,34 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     expect(messages.map((s) => s.message.performative)).toEqual(['request', 'agree', 'inform']);
     const m = await b.bus.reads.getMessage(sent[0]!.id);
     expect(m?.deliveries.map((d) => d.state)).toEqual(['done']);
+  });
+
+  it("an agent's history of the one-way conversation its message opened is that message as stored, as a read of the table gives it", async () => {
+    fresh();
+    const secret = `sk-history-${process.pid}-0123456789abcdef`;
+    registerSecrets([secret]);
+    const seen: { held: AclMessage[]; read: AclMessage[] }[] = [];
+    const a = await node('a', [['sink', ['sink']]]);
+    a.bus.registerHandler('sink', async (m) => {
+      seen.push({
+        held: await a.bus.history(m.conversation_id, 5),
+        read: (await (a.bus.reads as PgMessageReads).lastMessagesOf(m.conversation_id, 5)).map((x) => x.message),
+      });
+      return undefined;
+    });
+    await a.bus.start();
+    const sent = await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['sink'], content: `note ${i} ${secret}` }),
+      ),
+    );
+    for (const x of sent) expect((await a.bus.wait(x.conversation_id, 20_000)).state).toBe('completed');
+    expect(seen).toHaveLength(5);
+    for (const x of seen) {
+      expect(x.held).toEqual(x.read);
+      expect(x.held).toHaveLength(1);
+      expect(JSON.stringify(x.held)).not.toContain(secret);
+    }
   });
 
   it('a Contract Net whose proposals are handled on both nodes is awarded exactly once, to the best bid', async () => {

@@ -39,12 +39,13 @@ async function node(handlers: Record<string, InProcessHandler>) {
   const store = await PgMessageStore.open({ pool, schema });
   const registry = new AgentRegistry();
   for (const name of Object.keys(handlers)) deploy(registry, agentDef(name, ['notes']));
+  const config = messagingConfig();
   const bus = new ClusterBus({
     store,
     reads: new PgMessageReads({ store }),
     nc,
     registry,
-    config: messagingConfig(),
+    config,
     cluster: clusterConfigSchema.parse({
       node: 'n1',
       delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}` },
@@ -55,6 +56,8 @@ async function node(handlers: Record<string, InProcessHandler>) {
   await bus.start();
   return {
     bus,
+    /** `[messaging] retention` (ms) from now on. */
+    setRetention: (ms: number) => void (config.retention = ms),
     /** The conversation rows of `id`: [state, turns]. */
     rows: async (id: string) =>
       (
@@ -96,7 +99,7 @@ async function node(handlers: Record<string, InProcessHandler>) {
 }
 
 describe.runIf(run)('one-way conversations in PostgreSQL', () => {
-  it('no row while the delivery is pending; the acknowledgement writes it once, completed', async () => {
+  it('no row while the delivery is pending, nor once it is done: the reads derive it, completed, from its delivery', async () => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     let entered = false;
@@ -115,9 +118,41 @@ describe.runIf(run)('one-way conversations in PostgreSQL', () => {
       expect(await n.marking()).toBe(1);
       expect((await n.bus.reads.getConversation(r.conversation_id)).conversation.state).toBe('initiated');
       release();
-      await waitUntil(async () => (await n.rows(r.conversation_id)).length > 0, { what: 'the conversation row' });
-      expect(await n.rows(r.conversation_id)).toEqual([['completed', 1]]);
+      const opened = (await n.bus.reads.getConversation(r.conversation_id)).conversation;
+      await waitUntil(
+        async () => (await n.bus.reads.getConversation(r.conversation_id)).conversation.state === 'completed',
+        { what: 'the conversation completed' },
+      );
+      expect(await n.rows(r.conversation_id)).toEqual([]);
+      const done = (await n.bus.reads.getConversation(r.conversation_id)).conversation;
+      const delivery = (await n.bus.reads.getMessage(r.id))!.deliveries[0]!;
+      expect(done).toEqual({
+        ...opened,
+        state: 'completed',
+        reason: 'delivered',
+        expires_at: null,
+        updated_at: delivery.updated_at,
+      });
       expect((await n.bus.reads.listConversations({})).total).toBe(1);
+      expect((await n.bus.reads.listConversations({ state: 'completed' })).items).toEqual([done]);
+      expect((await n.bus.reads.listConversations({ state: 'initiated' })).total).toBe(0);
+      expect(await n.marking()).toBe(0);
+      // Ended, the conversation takes no more messages, as when it had its row.
+      await expect(
+        n.bus.submit({
+          performative: 'inform',
+          sender: 'client',
+          receiver: 'sink',
+          content: 'late',
+          conversation_id: r.conversation_id,
+        }),
+      ).rejects.toThrow(/completed/);
+      // Retention takes it with its message and delivery like any finished conversation.
+      expect(await n.bus.applyRetention()).toMatchObject({ conversations: 0 });
+      n.setRetention(0);
+      expect(await n.bus.applyRetention()).toMatchObject({ conversations: 1 });
+      expect(await n.bus.reads.getMessage(r.id)).toBeUndefined();
+      expect((await n.bus.reads.listConversations({})).total).toBe(0);
       // Finished, the delivery is never published again: its publish mark went with the done-marking.
       expect(await n.publishMarked('done')).toBe(0);
     } finally {

@@ -128,6 +128,7 @@ describe.skipIf(!run)('a cluster table’s indexes and the plans that use them',
   it('keeps one index of the unfinished deliveries for the open rows and their publish marks, none on a conversation’s state or an event’s category', async () => {
     expect(await indexes('deliveries')).toEqual([
       'deliveries_finished',
+      'deliveries_kept_done',
       'deliveries_message',
       'deliveries_open',
       'deliveries_pkey',
@@ -184,6 +185,8 @@ describe.skipIf(!run)('a cluster table’s indexes and the plans that use them',
     expect(await plan(dead!)).toContain('deliveries_open');
     const [idle] = await statements(() => store.prune(cfg, 10), /updated_at < \$1 ORDER BY updated_at/);
     expect(await plan(idle!)).toContain('conversations_created');
+    // One-way conversations completed by their delivery (no row): along the index of those deliveries.
+    expect(await plan(idle!)).toContain('deliveries_kept_done');
     const [deadCount] = await statements(() => reads.deadCount(), /state = 'dead'/);
     expect(await plan(deadCount!)).toContain('deliveries_open');
   });
@@ -251,7 +254,13 @@ describe.skipIf(!run)('a cluster table’s indexes and the plans that use them',
             [old],
           )
         ).rows.map((r) => r.indexname),
-      ).toEqual(['deliveries_message', 'deliveries_open', 'deliveries_pkey', 'deliveries_receiver_folded']);
+      ).toEqual([
+        'deliveries_kept_done',
+        'deliveries_message',
+        'deliveries_open',
+        'deliveries_pkey',
+        'deliveries_receiver_folded',
+      ]);
     } finally {
       await pool.query(`DROP SCHEMA IF EXISTS "${old}" CASCADE`);
     }

@@ -210,6 +210,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       'cluster-messaging-008-open-index',
       'cluster-messaging-009-no-state-index',
       'cluster-messaging-010-held',
+      'cluster-messaging-011-ended-kept',
     ]);
   });
 
