@@ -36,6 +36,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   mastra: async () => (await import('./mastra.js')).mastraSuite,
   signing: async () => (await import('./signing.js')).signingSuite,
   'stats-history': async () => (await import('./stats-history.js')).statsHistorySuite,
+  'model-http': async () => (await import('./model-http.js')).modelHttpSuite,
 };
 
 async function main(argv: string[]): Promise<number> {
