@@ -5,7 +5,8 @@
  * dispatched at the end of the stream.
  *
  * Each chunk is decoded once (a character split across two chunks is kept whole), scanned once,
- * and its lines sliced from that text; only an unfinished last line is kept for the next chunk.
+ * and its lines sliced from that text; a line that spans chunks is kept in pieces and joined
+ * once, when it ends, so a long line costs no more than a short one per character.
  */
 
 import { StringDecoder } from 'node:string_decoder';
@@ -30,8 +31,9 @@ const LF = 10;
 
 export class SseParser {
   private decoder: StringDecoder | undefined;
-  /** The unfinished last line of the text read so far. */
-  private rest = '';
+  /** The pieces of an unfinished last line, from one or more chunks, and their length. */
+  private rest: string[] = [];
+  private restChars = 0;
   private event = '';
   private data: string[] = [];
   private dataChars = 0;
@@ -45,23 +47,24 @@ export class SseParser {
   }
 
   /** Feeds a chunk of text; returns the events it completed. */
-  feed(chunk: string): SseEvent[] {
+  feed(text: string): SseEvent[] {
     const out: SseEvent[] = [];
-    let text = chunk;
     let start = 0;
     if (this.pendingCr && text.charCodeAt(0) === LF) start = 1;
     this.pendingCr = false;
-    if (this.rest !== '') {
-      text = this.rest + text.slice(start);
-      start = 0;
-      this.rest = '';
-    }
     // The next "\n" and "\r" at or after `start`, each searched again only once passed.
     let lf = text.indexOf('\n', start);
     let cr = text.indexOf('\r', start);
     while (lf >= 0 || cr >= 0) {
       const end = cr < 0 || (lf >= 0 && lf < cr) ? lf : cr;
-      this.line(text, start, end, out);
+      if (this.rest.length > 0) {
+        // A line begun in an earlier chunk: joined once, when it ends.
+        this.rest.push(text.slice(start, end));
+        const line = this.rest.join('');
+        this.rest = [];
+        this.restChars = 0;
+        this.line(line, 0, line.length, out);
+      } else this.line(text, start, end, out);
       if (end === cr) {
         if (end + 1 === text.length) {
           // A lone "\r" at the very end may be the first half of "\r\n".
@@ -75,8 +78,9 @@ export class SseParser {
       if (cr >= 0 && cr < start) cr = text.indexOf('\r', start);
     }
     if (start < text.length) {
-      if (text.length - start > MAX_SSE_EVENT_CHARS) throw new SseTooLarge();
-      this.rest = text.slice(start);
+      this.restChars += text.length - start;
+      if (this.restChars > MAX_SSE_EVENT_CHARS) throw new SseTooLarge();
+      this.rest.push(start === 0 ? text : text.slice(start));
     }
     return out;
   }
@@ -84,9 +88,11 @@ export class SseParser {
   /** Ends the stream; returns the last event if it was not terminated by a blank line. */
   end(): SseEvent[] {
     const out = this.decoder ? this.feed(this.decoder.end()) : [];
-    if (this.rest !== '') {
-      this.line(this.rest, 0, this.rest.length, out);
-      this.rest = '';
+    if (this.rest.length > 0) {
+      const line = this.rest.join('');
+      this.rest = [];
+      this.restChars = 0;
+      this.line(line, 0, line.length, out);
     }
     this.dispatch(out);
     return out;

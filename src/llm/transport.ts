@@ -9,7 +9,8 @@
  * answers 3xx is misconfigured, and following one would send the request body somewhere the
  * configuration does not name; http.ts says where it points.
  */
-import { Pool, type Dispatcher } from 'undici';
+import type * as Undici from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 
 /** The largest response body read whole (a chat completion, an embeddings batch). */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -19,8 +20,10 @@ export const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const MAX_POOLS = 32;
 
 const pools = new Map<string, Pool>();
+/** undici, loaded on the first call: worker threads and child processes that never call a model do not load it. */
+let undici: Promise<typeof Undici> | undefined;
 
-function poolFor(origin: string): Pool {
+async function poolFor(origin: string): Promise<Pool> {
   let pool = pools.get(origin);
   if (pool !== undefined) {
     // Most recently used last, so the first is the one to close.
@@ -28,6 +31,9 @@ function poolFor(origin: string): Pool {
     pools.set(origin, pool);
     return pool;
   }
+  const { Pool } = await (undici ??= import('undici'));
+  pool = pools.get(origin);
+  if (pool !== undefined) return pool;
   // undici's own header and body timeouts are off: timeout_ms (http.ts) is the one timeout.
   pool = new Pool(origin, { headersTimeout: 0, bodyTimeout: 0 });
   pools.set(origin, pool);
@@ -64,7 +70,9 @@ export async function post(
   body: string,
   signal: AbortSignal,
 ): Promise<TransportResponse> {
-  const res = await poolFor(url.origin).request({
+  const res = await (
+    await poolFor(url.origin)
+  ).request({
     path: url.pathname + url.search,
     method: 'POST',
     headers,
