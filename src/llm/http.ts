@@ -154,31 +154,48 @@ class AttemptFailure {
   ) {}
 }
 
-/** The per-attempt timeout, re-armable so a stream can treat it as an idle timeout. */
+/**
+ * The per-attempt timeout, re-armable so a stream can treat it as an idle timeout, and the one
+ * signal the request is sent with: it aborts when the timeout fires or the caller cancels. (A
+ * listener on the caller's signal rather than AbortSignal.any, which costs more per call.)
+ */
 class AttemptTimer {
   private readonly controller = new AbortController();
   private handle: ReturnType<typeof setTimeout> | undefined;
+  private done = false;
   fired = false;
 
-  constructor(readonly ms: number) {
+  constructor(
+    readonly ms: number,
+    private readonly caller?: AbortSignal,
+  ) {
+    caller?.addEventListener('abort', this.onCallerAbort, { once: true });
     this.arm();
   }
+
+  private readonly onCallerAbort = (): void => this.controller.abort(this.caller?.reason);
 
   get signal(): AbortSignal {
     return this.controller.signal;
   }
 
   arm(): void {
-    clearTimeout(this.handle);
-    if (this.fired) return;
+    if (this.fired || this.done) return;
+    if (this.handle !== undefined) {
+      this.handle.refresh();
+      return;
+    }
     this.handle = setTimeout(() => {
       this.fired = true;
       this.controller.abort(new Error(`timed out after ${this.ms} ms`));
     }, this.ms);
   }
 
+  /** The attempt is over: no timeout, and the caller's signal is let go. */
   clear(): void {
+    this.done = true;
     clearTimeout(this.handle);
+    this.caller?.removeEventListener('abort', this.onCallerAbort);
   }
 }
 
@@ -190,8 +207,8 @@ async function withRetries<T>(
   const maxRetries = Math.max(0, Math.floor(t.config.max_retries));
   for (let retry = 0; ; retry++) {
     if (r.signal?.aborted) throw cancelled(t);
-    const timer = new AttemptTimer(t.config.timeout_ms);
-    const signal = r.signal ? AbortSignal.any([r.signal, timer.signal]) : timer.signal;
+    const timer = new AttemptTimer(t.config.timeout_ms, r.signal);
+    const signal = timer.signal;
     let failure: AttemptFailure;
     try {
       return await once(signal, timer);
