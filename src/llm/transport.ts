@@ -101,7 +101,9 @@ export class BodyTooLarge extends Error {
  * quoted only in part); without, a longer body is a BodyTooLarge.
  */
 export async function readText(res: TransportResponse, limit: number, truncate = false): Promise<string> {
-  const declared = Number(res.header('content-length'));
+  const length = res.header('content-length');
+  const declared = length === undefined ? Number.NaN : Number(length);
+  if (declared <= limit) return res.body.text(); // framed by its length: it cannot grow past it
   if (!truncate && declared > limit) {
     res.body.destroy();
     throw new BodyTooLarge(limit);
