@@ -10,6 +10,9 @@
  *    process, loaded in alternated rounds by autocannon; the CPU is the server's main thread's
  *    own account (/proc/PID/task/PID/schedstat).
  *
+ * BENCH_COMPARE_DIR names another built checkout: its server on the OpenAI-compatible model joins
+ * the rounds, for a before and after in one run.
+ *
  *   npm run bench -- model-http      (BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_QUERIES)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -33,6 +36,7 @@ const ROUNDS = env('BENCH_ROUNDS', 5);
 const SECONDS = env('BENCH_DURATION', 4);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
 const POSTS = env('BENCH_QUERIES', 2000);
+const OTHER = process.env.BENCH_COMPARE_DIR;
 const here = dirname(fileURLToPath(import.meta.url));
 const self = resolve(here, '..');
 
@@ -186,23 +190,29 @@ export const modelHttpSuite: Suite = {
       started.push(scripted);
       const openai = await child('model-http-server.mjs', ['openai', stub.line]);
       started.push(openai);
-      const servers = { scripted, openai };
-      const server: Record<string, { rps: number[]; us: number[] }> = {
-        scripted: { rps: [], us: [] },
-        openai: { rps: [], us: [] },
-      };
+      const servers: Record<string, Child> = { scripted, openai };
+      if (OTHER) {
+        servers.base = await child('model-http-server.mjs', ['openai', stub.line, OTHER]);
+        started.push(servers.base);
+      }
+      const names2 = Object.keys(servers);
+      const server: Record<string, { rps: number[]; us: number[] }> = Object.fromEntries(
+        names2.map((n) => [n, { rps: [], us: [] }]),
+      );
       for (const s of Object.values(servers)) await serverRep(s); // warm-up
       const ratio: number[] = [];
+      const baseRatio: number[] = [];
       for (let r = 0; r < ROUNDS; r++) {
-        const order = (r % 2 === 0 ? ['scripted', 'openai'] : ['openai', 'scripted']) as (keyof typeof servers)[];
+        const order = r % 2 === 0 ? names2 : [...names2].reverse();
         for (const n of order) {
-          const m = await serverRep(servers[n]);
+          const m = await serverRep(servers[n]!);
           server[n]!.rps.push(m.rps);
           server[n]!.us.push(m.us);
         }
         ratio.push(server.openai!.us.at(-1)! / server.scripted!.us.at(-1)!);
+        if (server.base) baseRatio.push(server.base.us.at(-1)! / server.scripted!.us.at(-1)!);
         note(
-          `model-http: server round ${r + 1}/${ROUNDS}: scripted ${server.scripted!.us.at(-1)!.toFixed(1)} µs, openai ${server.openai!.us.at(-1)!.toFixed(1)} µs`,
+          `model-http: server round ${r + 1}/${ROUNDS}: ${names2.map((n) => `${n} ${server[n]!.us.at(-1)!.toFixed(1)} µs`).join(', ')}`,
         );
       }
 
@@ -227,6 +237,15 @@ export const modelHttpSuite: Suite = {
           target: '≤ 2 ×',
           verdict: r <= 2 ? 'pass' : 'fail',
         },
+        ...(server.base
+          ? [
+              {
+                metric: `server CPU per invoke, OpenAI-compatible model, the build in ${OTHER} (µs)`,
+                value: spread(server.base.us),
+                baseline: `scripted model (this build): ${median(baseRatio).toFixed(2)} × (${Math.min(...baseRatio).toFixed(2)}–${Math.max(...baseRatio).toFixed(2)})`,
+              },
+            ]
+          : []),
         {
           metric: 'throughput, OpenAI-compatible model (req/s)',
           value: spread(server.openai!.rps, 0),
@@ -235,7 +254,17 @@ export const modelHttpSuite: Suite = {
       );
       return {
         rows,
-        raw: { client, server, ratio, rounds: ROUNDS, posts: POSTS, seconds: SECONDS, connections: CONNECTIONS },
+        raw: {
+          client,
+          server,
+          ratio,
+          base_ratio: baseRatio,
+          compare_dir: OTHER,
+          rounds: ROUNDS,
+          posts: POSTS,
+          seconds: SECONDS,
+          connections: CONNECTIONS,
+        },
       };
     } finally {
       await stop(started);

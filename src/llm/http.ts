@@ -242,7 +242,7 @@ async function send(
   accept: string,
 ): Promise<TransportResponse> {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept, 'user-agent': USER_AGENT };
-  // Header names are case-insensitive: a configured "Content-Type" replaces ours, as it did with fetch.
+  // Header names are case-insensitive: a configured "Content-Type" replaces ours rather than doubling it.
   for (const name in r.headers) headers[name.toLowerCase()] = r.headers[name]!;
   const res = await post(parseCallUrl(r.url), headers, body, signal);
   if (res.status >= 200 && res.status < 300) return res;
