@@ -31,7 +31,10 @@ async function poolFor(origin: string): Promise<Pool> {
     pools.set(origin, pool);
     return pool;
   }
-  const { Pool } = await (undici ??= import('undici'));
+  // Node's import of the CommonJS package gives its exports by name; the bundle's lazy chunk
+  // of it gives them only under `default`.
+  const ns = await (undici ??= import('undici'));
+  const { Pool } = (ns as unknown as { default?: typeof Undici }).default ?? ns;
   pool = pools.get(origin);
   if (pool !== undefined) return pool;
   // undici's own header and body timeouts are off: timeout_ms (http.ts) is the one timeout.
