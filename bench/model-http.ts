@@ -224,6 +224,7 @@ export const modelHttpSuite: Suite = {
           n === 'fetch' ? '—' : `fetch ${fetchUs.toFixed(1)} µs: ${(median(client[n]!) / fetchUs).toFixed(2)} ×`,
       }));
       const r = median(ratio);
+      const overBase = server.base ? server.openai!.us.map((u, i) => u / server.base!.us[i]!) : [];
       rows.push(
         {
           metric: `server CPU per invoke, OpenAI-compatible model over HTTP (µs, ${CONNECTIONS} connections)`,
@@ -243,6 +244,11 @@ export const modelHttpSuite: Suite = {
                 metric: `server CPU per invoke, OpenAI-compatible model, the build in ${OTHER} (µs)`,
                 value: spread(server.base.us),
                 baseline: `scripted model (this build): ${median(baseRatio).toFixed(2)} × (${Math.min(...baseRatio).toFixed(2)}–${Math.max(...baseRatio).toFixed(2)})`,
+              },
+              {
+                metric: 'this build over that one, OpenAI-compatible model (median of per-round ratios)',
+                value: `${median(overBase).toFixed(2)} × (${Math.min(...overBase).toFixed(2)}–${Math.max(...overBase).toFixed(2)})`,
+                baseline: '1',
               },
             ]
           : []),
