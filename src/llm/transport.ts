@@ -132,10 +132,3 @@ export function discard(res: TransportResponse): void {
   res.body.resume();
   res.body.on('error', () => undefined);
 }
-
-/** Closes every pool (tests, and a server shutting down). */
-export async function closeTransport(): Promise<void> {
-  const all = [...pools.values()];
-  pools.clear();
-  await Promise.all(all.map((p) => p.close().catch(() => undefined)));
-}
