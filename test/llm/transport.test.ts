@@ -8,7 +8,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LlmError, OpenAiProvider, type ChatRequest, type ProviderConfig } from '../../src/llm/index.js';
 import { MAX_SSE_EVENT_CHARS } from '../../src/llm/sse.js';
-import { MAX_RESPONSE_BYTES } from '../../src/llm/transport.js';
+import { BodyTooLarge, MAX_RESPONSE_BYTES, post, readText } from '../../src/llm/transport.js';
 import { waitUntil } from '../helpers/wait.js';
 
 interface Server {
@@ -188,6 +188,18 @@ describe('model-call transport', () => {
     const e = await failure(provider(s.url).chat(req));
     expect(e.kind).toBe('malformed_response');
     expect(e.message).toContain(`larger than ${MAX_RESPONSE_BYTES} bytes`);
+  });
+
+  it('bounds a body sent without a length as it arrives: refused whole, or cut when quoted', async () => {
+    const s = await serve((_r, res) => {
+      res.writeHead(500, { 'content-type': 'text/plain' }); // chunked: no content-length
+      res.write('0123456789');
+      res.end('abcdefghij');
+    });
+    const call = () => post(new URL(`${s.url}/chat/completions`), {}, '{}', new AbortController().signal);
+    await expect(readText(await call(), 15)).rejects.toBeInstanceOf(BodyTooLarge);
+    expect(await readText(await call(), 15, true)).toBe('0123456789abcde');
+    expect(await readText(await call(), 100)).toBe('0123456789abcdefghij');
   });
 
   it('refuses a stream event longer than the bound', async () => {
