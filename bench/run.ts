@@ -38,6 +38,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   latency: async () => (await import('./latency.js')).latencySuite,
   signing: async () => (await import('./signing.js')).signingSuite,
   'stats-history': async () => (await import('./stats-history.js')).statsHistorySuite,
+  'model-http': async () => (await import('./model-http.js')).modelHttpSuite,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,6 @@
 /**
  * Anthropic Messages API client (`POST {base_url}/v1/messages`, `x-api-key`,
- * `anthropic-version: 2023-06-01`). Plain fetch, no SDK.
+ * `anthropic-version: 2023-06-01`). No SDK: the shared HTTP layer (http.ts over transport.ts).
  *
  * Wire mapping:
  * - System messages → the top-level `system` string (several are joined by a blank line).

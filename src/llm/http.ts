@@ -7,11 +7,24 @@
  * stream it bounds the wait for the response headers and then every silence between two chunks,
  * so a long but lively generation is never cut off. Streams are retried only until the response
  * headers arrive; once the body is being consumed a failure is final.
+ *
+ * The bytes move over transport.ts: pooled keep-alive connections per origin, no redirects
+ * followed, a response body read within MAX_RESPONSE_BYTES and an event within MAX_SSE_EVENT_CHARS.
  */
 import type { LlmErrorKind, ProviderConfig } from './types.js';
 import { LlmError } from './types.js';
 import { RETRYABLE_STATUSES, parseRetryAfter, retryDelay, sleep } from './retry.js';
-import { readSse, type SseEvent } from './sse.js';
+import { SseParser, SseTooLarge, type SseEvent } from './sse.js';
+import {
+  BodyTooLarge,
+  discard,
+  MAX_ERROR_BODY_BYTES,
+  MAX_RESPONSE_BYTES,
+  parseCallUrl,
+  post,
+  readText,
+  type TransportResponse,
+} from './transport.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
 /** Who is being called: for error messages and the retry policy. */
@@ -31,6 +44,9 @@ export interface PostRequest {
   /** The caller's deadline (ms since the epoch): no retry wait may run past it. */
   deadline?: number;
 }
+
+/** Sent as User-Agent: some gateways refuse a request without one. */
+const USER_AGENT = 'caxton';
 
 /** Provider error text is quoted up to this many characters. */
 const MAX_DETAIL = 300;
@@ -68,11 +84,12 @@ export function readApiKey(provider: string, model: string, config: ProviderConf
 
 /** POSTs and returns the parsed JSON body of a 2xx response, retrying transient failures. */
 export async function postJson(t: HttpTarget, r: PostRequest): Promise<unknown> {
+  const body = JSON.stringify(r.body);
   const text = await withRetries(t, r, async (signal, timer) => {
-    const res = await send(t, r, signal, 'application/json');
-    const body = await res.text();
+    const res = await send(t, r, body, signal, 'application/json');
+    const text = await readText(res, MAX_RESPONSE_BYTES);
     timer.clear();
-    return body;
+    return text;
   });
   try {
     return JSON.parse(text) as unknown;
@@ -86,32 +103,46 @@ export async function postJson(t: HttpTarget, r: PostRequest): Promise<unknown> 
  * while reading the body (timeout, cancellation, dropped connection) surface as LlmErrors.
  */
 export async function postSse(t: HttpTarget, r: PostRequest): Promise<AsyncGenerator<SseEvent>> {
+  const body = JSON.stringify(r.body);
   const { res, timer } = await withRetries(t, r, async (signal, timer) => ({
-    res: await send(t, r, signal, 'text/event-stream'),
+    res: await send(t, r, body, signal, 'text/event-stream'),
     timer,
   }));
-  const type = res.headers.get('content-type') ?? '';
-  if (res.body === null || (type !== '' && !type.includes('text/event-stream'))) {
+  const type = res.header('content-type') ?? '';
+  if (type !== '' && !type.includes('text/event-stream')) {
+    const text = await readText(res, MAX_ERROR_BODY_BYTES, true).catch(() => '');
     timer.clear();
-    const text = await res.text().catch(() => '');
     throw malformed(t, `expected an event stream, got ${type || 'no content type'}: ${excerpt(text) || '(empty)'}`);
   }
-  return readStream(t, r, res.body, timer);
+  return readStream(t, r, res, timer);
 }
 
+/**
+ * The body's events as it arrives: each chunk of bytes decoded once, its lines sliced out of
+ * that text (sse.ts), no other copy.
+ */
 async function* readStream(
   t: HttpTarget,
   r: PostRequest,
-  body: ReadableStream<Uint8Array>,
+  res: TransportResponse,
   timer: AttemptTimer,
 ): AsyncGenerator<SseEvent> {
+  const parser = new SseParser();
   timer.arm();
+  let finished = false;
   try {
-    yield* readSse(body, () => timer.arm());
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      timer.arm();
+      yield* parser.push(chunk);
+    }
+    finished = true;
+    yield* parser.end();
   } catch (e) {
     throw classifyThrown(t, e, r.signal, timer, 'streaming').error;
   } finally {
     timer.clear();
+    // Stopped early (the consumer broke out, or an error): close the connection, not reused.
+    if (!finished) res.body.destroy();
   }
 }
 
@@ -123,31 +154,48 @@ class AttemptFailure {
   ) {}
 }
 
-/** The per-attempt timeout, re-armable so a stream can treat it as an idle timeout. */
+/**
+ * The per-attempt timeout, re-armable so a stream can treat it as an idle timeout, and the one
+ * signal the request is sent with: it aborts when the timeout fires or the caller cancels. (A
+ * listener on the caller's signal rather than AbortSignal.any, which costs more per call.)
+ */
 class AttemptTimer {
   private readonly controller = new AbortController();
   private handle: ReturnType<typeof setTimeout> | undefined;
+  private done = false;
   fired = false;
 
-  constructor(readonly ms: number) {
+  constructor(
+    readonly ms: number,
+    private readonly caller?: AbortSignal,
+  ) {
+    caller?.addEventListener('abort', this.onCallerAbort, { once: true });
     this.arm();
   }
+
+  private readonly onCallerAbort = (): void => this.controller.abort(this.caller?.reason);
 
   get signal(): AbortSignal {
     return this.controller.signal;
   }
 
   arm(): void {
-    clearTimeout(this.handle);
-    if (this.fired) return;
+    if (this.fired || this.done) return;
+    if (this.handle !== undefined) {
+      this.handle.refresh();
+      return;
+    }
     this.handle = setTimeout(() => {
       this.fired = true;
       this.controller.abort(new Error(`timed out after ${this.ms} ms`));
     }, this.ms);
   }
 
+  /** The attempt is over: no timeout, and the caller's signal is let go. */
   clear(): void {
+    this.done = true;
     clearTimeout(this.handle);
+    this.caller?.removeEventListener('abort', this.onCallerAbort);
   }
 }
 
@@ -159,8 +207,8 @@ async function withRetries<T>(
   const maxRetries = Math.max(0, Math.floor(t.config.max_retries));
   for (let retry = 0; ; retry++) {
     if (r.signal?.aborted) throw cancelled(t);
-    const timer = new AttemptTimer(t.config.timeout_ms);
-    const signal = r.signal ? AbortSignal.any([r.signal, timer.signal]) : timer.signal;
+    const timer = new AttemptTimer(t.config.timeout_ms, r.signal);
+    const signal = timer.signal;
     let failure: AttemptFailure;
     try {
       return await once(signal, timer);
@@ -185,17 +233,34 @@ async function withRetries<T>(
   }
 }
 
-/** One fetch; a non-2xx status becomes an AttemptFailure. */
-async function send(t: HttpTarget, r: PostRequest, signal: AbortSignal, accept: string): Promise<Response> {
-  const res = await fetch(r.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept, ...r.headers },
-    body: JSON.stringify(r.body),
-    signal,
-  });
-  if (res.ok) return res;
-  const text = await res.text().catch(() => '');
-  throw httpFailure(t, r.url, res.status, text, res.headers.get('retry-after'));
+/** One POST; a status other than 2xx becomes an AttemptFailure. */
+async function send(
+  t: HttpTarget,
+  r: PostRequest,
+  body: string,
+  signal: AbortSignal,
+  accept: string,
+): Promise<TransportResponse> {
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept, 'user-agent': USER_AGENT };
+  // Header names are case-insensitive: a configured "Content-Type" replaces ours rather than doubling it.
+  for (const name in r.headers) headers[name.toLowerCase()] = r.headers[name]!;
+  const res = await post(parseCallUrl(r.url), headers, body, signal);
+  if (res.status >= 200 && res.status < 300) return res;
+  if (res.status >= 300 && res.status < 400) {
+    discard(res);
+    const to = res.header('location');
+    throw new AttemptFailure(
+      new LlmError({
+        provider: t.provider,
+        model: t.model,
+        kind: 'connection',
+        httpStatus: res.status,
+        message: `HTTP ${res.status} from ${r.url} redirects to ${to === undefined ? '(no location)' : quoteOutside(to, 200)}; a model call does not follow redirects: set base_url to the address the server redirects to`,
+      }),
+    );
+  }
+  const text = await readText(res, MAX_ERROR_BODY_BYTES, true).catch(() => '');
+  throw httpFailure(t, r.url, res.status, text, res.header('retry-after') ?? null);
 }
 
 function httpFailure(
@@ -238,7 +303,7 @@ function httpFailure(
   return new AttemptFailure(make('bad_request', `HTTP ${status} bad request${said}`));
 }
 
-/** Maps a thrown fetch/body error to a failure. */
+/** Maps a thrown request or body error to a failure. */
 function classifyThrown(
   t: HttpTarget,
   e: unknown,
@@ -247,6 +312,9 @@ function classifyThrown(
   phase: string,
 ): AttemptFailure {
   if (e instanceof LlmError) return new AttemptFailure(e);
+  if (e instanceof BodyTooLarge)
+    return new AttemptFailure(malformed(t, `${e.message}, the most a model call reads (${phase})`));
+  if (e instanceof SseTooLarge) return new AttemptFailure(malformed(t, e.message));
   const make = (kind: LlmErrorKind, message: string, retryable: boolean): AttemptFailure =>
     new AttemptFailure(new LlmError({ provider: t.provider, model: t.model, kind, message, retryable }, { cause: e }));
   if (callerSignal?.aborted) return new AttemptFailure(cancelled(t, e));
@@ -297,7 +365,7 @@ function rewrap(err: LlmError, message: string): LlmError {
   );
 }
 
-/** The first `code` string along the cause chain (undici wraps socket errors in "fetch failed"). */
+/** The first `code` string along the cause chain (a socket error may be wrapped). */
 function errorCode(e: unknown): string | undefined {
   for (
     let cur = e, depth = 0;

@@ -1,6 +1,7 @@
 /**
  * OpenAI-compatible Chat Completions client (`POST {base_url}/chat/completions`): OpenAI itself,
- * Ollama, llama.cpp, vLLM, LM Studio and other servers speaking the same API. Plain fetch, no SDK.
+ * Ollama, llama.cpp, vLLM, LM Studio and other servers speaking the same API. No SDK: the shared
+ * HTTP layer (http.ts over transport.ts).
  *
  * Wire mapping:
  * - ToolSpec → `tools: [{type: 'function', function: {name, description, parameters, strict?}}]`;

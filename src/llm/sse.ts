@@ -3,7 +3,13 @@
  * multi-line data joined with "\n", `:` comments, LF / CRLF / CR line ends, and UTF-8 split
  * across chunks. An event is dispatched at a blank line; a trailing event without one is
  * dispatched at the end of the stream.
+ *
+ * Each chunk is decoded once (a character split across two chunks is kept whole), scanned once,
+ * and its lines sliced from that text; a line that spans chunks is kept in pieces and joined
+ * once, when it ends, so a long line costs no more than a short one per character.
  */
+
+import { StringDecoder } from 'node:string_decoder';
 
 export interface SseEvent {
   /** The `event:` field; "message" when absent. */
@@ -11,87 +17,115 @@ export interface SseEvent {
   data: string;
 }
 
+/** The longest line, and the most data one event may gather, before the stream is refused. */
+export const MAX_SSE_EVENT_CHARS = 8 * 1024 * 1024;
+
+/** Thrown when a line or an event passes MAX_SSE_EVENT_CHARS. */
+export class SseTooLarge extends Error {
+  constructor() {
+    super(`an event of the stream is longer than ${MAX_SSE_EVENT_CHARS} characters`);
+  }
+}
+
+const LF = 10;
+
 export class SseParser {
-  private readonly decoder = new TextDecoder();
-  private buffer = '';
+  private decoder: StringDecoder | undefined;
+  /** The pieces of an unfinished last line, from one or more chunks, and their length. */
+  private rest: string[] = [];
+  private restChars = 0;
   private event = '';
   private data: string[] = [];
+  private dataChars = 0;
   /** The previous chunk ended in "\r": a "\n" starting the next one belongs to it. */
   private pendingCr = false;
 
-  /** Feeds a chunk; returns the events it completed. */
+  /** Feeds a chunk of bytes; returns the events it completed. */
   push(chunk: Uint8Array): SseEvent[] {
-    return this.feed(this.decoder.decode(chunk, { stream: true }));
+    this.decoder ??= new StringDecoder('utf8');
+    return this.feed(this.decoder.write(chunk));
+  }
+
+  /** Feeds a chunk of text; returns the events it completed. */
+  feed(text: string): SseEvent[] {
+    const out: SseEvent[] = [];
+    let start = 0;
+    if (this.pendingCr && text.charCodeAt(0) === LF) start = 1;
+    this.pendingCr = false;
+    // The next "\n" and "\r" at or after `start`, each searched again only once passed.
+    let lf = text.indexOf('\n', start);
+    let cr = text.indexOf('\r', start);
+    while (lf >= 0 || cr >= 0) {
+      const end = cr < 0 || (lf >= 0 && lf < cr) ? lf : cr;
+      if (this.rest.length > 0) {
+        // A line begun in an earlier chunk: joined once, when it ends.
+        this.rest.push(text.slice(start, end));
+        const line = this.rest.join('');
+        this.rest = [];
+        this.restChars = 0;
+        this.line(line, 0, line.length, out);
+      } else this.line(text, start, end, out);
+      if (end === cr) {
+        if (end + 1 === text.length) {
+          // A lone "\r" at the very end may be the first half of "\r\n".
+          this.pendingCr = true;
+          start = end + 1;
+          break;
+        }
+        start = text.charCodeAt(end + 1) === LF ? end + 2 : end + 1;
+      } else start = end + 1;
+      if (lf >= 0 && lf < start) lf = text.indexOf('\n', start);
+      if (cr >= 0 && cr < start) cr = text.indexOf('\r', start);
+    }
+    if (start < text.length) {
+      this.restChars += text.length - start;
+      if (this.restChars > MAX_SSE_EVENT_CHARS) throw new SseTooLarge();
+      this.rest.push(start === 0 ? text : text.slice(start));
+    }
+    return out;
   }
 
   /** Ends the stream; returns the last event if it was not terminated by a blank line. */
   end(): SseEvent[] {
-    const out = this.feed(this.decoder.decode());
-    if (this.buffer !== '') {
-      this.line(this.buffer, out);
-      this.buffer = '';
+    const out = this.decoder ? this.feed(this.decoder.end()) : [];
+    if (this.rest.length > 0) {
+      const line = this.rest.join('');
+      this.rest = [];
+      this.restChars = 0;
+      this.line(line, 0, line.length, out);
     }
     this.dispatch(out);
     return out;
   }
 
-  private feed(text: string): SseEvent[] {
-    const out: SseEvent[] = [];
-    if (this.pendingCr && text.startsWith('\n')) text = text.slice(1);
-    this.pendingCr = false;
-    this.buffer += text;
-    for (;;) {
-      const m = /\r\n|\r|\n/.exec(this.buffer);
-      if (!m) break;
-      // A lone "\r" at the very end may be the first half of "\r\n".
-      if (m[0] === '\r' && m.index === this.buffer.length - 1) {
-        this.pendingCr = true;
-      }
-      const line = this.buffer.slice(0, m.index);
-      this.buffer = this.buffer.slice(m.index + m[0].length);
-      this.line(line, out);
-    }
-    return out;
-  }
-
-  private line(line: string, out: SseEvent[]): void {
-    if (line === '') {
+  /** The line text[from, to). */
+  private line(text: string, from: number, to: number, out: SseEvent[]): void {
+    if (from === to) {
       this.dispatch(out);
       return;
     }
-    if (line.startsWith(':')) return;
-    const colon = line.indexOf(':');
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'data') this.data.push(value);
-    else if (field === 'event') this.event = value;
+    const first = text.charCodeAt(from);
+    if (first === 0x3a /* ':' */) return;
+    const colon = text.indexOf(':', from);
+    const fieldEnd = colon < 0 || colon >= to ? to : colon;
+    let valueStart = fieldEnd === to ? to : fieldEnd + 1;
+    if (valueStart < to && text.charCodeAt(valueStart) === 0x20) valueStart++;
+    const len = fieldEnd - from;
+    if (len === 4 && text.startsWith('data', from)) {
+      this.dataChars += to - valueStart + 1;
+      if (this.dataChars > MAX_SSE_EVENT_CHARS) throw new SseTooLarge();
+      this.data.push(text.slice(valueStart, to));
+    } else if (len === 5 && text.startsWith('event', from)) this.event = text.slice(valueStart, to);
   }
 
   private dispatch(out: SseEvent[]): void {
-    if (this.data.length > 0) out.push({ event: this.event || 'message', data: this.data.join('\n') });
+    if (this.data.length > 0)
+      out.push({
+        event: this.event || 'message',
+        data: this.data.length === 1 ? this.data[0]! : this.data.join('\n'),
+      });
     this.data = [];
+    this.dataChars = 0;
     this.event = '';
-  }
-}
-
-/** Parses a byte stream into SSE events. `onChunk` runs for every chunk read (e.g. to reset an idle timer). */
-export async function* readSse(body: ReadableStream<Uint8Array>, onChunk?: () => void): AsyncGenerator<SseEvent> {
-  const parser = new SseParser();
-  const reader = body.getReader();
-  let finished = false;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      onChunk?.();
-      yield* parser.push(value);
-    }
-    finished = true;
-    yield* parser.end();
-  } finally {
-    // Stopped early (consumer broke out, or an error): release the connection.
-    if (!finished) await reader.cancel().catch(() => undefined);
-    reader.releaseLock();
   }
 }

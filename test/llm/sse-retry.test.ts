@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SseParser } from '../../src/llm/sse.js';
+import { MAX_SSE_EVENT_CHARS, SseParser, SseTooLarge } from '../../src/llm/sse.js';
 import { backoffDelay, MAX_RETRY_AFTER_MS, parseRetryAfter, retryDelay } from '../../src/llm/retry.js';
 
 const enc = new TextEncoder();
@@ -33,6 +33,37 @@ describe('SseParser', () => {
       { event: 'message', data: 'héllo ✓' },
       { event: 'message', data: 'tail' },
     ]);
+  });
+});
+
+describe('SseParser on text', () => {
+  it('joins a line that spans several chunks, and a CR ending one chunk with the LF starting the next', () => {
+    const p = new SseParser();
+    const out = [
+      ...p.feed('event: del'),
+      ...p.feed('ta\r'),
+      ...p.feed('\ndata: {"a"'),
+      ...p.feed(':'),
+      ...p.feed('1}\r\n\r\ndata: x\n'),
+      ...p.feed('\n'),
+    ];
+    expect([...out, ...p.end()]).toEqual([
+      { event: 'delta', data: '{"a":1}' },
+      { event: 'message', data: 'x' },
+    ]);
+  });
+
+  it('refuses a line, or an event, longer than the bound', () => {
+    const long = 'x'.repeat(MAX_SSE_EVENT_CHARS / 4);
+    const p = new SseParser();
+    p.feed('data: ');
+    expect(() => {
+      for (let i = 0; i < 5; i++) p.feed(long);
+    }).toThrow(SseTooLarge);
+    const q = new SseParser();
+    expect(() => {
+      for (let i = 0; i < 5; i++) q.feed(`data: ${long}\n`);
+    }).toThrow(SseTooLarge);
   });
 });
 

@@ -1,0 +1,279 @@
+/**
+ * What a call to a model over HTTP costs the caller. Two parts, each against an OpenAI-compatible
+ * stand-in that answers at once, alone in its own process (bench/lib/model-stub.mjs):
+ *
+ * 1. Client CPU per POST in this process, sequential, for each way of sending it: the global
+ *    `fetch`, `node:http` with a keep-alive Agent, undici's Pool and Client, and Caxton's own
+ *    call (`postJson` of src/llm, whatever transport it uses today). Reps alternate the clients.
+ * 2. Server CPU per invoke of `caxton serve`'s build (bench/lib/model-http-server.mjs): the same
+ *    agent on the scripted model and on the OpenAI-compatible model, each server in its own
+ *    process, loaded in alternated rounds by autocannon; the CPU is the server's main thread's
+ *    own account (/proc/PID/task/PID/schedstat).
+ *
+ * BENCH_COMPARE_DIR names another built checkout: its server on the OpenAI-compatible model joins
+ * the rounds, for a before and after in one run.
+ *
+ *   npm run bench -- model-http      (BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_QUERIES)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { createInterface } from 'node:readline';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Pool } from 'undici';
+import { postJson } from '../src/llm/http.js';
+import type { ProviderConfig } from '../src/llm/index.js';
+import { load } from './lib/load.js';
+import { note } from './lib/progress.js';
+import { threadCpuMs } from './lib/proc-cpu.js';
+import type { Row, Suite, SuiteReport } from './lib/report.js';
+
+const env = (name: string, def: number) => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? def : Number(v);
+};
+const ROUNDS = env('BENCH_ROUNDS', 5);
+const SECONDS = env('BENCH_DURATION', 4);
+const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
+const POSTS = env('BENCH_QUERIES', 2000);
+const OTHER = process.env.BENCH_COMPARE_DIR;
+const here = dirname(fileURLToPath(import.meta.url));
+const self = resolve(here, '..');
+
+interface Child {
+  child: ChildProcess;
+  line: string;
+}
+
+async function child(script: string, args: string[]): Promise<Child> {
+  const c = spawn(process.execPath, [join(here, 'lib', script), ...args], {
+    cwd: self,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const line = await new Promise<string>((ok, fail) => {
+    c.once('exit', (code) => fail(new Error(`${script} ${args.join(' ')} exited ${code}`)));
+    createInterface({ input: c.stdout! }).once('line', ok);
+  });
+  return { child: c, line: line.trim() };
+}
+
+async function stop(children: Child[]): Promise<void> {
+  for (const c of children) c.child.stdin!.end();
+  await Promise.all(children.map((c) => new Promise((ok) => c.child.once('exit', ok))));
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const spread = (xs: number[], d = 1) =>
+  `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
+
+/** A chat request about the size an agent's first turn sends. */
+const REQUEST = {
+  model: 'stub',
+  messages: [
+    { role: 'system', content: 'Answer briefly. '.repeat(20) },
+    { role: 'user', content: 'hello' },
+  ],
+};
+
+type Post = () => Promise<unknown>;
+
+function clients(base: string): Record<string, { post: Post; close(): Promise<void> }> {
+  const url = new URL(`${base}/chat/completions`);
+  const headers = { 'content-type': 'application/json', accept: 'application/json' };
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  const pool = new Pool(url.origin, { connections: 16 });
+  const client = new Client(url.origin);
+  const config: ProviderConfig = { type: 'openai', timeout_ms: 30_000, max_retries: 0, retry_base_ms: 500 };
+  const target = { provider: 'bench', model: 'stub', baseUrl: base, config };
+  return {
+    fetch: {
+      post: async () => {
+        const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify(REQUEST) });
+        return JSON.parse(await res.text());
+      },
+      close: async () => undefined,
+    },
+    'node:http Agent keepAlive': {
+      post: () =>
+        new Promise((ok, fail) => {
+          const body = JSON.stringify(REQUEST);
+          const req = request(
+            url,
+            { method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
+            (res) => {
+              const parts: Buffer[] = [];
+              res.on('data', (c: Buffer) => parts.push(c));
+              res.on('end', () => ok(JSON.parse(Buffer.concat(parts).toString('utf8'))));
+              res.on('error', fail);
+            },
+          );
+          req.on('error', fail);
+          req.end(body);
+        }),
+      close: async () => agent.destroy(),
+    },
+    'undici Pool': {
+      post: async () => {
+        const res = await pool.request({ path: url.pathname, method: 'POST', headers, body: JSON.stringify(REQUEST) });
+        return JSON.parse(await res.body.text());
+      },
+      close: () => pool.close(),
+    },
+    'undici Client': {
+      post: async () => {
+        const res = await client.request({
+          path: url.pathname,
+          method: 'POST',
+          headers,
+          body: JSON.stringify(REQUEST),
+        });
+        return JSON.parse(await res.body.text());
+      },
+      close: () => client.close(),
+    },
+    "Caxton's postJson": {
+      post: () => postJson(target, { url: url.href, headers: {}, body: REQUEST }),
+      close: async () => undefined,
+    },
+  };
+}
+
+/** Client CPU µs per sequential POST (main thread). */
+async function clientRep(post: Post, n: number): Promise<number> {
+  const c0 = threadCpuMs(process.pid);
+  for (let i = 0; i < n; i++) await post();
+  return ((threadCpuMs(process.pid) - c0) * 1000) / n;
+}
+
+async function serverRep(s: Child): Promise<{ rps: number; us: number }> {
+  const pid = s.child.pid!;
+  const c0 = threadCpuMs(pid);
+  const r = await load({
+    url: s.line,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ request: 'hello' }),
+    duration: SECONDS,
+    connections: CONNECTIONS,
+  });
+  if (r.non2xx + r.errors > 0) throw new Error(`${s.line}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+  return { rps: r.req_per_s, us: ((threadCpuMs(pid) - c0) * 1000) / r.requests };
+}
+
+export const modelHttpSuite: Suite = {
+  name: 'model-http',
+  description:
+    'a model call over HTTP: client CPU per POST by transport, server CPU per invoke beside the scripted model',
+  async run(): Promise<SuiteReport> {
+    const stub = await child('model-stub.mjs', []);
+    const started: Child[] = [stub];
+    try {
+      // Part 1: the transports, alternated.
+      const cs = clients(stub.line);
+      const names = Object.keys(cs);
+      const client: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+      for (const n of names) await clientRep(cs[n]!.post, 300); // warm-up
+      for (let r = 0; r < ROUNDS; r++) {
+        const order = r % 2 === 0 ? names : [...names].reverse();
+        for (const n of order) client[n]!.push(await clientRep(cs[n]!.post, POSTS));
+        note(
+          `model-http: client round ${r + 1}/${ROUNDS}: ${order.map((n) => `${n} ${client[n]!.at(-1)!.toFixed(1)} µs`).join(', ')}`,
+        );
+      }
+      for (const n of names) await cs[n]!.close();
+
+      // Part 2: the server on each model, alternated.
+      const scripted = await child('model-http-server.mjs', ['scripted']);
+      started.push(scripted);
+      const openai = await child('model-http-server.mjs', ['openai', stub.line]);
+      started.push(openai);
+      const servers: Record<string, Child> = { scripted, openai };
+      if (OTHER) {
+        servers.base = await child('model-http-server.mjs', ['openai', stub.line, OTHER]);
+        started.push(servers.base);
+      }
+      const names2 = Object.keys(servers);
+      const server: Record<string, { rps: number[]; us: number[] }> = Object.fromEntries(
+        names2.map((n) => [n, { rps: [], us: [] }]),
+      );
+      for (const s of Object.values(servers)) await serverRep(s); // warm-up
+      const ratio: number[] = [];
+      const baseRatio: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const order = r % 2 === 0 ? names2 : [...names2].reverse();
+        for (const n of order) {
+          const m = await serverRep(servers[n]!);
+          server[n]!.rps.push(m.rps);
+          server[n]!.us.push(m.us);
+        }
+        ratio.push(server.openai!.us.at(-1)! / server.scripted!.us.at(-1)!);
+        if (server.base) baseRatio.push(server.base.us.at(-1)! / server.scripted!.us.at(-1)!);
+        note(
+          `model-http: server round ${r + 1}/${ROUNDS}: ${names2.map((n) => `${n} ${server[n]!.us.at(-1)!.toFixed(1)} µs`).join(', ')}`,
+        );
+      }
+
+      const fetchUs = median(client.fetch!);
+      const rows: Row[] = names.map((n) => ({
+        metric: `client CPU per sequential POST, ${n} (µs, median (min–max) of ${ROUNDS})`,
+        value: spread(client[n]!),
+        baseline:
+          n === 'fetch' ? '—' : `fetch ${fetchUs.toFixed(1)} µs: ${(median(client[n]!) / fetchUs).toFixed(2)} ×`,
+      }));
+      const r = median(ratio);
+      const overBase = server.base ? server.openai!.us.map((u, i) => u / server.base!.us[i]!) : [];
+      rows.push(
+        {
+          metric: `server CPU per invoke, OpenAI-compatible model over HTTP (µs, ${CONNECTIONS} connections)`,
+          value: spread(server.openai!.us),
+          baseline: `scripted model ${spread(server.scripted!.us)}`,
+        },
+        {
+          metric: 'the same, OpenAI-compatible / scripted (median of per-round ratios)',
+          value: `${r.toFixed(2)} × (${Math.min(...ratio).toFixed(2)}–${Math.max(...ratio).toFixed(2)})`,
+          baseline: '1',
+          target: '≤ 2 ×',
+          verdict: r <= 2 ? 'pass' : 'fail',
+        },
+        ...(server.base
+          ? [
+              {
+                metric: `server CPU per invoke, OpenAI-compatible model, the build in ${OTHER} (µs)`,
+                value: spread(server.base.us),
+                baseline: `scripted model (this build): ${median(baseRatio).toFixed(2)} × (${Math.min(...baseRatio).toFixed(2)}–${Math.max(...baseRatio).toFixed(2)})`,
+              },
+              {
+                metric: 'this build over that one, OpenAI-compatible model (median of per-round ratios)',
+                value: `${median(overBase).toFixed(2)} × (${Math.min(...overBase).toFixed(2)}–${Math.max(...overBase).toFixed(2)})`,
+                baseline: '1',
+              },
+            ]
+          : []),
+        {
+          metric: 'throughput, OpenAI-compatible model (req/s)',
+          value: spread(server.openai!.rps, 0),
+          baseline: `scripted model ${spread(server.scripted!.rps, 0)}`,
+        },
+      );
+      return {
+        rows,
+        raw: {
+          client,
+          server,
+          ratio,
+          base_ratio: baseRatio,
+          compare_dir: OTHER,
+          rounds: ROUNDS,
+          posts: POSTS,
+          seconds: SECONDS,
+          connections: CONNECTIONS,
+        },
+      };
+    } finally {
+      await stop(started);
+    }
+  },
+};
