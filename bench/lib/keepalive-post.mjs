@@ -1,4 +1,4 @@
-// Plain JavaScript so that bench/tail-probe.mjs, which runs without tsx, shares it with the
+// Plain JavaScript, so that a script run without tsx can share it with the
 // TypeScript suites.
 import { request } from 'node:http';
 

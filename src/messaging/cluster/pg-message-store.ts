@@ -469,7 +469,7 @@ export class PgMessageStore extends PgMessageSweeps {
   // deliveries_open. A join (even LATERAL) on `state = 'pending'` was planned from that index
   // whenever the statistics counted few pending rows (right after a burst, before autoanalyze):
   // it then visited every pending delivery of the cluster, 60–80 ms for a group of 64 beside a
-  // backlog of 18,000 (bench/cluster-pg-cost.ts).
+  // backlog of 18,000 (ADR 0075).
   #pendingSql(where: string, grouped = false): string {
     const n = `(SELECT count(*) FILTER (WHERE d.state = 'pending') FROM ${this.s}.deliveries d WHERE d.message_id = m.id)`;
     const from = `FROM ${this.s}.messages m WHERE m.conversation_id ${where}`;

@@ -64,7 +64,7 @@ export interface ClusterStateComponent extends Component {
  * A node's statements are short and many, each planned anew (a group's text holds its ids):
  * PostgreSQL's JIT compiles one whenever its estimated cost passes jit_above_cost, which stale
  * statistics after a burst made the acknowledgements' pending count do, at 10–30 times the
- * statement's own run time (bench/cluster-pg-cost.ts). Set per session, not as a startup
+ * statement's own run time (ADR 0075). Set per session, not as a startup
  * option, which a pooler such as PgBouncer may refuse; a server that does not know the setting
  * refuses the SET, and nothing else changes.
  */
