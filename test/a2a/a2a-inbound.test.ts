@@ -6,6 +6,7 @@
  * key scoped to other agents refused. The model is the strict stand-in (llm-stub).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { join, resolve } from 'node:path';
 import { AgentCard, SendMessageRequest, TaskState, type Message, type StreamResponse, type Task } from '@a2a-js/sdk';
 import {
@@ -120,6 +121,22 @@ async function clientFor(key: string, agent: string): Promise<Client> {
   return factory.createFromUrl(`${srv.url}/a2a/${agent}/`);
 }
 
+/**
+ * The A2A JSON Schema bundle (test/fixtures/a2a): its definitions refer to each other as
+ * `a2a.v1.<Name>.jsonschema.json`, each registered under that id; protobuf's Struct, Value and
+ * Timestamp (not in the bundle) take any JSON.
+ */
+function cardValidator() {
+  const bundle = JSON.parse(readFileSync(resolve(import.meta.dirname, '../fixtures/a2a/a2a.json'), 'utf8')) as {
+    definitions: Record<string, Record<string, unknown>>;
+  };
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  for (const [title, schema] of Object.entries(bundle.definitions))
+    ajv.addSchema({ ...schema, $id: `a2a.v1.${title.replaceAll(' ', '')}.jsonschema.json` });
+  for (const any of ['Struct', 'Value', 'Timestamp']) ajv.addSchema({ $id: `google.protobuf.${any}.jsonschema.json` });
+  return ajv.getSchema('a2a.v1.AgentCard.jsonschema.json')!;
+}
+
 let n = 0;
 function send(text: string, more: { contextId?: string; taskId?: string; returnImmediately?: boolean } = {}) {
   return SendMessageRequest.fromJSON({
@@ -161,6 +178,10 @@ describe('Caxton agents as A2A agents', () => {
       await fetch(`${srv.url}/a2a/a-calc/.well-known/agent-card.json`, { headers: bearer(admin) })
     ).json()) as unknown;
     expect(AgentCard.toJSON(AgentCard.fromJSON(wire))).toEqual(wire);
+    // And it is valid under the protocol's own JSON Schema.
+    const validate = cardValidator();
+    expect(validate(wire), JSON.stringify(validate.errors)).toBe(true);
+    expect(validate({ ...(wire as object), unknownField: 1 })).toBe(false);
   });
 
   it('lists the exposed agents a key sees in the catalogue; an agent not exposed has no card', async () => {
