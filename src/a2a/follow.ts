@@ -8,14 +8,18 @@ import { STOPS } from './tasks.js';
 
 export const FOLLOW_POLL_MS = 1_000;
 
+/** Where a follower stops by default: the run ended, or waits for a person. */
+export const stopped = (got: RunWithSteps): boolean => STOPS.has(got.run.status);
+
 /**
- * Yields the run each time it changed, the first read at once; returns after yielding it stopped
- * (STOPS), when it is gone, or when `signal` aborts.
+ * Yields the run each time it changed, the first read at once; returns after yielding one where
+ * `stop` holds, when it is gone, or when `signal` aborts.
  */
 export async function* followRun(
   runs: DurableRuns,
   id: string,
   signal: AbortSignal | undefined,
+  stop: (got: RunWithSteps) => boolean = stopped,
 ): AsyncGenerator<RunWithSteps, void, undefined> {
   let pending = true;
   let wake: (() => void) | undefined;
@@ -37,7 +41,7 @@ export async function* followRun(
       const got = await runs.journal.get(id);
       if (got === undefined) return;
       yield got;
-      if (STOPS.has(got.run.status)) return;
+      if (stop(got)) return;
     }
   } finally {
     unwatch();

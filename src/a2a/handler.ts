@@ -45,7 +45,7 @@ import {
 } from '../execution/index.js';
 import { isCaxtonError } from '../shared/errors.js';
 import { followRun } from './follow.js';
-import { ENDED, endEvents, runStatusOf, stepEvents, STOPS, taskOf } from './tasks.js';
+import { ENDED, endEvents, runStatusOf, stepEvents, taskOf, waitingCalls } from './tasks.js';
 
 /** The caller of one request, and how its outcome reaches the audit row. */
 export interface A2aCaller {
@@ -71,6 +71,14 @@ const MAX_REQUEST_CHARS = 1_000_000;
 
 /** A context id: the conversation a run belongs to (letters, digits and `._:-`, as conversation ids are). */
 const CONTEXT_ID = /^[A-Za-z0-9._:-]{1,200}$/;
+
+/** The calls a run waits on, as one key ('' when none). */
+const waitKey = (got: RunWithSteps): string =>
+  got.run.status === 'awaiting_approval'
+    ? waitingCalls(got.steps)
+        .map((w) => w.call_id)
+        .join(' ')
+    : '';
 
 /** Words a client answers an approval with (case and trailing punctuation aside). */
 const APPROVE = new Set(['approve', 'approved', 'yes', 'y', 'ok', 'allow']);
@@ -231,17 +239,27 @@ export class AgentA2aHandler implements A2ARequestHandler {
     });
   }
 
-  /** The run as a stream: the task first, then each step after the first `seen`, then how it stopped. */
-  async *#stream(id: string, seen: number): AsyncGenerator<StreamResponse, void, undefined> {
+  /**
+   * The run as a stream: the task first, then each step after the first `seen`, then how it
+   * stopped. A follower that joined a run already waiting for `waitingAtStart` (those calls) goes
+   * on past that wait, to the end or to the next one.
+   */
+  async *#stream(id: string, seen: number, waitingAtStart = ''): AsyncGenerator<StreamResponse, void, undefined> {
+    const stop = (got: RunWithSteps): boolean => {
+      if (ENDED.has(got.run.status)) return true;
+      if (got.run.status !== 'awaiting_approval') return false;
+      const key = waitKey(got);
+      return key !== '' && key !== waitingAtStart;
+    };
     let sent = -1;
-    for await (const got of followRun(this.d.runs, id, this.d.caller.signal)) {
+    for await (const got of followRun(this.d.runs, id, this.d.caller.signal, stop)) {
       const { run, steps } = got;
       if (sent < 0) {
         yield { payload: { $case: 'task', value: taskOf(run, steps) } };
         sent = seen;
       }
       for (; sent < steps.length; sent++) yield* stepEvents(run, steps[sent]!, sent);
-      if (STOPS.has(run.status)) {
+      if (stop(got)) {
         yield* endEvents(run, steps);
         return;
       }
@@ -257,7 +275,7 @@ export class AgentA2aHandler implements A2ARequestHandler {
     const first = await this.#guard(() => this.#read(params.id));
     if (ENDED.has(first.run.status))
       throw new UnsupportedOperationError(`task ${first.run.id} has ended (${first.run.status}): read it with GetTask`);
-    yield* this.#stream(first.run.id, first.steps.length);
+    yield* this.#stream(first.run.id, first.steps.length, waitKey(first));
   }
 
   getTask(params: GetTaskRequest): Promise<Task> {

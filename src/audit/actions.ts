@@ -242,6 +242,16 @@ export const AUDIT_ACTIONS: readonly string[] = [
   ...new Set([
     ...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])),
     'mcp.tool_call',
+    // An A2A call is recorded as its JSON-RPC method (a2aCall).
+    ...[
+      'SendMessage',
+      'SendStreamingMessage',
+      'GetTask',
+      'ListTasks',
+      'CancelTask',
+      'SubscribeToTask',
+      'GetExtendedAgentCard',
+    ].map((m) => `a2a.${m}`),
     'message.send_as',
     'message.signature_invalid',
     'message.replay_refused',

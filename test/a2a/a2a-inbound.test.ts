@@ -309,6 +309,57 @@ describe('Caxton agents as A2A agents', () => {
     );
   });
 
+  it('follows an input-required task with SubscribeToTask until the decision finishes it', async () => {
+    const client = await clientFor(admin, 'a-writer');
+    const waiting = asTask(await client.sendMessage(send('line-3')));
+    expect(waiting.status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
+    const events: StreamResponse[] = [];
+    const followed = (async () => {
+      for await (const e of client.resubscribeTask({ tenant: '', id: waiting.id })) events.push(e);
+    })();
+    await waitUntil(() => events.length > 0, { timeoutMs: 10_000, what: 'the subscription opened' });
+    const r = await fetch(`${srv.url}/api/v1/runs/${waiting.id}/deny`, {
+      method: 'POST',
+      headers: { ...bearer(admin), 'content-type': 'application/json' },
+      body: '{"reason": "not this line"}',
+    });
+    expect(r.status).toBe(200);
+    await followed;
+    const said = events.flatMap((e) =>
+      e.payload?.$case === 'statusUpdate'
+        ? (e.payload.value.status?.message?.parts ?? []).map((p) =>
+            p.content?.$case === 'text' ? p.content.value : '',
+          )
+        : [],
+    );
+    expect(
+      said.some((t) => t.startsWith('denied by ')),
+      JSON.stringify(said),
+    ).toBe(true);
+    const last = events.at(-1)!;
+    expect(last.payload?.$case === 'statusUpdate' && last.payload.value.status?.state).toBe(
+      TaskState.TASK_STATE_COMPLETED,
+    );
+  });
+
+  it('answers the extended card, and records every call in the audit trail', async () => {
+    const client = await clientFor(admin, 'a-chat');
+    // The client's transport, as the client itself calls it (with the protocol version it speaks).
+    const extended = await client.transport.getExtendedAgentCard(
+      { tenant: '' },
+      { serviceParameters: { 'A2A-Version': '1.0' } },
+    );
+    expect(extended.name).toBe('a-chat');
+    const r = await fetch(`${srv.url}/api/v1/audit?action=a2a.*&limit=1000`, { headers: bearer(admin) });
+    const rows = ((await r.json()) as { records: { action: string; target: string | null; principal: string }[] })
+      .records;
+    const actions = new Set(rows.map((e) => e.action));
+    for (const a of ['a2a.SendMessage', 'a2a.SendStreamingMessage', 'a2a.GetTask', 'a2a.ListTasks', 'a2a.CancelTask'])
+      expect(actions, a).toContain(a);
+    expect(rows.every((e) => e.principal === 'key:admin' || e.principal.startsWith('key:'))).toBe(true);
+    expect(rows.some((e) => e.target?.startsWith('a-slow/exec_'))).toBe(true);
+  });
+
   it('refuses a key scoped to other agents, and hides tasks it did not start', async () => {
     const scoped = await createKey(srv.url, admin, 'b-only', { role: 'invoker', agents: ['b-*'] });
     await expect(clientFor(scoped, 'a-chat')).rejects.toThrow(/403/);
