@@ -113,6 +113,28 @@ describe('remote A2A agents as capability providers', () => {
     expect(failed).toContain('no dictionary for that');
   });
 
+  it('answers a cfp to its capability with a propose', async () => {
+    const sent = await fetch(`${srv.url}/api/v1/messages`, {
+      method: 'POST',
+      headers: { ...bearer(admin), 'content-type': 'application/json' },
+      body: JSON.stringify({ performative: 'cfp', capability: 'translate', content: 'quote for 10 pages' }),
+    });
+    expect(sent.status).toBe(202);
+    const { conversation_id } = (await sent.json()) as { conversation_id: string };
+    let propose: { content: unknown } | undefined;
+    await waitUntil(
+      async () => {
+        const c = await get<{ messages: { performative: string; sender: string; content: unknown }[] }>(
+          `/api/v1/conversations/${conversation_id}`,
+        );
+        propose = c.messages.find((m) => m.sender === 'translator' && m.performative === 'propose');
+        return propose !== undefined;
+      },
+      { timeoutMs: 20_000, what: "the remote agent's propose" },
+    );
+    expect(propose?.content).toBe('translated: quote for 10 pages');
+  });
+
   it('sends a query-ref back to the sender when the remote task needs input', async () => {
     const sent = await fetch(`${srv.url}/api/v1/messages`, {
       method: 'POST',
