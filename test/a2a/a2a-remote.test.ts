@@ -50,6 +50,8 @@ beforeAll(async () => {
     toml: stringify({
       auth: { enabled: true },
       a2a_agents: { translator: { url: remote.url, api_key_env: 'TRANSLATOR_KEY_TEST' } },
+      // Public cards here (the inbound tests keep them behind credentials).
+      a2a: { expose: ['asker'], public_cards: true },
       llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url, { max_retries: 0 }) } },
     }),
     agentFiles: {
@@ -133,6 +135,20 @@ describe('remote A2A agents as capability providers', () => {
       { timeoutMs: 20_000, what: "the remote agent's propose" },
     );
     expect(propose?.content).toBe('translated: quote for 10 pages');
+  });
+
+  it('serves public cards without credentials when [a2a] public_cards says so, never the calls', async () => {
+    const card = await fetch(`${srv.url}/a2a/asker/.well-known/agent-card.json`);
+    expect(card.status).toBe(200);
+    expect(((await card.json()) as { name: string }).name).toBe('asker');
+    const catalogue = await fetch(`${srv.url}/a2a/agents`);
+    expect(((await catalogue.json()) as { agents: { name: string }[] }).agents.map((a) => a.name)).toEqual(['asker']);
+    const call = await fetch(`${srv.url}/a2a/asker`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'a2a-version': '1.0' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ListTasks', params: {} }),
+    });
+    expect(call.status).toBe(401);
   });
 
   it('sends a query-ref back to the sender when the remote task needs input', async () => {
