@@ -52,4 +52,4 @@ export const RUN_STATUSES = ['running', 'awaiting_approval', 'completed', 'faile
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 /** What started a durable run (GET /api/v1/runs?origin=). */
-export const RUN_ORIGINS = ['invoke', 'background', 'message', 'openai', 'mcp'] as const;
+export const RUN_ORIGINS = ['invoke', 'background', 'message', 'openai', 'mcp', 'a2a'] as const;

@@ -193,3 +193,15 @@ export const DEFAULT_USER_PROMPT_TEMPLATE = '{{request}}';
 export function agentKey(name: string): string {
   return name.toLowerCase();
 }
+
+/**
+ * The metadata key of a remote A2A agent's definition (`[a2a_agents.NAME]`, src/a2a): its base
+ * URL. Such an agent is answered by that server, never by a model here.
+ */
+export const A2A_REMOTE_KEY = 'a2a_remote';
+
+/** The base URL of a remote A2A agent, else undefined. */
+export function remoteA2aUrl(def: Pick<AgentDefinition, 'metadata'>): string | undefined {
+  const v = def.metadata[A2A_REMOTE_KEY];
+  return typeof v === 'string' ? v : undefined;
+}

@@ -3,7 +3,8 @@ import { agentKey, type AgentDefinition, type AgentFormat, type Capability } fro
 import { relayedFrom, whileRelayed } from '../shared/relayed.js';
 import { AgentNamePool } from './name-pool.js';
 
-export type AgentOrigin = { kind: 'file'; path: string } | { kind: 'api' };
+/** Where an agent comes from: a file, the API, or (`[a2a_agents.NAME]`) a remote A2A agent at `url`. */
+export type AgentOrigin = { kind: 'file'; path: string } | { kind: 'api' } | { kind: 'a2a'; url: string };
 
 /** One origin object for every API agent (a file agent's names its own path). */
 const API_ORIGIN: AgentOrigin = Object.freeze({ kind: 'api' });

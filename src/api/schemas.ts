@@ -63,6 +63,7 @@ export const listAgentsQuery = z.object({
 
 const originSchema = z.union([
   z.object({ kind: z.literal('file'), path: z.string() }),
+  z.object({ kind: z.literal('a2a'), url: z.string().describe("a remote A2A agent's base URL ([a2a_agents.NAME])") }),
   z.object({ kind: z.literal('api') }),
 ]);
 

@@ -36,11 +36,15 @@ export interface AuditRoute {
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-/** POST/PUT/PATCH/DELETE under /api/v1, /v1 and /mcp: the requests the audit trail records. */
+/** POST/PUT/PATCH/DELETE under /api/v1, /v1, /mcp and /a2a: the requests the audit trail records. */
 export function isStateChanging(method: string, url: string): boolean {
   return (
     STATE_CHANGING.has(method) &&
-    (url.startsWith('/api/v1/') || url.startsWith('/v1/') || url === '/mcp' || url.startsWith('/mcp/'))
+    (url.startsWith('/api/v1/') ||
+      url.startsWith('/v1/') ||
+      url === '/mcp' ||
+      url.startsWith('/mcp/') ||
+      url.startsWith('/a2a/'))
   );
 }
 
@@ -110,7 +114,23 @@ function mcpToolCalls(req: FastifyRequest): { action: string; target?: string }[
   return out;
 }
 
+/**
+ * An A2A JSON-RPC call (POST /a2a/{agent}): `a2a.<method>` (a2a.SendMessage, a2a.GetTask...), with
+ * the agent and, when the call names one, the task as target; every call is recorded, reads too.
+ */
+function a2aCall(req: FastifyRequest): { action: string; target?: string }[] {
+  const b = req.body;
+  const method = typeof b === 'object' && b !== null ? (b as { method?: unknown }).method : undefined;
+  const name = typeof method === 'string' && /^[A-Za-z]{1,64}$/.test(method) ? method : 'invalid';
+  const params = (b as { params?: { id?: unknown; message?: { taskId?: unknown } } } | null)?.params;
+  const task = params?.id ?? params?.message?.taskId;
+  const agent = param('agent')(req);
+  const target = typeof task === 'string' && task !== '' && task.length <= MAX_FIELD ? `${agent ?? ''}/${task}` : agent;
+  return [{ action: `a2a.${name}`, ...(target !== undefined && { target }) }];
+}
+
 export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
+  'POST /a2a/:agent': { action: 'a2a.call', target: param('agent'), expand: a2aCall },
   // Agents
   'POST /api/v1/agents': { action: 'agent.deploy', target: location },
   'POST /api/v1/agents/validate': null, // checks a definition, deploys nothing
@@ -222,6 +242,16 @@ export const AUDIT_ACTIONS: readonly string[] = [
   ...new Set([
     ...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])),
     'mcp.tool_call',
+    // An A2A call is recorded as its JSON-RPC method (a2aCall).
+    ...[
+      'SendMessage',
+      'SendStreamingMessage',
+      'GetTask',
+      'ListTasks',
+      'CancelTask',
+      'SubscribeToTask',
+      'GetExtendedAgentCard',
+    ].map((m) => `a2a.${m}`),
     'message.send_as',
     'message.signature_invalid',
     'message.replay_refused',

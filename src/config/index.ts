@@ -13,4 +13,5 @@ export {
   type WebConfig,
 } from './schema.js';
 export { clusterConfigSchema, clusterStateConfig, NODE_NAME, type ClusterConfig } from './cluster-schema.js';
+export { a2aConfigSchema, a2aAgentSchema, type A2aConfig, type A2aAgentConfig } from './a2a-schema.js';
 export { postgresConnectionFields } from './postgres-schema.js';

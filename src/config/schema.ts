@@ -7,6 +7,7 @@ import { jwtConfigSchema } from '../auth/jwt-config.js';
 import { authLimitsConfigSchema } from '../auth/limits-config.js';
 import { durationMs, sizeBytes, type UnitBounds } from '../shared/zod-units.js';
 import { MAX_PERIOD_MS } from '../shared/units.js';
+import { a2aAgentsSchema, a2aConfigSchema } from './a2a-schema.js';
 import { clusterConfigSchema } from './cluster-schema.js';
 
 function isRegExp(source: string): boolean {
@@ -682,6 +683,10 @@ export const serverConfigSchema = z.strictObject({
       timeout: duration(120_000),
     })
     .prefault({}),
+  /** Caxton's agents served over Agent2Agent (src/a2a, docs/a2a.md); off until `expose` names some. */
+  a2a: a2aConfigSchema,
+  /** Remote A2A agents whose skills are capabilities in the directory (docs/a2a.md). */
+  a2a_agents: a2aAgentsSchema,
   /** Authentication (src/auth, docs/security.md): API keys, OIDC JWTs, client certificates. */
   auth: z
     .strictObject({

@@ -83,6 +83,15 @@ export interface InvokeOptions {
 export const SHADOW_TOOL_REFUSAL =
   'not run: this is a shadow execution (a copy of a live request for a new version), where tool calls are refused because they may have side effects; answer without it';
 
+/**
+ * Agents whose answer comes from another server (a remote A2A agent, src/a2a): a run of one is a
+ * call to it, under the same run, record, trace, limits and audit as a local agent's.
+ */
+export interface RemoteAgentRunner {
+  handles(def: AgentDefinition): boolean;
+  run(job: ExecutionJob, opts: { signal: AbortSignal }): Promise<AgentResponse>;
+}
+
 export interface ExecutorOptions {
   /** The registry behind `Executor.hostTools` (default: a new, empty one). */
   hostTools?: ToolRegistry;
@@ -171,6 +180,8 @@ export class Executor {
   >();
   /** Memory (src/memory): fills `{{memory_context}}` and stores successful executions, per the agent's `[memory]`. Set by the server. */
   memory: ExecutionMemory | undefined;
+  /** Agents answered by another server (remote A2A agents, src/a2a): their runs call it; set by the server. */
+  remote: RemoteAgentRunner | undefined;
   readonly #registry: AgentRegistry;
   readonly #config: ServerConfig;
   readonly #setup: LlmSetup;
@@ -568,8 +579,11 @@ export class Executor {
   ): Promise<AgentResponse> {
     // A shadow run stays in the server thread, where its tools can be swapped for refusals; a
     // WebAssembly agent's module runs in its own sandbox, called from the server thread.
+    const remote = this.remote?.handles(def) === true ? this.remote : undefined;
     const isolation =
-      opts.shadow || def.wasm !== undefined ? 'context' : (def.execution.isolation ?? this.#config.execution.isolation);
+      opts.shadow || def.wasm !== undefined || remote !== undefined
+        ? 'context'
+        : (def.execution.isolation ?? this.#config.execution.isolation);
     const timeoutMs = def.limits.timeout_ms;
     // The host tools the agent may call, fixed for this execution.
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
@@ -621,6 +635,7 @@ export class Executor {
           ? { ...this.#deps, tools: shadowTools(this.#deps.tools, this.#hostToolsOf(hostSpecs)) }
           : this.#contextDeps(hostSpecs);
         try {
+          if (remote !== undefined) return await remote.run(job, { signal });
           if (def.wasm !== undefined)
             return await this.#wasm.run(job, deps.tools, {
               signal,

@@ -4,6 +4,7 @@ export {
   type ExecutorOptions,
   type InvokeOptions,
   type ExecutionRecord,
+  type RemoteAgentRunner,
 } from './executor.js';
 export { ShadowRunner, type ShadowRunnerOptions } from './shadow.js';
 export {

@@ -1,3 +1,4 @@
+import { remoteA2aUrl } from '../agents/index.js';
 import type { ActingPrincipals, LimitSet } from '../auth/index.js';
 import type { Executor } from '../execution/index.js';
 import type { AgentAnswer, MessageHandler } from './bus.js';
@@ -27,17 +28,20 @@ export function executorHandler(
     // Before anything runs: a key revoked since the message was sent stops its queued work here.
     const charged = acting !== undefined && principals !== undefined && !acting.startsWith('local:');
     const limit = charged ? { principalId: acting, limits: nested(m, principals.executionLimits(acting)) } : undefined;
-    // A WebAssembly agent reads the message itself (wasmMessage); a model reads it rendered as a prompt.
+    // A WebAssembly agent reads the message itself (wasmMessage), a remote A2A agent its content;
+    // a model reads it rendered as a prompt.
     const wasm = receiver.definition.wasm !== undefined;
+    const remote = remoteA2aUrl(receiver.definition) !== undefined;
+    const raw = wasm || remote;
     const historyLimit = receiver.definition.conversation.history_limit;
-    const earlier = historyLimit > 0 && !wasm ? await history(m.conversation_id, historyLimit + 1) : [];
-    const text = wasm ? contentText(m.content) : '';
+    const earlier = historyLimit > 0 && !raw ? await history(m.conversation_id, historyLimit + 1) : [];
+    const text = raw ? contentText(m.content) : '';
     // A step whose answer is a value (a cfp, a query-ref) is answered through typed acts (acts.ts).
-    const acts = wasm ? [] : actsFor(m, receiver.definition);
+    const acts = raw ? [] : actsFor(m, receiver.definition);
     const res = await executor.invoke(
       receiver.agent,
       {
-        request: wasm
+        request: raw
           ? text === ''
             ? m.performative
             : text
@@ -56,10 +60,29 @@ export function executorHandler(
       },
       { signal, ...(limit && { limit }) },
     );
+    if (remote) return remoteAnswer(res.content, m.performative);
     const typed = answerFromActs(receiver.agent, res.pending_tool_calls ?? [], acts, receiver.definition);
     // No act called: the provider does not follow tool_choice (the scripted one), so its text is read.
     return typed ?? parseAnswer(res.content, m.performative);
   };
+}
+
+/**
+ * A remote A2A agent's answer: its runner says a failure or a question back (the task failed, or
+ * needs input) as `{"a2a_reply": "failure" | "query-ref", "content": ...}`; any other answer is
+ * read as a model's is (an inform to a request, a propose to a cfp).
+ */
+function remoteAnswer(content: string, incoming: AclMessage['performative']): AgentAnswer {
+  if (content.startsWith('{"a2a_reply":')) {
+    try {
+      const o = JSON.parse(content) as { a2a_reply?: unknown; content?: unknown };
+      if (o.a2a_reply === 'failure' || o.a2a_reply === 'query-ref')
+        return { performative: o.a2a_reply, content: typeof o.content === 'string' ? o.content : '' };
+    } catch {
+      /* an answer that only looks like one */
+    }
+  }
+  return parseAnswer(content, incoming);
 }
 
 /**

@@ -77,7 +77,7 @@ export interface LifecycleData {
   old_state: string | null;
   new_state: string;
   reason: string | null;
-  origin?: 'file' | 'api';
+  origin?: 'file' | 'api' | 'a2a';
   revision?: number;
   file?: string;
   errors?: string[];
@@ -503,7 +503,7 @@ interface RegistryLike {
 }
 interface AgentLike {
   definition: { name: string };
-  origin: { kind: 'file' | 'api'; path?: string };
+  origin: { kind: 'file' | 'api' | 'a2a'; path?: string };
   revision: number;
 }
 type RegistryChange =
@@ -615,6 +615,7 @@ export function createAgentEvents(
     });
   }
   const state = (a: AgentLike) => `deployed (revision ${a.revision})`;
+  const how = { file: 'agent file', api: 'through the API', a2a: 'remote A2A agent ([a2a_agents])' } as const;
   const onChange = (e: RegistryChange): void => {
     if (shared && relayedFrom(e.agent) !== undefined) return;
     const ids = (e.type !== 'removed' && traceIdsOf(e.traceparent)) || activeTraceIds();
@@ -629,20 +630,20 @@ export function createAgentEvents(
         ? {
             old_state: null,
             new_state: state(a),
-            reason: a.origin.kind === 'file' ? 'agent file loaded' : 'deployed through the API',
+            reason: a.origin.kind === 'file' ? 'agent file loaded' : `deployed ${how[a.origin.kind]}`,
             ...common,
           }
         : e.type === 'updated'
           ? {
               old_state: state(e.previous),
               new_state: state(a),
-              reason: a.origin.kind === 'file' ? 'agent file changed' : 'updated through the API',
+              reason: a.origin.kind === 'file' ? 'agent file changed' : `updated ${how[a.origin.kind]}`,
               ...common,
             }
           : {
               old_state: state(a),
               new_state: 'removed',
-              reason: a.origin.kind === 'file' ? 'agent file removed' : 'removed through the API',
+              reason: a.origin.kind === 'file' ? 'agent file removed' : `removed ${how[a.origin.kind]}`,
               ...common,
             };
     store.record({ type: `agent.${e.type}`, agent: a.definition.name, ...ids, data });

@@ -24,6 +24,7 @@ import {
   openAudit,
   openStorage,
   openToolAudit,
+  startA2a,
   startAgents,
   startAuth,
   startDelivery,
@@ -315,6 +316,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         metrics,
       }),
     );
+    stack.add(await startA2a({ config, executor, threads, registry, logger }));
     const tools = stack.add(
       await startTools({
         config,

@@ -21,7 +21,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['execution'],
   ['memory', 'messaging'],
   ['cluster'],
-  ['api', 'mcp'],
+  ['api', 'mcp', 'a2a'],
   ['server'],
   ['cli', 'index'],
 ];

@@ -10,7 +10,8 @@ import { normalizeRoute, routeTable } from '../helpers/routes.js';
 
 let ts: TestServer;
 beforeAll(async () => {
-  ts = await startTestServer();
+  // A2A's routes exist only when it exposes agents.
+  ts = await startTestServer({ toml: '[a2a]\nexpose = ["*"]\n' });
 });
 afterAll(async () => {
   await ts?.close();
@@ -25,6 +26,7 @@ describe('the audit route table', () => {
     expect(routes).toContainEqual({ method: 'DELETE', path: '/api/v1/agents/:' });
     expect(routes).toContainEqual({ method: 'POST', path: '/api/v1/tools/:/:/call' });
     expect(routes).toContainEqual({ method: 'POST', path: '/mcp' });
+    expect(routes).toContainEqual({ method: 'POST', path: '/a2a/:' });
     expect(routes).toContainEqual({ method: 'GET', path: '/api/v1/audit' });
     const mapped = new Set(
       Object.keys(AUDIT_ROUTES).map((k) => {

@@ -49,7 +49,7 @@ match = "^wait-for-approval$"
   content = "approved"
 `;
 const REPLIES = `fallback = "ok"\n${relayRule('to', 'a-one')}${relayRule('to', 'b-one')}${relayRule('capability', 'alpha')}${relayRule('capability', 'beta')}${WAIT_RULE}`;
-const TOML = `[auth]\nenabled = true\n\n[mcp]\nrun_tools = true\n\n[workspace]\npath = "ws"\nwrite = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`;
+const TOML = `[auth]\nenabled = true\n\n[a2a]\nexpose = ["*"]\n\n[mcp]\nrun_tools = true\n\n[workspace]\npath = "ws"\nwrite = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`;
 const agent = (name: string, caps: string[], extra = '') =>
   `name = "${name}"\nsystem_prompt = "You are ${name}."\ncapabilities = ${JSON.stringify(caps)}\n${extra}`;
 const AGENTS = {

@@ -295,6 +295,19 @@ export const ROUTES: Entry[] = [
     200,
     notFound,
   ),
+  // A2A (docs/a2a.md): an agent's card and its JSON-RPC endpoint are the agent's (out of scope:
+  // refused by the route); the catalogue lists the agents in scope; a task is a run of the agent.
+  agentItem(
+    'GET /a2a/:agent/.well-known/agent-card.json',
+    (t) => get(`/a2a/${t.agent}/.well-known/agent-card.json`),
+    200,
+  ),
+  agentList('GET /a2a/agents', () => get('/a2a/agents')),
+  agentItem(
+    'POST /a2a/:agent',
+    (t) => post(`/a2a/${t.agent}`, { jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: t.run } }),
+    200,
+  ),
   // The MCP endpoint itself; what it offers has entries of its own below.
   role('POST /mcp', () => post('/mcp', { jsonrpc: '2.0', id: 1, method: 'ping' }), 406),
   role('GET /mcp', () => get('/mcp'), 405),

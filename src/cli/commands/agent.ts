@@ -18,7 +18,7 @@ interface AgentSummary {
   capabilities: string[];
   tools: string[];
   format: string;
-  origin: { kind: 'file'; path: string } | { kind: 'api' };
+  origin: { kind: 'file'; path: string } | { kind: 'api' } | { kind: 'a2a'; url: string };
   revision: number;
   updated_at: string;
 }
@@ -348,7 +348,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
             a.name,
             a.version,
             truncate(a.capabilities.join(','), 40),
-            a.origin.kind === 'file' ? 'file' : 'api',
+            a.origin.kind === 'a2a' ? 'remote (a2a)' : a.origin.kind,
             truncate(a.description, 60),
           ]),
         ),
@@ -401,7 +401,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
             (u) => `  not granted ${u.tool}: ${u.message}${u.suggestion ? ` (${u.suggestion})` : ''}`,
           ),
           ...droppedLine(d.metadata),
-          `source:       ${a.origin.kind === 'file' ? `file ${a.origin.path}` : 'api'} (${a.format}, revision ${a.revision}, updated ${a.updated_at})`,
+          `source:       ${a.origin.kind === 'file' ? `file ${a.origin.path}` : a.origin.kind === 'a2a' ? `remote A2A agent ${a.origin.url}` : 'api'} (${a.format}, revision ${a.revision}, updated ${a.updated_at})`,
           `llm:          ${JSON.stringify(d.llm)}`,
           `memory:       ${JSON.stringify(d.memory)}`,
           `limits:       ${JSON.stringify(d.limits)}`,

@@ -82,7 +82,7 @@ interface StartedJson {
 }
 
 const STATUSES = ['running', 'awaiting_approval', 'completed', 'failed', 'cancelled'];
-const ORIGINS = ['invoke', 'background', 'message', 'openai', 'mcp'];
+const ORIGINS = ['invoke', 'background', 'message', 'openai', 'mcp', 'a2a'];
 const ENDED = new Set(['completed', 'failed', 'cancelled']);
 /** `run show` cuts a step's text (arguments, results, what a model said) to this many characters. */
 const CUT = 300;

@@ -41,11 +41,28 @@ export function runVisibleTo(p: Caller, run: Pick<RunRecord, 'agent' | 'origin' 
   return owner === undefined || run.principal === owner;
 }
 
+/**
+ * Which runs `p` reads: every one it sees with RUN_PERMISSIONS.read; with `own` (A2A tasks: a
+ * caller follows the work it started), only the runs it started when it lacks that permission.
+ * Undefined: all it sees. Throws forbidden when it may read none.
+ */
+function readerOf(p: Caller, own: boolean | undefined): string | undefined {
+  if (p === undefined || can(p, RUN_PERMISSIONS.read)) return undefined;
+  if (own !== true) assertRunPermission(p, RUN_PERMISSIONS.read);
+  return p.id;
+}
+
 /** The run with its steps, if `p` may read it; else not found, whether it exists or not. */
-export async function readRunAs(runs: DurableRuns, p: Caller, id: string): Promise<RunWithSteps> {
-  assertRunPermission(p, RUN_PERMISSIONS.read);
+export async function readRunAs(
+  runs: DurableRuns,
+  p: Caller,
+  id: string,
+  opts: { own?: boolean } = {},
+): Promise<RunWithSteps> {
+  const only = readerOf(p, opts.own);
   const got = await runs.journal.get(id);
-  if (!got || !runVisibleTo(p, got.run)) throw new CaxtonError('not_found', `no run "${id}"`, { id });
+  if (!got || !runVisibleTo(p, got.run) || (only !== undefined && got.run.principal !== only))
+    throw new CaxtonError('not_found', `no run "${id}"`, { id });
   return got;
 }
 
@@ -56,9 +73,10 @@ export async function readRunAs(runs: DurableRuns, p: Caller, id: string): Promi
 export async function listRunsAs(
   runs: DurableRuns,
   p: Caller,
-  q: Omit<RunQuery, 'before'> & { cursor?: string | undefined },
+  q: Omit<RunQuery, 'before'> & { cursor?: string | undefined; own?: boolean },
 ): Promise<{ runs: RunRecord[]; next?: string }> {
-  assertRunPermission(p, RUN_PERMISSIONS.read);
+  const only = readerOf(p, q.own);
+  if (only !== undefined) q = { ...q, principal: only };
   const out: RunRecord[] = [];
   let before = q.cursor;
   for (let page = 0; page < 10 && out.length < q.limit; page++) {

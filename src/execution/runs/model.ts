@@ -10,7 +10,7 @@ import { CaxtonError } from '../../shared/errors.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 
 /** What started a run. A run of any origin is resumed; only `message` runs wait for their redelivery to resume. */
-export const RUN_ORIGINS = ['invoke', 'background', 'message', 'openai', 'mcp'] as const;
+export const RUN_ORIGINS = ['invoke', 'background', 'message', 'openai', 'mcp', 'a2a'] as const;
 export type RunOrigin = (typeof RUN_ORIGINS)[number];
 
 export const RUN_STATUSES = ['running', 'awaiting_approval', 'completed', 'failed', 'cancelled'] as const;

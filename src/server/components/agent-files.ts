@@ -81,11 +81,12 @@ export async function watchAgentFiles(opts: {
   }
   // Agents per origin, kept from registry events (O(1) per change, so bulk deploys stay linear).
   const initial = registry.list().agents;
-  const perOrigin = { file: initial.filter((a) => a.origin.kind === 'file').length, api: 0 };
-  perOrigin.api = initial.length - perOrigin.file;
+  const perOrigin = { file: 0, api: 0, a2a: 0 };
+  for (const a of initial) perOrigin[a.origin.kind]++;
   const setGauge = () => {
     metrics.agentsDeployed.set({ origin: 'file' }, perOrigin.file);
     metrics.agentsDeployed.set({ origin: 'api' }, perOrigin.api);
+    if (perOrigin.a2a > 0) metrics.agentsDeployed.set({ origin: 'a2a' }, perOrigin.a2a);
   };
   registry.on('change', (e) => {
     if (e.type !== 'deployed') perOrigin[(e.type === 'updated' ? e.previous : e.agent).origin.kind]--;

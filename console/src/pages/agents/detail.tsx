@@ -103,7 +103,13 @@ function Definition({ agent }: { agent: AgentDetail }) {
         </div>
         <div>
           <dt>Origin</dt>
-          <dd>{agent.origin.kind === 'file' ? `file ${agent.origin.path}` : 'deployed through the API'}</dd>
+          <dd>
+            {agent.origin.kind === 'file'
+              ? `file ${agent.origin.path}`
+              : agent.origin.kind === 'a2a'
+                ? `remote A2A agent ${agent.origin.url}`
+                : 'deployed through the API'}
+          </dd>
         </div>
         <div>
           <dt>Revision</dt>

@@ -8,7 +8,7 @@ export interface AgentSummary {
   capabilities: string[];
   tools: string[];
   format: 'toml' | 'markdown' | 'json';
-  origin: { kind: 'file'; path: string } | { kind: 'api' };
+  origin: { kind: 'file'; path: string } | { kind: 'api' } | { kind: 'a2a'; url: string };
   revision: number;
   deployed_at: string;
   updated_at: string;

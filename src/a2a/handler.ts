@@ -1,0 +1,346 @@
+/**
+ * One exposed agent's A2A operations on Caxton's durable runs (src/execution/runs): SendMessage
+ * starts a run (or answers the approval a run waits on), GetTask / ListTasks / SubscribeToTask read
+ * and follow runs, CancelTask cancels one. The SDK's JsonRpcTransportHandler speaks JSON-RPC and
+ * calls this; every check is the core's: the caller's agent scope (route policy and runVisibleTo),
+ * reading runs (readRunAs / listRunsAs, a caller's own tasks without observe:read), deciding
+ * (decideAs), the caller's limits (DurableRuns.start). Made per request: it holds the caller.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  ContentTypeNotSupportedError,
+  PushNotificationNotSupportedError,
+  RequestMalformedError,
+  TaskNotCancelableError,
+  TaskNotFoundError,
+  UnsupportedOperationError,
+} from '@a2a-js/sdk/errors';
+import type {
+  AgentCard,
+  CancelTaskRequest,
+  DeleteTaskPushNotificationConfigRequest,
+  GetTaskPushNotificationConfigRequest,
+  GetTaskRequest,
+  ListTaskPushNotificationConfigsResponse,
+  ListTasksRequest,
+  ListTasksResponse,
+  Message,
+  SendMessageRequest,
+  StreamResponse,
+  SubscribeToTaskRequest,
+  Task,
+  TaskPushNotificationConfig,
+} from '@a2a-js/sdk';
+import type { A2ARequestHandler } from '@a2a-js/sdk/server';
+import { agentOfRef, type LimitSet, type Principal } from '../auth/index.js';
+import {
+  assertRunPermission,
+  decideAs,
+  listRunsAs,
+  readRunAs,
+  type ChatThreads,
+  type DurableRuns,
+  type InvokeRequest,
+  type RunWithSteps,
+} from '../execution/index.js';
+import { isCaxtonError } from '../shared/errors.js';
+import { followRun } from './follow.js';
+import { ENDED, endEvents, runStatusOf, stepEvents, taskOf, waitingCalls } from './tasks.js';
+
+/** The caller of one request, and how its outcome reaches the audit row. */
+export interface A2aCaller {
+  principal: Principal | undefined;
+  limits: LimitSet | undefined;
+  /** Aborted when the client goes away: a blocking send stops waiting (the run goes on). */
+  signal: AbortSignal;
+  refused(): void;
+  failed(code: string): void;
+}
+
+export interface A2aHandlerDeps {
+  runs: DurableRuns;
+  threads: ChatThreads;
+  /** The agent this endpoint serves, as deployed (its card). */
+  agent: string;
+  card: () => AgentCard;
+  caller: A2aCaller;
+}
+
+const MAX_PAGE = 100;
+const MAX_REQUEST_CHARS = 1_000_000;
+
+/** A context id: the conversation a run belongs to (letters, digits and `._:-`, as conversation ids are). */
+const CONTEXT_ID = /^[A-Za-z0-9._:-]{1,200}$/;
+
+/** The calls a run waits on, as one key ('' when none). */
+const waitKey = (got: RunWithSteps): string =>
+  got.run.status === 'awaiting_approval'
+    ? waitingCalls(got.steps)
+        .map((w) => w.call_id)
+        .join(' ')
+    : '';
+
+/** Words a client answers an approval with (case and trailing punctuation aside). */
+const APPROVE = new Set(['approve', 'approved', 'yes', 'y', 'ok', 'allow']);
+const DENY = new Set(['deny', 'denied', 'no', 'n', 'reject']);
+
+/** The text and data of a message; a file part is refused (nothing here reads files yet). */
+function contentOf(m: Message): { text: string; data: unknown[] } {
+  const texts: string[] = [];
+  const data: unknown[] = [];
+  for (const p of m.parts) {
+    const c = p.content;
+    if (c?.$case === 'text') texts.push(c.value);
+    else if (c?.$case === 'data') data.push(c.value);
+    else
+      throw new ContentTypeNotSupportedError(
+        `message.parts: a ${c?.$case ?? 'empty'} part is not taken; send text parts (and data parts for structured input)`,
+      );
+  }
+  return { text: texts.join('\n'), data };
+}
+
+/** An approval answer: a data part {"decision": "approved"|"denied", "reason"?, "call_id"?}, or a text starting approve/deny. */
+function decisionOf(m: Message): { decision: 'approved' | 'denied'; reason?: string; callId?: string } {
+  const { text, data } = contentOf(m);
+  for (const d of data) {
+    if (typeof d !== 'object' || d === null) continue;
+    const o = d as Record<string, unknown>;
+    if (o.decision === 'approved' || o.decision === 'denied')
+      return {
+        decision: o.decision,
+        ...(typeof o.reason === 'string' && { reason: o.reason.slice(0, 2_000) }),
+        ...(typeof o.call_id === 'string' && { callId: o.call_id }),
+      };
+  }
+  const [first = '', ...rest] = text.trim().split(/\s+/);
+  const word = first.toLowerCase().replace(/[.!,:;]+$/, '');
+  const reason = rest.join(' ').slice(0, 2_000);
+  if (APPROVE.has(word)) return { decision: 'approved', ...(reason !== '' && { reason }) };
+  if (DENY.has(word)) return { decision: 'denied', ...(reason !== '' && { reason }) };
+  throw new RequestMalformedError(
+    'message: the task waits for approval of a tool call: answer "approve" or "deny" (a reason may follow), or a data part {"decision": "approved" | "denied", "reason": "..."}',
+  );
+}
+
+/** Caxton's error in the protocol's terms; the caller's mistakes and refusals keep Caxton's message. */
+export function toA2aError(e: unknown, caller: A2aCaller): unknown {
+  if (!isCaxtonError(e)) return e;
+  if (e.code === 'forbidden' || e.code === 'unauthenticated' || e.code === 'tool_not_allowed') caller.refused();
+  else caller.failed(e.code);
+  switch (e.code) {
+    case 'not_found':
+      return new TaskNotFoundError(e.message);
+    case 'invalid_request':
+    case 'validation_failed':
+    case 'payload_too_large':
+    case 'input_too_deep':
+      return new RequestMalformedError(e.message);
+    case 'forbidden':
+    case 'rate_limited':
+    case 'queue_full':
+    case 'conflict':
+    case 'not_supported':
+      return new UnsupportedOperationError(`${e.code}: ${e.message}`);
+    default:
+      return e;
+  }
+}
+
+export class AgentA2aHandler implements A2ARequestHandler {
+  constructor(private readonly d: A2aHandlerDeps) {}
+
+  get #p(): Principal | undefined {
+    return this.d.caller.principal;
+  }
+
+  async #guard<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw toA2aError(e, this.d.caller);
+    }
+  }
+
+  /** The run `id` of this endpoint's agent, if the caller may read it (its own, or any with observe:read). */
+  async #read(id: string): Promise<RunWithSteps> {
+    if (id.trim() === '') throw new RequestMalformedError('id: expected a task id (the run id, exec_...)');
+    const got = await readRunAs(this.d.runs, this.#p, id, { own: true });
+    if (agentOfRef(got.run.agent).toLowerCase() !== this.d.agent.toLowerCase())
+      throw new TaskNotFoundError(`no task "${id}" of agent "${this.d.agent}"`);
+    return got;
+  }
+
+  getAgentCard(): Promise<AgentCard> {
+    return Promise.resolve(this.d.card());
+  }
+
+  getAuthenticatedExtendedAgentCard(): Promise<AgentCard> {
+    return Promise.resolve(this.d.card());
+  }
+
+  /**
+   * Starts a run for a new message, or answers the approval the message's task waits on; answers
+   * the run's id and how many of its steps the caller has seen (those before the answer).
+   */
+  async #begin(params: SendMessageRequest): Promise<{ id: string; seen: number }> {
+    const m = params.message;
+    if (m === undefined) throw new RequestMalformedError('message: expected the message to send');
+    if (m.taskId !== '') {
+      const { run } = await this.#read(m.taskId);
+      if (run.status !== 'awaiting_approval')
+        throw new UnsupportedOperationError(
+          ENDED.has(run.status)
+            ? `task ${run.id} has ended (${run.status}): send a new message with its contextId "${run.request.conversation_id ?? run.id}" (and no taskId) to go on in the same context`
+            : `task ${run.id} is working and takes no message now; follow it with SubscribeToTask, or cancel it`,
+        );
+      const d = decisionOf(m);
+      const { steps } = await this.#read(run.id);
+      await decideAs(this.d.runs, this.#p, run.id, d);
+      return { id: run.id, seen: steps.length };
+    }
+    const { text, data } = contentOf(m);
+    if (text.trim() === '' && data.length === 0)
+      throw new RequestMalformedError('message.parts: expected a text part with the request');
+    if (text.length > MAX_REQUEST_CHARS)
+      throw new RequestMalformedError(
+        `message.parts: the text is ${text.length} characters; at most ${MAX_REQUEST_CHARS}`,
+      );
+    const context = m.contextId !== '' ? m.contextId : `a2a-${randomUUID()}`;
+    if (!CONTEXT_ID.test(context))
+      throw new RequestMalformedError(
+        'message.contextId: expected up to 200 letters, digits and "._:-" (a contextId this server answered with)',
+      );
+    const history = m.contextId === '' ? [] : await this.d.threads.history(this.#p, this.d.agent, context);
+    const request: InvokeRequest = {
+      request: text.trim() === '' ? JSON.stringify(data.length === 1 ? data[0] : data) : text,
+      conversation_id: context,
+    };
+    if (text.trim() !== '' && data.length > 0)
+      request.context = data.length === 1 ? (data[0] as Record<string, unknown>) : data;
+    if (history.length > 0) request.history = history;
+    if (this.#p !== undefined) request.principal = this.#p.id;
+    const id = await this.d.runs.start(this.d.agent, request, {
+      origin: 'a2a',
+      ...(this.#p !== undefined && { limit: { principalId: this.#p.id, limits: this.d.caller.limits } }),
+    });
+    return { id, seen: 0 };
+  }
+
+  sendMessage(params: SendMessageRequest): Promise<Task> {
+    return this.#guard(async () => {
+      const { id } = await this.#begin(params);
+      const historyLength = params.configuration?.historyLength;
+      let last: RunWithSteps | undefined;
+      if (params.configuration?.returnImmediately !== true)
+        for await (const got of followRun(this.d.runs, id, this.d.caller.signal)) last = got;
+      last ??= await this.#read(id);
+      return taskOf(last.run, last.steps, historyLength);
+    });
+  }
+
+  /**
+   * The run as a stream: the task first, then each step after the first `seen`, then how it
+   * stopped. A follower that joined a run already waiting for `waitingAtStart` (those calls) goes
+   * on past that wait, to the end or to the next one.
+   */
+  async *#stream(id: string, seen: number, waitingAtStart = ''): AsyncGenerator<StreamResponse, void, undefined> {
+    const stop = (got: RunWithSteps): boolean => {
+      if (ENDED.has(got.run.status)) return true;
+      if (got.run.status !== 'awaiting_approval') return false;
+      const key = waitKey(got);
+      return key !== '' && key !== waitingAtStart;
+    };
+    let sent = -1;
+    for await (const got of followRun(this.d.runs, id, this.d.caller.signal, stop)) {
+      const { run, steps } = got;
+      if (sent < 0) {
+        yield { payload: { $case: 'task', value: taskOf(run, steps) } };
+        sent = seen;
+      }
+      for (; sent < steps.length; sent++) yield* stepEvents(run, steps[sent]!, sent);
+      if (stop(got)) {
+        yield* endEvents(run, steps);
+        return;
+      }
+    }
+  }
+
+  async *sendMessageStream(params: SendMessageRequest): AsyncGenerator<StreamResponse, void, undefined> {
+    const { id, seen } = await this.#guard(() => this.#begin(params));
+    yield* this.#stream(id, seen);
+  }
+
+  async *resubscribe(params: SubscribeToTaskRequest): AsyncGenerator<StreamResponse, void, undefined> {
+    const first = await this.#guard(() => this.#read(params.id));
+    if (ENDED.has(first.run.status))
+      throw new UnsupportedOperationError(`task ${first.run.id} has ended (${first.run.status}): read it with GetTask`);
+    yield* this.#stream(first.run.id, first.steps.length, waitKey(first));
+  }
+
+  getTask(params: GetTaskRequest): Promise<Task> {
+    return this.#guard(async () => {
+      const { run, steps } = await this.#read(params.id);
+      return taskOf(run, steps, params.historyLength);
+    });
+  }
+
+  listTasks(params: ListTasksRequest): Promise<ListTasksResponse> {
+    return this.#guard(async () => {
+      const size = params.pageSize ?? 50;
+      if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE)
+        throw new RequestMalformedError(`pageSize: expected a whole number from 1 to ${MAX_PAGE}`);
+      if (params.pageToken !== '' && !/^exec_[0-9a-f-]{36}$/.test(params.pageToken))
+        throw new RequestMalformedError('pageToken: expected the nextPageToken of a previous page');
+      const status = params.status === 0 ? undefined : runStatusOf(params.status);
+      const page = await listRunsAs(this.d.runs, this.#p, {
+        agent: this.d.agent,
+        ...(status !== undefined && { status }),
+        ...(params.pageToken !== '' && { cursor: params.pageToken }),
+        limit: size,
+        own: true,
+      });
+      const context = params.contextId;
+      const runs =
+        context === '' ? page.runs : page.runs.filter((r) => (r.request.conversation_id ?? r.id) === context);
+      const tasks = runs.map((r) => {
+        const t = taskOf(r, undefined, params.historyLength);
+        return params.includeArtifacts === true ? t : { ...t, artifacts: [] };
+      });
+      return { tasks, nextPageToken: page.next ?? '', pageSize: size, totalSize: tasks.length };
+    });
+  }
+
+  cancelTask(params: CancelTaskRequest): Promise<Task> {
+    return this.#guard(async () => {
+      const { run } = await this.#read(params.id);
+      // Cancelling stops work on the agent's behalf: the REST route's permission (POST /runs/{id}/cancel).
+      assertRunPermission(this.#p, 'agents:invoke');
+      if (ENDED.has(run.status)) throw new TaskNotCancelableError(`task ${run.id} has already ended (${run.status})`);
+      await this.d.runs.cancel(run.id);
+      const after = await this.#read(run.id);
+      return taskOf(after.run, after.steps);
+    });
+  }
+
+  #noPush(): Promise<never> {
+    return Promise.reject(
+      new PushNotificationNotSupportedError(
+        'push notifications are not offered by this server; follow a task with SubscribeToTask or GetTask',
+      ),
+    );
+  }
+
+  createTaskPushNotificationConfig(_p: TaskPushNotificationConfig): Promise<TaskPushNotificationConfig> {
+    return this.#noPush();
+  }
+  getTaskPushNotificationConfig(_p: GetTaskPushNotificationConfigRequest): Promise<TaskPushNotificationConfig> {
+    return this.#noPush();
+  }
+  listTaskPushNotificationConfigs(): Promise<ListTaskPushNotificationConfigsResponse> {
+    return this.#noPush();
+  }
+  deleteTaskPushNotificationConfig(_p: DeleteTaskPushNotificationConfigRequest): Promise<void> {
+    return this.#noPush();
+  }
+}

@@ -1,0 +1,47 @@
+import type { AgentRegistry } from '../../agents/index.js';
+import { underApi } from '../../api/index.js';
+import type { ServerConfig } from '../../config/index.js';
+import type { ChatThreads, Executor } from '../../execution/index.js';
+import type { Logger } from '../../observability/index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import type { Component } from './component.js';
+
+/**
+ * Agent2Agent (src/a2a, docs/a2a.md): the exposed agents' cards and JSON-RPC endpoints, and the
+ * remote agents of `[a2a_agents]` as providers in the registry. The module and the A2A SDK are
+ * loaded only when either is configured: a server without them never loads them.
+ */
+export async function startA2a(opts: {
+  config: ServerConfig;
+  executor: Executor;
+  threads: ChatThreads;
+  registry: AgentRegistry;
+  logger: Logger;
+}): Promise<Component> {
+  const { config, executor } = opts;
+  const remotes = Object.keys(config.a2a_agents).length > 0;
+  if (config.a2a.expose.length === 0 && !remotes) return { name: 'a2a' };
+  if (config.a2a.expose.length > 0 && !executor.runs)
+    throw new CaxtonError(
+      'invalid_config',
+      '[a2a] expose needs durable runs (an A2A task is a run): remove [execution] durable_runs = false, or [a2a] expose',
+      { field: 'a2a.expose' },
+    );
+  const { a2aPlugins, RemoteA2aAgents } = await import('../../a2a/index.js');
+  const remote = remotes
+    ? new RemoteA2aAgents({ agents: config.a2a_agents, registry: opts.registry, logger: opts.logger })
+    : undefined;
+  if (remote) {
+    executor.remote = remote;
+    await remote.start();
+  }
+  const close = (): void => remote?.close();
+  if (config.a2a.expose.length === 0) return { name: 'a2a', close };
+  const plugins = a2aPlugins({
+    executor,
+    threads: opts.threads,
+    registry: opts.registry,
+    config: { a2a: config.a2a, auth: config.auth },
+  });
+  return { name: 'a2a', routes: underApi(plugins), close };
+}
