@@ -127,11 +127,12 @@ export class PushNotifier {
     if (this.#closed.signal.aborted || this.#following.has(taskId)) return;
     const stop = new AbortController();
     this.#following.set(taskId, stop);
-    void this.#follow(taskId, AbortSignal.any([stop.signal, this.#closed.signal]))
+    const release = (): void => {
+      if (this.#following.get(taskId) === stop) this.#following.delete(taskId);
+    };
+    void this.#follow(taskId, AbortSignal.any([stop.signal, this.#closed.signal]), release)
       .catch((e: unknown) => this.o.logger?.warn({ err: e, task: taskId }, 'a2a push: following the task failed'))
-      .finally(() => {
-        if (this.#following.get(taskId) === stop) this.#following.delete(taskId);
-      });
+      .finally(release);
   }
 
   /** Follows again the tasks whose configs were stored before (those not ended yet send their next changes). */
@@ -147,14 +148,15 @@ export class PushNotifier {
     this.#closed.abort();
   }
 
-  async #follow(taskId: string, signal: AbortSignal): Promise<void> {
+  /** `release` is called as the last config is found gone, so that a config set next starts a follower again. */
+  async #follow(taskId: string, signal: AbortSignal, release: () => void): Promise<void> {
     let last = '';
     for await (const got of followRun(this.o.runs, taskId, signal, (g) => ENDED.has(g.run.status))) {
       const key = changeKey(got);
       if (key === last) continue;
       last = key;
       const configs = this.o.store.forTask(taskId);
-      if (configs.length === 0) return;
+      if (configs.length === 0) return release();
       // The protocol's StreamResponse as JSON; scrubbed of configured secrets, as every exit is (ADR 0017).
       const body = scrubSecrets(
         JSON.stringify(StreamResponse.toJSON({ payload: { $case: 'task', value: taskOf(got.run, got.steps) } })),
