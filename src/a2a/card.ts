@@ -108,7 +108,12 @@ export function agentCardOf(def: AgentDefinition, baseUrl: string, s: CardSettin
     ],
     provider: provider && { organization: provider.organization, url: provider.url ?? '' },
     version: def.version,
-    capabilities: { streaming: true, pushNotifications: false, extensions: [], extendedAgentCard: true },
+    capabilities: {
+      streaming: true,
+      pushNotifications: s.a2a.push_notifications,
+      extensions: [],
+      extendedAgentCard: true,
+    },
     securitySchemes: schemes,
     securityRequirements: requirementsOf(schemes),
     defaultInputModes: ['text/plain', 'application/json'],

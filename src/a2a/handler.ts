@@ -4,7 +4,9 @@
  * and follow runs, CancelTask cancels one. The SDK's JsonRpcTransportHandler speaks JSON-RPC and
  * calls this; every check is the core's: the caller's agent scope (route policy and runVisibleTo),
  * reading runs (readRunAs / listRunsAs, a caller's own tasks without observe:read), deciding
- * (decideAs), the caller's limits (DurableRuns.start). Made per request: it holds the caller.
+ * (decideAs), the caller's limits (DurableRuns.start). The push notification configs of a task
+ * are the caller's own (push-store.ts), set only on a task it may read and only for a webhook the
+ * outbound rules allow (push.ts). Made per request: it holds the caller.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -21,6 +23,7 @@ import type {
   DeleteTaskPushNotificationConfigRequest,
   GetTaskPushNotificationConfigRequest,
   GetTaskRequest,
+  ListTaskPushNotificationConfigsRequest,
   ListTaskPushNotificationConfigsResponse,
   ListTasksRequest,
   ListTasksResponse,
@@ -45,6 +48,8 @@ import {
 } from '../execution/index.js';
 import { isCaxtonError } from '../shared/errors.js';
 import { followRun } from './follow.js';
+import type { PushNotifier } from './push.js';
+import type { PushConfig } from './push-store.js';
 import { ENDED, endEvents, runStatusOf, stepEvents, taskOf, waitingCalls } from './tasks.js';
 
 /** The caller of one request, and how its outcome reaches the audit row. */
@@ -64,9 +69,17 @@ export interface A2aHandlerDeps {
   agent: string;
   card: () => AgentCard;
   caller: A2aCaller;
+  /** Push notifications, when `[a2a] push_notifications` is on. */
+  push?: PushNotifier | undefined;
 }
 
 const MAX_PAGE = 100;
+/** Configs one principal may set on one task. */
+export const MAX_PUSH_CONFIGS = 10;
+/** A config id: as a context id. */
+const CONFIG_ID = /^[A-Za-z0-9._:-]{1,200}$/;
+/** An authentication scheme: an HTTP auth scheme's token (RFC 9110). */
+const AUTH_SCHEME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,50}$/;
 const MAX_REQUEST_CHARS = 1_000_000;
 
 /** A context id: the conversation a run belongs to (letters, digits and `._:-`, as conversation ids are). */
@@ -181,9 +194,21 @@ export class AgentA2aHandler implements A2ARequestHandler {
 
   /**
    * Starts a run for a new message, or answers the approval the message's task waits on; answers
-   * the run's id and how many of its steps the caller has seen (those before the answer).
+   * the run's id and how many of its steps the caller has seen (those before the answer). A push
+   * notification config sent along is checked first and set on the task.
    */
   async #begin(params: SendMessageRequest): Promise<{ id: string; seen: number }> {
+    const wanted = params.configuration?.taskPushNotificationConfig;
+    if (wanted === undefined) return this.#open(params);
+    const push = this.d.push;
+    if (push === undefined) return this.#noPush();
+    const checked = await this.#checked(push, wanted, '');
+    const begun = await this.#open(params);
+    this.#saved(push, { ...checked, taskId: begun.id });
+    return begun;
+  }
+
+  async #open(params: SendMessageRequest): Promise<{ id: string; seen: number }> {
     const m = params.message;
     if (m === undefined) throw new RequestMalformedError('message: expected the message to send');
     if (m.taskId !== '') {
@@ -326,21 +351,115 @@ export class AgentA2aHandler implements A2ARequestHandler {
   #noPush(): Promise<never> {
     return Promise.reject(
       new PushNotificationNotSupportedError(
-        'push notifications are not offered by this server; follow a task with SubscribeToTask or GetTask',
+        'push notifications are off on this server ([a2a] push_notifications); follow a task with SubscribeToTask or GetTask',
       ),
     );
   }
 
-  createTaskPushNotificationConfig(_p: TaskPushNotificationConfig): Promise<TaskPushNotificationConfig> {
-    return this.#noPush();
+  /** The task a push notification config names, if the caller may read it. */
+  #task(taskId: string): Promise<RunWithSteps> {
+    if (taskId.trim() === '')
+      throw new RequestMalformedError('taskId: expected the id of the task (its run id, exec_...)');
+    return this.#read(taskId);
   }
-  getTaskPushNotificationConfig(_p: GetTaskPushNotificationConfigRequest): Promise<TaskPushNotificationConfig> {
-    return this.#noPush();
+
+  /** The caller's key in the config store ('' with authentication off). */
+  get #owner(): string {
+    return this.#p?.id ?? '';
   }
-  listTaskPushNotificationConfigs(): Promise<ListTaskPushNotificationConfigsResponse> {
-    return this.#noPush();
+
+  /** A config as the client sent it, checked (the webhook's URL under the outbound rules), for task `taskId`. */
+  async #checked(push: PushNotifier, p: TaskPushNotificationConfig, taskId: string): Promise<PushConfig> {
+    const id = p.id === '' ? randomUUID() : p.id;
+    if (!CONFIG_ID.test(id))
+      throw new RequestMalformedError('id: expected up to 200 letters, digits and "._:-", or none (one is made)');
+    if (p.url.length > 2_000) throw new RequestMalformedError('url: at most 2000 characters');
+    const refused = await push.refusal(p.url);
+    if (refused !== undefined) throw new RequestMalformedError(`url: ${refused}`);
+    if (p.token.length > 1_000 || /[\r\n]/.test(p.token))
+      throw new RequestMalformedError('token: expected up to 1000 characters on one line');
+    const auth = p.authentication;
+    if (auth !== undefined && (auth.scheme !== '' || auth.credentials !== '')) {
+      if (!AUTH_SCHEME.test(auth.scheme))
+        throw new RequestMalformedError(
+          'authentication.scheme: expected an HTTP authentication scheme such as "Bearer"',
+        );
+      if (auth.credentials === '' || auth.credentials.length > 4_000 || /[\r\n]/.test(auth.credentials))
+        throw new RequestMalformedError('authentication.credentials: expected up to 4000 characters on one line');
+    }
+    return {
+      taskId,
+      principal: this.#owner,
+      id,
+      url: p.url,
+      token: p.token,
+      authScheme: auth?.scheme ?? '',
+      authCredentials: auth?.scheme ? auth.credentials : '',
+    };
   }
-  deleteTaskPushNotificationConfig(_p: DeleteTaskPushNotificationConfigRequest): Promise<void> {
-    return this.#noPush();
+
+  #saved(push: PushNotifier, c: PushConfig): TaskPushNotificationConfig {
+    const mine = push.store.list(c.taskId, c.principal);
+    if (mine.length >= MAX_PUSH_CONFIGS && !mine.some((m) => m.id === c.id))
+      throw new UnsupportedOperationError(
+        `task ${c.taskId} has ${mine.length} push notification configs of yours, the most there may be; delete one first`,
+      );
+    push.store.put(c);
+    push.follow(c.taskId);
+    return wireConfig(c);
   }
+
+  createTaskPushNotificationConfig(p: TaskPushNotificationConfig): Promise<TaskPushNotificationConfig> {
+    const push = this.d.push;
+    if (push === undefined) return this.#noPush();
+    return this.#guard(async () => {
+      const { run } = await this.#task(p.taskId);
+      return this.#saved(push, await this.#checked(push, p, run.id));
+    });
+  }
+
+  getTaskPushNotificationConfig(p: GetTaskPushNotificationConfigRequest): Promise<TaskPushNotificationConfig> {
+    const push = this.d.push;
+    if (push === undefined) return this.#noPush();
+    return this.#guard(async () => {
+      const { run } = await this.#task(p.taskId);
+      const c = push.store.get(run.id, this.#owner, p.id);
+      if (c === undefined)
+        throw new TaskNotFoundError(`no push notification config "${p.id}" of yours on task ${run.id}`);
+      return wireConfig(c);
+    });
+  }
+
+  listTaskPushNotificationConfigs(
+    p: ListTaskPushNotificationConfigsRequest,
+  ): Promise<ListTaskPushNotificationConfigsResponse> {
+    const push = this.d.push;
+    if (push === undefined) return this.#noPush();
+    return this.#guard(async () => {
+      const { run } = await this.#task(p.taskId);
+      return { configs: push.store.list(run.id, this.#owner).map(wireConfig), nextPageToken: '' };
+    });
+  }
+
+  deleteTaskPushNotificationConfig(p: DeleteTaskPushNotificationConfigRequest): Promise<void> {
+    const push = this.d.push;
+    if (push === undefined) return this.#noPush();
+    return this.#guard(async () => {
+      const { run } = await this.#task(p.taskId);
+      if (!push.store.delete(run.id, this.#owner, p.id))
+        throw new TaskNotFoundError(`no push notification config "${p.id}" of yours on task ${run.id}`);
+    });
+  }
+}
+
+/** A stored config as the protocol's. */
+function wireConfig(c: PushConfig): TaskPushNotificationConfig {
+  return {
+    tenant: '',
+    id: c.id,
+    taskId: c.taskId,
+    url: c.url,
+    token: c.token,
+    authentication: c.authScheme === '' ? undefined : { scheme: c.authScheme, credentials: c.authCredentials },
+  };
 }

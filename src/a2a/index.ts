@@ -7,3 +7,12 @@ export { agentCardOf, cardJson, securitySchemesOf, A2A_BASE, agentPath, type Car
 export { AgentA2aHandler, toA2aError, type A2aCaller, type A2aHandlerDeps } from './handler.js';
 export { taskOf, TASK_STATE_OF } from './tasks.js';
 export { RemoteA2aAgents, remoteDefinition, A2A_PROVIDER, REMOTE_RETRY_MS, type RemoteA2aOptions } from './remote.js';
+export {
+  PushNotifier,
+  pushSignature,
+  TOKEN_HEADER,
+  SIGNATURE_HEADER,
+  TIMESTAMP_HEADER,
+  type PushOptions,
+} from './push.js';
+export { PushConfigStore, PUSH_MIGRATIONS, type PushConfig } from './push-store.js';

@@ -21,6 +21,7 @@ import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { A2A_BASE, agentCardOf, cardJson } from './card.js';
 import { AgentA2aHandler, type A2aCaller } from './handler.js';
+import type { PushNotifier } from './push.js';
 
 type Plugin = (app: FastifyInstance) => Promise<void>;
 
@@ -29,6 +30,8 @@ export interface A2aRouteDeps {
   threads: ChatThreads;
   registry: AgentRegistry;
   config: { a2a: A2aConfig; auth: ServerConfig['auth'] };
+  /** Push notifications, when `[a2a] push_notifications` is on. */
+  push?: PushNotifier | undefined;
 }
 
 /** Marks a plugin as not encapsulated, so its routes keep their own paths (no /api/v1 prefix). */
@@ -117,7 +120,11 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
     `${A2A_BASE}/:agent`,
     {
       config: { access: { permission: 'agents:invoke', agentParam: 'agent' } },
-      schema: { summary: 'A2A JSON-RPC: send messages, read, follow and cancel tasks', tags: ['a2a'], hide: true },
+      schema: {
+        summary: 'A2A JSON-RPC: send messages, read, follow and cancel tasks, set their push notification configs',
+        tags: ['a2a'],
+        hide: true,
+      },
     },
     async (req, reply) => rpc(req, reply),
   );
@@ -142,6 +149,7 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
       agent: def.name as string,
       card: () => card,
       caller,
+      push: deps.push,
     });
     const body = req.body as { id?: unknown } | undefined;
     const id = typeof body?.id === 'string' || typeof body?.id === 'number' ? body.id : null;

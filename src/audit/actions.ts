@@ -122,8 +122,9 @@ function a2aCall(req: FastifyRequest): { action: string; target?: string }[] {
   const b = req.body;
   const method = typeof b === 'object' && b !== null ? (b as { method?: unknown }).method : undefined;
   const name = typeof method === 'string' && /^[A-Za-z]{1,64}$/.test(method) ? method : 'invalid';
-  const params = (b as { params?: { id?: unknown; message?: { taskId?: unknown } } } | null)?.params;
-  const task = params?.id ?? params?.message?.taskId;
+  const params = (b as { params?: { id?: unknown; taskId?: unknown; message?: { taskId?: unknown } } } | null)?.params;
+  // A push notification config names its task as taskId (its own id is the config's).
+  const task = params?.taskId ?? params?.id ?? params?.message?.taskId;
   const agent = param('agent')(req);
   const target = typeof task === 'string' && task !== '' && task.length <= MAX_FIELD ? `${agent ?? ''}/${task}` : agent;
   return [{ action: `a2a.${name}`, ...(target !== undefined && { target }) }];
@@ -251,6 +252,10 @@ export const AUDIT_ACTIONS: readonly string[] = [
       'CancelTask',
       'SubscribeToTask',
       'GetExtendedAgentCard',
+      'CreateTaskPushNotificationConfig',
+      'GetTaskPushNotificationConfig',
+      'ListTaskPushNotificationConfigs',
+      'DeleteTaskPushNotificationConfig',
     ].map((m) => `a2a.${m}`),
     'message.send_as',
     'message.signature_invalid',

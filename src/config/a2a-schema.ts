@@ -3,6 +3,7 @@
  * protocol, and remote A2A agents taken in as capability providers (src/a2a, docs/a2a.md).
  */
 import { z } from 'zod';
+import { HOST_GRANT_HINT, HOST_GRANT_RE } from '../shared/host-grants.js';
 
 /** An agent name or a glob over names (`*`, `research-*`). */
 const agentPattern = z
@@ -29,6 +30,19 @@ export const a2aConfigSchema = z
       .refine((u) => /^https?:\/\//.test(u), { message: 'expected an http:// or https:// URL' })
       .transform((u) => u.replace(/\/+$/, ''))
       .optional(),
+    /**
+     * Push notifications (A2A task push notification configs): a client names a webhook and
+     * Caxton POSTs the task to it at every change of state. Off: the config methods answer
+     * PushNotificationNotSupported and the cards say `pushNotifications: false`.
+     */
+    push_notifications: z.boolean({ error: 'expected true or false' }).default(false),
+    /**
+     * The hosts a webhook may be on, judged as web.fetch's (src/tools/egress.ts): a name grants
+     * only public addresses; loopback and private ones only through an entry naming the address.
+     */
+    push_allowed_hosts: z
+      .array(z.string().regex(HOST_GRANT_RE, { message: HOST_GRANT_HINT }), { error: 'expected a list of host names' })
+      .default(['*']),
     /** The organization named as the agents' provider in their cards. */
     provider: z.strictObject({ organization: z.string().min(1).max(200), url: z.url().optional() }).optional(),
   })

@@ -40,3 +40,4 @@ export {
   type ToolkitGrantConfig,
   type MissingGrant,
 } from './toolkit-grants.js';
+export { egressAgent, egressRefusalOf, literalRefusal, EgressRefused } from './egress.js';

@@ -172,6 +172,21 @@ describe('Caxton agents as A2A agents', () => {
       protocolVersion: '1.0',
     });
     expect(card.capabilities?.streaming).toBe(true);
+    // Push notifications are off unless [a2a] push_notifications (test/a2a/a2a-push.test.ts).
+    expect(card.capabilities?.pushNotifications).toBe(false);
+    const push = await fetch(`${srv.url}/a2a/a-calc`, {
+      method: 'POST',
+      headers: { ...bearer(admin), 'content-type': 'application/json', 'A2A-Version': '1.0' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'CreateTaskPushNotificationConfig',
+        params: { taskId: 'exec_x', url: 'https://example.com/hook' },
+      }),
+    });
+    expect(((await push.json()) as { error: { message: string } }).error.message).toContain(
+      'push notifications are off on this server ([a2a] push_notifications)',
+    );
     expect(Object.keys(card.securitySchemes).sort()).toEqual(['apiKey', 'bearer']);
     // The wire form round-trips through the SDK's codec unchanged (the card is the protocol's JSON).
     const wire = (await (

@@ -4,11 +4,13 @@ import type { ServerConfig } from '../../config/index.js';
 import type { ChatThreads, Executor } from '../../execution/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
+import type { Db } from '../../storage/index.js';
 import type { Component } from './component.js';
 
 /**
  * Agent2Agent (src/a2a, docs/a2a.md): the exposed agents' cards and JSON-RPC endpoints, and the
- * remote agents of `[a2a_agents]` as providers in the registry. The module and the A2A SDK are
+ * remote agents of `[a2a_agents]` as providers in the registry, and the push notifications of
+ * tasks (their configs in the node's SQLite). The module and the A2A SDK are
  * loaded only when either is configured: a server without them never loads them.
  */
 export async function startA2a(opts: {
@@ -17,6 +19,8 @@ export async function startA2a(opts: {
   threads: ChatThreads;
   registry: AgentRegistry;
   logger: Logger;
+  /** The node's SQLite, where push notification configs are kept. */
+  db: Db;
 }): Promise<Component> {
   const { config, executor } = opts;
   const remotes = Object.keys(config.a2a_agents).length > 0;
@@ -27,7 +31,7 @@ export async function startA2a(opts: {
       '[a2a] expose needs durable runs (an A2A task is a run): remove [execution] durable_runs = false, or [a2a] expose',
       { field: 'a2a.expose' },
     );
-  const { a2aPlugins, RemoteA2aAgents } = await import('../../a2a/index.js');
+  const { a2aPlugins, RemoteA2aAgents, PushConfigStore, PushNotifier } = await import('../../a2a/index.js');
   const remote = remotes
     ? new RemoteA2aAgents({ agents: config.a2a_agents, registry: opts.registry, logger: opts.logger })
     : undefined;
@@ -35,13 +39,27 @@ export async function startA2a(opts: {
     executor.remote = remote;
     await remote.start();
   }
-  const close = (): void => remote?.close();
+  const push =
+    config.a2a.expose.length > 0 && config.a2a.push_notifications && executor.runs
+      ? new PushNotifier({
+          store: new PushConfigStore(opts.db),
+          runs: executor.runs,
+          allowedHosts: config.a2a.push_allowed_hosts,
+          logger: opts.logger,
+        })
+      : undefined;
+  await push?.resume();
+  const close = (): void => {
+    remote?.close();
+    push?.close();
+  };
   if (config.a2a.expose.length === 0) return { name: 'a2a', close };
   const plugins = a2aPlugins({
     executor,
     threads: opts.threads,
     registry: opts.registry,
     config: { a2a: config.a2a, auth: config.auth },
+    push,
   });
   return { name: 'a2a', routes: underApi(plugins), close };
 }
