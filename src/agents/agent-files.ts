@@ -3,7 +3,7 @@ import type { AgentChecks } from './agent-checks.js';
 import { agentKey } from './definition.js';
 import { parseAgent, type ParseResult } from './parse.js';
 import type { AgentRegistry } from './registry.js';
-import { definitionHash, type AgentVersionStore } from './versions.js';
+import { definitionHash, type AgentVersionStore } from './versions/index.js';
 
 /** A file in agents_dir and what became of it (an invalid file's last good version keeps running). */
 export interface FileStatus {

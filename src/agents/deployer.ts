@@ -1,16 +1,22 @@
 import { CaxtonError } from '../shared/errors.js';
 import type { SourceIssue } from '../shared/issues.js';
 import type { AgentChecks } from './agent-checks.js';
-import { canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type RolloutSettings } from './definition.js';
 import { authorize, type DeployActor } from './deploy-actor.js';
 import type { ParseResult } from './parse.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
-import type { RollbackOutcome, RolloutActionOptions, RolloutController } from './rollout-controller.js';
-import type { Rollout, RolloutStrategy } from './rollouts.js';
+import {
+  canaryPlanSchema,
+  type CanaryPlan,
+  type CanaryPlanInput,
+  type RollbackOutcome,
+  type RolloutActionOptions,
+  type RolloutController,
+  type Rollout,
+  type RolloutStrategy,
+} from './rollouts/index.js';
 import type { AgentStore, StoredAgent } from './store.js';
-import { apiAgent, type VersionHistory } from './version-history.js';
-import { definitionHash, type AgentVersion } from './versions.js';
+import { apiAgent, definitionHash, type AgentVersion, type VersionHistory } from './versions/index.js';
 
 export interface DeployInput {
   body: string | Uint8Array;
@@ -24,7 +30,7 @@ export interface DeployInput {
   /**
    * `direct` (default): live at once. `blue-green`: recorded beside the live version, reachable as
    * NAME@VERSION until promoted. `canary`: as blue-green, and given a rising share of new
-   * conversations stage by stage, promoted or rolled back by its figures (canary.ts).
+   * conversations stage by stage, promoted or rolled back by its figures (rollouts/canary.ts).
    */
   strategy?: 'direct' | RolloutStrategy | undefined;
   /** The canary's plan (stages, hold time, thresholds); defaults fill what is left out. */

@@ -21,7 +21,26 @@ export {
 export { AgentFiles, duplicateNameIssue, type FileStatus } from './agent-files.js';
 export { Deployer, type DeployInput, type DeployOutcome, type SharedAgentsPort } from './deployer.js';
 export type { DeployActor } from './deploy-actor.js';
-export { VersionHistory } from './version-history.js';
+export {
+  AgentVersionStore,
+  definitionHash,
+  diffVersions,
+  PgAgentVersionStore,
+  VersionHistory,
+  versionDetail,
+  versionSummary,
+  versionValues,
+  VERSION_SUMMARY_COLUMNS,
+  type AgentVersion,
+  type AgentVersionDetail,
+  type AgentVersionsPort,
+  type NewVersion,
+  type PgAgentVersionStoreOptions,
+  type StoredVersionRow,
+  type VersionDiff,
+  type VersionHow,
+  type VersionRow,
+} from './versions/index.js';
 export {
   RolloutController,
   type RolloutEventType,
@@ -29,8 +48,6 @@ export {
   type RolloutActionOptions,
   type RolloutOutcome,
   type RolloutStatus,
-} from './rollout-controller.js';
-export {
   RolloutStore,
   type StoredPin,
   PIN_MAX_AGE_MS,
@@ -39,8 +56,6 @@ export {
   type ConversationPinsPort,
   type RolloutState,
   type RolloutStrategy,
-} from './rollouts.js';
-export {
   BucketWindow,
   latencyBucket,
   type NewRollout,
@@ -48,8 +63,6 @@ export {
   type RolloutStatePort,
   type StageFigures,
   type WindowFigures,
-} from './rollout-state.js';
-export {
   ShadowResultStore,
   answersAgree,
   shadowResultSchema,
@@ -57,8 +70,6 @@ export {
   type ShadowReport,
   type ShadowResult,
   type ShadowResultsPort,
-} from './shadow-results.js';
-export {
   canaryBucket,
   canaryPlanSchema,
   checkAnswer,
@@ -69,24 +80,16 @@ export {
   type CanaryPlan,
   type CanaryPlanInput,
   type CanaryVerdict,
-} from './canary.js';
-export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
-export {
-  AgentVersionStore,
-  definitionHash,
-  versionDetail,
-  versionSummary,
-  versionValues,
-  VERSION_SUMMARY_COLUMNS,
-  type AgentVersion,
-  type AgentVersionDetail,
-  type AgentVersionsPort,
-  type NewVersion,
-  type StoredVersionRow,
-  type VersionHow,
-  type VersionRow,
-} from './versions.js';
-export { diffVersions, type VersionDiff } from './diff.js';
+  CanaryRunner,
+  type CanaryHost,
+  type CanaryStatus,
+  PgConversationPins,
+  type PgConversationPinsOptions,
+  PgRolloutState,
+  type PgRolloutStateOptions,
+  PgShadowResults,
+  type PgShadowResultsOptions,
+} from './rollouts/index.js';
 export { AgentDirectoryWatcher, agentFilesIn, isAgentFile, notAnAgent, type SkippedFile } from './watcher.js';
 export {
   CLAUDE_TOOL_MAP,
@@ -97,7 +100,3 @@ export {
   UNLISTED_TOOLS_KEY,
 } from './claude.js';
 export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';
-export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';
-export { PgConversationPins, type PgConversationPinsOptions } from './pg-pins.js';
-export { PgRolloutState, type PgRolloutStateOptions } from './pg-rollouts.js';
-export { PgShadowResults, type PgShadowResultsOptions } from './pg-shadow-results.js';

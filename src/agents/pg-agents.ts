@@ -6,7 +6,7 @@
  * copy at start instead of bringing the agent back.
  *
  * - A deploy, update, promotion or rollback writes the row in the transaction that records its
- *   version (pg-agent-versions.ts calls `writeLive`): an agent is live for the cluster exactly when
+ *   version (versions/pg-versions.ts calls `writeLive`): an agent is live for the cluster exactly when
  *   its version is recorded, and a deploy answered 2xx is in PostgreSQL.
  * - `seq` comes from one sequence: every write takes the next value, so the later commit of two
  *   nodes changing one agent is the row every node ends with.
@@ -19,7 +19,7 @@ import { guardReads, inTransaction, migrateSchema, quotedSchema, type PgMigratio
 import { agentKey, type AgentFormat } from './definition.js';
 import { checkStoredDefinition } from './stored-shape.js';
 import type { StoredAgent } from './store.js';
-import { definitionHash } from './versions.js';
+import { definitionHash } from './versions/index.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

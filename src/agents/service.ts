@@ -12,26 +12,27 @@ import {
   type RolloutActionOptions,
   type RolloutEventType,
   type RolloutOutcome,
-} from './rollout-controller.js';
-import type { RolloutStatePort } from './rollout-state.js';
-import type { ConversationPinsPort, Rollout, RolloutStore } from './rollouts.js';
-import type { ShadowResultsPort } from './shadow-results.js';
+  VersionResolver,
+  type ConversationPinsPort,
+  type Rollout,
+  type RolloutStatePort,
+  type RolloutStore,
+  type ShadowResultsPort,
+} from './rollouts/index.js';
 import type { AgentStore } from './store.js';
-import { VersionHistory } from './version-history.js';
-import { VersionResolver } from './version-resolver.js';
-import type { AgentVersionsPort, AgentVersionStore } from './versions.js';
+import { VersionHistory, type AgentVersionsPort, type AgentVersionStore } from './versions/index.js';
 
 /** A cluster node's shared parts (the cluster's PostgreSQL); a single node has none. */
 export interface ClusterAgentsOptions {
-  /** The version history of API agents shared by the nodes (src/agents/pg-agent-versions.ts); file agents' versions stay in `versions`. */
+  /** The version history of API agents shared by the nodes (src/agents/versions/pg-versions.ts); file agents' versions stay in `versions`. */
   versions: AgentVersionsPort;
   /** The API agents shared by the nodes (src/agents/pg-agents.ts): removals and the deployed text go through this. */
   agents: SharedAgentsPort;
-  /** The cluster's rollouts (pg-rollouts.ts): every node reads and changes the same rows, and one judges the canaries. */
+  /** The cluster's rollouts (rollouts/pg-rollouts.ts): every node reads and changes the same rows, and one judges the canaries. */
   rollouts?: RolloutStatePort | undefined;
-  /** What the cluster's shadow rollouts compared (pg-shadow-results.ts): every node's comparisons in one report. */
+  /** What the cluster's shadow rollouts compared (rollouts/pg-shadow-results.ts): every node's comparisons in one report. */
   shadowResults?: ShadowResultsPort | undefined;
-  /** Conversation pins for every node (src/agents/pg-pins.ts), so a conversation keeps one version whichever node handles its turns. */
+  /** Conversation pins for every node (src/agents/rollouts/pg-pins.ts), so a conversation keeps one version whichever node handles its turns. */
   pins?: ConversationPinsPort | undefined;
   /** The shared history or rollouts could not be read (this node's view stays as it was until the next read). */
   onError?: ((e: unknown) => void) | undefined;
@@ -46,9 +47,9 @@ export interface AgentServiceOptions {
   offThreadParseBytes?: number;
   /** Resolves `[wasm]` modules at deploy and file load (src/execution/wasm-agent.ts); absent: such agents are refused. */
   resolveModule?: AgentResolver;
-  /** Every deploy recorded as a version (versions.ts); absent: no history (tests of the parser alone). */
+  /** Every deploy recorded as a version (versions/versions.ts); absent: no history (tests of the parser alone). */
   versions?: AgentVersionStore;
-  /** Blue-green, canary and shadow rollouts (rollouts.ts); needs `versions`. */
+  /** Blue-green, canary and shadow rollouts (rollouts/rollouts.ts); needs `versions`. */
   rollouts?: RolloutStore;
   /** Runs a canary candidate's [[rollout.checks]] (the server wires the executor: `setCheckRunner`). */
   runChecks?: (agent: string, version: number, checks: RolloutCheck[]) => Promise<string | undefined>;

@@ -1,9 +1,8 @@
 import type { Db, Migration } from '../storage/index.js';
 import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
 import { checkStoredDefinition } from './stored-shape.js';
-import { AGENT_CANARY_MIGRATION, AGENT_ROLLOUT_MIGRATION } from './rollouts.js';
-import { AGENT_SHADOW_MIGRATION } from './shadow-results.js';
-import { AGENT_VERSION_MIGRATION, AGENT_VERSION_REMOVALS_MIGRATION } from './versions.js';
+import { AGENT_CANARY_MIGRATION, AGENT_ROLLOUT_MIGRATION, AGENT_SHADOW_MIGRATION } from './rollouts/index.js';
+import { AGENT_VERSION_MIGRATION, AGENT_VERSION_REMOVALS_MIGRATION } from './versions/index.js';
 
 export const AGENT_MIGRATIONS: readonly Migration[] = [
   {

@@ -359,7 +359,7 @@ export const serverConfigSchema = z.strictObject({
   agents_dir: z.string().default('./agents'),
   /** `[cluster]`: several nodes over NATS JetStream (src/cluster); absent: one node, nothing else to start. */
   cluster: clusterConfigSchema.optional(),
-  /** `[agents]`: agent lifecycle (src/agents/versions.ts). */
+  /** `[agents]`: agent lifecycle (src/agents/versions/versions.ts). */
   agents: z
     .strictObject({
       /** Versions kept per agent (every deploy, file change and rollback is one); the oldest go first. */

@@ -286,7 +286,7 @@ export class Executor {
   }
 
   #check(name: string, req: InvokeRequest): AgentDefinition {
-    // NAME@VERSION reaches any version the agent's history keeps (src/agents/version-resolver.ts).
+    // NAME@VERSION reaches any version the agent's history keeps (src/agents/rollouts/version-resolver.ts).
     const agent = this.#registry.resolve(name, req.conversation_id);
     if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const def = this.unlisted.apply(agent.definition);

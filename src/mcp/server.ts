@@ -208,7 +208,7 @@ export class CaxtonMcpTools {
           true,
         );
       try {
-        // NAME@VERSION resolves as on every surface (src/agents/version-resolver.ts).
+        // NAME@VERSION resolves as on every surface (src/agents/rollouts/version-resolver.ts).
         const res = await this.#deps.executor.invoke(
           version === undefined ? target.agent : `${target.agent}@${version}`,
           {

@@ -98,7 +98,7 @@ export class Directory extends EventEmitter<{ change: [DirectoryEvent] }> {
   }
 
   /**
-   * An agent by name, or one of its kept versions as NAME@VERSION (src/agents/version-resolver.ts).
+   * An agent by name, or one of its kept versions as NAME@VERSION (src/agents/rollouts/version-resolver.ts).
    * A version's entry is named as addressed,
    * so the executor runs that version and its replies come from "NAME@VERSION".
    */

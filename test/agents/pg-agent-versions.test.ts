@@ -1,11 +1,11 @@
 /**
- * The cluster's agent version store (src/agents/pg-agent-versions.ts) on the machine's
+ * The cluster's agent version store (src/agents/versions/pg-versions.ts) on the machine's
  * PostgreSQL: the port's shared suite (test/agents/version-store-suite.ts, also run on SQLite),
  * each test on a schema of its own, dropped afterwards; then what only this store promises: one
  * numbering per agent for two pools (two nodes) appending at once, and each reading the other's;
  * and PostgreSQL out of reach: a deploy, rollback, removal or read of the deployed text through the
  * service answers 503 naming it and changes nothing on the node (nor in the cluster's agents);
- * rollouts as the cluster's rows (src/agents/pg-rollouts.ts): two services on one schema start,
+ * rollouts as the cluster's rows (src/agents/rollouts/pg-rollouts.ts): two services on one schema start,
  * see, refuse and promote the same rollout, and a start that PostgreSQL does not take records
  * neither the rollout nor its version.
  */

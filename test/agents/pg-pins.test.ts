@@ -1,5 +1,5 @@
 /**
- * Conversation pins shared by the nodes (src/agents/pg-pins.ts) on the machine's PostgreSQL: two
+ * Conversation pins shared by the nodes (src/agents/rollouts/pg-pins.ts) on the machine's PostgreSQL: two
  * nodes' stores on one schema. A pin made on one node holds on the other (read before the
  * resolution), also on a node opened afterwards (a restart); the first pin of a conversation wins
  * and the node that lost adopts it; nothing is read for agents that never had a rollout; an

@@ -1,4 +1,4 @@
-/** The single node's agent version store (SQLite, src/agents/versions.ts) through the shared suite of the port. */
+/** The single node's agent version store (SQLite, src/agents/versions/versions.ts) through the shared suite of the port. */
 import { afterAll, describe, expect, it } from 'vitest';
 import { AGENT_MIGRATIONS, AgentVersionStore } from '../../src/agents/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';

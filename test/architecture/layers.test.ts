@@ -51,6 +51,16 @@ const BESIDE: readonly { adapters: string; core: string; why: string }[] = [
   },
 ];
 
+/**
+ * Feature folders inside a top-level folder: every file outside one reaches it only through its
+ * entry point (`index.ts`), and a folder never imports the ones listed as above it, so the
+ * dependencies between features point one way.
+ */
+const FEATURES: readonly { folder: string; above: readonly string[] }[] = [
+  { folder: 'agents/versions', above: ['agents/rollouts'] },
+  { folder: 'agents/rollouts', above: [] },
+];
+
 interface Import {
   /** File importing, relative to src/. */
   file: string;
@@ -118,6 +128,21 @@ function besideViolations(imports: readonly Import[], beside = BESIDE): string[]
   return bad;
 }
 
+/** The imports that skip a feature folder's entry point, or point from a feature to one above it. */
+function featureViolations(imports: readonly Import[], features = FEATURES): string[] {
+  const bad: string[] = [];
+  for (const { folder, above } of features) {
+    const inside = (path: string) => path.startsWith(`${folder}/`);
+    for (const i of imports) {
+      if (!inside(i.file) && inside(i.target) && i.target !== `${folder}/index.ts`)
+        bad.push(`${i.file} → ${i.target}: ${folder} is reached through ${folder}/index.ts`);
+      const up = above.find((a) => i.target.startsWith(`${a}/`));
+      if (inside(i.file) && up !== undefined) bad.push(`${i.file} → ${i.target}: ${folder} does not import ${up}`);
+    }
+  }
+  return bad;
+}
+
 describe('layers (docs/architecture.md, "Layers")', () => {
   const imports = allImports();
 
@@ -146,6 +171,26 @@ describe('layers (docs/architecture.md, "Layers")', () => {
       expect(imports.some((i) => i.target === `${adapters}/index.ts` && !i.file.startsWith(`${adapters}/`))).toBe(true);
     }
     expect(besideViolations(imports)).toEqual([]);
+  });
+
+  it('feature folders: reached through their entry point, dependencies between them one way', () => {
+    for (const { folder } of FEATURES) expect(imports.some((i) => i.target === `${folder}/index.ts`)).toBe(true);
+    expect(featureViolations(imports)).toEqual([]);
+  });
+
+  it('catches a caller skipping a feature entry point and a feature importing one above it', () => {
+    expect(
+      featureViolations([
+        { file: 'agents/service.ts', target: 'agents/rollouts/rollouts.ts' },
+        { file: 'agents/service.ts', target: 'agents/rollouts/index.ts' },
+        { file: 'agents/versions/versions.ts', target: 'agents/rollouts/index.ts' },
+        { file: 'agents/rollouts/rollouts.ts', target: 'agents/versions/index.ts' },
+        { file: 'agents/rollouts/canary-runner.ts', target: 'agents/rollouts/canary.ts' },
+      ]),
+    ).toEqual([
+      'agents/versions/versions.ts → agents/rollouts/index.ts: agents/versions does not import agents/rollouts',
+      'agents/service.ts → agents/rollouts/rollouts.ts: agents/rollouts is reached through agents/rollouts/index.ts',
+    ]);
   });
 
   it('catches an adapter reaching past the core entry, the core importing an adapter, and a caller skipping the entry', () => {

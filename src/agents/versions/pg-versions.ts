@@ -1,6 +1,6 @@
 /**
  * The version history of API agents on a cluster (ADR 0043): the table the
- * single node keeps in SQLite (src/agents/versions.ts), in the cluster's schema, behind the same
+ * single node keeps in SQLite (src/agents/versions/versions.ts), in the cluster's schema, behind the same
  * port (`AgentVersionsPort`) and shared test suite. Versions are numbered 1, 2, 3... per agent
  * across the cluster: the deploy, update, rollback or promotion on whichever node takes the next
  * number, under a transaction-scoped advisory lock on the agent's key (two nodes writing the same
@@ -11,7 +11,7 @@
  * File agents stay per node (each node's agents_dir): their versions stay in the node's SQLite.
  */
 import type pg from 'pg';
-import { agentKey } from './definition.js';
+import { agentKey } from '../definition.js';
 import {
   versionDetail,
   versionSummary,
@@ -24,9 +24,9 @@ import {
   type StoredVersionRow,
   type VersionRow,
 } from './versions.js';
-import type { StoredAgent } from './store.js';
-import type { PgAgentDirectory } from './pg-agents.js';
-import { guardReads, inTransaction, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
+import type { StoredAgent } from '../store.js';
+import type { PgAgentDirectory } from '../pg-agents.js';
+import { guardReads, inTransaction, migrateSchema, quotedSchema, type PgMigration } from '../../storage/pg/index.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -9,10 +9,10 @@
  * older removed agent's history is deleted whole, and a redeploy of its name starts at 1 again.
  */
 import { createHash } from 'node:crypto';
-import type { Db, Migration } from '../storage/index.js';
-import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
-import { checkStoredDefinition } from './stored-shape.js';
-import type { StoredAgent } from './store.js';
+import type { Db, Migration } from '../../storage/index.js';
+import { agentKey, type AgentDefinition, type AgentFormat } from '../definition.js';
+import { checkStoredDefinition } from '../stored-shape.js';
+import type { StoredAgent } from '../store.js';
 
 export const AGENT_VERSION_MIGRATION: Migration = {
   id: 'agents-002-versions',
@@ -81,7 +81,7 @@ export interface NewVersion {
 
 /**
  * What the service and the routes need of a version history, asynchronous so that it can live in
- * the cluster's PostgreSQL (src/agents/pg-agent-versions.ts: one numbering per agent across the
+ * the cluster's PostgreSQL (src/agents/versions/pg-versions.ts: one numbering per agent across the
  * nodes) as well as in this node's SQLite (`AgentVersionStore.port()`). One shared test suite
  * (test/agents/version-store-suite.ts) runs on both.
  */
@@ -94,7 +94,7 @@ export interface AgentVersionsPort {
    * of the new version) runs with the version written but not yet committed: a throw from it
    * records nothing. `live`: the API agent this version puts live (a deploy, promotion or
    * rollback). A store the nodes of a cluster share writes it to the cluster's agents in the same
-   * transaction (pg-agent-versions.ts); this node's SQLite port leaves it to `alongside`, which
+   * transaction (pg-versions.ts); this node's SQLite port leaves it to `alongside`, which
    * saves the node's own copy. `tx` is the shared store's transaction (its connection), for writes
    * of the same store that go with the version (a rollout's row); this node's SQLite port runs
    * `alongside` synchronously, without one.

@@ -1,7 +1,7 @@
-import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
-import type { AgentRegistry, DeployedAgent } from './registry.js';
-import type { AgentStore } from './store.js';
-import { relayedFrom } from '../shared/relayed.js';
+import { agentKey, type AgentDefinition, type AgentFormat } from '../definition.js';
+import type { AgentRegistry, DeployedAgent } from '../registry.js';
+import type { AgentStore } from '../store.js';
+import { relayedFrom } from '../../shared/relayed.js';
 import {
   definitionHash,
   type AgentVersion,

@@ -1,9 +1,9 @@
-import { CaxtonError } from '../shared/errors.js';
+import { CaxtonError } from '../../shared/errors.js';
 import { canaryBucket } from './canary.js';
-import type { AgentRegistry, DeployedAgent } from './registry.js';
+import type { AgentRegistry, DeployedAgent } from '../registry.js';
 import type { RolloutController } from './rollout-controller.js';
 import type { ConversationPinsPort } from './rollouts.js';
-import { asDeployed, type VersionHistory } from './version-history.js';
+import { asDeployed, type VersionHistory } from '../versions/index.js';
 
 /**
  * Which version of an agent a request runs on: NAME@VERSION (any version its history keeps), and

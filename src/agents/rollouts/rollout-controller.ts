@@ -1,16 +1,21 @@
-import { CaxtonError, describeError } from '../shared/errors.js';
-import type { SourceIssue } from '../shared/issues.js';
-import type { AgentDefinition, AgentFormat, RolloutCheck } from './definition.js';
-import { authorize, type DeployActor } from './deploy-actor.js';
-import type { AgentRegistry, DeployedAgent } from './registry.js';
-import type { AgentStore } from './store.js';
+import { CaxtonError, describeError } from '../../shared/errors.js';
+import type { SourceIssue } from '../../shared/issues.js';
+import type { AgentDefinition, AgentFormat, RolloutCheck } from '../definition.js';
+import { authorize, type DeployActor } from '../deploy-actor.js';
+import type { AgentRegistry, DeployedAgent } from '../registry.js';
+import type { AgentStore } from '../store.js';
 import type { CanaryPlan } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
 import type { RolloutChanges, RolloutStatePort } from './rollout-state.js';
 import type { ConversationPinsPort, Rollout, RolloutStrategy, ShadowTarget } from './rollouts.js';
 import type { ShadowReport, ShadowResult, ShadowResultsPort } from './shadow-results.js';
-import { apiAgent, type VersionHistory } from './version-history.js';
-import { definitionHash, type AgentVersion, type AgentVersionsPort } from './versions.js';
+import {
+  apiAgent,
+  definitionHash,
+  type AgentVersion,
+  type AgentVersionsPort,
+  type VersionHistory,
+} from '../versions/index.js';
 
 export interface RolloutOutcome {
   agent: DeployedAgent;

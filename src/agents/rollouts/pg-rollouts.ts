@@ -16,9 +16,9 @@
  *   and when the judging node stops, the next node's round takes the lock.
  */
 import type pg from 'pg';
-import { CaxtonError } from '../shared/errors.js';
-import { guardReads, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
-import { agentKey } from './definition.js';
+import { CaxtonError } from '../../shared/errors.js';
+import { guardReads, migrateSchema, quotedSchema, type PgMigration } from '../../storage/pg/index.js';
+import { agentKey } from '../definition.js';
 import {
   BucketWindow,
   latencyBucket,

@@ -11,7 +11,7 @@
  */
 import { Script } from 'node:vm';
 import { z } from 'zod';
-import { durationMs } from '../shared/zod-units.js';
+import { durationMs } from '../../shared/zod-units.js';
 import type { WindowFigures } from './rollout-state.js';
 
 const percent = z.number().int().min(1).max(100);

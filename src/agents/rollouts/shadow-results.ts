@@ -6,7 +6,7 @@
  * `MAX_ROWS_PER_ROLLOUT` are kept per rollout (the oldest go first).
  */
 import { z } from 'zod';
-import type { Db, Migration } from '../storage/index.js';
+import type { Db, Migration } from '../../storage/index.js';
 
 export const AGENT_SHADOW_MIGRATION: Migration = {
   id: 'agents-005-shadow-results',

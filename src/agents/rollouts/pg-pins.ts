@@ -21,8 +21,8 @@
  * - Rows older than PIN_MAX_AGE_MS are deleted now and then, as in SQLite.
  */
 import type pg from 'pg';
-import { migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
-import { agentKey } from './definition.js';
+import { migrateSchema, quotedSchema, type PgMigration } from '../../storage/pg/index.js';
+import { agentKey } from '../definition.js';
 import { PIN_MAX_AGE_MS, type ConversationPinsPort, type StoredPin } from './rollouts.js';
 
 const MIGRATIONS: readonly PgMigration[] = [

@@ -6,10 +6,10 @@
  * conversations, stage by stage (canary.ts judges each stage). One rollout per agent at a time.
  * The rows survive restarts: a running rollout is running again after a restart, at its stage.
  */
-import type { Db, Migration } from '../storage/index.js';
-import { CaxtonError } from '../shared/errors.js';
+import type { Db, Migration } from '../../storage/index.js';
+import { CaxtonError } from '../../shared/errors.js';
 import type { CanaryPlan } from './canary.js';
-import { agentKey } from './definition.js';
+import { agentKey } from '../definition.js';
 import { MemoryFigures } from './rollout-state-memory.js';
 import type { NewRollout, RolloutStatePort, StageFigures } from './rollout-state.js';
 
@@ -120,7 +120,7 @@ export const rolloutOfRow = (r: RolloutRow): Rollout => ({
 
 /**
  * Where conversations are pinned to a version of an agent: this node's SQLite (`RolloutStore`), or,
- * on a cluster node, the cluster's PostgreSQL (src/agents/pg-pins.ts), so that a conversation whose
+ * on a cluster node, the cluster's PostgreSQL (src/agents/rollouts/pg-pins.ts), so that a conversation whose
  * turns reach different nodes keeps one version on all of them.
  */
 export interface ConversationPinsPort {
@@ -209,7 +209,7 @@ export class RolloutStore implements ConversationPinsPort, RolloutStatePort {
 
   /**
    * Up to `limit` of the pins kept here, oldest first: a node that joins a cluster moves them to the
-   * cluster's pins (src/agents/pg-pins.ts `carryOver`), then drops them here (`dropPins`).
+   * cluster's pins (src/agents/rollouts/pg-pins.ts `carryOver`), then drops them here (`dropPins`).
    */
   oldestPins(limit: number): StoredPin[] {
     return this.#oldestPins.all(limit) as StoredPin[];

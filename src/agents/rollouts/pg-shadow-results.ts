@@ -6,7 +6,7 @@
  * running on a node) are added up in one statement a second.
  */
 import type pg from 'pg';
-import { guardReads, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
+import { guardReads, migrateSchema, quotedSchema, type PgMigration } from '../../storage/pg/index.js';
 import {
   cut,
   MAX_ROWS_PER_ROLLOUT,
