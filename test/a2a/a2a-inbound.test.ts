@@ -9,19 +9,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { join, resolve } from 'node:path';
 import { AgentCard, SendMessageRequest, TaskState, type Message, type StreamResponse, type Task } from '@a2a-js/sdk';
-import {
-  ClientFactory,
-  ClientFactoryOptions,
-  DefaultAgentCardResolver,
-  JsonRpcTransportFactory,
-  type Client,
-} from '@a2a-js/sdk/client';
+import type { Client } from '@a2a-js/sdk/client';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
+import { clientFor as sdkClient } from './helpers/client.js';
 import { openaiProvider, setTestKeys } from '../execution/helpers/caxton.js';
 import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
 
@@ -100,26 +95,7 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-/** fetch with the key's credential on every request (card and calls). */
-const fetchWith =
-  (key: string): typeof fetch =>
-  (input, init) => {
-    const headers = new Headers(init?.headers);
-    headers.set('authorization', `Bearer ${key}`);
-    return fetch(input, { ...init, headers });
-  };
-
-async function clientFor(key: string, agent: string): Promise<Client> {
-  const fetchImpl = fetchWith(key);
-  const factory = new ClientFactory(
-    ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
-      transports: [new JsonRpcTransportFactory({ fetchImpl })],
-      cardResolver: new DefaultAgentCardResolver({ fetchImpl }),
-    }),
-  );
-  // A base with its trailing slash: the SDK resolves the well-known path relative to it.
-  return factory.createFromUrl(`${srv.url}/a2a/${agent}/`);
-}
+const clientFor = (key: string, agent: string): Promise<Client> => sdkClient(srv.url, key, agent);
 
 /**
  * The A2A JSON Schema bundle (test/fixtures/a2a): its definitions refer to each other as

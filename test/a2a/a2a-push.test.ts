@@ -10,19 +10,14 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SendMessageRequest, TaskState, type Message, type Task } from '@a2a-js/sdk';
-import {
-  ClientFactory,
-  ClientFactoryOptions,
-  DefaultAgentCardResolver,
-  JsonRpcTransportFactory,
-  type Client,
-} from '@a2a-js/sdk/client';
+import type { Client } from '@a2a-js/sdk/client';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
+import { clientFor as sdkClient } from './helpers/client.js';
 import { openaiProvider, setTestKeys } from '../execution/helpers/caxton.js';
 import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
 
@@ -100,24 +95,7 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-const fetchWith =
-  (key: string): typeof fetch =>
-  (input, init) => {
-    const headers = new Headers(init?.headers);
-    headers.set('authorization', `Bearer ${key}`);
-    return fetch(input, { ...init, headers });
-  };
-
-async function clientFor(key: string, agent: string): Promise<Client> {
-  const fetchImpl = fetchWith(key);
-  const factory = new ClientFactory(
-    ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
-      transports: [new JsonRpcTransportFactory({ fetchImpl })],
-      cardResolver: new DefaultAgentCardResolver({ fetchImpl }),
-    }),
-  );
-  return factory.createFromUrl(`${srv.url}/a2a/${agent}/`);
-}
+const clientFor = (key: string, agent: string): Promise<Client> => sdkClient(srv.url, key, agent);
 
 let n = 0;
 function send(text: string, more: { taskId?: string; contextId?: string; push?: Record<string, unknown> } = {}) {
