@@ -3,39 +3,21 @@
  * model-driven agents, and an English auction among three collectors beside a fourth whose model
  * server is down, each agent on a scripted model of its own, against a real server.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, CLI, repoRoot, tempDir } from '../cli/helpers/cli.js';
-import { runReadme, writeLauncher, type ReadmeRun } from './runner.js';
+import { describe, expect, it } from 'vitest';
+import { docRun } from './doc-run.js';
 
-let dir: string;
-let run: ReadmeRun;
-
-beforeAll(async () => {
-  assertBuilt();
-  dir = tempDir('caxton-messaging-doc-');
-  run = await runReadme(join(repoRoot, 'docs/messaging.md'), {
-    cwd: join(dir, 'work'),
-    binDir: writeLauncher(join(dir, 'bin'), CLI),
-    home: join(dir, 'home'),
-  });
-}, 240_000);
-
-afterAll(async () => {
-  await run?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+// Three model-driven agents and an auction: more to start than the other pages.
+const docs = docRun('docs/messaging.md', 240_000);
 
 const output = (text: string) => {
-  const r = run.runs.find((x) => x.block.code.includes(text));
+  const r = docs().runs.find((x) => x.block.code.includes(text));
   expect(r, `no runnable block runs ${text}`).toBeDefined();
   return r!.stdout + r!.stderr;
 };
 
 describe('docs/messaging.md', () => {
   it('runs every block to exit 0', () => {
-    expect(run.runs.filter((r) => !r.block.background && r.code !== 0)).toEqual([]);
+    expect(docs().runs.filter((r) => !r.block.background && r.code !== 0)).toEqual([]);
   });
 
   it('the contract net awards the lowest price', () => {
