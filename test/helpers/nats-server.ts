@@ -1,11 +1,12 @@
 /**
  * A real `nats-server -js` for a test (Debian's binary; `.ci/run` installs it): loopback, a port
- * of its own (chosen by the server, read from its log), a JetStream store directory of its own.
+ * of its own (below the ephemeral range, read back from its log), a JetStream store directory of
+ * its own.
  * `stop()` kills it (SIGKILL: as a crash would), `restart()` starts it again on the same port and
  * store, so what JetStream had persisted comes back.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer } from 'node:net';
 import { makeTempDir } from './tmp.js';
 
 export const NATS_SERVER = process.env.CAXTON_TEST_NATS_SERVER ?? 'nats-server';
@@ -73,9 +74,28 @@ const stopChild = (child: ChildProcess) =>
     child.kill('SIGKILL');
   });
 
-/** Starts a JetStream-enabled nats-server on a free loopback port. */
-export function startNatsServer(opts: { monitor?: boolean } = {}): Promise<NatsServer> {
-  return startOne(-1, makeTempDir('caxton-nats-'), opts.monitor ? ['-m', '-1'] : []);
+/**
+ * Below Linux's ephemeral range (32768–60999): a port the kernel hands out for `listen(0)` or an
+ * outgoing connection could be taken by another test's socket in the moment a killed server is
+ * down, and its restart on the same port would then fail. Nobody gets a port from this range
+ * without asking for it by number.
+ */
+const PORT_BASE = 20_000;
+const PORT_SPAN = 12_000;
+
+/** Starts a JetStream-enabled nats-server on a free loopback port outside the ephemeral range. */
+export async function startNatsServer(opts: { monitor?: boolean } = {}): Promise<NatsServer> {
+  const storeDir = makeTempDir('caxton-nats-');
+  const extra = opts.monitor ? ['-m', '-1'] : [];
+  for (let attempt = 1; ; attempt++) {
+    const port = PORT_BASE + Math.floor(Math.random() * PORT_SPAN);
+    try {
+      return await startOne(port, storeDir, extra);
+    } catch (e) {
+      // Another test's server holds this one: try another number.
+      if (attempt >= 20 || !/address already in use/.test(String(e))) throw e;
+    }
+  }
 }
 
 /** One server on `port` (-1: any) and `storeDir`, restartable on the port it got. */
@@ -100,21 +120,19 @@ async function startOne(wanted: number, storeDir: string, extra: readonly string
   };
 }
 
-/** Free loopback ports, chosen by the kernel (a route list must name them before any server starts). */
+/** Free loopback ports below the ephemeral range (a route list must name them before any server starts). */
 async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<Server>((resolve, reject) => {
-          const srv = createServer();
-          srv.once('error', reject);
-          srv.listen(0, '127.0.0.1', () => resolve(srv));
-        }),
-    ),
-  );
-  const ports = servers.map((srv) => (srv.address() as AddressInfo).port);
-  await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+  const ports: number[] = [];
+  while (ports.length < n) {
+    const port = PORT_BASE + Math.floor(Math.random() * PORT_SPAN);
+    if (ports.includes(port)) continue;
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (free) ports.push(port);
+  }
   return ports;
 }
 
