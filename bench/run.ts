@@ -7,7 +7,7 @@ import { loadavg } from 'node:os';
 import { note } from './lib/progress.js';
 import { machine, machineLine, markdownTable, writeResults, type Suite } from './lib/report.js';
 
-/** Suites by name, loaded on demand. Later issues add messaging, tools and memory. */
+/** Suites by name, loaded on demand: one per table of docs/benchmarks.md. */
 const SUITES: Record<string, () => Promise<Suite>> = {
   agents: async () => (await import('./agents.js')).agentsSuite,
   execution: async () => (await import('./execution.js')).executionSuite,
@@ -17,27 +17,22 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   embedding: async () => (await import('./embedding.js')).embeddingSuite,
   tools: async () => (await import('./tools.js')).toolsSuite,
   observability: async () => (await import('./observability.js')).observabilitySuite,
-  tracing: async () => (await import('./tracing.js')).tracingSuite,
   memory: async () => (await import('./memory.js')).memorySuite,
   'memory-postgres': async () => (await import('./memory-postgres.js')).memoryPostgresSuite,
   secrets: async () => (await import('./secrets.js')).secretsSuite,
   'audit-events': async () => (await import('./audit-events.js')).auditEventsSuite,
-  'stream-scrub': async () => (await import('./stream-scrub.js')).streamScrubSuite,
   hostile: async () => (await import('./hostile.js')).hostileSuite,
   limits: async () => (await import('./limits.js')).limitsSuite,
   'auth-jwt': async () => (await import('./auth-jwt.js')).authJwtSuite,
   auth: async () => (await import('./auth.js')).authSuite,
   scope: async () => (await import('./scope.js')).scopeSuite,
   cluster: async () => (await import('./cluster.js')).clusterSuite,
-  'cluster-paced': async () => (await import('./cluster-paced.js')).clusterPacedSuite,
   'cluster-engines': async () => (await import('./cluster-engines.js')).clusterEnginesSuite,
-  'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
   'cluster-rows': async () => (await import('./cluster-rows.js')).clusterRowsSuite,
   startup: async () => (await import('./startup.js')).startupSuite,
   mastra: async () => (await import('./mastra.js')).mastraSuite,
   latency: async () => (await import('./latency.js')).latencySuite,
   signing: async () => (await import('./signing.js')).signingSuite,
-  'stats-history': async () => (await import('./stats-history.js')).statsHistorySuite,
   'model-http': async () => (await import('./model-http.js')).modelHttpSuite,
 };
 

@@ -7,8 +7,8 @@
  * before 2.9.15 (Debian 12 ships 2.9.10) may drop a pull request that expires just as a message
  * arrives without that answer (nats-io/nats-server#3942); nats.js then ends the fetch only when two
  * idle heartbeats are missed, about a second later, and a loop that awaits the fetch's end delivered
- * nothing meanwhile: ~1 s stalls, one in a few hundred pulls, measured in bench/cluster-nodes.ts
- * and with nats.js alone (docs/benchmarks.md). A fetch still open `graceMs` past its expiry is
+ * nothing meanwhile: ~1 s stalls, one in a few hundred pulls, measured through nodes and with
+ * nats.js alone (docs/adr/experiments.md). A fetch still open `graceMs` past its expiry is
  * overdue: the loop pulls again at once, and the overdue fetch is left to end on its own (never
  * stopped, so a delivery the server did send it is still taken). Until it ends, what it could still
  * bring is kept out of the next pulls (`owed`), so the loop never asks for more than its room.
