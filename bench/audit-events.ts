@@ -6,14 +6,7 @@
  * audit row, one execution.finished event) and a REST message submission (one audit row, one
  * message.sent and one message.received event).
  */
-import { join } from 'node:path';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { parseAgent } from '../src/agents/index.js';
-import { AuditStore } from '../src/audit/index.js';
-import { EventStore, EVENTS_MIGRATIONS } from '../src/observability/events.js';
-import { migrate, openDatabase } from '../src/storage/index.js';
-import { ToolAuditStore } from '../src/tools/wasm/audit.js';
 import type { CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
 import { startInvokeFloor } from './lib/invoke-floor.js';
@@ -21,7 +14,6 @@ import { startSubmitFloor } from './lib/submit-floor.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
 import { startScriptedServer } from './lib/scripted-server.js';
-import { threadCpuMs } from './lib/proc-cpu.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
@@ -74,119 +66,26 @@ async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
   return server;
 }
 
-/**
- * The stores alone, no HTTP: CPU time per "request's worth" of records (one audit row, one
- * execution.finished event, one tool audit record), `per` of each recorded per event-loop turn,
- * turns back to back as under load. CPU time, not wall time: it holds up on a busy machine.
- */
-async function storeCost(per: number, n = 8000): Promise<{ all: number; loop: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'caxton-bench-ae-stores-'));
-  const db = openDatabase(join(dir, 'caxton.db'));
-  const audit = new AuditStore(db);
-  migrate(db, EVENTS_MIGRATIONS);
-  const events = new EventStore({ db, retentionMs: 1e12, maxRows: 1e8 });
-  const tools = new ToolAuditStore(db, { maxRows: 1e8 });
-  const turn = () => new Promise((r) => setImmediate(r));
-  // What a server pays once (its writer's start, the prepared statements) is left out: one
-  // record of each, written, before the clock starts.
-  const record = (i: number) => {
-    audit.record({
-      action: 'agent.invoke',
-      method: 'POST',
-      route: '/api/v1/agents/:name/invoke',
-      target: 'text',
-      outcome: 'ok',
-      status: 200,
-      request_id: `req-${i}`,
-      source: '127.0.0.1',
-    });
-    events.record({
-      type: 'execution.finished',
-      agent: 'text',
-      data: {
-        execution_id: `x${i}`,
-        conversation_id: null,
-        status: 'ok',
-        duration_ms: 1,
-        input_tokens: 1,
-        output_tokens: 1,
-        turns: 1,
-        tool_calls: 0,
-        provider: 'p',
-        model: 'm',
-      },
-    });
-    tools.record({
-      time: Date.now(),
-      agent: 'text',
-      server: 's',
-      tool: 's.t',
-      args_digest: 'd',
-      outcome: 'ok',
-      duration_us: 1,
-      fuel_used: 0,
-      memory_bytes: 0,
-      input_bytes: 1,
-      output_bytes: 1,
-    });
-  };
-  record(-1);
-  audit.flush();
-  const c0 = process.cpuUsage();
-  const l0 = threadCpuMs(process.pid);
-  for (let i = 0; i < n; i += per) {
-    for (let j = 0; j < per; j++) record(i);
-    await turn();
-  }
-  await audit.close();
-  events.close();
-  tools.close();
-  const c = process.cpuUsage(c0);
-  const loop = threadCpuMs(process.pid) - l0;
-  db.close();
-  rmSync(dir, { recursive: true, force: true });
-  return { all: (c.user + c.system) / n, loop: (loop * 1e3) / n };
-}
-
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export const auditEventsSuite: Suite = {
   name: 'audit-events',
   description: `audit trail and agent events on vs off: context invoke and REST submit beside a fastify echo, ${ROUNDS} alternated rounds of ${SECONDS}s × ${CONNECTIONS} connections`,
   async run(): Promise<SuiteReport> {
-    const stores: Record<string, number[]> = { 1: [], 4: [] };
-    const loops: Record<string, number[]> = { 1: [], 4: [] };
-    for (let r = 0; r < ROUNDS; r++)
-      for (const per of [1, 4]) {
-        const c = await storeCost(per);
-        stores[per]!.push(c.all);
-        loops[per]!.push(c.loop);
-      }
-    const storeRows: Row[] = [1, 4].map((per) => ({
-      metric: `stores alone: CPU per audit row + event + tool audit record, ${per} of each per turn (all threads; the event loop's)`,
-      value: `${fmt(median(stores[per]!), 1)} µs; event loop ${fmt(median(loops[per]!), 1)} µs (medians of ${ROUNDS})`,
-      baseline: 'none (CPU time)',
-    }));
-    if (process.env.BENCH_STORES_ONLY === '1') return { rows: storeRows, raw: { stores, loops } };
     const hw = await startHelloWorld();
     const dirOn = tempDir('caxton-bench-ae-on-');
     const dirOff = tempDir('caxton-bench-ae-off-');
     const dirFloor = tempDir('caxton-bench-ae-floor-');
-    const dirFloorOff = tempDir('caxton-bench-ae-floor-off-');
     const floor = await startInvokeFloor(dirFloor.path);
-    const floorOff = await startInvokeFloor(dirFloorOff.path, { offLoop: true });
-    const submitModes = ['loop', 'records-off', 'all-off'] as const;
-    const submitDirs = submitModes.map((m) => tempDir(`caxton-bench-ae-submit-${m}-`));
-    const submitFloors = await Promise.all(submitModes.map((m, i) => startSubmitFloor(submitDirs[i]!.path, m)));
-    const submitCounts: string[] = [];
+    const dirSubmit = tempDir('caxton-bench-ae-submit-');
+    const submitFloor = await startSubmitFloor(dirSubmit.path);
+    let submitCount = '';
     const on = await startCaxton(dirOn.path, true);
     const off = await startCaxton(dirOff.path, false);
-    let floorOffCount = '';
     const runs: Record<string, LoadResult[]> = {
       echo: [],
       floor: [],
-      floor_off_loop: [],
-      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
+      submit_floor: [],
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
@@ -194,8 +93,7 @@ export const auditEventsSuite: Suite = {
     };
     const ratios: Record<string, number[]> = {
       floor: [],
-      floor_off_loop: [],
-      ...Object.fromEntries(submitModes.map((m) => [`submit_floor_${m}`, []])),
+      submit_floor: [],
       invoke_on: [],
       invoke_off: [],
       submit_on: [],
@@ -207,8 +105,7 @@ export const auditEventsSuite: Suite = {
       // Warm every path once.
       await go(`${hw.url}echo`, INVOKE_BODY);
       await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
-      await go(`${floorOff.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
-      for (const f of submitFloors) await go(`${f.url}/api/v1/messages`, SUBMIT_BODY);
+      await go(`${submitFloor.url}/api/v1/messages`, SUBMIT_BODY);
       for (const s of [on, off]) {
         await load({
           url: `${s.url}/api/v1/agents/text/invoke`,
@@ -234,14 +131,9 @@ export const auditEventsSuite: Suite = {
         const fl = await go(`${floor.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
         runs.floor!.push(fl);
         ratios.floor!.push(fl.req_per_s / echo.req_per_s);
-        const flo = await go(`${floorOff.url}/api/v1/agents/text/invoke`, INVOKE_BODY);
-        runs.floor_off_loop!.push(flo);
-        ratios.floor_off_loop!.push(flo.req_per_s / echo.req_per_s);
-        for (let i = 0; i < submitModes.length; i++) {
-          const sf = await go(`${submitFloors[i]!.url}/api/v1/messages`, SUBMIT_BODY);
-          runs[`submit_floor_${submitModes[i]}`]!.push(sf);
-          ratios[`submit_floor_${submitModes[i]}`]!.push(sf.req_per_s / echo.req_per_s);
-        }
+        const sf = await go(`${submitFloor.url}/api/v1/messages`, SUBMIT_BODY);
+        runs.submit_floor!.push(sf);
+        ratios.submit_floor!.push(sf.req_per_s / echo.req_per_s);
         for (const [name, s] of [
           ['on', on],
           ['off', off],
@@ -258,16 +150,11 @@ export const auditEventsSuite: Suite = {
       await on.close();
       await off.close();
       await floor.close();
-      await floorOff.close();
-      floorOffCount = `${floorOff.written()} of ${floorOff.answered()}`;
-      for (const f of submitFloors) {
-        await f.close();
-        submitCounts.push(`${f.acknowledged()} of ${f.accepted()}`);
-      }
-      for (const d of submitDirs) d.remove();
+      await submitFloor.close();
+      submitCount = `${submitFloor.acknowledged()} of ${submitFloor.accepted()}`;
+      dirSubmit.remove();
       await hw.close();
       dirFloor.remove();
-      dirFloorOff.remove();
       dirOn.remove();
       dirOff.remove();
     }
@@ -281,12 +168,6 @@ export const auditEventsSuite: Suite = {
       {
         metric: "invoke floor: a minimal fastify server writing an invoke's three rows (bench/lib/invoke-floor.ts)",
         value: `${fmt(rps('floor'), 0)} req/s (${range('floor')} × echo)`,
-        baseline: echo,
-      },
-      {
-        metric:
-          'the same floor with its transaction on a worker thread (its own connection; the event loop hands over each window)',
-        value: `${fmt(rps('floor_off_loop'), 0)} req/s (${range('floor_off_loop')} × echo); rows written for ${floorOffCount} invokes answered`,
         baseline: echo,
       },
       {
@@ -306,11 +187,12 @@ export const auditEventsSuite: Suite = {
         value: `${fmt(rps('invoke_off'), 0)} req/s (${range('invoke_off')} × echo)`,
         baseline: echo,
       },
-      ...submitModes.map((m, i): Row => ({
-        metric: `submit floor, ${m === 'loop' ? 'every write on the event loop' : m === 'records-off' ? 'the records on a worker thread, the messages on the event loop' : 'every write on a worker thread, the 202 after its commit'} (bench/lib/submit-floor.ts)`,
-        value: `${fmt(rps(`submit_floor_${m}`), 0)} req/s (${range(`submit_floor_${m}`)} × echo); acknowledged ${submitCounts[i] ?? '?'} accepted`,
+      {
+        metric:
+          "submit floor: a minimal server committing a submission's rows and records on the event loop (bench/lib/submit-floor.ts)",
+        value: `${fmt(rps('submit_floor'), 0)} req/s (${range('submit_floor')} × echo); acknowledged ${submitCount} accepted`,
         baseline: echo,
-      })),
+      },
       {
         metric: 'REST submit, [audit] and [events] on',
         value: `${fmt(rps('submit_on'), 0)} req/s (${range('submit_on')} × echo)`,
@@ -329,6 +211,6 @@ export const auditEventsSuite: Suite = {
         baseline: '1.00 = free',
       },
     ];
-    return { rows: [...storeRows, ...rows], raw: { stores, loops, runs, ratios } };
+    return { rows, raw: { runs, ratios } };
   },
 };

@@ -6,19 +6,13 @@
  *     JetStream, as `caxton serve` runs it): one process, one-way informs to in-process agents,
  *     accepted (commit + PubAck) and delivered (handled, row and JetStream acknowledged). Baseline
  *     in the same run: raw JetStream — publish the same payloads awaiting each PubAck, consume and
- *     ack them from one pull consumer — and, for context, the one-node bus on SQLite. Target: ≥ 0.5
- *     of raw JetStream.
- *  3. Conversation steps in PostgreSQL (ADR 0043): the step a cluster node will take to accept a
- *     message (the conversation's lock, its row, the message, a delivery row, the row updated), 16
- *     at a time over many conversations and over one hot conversation; baseline in the same run: a
- *     plain autocommit INSERT of the same message bodies at the same concurrency.
+ *     ack them from one pull consumer. Target: ≥ 0.5 of raw JetStream.
  *  2. Directory propagation (ADR 0045): deploys on one of three nodes (the row written in
  *     PostgreSQL, then a notice on NATS), the lag until each of the two others has it in its
  *     registry. Baseline in the same run: the same deploys as JetStream key-value puts seen by two
  *     watchers (ADR 0039's design). Target: p99 ≤ 100 ms on loopback.
  *
- * The same messages through `caxton serve` processes are measured by bench/cluster.ts and
- * bench/cluster-nodes.ts.
+ * The same messages through `caxton serve` processes are measured by bench/cluster.ts.
  */
 import { rmSync } from 'node:fs';
 import { jetstream } from '@nats-io/jetstream';
@@ -30,16 +24,7 @@ import { PgAgentDirectory } from '../src/agents/index.js';
 import { agentsSubject, clusterConfigSchema, DirectorySync, type ClusterConfig } from '../src/cluster/index.js';
 import { ClusterBus, PgMessageReads, PgMessageStore } from '../src/messaging/cluster/index.js';
 import { loadServerConfig } from '../src/config/index.js';
-import {
-  MESSAGING_MIGRATIONS,
-  MessageBus,
-  newConversationId,
-  newMessageId,
-  type AclMessage,
-  type ConversationId,
-  type MessagingBus,
-} from '../src/messaging/index.js';
-import { migrate, openDatabase } from '../src/storage/index.js';
+import { newConversationId, newMessageId, type AclMessage } from '../src/messaging/index.js';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
 import { TEST_PG_URL } from '../test/helpers/system-probe.js';
 import { progress } from './lib/progress.js';
@@ -83,38 +68,27 @@ function inform(i: number): AclMessage {
   };
 }
 
-/**
- * Messages per second accepted, and delivered, through the bus a server runs: a cluster node's
- * (PostgreSQL + JetStream, given `cluster`) or one node's (SQLite, without).
- */
+/** Messages per second accepted, and delivered, through a cluster node's bus (PostgreSQL + JetStream). */
 async function throughBus(
-  cluster: { config: ClusterConfig; nc: NatsConnection } | undefined,
+  cluster: { config: ClusterConfig; nc: NatsConnection },
   label: string,
 ): Promise<{ accepted_per_s: number; delivered_per_s: number }> {
   const dir = tempDir('caxton-bench-cluster-');
-  const pool = cluster && new pg.Pool({ connectionString: process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL, max: 16 });
+  const pool = new pg.Pool({ connectionString: process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL, max: 16 });
   const schema = `caxton_bench_bus_${Date.now()}`;
-  let db: ReturnType<typeof openDatabase> | undefined;
   try {
     const registry = new AgentRegistry();
     for (let i = 0; i < AGENTS; i++) registry.upsert(agent(`agent-${i}`, 1));
     const config = { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000 };
-    let bus: MessagingBus;
-    if (cluster && pool) {
-      const store = await PgMessageStore.open({ pool, schema });
-      bus = new ClusterBus({
-        store,
-        reads: new PgMessageReads({ store }),
-        nc: cluster.nc,
-        registry,
-        config,
-        cluster: cluster.config,
-      });
-    } else {
-      db = openDatabase(dir.path);
-      migrate(db, MESSAGING_MIGRATIONS);
-      bus = new MessageBus({ db, registry, config });
-    }
+    const store = await PgMessageStore.open({ pool, schema });
+    const bus = new ClusterBus({
+      store,
+      reads: new PgMessageReads({ store }),
+      nc: cluster.nc,
+      registry,
+      config,
+      cluster: cluster.config,
+    });
     let delivered = 0;
     let done!: () => void;
     const all = new Promise<void>((r) => (done = r));
@@ -137,11 +111,8 @@ async function throughBus(
     await bus.close();
     return { accepted_per_s: (MESSAGES / acceptMs) * 1000, delivered_per_s: (MESSAGES / deliverMs) * 1000 };
   } finally {
-    db?.close();
-    if (pool) {
-      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
-      await pool.end();
-    }
+    await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    await pool.end();
     dir.remove();
   }
 }
@@ -269,87 +240,10 @@ async function kvPropagation(nats: NatsServer): Promise<number[]> {
   return lags;
 }
 
-const STEPS = Number(process.env.BENCH_CLUSTER_STEPS ?? 4_000);
-const STEP_CONCURRENCY = 16;
-
-/** Runs `n` operations `concurrency` at a time; returns ops/s and each one's latency (ms). */
-async function concurrently(
-  n: number,
-  concurrency: number,
-  op: (i: number) => Promise<void>,
-): Promise<{ per_s: number; lat: number[] }> {
-  const lat: number[] = [];
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let i = next++; i < n; i = next++) {
-        const t = performance.now();
-        await op(i);
-        lat.push(performance.now() - t);
-      }
-    }),
-  );
-  return { per_s: n / ((performance.now() - t0) / 1000), lat };
-}
-
-/** Conversation steps on PostgreSQL over `conversations` conversations, and the plain-INSERT baseline. */
-async function pgSteps(): Promise<{
-  spread: { per_s: number; lat: number[] };
-  hot: { per_s: number; lat: number[] };
-  raw: { per_s: number; lat: number[] };
-}> {
-  const pool = new pg.Pool({ connectionString: process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL, max: STEP_CONCURRENCY });
-  const schema = `caxton_bench_${Date.now()}`;
-  try {
-    const store = await PgMessageStore.open({ pool, schema });
-    const step = (conversationId: string) => {
-      const m = inform(0);
-      const msg = { ...m, conversation_id: conversationId as ConversationId };
-      return store.inConversation(conversationId, async (s) => {
-        const now = new Date().toISOString();
-        const c = s.conversation ?? {
-          id: conversationId as ConversationId,
-          protocol: null,
-          state: 'in_progress' as const,
-          initiator: 'bench',
-          participants: ['bench'],
-          capability: null,
-          turns: 0,
-          max_turns: 1_000_000,
-          created_at: now,
-          updated_at: now,
-          expires_at: null,
-          reason: null,
-        };
-        await s.insertMessage(msg, msg.receivers);
-        await s.insertDelivery(msg.id, msg.receivers[0]!, now);
-        await s.saveConversation({ ...c, turns: c.turns + 1, updated_at: now });
-      });
-    };
-    const bar = progress('cluster: PostgreSQL conversation steps', 3);
-    const spread = await concurrently(STEPS, STEP_CONCURRENCY, (i) => step(`spread-${i % 400}`));
-    bar.update(1);
-    const hot = await concurrently(Math.floor(STEPS / 4), STEP_CONCURRENCY, () => step('hot'));
-    bar.update(2);
-    await pool.query(`CREATE TABLE "${schema}".raw (id text PRIMARY KEY, body text NOT NULL)`);
-    const raw = await concurrently(STEPS, STEP_CONCURRENCY, async () => {
-      const m = inform(0);
-      await pool.query(`INSERT INTO "${schema}".raw (id, body) VALUES ($1, $2)`, [m.id, JSON.stringify(m)]);
-    });
-    bar.update(3);
-    bar.end();
-    return { spread, hot, raw };
-  } finally {
-    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
-    await pool.end();
-  }
-}
-
 export const clusterEnginesSuite: Suite = {
   name: 'cluster-engines',
   description:
-    'durable messages on the JetStream delivery queue vs raw JetStream; directory propagation lag across three registries; PostgreSQL conversation steps (the engines in one process)',
+    'durable messages on the JetStream delivery queue vs raw JetStream; directory propagation lag across three registries (the engines in one process)',
   async run(): Promise<SuiteReport> {
     const nats = await startNatsServer();
     const nc = await connect({ servers: nats.url });
@@ -361,14 +255,9 @@ export const clusterEnginesSuite: Suite = {
         delivery: { max_held: 1024 },
       });
       const jsQueue = await throughBus({ config: cluster, nc }, 'cluster bus (PostgreSQL + JetStream)');
-      const sqlite = await throughBus(undefined, 'one-node bus (SQLite)');
       const lag = await propagation(nats);
       const both = summarize([...lag.b, ...lag.c]);
       const kv = summarize(await kvPropagation(nats));
-      const steps = await pgSteps();
-      const spreadLat = summarize(steps.spread.lat);
-      const hotLat = summarize(steps.hot.lat);
-      const rawLat = summarize(steps.raw.lat);
       const ratio = jsQueue.delivered_per_s / raw.consumed_per_s;
       const rows: Row[] = [
         {
@@ -385,26 +274,11 @@ export const clusterEnginesSuite: Suite = {
           baseline: `raw publish with PubAck ${fmt(raw.published_per_s, 0)}/s`,
         },
         {
-          metric: 'durable messages delivered/s, one-node bus on SQLite (context)',
-          value: fmt(sqlite.delivered_per_s, 0),
-          baseline: `accepted ${fmt(sqlite.accepted_per_s, 0)}/s`,
-        },
-        {
           metric: `directory propagation lag, ${DEPLOYS} deploys on node 0 seen by nodes 1 and 2, p50 / p99`,
           value: `${fmt(both.p50)} / ${fmt(both.p99)} ms (max ${fmt(both.max)})`,
           baseline: `key-value put→watch ${fmt(kv.p50)} / ${fmt(kv.p99)} ms (max ${fmt(kv.max)})`,
           target: 'p99 ≤ 100 ms',
           verdict: both.p99 <= 100 ? 'pass' : 'fail',
-        },
-        {
-          metric: `PostgreSQL conversation steps/s (lock, row, message, delivery, update), ${STEPS} over 400 conversations, ${STEP_CONCURRENCY} at a time; p50 / p99`,
-          value: `${fmt(steps.spread.per_s, 0)}/s; ${fmt(spreadLat.p50)} / ${fmt(spreadLat.p99)} ms`,
-          baseline: `plain INSERT ${fmt(steps.raw.per_s, 0)}/s; ${fmt(rawLat.p50)} / ${fmt(rawLat.p99)} ms`,
-        },
-        {
-          metric: `the same steps on one hot conversation (serialized by its lock); p50 / p99`,
-          value: `${fmt(steps.hot.per_s, 0)}/s; ${fmt(hotLat.p50)} / ${fmt(hotLat.p99)} ms`,
-          baseline: `ratio to plain INSERT ${fmt(steps.hot.per_s / steps.raw.per_s, 2)}`,
         },
       ];
       return {
@@ -413,20 +287,10 @@ export const clusterEnginesSuite: Suite = {
         raw: {
           raw_jetstream: raw,
           cluster_bus: jsQueue,
-          sqlite_bus: sqlite,
           directory_lag_ms: both,
           directory_kv_baseline_ms: kv,
           messages: MESSAGES,
           deploys: DEPLOYS,
-          pg_steps: {
-            spread_per_s: steps.spread.per_s,
-            spread_ms: spreadLat,
-            hot_per_s: steps.hot.per_s,
-            hot_ms: hotLat,
-            raw_insert_per_s: steps.raw.per_s,
-            raw_insert_ms: rawLat,
-            steps: STEPS,
-          },
         },
       };
     } finally {

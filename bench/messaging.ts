@@ -163,16 +163,14 @@ interface DurableResult {
 }
 
 /** 2. Durable: accepted = committed; delivered = handled and acknowledged (also committed). */
-export async function durable(
-  retention: { max_conversations?: number; max_messages?: number } = {},
-): Promise<DurableResult> {
+async function durable(): Promise<DurableResult> {
   const dir = tempDir('caxton-bench-msg-');
   try {
     const db = openDatabase(dir.path);
     migrate(db, MESSAGING_MIGRATIONS);
     const registry = new AgentRegistry();
     fillRegistry(registry);
-    const config = { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000, ...retention };
+    const config = { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000 };
     const bus = new MessageBus({ db, registry, config });
     let delivered = 0;
     let allDelivered!: () => void;
@@ -215,8 +213,6 @@ export async function durable(
     const deliverCpuMs = cpuMs(process.cpuUsage(c0));
     bar.update(DURABLE);
     bar.end();
-    // With retention: let the last pruning run finish (after the timing) so the size shows the bound.
-    if (retention.max_conversations !== undefined) await bus.applyRetention();
     await bus.close();
     const pages = db.pragma('page_count', { simple: true }) as number;
     const pageSize = db.pragma('page_size', { simple: true }) as number;
@@ -277,62 +273,6 @@ export async function durable(
       raw_per_cpu_s: rate(DURABLE, rawCpuMs),
       db_bytes_per_message: (pages * pageSize) / (DURABLE + 5_000),
     };
-  } finally {
-    dir.remove();
-  }
-}
-
-/**
- * 4. Memory held per queued message (what `[messaging] max_queue` bounds): N requests accepted for
- * an agent whose handler never finishes, heap and RSS compared after full GCs (needs --expose-gc,
- * which `npm run bench` passes).
- */
-async function queueMemory(n = 10_000): Promise<{ queued: number; heap_bytes: number; rss_bytes: number } | undefined> {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc) return undefined;
-  const dir = tempDir('caxton-bench-queue-');
-  try {
-    const db = openDatabase(dir.path);
-    migrate(db, MESSAGING_MIGRATIONS);
-    const registry = new AgentRegistry();
-    fillRegistry(registry);
-    const bus = new MessageBus({
-      db,
-      registry,
-      config: { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000 },
-    });
-    bus.setAgentHandler(() => new Promise(() => {}));
-    bus.start();
-    const measure = () => {
-      for (let i = 0; i < 4; i++) gc();
-      return process.memoryUsage();
-    };
-    await bus.submit({
-      performative: 'request',
-      protocol: 'fipa-request',
-      sender: 'warm',
-      receiver: 'agent-0',
-      content: 'warm',
-    });
-    await bus.settled();
-    const m0 = measure();
-    for (let i = 0; i < n; i++)
-      await bus.submit({
-        performative: 'request',
-        protocol: 'fipa-request',
-        sender: 'flooder',
-        receiver: `agent-${i % AGENTS}`,
-        content: 'do the thing',
-      });
-    await bus.settled();
-    const m1 = measure();
-    const queued = bus.stats().queued;
-    // The never-ending handlers leave nothing else holding the event loop while close() waits (on unref'd timers).
-    const keep = setInterval(() => {}, 100);
-    await bus.close(0);
-    clearInterval(keep);
-    db.close();
-    return { queued, heap_bytes: (m1.heapUsed - m0.heapUsed) / n, rss_bytes: (m1.rss - m0.rss) / n };
   } finally {
     dir.remove();
   }
@@ -410,15 +350,6 @@ export const messagingSuite: Suite = {
     const r = await routing();
     note('durable: accept, deliver, acknowledge through SQLite');
     const d = await durable();
-    // The same with retention at work throughout: limits a tenth of the run, so the pruner deletes
-    // finished conversations (batches of 500 rows, one transaction each) while messages flow.
-    note('durable, with retention pruning throughout');
-    const dr = await durable({
-      max_conversations: Math.max(100, Math.floor(DURABLE / 10)),
-      max_messages: Math.max(100, Math.floor(DURABLE / 10)),
-    });
-    note('memory per queued message');
-    const q = await queueMemory();
     note('REST submission under load');
     const h = await rest();
     const rows: Row[] = [
@@ -461,28 +392,7 @@ export const messagingSuite: Suite = {
         baseline: `${perS(d.raw_insert_per_s)}; per second of CPU ${perS(d.raw_per_cpu_s)} (bare loop)`,
       },
       { metric: 'durable: database size per message', value: `${fmt(d.db_bytes_per_message, 0)} B`, baseline: '—' },
-      {
-        metric: 'durable with retention pruning: accepted',
-        value: perS(dr.accepted_per_s),
-        baseline: `${perS(d.accepted_per_s)} (limits not reached)`,
-      },
-      {
-        metric: 'durable with retention pruning: delivered and acknowledged',
-        value: perS(dr.delivered_per_s),
-        baseline: `${perS(d.delivered_per_s)} (limits not reached)`,
-      },
-      {
-        metric: 'durable with retention pruning: database size per message sent',
-        value: `${fmt(dr.db_bytes_per_message, 0)} B`,
-        baseline: `${fmt(d.db_bytes_per_message, 0)} B (limits not reached)`,
-      },
     ];
-    if (q)
-      rows.push({
-        metric: `memory per queued message (${q.queued.toLocaleString('en')} queued)`,
-        value: `${fmt(q.heap_bytes, 0)} B heap, ${fmt(q.rss_bytes, 0)} B RSS`,
-        baseline: '—',
-      });
     if (h) {
       rows.push({
         metric: 'REST POST /api/v1/messages',
@@ -502,7 +412,7 @@ export const messagingSuite: Suite = {
           ? `REST: autocannon, ${CONNECTIONS} connections, ${LOAD_SECONDS} s, in a worker thread on the same 2 cores; every 202 means the message is committed.`
           : 'REST: skipped (route not available).',
       ],
-      raw: { routing: r, durable: d, durable_with_retention: dr, queue_memory: q, rest: h },
+      raw: { routing: r, durable: d, rest: h },
     };
   },
 };

@@ -32,8 +32,7 @@
  * Targets: tracing with every span recorded costs at most 10 % against metrics only, unsampled
  * tracing at most 3 %; metrics at most 10 % against telemetry off. The verdict is on CPU per
  * operation (the cost; the steadier figure on a shared machine); the throughput ratio is shown.
- * BENCH_MODES picks the modes, including `otlp` and the experiments `count`, `nostore`, `noexport`
- * and `context` (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
+ * BENCH_MODES picks the modes, including `otlp` and `count` (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
  * there as well, its reps alternated with these (before and after a change, in the same run).
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -82,7 +81,7 @@ const CONTROL_LABEL = 'metrics#2';
 const MAX_OVERHEAD = 0.1;
 const MAX_UNSAMPLED_OVERHEAD = 0.03;
 const DEFAULT_MODES: readonly Mode[] = ['off', 'metrics', 'on', 'sampled', 'unsampled'];
-/** BENCH_MODES=metrics,on,count runs only those modes (experiments, profiling one of them). */
+/** BENCH_MODES=metrics,on,count runs only those modes. */
 const RUN_MODES: readonly Mode[] = process.env.BENCH_MODES
   ? MODES.filter((m) => process.env.BENCH_MODES!.split(',').includes(m))
   : DEFAULT_MODES;
@@ -279,11 +278,7 @@ const LABELS: Record<Mode, string> = {
   on: 'metrics and tracing, every span recorded',
   sampled: `metrics and tracing, traces sampled at ${SAMPLE_RATIO * 100} %`,
   unsampled: 'metrics and tracing, no trace sampled',
-  count: 'experiment: every span recorded, only counted (no span store, no exporter)',
-  nostore: 'experiment: every span recorded and exported, no span store',
-  noexport: 'experiment: every span recorded in the span store, no exporter',
-  context: 'experiment: trace context handed on, no span recorded',
-  norows: 'experiment: trace context handed on, no span recorded, records and events without trace ids',
+  count: 'every span recorded, only counted (no span store, no exporter)',
   otlp: 'metrics and tracing, every span recorded and exported over OTLP/HTTP to a collector on 127.0.0.1',
 };
 

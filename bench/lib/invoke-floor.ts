@@ -5,12 +5,6 @@
  * inserted into the same tables, with the same indexes, in one SQLite transaction per 10 ms
  * window, as Caxton's turn writer does. No authentication, routing, limits, spans or logging:
  * what Caxton costs above this is its own machinery, not the rows it keeps.
- *
- * With `offLoop`, the same transaction runs on a worker thread with a connection of its own: the
- * event loop only hands it each window's rows (arrays of primitives). That is the floor of a
- * server whose records are written off the event loop; `close()` waits for every row handed over
- * and `written` says how many reached the table, so a writer that fell behind cannot pass for
- * a fast one.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -20,14 +14,9 @@ import { AUDIT_MIGRATIONS } from '../../src/audit/index.js';
 import { EXECUTIONS_MIGRATIONS } from '../../src/execution/records/index.js';
 import { EVENTS_MIGRATIONS } from '../../src/observability/events.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
-import { SqlWorker, type SqlOp } from './sql-worker.js';
 
 export interface InvokeFloor {
   readonly url: string;
-  /** Invokes answered with rows to write. */
-  answered(): number;
-  /** Invokes whose three rows are in the tables (after `close()`: every one answered). */
-  written(): number;
   close(): Promise<void>;
 }
 
@@ -42,7 +31,7 @@ const EXECUTION_SQL = `INSERT OR IGNORE INTO executions (execution_id, ts, ended
 
 type Rows = { a: unknown[]; e: unknown[]; x: unknown[] };
 
-export async function startInvokeFloor(dir: string, opts: { offLoop?: boolean } = {}): Promise<InvokeFloor> {
+export async function startInvokeFloor(dir: string): Promise<InvokeFloor> {
   const db = openDatabase(join(dir, 'floor.db'));
   migrate(db, AUDIT_MIGRATIONS);
   migrate(db, EVENTS_MIGRATIONS);
@@ -50,34 +39,16 @@ export async function startInvokeFloor(dir: string, opts: { offLoop?: boolean } 
   let queue: Rows[] = [];
   let timer: NodeJS.Timeout | undefined;
   let last = 0;
-  let answered = 0;
-  let written = 0;
-  let write: (rows: Rows[]) => void;
-  let worker: SqlWorker | undefined;
-  if (opts.offLoop) {
-    const w = new SqlWorker(join(dir, 'floor.db', 'caxton.db'), [AUDIT_SQL, EVENT_SQL, EXECUTION_SQL]);
-    worker = w;
-    write = (batch) => {
-      const ops: SqlOp[] = [];
-      for (const r of batch) ops.push([0, r.a], [1, r.e], [2, r.x]);
-      void w.run(ops).then(() => (written += batch.length));
-    };
-  } else {
-    const audit = db.prepare(AUDIT_SQL);
-    const event = db.prepare(EVENT_SQL);
-    const execution = db.prepare(EXECUTION_SQL);
-    const tx = db.transaction((batch: Rows[]) => {
-      for (const r of batch) {
-        audit.run(...r.a);
-        event.run(...r.e);
-        execution.run(...r.x);
-      }
-    });
-    write = (batch) => {
-      tx(batch);
-      written += batch.length;
-    };
-  }
+  const audit = db.prepare(AUDIT_SQL);
+  const event = db.prepare(EVENT_SQL);
+  const execution = db.prepare(EXECUTION_SQL);
+  const write = db.transaction((batch: Rows[]) => {
+    for (const r of batch) {
+      audit.run(...r.a);
+      event.run(...r.e);
+      execution.run(...r.x);
+    }
+  });
   const flush = () => {
     timer = undefined;
     last = Date.now();
@@ -86,7 +57,6 @@ export async function startInvokeFloor(dir: string, opts: { offLoop?: boolean } 
     write(batch);
   };
   const push = (r: Rows) => {
-    answered++;
     queue.push(r);
     if (timer === undefined) timer = setTimeout(flush, Math.max(0, last + WINDOW_MS - Date.now()));
   };
@@ -166,13 +136,10 @@ export async function startInvokeFloor(dir: string, opts: { offLoop?: boolean } 
   const { port } = app.server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    answered: () => answered,
-    written: () => written,
     async close() {
       await app.close();
       if (timer) clearTimeout(timer);
       if (queue.length > 0) flush();
-      await worker?.close();
       db.close();
     },
   };

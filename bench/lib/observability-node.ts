@@ -4,7 +4,6 @@
  * parent asks for over IPC, one rep at a time, and answers each with its throughput and the CPU
  * time this process spent per operation. A process per mode keeps each mode's heap, garbage and
  * JIT its own; the parent alternates the reps, so every mode meets the same machine load.
- * `start`, `messages` and `executions` are exported to drive one mode in-process (a CPU profile of it).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,27 +28,12 @@ import { createLogger } from '../../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../../src/server/index.js';
 
 /**
- * The modes. Experiments beside the product's modes: `count` records every span but hands it to a
- * processor that only counts (no span store, no exporter: what recording itself costs), `nostore`
- * exports without the node's span store, `noexport` keeps the span store without an exporter,
- * `context` hands a sampled trace context on everywhere but records no span, `norows` is `context`
- * with the execution records and events written without their trace ids. `otlp` is `on` with the
- * server's own OTLP/HTTP exporter (OTEL_EXPORTER_OTLP_ENDPOINT, set by the suite to its collector)
- * instead of the discarding one: what serializing and sending the spans adds.
+ * The modes. `count` records every span but hands it to a processor that only counts (no span
+ * store, no exporter: what recording itself costs). `otlp` is `on` with the server's own OTLP/HTTP
+ * exporter (OTEL_EXPORTER_OTLP_ENDPOINT, set by the suite to its collector) instead of the
+ * discarding one: what serializing and sending the spans adds.
  */
-export const MODES = [
-  'off',
-  'metrics',
-  'on',
-  'sampled',
-  'unsampled',
-  'count',
-  'nostore',
-  'noexport',
-  'context',
-  'norows',
-  'otlp',
-] as const;
+export const MODES = ['off', 'metrics', 'on', 'sampled', 'unsampled', 'count', 'otlp'] as const;
 export type Mode = (typeof MODES)[number];
 export type Workload = 'messages' | 'executions';
 
@@ -99,37 +83,8 @@ class CountingProcessor implements SpanProcessor {
 
 const SCRIPT = `[[rules]]\n[[rules.turns]]\ntool_calls = [{ name = "calculator", arguments = { expression = "6 * 7" } }]\n[[rules.turns]]\ncontent = "It is {{last_tool_result}}."\n`;
 
-export async function start(dir: string, mode: Mode): Promise<{ server: CaxtonServer; spans: () => number }> {
+async function start(dir: string, mode: Mode): Promise<{ server: CaxtonServer; spans: () => number }> {
   const tracing = mode !== 'off' && mode !== 'metrics';
-  if (mode === 'norows') {
-    // `context`, with the execution records and the events written without trace ids: what the
-    // rows that index a trace cost, apart from handing the context on.
-    const { SqliteExecutionStore } = await import('../../src/execution/records/sqlite.js');
-    const { EventStore } = await import('../../src/observability/events.js');
-    const record = SqliteExecutionStore.prototype.record;
-    SqliteExecutionStore.prototype.record = function (this: InstanceType<typeof SqliteExecutionStore>, e) {
-      e.trace_id = null;
-      record.call(this, e);
-    };
-    const event = EventStore.prototype.record;
-    EventStore.prototype.record = function (this: InstanceType<typeof EventStore>, e) {
-      e.trace_id = null;
-      e.span_id = null;
-      event.call(this, e);
-    };
-  }
-  if (mode === 'context' || mode === 'norows') {
-    // Every span is a sampled context that records nothing: what handing the trace context on
-    // costs (messages carrying it, records and events indexing their trace), without the spans.
-    const { SpanRecorder, newTraceId, randomId } = await import('../../src/observability/span-recorder.js');
-    const { trace, TraceFlags } = await import('@opentelemetry/api');
-    SpanRecorder.prototype.start = (_name, _kind, parent) =>
-      trace.wrapSpanContext({
-        traceId: parent?.traceId ?? newTraceId(),
-        spanId: randomId(8),
-        traceFlags: TraceFlags.SAMPLED,
-      });
-  }
   // The recorder reads the sampler from the environment (the standard OTEL_TRACES_SAMPLER variables).
   if (mode === 'sampled')
     Object.assign(process.env, {
@@ -139,19 +94,15 @@ export async function start(dir: string, mode: Mode): Promise<{ server: CaxtonSe
   else if (mode === 'unsampled') Object.assign(process.env, { OTEL_TRACES_SAMPLER: 'parentbased_always_off' });
   else for (const k of ['OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG']) delete process.env[k];
   writeFileSync(join(dir, 'script.toml'), SCRIPT);
-  // The node's own span store is on by default: modes without tracing, and the experiments
-  // without a store, turn it off; the others record into it as a server does.
-  const store = tracing && mode !== 'count' && mode !== 'nostore' && mode !== 'context' && mode !== 'norows';
+  // The node's own span store is on by default: modes without tracing, and `count`, turn it off;
+  // the others record into it as a server does.
+  const store = tracing && mode !== 'count';
   // The batch processor as the server builds it for OTLP (tracing.ts): the SDK's batch settings,
   // so a finished span waits in the export queue as long as it would in production.
   const exporter = new DiscardExporter();
   const counter = new CountingProcessor();
   const processors: SpanProcessor[] =
-    mode === 'count' || mode === 'context' || mode === 'norows'
-      ? [counter]
-      : tracing && mode !== 'noexport' && mode !== 'otlp'
-        ? [new BatchSpanProcessor(exporter)]
-        : [];
+    mode === 'count' ? [counter] : tracing && mode !== 'otlp' ? [new BatchSpanProcessor(exporter)] : [];
   const file = join(dir, 'caxton.toml');
   writeFileSync(
     file,
@@ -233,7 +184,7 @@ async function measure(n: number, work: () => Promise<void>): Promise<Figure> {
   return { rate: (n / ms) * 1000, cpu, main, gc: ((gcMs - gc0) * 1000) / n };
 }
 
-export function messages(server: CaxtonServer, n: number): Promise<Figure> {
+function messages(server: CaxtonServer, n: number): Promise<Figure> {
   const batch = Array.from({ length: n }, (_, i) => inform(i));
   return measure(n, async () => {
     let delivered = 0;
@@ -250,7 +201,7 @@ export function messages(server: CaxtonServer, n: number): Promise<Figure> {
   });
 }
 
-export function executions(server: CaxtonServer, n: number): Promise<Figure> {
+function executions(server: CaxtonServer, n: number): Promise<Figure> {
   return measure(n, async () => {
     for (let i = 0; i < n; i++) {
       const r = await server.executor.invoke('calc', { request: `what is 6 * 7? (${i})` });

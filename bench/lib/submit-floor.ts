@@ -5,14 +5,8 @@
  * handed to a no-op handler and its acknowledgement committed, and the records a submission
  * leaves (an audit row, `message.sent` and `message.received` events). One transaction per
  * event-loop turn holds all of it (turnEngine). No authentication, routing rules, limits,
- * protocols, spans or logging.
- *
- * Where the writes run:
- * - `loop`: the transaction on the event loop, as Caxton's single node runs its writes;
- * - `records-off`: the messages on the event loop, the records on a worker thread with its own
- *   connection once per 10 ms window (both write the one file, so each may wait for the other's
- *   lock);
- * - `all-off`: the transaction on the worker; the 202 waits for the worker's commit.
+ * protocols, spans or logging. The transaction runs on the event loop, as Caxton's single node
+ * runs its writes.
  */
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -23,9 +17,9 @@ import { EVENTS_MIGRATIONS } from '../../src/observability/events.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { DURABLE_SQL } from './durable-floor.js';
 import { AUDIT_SQL, EVENT_SQL } from './invoke-floor.js';
-import { SqlWorker, type SqlOp } from './sql-worker.js';
 
-export type SubmitFloorMode = 'loop' | 'records-off' | 'all-off';
+/** A statement's index in the floor's list and its parameters. */
+type SqlOp = [statement: number, params: unknown[]];
 
 export interface SubmitFloor {
   readonly url: string;
@@ -36,11 +30,10 @@ export interface SubmitFloor {
   close(): Promise<void>;
 }
 
-const WINDOW_MS = 10;
 const CAPABILITIES = new Map([['sink', 'sink']]);
 const PERFORMATIVES = new Set(['inform', 'request', 'query-if', 'cfp', 'propose']);
 
-// Statement indexes, on either connection: DURABLE_SQL's four, then the records'.
+// Statement indexes: DURABLE_SQL's four, then the records'.
 const MESSAGE = 0;
 const DELIVERY = 1;
 const CONVERSATION = 2;
@@ -72,14 +65,10 @@ const completed = (m: AclMessage): unknown[] => [
 /**
  * The smallest engine with the bus's guarantees: per event-loop turn ONE transaction holds the
  * acknowledgements of the messages handled since the last one, the accepts of the messages sent
- * in this turn and, unless they go elsewhere, the records; each send resolves once its rows
+ * in this turn and the records; each send resolves once its rows
  * committed, then its message goes to the handler.
  */
-function turnEngine(
-  commit: (ops: SqlOp[]) => number[] | Promise<number[]>,
-  handler: (m: AclMessage) => void,
-  acked: () => void,
-) {
+function turnEngine(commit: (ops: SqlOp[]) => number[], handler: (m: AclMessage) => void, acked: () => void) {
   let accepting: { m: AclMessage; resolve: () => void }[] = [];
   let ops: SqlOp[] = [];
   let acks = 0;
@@ -126,9 +115,7 @@ function turnEngine(
       }
       if (ops.length > 0) schedule();
     };
-    const r = commit(turn);
-    if (Array.isArray(r)) done(r);
-    else void r.then(done);
+    done(commit(turn));
   };
   return {
     send(m: AclMessage): Promise<void> {
@@ -145,47 +132,23 @@ function turnEngine(
   };
 }
 
-export async function startSubmitFloor(dir: string, mode: SubmitFloorMode): Promise<SubmitFloor> {
+export async function startSubmitFloor(dir: string): Promise<SubmitFloor> {
   const db = openDatabase(join(dir, 'floor.db'));
   migrate(db, MESSAGING_MIGRATIONS);
   migrate(db, AUDIT_MIGRATIONS);
   migrate(db, EVENTS_MIGRATIONS);
-  const worker =
-    mode === 'loop'
-      ? undefined
-      : new SqlWorker(join(dir, 'floor.db', 'caxton.db'), [...DURABLE_SQL, AUDIT_SQL, EVENT_SQL]);
   let accepted = 0;
   let acknowledged = 0;
-  let commit: (ops: SqlOp[]) => number[] | Promise<number[]>;
-  if (mode === 'all-off') commit = (ops) => worker!.run(ops);
-  else {
-    const statements = [...DURABLE_SQL, AUDIT_SQL, EVENT_SQL].map((q) => db.prepare(q));
-    const tx = db.transaction((ops: SqlOp[]) => {
-      const ids = new Array<number>(ops.length);
-      for (let i = 0; i < ops.length; i++) {
-        const [st, params] = ops[i]!;
-        ids[i] = Number(statements[st]!.run(...params).lastInsertRowid);
-      }
-      return ids;
-    });
-    commit = (ops) => tx(ops);
-  }
-  // The records go into the turn's transaction, except with `records-off`: to the worker once per window.
-  let records: SqlOp[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  let last = 0;
-  const flushRecords = () => {
-    timer = undefined;
-    last = Date.now();
-    const ops = records;
-    records = [];
-    void worker!.run(ops);
-  };
-  const record = (op: SqlOp) => {
-    if (mode !== 'records-off') return engine.record(op);
-    records.push(op);
-    if (timer === undefined) timer = setTimeout(flushRecords, Math.max(0, last + WINDOW_MS - Date.now()));
-  };
+  const statements = [...DURABLE_SQL, AUDIT_SQL, EVENT_SQL].map((q) => db.prepare(q));
+  const commit = db.transaction((ops: SqlOp[]) => {
+    const ids = new Array<number>(ops.length);
+    for (let i = 0; i < ops.length; i++) {
+      const [st, params] = ops[i]!;
+      ids[i] = Number(statements[st]!.run(...params).lastInsertRowid);
+    }
+    return ids;
+  });
+  const record = (op: SqlOp) => engine.record(op);
   const eventRow = (type: string, agent: string, m: AclMessage) =>
     record([
       EVENT,
@@ -269,11 +232,8 @@ export async function startSubmitFloor(dir: string, mode: SubmitFloorMode): Prom
         if (waited > 30_000) throw new Error(`submit floor: ${acknowledged} of ${accepted} acknowledged after 30 s`);
         await new Promise((r) => setTimeout(r, 5));
       }
-      if (timer) clearTimeout(timer);
-      if (records.length > 0) flushRecords();
       // The records of the last turn.
       await new Promise((r) => setImmediate(r));
-      await worker?.close();
       db.close();
     },
   };
