@@ -14,7 +14,6 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   executions: async () => (await import('./executions.js')).executionsSuite,
   runs: async () => (await import('./runs.js')).runsSuite,
   messaging: async () => (await import('./messaging.js')).messagingSuite,
-  embedding: async () => (await import('./embedding.js')).embeddingSuite,
   tools: async () => (await import('./tools.js')).toolsSuite,
   observability: async () => (await import('./observability.js')).observabilitySuite,
   memory: async () => (await import('./memory.js')).memorySuite,
@@ -32,7 +31,6 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   startup: async () => (await import('./startup.js')).startupSuite,
   mastra: async () => (await import('./mastra.js')).mastraSuite,
   latency: async () => (await import('./latency.js')).latencySuite,
-  signing: async () => (await import('./signing.js')).signingSuite,
   'model-http': async () => (await import('./model-http.js')).modelHttpSuite,
 };
 
