@@ -9,10 +9,6 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync } from 'node:fs';
-import { loadServerConfig } from '../src/config/index.js';
-import { createLogger } from '../src/observability/index.js';
-import { startServer } from '../src/server/index.js';
 import { openDatabase } from '../src/storage/index.js';
 import type { ToolContext } from '../src/tools/index.js';
 import {
@@ -54,125 +50,15 @@ const JS_MANIFEST =
 const JS_SOURCE = 'export function echo(input) { return input; }\n';
 const JS_CALLS = env('BENCH_JS_TOOL_CALLS', 20_000);
 const HOP_CALLS = env('BENCH_TOOL_HOP_CALLS', 20_000);
-const HEALTH_IDLE = 200;
-const SPIN_JS = 'export function spin() { for (;;) {} }\n';
-const SPIN_MANIFEST =
-  'name = "spin"\nversion = "1.0.0"\ndescription = "a hostile loop"\nmodule = "tool.js"\n[[tools]]\nname = "spin"\ndescription = "loops until stopped"\n[limits]\nfuel = 1_000_000_000\ntimeout = "2s"\n';
-
-/** Sequential GET /health latencies (ms) until `until()` is true (or `n` requests when given). */
-async function healthLatencies(url: string, until: () => boolean, n = Infinity): Promise<Summary & { n: number }> {
-  const samples: number[] = [];
-  while (samples.length < n && !until()) {
-    const t0 = performance.now();
-    const res = await fetch(`${url}/health`);
-    await res.text();
-    samples.push(performance.now() - t0);
-  }
-  return { ...summarize(samples), n: samples.length };
-}
-
-/**
- * A real server (port 0) with a deployed JavaScript tool that spins for its whole timeout: /health
- * idle, while the call runs on its worker, and while the same module runs in the server thread
- * (a server built without caps).
- */
-async function healthDuringHostileCall(dir: string) {
-  const file = join(dir, 'caxton-health.toml');
-  writeFileSync(
-    file,
-    `data_dir = "data-health"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n`,
-  );
-  const server = await startServer({
-    config: loadServerConfig({
-      file,
-      env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */,
-      cwd: dir,
-    }),
-    logger: createLogger('warn'),
-  });
-  try {
-    await server.tools.deploy(SPIN_MANIFEST, new TextEncoder().encode(SPIN_JS));
-    const idle = await healthLatencies(server.url, () => false, HEALTH_IDLE);
-    let done = false;
-    const spin = server.tools.call('spin.spin', {}).finally(() => (done = true));
-    const worker = await healthLatencies(server.url, () => done);
-    const outcome = (await spin).outcome;
-    const inThreadServer = new WasmToolServer(
-      parseToolManifestOrThrow(SPIN_MANIFEST).manifest,
-      new TextEncoder().encode(SPIN_JS),
-    );
-    done = false;
-    const blocking = new Promise<void>((resolve) =>
-      setTimeout(() => {
-        inThreadServer.callRaw('spin', new TextEncoder().encode('{}'));
-        done = true;
-        resolve();
-      }, 20),
-    );
-    const inThread = await healthLatencies(server.url, () => done);
-    await blocking;
-    inThreadServer.close();
-    return { idle, worker, inThread, outcome };
-  } finally {
-    await server.close();
-  }
-}
 const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
 const us = (s: Summary) => `p50 ${fmtUs(s.p50)} / p99 ${fmtUs(s.p99)}`;
 
 /** A trivial module for the raw baseline: `nop` returns 0 (no sandbox, no metering). */
-const RAW_WASM = Uint8Array.from([
-  0x00,
-  0x61,
-  0x73,
-  0x6d,
-  0x01,
-  0x00,
-  0x00,
-  0x00, // magic, version
-  0x01,
-  0x05,
-  0x01,
-  0x60,
-  0x00,
-  0x01,
-  0x7f, // type: () -> i32
-  0x03,
-  0x02,
-  0x01,
-  0x00, // function 0: type 0
-  0x05,
-  0x03,
-  0x01,
-  0x00,
-  0x01, // memory: 1 page
-  0x07,
-  0x10,
-  0x02,
-  0x03,
-  0x6e,
-  0x6f,
-  0x70,
-  0x00,
-  0x00,
-  0x06,
-  0x6d,
-  0x65,
-  0x6d,
-  0x6f,
-  0x72,
-  0x79,
-  0x02,
-  0x00, // exports nop, memory
-  0x0a,
-  0x06,
-  0x01,
-  0x04,
-  0x00,
-  0x41,
-  0x00,
-  0x0b, // code: i32.const 0
-]);
+const RAW_WASM = Buffer.from(
+  // magic, version; type () -> i32; function 0: type 0; memory: 1 page; exports nop, memory; code: i32.const 0
+  '0061736d010000000105016000017f030201000503010001071002036e6f700000066d656d6f727902000a0601040041000b',
+  'hex',
+);
 
 /** Per-call latencies (ms) of `fn`, timed one by one, plus the throughput of a back-to-back run. */
 async function measure(fn: () => unknown | Promise<unknown>, n: number): Promise<{ lat: Summary; per_s: number }> {
@@ -280,10 +166,6 @@ async function run(): Promise<SuiteReport> {
     jsHopServer.close();
     audit.flush();
 
-    // ── /health while a hostile tool burns its budget ──────────────
-    note('/health latency: idle, during a JavaScript spin on a worker, during the same spin in the server thread');
-    const health = await healthDuringHostileCall(dir.path);
-
     // ── start ────────────────────────────────────────────────────────────────
     note('start times');
     const bytes = readFileSync(join(EXAMPLE, 'build/text.wasm'));
@@ -368,18 +250,6 @@ async function run(): Promise<SuiteReport> {
         baseline: `in the server thread ${us(jsFull.lat)}`,
       },
       {
-        metric: 'GET /health latency while a JavaScript tool spins for its whole 2 s timeout on its worker',
-        value: `p50 ${fmtMs(health.worker.p50)} / p99 ${fmtMs(health.worker.p99)} / max ${fmtMs(health.worker.max)} (${health.worker.n} requests)`,
-        baseline: `idle p50 ${fmtMs(health.idle.p50)} / p99 ${fmtMs(health.idle.p99)} / max ${fmtMs(health.idle.max)}`,
-        target: 'max ≤ 50 ms',
-        verdict: verdict(health.worker.max <= 50),
-      },
-      {
-        metric: 'GET /health latency while the same spin runs in the server thread',
-        value: `max ${fmtMs(health.inThread.max)} (${health.inThread.n} requests)`,
-        baseline: `idle max ${fmtMs(health.idle.max)}`,
-      },
-      {
         metric: 'sandbox call only (metered call over the kernel ABI, no schema/audit)',
         value: `${us(sandboxOnly.lat)}, ${fmt(sandboxOnly.per_s, 0)}/s`,
         baseline: `raw ${us(rawCall.lat)}`,
@@ -417,7 +287,6 @@ async function run(): Promise<SuiteReport> {
       rows,
       notes: [
         'Servers built here without caps run in the bench thread (no worker hop); CPU is bounded by fuel injected into the module. Under the operator caps JavaScript servers and WebAssembly servers with more fuel than [tools.limits] in_thread_fuel run on a worker thread of their own: the "worker thread" rows measure that hop.',
-        "/health rows: a real server on 127.0.0.1 port 0, sequential GET /health with fetch from the same process; the in-thread row blocks the bench's own event loop too, as it blocked the server before.",
         `Full path = Tool.invoke: JSON-schema check (ajv), JSON encode, fuel reset, guest call over Extism's kernel ABI (input_length/input_load_*, alloc, store_*, output_set), output decode, SHA-256 of the arguments, audit record (batched SQLite insert, one transaction per event-loop turn). ${audited} audit rows written for the latency run.`,
         'Latency samples are timed one by one with hrtime (≈0.1 µs overhead); calls/s is a separate back-to-back run.',
         `Cold start builds a fresh fuel-instrumented module (cache cleared); warm start reuses the compiled module (same package loaded again, or 1,000 servers of one package).`,
@@ -427,7 +296,6 @@ async function run(): Promise<SuiteReport> {
         raw_call: rawCall,
         full,
         hop: { calls: HOP_CALLS, wasm: hop, js: jsHop },
-        health,
         js: { calls: JS_CALLS, full: jsFull, start: jsStart },
         sandbox_only: sandboxOnly,
         start: { raw: rawStart, cold, warm },
