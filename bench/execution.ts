@@ -10,12 +10,10 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { loadServerConfig } from '../src/config/index.js';
-import { runAgent } from '../src/execution/run-agent.js';
-import type { AgentResponse, ExecutionJob } from '../src/execution/types.js';
+import type { AgentResponse } from '../src/execution/types.js';
 import { createIsolation, DEFAULT_PROCESS_MAX_REQUESTS } from '../src/execution/isolation/index.js';
 import { createLogger } from '../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
@@ -24,7 +22,7 @@ import { request, sequential, type SequentialResult } from './lib/http.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { fmt, fmtMs, fmtUs, msSince, summarize, type Summary } from './lib/stats.js';
+import { fmt, fmtMs, msSince, summarize, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const env = (name: string, def: number) => {
@@ -37,7 +35,6 @@ const SEQUENTIAL = env('BENCH_QUERIES', 2000);
 const LOAD_SECONDS = env('BENCH_DURATION', 5);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
 const WARMUP = 200;
-const DIRECT_CALLS = 10_000;
 /** Worker threads and child processes per pool (one per core on the 2-core bench machine). */
 const PROCESS_POOL = 2;
 const FORKS = 20;
@@ -111,23 +108,6 @@ async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: num
   return { server, ms: msSince(t0) };
 }
 
-/**
- * Runs `fn` while sampling the event loop's delay (1 ms resolution): how long the server's one
- * thread was blocked — by a synchronous fork, for instance — while the load ran.
- */
-async function withLoopDelay<T>(
-  fn: () => Promise<T>,
-): Promise<{ result: T; loop_delay_ms: { p50: number; p99: number; max: number } }> {
-  const h = monitorEventLoopDelay({ resolution: 1 });
-  h.enable();
-  try {
-    const result = await fn();
-    return { result, loop_delay_ms: { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 } };
-  } finally {
-    h.disable();
-  }
-}
-
 /** Sends one request and fails loudly unless it is a 200 AgentResponse from the expected mode. */
 async function invokeOnce(url: string, body: string, mode: Mode): Promise<{ ms: number; response: AgentResponse }> {
   const r = await request(url, postInit(body));
@@ -161,10 +141,6 @@ interface ModeResult {
   tool: SequentialResult;
   textLoad: LoadResult;
   toolLoad?: LoadResult;
-  /** Event-loop delay of the (shared) main thread during the short-text autocannon run. */
-  loop_delay_ms: { p50: number; p99: number; max: number };
-  /** Server-side runAgent time (`execution_time_ms`) of a sample of responses. */
-  execution_ms: Summary;
   response_bytes: number;
   pool?: unknown;
 }
@@ -183,19 +159,14 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
   );
   const text = await sequential(SEQUENTIAL, () => textUrl, { warmup: WARMUP, init: postInit(TEXT_BODY) });
   const toolSeq = await sequential(SEQUENTIAL, () => toolUrl, { warmup: WARMUP, init: postInit(TOOL_BODY) });
-  const exec = new Float64Array(200);
-  for (let i = 0; i < exec.length; i++)
-    exec[i] = (await invokeOnce(textUrl, TEXT_BODY, mode)).response.execution_time_ms;
-  const { result: textLoad, loop_delay_ms } = await withLoopDelay(() =>
-    load({
-      url: textUrl,
-      method: 'POST',
-      headers: JSON_HEADERS,
-      body: TEXT_BODY,
-      duration: LOAD_SECONDS,
-      connections: CONNECTIONS,
-    }),
-  );
+  const textLoad = await load({
+    url: textUrl,
+    method: 'POST',
+    headers: JSON_HEADERS,
+    body: TEXT_BODY,
+    duration: LOAD_SECONDS,
+    connections: CONNECTIONS,
+  });
   await settle(server, mode);
   const toolLoad = await load({
     url: toolUrl,
@@ -212,60 +183,24 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
     tool: toolSeq,
     textLoad,
     toolLoad,
-    loop_delay_ms,
-    execution_ms: summarize(exec),
     response_bytes: Buffer.byteLength(JSON.stringify(first.response)),
     pool: poolStats(server, mode),
   };
 }
 
-/** The engine without HTTP: `executor.invoke()` and `runAgent()` in-process, context mode. */
-async function measureDirect(server: CaxtonServer) {
-  const req = { request: 'hello' };
-  const time = async (n: number, call: () => Promise<unknown>) => {
-    for (let i = 0; i < 1000; i++) await call();
-    const samples = new Float64Array(n);
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) {
-      const t = process.hrtime.bigint();
-      await call();
-      samples[i] = msSince(t);
-    }
-    return { latency_ms: summarize(samples), per_s: (n / msSince(t0)) * 1000 };
-  };
-  const invoke = await time(DIRECT_CALLS, () => server.executor.invoke('text-context', req));
-  const def = server.registry.get('text-context')!.definition;
-  const signal = new AbortController().signal;
-  const job: ExecutionJob = {
-    execution_id: 'exec_bench',
-    definition: def,
-    request: req,
-    deadline: Date.now() + 3_600_000,
-    stream: false,
-    isolation: 'context',
-  };
-  const run = await time(DIRECT_CALLS, () => runAgent(job, server.executor.deps, { signal }));
-  return { invoke, runAgent: run };
-}
-
-/**
- * Fork cost on this machine: `node -e 0`, spawn to exit; and how long `spawn()` itself blocks
- * the calling thread (libuv forks the whole process: the cost grows with this process's RSS).
- */
+/** Fork cost on this machine: `node -e 0`, spawn to exit (the baseline of a pool member's start). */
 async function measureFork() {
   const samples = new Float64Array(FORKS);
-  const blocking = new Float64Array(FORKS);
   for (let i = 0; i < FORKS; i++) {
     const t0 = process.hrtime.bigint();
     await new Promise<void>((resolve, reject) => {
       const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
-      blocking[i] = msSince(t0);
       child.once('error', reject);
       child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`node -e 0 exited with ${code}`))));
     });
     samples[i] = msSince(t0);
   }
-  return { node_e0_ms: summarize(samples), spawn_call_ms: summarize(blocking), rss_bytes: process.memoryUsage().rss };
+  return { node_e0_ms: summarize(samples) };
 }
 
 /** A process pool member from fork to "ready" (Node started, task module imported), as Caxton does it. */
@@ -323,7 +258,7 @@ async function run(): Promise<SuiteReport> {
     const { server, ms: startMs } = await startCaxton(dir.path);
     const results: Partial<Record<Mode, ModeResult>> = {};
     let proc: ModeResult | undefined;
-    let direct, health, fork, ready;
+    let health, fork, ready;
     try {
       note(`caxton listening on ${server.url} (started in ${fmtMs(startMs)}), data in ${dir.path}`);
       for (const mode of MODES) {
@@ -352,8 +287,6 @@ async function run(): Promise<SuiteReport> {
       note(
         `context: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.context.text.latency_ms.p50)}, ${fmt(results.context.textLoad.req_per_s, 0)} req/s`,
       );
-      note(`in-process: ${DIRECT_CALLS} × executor.invoke() and runAgent() (context mode, no HTTP)`);
-      direct = await measureDirect(server);
       results.worker = await measureMode(server, 'worker');
       note(
         `worker: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.worker.text.latency_ms.p50)}, ${fmt(results.worker.textLoad.req_per_s, 0)} req/s`,
@@ -374,7 +307,7 @@ async function run(): Promise<SuiteReport> {
     }
 
     // ---- Report --------------------------------------------------------------------------------
-    if (!direct || !health || !fork || !ready || !proc) throw new Error('a measurement is missing');
+    if (!health || !fork || !ready || !proc) throw new Error('a measurement is missing');
     const ctx = results.context!;
     const wrk = results.worker!;
     const bp = base.post.latency_ms;
@@ -412,16 +345,6 @@ async function run(): Promise<SuiteReport> {
         metric: 'context: throughput, one calculator call',
         value: `${loadLine(ctx.toolLoad!)} (${ratio(ctx.toolLoad!.req_per_s, base.postLoad.req_per_s)})`,
         baseline: basePostLoad,
-      },
-      {
-        metric: `context: \`executor.invoke()\` in-process, no HTTP (${DIRECT_CALLS.toLocaleString('en-US')} calls)`,
-        value: `p50 ${fmtUs(direct.invoke.latency_ms.p50)} / p99 ${fmtUs(direct.invoke.latency_ms.p99)} (${fmt(direct.invoke.per_s, 0)} calls/s)`,
-        baseline: 'n/a (no HTTP)',
-      },
-      {
-        metric: `context: \`runAgent()\` alone, no HTTP, no executor checks (${DIRECT_CALLS.toLocaleString('en-US')} calls)`,
-        value: `p50 ${fmtUs(direct.runAgent.latency_ms.p50)} / p99 ${fmtUs(direct.runAgent.latency_ms.p99)}`,
-        baseline: 'n/a (no HTTP)',
       },
       {
         metric: `worker: invoke latency, short text (${SEQUENTIAL} sequential)`,
@@ -474,23 +397,6 @@ async function run(): Promise<SuiteReport> {
         target: `10–${PROCESS_DOC_COLD_START_MS} ms cold start (design documents)`,
         verdict: verdict(ready.p50 <= PROCESS_DOC_COLD_START_MS),
       },
-      {
-        metric: '`spawn()` call alone: how long a fork blocks the server thread',
-        value: `p50 ${fmtMs(fork.spawn_call_ms.p50)} / max ${fmtMs(fork.spawn_call_ms.max)} at ${fmt(fork.rss_bytes / 2 ** 20, 0)} MB RSS`,
-        baseline: 'n/a',
-      },
-      {
-        metric: 'Event-loop delay of the server thread during the short-text autocannon run (p99 / max)',
-        value: MODES.map(
-          (m) => `${m} ${fmtMs(results[m]!.loop_delay_ms.p99)} / ${fmtMs(results[m]!.loop_delay_ms.max)}`,
-        ).join('; '),
-        baseline: 'n/a',
-      },
-      {
-        metric: 'Server-side `execution_time_ms` (runAgent inside the isolation), short text',
-        value: MODES.map((m) => `${m} p50 ${fmtMs(results[m]!.execution_ms.p50)}`).join('; '),
-        baseline: 'n/a',
-      },
     ];
     const notes = [
       `Zero-latency scripted provider (no \`latency_ms\`); one agent per mode and scenario (\`[execution] isolation\` per agent) on a context server with \`[execution] pool_size = ${PROCESS_POOL}\` (2 worker threads, 2 child processes). Request body ${TEXT_BODY} (${Buffer.byteLength(TEXT_BODY)} bytes); the AgentResponse is ~${fmt(ctx.response_bytes, 0)} bytes of JSON, the echo ${Buffer.byteLength(TEXT_BODY)} bytes.`,
@@ -507,14 +413,13 @@ async function run(): Promise<SuiteReport> {
           warmup: WARMUP,
           load_seconds: LOAD_SECONDS,
           connections: CONNECTIONS,
-          direct_calls: DIRECT_CALLS,
           pool_size: PROCESS_POOL,
           script: SCRIPT,
         },
         baseline: base,
         fork,
         process_member_ready_ms: ready,
-        caxton: { start_ms: startMs, health, modes: results, direct },
+        caxton: { start_ms: startMs, health, modes: results },
         targets: {
           context_added_p50_ms: CONTEXT_ADDED_P50_MS,
           context_req_per_s: CONTEXT_REQ_PER_S,
