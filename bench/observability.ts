@@ -226,7 +226,7 @@ async function run(): Promise<SuiteReport> {
       if (has('sampled')) row('sampled', 'metrics');
       if (has('unsampled')) row('unsampled', 'metrics', MAX_UNSAMPLED_OVERHEAD);
       if (has('otlp')) row('otlp', 'metrics', MAX_OVERHEAD);
-      for (const m of ['count', 'nostore', 'noexport', 'context', 'norows'] as const) if (has(m)) row(m, 'metrics');
+      if (has('count')) row('count', 'metrics');
       if (has('off')) row('metrics', 'off', MAX_OVERHEAD);
     }
   }

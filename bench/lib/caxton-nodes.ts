@@ -1,5 +1,5 @@
 /**
- * `caxton serve` processes for the cluster benchmarks (bench/cluster.ts, bench/cluster-nodes.ts):
+ * `caxton serve` processes for the cluster benchmarks (bench/cluster.ts, bench/cluster-rows.ts):
  * each node its own process on a `caxton.toml` written for it, one keep-alive HTTP pool per node,
  * and the receiving agent every node learns from the directory.
  */
