@@ -213,8 +213,6 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
     r.refused++;
     if (r.failures.length < 5) r.failures.push(s);
   };
-  const t0 = wallNow();
-  const t1 = t0 + seconds * 1000;
   /**
    * A client that honours back-pressure: what the node refuses with 429 queue_full is sent again
    * after its Retry-After while the window lasts, so the loop runs at the rate the node delivers.
@@ -262,6 +260,8 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
   const floorKind = workload === 'floor' ? 'floor' : workload.startsWith('rows') ? 'rows' : undefined;
   const raw0 = env.raw.published;
   const meter = await cpuMeter(env.groups);
+  const t0 = wallNow();
+  const t1 = t0 + seconds * 1000;
   // The window closes on time whatever is still in flight: CPU and deliveries are counted inside it.
   const closing = sleep(t1 - wallNow()).then(async () => void (r.cpu = await meter.stop()));
   const sends: Record<Workload, () => Promise<void>> = {
