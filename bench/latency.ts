@@ -452,7 +452,8 @@ const added = (f: Figures): number => med(f.ttft_ms.map((t, i) => t - f.direct_m
 function ttftRow(figures: Record<Mode, Figures>, lead: Mode, others: Mode[]): Row {
   const one = (m: Mode): string => {
     const f = figures[m];
-    return `${LABEL[m]} ${fmt(med(f.ttft_ms), 0)} ms (+${fmt(added(f), 1)} ms)`;
+    const a = added(f);
+    return `${LABEL[m]} ${fmt(med(f.ttft_ms), 0)} ms (${a < 0 ? '−' : '+'}${fmt(Math.abs(a), 1)} ms)`;
   };
   const all = MODES.flatMap((m) => figures[m].direct_ms);
   const r: Row = {
