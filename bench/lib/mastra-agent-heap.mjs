@@ -6,6 +6,8 @@
 //
 //   MASTRA_DIR=… node --expose-gc bench/lib/mastra-agent-heap.mjs <agents dir> <WARM> <N>
 //
+// MASTRA_SHARED_MODEL=1: one model object for every agent instead of a model id each.
+//
 // Not given to Mastra: the [memory] table (a Mastra Memory needs a storage of its own per agent:
 // leaving it out favours Mastra) and the capabilities (Mastra has no such index).
 import { readdirSync, readFileSync } from 'node:fs';
