@@ -8,11 +8,16 @@
  * through the API then replaces an old span instead of adding one, so the figure is what the
  * agents hold, not the trace buffer filling up (unfilled, it adds ~0.6 KB per request).
  *
- *   node --expose-gc --import tsx bench/agent-heap.ts files|api [N] [snapshot-dir]
+ *   node --expose-gc --import tsx bench/agent-heap.ts files|api|mastra [N] [snapshot-dir]
+ *
+ * `mastra`: the same agent files, each made into a Mastra agent held by one Mastra instance
+ * (bench/lib/mastra-agent-heap.mjs, in a process of its own), measured the same way: Caxton's
+ * `files` figure beside the one of the framework it is compared with.
  *
  * With a snapshot directory, a heap snapshot is written before and after (compare them by
  * constructor and property names to see which objects an agent adds).
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,16 +28,44 @@ import { createLogger } from '../src/observability/index.js';
 import { startServer } from '../src/server/index.js';
 import { agentName, agentToml as generated, planAgents, type AgentPlan } from './lib/generate.js';
 import { snapshot } from './lib/memory.js';
+import { ensureMastra } from './mastra.js';
 
 const [mode, nArg, snapDir] = process.argv.slice(2);
-if (mode !== 'files' && mode !== 'api') {
-  console.error('usage: node --expose-gc --import tsx bench/agent-heap.ts files|api [N] [snapshot-dir]');
+if (mode !== 'files' && mode !== 'api' && mode !== 'mastra') {
+  console.error('usage: node --expose-gc --import tsx bench/agent-heap.ts files|api|mastra [N] [snapshot-dir]');
   process.exit(2);
 }
 const N = Number(nArg ?? 2000);
 const WARM = 500;
-const agentToml = (plan: AgentPlan, i: number): string =>
-  generated(plan, i).replace(/^tools = .*$/m, 'tools = ["calculator", "current_time"]');
+/**
+ * BENCH_AGENT_HEAP_SHORT=1: ~330-character files (no [llm] and [memory] tables, an 80-character
+ * prompt), where what an agent costs besides its text shows most.
+ */
+const SHORT = process.env.BENCH_AGENT_HEAP_SHORT === '1';
+const agentToml = (plan: AgentPlan, i: number): string => {
+  const text = generated(plan, i).replace(/^tools = .*$/m, 'tools = ["calculator", "current_time"]');
+  if (!SHORT) return text;
+  return text
+    .replace(/\n\[llm\][\s\S]*$/, '\n')
+    .replace(/system_prompt = '''\n([\s\S]*?)\n'''/, (_, p: string) => `system_prompt = '''\n${p.slice(0, 79)}.\n'''`);
+};
+
+if (mode === 'mastra') {
+  const files = mkdtempSync(join(tmpdir(), 'caxton-agent-heap-mastra-'));
+  try {
+    const plan = planAgents(WARM + N);
+    for (let i = 0; i < WARM + N; i++) writeFileSync(join(files, `${agentName(i)}.toml`), agentToml(plan, i));
+    const r = spawnSync(
+      process.execPath,
+      ['--expose-gc', join(import.meta.dirname, 'lib/mastra-agent-heap.mjs'), files, String(WARM), String(N)],
+      { env: { ...process.env, MASTRA_DIR: ensureMastra() }, stdio: ['ignore', 'inherit', 'inherit'] },
+    );
+    process.exitCode = r.status ?? 1;
+  } finally {
+    rmSync(files, { recursive: true, force: true });
+  }
+  process.exit();
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'caxton-agent-heap-'));
 mkdirSync(join(dir, 'agents'));
@@ -92,6 +125,7 @@ try {
     JSON.stringify({
       mode,
       agents: N,
+      file_chars: agentToml(plan, WARM).length,
       heap_per_agent_bytes: Math.round((after.heapUsed - before.heapUsed) / N),
       load: loadavg()[0],
     }),

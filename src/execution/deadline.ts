@@ -1,5 +1,8 @@
-/** How a caller hands over its cancellation: called once, with the function that cancels. */
-export type CancelHook = (cancel: () => void) => void;
+/**
+ * How a caller hands over its cancellation: called once, with the function that cancels (given a
+ * reason, the execution fails with it when it is a 'cancelled' CaxtonError).
+ */
+export type CancelHook = (cancel: (reason?: unknown) => void) => void;
 
 /**
  * The agent's deadline and the caller's cancellation (`outer`, or `cancelOn`) folded into one
@@ -28,7 +31,7 @@ export class Deadline {
       this.#onAbort = () => this.cancel(outer.reason);
       outer.addEventListener('abort', this.#onAbort, { once: true });
     }
-    cancelOn?.(() => this.cancel());
+    cancelOn?.((reason) => this.cancel(reason));
   }
 
   get signal(): AbortSignal {

@@ -651,8 +651,8 @@ export class Executor {
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
           if (deadline.cancelled())
-            throw opts.signal?.reason instanceof CaxtonError && opts.signal.reason.code === 'cancelled'
-              ? opts.signal.reason
+            throw signal.reason instanceof CaxtonError && signal.reason.code === 'cancelled'
+              ? signal.reason
               : new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
           throw e;
         }

@@ -13,6 +13,7 @@ import { agentOfRef } from '../../auth/principal.js';
 import { CaxtonError, isCaxtonError } from '../../shared/errors.js';
 import { timeOrderedUuid } from '../../shared/ids.js';
 import type { CalledTool } from '../../tools/index.js';
+import type { CancelHook } from '../deadline.js';
 import type { InvokeOptions } from '../executor.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 import { awaitingApproval } from './approval.js';
@@ -96,11 +97,38 @@ function errorOf(e: unknown): { code: string; message: string } {
     : { code: 'internal', message: e instanceof Error ? e.message : String(e) };
 }
 
+/**
+ * How a run running here is stopped (`DurableRuns.cancel`, a run lost to another node): handed to
+ * the execution as its `cancelOn` beside the caller's own, so a run costs no AbortController of its
+ * own besides its deadline's. A cancel before the execution took the hook is applied when it does.
+ */
+class RunCancel {
+  readonly hook: CancelHook;
+  #cancel: ((reason?: unknown) => void) | undefined;
+  #reason: unknown;
+  #aborted = false;
+
+  constructor(caller: CancelHook | undefined) {
+    this.hook = (cancel) => {
+      this.#cancel = cancel;
+      if (this.#aborted) cancel(this.#reason);
+      caller?.(cancel);
+    };
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#cancel?.(reason);
+  }
+}
+
 export class DurableRuns {
   /** Runs with a key running in this process: a second start of the same key joins its run. */
   readonly #byKey = new Map<string, Promise<AgentResponse>>();
   /** How to stop each run running in this process. */
-  readonly #cancels = new Map<string, AbortController>();
+  readonly #cancels = new Map<string, RunCancel>();
   #stopping = false;
   /** Watchers of every run, and of one run by id. */
   readonly #watchers = new Set<(n: RunNotice) => void>();
@@ -317,15 +345,10 @@ export class DurableRuns {
     ref: string,
     replay: RunReplay | undefined,
   ): Promise<AgentResponse> {
-    const cancel = new AbortController();
+    // The caller's signal and cancelOn stop the run as they are (the execution's deadline listens
+    // to them); this run's own cancel joins them as one more cancelOn.
+    const cancel = new RunCancel(opts.cancelOn);
     this.#cancels.set(id, cancel);
-    // The caller's signal stops the run too. Forwarded by a listener removed when the run ends, not
-    // AbortSignal.any: a long-lived caller signal (a bus's) would keep every composite made from it.
-    const outer = opts.signal;
-    const forward = (): void => cancel.abort(outer?.reason);
-    if (outer?.aborted) forward();
-    else outer?.addEventListener('abort', forward, { once: true });
-    const signal = cancel.signal;
     // The one place a step gets its time: when it is handed to the journal, whether it comes from
     // this thread or from a worker's or process's task (the executor's `run_steps` host call).
     // One clock read per commit, shared by the steps committed together.
@@ -339,7 +362,7 @@ export class DurableRuns {
     };
     if (replay !== undefined) ctx.replay = replay;
     try {
-      const res = await this.host.run(id, def, req, Object.assign({}, opts, { signal }), ref, ctx);
+      const res = await this.host.run(id, def, req, Object.assign({}, opts, { cancelOn: cancel.hook }), ref, ctx);
       await this.#finish(id, { status: 'completed', response: res });
       return res;
     } catch (e) {
@@ -369,7 +392,6 @@ export class DurableRuns {
       }
       throw e;
     } finally {
-      outer?.removeEventListener('abort', forward);
       this.#cancels.delete(id);
     }
   }
