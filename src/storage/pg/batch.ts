@@ -95,6 +95,8 @@ export interface PgLogTableOptions<T> extends PgBatchTuning {
   sweepIntervalMs?: number;
   /** Writes one batch (one multi-row INSERT); rejects when it could not. */
   write: (batch: T[]) => Promise<void>;
+  /** One run of retention, where the table is not one row per record (default `pruneLogTable` on `table`). */
+  prune?: () => Promise<{ deleted: number; skipped: boolean; more: boolean }>;
 }
 
 /**
@@ -164,13 +166,15 @@ export class PgLogTable<T> {
     let deleted = 0;
     for (;;) {
       const o = this.#o;
-      const r = await pruneLogTable(o.pool, {
-        schema: o.schema,
-        table: o.table,
-        timeColumn: o.timeColumn,
-        retentionMs: o.retentionMs,
-        maxRows: o.maxRows,
-      });
+      const r = o.prune
+        ? await o.prune()
+        : await pruneLogTable(o.pool, {
+            schema: o.schema,
+            table: o.table,
+            timeColumn: o.timeColumn,
+            retentionMs: o.retentionMs,
+            maxRows: o.maxRows,
+          });
       deleted += r.deleted;
       if (r.skipped || !r.more) return { deleted, skipped: r.skipped };
     }
