@@ -34,14 +34,15 @@ import {
   type PgBatchTuning,
   type PgMigration,
 } from '../storage/pg/index.js';
+import { categoryOf, type AgentEvent, type AgentEventInput, type EventLog, type EventQuery } from './events.js';
 import {
-  categoryOf,
-  type AgentEvent,
-  type AgentEventInput,
-  type EventLog,
-  type EventQuery,
-} from './events.js';
-import { CHUNK_MIGRATION, countEvents, eventsWrittenBy, findEvents, pruneEvents, writeChunk } from './pg-event-chunks.js';
+  CHUNK_MIGRATION,
+  countEvents,
+  eventsWrittenBy,
+  findEvents,
+  pruneEvents,
+  writeChunk,
+} from './pg-event-chunks.js';
 
 export const EVENT_STORE_MIGRATIONS: readonly PgMigration[] = [
   {
@@ -118,6 +119,11 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   /** Events dropped since start (the buffer bound, or a batch PostgreSQL refused). */
   get dropped(): number {
     return this.#log.dropped;
+  }
+
+  /** Events recorded and not yet written (the writer's lag, in events). */
+  get unwritten(): number {
+    return this.#log.queued;
   }
 
   /** Queues an event; it is written, then streamed to followers, at the end of the turn. Never blocks, never throws. */

@@ -157,7 +157,11 @@ describe.skipIf(!run)('agent events stored one row per batch', () => {
     await PgEventStore.migrate(pool, schema);
     const store = open(schema, 'n');
     expect(await store.find({ limit: 10_000 })).toEqual(before);
-    for (const q of [{ agent: 'a1', limit: 50 }, { types: ['lifecycle'] }, { after: 600, order: 'asc' as const }])
+    for (const q of [
+      { agent: 'a1', limit: 50 },
+      { types: ['lifecycle'] },
+      { after: 600, order: 'asc' },
+    ] as EventQuery[])
       expect(await store.find(q)).toEqual(expected([...before].reverse(), q));
     expect(await store.size()).toBe(1234);
     store.record({ type: 'agent.removed', agent: 'a0', data: {} as never });

@@ -145,6 +145,11 @@ export class PgLogTable<T> {
     return this.#writer.dropped;
   }
 
+  /** Records queued and not written yet. */
+  get queued(): number {
+    return this.#writer.queued;
+  }
+
   /** Queues a record; never blocks, never throws (dropped once closed). */
   push(x: T): void {
     if (!this.#closed) this.#writer.push(x);
