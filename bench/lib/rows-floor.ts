@@ -22,7 +22,7 @@ import type { FastifyInstance } from 'fastify';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type pg from 'pg';
 import { MESSAGE_MIGRATIONS } from '../../src/messaging/cluster/pg-message-tables.js';
-import { PgEventStore } from '../../src/observability/pg-event-store.js';
+import { EVENT_STORE_MIGRATIONS } from '../../src/observability/pg-event-store.js';
 import { PgStatsHistory } from '../../src/observability/history-pg.js';
 import { literal, migrateSchema, quotedSchema } from '../../src/storage/pg/index.js';
 
@@ -110,7 +110,8 @@ export async function rowsFloor(
 ): Promise<RowsFloorStats> {
   const schema = opts.schema;
   await migrateSchema(pool, schema, MESSAGE_MIGRATIONS);
-  await PgEventStore.migrate(pool, schema);
+  // The events table of one row per event (before ADR 0141's batch rows): this floor writes its rows.
+  await migrateSchema(pool, schema, EVENT_STORE_MIGRATIONS.slice(0, 2));
   await PgStatsHistory.migrate(pool, schema);
   const s = quotedSchema(schema);
   if (OMIT.has('read-indexes')) for (const i of READ_INDEXES) await pool.query(`DROP INDEX ${s}.${i}`);

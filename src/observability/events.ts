@@ -192,6 +192,20 @@ export interface EventLog extends EventReads {
 }
 
 /**
+ * The types an EventQuery's `types` filter asks for (none: no type filter). A category is a fixed
+ * set of types (CATEGORY), so it is asked as its types: one index on `type` answers both, and the
+ * stores keep no index on `category`.
+ */
+export function wantedTypes(q: EventQuery): AgentEventType[] {
+  if (!q.types || q.types.length === 0) return [];
+  const types = q.types.filter((t): t is AgentEventType => (EVENT_TYPES as readonly string[]).includes(t));
+  const cats = q.types.filter((t): t is EventCategory => (EVENT_CATEGORIES as readonly string[]).includes(t));
+  const wanted = new Set<AgentEventType>(types);
+  for (const t of EVENT_TYPES) if (cats.includes(CATEGORY[t])) wanted.add(t);
+  return [...wanted];
+}
+
+/**
  * The WHERE clause of an EventQuery over the `agent_events` columns, with `param(value)` returning
  * the placeholder of each value (SQLite `?`, PostgreSQL `$n`): one definition of the filters for
  * both stores. Empty when nothing filters.
@@ -200,15 +214,8 @@ export function eventWhere(q: EventQuery, param: (v: string | number) => string,
   const where: string[] = [];
   if (q.agent !== undefined) where.push(`agent = ${param(q.agent)}`);
   if (q.agents !== undefined) where.push(globSql(dialect, 'agent', q.agents, param));
-  if (q.types && q.types.length > 0) {
-    const types = q.types.filter((t): t is AgentEventType => (EVENT_TYPES as readonly string[]).includes(t));
-    const cats = q.types.filter((t): t is EventCategory => (EVENT_CATEGORIES as readonly string[]).includes(t));
-    // A category is a fixed set of types (CATEGORY), so it is asked as its types: one index on
-    // `type` answers both, and the stores keep no index on `category`.
-    const wanted = new Set<AgentEventType>(types);
-    for (const t of EVENT_TYPES) if (cats.includes(CATEGORY[t])) wanted.add(t);
-    if (wanted.size > 0) where.push(`type IN (${[...wanted].map((t) => param(t)).join(', ')})`);
-  }
+  const wanted = wantedTypes(q);
+  if (wanted.length > 0) where.push(`type IN (${wanted.map((t) => param(t)).join(', ')})`);
   if (q.since !== undefined) where.push(`ts >= ${param(q.since)}`);
   if (q.after !== undefined) where.push(`id > ${param(q.after)}`);
   if (q.before !== undefined) where.push(`id < ${param(q.before)}`);

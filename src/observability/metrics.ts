@@ -12,6 +12,8 @@ export interface MetricSources {
   limitStates?: () => number;
   /** A cluster node's conversation-step transactions so far (src/messaging/cluster/step-groups.ts): how many, the steps they held, groups voided. */
   clusterSteps?: () => { transactions: number; steps: number; voided: number };
+  /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-event-store.ts). */
+  eventsUnwritten?: () => number;
 }
 
 const FAST_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -247,6 +249,11 @@ export class Metrics {
       'caxton_queue_depth',
       'Messages accepted and not yet delivered (queued, running or waiting to retry)',
       (s) => s.queueDepth,
+    );
+    gauge(
+      'caxton_events_unwritten',
+      "Agent events this cluster node recorded and has not yet written to the cluster's PostgreSQL (GET /api/v1/events writes them before it reads): the lag of its events writer",
+      (s) => s.eventsUnwritten,
     );
     gauge('caxton_dead_letters', 'Deliveries in the dead-letter queue', (s) => s.deadLetters);
     gauge(

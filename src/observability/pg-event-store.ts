@@ -3,13 +3,14 @@
  * node's `agent_events` (src/observability/events.ts) in the cluster schema, shared by every node,
  * so GET /api/v1/events answers the same history on each and it outlives any node.
  *
- *  - **Same rows.** The columns of SQLite's table (id, ts, type, category, agent, trace_id,
- *    span_id, data) plus `node`, the node that recorded the event. The DDL is PostgreSQL's own
- *    (bigserial for the id), the filters are written once (`eventWhere`, `eventOrder`), and one
- *    suite runs against both stores (test/observability/pg-events.test.ts).
- *  - **Writes never wait.** `record` queues; what a turn of the event loop queued goes in one
- *    multi-row INSERT of up to 500 events (TurnBatcher). With PostgreSQL unreachable the events
- *    wait, up to a bound, then the oldest are dropped and counted.
+ *  - **Same events.** The columns of SQLite's table (id, ts, type, category, agent, trace_id,
+ *    span_id, data) plus `node`, the node that recorded the event, as the view `agent_events`;
+ *    stored one row per written batch (src/observability/pg-event-chunks.ts, ADR 0141). The
+ *    filters are written once (`eventWhere`, `eventOrder`), and one suite runs against both
+ *    stores (test/observability/pg-events.test.ts).
+ *  - **Writes never wait.** `record` queues; what a window of the event loop queued goes in one
+ *    row of up to 500 events (TurnBatcher). With PostgreSQL unreachable the events wait, up to a
+ *    bound, then the oldest are dropped and counted.
  *  - **Each event once.** A node records what happened on it (createAgentEvents with `shared`
  *    skips relayed bus events and directory-applied registry changes).
  *  - **Live followers on every node.** After its INSERT a node emits its events (with their ids)
@@ -33,18 +34,17 @@ import {
   type PgBatchTuning,
   type PgMigration,
 } from '../storage/pg/index.js';
+import { categoryOf, type AgentEvent, type AgentEventInput, type EventLog, type EventQuery } from './events.js';
 import {
-  categoryOf,
-  eventOfRow,
-  eventOrder,
-  eventWhere,
-  type AgentEvent,
-  type AgentEventInput,
-  type EventLog,
-  type EventQuery,
-} from './events.js';
+  CHUNK_MIGRATION,
+  countEvents,
+  eventsWrittenBy,
+  findEvents,
+  pruneEvents,
+  writeChunk,
+} from './pg-event-chunks.js';
 
-const MIGRATIONS: readonly PgMigration[] = [
+export const EVENT_STORE_MIGRATIONS: readonly PgMigration[] = [
   {
     id: 'cluster-events-001',
     sql: (s) => `
@@ -71,6 +71,7 @@ const MIGRATIONS: readonly PgMigration[] = [
     id: 'cluster-events-002-no-category-index',
     sql: (s) => `DROP INDEX IF EXISTS ${s}.agent_events_category;`,
   },
+  CHUNK_MIGRATION,
 ];
 
 export interface PgEventStoreOptions extends PgBatchTuning {
@@ -97,7 +98,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
 
   /** Creates the table in the cluster schema if missing (with the schema's other stores' migrations table). */
   static migrate(pool: pg.Pool, schema: string): Promise<void> {
-    return migrateSchema(pool, schema, MIGRATIONS);
+    return migrateSchema(pool, schema, EVENT_STORE_MIGRATIONS);
   }
 
   constructor(opts: PgEventStoreOptions) {
@@ -111,12 +112,18 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
       table: 'agent_events',
       timeColumn: 'ts',
       write: (batch) => this.#write(batch),
+      prune: () => pruneEvents(opts.pool, this.#s, opts.retentionMs, opts.maxRows),
     });
   }
 
   /** Events dropped since start (the buffer bound, or a batch PostgreSQL refused). */
   get dropped(): number {
     return this.#log.dropped;
+  }
+
+  /** Events recorded and not yet written (the writer's lag, in events). */
+  get unwritten(): number {
+    return this.#log.queued;
   }
 
   /** Queues an event; it is written, then streamed to followers, at the end of the turn. Never blocks, never throws. */
@@ -141,15 +148,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
       e.span_id ?? null,
       scrubSecrets(JSON.stringify(e.data)), // ADR 0017
     ]);
-    // One statement for the batch; nextval runs in ORDINALITY order, so the ids, sorted, are the batch's in order.
-    const r = await this.#o.pool.query<{ id: string }>(
-      `INSERT INTO ${this.#s}.agent_events (ts, type, category, agent, trace_id, span_id, data, node)
-       SELECT ts, type, category, agent, trace_id, span_id, data, $8
-       FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY AS u(ts, type, category, agent, trace_id, span_id, data, ord)
-       ORDER BY ord RETURNING id`,
-      [...cols, this.#o.node],
-    );
-    const ids = r.rows.map((x) => Number(x.id)).sort((a, b) => a - b);
+    const ids = await writeChunk(this.#o.pool, this.#s, cols, this.#o.node);
     const written = batch.map((e, i): AgentEvent => ({
       id: ids[i]!,
       time: new Date(e.time ?? 0).toISOString(),
@@ -192,11 +191,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   /** Events `node` wrote with `after` < id ≤ `upTo`, oldest first, at most `limit`: what this node's followers missed of it. */
   async writtenBy(node: string, after: number, upTo: number, limit: number): Promise<AgentEvent[]> {
     try {
-      const r = await this.#o.pool.query(
-        `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events WHERE node = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4`,
-        [node, after, upTo, limit],
-      );
-      return r.rows.map(eventOfRow);
+      return await eventsWrittenBy(this.#o.pool, this.#s, node, after, upTo, limit);
     } catch (e) {
       throw stateUnavailable(e);
     }
@@ -204,11 +199,8 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
 
   async find(q: EventQuery = {}): Promise<AgentEvent[]> {
     await this.#log.flush();
-    const args: unknown[] = [];
-    const param = (v: unknown) => `$${args.push(v)}`;
-    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events${eventWhere(q, param, 'pg')}${eventOrder(q, param)}`;
     try {
-      return (await this.#o.pool.query(sql, args)).rows.map(eventOfRow);
+      return await findEvents(this.#o.pool, this.#s, q);
     } catch (e) {
       throw stateUnavailable(e);
     }
@@ -217,9 +209,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   async size(): Promise<number> {
     await this.#log.flush();
     try {
-      return Number(
-        (await this.#o.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.agent_events`)).rows[0]!.n,
-      );
+      return await countEvents(this.#o.pool, this.#s);
     } catch (e) {
       throw stateUnavailable(e);
     }

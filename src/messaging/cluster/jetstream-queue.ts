@@ -415,7 +415,17 @@ export class JetStreamQueue implements DeliveryQueue {
     }
   }
 
-  async publish(out: readonly Outgoing[]): Promise<void> {
+  /**
+   * Hands out deliveries a committed step stored. A first hand-out's row carries no publish mark
+   * (ADR 0141): its PubAck needs no write, and only a publish that fails marks its rows for the
+   * republish sweep. A tagged hand-out (a replay's, a reroute's) was stored marked, so its PubAck
+   * is recorded as before.
+   */
+  publish(out: readonly Outgoing[]): Promise<void> {
+    return this.#publish(out, (o) => o.tag !== undefined);
+  }
+
+  async #publish(out: readonly Outgoing[], marked: (o: Outgoing) => boolean): Promise<void> {
     if (out.length === 0) return;
     const d = this.#o.cluster.delivery;
     try {
@@ -427,10 +437,24 @@ export class JetStreamQueue implements DeliveryQueue {
             `d${o.id}${o.tag ?? ''}`,
             d.publish_timeout,
           );
-          this.#confirm(o);
+          if (marked(o)) this.#confirm(o);
         }),
       );
     } catch (e) {
+      // Published or not, each pending row unmarked is marked now: the republish sweep sends it
+      // again (JetStream drops a copy it stored). Should this write fail too, the reconciliation
+      // sweep publishes the row once it is stale.
+      await this.#o.store
+        .markUnpublished(
+          out.map((o) => o.id),
+          Date.now(),
+        )
+        .catch((e2: unknown) =>
+          this.#o.log.warn(
+            { deliveries: out.length, err: describeError(e2) },
+            'could not mark deliveries whose publish failed; the reconciliation sweep publishes them once stale',
+          ),
+        );
       throw new CaxtonError(
         'not_ready',
         `the message was stored but NATS JetStream did not acknowledge its delivery within ${d.publish_timeout} ms (${describeError(e)}); send it again with the same id once NATS is reachable (it is delivered once)`,
@@ -443,8 +467,9 @@ export class JetStreamQueue implements DeliveryQueue {
   async again(stored: StoredMessage): Promise<void> {
     const m = stored.message;
     const rows = (await this.#o.reads.getMessage(m.id))?.deliveries ?? [];
-    await this.publish(
+    await this.#publish(
       rows.filter((r) => r.state === 'pending').map((r) => ({ id: r.id, receiver: r.receiver, message: m })),
+      () => true,
     );
   }
 
@@ -568,13 +593,14 @@ export class JetStreamQueue implements DeliveryQueue {
     try {
       const rows = await this.#o.store.unpublished(Date.now() - after, 500);
       if (rows.length > 0) {
-        await this.publish(
+        await this.#publish(
           rows.map((r) => ({
             id: r.id,
             receiver: r.receiver,
             message: r.message,
             ...(r.tag !== '' && { tag: r.tag }),
           })),
+          () => true,
         );
         this.#o.log.warn(
           { deliveries: rows.length },

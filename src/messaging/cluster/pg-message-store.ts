@@ -659,12 +659,13 @@ export class PgMessageStore extends PgMessageSweeps {
           if (of === undefined) pending.valid = false;
           else if (of === id) pending.delta++;
         }
+        // No publish mark: the queue marks the row only should its publish fail (JetStreamQueue.publish).
         const reserved = this.#takeId();
         const kept = keptUntil.get(messageId) ?? null;
         if (reserved !== undefined) {
           b.later(
             `INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, $3, 'pending', $4, $5, $6)`,
-            [reserved, messageId, receiver, now, Date.now(), kept],
+            [reserved, messageId, receiver, now, null, kept],
           );
           return reserved;
         }
@@ -672,7 +673,7 @@ export class PgMessageStore extends PgMessageSweeps {
           (
             await b.now<{ id: string }>(
               `INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, 'pending', $3, $4, $5) RETURNING id`,
-              [messageId, receiver, now, Date.now(), kept],
+              [messageId, receiver, now, null, kept],
             )
           ).rows[0]!.id,
         );

@@ -42,6 +42,19 @@ export class PgMessageSweeps extends PgMessageRows {
     );
   }
 
+  /**
+   * Marks these deliveries' publish as not confirmed since `at` (the publish failed: no PubAck in
+   * time, or NATS refused it), for the republish sweep. Only pending rows without a mark: a
+   * finished one is never published again, and a marked one keeps its older mark.
+   */
+  async markUnpublished(ids: readonly number[], at: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.pool.query(
+      `UPDATE ${this.s}.deliveries SET unpublished_since = $2 WHERE id = ANY($1::bigint[]) AND state = 'pending' AND unpublished_since IS NULL`,
+      [ids, at],
+    );
+  }
+
   /** Pending deliveries stored before `before` (epoch ms) whose publish was never confirmed, oldest first. */
   async unpublished(before: number, limit: number): Promise<UnpublishedDelivery[]> {
     const rows = (

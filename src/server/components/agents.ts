@@ -149,6 +149,10 @@ export function startAgents(opts: {
           onError,
           onFull,
         });
+  if (events?.store instanceof PgEventStore) {
+    const store = events.store;
+    metrics.sources.eventsUnwritten = () => store.unwritten;
+  }
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
   // The service names its steps as the event store's types.
   const recordRollout = (type: RolloutEventType, r: Rollout): void => {

@@ -95,6 +95,8 @@ export interface PgLogTableOptions<T> extends PgBatchTuning {
   sweepIntervalMs?: number;
   /** Writes one batch (one multi-row INSERT); rejects when it could not. */
   write: (batch: T[]) => Promise<void>;
+  /** One run of retention, where the table is not one row per record (default `pruneLogTable` on `table`). */
+  prune?: () => Promise<{ deleted: number; skipped: boolean; more: boolean }>;
 }
 
 /**
@@ -143,6 +145,11 @@ export class PgLogTable<T> {
     return this.#writer.dropped;
   }
 
+  /** Records queued and not written yet. */
+  get queued(): number {
+    return this.#writer.queued;
+  }
+
   /** Queues a record; never blocks, never throws (dropped once closed). */
   push(x: T): void {
     if (!this.#closed) this.#writer.push(x);
@@ -164,13 +171,15 @@ export class PgLogTable<T> {
     let deleted = 0;
     for (;;) {
       const o = this.#o;
-      const r = await pruneLogTable(o.pool, {
-        schema: o.schema,
-        table: o.table,
-        timeColumn: o.timeColumn,
-        retentionMs: o.retentionMs,
-        maxRows: o.maxRows,
-      });
+      const r = o.prune
+        ? await o.prune()
+        : await pruneLogTable(o.pool, {
+            schema: o.schema,
+            table: o.table,
+            timeColumn: o.timeColumn,
+            retentionMs: o.retentionMs,
+            maxRows: o.maxRows,
+          });
       deleted += r.deleted;
       if (r.skipped || !r.more) return { deleted, skipped: r.skipped };
     }

@@ -71,16 +71,16 @@ beforeAll(async () => {
     [NOW],
   );
   // Half a second apart, all within the event store's hour of retention: its sweeps (one as it
-  // opens, which may reach the table after these rows, then a timer) must not take rows counted below.
-  await pool.query(
-    `INSERT INTO ${s}.agent_events (ts, type, category, agent, data, node)
-       SELECT $1::bigint - (${ROWS} - i) * 500, CASE WHEN i % 100 = 0 THEN 'agent.deployed' ELSE 'message.sent' END,
-              CASE WHEN i % 100 = 0 THEN 'lifecycle' ELSE 'communication' END,
-              CASE WHEN i % 100 = 0 THEN 'deployer' ELSE 'client' END, '{}', 'n1'
-       FROM generate_series(1, ${ROWS}) AS i`,
-    [NOW],
-  );
-  await pool.query(`ANALYZE ${s}.messages, ${s}.deliveries, ${s}.conversations, ${s}.agent_events`);
+  // opens, which may reach the table after these rows, then a timer) must not take rows counted
+  // below. The client's events and the deployer's are written in batches of their own.
+  const at = (i: number) => NOW - (ROWS - i) * 500;
+  for (let i = 1; i <= ROWS; i++)
+    if (i % 100 !== 0) events.record({ type: 'message.sent', agent: 'client', time: at(i), data: {} as never });
+  await events.flush();
+  for (let i = 100; i <= ROWS; i += 100)
+    events.record({ type: 'agent.deployed', agent: 'deployer', time: at(i), data: {} as never });
+  await events.flush();
+  await pool.query(`ANALYZE ${s}.messages, ${s}.deliveries, ${s}.conversations, ${s}.agent_event_chunks`);
 });
 
 afterAll(async () => {
@@ -147,11 +147,13 @@ describe.skipIf(!run)('a cluster table’s indexes and the plans that use them',
       'conversations_participants',
       'conversations_pkey',
     ]);
-    expect(await indexes('agent_events')).toEqual([
-      'agent_events_agent',
-      'agent_events_pkey',
-      'agent_events_ts',
-      'agent_events_type',
+    expect(await indexes('agent_event_chunks')).toEqual([
+      'agent_event_chunks_agents',
+      'agent_event_chunks_last',
+      'agent_event_chunks_node',
+      'agent_event_chunks_pkey',
+      'agent_event_chunks_ts',
+      'agent_event_chunks_types',
     ]);
   });
 
@@ -199,20 +201,27 @@ describe.skipIf(!run)('a cluster table’s indexes and the plans that use them',
     expect(await plan(q!)).toContain('deliveries_finished');
   });
 
-  it('an event filter by category is asked as its types, along agent_events_type, and answers the same rows', async () => {
-    const [byCategory] = await statements(() => events.find({ types: ['lifecycle'] }), /agent_events/);
+  it('an event filter by category is asked as its types, its batches read along an index, and answers the same rows', async () => {
+    const [byCategory] = await statements(() => events.find({ types: ['lifecycle'] }), /agent_event_chunks/);
     expect(byCategory!.text).not.toContain('category IN');
-    expect(await plan(byCategory!)).toContain('agent_events_type');
+    // Batches are read along an index (their newest-first order, or the types' GIN, as the planner
+    // finds cheaper), their events' JSON only for the page of batches read.
+    const chunksAlongIndex = (p: string) => {
+      expect(p).toMatch(/agent_event_chunks_(last|types|agents)/);
+      expect(p).not.toContain('Seq Scan on agent_event_chunks');
+    };
+    chunksAlongIndex(await plan(byCategory!));
     const lifecycle = await events.find({ types: ['lifecycle'], limit: 1000 });
     expect(lifecycle).toHaveLength(ROWS / 100);
     expect(lifecycle.every((e) => e.category === 'lifecycle' && e.type === 'agent.deployed')).toBe(true);
     const mixed = await events.find({ types: ['communication', 'agent.deployed'], limit: 10_000 });
     expect(mixed).toHaveLength(ROWS);
+    expect(mixed.map((e) => e.id)).toEqual([...mixed.map((e) => e.id)].sort((a, b) => b - a));
     expect(await events.find({ types: ['performance'] })).toEqual([]);
-    const [byAgent] = await statements(() => events.find({ agent: 'deployer' }), /agent_events/);
-    expect(await plan(byAgent!)).toContain('agent_events_agent');
-    const [retention] = await statements(() => events.prune(), /ts < \$1/);
-    expect(await plan(retention!)).toContain('agent_events_ts');
+    const [byAgent] = await statements(() => events.find({ agent: 'deployer' }), /agent_event_chunks/);
+    chunksAlongIndex(await plan(byAgent!));
+    const [retention] = await statements(() => events.prune(), /ts_max < \$1/);
+    expect(await plan(retention!)).toContain('agent_event_chunks_ts');
   });
 
   it('a conversation’s messages and a message’s deliveries are read along their indexes', async () => {
