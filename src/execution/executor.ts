@@ -141,6 +141,9 @@ export interface ExecutionRecord {
   traceparent?: string;
 }
 
+/** The parts of a TaskPayload that are the same object from run to run (RunOptions.sticky). */
+const STICKY_PAYLOAD: readonly (keyof TaskPayload)[] = ['setup'];
+
 /** How much later than the agent's deadline the isolation pool's own deadline fires (a backstop). */
 const POOL_DEADLINE_SLACK_MS = 1_000;
 
@@ -664,6 +667,8 @@ export class Executor {
           signal,
           ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
           onCall: (method, args) => this.#hostCall(job, signal, method, args, run),
+          // The same setup object while no script changed: it crosses to each member once.
+          sticky: STICKY_PAYLOAD,
         })) as AgentResponse;
       } catch (e) {
         if (deadline.timedOut()) throw timeoutError();

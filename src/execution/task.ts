@@ -27,16 +27,19 @@ export interface TaskPayload {
   setup: LlmSetup;
 }
 
-let cached: { key: string; deps: ExecutionDeps } | undefined;
+let cached: { setup: LlmSetup; key: string; deps: ExecutionDeps } | undefined;
 
 export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> {
   const { job, setup } = payload as TaskPayload;
-  const key = JSON.stringify(setup);
-  if (cached?.key !== key) {
-    // This thread or process has its own module instances: the provider errors raised here are
-    // scrubbed by its own copy of the scrubber (ADR 0017), before the model or the server sees them.
-    registerSecrets(secretValues(setup));
-    cached = { key, deps: buildDeps(setup) };
+  // The setup is sticky (RunOptions.sticky): the same object here until the server's changes.
+  if (cached?.setup !== setup) {
+    const key = JSON.stringify(setup);
+    if (cached?.key !== key) {
+      // This thread or process has its own module instances: the provider errors raised here are
+      // scrubbed by its own copy of the scrubber (ADR 0017), before the model or the server sees them.
+      registerSecrets(secretValues(setup));
+      cached = { setup, key, deps: buildDeps(setup) };
+    } else cached = { ...cached, setup };
   }
   const { deps } = cached;
   // Host tools run in the server: each is a proxy here that asks the server through ctx.call.

@@ -54,6 +54,38 @@ for (const mode of ['worker', 'process'] as const) {
       iso = undefined;
     }, 30_000);
 
+    it('hands each job its sticky parts whole, whether they crossed before or are new', async () => {
+      const pool = await open({ poolSize: 2 });
+      const first = { model: 'a', aliases: { fast: 'a-1' } };
+      const second = { model: 'b', aliases: { fast: 'b-1' } };
+      const echo = (config: unknown, i: number) =>
+        pool.run({ op: 'echo', config, i }, { timeoutMs: OK_TIMEOUT, sticky: ['config', 'absent'] });
+      // Many at once (each member gets some, in batches), then the part changes, then it comes back.
+      const wave = await Promise.all(Array.from({ length: 30 }, (_, i) => echo(first, i)));
+      expect(wave).toEqual(Array.from({ length: 30 }, (_, i) => ({ op: 'echo', config: first, i })));
+      await expect(echo(second, 30)).resolves.toEqual({ op: 'echo', config: second, i: 30 });
+      const mixed = await Promise.all(Array.from({ length: 6 }, (_, i) => echo(i % 2 ? first : second, i)));
+      expect(mixed).toEqual(Array.from({ length: 6 }, (_, i) => ({ op: 'echo', config: i % 2 ? first : second, i })));
+    });
+
+    it('runs a burst of jobs whose messages cross in batches, each with its own events and result', async () => {
+      const pool = await open({ poolSize: 1 });
+      const jobs = Array.from({ length: 200 }, (_, i) => {
+        const seen: unknown[] = [];
+        const job = pool.run(
+          { op: 'events', count: 3 + (i % 5) },
+          { timeoutMs: OK_TIMEOUT, onEvent: (e) => seen.push(e) },
+        );
+        return job.then((result) => ({ result, seen }));
+      });
+      const out = await Promise.all(jobs);
+      out.forEach(({ result, seen }, i) => {
+        const count = 3 + (i % 5);
+        expect(result).toEqual({ done: count });
+        expect(seen).toEqual(Array.from({ length: count }, (_, k) => ({ seq: k })));
+      });
+    });
+
     it('runs jobs side by side while each waits on its host call, and answers each its own', async () => {
       const pool = await open({ poolSize: 1 });
       const gate = new Gate();

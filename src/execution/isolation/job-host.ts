@@ -28,6 +28,8 @@ export interface JobHostOptions {
 export class JobHost {
   readonly #o: JobHostOptions;
   readonly #jobs = new Map<number, AbortController>();
+  /** The sticky payload values (RunOptions.sticky) the parent sent last, by name. */
+  readonly #sticky = new Map<string, unknown>();
   #retire: string | undefined;
 
   constructor(options: JobHostOptions) {
@@ -40,7 +42,7 @@ export class JobHost {
 
   /** Handles one message from the parent. */
   receive(m: ParentMessage): void {
-    if (m.type === 'run') void this.#runJob(m.id, m.payload);
+    if (m.type === 'run') void this.#runJob(m.id, this.#payloadOf(m));
     else if (m.type === 'cancel') {
       const job = this.#jobs.get(m.id);
       if (!job || job.signal.aborted) return;
@@ -48,6 +50,16 @@ export class JobHost {
       job.abort(reason);
       this.#o.calls.cancelJob(m.id, reason);
     } else this.#o.calls.answer(m);
+  }
+
+  /** The payload as the parent was given it: the sticky values it sent now or before put back. */
+  #payloadOf(m: Extract<ParentMessage, { type: 'run' }>): unknown {
+    if (m.stick === undefined && m.reuse === undefined) return m.payload;
+    for (const [key, value] of Object.entries(m.stick ?? {})) this.#sticky.set(key, value);
+    const payload = m.payload as Record<string, unknown>;
+    for (const key of Object.keys(m.stick ?? {})) payload[key] = this.#sticky.get(key);
+    for (const key of m.reuse ?? []) payload[key] = this.#sticky.get(key);
+    return payload;
   }
 
   async #runJob(id: number, payload: unknown): Promise<void> {

@@ -37,6 +37,10 @@ export class MemberJobs {
   readonly #o: MemberJobsOptions;
   readonly #jobs = new Map<number, PendingJob>();
   #next = 1;
+  /** The sticky values (RunOptions.sticky) this member was last sent, by name. */
+  readonly #sent = new Map<string, unknown>();
+  /** Cancelled jobs not yet ended: the pool reads it for every job it places, so it is kept, not counted. */
+  #cancelling = 0;
 
   constructor(options: MemberJobsOptions) {
     this.#o = options;
@@ -49,9 +53,7 @@ export class MemberJobs {
 
   /** Cancelled jobs that have not ended yet. */
   get cancelling(): number {
-    let n = 0;
-    for (const job of this.#jobs.values()) if (job.cancelled) n++;
-    return n;
+    return this.#cancelling;
   }
 
   start(payload: unknown, hooks: JobHooks, signal: AbortSignal): Promise<unknown> {
@@ -70,7 +72,11 @@ export class MemberJobs {
         },
       };
       try {
-        this.#o.send({ type: 'run', id, payload });
+        const message = hooks.sticky
+          ? this.#runMessage(id, payload, hooks.sticky)
+          : { type: 'run' as const, id, payload };
+        this.#o.send(message);
+        this.#remember(message);
       } catch (e) {
         reject(
           new CaxtonError(
@@ -85,6 +91,28 @@ export class MemberJobs {
       this.#jobs.set(id, job);
       signal.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** A run whose sticky properties the member already holds are named, not sent again. */
+  #runMessage(id: number, payload: unknown, sticky: readonly string[]): ParentMessage {
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return { type: 'run', id, payload };
+    const rest: Record<string, unknown> = { ...(payload as Record<string, unknown>) };
+    const stick: Record<string, unknown> = {};
+    const reuse: string[] = [];
+    for (const key of sticky) {
+      if (!Object.hasOwn(rest, key)) continue;
+      const value = rest[key];
+      delete rest[key];
+      if (this.#sent.has(key) && this.#sent.get(key) === value) reuse.push(key);
+      else stick[key] = value;
+    }
+    return { type: 'run', id, payload: rest, stick, reuse };
+  }
+
+  /** Records the sticky values a run message carried, once it was accepted for sending (it throws first otherwise). */
+  #remember(message: ParentMessage): void {
+    if (message.type !== 'run' || message.stick === undefined) return;
+    for (const [key, value] of Object.entries(message.stick)) this.#sent.set(key, value);
   }
 
   /** Handles a job's message from the member. */
@@ -104,7 +132,7 @@ export class MemberJobs {
       case 'result':
       case 'error':
         this.#jobs.delete(m.id);
-        if (job.cancelled) clearTimeout(job.cancelled);
+        if (job.cancelled) this.#ended(job.cancelled);
         else if (m.type === 'result') job.resolve(m.value);
         else job.reject(taskErrorFromWire(m.error));
         this.#o.onEnded();
@@ -116,13 +144,19 @@ export class MemberJobs {
     const jobs = [...this.#jobs.values()];
     this.#jobs.clear();
     for (const job of jobs) {
-      if (job.cancelled) clearTimeout(job.cancelled);
+      if (job.cancelled) this.#ended(job.cancelled);
       else job.reject(error);
     }
   }
 
+  #ended(cancelled: NodeJS.Timeout): void {
+    clearTimeout(cancelled);
+    this.#cancelling--;
+  }
+
   #cancel(id: number, job: PendingJob, reason: unknown): void {
     job.reject(reason);
+    this.#cancelling++;
     job.cancelled = setTimeout(() => {
       if (this.#jobs.get(id) === job) this.#o.onStuck();
     }, this.#o.cancelGraceMs);

@@ -15,6 +15,8 @@ export interface JobHooks {
   onEvent(event: unknown): void;
   /** Answers `ctx.call`; always returns a promise (see hostCaller in job-control.ts). */
   onCall(method: string, args: unknown): Promise<unknown>;
+  /** RunOptions.sticky. */
+  sticky?: readonly string[];
 }
 
 export interface PoolMember {

@@ -35,7 +35,7 @@ export class PooledIsolation<M extends PoolMember> implements Isolation {
       };
       const value = await member.execute(
         payload,
-        { onEvent: forward, onCall: hostCaller(opts, control.signal) },
+        { onEvent: forward, onCall: hostCaller(opts, control.signal), ...(opts.sticky && { sticky: opts.sticky }) },
         control.signal,
       );
       this.#completed++;

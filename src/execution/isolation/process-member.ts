@@ -4,7 +4,8 @@ import { track } from './child-registry.js';
 import { entryScript } from './entry-script.js';
 import { MemberJobs } from './member-jobs.js';
 import type { JobHooks, MemberFate, PoolMember } from './pool-member.js';
-import { isChildMessage, type WireError } from './protocol.js';
+import { Outbox, unpack } from './outbox.js';
+import { isChildMessage, type ParentMessage, type WireError } from './protocol.js';
 import { describeWire } from './task-error.js';
 
 export interface ProcessMemberOptions {
@@ -23,6 +24,8 @@ const LINGER_MS = 1_000;
 const DRAIN_MS = 250;
 const STDERR_TAIL = 8_192;
 const OOM_PATTERN = /heap out of memory|Reached heap limit|Allocation failed/i;
+
+function ignore(): void {}
 
 /**
  * One pre-started child process running process-runner.js; runs many jobs at once until the
@@ -67,8 +70,10 @@ export class ProcessMember implements PoolMember {
       serialization: 'advanced',
     });
     track(this.#child);
+    // A send on a channel already closed is answered by the callback (dropped: the exit settles the jobs).
+    const outbox = new Outbox<ParentMessage>((batch) => this.#child.send(batch, undefined, undefined, ignore));
     this.#jobs = new MemberJobs({
-      send: (m) => this.#child.send(m),
+      send: (m) => outbox.send(m),
       usable: () => this.#usable() && this.#child.connected,
       cancelGraceMs: o.cancelGraceMs,
       onStuck: () => {
@@ -83,7 +88,9 @@ export class ProcessMember implements PoolMember {
       if (inherit) process.stderr.write(chunk);
       this.#stderrTail = (this.#stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL);
     });
-    this.#child.on('message', (m: unknown) => this.#onMessage(m));
+    this.#child.on('message', (batch: unknown) => {
+      for (const m of unpack(batch)) this.#onMessage(m);
+    });
     this.#child.on('error', (e) => {
       this.#spawnError ??= e;
       if (this.#child.pid === undefined) this.#finalize(); // spawn failed: no 'exit' will follow

@@ -9,17 +9,21 @@
 import { loadTask } from './load-task.js';
 import { JobHost } from './job-host.js';
 import { ProcessStateWatch } from './process-state.js';
+import { Outbox, unpack } from './outbox.js';
 import { isParentMessage, toWireError, type ChildMessage } from './protocol.js';
 import { TaskCalls } from './task-calls.js';
 
 /** More than this share of the heap cap in use after a job retires the process. */
 const HEAP_RETIRE_SHARE = 0.5;
 
+const outbox = new Outbox<ChildMessage>((batch, done) => {
+  if (!process.send || !process.connected) process.exit(0);
+  process.send(batch, undefined, undefined, done);
+});
+
+/** Sends a message with the others of this turn (outbox.ts); throws at once when it cannot be cloned. */
 function send(message: ChildMessage, then?: () => void): void {
-  if (!process.send || !process.connected) {
-    process.exit(0);
-  }
-  process.send(message, undefined, undefined, () => then?.());
+  outbox.send(message, then);
 }
 
 function fatal(e: unknown): void {
@@ -48,12 +52,15 @@ try {
     retireCheck: (idle) => (idle ? watch?.check() : watch?.checkHeap()),
     onRetiredIdle: () => process.exit(0),
   });
-  process.on('message', (m: unknown) => {
-    if (!isParentMessage(m)) return;
-    // The baseline is taken as late as possible: after the runner's own listeners and timers,
-    // and while no job runs.
-    if (m.type === 'run' && host.active === 0) watch ??= new ProcessStateWatch(heapCapMb * 2 ** 20 * HEAP_RETIRE_SHARE);
-    host.receive(m);
+  process.on('message', (batch: unknown) => {
+    for (const m of unpack(batch)) {
+      if (!isParentMessage(m)) continue;
+      // The baseline is taken as late as possible: after the runner's own listeners and timers,
+      // and while no job runs.
+      if (m.type === 'run' && host.active === 0)
+        watch ??= new ProcessStateWatch(heapCapMb * 2 ** 20 * HEAP_RETIRE_SHARE);
+      host.receive(m);
+    }
   });
   send({ type: 'ready' });
 } catch (e) {

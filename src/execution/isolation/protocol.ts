@@ -16,7 +16,12 @@ export interface WireError {
 }
 
 export type ParentMessage =
-  | { type: 'run'; id: number; payload: unknown }
+  /**
+   * `payload` without its sticky properties (RunOptions.sticky): `stick` holds those whose value
+   * the member has not got yet (it keeps them), `reuse` names those it has; the member puts both
+   * back into the payload.
+   */
+  | { type: 'run'; id: number; payload: unknown; stick?: Record<string, unknown>; reuse?: string[] }
   /** Aborts job `id`'s `ctx.signal` with `reason`; the job is expected to end soon after. */
   | { type: 'cancel'; id: number; reason: WireError }
   /** The answer to the child's `call` number `callId` (numbered by the child, unique per thread/process). */

@@ -65,6 +65,14 @@ export interface RunOptions {
    * settles after that is dropped. Without it, `ctx.call` rejects with 'not_supported'.
    */
   onCall?: (method: string, args: unknown) => Promise<unknown>;
+  /**
+   * Top-level properties of the payload (an object) whose value is the same object from job to
+   * job, such as the configuration every job carries. In `worker` and `process` mode each such
+   * value crosses to a member only when it is not the one that member last received under that
+   * name (compared by identity), and the task finds it in its payload as sent. Such a value must
+   * not be changed in place once handed over. Ignored by `context`.
+   */
+  sticky?: readonly string[];
 }
 
 export interface IsolationOptions {

@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { JobHost } from './job-host.js';
 import { loadTask } from './load-task.js';
+import { Outbox, unpack } from './outbox.js';
 import { isParentMessage, toWireError, type ChildMessage } from './protocol.js';
 import { TaskCalls } from './task-calls.js';
 
@@ -13,16 +14,21 @@ const port = parentPort;
 if (!port) throw new Error('worker-entry must run in a worker thread');
 const { taskModule } = workerData as { taskModule: string };
 
+const outbox = new Outbox<ChildMessage>((batch, done) => {
+  port.postMessage(batch);
+  done();
+});
+
+/** Sends a message with the others of this turn (outbox.ts); throws at once when it cannot be cloned. */
 function post(message: ChildMessage, then?: () => void): void {
-  port?.postMessage(message);
-  then?.();
+  outbox.send(message, then);
 }
 
 try {
   const run = await loadTask(taskModule);
   const host = new JobHost({ run, calls: new TaskCalls(post), send: post });
-  port.on('message', (m: unknown) => {
-    if (isParentMessage(m)) host.receive(m);
+  port.on('message', (batch: unknown) => {
+    for (const m of unpack(batch)) if (isParentMessage(m)) host.receive(m);
   });
   post({ type: 'ready' });
 } catch (e) {

@@ -3,7 +3,8 @@ import { CaxtonError, describeError } from '../../shared/errors.js';
 import { entryScript } from './entry-script.js';
 import { MemberJobs } from './member-jobs.js';
 import type { JobHooks, MemberFate, PoolMember } from './pool-member.js';
-import { isChildMessage, type ChildMessage, type WireError } from './protocol.js';
+import { Outbox, unpack } from './outbox.js';
+import { isChildMessage, type ChildMessage, type ParentMessage, type WireError } from './protocol.js';
 import { describeWire } from './task-error.js';
 
 export interface WorkerMemberOptions {
@@ -51,8 +52,9 @@ export class WorkerMember implements PoolMember {
       this.#worker.stdout.resume();
       this.#worker.stderr.resume();
     }
+    const outbox = new Outbox<ParentMessage>((batch) => this.#worker.postMessage(batch));
     this.#jobs = new MemberJobs({
-      send: (m) => this.#worker.postMessage(m),
+      send: (m) => outbox.send(m),
       usable: () => this.#usable(),
       cancelGraceMs: o.cancelGraceMs,
       onStuck: () => {
@@ -64,7 +66,9 @@ export class WorkerMember implements PoolMember {
       },
       where: 'worker thread',
     });
-    this.#worker.on('message', (m: unknown) => this.#onMessage(m));
+    this.#worker.on('message', (batch: unknown) => {
+      for (const m of unpack(batch)) this.#onMessage(m);
+    });
     this.#worker.on('error', (e) => {
       this.#lastError = e;
     });
