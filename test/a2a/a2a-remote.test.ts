@@ -3,7 +3,7 @@
  * @a2a-js/sdk server started here provides capability `translate`; Caxton reads its card at start,
  * lists it as a remote agent with that capability, and a Caxton agent's send_message by capability
  * reaches it (with the configured credential) and gets its answer back as an inform, its failure
- * as a failure, its question as a query-ref. A remote agent whose card says it streams is called
+ * as a failure, its question as a query-ref (a waiting send_message ends on it). A remote agent whose card says it streams is called
  * with SendStreamingMessage, its answer's chunks relayed to a streamed invoke as they come. The
  * model is the strict stand-in (llm-stub).
  */
@@ -207,5 +207,12 @@ describe('remote A2A agents as capability providers', () => {
     );
     // The remote that does not stream got plain SendMessage calls.
     expect(new Set(remote.methods)).toEqual(new Set(['SendMessage']));
+  });
+
+  it("ends a waiting send_message on the remote agent's question, rather than waiting out the timeout", async () => {
+    // Without the question ending it, the wait lasts the agent's timeout (300 s), past this test's.
+    const answer = await ask('ask me first');
+    // The asker's model got the question back as its tool result, and answered with it.
+    expect(answer).toContain('[query-ref] from translator: into which language?');
   });
 });
