@@ -1,7 +1,7 @@
 /**
  * An exposed agent's Agent Card: who it is (name, description, version), its skills (one per
  * capability, described by the agent's description and documentation), where and how it is
- * reached (the JSON-RPC interface under /a2a/NAME) and the credentials Caxton takes there (the
+ * reached (the JSON-RPC and HTTP+JSON interfaces under /a2a/NAME) and the credentials Caxton takes there (the
  * security schemes follow [auth]: API key header, bearer key or OIDC JWT, client certificate).
  */
 import { AgentCard as AgentCardCodec, A2A_PROTOCOL_VERSION } from '@a2a-js/sdk';
@@ -98,14 +98,13 @@ export function agentCardOf(def: AgentDefinition, baseUrl: string, s: CardSettin
   return {
     name: def.name as string,
     description: def.description || `the Caxton agent ${def.name}`,
-    supportedInterfaces: [
-      {
-        url: `${baseUrl}${agentPath(def.name as string)}`,
-        protocolBinding: 'JSONRPC',
-        tenant: '',
-        protocolVersion: A2A_PROTOCOL_VERSION,
-      },
-    ],
+    // Both bindings at the same base path: JSON-RPC posts to it, HTTP+JSON adds the method's path.
+    supportedInterfaces: ['JSONRPC', 'HTTP+JSON'].map((protocolBinding) => ({
+      url: `${baseUrl}${agentPath(def.name as string)}`,
+      protocolBinding,
+      tenant: '',
+      protocolVersion: A2A_PROTOCOL_VERSION,
+    })),
     provider: provider && { organization: provider.organization, url: provider.url ?? '' },
     version: def.version,
     capabilities: {

@@ -3,11 +3,12 @@
  * read at start, and it joins the agent registry as agent NAME (origin `a2a`) providing its skills
  * as capabilities, so the directory routes messages to it, `caxton agent list`, the console and
  * the capabilities API show it, and its calls are runs like any agent's (recorded, traced, limited
- * and scoped). A run of it is one A2A SendMessage through the real SDK client; its completion is the
+ * and scoped). A run of it is one A2A SendMessage through the real SDK client (streamed when its card
+ * says it streams: the answer's text reaches the run's followers as it comes); its completion is the
  * answer, its failure a `failure`, its need for input a `query-ref` back to the sender.
  */
 import { randomUUID } from 'node:crypto';
-import { SendMessageRequest, TaskState, type Message, type Task } from '@a2a-js/sdk';
+import { SendMessageRequest, TaskState, type Message, type StreamResponse, type Task } from '@a2a-js/sdk';
 import {
   ClientFactory,
   ClientFactoryOptions,
@@ -24,7 +25,7 @@ import {
   type AgentRegistry,
 } from '../agents/index.js';
 import type { A2aAgentConfig } from '../config/index.js';
-import type { AgentResponse, ExecutionJob, RemoteAgentRunner } from '../execution/index.js';
+import type { AgentResponse, ExecutionEvent, ExecutionJob, RemoteAgentRunner } from '../execution/index.js';
 import type { Logger } from '../observability/index.js';
 import { CaxtonError, describeError } from '../shared/errors.js';
 
@@ -115,6 +116,58 @@ function answerOf(result: Message | Task): string {
   }
 }
 
+const partsText = (parts: readonly { content?: { $case: string; value?: unknown } | undefined }[]): string =>
+  parts.map((p) => (p.content?.$case === 'text' ? (p.content.value as string) : '')).join('');
+
+/**
+ * A streamed task followed to its end: the task it ends as (its last status, its artifacts with
+ * appended chunks joined), each artifact text chunk handed to `emit` as it arrives. A stream that
+ * is a single message is that message.
+ */
+export async function followStream(
+  events: AsyncIterable<StreamResponse>,
+  emit: ((e: ExecutionEvent) => void) | undefined,
+): Promise<Message | Task> {
+  let task: Task | undefined;
+  for await (const e of events) {
+    const p = e.payload;
+    if (p === undefined) continue;
+    if (p.$case === 'message') return p.value;
+    if (p.$case === 'task') task = { ...p.value, artifacts: [...p.value.artifacts] };
+    else if (p.$case === 'statusUpdate') {
+      task ??= {
+        id: p.value.taskId,
+        contextId: p.value.contextId,
+        status: undefined,
+        artifacts: [],
+        history: [],
+        metadata: undefined,
+      };
+      task.status = p.value.status;
+    } else if (p.$case === 'artifactUpdate') {
+      const a = p.value.artifact;
+      if (a === undefined) continue;
+      task ??= {
+        id: p.value.taskId,
+        contextId: p.value.contextId,
+        status: undefined,
+        artifacts: [],
+        history: [],
+        metadata: undefined,
+      };
+      const at = task.artifacts.findIndex((x) => x.artifactId === a.artifactId);
+      if (at >= 0 && p.value.append)
+        task.artifacts[at] = { ...task.artifacts[at]!, parts: [...task.artifacts[at]!.parts, ...a.parts] };
+      else if (at >= 0) task.artifacts[at] = a;
+      else task.artifacts.push(a);
+      const text = partsText(a.parts);
+      if (text !== '') emit?.({ type: 'token', text });
+    }
+  }
+  if (task === undefined) throw new CaxtonError('llm_error', "the remote agent's stream ended without a task");
+  return task;
+}
+
 export class RemoteA2aAgents implements RemoteAgentRunner {
   readonly #clients = new Map<string, Client>();
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -176,8 +229,14 @@ export class RemoteA2aAgents implements RemoteAgentRunner {
     return remoteA2aUrl(def) !== undefined;
   }
 
-  /** One A2A SendMessage to the remote agent, waited for (its deadline is the run's). */
-  async run(job: ExecutionJob, opts: { signal: AbortSignal }): Promise<AgentResponse> {
+  /**
+   * One A2A SendMessage to the remote agent, waited for (its deadline is the run's); streamed when
+   * its card says it streams, the answer's text handed to `emit` as it comes.
+   */
+  async run(
+    job: ExecutionJob,
+    opts: { signal: AbortSignal; emit?: ((e: ExecutionEvent) => void) | undefined },
+  ): Promise<AgentResponse> {
     const def = job.definition;
     const client = this.#clients.get(agentKey(def.name));
     if (client === undefined)
@@ -190,17 +249,17 @@ export class RemoteA2aAgents implements RemoteAgentRunner {
       );
     const started = performance.now();
     const req = job.request;
-    const result = await client.sendMessage(
-      SendMessageRequest.fromJSON({
-        message: {
-          messageId: `${job.execution_id}-${randomUUID()}`,
-          role: 'ROLE_USER',
-          parts: [{ text: req.request }],
-          ...(req.conversation_id !== undefined && { contextId: req.conversation_id }),
-        },
-      }),
-      { signal: opts.signal },
-    );
+    const message = SendMessageRequest.fromJSON({
+      message: {
+        messageId: `${job.execution_id}-${randomUUID()}`,
+        role: 'ROLE_USER',
+        parts: [{ text: req.request }],
+        ...(req.conversation_id !== undefined && { contextId: req.conversation_id }),
+      },
+    });
+    // The SDK streams when the remote card says it does, and otherwise sends one blocking message
+    // and hands its answer back as a one-event stream: one path for both.
+    const result = await followStream(client.sendMessageStream(message, { signal: opts.signal }), opts.emit);
     return {
       id: `resp_${randomUUID()}`,
       execution_id: job.execution_id,

@@ -3,13 +3,14 @@
  *  - GET  /a2a/NAME/.well-known/agent-card.json: an exposed agent's card (one agent per base path);
  *  - GET  /a2a/agents: the catalogue, every exposed agent's card the caller may see;
  *  - POST /a2a/NAME: the JSON-RPC binding (the SDK's JsonRpcTransportHandler over AgentA2aHandler),
- *    answered as JSON, or as server-sent events for SendStreamingMessage and SubscribeToTask.
+ *    answered as JSON, or as server-sent events for SendStreamingMessage and SubscribeToTask;
+ *  - /a2a/NAME/message:send, /a2a/NAME/tasks...: the HTTP+JSON binding (rest.ts) over the same
+ *    handler.
  * Each route carries its access policy (src/auth/route-policies.ts: `config.access`): a card and
  * the catalogue need agents:read (unless `[a2a] public_cards`), a call agents:invoke, both on an
  * agent in the key's scope; an agent not exposed is not found, as one that does not exist.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { A2A_VERSION_HEADER } from '@a2a-js/sdk';
 import { JsonRpcTransportHandler, ServerCallContext, validateVersion } from '@a2a-js/sdk/server';
 import type { AgentCard } from '@a2a-js/sdk';
 import type { AgentDefinition, AgentRegistry } from '../agents/index.js';
@@ -18,10 +19,11 @@ import { agentVisible, globMatch, type Access } from '../auth/index.js';
 import type { A2aConfig, ServerConfig } from '../config/index.js';
 import type { ChatThreads, Executor } from '../execution/index.js';
 import { CaxtonError } from '../shared/errors.js';
-import { scrubSecrets } from '../shared/secrets.js';
 import { A2A_BASE, agentCardOf, cardJson } from './card.js';
 import { AgentA2aHandler, type A2aCaller } from './handler.js';
 import type { PushNotifier } from './push.js';
+import { requestedVersion, restRoutes, type A2aCall } from './rest.js';
+import { dataFrame, pipeSse, type SseFormat } from './sse.js';
 
 type Plugin = (app: FastifyInstance) => Promise<void>;
 
@@ -44,13 +46,6 @@ function atRoot(plugin: Plugin): Plugin {
 export function exposed(cfg: A2aConfig, name: string): boolean {
   return cfg.expose.some((p) => globMatch(p, name));
 }
-
-const SSE_HEADERS = {
-  'content-type': 'text/event-stream; charset=utf-8',
-  'cache-control': 'no-cache, no-transform',
-  connection: 'keep-alive',
-  'x-accel-buffering': 'no',
-};
 
 /** The A2A routes; none when `[a2a] expose` is empty. */
 export function a2aPlugins(deps: A2aRouteDeps): Plugin[] {
@@ -129,7 +124,8 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
     async (req, reply) => rpc(req, reply),
   );
 
-  async function rpc(req: FastifyRequest<{ Params: { agent: string } }>, reply: FastifyReply): Promise<unknown> {
+  /** The agent a request names, its card, and a handler acting for the caller until the client goes away. */
+  const open = (req: FastifyRequest<{ Params: { agent: string } }>, reply: FastifyReply): A2aCall => {
     const def = definitionOf(req.params.agent);
     const card: AgentCard = agentCardOf(def, baseUrl(req), settings);
     const gone = new AbortController();
@@ -151,12 +147,15 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
       caller,
       push: deps.push,
     });
+    return { card, handler, gone };
+  };
+  restRoutes(app, { open, streams });
+
+  async function rpc(req: FastifyRequest<{ Params: { agent: string } }>, reply: FastifyReply): Promise<unknown> {
+    const { card, handler, gone } = open(req, reply);
     const body = req.body as { id?: unknown } | undefined;
     const id = typeof body?.id === 'string' || typeof body?.id === 'number' ? body.id : null;
-    const header = req.headers[A2A_VERSION_HEADER.toLowerCase()];
-    const context = new ServerCallContext({
-      ...(typeof header === 'string' && header !== '' && { requestedVersion: header }),
-    });
+    const context = new ServerCallContext({ requestedVersion: requestedVersion(req) });
     try {
       validateVersion(context.requestedVersion, card, 'JSONRPC');
     } catch (e) {
@@ -172,28 +171,12 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
       // Refused before anything streamed: one JSON-RPC error, as for the other methods.
       return reply.send({ jsonrpc: '2.0', id, error: JsonRpcTransportHandler.mapToJSONRPCError(e) });
     }
-    reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, { ...SSE_HEADERS, 'x-request-id': String(req.id) });
-    raw.flushHeaders();
-    // The last exit of streamed text: scrubbed of the configured secrets (ADR 0017).
-    const send = (data: unknown): void => {
-      if (!raw.writableEnded) raw.write(`data: ${scrubSecrets(JSON.stringify(data))}\n\n`);
-    };
-    const end = (): void => {
-      gone.abort();
-      if (!raw.writableEnded) raw.end();
-    };
-    streams.add(end);
-    try {
-      if (first.done !== true) send(first.value);
-      for (let r = await it.next(); r.done !== true; r = await it.next()) send(r.value);
-    } catch (e) {
-      send({ jsonrpc: '2.0', id, error: JsonRpcTransportHandler.mapToJSONRPCError(e) });
-    } finally {
-      streams.delete(end);
-      end();
-    }
-    return reply;
+    return pipeSse(req, reply, first, it, rpcFrames(id), gone, streams);
   }
 }
+
+/** JSON-RPC events: each already an answer to the request; an error mid-stream is one more. */
+const rpcFrames = (id: string | number | null): SseFormat => ({
+  event: dataFrame,
+  error: (e) => dataFrame({ jsonrpc: '2.0', id, error: JsonRpcTransportHandler.mapToJSONRPCError(e) }),
+});

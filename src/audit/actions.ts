@@ -130,8 +130,51 @@ function a2aCall(req: FastifyRequest): { action: string; target?: string }[] {
   return [{ action: `a2a.${name}`, ...(target !== undefined && { target }) }];
 }
 
+/**
+ * An A2A HTTP+JSON call (/a2a/{agent}/message:send, /tasks/{id}...): recorded as the same method as
+ * over JSON-RPC, with the agent (and the task it names) as target; a task path's verb (`ID:cancel`,
+ * `ID:subscribe`) names the method, one it does not know is `a2a.invalid`.
+ */
+function a2aRest(method: string, verbs: Record<string, string> = {}): AuditRoute {
+  const split = (req: FastifyRequest): { task?: string; verb: string } => {
+    const seg = param('task')(req);
+    if (seg === undefined) return { verb: '' };
+    const at = seg.lastIndexOf(':');
+    return at < 0 ? { task: seg, verb: '' } : { task: seg.slice(0, at), verb: seg.slice(at + 1) };
+  };
+  const target = (req: FastifyRequest): string | undefined => {
+    const agent = param('agent')(req);
+    const { task } = split(req);
+    return task !== undefined && task !== '' && task.length <= MAX_FIELD ? `${agent ?? ''}/${task}` : agent;
+  };
+  return {
+    action: `a2a.${method}`,
+    target,
+    expand: (req) => {
+      const t = target(req);
+      const verb = split(req).verb;
+      const name = verb === '' ? (verbs[''] ?? method) : (verbs[verb] ?? 'invalid');
+      return [{ action: `a2a.${name}`, ...(t !== undefined && { target: t }) }];
+    },
+  };
+}
+
 export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'POST /a2a/:agent': { action: 'a2a.call', target: param('agent'), expand: a2aCall },
+  'POST /a2a/:agent/message::send': a2aRest('SendMessage'),
+  'POST /a2a/:agent/message::stream': a2aRest('SendStreamingMessage'),
+  'GET /a2a/:agent/tasks': a2aRest('ListTasks'),
+  'GET /a2a/:agent/tasks/:task': a2aRest('GetTask', { subscribe: 'SubscribeToTask' }),
+  'POST /a2a/:agent/tasks/:task': a2aRest('CancelTask', {
+    '': 'invalid',
+    cancel: 'CancelTask',
+    subscribe: 'SubscribeToTask',
+  }),
+  'POST /a2a/:agent/tasks/:task/pushNotificationConfigs': a2aRest('CreateTaskPushNotificationConfig'),
+  'GET /a2a/:agent/tasks/:task/pushNotificationConfigs': a2aRest('ListTaskPushNotificationConfigs'),
+  'GET /a2a/:agent/tasks/:task/pushNotificationConfigs/:config': a2aRest('GetTaskPushNotificationConfig'),
+  'DELETE /a2a/:agent/tasks/:task/pushNotificationConfigs/:config': a2aRest('DeleteTaskPushNotificationConfig'),
+  'GET /a2a/:agent/extendedAgentCard': a2aRest('GetExtendedAgentCard'),
   // Agents
   'POST /api/v1/agents': { action: 'agent.deploy', target: location },
   'POST /api/v1/agents/validate': null, // checks a definition, deploys nothing
@@ -243,7 +286,7 @@ export const AUDIT_ACTIONS: readonly string[] = [
   ...new Set([
     ...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])),
     'mcp.tool_call',
-    // An A2A call is recorded as its JSON-RPC method (a2aCall).
+    // An A2A call is recorded as its method, by either binding (a2aCall, a2aRest).
     ...[
       'SendMessage',
       'SendStreamingMessage',

@@ -89,7 +89,8 @@ export const SHADOW_TOOL_REFUSAL =
  */
 export interface RemoteAgentRunner {
   handles(def: AgentDefinition): boolean;
-  run(job: ExecutionJob, opts: { signal: AbortSignal }): Promise<AgentResponse>;
+  /** `emit`: the run's followers (a streamed invoke), handed the answer's text as it comes. */
+  run(job: ExecutionJob, opts: { signal: AbortSignal; emit?: (e: ExecutionEvent) => void }): Promise<AgentResponse>;
 }
 
 export interface ExecutorOptions {
@@ -638,7 +639,8 @@ export class Executor {
           ? { ...this.#deps, tools: shadowTools(this.#deps.tools, this.#hostToolsOf(hostSpecs)) }
           : this.#contextDeps(hostSpecs);
         try {
-          if (remote !== undefined) return await remote.run(job, { signal });
+          if (remote !== undefined)
+            return await remote.run(job, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
           if (def.wasm !== undefined)
             return await this.#wasm.run(job, deps.tools, {
               signal,

@@ -2,7 +2,9 @@ import type { Tool, ToolContext, ToolResult } from '../tools/index.js';
 import type { Team, TeamBoard, TeamMember } from '../tools/todo/index.js';
 import { isCaxtonError } from '../shared/errors.js';
 import type { MessagingBus } from './bus-port.js';
-import { contentText, type AclMessage } from './message.js';
+import type { Conversation } from './conversation.js';
+import type { BusEvent } from './events.js';
+import { contentText, type AclMessage, type ConversationId } from './message.js';
 import { expectsReply, normalizePerformative, PERFORMATIVES } from './performatives.js';
 
 interface Args {
@@ -59,6 +61,36 @@ function leave(
   principal: string | undefined,
 ): Promise<void> {
   return teams.leave(mate.team, mate.member, conversation, principal).catch(() => undefined);
+}
+
+/**
+ * Waits for the conversation to end, or for a question back to `sender` in it (a `query-ref`: a
+ * remote A2A agent needing input, a participant asking), whichever comes first: a question keeps
+ * the conversation open, so a wait for its end alone would last until the timeout.
+ */
+async function endOrQuestion(
+  bus: MessagingBus,
+  id: ConversationId,
+  sender: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Conversation> {
+  const asked = new AbortController();
+  const me = sender.toLowerCase();
+  const question = (m: AclMessage): boolean =>
+    m.performative === 'query-ref' && m.receivers.some((r) => r.toLowerCase() === me);
+  const hear = (e: BusEvent): void => {
+    if (e.type === 'message' && e.conversation_id === id && question(e.message)) asked.abort();
+  };
+  bus.on('event', hear);
+  try {
+    // One asked before the listener was on.
+    const { messages } = await bus.reads.getConversation(id);
+    if (messages.some((m) => question(m.message))) asked.abort();
+    return await bus.wait(id, timeoutMs, AbortSignal.any([signal, asked.signal]));
+  } finally {
+    bus.off('event', hear);
+  }
 }
 
 /**
@@ -191,7 +223,7 @@ export function sendMessageTool(bus: MessagingBus, teams?: TeamBoard): Tool {
           };
         const budget = ctx.deadline - Date.now() - 250;
         const timeout = Math.max(0, Math.min(budget, (a.timeout_seconds ?? Infinity) * 1000));
-        const conv = await bus.wait(sent.conversation_id, timeout, ctx.signal);
+        const conv = await endOrQuestion(bus, sent.conversation_id, parsed.sender, timeout, ctx.signal);
         const { messages } = await bus.reads.getConversation(sent.conversation_id);
         const replies = messages.map((s) => s.message).filter((x) => x.sender !== parsed.sender && x.id !== sent.id);
         const lines = replies.map((r) => `[${r.performative}] from ${r.sender}: ${contentText(r.content)}`);

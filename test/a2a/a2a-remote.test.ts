@@ -3,7 +3,9 @@
  * @a2a-js/sdk server started here provides capability `translate`; Caxton reads its card at start,
  * lists it as a remote agent with that capability, and a Caxton agent's send_message by capability
  * reaches it (with the configured credential) and gets its answer back as an inform, its failure
- * as a failure, its question as a query-ref. The model is the strict stand-in (llm-stub).
+ * as a failure, its question as a query-ref (a waiting send_message ends on it). A remote agent whose card says it streams is called
+ * with SendStreamingMessage, its answer's chunks relayed to a streamed invoke as they come. The
+ * model is the strict stand-in (llm-stub).
  */
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +19,7 @@ import { startRemoteAgent, type RemoteAgent } from './helpers/remote-agent.js';
 
 let stub: LlmStub;
 let remote: RemoteAgent;
+let streamer: RemoteAgent;
 let srv: TestServer;
 let admin: string;
 
@@ -26,6 +29,7 @@ const messagesOf = (hit: StubHit): Msg[] => hit.body.messages as Msg[];
 beforeAll(async () => {
   setTestKeys();
   remote = await startRemoteAgent();
+  streamer = await startRemoteAgent({ streaming: true });
   // The asker sends its request to capability `translate` and waits; then it answers with what came back.
   stub = await startLlmStub((hit) => {
     const tools = messagesOf(hit).filter((m) => m.role === 'tool');
@@ -49,7 +53,10 @@ beforeAll(async () => {
     dir,
     toml: stringify({
       auth: { enabled: true },
-      a2a_agents: { translator: { url: remote.url, api_key_env: 'TRANSLATOR_KEY_TEST' } },
+      a2a_agents: {
+        translator: { url: remote.url, api_key_env: 'TRANSLATOR_KEY_TEST' },
+        streamer: { url: streamer.url, capabilities: ['stream-translate'] },
+      },
       // Public cards here (the inbound tests keep them behind credentials).
       a2a: { expose: ['asker'], public_cards: true },
       llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url, { max_retries: 0 }) } },
@@ -65,6 +72,7 @@ afterAll(async () => {
   await srv?.close();
   await stub?.close();
   await remote?.close();
+  await streamer?.close();
   delete process.env.TRANSLATOR_KEY_TEST;
   removeTempDirs();
 });
@@ -171,5 +179,40 @@ describe('remote A2A agents as capability providers', () => {
       { timeoutMs: 20_000, what: 'the query-ref back' },
     );
     expect(replies.find((m) => m.performative === 'query-ref')?.content).toBe('into which language?');
+  });
+
+  it('streams from a remote agent whose card says it streams, relaying its chunks to a streamed invoke', async () => {
+    const r = await fetch(`${srv.url}/api/v1/agents/streamer/invoke`, {
+      method: 'POST',
+      headers: { ...bearer(admin), 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ request: 'bonjour' }),
+    });
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    expect(streamer.methods.at(-1)).toBe('SendStreamingMessage');
+    // The chunks as they came (the first one alone: the server cuts text only to hold back a
+    // possible secret across chunks), then the whole answer.
+    const tokens = [...text.matchAll(/event: token\ndata: \{"text":"([^"]*)"\}/g)].map((m) => m[1]);
+    expect(tokens[0]).toBe('translated: ');
+    expect(tokens.join('')).toBe('translated: bonjour');
+    expect(text).toContain('"content":"translated: bonjour"');
+    // A streamed remote task that needs input is still a question back.
+    const asked = await fetch(`${srv.url}/api/v1/agents/streamer/invoke`, {
+      method: 'POST',
+      headers: { ...bearer(admin), 'content-type': 'application/json' },
+      body: JSON.stringify({ request: 'ask this' }),
+    });
+    expect(((await asked.json()) as { content: string }).content).toBe(
+      JSON.stringify({ a2a_reply: 'query-ref', content: 'into which language?' }),
+    );
+    // The remote that does not stream got plain SendMessage calls.
+    expect(new Set(remote.methods)).toEqual(new Set(['SendMessage']));
+  });
+
+  it("ends a waiting send_message on the remote agent's question, rather than waiting out the timeout", async () => {
+    // Without the question ending it, the wait lasts the agent's timeout (300 s), past this test's.
+    const answer = await ask('ask me first');
+    // The asker's model got the question back as its tool result, and answered with it.
+    expect(answer).toContain('[query-ref] from translator: into which language?');
   });
 });

@@ -109,12 +109,13 @@ async function api(
   body?: unknown,
   type = 'application/json',
   signal?: AbortSignal,
+  headers: Record<string, string> = {},
 ): Promise<Response> {
   // A redirect is the route's own answer: the matrix judges it, not where it leads.
   return fetch(srv.url + path, {
     method,
     redirect: 'manual',
-    headers: { ...bearer(key), ...(body !== undefined && { 'content-type': type }) },
+    headers: { ...headers, ...bearer(key), ...(body !== undefined && { 'content-type': type }) },
     ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
     ...(signal && { signal }),
   });
@@ -162,7 +163,7 @@ interface Answer {
 
 async function callHttp(key: string, c: HttpCall): Promise<Answer> {
   if (!c.sse) {
-    const r = await api(key, c.method, c.path, c.body, c.type);
+    const r = await api(key, c.method, c.path, c.body, c.type, undefined, c.headers);
     const text = await r.text();
     let reason: string | undefined;
     if (r.status === 403)

@@ -68,6 +68,8 @@ export interface HttpCall {
   body?: unknown;
   /** Default application/json; TOML bodies are strings. */
   type?: string;
+  /** More request headers (A2A's protocol version). */
+  headers?: Record<string, string>;
   /** An event stream: read it until `until` appears (after the test's trigger: b-one then a-one invoked), else for a short while. */
   sse?: { until?: string };
 }
@@ -129,6 +131,8 @@ const post = (path: string, body: unknown = {}, type?: string): HttpCall => ({
   body,
   ...(type !== undefined && { type }),
 });
+/** An A2A HTTP+JSON call, in the protocol version the cards name. */
+const a2a = (c: HttpCall): HttpCall => ({ ...c, headers: { 'A2A-Version': '1.0' } });
 const agentToml = (name: string, caps: string[] = []) =>
   `name = "${name}"\nsystem_prompt = "x"\ncapabilities = ${JSON.stringify(caps)}\n`;
 const entity = (n: string) => ({ entities: [{ name: `M-${n}`, entityType: 't', observations: ['o'] }] });
@@ -295,7 +299,7 @@ export const ROUTES: Entry[] = [
     200,
     notFound,
   ),
-  // A2A (docs/a2a.md): an agent's card and its JSON-RPC endpoint are the agent's (out of scope:
+  // A2A (docs/a2a.md): an agent's card and its endpoints (both bindings) are the agent's (out of scope:
   // refused by the route); the catalogue lists the agents in scope; a task is a run of the agent.
   agentItem(
     'GET /a2a/:agent/.well-known/agent-card.json',
@@ -308,6 +312,35 @@ export const ROUTES: Entry[] = [
     (t) => post(`/a2a/${t.agent}`, { jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: t.run } }),
     200,
   ),
+  // The HTTP+JSON binding (with the protocol version it speaks): the same policy on every route.
+  // Calls that would start, cancel or follow work are sent malformed (400 in scope), and push
+  // notifications are off here (400).
+  agentItem('POST /a2a/:agent/message::send', (t) => a2a(post(`/a2a/${t.agent}/message:send`, {})), 400),
+  agentItem('POST /a2a/:agent/message::stream', (t) => a2a(post(`/a2a/${t.agent}/message:stream`, {})), 400),
+  agentItem('GET /a2a/:agent/tasks', (t) => a2a(get(`/a2a/${t.agent}/tasks`)), 200),
+  agentItem('GET /a2a/:agent/tasks/:task', (t) => a2a(get(`/a2a/${t.agent}/tasks/${t.run}`)), 200),
+  agentItem('POST /a2a/:agent/tasks/:task', (t) => a2a(post(`/a2a/${t.agent}/tasks/${t.run}`)), 400),
+  agentItem(
+    'POST /a2a/:agent/tasks/:task/pushNotificationConfigs',
+    (t) => a2a(post(`/a2a/${t.agent}/tasks/${t.run}/pushNotificationConfigs`, { url: 'https://example.com/hook' })),
+    400,
+  ),
+  agentItem(
+    'GET /a2a/:agent/tasks/:task/pushNotificationConfigs',
+    (t) => a2a(get(`/a2a/${t.agent}/tasks/${t.run}/pushNotificationConfigs`)),
+    400,
+  ),
+  agentItem(
+    'GET /a2a/:agent/tasks/:task/pushNotificationConfigs/:config',
+    (t) => a2a(get(`/a2a/${t.agent}/tasks/${t.run}/pushNotificationConfigs/c1`)),
+    400,
+  ),
+  agentItem(
+    'DELETE /a2a/:agent/tasks/:task/pushNotificationConfigs/:config',
+    (t) => a2a({ method: 'DELETE', path: `/a2a/${t.agent}/tasks/${t.run}/pushNotificationConfigs/c1` }),
+    400,
+  ),
+  agentItem('GET /a2a/:agent/extendedAgentCard', (t) => a2a(get(`/a2a/${t.agent}/extendedAgentCard`)), 200),
   // The MCP endpoint itself; what it offers has entries of its own below.
   role('POST /mcp', () => post('/mcp', { jsonrpc: '2.0', id: 1, method: 'ping' }), 406),
   role('GET /mcp', () => get('/mcp'), 405),

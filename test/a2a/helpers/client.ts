@@ -4,6 +4,7 @@ import {
   ClientFactoryOptions,
   DefaultAgentCardResolver,
   JsonRpcTransportFactory,
+  RestTransportFactory,
   type Client,
 } from '@a2a-js/sdk/client';
 
@@ -16,13 +17,22 @@ export const fetchWith =
     return fetch(input, { ...init, headers });
   };
 
-/** A client of `agent` on the server at `base`, over JSON-RPC, resolving its card first. */
-export async function clientFor(base: string, key: string, agent: string): Promise<Client> {
+/**
+ * A client of `agent` on the server at `base`, resolving its card first: over JSON-RPC (the card's
+ * first interface), or over HTTP+JSON when `binding` says so.
+ */
+export async function clientFor(
+  base: string,
+  key: string,
+  agent: string,
+  binding: 'JSONRPC' | 'HTTP+JSON' = 'JSONRPC',
+): Promise<Client> {
   const fetchImpl = fetchWith(key);
   const factory = new ClientFactory(
     ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
-      transports: [new JsonRpcTransportFactory({ fetchImpl })],
+      transports: [new JsonRpcTransportFactory({ fetchImpl }), new RestTransportFactory({ fetchImpl })],
       cardResolver: new DefaultAgentCardResolver({ fetchImpl }),
+      preferredTransports: [binding],
     }),
   );
   // A base with its trailing slash: the SDK resolves the well-known path relative to it.

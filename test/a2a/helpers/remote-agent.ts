@@ -2,7 +2,8 @@
  * A real A2A agent made with the @a2a-js/sdk server parts (DefaultRequestHandler, the JSON-RPC
  * transport handler, the in-memory task store) on a plain node:http server at 127.0.0.1:0: the
  * remote agent Caxton takes in as a capability provider. It answers "translated: TEXT", fails a
- * request starting "fail", and asks back (input-required) on one starting "ask".
+ * request starting "fail", and asks back (input-required) on one starting "ask". With `streaming`
+ * its card says it streams, and a translation comes as two artifact chunks.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -23,6 +24,8 @@ export interface RemoteAgent {
   url: string;
   /** Each request's text, and the credential it came with. */
   calls: { text: string; authorization: string | undefined }[];
+  /** Each JSON-RPC method called (SendMessage, SendStreamingMessage). */
+  methods: string[];
   close(): Promise<void>;
 }
 
@@ -37,6 +40,7 @@ class Translator implements AgentExecutor {
   constructor(
     private readonly calls: RemoteAgent['calls'],
     private readonly auth: () => string | undefined,
+    private readonly chunked: boolean,
   ) {}
 
   execute(ctx: RequestContext, bus: ExecutionEventBus): Promise<void> {
@@ -77,20 +81,23 @@ class Translator implements AgentExecutor {
     if (said.startsWith('fail')) bus.publish(status(TaskState.TASK_STATE_FAILED, 'no dictionary for that'));
     else if (said.startsWith('ask')) bus.publish(status(TaskState.TASK_STATE_INPUT_REQUIRED, 'into which language?'));
     else {
-      bus.publish(
-        AgentEvent.artifactUpdate({
-          ...base,
-          artifact: {
-            artifactId: 'out',
-            name: 'translation',
-            description: '',
-            parts: [text(`translated: ${said}`)],
-            metadata: undefined,
-            extensions: [],
-          },
-          append: false,
-          lastChunk: true,
-        }),
+      const chunks = this.chunked ? ['translated: ', said] : [`translated: ${said}`];
+      chunks.forEach((c, i) =>
+        bus.publish(
+          AgentEvent.artifactUpdate({
+            ...base,
+            artifact: {
+              artifactId: 'out',
+              name: 'translation',
+              description: '',
+              parts: [text(c)],
+              metadata: undefined,
+              extensions: [],
+            },
+            append: i > 0,
+            lastChunk: i === chunks.length - 1,
+          }),
+        ),
       );
       bus.publish(status(TaskState.TASK_STATE_COMPLETED));
     }
@@ -109,8 +116,10 @@ async function bodyOf(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-export async function startRemoteAgent(): Promise<RemoteAgent> {
+export async function startRemoteAgent(opts: { streaming?: boolean } = {}): Promise<RemoteAgent> {
+  const streaming = opts.streaming === true;
   const calls: RemoteAgent['calls'] = [];
+  const methods: string[] = [];
   let current: string | undefined;
   let server!: Server;
   const url = await new Promise<string>((resolve) => {
@@ -122,12 +131,16 @@ export async function startRemoteAgent(): Promise<RemoteAgent> {
     description: 'Translates text',
     version: '2.1.0',
     supportedInterfaces: [{ url: `${url}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: '1.0' }],
-    capabilities: { streaming: false },
+    capabilities: { streaming },
     defaultInputModes: ['text/plain'],
     defaultOutputModes: ['text/plain'],
     skills: [{ id: 'translate', name: 'translate', description: 'Translates text', tags: ['language'] }],
   });
-  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new Translator(calls, () => current));
+  const handler = new DefaultRequestHandler(
+    card,
+    new InMemoryTaskStore(),
+    new Translator(calls, () => current, streaming),
+  );
   const rpc = new JsonRpcTransportHandler(handler);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -141,8 +154,10 @@ export async function startRemoteAgent(): Promise<RemoteAgent> {
     }
     current = req.headers.authorization;
     const version = req.headers['a2a-version'];
+    const body = await bodyOf(req);
+    methods.push((JSON.parse(body) as { method: string }).method);
     const answer = await rpc.handle(
-      await bodyOf(req),
+      body,
       new ServerCallContext({ requestedVersion: typeof version === 'string' ? version : '1.0' }),
     );
     if (Symbol.asyncIterator in answer) {
@@ -157,6 +172,7 @@ export async function startRemoteAgent(): Promise<RemoteAgent> {
   return {
     url,
     calls,
+    methods,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
