@@ -11,7 +11,7 @@ import type { ServerConfig } from '../config/index.js';
 import type { ChatThreads, Executor, SuspendedExecutionStore } from '../execution/index.js';
 import type { MemoryBackend } from '../memory/index.js';
 import type { MessageSigner, MessagingBus, Selection } from '../messaging/index.js';
-import type { ToolAuditReads, ToolServerManager } from '../tools/wasm/index.js';
+import type { ToolAuditReads, ToolServerManager } from '../tools/servers/index.js';
 import type { ToolCatalogue } from '../tools/index.js';
 import type { StatsHistory } from '../observability/index.js';
 import { auditRecorder } from '../audit/index.js';

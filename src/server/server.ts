@@ -16,7 +16,7 @@ import { CaxtonError } from '../shared/errors.js';
 import { registerSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { Db } from '../storage/index.js';
-import type { ToolAuditLog, ToolServerManager } from '../tools/wasm/index.js';
+import type { ToolAuditLog, ToolServerManager } from '../tools/servers/index.js';
 import { SqliteTeamStore, TeamBoard } from '../tools/todo/index.js';
 import {
   clusterComponents,

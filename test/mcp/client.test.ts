@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { McpClientManager, type McpServerStatus } from '../../src/mcp/index.js';
 import { ToolRegistry } from '../../src/tools/index.js';
-import { MemoryAuditSink } from '../../src/tools/wasm/audit.js';
+import { MemoryAuditSink } from '../../src/tools/servers/audit.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   ctx,

@@ -5,9 +5,9 @@ import { readScopeOf } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { BUILTIN_GROUP, HOST_GROUP, TOOL_SOURCE_KINDS, type ToolCatalogue } from '../../tools/index.js';
-import type { AuditQuery, ToolAuditReads } from '../../tools/wasm/audit.js';
-import { CALL_OUTCOMES, type CallOutcome } from '../../tools/wasm/errors.js';
-import type { ToolServerManager } from '../../tools/wasm/manager.js';
+import type { AuditQuery, ToolAuditReads } from '../../tools/servers/audit.js';
+import { CALL_OUTCOMES, type CallOutcome } from '../../tools/servers/errors.js';
+import type { ToolServerManager } from '../../tools/servers/manager.js';
 import { requestTraceparent } from '../request-trace.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
 

@@ -3,8 +3,8 @@ import type { Logger, Metrics } from '../../observability/index.js';
 import { describeError } from '../../shared/errors.js';
 import type { Db } from '../../storage/index.js';
 import { AuditWatch } from '../../tools/index.js';
-import { ToolAuditStore, type ToolAuditLog } from '../../tools/wasm/audit.js';
-import { PgToolAudit } from '../../tools/wasm/pg-tool-audit.js';
+import { ToolAuditStore, type ToolAuditLog } from '../../tools/servers/audit.js';
+import { PgToolAudit } from '../../tools/servers/pg-tool-audit.js';
 import type { ClusterStateComponent } from './cluster.js';
 import type { Component } from './component.js';
 

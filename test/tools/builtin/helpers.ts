@@ -11,7 +11,7 @@ import {
   WasmToolServer,
   type ToolServerGrants,
   type WasmToolServerOptions,
-} from '../../../src/tools/wasm/index.js';
+} from '../../../src/tools/servers/index.js';
 import { repoRoot } from '../../helpers/fixtures.js';
 import { ctx } from '../wasm/helpers.js';
 

@@ -7,7 +7,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { MemoryAuditSink, type WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { MemoryAuditSink, type WasmToolServer } from '../../../src/tools/servers/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { workerHttpServer, type WorkerHttpServer } from '../servers/helpers.js';
 import { ctx, jsServer } from './helpers.js';

@@ -16,7 +16,7 @@ import {
   parseToolManifest,
   ToolServerManager,
   WasmToolServer,
-} from '../../../src/tools/wasm/index.js';
+} from '../../../src/tools/servers/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { ctx, JS_EXAMPLE_DIR, jsExample, jsManifestText } from './helpers.js';
 

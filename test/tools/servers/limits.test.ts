@@ -11,7 +11,7 @@ import { loadServerConfig, toolGrantSchema } from '../../../src/config/index.js'
 import { CaxtonError } from '../../../src/shared/errors.js';
 import { openDatabase } from '../../../src/storage/index.js';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { DEFAULT_TOOL_CAPS, MemoryAuditSink, ToolServerManager } from '../../../src/tools/wasm/index.js';
+import { DEFAULT_TOOL_CAPS, MemoryAuditSink, ToolServerManager } from '../../../src/tools/servers/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { ctx, OK_WAT, wat } from '../wasm/helpers.js';
 

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/observability/index.js';
 import { openDatabase } from '../../../src/storage/index.js';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { MemoryAuditSink, ToolServerManager } from '../../../src/tools/wasm/index.js';
+import { MemoryAuditSink, ToolServerManager } from '../../../src/tools/servers/index.js';
 import { toolGrantSchema } from '../../../src/config/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { ensureToolsBuilt, EXAMPLE_DIR } from './helpers.js';

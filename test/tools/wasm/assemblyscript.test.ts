@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { MemoryAuditSink, WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { MemoryAuditSink, WasmToolServer } from '../../../src/tools/servers/index.js';
 import { ctx, ensureToolsBuilt, EXAMPLE_DIR, TEMPLATE_DIR } from './helpers.js';
 
 beforeAll(ensureToolsBuilt);

@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { MemoryAuditSink, WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { MemoryAuditSink, WasmToolServer } from '../../../src/tools/servers/index.js';
 import { ctx, EXTISM_IMPORTS, manifest, OK_WAT, outputText, server, wat } from './helpers.js';
 
 const HOSTILE_WAT = `(module ${EXTISM_IMPORTS}

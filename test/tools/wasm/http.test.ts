@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostGranted, parseHostGrants } from '../../../src/shared/host-grants.js';
-import { MemoryAuditSink, type WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { MemoryAuditSink, type WasmToolServer } from '../../../src/tools/servers/index.js';
 import { ctx, OK_WAT, server } from './helpers.js';
 
 const SERVER_SOURCE = `

@@ -12,8 +12,8 @@ import {
   MemoryAuditSink,
   type LogLevel,
   type WasmToolServer,
-} from '../../../src/tools/wasm/index.js';
-import { GuestLog, LOG_BYTES_PER_CALL, LOG_LINE_MAX } from '../../../src/tools/wasm/meter.js';
+} from '../../../src/tools/servers/index.js';
+import { GuestLog, LOG_BYTES_PER_CALL, LOG_LINE_MAX } from '../../../src/tools/servers/meter.js';
 import { jsServer } from '../js/helpers.js';
 import { ctx, EXTISM_IMPORTS, server } from './helpers.js';
 

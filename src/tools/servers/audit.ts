@@ -117,7 +117,7 @@ export interface AuditQuery {
 
 /**
  * The read side of the tool audit (GET /api/v1/tools/audit): the node's SQLite ToolAuditStore and
- * the cluster's PgToolAudit (src/tools/wasm/pg-tool-audit.ts) answer it alike
+ * the cluster's PgToolAudit (src/tools/servers/pg-tool-audit.ts) answer it alike
  * (test/observability/pg-events.test.ts runs one suite against both).
  */
 export interface ToolAuditReads {

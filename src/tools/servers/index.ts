@@ -34,7 +34,7 @@ export {
   auditOfRow,
   AUDIT_COLUMNS,
 } from './audit.js';
-export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES, loadQuickJS } from './js-sandbox.js';
+export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES, loadQuickJS } from './js/js-sandbox.js';
 export {
   WasmSandbox,
   prepareModule,
@@ -46,7 +46,7 @@ export {
   type CallResult,
   type LogLevel,
   type PreparedModule,
-} from './sandbox.js';
+} from './wasm/sandbox.js';
 export { HostTrap, CALL_OUTCOMES, type CallOutcome } from './errors.js';
 export { OffThreadSandbox } from './off-thread.js';
 export { FileAccess, type PathRoot, type PathAccess } from './fs-access.js';
@@ -67,7 +67,7 @@ export {
   MAX_FUEL,
   type InstrumentOptions,
   type InstrumentResult,
-} from './instrument.js';
+} from './wasm/instrument.js';
 export {
   ToolServerManager,
   toServerGrants,

@@ -51,12 +51,12 @@ export * from './manager-types.js';
 let serverModule: typeof ServerModule | undefined;
 async function loadServerModule(): Promise<typeof ServerModule> {
   if (serverModule) return serverModule;
-  const [m, { loadQuickJS }] = await Promise.all([import('./server.js'), import('./js-sandbox.js')]);
+  const [m, { loadQuickJS }] = await Promise.all([import('./server.js'), import('./js/js-sandbox.js')]);
   await loadQuickJS();
   return (serverModule = m);
 }
 
-/** `tools/builtin/` of this installation (src/tools/wasm and dist/tools/wasm are both three levels down). */
+/** `tools/builtin/` of this installation (src/tools/servers and dist/tools/servers are both three levels down). */
 export const DEFAULT_BUILTIN_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/builtin');
 
 /** Who a call made through the API (not by an agent) is recorded as in the audit log. */
