@@ -13,7 +13,7 @@ import { parseAgent } from '../src/agents/index.js';
 import { AuditStore } from '../src/audit/index.js';
 import { EventStore, EVENTS_MIGRATIONS } from '../src/observability/events.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
-import { ToolAuditStore } from '../src/tools/servers/audit.js';
+import { ToolAuditStore } from '../src/audit/index.js';
 import type { CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
 import { startInvokeFloor } from './lib/invoke-floor.js';

@@ -587,7 +587,7 @@ export const serverConfigSchema = z.strictObject({
       max_dead_letters: z.number().int().min(1).max(100_000_000).default(10_000),
     })
     .prefault({}),
-  /** Retention of the tool-call audit log (SQLite `tool_audit`, src/tools/servers/audit.ts). */
+  /** Retention of the tool-call audit log (SQLite `tool_audit`, src/audit/tool-audit.ts). */
   tool_audit: z
     .strictObject({
       /** Records older than this are deleted (default 30 days). */

@@ -26,7 +26,7 @@ import type { EventLog } from '../../observability/events.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { guardConnections } from '../../storage/pg/index.js';
 import { PgTeamStore } from '../../tools/todo/pg-team-store.js';
-import { PgToolAudit } from '../../tools/servers/pg-tool-audit.js';
+import { PgToolAudit } from '../../audit/index.js';
 import { PgToolPackageStore } from '../../tools/servers/pg-tool-packages.js';
 import type { Component } from './component.js';
 

@@ -8,7 +8,7 @@ import type { McpClientManager } from '../../mcp/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
 import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
-import type { ToolAuditLog } from '../../tools/servers/audit.js';
+import type { ToolAuditLog } from '../../audit/index.js';
 import { ToolServerManager } from '../../tools/servers/manager.js';
 import { ToolPackageStore } from '../../tools/servers/package-store.js';
 import type { ClusterComponent } from './cluster.js';

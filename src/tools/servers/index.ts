@@ -1,7 +1,7 @@
 /**
  * WebAssembly tool servers: packages (`caxton-tool.toml` + `.wasm`) run in an in-thread sandbox
  * that speaks Extism's kernel ABI under Caxton's fuel, memory, size and permission limits
- * (docs/adr/0009-wasm-tool-abi.md), with an SQLite-backed audit log of every call.
+ * (docs/adr/0009-wasm-tool-abi.md); every call is recorded in the tool audit (src/audit, ADR 0144).
  */
 export { WasmToolServer, type ToolServerGrants, type WasmToolServerOptions, type ToolServerStats } from './server.js';
 export {
@@ -17,23 +17,6 @@ export {
   type ConfigDeclaration,
   type ManifestResult,
 } from './manifest.js';
-export {
-  ToolAuditStore,
-  MemoryAuditSink,
-  TOOLS_MIGRATIONS,
-  digestArgs,
-  type ToolAuditRecord,
-  type StoredAuditRecord,
-  type ToolAuditSink,
-  type AuditQuery,
-  type ToolAuditReads,
-  type ToolAuditLog,
-  auditWhere,
-  auditOrder,
-  auditValues,
-  auditOfRow,
-  AUDIT_COLUMNS,
-} from './audit.js';
 export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES, loadQuickJS } from './js/js-sandbox.js';
 export {
   WasmSandbox,
@@ -95,5 +78,4 @@ export {
   type ToolPackageStorePort,
   type ToolPackageVersion,
 } from './package-store.js';
-export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
 export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';

@@ -13,7 +13,7 @@ import { scrubSecrets } from '../../shared/secrets.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import type { ToolRegistry } from '../registry.js';
 import type { Tool, ToolContext, ToolResult } from '../types.js';
-import { digestArgs, type ToolAuditSink } from './audit.js';
+import { digestArgs, type ToolAuditSink } from '../../audit/index.js';
 import type { CallOutcome } from './errors.js';
 import { ownListeners, parseHostGrants } from '../../shared/host-grants.js';
 import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
