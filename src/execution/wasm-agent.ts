@@ -34,7 +34,7 @@ import {
   type CallResult,
   type SandboxGrants,
   type SandboxLimits,
-} from '../tools/servers/wasm/sandbox.js';
+} from '../tools/servers/wasm/index.js';
 import { toolContext } from './run-agent.js';
 import type { RunStep } from './runs/model.js';
 import { RefusalTally, RunRecorder, type CallOutcome } from './runs/recorder.js';

@@ -51,7 +51,7 @@ export * from './manager-types.js';
 let serverModule: typeof ServerModule | undefined;
 async function loadServerModule(): Promise<typeof ServerModule> {
   if (serverModule) return serverModule;
-  const [m, { loadQuickJS }] = await Promise.all([import('./server.js'), import('./js/js-sandbox.js')]);
+  const [m, { loadQuickJS }] = await Promise.all([import('./server.js'), import('./js/index.js')]);
   await loadQuickJS();
   return (serverModule = m);
 }

@@ -29,7 +29,7 @@ import { Worker } from 'node:worker_threads';
 import type { DatabaseRoot } from './sqlite-access.js';
 import type { Listener } from '../../shared/host-grants.js';
 import type { PathRoot } from './fs-access.js';
-import type { CallResult, LogLevel, PreparedModule, SandboxLimits } from './wasm/sandbox.js';
+import type { CallResult, LogLevel, PreparedModule, SandboxLimits } from './wasm/index.js';
 
 /** Everything the worker needs to build the sandbox (structured-cloneable). */
 export interface OffThreadInit {

@@ -28,7 +28,7 @@ import {
   type ToolManifest,
 } from './manifest.js';
 import { resolveDatabaseRoot, SqliteAccess, type DatabaseRoot } from './sqlite-access.js';
-import { decodeJsSource, JsSandbox } from './js/js-sandbox.js';
+import { decodeJsSource, JsSandbox } from './js/index.js';
 import { OffThreadSandbox } from './off-thread.js';
 import {
   prepareModule,
@@ -37,7 +37,7 @@ import {
   type LogLevel,
   type SandboxGrants,
   type SandboxLimits,
-} from './wasm/sandbox.js';
+} from './wasm/index.js';
 
 /** What the operator grants a tool server (server configuration). Nothing is granted by default. */
 export interface ToolServerGrants {

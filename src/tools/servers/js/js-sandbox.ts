@@ -37,8 +37,14 @@ import { COPY_ROOT } from '../../../shared/objects.js';
 import { HostTrap, type CallOutcome } from '../errors.js';
 import { checkHttpRequest } from '../http.js';
 import { GuestLog, HOST_BYTES_PER_FUEL, hostCallFuel } from '../meter.js';
-import { WA } from '../wasm/webassembly.js';
-import type { CallResult, LogLevel, SandboxGrants, SandboxHooks, SandboxLimits } from '../wasm/sandbox.js';
+import {
+  WA,
+  type CallResult,
+  type LogLevel,
+  type SandboxGrants,
+  type SandboxHooks,
+  type SandboxLimits,
+} from '../wasm/index.js';
 
 /** QuickJS polls the interrupt handler every this many ticks (JS_INTERRUPT_COUNTER_INIT). */
 export const JS_FUEL_PER_POLL = 10_000;
