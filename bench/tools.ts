@@ -16,10 +16,10 @@ import {
   DEFAULT_TOOL_CAPS,
   loadQuickJS,
   parseToolManifestOrThrow,
-  ToolAuditStore,
   WasmToolServer,
-} from '../src/tools/wasm/index.js';
-import { WA, type WasmInstance } from '../src/tools/wasm/webassembly.js';
+} from '../src/tools/servers/index.js';
+import { ToolAuditStore } from '../src/audit/index.js';
+import { WA, type WasmInstance } from '../src/tools/servers/wasm/webassembly.js';
 import { MB, snapshot } from './lib/memory.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';

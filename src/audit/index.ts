@@ -4,6 +4,11 @@
  * the fastify plugin that records every state-changing request by the AUDIT_ROUTES table;
  * `AuditStore.record` takes non-HTTP events. GET /api/v1/audit (src/api/routes/audit.ts) and
  * `caxton audit` read it.
+ *
+ * The tool audit (ADR 0144): one record per tool call, whoever runs it, in SQLite `tool_audit`
+ * (ToolAuditStore) or a cluster's PostgreSQL (PgToolAudit); auditRegistryCalls has the host
+ * registry report the calls no tool server records. GET /api/v1/tools/audit and `caxton tool
+ * audit` read it. Both logs stand on one SQLite log-table base (SqliteLogTable).
  */
 export { AUDIT_ACTIONS, AUDIT_ROUTES, isStateChanging, RUN_DECISION_TOOLS, type AuditRoute } from './actions.js';
 export { AnonymousRefusals, ANONYMOUS_REFUSALS_ACTION, type AnonymousRefusalsOptions } from './anonymous.js';
@@ -21,3 +26,21 @@ export {
   type AuditSink,
   type AuditStoreOptions,
 } from './store.js';
+export { SqliteLogTable, type SqliteLogTableOptions } from './log-table.js';
+export {
+  CALL_OUTCOMES,
+  digestArgs,
+  MemoryToolAuditSink,
+  ToolAuditStore,
+  TOOLS_MIGRATIONS,
+  type CallOutcome,
+  type StoredAuditRecord,
+  type ToolAuditLog,
+  type ToolAuditQuery,
+  type ToolAuditReads,
+  type ToolAuditRecord,
+  type ToolAuditSink,
+} from './tool-audit.js';
+export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
+export { auditRegistryCalls, type AuditedRegistry, type RegistryCall, type ToolCallIdentity } from './tool-calls.js';
+export { auditServerOf, BUILTIN_GROUP, HOST_GROUP } from './tool-groups.js';

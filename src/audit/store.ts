@@ -10,10 +10,11 @@
  * configured secrets (ADR 0017), `details` a small JSON object (at most MAX_DETAILS_BYTES).
  */
 import { agentScopeSql, readScopeOf, type Principal } from '../auth/index.js';
-import { migrate, Pruner, tableRule, writeLane, type Db, type Migration, type WriteLane } from '../storage/index.js';
+import type { Db, Migration } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { AGENT_TARGETS } from './actions.js';
 import { JsonlAppender } from './jsonl.js';
+import { SqliteLogTable } from './log-table.js';
 
 export const AUDIT_OUTCOMES = ['ok', 'denied', 'error'] as const;
 /** `denied`: 401 or 403; `error`: any other status from 400 up; `ok`: the rest. */
@@ -188,78 +189,63 @@ export interface AuditStoreOptions {
 
 export class AuditStore implements AuditSink {
   readonly #db: Db;
-  readonly #lane: WriteLane<Pending>;
-  #closed = false;
-  readonly #onError: (e: unknown) => void;
-  readonly #pruner: Pruner;
-  readonly #pruneEvery: number;
-  #sincePrune = 0;
+  readonly #log: SqliteLogTable<Pending, number[]>;
   readonly #jsonl: JsonlAppender | undefined;
 
   constructor(db: Db, opts: AuditStoreOptions = {}) {
     this.#db = db;
-    migrate(db, AUDIT_MIGRATIONS);
-    this.#onError = opts.onError ?? (() => {});
-    const maxRows = opts.maxRows ?? 1_000_000;
-    this.#pruneEvery = Math.max(100, Math.floor(maxRows / 10));
-    this.#pruner = new Pruner(db, { onError: (e) => this.#onError(e) })
-      .add(
-        tableRule(db, {
-          name: 'audit_log',
-          table: 'audit_log',
-          timeColumn: 'time',
-          time: 'ms',
-          retentionMs: opts.retentionMs ?? 90 * 24 * 3_600_000,
-          maxRows,
-          // Refusals go first: a caller refused again and again cannot push the rows of what was
-          // done out of a trail kept to max_rows, only older refusals.
-          evictFirst: "outcome = 'denied'",
-        }),
-      )
-      .start();
-    this.#pruner.poke();
-    const insert = db.prepare(
-      `INSERT INTO audit_log (time, principal, principal_kind, source, request_id, client_request_id, action, method, route, target, outcome, status, details)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.#lane = writeLane(db, {
-      write: (batch: Pending[]) => {
+    const onError = opts.onError ?? (() => {});
+    this.#log = new SqliteLogTable<Pending, number[]>(db, {
+      table: 'audit_log',
+      migrations: AUDIT_MIGRATIONS,
+      retentionMs: opts.retentionMs ?? 90 * 24 * 3_600_000,
+      maxRows: opts.maxRows ?? 1_000_000,
+      // Refusals go first: a caller refused again and again cannot push the rows of what was
+      // done out of a trail kept to max_rows, only older refusals.
+      evictFirst: "outcome = 'denied'",
+      writer: () => {
+        const insert = db.prepare(
+          `INSERT INTO audit_log (time, principal, principal_kind, source, request_id, client_request_id, action, method, route, target, outcome, status, details)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        );
         // Positional parameters: about twice as fast to bind as named ones.
-        const ids: number[] = [];
-        for (const r of batch)
-          ids.push(
-            Number(
-              insert.run(
-                r.time,
-                r.principal,
-                r.principal_kind,
-                r.source,
-                r.request_id,
-                r.client_request_id,
-                r.action,
-                r.method,
-                r.route,
-                r.target,
-                r.outcome,
-                r.status,
-                r.details,
-              ).lastInsertRowid,
-            ),
-          );
-        return ids;
+        return (batch) => {
+          const ids: number[] = [];
+          for (const r of batch)
+            ids.push(
+              Number(
+                insert.run(
+                  r.time,
+                  r.principal,
+                  r.principal_kind,
+                  r.source,
+                  r.request_id,
+                  r.client_request_id,
+                  r.action,
+                  r.method,
+                  r.route,
+                  r.target,
+                  r.outcome,
+                  r.status,
+                  r.details,
+                ).lastInsertRowid,
+              ),
+            );
+          return ids;
+        };
       },
       committed: (ids, batch) => this.#written(batch, ids),
-      onError: (e) => this.#onError(e),
+      onError,
       ...(opts.onFull && { onFull: opts.onFull }),
     });
     // Opened now, so a path that cannot be written stops the start with an error naming it.
-    this.#jsonl = opts.jsonl === undefined ? undefined : new JsonlAppender(opts.jsonl, (e) => this.#onError(e));
+    this.#jsonl = opts.jsonl === undefined ? undefined : new JsonlAppender(opts.jsonl, onError);
   }
 
   record(e: AuditEntry): void {
-    if (this.#closed) return;
+    if (this.#log.closed) return;
     // Scrubbed and serialized now: the caller's objects may change after this returns.
-    this.#lane.push({
+    this.#log.push({
       time: e.time ?? Date.now(),
       principal: text(e.principal?.id),
       principal_kind: e.principal ? text(e.principal.kind) : null,
@@ -278,29 +264,23 @@ export class AuditStore implements AuditSink {
 
   /** Rows dropped because writing failed (the error goes to onError). */
   get dropped(): number {
-    return this.#lane.dropped;
+    return this.#log.dropped;
   }
 
   /** Writes what is queued (this store's rows and the database's other queued records), synchronously. */
   flush(): void {
-    this.#lane.flush();
+    this.#log.flush();
   }
 
-  /** A batch committed: its JSON lines, and retention every so many rows. */
+  /** A batch committed: its JSON lines. */
   #written(batch: Pending[], ids: number[]): void {
     if (this.#jsonl)
       this.#jsonl.write(batch.map((r, i) => `${JSON.stringify(toRecord({ ...r, id: ids[i]! }))}\n`).join(''));
-    this.#sincePrune += batch.length;
-    if (this.#sincePrune >= this.#pruneEvery) {
-      this.#sincePrune = 0;
-      this.#pruner.poke();
-    }
   }
 
   /** Applies retention now; resolves with the rows deleted. */
-  async prune(): Promise<number> {
-    this.flush();
-    return (await this.#pruner.run()).audit_log ?? 0;
+  prune(): Promise<number> {
+    return this.#log.prune();
   }
 
   /**
@@ -368,10 +348,8 @@ export class AuditStore implements AuditSink {
 
   /** Flushes, stops accepting rows and closes the JSON-lines file. Does not close the database (its owner does). */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#lane.close();
-    this.#closed = true;
-    this.#pruner.close();
+    if (this.#log.closed) return;
+    this.#log.close();
     await this.#jsonl?.close();
   }
 }

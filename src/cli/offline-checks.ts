@@ -24,7 +24,7 @@ import type { SourceIssue } from '../shared/issues.js';
 import { MEMORY_TOOL_NAMES } from '../memory/tools.js';
 import { calculatorTool, currentTimeTool } from '../tools/index.js';
 import { SqliteTeamStore, TeamBoard, teamTools, todoTools } from '../tools/todo/index.js';
-import { DEFAULT_BUILTIN_DIR } from '../tools/wasm/manager.js';
+import { DEFAULT_BUILTIN_DIR } from '../tools/servers/manager.js';
 import { webTools } from '../tools/web/index.js';
 import { workspaceTools } from '../tools/workspace/index.js';
 

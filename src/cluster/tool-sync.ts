@@ -19,7 +19,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../shared/errors.js';
-import type { ToolServerManager } from '../tools/wasm/index.js';
+import type { ToolServerManager } from '../tools/servers/index.js';
 import { LagWindow, NoticeChannel } from './notice-channel.js';
 
 /** The core NATS subject of a cluster's tool package notices (one per schema: one per cluster). */

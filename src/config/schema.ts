@@ -205,7 +205,7 @@ export type ToolGrantConfig = z.output<typeof toolGrantSchema>;
 /**
  * `[tools.limits]`: the most any tool server's manifest may ask for (a manifest asking for more is
  * refused at deploy with a 422 naming the field, the value and the cap; `[tools.NAME] limits` may
- * raise one server's), and which calls run in the server thread (src/tools/wasm/limits.ts).
+ * raise one server's), and which calls run in the server thread (src/tools/servers/limits.ts).
  */
 export const toolCapsSchema = z
   .strictObject({
@@ -587,7 +587,7 @@ export const serverConfigSchema = z.strictObject({
       max_dead_letters: z.number().int().min(1).max(100_000_000).default(10_000),
     })
     .prefault({}),
-  /** Retention of the tool-call audit log (SQLite `tool_audit`, src/tools/wasm/audit.ts). */
+  /** Retention of the tool-call audit log (SQLite `tool_audit`, src/audit/tool-audit.ts). */
   tool_audit: z
     .strictObject({
       /** Records older than this are deleted (default 30 days). */
@@ -622,7 +622,7 @@ export const serverConfigSchema = z.strictObject({
     .prefault({}),
   /**
    * `[tools.limits]`: the operator's caps over every tool manifest; `[tools.NAME]`: grants per tool
-   * server (src/tools/wasm/manager.ts, limits.ts; ADR 0018). "limits" is therefore not usable as
+   * server (src/tools/servers/manager.ts, limits.ts; ADR 0018). "limits" is therefore not usable as
    * the name of a server's grant table.
    */
   tools: z

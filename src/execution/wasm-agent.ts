@@ -1,6 +1,6 @@
 /**
  * WebAssembly agents (ADR 0058): an agent whose `[wasm]` names a module answers with that module
- * instead of a model. The module runs in the tool sandbox (src/tools/wasm) under its own fuel,
+ * instead of a model. The module runs in the tool sandbox (src/tools/servers) under its own fuel,
  * memory and time limits and speaks the tool ABI (Extism's kernel functions; sdk/c/caxton.h):
  *
  *   input   {"agent", "request", "parameters", "context"?, "conversation_id"?, "message"?, "turn",
@@ -24,17 +24,17 @@ import { CaxtonError } from '../shared/errors.js';
 import { DEFAULT_WASM_LIMITS } from '../shared/wasm-limits.js';
 import { COPY_ROOT } from '../shared/objects.js';
 import type { ToolRegistry } from '../tools/index.js';
-import { FileAccess } from '../tools/wasm/fs-access.js';
-import { formatLimit, type ToolLimitCaps } from '../tools/wasm/limits.js';
-import { toLimitCaps } from '../tools/wasm/manager-types.js';
-import { OffThreadSandbox } from '../tools/wasm/off-thread.js';
+import { FileAccess } from '../tools/servers/fs-access.js';
+import { formatLimit, type ToolLimitCaps } from '../tools/servers/limits.js';
+import { toLimitCaps } from '../tools/servers/manager-types.js';
+import { OffThreadSandbox } from '../tools/servers/off-thread.js';
 import {
   prepareModule,
   WasmSandbox,
   type CallResult,
   type SandboxGrants,
   type SandboxLimits,
-} from '../tools/wasm/sandbox.js';
+} from '../tools/servers/wasm/index.js';
 import { toolContext } from './run-agent.js';
 import type { RunStep } from './runs/model.js';
 import { RefusalTally, RunRecorder, type CallOutcome } from './runs/recorder.js';

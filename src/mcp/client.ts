@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../observability/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
-import type { ToolAuditSink } from '../tools/wasm/audit.js';
+import type { ToolAuditSink } from '../audit/index.js';
 import type { PermissionSet } from '../tools/permissions/index.js';
 import type { McpConnection } from './connection.js';
 import type { McpOAuthStatus, OAuthStore } from './oauth.js';

@@ -17,8 +17,8 @@ import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import { refusalOf, type PermissionSet } from '../tools/permissions/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
-import { digestArgs, type ToolAuditSink } from '../tools/wasm/audit.js';
-import type { CallOutcome } from '../tools/wasm/errors.js';
+import { digestArgs, type ToolAuditSink } from '../audit/index.js';
+import type { CallOutcome } from '../audit/index.js';
 import { errorText, type McpSupervisor } from './supervisor.js';
 
 const DEADLINE_MARGIN_MS = 25;

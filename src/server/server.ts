@@ -16,7 +16,8 @@ import { CaxtonError } from '../shared/errors.js';
 import { registerSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { Db } from '../storage/index.js';
-import type { ToolAuditLog, ToolServerManager } from '../tools/wasm/index.js';
+import type { ToolServerManager } from '../tools/servers/index.js';
+import type { ToolAuditLog } from '../audit/index.js';
 import { SqliteTeamStore, TeamBoard } from '../tools/todo/index.js';
 import {
   clusterComponents,
@@ -300,7 +301,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         teams,
       }),
     );
-    const toolAudit = stack.add(openToolAudit({ config, db, logger, metrics, clusterState }));
+    const toolAudit = stack.add(
+      openToolAudit({ config, db, logger, metrics, clusterState, tools: executor.hostTools }),
+    );
     // Claude Code's toolkit (workspace.*, web.*, todo.write, team.*), under the operator's [workspace] and [web] grants.
     stack.add(startToolkit({ config, audit: toolAudit.watch, logger, teams }));
     const mcp = stack.add(

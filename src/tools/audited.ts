@@ -5,8 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Tool, ToolContext, ToolResult } from './types.js';
-import type { ToolAuditSink } from './wasm/audit.js';
-import type { CallOutcome } from './wasm/errors.js';
+import type { ToolAuditSink } from '../audit/index.js';
+import type { CallOutcome } from '../audit/index.js';
 
 /** A tool's result with the outcome the audit records (default: `error` when is_error, else `ok`). */
 export interface AuditedResult extends ToolResult {

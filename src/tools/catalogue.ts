@@ -18,19 +18,19 @@ import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import { endWithError, startSpan } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import { closest } from '../shared/suggest.js';
-import { auditServerOf, BUILTIN_GROUP, HOST_GROUP } from './audit-server.js';
+import { auditServerOf, BUILTIN_GROUP, HOST_GROUP } from '../audit/index.js';
 import type { ToolRegistry } from './registry.js';
 import type { Tool, ToolResult } from './types.js';
 // Types only: src/tools/index.ts exports this file, and the executor and the isolation workers
 // import that entry point without needing the WebAssembly machinery loaded.
-import type { ToolAuditRecord, ToolAuditSink } from './wasm/audit.js';
+import type { ToolAuditRecord, ToolAuditSink } from '../audit/index.js';
 import type {
   ToolCallOptions,
   ToolCallResult,
   ToolServerManager,
   ToolServerSummary,
   ToolServerView,
-} from './wasm/manager.js';
+} from './servers/manager.js';
 
 /** Who a direct call is recorded as in the audit log: the same as ToolServerManager's API_CALLER. */
 const API_CALLER = 'api';

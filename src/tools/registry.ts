@@ -2,6 +2,7 @@ import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import type { ToolSpec } from '../llm/types.js';
 import type { Tool, ToolContext, ToolResult } from './types.js';
+import type { RegistryCall } from '../audit/index.js';
 
 /**
  * Whether an agent's `tools` list allows `name`: an exact name, `SERVER.*`, or the bare server
@@ -18,18 +19,8 @@ export function allowsTool(allowed: readonly string[], name: string): boolean {
 
 const allows = allowsTool;
 
-/** One finished call, as `ToolRegistry.onCalled` hears of it. */
-export interface CalledTool {
-  name: string;
-  args: Record<string, unknown>;
-  ctx: ToolContext;
-  /** When it started (ms since epoch) and how long it took (µs). */
-  started: number;
-  duration_us: number;
-  outcome: 'ok' | 'error' | 'timeout';
-  /** What the model was given (the error, when it failed). */
-  result: string;
-}
+/** One finished call, as `ToolRegistry.onCalled` hears of it (and the tool audit records it, src/audit/tool-calls.ts). */
+export type CalledTool = RegistryCall<ToolContext>;
 
 /**
  * All tools the server offers. An agent sees only the tools its `tools` list allows (exact names,
@@ -40,7 +31,7 @@ export class ToolRegistry {
   /**
    * Told of every call the allowlist refuses (the tool audit records them: a model probing for
    * tools it was not given is worth seeing), and of a call a permission rule refused in the run
-   * before it reached a tool (`denied`). Set by whoever owns the audit (ToolServerManager).
+   * before it reached a tool (`denied`). Set at start by the tool audit (auditRegistryCalls, src/audit/tool-calls.ts).
    */
   onRefused:
     | ((

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentChecks, parseAgent } from '../../src/agents/index.js';
 import { wasmModuleResolver } from '../../src/execution/index.js';
-import { DEFAULT_TOOL_LIMITS } from '../../src/tools/wasm/index.js';
+import { DEFAULT_TOOL_LIMITS } from '../../src/tools/servers/index.js';
 import { hasSystem } from '../helpers/system.js';
 import { buildCFixture } from '../helpers/wasm-c.js';
 

@@ -59,6 +59,9 @@ const BESIDE: readonly { adapters: string; core: string; why: string }[] = [
 const FEATURES: readonly { folder: string; above: readonly string[] }[] = [
   { folder: 'agents/versions', above: ['agents/rollouts'] },
   { folder: 'agents/rollouts', above: [] },
+  // The tool servers' two sandboxes: QuickJS is itself WebAssembly, so js/ uses wasm/, never the reverse.
+  { folder: 'tools/servers/wasm', above: ['tools/servers/js'] },
+  { folder: 'tools/servers/js', above: [] },
 ];
 
 interface Import {

@@ -20,7 +20,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ToolSync, toolsSubject } from '../../src/cluster/index.js';
 import { createLogger } from '../../src/observability/index.js';
 import { ToolRegistry } from '../../src/tools/index.js';
-import { PgToolPackageStore, ToolServerManager } from '../../src/tools/wasm/index.js';
+import { PgToolPackageStore, ToolServerManager } from '../../src/tools/servers/index.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';

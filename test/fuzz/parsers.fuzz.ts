@@ -19,7 +19,7 @@ import { parseMessage } from '../../src/messaging/index.js';
 import { MAX_INPUT_DEPTH, valueDepth } from '../../src/shared/depth.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../src/shared/json-text.js';
-import { parseToolManifest } from '../../src/tools/wasm/index.js';
+import { parseToolManifest } from '../../src/tools/servers/index.js';
 import { htmlToMarkdown } from '../../src/tools/web/index.js';
 import { Glob, GlobError, inspectCommandLine } from '../../src/tools/workspace/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';

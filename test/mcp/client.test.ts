@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { McpClientManager, type McpServerStatus } from '../../src/mcp/index.js';
 import { ToolRegistry } from '../../src/tools/index.js';
-import { MemoryAuditSink } from '../../src/tools/wasm/audit.js';
+import { MemoryToolAuditSink } from '../../src/audit/index.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   ctx,
@@ -39,14 +39,14 @@ afterAll(async () => {
 describe('stdio reference servers mounted as host tools', () => {
   let tools: ToolRegistry;
   let mcp: McpClientManager;
-  let audit: MemoryAuditSink;
+  let audit: MemoryToolAuditSink;
   let files: string;
 
   beforeAll(async () => {
     files = tmp();
     writeFileSync(join(files, 'hello.txt'), 'hello from a temp dir\n');
     tools = new ToolRegistry();
-    audit = new MemoryAuditSink();
+    audit = new MemoryToolAuditSink();
     mcp = new McpClientManager({
       tools,
       audit,
@@ -421,7 +421,7 @@ describe('Streamable HTTP server mounted by url', () => {
     const port = await freePort();
     let child = await startEverythingHttp(port);
     const tools = new ToolRegistry();
-    const audit = new MemoryAuditSink();
+    const audit = new MemoryToolAuditSink();
     const mcp = new McpClientManager({
       tools,
       audit,

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { assertBuilt } from './../cli/helpers/cli.js';
+import { assertBuilt } from '../cli/helpers/cli.js';
 import { repoRoot } from './helpers.js';
 
 const SHIM = join(repoRoot, 'scripts/node20-globsync.mjs');

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { MessageHandler } from '../../src/messaging/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { openDatabase } from '../../src/storage/index.js';
-import { ToolAuditStore } from '../../src/tools/wasm/audit.js';
+import { ToolAuditStore } from '../../src/audit/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 import { agentDef, deploy, openBus, type TestBus } from './helpers.js';

@@ -28,7 +28,7 @@ import {
 } from '../../src/observability/events.js';
 import { markRelayed, whileRelayed } from '../../src/shared/relayed.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
-import { PgToolAudit, ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../src/tools/wasm/index.js';
+import { PgToolAudit, ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../src/audit/index.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';

@@ -27,7 +27,7 @@ import type { StatusSampler } from '../../observability/status.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
-import type { ToolServerManager } from '../../tools/wasm/manager.js';
+import type { ToolServerManager } from '../../tools/servers/manager.js';
 import type { ToolCatalogue } from '../../tools/catalogue.js';
 import { dependencyStateSchema, errorEnvelopeSchema } from '../schemas.js';
 import { keepOpen, openSse, wantsEventStream } from '../sse.js';

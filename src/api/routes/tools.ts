@@ -5,9 +5,9 @@ import { readScopeOf } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { BUILTIN_GROUP, HOST_GROUP, TOOL_SOURCE_KINDS, type ToolCatalogue } from '../../tools/index.js';
-import type { AuditQuery, ToolAuditReads } from '../../tools/wasm/audit.js';
-import { CALL_OUTCOMES, type CallOutcome } from '../../tools/wasm/errors.js';
-import type { ToolServerManager } from '../../tools/wasm/manager.js';
+import type { ToolAuditQuery, ToolAuditReads } from '../../audit/index.js';
+import { CALL_OUTCOMES, type CallOutcome } from '../../audit/index.js';
+import type { ToolServerManager } from '../../tools/servers/manager.js';
 import { requestTraceparent } from '../request-trace.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
 
@@ -324,7 +324,7 @@ export async function toolRoutes(
     async (req) => {
       const q = req.query;
       const scope = readScopeOf(req.principal);
-      const query: AuditQuery = { limit: q.limit, ...(scope !== undefined && { agents: scope }) };
+      const query: ToolAuditQuery = { limit: q.limit, ...(scope !== undefined && { agents: scope }) };
       if (q.agent !== undefined) query.agent = q.agent;
       if (q.tool !== undefined) query.tool = q.tool;
       if (q.server !== undefined) query.server = q.server;

@@ -8,7 +8,7 @@ import type { AgentEvents } from '../../observability/events.js';
 import type { LogBuffer } from '../../observability/log-buffer.js';
 import type { StatusSampler } from '../../observability/status.js';
 import type { ToolCatalogue } from '../../tools/index.js';
-import type { ToolServerManager } from '../../tools/wasm/index.js';
+import type { ToolServerManager } from '../../tools/servers/index.js';
 import type { Component } from './component.js';
 
 /** Events, logs and the status overview over what every other component holds; nothing of its own to close. */

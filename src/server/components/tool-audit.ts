@@ -1,10 +1,9 @@
+import { auditRegistryCalls, PgToolAudit, ToolAuditStore, type ToolAuditLog } from '../../audit/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import { describeError } from '../../shared/errors.js';
 import type { Db } from '../../storage/index.js';
-import { AuditWatch } from '../../tools/index.js';
-import { ToolAuditStore, type ToolAuditLog } from '../../tools/wasm/audit.js';
-import { PgToolAudit } from '../../tools/wasm/pg-tool-audit.js';
+import { AuditWatch, type ToolRegistry } from '../../tools/index.js';
 import type { ClusterStateComponent } from './cluster.js';
 import type { Component } from './component.js';
 
@@ -15,9 +14,16 @@ export interface ToolAuditComponent extends Component {
   readonly watch: AuditWatch;
 }
 
-/** The tool-call audit log shared by MCP and WebAssembly tool servers; on a cluster node, the cluster's (each call recorded by the node that ran it). */
+/**
+ * The tool-call audit log (src/audit, ADR 0144) shared by every tool: tool servers, MCP servers,
+ * host tools, and, through the host registry's hooks installed here, built-ins, memory tools and
+ * the calls an allowlist or permission rule refuses; on a cluster node, the cluster's (each call
+ * recorded by the node that ran it).
+ */
 export function openToolAudit(opts: {
   config: ServerConfig;
+  /** The host tool registry (`executor.hostTools`): it reports the calls no tool records itself. */
+  tools: ToolRegistry;
   db: Db;
   logger: Logger;
   metrics: Metrics;
@@ -52,6 +58,7 @@ export function openToolAudit(opts: {
         maxRows: config.tool_audit.max_rows,
         onFull: () => opts.metrics.writeQueueFull.inc({ store: 'tool_audit' }),
       });
+  auditRegistryCalls(opts.tools, store);
   // The catalogue (components/tools.ts) watches this sink for the outcome of MCP calls made through the API.
   return { name: 'tool audit', store, watch: new AuditWatch(store), close: () => store.close() };
 }

@@ -6,7 +6,7 @@ import { CaxtonError } from '../../shared/errors.js';
 import { MEMORY_TOOL_NAMES, parseMemoryConfig } from '../../memory/index.js';
 import { grantedToolkit, type HostToolGroup } from '../../tools/index.js';
 import { teamTools, todoTools, type TeamBoard } from '../../tools/todo/index.js';
-import type { ToolAuditSink } from '../../tools/wasm/index.js';
+import type { ToolAuditSink } from '../../audit/index.js';
 import { webTools } from '../../tools/web/index.js';
 import { workspacePermissions } from '../../tools/permissions/index.js';
 import { inside, probeSandbox, processLimitBy, workspaceTools } from '../../tools/workspace/index.js';

@@ -8,9 +8,9 @@ import type { McpClientManager } from '../../mcp/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
 import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
-import type { ToolAuditLog } from '../../tools/wasm/audit.js';
-import { ToolServerManager } from '../../tools/wasm/manager.js';
-import { ToolPackageStore } from '../../tools/wasm/package-store.js';
+import type { ToolAuditLog } from '../../audit/index.js';
+import { ToolServerManager } from '../../tools/servers/manager.js';
+import { ToolPackageStore } from '../../tools/servers/package-store.js';
 import type { ClusterComponent } from './cluster.js';
 import type { Component } from './component.js';
 import { TOOLKIT_GROUPS } from './toolkit.js';
@@ -25,7 +25,7 @@ export interface ToolsComponent extends Component {
 }
 
 /**
- * WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
+ * WebAssembly tool servers (src/tools/servers/manager.ts): built-in packages (tools/builtin/) and
  * API-deployed ones (the data dir's SQLite; on a cluster node the cluster's PostgreSQL, followed
  * through NATS notices by ToolSync) as host tools `SERVER.tool`, under the operator's [tools.NAME]
  * grants, every call audited; the deploy-time tool check; the tool catalogue; REST under /api/v1/tools.

@@ -6,7 +6,7 @@
  */
 import { audited, toolError, type AuditedTool } from '../audited.js';
 import type { Tool } from '../types.js';
-import type { ToolAuditSink } from '../wasm/audit.js';
+import type { ToolAuditSink } from '../../audit/index.js';
 
 export const TODO_GROUP = 'todo';
 

@@ -9,7 +9,7 @@
  */
 import { audited, toolError, type AuditedResult, type AuditedTool } from '../audited.js';
 import type { Tool } from '../types.js';
-import type { ToolAuditSink } from '../wasm/audit.js';
+import type { ToolAuditSink } from '../../audit/index.js';
 import { TASK_STATUSES, TEAM_LIMITS, TEAM_NAME_RE, type Team, type TeamBoard, type TeamTask } from './teams.js';
 
 export const TEAM_GROUP = 'team';

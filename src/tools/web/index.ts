@@ -7,7 +7,7 @@ import { audited } from '../audited.js';
 import { deniedBy } from '../permissions/guard.js';
 import type { PermissionSet } from '../permissions/rules.js';
 import type { Tool } from '../types.js';
-import type { ToolAuditSink } from '../wasm/audit.js';
+import type { ToolAuditSink } from '../../audit/index.js';
 import { fetchTool } from './fetch.js';
 import { searchTool } from './search.js';
 

@@ -6,7 +6,7 @@
 import { realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { WorkspaceConfig } from '../../config/index.js';
-import type { CallOutcome } from '../wasm/errors.js';
+import type { CallOutcome } from '../../audit/index.js';
 
 /** A refusal the model sees as a tool error; `denied` for grants and escapes, `invalid_input` for bad arguments. */
 export class WorkspaceError extends Error {

@@ -6,7 +6,7 @@
 import type { WorkspaceConfig } from '../../config/index.js';
 import { audited } from '../audited.js';
 import type { Tool } from '../types.js';
-import type { ToolAuditSink } from '../wasm/audit.js';
+import type { ToolAuditSink } from '../../audit/index.js';
 import { bashTool } from './bash.js';
 import { editTool, globTool, lsTool, multiEditTool, readTool, writeTool } from './files.js';
 import { Workspace } from './grant.js';

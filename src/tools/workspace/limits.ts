@@ -7,7 +7,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CallOutcome } from '../wasm/errors.js';
+import type { CallOutcome } from '../../audit/index.js';
 import { formatSize } from '../../shared/units.js';
 import { pidAlive } from '../../shared/pid.js';
 

@@ -6,12 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ToolResult } from '../../../src/tools/index.js';
-import {
-  MemoryAuditSink,
-  WasmToolServer,
-  type ToolServerGrants,
-  type WasmToolServerOptions,
-} from '../../../src/tools/wasm/index.js';
+import { WasmToolServer, type ToolServerGrants, type WasmToolServerOptions } from '../../../src/tools/servers/index.js';
+import { MemoryToolAuditSink } from '../../../src/audit/index.js';
 import { repoRoot } from '../../helpers/fixtures.js';
 import { ctx } from '../wasm/helpers.js';
 
@@ -34,7 +30,7 @@ export function ensureBuiltinsBuilt(): void {
 
 export interface Loaded {
   server: WasmToolServer;
-  audit: MemoryAuditSink;
+  audit: MemoryToolAuditSink;
   /** Invokes `server.tool` through its Tool (input schema, sandbox, output schema, audit). */
   call(tool: string, args: Record<string, unknown>): Promise<ToolResult>;
   /** Like call, but expects success and parses the JSON output. */
@@ -47,7 +43,7 @@ export function loadBuiltin(
   opts: Omit<WasmToolServerOptions, 'grants' | 'audit'> = {},
 ): Loaded {
   ensureBuiltinsBuilt();
-  const audit = new MemoryAuditSink();
+  const audit = new MemoryToolAuditSink();
   const server = WasmToolServer.load(join(BUILTIN_DIR, name), { ...opts, grants, audit });
   const call = (tool: string, args: Record<string, unknown>): Promise<ToolResult> => {
     const t = server.tools.find((x) => x.name === `${name}.${tool}`);

@@ -3,7 +3,7 @@
  * schemas are strict objects, and it imports only the host functions it needs (least authority).
  */
 import { describe, expect, it } from 'vitest';
-import { WasmSandbox } from '../../../src/tools/wasm/index.js';
+import { WasmSandbox } from '../../../src/tools/servers/index.js';
 import { builtinPackages, loadBuiltin } from './helpers.js';
 
 const EXPECTED: Record<string, { tools: string[]; needs: string[] }> = {

@@ -7,7 +7,8 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { MemoryAuditSink, type WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { type WasmToolServer } from '../../../src/tools/servers/index.js';
+import { MemoryToolAuditSink } from '../../../src/audit/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { workerHttpServer, type WorkerHttpServer } from '../servers/helpers.js';
 import { ctx, jsServer } from './helpers.js';
@@ -46,7 +47,7 @@ describe('hostile JavaScript tools', () => {
   let fuelLimited: WasmToolServer;
   let bomber: WasmToolServer;
   let bystander: WasmToolServer;
-  const audit = new MemoryAuditSink();
+  const audit = new MemoryToolAuditSink();
   const registry = new ToolRegistry();
 
   beforeAll(() => {

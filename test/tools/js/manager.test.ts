@@ -10,13 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { toolGrantSchema } from '../../../src/config/index.js';
 import { openDatabase } from '../../../src/storage/index.js';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import {
-  JsSandbox,
-  MemoryAuditSink,
-  parseToolManifest,
-  ToolServerManager,
-  WasmToolServer,
-} from '../../../src/tools/wasm/index.js';
+import { JsSandbox, parseToolManifest, ToolServerManager, WasmToolServer } from '../../../src/tools/servers/index.js';
+import { auditRegistryCalls, MemoryToolAuditSink } from '../../../src/audit/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { ctx, JS_EXAMPLE_DIR, jsExample, jsManifestText } from './helpers.js';
 
@@ -59,9 +54,11 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     writeFileSync(join(files, 'note.txt'), 'hello from /data\n');
     mkdirSync(join(files, 'sub'));
     const grants = { 'js-text': toolGrantSchema.parse({ paths: { '/data': files }, limits: { timeout: '1s' } }) };
-    const audit = new MemoryAuditSink();
+    const audit = new MemoryToolAuditSink();
     const tools = new ToolRegistry();
     const m = new ToolServerManager({ db, tools, grants, audit, builtinDir: false });
+    // As the server does at start (src/server/components/tool-audit.ts).
+    auditRegistryCalls(tools, audit);
     await m.start();
     const { manifest, source } = jsExample();
     const res = await m.deploy(manifest, source);

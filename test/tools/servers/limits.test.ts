@@ -11,7 +11,8 @@ import { loadServerConfig, toolGrantSchema } from '../../../src/config/index.js'
 import { CaxtonError } from '../../../src/shared/errors.js';
 import { openDatabase } from '../../../src/storage/index.js';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { DEFAULT_TOOL_CAPS, MemoryAuditSink, ToolServerManager } from '../../../src/tools/wasm/index.js';
+import { DEFAULT_TOOL_CAPS, ToolServerManager } from '../../../src/tools/servers/index.js';
+import { auditRegistryCalls, MemoryToolAuditSink } from '../../../src/audit/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { ctx, OK_WAT, wat } from '../wasm/helpers.js';
 
@@ -112,7 +113,7 @@ describe('[tools.limits]: operator caps over manifests', () => {
   });
 
   it('JavaScript servers and WebAssembly servers above in_thread_fuel run on a worker thread; small WebAssembly ones in the server thread', async () => {
-    const audit = new MemoryAuditSink();
+    const audit = new MemoryToolAuditSink();
     const { m } = await manager({ audit });
     const bytes = await wat(OK_WAT);
     await m.deploy(jsManifest('js'), JS);
@@ -134,8 +135,10 @@ describe('[tools.limits]: operator caps over manifests', () => {
   });
 
   it('an agent allowlist refusal reaches the audit through the host registry (outcome not_allowed), with no call made', async () => {
-    const audit = new MemoryAuditSink();
+    const audit = new MemoryToolAuditSink();
     const { m, tools } = await manager({ audit });
+    // As the server does at start (src/server/components/tool-audit.ts).
+    auditRegistryCalls(tools, audit);
     await m.deploy(jsManifest('js'), JS);
     const r = await tools.invoke(['other.*'], 'js.ok', { x: 1 }, ctx({ agent: 'intruder', conversation_id: 'c-1' }));
     expect(r).toEqual({

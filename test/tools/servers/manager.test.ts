@@ -9,7 +9,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/observability/index.js';
 import { openDatabase } from '../../../src/storage/index.js';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { MemoryAuditSink, ToolServerManager } from '../../../src/tools/wasm/index.js';
+import { ToolServerManager } from '../../../src/tools/servers/index.js';
+import { MemoryToolAuditSink } from '../../../src/audit/index.js';
 import { toolGrantSchema } from '../../../src/config/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { ensureToolsBuilt, EXAMPLE_DIR } from './helpers.js';
@@ -74,7 +75,7 @@ describe('ToolServerManager', () => {
     // Restart without the grant: "keyed" cannot load (its required config value is missing).
     const { logger, lines } = logCapture();
     const tools = new ToolRegistry();
-    const audit = new MemoryAuditSink();
+    const audit = new MemoryToolAuditSink();
     const second = new ToolServerManager({ db, tools, builtinDir: false, logger, audit });
     expect(await second.start()).toEqual({ loaded: 1, failed: 1 });
     const keyed = second.list().find((s) => s.name === 'keyed')!;

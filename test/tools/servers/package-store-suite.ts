@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { moduleDigest, type ToolPackageInput, type ToolPackageStorePort } from '../../../src/tools/wasm/index.js';
+import { moduleDigest, type ToolPackageInput, type ToolPackageStorePort } from '../../../src/tools/servers/index.js';
 import { ensureToolsBuilt, EXAMPLE_DIR } from './helpers.js';
 
 export function pkg(

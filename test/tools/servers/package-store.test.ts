@@ -1,10 +1,10 @@
 /**
- * The single-node tool package store (SQLite, src/tools/wasm/package-store.ts) through the shared
+ * The single-node tool package store (SQLite, src/tools/servers/package-store.ts) through the shared
  * suite of the port, and the migration that added `revision` to a database written before it.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { migrate, openDatabase } from '../../../src/storage/index.js';
-import { TOOL_PACKAGE_MIGRATIONS, ToolPackageStore } from '../../../src/tools/wasm/index.js';
+import { TOOL_PACKAGE_MIGRATIONS, ToolPackageStore } from '../../../src/tools/servers/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { packageStoreSuite } from './package-store-suite.js';
 

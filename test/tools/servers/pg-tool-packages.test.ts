@@ -1,5 +1,5 @@
 /**
- * The cluster's tool package store (src/tools/wasm/pg-tool-packages.ts) on the machine's PostgreSQL:
+ * The cluster's tool package store (src/tools/servers/pg-tool-packages.ts) on the machine's PostgreSQL:
  * the port's shared suite (test/tools/servers/package-store-suite.ts, also run on SQLite), each
  * test on a schema of its own, dropped afterwards; then what only this store promises: revisions
  * from one sequence (never reused, not even by a name removed and deployed again), a write on one
@@ -9,7 +9,7 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgMessageStore } from '../../../src/messaging/cluster/index.js';
-import { PgToolPackageStore } from '../../../src/tools/wasm/index.js';
+import { PgToolPackageStore } from '../../../src/tools/servers/index.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 import { startPgProxy } from '../../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../../helpers/tmp.js';

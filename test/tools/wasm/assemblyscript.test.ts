@@ -4,7 +4,8 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { MemoryAuditSink, WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { WasmToolServer } from '../../../src/tools/servers/index.js';
+import { MemoryToolAuditSink } from '../../../src/audit/index.js';
 import { ctx, ensureToolsBuilt, EXAMPLE_DIR, TEMPLATE_DIR } from './helpers.js';
 
 beforeAll(ensureToolsBuilt);
@@ -53,7 +54,7 @@ describe('example tool server "text"', () => {
 
 describe('template "hello"', () => {
   it('greets, with the configured greeting, and validates its output schema', async () => {
-    const audit = new MemoryAuditSink();
+    const audit = new MemoryToolAuditSink();
     const s = WasmToolServer.load(TEMPLATE_DIR, { grants: { config: { greeting: 'Ahoy' } }, audit });
     expect(s.tools.map((t) => t.name)).toEqual(['hello.greet']);
     expect(await s.tools[0]!.invoke({ name: 'Ada' }, ctx())).toEqual({ content: '{"greeting":"Ahoy, Ada!"}' });

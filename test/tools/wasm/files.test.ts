@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileAccess, WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { FileAccess, WasmToolServer } from '../../../src/tools/servers/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { ctx, ensureToolsBuilt, EXAMPLE_DIR, EXTISM_IMPORTS, server } from './helpers.js';
 

@@ -8,7 +8,7 @@ import {
   WasmToolServer,
   type ToolManifest,
   type WasmToolServerOptions,
-} from '../../../src/tools/wasm/index.js';
+} from '../../../src/tools/servers/index.js';
 import { repoRoot } from '../../helpers/fixtures.js';
 
 let wabt: Awaited<ReturnType<typeof wabtInit>> | undefined;

@@ -4,7 +4,8 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { MemoryAuditSink, WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { WasmToolServer } from '../../../src/tools/servers/index.js';
+import { MemoryToolAuditSink } from '../../../src/audit/index.js';
 import { ctx, EXTISM_IMPORTS, manifest, OK_WAT, outputText, server, wat } from './helpers.js';
 
 const HOSTILE_WAT = `(module ${EXTISM_IMPORTS}
@@ -42,7 +43,7 @@ const LIMITS = `[limits]\nmemory = "4MiB"\nfuel = 20_000_000\ntimeout = "10s"\nm
 describe('hostile modules', () => {
   let hostile: WasmToolServer;
   let bystander: WasmToolServer;
-  const audit = new MemoryAuditSink();
+  const audit = new MemoryToolAuditSink();
   const registry = new ToolRegistry();
 
   beforeAll(async () => {

@@ -6,7 +6,8 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostGranted, parseHostGrants } from '../../../src/shared/host-grants.js';
-import { MemoryAuditSink, type WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { type WasmToolServer } from '../../../src/tools/servers/index.js';
+import { MemoryToolAuditSink } from '../../../src/audit/index.js';
 import { ctx, OK_WAT, server } from './helpers.js';
 
 const SERVER_SOURCE = `
@@ -67,7 +68,7 @@ async function fetcher(
   const toml = `[permissions]\nallowed_hosts = [${manifestHosts.map((h) => `"${h}"`).join(', ')}]\n${extra}`;
   return server(name, ['fetch', 'status'], FETCH_WAT, toml, {
     ...(operatorHosts && { grants: { allowed_hosts: operatorHosts } }),
-    audit: new MemoryAuditSink(),
+    audit: new MemoryToolAuditSink(),
   });
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FUEL_EXPORT, instrument, START_EXPORT, WasmFormatError } from '../../../src/tools/wasm/index.js';
-import { WA } from '../../../src/tools/wasm/webassembly.js';
+import { FUEL_EXPORT, instrument, START_EXPORT, WasmFormatError } from '../../../src/tools/servers/index.js';
+import { WA } from '../../../src/tools/servers/wasm/webassembly.js';
 import { wat } from './helpers.js';
 
 describe('instrument', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatIssue } from '../../../src/shared/index.js';
-import { DEFAULT_TOOL_LIMITS, parseToolManifest, parseToolManifestOrThrow } from '../../../src/tools/wasm/index.js';
+import { DEFAULT_TOOL_LIMITS, parseToolManifest, parseToolManifestOrThrow } from '../../../src/tools/servers/index.js';
 
 const FILE = 'pkg/caxton-tool.toml';
 const GOOD = `name = "weather"

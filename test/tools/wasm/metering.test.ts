@@ -9,11 +9,11 @@ import { ToolRegistry } from '../../../src/tools/index.js';
 import {
   DEFAULT_TOOL_CAPS,
   LOG_LINES_PER_CALL,
-  MemoryAuditSink,
   type LogLevel,
   type WasmToolServer,
-} from '../../../src/tools/wasm/index.js';
-import { GuestLog, LOG_BYTES_PER_CALL, LOG_LINE_MAX } from '../../../src/tools/wasm/meter.js';
+} from '../../../src/tools/servers/index.js';
+import { MemoryToolAuditSink } from '../../../src/audit/index.js';
+import { GuestLog, LOG_BYTES_PER_CALL, LOG_LINE_MAX } from '../../../src/tools/servers/meter.js';
 import { jsServer } from '../js/helpers.js';
 import { ctx, EXTISM_IMPORTS, server } from './helpers.js';
 
@@ -82,7 +82,7 @@ describe.each([
 
   async function setup(name: string, limits: string, caps?: typeof DEFAULT_TOOL_CAPS) {
     const lines: Line[] = [];
-    const audit = new MemoryAuditSink();
+    const audit = new MemoryToolAuditSink();
     const s = await make(name, `[limits]\n${limits}\n`, {
       audit,
       log: (level: LogLevel, message: string, server: string) => lines.push({ level, message, server }),

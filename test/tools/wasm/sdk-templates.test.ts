@@ -12,7 +12,7 @@ import {
   LOG_LINES_PER_CALL,
   WasmToolServer,
   type WasmToolServerOptions,
-} from '../../../src/tools/wasm/index.js';
+} from '../../../src/tools/servers/index.js';
 import { ctx } from './helpers.js';
 import {
   assertBuilt,

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverConfigSchema } from '../../../src/config/index.js';
 import type { ToolContext } from '../../../src/tools/index.js';
 import { todoTools } from '../../../src/tools/todo/index.js';
-import type { ToolAuditRecord } from '../../../src/tools/wasm/index.js';
+import type { ToolAuditRecord } from '../../../src/audit/index.js';
 import { htmlToMarkdown, webTools } from '../../../src/tools/web/index.js';
 import type { PermissionSet } from '../../../src/tools/permissions/index.js';
 import { noteListener } from '../../../src/shared/host-grants.js';

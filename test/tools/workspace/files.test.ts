@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { ToolAuditRecord } from '../../../src/tools/wasm/index.js';
+import type { ToolAuditRecord } from '../../../src/audit/index.js';
 import { ctx, tempDir, tools } from './helpers.js';
 
 let root: string;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serverConfigSchema } from '../../../src/config/index.js';
 import type { Tool, ToolContext } from '../../../src/tools/index.js';
-import type { ToolAuditRecord } from '../../../src/tools/wasm/index.js';
+import type { ToolAuditRecord } from '../../../src/audit/index.js';
 import { workspaceTools } from '../../../src/tools/workspace/index.js';
 
 export function tempDir(prefix = 'caxton-ws-'): string {

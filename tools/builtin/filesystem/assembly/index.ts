@@ -1,6 +1,6 @@
 // Built-in tool server "filesystem": read, write and list text files under the roots the operator
 // maps: "/data" (read and write) and "/readonly" (read only). Tools `read`, `write`, `list`.
-// Every path is checked by the host (src/tools/wasm/fs-access.ts): it must lie under a mapped
+// Every path is checked by the host (src/tools/servers/fs-access.ts): it must lie under a mapped
 // root; "..", paths outside the roots and symlinks leading out of a root are refused, and the
 // refusal ends the call with a clear error. This module adds checks of the arguments' shape.
 import { Builder, quote } from "../../shared/json";

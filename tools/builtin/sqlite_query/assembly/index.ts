@@ -1,6 +1,6 @@
 // Built-in tool server "sqlite_query": read-only SQL on the SQLite databases the operator maps
 // under "/db" (one file, or a directory of database files). Tools `query` and `tables`.
-// The host (src/tools/wasm/sqlite-access.ts) opens the file read-only, allows only statements
+// The host (src/tools/servers/sqlite-access.ts) opens the file read-only, allows only statements
 // that read and return rows, binds parameters and caps rows and bytes; a refused database or a
 // writing statement ends the call with a clear error, and an SQL error comes back as the error.
 import { Builder, JValue, K, parseJson, lastError, quote } from "../../shared/json";

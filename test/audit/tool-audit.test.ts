@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { setImmediate as tick } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../../src/storage/index.js';
-import { ToolAuditStore, type ToolAuditRecord } from '../../../src/tools/wasm/index.js';
-import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
-import { ctx, EXTISM_IMPORTS, outputText, server } from './helpers.js';
+import { openDatabase } from '../../src/storage/index.js';
+import { ToolAuditStore, type ToolAuditRecord } from '../../src/audit/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { ctx, EXTISM_IMPORTS, outputText, server } from '../tools/wasm/helpers.js';
 
 afterAll(removeTempDirs);
 

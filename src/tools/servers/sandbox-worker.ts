@@ -8,8 +8,8 @@ import { FileAccess } from './fs-access.js';
 import { parseHostGrants } from '../../shared/host-grants.js';
 import { sharedHttpClient } from './http.js';
 import type { OffThreadInit, WorkerReply, WorkerRequest } from './off-thread.js';
-import { JsSandbox, loadBoundedQuickJS } from './js-sandbox.js';
-import { WasmSandbox, type LogLevel, type SandboxGrants } from './sandbox.js';
+import { JsSandbox, loadBoundedQuickJS } from './js/index.js';
+import { WasmSandbox, type LogLevel, type SandboxGrants } from './wasm/index.js';
 import { SqliteAccess } from './sqlite-access.js';
 
 const port = parentPort!;

@@ -1,7 +1,10 @@
 /**
- * WebAssembly tool servers: packages (`caxton-tool.toml` + `.wasm`) run in an in-thread sandbox
- * that speaks Extism's kernel ABI under Caxton's fuel, memory, size and permission limits
- * (docs/adr/0009-wasm-tool-abi.md), with an SQLite-backed audit log of every call.
+ * Tool servers: packages (`caxton-tool.toml` + a module) run in a sandbox, WebAssembly (wasm/,
+ * Extism's kernel ABI, docs/adr/0009-wasm-tool-abi.md) or JavaScript (js/, QuickJS, ADR 0011),
+ * under Caxton's fuel, memory, size and permission limits, in the server thread or on a worker
+ * thread (off-thread.ts); the host functions they share (files, HTTP, SQLite, metering) are here,
+ * as are the manager, the manifest and the package stores. Every call is recorded in the tool
+ * audit (src/audit, ADR 0144).
  */
 export { WasmToolServer, type ToolServerGrants, type WasmToolServerOptions, type ToolServerStats } from './server.js';
 export {
@@ -17,24 +20,7 @@ export {
   type ConfigDeclaration,
   type ManifestResult,
 } from './manifest.js';
-export {
-  ToolAuditStore,
-  MemoryAuditSink,
-  TOOLS_MIGRATIONS,
-  digestArgs,
-  type ToolAuditRecord,
-  type StoredAuditRecord,
-  type ToolAuditSink,
-  type AuditQuery,
-  type ToolAuditReads,
-  type ToolAuditLog,
-  auditWhere,
-  auditOrder,
-  auditValues,
-  auditOfRow,
-  AUDIT_COLUMNS,
-} from './audit.js';
-export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES, loadQuickJS } from './js-sandbox.js';
+export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES, loadQuickJS } from './js/index.js';
 export {
   WasmSandbox,
   prepareModule,
@@ -46,7 +32,7 @@ export {
   type CallResult,
   type LogLevel,
   type PreparedModule,
-} from './sandbox.js';
+} from './wasm/index.js';
 export { HostTrap, CALL_OUTCOMES, type CallOutcome } from './errors.js';
 export { OffThreadSandbox } from './off-thread.js';
 export { FileAccess, type PathRoot, type PathAccess } from './fs-access.js';
@@ -67,7 +53,7 @@ export {
   MAX_FUEL,
   type InstrumentOptions,
   type InstrumentResult,
-} from './instrument.js';
+} from './wasm/index.js';
 export {
   ToolServerManager,
   toServerGrants,
@@ -95,5 +81,4 @@ export {
   type ToolPackageStorePort,
   type ToolPackageVersion,
 } from './package-store.js';
-export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
 export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';

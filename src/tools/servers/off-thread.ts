@@ -29,7 +29,7 @@ import { Worker } from 'node:worker_threads';
 import type { DatabaseRoot } from './sqlite-access.js';
 import type { Listener } from '../../shared/host-grants.js';
 import type { PathRoot } from './fs-access.js';
-import type { CallResult, LogLevel, PreparedModule, SandboxLimits } from './sandbox.js';
+import type { CallResult, LogLevel, PreparedModule, SandboxLimits } from './wasm/index.js';
 
 /** Everything the worker needs to build the sandbox (structured-cloneable). */
 export interface OffThreadInit {
@@ -87,8 +87,8 @@ function workerPath(): string {
   const js = here.replace(/off-thread\.(ts|js)$/, 'sandbox-worker.js');
   if (existsSync(js)) return js;
   return js.replace(
-    /([\\/])src([\\/])tools([\\/])wasm([\\/])sandbox-worker\.js$/,
-    '$1dist$2tools$3wasm$4sandbox-worker.js',
+    /([\\/])src([\\/])tools([\\/])servers([\\/])sandbox-worker\.js$/,
+    '$1dist$2tools$3servers$4sandbox-worker.js',
   );
 }
 

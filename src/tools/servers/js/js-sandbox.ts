@@ -32,13 +32,19 @@ import {
   type QuickJSRuntime,
   type QuickJSWASMModule,
 } from 'quickjs-emscripten';
-import { CaxtonError } from '../../shared/errors.js';
-import { COPY_ROOT } from '../../shared/objects.js';
-import { HostTrap, type CallOutcome } from './errors.js';
-import { checkHttpRequest } from './http.js';
-import { GuestLog, HOST_BYTES_PER_FUEL, hostCallFuel } from './meter.js';
-import { WA } from './webassembly.js';
-import type { CallResult, LogLevel, SandboxGrants, SandboxHooks, SandboxLimits } from './sandbox.js';
+import { CaxtonError } from '../../../shared/errors.js';
+import { COPY_ROOT } from '../../../shared/objects.js';
+import { HostTrap, type CallOutcome } from '../errors.js';
+import { checkHttpRequest } from '../http.js';
+import { GuestLog, HOST_BYTES_PER_FUEL, hostCallFuel } from '../meter.js';
+import {
+  WA,
+  type CallResult,
+  type LogLevel,
+  type SandboxGrants,
+  type SandboxHooks,
+  type SandboxLimits,
+} from '../wasm/index.js';
 
 /** QuickJS polls the interrupt handler every this many ticks (JS_INTERRUPT_COUNTER_INIT). */
 export const JS_FUEL_PER_POLL = 10_000;

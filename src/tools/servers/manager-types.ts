@@ -10,7 +10,7 @@ import { requestedWasmLimits } from '../../shared/wasm-limits.js';
 import type { Db } from '../../storage/index.js';
 import type { ToolRegistry } from '../registry.js';
 import type { ToolContext } from '../types.js';
-import type { ToolAuditSink } from './audit.js';
+import type { ToolAuditSink } from '../../audit/index.js';
 import type { SyncHttpClient } from './http.js';
 import { DEFAULT_TOOL_CAPS, type ToolLimitCaps } from './limits.js';
 import type { ToolLimits } from './manifest.js';

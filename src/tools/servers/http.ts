@@ -44,7 +44,10 @@ function workerPath(): string {
   const here = fileURLToPath(import.meta.url);
   const js = here.replace(/http\.(ts|js)$/, 'http-worker.js');
   if (existsSync(js)) return js;
-  return js.replace(/([\\/])src([\\/])tools([\\/])wasm([\\/])http-worker\.js$/, '$1dist$2tools$3wasm$4http-worker.js');
+  return js.replace(
+    /([\\/])src([\\/])tools([\\/])servers([\\/])http-worker\.js$/,
+    '$1dist$2tools$3servers$4http-worker.js',
+  );
 }
 
 /** Synchronous HTTP through one helper worker, started on first use and shared by all tool servers. */

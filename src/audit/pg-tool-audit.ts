@@ -1,6 +1,6 @@
 /**
  * The tool audit of a cluster, in PostgreSQL (ADR 0043): the single node's
- * `tool_audit` (src/tools/wasm/audit.ts) in the cluster schema, shared by every node: each call is
+ * `tool_audit` (src/audit/tool-audit.ts) in the cluster schema, shared by every node: each call is
  * recorded once, by the node that ran it (`node` column), and GET /api/v1/tools/audit answers the
  * same on every node. Same columns as SQLite's plus `node`; the filters are written once
  * (`auditWhere`, `auditOrder`), and one suite runs against both stores
@@ -17,24 +17,21 @@ import {
   stateUnavailable,
   type PgBatchTuning,
   type PgMigration,
-} from '../../storage/pg/index.js';
+} from '../storage/pg/index.js';
 import {
   AUDIT_COLUMNS,
   auditOfRow,
   auditOrder,
   auditValues,
   auditWhere,
-  type AuditQuery,
+  type ToolAuditQuery,
   type StoredAuditRecord,
   type ToolAuditLog,
   type ToolAuditRecord,
-} from './audit.js';
+} from './tool-audit.js';
 
-const MIGRATIONS: readonly PgMigration[] = [
-  {
-    // SQLite's tools-001 and tools-002 in one step (the table and its principal column).
-    id: 'cluster-tool-audit-001',
-    sql: (s) => `
+/** SQLite's tools-001 and tools-002 in one step (the table and its principal column), plus `node`. */
+const createToolAudit = (s: string) => `
       CREATE TABLE ${s}.tool_audit (
         id              bigserial PRIMARY KEY,
         time            bigint NOT NULL,
@@ -59,9 +56,9 @@ const MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX tool_audit_tool ON ${s}.tool_audit (tool, id);
       CREATE INDEX tool_audit_conversation ON ${s}.tool_audit (conversation_id, id) WHERE conversation_id IS NOT NULL;
       CREATE INDEX tool_audit_principal ON ${s}.tool_audit (principal, id) WHERE principal IS NOT NULL;
-    `,
-  },
-];
+    `;
+
+const MIGRATIONS: readonly PgMigration[] = [{ id: 'cluster-tool-audit-001', sql: createToolAudit }];
 
 /** The PostgreSQL array type of each of AUDIT_COLUMNS (for the unnest of a batch). */
 const ARRAY_TYPE: Record<(typeof AUDIT_COLUMNS)[number], string> = {
@@ -142,7 +139,7 @@ export class PgToolAudit implements ToolAuditLog {
     await this.#o.pool.query(this.#insert, [...cols, this.#o.node]);
   }
 
-  async find(q: AuditQuery = {}): Promise<StoredAuditRecord[]> {
+  async find(q: ToolAuditQuery = {}): Promise<StoredAuditRecord[]> {
     await this.#log.flush();
     const args: unknown[] = [];
     const param = (v: unknown) => `$${args.push(v)}`;

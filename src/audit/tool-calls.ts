@@ -2,21 +2,56 @@
  * The tool audit of the calls that never reach a tool server: those an agent's allowlist refuses
  * (outcome `not_allowed`) and those run by tools that do not record their own (built-ins, memory
  * tools, send_message; in worker and process isolation the task reports them to the server). The
- * host registry tells of each through `onRefused` / `onCalled`; the manager that owns the audit
- * sets them once.
+ * host registry (src/tools/registry.ts) tells of each through `onRefused` / `onCalled`; the
+ * server sets them once at start, when it opens the tool audit (src/server/components/tool-audit.ts).
+ * The registry is seen here only through the slice below: the audit sits below the tool layer.
  */
-import { auditServerOf } from '../audit-server.js';
-import type { ToolRegistry } from '../registry.js';
-import type { ToolContext } from '../types.js';
-import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './audit.js';
+import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './tool-audit.js';
+import { auditServerOf } from './tool-groups.js';
+
+/** Who made a call: the slice of a tool call's context the audit records. */
+export interface ToolCallIdentity {
+  agent: string;
+  execution_id?: string | undefined;
+  conversation_id?: string | undefined;
+  principal?: string | undefined;
+}
+
+/** One finished call, as the host registry reports it. */
+export interface RegistryCall<C extends ToolCallIdentity> {
+  name: string;
+  args: Record<string, unknown>;
+  ctx: C;
+  /** When it started (ms since epoch) and how long it took (µs). */
+  started: number;
+  duration_us: number;
+  outcome: 'ok' | 'error' | 'timeout';
+  /** What the model was given (the error, when it failed). */
+  result: string;
+}
+
+/** The host registry's audit hooks (ToolRegistry's `onRefused`, `onCalled` and `isReserved`). */
+export interface AuditedRegistry<C extends ToolCallIdentity> {
+  isReserved(name: string): boolean;
+  onRefused:
+    | ((
+        name: string,
+        args: Record<string, unknown>,
+        ctx: C,
+        reason: string,
+        outcome?: 'not_allowed' | 'denied',
+      ) => void)
+    | undefined;
+  onCalled: ((call: RegistryCall<C>) => void) | undefined;
+}
 
 const enc = new TextEncoder();
 
 type CallFigures = Pick<ToolAuditRecord, 'time' | 'outcome' | 'duration_us' | 'output_bytes'> & { error?: string };
 
 /** Records in `audit` every call `tools` refuses and every call it runs of a tool that does not audit itself. */
-export function auditRegistryCalls(tools: ToolRegistry, audit: ToolAuditSink): void {
-  const recordCall = (name: string, args: Record<string, unknown>, ctx: ToolContext, call: CallFigures) => {
+export function auditRegistryCalls<C extends ToolCallIdentity>(tools: AuditedRegistry<C>, audit: ToolAuditSink): void {
+  const recordCall = (name: string, args: Record<string, unknown>, ctx: C, call: CallFigures) => {
     let input: Uint8Array;
     try {
       input = enc.encode(JSON.stringify(args) ?? '');

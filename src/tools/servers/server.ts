@@ -13,7 +13,7 @@ import { scrubSecrets } from '../../shared/secrets.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import type { ToolRegistry } from '../registry.js';
 import type { Tool, ToolContext, ToolResult } from '../types.js';
-import { digestArgs, type ToolAuditSink } from './audit.js';
+import { digestArgs, type ToolAuditSink } from '../../audit/index.js';
 import type { CallOutcome } from './errors.js';
 import { ownListeners, parseHostGrants } from '../../shared/host-grants.js';
 import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
@@ -28,7 +28,7 @@ import {
   type ToolManifest,
 } from './manifest.js';
 import { resolveDatabaseRoot, SqliteAccess, type DatabaseRoot } from './sqlite-access.js';
-import { decodeJsSource, JsSandbox } from './js-sandbox.js';
+import { decodeJsSource, JsSandbox } from './js/index.js';
 import { OffThreadSandbox } from './off-thread.js';
 import {
   prepareModule,
@@ -37,7 +37,7 @@ import {
   type LogLevel,
   type SandboxGrants,
   type SandboxLimits,
-} from './sandbox.js';
+} from './wasm/index.js';
 
 /** What the operator grants a tool server (server configuration). Nothing is granted by default. */
 export interface ToolServerGrants {

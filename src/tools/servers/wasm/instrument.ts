@@ -14,7 +14,7 @@
  * GC instructions and 64-bit memories are refused with a clear error. Branches in WebAssembly are
  * structural (label depths, not byte offsets), so inserting instructions never breaks them.
  */
-import { MAX_FUEL } from '../../shared/wasm-limits.js';
+import { MAX_FUEL } from '../../../shared/wasm-limits.js';
 
 export class WasmFormatError extends Error {
   constructor(message: string) {

@@ -8,7 +8,7 @@
  * host call costs 100–400 ns, so a loop of host calls charged like iterations would hold the
  * thread a hundred times longer than its fuel suggests.
  */
-import type { LogLevel } from './sandbox.js';
+import type { LogLevel } from './wasm/index.js';
 
 /** Fuel charged for a host call that reads or writes a word of host memory (a crossing, a bounds check). */
 export const HOST_ACCESS_FUEL = 10;

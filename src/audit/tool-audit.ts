@@ -1,26 +1,56 @@
 /**
  * The audit log of tool calls: one record per call (time, agent, conversation, tool, digest of the
- * arguments, outcome, duration, fuel and memory used), produced by every tool server and kept in
- * the data dir's SQLite database. Records are queued and written at the end of the event-loop
- * turn, in the database's one transaction of that turn (src/storage/turn-writer.ts, shared with
- * the audit trail and the agent events), so auditing stays off the call's latency; `flush()`
- * writes what is queued, `close()` flushes and stops. Retention (`[tool_audit]` retention and
- * max_rows) is applied by the storage Pruner, in small batches off the call path.
+ * arguments, outcome, duration, fuel and memory used), whoever ran it (a tool server, an MCP
+ * server, a host tool, the host registry for built-ins and refusals; ADR 0144), kept in the data
+ * dir's SQLite database on the audit's one log-table base (log-table.ts), so auditing stays off
+ * the call's latency; `flush()` writes what is queued, `close()` flushes and stops. Retention
+ * (`[tool_audit]` retention and max_rows) is applied by the storage Pruner, off the call path.
  */
 import { createHash } from 'node:crypto';
-import {
-  globSql,
-  migrate,
-  Pruner,
-  tableRule,
-  writeLane,
-  type Db,
-  type Migration,
-  type SqlDialect,
-  type WriteLane,
-} from '../../storage/index.js';
-import { scrubSecrets } from '../../shared/secrets.js';
-import type { CallOutcome } from './errors.js';
+import { globSql, type Db, type Migration, type SqlDialect } from '../storage/index.js';
+import { scrubSecrets } from '../shared/secrets.js';
+import { SqliteLogTable } from './log-table.js';
+
+/**
+ * How a tool call ends. `ok` is a success; every other value is a failure the audit log records
+ * and the model sees as an error result.
+ */
+export type CallOutcome =
+  | 'ok'
+  /** The tool ran and reported an error itself (non-zero return, `error_set`). */
+  | 'error'
+  | 'invalid_input'
+  | 'input_too_large'
+  | 'output_too_large'
+  | 'fuel_exhausted'
+  | 'timeout'
+  | 'out_of_memory'
+  | 'stack_overflow'
+  /** A host function refused: host, path or capability not granted. */
+  | 'denied'
+  | 'io_error'
+  | 'http_error'
+  /** Any other trap (unreachable, out-of-bounds access, abort). */
+  | 'trap'
+  /** Never run: the calling agent's `tools` allowlist does not include the tool (ToolRegistry). */
+  | 'not_allowed';
+
+export const CALL_OUTCOMES: readonly CallOutcome[] = [
+  'ok',
+  'error',
+  'invalid_input',
+  'input_too_large',
+  'output_too_large',
+  'fuel_exhausted',
+  'timeout',
+  'out_of_memory',
+  'stack_overflow',
+  'denied',
+  'io_error',
+  'http_error',
+  'trap',
+  'not_allowed',
+];
 
 export interface ToolAuditRecord {
   /** When the call started, ms since the epoch. */
@@ -95,7 +125,7 @@ export const TOOLS_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-export interface AuditQuery {
+export interface ToolAuditQuery {
   agent?: string;
   /** Only calls made for agents matching one of these globs: a reader's agent scope (src/auth/scope-read.ts), narrowed in the query. */
   agents?: readonly string[];
@@ -117,12 +147,12 @@ export interface AuditQuery {
 
 /**
  * The read side of the tool audit (GET /api/v1/tools/audit): the node's SQLite ToolAuditStore and
- * the cluster's PgToolAudit (src/tools/wasm/pg-tool-audit.ts) answer it alike
+ * the cluster's PgToolAudit (src/audit/pg-tool-audit.ts) answer it alike
  * (test/observability/pg-events.test.ts runs one suite against both).
  */
 export interface ToolAuditReads {
-  /** Records matching every given filter, newest first (AuditQuery); what is queued is written first. */
-  find(q?: AuditQuery): Promise<StoredAuditRecord[]>;
+  /** Records matching every given filter, newest first (ToolAuditQuery); what is queued is written first. */
+  find(q?: ToolAuditQuery): Promise<StoredAuditRecord[]>;
 }
 
 /** A tool audit as the server uses it: tool servers record, the routes read. `record` never blocks nor throws. */
@@ -133,10 +163,10 @@ export interface ToolAuditLog extends ToolAuditSink, ToolAuditReads {
 }
 
 /**
- * The WHERE clause of an AuditQuery over the `tool_audit` columns, `param(value)` returning each
+ * The WHERE clause of a ToolAuditQuery over the `tool_audit` columns, `param(value)` returning each
  * value's placeholder (SQLite `?`, PostgreSQL `$n`): one definition of the filters for both stores.
  */
-export function auditWhere(q: AuditQuery, param: (v: string | number) => string, dialect: SqlDialect): string {
+export function auditWhere(q: ToolAuditQuery, param: (v: string | number) => string, dialect: SqlDialect): string {
   const where: string[] = [];
   if (q.agents !== undefined) where.push(globSql(dialect, 'agent', q.agents, param));
   const eq = (col: string, v: string | undefined) => {
@@ -161,7 +191,7 @@ export function auditWhere(q: AuditQuery, param: (v: string | number) => string,
 }
 
 /** Newest first, at most `limit` (default 100, between 1 and 1,000). */
-export function auditOrder(q: AuditQuery, param: (v: number) => string): string {
+export function auditOrder(q: ToolAuditQuery, param: (v: number) => string): string {
   return ` ORDER BY id DESC LIMIT ${param(Math.min(1000, Math.max(1, Math.floor(q.limit ?? 100))))}`;
 }
 
@@ -235,12 +265,7 @@ function toMs(v: number | string): number {
 
 export class ToolAuditStore implements ToolAuditLog {
   readonly #db: Db;
-  readonly #lane: WriteLane<ToolAuditRecord>;
-  #closed = false;
-  readonly #onError: (e: unknown) => void;
-  readonly #pruner: Pruner;
-  readonly #pruneEvery: number;
-  #sincePrune = 0;
+  readonly #log: SqliteLogTable<ToolAuditRecord>;
 
   /** Records older than `retentionMs` (default 30 days) and beyond `maxRows` (default 1,000,000) are deleted. */
   constructor(
@@ -248,67 +273,46 @@ export class ToolAuditStore implements ToolAuditLog {
     opts: { onError?: (e: unknown) => void; retentionMs?: number; maxRows?: number; onFull?: () => void } = {},
   ) {
     this.#db = db;
-    migrate(db, TOOLS_MIGRATIONS);
-    this.#onError = opts.onError ?? (() => {});
-    const maxRows = opts.maxRows ?? 1_000_000;
-    this.#pruneEvery = Math.max(100, Math.floor(maxRows / 10));
-    this.#pruner = new Pruner(db, { onError: (e) => this.#onError(e) })
-      .add(
-        tableRule(db, {
-          name: 'tool_audit',
-          table: 'tool_audit',
-          timeColumn: 'time',
-          time: 'ms',
-          retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000,
-          maxRows,
-        }),
-      )
-      .start();
-    this.#pruner.poke();
-    const insert = db.prepare(
-      `INSERT INTO tool_audit (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`,
-    );
-    this.#lane = writeLane(db, {
-      write: (batch: ToolAuditRecord[]) => {
+    this.#log = new SqliteLogTable<ToolAuditRecord>(db, {
+      table: 'tool_audit',
+      migrations: TOOLS_MIGRATIONS,
+      retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000,
+      maxRows: opts.maxRows ?? 1_000_000,
+      writer: () => {
+        const insert = db.prepare(
+          `INSERT INTO tool_audit (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`,
+        );
         // Positional parameters: about twice as fast to bind as named ones.
-        for (const r of batch) insert.run(...auditValues(r));
+        return (batch) => {
+          for (const r of batch) insert.run(...auditValues(r));
+        };
       },
-      committed: (_, batch) => this.#written(batch.length),
-      onError: (e) => this.#onError(e),
+      ...(opts.onError && { onError: opts.onError }),
       ...(opts.onFull && { onFull: opts.onFull }),
     });
   }
 
   /** Records dropped because writing failed (the error goes to the caller's onError). */
   get dropped(): number {
-    return this.#lane.dropped;
+    return this.#log.dropped;
   }
 
   record(r: ToolAuditRecord): void {
-    if (!this.#closed) this.#lane.push(r);
+    this.#log.push(r);
   }
 
   /** Writes what is queued (this store's records and the database's other queued records), synchronously. */
   flush(): void {
-    this.#lane.flush();
-  }
-
-  #written(n: number): void {
-    this.#sincePrune += n;
-    if (this.#sincePrune >= this.#pruneEvery) {
-      this.#sincePrune = 0;
-      this.#pruner.poke();
-    }
+    this.#log.flush();
   }
 
   /** Applies retention now; resolves with the records deleted. */
-  async prune(): Promise<number> {
-    this.flush();
-    return (await this.#pruner.run()).tool_audit ?? 0;
+  prune(): Promise<number> {
+    return this.#log.prune();
   }
 
   /** Records matching every given filter, newest first. Pending records are flushed first. */
-  query(q: AuditQuery = {}): StoredAuditRecord[] {
+  query(q: ToolAuditQuery = {}): StoredAuditRecord[] {
     this.flush();
     const args: (string | number)[] = [];
     const param = (v: string | number) => (args.push(v), '?');
@@ -317,7 +321,7 @@ export class ToolAuditStore implements ToolAuditLog {
   }
 
   /** ToolAuditReads: `query`, as a promise. */
-  find(q: AuditQuery = {}): Promise<StoredAuditRecord[]> {
+  find(q: ToolAuditQuery = {}): Promise<StoredAuditRecord[]> {
     try {
       return Promise.resolve(this.query(q));
     } catch (e) {
@@ -327,14 +331,12 @@ export class ToolAuditStore implements ToolAuditLog {
 
   /** Flushes and stops accepting records. Does not close the database (its owner does). */
   close(): void {
-    this.#lane.close();
-    this.#closed = true;
-    this.#pruner.close();
+    this.#log.close();
   }
 }
 
 /** Keeps records in memory: for tests and for servers run without a data dir. */
-export class MemoryAuditSink implements ToolAuditSink {
+export class MemoryToolAuditSink implements ToolAuditSink {
   readonly records: ToolAuditRecord[] = [];
   constructor(readonly max = 10_000) {}
   record(r: ToolAuditRecord): void {

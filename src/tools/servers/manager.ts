@@ -9,7 +9,8 @@
  * apply the same way. What a server may reach is the intersection of its manifest and the
  * operator's `[tools.NAME]` grants in caxton.toml (see WasmToolServer). What it holds per name
  * (entries, the tools standing in for a server still loading, their views) is in
- * manager-entries.ts; the audit of calls that reach no server, in manager-audit.ts.
+ * manager-entries.ts. The calls that reach no server are audited by the host registry's hooks
+ * (src/audit/tool-calls.ts, installed at start).
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -20,8 +21,7 @@ import { CaxtonError } from '../../shared/errors.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import { closest } from '../../shared/suggest.js';
 import type { ToolResult } from '../types.js';
-import type { ToolAuditRecord, ToolAuditSink } from './audit.js';
-import { auditRegistryCalls } from './manager-audit.js';
+import type { ToolAuditRecord, ToolAuditSink } from '../../audit/index.js';
 import { registerWaiting, summaryOf, viewOf, type Entry, type StartJob } from './manager-entries.js';
 import type { ToolLimitCaps } from './limits.js';
 import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolManifest } from './manifest.js';
@@ -51,12 +51,12 @@ export * from './manager-types.js';
 let serverModule: typeof ServerModule | undefined;
 async function loadServerModule(): Promise<typeof ServerModule> {
   if (serverModule) return serverModule;
-  const [m, { loadQuickJS }] = await Promise.all([import('./server.js'), import('./js-sandbox.js')]);
+  const [m, { loadQuickJS }] = await Promise.all([import('./server.js'), import('./js/index.js')]);
   await loadQuickJS();
   return (serverModule = m);
 }
 
-/** `tools/builtin/` of this installation (src/tools/wasm and dist/tools/wasm are both three levels down). */
+/** `tools/builtin/` of this installation (src/tools/servers and dist/tools/servers are both three levels down). */
 export const DEFAULT_BUILTIN_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/builtin');
 
 /** Who a call made through the API (not by an agent) is recorded as in the audit log. */
@@ -95,7 +95,6 @@ export class ToolServerManager {
         opts.audit?.record(r);
       },
     };
-    if (opts.audit) auditRegistryCalls(opts.tools, opts.audit);
   }
 
   #grants(name: string): ToolServerGrants {
