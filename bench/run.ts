@@ -17,7 +17,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   tools: async () => (await import('./tools.js')).toolsSuite,
   observability: async () => (await import('./observability.js')).observabilitySuite,
   memory: async () => (await import('./memory.js')).memorySuite,
-  'memory-postgres': async () => (await import('./memory-postgres.js')).memoryPostgresSuite,
+  'memory-postgres': async () => (await import('./memory.js')).memoryPostgresSuite,
   secrets: async () => (await import('./secrets.js')).secretsSuite,
   'audit-events': async () => (await import('./audit-events.js')).auditEventsSuite,
   hostile: async () => (await import('./hostile.js')).hostileSuite,
