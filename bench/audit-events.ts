@@ -15,13 +15,10 @@ import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
 import { startScriptedServer } from './lib/scripted-server.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { fmt } from './lib/stats.js';
+import { envNumber, fmt, median } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
-const env = (name: string, def: number) => {
-  const v = process.env[name];
-  return v === undefined || v === '' ? def : Number(v);
-};
+const env = envNumber;
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const SECONDS = env('BENCH_DURATION', 3);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
@@ -65,8 +62,6 @@ async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
   }
   return server;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export const auditEventsSuite: Suite = {
   name: 'audit-events',

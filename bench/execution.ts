@@ -22,18 +22,12 @@ import { request, sequential, type SequentialResult } from './lib/http.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { fmt, fmtMs, msSince, summarize, type Summary } from './lib/stats.js';
+import { envNumber, fmt, fmtMs, msSince, summarize, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
-const env = (name: string, def: number) => {
-  const v = process.env[name];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : def;
-};
-
-/** Sizes; the environment overrides them for quick runs (e.g. BENCH_QUERIES=500). */
-const SEQUENTIAL = env('BENCH_QUERIES', 2000);
-const LOAD_SECONDS = env('BENCH_DURATION', 5);
-const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
+const SEQUENTIAL = envNumber('BENCH_QUERIES', 2000);
+const LOAD_SECONDS = envNumber('BENCH_DURATION', 5);
+const CONNECTIONS = envNumber('BENCH_CONNECTIONS', 10);
 const WARMUP = 200;
 /** Worker threads and child processes per pool (one per core on the 2-core bench machine). */
 const PROCESS_POOL = 2;
@@ -88,6 +82,8 @@ const TEXT_BODY = JSON.stringify({ request: 'hello' });
 const TOOL_BODY = JSON.stringify({ request: 'calc 6*7' });
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const postInit = (body: string): RequestInit => ({ method: 'POST', headers: JSON_HEADERS, body });
+const loadPost = (url: string, body: string) =>
+  load({ url, method: 'POST', headers: JSON_HEADERS, body, duration: LOAD_SECONDS, connections: CONNECTIONS });
 
 async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: number }> {
   const file = join(dir, 'caxton.toml');
@@ -140,7 +136,7 @@ interface ModeResult {
   text: SequentialResult;
   tool: SequentialResult;
   textLoad: LoadResult;
-  toolLoad?: LoadResult;
+  toolLoad: LoadResult;
   response_bytes: number;
   pool?: unknown;
 }
@@ -159,23 +155,9 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
   );
   const text = await sequential(SEQUENTIAL, () => textUrl, { warmup: WARMUP, init: postInit(TEXT_BODY) });
   const toolSeq = await sequential(SEQUENTIAL, () => toolUrl, { warmup: WARMUP, init: postInit(TOOL_BODY) });
-  const textLoad = await load({
-    url: textUrl,
-    method: 'POST',
-    headers: JSON_HEADERS,
-    body: TEXT_BODY,
-    duration: LOAD_SECONDS,
-    connections: CONNECTIONS,
-  });
+  const textLoad = await loadPost(textUrl, TEXT_BODY);
   await settle(server, mode);
-  const toolLoad = await load({
-    url: toolUrl,
-    method: 'POST',
-    headers: JSON_HEADERS,
-    body: TOOL_BODY,
-    duration: LOAD_SECONDS,
-    connections: CONNECTIONS,
-  });
+  const toolLoad = await loadPost(toolUrl, TOOL_BODY);
   await settle(server, mode);
   return {
     mode,
@@ -240,14 +222,7 @@ async function run(): Promise<SuiteReport> {
     const get = await sequential(SEQUENTIAL, () => hw.url);
     const post = await sequential(SEQUENTIAL, () => echo, { init: postInit(TEXT_BODY) });
     const getLoad = await load({ url: hw.url, duration: LOAD_SECONDS, connections: CONNECTIONS });
-    const postLoad = await load({
-      url: echo,
-      method: 'POST',
-      headers: JSON_HEADERS,
-      body: TEXT_BODY,
-      duration: LOAD_SECONDS,
-      connections: CONNECTIONS,
-    });
+    const postLoad = await loadPost(echo, TEXT_BODY);
     base = { start_ms: hw.start_ms, get, post, getLoad, postLoad };
   } finally {
     await hw.close();
@@ -313,89 +288,57 @@ async function run(): Promise<SuiteReport> {
     const bp = base.post.latency_ms;
     const ctxAdded = ctx.text.latency_ms.p50 - bp.p50;
     const procAdded = proc.text.latency_ms.p50 - bp.p50;
-    const ratio = (a: number, b: number) => `${fmt((a / b) * 100, 0)} % of baseline`;
-    const basePostSeq = `POST /echo ${p50p99(bp)}`;
-    const basePostLoad = `POST /echo ${loadLine(base.postLoad)}`;
+    const pct = (l: LoadResult) => `${fmt((l.req_per_s / base.postLoad.req_per_s) * 100, 0)} % of baseline`;
+    const target = (text: string, ok: boolean) => ({ target: text, verdict: verdict(ok) });
+    /** Per mode: latency and throughput, short text then one calculator call; targets on the text rows. */
+    const modeRows = (r: ModeResult, latency?: Partial<Row>, rate?: Partial<Row>): Row[] =>
+      (['text', 'tool'] as const).flatMap((kind) => {
+        const what = kind === 'text' ? 'short text' : 'one calculator call (2 model turns)';
+        const seq = r[kind].latency_ms;
+        const l = kind === 'text' ? r.textLoad : r.toolLoad;
+        return [
+          {
+            metric: `${r.mode}: invoke latency, ${what} (${SEQUENTIAL} sequential${r.mode === 'process' ? ', warm pool' : ''})`,
+            value: `${p50p99(seq)} (added ${added(seq, bp)})`,
+            baseline: `POST /echo ${p50p99(bp)}`,
+            ...(kind === 'text' && latency),
+          },
+          {
+            metric: `${r.mode}: throughput, ${what} (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn)`,
+            value: `${loadLine(l)} (${pct(l)})`,
+            baseline: `POST /echo ${loadLine(base.postLoad)}`,
+            ...(kind === 'text' && rate),
+          },
+        ];
+      });
     const rows: Row[] = [
-      {
-        metric: `context: invoke latency, short text (${SEQUENTIAL} sequential)`,
-        value: `${p50p99(ctx.text.latency_ms)} (added ${added(ctx.text.latency_ms, bp)})`,
-        baseline: basePostSeq,
-        target: `≤ ${CONTEXT_ADDED_P50_MS} ms p50 added`,
-        verdict: verdict(ctxAdded <= CONTEXT_ADDED_P50_MS),
-      },
-      {
-        metric: `context: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn)`,
-        value: `${loadLine(ctx.textLoad)} (${ratio(ctx.textLoad.req_per_s, base.postLoad.req_per_s)})`,
-        baseline: basePostLoad,
-        target: `≥ ${CONTEXT_REQ_PER_S.toLocaleString('en-US')} req/s`,
-        verdict: verdict(ctx.textLoad.req_per_s >= CONTEXT_REQ_PER_S),
-      },
       {
         metric: 'Caxton floor: GET /health (same hooks, no execution)',
         value: `sequential ${p50p99(health.sequential.latency_ms)}; ${loadLine(health.load)}`,
         baseline: `GET / sequential ${p50p99(base.get.latency_ms)}; ${loadLine(base.getLoad)}`,
       },
-      {
-        metric: 'context: invoke latency, one calculator call (2 model turns)',
-        value: `${p50p99(ctx.tool.latency_ms)} (added ${added(ctx.tool.latency_ms, bp)})`,
-        baseline: basePostSeq,
-      },
-      {
-        metric: 'context: throughput, one calculator call',
-        value: `${loadLine(ctx.toolLoad!)} (${ratio(ctx.toolLoad!.req_per_s, base.postLoad.req_per_s)})`,
-        baseline: basePostLoad,
-      },
-      {
-        metric: `worker: invoke latency, short text (${SEQUENTIAL} sequential)`,
-        value: `${p50p99(wrk.text.latency_ms)} (added ${added(wrk.text.latency_ms, bp)})`,
-        baseline: basePostSeq,
-      },
-      {
-        metric: `worker: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn, ${PROCESS_POOL} threads)`,
-        value: `${loadLine(wrk.textLoad)} (${ratio(wrk.textLoad.req_per_s, base.postLoad.req_per_s)})`,
-        baseline: basePostLoad,
-      },
-      {
-        metric: 'worker: invoke latency, one calculator call',
-        value: `${p50p99(wrk.tool.latency_ms)} (added ${added(wrk.tool.latency_ms, bp)})`,
-        baseline: basePostSeq,
-      },
-      {
-        metric: 'worker: throughput, one calculator call',
-        value: `${loadLine(wrk.toolLoad!)} (${ratio(wrk.toolLoad!.req_per_s, base.postLoad.req_per_s)})`,
-        baseline: basePostLoad,
-      },
-      {
-        metric: `process: invoke latency, short text, warm pool (${SEQUENTIAL} sequential)`,
-        value: `${p50p99(proc.text.latency_ms)} (added ${added(proc.text.latency_ms, bp)}; ${signed(procAdded - ctxAdded)} p50 over context)`,
-        baseline: `${basePostSeq}; context ${p50p99(ctx.text.latency_ms)}`,
-        target: `≤ ${PROCESS_ADDED_P50_MS} ms p50 added`,
-        verdict: verdict(procAdded <= PROCESS_ADDED_P50_MS),
-      },
-      {
-        metric: `process: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn, ${PROCESS_POOL} processes)`,
-        value: `${loadLine(proc.textLoad)} (${ratio(proc.textLoad.req_per_s, base.postLoad.req_per_s)}; context ${fmt(ctx.textLoad.req_per_s, 0)} req/s)`,
-        baseline: basePostLoad,
-        target: `≥ ${PROCESS_DOC_REQ_PER_S.toLocaleString('en-US')} req/s`,
-        verdict: verdict(proc.textLoad.req_per_s >= PROCESS_DOC_REQ_PER_S),
-      },
-      {
-        metric: 'process: invoke latency, one calculator call (a host round trip per tool call)',
-        value: `${p50p99(proc.tool.latency_ms)} (added ${added(proc.tool.latency_ms, bp)})`,
-        baseline: basePostSeq,
-      },
-      {
-        metric: 'process: throughput, one calculator call',
-        value: `${loadLine(proc.toolLoad!)} (${ratio(proc.toolLoad!.req_per_s, base.postLoad.req_per_s)})`,
-        baseline: basePostLoad,
-      },
+      ...modeRows(
+        ctx,
+        target(`≤ ${CONTEXT_ADDED_P50_MS} ms p50 added`, ctxAdded <= CONTEXT_ADDED_P50_MS),
+        target(`≥ ${CONTEXT_REQ_PER_S} req/s`, ctx.textLoad.req_per_s >= CONTEXT_REQ_PER_S),
+      ),
+      ...modeRows(wrk),
+      ...modeRows(
+        proc,
+        {
+          ...target(`≤ ${PROCESS_ADDED_P50_MS} ms p50 added`, procAdded <= PROCESS_ADDED_P50_MS),
+          value: `${p50p99(proc.text.latency_ms)} (${signed(procAdded - ctxAdded)} p50 over context)`,
+        },
+        target(`≥ ${PROCESS_DOC_REQ_PER_S} req/s`, proc.textLoad.req_per_s >= PROCESS_DOC_REQ_PER_S),
+      ),
       {
         metric: `process: pool member start, fork → task module loaded (${READY_SAMPLES} starts)`,
         value: `p50 ${fmtMs(ready.p50)} / max ${fmtMs(ready.max)}`,
         baseline: `\`node -e 0\` spawn → exit p50 ${fmtMs(fork.node_e0_ms.p50)} / max ${fmtMs(fork.node_e0_ms.max)} (${FORKS} runs)`,
-        target: `10–${PROCESS_DOC_COLD_START_MS} ms cold start (design documents)`,
-        verdict: verdict(ready.p50 <= PROCESS_DOC_COLD_START_MS),
+        ...target(
+          `10–${PROCESS_DOC_COLD_START_MS} ms cold start (design documents)`,
+          ready.p50 <= PROCESS_DOC_COLD_START_MS,
+        ),
       },
     ];
     const notes = [
@@ -408,25 +351,10 @@ async function run(): Promise<SuiteReport> {
       rows,
       notes,
       raw: {
-        config: {
-          sequential: SEQUENTIAL,
-          warmup: WARMUP,
-          load_seconds: LOAD_SECONDS,
-          connections: CONNECTIONS,
-          pool_size: PROCESS_POOL,
-          script: SCRIPT,
-        },
         baseline: base,
         fork,
         process_member_ready_ms: ready,
         caxton: { start_ms: startMs, health, modes: results },
-        targets: {
-          context_added_p50_ms: CONTEXT_ADDED_P50_MS,
-          context_req_per_s: CONTEXT_REQ_PER_S,
-          process_added_p50_ms: PROCESS_ADDED_P50_MS,
-          process_doc_req_per_s: PROCESS_DOC_REQ_PER_S,
-          process_doc_cold_start_ms: PROCESS_DOC_COLD_START_MS,
-        },
       },
     };
   } finally {

@@ -182,6 +182,27 @@ async function healthLoop(url: string, stop: () => boolean): Promise<Summary & {
   return { ...summarize(samples), errors };
 }
 
+/** POSTs `body` to `path` back to back for `seconds` while /health is asked back to back on another connection. */
+async function whilePosting(url: string, path: string, type: string, body: string, seconds: number) {
+  let done = false;
+  const times: number[] = [];
+  const statuses = new Set<number>();
+  const poster = (async () => {
+    const end = Date.now() + seconds * 1000;
+    while (Date.now() < end) {
+      const t0 = process.hrtime.bigint();
+      const res = await fetch(`${url}/api/v1/${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+      await res.text();
+      times.push(msSince(t0));
+      statuses.add(res.status);
+    }
+    done = true;
+  })();
+  const during = await healthLoop(url, () => done);
+  await poster;
+  return { during, post: summarize(times), statuses: [...statuses] };
+}
+
 async function run(): Promise<SuiteReport> {
   const { child, url, remove } = await startServe();
   note(`caxton serve (pid ${child.pid}) on ${url}`);
@@ -195,23 +216,7 @@ async function run(): Promise<SuiteReport> {
     const raw: unknown[] = [{ label: 'idle', health_ms: idle }];
     for (const [label, path, type, body] of HOSTILE) {
       note(`posting: ${label}`);
-      let done = false;
-      const posts: number[] = [];
-      const statuses = new Set<number>();
-      const poster = (async () => {
-        const end = Date.now() + SECONDS * 1000;
-        while (Date.now() < end) {
-          const t0 = process.hrtime.bigint();
-          const res = await fetch(`${url}/api/v1/${path}`, { method: 'POST', headers: { 'content-type': type }, body });
-          await res.text();
-          posts.push(msSince(t0));
-          statuses.add(res.status);
-        }
-        done = true;
-      })();
-      const during = await healthLoop(url, () => done);
-      await poster;
-      const post = summarize(posts);
+      const { during, post, statuses } = await whilePosting(url, path, type, body, SECONDS);
       // The parser alone, in this process: what one hostile body costs the server's event loop.
       const format = type === 'application/toml' ? 'toml' : type === 'text/markdown' ? 'markdown' : 'json';
       const parses: number[] = [];
@@ -225,7 +230,7 @@ async function run(): Promise<SuiteReport> {
       const ok = during.p99 <= TARGET_MS && during.max <= TARGET_MS && during.errors === 0;
       rows.push({
         metric: `/health while posting ${label}`,
-        value: `p50 ${fmtMs(during.p50)} / p99 ${fmtMs(during.p99)} / max ${fmtMs(during.max)} (${during.n} requests); the POST: ${[...statuses].join(', ')} in p50 ${fmtMs(post.p50)} (${post.n} posts); parseAgent alone p50 ${fmtMs(parse.p50)} / max ${fmtMs(parse.max)}`,
+        value: `p50 ${fmtMs(during.p50)} / p99 ${fmtMs(during.p99)} / max ${fmtMs(during.max)} (${during.n} requests); the POST: ${statuses.join(', ')} in p50 ${fmtMs(post.p50)} (${post.n} posts); parseAgent alone p50 ${fmtMs(parse.p50)} / max ${fmtMs(parse.max)}`,
         baseline: `idle p50 ${fmtMs(idle.p50)} / p99 ${fmtMs(idle.p99)} / max ${fmtMs(idle.max)}`,
         target: `≤ ${TARGET_MS} ms`,
         verdict: ok ? 'pass' : 'fail',
@@ -234,7 +239,7 @@ async function run(): Promise<SuiteReport> {
         label,
         path,
         bytes: Buffer.byteLength(body),
-        statuses: [...statuses],
+        statuses: statuses,
         post_ms: post,
         health_ms: during,
         parse_ms: parse,
@@ -247,36 +252,20 @@ async function run(): Promise<SuiteReport> {
       const label = `a tool looping on the log host call (fuel ${fuel}, 2 s limit, ${where})`;
       note(`calling: ${label}`);
       await deployLogLoop(url, name, fuel);
-      let done = false;
-      const calls: number[] = [];
-      const statuses = new Set<number>();
-      const caller = (async () => {
-        const end = Date.now() + Math.max(SECONDS, 5) * 1000;
-        while (Date.now() < end) {
-          const t0 = process.hrtime.bigint();
-          const res = await fetch(`${url}/api/v1/tools/${name}/stall/call`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: '{"args":{}}',
-          });
-          await res.text();
-          calls.push(msSince(t0));
-          statuses.add(res.status);
-        }
-        done = true;
-      })();
-      const during = await healthLoop(url, () => done);
-      await caller;
-      const call = summarize(calls);
+      const {
+        during,
+        post: call,
+        statuses,
+      } = await whilePosting(url, `tools/${name}/stall/call`, 'application/json', '{"args":{}}', Math.max(SECONDS, 5));
       const ok = during.p99 <= Math.max(TARGET_MS, 5 * idle.p99) && during.errors === 0;
       rows.push({
         metric: `/health while calling ${label}`,
-        value: `p50 ${fmtMs(during.p50)} / p99 ${fmtMs(during.p99)} / max ${fmtMs(during.max)} (${during.n} requests); the call: ${[...statuses].join(', ')} in p50 ${fmtMs(call.p50)} / max ${fmtMs(call.max)} (${call.n} calls)`,
+        value: `p50 ${fmtMs(during.p50)} / p99 ${fmtMs(during.p99)} / max ${fmtMs(during.max)} (${during.n} requests); the call: ${statuses.join(', ')} in p50 ${fmtMs(call.p50)} / max ${fmtMs(call.max)} (${call.n} calls)`,
         baseline: `idle p50 ${fmtMs(idle.p50)} / p99 ${fmtMs(idle.p99)} / max ${fmtMs(idle.max)}`,
         target: `p99 ≤ 5× idle p99 (or ${TARGET_MS} ms); each call ends by 3 s`,
         verdict: ok && call.max <= 3_000 ? 'pass' : 'fail',
       });
-      raw.push({ label, statuses: [...statuses], call_ms: call, health_ms: during });
+      raw.push({ label, statuses: statuses, call_ms: call, health_ms: during });
     }
     return {
       rows,

@@ -33,13 +33,10 @@ import { durableStatements, minimalEngine } from './lib/durable-floor.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note, progress } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { fmt, fmtUs, summarize, type Summary } from './lib/stats.js';
+import { envNumber, fmt, fmtUs, summarize, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
-const env = (name: string, def: number) => {
-  const v = process.env[name];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : def;
-};
+const env = envNumber;
 
 const ROUTED = env('BENCH_ROUTED', 1_000_000);
 const DURABLE = env('BENCH_DURABLE', 100_000);

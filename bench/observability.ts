@@ -1,39 +1,16 @@
 /**
- * What tracing and metrics cost: the same workloads on a server with telemetry off ([metrics]
- * enabled = false, no span processor, [tracing] local_spans = 0), metrics only (local_spans = 0),
- * and metrics with tracing three ways: every span recorded, traces sampled at 10 %, and no trace
- * sampled (parentbased_always_off). Recorded spans go to the node's own span store (its default
- * size) and through a BatchSpanProcessor with the server's batch settings whose exporter discards
- * the batches: span creation and processing are measured, not a collector's network. The `otlp`
- * mode (BENCH_MODES) is the same with the server's own OTLP/HTTP exporter sending to a collector
- * in this process: what serializing and sending the spans adds, as a deployment with a collector
- * pays it.
- *
- * Fairness: each mode's server runs in its own process (bench/lib/observability-node.ts), all of
- * them started before anything is measured; each runs WARMUP rounds that are thrown away (the JIT
- * settles and the span store fills to its bound, as on a server that has run a while), then the
- * reps alternate between the modes, all of the same size, the order rotated every rep, so no mode
- * is always first or last and every mode meets the same machine load. The counted reps are split
- * over GENERATIONS sets of fresh processes, because each process reads a few per cent high or low
- * in all of its reps; a control process, a second metrics-only one, shows what the method reads
- * for identical code, and each ratio carries a bootstrap interval of its median. Reps are short (a few
- * hundred ms) and many: a burst of other work on the shared machine then spoils a few reps, not a
- * mode's whole figure, and a mode's rep sits next to its baseline's in time. Each rep gives a
- * throughput and the CPU time the mode's server process (all its threads: the workload is driven
- * from inside it, alike in every mode, so the parent's IPC is not counted) spent per operation;
- * a mode's figure is the median of its reps, its ratio the median of its per-rep ratios to the
- * baseline's rep of the same round (spread: the interquartile range of those ratios).
- *
- *  1. Messages: `bus.send()` of one-way informs to an in-process handler, accepted, delivered and
- *     acknowledged (route + deliver spans, message metrics).
- *  2. Executions: `executor.invoke()` in context mode with the zero-latency scripted provider, one
- *     tool call per execution (execute + 2 LLM + tool spans, execution/LLM/tool metrics).
- *
- * Targets: tracing with every span recorded costs at most 10 % against metrics only, unsampled
- * tracing at most 3 %; metrics at most 10 % against telemetry off. The verdict is on CPU per
- * operation (the cost; the steadier figure on a shared machine); the throughput ratio is shown.
- * BENCH_MODES picks the modes, including `otlp` and `count` (observability-node.ts). BENCH_COMPARE_DIR, another checkout holding this suite, runs every mode
- * there as well, its reps alternated with these (before and after a change, in the same run).
+ * What tracing and metrics cost, per mode (bench/lib/observability-node.ts): telemetry off, metrics
+ * only, and metrics with every span recorded, 10 % sampled or none sampled (spans into the node's
+ * span store and a batch processor whose exporter discards; `otlp` exports to a collector in this
+ * process). Each mode's server is its own process; warm-up rounds are thrown away, then short reps
+ * of equal size alternate between the modes, the order rotated, over BENCH_GENERATIONS sets of fresh
+ * processes, with a control (a second metrics-only process) and a bootstrap interval of each median
+ * ratio (ADR 0106, docs/adr/experiments.md). The figure is CPU per operation of the mode's process
+ * (all its threads; the workload is driven from inside it), its ratio the median of per-rep ratios.
+ * Workloads: `bus.send()` of one-way informs to an in-process handler; `executor.invoke()` in
+ * context mode, scripted model, one tool call. Targets: every span ≤ 10 % over metrics only,
+ * unsampled ≤ 3 %, metrics ≤ 10 % over telemetry off. BENCH_COMPARE_DIR alternates another
+ * checkout's modes with these.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -51,13 +28,10 @@ import {
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { rng } from './lib/random.js';
-import { fmt, medianInterval } from './lib/stats.js';
+import { envNumber, fmt, medianInterval } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
-const env = (name: string, def: number) => {
-  const v = process.env[name];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : def;
-};
+const env = envNumber;
 
 /** Sizes; the environment overrides them for quick runs (e.g. BENCH_ROUNDS=3 BENCH_MESSAGES=2000). */
 const ROUNDS = env('BENCH_ROUNDS', 21);

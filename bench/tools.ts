@@ -23,13 +23,10 @@ import { WA, type WasmInstance } from '../src/tools/servers/wasm/webassembly.js'
 import { MB, snapshot } from './lib/memory.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { fmt, fmtMs, fmtUs, summarize, type Summary } from './lib/stats.js';
+import { envNumber, fmt, fmtMs, fmtUs, summarize, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
-const env = (name: string, def: number) => {
-  const v = process.env[name];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : def;
-};
+const env = envNumber;
 
 const CALLS = env('BENCH_TOOL_CALLS', 200_000);
 const WARMUP = 20_000;

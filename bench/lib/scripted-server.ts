@@ -8,6 +8,9 @@ import { join } from 'node:path';
 import { loadServerConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../../src/server/index.js';
+import { load, type LoadResult } from './load.js';
+import { note } from './progress.js';
+import { fmt } from './stats.js';
 
 export async function startScriptedServer(o: {
   dir: string;
@@ -52,4 +55,43 @@ export async function invokeOnce(server: CaxtonServer, agent: string, body: stri
   });
   const text = await p.text();
   if (p.status !== 200 || !text.includes(expect)) throw new Error(`invoke → ${p.status}: ${text.slice(0, 300)}`);
+}
+
+/**
+ * `rounds` alternated autocannon runs of `POST path` (with the key's body) on each server, after one uncounted run each;
+ * throws on any non-2xx or error. Results by server, in round order.
+ */
+export async function alternateLoad<K extends string>(
+  servers: Record<K, CaxtonServer>,
+  o: {
+    path: string;
+    body: string | Record<K, string>;
+    seconds: number;
+    connections: number;
+    rounds: number;
+    label?: string;
+  },
+): Promise<Record<K, LoadResult[]>> {
+  const keys = Object.keys(servers) as K[];
+  const out = Object.fromEntries(keys.map((k) => [k, [] as LoadResult[]])) as Record<K, LoadResult[]>;
+  const go = (k: K) =>
+    load({
+      url: `${servers[k].url}${o.path}`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof o.body === 'string' ? o.body : o.body[k],
+      duration: o.seconds,
+      connections: o.connections,
+    });
+  for (const k of keys) await go(k);
+  for (let r = 0; r < o.rounds; r++)
+    for (const k of keys) {
+      const res = await go(k);
+      if (res.non2xx + res.errors > 0) throw new Error(`${k}: ${res.non2xx} non-2xx, ${res.errors} errors`);
+      out[k].push(res);
+      note(
+        `${o.label ?? ''}round ${r + 1}/${o.rounds} ${k}: ${fmt(res.req_per_s, 0)} req/s, p50 ${res.latency_ms.p50} ms`,
+      );
+    }
+  return out;
 }

@@ -66,3 +66,43 @@ export function medianInterval(xs: readonly number[], rand: () => number, resamp
   medians.sort();
   return [medians[Math.floor(resamples * 0.025)]!, medians[Math.ceil(resamples * 0.975) - 1]!];
 }
+
+/** The median (the upper one of an even count). */
+export const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** A number from the environment: `def` when unset or empty. */
+export function envNumber(name: string, def: number): number {
+  const v = process.env[name];
+  return v === undefined || v === '' ? def : Number(v);
+}
+
+/** CPU µs of this process (user + system) per unit of work: `run()` does `n` units. */
+export async function cpuUsPer(n: number, run: () => unknown): Promise<number> {
+  const c0 = process.cpuUsage();
+  await run();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / n;
+}
+
+/**
+ * Per-call ns of each function, p50/p99 over samples that are the mean of `batch` calls (one call is
+ * below what one hrtime reading resolves), the functions alternated in `rounds` so noise hits all alike.
+ */
+export function perCallNs(
+  fns: readonly ((i: number) => unknown)[],
+  o: { batch: number; rounds: number; samples: number },
+): Summary[] {
+  const out = fns.map(() => new Float64Array(o.rounds * o.samples));
+  let sink = 0;
+  let i = 0;
+  for (const fn of fns) for (let k = 0; k < 20 * o.batch; k++) if (fn(i++) !== undefined) sink++; // JIT warm-up
+  for (let r = 0; r < o.rounds; r++)
+    for (let v = 0; v < fns.length; v++)
+      for (let s = 0; s < o.samples; s++) {
+        const t0 = process.hrtime.bigint();
+        for (let k = 0; k < o.batch; k++) if (fns[v]!(i++) !== undefined) sink++;
+        out[v]![r * o.samples + s] = Number(process.hrtime.bigint() - t0) / o.batch;
+      }
+  if (sink < 0) console.error(sink); // keeps the calls observable
+  return out.map((x) => summarize(x));
+}
