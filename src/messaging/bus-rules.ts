@@ -8,13 +8,13 @@ import { checkSend, unknownPrincipal, type ActingPrincipals, type SendScope } fr
 import { CaxtonError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import { backoffDelay } from '../shared/backoff.js';
 import { COPY_ROOT } from '../shared/objects.js';
-import type { InProcessReceiver } from './bus.js';
+import type { InProcessReceiver } from './engine/engine.js';
 import type { MessagingConfig } from './config.js';
 import { isTerminal, type Conversation } from './conversation.js';
 import { contentSize, newMessageId, replyAddress, withTraceContext, type AclMessage, type Content } from './message.js';
 import { expectsReply, type Performative } from './performatives.js';
 import type { RouteDecision, Router } from './router.js';
-import type { StoredMessage } from './store.js';
+import type { StoredMessage } from './rows.js';
 import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 import { parseMessage } from './validate.js';
 import { iso as nowIso, isoClock } from './engine/step-work.js';

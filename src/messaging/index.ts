@@ -40,14 +40,15 @@ export {
   undeployedReceiver,
 } from './bus-rules.js';
 export { ConversationEvents, type BusEvent } from './events.js';
-export { MessageReads, withFailed, type ReadSources } from './reads.js';
+export { MessageReads, type ReadSources } from './reads.js';
+export { withFailed } from './protocols/index.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
+export { MESSAGING_MIGRATIONS } from './store.js';
 export {
   attemptErrorsOf,
   deliveryView,
   MAX_ATTEMPT_ERRORS,
   messageRow,
-  MESSAGING_MIGRATIONS,
   type AttemptError,
   type ConversationFilter,
   type DeadLetterFilter,
@@ -57,7 +58,7 @@ export {
   type StoredMessage,
   type Page,
   type SubscriptionRow,
-} from './store.js';
+} from './rows.js';
 export { Directory, type DirectoryEntry, type DirectoryEvent, type DirectoryQuery } from './directory.js';
 export { eventVisibleTo, readsFor } from './scoped-reads.js';
 export {

@@ -2,24 +2,18 @@ import { CaxtonError } from '../shared/errors.js';
 import { COPY_ROOT } from '../shared/objects.js';
 import type { Conversation } from './conversation.js';
 import type { AclMessage, ConversationId } from './message.js';
-import type {
-  ConversationFilter,
-  DeadLetterFilter,
-  DeliveryView,
-  MessageFilter,
-  MessageStore,
-  Page,
-  StoredMessage,
-} from './store.js';
-import { deliveryView } from './store.js';
-import { failedParticipants } from './protocols/index.js';
-
-/** `c` with the participants its protocol went on without, when there are any (protocols/participants.ts). */
-export function withFailed(c: Conversation, messages: readonly StoredMessage[]): Conversation {
-  const failed = failedParticipants(messages);
-  if (failed.length > 0) c.failed_participants = failed;
-  return c;
-}
+import type { BusReads } from './bus-port.js';
+import { withFailed } from './protocols/index.js';
+import {
+  deliveryView,
+  type ConversationFilter,
+  type DeadLetterFilter,
+  type DeliveryView,
+  type MessageFilter,
+  type Page,
+  type StoredMessage,
+} from './rows.js';
+import type { MessageStore } from './store.js';
 
 /** What the reads need from the bus: its write barrier, its open conversations and its store. */
 export interface ReadSources {
@@ -37,7 +31,7 @@ export interface ReadSources {
  * first waits for the writes in flight, so what a caller was told is accepted is also readable.
  * Reads never change state; replaying a dead letter is the bus's (`MessageBus.replay`).
  */
-export class MessageReads {
+export class MessageReads implements BusReads {
   readonly #src: ReadSources;
 
   constructor(src: ReadSources) {

@@ -3,7 +3,8 @@ import { isTerminal, type Conversation } from './conversation.js';
 import type { Answer, DeliveryChange, EngineStep, StepStore } from './engine/ports.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { endless } from './protocols/index.js';
-import type { DeliveryRow, MessageStore, StoredMessage, SubscriptionRow } from './store.js';
+import type { DeliveryRow, StoredMessage, SubscriptionRow } from './rows.js';
+import type { MessageStore } from './store.js';
 
 const NO_SUBSCRIPTIONS: SubscriptionRow[] = Object.freeze([]) as unknown as SubscriptionRow[];
 

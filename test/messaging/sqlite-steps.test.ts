@@ -14,7 +14,8 @@ import {
   type ConversationId,
   type MessageId,
 } from '../../src/messaging/index.js';
-import { MessageStore, type DeliveryRow } from '../../src/messaging/store.js';
+import type { DeliveryRow } from '../../src/messaging/rows.js';
+import { MessageStore } from '../../src/messaging/store.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { aclMessage } from './helpers.js';

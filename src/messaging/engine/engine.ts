@@ -41,7 +41,7 @@ import {
   undeployedReceiver,
 } from '../bus-rules.js';
 import { REPLAYED, SIGNATURE_INVALID } from '../signature.js';
-import type { DeliveryRow, StoredMessage } from '../store.js';
+import type { DeliveryRow, StoredMessage } from '../rows.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { Answer, DeliveryQueue, EngineStep, StepStore } from './ports.js';
 import { drive, iso, subscribersOf, type StepBody, type StepWork } from './step-work.js';

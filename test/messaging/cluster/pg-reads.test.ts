@@ -21,7 +21,8 @@ import {
   type MessageFilter,
   type MessageId,
 } from '../../../src/messaging/index.js';
-import { deliveryView, MessageStore } from '../../../src/messaging/store.js';
+import { deliveryView } from '../../../src/messaging/rows.js';
+import { MessageStore } from '../../../src/messaging/store.js';
 import { migrate, openDatabase, type Db } from '../../../src/storage/index.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 
