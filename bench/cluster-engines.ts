@@ -31,14 +31,13 @@ import { agentsSubject, clusterConfigSchema, DirectorySync, type ClusterConfig }
 import { ClusterBus, PgMessageReads, PgMessageStore } from '../src/messaging/cluster/index.js';
 import { loadServerConfig } from '../src/config/index.js';
 import {
-  MESSAGING_MIGRATIONS,
-  MessageBus,
   newConversationId,
   newMessageId,
   type AclMessage,
   type ConversationId,
   type MessagingBus,
 } from '../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../src/messaging/sqlite/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
 import { TEST_PG_URL } from '../test/helpers/system-probe.js';

@@ -30,7 +30,7 @@ const AGENTS = 100;
 async function load(dist: string) {
   const u = (p: string) => pathToFileURL(resolve(dist, p)).href;
   const agents = await import(u('agents/index.js'));
-  const store = await import(u('messaging/store.js'));
+  const store = await import(u('messaging/sqlite/sqlite-message-store.js'));
   const config = await import(u('config/index.js'));
   const msg = await import(u('messaging/index.js'));
   const storage = await import(u('storage/index.js'));

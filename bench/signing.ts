@@ -12,14 +12,8 @@ import { join } from 'node:path';
 import { AgentRegistry, parseAgent } from '../src/agents/index.js';
 import { SigningKeyStore } from '../src/auth/index.js';
 import { loadServerConfig } from '../src/config/index.js';
-import {
-  MESSAGING_MIGRATIONS,
-  MessageBus,
-  MessageSigner,
-  newConversationId,
-  newMessageId,
-  type AclMessage,
-} from '../src/messaging/index.js';
+import { MessageSigner, newConversationId, newMessageId, type AclMessage } from '../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../src/messaging/sqlite/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';

@@ -9,7 +9,7 @@
  *    GET /api/v1/executions on the same store (the baseline a console poll already pays).
  */
 import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../src/execution/index.js';
-import { MESSAGING_MIGRATIONS } from '../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS } from '../src/messaging/sqlite/index.js';
 import {
   HISTORY_MIGRATIONS,
   HISTORY_RANGES,

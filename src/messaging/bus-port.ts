@@ -53,7 +53,7 @@ export interface BusStats {
 
 /**
  * The message bus as the rest of the server sees it: the one delivery engine (engine/engine.ts)
- * over SQLite and the in-process dispatcher on one node (`MessageBus`, bus.ts), or over PostgreSQL
+ * over SQLite and the in-process dispatcher on one node (`MessageBus`, src/messaging/sqlite/sqlite-bus.ts), or over PostgreSQL
  * and JetStream in a cluster (`ClusterBus`, src/messaging/cluster/cluster-bus.ts). Routes, host tools and
  * components depend on this, never on either.
  */

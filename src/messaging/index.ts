@@ -1,4 +1,3 @@
-export { MessageBus, type BusOptions } from './bus.js';
 export {
   DeliveryEngine,
   type AgentAnswer,
@@ -19,8 +18,6 @@ export type {
   Outgoing,
   StepStore,
 } from './engine/ports.js';
-export { DispatchQueue, type DispatchQueueOptions } from './dispatch-queue.js';
-export { SqliteSteps } from './sqlite-steps.js';
 export type { MessagingConfig } from './config.js';
 export type { BusReads, BusStats, DiscardResult, DiscardTarget, MessagingBus } from './bus-port.js';
 export {
@@ -40,10 +37,8 @@ export {
   undeployedReceiver,
 } from './bus-rules.js';
 export { ConversationEvents, type BusEvent } from './events.js';
-export { MessageReads, type ReadSources } from './reads.js';
 export { withFailed } from './protocols/index.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
-export { MESSAGING_MIGRATIONS } from './store.js';
 export {
   attemptErrorsOf,
   deliveryView,

@@ -110,7 +110,7 @@ const SETTLED = Promise.resolve();
  * decisions (and the protocols', protocols/steps.ts) are made inside the step from what the
  * conversation's rows say, and what the step delivers and emits leaves only once it committed.
  * The stores and queues are adapters: SQLite with group commit and the in-process dispatcher on
- * one node (sqlite-steps.ts), PostgreSQL with JetStream in a cluster (../cluster/).
+ * one node (sqlite/sqlite-steps.ts), PostgreSQL with JetStream in a cluster (../cluster/).
  *
  * "Accepted" means committed and handed to the queue; a delivery is acknowledged in the same step
  * as the replies it produced and what the protocol decided, so each receiver gets a message at

@@ -1,19 +1,20 @@
-import { CaxtonError } from '../shared/errors.js';
-import { COPY_ROOT } from '../shared/objects.js';
-import type { Conversation } from './conversation.js';
-import type { AclMessage, ConversationId } from './message.js';
-import type { BusReads } from './bus-port.js';
-import { withFailed } from './protocols/index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import { COPY_ROOT } from '../../shared/objects.js';
 import {
   deliveryView,
+  withFailed,
+  type AclMessage,
+  type BusReads,
+  type Conversation,
   type ConversationFilter,
+  type ConversationId,
   type DeadLetterFilter,
   type DeliveryView,
   type MessageFilter,
   type Page,
   type StoredMessage,
-} from './rows.js';
-import type { MessageStore } from './store.js';
+} from '../index.js';
+import type { MessageStore } from './sqlite-message-store.js';
 
 /** What the reads need from the bus: its write barrier, its open conversations and its store. */
 export interface ReadSources {
@@ -92,7 +93,7 @@ export class MessageReads implements BusReads {
     return { ...deliveryView(d), message: this.#messageOf(d) };
   }
 
-  // A delivery row references its message by a foreign key (store.ts): the message is always there.
+  // A delivery row references its message by a foreign key (sqlite-message-store.ts): the message is always there.
   #messageOf(d: { message_id: string }): AclMessage {
     return this.#src.store.getMessage(d.message_id)!.message;
   }

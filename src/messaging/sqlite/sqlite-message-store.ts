@@ -1,19 +1,20 @@
-import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
-import type { Db, Migration } from '../storage/index.js';
-import { scrubSecrets } from '../shared/secrets.js';
-import type { Conversation } from './conversation.js';
-import type { AclMessage, MessageId } from './message.js';
+import { conversationScopeSql, messageScopeSql } from '../../auth/index.js';
+import type { Db, Migration } from '../../storage/index.js';
+import { scrubSecrets } from '../../shared/secrets.js';
 import {
   MAX_ATTEMPT_ERRORS,
   messageRow,
+  type AclMessage,
+  type Conversation,
   type ConversationFilter,
   type DeadLetterFilter,
   type DeliveryRow,
   type MessageFilter,
+  type MessageId,
   type Page,
   type StoredMessage,
   type SubscriptionRow,
-} from './rows.js';
+} from '../index.js';
 
 export const MESSAGING_MIGRATIONS: readonly Migration[] = [
   {
