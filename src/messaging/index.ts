@@ -23,19 +23,16 @@ export type { BusReads, BusStats, DiscardResult, DiscardTarget, MessagingBus } f
 export {
   checkReceiverLimits,
   duplicateResult,
-  newConversation,
   parseBody,
   replyTo,
-  retryDelay,
-  RETRYABLE,
   routeForPrincipal,
   sendScopeOf,
   submitBody,
   submission,
-  touchConversation,
-  UNDELIVERABLE,
   undeployedReceiver,
 } from './bus-rules.js';
+export { retryDelay, RETRYABLE, UNDELIVERABLE } from './delivery-retries.js';
+export { newConversation, touchConversation } from './conversation-rules.js';
 export { ConversationEvents, type BusEvent } from './events.js';
 export { withFailed } from './protocols/index.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';

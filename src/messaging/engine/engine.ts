@@ -31,15 +31,13 @@ import {
   checkCredential,
   checkReceiverLimits,
   duplicateResult,
-  newConversation,
   replyTo,
-  retryDelay,
-  RETRYABLE,
   routeForPrincipal,
   sendScopeOf,
-  UNDELIVERABLE,
   undeployedReceiver,
 } from '../bus-rules.js';
+import { newConversation } from '../conversation-rules.js';
+import { retryDelay, RETRYABLE, UNDELIVERABLE } from '../delivery-retries.js';
 import { REPLAYED, SIGNATURE_INVALID } from '../signature.js';
 import type { DeliveryRow, StoredMessage } from '../rows.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
