@@ -15,8 +15,6 @@ import { loadServerConfig } from '../src/config/index.js';
 import {
   Directory,
   Dispatcher,
-  MESSAGING_MIGRATIONS,
-  MessageBus,
   Router,
   RoundRobin,
   newConversationId,
@@ -24,6 +22,7 @@ import {
   type AclMessage,
   type Delivery,
 } from '../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../src/messaging/sqlite/index.js';
 import { createLogger } from '../src/observability/index.js';
 import { startServer } from '../src/server/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';

@@ -573,7 +573,7 @@ export const serverConfigSchema = z.strictObject({
        * on first use. Required on a cluster, where every node reads a copy of the same file.
        */
       signing_anchor: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a file path' }).optional(),
-      // Retention (src/messaging/retention.ts): finished conversations go with their messages and
+      // Retention (src/messaging/sqlite/sqlite-retention.ts): finished conversations go with their messages and
       // deliveries; nothing undelivered, dead-lettered or still open is ever deleted.
       /** Finished conversations idle longer than this are deleted, with their messages (default 7 days). */
       retention: duration(7 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),

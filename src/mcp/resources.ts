@@ -23,7 +23,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 import { parseScope, permittedScopes, type MemoryBackend } from '../memory/index.js';
-import { readsFor, type Conversation, type MessageReads } from '../messaging/index.js';
+import { readsFor, type BusReads, type Conversation } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { COPY_ROOT } from '../shared/objects.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
@@ -43,7 +43,7 @@ const MEMORY_PREFIX = 'caxton://memory/';
 const JSON_TYPE = 'application/json';
 
 /** The conversation reads the resources need (the message bus's `reads`). */
-export type ConversationReader = Pick<MessageReads, 'getConversation' | 'listConversations'>;
+export type ConversationReader = Pick<BusReads, 'getConversation' | 'listConversations'>;
 
 export interface ResourceSources {
   /** The knowledge graph; absent when `[memory]` is off (no memory template then). */

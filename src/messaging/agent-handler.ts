@@ -1,7 +1,7 @@
 import { remoteA2aUrl } from '../agents/index.js';
 import type { ActingPrincipals, LimitSet } from '../auth/index.js';
 import type { Executor } from '../execution/index.js';
-import type { AgentAnswer, MessageHandler } from './bus.js';
+import type { AgentAnswer, MessageHandler } from './engine/engine.js';
 import { contentText, type AclMessage } from './message.js';
 import type { InvokeMessage } from '../execution/index.js';
 

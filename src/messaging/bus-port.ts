@@ -3,14 +3,29 @@ import type { Conversation } from './conversation.js';
 import type { Directory } from './directory.js';
 import type { BusEvent } from './events.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
-import type { MessageReads } from './reads.js';
+import type { ConversationFilter, DeadLetterFilter, DeliveryView, MessageFilter, Page, StoredMessage } from './rows.js';
 import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 
-/** What the routes, the CLI and the status pages read from a bus. */
-export type BusReads = Pick<
-  MessageReads,
-  'getConversation' | 'listConversations' | 'getMessage' | 'listMessages' | 'deadLetters' | 'deadLetter'
->;
+/**
+ * What the routes, the CLI and the status pages read from a bus (sqlite/sqlite-reads.ts,
+ * cluster/pg-reads.ts). Each read first waits for the writes in flight, so what a caller was told
+ * is accepted is also readable.
+ */
+export interface BusReads {
+  getConversation(
+    id: string,
+    opts?: { limit?: number; offset?: number },
+  ): Promise<{ conversation: Conversation; messages: StoredMessage[] }>;
+  listConversations(q?: ConversationFilter & { limit?: number; offset?: number }): Promise<Page<Conversation>>;
+  getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryView[] }) | undefined>;
+  /** Messages newest first, narrowed by the filter. */
+  listMessages(q?: MessageFilter & { limit?: number; offset?: number }): Promise<Page<StoredMessage>>;
+  deadLetters(
+    q?: DeadLetterFilter & { limit?: number; offset?: number },
+  ): Promise<Page<DeliveryView & { message: AclMessage }>>;
+  /** Throws 'not_found' when there is no dead letter with this id. */
+  deadLetter(id: number): Promise<DeliveryView & { message: AclMessage }>;
+}
 
 /** A dead letter to discard, with the conversation a purge may delete after it. */
 export interface DiscardTarget {
@@ -38,7 +53,7 @@ export interface BusStats {
 
 /**
  * The message bus as the rest of the server sees it: the one delivery engine (engine/engine.ts)
- * over SQLite and the in-process dispatcher on one node (`MessageBus`, bus.ts), or over PostgreSQL
+ * over SQLite and the in-process dispatcher on one node (`MessageBus`, src/messaging/sqlite/sqlite-bus.ts), or over PostgreSQL
  * and JetStream in a cluster (`ClusterBus`, src/messaging/cluster/cluster-bus.ts). Routes, host tools and
  * components depend on this, never on either.
  */

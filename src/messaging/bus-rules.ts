@@ -1,78 +1,21 @@
 /**
  * What both buses (the single-node `MessageBus` and the cluster's `ClusterBus`) decide the same
- * way: how a body becomes a message, which errors are retried or dead-lettered, how a reply and a
- * new conversation look, how a message counts in its conversation, and what a duplicate answers.
- * One place, so the two cannot drift apart.
+ * way about a submission: how a body becomes a message, whom it may go to, how a reply looks and
+ * what a duplicate answers. One place, so the two cannot drift apart. Retries are
+ * delivery-retries.ts's, conversations conversation-rules.ts's.
  */
 import { checkSend, unknownPrincipal, type ActingPrincipals, type SendScope } from '../auth/index.js';
-import { CaxtonError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
-import { backoffDelay } from '../shared/backoff.js';
+import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { COPY_ROOT } from '../shared/objects.js';
-import type { InProcessReceiver } from './bus.js';
+import type { InProcessReceiver } from './engine/engine.js';
 import type { MessagingConfig } from './config.js';
-import { isTerminal, type Conversation } from './conversation.js';
 import { contentSize, newMessageId, replyAddress, withTraceContext, type AclMessage, type Content } from './message.js';
-import { expectsReply, type Performative } from './performatives.js';
+import type { Performative } from './performatives.js';
 import type { RouteDecision, Router } from './router.js';
-import type { StoredMessage } from './store.js';
+import type { StoredMessage } from './rows.js';
 import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 import { parseMessage } from './validate.js';
-import { iso as nowIso, isoClock } from './engine/step-work.js';
-
-/** Errors worth another delivery attempt: the agent could succeed next time. */
-export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'llm_error',
-  'isolation_failure',
-  'not_ready',
-  'rate_limited',
-  'internal',
-  'cancelled',
-]);
-/** Errors that make a message undeliverable until an operator acts: straight to the dead-letter queue. */
-export const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'agent_not_found',
-  'invalid_config',
-  'configuration_error',
-  'invalid_request',
-  'payload_too_large',
-  'tool_not_allowed',
-  'forbidden',
-]);
-
-/** Conversation expiries (now + ttl): within one millisecond every new conversation gets the same. */
-const expiryIso = isoClock();
-
-/**
- * Whether and in how many ms a failed delivery is tried again; counts the attempt in `d`. A
- * delivery refused because its acting principal (or the agent, or the node: `max_in_flight`)
- * already runs as many executions as it may has not failed: it waits for a slot and tries again
- * without spending an attempt, so it is neither dead-lettered nor lost. Other retryable errors back off exponentially, at least as long
- * as a rate limit asks, until `max_attempts`. Undefined: no retry (dead letter or failure reply).
- */
-export function retryDelay(cfg: MessagingConfig, d: { attempts: number }, e: unknown): number | undefined {
-  const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
-  const details =
-    isCaxtonError(e) && typeof e.details === 'object' && e.details !== null
-      ? (e.details as Record<string, unknown>)
-      : {};
-  const jitter = (ms: number) => Math.round(ms * (0.8 + Math.random() * 0.4));
-  const asked = code === 'rate_limited' && typeof details.retry_after === 'number' ? details.retry_after * 1000 : 0;
-  if (code === 'rate_limited' && (details.limit === 'concurrency' || details.limit === 'in_flight'))
-    return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base, asked)));
-  // The run waits for a person (src/execution/runs): asked again now and then, never spending an
-  // attempt; once someone decides, the run goes on and the next delivery answers with its result.
-  if (code === 'awaiting_approval') return jitter(cfg.retry_max);
-  // The run was cancelled by an operator (src/execution/runs): asking again would find it cancelled.
-  if (code === 'cancelled' && details.reason === 'run_cancelled') return undefined;
-  d.attempts++;
-  if (!RETRYABLE.has(code) || d.attempts >= cfg.max_attempts) return undefined;
-  return jitter(
-    Math.min(
-      cfg.retry_max,
-      Math.max(backoffDelay(d.attempts - 1, { baseMs: cfg.retry_base, maxMs: cfg.retry_max }), asked),
-    ),
-  );
-}
+import { iso as nowIso } from './engine/step-work.js';
 
 /** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */
 export function parseBody(
@@ -221,63 +164,6 @@ export function duplicateResult(s: StoredMessage, duplicate: boolean): SubmitRes
       s.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : s.routed_to.length > 1 ? 'all' : 'one',
     duplicate,
   };
-}
-
-/** A new conversation started by `m`: its turn budget is the tightest of its receivers' (not for endless protocols). */
-export function newConversation(
-  m: AclMessage,
-  now: string,
-  decision: RouteDecision,
-  cfg: MessagingConfig,
-  endless: boolean,
-): Conversation {
-  let maxTurns = cfg.max_conversation_turns;
-  if (decision.ok && !endless)
-    for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
-  // The one receiver most messages have is listed already, as `touchConversation` would add it:
-  // the list is then made at its size instead of grown.
-  const only = decision.ok && decision.receivers.length === 1 ? decision.receivers[0]!.agent : m.sender;
-  return {
-    id: m.conversation_id,
-    protocol: m.protocol ?? null,
-    state: 'initiated',
-    initiator: m.sender,
-    participants: only === m.sender ? [m.sender] : [m.sender, only],
-    capability: m.capability ?? null,
-    turns: 0,
-    max_turns: maxTurns,
-    created_at: now,
-    updated_at: now,
-    expires_at: expiryIso(Date.now() + cfg.conversation_ttl),
-    reason: null,
-  };
-}
-
-/**
- * Counts a message in its conversation: turns, participants, activity, and its expiry (the ttl, or
- * the reply_by of a message expecting a reply; none for an endless protocol).
- */
-export function touchConversation(
-  conv: Conversation,
-  m: AclMessage,
-  receivers: readonly string[],
-  now: string,
-  ttl: number,
-  endless: boolean,
-): void {
-  conv.turns++;
-  conv.updated_at = now;
-  if (!conv.participants.includes(m.sender)) conv.participants.push(m.sender);
-  for (const r of receivers) if (!conv.participants.includes(r)) conv.participants.push(r);
-  if (isTerminal(conv.state)) return;
-  if (endless) {
-    conv.expires_at = null;
-    return;
-  }
-  let expires = Date.now() + ttl;
-  if (m.reply_by && m.performative !== 'cfp' && expectsReply(m.performative))
-    expires = Math.min(expires, Date.parse(m.reply_by));
-  conv.expires_at = expiryIso(expires);
 }
 
 /** A reply to `to` from `sender`, in its conversation and trace. */

@@ -1,4 +1,3 @@
-export { MessageBus, type BusOptions } from './bus.js';
 export {
   DeliveryEngine,
   type AgentAnswer,
@@ -19,35 +18,29 @@ export type {
   Outgoing,
   StepStore,
 } from './engine/ports.js';
-export { DispatchQueue, type DispatchQueueOptions } from './dispatch-queue.js';
-export { SqliteSteps } from './sqlite-steps.js';
 export type { MessagingConfig } from './config.js';
 export type { BusReads, BusStats, DiscardResult, DiscardTarget, MessagingBus } from './bus-port.js';
 export {
   checkReceiverLimits,
   duplicateResult,
-  newConversation,
   parseBody,
   replyTo,
-  retryDelay,
-  RETRYABLE,
   routeForPrincipal,
   sendScopeOf,
   submitBody,
   submission,
-  touchConversation,
-  UNDELIVERABLE,
   undeployedReceiver,
 } from './bus-rules.js';
+export { retryDelay, RETRYABLE, UNDELIVERABLE } from './delivery-retries.js';
+export { newConversation, touchConversation } from './conversation-rules.js';
 export { ConversationEvents, type BusEvent } from './events.js';
-export { MessageReads, withFailed, type ReadSources } from './reads.js';
+export { withFailed } from './protocols/index.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
 export {
   attemptErrorsOf,
   deliveryView,
   MAX_ATTEMPT_ERRORS,
   messageRow,
-  MESSAGING_MIGRATIONS,
   type AttemptError,
   type ConversationFilter,
   type DeadLetterFilter,
@@ -57,7 +50,7 @@ export {
   type StoredMessage,
   type Page,
   type SubscriptionRow,
-} from './store.js';
+} from './rows.js';
 export { Directory, type DirectoryEntry, type DirectoryEvent, type DirectoryQuery } from './directory.js';
 export { eventVisibleTo, readsFor } from './scoped-reads.js';
 export {

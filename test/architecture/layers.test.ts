@@ -49,6 +49,11 @@ const BESIDE: readonly { adapters: string; core: string; why: string }[] = [
     core: 'messaging/index.ts',
     why: "the messaging ports' PostgreSQL and JetStream adapters (a cluster's bus)",
   },
+  {
+    adapters: 'messaging/sqlite',
+    core: 'messaging/index.ts',
+    why: "the messaging ports' SQLite and in-process adapters (a single node's bus)",
+  },
 ];
 
 /**
@@ -199,15 +204,15 @@ describe('layers (docs/architecture.md, "Layers")', () => {
   it('catches an adapter reaching past the core entry, the core importing an adapter, and a caller skipping the entry', () => {
     expect(
       besideViolations([
-        { file: 'messaging/cluster/pg-message-store.ts', target: 'messaging/store.ts' },
+        { file: 'messaging/cluster/pg-message-store.ts', target: 'messaging/rows.ts' },
         { file: 'messaging/cluster/pg-message-store.ts', target: 'messaging/index.ts' },
-        { file: 'messaging/bus.ts', target: 'messaging/cluster/index.ts' },
+        { file: 'messaging/bus-rules.ts', target: 'messaging/cluster/index.ts' },
         { file: 'server/components/cluster.ts', target: 'messaging/cluster/cluster-bus.ts' },
         { file: 'server/components/cluster.ts', target: 'messaging/cluster/index.ts' },
       ]),
     ).toEqual([
-      'messaging/cluster/pg-message-store.ts → messaging/store.ts: messaging/cluster imports messaging only through messaging/index.ts',
-      'messaging/bus.ts → messaging/cluster/index.ts: messaging does not import its adapters (messaging/cluster)',
+      'messaging/cluster/pg-message-store.ts → messaging/rows.ts: messaging/cluster imports messaging only through messaging/index.ts',
+      'messaging/bus-rules.ts → messaging/cluster/index.ts: messaging does not import its adapters (messaging/cluster)',
       'server/components/cluster.ts → messaging/cluster/cluster-bus.ts: messaging/cluster is reached through messaging/cluster/index.ts',
     ]);
   });
@@ -218,7 +223,7 @@ describe('layers (docs/architecture.md, "Layers")', () => {
         { file: 'storage/database.ts', target: 'messaging/index.ts' },
         { file: 'memory/store.ts', target: 'messaging/index.ts' },
         { file: 'nowhere/x.ts', target: 'shared/index.ts' },
-        { file: 'messaging/bus.ts', target: 'storage/index.ts' },
+        { file: 'messaging/bus-rules.ts', target: 'storage/index.ts' },
       ]),
     ).toEqual([
       'storage/database.ts → messaging/index.ts: storage (layer 1) imports messaging (layer 7), a higher layer',

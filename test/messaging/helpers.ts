@@ -5,14 +5,13 @@
 import { AgentRegistry, parseAgent, type AgentDefinition } from '../../src/agents/index.js';
 import { loadServerConfig } from '../../src/config/index.js';
 import {
-  MESSAGING_MIGRATIONS,
-  MessageBus,
   type AclMessage,
   type ConversationId,
   type MessageHandler,
   type MessageId,
   type MessagingConfig,
 } from '../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../../src/messaging/sqlite/index.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
 

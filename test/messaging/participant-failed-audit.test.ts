@@ -6,7 +6,7 @@
 import { afterAll, afterEach, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/agents/index.js';
 import { MemoryAuditSink } from '../../src/audit/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus } from '../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../../src/messaging/sqlite/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';

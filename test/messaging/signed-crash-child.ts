@@ -8,7 +8,8 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentRegistry } from '../../src/agents/index.js';
 import { SigningKeyStore } from '../../src/auth/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus, MessageSigner, SqliteSignedSeen } from '../../src/messaging/index.js';
+import { MessageSigner, SqliteSignedSeen } from '../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../../src/messaging/sqlite/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { agentDef, deploy, messagingConfig } from './helpers.js';
 

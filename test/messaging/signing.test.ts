@@ -13,13 +13,12 @@ import { MemoryAuditSink } from '../../src/audit/index.js';
 import { SigningAnchor, SigningKeyStore, type SigningKeyRecord } from '../../src/auth/index.js';
 import {
   canonicalForm,
-  MESSAGING_MIGRATIONS,
-  MessageBus,
   MessageSigner,
   SqliteSignedSeen,
   type AclMessage,
   type MessageHandler,
 } from '../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../../src/messaging/sqlite/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';

@@ -7,14 +7,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { drive, type StepBody } from '../../src/messaging/engine/step-work.js';
 import { GroupCommit } from '../../src/storage/group-commit.js';
-import {
-  MESSAGING_MIGRATIONS,
-  SqliteSteps,
-  type Conversation,
-  type ConversationId,
-  type MessageId,
-} from '../../src/messaging/index.js';
-import { MessageStore, type DeliveryRow } from '../../src/messaging/store.js';
+import { type Conversation, type ConversationId, type MessageId } from '../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, SqliteSteps } from '../../src/messaging/sqlite/index.js';
+import type { DeliveryRow } from '../../src/messaging/rows.js';
+import { MessageStore } from '../../src/messaging/sqlite/index.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { aclMessage } from './helpers.js';

@@ -1,6 +1,6 @@
 /**
  * The message state of a cluster in PostgreSQL (ADR 0043): the
- * messaging tables of the single-node store (src/messaging/store.ts) — messages, delivery rows,
+ * messaging tables of the single-node store (src/messaging/sqlite/sqlite-message-store.ts) — messages, delivery rows,
  * conversations, subscriptions — shared by every node, with the two guarantees the cluster's bus
  * rests on:
  *

@@ -122,7 +122,7 @@ export class PgMessageSweeps extends PgMessageRows {
   }
 
   /**
-   * One batch of retention, as the single-node rules (src/messaging/retention.ts): dead letters
+   * One batch of retention, as the single-node rules (src/messaging/sqlite/sqlite-retention.ts): dead letters
    * older than `dead_letter_retention` or beyond `max_dead_letters`, then finished conversations
    * with nothing undelivered or dead, idle longer than `retention` or beyond `max_conversations`
    * (oldest first), each with its messages, deliveries and subscriptions. One node at a time runs

@@ -1,6 +1,6 @@
 /**
  * The tables of a cluster's message state in PostgreSQL (ADR 0043) and how their rows read: the
- * messaging tables of the single-node store (src/messaging/store.ts) — messages, delivery rows,
+ * messaging tables of the single-node store (src/messaging/sqlite/sqlite-message-store.ts) — messages, delivery rows,
  * conversations, subscriptions — in PostgreSQL's own DDL (bigserial, ISO text timestamps kept as in
  * SQLite so rows read the same), not shared with the SQLite migration: the two differ in every id
  * column.

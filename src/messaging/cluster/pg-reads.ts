@@ -1,5 +1,5 @@
 /**
- * The read side of a cluster's message state (ADR 0043): MessageReads (src/messaging/reads.ts)
+ * The read side of a cluster's message state (ADR 0043): MessageReads (src/messaging/sqlite/sqlite-reads.ts)
  * over the PostgreSQL tables of pg-message-store.ts, with the same methods, results, filters and
  * errors, so the REST routes and the CLI read a cluster as they read one node.
  *

@@ -11,7 +11,7 @@ import type { MessagingConfig } from '../config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
 import { withTraceContext, type AclMessage } from '../message.js';
 import { endless } from '../protocols/index.js';
-import { touchConversation } from '../bus-rules.js';
+import { touchConversation } from '../conversation-rules.js';
 import type { Answer, DeliveryQueue, EngineStep, Outgoing, StepStore } from './ports.js';
 import { iso, StepWork } from './step-work.js';
 import type { EngineOptions } from './engine-types.js';

@@ -31,17 +31,15 @@ import {
   checkCredential,
   checkReceiverLimits,
   duplicateResult,
-  newConversation,
   replyTo,
-  retryDelay,
-  RETRYABLE,
   routeForPrincipal,
   sendScopeOf,
-  UNDELIVERABLE,
   undeployedReceiver,
 } from '../bus-rules.js';
+import { newConversation } from '../conversation-rules.js';
+import { retryDelay, RETRYABLE, UNDELIVERABLE } from '../delivery-retries.js';
 import { REPLAYED, SIGNATURE_INVALID } from '../signature.js';
-import type { DeliveryRow, StoredMessage } from '../store.js';
+import type { DeliveryRow, StoredMessage } from '../rows.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { Answer, DeliveryQueue, EngineStep, StepStore } from './ports.js';
 import { drive, iso, subscribersOf, type StepBody, type StepWork } from './step-work.js';
@@ -110,7 +108,7 @@ const SETTLED = Promise.resolve();
  * decisions (and the protocols', protocols/steps.ts) are made inside the step from what the
  * conversation's rows say, and what the step delivers and emits leaves only once it committed.
  * The stores and queues are adapters: SQLite with group commit and the in-process dispatcher on
- * one node (sqlite-steps.ts), PostgreSQL with JetStream in a cluster (../cluster/).
+ * one node (sqlite/sqlite-steps.ts), PostgreSQL with JetStream in a cluster (../cluster/).
  *
  * "Accepted" means committed and handed to the queue; a delivery is acknowledged in the same step
  * as the replies it produced and what the protocol decided, so each receiver gets a message at

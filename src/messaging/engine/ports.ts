@@ -1,7 +1,7 @@
 import type { Conversation } from '../conversation.js';
 import type { Delivery } from '../dispatcher.js';
 import type { AclMessage } from '../message.js';
-import type { DeliveryRow, StoredMessage, SubscriptionRow } from '../store.js';
+import type { DeliveryRow, StoredMessage, SubscriptionRow } from '../rows.js';
 import type { LoadView } from '../strategy.js';
 
 /**

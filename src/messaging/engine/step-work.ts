@@ -4,7 +4,7 @@
  */
 import type { BusEvent } from '../events.js';
 import { newMessageId, type AclMessage, type ConversationId, type MessageId } from '../message.js';
-import type { SubscriptionRow } from '../store.js';
+import type { SubscriptionRow } from '../rows.js';
 import type { Answer, Outgoing, StepStore } from './ports.js';
 
 /**

@@ -34,6 +34,7 @@ export {
 } from './rounds.js';
 export {
   failedParticipants,
+  withFailed,
   participantFailure,
   participantOnly,
   survivesParticipants,

@@ -1,6 +1,6 @@
 import type { Conversation } from '../conversation.js';
 import { newMessageId, type AclMessage } from '../message.js';
-import type { StoredMessage } from '../store.js';
+import type { StoredMessage } from '../rows.js';
 import type { StepEffects } from './steps.js';
 
 const iso = (t = Date.now()) => new Date(t).toISOString();

@@ -9,7 +9,7 @@
 import type { Conversation } from '../conversation.js';
 import type { AclMessage, Content } from '../message.js';
 import type { Protocol } from '../performatives.js';
-import type { StoredMessage } from '../store.js';
+import type { StoredMessage } from '../rows.js';
 import { PLATFORM } from '../submission.js';
 
 /** A participant a protocol goes on without: who, why, and the dead letter that says so. */
@@ -79,4 +79,11 @@ export function failedParticipants(messages: readonly StoredMessage[]): FailedPa
     });
   }
   return [...seen.values()];
+}
+
+/** `c` with the participants its protocol went on without, when there are any (failedParticipants). */
+export function withFailed(c: Conversation, messages: readonly StoredMessage[]): Conversation {
+  const failed = failedParticipants(messages);
+  if (failed.length > 0) c.failed_participants = failed;
+  return c;
 }

@@ -25,7 +25,7 @@ import type { MessagingConfig } from '../config.js';
 import type { Conversation } from '../conversation.js';
 import { newMessageId, type AclMessage, type Content, type ConversationId } from '../message.js';
 import type { Performative, Protocol } from '../performatives.js';
-import type { StoredMessage } from '../store.js';
+import type { StoredMessage } from '../rows.js';
 import { afterDeadline, answered, rejectLate } from './late.js';
 import { failedNames } from './participants.js';
 import { chooseWinner, proposalValue, selectionOf } from './selection.js';

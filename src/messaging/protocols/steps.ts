@@ -10,7 +10,7 @@ import type { MessagingConfig } from '../config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
 import { newMessageId, type AclMessage, type Content } from '../message.js';
 import { expectsReply, type Performative, type Protocol } from '../performatives.js';
-import type { StoredMessage } from '../store.js';
+import type { StoredMessage } from '../rows.js';
 import { afterDeadline, answered, rejectLate } from './late.js';
 import { failedNames, failedParticipantOf } from './participants.js';
 import {

@@ -7,13 +7,13 @@ import type { ServerConfig } from '../../config/index.js';
 import type { Executor } from '../../execution/index.js';
 import {
   executorHandler,
-  MessageBus,
   MessageSigner,
   sendMessageTool,
   SqliteSignedSeen,
   type SignedSeen,
   type MessagingBus,
 } from '../../messaging/index.js';
+import { MessageBus } from '../../messaging/sqlite/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import { CaxtonError } from '../../shared/errors.js';

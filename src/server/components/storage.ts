@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { AGENT_MIGRATIONS } from '../../agents/index.js';
-import { MESSAGING_MIGRATIONS } from '../../messaging/index.js';
+import { MESSAGING_MIGRATIONS } from '../../messaging/sqlite/index.js';
 import type { Logger } from '../../observability/index.js';
 import {
   checkpointInBackground,

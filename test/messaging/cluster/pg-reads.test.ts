@@ -13,7 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conversationVisible, messageVisible } from '../../../src/auth/index.js';
 import { PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
 import {
-  MESSAGING_MIGRATIONS,
   type AclMessage,
   type Conversation,
   type ConversationId,
@@ -21,7 +20,9 @@ import {
   type MessageFilter,
   type MessageId,
 } from '../../../src/messaging/index.js';
-import { deliveryView, MessageStore } from '../../../src/messaging/store.js';
+import { MESSAGING_MIGRATIONS } from '../../../src/messaging/sqlite/index.js';
+import { deliveryView } from '../../../src/messaging/rows.js';
+import { MessageStore } from '../../../src/messaging/sqlite/index.js';
 import { migrate, openDatabase, type Db } from '../../../src/storage/index.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 

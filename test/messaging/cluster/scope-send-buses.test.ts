@@ -12,14 +12,8 @@ import { AgentRegistry } from '../../../src/agents/index.js';
 import { ApiKeyStore, PrincipalDirectory, type Principal } from '../../../src/auth/index.js';
 import { clusterConfigSchema } from '../../../src/config/index.js';
 import { ClusterBus, PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
-import {
-  MESSAGING_MIGRATIONS,
-  MessageBus,
-  newConversationId,
-  newMessageId,
-  type AclMessage,
-  type MessagingBus,
-} from '../../../src/messaging/index.js';
+import { newConversationId, newMessageId, type AclMessage, type MessagingBus } from '../../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../../../src/messaging/sqlite/index.js';
 import { CaxtonError } from '../../../src/shared/errors.js';
 import { migrate, openDatabase, type Db } from '../../../src/storage/index.js';
 import { aclMessage, agentDef, deploy, messagingConfig } from '../helpers.js';

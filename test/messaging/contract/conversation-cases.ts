@@ -10,12 +10,8 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { describe, expect } from 'vitest';
 import { ApiKeyStore, PrincipalDirectory, type Principal } from '../../../src/auth/index.js';
-import {
-  MESSAGING_MIGRATIONS,
-  type AclMessage,
-  type AgentAnswer,
-  type InProcessHandler,
-} from '../../../src/messaging/index.js';
+import { type AclMessage, type AgentAnswer, type InProcessHandler } from '../../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS } from '../../../src/messaging/sqlite/index.js';
 import { httpStatusFor } from '../../../src/shared/errors.js';
 import { migrate, openDatabase } from '../../../src/storage/index.js';
 import { makeTempDir } from '../../helpers/tmp.js';

@@ -5,7 +5,8 @@
  */
 import { afterAll } from 'vitest';
 import { AgentRegistry } from '../../../src/agents/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus, type InProcessHandler } from '../../../src/messaging/index.js';
+import { type InProcessHandler } from '../../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus } from '../../../src/messaging/sqlite/index.js';
 import { migrate, openDatabase } from '../../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { agentDef, deploy, messagingConfig } from '../helpers.js';

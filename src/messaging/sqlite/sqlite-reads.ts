@@ -1,25 +1,20 @@
-import { CaxtonError } from '../shared/errors.js';
-import { COPY_ROOT } from '../shared/objects.js';
-import type { Conversation } from './conversation.js';
-import type { AclMessage, ConversationId } from './message.js';
-import type {
-  ConversationFilter,
-  DeadLetterFilter,
-  DeliveryView,
-  MessageFilter,
-  MessageStore,
-  Page,
-  StoredMessage,
-} from './store.js';
-import { deliveryView } from './store.js';
-import { failedParticipants } from './protocols/index.js';
-
-/** `c` with the participants its protocol went on without, when there are any (protocols/participants.ts). */
-export function withFailed(c: Conversation, messages: readonly StoredMessage[]): Conversation {
-  const failed = failedParticipants(messages);
-  if (failed.length > 0) c.failed_participants = failed;
-  return c;
-}
+import { CaxtonError } from '../../shared/errors.js';
+import { COPY_ROOT } from '../../shared/objects.js';
+import {
+  deliveryView,
+  withFailed,
+  type AclMessage,
+  type BusReads,
+  type Conversation,
+  type ConversationFilter,
+  type ConversationId,
+  type DeadLetterFilter,
+  type DeliveryView,
+  type MessageFilter,
+  type Page,
+  type StoredMessage,
+} from '../index.js';
+import type { MessageStore } from './sqlite-message-store.js';
 
 /** What the reads need from the bus: its write barrier, its open conversations and its store. */
 export interface ReadSources {
@@ -37,7 +32,7 @@ export interface ReadSources {
  * first waits for the writes in flight, so what a caller was told is accepted is also readable.
  * Reads never change state; replaying a dead letter is the bus's (`MessageBus.replay`).
  */
-export class MessageReads {
+export class MessageReads implements BusReads {
   readonly #src: ReadSources;
 
   constructor(src: ReadSources) {
@@ -98,7 +93,7 @@ export class MessageReads {
     return { ...deliveryView(d), message: this.#messageOf(d) };
   }
 
-  // A delivery row references its message by a foreign key (store.ts): the message is always there.
+  // A delivery row references its message by a foreign key (sqlite-message-store.ts): the message is always there.
   #messageOf(d: { message_id: string }): AclMessage {
     return this.#src.store.getMessage(d.message_id)!.message;
   }

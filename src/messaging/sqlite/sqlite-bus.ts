@@ -1,35 +1,38 @@
-import type { AgentRegistry } from '../agents/index.js';
-import type { AuditSink } from '../audit/index.js';
-import type { ActingPrincipals } from '../auth/index.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { Tracer } from '../observability/trace-context.js';
-import { CaxtonError, describeError } from '../shared/errors.js';
-import { GroupCommit, Pruner, type Db } from '../storage/index.js';
-import type { BusStats, DiscardResult, DiscardTarget, MessagingBus } from './bus-port.js';
-import type { MessagingConfig } from './config.js';
-import type { Conversation } from './conversation.js';
-import { Directory } from './directory.js';
+import type { AgentRegistry } from '../../agents/index.js';
+import type { AuditSink } from '../../audit/index.js';
+import type { ActingPrincipals } from '../../auth/index.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { Tracer } from '../../observability/trace-context.js';
+import { CaxtonError, describeError } from '../../shared/errors.js';
+import { GroupCommit, Pruner, type Db } from '../../storage/index.js';
+import {
+  ConversationEvents,
+  createStrategy,
+  Directory,
+  EngineBus,
+  newConversation,
+  Router,
+  touchConversation,
+  type AclMessage,
+  type BusStats,
+  type Conversation,
+  type ConversationId,
+  type DiscardResult,
+  type DiscardTarget,
+  type MessageHandler,
+  type MessageId,
+  type MessageSigner,
+  type MessagingBus,
+  type MessagingConfig,
+  type RouteDecision,
+} from '../index.js';
 import { DispatchQueue } from './dispatch-queue.js';
-import type { MessageHandler } from './engine/engine.js';
-import { EngineBus } from './engine/engine-bus.js';
-import { ConversationEvents } from './events.js';
-import type { AclMessage, ConversationId, MessageId } from './message.js';
-import { MessageReads } from './reads.js';
-import { messagingRetentionRules } from './retention.js';
-import { newConversation, touchConversation } from './bus-rules.js';
-import { Router, type RouteDecision } from './router.js';
-import type { MessageSigner } from './signature.js';
+import { MessageReads } from './sqlite-reads.js';
+import { messagingRetentionRules } from './sqlite-retention.js';
 import { SqliteSteps } from './sqlite-steps.js';
-import { MessageStore } from './store.js';
-import { createStrategy } from './strategy.js';
+import { MessageStore } from './sqlite-message-store.js';
 
-export type {
-  AgentAnswer,
-  HandlerContext,
-  InProcessHandler,
-  InProcessReceiver,
-  MessageHandler,
-} from './engine/engine.js';
+export type { AgentAnswer, HandlerContext, InProcessHandler, InProcessReceiver, MessageHandler } from '../index.js';
 
 export interface BusOptions {
   db: Db;
@@ -55,7 +58,7 @@ export interface BusOptions {
 }
 
 /**
- * The message bus of one node: the delivery engine (engine/engine.ts) over the data dir's SQLite
+ * The message bus of one node: the delivery engine (src/messaging/engine/engine.ts) over the data dir's SQLite
  * (sqlite-steps.ts, group commit) and the in-process dispatcher (dispatch-queue.ts). Accepting a
  * message means it is committed; each receiver gets it at least once, acknowledged atomically with
  * the reply it produced.
@@ -74,7 +77,7 @@ export class MessageBus extends EngineBus implements MessagingBus {
   /** Listeners and the callers waiting for a conversation to end. */
   readonly #events = new ConversationEvents(this);
   #sweep: NodeJS.Timeout | undefined;
-  /** Retention of finished conversations and dead letters (src/messaging/retention.ts), off the hot path. */
+  /** Retention of finished conversations and dead letters (src/messaging/sqlite/sqlite-retention.ts), off the hot path. */
   readonly #pruner: Pruner;
   /** Messages stored and conversations ended since the pruner was last asked to run. */
   #sincePrune = 0;

@@ -1,10 +1,8 @@
-import { traceLogFields } from '../observability/trace-context.js';
-import { describeError } from '../shared/errors.js';
-import { backoffDelay } from '../shared/backoff.js';
-import { isDiskFull } from '../storage/index.js';
-import { Dispatcher, type Delivery } from './dispatcher.js';
-import type { DeliveryQueue, Outgoing } from './engine/ports.js';
-import type { ConversationEvents } from './events.js';
+import { traceLogFields } from '../../observability/trace-context.js';
+import { describeError } from '../../shared/errors.js';
+import { backoffDelay } from '../../shared/backoff.js';
+import { isDiskFull } from '../../storage/index.js';
+import { Dispatcher, type ConversationEvents, type Delivery, type DeliveryQueue, type Outgoing } from '../index.js';
 
 export interface DispatchQueueOptions {
   /** Deliveries `agent` may run at once. */

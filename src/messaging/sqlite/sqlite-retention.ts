@@ -1,4 +1,4 @@
-import type { Db, RetentionRule } from '../storage/index.js';
+import type { Db, RetentionRule } from '../../storage/index.js';
 
 /** What messaging keeps (`[messaging]` retention keys). */
 export interface MessagingRetention {

@@ -1,9 +1,20 @@
-import { storeWriteError, type GroupCommit, type JoinedWrite } from '../storage/index.js';
-import { isTerminal, type Conversation } from './conversation.js';
-import type { Answer, DeliveryChange, EngineStep, StepStore } from './engine/ports.js';
-import type { AclMessage, ConversationId, MessageId } from './message.js';
-import { endless } from './protocols/index.js';
-import type { DeliveryRow, MessageStore, StoredMessage, SubscriptionRow } from './store.js';
+import { storeWriteError, type GroupCommit, type JoinedWrite } from '../../storage/index.js';
+import {
+  endless,
+  isTerminal,
+  type AclMessage,
+  type Answer,
+  type Conversation,
+  type ConversationId,
+  type DeliveryChange,
+  type DeliveryRow,
+  type EngineStep,
+  type MessageId,
+  type StepStore,
+  type StoredMessage,
+  type SubscriptionRow,
+} from '../index.js';
+import type { MessageStore } from './sqlite-message-store.js';
 
 const NO_SUBSCRIPTIONS: SubscriptionRow[] = Object.freeze([]) as unknown as SubscriptionRow[];
 
