@@ -47,6 +47,8 @@ import {
   type RunWithSteps,
 } from '../execution/index.js';
 import { isCaxtonError } from '../shared/errors.js';
+import type { Workspace } from '../tools/workspace/index.js';
+import { filesArtifact } from './files.js';
 import { followRun } from './follow.js';
 import type { PushNotifier } from './push.js';
 import type { PushConfig } from './push-store.js';
@@ -71,6 +73,8 @@ export interface A2aHandlerDeps {
   caller: A2aCaller;
   /** Push notifications, when `[a2a] push_notifications` is on. */
   push?: PushNotifier | undefined;
+  /** The workspace grant, whose files a completed task carries (files.ts); none without `[workspace] path`. */
+  workspace?: Workspace | undefined;
 }
 
 const MAX_PAGE = 100;
@@ -184,6 +188,11 @@ export class AgentA2aHandler implements A2ARequestHandler {
     return got;
   }
 
+  /** The task a run is, with the files it wrote once it has completed. */
+  #asTask(got: RunWithSteps, historyLength?: number): Task {
+    return taskOf(got.run, got.steps, historyLength, filesArtifact(this.d.workspace, got.run, got.steps));
+  }
+
   getAgentCard(): Promise<AgentCard> {
     return Promise.resolve(this.d.card());
   }
@@ -260,7 +269,7 @@ export class AgentA2aHandler implements A2ARequestHandler {
       if (params.configuration?.returnImmediately !== true)
         for await (const got of followRun(this.d.runs, id, this.d.caller.signal)) last = got;
       last ??= await this.#read(id);
-      return taskOf(last.run, last.steps, historyLength);
+      return this.#asTask(last, historyLength);
     });
   }
 
@@ -280,12 +289,12 @@ export class AgentA2aHandler implements A2ARequestHandler {
     for await (const got of followRun(this.d.runs, id, this.d.caller.signal, stop)) {
       const { run, steps } = got;
       if (sent < 0) {
-        yield { payload: { $case: 'task', value: taskOf(run, steps) } };
+        yield { payload: { $case: 'task', value: this.#asTask(got) } };
         sent = seen;
       }
       for (; sent < steps.length; sent++) yield* stepEvents(run, steps[sent]!, sent);
       if (stop(got)) {
-        yield* endEvents(run, steps);
+        yield* endEvents(run, steps, filesArtifact(this.d.workspace, run, steps));
         return;
       }
     }
@@ -305,8 +314,7 @@ export class AgentA2aHandler implements A2ARequestHandler {
 
   getTask(params: GetTaskRequest): Promise<Task> {
     return this.#guard(async () => {
-      const { run, steps } = await this.#read(params.id);
-      return taskOf(run, steps, params.historyLength);
+      return this.#asTask(await this.#read(params.id), params.historyLength);
     });
   }
 
@@ -343,8 +351,7 @@ export class AgentA2aHandler implements A2ARequestHandler {
       assertRunPermission(this.#p, 'agents:invoke');
       if (ENDED.has(run.status)) throw new TaskNotCancelableError(`task ${run.id} has already ended (${run.status})`);
       await this.d.runs.cancel(run.id);
-      const after = await this.#read(run.id);
-      return taskOf(after.run, after.steps);
+      return this.#asTask(await this.#read(run.id));
     });
   }
 

@@ -32,6 +32,8 @@ import { scrubSecrets } from '../shared/secrets.js';
 import { egressAgent, egressRefusalOf, literalRefusal } from '../tools/index.js';
 import { followRun } from './follow.js';
 import type { PushConfig, PushConfigStore } from './push-store.js';
+import type { Workspace } from '../tools/workspace/index.js';
+import { filesArtifact } from './files.js';
 import { ENDED, taskOf, waitingCalls } from './tasks.js';
 
 /** The header the protocol names for a config's token. */
@@ -52,6 +54,8 @@ export interface PushOptions {
   /** One try's longest time, connecting and answering. */
   timeoutMs?: number;
   backoff?: BackoffPolicy;
+  /** The workspace grant, whose files a completed task carries (files.ts). */
+  workspace?: Workspace | undefined;
 }
 
 export const PUSH_ATTEMPTS = 3;
@@ -159,7 +163,14 @@ export class PushNotifier {
       if (configs.length === 0) return release();
       // The protocol's StreamResponse as JSON; scrubbed of configured secrets, as every exit is (ADR 0017).
       const body = scrubSecrets(
-        JSON.stringify(StreamResponse.toJSON({ payload: { $case: 'task', value: taskOf(got.run, got.steps) } })),
+        JSON.stringify(
+          StreamResponse.toJSON({
+            payload: {
+              $case: 'task',
+              value: taskOf(got.run, got.steps, undefined, filesArtifact(this.o.workspace, got.run, got.steps)),
+            },
+          }),
+        ),
       );
       await Promise.all(configs.map((c) => this.#deliver(c, body, signal)));
     }

@@ -19,6 +19,7 @@ import { agentVisible, globMatch, type Access } from '../auth/index.js';
 import type { A2aConfig, ServerConfig } from '../config/index.js';
 import type { ChatThreads, Executor } from '../execution/index.js';
 import { CaxtonError } from '../shared/errors.js';
+import type { Workspace } from '../tools/workspace/index.js';
 import { A2A_BASE, agentCardOf, cardJson } from './card.js';
 import { AgentA2aHandler, type A2aCaller } from './handler.js';
 import type { PushNotifier } from './push.js';
@@ -34,6 +35,8 @@ export interface A2aRouteDeps {
   config: { a2a: A2aConfig; auth: ServerConfig['auth'] };
   /** Push notifications, when `[a2a] push_notifications` is on. */
   push?: PushNotifier | undefined;
+  /** The workspace grant, whose files a completed task carries (files.ts). */
+  workspace?: Workspace | undefined;
 }
 
 /** Marks a plugin as not encapsulated, so its routes keep their own paths (no /api/v1 prefix). */
@@ -146,6 +149,7 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
       card: () => card,
       caller,
       push: deps.push,
+      workspace: deps.workspace,
     });
     return { card, handler, gone };
   };

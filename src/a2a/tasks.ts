@@ -1,7 +1,7 @@
 /**
  * A durable run seen as an A2A task: the task id is the run id, the context id the run's
  * conversation (a chat thread), its state the run's status (a run waiting for a person is
- * input-required), its artifact the final answer. The events a follower of the run is sent are
+ * input-required), its artifacts the final answer and the files it wrote (files.ts). The events a follower of the run is sent are
  * made here too, from the steps the run commits.
  */
 import { Role, TaskState } from '@a2a-js/sdk';
@@ -116,8 +116,11 @@ function userMessage(run: RunRecord): Message {
   };
 }
 
-/** The task a run is; `historyLength` 0 leaves the history out, N keeps the newest N messages. */
-export function taskOf(run: RunRecord, steps?: readonly RunStep[], historyLength?: number): Task {
+/**
+ * The task a run is; `historyLength` 0 leaves the history out, N keeps the newest N messages;
+ * `files` is the artifact of the files it wrote (filesArtifact), after the answer.
+ */
+export function taskOf(run: RunRecord, steps?: readonly RunStep[], historyLength?: number, files?: Artifact): Task {
   const history = [userMessage(run)];
   const answer = answerArtifact(run);
   if (answer !== undefined) history.push(agentMessage(run, 'answer', answer.parts));
@@ -125,7 +128,7 @@ export function taskOf(run: RunRecord, steps?: readonly RunStep[], historyLength
     id: run.id,
     contextId: contextOf(run),
     status: statusOf(run, steps),
-    artifacts: answer === undefined ? [] : [answer],
+    artifacts: [answer, files].filter((a): a is Artifact => a !== undefined),
     history: historyLength === undefined ? history : historyLength <= 0 ? [] : history.slice(-historyLength),
     metadata: { agent: run.agent, origin: run.origin, ...(run.version !== null && { version: run.version }) },
   };
@@ -182,24 +185,24 @@ export function stepEvents(run: RunRecord, step: RunStep, index: number): Stream
   }
 }
 
-/** The events that close a followed run's stream: its answer, then its final (or input-required) status. */
-export function endEvents(run: RunRecord, steps: readonly RunStep[]): StreamResponse[] {
+/** The events that close a followed run's stream: its answer and files, then its final (or input-required) status. */
+export function endEvents(run: RunRecord, steps: readonly RunStep[], files?: Artifact): StreamResponse[] {
   const out: StreamResponse[] = [];
-  const answer = answerArtifact(run);
-  if (answer !== undefined)
-    out.push({
-      payload: {
-        $case: 'artifactUpdate',
-        value: {
-          taskId: run.id,
-          contextId: contextOf(run),
-          artifact: answer,
-          append: false,
-          lastChunk: true,
-          metadata: undefined,
+  for (const artifact of [answerArtifact(run), files])
+    if (artifact !== undefined)
+      out.push({
+        payload: {
+          $case: 'artifactUpdate',
+          value: {
+            taskId: run.id,
+            contextId: contextOf(run),
+            artifact,
+            append: false,
+            lastChunk: true,
+            metadata: undefined,
+          },
         },
-      },
-    });
+      });
   out.push({
     payload: {
       $case: 'statusUpdate',

@@ -5,6 +5,7 @@ import type { ChatThreads, Executor } from '../../execution/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { Db } from '../../storage/index.js';
+import { workspaceGrant } from '../../tools/workspace/index.js';
 import type { Component } from './component.js';
 
 /**
@@ -39,6 +40,8 @@ export async function startA2a(opts: {
     executor.remote = remote;
     await remote.start();
   }
+  // The grant the workspace tools read and write under, with the same private directories.
+  const workspace = workspaceGrant(config.workspace, [config.data_dir]);
   const push =
     config.a2a.expose.length > 0 && config.a2a.push_notifications && executor.runs
       ? new PushNotifier({
@@ -46,6 +49,7 @@ export async function startA2a(opts: {
           runs: executor.runs,
           allowedHosts: config.a2a.push_allowed_hosts,
           logger: opts.logger,
+          workspace,
         })
       : undefined;
   await push?.resume();
@@ -60,6 +64,7 @@ export async function startA2a(opts: {
     registry: opts.registry,
     config: { a2a: config.a2a, auth: config.auth },
     push,
+    workspace,
   });
   return { name: 'a2a', routes: underApi(plugins), close };
 }

@@ -4,6 +4,7 @@
  * the granted workspace (grant.ts) and bounded in bytes, lines, entries and time.
  */
 import { closeSync, readFileSync, readSync, type Stats } from 'node:fs';
+import { relative, sep } from 'node:path';
 import type { AuditedResult, AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
 import { lstatAt, openAt, writeAt } from './at.js';
@@ -79,6 +80,42 @@ function openFile(ws: Workspace, path: string): { fd: number; stats: Stats } | u
     );
   }
   return f;
+}
+
+/** A workspace file read for output (readWorkspaceFile): its real path, its path below the root, and its bytes unless larger than asked. */
+export interface WorkspaceFile {
+  path: string;
+  relative: string;
+  size: number;
+  /** Absent when the file is larger than the bound given. */
+  bytes?: Buffer;
+}
+
+/**
+ * Reads the file `given` (as an agent named it) for a result leaving the server: resolved inside
+ * the grant, opened through the same no-follow walk as workspace.read (never a check, then an
+ * open), a regular file only, and refused when a read deny rule of `[workspace.permissions]`
+ * covers it. At most `maxBytes` are read: a larger file is answered with its size and no bytes.
+ * Undefined when it is gone; a refusal throws WorkspaceError.
+ */
+export function readWorkspaceFile(ws: Workspace, given: string, maxBytes: number): WorkspaceFile | undefined {
+  const path = ws.resolve(given);
+  if (ws.readDenied?.(path) === true)
+    throw new WorkspaceError(`${given}: reading it is denied by [workspace.permissions]`);
+  const f = openFile(ws, path);
+  if (f === undefined) return undefined;
+  try {
+    const rel = relative(ws.root(), path).split(sep).join('/');
+    if (f.stats.size > maxBytes) return { path, relative: rel, size: f.stats.size };
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    // Read to the bound, not to the size stat gave: the file may grow meanwhile.
+    for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(f.fd, buf, n, buf.length - n, null);
+    if (n > maxBytes) return { path, relative: rel, size: n };
+    return { path, relative: rel, size: n, bytes: buf.subarray(0, n) };
+  } finally {
+    closeSync(f.fd);
+  }
 }
 
 /** Claude Code's answer when Read or Edit is given a file that is not there. */

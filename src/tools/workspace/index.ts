@@ -26,7 +26,7 @@ export {
   type ShellInspection,
 } from './shell.js';
 export { Glob, GlobError, matchSegment } from './glob.js';
-export { DEFAULT_READ_LINES, MAX_LINE_CHARS } from './files.js';
+export { DEFAULT_READ_LINES, MAX_LINE_CHARS, readWorkspaceFile, type WorkspaceFile } from './files.js';
 
 /**
  * The eight workspace tools over `config`, audited into `audit`. They are always registered: without
@@ -51,4 +51,15 @@ export function workspaceTools(
     lsTool(ws),
     bashTool(ws),
   ].map((t) => audited(WORKSPACE_GROUP, deniedBy(t, permissions), audit));
+}
+
+/**
+ * The grant as the workspace tools see it, for reading back what they wrote (readWorkspaceFile):
+ * the same private directories and the same read deny rules. Undefined when no workspace is granted.
+ */
+export function workspaceGrant(config: WorkspaceConfig, privateDirs: readonly string[] = []): Workspace | undefined {
+  if (config.path === undefined) return undefined;
+  const ws = new Workspace(config, privateDirs);
+  ws.readDenied = readDeniedBy(workspacePermissions(config));
+  return ws;
 }
