@@ -213,7 +213,7 @@ export class AgentA2aHandler implements A2ARequestHandler {
     if (push === undefined) return this.#noPush();
     const checked = await this.#checked(push, wanted, '');
     const begun = await this.#open(params);
-    this.#saved(push, { ...checked, taskId: begun.id });
+    await this.#saved(push, { ...checked, taskId: begun.id });
     return begun;
   }
 
@@ -405,13 +405,13 @@ export class AgentA2aHandler implements A2ARequestHandler {
     };
   }
 
-  #saved(push: PushNotifier, c: PushConfig): TaskPushNotificationConfig {
-    const mine = push.store.list(c.taskId, c.principal);
+  async #saved(push: PushNotifier, c: PushConfig): Promise<TaskPushNotificationConfig> {
+    const mine = await push.store.list(c.taskId, c.principal);
     if (mine.length >= MAX_PUSH_CONFIGS && !mine.some((m) => m.id === c.id))
       throw new UnsupportedOperationError(
         `task ${c.taskId} has ${mine.length} push notification configs of yours, the most there may be; delete one first`,
       );
-    push.store.put(c);
+    await push.store.put(c);
     push.follow(c.taskId);
     return wireConfig(c);
   }
@@ -430,7 +430,7 @@ export class AgentA2aHandler implements A2ARequestHandler {
     if (push === undefined) return this.#noPush();
     return this.#guard(async () => {
       const { run } = await this.#task(p.taskId);
-      const c = push.store.get(run.id, this.#owner, p.id);
+      const c = await push.store.get(run.id, this.#owner, p.id);
       if (c === undefined)
         throw new TaskNotFoundError(`no push notification config "${p.id}" of yours on task ${run.id}`);
       return wireConfig(c);
@@ -444,7 +444,7 @@ export class AgentA2aHandler implements A2ARequestHandler {
     if (push === undefined) return this.#noPush();
     return this.#guard(async () => {
       const { run } = await this.#task(p.taskId);
-      return { configs: push.store.list(run.id, this.#owner).map(wireConfig), nextPageToken: '' };
+      return { configs: (await push.store.list(run.id, this.#owner)).map(wireConfig), nextPageToken: '' };
     });
   }
 
@@ -453,7 +453,7 @@ export class AgentA2aHandler implements A2ARequestHandler {
     if (push === undefined) return this.#noPush();
     return this.#guard(async () => {
       const { run } = await this.#task(p.taskId);
-      if (!push.store.delete(run.id, this.#owner, p.id))
+      if (!(await push.store.delete(run.id, this.#owner, p.id)))
         throw new TaskNotFoundError(`no push notification config "${p.id}" of yours on task ${run.id}`);
     });
   }

@@ -15,4 +15,5 @@ export {
   TIMESTAMP_HEADER,
   type PushOptions,
 } from './push.js';
-export { PushConfigStore, PUSH_MIGRATIONS, type PushConfig } from './push-store.js';
+export { PushConfigStore, PUSH_MIGRATIONS, type PushConfig, type PushConfigs } from './push-store.js';
+export { PgPushConfigStore } from './pg-push-store.js';

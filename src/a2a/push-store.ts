@@ -35,7 +35,8 @@ export interface PushConfig {
   authCredentials: string;
 }
 
-interface Row {
+/** A row of either store (the same columns in SQLite and PostgreSQL). */
+export interface PushConfigRow {
   task_id: string;
   principal: string;
   id: string;
@@ -45,7 +46,7 @@ interface Row {
   auth_credentials: string;
 }
 
-const configOf = (r: Row): PushConfig => ({
+export const configOf = (r: PushConfigRow): PushConfig => ({
   taskId: r.task_id,
   principal: r.principal,
   id: r.id,
@@ -55,15 +56,35 @@ const configOf = (r: Row): PushConfig => ({
   authCredentials: r.auth_credentials,
 });
 
-const COLUMNS = 'task_id, principal, id, url, token, auth_scheme, auth_credentials';
+export const COLUMNS = 'task_id, principal, id, url, token, auth_scheme, auth_credentials';
 
-export class PushConfigStore {
+/**
+ * Where the configs are kept: the node's SQLite (PushConfigStore), or on a cluster the shared
+ * PostgreSQL (pg-push-store.ts), so that whichever node follows a run reads every config set on it.
+ */
+export interface PushConfigs {
+  /** Sets (or replaces) the principal's config `id` of the task. */
+  put(c: PushConfig): Promise<void>;
+  get(taskId: string, principal: string, id: string): Promise<PushConfig | undefined>;
+  /** The principal's configs of the task, oldest first. */
+  list(taskId: string, principal: string): Promise<PushConfig[]>;
+  /** Whether there was such a config to delete. */
+  delete(taskId: string, principal: string, id: string): Promise<boolean>;
+  /** Every config of the task, whoever set it: where its changes are sent. */
+  forTask(taskId: string): Promise<PushConfig[]>;
+  /** The tasks that have configs (followed again at start). */
+  tasks(): Promise<string[]>;
+  /** Forgets every config of a task (one whose run is gone). */
+  dropTask(taskId: string): Promise<void>;
+}
+
+export class PushConfigStore implements PushConfigs {
   constructor(private readonly db: Db) {
     migrate(db, PUSH_MIGRATIONS);
   }
 
   /** Sets (or replaces) the principal's config `id` of the task. */
-  put(c: PushConfig): void {
+  async put(c: PushConfig): Promise<void> {
     this.db
       .prepare(
         `INSERT INTO a2a_push_configs (${COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -73,24 +94,24 @@ export class PushConfigStore {
       .run(c.taskId, c.principal, c.id, c.url, c.token, c.authScheme, c.authCredentials, Date.now());
   }
 
-  get(taskId: string, principal: string, id: string): PushConfig | undefined {
+  async get(taskId: string, principal: string, id: string): Promise<PushConfig | undefined> {
     const r = this.db
       .prepare(`SELECT ${COLUMNS} FROM a2a_push_configs WHERE task_id = ? AND principal = ? AND id = ?`)
-      .get(taskId, principal, id) as Row | undefined;
+      .get(taskId, principal, id) as PushConfigRow | undefined;
     return r && configOf(r);
   }
 
   /** The principal's configs of the task, oldest first. */
-  list(taskId: string, principal: string): PushConfig[] {
+  async list(taskId: string, principal: string): Promise<PushConfig[]> {
     return (
       this.db
         .prepare(`SELECT ${COLUMNS} FROM a2a_push_configs WHERE task_id = ? AND principal = ? ORDER BY created_at, id`)
-        .all(taskId, principal) as Row[]
+        .all(taskId, principal) as PushConfigRow[]
     ).map(configOf);
   }
 
   /** Whether there was such a config to delete. */
-  delete(taskId: string, principal: string, id: string): boolean {
+  async delete(taskId: string, principal: string, id: string): Promise<boolean> {
     return (
       this.db
         .prepare('DELETE FROM a2a_push_configs WHERE task_id = ? AND principal = ? AND id = ?')
@@ -99,23 +120,23 @@ export class PushConfigStore {
   }
 
   /** Every config of the task, whoever set it: where its changes are sent. */
-  forTask(taskId: string): PushConfig[] {
+  async forTask(taskId: string): Promise<PushConfig[]> {
     return (
       this.db
         .prepare(`SELECT ${COLUMNS} FROM a2a_push_configs WHERE task_id = ? ORDER BY created_at, id`)
-        .all(taskId) as Row[]
+        .all(taskId) as PushConfigRow[]
     ).map(configOf);
   }
 
   /** The tasks that have configs (followed again at start). */
-  tasks(): string[] {
+  async tasks(): Promise<string[]> {
     return (this.db.prepare('SELECT DISTINCT task_id FROM a2a_push_configs').all() as { task_id: string }[]).map(
       (r) => r.task_id,
     );
   }
 
   /** Forgets every config of a task (one whose run is gone). */
-  dropTask(taskId: string): void {
+  async dropTask(taskId: string): Promise<void> {
     this.db.prepare('DELETE FROM a2a_push_configs WHERE task_id = ?').run(taskId);
   }
 }

@@ -11,6 +11,12 @@
  * loopback or private address is reached only when an entry names that address. A delivery is
  * bounded in time and retried a bounded number of times with backoff; a webhook that stays down
  * misses that change, not the next one.
+ *
+ * On a cluster the configs are shared (pg-push-store.ts) and the node running a task's run sends
+ * too: a run that changes here is looked up in the store (at most every SHARED_CHECK_MS) and
+ * followed when it has configs, so a config set through a node that is down since is still sent.
+ * The node that took the config follows the task as well; when that is another node, a webhook may
+ * hear one change twice (deliveries are at least once).
  */
 import { createHmac } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
@@ -31,7 +37,7 @@ import {
 import { scrubSecrets } from '../shared/secrets.js';
 import { egressAgent, egressRefusalOf, literalRefusal } from '../tools/index.js';
 import { followRun } from './follow.js';
-import type { PushConfig, PushConfigStore } from './push-store.js';
+import type { PushConfig, PushConfigs } from './push-store.js';
 import type { Workspace } from '../tools/workspace/index.js';
 import { filesArtifact } from './files.js';
 import { ENDED, taskOf, waitingCalls } from './tasks.js';
@@ -44,7 +50,8 @@ export const SIGNATURE_HEADER = 'X-Caxton-Signature';
 export const TIMESTAMP_HEADER = 'X-Caxton-Timestamp';
 
 export interface PushOptions {
-  store: PushConfigStore;
+  /** The node's SQLite store, or on a cluster the shared PostgreSQL one. */
+  store: PushConfigs;
   runs: DurableRuns;
   /** `[a2a] push_allowed_hosts`. */
   allowedHosts: readonly string[];
@@ -56,7 +63,13 @@ export interface PushOptions {
   backoff?: BackoffPolicy;
   /** The workspace grant, whose files a completed task carries (files.ts). */
   workspace?: Workspace | undefined;
+  /** The store is shared by a cluster's nodes: runs running here are followed when another node took their configs. */
+  shared?: boolean;
+  /** How often, at most, one run running here is looked up in a shared store. */
+  sharedCheckMs?: number;
 }
+
+export const SHARED_CHECK_MS = 2_000;
 
 export const PUSH_ATTEMPTS = 3;
 export const PUSH_TIMEOUT_MS = 10_000;
@@ -82,15 +95,25 @@ export class PushNotifier {
   readonly #attempts: number;
   readonly #timeoutMs: number;
   readonly #backoff: BackoffPolicy;
+  /** With a shared store: when each run running here was last looked up. */
+  readonly #lookedUp = new Map<string, number>();
+  readonly #checkMs: number;
+  readonly #unwatch: (() => void) | undefined;
 
   constructor(private readonly o: PushOptions) {
     this.#grants = parseHostGrants(o.allowedHosts);
     this.#attempts = o.attempts ?? PUSH_ATTEMPTS;
     this.#timeoutMs = o.timeoutMs ?? PUSH_TIMEOUT_MS;
     this.#backoff = o.backoff ?? PUSH_BACKOFF;
+    this.#checkMs = o.sharedCheckMs ?? SHARED_CHECK_MS;
+    this.#unwatch = o.shared
+      ? o.runs.watch((n) => {
+          if (n.type === 'changed') this.#adopt(n.run_id);
+        })
+      : undefined;
   }
 
-  get store(): PushConfigStore {
+  get store(): PushConfigs {
     return this.o.store;
   }
 
@@ -139,17 +162,39 @@ export class PushNotifier {
       .finally(release);
   }
 
-  /** Follows again the tasks whose configs were stored before (those not ended yet send their next changes). */
+  /**
+   * Follows again the tasks whose configs were stored before (those not ended yet send their next
+   * changes). With a shared store only the configs of gone runs are dropped: the node that runs a
+   * task follows it, not every node that starts.
+   */
   async resume(): Promise<void> {
-    for (const id of this.o.store.tasks()) {
+    for (const id of await this.o.store.tasks()) {
       const got = await this.o.runs.journal.get(id);
-      if (got === undefined) this.o.store.dropTask(id);
-      else if (!ENDED.has(got.run.status)) this.follow(id);
+      if (got === undefined) await this.o.store.dropTask(id);
+      else if (!ENDED.has(got.run.status) && this.o.shared !== true) this.follow(id);
     }
   }
 
   close(): void {
     this.#closed.abort();
+    this.#unwatch?.();
+  }
+
+  /** A run changed here: followed if the shared store holds configs for it (another node may have taken them). */
+  #adopt(id: string): void {
+    if (this.#closed.signal.aborted || this.#following.has(id)) return;
+    const now = Date.now();
+    const at = this.#lookedUp.get(id);
+    if (at !== undefined && now - at < this.#checkMs) return;
+    if (this.#lookedUp.size >= 1_000)
+      for (const [k, t] of this.#lookedUp) if (now - t >= this.#checkMs) this.#lookedUp.delete(k);
+    this.#lookedUp.set(id, now);
+    this.o.store.forTask(id).then(
+      (configs) => {
+        if (configs.length > 0) this.follow(id);
+      },
+      (e: unknown) => this.o.logger?.warn({ err: e, task: id }, 'a2a push: the task’s configs could not be read'),
+    );
   }
 
   /** `release` is called as the last config is found gone, so that a config set next starts a follower again. */
@@ -159,7 +204,7 @@ export class PushNotifier {
       const key = changeKey(got);
       if (key === last) continue;
       last = key;
-      const configs = this.o.store.forTask(taskId);
+      const configs = await this.o.store.forTask(taskId);
       if (configs.length === 0) return release();
       // The protocol's StreamResponse as JSON; scrubbed of configured secrets, as every exit is (ADR 0017).
       const body = scrubSecrets(

@@ -319,7 +319,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         metrics,
       }),
     );
-    stack.add(await startA2a({ config, executor, threads, registry, logger, db }));
+    stack.add(await startA2a({ config, executor, threads, registry, logger, db, clusterState }));
     const tools = stack.add(
       await startTools({
         config,
