@@ -59,6 +59,7 @@ const BESIDE: readonly { adapters: string; core: string; why: string }[] = [
 const FEATURES: readonly { folder: string; above: readonly string[] }[] = [
   { folder: 'agents/versions', above: ['agents/rollouts'] },
   { folder: 'agents/rollouts', above: [] },
+  { folder: 'api/openai', above: [] },
 ];
 
 interface Import {
