@@ -3,7 +3,7 @@ export { envelope, type ErrorEnvelope } from './envelope.js';
 export type { Lifecycle } from './routes/system.js';
 export { Readiness, type ReadinessCheck, type DependencyState } from './readiness.js';
 export { toolRoutes, TOOL_DEPLOY_BODY_LIMIT } from './routes/tools.js';
-export { SqliteResponseStore, RESPONSE_MIGRATIONS } from './response-store-sqlite.js';
+export { SqliteResponseStore, RESPONSE_MIGRATIONS } from './openai/index.js';
 export type { ClusterView } from './routes/cluster.js';
 export {
   agentApi,

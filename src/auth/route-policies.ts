@@ -77,7 +77,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /api/v1/agents/:name/threads': P('agents:invoke', 'name'),
   'GET /api/v1/agents/:name/threads/:id': P('agents:invoke', 'name'),
   'GET /v1/models': P('agents:read'),
-  // Not checked against the agent scope here: an agent outside it answers 404, as a missing model (src/api/routes/openai-compat.ts).
+  // Not checked against the agent scope here: an agent outside it answers 404, as a missing model (src/api/openai/chat-completions.ts).
   'GET /v1/models/:model': P('agents:read'),
   'POST /v1/chat/completions': P('agents:invoke'),
   // The agent scope is checked by the handlers (the body's model; a stored response's agent), as

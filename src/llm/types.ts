@@ -61,7 +61,7 @@ export type ChatMessage =
  * A reply format (OpenAI's `response_format`): `json_object` asks for any JSON object,
  * `json_schema` for one matching `schema`. Providers with native support get it as such
  * (OpenAI); the others are told in the system prompt (Anthropic). Nothing here checks the
- * reply: the caller does (src/api/routes/structured-output.ts).
+ * reply: the caller does (src/api/openai/structured-output.ts).
  */
 export type ResponseFormat =
   | { type: 'json_object' }

@@ -3,8 +3,8 @@
  * message fields, used by /v1/chat/completions and (with `resume`) by the Responses API.
  */
 import { describe, expect, it } from 'vitest';
-import { chatMessagesToInvoke } from '../../src/api/routes/openai-messages.js';
-import type { ChatMessageParam } from '../../src/api/routes/openai-params.js';
+import { chatMessagesToInvoke } from '../../src/api/openai/chat-messages.js';
+import type { ChatMessageParam } from '../../src/api/openai/chat-params.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import type { SuspendedExecution, SuspendedExecutionStore } from '../../src/execution/index.js';
 

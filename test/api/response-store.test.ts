@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteResponseStore } from '../../src/api/index.js';
-import { MemoryResponseStore, type StoredResponse } from '../../src/api/response-store.js';
+import { MemoryResponseStore, type StoredResponse } from '../../src/api/openai/index.js';
 import { registerSecrets } from '../../src/shared/secrets.js';
 import { openDatabase, type Db } from '../../src/storage/index.js';
 import { startTestServer } from '../helpers/server.js';

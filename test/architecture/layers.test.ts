@@ -67,6 +67,7 @@ const FEATURES: readonly { folder: string; above: readonly string[] }[] = [
   // The tool servers' two sandboxes: QuickJS is itself WebAssembly, so js/ uses wasm/, never the reverse.
   { folder: 'tools/servers/wasm', above: ['tools/servers/js'] },
   { folder: 'tools/servers/js', above: [] },
+  { folder: 'api/openai', above: [] },
 ];
 
 interface Import {

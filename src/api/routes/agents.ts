@@ -101,6 +101,48 @@ const errors = {
   422: errorEnvelopeSchema,
 };
 
+// The canary options stay strings here: the agent service reads them (canaryPlanSchema), so a bad
+// one gets the same message whichever way it arrives.
+const strategyQuery = z.object({
+  strategy: z
+    .enum(['direct', 'blue-green', 'canary', 'shadow'])
+    .optional()
+    .describe(
+      "default: the file's [rollout] strategy, else direct. direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures; shadow: blue-green plus a copy of every live request, answers compared and never returned",
+    ),
+  stages: z
+    .string()
+    .max(200)
+    .optional()
+    .describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
+  hold: z.string().max(20).optional().describe('canary: how long each stage runs at least, e.g. "60s"'),
+  min_requests: z
+    .string()
+    .max(12)
+    .optional()
+    .describe('canary: candidate executions per stage before it is judged (default 20)'),
+  max_error_rate_increase: z
+    .string()
+    .max(12)
+    .optional()
+    .describe('canary: the error-rate increase over the stable version that rolls back (0..1, default 0.05)'),
+  max_latency_ratio: z
+    .string()
+    .max(12)
+    .optional()
+    .describe('canary: the p99 latency ratio to the stable version that rolls back (default 2)'),
+});
+const canaryOptionsOf = (q: z.infer<typeof strategyQuery>) => {
+  const o: Record<string, string> = {};
+  for (const k of ['stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio'] as const)
+    if (q[k] !== undefined) o[k] = q[k];
+  if (q.strategy !== undefined && q.strategy !== 'canary' && Object.keys(o).length > 0)
+    throw new CaxtonError('invalid_request', `${Object.keys(o).join(', ')} apply to strategy=canary only`, {
+      field: Object.keys(o)[0],
+    });
+  return o;
+};
+
 /** Agent management: list, get, deploy, validate, update, remove; capabilities. */
 export async function agentRoutes(app: FastifyInstance, opts: { service: AgentService }): Promise<void> {
   const { service } = opts;
@@ -112,6 +154,31 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(Object.keys(CONTENT_FORMATS), { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
+  agentReadRoutes(app, service);
+  deployRoutes(app, service);
+  changeRoutes(app, service);
+
+  await agentVersionRoutes(app, { service, detail });
+
+  r.get(
+    '/capabilities',
+    {
+      schema: {
+        summary: 'Capabilities and the agents providing each',
+        tags: ['agents'],
+        response: { 200: capabilityListSchema },
+      },
+    },
+    async (req) => ({
+      capabilities: capabilitiesVisibleTo(req.principal, registry.capabilities()),
+    }),
+  );
+}
+
+/** GET /agents, one agent, and its source as deployed. */
+function agentReadRoutes(app: FastifyInstance, service: AgentService): void {
+  const registry = service.registry;
+  const r = app.withTypeProvider<ZodTypeProvider>();
   r.get(
     '/agents',
     {
@@ -199,7 +266,11 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
       return reply.type(`${type}; charset=utf-8`).send(src);
     },
   );
+}
 
+/** POST /agents (deploy) and POST /agents/validate. */
+function deployRoutes(app: FastifyInstance, service: AgentService): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
   r.post(
     '/agents',
     {
@@ -252,48 +323,11 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
         : { valid: false, format: res.format, errors: res.errors, warnings: res.warnings };
     },
   );
+}
 
-  // The canary options stay strings here: the agent service reads them (canaryPlanSchema), so a bad
-  // one gets the same message whichever way it arrives.
-  const strategyQuery = z.object({
-    strategy: z
-      .enum(['direct', 'blue-green', 'canary', 'shadow'])
-      .optional()
-      .describe(
-        "default: the file's [rollout] strategy, else direct. direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures; shadow: blue-green plus a copy of every live request, answers compared and never returned",
-      ),
-    stages: z
-      .string()
-      .max(200)
-      .optional()
-      .describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
-    hold: z.string().max(20).optional().describe('canary: how long each stage runs at least, e.g. "60s"'),
-    min_requests: z
-      .string()
-      .max(12)
-      .optional()
-      .describe('canary: candidate executions per stage before it is judged (default 20)'),
-    max_error_rate_increase: z
-      .string()
-      .max(12)
-      .optional()
-      .describe('canary: the error-rate increase over the stable version that rolls back (0..1, default 0.05)'),
-    max_latency_ratio: z
-      .string()
-      .max(12)
-      .optional()
-      .describe('canary: the p99 latency ratio to the stable version that rolls back (default 2)'),
-  });
-  const canaryOptionsOf = (q: z.infer<typeof strategyQuery>) => {
-    const o: Record<string, string> = {};
-    for (const k of ['stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio'] as const)
-      if (q[k] !== undefined) o[k] = q[k];
-    if (q.strategy !== undefined && q.strategy !== 'canary' && Object.keys(o).length > 0)
-      throw new CaxtonError('invalid_request', `${Object.keys(o).join(', ')} apply to strategy=canary only`, {
-        field: Object.keys(o)[0],
-      });
-    return o;
-  };
+/** PUT /agents/{name} (a new version, by the strategy asked for) and DELETE /agents/{name}. */
+function changeRoutes(app: FastifyInstance, service: AgentService): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
   r.put(
     '/agents/:name',
     {
@@ -351,22 +385,6 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
       req.log.info({ agent: removed.definition.name }, 'agent removed');
       return reply.code(204).send(null);
     },
-  );
-
-  await agentVersionRoutes(app, { service, detail });
-
-  r.get(
-    '/capabilities',
-    {
-      schema: {
-        summary: 'Capabilities and the agents providing each',
-        tags: ['agents'],
-        response: { 200: capabilityListSchema },
-      },
-    },
-    async (req) => ({
-      capabilities: capabilitiesVisibleTo(req.principal, registry.capabilities()),
-    }),
   );
 }
 

@@ -65,7 +65,6 @@ function writeScope(body: Record<string, unknown>, query: string | undefined): s
 export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBackend }): Promise<void> {
   const { store } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
-  const L = store.limits;
   // The scope a request names is checked by the memory layer's rule (checkMemoryScope), as the
   // MCP memory tools check theirs. Reads without a scope would cover every scope, imports keep
   // each record's own, and writes default to "workspace".
@@ -91,6 +90,50 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
   );
   const tags = ['memory'];
 
+  entityRoutes(app, store);
+  graphEditRoutes(app, store);
+  queryRoutes(app, store);
+  transferRoutes(app, store);
+
+  r.get(
+    '/memory/stats',
+    {
+      schema: {
+        summary: 'Entity, relation and observation counts per scope; embedding model; database size',
+        description:
+          "Counts of the scopes the caller may use, and totals over them alone; for a caller that may not use every scope, the store-wide figures (`database_bytes`, the embedding's `indexed` and `ann`) are left out.",
+        tags,
+      },
+    },
+    async (req) => {
+      const stats = await store.stats();
+      // Only the scopes this caller may use: their figures, and totals summed over them alone.
+      const all = Object.keys(stats.by_scope);
+      const shown = permittedScopes(req.principal, all);
+      if (shown.length === all.length) return stats;
+      const by_scope = Object.fromEntries(shown.map((scope) => [scope, stats.by_scope[scope]!]));
+      const sum = (k: 'entities' | 'relations' | 'observations') =>
+        Object.values(by_scope).reduce((n, c) => n + c[k], 0);
+      // The database's size and the vectors indexed (and the index's state) are the whole store's:
+      // they would count the hidden scopes, so they are left out.
+      const { database_bytes: _bytes, ...rest } = stats;
+      return {
+        ...rest,
+        entities: sum('entities'),
+        relations: sum('relations'),
+        observations: sum('observations'),
+        by_scope,
+        embedding: stats.embedding && { model: stats.embedding.model, dimensions: stats.embedding.dimensions },
+      };
+    },
+  );
+}
+
+/** Entities: list, create, read and delete one, and one entity's observations. */
+function entityRoutes(app: FastifyInstance, store: MemoryBackend): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const L = store.limits;
+  const tags = ['memory'];
   r.get(
     '/memory/entities',
     {
@@ -200,7 +243,13 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
       return res;
     },
   );
+}
 
+/** Observations added and deleted, relations listed, added and deleted, entities deleted in bulk. */
+function graphEditRoutes(app: FastifyInstance, store: MemoryBackend): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const L = store.limits;
+  const tags = ['memory'];
   r.post(
     '/memory/observations/add',
     {
@@ -290,7 +339,12 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
       };
     },
   );
+}
 
+/** Semantic search and graph traversal. */
+function queryRoutes(app: FastifyInstance, store: MemoryBackend): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const tags = ['memory'];
   r.post(
     '/memory/search',
     {
@@ -354,7 +408,12 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
       });
     },
   );
+}
 
+/** Export and import (JSON, and the reference server's JSONL). */
+function transferRoutes(app: FastifyInstance, store: MemoryBackend): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const tags = ['memory'];
   r.get(
     '/memory/export',
     {
@@ -422,39 +481,6 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
         sse.end();
       }
       return reply;
-    },
-  );
-
-  r.get(
-    '/memory/stats',
-    {
-      schema: {
-        summary: 'Entity, relation and observation counts per scope; embedding model; database size',
-        description:
-          "Counts of the scopes the caller may use, and totals over them alone; for a caller that may not use every scope, the store-wide figures (`database_bytes`, the embedding's `indexed` and `ann`) are left out.",
-        tags,
-      },
-    },
-    async (req) => {
-      const stats = await store.stats();
-      // Only the scopes this caller may use: their figures, and totals summed over them alone.
-      const all = Object.keys(stats.by_scope);
-      const shown = permittedScopes(req.principal, all);
-      if (shown.length === all.length) return stats;
-      const by_scope = Object.fromEntries(shown.map((scope) => [scope, stats.by_scope[scope]!]));
-      const sum = (k: 'entities' | 'relations' | 'observations') =>
-        Object.values(by_scope).reduce((n, c) => n + c[k], 0);
-      // The database's size and the vectors indexed (and the index's state) are the whole store's:
-      // they would count the hidden scopes, so they are left out.
-      const { database_bytes: _bytes, ...rest } = stats;
-      return {
-        ...rest,
-        entities: sum('entities'),
-        relations: sum('relations'),
-        observations: sum('observations'),
-        by_scope,
-        embedding: stats.embedding && { model: stats.embedding.model, dimensions: stats.embedding.dimensions },
-      };
     },
   );
 }

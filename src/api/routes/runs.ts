@@ -100,7 +100,6 @@ const listQuery = z.object({
  * run followed live (GET /runs/{id}/events), cancelling one and deciding on its approvals. Read in the caller's agent scope: a run of an agent outside it is 404.
  */
 export async function runRoutes(app: FastifyInstance, opts: { executor: Executor }): Promise<void> {
-  const r = app.withTypeProvider<ZodTypeProvider>();
   const streams = new Set<() => void>();
   app.addHook('preClose', async () => {
     for (const end of [...streams]) end();
@@ -114,6 +113,13 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
     return d;
   };
 
+  startAndListRoutes(app, runs);
+  oneRunRoutes(app, runs, streams);
+}
+
+/** POST /agents/{name}/runs (start a durable run) and GET /runs. */
+function startAndListRoutes(app: FastifyInstance, runs: () => DurableRuns): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
   r.post(
     '/agents/:name/runs',
     {
@@ -190,7 +196,11 @@ export async function runRoutes(app: FastifyInstance, opts: { executor: Executor
       };
     },
   );
+}
 
+/** One run: read it, follow it (server-sent events), cancel it, decide its pending approvals. */
+function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Set<() => void>): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
   const readable = (id: string, req: { principal?: Principal }) => readRunAs(runs(), req.principal, id);
 
   r.get(

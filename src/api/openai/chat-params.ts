@@ -284,7 +284,7 @@ export function clientTools(body: ChatCompletionBody): ToolSpec[] {
 }
 
 /**
- * The invoke fields a chat completion sets besides its messages (those are openai-messages.ts's):
+ * The invoke fields a chat completion sets besides its messages (those are chat-messages.ts's):
  * sampling, reply format, client tools, tool_choice, parallel_tool_calls.
  */
 export function bodyToInvoke(body: ChatCompletionBody): Omit<InvokeRequest, 'request'> {

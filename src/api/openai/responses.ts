@@ -20,12 +20,12 @@ import {
   type ResponseStore,
   type StoredResponse,
   type TranscriptMessage,
-} from '../response-store.js';
+} from './response-store.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse.js';
 import { openAiPayload } from './openai-errors.js';
-import { continues } from './openai-messages.js';
-import { runMetadata } from './openai-metadata.js';
+import { continues } from './chat-messages.js';
+import { runMetadata } from './run-metadata.js';
 import {
   itemsToMessages,
   newId,

@@ -11,9 +11,9 @@ import { CaxtonError } from '../../shared/errors.js';
 import { COPY_ROOT } from '../../shared/objects.js';
 import { toEnvelope } from '../envelope.js';
 import { openAiPayload, toOpenAiError } from './openai-errors.js';
-import { runMetadata } from './openai-metadata.js';
-import { chatMessagesToInvoke } from './openai-messages.js';
-import { assertSupported, bodyToInvoke, chatCompletionBody } from './openai-params.js';
+import { runMetadata } from './run-metadata.js';
+import { chatMessagesToInvoke } from './chat-messages.js';
+import { assertSupported, bodyToInvoke, chatCompletionBody } from './chat-params.js';
 import { replyCheckFor } from './structured-output.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse.js';
@@ -23,11 +23,11 @@ import { disconnectHook, wantsEventStream } from '../sse.js';
  * the agent name. The agent keeps its own system prompt, tools and limits; the client's system
  * messages follow the agent's system prompt (or fill {{context}} when the agent's template asks),
  * earlier turns become history, the last user message the request. Parameters Caxton cannot honour
- * are refused by name (openai-params.ts); errors take OpenAI's shape (openai-errors.ts).
+ * are refused by name (chat-params.ts); errors take OpenAI's shape (openai-errors.ts).
  *
  * Client-defined `tools` join the agent's own: when the model calls one, the execution runs that
  * turn's server-side calls and stops (finish_reason tool_calls); it is stored as suspended
- * (src/execution/suspended.ts) until the client's tool results resume it (openai-messages.ts).
+ * (src/execution/suspended.ts) until the client's tool results resume it (chat-messages.ts).
  */
 
 function finishReason(r: AgentResponse): 'stop' | 'length' | 'content_filter' | 'tool_calls' {

@@ -6,7 +6,7 @@ import type {
 } from '../../execution/index.js';
 import type { ToolCall } from '../../llm/index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import { assistantText, textOf, type ChatMessageParam } from './openai-params.js';
+import { assistantText, textOf, type ChatMessageParam } from './chat-params.js';
 
 /**
  * OpenAI chat messages → the invoke request's message fields (instructions or context, history,

@@ -1,5 +1,5 @@
-import { scrubSecretsIn } from '../shared/secrets.js';
-import { migrate, Pruner, tableRule, type Db, type Migration } from '../storage/index.js';
+import { scrubSecretsIn } from '../../shared/secrets.js';
+import { migrate, Pruner, tableRule, type Db, type Migration } from '../../storage/index.js';
 import type { ResponseStore, StoredResponse, TranscriptMessage } from './response-store.js';
 
 /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Usage } from '../../llm/index.js';
-import type { TranscriptMessage } from '../response-store.js';
+import type { TranscriptMessage } from './response-store.js';
 import { textOf, type InputItem, type ResponsesBody } from './responses-params.js';
 
 /**
@@ -52,7 +52,7 @@ export interface ResponseState {
   previous_response_id?: string | undefined;
   /** Run without the caller waiting (`background: true`, a durable run). */
   background?: boolean;
-  /** What Caxton says about the run (openai-metadata.ts), beside the request's metadata. */
+  /** What Caxton says about the run (run-metadata.ts), beside the request's metadata. */
   run_metadata?: Record<string, string>;
 }
 

@@ -1,9 +1,9 @@
 import type { InvokeRequest, SuspendedExecution, SuspendedExecutionStore } from '../../execution/index.js';
 import type { ResponseFormat, ToolChoice } from '../../llm/index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import type { TranscriptMessage } from '../response-store.js';
-import { chatMessagesToInvoke } from './openai-messages.js';
-import { clientTools, type ChatCompletionBody, type ChatMessageParam } from './openai-params.js';
+import type { TranscriptMessage } from './response-store.js';
+import { chatMessagesToInvoke } from './chat-messages.js';
+import { clientTools, type ChatCompletionBody, type ChatMessageParam } from './chat-params.js';
 import type { ResponsesBody } from './responses-params.js';
 
 /**

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CaxtonError } from '../../shared/errors.js';
 import { describeIssue, innermostIssue, valueAtPath } from '../../shared/zod-issues.js';
-import { IGNORED_PARAMETERS } from './openai-params.js';
+import { IGNORED_PARAMETERS } from './chat-params.js';
 
 /**
  * What POST /v1/responses does with each request parameter (docs/openai.md, "Responses", lists the
@@ -78,7 +78,7 @@ export const functionToolSchema = z.object({
     .max(16 * 1024)
     .nullable()
     .optional(),
-  // Bounded in size and depth by clientTools (openai-params.ts), as for chat completions.
+  // Bounded in size and depth by clientTools (chat-params.ts), as for chat completions.
   parameters: z.record(z.string(), z.unknown()).nullable().optional(),
   strict: z.boolean().nullable().optional(),
 });
