@@ -123,15 +123,21 @@ function listQuery(q: Record<string, string | undefined>): ListTasksRequest {
   };
 }
 
+/** A2A's own media type for JSON bodies, which the binding accepts beside `application/json`. */
+const A2A_JSON = /^application\/a2a\+json\b/i;
+
 /**
  * A request without a body has nothing to parse, whatever content type it names: clients (the SDK's
  * among them) send `Content-Type: application/json` on a cancel or a delete with no body, which the
- * server's JSON parser would refuse as an empty body.
+ * server's JSON parser would refuse as an empty body. A body sent as `application/a2a+json` is JSON
+ * and goes through the server's one bounded JSON parser, as `application/json`.
  */
-function noBodyNoType(req: FastifyRequest, _reply: FastifyReply, done: () => void): void {
+function bodyType(req: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   const h = req.headers;
   if (h['transfer-encoding'] === undefined && (h['content-length'] === undefined || h['content-length'] === '0'))
     delete h['content-type'];
+  else if (h['content-type'] !== undefined && A2A_JSON.test(h['content-type']))
+    h['content-type'] = h['content-type'].replace(A2A_JSON, 'application/json');
   done();
 }
 
@@ -148,7 +154,7 @@ export function restRoutes(app: FastifyInstance, ep: A2aEndpoint): void {
       url: `${base}${path}`,
       config: { access: ACCESS },
       schema: { summary: `A2A HTTP+JSON: ${summary}`, tags: ['a2a'], hide: true },
-      onRequest: noBodyNoType,
+      onRequest: bodyType,
       handler: async (req: Req, reply) => {
         const call = ep.open(req, reply);
         try {

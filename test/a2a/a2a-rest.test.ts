@@ -212,6 +212,13 @@ describe('A2A over HTTP+JSON', () => {
     const old = await fetch(`${srv.url}/a2a/r-chat/tasks`, { headers: { ...bearer(admin), 'A2A-Version': '0.3' } });
     expect(old.status).toBe(400);
     expect(((await old.json()) as { error: { message: string } }).error.message).toContain("'0.3' is not supported");
+    const typed = await fetch(`${srv.url}/a2a/r-chat/message:send`, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/a2a+json' },
+      body: JSON.stringify(SendMessageRequest.toJSON(send('typed'))),
+    });
+    expect(typed.status).toBe(200);
+    expect(JSON.stringify(await typed.json())).toContain('typed');
     const card = await fetch(`${srv.url}/a2a/r-chat/extendedAgentCard`, { headers });
     expect(((await card.json()) as { name: string }).name).toBe('r-chat');
     const hidden = await fetch(`${srv.url}/a2a/nobody/tasks`, { headers });
