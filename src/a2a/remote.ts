@@ -119,6 +119,11 @@ function answerOf(result: Message | Task): string {
 const partsText = (parts: readonly { content?: { $case: string; value?: unknown } | undefined }[]): string =>
   parts.map((p) => (p.content?.$case === 'text' ? (p.content.value as string) : '')).join('');
 
+/** A task known so far only by the update that named it. */
+function emptyTask(id: string, contextId: string): Task {
+  return { id, contextId, status: undefined, artifacts: [], history: [], metadata: undefined };
+}
+
 /**
  * A streamed task followed to its end: the task it ends as (its last status, its artifacts with
  * appended chunks joined), each artifact text chunk handed to `emit` as it arrives. A stream that
@@ -135,26 +140,12 @@ export async function followStream(
     if (p.$case === 'message') return p.value;
     if (p.$case === 'task') task = { ...p.value, artifacts: [...p.value.artifacts] };
     else if (p.$case === 'statusUpdate') {
-      task ??= {
-        id: p.value.taskId,
-        contextId: p.value.contextId,
-        status: undefined,
-        artifacts: [],
-        history: [],
-        metadata: undefined,
-      };
+      task ??= emptyTask(p.value.taskId, p.value.contextId);
       task.status = p.value.status;
     } else if (p.$case === 'artifactUpdate') {
       const a = p.value.artifact;
       if (a === undefined) continue;
-      task ??= {
-        id: p.value.taskId,
-        contextId: p.value.contextId,
-        status: undefined,
-        artifacts: [],
-        history: [],
-        metadata: undefined,
-      };
+      task ??= emptyTask(p.value.taskId, p.value.contextId);
       const at = task.artifacts.findIndex((x) => x.artifactId === a.artifactId);
       if (at >= 0 && p.value.append)
         task.artifacts[at] = { ...task.artifacts[at]!, parts: [...task.artifacts[at]!.parts, ...a.parts] };
