@@ -24,7 +24,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'runs.ts: registerRunCommands',
   'tool.ts: registerToolCommands',
   'message.ts: registerMessageCommands',
-  'dlq.ts: registerDlqCommands',
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',

@@ -28,6 +28,14 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
     .command('dlq')
     .description('the dead-letter queue: deliveries that failed for good; inspect, replay, discard or purge them');
 
+  registerDlqList(dlq, ctx);
+  registerDlqShow(dlq, ctx);
+  registerDlqReplay(dlq, ctx);
+  registerDlqDelete(dlq, ctx);
+}
+
+/** `caxton dlq list`: dead letters, oldest first. */
+function registerDlqList(dlq: Command, ctx: CliContext): void {
   dlq
     .command('list')
     .alias('ls')
@@ -74,7 +82,10 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
           `(${res.offset + 1}-${res.offset + res.dead_letters.length} of ${res.total}; see --limit and --offset)`,
         );
     });
+}
 
+/** `caxton dlq show <id>`: one dead letter and why it failed. */
+function registerDlqShow(dlq: Command, ctx: CliContext): void {
   dlq
     .command('show')
     .description('show one dead letter: the message, its receiver and why it failed')
@@ -103,7 +114,10 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
         ].join('\n'),
       );
     });
+}
 
+/** `caxton dlq replay <id>`: deliver it again. */
+function registerDlqReplay(dlq: Command, ctx: CliContext): void {
   dlq
     .command('replay')
     .description('deliver a dead letter again (fresh attempts); a conversation it failed is reopened')
@@ -119,7 +133,10 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
       out.out(`replayed dead letter ${data.id}: message ${data.message_id} is on its way to ${data.receiver} again`);
       out.out(`follow it with: caxton conversation show ${data.conversation_id} --follow`);
     });
+}
 
+/** `caxton dlq discard` and `caxton dlq purge`: delete the dead letters a filter takes. */
+function registerDlqDelete(dlq: Command, ctx: CliContext): void {
   for (const purge of [false, true]) {
     const action = purge ? 'purge' : 'discard';
     dlq
