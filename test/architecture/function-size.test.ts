@@ -23,7 +23,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'memory.ts: registerMemoryCommands',
   'runs.ts: registerRunCommands',
   'tool.ts: registerToolCommands',
-  'message.ts: registerMessageCommands',
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',

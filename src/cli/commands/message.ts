@@ -217,6 +217,13 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
     .command('message')
     .description('send FIPA-ACL messages to agents (by capability or by name) and look them up');
 
+  registerMessageSend(message, ctx);
+  registerMessageList(message, ctx);
+  registerMessageShow(message, ctx);
+}
+
+/** `caxton message send`: one message, or a batch from a file. */
+function registerMessageSend(message: Command, ctx: CliContext): void {
   message
     .command('send')
     .description(
@@ -297,7 +304,10 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
       if (isTerminalState(c.state)) out.out(conversationLine(c));
       else out.err(`${conversationLine(c)} after ${wait} s; follow it with: caxton conversation show ${c.id} --follow`);
     });
+}
 
+/** `caxton message list`: messages, newest first. */
+function registerMessageList(message: Command, ctx: CliContext): void {
   message
     .command('list')
     .alias('ls')
@@ -344,7 +354,10 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
         );
       },
     );
+}
 
+/** `caxton message show <id>`: one message, its routing and deliveries. */
+function registerMessageShow(message: Command, ctx: CliContext): void {
   message
     .command('show')
     .description('show one message, where it was routed and its deliveries')
