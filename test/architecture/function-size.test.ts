@@ -22,7 +22,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'key.ts: registerKeyCommands',
   'memory.ts: registerMemoryCommands',
   'runs.ts: registerRunCommands',
-  'tool.ts: registerToolCommands',
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',

@@ -241,6 +241,16 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
       'every tool source (WebAssembly and JavaScript tool servers, mounted MCP servers, built-in and host tools): list, show and call them; deploy and remove tool servers; read the audit log',
     );
 
+  registerToolDeploy(tool, ctx);
+  registerToolList(tool, ctx);
+  registerToolShow(tool, ctx);
+  registerToolCall(tool, ctx);
+  registerToolRemove(tool, ctx);
+  registerToolAudit(tool, ctx);
+}
+
+/** `caxton tool deploy`. */
+function registerToolDeploy(tool: Command, ctx: CliContext): void {
   tool
     .command('deploy')
     .description(
@@ -267,7 +277,10 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
       );
       if (data.warnings.length > 0) out.err(issuesText(data.warnings));
     });
+}
 
+/** `caxton tool list`. */
+function registerToolList(tool: Command, ctx: CliContext): void {
   tool
     .command('list')
     .description(
@@ -298,7 +311,10 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
         ),
       );
     });
+}
 
+/** `caxton tool show`. */
+function registerToolShow(tool: Command, ctx: CliContext): void {
   tool
     .command('show')
     .description(
@@ -311,7 +327,10 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
       if (out.json) return out.data(v);
       out.out(describeServer(v));
     });
+}
 
+/** `caxton tool call`. */
+function registerToolCall(tool: Command, ctx: CliContext): void {
   tool
     .command('call')
     .description(
@@ -353,7 +372,10 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
       }
       out.out(data.json !== undefined ? JSON.stringify(data.json, null, 2) : data.content);
     });
+}
 
+/** `caxton tool remove`. */
+function registerToolRemove(tool: Command, ctx: CliContext): void {
   tool
     .command('remove')
     .description('remove a deployed tool server (built-in servers are disabled in caxton.toml instead)')
@@ -364,7 +386,10 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
       if (out.json) out.data({ removed: name });
       else out.out(`removed ${name}`);
     });
+}
 
+/** `caxton tool audit`. */
+function registerToolAudit(tool: Command, ctx: CliContext): void {
   tool
     .command('audit')
     .description('the audit log of tool calls (WebAssembly and MCP), newest first')
