@@ -21,7 +21,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'agent.ts: <anonymous>',
   'key.ts: registerKeyCommands',
   'memory.ts: registerMemoryCommands',
-  'runs.ts: registerRunCommands',
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',

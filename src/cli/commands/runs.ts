@@ -409,6 +409,15 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
       'durable runs: start an agent in the background, list and show runs step by step, cancel them, approve or deny tool calls',
     );
 
+  registerRunStart(run, ctx);
+  registerRunList(run, ctx);
+  registerRunShow(run, ctx);
+  registerRunCancel(run, ctx);
+  registerRunDecide(run, ctx);
+}
+
+/** `caxton run start`: an agent run in the background. */
+function registerRunStart(run: Command, ctx: CliContext): void {
   run
     .command('start')
     .description('start a run in the background and print its id (it survives server restarts)')
@@ -474,7 +483,10 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
         );
       },
     );
+}
 
+/** `caxton run list`. */
+function registerRunList(run: Command, ctx: CliContext): void {
   run
     .command('list')
     .alias('ls')
@@ -538,7 +550,10 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
         if (res.next_cursor !== undefined) out.out(`(more: --cursor ${res.next_cursor})`);
       },
     );
+}
 
+/** `caxton run show <id>`: a run step by step. */
+function registerRunShow(run: Command, ctx: CliContext): void {
   run
     .command('show')
     .description('show a run and each step: model turns, tool calls with their arguments and results, the answer')
@@ -549,7 +564,10 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
       if (out.json) return out.data(r);
       out.out(describeRun(r));
     });
+}
 
+/** `caxton run cancel <id>`. */
+function registerRunCancel(run: Command, ctx: CliContext): void {
   run
     .command('cancel')
     .description('cancel a run: stop it, or keep an interrupted one from resuming (an ended run stays as it is)')
@@ -570,7 +588,10 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
             : `run ${data.id} ended before it could be cancelled (${statusText(data)})`,
       );
     });
+}
 
+/** `caxton run approve` and `caxton run deny`: decide a tool call waiting for approval. */
+function registerRunDecide(run: Command, ctx: CliContext): void {
   for (const approve of [true, false]) {
     const verb = approve ? 'approve' : 'deny';
     run
