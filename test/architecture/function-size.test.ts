@@ -20,7 +20,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'agent.ts: registerAgentCommands',
   'agent.ts: <anonymous>',
   'key.ts: registerKeyCommands',
-  'memory.ts: registerMemoryCommands',
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',

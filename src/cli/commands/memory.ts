@@ -105,18 +105,30 @@ async function streamImport(client: ApiClient, path: string, text: string): Prom
   return result;
 }
 
+const SCOPE_HELP = 'scope: "workspace", "global" or "agent:NAME"';
+
 /** `caxton memory ...`: the knowledge graph through the REST API. */
 export function registerMemoryCommands(program: Command, ctx: CliContext): void {
   const memory = program
     .command('memory')
     .description('the memory knowledge graph: search, add entities and relations, show, export, import, stats');
-  const scopeHelp = 'scope: "workspace", "global" or "agent:NAME"';
 
+  registerMemorySearch(memory, ctx);
+  registerMemoryAdd(memory, ctx);
+  registerMemoryRelate(memory, ctx);
+  registerMemoryShow(memory, ctx);
+  registerMemoryExport(memory, ctx);
+  registerMemoryImport(memory, ctx);
+  registerMemoryStats(memory, ctx);
+}
+
+/** `caxton memory search <query>`. */
+function registerMemorySearch(memory: Command, ctx: CliContext): void {
   memory
     .command('search')
     .description('find entities by meaning and keywords (hybrid), best first')
     .argument('<query>', 'what to look for')
-    .option('--scope <scope>', `${scopeHelp} (default: every scope)`)
+    .option('--scope <scope>', `${SCOPE_HELP} (default: every scope)`)
     .option('--type <type>', 'only entities of this type')
     .option('--limit <n>', 'most results (1-100)', '10')
     .option('--min-similarity <x>', 'least score (0-1)')
@@ -156,14 +168,17 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
         );
       },
     );
+}
 
+/** `caxton memory add`. */
+function registerMemoryAdd(memory: Command, ctx: CliContext): void {
   memory
     .command('add')
     .description('create an entity, or add observations to it when it exists')
     .argument('<name>', 'entity name')
     .requiredOption('--type <type>', 'entity type, e.g. person')
     .option('-o, --observation <text>', 'an observation; repeatable', collect)
-    .option('--scope <scope>', scopeHelp, 'workspace')
+    .option('--scope <scope>', SCOPE_HELP, 'workspace')
     .action(async (name: string, o: { type: string; observation?: string[]; scope: string }) => {
       const out = ctx.output();
       const observations = o.observation ?? [];
@@ -188,14 +203,17 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
         `${data.created.length > 0 ? 'created' : 'updated'} ${name} in ${o.scope} (${added.length} observation${added.length === 1 ? '' : 's'} added)`,
       );
     });
+}
 
+/** `caxton memory relate`. */
+function registerMemoryRelate(memory: Command, ctx: CliContext): void {
   memory
     .command('relate')
     .description('create a relation FROM --type--> TO (active voice, e.g. works_at)')
     .argument('<from>')
     .argument('<relation-type>')
     .argument('<to>')
-    .option('--scope <scope>', scopeHelp, 'workspace')
+    .option('--scope <scope>', SCOPE_HELP, 'workspace')
     .action(async (from: string, relationType: string, to: string, o: { scope: string }) => {
       const out = ctx.output();
       const { data } = await ctx
@@ -211,12 +229,15 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
           : `already there: ${from} --${relationType}--> ${to}`,
       );
     });
+}
 
+/** `caxton memory show`. */
+function registerMemoryShow(memory: Command, ctx: CliContext): void {
   memory
     .command('show')
     .description('an entity with its observations and relations; with --depth, the graph around it')
     .argument('<name>')
-    .option('--scope <scope>', `${scopeHelp} (default: every scope; required with --depth)`)
+    .option('--scope <scope>', `${SCOPE_HELP} (default: every scope; required with --depth)`)
     .option('--depth <n>', 'walk relations up to this many hops (0-10)')
     .option('--relation <type>', 'with --depth: follow only this relation type; repeatable', collect)
     .option('--direction <dir>', 'with --depth: out, in or both', 'both')
@@ -251,11 +272,14 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       if (data.relations.length > 0) out.out('relations:');
       for (const r of data.relations) out.out(`  ${r.from} --${r.relationType}--> ${r.to} (${r.scope})`);
     });
+}
 
+/** `caxton memory export`. */
+function registerMemoryExport(memory: Command, ctx: CliContext): void {
   memory
     .command('export')
     .description("export as versioned JSON (default) or the MCP reference server's JSONL (one scope)")
-    .option('--scope <scope>', `${scopeHelp} (default: every scope; required for JSONL)`)
+    .option('--scope <scope>', `${SCOPE_HELP} (default: every scope; required for JSONL)`)
     .option('--format <format>', 'json or jsonl', 'json')
     .option('--out <file>', 'write to this file instead of stdout')
     .action(async (o: { scope?: string; format: string; out?: string }) => {
@@ -287,12 +311,15 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       if (out.json) return out.data({ file: o.out, bytes: Buffer.byteLength(text), format: o.format });
       out.out(`exported to ${o.out} (${Buffer.byteLength(text)} bytes, ${o.format})`);
     });
+}
 
+/** `caxton memory import`. */
+function registerMemoryImport(memory: Command, ctx: CliContext): void {
   memory
     .command('import')
     .description("import versioned JSON or the reference server's JSONL (all or nothing; existing entities are merged)")
     .argument('<file>', 'the file to import ("-" for stdin)')
-    .option('--scope <scope>', `${scopeHelp} (required for JSONL; moves a JSON import into one scope)`)
+    .option('--scope <scope>', `${SCOPE_HELP} (required for JSONL; moves a JSON import into one scope)`)
     .option('--format <format>', 'json or jsonl (default: detected)')
     .action(async (file: string, o: { scope?: string; format?: string }) => {
       const out = ctx.output();
@@ -323,7 +350,10 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
         `imported ${data.format}: ${data.entities_created} entities created, ${data.entities_updated} updated, ${data.relations_created} relations created`,
       );
     });
+}
 
+/** `caxton memory stats`. */
+function registerMemoryStats(memory: Command, ctx: CliContext): void {
   memory
     .command('stats')
     .description('entity, relation and observation counts per scope; the embedding model')
