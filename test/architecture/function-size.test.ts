@@ -19,7 +19,6 @@ const MAX_LINES = 150;
 const KNOWN: ReadonlySet<string> = new Set([
   'agent.ts: registerAgentCommands',
   'agent.ts: <anonymous>',
-  'key.ts: registerKeyCommands',
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',

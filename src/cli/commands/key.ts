@@ -45,6 +45,19 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .description('API keys: create, list, show, revoke, rotate; message signing keys (role admin)')
     .addHelpText('after', ROLE_HELP);
 
+  registerKeyCreate(key, ctx);
+  registerKeyList(key, ctx);
+  registerKeyShow(key, ctx);
+  registerKeyRevoke(key, ctx);
+  registerKeyRotate(key, ctx);
+  registerKeySigning(key, ctx);
+  registerKeyRegisterSigning(key, ctx);
+  registerLogin(program, ctx);
+  registerLogout(program, ctx);
+}
+
+/** `caxton key create`. */
+function registerKeyCreate(key: Command, ctx: CliContext): void {
   key
     .command('create')
     .description('create an API key; its secret is printed once and never again')
@@ -102,7 +115,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         out.out('This is the only time the secret is shown: store it now (e.g. CAXTON_API_KEY in your CI secrets).');
       },
     );
+}
 
+/** `caxton key list`. */
+function registerKeyList(key: Command, ctx: CliContext): void {
   key
     .command('list')
     .alias('ls')
@@ -128,7 +144,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         ),
       );
     });
+}
 
+/** `caxton key show <key>`. */
+function registerKeyShow(key: Command, ctx: CliContext): void {
   key
     .command('show <key>')
     .description('one key (by name or id) and its use against its limits')
@@ -164,7 +183,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
           rows.push([`use: ${n}`, typeof v === 'object' ? JSON.stringify(v) : String(v)]);
       out.out(rows.map(([a, b]) => `${a.padEnd(18)} ${b}`).join('\n'));
     });
+}
 
+/** `caxton key revoke <key>`. */
+function registerKeyRevoke(key: Command, ctx: CliContext): void {
   key
     .command('revoke <key>')
     .description('revoke a key (by name or id): it stops working at once')
@@ -174,7 +196,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       if (out.json) return out.data(res.data);
       out.out(`revoked key "${res.data.key.name}" (id ${res.data.key.id})`);
     });
+}
 
+/** `caxton key rotate <key>`. */
+function registerKeyRotate(key: Command, ctx: CliContext): void {
   key
     .command('rotate <key>')
     .description('a new secret for a key (same name, role, scope and limits); the old secret stops working at once')
@@ -203,7 +228,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         `new secret for key "${data.key.name}" (id ${data.key.id}):\n\n  ${data.secret}\n\nThis is the only time it is shown.`,
       );
     });
+}
 
+/** `caxton key signing`: the message signing keys. */
+function registerKeySigning(key: Command, ctx: CliContext): void {
   key
     .command('signing')
     .description(
@@ -222,7 +250,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         ),
       );
     });
+}
 
+/** `caxton key register-signing <principal> <public-key>`. */
+function registerKeyRegisterSigning(key: Command, ctx: CliContext): void {
   key
     .command('register-signing <principal> <public-key>')
     .description(
@@ -249,7 +280,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         `signing key ${data.key.id} registered for ${principal}${data.retired ? `; ${data.retired.id} is retired` : ''}`,
       );
     });
+}
 
+/** `caxton login`: a server URL and API key stored as a named profile. */
+function registerLogin(program: Command, ctx: CliContext): void {
   program
     .command('login')
     .description('store a server URL and API key as a named profile (the key is read from standard input)')
@@ -271,7 +305,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       if (out.json) return out.data({ profile, server: client.base, principal: who.id, role: who.role, file });
       out.out(`logged in to ${client.base} as ${who.id} (role ${who.role}); profile "${profile}" saved in ${file}`);
     });
+}
 
+/** `caxton logout`. */
+function registerLogout(program: Command, ctx: CliContext): void {
   program
     .command('logout')
     .description('remove a stored profile (the global --profile, default "default")')
