@@ -17,8 +17,6 @@ const MAX_LINES = 150;
 
 /** `file name: function name`; `<anonymous>` for a function expression with no name to hold. */
 const KNOWN: ReadonlySet<string> = new Set([
-  'agent.ts: registerAgentCommands',
-  'agent.ts: <anonymous>',
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',

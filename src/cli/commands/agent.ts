@@ -4,7 +4,7 @@ import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { agentFilesIn, detectFormat, duplicateNameIssue, parseAgent } from '../../agents/index.js';
 import type { SourceIssue } from '../../shared/issues.js';
-import { ApiError } from '../client.js';
+import { ApiError, type ApiClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { issuesText, table, truncate, type Output } from '../output.js';
@@ -64,6 +64,16 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
   const agent = program.command('agent').description('deploy, validate, list, show, run and remove agents');
   registerRun(agent, ctx);
 
+  registerAgentValidate(agent, ctx);
+  registerAgentDeploy(agent, ctx);
+  registerAgentList(agent, ctx);
+  registerAgentShow(agent, ctx);
+  registerAgentVersionCommands(agent, ctx);
+  registerAgentRemove(agent, ctx);
+}
+
+/** `caxton agent validate`: agent files checked locally, without a server. */
+function registerAgentValidate(agent: Command, ctx: CliContext): void {
   agent
     .command('validate')
     .description(
@@ -127,7 +137,10 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       }
       if (invalid > 0) process.exitCode = 1;
     });
+}
 
+/** `caxton agent deploy`: agent files to the server, directly or beside the live version. */
+function registerAgentDeploy(agent: Command, ctx: CliContext): void {
   agent
     .command('deploy')
     .description('deploy agent files to the server (an agent already deployed through the API is updated)')
@@ -148,187 +161,206 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       '--max-latency-ratio <ratio>',
       'canary: p99 latency ratio to the stable version that rolls back (default 2)',
     )
-    .action(
-      async (
-        files: string[],
-        opts: {
-          update: boolean;
-          strategy?: string;
-          stages?: string;
-          hold?: string;
-          minRequests?: string;
-          maxErrorRateIncrease?: string;
-          maxLatencyRatio?: string;
-        },
-      ) => {
-        if (opts.strategy !== undefined && !['direct', 'blue-green', 'canary', 'shadow'].includes(opts.strategy))
-          throw new CliError(`--strategy must be "direct", "blue-green", "canary" or "shadow", got "${opts.strategy}"`);
-        const strategy = (opts.strategy ?? 'direct') as 'direct' | 'blue-green' | 'canary' | 'shadow';
-        const query = new URLSearchParams({ strategy });
-        for (const [k, v] of [
-          ['stages', opts.stages],
-          ['hold', opts.hold],
-          ['min_requests', opts.minRequests],
-          ['max_error_rate_increase', opts.maxErrorRateIncrease],
-          ['max_latency_ratio', opts.maxLatencyRatio],
-        ] as const) {
-          if (v === undefined) continue;
-          if (opts.strategy !== 'canary')
-            throw new CliError(`--${k.replace(/_/g, '-')} applies to --strategy canary only`);
-          query.set(k, v);
-        }
-        const out = ctx.output();
-        const client = ctx.client();
-        const bar = progress(files.length, out);
-        const results: {
-          file: string;
-          ok: boolean;
-          name?: string;
-          action?: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow';
-          revision?: number;
-          version?: number;
-          error?: ApiError['body']['error'] | { code: string; message: string };
-          warnings?: SourceIssue[];
-        }[] = [];
-        /** A rollout its [[rollout.checks]] rolled back before it started: a failure, with the reason. */
-        const endedAtOnce = (
-          file: string,
-          res: { agent: { name: string }; version?: number; rollout?: { state: string; reason: string | null } },
-        ): boolean => {
-          if (res.rollout?.state !== 'rolled_back') return false;
-          results.push({
-            file,
-            ok: false,
-            name: res.agent.name,
-            error: {
-              code: 'rollout_check_failed',
-              message: `version ${res.version ?? '?'} of ${res.agent.name} was recorded, but its rollout was rolled back: ${res.rollout.reason ?? ''}`,
-            },
-          });
-          bar.tick();
-          return true;
-        };
-        for (const file of files) {
-          const body = readAgentFile(file);
-          const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
-          try {
-            let res: {
-              agent: { name: string; revision: number };
-              warnings: SourceIssue[];
-              version?: number;
-              unchanged?: boolean;
-              message?: string;
-              rollout?: {
-                candidate_version: number;
-                strategy: 'blue-green' | 'canary' | 'shadow';
-                state: string;
-                reason: string | null;
-              };
-            };
-            let action: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow' = 'created';
-            if (strategy !== 'direct') {
-              // Beside a live version: the agent must exist, so it goes straight to PUT (the name from the file).
-              const parsed = parseAgent(body, { file });
-              if (!parsed.ok)
-                throw new ApiError(422, {
-                  error: {
-                    code: 'invalid_agent',
-                    message: `agent definition is invalid: ${parsed.errors[0]?.message ?? ''}`,
-                    details: { errors: parsed.errors },
-                    request_id: '',
-                  },
-                });
-              const name = encodeURIComponent(parsed.definition.name);
-              res = (
-                await client.request<typeof res>('PUT', `/api/v1/agents/${name}?${query.toString()}`, {
-                  body,
-                  contentType,
-                })
-              ).data;
-              if (endedAtOnce(file, res)) continue;
-              results.push({
-                file,
-                ok: true,
-                name: res.agent.name,
-                action: res.unchanged === true ? 'unchanged' : strategy,
-                revision: res.agent.revision,
-                ...(res.version !== undefined && { version: res.version }),
-                warnings: res.warnings,
-              });
-              bar.tick();
-              continue;
-            }
-            try {
-              res = (await client.request<typeof res>('POST', '/api/v1/agents', { body, contentType })).data;
-            } catch (e) {
-              if (!(e instanceof ApiError) || e.body.error.code !== 'agent_exists' || !opts.update) throw e;
-              const name = (e.body.error.details as { name: string }).name;
-              // Without --strategy the server applies the file's [rollout] strategy, if it has one.
-              const q = opts.strategy === 'direct' ? '?strategy=direct' : '';
-              res = (
-                await client.request<typeof res>('PUT', `/api/v1/agents/${encodeURIComponent(name)}${q}`, {
-                  body,
-                  contentType,
-                })
-              ).data;
-              action = res.unchanged === true ? 'unchanged' : (res.rollout?.strategy ?? 'updated');
-            }
-            if (endedAtOnce(file, res)) continue;
-            results.push({
-              file,
-              ok: true,
-              name: res.agent.name,
-              action,
-              revision: res.agent.revision,
-              ...(res.version !== undefined && { version: res.version }),
-              warnings: res.warnings,
-            });
-          } catch (e) {
-            if (e instanceof ApiError) results.push({ file, ok: false, error: e.body.error });
-            else throw e;
-          }
-          bar.tick();
-        }
-        bar.stop();
-        const failed = results.filter((r) => !r.ok).length;
-        if (out.json) out.data({ deployed: results.length - failed, failed, results });
-        else {
-          for (const r of results) {
-            if (r.ok && r.action === 'unchanged')
-              out.out(
-                `unchanged ${r.name}: ${r.file} is identical to version ${r.version ?? r.revision}; nothing deployed`,
-              );
-            else if (r.ok && r.action === 'blue-green')
-              out.out(
-                `deployed ${r.name} version ${r.version} beside the live version (blue-green) from ${r.file}: try it as ${r.name}@${r.version}, then caxton agent promote ${r.name} (or caxton agent rollback ${r.name})`,
-              );
-            else if (r.ok && r.action === 'shadow')
-              out.out(
-                `deployed ${r.name} version ${r.version} as a shadow from ${r.file}: every live request is copied to it, its answers compared and never returned; see caxton agent rollout status ${r.name}`,
-              );
-            else if (r.ok && r.action === 'canary')
-              out.out(
-                `deployed ${r.name} version ${r.version} as a canary from ${r.file}: it takes its first stage's share of new conversations now; follow it with caxton agent rollout status ${r.name}`,
-              );
-            else if (r.ok)
-              out.out(
-                `${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}${r.version !== undefined ? `, version ${r.version}` : ''}) from ${r.file}`,
-              );
-            else {
-              out.err(`failed   ${r.file}: ${r.error?.message}`);
-              const details = (r.error as { details?: { errors?: SourceIssue[] } }).details;
-              if (details?.errors)
-                out.err(issuesText(details.errors.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
-            }
-            if (r.warnings?.length)
-              out.err(issuesText(r.warnings.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
-          }
-          if (files.length > 1) out.out(`${results.length - failed} deployed, ${failed} failed`);
-        }
-        if (failed > 0) process.exitCode = 1;
-      },
-    );
+    .action((files: string[], opts: DeployOptions) => deployAgents(ctx, files, opts));
+}
 
+type DeployStrategy = 'direct' | 'blue-green' | 'canary' | 'shadow';
+
+interface DeployOptions {
+  update: boolean;
+  strategy?: string;
+  stages?: string;
+  hold?: string;
+  minRequests?: string;
+  maxErrorRateIncrease?: string;
+  maxLatencyRatio?: string;
+}
+
+interface DeployResult {
+  file: string;
+  ok: boolean;
+  name?: string;
+  action?: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow';
+  revision?: number;
+  version?: number;
+  error?: ApiError['body']['error'] | { code: string; message: string };
+  warnings?: SourceIssue[];
+}
+
+interface DeployAnswer {
+  agent: { name: string; revision: number };
+  warnings: SourceIssue[];
+  version?: number;
+  unchanged?: boolean;
+  message?: string;
+  rollout?: {
+    candidate_version: number;
+    strategy: 'blue-green' | 'canary' | 'shadow';
+    state: string;
+    reason: string | null;
+  };
+}
+
+/** The strategy and the query string its flags make; a canary flag without --strategy canary is refused. */
+function deployQuery(opts: DeployOptions): { strategy: DeployStrategy; query: URLSearchParams } {
+  if (opts.strategy !== undefined && !['direct', 'blue-green', 'canary', 'shadow'].includes(opts.strategy))
+    throw new CliError(`--strategy must be "direct", "blue-green", "canary" or "shadow", got "${opts.strategy}"`);
+  const strategy = (opts.strategy ?? 'direct') as DeployStrategy;
+  const query = new URLSearchParams({ strategy });
+  for (const [k, v] of [
+    ['stages', opts.stages],
+    ['hold', opts.hold],
+    ['min_requests', opts.minRequests],
+    ['max_error_rate_increase', opts.maxErrorRateIncrease],
+    ['max_latency_ratio', opts.maxLatencyRatio],
+  ] as const) {
+    if (v === undefined) continue;
+    if (opts.strategy !== 'canary') throw new CliError(`--${k.replace(/_/g, '-')} applies to --strategy canary only`);
+    query.set(k, v);
+  }
+  return { strategy, query };
+}
+
+async function deployAgents(ctx: CliContext, files: string[], opts: DeployOptions): Promise<void> {
+  const { strategy, query } = deployQuery(opts);
+  const out = ctx.output();
+  const client = ctx.client();
+  const bar = progress(files.length, out);
+  const results: DeployResult[] = [];
+  for (const file of files) {
+    results.push(await deployFile(client, file, strategy, query, opts));
+    bar.tick();
+  }
+  bar.stop();
+  const failed = results.filter((r) => !r.ok).length;
+  if (out.json) out.data({ deployed: results.length - failed, failed, results });
+  else printDeployed(out, files, results, failed);
+  if (failed > 0) process.exitCode = 1;
+}
+
+/** A rollout its [[rollout.checks]] rolled back before it started: a failure, with the reason. */
+function endedAtOnce(file: string, res: DeployAnswer): DeployResult | undefined {
+  if (res.rollout?.state !== 'rolled_back') return undefined;
+  return {
+    file,
+    ok: false,
+    name: res.agent.name,
+    error: {
+      code: 'rollout_check_failed',
+      message: `version ${res.version ?? '?'} of ${res.agent.name} was recorded, but its rollout was rolled back: ${res.rollout.reason ?? ''}`,
+    },
+  };
+}
+
+/** One file deployed; an API refusal is its failed result, anything else is thrown. */
+async function deployFile(
+  client: ApiClient,
+  file: string,
+  strategy: DeployStrategy,
+  query: URLSearchParams,
+  opts: DeployOptions,
+): Promise<DeployResult> {
+  const body = readAgentFile(file);
+  const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
+  try {
+    let res: DeployAnswer;
+    let action: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow' = 'created';
+    if (strategy !== 'direct') {
+      // Beside a live version: the agent must exist, so it goes straight to PUT (the name from the file).
+      const parsed = parseAgent(body, { file });
+      if (!parsed.ok)
+        throw new ApiError(422, {
+          error: {
+            code: 'invalid_agent',
+            message: `agent definition is invalid: ${parsed.errors[0]?.message ?? ''}`,
+            details: { errors: parsed.errors },
+            request_id: '',
+          },
+        });
+      const name = encodeURIComponent(parsed.definition.name);
+      res = (
+        await client.request<DeployAnswer>('PUT', `/api/v1/agents/${name}?${query.toString()}`, {
+          body,
+          contentType,
+        })
+      ).data;
+      return (
+        endedAtOnce(file, res) ?? {
+          file,
+          ok: true,
+          name: res.agent.name,
+          action: res.unchanged === true ? 'unchanged' : strategy,
+          revision: res.agent.revision,
+          ...(res.version !== undefined && { version: res.version }),
+          warnings: res.warnings,
+        }
+      );
+    }
+    try {
+      res = (await client.request<DeployAnswer>('POST', '/api/v1/agents', { body, contentType })).data;
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.body.error.code !== 'agent_exists' || !opts.update) throw e;
+      const name = (e.body.error.details as { name: string }).name;
+      // Without --strategy the server applies the file's [rollout] strategy, if it has one.
+      const q = opts.strategy === 'direct' ? '?strategy=direct' : '';
+      res = (
+        await client.request<DeployAnswer>('PUT', `/api/v1/agents/${encodeURIComponent(name)}${q}`, {
+          body,
+          contentType,
+        })
+      ).data;
+      action = res.unchanged === true ? 'unchanged' : (res.rollout?.strategy ?? 'updated');
+    }
+    return (
+      endedAtOnce(file, res) ?? {
+        file,
+        ok: true,
+        name: res.agent.name,
+        action,
+        revision: res.agent.revision,
+        ...(res.version !== undefined && { version: res.version }),
+        warnings: res.warnings,
+      }
+    );
+  } catch (e) {
+    if (e instanceof ApiError) return { file, ok: false, error: e.body.error };
+    throw e;
+  }
+}
+
+function printDeployed(out: Output, files: string[], results: DeployResult[], failed: number): void {
+  for (const r of results) {
+    if (r.ok && r.action === 'unchanged')
+      out.out(`unchanged ${r.name}: ${r.file} is identical to version ${r.version ?? r.revision}; nothing deployed`);
+    else if (r.ok && r.action === 'blue-green')
+      out.out(
+        `deployed ${r.name} version ${r.version} beside the live version (blue-green) from ${r.file}: try it as ${r.name}@${r.version}, then caxton agent promote ${r.name} (or caxton agent rollback ${r.name})`,
+      );
+    else if (r.ok && r.action === 'shadow')
+      out.out(
+        `deployed ${r.name} version ${r.version} as a shadow from ${r.file}: every live request is copied to it, its answers compared and never returned; see caxton agent rollout status ${r.name}`,
+      );
+    else if (r.ok && r.action === 'canary')
+      out.out(
+        `deployed ${r.name} version ${r.version} as a canary from ${r.file}: it takes its first stage's share of new conversations now; follow it with caxton agent rollout status ${r.name}`,
+      );
+    else if (r.ok)
+      out.out(
+        `${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}${r.version !== undefined ? `, version ${r.version}` : ''}) from ${r.file}`,
+      );
+    else {
+      out.err(`failed   ${r.file}: ${r.error?.message}`);
+      const details = (r.error as { details?: { errors?: SourceIssue[] } }).details;
+      if (details?.errors)
+        out.err(issuesText(details.errors.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
+    }
+    if (r.warnings?.length) out.err(issuesText(r.warnings.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
+  }
+  if (files.length > 1) out.out(`${results.length - failed} deployed, ${failed} failed`);
+}
+
+/** `caxton agent list`. */
+function registerAgentList(agent: Command, ctx: CliContext): void {
   agent
     .command('list')
     .description('list deployed agents')
@@ -354,7 +386,10 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         ),
       );
     });
+}
 
+/** `caxton agent show <name>`. */
+function registerAgentShow(agent: Command, ctx: CliContext): void {
   agent
     .command('show')
     .description('show one agent in full')
@@ -411,9 +446,10 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         ].join('\n'),
       );
     });
+}
 
-  registerAgentVersionCommands(agent, ctx);
-
+/** `caxton agent remove <name>`. */
+function registerAgentRemove(agent: Command, ctx: CliContext): void {
   agent
     .command('remove')
     .alias('rm')
