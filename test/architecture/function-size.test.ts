@@ -29,7 +29,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',
   'agent-versions.ts: agentVersionRoutes',
-  'tools.ts: toolRoutes',
   'app.ts: createApi',
   'agents.ts: startAgents',
   'cluster.ts: startCluster',
