@@ -28,7 +28,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
   'observability.ts: observabilityRoutes',
-  'agent-versions.ts: agentVersionRoutes',
   'app.ts: createApi',
   'agents.ts: startAgents',
   'cluster.ts: startCluster',
