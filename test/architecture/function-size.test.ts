@@ -27,7 +27,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'dlq.ts: registerDlqCommands',
   'responses.ts: responsesRoutes',
   'chat-completions.ts: openAiRoutes',
-  'observability.ts: observabilityRoutes',
   'app.ts: createApi',
   'agents.ts: startAgents',
   'cluster.ts: startCluster',
