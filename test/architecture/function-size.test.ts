@@ -26,7 +26,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'message.ts: registerMessageCommands',
   'dlq.ts: registerDlqCommands',
   'responses.ts: responsesRoutes',
-  'chat-completions.ts: openAiRoutes',
   'app.ts: createApi',
   'agents.ts: startAgents',
   'cluster.ts: startCluster',
