@@ -25,7 +25,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'tool.ts: registerToolCommands',
   'message.ts: registerMessageCommands',
   'dlq.ts: registerDlqCommands',
-  'cluster.ts: startCluster',
   'run-agent.ts: runAgent',
   'metrics.ts: <anonymous>',
   'manifest.ts: parseToolManifest',
