@@ -72,6 +72,38 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       );
     },
   });
+  useJsonBodies(app);
+
+  // Every route is noted for GET /api/v1/openapi.json, which builds the document on first request.
+  const openApi = openApiDocument(app, deps.lifecycle.version);
+
+  traceRequests(app, tracer);
+  // Before any route: routes without an access policy are refused as they are registered.
+  installAuth(
+    app,
+    deps.auth ?? {
+      enabled: false,
+      authenticators: {},
+      allowedHosts: config.security.allowed_hosts,
+      allowedOrigins: config.security.cors_origins,
+    },
+  );
+  await allowCors(app, config);
+  // The last exit (ADR 0017): no response body carries a configured secret, in any encoding.
+  app.addHook('onSend', (_req, _reply, payload, done) =>
+    done(null, typeof payload === 'string' ? scrubSecrets(payload) : payload),
+  );
+  recordResponses(app, config, metrics);
+  answerErrors(app, metrics, bodyLimit);
+
+  for (const r of deps.routes) await app.register(r.plugin, r.root ? {} : { prefix: '/api/v1' });
+
+  app.get('/api/v1/openapi.json', { schema: { hide: true } }, () => openApi());
+  return app;
+}
+
+/** JSON bodies through parseJsonBody; request schemas checked by zod, responses serialized plainly. */
+function useJsonBodies(app: FastifyInstance): void {
   // Every JSON body is read raw and parsed by parseJsonBody, not fastify's parser: the text is
   // scanned first, so nesting deeper than MAX_INPUT_DEPTH is a 400 input_too_deep before zod or
   // JSON.stringify can overflow the stack on it, a duplicate key or a prototype key is a 400
@@ -88,10 +120,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   // Responses are documented by schemas but serialized plainly: validating every response costs time.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+}
 
-  // Every route is noted for GET /api/v1/openapi.json, which builds the document on first request.
-  const openApi = openApiDocument(app, deps.lifecycle.version);
-
+/** Each request's id header, its client's request id, and its trace span (continuing a client's traceparent). */
+function traceRequests(app: FastifyInstance, tracer: ApiDeps['tracer']): void {
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     try {
@@ -121,16 +153,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     req.log = lazyChild(req.log, { trace_id: sc.traceId, span_id: sc.spanId });
     withSpan(span, done);
   });
-  // Before any route: routes without an access policy are refused as they are registered.
-  installAuth(
-    app,
-    deps.auth ?? {
-      enabled: false,
-      authenticators: {},
-      allowedHosts: config.security.allowed_hosts,
-      allowedOrigins: config.security.cors_origins,
-    },
-  );
+}
+
+async function allowCors(app: FastifyInstance, config: ApiDeps['config']): Promise<void> {
   // CORS is off unless [security] cors_origins names origins: a page elsewhere can then call the
   // API with a key it holds (a web console on another host), never with the browser's ambient state.
   if (config.security.cors_origins.length > 0) {
@@ -150,10 +175,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       maxAge: 600,
     });
   }
-  // The last exit (ADR 0017): no response body carries a configured secret, in any encoding.
-  app.addHook('onSend', (_req, _reply, payload, done) =>
-    done(null, typeof payload === 'string' ? scrubSecrets(payload) : payload),
-  );
+}
+
+/** Each response counted and timed, its span ended, and its line logged. */
+function recordResponses(app: FastifyInstance, config: ApiDeps['config'], metrics: ApiDeps['metrics']): void {
   // The request metrics' labelled children, looked up once per method, route and status: prom-client
   // hashes a label object on every call otherwise.
   // The duration histogram is read by /metrics alone: with [metrics] off nothing would ever see it.
@@ -191,7 +216,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       );
     done();
   });
+}
 
+/** Every error, and every unknown route, answered with the error envelope. */
+function answerErrors(app: FastifyInstance, metrics: ApiDeps['metrics'], bodyLimit: number): void {
   app.setErrorHandler((err, req, reply) => {
     const { status, body, code } = toEnvelope(err, req, bodyLimit);
     metrics.errors.inc({ code: String(code) });
@@ -219,9 +247,4 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       ),
     ),
   );
-
-  for (const r of deps.routes) await app.register(r.plugin, r.root ? {} : { prefix: '/api/v1' });
-
-  app.get('/api/v1/openapi.json', { schema: { hide: true } }, () => openApi());
-  return app;
 }

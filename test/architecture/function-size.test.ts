@@ -17,14 +17,6 @@ const MAX_LINES = 150;
 
 /** `file name: function name`; `<anonymous>` for a function expression with no name to hold. */
 const KNOWN: ReadonlySet<string> = new Set([
-  'responses.ts: responsesRoutes',
-  'chat-completions.ts: openAiRoutes',
-  'observability.ts: observabilityRoutes',
-  'agent-versions.ts: agentVersionRoutes',
-  'tools.ts: toolRoutes',
-  'app.ts: createApi',
-  'agents.ts: startAgents',
-  'cluster.ts: startCluster',
   'run-agent.ts: runAgent',
   'metrics.ts: <anonymous>',
   'manifest.ts: parseToolManifest',

@@ -55,12 +55,16 @@ export async function openAiRoutes(
   app: FastifyInstance,
   opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; suspended?: SuspendedExecutionStore },
 ): Promise<void> {
-  const { executor, registry, suspended } = opts;
-  const r = app.withTypeProvider<ZodTypeProvider>();
   // Every error of these routes — the handlers', validation's, and the auth hooks' 401/403/429 —
   // leaves in OpenAI's shape; the root error handler still logs and counts it.
   app.addHook('onSend', (_req, reply, payload, done) => done(null, openAiPayload(reply, payload) as typeof payload));
+  modelRoutes(app, opts.registry);
+  chatCompletionRoute(app, opts);
+}
 
+/** `/v1/models` and `/v1/models/:model`: the agents as OpenAI models. */
+function modelRoutes(app: FastifyInstance, registry: AgentRegistry): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
   const model = (a: { definition: { name: string }; deployed_at: string }) => ({
     id: a.definition.name,
     object: 'model',
@@ -99,6 +103,15 @@ export async function openAiRoutes(
       return model(agent);
     },
   );
+}
+
+/** `/v1/chat/completions`: one agent run, answered whole or as a stream of chunks. */
+function chatCompletionRoute(
+  app: FastifyInstance,
+  opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; suspended?: SuspendedExecutionStore },
+): void {
+  const { executor, registry, suspended } = opts;
+  const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post(
     '/v1/chat/completions',

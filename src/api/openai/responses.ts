@@ -124,96 +124,118 @@ export async function responsesRoutes(
     suspended?: SuspendedExecutionStore;
   },
 ): Promise<void> {
-  const { executor, registry, suspended } = opts;
-  const store = opts.store ?? new MemoryResponseStore();
-  const r = app.withTypeProvider<ZodTypeProvider>();
+  const ctx: ResponsesContext = {
+    executor: opts.executor,
+    registry: opts.registry,
+    bodyLimit: opts.bodyLimit,
+    store: opts.store ?? new MemoryResponseStore(),
+    suspended: opts.suspended,
+  };
   // As for chat completions: every error of these routes leaves in OpenAI's shape.
   app.addHook('onSend', (_req, reply, payload, done) => done(null, openAiPayload(reply, payload) as typeof payload));
+  createResponseRoute(app, ctx);
+  storedResponseRoutes(app, ctx);
+}
 
-  /** The transcript the request continues (stored if it is), the invoke request, and the execution it resumes. */
-  async function prepare(
-    req: FastifyRequest,
-    body: ResponsesBody,
-  ): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
-    const itemSources: number[][] = [];
-    const added = itemsToMessages(inputItems(body.input), itemSources);
-    const principal = principalOf(req);
-    let history: TranscriptMessage[] = [];
-    if (body.previous_response_id) {
-      const stored = store.get(body.previous_response_id, principal);
-      if (!stored) throw notFound(body.previous_response_id, 'previous_response_id');
-      history = stored.messages;
-    }
-    const transcript = [...history, ...added];
-    const userTemplate = registry.find(body.model)?.definition.user_prompt_template ?? '';
-    // The previous response ended in function calls and its execution is still suspended: the
-    // input (function outputs, maybe new user turns) continues that execution exactly, with the
-    // instructions it started with — unless the request no longer offers those calls' tools (continues).
-    const waiting = body.previous_response_id && suspended ? await suspended.get(body.previous_response_id) : undefined;
-    const offered = new Set((body.tools ?? []).map((t) => String(t.name)));
-    const own =
-      waiting &&
-      waiting.agent === body.model &&
-      (waiting.principal ?? null) === principal &&
-      continues(waiting, offered)
-        ? waiting
-        : undefined;
-    // Otherwise `instructions` go where a chat client's system messages go, and are not stored: a
-    // response continuing this one does not inherit them (as at OpenAI).
-    const instructions: TranscriptMessage[] =
-      !own && body.instructions ? [{ role: 'system', content: body.instructions }] : [];
-    const sources: MessageSource[] = own
-      ? itemSources
-      : [
-          ...instructions.map(() => 'instructions' as const),
-          ...history.map(() => 'previous_response_id' as const),
-          ...itemSources,
-        ];
-    const { invoke, resumed } = await responsesToInvoke(own ? added : [...instructions, ...transcript], sources, body, {
-      userTemplate,
-      principal,
-      store: suspended,
-      resume: own,
-    });
-    const tp = requestTraceparent(req);
-    return {
-      transcript,
-      invoke: { ...invoke, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) },
-      ...(resumed && { resumed }),
-    };
+/** What the routes and their steps share: the executor, the agents, and where responses are kept. */
+interface ResponsesContext {
+  executor: Executor;
+  registry: AgentRegistry;
+  bodyLimit: number;
+  store: ResponseStore;
+  suspended: SuspendedExecutionStore | undefined;
+}
+
+/** The transcript the request continues (stored if it is), the invoke request, and the execution it resumes. */
+async function prepare(
+  ctx: ResponsesContext,
+  req: FastifyRequest,
+  body: ResponsesBody,
+): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
+  const { store, registry, suspended } = ctx;
+  const itemSources: number[][] = [];
+  const added = itemsToMessages(inputItems(body.input), itemSources);
+  const principal = principalOf(req);
+  let history: TranscriptMessage[] = [];
+  if (body.previous_response_id) {
+    const stored = store.get(body.previous_response_id, principal);
+    if (!stored) throw notFound(body.previous_response_id, 'previous_response_id');
+    history = stored.messages;
   }
+  const transcript = [...history, ...added];
+  const userTemplate = registry.find(body.model)?.definition.user_prompt_template ?? '';
+  // The previous response ended in function calls and its execution is still suspended: the
+  // input (function outputs, maybe new user turns) continues that execution exactly, with the
+  // instructions it started with — unless the request no longer offers those calls' tools (continues).
+  const waiting = body.previous_response_id && suspended ? await suspended.get(body.previous_response_id) : undefined;
+  const offered = new Set((body.tools ?? []).map((t) => String(t.name)));
+  const own =
+    waiting && waiting.agent === body.model && (waiting.principal ?? null) === principal && continues(waiting, offered)
+      ? waiting
+      : undefined;
+  // Otherwise `instructions` go where a chat client's system messages go, and are not stored: a
+  // response continuing this one does not inherit them (as at OpenAI).
+  const instructions: TranscriptMessage[] =
+    !own && body.instructions ? [{ role: 'system', content: body.instructions }] : [];
+  const sources: MessageSource[] = own
+    ? itemSources
+    : [
+        ...instructions.map(() => 'instructions' as const),
+        ...history.map(() => 'previous_response_id' as const),
+        ...itemSources,
+      ];
+  const { invoke, resumed } = await responsesToInvoke(own ? added : [...instructions, ...transcript], sources, body, {
+    userTemplate,
+    principal,
+    store: suspended,
+    resume: own,
+  });
+  const tp = requestTraceparent(req);
+  return {
+    transcript,
+    invoke: { ...invoke, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) },
+    ...(resumed && { resumed }),
+  };
+}
 
-  /** Keeps the response (store: true) and, when it ended in function calls, its suspended execution. */
-  async function save(
-    req: FastifyRequest,
-    body: ResponsesBody,
-    transcript: TranscriptMessage[],
-    res: AgentResponse,
-    response: Record<string, unknown>,
-    output: OutputItem[],
-  ): Promise<void> {
-    if (body.store === false) return;
-    const rec: StoredResponse = {
-      id: response.id as string,
+/** Keeps the response (store: true) and, when it ended in function calls, its suspended execution. */
+async function save(
+  ctx: ResponsesContext,
+  req: FastifyRequest,
+  body: ResponsesBody,
+  transcript: TranscriptMessage[],
+  res: AgentResponse,
+  response: Record<string, unknown>,
+  output: OutputItem[],
+): Promise<void> {
+  const { store, suspended } = ctx;
+  if (body.store === false) return;
+  const rec: StoredResponse = {
+    id: response.id as string,
+    agent: body.model,
+    principal: principalOf(req),
+    messages: [...transcript, ...outputToMessages(output)],
+    response,
+  };
+  store.save(rec);
+  const pending = res.pending_tool_calls ?? [];
+  if (suspended && res.finish_reason === 'tool_calls' && res.transcript && pending.length > 0) {
+    const p = principalOf(req);
+    await suspended.save({
+      id: rec.id,
       agent: body.model,
-      principal: principalOf(req),
-      messages: [...transcript, ...outputToMessages(output)],
-      response,
-    };
-    store.save(rec);
-    const pending = res.pending_tool_calls ?? [];
-    if (suspended && res.finish_reason === 'tool_calls' && res.transcript && pending.length > 0) {
-      const p = principalOf(req);
-      await suspended.save({
-        id: rec.id,
-        agent: body.model,
-        ...(p !== null && { principal: p }),
-        transcript: res.transcript,
-        pending_call_ids: pending.map((c) => c.id),
-        expires_at: Date.now() + suspended.ttlMs,
-      });
-    }
+      ...(p !== null && { principal: p }),
+      transcript: res.transcript,
+      pending_call_ids: pending.map((c) => c.id),
+      expires_at: Date.now() + suspended.ttlMs,
+    });
   }
+}
+
+/** `/v1/responses`: one agent run, answered whole, as a stream of events, or queued in the background. */
+function createResponseRoute(app: FastifyInstance, ctx: ResponsesContext): void {
+  const { executor, store, suspended } = ctx;
+  const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post(
     '/v1/responses',
@@ -235,7 +257,7 @@ export async function responsesRoutes(
       if (req.principal) assertAgentAllowed(req.principal, body.model);
       // Compiled before the model is called: a schema that does not compile is the caller's 400, at no cost.
       const check = replyCheckFor(formatOf(body), 'text.format.schema');
-      const { transcript, invoke, resumed } = await prepare(req, body);
+      const { transcript, invoke, resumed } = await prepare(ctx, req, body);
       try {
         await executor.check(body.model, invoke); // before a stream opens (unknown agent, oversized request, a client tool shadowing the agent's), keeping the HTTP status
       } catch (e) {
@@ -289,7 +311,7 @@ export async function responsesRoutes(
         finished(state, res, checked(res));
         const response = responseObject(state, body);
         if (resumed) await suspended?.delete(resumed.id);
-        await save(req, body, transcript, res, response, state.output);
+        await save(ctx, req, body, transcript, res, response, state.output);
         return response;
       }
 
@@ -317,9 +339,9 @@ export async function responsesRoutes(
           ...(metadata && { run_metadata: metadata }),
         });
         if (resumed) await suspended?.delete(resumed.id);
-        await save(req, body, transcript, res, responseObject(state, body), events.output);
+        await save(ctx, req, body, transcript, res, responseObject(state, body), events.output);
       } catch (e) {
-        const { body: err } = toEnvelope(e, req, opts.bodyLimit);
+        const { body: err } = toEnvelope(e, req, ctx.bodyLimit);
         events.fail(err.error.code, err.error.message);
       } finally {
         sse.end();
@@ -327,7 +349,12 @@ export async function responsesRoutes(
       return reply;
     },
   );
+}
 
+/** A stored response: retrieve, cancel (in the background), delete. */
+function storedResponseRoutes(app: FastifyInstance, ctx: ResponsesContext): void {
+  const { executor, store, suspended } = ctx;
+  const r = app.withTypeProvider<ZodTypeProvider>();
   const idParams = z.object({ id: z.string().min(1).max(200) });
 
   r.get(
@@ -345,47 +372,9 @@ export async function responsesRoutes(
       const rec = store.get(req.params.id, principalOf(req));
       if (!rec) throw notFound(req.params.id, 'response_id');
       if (req.principal) assertAgentAllowed(req.principal, rec.agent);
-      return settled(req, rec);
+      return settled(ctx, req, rec);
     },
   );
-
-  /**
-   * A background response as its run is now: queued while the run has not ended, then the
-   * response object of its outcome, stored in place of the queued one (with its messages, so
-   * previous_response_id continues it).
-   */
-  async function settled(req: FastifyRequest, rec: StoredResponse): Promise<Record<string, unknown>> {
-    const status = rec.response.status;
-    if (rec.request === undefined || !(status === 'queued' || status === 'in_progress')) return rec.response;
-    const run = await executor.runs?.journal.get(runIdOf(rec.id));
-    if (!run || run.run.status === 'running' || run.run.status === 'awaiting_approval') {
-      const state = rec.response.status === 'queued' && run?.run.status === 'running' ? 'in_progress' : status;
-      return { ...rec.response, status: state };
-    }
-    const { body, transcript } = rec.request as { body: ResponsesBody; transcript: TranscriptMessage[] };
-    const state: ResponseState = {
-      id: rec.id,
-      created_at: rec.response.created_at as number,
-      model: body.model,
-      status: 'in_progress',
-      output: [],
-      previous_response_id: body.previous_response_id ?? undefined,
-      background: true,
-    };
-    const res = run.run.response;
-    if (run.run.status === 'completed' && res) {
-      finished(state, res, res.content);
-      const response = responseObject(state, body);
-      await save(req, body, transcript, res, response, state.output);
-      return response;
-    }
-    state.status = run.run.status === 'cancelled' ? 'cancelled' : 'failed';
-    if (run.run.error) state.error = run.run.error;
-    const response = responseObject(state, body);
-    store.save({ ...rec, response, request: undefined });
-    return response;
-  }
-
   r.post(
     '/v1/responses/:id/cancel',
     {
@@ -405,7 +394,7 @@ export async function responsesRoutes(
           param: 'response_id',
         });
       await executor.runs?.cancel(runIdOf(rec.id));
-      return settled(req, rec);
+      return settled(ctx, req, rec);
     },
   );
 
@@ -431,4 +420,46 @@ export async function responsesRoutes(
       return { id: req.params.id, object: 'response.deleted' as const, deleted: true };
     },
   );
+}
+
+/**
+ * A background response as its run is now: queued while the run has not ended, then the
+ * response object of its outcome, stored in place of the queued one (with its messages, so
+ * previous_response_id continues it).
+ */
+async function settled(
+  ctx: ResponsesContext,
+  req: FastifyRequest,
+  rec: StoredResponse,
+): Promise<Record<string, unknown>> {
+  const { executor, store } = ctx;
+  const status = rec.response.status;
+  if (rec.request === undefined || !(status === 'queued' || status === 'in_progress')) return rec.response;
+  const run = await executor.runs?.journal.get(runIdOf(rec.id));
+  if (!run || run.run.status === 'running' || run.run.status === 'awaiting_approval') {
+    const state = rec.response.status === 'queued' && run?.run.status === 'running' ? 'in_progress' : status;
+    return { ...rec.response, status: state };
+  }
+  const { body, transcript } = rec.request as { body: ResponsesBody; transcript: TranscriptMessage[] };
+  const state: ResponseState = {
+    id: rec.id,
+    created_at: rec.response.created_at as number,
+    model: body.model,
+    status: 'in_progress',
+    output: [],
+    previous_response_id: body.previous_response_id ?? undefined,
+    background: true,
+  };
+  const res = run.run.response;
+  if (run.run.status === 'completed' && res) {
+    finished(state, res, res.content);
+    const response = responseObject(state, body);
+    await save(ctx, req, body, transcript, res, response, state.output);
+    return response;
+  }
+  state.status = run.run.status === 'cancelled' ? 'cancelled' : 'failed';
+  if (run.run.error) state.error = run.run.error;
+  const response = responseObject(state, body);
+  store.save({ ...rec, response, request: undefined });
+  return response;
 }

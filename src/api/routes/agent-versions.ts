@@ -11,6 +11,7 @@ import {
   type AgentService,
   type AgentVersion,
   type AgentVersionDetail,
+  type AgentVersionsPort,
   type CanaryStatus,
   type ShadowReport,
   type DeployedAgent,
@@ -137,8 +138,19 @@ export async function agentVersionRoutes(
   app: FastifyInstance,
   opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema> },
 ): Promise<void> {
-  const { service, detail } = opts;
-  const r = app.withTypeProvider<ZodTypeProvider>();
+  const lookup = versionLookup(opts.service);
+  historyRoutes(app, opts.service, lookup);
+  rollbackRoutes(app, opts.service, opts.detail, lookup);
+}
+
+interface VersionLookup {
+  store: (name: string) => AgentVersionsPort;
+  nameOf: (name: string) => Promise<string>;
+  version: (name: string, v: number) => Promise<AgentVersionDetail>;
+}
+
+/** How the routes find an agent's versions, its name and one version, with the 404s they answer. */
+function versionLookup(service: AgentService): VersionLookup {
   /** Where `name`'s versions are: this node's store, or on a cluster node the history the nodes share (API agents). */
   const store = (name: string) => {
     const port = service.history.portFor(name);
@@ -170,6 +182,12 @@ export async function agentVersionRoutes(
     }
     return found;
   };
+  return { store, nameOf, version };
+}
+
+/** An agent's versions: list, show one, diff two. */
+function historyRoutes(app: FastifyInstance, service: AgentService, { store, nameOf, version }: VersionLookup): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get(
     '/agents/:name/versions',
@@ -247,6 +265,16 @@ export async function agentVersionRoutes(
       return diffVersions(await version(name, from), b);
     },
   );
+}
+
+/** Roll back to an earlier version, promote a rollout's candidate, show the rollout. */
+function rollbackRoutes(
+  app: FastifyInstance,
+  service: AgentService,
+  detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema>,
+  { nameOf }: VersionLookup,
+): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post(
     '/agents/:name/rollback',

@@ -275,7 +275,28 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
   app.addHook('preClose', async () => {
     for (const end of [...streams]) end();
   });
+  eventRoutes(app, deps, streams);
+  logRoutes(app, deps, streams);
 
+  r.get(
+    '/status/overview',
+    {
+      schema: {
+        summary: 'Live overview: agents, rates, queue, dead letters, memory, tool servers',
+        description:
+          'Rates (per second) are computed from the metrics counters sampled every second over `window` (default 10s). `caxton status` shows this.',
+        tags: ['system'],
+        querystring: z.object({ window: windowField }),
+        response: { 200: overviewSchema, 400: errorEnvelopeSchema },
+      },
+    },
+    async (req) => overview(deps, req.query.window, req.principal),
+  );
+}
+
+/** `/events` and `/events/stream`: the agent event store, and following it; `streams` holds each open stream's end. */
+function eventRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams: Set<() => void>): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
   const eventsQuery = z.object({
     agent: agentField.describe('only events about this agent'),
     type: typeField,
@@ -396,7 +417,11 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     },
     async (req, reply) => followEvents(req, reply, req.query),
   );
+}
 
+/** `/logs` and `/logs/stream`: the server's recent log lines, and following them; `streams` holds each open stream's end. */
+function logRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams: Set<() => void>): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
   const logsQuery = z.object({
     agent: agentField.describe('only lines about this agent (agent, sender or receiver field)'),
     level: levelField,
@@ -493,21 +518,6 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
       },
     },
     async (req, reply) => followLogs(req, reply, req.query),
-  );
-
-  r.get(
-    '/status/overview',
-    {
-      schema: {
-        summary: 'Live overview: agents, rates, queue, dead letters, memory, tool servers',
-        description:
-          'Rates (per second) are computed from the metrics counters sampled every second over `window` (default 10s). `caxton status` shows this.',
-        tags: ['system'],
-        querystring: z.object({ window: windowField }),
-        response: { 200: overviewSchema, 400: errorEnvelopeSchema },
-      },
-    },
-    async (req) => overview(deps, req.query.window, req.principal),
   );
 }
 

@@ -254,13 +254,24 @@ export async function toolRoutes(
   app: FastifyInstance,
   opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditReads; bodyLimit: number },
 ): Promise<void> {
-  const { tools, catalogue, audit } = opts;
+  deployAndListRoutes(app, opts.tools, opts.catalogue, opts.bodyLimit);
+  auditRoute(app, opts.audit);
+  serverRoutes(app, opts.tools, opts.catalogue);
+}
+
+/** Deploy a tool server package, and list every tool source. */
+function deployAndListRoutes(
+  app: FastifyInstance,
+  tools: ToolServerManager,
+  catalogue: ToolCatalogue,
+  bodyLimit: number,
+): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post(
     '/tools',
     {
-      bodyLimit: Math.max(opts.bodyLimit, TOOL_DEPLOY_BODY_LIMIT),
+      bodyLimit: Math.max(bodyLimit, TOOL_DEPLOY_BODY_LIMIT),
       schema: {
         summary: 'Deploy (or replace) a tool server package',
         description:
@@ -305,6 +316,11 @@ export async function toolRoutes(
     },
     async () => ({ servers: catalogue.list() }),
   );
+}
+
+/** The audit log of tool calls. */
+function auditRoute(app: FastifyInstance, audit: ToolAuditReads): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get(
     '/tools/audit',
@@ -338,6 +354,11 @@ export async function toolRoutes(
       return { records, next_before_id: records.length === q.limit ? records.at(-1)!.id : null };
     },
   );
+}
+
+/** One tool source: show, remove, and call one of its tools. */
+function serverRoutes(app: FastifyInstance, tools: ToolServerManager, catalogue: ToolCatalogue): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get(
     '/tools/:name',

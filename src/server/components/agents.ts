@@ -91,25 +91,61 @@ export function startAgents(opts: {
     },
   );
   const persisted = service.loadPersisted();
-  // A node that kept pins in its SQLite (before it joined the cluster, or before pins were shared)
-  // moves them to the cluster's, in the background: their conversations keep their versions on every node.
-  if (opts.clusterState)
-    void opts.clusterState.pins.carryOver(rollouts).then(
-      (moved) => {
-        if (moved > 0) logger.info({ moved }, "conversation pins kept on this node moved to the cluster's PostgreSQL");
-      },
-      (e: unknown) =>
-        logger.warn(
-          { err: describeError(e) },
-          "conversation pins kept on this node could not all be moved to the cluster's PostgreSQL; the rest are tried again at the next start",
-        ),
-    );
-  // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
-  // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
-  // A cluster node writes to the shared store in PostgreSQL: each event once, by the node where it happened (docs/cluster.md).
+  if (opts.clusterState) carryOverPins(opts.clusterState, rollouts, logger);
+  const events = openAgentEvents({ config, db, logger, metrics, registry, state: opts.clusterState });
+  registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
+  const recordRollout = rolloutRecorder(events, logger);
+  return {
+    name: 'agents',
+    registry,
+    service,
+    store,
+    persisted,
+    events,
+    shadowResults: opts.clusterState?.shadowResults ?? shadowResults,
+    routes: agentApi({ service, config, lifecycle: opts.lifecycle }),
+    close: async () => {
+      // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.
+      await service.close();
+      await events?.close();
+    },
+  };
+}
+
+/**
+ * A node that kept pins in its SQLite (before it joined the cluster, or before pins were shared)
+ * moves them to the cluster's, in the background: their conversations keep their versions on every node.
+ */
+function carryOverPins(state: ClusterStateComponent, rollouts: RolloutStore, logger: Logger): void {
+  void state.pins.carryOver(rollouts).then(
+    (moved) => {
+      if (moved > 0) logger.info({ moved }, "conversation pins kept on this node moved to the cluster's PostgreSQL");
+    },
+    (e: unknown) =>
+      logger.warn(
+        { err: describeError(e) },
+        "conversation pins kept on this node could not all be moved to the cluster's PostgreSQL; the rest are tried again at the next start",
+      ),
+  );
+}
+
+/**
+ * The agent event store (src/observability/events.ts): lifecycle events from the registry,
+ * message.sent from the bus, message.received around the agent handler, execution.finished from
+ * the executor; undefined with `[events] enabled = false`. A cluster node writes to the shared
+ * store in PostgreSQL: each event once, by the node where it happened (docs/cluster.md).
+ */
+function openAgentEvents(opts: {
+  config: ServerConfig;
+  db: Db;
+  logger: Logger;
+  metrics: Metrics;
+  registry: AgentRegistry;
+  state: ClusterStateComponent | undefined;
+}): AgentEvents | undefined {
+  const { config, db, logger, metrics, registry, state } = opts;
   const onError = (e: unknown) => logger.error({ err: e }, 'agent events could not be written');
   const onFull = () => metrics.writeQueueFull.inc({ store: 'events' });
-  const state = opts.clusterState;
   const events = !config.events.enabled
     ? undefined
     : state
@@ -153,9 +189,15 @@ export function startAgents(opts: {
     const store = events.store;
     metrics.sources.eventsUnwritten = () => store.unwritten;
   }
-  registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
-  // The service names its steps as the event store's types.
-  const recordRollout = (type: RolloutEventType, r: Rollout): void => {
+  return events;
+}
+
+/** Records each rollout step in the event store (the service names its steps as the store's types) and logs it. */
+function rolloutRecorder(
+  events: AgentEvents | undefined,
+  logger: Logger,
+): (type: RolloutEventType, r: Rollout) => void {
+  return (type: RolloutEventType, r: Rollout): void => {
     const live = (v: number) => `version ${v} live`;
     const share = (stage: number) =>
       `canary: version ${r.candidate_version} at ${r.plan?.stages[stage] ?? '?'} % beside version ${r.stable_version}`;
@@ -191,20 +233,5 @@ export function startAgents(opts: {
       { agent: r.agent, event: type, stable: r.stable_version, candidate: r.candidate_version },
       `agent rollout: ${type}`,
     );
-  };
-  return {
-    name: 'agents',
-    registry,
-    service,
-    store,
-    persisted,
-    events,
-    shadowResults: opts.clusterState?.shadowResults ?? shadowResults,
-    routes: agentApi({ service, config, lifecycle: opts.lifecycle }),
-    close: async () => {
-      // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.
-      await service.close();
-      await events?.close();
-    },
   };
 }

@@ -233,44 +233,13 @@ export async function startCluster(opts: {
 }): Promise<ClusterComponent> {
   const { cluster, logger } = opts;
   const { store, packages, schema } = opts.state;
-  let nc: NatsConnection;
-  /** Bus and live events to and from the other nodes: a connection of its own that hears only theirs. */
-  let events: NatsConnection;
-  try {
-    nc = await connectNats({ cluster });
-    events = await connectNats({ cluster, noEcho: true }).catch(async (e: unknown) => {
-      await nc.close();
-      throw e;
-    });
-  } catch (e) {
-    throw new CaxtonError(
-      'invalid_config',
-      `refusing to start: NATS at ${cluster.nats.urls.join(', ')} ([cluster.nats] urls) could not be reached: ${describeError(e)}`,
-      {
-        field: 'cluster.nats.urls',
-      },
-    );
-  }
+  const { nc, events } = await connectBoth(cluster);
   let sync: DirectorySync | undefined;
   let keySync: KeySync | undefined;
   let membership: Membership | undefined;
   // The shared event store's live events, to and from the other nodes (docs/cluster.md).
   const stopRelay =
-    opts.events instanceof PgEventStore
-      ? relayEvents({
-          nc: events,
-          subject: `${cluster.delivery.subject}_agent_events`,
-          node: cluster.node,
-          store: opts.events,
-          onGap: ({ node, error, truncated }) =>
-            logger.warn(
-              { node, ...(error !== undefined && { err: describeError(error) }) },
-              truncated
-                ? `live events of node ${node} were missed beyond what is read back at once; followers here miss the rest (GET /api/v1/events has them)`
-                : `live events of node ${node} were missed and could not be read from PostgreSQL; followers here miss them (GET /api/v1/events has them)`,
-            ),
-        })
-      : undefined;
+    opts.events instanceof PgEventStore ? relayNodeEvents(events, cluster, opts.events, logger) : undefined;
   const close = async () => {
     await membership?.stop().catch(() => {});
     await keySync?.stop().catch(() => {});
@@ -316,26 +285,7 @@ export async function startCluster(opts: {
     schema,
     packages,
     bus: (o) => new ClusterBus({ ...o, store, reads, nc, events, cluster }),
-    shareSigningKeys: (keys) => {
-      const started = SigningKeySync.start({
-        nc,
-        bucket: `${cluster.keys_bucket}_signing`,
-        node: cluster.node,
-        replicas: cluster.replicas ?? 1,
-        keys,
-        log: logger,
-      }).catch((e: unknown) => {
-        logger.warn(
-          { err: describeError(e) },
-          'could not share message signing keys with the other nodes: what they sign is refused here (signature_invalid) until this node restarts with NATS reachable',
-        );
-        return undefined;
-      });
-      return {
-        lookup: async (id) => (await started)?.lookup(id) ?? false,
-        stop: async () => (await started)?.stop(),
-      };
-    },
+    shareSigningKeys: (keys) => shareSigningKeys(nc, cluster, logger, keys),
     signedSeen: (ttlMs) =>
       new KvSignedSeen({
         nc,
@@ -357,30 +307,108 @@ export async function startCluster(opts: {
       { name: 'cluster-postgresql', check: () => store.ping() },
     ],
     join: async (load) => {
-      membership = await Membership.start({
-        nc,
-        cluster,
-        version: opts.lifecycle.version,
-        // The directory lag rides along: GET /api/v1/cluster shows each node's.
-        load: () => {
-          const lag = sync?.lag();
-          return { ...load(), ...(lag?.p99_ms != null && { directory_lag_p99_ms: lag.p99_ms }) };
-        },
-        onRewatch: (why, error) =>
-          error === undefined
-            ? logger.warn({ node: cluster.node, why }, 'the watch of the cluster membership bucket was started again')
-            : logger.warn(
-                { node: cluster.node, why, err: describeError(error) },
-                'the watch of the cluster membership bucket could not be started again; trying again after the next heartbeats',
-              ),
-        onHealth: (healthy, error) =>
-          healthy
-            ? logger.info({ node: cluster.node }, 'cluster heartbeats reach JetStream again')
-            : logger.warn({ node: cluster.node, err: error }, 'cluster heartbeats are failing'),
+      // The directory lag rides along: GET /api/v1/cluster shows each node's.
+      membership = await startMembership(nc, cluster, opts.lifecycle.version, logger, () => {
+        const lag = sync?.lag();
+        return { ...load(), ...(lag?.p99_ms != null && { directory_lag_p99_ms: lag.p99_ms }) };
       });
       const m = membership;
       return { clustered: true, node: cluster.node, nodes: () => m.nodes() };
     },
     close,
   };
+}
+
+/** The node's NATS connection, and a second one for the bus and live events that hears only the other nodes. */
+async function connectBoth(cluster: ClusterConfig): Promise<{ nc: NatsConnection; events: NatsConnection }> {
+  let nc: NatsConnection;
+  /** Bus and live events to and from the other nodes: a connection of its own that hears only theirs. */
+  let events: NatsConnection;
+  try {
+    nc = await connectNats({ cluster });
+    events = await connectNats({ cluster, noEcho: true }).catch(async (e: unknown) => {
+      await nc.close();
+      throw e;
+    });
+  } catch (e) {
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: NATS at ${cluster.nats.urls.join(', ')} ([cluster.nats] urls) could not be reached: ${describeError(e)}`,
+      {
+        field: 'cluster.nats.urls',
+      },
+    );
+  }
+  return { nc, events };
+}
+
+/** The shared event store's live events, to and from the other nodes (docs/cluster.md); returns its stop. */
+function relayNodeEvents(events: NatsConnection, cluster: ClusterConfig, store: PgEventStore, logger: Logger) {
+  return relayEvents({
+    nc: events,
+    subject: `${cluster.delivery.subject}_agent_events`,
+    node: cluster.node,
+    store,
+    onGap: ({ node, error, truncated }) =>
+      logger.warn(
+        { node, ...(error !== undefined && { err: describeError(error) }) },
+        truncated
+          ? `live events of node ${node} were missed beyond what is read back at once; followers here miss the rest (GET /api/v1/events has them)`
+          : `live events of node ${node} were missed and could not be read from PostgreSQL; followers here miss them (GET /api/v1/events has them)`,
+      ),
+  });
+}
+
+/** Shares this node's public message signing keys with the other nodes and theirs with it, in the background. */
+function shareSigningKeys(
+  nc: NatsConnection,
+  cluster: ClusterConfig,
+  logger: Logger,
+  keys: SigningKeyStore,
+): { lookup(id: string): Promise<boolean>; stop(): Promise<void> } {
+  const started = SigningKeySync.start({
+    nc,
+    bucket: `${cluster.keys_bucket}_signing`,
+    node: cluster.node,
+    replicas: cluster.replicas ?? 1,
+    keys,
+    log: logger,
+  }).catch((e: unknown) => {
+    logger.warn(
+      { err: describeError(e) },
+      'could not share message signing keys with the other nodes: what they sign is refused here (signature_invalid) until this node restarts with NATS reachable',
+    );
+    return undefined;
+  });
+  return {
+    lookup: async (id) => (await started)?.lookup(id) ?? false,
+    stop: async () => (await started)?.stop(),
+  };
+}
+
+/** The node's heartbeats and its view of the others; `load` is what each heartbeat reports. */
+function startMembership(
+  nc: NatsConnection,
+  cluster: ClusterConfig,
+  version: string,
+  logger: Logger,
+  load: () => Record<string, number>,
+): Promise<Membership> {
+  return Membership.start({
+    nc,
+    cluster,
+    version,
+    load,
+    onRewatch: (why, error) =>
+      error === undefined
+        ? logger.warn({ node: cluster.node, why }, 'the watch of the cluster membership bucket was started again')
+        : logger.warn(
+            { node: cluster.node, why, err: describeError(error) },
+            'the watch of the cluster membership bucket could not be started again; trying again after the next heartbeats',
+          ),
+    onHealth: (healthy, error) =>
+      healthy
+        ? logger.info({ node: cluster.node }, 'cluster heartbeats reach JetStream again')
+        : logger.warn({ node: cluster.node, err: error }, 'cluster heartbeats are failing'),
+  });
 }
