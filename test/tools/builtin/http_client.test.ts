@@ -214,6 +214,12 @@ describe('http_client', () => {
       /\(timeout\): HTTP GET .*\/hang timed out/,
     );
     expect(Date.now() - t0).toBeLessThan(3_000);
-    expect(await short.json<Answer>('get', { url: `${base}/ok` })).toMatchObject({ status: 200 });
+    // Not wedged by the timeout: a request after it is answered. Its own 300 ms can be spent waiting
+    // for a core on a loaded machine, so a slow try is tried again.
+    let next = await short.call('get', { url: `${base}/ok` });
+    for (let i = 0; i < 3 && next.is_error && /\(timeout\)/.test(next.content); i++)
+      next = await short.call('get', { url: `${base}/ok` });
+    expect(next.is_error, next.content).toBeFalsy();
+    expect(JSON.parse(next.content)).toMatchObject({ status: 200 });
   });
 });
