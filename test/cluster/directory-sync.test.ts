@@ -183,7 +183,9 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
 
   it("a row read before this node's own change committed never lands over it", async () => {
     const s = cluster();
-    const [a, b] = [await node('node-a', s, undefined, { slowRowsMs: 300 }), await node('node-b', s)];
+    // The slow read leaves node-a's own deploy (after 100 ms) a wide window to commit in, even on a
+    // loaded machine: an own change committed after the read landed is a plain later change.
+    const [a, b] = [await node('node-a', s, undefined, { slowRowsMs: 1_500 }), await node('node-b', s)];
     await a.deploy(agent('raced'));
     await waitUntil(() => b.registry.get('raced'), { what: 'the deploy on node-b' });
     const seen: number[] = [];
@@ -192,7 +194,7 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     await b.deploy(agent('raced', 2));
     await sleep(100);
     await a.deploy(agent('raced', 3));
-    await sleep(500);
+    await sleep(1_700);
     await a.sync.reconcile();
     expect(seen).toEqual([3]);
     await waitUntil(() => b.registry.get('raced')?.revision === 3, { what: "node-a's update on node-b" });
