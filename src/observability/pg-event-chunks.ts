@@ -188,9 +188,9 @@ function rewrite(c: pg.PoolClient, s: string, select: string, keep: string, args
 }
 
 /**
- * One run of retention, as one row per event had it: events older than `retentionMs`, then the
- * oldest beyond `maxRows` (by id). Whole batches go with a DELETE; a batch that straddles the line
- * is written again without the events past it. One node at a time (the same try-lock as before).
+ * One run of retention, exact to the event: events older than `retentionMs`, then the oldest
+ * beyond `maxRows` (by id). Whole batches go with a DELETE; a batch that straddles the line is
+ * written again without the events past it. One node at a time, under a transaction's try-lock.
  */
 export function pruneEvents(
   pool: pg.Pool,

@@ -419,7 +419,7 @@ export class JetStreamQueue implements DeliveryQueue {
    * Hands out deliveries a committed step stored. A first hand-out's row carries no publish mark
    * (ADR 0141): its PubAck needs no write, and only a publish that fails marks its rows for the
    * republish sweep. A tagged hand-out (a replay's, a reroute's) was stored marked, so its PubAck
-   * is recorded as before.
+   * is recorded (#confirm), so the republish sweep leaves it.
    */
   publish(out: readonly Outgoing[]): Promise<void> {
     return this.#publish(out, (o) => o.tag !== undefined);
