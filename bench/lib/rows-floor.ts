@@ -21,7 +21,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type pg from 'pg';
-import { MESSAGE_MIGRATIONS } from '../../src/messaging/cluster/pg-message-tables.js';
+import { MESSAGE_MIGRATIONS } from '../../src/messaging/postgres/pg-message-tables.js';
 import { EVENT_STORE_MIGRATIONS } from '../../src/observability/pg-event-store.js';
 import { PgStatsHistory } from '../../src/observability/history-pg.js';
 import { literal, migrateSchema, quotedSchema } from '../../src/storage/pg/index.js';

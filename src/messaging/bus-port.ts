@@ -8,7 +8,7 @@ import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 
 /**
  * What the routes, the CLI and the status pages read from a bus (sqlite/sqlite-reads.ts,
- * cluster/pg-reads.ts). Each read first waits for the writes in flight, so what a caller was told
+ * postgres/pg-reads.ts). Each read first waits for the writes in flight, so what a caller was told
  * is accepted is also readable.
  */
 export interface BusReads {

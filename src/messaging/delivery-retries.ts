@@ -1,6 +1,6 @@
 /**
  * Which failed deliveries are tried again, when, and which go straight to the dead-letter queue:
- * decided the same way by both buses (src/messaging/sqlite/, src/messaging/cluster/).
+ * decided the same way by both buses (src/messaging/sqlite/, src/messaging/cluster/ over src/messaging/postgres/).
  */
 import { backoffDelay } from '../shared/backoff.js';
 import { isCaxtonError, type ErrorCode } from '../shared/errors.js';

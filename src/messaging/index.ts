@@ -76,6 +76,7 @@ export {
 } from './signature.js';
 export { RoundRobin, LeastLoaded, createStrategy, type RoutingStrategy, type LoadView } from './strategy.js';
 export { Dispatcher, type Delivery } from './dispatcher.js';
+export { Linger } from './linger.js';
 export { executorHandler } from './agent-handler.js';
 export { sendMessageTool } from './send-message-tool.js';
 export { parseMessage, type ParseMessageOptions } from './validate.js';

@@ -10,7 +10,7 @@ export interface MetricSources {
   memoryEntities?: () => number | Promise<number>;
   /** Principal and agent states the limiter holds (src/auth/limits.ts). */
   limitStates?: () => number;
-  /** A cluster node's conversation-step transactions so far (src/messaging/cluster/step-groups.ts): how many, the steps they held, groups voided. */
+  /** A cluster node's conversation-step transactions so far (src/messaging/postgres/step-groups.ts): how many, the steps they held, groups voided. */
   clusterSteps?: () => { transactions: number; steps: number; voided: number };
   /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-event-store.ts). */
   eventsUnwritten?: () => number;

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXECUTIONS_MIGRATIONS, PgExecutionStore, SqliteExecutionStore } from '../../src/execution/index.js';
 import type { ExecutionEntry } from '../../src/execution/records/index.js';
-import { MESSAGE_MIGRATIONS } from '../../src/messaging/cluster/pg-message-tables.js';
+import { MESSAGE_MIGRATIONS } from '../../src/messaging/postgres/pg-message-tables.js';
 import { MESSAGING_MIGRATIONS } from '../../src/messaging/sqlite/index.js';
 import {
   HISTORY_MIGRATIONS,

@@ -50,7 +50,7 @@ import { CaxtonError, describeError } from '../../shared/errors.js';
 import { markRelayed } from '../../shared/relayed.js';
 import { JetStreamQueue } from './jetstream-queue.js';
 import { guardReads, stateUnavailable } from '../../storage/pg/index.js';
-import type { PgMessageStore } from './pg-message-store.js';
+import type { PgMessageStore } from '../postgres/index.js';
 
 /** The read side over the same tables (pg-reads.ts), plus what the agent handler and gauges read. */
 export type ClusterReads = BusReads & { lastMessagesOf(conversation: string, n: number): Promise<StoredMessage[]> };

@@ -42,10 +42,9 @@ import {
 } from '../index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { scrubSecrets } from '../../shared/secrets.js';
-import type { TakeRow } from './pg-message-rows.js';
-import type { PgMessageStore } from './pg-message-store.js';
+import type { PgMessageStore, TakeRow } from '../postgres/index.js';
 import { PubAcks } from './pub-acks.js';
-import { Linger } from './linger.js';
+import { Linger } from '../index.js';
 import { natsDurability } from './nats-durability.js';
 import { pullLapsed, Pulls } from './pulls.js';
 

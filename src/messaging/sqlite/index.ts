@@ -2,7 +2,7 @@
  * The SQLite adapter of the messaging engine's ports (src/messaging/engine/ports.ts) — the bus of
  * a single node: its store of messages, deliveries, conversations and subscriptions in the data
  * dir's SQLite, its steps, its in-process delivery queue, its reads and its retention. The cluster's
- * adapter, over PostgreSQL and JetStream, is src/messaging/cluster/.
+ * adapters, over PostgreSQL and JetStream, are src/messaging/postgres/ and src/messaging/cluster/.
  */
 export { MessageBus, type BusOptions } from './sqlite-bus.js';
 export { DispatchQueue, type DispatchQueueOptions } from './dispatch-queue.js';

@@ -19,7 +19,8 @@ import {
   Membership,
   SigningKeySync,
 } from '../../cluster/index.js';
-import { ClusterBus, PgMessageReads, PgMessageStore, type ClusterBusOptions } from '../../messaging/cluster/index.js';
+import { ClusterBus, type ClusterBusOptions } from '../../messaging/cluster/index.js';
+import { PgMessageReads, PgMessageStore } from '../../messaging/postgres/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import { PgEventStore, relayEvents, type Logger } from '../../observability/index.js';
 import type { EventLog } from '../../observability/events.js';

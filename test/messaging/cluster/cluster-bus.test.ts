@@ -15,7 +15,8 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../../src/agents/index.js';
 import { clusterConfigSchema } from '../../../src/config/index.js';
-import { ClusterBus, PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
+import { ClusterBus } from '../../../src/messaging/cluster/index.js';
+import { PgMessageReads, PgMessageStore } from '../../../src/messaging/postgres/index.js';
 import type {
   AgentAnswer,
   AclMessage,

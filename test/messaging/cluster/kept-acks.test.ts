@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import type { ConversationStep, PgMessageStore } from '../../../src/messaging/cluster/index.js';
+import type { ConversationStep, PgMessageStore } from '../../../src/messaging/postgres/index.js';
 import type { AclMessage, Conversation, ConversationId, MessageId } from '../../../src/messaging/index.js';
 import { aclMessage } from '../helpers.js';
 import { hasSystem } from '../../helpers/system.js';

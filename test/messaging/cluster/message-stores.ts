@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
-import { PgMessageStore, type PgMessageStoreOptions } from '../../../src/messaging/cluster/index.js';
+import { PgMessageStore, type PgMessageStoreOptions } from '../../../src/messaging/postgres/index.js';
 import type { Conversation, ConversationId } from '../../../src/messaging/index.js';
 import { TEST_PG_URL } from '../../helpers/system.js';
 

@@ -8,7 +8,7 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PgMessageStore } from '../../../src/messaging/cluster/index.js';
+import { PgMessageStore } from '../../../src/messaging/postgres/index.js';
 import { PgToolPackageStore } from '../../../src/tools/servers/index.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 import { startPgProxy } from '../../helpers/tcp-proxy.js';

@@ -78,7 +78,7 @@ export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
   {
     // The read side's filters (pg-reads.ts), as SQLite's messaging-002: index lookups, not scans.
     // Names fold ASCII case only, like SQLite's NOCASE: the translate() is pg-reads.ts's `folded`,
-    // and a query must spell it the same to use these (test/messaging/cluster/pg-reads.test.ts checks).
+    // and a query must spell it the same to use these (test/messaging/postgres/pg-reads.test.ts checks).
     id: 'cluster-messaging-003',
     sql: (s) => `
       CREATE INDEX messages_sender_folded ON ${s}.messages (translate(sender, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), seq);

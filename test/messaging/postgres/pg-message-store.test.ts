@@ -7,7 +7,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgMessageStore, type ConversationStep } from '../../../src/messaging/cluster/index.js';
+import { PgMessageStore, type ConversationStep } from '../../../src/messaging/postgres/index.js';
 import type { AclMessage, Conversation, ConversationId } from '../../../src/messaging/index.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 

@@ -1,5 +1,5 @@
 /**
- * The read side of the cluster's message state (src/messaging/cluster/pg-reads.ts) on the machine's
+ * The read side of the cluster's message state (src/messaging/postgres/pg-reads.ts) on the machine's
  * PostgreSQL: one fixture of conversations, messages and delivery rows, written through
  * PgMessageStore's steps, read back by every method and filter with the expected rows spelled
  * out (each filter narrows: ignoring one changes the answer), and the same fixture written to
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conversationVisible, messageVisible } from '../../../src/auth/index.js';
-import { PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
+import { PgMessageReads, PgMessageStore } from '../../../src/messaging/postgres/index.js';
 import {
   type AclMessage,
   type Conversation,

@@ -8,8 +8,8 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
-import { MESSAGE_MIGRATIONS } from '../../../src/messaging/cluster/pg-message-tables.js';
+import { PgMessageReads, PgMessageStore } from '../../../src/messaging/postgres/index.js';
+import { MESSAGE_MIGRATIONS } from '../../../src/messaging/postgres/pg-message-tables.js';
 import { migrateSchema } from '../../../src/storage/pg/index.js';
 import { PgEventStore, PgStatsHistory } from '../../../src/observability/index.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';

@@ -11,14 +11,15 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../../src/agents/index.js';
 import { clusterConfigSchema } from '../../../src/config/index.js';
-import { ClusterBus, PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
+import { ClusterBus } from '../../../src/messaging/cluster/index.js';
+import { PgMessageReads, PgMessageStore } from '../../../src/messaging/postgres/index.js';
 import { newConversationId, newMessageId, type AclMessage } from '../../../src/messaging/index.js';
 import { aclMessage, agentDef, deploy, messagingConfig } from '../helpers.js';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 import { removeTempDirs } from '../../helpers/tmp.js';
 import { waitUntil } from '../../helpers/wait.js';
-import { observedPool } from './message-stores.js';
+import { observedPool } from '../cluster/message-stores.js';
 
 const run = hasSystem('nats-server') && hasSystem('postgresql');
 const MESSAGES = 200;

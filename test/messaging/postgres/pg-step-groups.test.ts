@@ -1,5 +1,5 @@
 /**
- * Group commit of conversation steps (src/messaging/cluster/pg-message-store.ts with step-groups.ts; ADR
+ * Group commit of conversation steps (src/messaging/postgres/pg-message-store.ts with step-groups.ts; ADR
  * 0046) on the machine's PostgreSQL: steps of many conversations waiting at once share one
  * transaction, and a group behaves as its steps run one by one. A step refused by the protocol
  * fails alone; a statement that fails, or a step failing after its writes were sent, voids the
@@ -8,12 +8,12 @@
  */
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import type { ConversationStep } from '../../../src/messaging/cluster/index.js';
+import type { ConversationStep } from '../../../src/messaging/postgres/index.js';
 import { inTransaction, RolledBack } from '../../../src/storage/pg/index.js';
 import type { AclMessage, ConversationId, MessageId } from '../../../src/messaging/index.js';
 import { aclMessage } from '../helpers.js';
 import { hasSystem } from '../../helpers/system.js';
-import { freshConversation, twoStores } from './message-stores.js';
+import { freshConversation, twoStores } from '../cluster/message-stores.js';
 
 const run = hasSystem('postgresql');
 /** Transactions begun per node (a group's BEGIN is one). */

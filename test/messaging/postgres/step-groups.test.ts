@@ -1,12 +1,12 @@
 /**
- * StepGroups (src/messaging/cluster/step-groups.ts): how waiting conversation steps become groups. A group
+ * StepGroups (src/messaging/postgres/step-groups.ts): how waiting conversation steps become groups. A group
  * never holds two steps of one conversation, a conversation is never in two running groups, at
  * most `concurrent` groups run, steps keep their arrival order, and an idle queue starts what arrived
  * in one turn of the event loop at the end of that turn, together.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Linger } from '../../../src/messaging/cluster/linger.js';
-import { StepGroups } from '../../../src/messaging/cluster/step-groups.js';
+import { Linger } from '../../../src/messaging/linger.js';
+import { StepGroups } from '../../../src/messaging/postgres/step-groups.js';
 
 interface Job {
   key: string;

@@ -21,7 +21,7 @@
  *
  * What a group does with its steps (locks, rows, failure) is the runner's: PgMessageStore.
  */
-import { Linger } from './linger.js';
+import { Linger } from '../index.js';
 
 /** One step waiting: the conversation it is about, and whether it finishes work already started. */
 export interface GroupedStep {

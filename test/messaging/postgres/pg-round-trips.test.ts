@@ -1,5 +1,5 @@
 /**
- * Round trips of a conversation step (src/messaging/cluster/pg-message-store.ts; ADR 0043 "Round trips") on
+ * Round trips of a conversation step (src/messaging/postgres/pg-message-store.ts; ADR 0043 "Round trips") on
  * the machine's PostgreSQL, counted on the pool's connections: accepting a message to one receiver
  * takes two (BEGIN with the locks; the message, its delivery row with a reserved id and the
  * conversation with the COMMIT), acknowledging a delivery two (BEGIN with the locks, the rows and
@@ -9,11 +9,11 @@
  * unique across two nodes, and a step that fails leaves no row.
  */
 import { describe, expect, it } from 'vitest';
-import type { ConversationStep } from '../../../src/messaging/cluster/index.js';
+import type { ConversationStep } from '../../../src/messaging/postgres/index.js';
 import type { AclMessage, Conversation, ConversationId, MessageId } from '../../../src/messaging/index.js';
 import { aclMessage } from '../helpers.js';
 import { hasSystem } from '../../helpers/system.js';
-import { freshConversation, twoStores } from './message-stores.js';
+import { freshConversation, twoStores } from '../cluster/message-stores.js';
 import { waitUntil } from '../../helpers/wait.js';
 
 const run = hasSystem('postgresql');
