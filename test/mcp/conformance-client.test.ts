@@ -20,8 +20,13 @@ const CLIENT = join(repoRoot, 'test/mcp/conformance/client.mjs');
 const EXPECTED = JSON.parse(
   readFileSync(join(repoRoot, 'test/mcp/conformance/expected-client-failures.json'), 'utf8'),
 ) as { not_offered: Record<string, { result: string; reason: string }> };
-/** Per scenario (the suite's own client timeout is below it). */
-const SCENARIO_BUDGET_MS = 25_000;
+/**
+ * Per scenario (the suite's own client timeout is below it). A scenario takes 3–5 s alone; beside
+ * the rest of the test suite on two cores one has taken over 15 s, and a client the suite stops
+ * for time is reported as a failed check, not as slow.
+ */
+const SCENARIO_BUDGET_MS = 45_000;
+const CLIENT_TIMEOUT_MS = 35_000;
 const CONCURRENCY = 3;
 const out = mkdtempSync(join(tmpdir(), 'caxton-conformance-'));
 
@@ -69,7 +74,7 @@ describe('MCP conformance suite, client scenarios', () => {
               '--scenario',
               s,
               '--timeout',
-              '15000',
+              String(CLIENT_TIMEOUT_MS),
               '-o',
               out,
             ],
@@ -98,5 +103,5 @@ describe('MCP conformance suite, client scenarios', () => {
     );
     const expected = Object.fromEntries(Object.entries(EXPECTED.not_offered).map(([s, e]) => [s, e.result]));
     expect(notPassing).toEqual(expected);
-  }, 240_000);
+  }, 480_000);
 });
