@@ -174,6 +174,8 @@ export const healthSchema = z.object({
 export const readySchema = z.object({
   status: z.enum(['ok', 'starting', 'stopping', 'unavailable']),
   dependencies: z.array(z.object({ name: z.string(), ok: z.boolean() })).optional(),
+  /** Per read model written off the delivery path: items recorded and not yet written. */
+  lag: z.record(z.string(), z.number().int().nonnegative()).optional(),
 });
 
 export const dependencyStateSchema = z.object({

@@ -405,7 +405,11 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     await sleep(3000);
     const upAt = Date.now();
     await cluster.nats.restart();
-    for (const n of cluster.nodes) await readyIs(n, 200, 20_000, 'after nats-server restarted');
+    for (const n of cluster.nodes) {
+      const r = await readyIs(n, 200, 20_000, 'after nats-server restarted');
+      // The agent events a node records off the delivery path: how many it has not yet written.
+      expect(r.json, 'the lag /ready reports').toMatchObject({ lag: { agent_events: expect.any(Number) } });
+    }
     await sleep(2000);
     const rs = await load.stop();
 

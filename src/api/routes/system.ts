@@ -15,6 +15,12 @@ export interface Lifecycle {
   readiness?: Readiness;
   /** What in the configuration will make work fail (GET /health names them; the status overview explains them). */
   problems?: () => ConfigProblem[];
+  /**
+   * How far the read models written off the delivery path are behind, per model (a cluster node's
+   * agent events: recorded and not yet in PostgreSQL). Reported by /ready beside its status; the
+   * writers' buffers bound it, so it informs a load balancer without failing readiness.
+   */
+  lag?: () => Record<string, number>;
 }
 
 /** Liveness, readiness, status and effective configuration. */
@@ -60,11 +66,12 @@ export async function systemRoutes(
     async (_req, reply) => {
       if (lifecycle.state !== 'ready') return reply.code(503).send({ status: lifecycle.state });
       const deps = lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
-      if (!deps || deps.length === 0) return { status: 'ok' as const };
+      const lag = lifecycle.lag?.();
+      if (!deps || deps.length === 0) return { status: 'ok' as const, ...(lag && { lag }) };
       const dependencies = deps.map((d) => ({ name: d.name, ok: d.ok }));
       return deps.every((d) => d.ok)
-        ? { status: 'ok' as const, dependencies }
-        : reply.code(503).send({ status: 'unavailable' as const, dependencies });
+        ? { status: 'ok' as const, dependencies, ...(lag && { lag }) }
+        : reply.code(503).send({ status: 'unavailable' as const, dependencies, ...(lag && { lag }) });
     },
   );
 

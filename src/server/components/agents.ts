@@ -92,7 +92,15 @@ export function startAgents(opts: {
   );
   const persisted = service.loadPersisted();
   if (opts.clusterState) carryOverPins(opts.clusterState, rollouts, logger);
-  const events = openAgentEvents({ config, db, logger, metrics, registry, state: opts.clusterState });
+  const events = openAgentEvents({
+    config,
+    db,
+    logger,
+    metrics,
+    lifecycle: opts.lifecycle,
+    registry,
+    state: opts.clusterState,
+  });
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
   const recordRollout = rolloutRecorder(events, logger);
   return {
@@ -140,6 +148,7 @@ function openAgentEvents(opts: {
   db: Db;
   logger: Logger;
   metrics: Metrics;
+  lifecycle: Lifecycle;
   registry: AgentRegistry;
   state: ClusterStateComponent | undefined;
 }): AgentEvents | undefined {
@@ -188,6 +197,7 @@ function openAgentEvents(opts: {
   if (events?.store instanceof PgEventStore) {
     const store = events.store;
     metrics.sources.eventsUnwritten = () => store.unwritten;
+    opts.lifecycle.lag = () => ({ agent_events: store.unwritten });
   }
   return events;
 }
