@@ -15,7 +15,7 @@ import {
   type Rollout,
   type RolloutStrategy,
 } from './rollouts/index.js';
-import type { AgentStore, StoredAgent } from './store.js';
+import type { AgentStore, StoredAgent } from './sqlite-agents.js';
 import { apiAgent, definitionHash, type AgentVersion, type VersionHistory } from './versions/index.js';
 
 export interface DeployInput {

@@ -9,7 +9,7 @@ export {
   type RegistryEvent,
   type ListOptions,
 } from './registry.js';
-export { AgentStore, AGENT_MIGRATIONS, type StoredAgent } from './store.js';
+export { AgentStore, AGENT_MIGRATIONS, type StoredAgent } from './sqlite-agents.js';
 export { AgentService, type AgentServiceOptions, type ClusterAgentsOptions } from './service.js';
 export {
   AgentChecks,

@@ -19,7 +19,7 @@ import {
   type RolloutStore,
   type ShadowResultsPort,
 } from './rollouts/index.js';
-import type { AgentStore } from './store.js';
+import type { AgentStore } from './sqlite-agents.js';
 import { VersionHistory, type AgentVersionsPort, type AgentVersionStore } from './versions/index.js';
 
 /** A cluster node's shared parts (the cluster's PostgreSQL); a single node has none. */

@@ -41,7 +41,7 @@ export {
   type ToolCatalogueNames,
 } from './agent-checks.js';
 export { DEFAULT_SUSPENDED_TTL_MS, type SuspendedExecution, type SuspendedExecutionStore } from './suspended.js';
-export { SqliteSuspendedStore, SUSPENDED_MIGRATIONS } from './suspended-sqlite.js';
+export { SqliteSuspendedStore, SUSPENDED_MIGRATIONS } from './sqlite-suspended.js';
 export {
   entryOf,
   SqliteExecutionStore,

@@ -44,5 +44,5 @@ export {
   type HistoryRange,
   type StatsHistory,
 } from './history.js';
-export { SqliteStatsHistory, HISTORY_MIGRATIONS } from './history-sqlite.js';
-export { PgStatsHistory } from './history-pg.js';
+export { SqliteStatsHistory, HISTORY_MIGRATIONS } from './sqlite-stats-history.js';
+export { PgStatsHistory } from './pg-stats-history.js';

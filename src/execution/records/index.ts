@@ -14,8 +14,8 @@ export {
   type FinishedExecution,
   type StoredToolCall,
 } from './model.js';
-export { SqliteExecutionStore, EXECUTIONS_MIGRATIONS, type SqliteExecutionStoreOptions } from './sqlite.js';
-export { PgExecutionStore, type PgExecutionStoreOptions } from './pg.js';
+export { SqliteExecutionStore, EXECUTIONS_MIGRATIONS, type SqliteExecutionStoreOptions } from './sqlite-records.js';
+export { PgExecutionStore, type PgExecutionStoreOptions } from './pg-records.js';
 export {
   listThreads,
   readFirst,

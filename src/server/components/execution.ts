@@ -36,7 +36,7 @@ export interface ExecutionComponent extends Component {
 
 /**
  * Where durable runs are recorded: the node's SQLite, or on a cluster node the shared tables in
- * PostgreSQL, so that a run whose node died is resumed by another (src/execution/runs/pg.ts).
+ * PostgreSQL, so that a run whose node died is resumed by another (src/execution/runs/pg-runs.ts).
  * Undefined with `[execution] durable_runs = false`.
  */
 export async function openRunJournal(opts: {
