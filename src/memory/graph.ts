@@ -45,7 +45,7 @@ import type {
   TraverseQuery,
   TraverseResult,
 } from './types.js';
-import { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
+import { DEFAULT_LIMITS, type MemoryLimits } from './memory-validate.js';
 
 /** What every graph takes, whatever its storage. */
 export interface MemoryGraphOptions {

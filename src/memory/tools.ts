@@ -27,7 +27,7 @@ import {
 } from './scope.js';
 import type { MemoryBackend } from './backend.js';
 import type { Graph, StoredEntity } from './types.js';
-import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './validate.js';
+import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './memory-validate.js';
 
 export const MEMORY_TOOL_NAMES = [
   'create_entities',

@@ -25,7 +25,7 @@ import {
   type AgentEvent,
   type AgentEventInput,
   type EventLog,
-} from '../../src/observability/events.js';
+} from '../../src/observability/agent-events.js';
 import { markRelayed, whileRelayed } from '../../src/shared/relayed.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { PgToolAudit, ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../src/audit/index.js';

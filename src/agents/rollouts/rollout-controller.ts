@@ -2,7 +2,7 @@ import { CaxtonError, describeError } from '../../shared/errors.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import type { AgentDefinition, AgentFormat, RolloutCheck } from '../definition.js';
 import { authorize, type DeployActor } from '../deploy-actor.js';
-import type { AgentRegistry, DeployedAgent } from '../registry.js';
+import type { AgentRegistry, DeployedAgent } from '../agent-registry.js';
 import type { AgentStore } from '../sqlite-agents.js';
 import type { CanaryPlan } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';

@@ -16,7 +16,7 @@ import { chatMessagesToInvoke } from './chat-messages.js';
 import { assertSupported, bodyToInvoke, chatCompletionBody } from './chat-params.js';
 import { replyCheckFor } from './structured-output.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { disconnectHook, wantsEventStream } from '../sse.js';
+import { disconnectHook, wantsEventStream } from '../sse-stream.js';
 
 /**
  * OpenAI-compatible endpoints: any OpenAI client can talk to Caxton agents, the model name being

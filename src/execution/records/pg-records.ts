@@ -15,9 +15,9 @@ import {
   type PgBatchTuning,
   type PgMigration,
 } from '../../storage/pg/index.js';
-import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './model.js';
-import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './model.js';
-import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
+import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './record-model.js';
+import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './record-model.js';
+import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './thread-reads.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -150,7 +150,7 @@ export class PgExecutionStore extends ExecutionReads implements ExecutionLog {
     return readFirst(this.#run, `${this.#s}.executions`, agent, conversation);
   }
 
-  /** The thread reads (threads.ts): this dialect's placeholders, run as every read is. */
+  /** The thread reads (thread-reads.ts): this dialect's placeholders, run as every read is. */
   readonly #run: RowRunner = async <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {
     const args: (string | number)[] = [];
     const sql = build((v) => `$${args.push(v)}`);

@@ -4,9 +4,9 @@
  * costs the execution an array push; retention by the storage Pruner, like the events.
  */
 import { Pruner, tableRule, writeLane, type Db, type Migration, type WriteLane } from '../../storage/index.js';
-import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './model.js';
-import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './model.js';
-import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './threads.js';
+import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './record-model.js';
+import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './record-model.js';
+import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './thread-reads.js';
 
 export const EXECUTIONS_MIGRATIONS: readonly Migration[] = [
   {
@@ -161,7 +161,7 @@ export class SqliteExecutionStore extends ExecutionReads implements ExecutionLog
     return readFirst(this.#run, 'executions', agent, conversation);
   }
 
-  /** The thread reads (threads.ts): this dialect's placeholders, run as every read is. */
+  /** The thread reads (thread-reads.ts): this dialect's placeholders, run as every read is. */
   readonly #run: RowRunner = async <R>(build: (param: (v: string | number) => string) => string): Promise<R[]> => {
     const args: (string | number)[] = [];
     const sql = build((v) => (args.push(v), '?'));

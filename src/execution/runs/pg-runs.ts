@@ -48,7 +48,7 @@ import {
   type RunStart,
   type RunStep,
   type RunWithSteps,
-} from './model.js';
+} from './run-model.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -19,7 +19,7 @@ import {
   type RunStart,
   type RunStep,
   type RunWithSteps,
-} from './model.js';
+} from './run-model.js';
 
 export const RUNS_MIGRATIONS: readonly Migration[] = [
   {

@@ -6,7 +6,7 @@
  * as are the manager, the manifest and the package stores. Every call is recorded in the tool
  * audit (src/audit, ADR 0144).
  */
-export { WasmToolServer, type ToolServerGrants, type WasmToolServerOptions, type ToolServerStats } from './server.js';
+export { WasmToolServer, type ToolServerGrants, type WasmToolServerOptions, type ToolServerStats } from './tool-server.js';
 export {
   parseToolManifest,
   parseToolManifestOrThrow,
@@ -44,7 +44,7 @@ export {
   type DatabaseRoot,
   type SqliteQueryOptions,
 } from './sqlite-access.js';
-export { SyncHttpClient, sharedHttpClient, type HttpRequest, type HttpResponse } from './http.js';
+export { SyncHttpClient, sharedHttpClient, type HttpRequest, type HttpResponse } from './host-http.js';
 export {
   instrument,
   WasmFormatError,
@@ -70,7 +70,7 @@ export {
   type ToolPackageChange,
   type RefreshOutcome,
 } from './manager.js';
-export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './limits.js';
+export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './manifest-limits.js';
 export { HOST_ACCESS_FUEL, HOST_CALL_FUEL, HOST_IO_FUEL, LOG_BYTES_PER_CALL, LOG_LINES_PER_CALL } from './meter.js';
 export {
   ToolPackageStore,

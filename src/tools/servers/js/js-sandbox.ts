@@ -17,7 +17,7 @@
  *  - The only capabilities are on the global `caxton` object, and only those granted: `log`,
  *    `config`, `vars` (key-value state) always; `http` when both the manifest and the operator
  *    grant hosts; `files` when a path root is granted; `sqlite` when a database is. They are the
- *    WebAssembly host functions' implementations (fs-access.ts, http.ts, sqlite-access.ts).
+ *    WebAssembly host functions' implementations (fs-access.ts, host-http.ts, sqlite-access.ts).
  *  - After a call that is interrupted, runs out of memory or stack, or uses a refused host function,
  *    the runtime is disposed and the next call creates it afresh (vars survive).
  */
@@ -35,7 +35,7 @@ import {
 import { CaxtonError } from '../../../shared/errors.js';
 import { COPY_ROOT } from '../../../shared/objects.js';
 import { HostTrap, type CallOutcome } from '../errors.js';
-import { checkHttpRequest } from '../http.js';
+import { checkHttpRequest } from '../host-http.js';
 import { GuestLog, HOST_BYTES_PER_FUEL, hostCallFuel } from '../meter.js';
 import {
   WA,
