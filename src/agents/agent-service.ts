@@ -28,7 +28,7 @@ export interface ClusterAgentsOptions {
   versions: AgentVersionsPort;
   /** The API agents shared by the nodes (src/agents/pg-agents.ts): removals and the deployed text go through this. */
   agents: SharedAgentsPort;
-  /** The cluster's rollouts (rollouts/pg-rollouts.ts): every node reads and changes the same rows, and one judges the canaries. */
+  /** The cluster's rollouts (rollouts/pg-rollout-state.ts): every node reads and changes the same rows, and one judges the canaries. */
   rollouts?: RolloutStatePort | undefined;
   /** What the cluster's shadow rollouts compared (rollouts/pg-shadow-results.ts): every node's comparisons in one report. */
   shadowResults?: ShadowResultsPort | undefined;

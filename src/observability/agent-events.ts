@@ -171,7 +171,7 @@ export interface EventQuery {
 /**
  * The read side of an event store: what the routes (GET /api/v1/events, its SSE follow, the status
  * overview) depend on. Two implementations answer it alike: the node's SQLite EventStore and the
- * cluster's PgEventStore (src/observability/pg-event-store.ts); test/observability/pg-events.test.ts runs one
+ * cluster's PgEventStore (src/observability/pg-agent-events.ts); test/observability/pg-events.test.ts runs one
  * suite against both.
  */
 export interface EventReads {

@@ -33,7 +33,7 @@ export {
   type MemoryReducerOptions,
   type MemoryReducerStats,
 } from './memory-reducer.js';
-export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-event-store.js';
+export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-agent-events.js';
 export { SpanStore, type StoredSpan, type SpanStoreOptions } from './span-store.js';
 export {
   HISTORY_RANGES,

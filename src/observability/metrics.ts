@@ -12,7 +12,7 @@ export interface MetricSources {
   limitStates?: () => number;
   /** A cluster node's conversation-step transactions so far (src/messaging/postgres/step-groups.ts): how many, the steps they held, groups voided. */
   clusterSteps?: () => { transactions: number; steps: number; voided: number };
-  /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-event-store.ts). */
+  /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-agent-events.ts). */
   eventsUnwritten?: () => number;
 }
 

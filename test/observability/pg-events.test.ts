@@ -1,5 +1,5 @@
 /**
- * The event store and the tool audit of a cluster, in PostgreSQL (src/observability/pg-event-store.ts,
+ * The event store and the tool audit of a cluster, in PostgreSQL (src/observability/pg-agent-events.ts,
  * pg-tool-audit.ts), on the machine's PostgreSQL:
  *
  *  - one suite of each store's read contract (filters, order, pagination, retention) run against

@@ -28,7 +28,7 @@ import { CaxtonError, describeError } from '../../shared/errors.js';
 import { guardConnections } from '../../storage/pg/index.js';
 import { PgTeamStore } from '../../tools/todo/pg-team-store.js';
 import { PgToolAudit } from '../../audit/index.js';
-import { PgToolPackageStore } from '../../tools/servers/pg-tool-packages.js';
+import { PgToolPackageStore } from '../../tools/servers/pg-package-store.js';
 import type { Component } from './component.js';
 
 /** The cluster's shared state in PostgreSQL (`[cluster.state]`): the pool every shared store uses. */

@@ -81,4 +81,4 @@ export {
   type ToolPackageStorePort,
   type ToolPackageVersion,
 } from './package-store.js';
-export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';
+export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-package-store.js';
