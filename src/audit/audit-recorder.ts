@@ -3,7 +3,6 @@ import type { Principal } from '../auth/principal.js';
 import { AUDIT_ROUTES, isStateChanging, type AuditRoute } from './actions.js';
 import type { AuditEntry, AuditOutcome, AuditSink } from './audit-store.js';
 import type { AnonymousRefusals } from './anonymous.js';
-import { COPY_ROOT } from '../shared/objects.js';
 
 /** What a route may add to its request's audit row (the action it really did, a target, details). */
 export interface AuditNote {
@@ -121,7 +120,6 @@ function record(
   let details: Record<string, unknown> | undefined;
   if (unmapped || entry?.details || code !== undefined || denyReason !== undefined || note?.details) {
     details = {
-      ...COPY_ROOT,
       ...(unmapped && { unmapped: true }),
       ...entry?.details,
       ...(code !== undefined && { error_code: code }),

@@ -6,7 +6,6 @@
  */
 import { checkSend, unknownPrincipal, type ActingPrincipals, type SendScope } from '../auth/index.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
-import { COPY_ROOT } from '../shared/objects.js';
 import type { InProcessReceiver } from './engine/engine.js';
 import type { MessagingConfig } from './messaging-config.js';
 import { contentSize, newMessageId, replyAddress, withTraceContext, type AclMessage, type Content } from './message.js';
@@ -46,7 +45,7 @@ export function submission(
   let m = parseBody(cfg, body, opts);
   if (m.trace_context === undefined && opts.traceparent !== undefined)
     m = withTraceContext(m, { traceparent: opts.traceparent });
-  if (opts.principal !== undefined) m = { ...COPY_ROOT, ...m, on_behalf_of: opts.principal.id };
+  if (opts.principal !== undefined) m = { ...m, on_behalf_of: opts.principal.id };
   const b = body as Record<string, unknown>;
   return {
     message: m,

@@ -11,7 +11,6 @@ import {
 } from '../../messaging/index.js';
 import { conversationBids } from '../../messaging/index.js';
 import { bidsSchema } from './bids-schema.js';
-import { COPY_ROOT } from '../../shared/objects.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { keepOpen, openSse } from '../sse-stream.js';
 import type { MessagingRouteContext } from './messaging-routes.js';
@@ -170,7 +169,7 @@ async function followConversation(
     if (e.type === 'message') {
       if (sent.has(e.message.id)) return;
       sent.add(e.message.id);
-      sse.send('message', { ...COPY_ROOT, ...e.message, routed_to: e.routed_to });
+      sse.send('message', { ...e.message, routed_to: e.routed_to });
       return;
     }
     const c = e.conversation;

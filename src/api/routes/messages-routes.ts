@@ -6,7 +6,6 @@ import { z } from 'zod';
 import { PERFORMATIVES, readsFor } from '../../messaging/index.js';
 import { withFailed } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import { COPY_ROOT } from '../../shared/objects.js';
 import { parseDuration } from '../../shared/units.js';
 import { parseJsonBody } from '../json-body.js';
 import { bodyTooLarge } from '../envelope.js';
@@ -111,7 +110,6 @@ export function sendMessageRoute(app: FastifyInstance, ctx: MessagingRouteContex
       });
       const ordered = items.reverse();
       return reply.code(200).send({
-        ...COPY_ROOT,
         ...result,
         conversation: withFailed({ ...conversation }, ordered),
         messages: ordered.map(messageView),
@@ -179,7 +177,7 @@ export function messageReadRoutes(app: FastifyInstance, ctx: MessagingRouteConte
       const m = await readsFor(bus.reads, req.principal).getMessage(req.params.id);
       if (!m) throw new CaxtonError('not_found', `no message with id "${req.params.id}"`, { id: req.params.id });
       const signer = ctx.signer?.signer(m.message);
-      return { ...COPY_ROOT, ...messageView(m), deliveries: m.deliveries, ...(signer && { signer }) };
+      return { ...messageView(m), deliveries: m.deliveries, ...(signer && { signer }) };
     },
   );
 }
