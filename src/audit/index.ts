@@ -12,7 +12,13 @@
  */
 export { AUDIT_ACTIONS, AUDIT_ROUTES, isStateChanging, RUN_DECISION_TOOLS, type AuditRoute } from './actions.js';
 export { AnonymousRefusals, ANONYMOUS_REFUSALS_ACTION, type AnonymousRefusalsOptions } from './anonymous.js';
-export { annotateAudit, auditRecorder, outcomeOf, type AuditNote, type AuditRecorderOptions } from './audit-recorder.js';
+export {
+  annotateAudit,
+  auditRecorder,
+  outcomeOf,
+  type AuditNote,
+  type AuditRecorderOptions,
+} from './audit-recorder.js';
 export {
   AUDIT_MIGRATIONS,
   AUDIT_OUTCOMES,

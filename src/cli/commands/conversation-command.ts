@@ -5,7 +5,13 @@ import { nonNegativeInt, positiveInt } from '../number-flags.js';
 import { table, truncate } from '../output.js';
 import type { ConversationBids } from '../../messaging/index.js';
 import { bidsLines } from './bids-command.js';
-import { conversationLine, isTerminalState, messageLine, type ConversationJson, type MessageJson } from './message-command.js';
+import {
+  conversationLine,
+  isTerminalState,
+  messageLine,
+  type ConversationJson,
+  type MessageJson,
+} from './message-command.js';
 
 function header(c: ConversationJson): string[] {
   return [

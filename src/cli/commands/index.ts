@@ -29,13 +29,22 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   { names: ['dlq'], load: async () => (await import('./dlq-command.js')).registerDlqCommands },
   { names: ['tool'], load: async () => (await import('./tool-command.js')).registerToolCommands },
   { names: ['memory'], load: async () => (await import('./memory-command.js')).registerMemoryCommands },
-  { names: ['health', 'status', 'config'], load: async () => (await import('./system-command.js')).registerSystemCommands },
+  {
+    names: ['health', 'status', 'config'],
+    load: async () => (await import('./system-command.js')).registerSystemCommands,
+  },
   { names: ['logs', 'events'], load: async () => (await import('./observe-command.js')).registerObservabilityCommands },
-  { names: ['execution', 'exec'], load: async () => (await import('./execution-command.js')).registerExecutionCommands },
+  {
+    names: ['execution', 'exec'],
+    load: async () => (await import('./execution-command.js')).registerExecutionCommands,
+  },
   { names: ['run'], load: async () => (await import('./runs-command.js')).registerRunCommands },
   { names: ['audit'], load: async () => (await import('./audit-command.js')).registerAuditCommand },
   { names: ['init'], load: async () => (await import('./init-command.js')).registerInit },
-  { names: ['key', 'login', 'logout', 'whoami'], load: async () => (await import('./key-command.js')).registerKeyCommands },
+  {
+    names: ['key', 'login', 'logout', 'whoami'],
+    load: async () => (await import('./key-command.js')).registerKeyCommands,
+  },
 ];
 
 /** Global options that take a value (`--server URL`), so the value is not read as the command. */

@@ -17,7 +17,14 @@ import {
 } from '../../storage/pg/index.js';
 import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './record-model.js';
 import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './record-model.js';
-import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './thread-reads.js';
+import {
+  listThreads,
+  readFirst,
+  readThread,
+  type RowRunner,
+  type ThreadPage,
+  type ThreadQuery,
+} from './thread-reads.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -6,7 +6,14 @@
 import { Pruner, tableRule, writeLane, type Db, type Migration, type WriteLane } from '../../storage/index.js';
 import { ENTRY_COLUMNS, entryValues, ExecutionReads } from './record-model.js';
 import type { ExecutionEntry, ExecutionLog, ExecutionRow, ExecutionStatement, ExecutionView } from './record-model.js';
-import { listThreads, readFirst, readThread, type RowRunner, type ThreadPage, type ThreadQuery } from './thread-reads.js';
+import {
+  listThreads,
+  readFirst,
+  readThread,
+  type RowRunner,
+  type ThreadPage,
+  type ThreadQuery,
+} from './thread-reads.js';
 
 export const EXECUTIONS_MIGRATIONS: readonly Migration[] = [
   {

@@ -19,7 +19,13 @@ import { CaxtonError } from '../../shared/errors.js';
 
 export type { Embedder } from './types.js';
 export { DEFAULT_MAX_INPUT_CHARS } from './types.js';
-export { LocalEmbedder, LOCAL_MODEL, LOCAL_DIMENSIONS, LOCAL_MAX_TOKENS, type LocalEmbedderOptions } from './local-embedder.js';
+export {
+  LocalEmbedder,
+  LOCAL_MODEL,
+  LOCAL_DIMENSIONS,
+  LOCAL_MAX_TOKENS,
+  type LocalEmbedderOptions,
+} from './local-embedder.js';
 export { OpenAiEmbedder, type OpenAiEmbedderOptions } from './openai-embedder.js';
 
 export type EmbedderConfig = LocalEmbedderOptions | OpenAiEmbedderOptions;

@@ -6,7 +6,11 @@ import { createMemory, type MemoryComponent as MemoryGraph } from '../../memory/
 import type { Logger } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
 import type { Component } from './component.js';
-import { instrumentExecutionMemory, instrumentMemoryTools, type MemoryTelemetry } from './memory-telemetry-component.js';
+import {
+  instrumentExecutionMemory,
+  instrumentMemoryTools,
+  type MemoryTelemetry,
+} from './memory-telemetry-component.js';
 
 export interface MemoryComponent extends Component {
   /** The knowledge graph (src/memory). */

@@ -6,7 +6,12 @@
  * as are the manager, the manifest and the package stores. Every call is recorded in the tool
  * audit (src/audit, ADR 0144).
  */
-export { WasmToolServer, type ToolServerGrants, type WasmToolServerOptions, type ToolServerStats } from './tool-server.js';
+export {
+  WasmToolServer,
+  type ToolServerGrants,
+  type WasmToolServerOptions,
+  type ToolServerStats,
+} from './tool-server.js';
 export {
   parseToolManifest,
   parseToolManifestOrThrow,
@@ -70,7 +75,13 @@ export {
   type ToolPackageChange,
   type RefreshOutcome,
 } from './manager.js';
-export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './manifest-limits.js';
+export {
+  capLimits,
+  formatLimit,
+  DEFAULT_TOOL_CAPS,
+  type ToolLimitCaps,
+  type LimitViolation,
+} from './manifest-limits.js';
 export { HOST_ACCESS_FUEL, HOST_CALL_FUEL, HOST_IO_FUEL, LOG_BYTES_PER_CALL, LOG_LINES_PER_CALL } from './meter.js';
 export {
   ToolPackageStore,
