@@ -15,7 +15,7 @@ export default {
     'src/shared/secret-matcher.ts',
     'src/shared/stream-scrub.ts',
     'src/memory/scope.ts',
-    'src/tools/servers/limits.ts',
+    'src/tools/servers/manifest-limits.ts',
   ],
   coverageAnalysis: 'perTest',
   concurrency: 1,

@@ -26,7 +26,7 @@ export default defineConfig({
     // printed line each, or fail the run in CI (test/helpers/system.ts).
     // test/package/setup.ts starts `npm pack` + the global install of the tarball in the background
     // when the run includes test/package/pack.test.ts, so it overlaps the other files.
-    // The CLI's credentials and servers' run records (src/auth/local.ts) stay out of the real home.
+    // The CLI's credentials and servers' run records (src/auth/local-auth.ts) stay out of the real home.
     env: { CAXTON_HOME: join(tmpdir(), `caxton-test-home-${process.pid}`) },
     globalSetup: ['test/helpers/system-setup.ts', 'test/package/setup.ts'],
   },

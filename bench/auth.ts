@@ -28,7 +28,7 @@ import {
   type Principal,
   type PrincipalScope,
 } from '../src/auth/index.js';
-import type { LimitSet } from '../src/auth/limits.js';
+import type { LimitSet } from '../src/auth/caller-limits.js';
 import { CaxtonError } from '../src/shared/errors.js';
 import { openDatabase } from '../src/storage/index.js';
 import { note } from './lib/progress.js';

@@ -21,7 +21,7 @@ import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Pool } from 'undici';
-import { postJson } from '../src/llm/http.js';
+import { postJson } from '../src/llm/provider-http.js';
 import type { ProviderConfig } from '../src/llm/index.js';
 import { load } from './lib/load.js';
 import { note } from './lib/progress.js';

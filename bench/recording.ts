@@ -8,7 +8,7 @@
  */
 import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../src/execution/index.js';
 import { RUNS_MIGRATIONS, SqliteRunJournal, type AgentResponse, type RunStep } from '../src/execution/index.js';
-import { ENTRY_COLUMNS, entryValues } from '../src/execution/records/model.js';
+import { ENTRY_COLUMNS, entryValues } from '../src/execution/records/record-model.js';
 import { newTraceId } from '../src/observability/span-recorder.js';
 import { timeOrderedUuid } from '../src/shared/ids.js';
 import type { CaxtonServer } from '../src/server/index.js';

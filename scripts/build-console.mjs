@@ -3,7 +3,7 @@
  * Builds the web console (console/) into dist/console: one entry chunk for the shell,
  * one chunk per page (loaded when the page is opened), one stylesheet; content-hashed names
  * under assets/, index.html naming them, and a .br and .gz copy of each text file for the
- * server to send (src/api/routes/console.ts). No source maps ship. docs/console.md.
+ * server to send (src/api/routes/console-routes.ts). No source maps ship. docs/console.md.
  */
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';

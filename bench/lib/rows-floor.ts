@@ -22,8 +22,8 @@ import type { FastifyInstance } from 'fastify';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type pg from 'pg';
 import { MESSAGE_MIGRATIONS } from '../../src/messaging/postgres/pg-message-tables.js';
-import { EVENT_STORE_MIGRATIONS } from '../../src/observability/pg-event-store.js';
-import { PgStatsHistory } from '../../src/observability/history-pg.js';
+import { EVENT_STORE_MIGRATIONS } from '../../src/observability/pg-agent-events.js';
+import { PgStatsHistory } from '../../src/observability/pg-stats-history.js';
 import { literal, migrateSchema, quotedSchema } from '../../src/storage/pg/index.js';
 
 /** Steps per group at most, as a node's step groups (`[cluster.state]` defaults). */

@@ -1,7 +1,7 @@
 /**
  * Words the server defines that the console offers in its filters. The console cannot import the
  * server's modules (they pull in Node), so these are copies; test/console/console-helpers.test.ts
- * checks them against src/messaging/performatives.ts and src/observability/events.ts.
+ * checks them against src/messaging/performatives.ts and src/observability/agent-events.ts.
  */
 
 /** The FIPA communicative acts, as the server accepts them. */

@@ -1,8 +1,8 @@
 import type { SourceIssue } from '../shared/issues.js';
-import type { AgentChecks } from './agent-checks.js';
+import type { AgentChecks } from './definition-checks.js';
 import { agentKey } from './definition.js';
 import { parseAgent, type ParseResult } from './parse.js';
-import type { AgentRegistry } from './registry.js';
+import type { AgentRegistry } from './agent-registry.js';
 import { definitionHash, type AgentVersionStore } from './versions/index.js';
 
 /** A file in agents_dir and what became of it (an invalid file's last good version keeps running). */

@@ -1,6 +1,6 @@
 import { agentKey } from './definition.js';
 import { defaultCapability } from './parse.js';
-import type { AgentRegistry } from './registry.js';
+import type { AgentRegistry } from './agent-registry.js';
 
 /**
  * A deployer whose own rule decides what they may deploy (src/auth/scope-deploy.ts: a scoped API

@@ -1,10 +1,10 @@
 import { CaxtonError } from '../shared/errors.js';
 import type { SourceIssue } from '../shared/issues.js';
-import type { AgentChecks } from './agent-checks.js';
+import type { AgentChecks } from './definition-checks.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type RolloutSettings } from './definition.js';
 import { authorize, type DeployActor } from './deploy-actor.js';
 import type { ParseResult } from './parse.js';
-import type { AgentRegistry, DeployedAgent } from './registry.js';
+import type { AgentRegistry, DeployedAgent } from './agent-registry.js';
 import {
   canaryPlanSchema,
   type CanaryPlan,
@@ -15,7 +15,7 @@ import {
   type Rollout,
   type RolloutStrategy,
 } from './rollouts/index.js';
-import type { AgentStore, StoredAgent } from './store.js';
+import type { AgentStore, StoredAgent } from './sqlite-agents.js';
 import { apiAgent, definitionHash, type AgentVersion, type VersionHistory } from './versions/index.js';
 
 export interface DeployInput {

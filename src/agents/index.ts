@@ -1,6 +1,6 @@
 export * from './definition.js';
 export { parseAgent, detectFormat, type ParseOptions, type ParseResult } from './parse.js';
-export { agentDocumentSchema, agentNameSchema } from './schema.js';
+export { agentDocumentSchema, agentNameSchema } from './agent-schema.js';
 export { checkStoredDefinition } from './stored-shape.js';
 export {
   AgentRegistry,
@@ -8,16 +8,16 @@ export {
   type AgentOrigin,
   type RegistryEvent,
   type ListOptions,
-} from './registry.js';
-export { AgentStore, AGENT_MIGRATIONS, type StoredAgent } from './store.js';
-export { AgentService, type AgentServiceOptions, type ClusterAgentsOptions } from './service.js';
+} from './agent-registry.js';
+export { AgentStore, AGENT_MIGRATIONS, type StoredAgent } from './sqlite-agents.js';
+export { AgentService, type AgentServiceOptions, type ClusterAgentsOptions } from './agent-service.js';
 export {
   AgentChecks,
   DEPLOY_CHECK_CODES,
   type AgentCheck,
   type AgentSource,
   type AgentResolver,
-} from './agent-checks.js';
+} from './definition-checks.js';
 export { AgentFiles, duplicateNameIssue, type FileStatus } from './agent-files.js';
 export { Deployer, type DeployInput, type DeployOutcome, type SharedAgentsPort } from './deployer.js';
 export type { DeployActor } from './deploy-actor.js';

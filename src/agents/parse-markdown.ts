@@ -395,7 +395,7 @@ function claudeModelName(raw: string): string {
   return base === 'inherit' || (CLAUDE_MODEL_ALIASES as readonly string[]).includes(base) ? base : t;
 }
 
-/** Caxton's per-agent turn limit (schema.ts `limits.max_turns`). */
+/** Caxton's per-agent turn limit (agent-schema.ts `limits.max_turns`). */
 const MAX_TURNS_LIMIT = 100;
 /** A loose semver check (the schema has the strict one): three dot-separated numbers first. */
 const SEMVER_LIKE = /^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?$/;

@@ -4,7 +4,7 @@ import { closest } from '../shared/suggest.js';
 import { decodeUtf8 } from '../shared/utf8.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { fieldPath, type SourceIssue as AgentIssue } from '../shared/issues.js';
-import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS } from './schema.js';
+import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS } from './agent-schema.js';
 import { scanTomlKeys, tomlLocator } from '../shared/toml-locator.js';
 import { parseTomlBounded } from '../shared/toml.js';
 import { MAX_INPUT_DEPTH } from '../shared/depth.js';

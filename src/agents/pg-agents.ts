@@ -18,7 +18,7 @@ import type pg from 'pg';
 import { guardReads, inTransaction, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
 import { agentKey, type AgentFormat } from './definition.js';
 import { checkStoredDefinition } from './stored-shape.js';
-import type { StoredAgent } from './store.js';
+import type { StoredAgent } from './sqlite-agents.js';
 import { definitionHash } from './versions/index.js';
 
 const MIGRATIONS: readonly PgMigration[] = [

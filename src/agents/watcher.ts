@@ -4,7 +4,7 @@ import { makePrivateDir } from '../shared/private-fs.js';
 import { MAX_AGENT_FILE_BYTES } from './bounds.js';
 import type { FileStatus } from './agent-files.js';
 import { FolderTree } from './folder-watch.js';
-import type { AgentService } from './service.js';
+import type { AgentService } from './agent-service.js';
 
 const AGENT_FILE_RE = /\.(toml|md|markdown|json)$/i;
 

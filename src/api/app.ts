@@ -18,7 +18,7 @@ import { parseJsonBody } from './json-body.js';
 import { lazyChild } from './lazy-log.js';
 import { installAuth, type AuthPluginOptions } from '../auth/index.js';
 import { openApiDocument } from './openapi.js';
-import type { Lifecycle } from './routes/system.js';
+import type { Lifecycle } from './routes/system-routes.js';
 import type { ApiRoutes } from './route-sets.js';
 
 export interface ApiDeps {

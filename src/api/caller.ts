@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ExecutionSlot } from '../auth/index.js';
 import type { Executor } from '../execution/index.js';
-import { openSse, type SseStream } from './sse.js';
+import { openSse, type SseStream } from './sse-stream.js';
 import type { LimitSet } from '../auth/index.js';
 
 declare module 'fastify' {
@@ -16,7 +16,7 @@ export function callerOf(req: FastifyRequest): { principal?: string } {
   return req.principal ? { principal: req.principal.id } : {};
 }
 
-/** The caller's limits for Executor.invoke / admit (src/auth/limits.ts). */
+/** The caller's limits for Executor.invoke / admit (src/auth/caller-limits.ts). */
 export function limitOf(req: FastifyRequest): { principalId: string; limits?: LimitSet | undefined } | undefined {
   return req.principal ? { principalId: req.principal.id, limits: req.limits } : undefined;
 }

@@ -10,7 +10,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentDocumentSchema } from '../agents/index.js';
-import { messageBodyDocSchema } from './routes/messaging.js';
+import { messageBodyDocSchema } from './routes/messaging-routes.js';
 
 /** What a route's registration tells the document. */
 type NotedRoute = Pick<RouteOptions, 'method' | 'url' | 'schema' | 'config' | 'constraints'>;

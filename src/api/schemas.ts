@@ -109,7 +109,7 @@ export const agentListSchema = z.object({
   offset: z.number().int(),
 });
 
-/** A rollout of an agent's new version (src/agents/rollouts/rollouts.ts; checked against Rollout in routes/agent-versions.ts). */
+/** A rollout of an agent's new version (src/agents/rollouts/rollouts.ts; checked against Rollout in routes/agent-versions-routes.ts). */
 export const rolloutSchema = z.object({
   id: z.number().int(),
   agent: z.string(),

@@ -7,7 +7,7 @@
  * Memory is bounded: at most `maxSources` addresses are told apart in an interval; refusals from
  * further addresses are counted in one row without a source (`details.other_sources`).
  */
-import type { AuditEntry, AuditSink } from './store.js';
+import type { AuditEntry, AuditSink } from './audit-store.js';
 
 /** The action of an aggregate row. */
 export const ANONYMOUS_REFUSALS_ACTION = 'auth.anonymous_refusals';

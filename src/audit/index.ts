@@ -2,7 +2,7 @@
  * The audit trail (ADR 0023): who did what to which target, from where, with what
  * outcome. AuditStore keeps the rows (SQLite `audit_log`, optional JSON lines); auditRecorder is
  * the fastify plugin that records every state-changing request by the AUDIT_ROUTES table;
- * `AuditStore.record` takes non-HTTP events. GET /api/v1/audit (src/api/routes/audit.ts) and
+ * `AuditStore.record` takes non-HTTP events. GET /api/v1/audit (src/api/routes/audit-routes.ts) and
  * `caxton audit` read it.
  *
  * The tool audit (ADR 0144): one record per tool call, whoever runs it, in SQLite `tool_audit`
@@ -12,7 +12,13 @@
  */
 export { AUDIT_ACTIONS, AUDIT_ROUTES, isStateChanging, RUN_DECISION_TOOLS, type AuditRoute } from './actions.js';
 export { AnonymousRefusals, ANONYMOUS_REFUSALS_ACTION, type AnonymousRefusalsOptions } from './anonymous.js';
-export { annotateAudit, auditRecorder, outcomeOf, type AuditNote, type AuditRecorderOptions } from './recorder.js';
+export {
+  annotateAudit,
+  auditRecorder,
+  outcomeOf,
+  type AuditNote,
+  type AuditRecorderOptions,
+} from './audit-recorder.js';
 export {
   AUDIT_MIGRATIONS,
   AUDIT_OUTCOMES,
@@ -25,7 +31,7 @@ export {
   type AuditRecord,
   type AuditSink,
   type AuditStoreOptions,
-} from './store.js';
+} from './audit-store.js';
 export { SqliteLogTable, type SqliteLogTableOptions } from './log-table.js';
 export {
   CALL_OUTCOMES,

@@ -1,6 +1,6 @@
 /**
  * An append-only audit table in the data dir's SQLite database, the one base of the audit trail
- * (`audit_log`, store.ts) and the tool audit (`tool_audit`, tool-audit.ts): its migrations run,
+ * (`audit_log`, audit-store.ts) and the tool audit (`tool_audit`, tool-audit.ts): its migrations run,
  * rows are queued and written at the end of the event-loop turn in the database's one transaction
  * of that turn (src/storage/turn-writer.ts), and retention by age and count is the storage
  * Pruner's, poked every tenth of `maxRows` written, in small batches off the caller's path. A

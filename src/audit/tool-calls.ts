@@ -2,8 +2,8 @@
  * The tool audit of the calls that never reach a tool server: those an agent's allowlist refuses
  * (outcome `not_allowed`) and those run by tools that do not record their own (built-ins, memory
  * tools, send_message; in worker and process isolation the task reports them to the server). The
- * host registry (src/tools/registry.ts) tells of each through `onRefused` / `onCalled`; the
- * server sets them once at start, when it opens the tool audit (src/server/components/tool-audit.ts).
+ * host registry (src/tools/tool-registry.ts) tells of each through `onRefused` / `onCalled`; the
+ * server sets them once at start, when it opens the tool audit (src/server/components/tool-audit-component.ts).
  * The registry is seen here only through the slice below: the audit sits below the tool layer.
  */
 import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './tool-audit.js';

@@ -1,6 +1,6 @@
 import type { ApiKeyStore } from './keys.js';
 import type { LimitSet } from './limits-config.js';
-import { limitedError, type PrincipalLimiter } from './limits.js';
+import { limitedError, type PrincipalLimiter } from './caller-limits.js';
 import { LOCAL_PRINCIPAL } from './plugin.js';
 import type { Principal } from './principal.js';
 import { unknownPrincipal } from './scope-send.js';

@@ -9,7 +9,7 @@
  * bucket, so a flood from many (spoofed-looking) addresses is limited as one caller.
  */
 import { CaxtonError } from '../shared/errors.js';
-import { refilled, takeRequest, type RequestBucket } from './limits.js';
+import { refilled, takeRequest, type RequestBucket } from './caller-limits.js';
 
 export interface AnonymousLimitOptions {
   requestsPerMinute: number;

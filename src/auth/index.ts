@@ -18,7 +18,7 @@ export {
   type Principal,
   type PrincipalScope,
 } from './principal.js';
-export type { Access } from './access.js';
+export type { Access } from './route-access.js';
 export {
   NON_AGENT_PARTIES,
   agentFilterOf,
@@ -70,7 +70,7 @@ export {
   readKeyFile,
   writeRunRecord,
   type RunRecord,
-} from './local.js';
+} from './local-auth.js';
 export { createJwtAuthenticator, MAX_TOKEN_CHARS, type JwtAuthenticator, type JwtAuthenticatorOptions } from './jwt.js';
 export { jwtConfigSchema, ssoConfigSchema, type JwtConfig, type JwtConfigInput, type SsoConfig } from './jwt-config.js';
 export { SsoClient, SSO_CALLBACK_PATH, type SsoEndpoints } from './sso.js';
@@ -89,7 +89,7 @@ export {
   type LimitDenied,
   type LimitUsage,
   type ExecutionSlot,
-} from './limits.js';
+} from './caller-limits.js';
 export {
   authLimitsConfigSchema,
   limitSetSchema,

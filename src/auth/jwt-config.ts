@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { durationMs, type UnitBounds } from '../shared/zod-units.js';
 import { ROLES } from './permissions.js';
 
-/** Durations default to `def` milliseconds (written as seconds), as in src/config/schema.ts. */
+/** Durations default to `def` milliseconds (written as seconds), as in src/config/config-schema.ts. */
 const duration = (def: number, bounds?: UnitBounds) =>
   z
     .union([z.number(), z.string()])

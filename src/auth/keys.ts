@@ -47,7 +47,7 @@ export const KEY_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-/** Per-key limits (src/auth/limits.ts reads them); absent fields fall back to `[auth.limits] default`. */
+/** Per-key limits (src/auth/caller-limits.ts reads them); absent fields fall back to `[auth.limits] default`. */
 export type KeyLimits = Record<string, number>;
 
 export interface ApiKeyInfo {

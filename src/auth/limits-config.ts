@@ -14,7 +14,7 @@
  *   [auth.limits.anonymous]            # callers without a valid credential, per source address
  *   requests_per_minute = 600          # the default; refusals past it are answered 429
  *
- * Absent fields mean "no limit". The schemas live here; src/config/schema.ts mounts them.
+ * Absent fields mean "no limit". The schemas live here; src/config/config-schema.ts mounts them.
  */
 import { z } from 'zod';
 import { durationMs } from '../shared/zod-units.js';

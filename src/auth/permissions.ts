@@ -29,7 +29,7 @@ export type Permission = (typeof PERMISSIONS)[number];
 /**
  * What a durable run asks of its caller, on every surface (REST, its event stream, MCP): reading
  * one is observing; deciding on a call it waits on lets the call run on the agent's behalf, as
- * invoking it. The agent scope applies besides (src/execution/runs/access.ts).
+ * invoking it. The agent scope applies besides (src/execution/runs/run-access.ts).
  */
 export const RUN_PERMISSIONS = { read: 'observe:read', decide: 'agents:invoke' } as const satisfies Record<
   string,

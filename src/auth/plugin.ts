@@ -10,11 +10,11 @@ import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CaxtonError } from '../shared/errors.js';
-import type { Access } from './access.js';
+import type { Access } from './route-access.js';
 import { ApiKeyStore } from './keys.js';
 import { agentOfRef, can, globMatch, inScope, type Principal } from './principal.js';
 import { policyFor } from './route-policies.js';
-import { limitedError, type PrincipalLimiter } from './limits.js';
+import { limitedError, type PrincipalLimiter } from './caller-limits.js';
 import { OpenStreams, tokenExpired, type StreamEnd } from './open-streams.js';
 import type { LimitSet } from './limits-config.js';
 import { anonymousLimitedError, type AnonymousLimiter } from './anonymous-limit.js';
@@ -35,7 +35,7 @@ export interface AuthPluginOptions {
   allowedHosts: readonly string[];
   /** Origins allowed to send state-changing requests cross-origin (also the CORS allowlist). */
   allowedOrigins: readonly string[];
-  /** Request-rate limits per principal (src/auth/limits.ts); `limitsOf` gives a principal's effective limits. */
+  /** Request-rate limits per principal (src/auth/caller-limits.ts); `limitsOf` gives a principal's effective limits. */
   limiter?: PrincipalLimiter;
   limitsOf?: (p: Principal) => LimitSet | undefined;
   /** Called with every authenticated principal (the acting-principal directory remembers token and certificate principals). */
@@ -195,7 +195,7 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
  * once, when it starts, and a long one (a `?wait`, an invocation, an MCP call, an event stream)
  * would otherwise deliver its answer after the key was revoked. When the credential ends, a reply
  * not yet begun is the refusal a new request with that credential gets (401 with the reason), and
- * `req.credentialEnded` aborts: the work listening for the client going away stops (src/api/sse.ts),
+ * `req.credentialEnded` aborts: the work listening for the client going away stops (src/api/sse-stream.ts),
  * and a reply already begun (an event stream, MCP's response) ends itself with the error.
  */
 function holdRequest(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply): void {

@@ -1,4 +1,4 @@
-import type { Access } from './access.js';
+import type { Access } from './route-access.js';
 import { RUN_PERMISSIONS, type Permission } from './permissions.js';
 
 /**
@@ -18,7 +18,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /ready': { public: true },
   // CORS preflights carry no credentials by design (only registered when CORS is configured).
   'OPTIONS *': { public: true },
-  // The web console's files (src/api/routes/console.ts, ADR 0042): they hold no data; the page
+  // The web console's files (src/api/routes/console-routes.ts, ADR 0042): they hold no data; the page
   // asks the API for everything with the caller's own credential.
   'GET /': { public: true }, // a redirect to /ui
   'GET /ui': { public: true },
@@ -70,10 +70,10 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /api/v1/runs/:id/events': P(RUN_PERMISSIONS.read),
   'POST /api/v1/runs/:id/cancel': P('agents:invoke'),
   // A decision lets a call run (or not) on the agent's behalf: as invoking it, on an agent in the
-  // scope (the same rule as MCP's approve_run, src/execution/runs/access.ts).
+  // scope (the same rule as MCP's approve_run, src/execution/runs/run-access.ts).
   'POST /api/v1/runs/:id/approve': P(RUN_PERMISSIONS.decide),
   'POST /api/v1/runs/:id/deny': P(RUN_PERMISSIONS.decide),
-  // Chat threads: whoever may chat with the agent reads them; whose threads is ChatThreads' rule (src/execution/threads.ts).
+  // Chat threads: whoever may chat with the agent reads them; whose threads is ChatThreads' rule (src/execution/thread-access.ts).
   'GET /api/v1/agents/:name/threads': P('agents:invoke', 'name'),
   'GET /api/v1/agents/:name/threads/:id': P('agents:invoke', 'name'),
   'GET /v1/models': P('agents:read'),

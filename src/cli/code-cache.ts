@@ -76,7 +76,7 @@ function log(message: string, env: NodeJS.ProcessEnv): void {
   if (env.CAXTON_CODE_CACHE_LOG === '1') process.stderr.write(`caxton code cache: ${message}\n`);
 }
 
-/** The options of `caxton serve` that take a value (addServerConfigOptions in commands/serve.ts). */
+/** The options of `caxton serve` that take a value (addServerConfigOptions in commands/serve-command.ts). */
 const SERVE_VALUE_OPTIONS = new Set([
   '--config',
   '--host',

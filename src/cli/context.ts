@@ -1,4 +1,4 @@
-import type { ApiClient } from './client.js';
+import type { ApiClient } from './api-client.js';
 import type { CodeCacheHook } from './code-cache.js';
 import type { Credentials } from './credentials.js';
 import type { Output } from './output.js';

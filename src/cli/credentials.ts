@@ -3,7 +3,7 @@
  * - server: --server, else $CAXTON_SERVER_URL, else the profile's, else the [server] of the
  *   project's caxton.toml, else http://127.0.0.1:8080 (src/cli/server-url.ts);
  * - key: $CAXTON_API_KEY, else the profile's (`caxton login`), else — for a server on this
- *   machine's loopback — the admin key that server wrote for its own user (src/auth/local.ts).
+ *   machine's loopback — the admin key that server wrote for its own user (src/auth/local-auth.ts).
  * Profiles live in $CAXTON_HOME/credentials.toml (default ~/.caxton), mode 0600; --profile or
  * $CAXTON_PROFILE picks one, else "default".
  */

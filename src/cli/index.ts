@@ -1,2 +1,2 @@
-export { ApiClient, ApiError, DEFAULT_SERVER_URL } from './client.js';
+export { ApiClient, ApiError, DEFAULT_SERVER_URL } from './api-client.js';
 export { CliError, EXIT } from './errors.js';

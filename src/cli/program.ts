@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../shared/version.js';
-import { DEFAULT_SERVER_URL } from './client.js';
+import { DEFAULT_SERVER_URL } from './api-client.js';
 import { modulesFor } from './commands/index.js';
 import type { CodeCacheHook } from './code-cache.js';
 import type { CliContext } from './context.js';
@@ -39,7 +39,7 @@ export async function runCli(argv: readonly string[], codeCache?: CodeCacheHook)
   const registers = await Promise.all(modulesFor(argv.slice(2)).map((m) => m.load()));
   if (registers.length > 0) {
     const [{ ApiClient }, { resolveCredentials }, { describeServerSource }] = await Promise.all([
-      import('./client.js'),
+      import('./api-client.js'),
       import('./credentials.js'),
       import('./server-url.js'),
     ]);

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import { DATA_LOCK_FILE, readDataLock } from '../storage/data-lock.js';
-import { DEFAULT_SERVER_URL } from './client.js';
+import { DEFAULT_SERVER_URL } from './api-client.js';
 import { CliError } from './errors.js';
 
 export type ServerSource = 'flag' | 'env' | 'profile' | 'data-dir' | 'project' | 'default';

@@ -1,7 +1,7 @@
 /**
  * Tool package propagation: a tool server deployed, replaced or removed through the API
  * of one node is loaded, replaced or unloaded on every node. PostgreSQL holds the packages
- * (pg-tool-packages.ts, the module bytes included); NATS only says that a name changed.
+ * (pg-package-store.ts, the module bytes included); NATS only says that a name changed.
  *
  * - After a deploy or removal through this node's manager, a notice `{node, name, revision,
  *   digest}` goes out on a core NATS subject (`caxton.tools.<schema>`): no module bytes, so a

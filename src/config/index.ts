@@ -11,7 +11,7 @@ export {
   type ToolCapsConfig,
   type WorkspaceConfig,
   type WebConfig,
-} from './schema.js';
+} from './config-schema.js';
 export { clusterConfigSchema, clusterStateConfig, NODE_NAME, type ClusterConfig } from './cluster-schema.js';
 export { a2aConfigSchema, a2aAgentSchema, type A2aConfig, type A2aAgentConfig } from './a2a-schema.js';
 export { postgresConnectionFields } from './postgres-schema.js';

@@ -7,7 +7,7 @@ import { tomlLocator } from '../shared/toml-locator.js';
 import { parseTomlBounded } from '../shared/toml.js';
 import { decodeUtf8 } from '../shared/utf8.js';
 import { describeIssue, knownKeysAt } from '../shared/zod-issues.js';
-import { serverConfigSchema, type ServerConfig } from './schema.js';
+import { serverConfigSchema, type ServerConfig } from './config-schema.js';
 
 /** Command-line overrides, the highest-precedence source. */
 export interface ConfigFlags {

@@ -1,5 +1,5 @@
 import type { AgentDefinition, AgentRegistry } from '../agents/index.js';
-import type { ExecutionSlot, LimitSet, PrincipalLimiter } from '../auth/limits.js';
+import type { ExecutionSlot, LimitSet, PrincipalLimiter } from '../auth/caller-limits.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { withSpan, type Tracer } from '../observability/trace-context.js';
@@ -16,7 +16,7 @@ import { JobBuilder } from './pipeline/job.js';
 import { ExecutionRecorder, type ExecutionRecord } from './pipeline/record.js';
 import { runInThread, runPooled } from './pipeline/run.js';
 import { scrubbed, withoutTurns } from './pipeline/scrub.js';
-import type { ExecutionLog } from './records/model.js';
+import type { ExecutionLog } from './records/record-model.js';
 import { checkRequest } from './request-checks.js';
 import type { ExecutionDeps } from './run-agent.js';
 import { DurableRuns, type RunContext, type RunJournal, type RunOrigin } from './runs/index.js';
@@ -32,13 +32,13 @@ export interface InvokeOptions {
   signal?: AbortSignal;
   /**
    * The caller's cancellation as a callback instead of a signal: called once, when the execution
-   * starts, with the function that cancels it (src/api/sse.ts: disconnectHook). Cheaper than
+   * starts, with the function that cancels it (src/api/sse-stream.ts: disconnectHook). Cheaper than
    * `signal`: the execution's own deadline controller is then the request's only AbortController.
    */
   cancelOn?: CancelHook;
   stream?: boolean;
   onEvent?: (e: ExecutionEvent) => void;
-  /** Who runs this execution, and their effective limits (src/auth/limits.ts); needs `ExecutorOptions.limiter`. */
+  /** Who runs this execution, and their effective limits (src/auth/caller-limits.ts); needs `ExecutorOptions.limiter`. */
   limit?: ExecutionLimit;
   /**
    * A slot taken beforehand with `Executor.admit()` (a streaming route admits before it opens the
@@ -77,7 +77,7 @@ export interface ExecutorOptions {
   metrics?: Metrics;
   /** Called once per finished execution (the agent event store's performance events). */
   onExecuted?: (e: ExecutionRecord) => void;
-  /** Limits per principal and per agent (src/auth/limits.ts): checked before any LLM call, tokens charged after. */
+  /** Limits per principal and per agent (src/auth/caller-limits.ts): checked before any LLM call, tokens charged after. */
   limiter?: PrincipalLimiter;
   /** An agent's own limits (`[auth.limits.agents]`, see agentLimitsLookup), shared by all its callers. */
   agentLimits?: (agent: string) => LimitSet | undefined;

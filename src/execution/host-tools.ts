@@ -15,10 +15,10 @@
  */
 import type { ToolSpec } from '../llm/types.js';
 import { CaxtonError } from '../shared/errors.js';
-import { ToolRegistry, type CalledTool } from '../tools/registry.js';
+import { ToolRegistry, type CalledTool } from '../tools/tool-registry.js';
 import type { Tool, ToolResult } from '../tools/types.js';
 import type { TaskContext } from './isolation/types.js';
-import type { RunStep } from './runs/model.js';
+import type { RunStep } from './runs/run-model.js';
 
 /** The `method` of a host tool call over `TaskContext.call`. */
 export const HOST_TOOL_METHOD = 'tool';

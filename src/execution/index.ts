@@ -16,11 +16,11 @@ export {
   type ThreadListOptions,
   type ThreadTurn,
   type ThreadView,
-} from './threads.js';
+} from './thread-access.js';
 export { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } from './host-tools.js';
 export { llmSetup, buildDeps, modelCheck, type LlmSetup } from './deps.js';
-export { renderTemplate } from './prompt.js';
+export { renderTemplate } from './prompt-template.js';
 export type {
   AgentResponse,
   ExecutionEvent,
@@ -39,9 +39,9 @@ export {
   ungrantedTools,
   type AgentCheckWarning,
   type ToolCatalogueNames,
-} from './agent-checks.js';
+} from './provider-tool-checks.js';
 export { DEFAULT_SUSPENDED_TTL_MS, type SuspendedExecution, type SuspendedExecutionStore } from './suspended.js';
-export { SqliteSuspendedStore, SUSPENDED_MIGRATIONS } from './suspended-sqlite.js';
+export { SqliteSuspendedStore, SUSPENDED_MIGRATIONS } from './sqlite-suspended.js';
 export {
   entryOf,
   SqliteExecutionStore,

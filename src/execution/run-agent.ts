@@ -25,10 +25,10 @@ import {
 } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
-import { renderSystemPrompt, renderTemplate } from './prompt.js';
+import { renderSystemPrompt, renderTemplate } from './prompt-template.js';
 import { assertToolChoiceHonoured } from './tool-choice.js';
-import type { RecordedReply, RunStep } from './runs/model.js';
-import { RefusalTally, RunRecorder } from './runs/recorder.js';
+import type { RecordedReply, RunStep } from './runs/run-model.js';
+import { RefusalTally, RunRecorder } from './runs/run-recorder.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ModelTurn, ToolCallRecord } from './types.js';
 
 /** Opens the system message that carries a caller's own system/developer messages. */

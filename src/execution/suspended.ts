@@ -8,7 +8,7 @@ import type { ChatMessage } from '../llm/types.js';
  * falls back to rebuilding the conversation from the messages the client sent.
  *
  * An interface so that other stores (PostgreSQL) can stand in for SQLite
- * (suspended-sqlite.ts), and so that other APIs (the Responses API's previous_response_id) can
+ * (sqlite-suspended.ts), and so that other APIs (the Responses API's previous_response_id) can
  * keep their own executions under their own ids.
  */
 export interface SuspendedExecution {

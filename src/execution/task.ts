@@ -19,7 +19,7 @@ import {
   type ReportedCall,
 } from './host-tools.js';
 import { runAgent, type ExecutionDeps } from './run-agent.js';
-import type { RunStep } from './runs/model.js';
+import type { RunStep } from './runs/run-model.js';
 import type { ExecutionEvent, ExecutionJob } from './types.js';
 
 export interface TaskPayload {

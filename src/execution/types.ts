@@ -1,7 +1,7 @@
 import type { AgentDefinition, IsolationMode } from '../agents/definition.js';
 import type { ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolSpec, Usage } from '../llm/types.js';
 import type { ApprovalRule } from './runs/approval.js';
-import type { RunReplay } from './runs/model.js';
+import type { RunReplay } from './runs/run-model.js';
 
 /** An earlier turn of the caller's conversation: text turns, and (OpenAI-compatible endpoint) the assistant's tool calls and their results. */
 export type HistoryMessage = Exclude<ChatMessage, { role: 'system' }>;

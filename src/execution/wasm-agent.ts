@@ -25,7 +25,7 @@ import { DEFAULT_WASM_LIMITS } from '../shared/wasm-limits.js';
 import { COPY_ROOT } from '../shared/objects.js';
 import type { ToolRegistry } from '../tools/index.js';
 import { FileAccess } from '../tools/servers/fs-access.js';
-import { formatLimit, type ToolLimitCaps } from '../tools/servers/limits.js';
+import { formatLimit, type ToolLimitCaps } from '../tools/servers/manifest-limits.js';
 import { toLimitCaps } from '../tools/servers/manager-types.js';
 import { OffThreadSandbox } from '../tools/servers/off-thread.js';
 import {
@@ -36,8 +36,8 @@ import {
   type SandboxLimits,
 } from '../tools/servers/wasm/index.js';
 import { toolContext } from './run-agent.js';
-import type { RunStep } from './runs/model.js';
-import { RefusalTally, RunRecorder, type CallOutcome } from './runs/recorder.js';
+import type { RunStep } from './runs/run-model.js';
+import { RefusalTally, RunRecorder, type CallOutcome } from './runs/run-recorder.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, InvokeMessage, ModelTurn, ToolCallRecord } from './types.js';
 
 /** The `provider` an execution of a WebAssembly agent reports (records, metrics, spans). */
@@ -265,7 +265,7 @@ export class WasmAgents {
   /**
    * One execution: calls the module, runs the tools it asks for, calls it again with their
    * results, until it answers or `limits.max_turns` calls were made. A durable run (`record`,
-   * `job.replay`) journals it as a model's loop is (runs/recorder.ts): an output asking for tools
+   * `job.replay`) journals it as a model's loop is (runs/run-recorder.ts): an output asking for tools
    * is the turn's reply, each call's start and end are steps, and a resumed run calls the module
    * only for the turns it has no output of.
    */

@@ -1,6 +1,6 @@
 /**
  * Anthropic Messages API client (`POST {base_url}/v1/messages`, `x-api-key`,
- * `anthropic-version: 2023-06-01`). No SDK: the shared HTTP layer (http.ts over transport.ts).
+ * `anthropic-version: 2023-06-01`). No SDK: the shared HTTP layer (provider-http.ts over transport.ts).
  *
  * Wire mapping:
  * - System messages → the top-level `system` string (several are joined by a blank line).
@@ -14,7 +14,7 @@
  * - Usage: input_tokens (plus cache creation/read tokens when reported) and output_tokens.
  */
 import { asString, count, isRecord, makeUsage, parseToolArguments } from './decode.js';
-import { joinUrl, malformed, postJson, postSse, quoteOutside, readApiKey, type HttpTarget } from './http.js';
+import { joinUrl, malformed, postJson, postSse, quoteOutside, readApiKey, type HttpTarget } from './provider-http.js';
 import { WireNames } from './wire-names.js';
 import {
   LlmError,

@@ -1,6 +1,6 @@
 /** Small helpers for reading provider response bodies defensively. */
 import { LlmError, type Usage } from './types.js';
-import { quoteOutside } from './http.js';
+import { quoteOutside } from './provider-http.js';
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);

@@ -7,8 +7,8 @@ export {
   type ModelAttempt,
   type AgentLlmChoice,
   type ResolveDefaults,
-} from './registry.js';
-export { OpenAiProvider, OPENAI_DEFAULT_BASE_URL } from './openai.js';
+} from './provider-registry.js';
+export { OpenAiProvider, OPENAI_DEFAULT_BASE_URL } from './openai-client.js';
 export {
   AnthropicProvider,
   ANTHROPIC_DEFAULT_BASE_URL,

@@ -1,13 +1,13 @@
 /**
  * The one way a model call goes over HTTP: a keep-alive connection pool per origin (undici's
  * Pool), a POST with a signal, and the response body read within a bound. The retries, the
- * timeouts and the error mapping are in http.ts; this module only moves bytes.
+ * timeouts and the error mapping are in provider-http.ts; this module only moves bytes.
  *
  * Why undici's Pool and not the global `fetch`: fetch builds a Request, a Response, Headers and
  * web streams for every call, several times the client CPU of the request itself (ADR 0135,
  * measured by `npm run bench -- model-http`). Redirects are not followed: a model API that
  * answers 3xx is misconfigured, and following one would send the request body somewhere the
- * configuration does not name; http.ts says where it points.
+ * configuration does not name; provider-http.ts says where it points.
  */
 import type * as Undici from 'undici';
 import type { Dispatcher, Pool } from 'undici';
@@ -37,7 +37,7 @@ async function poolFor(origin: string): Promise<Pool> {
   const { Pool } = (ns as unknown as { default?: typeof Undici }).default ?? ns;
   pool = pools.get(origin);
   if (pool !== undefined) return pool;
-  // undici's own header and body timeouts are off: timeout_ms (http.ts) is the one timeout.
+  // undici's own header and body timeouts are off: timeout_ms (provider-http.ts) is the one timeout.
   pool = new Pool(origin, { headersTimeout: 0, bodyTimeout: 0 });
   pools.set(origin, pool);
   if (pools.size > MAX_POOLS) {
@@ -48,7 +48,7 @@ async function poolFor(origin: string): Promise<Pool> {
   return pool;
 }
 
-/** A URL this transport can call, or a thrown TypeError in the words http.ts maps to "invalid base_url". */
+/** A URL this transport can call, or a thrown TypeError in the words provider-http.ts maps to "invalid base_url". */
 export function parseCallUrl(url: string): URL {
   const u = new URL(url);
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {

@@ -5,7 +5,7 @@ import {
   type Progress,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { ToolContext, ToolResult } from '../tools/types.js';
-import type { McpClientManagerOptions, McpServerStatus } from './client.js';
+import type { McpClientManagerOptions, McpServerStatus } from './mcp-client.js';
 import { CatalogueFollower, type GatewayCatalogue } from './gateway-catalogue.js';
 import { oauthStatus } from './oauth.js';
 import { errorText, McpSupervisor, type McpServerConfig, type McpServerState } from './supervisor.js';

@@ -14,7 +14,7 @@
 import { UriTemplate } from '@modelcontextprotocol/sdk/shared/uriTemplate.js';
 import type { Prompt, Resource, ResourceTemplate, Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
 import { inScope, type Principal } from '../auth/index.js';
-import type { McpClientManager, McpConnection, McpTool } from './client.js';
+import type { McpClientManager, McpConnection, McpTool } from './mcp-client.js';
 import { allowed, matches, type McpCaller } from './offer.js';
 
 export interface GatewayTool {

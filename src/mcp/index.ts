@@ -8,7 +8,7 @@ export {
   type McpServerConfig,
   type McpServerState,
   type McpServerStatus,
-} from './client.js';
+} from './mcp-client.js';
 export { McpConnection } from './connection.js';
 export { resultText } from './tool-caller.js';
 export { rpcError } from './offer.js';
@@ -21,7 +21,7 @@ export {
   type McpServeConfig,
   type McpServeDeps,
   type McpServerOptions,
-} from './server.js';
+} from './mcp-server.js';
 export { CaxtonMcpPrompts } from './prompts.js';
 export {
   CaxtonMcpResources,
@@ -30,7 +30,7 @@ export {
   type ConversationReader,
   type ResourceSources,
 } from './resources.js';
-export { mcpPlugins, MCP_PATH, type McpHttpOptions } from './http.js';
+export { mcpPlugins, MCP_PATH, type McpHttpOptions } from './mcp-http.js';
 export { serveMcpStdio, type McpStdioOptions, type McpStdioSession } from './stdio.js';
 export {
   CaxtonOAuthProvider,

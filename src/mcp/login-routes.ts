@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import type { McpClientManager } from './client.js';
+import type { McpClientManager } from './mcp-client.js';
 import { checkRedirectUri, LoginError } from './oauth.js';
 
 function authError(name: string, e: unknown): CaxtonError {

@@ -25,7 +25,6 @@ import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 import { parseScope, permittedScopes, type MemoryBackend } from '../memory/index.js';
 import { readsFor, type BusReads, type Conversation } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
-import { COPY_ROOT } from '../shared/objects.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import type { McpGateway } from './gateway.js';
 import { allowed, offeredAgent, rpcError, visibleAgents, type McpCaller } from './offer.js';
@@ -265,7 +264,7 @@ export class CaxtonMcpResources {
     const body = {
       conversation,
       // As GET /api/v1/conversations/{id}: each stored message and where it was routed, oldest first.
-      messages: messages.map((s) => ({ ...COPY_ROOT, ...s.message, routed_to: s.routed_to })),
+      messages: messages.map((s) => ({ ...s.message, routed_to: s.routed_to })),
       ...(messages.length < conversation.turns && messages.length === TRANSCRIPT_LIMIT && { truncated: true }),
     };
     return json(conversationUri(conversation.id), body);

@@ -1,6 +1,6 @@
 /**
  * Durable runs over MCP (`[mcp] run_tools = true`): the runs waiting for a person, one run, and a
- * decision on a call it waits on. The checks are the REST routes' own (src/execution/runs/access.ts:
+ * decision on a call it waits on. The checks are the REST routes' own (src/execution/runs/run-access.ts:
  * the permission, the agent scope, not found outside it); the decision is recorded in the run as
  * made by the caller, and the request's audit row is `run.approve` / `run.deny` with the run as
  * target (src/audit/actions.ts reads RUN_DECISION_TOOLS).

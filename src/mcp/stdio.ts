@@ -6,8 +6,8 @@
 import type { Readable, Writable } from 'node:stream';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { RegistryEvent } from '../agents/index.js';
-import type { McpClientManager, McpServerStatus } from './client.js';
-import { createMcpServer, type McpServeDeps } from './server.js';
+import type { McpClientManager, McpServerStatus } from './mcp-client.js';
+import { createMcpServer, type McpServeDeps } from './mcp-server.js';
 
 export interface McpStdioOptions extends McpServeDeps {
   /** Announces tool list changes (and logs) when mounted servers change. */

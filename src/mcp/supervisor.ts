@@ -159,7 +159,7 @@ export class McpSupervisor {
     return this.cfg.connect_timeout ?? this.cfg.timeout;
   }
 
-  /** The status fields the supervisor knows (McpServerStatus in client.ts adds the tools and OAuth). */
+  /** The status fields the supervisor knows (McpServerStatus in mcp-client.ts adds the tools and OAuth). */
   figures() {
     const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
     const version = this.#client?.getServerVersion();

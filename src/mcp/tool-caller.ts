@@ -15,7 +15,7 @@ import {
 import type { JsonSchema } from '../llm/types.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import { refusalOf, type PermissionSet } from '../tools/permissions/index.js';
-import type { ToolRegistry } from '../tools/registry.js';
+import type { ToolRegistry } from '../tools/tool-registry.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
 import { digestArgs, type ToolAuditSink } from '../audit/index.js';
 import type { CallOutcome } from '../audit/index.js';

@@ -26,7 +26,7 @@ import type {
   TraverseQuery,
   TraverseResult,
 } from './types.js';
-import type { MemoryLimits } from './validate.js';
+import type { MemoryLimits } from './memory-validate.js';
 
 export type MemoryBackendKind = 'sqlite' | 'postgres';
 

@@ -14,7 +14,6 @@
 import type { MemoryBackend, MemoryBackendKind } from './backend.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
-import { COPY_ROOT } from '../shared/objects.js';
 import type { Decision, EmbedTexts, EntityRecord, MemoryStorage, StorageReader } from './storage.js';
 import {
   chunks,
@@ -45,7 +44,7 @@ import type {
   TraverseQuery,
   TraverseResult,
 } from './types.js';
-import { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
+import { DEFAULT_LIMITS, type MemoryLimits } from './memory-validate.js';
 
 /** What every graph takes, whatever its storage. */
 export interface MemoryGraphOptions {
@@ -197,7 +196,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
           const now = new Date().toISOString();
           return {
             insert: created.map((e, i) => ({
-              entity: { ...COPY_ROOT, ...e, scope, metadata: fresh[i]!.metadata ?? {} },
+              entity: { ...e, scope, metadata: fresh[i]!.metadata ?? {} },
               created_at: now,
               updated_at: now,
               vector: vectorOf(entityText(e)),
@@ -222,7 +221,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
       }
       return {
         texts: [],
-        changes: () => ({ relations: created.map((x) => ({ ...COPY_ROOT, ...x, scope })) }),
+        changes: () => ({ relations: created.map((x) => ({ ...x, scope })) }),
         result: () => created,
       };
     });

@@ -19,12 +19,12 @@ export {
   type MemoryCaller,
   type ScopeKind,
 } from './scope.js';
-export { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
+export { DEFAULT_LIMITS, type MemoryLimits } from './memory-validate.js';
 export type * from './types.js';
 export { memoryTools, MEMORY_TOOL_NAMES, type AgentMemorySettings, type MemoryToolsOptions } from './tools.js';
 export { executionMemory, renderMemories, type AgentMemoryOptions } from './agent.js';
-export { parseMemoryConfig, embedderConfig, postgresConfig, type MemoryConfig } from './config.js';
-export { createMemory, type MemoryComponent, type CreateMemoryOptions } from './service.js';
+export { parseMemoryConfig, embedderConfig, postgresConfig, type MemoryConfig } from './memory-config.js';
+export { createMemory, type MemoryComponent, type CreateMemoryOptions } from './memory-service.js';
 export {
   exportJson,
   exportJsonl,

@@ -5,7 +5,6 @@
  * the storage's relation lookups).
  */
 import { CaxtonError } from '../shared/errors.js';
-import { COPY_ROOT } from '../shared/objects.js';
 import type {
   Entity,
   MemoryStats,
@@ -233,9 +232,7 @@ export async function traverseGraph(src: TraverseSource, q: TraverseQuery): Prom
     frontier = next;
   }
   const found = new Map((await src.entities(q.scope, order)).map((e) => [e.name, e]));
-  const entities = order
-    .filter((n) => found.has(n))
-    .map((n) => ({ ...COPY_ROOT, ...found.get(n)!, depth: depthOf.get(n)! }));
+  const entities = order.filter((n) => found.has(n)).map((n) => ({ ...found.get(n)!, depth: depthOf.get(n)! }));
   return { root: root.name, entities, relations, truncated };
 }
 

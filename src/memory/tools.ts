@@ -12,7 +12,6 @@
  */
 import type { JsonSchema } from '../llm/types.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
-import { COPY_ROOT } from '../shared/objects.js';
 import type { AuditedResult } from '../tools/audited.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
 import {
@@ -27,7 +26,7 @@ import {
 } from './scope.js';
 import type { MemoryBackend } from './backend.js';
 import type { Graph, StoredEntity } from './types.js';
-import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './validate.js';
+import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './memory-validate.js';
 
 export const MEMORY_TOOL_NAMES = [
   'create_entities',
@@ -285,7 +284,7 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
         const key = (e: StoredEntity) => `${e.scope}\u0000${e.name}`;
         const ranked = new Set(hits.map((h) => key(h.entity)));
         const entities = [
-          ...hits.map((h) => ({ ...COPY_ROOT, ...h.entity, score: h.score })),
+          ...hits.map((h) => ({ ...h.entity, score: h.score })),
           ...substring.filter((e) => !ranked.has(key(e))),
         ];
         return json(presentGraph({ entities, relations: await store.relationsTouching(entities) }, ctx.agent));

@@ -22,7 +22,7 @@ import { jsonProblemError, scanJsonText } from '../shared/json-text.js';
 import { parseScope } from './scope.js';
 import type { MemoryBackend } from './backend.js';
 import type { EntityWrite, StoredEntity, StoredRelation } from './types.js';
-import { checkMetadata, checkName, checkObservations, checkType } from './validate.js';
+import { checkMetadata, checkName, checkObservations, checkType } from './memory-validate.js';
 
 export const EXPORT_FORMAT = 'caxton-memory';
 export const EXPORT_VERSION = 1;

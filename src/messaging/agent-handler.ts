@@ -6,7 +6,7 @@ import { contentText, type AclMessage } from './message.js';
 import type { InvokeMessage } from '../execution/index.js';
 
 import { actsFor, answerFromActs } from './acts.js';
-import { parseAnswer, renderMessagePrompt } from './prompt.js';
+import { parseAnswer, renderMessagePrompt } from './step-prompt.js';
 
 /**
  * Runs a configuration agent on a message: the message (and the conversation so far, up to the

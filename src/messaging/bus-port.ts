@@ -1,7 +1,7 @@
 import type { AgentAnswer, InProcessHandler, MessageHandler } from './engine/engine.js';
 import type { Conversation } from './conversation.js';
 import type { Directory } from './directory.js';
-import type { BusEvent } from './events.js';
+import type { BusEvent } from './bus-events.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import type { ConversationFilter, DeadLetterFilter, DeliveryView, MessageFilter, Page, StoredMessage } from './rows.js';
 import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';

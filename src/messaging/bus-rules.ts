@@ -6,15 +6,14 @@
  */
 import { checkSend, unknownPrincipal, type ActingPrincipals, type SendScope } from '../auth/index.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
-import { COPY_ROOT } from '../shared/objects.js';
 import type { InProcessReceiver } from './engine/engine.js';
-import type { MessagingConfig } from './config.js';
+import type { MessagingConfig } from './messaging-config.js';
 import { contentSize, newMessageId, replyAddress, withTraceContext, type AclMessage, type Content } from './message.js';
 import type { Performative } from './performatives.js';
 import type { RouteDecision, Router } from './router.js';
 import type { StoredMessage } from './rows.js';
 import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
-import { parseMessage } from './validate.js';
+import { parseMessage } from './message-validate.js';
 import { iso as nowIso } from './engine/step-work.js';
 
 /** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */
@@ -46,7 +45,7 @@ export function submission(
   let m = parseBody(cfg, body, opts);
   if (m.trace_context === undefined && opts.traceparent !== undefined)
     m = withTraceContext(m, { traceparent: opts.traceparent });
-  if (opts.principal !== undefined) m = { ...COPY_ROOT, ...m, on_behalf_of: opts.principal.id };
+  if (opts.principal !== undefined) m = { ...m, on_behalf_of: opts.principal.id };
   const b = body as Record<string, unknown>;
   return {
     message: m,

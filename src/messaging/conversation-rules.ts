@@ -2,7 +2,7 @@
  * How a new conversation looks and how a message counts in its conversation (turns, participants,
  * expiry): decided the same way by both buses.
  */
-import type { MessagingConfig } from './config.js';
+import type { MessagingConfig } from './messaging-config.js';
 import { isTerminal, type Conversation } from './conversation.js';
 import { isoClock } from './engine/step-work.js';
 import type { AclMessage } from './message.js';

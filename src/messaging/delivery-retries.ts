@@ -4,7 +4,7 @@
  */
 import { backoffDelay } from '../shared/backoff.js';
 import { isCaxtonError, type ErrorCode } from '../shared/errors.js';
-import type { MessagingConfig } from './config.js';
+import type { MessagingConfig } from './messaging-config.js';
 
 /** Errors worth another delivery attempt: the agent could succeed next time. */
 export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([

@@ -18,7 +18,7 @@ export type {
   Outgoing,
   StepStore,
 } from './engine/ports.js';
-export type { MessagingConfig } from './config.js';
+export type { MessagingConfig } from './messaging-config.js';
 export type { BusReads, BusStats, DiscardResult, DiscardTarget, MessagingBus } from './bus-port.js';
 export {
   checkReceiverLimits,
@@ -33,7 +33,7 @@ export {
 } from './bus-rules.js';
 export { retryDelay, RETRYABLE, UNDELIVERABLE } from './delivery-retries.js';
 export { newConversation, touchConversation } from './conversation-rules.js';
-export { ConversationEvents, type BusEvent } from './events.js';
+export { ConversationEvents, type BusEvent } from './bus-events.js';
 export { withFailed } from './protocols/index.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
 export {
@@ -79,8 +79,8 @@ export { Dispatcher, type Delivery } from './dispatcher.js';
 export { Linger } from './linger.js';
 export { executorHandler } from './agent-handler.js';
 export { sendMessageTool } from './send-message-tool.js';
-export { parseMessage, type ParseMessageOptions } from './validate.js';
-export { renderMessagePrompt, parseAnswer } from './prompt.js';
+export { parseMessage, type ParseMessageOptions } from './message-validate.js';
+export { renderMessagePrompt, parseAnswer } from './step-prompt.js';
 export {
   afterReply,
   atDeadline,

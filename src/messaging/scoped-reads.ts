@@ -1,7 +1,7 @@
 import { conversationVisible, messageVisible, readScopeOf, type Principal } from '../auth/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { BusReads } from './bus-port.js';
-import type { BusEvent } from './events.js';
+import type { BusEvent } from './bus-events.js';
 
 /**
  * The message reads as `reader` may see them (src/auth/scope-read.ts): every surface that shows

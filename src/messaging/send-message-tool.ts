@@ -3,7 +3,7 @@ import type { Team, TeamBoard, TeamMember } from '../tools/todo/index.js';
 import { isCaxtonError } from '../shared/errors.js';
 import type { MessagingBus } from './bus-port.js';
 import type { Conversation } from './conversation.js';
-import type { BusEvent } from './events.js';
+import type { BusEvent } from './bus-events.js';
 import { contentText, type AclMessage, type ConversationId } from './message.js';
 import { expectsReply, normalizePerformative, PERFORMATIVES } from './performatives.js';
 

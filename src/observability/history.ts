@@ -1,8 +1,8 @@
 /**
  * Retained history for the console's Overview charts (GET /api/v1/stats/history): the executions
  * records and the message deliveries the node already keeps, aggregated per time bucket in SQL —
- * nothing new is recorded for it. One port, two adapters: the node's SQLite (history-sqlite.ts)
- * and a cluster's PostgreSQL (history-pg.ts), where every node's rows are, so any node answers
+ * nothing new is recorded for it. One port, two adapters: the node's SQLite (sqlite-stats-history.ts)
+ * and a cluster's PostgreSQL (pg-stats-history.ts), where every node's rows are, so any node answers
  * for the whole cluster. A range reaches back at most as far as the retention of those rows.
  */
 

@@ -33,7 +33,7 @@ export {
   type MemoryReducerOptions,
   type MemoryReducerStats,
 } from './memory-reducer.js';
-export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-event-store.js';
+export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-agent-events.js';
 export { SpanStore, type StoredSpan, type SpanStoreOptions } from './span-store.js';
 export {
   HISTORY_RANGES,
@@ -44,5 +44,5 @@ export {
   type HistoryRange,
   type StatsHistory,
 } from './history.js';
-export { SqliteStatsHistory, HISTORY_MIGRATIONS } from './history-sqlite.js';
-export { PgStatsHistory } from './history-pg.js';
+export { SqliteStatsHistory, HISTORY_MIGRATIONS } from './sqlite-stats-history.js';
+export { PgStatsHistory } from './pg-stats-history.js';

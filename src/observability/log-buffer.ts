@@ -4,8 +4,6 @@
  * only when it is queried, or when someone follows the log.
  */
 
-import { COPY_ROOT } from '../shared/objects.js';
-
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 const RANK: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
@@ -105,7 +103,6 @@ function parse(slot: Slot): LogRecord | null {
   try {
     const o = JSON.parse(slot.line) as Record<string, unknown>;
     slot.parsed = {
-      ...COPY_ROOT,
       ...o,
       seq: slot.seq,
       level: String(o.level ?? 'info'),

@@ -8,11 +8,11 @@ export interface MetricSources {
   toolServers?: () => number;
   /** May be asynchronous (a PostgreSQL memory backend counts with a query). */
   memoryEntities?: () => number | Promise<number>;
-  /** Principal and agent states the limiter holds (src/auth/limits.ts). */
+  /** Principal and agent states the limiter holds (src/auth/caller-limits.ts). */
   limitStates?: () => number;
   /** A cluster node's conversation-step transactions so far (src/messaging/postgres/step-groups.ts): how many, the steps they held, groups voided. */
   clusterSteps?: () => { transactions: number; steps: number; voided: number };
-  /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-event-store.ts). */
+  /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-agent-events.ts). */
   eventsUnwritten?: () => number;
 }
 
@@ -373,7 +373,7 @@ export class Metrics {
     this.#toolTimes(tool).observe(seconds);
   }
 
-  /** A request or execution refused by a limit (src/auth/limits.ts). */
+  /** A request or execution refused by a limit (src/auth/caller-limits.ts). */
   limitRejected(limit: string, scope: string): void {
     this.#limitRejections(limit, scope).inc();
   }

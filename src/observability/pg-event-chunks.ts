@@ -13,7 +13,7 @@
 import type pg from 'pg';
 import { globSql } from '../storage/glob-sql.js';
 import { inTransaction, type PgMigration } from '../storage/pg/index.js';
-import { eventOfRow, eventOrder, eventWhere, wantedTypes, type AgentEvent, type EventQuery } from './events.js';
+import { eventOfRow, eventOrder, eventWhere, wantedTypes, type AgentEvent, type EventQuery } from './agent-events.js';
 
 const T = 'agent_event_chunks';
 

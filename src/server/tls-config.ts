@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 /**
  * `[server.tls]` and `[metrics.tls]` (src/server/tls.ts, ADR 0022). A leaf module (zod only) so
- * src/config/schema.ts can use it without depending on the rest of src/server.
+ * src/config/config-schema.ts can use it without depending on the rest of src/server.
  *
  * Paths are relative to caxton.toml (src/config/load.ts resolves them). The files are read and
  * checked at start (a missing, unreadable or non-PEM file, or a key that does not belong to the

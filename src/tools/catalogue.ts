@@ -19,7 +19,7 @@ import { endWithError, startSpan } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import { closest } from '../shared/suggest.js';
 import { auditServerOf, BUILTIN_GROUP, HOST_GROUP } from '../audit/index.js';
-import type { ToolRegistry } from './registry.js';
+import type { ToolRegistry } from './tool-registry.js';
 import type { Tool, ToolResult } from './types.js';
 // Types only: src/tools/index.ts exports this file, and the executor and the isolation workers
 // import that entry point without needing the WebAssembly machinery loaded.

@@ -1,5 +1,5 @@
 export type { Tool, ToolContext, ToolResult } from './types.js';
-export { ToolRegistry, allowsTool, type CalledTool } from './registry.js';
+export { ToolRegistry, allowsTool, type CalledTool } from './tool-registry.js';
 export { calculatorTool, evaluate } from './builtin/calculator.js';
 export { currentTimeTool } from './builtin/current-time.js';
 export { llmChatTool } from './builtin/llm-chat.js';
@@ -7,7 +7,7 @@ import type { ProviderRegistry } from '../llm/index.js';
 import { calculatorTool } from './builtin/calculator.js';
 import { currentTimeTool } from './builtin/current-time.js';
 import { llmChatTool } from './builtin/llm-chat.js';
-import { ToolRegistry } from './registry.js';
+import { ToolRegistry } from './tool-registry.js';
 
 /** A registry with every built-in tool. */
 export function builtinTools(providers: ProviderRegistry, defaultProvider: string | undefined): ToolRegistry {

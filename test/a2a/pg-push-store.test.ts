@@ -14,7 +14,7 @@ import { PgPushConfigStore } from '../../src/a2a/pg-push-store.js';
 import { pushSignature, PushNotifier, SIGNATURE_HEADER, TIMESTAMP_HEADER, TOKEN_HEADER } from '../../src/a2a/push.js';
 import type { PushConfig } from '../../src/a2a/push-store.js';
 import type { DurableRuns, RunNotice, RunRecord, RunStatus } from '../../src/execution/index.js';
-import { newRunRecord } from '../../src/execution/runs/model.js';
+import { newRunRecord } from '../../src/execution/runs/run-model.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { waitUntil } from '../helpers/wait.js';
 

@@ -6,7 +6,7 @@ import { parseAgent, type ParseResult } from '../../src/agents/parse.js';
 import { expandedSize, scanYaml } from '../../src/agents/bounds.js';
 import { scanJsonText } from '../../src/shared/json-text.js';
 import type { AgentDefinition } from '../../src/agents/definition.js';
-import { renderTemplate } from '../../src/execution/prompt.js';
+import { renderTemplate } from '../../src/execution/prompt-template.js';
 import { parseToolManifest } from '../../src/tools/servers/manifest.js';
 import { scanTomlKeys, tomlHeaderKey, tomlKeyPrefix } from '../../src/shared/toml-locator.js';
 import { parseDuration, parseSize } from '../../src/shared/units.js';

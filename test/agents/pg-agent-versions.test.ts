@@ -5,7 +5,7 @@
  * numbering per agent for two pools (two nodes) appending at once, and each reading the other's;
  * and PostgreSQL out of reach: a deploy, rollback, removal or read of the deployed text through the
  * service answers 503 naming it and changes nothing on the node (nor in the cluster's agents);
- * rollouts as the cluster's rows (src/agents/rollouts/pg-rollouts.ts): two services on one schema start,
+ * rollouts as the cluster's rows (src/agents/rollouts/pg-rollout-state.ts): two services on one schema start,
  * see, refuse and promote the same rollout, and a start that PostgreSQL does not take records
  * neither the rollout nor its version.
  */

@@ -21,7 +21,7 @@ const KNOWN: ReadonlySet<string> = new Set([
   'metrics.ts: <anonymous>',
   'manifest.ts: parseToolManifest',
   'minilm-graph.ts: buildMiniLmOnnx',
-  'server.ts: <anonymous>',
+  'tool-server.ts: <anonymous>',
   'json-text.ts: scanJsonText',
   'tools.ts: memoryTools',
   'pg-message-store.ts: #step',
@@ -29,7 +29,7 @@ const KNOWN: ReadonlySet<string> = new Set([
   'html.ts: htmlToMarkdown',
   'parse-markdown.ts: readMarkdown',
   'instrument.ts: instrument',
-  'events.ts: createAgentEvents',
+  'agent-events.ts: createAgentEvents',
 ]);
 
 function sources(dir: string): string[] {

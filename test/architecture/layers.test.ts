@@ -32,7 +32,7 @@ const LAYERS: readonly (readonly string[])[] = [
  */
 const EXCEPTIONS: readonly { from: string; to: string; why: string }[] = [
   {
-    from: 'config/schema.ts',
+    from: 'config/config-schema.ts',
     to: 'server/tls-config.ts',
     why: 'the [server.tls]/[metrics.tls] zod schema is a leaf (zod only) kept beside the TLS code that uses it',
   },
@@ -200,15 +200,15 @@ describe('layers (docs/architecture.md, "Layers")', () => {
   it('catches a caller skipping a feature entry point and a feature importing one above it', () => {
     expect(
       featureViolations([
-        { file: 'agents/service.ts', target: 'agents/rollouts/rollouts.ts' },
-        { file: 'agents/service.ts', target: 'agents/rollouts/index.ts' },
+        { file: 'agents/agent-service.ts', target: 'agents/rollouts/rollouts.ts' },
+        { file: 'agents/agent-service.ts', target: 'agents/rollouts/index.ts' },
         { file: 'agents/versions/versions.ts', target: 'agents/rollouts/index.ts' },
         { file: 'agents/rollouts/rollouts.ts', target: 'agents/versions/index.ts' },
         { file: 'agents/rollouts/canary-runner.ts', target: 'agents/rollouts/canary.ts' },
       ]),
     ).toEqual([
       'agents/versions/versions.ts → agents/rollouts/index.ts: agents/versions does not import agents/rollouts',
-      'agents/service.ts → agents/rollouts/rollouts.ts: agents/rollouts is reached through agents/rollouts/index.ts',
+      'agents/agent-service.ts → agents/rollouts/rollouts.ts: agents/rollouts is reached through agents/rollouts/index.ts',
     ]);
   });
 

@@ -1,5 +1,5 @@
 /**
- * Limits per principal and per agent (src/auth/limits.ts, ADR 0024).
+ * Limits per principal and per agent (src/auth/caller-limits.ts, ADR 0024).
  *
  * The limiter's unit tests run on a fake clock: no sleeps, no timing assertions. The executor
  * tests build a real Executor (config from loadServerConfig, agents in a registry) on the
@@ -29,7 +29,7 @@ import {
   type ExecutionAdmission,
   type ExecutionSlot,
   type LimitDenied,
-} from '../../src/auth/limits.js';
+} from '../../src/auth/caller-limits.js';
 import { loadServerConfig } from '../../src/config/index.js';
 import { Executor } from '../../src/execution/index.js';
 import { Metrics } from '../../src/observability/metrics.js';

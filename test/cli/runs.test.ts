@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeRun } from '../../src/cli/commands/runs.js';
+import { describeRun } from '../../src/cli/commands/runs-command.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   cleanup,

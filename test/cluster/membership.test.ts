@@ -10,8 +10,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import Fastify from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterRoutes } from '../../src/api/routes/cluster.js';
-import { clusterText, type ClusterStatus } from '../../src/cli/commands/system.js';
+import { clusterRoutes } from '../../src/api/routes/cluster-routes.js';
+import { clusterText, type ClusterStatus } from '../../src/cli/commands/system-command.js';
 import {
   clusterConfigSchema,
   connectNats,

@@ -6,7 +6,7 @@
  * rollback record one version each, numbered once for the cluster; the change the other node
  * applies from the directory records none; both nodes list, read and roll back the same history.
  * Then two `caxton serve` nodes in this process: the version routes answer the same on both, and
- * rollouts are the cluster's rows (src/agents/rollouts/pg-rollouts.ts, ADR 0054): started through one node,
+ * rollouts are the cluster's rows (src/agents/rollouts/pg-rollout-state.ts, ADR 0054): started through one node,
  * shown, refused, promoted and rolled back through another; a canary's share splits every node's
  * new conversations alike and every node's executions add up in its figures, which take it to its
  * promotion whichever node judges; a conversation keeps its version on every node; a shadow's

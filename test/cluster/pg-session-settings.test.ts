@@ -7,7 +7,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { clusterConfigSchema } from '../../src/cluster/index.js';
-import { openClusterState } from '../../src/server/components/cluster.js';
+import { openClusterState } from '../../src/server/components/cluster-component.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 
 const run = hasSystem('postgresql');

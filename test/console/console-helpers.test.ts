@@ -15,7 +15,7 @@ import {
   type RunStep,
 } from '../../src/execution/index.js';
 import { PERFORMATIVES } from '../../src/messaging/index.js';
-import { EVENT_TYPES as SERVER_EVENT_TYPES } from '../../src/observability/events.js';
+import { EVENT_TYPES as SERVER_EVENT_TYPES } from '../../src/observability/agent-events.js';
 
 describe("the console's copies of the server's words", () => {
   it('offers exactly the performatives, event types, run states and run origins the server knows', () => {

@@ -2,7 +2,7 @@
  * A run resumed with no caller present (at start, after an approval) is charged to its principal's
  * limits and its agent's, as the request that started it was: DurableRuns over a real SQLite
  * journal and the real PrincipalLimiter, with a host whose runs the test holds open. And who may
- * see a run (runs/access.ts), the rule every run surface applies.
+ * see a run (runs/run-access.ts), the rule every run surface applies.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AgentDefinition } from '../../src/agents/index.js';

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approvalsOf, replayOf, RUNS_MIGRATIONS, SqliteRunJournal, type RunStep } from '../../src/execution/index.js';
-import { RefusalTally, RunRecorder } from '../../src/execution/runs/recorder.js';
+import { RefusalTally, RunRecorder } from '../../src/execution/runs/run-recorder.js';
 import type { ExecutionJob } from '../../src/execution/types.js';
 import { ToolRegistry } from '../../src/tools/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';

@@ -15,7 +15,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../../src/execution/index.js';
-import { ENTRY_COLUMNS, entryValues, MAX_TOOL_TEXT, viewOfRow } from '../../src/execution/records/model.js';
+import { ENTRY_COLUMNS, entryValues, MAX_TOOL_TEXT, viewOfRow } from '../../src/execution/records/record-model.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { runCli } from '../cli/helpers/cli.js';
 import { removeTempDirs, startCaxton, tempDir, writeScript, type Caxton } from './helpers/caxton.js';

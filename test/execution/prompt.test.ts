@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AgentDefinition } from '../../src/agents/index.js';
-import { renderTemplate } from '../../src/execution/prompt.js';
+import { renderTemplate } from '../../src/execution/prompt-template.js';
 
 const def = {
   name: 'writer',

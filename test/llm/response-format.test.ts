@@ -1,7 +1,7 @@
 /** response_format reaches each provider's wire body: natively for OpenAI, as a system-prompt instruction for Anthropic. */
 import { describe, expect, it } from 'vitest';
 import { buildBody as anthropicBody } from '../../src/llm/anthropic.js';
-import { buildBody as openaiBody } from '../../src/llm/openai.js';
+import { buildBody as openaiBody } from '../../src/llm/openai-client.js';
 import type { ChatRequest, ResponseFormat } from '../../src/llm/index.js';
 
 const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_SSE_EVENT_CHARS, SseParser, SseTooLarge } from '../../src/llm/sse.js';
+import { MAX_SSE_EVENT_CHARS, SseParser, SseTooLarge } from '../../src/llm/sse-parser.js';
 import { backoffDelay, MAX_RETRY_AFTER_MS, parseRetryAfter, retryDelay } from '../../src/llm/retry.js';
 
 const enc = new TextEncoder();

@@ -1,7 +1,7 @@
 /** tool_choice, parallel_tool_calls and strict reach each provider's wire body, and only with tools. */
 import { describe, expect, it } from 'vitest';
 import { buildBody as anthropicBody, toWireMessages } from '../../src/llm/anthropic.js';
-import { buildBody as openaiBody } from '../../src/llm/openai.js';
+import { buildBody as openaiBody } from '../../src/llm/openai-client.js';
 import type { ChatRequest, ToolChoice } from '../../src/llm/index.js';
 
 const tool = {

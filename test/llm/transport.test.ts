@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LlmError, OpenAiProvider, type ChatRequest, type ProviderConfig } from '../../src/llm/index.js';
-import { MAX_SSE_EVENT_CHARS } from '../../src/llm/sse.js';
+import { MAX_SSE_EVENT_CHARS } from '../../src/llm/sse-parser.js';
 import { BodyTooLarge, MAX_RESPONSE_BYTES, post, readText } from '../../src/llm/transport.js';
 import { waitUntil } from '../helpers/wait.js';
 

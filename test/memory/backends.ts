@@ -23,7 +23,7 @@ import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import type { Embedder } from '../../src/memory/embedding/index.js';
 import { PgMemoryStore } from '../../src/memory/pg-store.js';
 import { MemoryStore } from '../../src/memory/sqlite-store.js';
-import type { MemoryLimits } from '../../src/memory/validate.js';
+import type { MemoryLimits } from '../../src/memory/memory-validate.js';
 import { openMemoryDb, tempDir } from './helpers.js';
 
 export interface BackendOpenOptions {

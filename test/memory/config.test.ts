@@ -1,6 +1,6 @@
 /** `[memory]` of caxton.toml: the backend choice and each kind of bad value, named by key. */
 import { describe, expect, it } from 'vitest';
-import { parseMemoryConfig, postgresConfig } from '../../src/memory/config.js';
+import { parseMemoryConfig, postgresConfig } from '../../src/memory/memory-config.js';
 
 function failure(raw: unknown): { code?: string; message: string; field?: unknown } {
   try {

@@ -1,11 +1,11 @@
 /**
- * parseMessage unit tests: what src/messaging/validate.ts promises, error by error
+ * parseMessage unit tests: what src/messaging/message-validate.ts promises, error by error
  * (CaxtonError 'invalid_message' naming the field, 'payload_too_large'), and the exact
  * normalised AclMessage it returns.
  */
 import { describe, expect, it } from 'vitest';
 import { CaxtonError } from '../../src/shared/errors.js';
-import { parseMessage, type FieldIssue, type ParseMessageOptions } from '../../src/messaging/validate.js';
+import { parseMessage, type FieldIssue, type ParseMessageOptions } from '../../src/messaging/message-validate.js';
 
 const NOW = Date.UTC(2026, 0, 2, 3, 4, 5, 6);
 const OPTS: ParseMessageOptions = { maxMessageSize: 10_000, now: NOW };

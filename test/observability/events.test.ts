@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, migrate } from '../../src/storage/index.js';
-import { EVENTS_MIGRATIONS, EventStore, type AgentEvent } from '../../src/observability/events.js';
+import { EVENTS_MIGRATIONS, EventStore, type AgentEvent } from '../../src/observability/agent-events.js';
 import { openaiProvider, removeTempDirs, setTestKeys, tempDir } from '../execution/helpers/caxton.js';
 import { startLlmStub, type LlmStub } from '../execution/helpers/llm-stub.js';
 import { startObserved, type Observed } from './helpers/observed.js';

@@ -6,8 +6,8 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVENT_STORE_MIGRATIONS, PgEventStore } from '../../src/observability/pg-event-store.js';
-import { eventOfRow, type AgentEvent, type EventQuery } from '../../src/observability/events.js';
+import { EVENT_STORE_MIGRATIONS, PgEventStore } from '../../src/observability/pg-agent-events.js';
+import { eventOfRow, type AgentEvent, type EventQuery } from '../../src/observability/agent-events.js';
 import { migrateSchema } from '../../src/storage/pg/index.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 

@@ -1,5 +1,5 @@
 /**
- * The event store and the tool audit of a cluster, in PostgreSQL (src/observability/pg-event-store.ts,
+ * The event store and the tool audit of a cluster, in PostgreSQL (src/observability/pg-agent-events.ts,
  * pg-tool-audit.ts), on the machine's PostgreSQL:
  *
  *  - one suite of each store's read contract (filters, order, pagination, retention) run against
@@ -25,7 +25,7 @@ import {
   type AgentEvent,
   type AgentEventInput,
   type EventLog,
-} from '../../src/observability/events.js';
+} from '../../src/observability/agent-events.js';
 import { markRelayed, whileRelayed } from '../../src/shared/relayed.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { PgToolAudit, ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../src/audit/index.js';

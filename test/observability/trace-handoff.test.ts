@@ -7,7 +7,7 @@
  */
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it } from 'vitest';
-import { traceIdsOf, traceIdsOfContext } from '../../src/observability/events.js';
+import { traceIdsOf, traceIdsOfContext } from '../../src/observability/agent-events.js';
 import { childTraceparent, giveAttributes, spanName, startSpan, traceparentOf } from '../../src/observability/index.js';
 import { childTraceContext, SpanKind, SpanTraceContext, startSpanIn } from '../../src/observability/trace-context.js';
 import { setupTracing, type Tracing } from '../../src/observability/tracing.js';

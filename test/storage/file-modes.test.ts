@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JsonlAppender } from '../../src/audit/jsonl.js';
-import { bootstrapAdminKey } from '../../src/auth/local.js';
+import { bootstrapAdminKey } from '../../src/auth/local-auth.js';
 import { ApiKeyStore } from '../../src/auth/keys.js';
 import { saveAnnFile } from '../../src/memory/ann-file.js';
 import type { VectorIndex } from '../../src/memory/vector-index.js';

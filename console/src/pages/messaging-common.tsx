@@ -1,6 +1,6 @@
 /**
  * What the Conversations, Message and Dead-letter pages share: the API's shapes
- * (src/api/routes/messaging.ts) and small renderers for a message's fields and content.
+ * (src/api/routes/messaging-routes.ts) and small renderers for a message's fields and content.
  */
 import { when } from '../format';
 import { Link } from '../router';

@@ -15,7 +15,7 @@ interface Usage {
 
 /**
  * One step as GET /api/v1/runs/ID gives it: a copy of the server's RunStep
- * (src/execution/runs/model.ts), which the console cannot import (its types reach into Node's);
+ * (src/execution/runs/run-model.ts), which the console cannot import (its types reach into Node's);
  * test/console/console-helpers.test.ts fails to compile when the two differ. `at`: when the step
  * was committed (ms since the epoch), shared by the steps committed together; absent on steps an
  * older server recorded.

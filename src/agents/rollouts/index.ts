@@ -2,7 +2,7 @@
  * Rollouts of an agent's new version: blue-green, canary (`canary.ts`, `canary-runner.ts`) and
  * shadow (`shadow-results.ts`), driven by `RolloutController`; their state behind
  * `RolloutStatePort` (`rollout-state.ts`) in SQLite (`rollouts.ts`, which keeps conversation pins
- * too) or a cluster's PostgreSQL (`pg-rollouts.ts`, `pg-pins.ts`, `pg-shadow-results.ts`); and
+ * too) or a cluster's PostgreSQL (`pg-rollout-state.ts`, `pg-pins.ts`, `pg-shadow-results.ts`); and
  * `VersionResolver`, which picks the version a request runs on. The agents core imports it through
  * this file.
  */
@@ -60,5 +60,5 @@ export {
 export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
 export { VersionResolver } from './version-resolver.js';
 export { PgConversationPins, type PgConversationPinsOptions } from './pg-pins.js';
-export { PgRolloutState, type PgRolloutStateOptions } from './pg-rollouts.js';
+export { PgRolloutState, type PgRolloutStateOptions } from './pg-rollout-state.js';
 export { PgShadowResults, type PgShadowResultsOptions } from './pg-shadow-results.js';

@@ -80,7 +80,7 @@ export interface Rollout {
 /** Where a shadow copy's comparison goes: the running shadow rollout whose stable version answered. */
 export type ShadowTarget = Pick<Rollout, 'id' | 'agent' | 'candidate_version'>;
 
-/** A rollout's row, as both stores (SQLite here, PostgreSQL in pg-rollouts.ts) hold it. */
+/** A rollout's row, as both stores (SQLite here, PostgreSQL in pg-rollout-state.ts) hold it. */
 export interface RolloutRow {
   id: number;
   name: string;

@@ -1,6 +1,6 @@
 import { CaxtonError } from '../../shared/errors.js';
 import { canaryBucket } from './canary.js';
-import type { AgentRegistry, DeployedAgent } from '../registry.js';
+import type { AgentRegistry, DeployedAgent } from '../agent-registry.js';
 import type { RolloutController } from './rollout-controller.js';
 import type { ConversationPinsPort } from './rollouts.js';
 import { asDeployed, type VersionHistory } from '../versions/index.js';

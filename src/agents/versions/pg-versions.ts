@@ -24,7 +24,7 @@ import {
   type StoredVersionRow,
   type VersionRow,
 } from './versions.js';
-import type { StoredAgent } from '../store.js';
+import type { StoredAgent } from '../sqlite-agents.js';
 import type { PgAgentDirectory } from '../pg-agents.js';
 import { guardReads, inTransaction, migrateSchema, quotedSchema, type PgMigration } from '../../storage/pg/index.js';
 

@@ -1,6 +1,6 @@
 import { agentKey, type AgentDefinition, type AgentFormat } from '../definition.js';
-import type { AgentRegistry, DeployedAgent } from '../registry.js';
-import type { AgentStore } from '../store.js';
+import type { AgentRegistry, DeployedAgent } from '../agent-registry.js';
+import type { AgentStore } from '../sqlite-agents.js';
 import { relayedFrom } from '../../shared/relayed.js';
 import {
   definitionHash,

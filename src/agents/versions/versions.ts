@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import type { Db, Migration } from '../../storage/index.js';
 import { agentKey, type AgentDefinition, type AgentFormat } from '../definition.js';
 import { checkStoredDefinition } from '../stored-shape.js';
-import type { StoredAgent } from '../store.js';
+import type { StoredAgent } from '../sqlite-agents.js';
 
 export const AGENT_VERSION_MIGRATION: Migration = {
   id: 'agents-002-versions',

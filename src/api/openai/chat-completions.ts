@@ -8,7 +8,6 @@ import { z } from 'zod';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { AgentResponse, Executor, SuspendedExecutionStore } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import { COPY_ROOT } from '../../shared/objects.js';
 import { toEnvelope } from '../envelope.js';
 import { openAiPayload, toOpenAiError } from './openai-errors.js';
 import { runMetadata } from './run-metadata.js';
@@ -16,7 +15,7 @@ import { chatMessagesToInvoke } from './chat-messages.js';
 import { assertSupported, bodyToInvoke, chatCompletionBody } from './chat-params.js';
 import { replyCheckFor } from './structured-output.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { disconnectHook, wantsEventStream } from '../sse.js';
+import { disconnectHook, wantsEventStream } from '../sse-stream.js';
 
 /**
  * OpenAI-compatible endpoints: any OpenAI client can talk to Caxton agents, the model name being
@@ -147,7 +146,6 @@ function chatCompletionRoute(
         store: suspended,
       });
       const invoke = {
-        ...COPY_ROOT,
         ...fromMessages,
         ...params,
         ...(tp !== undefined && { traceparent: tp }),

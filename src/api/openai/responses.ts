@@ -22,7 +22,7 @@ import {
   type TranscriptMessage,
 } from './response-store.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { disconnectHook, wantsEventStream } from '../sse.js';
+import { disconnectHook, wantsEventStream } from '../sse-stream.js';
 import { openAiPayload } from './openai-errors.js';
 import { continues } from './chat-messages.js';
 import { runMetadata } from './run-metadata.js';

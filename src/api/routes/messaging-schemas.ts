@@ -12,7 +12,6 @@ import {
 } from '../../messaging/index.js';
 import { MAX_ATTEMPT_ERRORS, type AclMessage } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import { COPY_ROOT } from '../../shared/objects.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import { errorEnvelopeSchema } from '../schemas.js';
@@ -272,7 +271,7 @@ export function asPrincipal(
 // ------------------------------------------------------------------------------ views
 
 export function messageView(s: StoredMessage) {
-  return { ...COPY_ROOT, ...s.message, routed_to: s.routed_to };
+  return { ...s.message, routed_to: s.routed_to };
 }
 
 export function entryView(e: DirectoryEntry) {

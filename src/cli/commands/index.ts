@@ -18,24 +18,33 @@ export interface CommandModule {
 
 /** In the order `caxton --help` lists them. */
 export const COMMAND_MODULES: readonly CommandModule[] = [
-  { names: ['serve'], load: async () => (await import('./serve.js')).registerServe },
-  { names: ['mcp'], load: async () => (await import('./mcp.js')).registerMcpCommand },
-  { names: ['agent'], load: async () => (await import('./agent.js')).registerAgentCommands },
-  { names: ['message'], load: async () => (await import('./message.js')).registerMessageCommands },
+  { names: ['serve'], load: async () => (await import('./serve-command.js')).registerServe },
+  { names: ['mcp'], load: async () => (await import('./mcp-command.js')).registerMcpCommand },
+  { names: ['agent'], load: async () => (await import('./agent-command.js')).registerAgentCommands },
+  { names: ['message'], load: async () => (await import('./message-command.js')).registerMessageCommands },
   {
     names: ['conversation', 'conv'],
-    load: async () => (await import('./conversation.js')).registerConversationCommands,
+    load: async () => (await import('./conversation-command.js')).registerConversationCommands,
   },
-  { names: ['dlq'], load: async () => (await import('./dlq.js')).registerDlqCommands },
-  { names: ['tool'], load: async () => (await import('./tool.js')).registerToolCommands },
-  { names: ['memory'], load: async () => (await import('./memory.js')).registerMemoryCommands },
-  { names: ['health', 'status', 'config'], load: async () => (await import('./system.js')).registerSystemCommands },
-  { names: ['logs', 'events'], load: async () => (await import('./observe.js')).registerObservabilityCommands },
-  { names: ['execution', 'exec'], load: async () => (await import('./execution.js')).registerExecutionCommands },
-  { names: ['run'], load: async () => (await import('./runs.js')).registerRunCommands },
-  { names: ['audit'], load: async () => (await import('./audit.js')).registerAuditCommand },
-  { names: ['init'], load: async () => (await import('./init.js')).registerInit },
-  { names: ['key', 'login', 'logout', 'whoami'], load: async () => (await import('./key.js')).registerKeyCommands },
+  { names: ['dlq'], load: async () => (await import('./dlq-command.js')).registerDlqCommands },
+  { names: ['tool'], load: async () => (await import('./tool-command.js')).registerToolCommands },
+  { names: ['memory'], load: async () => (await import('./memory-command.js')).registerMemoryCommands },
+  {
+    names: ['health', 'status', 'config'],
+    load: async () => (await import('./system-command.js')).registerSystemCommands,
+  },
+  { names: ['logs', 'events'], load: async () => (await import('./observe-command.js')).registerObservabilityCommands },
+  {
+    names: ['execution', 'exec'],
+    load: async () => (await import('./execution-command.js')).registerExecutionCommands,
+  },
+  { names: ['run'], load: async () => (await import('./runs-command.js')).registerRunCommands },
+  { names: ['audit'], load: async () => (await import('./audit-command.js')).registerAuditCommand },
+  { names: ['init'], load: async () => (await import('./init-command.js')).registerInit },
+  {
+    names: ['key', 'login', 'logout', 'whoami'],
+    load: async () => (await import('./key-command.js')).registerKeyCommands,
+  },
 ];
 
 /** Global options that take a value (`--server URL`), so the value is not read as the command. */

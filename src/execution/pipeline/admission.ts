@@ -1,10 +1,10 @@
 /**
  * The pipeline's first stage: a run takes a slot before it holds anything — one of this node's
  * runs in flight (`[execution] max_in_flight`, ADR 0136) and one against its principal's and its
- * agent's limits (src/auth/limits.ts). Every way a run starts comes through Executor.admit(), so
+ * agent's limits (src/auth/caller-limits.ts). Every way a run starts comes through Executor.admit(), so
  * the node's limit is decided here only.
  */
-import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../../auth/limits.js';
+import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../../auth/caller-limits.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { CaxtonError } from '../../shared/errors.js';
 

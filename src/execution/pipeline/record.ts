@@ -4,7 +4,7 @@
  */
 import type { AgentDefinition } from '../../agents/index.js';
 import { genAiSystemOf, type ProviderConfig } from '../../llm/index.js';
-import { traceIdsHandedOn } from '../../observability/events.js';
+import { traceIdsHandedOn } from '../../observability/agent-events.js';
 import type { Metrics } from '../../observability/metrics.js';
 import {
   childTraceparent,
@@ -17,7 +17,7 @@ import {
   type Tracer,
 } from '../../observability/trace-context.js';
 import { isCaxtonError } from '../../shared/errors.js';
-import { entryOf, type ExecutionLog } from '../records/model.js';
+import { entryOf, type ExecutionLog } from '../records/record-model.js';
 import type { AgentResponse, InvokeRequest } from '../types.js';
 
 /** One finished execution, for `ExecutorOptions.onExecuted`. */

@@ -13,9 +13,9 @@ export {
   type ExecutionView,
   type FinishedExecution,
   type StoredToolCall,
-} from './model.js';
-export { SqliteExecutionStore, EXECUTIONS_MIGRATIONS, type SqliteExecutionStoreOptions } from './sqlite.js';
-export { PgExecutionStore, type PgExecutionStoreOptions } from './pg.js';
+} from './record-model.js';
+export { SqliteExecutionStore, EXECUTIONS_MIGRATIONS, type SqliteExecutionStoreOptions } from './sqlite-records.js';
+export { PgExecutionStore, type PgExecutionStoreOptions } from './pg-records.js';
 export {
   listThreads,
   readFirst,
@@ -26,4 +26,4 @@ export {
   type ThreadPage,
   type ThreadQuery,
   type ThreadSummary,
-} from './threads.js';
+} from './thread-reads.js';

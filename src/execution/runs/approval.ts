@@ -7,7 +7,7 @@
  * Imported by the task module: keep it free of server-only dependencies.
  */
 import { CaxtonError } from '../../shared/errors.js';
-import { allowsTool } from '../../tools/registry.js';
+import { allowsTool } from '../../tools/tool-registry.js';
 import {
   decide,
   deniedMessage,

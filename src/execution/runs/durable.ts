@@ -8,7 +8,7 @@
  * message, which resume when their delivery comes again.
  */
 import type { AgentDefinition } from '../../agents/index.js';
-import type { ExecutionSlot, LimitSet } from '../../auth/limits.js';
+import type { ExecutionSlot, LimitSet } from '../../auth/caller-limits.js';
 import { agentOfRef } from '../../auth/principal.js';
 import { CaxtonError, isCaxtonError } from '../../shared/errors.js';
 import { timeOrderedUuid } from '../../shared/ids.js';
@@ -28,7 +28,7 @@ import {
   type RunRecord,
   type RunReplay,
   type RunStep,
-} from './model.js';
+} from './run-model.js';
 
 /** What one execution of a durable run is given: where its steps go, and what a resumed run reuses. */
 export interface RunContext {

@@ -30,8 +30,8 @@ export {
   type RunStatus,
   type RunStep,
   type RunWithSteps,
-} from './model.js';
-export { SqliteRunJournal, RUNS_MIGRATIONS, type SqliteRunJournalOptions } from './sqlite.js';
-export { PgRunJournal, RUN_LEASE_MS, type PgRunJournalOptions } from './pg.js';
-export { assertRunPermission, decideAs, listRunsAs, readRunAs, runVisibleTo } from './access.js';
+} from './run-model.js';
+export { SqliteRunJournal, RUNS_MIGRATIONS, type SqliteRunJournalOptions } from './sqlite-runs.js';
+export { PgRunJournal, RUN_LEASE_MS, type PgRunJournalOptions } from './pg-runs.js';
+export { assertRunPermission, decideAs, listRunsAs, readRunAs, runVisibleTo } from './run-access.js';
 export { approvalViews, runSummaryView, type RunSummaryView } from './view.js';

@@ -2,7 +2,7 @@
  * A run as its readers are shown it (REST `GET /runs`, `GET /runs/{id}`, the MCP run tools): times
  * as ISO strings, the fields a caller filters and follows by. One shape for every surface.
  */
-import { approvalsOf, type RunRecord, type RunStep } from './model.js';
+import { approvalsOf, type RunRecord, type RunStep } from './run-model.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 

@@ -12,15 +12,21 @@
  * Input rules for both: an array of non-blank strings of at most 65,536 characters each
  * (`invalid_request` / `payload_too_large` otherwise); an empty array gives an empty result.
  */
-import { LocalEmbedder, type LocalEmbedderOptions } from './local.js';
-import { OpenAiEmbedder, type OpenAiEmbedderOptions } from './openai.js';
+import { LocalEmbedder, type LocalEmbedderOptions } from './local-embedder.js';
+import { OpenAiEmbedder, type OpenAiEmbedderOptions } from './openai-embedder.js';
 import type { Embedder } from './types.js';
 import { CaxtonError } from '../../shared/errors.js';
 
 export type { Embedder } from './types.js';
 export { DEFAULT_MAX_INPUT_CHARS } from './types.js';
-export { LocalEmbedder, LOCAL_MODEL, LOCAL_DIMENSIONS, LOCAL_MAX_TOKENS, type LocalEmbedderOptions } from './local.js';
-export { OpenAiEmbedder, type OpenAiEmbedderOptions } from './openai.js';
+export {
+  LocalEmbedder,
+  LOCAL_MODEL,
+  LOCAL_DIMENSIONS,
+  LOCAL_MAX_TOKENS,
+  type LocalEmbedderOptions,
+} from './local-embedder.js';
+export { OpenAiEmbedder, type OpenAiEmbedderOptions } from './openai-embedder.js';
 
 export type EmbedderConfig = LocalEmbedderOptions | OpenAiEmbedderOptions;
 

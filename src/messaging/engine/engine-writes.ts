@@ -7,7 +7,7 @@ import {
   type Attributes,
 } from '../../observability/trace-context.js';
 import { describeError } from '../../shared/errors.js';
-import type { MessagingConfig } from '../config.js';
+import type { MessagingConfig } from '../messaging-config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
 import { withTraceContext, type AclMessage } from '../message.js';
 import { endless } from '../protocols/index.js';

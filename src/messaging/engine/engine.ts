@@ -12,7 +12,7 @@ import {
   withSpan,
 } from '../../observability/trace-context.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../../shared/errors.js';
-import type { MessagingConfig } from '../config.js';
+import type { MessagingConfig } from '../messaging-config.js';
 import { isTerminal } from '../conversation.js';
 import type { Delivery } from '../dispatcher.js';
 import type { AclMessage, MessageId } from '../message.js';

@@ -2,7 +2,7 @@
  * What the engine's steps share besides the ports: the timestamps they write, the effects a step
  * collects until it commits, and the notification an inform becomes for one of its subscribers.
  */
-import type { BusEvent } from '../events.js';
+import type { BusEvent } from '../bus-events.js';
 import { newMessageId, type AclMessage, type ConversationId, type MessageId } from '../message.js';
 import type { SubscriptionRow } from '../rows.js';
 import type { Answer, Outgoing, StepStore } from './ports.js';

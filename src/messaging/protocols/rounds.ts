@@ -21,7 +21,7 @@
  * again for every round). Rounds never exceed the conversation's turn limit: a round that would
  * not fit closes the auction with what it has.
  */
-import type { MessagingConfig } from '../config.js';
+import type { MessagingConfig } from '../messaging-config.js';
 import type { Conversation } from '../conversation.js';
 import { newMessageId, type AclMessage, type Content, type ConversationId } from '../message.js';
 import type { Performative, Protocol } from '../performatives.js';

@@ -6,7 +6,7 @@
  * after it sees the award stored and does nothing. Deadlines (a call for proposals closing) are
  * the conversation's `expires_at`, handled by the engine's deadline sweep.
  */
-import type { MessagingConfig } from '../config.js';
+import type { MessagingConfig } from '../messaging-config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
 import { newMessageId, type AclMessage, type Content } from '../message.js';
 import { expectsReply, type Performative, type Protocol } from '../performatives.js';

@@ -12,7 +12,7 @@
  */
 import { homedir } from 'node:os';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { allowsTool } from '../registry.js';
+import { allowsTool } from '../tool-registry.js';
 import { Glob } from '../workspace/glob.js';
 import { DYNAMIC_WORD, parseCommandLine } from '../workspace/shell.js';
 import { parseRule, type PermissionMode } from '../../shared/permission-syntax.js';

@@ -1,5 +1,5 @@
 /**
- * Worker entry of SyncHttpClient (http.ts): makes one tool module's HTTP request at a time while
+ * Worker entry of SyncHttpClient (host-http.ts): makes one tool module's HTTP request at a time while
  * the calling thread waits on the SharedArrayBuffer, connecting only to an address the grants
  * allow (src/tools/egress.ts; the name was matched before the request was sent here).
  */
@@ -7,7 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import { fetch } from 'undici';
 import { portOfUrl } from '../../shared/host-grants.js';
 import { egressAgent, egressRefusalOf, literalRefusal } from '../egress.js';
-import { HEADER_ROOM, type HttpWorkerRequest } from './http.js';
+import { HEADER_ROOM, type HttpWorkerRequest } from './host-http.js';
 
 const enc = new TextEncoder();
 

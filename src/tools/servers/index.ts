@@ -6,7 +6,12 @@
  * as are the manager, the manifest and the package stores. Every call is recorded in the tool
  * audit (src/audit, ADR 0144).
  */
-export { WasmToolServer, type ToolServerGrants, type WasmToolServerOptions, type ToolServerStats } from './server.js';
+export {
+  WasmToolServer,
+  type ToolServerGrants,
+  type WasmToolServerOptions,
+  type ToolServerStats,
+} from './tool-server.js';
 export {
   parseToolManifest,
   parseToolManifestOrThrow,
@@ -44,7 +49,7 @@ export {
   type DatabaseRoot,
   type SqliteQueryOptions,
 } from './sqlite-access.js';
-export { SyncHttpClient, sharedHttpClient, type HttpRequest, type HttpResponse } from './http.js';
+export { SyncHttpClient, sharedHttpClient, type HttpRequest, type HttpResponse } from './host-http.js';
 export {
   instrument,
   WasmFormatError,
@@ -70,7 +75,13 @@ export {
   type ToolPackageChange,
   type RefreshOutcome,
 } from './manager.js';
-export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './limits.js';
+export {
+  capLimits,
+  formatLimit,
+  DEFAULT_TOOL_CAPS,
+  type ToolLimitCaps,
+  type LimitViolation,
+} from './manifest-limits.js';
 export { HOST_ACCESS_FUEL, HOST_CALL_FUEL, HOST_IO_FUEL, LOG_BYTES_PER_CALL, LOG_LINES_PER_CALL } from './meter.js';
 export {
   ToolPackageStore,
@@ -81,4 +92,4 @@ export {
   type ToolPackageStorePort,
   type ToolPackageVersion,
 } from './package-store.js';
-export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';
+export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-package-store.js';

@@ -4,11 +4,11 @@
  * views the API serves of an entry.
  */
 import type { ToolGrantConfig } from '../../config/index.js';
-import type { ToolRegistry } from '../registry.js';
+import type { ToolRegistry } from '../tool-registry.js';
 import type { Tool, ToolContext, ToolResult } from '../types.js';
 import { untilSettled, type ToolServerOrigin, type ToolServerSummary, type ToolServerView } from './manager-types.js';
 import type { ToolManifest } from './manifest.js';
-import type { ToolServerGrants, WasmToolServer } from './server.js';
+import type { ToolServerGrants, WasmToolServer } from './tool-server.js';
 
 export interface Entry {
   name: string;

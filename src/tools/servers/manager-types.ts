@@ -8,14 +8,14 @@ import type { Logger } from '../../observability/index.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import { requestedWasmLimits } from '../../shared/wasm-limits.js';
 import type { Db } from '../../storage/index.js';
-import type { ToolRegistry } from '../registry.js';
+import type { ToolRegistry } from '../tool-registry.js';
 import type { ToolContext } from '../types.js';
 import type { ToolAuditSink } from '../../audit/index.js';
-import type { SyncHttpClient } from './http.js';
-import { DEFAULT_TOOL_CAPS, type ToolLimitCaps } from './limits.js';
+import type { SyncHttpClient } from './host-http.js';
+import { DEFAULT_TOOL_CAPS, type ToolLimitCaps } from './manifest-limits.js';
 import type { ToolLimits } from './manifest.js';
 import type { ToolPackageStorePort } from './package-store.js';
-import type { ToolServerGrants, ToolServerStats } from './server.js';
+import type { ToolServerGrants, ToolServerStats } from './tool-server.js';
 
 export type ToolServerOrigin = 'builtin' | 'api';
 

@@ -23,11 +23,11 @@ import { closest } from '../../shared/suggest.js';
 import type { ToolResult } from '../types.js';
 import type { ToolAuditRecord, ToolAuditSink } from '../../audit/index.js';
 import { registerWaiting, summaryOf, viewOf, type Entry, type StartJob } from './manager-entries.js';
-import type { ToolLimitCaps } from './limits.js';
+import type { ToolLimitCaps } from './manifest-limits.js';
 import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolManifest } from './manifest.js';
 import { moduleDigest, ToolPackageStore, type StoredToolPackage, type ToolPackageStorePort } from './package-store.js';
-import type * as ServerModule from './server.js';
-import type { ToolServerGrants, WasmToolServer } from './server.js';
+import type * as ServerModule from './tool-server.js';
+import type { ToolServerGrants, WasmToolServer } from './tool-server.js';
 import {
   toLimitCaps,
   toServerGrants,
@@ -51,7 +51,7 @@ export * from './manager-types.js';
 let serverModule: typeof ServerModule | undefined;
 async function loadServerModule(): Promise<typeof ServerModule> {
   if (serverModule) return serverModule;
-  const [m, { loadQuickJS }] = await Promise.all([import('./server.js'), import('./js/index.js')]);
+  const [m, { loadQuickJS }] = await Promise.all([import('./tool-server.js'), import('./js/index.js')]);
   await loadQuickJS();
   return (serverModule = m);
 }

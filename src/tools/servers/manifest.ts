@@ -64,7 +64,7 @@ export interface ToolManifest {
   tools: ToolDeclaration[];
   /** The limits the server runs with: what `[limits]` asks for, defaults for what it leaves out. */
   limits: ToolLimits;
-  /** Only what `[limits]` states (checked against the operator's caps, limits.ts). */
+  /** Only what `[limits]` states (checked against the operator's caps, manifest-limits.ts). */
   requested_limits: Partial<ToolLimits>;
   permissions: {
     allowed_hosts: string[];

@@ -2,12 +2,12 @@
  * A tool server's sandbox on its own worker thread, for calls that may run long or block.
  *
  * WebAssembly host calls are synchronous, so an HTTP request from a module blocks the thread it
- * runs on until the response arrives (http.ts waits with `Atomics.wait`, bounded by the call's
+ * runs on until the response arrives (host-http.ts waits with `Atomics.wait`, bounded by the call's
  * deadline); and a module given much fuel, or a JavaScript module, computes for as long as its
  * budget allows. On the server's main thread either would stall every other request. Such servers
- * (server.ts decides, ADR 0018) run their calls here instead: the same sandbox, built in the worker
+ * (tool-server.ts decides, ADR 0018) run their calls here instead: the same sandbox, built in the worker
  * from the same compiled module, limits and grants; the calling thread awaits the answer. Audit and
- * schema checks stay with the caller (server.ts).
+ * schema checks stay with the caller (tool-server.ts).
  *
  * One worker per server, started on the first call; calls to one server run one at a time, as
  * they do in-thread. The worker is ended (worker.terminate: its whole heap, WebAssembly memories

@@ -2,7 +2,7 @@
  * Where tool server packages deployed through the API are kept: the port (`ToolPackageStorePort`)
  * the ToolServerManager depends on, and its single-node implementation in the data dir's SQLite
  * database (table `tool_packages`). A cluster keeps them in PostgreSQL instead
- * (src/tools/servers/pg-tool-packages.ts), behind the same port and the same shared test suite
+ * (src/tools/servers/pg-package-store.ts), behind the same port and the same shared test suite
  * (test/tools/servers/package-store-suite.ts).
  *
  * One row per server name: the manifest text exactly as deployed, the module bytes, their digest,

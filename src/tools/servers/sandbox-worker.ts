@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { FileAccess } from './fs-access.js';
 import { parseHostGrants } from '../../shared/host-grants.js';
-import { sharedHttpClient } from './http.js';
+import { sharedHttpClient } from './host-http.js';
 import type { OffThreadInit, WorkerReply, WorkerRequest } from './off-thread.js';
 import { JsSandbox, loadBoundedQuickJS } from './js/index.js';
 import { WasmSandbox, type LogLevel, type SandboxGrants } from './wasm/index.js';

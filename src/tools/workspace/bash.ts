@@ -11,9 +11,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readlinkSync } from 'node:fs';
 import type { AuditedResult, AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
-import { guarded, int, str } from './files.js';
+import { guarded, int, str } from './file-tools.js';
 import { WorkspaceError, type Workspace } from './grant.js';
-import { type BashLimits, limitReached, pidsGroup, PRLIMIT_PATHS, prlimitArgs } from './limits.js';
+import { type BashLimits, limitReached, pidsGroup, PRLIMIT_PATHS, prlimitArgs } from './bash-limits.js';
 import { parseCommandLine } from './shell.js';
 
 export const BASH_NOT_GRANTED =

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import type * as workerThreads from 'node:worker_threads';
 import type { AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
-import { guarded, int, MAX_LINE_CHARS, MAX_RESULT_CHARS, pathDoesNotExist, str } from './files.js';
+import { guarded, int, MAX_LINE_CHARS, MAX_RESULT_CHARS, pathDoesNotExist, str } from './file-tools.js';
 import { Glob } from './glob.js';
 import type { Workspace } from './grant.js';
 import { WorkspaceError } from './grant.js';

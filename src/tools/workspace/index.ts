@@ -8,7 +8,7 @@ import { audited } from '../audited.js';
 import type { Tool } from '../types.js';
 import type { ToolAuditSink } from '../../audit/index.js';
 import { bashTool } from './bash.js';
-import { editTool, globTool, lsTool, multiEditTool, readTool, writeTool } from './files.js';
+import { editTool, globTool, lsTool, multiEditTool, readTool, writeTool } from './file-tools.js';
 import { Workspace } from './grant.js';
 import { grepTool } from './grep.js';
 import { deniedBy, readDeniedBy, workspacePermissions } from '../permissions/index.js';
@@ -17,7 +17,7 @@ export const WORKSPACE_GROUP = 'workspace';
 
 export { inside, Workspace, WorkspaceError, NOT_GRANTED, WRITE_NOT_GRANTED } from './grant.js';
 export { BASH_NOT_GRANTED, checkAllowlist, probeSandbox, sandboxArgs, SANDBOX_ENV, type SandboxProbe } from './bash.js';
-export { processLimitBy } from './limits.js';
+export { processLimitBy } from './bash-limits.js';
 export {
   inspectCommandLine,
   parseCommandLine,
@@ -26,7 +26,7 @@ export {
   type ShellInspection,
 } from './shell.js';
 export { Glob, GlobError, matchSegment } from './glob.js';
-export { DEFAULT_READ_LINES, MAX_LINE_CHARS, readWorkspaceFile, type WorkspaceFile } from './files.js';
+export { DEFAULT_READ_LINES, MAX_LINE_CHARS, readWorkspaceFile, type WorkspaceFile } from './file-tools.js';
 
 /**
  * The eight workspace tools over `config`, audited into `audit`. They are always registered: without

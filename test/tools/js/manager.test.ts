@@ -57,7 +57,7 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     const audit = new MemoryToolAuditSink();
     const tools = new ToolRegistry();
     const m = new ToolServerManager({ db, tools, grants, audit, builtinDir: false });
-    // As the server does at start (src/server/components/tool-audit.ts).
+    // As the server does at start (src/server/components/tool-audit-component.ts).
     auditRegistryCalls(tools, audit);
     await m.start();
     const { manifest, source } = jsExample();

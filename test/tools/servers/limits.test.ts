@@ -137,7 +137,7 @@ describe('[tools.limits]: operator caps over manifests', () => {
   it('an agent allowlist refusal reaches the audit through the host registry (outcome not_allowed), with no call made', async () => {
     const audit = new MemoryToolAuditSink();
     const { m, tools } = await manager({ audit });
-    // As the server does at start (src/server/components/tool-audit.ts).
+    // As the server does at start (src/server/components/tool-audit-component.ts).
     auditRegistryCalls(tools, audit);
     await m.deploy(jsManifest('js'), JS);
     const r = await tools.invoke(['other.*'], 'js.ok', { x: 1 }, ctx({ agent: 'intruder', conversation_id: 'c-1' }));

@@ -1,5 +1,5 @@
 /**
- * The cluster's tool package store (src/tools/servers/pg-tool-packages.ts) on the machine's PostgreSQL:
+ * The cluster's tool package store (src/tools/servers/pg-package-store.ts) on the machine's PostgreSQL:
  * the port's shared suite (test/tools/servers/package-store-suite.ts, also run on SQLite), each
  * test on a schema of its own, dropped afterwards; then what only this store promises: revisions
  * from one sequence (never reused, not even by a name removed and deployed again), a write on one

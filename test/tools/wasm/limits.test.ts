@@ -1,5 +1,5 @@
 /**
- * The operator's caps over tool manifests (src/tools/servers/limits.ts) as a unit: how a limit is
+ * The operator's caps over tool manifests (src/tools/servers/manifest-limits.ts) as a unit: how a limit is
  * named and written in the messages, the default caps, and capLimits' rule per limit (grant,
  * refusal above the cap, lowering what the manifest leaves out). The end-to-end path through
  * ToolServerManager is test/tools/servers/limits.test.ts.
@@ -14,7 +14,7 @@ import {
   parseToolManifestOrThrow,
   type ToolLimits,
 } from '../../../src/tools/servers/index.js';
-import { limitField } from '../../../src/tools/servers/limits.js';
+import { limitField } from '../../../src/tools/servers/manifest-limits.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeSandbox } from '../../../src/tools/workspace/index.js';
 import { serverConfigSchema } from '../../../src/config/index.js';
-import { limitReached, processLimitBy } from '../../../src/tools/workspace/limits.js';
+import { limitReached, processLimitBy } from '../../../src/tools/workspace/bash-limits.js';
 import { hasSystem } from '../../helpers/system.js';
 import { ctx, tempDir, tools } from './helpers.js';
 

@@ -17,7 +17,7 @@
  *  - The only capabilities are on the global `caxton` object, and only those granted: `log`,
  *    `config`, `vars` (key-value state) always; `http` when both the manifest and the operator
  *    grant hosts; `files` when a path root is granted; `sqlite` when a database is. They are the
- *    WebAssembly host functions' implementations (fs-access.ts, http.ts, sqlite-access.ts).
+ *    WebAssembly host functions' implementations (fs-access.ts, host-http.ts, sqlite-access.ts).
  *  - After a call that is interrupted, runs out of memory or stack, or uses a refused host function,
  *    the runtime is disposed and the next call creates it afresh (vars survive).
  */
@@ -33,9 +33,8 @@ import {
   type QuickJSWASMModule,
 } from 'quickjs-emscripten';
 import { CaxtonError } from '../../../shared/errors.js';
-import { COPY_ROOT } from '../../../shared/objects.js';
 import { HostTrap, type CallOutcome } from '../errors.js';
-import { checkHttpRequest } from '../http.js';
+import { checkHttpRequest } from '../host-http.js';
 import { GuestLog, HOST_BYTES_PER_FUEL, hostCallFuel } from '../meter.js';
 import {
   WA,
@@ -428,19 +427,17 @@ export class JsSandbox {
       memory_bytes: this.#memoryUsed(live),
       duration_us: Math.round(elapsed * 1000),
     };
-    if (this.#trap) return this.#failed({ ...COPY_ROOT, ...base, outcome: this.#trap.kind, error: this.#trap.message });
+    if (this.#trap) return this.#failed({ ...base, outcome: this.#trap.kind, error: this.#trap.message });
     if (performance.now() > this.#deadline)
       return this.#failed({
-        ...COPY_ROOT,
         ...base,
         outcome: 'timeout',
         error: `the call exceeded its deadline (${Math.round(elapsed)} ms; limit ${this.limits.timeoutMs} ms)`,
       });
-    if (s === undefined) return { ...COPY_ROOT, ...base, outcome: 'ok' };
+    if (s === undefined) return { ...base, outcome: 'ok' };
     // UTF-16 length ≤ UTF-8 length: a string this long is too large without encoding it.
     if (s.length > this.limits.maxOutputBytes)
       return this.#failed({
-        ...COPY_ROOT,
         ...base,
         outcome: 'output_too_large',
         error: `the output is at least ${s.length} bytes, above the limit of ${this.limits.maxOutputBytes}`,
@@ -448,12 +445,11 @@ export class JsSandbox {
     const output = enc.encode(s);
     if (output.byteLength > this.limits.maxOutputBytes)
       return this.#failed({
-        ...COPY_ROOT,
         ...base,
         outcome: 'output_too_large',
         error: `the output is ${output.byteLength} bytes, above the limit of ${this.limits.maxOutputBytes}`,
       });
-    return { ...COPY_ROOT, ...base, outcome: 'ok', output };
+    return { ...base, outcome: 'ok', output };
   }
 
   /** A failure that drops the runtime (the next call creates it afresh). */
@@ -494,10 +490,10 @@ export class JsSandbox {
       error = 'the call overflowed the stack (recursion too deep)';
     } else {
       // An exception the tool threw: its error, the runtime is kept.
-      return { ...COPY_ROOT, ...base, outcome: 'error', error: `${prefix}${err.text}` };
+      return { ...base, outcome: 'error', error: `${prefix}${err.text}` };
     }
     this.reset();
-    return { ...COPY_ROOT, ...base, outcome, error: `${prefix}${error}` };
+    return { ...base, outcome, error: `${prefix}${error}` };
   }
 
   #interrupt(): boolean {

@@ -22,7 +22,7 @@ import { CaxtonError } from '../../../shared/errors.js';
 import { HostTrap, type CallOutcome } from '../errors.js';
 import type { HostGrant } from '../../../shared/host-grants.js';
 import type { FileAccess } from '../fs-access.js';
-import { checkHttpRequest, type SyncHttpClient } from '../http.js';
+import { checkHttpRequest, type SyncHttpClient } from '../host-http.js';
 import type { SqliteAccess } from '../sqlite-access.js';
 import { instrument, START_EXPORT, WasmFormatError } from './instrument.js';
 import { GuestLog, HOST_BYTES_PER_FUEL, hostCallFuel, LOG_LINE_MAX } from '../meter.js';
