@@ -27,7 +27,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'pg-message-store.ts: #step',
   'grep.ts: grepTool',
   'html.ts: htmlToMarkdown',
-  'instrument.ts: instrument',
   'events.ts: createAgentEvents',
 ]);
 
