@@ -26,7 +26,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'tools.ts: memoryTools',
   'pg-message-store.ts: #step',
   'grep.ts: grepTool',
-  'html.ts: htmlToMarkdown',
   'events.ts: createAgentEvents',
 ]);
 
