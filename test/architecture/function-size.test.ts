@@ -25,7 +25,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'json-text.ts: scanJsonText',
   'tools.ts: memoryTools',
   'pg-message-store.ts: #step',
-  'grep.ts: grepTool',
   'events.ts: createAgentEvents',
 ]);
 
