@@ -22,7 +22,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'minilm-graph.ts: buildMiniLmOnnx',
   'server.ts: <anonymous>',
   'json-text.ts: scanJsonText',
-  'tools.ts: memoryTools',
   'pg-message-store.ts: #step',
   'events.ts: createAgentEvents',
 ]);
