@@ -18,7 +18,6 @@ const MAX_LINES = 150;
 /** `file name: function name`; `<anonymous>` for a function expression with no name to hold. */
 const KNOWN: ReadonlySet<string> = new Set([
   'run-agent.ts: runAgent',
-  'metrics.ts: <anonymous>',
   'server.ts: <anonymous>',
   'json-text.ts: scanJsonText',
   'pg-message-store.ts: #step',
