@@ -19,7 +19,6 @@ const MAX_LINES = 150;
 const KNOWN: ReadonlySet<string> = new Set([
   'run-agent.ts: runAgent',
   'server.ts: <anonymous>',
-  'json-text.ts: scanJsonText',
   'pg-message-store.ts: #step',
   'events.ts: createAgentEvents',
 ]);
