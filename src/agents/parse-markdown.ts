@@ -2,7 +2,7 @@ import type { Document, LineCounter } from 'yaml';
 import { yaml } from './yaml.js';
 import { CLAUDE_MEMORY_SCOPES, CLAUDE_MODEL_ALIASES, splitToolList, UNLISTED_TOOLS_KEY } from './claude.js';
 import { permissionModeNote, readToolList } from './tool-lists.js';
-import { parseFrontmatterYaml, splitFrontmatter } from './frontmatter.js';
+import { parseFrontmatterYaml, splitFrontmatter, type FrontmatterYaml } from './frontmatter.js';
 import type { SourceIssue as AgentIssue, Locator } from '../shared/issues.js';
 import { MAX_INPUT_DEPTH } from '../shared/depth.js';
 import { expandedSize, MAX_YAML_ALIASES, MAX_YAML_ALIAS_TOKENS, MAX_YAML_STRUCTURE_DEPTH, scanYaml } from './bounds.js';
@@ -20,51 +20,8 @@ export function readMarkdown(
   const split = splitFrontmatter(text);
   if (!split.ok) return { errors: [at(frontmatterError(split))] };
   const { yaml: yamlText, body, bodyLine } = split;
-  // The YAML library's cost grows faster than linearly with the number of entries: bound the
-  // frontmatter (community files use a few dozen lines; a long line is fine).
-  const fmLines = countLines(yamlText);
-  if (fmLines > MAX_FRONTMATTER_LINES || yamlText.length > MAX_FRONTMATTER_BYTES) {
-    const what =
-      fmLines > MAX_FRONTMATTER_LINES
-        ? `${fmLines} lines (at most ${MAX_FRONTMATTER_LINES})`
-        : `${yamlText.length} characters (at most ${MAX_FRONTMATTER_BYTES})`;
-    return {
-      errors: [
-        at({
-          severity: 'error',
-          code: 'frontmatter_too_large',
-          message: `the frontmatter has ${what}`,
-          line: 2,
-          column: 1,
-          suggestion: 'keep the frontmatter to the agent settings; put long text in the body',
-        }),
-      ],
-    };
-  }
-  // The YAML parser recurses and slows down on deep structure, and resolves each alias by
-  // walking the whole document: refuse both before it runs.
-  const scan = scanYaml(yamlText);
-  if (scan) {
-    const p = offsetToLineCol(yamlText, scan.offset);
-    const pos = { line: p.line + 1, column: p.column };
-    return {
-      errors: [
-        scan.problem === 'depth'
-          ? at({
-              ...tooDeepIssue(undefined),
-              message: `the frontmatter nests more than ${MAX_YAML_STRUCTURE_DEPTH} levels deep (indentation, "- " items and brackets; the limit for a field is ${MAX_INPUT_DEPTH} levels)`,
-              ...pos,
-            })
-          : at({
-              severity: 'error',
-              code: 'yaml_alias_limit',
-              message: `the frontmatter has more than ${MAX_YAML_ALIAS_TOKENS} aliases (*name); this is alias number ${MAX_YAML_ALIAS_TOKENS + 1}`,
-              ...pos,
-              suggestion: 'write the values out instead of repeating them through aliases',
-            }),
-      ],
-    };
-  }
+  const outOfBounds = frontmatterBoundsIssue(yamlText);
+  if (outOfBounds) return { errors: [at(outOfBounds)] };
   const parsed = parseFrontmatterYaml(yamlText);
   const { doc: ydoc, lineCounter } = parsed;
   const issues: AgentIssue[] = [];
@@ -85,35 +42,7 @@ export function readMarkdown(
       }),
     };
   }
-  for (const c of parsed.changed) {
-    const why =
-      c.kind === 'colon'
-        ? 'contains ": " and is not quoted'
-        : 'is not valid YAML as written (it starts with a YAML indicator such as *, `, @, %, & or !)';
-    issues.push(
-      at({
-        severity: 'warning',
-        code: 'yaml_unquoted_colon',
-        message: `the value of "${c.key}" ${why}; read as plain text as Claude Code does`,
-        field: c.key,
-        line: c.line + 1,
-        column: 1,
-        suggestion: `quote it: ${c.key}: "..."`,
-      }),
-    );
-  }
-  for (const key of parsed.duplicates) {
-    issues.push(
-      at({
-        severity: 'warning',
-        code: 'duplicate_key',
-        message: `"${key}" is given more than once in the frontmatter; the last one is used`,
-        field: key,
-        ...yamlPos(ydoc, lineCounter, [key]),
-        suggestion: `keep one "${key}:" line`,
-      }),
-    );
-  }
+  reportRepairedYaml(parsed, at, issues);
   const expanded = yamlToJs(ydoc, yamlText);
   if ('error' in expanded) return { errors: [at(expanded.error)] };
   const front = expanded.value;
@@ -157,7 +86,100 @@ export function readMarkdown(
   // A `metadata` that is not a mapping stays as written, for validation to report it (never dropped silently).
   if (Object.keys(metadata).length > 0 && (fm.metadata === undefined || isRecord(fm.metadata))) doc.metadata = metadata;
 
-  const locate: Locator = (path) => {
+  const locate = markdownLocator(fm, ydoc, lineCounter, bodyLine);
+  return { doc, locate, issues };
+}
+
+/**
+ * The frontmatter's size, depth and alias count, checked before the YAML parser runs: its cost
+ * grows faster than linearly with the number of entries, it recurses and slows down on deep
+ * structure, and it resolves each alias by walking the whole document.
+ */
+function frontmatterBoundsIssue(yamlText: string): Omit<AgentIssue, 'file'> | undefined {
+  // Community files use a few dozen lines; a long line is fine.
+  const fmLines = countLines(yamlText);
+  if (fmLines > MAX_FRONTMATTER_LINES || yamlText.length > MAX_FRONTMATTER_BYTES) {
+    const what =
+      fmLines > MAX_FRONTMATTER_LINES
+        ? `${fmLines} lines (at most ${MAX_FRONTMATTER_LINES})`
+        : `${yamlText.length} characters (at most ${MAX_FRONTMATTER_BYTES})`;
+    return {
+      severity: 'error',
+      code: 'frontmatter_too_large',
+      message: `the frontmatter has ${what}`,
+      line: 2,
+      column: 1,
+      suggestion: 'keep the frontmatter to the agent settings; put long text in the body',
+    };
+  }
+  const scan = scanYaml(yamlText);
+  if (!scan) return undefined;
+  const p = offsetToLineCol(yamlText, scan.offset);
+  const pos = { line: p.line + 1, column: p.column };
+  return scan.problem === 'depth'
+    ? {
+        ...tooDeepIssue(undefined),
+        message: `the frontmatter nests more than ${MAX_YAML_STRUCTURE_DEPTH} levels deep (indentation, "- " items and brackets; the limit for a field is ${MAX_INPUT_DEPTH} levels)`,
+        ...pos,
+      }
+    : {
+        severity: 'error',
+        code: 'yaml_alias_limit',
+        message: `the frontmatter has more than ${MAX_YAML_ALIAS_TOKENS} aliases (*name); this is alias number ${MAX_YAML_ALIAS_TOKENS + 1}`,
+        ...pos,
+        suggestion: 'write the values out instead of repeating them through aliases',
+      };
+}
+
+/** Warns of the values read as plain text rather than as written, and of keys given twice. */
+function reportRepairedYaml(
+  parsed: FrontmatterYaml,
+  at: (i: Omit<AgentIssue, 'file'>) => AgentIssue,
+  issues: AgentIssue[],
+): void {
+  const { doc: ydoc, lineCounter } = parsed;
+  for (const c of parsed.changed) {
+    const why =
+      c.kind === 'colon'
+        ? 'contains ": " and is not quoted'
+        : 'is not valid YAML as written (it starts with a YAML indicator such as *, `, @, %, & or !)';
+    issues.push(
+      at({
+        severity: 'warning',
+        code: 'yaml_unquoted_colon',
+        message: `the value of "${c.key}" ${why}; read as plain text as Claude Code does`,
+        field: c.key,
+        line: c.line + 1,
+        column: 1,
+        suggestion: `quote it: ${c.key}: "..."`,
+      }),
+    );
+  }
+  for (const key of parsed.duplicates) {
+    issues.push(
+      at({
+        severity: 'warning',
+        code: 'duplicate_key',
+        message: `"${key}" is given more than once in the frontmatter; the last one is used`,
+        field: key,
+        ...yamlPos(ydoc, lineCounter, [key]),
+        suggestion: `keep one "${key}:" line`,
+      }),
+    );
+  }
+}
+
+/**
+ * Maps a path in the agent document to the frontmatter line that set it: Claude Code keys that
+ * became agent fields point at the key as written, the prompt at the body.
+ */
+function markdownLocator(
+  fm: Record<string, unknown>,
+  ydoc: Document,
+  lineCounter: LineCounter,
+  bodyLine: number,
+): Locator {
+  return (path) => {
     const top = String(path[0] ?? '');
     if (top === 'system_prompt' && fm.system_prompt === undefined) return { line: bodyLine, column: 1 };
     if (top === 'llm' && path[1] === 'model' && fm.model !== undefined) return yamlPosOpt(ydoc, lineCounter, ['model']);
@@ -173,10 +195,9 @@ export function readMarkdown(
     }
     return undefined;
   };
-  return { doc, locate, issues };
 }
 
-/** Frontmatter bounds (see readMarkdown). */
+/** Frontmatter bounds (see frontmatterBoundsIssue). */
 const MAX_FRONTMATTER_LINES = 1_000;
 // 64 KiB: the largest of the 158 community files' frontmatter is 0.5 KB; descriptions with
 // <example> blocks run to a few KB. yaml needs about 5 ms per KB of pathological input.

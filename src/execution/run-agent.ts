@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { trace } from '@opentelemetry/api';
+import { trace, type Span, type Tracer } from '@opentelemetry/api';
 import {
   chatWithFallbacks,
   genAiSystemOf,
@@ -83,6 +83,26 @@ function addUsage(a: Usage, b: Usage): Usage {
   };
 }
 
+/** What one execution's turns share: made once per run, read by the functions below. */
+interface AgentRun {
+  readonly job: ExecutionJob;
+  readonly deps: ExecutionDeps;
+  readonly signal: AbortSignal;
+  readonly emit: (e: ExecutionEvent) => void;
+  /** Streams the model's text as it comes (undefined when the request does not stream). */
+  readonly onToken: ((text: string) => void) | undefined;
+  readonly tracer: Tracer;
+  readonly allowed: string[];
+  /** The caller's own tools: offered to the model, never run here. */
+  readonly clientNames: ReadonlySet<string>;
+  /** Undefined for a run with nothing to record, reuse or approve: its calls just run. */
+  readonly steps: RunRecorder | undefined;
+  readonly messages: ChatMessage[];
+  readonly records: ToolCallRecord[];
+  /** When every call was refused rather than run, the response says so. */
+  readonly refusals: RefusalTally;
+}
+
 /**
  * Runs one agent execution: render prompts, call the model, execute the tools it asks for (only
  * those its definition allows), feed results back, until it answers or `max_turns` is reached.
@@ -104,16 +124,15 @@ export async function runAgent(
 ): Promise<AgentResponse> {
   const started = performance.now();
   const def = job.definition;
-  const tracer = trace.getTracer('caxton');
   const emit = opts.emit ?? ignore;
   const attempts = deps.providers.resolve(def.llm, deps.llmDefaults, def.name);
-  const allowed = def.tools as string[];
   const req = job.request;
   // The caller's own tools join the agent's: offered to the model, never run here (see below).
   const acts = req.acts ?? [];
   const clientTools = acts.length === 0 ? (req.client_tools ?? []) : [...(req.client_tools ?? []), ...acts];
   const clientNames: ReadonlySet<string> =
     clientTools.length === 0 ? NO_NAMES : new Set(clientTools.map((t) => t.name));
+  const allowed = def.tools as string[];
   const agentSpecs = deps.tools.specsFor(allowed);
   const toolSpecs = clientTools.length === 0 ? agentSpecs : [...agentSpecs, ...clientTools];
 
@@ -124,38 +143,24 @@ export async function runAgent(
   const messages: ChatMessage[] = req.transcript ? req.transcript.map((m) => ({ ...m })) : initialMessages(job, memory);
   for (const m of req.continuation ?? []) messages.push({ ...m });
 
-  const s = req.sampling ?? {};
-  const temperature = s.temperature ?? def.llm.temperature;
-  const topP = s.top_p ?? def.llm.top_p;
-  const stop = s.stop ?? def.llm.stop;
-  // The agent's max_tokens is its operator's budget: a caller may ask for less, never for more.
-  const maxTokens =
-    s.max_tokens !== undefined && def.llm.max_tokens !== undefined
-      ? Math.min(s.max_tokens, def.llm.max_tokens)
-      : (s.max_tokens ?? def.llm.max_tokens);
-  // The model call's fields that hold for every turn, set one by one on one object: a literal of
-  // conditional spreads copies each of them through a temporary object.
-  const base: Omit<ChatRequest, 'messages' | 'traceparent'> = { model: attempts[0]?.model ?? '' };
-  if (toolSpecs.length > 0) {
-    base.tools = toolSpecs;
-    if (req.parallel_tool_calls !== undefined) base.parallel_tool_calls = req.parallel_tool_calls;
-  }
-  if (temperature !== undefined) base.temperature = temperature;
-  if (maxTokens !== undefined) base.max_tokens = maxTokens;
-  if (topP !== undefined) base.top_p = topP;
-  if (stop !== undefined) base.stop = stop;
-  if (job.request.response_format !== undefined) base.response_format = job.request.response_format;
-  base.signal = opts.signal;
-  // Lets the provider clients refuse a retry wait (backoff, Retry-After) that would outlive the request.
-  base.deadline = job.deadline;
-
+  const base = chatRequestBase(job, toolSpecs, attempts, opts.signal);
   const toolChoice = toolSpecs.length > 0 ? (req.tool_choice ?? actsChoice(acts, deps, attempts)) : undefined;
   const actsForced = req.tool_choice === undefined && toolChoice === 'required';
-  // Undefined for a run with nothing to record, reuse or approve: its calls just run.
-  const steps = RunRecorder.of(job, deps.tools, opts.record);
-  const records: ToolCallRecord[] = [];
-  /** When every call was refused rather than run, the response says so. */
-  const refusals = new RefusalTally();
+  const run: AgentRun = {
+    job,
+    deps,
+    signal: opts.signal,
+    emit,
+    onToken: job.stream ? (text) => emit({ type: 'token', text }) : undefined,
+    tracer: trace.getTracer('caxton'),
+    allowed,
+    clientNames,
+    steps: RunRecorder.of(job, deps.tools, opts.record),
+    messages,
+    records: [],
+    refusals: new RefusalTally(),
+  };
+  const steps = run.steps;
   const modelTurns: ModelTurn[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
   let last: ChatResponse | undefined;
@@ -181,38 +186,26 @@ export async function runAgent(
       });
       if (last.tool_calls.length === 0) break;
       if (clientNames.size > 0) pending = last.tool_calls.filter((c) => clientNames.has(c.name));
-      await runCalls(last.tool_calls);
+      await runCalls(run, last.tool_calls, turns);
       if (pending.length > 0) break;
       continue;
     }
     // Spans record only where a tracer provider is registered (the server process: `context`
     // isolation); in a worker or child process they are no-ops and the trace context passes through.
-    // Its attributes are given at its end, all at once (llmSpanAttributes).
-    const llmSpan = startSpan(tracer, 'llm.chat', job.request.traceparent, undefined, SpanKind.CLIENT);
+    const llmSpan = startSpan(run.tracer, 'llm.chat', req.traceparent, undefined, SpanKind.CLIENT);
     const callStarted = performance.now();
     try {
-      // The model provider sees the call's trace context (its span when recording, else the request's).
-      const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? job.request.traceparent;
       // tool_choice holds for the request's first model call only: 'required' on every turn would
       // never let a server-side tool loop end (docs/openai.md). A forced choice is checked on its reply (below).
       // Forced acts hold on every turn: calling one ends the execution, so the loop still ends.
       const choice = turns === 1 || actsForced ? toolChoice : undefined;
-      // The turn's own fields come before the spread of `base` (which holds neither): in optimized
-      // code, Node 20's V8 gives `{ ...base, messages }` a new hidden class on every call, ~1 µs
-      // each and megamorphic for every reader; a literal that starts with its own keys keeps one.
-      const call: ChatRequest = tp === undefined ? { messages, ...base } : { messages, traceparent: tp, ...base };
-      if (choice !== undefined) call.tool_choice = choice;
-      last = await chatWithFallbacks(
-        deps.providers,
-        attempts,
-        call,
-        job.stream ? (text) => emit({ type: 'token', text }) : undefined,
-      );
+      last = await chatWithFallbacks(deps.providers, attempts, chatCall(run, base, llmSpan, choice), run.onToken);
     } catch (e) {
       if (llmSpan.isRecording()) giveAttributes(llmSpan, { 'caxton.agent': def.name, 'caxton.turn': turns });
       endWithError(llmSpan, e);
       throw e;
     }
+    // Its attributes are given at its end, all at once (llmSpanAttributes).
     if (llmSpan.isRecording()) {
       giveAttributes(llmSpan, llmSpanAttributes(def.name, turns, last, deps.providers));
       llmSpan.end();
@@ -235,7 +228,7 @@ export async function runAgent(
     if (steps?.recording === true) steps.replied(turns, recordedReply(last, calls, latency_ms));
     if (calls.length === 0) break;
     if (clientNames.size > 0) pending = calls.filter((c) => clientNames.has(c.name));
-    await runCalls(calls);
+    await runCalls(run, calls, turns);
     // The turn's server-side calls have run; the client's are the caller's to answer: the
     // execution stops here, its transcript handed back so that a follow-up can resume it.
     if (pending.length > 0) break;
@@ -248,82 +241,148 @@ export async function runAgent(
       `the model of agent "${def.name}" had to answer with one of the acts ${acts.map((a) => `"${a.name}"`).join(', ')}, but it made none in ${turns} turns; retry, or use a model that follows tool_choice`,
       { param: 'tool_choice', tool_choice: 'required', turns },
     );
+  return agentResponse(run, last!, { usage, turns, modelTurns, pending, started });
+}
 
-  /** Runs the server-side calls of one turn, in order, each recorded before it starts and after it ends. */
-  async function runCalls(calls: ToolCall[]): Promise<void> {
-    for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
-      emit({ type: 'tool_call', call, turn: turns });
-      if (steps !== undefined) {
-        // Recorded, interrupted or denied: settled from the journal, not run.
-        let settled = steps.reused(turns, call);
-        if (settled === undefined) {
-          const gate = steps.approval(turns, call, () => toolContext(job, opts.signal));
-          if (gate !== undefined) settled = await gate;
-        }
-        if (settled !== undefined) {
-          refusals.count(settled);
-          finishCall(call, settled.content, settled.is_error, settled.duration_ms);
-          continue;
-        }
-        const starting = steps.starting(turns, call);
-        if (starting !== undefined) await starting;
+/**
+ * The model call's fields that hold for every turn, set one by one on one object: a literal of
+ * conditional spreads copies each of them through a temporary object.
+ */
+function chatRequestBase(
+  job: ExecutionJob,
+  toolSpecs: readonly ToolSpec[],
+  attempts: readonly { model: string }[],
+  signal: AbortSignal,
+): Omit<ChatRequest, 'messages' | 'traceparent'> {
+  const def = job.definition;
+  const req = job.request;
+  const s = req.sampling ?? {};
+  const temperature = s.temperature ?? def.llm.temperature;
+  const topP = s.top_p ?? def.llm.top_p;
+  const stop = s.stop ?? def.llm.stop;
+  // The agent's max_tokens is its operator's budget: a caller may ask for less, never for more.
+  const maxTokens =
+    s.max_tokens !== undefined && def.llm.max_tokens !== undefined
+      ? Math.min(s.max_tokens, def.llm.max_tokens)
+      : (s.max_tokens ?? def.llm.max_tokens);
+  const base: Omit<ChatRequest, 'messages' | 'traceparent'> = { model: attempts[0]?.model ?? '' };
+  if (toolSpecs.length > 0) {
+    base.tools = toolSpecs;
+    if (req.parallel_tool_calls !== undefined) base.parallel_tool_calls = req.parallel_tool_calls;
+  }
+  if (temperature !== undefined) base.temperature = temperature;
+  if (maxTokens !== undefined) base.max_tokens = maxTokens;
+  if (topP !== undefined) base.top_p = topP;
+  if (stop !== undefined) base.stop = stop;
+  if (req.response_format !== undefined) base.response_format = req.response_format;
+  base.signal = signal;
+  // Lets the provider clients refuse a retry wait (backoff, Retry-After) that would outlive the request.
+  base.deadline = job.deadline;
+  return base;
+}
+
+/** The model call of one turn: its messages, trace context and tool_choice before the fields of every turn. */
+function chatCall(
+  run: AgentRun,
+  base: Omit<ChatRequest, 'messages' | 'traceparent'>,
+  llmSpan: Span,
+  choice: ToolChoice | undefined,
+): ChatRequest {
+  // The model provider sees the call's trace context (its span when recording, else the request's).
+  const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? run.job.request.traceparent;
+  // The turn's own fields come before the spread of `base` (which holds neither): in optimized
+  // code, Node 20's V8 gives `{ ...base, messages }` a new hidden class on every call, ~1 µs
+  // each and megamorphic for every reader; a literal that starts with its own keys keeps one.
+  const messages = run.messages;
+  const call: ChatRequest = tp === undefined ? { messages, ...base } : { messages, traceparent: tp, ...base };
+  if (choice !== undefined) call.tool_choice = choice;
+  return call;
+}
+
+/** Runs the server-side calls of one turn, in order, each recorded before it starts and after it ends. */
+async function runCalls(run: AgentRun, calls: ToolCall[], turn: number): Promise<void> {
+  const { job, deps, steps, clientNames } = run;
+  for (const call of clientNames.size === 0 ? calls : calls.filter((c) => !clientNames.has(c.name))) {
+    run.emit({ type: 'tool_call', call, turn });
+    if (steps !== undefined) {
+      // Recorded, interrupted or denied: settled from the journal, not run.
+      let settled = steps.reused(turn, call);
+      if (settled === undefined) {
+        const gate = steps.approval(turn, call, () => toolContext(job, run.signal));
+        if (gate !== undefined) settled = await gate;
       }
-      const t0 = performance.now();
-      const toolSpan = startSpan(tracer, spanName('tool.call', call.name), job.request.traceparent);
-      const ctx = toolContext(job, opts.signal);
-      if (toolSpan.isRecording()) {
-        giveAttributes(toolSpan, { 'caxton.agent': def.name, 'caxton.tool': call.name });
-        ctx.traceparent = traceparentOf(toolSpan);
+      if (settled !== undefined) {
+        run.refusals.count(settled);
+        finishCall(run, call, settled.content, settled.is_error, settled.duration_ms);
+        continue;
       }
-      let result;
-      try {
-        result = await deps.tools.invoke(allowed, call.name, call.arguments, ctx);
-      } catch (e) {
-        endWithError(toolSpan, e);
-        throw e;
-      }
-      const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
-      const is_error = result.is_error === true;
-      refusals.count(result);
-      if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
-      toolSpan.end();
-      steps?.ended(turns, call, {
-        content: result.content,
-        is_error,
-        duration_ms,
-        ...(result.refused === true && { refused: true as const }),
-      });
-      finishCall(call, result.content, is_error, duration_ms);
+      const starting = steps.starting(turn, call);
+      if (starting !== undefined) await starting;
     }
-    // Committed while the model is asked again (RunRecorder.commitBehind says why that is safe).
-    steps?.commitBehind();
-  }
-
-  function finishCall(call: ToolCall, content: string, is_error: boolean, duration_ms: number): void {
-    // Field by field, not `{ ...call, result, … }`: a spread followed by fields the call lacks
-    // makes a new hidden class on every evaluation in optimized code (ADR 0107).
-    records.push({ id: call.id, name: call.name, arguments: call.arguments, result: content, is_error, duration_ms });
-    emit({ type: 'tool_result', id: call.id, name: call.name, content, is_error, duration_ms });
-    messages.push({
-      role: 'tool',
-      tool_call_id: call.id,
-      name: call.name,
-      content,
-      ...(is_error && { is_error: true }),
+    const t0 = performance.now();
+    const toolSpan = startSpan(run.tracer, spanName('tool.call', call.name), job.request.traceparent);
+    const ctx = toolContext(job, run.signal);
+    if (toolSpan.isRecording()) {
+      giveAttributes(toolSpan, { 'caxton.agent': job.definition.name, 'caxton.tool': call.name });
+      ctx.traceparent = traceparentOf(toolSpan);
+    }
+    let result;
+    try {
+      result = await deps.tools.invoke(run.allowed, call.name, call.arguments, ctx);
+    } catch (e) {
+      endWithError(toolSpan, e);
+      throw e;
+    }
+    const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
+    const is_error = result.is_error === true;
+    run.refusals.count(result);
+    if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
+    toolSpan.end();
+    steps?.ended(turn, call, {
+      content: result.content,
+      is_error,
+      duration_ms,
+      ...(result.refused === true && { refused: true as const }),
     });
+    finishCall(run, call, result.content, is_error, duration_ms);
   }
-  const finished = last!;
+  // Committed while the model is asked again (RunRecorder.commitBehind says why that is safe).
+  steps?.commitBehind();
+}
+
+function finishCall(run: AgentRun, call: ToolCall, content: string, is_error: boolean, duration_ms: number): void {
+  // Field by field, not `{ ...call, result, … }`: a spread followed by fields the call lacks
+  // makes a new hidden class on every evaluation in optimized code (ADR 0107).
+  run.records.push({ id: call.id, name: call.name, arguments: call.arguments, result: content, is_error, duration_ms });
+  run.emit({ type: 'tool_result', id: call.id, name: call.name, content, is_error, duration_ms });
+  run.messages.push({
+    role: 'tool',
+    tool_call_id: call.id,
+    name: call.name,
+    content,
+    ...(is_error && { is_error: true }),
+  });
+}
+
+/** The execution's answer from its last reply and what its turns added up to. */
+function agentResponse(
+  run: AgentRun,
+  finished: ChatResponse,
+  end: { usage: Usage; turns: number; modelTurns: ModelTurn[]; pending: ToolCall[]; started: number },
+): AgentResponse {
+  const { job } = run;
+  const { pending } = end;
   const hitLimit = finished.tool_calls.length > 0;
   const suspended = pending.length > 0;
   return {
     id: `resp_${randomUUID()}`,
     execution_id: job.execution_id,
-    agent: def.name,
-    ...(req.conversation_id !== undefined && { conversation_id: req.conversation_id }),
+    agent: job.definition.name,
+    ...(job.request.conversation_id !== undefined && { conversation_id: job.request.conversation_id }),
     content: finished.content,
-    tool_calls: records,
-    usage,
-    execution_time_ms: Math.round((performance.now() - started) * 1000) / 1000,
+    tool_calls: run.records,
+    usage: end.usage,
+    execution_time_ms: Math.round((performance.now() - end.started) * 1000) / 1000,
     finish_reason: suspended
       ? 'tool_calls'
       : hitLimit
@@ -333,11 +392,11 @@ export async function runAgent(
           : finished.finish_reason,
     provider: finished.provider,
     model: finished.model,
-    turns,
+    turns: end.turns,
     isolation: job.isolation,
-    model_turns: modelTurns,
-    ...(refusals.allRefused && { all_tool_calls_refused: true as const }),
-    ...(suspended && { pending_tool_calls: pending, transcript: messages }),
+    model_turns: end.modelTurns,
+    ...(run.refusals.allRefused && { all_tool_calls_refused: true as const }),
+    ...(suspended && { pending_tool_calls: pending, transcript: run.messages }),
   };
 }
 

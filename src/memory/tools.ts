@@ -139,15 +139,27 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
     if (scopes.length === 0) checkMemoryScope(caller, undefined);
     return scopes;
   };
-  const L = store.limits;
+  const kit: MemoryToolKit = { store, limits: store.limits, settings, writeScope, readScopes };
+  return [...writeTools(kit), ...readTools(kit)];
+}
 
-  const tool = (
-    name: string,
-    description: string,
-    properties: Record<string, unknown>,
-    required: string[],
-    run: (args: Record<string, unknown>, ctx: ToolContext) => Promise<ToolResult> | ToolResult,
-  ): Tool => ({
+/** What the memory tools share: the store, its limits, and the scopes a call writes to or reads. */
+interface MemoryToolKit {
+  store: MemoryBackend;
+  limits: MemoryBackend['limits'];
+  settings: (agent: string) => AgentMemorySettings;
+  writeScope: (args: Record<string, unknown>, ctx: ToolContext) => string;
+  readScopes: (args: Record<string, unknown>, ctx: ToolContext) => string[];
+}
+
+function memoryTool(
+  name: string,
+  description: string,
+  properties: Record<string, unknown>,
+  required: string[],
+  run: (args: Record<string, unknown>, ctx: ToolContext) => Promise<ToolResult> | ToolResult,
+): Tool {
+  return {
     name,
     description,
     // A read changes nothing: an interrupted durable run may read again (src/execution/runs).
@@ -163,24 +175,28 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
         throw e;
       }
     },
-  });
+  };
+}
 
+/** The tools that change the knowledge graph. */
+function writeTools(k: MemoryToolKit): Tool[] {
   return [
-    tool(
+    memoryTool(
       'create_entities',
       'Create multiple new entities in the knowledge graph',
       { entities: { type: 'array', items: ENTITY } },
       ['entities'],
-      async (a, ctx) => json(await store.createEntities(writeScope(a, ctx), checkEntities(a.entities, L))),
+      async (a, ctx) => json(await k.store.createEntities(k.writeScope(a, ctx), checkEntities(a.entities, k.limits))),
     ),
-    tool(
+    memoryTool(
       'create_relations',
       'Create multiple new relations between entities in the knowledge graph. Relations should be in active voice',
       { relations: { type: 'array', items: RELATION } },
       ['relations'],
-      async (a, ctx) => json(await store.createRelations(writeScope(a, ctx), checkRelations(a.relations, L))),
+      async (a, ctx) =>
+        json(await k.store.createRelations(k.writeScope(a, ctx), checkRelations(a.relations, k.limits))),
     ),
-    tool(
+    memoryTool(
       'add_observations',
       'Add new observations to existing entities in the knowledge graph',
       {
@@ -201,19 +217,20 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
         },
       },
       ['observations'],
-      async (a, ctx) => json(await store.addObservations(writeScope(a, ctx), checkAdditions(a.observations, L))),
+      async (a, ctx) =>
+        json(await k.store.addObservations(k.writeScope(a, ctx), checkAdditions(a.observations, k.limits))),
     ),
-    tool(
+    memoryTool(
       'delete_entities',
       'Delete multiple entities and their associated relations from the knowledge graph',
       { entityNames: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to delete' } },
       ['entityNames'],
       async (a, ctx) => {
-        await store.deleteEntities(writeScope(a, ctx), checkNames(a.entityNames, L, 'entityNames'));
+        await k.store.deleteEntities(k.writeScope(a, ctx), checkNames(a.entityNames, k.limits, 'entityNames'));
         return { content: 'Entities deleted successfully' };
       },
     ),
-    tool(
+    memoryTool(
       'delete_observations',
       'Delete specific observations from entities in the knowledge graph',
       {
@@ -235,24 +252,30 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
       },
       ['deletions'],
       async (a, ctx) => {
-        await store.deleteObservations(writeScope(a, ctx), checkDeletions(a.deletions, L));
+        await k.store.deleteObservations(k.writeScope(a, ctx), checkDeletions(a.deletions, k.limits));
         return { content: 'Observations deleted successfully' };
       },
     ),
-    tool(
+    memoryTool(
       'delete_relations',
       'Delete multiple relations from the knowledge graph',
       { relations: { type: 'array', items: RELATION, description: 'An array of relations to delete' } },
       ['relations'],
       async (a, ctx) => {
-        await store.deleteRelations(writeScope(a, ctx), checkRelations(a.relations, L));
+        await k.store.deleteRelations(k.writeScope(a, ctx), checkRelations(a.relations, k.limits));
         return { content: 'Relations deleted successfully' };
       },
     ),
-    tool('read_graph', 'Read the entire knowledge graph', {}, [], async (a, ctx) =>
-      json(presentGraph(await store.readGraph(readScopes(a, ctx)), ctx.agent)),
+  ];
+}
+
+/** The tools that read the knowledge graph. */
+function readTools(k: MemoryToolKit): Tool[] {
+  return [
+    memoryTool('read_graph', 'Read the entire knowledge graph', {}, [], async (a, ctx) =>
+      json(presentGraph(await k.store.readGraph(k.readScopes(a, ctx)), ctx.agent)),
     ),
-    tool(
+    memoryTool(
       'search_nodes',
       'Search for nodes in the knowledge graph based on a query: entities whose name, type or observations contain it, and entities similar in meaning, best first',
       {
@@ -268,13 +291,13 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
       async (a, ctx) => {
         if (typeof a.query !== 'string' || a.query.trim() === '')
           throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
-        const scopes = readScopes(a, ctx);
-        const s = settings(ctx.agent);
+        const scopes = k.readScopes(a, ctx);
+        const s = k.settings(ctx.agent);
         const type = typeof a.entity_type === 'string' ? a.entity_type : undefined;
-        const substring = (await store.searchNodes(scopes, a.query)).entities.filter(
+        const substring = (await k.store.searchNodes(scopes, a.query)).entities.filter(
           (e) => type === undefined || e.entityType === type,
         );
-        const hits = await store.search({
+        const hits = await k.store.search({
           query: a.query,
           scopes,
           limit: typeof a.limit === 'number' ? a.limit : s.search_limit,
@@ -287,16 +310,21 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
           ...hits.map((h) => ({ ...h.entity, score: h.score })),
           ...substring.filter((e) => !ranked.has(key(e))),
         ];
-        return json(presentGraph({ entities, relations: await store.relationsTouching(entities) }, ctx.agent));
+        return json(presentGraph({ entities, relations: await k.store.relationsTouching(entities) }, ctx.agent));
       },
     ),
-    tool(
+    memoryTool(
       'open_nodes',
       'Open specific nodes in the knowledge graph by their names',
       { names: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to retrieve' } },
       ['names'],
       async (a, ctx) =>
-        json(presentGraph(await store.openNodes(readScopes(a, ctx), checkNames(a.names, L, 'names')), ctx.agent)),
+        json(
+          presentGraph(
+            await k.store.openNodes(k.readScopes(a, ctx), checkNames(a.names, k.limits, 'names')),
+            ctx.agent,
+          ),
+        ),
     ),
   ];
 }

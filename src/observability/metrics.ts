@@ -67,14 +67,7 @@ export class Metrics {
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (opts.defaultMetrics !== false) {
-      collectDefaultMetrics({ register: this.registry, prefix: 'caxton_' });
-      // prom-client also serves three gauges named "..._total", a suffix Prometheus reserves for
-      // counters (`promtool check metrics` rejects them); the same figures are served per type
-      // without the suffix (caxton_nodejs_active_handles{type}, ...), so drop the totals.
-      for (const name of ['handles', 'requests', 'resources'])
-        this.registry.removeSingleMetric(`caxton_nodejs_active_${name}_total`);
-    }
+    if (opts.defaultMetrics !== false) collectProcessMetrics(this.registry);
     this.httpRequests = new Counter({
       name: 'caxton_http_requests_total',
       help: 'HTTP requests served by the REST API',
@@ -158,151 +151,22 @@ export class Metrics {
       buckets: SLOW_BUCKETS,
       registers,
     });
-    this.llmRequests = new Counter({
-      name: 'caxton_llm_requests_total',
-      help: 'LLM chat requests (model turns), by provider, model and outcome',
-      labelNames: ['provider', 'model', 'status'],
-      registers,
-    });
-    this.llmTokens = new Counter({
-      name: 'caxton_llm_tokens_total',
-      help: 'LLM tokens, by provider, model and kind (input, output)',
-      labelNames: ['provider', 'model', 'kind'],
-      registers,
-    });
-    // `via` (agent, rest, mcp) says which path made the call: an agent's turn, POST
-    // /api/v1/tools/{server}/{tool}/call (and the CLI), or a direct tools/call over /mcp.
-    this.toolCalls = new Counter({
-      name: 'caxton_tool_calls_total',
-      help: 'Tool calls, by tool, outcome (ok, error) and the path that made them (via: agent, rest, mcp)',
-      labelNames: ['tool', 'status', 'via'],
-      registers,
-    });
-    this.toolCallDuration = new Histogram({
-      name: 'caxton_tool_call_duration_seconds',
-      help: 'Tool call duration',
-      labelNames: ['tool'],
-      buckets: FAST_BUCKETS,
-      registers,
-    });
-    this.memoryOperations = new Counter({
-      name: 'caxton_memory_operations_total',
-      help: 'Memory operations, by operation and outcome',
-      labelNames: ['operation', 'status'],
-      registers,
-    });
-    this.memoryOperationDuration = new Histogram({
-      name: 'caxton_memory_operation_duration_seconds',
-      help: 'Memory operation duration',
-      labelNames: ['operation'],
-      buckets: FAST_BUCKETS,
-      registers,
-    });
-    this.anonymousRefusals = new Counter({
-      name: 'caxton_auth_anonymous_refusals_total',
-      help: 'Requests refused before any principal was known, by reason (missing_credentials, invalid_credentials, anonymous_rate, host_not_allowed...; others as "other")',
-      labelNames: ['reason'],
-      registers,
-    });
-    this.limitRejections = new Counter({
-      name: 'caxton_limit_rejections_total',
-      help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens, in_flight) and scope (principal, agent, node)',
-      labelNames: ['limit', 'scope'],
-      registers,
-    });
-    this.otlpExportFailures = new Counter({
-      name: 'caxton_otlp_export_failures_total',
-      help: 'Failed OTLP trace exports (each drops a batch of spans), by reason (http_4xx, http_5xx, connection, timeout, other)',
-      labelNames: ['reason'],
-      registers,
-    });
-    this.idleCollections = new Counter({
-      name: 'caxton_idle_gc_total',
-      help: 'Full garbage collections run when the server went idle after a burst ([server] idle_gc)',
-      registers,
-    });
-    this.idleCollectionFreed = new Counter({
-      name: 'caxton_idle_gc_freed_bytes_total',
-      help: 'Heap bytes freed by the idle-time collections',
-      registers,
-    });
-    const gauge = (
-      name: string,
-      help: string,
-      read: (s: MetricSources) => (() => number | Promise<number>) | undefined,
-    ) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        async collect() {
-          const f = read(sources);
-          try {
-            this.set(f ? await f() : 0);
-          } catch {
-            // a source that fails (a database away) keeps its last value rather than failing the scrape
-          }
-        },
-      });
-    const sources = this.sources;
-    gauge(
-      'caxton_queue_depth',
-      'Messages accepted and not yet delivered (queued, running or waiting to retry)',
-      (s) => s.queueDepth,
-    );
-    gauge(
-      'caxton_events_unwritten',
-      "Agent events this cluster node recorded and has not yet written to the cluster's PostgreSQL (GET /api/v1/events writes them before it reads): the lag of its events writer",
-      (s) => s.eventsUnwritten,
-    );
-    gauge('caxton_dead_letters', 'Deliveries in the dead-letter queue', (s) => s.deadLetters);
-    gauge(
-      'caxton_active_conversations',
-      'Conversations that are initiated or in progress',
-      (s) => s.activeConversations,
-    );
-    gauge('caxton_tool_servers', 'WebAssembly tool servers loaded', (s) => s.toolServers);
-    gauge('caxton_memory_entities', 'Entities in the memory store', (s) => s.memoryEntities);
-    gauge(
-      'caxton_limit_tracked_states',
-      'Principals and agents whose limit state is held (dropped once idle)',
-      (s) => s.limitStates,
-    );
-    // Counters read from a source's running totals at scrape time (each scrape adds what it gained since).
-    const total = (
-      name: string,
-      help: string,
-      read: (t: { transactions: number; steps: number; voided: number }) => number,
-    ) => {
-      let last = 0;
-      return new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const t = sources.clusterSteps?.();
-          if (!t) return;
-          const v = read(t);
-          if (v > last) this.inc(v - last);
-          last = v;
-        },
-      });
-    };
-    total(
-      'caxton_cluster_step_transactions_total',
-      'PostgreSQL transactions that ran conversation steps on this node (a group of steps shares one; see docs/adr/0046)',
-      (t) => t.transactions,
-    );
-    total(
-      'caxton_cluster_steps_total',
-      'Conversation steps run on this node (steps per transaction: this over caxton_cluster_step_transactions_total)',
-      (t) => t.steps,
-    );
-    total(
-      'caxton_cluster_step_groups_voided_total',
-      'Groups of conversation steps rolled back as a whole (a statement failed) whose steps then ran again alone',
-      (t) => t.voided,
-    );
+    ({
+      llmRequests: this.llmRequests,
+      llmTokens: this.llmTokens,
+      toolCalls: this.toolCalls,
+      toolCallDuration: this.toolCallDuration,
+      memoryOperations: this.memoryOperations,
+      memoryOperationDuration: this.memoryOperationDuration,
+    } = callMetrics(registers));
+    ({
+      anonymousRefusals: this.anonymousRefusals,
+      limitRejections: this.limitRejections,
+      otlpExportFailures: this.otlpExportFailures,
+      idleCollections: this.idleCollections,
+      idleCollectionFreed: this.idleCollectionFreed,
+    } = upkeepMetrics(registers));
+    registerSourceMetrics(registers, this.sources);
     this.#messages = children(this.messagesProcessed);
     this.#messageTimes = children(this.messageDuration);
     this.#executions = children(this.agentExecutions);
@@ -387,6 +251,174 @@ export class Metrics {
   error(code: string): void {
     this.#errors(code).inc();
   }
+}
+
+/**
+ * Node.js process metrics (heap, event loop lag, handles...). prom-client also serves three gauges
+ * named "..._total", a suffix Prometheus reserves for counters (`promtool check metrics` rejects
+ * them); the same figures are served per type without the suffix
+ * (caxton_nodejs_active_handles{type}, ...), so the totals are dropped.
+ */
+function collectProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry, prefix: 'caxton_' });
+  for (const name of ['handles', 'requests', 'resources'])
+    registry.removeSingleMetric(`caxton_nodejs_active_${name}_total`);
+}
+
+/** What an agent's calls out cost: model turns and tokens, tool calls, memory operations. */
+function callMetrics(registers: Registry[]) {
+  return {
+    llmRequests: new Counter({
+      name: 'caxton_llm_requests_total',
+      help: 'LLM chat requests (model turns), by provider, model and outcome',
+      labelNames: ['provider', 'model', 'status'],
+      registers,
+    }),
+    llmTokens: new Counter({
+      name: 'caxton_llm_tokens_total',
+      help: 'LLM tokens, by provider, model and kind (input, output)',
+      labelNames: ['provider', 'model', 'kind'],
+      registers,
+    }),
+    // `via` (agent, rest, mcp) says which path made the call: an agent's turn, POST
+    // /api/v1/tools/{server}/{tool}/call (and the CLI), or a direct tools/call over /mcp.
+    toolCalls: new Counter({
+      name: 'caxton_tool_calls_total',
+      help: 'Tool calls, by tool, outcome (ok, error) and the path that made them (via: agent, rest, mcp)',
+      labelNames: ['tool', 'status', 'via'],
+      registers,
+    }),
+    toolCallDuration: new Histogram({
+      name: 'caxton_tool_call_duration_seconds',
+      help: 'Tool call duration',
+      labelNames: ['tool'],
+      buckets: FAST_BUCKETS,
+      registers,
+    }),
+    memoryOperations: new Counter({
+      name: 'caxton_memory_operations_total',
+      help: 'Memory operations, by operation and outcome',
+      labelNames: ['operation', 'status'],
+      registers,
+    }),
+    memoryOperationDuration: new Histogram({
+      name: 'caxton_memory_operation_duration_seconds',
+      help: 'Memory operation duration',
+      labelNames: ['operation'],
+      buckets: FAST_BUCKETS,
+      registers,
+    }),
+  };
+}
+
+/** The server's guards and housekeeping: refusals, OTLP export failures, idle-time collections. */
+function upkeepMetrics(registers: Registry[]) {
+  return {
+    anonymousRefusals: new Counter({
+      name: 'caxton_auth_anonymous_refusals_total',
+      help: 'Requests refused before any principal was known, by reason (missing_credentials, invalid_credentials, anonymous_rate, host_not_allowed...; others as "other")',
+      labelNames: ['reason'],
+      registers,
+    }),
+    limitRejections: new Counter({
+      name: 'caxton_limit_rejections_total',
+      help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens, in_flight) and scope (principal, agent, node)',
+      labelNames: ['limit', 'scope'],
+      registers,
+    }),
+    otlpExportFailures: new Counter({
+      name: 'caxton_otlp_export_failures_total',
+      help: 'Failed OTLP trace exports (each drops a batch of spans), by reason (http_4xx, http_5xx, connection, timeout, other)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    idleCollections: new Counter({
+      name: 'caxton_idle_gc_total',
+      help: 'Full garbage collections run when the server went idle after a burst ([server] idle_gc)',
+      registers,
+    }),
+    idleCollectionFreed: new Counter({
+      name: 'caxton_idle_gc_freed_bytes_total',
+      help: 'Heap bytes freed by the idle-time collections',
+      registers,
+    }),
+  };
+}
+
+/** Gauges and counters read from `sources` at scrape time. */
+function registerSourceMetrics(registers: Registry[], sources: MetricSources): void {
+  const gauge = (
+    name: string,
+    help: string,
+    read: (s: MetricSources) => (() => number | Promise<number>) | undefined,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        const f = read(sources);
+        try {
+          this.set(f ? await f() : 0);
+        } catch {
+          // a source that fails (a database away) keeps its last value rather than failing the scrape
+        }
+      },
+    });
+  gauge(
+    'caxton_queue_depth',
+    'Messages accepted and not yet delivered (queued, running or waiting to retry)',
+    (s) => s.queueDepth,
+  );
+  gauge(
+    'caxton_events_unwritten',
+    "Agent events this cluster node recorded and has not yet written to the cluster's PostgreSQL (GET /api/v1/events writes them before it reads): the lag of its events writer",
+    (s) => s.eventsUnwritten,
+  );
+  gauge('caxton_dead_letters', 'Deliveries in the dead-letter queue', (s) => s.deadLetters);
+  gauge('caxton_active_conversations', 'Conversations that are initiated or in progress', (s) => s.activeConversations);
+  gauge('caxton_tool_servers', 'WebAssembly tool servers loaded', (s) => s.toolServers);
+  gauge('caxton_memory_entities', 'Entities in the memory store', (s) => s.memoryEntities);
+  gauge(
+    'caxton_limit_tracked_states',
+    'Principals and agents whose limit state is held (dropped once idle)',
+    (s) => s.limitStates,
+  );
+  // Counters read from a source's running totals at scrape time (each scrape adds what it gained since).
+  const total = (
+    name: string,
+    help: string,
+    read: (t: { transactions: number; steps: number; voided: number }) => number,
+  ) => {
+    let last = 0;
+    return new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        const t = sources.clusterSteps?.();
+        if (!t) return;
+        const v = read(t);
+        if (v > last) this.inc(v - last);
+        last = v;
+      },
+    });
+  };
+  total(
+    'caxton_cluster_step_transactions_total',
+    'PostgreSQL transactions that ran conversation steps on this node (a group of steps shares one; see docs/adr/0046)',
+    (t) => t.transactions,
+  );
+  total(
+    'caxton_cluster_steps_total',
+    'Conversation steps run on this node (steps per transaction: this over caxton_cluster_step_transactions_total)',
+    (t) => t.steps,
+  );
+  total(
+    'caxton_cluster_step_groups_voided_total',
+    'Groups of conversation steps rolled back as a whole (a statement failed) whose steps then ran again alone',
+    (t) => t.voided,
+  );
 }
 
 /** A metric's child for label values given in the order of its label names (one per label). */

@@ -90,33 +90,129 @@ function pathOf(stack: readonly Frame[], depth = stack.length): string {
 
 /** Scans a JSON text; undefined when it is valid JSON without any of the refused problems. */
 export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonTextProblem | undefined {
-  const maxDepth = opts.maxDepth ?? Number.POSITIVE_INFINITY;
-  const checkDuplicates = opts.duplicateKeys ?? true;
-  const checkProto = opts.prototypeKeys ?? true;
-  const n = text.length;
-  let i = 0;
-  const found = (): string => {
-    if (i >= n) return 'the end of the input';
-    const cp = text.codePointAt(i)!;
+  try {
+    new JsonScanner(text, opts).run();
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof Stop)) throw e;
+    return {
+      kind: e.kind,
+      offset: e.offset,
+      ...lineColumn(text, e.offset),
+      problem: e.problem,
+      ...(e.key !== undefined && { key: e.key }),
+      ...(e.path !== undefined && { path: e.path }),
+    };
+  }
+}
+
+/** One scan's position and open containers; each step throws a Stop at the first problem. */
+class JsonScanner {
+  readonly #text: string;
+  readonly #n: number;
+  readonly #maxDepth: number;
+  readonly #checkDuplicates: boolean;
+  readonly #checkProto: boolean;
+  readonly #stack: Frame[] = [];
+  #i = 0;
+
+  constructor(text: string, opts: JsonScanOptions) {
+    this.#text = text;
+    this.#n = text.length;
+    this.#maxDepth = opts.maxDepth ?? Number.POSITIVE_INFINITY;
+    this.#checkDuplicates = opts.duplicateKeys ?? true;
+    this.#checkProto = opts.prototypeKeys ?? true;
+  }
+
+  /** Scans the whole text: a small state machine instead of recursion, so deep input cannot overflow the stack. */
+  run(): void {
+    const text = this.#text;
+    const stack = this.#stack;
+    let state: 'value' | 'after' | 'key' | 'first-key' | 'first-item' = 'value';
+    for (;;) {
+      if (state === 'value') {
+        if (this.#value() === 'open') state = stack[stack.length - 1]!.object ? 'first-key' : 'first-item';
+        else state = 'after';
+        continue;
+      }
+      if (state === 'first-item') {
+        this.#ws();
+        if (text[this.#i] === ']') {
+          this.#i++;
+          stack.pop();
+          state = 'after';
+        } else state = 'value';
+        continue;
+      }
+      if (state === 'first-key' || state === 'key') {
+        this.#ws();
+        if (state === 'first-key' && text[this.#i] === '}') {
+          this.#i++;
+          stack.pop();
+          state = 'after';
+          continue;
+        }
+        if (text[this.#i] !== '"') this.#stop('a property name in double quotes');
+        this.#key();
+        this.#ws();
+        if (text[this.#i] !== ':') this.#stop('":" after the property name');
+        this.#i++;
+        state = 'value';
+        continue;
+      }
+      // after a complete value
+      this.#ws();
+      const top = stack[stack.length - 1];
+      if (top === undefined) {
+        if (this.#i < this.#n) this.#stop('the end of the input (only one JSON value is allowed)');
+        return;
+      }
+      const close = top.object ? '}' : ']';
+      if (text[this.#i] === ',') {
+        this.#i++;
+        if (top.object) state = 'key';
+        else {
+          (top.at as number)++;
+          state = 'value';
+        }
+      } else if (text[this.#i] === close) {
+        this.#i++;
+        stack.pop();
+      } else this.#stop(`"," or "${close}"`);
+    }
+  }
+
+  #found(): string {
+    const i = this.#i;
+    if (i >= this.#n) return 'the end of the input';
+    const cp = this.#text.codePointAt(i)!;
     return cp < 0x20
       ? `a control character (U+${cp.toString(16).padStart(4, '0').toUpperCase()})`
       : `"${String.fromCodePoint(cp)}"`;
-  };
-  const stop = (expected: string): never => {
-    throw new Stop(i, 'syntax', `expected ${expected} but found ${found()}`);
-  };
-  const ws = (): void => {
+  }
+
+  #stop(expected: string): never {
+    throw new Stop(this.#i, 'syntax', `expected ${expected} but found ${this.#found()}`);
+  }
+
+  #ws(): void {
+    const text = this.#text;
+    const n = this.#n;
+    let i = this.#i;
     while (i < n) {
       const c = text.charCodeAt(i);
       if (c === 32 || c === 9 || c === 10 || c === 13) i++;
       else break;
     }
-  };
-  /** Skips a string starting at i (a quote); returns whether it held an escape. */
-  const string = (): boolean => {
-    const open = i;
+    this.#i = i;
+  }
+
+  /** Skips a string starting at the position (a quote); returns whether it held an escape. */
+  #string(): boolean {
+    const text = this.#text;
+    const open = this.#i;
     let escaped = false;
-    i++;
+    let i = open + 1;
     for (;;) {
       STRING_SPECIAL_RE.lastIndex = i;
       const m = STRING_SPECIAL_RE.exec(text);
@@ -124,7 +220,7 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
       i = m.index;
       const c = text.charCodeAt(i);
       if (c === 34) {
-        i++;
+        this.#i = i + 1;
         return escaped;
       }
       if (c === 92) {
@@ -144,15 +240,16 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
         'a control character (such as a raw line break) inside a string; escape it (e.g. \\n)',
       );
     }
-  };
-  const stack: Frame[] = [];
-  const open = (object: boolean): void => {
-    if (stack.length + 1 > maxDepth) {
+  }
+
+  #open(object: boolean): void {
+    const stack = this.#stack;
+    if (stack.length + 1 > this.#maxDepth) {
       const top = stack[0];
       throw new Stop(
-        i,
+        this.#i,
         'too_deep',
-        `nested more than ${maxDepth} levels deep`,
+        `nested more than ${this.#maxDepth} levels deep`,
         top?.object && stack.length > 1 ? (top.at as string) : undefined,
         pathOf(stack),
       );
@@ -164,40 +261,47 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
       at: object ? '' : 0,
       parentKey: parent?.object ? (parent.at as string) : undefined,
     });
-    i++;
-  };
-  const value = (): 'scalar' | 'open' => {
-    ws();
+    this.#i++;
+  }
+
+  #value(): 'scalar' | 'open' {
+    this.#ws();
+    const text = this.#text;
+    const i = this.#i;
     const c = text[i];
     if (c === '{' || c === '[') {
-      open(c === '{');
+      this.#open(c === '{');
       return 'open';
     }
     if (c === '"') {
-      string();
+      this.#string();
       return 'scalar';
     }
     if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
       NUMBER_RE.lastIndex = i;
-      if (!NUMBER_RE.exec(text)) stop('a number');
-      i = NUMBER_RE.lastIndex;
+      if (!NUMBER_RE.exec(text)) this.#stop('a number');
+      this.#i = NUMBER_RE.lastIndex;
       return 'scalar';
     }
     for (const lit of ['true', 'false', 'null']) {
       if (text.startsWith(lit, i)) {
-        i += lit.length;
+        this.#i = i + lit.length;
         return 'scalar';
       }
     }
-    return stop('a JSON value (object, array, string, number, true, false or null)');
-  };
-  const key = (): void => {
-    const start = i;
-    const escaped = string();
+    return this.#stop('a JSON value (object, array, string, number, true, false or null)');
+  }
+
+  #key(): void {
+    const text = this.#text;
+    const stack = this.#stack;
+    const start = this.#i;
+    const escaped = this.#string();
+    const end = this.#i;
     const frame = stack[stack.length - 1]!;
-    const k = escaped ? (JSON.parse(text.slice(start, i)) as string) : text.slice(start + 1, i - 1);
+    const k = escaped ? (JSON.parse(text.slice(start, end)) as string) : text.slice(start + 1, end - 1);
     frame.at = k;
-    if (checkProto && (k === '__proto__' || (k === 'prototype' && frame.parentKey === 'constructor'))) {
+    if (this.#checkProto && (k === '__proto__' || (k === 'prototype' && frame.parentKey === 'constructor'))) {
       const what = k === '__proto__' ? '"__proto__"' : '"constructor.prototype"';
       throw new Stop(
         start,
@@ -207,7 +311,7 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
         pathOf(stack),
       );
     }
-    if (checkDuplicates) {
+    if (this.#checkDuplicates) {
       frame.keys ??= new Set();
       if (frame.keys.has(k))
         throw new Stop(
@@ -219,71 +323,6 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
         );
       frame.keys.add(k);
     }
-  };
-  try {
-    // A small state machine instead of recursion, so deep input cannot overflow the stack.
-    let state: 'value' | 'after' | 'key' | 'first-key' | 'first-item' = 'value';
-    for (;;) {
-      if (state === 'value') {
-        if (value() === 'open') state = stack[stack.length - 1]!.object ? 'first-key' : 'first-item';
-        else state = 'after';
-        continue;
-      }
-      if (state === 'first-item') {
-        ws();
-        if (text[i] === ']') {
-          i++;
-          stack.pop();
-          state = 'after';
-        } else state = 'value';
-        continue;
-      }
-      if (state === 'first-key' || state === 'key') {
-        ws();
-        if (state === 'first-key' && text[i] === '}') {
-          i++;
-          stack.pop();
-          state = 'after';
-          continue;
-        }
-        if (text[i] !== '"') stop('a property name in double quotes');
-        key();
-        ws();
-        if (text[i] !== ':') stop('":" after the property name');
-        i++;
-        state = 'value';
-        continue;
-      }
-      // after a complete value
-      ws();
-      const top = stack[stack.length - 1];
-      if (top === undefined) {
-        if (i < n) stop('the end of the input (only one JSON value is allowed)');
-        return undefined;
-      }
-      const close = top.object ? '}' : ']';
-      if (text[i] === ',') {
-        i++;
-        if (top.object) state = 'key';
-        else {
-          (top.at as number)++;
-          state = 'value';
-        }
-      } else if (text[i] === close) {
-        i++;
-        stack.pop();
-      } else stop(`"," or "${close}"`);
-    }
-  } catch (e) {
-    if (!(e instanceof Stop)) throw e;
-    return {
-      kind: e.kind,
-      offset: e.offset,
-      ...lineColumn(text, e.offset),
-      problem: e.problem,
-      ...(e.key !== undefined && { key: e.key }),
-      ...(e.path !== undefined && { path: e.path }),
-    };
   }
 }
 

@@ -17,18 +17,8 @@ const MAX_LINES = 150;
 
 /** `file name: function name`; `<anonymous>` for a function expression with no name to hold. */
 const KNOWN: ReadonlySet<string> = new Set([
-  'run-agent.ts: runAgent',
-  'metrics.ts: <anonymous>',
-  'manifest.ts: parseToolManifest',
-  'minilm-graph.ts: buildMiniLmOnnx',
   'tool-server.ts: <anonymous>',
-  'json-text.ts: scanJsonText',
-  'tools.ts: memoryTools',
   'pg-message-store.ts: #step',
-  'grep.ts: grepTool',
-  'html.ts: htmlToMarkdown',
-  'parse-markdown.ts: readMarkdown',
-  'instrument.ts: instrument',
   'agent-events.ts: createAgentEvents',
 ]);
 

@@ -191,6 +191,14 @@ export interface ManifestParseOptions {
   compileSchemas?: boolean;
 }
 
+/** Builds an issue located at `path` in the manifest (its field and, when found, line and column). */
+type IssueAt = (
+  path: readonly (string | number)[],
+  i: Omit<SourceIssue, 'file' | 'line' | 'column' | 'field'>,
+) => SourceIssue;
+
+type ManifestDoc = z.infer<typeof manifestSchema>;
+
 /** Parses and validates a `caxton-tool.toml`, returning every error found. */
 export function parseToolManifest(
   input: string | Uint8Array,
@@ -223,10 +231,7 @@ export function parseToolManifest(
   if (!parsed.ok) return { ok: false, warnings: [], errors: [at(parsed.issue)] };
   const doc = parsed.doc;
   const locate = tomlLocator(text);
-  const withPos = (
-    path: readonly (string | number)[],
-    i: Omit<SourceIssue, 'file' | 'line' | 'column' | 'field'>,
-  ): SourceIssue => {
+  const withPos: IssueAt = (path, i) => {
     // [[tools]] entries are located by their table header, not by index.
     const pos = locate(path.filter((p) => typeof p === 'string'));
     return at({
@@ -238,6 +243,58 @@ export function parseToolManifest(
   const warnings: SourceIssue[] = [];
   const errors: SourceIssue[] = [];
 
+  const result = parseWithoutUnknownKeys(doc, withPos, warnings);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const path = issue.path as (string | number)[];
+      const missing = issue.code === 'invalid_type' && valueAt(doc, path) === undefined;
+      errors.push(
+        withPos(path, {
+          severity: 'error',
+          code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
+          message: missing ? `required field "${fieldPath(path)}" is missing` : issue.message,
+        }),
+      );
+    }
+    return { ok: false, errors, warnings };
+  }
+  const d = result.data;
+
+  const tools = toolDeclarations(d.tools, withPos, errors, opts);
+  const { paths, databases } = guestGrants(d.permissions, withPos, errors);
+
+  const config: Record<string, ConfigDeclaration> = {};
+  for (const [k, v] of Object.entries(d.config)) {
+    config[k] = typeof v === 'string' ? { default: v, required: false } : { ...v, required: v.required ?? false };
+  }
+
+  const limits: ToolLimits = wasmLimits(d.limits);
+  const requested: Partial<ToolLimits> = requestedWasmLimits(d.limits);
+  const { runtime, module } = runtimeAndModule(d, withPos, errors);
+  if (errors.length > 0) return { ok: false, errors, warnings };
+  return {
+    ok: true,
+    warnings,
+    manifest: {
+      name: d.name,
+      version: d.version,
+      description: d.description,
+      module,
+      runtime,
+      tools,
+      limits,
+      requested_limits: requested,
+      permissions: { allowed_hosts: d.permissions.allowed_hosts, paths, databases },
+      config,
+    },
+  };
+}
+
+/**
+ * Validates the manifest against its schema, dropping each unknown key with a warning (and a
+ * guess at the key meant) so that the rest is still checked.
+ */
+function parseWithoutUnknownKeys(doc: unknown, withPos: IssueAt, warnings: SourceIssue[]) {
   let result = manifestSchema.safeParse(doc);
   for (let guard = 0; !result.success && guard < 8; guard++) {
     const unknown = result.error.issues.filter((i) => i.code === 'unrecognized_keys');
@@ -261,24 +318,18 @@ export function parseToolManifest(
     }
     result = manifestSchema.safeParse(doc);
   }
-  if (!result.success) {
-    for (const issue of result.error.issues) {
-      const path = issue.path as (string | number)[];
-      const missing = issue.code === 'invalid_type' && valueAt(doc, path) === undefined;
-      errors.push(
-        withPos(path, {
-          severity: 'error',
-          code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
-          message: missing ? `required field "${fieldPath(path)}" is missing` : issue.message,
-        }),
-      );
-    }
-    return { ok: false, errors, warnings };
-  }
-  const d = result.data;
+  return result;
+}
 
+/** The [[tools]] entries, each name given once and each schema an object's and valid (unless compileSchemas is false). */
+function toolDeclarations(
+  declared: ManifestDoc['tools'],
+  withPos: IssueAt,
+  errors: SourceIssue[],
+  opts: ManifestParseOptions,
+): ToolDeclaration[] {
   const seen = new Set<string>();
-  const tools: ToolDeclaration[] = d.tools.map((t, i) => {
+  return declared.map((t, i) => {
     if (seen.has(t.name))
       errors.push(
         withPos(['tools', i, 'name'], {
@@ -322,9 +373,16 @@ export function parseToolManifest(
       ...(t.idempotent === true && { idempotent: true }),
     };
   });
+}
 
+/** The guest paths and databases granted, normalized (absolute, no ".."); a bad one is an error. */
+function guestGrants(
+  permissions: ManifestDoc['permissions'],
+  withPos: IssueAt,
+  errors: SourceIssue[],
+): { paths: Record<string, PathAccess>; databases: string[] } {
   const paths: Record<string, PathAccess> = {};
-  for (const [guest, access] of Object.entries(d.permissions.paths)) {
+  for (const [guest, access] of Object.entries(permissions.paths)) {
     const norm = normalizeGuestRoot(guest);
     if (norm === undefined) {
       errors.push(
@@ -340,7 +398,7 @@ export function parseToolManifest(
   }
 
   const databases: string[] = [];
-  d.permissions.databases.forEach((guest, i) => {
+  permissions.databases.forEach((guest, i) => {
     const norm = normalizeGuestRoot(guest);
     if (norm === undefined || norm === '/') {
       errors.push(
@@ -354,14 +412,15 @@ export function parseToolManifest(
     }
     if (!databases.includes(norm)) databases.push(norm);
   });
+  return { paths, databases };
+}
 
-  const config: Record<string, ConfigDeclaration> = {};
-  for (const [k, v] of Object.entries(d.config)) {
-    config[k] = typeof v === 'string' ? { default: v, required: false } : { ...v, required: v.required ?? false };
-  }
-
-  const limits: ToolLimits = wasmLimits(d.limits);
-  const requested: Partial<ToolLimits> = requestedWasmLimits(d.limits);
+/** The runtime (from the module's extension when not given) and the module file, inside the package. */
+function runtimeAndModule(
+  d: ManifestDoc,
+  withPos: IssueAt,
+  errors: SourceIssue[],
+): { runtime: ToolRuntime; module: string } {
   const runtime: ToolRuntime = d.runtime ?? (d.module !== undefined && /\.m?js$/i.test(d.module) ? 'quickjs' : 'wasm');
   const module = d.module ?? `${d.name}.${runtime === 'quickjs' ? 'js' : 'wasm'}`;
   if (runtime === 'wasm' && /\.m?js$/i.test(module)) {
@@ -382,23 +441,7 @@ export function parseToolManifest(
       }),
     );
   }
-  if (errors.length > 0) return { ok: false, errors, warnings };
-  return {
-    ok: true,
-    warnings,
-    manifest: {
-      name: d.name,
-      version: d.version,
-      description: d.description,
-      module,
-      runtime,
-      tools,
-      limits,
-      requested_limits: requested,
-      permissions: { allowed_hosts: d.permissions.allowed_hosts, paths, databases },
-      config,
-    },
-  };
+  return { runtime, module };
 }
 
 /** Like parseToolManifest, but throws CaxtonError('validation_failed') listing every error (one per line). */

@@ -130,41 +130,58 @@ export function htmlTitle(html: string): string | undefined {
   );
 }
 
+/** The Markdown written so far and the open elements that shape what comes next. */
+interface MarkdownWriter {
+  out: string;
+  /** Open script/style-like elements, whose contents are dropped. */
+  skip: number;
+  /** Open <pre> elements, whose whitespace is kept. */
+  pre: number;
+  lists: { ordered: boolean; n: number }[];
+  /** Each open <a>'s target, undefined for a link not worth keeping. */
+  links: (string | undefined)[];
+  base: string | undefined;
+}
+
+/** Ends the current line (n = 1) or paragraph (n = 2), trimming trailing blanks. */
+function newline(w: MarkdownWriter, n: 1 | 2): void {
+  let out = w.out;
+  let end = out.length;
+  while (end > 0 && (out[end - 1] === ' ' || out[end - 1] === '\t')) end--;
+  if (end < out.length) out = out.slice(0, end);
+  if (out === '') {
+    w.out = out;
+    return;
+  }
+  const want = '\n'.repeat(n);
+  if (!out.endsWith(want)) out += out.endsWith('\n') ? '\n'.repeat(n - 1) : want;
+  w.out = out;
+}
+
+function writeText(w: MarkdownWriter, t: string): void {
+  if (w.skip > 0 || t === '') return;
+  if (w.pre > 0) {
+    w.out += decodeEntities(t);
+    return;
+  }
+  let s = decodeEntities(t.replace(/\s+/g, ' '));
+  const last = w.out[w.out.length - 1];
+  if (last === undefined || last === ' ' || last === '\n' || last === '(') s = s.replace(/^ /, '');
+  w.out += s;
+}
+
 /** Markdown for `html`; `base` resolves relative links. */
 export function htmlToMarkdown(html: string, base?: string): string {
-  let out = '';
-  let skip = 0;
-  let pre = 0;
-  const lists: { ordered: boolean; n: number }[] = [];
-  const links: (string | undefined)[] = [];
+  const w: MarkdownWriter = { out: '', skip: 0, pre: 0, lists: [], links: [], base };
   let depth = 0;
-  const newline = (n: 1 | 2) => {
-    let end = out.length;
-    while (end > 0 && (out[end - 1] === ' ' || out[end - 1] === '\t')) end--;
-    if (end < out.length) out = out.slice(0, end);
-    if (out === '') return;
-    const want = '\n'.repeat(n);
-    if (!out.endsWith(want)) out += out.endsWith('\n') ? '\n'.repeat(n - 1) : want;
-  };
-  const text = (t: string) => {
-    if (skip > 0 || t === '') return;
-    if (pre > 0) {
-      out += decodeEntities(t);
-      return;
-    }
-    let s = decodeEntities(t.replace(/\s+/g, ' '));
-    const last = out[out.length - 1];
-    if (last === undefined || last === ' ' || last === '\n' || last === '(') s = s.replace(/^ /, '');
-    out += s;
-  };
   let i = 0;
   while (i < html.length) {
     const lt = html.indexOf('<', i);
     if (lt < 0) {
-      text(html.slice(i));
+      writeText(w, html.slice(i));
       break;
     }
-    text(html.slice(i, lt));
+    writeText(w, html.slice(i, lt));
     if (html.startsWith('<!--', lt)) {
       const end = html.indexOf('-->', lt + 4);
       i = end < 0 ? html.length : end + 3;
@@ -177,7 +194,7 @@ export function htmlToMarkdown(html: string, base?: string): string {
     }
     const gt = html.indexOf('>', lt);
     if (gt < 0) {
-      text(html.slice(lt));
+      writeText(w, html.slice(lt));
       break;
     }
     i = gt + 1;
@@ -185,115 +202,120 @@ export function htmlToMarkdown(html: string, base?: string): string {
     const closing = raw.startsWith('/');
     const m = /^\/?([a-zA-Z][a-zA-Z0-9-]*)/.exec(raw);
     if (!m) {
-      text(html.slice(lt, gt + 1));
+      writeText(w, html.slice(lt, gt + 1));
       continue;
     }
     const tag = m[1]!.toLowerCase();
     const attrs = raw.slice(m[0].length);
     if (SKIP.has(tag)) {
-      if (closing) skip = Math.max(0, skip - 1);
+      if (closing) w.skip = Math.max(0, w.skip - 1);
       else if (!attrs.endsWith('/')) {
         // Skip to the matching close tag: the contents of script/style are not HTML.
         const close = indexOfCi(html, `</${tag}`, i);
         i = close < 0 ? html.length : close;
-        skip++;
+        w.skip++;
       }
       continue;
     }
-    if (skip > 0) continue;
+    if (w.skip > 0) continue;
     if (!closing && !VOID.has(tag)) depth++;
     if (closing) depth = Math.max(0, depth - 1);
     if (depth > MAX_DEPTH) continue;
-    switch (tag) {
-      case 'h1':
-      case 'h2':
-      case 'h3':
-      case 'h4':
-      case 'h5':
-      case 'h6':
-        newline(2);
-        if (!closing) out += `${'#'.repeat(Number(tag[1]))} `;
-        break;
-      case 'br':
-        out += pre > 0 ? '\n' : '  \n';
-        break;
-      case 'hr':
-        newline(2);
-        out += '---';
-        newline(2);
-        break;
-      case 'pre':
-        if (closing) {
-          pre = Math.max(0, pre - 1);
-          if (!out.endsWith('\n')) out += '\n';
-          out += '```';
-          newline(2);
-        } else {
-          newline(2);
-          pre++;
-          out += '```\n';
-        }
-        break;
-      case 'code':
-        if (pre === 0) out += '`';
-        break;
-      case 'strong':
-      case 'b':
-        out += '**';
-        break;
-      case 'em':
-      case 'i':
-        out += '_';
-        break;
-      case 'a':
-        if (closing) {
-          const href = links.pop();
-          if (href !== undefined) out += `](${href})`;
-        } else {
-          const href = attr(attrs, 'href');
-          const keep = href !== undefined && href !== '' && !href.startsWith('javascript:') && !href.startsWith('#');
-          links.push(keep ? absolute(href, base) : undefined);
-          if (keep) out += '[';
-        }
-        break;
-      case 'img': {
-        const src = attr(attrs, 'src');
-        const alt = attr(attrs, 'alt') ?? '';
-        if (src && !src.startsWith('data:')) out += `![${alt.replace(/\s+/g, ' ')}](${absolute(src, base)})`;
-        break;
-      }
-      case 'ul':
-      case 'ol':
-        if (closing) lists.pop();
-        else if (lists.length < 20) lists.push({ ordered: tag === 'ol', n: 0 });
-        newline(lists.length > (closing ? 0 : 1) ? 1 : 2);
-        break;
-      case 'li':
-        if (!closing) {
-          newline(1);
-          const l = lists[lists.length - 1];
-          out += `${'  '.repeat(Math.max(0, lists.length - 1))}${l?.ordered ? `${++l.n}.` : '-'} `;
-        }
-        break;
-      case 'td':
-      case 'th':
-        if (!closing) out += '| ';
-        else out += ' ';
-        break;
-      case 'blockquote':
-        newline(2);
-        if (!closing) out += '> ';
-        break;
-      case 'title':
-        break;
-      default:
-        if (BLOCK.has(tag)) newline(tag === 'tr' ? 1 : 2);
-    }
+    writeTag(w, tag, closing, attrs);
   }
-  return out
+  return w.out
     .split('\n')
     .map((l) => l.trimEnd())
     .join('\n')
     .replace(/\n{3,}/g, '\n\n')
     .trim();
+}
+
+/** Writes the Markdown an opening or closing tag stands for. */
+function writeTag(w: MarkdownWriter, tag: string, closing: boolean, attrs: string): void {
+  switch (tag) {
+    case 'h1':
+    case 'h2':
+    case 'h3':
+    case 'h4':
+    case 'h5':
+    case 'h6':
+      newline(w, 2);
+      if (!closing) w.out += `${'#'.repeat(Number(tag[1]))} `;
+      break;
+    case 'br':
+      w.out += w.pre > 0 ? '\n' : '  \n';
+      break;
+    case 'hr':
+      newline(w, 2);
+      w.out += '---';
+      newline(w, 2);
+      break;
+    case 'pre':
+      if (closing) {
+        w.pre = Math.max(0, w.pre - 1);
+        if (!w.out.endsWith('\n')) w.out += '\n';
+        w.out += '```';
+        newline(w, 2);
+      } else {
+        newline(w, 2);
+        w.pre++;
+        w.out += '```\n';
+      }
+      break;
+    case 'code':
+      if (w.pre === 0) w.out += '`';
+      break;
+    case 'strong':
+    case 'b':
+      w.out += '**';
+      break;
+    case 'em':
+    case 'i':
+      w.out += '_';
+      break;
+    case 'a':
+      if (closing) {
+        const href = w.links.pop();
+        if (href !== undefined) w.out += `](${href})`;
+      } else {
+        const href = attr(attrs, 'href');
+        const keep = href !== undefined && href !== '' && !href.startsWith('javascript:') && !href.startsWith('#');
+        w.links.push(keep ? absolute(href, w.base) : undefined);
+        if (keep) w.out += '[';
+      }
+      break;
+    case 'img': {
+      const src = attr(attrs, 'src');
+      const alt = attr(attrs, 'alt') ?? '';
+      if (src && !src.startsWith('data:')) w.out += `![${alt.replace(/\s+/g, ' ')}](${absolute(src, w.base)})`;
+      break;
+    }
+    case 'ul':
+    case 'ol':
+      if (closing) w.lists.pop();
+      else if (w.lists.length < 20) w.lists.push({ ordered: tag === 'ol', n: 0 });
+      newline(w, w.lists.length > (closing ? 0 : 1) ? 1 : 2);
+      break;
+    case 'li':
+      if (!closing) {
+        newline(w, 1);
+        const l = w.lists[w.lists.length - 1];
+        w.out += `${'  '.repeat(Math.max(0, w.lists.length - 1))}${l?.ordered ? `${++l.n}.` : '-'} `;
+      }
+      break;
+    case 'td':
+    case 'th':
+      if (!closing) w.out += '| ';
+      else w.out += ' ';
+      break;
+    case 'blockquote':
+      newline(w, 2);
+      if (!closing) w.out += '> ';
+      break;
+    case 'title':
+      break;
+    default:
+      if (BLOCK.has(tag)) newline(w, tag === 'tr' ? 1 : 2);
+  }
 }

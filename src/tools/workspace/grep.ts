@@ -225,42 +225,44 @@ function capChars(lines: string[]): string {
   return out;
 }
 
+const GREP_INPUT_SCHEMA: AuditedTool['input_schema'] = {
+  type: 'object',
+  properties: {
+    pattern: { type: 'string', description: 'The regular expression pattern to search for in file contents' },
+    path: { type: 'string', description: 'File or directory to search in. Defaults to the workspace root.' },
+    glob: { type: 'string', description: 'Glob pattern to filter files (e.g. "*.js", "*.{ts,tsx}")' },
+    type: { type: 'string', description: `File type to search: ${Object.keys(TYPES).join(', ')}` },
+    output_mode: {
+      type: 'string',
+      enum: ['content', 'files_with_matches', 'count'],
+      description: 'Output mode (default "files_with_matches")',
+    },
+    '-i': { type: 'boolean', description: 'Case insensitive search' },
+    '-n': { type: 'boolean', description: 'Show line numbers in output (content mode; default true)' },
+    '-A': { type: 'number', description: 'Lines to show after each match (content mode)' },
+    '-B': { type: 'number', description: 'Lines to show before each match (content mode)' },
+    '-C': { type: 'number', description: 'Lines to show before and after each match (content mode)' },
+    context: { type: 'number', description: 'Alias of -C' },
+    head_limit: {
+      type: 'number',
+      description: 'Limit output to the first N lines/entries (default 250; 0 for unlimited)',
+    },
+    offset: { type: 'number', description: 'Skip the first N lines/entries before applying head_limit' },
+    multiline: {
+      type: 'boolean',
+      description: 'Enable multiline mode where . matches newlines and patterns can span lines',
+    },
+  },
+  required: ['pattern'],
+};
+
 export function grepTool(ws: Workspace): AuditedTool {
   return {
     name: 'workspace.grep',
     idempotent: true,
     description:
       'Searches file contents of the workspace with a regular expression (JavaScript syntax, as ripgrep\'s). output_mode: "files_with_matches" (default; paths), "content" (matching lines, with -n line numbers, -A/-B/-C context), "count" (matches per file). Filter with glob ("*.{ts,tsx}") or type ("js", "py", "rust"...). head_limit (default 250; 0 for all) and offset page through the results. Hidden files, .git and node_modules are skipped.',
-    input_schema: {
-      type: 'object',
-      properties: {
-        pattern: { type: 'string', description: 'The regular expression pattern to search for in file contents' },
-        path: { type: 'string', description: 'File or directory to search in. Defaults to the workspace root.' },
-        glob: { type: 'string', description: 'Glob pattern to filter files (e.g. "*.js", "*.{ts,tsx}")' },
-        type: { type: 'string', description: `File type to search: ${Object.keys(TYPES).join(', ')}` },
-        output_mode: {
-          type: 'string',
-          enum: ['content', 'files_with_matches', 'count'],
-          description: 'Output mode (default "files_with_matches")',
-        },
-        '-i': { type: 'boolean', description: 'Case insensitive search' },
-        '-n': { type: 'boolean', description: 'Show line numbers in output (content mode; default true)' },
-        '-A': { type: 'number', description: 'Lines to show after each match (content mode)' },
-        '-B': { type: 'number', description: 'Lines to show before each match (content mode)' },
-        '-C': { type: 'number', description: 'Lines to show before and after each match (content mode)' },
-        context: { type: 'number', description: 'Alias of -C' },
-        head_limit: {
-          type: 'number',
-          description: 'Limit output to the first N lines/entries (default 250; 0 for unlimited)',
-        },
-        offset: { type: 'number', description: 'Skip the first N lines/entries before applying head_limit' },
-        multiline: {
-          type: 'boolean',
-          description: 'Enable multiline mode where . matches newlines and patterns can span lines',
-        },
-      },
-      required: ['pattern'],
-    },
+    input_schema: GREP_INPUT_SCHEMA,
     invoke: (args, ctx) =>
       guarded(async () => {
         const source = str(args, 'pattern')!;
@@ -271,74 +273,24 @@ export function grepTool(ws: Workspace): AuditedTool {
           return toolError('"output_mode" must be "content", "files_with_matches" or "count"', 'invalid_input');
         const unicode = flag(args, '-i') ? 'iu' : 'u';
         const multiline = flag(args, 'multiline') ?? false;
-        // Unicode mode first; without it some patterns ripgrep accepts (`\-`, `\/`) parse too.
-        let safeFlags: string | undefined;
-        let syntaxError = '';
-        for (const f of [unicode, unicode.replace('u', '')]) {
-          try {
-            new RegExp(source, f + (multiline ? 'gms' : ''));
-            safeFlags = f;
-            break;
-          } catch (e) {
-            syntaxError ||= (e as Error).message;
-          }
-        }
-        if (safeFlags === undefined) return toolError(`invalid regular expression: ${syntaxError}`, 'invalid_input');
+        const safeFlags = workingFlags(source, unicode, multiline);
+        if (typeof safeFlags !== 'string')
+          return toolError(`invalid regular expression: ${safeFlags.error}`, 'invalid_input');
         const C = int(args, '-C', 0, 1000) ?? int(args, 'context', 0, 1000) ?? 0;
         const before = int(args, '-B', 0, 1000) ?? C;
         const after = int(args, '-A', 0, 1000) ?? C;
         const headLimit = int(args, 'head_limit', 0, 1e6) ?? DEFAULT_HEAD_LIMIT;
         const offset = int(args, 'offset', 0, 1e9) ?? 0;
         const lineNumbers = flag(args, '-n') ?? true;
-        const globArg = str(args, 'glob', { optional: true });
-        const typeArg = str(args, 'type', { optional: true });
-        const filters: Glob[] = [];
-        if (globArg !== undefined) filters.push(new Glob(globArg, { basenameAnywhere: true }));
-        if (typeArg !== undefined) {
-          const t = TYPES[typeArg.toLowerCase()];
-          if (!t)
-            return toolError(
-              `unknown type "${typeArg}"; known types: ${Object.keys(TYPES).join(', ')}`,
-              'invalid_input',
-            );
-          filters.push(new Glob(`{${t.join(',')}}`, { basenameAnywhere: true }));
-        }
+        const filters = fileFilters(args);
+        if (!Array.isArray(filters)) return toolError(filters.error, 'invalid_input');
 
         const given = str(args, 'path', { optional: true });
         const target = ws.resolve(given, 'path');
         const deadline = Math.min(ctx.deadline - 50, Date.now() + GREP_TIME_MS);
-        let entries: WalkEntry[];
-        let truncated: string | undefined;
-        const st = lstatAt(ws, target);
-        if (st === undefined) return pathDoesNotExist(given ?? target);
-        if (st.isFile()) entries = [{ path: target, rel: basename(target), stats: st }];
-        else {
-          const walk = walkFiles(ws, target, {
-            maxEntries: MAX_FILES * 5,
-            deadline,
-            skipDirs: DEFAULT_SKIP_DIRS,
-            skipPaths: ws.hidden(),
-            skip: ws.readDenied,
-          });
-          entries = walk.files.filter((f) => filters.every((g) => g.matches(f.rel)));
-          truncated = walk.truncated;
-        }
-        if (entries.length > MAX_FILES) {
-          entries = entries.slice(0, MAX_FILES);
-          truncated = `more than ${MAX_FILES} files`;
-        }
-        let total = 0;
-        entries = entries.filter((e) => {
-          if (e.stats.size > MAX_FILE_BYTES || total + e.stats.size > MAX_TOTAL_BYTES) {
-            truncated ??= `files over ${MAX_FILE_BYTES} bytes, or past ${MAX_TOTAL_BYTES} bytes in all, were skipped`;
-            return false;
-          }
-          total += e.stats.size;
-          return true;
-        });
-        // As Claude Code lists them: most recently modified first.
-        if (mode === 'files_with_matches')
-          entries.sort((a, b) => b.stats.mtimeMs - a.stats.mtimeMs || (a.rel < b.rel ? -1 : 1));
+        const selected = filesToSearch(ws, target, filters, deadline, mode);
+        if (selected === undefined) return pathDoesNotExist(given ?? target);
+        const { entries, truncated } = selected;
         const results = await runWorker(
           {
             root: ws.root(),
@@ -358,37 +310,112 @@ export function grepTool(ws: Workspace): AuditedTool {
           Math.max(1, deadline - Date.now()),
         );
         const note = truncated ? `\n(The search was partial: ${truncated}. Narrow path, glob or type.)` : '';
-        if (results.length === 0)
-          return { content: (mode === 'content' ? 'No matches found' : 'No files found') + note };
-        if (mode === 'files_with_matches') {
-          const { shown, more } = page(
-            results.map((r) => r.display),
-            offset,
-            headLimit,
-          );
-          return {
-            content: `Found ${results.length} file${results.length === 1 ? '' : 's'}${more ? ` (showing ${shown.length})` : ''}\n${capChars(shown)}${note}`,
-          };
-        }
-        if (mode === 'count') {
-          const { shown, more } = page(
-            results.map((r) => `${r.display}:${r.count}`),
-            offset,
-            headLimit,
-          );
-          const sum = results.reduce((n, r) => n + r.count, 0);
-          return {
-            content: `${capChars(shown)}${more ? '\n(more entries: use offset)' : ''}\n\nFound ${sum} total occurrence${sum === 1 ? '' : 's'} across ${results.length} file${results.length === 1 ? '' : 's'}.${note}`,
-          };
-        }
-        const { shown, more } = page(
-          results.flatMap((r) => r.lines),
-          offset,
-          headLimit,
-        );
-        return {
-          content: `${capChars(shown)}${more ? `\n(results limited to ${headLimit} lines: use offset=${offset + headLimit} for more)` : ''}${note}`,
-        };
+        return { content: formatResults(results, mode, offset, headLimit, note) };
       }),
   };
+}
+
+/**
+ * The flags the pattern compiles with: Unicode mode first, since without it some patterns ripgrep
+ * accepts (`\-`, `\/`) parse too; the first syntax error when neither works.
+ */
+function workingFlags(source: string, unicode: string, multiline: boolean): string | { error: string } {
+  let syntaxError = '';
+  for (const f of [unicode, unicode.replace('u', '')]) {
+    try {
+      new RegExp(source, f + (multiline ? 'gms' : ''));
+      return f;
+    } catch (e) {
+      syntaxError ||= (e as Error).message;
+    }
+  }
+  return { error: syntaxError };
+}
+
+/** The file name filters of the glob and type arguments. */
+function fileFilters(args: Record<string, unknown>): Glob[] | { error: string } {
+  const globArg = str(args, 'glob', { optional: true });
+  const typeArg = str(args, 'type', { optional: true });
+  const filters: Glob[] = [];
+  if (globArg !== undefined) filters.push(new Glob(globArg, { basenameAnywhere: true }));
+  if (typeArg !== undefined) {
+    const t = TYPES[typeArg.toLowerCase()];
+    if (!t) return { error: `unknown type "${typeArg}"; known types: ${Object.keys(TYPES).join(', ')}` };
+    filters.push(new Glob(`{${t.join(',')}}`, { basenameAnywhere: true }));
+  }
+  return filters;
+}
+
+/**
+ * The files to search under `target` (or `target` itself), within the file count and byte caps;
+ * `truncated` says what was left out. Undefined when `target` does not exist.
+ */
+function filesToSearch(
+  ws: Workspace,
+  target: string,
+  filters: Glob[],
+  deadline: number,
+  mode: Mode,
+): { entries: WalkEntry[]; truncated: string | undefined } | undefined {
+  let entries: WalkEntry[];
+  let truncated: string | undefined;
+  const st = lstatAt(ws, target);
+  if (st === undefined) return undefined;
+  if (st.isFile()) entries = [{ path: target, rel: basename(target), stats: st }];
+  else {
+    const walk = walkFiles(ws, target, {
+      maxEntries: MAX_FILES * 5,
+      deadline,
+      skipDirs: DEFAULT_SKIP_DIRS,
+      skipPaths: ws.hidden(),
+      skip: ws.readDenied,
+    });
+    entries = walk.files.filter((f) => filters.every((g) => g.matches(f.rel)));
+    truncated = walk.truncated;
+  }
+  if (entries.length > MAX_FILES) {
+    entries = entries.slice(0, MAX_FILES);
+    truncated = `more than ${MAX_FILES} files`;
+  }
+  let total = 0;
+  entries = entries.filter((e) => {
+    if (e.stats.size > MAX_FILE_BYTES || total + e.stats.size > MAX_TOTAL_BYTES) {
+      truncated ??= `files over ${MAX_FILE_BYTES} bytes, or past ${MAX_TOTAL_BYTES} bytes in all, were skipped`;
+      return false;
+    }
+    total += e.stats.size;
+    return true;
+  });
+  // As Claude Code lists them: most recently modified first.
+  if (mode === 'files_with_matches')
+    entries.sort((a, b) => b.stats.mtimeMs - a.stats.mtimeMs || (a.rel < b.rel ? -1 : 1));
+  return { entries, truncated };
+}
+
+/** The tool's answer in the output mode's format, paged by offset and head_limit; `note` ends it. */
+function formatResults(results: FileResult[], mode: Mode, offset: number, headLimit: number, note: string): string {
+  if (results.length === 0) return (mode === 'content' ? 'No matches found' : 'No files found') + note;
+  if (mode === 'files_with_matches') {
+    const { shown, more } = page(
+      results.map((r) => r.display),
+      offset,
+      headLimit,
+    );
+    return `Found ${results.length} file${results.length === 1 ? '' : 's'}${more ? ` (showing ${shown.length})` : ''}\n${capChars(shown)}${note}`;
+  }
+  if (mode === 'count') {
+    const { shown, more } = page(
+      results.map((r) => `${r.display}:${r.count}`),
+      offset,
+      headLimit,
+    );
+    const sum = results.reduce((n, r) => n + r.count, 0);
+    return `${capChars(shown)}${more ? '\n(more entries: use offset)' : ''}\n\nFound ${sum} total occurrence${sum === 1 ? '' : 's'} across ${results.length} file${results.length === 1 ? '' : 's'}.${note}`;
+  }
+  const { shown, more } = page(
+    results.flatMap((r) => r.lines),
+    offset,
+    headLimit,
+  );
+  return `${capChars(shown)}${more ? `\n(results limited to ${headLimit} lines: use offset=${offset + headLimit} for more)` : ''}${note}`;
 }

@@ -395,58 +395,14 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
   const fuel = Math.min(MAX_FUEL, Math.max(0, Math.floor(opts.fuel)));
   const sections = readSections(bytes);
   const find = (id: number) => sections.find((s) => s.id === id);
-
-  // Imports: count imported functions and globals; an imported memory cannot be capped here.
-  let importedGlobals = 0;
-  const imp = find(2);
-  if (imp) {
-    const r = new Reader(bytes, imp.start, imp.end);
-    const n = r.u32();
-    for (let i = 0; i < n; i++) {
-      const mod = r.name();
-      const field = r.name();
-      const kind = r.byte();
-      if (kind === 0x00) r.u32();
-      else if (kind === 0x01) {
-        r.valtype();
-        r.limits();
-      } else if (kind === 0x02)
-        throw new WasmFormatError(
-          `the module imports its memory ("${mod}" "${field}"); a tool module must define and export its own memory`,
-        );
-      else if (kind === 0x03) {
-        r.valtype();
-        r.byte();
-        importedGlobals++;
-      } else if (kind === 0x04) {
-        r.byte();
-        r.u32();
-      } else throw new WasmFormatError(`unknown import kind ${kind}`);
-    }
-  }
+  const importedGlobals = countImportedGlobals(bytes, find(2));
 
   const replaced = new Map<number, Uint8Array>();
   const initialPages: number[] = [];
 
   // Memory: cap every memory's maximum.
   const mem = find(5);
-  if (mem) {
-    const r = new Reader(bytes, mem.start, mem.end);
-    const n = r.u32();
-    const out: number[] = [...u32(n)];
-    for (let i = 0; i < n; i++) {
-      const [flags, min, max] = r.limits();
-      if (min > opts.maxMemoryPages) {
-        throw new WasmFormatError(
-          `the module's memory starts at ${min} pages (${min * 64} KiB), above the limit of ${opts.maxMemoryPages} pages (${opts.maxMemoryPages * 64} KiB)`,
-        );
-      }
-      initialPages.push(min);
-      const cap = max === undefined ? opts.maxMemoryPages : Math.min(max, opts.maxMemoryPages);
-      out.push(flags | 0x01, ...u32(min), ...u32(cap));
-    }
-    replaced.set(5, section(5, out));
-  }
+  if (mem) replaced.set(5, capMemories(bytes, mem, opts.maxMemoryPages, initialPages));
 
   // Global: append the fuel global.
   const glob = find(6);
@@ -466,9 +422,78 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
   const start = find(8);
   let startIndex: number | undefined;
   if (start) startIndex = new Reader(bytes, start.start, start.end).u32();
+  replaced.set(7, exportSection(bytes, find(7), fuelIndex, startIndex));
 
-  // Export: export the fuel global (and the start function).
-  const exp = find(7);
+  // Code: a fuel check at every function entry and loop head.
+  let functions = 0;
+  let loops = 0;
+  const code = find(10);
+  if (code) {
+    const metered = meterCode(bytes, code, fuelCheck(fuelIndex));
+    replaced.set(10, metered.section);
+    functions = metered.functions;
+    loops = metered.loops;
+  }
+
+  return { bytes: reassemble(bytes, sections, replaced), fuelExport: FUEL_EXPORT, initialPages, functions, loops };
+}
+
+/** Counts the imported globals (they come before the defined ones in the index space); an imported memory cannot be capped here. */
+function countImportedGlobals(bytes: Uint8Array, imp: Section | undefined): number {
+  let importedGlobals = 0;
+  if (!imp) return importedGlobals;
+  const r = new Reader(bytes, imp.start, imp.end);
+  const n = r.u32();
+  for (let i = 0; i < n; i++) {
+    const mod = r.name();
+    const field = r.name();
+    const kind = r.byte();
+    if (kind === 0x00) r.u32();
+    else if (kind === 0x01) {
+      r.valtype();
+      r.limits();
+    } else if (kind === 0x02)
+      throw new WasmFormatError(
+        `the module imports its memory ("${mod}" "${field}"); a tool module must define and export its own memory`,
+      );
+    else if (kind === 0x03) {
+      r.valtype();
+      r.byte();
+      importedGlobals++;
+    } else if (kind === 0x04) {
+      r.byte();
+      r.u32();
+    } else throw new WasmFormatError(`unknown import kind ${kind}`);
+  }
+  return importedGlobals;
+}
+
+/** The memory section with every memory's maximum capped at `maxPages`; each initial size goes to `initialPages`. */
+function capMemories(bytes: Uint8Array, mem: Section, maxPages: number, initialPages: number[]): Uint8Array {
+  const r = new Reader(bytes, mem.start, mem.end);
+  const n = r.u32();
+  const out: number[] = [...u32(n)];
+  for (let i = 0; i < n; i++) {
+    const [flags, min, max] = r.limits();
+    if (min > maxPages) {
+      throw new WasmFormatError(
+        `the module's memory starts at ${min} pages (${min * 64} KiB), above the limit of ${maxPages} pages (${maxPages * 64} KiB)`,
+      );
+    }
+    initialPages.push(min);
+    const cap = max === undefined ? maxPages : Math.min(max, maxPages);
+    out.push(flags | 0x01, ...u32(min), ...u32(cap));
+  }
+  return section(5, out);
+}
+
+/** The export section with the fuel global (and the start function) exported under the sandbox's reserved names. */
+function exportSection(
+  bytes: Uint8Array,
+  exp: Section | undefined,
+  fuelIndex: number,
+  startIndex: number | undefined,
+): Uint8Array {
   let exportCount = 0;
   let exportRest: Uint8Array = new Uint8Array(0);
   if (exp) {
@@ -490,49 +515,53 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
     const startName = enc.encode(START_EXPORT);
     added.push(...u32(startName.length), ...startName, 0x00, ...u32(startIndex));
   }
-  replaced.set(7, section(7, [...u32(exportCount + (startIndex === undefined ? 1 : 2)), ...exportRest, ...added]));
+  return section(7, [...u32(exportCount + (startIndex === undefined ? 1 : 2)), ...exportRest, ...added]);
+}
 
-  // Code: a fuel check at every function entry and loop head.
-  const check = fuelCheck(fuelIndex);
+/** The code section with `check` inserted at every function entry and loop head. */
+function meterCode(
+  bytes: Uint8Array,
+  code: Section,
+  check: Uint8Array,
+): { section: Uint8Array; functions: number; loops: number } {
   let functions = 0;
   let loops = 0;
-  const code = find(10);
-  if (code) {
-    const r = new Reader(bytes, code.start, code.end);
-    const n = r.u32();
-    const parts: Uint8Array[] = [Uint8Array.from(u32(n))];
-    for (let i = 0; i < n; i++) {
-      const size = r.u32();
-      const bodyStart = r.p;
-      const bodyEnd = bodyStart + size;
-      const br = new Reader(bytes, bodyStart, bodyEnd);
-      const groups = br.u32();
-      for (let g = 0; g < groups; g++) {
-        br.u32();
-        br.valtype();
-      }
-      const exprStart = br.p;
-      const heads = loopHeads(br);
-      if (br.p !== bodyEnd) throw new WasmFormatError(`function ${i}: body ends at byte ${br.p}, expected ${bodyEnd}`);
-      const body: Uint8Array[] = [bytes.subarray(bodyStart, exprStart), check];
-      let from = exprStart;
-      for (const h of heads) {
-        body.push(bytes.subarray(from, h), check);
-        from = h;
-      }
-      body.push(bytes.subarray(from, bodyEnd));
-      const joined = concat(body);
-      parts.push(Uint8Array.from(u32(joined.length)), joined);
-      r.p = bodyEnd;
-      functions++;
-      loops += heads.length;
+  const r = new Reader(bytes, code.start, code.end);
+  const n = r.u32();
+  const parts: Uint8Array[] = [Uint8Array.from(u32(n))];
+  for (let i = 0; i < n; i++) {
+    const size = r.u32();
+    const bodyStart = r.p;
+    const bodyEnd = bodyStart + size;
+    const br = new Reader(bytes, bodyStart, bodyEnd);
+    const groups = br.u32();
+    for (let g = 0; g < groups; g++) {
+      br.u32();
+      br.valtype();
     }
-    replaced.set(10, section(10, concat(parts)));
+    const exprStart = br.p;
+    const heads = loopHeads(br);
+    if (br.p !== bodyEnd) throw new WasmFormatError(`function ${i}: body ends at byte ${br.p}, expected ${bodyEnd}`);
+    const body: Uint8Array[] = [bytes.subarray(bodyStart, exprStart), check];
+    let from = exprStart;
+    for (const h of heads) {
+      body.push(bytes.subarray(from, h), check);
+      from = h;
+    }
+    body.push(bytes.subarray(from, bodyEnd));
+    const joined = concat(body);
+    parts.push(Uint8Array.from(u32(joined.length)), joined);
+    r.p = bodyEnd;
+    functions++;
+    loops += heads.length;
   }
+  return { section: section(10, concat(parts)), functions, loops };
+}
 
-  // Reassemble, inserting the global and export sections where the module had none.
+/** The module with `replaced` sections, the global and export sections inserted where it had none, the start section dropped. */
+function reassemble(bytes: Uint8Array, sections: Section[], replaced: Map<number, Uint8Array>): Uint8Array {
   const out: Uint8Array[] = [bytes.subarray(0, 8)];
-  const pending = new Set([6, 7].filter((id) => !find(id)));
+  const pending = new Set([6, 7].filter((id) => !sections.some((s) => s.id === id)));
   const flushPending = (beforeRank: number) => {
     for (const id of [6, 7]) {
       if (pending.has(id) && rank(id) < beforeRank) {
@@ -547,5 +576,5 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
     out.push(replaced.get(s.id) ?? bytes.subarray(s.headerStart, s.end));
   }
   flushPending(Infinity);
-  return { bytes: concat(out), fuelExport: FUEL_EXPORT, initialPages, functions, loops };
+  return concat(out);
 }
