@@ -9,18 +9,18 @@
  * default ~/.cache/caxton-bench/mastra-VERSION), never into the project's dependencies.
 
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { Agent } from 'node:http';
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { postKeptAlive } from './lib/keepalive-post.mjs';
-import { listeningUrl } from './lib/listening.js';
+import { spawnListening } from './lib/listening.js';
 import { load } from './lib/load.js';
-import { processCpuSeconds } from './lib/proc-cpu.js';
+import { processCpuSeconds, rssKiB } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
-import { fmt, summarize } from './lib/stats.js';
+import { fmt, median, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -88,22 +88,15 @@ interface Running {
 async function start(kind: Kind, mastraDir: string, project: string): Promise<{ server: Running; coldMs: number }> {
   const t0 = performance.now();
   const args = kind === 'caxton' ? [CLI, 'serve'] : [MASTRA_SERVER];
-  const child = spawn(process.execPath, args, {
+  const { url, pid, stop } = await spawnListening(args, kind, {
     cwd: project,
     env: { ...process.env, MASTRA_DIR: mastraDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const url = await listeningUrl(child, kind);
   const path = kind === 'caxton' ? '/api/v1/agents/echo/invoke' : '/';
   const first = await ask(url + path, TEXT);
   if (!first.includes('42')) throw new Error(`${kind}: the first answer was ${first.slice(0, 300)}`);
   const coldMs = performance.now() - t0;
-  const stop = async () => {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  };
-  return { server: { url, pid: child.pid!, path, stop }, coldMs };
+  return { server: { url, pid, path, stop }, coldMs };
 }
 
 async function ask(url: string, body: string): Promise<string> {
@@ -137,20 +130,12 @@ async function sequential(url: string, body: string): Promise<{ p50: number; p99
  * floor's is out of any server's reach here (scheduling, the loopback stack, the client).
  */
 async function floorTail(): Promise<{ p50: number; p99: number }> {
-  const child = spawn(process.execPath, [HELLO_SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const hello = await spawnListening([HELLO_SERVER], 'the fastify hello-world');
   try {
-    const url = await listeningUrl(child, 'the fastify hello-world');
-    return await sequential(url + '/api/v1/agents/echo/invoke', TEXT);
+    return await sequential(hello.url + '/api/v1/agents/echo/invoke', TEXT);
   } finally {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
+    await hello.stop();
   }
-}
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
 interface Figures {
@@ -215,13 +200,13 @@ async function round(kind: Kind, mastraDir: string, template: string, scratch: s
       rps.push(r.req_per_s);
       cpu.push(((cpu1 - cpu0) * 1e6) / r.requests);
     }
-    f.rss_mib.push(rssMiB(server.pid));
+    f.rss_mib.push(rssKiB(server.pid) / 1024);
   } finally {
     await server.stop();
   }
 }
 
-const med = (xs: number[]): number => summarize(xs).p50;
+const med = median;
 
 interface FloorTail {
   p50: number[];

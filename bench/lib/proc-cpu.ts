@@ -188,3 +188,17 @@ export function threadCpuMs(pid: number, tid = pid): number {
     return Number.NaN;
   }
 }
+
+/** Resident memory of the processes, KiB, summed (0 for one that exited meanwhile). */
+export function rssKiB(...pids: number[]): number {
+  let kib = 0;
+  for (const pid of pids) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) kib += Number(m[1]);
+    } catch {
+      // Exited meanwhile (a replaced pool process).
+    }
+  }
+  return kib;
+}
