@@ -26,7 +26,7 @@ export function processCpuSeconds(pid: number): number {
 }
 
 /** The ids of the running processes whose command name (/proc/PID/comm) is `comm`. */
-export function pidsNamed(comm: string): number[] {
+function pidsNamed(comm: string): number[] {
   const out: number[] = [];
   let entries: string[];
   try {
