@@ -4,28 +4,20 @@
  * agents), idle memory per deployed agent (documents: < 100 KB; aim: 10 KB) and restart time,
  * each beside a fastify hello-world measured in the same run.
  */
-import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { loadServerConfig } from '../src/config/index.js';
-import { createLogger } from '../src/observability/index.js';
-import { startServer, type CaxtonServer } from '../src/server/index.js';
 import { measureBaseline } from './lib/baseline.js';
 import { agentName, agentToml, CAPABILITY_POOL, planAgents, type AgentPlan } from './lib/generate.js';
 import { pool, request, sequential } from './lib/http.js';
-import { load, type LoadResult } from './lib/load.js';
+import { load, loadLine } from './lib/load.js';
 import { KB, MB, snapshot, type MemorySnapshot } from './lib/memory.js';
 import { note, progress } from './lib/progress.js';
 import { rng } from './lib/random.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { fmt, fmtMs, fmtUs, msSince, summarize } from './lib/stats.js';
+import { startQuietServer } from './lib/scripted-server.js';
+import { envNumber, fmt, fmtMs, fmtUs, msSince, p50p99, summarize, verdict } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
-const env = (name: string, def: number) => {
-  const v = process.env[name];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : def;
-};
+const env = envNumber;
 
 /** Sizes; the environment overrides them for quick runs (e.g. BENCH_AGENTS=1000). */
 const AGENTS = env('BENCH_AGENTS', 10_000);
@@ -38,28 +30,10 @@ const QUERY_TARGET_MS = 50;
 const MEMORY_TARGET_KB = 100;
 const MEMORY_AIM_KB = 10;
 
-const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
 const kb = (bytes: number) => `${fmt(bytes / KB, 1)} KB`;
 const mb = (bytes: number) => `${fmt(bytes / MB, 1)} MB`;
-const p50p99 = (s: { p50: number; p99: number }) => `p50 ${fmtMs(s.p50)} / p99 ${fmtMs(s.p99)}`;
-/** autocannon's latency histogram has 1 ms resolution, so the mean comes from Little's law. */
-const loadLine = (l: LoadResult) =>
-  `${fmt(l.req_per_s, 0)} req/s, mean ${fmtMs((l.connections / l.req_per_s) * 1000)}, p99 ${l.latency_ms.p99} ms${l.non2xx + l.errors > 0 ? `, ${l.non2xx + l.errors} errors` : ''}`;
 
-async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: number }> {
-  const file = join(dir, 'caxton.toml');
-  writeFileSync(
-    file,
-    `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n`,
-  );
-  // An empty environment: CAXTON_* variables of the shell must not change what is measured.
-  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */ });
-  // Logs go to stderr so stdout carries only the result tables.
-  const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: true }));
-  const t0 = process.hrtime.bigint();
-  const server = await startServer({ config, logger });
-  return { server, ms: msSince(t0) };
-}
+const startCaxton = (dir: string) => startQuietServer(dir);
 
 interface Dataset {
   plan: AgentPlan;

@@ -6,9 +6,9 @@
  * audit row, one execution.finished event) and a REST message submission (one audit row, one
  * message.sent and one message.received event).
  */
-import { parseAgent } from '../src/agents/index.js';
 import type { CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
+import { registerSink } from './lib/bench-agents.js';
 import { startInvokeFloor } from './lib/invoke-floor.js';
 import { startSubmitFloor } from './lib/submit-floor.js';
 import { load, type LoadResult } from './lib/load.js';
@@ -38,21 +38,7 @@ async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
     agent: AGENT,
     toml: `[messaging]\nmax_queue = 10000000\n[events]\nenabled = ${on}\n[audit]\nenabled = ${on}\n`,
   });
-  const now = new Date().toISOString();
-  const sink = parseAgent(
-    'name = "sink"\ncapabilities = ["sink"]\nsystem_prompt = "bench"\n[messaging]\nmax_concurrency = 64\n',
-    { format: 'toml' },
-  );
-  if (!sink.ok) throw new Error(JSON.stringify(sink.errors));
-  server.registry.upsert({
-    definition: sink.definition,
-    format: 'toml',
-    origin: { kind: 'api' },
-    revision: 1,
-    deployed_at: now,
-    updated_at: now,
-  });
-  server.bus.registerHandler('sink', () => undefined);
+  registerSink(server);
   for (const [url, body, status] of [
     [`${server.url}/api/v1/agents/text/invoke`, INVOKE_BODY, 200],
     [`${server.url}/api/v1/messages`, SUBMIT_BODY, 202],

@@ -32,7 +32,7 @@ import { startOwnPostgres } from './lib/own-postgres.js';
 import { cpuMeter, processTree } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { fmt } from './lib/stats.js';
+import { fmt, verdict } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const N = Number(process.env.BENCH_CLUSTER_ROWS_MESSAGES ?? 2_000);
@@ -188,35 +188,19 @@ export const clusterRowsSuite: Suite = {
       return xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
     };
     const base = (f: (r: Rep) => number) => (BASE_MAIN ? fmt(mean('base', f), 2) : '(no base build)');
-    const rows: Row[] = [
-      {
-        metric: `row writes per delivered inform (pg_stat_database, ${N} in POSTs of ${BATCH})`,
-        value: fmt(
-          mean('this', (r) => r.writes_per_msg),
-          2,
-        ),
-        baseline: base((r) => r.writes_per_msg),
-        target: '<= 5',
-        verdict: mean('this', (r) => r.writes_per_msg) <= 5 ? 'pass' : 'fail',
-      },
-      {
-        metric: 'transactions per delivered inform',
-        value: fmt(
-          mean('this', (r) => r.xacts_per_msg),
-          2,
-        ),
-        baseline: base((r) => r.xacts_per_msg),
-        target: '<= 0.5',
-        verdict: mean('this', (r) => r.xacts_per_msg) <= 0.5 ? 'pass' : 'fail',
-      },
-      {
-        metric: "the node's CPU per delivered inform (ms)",
-        value: fmt(
-          mean('this', (r) => r.node_cpu_ms_per_msg),
-          2,
-        ),
-        baseline: base((r) => r.node_cpu_ms_per_msg),
-      },
+    const row = (metric: string, f: (r: Rep) => number, target?: number): Row => {
+      const v = mean('this', f);
+      return {
+        metric,
+        value: fmt(v, 2),
+        baseline: base(f),
+        ...(target !== undefined && { target: `<= ${target}`, verdict: verdict(v <= target) }),
+      };
+    };
+    const rows = [
+      row(`row writes per delivered inform (pg_stat_database, ${N} in POSTs of ${BATCH})`, (r) => r.writes_per_msg, 5),
+      row('transactions per delivered inform', (r) => r.xacts_per_msg, 0.5),
+      row("the node's CPU per delivered inform (ms)", (r) => r.node_cpu_ms_per_msg),
     ];
     return { rows, notes: reps.map((r) => JSON.stringify(r)), raw: { reps } };
   },

@@ -11,18 +11,16 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
-import { loadServerConfig } from '../src/config/index.js';
 import type { AgentResponse } from '../src/execution/types.js';
 import { createIsolation, DEFAULT_PROCESS_MAX_REQUESTS } from '../src/execution/isolation/index.js';
-import { createLogger } from '../src/observability/index.js';
-import { startServer, type CaxtonServer } from '../src/server/index.js';
+import type { CaxtonServer } from '../src/server/index.js';
 import { startHelloWorld } from './lib/baseline.js';
 import { request, sequential, type SequentialResult } from './lib/http.js';
-import { load, type LoadResult } from './lib/load.js';
+import { load, loadLine, type LoadResult } from './lib/load.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { envNumber, fmt, fmtMs, msSince, summarize, type Summary } from './lib/stats.js';
+import { startQuietServer } from './lib/scripted-server.js';
+import { envNumber, fmt, fmtMs, msSince, p50p99, summarize, verdict, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const SEQUENTIAL = envNumber('BENCH_QUERIES', 2000);
@@ -43,14 +41,9 @@ const PROCESS_DOC_COLD_START_MS = 20;
 type Mode = 'context' | 'worker' | 'process';
 const MODES: readonly Mode[] = ['context', 'worker', 'process'];
 
-const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
-const p50p99 = (s: { p50: number; p99: number }) => `p50 ${fmtMs(s.p50)} / p99 ${fmtMs(s.p99)}`;
 const signed = (ms: number) => `${ms < 0 ? '−' : '+'}${fmtMs(Math.abs(ms))}`;
 /** Caxton minus the baseline at the same percentile (p99 differences of sub-ms requests are noisy, and may be negative). */
 const added = (s: Summary, b: Summary) => `${signed(s.p50 - b.p50)} p50 / ${signed(s.p99 - b.p99)} p99`;
-/** autocannon's latency histogram has 1 ms resolution, so the mean comes from Little's law. */
-const loadLine = (l: LoadResult) =>
-  `${fmt(l.req_per_s, 0)} req/s, mean ${fmtMs((l.connections / l.req_per_s) * 1000)}, p99 ${l.latency_ms.p99} ms${l.non2xx + l.errors + l.timeouts > 0 ? `, ${l.non2xx} non-2xx / ${l.errors} errors / ${l.timeouts} timeouts` : ''}`;
 
 /** The script every agent talks to: a short answer, or one calculator call then an answer. */
 const SCRIPT = `# bench/execution.ts: zero latency (no latency_ms anywhere)
@@ -86,22 +79,14 @@ const loadPost = (url: string, body: string) =>
   load({ url, method: 'POST', headers: JSON_HEADERS, body, duration: LOAD_SECONDS, connections: CONNECTIONS });
 
 async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: number }> {
-  const file = join(dir, 'caxton.toml');
   writeFileSync(join(dir, 'script.toml'), SCRIPT);
-  writeFileSync(
-    file,
-    `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n\n` +
-      `[llm]\ndefault_provider = "bench"\n\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n\n` +
+  return startQuietServer(
+    dir,
+    `[llm]\ndefault_provider = "bench"\n\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n\n` +
       // Server-wide context; each agent picks its own mode. pool_size sizes both pools: 2 worker
       // threads and 2 child processes (the default on 2 cores).
       `[execution]\nisolation = "context"\npool_size = ${PROCESS_POOL}\n`,
   );
-  // An empty environment: CAXTON_* variables of the shell must not change what is measured.
-  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */ });
-  const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: true }));
-  const t0 = process.hrtime.bigint();
-  const server = await startServer({ config, logger });
-  return { server, ms: msSince(t0) };
 }
 
 /** Sends one request and fails loudly unless it is a 200 AgentResponse from the expected mode. */

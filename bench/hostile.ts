@@ -11,7 +11,7 @@
  *
  * Target: /health answers within 50 ms (p99 and max) while each hostile input is processed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawnListening, type Listening } from './lib/listening.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import wabtInit from 'wabt';
@@ -139,7 +139,7 @@ async function deployLogLoop(url: string, name: string, fuel: string): Promise<v
   if (res.status !== 201 && res.status !== 200) throw new Error(`deploying ${name}: ${res.status} ${await res.text()}`);
 }
 
-async function startServe(): Promise<{ child: ChildProcess; url: string; remove(): void }> {
+async function startServe(): Promise<Listening & { remove(): void }> {
   const tmp = tempDir('caxton-bench-hostile-');
   const dir = tmp.path;
   const config = join(dir, 'caxton.toml');
@@ -149,23 +149,15 @@ async function startServe(): Promise<{ child: ChildProcess; url: string; remove(
     config,
     '[server]\nport = 0\nmax_body_size = "2MiB"\n[metrics]\nenabled = false\n[logging]\nlevel = "error"\n[auth]\nenabled = false\n',
   );
-  const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', config], {
-    cwd: dir,
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir },
-  });
-  let stderr = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      const m = /caxton listening on (http:\/\/\S+)/.exec(stderr);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code: number | null) =>
-      reject(new Error(`caxton serve exited (${code}) before listening:\n${stderr}`)),
-    );
-  });
-  return { child, url, remove: tmp.remove };
+  const server = await spawnListening(
+    [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', config],
+    'caxton serve',
+    {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir },
+    },
+  );
+  return { ...server, remove: tmp.remove };
 }
 
 /** /health one request after another until `stop()` is true; latency of each. */
@@ -204,8 +196,8 @@ async function whilePosting(url: string, path: string, type: string, body: strin
 }
 
 async function run(): Promise<SuiteReport> {
-  const { child, url, remove } = await startServe();
-  note(`caxton serve (pid ${child.pid}) on ${url}`);
+  const { pid, url, stop, remove } = await startServe();
+  note(`caxton serve (pid ${pid}) on ${url}`);
   try {
     // Warm-up, then the idle baseline.
     let until = Date.now() + 500;
@@ -275,8 +267,7 @@ async function run(): Promise<SuiteReport> {
       raw,
     };
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await stop();
     remove();
   }
 }

@@ -1,43 +1,28 @@
 /**
  * Latency with a slow model, and what runs in flight cost: a stand-in model that answers after
- * 500 ms and then streams one word every 20 ms (Caxton's scripted provider with `latency_ms` and
- * `chunk_ms`; for Mastra a model object written to the AI SDK v2 interface that waits the same),
- * behind `caxton serve` in each isolation mode (context, i.e. in-process, worker and process) and
- * behind Mastra, each server in its own process, alternated in repetitions.
- *
- * Per server: a three-turn tool loop (two calculator calls, then the answer) and the time to the
- * first streamed token, each measured one request at a time, each first token followed by one from
- * the stand-in model called directly (bench/lib/slow-model-server.mjs, its own process: the floor
- * the added latency is taken over, measured by the same client at the same time); then the in-flight ramp: at each step
- * N, N connections are opened first (in batches, below the listen backlog), then one invoke is
- * sent on each at once, all waiting on the slow model together. Per step: every request's latency
- * (p50, p99), the statuses, and the server's RSS (its process tree: a process pool's children
- * count) at its peak during the step above its level just before, per run in flight. In-process
- * (context) is the baseline the ratios are taken against.
+ * 500 ms and then streams a word every 20 ms, behind `caxton serve` in each isolation mode and
+ * behind Mastra, each server its own process, alternated in repetitions; in-process (context) is
+ * the baseline of the ratios. Per server: sequential tool loops and first tokens (each first token
+ * followed by one from the stand-in called directly, bench/lib/slow-model-server.mjs: the floor
+ * of the added latency), then the in-flight ramp (N connections opened first, then one invoke on
+ * each at once; latency per request and the server tree's peak RSS per run). The method and the
+ * variables are in docs/benchmarks.md and bench/README.md.
  *
  * A Caxton server is measured once its built-in tool servers have loaded: until then each one's
  * compilation, deferred past the first requests of a start, holds up the request that arrives while
  * it runs (a cost of starting, which the startup suite measures).
- *
- * A server skips a step when its p50 at the step before, scaled to this one's N, passes
- * BENCH_LATENCY_MAX_STEP_MS (60 s): its runs queue rather than wait together.
- *
- * BENCH_LATENCY_STEPS (default 10,100,1000,2000,5000,10000; BENCH_LATENCY_QUICK=1: 10,100,1000,2000),
- * BENCH_LATENCY_REPS (2), BENCH_LATENCY_MODES (context,worker,process,mastra), BENCH_LATENCY_SEQ
- * (20 sequential tool loops and first tokens per server and repetition).
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { listeningUrl } from './lib/listening.js';
+import { spawnListening } from './lib/listening.js';
 import { ensureMastra, MASTRA_VERSION } from './mastra.js';
-import { processTree } from './lib/proc-cpu.js';
+import { processTree, rssKiB } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
-import { fmt, summarize } from './lib/stats.js';
+import { fmt, median, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -114,7 +99,7 @@ async function startServer(mode: Mode, dir: string, mastraDir: string): Promise<
   const isMastra = mode === 'mastra';
   mkdirSync(dir, { recursive: true });
   if (!isMastra) caxtonProject(dir, mode);
-  const child = spawn(process.execPath, isMastra ? [MASTRA_SERVER] : [CLI, 'serve'], {
+  const server = await spawnListening(isMastra ? [MASTRA_SERVER] : [CLI, 'serve'], LABEL[mode], {
     cwd: dir,
     env: {
       ...process.env,
@@ -124,28 +109,20 @@ async function startServer(mode: Mode, dir: string, mastraDir: string): Promise<
       MASTRA_TOOL_TURNS: '2',
       MASTRA_ANSWER: ANSWER,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const url = new URL(await listeningUrl(child, LABEL[mode]));
-  // Keep reading its output: a full pipe would block the server.
-  child.stdout?.resume();
-  child.stderr?.on('data', (d: Buffer) => {
+  server.child.stderr?.on('data', (d: Buffer) => {
     const s = d.toString();
     if (/error|warn/i.test(s)) process.stderr.write(`[${mode}] ${s.slice(0, 500)}`);
   });
-  const exited = new Promise((r) => child.once('exit', r));
+  const url = new URL(server.url);
   if (!isMastra) await toolServersLoaded(url.origin);
   return {
     host: url.hostname,
     port: Number(url.port),
-    pid: child.pid!,
+    pid: server.pid,
     invokePath: isMastra ? '/' : '/api/v1/agents/slow/invoke',
     streamPath: isMastra ? '/stream' : '/api/v1/agents/slow/invoke',
-    async stop() {
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(15_000)]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
+    stop: server.stop,
   };
 }
 
@@ -164,25 +141,27 @@ async function toolServersLoaded(origin: string): Promise<void> {
 
 /** The stand-in model served on its own, called directly. */
 async function startDirectModel(): Promise<Server> {
-  const child = spawn(process.execPath, [DIRECT_MODEL], {
-    env: { ...process.env, MODEL_LATENCY_MS: String(MODEL_MS), MODEL_CHUNK_MS: String(CHUNK_MS), MODEL_ANSWER: ANSWER },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const url = new URL(await listeningUrl(child, 'the model called directly'));
-  child.stdout?.resume();
-  child.stderr?.resume();
-  const exited = new Promise((r) => child.once('exit', r));
+  const server = await spawnListening(
+    [DIRECT_MODEL],
+    'the model called directly',
+    {
+      env: {
+        ...process.env,
+        MODEL_LATENCY_MS: String(MODEL_MS),
+        MODEL_CHUNK_MS: String(CHUNK_MS),
+        MODEL_ANSWER: ANSWER,
+      },
+    },
+    5_000,
+  );
+  const url = new URL(server.url);
   return {
     host: url.hostname,
     port: Number(url.port),
-    pid: child.pid!,
+    pid: server.pid,
     invokePath: '/',
     streamPath: '/',
-    async stop() {
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(5_000)]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
+    stop: server.stop,
   };
 }
 
@@ -229,20 +208,6 @@ function post(
 
 const TEXT = JSON.stringify({ request: 'hi' });
 const TOOL = JSON.stringify({ request: 'calculate 6*7' });
-
-/** RSS of a process and its descendants, KiB. */
-function treeRssKiB(pids: number[]): number {
-  let kib = 0;
-  for (const pid of pids) {
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) kib += Number(m[1]);
-    } catch {
-      // Exited meanwhile (a replaced pool process).
-    }
-  }
-  return kib;
-}
 
 interface Step {
   n: number;
@@ -316,16 +281,16 @@ async function rampStep(s: Server, n: number): Promise<Step> {
   const bytes = Buffer.from(head, 'latin1');
   await sleep(300);
   let pids = processTree(s.pid);
-  const before = treeRssKiB(pids);
+  const before = rssKiB(...pids);
   let peak = before;
   let ticks = 0;
   const sampler = setInterval(() => {
     if (++ticks % 40 === 0) pids = processTree(s.pid);
-    peak = Math.max(peak, treeRssKiB(pids));
+    peak = Math.max(peak, rssKiB(...pids));
   }, 25);
   const results = await Promise.all(conns.map((c) => rawPost(c, bytes)));
   clearInterval(sampler);
-  peak = Math.max(peak, treeRssKiB(pids));
+  peak = Math.max(peak, rssKiB(...pids));
   for (const c of conns) c.destroy();
   const statuses: Record<string, number> = {};
   for (const r of results) {
@@ -397,12 +362,7 @@ async function runServer(mode: Mode, dir: string, mastraDir: string, direct: Ser
   }
 }
 
-/** The median (of two values, their mean: nearest-rank would give the lower one). */
-function med(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-}
+const med = median;
 
 export const latencySuite: Suite = {
   name: 'latency',

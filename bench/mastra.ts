@@ -7,23 +7,20 @@
  *
  * Mastra is installed on first use into a private cache directory (CAXTON_BENCH_MASTRA_DIR, by
  * default ~/.cache/caxton-bench/mastra-VERSION), never into the project's dependencies.
- *
- * BENCH_CAXTON_ONLY=1 measures Caxton's sequential latency alone (no Mastra, no cold starts, no
- * load), the quick loop for its tail; with BENCH_CAXTON_BASELINE=<another build's
- * dist/cli/main.js> the rounds alternate with that build, the same-run baseline.
+
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { Agent } from 'node:http';
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { postKeptAlive } from './lib/keepalive-post.mjs';
-import { listeningUrl } from './lib/listening.js';
+import { spawnListening } from './lib/listening.js';
 import { load } from './lib/load.js';
-import { processCpuSeconds, threadCpuMs } from './lib/proc-cpu.js';
+import { processCpuSeconds, rssKiB } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
-import { fmt, summarize } from './lib/stats.js';
+import { fmt, median, summarize } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -47,8 +44,6 @@ const WARMUP = Number(process.env.BENCH_WARMUP ?? 200);
  */
 const CLIENT_GC_EVERY = 50;
 const clientGc = process.env.BENCH_CLIENT_GC === '0' ? undefined : globalThis.gc;
-const CAXTON_ONLY = process.env.BENCH_CAXTON_ONLY === '1';
-const BASELINE_CLI = process.env.BENCH_CAXTON_BASELINE;
 
 const PROJECT: Record<string, string> = {
   'caxton.toml':
@@ -90,30 +85,18 @@ interface Running {
 }
 
 /** Starts one server; resolves once it answered its first request (the cold-start figure). */
-async function start(
-  kind: Kind,
-  mastraDir: string,
-  project: string,
-  cli = CLI,
-): Promise<{ server: Running; coldMs: number }> {
+async function start(kind: Kind, mastraDir: string, project: string): Promise<{ server: Running; coldMs: number }> {
   const t0 = performance.now();
-  const args = kind === 'caxton' ? [cli, 'serve'] : [MASTRA_SERVER];
-  const child = spawn(process.execPath, args, {
+  const args = kind === 'caxton' ? [CLI, 'serve'] : [MASTRA_SERVER];
+  const { url, pid, stop } = await spawnListening(args, kind, {
     cwd: project,
     env: { ...process.env, MASTRA_DIR: mastraDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const url = await listeningUrl(child, kind);
   const path = kind === 'caxton' ? '/api/v1/agents/echo/invoke' : '/';
   const first = await ask(url + path, TEXT);
   if (!first.includes('42')) throw new Error(`${kind}: the first answer was ${first.slice(0, 300)}`);
   const coldMs = performance.now() - t0;
-  const stop = async () => {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  };
-  return { server: { url, pid: child.pid!, path, stop }, coldMs };
+  return { server: { url, pid, path, stop }, coldMs };
 }
 
 async function ask(url: string, body: string): Promise<string> {
@@ -124,28 +107,21 @@ async function ask(url: string, body: string): Promise<string> {
 }
 
 /** SEQUENTIAL requests one after another on one kept-alive connection, after WARMUP to warm up. */
-async function sequential(
-  url: string,
-  body: string,
-  pid?: number,
-): Promise<{ p50: number; p99: number; cpu?: { p50: number; p99: number } }> {
+async function sequential(url: string, body: string): Promise<{ p50: number; p99: number }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const target = new URL(url);
   const bytes = Buffer.from(body);
   for (let i = 0; i < WARMUP; i++) await postKeptAlive(agent, target, bytes);
   const lat = new Float64Array(SEQUENTIAL);
-  const cpu = new Float64Array(pid === undefined ? 0 : SEQUENTIAL);
   for (let i = 0; i < SEQUENTIAL; i++) {
     if (clientGc && i % CLIENT_GC_EVERY === 0) clientGc({ type: 'minor' });
-    const c0 = pid === undefined ? 0 : threadCpuMs(pid);
     const t0 = performance.now();
     await postKeptAlive(agent, target, bytes);
     lat[i] = performance.now() - t0;
-    if (pid !== undefined) cpu[i] = threadCpuMs(pid) - c0;
   }
   agent.destroy();
   const s = summarize(lat);
-  return { p50: s.p50, p99: s.p99, ...(pid !== undefined && { cpu: summarize(cpu) }) };
+  return { p50: s.p50, p99: s.p99 };
 }
 
 /**
@@ -154,20 +130,12 @@ async function sequential(
  * floor's is out of any server's reach here (scheduling, the loopback stack, the client).
  */
 async function floorTail(): Promise<{ p50: number; p99: number }> {
-  const child = spawn(process.execPath, [HELLO_SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const hello = await spawnListening([HELLO_SERVER], 'the fastify hello-world');
   try {
-    const url = await listeningUrl(child, 'the fastify hello-world');
-    return await sequential(url + '/api/v1/agents/echo/invoke', TEXT);
+    return await sequential(hello.url + '/api/v1/agents/echo/invoke', TEXT);
   } finally {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
+    await hello.stop();
   }
-}
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
 interface Figures {
@@ -232,24 +200,13 @@ async function round(kind: Kind, mastraDir: string, template: string, scratch: s
       rps.push(r.req_per_s);
       cpu.push(((cpu1 - cpu0) * 1e6) / r.requests);
     }
-    f.rss_mib.push(rssMiB(server.pid));
+    f.rss_mib.push(rssKiB(server.pid) / 1024);
   } finally {
     await server.stop();
   }
 }
 
-const med = (xs: number[]): number => summarize(xs).p50;
-
-interface Tail {
-  text_p50: number[];
-  text_p99: number[];
-  tool_p50: number[];
-  tool_p99: number[];
-  /** The server's main thread: CPU per text request (p50, p99) and per request of both workloads in all. */
-  text_cpu_p50: number[];
-  text_cpu_p99: number[];
-  cpu_per_request: number[];
-}
+const med = median;
 
 interface FloorTail {
   p50: number[];
@@ -273,83 +230,6 @@ function tailRow(p50: number[], p99: number[], floor: FloorTail, more = ''): Row
   };
 }
 
-/** BENCH_CAXTON_ONLY: sequential latency of this build, alternated with BENCH_CAXTON_BASELINE's when given. */
-async function caxtonOnly(template: string, scratch: string): ReturnType<Suite['run']> {
-  const builds: [string, string][] = [['this build', CLI]];
-  if (BASELINE_CLI) builds.push(['baseline', BASELINE_CLI]);
-  const figures = builds.map((): Tail => ({
-    text_p50: [],
-    text_p99: [],
-    tool_p50: [],
-    tool_p99: [],
-    text_cpu_p50: [],
-    text_cpu_p99: [],
-    cpu_per_request: [],
-  }));
-  const floor: FloorTail = { p50: [], p99: [] };
-  for (let r = 0; r < ROUNDS; r++) {
-    note(`round ${r + 1}/${ROUNDS}: the floor (fastify hello-world)`);
-    pushTail(floor, await floorTail());
-    for (let j = 0; j < builds.length; j++) {
-      const b = r % 2 === 0 ? j : builds.length - 1 - j;
-      note(`round ${r + 1}/${ROUNDS}: ${builds[b]![0]}`);
-      const project = join(scratch, `caxton-${b}-${r}`);
-      cpSync(template, project, { recursive: true });
-      const { server } = await start('caxton', '', project, builds[b]![1]);
-      try {
-        // A moment for what a server starts after its first requests (the WAL checkpoint worker).
-        await new Promise((res) => setTimeout(res, 1500));
-        const f = figures[b]!;
-        const cpu0 = processCpuSeconds(server.pid);
-        for (const [body, p50, p99] of [
-          [TEXT, f.text_p50, f.text_p99],
-          [TOOL, f.tool_p50, f.tool_p99],
-        ] as const) {
-          const s = await sequential(server.url + server.path, body, server.pid);
-          p50.push(s.p50);
-          p99.push(s.p99);
-          if (body === TEXT && s.cpu) {
-            f.text_cpu_p50.push(s.cpu.p50);
-            f.text_cpu_p99.push(s.cpu.p99);
-          }
-        }
-        // Every thread's CPU (the event loop, GC helpers, the storage workers), per request.
-        f.cpu_per_request.push(((processCpuSeconds(server.pid) - cpu0) * 1e6) / (2 * SEQUENTIAL));
-      } finally {
-        await server.stop();
-      }
-    }
-  }
-  const [c, base] = figures;
-  const cell = (f: Tail, k: 'text' | 'tool') =>
-    `${fmt(med(f[`${k}_p50`]))} / ${fmt(med(f[`${k}_p99`]))} ms (${fmt(med(f[`${k}_p99`]) / med(f[`${k}_p50`]))} ×)`;
-  const rows: Row[] = (['text', 'tool'] as const).map((k) => ({
-    metric: `${k === 'text' ? 'text answer' : 'one tool call'}, sequential p50 / p99`,
-    value: cell(c!, k),
-    baseline: base ? `baseline build ${cell(base, k)}` : '—',
-  }));
-  rows.push(tailRow(c!.text_p50, c!.text_p99, floor));
-  const cpuCell = (f: Tail) =>
-    `${fmt(med(f.text_cpu_p50))} / ${fmt(med(f.text_cpu_p99))} ms (${fmt(med(f.text_cpu_p99) / med(f.text_cpu_p50))} ×)`;
-  rows.push(
-    {
-      metric: "text answer, the server's main thread CPU per request, p50 / p99",
-      value: cpuCell(c!),
-      baseline: base ? `baseline build ${cpuCell(base)}` : '—',
-    },
-    {
-      metric: 'CPU per request, every thread of the server (µs)',
-      value: fmt(med(c!.cpu_per_request)),
-      baseline: base ? `baseline build ${fmt(med(base.cpu_per_request))}` : '—',
-    },
-  );
-  const notes = [
-    `Medians of ${ROUNDS} rounds${base ? ', alternated with the baseline build' : ''}; each round: a fresh server, ${SEQUENTIAL} sequential requests per workload (node:http, one kept-alive connection) after ${WARMUP}${clientGc ? `; the client's young generation collected every ${CLIENT_GC_EVERY} requests, outside the timed ones` : ''}.`,
-    "The main thread's CPU per request is read from /proc/PID/task/PID/schedstat around each request: what the request's window cost the event loop, the time it waited for a core left out.",
-  ];
-  return { rows, notes, raw: { rounds: ROUNDS, caxton: c, baseline: base, floor, baseline_cli: BASELINE_CLI } };
-}
-
 export const mastraSuite: Suite = {
   name: 'mastra',
   description: `Caxton beside Mastra ${MASTRA_VERSION}: same zero-latency model and tool, alternated rounds, per-process figures`,
@@ -362,7 +242,6 @@ export const mastraSuite: Suite = {
         mkdirSync(join(template, file, '..'), { recursive: true });
         writeFileSync(join(template, file), text);
       }
-      if (CAXTON_ONLY) return await caxtonOnly(template, tmp.path);
       const mastraDir = ensureMastra();
       const figures: Record<Kind, Figures> = { caxton: empty(), mastra: empty() };
       const floor: FloorTail = { p50: [], p99: [] };

@@ -22,7 +22,7 @@ import { entityAt, queryText, Replay, synthetic } from './lib/memory-data.js';
 import { note } from './lib/progress.js';
 import { rng } from './lib/random.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { envNumber, fmt, fmtMs, summarize, type Summary } from './lib/stats.js';
+import { envNumber, fmt, fmtMs, summarize, verdict, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const QUICK = process.env.BENCH_MEMORY_QUICK === '1';
@@ -34,7 +34,6 @@ const EXACT_QUERIES = envNumber('BENCH_MEMORY_EXACT_QUERIES', 50);
 const PG_URL =
   process.env.BENCH_PG_URL ?? process.env.CAXTON_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const sizes = (name: string, def: string) => (process.env[name] ?? def).split(',').map(Number);
-const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
 const pq = (s: Summary) => `${fmtMs(s.p50)} / ${fmtMs(s.p99)}`;
 /** What the store's semantic search asks of the index for 10 results (MemoryStore.search: the pool). */
 const POOL = 40;

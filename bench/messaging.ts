@@ -8,7 +8,6 @@
  * Targets: routing ≥ 500,000 msg/s and ≤ 50 µs p99; durable ≥ 100,000 msg/s and ≥ 0.8 × the bare SQL loop;
  * REST ≥ 0.6 × fastify.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentRegistry } from '../src/agents/index.js';
 import { loadServerConfig } from '../src/config/index.js';
@@ -23,16 +22,15 @@ import {
   type Delivery,
 } from '../src/messaging/index.js';
 import { MESSAGING_MIGRATIONS, MessageBus } from '../src/messaging/sqlite/index.js';
-import { createLogger } from '../src/observability/index.js';
-import { startServer } from '../src/server/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { startHelloWorld } from './lib/baseline.js';
-import { AGENTS, CAPABILITIES, agentDef, fillRegistry } from './lib/bench-agents.js';
+import { AGENTS, CAPABILITIES, fillRegistry, registerSink } from './lib/bench-agents.js';
 import { durableStatements, minimalEngine } from './lib/durable-floor.js';
 import { load, type LoadResult } from './lib/load.js';
 import { note, progress } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { envNumber, fmt, fmtUs, summarize, type Summary } from './lib/stats.js';
+import { startQuietServer } from './lib/scripted-server.js';
+import { envNumber, fmt, fmtUs, summarize, verdict, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const env = envNumber;
@@ -49,7 +47,6 @@ const REST_RATIO = 0.6;
 /** Durable delivery against the bare SQL loop doing the same statements. */
 const DURABLE_FLOOR_RATIO = 0.8;
 
-const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
 const rate = (n: number, ms: number) => (n / ms) * 1000;
 const perS = (v: number) => `${fmt(v, 0)} msg/s`;
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
@@ -284,30 +281,9 @@ interface RestResult {
 async function rest(): Promise<RestResult | undefined> {
   const dir = tempDir('caxton-bench-rest-');
   const hw = await startHelloWorld();
-  const configPath = join(dir.path, 'caxton.toml');
-  writeFileSync(
-    configPath,
-    `data_dir = "./data"\nagents_dir = "./agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n[messaging]\nmax_queue = 10000000\n`,
-  );
-  const server = await startServer({
-    config: loadServerConfig({
-      file: configPath,
-      env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */,
-      cwd: dir.path,
-    }),
-    logger: createLogger('warn'),
-  });
+  const { server } = await startQuietServer(dir.path, '[messaging]\nmax_queue = 10000000\n');
   try {
-    const now = new Date().toISOString();
-    server.registry.upsert({
-      definition: agentDef('sink', ['sink']),
-      format: 'toml',
-      origin: { kind: 'api' },
-      revision: 1,
-      deployed_at: now,
-      updated_at: now,
-    });
-    server.bus.registerHandler('sink', () => undefined);
+    registerSink(server);
     const body = JSON.stringify({ performative: 'inform', capability: 'sink', content: 'benchmark message' });
     const probe = await fetch(`${server.url}/api/v1/messages`, {
       method: 'POST',

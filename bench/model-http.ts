@@ -2,41 +2,32 @@
  * What a call to a model over HTTP costs the caller. Two parts, each against an OpenAI-compatible
  * stand-in that answers at once, alone in its own process (bench/lib/model-stub.mjs):
  *
- * 1. Client CPU per POST in this process, sequential, for each way of sending it: the global
- *    `fetch`, `node:http` with a keep-alive Agent, undici's Pool and Client, and Caxton's own
- *    call (`postJson` of src/llm, whatever transport it uses today). Reps alternate the clients.
+ * 1. Client CPU per POST in this process, sequential: Caxton's own call (`postJson` of src/llm)
+ *    beside the global `fetch` (the other transports are compared in ADR 0135). Reps alternate.
  * 2. Server CPU per invoke of `caxton serve`'s build (bench/lib/model-http-server.mjs): the same
  *    agent on the scripted model and on the OpenAI-compatible model, each server in its own
  *    process, loaded in alternated rounds by autocannon; the CPU is the server's main thread's
  *    own account (/proc/PID/task/PID/schedstat).
  *
- * BENCH_COMPARE_DIR names another built checkout: its server on the OpenAI-compatible model joins
- * the rounds, for a before and after in one run.
- *
  *   npm run bench -- model-http      (BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_QUERIES)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { Agent, request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, Pool } from 'undici';
 import { postJson } from '../src/llm/provider-http.js';
 import type { ProviderConfig } from '../src/llm/index.js';
 import { load } from './lib/load.js';
 import { note } from './lib/progress.js';
 import { threadCpuMs } from './lib/proc-cpu.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
+import { envNumber, median } from './lib/stats.js';
 
-const env = (name: string, def: number) => {
-  const v = process.env[name];
-  return v === undefined || v === '' ? def : Number(v);
-};
+const env = envNumber;
 const ROUNDS = env('BENCH_ROUNDS', 5);
 const SECONDS = env('BENCH_DURATION', 4);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
 const POSTS = env('BENCH_QUERIES', 2000);
-const OTHER = process.env.BENCH_COMPARE_DIR;
 const here = dirname(fileURLToPath(import.meta.url));
 const self = resolve(here, '..');
 
@@ -62,10 +53,6 @@ async function stop(children: Child[]): Promise<void> {
   await Promise.all(children.map((c) => new Promise((ok) => c.child.once('exit', ok))));
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const spread = (xs: number[], d = 1) =>
   `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
 
@@ -80,64 +67,17 @@ const REQUEST = {
 
 type Post = () => Promise<unknown>;
 
-function clients(base: string): Record<string, { post: Post; close(): Promise<void> }> {
+function clients(base: string): Record<string, Post> {
   const url = new URL(`${base}/chat/completions`);
   const headers = { 'content-type': 'application/json', accept: 'application/json' };
-  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
-  const pool = new Pool(url.origin, { connections: 16 });
-  const client = new Client(url.origin);
   const config: ProviderConfig = { type: 'openai', timeout_ms: 30_000, max_retries: 0, retry_base_ms: 500 };
   const target = { provider: 'bench', model: 'stub', baseUrl: base, config };
   return {
-    fetch: {
-      post: async () => {
-        const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify(REQUEST) });
-        return JSON.parse(await res.text());
-      },
-      close: async () => undefined,
+    fetch: async () => {
+      const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify(REQUEST) });
+      return JSON.parse(await res.text());
     },
-    'node:http Agent keepAlive': {
-      post: () =>
-        new Promise((ok, fail) => {
-          const body = JSON.stringify(REQUEST);
-          const req = request(
-            url,
-            { method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
-            (res) => {
-              const parts: Buffer[] = [];
-              res.on('data', (c: Buffer) => parts.push(c));
-              res.on('end', () => ok(JSON.parse(Buffer.concat(parts).toString('utf8'))));
-              res.on('error', fail);
-            },
-          );
-          req.on('error', fail);
-          req.end(body);
-        }),
-      close: async () => agent.destroy(),
-    },
-    'undici Pool': {
-      post: async () => {
-        const res = await pool.request({ path: url.pathname, method: 'POST', headers, body: JSON.stringify(REQUEST) });
-        return JSON.parse(await res.body.text());
-      },
-      close: () => pool.close(),
-    },
-    'undici Client': {
-      post: async () => {
-        const res = await client.request({
-          path: url.pathname,
-          method: 'POST',
-          headers,
-          body: JSON.stringify(REQUEST),
-        });
-        return JSON.parse(await res.body.text());
-      },
-      close: () => client.close(),
-    },
-    "Caxton's postJson": {
-      post: () => postJson(target, { url: url.href, headers: {}, body: REQUEST }),
-      close: async () => undefined,
-    },
+    "Caxton's postJson": () => postJson(target, { url: url.href, headers: {}, body: REQUEST }),
   };
 }
 
@@ -175,15 +115,14 @@ export const modelHttpSuite: Suite = {
       const cs = clients(stub.line);
       const names = Object.keys(cs);
       const client: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-      for (const n of names) await clientRep(cs[n]!.post, 300); // warm-up
+      for (const n of names) await clientRep(cs[n]!, 300); // warm-up
       for (let r = 0; r < ROUNDS; r++) {
         const order = r % 2 === 0 ? names : [...names].reverse();
-        for (const n of order) client[n]!.push(await clientRep(cs[n]!.post, POSTS));
+        for (const n of order) client[n]!.push(await clientRep(cs[n]!, POSTS));
         note(
           `model-http: client round ${r + 1}/${ROUNDS}: ${order.map((n) => `${n} ${client[n]!.at(-1)!.toFixed(1)} µs`).join(', ')}`,
         );
       }
-      for (const n of names) await cs[n]!.close();
 
       // Part 2: the server on each model, alternated.
       const scripted = await child('model-http-server.mjs', ['scripted']);
@@ -191,17 +130,12 @@ export const modelHttpSuite: Suite = {
       const openai = await child('model-http-server.mjs', ['openai', stub.line]);
       started.push(openai);
       const servers: Record<string, Child> = { scripted, openai };
-      if (OTHER) {
-        servers.base = await child('model-http-server.mjs', ['openai', stub.line, OTHER]);
-        started.push(servers.base);
-      }
       const names2 = Object.keys(servers);
       const server: Record<string, { rps: number[]; us: number[] }> = Object.fromEntries(
         names2.map((n) => [n, { rps: [], us: [] }]),
       );
       for (const s of Object.values(servers)) await serverRep(s); // warm-up
       const ratio: number[] = [];
-      const baseRatio: number[] = [];
       for (let r = 0; r < ROUNDS; r++) {
         const order = r % 2 === 0 ? names2 : [...names2].reverse();
         for (const n of order) {
@@ -210,7 +144,6 @@ export const modelHttpSuite: Suite = {
           server[n]!.us.push(m.us);
         }
         ratio.push(server.openai!.us.at(-1)! / server.scripted!.us.at(-1)!);
-        if (server.base) baseRatio.push(server.base.us.at(-1)! / server.scripted!.us.at(-1)!);
         note(
           `model-http: server round ${r + 1}/${ROUNDS}: ${names2.map((n) => `${n} ${server[n]!.us.at(-1)!.toFixed(1)} µs`).join(', ')}`,
         );
@@ -224,7 +157,6 @@ export const modelHttpSuite: Suite = {
           n === 'fetch' ? '—' : `fetch ${fetchUs.toFixed(1)} µs: ${(median(client[n]!) / fetchUs).toFixed(2)} ×`,
       }));
       const r = median(ratio);
-      const overBase = server.base ? server.openai!.us.map((u, i) => u / server.base!.us[i]!) : [];
       rows.push(
         {
           metric: `server CPU per invoke, OpenAI-compatible model over HTTP (µs, ${CONNECTIONS} connections)`,
@@ -238,20 +170,6 @@ export const modelHttpSuite: Suite = {
           target: '≤ 2 ×',
           verdict: r <= 2 ? 'pass' : 'fail',
         },
-        ...(server.base
-          ? [
-              {
-                metric: `server CPU per invoke, OpenAI-compatible model, the build in ${OTHER} (µs)`,
-                value: spread(server.base.us),
-                baseline: `scripted model (this build): ${median(baseRatio).toFixed(2)} × (${Math.min(...baseRatio).toFixed(2)}–${Math.max(...baseRatio).toFixed(2)})`,
-              },
-              {
-                metric: 'this build over that one, OpenAI-compatible model (median of per-round ratios)',
-                value: `${median(overBase).toFixed(2)} × (${Math.min(...overBase).toFixed(2)}–${Math.max(...overBase).toFixed(2)})`,
-                baseline: '1',
-              },
-            ]
-          : []),
         {
           metric: 'throughput, OpenAI-compatible model (req/s)',
           value: spread(server.openai!.rps, 0),
@@ -264,8 +182,6 @@ export const modelHttpSuite: Suite = {
           client,
           server,
           ratio,
-          base_ratio: baseRatio,
-          compare_dir: OTHER,
           rounds: ROUNDS,
           posts: POSTS,
           seconds: SECONDS,

@@ -28,7 +28,7 @@ import {
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { rng } from './lib/random.js';
-import { envNumber, fmt, medianInterval } from './lib/stats.js';
+import { envNumber, fmt, median, medianInterval, quantile } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const env = envNumber;
@@ -130,15 +130,6 @@ async function spawn(mode: string, dir: string): Promise<Node> {
     },
   };
 }
-
-/** The q-quantile (0..1) of xs, interpolated between the nearest ranks. */
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (s.length - 1) * q;
-  const lo = Math.floor(at);
-  return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (at - lo);
-};
-const median = (xs: number[]) => quantile(xs, 0.5);
 
 type Results = Record<string, Record<Workload, Figure[]>>;
 

@@ -1,8 +1,7 @@
 /**
  * Cold start: spawn → first 200 on an agent request for `caxton serve` (a scripted-model agent, a
  * fresh data dir each time), beside a fastify hello-world started the same way (the floor, same
- * run, reps alternated); `caxton --version` beside `node -e 0`; and the modules each imports,
- * counted by a loader hook (ES modules) and the CommonJS cache.
+ * run, reps alternated); and `caxton --version` beside `node -e 0`.
  *
  * `caxton serve` is measured as shipped: the CommonJS serve bundle with V8's code cache (ADR 0073).
  * An unmeasured first start writes the cache after its first answer; each timed start gets a copy
@@ -14,10 +13,9 @@
  * starts run with `CAXTON_STARTUP_TRACE=1`: their phase marks (src/server/startup-marks.ts) give
  * the breakdown, as medians of each phase's time since the process started and CPU so far.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
 import { fmt, summarize } from './lib/stats.js';
@@ -38,72 +36,6 @@ function exitTime(args: string[]): number {
   return performance.now() - t0;
 }
 
-/** Modules a run of `args` imports: count and bytes, and the packages among them. */
-async function modulesOf(
-  args: string[],
-  cwd: string,
-  hooks: string,
-  serve: boolean,
-): Promise<{ count: number; mib: number; packages: Record<string, number> }> {
-  const list = join(hooks, `modules-${serve ? 'serve' : 'version'}.txt`);
-  writeFileSync(list, '');
-  const env = { ...process.env, COUNT_MODULES: list, CAXTON_CODE_CACHE: 'off' };
-  if (serve) {
-    const child = spawn(process.execPath, ['--import', join(hooks, 'count.mjs'), ...args], {
-      cwd,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    const url = await new Promise<string>((res, rej) => {
-      const read = (d: Buffer) => {
-        out += d.toString();
-        const m = /listening on (http:\/\/\S+?)[\s;,]/.exec(out);
-        if (m) res(m[1]!);
-      };
-      child.stderr.on('data', read);
-      child.on('exit', (code) => rej(new Error(`exited ${code}: ${out}`)));
-    });
-    await (
-      await fetch(`${url}/api/v1/agents/echo/invoke`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: '{"request":"hi"}',
-      })
-    ).text();
-    const exited = new Promise((res) => child.once('exit', res));
-    child.kill('SIGTERM');
-    await exited;
-  } else spawnSync(process.execPath, ['--import', join(hooks, 'count.mjs'), ...args], { cwd, env, stdio: 'ignore' });
-  const files = new Set<string>();
-  for (const l of readFileSync(list, 'utf8').split('\n')) {
-    if (l.startsWith('cjs:')) files.add(l.slice(4));
-    else if (l.startsWith('file:')) files.add(fileURLToPath(l));
-  }
-  let bytes = 0;
-  const packages: Record<string, number> = {};
-  for (const f of files) {
-    bytes += statSync(f, { throwIfNoEntry: false })?.size ?? 0;
-    const p = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(f)?.[1] ?? 'caxton';
-    packages[p] = (packages[p] ?? 0) + 1;
-  }
-  return { count: files.size, mib: bytes / 1048576, packages };
-}
-
-const HOOKS = `import { appendFileSync } from 'node:fs';
-const list = process.env.COUNT_MODULES;
-export async function load(url, context, next) { appendFileSync(list, url + '\\n'); return next(url, context); }
-`;
-const COUNT = `import { register, createRequire } from 'node:module';
-import { appendFileSync } from 'node:fs';
-register('./hooks.mjs', import.meta.url);
-const require = createRequire(import.meta.url);
-const list = process.env.COUNT_MODULES;
-const flush = () => appendFileSync(list, Object.keys(require.cache).map((k) => 'cjs:' + k).join('\\n') + '\\n');
-process.on('exit', flush);
-process.on('SIGTERM', () => { flush(); process.exit(0); });
-`;
-
 export const startupSuite: Suite = {
   name: 'startup',
   description:
@@ -118,8 +50,6 @@ export const startupSuite: Suite = {
       }
       const hooks = join(tmp.path, 'hooks');
       mkdirSync(hooks);
-      writeFileSync(join(hooks, 'hooks.mjs'), HOOKS);
-      writeFileSync(join(hooks, 'count.mjs'), COUNT);
       const preload = join(hooks, 'first-cpu.mjs');
       writeFileSync(preload, FIRST_CPU);
 
@@ -213,9 +143,6 @@ export const startupSuite: Suite = {
           for (const f of two) f();
         }
       }
-      // Counted on the ES module path: the CommonJS bundle is one file.
-      const serveModules = await modulesOf([CLI, 'serve'], fresh(REPS), hooks, true);
-      const versionModules = await modulesOf([CLI, '--version'], template, hooks, false);
 
       const c = summarize(caxton);
       const f = summarize(fastify);
@@ -229,12 +156,6 @@ export const startupSuite: Suite = {
       const flc = summarize(floorCpu);
       const v = summarize(version);
       const b = summarize(bare);
-      const top = (p: Record<string, number>) =>
-        Object.entries(p)
-          .sort((x, y) => y[1] - x[1])
-          .slice(0, 12)
-          .map(([k, n]) => `${k} ${n}`)
-          .join(', ');
       const rows: Row[] = [
         {
           metric: `cold start: spawn → first 200 on POST /api/v1/agents/echo/invoke, \`caxton serve\` as shipped, from the code cache (fresh data dir holding the ${fmt(cacheKiB, 0)} KiB cache an unmeasured first start wrote, ${REPS} reps)`,
@@ -288,23 +209,9 @@ export const startupSuite: Suite = {
           verdict: v.p50 <= 1.5 * b.p50 ? 'pass' : 'fail',
         },
         { metric: '`caxton --version` ratio (p50)', value: `${fmt(v.p50 / b.p50)} ×`, baseline: '`node -e 0` = 1' },
-        {
-          metric: 'modules imported by `caxton serve` up to the first answer (ES module path)',
-          value: `${serveModules.count} (${fmt(serveModules.mib)} MiB)`,
-          baseline: '—',
-        },
-        {
-          metric: 'modules imported by `caxton --version`',
-          value: `${versionModules.count} (${fmt(versionModules.mib)} MiB)`,
-          baseline: '—',
-        },
       ];
       return {
         rows,
-        notes: [
-          `\`caxton serve\` imports, by package: ${top(serveModules.packages)}`,
-          `\`caxton --version\` imports, by package: ${top(versionModules.packages)}`,
-        ],
         raw: {
           reps: REPS,
           caxton,
@@ -321,8 +228,6 @@ export const startupSuite: Suite = {
           cacheKiB,
           version,
           bare,
-          serveModules,
-          versionModules,
         },
       };
     } finally {

@@ -23,7 +23,7 @@ import { WA, type WasmInstance } from '../src/tools/servers/wasm/webassembly.js'
 import { MB, snapshot } from './lib/memory.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
-import { envNumber, fmt, fmtMs, fmtUs, summarize, type Summary } from './lib/stats.js';
+import { envNumber, fmt, fmtMs, fmtUs, summarize, verdict, type Summary } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
 const env = envNumber;
@@ -47,7 +47,6 @@ const JS_MANIFEST =
 const JS_SOURCE = 'export function echo(input) { return input; }\n';
 const JS_CALLS = env('BENCH_JS_TOOL_CALLS', 20_000);
 const HOP_CALLS = env('BENCH_TOOL_HOP_CALLS', 20_000);
-const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
 const us = (s: Summary) => `p50 ${fmtUs(s.p50)} / p99 ${fmtUs(s.p99)}`;
 
 /** A trivial module for the raw baseline: `nop` returns 0 (no sandbox, no metering). */

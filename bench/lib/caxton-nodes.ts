@@ -11,13 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { Pool, type Dispatcher } from 'undici';
 
 /** The built CLI every node runs (`npm run build`). */
-/** The build the nodes run (BENCH_CLUSTER_MAIN: another build's main.js, to compare two builds run by run). */
-export const CAXTON_MAIN =
-  process.env.BENCH_CLUSTER_MAIN ?? fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+export const CAXTON_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 /** The agent every benchmark message is sent to. */
 export const SINK = 'bench-sink';
 /** Messages one agent takes at once on each node (its `[messaging] max_concurrency`): enough that the agent's lane is not the bottleneck. */
-export const AGENT_CONCURRENCY = 64;
+const AGENT_CONCURRENCY = 64;
 
 export const content = (i: number): string => `payload ${i} `.padEnd(200, 'x');
 /** A wall-clock time with sub-millisecond resolution, comparable across processes on one machine. */
@@ -67,16 +65,8 @@ export interface Node {
 export interface NodeOptions {
   natsUrl: string;
   pgUrl: string;
-  /** `[cluster.state] pool_size`; unset: the default. */
-  poolSize?: number;
-  /** `[cluster.state] step_transactions`; unset: the default. */
-  stepTransactions?: number;
-  /** Write a V8 CPU profile into this directory when the node stops. */
-  profileDir?: string;
   /** The build this node runs (default CAXTON_MAIN): two builds side by side in one run. */
   main?: string;
-  /** More environment for this node's process. */
-  env?: Record<string, string>;
 }
 
 export function logTail(file: string): string {
@@ -119,7 +109,7 @@ nodes_bucket = "${names.nodes_bucket}"
 [cluster.state]
 url_env = "CAXTON_BENCH_STATE_URL"
 schema = "${names.schema}"
-${opts.poolSize ? `pool_size = ${opts.poolSize}\n` : ''}${opts.stepTransactions ? `step_transactions = ${opts.stepTransactions}\n` : ''}
+
 [cluster.nats]
 urls = ["${opts.natsUrl}"]
 
@@ -134,18 +124,11 @@ consumer = "${names.consumer}"
     Object.entries(process.env).filter(([k]) => !/^CAXTON_[A-Z0-9_]*__/.test(k)),
   );
   env.CAXTON_BENCH_STATE_URL = opts.pgUrl;
-  Object.assign(env, opts.env);
   const log = join(dir, 'serve.log');
   const fd = openSync(log, 'a');
-  const profile = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
-  // Node's own flags for every node (BENCH_CLUSTER_NODE_ARGS, space-separated): e.g. a larger young
-  // generation, to see what the nodes' garbage collection costs.
-  const nodeArgs = (process.env.BENCH_CLUSTER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
   const child = spawn(
     process.execPath,
     [
-      ...nodeArgs,
-      ...profile,
       opts.main ?? CAXTON_MAIN,
       'serve',
       '--config',

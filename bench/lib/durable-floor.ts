@@ -20,6 +20,18 @@ export const DURABLE_SQL = [
   "UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?",
 ] as const;
 
+/** DURABLE_SQL[2]'s values: `m`'s one-way conversation in `state`, with its expiry and its reason. */
+export const conversationRow = (m: AclMessage, state: string, expires: string | null, reason: string | null) => [
+  m.conversation_id,
+  state,
+  m.sender,
+  JSON.stringify([m.sender, m.receivers[0]]),
+  m.timestamp,
+  m.timestamp,
+  expires,
+  reason,
+];
+
 /**
  * The bare loop's statements, prepared once on `db`: the four the bus runs per one-way message.
  * The bus keeps a one-way conversation in memory with its message and writes its row once, when
@@ -48,16 +60,7 @@ export function durableStatements(db: Database) {
     /** The delivery done and its conversation's only row, completed. */
     done(m: AclMessage, delivery: number): void {
       ack.run(m.timestamp, delivery);
-      upC.run(
-        m.conversation_id,
-        'completed',
-        m.sender,
-        JSON.stringify([m.sender, m.receivers[0]]),
-        m.timestamp,
-        m.timestamp,
-        null,
-        'delivered',
-      );
+      upC.run(...conversationRow(m, 'completed', null, 'delivered'));
     },
   };
 }

@@ -10,9 +10,6 @@ export interface MemorySnapshot {
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
-/** Whether precise memory figures are possible (node --expose-gc). */
-export const gcAvailable = typeof gc === 'function';
-
 /**
  * Collects garbage until the heap settles: several full GCs with event-loop turns between them,
  * so finalizers, weak references and pending I/O callbacks get their chance to release memory.

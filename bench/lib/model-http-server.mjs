@@ -1,8 +1,7 @@
 /**
  * One server of the model-http suite, alone in its process: this checkout's build (dist/) with
  * the agent on the scripted model (`scripted`) or on an OpenAI-compatible model at BASE_URL
- * (`openai BASE_URL`), metrics and logs quiet, everything else at its defaults; a third argument
- * names another built checkout to serve instead of this one. Prints its
+ * (`openai BASE_URL`), metrics and logs quiet, everything else at its defaults. Prints its
  * invoke URL on stdout, then serves until its stdin closes.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const [kind, baseUrl, other] = process.argv.slice(2);
-const root = other ? resolve(other) : resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const [kind, baseUrl] = process.argv.slice(2);
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dist = (p) => import(pathToFileURL(join(root, 'dist', p)).href);
 const work = mkdtempSync(join(tmpdir(), `caxton-bench-model-http-${kind}-`));
 const AGENT = `name = "text"\nversion = "1.0.0"\ndescription = "bench"\ncapabilities = ["benchmarking"]\nsystem_prompt = "Answer briefly."\n\n[execution]\nisolation = "context"\n`;

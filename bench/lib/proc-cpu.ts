@@ -26,7 +26,7 @@ export function processCpuSeconds(pid: number): number {
 }
 
 /** The ids of the running processes whose command name (/proc/PID/comm) is `comm`. */
-export function pidsNamed(comm: string): number[] {
+function pidsNamed(comm: string): number[] {
   const out: number[] = [];
   let entries: string[];
   try {
@@ -187,4 +187,18 @@ export function threadCpuMs(pid: number, tid = pid): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** Resident memory of the processes, KiB, summed (0 for one that exited meanwhile). */
+export function rssKiB(...pids: number[]): number {
+  let kib = 0;
+  for (const pid of pids) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) kib += Number(m[1]);
+    } catch {
+      // Exited meanwhile (a replaced pool process).
+    }
+  }
+  return kib;
 }

@@ -26,34 +26,13 @@ import { EVENT_STORE_MIGRATIONS } from '../../src/observability/pg-agent-events.
 import { PgStatsHistory } from '../../src/observability/pg-stats-history.js';
 import { literal, migrateSchema, quotedSchema } from '../../src/storage/pg/index.js';
 
-/** Steps per group at most, as a node's step groups (`[cluster.state]` defaults). */
+/**
+ * Steps per group at most, as a node's step groups (`[cluster.state]` defaults). One group of a
+ * kind at a time, as the component floor: the next starts when the previous one committed, so
+ * groups are as large as the load makes them, the fewest transactions per message.
+ */
 const GROUP = 64;
-/**
- * Groups of one kind written at once (BENCH_ROWS_CONCURRENT). One, as the component floor: the
- * next group starts when the previous one committed, so groups are as large as the load makes
- * them, the fewest transactions per message (a node's step groups allow 4 at once; 2 and 4 read
- * fewer messages a second here).
- */
-const CONCURRENT = Number(process.env.BENCH_ROWS_CONCURRENT ?? 1);
 const ID_BLOCK = 256;
-/**
- * BENCH_ROWS_OMIT (comma-separated), to see what a part of the pattern costs: `events` (no event
- * rows), `conversation` (no conversation row when a delivery is done), `read-indexes` (none of the
- * indexes only the API's reads and retention use: by sender, performative, receiver, participants,
- * creation time, an event's agent, type and time, a finished delivery's time).
- */
-const OMIT = new Set((process.env.BENCH_ROWS_OMIT ?? '').split(',').filter(Boolean));
-const READ_INDEXES = [
-  'messages_sender_folded',
-  'messages_performative',
-  'deliveries_receiver_folded',
-  'deliveries_finished',
-  'conversations_participants',
-  'conversations_created',
-  'agent_events_ts',
-  'agent_events_agent',
-  'agent_events_type',
-];
 
 /**
  * A failed write or read, said once per kind on stderr (the suite's): the messages it held stay
@@ -68,21 +47,21 @@ const report =
     console.error(`rows floor: ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
   };
 
-/** Runs queued items through `write` in groups of at most GROUP, at most CONCURRENT groups at once. */
+/** Runs queued items through `write` in groups of at most GROUP, one group at a time. */
 function grouped<T>(write: (batch: T[]) => Promise<void>): (item: T) => Promise<void> {
   const queue: { item: T; done: (e?: unknown) => void }[] = [];
-  let running = 0;
+  let running = false;
   const pump = (): void => {
-    while (running < CONCURRENT && queue.length > 0) {
+    if (!running && queue.length > 0) {
       const batch = queue.splice(0, GROUP);
-      running++;
+      running = true;
       write(batch.map((b) => b.item))
         .then(
           () => batch.forEach((b) => b.done()),
           (e: unknown) => batch.forEach((b) => b.done(e)),
         )
         .finally(() => {
-          running--;
+          running = false;
           pump();
         });
     }
@@ -114,7 +93,6 @@ export async function rowsFloor(
   await migrateSchema(pool, schema, EVENT_STORE_MIGRATIONS.slice(0, 2));
   await PgStatsHistory.migrate(pool, schema);
   const s = quotedSchema(schema);
-  if (OMIT.has('read-indexes')) for (const i of READ_INDEXES) await pool.query(`DROP INDEX ${s}.${i}`);
   const stats: RowsFloorStats = { published: 0, consumedAt: [] };
 
   // Delivery ids reserved a block at a time, one reservation in flight, as a node reserves them.
@@ -179,9 +157,7 @@ COMMIT`,
         (t) =>
           `(${[t.conversation, null, 'completed', 'key:floor', '["key:floor","bench-sink"]', null, 1, 50, t.created, at, null, 'delivered'].map(literal).join(', ')})`,
       );
-      const completed = OMIT.has('conversation')
-        ? ''
-        : `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+      const completed = `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
            VALUES ${rows.join(', ')};`;
       await c.query(`${done}\n${completed}\nCOMMIT`);
     } catch (e) {
@@ -216,7 +192,6 @@ COMMIT`,
     );
   };
   const event = (data: Record<string, unknown>): void => {
-    if (OMIT.has('events')) return;
     if (events.length === 0) setImmediate(() => void flushEvents().catch(report('an event batch')));
     events.push({
       ts: Date.now(),

@@ -5,12 +5,31 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { loadServerConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../../src/server/index.js';
 import { load, type LoadResult } from './load.js';
 import { note } from './progress.js';
-import { fmt } from './stats.js';
+import { fmt, msSince } from './stats.js';
+
+/**
+ * A Caxton server in this process on a caxton.toml written into `dir`: port 0, metrics off, auth off
+ * (it has its own suite), warn-level logs on stderr (stdout carries only the result tables), then
+ * `toml`. An empty environment: the shell's CAXTON_* variables must not change what is measured.
+ */
+export async function startQuietServer(dir: string, toml = ''): Promise<{ server: CaxtonServer; ms: number }> {
+  const file = join(dir, 'caxton.toml');
+  writeFileSync(
+    file,
+    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n${toml}`,
+  );
+  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
+  const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: true }));
+  const t0 = process.hrtime.bigint();
+  const server = await startServer({ config, logger });
+  return { server, ms: msSince(t0) };
+}
 
 export async function startScriptedServer(o: {
   dir: string;
@@ -23,17 +42,13 @@ export async function startScriptedServer(o: {
   /** The provider's simulated latency. */
   latencyMs?: number;
 }): Promise<CaxtonServer> {
-  const file = join(o.dir, 'caxton.toml');
   writeFileSync(join(o.dir, 'script.toml'), o.script);
-  writeFileSync(
-    file,
-    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n` +
-      `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n` +
+  const { server } = await startQuietServer(
+    o.dir,
+    `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n` +
       (o.latencyMs !== undefined && o.latencyMs > 0 ? `latency = "${o.latencyMs}ms"\n` : '') +
       o.toml,
   );
-  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
-  const server = await startServer({ config, logger: createLogger('warn') });
   const r = await fetch(`${server.url}/api/v1/agents`, {
     method: 'POST',
     headers: { 'content-type': 'application/toml' },

@@ -41,8 +41,6 @@ export interface FirstAnswer {
 
 export interface FirstAnswerOptions {
   env?: NodeJS.ProcessEnv;
-  /** Node flags before the preload. */
-  nodeArgs?: string[];
   /** Keep the server this many ms after its first answer (work it does just after, such as writing a cache). */
   linger?: number;
 }
@@ -55,7 +53,7 @@ export async function firstAnswer(
   opts: FirstAnswerOptions = {},
 ): Promise<FirstAnswer> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', preload, ...args], {
+  const child = spawn(process.execPath, ['--import', preload, ...args], {
     cwd,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -67,8 +67,20 @@ export function medianInterval(xs: readonly number[], rand: () => number, resamp
   return [medians[Math.floor(resamples * 0.025)]!, medians[Math.ceil(resamples * 0.975) - 1]!];
 }
 
-/** The median (the upper one of an even count). */
-export const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** The q-quantile (0..1) of xs, interpolated between the nearest ranks; NaN when there are none. */
+export function quantile(xs: readonly number[], q: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (s.length - 1) * q;
+  const lo = Math.floor(at);
+  return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (at - lo);
+}
+
+/** The median (of an even count, the mean of the middle two). */
+export const median = (xs: readonly number[]): number => quantile(xs, 0.5);
+
+export const verdict = (ok: boolean): 'pass' | 'fail' => (ok ? 'pass' : 'fail');
+export const p50p99 = (s: { p50: number; p99: number }): string => `p50 ${fmtMs(s.p50)} / p99 ${fmtMs(s.p99)}`;
 
 /** A number from the environment: `def` when unset or empty. */
 export function envNumber(name: string, def: number): number {

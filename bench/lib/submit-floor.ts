@@ -16,7 +16,7 @@ import { newConversationId, newMessageId, type AclMessage } from '../../src/mess
 import { MESSAGING_MIGRATIONS } from '../../src/messaging/sqlite/index.js';
 import { EVENTS_MIGRATIONS } from '../../src/observability/agent-events.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
-import { DURABLE_SQL } from './durable-floor.js';
+import { conversationRow, DURABLE_SQL } from './durable-floor.js';
 import { AUDIT_SQL, EVENT_SQL } from './invoke-floor.js';
 
 /** A statement's index in the floor's list and its parameters. */
@@ -42,26 +42,8 @@ const ACK = 3;
 const AUDIT = 4;
 const EVENT = 5;
 
-const started = (m: AclMessage): unknown[] => [
-  m.conversation_id,
-  'initiated',
-  m.sender,
-  JSON.stringify([m.sender, m.receivers[0]]),
-  m.timestamp,
-  m.timestamp,
-  m.timestamp,
-  null,
-];
-const completed = (m: AclMessage): unknown[] => [
-  m.conversation_id,
-  'completed',
-  m.sender,
-  JSON.stringify([m.sender, m.receivers[0]]),
-  m.timestamp,
-  m.timestamp,
-  null,
-  'delivered',
-];
+const started = (m: AclMessage) => conversationRow(m, 'initiated', m.timestamp, null);
+const completed = (m: AclMessage) => conversationRow(m, 'completed', null, 'delivered');
 
 /**
  * The smallest engine with the bus's guarantees: per event-loop turn ONE transaction holds the
