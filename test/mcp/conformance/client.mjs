@@ -10,9 +10,9 @@
  * authorization URL without following the redirect and hands code and state to
  * `completeLogin` (what `caxton mcp login` does through the running server). Needs `npm run build`.
  */
-import { McpClientManager } from '../../../dist/mcp/client.js';
+import { McpClientManager } from '../../../dist/mcp/mcp-client.js';
 import { MemoryOAuthStore } from '../../../dist/mcp/oauth.js';
-import { ToolRegistry } from '../../../dist/tools/registry.js';
+import { ToolRegistry } from '../../../dist/tools/tool-registry.js';
 
 const url = process.argv.at(-1);
 const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? '';
