@@ -21,7 +21,6 @@ const KNOWN: ReadonlySet<string> = new Set([
   'metrics.ts: <anonymous>',
   'manifest.ts: parseToolManifest',
   'minilm-graph.ts: buildMiniLmOnnx',
-  'server.ts: <anonymous>',
   'json-text.ts: scanJsonText',
   'tools.ts: memoryTools',
   'pg-message-store.ts: #step',
