@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { EXTERNAL } from './bundle-externals.mjs';
 import { findMyWayPlugin } from './bundle-find-my-way.mjs';
+import { promClientPlugin } from './bundle-prom-client.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
@@ -98,7 +99,7 @@ const common = {
   // all of its 250 KiB, loaded by every start that keeps local spans.
   mainFields: ['module', 'main'],
   external: EXTERNAL,
-  plugins: [metaUrlPlugin, zodEnglishOnlyPlugin, findMyWayPlugin],
+  plugins: [metaUrlPlugin, zodEnglishOnlyPlugin, findMyWayPlugin, promClientPlugin],
   // CommonJS packages bundled into ES modules still call require() (node built-ins, externals).
   banner: {
     js: "import { createRequire as __caxtonCreateRequire } from 'node:module';\nconst require = __caxtonCreateRequire(import.meta.url);",
@@ -145,7 +146,7 @@ const cjs = await build({
   outExtension: { '.js': '.cjs' },
   splitting: false,
   format: 'cjs',
-  plugins: [cjsMetaUrlPlugin, zodEnglishOnlyPlugin, findMyWayPlugin],
+  plugins: [cjsMetaUrlPlugin, zodEnglishOnlyPlugin, findMyWayPlugin, promClientPlugin],
   banner: { js: CJS_META_URL },
   write: false,
 });

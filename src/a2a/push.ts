@@ -22,7 +22,6 @@ import { createHmac } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { A2A_CONTENT_TYPE, StreamResponse } from '@a2a-js/sdk';
-import { fetch as undiciFetch } from 'undici';
 import type { DurableRuns, RunWithSteps } from '../execution/index.js';
 import type { Logger } from '../observability/index.js';
 import { backoffDelay, type BackoffPolicy } from '../shared/backoff.js';
@@ -35,6 +34,7 @@ import {
   type HostGrant,
 } from '../shared/host-grants.js';
 import { scrubSecrets } from '../shared/secrets.js';
+import { loadUndici } from '../shared/undici.js';
 import { egressAgent, egressRefusalOf, literalRefusal } from '../tools/index.js';
 import { followRun } from './follow.js';
 import type { PushConfig, PushConfigs } from './push-store.js';
@@ -256,7 +256,8 @@ export class PushNotifier {
     const own = ownListeners();
     const literal = literalRefusal(url.hostname, port, [this.#grants], own);
     if (literal !== undefined) return { ok: false, why: literal, final: true };
-    const dispatcher = egressAgent(port, [this.#grants], own, this.#timeoutMs);
+    const undici = await loadUndici();
+    const dispatcher = egressAgent(undici, port, [this.#grants], own, this.#timeoutMs);
     const timestamp = String(Math.floor(Date.now() / 1000));
     const headers: Record<string, string> = {
       'content-type': A2A_CONTENT_TYPE,
@@ -269,7 +270,7 @@ export class PushNotifier {
     }
     if (c.authScheme !== '') headers.authorization = `${c.authScheme} ${c.authCredentials}`;
     try {
-      const res = await undiciFetch(url, {
+      const res = await undici.fetch(url, {
         method: 'POST',
         redirect: 'manual',
         headers,

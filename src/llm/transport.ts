@@ -9,8 +9,8 @@
  * answers 3xx is misconfigured, and following one would send the request body somewhere the
  * configuration does not name; provider-http.ts says where it points.
  */
-import type * as Undici from 'undici';
 import type { Dispatcher, Pool } from 'undici';
+import { loadUndici } from '../shared/undici.js';
 
 /** The largest response body read whole (a chat completion, an embeddings batch). */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -20,8 +20,6 @@ export const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const MAX_POOLS = 32;
 
 const pools = new Map<string, Pool>();
-/** undici, loaded on the first call: worker threads and child processes that never call a model do not load it. */
-let undici: Promise<typeof Undici> | undefined;
 
 async function poolFor(origin: string): Promise<Pool> {
   let pool = pools.get(origin);
@@ -31,10 +29,8 @@ async function poolFor(origin: string): Promise<Pool> {
     pools.set(origin, pool);
     return pool;
   }
-  // Node's import of the CommonJS package gives its exports by name; the bundle's lazy chunk
-  // of it gives them only under `default`.
-  const ns = await (undici ??= import('undici'));
-  const { Pool } = (ns as unknown as { default?: typeof Undici }).default ?? ns;
+  // undici is loaded on the first call: worker threads and child processes that never call a model do not load it.
+  const { Pool } = await loadUndici();
   pool = pools.get(origin);
   if (pool !== undefined) return pool;
   // undici's own header and body timeouts are off: timeout_ms (provider-http.ts) is the one timeout.

@@ -14,6 +14,7 @@ import { readFileSync, rmSync, statSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import { sqliteAddon } from './sqlite-addon.js';
 import { CaxtonError } from '../shared/errors.js';
 import { createPrivateFile, makePrivateDir, writePrivateFileSync } from '../shared/private-fs.js';
 import { fsError, type Db } from './database.js';
@@ -74,7 +75,7 @@ const isBusy = (e: unknown) => /^SQLITE_(BUSY|LOCKED)/.test(sqliteCode(e));
 function kernelLockHeld(holdPath: string): boolean {
   let db: Db | undefined;
   try {
-    db = new Database(holdPath, { readonly: true, fileMustExist: true, timeout: 0 });
+    db = new Database(holdPath, { readonly: true, fileMustExist: true, timeout: 0, ...sqliteAddon() });
     db.prepare('SELECT count(*) FROM sqlite_master').get();
     return false;
   } catch (e) {
@@ -94,7 +95,7 @@ function holdKernelLock(holdPath: string, dir: string): Db | undefined {
     let db: Db | undefined;
     try {
       createPrivateFile(holdPath);
-      db = new Database(holdPath, { timeout: 0 });
+      db = new Database(holdPath, { timeout: 0, ...sqliteAddon() });
       db.pragma('locking_mode = EXCLUSIVE');
       db.exec('BEGIN EXCLUSIVE; COMMIT');
       return db;

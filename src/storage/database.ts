@@ -1,6 +1,7 @@
 import { accessSync, closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import { sqliteAddon } from './sqlite-addon.js';
 import { CaxtonError } from '../shared/errors.js';
 import { createPrivateFile, makePrivateDir, restrictMode } from '../shared/private-fs.js';
 
@@ -74,7 +75,7 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
     // SQLite would create the file 0644 (less the umask). Created here 0600 instead; SQLite then
     // gives the -wal and -shm it makes the database file's mode.
     if (size === undefined) createPrivateFile(path);
-    db = new Database(path);
+    db = new Database(path, sqliteAddon());
   } catch (e) {
     throw storeStartError(e, path);
   }

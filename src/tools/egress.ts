@@ -8,7 +8,7 @@
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP } from 'node:net';
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import { addressRefusal, type HostGrant, type Listener } from '../shared/host-grants.js';
 
 /** A connection refused by the grants (its message says which address and which entry would allow it). */
@@ -21,9 +21,11 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | Look
 /**
  * An undici dispatcher whose every connection to `port` resolves its host once, keeps only the
  * addresses `grantLists` allow and connects to one of them. An IP literal is not looked up by
- * Node: judge it with `literalRefusal` first.
+ * Node: judge it with `literalRefusal` first. `undici` is the package as its caller has it: loaded
+ * on first use (`loadUndici`, src/shared/undici.ts), or imported by a worker that does nothing else.
  */
 export function egressAgent(
+  undici: { Agent: typeof Agent },
   port: number,
   grantLists: readonly (readonly HostGrant[])[],
   own: readonly Listener[],
@@ -43,7 +45,7 @@ export function egressAgent(
       cb(null, ok[0]!.address, ok[0]!.family);
     });
   };
-  return new Agent({
+  return new undici.Agent({
     connect: { lookup, timeout: timeoutMs } as unknown as NonNullable<Agent.Options['connect']>,
     // One request (or a redirect's hop) per agent: nothing is pooled beyond it.
     keepAliveTimeout: 1,

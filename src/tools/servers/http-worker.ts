@@ -4,7 +4,7 @@
  * allow (src/tools/egress.ts; the name was matched before the request was sent here).
  */
 import { parentPort } from 'node:worker_threads';
-import { fetch } from 'undici';
+import * as undici from 'undici';
 import { portOfUrl } from '../../shared/host-grants.js';
 import { egressAgent, egressRefusalOf, literalRefusal } from '../egress.js';
 import { HEADER_ROOM, type HttpWorkerRequest } from './host-http.js';
@@ -27,9 +27,9 @@ async function answer(m: HttpWorkerRequest): Promise<void> {
   const port = portOfUrl(url);
   const literal = literalRefusal(url.hostname, port, [m.addresses], m.own);
   if (literal !== undefined) return fail(`refused: ${literal}`);
-  const dispatcher = egressAgent(port, [m.addresses], m.own, m.timeoutMs);
+  const dispatcher = egressAgent(undici, port, [m.addresses], m.own, m.timeoutMs);
   try {
-    const res = await fetch(url, {
+    const res = await undici.fetch(url, {
       method: m.method,
       headers: m.headers,
       ...(m.body !== undefined && { body: m.body }),

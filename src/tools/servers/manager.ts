@@ -25,6 +25,7 @@ import type { ToolAuditRecord, ToolAuditSink } from '../../audit/index.js';
 import { registerWaiting, summaryOf, viewOf, type Entry, type StartJob } from './manager-entries.js';
 import type { ToolLimitCaps } from './manifest-limits.js';
 import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolManifest } from './manifest.js';
+import { readPreparedManifests } from './prepared-manifests.js';
 import { moduleDigest, ToolPackageStore, type StoredToolPackage, type ToolPackageStorePort } from './package-store.js';
 import type * as ServerModule from './tool-server.js';
 import type { ToolServerGrants, WasmToolServer } from './tool-server.js';
@@ -146,13 +147,14 @@ export class ToolServerManager {
     const jobs: StartJob[] = [];
     const dir = this.#opts.builtinDir === undefined ? DEFAULT_BUILTIN_DIR : this.#opts.builtinDir;
     if (dir !== false && existsSync(dir)) {
+      const prepared = readPreparedManifests();
       for (const sub of readdirSync(dir, { withFileTypes: true })
         .filter((d) => d.isDirectory())
         .map((d) => d.name)
         .sort()) {
         const file = join(dir, sub, MANIFEST_FILE);
         if (!existsSync(file)) continue;
-        const job = this.#announceBuiltin(file);
+        const job = this.#announceBuiltin(file, prepared);
         if (job) jobs.push(job);
       }
     }
@@ -239,11 +241,14 @@ export class ToolServerManager {
   }
 
   /** Reads a built-in package's manifest and registers its tools as waiting; undefined when it is skipped. */
-  #announceBuiltin(file: string): StartJob | undefined {
+  #announceBuiltin(file: string, prepared: ReadonlyMap<string, ToolManifest>): StartJob | undefined {
     const log = this.#opts.logger;
     let manifest: ToolManifest;
     try {
-      ({ manifest } = parseToolManifestOrThrow(readFileSync(file), file, { compileSchemas: false }));
+      const bytes = readFileSync(file);
+      manifest =
+        (prepared.size > 0 ? prepared.get(bytes.toString('utf8')) : undefined) ??
+        parseToolManifestOrThrow(bytes, file, { compileSchemas: false }).manifest;
     } catch (e) {
       log?.warn({ file, err: errText(e) }, 'built-in tool server skipped: its manifest is invalid');
       return undefined;

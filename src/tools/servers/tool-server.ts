@@ -16,7 +16,7 @@ import type { Tool, ToolContext, ToolResult } from '../types.js';
 import { digestArgs, type ToolAuditSink } from '../../audit/index.js';
 import type { CallOutcome } from './errors.js';
 import { ownListeners, parseHostGrants } from '../../shared/host-grants.js';
-import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
+import { FileAccess } from './fs-access.js';
 import { sharedHttpClient, type SyncHttpClient } from './host-http.js';
 import { capLimits, type ToolLimitCaps } from './manifest-limits.js';
 import {
@@ -27,7 +27,8 @@ import {
   type ToolLimits,
   type ToolManifest,
 } from './manifest.js';
-import { resolveDatabaseRoot, SqliteAccess, type DatabaseRoot } from './sqlite-access.js';
+import { SqliteAccess } from './sqlite-access.js';
+import { resolveGrants, type ToolServerGrants } from './grants.js';
 import { decodeJsSource, JsSandbox } from './js/index.js';
 import { OffThreadSandbox } from './off-thread.js';
 import {
@@ -39,22 +40,7 @@ import {
   type SandboxLimits,
 } from './wasm/index.js';
 
-/** What the operator grants a tool server (server configuration). Nothing is granted by default. */
-export interface ToolServerGrants {
-  /** Hosts the server may reach; a request must match both these and the manifest's. */
-  allowed_hosts?: string[];
-  /** Guest-side root (as declared in the manifest) → host directory. */
-  paths?: Record<string, string>;
-  /**
-   * Guest-side database path (as declared in the manifest's `databases`) → host SQLite file, or
-   * directory whose files may all be queried. Always read-only.
-   */
-  databases?: Record<string, string>;
-  /** Values for the configuration keys the manifest declares. */
-  config?: Record<string, string>;
-  /** Upper bounds: the effective limit is the smaller of this and the manifest's. */
-  limits?: Partial<ToolLimits>;
-}
+export type { ToolServerGrants } from './grants.js';
 
 export interface WasmToolServerOptions {
   grants?: ToolServerGrants;
@@ -172,83 +158,7 @@ export class WasmToolServer {
     // The smaller of manifest and per-server grant; the operator's caps refuse what asks for more.
     this.limits = capLimits(manifest, opts.caps, g.limits, file);
 
-    // Hosts: the manifest asks, the operator grants; both must match.
-    const opHosts = g.allowed_hosts ?? [];
-    const mHosts = manifest.permissions.allowed_hosts;
-    if (mHosts.length > 0 && opHosts.length === 0)
-      warn(
-        'permissions.allowed_hosts',
-        `the package asks for HTTP to ${mHosts.join(', ')}, which the operator has not granted: its HTTP requests will be refused`,
-      );
-
-    // Paths: a manifest root is usable only when the operator maps it to a host directory.
-    const roots: PathRoot[] = [];
-    for (const [guest, access] of Object.entries(manifest.permissions.paths)) {
-      const hostDir = g.paths?.[guest];
-      if (hostDir === undefined) {
-        warn(
-          `permissions.paths.${guest}`,
-          `the package asks for ${guest} (${access}), which the operator has not mapped to a directory: access to it will be refused`,
-        );
-        continue;
-      }
-      try {
-        roots.push({ guest, host: resolveHostRoot(hostDir), access });
-      } catch (e) {
-        throw fail(`the directory granted for ${guest} is unusable: ${(e as Error).message}`, {
-          field: `permissions.paths.${guest}`,
-        });
-      }
-    }
-    for (const guest of Object.keys(g.paths ?? {})) {
-      if (!(guest in manifest.permissions.paths))
-        warn(`permissions.paths`, `the operator maps ${guest}, which the package does not declare: ignored`);
-    }
-
-    // Databases: like paths, declared by the manifest and mapped by the operator (file or directory).
-    const dbRoots: DatabaseRoot[] = [];
-    for (const guest of manifest.permissions.databases) {
-      const hostPath = g.databases?.[guest];
-      if (hostPath === undefined) {
-        warn(
-          `permissions.databases`,
-          `the package asks for database ${guest}, which the operator has not mapped to a file or directory: queries on it will be refused`,
-        );
-        continue;
-      }
-      try {
-        dbRoots.push(resolveDatabaseRoot(guest, hostPath));
-      } catch (e) {
-        throw fail(`the database path granted for ${guest} is unusable: ${(e as Error).message}`, {
-          field: 'permissions.databases',
-        });
-      }
-    }
-    for (const guest of Object.keys(g.databases ?? {})) {
-      if (!manifest.permissions.databases.includes(guest))
-        warn(
-          'permissions.databases',
-          `the operator maps database ${guest}, which the package does not declare: ignored`,
-        );
-    }
-
-    // Config: declared keys only; operator values over manifest defaults.
-    const config = new Map<string, string>();
-    for (const [key, decl] of Object.entries(manifest.config)) {
-      const v = g.config?.[key] ?? decl.default;
-      if (v === undefined) {
-        if (decl.required)
-          throw fail(
-            `configuration value "${key}" is required by the package and was not given${decl.description ? ` (${decl.description})` : ''}`,
-            { field: `config.${key}` },
-          );
-        continue;
-      }
-      config.set(key, v);
-    }
-    for (const key of Object.keys(g.config ?? {}))
-      if (!(key in manifest.config))
-        warn('config', `configuration value "${key}" is not declared by the package: ignored`);
+    const { mHosts, opHosts, roots, dbRoots, config } = resolveGrants(manifest, g, warn, fail);
 
     const sandboxLimits: SandboxLimits = {
       memoryBytes: this.limits.memory,

@@ -8,8 +8,8 @@
  */
 import type { WebConfig } from '../../config/index.js';
 import { toolError, type AuditedResult, type AuditedTool } from '../audited.js';
-import { fetch as undiciFetch } from 'undici';
 import { hostGranted, ownListeners, parseHostGrants, portOfUrl } from '../../shared/host-grants.js';
+import { loadUndici } from '../../shared/undici.js';
 import { egressAgent, egressRefusalOf, literalRefusal } from '../egress.js';
 import { htmlTitle, htmlToMarkdown } from './html.js';
 
@@ -93,10 +93,11 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
           const own = ownListeners();
           const literal = literalRefusal(url.hostname, port, [grants], own);
           if (literal !== undefined) return toolError(`${url.href} refused: ${literal}`, 'denied');
-          const dispatcher = egressAgent(port, [grants], own, cfg.timeout);
+          const undici = await loadUndici();
+          const dispatcher = egressAgent(undici, port, [grants], own, cfg.timeout);
           // Closed once the page is read: the agent holds only this hop's connection.
           agents.push(dispatcher);
-          res = (await undiciFetch(url, {
+          res = (await undici.fetch(url, {
             redirect: 'manual',
             signal,
             dispatcher,
