@@ -1,5 +1,5 @@
 /**
- * Benchmark entry point: `npm run bench` runs every suite, `npm run bench -- agents` one (or
+ * Benchmark entry point: `npm run bench` runs every suite, `npm run bench -- startup` one (or
  * several, space-separated). Tables go to stdout as markdown; progress goes to stderr; raw
  * figures go to bench/results/<suite>-<timestamp>.json.
  */
@@ -9,21 +9,16 @@ import { machine, machineLine, markdownTable, writeResults, type Suite } from '.
 
 /** Suites by name, loaded on demand: one per table of docs/benchmarks.md. */
 const SUITES: Record<string, () => Promise<Suite>> = {
-  agents: async () => (await import('./agents.js')).agentsSuite,
-  execution: async () => (await import('./execution.js')).executionSuite,
   executions: async () => (await import('./recording.js')).executionsSuite,
   runs: async () => (await import('./recording.js')).runsSuite,
   messaging: async () => (await import('./messaging.js')).messagingSuite,
-  tools: async () => (await import('./tools.js')).toolsSuite,
   observability: async () => (await import('./observability.js')).observabilitySuite,
   memory: async () => (await import('./memory.js')).memorySuite,
   'memory-postgres': async () => (await import('./memory.js')).memoryPostgresSuite,
-  secrets: async () => (await import('./secrets.js')).secretsSuite,
   'audit-events': async () => (await import('./audit-events.js')).auditEventsSuite,
   hostile: async () => (await import('./hostile.js')).hostileSuite,
   auth: async () => (await import('./auth.js')).authSuite,
   cluster: async () => (await import('./cluster.js')).clusterSuite,
-  'cluster-engines': async () => (await import('./cluster-engines.js')).clusterEnginesSuite,
   'cluster-rows': async () => (await import('./cluster-rows.js')).clusterRowsSuite,
   startup: async () => (await import('./startup.js')).startupSuite,
   mastra: async () => (await import('./mastra.js')).mastraSuite,

@@ -59,7 +59,7 @@ const ACTIVITIES = [
 ] as const;
 
 /** 25 domains × 20 activities = 500 capabilities, e.g. "billing-forecasting". */
-export const CAPABILITY_POOL: readonly string[] = DOMAINS.flatMap((d) => ACTIVITIES.map((a) => `${d}-${a}`));
+const CAPABILITY_POOL: readonly string[] = DOMAINS.flatMap((d) => ACTIVITIES.map((a) => `${d}-${a}`));
 
 /** Tools a bare server offers (built-ins), so every generated agent validates and deploys as it is. */
 const TOOLS = ['calculator', 'current_time', 'todo.write', 'web.fetch', 'llm.chat'] as const;
@@ -121,7 +121,7 @@ export function planAgents(count: number, seed = 42): AgentPlan {
 
 export const agentName = (i: number): string => `agent-${String(i + 1).padStart(5, '0')}`;
 
-export function capabilitiesOf(plan: AgentPlan, i: number): string[] {
+function capabilitiesOf(plan: AgentPlan, i: number): string[] {
   const out: string[] = [];
   for (let k = 0; k < plan.ncaps[i]!; k++) out.push(CAPABILITY_POOL[plan.caps[i * 3 + k]!]!);
   return out;

@@ -1,5 +1,4 @@
 import autocannon from 'autocannon';
-import { fmt, fmtMs } from './stats.js';
 
 export interface LoadOptions {
   url: string;
@@ -60,7 +59,3 @@ export async function load(opts: LoadOptions): Promise<LoadResult> {
     timeouts: r.timeouts,
   };
 }
-
-/** One autocannon run in a line; its latency histogram has 1 ms resolution, so the mean comes from Little's law. */
-export const loadLine = (l: LoadResult): string =>
-  `${fmt(l.req_per_s, 0)} req/s, mean ${fmtMs((l.connections / l.req_per_s) * 1000)}, p99 ${l.latency_ms.p99} ms${l.non2xx + l.errors + l.timeouts > 0 ? `, ${l.non2xx} non-2xx / ${l.errors} errors / ${l.timeouts} timeouts` : ''}`;

@@ -6,7 +6,8 @@
  * reach the others; a node that starts later gets the current directory, loses what was removed
  * while it was down and writes what only it had; a missed notice is caught up by the
  * reconciliation; two nodes changing one agent end on the row PostgreSQL kept; a file agent is
- * never replaced; a damaged row is skipped, naming it. The lag is measured in bench/cluster-engines.ts.
+ * never replaced; a damaged row is skipped, naming it. Its lag's last figures are in
+ * docs/adr/experiments.md.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
