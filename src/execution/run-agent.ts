@@ -292,6 +292,7 @@ export async function runAgent(
         is_error,
         duration_ms,
         ...(result.refused === true && { refused: true as const }),
+        ...(result.files !== undefined && { files: result.files }),
       });
       finishCall(call, result.content, is_error, duration_ms);
     }
