@@ -139,7 +139,14 @@ export function admitRequest(opts: AuthPluginOptions, p: Principal): LimitSet | 
  */
 export async function admitCall(
   opts: AuthPluginOptions,
-  call: { token: string | undefined; source: string; access: Access; params: Readonly<Record<string, string>> },
+  call: {
+    token: string | undefined;
+    source: string;
+    access: Access;
+    params: Readonly<Record<string, string>>;
+    /** Told who the caller is as soon as that is known, so that a refusal after it is recorded as theirs. */
+    known?: (p: Principal) => void;
+  },
 ): Promise<{ principal: Principal; limits: LimitSet | undefined }> {
   let principal: Principal | undefined;
   const refuse: Refuse = (code, message, details) => {
@@ -153,6 +160,7 @@ export async function admitCall(
   else if (call.token === undefined || call.token === '') throw missingCredentials(refuse);
   else principal = await principalOfBearer(call.token, opts.authenticators, refuse);
   opts.onAuthenticated?.(principal);
+  call.known?.(principal);
   checkAccess(principal, call.access, call.params, refuse);
   return { principal, limits: admitRequest(opts, principal) };
 }

@@ -19,7 +19,7 @@ export const clusterComponents = () => import('./cluster.js');
 export { startMessaging, type MessagingComponent } from './messaging.js';
 export { openToolAudit, type ToolAuditComponent } from './tool-audit.js';
 export { startMcp, type McpComponent } from './mcp.js';
-export { startA2a } from './a2a.js';
+export { startA2a, type A2aComponent } from './a2a.js';
 export { startTools, type ToolsComponent } from './tools.js';
 export { startToolkit, TOOLKIT_GROUPS, unlistedToolsFor } from './toolkit.js';
 export { openAudit, type AuditComponent } from './audit.js';
