@@ -18,6 +18,7 @@ import {
 import { GrpcTransportFactory } from '@a2a-js/sdk/client/grpc';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serverConfigSchema } from '../../src/config/index.js';
 import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
@@ -212,5 +213,24 @@ describe('without [a2a] grpc_listen', () => {
     } finally {
       await other.close();
     }
+  }, 60_000);
+});
+
+describe('[a2a] grpc_listen is checked', () => {
+  it('refuses an address that is not host:port, naming the field', () => {
+    const r = serverConfigSchema.safeParse({ a2a: { expose: ['*'], grpc_listen: 'localhost' } });
+    expect(r.success).toBe(false);
+    const issue = r.error!.issues[0]!;
+    expect(issue.path.join('.')).toBe('a2a.grpc_listen');
+    expect(issue.message).toContain('expected "host:port"');
+  });
+
+  it('refuses at start a non-loopback listener without [server.tls]', async () => {
+    await expect(
+      startTestServer({
+        dir: makeTempDir('caxton-a2a-grpc-open-'),
+        toml: stringify({ auth: { enabled: true }, a2a: { expose: ['*'], grpc_listen: '0.0.0.0:0' } }),
+      }),
+    ).rejects.toThrow(/grpc_listen = "0\.0\.0\.0:0" is reachable from other machines without TLS/);
   }, 60_000);
 });
