@@ -1,7 +1,7 @@
 /**
  * An exposed agent's Agent Card: who it is (name, description, version), its skills (one per
  * capability, described by the agent's description and documentation), where and how it is
- * reached (the JSON-RPC and HTTP+JSON interfaces under /a2a/NAME) and the credentials Caxton takes there (the
+ * reached (the JSON-RPC and HTTP+JSON interfaces under /a2a/NAME, and gRPC when its listener is on) and the credentials Caxton takes there (the
  * security schemes follow [auth]: API key header, bearer key or OIDC JWT, client certificate).
  */
 import { AgentCard as AgentCardCodec, A2A_PROTOCOL_VERSION } from '@a2a-js/sdk';
@@ -12,10 +12,14 @@ import type { A2aConfig, ServerConfig } from '../config/index.js';
 /** Where an agent's A2A endpoint is, under the server's URL. */
 export const A2A_BASE = '/a2a';
 export const agentPath = (name: string): string => `${A2A_BASE}/${encodeURIComponent(name)}`;
+/** The gRPC binding's name in cards and version checks. */
+export const GRPC_BINDING = 'GRPC';
 
 export interface CardSettings {
   a2a: A2aConfig;
   auth: Pick<ServerConfig['auth'], 'enabled' | 'jwt' | 'client_certs'>;
+  /** The gRPC listener's address (`host:port`), when it is on: the cards name a third interface. */
+  grpc?: string | undefined;
 }
 
 /** A skill's description: the agent's description, then the first paragraph of its documentation. */
@@ -98,13 +102,27 @@ export function agentCardOf(def: AgentDefinition, baseUrl: string, s: CardSettin
   return {
     name: def.name as string,
     description: def.description || `the Caxton agent ${def.name}`,
-    // Both bindings at the same base path: JSON-RPC posts to it, HTTP+JSON adds the method's path.
-    supportedInterfaces: ['JSONRPC', 'HTTP+JSON'].map((protocolBinding) => ({
-      url: `${baseUrl}${agentPath(def.name as string)}`,
-      protocolBinding,
-      tenant: '',
-      protocolVersion: A2A_PROTOCOL_VERSION,
-    })),
+    // Both HTTP bindings at the same base path: JSON-RPC posts to it, HTTP+JSON adds the method's
+    // path. gRPC has one listener for every agent: the tenant names the agent, and the SDK's
+    // client sends the interface's tenant with each request.
+    supportedInterfaces: [
+      ...['JSONRPC', 'HTTP+JSON'].map((protocolBinding) => ({
+        url: `${baseUrl}${agentPath(def.name as string)}`,
+        protocolBinding,
+        tenant: '',
+        protocolVersion: A2A_PROTOCOL_VERSION,
+      })),
+      ...(s.grpc !== undefined
+        ? [
+            {
+              url: s.grpc,
+              protocolBinding: GRPC_BINDING,
+              tenant: def.name as string,
+              protocolVersion: A2A_PROTOCOL_VERSION,
+            },
+          ]
+        : []),
+    ],
     provider: provider && { organization: provider.organization, url: provider.url ?? '' },
     version: def.version,
     capabilities: {

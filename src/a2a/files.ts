@@ -1,7 +1,7 @@
 /**
  * The files a completed run wrote in the workspace, as an A2A artifact of file parts. The run's
  * own steps say which paths workspace.write, .edit and .multi_edit changed (a call that answered
- * without error); each is read back through the grant (readWorkspaceFile: the same confinement,
+ * without error) and which files a workspace.bash command left; each is read back through the grant (readWorkspaceFile: the same confinement,
  * no-follow walk and read deny rules as workspace.read), bounded in count and bytes. A text file
  * is scrubbed of the configured secrets before it is encoded, as the answer is at the exit
  * (ADR 0017); a binary file whose base64 would carry one is withheld. Files are read when the task
@@ -45,7 +45,12 @@ const MEDIA_TYPES: Readonly<Record<string, string>> = {
   zip: 'application/zip',
 };
 
-/** The paths (as the model gave them) that the run's write calls changed, first write first, each once. */
+/**
+ * The paths the run's calls changed, first write first, each once: those workspace.write, .edit
+ * and .multi_edit were given (as the model gave them), and those a workspace.bash command created
+ * or changed (below the root, found by comparing the workspace before and after it: `files` on its
+ * step, src/tools/workspace/changes.ts).
+ */
 export function writtenPaths(steps: readonly RunStep[]): string[] {
   const paths = new Map<string, string>();
   for (const s of steps)
@@ -55,11 +60,15 @@ export function writtenPaths(steps: readonly RunStep[]): string[] {
         if (WRITE_TOOLS.has(c.name) && typeof p === 'string' && p !== '') paths.set(c.id, p);
       }
   const out = new Set<string>();
-  for (const s of steps)
-    if (s.kind === 'tool_end' && !s.is_error && WRITE_TOOLS.has(s.name)) {
+  for (const s of steps) {
+    if (s.kind !== 'tool_end') continue;
+    if (!s.is_error && WRITE_TOOLS.has(s.name)) {
       const p = paths.get(s.id);
       if (p !== undefined) out.add(p);
     }
+    // A command names what it left whatever its exit: the files are there either way.
+    for (const f of s.files ?? []) out.add(f);
+  }
   return [...out];
 }
 
@@ -127,6 +136,7 @@ export function filesArtifact(
   if (paths.length === 0) return undefined;
   const parts: Part[] = [];
   const left: { file: string; reason: string; size?: number }[] = [];
+  const named = new Set<string>();
   for (const given of paths) {
     if (parts.length >= MAX_ARTIFACT_FILES) {
       left.push({ file: given, reason: `more than the ${MAX_ARTIFACT_FILES} files a task carries` });
@@ -134,6 +144,10 @@ export function filesArtifact(
     }
     const got = fileOf(ws, given);
     if (got === undefined) continue;
+    // One file written by a tool (its path as given) and by a command (below the root) is one part.
+    const name = 'part' in got ? got.part.filename : got.left.file;
+    if (named.has(name)) continue;
+    named.add(name);
     if ('part' in got) parts.push(got.part);
     else left.push(got.left);
   }

@@ -2,7 +2,7 @@
  * Agent2Agent (docs/a2a.md): Caxton's agents served as A2A agents (cards, JSON-RPC tasks that are
  * durable runs), under the same principals, scopes, limits and audit as every other route.
  */
-export { a2aPlugins, exposed, type A2aRouteDeps } from './routes.js';
+export { a2aPlugins, agentCall, exposed, type A2aRouteDeps, type AgentCall } from './routes.js';
 export { agentCardOf, cardJson, securitySchemesOf, A2A_BASE, agentPath, type CardSettings } from './card.js';
 export { AgentA2aHandler, toA2aError, type A2aCaller, type A2aHandlerDeps } from './handler.js';
 export { taskOf, TASK_STATE_OF } from './tasks.js';

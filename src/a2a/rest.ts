@@ -141,6 +141,13 @@ function bodyType(req: FastifyRequest, _reply: FastifyReply, done: () => void): 
   done();
 }
 
+/** A send's request, refused unless it has a message with an id (whichever binding it came by). */
+export function checkedSend(params: SendMessageRequest): SendMessageRequest {
+  if (params.message === undefined) throw new RequestMalformedError('message: expected the message to send');
+  if (params.message.messageId === '') throw new RequestMalformedError('message.messageId: expected an id');
+  return params;
+}
+
 export function restRoutes(app: FastifyInstance, ep: A2aEndpoint): void {
   const base = `${A2A_BASE}/:agent`;
   const route = (
@@ -180,12 +187,7 @@ export function restRoutes(app: FastifyInstance, ep: A2aEndpoint): void {
     return pipeSse(req, reply, first, events, restFrames, call.gone, ep.streams);
   };
 
-  const sendRequest = (body: unknown): SendMessageRequest => {
-    const params = SendMessageRequest.fromJSON(body ?? {});
-    if (params.message === undefined) throw new RequestMalformedError('message: expected the message to send');
-    if (params.message.messageId === '') throw new RequestMalformedError('message.messageId: expected an id');
-    return params;
-  };
+  const sendRequest = (body: unknown): SendMessageRequest => checkedSend(SendMessageRequest.fromJSON(body ?? {}));
 
   route('POST', '/message::send', 'send a message', async (req, reply, { handler }) => {
     const task = await handler.sendMessage(sendRequest(req.body));

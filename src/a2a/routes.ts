@@ -20,7 +20,7 @@ import type { A2aConfig, ServerConfig } from '../config/index.js';
 import type { ChatThreads, Executor } from '../execution/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { Workspace } from '../tools/workspace/index.js';
-import { A2A_BASE, agentCardOf, cardJson } from './card.js';
+import { A2A_BASE, agentCardOf, cardJson, type CardSettings } from './card.js';
 import { AgentA2aHandler, type A2aCaller } from './handler.js';
 import type { PushNotifier } from './push.js';
 import { requestedVersion, restRoutes, type A2aCall } from './rest.js';
@@ -37,7 +37,49 @@ export interface A2aRouteDeps {
   push?: PushNotifier | undefined;
   /** The workspace grant, whose files a completed task carries (files.ts). */
   workspace?: Workspace | undefined;
+  /** The gRPC listener's address for the cards, once it listens (`[a2a] grpc_listen`, grpc.ts). */
+  grpcAddress?: (() => string | undefined) | undefined;
 }
+
+/** One call's agent, as the caller's: its card and a handler acting for the caller. */
+export type AgentCall = Omit<A2aCall, 'gone'>;
+
+/**
+ * The exposed agent `name` for one call of `caller`, its card naming the interfaces at `baseUrl`
+ * (and the gRPC listener's); not found unless exposed. Every binding opens its calls here.
+ */
+export function agentCall(deps: A2aRouteDeps, name: string, baseUrl: string, caller: A2aCaller): AgentCall {
+  const cfg = deps.config.a2a;
+  const def = exposed(cfg, name) ? deps.registry.get(name)?.definition : undefined;
+  if (def === undefined)
+    throw new CaxtonError('agent_not_found', `no agent "${name}" is served over A2A ([a2a] expose)`, {
+      agent: name,
+    });
+  const runs = deps.executor.runs;
+  if (!runs)
+    throw new CaxtonError(
+      'not_supported',
+      'A2A tasks are durable runs, which this server does not record ([execution] durable_runs = false)',
+      { reason: 'runs_disabled' },
+    );
+  const card: AgentCard = agentCardOf(def, baseUrl, cardSettings(deps));
+  const handler = new AgentA2aHandler({
+    runs,
+    threads: deps.threads,
+    agent: def.name as string,
+    card: () => card,
+    caller,
+    push: deps.push,
+    workspace: deps.workspace,
+  });
+  return { card, handler };
+}
+
+const cardSettings = (deps: A2aRouteDeps): CardSettings => ({
+  a2a: deps.config.a2a,
+  auth: deps.config.auth,
+  grpc: deps.grpcAddress?.(),
+});
 
 /** Marks a plugin as not encapsulated, so its routes keep their own paths (no /api/v1 prefix). */
 function atRoot(plugin: Plugin): Plugin {
@@ -60,7 +102,6 @@ export function a2aPlugins(deps: A2aRouteDeps): Plugin[] {
 async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void> {
   const { registry } = deps;
   const cfg = deps.config.a2a;
-  const settings = { a2a: cfg, auth: deps.config.auth };
   const streams = new Set<() => void>();
   app.addHook('preClose', async () => {
     for (const end of [...streams]) end();
@@ -75,16 +116,6 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
       });
     return def;
   };
-  const runs = () => {
-    const r = deps.executor.runs;
-    if (!r)
-      throw new CaxtonError(
-        'not_supported',
-        'A2A tasks are durable runs, which this server does not record ([execution] durable_runs = false)',
-        { reason: 'runs_disabled' },
-      );
-    return r;
-  };
 
   const cardAccess: Access = cfg.public_cards ? { public: true } : { permission: 'agents:read', agentParam: 'agent' };
   app.get<{ Params: { agent: string } }>(
@@ -94,7 +125,7 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
       schema: { summary: "An agent's A2A Agent Card", tags: ['a2a'], hide: true },
     },
     async (req, reply) => {
-      const card = cardJson(agentCardOf(definitionOf(req.params.agent), baseUrl(req), settings));
+      const card = cardJson(agentCardOf(definitionOf(req.params.agent), baseUrl(req), cardSettings(deps)));
       return reply.header('cache-control', 'no-cache').send(card);
     },
   );
@@ -109,7 +140,7 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
       const base = baseUrl(req);
       const agents = registry
         .list({ visible: (name) => exposed(cfg, name) && agentVisible(req.principal, name) })
-        .agents.map((a) => cardJson(agentCardOf(a.definition, base, settings)));
+        .agents.map((a) => cardJson(agentCardOf(a.definition, base, cardSettings(deps))));
       return { agents };
     },
   );
@@ -129,8 +160,6 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
 
   /** The agent a request names, its card, and a handler acting for the caller until the client goes away. */
   const open = (req: FastifyRequest<{ Params: { agent: string } }>, reply: FastifyReply): A2aCall => {
-    const def = definitionOf(req.params.agent);
-    const card: AgentCard = agentCardOf(def, baseUrl(req), settings);
     const gone = new AbortController();
     reply.raw.on('close', () => {
       if (!reply.raw.writableFinished) gone.abort();
@@ -142,16 +171,7 @@ async function a2aRoutes(app: FastifyInstance, deps: A2aRouteDeps): Promise<void
       refused: () => annotateAudit(req, { outcome: 'denied' }),
       failed: (code) => annotateAudit(req, { outcome: 'error', details: { error_code: code } }),
     };
-    const handler = new AgentA2aHandler({
-      runs: runs(),
-      threads: deps.threads,
-      agent: def.name as string,
-      card: () => card,
-      caller,
-      push: deps.push,
-      workspace: deps.workspace,
-    });
-    return { card, handler, gone };
+    return { ...agentCall(deps, req.params.agent, baseUrl(req), caller), gone };
   };
   restRoutes(app, { open, streams });
 

@@ -99,6 +99,7 @@ export {
   type LimitSet,
 } from './limits-config.js';
 export { metricsGuard } from './metrics-guard.js';
+export { admitCall, streamHolder, type StreamHolder } from './admit.js';
 export { checkSend, unknownPrincipal, type SendScope } from './scope-send.js';
 export { PrincipalDirectory, REMEMBERED_PRINCIPALS, type ActingPrincipals } from './acting.js';
 export { AnonymousLimiter, anonymousLimitedError, type AnonymousLimitOptions } from './anonymous-limit.js';

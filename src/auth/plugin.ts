@@ -11,13 +11,24 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CaxtonError } from '../shared/errors.js';
 import type { Access } from './route-access.js';
-import { ApiKeyStore } from './keys.js';
-import { agentOfRef, can, globMatch, inScope, type Principal } from './principal.js';
+import type { ApiKeyStore } from './keys.js';
+import { globMatch, type Principal } from './principal.js';
 import { policyFor } from './route-policies.js';
-import { limitedError, type PrincipalLimiter } from './caller-limits.js';
-import { OpenStreams, tokenExpired, type StreamEnd } from './open-streams.js';
+import type { PrincipalLimiter } from './caller-limits.js';
+import type { StreamEnd } from './open-streams.js';
 import type { LimitSet } from './limits-config.js';
 import { anonymousLimitedError, type AnonymousLimiter } from './anonymous-limit.js';
+import {
+  admitRequest,
+  checkAccess,
+  LOCAL_PRINCIPAL,
+  missingCredentials,
+  principalOfBearer,
+  streamHolder,
+  type Refuse,
+} from './admit.js';
+
+export { assertAgentAllowed, LOCAL_PRINCIPAL } from './admit.js';
 
 export interface Authenticators {
   keys?: ApiKeyStore;
@@ -66,36 +77,16 @@ declare module 'fastify' {
   }
 }
 
-/** The principal of every request when authentication is off (loopback only). */
-export const LOCAL_PRINCIPAL: Principal = Object.freeze({
-  id: 'local:anonymous',
-  kind: 'local',
-  name: 'anonymous',
-  role: 'admin',
-  scope: Object.freeze({}),
-});
-
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Content types a browser may send cross-site without a preflight ("simple" requests). */
 const SIMPLE_TYPES = new Set(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data']);
-const MAX_TOKEN = 16 * 1024;
 
 /** Installs the hooks on the root instance; call before any route is registered. */
 export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void {
   const table: RouteAccess[] = [];
   app.decorate('accessTable', table);
-  // Bearer tokens cannot be revoked here, only outlived: their streams are held until they expire.
-  const tokenStreams = new OpenStreams();
-  app.decorate('holdStream', (p: Principal, close: (why: StreamEnd) => void): (() => void) | undefined => {
-    if (!opts.enabled) return undefined;
-    if (p.kind === 'key') return opts.authenticators.keys?.holdStream(p, close);
-    if (p.expiresAt !== undefined) {
-      const at = p.expiresAt;
-      return tokenStreams.hold(p.id, p.name, at, () => close(tokenExpired(at)));
-    }
-    return undefined;
-  });
+  app.decorate('holdStream', streamHolder(opts));
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const own = route.config?.access;
@@ -152,41 +143,11 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
     req.principal = opts.enabled ? await authenticate(req, opts.authenticators, reply, deny) : LOCAL_PRINCIPAL;
     opts.onAuthenticated?.(req.principal);
     holdRequest(app, req, reply);
-    if ('permission' in access) {
-      const p = req.principal;
-      if (!can(p, access.permission)) {
-        throw deny(
-          req,
-          'forbidden',
-          `${p.id} (role ${p.role}) may not do this: it needs the permission ${access.permission}`,
-          { reason: 'permission', permission: access.permission, role: p.role },
-        );
-      }
-      if (access.agentParam !== undefined) {
-        const agent = (req.params as Record<string, string> | undefined)?.[access.agentParam];
-        if (agent !== undefined) assertAgentAllowed(p, agent, (c, m, d) => deny(req, c, m, d));
-      }
-      if (access.toolParams !== undefined && p.scope.tools !== undefined) {
-        const params = (req.params ?? {}) as Record<string, string>;
-        const tool = `${params[access.toolParams[0]] ?? ''}.${params[access.toolParams[1]] ?? ''}`;
-        if (!inScope(p.scope.tools, tool))
-          throw deny(
-            req,
-            'forbidden',
-            `${p.id} may not call the tool "${tool}" (its keys allow: ${p.scope.tools.join(', ')})`,
-            { reason: 'tool_scope', tool },
-          );
-      }
-    }
-    // Limits apply to authenticated principals only: the local principal (authentication off) is the operator.
-    if (opts.limitsOf && req.principal.kind !== 'local') {
-      const limits = opts.limitsOf(req.principal);
-      req.limits = limits;
-      if (opts.limiter) {
-        const d = opts.limiter.admitRequest(req.principal.id, limits);
-        if (!d.ok) throw limitedError(d);
-      }
-    }
+    checkAccess(req.principal, access, req.params as Record<string, string> | undefined, (c, m, d) =>
+      deny(req, c, m, d),
+    );
+    const limits = admitRequest(opts, req.principal);
+    if (limits !== undefined) req.limits = limits;
   });
 }
 
@@ -218,21 +179,6 @@ export function hostAllowedBy(allowedHosts: readonly string[], host: string | un
   // An IP literal cannot be rebound to another address, so it is never a DNS-rebinding vector.
   if (LOOPBACK_NAMES.has(name) || isIP(name.replace(/^\[|\]$/g, '')) !== 0) return true;
   return allowedHosts.some((p) => globMatch(p.toLowerCase(), name));
-}
-
-/** Throws 403 when the principal's agent scope does not include `agent`. For routes whose target agent is in the body. */
-export function assertAgentAllowed(
-  p: Principal,
-  agent: string,
-  make: (code: 'forbidden', message: string, details: Record<string, unknown>) => Error = (c, m, d) =>
-    new CaxtonError(c, m, d),
-): void {
-  if (!inScope(p.scope.agents, agentOfRef(agent)))
-    throw make(
-      'forbidden',
-      `${p.id} may not use the agent "${agent}" (its keys allow: ${p.scope.agents!.join(', ')})`,
-      { reason: 'agent_scope', agent },
-    );
 }
 
 function checkCrossSite(
@@ -291,57 +237,21 @@ async function authenticate(
   reply: FastifyReply,
   deny: (
     req: FastifyRequest,
-    code: 'unauthenticated',
+    code: 'unauthenticated' | 'forbidden',
     message: string,
     details: Record<string, unknown>,
   ) => CaxtonError,
 ): Promise<Principal> {
+  const refuse: Refuse = (code, message, details) => withChallenge(reply, deny(req, code, message, details));
   const token = bearerOf(req);
-  if (token !== undefined) {
-    if (token.length > MAX_TOKEN)
-      throw withChallenge(
-        reply,
-        deny(req, 'unauthenticated', 'the bearer token is too long', { reason: 'token_too_long' }),
-      );
-    try {
-      if (ApiKeyStore.looksLikeKey(token) && a.keys) return a.keys.verify(token);
-      if (a.jwt) return await a.jwt.authenticate(token);
-    } catch (e) {
-      if (e instanceof CaxtonError && (e.code === 'unauthenticated' || e.code === 'forbidden')) {
-        throw withChallenge(
-          reply,
-          deny(req, e.code as 'unauthenticated', e.message, { reason: 'invalid_credentials' }),
-        );
-      }
-      throw e;
-    }
-    throw withChallenge(
-      reply,
-      deny(
-        req,
-        'unauthenticated',
-        'the bearer token is not a Caxton API key (cxk_...) and no [auth.jwt] issuer is configured',
-        { reason: 'invalid_credentials' },
-      ),
-    );
-  }
+  if (token !== undefined) return principalOfBearer(token, a, refuse);
   const socket = req.raw.socket as TLSSocket;
   // Only a certificate the TLS layer verified against [server.tls] ca (mTLS) names a principal.
   if (a.certificate && socket.encrypted && socket.authorized) {
     const p = a.certificate(socket);
     if (p) return p;
   }
-  throw withChallenge(
-    reply,
-    deny(
-      req,
-      'unauthenticated',
-      'authentication required: send "Authorization: Bearer <API key>" (create one with `caxton key create`; the CLI sends $CAXTON_API_KEY or the key of `caxton login`)',
-      {
-        reason: 'missing_credentials',
-      },
-    ),
-  );
+  throw missingCredentials(refuse);
 }
 
 function withChallenge(reply: FastifyReply, e: CaxtonError): CaxtonError {

@@ -43,6 +43,25 @@ export const a2aConfigSchema = z
     push_allowed_hosts: z
       .array(z.string().regex(HOST_GRANT_RE, { message: HOST_GRANT_HINT }), { error: 'expected a list of host names' })
       .default(['*']),
+    /**
+     * A2A's gRPC binding on its own listener, `"host:port"` (port 0: any free port). Absent (the
+     * default): no gRPC, and the cards name none. Over TLS with [server.tls]'s certificate when
+     * that is set; otherwise plaintext, which a non-loopback host refuses.
+     */
+    grpc_listen: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
+        error: 'expected "host:port", e.g. "127.0.0.1:50051" (an IPv6 host in brackets: "[::1]:50051")',
+      })
+      .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65_535, { message: 'the port is at most 65535' })
+      .optional(),
+    /** The address written into the cards for the gRPC binding (`"a2a.example.com:443"`). Absent: the listener's own. */
+    grpc_public_address: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
+        error: 'expected "host:port" as clients reach the gRPC listener, e.g. "a2a.example.com:443"',
+      })
+      .optional(),
     /** The organization named as the agents' provider in their cards. */
     provider: z.strictObject({ organization: z.string().min(1).max(200), url: z.url().optional() }).optional(),
   })

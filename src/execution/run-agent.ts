@@ -343,6 +343,7 @@ async function runCalls(run: AgentRun, calls: ToolCall[], turn: number): Promise
       is_error,
       duration_ms,
       ...(result.refused === true && { refused: true as const }),
+      ...(result.files !== undefined && { files: result.files }),
     });
     finishCall(run, call, result.content, is_error, duration_ms);
   }

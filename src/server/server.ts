@@ -109,7 +109,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const base = await startFoundation(pre);
     const work = await startWork(pre, base);
     const surfaces = await startSurfaces(pre, base, work);
-    const listeners = await startListeners(pre, base);
+    const listeners = await startListeners(pre, base, surfaces);
     await becomeReady(pre, base, work, surfaces, listeners);
     return serverHandle(pre, base, work, surfaces, listeners);
   } catch (e) {

@@ -37,6 +37,7 @@ import {
   statusRoutes,
   watchAgentFiles,
   unlistedToolsFor,
+  type A2aComponent,
   type AgentFilesComponent,
   type AgentsComponent,
   type AuditComponent,
@@ -244,6 +245,7 @@ export async function startWork(pre: Preflight, base: Foundation): Promise<Work>
 }
 
 export interface Surfaces {
+  readonly a2a: A2aComponent;
   readonly mcp: McpComponent;
   readonly tools: ToolsComponent;
   readonly audit: AuditComponent;
@@ -273,7 +275,7 @@ export async function startSurfaces(pre: Preflight, base: Foundation, work: Work
       metrics,
     }),
   );
-  stack.add(
+  const a2a = stack.add(
     await startA2a({ config, executor, threads: work.threads, registry, logger, db, clusterState: base.clusterState }),
   );
   const tools = stack.add(
@@ -326,7 +328,7 @@ export async function startSurfaces(pre: Preflight, base: Foundation, work: Work
   stack.add(serveConsole({ ...(pre.consoleDir !== undefined && { dir: pre.consoleDir }) }));
   stack.add(await startDelivery({ bus, logger }));
   startupMark('components started');
-  return { mcp, tools, audit };
+  return { a2a, mcp, tools, audit };
 }
 
 export interface Listeners {
@@ -335,9 +337,12 @@ export interface Listeners {
 }
 
 /** The metrics endpoint and the API's listener, with every route the components contributed. */
-export async function startListeners(pre: Preflight, base: Foundation): Promise<Listeners> {
+export async function startListeners(pre: Preflight, base: Foundation, surfaces: Surfaces): Promise<Listeners> {
   const { config, logger, metrics, stack, listen } = pre;
   const { auth } = base;
+  // A2A's gRPC binding, before the API listens, so that the first card served names it.
+  if (listen && surfaces.a2a.startGrpc)
+    stack.add(await surfaces.a2a.startGrpc({ auth: auth.plugin, audit: surfaces.audit, tls: pre.apiTls }));
   const metricsEndpoint =
     listen && config.metrics.enabled
       ? stack.add(

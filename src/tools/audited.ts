@@ -65,7 +65,11 @@ export function audited(group: string, tool: AuditedTool, sink: ToolAuditSink | 
       const outcome = r.outcome ?? (r.is_error === true ? 'error' : 'ok');
       record(outcome, r.content, outcome === 'ok' ? undefined : r.content);
       if (outcome === 'denied') return { content: r.content, is_error: true, refused: true };
-      return { content: r.content, ...(r.is_error === true && { is_error: true }) };
+      return {
+        content: r.content,
+        ...(r.is_error === true && { is_error: true }),
+        ...(r.files !== undefined && { files: r.files }),
+      };
     },
   };
 }

@@ -44,6 +44,8 @@ export interface ToolResult {
   is_error?: boolean;
   /** The call was refused, not run: the tool is not in the agent's list, or caxton.toml does not grant what it needs. */
   refused?: boolean;
+  /** Files in the workspace the call created or changed (paths below its root), when the tool cannot say so by its arguments (workspace.bash). */
+  files?: string[];
 }
 
 /**

@@ -3,7 +3,9 @@
  * ADR 0140), driven by the real @a2a-js/sdk client against a real server: the scripted model calls
  * workspace.write, then GetTask (and the stream's end) shows each file as a file part named by its
  * path below the workspace, text scrubbed of the configured secrets, a binary file as bytes, a file
- * over the bound listed by name, and a file swapped for a link leading out refused, never read.
+ * over the bound listed by name, and a file swapped for a link leading out refused, never read;
+ * and the files a workspace.bash command writes (in the real bubblewrap sandbox), found by the
+ * workspace's state before and after it.
  */
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +14,7 @@ import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_ARTIFACT_FILE_BYTES } from '../../src/a2a/files.js';
 import { adminKeyOf } from '../helpers/keys.js';
+import { hasSystem } from '../helpers/system.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { clientFor } from './helpers/client.js';
@@ -40,12 +43,17 @@ const WRITES: Record<string, { file_path: string; content: string }[]> = {
   notes: [{ file_path: 'notes.txt', content: 'my notes' }],
 };
 
+/** The command the model runs for a request starting "shell": it writes one file and rewrites another. */
+const SHELL_COMMAND = "mkdir -p made && printf 'made by bash' > made/by-bash.txt && printf 'rewritten' > notes.txt";
+
 beforeAll(async () => {
   setTestKeys();
   stub = await startLlmStub((hit) => {
     const msgs = messagesOf(hit);
     const request = msgs.filter((m) => m.role === 'user').at(-1)!.content!;
     if (msgs.some((m) => m.role === 'tool')) return { content: 'done' };
+    if (request.startsWith('shell'))
+      return { tool_calls: [{ id: 'b-0', name: wire(hit, 'bash'), arguments: { command: SHELL_COMMAND } }] };
     const writes = WRITES[request.split(' ')[0]!] ?? [];
     return {
       tool_calls: writes.map((w, i) => ({ id: `w-${i}`, name: wire(hit, 'write'), arguments: w })),
@@ -61,11 +69,15 @@ beforeAll(async () => {
     toml: stringify({
       auth: { enabled: true },
       a2a: { expose: ['scribe'] },
-      workspace: { path: ws, write: true },
+      workspace: { path: ws, write: true, bash: { enabled: true, commands: ['mkdir', 'printf'] } },
       llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url, { max_retries: 0 }) } },
     }),
     agentFiles: {
-      'scribe.toml': stringify({ name: 'scribe', system_prompt: 'SCRIBE', tools: ['workspace.write'] }),
+      'scribe.toml': stringify({
+        name: 'scribe',
+        system_prompt: 'SCRIBE',
+        tools: ['workspace.write', 'workspace.bash'],
+      }),
     },
   });
   admin = adminKeyOf(srv.dataDir);
@@ -138,6 +150,36 @@ describe('A2A tasks carry the files the agent wrote', () => {
     expect(parts.filter((p) => p.content?.$case === 'raw')).toEqual([]);
     expect(notCarried(parts)).toEqual([
       expect.objectContaining({ file: 'notes.txt', reason: expect.stringContaining('symbolic link') }),
+    ]);
+  });
+});
+
+describe.skipIf(!hasSystem('bwrap'))('A2A tasks carry the files a Bash command wrote', () => {
+  it('GetTask shows the files the command created or changed, not those it left alone', async () => {
+    writeFileSync(join(ws, 'untouched.txt'), 'left alone');
+    rmSync(join(ws, 'notes.txt'), { force: true });
+    writeFileSync(join(ws, 'notes.txt'), 'before');
+    const client = await clientFor(srv.url, admin, 'scribe');
+    const sent = asTask(await client.sendMessage(send('shell work')));
+    expect(sent.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    const task = await client.getTask({ id: sent.id, historyLength: 0, tenant: '' });
+    const parts = filesOf(task);
+    expect(parts.map((p) => [p.filename, raw(p)])).toEqual([
+      ['notes.txt', 'rewritten'],
+      ['made/by-bash.txt', 'made by bash'],
+    ]);
+    expect(parts.find((p) => p.filename === 'made/by-bash.txt')!.mediaType).toBe('text/plain');
+  });
+
+  it('a file the command wrote, swapped for a link leading out, is refused, never read', async () => {
+    const client = await clientFor(srv.url, admin, 'scribe');
+    const sent = asTask(await client.sendMessage(send('shell again')));
+    rmSync(join(ws, 'made', 'by-bash.txt'));
+    symlinkSync(outside, join(ws, 'made', 'by-bash.txt'));
+    const task = await client.getTask({ id: sent.id, historyLength: 0, tenant: '' });
+    expect(JSON.stringify(task)).not.toContain('OUTSIDE');
+    expect(notCarried(filesOf(task))).toEqual([
+      expect.objectContaining({ file: 'made/by-bash.txt', reason: expect.stringContaining('symbolic link') }),
     ]);
   });
 });

@@ -15,7 +15,10 @@ import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
+import * as grpc from '@grpc/grpc-js';
+import { A2AService } from '@a2a-js/sdk/server/grpc';
 import {
+  GRPC,
   MCP,
   MESSAGE_PATHS,
   PENDING,
@@ -23,6 +26,7 @@ import {
   ROUTES,
   SCOPED,
   type Call,
+  type GrpcCall,
   type Entry,
   type Expect,
   type HttpCall,
@@ -49,7 +53,7 @@ match = "^wait-for-approval$"
   content = "approved"
 `;
 const REPLIES = `fallback = "ok"\n${relayRule('to', 'a-one')}${relayRule('to', 'b-one')}${relayRule('capability', 'alpha')}${relayRule('capability', 'beta')}${WAIT_RULE}`;
-const TOML = `[auth]\nenabled = true\n\n[a2a]\nexpose = ["*"]\n\n[mcp]\nrun_tools = true\n\n[workspace]\npath = "ws"\nwrite = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`;
+const TOML = `[auth]\nenabled = true\n\n[a2a]\nexpose = ["*"]\ngrpc_listen = "127.0.0.1:0"\n\n[mcp]\nrun_tools = true\n\n[workspace]\npath = "ws"\nwrite = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`;
 const agent = (name: string, caps: string[], extra = '') =>
   `name = "${name}"\nsystem_prompt = "You are ${name}."\ncapabilities = ${JSON.stringify(caps)}\n${extra}`;
 const AGENTS = {
@@ -217,7 +221,39 @@ async function callMcp(key: string, c: McpCall): Promise<Answer> {
   }
 }
 
+/** The gRPC listener's address, as the cards name it. */
+let grpcAddress = '';
+const GrpcClient = grpc.makeGenericClientConstructor(A2AService as unknown as grpc.ServiceDefinition, 'A2AService');
+
+async function callGrpc(key: string, c: GrpcCall): Promise<Answer> {
+  const client = new GrpcClient(grpcAddress, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${key}`);
+  md.set('a2a-version', '1.0');
+  const name = c.grpc[0]!.toLowerCase() + c.grpc.slice(1);
+  const fn = (client as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!.bind(client);
+  try {
+    if (c.grpc === 'SendStreamingMessage' || c.grpc === 'SubscribeToTask') {
+      const stream = fn(c.request, md) as grpc.ClientReadableStream<unknown>;
+      return await new Promise<Answer>((resolve) => {
+        let text = '';
+        stream.on('data', (d) => (text += JSON.stringify(d)));
+        stream.on('error', (e: grpc.ServiceError) => resolve({ status: `grpc ${e.code}`, text: e.details }));
+        stream.on('end', () => resolve({ status: 'grpc 0', text }));
+      });
+    }
+    return await new Promise<Answer>((resolve) => {
+      fn(c.request, md, (e: grpc.ServiceError | null, v: unknown) =>
+        resolve(e ? { status: `grpc ${e.code}`, text: e.details } : { status: 'grpc 0', text: JSON.stringify(v) }),
+      );
+    });
+  } finally {
+    client.close();
+  }
+}
+
 async function perform(key: string, c: Call): Promise<Answer> {
+  if ('grpc' in c) return callGrpc(key, c);
   if ('relay' in c)
     return callHttp(key, {
       method: 'POST',
@@ -251,6 +287,10 @@ beforeAll(async () => {
     consoleDir: makeTempDir('caxton-matrix-console-'),
   });
   admin = adminKeyOf(srv.dataDir);
+  const card = await must(admin, 'GET', '/a2a/a-one/.well-known/agent-card.json');
+  grpcAddress = (card.supportedInterfaces as { protocolBinding: string; url: string }[]).find(
+    (i) => i.protocolBinding === 'GRPC',
+  )!.url;
   // Deployed through the API (not files), so they can be replaced, deleted and their source read.
   for (const name of ['a-spare', 'b-spare'])
     await must(admin, 'POST', '/api/v1/agents', agent(name, []), 'application/toml');
@@ -317,7 +357,7 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-const ALL: Entry[] = [...ROUTES, ...MCP, ...MESSAGE_PATHS, ...RED_TEAM];
+const ALL: Entry[] = [...ROUTES, ...MCP, ...MESSAGE_PATHS, ...RED_TEAM, ...GRPC];
 
 describe('the matrix covers every surface', () => {
   it('has one entry per operation', () => {
@@ -375,6 +415,11 @@ describe('the matrix covers every surface', () => {
     }
   });
 
+  it('every method of the A2A gRPC service has an entry, and every gRPC entry a method', () => {
+    const live = Object.values(A2AService).map((d) => `grpc ${d.path.slice(d.path.lastIndexOf('/') + 1)}`);
+    expect(GRPC.map((e) => e.op).sort()).toEqual(live.sort());
+  });
+
   it('every PENDING key names a case of the matrix', () => {
     const cases = new Set(ALL.flatMap((e) => ['scopedIn', 'scopedOut', 'unscoped'].map((w) => `${e.op}|${w}`)));
     expect(Object.keys(PENDING).filter((k) => !cases.has(k))).toEqual([]);
@@ -386,6 +431,7 @@ for (const [title, entries] of [
   ['MCP', MCP],
   ['message paths', MESSAGE_PATHS],
   ['red-team regressions', RED_TEAM],
+  ['A2A gRPC', GRPC],
 ] as const) {
   describe(`${title}: a scoped principal in and out of scope, an unscoped one`, () => {
     for (const e of entries) {

@@ -86,13 +86,20 @@ export interface RelayCall {
   target: string;
 }
 
-export type Call = HttpCall | McpCall | RelayCall;
+/** A call of A2A's gRPC binding (`[a2a] grpc_listen`): the service's method, its request (the tenant names the agent). */
+export interface GrpcCall {
+  grpc: string;
+  request: Record<string, unknown>;
+}
+
+export type Call = HttpCall | McpCall | RelayCall | GrpcCall;
 
 /**
  * An HTTP status, or an MCP outcome: `ok` (a result without isError), `refused` (an isError result
- * saying the caller may not), `tool_error` (the tool ran and failed), `rpc <code>` (a JSON-RPC error).
+ * saying the caller may not), `tool_error` (the tool ran and failed), `rpc <code>` (a JSON-RPC error),
+ * `grpc <code>` (a gRPC call's status, 0 for an answer).
  */
-export type Outcome = number | 'ok' | 'refused' | 'tool_error' | `rpc ${number}`;
+export type Outcome = number | 'ok' | 'refused' | 'tool_error' | `rpc ${number}` | `grpc ${number}`;
 
 export interface Expect {
   status: Outcome;
@@ -694,6 +701,35 @@ export const MESSAGE_PATHS: Entry[] = [
     scopedOut: ok(200, { lacks: ['sent inform'] }),
     unscoped: ok(200, { has: ['sent inform'] }),
   },
+];
+
+/**
+ * A2A's gRPC binding: one entry per method of `lf.a2a.v1.A2AService`, each refused
+ * PERMISSION_DENIED (7) on an agent outside the key's scope, by the same admission as the HTTP
+ * routes. In scope: calls that would start or cancel work are sent without their message or on a
+ * task that does not exist, and push notifications are off here.
+ */
+const grpcItem = (method: string, request: (t: Targets) => Record<string, unknown>, code: number): Entry => ({
+  op: `grpc ${method}`,
+  dim: 'agents',
+  call: (t) => ({ grpc: method, request: { tenant: t.agent, ...request(t) } }),
+  scopedIn: ok(`grpc ${code}`),
+  scopedOut: ok('grpc 7'),
+  unscoped: ok(`grpc ${code}`),
+});
+
+export const GRPC: Entry[] = [
+  grpcItem('SendMessage', () => ({}), 3),
+  grpcItem('SendStreamingMessage', () => ({}), 3),
+  grpcItem('GetTask', (t) => ({ id: t.run }), 0),
+  grpcItem('ListTasks', () => ({ contextId: '', status: 0, pageSize: 10, pageToken: '' }), 0),
+  grpcItem('CancelTask', () => ({ id: 'exec_none' }), 5),
+  grpcItem('SubscribeToTask', () => ({ id: 'exec_none' }), 5),
+  grpcItem('CreateTaskPushNotificationConfig', (t) => ({ taskId: t.run, url: 'https://example.com/hook' }), 9),
+  grpcItem('GetTaskPushNotificationConfig', (t) => ({ taskId: t.run, id: 'c1' }), 9),
+  grpcItem('ListTaskPushNotificationConfigs', (t) => ({ taskId: t.run, pageSize: 10, pageToken: '' }), 9),
+  grpcItem('DeleteTaskPushNotificationConfig', (t) => ({ taskId: t.run, id: 'c1' }), 9),
+  grpcItem('GetExtendedAgentCard', () => ({}), 0),
 ];
 
 /**

@@ -53,6 +53,8 @@ type RunStepBody =
       interrupted?: boolean;
       /** The call was refused, never run (not in the agent's tools, not granted, denied by a permission rule). */
       refused?: boolean;
+      /** The workspace files the call created or changed, below the root (a workspace.bash command's). */
+      files?: string[];
     }
   /** The call needs a person's approval (`[approvals]`, `[execution] require_approval`): the run waits. */
   | {

@@ -20,6 +20,8 @@ export interface CallOutcome {
   duration_ms: number;
   /** Refused, never run: see RefusalTally. */
   refused?: true;
+  /** The workspace files the call created or changed, when its arguments do not say (ToolResult.files). */
+  files?: string[];
 }
 
 /**
@@ -145,6 +147,7 @@ export class RunRecorder {
       duration_ms: outcome.duration_ms,
       ...(interrupted && { interrupted: true }),
       ...(outcome.refused === true && { refused: true }),
+      ...(outcome.files !== undefined && { files: outcome.files }),
     });
   }
 

@@ -9,6 +9,8 @@ import type { Component } from './component.js';
 export interface AuditComponent extends Component {
   /** The audit trail (SQLite `audit_log`); undefined with `[audit] enabled = false`. */
   readonly store: AuditStore | undefined;
+  /** Where refusals of callers without a principal are counted, for listeners outside the API's (A2A gRPC). */
+  readonly anonymous: AnonymousRefusals | undefined;
 }
 
 /**
@@ -44,6 +46,7 @@ export function openAudit(opts: {
   return {
     name: 'audit',
     store,
+    anonymous,
     routes: auditApi({ ...(store && { store }), ...(anonymous && { anonymous }) }),
     close: () => {
       anonymous?.close();

@@ -19,7 +19,7 @@ export const clusterComponents = () => import('./cluster-component.js');
 export { startMessaging, type MessagingComponent } from './messaging-component.js';
 export { openToolAudit, type ToolAuditComponent } from './tool-audit-component.js';
 export { startMcp, type McpComponent } from './mcp-component.js';
-export { startA2a } from './a2a-component.js';
+export { startA2a, type A2aComponent } from './a2a-component.js';
 export { startTools, type ToolsComponent } from './tools-component.js';
 export { startToolkit, TOOLKIT_GROUPS, unlistedToolsFor } from './toolkit-component.js';
 export { openAudit, type AuditComponent } from './audit-component.js';

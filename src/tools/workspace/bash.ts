@@ -11,6 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readlinkSync } from 'node:fs';
 import type { AuditedResult, AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
+import { changedSince, snapshotWorkspace } from './changes.js';
 import { guarded, int, str } from './file-tools.js';
 import { WorkspaceError, type Workspace } from './grant.js';
 import { type BashLimits, limitReached, pidsGroup, PRLIMIT_PATHS, prlimitArgs } from './bash-limits.js';
@@ -208,7 +209,8 @@ export function bashTool(ws: Workspace): AuditedTool {
         const sandbox = probeSandbox();
         if (!sandbox.ok) return toolError(`workspace.bash cannot run: ${sandbox.problem}`, 'denied');
         const timeoutMs = Math.max(1, Math.min(asked ?? cfg.timeout, cfg.timeout, ctx.deadline - Date.now() - 100));
-        return run(
+        const before = snapshotWorkspace(ws);
+        const result = await run(
           sandbox.bwrap!,
           [
             ...sandboxArgs(root, {
@@ -228,6 +230,9 @@ export function bashTool(ws: Workspace): AuditedTool {
           cfg,
           ctx.signal,
         );
+        // Whatever its exit, a command may have left files: they are named for the run's record.
+        const files = changedSince(ws, before);
+        return files.length > 0 ? { ...result, files } : result;
       }),
   };
 }
