@@ -10,6 +10,11 @@ export interface Delivery {
   readonly message: AclMessage;
   receiver: string;
   attempts: number;
+  /**
+   * The delivery's first hand-out, no attempt before it (a cluster's queue: JetStream's delivery
+   * count 1 and none recorded on its row): no run of its message can exist yet.
+   */
+  readonly firstTry?: boolean;
 }
 
 export interface DispatcherOptions {
