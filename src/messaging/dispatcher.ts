@@ -12,7 +12,8 @@ export interface Delivery {
   attempts: number;
   /**
    * The delivery's first hand-out, no attempt before it (a cluster's queue: JetStream's delivery
-   * count 1 and none recorded on its row): no run of its message can exist yet.
+   * count 1, none recorded on its row, and the row never published again): no run of its message
+   * can exist yet.
    */
   readonly firstTry?: boolean;
 }

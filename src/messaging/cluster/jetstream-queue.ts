@@ -725,7 +725,7 @@ export class JetStreamQueue implements DeliveryQueue {
       message: w.message,
       receiver: row.receiver,
       attempts: row.attempts,
-      ...(m.info.deliveryCount === 1 && row.attempts === 0 && { firstTry: true }),
+      ...(m.info.deliveryCount === 1 && row.attempts === 0 && row.fresh && { firstTry: true }),
     });
   }
 
