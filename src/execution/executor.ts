@@ -56,6 +56,12 @@ export interface InvokeOptions {
   idempotencyKey?: string;
   /** The run's id, chosen beforehand (a background run answers with it before the run starts). */
   runId?: string;
+  /**
+   * A message's run on its delivery's first hand-out (a cluster's queue knows it: JetStream's
+   * delivery count 1, no attempt before, never published again): no run of the message can exist yet, so its durable run
+   * is written only once it records a step that must be on disk (src/execution/runs/pg.ts).
+   */
+  firstDelivery?: boolean;
 }
 
 /**

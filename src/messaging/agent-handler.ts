@@ -23,7 +23,7 @@ export function executorHandler(
   history: (conversation: AclMessage['conversation_id'], n: number) => Promise<AclMessage[]> | AclMessage[],
   principals?: ActingPrincipals,
 ): MessageHandler {
-  return async (m, receiver, { signal, traceparent }): Promise<AgentAnswer> => {
+  return async (m, receiver, { signal, traceparent, delivery }): Promise<AgentAnswer> => {
     const acting = m.on_behalf_of;
     // Before anything runs: a key revoked since the message was sent stops its queued work here.
     const charged = acting !== undefined && principals !== undefined && !acting.startsWith('local:');
@@ -58,7 +58,7 @@ export function executorHandler(
           traceparent: traceparent ?? m.trace_context!.traceparent,
         }),
       },
-      { signal, ...(limit && { limit }) },
+      { signal, ...(limit && { limit }), ...(delivery.firstTry === true && { firstDelivery: true }) },
     );
     if (remote) return remoteAnswer(res.content, m.performative);
     const typed = answerFromActs(receiver.agent, res.pending_tool_calls ?? [], acts, receiver.definition);

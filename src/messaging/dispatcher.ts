@@ -10,6 +10,12 @@ export interface Delivery {
   readonly message: AclMessage;
   receiver: string;
   attempts: number;
+  /**
+   * The delivery's first hand-out, no attempt before it (a cluster's queue: JetStream's delivery
+   * count 1, none recorded on its row, and the row never published again): no run of its message
+   * can exist yet.
+   */
+  readonly firstTry?: boolean;
 }
 
 export interface DispatcherOptions {

@@ -297,6 +297,51 @@ describe.skipIf(!withPg)('run journal: postgresql across nodes', () => {
     }
   });
 
+  it("a message's run on its first delivery writes nothing without a step that must be on disk; its key checked when it has one", async () => {
+    const a = make({ node: 'a' });
+    const b = make({ node: 'b' });
+    const rows = async (key: string): Promise<number> =>
+      (await pool!.query(`SELECT count(*)::int AS n FROM "${schema}".runs WHERE key = $1`, [key])).rows[0].n;
+    // One model turn, no tool call: no row at all.
+    const quietKey = `msg:first_quiet_${n}:helper`;
+    const quiet = start({ key: quietKey, origin: 'message', lazy: true, firstDelivery: true });
+    expect((await a.open(quiet)).created).toBe(true);
+    await a.append(quiet.id, [{ kind: 'context', memory_context: 'm' }, reply(0, 'answer')]);
+    await a.finish(quiet.id, { status: 'completed', response: response('answer') });
+    expect(await rows(quietKey)).toBe(0);
+    expect(await a.get(quiet.id)).toBeUndefined();
+    // A tool call: the key's row, then the held steps, before the call's start resolves.
+    const key = `msg:first_acting_${n}:helper`;
+    const acting = start({ key, origin: 'message', lazy: true, firstDelivery: true });
+    await a.open(acting);
+    await a.append(acting.id, [{ kind: 'context', memory_context: 'm' }]);
+    expect(await rows(key)).toBe(0);
+    await a.append(acting.id, [{ kind: 'tool_start', turn: 1, id: 'c1', name: 'append' }]);
+    expect((await a.get(acting.id))?.steps.map((x) => x.kind)).toEqual(['context', 'tool_start']);
+    // A copy of the same delivery published again meanwhile, run on node b as a first hand-out: its
+    // first step that must be on disk finds the key taken, writes nothing and is told to try later.
+    const copy = start({ key, origin: 'message', lazy: true, firstDelivery: true });
+    await b.open(copy);
+    const refused = await b.append(copy.id, [{ kind: 'tool_start', turn: 1, id: 'c1', name: 'append' }]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isCaxtonError(refused) && refused.code).toBe('rate_limited');
+    await b.finish(copy.id, { status: 'failed', error: { code: 'rate_limited', message: 'x' } });
+    expect(await b.get(copy.id)).toBeUndefined();
+    expect(await rows(key)).toBe(1);
+    // Its redelivery (not a first hand-out) opens the key's run as before: held by a, so busy.
+    const again = await b.open(start({ key, origin: 'message', lazy: true })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isCaxtonError(again) && again.code).toBe('rate_limited');
+    await a.finish(acting.id, { status: 'completed', response: response('done') });
+    const found = await b.open(start({ key, origin: 'message', lazy: true }));
+    expect(found.created).toBe(false);
+    expect(found.run.status).toBe('completed');
+  });
+
   it('a run is taken over only once its lease expired, with its steps; the old holder can no longer end it', async () => {
     const a = make({ node: 'lease-a', leaseMs: 600 });
     const b = make({ node: 'lease-b', leaseMs: 600 });

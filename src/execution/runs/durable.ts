@@ -241,6 +241,7 @@ export class DurableRuns {
       // Read by id before it acts: a run started without waiting (`start`, answered with its id)
       // and a keyed request (a repeat finds it); any other run is written with its first step.
       lazy: opened === undefined && opts.idempotencyKey === undefined,
+      ...(opts.firstDelivery === true && { firstDelivery: true }),
     });
     opened?.(run.id);
     if (key !== null) {

@@ -179,7 +179,7 @@ export class PgRunJournal implements RunJournal {
   /** The runs this node holds whose row is committed: those the heartbeat renews, and misses when they are lost. */
   readonly #rowed = new Set<string>();
   /** Lazy runs opened here and not written yet: their row, and the steps held back with it. */
-  readonly #unwritten = new UnwrittenRuns<string>();
+  readonly #unwritten = new UnwrittenRuns<{ values: string; key: string | null }>();
   /** Runs lost (cancelled or taken over elsewhere) while they ran here, with the error that stops them. */
   readonly #lost = new Map<string, Error>();
   readonly #lostListeners: ((id: string, reason: Error) => void)[] = [];
@@ -247,8 +247,15 @@ export class PgRunJournal implements RunJournal {
     if (start.key === null) {
       // Nothing else can start this run: its row commits with its first step (lazy: with its first
       // step that must be on disk), not awaited here.
-      if (start.lazy === true) this.#unwritten.open(start.id, row);
+      if (start.lazy === true) this.#unwritten.open(start.id, { values: row, key: null });
       else this.#insert(start.id, row);
+      return { run, steps: [], created: true };
+    }
+    if (start.lazy === true && start.firstDelivery === true) {
+      // A message's first delivery: no run of its key can exist yet, so the key's INSERT waits for
+      // the first step that must be on disk (before any side effect), and a run that records none
+      // (one model turn, no tool call) writes nothing; a redelivery of its pending delivery runs it again.
+      this.#unwritten.open(start.id, { values: row, key: start.key });
       return { run, steps: [], created: true };
     }
     const created = this.#enqueue({ open: row, run: start.id });
@@ -322,12 +329,38 @@ export class PgRunJournal implements RunJournal {
     );
   }
 
-  /** Writes a lazy run's row (once) before anything else of it; answers the steps it held back. */
-  #written(id: string): readonly RunStep[] {
+  /**
+   * Writes a lazy run's row (once) before anything else of it; answers the steps it held back, and
+   * for a keyed run the wait for its INSERT (`keyed`), which must have made the run before any
+   * step of it is written.
+   */
+  #written(id: string): { held: readonly RunStep[]; keyed?: Promise<void> } {
     const lazy = this.#unwritten.take(id);
-    if (lazy === undefined) return [];
-    this.#insert(id, lazy.row);
-    return lazy.held;
+    if (lazy === undefined) return { held: [] };
+    if (lazy.row.key !== null) return { held: lazy.held, keyed: this.#insertKeyed(id, lazy.row.values) };
+    this.#insert(id, lazy.row.values);
+    return { held: lazy.held };
+  }
+
+  /**
+   * A lazy keyed run's row, awaited. When another start made the key's run first (its delivery
+   * was published again while that run went on elsewhere), this run stops here, before anything
+   * of it is written: the delivery is tried again later without spending an attempt, and that
+   * redelivery opens the key's run as any other does.
+   */
+  async #insertKeyed(id: string, row: string): Promise<void> {
+    const made = (await this.#enqueue({ open: row, run: id })).has(id);
+    if (made) {
+      if (this.#seq.has(id) && !this.#lost.has(id)) this.#rowed.add(id);
+      return;
+    }
+    const e = new CaxtonError(
+      'rate_limited',
+      `run ${id} is not recorded: another delivery of its message started the run first; it is delivered again to find that run`,
+      { limit: 'concurrency', retry_after: 1, run: id },
+    );
+    this.#lost.set(id, e);
+    throw e;
   }
 
   async #stepsOf(id: string): Promise<RunStep[]> {
@@ -345,8 +378,17 @@ export class PgRunJournal implements RunJournal {
     if (lost !== undefined) return Promise.reject(lost);
     // A lazy run holds back what a resume could do without until it records something that must be on disk.
     if (this.#unwritten.hold(id, given)) return Promise.resolve();
-    const held = this.#written(id);
+    const { held, keyed } = this.#written(id);
     const steps = held.length === 0 ? given : [...held, ...given];
+    if (keyed !== undefined) return keyed.then(() => this.#appendHeld(id, steps));
+    return this.#appendHeld(id, steps);
+  }
+
+  /** Queues the steps of run `id` (a run this process holds, else `#appendUnheld`); resolves once they committed. */
+  #appendHeld(id: string, steps: readonly RunStep[]): Promise<void> {
+    if (steps.length === 0) return Promise.resolve();
+    const lost = this.#lost.get(id);
+    if (lost !== undefined) return Promise.reject(lost);
     const first = this.#seq.get(id);
     if (first === undefined) return this.#appendUnheld(id, steps);
     this.#seq.set(id, first + steps.length);
@@ -436,8 +478,9 @@ export class PgRunJournal implements RunJournal {
    * that records the decision takes it (`resumed` claims a waiting run whatever its lease).
    */
   paused(id: string): Promise<void> {
-    const held = this.#written(id);
-    if (held.length > 0) this.append(id, held).catch((e: unknown) => this.#o.onError?.(e));
+    const { held, keyed } = this.#written(id);
+    if (held.length > 0 || keyed !== undefined)
+      (keyed ?? Promise.resolve()).then(() => this.#appendHeld(id, held)).catch((e: unknown) => this.#o.onError?.(e));
     this.#seq.delete(id);
     this.#rowed.delete(id);
     if (this.#lost.delete(id)) return Promise.resolve();

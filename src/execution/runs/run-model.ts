@@ -146,6 +146,12 @@ export interface RunStart {
    * run nobody reads by id before it acts (a message's, an invoke without a key).
    */
   lazy?: boolean;
+  /**
+   * A message's run on its delivery's first hand-out, no attempt before it: no run of its key can
+   * exist yet. With `lazy`, a journal shared by nodes writes it lazily too, the key's uniqueness
+   * checked when its row is written (before any step that must be on disk).
+   */
+  firstDelivery?: boolean;
 }
 
 /** A run opened for a start: `created` false when a run of the same key existed (its steps given). */

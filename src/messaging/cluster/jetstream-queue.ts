@@ -720,7 +720,13 @@ export class JetStreamQueue implements DeliveryQueue {
       this.#openings.set(w.message.conversation_id, w.message);
       this.#openingOf.set(row.id, w.message.conversation_id);
     }
-    this.#dispatcher.enqueue({ id: row.id, message: w.message, receiver: row.receiver, attempts: row.attempts });
+    this.#dispatcher.enqueue({
+      id: row.id,
+      message: w.message,
+      receiver: row.receiver,
+      attempts: row.attempts,
+      ...(m.info.deliveryCount === 1 && row.attempts === 0 && row.fresh && { firstTry: true }),
+    });
   }
 
   /**

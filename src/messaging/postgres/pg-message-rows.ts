@@ -18,6 +18,12 @@ import {
 export type TakeRow = Pick<DeliveryRow, 'id' | 'receiver' | 'state' | 'attempts' | 'next_at'> & {
   /** The row marks its conversation kept with its message (ADR 0080). */
   kept: boolean;
+  /**
+   * Published only as first stored: never claimed by the reconciliation sweep, never replayed or
+   * rerouted (no hand-out tag). With JetStream's delivery count 1 and no attempt, no run of its
+   * message can have started before.
+   */
+  fresh: boolean;
 };
 
 export class PgMessageRows {
@@ -172,8 +178,10 @@ export class PgMessageRows {
       attempts: number;
       next_at: string;
       kept: boolean;
+      fresh: boolean;
     }>(
-      `SELECT id, receiver, state, attempts, next_at, kept_until IS NOT NULL AS kept FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`,
+      `SELECT id, receiver, state, attempts, next_at, kept_until IS NOT NULL AS kept, reconciled_at IS NULL AND publish_tag = '' AS fresh
+       FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`,
       [ids],
     );
     const out = new Map<number, TakeRow>();
@@ -186,6 +194,7 @@ export class PgMessageRows {
         attempts: r.attempts,
         next_at: Number(r.next_at),
         kept: r.kept,
+        fresh: r.fresh,
       });
     }
     return out;

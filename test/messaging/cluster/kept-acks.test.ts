@@ -211,4 +211,16 @@ describe.runIf(run)('acknowledging a one-way conversation kept with its message'
     expect((await stores[0]!.deliveriesToTake([d])).get(d)?.kept).toBe(false);
     expect((await seen('k-dead')).read).toEqual(['failed']);
   });
+
+  it('a delivery is fresh (no run of its message can exist yet) until published again: claimed stale or replayed', async () => {
+    const d = await openKept(stores[0]!, 'k-fresh');
+    expect((await stores[0]!.deliveriesToTake([d])).get(d)?.fresh).toBe(true);
+    // The reconciliation claim takes rows untouched before the given time: this one, now.
+    const claimed = await stores[1]!.stale(Date.now() + 1000, 500);
+    expect(claimed.map((r) => r.id)).toContain(d);
+    expect((await stores[0]!.deliveriesToTake([d])).get(d)?.fresh).toBe(false);
+    const e = await openKept(stores[0]!, 'k-fresh-tag');
+    await pools[0]!.query(`UPDATE "${schema}".deliveries SET publish_tag = 'p1' WHERE id = $1`, [e]);
+    expect((await stores[0]!.deliveriesToTake([e])).get(e)?.fresh).toBe(false);
+  });
 });
