@@ -9,7 +9,7 @@ export type CancelHook = (cancel: (reason?: unknown) => void) => void;
  * signal. Equivalent to `AbortSignal.any([outer, AbortSignal.timeout(ms)])`, but cheaper, and
  * `dispose()` releases the timer and the listener as soon as the execution settles:
  * `AbortSignal.timeout` keeps its timer (120 s by default) until it fires, so under sustained load
- * they pile up by the hundred thousand (see docs/benchmarks.md, Execution). A cancellation after
+ * they pile up by the hundred thousand (see docs/adr/experiments.md, "Execution overhead per isolation mode"). A cancellation after
  * `dispose()` aborts nothing: the execution is over.
  */
 export class Deadline {

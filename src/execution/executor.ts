@@ -59,7 +59,7 @@ export interface InvokeOptions {
   /**
    * A message's run on its delivery's first hand-out (a cluster's queue knows it: JetStream's
    * delivery count 1, no attempt before, never published again): no run of the message can exist yet, so its durable run
-   * is written only once it records a step that must be on disk (src/execution/runs/pg.ts).
+   * is written only once it records a step that must be on disk (src/execution/runs/pg-runs.ts).
    */
   firstDelivery?: boolean;
 }
