@@ -17,7 +17,6 @@ const MAX_LINES = 150;
 
 /** `file name: function name`; `<anonymous>` for a function expression with no name to hold. */
 const KNOWN: ReadonlySet<string> = new Set([
-  'pg-message-store.ts: #step',
   'agent-events.ts: createAgentEvents',
 ]);
 

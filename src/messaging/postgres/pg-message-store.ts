@@ -18,7 +18,7 @@
  * retention sweeps pg-message-sweeps.ts.
  */
 import type pg from 'pg';
-import { messageRow, type AclMessage, type Conversation, type ConversationStep, type DeliveryRow } from '../index.js';
+import type { AclMessage, Conversation, ConversationStep } from '../index.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import type { StatementBatch } from '../../storage/pg/index.js';
 import {
@@ -32,15 +32,18 @@ import {
 import {
   appendAttemptError,
   conversationOf,
-  deliveryOf,
-  endsAsKept,
   keptJsonSql,
   MESSAGE_MIGRATIONS,
-  openingJson,
-  storedOf,
   type ConversationRow,
 } from './pg-message-tables.js';
 import type { TakeRow } from './pg-message-rows.js';
+import {
+  PgConversationStep,
+  type Held,
+  type LockedDelivery,
+  type PendingCount,
+  type StepHost,
+} from './pg-conversation-step.js';
 import { PgMessageSweeps } from './pg-message-sweeps.js';
 import { StepGroups, type StepGroupsOptions } from './step-groups.js';
 
@@ -80,14 +83,6 @@ class GroupVoid extends Error {
 /** Delivery ids a node reserves at once from the table's sequence (see `#takeId`). */
 const ID_BLOCK = 256;
 
-/** The outstanding count read with BEGIN, and how the step's own writes changed it since. */
-interface PendingCount {
-  base: number;
-  delta: number;
-  /** False once the step changed a row whose earlier state it does not know: outstanding() queries again. */
-  valid: boolean;
-}
-
 /** What a step's BEGIN read of its conversation: its row, or the one-way conversation its message keeps (migration cluster-messaging-007-one-way). */
 interface Found {
   row: ConversationRow | undefined;
@@ -118,8 +113,6 @@ const textArray = (steps: readonly QueuedStep[]): string =>
 const KEPT_HINTS = 4096;
 
 /** Where a step's conversation is: a row, kept with its message (ADR 0080), or nowhere yet. */
-type Held = 'row' | 'kept' | 'none';
-
 /** The conversation a step starts from, and where it is. */
 function startOf(found: Found): { conversation: Conversation | undefined; held: Held } {
   if (found.row) return { conversation: conversationOf(found.row), held: 'row' };
@@ -511,175 +504,17 @@ export class PgMessageStore extends PgMessageSweeps {
     conversation: Conversation | undefined,
     /** Where the conversation is: its row, kept with its message (no row yet), or nowhere yet. */
     held: Held,
-    locked?: { id: number; row: Record<string, unknown> | undefined },
+    locked?: LockedDelivery,
     pending?: PendingCount,
   ): ConversationStep {
-    const s = this.s;
-    const lockedState = locked?.row?.state as DeliveryRow['state'] | undefined;
-    /** The conversation of each message this step inserted (whether its deliveries count as this conversation's). */
-    const inserted = new Map<string, string>();
-    /** The deadline (epoch ms) of the one-way conversation each message this step inserted keeps. */
-    const keptUntil = new Map<string, number>();
-    /** Deliveries this step finished (done or dead). */
-    let finished = 0;
-    let exists = held === 'row';
-    /** The kept conversation as the step found it (its steps change `conversation` in place). */
-    const opened =
-      held === 'kept' && conversation ? { ...conversation, participants: [...conversation.participants] } : undefined;
-    return {
-      conversation,
-      messages: async () =>
-        (
-          await b.now<{ body: string; routed_to: string }>(
-            `SELECT body, routed_to FROM ${s}.messages WHERE conversation_id = $1 ORDER BY seq`,
-            [id],
-          )
-        ).rows.map(storedOf),
-      saveConversation: async (v) => {
-        // The step holds the conversation's lock and read its row with BEGIN: whether the row exists
-        // is known, so it is an INSERT or an UPDATE, never an upsert; a group's merge into one
-        // statement of each (the UPDATE from VALUES, like a done-marking).
-        const fresh = !exists;
-        // Completed by its one delivery, finished here, and nothing else changed: the reads derive
-        // it from that delivery, done (keptJsonSql), and no row is written (ADR 0138).
-        if (fresh && held === 'kept' && finished > 0 && opened && endsAsKept(opened, v)) return;
-        exists = true;
-        // A kept conversation's row is written: its delivery stops marking it kept, unless this step
-        // finished that delivery (an acknowledgement or a dead letter: the delivery is not pending).
-        if (fresh && held === 'kept' && finished === 0)
-          b.later(
-            `UPDATE ${s}.deliveries AS d SET kept_until = NULL FROM ${s}.messages m WHERE m.id = d.message_id AND m.conversation_id = $1 AND d.kept_until IS NOT NULL`,
-            [id],
-          );
-        b.later(
-          fresh
-            ? `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
-            : `UPDATE ${s}.conversations AS c SET protocol = v.protocol, state = v.state, participants = v.participants, turns = v.turns,
-             max_turns = v.max_turns, updated_at = v.updated_at, expires_at = v.expires_at, reason = v.reason
-           FROM (VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::integer, $8::integer, $9::text, $10::text, $11::text, $12::text))
-             AS v(id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
-           WHERE c.id = v.id`,
-          [
-            v.id,
-            v.protocol,
-            v.state,
-            v.initiator,
-            JSON.stringify(v.participants),
-            v.capability,
-            v.turns,
-            v.max_turns,
-            v.created_at,
-            v.updated_at,
-            v.expires_at,
-            v.reason === null ? null : scrubSecrets(v.reason),
-          ],
-        );
-      },
-      insertMessage: async (m, routedTo, opening) => {
-        inserted.set(m.id, m.conversation_id);
-        if (opening?.expires_at) keptUntil.set(m.id, Date.parse(opening.expires_at));
-        b.later(
-          `INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to, conversation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-          [...messageRow(m, routedTo), opening === undefined ? null : openingJson(opening)],
-        );
-      },
-      delivery: async (did) => {
-        // Locked and read with BEGIN (inConversation's opts.delivery), unless written since.
-        if (locked?.id === did) return locked.row && deliveryOf(locked.row);
-        const r = (await b.now(`SELECT * FROM ${s}.deliveries WHERE id = $1 FOR UPDATE`, [did])).rows[0] as
-          Record<string, unknown> | undefined;
-        return r && deliveryOf(r);
-      },
-      setDelivery: async (did, to, now) => {
-        if (pending?.valid) {
-          // The count read with BEGIN stays right for the locked row, whose earlier state is known.
-          if (locked?.id === did && lockedState !== undefined)
-            pending.delta += (to.state === 'pending' ? 1 : 0) - (lockedState === 'pending' ? 1 : 0);
-          else pending.valid = false;
-        }
-        if (locked?.id === did) locked = undefined;
-        if (to.state !== 'pending') finished++;
-        if (
-          to.state === 'done' &&
-          to.last_error === undefined &&
-          to.receiver === undefined &&
-          to.next_at === undefined &&
-          to.publish_tag === undefined
-        ) {
-          // A done-marking: one UPDATE from VALUES, which a group's done-markings share. It clears
-          // the publish mark too, as every finishing write does: a finished row is never published
-          // again, and the UPDATE writes the whole row anyway (its state is indexed, so it is never HOT).
-          b.later(
-            `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
-             FROM (VALUES ($1::bigint, $2::integer, $3::text)) AS v(id, attempts, at) WHERE d.id = v.id`,
-            [did, to.attempts, now],
-          );
-          return;
-        }
-        const tag = to.publish_tag ?? null;
-        b.later(
-          // A failed attempt (an error given) joins the row's `errors`, as in retry and dead below.
-          // Back to pending from dead (a replay), a delivery no longer marks its conversation kept: the dead letter wrote its row.
-          // A finished delivery (done or dead) is never published again: its publish mark goes, as with a done-marking.
-          `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,
-             publish_tag = COALESCE($8, publish_tag),
-             unpublished_since = CASE WHEN $8::text IS NOT NULL THEN $9::bigint WHEN $1 = 'pending' THEN unpublished_since END,
-             kept_until = CASE WHEN state = 'pending' THEN kept_until END,
-             errors = CASE WHEN $3::text IS NULL THEN errors ELSE ${appendAttemptError('$6', '$3')} END WHERE id = $7`,
-          [
-            to.state,
-            to.attempts,
-            to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error),
-            to.receiver ?? null,
-            to.next_at ?? null,
-            now,
-            did,
-            tag,
-            Date.now(),
-          ],
-        );
-      },
-      outstanding: async () =>
-        pending?.valid
-          ? pending.base + pending.delta
-          : Number((await b.now<{ n: string }>(this.#pendingSql(`= ${escapeLiteral(id)}`), [])).rows[0]!.n),
-      insertSubscription: async (r) => {
-        b.later(
-          `INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
-          [r.id, r.conversation_id, r.subscriber, r.capability, r.agent, scrubSecrets(r.content), r.created_at],
-        );
-      },
-      deleteSubscription: async (cid) => {
-        b.later(`DELETE FROM ${s}.subscriptions WHERE conversation_id = $1`, [cid]);
-      },
-      insertDelivery: async (messageId, receiver, now) => {
-        if (pending?.valid) {
-          const of = inserted.get(messageId);
-          if (of === undefined) pending.valid = false;
-          else if (of === id) pending.delta++;
-        }
-        // No publish mark: the queue marks the row only should its publish fail (JetStreamQueue.publish).
-        const reserved = this.#takeId();
-        const kept = keptUntil.get(messageId) ?? null;
-        if (reserved !== undefined) {
-          b.later(
-            `INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, $3, 'pending', $4, $5, $6)`,
-            [reserved, messageId, receiver, now, null, kept],
-          );
-          return reserved;
-        }
-        return Number(
-          (
-            await b.now<{ id: string }>(
-              `INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, 'pending', $3, $4, $5) RETURNING id`,
-              [messageId, receiver, now, null, kept],
-            )
-          ).rows[0]!.id,
-        );
-      },
-    };
+    return new PgConversationStep(this.s, b, id, conversation, held, locked, pending, this.#stepHost);
   }
+
+  /** What a step asks of its store: a reserved delivery id, and the pending count's SQL. */
+  readonly #stepHost: StepHost = {
+    takeId: () => this.#takeId(),
+    pendingSql: (where) => this.#pendingSql(where),
+  };
 
   #tx<T>(fn: (c: pg.PoolClient, batch: StatementBatch) => Promise<T>): Promise<T> {
     return inTransaction(this.pool, 'BEGIN', (c, _started, batch) => fn(c, batch));
