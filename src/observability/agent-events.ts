@@ -600,81 +600,11 @@ export interface AgentEvents {
  * message.received and execution.finished by the node that ran the delivery, lifecycle events of
  * API agents by the node that made the change, file agents' by each node (its own agents_dir).
  */
-export function createAgentEvents(
-  opts: { registry: RegistryLike; onError?: (e: unknown) => void; onFull?: () => void } & (
-    | { db: Db; retentionMs: number; maxRows: number; migrate: (db: Db, m: readonly Migration[]) => void }
-    | { store: EventLog; shared: boolean }
-  ),
-): AgentEvents {
-  let store: EventLog;
-  let shared = false;
-  if ('store' in opts) {
-    store = opts.store;
-    shared = opts.shared;
-  } else {
-    opts.migrate(opts.db, EVENTS_MIGRATIONS);
-    store = new EventStore({
-      db: opts.db,
-      retentionMs: opts.retentionMs,
-      maxRows: opts.maxRows,
-      ...(opts.onError && { onError: opts.onError }),
-      ...(opts.onFull && { onFull: opts.onFull }),
-    });
-  }
-  const state = (a: AgentLike) => `deployed (revision ${a.revision})`;
-  const how = { file: 'agent file', api: 'through the API', a2a: 'remote A2A agent ([a2a_agents])' } as const;
-  const onChange = (e: RegistryChange): void => {
-    if (shared && relayedFrom(e.agent) !== undefined) return;
-    const ids = (e.type !== 'removed' && traceIdsOf(e.traceparent)) || activeTraceIds();
-    const a = e.agent;
-    const common = {
-      origin: a.origin.kind,
-      revision: a.revision,
-      ...(a.origin.path !== undefined && { file: a.origin.path }),
-    };
-    const data: LifecycleData =
-      e.type === 'deployed'
-        ? {
-            old_state: null,
-            new_state: state(a),
-            reason: a.origin.kind === 'file' ? 'agent file loaded' : `deployed ${how[a.origin.kind]}`,
-            ...common,
-          }
-        : e.type === 'updated'
-          ? {
-              old_state: state(e.previous),
-              new_state: state(a),
-              reason: a.origin.kind === 'file' ? 'agent file changed' : `updated ${how[a.origin.kind]}`,
-              ...common,
-            }
-          : {
-              old_state: state(a),
-              new_state: 'removed',
-              reason: a.origin.kind === 'file' ? 'agent file removed' : `removed ${how[a.origin.kind]}`,
-              ...common,
-            };
-    store.record({ type: `agent.${e.type}`, agent: a.definition.name, ...ids, data });
-  };
+export function createAgentEvents(opts: AgentEventsOptions): AgentEvents {
+  const { store, shared } = openEventLog(opts);
+  const onChange = lifecycleRecorder(store, shared);
   opts.registry.on('change', onChange);
-  const onBus = (e: BusEventLike): void => {
-    if (e.type !== 'message' || (shared && relayedFrom(e) !== undefined)) return;
-    const m = e.message;
-    const ids = traceIdsOfContext(m.trace_context);
-    store.record({
-      type: 'message.sent',
-      agent: m.sender,
-      ...ids,
-      data: {
-        message_id: m.id,
-        conversation_id: m.conversation_id,
-        performative: m.performative,
-        sender: m.sender,
-        receivers: [...e.routed_to],
-        ...(m.protocol !== undefined && { protocol: m.protocol }),
-        ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }),
-      },
-    });
-  };
+  const onBus = sentRecorder(store, shared);
   let bus: BusLike | undefined;
   return {
     store,
@@ -684,23 +614,11 @@ export function createAgentEvents(
       b.on('event', onBus);
     },
     onExecuted(e) {
-      const r = e.response;
       store.record({
         type: 'execution.finished',
         agent: e.agent,
         ...traceIdsOf(e.traceparent),
-        data: {
-          execution_id: e.execution_id ?? r?.execution_id ?? null,
-          conversation_id: r?.conversation_id ?? e.request.conversation_id ?? null,
-          status: e.status,
-          duration_ms: Math.round(e.duration_ms * 1000) / 1000,
-          input_tokens: r?.usage.input_tokens ?? 0,
-          output_tokens: r?.usage.output_tokens ?? 0,
-          turns: r?.turns ?? 0,
-          tool_calls: r?.tool_calls.length ?? 0,
-          provider: r?.provider ?? null,
-          model: r?.model ?? null,
-        },
+        data: executionFinishedData(e),
       });
     },
     onRun(n) {
@@ -753,5 +671,101 @@ export function createAgentEvents(
       bus?.off('event', onBus);
       await store.close();
     },
+  };
+}
+
+export type AgentEventsOptions = { registry: RegistryLike; onError?: (e: unknown) => void; onFull?: () => void } & (
+  | { db: Db; retentionMs: number; maxRows: number; migrate: (db: Db, m: readonly Migration[]) => void }
+  | { store: EventLog; shared: boolean }
+);
+
+/** The log given, or this node's own SQLite log (its tables migrated first). */
+function openEventLog(opts: AgentEventsOptions): { store: EventLog; shared: boolean } {
+  if ('store' in opts) return { store: opts.store, shared: opts.shared };
+  opts.migrate(opts.db, EVENTS_MIGRATIONS);
+  const store = new EventStore({
+    db: opts.db,
+    retentionMs: opts.retentionMs,
+    maxRows: opts.maxRows,
+    ...(opts.onError && { onError: opts.onError }),
+    ...(opts.onFull && { onFull: opts.onFull }),
+  });
+  return { store, shared: false };
+}
+
+const HOW = { file: 'agent file', api: 'through the API', a2a: 'remote A2A agent ([a2a_agents])' } as const;
+const stateOf = (a: AgentLike) => `deployed (revision ${a.revision})`;
+
+/** A registry change as a lifecycle event (agent.deployed, agent.updated, agent.removed). */
+function lifecycleRecorder(store: EventLog, shared: boolean): (e: RegistryChange) => void {
+  return (e) => {
+    if (shared && relayedFrom(e.agent) !== undefined) return;
+    const ids = (e.type !== 'removed' && traceIdsOf(e.traceparent)) || activeTraceIds();
+    const a = e.agent;
+    const common = {
+      origin: a.origin.kind,
+      revision: a.revision,
+      ...(a.origin.path !== undefined && { file: a.origin.path }),
+    };
+    const data: LifecycleData =
+      e.type === 'deployed'
+        ? {
+            old_state: null,
+            new_state: stateOf(a),
+            reason: a.origin.kind === 'file' ? 'agent file loaded' : `deployed ${HOW[a.origin.kind]}`,
+            ...common,
+          }
+        : e.type === 'updated'
+          ? {
+              old_state: stateOf(e.previous),
+              new_state: stateOf(a),
+              reason: a.origin.kind === 'file' ? 'agent file changed' : `updated ${HOW[a.origin.kind]}`,
+              ...common,
+            }
+          : {
+              old_state: stateOf(a),
+              new_state: 'removed',
+              reason: a.origin.kind === 'file' ? 'agent file removed' : `removed ${HOW[a.origin.kind]}`,
+              ...common,
+            };
+    store.record({ type: `agent.${e.type}`, agent: a.definition.name, ...ids, data });
+  };
+}
+
+/** A message the bus accepted as a message.sent event. */
+function sentRecorder(store: EventLog, shared: boolean): (e: BusEventLike) => void {
+  return (e) => {
+    if (e.type !== 'message' || (shared && relayedFrom(e) !== undefined)) return;
+    const m = e.message;
+    store.record({
+      type: 'message.sent',
+      agent: m.sender,
+      ...traceIdsOfContext(m.trace_context),
+      data: {
+        message_id: m.id,
+        conversation_id: m.conversation_id,
+        performative: m.performative,
+        sender: m.sender,
+        receivers: [...e.routed_to],
+        ...(m.protocol !== undefined && { protocol: m.protocol }),
+        ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }),
+      },
+    });
+  };
+}
+
+function executionFinishedData(e: Parameters<AgentEvents['onExecuted']>[0]) {
+  const r = e.response;
+  return {
+    execution_id: e.execution_id ?? r?.execution_id ?? null,
+    conversation_id: r?.conversation_id ?? e.request.conversation_id ?? null,
+    status: e.status,
+    duration_ms: Math.round(e.duration_ms * 1000) / 1000,
+    input_tokens: r?.usage.input_tokens ?? 0,
+    output_tokens: r?.usage.output_tokens ?? 0,
+    turns: r?.turns ?? 0,
+    tool_calls: r?.tool_calls.length ?? 0,
+    provider: r?.provider ?? null,
+    model: r?.model ?? null,
   };
 }
