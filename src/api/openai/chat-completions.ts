@@ -2,7 +2,7 @@ import { agentVisible, agentsVisibleTo, assertAgentAllowed } from '../../auth/in
 import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
 import { randomUUID } from 'node:crypto';
 import { requestTraceparent } from '../request-trace.js';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentRegistry } from '../../agents/index.js';
@@ -176,75 +176,110 @@ function chatCompletionRoute(
           ...(limit && { limit }),
         });
         await settle(res);
-        const calls = wireToolCalls(res);
-        // A reply that calls tools is not the final answer: the format is checked on the final one.
-        const content = calls.length > 0 ? res.content || null : check ? check(res.agent, res.content) : res.content;
-        const metadata = runMetadata(res);
-        return {
-          id,
-          object: 'chat.completion',
-          created,
-          model: res.agent,
-          choices: [
-            {
-              index: 0,
-              message: { role: 'assistant', content, refusal: null, ...(calls.length > 0 && { tool_calls: calls }) },
-              finish_reason: finishReason(res),
-              logprobs: null,
-            },
-          ],
-          usage: usage(res),
-          ...(metadata && { metadata }),
-        };
+        return completionOf(res, id, created, check);
       }
       await executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
-      const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
-      const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
-        sse.send(undefined, {
-          id,
-          object: 'chat.completion.chunk',
-          created,
-          model: body.model,
-          choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
-          ...extra,
-        });
-      chunk({ role: 'assistant', content: '' }, null);
-      try {
-        const res = await executor.invoke(body.model, invoke, {
-          origin: 'openai',
-          signal: sse.signal,
-          stream: true,
-          onEvent: (e) => {
-            if (e.type === 'token') chunk({ content: e.text }, null);
-          },
-          ...(admitted && { admitted }),
-        });
-        // Streamed structured output is checked once the whole reply is in: an invalid one ends
-        // the stream with an error event instead of a finish_reason.
-        await settle(res);
-        const calls = wireToolCalls(res);
-        if (calls.length > 0) chunk({ tool_calls: calls.map((c, index) => ({ index, ...c })) }, null);
-        else check?.(res.agent, res.content);
-        // The chunk schema has no metadata: the last chunk carries the completion's (clients keep unknown fields).
-        const metadata = runMetadata(res);
-        chunk({}, finishReason(res), metadata && { metadata });
-        if (body.stream_options?.include_usage)
-          sse.send(undefined, {
-            id,
-            object: 'chat.completion.chunk',
-            created,
-            model: body.model,
-            choices: [],
-            usage: usage(res),
-          });
-      } catch (e) {
-        const { status, body: err } = toEnvelope(e, req, opts.bodyLimit);
-        sse.send(undefined, toOpenAiError(status, err));
-      } finally {
-        sse.send(undefined, '[DONE]');
-        sse.end();
-      }
+      await streamCompletion({
+        executor,
+        req,
+        reply,
+        body,
+        invoke,
+        id,
+        created,
+        check,
+        settle,
+        bodyLimit: opts.bodyLimit,
+      });
       return reply;
     },
   );
+}
+
+/** The whole chat.completion of a finished run. */
+function completionOf(res: AgentResponse, id: string, created: number, check: ReplyCheck | undefined) {
+  const calls = wireToolCalls(res);
+  // A reply that calls tools is not the final answer: the format is checked on the final one.
+  const content = calls.length > 0 ? res.content || null : check ? check(res.agent, res.content) : res.content;
+  const metadata = runMetadata(res);
+  return {
+    id,
+    object: 'chat.completion',
+    created,
+    model: res.agent,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content, refusal: null, ...(calls.length > 0 && { tool_calls: calls }) },
+        finish_reason: finishReason(res),
+        logprobs: null,
+      },
+    ],
+    usage: usage(res),
+    ...(metadata && { metadata }),
+  };
+}
+
+type ReplyCheck = NonNullable<ReturnType<typeof replyCheckFor>>;
+
+/** A run answered as chat.completion.chunk events, ended by `[DONE]` whatever happens. */
+async function streamCompletion(c: {
+  executor: Executor;
+  req: FastifyRequest;
+  reply: FastifyReply;
+  body: z.infer<typeof chatCompletionBody>;
+  invoke: Parameters<Executor['invoke']>[1];
+  id: string;
+  created: number;
+  check: ReplyCheck | undefined;
+  settle: (res: AgentResponse) => Promise<void>;
+  bodyLimit: number;
+}): Promise<void> {
+  const { executor, req, reply, body, invoke, id, created, check, settle } = c;
+  const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
+  const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
+    sse.send(undefined, {
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model: body.model,
+      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+      ...extra,
+    });
+  chunk({ role: 'assistant', content: '' }, null);
+  try {
+    const res = await executor.invoke(body.model, invoke, {
+      origin: 'openai',
+      signal: sse.signal,
+      stream: true,
+      onEvent: (e) => {
+        if (e.type === 'token') chunk({ content: e.text }, null);
+      },
+      ...(admitted && { admitted }),
+    });
+    // Streamed structured output is checked once the whole reply is in: an invalid one ends
+    // the stream with an error event instead of a finish_reason.
+    await settle(res);
+    const calls = wireToolCalls(res);
+    if (calls.length > 0) chunk({ tool_calls: calls.map((c, index) => ({ index, ...c })) }, null);
+    else check?.(res.agent, res.content);
+    // The chunk schema has no metadata: the last chunk carries the completion's (clients keep unknown fields).
+    const metadata = runMetadata(res);
+    chunk({}, finishReason(res), metadata && { metadata });
+    if (body.stream_options?.include_usage)
+      sse.send(undefined, {
+        id,
+        object: 'chat.completion.chunk',
+        created,
+        model: body.model,
+        choices: [],
+        usage: usage(res),
+      });
+  } catch (e) {
+    const { status, body: err } = toEnvelope(e, req, c.bodyLimit);
+    sse.send(undefined, toOpenAiError(status, err));
+  } finally {
+    sse.send(undefined, '[DONE]');
+    sse.end();
+  }
 }
