@@ -46,6 +46,12 @@ export interface A2aGrpcOptions {
   maxMessageBytes: number;
   /** TLS with [server.tls]'s certificate; absent: plaintext. */
   credentials?: grpc.ServerCredentials | undefined;
+  /**
+   * The handshake asks for client certificates and refuses one that does not chain to
+   * `[server.tls] ca` (client_auth = "require"): a call's certificate then names a principal, as
+   * over HTTP. grpc-js tells no more than the certificate, so with "optional" none is asked for.
+   */
+  clientCertsVerified?: boolean | undefined;
   logger: Logger;
 }
 
@@ -153,9 +159,9 @@ function taskOfRequest(r: Record<string, unknown>): string | undefined {
 }
 
 /**
- * TLS with [server.tls]'s certificate (and, when it names a CA, client certificates asked for;
- * required with `client_auth = "require"`). A certificate is not a principal here: a call still
- * brings its bearer. Read once at start: a renewed certificate is taken at the next start.
+ * TLS with [server.tls]'s certificate; with `client_auth = "require"` client certificates are asked
+ * for and must chain to its CA, and a call's certificate names a principal as over HTTP. Read once
+ * at start: a renewed certificate is taken at the next start.
  */
 export function grpcCredentials(
   m: { cert: Buffer; key: Buffer; ca?: Buffer | undefined },
@@ -294,6 +300,7 @@ export async function startA2aGrpc(o: A2aGrpcOptions): Promise<A2aGrpcServer> {
         );
       const admitted = await admitCall(o.auth, {
         token: bearerOf(call.metadata),
+        certificate: o.clientCertsVerified === true ? call.getAuthContext().sslPeerCertificate : undefined,
         source,
         access: ACCESS,
         params: { agent },

@@ -3,6 +3,7 @@
  * HTTP hook (plugin.ts) and the A2A gRPC listener (src/a2a/grpc.ts) both admit their calls here,
  * so a credential, a permission, an agent scope and a request-rate limit mean the same on each.
  */
+import type { PeerCertificate } from 'node:tls';
 import { CaxtonError } from '../shared/errors.js';
 import type { Access } from './route-access.js';
 import { anonymousLimitedError } from './anonymous-limit.js';
@@ -141,6 +142,8 @@ export async function admitCall(
   opts: AuthPluginOptions,
   call: {
     token: string | undefined;
+    /** The client certificate the listener's handshake verified (mTLS), if any: a principal without a bearer. */
+    certificate?: PeerCertificate | undefined;
     source: string;
     access: Access;
     params: Readonly<Record<string, string>>;
@@ -157,8 +160,14 @@ export async function admitCall(
     return new CaxtonError(code, message, details);
   };
   if (!opts.enabled) principal = LOCAL_PRINCIPAL;
-  else if (call.token === undefined || call.token === '') throw missingCredentials(refuse);
-  else principal = await principalOfBearer(call.token, opts.authenticators, refuse);
+  else if (call.token !== undefined && call.token !== '')
+    principal = await principalOfBearer(call.token, opts.authenticators, refuse);
+  else {
+    // As over HTTP: a bearer first, else a verified certificate a mapping entry names.
+    const fromCert = call.certificate && opts.authenticators.peerCertificate?.(call.certificate);
+    if (!fromCert) throw missingCredentials(refuse);
+    principal = fromCert;
+  }
   opts.onAuthenticated?.(principal);
   call.known?.(principal);
   checkAccess(principal, call.access, call.params, refuse);

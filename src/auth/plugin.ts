@@ -7,7 +7,7 @@
  * without one makes registration fail, so nothing can be served by accident without a decision.
  */
 import { isIP } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CaxtonError } from '../shared/errors.js';
 import type { Access } from './route-access.js';
@@ -36,6 +36,11 @@ export interface Authenticators {
   jwt?: { authenticate(token: string): Promise<Principal> };
   /** A verified client certificate's principal (mTLS), when the connection has one. */
   certificate?: (socket: TLSSocket) => Principal | undefined;
+  /**
+   * The same mapping for a certificate a listener outside fastify (A2A's gRPC) took from a
+   * handshake that verified it against `[server.tls] ca` (client_auth = "require").
+   */
+  peerCertificate?: (cert: PeerCertificate) => Principal | undefined;
 }
 
 export interface AuthPluginOptions {

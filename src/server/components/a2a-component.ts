@@ -118,6 +118,7 @@ export async function startA2a(opts: {
             anonymous: late.audit.anonymous,
             maxMessageBytes: config.server.max_body_size,
             credentials: late.tls && grpcCredentials(late.tls.material, late.tls.cfg.client_auth === 'require'),
+            clientCertsVerified: late.tls?.cfg.client_auth === 'require',
             logger: opts.logger,
           });
           grpcAddress = server.address;

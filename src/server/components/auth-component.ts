@@ -1,5 +1,5 @@
 import { dirname } from 'node:path';
-import type { TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { keyApi } from '../../api/index.js';
 import {
   AnonymousLimiter,
@@ -8,6 +8,7 @@ import {
   bootstrapKeyName,
   createJwtAuthenticator,
   SsoClient,
+  principalFromCertificate,
   principalFromSocket,
   principalLimits,
   PrincipalDirectory,
@@ -61,7 +62,10 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
   const authenticators: Authenticators = {
     keys,
     ...(jwt && { jwt }),
-    ...(clientCerts.length > 0 && { certificate: (socket: TLSSocket) => principalFromSocket(socket, clientCerts) }),
+    ...(clientCerts.length > 0 && {
+      certificate: (socket: TLSSocket) => principalFromSocket(socket, clientCerts),
+      peerCertificate: (cert: PeerCertificate) => principalFromCertificate(cert, clientCerts),
+    }),
   };
   // Limits per principal and per agent (ADR 0024): requests in the auth hook, executions and tokens in the executor.
   const limiter = new PrincipalLimiter(config.metrics.enabled ? { metrics } : {});
