@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { AUDIT_MIGRATIONS } from '../../src/audit/index.js';
 import { EXECUTIONS_MIGRATIONS } from '../../src/execution/records/index.js';
-import { EVENTS_MIGRATIONS } from '../../src/observability/agent-events.js';
+import { EVENTS_MIGRATIONS } from '../../src/observability/sqlite-agent-events.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 
 export interface InvokeFloor {

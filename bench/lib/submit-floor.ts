@@ -14,7 +14,7 @@ import Fastify from 'fastify';
 import { AUDIT_MIGRATIONS } from '../../src/audit/index.js';
 import { newConversationId, newMessageId, type AclMessage } from '../../src/messaging/index.js';
 import { MESSAGING_MIGRATIONS } from '../../src/messaging/sqlite/index.js';
-import { EVENTS_MIGRATIONS } from '../../src/observability/agent-events.js';
+import { EVENTS_MIGRATIONS } from '../../src/observability/sqlite-agent-events.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { conversationRow, DURABLE_SQL } from './durable-floor.js';
 import { AUDIT_SQL, EVENT_SQL } from './invoke-floor.js';

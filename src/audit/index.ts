@@ -37,8 +37,6 @@ export {
   CALL_OUTCOMES,
   digestArgs,
   MemoryToolAuditSink,
-  ToolAuditStore,
-  TOOLS_MIGRATIONS,
   type CallOutcome,
   type StoredAuditRecord,
   type ToolAuditLog,
@@ -47,6 +45,7 @@ export {
   type ToolAuditRecord,
   type ToolAuditSink,
 } from './tool-audit.js';
+export { ToolAuditStore, TOOLS_MIGRATIONS } from './sqlite-tool-audit.js';
 export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
 export { auditRegistryCalls, type AuditedRegistry, type RegistryCall, type ToolCallIdentity } from './tool-calls.js';
 export { auditServerOf, BUILTIN_GROUP, HOST_GROUP } from './tool-groups.js';

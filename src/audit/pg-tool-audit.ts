@@ -1,6 +1,6 @@
 /**
  * The tool audit of a cluster, in PostgreSQL (ADR 0043): the single node's
- * `tool_audit` (src/audit/tool-audit.ts) in the cluster schema, shared by every node: each call is
+ * `tool_audit` (src/audit/sqlite-tool-audit.ts) in the cluster schema, shared by every node: each call is
  * recorded once, by the node that ran it (`node` column), and GET /api/v1/tools/audit answers the
  * same on every node. Same columns as SQLite's plus `node`; the filters are written once
  * (`auditWhere`, `auditOrder`), and one suite runs against both stores

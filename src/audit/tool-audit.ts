@@ -1,15 +1,14 @@
 /**
  * The audit log of tool calls: one record per call (time, agent, conversation, tool, digest of the
  * arguments, outcome, duration, fuel and memory used), whoever ran it (a tool server, an MCP
- * server, a host tool, the host registry for built-ins and refusals; ADR 0144), kept in the data
- * dir's SQLite database on the audit's one log-table base (log-table.ts), so auditing stays off
- * the call's latency; `flush()` writes what is queued, `close()` flushes and stops. Retention
- * (`[tool_audit]` retention and max_rows) is applied by the storage Pruner, off the call path.
+ * server, a host tool, the host registry for built-ins and refusals; ADR 0144). This file is the
+ * port (`ToolAuditLog`), the query and row helpers both stores use, and an in-memory sink; the
+ * rows are kept in the data dir's SQLite (`ToolAuditStore`, sqlite-tool-audit.ts) or a cluster's
+ * PostgreSQL (`PgToolAudit`, pg-tool-audit.ts).
  */
 import { createHash } from 'node:crypto';
-import { globSql, type Db, type Migration, type SqlDialect } from '../storage/index.js';
+import { globSql, type SqlDialect } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { SqliteLogTable } from './log-table.js';
 
 /**
  * How a tool call ends. `ok` is a success; every other value is a failure the audit log records
@@ -87,43 +86,6 @@ export interface ToolAuditSink {
 export function digestArgs(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
-
-export const TOOLS_MIGRATIONS: readonly Migration[] = [
-  {
-    id: 'tools-001-audit',
-    sql: `
-      CREATE TABLE tool_audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        time INTEGER NOT NULL,
-        agent TEXT NOT NULL,
-        execution_id TEXT,
-        conversation_id TEXT,
-        server TEXT NOT NULL,
-        tool TEXT NOT NULL,
-        args_digest TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        error TEXT,
-        duration_us INTEGER NOT NULL,
-        fuel_used INTEGER NOT NULL,
-        memory_bytes INTEGER NOT NULL,
-        input_bytes INTEGER NOT NULL,
-        output_bytes INTEGER NOT NULL
-      );
-      CREATE INDEX tool_audit_time ON tool_audit (time);
-      CREATE INDEX tool_audit_agent ON tool_audit (agent, id);
-      CREATE INDEX tool_audit_tool ON tool_audit (tool, id);
-      CREATE INDEX tool_audit_conversation ON tool_audit (conversation_id, id) WHERE conversation_id IS NOT NULL;
-    `,
-  },
-  {
-    // Who asked: null for rows older than this column, and for calls with no authenticated caller.
-    id: 'tools-002-principal',
-    sql: `
-      ALTER TABLE tool_audit ADD COLUMN principal TEXT;
-      CREATE INDEX tool_audit_principal ON tool_audit (principal, id) WHERE principal IS NOT NULL;
-    `,
-  },
-];
 
 export interface ToolAuditQuery {
   agent?: string;
@@ -261,78 +223,6 @@ export function auditOfRow(r: Record<string, unknown>): StoredAuditRecord {
 
 function toMs(v: number | string): number {
   return typeof v === 'number' ? v : Date.parse(v);
-}
-
-export class ToolAuditStore implements ToolAuditLog {
-  readonly #db: Db;
-  readonly #log: SqliteLogTable<ToolAuditRecord>;
-
-  /** Records older than `retentionMs` (default 30 days) and beyond `maxRows` (default 1,000,000) are deleted. */
-  constructor(
-    db: Db,
-    opts: { onError?: (e: unknown) => void; retentionMs?: number; maxRows?: number; onFull?: () => void } = {},
-  ) {
-    this.#db = db;
-    this.#log = new SqliteLogTable<ToolAuditRecord>(db, {
-      table: 'tool_audit',
-      migrations: TOOLS_MIGRATIONS,
-      retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000,
-      maxRows: opts.maxRows ?? 1_000_000,
-      writer: () => {
-        const insert = db.prepare(
-          `INSERT INTO tool_audit (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`,
-        );
-        // Positional parameters: about twice as fast to bind as named ones.
-        return (batch) => {
-          for (const r of batch) insert.run(...auditValues(r));
-        };
-      },
-      ...(opts.onError && { onError: opts.onError }),
-      ...(opts.onFull && { onFull: opts.onFull }),
-    });
-  }
-
-  /** Records dropped because writing failed (the error goes to the caller's onError). */
-  get dropped(): number {
-    return this.#log.dropped;
-  }
-
-  record(r: ToolAuditRecord): void {
-    this.#log.push(r);
-  }
-
-  /** Writes what is queued (this store's records and the database's other queued records), synchronously. */
-  flush(): void {
-    this.#log.flush();
-  }
-
-  /** Applies retention now; resolves with the records deleted. */
-  prune(): Promise<number> {
-    return this.#log.prune();
-  }
-
-  /** Records matching every given filter, newest first. Pending records are flushed first. */
-  query(q: ToolAuditQuery = {}): StoredAuditRecord[] {
-    this.flush();
-    const args: (string | number)[] = [];
-    const param = (v: string | number) => (args.push(v), '?');
-    const sql = `SELECT * FROM tool_audit${auditWhere(q, param, 'sqlite')}${auditOrder(q, param)}`;
-    return (this.#db.prepare(sql).all(...args) as Record<string, unknown>[]).map(auditOfRow);
-  }
-
-  /** ToolAuditReads: `query`, as a promise. */
-  find(q: ToolAuditQuery = {}): Promise<StoredAuditRecord[]> {
-    try {
-      return Promise.resolve(this.query(q));
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
-  }
-
-  /** Flushes and stops accepting records. Does not close the database (its owner does). */
-  close(): void {
-    this.#log.close();
-  }
 }
 
 /** Keeps records in memory: for tests and for servers run without a data dir. */

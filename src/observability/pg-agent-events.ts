@@ -1,6 +1,6 @@
 /**
  * The agent event store of a cluster, in PostgreSQL (ADR 0043): the single
- * node's `agent_events` (src/observability/agent-events.ts) in the cluster schema, shared by every node,
+ * node's `agent_events` (src/observability/sqlite-agent-events.ts) in the cluster schema, shared by every node,
  * so GET /api/v1/events answers the same history on each and it outlives any node.
  *
  *  - **Same events.** The columns of SQLite's table (id, ts, type, category, agent, trace_id,

@@ -9,7 +9,7 @@ import type { McpClientManager } from '../mcp/index.js';
 import type { MemoryComponent } from '../memory/index.js';
 import type { MessagingBus } from '../messaging/index.js';
 import { createLogger, Metrics, type Logger } from '../observability/index.js';
-import type { AgentEvents } from '../observability/agent-events.js';
+import type { AgentEvents } from '../observability/agent-event-recorder.js';
 import { LogBuffer } from '../observability/log-buffer.js';
 import type { StatusSampler } from '../observability/status.js';
 import { CaxtonError } from '../shared/errors.js';

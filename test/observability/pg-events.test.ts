@@ -18,14 +18,9 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { PgEventStore, relayEvents } from '../../src/observability/index.js';
-import {
-  createAgentEvents,
-  EVENTS_MIGRATIONS,
-  EventStore,
-  type AgentEvent,
-  type AgentEventInput,
-  type EventLog,
-} from '../../src/observability/agent-events.js';
+import type { AgentEvent, AgentEventInput, EventLog } from '../../src/observability/agent-events.js';
+import { createAgentEvents } from '../../src/observability/agent-event-recorder.js';
+import { EVENTS_MIGRATIONS, EventStore } from '../../src/observability/sqlite-agent-events.js';
 import { markRelayed, whileRelayed } from '../../src/shared/relayed.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { PgToolAudit, ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../src/audit/index.js';

@@ -1,8 +1,9 @@
 /**
  * Rollouts of an agent's new version: blue-green, canary (`canary.ts`, `canary-runner.ts`) and
  * shadow (`shadow-results.ts`), driven by `RolloutController`; their state behind
- * `RolloutStatePort` (`rollout-state.ts`) in SQLite (`rollouts.ts`, which keeps conversation pins
- * too) or a cluster's PostgreSQL (`pg-rollout-state.ts`, `pg-pins.ts`, `pg-shadow-results.ts`); and
+ * `RolloutStatePort` (`rollout-state.ts`) and `ConversationPinsPort` (`rollouts.ts`) in SQLite
+ * (`sqlite-rollout-state.ts`, which keeps conversation pins too; `sqlite-shadow-results.ts`) or a
+ * cluster's PostgreSQL (`pg-rollout-state.ts`, `pg-pins.ts`, `pg-shadow-results.ts`); and
  * `VersionResolver`, which picks the version a request runs on. The agents core imports it through
  * this file.
  */
@@ -14,10 +15,8 @@ export {
   type RolloutOutcome,
   type RolloutStatus,
 } from './rollout-controller.js';
+export { AGENT_CANARY_MIGRATION, AGENT_ROLLOUT_MIGRATION, RolloutStore } from './sqlite-rollout-state.js';
 export {
-  AGENT_CANARY_MIGRATION,
-  AGENT_ROLLOUT_MIGRATION,
-  RolloutStore,
   type StoredPin,
   PIN_MAX_AGE_MS,
   type Rollout,
@@ -35,9 +34,8 @@ export {
   type StageFigures,
   type WindowFigures,
 } from './rollout-state.js';
+export { AGENT_SHADOW_MIGRATION, ShadowResultStore } from './sqlite-shadow-results.js';
 export {
-  AGENT_SHADOW_MIGRATION,
-  ShadowResultStore,
   answersAgree,
   shadowResultSchema,
   type ShadowComparison,

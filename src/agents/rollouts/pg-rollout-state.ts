@@ -1,6 +1,6 @@
 /**
  * The rollouts of a cluster in its PostgreSQL (ADR 0054), beside agent versions and pins: the
- * port a single node serves from its SQLite (rollout-state.ts), so every node reads the same rows.
+ * port a single node serves from its SQLite (rollout-state.ts, sqlite-rollout-state.ts), so every node reads the same rows.
  *
  * - `rollouts`: one row per rollout (strategy, stage, versions, start, outcome); at most one
  *   running per agent (a unique index: two nodes starting one at once, the second answers 409). A

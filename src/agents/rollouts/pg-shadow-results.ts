@@ -1,6 +1,6 @@
 /**
  * What shadow rollouts compared, on a cluster (ADR 0054): the table a single node keeps in SQLite
- * (shadow-results.ts), in the cluster's PostgreSQL beside the rollouts, so each node that copies a
+ * (sqlite-shadow-results.ts), in the cluster's PostgreSQL beside the rollouts, so each node that copies a
  * live request to the candidate adds its comparison to the one report every node reads. At most
  * `MAX_ROWS_PER_ROLLOUT` are kept per rollout (the oldest go first); copies skipped (too many
  * running on a node) are added up in one statement a second.

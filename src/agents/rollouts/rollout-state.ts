@@ -1,6 +1,6 @@
 /**
  * Where rollouts are kept: the one port the rollout controller uses, whether the rows live in this
- * node's SQLite (`RolloutStore`, rollouts.ts) or, on a cluster, in the cluster's PostgreSQL beside
+ * node's SQLite (`RolloutStore`, sqlite-rollout-state.ts) or, on a cluster, in the cluster's PostgreSQL beside
  * agent versions and pins (`PgRolloutState`, pg-rollout-state.ts), where every node reads the same rows.
  * A rollout's state (strategy, stage, versions, start, outcome) and its canary figures per stage
  * and version (executions, failures, a latency histogram) are here, so any node can promote or

@@ -1,13 +1,11 @@
 /**
- * Agent versions: every deploy kept as an immutable version (`versions.ts`, SQLite, and
- * `pg-versions.ts`, a cluster's PostgreSQL, behind `AgentVersionsPort`), the history the service
+ * Agent versions: every deploy kept as an immutable version (`sqlite-versions.ts`, SQLite, and
+ * `pg-versions.ts`, a cluster's PostgreSQL, behind `AgentVersionsPort` in `versions.ts`), the history the service
  * reads them through (`version-history.ts`) and the difference between two (`diff.ts`). The agents
  * core and the rollouts folder import it through this file.
  */
+export { AGENT_VERSION_MIGRATION, AGENT_VERSION_REMOVALS_MIGRATION, AgentVersionStore } from './sqlite-versions.js';
 export {
-  AGENT_VERSION_MIGRATION,
-  AGENT_VERSION_REMOVALS_MIGRATION,
-  AgentVersionStore,
   definitionHash,
   versionDetail,
   versionSummary,

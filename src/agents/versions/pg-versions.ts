@@ -1,6 +1,6 @@
 /**
  * The version history of API agents on a cluster (ADR 0043): the table the
- * single node keeps in SQLite (src/agents/versions/versions.ts), in the cluster's schema, behind the same
+ * single node keeps in SQLite (src/agents/versions/sqlite-versions.ts), in the cluster's schema, behind the same
  * port (`AgentVersionsPort`) and shared test suite. Versions are numbered 1, 2, 3... per agent
  * across the cluster: the deploy, update, rollback or promotion on whichever node takes the next
  * number, under a transaction-scoped advisory lock on the agent's key (two nodes writing the same

@@ -2,13 +2,8 @@ import { agentKey, type AgentDefinition, type AgentFormat } from '../definition.
 import type { AgentRegistry, DeployedAgent } from '../agent-registry.js';
 import type { AgentStore } from '../sqlite-agents.js';
 import { relayedFrom } from '../../shared/relayed.js';
-import {
-  definitionHash,
-  type AgentVersion,
-  type AgentVersionDetail,
-  type AgentVersionsPort,
-  type AgentVersionStore,
-} from './versions.js';
+import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort } from './versions.js';
+import type { AgentVersionStore } from './sqlite-versions.js';
 
 /** Versions of the shared history a cluster node keeps parsed in memory. */
 const SHARED_DETAILS = 64;

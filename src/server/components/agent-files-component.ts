@@ -9,7 +9,7 @@ import {
   type FileStatus,
 } from '../../agents/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
-import type { AgentEvents } from '../../observability/agent-events.js';
+import type { AgentEvents } from '../../observability/agent-event-recorder.js';
 import type { Component } from './component.js';
 
 export interface AgentFilesComponent extends Component {

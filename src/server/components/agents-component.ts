@@ -13,7 +13,7 @@ import {
 import type { ServerConfig } from '../../config/index.js';
 import { llmSetup, modelCheck, providerCheck, wasmModuleResolver } from '../../execution/index.js';
 import { PgEventStore, type Logger, type Metrics } from '../../observability/index.js';
-import { createAgentEvents, type AgentEvents } from '../../observability/agent-events.js';
+import { createAgentEvents, type AgentEvents } from '../../observability/agent-event-recorder.js';
 import { migrate, TURN_WRITER_WINDOW_MS, type Db } from '../../storage/index.js';
 import { describeError } from '../../shared/errors.js';
 import type { ClusterStateComponent } from './cluster-component.js';

@@ -22,7 +22,7 @@ import {
   type RunJournal,
 } from '../../execution/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
-import type { AgentEvents } from '../../observability/agent-events.js';
+import type { AgentEvents } from '../../observability/agent-event-recorder.js';
 import { describeError, isCaxtonError } from '../../shared/errors.js';
 import { migrate, type Db } from '../../storage/index.js';
 import type { ClusterStateComponent } from './cluster-component.js';

@@ -15,7 +15,7 @@ import {
 } from '../../messaging/index.js';
 import { MessageBus } from '../../messaging/sqlite/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
-import type { AgentEvents } from '../../observability/agent-events.js';
+import type { AgentEvents } from '../../observability/agent-event-recorder.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { Db, WriteFence } from '../../storage/index.js';
 import type { TeamBoard } from '../../tools/todo/index.js';

@@ -4,7 +4,7 @@ import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MemoryComponent as MemoryGraph } from '../../memory/index.js';
 import type { MessagingBus } from '../../messaging/index.js';
-import type { AgentEvents } from '../../observability/agent-events.js';
+import type { AgentEvents } from '../../observability/agent-event-recorder.js';
 import type { LogBuffer } from '../../observability/log-buffer.js';
 import type { StatusSampler } from '../../observability/status.js';
 import type { ToolCatalogue } from '../../tools/index.js';

@@ -10,7 +10,7 @@ import type { Db } from '../../storage/index.js';
 import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
 import type { ToolAuditLog } from '../../audit/index.js';
 import { ToolServerManager } from '../../tools/servers/manager.js';
-import { ToolPackageStore } from '../../tools/servers/package-store.js';
+import { ToolPackageStore } from '../../tools/servers/sqlite-package-store.js';
 import type { ClusterComponent } from './cluster-component.js';
 import type { Component } from './component.js';
 import { TOOLKIT_GROUPS } from './toolkit-component.js';

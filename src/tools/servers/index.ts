@@ -83,9 +83,8 @@ export {
   type LimitViolation,
 } from './manifest-limits.js';
 export { HOST_ACCESS_FUEL, HOST_CALL_FUEL, HOST_IO_FUEL, LOG_BYTES_PER_CALL, LOG_LINES_PER_CALL } from './meter.js';
+export { ToolPackageStore, TOOL_PACKAGE_MIGRATIONS } from './sqlite-package-store.js';
 export {
-  ToolPackageStore,
-  TOOL_PACKAGE_MIGRATIONS,
   moduleDigest,
   type StoredToolPackage,
   type ToolPackageInput,

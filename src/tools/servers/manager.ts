@@ -26,7 +26,8 @@ import { registerWaiting, summaryOf, viewOf, type Entry, type StartJob } from '.
 import type { ToolLimitCaps } from './manifest-limits.js';
 import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolManifest } from './manifest.js';
 import { readPreparedManifests } from './prepared-manifests.js';
-import { moduleDigest, ToolPackageStore, type StoredToolPackage, type ToolPackageStorePort } from './package-store.js';
+import { moduleDigest, type StoredToolPackage, type ToolPackageStorePort } from './package-store.js';
+import { ToolPackageStore } from './sqlite-package-store.js';
 import type * as ServerModule from './tool-server.js';
 import type { ToolServerGrants, WasmToolServer } from './tool-server.js';
 import {

@@ -1,6 +1,6 @@
 /**
  * The tool packages of a cluster in PostgreSQL (ADR 0043): the table the
- * single-node ToolPackageStore keeps in SQLite (src/tools/servers/package-store.ts), in the cluster's
+ * single-node ToolPackageStore keeps in SQLite (src/tools/servers/sqlite-package-store.ts), in the cluster's
  * schema, behind the same port and shared test suite. A package deployed through any node is a row
  * here; every node loads the rows at start and reloads a name when told it changed
  * (tool-sync.ts). The module bytes live only here (`bytea`): NATS carries names and revisions.

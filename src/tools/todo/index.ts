@@ -20,7 +20,7 @@ export {
   type TeamStore,
   type TeamTask,
 } from './teams.js';
-export { SqliteTeamStore, TEAM_MIGRATIONS } from './team-store.js';
+export { SqliteTeamStore, TEAM_MIGRATIONS } from './sqlite-team-store.js';
 export { teamTools, TEAM_GROUP } from './team-tools.js';
 
 const STATUSES = ['pending', 'in_progress', 'completed'] as const;

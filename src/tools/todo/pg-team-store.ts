@@ -1,5 +1,5 @@
 /**
- * The team task lists of a cluster, in its PostgreSQL: the single node's tables (team-store.ts) in
+ * The team task lists of a cluster, in its PostgreSQL: the single node's tables (sqlite-team-store.ts) in
  * the cluster schema, read and changed by every node, so a teammate whose request is delivered on
  * another node works on the same list. A change runs the same statements as on SQLite, in one
  * transaction that first takes the team's row lock (`FOR UPDATE`), so two nodes changing one list

@@ -1,7 +1,7 @@
 /**
  * Where the team task lists are kept (the `TeamStore` port of teams.ts), written once for both
  * databases: each change is a generator of SQL statements (`teamChange`), run in one transaction
- * by the single node's SQLite (`SqliteTeamStore`, here, synchronously) or by a cluster's
+ * by the single node's SQLite (`SqliteTeamStore`, sqlite-team-store.ts, synchronously) or by a cluster's
  * PostgreSQL (`PgTeamStore`, pg-team-store.ts, statement by statement). The statements use `?`
  * placeholders and the SQL both accept; where they differ (row locks, advisory locks, the schema)
  * the dialect says.
@@ -12,9 +12,7 @@
  * and writes only what differs from what it loaded: the rows of the tasks changed, added or
  * removed, the team's row with the time of the change, and the memberships added or ended.
  */
-import Database from 'better-sqlite3';
-import { migrate, storeWriteError, type Db, type Migration } from '../../storage/index.js';
-import type { MemberKey, Team, TeamStore, TeamTask, TeamTx, TeamWork } from './teams.js';
+import type { MemberKey, Team, TeamTask, TeamTx, TeamWork } from './teams.js';
 
 /** What differs between the databases. */
 export interface TeamDialect {
@@ -31,7 +29,7 @@ export interface TeamSql {
 }
 
 type Row = Record<string, unknown>;
-type Rows = Row[];
+export type Rows = Row[];
 
 const TEAM_COLUMNS = 't.id, t.name, t.description, t.lead, t.lead_scope, t.lead_principal, t.members, t.next, t.at';
 const TASK_COLUMNS = 'id, subject, description, active_form, status, owner, blocks, blocked_by, metadata';
@@ -243,115 +241,4 @@ export function* teamSweep(d: TeamDialect, since: number, max: number): Generato
 export function* teamCount(d: TeamDialect, since: number): Generator<TeamSql, number, Rows> {
   const rows: Rows = yield { sql: `SELECT count(*) AS n FROM ${d.table('teams')} WHERE at > ?`, params: [since] };
   return Number(rows[0]?.n ?? 0);
-}
-
-/** The tables, as SQLite's migration; pg-team-store.ts has the same in PostgreSQL's words. */
-export const TEAM_MIGRATIONS: readonly Migration[] = [
-  {
-    id: 'teams-001',
-    sql: `
-      CREATE TABLE teams (
-        id             TEXT PRIMARY KEY,
-        name           TEXT,
-        description    TEXT,
-        lead           TEXT NOT NULL,
-        lead_scope     TEXT NOT NULL,
-        lead_principal TEXT NOT NULL,
-        members        TEXT NOT NULL,
-        next           INTEGER NOT NULL,
-        at             INTEGER NOT NULL
-      );
-      CREATE INDEX teams_at ON teams (at);
-      CREATE TABLE team_tasks (
-        team_id     TEXT NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
-        id          INTEGER NOT NULL,
-        subject     TEXT NOT NULL,
-        description TEXT NOT NULL,
-        active_form TEXT,
-        status      TEXT NOT NULL,
-        owner       TEXT,
-        blocks      TEXT NOT NULL,
-        blocked_by  TEXT NOT NULL,
-        metadata    TEXT,
-        PRIMARY KEY (team_id, id)
-      );
-      CREATE TABLE team_memberships (
-        scope     TEXT NOT NULL,
-        agent     TEXT NOT NULL,
-        principal TEXT NOT NULL,
-        team_id   TEXT NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
-        PRIMARY KEY (scope, agent, principal)
-      );
-      CREATE INDEX team_memberships_team ON team_memberships (team_id, agent);
-    `,
-  },
-];
-
-const SQLITE: TeamDialect = { table: (name) => name, pg: false };
-
-/**
- * The single node's lists, in its SQLite database. A change runs whole inside one synchronous
- * transaction, so nothing else on the node runs between its read and its write.
- */
-export class SqliteTeamStore implements TeamStore {
-  readonly #db: Db;
-  readonly #statements = new Map<string, Database.Statement>();
-
-  /** Wrapped once: better-sqlite3 builds its wrapper functions anew on every `db.transaction()` call. */
-  readonly #tx: Database.Transaction<(g: Generator<TeamSql, unknown, Rows>) => unknown>;
-
-  constructor(db: Db) {
-    migrate(db, TEAM_MIGRATIONS);
-    this.#db = db;
-    this.#tx = db.transaction((g: Generator<TeamSql, unknown, Rows>) => {
-      let r = g.next();
-      while (!r.done) {
-        const s = this.#statement(r.value.sql);
-        r = g.next(s.reader ? (s.all(...r.value.params) as Rows) : (s.run(...r.value.params), []));
-      }
-      return r.value;
-    });
-  }
-
-  /** A store in memory of its own, for what needs a board but keeps nothing (listing the tools offline). */
-  static inMemory(): SqliteTeamStore {
-    const db = new Database(':memory:');
-    db.pragma('foreign_keys = ON');
-    db.exec('CREATE TABLE schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)');
-    return new SqliteTeamStore(db);
-  }
-
-  find(key: MemberKey, since: number, tasks: boolean): Promise<Team | undefined> {
-    return this.#run(teamRead(SQLITE, key, since, tasks), false);
-  }
-
-  work<T>(w: TeamWork<T>): Promise<T> {
-    return this.#run(teamChange(SQLITE, w), true);
-  }
-
-  sweep(since: number, max: number): Promise<void> {
-    return this.#run(teamSweep(SQLITE, since, max), true);
-  }
-
-  count(since: number): Promise<number> {
-    return this.#run(teamCount(SQLITE, since), false);
-  }
-
-  /** Runs a generator's statements in one transaction (an IMMEDIATE one when it writes). */
-  #run<T>(g: Generator<TeamSql, T, Rows>, writes: boolean): Promise<T> {
-    try {
-      return Promise.resolve((writes ? this.#tx.immediate(g) : this.#tx(g)) as T);
-    } catch (e) {
-      return Promise.reject(storeWriteError(e) ?? e);
-    }
-  }
-
-  #statement(sql: string): Database.Statement {
-    let s = this.#statements.get(sql);
-    if (s === undefined) {
-      s = this.#db.prepare(sql);
-      this.#statements.set(sql, s);
-    }
-    return s;
-  }
 }
