@@ -42,7 +42,7 @@ export const HEADER_ROOM = 64 * 1024;
 /** The compiled worker module (workers load JavaScript: from src, use the build in dist/). */
 function workerPath(): string {
   const here = fileURLToPath(import.meta.url);
-  const js = here.replace(/http\.(ts|js)$/, 'http-worker.js');
+  const js = here.replace(/host-http\.(ts|js)$/, 'http-worker.js');
   if (existsSync(js)) return js;
   return js.replace(
     /([\\/])src([\\/])tools([\\/])servers([\\/])http-worker\.js$/,
