@@ -12,6 +12,7 @@ import {
   type RolloutActionOptions,
   type RolloutEventType,
   type RolloutOutcome,
+  resolveThrough,
   VersionResolver,
   type ConversationPinsPort,
   type Rollout,
@@ -104,7 +105,12 @@ export class AgentService {
       onError: cluster?.onError,
       canaryIntervalMs: options.canaryIntervalMs,
     });
-    new VersionResolver(registry, this.history, this.rollout);
+    resolveThrough(
+      registry,
+      new VersionResolver(registry, this.history, this.rollout),
+      this.history,
+      this.rollout.pins,
+    );
     this.files = new AgentFiles(registry, this.checks, options.versions);
     this.deployer = new Deployer({
       registry,

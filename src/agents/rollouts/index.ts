@@ -56,7 +56,7 @@ export {
   type CanaryVerdict,
 } from './canary.js';
 export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
-export { VersionResolver } from './version-resolver.js';
+export { resolveThrough, VersionResolver, type Resolution } from './version-resolver.js';
 export { PgConversationPins, type PgConversationPinsOptions } from './pg-pins.js';
 export { PgRolloutState, type PgRolloutStateOptions } from './pg-rollout-state.js';
 export { PgShadowResults, type PgShadowResultsOptions } from './pg-shadow-results.js';

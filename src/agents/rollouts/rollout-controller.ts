@@ -92,10 +92,6 @@ export class RolloutController {
   readonly #history: VersionHistory;
   readonly #opts: RolloutControllerOptions;
   readonly pins: ConversationPinsPort | undefined;
-  /** Which version each definition handed to the executor is, while its agent has a canary or shadow (for the canary's figures). */
-  readonly #versionOf = new WeakMap<AgentDefinition, number>();
-  /** The history number of each definition the executor ran, once known (for the execution records). */
-  readonly #numbered = new WeakMap<AgentDefinition, number>();
   readonly #canaries: CanaryRunner | undefined;
   /** This node's canaries whose [[rollout.checks]] are running: their candidate gets no traffic yet. */
   readonly #checking = new Set<number>();
@@ -363,23 +359,14 @@ export class RolloutController {
     }
   }
 
-  /** The definition the executor gets is version `version` of a rollout's agent (for the canary's figures and metrics). */
-  tag(definition: AgentDefinition, version: number): void {
-    this.#versionOf.set(definition, version);
-  }
-
-  /** The definition a NAME@VERSION resolved to is version `version` of its agent's history. */
-  number(definition: AgentDefinition, version: number): void {
-    this.#numbered.set(definition, version);
-  }
-
   /**
    * Which version of its agent's history `definition` is, for the execution records: the one it
    * was addressed as or placed on, else the newest when that has its content (the live agent);
    * undefined when versions are not kept or the content matches none of those.
    */
   numberOf(definition: AgentDefinition): number | undefined {
-    const known = this.#numbered.get(definition) ?? this.#versionOf.get(definition);
+    const labels = this.#history.labels;
+    const known = labels.numbered(definition);
     if (known !== undefined || !this.#history.kept) return known;
     const latest = this.#history.latestSync(definition.name);
     const n =
@@ -387,7 +374,7 @@ export class RolloutController {
         ? latest.version
         : this.rollouts?.running(definition.name)?.stable_version;
     // Kept per definition object: the hash is computed once per deploy, not per execution.
-    if (n !== undefined) this.#numbered.set(definition, n);
+    if (n !== undefined) labels.number(definition, n);
     return n;
   }
 
@@ -396,7 +383,7 @@ export class RolloutController {
    * agent when it was one of the canary's two versions (on a cluster, whichever node ran it).
    */
   observe(definition: AgentDefinition, ok: boolean, durationMs: number): void {
-    const version = this.#versionOf.get(definition);
+    const version = this.#history.labels.placedOn(definition);
     if (version === undefined || !this.#canaries) return;
     const running = this.rollouts?.running(definition.name);
     if (running) this.#canaries.observe(running, version, ok, durationMs);
@@ -407,7 +394,7 @@ export class RolloutController {
    * (for metrics labelled with the version); undefined otherwise.
    */
   rolloutVersionOf(definition: AgentDefinition): { version: number; role: 'stable' | 'candidate' } | undefined {
-    const version = this.#versionOf.get(definition);
+    const version = this.#history.labels.placedOn(definition);
     const running = version === undefined ? undefined : this.rollouts?.running(definition.name);
     if (!running || version === undefined) return undefined;
     return version === running.candidate_version
@@ -423,7 +410,7 @@ export class RolloutController {
    */
   shadowOf(definition: AgentDefinition): ShadowTarget | undefined {
     const running = this.rollouts?.running(definition.name);
-    const version = this.#versionOf.get(definition);
+    const version = this.#history.labels.placedOn(definition);
     return running?.strategy === 'shadow' && version === running.stable_version ? running : undefined;
   }
 

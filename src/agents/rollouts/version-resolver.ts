@@ -6,10 +6,21 @@ import type { ConversationPinsPort } from './rollouts.js';
 import { asDeployed, type VersionHistory } from '../versions/index.js';
 
 /**
+ * Where a request lands: the agent to run, and which version of its history that is, when known:
+ * `numbered` for NAME@VERSION, `placed` for a version a canary or shadow rollout placed it on.
+ */
+export interface Resolution {
+  agent: DeployedAgent;
+  numbered?: number;
+  placed?: number;
+}
+
+/**
  * Which version of an agent a request runs on: NAME@VERSION (any version its history keeps), and
  * a name within a conversation (the version the conversation was pinned to, or a canary's share
- * drawn by the conversation's id). Installed on the registry, which asks it whenever the executor
- * resolves an agent: the one resolver of the invoke API, /v1, MCP and messages.
+ * drawn by the conversation's id). It only resolves; `resolveThrough` installs it on the registry,
+ * which asks it whenever the executor resolves an agent: the one resolver of the invoke API, /v1,
+ * MCP and messages.
  */
 export class VersionResolver {
   readonly #registry: AgentRegistry;
@@ -20,37 +31,26 @@ export class VersionResolver {
     this.#registry = registry;
     this.#history = history;
     this.#rollouts = rollouts;
-    registry.setRefResolver((name, version, conversation) =>
-      version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation),
-    );
-    // Shared pins are read before the executor resolves a name within a conversation (resolution is synchronous).
-    const pins = rollouts.pins;
-    // A version of the shared history is read before NAME@VERSION resolves (a cluster node keeps only some in memory).
-    registry.setVersionPreparer((name, version) => history.ready(name, version));
-    // A conversation's first pin is claimed there too (drawn as resolution would draw it), so two nodes taking its first turns agree.
-    if (pins?.load)
-      registry.setRefPreparer((name, conversation) =>
-        pins.load!(conversation, name, () => this.#draw(name, conversation)),
-      );
+  }
+
+  /** NAME@VERSION when `version` is given, else the name within `conversation`. */
+  resolve(name: string, version: number | undefined, conversation: string | undefined): Resolution | undefined {
+    return version !== undefined
+      ? this.#resolveVersion(name, version)
+      : this.#resolveInConversation(name, conversation);
   }
 
   /**
    * NAME@VERSION: any version the agent's history keeps (the live one, a running rollout's
    * candidate, an older one), numbered for the execution records.
    */
-  #resolveVersion(name: string, version: number): DeployedAgent | undefined {
+  #resolveVersion(name: string, version: number): Resolution | undefined {
     const live = this.#registry.get(name);
     if (!live || !this.#history.kept) return undefined;
     const agentName = live.definition.name;
-    if (version === this.#rollouts.currentVersion(agentName)) {
-      this.#rollouts.number(live.definition, version);
-      return live;
-    }
+    if (version === this.#rollouts.currentVersion(agentName)) return { agent: live, numbered: version };
     const v = this.#history.getSync(agentName, version);
-    if (v) {
-      this.#rollouts.number(v.definition, version);
-      return asDeployed(live, v);
-    }
+    if (v) return { agent: asDeployed(live, v), numbered: version };
     const newest = this.#history.newestNumber(agentName);
     throw new CaxtonError(
       'version_not_found',
@@ -64,25 +64,23 @@ export class VersionResolver {
    * conversation was pinned to when it first reached the agent (the live one then), even after a
    * promotion or a rollback; a pinned version no longer kept falls back to the live one.
    */
-  #resolveInConversation(name: string, conversation: string | undefined): DeployedAgent | undefined {
+  #resolveInConversation(name: string, conversation: string | undefined): Resolution | undefined {
     const live = this.#registry.get(name);
-    const placed = live && this.#placement(live, conversation);
-    if (!live || !placed) return live;
-    const { agentName, current, canary, choose, pins } = placed;
+    if (!live) return undefined;
+    const placed = this.#placement(live, conversation);
+    if (!placed) return { agent: live };
+    const { agentName, current, canary, shadow, choose, pins } = placed;
     const chosen =
       conversation !== undefined
         ? pins.pin(conversation, agentName, choose)
         : typeof choose === 'number'
           ? choose
           : choose();
-    if (chosen === current) {
-      if (canary) this.#rollouts.tag(live.definition, current);
-      return live;
-    }
+    // Shadow: every live request stays on the stable version; the server copies it to the candidate.
+    if (chosen === current) return canary || shadow ? { agent: live, placed: current } : { agent: live };
     const v = this.#history.getSync(agentName, chosen);
-    if (!v) return live;
-    if (canary) this.#rollouts.tag(v.definition, chosen);
-    return asDeployed(live, v);
+    if (!v) return { agent: live };
+    return canary ? { agent: asDeployed(live, v), placed: chosen } : { agent: asDeployed(live, v) };
   }
 
   /**
@@ -98,6 +96,8 @@ export class VersionResolver {
         agentName: string;
         current: number;
         canary: { id: number; candidate: number; share: number } | undefined;
+        /** The agent's shadow rollout has the live version as its stable one. */
+        shadow: boolean;
         choose: number | (() => number);
         pins: ConversationPinsPort;
       }
@@ -115,8 +115,7 @@ export class VersionResolver {
     const share = running ? control.shareOf(running) : null;
     const canary =
       running && share !== null ? { id: running.id, candidate: running.candidate_version, share } : undefined;
-    // Shadow: every live request stays on the stable version; the server copies it to the candidate.
-    if (running?.strategy === 'shadow' && current === running.stable_version) control.tag(live.definition, current);
+    const shadow = running?.strategy === 'shadow' && current === running.stable_version;
     // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.
     const choose = canary
       ? () =>
@@ -124,14 +123,43 @@ export class VersionResolver {
             ? canary.candidate
             : current
       : current;
-    return { agentName, current, canary, choose, pins };
+    return { agentName, current, canary, shadow, choose, pins };
   }
 
   /** The version a new conversation of the agent would be pinned to now (undefined: not pinned); shared pins claim it before the execution. */
-  #draw(name: string, conversation: string): number | undefined {
+  draw(name: string, conversation: string): number | undefined {
     const live = this.#registry.get(name);
     const placed = live && this.#placement(live, conversation);
     if (!placed) return undefined;
     return typeof placed.choose === 'number' ? placed.choose : placed.choose();
   }
+}
+
+/**
+ * Installs `resolver` on the registry: each resolution's version is labelled on the definition
+ * the executor gets (`history.labels`), the shared history's versions are read before NAME@VERSION
+ * resolves, and a conversation's first pin is claimed before it resolves on a cluster.
+ */
+export function resolveThrough(
+  registry: AgentRegistry,
+  resolver: VersionResolver,
+  history: VersionHistory,
+  pins: ConversationPinsPort | undefined,
+): void {
+  const labels = history.labels;
+  registry.setRefResolver((name, version, conversation) => {
+    const r = resolver.resolve(name, version, conversation);
+    if (r?.numbered !== undefined) labels.number(r.agent.definition, r.numbered);
+    if (r?.placed !== undefined) labels.place(r.agent.definition, r.placed);
+    return r?.agent;
+  });
+  // A version of the shared history is read before NAME@VERSION resolves (a cluster node keeps only some in memory).
+  registry.setVersionPreparer((name, version) => history.ready(name, version));
+  // Shared pins are read before the executor resolves a name within a conversation (resolution is
+  // synchronous); a conversation's first pin is claimed there too (drawn as resolution would draw
+  // it), so two nodes taking its first turns agree.
+  if (pins?.load)
+    registry.setRefPreparer((name, conversation) =>
+      pins.load!(conversation, name, () => resolver.draw(name, conversation)),
+    );
 }

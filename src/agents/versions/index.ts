@@ -20,5 +20,6 @@ export {
   type VersionRow,
 } from './versions.js';
 export { VersionHistory, apiAgent, asDeployed } from './version-history.js';
+export { VersionLabels } from './version-labels.js';
 export { diffVersions, type VersionDiff } from './diff.js';
 export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-versions.js';

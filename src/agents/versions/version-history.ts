@@ -4,6 +4,7 @@ import type { AgentStore } from '../sqlite-agents.js';
 import { relayedFrom } from '../../shared/relayed.js';
 import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort } from './versions.js';
 import type { AgentVersionStore } from './sqlite-versions.js';
+import { VersionLabels } from './version-labels.js';
 
 /** Versions of the shared history a cluster node keeps parsed in memory. */
 const SHARED_DETAILS = 64;
@@ -19,6 +20,8 @@ const SHARED_DETAILS = 64;
 export class VersionHistory {
   readonly local: AgentVersionStore | undefined;
   readonly shared: AgentVersionsPort | undefined;
+  /** Which version each definition handed to the executor is (rollouts place, NAME@VERSION numbers). */
+  readonly labels = new VersionLabels();
   /** `local` behind the asynchronous port (what deploys, promotions and rollbacks go through). */
   readonly #localPort: AgentVersionsPort | undefined;
   readonly #registry: AgentRegistry;
