@@ -22,7 +22,7 @@ export const TURN_WRITER_MAX_QUEUE = 1000;
  * Least time between two transactions of the writer, in ms: what a kill -9 may lose when the
  * server is busy. A transaction's cost is mostly the pages it writes (each table's and index's
  * last page), so batching one window of rows instead of one turn's cuts the cost per row several
- * times under load (docs/benchmarks.md, "Audit and events").
+ * times under load (`npm run bench -- audit-events`; docs/benchmarks.md, "Today's targets").
  */
 export const TURN_WRITER_WINDOW_MS = 10;
 
