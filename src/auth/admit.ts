@@ -61,6 +61,23 @@ export async function principalOfBearer(
   );
 }
 
+/**
+ * The caller of a request, whatever carried it: its bearer token when it sent one, else the client
+ * certificate its connection's handshake verified against `[server.tls] ca` (mTLS) when a mapping
+ * entry names it; neither is `missing_credentials`.
+ */
+export async function principalOfCredentials(
+  token: string | undefined,
+  verifiedCertificate: PeerCertificate | undefined,
+  a: AuthPluginOptions['authenticators'],
+  refuse: Refuse = plainRefusal,
+): Promise<Principal> {
+  if (token !== undefined) return principalOfBearer(token, a, refuse);
+  const p = verifiedCertificate && a.certificate?.(verifiedCertificate);
+  if (p) return p;
+  throw missingCredentials(refuse);
+}
+
 /** The refusal of a call that brought no credential. */
 export function missingCredentials(refuse: Refuse = plainRefusal): CaxtonError {
   return refuse(
@@ -160,14 +177,13 @@ export async function admitCall(
     return new CaxtonError(code, message, details);
   };
   if (!opts.enabled) principal = LOCAL_PRINCIPAL;
-  else if (call.token !== undefined && call.token !== '')
-    principal = await principalOfBearer(call.token, opts.authenticators, refuse);
-  else {
-    // As over HTTP: a bearer first, else a verified certificate a mapping entry names.
-    const fromCert = call.certificate && opts.authenticators.peerCertificate?.(call.certificate);
-    if (!fromCert) throw missingCredentials(refuse);
-    principal = fromCert;
-  }
+  else
+    principal = await principalOfCredentials(
+      call.token === '' ? undefined : call.token,
+      call.certificate,
+      opts.authenticators,
+      refuse,
+    );
   opts.onAuthenticated?.(principal);
   call.known?.(principal);
   checkAccess(principal, call.access, call.params, refuse);

@@ -1,9 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { CaxtonError } from '../shared/errors.js';
 import { ApiKeyStore } from './keys.js';
 import type { Authenticators } from './plugin.js';
-import { hostAllowedBy } from './plugin.js';
+import { hostAllowedBy, verifiedCertificateOf } from './plugin.js';
 import { can, type Principal } from './principal.js';
 
 /**
@@ -27,12 +26,9 @@ export function metricsGuard(opts: {
       if (token !== undefined && token.length <= 16 * 1024) {
         if (ApiKeyStore.looksLikeKey(token) && opts.authenticators.keys) p = opts.authenticators.keys.verify(token);
         else if (opts.authenticators.jwt) p = await opts.authenticators.jwt.authenticate(token);
-      } else if (
-        opts.authenticators.certificate &&
-        (req.socket as TLSSocket).encrypted &&
-        (req.socket as TLSSocket).authorized
-      ) {
-        p = opts.authenticators.certificate(req.socket as TLSSocket);
+      } else {
+        const cert = verifiedCertificateOf(req.socket);
+        if (cert) p = opts.authenticators.certificate?.(cert);
       }
     } catch (e) {
       if (e instanceof CaxtonError && (e.code === 'unauthenticated' || e.code === 'forbidden'))

@@ -7,7 +7,7 @@
  * without one makes registration fail, so nothing can be served by accident without a decision.
  */
 import { isIP } from 'node:net';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { TLSSocket, type PeerCertificate } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CaxtonError } from '../shared/errors.js';
 import type { Access } from './route-access.js';
@@ -22,8 +22,7 @@ import {
   admitRequest,
   checkAccess,
   LOCAL_PRINCIPAL,
-  missingCredentials,
-  principalOfBearer,
+  principalOfCredentials,
   streamHolder,
   type Refuse,
 } from './admit.js';
@@ -34,13 +33,11 @@ export interface Authenticators {
   keys?: ApiKeyStore;
   /** Bearer tokens that are not Caxton API keys (OIDC JWTs). */
   jwt?: { authenticate(token: string): Promise<Principal> };
-  /** A verified client certificate's principal (mTLS), when the connection has one. */
-  certificate?: (socket: TLSSocket) => Principal | undefined;
   /**
-   * The same mapping for a certificate a listener outside fastify (A2A's gRPC) took from a
-   * handshake that verified it against `[server.tls] ca` (client_auth = "require").
+   * The principal of a client certificate the connection's handshake verified against
+   * `[server.tls] ca` (mTLS): the caller checks that it verified, this maps it.
    */
-  peerCertificate?: (cert: PeerCertificate) => Principal | undefined;
+  certificate?: (verified: PeerCertificate) => Principal | undefined;
 }
 
 export interface AuthPluginOptions {
@@ -248,15 +245,7 @@ async function authenticate(
   ) => CaxtonError,
 ): Promise<Principal> {
   const refuse: Refuse = (code, message, details) => withChallenge(reply, deny(req, code, message, details));
-  const token = bearerOf(req);
-  if (token !== undefined) return principalOfBearer(token, a, refuse);
-  const socket = req.raw.socket as TLSSocket;
-  // Only a certificate the TLS layer verified against [server.tls] ca (mTLS) names a principal.
-  if (a.certificate && socket.encrypted && socket.authorized) {
-    const p = a.certificate(socket);
-    if (p) return p;
-  }
-  throw missingCredentials(refuse);
+  return principalOfCredentials(bearerOf(req), verifiedCertificateOf(req.raw.socket), a, refuse);
 }
 
 function withChallenge(reply: FastifyReply, e: CaxtonError): CaxtonError {
@@ -287,4 +276,10 @@ export function hostName(host: string): string | undefined {
   const colon = h.indexOf(':');
   const name = colon >= 0 ? h.slice(0, colon) : h;
   return /^[a-z0-9.-]+$/.test(name) ? name : undefined;
+}
+
+/** The client certificate of a TLS connection whose handshake verified it (`authorized`), if any. */
+export function verifiedCertificateOf(socket: unknown): PeerCertificate | undefined {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
+  return socket.getPeerCertificate();
 }

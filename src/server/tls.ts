@@ -268,7 +268,7 @@ export function httpsOptions(cfg: TlsConfig, m: TlsMaterial): HttpsServerOptions
     ...(m.ca && { ca: m.ca }),
     minVersion: cfg.min_version,
     // "optional" asks for a certificate but lets the connection through without a valid one: the
-    // request then carries no certificate principal (principalFromSocket checks `authorized`).
+    // request then carries no certificate principal (verifiedCertificateOf in src/auth/plugin.ts checks `authorized`).
     requestCert: cfg.client_auth !== 'none',
     rejectUnauthorized: cfg.client_auth === 'require',
   };

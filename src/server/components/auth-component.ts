@@ -1,5 +1,5 @@
 import { dirname } from 'node:path';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
 import { keyApi } from '../../api/index.js';
 import {
   AnonymousLimiter,
@@ -9,7 +9,6 @@ import {
   createJwtAuthenticator,
   SsoClient,
   principalFromCertificate,
-  principalFromSocket,
   principalLimits,
   PrincipalDirectory,
   PrincipalLimiter,
@@ -63,8 +62,7 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
     keys,
     ...(jwt && { jwt }),
     ...(clientCerts.length > 0 && {
-      certificate: (socket: TLSSocket) => principalFromSocket(socket, clientCerts),
-      peerCertificate: (cert: PeerCertificate) => principalFromCertificate(cert, clientCerts),
+      certificate: (verified: PeerCertificate) => principalFromCertificate(verified, clientCerts),
     }),
   };
   // Limits per principal and per agent (ADR 0024): requests in the auth hook, executions and tokens in the executor.
