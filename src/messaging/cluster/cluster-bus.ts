@@ -175,6 +175,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     );
     const steps: StepStore = {
       defersOneWay: store.defersOneWay,
+      checksIdsOnInsert: store.checksIdsOnInsert,
       inConversation: (id, step, o) => store.inConversation(id, step, o),
       expired: (now, limit, step) => store.expired(now, limit, step),
       retry: (id, attempts, nextAt, error, now) => store.retry(id, attempts, nextAt, error, now),

@@ -98,6 +98,12 @@ const FRESH = Object.freeze({ fresh: true });
 /** What an untraced reply adds to its message: nothing (shared: `replyTo` only spreads it). */
 const NO_EXTRA: Partial<AclMessage> = Object.freeze({});
 
+/** An accept step found its client-chosen id stored already: the sender is told it is a duplicate. */
+class Repeated {
+  constructor(readonly stored: StoredMessage) {}
+}
+type AcceptOut = SubmitResult | CaxtonError | Repeated;
+
 /** What `deliver` returns when the delivery finished within the call. */
 const SETTLED = Promise.resolve();
 
@@ -209,7 +215,8 @@ export class DeliveryEngine {
   /** Accepts `m`: a plain call up to the step's commit on a store answering at once. May throw. */
   #accept(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
     const scope: SendScope | undefined = sendScopeOf(m, hints, this.#o.principals);
-    if (!hints.newId) {
+    // A store that finds a repeated id by its INSERT is not asked first (#lostRace, #acceptStep).
+    if (!hints.newId && this.#store.checksIdsOnInsert !== true) {
       const stored = this.#store.getMessage(m.id);
       if (stored instanceof Promise)
         return stored.then((found) => (found ? this.#duplicate(found) : this.#acceptNew(m, hints, scope)));
@@ -249,7 +256,7 @@ export class DeliveryEngine {
     const fresh = hints.newConversation === true;
     const step = this.#w.inStep(
       m.conversation_id,
-      (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w, hints.credentialEnded)),
+      (s, w) => drive(this.#acceptStep(s, m, decision, fresh, w, hints)),
       fresh ? FRESH : undefined,
     );
     // An id made here for this send cannot have been taken by another sender.
@@ -267,7 +274,8 @@ export class DeliveryEngine {
   }
 
   /** After an accept step committed: its events go out, its deliveries to the queue (built once). */
-  readonly #accepted = ({ out, work }: { out: SubmitResult | CaxtonError; work: StepWork }): Answer<SubmitResult> => {
+  readonly #accepted = ({ out, work }: { out: AcceptOut; work: StepWork }): Answer<SubmitResult> => {
+    if (out instanceof Repeated) return this.#duplicate(out.stored);
     this.#o.emit(work.events);
     // The turn limit was reached: the conversation's end is committed, the message refused.
     if (out instanceof CaxtonError) throw out;
@@ -291,12 +299,19 @@ export class DeliveryEngine {
     decision: RouteDecision,
     fresh: boolean,
     work: StepWork,
-    credentialEnded: AbortSignal | undefined,
-  ): StepBody<SubmitResult | CaxtonError> {
+    hints: SendHints,
+  ): StepBody<AcceptOut> {
+    const credentialEnded = hints.credentialEnded;
     // Checked as the step begins and again before it commits: a store answering later may see a revoke meanwhile.
     checkCredential(credentialEnded);
     const now = iso();
     let conv = fresh ? undefined : s.conversation;
+    // A message the step would refuse may be a repeat of one accepted before its conversation
+    // ended or reached its limit: a duplicate, as a read before the step would have found it.
+    if (conv && !hints.newId && s.storedMessage && (isTerminal(conv.state) || conv.turns + 1 > conv.max_turns)) {
+      const stored = (yield s.storedMessage(m.id)) as StoredMessage | undefined;
+      if (stored) return new Repeated(stored);
+    }
     if (conv && isTerminal(conv.state)) {
       throw new CaxtonError(
         'conversation_closed',

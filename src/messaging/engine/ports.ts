@@ -40,6 +40,8 @@ export interface EngineStep {
   setDelivery(id: number, to: DeliveryChange, now: string): Answer<void>;
   /** This conversation's deliveries still pending. */
   outstanding(): Answer<number>;
+  /** The message stored under `id`, read in the step (only on a store that `checksIdsOnInsert`). */
+  storedMessage?(id: string): Answer<StoredMessage | undefined>;
   insertSubscription(row: SubscriptionRow): Answer<void>;
   deleteSubscription(conversationId: string): Answer<void>;
 }
@@ -74,6 +76,12 @@ export interface StepStore {
    * its row is written once, by the step that ends it (ADR 0080).
    */
   readonly defersOneWay?: boolean;
+  /**
+   * A repeated client-chosen message id is found by the message's INSERT (its unique key fails the
+   * step, `isDuplicateId`), so the engine reads no id before the step; a step that would refuse
+   * the message (its conversation ended, or at its turn limit) reads it then (`storedMessage`).
+   */
+  readonly checksIdsOnInsert?: boolean;
   /**
    * Runs `step` holding conversation `id`; resolves once what it wrote is committed. `delivery`:
    * the row the step is about. `fresh`: the id was made in this process for this step (a new

@@ -86,6 +86,19 @@ export class PgConversationStep implements ConversationStep {
     return r.rows.map(storedOf);
   }
 
+  /** The ids of the messages this step inserted. */
+  get inserted(): string[] {
+    return [...this.#inserted.keys()];
+  }
+
+  async storedMessage(id: string): Promise<StoredMessage | undefined> {
+    const r = await this.#b.now<{ body: string; routed_to: string }>(
+      `SELECT body, routed_to FROM ${this.#s}.messages WHERE id = $1`,
+      [id],
+    );
+    return r.rows[0] && storedOf(r.rows[0]);
+  }
+
   async saveConversation(v: Conversation): Promise<void> {
     const s = this.#s;
     // The step holds the conversation's lock and read its row with BEGIN: whether the row exists

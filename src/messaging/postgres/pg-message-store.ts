@@ -69,6 +69,8 @@ interface QueuedStep {
   /** Its delivery marked its conversation kept when this node took it: its BEGIN reads only the delivery row (#beginGroup). */
   lean: boolean;
   step: (s: ConversationStep) => Promise<unknown>;
+  /** Its last run's step (the messages it inserted). */
+  ran?: PgConversationStep;
   resolve(v: unknown): void;
   reject(e: unknown): void;
 }
@@ -79,6 +81,10 @@ class GroupVoid extends Error {
     super('a step of the group failed after its writes were sent');
   }
 }
+
+/** A message INSERT found its id stored: a client-chosen id sent again. */
+const repeatedId = (e: unknown): boolean =>
+  (e as { code?: string }).code === '23505' && (e as { constraint?: string }).constraint === 'messages_id_key';
 
 /** Delivery ids a node reserves at once from the table's sequence (see `#takeId`). */
 const ID_BLOCK = 256;
@@ -124,6 +130,8 @@ function startOf(found: Found): { conversation: Conversation | undefined; held: 
 export class PgMessageStore extends PgMessageSweeps {
   /** One-way conversations are kept with their message until a step writes their row (ADR 0080). */
   readonly defersOneWay = true;
+  /** A repeated client-chosen id fails its step at the messages INSERT (the table's key): no read before the step. */
+  readonly checksIdsOnInsert = true;
   /**
    * Delivery ids taken from the sequence ahead of use, oldest first. A step's delivery row then
    * goes with its COMMIT like its other writes (its id known without a round trip of its own);
@@ -224,6 +232,7 @@ export class PgMessageStore extends PgMessageSweeps {
       // commits or fails on its own. Only an unreachable PostgreSQL fails them all as they are.
       if (group.length > 1 && !isUnreachable(e)) {
         this.#groupStats.voided++;
+        if (repeatedId(e) && (await this.#dropRepeats(group, e))) return;
         await Promise.all(group.map((q) => this.#runGroup([q])));
         return;
       }
@@ -231,6 +240,31 @@ export class PgMessageStore extends PgMessageSweeps {
       return;
     }
     settled.forEach((r, i) => (r.status === 'fulfilled' ? group[i]!.resolve(r.value) : group[i]!.reject(r.reason)));
+  }
+
+  /**
+   * A group failed at a message id stored already (a client sending it again): its steps that
+   * inserted a stored id fail with `e` (the engine answers them as duplicates), and the others
+   * run again as one group, not each alone. False when no step's id is found stored (or the read
+   * failed): the caller runs them alone.
+   */
+  async #dropRepeats(group: QueuedStep[], e: unknown): Promise<boolean> {
+    const ids = group.flatMap((q) => q.ran?.inserted ?? []);
+    let stored: Set<string>;
+    try {
+      const r = await this.pool.query<{ id: string }>(`SELECT id FROM ${this.s}.messages WHERE id = ANY($1::text[])`, [
+        ids,
+      ]);
+      stored = new Set(r.rows.map((x) => x.id));
+    } catch {
+      return false;
+    }
+    const repeats = group.filter((q) => q.ran?.inserted.some((id) => stored.has(id)));
+    if (repeats.length === 0) return false;
+    for (const q of repeats) q.reject(e);
+    const rest = group.filter((q) => !repeats.includes(q));
+    if (rest.length > 0) await this.#runGroup(rest);
+    return true;
   }
 
   /**
@@ -323,7 +357,7 @@ export class PgMessageStore extends PgMessageSweeps {
     const locked = withDelivery && { id: q.delivery!, row: withDelivery.row };
     const pending = withDelivery && { base: withDelivery.pending, delta: 0, valid: true };
     const { conversation, held } = found ? startOf(found) : { conversation: undefined, held: 'none' as const };
-    return this.#step(batch, q.key, conversation, held, locked, pending);
+    return (q.ran = this.#step(batch, q.key, conversation, held, locked, pending));
   }
 
   /**
@@ -506,7 +540,7 @@ export class PgMessageStore extends PgMessageSweeps {
     held: Held,
     locked?: LockedDelivery,
     pending?: PendingCount,
-  ): ConversationStep {
+  ): PgConversationStep {
     return new PgConversationStep(this.s, b, id, conversation, held, locked, pending, this.#stepHost);
   }
 
