@@ -9,7 +9,8 @@
  * BENCH_CLUSTER_ROWS_MESSAGES informs sent BATCH (100) per POST, BENCH_CLUSTER_ROWS_IN_FLIGHT POSTs at a
  * time, until every one was delivered and the node's sweeps since had a chance to run, then stopped.
  * With BENCH_CLUSTER_ROWS_BASE_MAIN (another build's dist/cli/main.js) the two builds alternate,
- * repetition by repetition, in one run: the same-run baseline.
+ * repetition by repetition, in one run: the same-run baseline. BENCH_CLUSTER_ROWS_CLIENT_IDS=1 gives
+ * each inform an id of the client's.
  *
  * Needs `npm run build`, nats-server and PostgreSQL 15's binaries.
  */
@@ -41,6 +42,8 @@ const REPS = Number(process.env.BENCH_CLUSTER_ROWS_REPS ?? 2);
 const IN_FLIGHT = Number(process.env.BENCH_CLUSTER_ROWS_IN_FLIGHT ?? 4);
 const BATCH = 100;
 const BASE_MAIN = process.env.BENCH_CLUSTER_ROWS_BASE_MAIN;
+/** Each inform carries an id of the client's (`bench-N`): what a client that retries sends. */
+const CLIENT_IDS = process.env.BENCH_CLUSTER_ROWS_CLIENT_IDS === '1';
 /** After the last delivery, how long the node runs on before the window closes: its sweeps, and the statistics its idle PostgreSQL sessions flush (PostgreSQL 15: within 10 s). */
 const TAIL_MS = 11_000;
 
@@ -80,6 +83,7 @@ async function send(node: Node, n: number, offset: number): Promise<number> {
     Array.from({ length: Math.min(IN_FLIGHT, posts) }, async () => {
       for (let p = next++; p < posts; p = next++) {
         const items = Array.from({ length: Math.min(BATCH, n - p * BATCH) }, (_, j) => ({
+          ...(CLIENT_IDS && { id: `bench-${offset + p * BATCH + j}` }),
           performative: 'inform',
           receiver: SINK,
           content: content(offset + p * BATCH + j),
