@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnListening } from './lib/listening.js';
 import { ensureMastra, MASTRA_VERSION } from './mastra.js';
-import { processTree, rssKiB } from './lib/proc-cpu.js';
+import { processCpuSeconds, processTree, rssKiB } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
 import { fmt, median, summarize } from './lib/stats.js';
@@ -243,6 +243,8 @@ interface Step {
   rss_before_kib: number;
   rss_peak_kib: number;
   kib_per_run: number;
+  /** The server process's CPU (user and system) from the sends to the last answer, per request: less noisy than the latency on a shared machine. */
+  cpu_ms_per_run: number;
 }
 
 /** Opens n connections to the server, CONNECT_BATCH at a time. */
@@ -312,7 +314,9 @@ async function rampStep(s: Server, n: number): Promise<Step> {
     if (++ticks % 40 === 0) pids = processTree(s.pid);
     peak = Math.max(peak, rssKiB(...pids));
   }, 25);
+  const cpu0 = processCpuSeconds(s.pid);
   const results = await Promise.all(conns.map((c) => rawPost(c, bytes)));
+  const cpu = processCpuSeconds(s.pid) - cpu0;
   clearInterval(sampler);
   peak = Math.max(peak, rssKiB(...pids));
   for (const c of conns) c.destroy();
@@ -335,6 +339,7 @@ async function rampStep(s: Server, n: number): Promise<Step> {
     rss_before_kib: before,
     rss_peak_kib: peak,
     kib_per_run: (peak - before) / n,
+    cpu_ms_per_run: (cpu * 1000) / n,
   };
 }
 
@@ -360,7 +365,7 @@ async function runServer(mode: Mode, dir: string, mastraDir: string, direct: Ser
       note(`${LABEL[mode]}: ${n} in flight`);
       const st = await rampStep(s, n);
       note(
-        `${LABEL[mode]}: ${n} in flight: p50 ${fmt(st.p50)} ms, p99 ${fmt(st.p99)} ms, ${fmt(st.kib_per_run, 0)} KiB/run${Object.keys(st.statuses).length ? `, not 200: ${JSON.stringify(st.statuses)}` : ''}`,
+        `${LABEL[mode]}: ${n} in flight: p50 ${fmt(st.p50)} ms, p99 ${fmt(st.p99)} ms, ${fmt(st.cpu_ms_per_run, 3)} ms of server CPU/run, ${fmt(st.kib_per_run, 0)} KiB/run${Object.keys(st.statuses).length ? `, not 200: ${JSON.stringify(st.statuses)}` : ''}`,
       );
       steps.push(st);
     }
@@ -425,7 +430,7 @@ export const latencySuite: Suite = {
 };
 
 /** The median over the reps of one figure at step `n`; NaN when the server skipped that step. */
-function stepMed(f: Figures, n: number, k: 'p50' | 'p99' | 'kib_per_run'): number {
+function stepMed(f: Figures, n: number, k: 'p50' | 'p99' | 'kib_per_run' | 'cpu_ms_per_run'): number {
   const xs = f.steps.flatMap((s) => s.filter((x) => x.n === n).map((x) => x[k]));
   return xs.length === 0 ? Number.NaN : med(xs);
 }
@@ -506,6 +511,15 @@ export function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: st
     }
     rows.push(r);
     if (n >= 1000) {
+      const cpuOf = (m: Mode): string => {
+        const v = stepMed(figures[m], n, 'cpu_ms_per_run');
+        return `${LABEL[m]} ${Number.isNaN(v) ? 'not run' : `${fmt(v, 3)} ms`}`;
+      };
+      rows.push({
+        metric: `${n.toLocaleString('en-US')} in flight, server CPU per request (user + system, from the sends to the last answer)`,
+        value: cpuOf(lead),
+        baseline: others.map(cpuOf).join('; '),
+      });
       const kib = row(
         `${n.toLocaleString('en-US')} in flight, server RSS per run in flight`,
         (f) => stepMed(f, n, 'kib_per_run'),
