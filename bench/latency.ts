@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnListening } from './lib/listening.js';
 import { ensureMastra, MASTRA_VERSION } from './mastra.js';
-import { processTree, rssKiB } from './lib/proc-cpu.js';
+import { processCpuSeconds, processTree, rssKiB } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite } from './lib/report.js';
 import { fmt, median, summarize } from './lib/stats.js';
@@ -28,22 +28,36 @@ import { tempDir } from './lib/tmp.js';
 const ROOT = resolve(import.meta.dirname, '..');
 /** The build measured (BENCH_LATENCY_CLI: another build's dist/cli/main.js, e.g. one from before a change). */
 const CLI = process.env.BENCH_LATENCY_CLI ?? join(ROOT, 'dist/cli/main.js');
+/** Mode `base`: in-process with this build (BENCH_LATENCY_BASE_CLI), alternated with `context` in the same run. */
+const BASE_CLI = process.env.BENCH_LATENCY_BASE_CLI ?? '';
+/** Node options for the Caxton servers (BENCH_LATENCY_NODE_ARGS, split at spaces), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`. */
+const NODE_ARGS = (process.env.BENCH_LATENCY_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const MASTRA_SERVER = join(ROOT, 'bench/lib/mastra-server.mjs');
 const DIRECT_MODEL = join(ROOT, 'bench/lib/slow-model-server.mjs');
+const FLOOR_SERVER = join(ROOT, 'bench/lib/latency-floor.mjs');
 const QUICK = process.env.BENCH_LATENCY_QUICK === '1';
 const STEPS = (process.env.BENCH_LATENCY_STEPS ?? (QUICK ? '10,100,1000,2000' : '10,100,1000,2000,5000,10000'))
   .split(',')
   .map(Number);
 const REPS = Number(process.env.BENCH_LATENCY_REPS ?? 2);
 const SEQ = Number(process.env.BENCH_LATENCY_SEQ ?? 20);
-type Mode = 'context' | 'worker' | 'process' | 'mastra';
+/**
+ * `floor` and `floor-node`: a bare fastify or node:http server that waits the model's whole answer
+ * and answers a body of the same size (bench/lib/latency-floor.mjs), ramp only: what the machine
+ * and the client allow. `base`: in-process with BENCH_LATENCY_BASE_CLI.
+ */
+type Mode = 'context' | 'worker' | 'process' | 'mastra' | 'base' | 'floor' | 'floor-node';
 const MODES = (process.env.BENCH_LATENCY_MODES ?? 'context,worker,process,mastra').split(',') as Mode[];
 const LABEL: Record<Mode, string> = {
   context: 'in-process',
   worker: 'worker',
   process: 'process',
   mastra: `Mastra ${MASTRA_VERSION}`,
+  base: 'in-process (baseline build)',
+  floor: 'bare fastify floor',
+  'floor-node': 'bare node:http floor',
 };
+const isFloor = (m: Mode): boolean => m === 'floor' || m === 'floor-node';
 
 /** The stand-in model: its first piece after this long, then one piece (a word) every CHUNK_MS. */
 const MODEL_MS = 500;
@@ -71,13 +85,13 @@ tool_calls = [{ name = "calculator", arguments = { expression = "42*1" } }]
 content = "The answer is {{tool_result.calculator}}."
 `;
 
-function caxtonProject(dir: string, mode: Mode): void {
+function caxtonProject(dir: string, isolation: 'context' | 'worker' | 'process'): void {
   mkdirSync(join(dir, 'agents'), { recursive: true });
   writeFileSync(join(dir, 'replies.toml'), SCRIPT);
   writeFileSync(
     join(dir, 'caxton.toml'),
     `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nport = 0\n[auth]\nenabled = false\n[logging]\nlevel = "warn"\n` +
-      `[execution]\nisolation = "${mode}"\n` +
+      `[execution]\nisolation = "${isolation}"\n` +
       `[llm]\ndefault_provider = "slow"\n[llm.providers.slow]\ntype = "scripted"\nscript = "replies.toml"\n`,
   );
   writeFileSync(
@@ -95,14 +109,24 @@ interface Server {
   stop(): Promise<void>;
 }
 
+function serverArgs(mode: Mode): string[] {
+  if (mode === 'mastra') return [MASTRA_SERVER];
+  if (isFloor(mode)) return [FLOOR_SERVER];
+  return [...NODE_ARGS, mode === 'base' ? BASE_CLI : CLI, 'serve'];
+}
+
 async function startServer(mode: Mode, dir: string, mastraDir: string): Promise<Server> {
   const isMastra = mode === 'mastra';
+  const isCaxton = !isMastra && !isFloor(mode);
   mkdirSync(dir, { recursive: true });
-  if (!isMastra) caxtonProject(dir, mode);
-  const server = await spawnListening(isMastra ? [MASTRA_SERVER] : [CLI, 'serve'], LABEL[mode], {
+  if (isCaxton) caxtonProject(dir, mode === 'base' ? 'context' : (mode as 'context' | 'worker' | 'process'));
+  const server = await spawnListening(serverArgs(mode), LABEL[mode], {
     cwd: dir,
     env: {
       ...process.env,
+      FLOOR_HTTP: mode === 'floor-node' ? 'node' : 'fastify',
+      FLOOR_WAIT_MS: String(MODEL_MS + 4 * CHUNK_MS),
+      FLOOR_ANSWER: ANSWER,
       MASTRA_DIR: mastraDir,
       MASTRA_MODEL_LATENCY_MS: String(MODEL_MS),
       MASTRA_MODEL_CHUNK_MS: String(CHUNK_MS),
@@ -115,7 +139,7 @@ async function startServer(mode: Mode, dir: string, mastraDir: string): Promise<
     if (/error|warn/i.test(s)) process.stderr.write(`[${mode}] ${s.slice(0, 500)}`);
   });
   const url = new URL(server.url);
-  if (!isMastra) await toolServersLoaded(url.origin);
+  if (isCaxton) await toolServersLoaded(url.origin);
   return {
     host: url.hostname,
     port: Number(url.port),
@@ -219,6 +243,8 @@ interface Step {
   rss_before_kib: number;
   rss_peak_kib: number;
   kib_per_run: number;
+  /** The server process's CPU (user and system) from the sends to the last answer, per request: less noisy than the latency on a shared machine. */
+  cpu_ms_per_run: number;
 }
 
 /** Opens n connections to the server, CONNECT_BATCH at a time. */
@@ -288,7 +314,9 @@ async function rampStep(s: Server, n: number): Promise<Step> {
     if (++ticks % 40 === 0) pids = processTree(s.pid);
     peak = Math.max(peak, rssKiB(...pids));
   }, 25);
+  const cpu0 = processCpuSeconds(s.pid);
   const results = await Promise.all(conns.map((c) => rawPost(c, bytes)));
+  const cpu = processCpuSeconds(s.pid) - cpu0;
   clearInterval(sampler);
   peak = Math.max(peak, rssKiB(...pids));
   for (const c of conns) c.destroy();
@@ -311,6 +339,7 @@ async function rampStep(s: Server, n: number): Promise<Step> {
     rss_before_kib: before,
     rss_peak_kib: peak,
     kib_per_run: (peak - before) / n,
+    cpu_ms_per_run: (cpu * 1000) / n,
   };
 }
 
@@ -325,23 +354,7 @@ interface Figures {
 async function runServer(mode: Mode, dir: string, mastraDir: string, direct: Server, f: Figures): Promise<void> {
   const s = await startServer(mode, dir, mastraDir);
   try {
-    const first = await post(s, s.invokePath, TOOL);
-    if (first.status !== 200 || !first.text.includes('answer is'))
-      throw new Error(`${LABEL[mode]}: the tool loop answered ${first.status}: ${first.text.slice(0, 300)}`);
-    for (let i = 0; i < 3; i++) await post(s, s.invokePath, TEXT);
-    for (let i = 0; i < SEQ; i++) {
-      const t = await post(s, s.invokePath, TOOL);
-      if (t.status !== 200) throw new Error(`${LABEL[mode]}: tool loop → ${t.status}: ${t.text.slice(0, 300)}`);
-      f.tool_ms.push(t.ms);
-      const tt = await post(s, s.streamPath, TEXT, true);
-      if (tt.status !== 200 || !tt.text.includes('event: token'))
-        throw new Error(`${LABEL[mode]}: stream → ${tt.status}: ${tt.text.slice(0, 300)}`);
-      f.ttft_ms.push(tt.ms);
-      const d = await post(direct, direct.streamPath, TEXT, true);
-      if (d.status !== 200 || !d.text.includes('event: token'))
-        throw new Error(`the model called directly → ${d.status}: ${d.text.slice(0, 300)}`);
-      f.direct_ms.push(d.ms);
-    }
+    if (!isFloor(mode)) await sequential(mode, s, direct, f);
     const steps: Step[] = [];
     for (const n of STEPS) {
       const last = steps.at(-1);
@@ -352,13 +365,34 @@ async function runServer(mode: Mode, dir: string, mastraDir: string, direct: Ser
       note(`${LABEL[mode]}: ${n} in flight`);
       const st = await rampStep(s, n);
       note(
-        `${LABEL[mode]}: ${n} in flight: p50 ${fmt(st.p50)} ms, p99 ${fmt(st.p99)} ms, ${fmt(st.kib_per_run, 0)} KiB/run${Object.keys(st.statuses).length ? `, not 200: ${JSON.stringify(st.statuses)}` : ''}`,
+        `${LABEL[mode]}: ${n} in flight: p50 ${fmt(st.p50)} ms, p99 ${fmt(st.p99)} ms, ${fmt(st.cpu_ms_per_run, 3)} ms of server CPU/run, ${fmt(st.kib_per_run, 0)} KiB/run${Object.keys(st.statuses).length ? `, not 200: ${JSON.stringify(st.statuses)}` : ''}`,
       );
       steps.push(st);
     }
     f.steps.push(steps);
   } finally {
     await s.stop();
+  }
+}
+
+/** The sequential phase: tool loops and first tokens, each first token followed by the model's called directly. */
+async function sequential(mode: Mode, s: Server, direct: Server, f: Figures): Promise<void> {
+  const first = await post(s, s.invokePath, TOOL);
+  if (first.status !== 200 || !first.text.includes('answer is'))
+    throw new Error(`${LABEL[mode]}: the tool loop answered ${first.status}: ${first.text.slice(0, 300)}`);
+  for (let i = 0; i < 3; i++) await post(s, s.invokePath, TEXT);
+  for (let i = 0; i < SEQ; i++) {
+    const t = await post(s, s.invokePath, TOOL);
+    if (t.status !== 200) throw new Error(`${LABEL[mode]}: tool loop → ${t.status}: ${t.text.slice(0, 300)}`);
+    f.tool_ms.push(t.ms);
+    const tt = await post(s, s.streamPath, TEXT, true);
+    if (tt.status !== 200 || !tt.text.includes('event: token'))
+      throw new Error(`${LABEL[mode]}: stream → ${tt.status}: ${tt.text.slice(0, 300)}`);
+    f.ttft_ms.push(tt.ms);
+    const d = await post(direct, direct.streamPath, TEXT, true);
+    if (d.status !== 200 || !d.text.includes('event: token'))
+      throw new Error(`the model called directly → ${d.status}: ${d.text.slice(0, 300)}`);
+    f.direct_ms.push(d.ms);
   }
 }
 
@@ -369,6 +403,10 @@ export const latencySuite: Suite = {
   description: `a 500 ms model streaming a word every 20 ms: tool loop, first token and the in-flight ramp (${STEPS.join(', ')}) for ${MODES.map((m) => LABEL[m]).join(', ')}, ${REPS} alternated reps`,
   async run() {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`);
+    if (MODES.includes('base') && !existsSync(BASE_CLI))
+      throw new Error(
+        `BENCH_LATENCY_BASE_CLI: ${BASE_CLI || '(unset)'} is missing: mode base needs another build's dist/cli/main.js`,
+      );
     const mastraDir = MODES.includes('mastra') ? ensureMastra() : '';
     const tmp = tempDir('caxton-bench-latency-');
     const figures = Object.fromEntries(
@@ -392,7 +430,7 @@ export const latencySuite: Suite = {
 };
 
 /** The median over the reps of one figure at step `n`; NaN when the server skipped that step. */
-function stepMed(f: Figures, n: number, k: 'p50' | 'p99' | 'kib_per_run'): number {
+function stepMed(f: Figures, n: number, k: 'p50' | 'p99' | 'kib_per_run' | 'cpu_ms_per_run'): number {
   const xs = f.steps.flatMap((s) => s.filter((x) => x.n === n).map((x) => x[k]));
   return xs.length === 0 ? Number.NaN : med(xs);
 }
@@ -437,15 +475,23 @@ export function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: st
     value: `${LABEL[lead]} ${num(v(figures[lead]), unit)}`,
     baseline: others.map((m) => `${LABEL[m]} ${num(v(figures[m]), unit)}`).join('; '),
   });
+  // The floors have no sequential phase.
+  const seqOthers = others.filter((m) => !isFloor(m));
+  const seqRow = (metric: string, v: (f: Figures) => number): Row => ({
+    ...row(metric, v, 'ms'),
+    baseline: seqOthers.map((m) => `${LABEL[m]} ${num(v(figures[m]), 'ms')}`).join('; '),
+  });
   const rows: Row[] = [
-    row('three-turn tool loop (2 calculator calls, then the answer), sequential p50', (f) => med(f.tool_ms), 'ms'),
-    ttftRow(figures, lead, others),
+    seqRow('three-turn tool loop (2 calculator calls, then the answer), sequential p50', (f) => med(f.tool_ms)),
+    ttftRow(figures, lead, seqOthers),
   ];
   const at10 = base ? stepMed(base, 10, 'p99') : Number.NaN;
   for (const n of STEPS) {
-    const both = (f: Figures) => {
+    const both = (f: Figures, own = false) => {
       const p50 = stepMed(f, n, 'p50');
-      return Number.isNaN(p50) ? 'not run (runs queued)' : `${fmt(p50, 0)} / ${fmt(stepMed(f, n, 'p99'), 0)} ms`;
+      if (Number.isNaN(p50)) return 'not run (runs queued)';
+      const own10 = own && n > 10 ? stepMed(f, n, 'p99') / stepMed(f, 10, 'p99') : Number.NaN;
+      return `${fmt(p50, 0)} / ${fmt(stepMed(f, n, 'p99'), 0)} ms${Number.isNaN(own10) ? '' : ` (${fmt(own10)} ×)`}`;
     };
     const failed = MODES.filter((m) => failures(figures[m], n) > 0).map(
       (m) => `${LABEL[m]} ${failures(figures[m], n)}`,
@@ -455,7 +501,7 @@ export function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: st
       metric: `${n.toLocaleString('en-US')} in flight, p50 / p99`,
       value: `${LABEL[lead]} ${both(figures[lead])}${Number.isNaN(ratio) ? '' : ` (p99 ${fmt(ratio)} × its p99 at 10)`}`,
       baseline:
-        others.map((m) => `${LABEL[m]} ${both(figures[m])}`).join('; ') +
+        others.map((m) => `${LABEL[m]} ${both(figures[m], m === 'base' || isFloor(m))}`).join('; ') +
         (failed.length ? `; not answered 200: ${failed.join(', ')}` : ''),
     };
     if (!Number.isNaN(ratio) && (n === 5000 || n === 10000)) {
@@ -465,6 +511,15 @@ export function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: st
     }
     rows.push(r);
     if (n >= 1000) {
+      const cpuOf = (m: Mode): string => {
+        const v = stepMed(figures[m], n, 'cpu_ms_per_run');
+        return `${LABEL[m]} ${Number.isNaN(v) ? 'not run' : `${fmt(v, 3)} ms`}`;
+      };
+      rows.push({
+        metric: `${n.toLocaleString('en-US')} in flight, server CPU per request (user + system, from the sends to the last answer)`,
+        value: cpuOf(lead),
+        baseline: others.map(cpuOf).join('; '),
+      });
       const kib = row(
         `${n.toLocaleString('en-US')} in flight, server RSS per run in flight`,
         (f) => stepMed(f, n, 'kib_per_run'),
@@ -483,6 +538,7 @@ export function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: st
     'First token: each request to a server is followed by one to the stand-in model served on its own (bench/lib/slow-model-server.mjs), by the same client; "added" is the median of the differences of those pairs.',
     'A Caxton server is measured once its built-in tool servers have loaded (GET /api/v1/tools): their compilation is deferred past the first requests of a start.',
     `Medians of ${REPS} repetitions, the servers in alternated order; per repetition a fresh server per mode: ${SEQ} sequential tool loops and first tokens, then the ramp ${STEPS.join(', ')}.`,
+    `Floors (when measured): a bare fastify or node:http server (bench/lib/latency-floor.mjs) that waits ${MODEL_MS + 4 * CHUNK_MS} ms per request and answers a JSON body the size of Caxton's, ramp only; "(r ×)" after a floor or the baseline build is its own p99 over its own p99 at 10.`,
     'A ramp step opens its N connections first, then sends one non-streamed invoke on each at once; latency is per request, from its send to its whole answer.',
     "RSS is the server's process tree (a process pool's children included): its peak during the step, sampled every 25 ms, above its level with the connections open just before, divided by N.",
     `"not run": the server's p50 at the step before, scaled to this step's N, passed ${fmt(MAX_STEP_MS / 1000, 0)} s: its runs queue (for the pool) instead of waiting together.`,

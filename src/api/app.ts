@@ -52,6 +52,12 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     ...(deps.https && { https: deps.https }),
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    // Each request's logger (its request_id) made into pino's child only when it logs a line
+    // (lazy-log.ts): pino serializes a child's bindings as it is made, and most requests log nothing.
+    childLoggerFactory: (logger, bindings, opts) =>
+      opts.level === undefined && opts.serializers === undefined
+        ? lazyChild(logger, bindings)
+        : logger.child(bindings, opts),
     bodyLimit,
     // Always the server's own (src/observability/request-id.ts); the client's is client_request_id.
     genReqId: () => newRequestId(),

@@ -162,12 +162,18 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
  * and a reply already begun (an event stream, MCP's response) ends itself with the error.
  */
 function holdRequest(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply): void {
-  const ac = new AbortController();
+  // Made only for a credential that can end (a key, an expiring token): most requests of a server
+  // without authentication, or of principals that cannot end, would pay an AbortController each.
+  // A credential found ended as it is held (it expired since it was checked) ends before `ac` is made.
+  const held: { ac?: AbortController; endedEarly?: StreamEnd } = {};
   const release = app.holdStream(req.principal!, (why) => {
-    ac.abort(why);
+    if (held.ac) held.ac.abort(why);
+    else held.endedEarly = why;
     if (!reply.sent && !reply.raw.headersSent) void reply.send(why);
   });
   if (!release) return;
+  const ac = (held.ac = new AbortController());
+  if (held.endedEarly !== undefined) ac.abort(held.endedEarly);
   req.credentialEnded = ac.signal;
   req.releaseCredential = release;
   reply.raw.once('close', release);
