@@ -66,7 +66,7 @@ export type BatchRow = readonly [number, string, string, string, string | null, 
 
 /**
  * `text` with each lone surrogate as U+FFFD, as the driver's UTF-8 encoding of a text parameter
- * would have it: JSON.stringify writes a lone surrogate as a `\\uD800` escape, which PostgreSQL's
+ * would have it: JSON.stringify writes a lone surrogate as a `\uD800` escape, which PostgreSQL's
  * json refuses. (String.prototype.toWellFormed, Node 20, not in the ES2023 lib's types.)
  */
 export const wellFormed = (text: string): string => (text as unknown as { toWellFormed(): string }).toWellFormed();
