@@ -19,7 +19,9 @@
  *  - node1: one POST /api/v1/messages per message to the 1-node cluster, IN_FLIGHT at a time;
  *  - node1-batch: 100 messages per POST (a JSON array) to the same node, BATCH_IN_FLIGHT at a time;
  *  - nodes3: one POST per message round-robin over the 3-node cluster, IN_FLIGHT at a time;
- *  - paced3: 100 messages a second open loop over the 3 nodes, for the latency below saturation.
+ *  - paced3: 100 messages a second open loop over the 3 nodes, for the latency below saturation;
+ *  - base1, base1-batch: node1 and node1-batch on a 1-node cluster of another build (its
+ *    dist/cli/main.js in BENCH_CLUSTER_BASE_MAIN; only then): the same-run baseline of a change.
  *
  * Before a paced repetition the suite waits, unmeasured, until the processes it started use no
  * more CPU than they did idle at setup and the machine's dirty pages are written back (at most
@@ -76,11 +78,27 @@ const DRAIN_MS = 60_000;
 const SETTLE_MAX_MS = 30_000;
 const SETTLE_PROBE_MS = 1_000;
 
-const ALL_WORKLOADS = ['raw', 'floor', 'rows', 'rows-batch', 'node1', 'node1-batch', 'nodes3', 'paced3'] as const;
+const BASE_MAIN = process.env.BENCH_CLUSTER_BASE_MAIN;
+
+const ALL_WORKLOADS = [
+  'raw',
+  'floor',
+  'rows',
+  'rows-batch',
+  'node1',
+  'node1-batch',
+  'nodes3',
+  'paced3',
+  'base1',
+  'base1-batch',
+] as const;
 type Workload = (typeof ALL_WORKLOADS)[number];
+const isBase = (w: Workload) => w.startsWith('base');
 /** BENCH_CLUSTER_WORKLOADS (comma-separated): run only these, to look at one without the others' aftermath. */
 const WORKLOADS: readonly Workload[] = ALL_WORKLOADS.filter(
-  (w) => !process.env.BENCH_CLUSTER_WORKLOADS || process.env.BENCH_CLUSTER_WORKLOADS.split(',').includes(w),
+  (w) =>
+    (BASE_MAIN !== undefined || !isBase(w)) &&
+    (!process.env.BENCH_CLUSTER_WORKLOADS || process.env.BENCH_CLUSTER_WORKLOADS.split(',').includes(w)),
 );
 const LABEL: Record<Workload, string> = {
   raw: 'raw JetStream publish (PubAck) + consume (ack)',
@@ -91,6 +109,8 @@ const LABEL: Record<Workload, string> = {
   'node1-batch': `1 node, ${BATCH} messages per POST`,
   nodes3: '3 nodes, one POST per message round-robin',
   paced3: `3 nodes, paced ${PACED_RATE} msg/s`,
+  base1: '1 node of the base build, one POST per message',
+  'base1-batch': `1 node of the base build, ${BATCH} messages per POST`,
 };
 
 interface Rep {
@@ -119,6 +139,8 @@ interface Env {
   floor: FloorProcess;
   one: { nodes: Node[]; schema: string };
   three: { nodes: Node[]; schema: string };
+  /** The 1-node cluster of BENCH_CLUSTER_BASE_MAIN's build. */
+  base?: { nodes: Node[]; schema: string };
   groups: Record<string, () => number[]>;
   /** Cores the processes the suite started used while idle, and the machine's dirty pages then (kB). */
   idleCores: number;
@@ -208,7 +230,8 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
     ...(settle_ms !== undefined && { settle_ms }),
   };
   const submitted = new Map<string, [number, number]>();
-  const cluster = workload === 'node1' || workload === 'node1-batch' ? env.one : env.three;
+  const cluster =
+    workload === 'node1' || workload === 'node1-batch' ? env.one : isBase(workload) ? env.base! : env.three;
   const fail = (s: string) => {
     r.refused++;
     if (r.failures.length < 5) r.failures.push(s);
@@ -273,6 +296,8 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
     'node1-batch': () => drive(t1, BATCH_IN_FLIGHT, (i) => post(i, BATCH)),
     nodes3: () => drive(t1, IN_FLIGHT, (i) => post(i, 1)),
     paced3: () => drive(t1, IN_FLIGHT, (i) => post(i, 1), PACED_RATE),
+    base1: () => drive(t1, IN_FLIGHT, (i) => post(i, 1)),
+    'base1-batch': () => drive(t1, BATCH_IN_FLIGHT, (i) => post(i, BATCH)),
   };
   await sends[workload]();
   await closing;
@@ -343,6 +368,7 @@ interface Totals {
 function counts(workload: Workload, group: string): boolean {
   if (group.startsWith('caxton serve (1-node')) return workload === 'node1' || workload === 'node1-batch';
   if (group.startsWith('caxton serve (3-node')) return workload === 'nodes3' || workload === 'paced3';
+  if (group.startsWith('caxton serve (base build')) return isBase(workload);
   if (group === 'floor server') return workload === 'floor' || workload.startsWith('rows');
   if (group.startsWith('PostgreSQL')) return workload !== 'raw';
   return true;
@@ -377,12 +403,25 @@ function totals(reps: Rep[], workload: Workload): Totals {
   };
 }
 
-async function startCluster(root: string, size: number, natsUrl: string, pgUrl: string): Promise<Env['one']> {
-  const names = clusterNames(`${Date.now()}_${size}`);
+async function startCluster(
+  root: string,
+  size: number,
+  natsUrl: string,
+  pgUrl: string,
+  main?: string,
+): Promise<Env['one']> {
+  const tag = main === undefined ? `c${size}` : 'base';
+  const names = clusterNames(`${Date.now()}_${tag}`);
   const nodes: Node[] = [];
   // One after the other: the first creates the schema, the stream and the consumer.
   for (let i = 0; i < size; i++)
-    nodes.push(await startNode(root, `c${size}-node-${String.fromCharCode(97 + i)}`, names, { natsUrl, pgUrl }));
+    nodes.push(
+      await startNode(root, `${tag}-node-${String.fromCharCode(97 + i)}`, names, {
+        natsUrl,
+        pgUrl,
+        ...(main !== undefined && { main }),
+      }),
+    );
   await deploySink(nodes);
   return { nodes, schema: names.schema };
 }
@@ -422,8 +461,11 @@ async function setup(root: string): Promise<Env> {
     cleanup.unshift(() => Promise.all(one.nodes.map(stopNode)).then(() => {}));
     const three = await startCluster(root, 3, nats.url, own.url);
     cleanup.unshift(() => Promise.all(three.nodes.map(stopNode)).then(() => {}));
+    const base = BASE_MAIN === undefined ? undefined : await startCluster(root, 1, nats.url, own.url, BASE_MAIN);
+    if (base) cleanup.unshift(() => Promise.all(base.nodes.map(stopNode)).then(() => {}));
     const groups: Env['groups'] = {
       'caxton serve (1-node cluster)': () => processTree(one.nodes[0]!.pid),
+      ...(base && { 'caxton serve (base build, 1 node)': () => processTree(base.nodes[0]!.pid) }),
       ...Object.fromEntries(
         three.nodes.map((n) => [`caxton serve (3-node cluster, ${n.name.slice(3)})`, () => processTree(n.pid)]),
       ),
@@ -436,7 +478,7 @@ async function setup(root: string): Promise<Env> {
     const idleCores = await suiteCores(groups, 3_000);
     const idleDirtyKb = dirtyKb();
     note(`the suite's processes idle: ${fmt(idleCores * 100, 1)} % of a core; ${fmt(idleDirtyKb / 1024, 1)} MiB dirty`);
-    return { own, db, raw, floor, one, three, groups, idleCores, idleDirtyKb, cleanup };
+    return { own, db, raw, floor, one, three, ...(base && { base }), groups, idleCores, idleDirtyKb, cleanup };
   } catch (e) {
     for (const c of cleanup) await c().catch(() => {});
     throw e;
@@ -468,7 +510,8 @@ export const clusterSuite: Suite = {
         }
       }
     } catch (e) {
-      for (const n of [...env.one.nodes, ...env.three.nodes]) note(`node ${n.name} log:\n${logTail(n.log)}`);
+      for (const n of [...env.one.nodes, ...env.three.nodes, ...(env.base?.nodes ?? [])])
+        note(`node ${n.name} log:\n${logTail(n.log)}`);
       throw e;
     } finally {
       for (const c of env.cleanup) await c().catch((e: unknown) => note(`cleanup: ${(e as Error).message}`));
@@ -485,6 +528,7 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
   const rf = t.node1.per_s / t.floor.per_s;
   const r3 = t.nodes3.per_s / t.node1.per_s;
   const cpu1 = t.node1.cpu_total_ms;
+  const cpu3 = t.nodes3.cpu_total_ms / cpu1;
   const paced = t.paced3;
   const p50p99 = (s?: Summary) => `${fmt(s?.p50 ?? Number.NaN)} / ${fmt(s?.p99 ?? Number.NaN)} ms`;
   const rows: Row[] = [
@@ -533,6 +577,13 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
       verdict: cpu1 <= 0.4 ? 'pass' : 'fail',
     },
     {
+      metric: `CPU per delivered message, ${LABEL.nodes3}, to ${LABEL.node1} (every process each runs on)`,
+      value: `${fmt(cpu3, 2)} ×`,
+      baseline: `3 nodes ${fmt(t.nodes3.cpu_total_ms, 3)} ms; 1 node ${fmt(cpu1, 3)} ms`,
+      target: '≤ 1.3 ×',
+      verdict: cpu3 <= 1.3 ? 'pass' : 'fail',
+    },
+    {
       metric: `${LABEL.paced3}: submission → delivered (row done), p50 / p99 (${paced.e2e_ms?.n ?? 0} messages)`,
       value: p50p99(paced.e2e_ms),
       baseline: `submission → accepted (202) ${p50p99(paced.accept_ms)}; accepted → delivered ${p50p99(paced.after_accept_ms)}`,
@@ -540,6 +591,19 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
       verdict: (paced.e2e_ms?.p99 ?? Number.NaN) <= 15 ? 'pass' : 'fail',
     },
   ];
+  if (BASE_MAIN)
+    for (const [w, b] of [
+      ['node1', 'base1'],
+      ['node1-batch', 'base1-batch'],
+    ] as const) {
+      const node = (x: Totals) =>
+        x.cpu_ms[isBase(x.workload) ? 'caxton serve (base build, 1 node)' : 'caxton serve (1-node cluster)'];
+      rows.push({
+        metric: `${LABEL[w]}, this build against the base build (${BASE_MAIN}): delivered/s; CPU ms per message, the node and in all`,
+        value: `${rate(t[w])}; node ${fmt(node(t[w]) ?? Number.NaN, 3)}, all ${fmt(t[w].cpu_total_ms, 3)}`,
+        baseline: `${rate(t[b])}; node ${fmt(node(t[b]) ?? Number.NaN, 3)}, all ${fmt(t[b].cpu_total_ms, 3)}`,
+      });
+    }
   for (const w of WORKLOADS) {
     const parts = (counted: boolean) =>
       Object.entries(t[w].cpu_ms)

@@ -129,6 +129,8 @@ consumer = "${names.consumer}"
   const child = spawn(
     process.execPath,
     [
+      // BENCH_CLUSTER_NODE_ARGS: node options for every node, e.g. "--cpu-prof --cpu-prof-dir=DIR".
+      ...(process.env.BENCH_CLUSTER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
       opts.main ?? CAXTON_MAIN,
       'serve',
       '--config',

@@ -26,7 +26,6 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { scrubSecrets } from '../shared/secrets.js';
 import {
-  columnsOf,
   migrateSchema,
   PgLogTable,
   quotedSchema,
@@ -41,7 +40,9 @@ import {
   eventsWrittenBy,
   findEvents,
   pruneEvents,
+  wellFormed,
   writeChunk,
+  type BatchRow,
 } from './pg-event-chunks.js';
 
 export const EVENT_STORE_MIGRATIONS: readonly PgMigration[] = [
@@ -139,16 +140,16 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   }
 
   async #write(batch: AgentEventInput[]): Promise<void> {
-    const cols = columnsOf(batch, 7, (e) => [
+    const rows = batch.map((e): BatchRow => [
       e.time ?? Date.now(),
-      e.type,
+      wellFormed(e.type),
       categoryOf(e.type),
-      e.agent,
-      e.trace_id ?? null,
-      e.span_id ?? null,
+      wellFormed(e.agent),
+      e.trace_id == null ? null : wellFormed(e.trace_id),
+      e.span_id == null ? null : wellFormed(e.span_id),
       scrubSecrets(JSON.stringify(e.data)), // ADR 0017
     ]);
-    const ids = await writeChunk(this.#o.pool, this.#s, cols, this.#o.node);
+    const ids = await writeChunk(this.#o.pool, this.#s, rows, this.#o.node);
     const written = batch.map((e, i): AgentEvent => ({
       id: ids[i]!,
       time: new Date(e.time ?? 0).toISOString(),

@@ -61,28 +61,40 @@ export const CHUNK_MIGRATION: PgMigration = {
   `,
 };
 
-/** The rows of a batch (columns in the order of `columnsOf` in the store's write). */
-export type BatchColumns = unknown[][];
+/** One event of a batch as written: time, type, category, agent, trace id, span id, data (the scrubbed JSON text). */
+export type BatchRow = readonly [number, string, string, string, string | null, string | null, string];
 
-/** Writes one batch as one row; resolves with the events' ids, in the batch's order. */
-export async function writeChunk(pool: pg.Pool, s: string, cols: BatchColumns, node: string): Promise<number[]> {
+/**
+ * `text` with each lone surrogate as U+FFFD, as the driver's UTF-8 encoding of a text parameter
+ * would have it: JSON.stringify writes a lone surrogate as a `\uD800` escape, which PostgreSQL's
+ * json refuses. (String.prototype.toWellFormed, Node 20, not in the ES2023 lib's types.)
+ */
+export const wellFormed = (text: string): string => (text as unknown as { toWellFormed(): string }).toWellFormed();
+
+/**
+ * Writes one batch as one row; resolves with the events' ids, in the batch's order. The batch goes
+ * as ONE JSON text parameter (an array of rows), not one array parameter per column: the driver
+ * escapes an array's every element into an array literal in JavaScript (each event's data JSON,
+ * quotes and all), where JSON.stringify of the whole batch is one native call.
+ */
+export async function writeChunk(pool: pg.Pool, s: string, rows: readonly BatchRow[], node: string): Promise<number[]> {
   // nextval runs in ORDINALITY order (a volatile target list is computed after the sort), so the
   // ids, sorted, are the batch's in order; the INSERT in WITH runs once though nothing reads it.
   const r = await pool.query<{ id: string }>(
     `WITH x AS MATERIALIZED (
-       SELECT nextval('${s}.agent_event_ids') AS id, ts, type, category, agent, trace_id, span_id, data
-       FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-            WITH ORDINALITY AS u(ts, type, category, agent, trace_id, span_id, data, ord)
+       SELECT nextval('${s}.agent_event_ids') AS id, (u.r->>0)::bigint AS ts, u.r->>1 AS type, u.r->>2 AS category,
+              u.r->>3 AS agent, u.r->>4 AS trace_id, u.r->>5 AS span_id, u.r->>6 AS data
+       FROM json_array_elements($1::json) WITH ORDINALITY AS u(r, ord)
        ORDER BY ord
      ), c AS (
        INSERT INTO ${s}.${T} (first_id, last_id, ts_min, ts_max, n, agents, types, node, events)
-       SELECT min(id), max(id), min(ts), max(ts), count(*), array_agg(DISTINCT agent), array_agg(DISTINCT type), $8,
+       SELECT min(id), max(id), min(ts), max(ts), count(*), array_agg(DISTINCT agent), array_agg(DISTINCT type), $2,
               json_agg(${EVENT_JSON} ORDER BY id)
        FROM x
        RETURNING first_id
      )
      SELECT id FROM x ORDER BY id`,
-    [...cols, node],
+    [JSON.stringify(rows), node],
   );
   return r.rows.map((x) => Number(x.id));
 }

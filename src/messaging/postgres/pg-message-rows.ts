@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import type { Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../index.js';
-import { inTransaction } from '../../storage/pg/index.js';
+import { inTransaction, intArray } from '../../storage/pg/index.js';
 import {
   conversationByIdSql,
   conversationOf,
@@ -182,7 +182,7 @@ export class PgMessageRows {
     }>(
       `SELECT id, receiver, state, attempts, next_at, kept_until IS NOT NULL AS kept, reconciled_at IS NULL AND publish_tag = '' AS fresh
        FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`,
-      [ids],
+      [intArray(ids)],
     );
     const out = new Map<number, TakeRow>();
     for (const r of rows) {

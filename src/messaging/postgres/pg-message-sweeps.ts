@@ -4,7 +4,7 @@
  * and retention. Each takes its rows so that nodes sweeping at once split them, or skip.
  */
 import type { AclMessage } from '../index.js';
-import { inTransaction } from '../../storage/pg/index.js';
+import { inTransaction, intArray } from '../../storage/pg/index.js';
 import { PgMessageRows } from './pg-message-rows.js';
 
 /** The `[messaging]` retention keys the cluster applies (max_messages is the single node's only). */
@@ -83,7 +83,7 @@ export class PgMessageSweeps extends PgMessageRows {
       `UPDATE ${this.s}.deliveries d SET held_at = $2 FROM (
          SELECT id FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[]) AND state = 'pending' FOR UPDATE SKIP LOCKED) AS x
        WHERE d.id = x.id`,
-      [ids, at],
+      [intArray(ids), at],
     );
   }
 

@@ -7,6 +7,7 @@
 export {
   guardConnections,
   inTransaction,
+  intArray,
   escapeLiteral,
   literal,
   mergeWrites,

@@ -281,6 +281,16 @@ function inline(sql: string, values: readonly Literal[]): string {
   return out;
 }
 
+/**
+ * Integer ids as one PostgreSQL array literal (`{1,2,3}`), for a `$n::bigint[]` parameter: given an
+ * array, the driver writes the literal itself, every element through its escaping (two regular
+ * expressions each), which showed in a node's profile under one POST per message.
+ */
+export function intArray(ids: readonly number[]): string {
+  for (const id of ids) if (!Number.isSafeInteger(id)) throw new Error(`${id} is not an integer id`);
+  return `{${ids.join(',')}}`;
+}
+
 /** One value as SQL: NULL, a finite number as written, a boolean, or an escaped string literal. */
 export function literal(v: Literal): string {
   if (v === null || v === undefined) return 'NULL';

@@ -7,11 +7,12 @@
  *    with its last row (a merge by template alone would fail or keep the wrong one);
  *  - an upsert of one key twice by one step goes out as two statements (one statement may not
  *    affect a row twice), and distinct keys of several steps as one;
- *  - a value that cannot be written (a NUL) fails the step that wrote it, at once.
+ *  - a value that cannot be written (a NUL) fails the step that wrote it, at once;
+ *  - ids given as one array literal (`intArray`) read as a bigint[] parameter; a non-integer is refused.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StatementBatch } from '../../../src/storage/pg/index.js';
+import { intArray, StatementBatch } from '../../../src/storage/pg/index.js';
 import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 
 const run = hasSystem('postgresql');
@@ -137,5 +138,18 @@ describe.skipIf(!run)('a group commit merges its steps’ INSERTs', () => {
     } finally {
       c.release();
     }
+  });
+});
+
+describe.skipIf(!run)('intArray', () => {
+  it('gives ids as one bigint[] parameter, an empty list included; refuses what is not an integer', async () => {
+    const read = async (ids: number[]) =>
+      (await pool.query<{ id: string }>('SELECT unnest($1::bigint[]) AS id', [intArray(ids)])).rows.map((r) =>
+        Number(r.id),
+      );
+    expect(await read([3, 1, 2 ** 40])).toEqual([3, 1, 2 ** 40]);
+    expect(await read([])).toEqual([]);
+    expect(() => intArray([1, 1.5])).toThrow(/1.5 is not an integer id/);
+    expect(() => intArray([Number.NaN])).toThrow(/not an integer id/);
   });
 });
