@@ -9,12 +9,15 @@
  * asked once, then stopped. It is keyed to this bundle, this Node and no flags: a start under
  * another Node or with NODE_OPTIONS finds it does not fit and compiles as it would without it.
  * Failing to make it fails nothing: the build goes on and starts compile without it.
+ *
+ * Beside it goes its record, dist/cli/serve.id (src/cli/code-cache-check.ts): the bundle's SHA-256
+ * and both files' identity, so a first start of this build does not hash them again.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'dist/cli/main.js');
@@ -74,12 +77,17 @@ async function train(dir) {
 const dir = mkdtempSync(join(tmpdir(), 'caxton-code-cache-build-'));
 try {
   rmSync(out, { force: true });
+  rmSync(join(dirname(out), 'serve.id'), { force: true });
   await train(dir);
   const made = join(dir, 'data/code-cache/serve.bin');
   if (!existsSync(made)) throw new Error('the sample start wrote no cache');
   copyFileSync(made, out);
   chmodSync(out, 0o644);
-  console.log(`wrote ${out}`);
+  // Its record (src/cli/code-cache-check.ts): starts of this build find the bundle and the cache
+  // unchanged since this check and do not hash them again.
+  const { recordShippedCache } = await import(pathToFileURL(join(root, 'dist/cli/code-cache.js')).href);
+  recordShippedCache(out);
+  console.log(`wrote ${out} and its record`);
 } catch (e) {
   console.warn(
     `build:code-cache: no shipped code cache (${e instanceof Error ? e.message : String(e)}); starts compile without it`,

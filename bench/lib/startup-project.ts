@@ -43,6 +43,8 @@ export interface FirstAnswerOptions {
   env?: NodeJS.ProcessEnv;
   /** Keep the server this many ms after its first answer (work it does just after, such as writing a cache). */
   linger?: number;
+  /** Keep it, after the linger, until its stderr matches this (at most 20 s more). */
+  until?: RegExp;
 }
 
 /** Spawns `node args`, waits for its first 200 on POST /api/v1/agents/echo/invoke, stops it. */
@@ -76,6 +78,9 @@ export async function firstAnswer(
       await new Promise((res) => setTimeout(res, 10));
     if (!m) throw new Error(`${args.join(' ')}: no CPU time printed for the first answer`);
     if (opts.linger) await new Promise((res) => setTimeout(res, opts.linger));
+    const until = performance.now() + 20_000;
+    while (opts.until && !opts.until.test(err) && performance.now() < until)
+      await new Promise((res) => setTimeout(res, 50));
     return { wall, cpu: Number(m[1]), err };
   } finally {
     const exited = new Promise((res) => child.once('exit', res));

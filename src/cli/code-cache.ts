@@ -14,6 +14,9 @@
  * a magic, the key (SHA-256 of the bundle, `process.version`, the architecture and the Node and V8
  * flags) and the SHA-256 of the data after them; V8 gets the data only when all three match. A
  * new file is written to a temporary name (exclusive create, 0600) and renamed over the old one.
+ * Beside it, `serve.id` records the bundle's SHA-256 and the identity of both files as last
+ * checked (code-cache-check.ts): a start that finds them unchanged takes the bundle's SHA-256 from
+ * it and does not hash the cache's data again.
  *
  * Anything that prevents a safe cache (no bundle, no POSIX user ids, a data directory this module
  * cannot find from the arguments without loading the configuration, a directory not private, the
@@ -46,6 +49,7 @@ import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
+import { fdIdentity, readCheckRecord, writeCheckRecord, type CheckRecord } from './code-cache-check.js';
 
 /** What the serve command gets when it runs from the bundle. */
 export interface CodeCacheHook {
@@ -193,6 +197,21 @@ function trusted(s: { uid: number; mode: number }, trust: Trust): boolean {
 
 /** The cache's data, or a reason it is not used. */
 export function readCache(file: string, key: Buffer, trust: Trust = 'private'): Buffer | string {
+  const r = readCacheFile(file, key, trust);
+  return typeof r === 'string' ? r : r.data;
+}
+
+/** A cache file read and checked, with its identity (code-cache-check.ts) as it was read. */
+interface ReadCache {
+  data: Buffer;
+  identity: string;
+}
+
+/**
+ * Reads and checks a cache file; `checked` is the identity of the file as a start last found it
+ * whole (its record): a file that still has it is not hashed again.
+ */
+function readCacheFile(file: string, key: Buffer, trust: Trust, checked?: string): ReadCache | string {
   let fd: number;
   try {
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -203,12 +222,13 @@ export function readCache(file: string, key: Buffer, trust: Trust = 'private'): 
     const s = fstatSync(fd);
     if (!s.isFile() || !trusted(s, trust)) return trust === 'private' ? 'not a private file' : 'writable by others';
     if (s.size < HEADER || s.size > MAX_BYTES) return 'corrupt (size)';
+    const identity = fdIdentity(fd);
     const buf = readFileSync(fd);
     if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) return 'corrupt (magic)';
     if (!buf.subarray(MAGIC.length, MAGIC.length + 32).equals(key)) return 'for another bundle, Node or flags';
     const data = buf.subarray(HEADER);
-    if (!buf.subarray(MAGIC.length + 32, HEADER).equals(sha256(data))) return 'corrupt (hash)';
-    return data;
+    if (identity !== checked && !buf.subarray(MAGIC.length + 32, HEADER).equals(sha256(data))) return 'corrupt (hash)';
+    return { data, identity };
   } finally {
     closeSync(fd);
   }
@@ -237,9 +257,14 @@ export function cacheKey(
   env: NodeJS.ProcessEnv,
   execArgv: readonly string[] = process.execArgv,
 ): Buffer {
+  return keyOf(sha256(bundle), env, execArgv);
+}
+
+/** `cacheKey` of the bundle whose SHA-256 is `bundleSha256`. */
+function keyOf(bundleSha256: Buffer, env: NodeJS.ProcessEnv, execArgv: readonly string[] = process.execArgv): Buffer {
   const options = (env.NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean);
   const flags = [...keyFlags(execArgv), keyFlags(options).join(' ')].join('\0');
-  return sha256(sha256(bundle), '\0', process.version, '\0', process.arch, '\0', flags);
+  return sha256(bundleSha256, '\0', process.version, '\0', process.arch, '\0', flags);
 }
 
 /** A cache file's bytes: the magic, the key, the data's SHA-256, the data. */
@@ -247,10 +272,13 @@ export function cacheFileBytes(key: Buffer, data: Buffer): Buffer {
   return Buffer.concat([MAGIC, key, sha256(data), data]);
 }
 
-/** Writes `data` under `key` to `file` atomically, in a private directory; false if it could not. */
-function writeCache(dir: string, file: string, key: Buffer, data: Buffer): boolean {
+/**
+ * Writes `data` under `key` to `file` atomically, in a private directory; the identity of the file
+ * written (as renamed into place), or undefined if the directory is not private.
+ */
+function writeCache(dir: string, file: string, key: Buffer, data: Buffer): string | undefined {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (!privateDir(dir)) return false;
+  if (!privateDir(dir)) return undefined;
   const tmp = join(dir, `.serve.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
@@ -258,11 +286,12 @@ function writeCache(dir: string, file: string, key: Buffer, data: Buffer): boole
       const b = cacheFileBytes(key, data);
       let off = 0;
       while (off < b.length) off += writeSync(fd, b, off);
+      renameSync(tmp, file);
+      // After the rename, which changes the file's status-change time.
+      return fdIdentity(fd);
     } finally {
       closeSync(fd);
     }
-    renameSync(tmp, file);
-    return true;
   } catch (e) {
     try {
       unlinkSync(tmp);
@@ -271,6 +300,50 @@ function writeCache(dir: string, file: string, key: Buffer, data: Buffer): boole
     }
     throw e;
   }
+}
+
+/**
+ * The bundle's SHA-256: the one a record holds if the record is of this bundle file as it is now
+ * (code-cache-check.ts), else computed.
+ */
+function bundleSha256(bundle: string, identity: string, bytes: Buffer, records: (CheckRecord | undefined)[]): Buffer {
+  const r = records.find((c) => c?.bundle === bundle && c.bundleIdentity === identity);
+  return r ? Buffer.from(r.bundleSha256, 'hex') : sha256(bytes);
+}
+
+/**
+ * Checks the cache the build ships (`cacheFile`, made with no flags) against the bundle beside it
+ * and writes their record there (0644), so that starts of this build do not hash them again
+ * (scripts/build-code-cache.mjs). Throws when the cache does not check.
+ */
+export function recordShippedCache(cacheFile: string): void {
+  const bundle = join(dirname(cacheFile), 'serve.cjs');
+  const fd = openSync(bundle, constants.O_RDONLY);
+  let bundleIdentity: string;
+  let bytes: Buffer;
+  try {
+    bundleIdentity = fdIdentity(fd);
+    bytes = readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  const hash = sha256(bytes);
+  const read = readCacheFile(cacheFile, keyOf(hash, {}, []), 'shipped');
+  if (typeof read === 'string') throw new Error(`${cacheFile}: ${read}`);
+  writeCheckRecord(
+    dirname(cacheFile),
+    { bundle, bundleIdentity, bundleSha256: hash.toString('hex'), cacheIdentity: read.identity },
+    0o644,
+  );
+}
+
+function isRecordOf(a: CheckRecord, b: CheckRecord): boolean {
+  return (
+    a.bundle === b.bundle &&
+    a.bundleIdentity === b.bundleIdentity &&
+    a.bundleSha256 === b.bundleSha256 &&
+    a.cacheIdentity === b.cacheIdentity
+  );
 }
 
 /**
@@ -294,8 +367,15 @@ export function serveFromCodeCache(
   if (Number(process.versions.node.split('.')[0]) < 20) return off(`Node ${process.version}`);
   const bundle = fileURLToPath(new URL('./serve.cjs', import.meta.url));
   let bytes: Buffer;
+  let bundleIdentity: string;
   try {
-    bytes = readFileSync(bundle);
+    const fd = openSync(bundle, constants.O_RDONLY);
+    try {
+      bundleIdentity = fdIdentity(fd);
+      bytes = readFileSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     return off(`no ${bundle}`);
   }
@@ -304,16 +384,25 @@ export function serveFromCodeCache(
   const dir = join(dataDir, 'code-cache');
   const file = join(dir, 'serve.bin');
   if (existsSync(dir) && !privateDir(dir)) return off(`${dir} is not a private directory of this user`);
-  const key = cacheKey(bytes, env);
-  const own = existsSync(dir) ? readCache(file, key) : 'none yet';
+  const dirExists = existsSync(dir);
+  const ownRecord = dirExists ? readCheckRecord(join(dir, 'serve.id'), (s) => trusted(s, 'private')) : undefined;
+  const useShipped = !/^project$/i.test(env.CAXTON_CODE_CACHE ?? '');
+  const shippedRecord =
+    useShipped && !ownRecord
+      ? readCheckRecord(join(dirname(bundle), 'serve.id'), (s) => trusted(s, 'shipped'))
+      : undefined;
+  const bundleHash = bundleSha256(bundle, bundleIdentity, bytes, [ownRecord, shippedRecord]);
+  const key = keyOf(bundleHash, env);
+  const own = dirExists ? readCacheFile(file, key, 'private', ownRecord?.cacheIdentity) : 'none yet';
   // A project without a cache of its own starts from the one the build made, if it fits this Node.
   const shipped = join(dirname(bundle), 'serve.bin');
   const fallback =
-    typeof own === 'string' && !/^project$/i.test(env.CAXTON_CODE_CACHE ?? '')
-      ? readCache(shipped, key, 'shipped')
+    typeof own === 'string' && useShipped
+      ? readCacheFile(shipped, key, 'shipped', shippedRecord?.cacheIdentity)
       : undefined;
-  const cached = fallback !== undefined && typeof fallback !== 'string' ? fallback : own;
-  const from = cached === fallback ? shipped : file;
+  const read = fallback !== undefined && typeof fallback !== 'string' ? fallback : own;
+  const cached = typeof read === 'string' ? read : read.data;
+  const from = read === fallback ? shipped : file;
 
   let script: Script;
   let runCli: RunCli;
@@ -345,14 +434,30 @@ export function serveFromCodeCache(
   // Started from the shipped cache, the project still gets its own after the first answer: it
   // holds what this project's configuration compiled, which the build's sample start did not run.
   let saved = valid && from === file;
+  const record = (cacheIdentity: string): CheckRecord => ({
+    bundle,
+    bundleIdentity,
+    bundleSha256: bundleHash.toString('hex'),
+    cacheIdentity,
+  });
+  // The project's own cache, read whole, with no record of it as it is now: one is written.
+  const unrecorded =
+    saved && typeof own !== 'string' && !(ownRecord && isRecordOf(ownRecord, record(own.identity)))
+      ? own.identity
+      : undefined;
   const hook: CodeCacheHook = {
     dataDir,
     save() {
-      if (saved) return;
-      saved = true;
       try {
+        if (saved) {
+          if (unrecorded !== undefined) writeCheckRecord(dir, record(unrecorded));
+          return;
+        }
+        saved = true;
         const data = script.createCachedData();
-        log(writeCache(dir, file, key, data) ? `wrote ${file} (${data.length} bytes)` : `${dir} is not private`, env);
+        const identity = writeCache(dir, file, key, data);
+        if (identity !== undefined) writeCheckRecord(dir, record(identity));
+        log(identity !== undefined ? `wrote ${file} (${data.length} bytes)` : `${dir} is not private`, env);
       } catch (e) {
         log(`not written: ${e instanceof Error ? e.message : String(e)}`, env);
       }

@@ -42,58 +42,69 @@ const NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9_.:@-]| (?=[A-Za-z0-9_.:@-])){0,127}$/
 const PARAM_RE = /^X-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const TRACEPARENT_RE = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
-const id = z
-  .string({ error: 'expected a string' })
-  .regex(ID_RE, { message: 'expected 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit' });
-const name = z.string({ error: 'expected a string' }).regex(NAME_RE, {
-  message:
-    'expected an agent name or party such as "user" (a letter or digit, then letters, digits, ".", "_", ":", "@", "-" or single spaces between words)',
-});
-const shortText = z
-  .string({ error: 'expected a string' })
-  .min(1, { message: 'must not be empty' })
-  .max(256, { message: 'at most 256 characters' });
+/**
+ * The body's schema, built on the first message parsed: a start that receives none does not build
+ * its two dozen zod schemas.
+ */
+let bodySchemaBuilt: ReturnType<typeof buildBodySchema> | undefined;
+const bodySchema = () => (bodySchemaBuilt ??= buildBodySchema());
 
-const contentSchema: z.ZodType<Content> = z.json({ error: 'expected a string or a JSON value' }) as z.ZodType<Content>;
-
-const bodySchema = z.strictObject({
-  id: id.optional(),
-  performative: z.string({ error: `expected one of the 22 FIPA acts, e.g. "request"` }),
-  sender: name.optional(),
-  receiver: name.optional(),
-  receivers: z.array(name, { error: 'expected an array of agent names' }).max(1000).optional(),
-  capability: z
+function buildBodySchema() {
+  const id = z
     .string({ error: 'expected a string' })
-    .regex(CAPABILITY_RE, { message: 'expected a capability such as "data-analysis"' })
-    .optional(),
-  reply_to: z
-    .union([name.transform((s) => [s]), z.array(name).max(100)], {
-      error: 'expected an agent name or an array of them',
-    })
-    .optional(),
-  content: contentSchema.optional(),
-  language: shortText.optional(),
-  encoding: shortText.optional(),
-  ontology: shortText.optional(),
-  protocol: z.string({ error: 'expected a string' }).optional(),
-  conversation_id: id.optional(),
-  reply_with: id.optional(),
-  in_reply_to: id.optional(),
-  reply_by: z.string({ error: 'expected an ISO 8601 time or a duration such as "30s"' }).optional(),
-  params: z
-    .record(z.string(), z.string({ error: 'expected a string value' }), {
-      error: 'expected an object of "X-..." string parameters',
-    })
-    .optional(),
-  trace_context: z
-    .strictObject({
-      traceparent: z
-        .string()
-        .regex(TRACEPARENT_RE, { message: 'expected a W3C traceparent such as "00-<32 hex>-<16 hex>-01"' }),
-      tracestate: z.string().max(512).optional(),
-    })
-    .optional(),
-});
+    .regex(ID_RE, { message: 'expected 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit' });
+  const name = z.string({ error: 'expected a string' }).regex(NAME_RE, {
+    message:
+      'expected an agent name or party such as "user" (a letter or digit, then letters, digits, ".", "_", ":", "@", "-" or single spaces between words)',
+  });
+  const shortText = z
+    .string({ error: 'expected a string' })
+    .min(1, { message: 'must not be empty' })
+    .max(256, { message: 'at most 256 characters' });
+
+  const contentSchema: z.ZodType<Content> = z.json({
+    error: 'expected a string or a JSON value',
+  }) as z.ZodType<Content>;
+
+  return z.strictObject({
+    id: id.optional(),
+    performative: z.string({ error: `expected one of the 22 FIPA acts, e.g. "request"` }),
+    sender: name.optional(),
+    receiver: name.optional(),
+    receivers: z.array(name, { error: 'expected an array of agent names' }).max(1000).optional(),
+    capability: z
+      .string({ error: 'expected a string' })
+      .regex(CAPABILITY_RE, { message: 'expected a capability such as "data-analysis"' })
+      .optional(),
+    reply_to: z
+      .union([name.transform((s) => [s]), z.array(name).max(100)], {
+        error: 'expected an agent name or an array of them',
+      })
+      .optional(),
+    content: contentSchema.optional(),
+    language: shortText.optional(),
+    encoding: shortText.optional(),
+    ontology: shortText.optional(),
+    protocol: z.string({ error: 'expected a string' }).optional(),
+    conversation_id: id.optional(),
+    reply_with: id.optional(),
+    in_reply_to: id.optional(),
+    reply_by: z.string({ error: 'expected an ISO 8601 time or a duration such as "30s"' }).optional(),
+    params: z
+      .record(z.string(), z.string({ error: 'expected a string value' }), {
+        error: 'expected an object of "X-..." string parameters',
+      })
+      .optional(),
+    trace_context: z
+      .strictObject({
+        traceparent: z
+          .string()
+          .regex(TRACEPARENT_RE, { message: 'expected a W3C traceparent such as "00-<32 hex>-<16 hex>-01"' }),
+        tracestate: z.string().max(512).optional(),
+      })
+      .optional(),
+  });
+}
 
 export interface FieldIssue {
   field: string;
@@ -170,7 +181,7 @@ export function parseMessage(body: unknown, opts: ParseMessageOptions, bodySize?
     normalized[key] = v;
   }
   if (issues.length > 0) throw invalid(issues);
-  const parsed = bodySchema.safeParse(normalized);
+  const parsed = bodySchema().safeParse(normalized);
   if (!parsed.success) throw invalid(parsed.error.issues.map((i) => ({ field: fieldOf(i.path), message: i.message })));
   const b = parsed.data;
 

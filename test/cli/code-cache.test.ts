@@ -6,7 +6,8 @@
  * that is not private, or CAXTON_CODE_CACHE=off, sends the start to the ES module CLI, which
  * answers as well. `CAXTON_CODE_CACHE_LOG=1` makes each start say what it did.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -156,6 +157,34 @@ describe('caxton serve: V8 code cache', () => {
     expect(await start(dir, {}, true)).toMatch(/compiled without: rejected by V8/);
     expect(await start(dir)).toContain(`used ${file}`);
   }, 300_000);
+
+  it('records the files it checked, and checks again a cache changed since, whatever its times say', async () => {
+    const dir = project();
+    const file = join(dir, 'data', 'code-cache', 'serve.bin');
+    const record = join(dir, 'data', 'code-cache', 'serve.id');
+    await start(dir, PROJECT_ONLY, true);
+    expect(mode(record)).toBe(0o600);
+    expect(readFileSync(record, 'utf8').split('\n')[1]).toBe(join(repoRoot, 'dist/cli/serve.cjs'));
+    expect(await start(dir, PROJECT_ONLY)).toContain(`used ${file}`);
+
+    // Same size, same modification time: the change time differs, so the bytes are hashed.
+    const before = statSync(file);
+    const bad = readFileSync(file);
+    bad[bad.length - 100] = bad[bad.length - 100]! ^ 0xff;
+    writeFileSync(file, bad);
+    utimesSync(file, before.atime, before.mtime);
+    expect(await start(dir, PROJECT_ONLY, true)).toMatch(/compiled without: corrupt \(hash\)/);
+    expect(await start(dir, PROJECT_ONLY)).toContain(`used ${file}`);
+  }, 300_000);
+
+  it('the build records the cache it ships beside it, readable by all', () => {
+    const shipped = join(repoRoot, 'dist/cli/serve.id');
+    expect(mode(shipped)).toBe(0o644);
+    const [magic, bundle, , sha] = readFileSync(shipped, 'utf8').split('\n');
+    expect(magic).toBe('CAXTONID1');
+    expect(bundle).toBe(join(repoRoot, 'dist/cli/serve.cjs'));
+    expect(sha).toBe(createHash('sha256').update(readFileSync(bundle!)).digest('hex'));
+  });
 
   it('a cache directory others can enter, or CAXTON_CODE_CACHE=off, leaves the start to the ES module CLI', async () => {
     const dir = project();

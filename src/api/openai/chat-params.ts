@@ -11,96 +11,110 @@ import { MAX_SCHEMA_CHARS } from './structured-output.js';
  * refused with 400 unsupported_parameter / unsupported_value naming it. Never a silent drop.
  */
 
+// Each schema is built on its first use (a request, or the OpenAPI document), so a start registers
+// the route without constructing them.
 // `refusal: null` beside a text part's text is what the OpenAI Agents SDK echoes back in history.
-const textPart = z
-  .object({ type: z.string(), text: z.string().optional(), refusal: z.string().nullable().optional() })
-  .loose();
-const contentSchema = z.union([z.string(), z.array(textPart), z.null()]);
+const textPart = z.lazy(() =>
+  z.object({ type: z.string(), text: z.string().optional(), refusal: z.string().nullable().optional() }).loose(),
+);
+const contentSchema = z.lazy(() => z.union([z.string(), z.array(textPart), z.null()]));
 
-const responseFormatSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('text') }),
-  z.object({ type: z.literal('json_object') }),
-  z.object({
-    type: z.literal('json_schema'),
-    json_schema: z.object({
-      name: z.string().min(1).max(64),
-      description: z.string().optional(),
-      schema: z.record(z.string(), z.unknown()).optional(),
-      strict: z.boolean().nullable().optional(),
+const responseFormatSchema = z.lazy(() =>
+  z.discriminatedUnion('type', [
+    z.object({ type: z.literal('text') }),
+    z.object({ type: z.literal('json_object') }),
+    z.object({
+      type: z.literal('json_schema'),
+      json_schema: z.object({
+        name: z.string().min(1).max(64),
+        description: z.string().optional(),
+        schema: z.record(z.string(), z.unknown()).optional(),
+        strict: z.boolean().nullable().optional(),
+      }),
     }),
-  }),
-]);
+  ]),
+);
 
 /** At most this many client-defined tools per request (OpenAI's own limit is 128). */
 export const MAX_CLIENT_TOOLS = 128;
 
 /** A tool call as the client echoes it back in an assistant message. */
-const messageToolCallSchema = z
-  .object({
-    id: z.string().min(1).max(256),
-    type: z.literal('function'),
-    function: z.object({ name: z.string().min(1).max(64), arguments: z.string().max(1024 * 1024) }).loose(),
-  })
-  .loose();
+const messageToolCallSchema = z.lazy(() =>
+  z
+    .object({
+      id: z.string().min(1).max(256),
+      type: z.literal('function'),
+      function: z.object({ name: z.string().min(1).max(64), arguments: z.string().max(1024 * 1024) }).loose(),
+    })
+    .loose(),
+);
 
-export const chatMessageSchema = z
-  .object({
-    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
-    content: contentSchema.optional(),
-    name: z.string().max(256).optional(),
-    tool_calls: z.array(messageToolCallSchema).max(MAX_CLIENT_TOOLS).nullable().optional(),
-    tool_call_id: z.string().min(1).max(256).optional(),
-    refusal: z.string().nullable().optional(),
-    audio: z.object({ id: z.string().optional(), transcript: z.string().optional() }).loose().nullable().optional(),
-  })
-  .loose();
+export const chatMessageSchema = z.lazy(() =>
+  z
+    .object({
+      role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+      content: contentSchema.optional(),
+      name: z.string().max(256).optional(),
+      tool_calls: z.array(messageToolCallSchema).max(MAX_CLIENT_TOOLS).nullable().optional(),
+      tool_call_id: z.string().min(1).max(256).optional(),
+      refusal: z.string().nullable().optional(),
+      audio: z.object({ id: z.string().optional(), transcript: z.string().optional() }).loose().nullable().optional(),
+    })
+    .loose(),
+);
 
 /** One chat message of the request, as validated (OpenAI's ChatCompletionMessageParam, text only). */
 export type ChatMessageParam = z.infer<typeof chatMessageSchema>;
 
-const functionToolSchema = z.object({
-  type: z.literal('function'),
-  function: z
+const functionToolSchema = z.lazy(() =>
+  z.object({
+    type: z.literal('function'),
+    function: z
+      .object({
+        name: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'a tool name is 1 to 64 letters, digits, underscores or dashes' }),
+        description: z
+          .string()
+          .max(16 * 1024)
+          .optional(),
+        parameters: z.record(z.string(), z.unknown()).optional(),
+        strict: z.boolean().nullable().optional(),
+      })
+      .loose(),
+  }),
+);
+
+const toolChoiceSchema = z.lazy(() =>
+  z.union([
+    z.enum(['auto', 'none', 'required']),
+    z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1).max(64) }) }),
+  ]),
+);
+
+export const chatCompletionBody = z.lazy(() =>
+  z
     .object({
-      name: z
-        .string()
-        .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'a tool name is 1 to 64 letters, digits, underscores or dashes' }),
-      description: z
-        .string()
-        .max(16 * 1024)
+      model: z.string().min(1).describe('the agent name'),
+      messages: z.array(chatMessageSchema).min(1),
+      tools: z.array(functionToolSchema).max(MAX_CLIENT_TOOLS).nullable().optional(),
+      tool_choice: toolChoiceSchema.nullable().optional(),
+      parallel_tool_calls: z.boolean().nullable().optional(),
+      stream: z.boolean().nullable().optional(),
+      stream_options: z.object({ include_usage: z.boolean().optional() }).loose().nullable().optional(),
+      temperature: z.number().min(0).max(2).nullable().optional(),
+      top_p: z.number().min(0).max(1).nullable().optional(),
+      max_tokens: z.number().int().min(1).nullable().optional(),
+      max_completion_tokens: z.number().int().min(1).nullable().optional(),
+      stop: z
+        .union([z.string(), z.array(z.string()).max(4)])
+        .nullable()
         .optional(),
-      parameters: z.record(z.string(), z.unknown()).optional(),
-      strict: z.boolean().nullable().optional(),
+      response_format: responseFormatSchema.optional(),
+      user: z.string().optional(),
     })
     .loose(),
-});
-
-const toolChoiceSchema = z.union([
-  z.enum(['auto', 'none', 'required']),
-  z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1).max(64) }) }),
-]);
-
-export const chatCompletionBody = z
-  .object({
-    model: z.string().min(1).describe('the agent name'),
-    messages: z.array(chatMessageSchema).min(1),
-    tools: z.array(functionToolSchema).max(MAX_CLIENT_TOOLS).nullable().optional(),
-    tool_choice: toolChoiceSchema.nullable().optional(),
-    parallel_tool_calls: z.boolean().nullable().optional(),
-    stream: z.boolean().nullable().optional(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).loose().nullable().optional(),
-    temperature: z.number().min(0).max(2).nullable().optional(),
-    top_p: z.number().min(0).max(1).nullable().optional(),
-    max_tokens: z.number().int().min(1).nullable().optional(),
-    max_completion_tokens: z.number().int().min(1).nullable().optional(),
-    stop: z
-      .union([z.string(), z.array(z.string()).max(4)])
-      .nullable()
-      .optional(),
-    response_format: responseFormatSchema.optional(),
-    user: z.string().optional(),
-  })
-  .loose();
+);
 
 export type ChatCompletionBody = z.infer<typeof chatCompletionBody>;
 

@@ -52,67 +52,76 @@ export interface ObservabilityRouteDeps {
 
 const FILTERS = [...EVENT_TYPES, ...EVENT_CATEGORIES] as readonly string[];
 
-/** `since`: an ISO 8601 time, or a duration ("30s", "5m", "2h") meaning that long ago. */
-const sinceField = z
-  .string()
-  .optional()
-  .transform((v, ctx) => {
-    if (v === undefined || v === '') return undefined;
-    const ago = /^\d/.test(v) && !/^\d{4}-/.test(v) ? parseDuration(v) : undefined;
-    if (ago !== undefined) return Date.now() - ago;
-    const t = /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : NaN;
-    if (Number.isNaN(t)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z") or a duration ago (e.g. "30s", "5m", "2h"), got ${JSON.stringify(v)}`,
-      });
-      return z.NEVER;
-    }
-    return t;
-  })
-  .describe('only entries at or after this time: ISO 8601, or a duration ago such as "5m"');
+// The fields and response schemas are built on their first use (a request, or the OpenAPI
+// document), so a start registers the routes without constructing them.
 
-const typeField = z
-  .string()
-  .optional()
-  .transform((v, ctx) => {
-    if (v === undefined || v === '') return undefined;
-    const out: (AgentEventType | EventCategory)[] = [];
-    for (const t of v
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '')) {
-      if (!FILTERS.includes(t)) {
-        const guess = closest(t, FILTERS);
+/** `since`: an ISO 8601 time, or a duration ("30s", "5m", "2h") meaning that long ago. */
+const sinceField = z.lazy(() =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const ago = /^\d/.test(v) && !/^\d{4}-/.test(v) ? parseDuration(v) : undefined;
+      if (ago !== undefined) return Date.now() - ago;
+      const t = /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : NaN;
+      if (Number.isNaN(t)) {
         ctx.addIssue({
           code: 'custom',
-          message: `unknown event type ${JSON.stringify(t)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${FILTERS.join(', ')}`,
+          message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z") or a duration ago (e.g. "30s", "5m", "2h"), got ${JSON.stringify(v)}`,
         });
         return z.NEVER;
       }
-      out.push(t as AgentEventType | EventCategory);
-    }
-    return out;
-  })
-  .describe(`event types or categories, comma-separated: ${FILTERS.join(', ')}`);
+      return t;
+    })
+    .describe('only entries at or after this time: ISO 8601, or a duration ago such as "5m"'),
+);
 
-const levelField = z
-  .string()
-  .optional()
-  .transform((v, ctx) => {
-    if (v === undefined || v === '') return undefined;
-    const l = v.toLowerCase();
-    if (!(LOG_LEVELS as readonly string[]).includes(l)) {
-      const guess = closest(l, LOG_LEVELS);
-      ctx.addIssue({
-        code: 'custom',
-        message: `unknown log level ${JSON.stringify(v)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${LOG_LEVELS.join(', ')}`,
-      });
-      return z.NEVER;
-    }
-    return l as LogLevel;
-  })
-  .describe(`this level and above: ${LOG_LEVELS.join(', ')}`);
+const typeField = z.lazy(() =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const out: (AgentEventType | EventCategory)[] = [];
+      for (const t of v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')) {
+        if (!FILTERS.includes(t)) {
+          const guess = closest(t, FILTERS);
+          ctx.addIssue({
+            code: 'custom',
+            message: `unknown event type ${JSON.stringify(t)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${FILTERS.join(', ')}`,
+          });
+          return z.NEVER;
+        }
+        out.push(t as AgentEventType | EventCategory);
+      }
+      return out;
+    })
+    .describe(`event types or categories, comma-separated: ${FILTERS.join(', ')}`),
+);
+
+const levelField = z.lazy(() =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const l = v.toLowerCase();
+      if (!(LOG_LEVELS as readonly string[]).includes(l)) {
+        const guess = closest(l, LOG_LEVELS);
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown log level ${JSON.stringify(v)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${LOG_LEVELS.join(', ')}`,
+        });
+        return z.NEVER;
+      }
+      return l as LogLevel;
+    })
+    .describe(`this level and above: ${LOG_LEVELS.join(', ')}`),
+);
 
 const limitField = (def: number, max: number) =>
   z.coerce
@@ -132,136 +141,146 @@ const followField = z
   .optional()
   .describe('present (any value): stream as server-sent events instead (same as Accept: text/event-stream)');
 
-const windowField = z
-  .string()
-  .optional()
-  .transform((v, ctx) => {
-    if (v === undefined || v === '') return 10_000;
-    const ms = parseDuration(v);
-    if (ms === undefined || ms < 1000 || ms > 300_000) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected a duration between 1s and 5m (e.g. "10s", "1m"), got ${JSON.stringify(v)}`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  })
-  .describe('rates are averaged over this long (default 10s, at most 5m)');
+const windowField = z.lazy(() =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return 10_000;
+      const ms = parseDuration(v);
+      if (ms === undefined || ms < 1000 || ms > 300_000) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration between 1s and 5m (e.g. "10s", "1m"), got ${JSON.stringify(v)}`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .describe('rates are averaged over this long (default 10s, at most 5m)'),
+);
 
 // ------------------------------------------------------------------------------ response schemas
 
-const eventSchema = z.object({
-  id: z.number().int(),
-  time: z.string(),
-  type: z.enum(EVENT_TYPES),
-  category: z.enum(EVENT_CATEGORIES),
-  agent: z.string(),
-  trace_id: z.string().nullable(),
-  span_id: z.string().nullable(),
-  data: z
-    .unknown()
-    .describe(
-      'lifecycle: old_state, new_state, reason (run.awaiting_approval, run.approval_decided: run_id, tool, call_id, decision, decided_by); communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
-    ),
-});
+const eventSchema = z.lazy(() =>
+  z.object({
+    id: z.number().int(),
+    time: z.string(),
+    type: z.enum(EVENT_TYPES),
+    category: z.enum(EVENT_CATEGORIES),
+    agent: z.string(),
+    trace_id: z.string().nullable(),
+    span_id: z.string().nullable(),
+    data: z
+      .unknown()
+      .describe(
+        'lifecycle: old_state, new_state, reason (run.awaiting_approval, run.approval_decided: run_id, tool, call_id, decision, decided_by); communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
+      ),
+  }),
+);
 
-const logRecordSchema = z
-  .object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() })
-  .catchall(z.unknown());
+const logRecordSchema = z.lazy(() =>
+  z
+    .object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() })
+    .catchall(z.unknown()),
+);
 
-const overviewSchema = z.object({
-  version: z.string(),
-  uptime_seconds: z.number().int(),
-  ready: z.boolean().describe('started, and every outside dependency answering'),
-  dependencies: z
-    .array(dependencyStateSchema)
-    .optional()
-    .describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
-  degraded: z
-    .array(z.object({ name: z.string(), problem: z.string(), fix: z.string() }))
-    .optional()
-    .describe(
-      'configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix',
-    ),
-  time: z.string(),
-  metrics_enabled: z
-    .boolean()
-    .describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
-  agents: z.object({
-    total: z.number().int(),
-    from_files: z.number().int(),
-    from_api: z.number().int(),
-    capabilities: z.number().int(),
-    invalid_files: z.number().int(),
-    invalid_paths: z.array(z.string()).optional().describe('the invalid agent files'),
-  }),
-  rates: z.object({
-    window_seconds: z.number(),
-    executions_per_second: z.number(),
-    messages_per_second: z.number(),
-    errors_per_second: z.number(),
-    execution_error_rate: z.number().nullable(),
-    message_error_rate: z.number().nullable(),
-    http_requests_per_second: z.number(),
-  }),
-  totals: z.object({
-    executions: z.number(),
-    execution_errors: z.number(),
-    messages: z.number(),
-    message_failures: z.number(),
-    errors: z.number(),
-  }),
-  queue: z
-    .object({
-      depth: z.number().int(),
-      queued: z.number().int(),
-      running: z.number().int(),
-      retrying: z.number().int(),
-      max_queue: z.number().int(),
-      open_conversations: z.number().int(),
-    })
-    .nullable(),
-  dead_letters: z.number().int().nullable(),
-  memory: z
-    .object({
-      entities: z.number().int(),
-      relations: z.number().int(),
-      observations: z.number().int(),
-      database_bytes: z.number().int().optional(),
-    })
-    .optional()
-    .describe('absent when memory is disabled'),
-  tool_servers: z
-    .object({
+const overviewSchema = z.lazy(() =>
+  z.object({
+    version: z.string(),
+    uptime_seconds: z.number().int(),
+    ready: z.boolean().describe('started, and every outside dependency answering'),
+    dependencies: z
+      .array(dependencyStateSchema)
+      .optional()
+      .describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
+    degraded: z
+      .array(z.object({ name: z.string(), problem: z.string(), fix: z.string() }))
+      .optional()
+      .describe(
+        'configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix',
+      ),
+    time: z.string(),
+    metrics_enabled: z
+      .boolean()
+      .describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
+    agents: z.object({
       total: z.number().int(),
-      loaded: z.number().int(),
-      failed: z.number().int(),
-      tools: z.number().int(),
-      servers: z.array(z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() })),
-    })
-    .nullable(),
-  tool_sources: z
-    .object({
-      total: z.number().int(),
-      by_kind: z.object({
-        wasm: z.number().int(),
-        javascript: z.number().int(),
-        mcp: z.number().int(),
-        builtin: z.number().int(),
-        host: z.number().int(),
-      }),
-      tools: z.number().int(),
-      unavailable: z
-        .array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() }))
-        .describe('tool servers that failed to load and MCP servers not ready'),
-    })
-    .optional()
-    .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
-  events: z.object({ enabled: z.boolean(), stored: z.number().int().nullable() }),
-  process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
-  config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
-});
+      from_files: z.number().int(),
+      from_api: z.number().int(),
+      capabilities: z.number().int(),
+      invalid_files: z.number().int(),
+      invalid_paths: z.array(z.string()).optional().describe('the invalid agent files'),
+    }),
+    rates: z.object({
+      window_seconds: z.number(),
+      executions_per_second: z.number(),
+      messages_per_second: z.number(),
+      errors_per_second: z.number(),
+      execution_error_rate: z.number().nullable(),
+      message_error_rate: z.number().nullable(),
+      http_requests_per_second: z.number(),
+    }),
+    totals: z.object({
+      executions: z.number(),
+      execution_errors: z.number(),
+      messages: z.number(),
+      message_failures: z.number(),
+      errors: z.number(),
+    }),
+    queue: z
+      .object({
+        depth: z.number().int(),
+        queued: z.number().int(),
+        running: z.number().int(),
+        retrying: z.number().int(),
+        max_queue: z.number().int(),
+        open_conversations: z.number().int(),
+      })
+      .nullable(),
+    dead_letters: z.number().int().nullable(),
+    memory: z
+      .object({
+        entities: z.number().int(),
+        relations: z.number().int(),
+        observations: z.number().int(),
+        database_bytes: z.number().int().optional(),
+      })
+      .optional()
+      .describe('absent when memory is disabled'),
+    tool_servers: z
+      .object({
+        total: z.number().int(),
+        loaded: z.number().int(),
+        failed: z.number().int(),
+        tools: z.number().int(),
+        servers: z.array(
+          z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() }),
+        ),
+      })
+      .nullable(),
+    tool_sources: z
+      .object({
+        total: z.number().int(),
+        by_kind: z.object({
+          wasm: z.number().int(),
+          javascript: z.number().int(),
+          mcp: z.number().int(),
+          builtin: z.number().int(),
+          host: z.number().int(),
+        }),
+        tools: z.number().int(),
+        unavailable: z
+          .array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() }))
+          .describe('tool servers that failed to load and MCP servers not ready'),
+      })
+      .optional()
+      .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
+    events: z.object({ enabled: z.boolean(), stored: z.number().int().nullable() }),
+    process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
+    config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
+  }),
+);
 
 // ------------------------------------------------------------------------------ routes
 
