@@ -573,8 +573,8 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
       metric: `CPU per delivered message, every process it runs on (${LABEL.node1}: the node, nats-server, PostgreSQL, this driver)`,
       value: `${fmt(cpu1, 3)} ms`,
       baseline: `floor ${fmt(t.floor.cpu_total_ms, 3)} ms; rows floor ${fmt(t.rows.cpu_total_ms, 3)} ms; raw ${fmt(t.raw.cpu_total_ms, 3)} ms`,
-      target: '≤ 0.4 ms',
-      verdict: cpu1 <= 0.4 ? 'pass' : 'fail',
+      target: '≤ 0.3 ms',
+      verdict: cpu1 <= 0.3 ? 'pass' : 'fail',
     },
     {
       metric: `CPU per delivered message, ${LABEL.nodes3}, to ${LABEL.node1} (every process each runs on)`,
