@@ -5,7 +5,7 @@ import { agentVisible, readScopeOf } from '../../auth/index.js';
 import { executionReaderOf, traceReadBy, type ExecutionLog } from '../../execution/index.js';
 import type { SpanStore } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import { parseDuration } from '../../shared/units.js';
+import { timeField } from './time-field.js';
 import { errorEnvelopeSchema, pageQueryFields, recordedToolCallSchema } from '../schemas.js';
 
 export interface ExecutionRouteDeps {
@@ -14,27 +14,6 @@ export interface ExecutionRouteDeps {
   /** This node's recent spans; absent (`[tracing] local_spans = 0`): a trace holds only its executions. */
   spans?: SpanStore | undefined;
 }
-
-/** An ISO 8601 time, or a duration ago ("5m"), as epoch ms. */
-const timeField = (what: string) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return undefined;
-      const ago = /^\d/.test(v) && !/^\d{4}-/.test(v) ? parseDuration(v) : undefined;
-      if (ago !== undefined) return Date.now() - ago;
-      const t = /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : NaN;
-      if (Number.isNaN(t)) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z") or a duration ago (e.g. "30s", "5m", "2h"), got ${JSON.stringify(v)}`,
-        });
-        return z.NEVER;
-      }
-      return t;
-    })
-    .describe(`${what}: ISO 8601, or a duration ago such as "5m"`);
 
 const text = z.string().min(1).max(200).optional();
 

@@ -27,6 +27,7 @@ import type { StatusSampler } from '../../observability/status.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
+import { timeField } from './time-field.js';
 import type { ToolServerManager } from '../../tools/servers/manager.js';
 import type { ToolCatalogue } from '../../tools/catalogue.js';
 import { dependencyStateSchema, errorEnvelopeSchema } from '../schemas.js';
@@ -56,26 +57,7 @@ const FILTERS = [...EVENT_TYPES, ...EVENT_CATEGORIES] as readonly string[];
 // document), so a start registers the routes without constructing them.
 
 /** `since`: an ISO 8601 time, or a duration ("30s", "5m", "2h") meaning that long ago. */
-const sinceField = z.lazy(() =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return undefined;
-      const ago = /^\d/.test(v) && !/^\d{4}-/.test(v) ? parseDuration(v) : undefined;
-      if (ago !== undefined) return Date.now() - ago;
-      const t = /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : NaN;
-      if (Number.isNaN(t)) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z") or a duration ago (e.g. "30s", "5m", "2h"), got ${JSON.stringify(v)}`,
-        });
-        return z.NEVER;
-      }
-      return t;
-    })
-    .describe('only entries at or after this time: ISO 8601, or a duration ago such as "5m"'),
-);
+const sinceField = z.lazy(() => timeField('only entries at or after this time'));
 
 const typeField = z.lazy(() =>
   z
