@@ -69,6 +69,12 @@ import { tempDir } from './lib/tmp.js';
 const QUICK = process.env.BENCH_CLUSTER_QUICK === '1';
 const ROUNDS = Number(process.env.BENCH_CLUSTER_ROUNDS ?? (QUICK ? 1 : 3));
 const REP_S = Number(process.env.BENCH_CLUSTER_REP_SECONDS ?? (QUICK ? 1.5 : 5));
+/**
+ * A node's CPU per message falls until it has handled a few thousand messages (its code
+ * optimised, its pools filled): each workload is warmed this long, unmeasured, and the 3-node
+ * cluster three times as long, so that each of its nodes has handled as many as the one node.
+ */
+const WARMUP_S = Number(process.env.BENCH_CLUSTER_WARMUP_SECONDS ?? (QUICK ? 1 : 5));
 const IN_FLIGHT = Number(process.env.BENCH_CLUSTER_IN_FLIGHT ?? 64);
 const BATCH = 100;
 const BATCH_IN_FLIGHT = Number(process.env.BENCH_CLUSTER_BATCH_IN_FLIGHT ?? 4);
@@ -499,8 +505,8 @@ export const clusterSuite: Suite = {
     });
     const reps: Rep[] = [];
     try {
-      // Warm-up: every workload once, short, not counted.
-      for (const w of WORKLOADS) await rep(env, w, Math.min(1, REP_S));
+      // Warm-up: every workload once, not counted; the 3-node cluster as long as its three nodes need.
+      for (const w of WORKLOADS) await rep(env, w, w === 'nodes3' ? 3 * WARMUP_S : w === 'paced3' ? 1 : WARMUP_S);
       for (let round = 1; round <= ROUNDS; round++) {
         for (const w of WORKLOADS.map((_, i) => WORKLOADS[(i + round - 1) % WORKLOADS.length]!)) {
           const r = await rep(env, w, REP_S);
@@ -619,7 +625,7 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
   const loads = reps.map((r) => r.load_1m);
   const settles = reps.filter((r) => r.settle_ms !== undefined).map((r) => fmt(r.settle_ms! / 1000, 1));
   const notes = [
-    `${ROUNDS} rounds of ${fmt(REP_S, 1)} s repetitions, every workload once a round, the order rotated; a warm-up repetition of each first. CPU is read from /proc for the processes this suite started at the window's two ends; a workload's total counts the processes it runs on, not the idle other cluster or floor server.`,
+    `${ROUNDS} rounds of ${fmt(REP_S, 1)} s repetitions, every workload once a round, the order rotated; a warm-up repetition of each first (${fmt(WARMUP_S, 0)} s, the 3-node cluster's ${fmt(3 * WARMUP_S, 0)} s, the paced one's 1 s). CPU is read from /proc for the processes this suite started at the window's two ends; a workload's total counts the processes it runs on, not the idle other cluster or floor server.`,
     `PostgreSQL: an instance of this suite's own (${own.copied ? "durability settings copied from the machine's default server" : "initdb's defaults"}: ${Object.entries(
       own.settings,
     )
