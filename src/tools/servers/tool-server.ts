@@ -309,10 +309,19 @@ export class WasmToolServer {
     this.#offThread?.close();
   }
 
-  /** Runs a tool on raw input bytes, without schema checks or audit (benchmarks, diagnostics). */
+  /**
+   * Runs a tool on raw input bytes in this thread, without schema checks or audit (benchmarks,
+   * diagnostics). Not for a server whose calls run on a worker: its in-thread instance only proved
+   * the module loads, under the load check's limits, not the server's.
+   */
   callRaw(tool: string, input: Uint8Array, deadline?: number): CallResult {
     const decl = this.manifest.tools.find((t) => t.name === tool);
     if (!decl) throw new CaxtonError('not_found', `tool server "${this.name}" has no tool "${tool}"`);
+    if (this.#offThread)
+      throw new CaxtonError(
+        'invalid_request',
+        `tool server "${this.name}" runs its calls on a worker thread: call its tools through the registry, not callRaw`,
+      );
     return this.sandbox.call(decl.export, input, deadline);
   }
 
