@@ -28,7 +28,9 @@ script = "later.toml"
 max_attempts = 1
 `;
 
-describe('caxton message, conversation and dlq', () => {
+// Each test runs several CLI processes (about 0.5 s each alone); beside the whole suite one of
+// thirteen such processes has taken 30 s.
+describe('caxton message, conversation and dlq', { timeout: 120_000 }, () => {
   let dir: string;
   let cli: ScriptedServe['cli'];
 
@@ -155,7 +157,7 @@ describe('caxton message, conversation and dlq', () => {
     expect(informs.stdout).toMatch(/\[inform\] helper → key:admin: 42\n\(1 of 1, newest first\)\n$/);
     expect((await cli('message', 'list', '--sender', 'nobody')).stdout.trim()).toBe('no messages match');
     expectExit(await cli('message', 'list', '--limit', '0'), 2);
-  }, 30_000);
+  });
 
   it('conversation show --follow streams until the conversation ends', async () => {
     const json = await cli('conversation', 'show', conversationId, '--follow', '--json');
