@@ -28,8 +28,8 @@ script = "later.toml"
 max_attempts = 1
 `;
 
-// Each test runs several CLI processes (about 0.5 s each alone); beside the whole suite one of
-// thirteen such processes has taken 30 s.
+// Each test runs several CLI processes (about 0.5 s each alone); beside the whole suite a test
+// running thirteen of them has taken 30 s.
 describe('caxton message, conversation and dlq', { timeout: 120_000 }, () => {
   let dir: string;
   let cli: ScriptedServe['cli'];
