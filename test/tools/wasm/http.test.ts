@@ -176,6 +176,8 @@ describe('HTTP', () => {
     // 5 s default, and this test is about the 302, not the clock.
     const s = await fetcher('h6', ['127.0.0.1'], ['127.0.0.1'], '[limits]\ntimeout = "10s"\n');
     const status = s.tools.find((t) => t.name.endsWith('.status'))!;
+    // Its calls run on a worker: the in-thread instance (the load check's limits) is not offered raw.
+    expect(() => s.callRaw('status', new TextEncoder().encode('{}'))).toThrow(/runs its calls on a worker thread/);
     expect(await status.invoke({ url: `${base}/redirect` }, ctx())).toEqual({
       content: 'tool "h6.status" failed (error): the tool returned 302',
       is_error: true,
