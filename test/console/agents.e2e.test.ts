@@ -216,7 +216,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
     } finally {
       await close();
     }
-  });
+  }, 120_000);
 
   it('shows the located error of a bad agent file next to it, and stores nothing', async () => {
     const { page, problems, close } = await openPage(browser);

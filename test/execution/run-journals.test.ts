@@ -22,6 +22,7 @@ import type { AgentResponse } from '../../src/execution/types.js';
 import { isCaxtonError } from '../../src/shared/errors.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { waitUntil } from '../helpers/wait.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 
 const withPg = hasSystem('postgresql');
@@ -87,7 +88,13 @@ const response = (content: string): AgentResponse => ({
   isolation: 'context',
 });
 
-type Make = (o?: { node?: string; leaseMs?: number; retentionMs?: number; maxRows?: number }) => RunJournal;
+type Make = (o?: {
+  node?: string;
+  leaseMs?: number;
+  writeAfterMs?: number;
+  retentionMs?: number;
+  maxRows?: number;
+}) => RunJournal;
 
 const adapters: { name: string; skip: boolean; make: Make }[] = [
   {
@@ -115,6 +122,7 @@ const adapters: { name: string; skip: boolean; make: Make }[] = [
         node: o.node ?? `node-${Math.random().toString(36).slice(2, 8)}`,
         retentionMs: o.retentionMs ?? 60_000,
         ...(o.leaseMs !== undefined && { leaseMs: o.leaseMs }),
+        ...(o.writeAfterMs !== undefined && { writeAfterMs: o.writeAfterMs }),
         ...(o.maxRows !== undefined && { maxRows: o.maxRows }),
       });
       journals.push(j);
@@ -340,6 +348,47 @@ describe.skipIf(!withPg)('run journal: postgresql across nodes', () => {
     const found = await b.open(start({ key, origin: 'message', lazy: true }));
     expect(found.created).toBe(false);
     expect(found.run.status).toBe('completed');
+  });
+
+  it("a message's first run still going after writeAfterMs is written: a second delivery finds it held, or it finds the key taken and stops", async () => {
+    const rows = async (key: string): Promise<number> =>
+      (await pool!.query(`SELECT count(*)::int AS n FROM "${schema}".runs WHERE key = $1`, [key])).rows[0].n;
+    // A long model call on a: its row (with the step it held back) is written without a step that must be on disk.
+    const a = make({ node: 'long-a', writeAfterMs: 200 });
+    const b = make({ node: 'long-b', writeAfterMs: 200 });
+    const key = `msg:first_long_${n}:helper`;
+    const long = start({ key, origin: 'message', lazy: true, firstDelivery: true });
+    await a.open(long);
+    await a.append(long.id, [{ kind: 'context', memory_context: 'm' }]);
+    expect(await rows(key)).toBe(0);
+    await waitUntil(async () => (await rows(key)) === 1, { timeoutMs: 10_000, what: "the long run's row" });
+    await waitUntil(async () => (await a.get(long.id))?.steps.length === 1, {
+      timeoutMs: 10_000,
+      what: 'its held step',
+    });
+    // The queue hands its delivery to b (a's ack wait outlived): busy, held by a.
+    await expect(b.open(start({ key, origin: 'message', lazy: true }))).rejects.toMatchObject({ code: 'rate_limited' });
+    await a.append(long.id, [reply(0, 'answer')]);
+    await a.finish(long.id, { status: 'completed', response: response('answer') });
+    expect((await b.open(start({ key, origin: 'message', lazy: true }))).run.status).toBe('completed');
+
+    // The other way round: b's redelivery made the key's run first; a's long first run is lost and stops.
+    const c = make({ node: 'long-c', writeAfterMs: 200 });
+    const lost: { id: string; reason: Error }[] = [];
+    c.onLost?.((id, reason) => lost.push({ id, reason }));
+    const key2 = `msg:first_long2_${n}:helper`;
+    const first = start({ key: key2, origin: 'message', lazy: true, firstDelivery: true });
+    await c.open(first);
+    const second = await b.open(start({ key: key2, origin: 'message', lazy: true }));
+    expect(second.created).toBe(true);
+    await waitUntil(() => lost.length > 0, { timeoutMs: 10_000, what: 'the first run lost' });
+    expect(lost[0]!.id).toBe(first.id);
+    expect(isCaxtonError(lost[0]!.reason) && lost[0]!.reason.code).toBe('rate_limited');
+    await expect(c.append(first.id, [reply(0, 'late')])).rejects.toMatchObject({ code: 'rate_limited' });
+    await c.finish(first.id, { status: 'failed', error: { code: 'rate_limited', message: 'x' } });
+    expect(await rows(key2)).toBe(1);
+    expect(await c.get(first.id)).toBeUndefined();
+    await b.finish(second.run.id, { status: 'completed', response: response('by b') });
   });
 
   it('a run is taken over only once its lease expired, with its steps; the old holder can no longer end it', async () => {

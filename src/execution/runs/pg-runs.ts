@@ -19,7 +19,10 @@
  *    and is stopped here (`onLost`) without writing anything more of it.
  *  - **lazy runs**: a run without a key that nobody reads by id before it acts is written with its
  *    first step that must be on disk, and not at all when it has none (as on SQLite). A keyed run
- *    is written at once: its INSERT is what makes one run of a key across nodes.
+ *    is written at once: its INSERT is what makes one run of a key across nodes. A message's
+ *    first run is lazy too, but only while it is short: one still going `writeAfterMs` after it
+ *    opened is written then, so a second delivery of its message (the queue's ack wait outlived
+ *    by a stalled node) finds it held here instead of starting the run again.
  *  - **retention**: finished runs past `retentionMs`, or beyond `maxRows` finished runs (the
  *    oldest first), with their steps, deleted by one node at a time (a transaction-scoped try-lock).
  */
@@ -149,6 +152,12 @@ export interface PgRunJournalOptions {
   maxRows?: number;
   /** How long a run stays held without a heartbeat (default RUN_LEASE_MS); renewed every third of it. */
   leaseMs?: number;
+  /**
+   * How long a message's first run may go on unwritten (default a third of `leaseMs`): past it,
+   * its row is written so that a second delivery of its message finds the run held here. Shorter
+   * than the time the message queue gives a node before it hands the delivery to another.
+   */
+  writeAfterMs?: number;
   /** How often retention runs (default 60 s). */
   sweepIntervalMs?: number;
   onError?: (e: unknown) => void;
@@ -182,6 +191,8 @@ export class PgRunJournal implements RunJournal {
   readonly #unwritten = new UnwrittenRuns<{ values: string; key: string | null }>();
   /** Runs lost (cancelled or taken over elsewhere) while they ran here, with the error that stops them. */
   readonly #lost = new Map<string, Error>();
+  /** Lazy keyed runs whose row is being written: their steps wait for it. */
+  readonly #keying = new Map<string, Promise<void>>();
   readonly #lostListeners: ((id: string, reason: Error) => void)[] = [];
   /** The batch being filled, and the writing of batches (one at a time, in order), while it runs. */
   #batch: Batch | undefined;
@@ -200,8 +211,10 @@ export class PgRunJournal implements RunJournal {
     this.#s = quotedSchema(o.schema);
     this.#pool = o.pool;
     this.#leaseMs = o.leaseMs ?? RUN_LEASE_MS;
+    const writeAfter = o.writeAfterMs ?? Math.floor(this.#leaseMs / 3);
     this.#timers = [
       setInterval(() => void this.heartbeat().catch((e: unknown) => o.onError?.(e)), Math.floor(this.#leaseMs / 3)),
+      setInterval(() => this.#writeLong(writeAfter), Math.max(100, Math.floor(writeAfter / 2))),
       setInterval(() => this.#prune(), o.sweepIntervalMs ?? 60_000),
     ];
     for (const t of this.#timers) t.unref();
@@ -336,10 +349,39 @@ export class PgRunJournal implements RunJournal {
    */
   #written(id: string): { held: readonly RunStep[]; keyed?: Promise<void> } {
     const lazy = this.#unwritten.take(id);
-    if (lazy === undefined) return { held: [] };
-    if (lazy.row.key !== null) return { held: lazy.held, keyed: this.#insertKeyed(id, lazy.row.values) };
+    if (lazy === undefined) {
+      const keyed = this.#keying.get(id);
+      return keyed === undefined ? { held: [] } : { held: [], keyed };
+    }
+    if (lazy.row.key !== null) {
+      // Until it committed, a step of this run waits for it (the key may turn out another run's).
+      const keyed = this.#insertKeyed(id, lazy.row.values);
+      this.#keying.set(id, keyed);
+      const settled = (): void => void this.#keying.delete(id);
+      keyed.then(settled, settled);
+      return { held: lazy.held, keyed };
+    }
     this.#insert(id, lazy.row.values);
     return { held: lazy.held };
+  }
+
+  /**
+   * Writes the rows of the messages' first runs opened more than `afterMs` ago and still
+   * unwritten, with the steps they held back. One whose key another delivery's run already holds
+   * is lost here: it stops, and its delivery is tried again later to find that run.
+   */
+  #writeLong(afterMs: number): void {
+    if (this.#closed) return;
+    for (const id of this.#unwritten.openedBefore(Date.now() - afterMs, (row) => row.key !== null)) {
+      const { held, keyed } = this.#written(id);
+      (keyed ?? Promise.resolve()).then(
+        () => this.#appendHeld(id, held).catch((e: unknown) => this.#o.onError?.(e)),
+        (e: unknown) => {
+          if (this.#lost.get(id) === e) for (const l of this.#lostListeners) l(id, e as Error);
+          else this.#o.onError?.(e);
+        },
+      );
+    }
   }
 
   /**

@@ -216,10 +216,17 @@ function deferrableStep(s: RunStep): boolean {
  * and the steps it held back until one must be on disk. Both journals keep them alike.
  */
 export class UnwrittenRuns<Row> {
-  readonly #runs = new Map<string, { row: Row; held: RunStep[] }>();
+  readonly #runs = new Map<string, { row: Row; held: RunStep[]; at: number }>();
 
   open(id: string, row: Row): void {
-    this.#runs.set(id, { row, held: [] });
+    this.#runs.set(id, { row, held: [], at: Date.now() });
+  }
+
+  /** The runs opened before `before` (epoch ms) and still unwritten whose row satisfies `which`. */
+  openedBefore(before: number, which: (row: Row) => boolean): string[] {
+    const ids: string[] = [];
+    for (const [id, r] of this.#runs) if (r.at < before && which(r.row)) ids.push(id);
+    return ids;
   }
 
   /** Holds `steps` back when run `id` is unwritten and none of them must be on disk yet; true when held. */

@@ -58,6 +58,12 @@ export async function openRunJournal(opts: {
       retentionMs: config.execution.runs_retention,
       maxRows: config.execution.runs_max_rows,
       leaseMs: config.cluster?.run_lease ?? RUN_LEASE_MS,
+      // Written while the delivery's ack wait has two thirds left: JetStream hands a delivery to
+      // another node only after a whole ack wait without this node's word that it is still working.
+      writeAfterMs: Math.min(
+        Math.floor((config.cluster?.run_lease ?? RUN_LEASE_MS) / 3),
+        Math.floor((config.cluster?.delivery.ack_wait ?? Infinity) / 3),
+      ),
       onError,
     });
   }
