@@ -8,7 +8,9 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { launchBrowser, openPage, signIn, startConsoleServer, type ConsoleServer } from './harness.js';
+import { consoleTimeouts, launchBrowser, openPage, signIn, startConsoleServer, type ConsoleServer } from './harness.js';
+
+consoleTimeouts();
 
 const COUNT = 10_000;
 const name = (i: number) => `agent-${String(i).padStart(5, '0')}`;

@@ -11,6 +11,7 @@ import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   expectNoSideScroll,
   keyId,
@@ -22,6 +23,8 @@ import {
   WIDTHS,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 const HELPER = `name = "helper"
 description = "Does arithmetic with the calculator tool."

@@ -10,6 +10,7 @@ import { startLlmStub, type LlmStub } from '../execution/helpers/llm-stub.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   launchBrowser,
   openPage,
@@ -18,6 +19,8 @@ import {
   type ConsoleServer,
 } from './harness.js';
 import { agentFiles, agentOf, lastUser, sendMessage, stubToml, type Json } from './messaging-fixtures.js';
+
+consoleTimeouts();
 
 const LIMITS: Record<string, number> = { 'bidder-a': 14, 'bidder-b': 11 };
 

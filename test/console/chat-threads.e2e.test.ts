@@ -16,6 +16,7 @@ import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   holdRequests,
   launchBrowser,
@@ -24,6 +25,8 @@ import {
   startConsoleServer,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 /** "who": the system prompt says the version; anything else: a new thread's answer, then a continued one's (the model counts earlier answers). */
 const REPLIES = `fallback = "ok"

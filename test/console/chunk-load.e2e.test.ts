@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   launchBrowser,
   openPage,
@@ -16,6 +17,8 @@ import {
   startConsoleServer,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 const TOOLS_CHUNK = /\/ui\/assets\/tools-[A-Z0-9]+\.js$/;
 

@@ -16,6 +16,7 @@ import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   launchBrowser,
   openPage,
@@ -23,6 +24,8 @@ import {
   startConsoleServer,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 const run = hasSystem('chromium') && hasSystem('nats-server') && hasSystem('postgresql');
 const schema = `caxton_console_cluster_${process.pid}_${Date.now()}`;

@@ -12,6 +12,7 @@ import { startLlmStub, type LlmStub } from '../execution/helpers/llm-stub.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   launchBrowser,
   openPage,
@@ -33,6 +34,8 @@ import {
   tabTo,
   type Json,
 } from './messaging-fixtures.js';
+
+consoleTimeouts();
 
 const PRICES: Record<string, number> = { 'carrier-a': 30, 'carrier-b': 12, 'carrier-c': 21 };
 

@@ -19,6 +19,7 @@ import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   launchBrowser,
   openPage,
@@ -27,6 +28,8 @@ import {
   type ConsoleServer,
 } from './harness.js';
 import { agentFiles, agentOf, sendMessage, stubToml, type Json } from './messaging-fixtures.js';
+
+consoleTimeouts();
 
 const AGENTS = ['fragile', 'brittle', 'shaky'];
 /** What fails: two to brittle, one each to the others, and one more to shaky that another test discards nothing of. */

@@ -17,6 +17,7 @@ import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   holdRequests,
   launchBrowser,
@@ -28,6 +29,8 @@ import {
   type ConsoleServer,
 } from './harness.js';
 import { agentFiles, agentOf, sendMessage, stubToml, onFocused, tabTo, type Json } from './messaging-fixtures.js';
+
+consoleTimeouts();
 
 const FRAGILE = ['fragile', 'brittle', 'shaky'];
 

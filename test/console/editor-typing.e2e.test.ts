@@ -9,7 +9,17 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { launchBrowser, openPage, PAGE_WAIT_MS, signIn, startConsoleServer, type ConsoleServer } from './harness.js';
+import {
+  consoleTimeouts,
+  launchBrowser,
+  openPage,
+  PAGE_WAIT_MS,
+  signIn,
+  startConsoleServer,
+  type ConsoleServer,
+} from './harness.js';
+
+consoleTimeouts();
 
 const TEXT = [
   'name = "typist"',

@@ -12,6 +12,7 @@ import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   expectNoSideScroll,
   launchBrowser,
@@ -20,6 +21,8 @@ import {
   startConsoleServer,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 /** The scripted model: sums through the calculator; anything else answered with the agent's system prompt, so a reply says its version. */
 const REPLIES = `fallback = "ok"

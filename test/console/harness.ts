@@ -26,10 +26,14 @@ export const PAGE_WAIT_MS = 20_000;
 /**
  * expect.poll waits as long as the page's own waits, not vitest's default second: a poll for what
  * a request brings (a filtered list, an entity's observations) outlasts a slow response on a loaded
- * machine. A test gets room for a few such waits. Set for each test file that imports the harness
- * (vitest resets it after the file).
+ * machine. A test gets room for a few such waits. Called at the top of each console test file,
+ * before its tests are defined (a test's timeout is fixed when it is defined): vitest resets the
+ * config after each file, and a worker keeps this module loaded from one file to the next
+ * (`isolate: false`), so a call made on import would reach the first file only.
  */
-vi.setConfig({ expect: { poll: { timeout: PAGE_WAIT_MS } }, testTimeout: 3 * PAGE_WAIT_MS });
+export function consoleTimeouts(): void {
+  vi.setConfig({ expect: { poll: { timeout: PAGE_WAIT_MS } }, testTimeout: 3 * PAGE_WAIT_MS });
+}
 
 export const WIDTHS = [390, 1440] as const;
 

@@ -13,6 +13,7 @@ import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   expectNoSideScroll,
   launchBrowser,
@@ -23,6 +24,8 @@ import {
   WIDTHS,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 describe.skipIf(!hasSystem('chromium'))('web console: API keys and the audit trail (chromium)', () => {
   let cs: ConsoleServer;

@@ -17,7 +17,19 @@ import { http, tomlAgent } from '../helpers/http.js';
 import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
-import { CONFIG, expectAccessible, launchBrowser, openPage, REPLIES, screenshot, signIn, WIDTHS } from './harness.js';
+import {
+  consoleTimeouts,
+  CONFIG,
+  expectAccessible,
+  launchBrowser,
+  openPage,
+  REPLIES,
+  screenshot,
+  signIn,
+  WIDTHS,
+} from './harness.js';
+
+consoleTimeouts();
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 

@@ -16,6 +16,7 @@ import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   holdRequests,
   launchBrowser,
@@ -26,6 +27,8 @@ import {
   WIDTHS,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => {
   let cs: ConsoleServer;

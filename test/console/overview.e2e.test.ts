@@ -12,6 +12,7 @@ import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { startPgProxy } from '../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   expectNoSideScroll,
   launchBrowser,
@@ -22,6 +23,8 @@ import {
   WIDTHS,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 const HELPER = `name = "helper"\ncapabilities = ["arithmetic"]\ntools = ["calculator"]\nsystem_prompt = "You help."\n`;
 const BROKEN = `name = "broken"\nsystem_prompt = "x"\n\n[limits]\nmax_turns = "many"\n`;

@@ -14,6 +14,7 @@ import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   launchBrowser,
   openPage,
@@ -22,6 +23,8 @@ import {
   startConsoleServer,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 const agent = (name: string, n: number) =>
   `name = "${name}"\ncapabilities = ["${name}"]\nsystem_prompt = "You are ${name} v${n}."\n`;

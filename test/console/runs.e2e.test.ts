@@ -19,6 +19,7 @@ import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   expectNoSideScroll,
   launchBrowser,
@@ -30,6 +31,8 @@ import {
   WIDTHS,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 const CAREFUL = `name = "careful"
 description = "Does arithmetic once a person allows it."

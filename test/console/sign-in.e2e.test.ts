@@ -12,6 +12,7 @@ import { removeTempDirs } from '../helpers/tmp.js';
 import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import {
+  consoleTimeouts,
   expectAccessible,
   expectNoSideScroll,
   keyId,
@@ -23,6 +24,8 @@ import {
   WIDTHS,
   type ConsoleServer,
 } from './harness.js';
+
+consoleTimeouts();
 
 describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => {
   let cs: ConsoleServer;

@@ -18,7 +18,9 @@ import { http } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { hasSystem } from '../helpers/system.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
-import { CONFIG, expectAccessible, launchBrowser, openPage, REPLIES } from './harness.js';
+import { consoleTimeouts, CONFIG, expectAccessible, launchBrowser, openPage, REPLIES } from './harness.js';
+
+consoleTimeouts();
 
 const CLIENT_ID = 'caxton-console';
 const SECRET_ENV = 'CAXTON_TEST_SSO_CLIENT_SECRET';
