@@ -1,0 +1,165 @@
+/**
+ * A node frozen past JetStream's ack wait while its runs wait on the model (docs/cluster.md,
+ * "Durable runs"; ADR 0147): two `caxton serve` processes on one `nats-server -js` and PostgreSQL
+ * schema, each with its own scripted model (so a model call shows which node made it),
+ * `ack_wait = "3s"` and a long `run_lease` (30 s), so that the freeze outlasts the ack wait by far
+ * and the lease by far not.
+ *
+ * Messages to an agent whose model takes 15 s; once the node running some of them has had them
+ * for 3.5 s, it is stopped with SIGSTOP for 7 s: JetStream hands their deliveries to the other node,
+ * which must find each run held (its row written a third of the ack wait after it opened) and
+ * retry later, not ask the model again. After SIGCONT every run executes once (one model call per
+ * message across both nodes) and every message is answered once.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { stringify } from 'smol-toml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
+import { api } from '../execution/helpers/runs.js';
+import { TEST_PG_URL } from '../helpers/system.js';
+import { waitUntil } from '../helpers/wait.js';
+import { clusterFixture } from './helpers/serve-nodes.js';
+
+const NODES = ['node-a', 'node-b'] as const;
+type NodeName = (typeof NODES)[number];
+const MESSAGES = 8;
+const MODEL_MS = 15_000;
+const FREEZE_MS = 7_000;
+
+const fx = clusterFixture('durable_runs_stall');
+const stubs = new Map<NodeName, LlmStub>();
+const nodes = new Map<NodeName, ServeProcess>();
+/** Model calls per job marker (`[job-N]`), across both nodes, in order. */
+const calls = new Map<string, NodeName[]>();
+
+function writeNode(dir: string, node: NodeName): string {
+  const home = join(dir, node);
+  mkdirSync(join(home, 'agents'), { recursive: true });
+  writeFileSync(
+    join(home, 'agents', 'slow.toml'),
+    stringify({ name: 'slow', capabilities: ['slow-work'], system_prompt: 'You are slow.' }),
+  );
+  writeFileSync(
+    join(home, 'caxton.toml'),
+    stringify({
+      data_dir: './data',
+      agents_dir: './agents',
+      logging: { level: 'warn' },
+      auth: { enabled: false },
+      llm: {
+        default_provider: 'stub',
+        providers: {
+          stub: {
+            type: 'openai',
+            base_url: `${stubs.get(node)!.url}/v1`,
+            api_key_env: 'STUB_KEY',
+            model: 'm',
+            max_retries: 0,
+          },
+        },
+      },
+      cluster: {
+        node,
+        heartbeat: '200ms',
+        nats: { urls: [fx.nats.url] },
+        state: { url: TEST_PG_URL, schema: fx.schema },
+        delivery: { ack_wait: '3s', reconcile_after: 10 },
+        run_lease: '30s',
+      },
+    }),
+  );
+  return home;
+}
+
+async function delivered(url: string, id: string): Promise<boolean> {
+  const r = await api<{ deliveries: { state: string }[] }>(url, `/api/v1/messages/${encodeURIComponent(id)}`);
+  return r.status === 200 && r.body.deliveries.length > 0 && r.body.deliveries.every((d) => d.state === 'done');
+}
+
+describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => {
+  beforeAll(async () => {
+    assertBuilt();
+    const dir = tempDir('caxton-durable-stall-');
+    for (const n of NODES)
+      stubs.set(
+        n,
+        await startLlmStub((hit: StubHit) => {
+          const job = /\[job-(\d+)\]/.exec(JSON.stringify(hit.body.messages))?.[1] ?? '?';
+          calls.set(job, [...(calls.get(job) ?? []), n]);
+          return { content: `done job-${job}`, delayMs: MODEL_MS };
+        }),
+      );
+    // One at a time: the first migrates the schema, the other finds it done.
+    for (const n of NODES) {
+      const home = writeNode(dir, n);
+      nodes.set(
+        n,
+        await startServe({
+          cwd: home,
+          args: ['--config', join(home, 'caxton.toml')],
+          env: { STUB_KEY: 'k' },
+          readyTimeoutMs: 90_000,
+        }),
+      );
+    }
+  }, 200_000);
+
+  afterAll(async () => {
+    for (const s of nodes.values()) s.child.kill('SIGCONT');
+    await cleanup();
+    for (const s of stubs.values()) await s.close().catch(() => {});
+  });
+
+  it(`runs whose node is stopped ${FREEZE_MS / 1000} s (ack wait 3 s) execute once and are answered once`, async () => {
+    const ids = Array.from({ length: MESSAGES }, (_, i) => `stall-${process.pid}-${i}`);
+    const a = nodes.get('node-a')!;
+    const sent = await Promise.all(
+      ids.map((id, i) =>
+        api(a.url, '/api/v1/messages', {
+          method: 'POST',
+          body: JSON.stringify({
+            id,
+            performative: 'request',
+            protocol: 'fipa-request',
+            sender: 'loader',
+            receiver: 'slow',
+            content: `[job-${i}]`,
+          }),
+        }),
+      ),
+    );
+    expect(sent.map((r) => r.status)).toEqual(ids.map(() => 202));
+    await waitUntil(() => calls.size === MESSAGES, { timeoutMs: 30_000, what: 'every message at the model' });
+    // The node running the most of them is frozen once their rows are written (a third of the
+    // ack wait after each run opened, by a timer of half that).
+    const held = (n: NodeName) => [...calls.values()].filter((ns) => ns[0] === n).length;
+    const frozen: NodeName = held('node-a') >= held('node-b') ? 'node-a' : 'node-b';
+    const other = frozen === 'node-a' ? nodes.get('node-b')! : nodes.get('node-a')!;
+    await sleep(3_500);
+    nodes.get(frozen)!.child.kill('SIGSTOP');
+    await sleep(FREEZE_MS);
+    nodes.get(frozen)!.child.kill('SIGCONT');
+    await waitUntil(async () => (await Promise.all(ids.map((id) => delivered(other.url, id)))).every(Boolean), {
+      timeoutMs: 90_000,
+      intervalMs: 1000,
+      what: 'every message delivered',
+    });
+    const r = await api<{ messages: { in_reply_to?: string }[] }>(
+      other.url,
+      '/api/v1/messages?performative=inform&sender=slow&limit=1000',
+    );
+    const answers = new Map<string, number>();
+    for (const m of r.body.messages)
+      if (m.in_reply_to) answers.set(m.in_reply_to, (answers.get(m.in_reply_to) ?? 0) + 1);
+    const twice = [...calls].filter(([, ns]) => ns.length > 1).map(([job, ns]) => `job-${job}: ${ns.join(', ')}`);
+    console.log(
+      `[durable runs stall] ${held(frozen)} of ${MESSAGES} runs on ${frozen}, stopped ${FREEZE_MS / 1000} s: ${twice.length} run more than once`,
+    );
+    expect(held(frozen)).toBeGreaterThan(0);
+    expect(twice).toEqual([]);
+    expect(ids.map((id) => answers.get(id) ?? 0)).toEqual(ids.map(() => 1));
+  }, 150_000);
+});
