@@ -42,6 +42,7 @@ import {
 import { TEST_PG_URL } from '../helpers/system.js';
 import { waitUntil } from '../helpers/wait.js';
 import { clusterFixture, type ClusterFixture } from './helpers/serve-nodes.js';
+import { answersBy, delivered, sendSlowJobs } from './helpers/slow-jobs.js';
 
 const NODES = ['node-a', 'node-b', 'node-c'] as const;
 type NodeName = (typeof NODES)[number];
@@ -193,29 +194,6 @@ async function startCluster(c: Cluster): Promise<void> {
   }
 }
 
-interface MessageView {
-  id: string;
-  in_reply_to?: string;
-  content: unknown;
-}
-
-/** The informs `sender` sent, by the id of the message each answers. */
-async function answersBy(url: string, sender: string): Promise<Map<string, number>> {
-  const r = await api<{ messages: MessageView[] }>(
-    url,
-    `/api/v1/messages?performative=inform&sender=${sender}&limit=1000`,
-  );
-  expect(r.status).toBe(200);
-  const by = new Map<string, number>();
-  for (const m of r.body.messages) if (m.in_reply_to) by.set(m.in_reply_to, (by.get(m.in_reply_to) ?? 0) + 1);
-  return by;
-}
-
-async function delivered(url: string, id: string): Promise<boolean> {
-  const r = await api<{ deliveries: { state: string }[] }>(url, `/api/v1/messages/${encodeURIComponent(id)}`);
-  return r.status === 200 && r.body.deliveries.length > 0 && r.body.deliveries.every((d) => d.state === 'done');
-}
-
 const anyUp = (c: Cluster): ServeProcess => [...c.nodes.values()][0]!;
 const node = (c: Cluster, n: NodeName): ServeProcess => c.nodes.get(n)!;
 
@@ -243,23 +221,10 @@ describe.skipIf(!fast.fx.run)('durable runs on three-node clusters', () => {
       async ({ expect }) => {
         const t0 = performance.now();
         const ids = Array.from({ length: MESSAGES }, (_, i) => `slow-${c.name}-${process.pid}-${i}`);
-        const list = [...c.nodes.values()];
-        const sent = await Promise.all(
-          ids.map((id, i) =>
-            api(list[i % list.length]!.url, '/api/v1/messages', {
-              method: 'POST',
-              body: JSON.stringify({
-                id,
-                performative: 'request',
-                protocol: 'fipa-request',
-                sender: 'loader',
-                receiver: 'slow',
-                content: `[job-${i}]`,
-              }),
-            }),
-          ),
+        await sendSlowJobs(
+          [...c.nodes.values()].map((n) => n.url),
+          ids,
         );
-        expect(sent.map((r) => r.status)).toEqual(ids.map(() => 202));
         await waitUntil(async () => (await Promise.all(ids.map((id) => delivered(anyUp(c).url, id)))).every(Boolean), {
           timeoutMs: 100_000,
           intervalMs: 1000,

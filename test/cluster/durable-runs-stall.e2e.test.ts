@@ -18,10 +18,10 @@ import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
 import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
-import { api } from '../execution/helpers/runs.js';
 import { TEST_PG_URL } from '../helpers/system.js';
 import { waitUntil } from '../helpers/wait.js';
 import { clusterFixture } from './helpers/serve-nodes.js';
+import { answersBy, delivered, sendSlowJobs } from './helpers/slow-jobs.js';
 
 const NODES = ['node-a', 'node-b'] as const;
 type NodeName = (typeof NODES)[number];
@@ -74,11 +74,6 @@ function writeNode(dir: string, node: NodeName): string {
   return home;
 }
 
-async function delivered(url: string, id: string): Promise<boolean> {
-  const r = await api<{ deliveries: { state: string }[] }>(url, `/api/v1/messages/${encodeURIComponent(id)}`);
-  return r.status === 200 && r.body.deliveries.length > 0 && r.body.deliveries.every((d) => d.state === 'done');
-}
-
 describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => {
   beforeAll(async () => {
     assertBuilt();
@@ -115,23 +110,7 @@ describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => 
 
   it(`runs whose node is stopped ${FREEZE_MS / 1000} s (ack wait 3 s) execute once and are answered once`, async () => {
     const ids = Array.from({ length: MESSAGES }, (_, i) => `stall-${process.pid}-${i}`);
-    const a = nodes.get('node-a')!;
-    const sent = await Promise.all(
-      ids.map((id, i) =>
-        api(a.url, '/api/v1/messages', {
-          method: 'POST',
-          body: JSON.stringify({
-            id,
-            performative: 'request',
-            protocol: 'fipa-request',
-            sender: 'loader',
-            receiver: 'slow',
-            content: `[job-${i}]`,
-          }),
-        }),
-      ),
-    );
-    expect(sent.map((r) => r.status)).toEqual(ids.map(() => 202));
+    await sendSlowJobs([nodes.get('node-a')!.url], ids);
     await waitUntil(() => calls.size === MESSAGES, { timeoutMs: 30_000, what: 'every message at the model' });
     // The node running the most of them is frozen once their rows are written (a third of the
     // ack wait after each run opened, by a timer of half that).
@@ -147,13 +126,7 @@ describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => 
       intervalMs: 1000,
       what: 'every message delivered',
     });
-    const r = await api<{ messages: { in_reply_to?: string }[] }>(
-      other.url,
-      '/api/v1/messages?performative=inform&sender=slow&limit=1000',
-    );
-    const answers = new Map<string, number>();
-    for (const m of r.body.messages)
-      if (m.in_reply_to) answers.set(m.in_reply_to, (answers.get(m.in_reply_to) ?? 0) + 1);
+    const answers = await answersBy(other.url, 'slow');
     const twice = [...calls].filter(([, ns]) => ns.length > 1).map(([job, ns]) => `job-${job}: ${ns.join(', ')}`);
     console.log(
       `[durable runs stall] ${held(frozen)} of ${MESSAGES} runs on ${frozen}, stopped ${FREEZE_MS / 1000} s: ${twice.length} run more than once`,
