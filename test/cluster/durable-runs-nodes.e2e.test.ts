@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
-import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
+import { startLlmStub, type LlmStub, type StubHit, stubLlmSection } from '../execution/helpers/llm-stub.js';
 import {
   api,
   APPEND_SERVER,
@@ -151,18 +151,7 @@ function writeNode(c: Cluster, node: NodeName): string {
       agents_dir: './agents',
       logging: { level: 'warn' },
       auth: { enabled: false },
-      llm: {
-        default_provider: 'stub',
-        providers: {
-          stub: {
-            type: 'openai',
-            base_url: `${c.stubs.get(node)!.url}/v1`,
-            api_key_env: 'STUB_KEY',
-            model: 'm',
-            max_retries: 0,
-          },
-        },
-      },
+      llm: stubLlmSection(c.stubs.get(node)!.url),
       mcp_servers: { journal: { command: process.execPath, args: [APPEND_SERVER], env: { OUT_FILE: outFile(c) } } },
       cluster: {
         node,

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
-import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
+import { startLlmStub, type LlmStub, type StubHit, stubLlmSection } from '../execution/helpers/llm-stub.js';
 import { TEST_PG_URL } from '../helpers/system.js';
 import { waitUntil } from '../helpers/wait.js';
 import { clusterFixture } from './helpers/serve-nodes.js';
@@ -49,18 +49,7 @@ function writeNode(dir: string, node: NodeName): string {
       agents_dir: './agents',
       logging: { level: 'warn' },
       auth: { enabled: false },
-      llm: {
-        default_provider: 'stub',
-        providers: {
-          stub: {
-            type: 'openai',
-            base_url: `${stubs.get(node)!.url}/v1`,
-            api_key_env: 'STUB_KEY',
-            model: 'm',
-            max_retries: 0,
-          },
-        },
-      },
+      llm: stubLlmSection(stubs.get(node)!.url),
       cluster: {
         node,
         heartbeat: '200ms',

@@ -12,7 +12,7 @@ import { stringify } from 'smol-toml';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
-import { startLlmStub } from '../execution/helpers/llm-stub.js';
+import { startLlmStub, stubLlmSection } from '../execution/helpers/llm-stub.js';
 import { http } from '../helpers/http.js';
 import { adminKeyOf, bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
@@ -350,12 +350,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: runs (chromium)', () => {
           agents_dir: './agents',
           logging: { level: 'warn' },
           auth: { enabled: true },
-          llm: {
-            default_provider: 'stub',
-            providers: {
-              stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
-            },
-          },
+          llm: stubLlmSection(stub.url),
         }),
       );
       const start = () =>

@@ -11,7 +11,7 @@ import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, startServe, tempDir } from '../cli/helpers/cli.js';
 import { hasSystem } from '../helpers/system.js';
-import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
+import { startLlmStub, type LlmStub, type StubHit, stubLlmSection } from './helpers/llm-stub.js';
 import { decide, startRun, toolMessages, waitForRun } from './helpers/runs.js';
 
 let stub: LlmStub;
@@ -87,12 +87,7 @@ function project(): string {
         bash: { enabled: true, commands: ['npm', 'git', 'ls', 'cat'], timeout: '60s' },
         permissions: { claude_settings: '.claude/settings.json' },
       },
-      llm: {
-        default_provider: 'stub',
-        providers: {
-          stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
-        },
-      },
+      llm: stubLlmSection(stub.url),
     }),
   );
   return dir;

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, type ServeProcess } from '../cli/helpers/cli.js';
-import { startLlmStub, type LlmStub } from './helpers/llm-stub.js';
+import { startLlmStub, type LlmStub, stubLlmSection } from './helpers/llm-stub.js';
 import {
   api,
   appendDir,
@@ -43,12 +43,7 @@ function project(opts: { approvalTimeout?: string } = {}): string {
     {
       messaging: { retry_base: '100ms', retry_max: '300ms' },
       ...(opts.approvalTimeout !== undefined && { approvals: { timeout: opts.approvalTimeout } }),
-      llm: {
-        default_provider: 'stub',
-        providers: {
-          stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
-        },
-      },
+      llm: stubLlmSection(stub.url),
     },
   );
   return dir;

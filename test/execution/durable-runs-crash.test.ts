@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, type ServeProcess } from '../cli/helpers/cli.js';
 import { api, appendDir, appendedLines, onlyRun, startAppendServer, writeAppendConfig } from './helpers/runs.js';
-import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
+import { startLlmStub, type LlmStub, type StubHit, stubLlmSection } from './helpers/llm-stub.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const STEPS = 5;
@@ -58,12 +58,7 @@ afterAll(async () => {
 
 const writeConfig = (dir: string, hangOn?: string): void =>
   writeAppendConfig(dir, hangOn === undefined ? {} : { hangOn }, {
-    llm: {
-      default_provider: 'stub',
-      providers: {
-        stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 },
-      },
-    },
+    llm: stubLlmSection(stub.url),
   });
 
 const setUp = (): string =>

@@ -336,3 +336,11 @@ async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void>
   res.end(frames.at(-1));
   r.afterSend?.();
 }
+
+/** A caxton.toml `[llm]` section whose one provider, `stub`, is the stand-in at `url` (key in STUB_KEY, no retries). */
+export function stubLlmSection(url: string): Record<string, unknown> {
+  return {
+    default_provider: 'stub',
+    providers: { stub: { type: 'openai', base_url: `${url}/v1`, api_key_env: 'STUB_KEY', model: 'm', max_retries: 0 } },
+  };
+}
