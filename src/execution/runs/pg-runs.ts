@@ -377,8 +377,10 @@ export class PgRunJournal implements RunJournal {
       (keyed ?? Promise.resolve()).then(
         () => this.#appendHeld(id, held).catch((e: unknown) => this.#o.onError?.(e)),
         (e: unknown) => {
-          if (this.#lost.get(id) === e) for (const l of this.#lostListeners) l(id, e as Error);
-          else this.#o.onError?.(e);
+          if (this.#lost.get(id) !== e) return this.#o.onError?.(e);
+          // Ended here meanwhile: nothing is left to stop, and nothing more of it is written anyway.
+          if (!this.#seq.has(id)) return void this.#lost.delete(id);
+          for (const l of this.#lostListeners) l(id, e as Error);
         },
       );
     }
