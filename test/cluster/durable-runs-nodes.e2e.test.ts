@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
-import { startLlmStub, type LlmStub, type StubHit, stubLlmSection } from '../execution/helpers/llm-stub.js';
+import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
 import {
   api,
   APPEND_SERVER,
@@ -39,9 +39,8 @@ import {
   waitForRun,
   type RunView,
 } from '../execution/helpers/runs.js';
-import { TEST_PG_URL } from '../helpers/system.js';
 import { waitUntil } from '../helpers/wait.js';
-import { clusterFixture, type ClusterFixture } from './helpers/serve-nodes.js';
+import { clusterFixture, stubNodeToml, type ClusterFixture } from './helpers/serve-nodes.js';
 import { answersBy, delivered, sendSlowJobs } from './helpers/slow-jobs.js';
 
 const NODES = ['node-a', 'node-b', 'node-c'] as const;
@@ -146,19 +145,13 @@ function writeNode(c: Cluster, node: NodeName): string {
     writeFileSync(join(home, 'agents', `${file}.toml`), stringify(agent));
   writeFileSync(
     join(home, 'caxton.toml'),
-    stringify({
-      data_dir: './data',
-      agents_dir: './agents',
-      logging: { level: 'warn' },
-      auth: { enabled: false },
-      llm: stubLlmSection(c.stubs.get(node)!.url),
-      mcp_servers: { journal: { command: process.execPath, args: [APPEND_SERVER], env: { OUT_FILE: outFile(c) } } },
-      cluster: {
-        node,
-        heartbeat: '200ms',
-        nats: { urls: [c.fx.nats.url] },
-        state: { url: TEST_PG_URL, schema: c.fx.schema },
-        ...c.timers,
+    stubNodeToml({
+      node,
+      stubUrl: c.stubs.get(node)!.url,
+      fx: c.fx,
+      cluster: c.timers,
+      extra: {
+        mcp_servers: { journal: { command: process.execPath, args: [APPEND_SERVER], env: { OUT_FILE: outFile(c) } } },
       },
     }),
   );

@@ -17,10 +17,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
-import { startLlmStub, type LlmStub, type StubHit, stubLlmSection } from '../execution/helpers/llm-stub.js';
-import { TEST_PG_URL } from '../helpers/system.js';
+import { startLlmStub, type LlmStub, type StubHit } from '../execution/helpers/llm-stub.js';
 import { waitUntil } from '../helpers/wait.js';
-import { clusterFixture } from './helpers/serve-nodes.js';
+import { clusterFixture, stubNodeToml } from './helpers/serve-nodes.js';
 import { answersBy, delivered, sendSlowJobs } from './helpers/slow-jobs.js';
 
 const NODES = ['node-a', 'node-b'] as const;
@@ -44,20 +43,11 @@ function writeNode(dir: string, node: NodeName): string {
   );
   writeFileSync(
     join(home, 'caxton.toml'),
-    stringify({
-      data_dir: './data',
-      agents_dir: './agents',
-      logging: { level: 'warn' },
-      auth: { enabled: false },
-      llm: stubLlmSection(stubs.get(node)!.url),
-      cluster: {
-        node,
-        heartbeat: '200ms',
-        nats: { urls: [fx.nats.url] },
-        state: { url: TEST_PG_URL, schema: fx.schema },
-        delivery: { ack_wait: '3s', reconcile_after: 10 },
-        run_lease: '30s',
-      },
+    stubNodeToml({
+      node,
+      stubUrl: stubs.get(node)!.url,
+      fx,
+      cluster: { delivery: { ack_wait: '3s', reconcile_after: 10 }, run_lease: '30s' },
     }),
   );
   return home;

@@ -1,4 +1,6 @@
 import pg from 'pg';
+import { stringify } from 'smol-toml';
+import { stubLlmSection } from '../../execution/helpers/llm-stub.js';
 import { afterAll, beforeAll } from 'vitest';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
 import { startTestServer, type TestServer } from '../../helpers/server.js';
@@ -16,6 +18,35 @@ urls = ["${natsUrl}"]
 url = "${TEST_PG_URL}"
 schema = "${schema}"
 `;
+
+/**
+ * caxton.toml of `caxton serve` node `node` of the cluster of `fx`, authentication off, its model
+ * the OpenAI stand-in at `stubUrl`; `cluster` adds keys to `[cluster]` (timers), `extra` top-level
+ * sections.
+ */
+export function stubNodeToml(o: {
+  node: string;
+  stubUrl: string;
+  fx: ClusterFixture;
+  cluster?: Record<string, unknown>;
+  extra?: Record<string, unknown>;
+}): string {
+  return stringify({
+    data_dir: './data',
+    agents_dir: './agents',
+    logging: { level: 'warn' },
+    auth: { enabled: false },
+    llm: stubLlmSection(o.stubUrl),
+    ...o.extra,
+    cluster: {
+      node: o.node,
+      heartbeat: '200ms',
+      nats: { urls: [o.fx.nats.url] },
+      state: { url: TEST_PG_URL, schema: o.fx.schema },
+      ...o.cluster,
+    },
+  });
+}
 
 /** Starts `caxton serve` nodes in this process; those it started are closed after the describe block that called it (newest first). */
 export function servers(): (opts: Parameters<typeof startTestServer>[0]) => Promise<TestServer> {
