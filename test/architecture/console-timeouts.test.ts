@@ -1,8 +1,8 @@
 /**
  * Every console test file sets its page waits and test timeout itself (`consoleTimeouts()` at its
  * top, test/console/harness.ts): test files share worker processes (`isolate: false`), so a setting
- * made when the harness is first imported reaches one file per worker, and the others ran with
- * vitest's 30 s.
+ * made when the harness is first imported reaches one file per worker, and the others would run
+ * with vitest's 30 s.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
