@@ -229,8 +229,10 @@ function spawnServeOnce(opts: ServeOptions, port: number, metricsPort: number): 
 }
 
 /**
- * Starts `caxton serve` on two free ports and waits until GET /ready answers 200. Retries on fresh ports if
- * another process grabbed a port in between (a race with parallel test files), fails if the server exits.
+ * Starts `caxton serve` on two free ports and waits until it says it listens on its port and GET /ready
+ * answers 200. Retries on fresh ports if another process grabbed a port in between (a race with parallel
+ * test files), fails if the server exits. The listening line comes first: until this server has bound the
+ * port, a /ready answer on it may be another test file's server's.
  */
 export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
@@ -240,8 +242,9 @@ export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
     const p = spawnServeOnce(opts, port, metricsPort);
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     void p.exited.then((e) => (exit = e));
+    const listening = new RegExp(`caxton listening on \\S+:${port} `);
     while (exit === undefined && Date.now() < deadline) {
-      if (await isReady(p.url)) return p;
+      if (listening.test(p.stderr()) && (await isReady(p.url))) return p;
       await new Promise((r) => setTimeout(r, 50));
     }
     if (exit === undefined) {
