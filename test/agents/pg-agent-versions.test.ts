@@ -10,7 +10,7 @@
  * neither the rollout nor its version.
  */
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   AGENT_MIGRATIONS,
   AgentRegistry,
@@ -198,6 +198,64 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
         await x.service.close();
         x.db.close();
       }
+    }
+  });
+
+  it('a read of the shared rollouts made while this node’s start or end is uncommitted does not undo it', async () => {
+    const schema = newSchema();
+    const pool = pools[0]!;
+    const state = await PgRolloutState.open({ pool, schema });
+    const inTx = async <T>(write: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
+      const c = await pool.connect();
+      try {
+        await c.query('BEGIN');
+        const out = await write(c);
+        // The every-second read lands between the write and its COMMIT: it cannot see the write yet.
+        await state.refresh();
+        await state.reload('pilot');
+        await c.query('COMMIT');
+        return out;
+      } finally {
+        c.release();
+      }
+    };
+    try {
+      const started = await inTx((c) => state.start({ name: 'pilot', strategy: 'canary', stable: 1, candidate: 2 }, c));
+      expect(state.running('pilot')?.id).toBe(started.id);
+      await state.refresh();
+      expect(state.running('pilot')?.id).toBe(started.id);
+      await inTx((c) => state.end(started, 'rolled_back', 'bob', null, c));
+      expect(state.running('pilot')).toBeUndefined();
+      await state.refresh();
+      expect(state.running('pilot')).toBeUndefined();
+      // A read made with nothing of this node's pending is kept: another node's start shows.
+      const other = await PgRolloutState.open({ pool: pools[1]!, schema });
+      const elsewhere = await other.start({ name: 'pilot', strategy: 'canary', stable: 2, candidate: 3 });
+      await other.close();
+      await state.refresh();
+      expect(state.running('pilot')?.id).toBe(elsewhere.id);
+    } finally {
+      await state.close();
+    }
+  });
+
+  it('a write in a transaction whose client never comes back to this pool holds its reads a minute at most', async () => {
+    const schema = newSchema();
+    const state = await PgRolloutState.open({ pool: pools[0]!, schema });
+    try {
+      // A client of the other pool: its release is never seen here.
+      const c = await pools[1]!.connect();
+      const started = await state.start({ name: 'pilot', strategy: 'canary', stable: 1, candidate: 2 }, c);
+      c.release();
+      await pools[0]!.query(`UPDATE "${schema}".rollouts SET state = 'rolled_back' WHERE id = $1`, [started.id]);
+      await state.refresh();
+      expect(state.running('pilot')?.id).toBe(started.id);
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 61_000 });
+      await state.refresh();
+      expect(state.running('pilot')).toBeUndefined();
+    } finally {
+      vi.useRealTimers();
+      await state.close();
     }
   });
 

@@ -8,6 +8,9 @@
  *   any node can end any rollout and two nodes ending one at once record one end.
  * - Running rollouts are answered from memory (read on every resolution of an agent), read again
  *   every second (`refresh`, driven by the controller) and for one agent before a change of it.
+ *   A read that overlaps a write of this node is not kept, down to the write's COMMIT: a start or
+ *   end written in a version's transaction (a client of this pool) counts as written when that
+ *   client goes back to the pool, since a read made before then may not see it yet.
  * - `rollout_figures`: a canary's executions per stage, version and latency bucket (a histogram,
  *   so the p99 of every node's executions together is known). Each node adds its counts in one
  *   statement a second (`requests = requests + n`), so the judge reads the cluster's totals.
@@ -68,6 +71,9 @@ const MIGRATIONS: readonly PgMigration[] = [
   },
 ];
 
+/** The longest a write's transaction is waited for before this node's reads are kept again (ms). */
+const UNSETTLED_MS = 60_000;
+
 /** Counts waiting to be written at most (beyond it, the oldest are dropped: PostgreSQL has been away long). */
 const MAX_PENDING = 10_000;
 
@@ -103,6 +109,12 @@ export class PgRolloutState implements RolloutStatePort {
   readonly #checking = new Set<number>();
   /** Bumped by every write of this node: a refresh read before one does not replace what it wrote. */
   #writes = 0;
+  /** The transactions holding a write of this node not yet committed (or rolled back), with when each wrote. */
+  readonly #unsettled = new Map<unknown, number>();
+  /** A transaction's client back in the pool: its writes are committed or gone. */
+  readonly #onRelease = (_err: unknown, client: unknown): void => {
+    if (this.#unsettled.delete(client)) this.#writes++;
+  };
   /** This node's counts not yet written: `rollout:stage:version:bucket` → counts. */
   #pending = new Map<string, { requests: number; errors: number }>();
   readonly #flushTimer: NodeJS.Timeout;
@@ -114,6 +126,7 @@ export class PgRolloutState implements RolloutStatePort {
     this.#onError = o.onError;
     this.#flushTimer = setInterval(() => void this.flush(), o.flushMs ?? 1000);
     this.#flushTimer.unref();
+    this.#pool.on('release', this.#onRelease);
   }
 
   static migrate(pool: pg.Pool, schema: string): Promise<void> {
@@ -364,8 +377,9 @@ export class PgRolloutState implements RolloutStatePort {
     const added = [...next.values()].filter((r) => this.#cache.get(agentKey(r.agent))?.id !== r.id);
     const ended = [...this.#cache.values()].filter((r) => next.get(agentKey(r.agent))?.id !== r.id);
     if (prepare && (added.length > 0 || ended.length > 0)) await prepare({ added, ended });
-    // This node wrote meanwhile: what was read may be older than what it wrote; the next read counts.
-    if (writes !== this.#writes) return;
+    // This node wrote meanwhile, or has a write not yet committed: what was read may be older than
+    // what it wrote; the next read counts.
+    if (writes !== this.#writes || this.#pendingWrite()) return;
     this.#cache = next;
     this.#checking.clear();
     for (const id of checking) this.#checking.add(id);
@@ -382,7 +396,7 @@ export class PgRolloutState implements RolloutStatePort {
     const now = row && rolloutOfRow(row);
     const was = this.#cache.get(key);
     if (prepare && now?.id !== was?.id) await prepare({ added: now ? [now] : [], ended: was ? [was] : [] });
-    if (writes !== this.#writes) return;
+    if (writes !== this.#writes || this.#pendingWrite()) return;
     if (now) {
       this.#cache.set(key, now);
       if (row.checking) this.#checking.add(now.id);
@@ -391,6 +405,7 @@ export class PgRolloutState implements RolloutStatePort {
 
   async close(): Promise<void> {
     clearInterval(this.#flushTimer);
+    this.#pool.off('release', this.#onRelease);
     await this.#flushing;
     await this.flush();
   }
@@ -401,8 +416,25 @@ export class PgRolloutState implements RolloutStatePort {
     return r;
   }
 
-  /** The version's transaction when there is one, else the pool. */
+  /** The version's transaction when there is one (its write settles when it goes back to the pool), else the pool. */
   #q(tx: unknown): Querier {
-    return (tx as Querier | undefined) ?? this.#pool;
+    if (tx === undefined) return this.#pool;
+    this.#unsettled.set(tx, Date.now());
+    return tx as Querier;
+  }
+
+  /**
+   * Whether a write of this node may still be uncommitted. A transaction is given UNSETTLED_MS at
+   * most: one whose client never comes back here (another pool's) must not stop this node from
+   * following the cluster's rollouts for good.
+   */
+  #pendingWrite(): boolean {
+    const now = Date.now();
+    for (const [tx, since] of this.#unsettled)
+      if (now - since > UNSETTLED_MS) {
+        this.#unsettled.delete(tx);
+        this.#writes++;
+      }
+    return this.#unsettled.size > 0;
   }
 }
