@@ -34,7 +34,7 @@
  * only when a file must be read: a worker thread or child process receives the script already
  * checked by the server (`ProviderConfig.script_checked`), so it loads neither.
  */
-import { statSync } from 'node:fs';
+import { type Stats, statSync } from 'node:fs';
 import { makeUsage } from './decode.js';
 import { sleep } from './retry.js';
 import {
@@ -89,6 +89,11 @@ export class ScriptedProvider implements LlmProvider {
   private cache:
     { ino: number; mtimeMs: number; size: number; checked: CheckedScript; script: CompiledScript } | undefined;
   private readonly inline: CompiledScript | undefined;
+  /** The script file's stat of this event-loop turn (cleared by an immediate): the calls of one turn share it. */
+  private turnStat: Stats | undefined;
+  private readonly forgetTurnStat = (): void => {
+    this.turnStat = undefined;
+  };
   /** The read of the file as it is now, shared by the calls that find it changed meanwhile. */
   private reading: { key: string; done: Promise<{ checked: CheckedScript; script: CompiledScript }> } | undefined;
 
@@ -116,7 +121,8 @@ export class ScriptedProvider implements LlmProvider {
    */
   async checkedScript(): Promise<CheckedScript | undefined> {
     if (this.inline !== undefined) return undefined;
-    return (await this.current(this.defaultModel ?? 'scripted')).checked;
+    // Checked afresh: what is shipped is the file as it is now, even when a call of this turn read it.
+    return (await this.current(this.defaultModel ?? 'scripted', true)).checked;
   }
 
   async chat(req: ChatRequest): Promise<ChatResponse> {
@@ -207,17 +213,27 @@ export class ScriptedProvider implements LlmProvider {
     return (await this.current(model)).script;
   }
 
-  /** The parsed script file, re-read when its inode, mtime or size changed. */
-  private async current(model: string): Promise<{ checked: CheckedScript; script: CompiledScript }> {
+  /** The parsed script file, re-read when its inode, mtime or size changed (`fresh`: stat it even if this turn did). */
+  private async current(model: string, fresh = false): Promise<{ checked: CheckedScript; script: CompiledScript }> {
     if (this.config.script_error !== undefined) throw this.fail(model, this.config.script_error);
     const file = this.config.script ?? '';
-    let info;
-    try {
-      // Synchronous on purpose: this runs on model calls, and a stat of a local file takes
-      // ~2 µs inline against ~30 µs of CPU through the thread pool (fs/promises).
-      info = statSync(file);
-    } catch (e) {
-      throw this.fail(model, `cannot read script file "${file}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, e);
+    let info = fresh ? undefined : this.turnStat;
+    if (info === undefined) {
+      try {
+        // Synchronous on purpose: this runs on model calls, and a stat of a local file takes
+        // ~2 µs inline against ~30 µs of CPU through the thread pool (fs/promises). Once per
+        // event-loop turn: a burst of runs reaching the model in one turn stats the file once, and a
+        // change is seen by the calls of the turns after it.
+        info = statSync(file);
+      } catch (e) {
+        throw this.fail(
+          model,
+          `cannot read script file "${file}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+          e,
+        );
+      }
+      if (this.turnStat === undefined) setImmediate(this.forgetTurnStat);
+      this.turnStat = info;
     }
     // The inode too: a file replaced by a rename within the file system's timestamp resolution may
     // have the old one's size and modification time.
