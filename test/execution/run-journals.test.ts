@@ -20,6 +20,7 @@ import {
 } from '../../src/execution/runs/index.js';
 import type { AgentResponse } from '../../src/execution/types.js';
 import { isCaxtonError } from '../../src/shared/errors.js';
+import { registerSecrets } from '../../src/shared/secrets.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -280,6 +281,20 @@ for (const a of adapters) {
       await j.finish(acting.id, { status: 'completed', response: response('done') });
       expect((await j.get(acting.id))?.run.status).toBe('completed');
     });
+
+    it('a lazy run written with a later step stores its request scrubbed of secrets, as a run written at once', async () => {
+      const secret = `sk-run-journal-${Math.random().toString(36).slice(2)}-secret`;
+      registerSecrets([secret]);
+      const j = a.make();
+      const lazy = start({ lazy: true, request: { request: `use ${secret} please` } });
+      const eager = start({ request: { request: `use ${secret} please` } });
+      for (const s of [lazy, eager]) {
+        await j.open(s);
+        await j.append(s.id, [{ kind: 'tool_start', turn: 1, id: 'c1', name: 'append' }]);
+        const got = await j.get(s.id);
+        expect(got?.run.request.request).toBe('use *** please');
+      }
+    });
   });
 }
 
@@ -432,6 +447,39 @@ describe.skipIf(!withPg)('run journal: postgresql across nodes', () => {
     await second.resumed(s.id);
     await second.append(s.id, [reply(1, 'y')]);
     expect((await second.get(s.id))?.steps).toHaveLength(2);
+  });
+
+  it("a takeover while a node runs takes only runs whose lease expired and still running, never one of that node's own", async () => {
+    const [own, other] = [`own${n}`, `other${n}`];
+    const j = make({ node: own, leaseMs: 60_000 }) as PgRunJournal;
+    const b = make({ node: other, leaseMs: 60_000 }) as PgRunJournal;
+    const held = start();
+    const released = start();
+    const pausing = start();
+    for (const s of [held, released, pausing]) {
+      await j.open(s);
+      await j.append(s.id, [reply(0, 'x')]);
+    }
+    // Stopped here without an end, its lease still live: what a start finds, not a takeover.
+    j.release(released.id);
+    expect((await j.unfinished(1000, 'expired')).map((r) => r.id)).not.toContain(released.id);
+    expect((await j.unfinished(1000, 'left')).map((r) => r.id)).toContain(released.id);
+    await expect(j.resumed(released.id, 'expired')).rejects.toMatchObject({ code: 'rate_limited' });
+    // One this process runs, found between two of its writes: refused, and it stays held.
+    await expect(j.resumed(held.id, 'expired')).rejects.toMatchObject({ code: 'rate_limited' });
+    expect(j.held).toContain(held.id);
+    // Read as running with its lease expired, then paused before the takeover's claim: not taken.
+    await pool!.query(`UPDATE "${schema}".runs SET lease_until = now() - interval '1 second' WHERE id = $1`, [
+      pausing.id,
+    ]);
+    expect((await b.unfinished(1000, 'expired')).map((r) => r.id)).toContain(pausing.id);
+    await j.paused(pausing.id);
+    await expect(b.resumed(pausing.id, 'expired')).rejects.toMatchObject({ code: 'rate_limited' });
+    expect((await b.get(pausing.id))?.run).toMatchObject({ status: 'awaiting_approval', node: own });
+    // A decision's resume takes it.
+    await b.resumed(pausing.id);
+    expect((await b.get(pausing.id))?.run).toMatchObject({ status: 'running', node: other, resumes: 1 });
+    expect(await j.heartbeat()).toBe(1);
   });
 
   it('renews every run a node holds in one statement, not one released', async () => {

@@ -28,6 +28,7 @@ import {
   type RunRecord,
   type RunReplay,
   type RunStep,
+  type Takeover,
 } from './run-model.js';
 
 /** What one execution of a durable run is given: where its steps go, and what a resumed run reuses. */
@@ -267,7 +268,8 @@ export class DurableRuns {
   /**
    * `steps` undefined: read once the run is marked resumed (on a cluster, once this node took it
    * over). `decided`: it goes on after a person's decision, which its `approval` step marks; any
-   * other resume follows an interruption and is a step of its own.
+   * other resume follows an interruption and is a step of its own. `takeover`: found left running
+   * (resumeUnfinished), taken only while it still is.
    */
   async #resume(
     run: RunRecord,
@@ -277,10 +279,17 @@ export class DurableRuns {
     opts: InvokeOptions,
     ref: string,
     decided = false,
+    takeover?: Takeover,
   ): Promise<AgentResponse> {
+    try {
+      await this.journal.resumed(run.id, takeover);
+    } catch (e) {
+      // A takeover refused took nothing, and may have found a run this process holds: it stays held.
+      if (takeover === undefined) this.journal.release?.(run.id);
+      throw e;
+    }
     let steps: RunStep[];
     try {
-      await this.journal.resumed(run.id);
       // A step of its own, so that the gap since the last step before the interruption is seen.
       if (!decided) await this.journal.append(run.id, [{ kind: 'resumed', at: Date.now() }]);
       this.#changed(run.id);
@@ -393,7 +402,8 @@ export class DurableRuns {
       }
       throw e;
     } finally {
-      this.#cancels.delete(id);
+      // A decision may already have resumed it here (it paused above): that execution's handle stays.
+      if (this.#cancels.get(id) === cancel) this.#cancels.delete(id);
     }
   }
 
@@ -425,16 +435,25 @@ export class DurableRuns {
     return Promise.race([recorded, done.then(() => recorded)]);
   }
 
-  /** Resumes the runs an earlier process left running; answers how many. Message runs wait for their redelivery. */
-  async resumeUnfinished(limit = 1000): Promise<number> {
-    const runs = await this.journal.unfinished(limit);
+  /**
+   * Resumes the runs left running (`takeover`: by an earlier process, at a start; on a cluster,
+   * those whose lease expired, while this process runs); answers how many. Message runs wait for
+   * their redelivery.
+   */
+  async resumeUnfinished(takeover: Takeover = 'left', limit = 1000): Promise<number> {
+    const runs = await this.journal.unfinished(limit, takeover);
     let n = 0;
     for (const r of runs) {
-      if (r.origin === 'message' || this.#cancels.has(r.id) || (r.key !== null && this.#byKey.has(r.key))) continue;
+      if (r.origin === 'message' || this.#runsHere(r)) continue;
       n++;
-      this.#resumeLater(r, 0);
+      this.#resumeLater(r, 0, takeover);
     }
     return n;
+  }
+
+  /** `r` runs in this process now, or ends here (its last write not yet committed). */
+  #runsHere(r: RunRecord): boolean {
+    return this.#cancels.has(r.id) || this.#done.has(r.id) || (r.key !== null && this.#byKey.has(r.key));
   }
 
   /**
@@ -442,18 +461,18 @@ export class DurableRuns {
    * limit (a concurrency limit full of other resumed runs, tokens spent for the window) stays
    * unfinished and is tried again when the limit says to retry.
    */
-  #resumeLater(r: RunRecord, delayMs: number): void {
+  #resumeLater(r: RunRecord, delayMs: number, takeover: Takeover): void {
     const attempt = async (): Promise<void> => {
-      if (this.#stopping || this.#cancels.has(r.id) || (r.key !== null && this.#byKey.has(r.key))) return;
+      if (this.#stopping || this.#runsHere(r)) return;
       // Waited for a limit: a repeated request may have finished or cancelled it meanwhile.
       if (delayMs > 0 && (await this.journal.get(r.id))?.run.status !== 'running') return;
-      const p = this.#resumeStored(r);
+      const p = this.#resumeStored(r, takeover);
       if (r.key !== null) this.#track(r.key, p);
       await p;
     };
     const go = (): void =>
       void attempt().catch((e: unknown) =>
-        limitRefusal(e) ? this.#resumeLater(r, retryAfterMs(e)) : this.host.onError?.(e, r.id),
+        limitRefusal(e) ? this.#resumeLater(r, retryAfterMs(e), takeover) : this.host.onError?.(e, r.id),
       );
     if (delayMs === 0) go();
     else setTimeout(go, delayMs).unref();
@@ -482,8 +501,9 @@ export class DurableRuns {
     def: AgentDefinition,
     slot: ExecutionSlot | undefined,
     decided = false,
+    takeover?: Takeover,
   ): Promise<AgentResponse> {
-    const p = this.#resume(r, undefined, def, r.request, { origin: r.origin }, r.agent, decided);
+    const p = this.#resume(r, undefined, def, r.request, { origin: r.origin }, r.agent, decided, takeover);
     if (slot !== undefined)
       p.then(
         (res) => slot.release({ tokens: res.usage.input_tokens + res.usage.output_tokens }),
@@ -492,9 +512,9 @@ export class DurableRuns {
     return p;
   }
 
-  async #resumeStored(r: RunRecord): Promise<AgentResponse> {
+  async #resumeStored(r: RunRecord, takeover: Takeover): Promise<AgentResponse> {
     const { def, slot } = await this.#admitStored(r);
-    return this.#resumeAdmitted(r, def, slot);
+    return this.#resumeAdmitted(r, def, slot, false, takeover);
   }
 
   /**

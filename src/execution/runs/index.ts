@@ -30,6 +30,7 @@ export {
   type RunStatus,
   type RunStep,
   type RunWithSteps,
+  type Takeover,
 } from './run-model.js';
 export { SqliteRunJournal, RUNS_MIGRATIONS, type SqliteRunJournalOptions } from './sqlite-runs.js';
 export { PgRunJournal, RUN_LEASE_MS, type PgRunJournalOptions } from './pg-runs.js';

@@ -12,8 +12,9 @@
  *    holds by one UPDATE per heartbeat. Another node takes a run over only once its lease expired
  *    (its node died or lost PostgreSQL), in one UPDATE whose WHERE is that condition, so two
  *    nodes never both take it; until then a start of the same key on another node is refused as
- *    busy (retried later, without spending an attempt, by the message bus). A node also takes
- *    back the runs recorded under its own name (an earlier process of it).
+ *    busy (retried later, without spending an attempt, by the message bus). At its start a node
+ *    also takes back the runs recorded under its own name (an earlier process of it); while it
+ *    runs, its periodic look takes only runs still running whose lease expired (`Takeover`).
  *  - **lost runs**: the heartbeat's UPDATE answers the runs it renewed; a run it holds and did not
  *    renew was cancelled through another node (or taken over after this node's lease ran out),
  *    and is stopped here (`onLost`) without writing anything more of it.
@@ -51,6 +52,7 @@ import {
   type RunStart,
   type RunStep,
   type RunWithSteps,
+  type Takeover,
 } from './run-model.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
@@ -132,6 +134,22 @@ function recordOf(r: Row): RunRecord {
   };
 }
 
+/**
+ * Which runs a claim by node `node` (an SQL parameter) may take. A takeover takes only a run still
+ * running: what it read may since have paused or ended (a paused run is taken by the decision's
+ * resume). While this process runs (`expired`), only a run whose lease expired: one recorded under
+ * this node's name may be one this process runs, between the write that ends its turn and the
+ * next. At a start (`left`), also one recorded under this node's name, whatever its lease: an
+ * earlier process of this node left it. Without a takeover (a decision's resume, a repeated
+ * request), also a run waiting for a decision or one that failed.
+ */
+function takeoverSql(takeover: Takeover | undefined, node = '$2'): string {
+  const left = `status = 'running' AND (lease_until < now() OR node = ${node})`;
+  if (takeover === 'expired') return `status = 'running' AND lease_until < now()`;
+  if (takeover === 'left') return left;
+  return `(status IN ('failed', 'awaiting_approval') OR (${left}))`;
+}
+
 /** A start of a run another node holds: the caller tries again once that node's lease may have run out. */
 function heldElsewhere(run: string, node: string, leaseMs: number): CaxtonError {
   return new CaxtonError(
@@ -187,8 +205,9 @@ export class PgRunJournal implements RunJournal {
   readonly #seq = new Map<string, number>();
   /** The runs this node holds whose row is committed: those the heartbeat renews, and misses when they are lost. */
   readonly #rowed = new Set<string>();
-  /** Lazy runs opened here and not written yet: their row, and the steps held back with it. */
-  readonly #unwritten = new UnwrittenRuns<{ values: string; key: string | null }>();
+  /** Lazy runs opened here and not written yet: what their row is made of, and the steps held back with it. */
+  readonly #unwritten = new UnwrittenRuns<{ start: RunStart; now: number }>();
+
   /** Runs lost (cancelled or taken over elsewhere) while they ran here, with the error that stops them. */
   readonly #lost = new Map<string, Error>();
   /** Lazy keyed runs whose row is being written: their steps wait for it. */
@@ -238,8 +257,8 @@ export class PgRunJournal implements RunJournal {
     }
   }
 
-  async open(start: RunStart): Promise<OpenedRun> {
-    const now = Date.now();
+  /** A new run's row as SQL values (its request scrubbed of secrets, as JSON), and the scrubbed request. */
+  #rowOf(start: RunStart, now: number): { row: string; request: InvokeRequest } {
     const request = scrubSecretsIn(start.request);
     const values: Literal[] = [
       start.id,
@@ -254,21 +273,28 @@ export class PgRunJournal implements RunJournal {
       now,
       this.#o.node,
     ];
-    const row = `(${values.map(literal).join(', ')}, ${this.#until})`;
-    const run = newRunRecord(start, request, now, this.#o.node);
+    return { row: `(${values.map(literal).join(', ')}, ${this.#until})`, request };
+  }
+
+  async open(start: RunStart): Promise<OpenedRun> {
+    const now = Date.now();
     this.#seq.set(start.id, 0);
-    if (start.key === null) {
-      // Nothing else can start this run: its row commits with its first step (lazy: with its first
-      // step that must be on disk), not awaited here.
-      if (start.lazy === true) this.#unwritten.open(start.id, { values: row, key: null });
-      else this.#insert(start.id, row);
-      return { run, steps: [], created: true };
+    // A lazy run's row values (its request scrubbed, as JSON, then SQL literals) are made when it
+    // is written: a run that writes nothing pays for none of it.
+    const lazy = start.lazy === true && (start.key === null || start.firstDelivery === true);
+    if (lazy) {
+      // With no key, nothing else can start this run. A message's first delivery: no run of its key
+      // can exist yet, so the key's INSERT waits for the first step that must be on disk (before any
+      // side effect), and a run that records none (one model turn, no tool call) writes nothing; a
+      // redelivery of its pending delivery runs it again.
+      this.#unwritten.open(start.id, { start, now });
+      return { run: newRunRecord(start, start.request, now, this.#o.node), steps: [], created: true };
     }
-    if (start.lazy === true && start.firstDelivery === true) {
-      // A message's first delivery: no run of its key can exist yet, so the key's INSERT waits for
-      // the first step that must be on disk (before any side effect), and a run that records none
-      // (one model turn, no tool call) writes nothing; a redelivery of its pending delivery runs it again.
-      this.#unwritten.open(start.id, { values: row, key: start.key });
+    const { row, request } = this.#rowOf(start, now);
+    const run = newRunRecord(start, request, now, this.#o.node);
+    if (start.key === null) {
+      // Nothing else can start this run: its row commits with its first step, not awaited here.
+      this.#insert(start.id, row);
       return { run, steps: [], created: true };
     }
     const created = this.#enqueue({ open: row, run: start.id });
@@ -307,10 +333,10 @@ export class PgRunJournal implements RunJournal {
    * node's name, or one that ended without an answer (a failed run resumed, as on SQLite);
    * undefined when another node holds it or it completed.
    */
-  async #claim(id: string): Promise<RunRecord | undefined> {
+  async #claim(id: string, takeover?: Takeover): Promise<RunRecord | undefined> {
     const r = await this.#query<Row>(
       `UPDATE ${this.#s}.runs SET node = $2, lease_until = ${this.#until}, status = 'running'
-       WHERE id = $1 AND (status IN ('failed', 'awaiting_approval') OR (status = 'running' AND (node = $2 OR lease_until < now())))
+       WHERE id = $1 AND ${takeoverSql(takeover)}
        RETURNING ${COLUMNS}`,
       [id, this.#o.node],
     );
@@ -353,15 +379,16 @@ export class PgRunJournal implements RunJournal {
       const keyed = this.#keying.get(id);
       return keyed === undefined ? { held: [] } : { held: [], keyed };
     }
-    if (lazy.row.key !== null) {
+    const { row } = this.#rowOf(lazy.row.start, lazy.row.now);
+    if (lazy.row.start.key !== null) {
       // Until it committed, a step of this run waits for it (the key may turn out another run's).
-      const keyed = this.#insertKeyed(id, lazy.row.values);
+      const keyed = this.#insertKeyed(id, row);
       this.#keying.set(id, keyed);
       const settled = (): void => void this.#keying.delete(id);
       keyed.then(settled, settled);
       return { held: lazy.held, keyed };
     }
-    this.#insert(id, lazy.row.values);
+    this.#insert(id, row);
     return { held: lazy.held };
   }
 
@@ -372,7 +399,7 @@ export class PgRunJournal implements RunJournal {
    */
   #writeLong(afterMs: number): void {
     if (this.#closed) return;
-    for (const id of this.#unwritten.openedBefore(Date.now() - afterMs, (row) => row.key !== null)) {
+    for (const id of this.#unwritten.openedBefore(Date.now() - afterMs, (row) => row.start.key !== null)) {
       const { held, keyed } = this.#written(id);
       (keyed ?? Promise.resolve()).then(
         () => this.#appendHeld(id, held).catch((e: unknown) => this.#o.onError?.(e)),
@@ -482,16 +509,24 @@ export class PgRunJournal implements RunJournal {
    * Marks a run taken over here running again: a run stored by another node (`unfinished`) is
    * claimed first, and refused as busy when that node still holds it.
    */
-  async resumed(id: string): Promise<void> {
-    if (!this.#seq.has(id) && (await this.#claim(id)) === undefined) {
+  async resumed(id: string, takeover?: Takeover): Promise<void> {
+    // A takeover never takes a run this process holds: its own run found between two of its writes.
+    const held = this.#seq.has(id);
+    if (held ? takeover !== undefined : (await this.#claim(id, takeover)) === undefined) {
       const row = (await this.#query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.runs WHERE id = $1`, [id])).rows[0];
       if (row?.status === 'cancelled') throw cancelledRunError(id);
       throw heldElsewhere(id, row?.node ?? 'unknown', this.#leaseMs);
     }
-    await this.#enqueue({
-      sql: `UPDATE ${this.#s}.runs SET status = 'running', resumes = resumes + 1, updated_at = ${Date.now()} WHERE id = ${literal(id)} AND node = ${literal(this.#o.node)}`,
-      run: id,
-    });
+    try {
+      await this.#enqueue({
+        sql: `UPDATE ${this.#s}.runs SET status = 'running', resumes = resumes + 1, updated_at = ${Date.now()} WHERE id = ${literal(id)} AND node = ${literal(this.#o.node)}`,
+        run: id,
+      });
+    } catch (e) {
+      // Taken here and not marked: its lease is not renewed, so another node may take it on.
+      if (!held) this.release(id);
+      throw e;
+    }
   }
 
   finish(
@@ -569,13 +604,16 @@ export class PgRunJournal implements RunJournal {
     return (await this.#query<Row>(sql, args)).rows.map(recordOf);
   }
 
-  /** Runs left running whose node stopped renewing their lease, or recorded under this node's name by an earlier process of it. */
-  async unfinished(limit: number): Promise<RunRecord[]> {
+  /**
+   * Runs left running whose node stopped renewing their lease and, at a start (`left`), those
+   * recorded under this node's name by an earlier process of it.
+   */
+  async unfinished(limit: number, takeover: Takeover = 'left'): Promise<RunRecord[]> {
     await this.#drain();
     const r = await this.#query<Row>(
-      `SELECT ${COLUMNS} FROM ${this.#s}.runs WHERE status = 'running' AND (lease_until < now() OR node = $1)
-         AND NOT (id = ANY($2::text[])) ORDER BY created_at LIMIT $3`,
-      [this.#o.node, this.held, limit],
+      `SELECT ${COLUMNS} FROM ${this.#s}.runs WHERE ${takeoverSql(takeover, '$3')}
+         AND NOT (id = ANY($1::text[])) ORDER BY created_at LIMIT $2`,
+      takeover === 'left' ? [this.held, limit, this.#o.node] : [this.held, limit],
     );
     return r.rows.map(recordOf);
   }

@@ -169,14 +169,22 @@ export interface RunQuery {
   before?: string;
 }
 
+/** Which runs left running a resume takes (RunJournal.unfinished): at a start, or while this process runs. */
+export type Takeover = 'left' | 'expired';
+
 /** The port both adapters implement. Every write resolves once committed. */
 export interface RunJournal {
   /** The run of `start.key` with its steps when one exists, else a new run (committed with the first step after it). */
   open(start: RunStart): Promise<OpenedRun>;
   /** Appends steps in order; resolves once they are committed (one commit, shared with other runs' steps). */
   append(id: string, steps: readonly RunStep[]): Promise<void>;
-  /** Marks a resumed run running again (counts the resume). */
-  resumed(id: string): Promise<void>;
+  /**
+   * Marks a resumed run running again (counts the resume). `takeover`: the run was found by
+   * `unfinished(limit, takeover)` and is taken only while it still is what that found (running,
+   * left by an earlier process or its lease expired); without it, also a run waiting for a
+   * decision or one that failed.
+   */
+  resumed(id: string, takeover?: Takeover): Promise<void>;
   finish(
     id: string,
     outcome:
@@ -185,8 +193,13 @@ export interface RunJournal {
   ): Promise<void>;
   get(id: string): Promise<RunWithSteps | undefined>;
   list(q: RunQuery): Promise<RunRecord[]>;
-  /** Runs left running by an earlier process of this node (on a cluster: whose lease expired), oldest first. */
-  unfinished(limit: number): Promise<RunRecord[]>;
+  /**
+   * Runs left running, oldest first: at a start (`left`), those of an earlier process of this node
+   * and, on a cluster, those whose lease expired; while this process runs (`expired`), only those
+   * whose lease expired, so that none of its own is taken again in a turn where it is between two
+   * writes.
+   */
+  unfinished(limit: number, takeover?: Takeover): Promise<RunRecord[]>;
   /** Marks the run waiting for an approval: it holds nothing in memory until someone decides. */
   paused(id: string): Promise<void>;
   /**
@@ -212,8 +225,9 @@ function deferrableStep(s: RunStep): boolean {
 }
 
 /**
- * Lazy runs opened and not written yet (`RunStart.lazy`): each one's row as its journal writes it,
- * and the steps it held back until one must be on disk. Both journals keep them alike.
+ * Lazy runs opened and not written yet (`RunStart.lazy`): what each one's row is made of (the
+ * journal makes the row when it writes it), and the steps it held back until one must be on disk.
+ * Both journals keep them alike.
  */
 export class UnwrittenRuns<Row> {
   readonly #runs = new Map<string, { row: Row; held: RunStep[]; at: number }>();

@@ -175,29 +175,21 @@ export class SqliteRunJournal implements RunJournal {
       }
     }
     const now = Date.now();
-    const request = scrubSecretsIn(start.request);
     this.#seq.set(start.id, 0);
-    const args = [
-      start.id,
-      start.key,
-      start.agent,
-      start.version ?? null,
-      start.origin,
-      start.principal,
-      JSON.stringify(request),
-      now,
-      now,
-    ];
     // A lazy run is written with its first step, and not at all when it has none: a run that
-    // only asks the model has nothing a resume would reuse, and costs no row.
-    if (start.lazy === true) this.#unwritten.open(start.id, args);
-    else this.#insert(args);
-    const run = newRunRecord(start, request, now, null);
-    return Promise.resolve({ run, steps: [], created: true });
+    // only asks the model has nothing a resume would reuse, and costs no row, nor the scrub and
+    // JSON of its request, which wait for the write.
+    if (start.lazy === true) {
+      this.#unwritten.open(start.id, { start, now });
+      return Promise.resolve({ run: newRunRecord(start, start.request, now, null), steps: [], created: true });
+    }
+    const { args, request } = rowOf(start, now);
+    this.#insert(args);
+    return Promise.resolve({ run: newRunRecord(start, request, now, null), steps: [], created: true });
   }
 
-  /** Lazy runs opened here and not written yet: their row's values, and the steps held back with it. */
-  readonly #unwritten = new UnwrittenRuns<unknown[]>();
+  /** Lazy runs opened here and not written yet: what their row is made of, and the steps held back with it. */
+  readonly #unwritten = new UnwrittenRuns<{ start: RunStart; now: number }>();
 
   /** Queued, not awaited: the row commits with the run's first step (the first thing that must be on disk). */
   #insert(args: unknown[]): void {
@@ -209,7 +201,7 @@ export class SqliteRunJournal implements RunJournal {
   #written(id: string): RunStep[] {
     const lazy = this.#unwritten.take(id);
     if (lazy === undefined) return NO_STEPS;
-    this.#insert(lazy.row);
+    this.#insert(rowOf(lazy.row.start, lazy.row.now).args);
     return lazy.held;
   }
 
@@ -320,4 +312,21 @@ export class SqliteRunJournal implements RunJournal {
     this.#commits.close();
     this.#pruner.close();
   }
+}
+
+/** A new run's row values (its request scrubbed of secrets, as JSON) and the scrubbed request. */
+function rowOf(start: RunStart, now: number): { args: unknown[]; request: InvokeRequest } {
+  const request = scrubSecretsIn(start.request);
+  const args = [
+    start.id,
+    start.key,
+    start.agent,
+    start.version ?? null,
+    start.origin,
+    start.principal,
+    JSON.stringify(request),
+    now,
+    now,
+  ];
+  return { args, request };
 }

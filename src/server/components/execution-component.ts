@@ -167,7 +167,7 @@ export function startExecution(opts: {
   const takeover =
     runs instanceof PgRunJournal
       ? setInterval(() => {
-          executor.runs?.resumeUnfinished().then(
+          executor.runs?.resumeUnfinished('expired').then(
             (n) => n > 0 && logger.info({ runs: n }, 'resuming runs whose node stopped renewing their lease'),
             (e: unknown) => logger.warn({ err: describeError(e) }, 'unfinished runs could not be read'),
           );
