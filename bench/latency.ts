@@ -44,9 +44,11 @@ const SEQ = Number(process.env.BENCH_LATENCY_SEQ ?? 20);
 /**
  * `floor` and `floor-node`: a bare fastify or node:http server that waits the model's whole answer
  * and answers a body of the same size (bench/lib/latency-floor.mjs), ramp only: what the machine
- * and the client allow. `base`: in-process with BENCH_LATENCY_BASE_CLI.
+ * and the client allow. `base`: in-process with BENCH_LATENCY_BASE_CLI. `unrecorded`: in-process
+ * with this build and its records off (`[audit]`, `[events]`, `[executions]` and `[metrics]`
+ * disabled): what the request path costs without the work a run leaves behind.
  */
-type Mode = 'context' | 'worker' | 'process' | 'mastra' | 'base' | 'floor' | 'floor-node';
+type Mode = 'context' | 'worker' | 'process' | 'mastra' | 'base' | 'unrecorded' | 'floor' | 'floor-node';
 const MODES = (process.env.BENCH_LATENCY_MODES ?? 'context,worker,process,mastra').split(',') as Mode[];
 const LABEL: Record<Mode, string> = {
   context: 'in-process',
@@ -54,6 +56,7 @@ const LABEL: Record<Mode, string> = {
   process: 'process',
   mastra: `Mastra ${MASTRA_VERSION}`,
   base: 'in-process (baseline build)',
+  unrecorded: 'in-process, records off',
   floor: 'bare fastify floor',
   'floor-node': 'bare node:http floor',
 };
@@ -85,13 +88,14 @@ tool_calls = [{ name = "calculator", arguments = { expression = "42*1" } }]
 content = "The answer is {{tool_result.calculator}}."
 `;
 
-function caxtonProject(dir: string, isolation: 'context' | 'worker' | 'process'): void {
+function caxtonProject(dir: string, isolation: 'context' | 'worker' | 'process', unrecorded = false): void {
   mkdirSync(join(dir, 'agents'), { recursive: true });
   writeFileSync(join(dir, 'replies.toml'), SCRIPT);
   writeFileSync(
     join(dir, 'caxton.toml'),
-    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nport = 0\n[auth]\nenabled = false\n[logging]\nlevel = "warn"\n` +
+    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nport = 0\n${unrecorded ? 'enabled = false\n' : ''}[auth]\nenabled = false\n[logging]\nlevel = "warn"\n` +
       `[execution]\nisolation = "${isolation}"\n` +
+      (unrecorded ? '[audit]\nenabled = false\n[events]\nenabled = false\n[executions]\nenabled = false\n' : '') +
       `[llm]\ndefault_provider = "slow"\n[llm.providers.slow]\ntype = "scripted"\nscript = "replies.toml"\n`,
   );
   writeFileSync(
@@ -119,7 +123,12 @@ async function startServer(mode: Mode, dir: string, mastraDir: string): Promise<
   const isMastra = mode === 'mastra';
   const isCaxton = !isMastra && !isFloor(mode);
   mkdirSync(dir, { recursive: true });
-  if (isCaxton) caxtonProject(dir, mode === 'base' ? 'context' : (mode as 'context' | 'worker' | 'process'));
+  if (isCaxton)
+    caxtonProject(
+      dir,
+      mode === 'base' || mode === 'unrecorded' ? 'context' : (mode as 'context' | 'worker' | 'process'),
+      mode === 'unrecorded',
+    );
   const server = await spawnListening(serverArgs(mode), LABEL[mode], {
     cwd: dir,
     env: {
@@ -501,8 +510,9 @@ export function report(figures: Record<Mode, Figures>): { rows: Row[]; notes: st
       metric: `${n.toLocaleString('en-US')} in flight, p50 / p99`,
       value: `${LABEL[lead]} ${both(figures[lead])}${Number.isNaN(ratio) ? '' : ` (p99 ${fmt(ratio)} × its p99 at 10)`}`,
       baseline:
-        others.map((m) => `${LABEL[m]} ${both(figures[m], m === 'base' || isFloor(m))}`).join('; ') +
-        (failed.length ? `; not answered 200: ${failed.join(', ')}` : ''),
+        others
+          .map((m) => `${LABEL[m]} ${both(figures[m], m === 'base' || m === 'unrecorded' || isFloor(m))}`)
+          .join('; ') + (failed.length ? `; not answered 200: ${failed.join(', ')}` : ''),
     };
     if (!Number.isNaN(ratio) && (n === 5000 || n === 10000)) {
       const limit = n === 5000 ? 2 : 3;
