@@ -27,6 +27,7 @@ import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const HEARTBEAT_MS = 200;
+const SILENT_HEARTBEAT_MS = 1_000;
 const run = hasSystem('nats-server');
 
 let nats: NatsServer;
@@ -46,8 +47,9 @@ function config(node: string, extra: Record<string, unknown> = {}): ClusterConfi
 async function member(
   node: string,
   load?: () => Record<string, number>,
+  extra: Record<string, unknown> = {},
 ): Promise<{ m: Membership; nc: NatsConnection; health: boolean[]; rewatched: string[] }> {
-  const cluster = config(node, { advertise_url: `http://${node}.example:8080` });
+  const cluster = config(node, { advertise_url: `http://${node}.example:8080`, ...extra });
   const nc = await connectNats({ cluster });
   connections.push(nc);
   const health: boolean[] = [];
@@ -185,17 +187,24 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
   });
 
   it('a node that goes silent turns stale, then disappears when the bucket TTL (three heartbeats) drops it', async () => {
-    const a = await member('node-c');
-    const d = await member('node-d');
+    // Stale lasts one heartbeat (from two to three): 1 s here, in a bucket of its own, because a
+    // probe of 200 ms heartbeats beside the whole suite on two cores can sleep through the window.
+    const slow = { heartbeat: SILENT_HEARTBEAT_MS / 1000, nodes_bucket: 'test_nodes_silent' };
+    const a = await member('node-c', undefined, slow);
+    const d = await member('node-d', undefined, slow);
     // A crash: the connection ends without the goodbye (stop() would delete the key).
     await d.nc.close();
+    const seen: string[] = [];
     const stale = await waitUntil(
-      async () => (await a.m.nodes()).find((n) => n.node === 'node-d' && n.state === 'stale'),
-      // Three heartbeats of 200 ms, but beside the whole suite on two cores a watch update has
-      // come after more than 5 s.
+      async () => {
+        const entry = (await a.m.nodes()).find((n) => n.node === 'node-d');
+        seen.push(entry ? `${entry.state} at ${entry.age_ms} ms` : 'gone');
+        if (!entry) throw new Error(`node-d gone before it was seen stale (${seen.slice(-3).join(', ')})`);
+        return entry.state === 'stale' && entry;
+      },
       { timeoutMs: 15_000, what: 'node-d stale' },
     );
-    expect(stale.value.age_ms).toBeGreaterThan(HEARTBEAT_MS * 2);
+    expect(stale.value.age_ms).toBeGreaterThan(SILENT_HEARTBEAT_MS * 2);
     await waitUntil(async () => !(await a.m.nodes()).some((n) => n.node === 'node-d'), {
       timeoutMs: 15_000,
       what: 'node-d gone',

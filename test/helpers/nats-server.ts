@@ -6,7 +6,7 @@
  * store, so what JetStream had persisted comes back.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePorts, randomPort } from './ports.js';
 import { makeTempDir } from './tmp.js';
 
 export const NATS_SERVER = process.env.CAXTON_TEST_NATS_SERVER ?? 'nats-server';
@@ -74,21 +74,12 @@ const stopChild = (child: ChildProcess) =>
     child.kill('SIGKILL');
   });
 
-/**
- * Below Linux's ephemeral range (32768–60999): a port the kernel hands out for `listen(0)` or an
- * outgoing connection could be taken by another test's socket in the moment a killed server is
- * down, and its restart on the same port would then fail. Nobody gets a port from this range
- * without asking for it by number.
- */
-const PORT_BASE = 20_000;
-const PORT_SPAN = 12_000;
-
 /** Starts a JetStream-enabled nats-server on a free loopback port outside the ephemeral range. */
 export async function startNatsServer(opts: { monitor?: boolean } = {}): Promise<NatsServer> {
   const storeDir = makeTempDir('caxton-nats-');
   const extra = opts.monitor ? ['-m', '-1'] : [];
   for (let attempt = 1; ; attempt++) {
-    const port = PORT_BASE + Math.floor(Math.random() * PORT_SPAN);
+    const port = randomPort();
     try {
       return await startOne(port, storeDir, extra);
     } catch (e) {
@@ -118,22 +109,6 @@ async function startOne(wanted: number, storeDir: string, extra: readonly string
       ({ child, port, monitorPort } = await launch(port, storeDir, extra));
     },
   };
-}
-
-/** Free loopback ports below the ephemeral range (a route list must name them before any server starts). */
-async function freePorts(n: number): Promise<number[]> {
-  const ports: number[] = [];
-  while (ports.length < n) {
-    const port = PORT_BASE + Math.floor(Math.random() * PORT_SPAN);
-    if (ports.includes(port)) continue;
-    const free = await new Promise<boolean>((resolve) => {
-      const srv = createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-    });
-    if (free) ports.push(port);
-  }
-  return ports;
 }
 
 export interface NatsCluster {

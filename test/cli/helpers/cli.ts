@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { freePorts } from '../../helpers/ports.js';
 
 /** The repository root (test/cli/helpers/ is three levels below it). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -145,12 +146,8 @@ function listenOnce(): Promise<{ port: number; close(): Promise<void> }> {
   });
 }
 
-/** `n` distinct ports that were free a moment ago (all held open together, then released). */
-export async function freePorts(n: number): Promise<number[]> {
-  const held = await Promise.all(Array.from({ length: n }, () => listenOnce()));
-  await Promise.all(held.map((h) => h.close()));
-  return held.map((h) => h.port);
-}
+// Ports a server is started on by number: outside the range the kernel hands out (helpers/ports.ts).
+export { freePorts };
 
 /** Holds a port open on 127.0.0.1 until close() is called. */
 export async function occupyPort(): Promise<{ port: number; close(): Promise<void> }> {
