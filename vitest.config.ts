@@ -9,18 +9,18 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
-    // Six test files at a time, each worker process kept from one file to the next with its
+    // Four test files at a time, each worker process kept from one file to the next with its
     // loaded modules (isolate: false): most files wait on child processes, servers, browsers and
     // deadlines rather than compute, and loading the server's modules again for each of the suite's
     // files cost about as much CPU as the tests themselves (docs/testing.md, ADR 0133). Tests
     // therefore restore what they change in process-wide state (environment variables, timers).
     // `--maxWorkers=1 --isolate` on the command line goes back to one fresh process per file at a
     // time.
-    maxWorkers: 6,
+    maxWorkers: 4,
     isolate: false,
     sequence: { sequencer: LongestFirst },
-    // A page or a server observed under five files' load can take seconds to show a change; a poll
-    // still fails when the change never comes.
+    // A page or a server observed under three other files' load can take seconds to show a
+    // change; a poll still fails when the change never comes.
     expect: { poll: { timeout: 10_000 } },
     // Probes PostgreSQL + pgvector and promtool once per run: missing ones skip their tests with one
     // printed line each, or fail the run in CI (test/helpers/system.ts).

@@ -320,9 +320,18 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
       // Each run through its link in the tools' audit log: the history holds both runs.
       await signIn(page, cs.url, cs.admin, '/ui/tools');
       const link = (id: string) => page.locator(`a[href="/ui/runs/${id}"]`);
+      // The page's three parts load on their own: a click made while the sources above the audit
+      // log still arrive can land where the link was a moment before.
+      const loaded = async () => {
+        await page.getByTestId('tool-sources').waitFor();
+        await page.getByTestId('mcp-servers').or(page.getByText('No MCP server is mounted')).waitFor();
+        await page.getByTestId('audit').waitFor();
+      };
+      await loaded();
       await link(first).click();
       await page.getByText('The answer is 42.').waitFor();
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Tools' }).click();
+      await loaded();
       await link(second).click();
       await page.getByRole('heading', { name: `Run ${second}`, level: 1 }).waitFor();
       await page.getByText('The answer is 5.').waitFor();

@@ -78,9 +78,17 @@ afterEach(async () => {
   for (const s of open.splice(0)) await s.close();
 });
 
-/** Changes one byte of a stored message's content, in the row itself. */
+/**
+ * Changes a stored message's content, in the row itself, and nothing else of its body: its ids are
+ * hex, so a replace over the whole body could change them too (`abc` in a conversation id).
+ */
 function tamper(db: Db, id: string, from: string, to: string): void {
-  const r = db.prepare('UPDATE messages SET body = replace(body, ?, ?) WHERE id = ?').run(from, to, id);
+  const r = db
+    .prepare(
+      `UPDATE messages SET body = json_set(body, '$.content', replace(json_extract(body, '$.content'), ?, ?))
+       WHERE id = ? AND instr(json_extract(body, '$.content'), ?) > 0`,
+    )
+    .run(from, to, id, from);
   expect(r.changes).toBe(1);
 }
 
@@ -166,7 +174,13 @@ describe('signed messages', () => {
     deploy(registry, agentDef('later', ['later']));
     const seen: unknown[] = [];
     const a = openSigned(() => new Promise(() => undefined), { dir, registry });
-    const changed = await a.bus.submit({ performative: 'inform', receivers: ['later'], content: 'abc' });
+    // Its conversation id holds the letters its content has changed: the tamper leaves the id alone.
+    const changed = await a.bus.submit({
+      performative: 'inform',
+      receivers: ['later'],
+      content: 'abc',
+      conversation_id: 'conv_01a22b0d25c4000001ecbbc902abc591a3',
+    });
     const stripped = await a.bus.submit({ performative: 'inform', receivers: ['later'], content: 'xyz' });
     const intact = await a.bus.submit({ performative: 'inform', receivers: ['later'], content: 'kept' });
     await a.bus.settled();
