@@ -65,25 +65,36 @@ export function VirtualList<T>({
       el.querySelector<HTMLElement>(`li[aria-posinset="${n + 1}"] a, li[aria-posinset="${n + 1}"] button`)?.focus(),
     );
   };
+  // From a row, keys move from it; from the list itself (focused by Tab or a click on its
+  // scrollbar), from the first row in view. Home and End are handled here rather than left to the
+  // browser's own scrolling of the region: theirs is animated, and lands when the page's frames
+  // allow, while this one sets the position and focuses the row at once.
   const onKeyDown = (e: KeyboardEvent) => {
+    const el = box.current;
     const li = (e.target as HTMLElement).closest('li');
-    const at = li ? Number(li.getAttribute('aria-posinset')) - 1 : -1;
+    const at = li
+      ? Number(li.getAttribute('aria-posinset')) - 1
+      : Math.min(items.length - 1, Math.ceil((el?.scrollTop ?? 0) / rowHeight));
     const page = Math.max(1, Math.floor(height / rowHeight) - 1);
     const to =
       e.key === 'ArrowDown'
-        ? at + 1
+        ? li
+          ? at + 1
+          : at
         : e.key === 'ArrowUp'
-          ? at - 1
-          : e.key === 'PageDown' && at >= 0
+          ? li
+            ? at - 1
+            : at
+          : e.key === 'PageDown'
             ? at + page
-            : e.key === 'PageUp' && at >= 0
+            : e.key === 'PageUp'
               ? at - page
-              : e.key === 'Home' && at >= 0
+              : e.key === 'Home'
                 ? 0
-                : e.key === 'End' && at >= 0
+                : e.key === 'End'
                   ? items.length - 1
                   : undefined;
-    if (to === undefined) return;
+    if (to === undefined || items.length === 0) return;
     e.preventDefault();
     focusRow(to);
   };
