@@ -20,7 +20,7 @@ import { CaxtonError } from '../shared/errors.js';
 import { closest } from '../shared/suggest.js';
 import { auditServerOf, BUILTIN_GROUP, HOST_GROUP } from '../audit/index.js';
 import type { ToolRegistry } from './tool-registry.js';
-import type { Tool, ToolResult } from './types.js';
+import { resultOutcome, type Tool, type ToolResult } from './types.js';
 // Types only: src/tools/index.ts exports this file, and the executor and the isolation workers
 // import that entry point without needing the WebAssembly machinery loaded.
 import type { ToolAuditRecord, ToolAuditSink } from '../audit/index.js';
@@ -440,7 +440,7 @@ export class ToolCatalogue {
         server: auditAs,
         tool: name,
         args_digest: digestArgs(input),
-        outcome: r.is_error === true ? 'error' : 'ok',
+        outcome: resultOutcome(r),
         ...(r.is_error === true && { error: r.content.slice(0, 1000) }),
         duration_us: durationUs,
         fuel_used: 0,
@@ -454,7 +454,7 @@ export class ToolCatalogue {
       tool: name,
       content: r.content,
       is_error: r.is_error === true,
-      outcome: rec?.outcome ?? (r.is_error === true ? 'error' : 'ok'),
+      outcome: rec?.outcome ?? resultOutcome(r),
       duration_us: rec?.duration_us ?? durationUs,
       fuel_used: 0,
       memory_bytes: 0,

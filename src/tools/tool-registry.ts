@@ -154,7 +154,7 @@ export class ToolRegistry {
     const timeout = new Promise<ToolResult>((resolve) => {
       timer = setTimeout(() => {
         timedOut = true;
-        resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true });
+        resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true, timed_out: true });
       }, remaining);
     });
     const started = Date.now();

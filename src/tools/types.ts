@@ -46,7 +46,13 @@ export interface ToolResult {
   refused?: boolean;
   /** Files in the workspace the call created or changed (paths below its root), when the tool cannot say so by its arguments (workspace.bash). */
   files?: string[];
+  /** The call outlived its deadline: the registry stopped waiting for it (the tool may still end it later). */
+  timed_out?: boolean;
 }
+
+/** A result's outcome as the audit log and the direct-call API name it, when the tool recorded none itself. */
+export const resultOutcome = (r: ToolResult): 'ok' | 'error' | 'timeout' =>
+  r.timed_out === true ? 'timeout' : r.is_error === true ? 'error' : 'ok';
 
 /**
  * The interface every tool implements: built-ins now, sandboxed WASM tool servers and mounted MCP

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { CaxtonError } from '../../shared/errors.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import { closest } from '../../shared/suggest.js';
-import type { ToolResult } from '../types.js';
+import { resultOutcome, type ToolResult } from '../types.js';
 import type { ToolAuditRecord, ToolAuditSink } from '../../audit/index.js';
 import { registerWaiting, summaryOf, viewOf, type Entry, type StartJob } from './manager-entries.js';
 import type { ToolLimitCaps } from './manifest-limits.js';
@@ -679,7 +679,7 @@ export class ToolServerManager {
         tool: fullName,
         content: r.content,
         is_error: r.is_error === true,
-        outcome: rec?.outcome ?? (r.is_error ? 'error' : 'ok'),
+        outcome: rec?.outcome ?? resultOutcome(r),
         duration_us: rec?.duration_us ?? 0,
         fuel_used: rec?.fuel_used ?? 0,
         memory_bytes: rec?.memory_bytes ?? 0,

@@ -159,6 +159,23 @@ describe('hostile tools against a real server', () => {
     }
   });
 
+  it('a call that outlives the deadline its caller gave ends as a timeout, and the tool answers again', async () => {
+    const js = await deploy(
+      manifest('late-js', 'tool.js', 'memory = "128MiB"\nfuel = 1_000_000_000\ntimeout = "3s"'),
+      Buffer.from(JS_SOURCE).toString('base64'),
+    );
+    expect(js.status, JSON.stringify(js.json)).toBe(201);
+    // The caller's 300 ms end before the tool's own 3 s: the answer is the caller's deadline's.
+    const r = await post('/api/v1/tools/late-js/spin/call', { args: {}, timeout_ms: 300 });
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({
+      is_error: true,
+      outcome: 'timeout',
+      content: 'tool "late-js.spin" timed out after 300 ms',
+    });
+    expect((await call('late-js.ok')).json).toMatchObject({ is_error: false, content: 'ok' });
+  });
+
   it('memory a tool took is given back when its instance is dropped (RSS back near its start)', async () => {
     const js = await deploy(
       manifest('bomb-js', 'tool.js', 'memory = "128MiB"\ntimeout = "10s"'),
