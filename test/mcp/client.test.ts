@@ -326,9 +326,12 @@ describe('deadlines and cancellation reach the MCP server', () => {
       });
 
       const r = await tools.invoke(['slow.*'], 'slow.wait', { tag: 'deadline' }, ctx(400));
-      expect(r).toEqual({
+      // The MCP call's own timeout is due just before the registry's: it names the server. When the
+      // event loop stalls past both (a loaded machine), the registry's answer can come first; the
+      // server is told to cancel either way.
+      expect(r).toMatchObject({
         content: expect.stringMatching(
-          /^MCP server "slow" did not answer tool "slow.wait" within \d+ ms; the call was cancelled$/,
+          /^(MCP server "slow" did not answer tool "slow.wait" within \d+ ms; the call was cancelled|tool "slow.wait" timed out after \d+ ms)$/,
         ),
         is_error: true,
       });
