@@ -1,7 +1,7 @@
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import type { ToolSpec } from '../llm/types.js';
-import type { Tool, ToolContext, ToolResult } from './types.js';
+import { resultOutcome, type Tool, type ToolContext, type ToolResult } from './types.js';
 import type { RegistryCall } from '../audit/index.js';
 
 /**
@@ -150,10 +150,8 @@ export class ToolRegistry {
     if (remaining <= 0)
       return { content: `tool "${name}" was not run: the request deadline has passed`, is_error: true };
     let timer: NodeJS.Timeout | undefined;
-    let timedOut = false;
     const timeout = new Promise<ToolResult>((resolve) => {
       timer = setTimeout(() => {
-        timedOut = true;
         resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true, timed_out: true });
       }, remaining);
     });
@@ -168,7 +166,7 @@ export class ToolRegistry {
             ctx,
             started,
             duration_us: Math.round((performance.now() - t0) * 1000),
-            outcome: timedOut || cancelled ? 'timeout' : r.is_error === true ? 'error' : 'ok',
+            outcome: cancelled ? 'timeout' : resultOutcome(r),
             result: r.content,
           });
         } catch {
