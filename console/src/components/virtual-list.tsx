@@ -76,24 +76,7 @@ export function VirtualList<T>({
       ? Number(li.getAttribute('aria-posinset')) - 1
       : Math.min(items.length - 1, Math.ceil((el?.scrollTop ?? 0) / rowHeight));
     const page = Math.max(1, Math.floor(height / rowHeight) - 1);
-    const to =
-      e.key === 'ArrowDown'
-        ? li
-          ? at + 1
-          : at
-        : e.key === 'ArrowUp'
-          ? li
-            ? at - 1
-            : at
-          : e.key === 'PageDown'
-            ? at + page
-            : e.key === 'PageUp'
-              ? at - page
-              : e.key === 'Home'
-                ? 0
-                : e.key === 'End'
-                  ? items.length - 1
-                  : undefined;
+    const to = targetOf(e.key, at, li !== null, page, items.length - 1);
     if (to === undefined || items.length === 0) return;
     e.preventDefault();
     focusRow(to);
@@ -130,4 +113,27 @@ export function VirtualList<T>({
       </ul>
     </div>
   );
+}
+
+/**
+ * The row a key moves to from row `at`: the focused row (`fromRow`), or else the first row in view,
+ * which the arrows focus before they move. Undefined for any other key.
+ */
+function targetOf(key: string, at: number, fromRow: boolean, page: number, last: number): number | undefined {
+  switch (key) {
+    case 'ArrowDown':
+      return fromRow ? at + 1 : at;
+    case 'ArrowUp':
+      return fromRow ? at - 1 : at;
+    case 'PageDown':
+      return at + page;
+    case 'PageUp':
+      return at - page;
+    case 'Home':
+      return 0;
+    case 'End':
+      return last;
+    default:
+      return undefined;
+  }
 }
