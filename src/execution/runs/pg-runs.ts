@@ -207,7 +207,6 @@ export class PgRunJournal implements RunJournal {
   readonly #rowed = new Set<string>();
   /** Lazy runs opened here and not written yet: what their row is made of, and the steps held back with it. */
   readonly #unwritten = new UnwrittenRuns<{ start: RunStart; now: number }>();
-
   /** Runs lost (cancelled or taken over elsewhere) while they ran here, with the error that stops them. */
   readonly #lost = new Map<string, Error>();
   /** Lazy keyed runs whose row is being written: their steps wait for it. */
