@@ -429,7 +429,8 @@ describe('Streamable HTTP server mounted by url', () => {
       tools,
       audit,
       backoff: { baseMs: 100, maxMs: 500 },
-      pingIntervalMs: 200,
+      // A ping's timeout is its interval: 200 ms has been too short for the server on a loaded machine.
+      pingIntervalMs: 1000,
       servers: { web: httpServer(`http://127.0.0.1:${port}/mcp`) },
     });
     await mcp.start();
