@@ -253,7 +253,13 @@ export class DirectorySync {
             // The row is this change only if it matches the registry; else it is a later commit of another node, applied below.
             if (this.#matches(h)) {
               if (h.seq > (this.#seen.get(key) ?? -1)) this.#seen.set(key, h.seq);
-            } else overtaken = true;
+            } else {
+              // The registry holds this change, not the row: what this node has seen of the name
+              // no longer says what its registry holds, so the row read below is applied even if
+              // it was seen (and applied) before this change replaced it here.
+              this.#seen.delete(key);
+              overtaken = true;
+            }
             this.#publish({ key, seq: h.seq });
           },
           (err: unknown) => {

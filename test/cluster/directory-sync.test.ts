@@ -275,6 +275,26 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     }
   });
 
+  it("a node whose own change was overtaken by another node's, applied here before its registry's update, ends on the kept row", async () => {
+    const s = cluster();
+    const [b, c] = [await node('node-b', s), await node('node-c', s)];
+    await b.deploy(agent('raced'));
+    await waitUntil(() => c.registry.get('raced'), { what: 'the first deploy on node-c' });
+    // node-c's row commits, then node-b's later one, which node-c applies from its notice, all
+    // before node-c's own registry update (a deploy's second half) runs.
+    const mine = agent('raced', 2, { kind: 'api' }, 'description = "node-c"');
+    await c.directory.put({ ...mine, source: 'name = "raced"' });
+    await b.deploy(agent('raced', 3, { kind: 'api' }, 'description = "node-b"'));
+    await waitUntil(() => c.registry.get('raced')?.definition.description === 'node-b', {
+      what: "node-b's change applied on node-c",
+    });
+    c.registry.upsert(mine);
+    await waitUntil(() => c.registry.get('raced')?.definition.description === 'node-b', {
+      what: 'node-c back on the row PostgreSQL kept',
+      timeoutMs: 5000,
+    });
+  });
+
   it("never replaces a file agent with another node's agent of the same name, and says so once per change", async () => {
     const s = cluster();
     const a = await node('node-a', s);
