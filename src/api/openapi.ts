@@ -10,6 +10,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentDocumentSchema } from '../agents/index.js';
+import { documentedResponses } from './doc-schemas.js';
 import { messageBodyDocSchema } from './routes/messaging-routes.js';
 
 /** What a route's registration tells the document. */
@@ -56,7 +57,7 @@ async function build(routes: readonly NotedRoute[], version: string): Promise<un
         method: r.method,
         url: r.url,
         handler,
-        ...(r.schema && { schema: r.schema }),
+        ...(r.schema && { schema: documented(r.schema) }),
         ...(r.config && { config: r.config }),
         ...(r.constraints && { constraints: r.constraints }),
       });
@@ -65,6 +66,12 @@ async function build(routes: readonly NotedRoute[], version: string): Promise<un
   } finally {
     await scratch.close();
   }
+}
+
+/** A route's schemas with its response schemas built (doc-schemas.ts). */
+function documented(schema: NonNullable<NotedRoute['schema']>): NotedRoute['schema'] {
+  if (schema.response === undefined) return schema;
+  return { ...schema, response: documentedResponses(schema.response) };
 }
 
 type OpenApiPaths = { paths?: Record<string, Record<string, Record<string, unknown>>> };
@@ -97,7 +104,7 @@ function withParsedBodies(doc: OpenApiPaths): OpenApiPaths {
       description: 'A FIPA-ACL message (JSON)',
       content: {
         'application/json': {
-          schema: z.toJSONSchema(messageBodyDocSchema, { io: 'input', unrepresentable: 'any' }),
+          schema: z.toJSONSchema(messageBodyDocSchema(), { io: 'input', unrepresentable: 'any' }),
         },
       },
     };

@@ -16,6 +16,7 @@ import { assertSupported, bodyToInvoke, chatCompletionBody } from './chat-params
 import { replyCheckFor } from './structured-output.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse-stream.js';
+import { docResponses } from '../doc-schemas.js';
 
 /**
  * OpenAI-compatible endpoints: any OpenAI client can talk to Caxton agents, the model name being
@@ -83,7 +84,10 @@ function modelRoutes(app: FastifyInstance, registry: AgentRegistry): void {
         summary: 'One agent as an OpenAI model (models.retrieve)',
         tags: ['openai'],
         params: z.object({ model: z.string().min(1).max(200) }),
-        response: { 200: z.record(z.string(), z.unknown()).describe('a model object'), 404: errorEnvelopeSchema },
+        response: docResponses(() => ({
+          200: z.record(z.string(), z.unknown()).describe('a model object'),
+          404: errorEnvelopeSchema,
+        })),
       },
     },
     async (req) => {
@@ -119,13 +123,13 @@ function chatCompletionRoute(
         summary: 'OpenAI-compatible chat completion with an agent (model = agent name)',
         tags: ['openai'],
         body: chatCompletionBody,
-        response: {
+        response: docResponses(() => ({
           200: z
             .record(z.string(), z.unknown())
             .describe('a chat.completion, or chat.completion.chunk events when streaming'),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {

@@ -40,6 +40,7 @@ import {
 import { formatOf, responsesToInvoke, withResponsesParam, type MessageSource } from './responses-invoke.js';
 import { assertResponsesSupported, inputItems, responsesBody, type ResponsesBody } from './responses-params.js';
 import { replyCheckFor } from './structured-output.js';
+import { docResponses } from '../doc-schemas.js';
 
 /**
  * OpenAI's Responses API on Caxton agents (docs/openai.md, "Responses"): POST /v1/responses runs
@@ -244,11 +245,11 @@ function createResponseRoute(app: FastifyInstance, ctx: ResponsesContext): void 
         summary: 'OpenAI Responses API with an agent (model = agent name)',
         tags: ['openai'],
         body: responsesBody,
-        response: {
+        response: docResponses(() => ({
           200: z.record(z.string(), z.unknown()).describe('a response object, or its events when streaming'),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {
@@ -365,7 +366,10 @@ function storedResponseRoutes(app: FastifyInstance, ctx: ResponsesContext): void
         tags: ['openai'],
         params: idParams,
         querystring: z.strictObject({}),
-        response: { 200: z.record(z.string(), z.unknown()).describe('a response object'), 404: errorEnvelopeSchema },
+        response: docResponses(() => ({
+          200: z.record(z.string(), z.unknown()).describe('a response object'),
+          404: errorEnvelopeSchema,
+        })),
       },
     },
     async (req) => {
@@ -382,7 +386,10 @@ function storedResponseRoutes(app: FastifyInstance, ctx: ResponsesContext): void
         summary: 'Cancels a background response (responses.cancel)',
         tags: ['openai'],
         params: idParams,
-        response: { 200: z.record(z.string(), z.unknown()).describe('a response object'), 404: errorEnvelopeSchema },
+        response: docResponses(() => ({
+          200: z.record(z.string(), z.unknown()).describe('a response object'),
+          404: errorEnvelopeSchema,
+        })),
       },
     },
     async (req) => {
@@ -405,10 +412,10 @@ function storedResponseRoutes(app: FastifyInstance, ctx: ResponsesContext): void
         summary: 'Deletes a stored response (responses.delete)',
         tags: ['openai'],
         params: idParams,
-        response: {
+        response: docResponses(() => ({
           200: z.object({ id: z.string(), object: z.literal('response.deleted'), deleted: z.boolean() }),
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {

@@ -23,6 +23,7 @@ import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
 import { agentDetailSchema, agentNameParams, errorEnvelopeSchema, rolloutSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 export const agentVersionSchema = z.object({
   agent: z.string(),
@@ -38,88 +39,105 @@ export const agentVersionSchema = z.object({
   restored_from: z.number().int().nullable(),
 });
 
-const versionDetailSchema = agentVersionSchema.extend({
-  definition: z.record(z.string(), z.unknown()),
-  source: z.string(),
-});
+const versionDetailSchema = onUse(() =>
+  agentVersionSchema.extend({
+    definition: z.record(z.string(), z.unknown()),
+    source: z.string(),
+  }),
+);
 
-const versionDiffSchema = z.object({
-  agent: z.string(),
-  from: z.number().int(),
-  to: z.number().int(),
-  identical: z.boolean(),
-  changes: z.array(z.object({ field: z.string(), from: z.unknown().optional(), to: z.unknown().optional() })),
-  source_diff: z.string(),
-});
+const versionDiffSchema = onUse(() =>
+  z.object({
+    agent: z.string(),
+    from: z.number().int(),
+    to: z.number().int(),
+    identical: z.boolean(),
+    changes: z.array(z.object({ field: z.string(), from: z.unknown().optional(), to: z.unknown().optional() })),
+    source_diff: z.string(),
+  }),
+);
 
 // The domain types are the source of truth; these fail to compile when the schemas drift from them.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const versionSchemaMatches: Same<z.infer<typeof agentVersionSchema>, AgentVersion> = true;
-const diffSchemaMatches: Same<Omit<z.infer<typeof versionDiffSchema>, 'changes'>, Omit<VersionDiff, 'changes'>> = true;
+const diffSchemaMatches: Same<
+  Omit<z.infer<ReturnType<typeof versionDiffSchema>>, 'changes'>,
+  Omit<VersionDiff, 'changes'>
+> = true;
 void versionSchemaMatches;
-const rolloutSchemaMatches: Same<z.infer<typeof rolloutSchema>, Rollout> = true;
+const rolloutSchemaMatches: Same<z.infer<ReturnType<typeof rolloutSchema>>, Rollout> = true;
 void rolloutSchemaMatches;
 void diffSchemaMatches;
 
-const windowFigures = z.object({
-  requests: z.number().int(),
-  errors: z.number().int(),
-  error_rate: z.number(),
-  p99_ms: z.number().nullable(),
-});
-const canaryStatusSchema = z
-  .object({
-    stage: z.number().int(),
-    weight: z.number().int(),
-    candidate: windowFigures,
-    stable: windowFigures,
-    waiting_for: z.string().nullable(),
-    hold_ends_at: z.string(),
-  })
-  .describe(
-    "a running canary: its stage and weight, both versions' figures in the stage's window, and what the stage waits for",
-  );
-const canaryStatusMatches: Same<z.infer<typeof canaryStatusSchema>, CanaryStatus> = true;
+const windowFigures = onUse(() =>
+  z.object({
+    requests: z.number().int(),
+    errors: z.number().int(),
+    error_rate: z.number(),
+    p99_ms: z.number().nullable(),
+  }),
+);
+const canaryStatusSchema = onUse(() =>
+  z
+    .object({
+      stage: z.number().int(),
+      weight: z.number().int(),
+      candidate: windowFigures(),
+      stable: windowFigures(),
+      waiting_for: z.string().nullable(),
+      hold_ends_at: z.string(),
+    })
+    .describe(
+      "a running canary: its stage and weight, both versions' figures in the stage's window, and what the stage waits for",
+    ),
+);
+const canaryStatusMatches: Same<z.infer<ReturnType<typeof canaryStatusSchema>>, CanaryStatus> = true;
 void canaryStatusMatches;
 
-const sideFigures = z.object({
-  p50_ms: z.number().nullable(),
-  p99_ms: z.number().nullable(),
-  tokens: z.number().int(),
-});
-const shadowReportSchema = z
-  .object({
-    compared: z.number().int(),
-    agreements: z.number().int(),
-    agreement_rate: z.number().nullable(),
-    comparison: z.enum(['exact', 'similarity', 'judge']),
-    mean_similarity: z.number().nullable(),
-    candidate_errors: z.number().int(),
-    skipped: z.number().int(),
-    stable: sideFigures,
-    candidate: sideFigures,
-    disagreements: z.array(
-      z.object({
-        request: z.string(),
-        stable_answer: z.string(),
-        candidate_answer: z.string().nullable(),
-        candidate_error: z.string().nullable(),
-      }),
+const sideFigures = onUse(() =>
+  z.object({
+    p50_ms: z.number().nullable(),
+    p99_ms: z.number().nullable(),
+    tokens: z.number().int(),
+  }),
+);
+const shadowReportSchema = onUse(() =>
+  z
+    .object({
+      compared: z.number().int(),
+      agreements: z.number().int(),
+      agreement_rate: z.number().nullable(),
+      comparison: z.enum(['exact', 'similarity', 'judge']),
+      mean_similarity: z.number().nullable(),
+      candidate_errors: z.number().int(),
+      skipped: z.number().int(),
+      stable: sideFigures(),
+      candidate: sideFigures(),
+      disagreements: z.array(
+        z.object({
+          request: z.string(),
+          stable_answer: z.string(),
+          candidate_answer: z.string().nullable(),
+          candidate_error: z.string().nullable(),
+        }),
+      ),
+    })
+    .describe(
+      'a shadow rollout: how many live requests were copied to the candidate, how often the answers agreed, latency and tokens side by side',
     ),
-  })
-  .describe(
-    'a shadow rollout: how many live requests were copied to the candidate, how often the answers agreed, latency and tokens side by side',
-  );
-const shadowReportMatches: Same<z.infer<typeof shadowReportSchema>, ShadowReport> = true;
+);
+const shadowReportMatches: Same<z.infer<ReturnType<typeof shadowReportSchema>>, ShadowReport> = true;
 void shadowReportMatches;
 
 /** An agent's rollout (RolloutController.rolloutStatus): on a cluster, the one every node reads. */
-const rolloutStatusSchema = z.object({
-  running: z.boolean(),
-  rollout: rolloutSchema.nullable(),
-  canary: canaryStatusSchema.nullable(),
-  shadow: shadowReportSchema.nullable(),
-});
+const rolloutStatusSchema = onUse(() =>
+  z.object({
+    running: z.boolean(),
+    rollout: rolloutSchema().nullable(),
+    canary: canaryStatusSchema().nullable(),
+    shadow: shadowReportSchema().nullable(),
+  }),
+);
 
 const versionParams = agentNameParams.extend({ version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
 const historyQuery = z.object({
@@ -136,7 +154,7 @@ const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorE
 
 export async function agentVersionRoutes(
   app: FastifyInstance,
-  opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema> },
+  opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<ReturnType<typeof agentDetailSchema>> },
 ): Promise<void> {
   const lookup = versionLookup(opts.service);
   historyRoutes(app, opts.service, lookup);
@@ -197,7 +215,7 @@ function historyRoutes(app: FastifyInstance, service: AgentService, { store, nam
         tags: ['agents'],
         params: agentNameParams,
         querystring: historyQuery,
-        response: {
+        response: docResponses(() => ({
           200: z.object({
             agent: z.string(),
             current: z.number().int().nullable(),
@@ -207,7 +225,7 @@ function historyRoutes(app: FastifyInstance, service: AgentService, { store, nam
             offset: z.number().int(),
           }),
           ...errors,
-        },
+        })),
       },
     },
     async (req) => {
@@ -226,7 +244,7 @@ function historyRoutes(app: FastifyInstance, service: AgentService, { store, nam
         summary: 'One version of an agent: its definition and the text it was deployed from',
         tags: ['agents'],
         params: versionParams,
-        response: { 200: versionDetailSchema, ...errors },
+        response: docResponses(() => ({ 200: versionDetailSchema(), ...errors })),
       },
     },
     async (req) => {
@@ -243,7 +261,7 @@ function historyRoutes(app: FastifyInstance, service: AgentService, { store, nam
         tags: ['agents'],
         params: agentNameParams,
         querystring: diffQuery,
-        response: { 200: versionDiffSchema, ...errors },
+        response: docResponses(() => ({ 200: versionDiffSchema(), ...errors })),
       },
     },
     async (req) => {
@@ -271,7 +289,7 @@ function historyRoutes(app: FastifyInstance, service: AgentService, { store, nam
 function rollbackRoutes(
   app: FastifyInstance,
   service: AgentService,
-  detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema>,
+  detail: (a: DeployedAgent) => z.infer<ReturnType<typeof agentDetailSchema>>,
   { nameOf }: VersionLookup,
 ): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -283,16 +301,16 @@ function rollbackRoutes(
         summary: 'Deploy an earlier version again (default: the newest whose content differs from the current one)',
         tags: ['agents'],
         params: agentNameParams,
-        response: {
+        response: docResponses(() => ({
           200: z.object({
-            agent: agentDetailSchema,
+            agent: agentDetailSchema(),
             version: agentVersionSchema,
             restored: agentVersionSchema,
             warnings: z.array(z.object({ code: z.string(), field: z.string(), message: z.string() })),
-            rollout: rolloutSchema.optional(),
+            rollout: rolloutSchema().optional(),
           }),
           ...errors,
-        },
+        })),
       },
     },
     async (req) => {
@@ -326,10 +344,10 @@ function rollbackRoutes(
         summary: "Make a running blue-green rollout's candidate the live version",
         tags: ['agents'],
         params: agentNameParams,
-        response: {
-          200: z.object({ agent: agentDetailSchema, rollout: rolloutSchema, version: agentVersionSchema }),
+        response: docResponses(() => ({
+          200: z.object({ agent: agentDetailSchema(), rollout: rolloutSchema(), version: agentVersionSchema }),
           ...errors,
-        },
+        })),
       },
     },
     async (req) => {
@@ -349,13 +367,13 @@ function rollbackRoutes(
         summary: "The agent's running rollout, or its last one",
         tags: ['agents'],
         params: agentNameParams,
-        response: {
-          200: rolloutStatusSchema.extend({
+        response: docResponses(() => ({
+          200: rolloutStatusSchema().extend({
             agent: z.string(),
             live_version: z.number().int().nullable(),
           }),
           ...errors,
-        },
+        })),
       },
     },
     async (req) => {

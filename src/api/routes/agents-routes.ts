@@ -27,6 +27,7 @@ import {
   listAgentsQuery,
   validateResponseSchema,
 } from '../schemas.js';
+import { docResponses } from '../doc-schemas.js';
 
 const CONTENT_FORMATS: Record<string, AgentFormat | undefined> = {
   'application/toml': 'toml',
@@ -166,7 +167,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
       schema: {
         summary: 'Capabilities and the agents providing each',
         tags: ['agents'],
-        response: { 200: capabilityListSchema },
+        response: docResponses(() => ({ 200: capabilityListSchema() })),
       },
     },
     async (req) => ({
@@ -186,7 +187,7 @@ function agentReadRoutes(app: FastifyInstance, service: AgentService): void {
         summary: 'List agents',
         tags: ['agents'],
         querystring: listAgentsQuery,
-        response: { 200: agentListSchema, 400: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: agentListSchema(), 400: errorEnvelopeSchema })),
       },
     },
     async (req) => {
@@ -207,7 +208,7 @@ function agentReadRoutes(app: FastifyInstance, service: AgentService): void {
         summary: 'Get one agent',
         tags: ['agents'],
         params: agentNameParams,
-        response: { 200: agentDetailSchema, 404: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: agentDetailSchema(), 404: errorEnvelopeSchema })),
       },
     },
     async (req) => {
@@ -246,7 +247,7 @@ function agentReadRoutes(app: FastifyInstance, service: AgentService): void {
         summary: 'The text an API-deployed agent was deployed from',
         tags: ['agents'],
         params: agentNameParams,
-        response: { 200: z.string(), 404: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: z.string(), 404: errorEnvelopeSchema })),
       },
     },
     async (req, reply) => {
@@ -277,7 +278,7 @@ function deployRoutes(app: FastifyInstance, service: AgentService): void {
       schema: {
         summary: 'Deploy an agent (TOML, Markdown or JSON body)',
         tags: ['agents'],
-        response: { 201: deployResponseSchema, ...errors },
+        response: docResponses(() => ({ 201: deployResponseSchema(), ...errors })),
       },
     },
     async (req, reply) => {
@@ -307,12 +308,12 @@ function deployRoutes(app: FastifyInstance, service: AgentService): void {
       schema: {
         summary: 'Validate an agent definition; deploys nothing',
         tags: ['agents'],
-        response: {
-          200: validateResponseSchema,
+        response: docResponses(() => ({
+          200: validateResponseSchema(),
           400: errorEnvelopeSchema,
           413: errorEnvelopeSchema,
           415: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -336,7 +337,7 @@ function changeRoutes(app: FastifyInstance, service: AgentService): void {
         tags: ['agents'],
         params: agentNameParams,
         querystring: strategyQuery,
-        response: { 200: deployResponseSchema, ...errors },
+        response: docResponses(() => ({ 200: deployResponseSchema(), ...errors })),
       },
     },
     async (req) => {
@@ -377,7 +378,7 @@ function changeRoutes(app: FastifyInstance, service: AgentService): void {
         summary: 'Remove an API-deployed agent',
         tags: ['agents'],
         params: agentNameParams,
-        response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema },
+        response: docResponses(() => ({ 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema })),
       },
     },
     async (req, reply) => {

@@ -5,6 +5,7 @@ import { AUDIT_ACTIONS, AUDIT_OUTCOMES, type AuditQuery, type AuditStore } from 
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { errorEnvelopeSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 /** A time bound: ISO 8601, milliseconds since the epoch, or a duration ago ("1h", "24h"). */
 function timeBound(field: string) {
@@ -59,25 +60,27 @@ const auditQuery = z.object({
     .default(0),
 });
 
-const auditRecordSchema = z.object({
-  id: z.number().int(),
-  time: z.string().describe('ISO 8601'),
-  principal: z.string().nullable().describe('the principal id; null before authentication or for a 401'),
-  principal_kind: z.string().nullable(),
-  source: z.string().nullable().describe("the client's address"),
-  request_id: z.string().nullable().describe("the server's id of the request"),
-  client_request_id: z
-    .string()
-    .nullable()
-    .describe("the client's own id of the request (its X-Request-Id header), when it sent one"),
-  action: z.string(),
-  method: z.string().nullable(),
-  route: z.string().nullable(),
-  target: z.string().nullable(),
-  outcome: z.enum(AUDIT_OUTCOMES),
-  status: z.number().int().nullable(),
-  details: z.record(z.string(), z.unknown()).nullable(),
-});
+const auditRecordSchema = onUse(() =>
+  z.object({
+    id: z.number().int(),
+    time: z.string().describe('ISO 8601'),
+    principal: z.string().nullable().describe('the principal id; null before authentication or for a 401'),
+    principal_kind: z.string().nullable(),
+    source: z.string().nullable().describe("the client's address"),
+    request_id: z.string().nullable().describe("the server's id of the request"),
+    client_request_id: z
+      .string()
+      .nullable()
+      .describe("the client's own id of the request (its X-Request-Id header), when it sent one"),
+    action: z.string(),
+    method: z.string().nullable(),
+    route: z.string().nullable(),
+    target: z.string().nullable(),
+    outcome: z.enum(AUDIT_OUTCOMES),
+    status: z.number().int().nullable(),
+    details: z.record(z.string(), z.unknown()).nullable(),
+  }),
+);
 
 /** GET /audit (under /api/v1): the audit trail, newest first. Without a store ([audit] enabled = false): 404 audit_disabled. */
 export async function auditRoutes(app: FastifyInstance, opts: { store?: AuditStore }): Promise<void> {
@@ -93,16 +96,16 @@ export async function auditRoutes(app: FastifyInstance, opts: { store?: AuditSto
           '`since`/`until` take an ISO 8601 time or a duration ago ("1h"); `action` takes a family such as "memory.*"; `principal=-` selects requests without one. Page with `offset`.',
         tags: ['system'],
         querystring: auditQuery,
-        response: {
+        response: docResponses(() => ({
           200: z.object({
-            records: z.array(auditRecordSchema),
+            records: z.array(auditRecordSchema()),
             count: z.number().int(),
             limit: z.number().int(),
             offset: z.number().int(),
           }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { NodeInfo } from '../../cluster/index.js';
+import { docResponses } from '../doc-schemas.js';
 
 /** Where the node list comes from: JetStream membership on a cluster, the node itself otherwise. */
 export interface ClusterView {
@@ -46,7 +47,7 @@ export async function clusterRoutes(app: FastifyInstance, opts: { view: ClusterV
       schema: {
         summary: 'Cluster nodes: health, load and heartbeat age (a single node lists itself)',
         tags: ['system'],
-        response: { 200: clusterSchema },
+        response: docResponses(() => ({ 200: clusterSchema })),
       },
     },
     async () => ({

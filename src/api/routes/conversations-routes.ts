@@ -23,6 +23,7 @@ import {
   pageQuery,
   stateQuery,
 } from './messaging-schemas.js';
+import { docResponses } from '../doc-schemas.js';
 
 /** GET /conversations, one conversation with its bids, and following one as server-sent events. */
 export function conversationRoutes(app: FastifyInstance, ctx: MessagingRouteContext): void {
@@ -44,15 +45,15 @@ export function conversationRoutes(app: FastifyInstance, ctx: MessagingRouteCont
             .describe('only conversations this party sent or received a message in'),
           ...pageQuery,
         }),
-        response: {
+        response: docResponses(() => ({
           200: z.object({
-            conversations: z.array(conversationSchema),
+            conversations: z.array(conversationSchema()),
             total: z.number().int(),
             limit: z.number().int(),
             offset: z.number().int(),
           }),
           400: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -78,14 +79,14 @@ export function conversationRoutes(app: FastifyInstance, ctx: MessagingRouteCont
           limit: z.coerce.number({ error: 'expected a number' }).int().min(1).max(100_000).default(1000),
           offset: pageQuery.offset,
         }),
-        response: {
+        response: docResponses(() => ({
           200: z.object({
-            conversation: conversationSchema,
-            messages: z.array(aclMessageSchema),
-            bids: bidsSchema.nullable(),
+            conversation: conversationSchema(),
+            messages: z.array(aclMessageSchema()),
+            bids: bidsSchema().nullable(),
           }),
           ...errors,
-        },
+        })),
       },
     },
     async (req) => {
@@ -116,7 +117,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: MessagingRouteCont
           'After a terminal state (completed, failed, expired) an `end` event closes the stream. Comment lines are sent every 15 s while idle.',
         tags: ['messaging'],
         params: idParams,
-        response: { 200: z.string().describe('text/event-stream'), 404: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: z.string().describe('text/event-stream'), 404: errorEnvelopeSchema })),
       },
     },
     async (req, reply) => followConversation(bus, req, reply, req.params.id, ctx.streams),

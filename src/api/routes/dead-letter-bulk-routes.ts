@@ -6,6 +6,7 @@ import { discardDeadLetters, replayDeadLetters, type MessagingBus } from '../../
 import { CaxtonError } from '../../shared/errors.js';
 import { parseJsonBody } from '../json-body.js';
 import { errorEnvelopeSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 const selectionSchema = z.strictObject({
   receiver: z.string().min(1).max(200).optional(),
@@ -17,12 +18,14 @@ const selectionSchema = z.strictObject({
   dry_run: z.boolean().optional(),
 });
 
-const replayedSchema = z.object({
-  id: z.number().int(),
-  message_id: z.string(),
-  receiver: z.string(),
-  conversation_id: z.string(),
-});
+const replayedSchema = onUse(() =>
+  z.object({
+    id: z.number().int(),
+    message_id: z.string(),
+    receiver: z.string(),
+    conversation_id: z.string(),
+  }),
+);
 
 /** The selection of a bulk action, read from the raw body (messaging routes parse their own bodies). */
 function selectionOf(raw: unknown): z.output<typeof selectionSchema> {
@@ -54,16 +57,16 @@ export function deadLetterBulkRoutes(app: FastifyInstance, bus: MessagingBus): v
         summary: 'Deliver again every dead letter a filter takes',
         description: SELECTION_DOC,
         tags: ['messaging'],
-        response: {
+        response: docResponses(() => ({
           200: z.object({
             dry_run: z.boolean(),
             matched: z.number().int(),
-            replayed: z.array(replayedSchema),
+            replayed: z.array(replayedSchema()),
             failed: z.array(z.object({ id: z.number().int(), error: z.string() })),
           }),
           400: errorEnvelopeSchema,
           403: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -90,7 +93,7 @@ export function deadLetterBulkRoutes(app: FastifyInstance, bus: MessagingBus): v
             : 'Delete every dead letter a filter takes (its conversation and messages stay)',
           description: SELECTION_DOC,
           tags: ['messaging'],
-          response: {
+          response: docResponses(() => ({
             200: z.object({
               dry_run: z.boolean(),
               matched: z.number().int(),
@@ -99,7 +102,7 @@ export function deadLetterBulkRoutes(app: FastifyInstance, bus: MessagingBus): v
             }),
             400: errorEnvelopeSchema,
             403: errorEnvelopeSchema,
-          },
+          })),
         },
       },
       async (req) => {

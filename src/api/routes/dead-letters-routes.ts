@@ -6,6 +6,7 @@ import { deadLetterBulkRoutes } from './dead-letter-bulk-routes.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import type { MessagingRouteContext } from './messaging-routes.js';
 import { deadLetterParams, deadLetterSchema, definedOnly, errors, pageQuery } from './messaging-schemas.js';
+import { docResponses } from '../doc-schemas.js';
 
 /** The dead-letter queue: list, read and replay one; the bulk actions (dead-letter-bulk-routes.ts). */
 export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContext): void {
@@ -27,15 +28,15 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContex
           error: z.string().min(1).max(200).optional().describe('this text anywhere in the last error (any case)'),
           ...pageQuery,
         }),
-        response: {
+        response: docResponses(() => ({
           200: z.object({
-            dead_letters: z.array(deadLetterSchema),
+            dead_letters: z.array(deadLetterSchema()),
             total: z.number().int(),
             limit: z.number().int(),
             offset: z.number().int(),
           }),
           400: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -52,7 +53,7 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContex
         summary: 'One dead letter',
         tags: ['messaging'],
         params: deadLetterParams,
-        response: { 200: deadLetterSchema, ...errors },
+        response: docResponses(() => ({ 200: deadLetterSchema(), ...errors })),
       },
     },
     async (req) => readsFor(bus.reads, req.principal).deadLetter(Number(req.params.id)),
@@ -67,7 +68,7 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContex
           'Puts the delivery back on the queue with fresh attempts; a conversation that failed because of it is reopened, so the reply can complete it.',
         tags: ['messaging'],
         params: deadLetterParams,
-        response: {
+        response: docResponses(() => ({
           202: z.object({
             id: z.number().int(),
             message_id: z.string(),
@@ -76,7 +77,7 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContex
           }),
           ...errors,
           409: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {

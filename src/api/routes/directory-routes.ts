@@ -6,6 +6,7 @@ import { errorEnvelopeSchema } from '../schemas.js';
 import { keepOpen, openSse } from '../sse-stream.js';
 import type { MessagingRouteContext } from './messaging-routes.js';
 import { directoryEntrySchema, directoryEventView, entryView } from './messaging-schemas.js';
+import { docResponses } from '../doc-schemas.js';
 
 /** The directory facilitator: find agents, and follow the directory as server-sent events. */
 export function directoryRoutes(app: FastifyInstance, ctx: MessagingRouteContext): void {
@@ -23,10 +24,10 @@ export function directoryRoutes(app: FastifyInstance, ctx: MessagingRouteContext
           ontology: z.string().min(1).max(256).optional(),
           language: z.string().min(1).max(256).optional(),
         }),
-        response: {
-          200: z.object({ entries: z.array(directoryEntrySchema), total: z.number().int() }),
+        response: docResponses(() => ({
+          200: z.object({ entries: z.array(directoryEntrySchema()), total: z.number().int() }),
           400: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -54,7 +55,7 @@ export function directoryRoutes(app: FastifyInstance, ctx: MessagingRouteContext
         description:
           'Streams `registered`, `updated` and `deregistered` events as agents are deployed, changed and removed. Comment lines are sent every 15 s while idle.',
         tags: ['messaging'],
-        response: { 200: z.string().describe('text/event-stream') },
+        response: docResponses(() => ({ 200: z.string().describe('text/event-stream') })),
       },
     },
     async (req, reply) => {

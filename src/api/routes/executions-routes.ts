@@ -7,6 +7,7 @@ import type { SpanStore } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { timeField } from './time-field.js';
 import { errorEnvelopeSchema, pageQueryFields, recordedToolCallSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 export interface ExecutionRouteDeps {
   /** The execution records; absent (`[executions] enabled = false`): 404 executions_disabled. */
@@ -31,7 +32,7 @@ const listQuery = z.object({
   ...pageQueryFields(1000),
 });
 
-const summaryShape = {
+const summaryShape = onUse(() => ({
   id: z.string(),
   agent: z.string(),
   version: z.string(),
@@ -59,39 +60,43 @@ const summaryShape = {
   shadow: z.boolean(),
   node: z.string().nullable(),
   steps_not_stored: z.number().int(),
-};
-const summarySchema = z.object({ ...summaryShape, tool_calls: z.number().int() });
-const viewSchema = z.object({
-  ...summaryShape,
-  request: z.string(),
-  answer: z.string().nullable(),
-  model_turns: z.array(
-    z.object({
-      turn: z.number().int(),
-      provider: z.string(),
-      model: z.string(),
-      input_tokens: z.number(),
-      output_tokens: z.number(),
-      latency_ms: z.number(),
-      finish_reason: z.string(),
-      tool_calls: z.number().int(),
-    }),
-  ),
-  tool_calls: z.array(recordedToolCallSchema),
-  links: z.object({ trace: z.string().nullable() }),
-});
-const spanSchema = z.object({
-  trace_id: z.string(),
-  span_id: z.string(),
-  parent_span_id: z.string().nullable(),
-  name: z.string(),
-  kind: z.string(),
-  start: z.string(),
-  duration_ms: z.number(),
-  status: z.enum(['unset', 'ok', 'error']),
-  status_message: z.string().optional(),
-  attributes: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
-});
+}));
+const summarySchema = onUse(() => z.object({ ...summaryShape(), tool_calls: z.number().int() }));
+const viewSchema = onUse(() =>
+  z.object({
+    ...summaryShape(),
+    request: z.string(),
+    answer: z.string().nullable(),
+    model_turns: z.array(
+      z.object({
+        turn: z.number().int(),
+        provider: z.string(),
+        model: z.string(),
+        input_tokens: z.number(),
+        output_tokens: z.number(),
+        latency_ms: z.number(),
+        finish_reason: z.string(),
+        tool_calls: z.number().int(),
+      }),
+    ),
+    tool_calls: z.array(recordedToolCallSchema()),
+    links: z.object({ trace: z.string().nullable() }),
+  }),
+);
+const spanSchema = onUse(() =>
+  z.object({
+    trace_id: z.string(),
+    span_id: z.string(),
+    parent_span_id: z.string().nullable(),
+    name: z.string(),
+    kind: z.string(),
+    start: z.string(),
+    duration_ms: z.number(),
+    status: z.enum(['unset', 'ok', 'error']),
+    status_message: z.string().optional(),
+    attributes: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  }),
+);
 
 /**
  * Executions as records (GET /executions, GET /executions/{id}) and traces without a tracing
@@ -120,11 +125,11 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
           'Every execution of every surface (invoke, /v1, MCP, message deliveries), newest first, in pages: pass `next_cursor` as `cursor` for the next. `since`/`until` are ISO 8601 times or durations ago ("1h").',
         tags: ['observability'],
         querystring: listQuery,
-        response: {
-          200: z.object({ executions: z.array(summarySchema), next_cursor: z.string().optional() }),
+        response: docResponses(() => ({
+          200: z.object({ executions: z.array(summarySchema()), next_cursor: z.string().optional() }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -154,7 +159,7 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
           'Arguments, results, the request and the answer are scrubbed of secrets and cut at a fixed size with a marker. `links.trace` reads its spans (GET /traces/{id}).',
         tags: ['observability'],
         params: z.object({ id: z.string().min(1).max(200) }),
-        response: { 200: viewSchema, 404: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: viewSchema(), 404: errorEnvelopeSchema })),
       },
     },
     async (req) => {
@@ -175,11 +180,11 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
         params: z.object({
           id: z.string().regex(/^[0-9a-f]{32}$/, { error: 'expected a trace id: 32 lowercase hex digits' }),
         }),
-        response: {
-          200: z.object({ trace_id: z.string(), spans: z.array(spanSchema), executions: z.array(summarySchema) }),
+        response: docResponses(() => ({
+          200: z.object({ trace_id: z.string(), spans: z.array(spanSchema()), executions: z.array(summarySchema()) }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {

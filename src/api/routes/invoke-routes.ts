@@ -10,6 +10,8 @@ import { toEnvelope } from '../envelope.js';
 import { agentNameParams, errorEnvelopeSchema, idempotencyKeyOf } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse-stream.js';
 import type { Check, Documents } from '../type-checks.js';
+import { docResponses } from '../doc-schemas.js';
+import { onUse } from '../doc-schemas.js';
 
 export const invokeBodySchema = z.strictObject({
   request: z.string().min(1, { message: 'must not be empty' }).describe('what the agent is asked to do ({{request}})'),
@@ -25,42 +27,46 @@ export const invokeBodySchema = z.strictObject({
   capability: z.string().min(1).max(200).optional().describe('fail unless the agent provides this capability'),
 });
 
-const usageSchema = z.object({ input_tokens: z.number(), output_tokens: z.number(), total_tokens: z.number() });
-export const agentResponseSchema = z.object({
-  id: z.string(),
-  execution_id: z.string(),
-  agent: z.string(),
-  conversation_id: z.string().optional(),
-  content: z.string(),
-  tool_calls: z.array(
-    z.object({
-      id: z.string(),
-      name: z.string(),
-      arguments: z.record(z.string(), z.unknown()),
-      result: z.string(),
-      is_error: z.boolean(),
-      duration_ms: z.number(),
-    }),
-  ),
-  usage: usageSchema,
-  execution_time_ms: z.number(),
-  finish_reason: z.enum(['stop', 'length', 'content_filter', 'max_turns', 'tool_calls']),
-  provider: z.string(),
-  model: z.string(),
-  turns: z.number().int(),
-  isolation: z.enum(ISOLATION_MODES),
-  all_tool_calls_refused: z
-    .literal(true)
-    .optional()
-    .describe(
-      "present when the model (or a WebAssembly agent's module) called tools and every call was refused (not in the agent's tools, not granted by caxton.toml, or denied by a permission rule): none ran",
+const usageSchema = onUse(() =>
+  z.object({ input_tokens: z.number(), output_tokens: z.number(), total_tokens: z.number() }),
+);
+export const agentResponseSchema = onUse(() =>
+  z.object({
+    id: z.string(),
+    execution_id: z.string(),
+    agent: z.string(),
+    conversation_id: z.string().optional(),
+    content: z.string(),
+    tool_calls: z.array(
+      z.object({
+        id: z.string(),
+        name: z.string(),
+        arguments: z.record(z.string(), z.unknown()),
+        result: z.string(),
+        is_error: z.boolean(),
+        duration_ms: z.number(),
+      }),
     ),
-});
+    usage: usageSchema(),
+    execution_time_ms: z.number(),
+    finish_reason: z.enum(['stop', 'length', 'content_filter', 'max_turns', 'tool_calls']),
+    provider: z.string(),
+    model: z.string(),
+    turns: z.number().int(),
+    isolation: z.enum(ISOLATION_MODES),
+    all_tool_calls_refused: z
+      .literal(true)
+      .optional()
+      .describe(
+        "present when the model (or a WebAssembly agent's module) called tools and every call was refused (not in the agent's tools, not granted by caxton.toml, or denied by a permission rule): none ran",
+      ),
+  }),
+);
 
 /** The schema documents AgentResponse as this route returns it (without what only the OpenAI routes use); does not compile otherwise. */
 export type AgentResponseDocumented = Check<
   Documents<
-    z.output<typeof agentResponseSchema>,
+    z.output<ReturnType<typeof agentResponseSchema>>,
     Omit<AgentResponse, 'pending_tool_calls' | 'transcript' | 'model_turns'>
   >
 >;
@@ -81,8 +87,8 @@ export async function invokeRoutes(
         tags: ['execution'],
         params: agentNameParams,
         body: invokeBodySchema,
-        response: {
-          200: agentResponseSchema,
+        response: docResponses(() => ({
+          200: agentResponseSchema(),
           202: errorEnvelopeSchema.describe(
             'awaiting_approval: the run waits for a person before a tool call (details name the run, tool and call); GET /runs/{id} follows it',
           ),
@@ -91,7 +97,7 @@ export async function invokeRoutes(
           413: errorEnvelopeSchema,
           502: errorEnvelopeSchema,
           504: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {

@@ -5,24 +5,27 @@ import { principalScopeSchema, ROLE_PERMISSIONS, ROLES, type ApiKeyStore } from 
 import { CaxtonError } from '../../shared/errors.js';
 import { MAX_PERIOD_MS, parseDuration } from '../../shared/units.js';
 import { errorEnvelopeSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 // The module's schemas are built on first use (a request, or the OpenAPI document): a start
 // registers the routes without constructing them.
-const keySchema = z.lazy(() =>
-  z.object({
-    id: z.string(),
-    name: z.string(),
-    role: z.enum(ROLES),
-    scope: principalScopeSchema,
-    limits: z.record(z.string(), z.number()),
-    created_at: z.string(),
-    created_by: z.string().nullable(),
-    expires_at: z.string().nullable(),
-    revoked_at: z.string().nullable(),
-    rotated_at: z.string().nullable(),
-    last_used_at: z.string().nullable(),
-    state: z.enum(['active', 'expired', 'revoked']),
-  }),
+const keySchema = onUse(() =>
+  z.lazy(() =>
+    z.object({
+      id: z.string(),
+      name: z.string(),
+      role: z.enum(ROLES),
+      scope: principalScopeSchema,
+      limits: z.record(z.string(), z.number()),
+      created_at: z.string(),
+      created_by: z.string().nullable(),
+      expires_at: z.string().nullable(),
+      revoked_at: z.string().nullable(),
+      rotated_at: z.string().nullable(),
+      last_used_at: z.string().nullable(),
+      state: z.enum(['active', 'expired', 'revoked']),
+    }),
+  ),
 );
 
 const createBody = z.lazy(() => {
@@ -104,7 +107,7 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
         summary: 'List API keys (no secrets)',
         tags: ['auth'],
         querystring: z.object({ all: z.enum(['true', 'false']).optional().describe('include revoked keys') }),
-        response: { 200: z.object({ keys: z.array(keySchema) }), ...errors },
+        response: docResponses(() => ({ 200: z.object({ keys: z.array(keySchema()) }), ...errors })),
       },
     },
     async (req) => ({
@@ -119,7 +122,7 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
         summary: 'Create an API key; the answer holds the only copy of its secret',
         tags: ['auth'],
         body: createBody,
-        response: { 201: z.object({ key: keySchema, secret: z.string() }), ...errors },
+        response: docResponses(() => ({ 201: z.object({ key: keySchema(), secret: z.string() }), ...errors })),
       },
     },
     async (req, reply) => {
@@ -150,7 +153,10 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
         summary: 'One API key (by id or name), with its use against its limits',
         tags: ['auth'],
         params: keyParams,
-        response: { 200: z.object({ key: keySchema, usage: z.unknown().optional() }), ...errors },
+        response: docResponses(() => ({
+          200: z.object({ key: keySchema(), usage: z.unknown().optional() }),
+          ...errors,
+        })),
       },
     },
     async (req) => {
@@ -168,7 +174,7 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
         summary: 'Revoke an API key (it stops working at once)',
         tags: ['auth'],
         params: keyParams,
-        response: { 200: z.object({ key: keySchema }), ...errors },
+        response: docResponses(() => ({ 200: z.object({ key: keySchema() }), ...errors })),
       },
     },
     async (req) => {
@@ -185,7 +191,7 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
         summary: 'A new secret for a key; the old one stops working at once',
         tags: ['auth'],
         params: keyParams,
-        response: { 200: z.object({ key: keySchema, secret: z.string() }), ...errors },
+        response: docResponses(() => ({ 200: z.object({ key: keySchema(), secret: z.string() }), ...errors })),
       },
     },
     async (req, reply) => {

@@ -28,6 +28,7 @@ import {
   submitResultSchema,
   waitSeconds,
 } from './messaging-schemas.js';
+import { docResponses } from '../doc-schemas.js';
 
 /** POST /messages: one message or a batch, optionally waiting for the conversation to end. */
 export function sendMessageRoute(app: FastifyInstance, ctx: MessagingRouteContext): void {
@@ -49,19 +50,19 @@ export function sendMessageRoute(app: FastifyInstance, ctx: MessagingRouteContex
           'Errors: 400 invalid_message (naming the field), 403 forbidden, 409 conversation_closed, 413 payload_too_large, 429 queue_full or rate_limited (with Retry-After).',
         tags: ['messaging'],
         querystring: z.object({ wait: waitSeconds }),
-        response: {
-          200: submitResultSchema.extend({
-            conversation: conversationSchema.optional(),
-            messages: z.array(aclMessageSchema).optional(),
+        response: docResponses(() => ({
+          200: submitResultSchema().extend({
+            conversation: conversationSchema().optional(),
+            messages: z.array(aclMessageSchema()).optional(),
           }),
-          202: z.union([submitResultSchema, batchResultSchema(submitResultSchema)]),
+          202: z.union([submitResultSchema(), batchResultSchema(submitResultSchema())]),
           400: errorEnvelopeSchema,
           403: errorEnvelopeSchema,
           409: errorEnvelopeSchema,
           413: errorEnvelopeSchema,
           429: errorEnvelopeSchema,
           503: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {
@@ -142,15 +143,15 @@ export function messageReadRoutes(app: FastifyInstance, ctx: MessagingRouteConte
           conversation_id: z.string().min(1).max(200).optional(),
           ...pageQuery,
         }),
-        response: {
+        response: docResponses(() => ({
           200: z.object({
-            messages: z.array(aclMessageSchema),
+            messages: z.array(aclMessageSchema()),
             total: z.number().int(),
             limit: z.number().int(),
             offset: z.number().int(),
           }),
           400: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -167,10 +168,10 @@ export function messageReadRoutes(app: FastifyInstance, ctx: MessagingRouteConte
         summary: 'One stored message, where it was routed and its deliveries',
         tags: ['messaging'],
         params: idParams,
-        response: {
-          200: aclMessageSchema.extend({ deliveries: z.array(deliverySchema), signer: signerSchema.optional() }),
+        response: docResponses(() => ({
+          200: aclMessageSchema().extend({ deliveries: z.array(deliverySchema()), signer: signerSchema().optional() }),
           ...errors,
-        },
+        })),
       },
     },
     async (req) => {

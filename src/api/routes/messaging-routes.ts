@@ -9,6 +9,7 @@ import { conversationRoutes } from './conversations-routes.js';
 import { deadLetterRoutes } from './dead-letters-routes.js';
 import { directoryRoutes } from './directory-routes.js';
 import { messageReadRoutes, sendMessageRoute } from './messages-routes.js';
+import { docResponses } from '../doc-schemas.js';
 
 export { messageBodyDocSchema } from './messaging-schemas.js';
 
@@ -81,7 +82,7 @@ export async function messagingRoutes(
       schema: {
         summary: 'Message queue statistics',
         tags: ['messaging'],
-        response: {
+        response: docResponses(() => ({
           200: z.object({
             queued: z.number().int(),
             running: z.number().int(),
@@ -90,7 +91,7 @@ export async function messagingRoutes(
             dead_letters: z.number().int(),
             max_queue: z.number().int(),
           }),
-        },
+        })),
       },
     },
     async () => bus.stats(),

@@ -33,6 +33,7 @@ import type { ToolCatalogue } from '../../tools/catalogue.js';
 import { dependencyStateSchema, errorEnvelopeSchema } from '../schemas.js';
 import { keepOpen, openSse, wantsEventStream } from '../sse-stream.js';
 import type { Lifecycle } from './system-routes.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 export interface ObservabilityRouteDeps {
   /** The agent event store (SQLite, or the cluster's in PostgreSQL); absent (`[events] enabled = false`): /events answers 404 events_disabled. */
@@ -144,124 +145,130 @@ const windowField = z.lazy(() =>
 
 // ------------------------------------------------------------------------------ response schemas
 
-const eventSchema = z.lazy(() =>
-  z.object({
-    id: z.number().int(),
-    time: z.string(),
-    type: z.enum(EVENT_TYPES),
-    category: z.enum(EVENT_CATEGORIES),
-    agent: z.string(),
-    trace_id: z.string().nullable(),
-    span_id: z.string().nullable(),
-    data: z
-      .unknown()
-      .describe(
-        'lifecycle: old_state, new_state, reason (run.awaiting_approval, run.approval_decided: run_id, tool, call_id, decision, decided_by); communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
-      ),
-  }),
-);
-
-const logRecordSchema = z.lazy(() =>
-  z
-    .object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() })
-    .catchall(z.unknown()),
-);
-
-const overviewSchema = z.lazy(() =>
-  z.object({
-    version: z.string(),
-    uptime_seconds: z.number().int(),
-    ready: z.boolean().describe('started, and every outside dependency answering'),
-    dependencies: z
-      .array(dependencyStateSchema)
-      .optional()
-      .describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
-    degraded: z
-      .array(z.object({ name: z.string(), problem: z.string(), fix: z.string() }))
-      .optional()
-      .describe(
-        'configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix',
-      ),
-    time: z.string(),
-    metrics_enabled: z
-      .boolean()
-      .describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
-    agents: z.object({
-      total: z.number().int(),
-      from_files: z.number().int(),
-      from_api: z.number().int(),
-      capabilities: z.number().int(),
-      invalid_files: z.number().int(),
-      invalid_paths: z.array(z.string()).optional().describe('the invalid agent files'),
-    }),
-    rates: z.object({
-      window_seconds: z.number(),
-      executions_per_second: z.number(),
-      messages_per_second: z.number(),
-      errors_per_second: z.number(),
-      execution_error_rate: z.number().nullable(),
-      message_error_rate: z.number().nullable(),
-      http_requests_per_second: z.number(),
-    }),
-    totals: z.object({
-      executions: z.number(),
-      execution_errors: z.number(),
-      messages: z.number(),
-      message_failures: z.number(),
-      errors: z.number(),
-    }),
-    queue: z
-      .object({
-        depth: z.number().int(),
-        queued: z.number().int(),
-        running: z.number().int(),
-        retrying: z.number().int(),
-        max_queue: z.number().int(),
-        open_conversations: z.number().int(),
-      })
-      .nullable(),
-    dead_letters: z.number().int().nullable(),
-    memory: z
-      .object({
-        entities: z.number().int(),
-        relations: z.number().int(),
-        observations: z.number().int(),
-        database_bytes: z.number().int().optional(),
-      })
-      .optional()
-      .describe('absent when memory is disabled'),
-    tool_servers: z
-      .object({
-        total: z.number().int(),
-        loaded: z.number().int(),
-        failed: z.number().int(),
-        tools: z.number().int(),
-        servers: z.array(
-          z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() }),
+const eventSchema = onUse(() =>
+  z.lazy(() =>
+    z.object({
+      id: z.number().int(),
+      time: z.string(),
+      type: z.enum(EVENT_TYPES),
+      category: z.enum(EVENT_CATEGORIES),
+      agent: z.string(),
+      trace_id: z.string().nullable(),
+      span_id: z.string().nullable(),
+      data: z
+        .unknown()
+        .describe(
+          'lifecycle: old_state, new_state, reason (run.awaiting_approval, run.approval_decided: run_id, tool, call_id, decision, decided_by); communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
         ),
-      })
-      .nullable(),
-    tool_sources: z
-      .object({
+    }),
+  ),
+);
+
+const logRecordSchema = onUse(() =>
+  z.lazy(() =>
+    z
+      .object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() })
+      .catchall(z.unknown()),
+  ),
+);
+
+const overviewSchema = onUse(() =>
+  z.lazy(() =>
+    z.object({
+      version: z.string(),
+      uptime_seconds: z.number().int(),
+      ready: z.boolean().describe('started, and every outside dependency answering'),
+      dependencies: z
+        .array(dependencyStateSchema())
+        .optional()
+        .describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
+      degraded: z
+        .array(z.object({ name: z.string(), problem: z.string(), fix: z.string() }))
+        .optional()
+        .describe(
+          'configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix',
+        ),
+      time: z.string(),
+      metrics_enabled: z
+        .boolean()
+        .describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
+      agents: z.object({
         total: z.number().int(),
-        by_kind: z.object({
-          wasm: z.number().int(),
-          javascript: z.number().int(),
-          mcp: z.number().int(),
-          builtin: z.number().int(),
-          host: z.number().int(),
-        }),
-        tools: z.number().int(),
-        unavailable: z
-          .array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() }))
-          .describe('tool servers that failed to load and MCP servers not ready'),
-      })
-      .optional()
-      .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
-    events: z.object({ enabled: z.boolean(), stored: z.number().int().nullable() }),
-    process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
-    config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
-  }),
+        from_files: z.number().int(),
+        from_api: z.number().int(),
+        capabilities: z.number().int(),
+        invalid_files: z.number().int(),
+        invalid_paths: z.array(z.string()).optional().describe('the invalid agent files'),
+      }),
+      rates: z.object({
+        window_seconds: z.number(),
+        executions_per_second: z.number(),
+        messages_per_second: z.number(),
+        errors_per_second: z.number(),
+        execution_error_rate: z.number().nullable(),
+        message_error_rate: z.number().nullable(),
+        http_requests_per_second: z.number(),
+      }),
+      totals: z.object({
+        executions: z.number(),
+        execution_errors: z.number(),
+        messages: z.number(),
+        message_failures: z.number(),
+        errors: z.number(),
+      }),
+      queue: z
+        .object({
+          depth: z.number().int(),
+          queued: z.number().int(),
+          running: z.number().int(),
+          retrying: z.number().int(),
+          max_queue: z.number().int(),
+          open_conversations: z.number().int(),
+        })
+        .nullable(),
+      dead_letters: z.number().int().nullable(),
+      memory: z
+        .object({
+          entities: z.number().int(),
+          relations: z.number().int(),
+          observations: z.number().int(),
+          database_bytes: z.number().int().optional(),
+        })
+        .optional()
+        .describe('absent when memory is disabled'),
+      tool_servers: z
+        .object({
+          total: z.number().int(),
+          loaded: z.number().int(),
+          failed: z.number().int(),
+          tools: z.number().int(),
+          servers: z.array(
+            z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() }),
+          ),
+        })
+        .nullable(),
+      tool_sources: z
+        .object({
+          total: z.number().int(),
+          by_kind: z.object({
+            wasm: z.number().int(),
+            javascript: z.number().int(),
+            mcp: z.number().int(),
+            builtin: z.number().int(),
+            host: z.number().int(),
+          }),
+          tools: z.number().int(),
+          unavailable: z
+            .array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() }))
+            .describe('tool servers that failed to load and MCP servers not ready'),
+        })
+        .optional()
+        .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
+      events: z.object({ enabled: z.boolean(), stored: z.number().int().nullable() }),
+      process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
+      config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
+    }),
+  ),
 );
 
 // ------------------------------------------------------------------------------ routes
@@ -288,7 +295,7 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
           'Rates (per second) are computed from the metrics counters sampled every second over `window` (default 10s). `caxton status` shows this.',
         tags: ['system'],
         querystring: z.object({ window: windowField }),
-        response: { 200: overviewSchema, 400: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: overviewSchema(), 400: errorEnvelopeSchema })),
       },
     },
     async (req) => overview(deps, req.query.window, req.principal),
@@ -381,11 +388,11 @@ function eventRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams
           '`since` is an ISO 8601 time or a duration ago ("5m"). With `?follow` (or Accept: text/event-stream) the answer is an event stream: the stored events matching `since`/`after` oldest first, then new ones as they happen (one SSE event per agent event, named by its type).',
         tags: ['observability'],
         querystring: eventsQuery,
-        response: {
-          200: z.object({ events: z.array(eventSchema), count: z.number().int(), limit: z.number().int() }),
+        response: docResponses(() => ({
+          200: z.object({ events: z.array(eventSchema()), count: z.number().int(), limit: z.number().int() }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {
@@ -413,7 +420,11 @@ function eventRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams
           'Same filters as GET /events. Stored events matching `since` or `after` are sent first (oldest first), then new ones live. A `ready` event opens the stream; comment lines are sent every 15 s while idle.',
         tags: ['observability'],
         querystring: eventsQuery,
-        response: { 200: z.string().describe('text/event-stream'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+        response: docResponses(() => ({
+          200: z.string().describe('text/event-stream'),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        })),
       },
     },
     async (req, reply) => followEvents(req, reply, req.query),
@@ -479,16 +490,16 @@ function logRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams: 
           'With `?follow` (or Accept: text/event-stream): those lines, then new ones as they are logged, as `log` events.',
         tags: ['observability'],
         querystring: logsQuery,
-        response: {
+        response: docResponses(() => ({
           200: z.object({
-            logs: z.array(logRecordSchema),
+            logs: z.array(logRecordSchema()),
             count: z.number().int(),
             buffered: z.number().int(),
             capacity: z.number().int(),
           }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {
@@ -515,7 +526,11 @@ function logRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams: 
         description: 'Same filters as GET /logs: the last `limit` matching lines, then new ones live, as `log` events.',
         tags: ['observability'],
         querystring: logsQuery,
-        response: { 200: z.string().describe('text/event-stream'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+        response: docResponses(() => ({
+          200: z.string().describe('text/event-stream'),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        })),
       },
     },
     async (req, reply) => followLogs(req, reply, req.query),
@@ -527,7 +542,7 @@ async function overview(
   deps: ObservabilityRouteDeps,
   windowMs: number,
   reader: Principal | undefined,
-): Promise<z.input<typeof overviewSchema>> {
+): Promise<z.input<ReturnType<typeof overviewSchema>>> {
   const { service, config, lifecycle, bus, tools, memory } = deps;
   const { now, rates } = await deps.sampler.rates(windowMs);
   const all = agentsVisibleTo(reader, service.registry).agents;
@@ -536,7 +551,7 @@ async function overview(
   const servers = tools?.list();
   const sources = deps.catalogue?.list();
   const mem = process.memoryUsage();
-  let memoryStats: z.input<typeof overviewSchema>['memory'];
+  let memoryStats: z.input<ReturnType<typeof overviewSchema>>['memory'];
   if (memory) {
     try {
       const s = await memory.store.stats();

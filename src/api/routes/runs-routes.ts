@@ -21,60 +21,69 @@ import { requestTraceparent } from '../request-trace.js';
 import { agentNameParams, errorEnvelopeSchema, idempotencyKeyOf } from '../schemas.js';
 import { agentResponseSchema, invokeBodySchema } from './invoke-routes.js';
 import { followRun } from './run-events-routes.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
-const runSchema = z.object({
-  id: z.string(),
-  agent: z.string(),
-  version: z.string().nullable().describe('the version of the agent the run started on'),
-  origin: z.enum(RUN_ORIGINS),
-  status: z.enum(RUN_STATUSES),
-  principal: z.string().nullable(),
-  conversation_id: z.string().nullable(),
-  message_id: z.string().nullable(),
-  created_at: z.string(),
-  updated_at: z.string(),
-  resumes: z.number().int().describe('how many times the run resumed after an interruption'),
-  running_here: z.boolean().describe('whether the run is running on the node that answers'),
-  error: z.object({ code: z.string(), message: z.string() }).nullable(),
-});
+const runSchema = onUse(() =>
+  z.object({
+    id: z.string(),
+    agent: z.string(),
+    version: z.string().nullable().describe('the version of the agent the run started on'),
+    origin: z.enum(RUN_ORIGINS),
+    status: z.enum(RUN_STATUSES),
+    principal: z.string().nullable(),
+    conversation_id: z.string().nullable(),
+    message_id: z.string().nullable(),
+    created_at: z.string(),
+    updated_at: z.string(),
+    resumes: z.number().int().describe('how many times the run resumed after an interruption'),
+    running_here: z.boolean().describe('whether the run is running on the node that answers'),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  }),
+);
 
-const stepSchema = z
-  .object({
-    kind: z.enum(['context', 'model', 'tool_start', 'tool_end', 'approval_requested', 'approval', 'resumed']),
-    at: z
-      .number()
-      .optional()
-      .describe(
-        'when the step was committed, ms since the epoch; the steps committed together share it; absent on steps recorded by an older server',
-      ),
-  })
-  .catchall(z.unknown())
-  .describe(
-    'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again, `refused` when it was refused rather than run), `approval_requested` and `approval` (a call that waited for a person, and the decision: who, when, why), `context` (the memory context of the first prompt), `resumed` (the run went on again after an interruption or a decision: the time since the step before it is the gap)',
-  );
+const stepSchema = onUse(() =>
+  z
+    .object({
+      kind: z.enum(['context', 'model', 'tool_start', 'tool_end', 'approval_requested', 'approval', 'resumed']),
+      at: z
+        .number()
+        .optional()
+        .describe(
+          'when the step was committed, ms since the epoch; the steps committed together share it; absent on steps recorded by an older server',
+        ),
+    })
+    .catchall(z.unknown())
+    .describe(
+      'One committed step: `model` (a model reply: content, tool_calls, usage, finish_reason), `tool_start` (committed before the call ran), `tool_end` (its result; `interrupted` when it was found unfinished and not run again, `refused` when it was refused rather than run), `approval_requested` and `approval` (a call that waited for a person, and the decision: who, when, why), `context` (the memory context of the first prompt), `resumed` (the run went on again after an interruption or a decision: the time since the step before it is the gap)',
+    ),
+);
 
-const approvalSchema = z.object({
-  turn: z.number().int(),
-  call_id: z.string(),
-  tool: z.string(),
-  arguments: z.record(z.string(), z.unknown()),
-  requested_at: z.string(),
-  decision: z.enum(['approved', 'denied']).nullable(),
-  decided_by: z.string().nullable(),
-  decided_at: z.string().nullable(),
-  reason: z.string().nullable(),
-});
+const approvalSchema = onUse(() =>
+  z.object({
+    turn: z.number().int(),
+    call_id: z.string(),
+    tool: z.string(),
+    arguments: z.record(z.string(), z.unknown()),
+    requested_at: z.string(),
+    decision: z.enum(['approved', 'denied']).nullable(),
+    decided_by: z.string().nullable(),
+    decided_at: z.string().nullable(),
+    reason: z.string().nullable(),
+  }),
+);
 
-const runViewSchema = runSchema.extend({
-  request: z.string(),
-  steps: z.array(stepSchema),
-  approvals: z
-    .array(approvalSchema)
-    .describe('every call that waited for a person, in order; `decision` null: still waiting'),
-  response: agentResponseSchema.nullable(),
-});
+const runViewSchema = onUse(() =>
+  runSchema().extend({
+    request: z.string(),
+    steps: z.array(stepSchema()),
+    approvals: z
+      .array(approvalSchema())
+      .describe('every call that waited for a person, in order; `decision` null: still waiting'),
+    response: agentResponseSchema().nullable(),
+  }),
+);
 
-function summaryOf(r: RunRecord, runs: DurableRuns): z.output<typeof runSchema> {
+function summaryOf(r: RunRecord, runs: DurableRuns): z.output<ReturnType<typeof runSchema>> {
   return runSummaryView(r, runs.isRunningHere(r.id));
 }
 
@@ -130,13 +139,13 @@ function startAndListRoutes(app: FastifyInstance, runs: () => DurableRuns): void
         tags: ['execution'],
         params: agentNameParams,
         body: invokeBodySchema,
-        response: {
+        response: docResponses(() => ({
           202: z.object({ run_id: z.string(), status: z.enum(RUN_STATUSES), links: z.object({ self: z.string() }) }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
           413: errorEnvelopeSchema,
           429: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {
@@ -173,11 +182,11 @@ function startAndListRoutes(app: FastifyInstance, runs: () => DurableRuns): void
           'Every durable run (invoke, background, /v1, MCP, message deliveries) with its status; `status=running` lists what is unfinished. Pass `next_cursor` as `cursor` for the next page.',
         tags: ['execution'],
         querystring: listQuery,
-        response: {
-          200: z.object({ runs: z.array(runSchema), next_cursor: z.string().optional() }),
+        response: docResponses(() => ({
+          200: z.object({ runs: z.array(runSchema()), next_cursor: z.string().optional() }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -212,7 +221,7 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
           'Steps in the order they were committed: model replies, tool starts and ends. A resumed run reused what it had recorded; `resumes` counts its interruptions.',
         tags: ['execution'],
         params: z.object({ id: z.string().min(1).max(200) }),
-        response: { 200: runViewSchema, 404: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: runViewSchema(), 404: errorEnvelopeSchema })),
       },
     },
     async (req) => {
@@ -220,7 +229,7 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
       return {
         ...summaryOf(run, runs()),
         request: run.request.request,
-        steps: steps as unknown as z.output<typeof stepSchema>[],
+        steps: steps as unknown as z.output<ReturnType<typeof stepSchema>>[],
         approvals: approvalViews(steps),
         response: run.response,
       };
@@ -236,7 +245,7 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
           'Every step the run recorded, then each step as it is committed: `step` (a step as in GET /runs/{id}, with its `index`), `status` when its status changes (`waiting` names the tool, call_id and arguments of each call it waits on for approval), then `end` (status, response, error) and the stream closes. A run waiting for a person keeps the stream open (a comment line every 15 s) until it is decided on. Changes made by another node of a cluster arrive within a second.',
         tags: ['execution'],
         params: z.object({ id: z.string().min(1).max(200) }),
-        response: { 200: z.string().describe('text/event-stream'), 404: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: z.string().describe('text/event-stream'), 404: errorEnvelopeSchema })),
       },
     },
     async (req, reply) => followRun(req, reply, runs(), await readable(req.params.id, req), streams),
@@ -251,7 +260,7 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
           'Stops a run running on this node, or marks an unfinished one cancelled so that it is not resumed; on a cluster, the node running it stops it at its next lease renewal. A finished run is left as it is.',
         tags: ['execution'],
         params: z.object({ id: z.string().min(1).max(200) }),
-        response: { 200: runSchema, 404: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: runSchema(), 404: errorEnvelopeSchema })),
       },
     },
     async (req) => {
@@ -279,7 +288,12 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
               : 'The call is not run: the model gets a tool error with the reason, and the run goes on. Optional JSON body `{"call_id": "…", "reason": "…"}` (default: the first waiting call). The decision, who made it and when are recorded in the run and the audit trail.',
           tags: ['execution'],
           params: z.object({ id: z.string().min(1).max(200) }),
-          response: { 200: runSchema, 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema },
+          response: docResponses(() => ({
+            200: runSchema(),
+            400: errorEnvelopeSchema,
+            404: errorEnvelopeSchema,
+            409: errorEnvelopeSchema,
+          })),
         },
       },
       async (req) => {

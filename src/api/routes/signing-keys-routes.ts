@@ -3,18 +3,21 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentOwner, NODE_OWNER, type SigningKeyStore } from '../../auth/index.js';
 import { errorEnvelopeSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
-const signingKeySchema = z
-  .object({
-    id: z.string(),
-    owner: z.string().describe('"node", "agent:NAME", or "principal:ID" (a caller\'s registered key)'),
-    node: z.string().describe('the node holding the private half ("outside" for a caller\'s registered key)'),
-    public_key: z.string().describe('raw Ed25519 public key, base64'),
-    created_at: z.string(),
-    retired_at: z.string().nullable(),
-    state: z.enum(['active', 'retired']),
-  })
-  .describe('A message signing key: its public half (the private half never leaves its node)');
+const signingKeySchema = onUse(() =>
+  z
+    .object({
+      id: z.string(),
+      owner: z.string().describe('"node", "agent:NAME", or "principal:ID" (a caller\'s registered key)'),
+      node: z.string().describe('the node holding the private half ("outside" for a caller\'s registered key)'),
+      public_key: z.string().describe('raw Ed25519 public key, base64'),
+      created_at: z.string(),
+      retired_at: z.string().nullable(),
+      state: z.enum(['active', 'retired']),
+    })
+    .describe('A message signing key: its public half (the private half never leaves its node)'),
+);
 
 const errors = { 400: errorEnvelopeSchema, 403: errorEnvelopeSchema };
 
@@ -32,7 +35,10 @@ export async function signingKeyRoutes(app: FastifyInstance, opts: { keys: Signi
       schema: {
         summary: 'List message signing keys (public halves), active and retired',
         tags: ['auth'],
-        response: { 200: z.object({ node: z.string(), keys: z.array(signingKeySchema) }), ...errors },
+        response: docResponses(() => ({
+          200: z.object({ node: z.string(), keys: z.array(signingKeySchema()) }),
+          ...errors,
+        })),
       },
     },
     async () => ({ node: keys.node, keys: keys.list() }),
@@ -46,7 +52,10 @@ export async function signingKeyRoutes(app: FastifyInstance, opts: { keys: Signi
           'A new signing key for an owner on this node; the old one is retired and still verifies what it signed',
         tags: ['auth'],
         params: z.object({ owner: z.string().min(1).max(140).describe('"node", or an agent name') }),
-        response: { 200: z.object({ key: signingKeySchema, retired: signingKeySchema.nullable() }), ...errors },
+        response: docResponses(() => ({
+          200: z.object({ key: signingKeySchema(), retired: signingKeySchema().nullable() }),
+          ...errors,
+        })),
       },
     },
     async (req) => keys.rotate(ownerOf(req.params.owner)),
@@ -72,7 +81,10 @@ export async function signingKeyRoutes(app: FastifyInstance, opts: { keys: Signi
             .max(2000)
             .describe('the 32 raw bytes of the public key in base64, or an SPKI PEM'),
         }),
-        response: { 201: z.object({ key: signingKeySchema, retired: signingKeySchema.nullable() }), ...errors },
+        response: docResponses(() => ({
+          201: z.object({ key: signingKeySchema(), retired: signingKeySchema().nullable() }),
+          ...errors,
+        })),
       },
     },
     async (req, reply) => reply.code(201).send(keys.registerPrincipalKey(req.body.principal, req.body.public_key)),

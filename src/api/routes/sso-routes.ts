@@ -10,17 +10,20 @@ import { z } from 'zod';
 import type { SsoClient } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { errorEnvelopeSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
-const ssoInfoSchema = z.union([
-  z.object({ enabled: z.literal(false) }),
-  z.object({
-    enabled: z.literal(true),
-    authorization_endpoint: z.string(),
-    client_id: z.string(),
-    scope: z.string(),
-    redirect_path: z.string().describe("append to this server's origin: the redirect URI registered at the issuer"),
-  }),
-]);
+const ssoInfoSchema = onUse(() =>
+  z.union([
+    z.object({ enabled: z.literal(false) }),
+    z.object({
+      enabled: z.literal(true),
+      authorization_endpoint: z.string(),
+      client_id: z.string(),
+      scope: z.string(),
+      redirect_path: z.string().describe("append to this server's origin: the redirect URI registered at the issuer"),
+    }),
+  ]),
+);
 
 const exchangeBodySchema = z.strictObject({
   code: z.string().min(1).max(4096),
@@ -42,7 +45,7 @@ export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient 
         summary:
           "The console's single sign-on: the issuer's authorization endpoint and the client (enabled: false without [auth.jwt.sso])",
         tags: ['auth'],
-        response: { 200: ssoInfoSchema, 503: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: ssoInfoSchema(), 503: errorEnvelopeSchema })),
       },
     },
     async () =>
@@ -57,12 +60,12 @@ export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient 
         summary: 'Exchanges the code the issuer sent back to the console for the bearer token the console then uses',
         tags: ['auth'],
         body: exchangeBodySchema,
-        response: {
+        response: docResponses(() => ({
           200: z.object({ token: z.string(), expires_in: z.number().optional() }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
           503: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {

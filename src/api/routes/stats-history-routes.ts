@@ -8,29 +8,34 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HISTORY_RANGES, type HistoryRange, type StatsHistory } from '../../observability/index.js';
 import { errorEnvelopeSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 const RANGES = Object.keys(HISTORY_RANGES) as [HistoryRange, ...HistoryRange[]];
 
-const bucketSchema = z.object({
-  time: z.string().describe('start of the bucket (ISO 8601)'),
-  executions: z.number().int(),
-  execution_errors: z.number().int(),
-  input_tokens: z.number().int(),
-  output_tokens: z.number().int(),
-  latency_p50_ms: z.number().nullable().describe('nearest-rank median duration; null without executions'),
-  latency_p95_ms: z.number().nullable(),
-  messages_delivered: z.number().int(),
-  messages_failed: z.number().int().describe('deliveries given up (dead letters) in the bucket'),
-});
+const bucketSchema = onUse(() =>
+  z.object({
+    time: z.string().describe('start of the bucket (ISO 8601)'),
+    executions: z.number().int(),
+    execution_errors: z.number().int(),
+    input_tokens: z.number().int(),
+    output_tokens: z.number().int(),
+    latency_p50_ms: z.number().nullable().describe('nearest-rank median duration; null without executions'),
+    latency_p95_ms: z.number().nullable(),
+    messages_delivered: z.number().int(),
+    messages_failed: z.number().int().describe('deliveries given up (dead letters) in the bucket'),
+  }),
+);
 
-const historySchema = z.object({
-  range: z.enum(RANGES),
-  from: z.string(),
-  to: z.string(),
-  bucket_seconds: z.number(),
-  sources: z.object({ executions: z.boolean(), messages: z.boolean() }),
-  buckets: z.array(bucketSchema),
-});
+const historySchema = onUse(() =>
+  z.object({
+    range: z.enum(RANGES),
+    from: z.string(),
+    to: z.string(),
+    bucket_seconds: z.number(),
+    sources: z.object({ executions: z.boolean(), messages: z.boolean() }),
+    buckets: z.array(bucketSchema()),
+  }),
+);
 
 export async function statsHistoryRoutes(app: FastifyInstance, deps: { history: StatsHistory }): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -48,7 +53,7 @@ export async function statsHistoryRoutes(app: FastifyInstance, deps: { history: 
             .default('1h')
             .describe(RANGES.join(', ')),
         }),
-        response: { 200: historySchema, 400: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: historySchema(), 400: errorEnvelopeSchema })),
       },
     },
     async (req) => {

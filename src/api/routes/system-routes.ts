@@ -6,6 +6,7 @@ import { agentsVisibleTo, capabilitiesVisibleTo } from '../../auth/index.js';
 import { redactSecrets, type ServerConfig } from '../../config/index.js';
 import type { ConfigProblem, DependencyState, Readiness } from '../readiness.js';
 import { errorEnvelopeSchema, healthSchema, readySchema, statusSchema } from '../schemas.js';
+import { docResponses } from '../doc-schemas.js';
 
 export interface Lifecycle {
   state: 'starting' | 'ready' | 'stopping';
@@ -40,7 +41,7 @@ export async function systemRoutes(
         summary:
           'Liveness: the process is up and serving HTTP; `degraded` names configuration that will make work fail',
         tags: ['system'],
-        response: { 200: healthSchema },
+        response: docResponses(() => ({ 200: healthSchema() })),
       },
     },
     async () => {
@@ -60,7 +61,7 @@ export async function systemRoutes(
       schema: {
         summary: 'Readiness: started, and every outside dependency (PostgreSQL, NATS) answering',
         tags: ['system'],
-        response: { 200: readySchema, 503: readySchema },
+        response: docResponses(() => ({ 200: readySchema(), 503: readySchema() })),
       },
     },
     async (_req, reply) => {
@@ -77,7 +78,7 @@ export async function systemRoutes(
 
   r.get(
     '/api/v1/status',
-    { schema: { summary: 'Server status', tags: ['system'], response: { 200: statusSchema } } },
+    { schema: { summary: 'Server status', tags: ['system'], response: docResponses(() => ({ 200: statusSchema() })) } },
     async (req) => {
       const files = service.files.fileStatuses();
       const all = agentsVisibleTo(req.principal, service.registry).agents;
@@ -112,7 +113,7 @@ export async function systemRoutes(
       schema: {
         summary: 'Effective server configuration, secrets redacted',
         tags: ['system'],
-        response: { 200: z.record(z.string(), z.unknown()), 500: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: z.record(z.string(), z.unknown()), 500: errorEnvelopeSchema })),
       },
     },
     async () => redactSecrets(config) as Record<string, unknown>,

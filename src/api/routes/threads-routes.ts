@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { agentOfRef } from '../../auth/principal.js';
 import type { ChatThreads } from '../../execution/index.js';
 import { errorEnvelopeSchema, pageQueryFields, recordedToolCallSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 const params = z.object({ name: z.string().min(1).max(200) });
 
@@ -20,24 +21,26 @@ const listQuery = z.object({
 });
 
 const usage = z.object({ input_tokens: z.number(), output_tokens: z.number() });
-const threadSummary = z.object({
-  conversation_id: z.string(),
-  agent: z.string(),
-  title: z.string().describe('the first message, cut at 80 characters'),
-  turns: z.number().int(),
-  principal: z.string().nullable().describe('who began the thread'),
-  started_at: z.string(),
-  last_active_at: z.string(),
-  version_number: z.number().int().nullable().describe('the version its newest turn ran on'),
-  target: z.string().describe('what its newest turn addressed: NAME, or NAME@VERSION'),
-});
+const threadSummary = onUse(() =>
+  z.object({
+    conversation_id: z.string(),
+    agent: z.string(),
+    title: z.string().describe('the first message, cut at 80 characters'),
+    turns: z.number().int(),
+    principal: z.string().nullable().describe('who began the thread'),
+    started_at: z.string(),
+    last_active_at: z.string(),
+    version_number: z.number().int().nullable().describe('the version its newest turn ran on'),
+    target: z.string().describe('what its newest turn addressed: NAME, or NAME@VERSION'),
+  }),
+);
 const turn = z.object({
   run: z.string().describe("the execution's id: GET /api/v1/executions/{id}"),
   request: z.string(),
   answer: z.string().nullable(),
   status: z.enum(['ok', 'error']),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
-  tool_calls: z.array(recordedToolCallSchema),
+  tool_calls: z.array(recordedToolCallSchema()),
   started_at: z.string(),
   duration_ms: z.number(),
   model: z.string().nullable(),
@@ -65,12 +68,12 @@ export async function threadRoutes(app: FastifyInstance, deps: { threads: ChatTh
         tags: ['agents'],
         params,
         querystring: listQuery,
-        response: {
-          200: z.object({ threads: z.array(threadSummary), next_cursor: z.string().optional() }),
+        response: docResponses(() => ({
+          200: z.object({ threads: z.array(threadSummary()), next_cursor: z.string().optional() }),
           400: errorEnvelopeSchema,
           403: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) =>
@@ -90,7 +93,7 @@ export async function threadRoutes(app: FastifyInstance, deps: { threads: ChatTh
           'A thread another principal began is not found (an admin reads any). Text is scrubbed of secrets and cut at a fixed size with a marker, as in the execution records.',
         tags: ['agents'],
         params: params.extend({ id: z.string().min(1).max(200) }),
-        response: {
+        response: docResponses(() => ({
           200: z.object({
             conversation_id: z.string(),
             agent: z.string(),
@@ -98,7 +101,7 @@ export async function threadRoutes(app: FastifyInstance, deps: { threads: ChatTh
             turns: z.array(turn),
           }),
           404: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => deps.threads.get(req.principal, agentOfRef(req.params.name), req.params.id),

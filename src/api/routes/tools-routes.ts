@@ -10,6 +10,7 @@ import { CALL_OUTCOMES, type CallOutcome } from '../../audit/index.js';
 import type { ToolServerManager } from '../../tools/servers/manager.js';
 import { requestTraceparent } from '../request-trace.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
+import { docResponses, onUse } from '../doc-schemas.js';
 
 const traceparentField = (traceparent: string | undefined) => (traceparent === undefined ? {} : { traceparent });
 
@@ -20,104 +21,110 @@ const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 // ------------------------------------------------------------------------------ schemas
 
-const mcpStatusSchema = z
-  .object({
-    name: z.string(),
-    transport: z.string().describe('stdio or http'),
-    target: z.string().describe('the command line (stdio) or the URL without credentials (http)'),
-    state: z.string(),
-    tool_names: z.array(z.string()),
-    last_error: z.string().nullable(),
-    last_error_at: z.string().nullable(),
-    connected_at: z.string().nullable(),
-    attempts: z.number().int().describe('failed attempts since the last successful connection'),
-    next_retry_at: z.string().nullable(),
-    reconnects: z.number().int().describe('successful connections after the first one'),
-    server_info: z.object({ name: z.string(), version: z.string() }).nullable(),
-    conflicts: z.array(z.string()).describe('tools not registered because another tool holds the name'),
-    elicitations_refused: z
-      .number()
-      .int()
-      .optional()
-      .describe('elicitation/create requests refused (agents run unattended)'),
-    auth: z
+const mcpStatusSchema = onUse(() =>
+  z
+    .object({
+      name: z.string(),
+      transport: z.string().describe('stdio or http'),
+      target: z.string().describe('the command line (stdio) or the URL without credentials (http)'),
+      state: z.string(),
+      tool_names: z.array(z.string()),
+      last_error: z.string().nullable(),
+      last_error_at: z.string().nullable(),
+      connected_at: z.string().nullable(),
+      attempts: z.number().int().describe('failed attempts since the last successful connection'),
+      next_retry_at: z.string().nullable(),
+      reconnects: z.number().int().describe('successful connections after the first one'),
+      server_info: z.object({ name: z.string(), version: z.string() }).nullable(),
+      conflicts: z.array(z.string()).describe('tools not registered because another tool holds the name'),
+      elicitations_refused: z
+        .number()
+        .int()
+        .optional()
+        .describe('elicitation/create requests refused (agents run unattended)'),
+      auth: z
+        .object({
+          grant: z.string(),
+          client: z.string(),
+          state: z.string().describe('authorized | needs_authorization | none'),
+          token_expires_at: z.string().nullable(),
+          refreshable: z.boolean(),
+          scopes: z.array(z.string()),
+          redirect_port: z.number().int().nullable(),
+          login_in_progress: z.boolean(),
+          login_command: z.string().nullable(),
+        })
+        .nullable()
+        .optional()
+        .describe('[mcp_servers.NAME.oauth]: the OAuth state (never a token)'),
+    })
+    .describe('MCP servers only: the connection (as GET /api/v1/mcp/servers shows it)'),
+);
+
+const summarySchema = onUse(() =>
+  z.object({
+    name: z
+      .string()
+      .describe(`tool server or MCP server name; "${BUILTIN_GROUP}" and "${HOST_GROUP}" group the single-name tools`),
+    kind: z
+      .enum(TOOL_SOURCE_KINDS as [string, ...string[]])
+      .describe(
+        'wasm | javascript: tool server packages; mcp: a mounted MCP server; builtin: calculator, current_time, llm.chat; host: send_message and the memory tools',
+      ),
+    version: z.string().nullable(),
+    description: z.string().nullable(),
+    origin: z
+      .enum(['builtin', 'api', 'config', 'host'])
+      .describe(
+        "builtin: shipped with the server (tools/builtin/ or a built-in tool); api: deployed through the API (kept in the data dir); config: [mcp_servers.NAME] in caxton.toml; host: the server's own host tools",
+      ),
+    state: z
+      .string()
+      .describe(
+        'tool servers: loading (starting in the background; its tools are registered and a call waits for it) | loaded | failed (could not be loaded, see error; no tools registered); MCP servers: connecting | ready | failed | reconnecting | needs_authorization | disabled | closed; groups: loaded',
+      ),
+    error: z.string().nullable().describe('why a tool server failed to load, or the last error of an MCP server'),
+    tools: z
+      .array(z.string())
+      .describe('registered tool names (SERVER.tool; the single names for the builtin and host groups)'),
+    deployed_at: z.string().nullable(),
+    mcp: mcpStatusSchema().optional(),
+  }),
+);
+
+const viewSchema = onUse(() =>
+  summarySchema().extend({
+    tool_specs: z.array(
+      z.object({
+        name: z.string(),
+        description: z.string(),
+        input_schema: z.record(z.string(), z.unknown()),
+        output_schema: z.record(z.string(), z.unknown()).optional(),
+      }),
+    ),
+    limits: z
       .object({
-        grant: z.string(),
-        client: z.string(),
-        state: z.string().describe('authorized | needs_authorization | none'),
-        token_expires_at: z.string().nullable(),
-        refreshable: z.boolean(),
-        scopes: z.array(z.string()),
-        redirect_port: z.number().int().nullable(),
-        login_in_progress: z.boolean(),
-        login_command: z.string().nullable(),
+        memory: z.number(),
+        fuel: z.number(),
+        timeout_ms: z.number(),
+        max_input: z.number(),
+        max_output: z.number(),
+        max_state: z.number(),
       })
       .nullable()
-      .optional()
-      .describe('[mcp_servers.NAME.oauth]: the OAuth state (never a token)'),
-  })
-  .describe('MCP servers only: the connection (as GET /api/v1/mcp/servers shows it)');
-
-const summarySchema = z.object({
-  name: z
-    .string()
-    .describe(`tool server or MCP server name; "${BUILTIN_GROUP}" and "${HOST_GROUP}" group the single-name tools`),
-  kind: z
-    .enum(TOOL_SOURCE_KINDS as [string, ...string[]])
-    .describe(
-      'wasm | javascript: tool server packages; mcp: a mounted MCP server; builtin: calculator, current_time, llm.chat; host: send_message and the memory tools',
-    ),
-  version: z.string().nullable(),
-  description: z.string().nullable(),
-  origin: z
-    .enum(['builtin', 'api', 'config', 'host'])
-    .describe(
-      "builtin: shipped with the server (tools/builtin/ or a built-in tool); api: deployed through the API (kept in the data dir); config: [mcp_servers.NAME] in caxton.toml; host: the server's own host tools",
-    ),
-  state: z
-    .string()
-    .describe(
-      'tool servers: loading (starting in the background; its tools are registered and a call waits for it) | loaded | failed (could not be loaded, see error; no tools registered); MCP servers: connecting | ready | failed | reconnecting | needs_authorization | disabled | closed; groups: loaded',
-    ),
-  error: z.string().nullable().describe('why a tool server failed to load, or the last error of an MCP server'),
-  tools: z
-    .array(z.string())
-    .describe('registered tool names (SERVER.tool; the single names for the builtin and host groups)'),
-  deployed_at: z.string().nullable(),
-  mcp: mcpStatusSchema.optional(),
-});
-
-const viewSchema = summarySchema.extend({
-  tool_specs: z.array(
-    z.object({
-      name: z.string(),
-      description: z.string(),
-      input_schema: z.record(z.string(), z.unknown()),
-      output_schema: z.record(z.string(), z.unknown()).optional(),
-    }),
-  ),
-  limits: z
-    .object({
-      memory: z.number(),
-      fuel: z.number(),
-      timeout_ms: z.number(),
-      max_input: z.number(),
-      max_output: z.number(),
-      max_state: z.number(),
-    })
-    .nullable()
-    .describe('effective limits: the smaller of the manifest and [tools.NAME.limits]'),
-  permissions: z
-    .unknown()
-    .describe('requested by the manifest and granted by the operator; only the intersection is usable'),
-  warnings: z.array(issueSchema),
-  digest: z.string().nullable().describe('SHA-256 of the module'),
-  module_bytes: z.number().int().nullable(),
-  stats: z
-    .object({ calls: z.number(), failures: z.number(), instantiations: z.number(), memory_bytes: z.number() })
-    .nullable(),
-  path: z.string().nullable(),
-});
+      .describe('effective limits: the smaller of the manifest and [tools.NAME.limits]'),
+    permissions: z
+      .unknown()
+      .describe('requested by the manifest and granted by the operator; only the intersection is usable'),
+    warnings: z.array(issueSchema()),
+    digest: z.string().nullable().describe('SHA-256 of the module'),
+    module_bytes: z.number().int().nullable(),
+    stats: z
+      .object({ calls: z.number(), failures: z.number(), instantiations: z.number(), memory_bytes: z.number() })
+      .nullable(),
+    path: z.string().nullable(),
+  }),
+);
 
 const deployBody = z
   .object({
@@ -152,21 +159,23 @@ const callBody = z
   })
   .default({ args: {} });
 
-const callResultSchema = z.object({
-  tool: z.string(),
-  content: z.string().describe('what the model would see'),
-  is_error: z.boolean(),
-  outcome: z.string().describe(`ok, or why it failed: ${CALL_OUTCOMES.filter((o) => o !== 'ok').join(', ')}`),
-  duration_us: z.number(),
-  fuel_used: z.number(),
-  memory_bytes: z.number(),
-  execution_id: z.string(),
-  kind: z
-    .enum(TOOL_SOURCE_KINDS as [string, ...string[]])
-    .optional()
-    .describe('the kind of the source that ran the call'),
-  json: z.unknown().optional().describe('content parsed as JSON, when it is JSON'),
-});
+const callResultSchema = onUse(() =>
+  z.object({
+    tool: z.string(),
+    content: z.string().describe('what the model would see'),
+    is_error: z.boolean(),
+    outcome: z.string().describe(`ok, or why it failed: ${CALL_OUTCOMES.filter((o) => o !== 'ok').join(', ')}`),
+    duration_us: z.number(),
+    fuel_used: z.number(),
+    memory_bytes: z.number(),
+    execution_id: z.string(),
+    kind: z
+      .enum(TOOL_SOURCE_KINDS as [string, ...string[]])
+      .optional()
+      .describe('the kind of the source that ran the call'),
+    json: z.unknown().optional().describe('content parsed as JSON, when it is JSON'),
+  }),
+);
 
 /** A time bound: ISO 8601, milliseconds since the epoch, or a duration ago ("15m", "2h"). */
 function timeBound(field: string) {
@@ -223,24 +232,26 @@ const auditQuery = z.object({
     .default(100),
 });
 
-const auditRecordSchema = z.object({
-  id: z.number().int(),
-  time: z.number().describe('ms since the epoch'),
-  agent: z.string(),
-  execution_id: z.string().optional(),
-  conversation_id: z.string().optional(),
-  server: z.string(),
-  tool: z.string(),
-  args_digest: z.string().describe('SHA-256 of the arguments'),
-  outcome: z.string(),
-  error: z.string().optional(),
-  duration_us: z.number(),
-  fuel_used: z.number(),
-  memory_bytes: z.number(),
-  input_bytes: z.number(),
-  output_bytes: z.number(),
-  principal: z.string().optional().describe('the authenticated caller whose request led to the call'),
-});
+const auditRecordSchema = onUse(() =>
+  z.object({
+    id: z.number().int(),
+    time: z.number().describe('ms since the epoch'),
+    agent: z.string(),
+    execution_id: z.string().optional(),
+    conversation_id: z.string().optional(),
+    server: z.string(),
+    tool: z.string(),
+    args_digest: z.string().describe('SHA-256 of the arguments'),
+    outcome: z.string(),
+    error: z.string().optional(),
+    duration_us: z.number(),
+    fuel_used: z.number(),
+    memory_bytes: z.number(),
+    input_bytes: z.number(),
+    output_bytes: z.number(),
+    principal: z.string().optional().describe('the authenticated caller whose request led to the call'),
+  }),
+);
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
 
@@ -280,14 +291,14 @@ function deployAndListRoutes(
           'Errors: 400 invalid_request, 422 validation_failed (manifest errors name file, line, column and field in details.errors; invalid module), 409 conflict (a built-in server or another tool holds the name).',
         tags: ['tools'],
         body: deployBody,
-        response: {
-          200: viewSchema,
-          201: viewSchema,
+        response: docResponses(() => ({
+          200: viewSchema(),
+          201: viewSchema(),
           400: errorEnvelopeSchema,
           409: errorEnvelopeSchema,
           413: errorEnvelopeSchema,
           422: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req, reply) => {
@@ -311,7 +322,7 @@ function deployAndListRoutes(
         summary: 'List every tool source: tool servers, mounted MCP servers, built-in and host tools',
         description: `Each source with its kind and state. Single-name tools are grouped as "${BUILTIN_GROUP}" (calculator, current_time, llm.chat) and "${HOST_GROUP}" (send_message, memory tools).`,
         tags: ['tools'],
-        response: { 200: z.object({ servers: z.array(summarySchema) }) },
+        response: docResponses(() => ({ 200: z.object({ servers: z.array(summarySchema()) }) })),
       },
     },
     async () => ({ servers: catalogue.list() }),
@@ -331,10 +342,10 @@ function auditRoute(app: FastifyInstance, audit: ToolAuditReads): void {
           'Every call of a WebAssembly, JavaScript or MCP tool, and of the workspace, web and todo tools: time, agent, conversation, tool, SHA-256 of the arguments, outcome, duration, fuel and memory. Page with before_id = next_before_id.',
         tags: ['tools'],
         querystring: auditQuery,
-        response: {
-          200: z.object({ records: z.array(auditRecordSchema), next_before_id: z.number().int().nullable() }),
+        response: docResponses(() => ({
+          200: z.object({ records: z.array(auditRecordSchema()), next_before_id: z.number().int().nullable() }),
           400: errorEnvelopeSchema,
-        },
+        })),
       },
     },
     async (req) => {
@@ -368,7 +379,7 @@ function serverRoutes(app: FastifyInstance, tools: ToolServerManager, catalogue:
           'One tool source: its tools; for a tool server its limits, permissions and stats; for an MCP server its connection (state, last error, reconnects)',
         tags: ['tools'],
         params: nameParams,
-        response: { 200: viewSchema, ...errors },
+        response: docResponses(() => ({ 200: viewSchema(), ...errors })),
       },
     },
     async (req) => {
@@ -390,7 +401,7 @@ function serverRoutes(app: FastifyInstance, tools: ToolServerManager, catalogue:
         summary: 'Remove a deployed tool server',
         tags: ['tools'],
         params: nameParams,
-        response: { 200: z.object({ removed: z.string() }), ...errors, 409: errorEnvelopeSchema },
+        response: docResponses(() => ({ 200: z.object({ removed: z.string() }), ...errors, 409: errorEnvelopeSchema })),
       },
     },
     async (req) => {
@@ -410,7 +421,7 @@ function serverRoutes(app: FastifyInstance, tools: ToolServerManager, catalogue:
         tags: ['tools'],
         params: callParams,
         body: callBody,
-        response: { 200: callResultSchema, ...errors },
+        response: docResponses(() => ({ 200: callResultSchema(), ...errors })),
       },
     },
     async (req) => {
