@@ -17,6 +17,7 @@ import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
 import { lazyChild } from './lazy-log.js';
 import { installAuth, type AuthPluginOptions } from '../auth/index.js';
+import { headAsGetServer } from './head-requests.js';
 import { openApiDocument } from './openapi.js';
 import type { Lifecycle } from './routes/system-routes.js';
 import type { ApiRoutes } from './route-sets.js';
@@ -49,7 +50,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const { config, metrics, tracer } = deps;
   const bodyLimit = config.server.max_body_size;
   const app: FastifyInstance = Fastify({
-    ...(deps.https && { https: deps.https }),
+    // HEAD is answered as GET at the server's entry (head-requests.ts), not by a twin of each GET route.
+    exposeHeadRoutes: false,
+    serverFactory: headAsGetServer(deps.https),
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     // Each request's logger (its request_id) made into pino's child only when it logs a line
