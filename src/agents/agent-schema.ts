@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationMs, sizeBytes } from '../shared/zod-units.js';
+import { durationMs, numberOrText, sizeBytes } from '../shared/zod-units.js';
 import { WASM_LIMIT_KEYS, wasmLimitFields, wasmLimits } from '../shared/wasm-limits.js';
 import { MAX_PERIOD_MS, MAX_TIMER_MS } from '../shared/units.js';
 import {
@@ -214,10 +214,7 @@ const rolloutSchema = z
       })
       .optional(),
     stages: z.array(z.number().int().min(1).max(100)).min(1).max(20).optional(),
-    hold: z
-      .union([z.number(), z.string()])
-      .pipe(durationMs({ min: 0 }))
-      .optional(),
+    hold: numberOrText.pipe(durationMs({ min: 0 })).optional(),
     min_requests: z.number().int().min(1).max(1_000_000).optional(),
     max_error_rate_increase: z.number().min(0).max(1).optional(),
     max_latency_ratio: z.number().min(1).max(1000).optional(),

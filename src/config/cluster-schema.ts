@@ -6,14 +6,10 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { CaxtonError } from '../shared/errors.js';
-import { durationMs } from '../shared/zod-units.js';
+import { durationMs, numberOrText } from '../shared/zod-units.js';
 import { postgresConnectionFields } from './postgres-schema.js';
 
-const duration = (def: number) =>
-  z
-    .union([z.number(), z.string()])
-    .default(def / 1000)
-    .pipe(durationMs());
+const duration = (def: number) => numberOrText.default(def / 1000).pipe(durationMs());
 
 /** Node names go into NATS subjects and KV keys: letters, digits, `-` and `_`. */
 export const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -88,10 +84,7 @@ export const clusterConfigSchema = z
      * long after its last renewal, and a run cancelled through another node stops at the next
      * renewal. At least 3 s (a renewal every second), at most 10 minutes.
      */
-    run_lease: z
-      .union([z.number(), z.string()])
-      .default(15)
-      .pipe(durationMs({ min: 3_000, max: 600_000 })),
+    run_lease: numberOrText.default(15).pipe(durationMs({ min: 3_000, max: 600_000 })),
     /** The JetStream key-value bucket of node heartbeats. */
     nodes_bucket: bucketName.default('caxton_nodes'),
     /**
@@ -125,10 +118,7 @@ export const clusterConfigSchema = z
          * nothing waits. Off (0) by default: the wait is latency every lingered hop adds, worth it
          * only on a node whose CPU is the limit. Node timers count whole milliseconds.
          */
-        step_linger: z
-          .union([z.number(), z.string()])
-          .default(0)
-          .pipe(durationMs({ min: 0, max: 100 })),
+        step_linger: numberOrText.default(0).pipe(durationMs({ min: 0, max: 100 })),
       })
       .refine((s) => (s.url === undefined) !== (s.url_env === undefined), {
         error: 'set exactly one of url and url_env (the environment variable holding the URL)',

@@ -12,15 +12,35 @@ const shown = (v: string | number) =>
   typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v) : String(v);
 
 /**
+ * A number or a text: what a duration or size field accepts before it is read. One schema for
+ * every field: a zod schema is immutable, so fields share it (and `.default()` wraps it).
+ */
+export const numberOrText = z.union([z.number(), z.string()]);
+
+/**
+ * One schema per bounds, shared by every field with those bounds: the configuration and agent
+ * schemas name the same few hundreds of times, and each zod schema made costs a start 15–20 µs.
+ */
+function perBounds<S>(make: (min: number, max: number) => S, defaultMax: number) {
+  const made = new Map<string, S>();
+  return (bounds: UnitBounds = {}): S => {
+    const min = bounds.min ?? 1;
+    const max = bounds.max ?? defaultMax;
+    const key = `${min}:${max}`;
+    let s = made.get(key);
+    if (s === undefined) made.set(key, (s = make(min, max)));
+    return s;
+  };
+}
+
+/**
  * A duration field: seconds as a number, or "500ms", "30s", "2m", "1h"; parsed to milliseconds.
  * Bounded: by default at least 1 ms and at most what a Node.js timer accepts (2^31 - 1 ms, about
  * 24.8 days), because a longer one fires immediately ("Timeout duration was set to 1").
  */
-export function durationMs(bounds: UnitBounds = {}) {
-  const min = bounds.min ?? 1;
-  const max = bounds.max ?? MAX_TIMER_MS;
+export const durationMs = perBounds((min: number, max: number) => {
   const range = `${min === 0 ? '0' : formatDuration(min)} to ${formatDuration(max)}`;
-  return z.union([z.number(), z.string()]).transform((v, ctx) => {
+  return numberOrText.transform((v, ctx) => {
     const ms = parseDuration(v);
     if (ms === undefined) {
       ctx.addIssue({
@@ -35,14 +55,12 @@ export function durationMs(bounds: UnitBounds = {}) {
     }
     return ms;
   });
-}
+}, MAX_TIMER_MS);
 
 /** A size field: bytes as a whole number, or "64KB", "1MB", "2GiB" (K = 1024); parsed to bytes. Bounded: by default 1 byte to 4 GiB. */
-export function sizeBytes(bounds: UnitBounds = {}) {
-  const min = bounds.min ?? 1;
-  const max = bounds.max ?? MAX_SIZE_BYTES;
+export const sizeBytes = perBounds((min: number, max: number) => {
   const range = `${min === 0 ? '0' : formatSize(min)} to ${formatSize(max)}`;
-  return z.union([z.number(), z.string()]).transform((v, ctx) => {
+  return numberOrText.transform((v, ctx) => {
     const bytes = parseSize(v);
     if (bytes === undefined) {
       ctx.addIssue({
@@ -57,4 +75,4 @@ export function sizeBytes(bounds: UnitBounds = {}) {
     }
     return bytes;
   });
-}
+}, MAX_SIZE_BYTES);

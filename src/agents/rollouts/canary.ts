@@ -11,7 +11,7 @@
  */
 import { Script } from 'node:vm';
 import { z } from 'zod';
-import { durationMs } from '../../shared/zod-units.js';
+import { durationMs, numberOrText } from '../../shared/zod-units.js';
 import type { WindowFigures } from './rollout-state.js';
 
 const percent = z.number().int().min(1).max(100);
@@ -23,8 +23,7 @@ export const canaryPlanSchema = z
       .preprocess((v, ctx) => (typeof v === 'string' ? parseStages(v, ctx) : v), z.array(percent))
       .default([5, 25, 50, 100])
       .describe('the candidate’s share of new conversations at each stage, in percent, rising, ending at 100'),
-    hold: z
-      .union([z.number(), z.string()])
+    hold: numberOrText
       .default(60)
       .pipe(durationMs({ min: 0 }))
       .describe('how long each stage runs at least (seconds, or "30s", "5m")'),
