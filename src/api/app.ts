@@ -2,7 +2,6 @@ import cors from '@fastify/cors';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import { SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { ServerConfig } from '../config/index.js';
 import {
   clientRequestId,
@@ -18,6 +17,7 @@ import { parseJsonBody } from './json-body.js';
 import { lazyChild } from './lazy-log.js';
 import { installAuth, type AuthPluginOptions } from '../auth/index.js';
 import { headAsGetServer } from './head-requests.js';
+import { lazyValidatorCompiler } from './lazy-schemas.js';
 import { openApiDocument } from './openapi.js';
 import type { Lifecycle } from './routes/system-routes.js';
 import type { ApiRoutes } from './route-sets.js';
@@ -126,7 +126,7 @@ function useJsonBodies(app: FastifyInstance): void {
       done(e as Error, undefined);
     }
   });
-  app.setValidatorCompiler(validatorCompiler);
+  app.setValidatorCompiler(lazyValidatorCompiler);
   // Responses are documented by schemas but serialized plainly: validating every response costs time.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 }

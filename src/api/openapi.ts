@@ -10,7 +10,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentDocumentSchema } from '../agents/index.js';
-import { documentedResponses } from './doc-schemas.js';
+import { builtSchema } from './lazy-schemas.js';
 import { messageBodyDocSchema } from './routes/messaging-routes.js';
 
 /** What a route's registration tells the document. */
@@ -68,10 +68,12 @@ async function build(routes: readonly NotedRoute[], version: string): Promise<un
   }
 }
 
-/** A route's schemas with its response schemas built (doc-schemas.ts). */
+/** A route's schemas, each built (lazy-schemas.ts). */
 function documented(schema: NonNullable<NotedRoute['schema']>): NotedRoute['schema'] {
-  if (schema.response === undefined) return schema;
-  return { ...schema, response: documentedResponses(schema.response) };
+  const built: Record<string, unknown> = { ...schema };
+  for (const part of ['body', 'querystring', 'params', 'headers', 'response'])
+    if (built[part] !== undefined) built[part] = builtSchema(built[part]);
+  return built;
 }
 
 type OpenApiPaths = { paths?: Record<string, Record<string, Record<string, unknown>>> };

@@ -1,10 +1,10 @@
 import { CaxtonError } from '../shared/errors.js';
 import { z } from 'zod';
-import { onUse } from './doc-schemas.js';
+import { onUse } from './lazy-schemas.js';
 
 /**
  * Request and response schemas: they validate requests and generate /api/v1/openapi.json. The
- * schemas only responses use are made on first use (doc-schemas.ts): call them.
+ * schemas only responses use are made on first use (lazy-schemas.ts): call them.
  */
 
 /** The `limit` and `cursor` of a keyset-paged list: at most `max` per page, 50 by default. */
@@ -59,15 +59,19 @@ export const issueSchema = onUse(() =>
   }),
 );
 
-export const agentNameParams = z.object({
-  name: z.string().min(1).max(200).describe('agent name (case-insensitive)'),
-});
+export const agentNameParams = onUse(() =>
+  z.object({
+    name: z.string().min(1).max(200).describe('agent name (case-insensitive)'),
+  }),
+);
 
-export const listAgentsQuery = z.object({
-  capability: z.string().min(1).max(200).optional().describe('only agents providing this capability'),
-  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
-  offset: z.coerce.number().int().min(0).default(0),
-});
+export const listAgentsQuery = onUse(() =>
+  z.object({
+    capability: z.string().min(1).max(200).optional().describe('only agents providing this capability'),
+    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+    offset: z.coerce.number().int().min(0).default(0),
+  }),
+);
 
 const originSchema = onUse(() =>
   z.union([

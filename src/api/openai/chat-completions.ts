@@ -16,7 +16,7 @@ import { assertSupported, bodyToInvoke, chatCompletionBody } from './chat-params
 import { replyCheckFor } from './structured-output.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse-stream.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses, onFirstRequest } from '../lazy-schemas.js';
 
 /**
  * OpenAI-compatible endpoints: any OpenAI client can talk to Caxton agents, the model name being
@@ -83,7 +83,7 @@ function modelRoutes(app: FastifyInstance, registry: AgentRegistry): void {
       schema: {
         summary: 'One agent as an OpenAI model (models.retrieve)',
         tags: ['openai'],
-        params: z.object({ model: z.string().min(1).max(200) }),
+        params: onFirstRequest(() => z.object({ model: z.string().min(1).max(200) })),
         response: docResponses(() => ({
           200: z.record(z.string(), z.unknown()).describe('a model object'),
           404: errorEnvelopeSchema,
@@ -122,7 +122,7 @@ function chatCompletionRoute(
       schema: {
         summary: 'OpenAI-compatible chat completion with an agent (model = agent name)',
         tags: ['openai'],
-        body: chatCompletionBody,
+        body: onFirstRequest(() => chatCompletionBody),
         response: docResponses(() => ({
           200: z
             .record(z.string(), z.unknown())

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { CaxtonError } from '../../shared/errors.js';
 import { describeIssue, innermostIssue, valueAtPath } from '../../shared/zod-issues.js';
 import { IGNORED_PARAMETERS } from './chat-params.js';
+import { onUse } from '../lazy-schemas.js';
 
 /**
  * What POST /v1/responses does with each request parameter (docs/openai.md, "Responses", lists the
@@ -14,97 +15,103 @@ import { IGNORED_PARAMETERS } from './chat-params.js';
  * A content part of a message item; which types are usable is checked per item (below). A text
  * part may carry `refusal: null`, as clients echo an earlier output back.
  */
-const contentPart = z
-  .object({ type: z.string(), text: z.string().optional(), refusal: z.string().nullable().optional() })
-  .loose();
+const contentPart = onUse(() =>
+  z.object({ type: z.string(), text: z.string().optional(), refusal: z.string().nullable().optional() }).loose(),
+);
 
 // Strict: a field Caxton does not know inside `text` is refused, not dropped.
-const formatSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('text') }),
-  z.strictObject({ type: z.literal('json_object') }),
-  z.strictObject({
-    type: z.literal('json_schema'),
-    name: z.string().min(1).max(64),
-    description: z.string().optional(),
-    schema: z.record(z.string(), z.unknown()),
-    strict: z.boolean().nullable().optional(),
-  }),
-]);
+const formatSchema = onUse(() =>
+  z.discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('text') }),
+    z.strictObject({ type: z.literal('json_object') }),
+    z.strictObject({
+      type: z.literal('json_schema'),
+      name: z.string().min(1).max(64),
+      description: z.string().optional(),
+      schema: z.record(z.string(), z.unknown()),
+      strict: z.boolean().nullable().optional(),
+    }),
+  ]),
+);
 
-export const responsesBody = z
-  .object({
-    model: z.string().min(1).describe('the agent name'),
-    // Items are objects here and checked one by one (ITEM_SCHEMAS), so that errors name them.
-    input: z.union([z.string(), z.array(z.record(z.string(), z.unknown()))]),
-    instructions: z.string().nullable().optional(),
-    previous_response_id: z.string().min(1).max(200).nullable().optional(),
-    store: z.boolean().nullable().optional(),
-    stream: z.boolean().nullable().optional(),
-    stream_options: z.object({ include_obfuscation: z.boolean().optional() }).nullable().optional(),
-    tools: z
-      .array(z.object({ type: z.string() }).loose())
-      .max(128)
-      .optional(),
-    tool_choice: z
-      .union([
-        z.enum(['none', 'auto', 'required']),
-        z.object({ type: z.string(), name: z.string().optional() }).loose(),
-      ])
-      .nullable()
-      .optional(),
-    parallel_tool_calls: z.boolean().nullable().optional(),
-    text: z
-      .strictObject({ format: formatSchema.optional(), verbosity: z.string().nullable().optional() })
-      .nullable()
-      .optional(),
-    temperature: z.number().min(0).max(2).nullable().optional(),
-    top_p: z.number().min(0).max(1).nullable().optional(),
-    max_output_tokens: z.number().int().min(1).nullable().optional(),
-    metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
-    user: z.string().optional(),
-    truncation: z.enum(['auto', 'disabled']).nullable().optional(),
-    include: z.array(z.string()).nullable().optional(),
-  })
-  .loose();
+export const responsesBody = onUse(() =>
+  z
+    .object({
+      model: z.string().min(1).describe('the agent name'),
+      // Items are objects here and checked one by one (ITEM_SCHEMAS), so that errors name them.
+      input: z.union([z.string(), z.array(z.record(z.string(), z.unknown()))]),
+      instructions: z.string().nullable().optional(),
+      previous_response_id: z.string().min(1).max(200).nullable().optional(),
+      store: z.boolean().nullable().optional(),
+      stream: z.boolean().nullable().optional(),
+      stream_options: z.object({ include_obfuscation: z.boolean().optional() }).nullable().optional(),
+      tools: z
+        .array(z.object({ type: z.string() }).loose())
+        .max(128)
+        .optional(),
+      tool_choice: z
+        .union([
+          z.enum(['none', 'auto', 'required']),
+          z.object({ type: z.string(), name: z.string().optional() }).loose(),
+        ])
+        .nullable()
+        .optional(),
+      parallel_tool_calls: z.boolean().nullable().optional(),
+      text: z
+        .strictObject({ format: formatSchema().optional(), verbosity: z.string().nullable().optional() })
+        .nullable()
+        .optional(),
+      temperature: z.number().min(0).max(2).nullable().optional(),
+      top_p: z.number().min(0).max(1).nullable().optional(),
+      max_output_tokens: z.number().int().min(1).nullable().optional(),
+      metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
+      user: z.string().optional(),
+      truncation: z.enum(['auto', 'disabled']).nullable().optional(),
+      include: z.array(z.string()).nullable().optional(),
+    })
+    .loose(),
+);
 
-export type ResponsesBody = z.infer<typeof responsesBody>;
+export type ResponsesBody = z.infer<ReturnType<typeof responsesBody>>;
 
 /** A function tool in the Responses API's flat shape. */
-export const functionToolSchema = z.object({
-  type: z.literal('function'),
-  name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a function name is 1 to 64 letters, digits, _ or -'),
-  description: z
-    .string()
-    .max(16 * 1024)
-    .nullable()
-    .optional(),
-  // Bounded in size and depth by clientTools (chat-params.ts), as for chat completions.
-  parameters: z.record(z.string(), z.unknown()).nullable().optional(),
-  strict: z.boolean().nullable().optional(),
-});
+export const functionToolSchema = onUse(() =>
+  z.object({
+    type: z.literal('function'),
+    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a function name is 1 to 64 letters, digits, _ or -'),
+    description: z
+      .string()
+      .max(16 * 1024)
+      .nullable()
+      .optional(),
+    // Bounded in size and depth by clientTools (chat-params.ts), as for chat completions.
+    parameters: z.record(z.string(), z.unknown()).nullable().optional(),
+    strict: z.boolean().nullable().optional(),
+  }),
+);
 
-export type FunctionTool = z.infer<typeof functionToolSchema>;
+export type FunctionTool = z.infer<ReturnType<typeof functionToolSchema>>;
 
-const itemStatus = z.enum(['in_progress', 'completed', 'incomplete']).nullable().optional();
+const itemStatus = onUse(() => z.enum(['in_progress', 'completed', 'incomplete']).nullable().optional());
 
 /**
  * The input items Caxton reads, by type. `id` and `status` are what clients send back from an
  * earlier response's output (the Agents SDK does); they are accepted and not needed. A message
  * item may omit `type` ("easy input message").
  */
-const ITEM_SCHEMAS = {
+const ITEM_SCHEMAS = onUse(() => ({
   message: z.strictObject({
     type: z.literal('message').optional(),
     id: z.string().optional(),
-    status: itemStatus,
+    status: itemStatus(),
     role: z.enum(['user', 'assistant', 'system', 'developer']),
-    content: z.union([z.string(), z.array(contentPart)]),
+    content: z.union([z.string(), z.array(contentPart())]),
     phase: z.enum(['commentary', 'final_answer']).nullable().optional(),
   }),
   function_call: z.strictObject({
     type: z.literal('function_call'),
     id: z.string().optional(),
-    status: itemStatus,
+    status: itemStatus(),
     call_id: z.string().min(1).max(200),
     name: z.string().min(1).max(64),
     arguments: z.string(),
@@ -112,15 +119,15 @@ const ITEM_SCHEMAS = {
   function_call_output: z.strictObject({
     type: z.literal('function_call_output'),
     id: z.string().nullable().optional(),
-    status: itemStatus,
+    status: itemStatus(),
     call_id: z.string().min(1).max(200),
-    output: z.union([z.string(), z.array(contentPart)]),
+    output: z.union([z.string(), z.array(contentPart())]),
   }),
-};
+}));
 
-export type MessageItem = z.infer<(typeof ITEM_SCHEMAS)['message']>;
-export type FunctionCallItem = z.infer<(typeof ITEM_SCHEMAS)['function_call']>;
-export type FunctionCallOutputItem = z.infer<(typeof ITEM_SCHEMAS)['function_call_output']>;
+export type MessageItem = z.infer<ReturnType<typeof ITEM_SCHEMAS>['message']>;
+export type FunctionCallItem = z.infer<ReturnType<typeof ITEM_SCHEMAS>['function_call']>;
+export type FunctionCallOutputItem = z.infer<ReturnType<typeof ITEM_SCHEMAS>['function_call_output']>;
 export type InputItem = (MessageItem & { type?: 'message' }) | FunctionCallItem | FunctionCallOutputItem;
 
 /** Honoured, or checked (below) to hold a value that asks for nothing Caxton cannot do. */
@@ -210,7 +217,7 @@ export function assertResponsesSupported(body: ResponsesBody): void {
         `tools[${i}].type`,
         `tools of type "${tool.type.slice(0, 100)}" are not supported; only "function" tools are (the agent's own tools run inside Caxton)`,
       );
-    const parsed = functionToolSchema.safeParse(tool);
+    const parsed = functionToolSchema().safeParse(tool);
     if (!parsed.success) throw issueError(`tools[${i}]`, parsed.error, tool);
   }
   const choice = body.tool_choice;
@@ -252,13 +259,13 @@ export function inputItems(input: ResponsesBody['input']): InputItem[] {
       throw new CaxtonError('invalid_request', `input[${i}] has neither a type nor a role`, {
         param: `input[${i}].type`,
       });
-    if (!Object.hasOwn(ITEM_SCHEMAS, type)) {
+    if (!Object.hasOwn(ITEM_SCHEMAS(), type)) {
       throw unsupportedValue(
         `input[${i}].type`,
         `input items of type "${type.slice(0, 100)}" are not supported; "message", "function_call" and "function_call_output" are`,
       );
     }
-    const parsed = ITEM_SCHEMAS[type as keyof typeof ITEM_SCHEMAS].safeParse(raw);
+    const parsed = ITEM_SCHEMAS()[type as keyof ReturnType<typeof ITEM_SCHEMAS>].safeParse(raw);
     if (!parsed.success) throw issueError(`input[${i}]`, parsed.error, raw);
     const item = parsed.data as InputItem;
     const parts = 'content' in item ? item.content : item.type === 'function_call_output' ? item.output : undefined;

@@ -40,7 +40,7 @@ import {
 import { formatOf, responsesToInvoke, withResponsesParam, type MessageSource } from './responses-invoke.js';
 import { assertResponsesSupported, inputItems, responsesBody, type ResponsesBody } from './responses-params.js';
 import { replyCheckFor } from './structured-output.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses, onFirstRequest } from '../lazy-schemas.js';
 
 /**
  * OpenAI's Responses API on Caxton agents (docs/openai.md, "Responses"): POST /v1/responses runs
@@ -244,7 +244,7 @@ function createResponseRoute(app: FastifyInstance, ctx: ResponsesContext): void 
       schema: {
         summary: 'OpenAI Responses API with an agent (model = agent name)',
         tags: ['openai'],
-        body: responsesBody,
+        body: onFirstRequest(() => responsesBody()),
         response: docResponses(() => ({
           200: z.record(z.string(), z.unknown()).describe('a response object, or its events when streaming'),
           400: errorEnvelopeSchema,
@@ -364,8 +364,8 @@ function storedResponseRoutes(app: FastifyInstance, ctx: ResponsesContext): void
       schema: {
         summary: 'A stored response (responses.retrieve)',
         tags: ['openai'],
-        params: idParams,
-        querystring: z.strictObject({}),
+        params: onFirstRequest(() => idParams),
+        querystring: onFirstRequest(() => z.strictObject({})),
         response: docResponses(() => ({
           200: z.record(z.string(), z.unknown()).describe('a response object'),
           404: errorEnvelopeSchema,
@@ -385,7 +385,7 @@ function storedResponseRoutes(app: FastifyInstance, ctx: ResponsesContext): void
       schema: {
         summary: 'Cancels a background response (responses.cancel)',
         tags: ['openai'],
-        params: idParams,
+        params: onFirstRequest(() => idParams),
         response: docResponses(() => ({
           200: z.record(z.string(), z.unknown()).describe('a response object'),
           404: errorEnvelopeSchema,
@@ -411,7 +411,7 @@ function storedResponseRoutes(app: FastifyInstance, ctx: ResponsesContext): void
       schema: {
         summary: 'Deletes a stored response (responses.delete)',
         tags: ['openai'],
-        params: idParams,
+        params: onFirstRequest(() => idParams),
         response: docResponses(() => ({
           200: z.object({ id: z.string(), object: z.literal('response.deleted'), deleted: z.boolean() }),
           404: errorEnvelopeSchema,

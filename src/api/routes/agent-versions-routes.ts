@@ -23,7 +23,7 @@ import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
 import { agentDetailSchema, agentNameParams, errorEnvelopeSchema, rolloutSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 export const agentVersionSchema = z.object({
   agent: z.string(),
@@ -139,15 +139,21 @@ const rolloutStatusSchema = onUse(() =>
   }),
 );
 
-const versionParams = agentNameParams.extend({ version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
-const historyQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(1000).default(50),
-  offset: z.coerce.number().int().min(0).default(0),
+const versionParams = agentNameParams().extend({
+  version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
 });
-const diffQuery = z.object({
-  from: z.coerce.number().int().min(1).optional(),
-  to: z.coerce.number().int().min(1).optional(),
-});
+const historyQuery = onUse(() =>
+  z.object({
+    limit: z.coerce.number().int().min(1).max(1000).default(50),
+    offset: z.coerce.number().int().min(0).default(0),
+  }),
+);
+const diffQuery = onUse(() =>
+  z.object({
+    from: z.coerce.number().int().min(1).optional(),
+    to: z.coerce.number().int().min(1).optional(),
+  }),
+);
 const rollbackBody = z.strictObject({ to: z.number().int().min(1).optional() });
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema };
@@ -213,8 +219,8 @@ function historyRoutes(app: FastifyInstance, service: AgentService, { store, nam
       schema: {
         summary: "An agent's versions, newest first (every deploy, file change and rollback)",
         tags: ['agents'],
-        params: agentNameParams,
-        querystring: historyQuery,
+        params: onFirstRequest(() => agentNameParams()),
+        querystring: onFirstRequest(() => historyQuery()),
         response: docResponses(() => ({
           200: z.object({
             agent: z.string(),
@@ -243,7 +249,7 @@ function historyRoutes(app: FastifyInstance, service: AgentService, { store, nam
       schema: {
         summary: 'One version of an agent: its definition and the text it was deployed from',
         tags: ['agents'],
-        params: versionParams,
+        params: onFirstRequest(() => versionParams),
         response: docResponses(() => ({ 200: versionDetailSchema(), ...errors })),
       },
     },
@@ -259,8 +265,8 @@ function historyRoutes(app: FastifyInstance, service: AgentService, { store, nam
       schema: {
         summary: 'What changed between two versions (default: the current one and the one before it)',
         tags: ['agents'],
-        params: agentNameParams,
-        querystring: diffQuery,
+        params: onFirstRequest(() => agentNameParams()),
+        querystring: onFirstRequest(() => diffQuery()),
         response: docResponses(() => ({ 200: versionDiffSchema(), ...errors })),
       },
     },
@@ -300,7 +306,7 @@ function rollbackRoutes(
       schema: {
         summary: 'Deploy an earlier version again (default: the newest whose content differs from the current one)',
         tags: ['agents'],
-        params: agentNameParams,
+        params: onFirstRequest(() => agentNameParams()),
         response: docResponses(() => ({
           200: z.object({
             agent: agentDetailSchema(),
@@ -343,7 +349,7 @@ function rollbackRoutes(
       schema: {
         summary: "Make a running blue-green rollout's candidate the live version",
         tags: ['agents'],
-        params: agentNameParams,
+        params: onFirstRequest(() => agentNameParams()),
         response: docResponses(() => ({
           200: z.object({ agent: agentDetailSchema(), rollout: rolloutSchema(), version: agentVersionSchema }),
           ...errors,
@@ -366,7 +372,7 @@ function rollbackRoutes(
       schema: {
         summary: "The agent's running rollout, or its last one",
         tags: ['agents'],
-        params: agentNameParams,
+        params: onFirstRequest(() => agentNameParams()),
         response: docResponses(() => ({
           200: rolloutStatusSchema().extend({
             agent: z.string(),

@@ -27,7 +27,7 @@ import {
   listAgentsQuery,
   validateResponseSchema,
 } from '../schemas.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 const CONTENT_FORMATS: Record<string, AgentFormat | undefined> = {
   'application/toml': 'toml',
@@ -104,36 +104,38 @@ const errors = {
 
 // The canary options stay strings here: the agent service reads them (canaryPlanSchema), so a bad
 // one gets the same message whichever way it arrives.
-const strategyQuery = z.object({
-  strategy: z
-    .enum(['direct', 'blue-green', 'canary', 'shadow'])
-    .optional()
-    .describe(
-      "default: the file's [rollout] strategy, else direct. direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures; shadow: blue-green plus a copy of every live request, answers compared and never returned",
-    ),
-  stages: z
-    .string()
-    .max(200)
-    .optional()
-    .describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
-  hold: z.string().max(20).optional().describe('canary: how long each stage runs at least, e.g. "60s"'),
-  min_requests: z
-    .string()
-    .max(12)
-    .optional()
-    .describe('canary: candidate executions per stage before it is judged (default 20)'),
-  max_error_rate_increase: z
-    .string()
-    .max(12)
-    .optional()
-    .describe('canary: the error-rate increase over the stable version that rolls back (0..1, default 0.05)'),
-  max_latency_ratio: z
-    .string()
-    .max(12)
-    .optional()
-    .describe('canary: the p99 latency ratio to the stable version that rolls back (default 2)'),
-});
-const canaryOptionsOf = (q: z.infer<typeof strategyQuery>) => {
+const strategyQuery = onUse(() =>
+  z.object({
+    strategy: z
+      .enum(['direct', 'blue-green', 'canary', 'shadow'])
+      .optional()
+      .describe(
+        "default: the file's [rollout] strategy, else direct. direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures; shadow: blue-green plus a copy of every live request, answers compared and never returned",
+      ),
+    stages: z
+      .string()
+      .max(200)
+      .optional()
+      .describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
+    hold: z.string().max(20).optional().describe('canary: how long each stage runs at least, e.g. "60s"'),
+    min_requests: z
+      .string()
+      .max(12)
+      .optional()
+      .describe('canary: candidate executions per stage before it is judged (default 20)'),
+    max_error_rate_increase: z
+      .string()
+      .max(12)
+      .optional()
+      .describe('canary: the error-rate increase over the stable version that rolls back (0..1, default 0.05)'),
+    max_latency_ratio: z
+      .string()
+      .max(12)
+      .optional()
+      .describe('canary: the p99 latency ratio to the stable version that rolls back (default 2)'),
+  }),
+);
+const canaryOptionsOf = (q: z.infer<ReturnType<typeof strategyQuery>>) => {
   const o: Record<string, string> = {};
   for (const k of ['stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio'] as const)
     if (q[k] !== undefined) o[k] = q[k];
@@ -186,7 +188,7 @@ function agentReadRoutes(app: FastifyInstance, service: AgentService): void {
       schema: {
         summary: 'List agents',
         tags: ['agents'],
-        querystring: listAgentsQuery,
+        querystring: onFirstRequest(() => listAgentsQuery()),
         response: docResponses(() => ({ 200: agentListSchema(), 400: errorEnvelopeSchema })),
       },
     },
@@ -207,7 +209,7 @@ function agentReadRoutes(app: FastifyInstance, service: AgentService): void {
       schema: {
         summary: 'Get one agent',
         tags: ['agents'],
-        params: agentNameParams,
+        params: onFirstRequest(() => agentNameParams()),
         response: docResponses(() => ({ 200: agentDetailSchema(), 404: errorEnvelopeSchema })),
       },
     },
@@ -246,7 +248,7 @@ function agentReadRoutes(app: FastifyInstance, service: AgentService): void {
       schema: {
         summary: 'The text an API-deployed agent was deployed from',
         tags: ['agents'],
-        params: agentNameParams,
+        params: onFirstRequest(() => agentNameParams()),
         response: docResponses(() => ({ 200: z.string(), 404: errorEnvelopeSchema })),
       },
     },
@@ -335,8 +337,8 @@ function changeRoutes(app: FastifyInstance, service: AgentService): void {
       schema: {
         summary: 'Update an API-deployed agent',
         tags: ['agents'],
-        params: agentNameParams,
-        querystring: strategyQuery,
+        params: onFirstRequest(() => agentNameParams()),
+        querystring: onFirstRequest(() => strategyQuery()),
         response: docResponses(() => ({ 200: deployResponseSchema(), ...errors })),
       },
     },
@@ -377,7 +379,7 @@ function changeRoutes(app: FastifyInstance, service: AgentService): void {
       schema: {
         summary: 'Remove an API-deployed agent',
         tags: ['agents'],
-        params: agentNameParams,
+        params: onFirstRequest(() => agentNameParams()),
         response: docResponses(() => ({ 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema })),
       },
     },

@@ -5,7 +5,7 @@ import { AUDIT_ACTIONS, AUDIT_OUTCOMES, type AuditQuery, type AuditStore } from 
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 /** A time bound: ISO 8601, milliseconds since the epoch, or a duration ago ("1h", "24h"). */
 function timeBound(field: string) {
@@ -29,36 +29,38 @@ function timeBound(field: string) {
     .describe(`${field}: ISO 8601 time, epoch milliseconds, or a duration ago ("1h")`);
 }
 
-const auditQuery = z.object({
-  principal: z
-    .string()
-    .min(1)
-    .max(300)
-    .optional()
-    .describe('a principal id (key:ci, oidc:SUBJECT...); "-" for requests without one'),
-  action: z
-    .string()
-    .min(1)
-    .max(100)
-    .optional()
-    .describe(`an action, or a family such as "memory.*": ${AUDIT_ACTIONS.join(', ')}`),
-  outcome: z.enum(AUDIT_OUTCOMES, { error: `expected one of: ${AUDIT_OUTCOMES.join(', ')}` }).optional(),
-  target: z.string().min(1).max(512).optional().describe('an agent, tool server, memory scope, dead-letter id...'),
-  since: timeBound('since'),
-  until: timeBound('until'),
-  limit: z.coerce
-    .number({ error: 'expected a number' })
-    .int({ error: 'expected a whole number' })
-    .min(1, { error: 'at least 1' })
-    .max(1000, { error: 'at most 1000' })
-    .default(100),
-  offset: z.coerce
-    .number({ error: 'expected a number' })
-    .int({ error: 'expected a whole number' })
-    .min(0, { error: 'at least 0' })
-    .max(10_000_000)
-    .default(0),
-});
+const auditQuery = onUse(() =>
+  z.object({
+    principal: z
+      .string()
+      .min(1)
+      .max(300)
+      .optional()
+      .describe('a principal id (key:ci, oidc:SUBJECT...); "-" for requests without one'),
+    action: z
+      .string()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe(`an action, or a family such as "memory.*": ${AUDIT_ACTIONS.join(', ')}`),
+    outcome: z.enum(AUDIT_OUTCOMES, { error: `expected one of: ${AUDIT_OUTCOMES.join(', ')}` }).optional(),
+    target: z.string().min(1).max(512).optional().describe('an agent, tool server, memory scope, dead-letter id...'),
+    since: timeBound('since'),
+    until: timeBound('until'),
+    limit: z.coerce
+      .number({ error: 'expected a number' })
+      .int({ error: 'expected a whole number' })
+      .min(1, { error: 'at least 1' })
+      .max(1000, { error: 'at most 1000' })
+      .default(100),
+    offset: z.coerce
+      .number({ error: 'expected a number' })
+      .int({ error: 'expected a whole number' })
+      .min(0, { error: 'at least 0' })
+      .max(10_000_000)
+      .default(0),
+  }),
+);
 
 const auditRecordSchema = onUse(() =>
   z.object({
@@ -95,7 +97,7 @@ export async function auditRoutes(app: FastifyInstance, opts: { store?: AuditSto
           'Every deploy, removal, tool deploy, key change, memory write and import, dead-letter replay, execution and configuration read: time, principal, source address, request id, action, target, outcome (ok, denied, error) and status. ' +
           '`since`/`until` take an ISO 8601 time or a duration ago ("1h"); `action` takes a family such as "memory.*"; `principal=-` selects requests without one. Page with `offset`.',
         tags: ['system'],
-        querystring: auditQuery,
+        querystring: onFirstRequest(() => auditQuery()),
         response: docResponses(() => ({
           200: z.object({
             records: z.array(auditRecordSchema()),

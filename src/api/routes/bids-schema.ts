@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ConversationBids } from '../../messaging/index.js';
 import type { Check, Documents } from '../type-checks.js';
-import { onUse } from '../doc-schemas.js';
+import { onUse } from '../lazy-schemas.js';
 
 const bidValueSchema = onUse(() =>
   z.object({

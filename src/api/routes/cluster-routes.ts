@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { NodeInfo } from '../../cluster/index.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses } from '../lazy-schemas.js';
 
 /** Where the node list comes from: JetStream membership on a cluster, the node itself otherwise. */
 export interface ClusterView {

@@ -23,7 +23,7 @@ import {
   pageQuery,
   stateQuery,
 } from './messaging-schemas.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses, onFirstRequest } from '../lazy-schemas.js';
 
 /** GET /conversations, one conversation with its bids, and following one as server-sent events. */
 export function conversationRoutes(app: FastifyInstance, ctx: MessagingRouteContext): void {
@@ -35,16 +35,18 @@ export function conversationRoutes(app: FastifyInstance, ctx: MessagingRouteCont
       schema: {
         summary: 'List conversations, newest first',
         tags: ['messaging'],
-        querystring: z.object({
-          state: stateQuery,
-          participant: z
-            .string()
-            .min(1)
-            .max(200)
-            .optional()
-            .describe('only conversations this party sent or received a message in'),
-          ...pageQuery,
-        }),
+        querystring: onFirstRequest(() =>
+          z.object({
+            state: stateQuery(),
+            participant: z
+              .string()
+              .min(1)
+              .max(200)
+              .optional()
+              .describe('only conversations this party sent or received a message in'),
+            ...pageQuery(),
+          }),
+        ),
         response: docResponses(() => ({
           200: z.object({
             conversations: z.array(conversationSchema()),
@@ -74,11 +76,13 @@ export function conversationRoutes(app: FastifyInstance, ctx: MessagingRouteCont
       schema: {
         summary: 'One conversation and its messages, oldest first',
         tags: ['messaging'],
-        params: idParams,
-        querystring: z.object({
-          limit: z.coerce.number({ error: 'expected a number' }).int().min(1).max(100_000).default(1000),
-          offset: pageQuery.offset,
-        }),
+        params: onFirstRequest(() => idParams()),
+        querystring: onFirstRequest(() =>
+          z.object({
+            limit: z.coerce.number({ error: 'expected a number' }).int().min(1).max(100_000).default(1000),
+            offset: pageQuery().offset,
+          }),
+        ),
         response: docResponses(() => ({
           200: z.object({
             conversation: conversationSchema(),
@@ -116,7 +120,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: MessagingRouteCont
           'Replays the stored messages as `message` events and the current state as a `state` event, then streams new messages and state changes as they happen. ' +
           'After a terminal state (completed, failed, expired) an `end` event closes the stream. Comment lines are sent every 15 s while idle.',
         tags: ['messaging'],
-        params: idParams,
+        params: onFirstRequest(() => idParams()),
         response: docResponses(() => ({ 200: z.string().describe('text/event-stream'), 404: errorEnvelopeSchema })),
       },
     },

@@ -6,7 +6,7 @@ import { discardDeadLetters, replayDeadLetters, type MessagingBus } from '../../
 import { CaxtonError } from '../../shared/errors.js';
 import { parseJsonBody } from '../json-body.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onUse } from '../lazy-schemas.js';
 
 const selectionSchema = z.strictObject({
   receiver: z.string().min(1).max(200).optional(),

@@ -6,7 +6,7 @@ import { deadLetterBulkRoutes } from './dead-letter-bulk-routes.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import type { MessagingRouteContext } from './messaging-routes.js';
 import { deadLetterParams, deadLetterSchema, definedOnly, errors, pageQuery } from './messaging-schemas.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses, onFirstRequest } from '../lazy-schemas.js';
 
 /** The dead-letter queue: list, read and replay one; the bulk actions (dead-letter-bulk-routes.ts). */
 export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContext): void {
@@ -18,16 +18,18 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContex
       schema: {
         summary: 'Deliveries that failed for good, oldest first, narrowed by receiver or error text',
         tags: ['messaging'],
-        querystring: z.object({
-          receiver: z
-            .string()
-            .min(1)
-            .max(200)
-            .optional()
-            .describe("this text anywhere in the receiver's name (any case)"),
-          error: z.string().min(1).max(200).optional().describe('this text anywhere in the last error (any case)'),
-          ...pageQuery,
-        }),
+        querystring: onFirstRequest(() =>
+          z.object({
+            receiver: z
+              .string()
+              .min(1)
+              .max(200)
+              .optional()
+              .describe("this text anywhere in the receiver's name (any case)"),
+            error: z.string().min(1).max(200).optional().describe('this text anywhere in the last error (any case)'),
+            ...pageQuery(),
+          }),
+        ),
         response: docResponses(() => ({
           200: z.object({
             dead_letters: z.array(deadLetterSchema()),
@@ -52,7 +54,7 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContex
       schema: {
         summary: 'One dead letter',
         tags: ['messaging'],
-        params: deadLetterParams,
+        params: onFirstRequest(() => deadLetterParams()),
         response: docResponses(() => ({ 200: deadLetterSchema(), ...errors })),
       },
     },
@@ -67,7 +69,7 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: MessagingRouteContex
         description:
           'Puts the delivery back on the queue with fresh attempts; a conversation that failed because of it is reopened, so the reply can complete it.',
         tags: ['messaging'],
-        params: deadLetterParams,
+        params: onFirstRequest(() => deadLetterParams()),
         response: docResponses(() => ({
           202: z.object({
             id: z.number().int(),

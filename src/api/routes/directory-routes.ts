@@ -6,7 +6,7 @@ import { errorEnvelopeSchema } from '../schemas.js';
 import { keepOpen, openSse } from '../sse-stream.js';
 import type { MessagingRouteContext } from './messaging-routes.js';
 import { directoryEntrySchema, directoryEventView, entryView } from './messaging-schemas.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses, onFirstRequest } from '../lazy-schemas.js';
 
 /** The directory facilitator: find agents, and follow the directory as server-sent events. */
 export function directoryRoutes(app: FastifyInstance, ctx: MessagingRouteContext): void {
@@ -18,12 +18,14 @@ export function directoryRoutes(app: FastifyInstance, ctx: MessagingRouteContext
       schema: {
         summary: 'Directory facilitator: agents by capability, protocol, ontology and content language',
         tags: ['messaging'],
-        querystring: z.object({
-          capability: z.string().min(1).max(200).optional(),
-          protocol: z.string().min(1).max(200).optional().describe('only agents taking part in this protocol'),
-          ontology: z.string().min(1).max(256).optional(),
-          language: z.string().min(1).max(256).optional(),
-        }),
+        querystring: onFirstRequest(() =>
+          z.object({
+            capability: z.string().min(1).max(200).optional(),
+            protocol: z.string().min(1).max(200).optional().describe('only agents taking part in this protocol'),
+            ontology: z.string().min(1).max(256).optional(),
+            language: z.string().min(1).max(256).optional(),
+          }),
+        ),
         response: docResponses(() => ({
           200: z.object({ entries: z.array(directoryEntrySchema()), total: z.number().int() }),
           400: errorEnvelopeSchema,

@@ -7,7 +7,7 @@ import type { SpanStore } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { timeField } from './time-field.js';
 import { errorEnvelopeSchema, pageQueryFields, recordedToolCallSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 export interface ExecutionRouteDeps {
   /** The execution records; absent (`[executions] enabled = false`): 404 executions_disabled. */
@@ -16,21 +16,23 @@ export interface ExecutionRouteDeps {
   spans?: SpanStore | undefined;
 }
 
-const text = z.string().min(1).max(200).optional();
+const text = onUse(() => z.string().min(1).max(200).optional());
 
-const listQuery = z.object({
-  agent: text.describe('only executions of this agent'),
-  version: text.describe("only executions of this version (the agent definition's `version`)"),
-  principal: text.describe('only executions run for this principal (key:…, oidc:…)'),
-  conversation: text.describe('only executions in this conversation'),
-  message: text.describe(
-    'only the executions that handled this message (its deliveries; give its conversation too for an index lookup)',
-  ),
-  status: z.enum(['ok', 'error'], { error: 'expected "ok" or "error"' }).optional(),
-  since: timeField('only executions started at or after this time'),
-  until: timeField('only executions started before this time'),
-  ...pageQueryFields(1000),
-});
+const listQuery = onUse(() =>
+  z.object({
+    agent: text().describe('only executions of this agent'),
+    version: text().describe("only executions of this version (the agent definition's `version`)"),
+    principal: text().describe('only executions run for this principal (key:…, oidc:…)'),
+    conversation: text().describe('only executions in this conversation'),
+    message: text().describe(
+      'only the executions that handled this message (its deliveries; give its conversation too for an index lookup)',
+    ),
+    status: z.enum(['ok', 'error'], { error: 'expected "ok" or "error"' }).optional(),
+    since: timeField('only executions started at or after this time'),
+    until: timeField('only executions started before this time'),
+    ...pageQueryFields(1000),
+  }),
+);
 
 const summaryShape = onUse(() => ({
   id: z.string(),
@@ -124,7 +126,7 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
         description:
           'Every execution of every surface (invoke, /v1, MCP, message deliveries), newest first, in pages: pass `next_cursor` as `cursor` for the next. `since`/`until` are ISO 8601 times or durations ago ("1h").',
         tags: ['observability'],
-        querystring: listQuery,
+        querystring: onFirstRequest(() => listQuery()),
         response: docResponses(() => ({
           200: z.object({ executions: z.array(summarySchema()), next_cursor: z.string().optional() }),
           400: errorEnvelopeSchema,
@@ -158,7 +160,7 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
         description:
           'Arguments, results, the request and the answer are scrubbed of secrets and cut at a fixed size with a marker. `links.trace` reads its spans (GET /traces/{id}).',
         tags: ['observability'],
-        params: z.object({ id: z.string().min(1).max(200) }),
+        params: onFirstRequest(() => z.object({ id: z.string().min(1).max(200) })),
         response: docResponses(() => ({ 200: viewSchema(), 404: errorEnvelopeSchema })),
       },
     },
@@ -177,9 +179,11 @@ export async function executionRecordRoutes(app: FastifyInstance, deps: Executio
         description:
           "Spans come from this node's own recent spans (`[tracing] local_spans`), bounded: old traces are gone, and on a cluster each node holds the spans of what it ran. Executions of the trace come from the execution records (every node's). Spans naming an agent outside the caller's scope are left out, and so are the spans of an execution the caller may not read (another principal's chat thread turn) and every span under them.",
         tags: ['observability'],
-        params: z.object({
-          id: z.string().regex(/^[0-9a-f]{32}$/, { error: 'expected a trace id: 32 lowercase hex digits' }),
-        }),
+        params: onFirstRequest(() =>
+          z.object({
+            id: z.string().regex(/^[0-9a-f]{32}$/, { error: 'expected a trace id: 32 lowercase hex digits' }),
+          }),
+        ),
         response: docResponses(() => ({
           200: z.object({ trace_id: z.string(), spans: z.array(spanSchema()), executions: z.array(summarySchema()) }),
           400: errorEnvelopeSchema,

@@ -10,22 +10,27 @@ import { toEnvelope } from '../envelope.js';
 import { agentNameParams, errorEnvelopeSchema, idempotencyKeyOf } from '../schemas.js';
 import { disconnectHook, wantsEventStream } from '../sse-stream.js';
 import type { Check, Documents } from '../type-checks.js';
-import { docResponses } from '../doc-schemas.js';
-import { onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest } from '../lazy-schemas.js';
+import { onUse } from '../lazy-schemas.js';
 
-export const invokeBodySchema = z.strictObject({
-  request: z.string().min(1, { message: 'must not be empty' }).describe('what the agent is asked to do ({{request}})'),
-  context: z
-    .union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())])
-    .optional()
-    .describe('rendered as {{context}}'),
-  parameters: z
-    .record(z.string(), z.unknown())
-    .optional()
-    .describe("override the agent's [parameters] ({{parameters.NAME}})"),
-  conversation_id: z.string().min(1).max(200).optional(),
-  capability: z.string().min(1).max(200).optional().describe('fail unless the agent provides this capability'),
-});
+export const invokeBodySchema = onUse(() =>
+  z.strictObject({
+    request: z
+      .string()
+      .min(1, { message: 'must not be empty' })
+      .describe('what the agent is asked to do ({{request}})'),
+    context: z
+      .union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())])
+      .optional()
+      .describe('rendered as {{context}}'),
+    parameters: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe("override the agent's [parameters] ({{parameters.NAME}})"),
+    conversation_id: z.string().min(1).max(200).optional(),
+    capability: z.string().min(1).max(200).optional().describe('fail unless the agent provides this capability'),
+  }),
+);
 
 const usageSchema = onUse(() =>
   z.object({ input_tokens: z.number(), output_tokens: z.number(), total_tokens: z.number() }),
@@ -85,8 +90,8 @@ export async function invokeRoutes(
         description:
           'With `Accept: text/event-stream` the answer streams as SSE events `token`, `tool_call`, `tool_result`, then `response` (the AgentResponse) or `error` (the error envelope). With an `Idempotency-Key` header, the same key from the same caller to the same agent is one durable run: a repeat answers with its result, joins it while it runs, or resumes it after a restart; such a run is not cancelled when the connection closes.',
         tags: ['execution'],
-        params: agentNameParams,
-        body: invokeBodySchema,
+        params: onFirstRequest(() => agentNameParams()),
+        body: onFirstRequest(() => invokeBodySchema()),
         response: docResponses(() => ({
           200: agentResponseSchema(),
           202: errorEnvelopeSchema.describe(

@@ -5,7 +5,7 @@ import { principalScopeSchema, ROLE_PERMISSIONS, ROLES, type ApiKeyStore } from 
 import { CaxtonError } from '../../shared/errors.js';
 import { MAX_PERIOD_MS, parseDuration } from '../../shared/units.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 // The module's schemas are built on first use (a request, or the OpenAPI document): a start
 // registers the routes without constructing them.
@@ -28,42 +28,44 @@ const keySchema = onUse(() =>
   ),
 );
 
-const createBody = z.lazy(() => {
-  const glob = z
-    .string()
-    .min(1)
-    .max(200)
-    .regex(/^[^\s]+$/, { message: 'expected a name or a glob such as "support-*" (no spaces)' });
-  const globs = z.array(glob).max(100);
-  return z.strictObject({
-    name: z.string().min(1).max(64),
-    role: z.enum(ROLES, { error: `expected one of: ${ROLES.join(', ')}` }),
-    expires: z
+const createBody = onUse(() =>
+  z.lazy(() => {
+    const glob = z
       .string()
-      .refine(
-        (s) => {
-          const ms = parseDuration(s);
-          return ms !== undefined && ms > 0 && ms <= MAX_PERIOD_MS;
-        },
-        { message: 'expected a duration such as "30d" or "12h" (at most 366 days)' },
-      )
-      .optional()
-      .describe('time to live, e.g. "30d"; absent: never expires'),
-    agents: globs.optional().describe('agents this key may use (globs such as "support-*"); absent: all'),
-    capabilities: globs.optional(),
-    memory: globs.optional().describe('memory scopes'),
-    tools: globs.optional().describe('host tools (SERVER.tool, SERVER.*)'),
-    limits: z
-      .strictObject({
-        requests_per_minute: z.number().int().min(1).optional(),
-        concurrent_executions: z.number().int().min(1).optional(),
-        tokens_per_minute: z.number().int().min(1).optional(),
-      })
-      .optional(),
-  });
-});
+      .min(1)
+      .max(200)
+      .regex(/^[^\s]+$/, { message: 'expected a name or a glob such as "support-*" (no spaces)' });
+    const globs = z.array(glob).max(100);
+    return z.strictObject({
+      name: z.string().min(1).max(64),
+      role: z.enum(ROLES, { error: `expected one of: ${ROLES.join(', ')}` }),
+      expires: z
+        .string()
+        .refine(
+          (s) => {
+            const ms = parseDuration(s);
+            return ms !== undefined && ms > 0 && ms <= MAX_PERIOD_MS;
+          },
+          { message: 'expected a duration such as "30d" or "12h" (at most 366 days)' },
+        )
+        .optional()
+        .describe('time to live, e.g. "30d"; absent: never expires'),
+      agents: globs.optional().describe('agents this key may use (globs such as "support-*"); absent: all'),
+      capabilities: globs.optional(),
+      memory: globs.optional().describe('memory scopes'),
+      tools: globs.optional().describe('host tools (SERVER.tool, SERVER.*)'),
+      limits: z
+        .strictObject({
+          requests_per_minute: z.number().int().min(1).optional(),
+          concurrent_executions: z.number().int().min(1).optional(),
+          tokens_per_minute: z.number().int().min(1).optional(),
+        })
+        .optional(),
+    });
+  }),
+);
 
-const keyParams = z.object({ key: z.string().min(1).max(100) });
+const keyParams = onUse(() => z.object({ key: z.string().min(1).max(100) }));
 const errors = {
   400: errorEnvelopeSchema,
   403: errorEnvelopeSchema,
@@ -106,7 +108,9 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
       schema: {
         summary: 'List API keys (no secrets)',
         tags: ['auth'],
-        querystring: z.object({ all: z.enum(['true', 'false']).optional().describe('include revoked keys') }),
+        querystring: onFirstRequest(() =>
+          z.object({ all: z.enum(['true', 'false']).optional().describe('include revoked keys') }),
+        ),
         response: docResponses(() => ({ 200: z.object({ keys: z.array(keySchema()) }), ...errors })),
       },
     },
@@ -121,7 +125,7 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
       schema: {
         summary: 'Create an API key; the answer holds the only copy of its secret',
         tags: ['auth'],
-        body: createBody,
+        body: onFirstRequest(() => createBody()),
         response: docResponses(() => ({ 201: z.object({ key: keySchema(), secret: z.string() }), ...errors })),
       },
     },
@@ -152,7 +156,7 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
       schema: {
         summary: 'One API key (by id or name), with its use against its limits',
         tags: ['auth'],
-        params: keyParams,
+        params: onFirstRequest(() => keyParams()),
         response: docResponses(() => ({
           200: z.object({ key: keySchema(), usage: z.unknown().optional() }),
           ...errors,
@@ -173,7 +177,7 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
       schema: {
         summary: 'Revoke an API key (it stops working at once)',
         tags: ['auth'],
-        params: keyParams,
+        params: onFirstRequest(() => keyParams()),
         response: docResponses(() => ({ 200: z.object({ key: keySchema() }), ...errors })),
       },
     },
@@ -190,7 +194,7 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
       schema: {
         summary: 'A new secret for a key; the old one stops working at once',
         tags: ['auth'],
-        params: keyParams,
+        params: onFirstRequest(() => keyParams()),
         response: docResponses(() => ({ 200: z.object({ key: keySchema(), secret: z.string() }), ...errors })),
       },
     },

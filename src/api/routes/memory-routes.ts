@@ -31,16 +31,19 @@ import {
   checkRelations,
 } from '../../memory/memory-validate.js';
 import { CaxtonError } from '../../shared/errors.js';
+import { onFirstRequest, onUse } from '../lazy-schemas.js';
 
 /** Largest import body (JSON or JSONL). */
 export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
 
-const scopeQuery = z
-  .string()
-  .min(1)
-  .max(200)
-  .optional()
-  .describe('"workspace", "global" or "agent:NAME"; reads without it cover every scope');
+const scopeQuery = onUse(() =>
+  z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe('"workspace", "global" or "agent:NAME"; reads without it cover every scope'),
+);
 
 /** The scopes a read covers: the one named (checked before), or every stored scope the caller may use. */
 async function scopesOf(
@@ -140,12 +143,14 @@ function entityRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'List entities',
         tags,
-        querystring: z.object({
-          scope: scopeQuery,
-          type: z.string().min(1).optional(),
-          limit: z.coerce.number().int().min(1).max(10_000).default(100),
-          offset: z.coerce.number().int().min(0).default(0),
-        }),
+        querystring: onFirstRequest(() =>
+          z.object({
+            scope: scopeQuery(),
+            type: z.string().min(1).optional(),
+            limit: z.coerce.number().int().min(1).max(10_000).default(100),
+            offset: z.coerce.number().int().min(0).default(0),
+          }),
+        ),
       },
     },
     async (req) => {
@@ -171,7 +176,7 @@ function entityRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Create entities (create_entities); existing names are skipped',
         tags,
-        querystring: z.object({ scope: scopeQuery }),
+        querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })),
       },
     },
     async (req, reply) => {
@@ -188,8 +193,8 @@ function entityRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'One entity (in each scope that has it) and its relations (open_nodes)',
         tags,
-        params: z.object({ name: z.string().min(1) }),
-        querystring: z.object({ scope: scopeQuery }),
+        params: onFirstRequest(() => z.object({ name: z.string().min(1) })),
+        querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })),
       },
     },
     async (req) => {
@@ -210,8 +215,8 @@ function entityRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Delete an entity and its relations (delete_entities)',
         tags,
-        params: z.object({ name: z.string().min(1) }),
-        querystring: z.object({ scope: z.string().min(1).max(200) }),
+        params: onFirstRequest(() => z.object({ name: z.string().min(1) })),
+        querystring: onFirstRequest(() => z.object({ scope: z.string().min(1).max(200) })),
       },
     },
     async (req) => {
@@ -230,8 +235,8 @@ function entityRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Add observations to an entity (add_observations)',
         tags,
-        params: z.object({ name: z.string().min(1) }),
-        querystring: z.object({ scope: scopeQuery }),
+        params: onFirstRequest(() => z.object({ name: z.string().min(1) })),
+        querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })),
       },
     },
     async (req) => {
@@ -256,7 +261,7 @@ function graphEditRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Add observations to several entities (add_observations)',
         tags,
-        querystring: z.object({ scope: scopeQuery }),
+        querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })),
       },
     },
     async (req) => {
@@ -273,7 +278,7 @@ function graphEditRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Delete observations (delete_observations)',
         tags,
-        querystring: z.object({ scope: scopeQuery }),
+        querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })),
       },
     },
     async (req) => {
@@ -285,7 +290,9 @@ function graphEditRoutes(app: FastifyInstance, store: MemoryBackend): void {
 
   r.get(
     '/memory/relations',
-    { schema: { summary: 'List relations', tags, querystring: z.object({ scope: scopeQuery }) } },
+    {
+      schema: { summary: 'List relations', tags, querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })) },
+    },
     async (req) => ({
       relations: (await store.readGraph(await scopesOf(store, req.query.scope, req.principal))).relations,
     }),
@@ -297,7 +304,7 @@ function graphEditRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Create relations (create_relations); existing ones are skipped',
         tags,
-        querystring: z.object({ scope: scopeQuery }),
+        querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })),
       },
     },
     async (req, reply) => {
@@ -311,7 +318,13 @@ function graphEditRoutes(app: FastifyInstance, store: MemoryBackend): void {
 
   r.post(
     '/memory/relations/delete',
-    { schema: { summary: 'Delete relations (delete_relations)', tags, querystring: z.object({ scope: scopeQuery }) } },
+    {
+      schema: {
+        summary: 'Delete relations (delete_relations)',
+        tags,
+        querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })),
+      },
+    },
     async (req) => {
       const body = bodyObject(req.body);
       return {
@@ -326,7 +339,7 @@ function graphEditRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Delete entities by name (delete_entities)',
         tags,
-        querystring: z.object({ scope: scopeQuery }),
+        querystring: onFirstRequest(() => z.object({ scope: scopeQuery() })),
       },
     },
     async (req) => {
@@ -351,14 +364,16 @@ function queryRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Semantic, keyword or hybrid search; results best first with their scores',
         tags,
-        body: z.object({
-          query: z.string().min(1).max(65_536),
-          scope: z.string().min(1).max(200).optional(),
-          entity_type: z.string().min(1).optional(),
-          limit: z.number().int().min(1).max(100).default(10),
-          min_similarity: z.number().min(0).max(1).default(0),
-          mode: z.enum(['hybrid', 'semantic', 'keyword']).default('hybrid'),
-        }),
+        body: onFirstRequest(() =>
+          z.object({
+            query: z.string().min(1).max(65_536),
+            scope: z.string().min(1).max(200).optional(),
+            entity_type: z.string().min(1).optional(),
+            limit: z.number().int().min(1).max(100).default(10),
+            min_similarity: z.number().min(0).max(1).default(0),
+            mode: z.enum(['hybrid', 'semantic', 'keyword']).default('hybrid'),
+          }),
+        ),
       },
     },
     async (req) => {
@@ -382,14 +397,16 @@ function queryRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: 'Walk the graph from an entity along relations (of the given types) to a maximum depth',
         tags,
-        querystring: z.object({
-          from: z.string().min(1),
-          scope: z.string().min(1).max(200).default('workspace'),
-          relation_types: z.string().optional().describe('comma-separated'),
-          max_depth: z.coerce.number().int().min(0).max(10).default(2),
-          direction: z.enum(['out', 'in', 'both']).default('out'),
-          limit: z.coerce.number().int().min(1).max(100_000).default(1000),
-        }),
+        querystring: onFirstRequest(() =>
+          z.object({
+            from: z.string().min(1),
+            scope: z.string().min(1).max(200).default('workspace'),
+            relation_types: z.string().optional().describe('comma-separated'),
+            max_depth: z.coerce.number().int().min(0).max(10).default(2),
+            direction: z.enum(['out', 'in', 'both']).default('out'),
+            limit: z.coerce.number().int().min(1).max(100_000).default(1000),
+          }),
+        ),
       },
     },
     async (req) => {
@@ -420,7 +437,9 @@ function transferRoutes(app: FastifyInstance, store: MemoryBackend): void {
       schema: {
         summary: "Export as versioned JSON (every scope, or one) or as the MCP reference server's JSONL (one scope)",
         tags,
-        querystring: z.object({ scope: scopeQuery, format: z.enum(['json', 'jsonl']).default('json') }),
+        querystring: onFirstRequest(() =>
+          z.object({ scope: scopeQuery(), format: z.enum(['json', 'jsonl']).default('json') }),
+        ),
       },
     },
     async (req, reply) => {
@@ -442,7 +461,9 @@ function transferRoutes(app: FastifyInstance, store: MemoryBackend): void {
         description:
           'With `Accept: text/event-stream` the answer is a stream: `progress` events ({done, total} entities embedded), then `result` (as the JSON answer) or `error` (the error envelope). Input errors are answered before the stream opens, with their HTTP status.',
         tags,
-        querystring: z.object({ scope: scopeQuery, format: z.enum(['json', 'jsonl']).optional() }),
+        querystring: onFirstRequest(() =>
+          z.object({ scope: scopeQuery(), format: z.enum(['json', 'jsonl']).optional() }),
+        ),
       },
     },
     async (req, reply) => {

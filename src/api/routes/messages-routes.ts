@@ -28,7 +28,7 @@ import {
   submitResultSchema,
   waitSeconds,
 } from './messaging-schemas.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses, onFirstRequest } from '../lazy-schemas.js';
 
 /** POST /messages: one message or a batch, optionally waiting for the conversation to end. */
 export function sendMessageRoute(app: FastifyInstance, ctx: MessagingRouteContext): void {
@@ -49,7 +49,7 @@ export function sendMessageRoute(app: FastifyInstance, ctx: MessagingRouteContex
           'The message acts for the caller: a receiver, capability or provider outside its scope is refused (403 forbidden), and it is refused at once when the caller has used up its tokens. ' +
           'Errors: 400 invalid_message (naming the field), 403 forbidden, 409 conversation_closed, 413 payload_too_large, 429 queue_full or rate_limited (with Retry-After).',
         tags: ['messaging'],
-        querystring: z.object({ wait: waitSeconds }),
+        querystring: onFirstRequest(() => z.object({ wait: waitSeconds })),
         response: docResponses(() => ({
           200: submitResultSchema().extend({
             conversation: conversationSchema().optional(),
@@ -129,20 +129,22 @@ export function messageReadRoutes(app: FastifyInstance, ctx: MessagingRouteConte
       schema: {
         summary: 'List messages, newest first, narrowed by performative, sender, receiver or conversation',
         tags: ['messaging'],
-        querystring: z.object({
-          performative: z
-            .enum(PERFORMATIVES, { error: `expected one of the FIPA acts: ${PERFORMATIVES.join(', ')}` })
-            .optional(),
-          sender: z.string().min(1).max(200).optional().describe('exactly this sender (any case)'),
-          receiver: z
-            .string()
-            .min(1)
-            .max(200)
-            .optional()
-            .describe('delivered, or being delivered, to this agent (any case)'),
-          conversation_id: z.string().min(1).max(200).optional(),
-          ...pageQuery,
-        }),
+        querystring: onFirstRequest(() =>
+          z.object({
+            performative: z
+              .enum(PERFORMATIVES, { error: `expected one of the FIPA acts: ${PERFORMATIVES.join(', ')}` })
+              .optional(),
+            sender: z.string().min(1).max(200).optional().describe('exactly this sender (any case)'),
+            receiver: z
+              .string()
+              .min(1)
+              .max(200)
+              .optional()
+              .describe('delivered, or being delivered, to this agent (any case)'),
+            conversation_id: z.string().min(1).max(200).optional(),
+            ...pageQuery(),
+          }),
+        ),
         response: docResponses(() => ({
           200: z.object({
             messages: z.array(aclMessageSchema()),
@@ -167,7 +169,7 @@ export function messageReadRoutes(app: FastifyInstance, ctx: MessagingRouteConte
       schema: {
         summary: 'One stored message, where it was routed and its deliveries',
         tags: ['messaging'],
-        params: idParams,
+        params: onFirstRequest(() => idParams()),
         response: docResponses(() => ({
           200: aclMessageSchema().extend({ deliveries: z.array(deliverySchema()), signer: signerSchema().optional() }),
           ...errors,

@@ -9,7 +9,7 @@ import { conversationRoutes } from './conversations-routes.js';
 import { deadLetterRoutes } from './dead-letters-routes.js';
 import { directoryRoutes } from './directory-routes.js';
 import { messageReadRoutes, sendMessageRoute } from './messages-routes.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses } from '../lazy-schemas.js';
 
 export { messageBodyDocSchema } from './messaging-schemas.js';
 

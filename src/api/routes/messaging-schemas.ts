@@ -16,7 +16,7 @@ import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import type { Check, Documents } from '../type-checks.js';
-import { onUse } from '../doc-schemas.js';
+import { onUse } from '../lazy-schemas.js';
 
 /** Longest `?wait` on POST /messages. */
 export const MAX_WAIT_MS = 300_000;
@@ -214,7 +214,7 @@ export function definedOnly<T extends Record<string, unknown>>(o: T): { [K in ke
   };
 }
 
-export const pageQuery = {
+export const pageQuery = onUse(() => ({
   limit: z.coerce
     .number({ error: 'expected a number' })
     .int({ error: 'expected a whole number' })
@@ -226,7 +226,7 @@ export const pageQuery = {
     .int({ error: 'expected a whole number' })
     .min(0, { error: 'at least 0' })
     .default(0),
-};
+}));
 
 export const waitSeconds = z
   .string()
@@ -238,17 +238,21 @@ export const waitSeconds = z
     `wait up to this many seconds (at most ${MAX_WAIT_MS / 1000}) for the conversation to end; then 200 with the conversation and its messages. Without a value: ${DEFAULT_WAIT_MS / 1000} s`,
   );
 
-export const idParams = z.object({ id: z.string().min(1).max(200) });
-export const deadLetterParams = z.object({
-  id: z.string().regex(/^[1-9]\d{0,14}$/, { message: 'expected a dead-letter id (a positive integer)' }),
-});
+export const idParams = onUse(() => z.object({ id: z.string().min(1).max(200) }));
+export const deadLetterParams = onUse(() =>
+  z.object({
+    id: z.string().regex(/^[1-9]\d{0,14}$/, { message: 'expected a dead-letter id (a positive integer)' }),
+  }),
+);
 
-export const stateQuery = z
-  .enum(STATES, {
-    error: (iss) =>
-      `unknown state ${JSON.stringify(iss.input)}${typeof iss.input === 'string' && closest(iss.input, STATES) ? `; did you mean "${closest(iss.input, STATES)}"?` : ''}; expected one of: ${STATES.join(', ')}`,
-  })
-  .optional();
+export const stateQuery = onUse(() =>
+  z
+    .enum(STATES, {
+      error: (iss) =>
+        `unknown state ${JSON.stringify(iss.input)}${typeof iss.input === 'string' && closest(iss.input, STATES) ? `; did you mean "${closest(iss.input, STATES)}"?` : ''}; expected one of: ${STATES.join(', ')}`,
+    })
+    .optional(),
+);
 
 export const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
 

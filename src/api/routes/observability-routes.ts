@@ -33,7 +33,7 @@ import type { ToolCatalogue } from '../../tools/catalogue.js';
 import { dependencyStateSchema, errorEnvelopeSchema } from '../schemas.js';
 import { keepOpen, openSse, wantsEventStream } from '../sse-stream.js';
 import type { Lifecycle } from './system-routes.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 export interface ObservabilityRouteDeps {
   /** The agent event store (SQLite, or the cluster's in PostgreSQL); absent (`[events] enabled = false`): /events answers 404 events_disabled. */
@@ -124,23 +124,25 @@ const followField = z
   .optional()
   .describe('present (any value): stream as server-sent events instead (same as Accept: text/event-stream)');
 
-const windowField = z.lazy(() =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return 10_000;
-      const ms = parseDuration(v);
-      if (ms === undefined || ms < 1000 || ms > 300_000) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected a duration between 1s and 5m (e.g. "10s", "1m"), got ${JSON.stringify(v)}`,
-        });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .describe('rates are averaged over this long (default 10s, at most 5m)'),
+const windowField = onUse(() =>
+  z.lazy(() =>
+    z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        if (v === undefined || v === '') return 10_000;
+        const ms = parseDuration(v);
+        if (ms === undefined || ms < 1000 || ms > 300_000) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `expected a duration between 1s and 5m (e.g. "10s", "1m"), got ${JSON.stringify(v)}`,
+          });
+          return z.NEVER;
+        }
+        return ms;
+      })
+      .describe('rates are averaged over this long (default 10s, at most 5m)'),
+  ),
 );
 
 // ------------------------------------------------------------------------------ response schemas
@@ -294,7 +296,7 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
         description:
           'Rates (per second) are computed from the metrics counters sampled every second over `window` (default 10s). `caxton status` shows this.',
         tags: ['system'],
-        querystring: z.object({ window: windowField }),
+        querystring: onFirstRequest(() => z.object({ window: windowField() })),
         response: docResponses(() => ({ 200: overviewSchema(), 400: errorEnvelopeSchema })),
       },
     },
@@ -387,7 +389,7 @@ function eventRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams
           'Query the agent event store. `type` takes event types (agent.deployed, agent.updated, agent.removed, agent.invalid_file, rollout.started, rollout.stage_advanced, rollout.promoted, rollout.rolled_back, run.awaiting_approval, run.approval_decided, message.sent, message.received, execution.finished) or categories (lifecycle, communication, performance), comma-separated. ' +
           '`since` is an ISO 8601 time or a duration ago ("5m"). With `?follow` (or Accept: text/event-stream) the answer is an event stream: the stored events matching `since`/`after` oldest first, then new ones as they happen (one SSE event per agent event, named by its type).',
         tags: ['observability'],
-        querystring: eventsQuery,
+        querystring: onFirstRequest(() => eventsQuery),
         response: docResponses(() => ({
           200: z.object({ events: z.array(eventSchema()), count: z.number().int(), limit: z.number().int() }),
           400: errorEnvelopeSchema,
@@ -419,7 +421,7 @@ function eventRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams
         description:
           'Same filters as GET /events. Stored events matching `since` or `after` are sent first (oldest first), then new ones live. A `ready` event opens the stream; comment lines are sent every 15 s while idle.',
         tags: ['observability'],
-        querystring: eventsQuery,
+        querystring: onFirstRequest(() => eventsQuery),
         response: docResponses(() => ({
           200: z.string().describe('text/event-stream'),
           400: errorEnvelopeSchema,
@@ -489,7 +491,7 @@ function logRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams: 
           'The last `limit` lines (default 100) of the in-memory log buffer ([logging] buffer_lines) matching `agent`, `level` (that level and above) and `since`. Lines are pino JSON, secrets redacted. ' +
           'With `?follow` (or Accept: text/event-stream): those lines, then new ones as they are logged, as `log` events.',
         tags: ['observability'],
-        querystring: logsQuery,
+        querystring: onFirstRequest(() => logsQuery),
         response: docResponses(() => ({
           200: z.object({
             logs: z.array(logRecordSchema()),
@@ -525,7 +527,7 @@ function logRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams: 
         summary: 'Follow the server log (server-sent events)',
         description: 'Same filters as GET /logs: the last `limit` matching lines, then new ones live, as `log` events.',
         tags: ['observability'],
-        querystring: logsQuery,
+        querystring: onFirstRequest(() => logsQuery),
         response: docResponses(() => ({
           200: z.string().describe('text/event-stream'),
           400: errorEnvelopeSchema,

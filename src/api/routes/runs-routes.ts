@@ -21,7 +21,7 @@ import { requestTraceparent } from '../request-trace.js';
 import { agentNameParams, errorEnvelopeSchema, idempotencyKeyOf } from '../schemas.js';
 import { agentResponseSchema, invokeBodySchema } from './invoke-routes.js';
 import { followRun } from './run-events-routes.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 const runSchema = onUse(() =>
   z.object({
@@ -87,21 +87,23 @@ function summaryOf(r: RunRecord, runs: DurableRuns): z.output<ReturnType<typeof 
   return runSummaryView(r, runs.isRunningHere(r.id));
 }
 
-const listQuery = z.object({
-  agent: z.string().min(1).max(200).optional().describe('only runs of this agent'),
-  status: z.enum(RUN_STATUSES).optional(),
-  origin: z.enum(RUN_ORIGINS).optional(),
-  limit: z.coerce
-    .number({ error: 'expected a number' })
-    .int({ error: 'expected a whole number' })
-    .min(1, { error: 'at least 1' })
-    .max(500, { error: 'at most 500' })
-    .default(50),
-  cursor: z
-    .string()
-    .regex(/^exec_[0-9a-f-]{36}$/, { error: 'expected the next_cursor of a previous page' })
-    .optional(),
-});
+const listQuery = onUse(() =>
+  z.object({
+    agent: z.string().min(1).max(200).optional().describe('only runs of this agent'),
+    status: z.enum(RUN_STATUSES).optional(),
+    origin: z.enum(RUN_ORIGINS).optional(),
+    limit: z.coerce
+      .number({ error: 'expected a number' })
+      .int({ error: 'expected a whole number' })
+      .min(1, { error: 'at least 1' })
+      .max(500, { error: 'at most 500' })
+      .default(50),
+    cursor: z
+      .string()
+      .regex(/^exec_[0-9a-f-]{36}$/, { error: 'expected the next_cursor of a previous page' })
+      .optional(),
+  }),
+);
 
 /**
  * Durable runs (src/execution/runs, docs/runs.md): a run started without waiting
@@ -137,8 +139,8 @@ function startAndListRoutes(app: FastifyInstance, runs: () => DurableRuns): void
         description:
           'Answers 202 with the run id as soon as the run is recorded; the run goes on in the background and survives restarts. Read it with GET /runs/{id}, stop it with POST /runs/{id}/cancel. With `Idempotency-Key`, the same key from the same caller to the same agent is the same run.',
         tags: ['execution'],
-        params: agentNameParams,
-        body: invokeBodySchema,
+        params: onFirstRequest(() => agentNameParams()),
+        body: onFirstRequest(() => invokeBodySchema()),
         response: docResponses(() => ({
           202: z.object({ run_id: z.string(), status: z.enum(RUN_STATUSES), links: z.object({ self: z.string() }) }),
           400: errorEnvelopeSchema,
@@ -181,7 +183,7 @@ function startAndListRoutes(app: FastifyInstance, runs: () => DurableRuns): void
         description:
           'Every durable run (invoke, background, /v1, MCP, message deliveries) with its status; `status=running` lists what is unfinished. Pass `next_cursor` as `cursor` for the next page.',
         tags: ['execution'],
-        querystring: listQuery,
+        querystring: onFirstRequest(() => listQuery()),
         response: docResponses(() => ({
           200: z.object({ runs: z.array(runSchema()), next_cursor: z.string().optional() }),
           400: errorEnvelopeSchema,
@@ -220,7 +222,7 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
         description:
           'Steps in the order they were committed: model replies, tool starts and ends. A resumed run reused what it had recorded; `resumes` counts its interruptions.',
         tags: ['execution'],
-        params: z.object({ id: z.string().min(1).max(200) }),
+        params: onFirstRequest(() => z.object({ id: z.string().min(1).max(200) })),
         response: docResponses(() => ({ 200: runViewSchema(), 404: errorEnvelopeSchema })),
       },
     },
@@ -244,7 +246,7 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
         description:
           'Every step the run recorded, then each step as it is committed: `step` (a step as in GET /runs/{id}, with its `index`), `status` when its status changes (`waiting` names the tool, call_id and arguments of each call it waits on for approval), then `end` (status, response, error) and the stream closes. A run waiting for a person keeps the stream open (a comment line every 15 s) until it is decided on. Changes made by another node of a cluster arrive within a second.',
         tags: ['execution'],
-        params: z.object({ id: z.string().min(1).max(200) }),
+        params: onFirstRequest(() => z.object({ id: z.string().min(1).max(200) })),
         response: docResponses(() => ({ 200: z.string().describe('text/event-stream'), 404: errorEnvelopeSchema })),
       },
     },
@@ -259,7 +261,7 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
         description:
           'Stops a run running on this node, or marks an unfinished one cancelled so that it is not resumed; on a cluster, the node running it stops it at its next lease renewal. A finished run is left as it is.',
         tags: ['execution'],
-        params: z.object({ id: z.string().min(1).max(200) }),
+        params: onFirstRequest(() => z.object({ id: z.string().min(1).max(200) })),
         response: docResponses(() => ({ 200: runSchema(), 404: errorEnvelopeSchema })),
       },
     },
@@ -287,7 +289,7 @@ function oneRunRoutes(app: FastifyInstance, runs: () => DurableRuns, streams: Se
               ? 'The call runs and the run goes on from its recorded steps (on this node). Optional JSON body `{"call_id": "…", "reason": "…"}` (default: the first waiting call). The decision, who made it and when are recorded in the run and the audit trail.'
               : 'The call is not run: the model gets a tool error with the reason, and the run goes on. Optional JSON body `{"call_id": "…", "reason": "…"}` (default: the first waiting call). The decision, who made it and when are recorded in the run and the audit trail.',
           tags: ['execution'],
-          params: z.object({ id: z.string().min(1).max(200) }),
+          params: onFirstRequest(() => z.object({ id: z.string().min(1).max(200) })),
           response: docResponses(() => ({
             200: runSchema(),
             400: errorEnvelopeSchema,

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentOwner, NODE_OWNER, type SigningKeyStore } from '../../auth/index.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 const signingKeySchema = onUse(() =>
   z
@@ -51,7 +51,9 @@ export async function signingKeyRoutes(app: FastifyInstance, opts: { keys: Signi
         summary:
           'A new signing key for an owner on this node; the old one is retired and still verifies what it signed',
         tags: ['auth'],
-        params: z.object({ owner: z.string().min(1).max(140).describe('"node", or an agent name') }),
+        params: onFirstRequest(() =>
+          z.object({ owner: z.string().min(1).max(140).describe('"node", or an agent name') }),
+        ),
         response: docResponses(() => ({
           200: z.object({ key: signingKeySchema(), retired: signingKeySchema().nullable() }),
           ...errors,
@@ -69,18 +71,20 @@ export async function signingKeyRoutes(app: FastifyInstance, opts: { keys: Signi
         description:
           "The key row is endorsed by the trust anchor like every signing key (ADR 0114); the principal's key registered before is retired. A message the principal submits may then carry `signature` (ADR 0115, docs/messaging.md). Registering the active key again changes nothing.",
         tags: ['auth'],
-        body: z.object({
-          principal: z
-            .string()
-            .min(1)
-            .max(240)
-            .describe('the caller\'s id as GET /api/v1/whoami shows it, e.g. "key:ci"'),
-          public_key: z
-            .string()
-            .min(1)
-            .max(2000)
-            .describe('the 32 raw bytes of the public key in base64, or an SPKI PEM'),
-        }),
+        body: onFirstRequest(() =>
+          z.object({
+            principal: z
+              .string()
+              .min(1)
+              .max(240)
+              .describe('the caller\'s id as GET /api/v1/whoami shows it, e.g. "key:ci"'),
+            public_key: z
+              .string()
+              .min(1)
+              .max(2000)
+              .describe('the 32 raw bytes of the public key in base64, or an SPKI PEM'),
+          }),
+        ),
         response: docResponses(() => ({
           201: z.object({ key: signingKeySchema(), retired: signingKeySchema().nullable() }),
           ...errors,

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import type { SsoClient } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 const ssoInfoSchema = onUse(() =>
   z.union([
@@ -25,14 +25,16 @@ const ssoInfoSchema = onUse(() =>
   ]),
 );
 
-const exchangeBodySchema = z.strictObject({
-  code: z.string().min(1).max(4096),
-  // RFC 7636: 43 to 128 characters of [A-Za-z0-9-._~].
-  code_verifier: z.string().regex(/^[A-Za-z0-9._~-]{43,128}$/, {
-    message: 'expected a PKCE code verifier: 43 to 128 characters of letters, digits, "-", ".", "_", "~"',
+const exchangeBodySchema = onUse(() =>
+  z.strictObject({
+    code: z.string().min(1).max(4096),
+    // RFC 7636: 43 to 128 characters of [A-Za-z0-9-._~].
+    code_verifier: z.string().regex(/^[A-Za-z0-9._~-]{43,128}$/, {
+      message: 'expected a PKCE code verifier: 43 to 128 characters of letters, digits, "-", ".", "_", "~"',
+    }),
+    redirect_uri: z.string().max(2048),
   }),
-  redirect_uri: z.string().max(2048),
-});
+);
 
 export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient | undefined }): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -59,7 +61,7 @@ export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient 
       schema: {
         summary: 'Exchanges the code the issuer sent back to the console for the bearer token the console then uses',
         tags: ['auth'],
-        body: exchangeBodySchema,
+        body: onFirstRequest(() => exchangeBodySchema()),
         response: docResponses(() => ({
           200: z.object({ token: z.string(), expires_in: z.number().optional() }),
           400: errorEnvelopeSchema,

@@ -8,7 +8,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HISTORY_RANGES, type HistoryRange, type StatsHistory } from '../../observability/index.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 const RANGES = Object.keys(HISTORY_RANGES) as [HistoryRange, ...HistoryRange[]];
 
@@ -47,12 +47,14 @@ export async function statsHistoryRoutes(app: FastifyInstance, deps: { history: 
         description:
           'Aggregated from the retained execution records and message deliveries (every node of a cluster): `15m` in 30 s buckets, `1h` in 1 min, `6h` in 5 min, `24h` in 15 min, `7d` in 2 h. A range reaches back as far as `[executions] retention` and `[messaging] retention` keep rows.',
         tags: ['system'],
-        querystring: z.object({
-          range: z
-            .enum(RANGES, { error: `expected one of ${RANGES.join(', ')}` })
-            .default('1h')
-            .describe(RANGES.join(', ')),
-        }),
+        querystring: onFirstRequest(() =>
+          z.object({
+            range: z
+              .enum(RANGES, { error: `expected one of ${RANGES.join(', ')}` })
+              .default('1h')
+              .describe(RANGES.join(', ')),
+          }),
+        ),
         response: docResponses(() => ({ 200: historySchema(), 400: errorEnvelopeSchema })),
       },
     },

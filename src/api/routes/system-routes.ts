@@ -6,7 +6,7 @@ import { agentsVisibleTo, capabilitiesVisibleTo } from '../../auth/index.js';
 import { redactSecrets, type ServerConfig } from '../../config/index.js';
 import type { ConfigProblem, DependencyState, Readiness } from '../readiness.js';
 import { errorEnvelopeSchema, healthSchema, readySchema, statusSchema } from '../schemas.js';
-import { docResponses } from '../doc-schemas.js';
+import { docResponses } from '../lazy-schemas.js';
 
 export interface Lifecycle {
   state: 'starting' | 'ready' | 'stopping';

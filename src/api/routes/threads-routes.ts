@@ -4,21 +4,23 @@ import { z } from 'zod';
 import { agentOfRef } from '../../auth/principal.js';
 import type { ChatThreads } from '../../execution/index.js';
 import { errorEnvelopeSchema, pageQueryFields, recordedToolCallSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 const params = z.object({ name: z.string().min(1).max(200) });
 
-const listQuery = z.object({
-  principal: z
-    .string()
-    .min(1)
-    .max(200)
-    .optional()
-    .describe(
-      "whose threads: yours when absent; an admin may name another principal (key:…, oidc:…) or `*` for everyone's",
-    ),
-  ...pageQueryFields(200),
-});
+const listQuery = onUse(() =>
+  z.object({
+    principal: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe(
+        "whose threads: yours when absent; an admin may name another principal (key:…, oidc:…) or `*` for everyone's",
+      ),
+    ...pageQueryFields(200),
+  }),
+);
 
 const usage = z.object({ input_tokens: z.number(), output_tokens: z.number() });
 const threadSummary = onUse(() =>
@@ -67,7 +69,7 @@ export async function threadRoutes(app: FastifyInstance, deps: { threads: ChatTh
           "A thread is a conversation begun by a direct call (invoke, /v1, MCP) with the agent, kept as long as its executions are (`[executions] retention`). NAME@VERSION reads the agent's threads. Continue one by invoking with its `conversation_id`.",
         tags: ['agents'],
         params,
-        querystring: listQuery,
+        querystring: onFirstRequest(() => listQuery()),
         response: docResponses(() => ({
           200: z.object({ threads: z.array(threadSummary()), next_cursor: z.string().optional() }),
           400: errorEnvelopeSchema,
@@ -92,7 +94,7 @@ export async function threadRoutes(app: FastifyInstance, deps: { threads: ChatTh
         description:
           'A thread another principal began is not found (an admin reads any). Text is scrubbed of secrets and cut at a fixed size with a marker, as in the execution records.',
         tags: ['agents'],
-        params: params.extend({ id: z.string().min(1).max(200) }),
+        params: onFirstRequest(() => params.extend({ id: z.string().min(1).max(200) })),
         response: docResponses(() => ({
           200: z.object({
             conversation_id: z.string(),

@@ -10,7 +10,7 @@ import { CALL_OUTCOMES, type CallOutcome } from '../../audit/index.js';
 import type { ToolServerManager } from '../../tools/servers/manager.js';
 import { requestTraceparent } from '../request-trace.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
-import { docResponses, onUse } from '../doc-schemas.js';
+import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 
 const traceparentField = (traceparent: string | undefined) => (traceparent === undefined ? {} : { traceparent });
 
@@ -126,38 +126,42 @@ const viewSchema = onUse(() =>
   }),
 );
 
-const deployBody = z
-  .object({
-    manifest: z
-      .string({ error: 'expected the text of caxton-tool.toml' })
-      .min(1, { error: 'must not be empty' })
-      .describe('the text of caxton-tool.toml'),
-    wasm: z
-      .string({ error: 'expected the module, base64-encoded' })
-      .describe(
-        'the module file, base64-encoded: the WebAssembly module, or the JavaScript source when the manifest\'s module ends in .js (runtime "quickjs")',
-      ),
-  })
-  .describe('A tool server package: the manifest text and the module');
+const deployBody = onUse(() =>
+  z
+    .object({
+      manifest: z
+        .string({ error: 'expected the text of caxton-tool.toml' })
+        .min(1, { error: 'must not be empty' })
+        .describe('the text of caxton-tool.toml'),
+      wasm: z
+        .string({ error: 'expected the module, base64-encoded' })
+        .describe(
+          'the module file, base64-encoded: the WebAssembly module, or the JavaScript source when the manifest\'s module ends in .js (runtime "quickjs")',
+        ),
+    })
+    .describe('A tool server package: the manifest text and the module'),
+);
 
-const nameParams = z.object({ name: z.string().min(1).max(200).describe('tool server name') });
-const callParams = z.object({ server: z.string().min(1).max(200), tool: z.string().min(1).max(200) });
+const nameParams = onUse(() => z.object({ name: z.string().min(1).max(200).describe('tool server name') }));
+const callParams = onUse(() => z.object({ server: z.string().min(1).max(200), tool: z.string().min(1).max(200) }));
 
-const callBody = z
-  .object({
-    args: z
-      .record(z.string(), z.unknown(), { error: 'expected a JSON object of arguments' })
-      .default({})
-      .describe('the tool arguments (checked against its input schema)'),
-    timeout_ms: z
-      .number({ error: 'expected milliseconds' })
-      .int()
-      .min(1)
-      .max(600_000)
-      .optional()
-      .describe('longest the call may take (default: the tool limit plus a second)'),
-  })
-  .default({ args: {} });
+const callBody = onUse(() =>
+  z
+    .object({
+      args: z
+        .record(z.string(), z.unknown(), { error: 'expected a JSON object of arguments' })
+        .default({})
+        .describe('the tool arguments (checked against its input schema)'),
+      timeout_ms: z
+        .number({ error: 'expected milliseconds' })
+        .int()
+        .min(1)
+        .max(600_000)
+        .optional()
+        .describe('longest the call may take (default: the tool limit plus a second)'),
+    })
+    .default({ args: {} }),
+);
 
 const callResultSchema = onUse(() =>
   z.object({
@@ -199,38 +203,40 @@ function timeBound(field: string) {
     .describe(`${field}: ISO 8601 time, epoch milliseconds, or a duration ago ("15m")`);
 }
 
-const auditQuery = z.object({
-  agent: z
-    .string()
-    .min(1)
-    .max(200)
-    .optional()
-    .describe('calls made for this agent ("api": calls through this API, "mcp": through /mcp)'),
-  tool: z.string().min(1).max(300).optional().describe('a tool (SERVER.tool) or every tool of a server (SERVER.*)'),
-  server: z.string().min(1).max(200).optional(),
-  conversation: z.string().min(1).max(200).optional(),
-  principal: z.string().min(1).max(300).optional().describe('calls made for this authenticated caller (key:ci...)'),
-  outcome: z
-    .enum(['failed', ...CALL_OUTCOMES] as [CallOutcome | 'failed', ...(CallOutcome | 'failed')[]], {
-      error: `expected one of: ${[...CALL_OUTCOMES, 'failed'].join(', ')}`,
-    })
-    .optional()
-    .describe('"failed": every outcome but ok'),
-  since: timeBound('since'),
-  until: timeBound('until'),
-  before_id: z.coerce
-    .number({ error: 'expected a record id' })
-    .int()
-    .min(1)
-    .optional()
-    .describe('records older than this id (paging)'),
-  limit: z.coerce
-    .number({ error: 'expected a number' })
-    .int({ error: 'expected a whole number' })
-    .min(1, { error: 'at least 1' })
-    .max(1000, { error: 'at most 1000' })
-    .default(100),
-});
+const auditQuery = onUse(() =>
+  z.object({
+    agent: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe('calls made for this agent ("api": calls through this API, "mcp": through /mcp)'),
+    tool: z.string().min(1).max(300).optional().describe('a tool (SERVER.tool) or every tool of a server (SERVER.*)'),
+    server: z.string().min(1).max(200).optional(),
+    conversation: z.string().min(1).max(200).optional(),
+    principal: z.string().min(1).max(300).optional().describe('calls made for this authenticated caller (key:ci...)'),
+    outcome: z
+      .enum(['failed', ...CALL_OUTCOMES] as [CallOutcome | 'failed', ...(CallOutcome | 'failed')[]], {
+        error: `expected one of: ${[...CALL_OUTCOMES, 'failed'].join(', ')}`,
+      })
+      .optional()
+      .describe('"failed": every outcome but ok'),
+    since: timeBound('since'),
+    until: timeBound('until'),
+    before_id: z.coerce
+      .number({ error: 'expected a record id' })
+      .int()
+      .min(1)
+      .optional()
+      .describe('records older than this id (paging)'),
+    limit: z.coerce
+      .number({ error: 'expected a number' })
+      .int({ error: 'expected a whole number' })
+      .min(1, { error: 'at least 1' })
+      .max(1000, { error: 'at most 1000' })
+      .default(100),
+  }),
+);
 
 const auditRecordSchema = onUse(() =>
   z.object({
@@ -290,7 +296,7 @@ function deployAndListRoutes(
           'Nothing is stored or changed unless the manifest is valid, the module loads and its tools can be registered. ' +
           'Errors: 400 invalid_request, 422 validation_failed (manifest errors name file, line, column and field in details.errors; invalid module), 409 conflict (a built-in server or another tool holds the name).',
         tags: ['tools'],
-        body: deployBody,
+        body: onFirstRequest(() => deployBody()),
         response: docResponses(() => ({
           200: viewSchema(),
           201: viewSchema(),
@@ -341,7 +347,7 @@ function auditRoute(app: FastifyInstance, audit: ToolAuditReads): void {
         description:
           'Every call of a WebAssembly, JavaScript or MCP tool, and of the workspace, web and todo tools: time, agent, conversation, tool, SHA-256 of the arguments, outcome, duration, fuel and memory. Page with before_id = next_before_id.',
         tags: ['tools'],
-        querystring: auditQuery,
+        querystring: onFirstRequest(() => auditQuery()),
         response: docResponses(() => ({
           200: z.object({ records: z.array(auditRecordSchema()), next_before_id: z.number().int().nullable() }),
           400: errorEnvelopeSchema,
@@ -378,7 +384,7 @@ function serverRoutes(app: FastifyInstance, tools: ToolServerManager, catalogue:
         summary:
           'One tool source: its tools; for a tool server its limits, permissions and stats; for an MCP server its connection (state, last error, reconnects)',
         tags: ['tools'],
-        params: nameParams,
+        params: onFirstRequest(() => nameParams()),
         response: docResponses(() => ({ 200: viewSchema(), ...errors })),
       },
     },
@@ -400,7 +406,7 @@ function serverRoutes(app: FastifyInstance, tools: ToolServerManager, catalogue:
       schema: {
         summary: 'Remove a deployed tool server',
         tags: ['tools'],
-        params: nameParams,
+        params: onFirstRequest(() => nameParams()),
         response: docResponses(() => ({ 200: z.object({ removed: z.string() }), ...errors, 409: errorEnvelopeSchema })),
       },
     },
@@ -419,8 +425,8 @@ function serverRoutes(app: FastifyInstance, tools: ToolServerManager, catalogue:
           `Any source: a tool server's or MCP server's tool (\`think/sequentialthinking\`), or a single-name tool through its group (\`${BUILTIN_GROUP}/calculator\`, \`${HOST_GROUP}/send_message\`; \`llm/chat\` also reaches llm.chat). ` +
           'Body `{"args": {...}, "timeout_ms"?: N}`. 200 with the result; a tool that fails (invalid arguments, denied host or path, fuel, timeout, MCP server unavailable...) answers 200 with is_error true and the outcome. 404 tool_not_found for an unknown source or tool.',
         tags: ['tools'],
-        params: callParams,
-        body: callBody,
+        params: onFirstRequest(() => callParams()),
+        body: onFirstRequest(() => callBody()),
         response: docResponses(() => ({ 200: callResultSchema(), ...errors })),
       },
     },

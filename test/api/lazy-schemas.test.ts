@@ -1,11 +1,11 @@
 import Fastify from 'fastify';
-import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { docResponses, onUse } from '../../src/api/doc-schemas.js';
+import { docResponses, lazyValidatorCompiler, onFirstRequest, onUse } from '../../src/api/lazy-schemas.js';
 import { openApiDocument } from '../../src/api/openapi.js';
 
-describe('response schemas built when the API document is', () => {
+describe('route schemas built when first needed', () => {
   it('answers without building them, and the document still lists them', async () => {
     let built = 0;
     const item = onUse(() => {
@@ -13,7 +13,7 @@ describe('response schemas built when the API document is', () => {
       return z.object({ id: z.string(), size: z.number().int().describe('bytes') });
     });
     const app = Fastify();
-    app.setValidatorCompiler(validatorCompiler);
+    app.setValidatorCompiler(lazyValidatorCompiler);
     app.setSerializerCompiler(() => (data) => JSON.stringify(data));
     const doc = openApiDocument(app, '1.2.3');
     app.withTypeProvider<ZodTypeProvider>().get(
@@ -50,6 +50,52 @@ describe('response schemas built when the API document is', () => {
         required: ['id', 'size'],
       });
       await doc();
+      expect(built).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("builds a request schema on the route's first request, validates with it, and documents it", async () => {
+    let built = 0;
+    const app = Fastify();
+    app.setValidatorCompiler(lazyValidatorCompiler);
+    app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+    const doc = openApiDocument(app, '1.2.3');
+    app.withTypeProvider<ZodTypeProvider>().get(
+      '/search',
+      {
+        schema: {
+          querystring: onFirstRequest(() => {
+            built++;
+            return z.object({ q: z.string().min(2).describe('what to look for'), limit: z.coerce.number().default(5) });
+          }),
+        },
+      },
+      // The request is typed from the schema: `limit` is a number after coercion.
+      async (req) => ({ q: req.query.q, limit: req.query.limit + 0 }),
+    );
+    await app.ready();
+    try {
+      expect(built).toBe(0);
+      const ok = await app.inject({ url: '/search?q=abc' });
+      expect(ok.statusCode).toBe(200);
+      expect(ok.json()).toEqual({ q: 'abc', limit: 5 });
+      expect(built).toBe(1);
+      const bad = await app.inject({ url: '/search?q=a' });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().message).toMatch(/querystring\/q/);
+      expect(built).toBe(1);
+
+      const document = (await doc()) as {
+        paths: Record<string, { get: { parameters: { name: string; in: string; description?: string }[] } }>;
+      };
+      expect(document.paths['/search']!.get.parameters).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ name: 'q', in: 'query', description: 'what to look for' }),
+          expect.objectContaining({ name: 'limit', in: 'query' }),
+        ]),
+      );
       expect(built).toBe(1);
     } finally {
       await app.close();
