@@ -10,60 +10,56 @@ import { docResponses, onFirstRequest, onUse } from '../lazy-schemas.js';
 // The module's schemas are built on first use (a request, or the OpenAPI document): a start
 // registers the routes without constructing them.
 const keySchema = onUse(() =>
-  z.lazy(() =>
-    z.object({
-      id: z.string(),
-      name: z.string(),
-      role: z.enum(ROLES),
-      scope: principalScopeSchema,
-      limits: z.record(z.string(), z.number()),
-      created_at: z.string(),
-      created_by: z.string().nullable(),
-      expires_at: z.string().nullable(),
-      revoked_at: z.string().nullable(),
-      rotated_at: z.string().nullable(),
-      last_used_at: z.string().nullable(),
-      state: z.enum(['active', 'expired', 'revoked']),
-    }),
-  ),
-);
-
-const createBody = onUse(() =>
-  z.lazy(() => {
-    const glob = z
-      .string()
-      .min(1)
-      .max(200)
-      .regex(/^[^\s]+$/, { message: 'expected a name or a glob such as "support-*" (no spaces)' });
-    const globs = z.array(glob).max(100);
-    return z.strictObject({
-      name: z.string().min(1).max(64),
-      role: z.enum(ROLES, { error: `expected one of: ${ROLES.join(', ')}` }),
-      expires: z
-        .string()
-        .refine(
-          (s) => {
-            const ms = parseDuration(s);
-            return ms !== undefined && ms > 0 && ms <= MAX_PERIOD_MS;
-          },
-          { message: 'expected a duration such as "30d" or "12h" (at most 366 days)' },
-        )
-        .optional()
-        .describe('time to live, e.g. "30d"; absent: never expires'),
-      agents: globs.optional().describe('agents this key may use (globs such as "support-*"); absent: all'),
-      capabilities: globs.optional(),
-      memory: globs.optional().describe('memory scopes'),
-      tools: globs.optional().describe('host tools (SERVER.tool, SERVER.*)'),
-      limits: z
-        .strictObject({
-          requests_per_minute: z.number().int().min(1).optional(),
-          concurrent_executions: z.number().int().min(1).optional(),
-          tokens_per_minute: z.number().int().min(1).optional(),
-        })
-        .optional(),
-    });
+  z.object({
+    id: z.string(),
+    name: z.string(),
+    role: z.enum(ROLES),
+    scope: principalScopeSchema,
+    limits: z.record(z.string(), z.number()),
+    created_at: z.string(),
+    created_by: z.string().nullable(),
+    expires_at: z.string().nullable(),
+    revoked_at: z.string().nullable(),
+    rotated_at: z.string().nullable(),
+    last_used_at: z.string().nullable(),
+    state: z.enum(['active', 'expired', 'revoked']),
   }),
 );
+
+const createBody = onUse(() => {
+  const glob = z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[^\s]+$/, { message: 'expected a name or a glob such as "support-*" (no spaces)' });
+  const globs = z.array(glob).max(100);
+  return z.strictObject({
+    name: z.string().min(1).max(64),
+    role: z.enum(ROLES, { error: `expected one of: ${ROLES.join(', ')}` }),
+    expires: z
+      .string()
+      .refine(
+        (s) => {
+          const ms = parseDuration(s);
+          return ms !== undefined && ms > 0 && ms <= MAX_PERIOD_MS;
+        },
+        { message: 'expected a duration such as "30d" or "12h" (at most 366 days)' },
+      )
+      .optional()
+      .describe('time to live, e.g. "30d"; absent: never expires'),
+    agents: globs.optional().describe('agents this key may use (globs such as "support-*"); absent: all'),
+    capabilities: globs.optional(),
+    memory: globs.optional().describe('memory scopes'),
+    tools: globs.optional().describe('host tools (SERVER.tool, SERVER.*)'),
+    limits: z
+      .strictObject({
+        requests_per_minute: z.number().int().min(1).optional(),
+        concurrent_executions: z.number().int().min(1).optional(),
+        tokens_per_minute: z.number().int().min(1).optional(),
+      })
+      .optional(),
+  });
+});
 
 const keyParams = onUse(() => z.object({ key: z.string().min(1).max(100) }));
 const errors = {

@@ -125,152 +125,144 @@ const followField = z
   .describe('present (any value): stream as server-sent events instead (same as Accept: text/event-stream)');
 
 const windowField = onUse(() =>
-  z.lazy(() =>
-    z
-      .string()
-      .optional()
-      .transform((v, ctx) => {
-        if (v === undefined || v === '') return 10_000;
-        const ms = parseDuration(v);
-        if (ms === undefined || ms < 1000 || ms > 300_000) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `expected a duration between 1s and 5m (e.g. "10s", "1m"), got ${JSON.stringify(v)}`,
-          });
-          return z.NEVER;
-        }
-        return ms;
-      })
-      .describe('rates are averaged over this long (default 10s, at most 5m)'),
-  ),
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return 10_000;
+      const ms = parseDuration(v);
+      if (ms === undefined || ms < 1000 || ms > 300_000) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration between 1s and 5m (e.g. "10s", "1m"), got ${JSON.stringify(v)}`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .describe('rates are averaged over this long (default 10s, at most 5m)'),
 );
 
 // ------------------------------------------------------------------------------ response schemas
 
 const eventSchema = onUse(() =>
-  z.lazy(() =>
-    z.object({
-      id: z.number().int(),
-      time: z.string(),
-      type: z.enum(EVENT_TYPES),
-      category: z.enum(EVENT_CATEGORIES),
-      agent: z.string(),
-      trace_id: z.string().nullable(),
-      span_id: z.string().nullable(),
-      data: z
-        .unknown()
-        .describe(
-          'lifecycle: old_state, new_state, reason (run.awaiting_approval, run.approval_decided: run_id, tool, call_id, decision, decided_by); communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
-        ),
-    }),
-  ),
+  z.object({
+    id: z.number().int(),
+    time: z.string(),
+    type: z.enum(EVENT_TYPES),
+    category: z.enum(EVENT_CATEGORIES),
+    agent: z.string(),
+    trace_id: z.string().nullable(),
+    span_id: z.string().nullable(),
+    data: z
+      .unknown()
+      .describe(
+        'lifecycle: old_state, new_state, reason (run.awaiting_approval, run.approval_decided: run_id, tool, call_id, decision, decided_by); communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
+      ),
+  }),
 );
 
 const logRecordSchema = onUse(() =>
-  z.lazy(() =>
-    z
-      .object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() })
-      .catchall(z.unknown()),
-  ),
+  z
+    .object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() })
+    .catchall(z.unknown()),
 );
 
 const overviewSchema = onUse(() =>
-  z.lazy(() =>
-    z.object({
-      version: z.string(),
-      uptime_seconds: z.number().int(),
-      ready: z.boolean().describe('started, and every outside dependency answering'),
-      dependencies: z
-        .array(dependencyStateSchema())
-        .optional()
-        .describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
-      degraded: z
-        .array(z.object({ name: z.string(), problem: z.string(), fix: z.string() }))
-        .optional()
-        .describe(
-          'configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix',
-        ),
-      time: z.string(),
-      metrics_enabled: z
-        .boolean()
-        .describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
-      agents: z.object({
-        total: z.number().int(),
-        from_files: z.number().int(),
-        from_api: z.number().int(),
-        capabilities: z.number().int(),
-        invalid_files: z.number().int(),
-        invalid_paths: z.array(z.string()).optional().describe('the invalid agent files'),
-      }),
-      rates: z.object({
-        window_seconds: z.number(),
-        executions_per_second: z.number(),
-        messages_per_second: z.number(),
-        errors_per_second: z.number(),
-        execution_error_rate: z.number().nullable(),
-        message_error_rate: z.number().nullable(),
-        http_requests_per_second: z.number(),
-      }),
-      totals: z.object({
-        executions: z.number(),
-        execution_errors: z.number(),
-        messages: z.number(),
-        message_failures: z.number(),
-        errors: z.number(),
-      }),
-      queue: z
-        .object({
-          depth: z.number().int(),
-          queued: z.number().int(),
-          running: z.number().int(),
-          retrying: z.number().int(),
-          max_queue: z.number().int(),
-          open_conversations: z.number().int(),
-        })
-        .nullable(),
-      dead_letters: z.number().int().nullable(),
-      memory: z
-        .object({
-          entities: z.number().int(),
-          relations: z.number().int(),
-          observations: z.number().int(),
-          database_bytes: z.number().int().optional(),
-        })
-        .optional()
-        .describe('absent when memory is disabled'),
-      tool_servers: z
-        .object({
-          total: z.number().int(),
-          loaded: z.number().int(),
-          failed: z.number().int(),
-          tools: z.number().int(),
-          servers: z.array(
-            z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() }),
-          ),
-        })
-        .nullable(),
-      tool_sources: z
-        .object({
-          total: z.number().int(),
-          by_kind: z.object({
-            wasm: z.number().int(),
-            javascript: z.number().int(),
-            mcp: z.number().int(),
-            builtin: z.number().int(),
-            host: z.number().int(),
-          }),
-          tools: z.number().int(),
-          unavailable: z
-            .array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() }))
-            .describe('tool servers that failed to load and MCP servers not ready'),
-        })
-        .optional()
-        .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
-      events: z.object({ enabled: z.boolean(), stored: z.number().int().nullable() }),
-      process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
-      config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
+  z.object({
+    version: z.string(),
+    uptime_seconds: z.number().int(),
+    ready: z.boolean().describe('started, and every outside dependency answering'),
+    dependencies: z
+      .array(dependencyStateSchema())
+      .optional()
+      .describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
+    degraded: z
+      .array(z.object({ name: z.string(), problem: z.string(), fix: z.string() }))
+      .optional()
+      .describe(
+        'configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix',
+      ),
+    time: z.string(),
+    metrics_enabled: z
+      .boolean()
+      .describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
+    agents: z.object({
+      total: z.number().int(),
+      from_files: z.number().int(),
+      from_api: z.number().int(),
+      capabilities: z.number().int(),
+      invalid_files: z.number().int(),
+      invalid_paths: z.array(z.string()).optional().describe('the invalid agent files'),
     }),
-  ),
+    rates: z.object({
+      window_seconds: z.number(),
+      executions_per_second: z.number(),
+      messages_per_second: z.number(),
+      errors_per_second: z.number(),
+      execution_error_rate: z.number().nullable(),
+      message_error_rate: z.number().nullable(),
+      http_requests_per_second: z.number(),
+    }),
+    totals: z.object({
+      executions: z.number(),
+      execution_errors: z.number(),
+      messages: z.number(),
+      message_failures: z.number(),
+      errors: z.number(),
+    }),
+    queue: z
+      .object({
+        depth: z.number().int(),
+        queued: z.number().int(),
+        running: z.number().int(),
+        retrying: z.number().int(),
+        max_queue: z.number().int(),
+        open_conversations: z.number().int(),
+      })
+      .nullable(),
+    dead_letters: z.number().int().nullable(),
+    memory: z
+      .object({
+        entities: z.number().int(),
+        relations: z.number().int(),
+        observations: z.number().int(),
+        database_bytes: z.number().int().optional(),
+      })
+      .optional()
+      .describe('absent when memory is disabled'),
+    tool_servers: z
+      .object({
+        total: z.number().int(),
+        loaded: z.number().int(),
+        failed: z.number().int(),
+        tools: z.number().int(),
+        servers: z.array(
+          z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() }),
+        ),
+      })
+      .nullable(),
+    tool_sources: z
+      .object({
+        total: z.number().int(),
+        by_kind: z.object({
+          wasm: z.number().int(),
+          javascript: z.number().int(),
+          mcp: z.number().int(),
+          builtin: z.number().int(),
+          host: z.number().int(),
+        }),
+        tools: z.number().int(),
+        unavailable: z
+          .array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() }))
+          .describe('tool servers that failed to load and MCP servers not ready'),
+      })
+      .optional()
+      .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
+    events: z.object({ enabled: z.boolean(), stored: z.number().int().nullable() }),
+    process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
+    config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
+  }),
 );
 
 // ------------------------------------------------------------------------------ routes
