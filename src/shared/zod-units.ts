@@ -19,7 +19,7 @@ export const numberOrText = z.union([z.number(), z.string()]);
 
 /**
  * One schema per bounds, shared by every field with those bounds: the configuration and agent
- * schemas name the same few hundreds of times, and each zod schema made costs a start 15–20 µs.
+ * schemas use a few bounds for hundreds of fields, and each zod schema made costs a start 15–20 µs.
  */
 function perBounds<S>(make: (min: number, max: number) => S, defaultMax: number) {
   const made = new Map<string, S>();
