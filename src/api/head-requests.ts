@@ -1,7 +1,7 @@
 /**
  * HEAD answered for every GET route at the server's entry, instead of by a HEAD twin of each.
  *
- * fastify's own way (`exposeHeadRoutes`) registers a HEAD route beside every GET route: 63 more
+ * fastify's own way (`exposeHeadRoutes`) registers a HEAD route beside every GET route: 60 more
  * routes made by every start, about a quarter of the time its routes take to register. Node's
  * response to a HEAD request sends no body whatever is written to it (it knows the method when it
  * makes the response, before any handler runs), so the request is routed as the GET it stands for:
