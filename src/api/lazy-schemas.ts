@@ -20,26 +20,20 @@
  */
 import { validatorCompiler } from 'fastify-type-provider-zod';
 
+/** A schema built on first use. Its thunk is private: fastify must find no keys on it (see above). */
 class Lazy {
-  readonly #make: () => unknown;
-  #made = false;
-  #value: unknown;
+  readonly #get: () => unknown;
   constructor(make: () => unknown) {
-    this.#make = make;
+    this.#get = onUse(make);
   }
   get(): unknown {
-    if (!this.#made) {
-      this.#value = this.#make();
-      this.#made = true;
-    }
-    return this.#value;
+    return this.#get();
   }
 }
-class DocResponses extends Lazy {}
 
 /** A route's `schema.response`, built by `make` when the API document is. */
 export function docResponses<T extends object>(make: () => T): T {
-  return new DocResponses(make) as unknown as T;
+  return new Lazy(make) as unknown as T;
 }
 
 /** A route's request schema (`body`, `querystring`, `params`, `headers`), built by `make` on first use. */
@@ -52,7 +46,7 @@ export function builtSchema(schema: unknown): unknown {
   return schema instanceof Lazy ? schema.get() : schema;
 }
 
-/** `make()` on the first call, its result ever after: a schema shared by routes. */
+/** `make()` on the first call, its result ever after: a schema shared by routes, or anything else a start need not build. */
 export function onUse<T>(make: () => T): () => T {
   let made = false;
   let value: T;

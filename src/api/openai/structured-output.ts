@@ -1,4 +1,5 @@
 import { Ajv, type ValidateFunction } from 'ajv';
+import { onUse } from '../lazy-schemas.js';
 import type { ResponseFormat } from '../../llm/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 
@@ -14,11 +15,9 @@ export const MAX_SCHEMA_CHARS = 64 * 1024;
 // One compiler, no caching: each request's schema is removed after compiling (Ajv keys its cache
 // by the schema object, so every request would otherwise stay in memory). Formats are not
 // checked (no formats package), and unknown keywords are ignored as OpenAI's own strict mode does not use them.
-// Made on the first request that asks for a schema: building it compiles Ajv's meta-schema, about
-// a tenth of what a start spends before its first answer.
-let ajv: Ajv | undefined;
-const compiler = (): Ajv =>
-  (ajv ??= new Ajv({ strict: false, allErrors: true, validateFormats: false, logger: false }));
+// Made on the first request that asks for a schema, not at import: building it compiles Ajv's
+// meta-schema, which a start would otherwise pay for whether or not any request ever asks.
+const compiler = onUse(() => new Ajv({ strict: false, allErrors: true, validateFormats: false, logger: false }));
 
 export type ReplyCheck = (agent: string, content: string) => string;
 
