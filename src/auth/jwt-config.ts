@@ -3,11 +3,8 @@
  * into `[auth]` as `jwt: jwtConfigSchema.optional()`; the authenticator is src/auth/jwt.ts.
  */
 import { z } from 'zod';
-import { durationMs, numberOrText, type UnitBounds } from '../shared/zod-units.js';
+import { durationField as duration } from '../shared/zod-units.js';
 import { ROLES } from './permissions.js';
-
-/** Durations default to `def` milliseconds (written as seconds), as in src/config/config-schema.ts. */
-const duration = (def: number, bounds?: UnitBounds) => numberOrText.default(def / 1000).pipe(durationMs(bounds));
 
 /**
  * Signature algorithms an issuer's public key can verify. Shared-secret (HS*) algorithms are left

@@ -6,10 +6,8 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { CaxtonError } from '../shared/errors.js';
-import { durationMs, numberOrText } from '../shared/zod-units.js';
+import { durationField as duration, durationMs, numberOrText } from '../shared/zod-units.js';
 import { postgresConnectionFields } from './postgres-schema.js';
-
-const duration = (def: number) => numberOrText.default(def / 1000).pipe(durationMs());
 
 /** Node names go into NATS subjects and KV keys: letters, digits, `-` and `_`. */
 export const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;

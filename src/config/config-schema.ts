@@ -5,7 +5,7 @@ import { ISOLATION_MODES, TOOL_NAME_RE } from '../agents/definition.js';
 import { clientCertMappingsSchema } from '../auth/cert.js';
 import { jwtConfigSchema } from '../auth/jwt-config.js';
 import { authLimitsConfigSchema } from '../auth/limits-config.js';
-import { durationMs, numberOrText, sizeBytes, type UnitBounds } from '../shared/zod-units.js';
+import { durationField as duration, durationMs, sizeBytes, sizeField as size } from '../shared/zod-units.js';
 import { MAX_PERIOD_MS } from '../shared/units.js';
 import { a2aAgentsSchema, a2aConfigSchema } from './a2a-schema.js';
 import { clusterConfigSchema } from './cluster-schema.js';
@@ -21,11 +21,6 @@ function isRegExp(source: string): boolean {
 import { tlsConfigSchema } from '../server/tls-config.js';
 
 /** caxton.toml. Every section has defaults so an empty file (or none) is a working configuration. */
-
-/** Durations default to `def` milliseconds (written as seconds), sizes to `def` bytes. */
-/** Bounded (src/shared/zod-units.ts): by default 1 ms to 2^31-1 ms (a Node.js timer's limit), 1 byte to 4 GiB. */
-const duration = (def: number, bounds?: UnitBounds) => numberOrText.default(def / 1000).pipe(durationMs(bounds));
-const size = (def: number, bounds?: UnitBounds) => numberOrText.default(def).pipe(sizeBytes(bounds));
 
 const port = z.number({ error: 'expected a port number' }).int().min(0).max(65535);
 

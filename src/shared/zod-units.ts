@@ -76,3 +76,11 @@ export const sizeBytes = perBounds((min: number, max: number) => {
     return bytes;
   });
 }, MAX_SIZE_BYTES);
+
+/**
+ * A configuration field with a default: a duration of `def` milliseconds (written as seconds, as
+ * the file would), or a size of `def` bytes. Bounded as `durationMs` and `sizeBytes` are.
+ */
+export const durationField = (def: number, bounds?: UnitBounds) =>
+  numberOrText.default(def / 1000).pipe(durationMs(bounds));
+export const sizeField = (def: number, bounds?: UnitBounds) => numberOrText.default(def).pipe(sizeBytes(bounds));
