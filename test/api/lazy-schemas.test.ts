@@ -5,6 +5,14 @@ import { z } from 'zod';
 import { docResponses, lazyValidatorCompiler, onFirstRequest, onUse } from '../../src/api/lazy-schemas.js';
 import { openApiDocument } from '../../src/api/openapi.js';
 
+/** A fastify app set up as the API's (app.ts): lazy validation, plain serialization, the document noted. */
+function apiLike() {
+  const app = Fastify();
+  app.setValidatorCompiler(lazyValidatorCompiler);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  return { app, doc: openApiDocument(app, '1.2.3') };
+}
+
 describe('route schemas built when first needed', () => {
   it('answers without building them, and the document still lists them', async () => {
     let built = 0;
@@ -12,10 +20,7 @@ describe('route schemas built when first needed', () => {
       built++;
       return z.object({ id: z.string(), size: z.number().int().describe('bytes') });
     });
-    const app = Fastify();
-    app.setValidatorCompiler(lazyValidatorCompiler);
-    app.setSerializerCompiler(() => (data) => JSON.stringify(data));
-    const doc = openApiDocument(app, '1.2.3');
+    const { app, doc } = apiLike();
     app.withTypeProvider<ZodTypeProvider>().get(
       '/items/:id',
       {
@@ -58,10 +63,7 @@ describe('route schemas built when first needed', () => {
 
   it("builds a request schema on the route's first request, validates with it, and documents it", async () => {
     let built = 0;
-    const app = Fastify();
-    app.setValidatorCompiler(lazyValidatorCompiler);
-    app.setSerializerCompiler(() => (data) => JSON.stringify(data));
-    const doc = openApiDocument(app, '1.2.3');
+    const { app, doc } = apiLike();
     app.withTypeProvider<ZodTypeProvider>().get(
       '/search',
       {
