@@ -18,7 +18,7 @@ import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 const AUTH_ON = '[auth]\nenabled = true\n';
 
 /** A raw GET (no automatic decompression), so the encoding the server chose is visible. */
-function rawGet(
+function rawRequest(
   url: string,
   headers: Record<string, string> = {},
   method = 'GET',
@@ -101,24 +101,24 @@ describe('GET /ui', () => {
   it('sends the brotli or gzip copy the browser accepts, and 304 for a known ETag', async () => {
     const js = scriptOf(index);
     const plain = readFileSync(join(DEFAULT_CONSOLE_DIR, js.replace('/ui/', '')));
-    const br = await rawGet(srv.url + js, { 'accept-encoding': 'gzip, deflate, br' });
+    const br = await rawRequest(srv.url + js, { 'accept-encoding': 'gzip, deflate, br' });
     expect(br.headers['content-encoding']).toBe('br');
     expect(br.headers.vary).toContain('accept-encoding');
     expect(brotliDecompressSync(br.body).equals(plain)).toBe(true);
-    const gz = await rawGet(srv.url + js, { 'accept-encoding': 'gzip' });
+    const gz = await rawRequest(srv.url + js, { 'accept-encoding': 'gzip' });
     expect(gz.headers['content-encoding']).toBe('gzip');
     expect(gunzipSync(gz.body).equals(plain)).toBe(true);
-    const none = await rawGet(srv.url + js);
+    const none = await rawRequest(srv.url + js);
     expect(none.headers['content-encoding']).toBeUndefined();
     expect(none.body.equals(plain)).toBe(true);
-    const again = await rawGet(srv.url + js, { 'if-none-match': String(none.headers.etag) });
+    const again = await rawRequest(srv.url + js, { 'if-none-match': String(none.headers.etag) });
     expect(again.status).toBe(304);
   });
 
   it('is public while the API behind it is not: the console has no data of its own', async () => {
     const table = srv.server.app.accessTable.filter((r) => r.url.startsWith('/ui')).map((r) => `${r.method} ${r.url}`);
     expect(table.sort()).toEqual(['GET /ui', 'GET /ui/*']);
-    const head = await rawGet(`${srv.url}/ui/`, {}, 'HEAD');
+    const head = await rawRequest(`${srv.url}/ui/`, {}, 'HEAD');
     expect(head.status).toBe(200);
     expect(head.body.length).toBe(0);
     expect((await http(srv.url, 'GET', '/api/v1/agents')).status).toBe(401);
@@ -128,7 +128,7 @@ describe('GET /ui', () => {
   });
 
   it('still checks the Host header (DNS rebinding)', async () => {
-    const r = await rawGet(`${srv.url}/ui`, { host: 'evil.example.com' });
+    const r = await rawRequest(`${srv.url}/ui`, { host: 'evil.example.com' });
     expect(r.status).toBe(403);
   });
 
