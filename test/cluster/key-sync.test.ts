@@ -172,7 +172,11 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
       timeoutMs: 5_000,
       what: 'the revocation on node-a',
     });
-    expect(a.warnings).toContain('a watch of the cluster API keys was started again');
+    // The new watch applies the bucket's entries before its start resolves and the restart is said.
+    await waitUntil(() => a.warnings.includes('a watch of the cluster API keys was started again'), {
+      timeoutMs: 5_000,
+      what: "node-a's warning that its watch was started again",
+    });
   });
 
   it('a key rotated on one node: the old secret fails and the new one works on another', async () => {

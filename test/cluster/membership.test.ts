@@ -158,11 +158,14 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
   });
 
   it('lists the nodes without waiting on NATS while their heartbeats replace each other (kv.keys() hung there on nats-server 2.9)', async () => {
-    const members = await Promise.all(['list-1', 'list-2', 'list-3'].map((n) => member(n)));
+    // 1 s heartbeats in a bucket of their own: a node is listed until 3 s without a watched update,
+    // so three tight loops of puts on a loaded machine cannot starve the watch out of the listing.
+    const slow = { heartbeat: SILENT_HEARTBEAT_MS / 1000, nodes_bucket: 'test_nodes_list' };
+    const members = await Promise.all(['list-1', 'list-2', 'list-3'].map((n) => member(n, undefined, slow)));
     const [e] = members;
     const ours = (listed: NodeInfo[]) => listed.filter((n) => /^list-\d$/.test(n.node)).length;
     await waitUntil(async () => ours(await e!.m.nodes()) === 3, {
-      timeoutMs: 1_000,
+      timeoutMs: 5_000,
       what: 'the three nodes seen by list-1',
     });
     // Heartbeats as fast as they go, each one replacing that node's entry.
