@@ -11,7 +11,7 @@ export interface MetricSources {
   /** Principal and agent states the limiter holds (src/auth/caller-limits.ts). */
   limitStates?: () => number;
   /** A cluster node's conversation-step transactions so far (src/messaging/postgres/step-groups.ts): how many, the steps they held, groups voided. */
-  clusterSteps?: () => { transactions: number; steps: number; voided: number };
+  clusterSteps?: () => { transactions: number; steps: number; voided: number; unread: number; reread: number };
   /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-agent-events.ts). */
   eventsUnwritten?: () => number;
 }
@@ -388,7 +388,7 @@ function registerSourceMetrics(registers: Registry[], sources: MetricSources): v
   const total = (
     name: string,
     help: string,
-    read: (t: { transactions: number; steps: number; voided: number }) => number,
+    read: (t: { transactions: number; steps: number; voided: number; unread: number; reread: number }) => number,
   ) => {
     let last = 0;
     return new Counter({
@@ -418,6 +418,16 @@ function registerSourceMetrics(registers: Registry[], sources: MetricSources): v
     'caxton_cluster_step_groups_voided_total',
     'Groups of conversation steps rolled back as a whole (a statement failed) whose steps then ran again alone',
     (t) => t.voided,
+  );
+  total(
+    'caxton_cluster_acks_unread_total',
+    "Deliveries' first attempts acknowledged without reading their row again: the done-marking held on condition that the row was as taken (docs/adr/0154)",
+    (t) => t.unread,
+  );
+  total(
+    'caxton_cluster_acks_reread_total',
+    'Such acknowledgements whose condition failed (the row changed since it was taken): their step ran again, reading its rows',
+    (t) => t.reread,
   );
 }
 

@@ -24,6 +24,19 @@ export interface PendingCount {
 export interface LockedDelivery {
   id: number;
   row: Record<string, unknown> | undefined;
+  /**
+   * The row is as the node read it when it took the delivery, not read under the lock: the step's
+   * done-marking of it is not written but kept (`optimisticDone`), for the store to write with a
+   * condition that the row is still as read (PgMessageStore's optimistic steps).
+   */
+  optimistic?: boolean;
+}
+
+/** An optimistic step's done-marking (LockedDelivery.optimistic), as the store writes it. */
+export interface OptimisticDone {
+  id: number;
+  attempts: number;
+  at: string;
 }
 
 /** What a step asks of its store. */
@@ -53,6 +66,11 @@ export class PgConversationStep implements ConversationStep {
   #exists: boolean;
   /** The kept conversation as the step found it (its steps change `conversation` in place). */
   readonly #opened: Conversation | undefined;
+  readonly #optimistic: boolean;
+  /** The done-marking of an optimistic step's delivery, not written (see LockedDelivery.optimistic). */
+  optimisticDone: OptimisticDone | undefined;
+  /** An optimistic step read its delivery again after marking it done: its commit cannot stand for what it read. */
+  #strayed = false;
 
   constructor(
     schema: string,
@@ -73,6 +91,7 @@ export class PgConversationStep implements ConversationStep {
     this.#pending = pending;
     this.#host = host;
     this.#lockedState = locked?.row?.state as DeliveryRow['state'] | undefined;
+    this.#optimistic = locked?.optimistic === true;
     this.#exists = held === 'row';
     this.#opened =
       held === 'kept' && conversation ? { ...conversation, participants: [...conversation.participants] } : undefined;
@@ -84,6 +103,11 @@ export class PgConversationStep implements ConversationStep {
       [this.#id],
     );
     return r.rows.map(storedOf);
+  }
+
+  /** An optimistic step that marked its delivery done and read nothing that depends on that write having been made. */
+  get optimisticClean(): boolean {
+    return this.optimisticDone !== undefined && !this.#strayed;
   }
 
   /** The ids of the messages this step inserted. */
@@ -155,6 +179,7 @@ export class PgConversationStep implements ConversationStep {
     // Locked and read with BEGIN (inConversation's opts.delivery), unless written since.
     const locked = this.#locked;
     if (locked?.id === did) return locked.row && deliveryOf(locked.row);
+    if (this.optimisticDone?.id === did) this.#strayed = true;
     const r = (await this.#b.now(`SELECT * FROM ${this.#s}.deliveries WHERE id = $1 FOR UPDATE`, [did])).rows[0] as
       Record<string, unknown> | undefined;
     return r && deliveryOf(r);
@@ -168,7 +193,8 @@ export class PgConversationStep implements ConversationStep {
         pending.delta += (to.state === 'pending' ? 1 : 0) - (this.#lockedState === 'pending' ? 1 : 0);
       else pending.valid = false;
     }
-    if (this.#locked?.id === did) this.#locked = undefined;
+    const wasLocked = this.#locked?.id === did;
+    if (wasLocked) this.#locked = undefined;
     if (to.state !== 'pending') this.#finished++;
     if (
       to.state === 'done' &&
@@ -177,6 +203,10 @@ export class PgConversationStep implements ConversationStep {
       to.next_at === undefined &&
       to.publish_tag === undefined
     ) {
+      if (wasLocked && this.#optimistic && this.optimisticDone === undefined) {
+        this.optimisticDone = { id: did, attempts: to.attempts, at: now };
+        return;
+      }
       // A done-marking: one UPDATE from VALUES, which a group's done-markings share. It clears
       // the publish mark too, as every finishing write does: a finished row is never published
       // again, and the UPDATE writes the whole row anyway (its state is indexed, so it is never HOT).

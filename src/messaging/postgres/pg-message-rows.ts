@@ -24,6 +24,12 @@ export type TakeRow = Pick<DeliveryRow, 'id' | 'receiver' | 'state' | 'attempts'
    * message can have started before.
    */
   fresh: boolean;
+  /**
+   * A first attempt still pending that marks its conversation kept: the conversation's JSON as its
+   * message keeps it, and the row as a step reads it (no attempt yet, so no error). The store
+   * then acknowledges it without reading it again (PgMessageStore's optimistic steps). Otherwise null.
+   */
+  keptFirst: { opening: string; row: Record<string, unknown> } | null;
 };
 
 export class PgMessageRows {
@@ -164,8 +170,9 @@ export class PgMessageRows {
 
   /**
    * The rows of deliveries fetched from JetStream, by id, in one query: only the columns their
-   * check reads (not the attempts' errors, a JSON array parsed per row), and whether the row marks
-   * its conversation kept (the store then steps it from its row alone, ADR 0091). Not a prepared statement (ADR 0089):
+   * check reads (not the attempts' errors, a JSON array parsed per row), whether the row marks
+   * its conversation kept (the store then steps it from its row alone, ADR 0091), and for a first
+   * attempt of such a row what its acknowledgement runs on (`keptFirst`, ADR 0154). Not a prepared statement (ADR 0089):
    * in the cluster suite its cached generic plan, made while the table was small, took 1.05 ms a
    * call as a burst filled the table (pg_stat_statements), where parsing and planning each call
    * costs about 0.2 ms in all.
@@ -173,20 +180,28 @@ export class PgMessageRows {
   async deliveriesToTake(ids: readonly number[]): Promise<Map<number, TakeRow>> {
     const { rows } = await this.pool.query<{
       id: string;
+      message_id: string;
       receiver: string;
       state: DeliveryRow['state'];
       attempts: number;
       next_at: string;
+      updated_at: string;
       kept: boolean;
       fresh: boolean;
+      opening: string | null;
     }>(
-      `SELECT id, receiver, state, attempts, next_at, kept_until IS NOT NULL AS kept, reconciled_at IS NULL AND publish_tag = '' AS fresh
-       FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`,
+      // The kept conversation as a subquery, not a join (as a step's BEGIN reads it): one index lookup per row that has one.
+      `SELECT id, message_id, receiver, state, attempts, next_at, updated_at, kept_until IS NOT NULL AS kept,
+              reconciled_at IS NULL AND publish_tag = '' AS fresh,
+              CASE WHEN kept_until IS NOT NULL AND state = 'pending' AND attempts = 0
+                THEN (SELECT m.conversation FROM ${this.s}.messages m WHERE m.id = d.message_id) END AS opening
+       FROM ${this.s}.deliveries d WHERE id = ANY($1::bigint[])`,
       [intArray(ids)],
     );
     const out = new Map<number, TakeRow>();
     for (const r of rows) {
       const id = Number(r.id);
+      const { opening } = r;
       out.set(id, {
         id,
         receiver: r.receiver,
@@ -195,6 +210,23 @@ export class PgMessageRows {
         next_at: Number(r.next_at),
         kept: r.kept,
         fresh: r.fresh,
+        keptFirst:
+          opening === null
+            ? null
+            : {
+                opening,
+                row: {
+                  id,
+                  message_id: r.message_id,
+                  receiver: r.receiver,
+                  state: r.state,
+                  attempts: r.attempts,
+                  next_at: r.next_at,
+                  last_error: null,
+                  updated_at: r.updated_at,
+                  errors: null,
+                },
+              },
       });
     }
     return out;

@@ -68,12 +68,33 @@ interface QueuedStep {
   fresh: boolean;
   /** Its delivery marked its conversation kept when this node took it: its BEGIN reads only the delivery row (#beginGroup). */
   lean: boolean;
+  /**
+   * A first attempt that marked its conversation kept when this node took it, with what the take
+   * read (TakeRow.keptFirst): the step runs on that, reading nothing, and its done-marking is
+   * written on condition that the row is still as read (#groupTx). Cleared for a step run again.
+   */
+  optimistic: { opening: string; row: Record<string, unknown> } | undefined;
   step: (s: ConversationStep) => Promise<unknown>;
   /** Its last run's step (the messages it inserted). */
   ran?: PgConversationStep;
   resolve(v: unknown): void;
   reject(e: unknown): void;
 }
+
+/**
+ * What this node's step groups did: transactions, steps, groups voided, and optimistic steps whose
+ * done-marking held (`unread`) or that ran again reading their rows (`reread`).
+ */
+export interface GroupStats {
+  transactions: number;
+  steps: number;
+  voided: number;
+  unread: number;
+  reread: number;
+}
+
+/** A step's result, or: run it again as a step that reads its rows (an optimistic step whose condition did not hold). */
+type StepOutcome = PromiseSettledResult<unknown> | 'again';
 
 /** A group's transaction is void: a step failed after some of its writes were sent (its steps run again alone). */
 class GroupVoid extends Error {
@@ -140,10 +161,13 @@ export class PgMessageStore extends PgMessageSweeps {
    */
   #ids: number[] = [];
   #reserving: Promise<void> | undefined;
-  /** Deliveries this node took while they were pending and marked their conversation kept, oldest first (deliveriesToTake). */
-  readonly #keptAtTake = new Set<number>();
+  /**
+   * Deliveries this node took while they were pending and marked their conversation kept, oldest
+   * first, with what the take read of a first attempt (deliveriesToTake).
+   */
+  readonly #keptAtTake = new Map<number, TakeRow['keptFirst']>();
   readonly #groups: StepGroups<QueuedStep>;
-  readonly #groupStats = { transactions: 0, steps: 0, voided: 0 };
+  readonly #groupStats = { transactions: 0, steps: 0, voided: 0, unread: 0, reread: 0 };
   readonly #lingerMs: number;
 
   private constructor(opts: PgMessageStoreOptions) {
@@ -182,6 +206,8 @@ export class PgMessageStore extends PgMessageSweeps {
     step: (s: ConversationStep) => Promise<T>,
     opts: { delivery?: number; fresh?: boolean } = {},
   ): Promise<T> {
+    const hint = opts.delivery === undefined ? undefined : this.#keptAtTake.get(opts.delivery);
+    if (hint !== undefined) this.#keptAtTake.delete(opts.delivery!);
     return new Promise<T>((resolve, reject) => {
       this.#groups.push({
         key: id,
@@ -189,7 +215,8 @@ export class PgMessageStore extends PgMessageSweeps {
         first: opts.delivery !== undefined,
         // Only a step about no delivery can be a conversation's first.
         fresh: opts.fresh === true && opts.delivery === undefined,
-        lean: opts.delivery !== undefined && this.#keptAtTake.delete(opts.delivery),
+        lean: hint !== undefined,
+        optimistic: hint ?? undefined,
         step,
         resolve: resolve as (v: unknown) => void,
         reject,
@@ -207,14 +234,14 @@ export class PgMessageStore extends PgMessageSweeps {
     const rows = await super.deliveriesToTake(ids);
     for (const r of rows.values())
       if (r.kept && r.state === 'pending') {
-        this.#keptAtTake.add(r.id);
-        if (this.#keptAtTake.size > KEPT_HINTS) this.#keptAtTake.delete(this.#keptAtTake.values().next().value!);
+        this.#keptAtTake.set(r.id, r.keptFirst);
+        if (this.#keptAtTake.size > KEPT_HINTS) this.#keptAtTake.delete(this.#keptAtTake.keys().next().value!);
       }
     return rows;
   }
 
   /** Conversation-step transactions so far: how many, the steps they held, and groups voided (their steps run again alone). */
-  get groupStats(): { transactions: number; steps: number; voided: number } {
+  get groupStats(): GroupStats {
     return { ...this.#groupStats };
   }
 
@@ -223,13 +250,15 @@ export class PgMessageStore extends PgMessageSweeps {
     this.#reserveIds();
     this.#groupStats.transactions++;
     this.#groupStats.steps += group.length;
-    let settled: PromiseSettledResult<unknown>[];
+    let settled: StepOutcome[];
     try {
       settled = await this.#groupTx(group);
     } catch (e) {
       // A statement failed, a step failed after its writes were sent, or one step's input could not
       // be written into the group's statements: which step caused it is unknown, and alone each
       // commits or fails on its own. Only an unreachable PostgreSQL fails them all as they are.
+      // A step run again reads its rows: what an optimistic step ran on may be why it failed.
+      for (const q of group) q.optimistic = undefined;
       if (group.length > 1 && !isUnreachable(e)) {
         this.#groupStats.voided++;
         if (repeatedId(e) && (await this.#dropRepeats(group, e))) return;
@@ -239,7 +268,18 @@ export class PgMessageStore extends PgMessageSweeps {
       for (const q of group) q.reject(e);
       return;
     }
-    settled.forEach((r, i) => (r.status === 'fulfilled' ? group[i]!.resolve(r.value) : group[i]!.reject(r.reason)));
+    settled.forEach((r, i) => {
+      const q = group[i]!;
+      if (r === 'again') {
+        this.#groupStats.reread++;
+        q.optimistic = undefined;
+        this.#groups.push(q);
+        return;
+      }
+      if (q.optimistic && r.status === 'fulfilled') this.#groupStats.unread++;
+      if (r.status === 'fulfilled') q.resolve(r.value);
+      else q.reject(r.reason);
+    });
   }
 
   /**
@@ -271,34 +311,87 @@ export class PgMessageStore extends PgMessageSweeps {
    * One transaction for `group` (steps of distinct conversations): BEGIN, every lock and the rows
    * in one round trip, the steps, then all their writes with the COMMIT. A step that fails before
    * any of its writes was sent drops them and fails alone; after, the whole group is void.
+   *
+   * An optimistic step (QueuedStep.optimistic: the acknowledgement of a one-way conversation's
+   * first attempt, mostly) reads nothing: it runs on what the take read, its conversation's lock is
+   * taken with the others (or, when no step reads, sent in front of the writes), and its
+   * done-marking is one row of an UPDATE sent with the COMMIT on condition that the row is still as
+   * read (pending, no attempt, still marking its conversation kept, not written since): the lock
+   * then holds what the step assumed, as a read under it would have shown. Why: the read of each
+   * acknowledged row under its lock, and the round trip it took, were the only reads of a one-way
+   * message's delivery path. A step whose condition did not hold wrote nothing and runs
+   * again, reading its rows; so does one that wrote anything else (a reply, a conversation row),
+   * whose fork is dropped unsent.
    */
-  #groupTx(group: QueuedStep[]): Promise<PromiseSettledResult<unknown>[]> {
+  async #groupTx(group: QueuedStep[]): Promise<StepOutcome[]> {
     // New conversations (ids made here, for their first step): nothing to lock or read. A group of
     // them only is BEGIN, its writes and COMMIT in one round trip.
     const held = group.filter((q) => !q.fresh);
-    const begin = held.length === 0 ? null : this.#beginGroup(held);
-    return inTransaction(this.pool, begin?.sql ?? null, async (_c, started, batch) => {
-      const found = begin ? await this.#found(held, begin.at, started as unknown as pg.QueryResult[], batch) : [];
-      const read = new Map(held.map((q, i) => [q, found[i]!]));
-      if (group.length === 1) {
-        const q = group[0]!;
-        const r = read.get(q);
-        return [{ status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, r?.found, r?.withDelivery)) }];
-      }
-      const batches = group.map(() => batch.fork());
-      const settled = await Promise.allSettled(
-        group.map((q, i) => {
+    const reading = held.filter((q) => !q.optimistic);
+    const optimistic = held.length > reading.length;
+    const begin = reading.length === 0 ? null : this.#beginGroup(held);
+    const deferred = begin === null && optimistic ? `BEGIN; ${this.#lockSql(held)}` : 'BEGIN';
+    return inTransaction(
+      this.pool,
+      begin?.sql ?? null,
+      async (_c, started, batch): Promise<StepOutcome[]> => {
+        const found = begin ? await this.#found(reading, begin.at, started as unknown as pg.QueryResult[], batch) : [];
+        const read = new Map(reading.map((q, i) => [q, found[i]!]));
+        const stepOf = (q: QueuedStep, b: StatementBatch) => {
+          if (q.optimistic)
+            return this.#stepOf(
+              q,
+              b,
+              { row: undefined, opening: q.optimistic.opening },
+              { row: q.optimistic.row, pending: 1 },
+              true,
+            );
           const r = read.get(q);
-          return q.step(this.#stepOf(q, batches[i]!, r?.found, r?.withDelivery));
-        }),
-      );
-      settled.forEach((r, i) => {
-        const b = batches[i]!;
-        if (b.failed || (r.status === 'rejected' && b.wrote)) throw new GroupVoid();
-        if (r.status === 'fulfilled') batch.adopt(b);
-      });
-      return settled;
+          return this.#stepOf(q, b, r?.found, r?.withDelivery);
+        };
+        if (group.length === 1 && !optimistic) {
+          const q = group[0]!;
+          return [{ status: 'fulfilled', value: await q.step(stepOf(q, batch)) }];
+        }
+        const batches = group.map(() => batch.fork());
+        const results = await Promise.allSettled(group.map((q, i) => q.step(stepOf(q, batches[i]!))));
+        const settled: StepOutcome[] = [...results];
+        const dones: { q: QueuedStep; i: number }[] = [];
+        results.forEach((r, i) => {
+          const b = batches[i]!;
+          if (b.failed || (r.status === 'rejected' && b.wrote)) throw new GroupVoid();
+          const q = group[i]!;
+          if (q.optimistic) {
+            if (b.wrote) throw new GroupVoid();
+            if (r.status === 'fulfilled' && !b.waiting && q.ran?.optimisticClean) dones.push({ q, i });
+            else settled[i] = 'again';
+            return;
+          }
+          if (r.status === 'fulfilled') batch.adopt(b);
+        });
+        if (dones.length === 0) return settled;
+        const marked = await batch.endWith(this.#optimisticDoneSql(dones.map((d) => d.q)), 'COMMIT');
+        const ids = new Set((marked.rows as { id: string }[]).map((r) => Number(r.id)));
+        for (const { q, i } of dones) if (!ids.has(q.ran!.optimisticDone!.id)) settled[i] = 'again';
+        return settled;
+      },
+      deferred,
+    );
+  }
+
+  /**
+   * The done-markings of optimistic steps as one UPDATE, each on condition that its row is as the
+   * take read it; it returns the ids of the rows it marked (the others' steps run again).
+   */
+  #optimisticDoneSql(steps: readonly QueuedStep[]): string {
+    const rows = steps.map((q) => {
+      const d = q.ran!.optimisticDone!;
+      return `(${literal(d.id)}::bigint, ${literal(d.attempts)}::integer, ${literal(d.at)}::text, ${literal(q.optimistic!.row.updated_at as string)}::text)`;
     });
+    return `UPDATE ${this.s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
+      FROM (VALUES ${rows.join(', ')}) AS v(id, attempts, at, read_at)
+      WHERE d.id = v.id AND d.state = 'pending' AND d.attempts = 0 AND d.kept_until IS NOT NULL AND d.updated_at = v.read_at
+      RETURNING d.id`;
   }
 
   /**
@@ -353,8 +446,9 @@ export class PgMessageStore extends PgMessageSweeps {
     batch: StatementBatch,
     found: Found | undefined,
     withDelivery: { row: Record<string, unknown> | undefined; pending: number } | undefined,
+    optimistic = false,
   ): ConversationStep {
-    const locked = withDelivery && { id: q.delivery!, row: withDelivery.row };
+    const locked = withDelivery && { id: q.delivery!, row: withDelivery.row, optimistic };
     const pending = withDelivery && { base: withDelivery.pending, delta: 0, valid: true };
     const { conversation, held } = found ? startOf(found) : { conversation: undefined, held: 'none' as const };
     return (q.ran = this.#step(batch, q.key, conversation, held, locked, pending));
@@ -376,14 +470,11 @@ export class PgMessageStore extends PgMessageSweeps {
    * saveConversation); replay clears it too, and a finished delivery is not pending.
    */
   #beginGroup(held: readonly QueuedStep[]): { sql: string; at: ReadsAt } {
-    const withDelivery = held.filter((q) => q.delivery !== undefined);
+    const withDelivery = held.filter((q) => q.delivery !== undefined && !q.optimistic);
     const full = withDelivery.filter((q) => !q.lean);
     const rowed = held.filter((q) => !q.lean);
     const others = held.filter((q) => q.delivery === undefined);
-    const sql = [
-      'BEGIN',
-      `SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${textArray(held)}) AS id ORDER BY k) AS l`,
-    ];
+    const sql = ['BEGIN', this.#lockSql(held)];
     const at: ReadsAt = {};
     const read = (key: keyof ReadsAt, text: string) => {
       at[key] = sql.length;
@@ -402,6 +493,11 @@ export class PgMessageStore extends PgMessageSweeps {
     if (full.length > 0) read('pending', this.#pendingSql(`= ANY(${textArray(full)})`, true));
     if (others.length > 0) read('openings', this.#openingSql(`= ANY(${textArray(others)})`));
     return { sql: sql.join('; '), at };
+  }
+
+  /** The conversation locks of `held`, taken in the order of their keys (every group's order). */
+  #lockSql(held: readonly QueuedStep[]): string {
+    return `SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${textArray(held)}) AS id ORDER BY k) AS l`;
   }
 
   /** The conversation rows of `ids` (an SQL text array), locked in the order of their ids. */

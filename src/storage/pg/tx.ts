@@ -20,7 +20,7 @@ export function guardConnections(pool: pg.Pool): pg.Pool {
 
 /**
  * Runs `fn` in one transaction on a connection of `pool` (`begin`: the BEGIN statement to send
- * first, or null to send a plain BEGIN with the first statement of the batch).
+ * first, or null to send `deferred`, a plain BEGIN by default, with the first statement of the batch).
  * While the connection is held it has an `error` listener of its own: pg-pool removes the pool's
  * from a checked-out connection, and a connection that dies between two statements (a database
  * restart, a cut link) would otherwise emit an unhandled `error` and end the process. A connection
@@ -30,6 +30,7 @@ export async function inTransaction<T>(
   pool: pg.Pool,
   begin: string | null,
   fn: (c: pg.PoolClient, started: pg.QueryResult | pg.QueryResult[], batch: StatementBatch) => Promise<T>,
+  deferred = 'BEGIN',
 ): Promise<T> {
   const c = await pool.connect();
   let broken: Error | undefined;
@@ -38,10 +39,10 @@ export async function inTransaction<T>(
   try {
     // null: nothing to read first, so BEGIN goes with the batch's first statement (no round trip of its own).
     const started = begin === null ? [] : ((await c.query(begin)) as pg.QueryResult | pg.QueryResult[]);
-    const batch = new StatementBatch(c, { tail: Promise.resolve(), ...(begin === null && { head: 'BEGIN' }) });
+    const batch = new StatementBatch(c, { tail: Promise.resolve(), ...(begin === null && { head: deferred }) });
     const out = await fn(c, started, batch);
-    // The writes still waiting go with the COMMIT, in one round trip.
-    await batch.end('COMMIT');
+    // The writes still waiting go with the COMMIT, in one round trip (unless `fn` ended the batch itself).
+    if (!batch.ended) await batch.end('COMMIT');
     return out;
   } catch (e) {
     if (!broken)
@@ -73,6 +74,7 @@ export class StatementBatch {
   #waiting: Write[] = [];
   #wrote = false;
   #failed = false;
+  #ended = false;
   /**
    * The statements sent on this connection, in order: the batches of a group's steps share it (pg
    * wants one query at a time). `head`: a statement not sent yet (a deferred BEGIN) that goes in
@@ -88,6 +90,11 @@ export class StatementBatch {
   /** Another batch on the same connection and line (a step of a group), its writes its own until adopted. */
   fork(): StatementBatch {
     return new StatementBatch(this.#c, this.#line);
+  }
+
+  /** Whether it holds writes not sent yet. */
+  get waiting(): boolean {
+    return this.#waiting.length > 0;
   }
 
   /** Whether some of its writes were sent (they are in the transaction, whatever this batch does next). */
@@ -145,17 +152,36 @@ export class StatementBatch {
     return out;
   }
 
+  /** Whether the transaction's COMMIT was sent (`end` or `endWith`). */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
   /**
    * Sends the writes waiting, then `last` (the COMMIT). PostgreSQL answers a COMMIT of a
    * transaction a failed statement aborted with ROLLBACK, not an error: that is thrown here.
    */
   async end(last: 'COMMIT'): Promise<void> {
+    await this.endWith(null, last);
+  }
+
+  /**
+   * Sends the writes waiting, then `sql` (whose result is returned: a write that says what it
+   * changed), then `last`, in one round trip. Call it at most once, from the batch that holds the
+   * transaction's writes (every fork adopted).
+   */
+  async endWith(sql: string, last: 'COMMIT'): Promise<pg.QueryResult>;
+  async endWith(sql: null, last: 'COMMIT'): Promise<undefined>;
+  async endWith(sql: string | null, last: 'COMMIT'): Promise<pg.QueryResult | undefined> {
+    this.#ended = true;
     const head = this.#line.head;
     this.#line.head = undefined;
-    const text = [...(head === undefined ? [] : [head]), ...mergeWrites(this.#waiting.splice(0)), last].join(';\n');
+    const writes = mergeWrites(this.#waiting.splice(0));
+    const text = [...(head === undefined ? [] : [head]), ...writes, ...(sql === null ? [] : [sql]), last].join(';\n');
     const out = (await this.#c.query(text)) as pg.QueryResult | pg.QueryResult[];
-    const tail = Array.isArray(out) ? out[out.length - 1] : out;
-    if (tail?.command === 'ROLLBACK') throw new RolledBack();
+    const all = Array.isArray(out) ? out : [out];
+    if (all[all.length - 1]?.command === 'ROLLBACK') throw new RolledBack();
+    return sql === null ? undefined : all[all.length - 2];
   }
 }
 

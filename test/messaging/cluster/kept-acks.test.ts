@@ -96,6 +96,27 @@ async function ackStep(s: ConversationStep, d: number, hold?: Promise<void>) {
 const ack = (store: PgMessageStore, conv: string, d: number, hold?: Promise<void>) =>
   store.inConversation(conv, (s) => ackStep(s, d, hold), { delivery: d });
 
+/**
+ * The acknowledgement as the engine steps a one-way conversation's: when nothing else is left the
+ * conversation is completed by its delivery (reason `delivered`, no deadline), which reads derive
+ * from the done delivery without a row (ADR 0138).
+ */
+async function oneWayAckStep(s: ConversationStep, d: number) {
+  const row = await s.delivery(d);
+  if (!row || row.state !== 'pending') return { acked: false };
+  await s.setDelivery(d, { state: 'done', attempts: row.attempts + 1 }, now());
+  const c = s.conversation!;
+  const left = await s.outstanding();
+  await s.saveConversation(
+    left === 0
+      ? { ...c, state: 'completed', reason: 'delivered', expires_at: null, updated_at: now() }
+      : { ...c, state: 'in_progress', updated_at: now() },
+  );
+  return { acked: true, turns: c.turns, left };
+}
+const oneWayAck = (store: PgMessageStore, conv: string, d: number) =>
+  store.inConversation(conv, (s) => oneWayAckStep(s, d), { delivery: d });
+
 const q = async <T extends pg.QueryResultRow>(sql: string, values: unknown[] = []) =>
   (await pools[0]!.query<T>(sql, values)).rows;
 /** The conversation rows of `conv`, and what every read sees of it (the view: rows and kept conversations). */
@@ -210,6 +231,75 @@ describe.runIf(run)('acknowledging a one-way conversation kept with its message'
     expect(await stores[1]!.replay(d, now())).toBe(true);
     expect((await stores[0]!.deliveriesToTake([d])).get(d)?.kept).toBe(false);
     expect((await seen('k-dead')).read).toEqual(['failed']);
+  });
+
+  it('a first attempt taken while kept is acknowledged in one round trip: its lock, its conditional done-marking, the COMMIT', async () => {
+    const d = await openKept(stores[0]!, 'k-opt');
+    expect((await stores[0]!.deliveriesToTake([d])).get(d)?.keptFirst).not.toBeNull();
+    const from = sent[0]!.length;
+    const stats = stores[0]!.groupStats;
+    expect(await oneWayAck(stores[0]!, 'k-opt', d)).toEqual({ acked: true, turns: 1, left: 0 });
+    // What caxton_cluster_acks_unread_total and _reread_total count.
+    expect(stores[0]!.groupStats).toMatchObject({ unread: stats.unread + 1, reread: stats.reread });
+    // Without the block of delivery ids a store may reserve meanwhile (off every step's path).
+    const trips = sent[0]!.slice(from).filter((t) => !t.includes('nextval('));
+    expect(trips).toHaveLength(1);
+    expect(trips[0]).toMatch(/^BEGIN; SELECT pg_advisory_xact_lock[\s\S]*UPDATE [\s\S]*RETURNING d\.id;\s*COMMIT$/);
+    expect(await seen('k-opt')).toEqual({ rows: [], read: ['completed'] });
+    expect(await states([d])).toEqual(['done']);
+  });
+
+  it('a row changed since the take (another node acknowledged a copy): the condition fails, the step runs again and finds it done', async () => {
+    const d = await openKept(stores[0]!, 'k-opt-copy');
+    await stores[0]!.deliveriesToTake([d]);
+    await stores[1]!.deliveriesToTake([d]);
+    expect(await oneWayAck(stores[1]!, 'k-opt-copy', d)).toEqual({ acked: true, turns: 1, left: 0 });
+    const from = sent[0]!.length;
+    const stats = stores[0]!.groupStats;
+    expect(await oneWayAck(stores[0]!, 'k-opt-copy', d)).toEqual({ acked: false });
+    expect(stores[0]!.groupStats).toMatchObject({ unread: stats.unread, reread: stats.reread + 1 });
+    // The conditional UPDATE marked nothing; the step ran again and read the row under the lock.
+    expect(sent[0]!.slice(from).filter((t) => /RETURNING d\.id/.test(t))).toHaveLength(1);
+    expect(sent[0]!.slice(from).some((t) => /^BEGIN;[\s\S]*FOR UPDATE/.test(t))).toBe(true);
+    expect(await seen('k-opt-copy')).toEqual({ rows: [], read: ['completed'] });
+  });
+
+  it('a retry after the take: the acknowledgement taken at the first attempt does not mark the row, the step runs again on its row', async () => {
+    const d = await openKept(stores[0]!, 'k-opt-retry');
+    await stores[0]!.deliveriesToTake([d]);
+    expect(await stores[1]!.retry(d, 1, Date.now(), 'busy', now())).toBe(true);
+    expect(await oneWayAck(stores[0]!, 'k-opt-retry', d)).toEqual({ acked: true, turns: 1, left: 0 });
+    const [row] = await q<{ state: string; attempts: number }>(
+      `SELECT state, attempts FROM "${schema}".deliveries WHERE id = $1`,
+      [d],
+    );
+    // attempts + 1 of the row under the lock (1), not of the take (0).
+    expect(row).toEqual({ state: 'done', attempts: 2 });
+  });
+
+  it('acknowledgements of first attempts racing second messages on the other node: the conversation is completed without a row, or continued with both turns', async () => {
+    const convs = Array.from({ length: 24 }, (_, i) => `k-opt-race-${i}`);
+    const ds = await Promise.all(convs.map((c) => openKept(stores[0]!, c)));
+    await stores[0]!.deliveriesToTake(ds);
+    const after = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const acks = convs.map((c, i) => after(i % 4).then(() => oneWayAck(stores[0]!, c, ds[i]!)));
+    const seconds = convs.map((c, i) => after((i + 2) % 4).then(() => second(stores[1]!, c)));
+    const [acked, sent2] = await Promise.all([Promise.all(acks), Promise.all(seconds)]);
+    let completed = 0;
+    for (const [i, c] of convs.entries()) {
+      const view = await seen(c);
+      expect(view.read).toHaveLength(1);
+      if (sent2[i] === 'closed') {
+        completed++;
+        expect(acked[i]).toEqual({ acked: true, turns: 1, left: 0 });
+        expect(view).toEqual({ rows: [], read: ['completed'] });
+      } else {
+        expect(acked[i]).toEqual({ acked: true, turns: 2, left: 1 });
+        expect(view).toEqual({ rows: [['in_progress', 2]], read: ['in_progress'] });
+        expect(await states([ds[i]!, sent2[i] as number])).toEqual(['done', 'pending']);
+      }
+    }
+    console.log(`optimistic acknowledgements first: ${completed} of ${convs.length}`);
   });
 
   it('a delivery is fresh (no run of its message can exist yet) until published again: claimed stale or replayed', async () => {
