@@ -1,6 +1,6 @@
 export { createLogger, SECRET_FIELDS, type Logger } from './logger.js';
 export { clientRequestId, MAX_CLIENT_REQUEST_ID, newRequestId } from './request-id.js';
-export { Metrics, type MetricSources } from './metrics.js';
+export { Metrics, type ClusterStepStats, type MetricSources } from './metrics.js';
 export {
   activeTraceparent,
   childTraceparent,

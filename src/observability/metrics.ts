@@ -1,6 +1,19 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Read at scrape time: what the gauges report. Components fill these in as they start. */
+/**
+ * A cluster node's conversation-step transactions so far: how many, the steps they held, groups
+ * voided (their steps run again alone), and acknowledgements made without reading their row again
+ * whose done-marking held (`unread`) or whose step ran again reading its rows (`reread`).
+ */
+export interface ClusterStepStats {
+  transactions: number;
+  steps: number;
+  voided: number;
+  unread: number;
+  reread: number;
+}
+
 export interface MetricSources {
   queueDepth?: () => number;
   deadLetters?: () => number;
@@ -10,8 +23,8 @@ export interface MetricSources {
   memoryEntities?: () => number | Promise<number>;
   /** Principal and agent states the limiter holds (src/auth/caller-limits.ts). */
   limitStates?: () => number;
-  /** A cluster node's conversation-step transactions so far (src/messaging/postgres/step-groups.ts): how many, the steps they held, groups voided. */
-  clusterSteps?: () => { transactions: number; steps: number; voided: number; unread: number; reread: number };
+  /** A cluster node's conversation-step transactions so far (src/messaging/postgres/step-groups.ts). */
+  clusterSteps?: () => ClusterStepStats;
   /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-agent-events.ts). */
   eventsUnwritten?: () => number;
 }
@@ -385,11 +398,7 @@ function registerSourceMetrics(registers: Registry[], sources: MetricSources): v
     (s) => s.limitStates,
   );
   // Counters read from a source's running totals at scrape time (each scrape adds what it gained since).
-  const total = (
-    name: string,
-    help: string,
-    read: (t: { transactions: number; steps: number; voided: number; unread: number; reread: number }) => number,
-  ) => {
+  const total = (name: string, help: string, read: (t: ClusterStepStats) => number) => {
     let last = 0;
     return new Counter({
       name,

@@ -21,6 +21,7 @@ import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationStep } from '../index.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import type { StatementBatch } from '../../storage/pg/index.js';
+import type { ClusterStepStats } from '../../observability/index.js';
 import {
   escapeLiteral,
   inTransaction,
@@ -82,16 +83,13 @@ interface QueuedStep {
 }
 
 /**
- * What this node's step groups did: transactions, steps, groups voided, and optimistic steps whose
- * done-marking held (`unread`) or that ran again reading their rows (`reread`).
+ * Where a step about a delivery of a conversation kept with its message starts: no conversation
+ * row, the conversation as its message keeps it, and this delivery its only pending one.
  */
-export interface GroupStats {
-  transactions: number;
-  steps: number;
-  voided: number;
-  unread: number;
-  reread: number;
-}
+const keptStart = <R extends Record<string, unknown>>(opening: string, row: R) => ({
+  found: { row: undefined, opening },
+  withDelivery: { row, pending: 1 },
+});
 
 /** A step's result, or: run it again as a step that reads its rows (an optimistic step whose condition did not hold). */
 type StepOutcome = PromiseSettledResult<unknown> | 'again';
@@ -167,7 +165,7 @@ export class PgMessageStore extends PgMessageSweeps {
    */
   readonly #keptAtTake = new Map<number, TakeRow['keptFirst']>();
   readonly #groups: StepGroups<QueuedStep>;
-  readonly #groupStats = { transactions: 0, steps: 0, voided: 0, unread: 0, reread: 0 };
+  readonly #groupStats: ClusterStepStats = { transactions: 0, steps: 0, voided: 0, unread: 0, reread: 0 };
   readonly #lingerMs: number;
 
   private constructor(opts: PgMessageStoreOptions) {
@@ -241,7 +239,7 @@ export class PgMessageStore extends PgMessageSweeps {
   }
 
   /** Conversation-step transactions so far: how many, the steps they held, and groups voided (their steps run again alone). */
-  get groupStats(): GroupStats {
+  get groupStats(): ClusterStepStats {
     return { ...this.#groupStats };
   }
 
@@ -317,9 +315,9 @@ export class PgMessageStore extends PgMessageSweeps {
    * taken with the others (or, when no step reads, sent in front of the writes), and its
    * done-marking is one row of an UPDATE sent with the COMMIT on condition that the row is still as
    * read (pending, no attempt, still marking its conversation kept, not written since): the lock
-   * then holds what the step assumed, as a read under it would have shown. Why: the read of each
-   * acknowledged row under its lock, and the round trip it took, were the only reads of a one-way
-   * message's delivery path. A step whose condition did not hold wrote nothing and runs
+   * then holds what the step assumed, as a read under it would have shown. Why: a read of each
+   * acknowledged row under its lock would be the only read on a one-way message's delivery path,
+   * and a round trip of its own. A step whose condition did not hold wrote nothing and runs
    * again, reading its rows; so does one that wrote anything else (a reply, a conversation row),
    * whose fork is dropped unsent.
    */
@@ -338,16 +336,8 @@ export class PgMessageStore extends PgMessageSweeps {
         const found = begin ? await this.#found(reading, begin.at, started as unknown as pg.QueryResult[], batch) : [];
         const read = new Map(reading.map((q, i) => [q, found[i]!]));
         const stepOf = (q: QueuedStep, b: StatementBatch) => {
-          if (q.optimistic)
-            return this.#stepOf(
-              q,
-              b,
-              { row: undefined, opening: q.optimistic.opening },
-              { row: q.optimistic.row, pending: 1 },
-              true,
-            );
-          const r = read.get(q);
-          return this.#stepOf(q, b, r?.found, r?.withDelivery);
+          const r = q.optimistic ? keptStart(q.optimistic.opening, q.optimistic.row) : read.get(q);
+          return this.#stepOf(q, b, r?.found, r?.withDelivery, q.optimistic !== undefined);
         };
         if (group.length === 1 && !optimistic) {
           const q = group[0]!;
@@ -431,8 +421,7 @@ export class PgMessageStore extends PgMessageSweeps {
       if (q.delivery === undefined) return { found: { row: conversations.get(q.key), opening: openings.get(q.key) } };
       const row = deliveries.get(q.delivery);
       // Kept, as the locked row says: no conversation row, and this delivery its only one (see #beginGroup).
-      if (q.lean && keptPending(row))
-        return { found: { row: undefined, opening: row.opening }, withDelivery: { row, pending: 1 } };
+      if (q.lean && keptPending(row)) return keptStart(row.opening, row);
       return {
         found: { row: conversations.get(q.key), opening: openings.get(q.key) },
         withDelivery: { row, pending: counts.get(q.key) ?? 0 },
