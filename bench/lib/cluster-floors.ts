@@ -1,7 +1,8 @@
 /**
  * The baselines of bench/cluster.ts: raw JetStream (publish awaiting the PubAck, consume and ack,
  * in the driver's process) and the floor server's process (floor-server.ts: the component floor,
- * and the rows floor of rows-floor.ts), with how each counts what it delivered.
+ * the rows floor of rows-floor.ts and the lean one of lean-rows-floor.ts), with how each counts
+ * what it delivered.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -81,13 +82,14 @@ export async function startFloor(natsUrl: string, pgUrl: string): Promise<FloorP
         subject: 'bench.floor',
         table: 'bench_floor',
         rows: { schema: `bench_rows_floor_${Date.now()}`, stream: 'BENCH_ROWS', subject: 'bench.rows' },
+        lean: { schema: `bench_lean_floor_${Date.now()}`, stream: 'BENCH_LEAN', subject: 'bench.lean' },
       },
     } satisfies ToFloor);
   });
   return { url, child };
 }
 
-/** What the floor server (`kind` rows: its rows floor) published and consumed, and consumed between `from` and `to` (wall ms). */
+/** What the floor server (`kind` rows or lean: that rows floor) published and consumed, and consumed between `from` and `to` (wall ms). */
 export async function floorStats(url: string, from: number, to: number, kind = 'floor'): Promise<FloorStats> {
   const r = await httpCall(url, 'GET', `/stats?from=${from}&to=${to || Number.MAX_SAFE_INTEGER}&kind=${kind}`);
   return r.json as FloorStats;

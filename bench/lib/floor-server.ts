@@ -8,10 +8,11 @@
  * and acks it. No validation, no routing, no conversation state: what any server on these parts
  * would pay at least.
  *
- * The same process serves the rows floor (rows-floor.ts) on POST /rows, over a stream of its own.
+ * The same process serves the rows floor (rows-floor.ts) on POST /rows and the lean rows floor
+ * (lean-rows-floor.ts) on POST /lean, each over a stream of its own.
  *
  * IPC: the parent sends `config`; the worker answers `ready` with its URL. GET /stats?from=&to=
- * (wall-clock ms; `kind=rows`: the rows floor's) answers how many messages it published and
+ * (wall-clock ms; `kind=rows` or `lean`: that rows floor's) answers how many messages it published and
  * consumed, and how many were consumed in that window.
  */
 import { randomUUID } from 'node:crypto';
@@ -20,6 +21,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import Fastify from 'fastify';
 import pg from 'pg';
+import { leanRowsFloor } from './lean-rows-floor.js';
 import { rowsFloor } from './rows-floor.js';
 import { addWorkQueue } from './work-queue.js';
 
@@ -33,6 +35,8 @@ export interface FloorConfig {
   table: string;
   /** The rows floor (rows-floor.ts, POST /rows): its schema, stream and subject prefix, created here. */
   rows: { schema: string; stream: string; subject: string };
+  /** The lean rows floor (lean-rows-floor.ts, POST /lean), the same way. */
+  lean: { schema: string; stream: string; subject: string };
 }
 
 export type ToFloor = { type: 'config'; config: FloorConfig };
@@ -60,6 +64,7 @@ async function main(cfg: FloorConfig): Promise<string> {
   const nc = await connect({ servers: cfg.natsUrl });
   await addWorkQueue(nc, cfg.stream, cfg.subject, 'floor');
   await addWorkQueue(nc, cfg.rows.stream, cfg.rows.subject, 'rows');
+  await addWorkQueue(nc, cfg.lean.stream, cfg.lean.subject, 'lean');
   const js = jetstream(nc);
 
   // Group commit: rows wait while a batch is being written, then go together (at most BATCH_ROWS).
@@ -110,11 +115,19 @@ async function main(cfg: FloorConfig): Promise<string> {
     async () => (await js.consumers.get(cfg.rows.stream, 'rows')).consume({ max_messages: 256 }),
     { schema: cfg.rows.schema, subject: cfg.rows.subject, wallNow },
   );
+  const lean = await leanRowsFloor(
+    app,
+    pool,
+    js,
+    async () => (await js.consumers.get(cfg.lean.stream, 'lean')).consume({ max_messages: 256 }),
+    { schema: cfg.lean.schema, subject: cfg.lean.subject, wallNow },
+  );
   app.get('/stats', async (req): Promise<FloorStats> => {
     const q = req.query as { from?: string; to?: string; kind?: string };
     const from = Number(q.from ?? 0);
     const to = Number(q.to ?? Number.MAX_SAFE_INTEGER);
-    const [p, at] = q.kind === 'rows' ? [rows.published, rows.consumedAt] : [published, consumedAt];
+    const of = q.kind === 'rows' ? rows : q.kind === 'lean' ? lean : { published, consumedAt };
+    const [p, at] = [of.published, of.consumedAt];
     return {
       published: p,
       consumed: at.length,
@@ -140,6 +153,7 @@ async function main(cfg: FloorConfig): Promise<string> {
       await nc.close();
       await pool.query(`DROP TABLE IF EXISTS "${cfg.table}"`).catch(() => {});
       await pool.query(`DROP SCHEMA IF EXISTS "${cfg.rows.schema}" CASCADE`).catch(() => {});
+      await pool.query(`DROP SCHEMA IF EXISTS "${cfg.lean.schema}" CASCADE`).catch(() => {});
       await pool.end();
       process.exit(0);
     })();

@@ -5,15 +5,17 @@
  * audit or metrics. It answers whether a target is reachable with Caxton's row pattern at all,
  * whatever the node's own code costs.
  *
- * Per message, as a node does (the statements copied from a node's PostgreSQL log):
+ * Per message, as a node does (the statements copied from a node's PostgreSQL log,
+ * `log_min_duration_statement = 0`, one-way `agree`s one per POST and 100 per POST):
  *  - accept, in groups: `BEGIN; INSERT messages …; INSERT deliveries …; COMMIT` in one round trip,
  *    the message's one-way conversation kept as JSON in its row, the delivery ids reserved from
  *    the sequence in blocks; then the JetStream publish, awaiting its PubAck, then the 202;
- *  - take: one read of the fetched deliveries' rows per consumer turn;
- *  - acknowledge, in groups: BEGIN with the conversations' advisory locks and the delivery rows
- *    read `FOR UPDATE` in one round trip, then the done-marks and the completed conversations'
- *    rows with the COMMIT; then the JetStream ack;
- *  - one agent event per message, its batch inserted once per turn.
+ *  - take: one read of the fetched deliveries' rows per consumer turn, with the kept conversation
+ *    of a first attempt;
+ *  - acknowledge, in groups: `BEGIN;` the conversations' advisory locks, the done-marks as one
+ *    `UPDATE … FROM (VALUES …) WHERE` the row is as taken `RETURNING`, and `COMMIT`, in one round
+ *    trip; then the JetStream ack. No conversation row (the view derives it from the done row);
+ *  - the agent events of a turn as one batch row (the event store's statement).
  *
  * The tables and indexes are the cluster's own (its migrations, in a schema of this server's).
  */
@@ -23,6 +25,7 @@ import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type pg from 'pg';
 import { MESSAGE_MIGRATIONS } from '../../src/messaging/postgres/pg-message-tables.js';
 import { EVENT_STORE_MIGRATIONS } from '../../src/observability/pg-agent-events.js';
+import { writeChunk, type BatchRow } from '../../src/observability/pg-event-chunks.js';
 import { PgStatsHistory } from '../../src/observability/pg-stats-history.js';
 import { literal, migrateSchema, quotedSchema } from '../../src/storage/pg/index.js';
 
@@ -39,7 +42,7 @@ const ID_BLOCK = 256;
  * unacknowledged, and the suite then reports the repetition as not drained.
  */
 const failed = new Set<string>();
-const report =
+export const report =
   (what: string) =>
   (e: unknown): void => {
     if (failed.has(what)) return;
@@ -48,7 +51,7 @@ const report =
   };
 
 /** Runs queued items through `write` in groups of at most GROUP, one group at a time. */
-function grouped<T>(write: (batch: T[]) => Promise<void>): (item: T) => Promise<void> {
+export function grouped<T>(write: (batch: T[]) => Promise<void>): (item: T) => Promise<void> {
   const queue: { item: T; done: (e?: unknown) => void }[] = [];
   let running = false;
   const pump = (): void => {
@@ -74,6 +77,22 @@ function grouped<T>(write: (batch: T[]) => Promise<void>): (item: T) => Promise<
     });
 }
 
+/**
+ * A transaction sent as one multi-statement query (one round trip, as a node sends its groups);
+ * a failure leaves the session in the aborted transaction, rolled back here before it is reused.
+ */
+export async function inOneTrip(pool: pg.Pool, sql: string): Promise<void> {
+  const c = await pool.connect();
+  try {
+    await c.query(sql);
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw e;
+  } finally {
+    c.release();
+  }
+}
+
 export interface RowsFloorStats {
   published: number;
   consumedAt: number[];
@@ -89,8 +108,7 @@ export async function rowsFloor(
 ): Promise<RowsFloorStats> {
   const schema = opts.schema;
   await migrateSchema(pool, schema, MESSAGE_MIGRATIONS);
-  // The events table of one row per event (before ADR 0141's batch rows): this floor writes its rows.
-  await migrateSchema(pool, schema, EVENT_STORE_MIGRATIONS.slice(0, 2));
+  await migrateSchema(pool, schema, EVENT_STORE_MIGRATIONS);
   await PgStatsHistory.migrate(pool, schema);
   const s = quotedSchema(schema);
   const stats: RowsFloorStats = { published: 0, consumedAt: [] };
@@ -119,7 +137,8 @@ export async function rowsFloor(
   }
   const accept = grouped<Accepted>(async (batch) => {
     const now = Date.now();
-    await pool.query(
+    await inOneTrip(
+      pool,
       `BEGIN;
 INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to, conversation) VALUES ${batch
         .map(
@@ -129,7 +148,8 @@ INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at
         .join(', ')};
 INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ${batch
         .map(
-          (a) => `(${[a.delivery, a.id, 'bench-sink', 'pending', a.at, now, now + 3_600_000].map(literal).join(', ')})`,
+          (a) =>
+            `(${[a.delivery, a.id, 'bench-sink', 'pending', a.at, null, now + 3_600_000].map(literal).join(', ')})`,
         )
         .join(', ')};
 COMMIT`,
@@ -139,66 +159,44 @@ COMMIT`,
   interface Taken {
     delivery: number;
     conversation: string;
-    created: string;
+    /** The row's updated_at as the take read it: the done-marking's condition. */
+    readAt: string;
   }
   const acknowledge = grouped<Taken>(async (batch) => {
-    const c = await pool.connect();
-    try {
-      const convs = `ARRAY[${batch.map((t) => literal(t.conversation)).join(', ')}]::text[]`;
-      const dids = `ARRAY[${batch.map((t) => t.delivery).join(', ')}]::bigint[]`;
-      await c.query(
-        `BEGIN; SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${convs}) AS id ORDER BY k) AS l; SELECT d.*, CASE WHEN d.kept_until IS NOT NULL THEN (SELECT m.conversation FROM ${s}.messages m WHERE m.id = d.message_id) END AS opening
-         FROM ${s}.deliveries d WHERE d.id = ANY(${dids}) ORDER BY d.id FOR UPDATE`,
-      );
-      const at = new Date().toISOString();
-      const done = `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
-             FROM (VALUES ${batch.map((t) => `(${t.delivery}::bigint, 1::integer, ${literal(at)}::text)`).join(', ')}) AS v(id, attempts, at) WHERE d.id = v.id;`;
-      const rows = batch.map(
-        (t) =>
-          `(${[t.conversation, null, 'completed', 'key:floor', '["key:floor","bench-sink"]', null, 1, 50, t.created, at, null, 'delivered'].map(literal).join(', ')})`,
-      );
-      const completed = `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
-           VALUES ${rows.join(', ')};`;
-      await c.query(`${done}\n${completed}\nCOMMIT`);
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw e;
-    } finally {
-      c.release();
-    }
+    const convs = `ARRAY[${batch.map((t) => literal(t.conversation)).join(', ')}]::text[]`;
+    const at = new Date().toISOString();
+    const values = batch.map(
+      (t) => `(${t.delivery}::bigint, 1::integer, ${literal(at)}::text, ${literal(t.readAt)}::text)`,
+    );
+    await inOneTrip(
+      pool,
+      `BEGIN; SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${convs}) AS id ORDER BY k) AS l;
+UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
+      FROM (VALUES ${values.join(', ')}) AS v(id, attempts, at, read_at)
+      WHERE d.id = v.id AND d.state = 'pending' AND d.attempts = 0 AND d.kept_until IS NOT NULL AND d.updated_at = v.read_at
+      RETURNING d.id;
+COMMIT`,
+    );
   });
 
-  // One event per message, the batch of a turn in one INSERT (the cluster event store's statement).
-  let events: { ts: number; data: string; trace: string; span: string }[] = [];
-  const flushEvents = async (): Promise<void> => {
-    const batch = events;
-    events = [];
-    if (batch.length === 0) return;
-    await pool.query(
-      `INSERT INTO ${s}.agent_events (ts, type, category, agent, trace_id, span_id, data, node)
-       SELECT ts, type, category, agent, trace_id, span_id, data, $8
-       FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY AS u(ts, type, category, agent, trace_id, span_id, data, ord)
-       ORDER BY ord RETURNING id`,
-      [
-        batch.map((e) => e.ts),
-        batch.map(() => 'message.sent'),
-        batch.map(() => 'communication'),
-        batch.map(() => 'key:floor'),
-        batch.map((e) => e.trace),
-        batch.map((e) => e.span),
-        batch.map((e) => e.data),
-        'floor',
-      ],
-    );
-  };
+  // The events of a turn as one batch row (the cluster event store's statement), one per message.
+  let events: BatchRow[] = [];
   const event = (data: Record<string, unknown>): void => {
-    if (events.length === 0) setImmediate(() => void flushEvents().catch(report('an event batch')));
-    events.push({
-      ts: Date.now(),
-      data: JSON.stringify(data),
-      trace: randomUUID().replace(/-/g, ''),
-      span: randomUUID().replace(/-/g, '').slice(0, 16),
-    });
+    if (events.length === 0)
+      setImmediate(() => {
+        const batch = events;
+        events = [];
+        void writeChunk(pool, s, batch, 'floor').catch(report('an event batch'));
+      });
+    events.push([
+      Date.now(),
+      'message.sent',
+      'communication',
+      'key:floor',
+      randomUUID().replace(/-/g, ''),
+      randomUUID().replace(/-/g, '').slice(0, 16),
+      JSON.stringify(data),
+    ]);
   };
 
   const one = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
@@ -260,14 +258,19 @@ COMMIT`,
   void (async () => {
     let turn: JsMsg[] = [];
     const take = async (msgs: JsMsg[]): Promise<void> => {
-      const parsed = msgs.map((m) => m.json<{ id: number; message: { conversation_id: string; timestamp: string } }>());
-      await pool.query(
-        `SELECT id, receiver, state, attempts, next_at, kept_until IS NOT NULL AS kept FROM ${s}.deliveries WHERE id = ANY($1::bigint[])`,
+      const parsed = msgs.map((m) => m.json<{ id: number; message: { conversation_id: string } }>());
+      const read = await pool.query<{ id: string; updated_at: string }>(
+        `SELECT id, message_id, receiver, state, attempts, next_at, updated_at, kept_until IS NOT NULL AS kept,
+                reconciled_at IS NULL AND publish_tag = '' AS fresh,
+                CASE WHEN kept_until IS NOT NULL AND state = 'pending' AND attempts = 0
+                  THEN (SELECT m.conversation FROM ${s}.messages m WHERE m.id = d.message_id) END AS opening
+         FROM ${s}.deliveries d WHERE id = ANY($1::bigint[])`,
         [parsed.map((p) => p.id)],
       );
+      const readAt = new Map(read.rows.map((r) => [Number(r.id), r.updated_at]));
       await Promise.all(
         parsed.map(async (p, i) => {
-          await acknowledge({ delivery: p.id, conversation: p.message.conversation_id, created: p.message.timestamp });
+          await acknowledge({ delivery: p.id, conversation: p.message.conversation_id, readAt: readAt.get(p.id)! });
           msgs[i]!.ack();
           stats.consumedAt.push(opts.wallNow());
         }),
