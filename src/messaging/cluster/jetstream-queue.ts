@@ -42,7 +42,7 @@ import {
 } from '../index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { scrubSecrets } from '../../shared/secrets.js';
-import type { PgMessageStore, TakeRow } from '../postgres/index.js';
+import type { ConversationRow, KeptHandOut, PgMessageStore, TakeRow } from '../postgres/index.js';
 import { PubAcks } from './pub-acks.js';
 import { Linger } from '../index.js';
 import { natsDurability } from './nats-durability.js';
@@ -154,14 +154,22 @@ interface Wire {
   id: number;
   receiver: string;
   message: AclMessage;
+  /**
+   * Only on the first hand-out of a delivery that marks its one-way conversation kept, published
+   * by the node whose step inserted it: what the take would read of its row. Taken at JetStream's
+   * delivery count 1, the row is not read (#take).
+   */
+  kept?: { at: string; opening: ConversationRow };
 }
 
 /** The keys wireOf writes: a field added to Wire fails to compile until wireOf writes it too. */
-const _wireKeys: Record<keyof Wire, true> = { id: true, receiver: true, message: true };
+const _wireKeys: Record<keyof Wire, true> = { id: true, receiver: true, message: true, kept: true };
 
 /** `JSON.stringify` of the delivery's Wire, around the message's text made once (messageJson). */
-function wireOf(o: Outgoing): string {
-  return `{"id":${o.id},"receiver":${JSON.stringify(o.receiver)},"message":${messageJson(o.message)}}`;
+function wireOf(o: Outgoing, kept?: KeptHandOut): string {
+  // The conversation's JSON as stored goes in as it is: no escaping here, one parse with the wire there.
+  const k = kept ? `,"kept":{"at":${JSON.stringify(kept.at)},"opening":${kept.opening}}` : '';
+  return `{"id":${o.id},"receiver":${JSON.stringify(o.receiver)},"message":${messageJson(o.message)}${k}}`;
 }
 
 /** The delivery's envelope around the message (row id, receiver, JSON keys), with room to spare. */
@@ -421,10 +429,14 @@ export class JetStreamQueue implements DeliveryQueue {
    * is recorded (#confirm), so the republish sweep leaves it.
    */
   publish(out: readonly Outgoing[]): Promise<void> {
-    return this.#publish(out, (o) => o.tag !== undefined);
+    return this.#publish(out, (o) => o.tag !== undefined, true);
   }
 
-  async #publish(out: readonly Outgoing[], marked: (o: Outgoing) => boolean): Promise<void> {
+  /**
+   * `first`: these are the hand-outs of the step that stored them (publish), whose untagged ones
+   * may carry what their take would read (Wire.kept); never a copy published again.
+   */
+  async #publish(out: readonly Outgoing[], marked: (o: Outgoing) => boolean, first = false): Promise<void> {
     if (out.length === 0) return;
     const d = this.#o.cluster.delivery;
     try {
@@ -432,7 +444,7 @@ export class JetStreamQueue implements DeliveryQueue {
         out.map(async (o) => {
           await this.#acks.publish(
             `${d.subject}.${subjectToken(o.receiver)}`,
-            wireOf(o),
+            first && o.tag === undefined ? this.#firstWire(o) : wireOf(o),
             `d${o.id}${o.tag ?? ''}`,
             d.publish_timeout,
           );
@@ -460,6 +472,15 @@ export class JetStreamQueue implements DeliveryQueue {
         { retry_after: 5 },
       );
     }
+  }
+
+  /** A first hand-out's wire, with what its take would read when the store has it and it fits NATS's max_payload. */
+  #firstWire(o: Outgoing): string {
+    const kept = this.#o.store.keptHandOut(o.id);
+    const wire = wireOf(o, kept);
+    if (kept === undefined) return wire;
+    const max = this.#o.nc.info?.max_payload ?? Infinity;
+    return wire.length * 3 <= max || Buffer.byteLength(wire) <= max ? wire : wireOf(o);
   }
 
   /** A submission sent again: its pending deliveries are published again (its first publish may have failed). */
@@ -693,8 +714,11 @@ export class JetStreamQueue implements DeliveryQueue {
     }
     let row;
     try {
-      this.#readLinger.arrived();
-      row = await this.#rows.load(w.id);
+      row = w.kept !== undefined && m.info.deliveryCount === 1 ? this.#unread(w, w.kept) : undefined;
+      if (row === undefined) {
+        this.#readLinger.arrived();
+        row = await this.#rows.load(w.id);
+      }
     } catch (e) {
       // PostgreSQL is away: the delivery goes back to the stream, for this or another node later.
       this.#o.log.warn(
@@ -727,6 +751,40 @@ export class JetStreamQueue implements DeliveryQueue {
       attempts: row.attempts,
       ...(m.info.deliveryCount === 1 && row.attempts === 0 && row.fresh && { firstTry: true }),
     });
+  }
+
+  /**
+   * The row of a first hand-out that carried what its take would read, not read: as inserted
+   * (pending, no attempt, marking its conversation kept, published once), which the store's
+   * optimistic acknowledgement checks again with its done-marking. Why: the take's read was a round
+   * trip per fetch, and at a low rate one per message, on every one-way message's path.
+   */
+  #unread(w: Wire, kept: NonNullable<Wire['kept']>): TakeRow {
+    const row: TakeRow = {
+      id: w.id,
+      receiver: w.receiver,
+      state: 'pending',
+      attempts: 0,
+      next_at: 0,
+      kept: true,
+      fresh: true,
+      keptFirst: {
+        opening: kept.opening,
+        row: {
+          id: w.id,
+          message_id: w.message.id,
+          receiver: w.receiver,
+          state: 'pending',
+          attempts: 0,
+          next_at: '0',
+          last_error: null,
+          updated_at: kept.at,
+          errors: null,
+        },
+      },
+    };
+    this.#o.store.tookUnread(row);
+    return row;
   }
 
   /**

@@ -6,6 +6,7 @@
  */
 export { PgMessageStore, type ConversationStep, type PgMessageStoreOptions } from './pg-message-store.js';
 export type { TakeRow } from './pg-message-rows.js';
+export type { KeptHandOut } from './pg-conversation-step.js';
 export { PgMessageReads, type PgMessageReadsOptions } from './pg-reads.js';
-export { MESSAGE_MIGRATIONS } from './pg-message-tables.js';
+export { MESSAGE_MIGRATIONS, type ConversationRow } from './pg-message-tables.js';
 export { StepGroups, type StepGroupsOptions } from './step-groups.js';

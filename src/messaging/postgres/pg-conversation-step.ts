@@ -39,10 +39,26 @@ export interface OptimisticDone {
   at: string;
 }
 
+/**
+ * What the first hand-out of a delivery that marks its one-way conversation kept carries, so that
+ * the node taking it can acknowledge it without reading its row (jetstream-queue.ts): the row's
+ * `updated_at` as inserted (the done-marking's condition) and the conversation's JSON as its
+ * message keeps it.
+ */
+export interface KeptHandOut {
+  at: string;
+  opening: string;
+}
+
 /** What a step asks of its store. */
 export interface StepHost {
   /** A delivery id from the store's reserved block, if one is left. */
   takeId(): number | undefined;
+  /**
+   * A delivery this step inserted marks its conversation kept: the row's updated_at and the
+   * conversation's JSON as written, for its first hand-out to carry (KeptHandOut).
+   */
+  keptInserted(id: number, hint: KeptHandOut): void;
   /** The SQL counting the pending deliveries of the conversations `where` selects. */
   pendingSql(where: string): string;
 }
@@ -59,8 +75,8 @@ export class PgConversationStep implements ConversationStep {
   readonly #lockedState: DeliveryRow['state'] | undefined;
   /** The conversation of each message this step inserted (whether its deliveries count as this conversation's). */
   readonly #inserted = new Map<string, string>();
-  /** The deadline (epoch ms) of the one-way conversation each message this step inserted keeps. */
-  readonly #keptUntil = new Map<string, number>();
+  /** The deadline (epoch ms) and JSON of the one-way conversation each message this step inserted keeps. */
+  readonly #keptUntil = new Map<string, { until: number; json: string }>();
   /** Deliveries this step finished (done or dead). */
   #finished = 0;
   #exists: boolean;
@@ -168,10 +184,11 @@ export class PgConversationStep implements ConversationStep {
 
   async insertMessage(m: AclMessage, routedTo: readonly string[], opening?: Conversation): Promise<void> {
     this.#inserted.set(m.id, m.conversation_id);
-    if (opening?.expires_at) this.#keptUntil.set(m.id, Date.parse(opening.expires_at));
+    const json = opening === undefined ? null : openingJson(opening);
+    if (opening?.expires_at) this.#keptUntil.set(m.id, { until: Date.parse(opening.expires_at), json: json! });
     this.#b.later(
       `INSERT INTO ${this.#s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to, conversation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [...messageRow(m, routedTo), opening === undefined ? null : openingJson(opening)],
+      [...messageRow(m, routedTo), json],
     );
   }
 
@@ -268,18 +285,22 @@ export class PgConversationStep implements ConversationStep {
     }
     // No publish mark: the queue marks the row only should its publish fail (JetStreamQueue.publish).
     const reserved = this.#host.takeId();
-    const kept = this.#keptUntil.get(messageId) ?? null;
-    if (reserved !== undefined) {
+    const keeps = this.#keptUntil.get(messageId);
+    const kept = keeps?.until ?? null;
+    let id = reserved;
+    if (id !== undefined)
       this.#b.later(
         `INSERT INTO ${this.#s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, $3, 'pending', $4, $5, $6)`,
-        [reserved, messageId, receiver, now, null, kept],
+        [id, messageId, receiver, now, null, kept],
       );
-      return reserved;
+    else {
+      const r = await this.#b.now<{ id: string }>(
+        `INSERT INTO ${this.#s}.deliveries (message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, 'pending', $3, $4, $5) RETURNING id`,
+        [messageId, receiver, now, null, kept],
+      );
+      id = Number(r.rows[0]!.id);
     }
-    const r = await this.#b.now<{ id: string }>(
-      `INSERT INTO ${this.#s}.deliveries (message_id, receiver, state, updated_at, unpublished_since, kept_until) VALUES ($1, $2, 'pending', $3, $4, $5) RETURNING id`,
-      [messageId, receiver, now, null, kept],
-    );
-    return Number(r.rows[0]!.id);
+    if (keeps) this.#host.keptInserted(id, { at: now, opening: keeps.json });
+    return id;
   }
 }

@@ -28,8 +28,9 @@ export type TakeRow = Pick<DeliveryRow, 'id' | 'receiver' | 'state' | 'attempts'
    * A first attempt still pending that marks its conversation kept: the conversation's JSON as its
    * message keeps it, and the row as a step reads it (no attempt yet, so no error). The store
    * then acknowledges it without reading it again (PgMessageStore's optimistic steps). Otherwise null.
+   * The conversation as read (JSON text), or as a first hand-out carried it (parsed with its wire).
    */
-  keptFirst: { opening: string; row: Record<string, unknown> } | null;
+  keptFirst: { opening: string | ConversationRow; row: Record<string, unknown> } | null;
 };
 
 export class PgMessageRows {

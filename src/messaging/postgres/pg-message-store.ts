@@ -41,6 +41,7 @@ import type { TakeRow } from './pg-message-rows.js';
 import {
   PgConversationStep,
   type Held,
+  type KeptHandOut,
   type LockedDelivery,
   type PendingCount,
   type StepHost,
@@ -74,7 +75,7 @@ interface QueuedStep {
    * read (TakeRow.keptFirst): the step runs on that, reading nothing, and its done-marking is
    * written on condition that the row is still as read (#groupTx). Cleared for a step run again.
    */
-  optimistic: { opening: string; row: Record<string, unknown> } | undefined;
+  optimistic: TakeRow['keptFirst'] | undefined;
   step: (s: ConversationStep) => Promise<unknown>;
   /** Its last run's step (the messages it inserted). */
   ran?: PgConversationStep;
@@ -86,7 +87,7 @@ interface QueuedStep {
  * Where a step about a delivery of a conversation kept with its message starts: no conversation
  * row, the conversation as its message keeps it, and this delivery its only pending one.
  */
-const keptStart = <R extends Record<string, unknown>>(opening: string, row: R) => ({
+const keptStart = <R extends Record<string, unknown>>(opening: string | ConversationRow, row: R) => ({
   found: { row: undefined, opening },
   withDelivery: { row, pending: 1 },
 });
@@ -111,7 +112,8 @@ const ID_BLOCK = 256;
 /** What a step's BEGIN read of its conversation: its row, or the one-way conversation its message keeps (migration cluster-messaging-007-one-way). */
 interface Found {
   row: ConversationRow | undefined;
-  opening: string | null | undefined;
+  /** As JSON text when read, parsed when a first hand-out carried it. */
+  opening: string | ConversationRow | null | undefined;
 }
 
 /** Where a step's BEGIN found each read's rows among its results (absent: not read). */
@@ -142,7 +144,12 @@ const KEPT_HINTS = 4096;
 function startOf(found: Found): { conversation: Conversation | undefined; held: Held } {
   if (found.row) return { conversation: conversationOf(found.row), held: 'row' };
   if (found.opening)
-    return { conversation: conversationOf(JSON.parse(found.opening) as ConversationRow), held: 'kept' };
+    return {
+      conversation: conversationOf(
+        typeof found.opening === 'string' ? (JSON.parse(found.opening) as ConversationRow) : found.opening,
+      ),
+      held: 'kept',
+    };
   return { conversation: undefined, held: 'none' };
 }
 
@@ -164,6 +171,12 @@ export class PgMessageStore extends PgMessageSweeps {
    * first, with what the take read of a first attempt (deliveriesToTake).
    */
   readonly #keptAtTake = new Map<number, TakeRow['keptFirst']>();
+  /**
+   * What the first hand-out of each delivery a step of this node inserted while it marked its
+   * conversation kept carries (KeptHandOut), until the queue publishes it; oldest first, at most
+   * KEPT_HINTS (a step run again leaves the ids of its first run behind).
+   */
+  readonly #keptOut = new Map<number, KeptHandOut>();
   readonly #groups: StepGroups<QueuedStep>;
   readonly #groupStats: ClusterStepStats = { transactions: 0, steps: 0, voided: 0, unread: 0, reread: 0 };
   readonly #lingerMs: number;
@@ -236,6 +249,23 @@ export class PgMessageStore extends PgMessageSweeps {
         if (this.#keptAtTake.size > KEPT_HINTS) this.#keptAtTake.delete(this.#keptAtTake.keys().next().value!);
       }
     return rows;
+  }
+
+  /**
+   * A delivery taken from its first hand-out, which carried what the take would read (KeptHandOut):
+   * its step runs as one of a delivery whose row the take read (deliveriesToTake), with no read.
+   */
+  tookUnread(row: TakeRow): void {
+    if (row.keptFirst === null) return;
+    this.#keptAtTake.set(row.id, row.keptFirst);
+    if (this.#keptAtTake.size > KEPT_HINTS) this.#keptAtTake.delete(this.#keptAtTake.keys().next().value!);
+  }
+
+  /** What delivery `id`'s first hand-out carries, if a step of this node inserted it marking its conversation kept; forgotten once asked. */
+  keptHandOut(id: number): KeptHandOut | undefined {
+    const hint = this.#keptOut.get(id);
+    if (hint !== undefined) this.#keptOut.delete(id);
+    return hint;
   }
 
   /** Conversation-step transactions so far: how many, the steps they held, and groups voided (their steps run again alone). */
@@ -633,6 +663,10 @@ export class PgMessageStore extends PgMessageSweeps {
   readonly #stepHost: StepHost = {
     takeId: () => this.#takeId(),
     pendingSql: (where) => this.#pendingSql(where),
+    keptInserted: (id, hint) => {
+      this.#keptOut.set(id, hint);
+      if (this.#keptOut.size > KEPT_HINTS) this.#keptOut.delete(this.#keptOut.keys().next().value!);
+    },
   };
 
   #tx<T>(fn: (c: pg.PoolClient, batch: StatementBatch) => Promise<T>): Promise<T> {

@@ -5,19 +5,13 @@
  * reached its turn limit (the step that would refuse it reads the id then). Statements are
  * counted on the pool's connections.
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRegistry } from '../../../src/agents/index.js';
-import { clusterConfigSchema } from '../../../src/config/index.js';
-import { ClusterBus } from '../../../src/messaging/cluster/index.js';
-import { PgMessageReads, PgMessageStore } from '../../../src/messaging/postgres/index.js';
 import type { InProcessHandler } from '../../../src/messaging/index.js';
-import { agentDef, deploy, messagingConfig } from '../helpers.js';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
 import { hasSystem } from '../../helpers/system.js';
 import { removeTempDirs } from '../../helpers/tmp.js';
 import { waitUntil } from '../../helpers/wait.js';
-import { observedPool } from './message-stores.js';
+import { countingNode } from './message-stores.js';
 
 const run = hasSystem('nats-server') && hasSystem('postgresql');
 let nats: NatsServer;
@@ -34,56 +28,9 @@ afterAll(async () => {
 /** A read of a message by its id (the engine's duplicate check, or the step's). */
 const READS_ID = /\.messages WHERE id = /;
 
-/** A node on a schema of its own serving `sink` (`extra`: more of its definition); `sent` holds the statements while `counting`. */
-async function node(sink: InProcessHandler, extra = '') {
-  const schema = `caxton_clientids_${process.pid}_${++cases}`;
-  const sent: string[] = [];
-  const state = { counting: false };
-  const pool = observedPool(4, (q) => {
-    if (!state.counting) return;
-    const text = typeof q === 'string' ? q : ((q as { text?: string }).text ?? '');
-    for (const st of text.split(/;\s*\n|;\s+(?=[A-Z])/)) if (st.trim() !== '') sent.push(st.trim());
-  });
-  const nc: NatsConnection = await connect({ servers: nats.url });
-  const store = await PgMessageStore.open({ pool, schema });
-  const registry = new AgentRegistry();
-  deploy(registry, agentDef('sink', ['notes'], extra));
-  const bus = new ClusterBus({
-    store,
-    reads: new PgMessageReads({ store }),
-    nc,
-    registry,
-    config: messagingConfig(),
-    cluster: clusterConfigSchema.parse({
-      node: 'n1',
-      delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}` },
-    }),
-    sweepMs: 3_600_000,
-    republish: { everyMs: 3_600_000 },
-  });
-  bus.registerHandler('sink', sink);
-  await bus.start();
-  return {
-    bus,
-    store,
-    /** The statements sent while `fn` ran. */
-    async counted<T>(fn: () => Promise<T>): Promise<{ out: T; statements: string[] }> {
-      sent.length = 0;
-      state.counting = true;
-      try {
-        return { out: await fn(), statements: [...sent] };
-      } finally {
-        state.counting = false;
-      }
-    },
-    async close() {
-      await bus.close();
-      await nc.close();
-      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await pool.end();
-    },
-  };
-}
+/** A node on a schema of its own serving `sink` (`extra`: more of its definition). */
+const node = (sink: InProcessHandler, extra = '') =>
+  countingNode(nats.url, `caxton_clientids_${process.pid}_${++cases}`, sink, extra);
 
 /** The statements that name the message or its conversation (its accept's locks, reads and writes, and any read of its id). */
 const naming = (statements: string[], ...ids: string[]) =>

@@ -1,7 +1,12 @@
+import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
-import { PgMessageStore, type PgMessageStoreOptions } from '../../../src/messaging/postgres/index.js';
-import type { Conversation, ConversationId } from '../../../src/messaging/index.js';
+import { AgentRegistry } from '../../../src/agents/index.js';
+import { clusterConfigSchema } from '../../../src/config/index.js';
+import { ClusterBus } from '../../../src/messaging/cluster/index.js';
+import { PgMessageReads, PgMessageStore, type PgMessageStoreOptions } from '../../../src/messaging/postgres/index.js';
+import type { Conversation, ConversationId, InProcessHandler } from '../../../src/messaging/index.js';
+import { agentDef, deploy, messagingConfig } from '../helpers.js';
 import { TEST_PG_URL } from '../../helpers/system.js';
 
 /**
@@ -73,5 +78,59 @@ export function freshConversation(id: string, maxTurns = 100): Conversation {
     updated_at: t,
     expires_at: null,
     reason: null,
+  };
+}
+
+/**
+ * A one-node cluster bus on its own `schema` (dropped at close) and the NATS server at `natsUrl`,
+ * serving `sink` (`extra`: more of its definition), its sweeps off; `counted(fn)` gives the
+ * statements its pool sent while `fn` ran, each statement of a multi-statement query apart.
+ */
+export async function countingNode(natsUrl: string, schema: string, sink: InProcessHandler, extra = '') {
+  const sent: string[] = [];
+  const state = { counting: false };
+  const pool = observedPool(4, (q) => {
+    if (!state.counting) return;
+    const text = typeof q === 'string' ? q : ((q as { text?: string }).text ?? '');
+    for (const st of text.split(/;\s*\n|;\s+(?=[A-Z])/)) if (st.trim() !== '') sent.push(st.trim());
+  });
+  const nc = await connect({ servers: natsUrl });
+  const store = await PgMessageStore.open({ pool, schema });
+  const registry = new AgentRegistry();
+  deploy(registry, agentDef('sink', ['notes'], extra));
+  const bus = new ClusterBus({
+    store,
+    reads: new PgMessageReads({ store }),
+    nc,
+    registry,
+    config: messagingConfig(),
+    cluster: clusterConfigSchema.parse({
+      node: 'n1',
+      delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}` },
+    }),
+    sweepMs: 3_600_000,
+    republish: { everyMs: 3_600_000 },
+  });
+  bus.registerHandler('sink', sink);
+  await bus.start();
+  return {
+    bus,
+    store,
+    pool,
+    async counted<T>(fn: () => Promise<T>): Promise<{ out: T; statements: string[] }> {
+      sent.length = 0;
+      state.counting = true;
+      try {
+        return { out: await fn(), statements: [...sent] };
+      } finally {
+        state.counting = false;
+      }
+    },
+    async close() {
+      await bus.close();
+      await nc.close();
+      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await pool.end();
+    },
   };
 }
