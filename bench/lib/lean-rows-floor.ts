@@ -17,14 +17,13 @@
  * (conversation_id, id) and the pending rows a sweep reads; the read indexes of the API's filters
  * are left to the projection.
  */
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type pg from 'pg';
 import { EVENT_STORE_MIGRATIONS } from '../../src/observability/pg-agent-events.js';
 import { writeChunk, type BatchRow } from '../../src/observability/pg-event-chunks.js';
 import { literal, migrateSchema, quotedSchema } from '../../src/storage/pg/index.js';
-import { grouped, report, type RowsFloorStats } from './rows-floor.js';
+import { floorMessage, grouped, postMessages, report, sentEvent, type RowsFloorStats } from './rows-floor.js';
 
 /** How often the events of what was accepted since are written (the projection's batch). */
 const EVENTS_MS = 200;
@@ -104,35 +103,7 @@ export async function leanRowsFloor(
   }, EVENTS_MS).unref();
 
   const one = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
-    const id = `msg_${randomUUID().replace(/-/g, '')}`;
-    const conversation = `conv_${randomUUID().replace(/-/g, '')}`;
-    const at = new Date().toISOString();
-    const body = JSON.stringify({
-      id,
-      performative: input.performative,
-      sender: 'key:floor',
-      receivers: [input.receiver],
-      content: input.content,
-      conversation_id: conversation,
-      params: {},
-      timestamp: at,
-      chain: [],
-      on_behalf_of: 'key:floor',
-    });
-    const opening = JSON.stringify({
-      id: conversation,
-      protocol: null,
-      state: 'initiated',
-      initiator: 'key:floor',
-      participants: JSON.stringify(['key:floor', input.receiver]),
-      capability: null,
-      turns: 1,
-      max_turns: 50,
-      created_at: at,
-      updated_at: at,
-      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
-      reason: null,
-    });
+    const { id, conversation, at, body, opening } = floorMessage(input);
     await accept({ id, conversation, body, at, opening });
     const delivery = ids.get(id)!;
     ids.delete(id);
@@ -142,23 +113,11 @@ export async function leanRowsFloor(
       { msgID: `d${delivery}` },
     );
     stats.published++;
-    events.push([
-      Date.now(),
-      'message.sent',
-      'communication',
-      'key:floor',
-      randomUUID().replace(/-/g, ''),
-      randomUUID().replace(/-/g, '').slice(0, 16),
-      JSON.stringify({ message_id: id, conversation_id: conversation, performative: input.performative }),
-    ]);
+    events.push(sentEvent({ message_id: id, conversation_id: conversation, performative: input.performative }));
     return { id, conversation_id: conversation, status: 202 };
   };
 
-  app.post('/lean', async (req, reply) => {
-    const b = req.body as Record<string, unknown> | Record<string, unknown>[];
-    if (Array.isArray(b)) return reply.code(207).send({ results: await Promise.all(b.map(one)) });
-    return reply.code(202).send(await one(b));
-  });
+  postMessages(app, '/lean', one);
 
   const it = await consume();
   void (async () => {

@@ -93,6 +93,64 @@ export async function inOneTrip(pool: pg.Pool, sql: string): Promise<void> {
   }
 }
 
+/** A floor's message as a node makes it: ids, the ACL message's JSON and its one-way conversation's kept JSON. */
+export function floorMessage(input: Record<string, unknown>) {
+  const id = `msg_${randomUUID().replace(/-/g, '')}`;
+  const conversation = `conv_${randomUUID().replace(/-/g, '')}`;
+  const at = new Date().toISOString();
+  const body = JSON.stringify({
+    id,
+    performative: input.performative,
+    sender: 'key:floor',
+    receivers: [input.receiver],
+    content: input.content,
+    conversation_id: conversation,
+    params: {},
+    timestamp: at,
+    chain: [],
+    on_behalf_of: 'key:floor',
+  });
+  const opening = JSON.stringify({
+    id: conversation,
+    protocol: null,
+    state: 'initiated',
+    initiator: 'key:floor',
+    participants: JSON.stringify(['key:floor', input.receiver]),
+    capability: null,
+    turns: 1,
+    max_turns: 50,
+    created_at: at,
+    updated_at: at,
+    expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+    reason: null,
+  });
+  return { id, conversation, at, body, opening };
+}
+
+/** The `message.sent` event row of a floor's message (the event store's batch row). */
+export const sentEvent = (data: Record<string, unknown>): BatchRow => [
+  Date.now(),
+  'message.sent',
+  'communication',
+  'key:floor',
+  randomUUID().replace(/-/g, ''),
+  randomUUID().replace(/-/g, '').slice(0, 16),
+  JSON.stringify(data),
+];
+
+/** POST `path`: one message (202) or an array of them (207), each through `one`. */
+export function postMessages(
+  app: FastifyInstance,
+  path: string,
+  one: (input: Record<string, unknown>) => Promise<Record<string, unknown>>,
+): void {
+  app.post(path, async (req, reply) => {
+    const b = req.body as Record<string, unknown> | Record<string, unknown>[];
+    if (Array.isArray(b)) return reply.code(207).send({ results: await Promise.all(b.map(one)) });
+    return reply.code(202).send(await one(b));
+  });
+}
+
 export interface RowsFloorStats {
   published: number;
   consumedAt: number[];
@@ -188,48 +246,11 @@ COMMIT`,
         events = [];
         void writeChunk(pool, s, batch, 'floor').catch(report('an event batch'));
       });
-    events.push([
-      Date.now(),
-      'message.sent',
-      'communication',
-      'key:floor',
-      randomUUID().replace(/-/g, ''),
-      randomUUID().replace(/-/g, '').slice(0, 16),
-      JSON.stringify(data),
-    ]);
+    events.push(sentEvent(data));
   };
 
   const one = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
-    const id = `msg_${randomUUID().replace(/-/g, '')}`;
-    const conversation = `conv_${randomUUID().replace(/-/g, '')}`;
-    const at = new Date().toISOString();
-    const message = {
-      id,
-      performative: input.performative,
-      sender: 'key:floor',
-      receivers: [input.receiver],
-      content: input.content,
-      conversation_id: conversation,
-      params: {},
-      timestamp: at,
-      chain: [],
-      on_behalf_of: 'key:floor',
-    };
-    const body = JSON.stringify(message);
-    const opening = JSON.stringify({
-      id: conversation,
-      protocol: null,
-      state: 'initiated',
-      initiator: 'key:floor',
-      participants: JSON.stringify(['key:floor', input.receiver]),
-      capability: null,
-      turns: 1,
-      max_turns: 50,
-      created_at: at,
-      updated_at: at,
-      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
-      reason: null,
-    });
+    const { id, conversation, at, body, opening } = floorMessage(input);
     const delivery = await takeId();
     await accept({ id, conversation, body, at, opening, delivery });
     await js.publish(
@@ -248,11 +269,7 @@ COMMIT`,
     return { id, conversation_id: conversation, status: 202 };
   };
 
-  app.post('/rows', async (req, reply) => {
-    const b = req.body as Record<string, unknown> | Record<string, unknown>[];
-    if (Array.isArray(b)) return reply.code(207).send({ results: await Promise.all(b.map(one)) });
-    return reply.code(202).send(await one(b));
-  });
+  postMessages(app, '/rows', one);
 
   const it = await consume();
   void (async () => {
