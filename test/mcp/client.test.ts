@@ -383,8 +383,9 @@ describe('servers that cannot start', () => {
           enabled: true,
           gateway: false,
         },
+        // Its timeout far above a child's start on a loaded machine: the exit, not the timeout, ends its attempt.
         crashing: stdioServer('-e', ['console.error("fatal: MCP_TOKEN is not set"); process.exit(3)'], {
-          timeout: 2000,
+          timeout: 30_000,
         }),
       },
     });
@@ -406,7 +407,11 @@ describe('servers that cannot start', () => {
         { timeoutMs: 5000, what: 'missing to be between two attempts' },
       );
       expect(Date.parse(between.next_retry_at!)).toBeGreaterThan(Date.parse(between.last_error_at!));
-      expect(mcp.status('crashing')!.last_error).toContain('fatal: MCP_TOKEN is not set');
+      const { value: crashed } = await waitUntil(() => mcp.status('crashing')!.last_error ?? false, {
+        timeoutMs: 30_000,
+        what: 'crashing to say why it failed',
+      });
+      expect(crashed).toContain('fatal: MCP_TOKEN is not set');
       await waitUntil(() => mcp.status('missing')!.attempts >= 3, { timeoutMs: 5000, what: 'more attempts' });
     } finally {
       await mcp.close();
