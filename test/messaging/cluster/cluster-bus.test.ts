@@ -62,7 +62,13 @@ async function node(
   } = {},
 ): Promise<Node> {
   const nc = await connect({ servers: links.natsUrl ?? nats.url });
-  const pool = new pg.Pool({ connectionString: links.pgUrl ?? TEST_PG_URL, max: 4, connectionTimeoutMillis: 2000 });
+  // Through a relay that a test cuts, a connection attempt fails fast; otherwise the wait for one of
+  // the 4 connections (40 waits and the steps at once, beside the whole suite) may take seconds.
+  const pool = new pg.Pool({
+    connectionString: links.pgUrl ?? TEST_PG_URL,
+    max: 4,
+    connectionTimeoutMillis: links.pgUrl ? 2000 : 30_000,
+  });
   // An idle connection cut by the relay: replaced on next use, as the server's pool does.
   pool.on('error', () => {});
   const store = await PgMessageStore.open({ pool, schema });
