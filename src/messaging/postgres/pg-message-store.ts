@@ -139,6 +139,12 @@ const textArray = (steps: readonly QueuedStep[]): string =>
 /** Deliveries remembered as taken while they marked their conversation kept (see PgMessageStore.deliveriesToTake). */
 const KEPT_HINTS = 4096;
 
+/** Remembers `value` under `key` in `hints`, forgetting the oldest beyond KEPT_HINTS. */
+function remember<K, V>(hints: Map<K, V>, key: K, value: V): void {
+  hints.set(key, value);
+  if (hints.size > KEPT_HINTS) hints.delete(hints.keys().next().value!);
+}
+
 /** Where a step's conversation is: a row, kept with its message (ADR 0080), or nowhere yet. */
 /** The conversation a step starts from, and where it is. */
 function startOf(found: Found): { conversation: Conversation | undefined; held: Held } {
@@ -243,11 +249,7 @@ export class PgMessageStore extends PgMessageSweeps {
    */
   override async deliveriesToTake(ids: readonly number[]): Promise<Map<number, TakeRow>> {
     const rows = await super.deliveriesToTake(ids);
-    for (const r of rows.values())
-      if (r.kept && r.state === 'pending') {
-        this.#keptAtTake.set(r.id, r.keptFirst);
-        if (this.#keptAtTake.size > KEPT_HINTS) this.#keptAtTake.delete(this.#keptAtTake.keys().next().value!);
-      }
+    for (const r of rows.values()) if (r.kept && r.state === 'pending') remember(this.#keptAtTake, r.id, r.keptFirst);
     return rows;
   }
 
@@ -257,8 +259,7 @@ export class PgMessageStore extends PgMessageSweeps {
    */
   tookUnread(row: TakeRow): void {
     if (row.keptFirst === null) return;
-    this.#keptAtTake.set(row.id, row.keptFirst);
-    if (this.#keptAtTake.size > KEPT_HINTS) this.#keptAtTake.delete(this.#keptAtTake.keys().next().value!);
+    remember(this.#keptAtTake, row.id, row.keptFirst);
   }
 
   /** What delivery `id`'s first hand-out carries, if a step of this node inserted it marking its conversation kept; forgotten once asked. */
@@ -663,10 +664,7 @@ export class PgMessageStore extends PgMessageSweeps {
   readonly #stepHost: StepHost = {
     takeId: () => this.#takeId(),
     pendingSql: (where) => this.#pendingSql(where),
-    keptInserted: (id, hint) => {
-      this.#keptOut.set(id, hint);
-      if (this.#keptOut.size > KEPT_HINTS) this.#keptOut.delete(this.#keptOut.keys().next().value!);
-    },
+    keptInserted: (id, hint) => remember(this.#keptOut, id, hint),
   };
 
   #tx<T>(fn: (c: pg.PoolClient, batch: StatementBatch) => Promise<T>): Promise<T> {

@@ -4,7 +4,7 @@
  * its conversation kept carries what the take would read (the row's updated_at as inserted and the
  * conversation's JSON), so the node that takes it at JetStream's delivery count 1 reads nothing
  * and acknowledges it in one round trip; a delivery handed out again (a retry, a copy) reads its
- * row as before. Statements are counted on the pool's connections.
+ * row. Statements are counted on the pool's connections.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
