@@ -87,6 +87,11 @@ export interface MessagingBus {
   /** Applies retention now (finished conversations, dead letters); the rows deleted per rule. */
   applyRetention(): Promise<Record<string, number>>;
   listenerCount(event: 'event'): number;
+  /**
+   * Resolves once events from every node reach this bus's listeners (at once on one node): a
+   * listener that reads stored state after attaching awaits it first, so nothing falls between.
+   */
+  listening(): Promise<void>;
   /** Resolves once what was accepted so far is stored. */
   settled(): Promise<void>;
 }

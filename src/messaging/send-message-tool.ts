@@ -84,6 +84,7 @@ async function endOrQuestion(
   };
   bus.on('event', hear);
   try {
+    await bus.listening();
     // One asked before the listener was on.
     const { messages } = await bus.reads.getConversation(id);
     if (messages.some((m) => question(m.message))) asked.abort();

@@ -4,7 +4,7 @@
  * (sqlite-agent-events.ts) or the cluster's (pg-agent-events.ts), behind `EventLog` (agent-events.ts).
  */
 import type { Db, Migration } from '../storage/index.js';
-import { relayedFrom } from '../shared/relayed.js';
+import { hearsOnlyLocal, relayedFrom } from '../shared/relayed.js';
 import {
   activeTraceIds,
   traceIdsOf,
@@ -117,6 +117,8 @@ export function createAgentEvents(opts: AgentEventsOptions): AgentEvents {
   const onChange = lifecycleRecorder(store, shared);
   opts.registry.on('change', onChange);
   const onBus = sentRecorder(store, shared);
+  // Shared: what other nodes relay is theirs to record, so this listener does not need to hear it.
+  if (shared) hearsOnlyLocal(onBus);
   let bus: BusLike | undefined;
   return {
     store,

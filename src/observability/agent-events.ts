@@ -168,6 +168,8 @@ export interface EventReads {
   /** Live events as they are stored (and, in a cluster, as other nodes store theirs). */
   on(event: 'event', f: (e: AgentEvent) => void): unknown;
   off(event: 'event', f: (e: AgentEvent) => void): unknown;
+  /** In a cluster: resolves once the other nodes' events reach this node's listeners (attach first, then await it). */
+  listening?(): Promise<void>;
 }
 
 /** An event store as the recorder (createAgentEvents) writes to it. `record` never blocks nor throws. */

@@ -25,6 +25,7 @@ import { EventEmitter } from 'node:events';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { scrubSecrets } from '../shared/secrets.js';
+import { WhileWanted } from '../shared/while-wanted.js';
 import {
   migrateSchema,
   PgLogTable,
@@ -96,6 +97,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   readonly #s: string;
   readonly #log: PgLogTable<AgentEventInput>;
   #relay: Relay | undefined;
+  #listening: (() => Promise<void>) | undefined;
 
   /** Creates the table in the cluster schema if missing (with the schema's other stores' migrations table). */
   static migrate(pool: pg.Pool, schema: string): Promise<void> {
@@ -182,6 +184,16 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   /** Where this node's written events are published for the other nodes (relayEvents sets it). */
   relayTo(relay: Relay | undefined): void {
     this.#relay = relay;
+  }
+
+  /** Resolves once the other nodes' events published from now on reach this node's followers (relayEvents). */
+  listening(): Promise<void> {
+    return this.#listening?.() ?? Promise.resolve();
+  }
+
+  /** How `listening` learns that the relay's subscription is confirmed (relayEvents sets it while subscribed). */
+  listenedBy(confirmed: (() => Promise<void>) | undefined): void {
+    this.#listening = confirmed;
   }
 
   /** Whether anything on this node follows the events live (an SSE stream): relayed gaps are filled only then. */
@@ -279,9 +291,14 @@ export interface RelayEventsOptions {
    * wrote and did not publish before it died (or lost NATS) reaches this node's followers.
    */
   silentMs?: number;
+  /** How long the node stays subscribed after its last follower left (default 30 s). */
+  lingerMs?: number;
   /** A gap that could not be read back, or was larger than `maxFill`. */
   onGap?: (info: { node: string; error?: unknown; truncated?: boolean }) => void;
 }
+
+/** How long a node stays subscribed to the other nodes' live events after its last follower left. */
+const RELAY_LINGER_MS = 30_000;
 
 const lastId = (events: readonly AgentEvent[]): number => (events.length > 0 ? events[events.length - 1]!.id : 0);
 
@@ -363,24 +380,7 @@ export function relayEvents(o: RelayEventsOptions): () => void {
     });
   };
 
-  const sub = o.nc.subscribe(o.subject, {
-    callback: (err, msg) => {
-      if (err) return;
-      let w: EventsWire;
-      try {
-        w = JSON.parse(new TextDecoder().decode(msg.data)) as EventsWire;
-      } catch {
-        return; // not ours
-      }
-      if (w.node === o.node || typeof w.epoch !== 'string' || typeof w.seq !== 'number' || !Array.isArray(w.events))
-        return;
-      try {
-        hear(w);
-      } catch {
-        // A follower that threw: nothing to undo.
-      }
-    },
-  });
+  const stopFollowing = followOthers(o, hear, () => heard.clear());
   const publish = (w: EventsWire) => {
     if (!o.nc.isClosed()) o.nc.publish(o.subject, JSON.stringify(w));
   };
@@ -421,6 +421,61 @@ export function relayEvents(o: RelayEventsOptions): () => void {
   return () => {
     clearInterval(tick);
     o.store.relayTo(undefined);
-    sub.unsubscribe();
+    stopFollowing();
+  };
+}
+
+/**
+ * Subscribes to the other nodes' publications only while `o.store` has followers (and for
+ * `o.lingerMs` after the last left): otherwise each of them would wake this node to deliver to
+ * nobody. `unheard` is told when it unsubscribes: each node's numbers start again at its next
+ * publication heard. Returns the stop.
+ */
+function followOthers(o: RelayEventsOptions, hear: (w: EventsWire) => void, unheard: () => void): () => void {
+  const subscribe = (): (() => void) => {
+    if (o.nc.isClosed()) return () => {};
+    const sub = o.nc.subscribe(o.subject, {
+      callback: (err, msg) => {
+        if (err) return;
+        let w: EventsWire;
+        try {
+          w = JSON.parse(new TextDecoder().decode(msg.data)) as EventsWire;
+        } catch {
+          return; // not ours
+        }
+        if (w.node === o.node || typeof w.epoch !== 'string' || typeof w.seq !== 'number' || !Array.isArray(w.events))
+          return;
+        try {
+          hear(w);
+        } catch {
+          // A follower that threw: nothing to undo.
+        }
+      },
+    });
+    // A round trip after the SUB: the server has it, so what is published after this reaches us.
+    const confirmed = o.nc.flush().catch(() => {});
+    o.store.listenedBy(() => confirmed);
+    return () => {
+      o.store.listenedBy(undefined);
+      sub.unsubscribe();
+      unheard();
+    };
+  };
+  const wanted = new WhileWanted(subscribe, o.lingerMs ?? RELAY_LINGER_MS);
+  const onListener = (name: string | symbol): void => {
+    if (name === 'event') wanted.want();
+  };
+  const offListener = (name: string | symbol): void => {
+    if (name === 'event') wanted.unwant();
+  };
+  const emitter = o.store as EventEmitter;
+  emitter.on('newListener', onListener);
+  emitter.on('removeListener', offListener);
+  for (let i = o.store.listenerCount('event'); i > 0; i--) wanted.want();
+  wanted.start();
+  return () => {
+    emitter.off('newListener', onListener);
+    emitter.off('removeListener', offListener);
+    wanted.close();
   };
 }

@@ -26,3 +26,19 @@ export function whileRelayed<T>(x: object, node: string, fn: () => T): T {
     delete (x as { [RELAYED_FROM]?: string })[RELAYED_FROM];
   }
 }
+
+const LOCAL_ONLY = Symbol('caxton.local_only');
+
+/**
+ * Marks `listener` as one that skips whatever is relayed (returns it): an emitter that relays from
+ * other nodes need not hear them for it (the shared event store's recorder of message.sent).
+ */
+export function hearsOnlyLocal<T extends object>(listener: T): T {
+  Object.defineProperty(listener, LOCAL_ONLY, { value: true, enumerable: false });
+  return listener;
+}
+
+/** Whether `listener` would use what is relayed from other nodes (every listener not marked by hearsOnlyLocal). */
+export function wantsRelayed(listener: unknown): boolean {
+  return !(typeof listener === 'function' && (listener as { [LOCAL_ONLY]?: boolean })[LOCAL_ONLY] === true);
+}

@@ -526,6 +526,7 @@ async function eventNodes(linkB?: (port: number) => Promise<number>) {
   const followed: AgentEvent[] = [];
   B.on('event', (e) => followed.push(e));
   return {
+    schema,
     nats,
     ncA,
     ncB,
@@ -589,6 +590,34 @@ describe.skipIf(!runServe)('live events between nodes (relayEvents)', () => {
     expect(followed.map((e) => e.id)).toEqual([...followed.map((e) => e.id)].sort((x, y) => x - y));
     // B's own events are not heard back from NATS, and nothing failed.
     expect(gaps).toEqual([]);
+  }, 60_000);
+
+  it('a node without followers is sent nothing; one that gains a follower hears the other nodes from then on', async () => {
+    const { schema, nats, ncA, A, subject, record } = await eventNodes();
+    const ncC = await connect({ servers: nats.url });
+    cleanups.push(() => ncC.close());
+    const C = new PgEventStore({ pool, schema, node: 'c', retentionMs: 86_400_000, maxRows: 10_000, flushMs: 5 });
+    cleanups.push(() => C.close());
+    cleanups.push(relayEvents({ nc: ncA, subject, node: 'a', store: A, tickMs: 100 }));
+    cleanups.push(relayEvents({ nc: ncC, subject, node: 'c', store: C, tickMs: 100, lingerMs: 300 }));
+    await record(0, 5);
+    await new Promise((r) => setTimeout(r, 300)); // A's ticks too
+    expect(ncC.stats().inMsgs).toBe(0);
+
+    const heard: string[] = [];
+    const follower = (e: AgentEvent) => heard.push(e.agent);
+    C.on('event', follower);
+    await C.listening();
+    await record(5, 10);
+    await waitUntil(() => heard.length >= 5, { timeoutMs: 5000 });
+    expect(heard).toEqual(upTo(10).slice(5));
+
+    C.off('event', follower);
+    await new Promise((r) => setTimeout(r, 600)); // past the linger: unsubscribed
+    const after = ncC.stats().inMsgs;
+    await record(10, 15);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ncC.stats().inMsgs).toBe(after);
   }, 60_000);
 
   it('what a node wrote and did not publish before it went silent is read back once; if it was only slow, what it publishes late is not heard twice', async () => {

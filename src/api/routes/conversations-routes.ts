@@ -151,6 +151,7 @@ async function followConversation(
   bus.on('event', onEvent);
   let snapshot: Awaited<ReturnType<MessagingBus['reads']['getConversation']>>;
   try {
+    await bus.listening();
     snapshot = await readsFor(bus.reads, req.principal).getConversation(id, { limit: 100_000 });
   } catch (e) {
     bus.off('event', onEvent);

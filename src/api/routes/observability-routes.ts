@@ -340,6 +340,7 @@ function eventRoutes(app: FastifyInstance, deps: ObservabilityRouteDeps, streams
     // Stored events first (only when asked for: since or after), oldest first, then live ones.
     let replay: AgentEvent[] = [];
     try {
+      await store.listening?.();
       const stored = {
         ...filter,
         ...(q.since !== undefined && { since: q.since }),

@@ -14,8 +14,9 @@
  *  - **Events** (SSE, the event store, waiters) are emitted where they happen and published on
  *    core NATS, so every node's listeners hear every node's conversations.
  */
+import type { EventEmitter } from 'node:events';
 import DataLoader from 'dataloader';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterConfig } from '../../config/index.js';
 import {
@@ -47,7 +48,8 @@ import type { ActingPrincipals } from '../../auth/index.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Tracer } from '../../observability/trace-context.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
-import { markRelayed } from '../../shared/relayed.js';
+import { markRelayed, wantsRelayed } from '../../shared/relayed.js';
+import { WhileWanted } from '../../shared/while-wanted.js';
 import { JetStreamQueue } from './jetstream-queue.js';
 import { guardReads, stateUnavailable } from '../../storage/pg/index.js';
 import type { PgMessageStore } from '../postgres/index.js';
@@ -87,6 +89,8 @@ export interface ClusterBusOptions {
   audit?: AuditSink;
   /** How often this node sweeps expired conversations (default 1 s). */
   sweepMs?: number;
+  /** How long the node stays subscribed to the other nodes' events after its last listener for them left (default 30 s). */
+  remoteEventsLingerMs?: number;
   /** See JetStreamQueueOptions.republish. */
   republish?: { everyMs?: number; afterMs?: number; staleMs?: number };
 }
@@ -98,6 +102,9 @@ interface EventWire {
 }
 
 const utf8 = new TextDecoder();
+
+/** How long this node stays subscribed to the other nodes' events after its last listener left. */
+const REMOTE_EVENTS_LINGER_MS = 30_000;
 
 /** The keys eventJson writes of a message event: a field added to it fails to compile until it is written too. */
 const _messageEventKeys: Record<keyof Extract<BusEvent, { type: 'message' }>, true> = {
@@ -124,7 +131,10 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   readonly #store: PgMessageStore;
   readonly #queue: JetStreamQueue;
   readonly #log: NonNullable<ClusterBusOptions['log']>;
-  #events: Subscription | undefined;
+  /** The subscription to the other nodes' events: held while a listener here would use them (WhileWanted). */
+  readonly #remote: WhileWanted;
+  /** Resolves once NATS has confirmed the subscription open now (at once while there is none). */
+  #heard: Promise<void> = Promise.resolve();
   /** Callers waiting for a conversation to end; told its final state, or nothing (read it again) when the bus closes. */
   readonly #waiters = new Map<ConversationId, Set<(c?: Conversation) => void>>();
   /** The shared state's gauges, read every 2 s (a retry or dead letter made here counts at once). */
@@ -144,6 +154,15 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     this.reads = guardReads(opts.reads);
     this.#log = opts.log ?? { warn: () => {}, error: () => {} };
     this.#eventSubject = `${opts.cluster.delivery.subject}_events`;
+    this.#remote = new WhileWanted(() => this.#subscribeRemote(), opts.remoteEventsLingerMs ?? REMOTE_EVENTS_LINGER_MS);
+    // Listeners that skip relayed events (the shared event store's recorder) do not hold the subscription.
+    const emitter = this as EventEmitter;
+    emitter.on('newListener', (name: string | symbol, f: unknown) => {
+      if (name === 'event' && wantsRelayed(f)) this.#remote.want();
+    });
+    emitter.on('removeListener', (name: string | symbol, f: unknown) => {
+      if (name === 'event' && wantsRelayed(f)) this.#remote.unwant();
+    });
     this.directory = new Directory(opts.registry);
     this.#queue = new JetStreamQueue({
       nc: opts.nc,
@@ -202,12 +221,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   async start(): Promise<{ redelivering: number; open_conversations: number }> {
     if (this.#state !== 'new') return { redelivering: 0, open_conversations: this.#counts.open };
     await this.#queue.start();
-    this.#events = this.#eventsNc.subscribe(this.#eventSubject, {
-      callback: (err, msg) => {
-        if (!err) this.#remoteEvent(msg.data);
-      },
-    });
     this.#state = 'running';
+    this.#remote.start();
     await this.#refreshCounts();
     this.#timers = [
       setInterval(() => void this.engine.sweep(), this.#o.sweepMs ?? 1000),
@@ -229,7 +244,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     this.#state = 'closed';
     for (const t of this.#timers) clearInterval(t);
     await this.#queue.stop(graceMs);
-    if (wasRunning) this.#events?.unsubscribe();
+    if (wasRunning) this.#remote.close();
     this.directory.close();
     for (const set of this.#waiters.values()) for (const w of set) w();
     this.#waiters.clear();
@@ -316,6 +331,37 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     send(events);
   }
 
+  /** Resolves once what another node publishes from now on reaches this node's listeners. */
+  override listening(): Promise<void> {
+    return this.#heard;
+  }
+
+  /** Subscribes to the other nodes' events; answers how to unsubscribe. */
+  #subscribeRemote(): () => void {
+    const nc = this.#eventsNc;
+    try {
+      const sub = nc.subscribe(this.#eventSubject, {
+        callback: (err, msg) => {
+          if (!err) this.#remoteEvent(msg.data);
+        },
+      });
+      // A round trip after the SUB: the server has it, so what is published after this reaches us.
+      const heard = nc.flush().catch(() => {});
+      this.#heard = heard;
+      return () => {
+        if (this.#heard === heard) this.#heard = Promise.resolve();
+        sub.unsubscribe();
+      };
+    } catch (e) {
+      // The connection is closed: the listeners hear this node's events, and waits read PostgreSQL.
+      this.#log.warn(
+        { err: describeError(e) },
+        "the other nodes' events cannot be followed; waits read PostgreSQL every second",
+      );
+      return () => {};
+    }
+  }
+
   get #eventsNc(): NatsConnection {
     return this.#o.events ?? this.#o.nc;
   }
@@ -346,8 +392,14 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     return new Promise<Conversation>((resolve, reject) => {
       const set = this.#waiters.get(id) ?? new Set();
       this.#waiters.set(id, set);
+      // Heard from any node: the end may come from another node's step.
+      this.#remote.want();
       let poll: NodeJS.Timeout | undefined;
+      let finished = false;
       const finish = (c: Conversation | undefined) => {
+        if (finished) return;
+        finished = true;
+        this.#remote.unwant();
         clearTimeout(timer);
         clearTimeout(poll);
         set.delete(waiter);

@@ -27,6 +27,14 @@ export abstract class EngineBus extends EventEmitter<{ event: [BusEvent] }> {
     this.setMaxListeners(0);
   }
 
+  /**
+   * Resolves once what happens on any node from now on reaches this bus's listeners: at once on one
+   * node; in a cluster, once NATS has the subscription a listener opened (ClusterBus).
+   */
+  listening(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** Builds the engine over this bus's adapters (`busConfig` set first). */
   protected buildEngine(parts: EngineParts, settings: EngineSettings): void {
     const { principals, agentHandler, tracer, metrics, signer, audit } = settings;

@@ -7,7 +7,8 @@
  * dropped; a dead letter replays from the other node; a message id sent on both nodes at once is
  * stored once; a subscription made on one node hears an inform sent on the other; a waiter on one
  * node wakes when the conversation ends on the other; a call whose bidder never answers is
- * decided at its deadline by the sweep.
+ * decided at its deadline by the sweep; a node is sent the other nodes' events only while a
+ * listener of its own wants them.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -25,6 +26,7 @@ import type {
   MessagingConfig,
 } from '../../../src/messaging/index.js';
 import { CaxtonError } from '../../../src/shared/errors.js';
+import { hearsOnlyLocal, relayedFrom } from '../../../src/shared/relayed.js';
 import { registerSecrets } from '../../../src/shared/secrets.js';
 import { agentDef, deploy, messagingConfig } from '../helpers.js';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
@@ -59,6 +61,9 @@ async function node(
     republish?: { everyMs: number; afterMs: number; staleMs?: number };
     maxHeld?: number;
     ackWaitMs?: number;
+    /** Bus events on a connection of their own (as the server opens it): its statistics count them alone. */
+    events?: NatsConnection;
+    remoteEventsLingerMs?: number;
   } = {},
 ): Promise<Node> {
   const nc = await connect({ servers: links.natsUrl ?? nats.url });
@@ -94,6 +99,8 @@ async function node(
     cluster,
     sweepMs: 200,
     ...(links.republish && { republish: links.republish }),
+    ...(links.events && { events: links.events }),
+    ...(links.remoteEventsLingerMs !== undefined && { remoteEventsLingerMs: links.remoteEventsLingerMs }),
   });
   open.push({ bus, nc, pool });
   return { name, bus, registry };
@@ -166,6 +173,45 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     expect(messages.map((s) => s.message.performative)).toEqual(['request', 'agree', 'inform']);
     const m = await b.bus.reads.getMessage(sent[0]!.id);
     expect(m?.deliveries.map((d) => d.state)).toEqual(['done']);
+  });
+
+  it("a node is sent the other nodes' events only while a listener here wants them, and hears them then", async () => {
+    fresh();
+    const events = await connect({ servers: nats.url, noEcho: true });
+    const a = await node('a', [['sink', ['sink']]]);
+    const b = await node('b', [], {}, { events, remoteEventsLingerMs: 300 });
+    a.bus.registerHandler('sink', () => undefined);
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const inform = async (content: string) => {
+      const s = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['sink'], content });
+      expect((await a.bus.wait(s.conversation_id, 20_000)).state).toBe('completed');
+      return s;
+    };
+    // A listener that skips relayed events (the shared event store's recorder) holds no subscription.
+    b.bus.on(
+      'event',
+      hearsOnlyLocal(() => {}),
+    );
+    for (let i = 0; i < 5; i++) await inform(`unheard ${i}`);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(events.stats().inMsgs).toBe(0);
+
+    const heard: { conversation: string; from: string | undefined }[] = [];
+    const follower = (e: { conversation_id: string }) =>
+      heard.push({ conversation: e.conversation_id, from: relayedFrom(e) });
+    b.bus.on('event', follower);
+    await b.bus.listening();
+    const s = await inform('heard');
+    await waitUntil(() => heard.some((h) => h.conversation === s.conversation_id), { timeoutMs: 10_000 });
+    expect(heard.filter((h) => h.conversation === s.conversation_id).every((h) => h.from === 'a')).toBe(true);
+
+    b.bus.off('event', follower);
+    await new Promise((r) => setTimeout(r, 600)); // past the linger: unsubscribed
+    const after = events.stats().inMsgs;
+    for (let i = 0; i < 3; i++) await inform(`unheard again ${i}`);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(events.stats().inMsgs).toBe(after);
+    await events.close();
   });
 
   it("an agent's history of the one-way conversation its message opened is that message as stored, as a read of the table gives it", async () => {

@@ -1,0 +1,64 @@
+/**
+ * WhileWanted: held open from the first want once started, closed a linger after the last want
+ * ends (a want during the linger keeps it), and for good at close.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { WhileWanted } from '../../src/shared/while-wanted.js';
+
+function counted(lingerMs = 1_000) {
+  const log: string[] = [];
+  const w = new WhileWanted(() => {
+    log.push('open');
+    return () => log.push('close');
+  }, lingerMs);
+  return { w, log };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('WhileWanted', () => {
+  it('counts wants before it starts and opens once started, once however many want it', () => {
+    const { w, log } = counted();
+    w.want();
+    w.want();
+    expect(log).toEqual([]);
+    w.start();
+    w.want();
+    expect(log).toEqual(['open']);
+    expect(w.isOpen).toBe(true);
+    expect(w.wanted).toBe(3);
+  });
+
+  it('closes a linger after the last want ends; a want within the linger keeps it open', () => {
+    vi.useFakeTimers();
+    const { w, log } = counted(1_000);
+    w.start();
+    w.want();
+    w.unwant();
+    vi.advanceTimersByTime(900);
+    w.want();
+    vi.advanceTimersByTime(5_000);
+    expect(log).toEqual(['open']);
+    w.unwant();
+    w.unwant(); // more unwants than wants: ignored
+    vi.advanceTimersByTime(1_000);
+    expect(log).toEqual(['open', 'close']);
+    expect(w.isOpen).toBe(false);
+    w.want();
+    expect(log).toEqual(['open', 'close', 'open']);
+    expect(w.wanted).toBe(1);
+  });
+
+  it('close closes it for good: later wants open nothing', () => {
+    const { w, log } = counted();
+    w.start();
+    w.want();
+    w.close();
+    w.want();
+    w.start();
+    expect(log).toEqual(['open', 'close']);
+    expect(w.isOpen).toBe(false);
+  });
+});
