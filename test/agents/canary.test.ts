@@ -13,12 +13,16 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CanaryRunner,
   canaryBucket,
   canaryPlanSchema,
   checkAnswer,
   judgeStage,
   parseAgent,
   VersionWindow,
+  type CanaryHost,
+  type Rollout,
+  type RolloutStatePort,
 } from '../../src/agents/index.js';
 import { tomlAgent } from '../helpers/http.js';
 import { openaiCompletion, parseBody, refusalBody, refuseInvalid, sendJson, warmUp } from '../helpers/llm-standin.js';
@@ -217,6 +221,41 @@ describe('the canary plan and its judgement (no server)', () => {
     });
     expect(judgeStage(plan, 0, w([true, true, true, true], 20), stable, 10_000)).toEqual({ action: 'advance' });
     expect(judgeStage(plan, 1, w([true, true, true, true], 20), stable, 10_000)).toEqual({ action: 'promote' });
+  });
+});
+
+describe('the judge of a cluster (no server)', () => {
+  it('takes no lock, and reads nothing, while no canary runs', async () => {
+    let running: Rollout[] = [];
+    let judged = 0;
+    const state = {
+      shared: true,
+      runningAll: () => running,
+      asJudge: async (fn: () => Promise<void>) => {
+        judged++;
+        await fn();
+        return true;
+      },
+    } as unknown as RolloutStatePort;
+    const host: CanaryHost = {
+      advance: () => Promise.resolve(),
+      promote: () => Promise.resolve(),
+      rollback: () => Promise.resolve(),
+      onError: () => {},
+    };
+    const runner = new CanaryRunner(host, state, 3_600_000);
+    try {
+      await runner.tick();
+      expect(judged).toBe(0);
+      running = [{ strategy: 'blue-green' } as Rollout];
+      await runner.tick();
+      expect(judged).toBe(0);
+      running = [{ strategy: 'canary', plan: undefined } as unknown as Rollout];
+      await runner.tick();
+      expect(judged).toBe(1);
+    } finally {
+      runner.close();
+    }
   });
 });
 

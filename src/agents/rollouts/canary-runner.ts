@@ -57,6 +57,8 @@ export class CanaryRunner {
   /** Judges every running canary, when this node is the judge (the timer calls it). */
   async tick(): Promise<void> {
     if (this.#ticking) return;
+    // No canary running (as this node last read the rollouts): no judge is needed, nor its lock.
+    if (!this.#state.runningAll().some((r) => r.strategy === 'canary')) return;
     this.#ticking = true;
     try {
       await this.#state.asJudge(async () => {
