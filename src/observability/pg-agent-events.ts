@@ -25,7 +25,7 @@ import { EventEmitter } from 'node:events';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { scrubSecrets } from '../shared/secrets.js';
-import { WhileWanted } from '../shared/while-wanted.js';
+import { settledWithin, WhileWanted } from '../shared/while-wanted.js';
 import {
   migrateSchema,
   PgLogTable,
@@ -299,6 +299,8 @@ export interface RelayEventsOptions {
 
 /** How long a node stays subscribed to the other nodes' live events after its last follower left. */
 const RELAY_LINGER_MS = 30_000;
+/** The longest a follower waits for NATS to confirm the subscription it opened. */
+const CONFIRM_MS = 2_000;
 
 const lastId = (events: readonly AgentEvent[]): number => (events.length > 0 ? events[events.length - 1]!.id : 0);
 
@@ -453,7 +455,8 @@ function followOthers(o: RelayEventsOptions, hear: (w: EventsWire) => void, unhe
       },
     });
     // A round trip after the SUB: the server has it, so what is published after this reaches us.
-    const confirmed = o.nc.flush().catch(() => {});
+    // Bounded: with NATS away a follower goes on without it (a gap is read back once NATS is back).
+    const confirmed = settledWithin(o.nc.flush(), CONFIRM_MS);
     o.store.listenedBy(() => confirmed);
     return () => {
       o.store.listenedBy(undefined);

@@ -75,3 +75,24 @@ export class WhileWanted {
     shut?.();
   }
 }
+
+/**
+ * `p`, or nothing once `ms` have passed: a wait that must not outlast a link that is down (a
+ * subscription's confirmation while NATS reconnects).
+ */
+export function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    p.then(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+    );
+  });
+}

@@ -1,9 +1,10 @@
 /**
  * WhileWanted: held open from the first want once started, closed a linger after the last want
- * ends (a want during the linger keeps it), and for good at close.
+ * ends (a want during the linger keeps it), and for good at close. settledWithin: a wait bounded
+ * in time that never rejects.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { WhileWanted } from '../../src/shared/while-wanted.js';
+import { settledWithin, WhileWanted } from '../../src/shared/while-wanted.js';
 
 function counted(lingerMs = 1_000) {
   const log: string[] = [];
@@ -60,5 +61,21 @@ describe('WhileWanted', () => {
     w.start();
     expect(log).toEqual(['open', 'close']);
     expect(w.isOpen).toBe(false);
+  });
+});
+
+describe('settledWithin', () => {
+  it('resolves when the promise settles, either way, or once the time is up', async () => {
+    vi.useFakeTimers();
+    let done = 0;
+    void settledWithin(Promise.resolve('x'), 1_000).then(() => done++);
+    void settledWithin(Promise.reject(new Error('link down')), 1_000).then(() => done++);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(done).toBe(2);
+    void settledWithin(new Promise(() => {}), 1_000).then(() => done++);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(done).toBe(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(done).toBe(3);
   });
 });
