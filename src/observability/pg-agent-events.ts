@@ -15,7 +15,8 @@
  *    skips relayed bus events and directory-applied registry changes).
  *  - **Live followers on every node.** After its INSERT a node emits its events (with their ids)
  *    to its own followers and publishes them on core NATS (`relayEvents`); the other nodes emit
- *    them to theirs without storing them again. Core NATS is at most once, so each publication
+ *    them to theirs without storing them again (a node subscribes only while it has followers,
+ *    ADR 0156). Core NATS is at most once, so each publication
  *    is numbered per node and an idle node repeats its number: a node that sees a number skipped
  *    (its link to NATS was down) reads what it missed from the table, and its followers hear
  *    every event of a live node once, in that node's order.

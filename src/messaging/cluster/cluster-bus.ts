@@ -12,7 +12,8 @@
  *  - **Deadlines** are swept by every node with `SKIP LOCKED` (PgMessageStore.expired), each
  *    handled once.
  *  - **Events** (SSE, the event store, waiters) are emitted where they happen and published on
- *    core NATS, so every node's listeners hear every node's conversations.
+ *    core NATS, so every node's listeners hear every node's conversations; a node subscribes only
+ *    while it has such listeners (ADR 0156).
  */
 import type { EventEmitter } from 'node:events';
 import DataLoader from 'dataloader';
