@@ -56,15 +56,22 @@ async function node(name: string, ran: string[]): Promise<ClusterBus> {
 beforeAll(async () => {
   if (!run) return;
   nats = await startNatsCluster(3);
-  // JetStream's meta leader is elected after the routes connect: wait until it answers.
+  // JetStream's meta leader is elected after the routes connect, and learns its peers after that:
+  // wait until a stream of three replicas can be placed ("no suitable peers for placement" until then).
   const nc = await connect({ servers: nats.urls });
+  const probe = `probe${process.pid}`;
   await waitUntil(
-    async () =>
-      (await jetstreamManager(nc)).getAccountInfo().then(
-        () => true,
-        () => false,
-      ),
-    { timeoutMs: 30_000 },
+    async () => {
+      try {
+        const jsm = await jetstreamManager(nc);
+        await jsm.streams.add({ name: probe, subjects: [`${probe}.>`], num_replicas: 3 });
+        await jsm.streams.delete(probe);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 30_000, what: 'a NATS cluster that places three replicas' },
   );
   await nc.close();
 }, 60_000);
