@@ -26,7 +26,7 @@ import { EventEmitter } from 'node:events';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { scrubSecrets } from '../shared/secrets.js';
-import { settledWithin, WhileWanted } from '../shared/while-wanted.js';
+import { CONFIRM_WAIT_MS, settledWithin, wantedByListeners, WhileWanted } from '../shared/while-wanted.js';
 import {
   migrateSchema,
   PgLogTable,
@@ -300,8 +300,6 @@ export interface RelayEventsOptions {
 
 /** How long a node stays subscribed to the other nodes' live events after its last follower left. */
 const RELAY_LINGER_MS = 30_000;
-/** The longest a follower waits for NATS to confirm the subscription it opened. */
-const CONFIRM_MS = 2_000;
 
 const lastId = (events: readonly AgentEvent[]): number => (events.length > 0 ? events[events.length - 1]!.id : 0);
 
@@ -457,7 +455,7 @@ function followOthers(o: RelayEventsOptions, hear: (w: EventsWire) => void, unhe
     });
     // A round trip after the SUB: the server has it, so what is published after this reaches us.
     // Bounded: with NATS away a follower goes on without it (a gap is read back once NATS is back).
-    const confirmed = settledWithin(o.nc.flush(), CONFIRM_MS);
+    const confirmed = settledWithin(o.nc.flush(), CONFIRM_WAIT_MS);
     o.store.listenedBy(() => confirmed);
     return () => {
       o.store.listenedBy(undefined);
@@ -466,20 +464,10 @@ function followOthers(o: RelayEventsOptions, hear: (w: EventsWire) => void, unhe
     };
   };
   const wanted = new WhileWanted(subscribe, o.lingerMs ?? RELAY_LINGER_MS);
-  const onListener = (name: string | symbol): void => {
-    if (name === 'event') wanted.want();
-  };
-  const offListener = (name: string | symbol): void => {
-    if (name === 'event') wanted.unwant();
-  };
-  const emitter = o.store as EventEmitter;
-  emitter.on('newListener', onListener);
-  emitter.on('removeListener', offListener);
-  for (let i = o.store.listenerCount('event'); i > 0; i--) wanted.want();
+  const detach = wantedByListeners(wanted, o.store as EventEmitter, 'event');
   wanted.start();
   return () => {
-    emitter.off('newListener', onListener);
-    emitter.off('removeListener', offListener);
+    detach();
     wanted.close();
   };
 }

@@ -32,4 +32,4 @@ export {
 } from './json-text.js';
 export { backoffDelay, type BackoffPolicy } from './backoff.js';
 export { TurnBatcher, type TurnBatcherOptions } from './turn-batcher.js';
-export { settledWithin, WhileWanted } from './while-wanted.js';
+export { CONFIRM_WAIT_MS, settledWithin, wantedByListeners, WhileWanted } from './while-wanted.js';

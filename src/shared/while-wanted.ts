@@ -1,3 +1,5 @@
+import type { EventEmitter } from 'node:events';
+
 /**
  * Something held open only while anything wants it: a node's subscription to the events other
  * nodes publish, kept while a listener on this node would hear them. With nobody listening, each
@@ -74,6 +76,34 @@ export class WhileWanted {
     this.#shut = undefined;
     shut?.();
   }
+}
+
+/** The longest a listener waits for a subscription it opened to be confirmed (`settledWithin`). */
+export const CONFIRM_WAIT_MS = 2_000;
+
+/**
+ * Makes each listener of `event` on `emitter` a want of `wanted` (those `counts` accepts, all by
+ * default), the ones already attached included. Returns the detach.
+ */
+export function wantedByListeners(
+  wanted: WhileWanted,
+  emitter: EventEmitter,
+  event: string,
+  counts: (listener: unknown) => boolean = () => true,
+): () => void {
+  const on = (name: string | symbol, f: unknown): void => {
+    if (name === event && counts(f)) wanted.want();
+  };
+  const off = (name: string | symbol, f: unknown): void => {
+    if (name === event && counts(f)) wanted.unwant();
+  };
+  for (const f of emitter.listeners(event)) if (counts(f)) wanted.want();
+  emitter.on('newListener', on);
+  emitter.on('removeListener', off);
+  return () => {
+    emitter.off('newListener', on);
+    emitter.off('removeListener', off);
+  };
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
  * WhileWanted: held open from the first want once started, closed a linger after the last want
  * ends (a want during the linger keeps it), and for good at close. settledWithin: a wait bounded
- * in time that never rejects.
+ * in time that never rejects. wantedByListeners: an emitter's listeners as wants.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { settledWithin, WhileWanted } from '../../src/shared/while-wanted.js';
+import { EventEmitter } from 'node:events';
+import { settledWithin, wantedByListeners, WhileWanted } from '../../src/shared/while-wanted.js';
 
 function counted(lingerMs = 1_000) {
   const log: string[] = [];
@@ -77,5 +78,26 @@ describe('settledWithin', () => {
     expect(done).toBe(2);
     await vi.advanceTimersByTimeAsync(1);
     expect(done).toBe(3);
+  });
+});
+
+describe('wantedByListeners', () => {
+  it('counts the listeners already there and those added or removed later, those it is told to, until detached', () => {
+    const { w } = counted();
+    const e = new EventEmitter();
+    const ignored = () => {};
+    e.on('event', () => {});
+    const detach = wantedByListeners(w, e, 'event', (f) => f !== ignored);
+    expect(w.wanted).toBe(1);
+    const f = () => {};
+    e.on('event', f);
+    e.on('event', ignored);
+    e.on('other', f);
+    expect(w.wanted).toBe(2);
+    e.off('event', f);
+    expect(w.wanted).toBe(1);
+    detach();
+    e.on('event', f);
+    expect(w.wanted).toBe(1);
   });
 });

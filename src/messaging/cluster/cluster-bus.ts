@@ -50,7 +50,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import type { Tracer } from '../../observability/trace-context.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { markRelayed, wantsRelayed } from '../../shared/relayed.js';
-import { settledWithin, WhileWanted } from '../../shared/while-wanted.js';
+import { CONFIRM_WAIT_MS, settledWithin, wantedByListeners, WhileWanted } from '../../shared/while-wanted.js';
 import { JetStreamQueue } from './jetstream-queue.js';
 import { guardReads, stateUnavailable } from '../../storage/pg/index.js';
 import type { PgMessageStore } from '../postgres/index.js';
@@ -106,8 +106,6 @@ const utf8 = new TextDecoder();
 
 /** How long this node stays subscribed to the other nodes' events after its last listener left. */
 const REMOTE_EVENTS_LINGER_MS = 30_000;
-/** The longest a listener waits for NATS to confirm the subscription it opened. */
-const CONFIRM_MS = 2_000;
 
 /** The keys eventJson writes of a message event: a field added to it fails to compile until it is written too. */
 const _messageEventKeys: Record<keyof Extract<BusEvent, { type: 'message' }>, true> = {
@@ -159,13 +157,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     this.#eventSubject = `${opts.cluster.delivery.subject}_events`;
     this.#remote = new WhileWanted(() => this.#subscribeRemote(), opts.remoteEventsLingerMs ?? REMOTE_EVENTS_LINGER_MS);
     // Listeners that skip relayed events (the shared event store's recorder) do not hold the subscription.
-    const emitter = this as EventEmitter;
-    emitter.on('newListener', (name: string | symbol, f: unknown) => {
-      if (name === 'event' && wantsRelayed(f)) this.#remote.want();
-    });
-    emitter.on('removeListener', (name: string | symbol, f: unknown) => {
-      if (name === 'event' && wantsRelayed(f)) this.#remote.unwant();
-    });
+    wantedByListeners(this.#remote, this as EventEmitter, 'event', wantsRelayed);
     this.directory = new Directory(opts.registry);
     this.#queue = new JetStreamQueue({
       nc: opts.nc,
@@ -350,7 +342,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       });
       // A round trip after the SUB: the server has it, so what is published after this reaches us.
       // Bounded: with NATS away a follower goes on without it (core NATS is at most once anyway).
-      const heard = settledWithin(nc.flush(), CONFIRM_MS);
+      const heard = settledWithin(nc.flush(), CONFIRM_WAIT_MS);
       this.#heard = heard;
       return () => {
         if (this.#heard === heard) this.#heard = Promise.resolve();
