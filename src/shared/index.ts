@@ -33,3 +33,4 @@ export {
 export { backoffDelay, type BackoffPolicy } from './backoff.js';
 export { TurnBatcher, type TurnBatcherOptions } from './turn-batcher.js';
 export { CONFIRM_WAIT_MS, settledWithin, wantedByListeners, WhileWanted } from './while-wanted.js';
+export { Ticks } from './ticks.js';

@@ -254,7 +254,7 @@ describe('the judge of a cluster (no server)', () => {
       await runner.tick();
       expect(judged).toBe(1);
     } finally {
-      runner.close();
+      await runner.close();
     }
   });
 });

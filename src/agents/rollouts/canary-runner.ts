@@ -1,6 +1,7 @@
 import { judgeStage, type CanaryVerdict } from './canary.js';
 import type { RolloutStatePort, StageFigures, WindowFigures } from './rollout-state.js';
 import type { Rollout } from './rollouts.js';
+import { Ticks } from '../../shared/ticks.js';
 
 /** What the runner asks of the rollout controller: the three moves. */
 export interface CanaryHost {
@@ -33,7 +34,8 @@ export interface CanaryStatus {
 export class CanaryRunner {
   readonly #host: CanaryHost;
   readonly #state: RolloutStatePort;
-  readonly #timer: NodeJS.Timeout;
+  /** The judge's tick; closing waits for a judgement in flight. */
+  readonly #ticks = new Ticks();
   /** Rollouts being judged (one judgement of each at a time: a move ends or changes the rollout). */
   readonly #judging = new Set<number>();
   #ticking = false;
@@ -41,8 +43,7 @@ export class CanaryRunner {
   constructor(host: CanaryHost, state: RolloutStatePort, intervalMs = 1000) {
     this.#host = host;
     this.#state = state;
-    this.#timer = setInterval(() => void this.tick(), intervalMs);
-    this.#timer.unref();
+    this.#ticks.every(intervalMs, () => this.tick());
   }
 
   /** One execution of `version` of the agent under rollout `r`: ok or failed, and how long it took. */
@@ -87,8 +88,8 @@ export class CanaryRunner {
     };
   }
 
-  close(): void {
-    clearInterval(this.#timer);
+  close(): Promise<void> {
+    return this.#ticks.stop();
   }
 
   #verdict(r: Rollout, f: StageFigures): CanaryVerdict {

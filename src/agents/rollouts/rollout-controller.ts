@@ -151,7 +151,7 @@ export class RolloutController {
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#canaries?.close();
+    await this.#canaries?.close();
     clearInterval(this.#refresh);
     this.#registry.off('change', this.#onChange);
     await this.#following;

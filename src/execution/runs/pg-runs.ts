@@ -30,6 +30,7 @@
 import type pg from 'pg';
 import { CaxtonError } from '../../shared/errors.js';
 import { scrubSecretsIn } from '../../shared/secrets.js';
+import { Ticks } from '../../shared/ticks.js';
 import {
   inTransaction,
   isUnreachable,
@@ -216,7 +217,8 @@ export class PgRunJournal implements RunJournal {
   #batch: Batch | undefined;
   #writing: Promise<void> | undefined;
   #scheduled = false;
-  readonly #timers: NodeJS.Timeout[];
+  /** The lease heartbeat, the long-run writes and the prune; closing waits for a heartbeat in flight. */
+  readonly #ticks = new Ticks();
   #pruning: Promise<unknown> | undefined;
   #closed = false;
 
@@ -230,12 +232,13 @@ export class PgRunJournal implements RunJournal {
     this.#pool = o.pool;
     this.#leaseMs = o.leaseMs ?? RUN_LEASE_MS;
     const writeAfter = o.writeAfterMs ?? Math.floor(this.#leaseMs / 3);
-    this.#timers = [
-      setInterval(() => void this.heartbeat().catch((e: unknown) => o.onError?.(e)), Math.floor(this.#leaseMs / 3)),
-      setInterval(() => this.#writeLong(writeAfter), Math.max(100, Math.floor(writeAfter / 2))),
-      setInterval(() => this.#prune(), o.sweepIntervalMs ?? 60_000),
-    ];
-    for (const t of this.#timers) t.unref();
+    this.#ticks.every(
+      Math.floor(this.#leaseMs / 3),
+      () => this.heartbeat(),
+      (e) => o.onError?.(e),
+    );
+    this.#ticks.every(Math.max(100, Math.floor(writeAfter / 2)), () => this.#writeLong(writeAfter));
+    this.#ticks.every(o.sweepIntervalMs ?? 60_000, () => this.#prune());
   }
 
   /** The runs this node holds (their lease renewed by the heartbeat). */
@@ -792,7 +795,7 @@ export class PgRunJournal implements RunJournal {
   /** Commits what is queued and stops its timers; the runs it held keep their lease until it runs out. Does not end the pool. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    for (const t of this.#timers) clearInterval(t);
+    await this.#ticks.stop();
     await this.#drain();
     this.#closed = true;
     await this.#pruning;

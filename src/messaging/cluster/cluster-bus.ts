@@ -50,6 +50,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import type { Tracer } from '../../observability/trace-context.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { markRelayed, wantsRelayed } from '../../shared/relayed.js';
+import { Ticks } from '../../shared/ticks.js';
 import { CONFIRM_WAIT_MS, settledWithin, wantedByListeners, WhileWanted } from '../../shared/while-wanted.js';
 import { JetStreamQueue } from './jetstream-queue.js';
 import { guardReads, stateUnavailable } from '../../storage/pg/index.js';
@@ -140,7 +141,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   readonly #waiters = new Map<ConversationId, Set<(c?: Conversation) => void>>();
   /** The shared state's gauges, read every 2 s (a retry or dead letter made here counts at once). */
   #counts = { open: 0, dead: 0, retrying: 0 };
-  #timers: NodeJS.Timeout[] = [];
+  /** The sweep, gauge and retention ticks; closing waits for the one running. */
+  readonly #ticks = new Ticks();
   #state: 'new' | 'running' | 'closed' = 'new';
   readonly #eventSubject: string;
   /** Events waiting for this turn's publish to the other nodes. */
@@ -219,16 +221,13 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     this.#state = 'running';
     this.#remote.start();
     await this.#refreshCounts();
-    this.#timers = [
-      setInterval(() => void this.engine.sweep(), this.#o.sweepMs ?? 1000),
-      setInterval(() => void this.#refreshCounts(), 2000),
-      setInterval(() => {
-        this.applyRetention().catch((e: unknown) =>
-          this.#log.warn({ err: describeError(e) }, 'message retention failed; it runs again in a minute'),
-        );
-      }, 60_000),
-    ];
-    for (const t of this.#timers) t.unref();
+    this.#ticks.every(this.#o.sweepMs ?? 1000, () => this.engine.sweep());
+    this.#ticks.every(2000, () => this.#refreshCounts());
+    this.#ticks.every(
+      60_000,
+      () => this.applyRetention(),
+      (e) => this.#log.warn({ err: describeError(e) }, 'message retention failed; it runs again in a minute'),
+    );
     // What a previous run left is in the stream (unacknowledged: redelivered after ack_wait), not here.
     return { redelivering: 0, open_conversations: this.#counts.open };
   }
@@ -237,7 +236,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     if (this.#state === 'closed') return;
     const wasRunning = this.#state === 'running';
     this.#state = 'closed';
-    for (const t of this.#timers) clearInterval(t);
+    await this.#ticks.stop();
     await this.#queue.stop(graceMs);
     if (wasRunning) this.#remote.close();
     this.directory.close();
@@ -272,7 +271,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       const r = await this.#store.prune(this.#cfg, 500);
       out.dead_letters += r.dead_letters;
       out.conversations += r.conversations;
-      if (!r.more) break;
+      // A node closing stops between batches; the next retention run takes up the rest.
+      if (!r.more || this.#state === 'closed') break;
     }
     if (out.dead_letters + out.conversations > 0)
       this.#log.info?.({ deleted: out }, 'message retention applied to the shared state');

@@ -42,6 +42,7 @@ import {
 } from '../index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { scrubSecrets } from '../../shared/secrets.js';
+import { Ticks } from '../../shared/ticks.js';
 import type { ConversationRow, KeptHandOut, PgMessageStore, TakeRow } from '../postgres/index.js';
 import { PubAcks } from './pub-acks.js';
 import { Linger } from '../index.js';
@@ -233,7 +234,8 @@ export class JetStreamQueue implements DeliveryQueue {
   #pulls: Pulls | undefined;
   #room: (() => void) | undefined;
   #running = false;
-  #timers: NodeJS.Timeout[] = [];
+  /** The republish, hold-extension, still-held and confirmation ticks; stopping waits for the ones running. */
+  #ticks: Ticks | undefined;
   /** PubAcks not yet recorded on their rows, by row id: the tag and when it came (see #confirm). */
   readonly #confirmed = new Map<number, { tag: string; at: number }>();
   #confirming: Promise<void> | undefined;
@@ -375,15 +377,13 @@ export class JetStreamQueue implements DeliveryQueue {
     });
     this.#running = true;
     const every = Math.max(200, Math.floor(d.ack_wait / 3));
-    this.#timers = [
-      setInterval(() => void this.#republish(), this.#o.republish?.everyMs ?? 5000),
-      setInterval(() => {
-        for (const m of this.#held.values()) m.working();
-      }, every),
-      setInterval(() => void this.#stillHeld(), this.#heldEvery()),
-      setInterval(() => this.#flushConfirmed(this.#markAfter()), Math.min(1000, this.#markAfter())),
-    ];
-    for (const t of this.#timers) t.unref();
+    const ticks = (this.#ticks = new Ticks());
+    ticks.every(this.#o.republish?.everyMs ?? 5000, () => this.#republish());
+    ticks.every(every, () => {
+      for (const m of this.#held.values()) m.working();
+    });
+    ticks.every(this.#heldEvery(), () => this.#stillHeld());
+    ticks.every(Math.min(1000, this.#markAfter()), () => this.#flushConfirmed(this.#markAfter()));
     this.#loop = this.#fetchLoop();
   }
 
@@ -391,7 +391,7 @@ export class JetStreamQueue implements DeliveryQueue {
   async stop(graceMs: number): Promise<void> {
     const started = this.#running;
     this.#running = false;
-    for (const t of this.#timers) clearInterval(t);
+    await this.#ticks?.stop(STOP_MARKS_MS);
     this.#wake();
     await this.#dispatcher.stop(graceMs);
     // A fetch on a dead link would end only when the client notices (tens of seconds): stopped here.

@@ -4,6 +4,7 @@ import type { ActingPrincipals } from '../../auth/index.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Tracer } from '../../observability/trace-context.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
+import { Ticks } from '../../shared/ticks.js';
 import { GroupCommit, Pruner, type Db } from '../../storage/index.js';
 import {
   ConversationEvents,
@@ -76,7 +77,8 @@ export class MessageBus extends EngineBus implements MessagingBus {
   readonly #log: NonNullable<BusOptions['log']>;
   /** Listeners and the callers waiting for a conversation to end. */
   readonly #events = new ConversationEvents(this);
-  #sweep: NodeJS.Timeout | undefined;
+  /** The deadline sweep; closing waits for the one running. */
+  readonly #ticks = new Ticks();
   /** Retention of finished conversations and dead letters (src/messaging/sqlite/sqlite-retention.ts), off the hot path. */
   readonly #pruner: Pruner;
   /** Messages stored and conversations ended since the pruner was last asked to run. */
@@ -138,8 +140,7 @@ export class MessageBus extends EngineBus implements MessagingBus {
       this.#log.warn({ table, row, reason }, `skipped ${table} row ${row} at start: ${reason}`);
     this.#steps.load(skipped('conversations'));
     const found = this.#recover(skipped('messages'));
-    this.#sweep = setInterval(() => void this.engine.sweep(), 1000);
-    this.#sweep.unref();
+    this.#ticks.every(1000, () => this.engine.sweep());
     this.#pruner.start();
     this.#pruner.poke();
     return { redelivering: found, open_conversations: this.#steps.open.size };
@@ -191,7 +192,7 @@ export class MessageBus extends EngineBus implements MessagingBus {
   async close(graceMs = 0): Promise<void> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
-    clearInterval(this.#sweep);
+    await this.#ticks.stop();
     this.#pruner.close();
     await this.#queue.stop(graceMs);
     this.#commit.close();
