@@ -89,7 +89,12 @@ describe.runIf(run)('web console of a cluster node: a rollout another node runs 
             .locator('main')
             .innerText()
             .catch(() => '(page gone)');
-          throw new Error(`no promote confirmation on node B's page; it shows:\n${shown}`, { cause: e });
+          // Whether the promotion reached the cluster tells a request that hung from a page that missed its answer.
+          const onB = await api(b, 'GET', '/api/v1/agents/support/rollout').catch((err: unknown) => String(err));
+          throw new Error(
+            `no promote confirmation on node B's page; it shows:\n${shown}\nnode B's API reads the rollout as: ${typeof onB === 'string' ? onB : onB.text}`,
+            { cause: e },
+          );
         });
       const onA = await api<{ running: boolean; rollout: { state: string } }>(
         a,
