@@ -121,8 +121,14 @@ export class KeySync {
    * and follows both ways until `stop`. Resolves once all of that is done.
    */
   static async start(opts: KeySyncOptions): Promise<KeySync> {
-    const kv = await createKv(opts.nc, opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
-    const used = await createKv(opts.nc, `${opts.bucket}_used`, { history: 1, replicas: opts.replicas ?? 1 });
+    const placement = { log: opts.log };
+    const kv = await createKv(opts.nc, opts.bucket, { history: 1, replicas: opts.replicas ?? 1 }, placement);
+    const used = await createKv(
+      opts.nc,
+      `${opts.bucket}_used`,
+      { history: 1, replicas: opts.replicas ?? 1 },
+      placement,
+    );
     const s = new KeySync(kv, used, opts);
     // Listening first: a key changed while the bucket is read is put too.
     s.#unlisten = opts.keys.onChange((k) => {

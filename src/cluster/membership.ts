@@ -48,6 +48,8 @@ export interface MembershipOptions {
   onHealth?: (healthy: boolean, error?: string) => void;
   /** Told when the watch of the bucket is started again (it stopped delivering: kv-follow.ts), and why. */
   onRewatch?: (why: string, error?: unknown) => void;
+  /** Told while the bucket cannot be created yet (a NATS cluster forming). */
+  log?: { warn(obj: object, msg: string): void };
 }
 
 export class Membership {
@@ -74,11 +76,16 @@ export class Membership {
   /** Opens (or creates) the nodes bucket, follows it, writes the first heartbeat and keeps writing them. */
   static async start(opts: MembershipOptions): Promise<Membership> {
     const { cluster } = opts;
-    const kv = await createKv(opts.nc, cluster.nodes_bucket, {
-      history: 1,
-      ttl: cluster.heartbeat * 3,
-      replicas: cluster.replicas ?? 1,
-    });
+    const kv = await createKv(
+      opts.nc,
+      cluster.nodes_bucket,
+      {
+        history: 1,
+        ttl: cluster.heartbeat * 3,
+        replicas: cluster.replicas ?? 1,
+      },
+      { log: opts.log },
+    );
     const m = new Membership(kv, opts);
     // Checked every two heartbeats: a watch that stopped delivering is started again within four.
     m.#watch = await followBucket(kv, `nodes (${cluster.nodes_bucket})`, (e) => m.#apply(e), {

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
+import { untilPlaced, type PlacementOptions } from '../messaging/cluster/index.js';
 import {
   connect,
   credsAuthenticator,
@@ -112,12 +113,27 @@ export async function connectNats(input: NatsOptionsInput): Promise<NatsConnecti
  * A key-value bucket, created when missing (membership, API keys). Nodes starting at once race to
  * create it, and JetStream may refuse the loser's add ("subjects overlap with an existing
  * stream") instead of returning the bucket: a second look then finds the bucket the winner made.
+ * While the NATS cluster forms, the creation is retried (`placement`; jetstream-placement.ts).
  */
-export async function createKv(nc: NatsConnection, bucket: string, opts: Partial<KvOptions>): Promise<KV> {
+export async function createKv(
+  nc: NatsConnection,
+  bucket: string,
+  opts: Partial<KvOptions>,
+  placement: Pick<PlacementOptions, 'waitMs' | 'log'> = {},
+): Promise<KV> {
   const kvm = new Kvm(nc);
-  try {
-    return await kvm.create(bucket, opts);
-  } catch (e) {
-    return kvm.create(bucket, opts).catch(() => Promise.reject(e));
-  }
+  return untilPlaced(
+    async () => {
+      try {
+        return await kvm.create(bucket, opts);
+      } catch (e) {
+        return kvm.create(bucket, opts).catch(() => Promise.reject(e));
+      }
+    },
+    {
+      ...placement,
+      what: `the key-value bucket "${bucket}"`,
+      ...(opts.replicas !== undefined && { replicas: opts.replicas }),
+    },
+  );
 }

@@ -82,11 +82,17 @@ export class KvSignedSeen {
 
   #bucket(): Promise<KV> {
     // A bucket that could not be opened is tried again on the next delivery.
-    this.#kv ??= createKv(this.#opts.nc, this.#opts.bucket, {
-      history: 1,
-      replicas: this.#opts.replicas ?? 1,
-      ttl: this.#opts.ttlMs,
-    }).catch((e: unknown) => {
+    this.#kv ??= createKv(
+      this.#opts.nc,
+      this.#opts.bucket,
+      {
+        history: 1,
+        replicas: this.#opts.replicas ?? 1,
+        ttl: this.#opts.ttlMs,
+        // Opened on a delivery, which must not wait for a forming cluster: the next delivery tries again.
+      },
+      { waitMs: 0 },
+    ).catch((e: unknown) => {
       this.#kv = undefined;
       throw e;
     });

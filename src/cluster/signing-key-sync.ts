@@ -69,7 +69,7 @@ export class SigningKeySync {
 
   /** Opens (or creates) the bucket, applies it, puts this node's keys it lacks and follows both ways. */
   static async start(opts: SigningKeySyncOptions): Promise<SigningKeySync> {
-    const kv = await createKv(opts.nc, opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
+    const kv = await createKv(opts.nc, opts.bucket, { history: 1, replicas: opts.replicas ?? 1 }, { log: opts.log });
     const s = new SigningKeySync(kv, opts);
     // Listening first: a key made while the bucket is read is put too.
     s.#unlisten = opts.keys.onChange((r) => s.#publish(r));

@@ -115,35 +115,40 @@ export interface NatsCluster {
   /** Every server's client URL, for a client that fails over between them. */
   urls: string[];
   servers: NatsServer[];
+  /** Starts the servers held back (`startNatsCluster(size, { started })`). */
+  startRest(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
  * `size` JetStream-enabled nats-servers clustered over routes on loopback (a replicated stream
- * survives one of three dying); each with its own client port, route port and store.
+ * survives one of three dying); each with its own client port, route port and store. With
+ * `started`, only that many start now (a cluster still forming); `startRest()` starts the others.
  */
-export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+export async function startNatsCluster(size = 3, opts: { started?: number } = {}): Promise<NatsCluster> {
   const [clientPorts, routePorts] = [await freePorts(size), await freePorts(size)];
   const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
   const name = `caxton_test_${process.pid}`;
-  const servers = await Promise.all(
-    clientPorts.map((cp, i) => {
-      const extra = [
-        '--server_name',
-        `n${i}`,
-        '--cluster_name',
-        name,
-        '--cluster',
-        `nats://127.0.0.1:${routePorts[i]}`,
-        '--routes',
-        routes,
-      ];
-      return startOne(cp, makeTempDir('caxton-natsc-'), extra);
-    }),
-  );
+  const start = (i: number) =>
+    startOne(clientPorts[i]!, makeTempDir('caxton-natsc-'), [
+      '--server_name',
+      `n${i}`,
+      '--cluster_name',
+      name,
+      '--cluster',
+      `nats://127.0.0.1:${routePorts[i]}`,
+      '--routes',
+      routes,
+    ]);
+  const now = opts.started ?? size;
+  const servers = await Promise.all(clientPorts.slice(0, now).map((_, i) => start(i)));
   return {
-    urls: servers.map((x) => x.url),
+    urls: clientPorts.map((p) => `nats://127.0.0.1:${p}`),
     servers,
+    async startRest() {
+      const rest = await Promise.all(clientPorts.slice(servers.length).map((_, i) => start(servers.length + i)));
+      servers.push(...rest);
+    },
     stop: async () => void (await Promise.all(servers.map((x) => x.stop()))),
   };
 }

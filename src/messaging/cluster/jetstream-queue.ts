@@ -26,6 +26,7 @@ import {
   StorageType,
   type Consumer,
   type JetStreamClient,
+  type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
 import { agentKey } from '../../agents/index.js';
@@ -43,6 +44,7 @@ import {
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import { Ticks } from '../../shared/ticks.js';
+import { untilPlaced, type PlacementOptions } from './jetstream-placement.js';
 import type { ConversationRow, KeptHandOut, PgMessageStore, TakeRow } from '../postgres/index.js';
 import { PubAcks } from './pub-acks.js';
 import { Linger } from '../index.js';
@@ -58,9 +60,19 @@ export const subjectToken = (agent: string): string => agentKey(agent).replace(/
  */
 export async function openDeliveryStream(
   nc: NatsConnection,
-  opts: { stream: string; subject: string; consumer: string; ackWaitMs: number; replicas?: number },
+  opts: {
+    stream: string;
+    subject: string;
+    consumer: string;
+    ackWaitMs: number;
+    replicas?: number;
+    /** While a NATS cluster forms (see jetstream-placement.ts): how long to retry, and where to say so. */
+    placement?: Pick<PlacementOptions, 'waitMs' | 'log'>;
+  },
 ): Promise<{ js: JetStreamClient; consumer: Consumer }> {
-  const jsm = await jetstreamManager(nc);
+  // Made inside the retries: it asks for the account's JetStream info, which no server answers
+  // until the cluster has elected its meta leader.
+  let jsm: JetStreamManager | undefined;
   const stream = {
     name: opts.stream,
     subjects: [`${opts.subject}.>`],
@@ -69,28 +81,35 @@ export async function openDeliveryStream(
     storage: StorageType.File,
     duplicate_window: 120_000_000_000, // 2 min in ns: a repeated publish (a retried submission, a recovery) is stored once
   };
-  try {
-    await jsm.streams.info(opts.stream);
-    // update merges into the stream's config: what an operator set (limits, replicas) stays unless configured here.
-    await jsm.streams.update(opts.stream, {
-      ...stream,
-      ...(opts.replicas !== undefined && { num_replicas: opts.replicas }),
-    });
-  } catch (e) {
-    if (!/stream not found/i.test(describeError(e))) throw e;
-    await jsm.streams.add({ ...stream, num_replicas: opts.replicas ?? 1 }).catch(async (added: unknown) => {
-      // Nodes starting at once: another one's add may win the race, and JetStream may refuse this
-      // one ("subjects overlap with an existing stream", seen in CI) rather than return that
-      // stream. The stream is there then, and is the one this node would have made.
-      if (
-        !(await jsm.streams.info(opts.stream).then(
-          () => true,
-          () => false,
-        ))
-      )
-        throw added;
-    });
-  }
+  const placed = (what: string) => ({ ...opts.placement, what, replicas: opts.replicas });
+  await untilPlaced(
+    async () => {
+      const m = (jsm ??= await jetstreamManager(nc));
+      try {
+        await m.streams.info(opts.stream);
+        // update merges into the stream's config: what an operator set (limits, replicas) stays unless configured here.
+        await m.streams.update(opts.stream, {
+          ...stream,
+          ...(opts.replicas !== undefined && { num_replicas: opts.replicas }),
+        });
+      } catch (e) {
+        if (!/stream not found/i.test(describeError(e))) throw e;
+        await m.streams.add({ ...stream, num_replicas: opts.replicas ?? 1 }).catch(async (added: unknown) => {
+          // Nodes starting at once: another one's add may win the race, and JetStream may refuse this
+          // one ("subjects overlap with an existing stream", seen in CI) rather than return that
+          // stream. The stream is there then, and is the one this node would have made.
+          if (
+            !(await m.streams.info(opts.stream).then(
+              () => true,
+              () => false,
+            ))
+          )
+            throw added;
+        });
+      }
+    },
+    placed(`the delivery stream "${opts.stream}"`),
+  );
   const consumer = {
     durable_name: opts.consumer,
     ack_policy: AckPolicy.Explicit,
@@ -100,22 +119,28 @@ export async function openDeliveryStream(
     max_deliver: -1,
     max_ack_pending: -1,
   };
-  try {
-    await jsm.consumers.info(opts.stream, opts.consumer);
-    await jsm.consumers.update(opts.stream, opts.consumer, { ack_wait: consumer.ack_wait });
-  } catch (e) {
-    if (!/consumer not found/i.test(describeError(e))) throw e;
-    await jsm.consumers.add(opts.stream, consumer).catch(async (added: unknown) => {
-      // The same race for the shared consumer: another node's add made it.
-      if (
-        !(await jsm.consumers.info(opts.stream, opts.consumer).then(
-          () => true,
-          () => false,
-        ))
-      )
-        throw added;
-    });
-  }
+  await untilPlaced(
+    async () => {
+      const m = (jsm ??= await jetstreamManager(nc));
+      try {
+        await m.consumers.info(opts.stream, opts.consumer);
+        await m.consumers.update(opts.stream, opts.consumer, { ack_wait: consumer.ack_wait });
+      } catch (e) {
+        if (!/consumer not found/i.test(describeError(e))) throw e;
+        await m.consumers.add(opts.stream, consumer).catch(async (added: unknown) => {
+          // The same race for the shared consumer: another node's add made it.
+          if (
+            !(await m.consumers.info(opts.stream, opts.consumer).then(
+              () => true,
+              () => false,
+            ))
+          )
+            throw added;
+        });
+      }
+    },
+    placed(`the delivery consumer "${opts.consumer}"`),
+  );
   const js = jetstream(nc);
   return { js, consumer: await js.consumers.get(opts.stream, opts.consumer) };
 }
@@ -362,6 +387,7 @@ export class JetStreamQueue implements DeliveryQueue {
       consumer: d.consumer,
       ackWaitMs: d.ack_wait,
       replicas: this.#o.cluster.replicas,
+      placement: { log: this.#o.log },
     });
     this.#consumer = opened.consumer;
     // What the server offers against a power loss of its host decides what the sweep is there for.

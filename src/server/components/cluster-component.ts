@@ -400,6 +400,7 @@ function startMembership(
     cluster,
     version,
     load,
+    log: logger,
     onRewatch: (why, error) =>
       error === undefined
         ? logger.warn({ node: cluster.node, why }, 'the watch of the cluster membership bucket was started again')
