@@ -55,7 +55,10 @@ async function journalWithUnfinished(): Promise<SqliteRunJournal> {
 describe('a run resumed with no caller present', () => {
   it('counts against its principal: one slot, the second run waits for it; a revoked key ends its run', async () => {
     const journal = await journalWithUnfinished();
-    const limiter = new PrincipalLimiter();
+    // One clock reading for the whole test: token windows are whole clock minutes, and the two
+    // charges must land in one of them to be read back as one sum.
+    const at = Date.now();
+    const limiter = new PrincipalLimiter({ now: () => at });
     const limits: LimitSet = { concurrent_executions: 1 };
     const running: string[] = [];
     let maxAtOnce = 0;
