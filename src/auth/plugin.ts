@@ -15,6 +15,7 @@ import type { ApiKeyStore } from './keys.js';
 import { globMatch, type Principal } from './principal.js';
 import { policyFor } from './route-policies.js';
 import type { PrincipalLimiter } from './caller-limits.js';
+import { CredentialEnd } from './credential-end.js';
 import type { StreamEnd } from './open-streams.js';
 import type { LimitSet } from './limits-config.js';
 import { anonymousLimitedError, type AnonymousLimiter } from './anonymous-limit.js';
@@ -162,19 +163,15 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
  * and a reply already begun (an event stream, MCP's response) ends itself with the error.
  */
 function holdRequest(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply): void {
-  // Made only for a credential that can end (a key, an expiring token): most requests of a server
-  // without authentication, or of principals that cannot end, would pay an AbortController each.
-  // A credential found ended as it is held (it expired since it was checked) ends before `ac` is made.
-  const held: { ac?: AbortController; endedEarly?: StreamEnd } = {};
+  // Kept only for a credential that can end (a key, an expiring token); one found ended as it is
+  // held (it expired since it was checked) has ended before the request goes on.
+  const ended = new CredentialEnd();
   const release = app.holdStream(req.principal!, (why) => {
-    if (held.ac) held.ac.abort(why);
-    else held.endedEarly = why;
+    ended.end(why);
     if (!reply.sent && !reply.raw.headersSent) void reply.send(why);
   });
   if (!release) return;
-  const ac = (held.ac = new AbortController());
-  if (held.endedEarly !== undefined) ac.abort(held.endedEarly);
-  req.credentialEnded = ac.signal;
+  req.credentialEnded = ended;
   req.releaseCredential = release;
   reply.raw.once('close', release);
 }

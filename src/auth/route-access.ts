@@ -1,3 +1,4 @@
+import type { CredentialEnd } from './credential-end.js';
 import type { Permission } from './permissions.js';
 import type { Principal } from './principal.js';
 
@@ -29,7 +30,7 @@ declare module 'fastify' {
      * API key revoked, rotated or expired; a bearer token expired). Undefined when nothing can
      * end it (public routes, authentication off, a credential without an end).
      */
-    credentialEnded?: AbortSignal;
+    credentialEnded?: CredentialEnd;
     /**
      * Lets go of the request's hold on its credential: for the request that ends the credential
      * itself (a key revoking or rotating itself is answered, not refused).

@@ -103,7 +103,7 @@ export function routeForPrincipal(
  * credential is still valid when it is stored. Once stored it stands (its caller was answered,
  * or is waiting for the conversation), and a revoke ends only the wait.
  */
-export function checkCredential(ended: AbortSignal | undefined): void {
+export function checkCredential(ended: Pick<AbortSignal, 'aborted' | 'reason'> | undefined): void {
   if (!ended?.aborted) return;
   throw isCaxtonError(ended.reason)
     ? ended.reason

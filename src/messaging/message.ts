@@ -86,12 +86,6 @@ let pool = randomBytes(0);
 let poolAt = 0;
 
 /**
- * A time-ordered unique id (like a ULID or UUIDv7): 12 hex digits of milliseconds, 6 of a
- * per-millisecond counter, 16 random. Ids made later sort later, so the B-tree indexes over them
- * grow at their right edge instead of splitting pages all over: a large share of the durable
- * throughput (docs/benchmarks.md, Messaging).
- */
-/**
  * `m` carrying `trace_context`. Copied with Object.assign, not `{ ...m, trace_context }`: V8 gives
  * a spread copy with a key its source lacks a hidden class of its own, so every traced message
  * would cost a new map (about 0.4 KB) and make the code reading messages see one shape per message.
@@ -102,6 +96,12 @@ export function withTraceContext(m: AclMessage, trace_context: TraceContext): Ac
   return copy;
 }
 
+/**
+ * A time-ordered unique id (like a ULID or UUIDv7): 12 hex digits of milliseconds, 6 of a
+ * per-millisecond counter, 16 random. Ids made later sort later, so the B-tree indexes over them
+ * grow at their right edge instead of splitting pages all over: a large share of the durable
+ * throughput (docs/benchmarks.md, Messaging).
+ */
 export function timeOrderedId(): string {
   const now = Date.now();
   if (now > lastMs) {

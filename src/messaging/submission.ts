@@ -33,7 +33,7 @@ export interface SendHints {
    * Aborts when the caller's credential ends (its key revoked or rotated, its token expired): a
    * message not yet stored then is refused with that reason, since its caller was already told so.
    */
-  credentialEnded?: AbortSignal;
+  credentialEnded?: Pick<AbortSignal, 'aborted' | 'reason'>;
 }
 
 /** What a message from outside is submitted with. */
@@ -46,5 +46,5 @@ export interface SubmitOptions {
   /** The authenticated caller: the message acts for it (`on_behalf_of`) and its scope applies. */
   principal?: Principal;
   /** Aborts when the caller's credential ends: see SendHints. */
-  credentialEnded?: AbortSignal;
+  credentialEnded?: Pick<AbortSignal, 'aborted' | 'reason'>;
 }
