@@ -27,6 +27,7 @@ import {
   inTransaction,
   isUnreachable,
   literal,
+  type Literal,
   migrateSchema,
   quotedSchema,
 } from '../../storage/pg/index.js';
@@ -400,19 +401,12 @@ export class PgMessageStore extends PgMessageSweeps {
     );
   }
 
-  /**
-   * The done-markings of optimistic steps as one UPDATE, each on condition that its row is as the
-   * take read it; it returns the ids of the rows it marked (the others' steps run again).
-   */
+  /** The done-markings of optimistic steps as one UPDATE (optimisticDoneSql). */
   #optimisticDoneSql(steps: readonly QueuedStep[]): string {
-    const rows = steps.map((q) => {
-      const d = q.ran!.optimisticDone!;
-      return `(${literal(d.id)}::bigint, ${literal(d.attempts)}::integer, ${literal(d.at)}::text, ${literal(q.optimistic!.row.updated_at as string)}::text)`;
-    });
-    return `UPDATE ${this.s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at, unpublished_since = NULL
-      FROM (VALUES ${rows.join(', ')}) AS v(id, attempts, at, read_at)
-      WHERE d.id = v.id AND d.state = 'pending' AND d.attempts = 0 AND d.kept_until IS NOT NULL AND d.updated_at = v.read_at
-      RETURNING d.id`;
+    return optimisticDoneSql(
+      this.s,
+      steps.map((q) => ({ ...q.ran!.optimisticDone!, readAt: q.optimistic!.row.updated_at as string })),
+    );
   }
 
   /**
@@ -725,4 +719,41 @@ export class PgMessageStore extends PgMessageSweeps {
     );
     return (r.rowCount ?? 0) > 0;
   }
+}
+
+/**
+ * The done-markings of optimistic steps as one UPDATE of the deliveries in schema `s` (quoted),
+ * each on condition that its row is as the take read it (`readAt`); it returns the ids of the rows
+ * it marked (the others' steps run again). The rows are found by primary key and each one's values
+ * picked from arrays by its position, with no join: joined to a VALUES list, the planner of a
+ * table not yet analyzed (a new deployment, a backlog grown since the last ANALYZE) scanned the
+ * list once per pending row, and a group's transaction went from milliseconds to hundreds while it
+ * held its conversations' locks.
+ */
+export function optimisticDoneSql(
+  s: string,
+  done: readonly { id: number; attempts: number; at: string; readAt: string }[],
+): string {
+  const array = (values: readonly Literal[], type: string) => `ARRAY[${values.map(literal).join(',')}]::${type}[]`;
+  const ids = array(
+    done.map((d) => d.id),
+    'bigint',
+  );
+  /** The value of the row being updated, out of `values` (one per id, in the same order). */
+  const its = (values: readonly Literal[], type: string) => `(${array(values, type)})[array_position(${ids}, d.id)]`;
+  const attempts = its(
+    done.map((d) => d.attempts),
+    'integer',
+  );
+  const at = its(
+    done.map((d) => d.at),
+    'text',
+  );
+  const readAt = its(
+    done.map((d) => d.readAt),
+    'text',
+  );
+  return `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = ${attempts}, updated_at = ${at}, unpublished_since = NULL
+    WHERE d.id = ANY(${ids}) AND d.state = 'pending' AND d.attempts = 0 AND d.kept_until IS NOT NULL AND d.updated_at = ${readAt}
+    RETURNING d.id`;
 }
