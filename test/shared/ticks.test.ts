@@ -22,13 +22,20 @@ function held() {
   return { work, release: () => release(), counts: () => ({ started, ended }) };
 }
 
+/** Ticks every 100 ms on fake timers, its first tick started and held. */
+async function aTickRunning() {
+  vi.useFakeTimers();
+  const ticks = new Ticks();
+  const h = held();
+  ticks.every(100, h.work);
+  await vi.advanceTimersByTimeAsync(100);
+  return { ticks, h };
+}
+
 describe('Ticks', () => {
   it('skips a tick while the previous one of the same work is still running', async () => {
-    vi.useFakeTimers();
-    const ticks = new Ticks();
-    const h = held();
-    ticks.every(100, h.work);
-    await vi.advanceTimersByTimeAsync(350);
+    const { ticks, h } = await aTickRunning();
+    await vi.advanceTimersByTimeAsync(250);
     expect(h.counts()).toEqual({ started: 1, ended: 0 });
     h.release();
     await vi.advanceTimersByTimeAsync(100);
@@ -38,11 +45,7 @@ describe('Ticks', () => {
   });
 
   it('stop() resolves only once the running tick has ended, and starts no more', async () => {
-    vi.useFakeTimers();
-    const ticks = new Ticks();
-    const h = held();
-    ticks.every(100, h.work);
-    await vi.advanceTimersByTimeAsync(100);
+    const { ticks, h } = await aTickRunning();
     let stopped = false;
     const stopping = ticks.stop().then(() => (stopped = true));
     await vi.advanceTimersByTimeAsync(1_000);
@@ -58,11 +61,7 @@ describe('Ticks', () => {
   });
 
   it('stop() gives up waiting for a stuck tick after its bound', async () => {
-    vi.useFakeTimers();
-    const ticks = new Ticks();
-    const h = held();
-    ticks.every(100, h.work);
-    await vi.advanceTimersByTimeAsync(100);
+    const { ticks, h } = await aTickRunning();
     let stopped = false;
     const stopping = ticks.stop(500).then(() => (stopped = true));
     await vi.advanceTimersByTimeAsync(499);
