@@ -193,8 +193,27 @@ const ENDED = 32;
 /** The process's time origin (its getter builds a new number on every read). */
 const ORIGIN = performance.timeOrigin;
 
+/**
+ * What to add to `performance.now()` to get epoch milliseconds. The monotonic clock alone drifts
+ * from the wall clock whenever the system clock is stepped (NTP on a freshly booted machine, a VM
+ * resumed), and spans must line up with the logs and with the spans of other processes, which are
+ * stamped with the wall clock: the anchor follows the wall clock once they differ by more than
+ * `Date.now()`'s own millisecond.
+ */
+let anchor = ORIGIN;
+const ANCHOR_SLACK_MS = 2;
+
 /** Epoch milliseconds (fractional) now, the clock spans are stamped with. */
-const now = (): number => ORIGIN + performance.now();
+function now(): number {
+  const mono = performance.now();
+  const wall = Date.now();
+  const t = anchor + mono;
+  if (t - wall > ANCHOR_SLACK_MS || wall - t > ANCHOR_SLACK_MS) {
+    anchor = wall - mono;
+    return wall;
+  }
+  return t;
+}
 
 function hrTime(ms: number): HrTime {
   const s = Math.trunc(ms / 1000);
@@ -202,7 +221,7 @@ function hrTime(ms: number): HrTime {
 }
 
 function millisOf(t: TimeInput): number {
-  if (typeof t === 'number') return t < ORIGIN ? ORIGIN + t : t;
+  if (typeof t === 'number') return t < ORIGIN ? anchor + t : t;
   if (t instanceof Date) return t.getTime();
   return t[0] * 1000 + t[1] / 1e6;
 }

@@ -5,7 +5,7 @@
  */
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SpanStatusCode, SpanStore, startSpan, traceparentOf, withSpan } from '../../src/observability/index.js';
 import type { RecordedSpan } from '../../src/observability/span-recorder.js';
 import { randomId } from '../../src/observability/span-recorder.js';
@@ -132,6 +132,26 @@ describe('span recorder', () => {
     });
     expect(Date.parse(stored!.start)).toBeGreaterThanOrEqual(before - 1);
     expect(stored!.duration_ms).toBeGreaterThanOrEqual(0);
+  });
+
+  it('stamps spans with the wall clock after the system clock is stepped, and never ends one before it started', async () => {
+    const store = new SpanStore({ maxSpans: 100, maxBytes: 1_000_000 });
+    const { tracing } = await setup(store);
+    const realNow = Date.now.bind(Date);
+    let step = 20_000;
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + step);
+    try {
+      const before = Date.now();
+      const s = startSpan(tracing.tracer, 'after a step forward', `00-${TRACE}-${PARENT}-01`);
+      step = -60_000;
+      s.end();
+      const [stored] = store.trace(TRACE);
+      expect(Date.parse(stored!.start)).toBeGreaterThanOrEqual(before - 1);
+      expect(Date.parse(stored!.start)).toBeLessThanOrEqual(before + 1_000);
+      expect(stored!.duration_ms).toBeGreaterThanOrEqual(0);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('serves the attributes of spans whose keys are all different (beyond the key lists it indexes)', async () => {
