@@ -5,6 +5,7 @@
  * neither imports them.
  */
 export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster-bus.js';
-export { openDeliveryStream, subjectToken, JetStreamQueue, type JetStreamQueueOptions } from './jetstream-queue.js';
+export { openDeliveryStream } from './delivery-stream.js';
+export { subjectToken, JetStreamQueue, type JetStreamQueueOptions } from './jetstream-queue.js';
 export { pullLapsed, Pulls } from './pulls.js';
 export { PLACEMENT_WAIT_MS, untilPlaced, whileForming, type PlacementOptions } from './jetstream-placement.js';

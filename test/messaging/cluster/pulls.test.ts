@@ -9,7 +9,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { JsMsg } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDeliveryStream } from '../../../src/messaging/cluster/jetstream-queue.js';
+import { openDeliveryStream } from '../../../src/messaging/cluster/delivery-stream.js';
 import { Pulls } from '../../../src/messaging/cluster/pulls.js';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
 import { natsFrameDropper, type NatsFrame } from '../../helpers/nats-frames.js';
