@@ -66,6 +66,8 @@ export class Membership {
   readonly #heard = new Map<string, { beat: Heartbeat; at: number; revision: number }>();
   /** Revisions of entries deleted (a node that left), so an older heartbeat delivered late is not taken back. */
   readonly #left = new Map<string, number>();
+  /** When each node's heartbeat was last applied here, kept past the bucket's TTL (see `recent`). */
+  readonly #lastHeard = new Map<string, number>();
   #watch: { stop(): void } | undefined;
 
   private constructor(kv: KV, opts: MembershipOptions) {
@@ -169,6 +171,7 @@ export class Membership {
     try {
       this.#heard.set(e.key, { beat: e.json<Heartbeat>(), at: e.created.getTime(), revision: e.revision });
       this.#left.delete(e.key);
+      this.#lastHeard.set(e.key, Date.now());
     } catch {
       // not a heartbeat Caxton wrote
     }
@@ -191,6 +194,22 @@ export class Membership {
       out.push({ ...beat, state: age <= hb * 2 ? 'up' : 'stale', age_ms: age, self: key === this.node });
     }
     return Promise.resolve(out.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)));
+  }
+
+  /**
+   * The other nodes heard from within `withinMs` (default an hour), whether or not their entries
+   * are still in the bucket. Why not `nodes()`: a node too busy to beat for three heartbeats
+   * (seconds) drops out of the bucket while it still runs what it took, and that is the node a
+   * delivery redelivered elsewhere must ask (delivery-holders.ts). One that is gone for good costs
+   * the asker nothing: NATS answers at once that no one listens on its subject.
+   */
+  recent(withinMs = 3_600_000, now = Date.now()): string[] {
+    const out: string[] = [];
+    for (const [node, at] of this.#lastHeard) {
+      if (now - at > withinMs) this.#lastHeard.delete(node);
+      else if (node !== this.node) out.push(node);
+    }
+    return out;
   }
 
   /** Stops the heartbeats and removes this node's entry (others see it leave at once). */

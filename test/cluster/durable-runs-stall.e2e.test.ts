@@ -10,6 +10,12 @@
  * which must find each run held (its row written a third of the ack wait after it opened) and
  * retry later, not ask the model again. After SIGCONT every run executes once (one model call per
  * message across both nodes) and every message is answered once.
+ *
+ * Then one-way informs (no conversation whose lock would make the other node wait), the node
+ * stopped at its first model call for 4 s: before any of its runs has a row, some of its deliveries
+ * fetched and not yet read. JetStream hands them to the other node after the ack wait; that node
+ * asks it whether it still holds them (src/messaging/cluster/delivery-holders.ts), gets its answer
+ * once it runs again, and leaves them to it: one model call per message.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,19 +33,30 @@ type NodeName = (typeof NODES)[number];
 const MESSAGES = 8;
 const MODEL_MS = 15_000;
 const FREEZE_MS = 7_000;
+/** Past the ack wait (3 s) since the node last said it was working, within it since the other node asked. */
+const EARLY_FREEZE_MS = 4_000;
 
 const fx = clusterFixture('durable_runs_stall');
 const stubs = new Map<NodeName, LlmStub>();
 const nodes = new Map<NodeName, ServeProcess>();
 /** Model calls per job marker (`[job-N]`), across both nodes, in order. */
 const calls = new Map<string, NodeName[]>();
+/** Told of each model call, after it is counted. */
+let onCall: ((node: NodeName) => void) | undefined;
 
 function writeNode(dir: string, node: NodeName): string {
   const home = join(dir, node);
   mkdirSync(join(home, 'agents'), { recursive: true });
   writeFileSync(
     join(home, 'agents', 'slow.toml'),
-    stringify({ name: 'slow', capabilities: ['slow-work'], system_prompt: 'You are slow.' }),
+    // Lanes for every message on either node: a delivery handed to the other node is not held
+    // back behind that node's own runs.
+    stringify({
+      name: 'slow',
+      capabilities: ['slow-work'],
+      system_prompt: 'You are slow.',
+      messaging: { max_concurrency: MESSAGES },
+    }),
   );
   writeFileSync(
     join(home, 'caxton.toml'),
@@ -63,6 +80,7 @@ describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => 
         await startLlmStub((hit: StubHit) => {
           const job = /\[job-(\d+)\]/.exec(JSON.stringify(hit.body.messages))?.[1] ?? '?';
           calls.set(job, [...(calls.get(job) ?? []), n]);
+          onCall?.(n);
           return { content: `done job-${job}`, delayMs: MODEL_MS };
         }),
       );
@@ -113,5 +131,35 @@ describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => 
     expect(held(frozen)).toBeGreaterThan(0);
     expect(twice).toEqual([]);
     expect(ids.map((id) => answers.get(id) ?? 0)).toEqual(ids.map(() => 1));
+  }, 150_000);
+
+  it(`runs whose node is stopped ${EARLY_FREEZE_MS / 1000} s from its first model call, before any run has a row, execute once`, async () => {
+    calls.clear();
+    let frozen: NodeName | undefined;
+    onCall = (n) => {
+      onCall = undefined;
+      frozen = n;
+      nodes.get(n)!.child.kill('SIGSTOP');
+    };
+    const ids = Array.from({ length: MESSAGES }, (_, i) => `early-${process.pid}-${i}`);
+    // Not awaited before the freeze: node-a may be the node stopped before it answered every POST.
+    const sent = sendSlowJobs([nodes.get('node-a')!.url], ids, { oneWay: true });
+    await waitUntil(() => frozen !== undefined, { timeoutMs: 30_000, what: 'a first model call' });
+    await sleep(EARLY_FREEZE_MS);
+    nodes.get(frozen!)!.child.kill('SIGCONT');
+    await sent;
+    const other = frozen === 'node-a' ? nodes.get('node-b')! : nodes.get('node-a')!;
+    await waitUntil(async () => (await Promise.all(ids.map((id) => delivered(other.url, id)))).every(Boolean), {
+      timeoutMs: 90_000,
+      intervalMs: 1000,
+      what: 'every message delivered',
+    });
+    const on = (n: NodeName) => [...calls.values()].filter((ns) => ns[0] === n).length;
+    const twice = [...calls].filter(([, ns]) => ns.length > 1).map(([job, ns]) => `job-${job}: ${ns.join(', ')}`);
+    console.log(
+      `[durable runs stall, early] ${on(frozen!)} of ${MESSAGES} runs on ${frozen}, stopped ${EARLY_FREEZE_MS / 1000} s at its first model call: ${twice.length} run more than once`,
+    );
+    expect(calls.size).toBe(MESSAGES);
+    expect(twice).toEqual([]);
   }, 150_000);
 });

@@ -89,6 +89,11 @@ export interface ClusterBusOptions {
   signer?: MessageSigner;
   /** Where a refused signature is recorded (the audit trail). */
   audit?: AuditSink;
+  /**
+   * The other nodes heard from lately (Membership.recent), asked whether they still hold a
+   * delivery JetStream hands this node again (delivery-holders.ts); without it, none is asked.
+   */
+  peers?: () => readonly string[];
   /** How often this node sweeps expired conversations (default 1 s). */
   sweepMs?: number;
   /** How long the node stays subscribed to the other nodes' events after its last listener for them left (default 30 s). */
@@ -173,6 +178,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       onRetry: () => this.#counts.retrying++,
       log: this.#log,
       ...(opts.republish && { republish: opts.republish }),
+      ...(opts.peers && { holders: { node: opts.cluster.node, peers: opts.peers } }),
     });
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#queue, this.#cfg.max_hops);
     const store = opts.store;

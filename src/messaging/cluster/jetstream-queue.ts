@@ -14,6 +14,9 @@
  *    JetStream redelivers it after the ack wait; the row check drops a copy whose row is done.
  *  - **retries** are `nak(delay)`, **dead letters** `term()` after the row is marked dead; a replay
  *    or a reroute publishes the row again under a fresh tag.
+ *  - **handed out again** (a redelivery, a copy published again), a delivery runs here only once
+ *    no other node says it still holds it (delivery-holders.ts): JetStream cannot tell a dead
+ *    holder from one too busy to say it is working.
  */
 import DataLoader from 'dataloader';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -35,6 +38,7 @@ import { scrubSecrets } from '../../shared/secrets.js';
 import { Ticks } from '../../shared/ticks.js';
 import { openDeliveryStream } from './delivery-stream.js';
 import type { ConversationRow, KeptHandOut, PgMessageStore, TakeRow } from '../postgres/index.js';
+import { DeliveryHolders } from './delivery-holders.js';
 import { PubAcks } from './pub-acks.js';
 import { Linger } from '../index.js';
 import { natsDurability } from './nats-durability.js';
@@ -134,6 +138,11 @@ export interface JetStreamQueueOptions {
    * its mark (default `ack_wait` × `reconcile_after`).
    */
   republish?: { everyMs?: number; afterMs?: number; staleMs?: number };
+  /**
+   * This node's name and the other nodes to ask, before running a delivery handed out before,
+   * whether one of them still holds it (delivery-holders.ts). Without it, such a delivery runs at once.
+   */
+  holders?: { node: string; peers(): readonly string[] };
 }
 
 export class JetStreamQueue implements DeliveryQueue {
@@ -143,6 +152,11 @@ export class JetStreamQueue implements DeliveryQueue {
   readonly #acks: PubAcks;
   /** The JetStream message of each delivery this node holds, by row id. */
   readonly #held = new Map<number, JsMsg>();
+  /** Deliveries handed out before, taken here while the other nodes are asked whether they hold them. */
+  readonly #asking = new Map<number, JsMsg>();
+  /** Fetched deliveries being taken (their rows read), by row id. */
+  readonly #taken = new Map<number, JsMsg>();
+  #holders: DeliveryHolders | undefined;
   /**
    * The held deliveries whose row marked their one-way conversation kept when taken (ADR 0080):
    * the message opened the conversation and is its only one, so the conversation so far is that
@@ -299,12 +313,25 @@ export class JetStreamQueue implements DeliveryQueue {
         ),
       onReleased: () => this.#wake(),
     });
+    if (this.#o.holders)
+      this.#holders = new DeliveryHolders({
+        nc: this.#o.nc,
+        subject: d.subject,
+        node: this.#o.holders.node,
+        peers: this.#o.holders.peers,
+        holds: (id) => this.#holds(id),
+        // Long enough for a node whose event loop was held for seconds; bounded, since a node stopped
+        // for good while connected looks the same until then.
+        timeoutMs: Math.min(d.ack_wait, 10_000),
+        log: this.#o.log,
+      });
     this.#running = true;
     const every = Math.max(200, Math.floor(d.ack_wait / 3));
     const ticks = (this.#ticks = new Ticks());
     ticks.every(this.#o.republish?.everyMs ?? 5000, () => this.#republish());
     ticks.every(every, () => {
       for (const m of this.#held.values()) m.working();
+      for (const m of this.#asking.values()) m.working();
     });
     ticks.every(this.#heldEvery(), () => this.#stillHeld());
     ticks.every(Math.min(1000, this.#markAfter()), () => this.#flushConfirmed(this.#markAfter()));
@@ -320,6 +347,7 @@ export class JetStreamQueue implements DeliveryQueue {
     await this.#dispatcher.stop(graceMs);
     // A fetch on a dead link would end only when the client notices (tens of seconds): stopped here.
     this.#pulls?.stop();
+    this.#holders?.stop();
     await this.#loop;
     if (started) for (const m of this.#held.values()) m.nak();
     this.#held.clear();
@@ -636,6 +664,28 @@ export class JetStreamQueue implements DeliveryQueue {
       this.#o.log.error({ seq: m.seq, err: describeError(e) }, 'dropped a delivery that is not JSON');
       return m.term('not JSON');
     }
+    // Held from here for another node asking (#holds): its row may take a while to read.
+    this.#taken.set(w.id, m);
+    try {
+      await this.#takeRow(m, w);
+    } finally {
+      if (this.#taken.get(w.id) === m) this.#taken.delete(w.id);
+    }
+  }
+
+  /**
+   * Whether this node holds the delivery of row `id`, for another node that was handed it again
+   * (delivery-holders.ts): it runs or waits here, or is being taken and not asking the others
+   * itself (two nodes asking each other about copies of one delivery would both give way). A held
+   * one is also refreshed with JetStream.
+   */
+  #holds(id: number): boolean {
+    const m = this.#held.get(id) ?? (this.#asking.has(id) ? undefined : this.#taken.get(id));
+    m?.working();
+    return m !== undefined;
+  }
+
+  async #takeRow(m: JsMsg, w: Wire): Promise<void> {
     let row;
     try {
       row = w.kept !== undefined && m.info.deliveryCount === 1 ? this.#unread(w, w.kept) : undefined;
@@ -663,6 +713,12 @@ export class JetStreamQueue implements DeliveryQueue {
     // the receiver hands the delivery back for one that has it. Past HAND_BACKS redeliveries no node
     // took it: delivered here, where it is rerouted or dead-lettered as on one node.
     if (!this.#o.serves(row.receiver) && m.info.deliveryCount <= HAND_BACKS) return m.nak(200);
+    // Handed out before: the node it went to may still be running it, too busy to have said so.
+    if (this.#holders && (m.info.deliveryCount > 1 || !row.fresh)) {
+      if (await this.#heldElsewhere(row.id, m)) return;
+      if (!this.#running) return m.nak();
+      if (!mayTake(row, m, w.receiver, this.#held)) return;
+    }
     this.#held.set(row.id, m);
     if (row.kept && row.state === 'pending') {
       this.#openings.set(w.message.conversation_id, w.message);
@@ -675,6 +731,28 @@ export class JetStreamQueue implements DeliveryQueue {
       attempts: row.attempts,
       ...(m.info.deliveryCount === 1 && row.attempts === 0 && row.fresh && { firstTry: true }),
     });
+  }
+
+  /**
+   * Whether another node says it still holds the delivery of row `id` (delivery-holders.ts); if so,
+   * `m` goes back to the stream for an ack wait, by when that node has finished it or is gone.
+   */
+  async #heldElsewhere(id: number, m: JsMsg): Promise<boolean> {
+    this.#asking.set(id, m);
+    m.working();
+    let holder: string | undefined;
+    try {
+      holder = await this.#holders!.holder(id);
+    } finally {
+      this.#asking.delete(id);
+    }
+    if (holder === undefined) return false;
+    this.#o.log.info?.(
+      { delivery: id, node: holder },
+      'a delivery JetStream handed out again is still held by another node; it goes back to the stream',
+    );
+    m.nak(this.#o.cluster.delivery.ack_wait);
+    return true;
   }
 
   /**

@@ -200,7 +200,7 @@ export interface ClusterComponent extends Component {
   /** Tool packages deployed through any node (the tools component loads and follows them). */
   readonly packages: PgToolPackageStore;
   /** The node's bus (PostgreSQL + JetStream), made here so that a single node never loads NATS or pg. */
-  bus(opts: Omit<ClusterBusOptions, 'store' | 'reads' | 'nc' | 'events' | 'cluster'>): ClusterBus;
+  bus(opts: Omit<ClusterBusOptions, 'store' | 'reads' | 'nc' | 'events' | 'cluster' | 'peers'>): ClusterBus;
   /** Starts the heartbeats once the bus can report its load (membership needs it). */
   join(load: () => Record<string, number>): Promise<ClusterView>;
   /**
@@ -285,7 +285,7 @@ export async function startCluster(opts: {
     reads,
     schema,
     packages,
-    bus: (o) => new ClusterBus({ ...o, store, reads, nc, events, cluster }),
+    bus: (o) => new ClusterBus({ ...o, store, reads, nc, events, cluster, peers: () => membership?.recent() ?? [] }),
     shareSigningKeys: (keys) => shareSigningKeys(nc, cluster, logger, keys),
     signedSeen: (ttlMs) =>
       new KvSignedSeen({

@@ -6,16 +6,22 @@
 import { expect } from 'vitest';
 import { api } from '../../execution/helpers/runs.js';
 
-/** Sends request `i` of `ids` to `slow` through `urls[i % urls.length]`; every one must be accepted. */
-export async function sendSlowJobs(urls: readonly string[], ids: readonly string[]): Promise<void> {
+/**
+ * Sends request `i` of `ids` to `slow` through `urls[i % urls.length]` (a one-way `inform` with
+ * `oneWay`: no conversation to lock, no answer); every one must be accepted.
+ */
+export async function sendSlowJobs(
+  urls: readonly string[],
+  ids: readonly string[],
+  opts: { oneWay?: boolean } = {},
+): Promise<void> {
   const sent = await Promise.all(
     ids.map((id, i) =>
       api(urls[i % urls.length]!, '/api/v1/messages', {
         method: 'POST',
         body: JSON.stringify({
           id,
-          performative: 'request',
-          protocol: 'fipa-request',
+          ...(opts.oneWay ? { performative: 'inform' } : { performative: 'request', protocol: 'fipa-request' }),
           sender: 'loader',
           receiver: 'slow',
           content: `[job-${i}]`,
