@@ -55,7 +55,13 @@ export class DeliveryHolders {
         // Answered once the deliveries read off the connection before the question are being taken:
         // a fetch hands them over through an async iterator, after this callback, and a node that
         // was stopped with them unread would otherwise say it holds none of them.
-        setImmediate(() => m.respond(Number.isSafeInteger(id) && o.holds(id) ? YES : NO));
+        setImmediate(() => {
+          try {
+            m.respond(Number.isSafeInteger(id) && o.holds(id) ? YES : NO);
+          } catch {
+            // The connection closed meanwhile (this node stopping): the asker's wait ends without it.
+          }
+        });
       },
     });
   }

@@ -638,7 +638,11 @@ export class JetStreamQueue implements DeliveryQueue {
                 { seq: m.seq, err: describeError(e) },
                 'could not take a delivery; it is delivered again later',
               );
-              m.nak(1000);
+              try {
+                m.nak(1000);
+              } catch {
+                // The connection closed meanwhile (a node stopping): JetStream redelivers it after the ack wait.
+              }
             })
             .finally(() => {
               this.#taking--;
