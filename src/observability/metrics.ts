@@ -27,6 +27,11 @@ export interface MetricSources {
   clusterSteps?: () => ClusterStepStats;
   /** A cluster node's agent events recorded and not yet written to PostgreSQL (src/observability/pg-agent-events.ts). */
   eventsUnwritten?: () => number;
+  /**
+   * How a cluster node's questions about deliveries handed out again ended so far: held by another
+   * node, free, or some node silent within the wait (src/messaging/cluster/delivery-holders.ts).
+   */
+  redeliveryAnswers?: () => { held: number; free: number; unanswered: number } | undefined;
 }
 
 const FAST_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -413,6 +418,22 @@ function registerSourceMetrics(registers: Registry[], sources: MetricSources): v
       },
     });
   };
+  const answers = ['held', 'free', 'unanswered'] as const;
+  const lastAnswers = { held: 0, free: 0, unanswered: 0 };
+  new Counter({
+    name: 'caxton_cluster_redeliveries_asked_total',
+    help: 'Deliveries JetStream handed this node again, by what the other nodes answered when asked whether one still holds it: held (handed back), free (run here), unanswered (a node silent within the wait; run here). See docs/adr/0157',
+    labelNames: ['answer'],
+    registers,
+    collect() {
+      const t = sources.redeliveryAnswers?.();
+      if (!t) return;
+      for (const a of answers) {
+        if (t[a] > lastAnswers[a]) this.labels(a).inc(t[a] - lastAnswers[a]);
+        lastAnswers[a] = t[a];
+      }
+    },
+  });
   total(
     'caxton_cluster_step_transactions_total',
     'PostgreSQL transactions that ran conversation steps on this node (a group of steps shares one; see docs/adr/0046)',

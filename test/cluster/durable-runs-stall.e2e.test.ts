@@ -161,5 +161,9 @@ describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => 
     );
     expect(calls.size).toBe(MESSAGES);
     expect(twice).toEqual([]);
+    // The node handed the stopped node's deliveries says how its questions ended.
+    const metrics = await (await fetch(`http://127.0.0.1:${other.metricsPort}/metrics`)).text();
+    const held = Number(/^caxton_cluster_redeliveries_asked_total\{answer="held"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+    expect(held).toBeGreaterThan(0);
   }, 150_000);
 });

@@ -215,6 +215,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       opts.metrics.sources.deadLetters = () => this.#counts.dead;
       opts.metrics.sources.activeConversations = () => this.#counts.open;
       opts.metrics.sources.clusterSteps = () => this.#store.groupStats;
+      opts.metrics.sources.redeliveryAnswers = () => this.#queue.holderAnswers;
     }
   }
 

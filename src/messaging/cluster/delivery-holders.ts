@@ -41,9 +41,20 @@ export interface DeliveryHoldersOptions {
   log: { warn(obj: object, msg: string): void };
 }
 
+/** How the questions this node asked ended, so far (metrics: caxton_cluster_redeliveries_asked_total). */
+export interface HolderAnswers {
+  /** Another node said it holds the delivery: handed back. */
+  held: number;
+  /** Every node asked said no, or was gone: run here. */
+  free: number;
+  /** No node said yes and at least one said nothing within the wait: run here. */
+  unanswered: number;
+}
+
 export class DeliveryHolders {
   readonly #o: DeliveryHoldersOptions;
   readonly #sub: Subscription;
+  readonly answers: HolderAnswers = { held: 0, free: 0, unanswered: 0 };
 
   constructor(o: DeliveryHoldersOptions) {
     this.#o = o;
@@ -75,24 +86,36 @@ export class DeliveryHolders {
     if (peers.length === 0) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       let left = peers.length;
+      let done = false;
+      let silent = false;
+      const end = (holder: string | undefined) => {
+        if (done) return;
+        done = true;
+        if (holder !== undefined) this.answers.held++;
+        else if (silent) this.answers.unanswered++;
+        else this.answers.free++;
+        resolve(holder);
+      };
       for (const peer of peers)
         this.#o.nc
           .request(subjectOf(this.#o.subject, peer), String(id), { timeout: this.#o.timeoutMs })
           .then(
             (r) => {
-              if (utf8.decode(r.data) === YES) resolve(peer);
+              if (utf8.decode(r.data) === YES) end(peer);
             },
             (e: unknown) => {
               // No responders (the node is gone) or a closed connection: it holds nothing to wait for.
-              if (e instanceof TimeoutError || (e as { cause?: unknown }).cause instanceof TimeoutError)
+              if (e instanceof TimeoutError || (e as { cause?: unknown }).cause instanceof TimeoutError) {
+                silent = true;
                 this.#o.log.warn(
                   { node: peer, delivery: id, wait_ms: this.#o.timeoutMs, err: describeError(e) },
                   'a node did not say within the wait whether it still holds a redelivered delivery; it is run here',
                 );
+              }
             },
           )
           .finally(() => {
-            if (--left === 0) resolve(undefined);
+            if (--left === 0) end(undefined);
           });
     });
   }

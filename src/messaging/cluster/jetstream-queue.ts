@@ -38,7 +38,7 @@ import { scrubSecrets } from '../../shared/secrets.js';
 import { Ticks } from '../../shared/ticks.js';
 import { openDeliveryStream } from './delivery-stream.js';
 import type { ConversationRow, KeptHandOut, PgMessageStore, TakeRow } from '../postgres/index.js';
-import { DeliveryHolders } from './delivery-holders.js';
+import { DeliveryHolders, type HolderAnswers } from './delivery-holders.js';
 import { PubAcks } from './pub-acks.js';
 import { Linger } from '../index.js';
 import { natsDurability } from './nats-durability.js';
@@ -242,6 +242,11 @@ export class JetStreamQueue implements DeliveryQueue {
 
   get size(): number {
     return this.#dispatcher.size;
+  }
+
+  /** How this node's questions about deliveries handed out again ended (delivery-holders.ts); none before start. */
+  get holderAnswers(): HolderAnswers | undefined {
+    return this.#holders?.answers;
   }
 
   get running(): number {

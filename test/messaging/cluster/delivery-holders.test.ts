@@ -77,6 +77,9 @@ describe.runIf(run)('DeliveryHolders', () => {
     expect(await b.holders.holder(9)).toBeUndefined();
     expect(b.kept.get(9)).toBeUndefined();
     expect([...a.warnings, ...b.warnings, ...c.warnings]).toEqual([]);
+    // What caxton_cluster_redeliveries_asked_total counts.
+    expect(a.holders.answers).toEqual({ held: 1, free: 1, unanswered: 0 });
+    expect(b.holders.answers).toEqual({ held: 0, free: 1, unanswered: 0 });
     for (const n of [a, b, c]) n.holders.stop();
   }, 30_000);
 
@@ -97,6 +100,7 @@ describe.runIf(run)('DeliveryHolders', () => {
         msg: expect.stringContaining('did not say within the wait'),
       },
     ]);
+    expect(x.holders.answers).toEqual({ held: 0, free: 0, unanswered: 1 });
     x.holders.stop();
   });
 });
