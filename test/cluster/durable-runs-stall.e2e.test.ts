@@ -44,6 +44,11 @@ const calls = new Map<string, NodeName[]>();
 /** Told of each model call, after it is counted. */
 let onCall: ((node: NodeName) => void) | undefined;
 
+/** Runs whose first model call node `n` made. */
+const runsOn = (n: NodeName) => [...calls.values()].filter((ns) => ns[0] === n).length;
+/** The jobs whose model was called more than once, with the nodes that called it. */
+const runTwice = () => [...calls].filter(([, ns]) => ns.length > 1).map(([job, ns]) => `job-${job}: ${ns.join(', ')}`);
+
 function writeNode(dir: string, node: NodeName): string {
   const home = join(dir, node);
   mkdirSync(join(home, 'agents'), { recursive: true });
@@ -111,8 +116,7 @@ describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => 
     await waitUntil(() => calls.size === MESSAGES, { timeoutMs: 30_000, what: 'every message at the model' });
     // The node running the most of them is frozen once their rows are written (a third of the
     // ack wait after each run opened, by a timer of half that).
-    const held = (n: NodeName) => [...calls.values()].filter((ns) => ns[0] === n).length;
-    const frozen: NodeName = held('node-a') >= held('node-b') ? 'node-a' : 'node-b';
+    const frozen: NodeName = runsOn('node-a') >= runsOn('node-b') ? 'node-a' : 'node-b';
     const other = frozen === 'node-a' ? nodes.get('node-b')! : nodes.get('node-a')!;
     await sleep(3_500);
     nodes.get(frozen)!.child.kill('SIGSTOP');
@@ -124,11 +128,11 @@ describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => 
       what: 'every message delivered',
     });
     const answers = await answersBy(other.url, 'slow');
-    const twice = [...calls].filter(([, ns]) => ns.length > 1).map(([job, ns]) => `job-${job}: ${ns.join(', ')}`);
+    const twice = runTwice();
     console.log(
-      `[durable runs stall] ${held(frozen)} of ${MESSAGES} runs on ${frozen}, stopped ${FREEZE_MS / 1000} s: ${twice.length} run more than once`,
+      `[durable runs stall] ${runsOn(frozen)} of ${MESSAGES} runs on ${frozen}, stopped ${FREEZE_MS / 1000} s: ${twice.length} run more than once`,
     );
-    expect(held(frozen)).toBeGreaterThan(0);
+    expect(runsOn(frozen)).toBeGreaterThan(0);
     expect(twice).toEqual([]);
     expect(ids.map((id) => answers.get(id) ?? 0)).toEqual(ids.map(() => 1));
   }, 150_000);
@@ -154,10 +158,9 @@ describe.skipIf(!fx.run)('durable runs: a node frozen past the ack wait', () => 
       intervalMs: 1000,
       what: 'every message delivered',
     });
-    const on = (n: NodeName) => [...calls.values()].filter((ns) => ns[0] === n).length;
-    const twice = [...calls].filter(([, ns]) => ns.length > 1).map(([job, ns]) => `job-${job}: ${ns.join(', ')}`);
+    const twice = runTwice();
     console.log(
-      `[durable runs stall, early] ${on(frozen!)} of ${MESSAGES} runs on ${frozen}, stopped ${EARLY_FREEZE_MS / 1000} s at its first model call: ${twice.length} run more than once`,
+      `[durable runs stall, early] ${runsOn(frozen!)} of ${MESSAGES} runs on ${frozen}, stopped ${EARLY_FREEZE_MS / 1000} s at its first model call: ${twice.length} run more than once`,
     );
     expect(calls.size).toBe(MESSAGES);
     expect(twice).toEqual([]);

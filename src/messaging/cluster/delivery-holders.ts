@@ -16,7 +16,7 @@
  *  - a node that does not answers no; one that is gone has no subscription and NATS answers at once
  *    that no one listens (503);
  *  - a node that answers nothing within the wait (stopped, or its link cut without NATS noticing)
- *    cannot be told from a dead one: the asker runs the delivery, as before.
+ *    cannot be told from a dead one: the asker runs the delivery.
  * A first hand-out asks nothing: nothing else can hold it.
  */
 import { TimeoutError, type NatsConnection, type Subscription } from '@nats-io/transport-node';
