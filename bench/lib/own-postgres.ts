@@ -11,7 +11,7 @@
  * (`runuser -u postgres`, Debian's postgresql package creates it) and the directory is handed to it.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -22,6 +22,11 @@ import { processTree } from './proc-cpu.js';
 const run = promisify(execFile);
 
 const PG_BIN = process.env.BENCH_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+/**
+ * Where to write what every statement cost over the whole run (pg_stat_statements, read before
+ * the instance stops), when set: which statements of a workload the sessions' CPU goes to.
+ */
+const STATEMENTS_FILE = process.env.BENCH_PG_STATEMENTS;
 /** The server whose durability settings are copied (the machine's default one). */
 const REFERENCE_URL = process.env.BENCH_PG_REFERENCE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const PG_PROCESS_KINDS = ['sessions', 'autovacuum', 'writers', 'postmaster'] as const;
@@ -75,6 +80,32 @@ async function referenceSettings(): Promise<Record<string, string> | undefined> 
   }
 }
 
+async function statements(url: string, sql: string): Promise<Record<string, unknown>[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows as Record<string, unknown>[];
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** The run's statements by the time they took, most first, as tab-separated lines. */
+async function writeStatements(url: string, file: string): Promise<void> {
+  const rows = await statements(
+    url,
+    `SELECT calls, rows, round(total_exec_time::numeric, 1) AS ms, wal_records, left(regexp_replace(query, '\\s+', ' ', 'g'), 300) AS query
+       FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 60`,
+  );
+  writeFileSync(
+    file,
+    [
+      'calls\trows\tms\twal_records\tquery',
+      ...rows.map((r) => [r.calls, r.rows, r.ms, r.wal_records, r.query].join('\t')),
+    ].join('\n') + '\n',
+  );
+}
+
 export async function startOwnPostgres(): Promise<OwnPostgres> {
   for (const bin of ['initdb', 'pg_ctl'])
     if (!existsSync(join(PG_BIN, bin)))
@@ -106,15 +137,19 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       `-c listen_addresses=127.0.0.1`,
       `-k ${dir}`,
       ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`),
+      ...(STATEMENTS_FILE ? ['-c shared_preload_libraries=pg_stat_statements', '-c pg_stat_statements.track=all'] : []),
     ].join(' ');
     await as('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', options]);
     const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+    if (STATEMENTS_FILE) await statements(url, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     return {
-      url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+      url,
       pidsOf: (kind) => processTree(pid).filter((p) => kindOf(p, pid) === kind),
       settings,
       copied: reference !== undefined,
       async stop() {
+        if (STATEMENTS_FILE) await writeStatements(url, STATEMENTS_FILE).catch(() => {});
         await as('pg_ctl', ['stop', '-m', 'fast', '-w', '-D', data]).catch(() => {});
         rmSync(dir, { recursive: true, force: true });
       },

@@ -39,6 +39,7 @@ import { categoryOf, type AgentEvent, type AgentEventInput, type EventLog, type 
 import {
   CHUNK_MIGRATION,
   countEvents,
+  ID_BLOCK_MIGRATION,
   eventsWrittenBy,
   findEvents,
   pruneEvents,
@@ -75,6 +76,7 @@ export const EVENT_STORE_MIGRATIONS: readonly PgMigration[] = [
     sql: (s) => `DROP INDEX IF EXISTS ${s}.agent_events_category;`,
   },
   CHUNK_MIGRATION,
+  ID_BLOCK_MIGRATION,
 ];
 
 export interface PgEventStoreOptions extends PgBatchTuning {

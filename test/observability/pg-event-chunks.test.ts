@@ -32,8 +32,15 @@ afterAll(async () => {
   await pool.end();
 });
 
-const open = (schema: string, node: string) =>
-  new PgEventStore({ pool, schema, node, retentionMs: 1e13, maxRows: 1_000_000, sweepIntervalMs: 3_600_000 });
+const openOptions = (schema: string, node: string) => ({
+  pool,
+  schema,
+  node,
+  retentionMs: 1e13,
+  maxRows: 1_000_000,
+  sweepIntervalMs: 3_600_000,
+});
+const open = (schema: string, node: string) => new PgEventStore(openOptions(schema, node));
 
 /** What one table of one row per event answers: the filters of `eventWhere`, applied to every event. */
 function expected(all: AgentEvent[], q: EventQuery): AgentEvent[] {
@@ -99,6 +106,38 @@ describe.skipIf(!run)('agent events stored one row per batch', () => {
     expect(await a.writtenBy('a', ofA[5]!.id, ofA[50]!.id, 1000)).toEqual(ofA.slice(6, 51));
     await a.close();
     await b.close();
+  });
+
+  it('writes a batch larger than an id block as one row per block, every event read back as written, in order', async () => {
+    const schema = newSchema();
+    await PgEventStore.migrate(pool, schema);
+    const store = new PgEventStore({ ...openOptions(schema, 'n'), batchSize: 1200 });
+    const t0 = Date.now();
+    const odd = 'quote " back\\slash \u00e9 \ud83d\ude00 lone \ud800 tab\t';
+    for (let i = 0; i < 1201; i++)
+      store.record({
+        type: i % 2 === 0 ? 'message.sent' : 'message.received',
+        agent: i === 7 ? odd : `w${i % 3}`,
+        time: t0 + i,
+        ...(i === 9 && { trace_id: 'abc', span_id: 'def' }),
+        data: { i, odd } as never,
+      });
+    await store.flush();
+    const all = await store.find({ limit: 10_000, order: 'asc' });
+    expect(all.map((e) => (e.data as unknown as { i: number }).i)).toEqual([...Array(1201).keys()]);
+    expect(all.every((e, k) => k === 0 || e.id > all[k - 1]!.id)).toBe(true);
+    expect(all[7]!.agent).toBe(odd.replace('\ud800', '\ufffd'));
+    expect(all[8]!.data).toEqual({ i: 8, odd });
+    expect([all[9]!.trace_id, all[9]!.span_id, all[10]!.trace_id]).toEqual(['abc', 'def', null]);
+    expect(Date.parse(all[1200]!.time)).toBe(t0 + 1200);
+    const rows = await pool.query<{ n: number; first_id: string; last_id: string; types: string[] }>(
+      `SELECT n, first_id, last_id, types FROM "${schema}".agent_event_chunks ORDER BY first_id`,
+    );
+    // The store writes at most 1,200 a batch; each block of ids is one row.
+    expect(rows.rows.map((r) => r.n)).toEqual([500, 500, 200, 1]);
+    for (const r of rows.rows) expect(Number(r.last_id) - Number(r.first_id) + 1).toBe(r.n);
+    expect(rows.rows[0]!.types.sort()).toEqual(['message.received', 'message.sent']);
+    await store.close();
   });
 
   it('deletes past the retention and beyond max_rows inside batches, keeping the rest of each', async () => {
