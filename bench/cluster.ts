@@ -13,6 +13,9 @@
  *    time), consume and ack from a durable pull consumer; the payload a node puts on the wire;
  *  - floor: POST /messages to the floor server (fastify, keep-alive), which writes the row in
  *    batches of at most 100, publishes with PubAck, answers, and consumes and acks;
+ *  - grouped: POST /grouped the same way: the component floor publishing one stream message per
+ *    committed group of rows, consumed and acked once (what a delivery unit of several messages
+ *    would cost the parts);
  *  - rows, rows-batch: POST /rows to the same process, one message per POST (IN_FLIGHT at a time)
  *    or 100 (BATCH_IN_FLIGHT at a time): the rows floor (bench/lib/rows-floor.ts), which writes and
  *    reads exactly the rows a node does for each message, in its statements, and nothing else;
@@ -92,6 +95,7 @@ const BASE_MAIN = process.env.BENCH_CLUSTER_BASE_MAIN;
 const ALL_WORKLOADS = [
   'raw',
   'floor',
+  'grouped',
   'rows',
   'rows-batch',
   'lean',
@@ -114,6 +118,7 @@ const WORKLOADS: readonly Workload[] = ALL_WORKLOADS.filter(
 const LABEL: Record<Workload, string> = {
   raw: 'raw JetStream publish (PubAck) + consume (ack)',
   floor: 'component floor (fastify echo + 100-row INSERTs + JetStream publish/consume)',
+  grouped: 'grouped component floor (one JetStream message per committed group of at most 100 rows)',
   rows: "rows floor (the component floor writing a node's rows and statements), one POST per message",
   'rows-batch': `rows floor, ${BATCH} messages per POST`,
   lean: 'lean rows floor (one row per (message, receiver), one conditional UPDATE per group), one POST per message',
@@ -294,8 +299,8 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
     if (res.status !== (perPost === 1 ? 202 : 207)) fail(`${res.status} ${JSON.stringify(res.json).slice(0, 300)}`);
   };
   const floorKind =
-    workload === 'floor'
-      ? 'floor'
+    workload === 'floor' || workload === 'grouped'
+      ? workload
       : workload.startsWith('rows')
         ? 'rows'
         : workload.startsWith('lean')
@@ -310,6 +315,7 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
   const sends: Record<Workload, () => Promise<void>> = {
     raw: () => drive(t1, IN_FLIGHT, (i) => env.raw.publish(raw0 + i)),
     floor: () => drive(t1, IN_FLIGHT, (i) => floorPost('/messages', i)),
+    grouped: () => drive(t1, IN_FLIGHT, (i) => floorPost('/grouped', i)),
     rows: () => drive(t1, IN_FLIGHT, (i) => floorPost('/rows', i)),
     'rows-batch': () => drive(t1, BATCH_IN_FLIGHT, (i) => floorPost('/rows', i, BATCH)),
     lean: () => drive(t1, IN_FLIGHT, (i) => floorPost('/lean', i)),
@@ -392,7 +398,7 @@ function counts(workload: Workload, group: string): boolean {
   if (group.startsWith('caxton serve (3-node')) return workload === 'nodes3' || workload === 'paced3';
   if (group.startsWith('caxton serve (base build')) return isBase(workload);
   if (group === 'floor server')
-    return workload === 'floor' || workload.startsWith('rows') || workload.startsWith('lean');
+    return workload === 'floor' || workload === 'grouped' || workload.startsWith('rows') || workload.startsWith('lean');
   if (group.startsWith('PostgreSQL')) return workload !== 'raw';
   return true;
 }
@@ -561,6 +567,11 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
       metric: `${LABEL.floor}, ${IN_FLIGHT} in flight`,
       value: rate(t.floor),
       baseline: `ratio to raw ${fmt(t.floor.per_s / t.raw.per_s, 2)}`,
+    },
+    {
+      metric: `${LABEL.grouped}, one POST per message, ${IN_FLIGHT} in flight`,
+      value: rate(t.grouped),
+      baseline: `ratio to floor ${fmt(t.grouped.per_s / t.floor.per_s, 2)}, to raw ${fmt(t.grouped.per_s / t.raw.per_s, 2)}; CPU ${fmt(t.grouped.cpu_total_ms, 3)} ms per message (floor ${fmt(t.floor.cpu_total_ms, 3)})`,
     },
     {
       metric: `${LABEL.rows}, ${IN_FLIGHT} in flight`,

@@ -83,13 +83,14 @@ export async function startFloor(natsUrl: string, pgUrl: string): Promise<FloorP
         table: 'bench_floor',
         rows: { schema: `bench_rows_floor_${Date.now()}`, stream: 'BENCH_ROWS', subject: 'bench.rows' },
         lean: { schema: `bench_lean_floor_${Date.now()}`, stream: 'BENCH_LEAN', subject: 'bench.lean' },
+        grouped: { stream: 'BENCH_GROUPED', subject: 'bench.grouped' },
       },
     } satisfies ToFloor);
   });
   return { url, child };
 }
 
-/** What the floor server (`kind` rows or lean: that rows floor) published and consumed, and consumed between `from` and `to` (wall ms). */
+/** What the floor server (`kind` rows, lean or grouped: that floor) published and consumed, and consumed between `from` and `to` (wall ms). */
 export async function floorStats(url: string, from: number, to: number, kind = 'floor'): Promise<FloorStats> {
   const r = await httpCall(url, 'GET', `/stats?from=${from}&to=${to || Number.MAX_SAFE_INTEGER}&kind=${kind}`);
   return r.json as FloorStats;

@@ -9,7 +9,10 @@
  * would pay at least.
  *
  * The same process serves the rows floor (rows-floor.ts) on POST /rows and the lean rows floor
- * (lean-rows-floor.ts) on POST /lean, each over a stream of its own.
+ * (lean-rows-floor.ts) on POST /lean, each over a stream of its own, and the grouped floor on POST
+ * /grouped: the component floor with one stream message per committed group of rows instead of
+ * one per message (published after the group's INSERT, consumed and acked once), what a delivery
+ * unit of several messages would cost the parts.
  *
  * IPC: the parent sends `config`; the worker answers `ready` with its URL. GET /stats?from=&to=
  * (wall-clock ms; `kind=rows` or `lean`: that rows floor's) answers how many messages it published and
@@ -37,6 +40,8 @@ export interface FloorConfig {
   rows: { schema: string; stream: string; subject: string };
   /** The lean rows floor (lean-rows-floor.ts, POST /lean), the same way. */
   lean: { schema: string; stream: string; subject: string };
+  /** The grouped floor (POST /grouped): its stream and subject prefix, created here. */
+  grouped: { stream: string; subject: string };
 }
 
 export type ToFloor = { type: 'config'; config: FloorConfig };
@@ -65,6 +70,7 @@ async function main(cfg: FloorConfig): Promise<string> {
   await addWorkQueue(nc, cfg.stream, cfg.subject, 'floor');
   await addWorkQueue(nc, cfg.rows.stream, cfg.rows.subject, 'rows');
   await addWorkQueue(nc, cfg.lean.stream, cfg.lean.subject, 'lean');
+  await addWorkQueue(nc, cfg.grouped.stream, cfg.grouped.subject, 'grouped');
   const js = jetstream(nc);
 
   // Group commit: rows wait while a batch is being written, then go together (at most BATCH_ROWS).
@@ -92,8 +98,41 @@ async function main(cfg: FloorConfig): Promise<string> {
       if (!writing) void write();
     });
 
+  // The grouped floor: each committed group is one stream message, published while the next group
+  // is written; its messages are answered once its PubAck arrives.
+  const grouped = { published: 0, consumedAt: [] as number[] };
+  const groupQueue: { id: string; body: string; at: string; done: (e?: unknown) => void }[] = [];
+  let groupWriting = false;
+  const writeGroups = async () => {
+    groupWriting = true;
+    while (groupQueue.length > 0) {
+      const batch = groupQueue.splice(0, BATCH_ROWS);
+      const settle = (e?: unknown) => {
+        for (const r of batch) r.done(e);
+      };
+      try {
+        await pool.query(
+          `INSERT INTO "${cfg.table}" (id, body, created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
+          [batch.map((r) => r.id), batch.map((r) => r.body), batch.map((r) => r.at)],
+        );
+        js.publish(
+          `${cfg.grouped.subject}.any`,
+          `{"sent":${wallNow()},"messages":[${batch.map((r) => r.body).join(',')}]}`,
+          { msgID: batch[0]!.id },
+        ).then(() => {
+          grouped.published += batch.length;
+          settle();
+        }, settle);
+      } catch (e) {
+        settle(e);
+      }
+    }
+    groupWriting = false;
+  };
+
   let published = 0;
   const consumedAt: number[] = [];
+
   const app = Fastify({ logger: false });
   app.post('/messages', async (req, reply) => {
     const message: Record<string, unknown> & { id: string } = {
@@ -106,6 +145,23 @@ async function main(cfg: FloorConfig): Promise<string> {
       msgID: message.id,
     });
     published++;
+    return reply.code(202).send(message);
+  });
+  app.post('/grouped', async (req, reply) => {
+    const message: Record<string, unknown> & { id: string } = {
+      id: `msg_${randomUUID()}`,
+      ...(req.body as Record<string, unknown>),
+    };
+    const body = JSON.stringify(message);
+    await new Promise<void>((resolve, reject) => {
+      groupQueue.push({
+        id: message.id,
+        body,
+        at: new Date().toISOString(),
+        done: (e) => (e ? reject(e as Error) : resolve()),
+      });
+      if (!groupWriting) void writeGroups();
+    });
     return reply.code(202).send(message);
   });
   const rows = await rowsFloor(
@@ -126,7 +182,8 @@ async function main(cfg: FloorConfig): Promise<string> {
     const q = req.query as { from?: string; to?: string; kind?: string };
     const from = Number(q.from ?? 0);
     const to = Number(q.to ?? Number.MAX_SAFE_INTEGER);
-    const of = q.kind === 'rows' ? rows : q.kind === 'lean' ? lean : { published, consumedAt };
+    const of =
+      q.kind === 'rows' ? rows : q.kind === 'lean' ? lean : q.kind === 'grouped' ? grouped : { published, consumedAt };
     const [p, at] = [of.published, of.consumedAt];
     return {
       published: p,
@@ -146,9 +203,20 @@ async function main(cfg: FloorConfig): Promise<string> {
     }
   })();
 
+  const groupIt = await (await js.consumers.get(cfg.grouped.stream, 'grouped')).consume({ max_messages: 256 });
+  void (async () => {
+    for await (const m of groupIt) {
+      const n = m.json<{ messages: unknown[] }>().messages.length;
+      m.ack();
+      const at = wallNow();
+      for (let i = 0; i < n; i++) grouped.consumedAt.push(at);
+    }
+  })();
+
   process.on('disconnect', () => {
     void (async () => {
       await it.close().catch(() => {});
+      await groupIt.close().catch(() => {});
       await app.close();
       await nc.close();
       await pool.query(`DROP TABLE IF EXISTS "${cfg.table}"`).catch(() => {});
