@@ -73,62 +73,59 @@ async function main(cfg: FloorConfig): Promise<string> {
   await addWorkQueue(nc, cfg.grouped.stream, cfg.grouped.subject, 'grouped');
   const js = jetstream(nc);
 
-  // Group commit: rows wait while a batch is being written, then go together (at most BATCH_ROWS).
-  const queue: { id: string; body: string; at: string; done: (e?: unknown) => void }[] = [];
-  let writing = false;
-  const write = async () => {
-    writing = true;
-    while (queue.length > 0) {
-      const batch = queue.splice(0, BATCH_ROWS);
-      try {
-        await pool.query(
-          `INSERT INTO "${cfg.table}" (id, body, created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
-          [batch.map((r) => r.id), batch.map((r) => r.body), batch.map((r) => r.at)],
-        );
-        for (const r of batch) r.done();
-      } catch (e) {
-        for (const r of batch) r.done(e);
-      }
-    }
-    writing = false;
+  type Pending = { id: string; body: string; at: string; done: (e?: unknown) => void };
+  const settle = (batch: readonly Pending[], e?: unknown) => {
+    for (const r of batch) r.done(e);
   };
-  const insert = (id: string, body: string) =>
-    new Promise<void>((resolve, reject) => {
-      queue.push({ id, body, at: new Date().toISOString(), done: (e) => (e ? reject(e as Error) : resolve()) });
-      if (!writing) void write();
-    });
+  /**
+   * Group commit: rows wait while a batch is being written, then go together (at most BATCH_ROWS).
+   * `committed` settles each committed batch's rows, at once or later (the grouped floor: at its
+   * PubAck, while the next batch is written).
+   */
+  const groupCommit = (committed: (batch: Pending[]) => void) => {
+    const queue: Pending[] = [];
+    let writing = false;
+    const write = async () => {
+      writing = true;
+      while (queue.length > 0) {
+        const batch = queue.splice(0, BATCH_ROWS);
+        try {
+          await pool.query(
+            `INSERT INTO "${cfg.table}" (id, body, created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
+            [batch.map((r) => r.id), batch.map((r) => r.body), batch.map((r) => r.at)],
+          );
+          committed(batch);
+        } catch (e) {
+          settle(batch, e);
+        }
+      }
+      writing = false;
+    };
+    return (id: string, body: string) =>
+      new Promise<void>((resolve, reject) => {
+        queue.push({ id, body, at: new Date().toISOString(), done: (e) => (e ? reject(e as Error) : resolve()) });
+        if (!writing) void write();
+      });
+  };
+  const insert = groupCommit((batch) => settle(batch));
 
-  // The grouped floor: each committed group is one stream message, published while the next group
-  // is written; its messages are answered once its PubAck arrives.
+  // The grouped floor: each committed group is one stream message.
   const grouped = { published: 0, consumedAt: [] as number[] };
-  const groupQueue: { id: string; body: string; at: string; done: (e?: unknown) => void }[] = [];
-  let groupWriting = false;
-  const writeGroups = async () => {
-    groupWriting = true;
-    while (groupQueue.length > 0) {
-      const batch = groupQueue.splice(0, BATCH_ROWS);
-      const settle = (e?: unknown) => {
-        for (const r of batch) r.done(e);
-      };
-      try {
-        await pool.query(
-          `INSERT INTO "${cfg.table}" (id, body, created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
-          [batch.map((r) => r.id), batch.map((r) => r.body), batch.map((r) => r.at)],
-        );
-        js.publish(
-          `${cfg.grouped.subject}.any`,
-          `{"sent":${wallNow()},"messages":[${batch.map((r) => r.body).join(',')}]}`,
-          { msgID: batch[0]!.id },
-        ).then(() => {
-          grouped.published += batch.length;
-          settle();
-        }, settle);
-      } catch (e) {
-        settle(e);
-      }
-    }
-    groupWriting = false;
-  };
+  const insertGrouped = groupCommit((batch) => {
+    js.publish(
+      `${cfg.grouped.subject}.any`,
+      `{"sent":${wallNow()},"messages":[${batch.map((r) => r.body).join(',')}]}`,
+      {
+        msgID: batch[0]!.id,
+      },
+    ).then(
+      () => {
+        grouped.published += batch.length;
+        settle(batch);
+      },
+      (e: unknown) => settle(batch, e),
+    );
+  });
 
   let published = 0;
   const consumedAt: number[] = [];
@@ -153,15 +150,7 @@ async function main(cfg: FloorConfig): Promise<string> {
       ...(req.body as Record<string, unknown>),
     };
     const body = JSON.stringify(message);
-    await new Promise<void>((resolve, reject) => {
-      groupQueue.push({
-        id: message.id,
-        body,
-        at: new Date().toISOString(),
-        done: (e) => (e ? reject(e as Error) : resolve()),
-      });
-      if (!groupWriting) void writeGroups();
-    });
+    await insertGrouped(message.id, body);
     return reply.code(202).send(message);
   });
   const rows = await rowsFloor(
