@@ -22,7 +22,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import Fastify from 'fastify';
+import Fastify, { type FastifyRequest } from 'fastify';
 import pg from 'pg';
 import { leanRowsFloor } from './lean-rows-floor.js';
 import { rowsFloor } from './rows-floor.js';
@@ -131,12 +131,16 @@ async function main(cfg: FloorConfig): Promise<string> {
   const consumedAt: number[] = [];
 
   const app = Fastify({ logger: false });
-  app.post('/messages', async (req, reply) => {
+  /** The message a POST gave, with an id of the server's, and its JSON. */
+  const received = (req: FastifyRequest) => {
     const message: Record<string, unknown> & { id: string } = {
       id: `msg_${randomUUID()}`,
       ...(req.body as Record<string, unknown>),
     };
-    const body = JSON.stringify(message);
+    return { message, body: JSON.stringify(message) };
+  };
+  app.post('/messages', async (req, reply) => {
+    const { message, body } = received(req);
     await insert(message.id, body);
     await js.publish(`${cfg.subject}.${String(message.receiver ?? 'any')}`, `{"sent":${wallNow()},"message":${body}}`, {
       msgID: message.id,
@@ -145,11 +149,7 @@ async function main(cfg: FloorConfig): Promise<string> {
     return reply.code(202).send(message);
   });
   app.post('/grouped', async (req, reply) => {
-    const message: Record<string, unknown> & { id: string } = {
-      id: `msg_${randomUUID()}`,
-      ...(req.body as Record<string, unknown>),
-    };
-    const body = JSON.stringify(message);
+    const { message, body } = received(req);
     await insertGrouped(message.id, body);
     return reply.code(202).send(message);
   });
