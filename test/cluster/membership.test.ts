@@ -91,8 +91,11 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
   });
 
   it('GET /api/v1/cluster lists the members with their state and load, and the CLI table shows them', async () => {
-    const a = await member('view-a', () => ({ queued: 3, running: 1 }));
-    const b = await member('view-b', () => ({ queued: 0, running: 2 }));
+    // 1 s heartbeats in a bucket of their own: with 200 ms ones, a machine busy with the whole suite
+    // let both entries (the asking node's own too) pass the 600 ms TTL before the GET, which listed none.
+    const slow = { heartbeat: SILENT_HEARTBEAT_MS / 1000, nodes_bucket: 'test_nodes_view' };
+    const a = await member('view-a', () => ({ queued: 3, running: 1 }), slow);
+    const b = await member('view-b', () => ({ queued: 0, running: 2 }), slow);
     const app = Fastify();
     app.setValidatorCompiler(validatorCompiler);
     app.setSerializerCompiler(serializerCompiler);
@@ -106,7 +109,7 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
       const body = res.json<ClusterStatus>();
       const mine = body.nodes.filter((n) => n.node.startsWith('view-'));
       expect(body).toMatchObject({ clustered: true, node: 'view-b' });
-      // Heard from within the bucket's TTL; `up` or `stale` depends on how busy the machine is (200 ms heartbeats).
+      // Heard from within the bucket's TTL; `up` or `stale` depends on how busy the machine is.
       expect(mine.map((n) => [n.node, n.self, n.load])).toEqual([
         ['view-a', false, { queued: 3, running: 1 }],
         ['view-b', true, { queued: 0, running: 2 }],
