@@ -20,6 +20,7 @@ export { BASH_NOT_GRANTED, checkAllowlist, probeSandbox, sandboxArgs, SANDBOX_EN
 export { processLimitBy } from './bash-limits.js';
 export {
   inspectCommandLine,
+  partsAtLeast,
   parseCommandLine,
   MAX_COMMAND_BYTES,
   type ShellCommand,

@@ -56,10 +56,172 @@ interface ShSyntax {
 }
 
 /**
- * The inspection itself. It is also sent to the worker as source text (Function.prototype.toString),
- * so it must use nothing from this module's scope: the parser arrives as `syntax`.
+ * A lower bound on the syntax nodes the parse of `line` makes, counted in one pass over its text:
+ * each quoted string, expansion and unquoted run of literal text is at least one node. The parser
+ * (GopherJS) spends about 0.1 ms per such piece, so a 16 KiB line of `"a"` pieces would take a
+ * second or more, while any line the walk below accepts has at most its node limit: a line whose
+ * bound is over that limit is refused before it is parsed, with the walk's own reason. Where the
+ * count cannot tell (a comment, a quoted here-document's body) it counts nothing, so it never
+ * exceeds the parse's true count (test/tools/workspace/shell.test.ts checks this against the parser).
+ * Sent to the worker as source text like `inspectWith`: it uses nothing from this module's scope.
  */
-function inspectWith(syntax: ShSyntax, line: string): ShellInspection {
+export function partsAtLeast(line: string): number {
+  const isSpace = (c: string) => c === ' ' || c === '\t' || c === '\n';
+  const OPERATOR = '|&;<>()';
+  // What may follow `$` to make an expansion: a name, a special parameter, `{` or `(`.
+  const EXPANDS = /[A-Za-z0-9_{(@*#?$!-]/;
+  let n = 0;
+  let i = 0;
+  let inRun = false;
+  // Here-documents whose bodies start after the current line: their delimiter and whether it was quoted.
+  const pending: { delim: string; strip: boolean; quoted: boolean }[] = [];
+  /** Expansions in an unquoted here-document's body line: each `$x` and backquote pair is a node. */
+  const bodyExpansions = (text: string) => {
+    let k = 0;
+    for (let j = 0; j < text.length; j++) {
+      const c = text[j]!;
+      if (c === '\\') j++;
+      else if (c === '$' && EXPANDS.test(text[j + 1] ?? '')) k++;
+      else if (c === '`') {
+        k++;
+        const close = text.indexOf('`', j + 1);
+        if (close < 0) break;
+        j = close;
+      }
+    }
+    return k;
+  };
+  /** Where the `}` closing the `${` at `open` is (or the end): what is inside is not counted. */
+  const closingBrace = (open: number) => {
+    let depth = 0;
+    for (let j = open; j < line.length; j++) {
+      if (line[j] === '{') depth++;
+      else if (line[j] === '}' && --depth === 0) return j;
+    }
+    return line.length;
+  };
+  while (i < line.length) {
+    const c = line[i]!;
+    // A backslash before a newline joins the lines: it is no text at all.
+    if (c === '\\' && line[i + 1] === '\n') {
+      i += 2;
+      continue;
+    }
+    if (c === '\n' && pending.length > 0) {
+      i++;
+      for (const h of pending) {
+        while (i < line.length) {
+          const eol = line.indexOf('\n', i);
+          const end = eol < 0 ? line.length : eol;
+          let text = line.slice(i, end);
+          i = end + 1;
+          if (h.strip) text = text.replace(/^\t+/, '');
+          if (text === h.delim) break;
+          if (!h.quoted) n += bodyExpansions(text);
+        }
+      }
+      pending.length = 0;
+      inRun = false;
+      continue;
+    }
+    if (isSpace(c)) {
+      inRun = false;
+      i++;
+      continue;
+    }
+    if (c === '#') {
+      // Possibly a comment (the parser also starts one right after an expansion): not counted, and
+      // where a here-document could start on it the count ends, as its body cannot be told apart.
+      const eol = line.indexOf('\n', i);
+      const end = eol < 0 ? line.length : eol;
+      if (line.slice(i, end).includes('<<')) return n;
+      i = end;
+      continue;
+    }
+    if (c === '<' && line[i + 1] === '<' && line[i + 2] !== '<') {
+      // A here-document: its delimiter word, quoted when any of it is.
+      let j = i + 2;
+      const strip = line[j] === '-';
+      if (strip) j++;
+      while (line[j] === ' ' || line[j] === '\t') j++;
+      let word = '';
+      while (j < line.length && !isSpace(line[j]!) && !OPERATOR.includes(line[j]!)) word += line[j++];
+      const quoted = /['"\\]/.test(word);
+      pending.push({ delim: word.replace(/['"\\]/g, ''), strip, quoted });
+      n++;
+      inRun = false;
+      i = j;
+      continue;
+    }
+    if (OPERATOR.includes(c)) {
+      inRun = false;
+      i++;
+      continue;
+    }
+    if (c === "'") {
+      const close = line.indexOf("'", i + 1);
+      if (close < 0) return n;
+      n++;
+      inRun = false;
+      i = close + 1;
+      continue;
+    }
+    if (c === '"') {
+      n++;
+      i++;
+      let innerRun = false;
+      while (i < line.length && line[i] !== '"') {
+        const d = line[i]!;
+        if (d === '\\' && line[i + 1] === '\n') i++;
+        else if (d === '$' && EXPANDS.test(line[i + 1] ?? '')) {
+          n++;
+          innerRun = false;
+          if (line[i + 1] === '{') i = closingBrace(i + 1);
+        } else if (d === '`') {
+          n++;
+          innerRun = false;
+          const close = line.indexOf('`', i + 1);
+          if (close < 0) return n;
+          i = close;
+        } else {
+          if (!innerRun) n++;
+          innerRun = true;
+          if (d === '\\') i++;
+        }
+        i++;
+      }
+      inRun = false;
+      i++;
+      continue;
+    }
+    if (c === '$' && EXPANDS.test(line[i + 1] ?? '')) {
+      n++;
+      inRun = false;
+      i = line[i + 1] === '{' ? closingBrace(i + 1) + 1 : i + 1;
+      continue;
+    }
+    if (c === '`') {
+      const close = line.indexOf('`', i + 1);
+      if (close < 0) return n;
+      n++;
+      inRun = false;
+      i = close + 1;
+      continue;
+    }
+    if (!inRun) n++;
+    inRun = true;
+    if (c === '\\') i++;
+    i++;
+  }
+  return n;
+}
+
+/**
+ * The inspection itself. It is also sent to the worker as source text (Function.prototype.toString),
+ * so it must use nothing from this module's scope: the parser arrives as `syntax`, and the count of
+ * `partsAtLeast` as `atLeast`.
+ */
+function inspectWith(syntax: ShSyntax, line: string, atLeast: (line: string) => number): ShellInspection {
   const PROTECTED = /^(PATH|IFS|ENV|BASH_ENV|CDPATH|SHELLOPTS|BASHOPTS|PS4|PROMPT_COMMAND|LD_[A-Za-z0-9_]*)$/;
   const DECLARE = new Set(['export', 'readonly', 'local', 'declare', 'typeset']);
   const WITHIN: Record<string, string> = {
@@ -99,6 +261,9 @@ function inspectWith(syntax: ShSyntax, line: string): ShellInspection {
     return {
       refused: `${words} words (at most 2,000 are checked; split the command, or write long text with workspace.write)`,
     };
+  const MAX_NODES = 2_000;
+  const tooMany = `more than ${MAX_NODES} parts (words, commands and their pieces) to check; split the command`;
+  if (atLeast(line) > MAX_NODES) return { refused: tooMany };
   let file: ShNode;
   try {
     file = syntax.NewParser(syntax.Variant(syntax.LangPOSIX)).Parse(line, '');
@@ -108,7 +273,6 @@ function inspectWith(syntax: ShSyntax, line: string): ShellInspection {
     const text = typeof err.Error === 'function' ? err.Error() : String(err.message ?? e);
     return { refused: `a syntax error at ${text.replace(/^(\d+):(\d+): /, 'line $1, column $2: ')}` };
   }
-  const MAX_NODES = 2_000;
   let nodes = 0;
   const commands: ShellCommand[] = [];
   const stack: string[] = [];
@@ -122,7 +286,7 @@ function inspectWith(syntax: ShSyntax, line: string): ShellInspection {
       if (refused !== undefined) return false;
       // The walk costs far more per word than the parse: a line of thousands of words is refused, not walked.
       if (++nodes > MAX_NODES) {
-        refused = `more than ${MAX_NODES} parts (words, commands and their pieces) to check; split the command`;
+        refused = tooMany;
         return false;
       }
       const type = syntax.NodeType(node);
@@ -172,11 +336,11 @@ let inThread: ShSyntax | undefined;
 export function inspectCommandLine(line: string): ShellInspection {
   if (Buffer.byteLength(line) > MAX_COMMAND_BYTES) return { refused: 'a command longer than 16 KiB' };
   inThread ??= (requireHere('mvdan-sh') as { syntax: ShSyntax }).syntax;
-  return inspectWith(inThread, line);
+  return inspectWith(inThread, line, partsAtLeast);
 }
 
 /** The worker's body: loads the parser once, then answers each line. Sent as source text. */
-function shellWorker(inspect: typeof inspectWith, parserPath: string): void {
+function shellWorker(inspect: typeof inspectWith, atLeast: typeof partsAtLeast, parserPath: string): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort } = require('node:worker_threads') as typeof workerThreads;
   const { syntax } = require(parserPath) as { syntax: ShSyntax };
@@ -185,7 +349,7 @@ function shellWorker(inspect: typeof inspectWith, parserPath: string): void {
   parentPort!.on('message', (m: { id: number; line: string }) => {
     let result: ShellInspection;
     try {
-      result = inspect(syntax, m.line);
+      result = inspect(syntax, m.line, atLeast);
     } catch (e) {
       result = { refused: `a line the parser could not read (${e instanceof Error ? e.message : String(e)})` };
     }
@@ -210,7 +374,7 @@ class ShellParser {
   /** The worker, and when it has loaded the parser (its start is not counted in a parse's time): undefined, or why it could not. */
   #ensure(): { w: Worker; ready: Promise<string | undefined> } {
     if (this.#worker) return this.#worker;
-    const source = `(${shellWorker.toString()})(${inspectWith.toString()}, ${JSON.stringify(requireHere.resolve('mvdan-sh'))})`;
+    const source = `(${shellWorker.toString()})(${inspectWith.toString()}, ${partsAtLeast.toString()}, ${JSON.stringify(requireHere.resolve('mvdan-sh'))})`;
     const w = new Worker(source, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 128, stackSizeMb: 4 } });
     const ready = new Promise<string | undefined>((resolve) => {
       const timer = setTimeout(() => resolve('the parser did not start in time'), START_TIMEOUT_MS);

@@ -6,9 +6,16 @@
  * lines run for real in bubblewrap.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkAllowlist, inspectCommandLine, parseCommandLine } from '../../../src/tools/workspace/index.js';
+import {
+  checkAllowlist,
+  inspectCommandLine,
+  parseCommandLine,
+  partsAtLeast,
+} from '../../../src/tools/workspace/index.js';
 import { hasSystem } from '../../helpers/system.js';
 import { ctx, tempDir, tools } from './helpers.js';
 
@@ -113,7 +120,101 @@ describe('the command line parse', () => {
     });
     expect(await checkAllowlist('ls && cat x', allowed)).toBeUndefined();
   });
+
+  it('refuses a line of thousands of quoted pieces before parsing it, and never a line the walk accepts', () => {
+    // One word of 3,168 quoted pieces: the parser alone took a second of CPU on it.
+    const pieces = '{"a":'.repeat(3168) + '1';
+    expect(partsAtLeast(pieces)).toBe(3 * 3168 + 1);
+    expect(inspectCommandLine(pieces)).toEqual({
+      refused: 'more than 2000 parts (words, commands and their pieces) to check; split the command',
+    });
+    // Text that only looks like pieces stays one piece: quotes in a comment, in a quoted
+    // here-document's body, inside single quotes.
+    const quiet = '"a"'.repeat(3000);
+    expect(partsAtLeast(`ls # ${quiet}`)).toBe(1);
+    expect(partsAtLeast(`cat <<'E'\n${quiet}\nE\nls`)).toBe(3);
+    expect(partsAtLeast(`echo '${quiet}'`)).toBe(2);
+    expect(inspectCommandLine(`cat <<'E'\n${quiet}\nE\nls`)).toMatchObject({
+      commands: [{ name: 'cat' }, { name: 'ls' }],
+    });
+
+    // The bound is a lower bound on the parse's own node count, for lines of every construct.
+    const syntax = (createRequire(import.meta.url)('mvdan-sh') as { syntax: MvdanSyntax }).syntax;
+    const nodesOf = (line: string): number | undefined => {
+      let file: unknown;
+      try {
+        file = syntax.NewParser(syntax.Variant(syntax.LangPOSIX)).Parse(line, '');
+      } catch {
+        return undefined;
+      }
+      let n = 0;
+      syntax.Walk(file, (node) => {
+        if (node !== null) n++;
+        return true;
+      });
+      return n;
+    };
+    const piece = fc.constantFrom(
+      'ls',
+      ' ',
+      '\n',
+      '\t',
+      '|',
+      '&&',
+      ';',
+      "'a b'",
+      "'",
+      '"x $y z"',
+      '"',
+      '"a\\"b"',
+      '\\',
+      '\\"',
+      '$a',
+      '${a:-"b"}',
+      '$(ls "x")',
+      '`ls`',
+      '$((1+2))',
+      '>',
+      '2>&1',
+      '<(ls)',
+      '<<E\n$a "b" `c`\nE\n',
+      '<<\'E\'\n$a "b"\nE\n',
+      '<<-E\n\t$x\n\tE\n',
+      '#',
+      'a=b',
+      '{ ls; }',
+      '(ls)',
+      'if a; then b; fi',
+      'for i in a b; do c; done',
+      'case x in a) b;; esac',
+      'f() { g; }',
+      '{"a":',
+      '}',
+      'x',
+      '\\\n',
+      '$#',
+      '${#a}',
+      '<<',
+      'E',
+      '$',
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 60 }), (pieces) => {
+        const line = pieces.join('');
+        const nodes = nodesOf(line);
+        if (nodes !== undefined) expect(partsAtLeast(line), line).toBeLessThanOrEqual(nodes);
+      }),
+      { numRuns: 3000, seed: 67 },
+    );
+  });
 });
+
+interface MvdanSyntax {
+  NewParser(...opts: unknown[]): { Parse(src: string, name: string): unknown };
+  Variant(v: unknown): unknown;
+  LangPOSIX: unknown;
+  Walk(node: unknown, f: (n: unknown) => boolean): void;
+}
 
 describe.skipIf(!hasSystem('bwrap'))('the parsed lines run in the sandbox', () => {
   let root: string;
