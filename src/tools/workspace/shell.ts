@@ -158,8 +158,9 @@ export function partsAtLeast(line: string): number {
       i++;
       continue;
     }
-    if (c === "'") {
-      const close = line.indexOf("'", i + 1);
+    // A single-quoted string, or a command substitution in backquotes: one node at least.
+    if (c === "'" || c === '`') {
+      const close = line.indexOf(c, i + 1);
       if (close < 0) return n;
       n++;
       inRun = false;
@@ -198,14 +199,6 @@ export function partsAtLeast(line: string): number {
       n++;
       inRun = false;
       i = line[i + 1] === '{' ? closingBrace(i + 1) + 1 : i + 1;
-      continue;
-    }
-    if (c === '`') {
-      const close = line.indexOf('`', i + 1);
-      if (close < 0) return n;
-      n++;
-      inRun = false;
-      i = close + 1;
       continue;
     }
     if (!inRun) n++;
