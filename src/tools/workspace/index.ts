@@ -25,6 +25,8 @@ export {
   MAX_COMMAND_BYTES,
   type ShellCommand,
   type ShellInspection,
+  type ShNode,
+  type ShSyntax,
 } from './shell.js';
 export { Glob, GlobError, matchSegment } from './glob.js';
 export { DEFAULT_READ_LINES, MAX_LINE_CHARS, readWorkspaceFile, type WorkspaceFile } from './file-tools.js';

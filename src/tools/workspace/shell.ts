@@ -42,12 +42,12 @@ export const DYNAMIC_WORD = '\u0000';
 
 export type ShellInspection = { commands: ShellCommand[] } | { refused: string };
 
-/** The subset of mvdan-sh's GopherJS API used here. */
-interface ShNode {
+/** The subset of mvdan-sh's GopherJS API used here (and by the test that checks `partsAtLeast` against it). */
+export interface ShNode {
   [k: string]: unknown;
   Pos(): { Line(): number; Col(): number };
 }
-interface ShSyntax {
+export interface ShSyntax {
   NewParser(...opts: unknown[]): { Parse(src: string, name: string): ShNode };
   Variant(v: unknown): unknown;
   LangPOSIX: unknown;

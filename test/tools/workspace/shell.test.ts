@@ -15,6 +15,8 @@ import {
   inspectCommandLine,
   parseCommandLine,
   partsAtLeast,
+  type ShNode,
+  type ShSyntax,
 } from '../../../src/tools/workspace/index.js';
 import { hasSystem } from '../../helpers/system.js';
 import { ctx, tempDir, tools } from './helpers.js';
@@ -139,9 +141,9 @@ describe('the command line parse', () => {
     });
 
     // The bound is a lower bound on the parse's own node count, for lines of every construct.
-    const syntax = (createRequire(import.meta.url)('mvdan-sh') as { syntax: MvdanSyntax }).syntax;
+    const syntax = (createRequire(import.meta.url)('mvdan-sh') as { syntax: ShSyntax }).syntax;
     const nodesOf = (line: string): number | undefined => {
-      let file: unknown;
+      let file: ShNode;
       try {
         file = syntax.NewParser(syntax.Variant(syntax.LangPOSIX)).Parse(line, '');
       } catch {
@@ -208,13 +210,6 @@ describe('the command line parse', () => {
     );
   });
 });
-
-interface MvdanSyntax {
-  NewParser(...opts: unknown[]): { Parse(src: string, name: string): unknown };
-  Variant(v: unknown): unknown;
-  LangPOSIX: unknown;
-  Walk(node: unknown, f: (n: unknown) => boolean): void;
-}
 
 describe.skipIf(!hasSystem('bwrap'))('the parsed lines run in the sandbox', () => {
   let root: string;
