@@ -113,4 +113,17 @@ export async function runCli(argv: readonly string[], codeCache?: CodeCacheHook)
   } catch (e) {
     await fail(e);
   }
+  // A command whose action has returned is done (`serve` and `mcp` never return: they exit on a
+  // signal or when stdin closes). Exiting here, once what was printed is flushed, keeps a stray
+  // handle (an idle keep-alive socket the HTTP client failed to unref) from holding the shell.
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit();
+}
+
+/** Resolves once everything written to the stream so far has been handed to the OS. */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((res) => {
+    if (stream.destroyed || !stream.writable) res();
+    else stream.write('', () => res());
+  });
 }

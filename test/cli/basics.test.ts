@@ -92,6 +92,20 @@ describe('caxton: help, version and usage errors', () => {
   });
 });
 
+describe('caxton: a finished command exits', () => {
+  it('even while something still holds the event loop (a stray timer, an idle socket)', async () => {
+    // The preloaded module leaves a timer that would keep a process that waits for its loop to
+    // drain alive for ever: a command that has done its work exits anyway, with its output whole.
+    const r = await runCli(['config', 'show', '--json'], {
+      cwd,
+      env: { NODE_OPTIONS: '--import=data:text/javascript,setInterval(()=>{},60000)' },
+      timeoutMs: 10_000,
+    });
+    expectExit(r, 0);
+    expect(() => JSON.parse(r.stdout) as unknown).not.toThrow();
+  });
+});
+
 describe('caxton: no server running', () => {
   it('agent list against a dead port exits 1 with "cannot reach the Caxton server" and a hint, no stack trace', async () => {
     const [port] = (await freePorts(1)) as [number];
