@@ -143,6 +143,11 @@ export const clusterConfigSchema = z
         /** Deliveries one node holds at once (fetched, waiting or running). */
         max_held: z.int().min(1).max(100_000).default(256),
         /**
+         * Most first hand-outs to one agent carried by one stream message: what a node's steps
+         * committed in one turn of its event loop goes out together (ADR 0158). 1: one message per delivery.
+         */
+        group_max: z.int().min(1).max(1000).default(100),
+        /**
          * A pending delivery untouched for `ack_wait` times this is published again, whether or not
          * its publish was confirmed: JetStream may have lost what it acknowledged but had not synced
          * to disk. The consumer drops a copy whose row is done, so the cost is a read.

@@ -6,6 +6,7 @@
  */
 export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster-bus.js';
 export { openDeliveryStream } from './delivery-stream.js';
-export { subjectToken, JetStreamQueue, type JetStreamQueueOptions } from './jetstream-queue.js';
+export { JetStreamQueue, type JetStreamQueueOptions } from './jetstream-queue.js';
+export { subjectToken } from './delivery-wire.js';
 export { pullLapsed, Pulls } from './pulls.js';
 export { PLACEMENT_WAIT_MS, untilPlaced, whileForming, type PlacementOptions } from './jetstream-placement.js';

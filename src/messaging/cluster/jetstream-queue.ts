@@ -6,6 +6,9 @@
  *    each under a message id (`Nats-Msg-Id`: the row id and its hand-out tag), so a publish
  *    repeated within the stream's duplicate window is stored once. A publish that fails answers
  *    503: the rows stay, and sending the same message id again publishes them again (`again`).
+ *  - **first hand-outs travel in groups** (delivery-groups.ts, ADR 0158): what the steps of one
+ *    turn committed goes out as one stream message per agent, each delivery in it taken, settled
+ *    and retried on its own; the message is acknowledged when the last of them is settled.
  *  - **any node may deliver**: one durable pull consumer on the stream, shared by every node; a
  *    fetched delivery runs through the node's per-agent lanes (Dispatcher), and JetStream is told
  *    it is still being worked on (`working()`), so its ack wait covers a dead node only.
@@ -21,7 +24,6 @@
 import DataLoader from 'dataloader';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
-import { agentKey } from '../../agents/index.js';
 import type { ClusterConfig } from '../../config/index.js';
 import {
   Dispatcher,
@@ -37,71 +39,15 @@ import { CaxtonError, describeError } from '../../shared/errors.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import { Ticks } from '../../shared/ticks.js';
 import { openDeliveryStream } from './delivery-stream.js';
-import type { ConversationRow, KeptHandOut, PgMessageStore, TakeRow } from '../postgres/index.js';
+import type { PgMessageStore, TakeRow } from '../postgres/index.js';
 import { DeliveryHolders, type HolderAnswers } from './delivery-holders.js';
+import { groupHandOuts, type HandOut, isGroupWire, PublishGroups } from './delivery-groups.js';
+import { mayTake, subjectToken, type Wire, WIRE_OVERHEAD, wireOf } from './delivery-wire.js';
 import { PubAcks } from './pub-acks.js';
 import { Linger } from '../index.js';
 import { natsDurability } from './nats-durability.js';
 import { pullLapsed, Pulls } from './pulls.js';
 
-/** Agent names may hold `.`, a NATS subject separator: it travels as `~`, which names never hold. */
-export const subjectToken = (agent: string): string => agentKey(agent).replace(/\./g, '~');
-
-/**
- * Whether a fetched delivery is to be run here, given its row; when not, it is settled: acked as a
- * duplicate (its row is done, dead or rerouted since: the ack after the commit was lost, or a
- * recovery's copy; or this node holds it already under another stream copy), its handle refreshed
- * (JetStream's redelivery of one this node holds), or naked until its retry time.
- */
-export function mayTake(
-  row: TakeRow,
-  m: JsMsg,
-  receiver: string,
-  held: ReadonlyMap<number, JsMsg> & { set(id: number, m: JsMsg): unknown },
-): boolean {
-  if (row.state !== 'pending' || agentKey(row.receiver) !== agentKey(receiver)) {
-    m.ack();
-    return false;
-  }
-  const mine = held.get(row.id);
-  if (mine) {
-    if (mine.seq === m.seq) held.set(row.id, m);
-    else m.ack();
-    return false;
-  }
-  const wait = row.next_at - Date.now();
-  if (wait > 50) {
-    m.nak(wait); // a retry published again early (a recovery): not before its time
-    return false;
-  }
-  return true;
-}
-
-/** One delivery on the wire: its row id, receiver and message (the row is the truth; this saves a read). */
-interface Wire {
-  id: number;
-  receiver: string;
-  message: AclMessage;
-  /**
-   * Only on the first hand-out of a delivery that marks its one-way conversation kept, published
-   * by the node whose step inserted it: what the take would read of its row. Taken at JetStream's
-   * delivery count 1, the row is not read (#take).
-   */
-  kept?: { at: string; opening: ConversationRow };
-}
-
-/** The keys wireOf writes: a field added to Wire fails to compile until wireOf writes it too. */
-const _wireKeys: Record<keyof Wire, true> = { id: true, receiver: true, message: true, kept: true };
-
-/** `JSON.stringify` of the delivery's Wire, around the message's text made once (messageJson). */
-function wireOf(o: Outgoing, kept?: KeptHandOut): string {
-  // The conversation's JSON as stored goes in as it is: no escaping here, one parse with the wire there.
-  const k = kept ? `,"kept":{"at":${JSON.stringify(kept.at)},"opening":${kept.opening}}` : '';
-  return `{"id":${o.id},"receiver":${JSON.stringify(o.receiver)},"message":${messageJson(o.message)}${k}}`;
-}
-
-/** The delivery's envelope around the message (row id, receiver, JSON keys), with room to spare. */
-const WIRE_OVERHEAD = 512;
 /** How long stopping waits for the PubAck marks still due to be written. */
 const STOP_MARKS_MS = 2000;
 /** How long the consumer's count of waiting deliveries is reused (see exactBacklog). */
@@ -150,12 +96,16 @@ export class JetStreamQueue implements DeliveryQueue {
   readonly #dispatcher: Dispatcher;
   /** Where deliveries are published, each awaiting its PubAck. */
   readonly #acks: PubAcks;
-  /** The JetStream message of each delivery this node holds, by row id. */
-  readonly #held = new Map<number, JsMsg>();
+  /** The hand-out of each delivery this node holds, by row id. */
+  readonly #held = new Map<number, HandOut>();
   /** Deliveries handed out before, taken here while the other nodes are asked whether they hold them. */
-  readonly #asking = new Map<number, JsMsg>();
+  readonly #asking = new Map<number, HandOut>();
   /** Fetched deliveries being taken (their rows read), by row id. */
-  readonly #taken = new Map<number, JsMsg>();
+  readonly #taken = new Map<number, HandOut>();
+  /** First hand-outs gathered into one stream message per subject (absent: `group_max` = 1). */
+  readonly #groups: PublishGroups | undefined;
+  /** Deliveries per fetched group message lately, which sizes a fetch to the room left. */
+  #perMessage = 1;
   #holders: DeliveryHolders | undefined;
   /**
    * The held deliveries whose row marked their one-way conversation kept when taken (ADR 0080):
@@ -206,6 +156,14 @@ export class JetStreamQueue implements DeliveryQueue {
   constructor(opts: JetStreamQueueOptions) {
     this.#o = opts;
     this.#acks = new PubAcks(opts.nc);
+    const d = opts.cluster.delivery;
+    if (d.group_max > 1)
+      this.#groups = new PublishGroups({
+        send: (subject, payload, msgId) => this.#acks.publish(subject, payload, msgId, d.publish_timeout),
+        maxCount: d.group_max,
+        // A character of JSON is at most three bytes of UTF-8.
+        maxChars: () => Math.floor((opts.nc.info?.max_payload ?? 1024 * 1024) / 3) - WIRE_OVERHEAD,
+      });
     this.#readLinger = new Linger(opts.store.lingerMs);
     this.#rows = new DataLoader(
       async (ids) => {
@@ -258,7 +216,9 @@ export class JetStreamQueue implements DeliveryQueue {
     // A PubAck older than the consumer's answer adds nothing: the answer counted its message.
     const written =
       this.#acks.stored > this.#storedAtCount ? Math.max(this.#written, this.#acks.lastSeq) : this.#written;
-    return this.#dispatcher.size + Math.max(0, written - this.#handedOut);
+    // A message waiting may carry a group: counted as the deliveries this node's messages carry lately.
+    const perMessage = this.#groups?.perMessage ?? 1;
+    return this.#dispatcher.size + Math.round(Math.max(0, written - this.#handedOut) * perMessage);
   }
 
   /**
@@ -399,12 +359,16 @@ export class JetStreamQueue implements DeliveryQueue {
     try {
       await Promise.all(
         out.map(async (o) => {
-          await this.#acks.publish(
-            `${d.subject}.${subjectToken(o.receiver)}`,
-            first && o.tag === undefined ? this.#firstWire(o) : wireOf(o),
-            `d${o.id}${o.tag ?? ''}`,
-            d.publish_timeout,
-          );
+          const subject = `${d.subject}.${subjectToken(o.receiver)}`;
+          const firstOut = first && o.tag === undefined;
+          if (firstOut && this.#groups) await this.#groups.add(subject, o.id, this.#firstWire(o));
+          else
+            await this.#acks.publish(
+              subject,
+              firstOut ? this.#firstWire(o) : wireOf(o),
+              `d${o.id}${o.tag ?? ''}`,
+              d.publish_timeout,
+            );
           if (marked(o)) this.#confirm(o);
         }),
       );
@@ -626,14 +590,19 @@ export class JetStreamQueue implements DeliveryQueue {
       // still held (work waiting for the lanes), it waits for a quarter to be free, rather than
       // pulling again as each finished delivery frees its slot.
       const busy = this.#held.size + this.#taking >= max / 2;
-      if (room <= 0 || (busy && room < Math.floor(max / 4))) {
+      // A fetch asks for stream messages: as many as carry about the room's deliveries lately. A
+      // node holding work waits for room for a whole group rather than take one and hand part of
+      // it back (#split).
+      const messages = Math.floor(room / this.#perMessage);
+      const holding = this.#held.size + this.#taking > 0;
+      if (room <= 0 || (busy && room < Math.floor(max / 4)) || (messages < 1 && holding)) {
         await new Promise<void>((r) => (this.#room = r));
         continue;
       }
       try {
         // Each fetched delivery's row is read at once, not one after another: a burst keeps the
         // node's lanes full instead of holding a few deliveries while the stream backs up.
-        await pulls.pull(room, (m) => {
+        await pulls.pull(Math.max(1, messages), (m) => {
           // A first hand-out: the consumer hands the stream out in order (a redelivery is an older one).
           if (m.info.deliveryCount === 1) this.#handedOut = m.seq;
           this.#taking++;
@@ -666,13 +635,57 @@ export class JetStreamQueue implements DeliveryQueue {
 
   async #take(m: JsMsg): Promise<void> {
     if (!this.#running) return m.nak();
-    let w: Wire;
+    let w: Wire | { g: Wire[] };
     try {
-      w = m.json<Wire>();
+      w = m.json<Wire | { g: Wire[] }>();
     } catch (e) {
       this.#o.log.error({ seq: m.seq, err: describeError(e) }, 'dropped a delivery that is not JSON');
       return m.term('not JSON');
     }
+    // Singles do not move the estimate: most are what a node could not hold of a group (#split).
+    if (!isGroupWire<Wire>(w)) return this.#takeOne(m, w);
+    const wires = w.g;
+    this.#perMessage += (Math.max(1, wires.length) - this.#perMessage) / 8;
+    if (wires.length === 0) return m.ack();
+    const outs = groupHandOuts(m, wires.length);
+    // What does not fit the room this node has left goes back to the stream one delivery a message,
+    // for any node: a group must not hold more deliveries on one node than max_held allows.
+    const room = Math.max(1, this.#o.cluster.delivery.max_held - this.#held.size - (this.#taking - 1));
+    for (let i = room; i < wires.length; i++) this.#split(m, wires[i]!, outs[i]!);
+    await Promise.all(
+      wires.slice(0, room).map((one, i) =>
+        this.#takeOne(outs[i]!, one).catch((e: unknown) => {
+          this.#o.log.warn(
+            { seq: m.seq, delivery: one.id, err: describeError(e) },
+            'could not take a delivery; it is delivered again later',
+          );
+          outs[i]!.nak(1000);
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Publishes one delivery of group `m` as a message of its own, then settles it in the group.
+   * Its id is the same for every split of this stream message (a group handed out again and split
+   * again is stored once). What its take would not read travels only with a first hand-out.
+   */
+  #split(m: JsMsg, w: Wire, out: HandOut): void {
+    const d = this.#o.cluster.delivery;
+    const wire = m.info.deliveryCount === 1 ? JSON.stringify(w) : JSON.stringify({ ...w, kept: undefined });
+    this.#acks.publish(`${d.subject}.${subjectToken(w.receiver)}`, wire, `d${w.id}x${m.seq}`, d.publish_timeout).then(
+      () => out.ack(),
+      (e: unknown) => {
+        this.#o.log.warn(
+          { delivery: w.id, err: describeError(e) },
+          'could not hand a grouped delivery back to the stream; its group is delivered again later',
+        );
+        out.nak(1000);
+      },
+    );
+  }
+
+  async #takeOne(m: HandOut, w: Wire): Promise<void> {
     // Held from here for another node asking (#holds): its row may take a while to read.
     this.#taken.set(w.id, m);
     try {
@@ -694,7 +707,7 @@ export class JetStreamQueue implements DeliveryQueue {
     return m !== undefined;
   }
 
-  async #takeRow(m: JsMsg, w: Wire): Promise<void> {
+  async #takeRow(m: HandOut, w: Wire): Promise<void> {
     let row;
     try {
       row = w.kept !== undefined && m.info.deliveryCount === 1 ? this.#unread(w, w.kept) : undefined;
@@ -746,7 +759,7 @@ export class JetStreamQueue implements DeliveryQueue {
    * Whether another node says it still holds the delivery of row `id` (delivery-holders.ts); if so,
    * `m` goes back to the stream for an ack wait, by when that node has finished it or is gone.
    */
-  async #heldElsewhere(id: number, m: JsMsg): Promise<boolean> {
+  async #heldElsewhere(id: number, m: HandOut): Promise<boolean> {
     this.#asking.set(id, m);
     m.working();
     let holder: string | undefined;
@@ -810,7 +823,7 @@ export class JetStreamQueue implements DeliveryQueue {
     return m && [JSON.parse(scrubSecrets(messageJson(m, false))) as AclMessage];
   }
 
-  #release(id: number): JsMsg | undefined {
+  #release(id: number): HandOut | undefined {
     const m = this.#held.get(id);
     this.#held.delete(id);
     const conversation = this.#openingOf.get(id);

@@ -334,6 +334,41 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     expect(m?.deliveries[0]!.state).toBe('done');
   }, 30_000);
 
+  it('deliveries committed together travel in one stream message; a node that dies holding them loses none, and each runs once more only', async () => {
+    fresh();
+    const onA: string[] = [];
+    const a = await node('a', [['worker', ['work']]]);
+    a.bus.registerHandler('worker', (m) => {
+      onA.push(String(m.content));
+      return new Promise<AgentAnswer>(() => {});
+    });
+    await a.bus.start();
+    const sent = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        a.bus.submit({ performative: 'request', sender: 'client', receivers: ['worker'], content: `g${i}` }),
+      ),
+    );
+    await waitUntil(() => onA.length >= 1, { what: 'node a running a delivery' });
+    const jsm = await jetstreamManager(open[0]!.nc);
+    const stream = await jsm.streams.info(`S${schema}`);
+    expect(stream.state.last_seq).toBeLessThan(sent.length);
+    // A's link to NATS goes (as when it dies): the group is handed out again after ack_wait.
+    await open[0]!.nc.close();
+    const onB: string[] = [];
+    const b = await node('b', [['worker', ['work']]]);
+    b.bus.registerHandler('worker', (m) => {
+      onB.push(String(m.content));
+      return { performative: 'inform', content: 'answered by b' };
+    });
+    await b.bus.start();
+    for (const x of sent) expect((await b.bus.wait(x.conversation_id, 15_000)).state).toBe('completed');
+    expect(onB.sort()).toEqual(sent.map((_, i) => `g${i}`).sort());
+    for (const x of sent) {
+      const m = await b.bus.reads.getMessage(x.id);
+      expect(m?.deliveries.map((d) => d.state)).toEqual(['done']);
+    }
+  }, 30_000);
+
   it('a dead letter made on one node replays from the other and completes its conversation', async () => {
     fresh();
     let broken = true;
