@@ -66,12 +66,19 @@ export async function createMemory(opts: CreateMemoryOptions): Promise<MemoryCom
     case 'postgres': {
       const c = postgresConfig(config);
       // Loaded only here: a server whose memory is in SQLite never loads pg.
-      const [{ default: pg }, { PgMemoryStore }] = await Promise.all([import('pg'), import('./pg-store.js')]);
+      const [{ default: pg }, { PgMemoryStore }, { guardConnections }] = await Promise.all([
+        import('pg'),
+        import('./pg-store.js'),
+        import('../storage/pg/index.js'),
+      ]);
       // Connections are opened on first use: a server whose agents never touch memory never connects.
       const pool = new pg.Pool({ connectionString: c.url, max: c.pool_size, application_name: 'caxton-memory' });
       pool.on('error', (err) =>
         log?.warn({ err }, 'memory: an idle PostgreSQL connection failed; it is replaced on next use'),
       );
+      // A connection that dies while checked out (a transaction, the readiness check) fails its
+      // query; its `error` event must not end the process.
+      guardConnections(pool);
       store = new PgMemoryStore({ ...common, pool, schema: c.schema });
       release = () => pool.end();
       ping = (signal) => pingPostgres(pool, signal);

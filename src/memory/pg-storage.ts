@@ -17,6 +17,7 @@
  * vectors of the current model). Every instance on a schema must use the same embedding model.
  */
 import pg from 'pg';
+import { guardConnections } from '../storage/pg/index.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import {
@@ -134,8 +135,11 @@ export class PgStorage implements MemoryStorage<string> {
     this.#log = opts.log;
     this.#ownPool = !opts.pool;
     this.#pool = opts.pool ?? new pg.Pool({ connectionString: opts.url, application_name: 'caxton-memory' });
-    if (this.#ownPool)
+    if (this.#ownPool) {
       this.#pool.on('error', (err) => this.#log?.warn({ err }, 'memory: an idle PostgreSQL connection failed'));
+      // A connection that dies while checked out fails its query; its `error` event must not end the process.
+      guardConnections(this.#pool);
+    }
   }
 
   // ---- Schema, readiness, locking ----

@@ -2,7 +2,7 @@
  * The PostgreSQL memory backend under concurrency and failure, on a real PostgreSQL
  * (CAXTON_TEST_PG_URL; pgvector from scripts/setup-pgvector.sh): two instances writing one schema
  * at once, re-embedding on a model change, a failed embedder, and a kill -9 in the middle of a
- * bulk merge changing nothing.
+ * bulk merge changing nothing, and a link that drops under load ending nothing.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { HNSW_INDEX } from '../../src/memory/pg-schema.js';
 import { PgMemoryStore } from '../../src/memory/pg-store.js';
 import { entityText } from '../../src/memory/text.js';
 import { hasSystem } from '../helpers/system.js';
+import { startPgProxy } from '../helpers/tcp-proxy.js';
 import { POSTGRES_BACKEND, TEST_PG_URL } from './backends.js';
 import { HashEmbedder, removeTempDirs } from './helpers.js';
 import { freshSchema } from './pg-schema-helper.js';
@@ -24,6 +25,46 @@ const pgBackend = POSTGRES_BACKEND;
 const PG = hasSystem('pgvector');
 
 describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures', () => {
+  it('a link to PostgreSQL that drops under load fails the calls in flight and ends nothing; the store works once it is back', async () => {
+    const { schema, drop } = await freshSchema();
+    const { proxy, url } = await startPgProxy();
+    const store = new PgMemoryStore({ url, schema, embedder: new HashEmbedder() });
+    // A connection that dies while checked out, with no listener of its own, emits an `error`
+    // nobody hears: in a server, the end of its process.
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      await store.ready();
+      await store.createEntities('workspace', [{ name: 'kept', entityType: 'note', observations: ['before the cut'] }]);
+      let stop = false;
+      const failed: unknown[] = [];
+      // Reads and writes, each on a connection checked out of the pool for its transaction.
+      const loops = Array.from({ length: 8 }, async (_, i) => {
+        for (let n = 0; !stop; n++)
+          await (
+            i % 2 === 0
+              ? store.getEntity('workspace', 'kept')
+              : store.createEntities('workspace', [{ name: `w${i}-${n}`, entityType: 'note', observations: ['x'] }])
+          ).catch((e: unknown) => failed.push(e));
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      proxy.cut();
+      await new Promise((r) => setTimeout(r, 300));
+      stop = true;
+      await Promise.all(loops);
+      proxy.restore();
+      expect(failed.length).toBeGreaterThan(0);
+      expect(uncaught).toEqual([]);
+      expect((await store.getEntity('workspace', 'kept'))?.observations).toEqual(['before the cut']);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await store.close();
+      await proxy.close();
+      await drop();
+    }
+  }, 60_000);
+
   it('keeps two instances writing the same schema at once consistent', async () => {
     const { schema, admin, drop } = await freshSchema();
     const a = new PgMemoryStore({ url: TEST_PG_URL, schema, embedder: new HashEmbedder() });
