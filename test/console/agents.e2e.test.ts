@@ -308,7 +308,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await page.keyboard.press('Tab');
       expect(await page.evaluate('document.activeElement.id')).toBe('agent-search');
       await page.keyboard.type('scribe');
+      // "sc" already leaves one agent: the count alone does not say the whole word reached the links.
       await page.getByTestId('agent-count').getByText('1 of 3 agents').waitFor();
+      await page.locator('a[href="/ui/agents/scribe?q=scribe"]').waitFor();
       // Into the list and onto the agent with the keyboard alone.
       await page.keyboard.press('Tab');
       await page.keyboard.press('Tab');
