@@ -42,7 +42,7 @@
  * The messages are `agree`, a one-way act the receiving agent is not run for: the messaging
  * path alone. Needs `npm run build`, nats-server and PostgreSQL 15's binaries.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
@@ -90,6 +90,8 @@ const DRAIN_MS = 60_000;
 const SETTLE_MAX_MS = 30_000;
 const SETTLE_PROBE_MS = 1_000;
 
+/** Where each paced message's times go, one JSON line each (submitted, accepted, done, node), when set. */
+const PACED_TRACE = process.env.BENCH_CLUSTER_PACED_TRACE;
 const BASE_MAIN = process.env.BENCH_CLUSTER_BASE_MAIN;
 
 const ALL_WORKLOADS = [
@@ -248,6 +250,7 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
     ...(settle_ms !== undefined && { settle_ms }),
   };
   const submitted = new Map<string, [number, number]>();
+  const sentTo = new Map<string, number>();
   const cluster =
     workload === 'node1' || workload === 'node1-batch' ? env.one : isBase(workload) ? env.base! : env.three;
   const fail = (s: string) => {
@@ -278,8 +281,10 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
       const again: number[] = [];
       let retryAfter = 1;
       results.forEach((x, k) => {
-        if (x.status === 202 && x.id) submitted.set(x.id, [t, end]);
-        else if (x.status === 429 && x.error?.code === 'queue_full') {
+        if (x.status === 202 && x.id) {
+          submitted.set(x.id, [t, end]);
+          if (PACED_TRACE) sentTo.set(x.id, i % cluster.nodes.length);
+        } else if (x.status === 429 && x.error?.code === 'queue_full') {
           again.push(items[k]!);
           retryAfter = Math.max(retryAfter, x.error.details?.retry_after ?? 1);
         } else fail(`${x.status} ${JSON.stringify(x).slice(0, 300)}`);
@@ -364,6 +369,11 @@ async function rep(env: Env, workload: Workload, seconds: number): Promise<Rep> 
     r.e2e_ms.push(done - start);
     r.after_accept_ms.push(done - accepted);
     r.accept_ms.push(accepted - start);
+    if (PACED_TRACE && workload === 'paced3')
+      appendFileSync(
+        PACED_TRACE,
+        `${JSON.stringify({ id: row.message_id, start, accepted, done, node: sentTo.get(row.message_id) })}\n`,
+      );
   }
   if (rows.length < submitted.size) r.failures.push(`${submitted.size - rows.length} accepted but not delivered`);
   return r;
@@ -380,6 +390,8 @@ interface Totals {
   back_pressure: number;
   /** CPU ms per delivered message, by process group, and the sum of the groups the workload runs on. */
   cpu_ms: Record<string, number>;
+  /** Per delivered message, by process group: how often its threads were woken (processWakes). */
+  wakes: Record<string, number>;
   cpu_total_ms: number;
   e2e_ms?: Summary;
   after_accept_ms?: Summary;
@@ -410,6 +422,9 @@ function totals(reps: Rep[], workload: Workload): Totals {
   const cpu_s: Record<string, number> = {};
   for (const r of mine) for (const [g, x] of Object.entries(r.cpu.processes)) cpu_s[g] = (cpu_s[g] ?? 0) + x.cpu_s;
   const cpu_ms = Object.fromEntries(Object.entries(cpu_s).map(([g, s]) => [g, (s * 1000) / Math.max(1, delivered)]));
+  const wakes: Record<string, number> = {};
+  for (const r of mine)
+    for (const [g, x] of Object.entries(r.cpu.processes)) wakes[g] = (wakes[g] ?? 0) + x.wakes / Math.max(1, delivered);
   const all = (k: 'e2e_ms' | 'after_accept_ms' | 'accept_ms') => mine.flatMap((r) => r[k]);
   return {
     workload,
@@ -420,6 +435,7 @@ function totals(reps: Rep[], workload: Workload): Totals {
     refused: mine.reduce((s, r) => s + r.refused, 0),
     back_pressure: mine.reduce((s, r) => s + r.back_pressure, 0),
     cpu_ms,
+    wakes,
     cpu_total_ms: Object.entries(cpu_ms)
       .filter(([g]) => counts(workload, g))
       .reduce((a, [, ms]) => a + ms, 0),
@@ -653,10 +669,10 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
     const parts = (counted: boolean) =>
       Object.entries(t[w].cpu_ms)
         .filter(([g]) => counts(w, g) === counted)
-        .map(([g, ms]) => `${g} ${fmt(ms, 3)}`)
+        .map(([g, ms]) => `${g} ${fmt(ms, 3)} (${fmt(t[w].wakes[g] ?? Number.NaN, 1)} wakes)`)
         .join(', ');
     rows.push({
-      metric: `CPU ms per delivered message, ${LABEL[w]}`,
+      metric: `CPU ms per delivered message (and wakes: times a process's threads were woken), ${LABEL[w]}`,
       value: `${fmt(t[w].cpu_total_ms, 3)} in all`,
       baseline: `${parts(true)}; not counted (idle): ${parts(false)}`,
     });

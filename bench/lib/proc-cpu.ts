@@ -25,6 +25,31 @@ export function processCpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * Times the threads of `pid` gave up a core to wait (the voluntary context switches of each
+ * /proc/PID/task/TID/status, summed), or NaN when it is gone (or not Linux). At a low message rate
+ * each wait ends in a wake-up that runs on cold caches, and that, not the work, is most of what a
+ * message costs: a process's wakes per message say how often it was woken for one.
+ */
+export function processWakes(pid: number): number {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return Number.NaN;
+  }
+  let n = 0;
+  for (const t of tasks) {
+    try {
+      const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'));
+      if (m) n += Number(m[1]);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return n;
+}
+
 /** The ids of the running processes whose command name (/proc/PID/comm) is `comm`. */
 function pidsNamed(comm: string): number[] {
   const out: number[] = [];
@@ -111,6 +136,8 @@ export interface CpuShare {
   cpu_s: number;
   /** That as a percentage of one core over the interval's wall time (200 % = two cores busy). */
   pct_of_core: number;
+  /** Times its threads gave up a core to wait (processWakes) over the interval. */
+  wakes: number;
 }
 
 export interface CpuReport {
@@ -131,35 +158,42 @@ export async function cpuMeter(
   groups: Record<string, () => number[] | Promise<number[]>>,
 ): Promise<{ stop(): Promise<CpuReport> }> {
   const sample = async () => {
-    const per: Record<string, Map<number, number>> = {};
+    const per: Record<string, Map<number, readonly [number, number]>> = {};
     for (const [name, pids] of Object.entries(groups))
-      per[name] = new Map((await pids()).map((p) => [p, processCpuSeconds(p)]));
+      per[name] = new Map((await pids()).map((p) => [p, [processCpuSeconds(p), processWakes(p)] as const]));
     return per;
   };
   const s0 = await sample();
   const t0 = performance.now();
   const m0 = machineSeconds();
   const self0 = process.cpuUsage();
+  const selfWakes0 = process.resourceUsage().voluntaryContextSwitches;
   return {
     async stop() {
       const s1 = await sample();
       const m1 = machineSeconds();
       const self = process.cpuUsage(self0);
       const wall = (performance.now() - t0) / 1000;
-      const share = (cpu: number): CpuShare => ({
+      const share = (cpu: number, wakes: number): CpuShare => ({
         cpu_s: Math.round(cpu * 100) / 100,
         pct_of_core: Math.round((cpu / wall) * 1000) / 10,
+        wakes,
       });
       const processes: Record<string, CpuShare> = {};
       for (const [name, end] of Object.entries(s1)) {
         let cpu = 0;
-        for (const [pid, t1] of end) {
-          const t = s0[name]!.get(pid) ?? 0;
+        let wakes = 0;
+        for (const [pid, [t1, w1]] of end) {
+          const [t, w] = s0[name]!.get(pid) ?? [0, 0];
           if (Number.isFinite(t) && Number.isFinite(t1)) cpu += t1 - t;
+          if (Number.isFinite(w) && Number.isFinite(w1)) wakes += w1 - w;
         }
-        processes[name] = share(cpu);
+        processes[name] = share(cpu, wakes);
       }
-      processes['bench driver (this process)'] = share((self.user + self.system) / 1e6);
+      processes['bench driver (this process)'] = share(
+        (self.user + self.system) / 1e6,
+        process.resourceUsage().voluntaryContextSwitches - selfWakes0,
+      );
       const cores = cpus().length;
       const busy = m1.busy - m0.busy;
       return {
