@@ -79,19 +79,6 @@ export const EVENT_STORE_MIGRATIONS: readonly PgMigration[] = [
   ID_BLOCK_MIGRATION,
 ];
 
-/**
- * The least time between two INSERTs of a node's events (PgBatchTuning.flushMs): a node's events
- * are written at most ten times a second, and the events of one message (`message.sent` on one
- * node, `message.received` on another) share a row with those of the others of that tenth of a
- * second. Why so long: below saturation each write is a PostgreSQL round trip and a commit that
- * wakes a backend and the node on cold caches, and a message arriving every 30 ms would otherwise
- * pay two of them (docs/benchmarks.md, the paced workload: PostgreSQL woken 9.3 times a message
- * instead of 12.7). What it costs: an event reaches GET /api/v1/events and the followers of other
- * nodes up to 100 ms later while its node keeps writing; conversations' ends do not wait for it
- * (the bus relays its own events).
- */
-export const PG_EVENTS_WINDOW_MS = 100;
-
 export interface PgEventStoreOptions extends PgBatchTuning {
   pool: pg.Pool;
   /** The cluster schema (`[cluster.state] schema`); migrated by `PgEventStore.migrate`. */
@@ -126,7 +113,6 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
     this.#o = opts;
     this.#s = quotedSchema(opts.schema);
     this.#log = new PgLogTable<AgentEventInput>({
-      flushMs: PG_EVENTS_WINDOW_MS,
       ...opts,
       schema: this.#s,
       table: 'agent_events',

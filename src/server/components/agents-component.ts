@@ -14,7 +14,7 @@ import type { ServerConfig } from '../../config/index.js';
 import { llmSetup, modelCheck, providerCheck, wasmModuleResolver } from '../../execution/index.js';
 import { PgEventStore, type Logger, type Metrics } from '../../observability/index.js';
 import { createAgentEvents, type AgentEvents } from '../../observability/agent-event-recorder.js';
-import { migrate, type Db } from '../../storage/index.js';
+import { migrate, TURN_WRITER_WINDOW_MS, type Db } from '../../storage/index.js';
 import { describeError } from '../../shared/errors.js';
 import type { ClusterStateComponent } from './cluster-component.js';
 import type { Component } from './component.js';
@@ -167,6 +167,9 @@ function openAgentEvents(opts: {
             node: state.node,
             retentionMs: config.events.retention,
             maxRows: config.events.max_rows,
+            // One INSERT per window under load, as a single node's events writer: an INSERT per
+            // turn cost PostgreSQL a commit for every few events (docs/benchmarks.md, ADR 0098).
+            flushMs: TURN_WRITER_WINDOW_MS,
             onError: (e) =>
               logger.warn(
                 { err: describeError(e) },
